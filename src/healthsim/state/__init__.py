@@ -1,0 +1,92 @@
+"""HealthSim State: save, load, search and share synthetic healthcare scenarios.
+
+The module-level functions work on the default database: ``HEALTHSIM_DB`` if set, else
+``~/.healthsim/healthsim.duckdb`` (both read at each call). :class:`ScenarioStore` offers
+the same operations on an explicit file.
+
+Example:
+    >>> from healthsim.state import save_scenario, load_scenario
+    >>> save_scenario("diabetes-cohort", {"patients": [{"patient_id": "MRN-1"}]})  # doctest: +SKIP
+    >>> load_scenario("diabetes-cohort")["entities"]["patients"]                  # doctest: +SKIP
+    [{'patient_id': 'MRN-1'}]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from .errors import (
+    DatabaseError,
+    DatabaseLockedError,
+    InvalidEntityError,
+    InvalidInputError,
+    InvalidScenarioFileError,
+    InvalidScenarioNameError,
+    ScenarioExistsError,
+    ScenarioNotFoundError,
+    StateError,
+)
+from .store import ScenarioStore
+
+__all__ = [
+    "save_scenario",
+    "load_scenario",
+    "list_scenarios",
+    "delete_scenario",
+    "ScenarioStore",
+    "StateError",
+    "ScenarioNotFoundError",
+    "ScenarioExistsError",
+    "InvalidInputError",
+    "InvalidScenarioNameError",
+    "InvalidEntityError",
+    "InvalidScenarioFileError",
+    "DatabaseLockedError",
+    "DatabaseError",
+]
+
+
+def _default_store() -> ScenarioStore:
+    # A new facade per call: the default path follows HEALTHSIM_DB as it changes.
+    return ScenarioStore()
+
+
+def save_scenario(
+    name: str,
+    entities: Mapping[str, Iterable[Any]],
+    description: str | None = None,
+    tags: Iterable[str] | None = None,
+    overwrite: bool = False,
+) -> str:
+    """Save entities as a named scenario in the default database.
+
+    See :meth:`ScenarioStore.save_scenario`.
+    """
+    return _default_store().save_scenario(name, entities, description, tags, overwrite)
+
+
+def load_scenario(name: str) -> dict[str, Any]:
+    """Load a scenario by name or UUID from the default database.
+
+    See :meth:`ScenarioStore.load_scenario`.
+    """
+    return _default_store().load_scenario(name)
+
+
+def list_scenarios(
+    tag: str | None = None, search: str | None = None, limit: int = 100
+) -> dict[str, Any]:
+    """List scenarios in the default database, newest first.
+
+    See :meth:`ScenarioStore.list_scenarios`.
+    """
+    return _default_store().list_scenarios(tag=tag, search=search, limit=limit)
+
+
+def delete_scenario(name: str) -> bool:
+    """Delete a scenario by name or UUID from the default database.
+
+    See :meth:`ScenarioStore.delete_scenario`.
+    """
+    return _default_store().delete_scenario(name)

@@ -1,0 +1,391 @@
+"""Entities: type names, id fields, and validated JSON encoding.
+
+An entity is a dict, a pydantic model or a dataclass. It is stored as the JSON text of
+its *JSON-normalised* form (datetimes and dates as ISO strings, UUID and Decimal as
+strings, enums as their values, tuples as lists). What cannot be represented in JSON
+without changing it (NaN, infinities, non-string keys, arbitrary objects, nesting deeper
+than :data:`MAX_DEPTH`, integers longer than :data:`MAX_INT_DIGITS`) is refused with an
+:class:`InvalidEntityError` naming the entity type, index and field.
+
+Encoding is the hot path of every save and import, so it runs orjson first and only
+falls back to an exact (slower) Python walk when orjson cannot decide: orjson refuses
+integers beyond 64 bits and writes NaN as ``null``, so any output containing ``null``
+is checked for non-finite floats, and any output with enough brackets to be deep is
+checked for depth.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import enum
+import json
+import math
+import re
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from .errors import InvalidEntityError
+
+__all__ = [
+    "KNOWN_TYPES",
+    "MAX_DEPTH",
+    "MAX_INT_DIGITS",
+    "ENTITY_ID_NAMESPACE",
+    "normalize_type",
+    "id_fields",
+    "raw_entity_id",
+    "derive_entity_id",
+    "encode_entity",
+    "decode_entity",
+    "iter_typed_entities",
+]
+
+#: Deepest nesting of objects and arrays inside one entity (the entity itself is level 1).
+MAX_DEPTH = 100
+#: Longest integer accepted, in decimal digits: Python's default int/str conversion limit.
+MAX_INT_DIGITS = 4300
+#: Namespace of the UUIDv5 derived from an entity's non-UUID id: ``uuid5(NS, "{type}:{id}")``.
+ENTITY_ID_NAMESPACE = uuid.UUID("6f1a3c52-8f9e-5d1b-9a57-3e2c4b7d9f10")
+
+#: The specification's entity types, singular form -> stored (plural) form.
+_SINGULAR_TO_PLURAL = {
+    "patient": "patients",
+    "encounter": "encounters",
+    "diagnosis": "diagnoses",
+    "procedure": "procedures",
+    "medication": "medications",
+    "lab_result": "lab_results",
+    "vital_sign": "vital_signs",
+    "clinical_note": "clinical_notes",
+    "member": "members",
+    "claim": "claims",
+    "claim_line": "claim_lines",
+    "prescription": "prescriptions",
+    "subject": "subjects",
+    "trial_visit": "trial_visits",
+}
+KNOWN_TYPES: tuple[str, ...] = tuple(_SINGULAR_TO_PLURAL.values())
+_PLURAL_TO_SINGULAR = {p: s for s, p in _SINGULAR_TO_PLURAL.items()}
+
+#: Id fields that differ from the "{singular}_id" rule, tried first.
+_SPECIAL_ID_FIELDS = {
+    "prescriptions": ("prescription_number", "prescription_id", "rx_id"),
+    "trial_visits": ("visit_id", "trial_visit_id"),
+    "clinical_notes": ("note_id", "clinical_note_id"),
+    "lab_results": ("lab_result_id", "result_id"),
+    "vital_signs": ("vital_sign_id", "observation_id"),
+    "claim_lines": ("claim_line_id", "line_id"),
+}
+
+_TYPE_PATTERN = re.compile(r"[a-z][a-z0-9_]*")
+_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_MAX_TYPE_LENGTH = 100
+
+
+def normalize_type(raw: object) -> str:
+    """Return the stored name of an entity type.
+
+    ``patient``, ``Patient`` and ``patients`` all become ``patients``; ``LabResult`` and
+    ``lab-result`` become ``lab_results``. Types outside the specification's table are
+    kept (lower snake_case) if they match ``[a-z][a-z0-9_]*``.
+
+    Raises:
+        InvalidEntityError: the type is not a string or not a valid name.
+    """
+    if not isinstance(raw, str):
+        raise InvalidEntityError(
+            f"entity type {raw!r} must be a string such as 'patients'", entity_type=None
+        )
+    name = _CAMEL_BOUNDARY.sub("_", raw.strip()).lower().replace("-", "_").replace(" ", "_")
+    name = _SINGULAR_TO_PLURAL.get(name, name)
+    if not _TYPE_PATTERN.fullmatch(name) or len(name) > _MAX_TYPE_LENGTH:
+        raise InvalidEntityError(
+            f"entity type {raw!r} is not a valid type name; use lower snake_case letters, "
+            "digits and underscores starting with a letter (e.g. 'patients', 'care_gaps')",
+            entity_type=str(raw),
+        )
+    return name
+
+
+def id_fields(entity_type: str) -> tuple[str, ...]:
+    """The fields, in order, whose value is taken as an entity's own id."""
+    singular = _PLURAL_TO_SINGULAR.get(entity_type)
+    if singular is None:
+        singular = entity_type[:-1] if entity_type.endswith("s") else entity_type
+    fields = [*_SPECIAL_ID_FIELDS.get(entity_type, ()), f"{singular}_id", "id"]
+    return tuple(dict.fromkeys(fields))
+
+
+def raw_entity_id(data: Any, fields: tuple[str, ...]) -> str | None:
+    """The entity's own id as text (``None`` when it has none).
+
+    Strings are taken as they are; numbers as their JSON text. Other values (null,
+    booleans, objects) do not identify an entity.
+    """
+    get = data.get if isinstance(data, dict) else (lambda f: getattr(data, f, None))
+    for field in fields:
+        value = get(field)
+        if type(value) is str:
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return json.dumps(value) if isinstance(value, float) else str(value)
+    return None
+
+
+def derive_entity_id(entity_type: str, raw_id: str | None) -> uuid.UUID:
+    """The ``entity_id`` stored for an entity (Python form of the SQL used on save).
+
+    A UUID id is used as it is, any other id gives ``uuid5(NS, "{type}:{id}")``, and an
+    entity without an id gets a fresh random UUID.
+    """
+    if raw_id is None:
+        return uuid.uuid4()
+    try:
+        return uuid.UUID(raw_id)
+    except ValueError:
+        return uuid.uuid5(ENTITY_ID_NAMESPACE, f"{entity_type}:{raw_id}")
+
+
+# --------------------------------------------------------------------------- encoding
+
+
+def _orjson_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):  # a pydantic model nested in plain data
+        return dump(mode="json")
+    raise TypeError
+
+
+def _has_nonfinite_float(value: Any) -> bool:
+    stack = [value]
+    pop, push, extend = stack.pop, stack.append, stack.extend
+    while stack:
+        item = pop()
+        kind = type(item)
+        if kind is dict:
+            extend(item.values())
+        elif kind is list or kind is tuple:
+            extend(item)
+        elif kind is float:
+            if item != item or item in (math.inf, -math.inf):
+                return True
+        elif not (kind is str or kind is int or kind is bool or item is None):
+            push(_plain_or_none(item))
+    return False
+
+
+def _plain_or_none(item: Any) -> Any:
+    """Containers hidden in dataclasses/pydantic/enums, for the NaN scan."""
+    if dataclasses.is_dataclass(item) and not isinstance(item, type):
+        return [getattr(item, f.name) for f in dataclasses.fields(item)]
+    if isinstance(item, enum.Enum):
+        return item.value
+    if isinstance(item, float):
+        return float(item)
+    if isinstance(item, (dict, list, tuple)):
+        return list(item.values()) if isinstance(item, dict) else list(item)
+    dump = getattr(item, "model_dump", None)
+    if callable(dump):
+        return dump(mode="json")
+    return None
+
+
+def _path(parent: str, key: Any) -> str:
+    if isinstance(key, int):
+        return f"{parent}[{key}]"
+    if isinstance(key, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+        return f"{parent}.{key}"
+    return f"{parent}[{json.dumps(key, ensure_ascii=False)}]"
+
+
+class _Refused(Exception):
+    """Internal: a value cannot be stored; carries its path inside the entity."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        self.path = path
+        self.problem = problem
+
+
+def _to_plain(value: Any, path: str, depth: int) -> Any:
+    """Exact JSON normalisation with checks; slow, used when orjson cannot decide."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _Refused(path, "contains a lone surrogate, which UTF-8 JSON cannot hold") from None
+        return str(value)
+    if isinstance(value, int):
+        if isinstance(value, enum.Enum):
+            return _to_plain(value.value, path, depth)
+        if value.bit_length() > 14000:  # cheap pre-check; 4300 digits is ~14284 bits
+            try:
+                digits = len(str(abs(value)))
+            except ValueError:
+                digits = MAX_INT_DIGITS + 1
+            if digits > MAX_INT_DIGITS:
+                raise _Refused(path, f"is an integer longer than {MAX_INT_DIGITS} digits")
+        return int(value)
+    if isinstance(value, float):
+        if isinstance(value, enum.Enum):
+            return _to_plain(value.value, path, depth)
+        if not math.isfinite(value):
+            raise _Refused(path, f"is {value!r}, which JSON cannot represent; use null or a number")
+        return float(value)
+    if depth >= MAX_DEPTH and isinstance(value, (dict, list, tuple)):
+        raise _Refused(path, f"nests deeper than {MAX_DEPTH} levels")
+    if isinstance(value, Mapping):
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise _Refused(_path(path, str(key)), f"has a non-string key {key!r}; JSON keys are strings")
+            key_path = _path(path, key)
+            try:
+                key.encode("utf-8")
+            except UnicodeEncodeError:
+                raise _Refused(key_path, "key contains a lone surrogate") from None
+            out[str(key)] = _to_plain(item, key_path, depth + 1)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_to_plain(item, _path(path, i), depth + 1) for i, item in enumerate(value)]
+    if isinstance(value, enum.Enum):
+        return _to_plain(value.value, path, depth)
+    if isinstance(value, _dt.datetime | _dt.date | _dt.time):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, Decimal):
+        return str(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _to_plain(
+            {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}, path, depth
+        )
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        return _to_plain(dump(mode="json"), path, depth)
+    raise _Refused(
+        path,
+        f"is a {type(value).__name__}, which has no JSON form; convert it to a string, "
+        "number, list or dict first",
+    )
+
+
+def _max_depth_exceeded(text: bytes) -> bool:
+    """Exact nesting depth of JSON text, counting brackets outside strings."""
+    depth = 0
+    in_string = escaped = False
+    for byte in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x7B, 0x5B):
+            depth += 1
+            if depth > MAX_DEPTH:
+                return True
+        elif byte in (0x7D, 0x5D):
+            depth -= 1
+    return False
+
+
+_SLOW_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+def encode_entity(entity: Any, entity_type: str, index: int) -> bytes:
+    """Return the JSON text (UTF-8) stored for one entity.
+
+    Args:
+        entity: a dict, pydantic model or dataclass instance.
+        entity_type: its normalised type, for error messages.
+        index: its position in its type's list, for error messages.
+
+    Raises:
+        InvalidEntityError: naming the type, index and field of what cannot be stored.
+    """
+    kind = type(entity)
+    if kind is not dict:
+        if dataclasses.is_dataclass(entity) and not isinstance(entity, type):
+            pass  # orjson serialises dataclass fields natively, in definition order
+        elif callable(getattr(entity, "model_dump", None)):
+            entity = entity.model_dump(mode="json")
+        elif isinstance(entity, Mapping):
+            entity = dict(entity)
+        else:
+            raise InvalidEntityError(
+                f"{entity_type}[{index}] is a {kind.__name__}; an entity must be a JSON object "
+                "(a dict, a pydantic model or a dataclass)",
+                entity_type=entity_type,
+                index=index,
+            )
+    try:
+        text = orjson.dumps(entity, default=_orjson_default)
+    except (TypeError, orjson.JSONEncodeError):
+        text = None  # big integer, odd key, unsupported value: decide exactly below
+    else:
+        suspicious = b"null" in text and _has_nonfinite_float(entity)
+        if not suspicious and text.count(b"{") + text.count(b"[") <= MAX_DEPTH:
+            return text
+        if not suspicious and not _max_depth_exceeded(text):
+            return text
+    try:
+        plain = _to_plain(entity, "$", 1)
+    except _Refused as refused:
+        raise InvalidEntityError(
+            f"{entity_type}[{index}] field {refused.path} {refused.problem}",
+            entity_type=entity_type,
+            index=index,
+            field=refused.path,
+        ) from None
+    except RecursionError:
+        raise InvalidEntityError(
+            f"{entity_type}[{index}] nests deeper than {MAX_DEPTH} levels",
+            entity_type=entity_type,
+            index=index,
+        ) from None
+    return _SLOW_ENCODER.encode(plain).encode("utf-8")
+
+
+def decode_entity(text: str | bytes, *, exact: bool = False) -> Any:
+    """Parse stored JSON text back into Python values.
+
+    orjson turns integers beyond 64 bits into floats, so text that may hold one
+    (``exact=True``, decided by the caller from a digit-run check) goes through the
+    standard library parser, which keeps them as ``int``.
+    """
+    return json.loads(text) if exact else orjson.loads(text)
+
+
+def iter_typed_entities(
+    entities: Mapping[str, Iterable[Any]],
+) -> Iterator[tuple[str, Iterable[Any]]]:
+    """Yield ``(normalised type, entity list)`` pairs, validating the outer shape.
+
+    Raises:
+        InvalidEntityError: ``entities`` is not a mapping of type to list.
+    """
+    if not isinstance(entities, Mapping):
+        raise InvalidEntityError(
+            f"entities must be a dict of entity type to list of entities, not a "
+            f"{type(entities).__name__}; e.g. {{'patients': [...], 'encounters': [...]}}"
+        )
+    for raw_type, items in entities.items():
+        entity_type = normalize_type(raw_type)
+        if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Iterable):
+            raise InvalidEntityError(
+                f"entities[{raw_type!r}] must be a list of entities, not a {type(items).__name__}",
+                entity_type=entity_type,
+            )
+        yield entity_type, items

@@ -1,0 +1,125 @@
+"""The one exception tree of ``healthsim.state``.
+
+Every error the library raises on purpose derives from :class:`StateError`, and the
+ones a caller may want to treat like built-in errors also derive from those::
+
+    StateError
+    ├── ScenarioNotFoundError        (also LookupError)
+    ├── ScenarioExistsError          (also ValueError)
+    ├── InvalidInputError            (also ValueError)
+    │   ├── InvalidScenarioNameError
+    │   ├── InvalidEntityError
+    │   └── InvalidScenarioFileError
+    ├── DatabaseLockedError
+    └── DatabaseError
+
+Messages name the scenario, field or file concerned and say what to do next, so the
+command line and the MCP server can show them to a person or an assistant as they are.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = [
+    "StateError",
+    "ScenarioNotFoundError",
+    "ScenarioExistsError",
+    "InvalidInputError",
+    "InvalidScenarioNameError",
+    "InvalidEntityError",
+    "InvalidScenarioFileError",
+    "DatabaseLockedError",
+    "DatabaseError",
+]
+
+
+class StateError(Exception):
+    """Base class of every error raised by ``healthsim.state``."""
+
+
+class ScenarioNotFoundError(StateError, LookupError):
+    """No scenario has the given name or UUID."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(
+            f"scenario {name!r} not found; list_scenarios() shows the scenarios that exist"
+        )
+
+    def __str__(self) -> str:  # LookupError's __str__ would repr() the message
+        return str(self.args[0])
+
+
+class ScenarioExistsError(StateError, ValueError):
+    """A scenario with that name exists and ``overwrite`` was not set."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(
+            f"scenario {name!r} already exists; choose another name or pass overwrite=True "
+            "to replace it"
+        )
+
+
+class InvalidInputError(StateError, ValueError):
+    """An argument given to the library is not acceptable."""
+
+
+class InvalidScenarioNameError(InvalidInputError):
+    """A scenario name breaks the naming rules."""
+
+
+class InvalidEntityError(InvalidInputError):
+    """An entity (or entity type) cannot be stored as given.
+
+    Attributes:
+        entity_type: the (normalised) entity type, when known.
+        index: the entity's position in its list, when known.
+        field: the JSON path inside the entity, when known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        entity_type: str | None = None,
+        index: int | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.entity_type = entity_type
+        self.index = index
+        self.field = field
+        super().__init__(message)
+
+
+class InvalidScenarioFileError(InvalidInputError):
+    """A scenario file cannot be imported.
+
+    Attributes:
+        path: the file.
+        location: where in the file (a JSON path, or line and column), when known.
+    """
+
+    def __init__(self, path: Path | str, problem: str, location: str | None = None) -> None:
+        self.path = Path(path)
+        self.location = location
+        where = f" at {location}" if location else ""
+        super().__init__(f"cannot import {str(path)!r}{where}: {problem}; nothing was saved")
+
+
+class DatabaseLockedError(StateError):
+    """Another process held the database file for longer than the lock timeout."""
+
+    def __init__(self, path: Path, timeout: float, detail: str = "") -> None:
+        self.path = path
+        self.timeout = timeout
+        super().__init__(
+            f"database {str(path)!r} is locked by another process (waited {timeout:g} s); "
+            "close the other program using it, or raise HEALTHSIM_LOCK_TIMEOUT, and try again"
+            + (f" [{detail}]" if detail else "")
+        )
+
+
+class DatabaseError(StateError):
+    """The database file cannot be opened or used (corrupt, unreadable, wrong schema)."""

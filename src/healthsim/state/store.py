@@ -1,0 +1,535 @@
+"""The scenario store: every operation on one database file goes through here.
+
+:class:`ScenarioStore` is the facade that the module-level functions, the JSON exchange,
+the command line and the MCP server all use. Each operation opens the file, does its
+work in at most one transaction, and closes it again (see :mod:`.database`).
+
+Saving streams entities in chunks: each chunk is serialised with orjson into one buffer,
+wrapped as an Arrow table and inserted with one ``INSERT … SELECT`` (ids are derived in
+SQL). Loading reads Arrow and parses each row with orjson. Both stay close to what raw
+DuckDB can do (see ``benchmarks/``).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import uuid
+from array import array
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .. import __version__
+from .database import connect, resolve_db_path, transaction
+from .entities import encode_entity, id_fields, iter_typed_entities, raw_entity_id
+from .errors import DatabaseError, InvalidInputError, ScenarioExistsError, ScenarioNotFoundError
+from .schema import entity_uuid_select
+from .validation import as_uuid, normalize_tags, validate_description, validate_limit, validate_name
+
+__all__ = ["ScenarioStore", "ScenarioHeader", "iso_utc"]
+
+_MAX_ROW_ID = 2**31 - 1  # scenario_entities.id is the specification's INTEGER
+_CHUNK_ROWS = 50_000
+_CHUNK_BYTES = 48 << 20
+# Any run of 20 digits may be an integer beyond 64 bits, which orjson would turn into a
+# float; such rows are parsed by the standard library instead (see decode_entity).
+_BIG_INT_PATTERN = r"[0-9]{20}"
+
+_INSERT_CHUNK_SQL = f"""
+INSERT INTO scenario_entities (id, scenario_id, entity_type, entity_id, entity_data, created_at)
+SELECT id, $scenario_id, entity_type, _uuid, entity_data, $now
+FROM ({entity_uuid_select("_hs_chunk", "raw_id", "entity_type || ':' || raw_id",
+                          "id, entity_type, raw_id, entity_data")})
+"""
+_SCENARIO_COLUMNS = "scenario_id, name, description, created_at, updated_at, metadata"
+
+
+def _utcnow() -> _dt.datetime:
+    return _dt.datetime.now(_dt.UTC).replace(tzinfo=None)
+
+
+def _first(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> tuple[Any, ...] | None:
+    """The first row of a query, or None.
+
+    DuckDB 2.0 counts a result read with fetchone() as unfinished and refuses the next
+    statement on the connection, so results are always read to the end.
+    """
+    rows = con.execute(sql, params).fetchall()
+    return rows[0] if rows else None
+
+
+def iso_utc(value: _dt.datetime | None) -> str | None:
+    """An ISO 8601 UTC string ending in ``Z`` for a stored (naive UTC) timestamp."""
+    if value is None:
+        return None
+    if value.tzinfo is not None:
+        value = value.astimezone(_dt.UTC).replace(tzinfo=None)
+    return value.isoformat() + "Z"
+
+
+def _parse_metadata(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    value = json.loads(text)  # exact (big integers) and rare: one row per scenario
+    return value if isinstance(value, dict) else {"value": value}
+
+
+@dataclass(frozen=True)
+class ScenarioHeader:
+    """One row of ``scenarios``, as read back."""
+
+    scenario_id: uuid.UUID
+    name: str
+    description: str | None
+    created_at: _dt.datetime
+    updated_at: _dt.datetime
+    metadata: dict[str, Any]
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> ScenarioHeader:
+        sid, name, description, created_at, updated_at, metadata = row
+        return cls(sid, name, description, created_at, updated_at, _parse_metadata(metadata))
+
+    def declared_types(self) -> list[str]:
+        """Entity types recorded in the metadata, in the order they were saved."""
+        declared = self.metadata.get("entity_types")
+        if isinstance(declared, list):
+            return [t for t in declared if isinstance(t, str)]
+        return []
+
+
+class _ChunkBuilder:
+    """Serialises entities into Arrow tables of bounded size (the save hot path)."""
+
+    def __init__(self, first_id: int) -> None:
+        self.next_id = first_id
+        self.counts: dict[str, int] = {}
+        self._reset()
+
+    def _reset(self) -> None:
+        self._buffer = bytearray()
+        self._ends = array("q", [0])
+        self._types: list[str] = []
+        self._raw_ids: list[str | None] = []
+
+    def _table(self) -> pa.Table:
+        n = len(self._types)
+        if self.next_id + n > _MAX_ROW_ID:
+            raise DatabaseError(
+                "the database has used every scenario_entities id the specification's INTEGER "
+                "column allows; export your scenarios and start a new database file"
+            )
+        data = pa.LargeStringArray.from_buffers(
+            n, pa.py_buffer(self._ends), pa.py_buffer(self._buffer)
+        )
+        table = pa.table(
+            {
+                "id": pa.array(range(self.next_id, self.next_id + n), pa.int32()),
+                "entity_type": pa.array(self._types, pa.string()),
+                "raw_id": pa.array(self._raw_ids, pa.string()),
+                "entity_data": data,
+            }
+        )
+        self.next_id += n
+        self._reset()
+        return table
+
+    def tables(self, typed: Iterable[tuple[str, Iterable[Any]]]) -> Iterator[pa.Table]:
+        """Yield Arrow tables of encoded entities; raises on the first invalid one."""
+        counts = self.counts
+        for entity_type, items in typed:
+            fields = id_fields(entity_type)
+            start = counts.setdefault(entity_type, 0)
+            buffer, ends, types, raw_ids = self._buffer, self._ends, self._types, self._raw_ids
+            index = start
+            for entity in items:
+                buffer += encode_entity(entity, entity_type, index)
+                ends.append(len(buffer))
+                types.append(entity_type)
+                raw_ids.append(raw_entity_id(entity, fields))
+                index += 1
+                if len(types) >= _CHUNK_ROWS or len(buffer) >= _CHUNK_BYTES:
+                    counts[entity_type] = index
+                    yield self._table()
+                    buffer, ends, types, raw_ids = self._buffer, self._ends, self._types, self._raw_ids
+            counts[entity_type] = index
+        if self._types:
+            yield self._table()
+
+
+class ScenarioStore:
+    """Scenarios in one DuckDB file.
+
+    Args:
+        path: the database file. ``None`` means ``HEALTHSIM_DB`` or
+            ``~/.healthsim/healthsim.duckdb``, read again at each call.
+
+    Example:
+        >>> store = ScenarioStore(tmp_path / "h.duckdb")          # doctest: +SKIP
+        >>> store.save_scenario("demo", {"patients": [{"patient_id": "MRN-1"}]})  # doctest: +SKIP
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self._path = path
+
+    @property
+    def path(self) -> Path:
+        """The database file this store uses now."""
+        return resolve_db_path(self._path)
+
+    def __repr__(self) -> str:
+        return f"ScenarioStore({str(self.path)!r})"
+
+    # ------------------------------------------------------------------ writing
+
+    def save_scenario(
+        self,
+        name: str,
+        entities: Mapping[str, Iterable[Any]],
+        description: str | None = None,
+        tags: Iterable[str] | None = None,
+        overwrite: bool = False,
+    ) -> str:
+        """Save entities as a named scenario, in one transaction.
+
+        Args:
+            name: unique scenario name (trimmed; at most 200 characters; not a UUID).
+            entities: entity type -> list of entities (dicts, pydantic models, dataclasses).
+            description: optional free text.
+            tags: optional tags (trimmed, empty and duplicate ones dropped).
+            overwrite: replace a scenario of the same name, keeping its id and created_at.
+
+        Returns:
+            The scenario_id (a UUID string).
+
+        Raises:
+            ScenarioExistsError: the name is taken and ``overwrite`` is false.
+            InvalidInputError: a name, tag or entity cannot be stored (nothing is saved).
+        """
+        return self.write_scenario(
+            name=name,
+            typed_entities=iter_typed_entities(entities),
+            description=description,
+            tags=tags,
+            overwrite=overwrite,
+            provenance={"operation": "save"},
+        )
+
+    def write_scenario(
+        self,
+        *,
+        name: str,
+        typed_entities: Iterable[tuple[str, Iterable[Any]]],
+        description: str | None = None,
+        tags: Iterable[str] | None = None,
+        overwrite: bool = False,
+        provenance: Mapping[str, Any],
+        metadata: Mapping[str, Any] | None = None,
+        scenario_id: str | None = None,
+        created_at: _dt.datetime | None = None,
+    ) -> str:
+        """Save a scenario from a stream of ``(normalised type, entities)`` pairs.
+
+        The building block of :meth:`save_scenario` and of imports: entities are read,
+        checked and inserted chunk by chunk inside one transaction, so a stream larger
+        than memory is saved with bounded memory and a failure anywhere saves nothing.
+
+        Args:
+            name, description, tags, overwrite: as :meth:`save_scenario`.
+            typed_entities: pairs of normalised entity type and an iterable of entities.
+                A type may appear more than once; its entities are appended.
+            provenance: how the scenario was made (``operation`` and details); stored in
+                the scenario's ``metadata["provenance"]`` with the library version and time.
+            metadata: further metadata to keep (e.g. from an imported file).
+            scenario_id: an id to reuse for a new scenario if it is a UUID not in use.
+            created_at: the creation time to keep for a new scenario (naive UTC).
+
+        Returns:
+            The scenario_id.
+        """
+        name = validate_name(name)
+        description = validate_description(description)
+        tag_list = normalize_tags(tags)
+        with connect(self.path, write=True) as con:
+            assert con is not None
+            with transaction(con):
+                now = _utcnow()
+                existing = _first(
+                    con, "SELECT scenario_id, created_at FROM scenarios WHERE name = ?", [name]
+                )
+                first_id = con.execute(
+                    "SELECT COALESCE(max(id), 0) + 1 FROM scenario_entities"
+                ).fetchall()[0][0]
+                if existing is not None:
+                    if not overwrite:
+                        raise ScenarioExistsError(name)
+                    sid, created = existing
+                    con.execute("DELETE FROM scenario_entities WHERE scenario_id = ?", [sid])
+                    con.execute("DELETE FROM scenario_tags WHERE scenario_id = ?", [sid])
+                else:
+                    sid = self._new_scenario_id(con, scenario_id)
+                    created = created_at or now
+
+                builder = _ChunkBuilder(first_id)
+                for table in builder.tables(typed_entities):
+                    con.register("_hs_chunk", table)
+                    try:
+                        con.execute(_INSERT_CHUNK_SQL, {"scenario_id": sid, "now": now})
+                    finally:
+                        con.unregister("_hs_chunk")
+
+                meta = {
+                    **(metadata or {}),
+                    "entity_types": list(builder.counts),
+                    "provenance": {
+                        **provenance,
+                        "library": "healthsim-state",
+                        "library_version": __version__,
+                        "at": iso_utc(now),
+                    },
+                }
+                meta_text = json.dumps(meta, ensure_ascii=False, allow_nan=False)
+                if existing is not None:
+                    con.execute(
+                        "UPDATE scenarios SET description = ?, updated_at = ?, metadata = ? "
+                        "WHERE scenario_id = ?",
+                        [description, now, meta_text, sid],
+                    )
+                else:
+                    con.execute(
+                        f"INSERT INTO scenarios ({_SCENARIO_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+                        [sid, name, description, created, now, meta_text],
+                    )
+                if tag_list:
+                    first_tag = con.execute(
+                        "SELECT COALESCE(max(id), 0) + 1 FROM scenario_tags"
+                    ).fetchall()[0][0]
+                    con.executemany(
+                        "INSERT INTO scenario_tags (id, scenario_id, tag) VALUES (?, ?, ?)",
+                        [(first_tag + i, sid, tag) for i, tag in enumerate(tag_list)],
+                    )
+        return str(sid)
+
+    @staticmethod
+    def _new_scenario_id(con: duckdb.DuckDBPyConnection, wanted: str | None) -> uuid.UUID:
+        candidate = as_uuid(wanted) if isinstance(wanted, str) else None
+        if candidate is not None:
+            taken = _first(con, "SELECT 1 FROM scenarios WHERE scenario_id = ?", [candidate])
+            if taken is None:
+                return candidate
+        return uuid.uuid4()
+
+    def delete_scenario(self, name: str) -> bool:
+        """Delete a scenario (its row, entity rows and tags) in one transaction.
+
+        Tables of earlier HealthSim releases (``patients``, …) are left alone.
+
+        Returns:
+            True if a scenario was deleted, False if none had that name or id.
+        """
+        with connect(self.path, write=False) as con:
+            if con is None:
+                return False
+            with transaction(con):
+                try:
+                    header = self._find(con, name)
+                except ScenarioNotFoundError:
+                    return False
+                for table in ("scenario_entities", "scenario_tags", "scenarios"):
+                    con.execute(f"DELETE FROM {table} WHERE scenario_id = ?", [header.scenario_id])
+        return True
+
+    # ------------------------------------------------------------------ reading
+
+    @staticmethod
+    def _find(con: duckdb.DuckDBPyConnection, name: str) -> ScenarioHeader:
+        if not isinstance(name, str):
+            raise InvalidInputError(
+                f"scenario name must be a string (a name or UUID), not {type(name).__name__}"
+            )
+        key = name.strip()
+        row = _first(con, f"SELECT {_SCENARIO_COLUMNS} FROM scenarios WHERE name = ?", [key])
+        if row is None and (sid := as_uuid(key)) is not None:
+            row = _first(
+                con, f"SELECT {_SCENARIO_COLUMNS} FROM scenarios WHERE scenario_id = ?", [sid]
+            )
+        if row is None:
+            raise ScenarioNotFoundError(key)
+        return ScenarioHeader.from_row(row)
+
+    def load_scenario(self, name: str) -> dict[str, Any]:
+        """Load a scenario by name or UUID (the name is tried first).
+
+        Returns:
+            ``scenario_id, name, description, entities, tags, created_at, updated_at,
+            entity_count, entities_by_type, metadata``; ``entities`` holds every type in
+            the order saved, each list in the order saved.
+
+        Raises:
+            ScenarioNotFoundError: no scenario has that name or id.
+        """
+        with connect(self.path, write=False) as con:
+            if con is None:
+                raise ScenarioNotFoundError(str(name))
+            header = self._find(con, name)
+            tags = self._tags(con, [header.scenario_id]).get(header.scenario_id, [])
+            rows = con.sql(
+                "SELECT entity_type, entity_data, regexp_matches(entity_data, $big) AS big "
+                "FROM scenario_entities WHERE scenario_id = $sid ORDER BY id",
+                params={"sid": header.scenario_id, "big": _BIG_INT_PATTERN},
+            ).to_arrow_table()
+        # Parsing happens after the file is closed: another process may use it meanwhile.
+        entities: dict[str, list[Any]] = {t: [] for t in header.declared_types()}
+        for entity_type, values in _parse_rows(rows):
+            entities.setdefault(entity_type, []).extend(values)
+        return self._scenario_dict(header, tags, {t: len(v) for t, v in entities.items()}) | {
+            "entities": entities
+        }
+
+    @staticmethod
+    def _scenario_dict(
+        header: ScenarioHeader, tags: list[str], counts: dict[str, int]
+    ) -> dict[str, Any]:
+        return {
+            "scenario_id": str(header.scenario_id),
+            "name": header.name,
+            "description": header.description,
+            "tags": tags,
+            "created_at": iso_utc(header.created_at),
+            "updated_at": iso_utc(header.updated_at),
+            "entity_count": sum(counts.values()),
+            "entities_by_type": counts,
+            "metadata": header.metadata,
+        }
+
+    @staticmethod
+    def _tags(
+        con: duckdb.DuckDBPyConnection, scenario_ids: list[uuid.UUID]
+    ) -> dict[uuid.UUID, list[str]]:
+        result: dict[uuid.UUID, list[str]] = {}
+        rows = con.execute(
+            "SELECT scenario_id, tag FROM scenario_tags WHERE list_contains($ids, scenario_id) "
+            "ORDER BY id",
+            {"ids": scenario_ids},
+        ).fetchall()
+        for sid, tag in rows:
+            result.setdefault(sid, []).append(tag)
+        return result
+
+    @staticmethod
+    def _counts(
+        con: duckdb.DuckDBPyConnection, headers: list[ScenarioHeader]
+    ) -> dict[uuid.UUID, dict[str, int]]:
+        """Entity counts by type per scenario, types in saved order (one GROUP BY)."""
+        rows = con.execute(
+            "SELECT scenario_id, entity_type, count(*), min(id) AS first FROM scenario_entities "
+            "WHERE list_contains($ids, scenario_id) GROUP BY ALL ORDER BY first",
+            {"ids": [h.scenario_id for h in headers]},
+        ).fetchall()
+        counts: dict[uuid.UUID, dict[str, int]] = {
+            h.scenario_id: dict.fromkeys(h.declared_types(), 0) for h in headers
+        }
+        for sid, entity_type, count, _ in rows:
+            counts[sid][entity_type] = count
+        return counts
+
+    def list_scenarios(
+        self, tag: str | None = None, search: str | None = None, limit: int = 100
+    ) -> dict[str, Any]:
+        """List scenario summaries, newest ``updated_at`` first.
+
+        Args:
+            tag: keep scenarios with this tag (case-insensitive, trimmed).
+            search: keep scenarios whose name or description contains this text
+                (case-insensitive; ``%`` and ``_`` are literal).
+            limit: at most this many summaries (at least 1).
+
+        Returns:
+            ``{"scenarios": [summary, …], "total_count": N}``, N counting every match.
+        """
+        limit = validate_limit(limit)
+        for label, value in (("tag", tag), ("search", search)):
+            if value is not None and not isinstance(value, str):
+                raise InvalidInputError(f"{label} must be a string, not {type(value).__name__}")
+        tag_key = tag.strip().lower() if tag is not None and tag.strip() else None
+        search_key = search.lower() if search else None
+        with connect(self.path, write=False) as con:
+            if con is None:
+                return {"scenarios": [], "total_count": 0}
+            rows = con.execute(
+                f"""SELECT {_SCENARIO_COLUMNS}, count(*) OVER () AS total FROM scenarios s
+                WHERE ($tag IS NULL OR EXISTS (SELECT 1 FROM scenario_tags t
+                        WHERE t.scenario_id = s.scenario_id AND lower(t.tag) = $tag))
+                  AND ($search IS NULL OR contains(lower(s.name), $search)
+                       OR contains(lower(COALESCE(s.description, '')), $search))
+                ORDER BY updated_at DESC, name
+                LIMIT $limit""",
+                {"tag": tag_key, "search": search_key, "limit": limit},
+            ).fetchall()
+            headers = [ScenarioHeader.from_row(row[:6]) for row in rows]
+            counts = self._counts(con, headers) if headers else {}
+            tags = self._tags(con, [h.scenario_id for h in headers]) if headers else {}
+        summaries = []
+        for header in headers:
+            summary = self._scenario_dict(
+                header, tags.get(header.scenario_id, []), counts[header.scenario_id]
+            )
+            del summary["metadata"]
+            summaries.append(summary)
+        return {"scenarios": summaries, "total_count": rows[0][6] if rows else 0}
+
+
+def _parse_rows(rows: pa.Table) -> Iterator[tuple[str, list[Any]]]:
+    """Parse Arrow rows of ``entity_type, entity_data, big`` into runs of one type."""
+    if rows.num_rows == 0:
+        return
+    types = rows.column("entity_type").combine_chunks()
+    runs = pc.run_end_encode(types)
+    run_types = runs.values.to_pylist()
+    run_ends = runs.run_ends.to_pylist()
+    texts = rows.column("entity_data")
+    exact_rows: set[int] = set()
+    big = rows.column("big")
+    if pc.any(big).as_py():
+        exact_rows = set(pc.indices_nonzero(big.combine_chunks()).to_pylist())
+    values = _decode_column(texts, exact_rows)
+    start = 0
+    for entity_type, end in zip(run_types, run_ends, strict=True):
+        yield entity_type, values[start:end]
+        start = end
+
+
+def _decode_column(texts: pa.ChunkedArray, exact_rows: set[int]) -> list[Any]:
+    """Parse a string column without making a Python ``str`` per row."""
+    loads = orjson.loads
+    values: list[Any] = []
+    append = values.append
+    row = 0
+    for chunk in texts.chunks:
+        if pa.types.is_large_string(chunk.type):
+            width = "q"
+        else:
+            chunk = chunk.cast(pa.string())
+            width = "i"
+        _, offsets_buffer, data_buffer = chunk.buffers()
+        offsets = memoryview(offsets_buffer).cast(width)[chunk.offset : chunk.offset + len(chunk) + 1]
+        data = memoryview(data_buffer) if data_buffer is not None else memoryview(b"")
+        if not exact_rows:
+            for begin, end in zip(offsets, offsets[1:]):
+                append(loads(data[begin:end]))
+        else:
+            for begin, end in zip(offsets, offsets[1:]):
+                text = data[begin:end]
+                append(json.loads(bytes(text)) if row in exact_rows else loads(text))
+                row += 1
+            continue
+        row += len(chunk)
+    return values

@@ -1,0 +1,105 @@
+"""Checks of the scenario-level arguments: name, description, tags, limit.
+
+Rules (DESIGN.md): a name is trimmed, non-empty, at most 200 characters, free of control
+characters and not itself a UUID, so that name-or-UUID lookups stay unambiguous. Tags are
+trimmed, empty ones dropped and exact duplicates removed, keeping the first occurrence.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable
+
+from .errors import InvalidInputError, InvalidScenarioNameError
+
+__all__ = ["MAX_NAME_LENGTH", "validate_name", "validate_description", "normalize_tags", "validate_limit", "as_uuid"]
+
+MAX_NAME_LENGTH = 200
+# C0 and C1 control characters, DEL, and the Unicode line/paragraph separators.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def as_uuid(text: str) -> uuid.UUID | None:
+    """``text`` as a UUID, or ``None`` if it is not one."""
+    try:
+        return uuid.UUID(text.strip())
+    except (ValueError, AttributeError, TypeError):
+        return None
+
+
+def validate_name(name: object) -> str:
+    """Return the trimmed scenario name.
+
+    Raises:
+        InvalidScenarioNameError: the name breaks a rule; the message says which.
+    """
+    if not isinstance(name, str):
+        raise InvalidScenarioNameError(
+            f"scenario name must be a string, not {type(name).__name__}; e.g. 'diabetes-cohort'"
+        )
+    trimmed = name.strip()
+    if not trimmed:
+        raise InvalidScenarioNameError("scenario name is empty; give a name such as 'diabetes-cohort'")
+    if len(trimmed) > MAX_NAME_LENGTH:
+        raise InvalidScenarioNameError(
+            f"scenario name {trimmed[:40]!r}... is {len(trimmed)} characters; use at most {MAX_NAME_LENGTH}"
+        )
+    if _CONTROL.search(trimmed):
+        raise InvalidScenarioNameError(
+            f"scenario name {trimmed!r} contains a control character; use printable text"
+        )
+    if as_uuid(trimmed) is not None:
+        raise InvalidScenarioNameError(
+            f"scenario name {trimmed!r} is a UUID, which would be confused with a scenario id; "
+            "choose a descriptive name"
+        )
+    return trimmed
+
+
+def validate_description(description: object) -> str | None:
+    """Return the description unchanged (``None`` allowed).
+
+    Raises:
+        InvalidInputError: it is not a string.
+    """
+    if description is None or isinstance(description, str):
+        return description
+    raise InvalidInputError(f"description must be a string or None, not {type(description).__name__}")
+
+
+def normalize_tags(tags: Iterable[object] | None) -> list[str]:
+    """Trim tags, drop empty ones and exact duplicates, keep the order.
+
+    Raises:
+        InvalidInputError: ``tags`` is a single string, or holds something not a string.
+    """
+    if tags is None:
+        return []
+    if isinstance(tags, (str, bytes)):
+        raise InvalidInputError(
+            f"tags must be a list of strings, not a single string; write tags=[{tags!r}]"
+        )
+    result: list[str] = []
+    for position, tag in enumerate(tags):
+        if not isinstance(tag, str):
+            raise InvalidInputError(
+                f"tags[{position}] is {type(tag).__name__} {tag!r}; every tag must be a string"
+            )
+        cleaned = tag.strip()
+        if _CONTROL.search(cleaned):
+            raise InvalidInputError(f"tags[{position}] {cleaned!r} contains a control character")
+        if cleaned and cleaned not in result:
+            result.append(cleaned)
+    return result
+
+
+def validate_limit(limit: object, *, name: str = "limit") -> int:
+    """Return ``limit`` if it is an integer of at least 1.
+
+    Raises:
+        InvalidInputError: otherwise.
+    """
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise InvalidInputError(f"{name} must be a whole number of at least 1, not {limit!r}")
+    return limit
