@@ -124,8 +124,8 @@ def id_fields(entity_type: str) -> tuple[str, ...]:
 def raw_entity_id(data: Any, fields: tuple[str, ...]) -> str | None:
     """The entity's own id as text (``None`` when it has none).
 
-    Strings are taken as they are; numbers as their JSON text. Other values (null,
-    booleans, objects) do not identify an entity.
+    Strings (and UUID objects) are taken as they are; numbers as their JSON text. Other
+    values (null, booleans, objects) do not identify an entity.
     """
     get = data.get if isinstance(data, dict) else (lambda f: getattr(data, f, None))
     for field in fields:
@@ -134,6 +134,8 @@ def raw_entity_id(data: Any, fields: tuple[str, ...]) -> str | None:
             return value
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return json.dumps(value) if isinstance(value, float) else str(value)
+        if isinstance(value, (str, uuid.UUID)):  # str subclasses; UUID fields of models
+            return str(value)
     return None
 
 

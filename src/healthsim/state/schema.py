@@ -18,6 +18,7 @@ import json
 from collections.abc import Callable
 
 import duckdb
+import pyarrow as pa
 
 from .entities import ENTITY_ID_NAMESPACE, id_fields
 from .errors import DatabaseError
@@ -144,6 +145,35 @@ def _legacy_entity_data(entity_type: str, entity_id: str, entity_data: str) -> s
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
+def _keep_legacy_entity_ids(con: duckdb.DuckDBPyConnection) -> None:
+    """Write ``_entity_id`` into rows whose legacy non-UUID id the data does not carry."""
+    rows = con.execute(
+        "SELECT id, entity_type, entity_id::VARCHAR, entity_data FROM _hs_upgrade_scenario_entities "
+        "WHERE TRY_CAST(entity_id::VARCHAR AS UUID) IS NULL AND entity_data IS NOT NULL"
+    ).fetchall()
+    changed = [
+        (row_id, new)
+        for row_id, entity_type, entity_id, data in rows
+        if (new := _legacy_entity_data(entity_type, entity_id, data)) is not data
+    ]
+    if not changed:
+        return
+    updates = pa.table(
+        {
+            "id": pa.array([row_id for row_id, _ in changed], pa.int32()),
+            "entity_data": pa.array([text for _, text in changed], pa.string()),
+        }
+    )
+    con.register("_hs_legacy_updates", updates)
+    try:
+        con.execute(
+            "UPDATE scenario_entities SET entity_data = u.entity_data FROM _hs_legacy_updates u "
+            "WHERE scenario_entities.id = u.id"
+        )
+    finally:
+        con.unregister("_hs_legacy_updates")
+
+
 def _rebuild_legacy_tables(con: duckdb.DuckDBPyConnection) -> None:
     """Turn an earlier release's three tables into ours, row for row."""
     for table, ours in _OUR_COLUMNS.items():
@@ -165,13 +195,6 @@ def _rebuild_legacy_tables(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"DROP TABLE IF EXISTS {table}")
     con.execute(_TABLES_DDL)
 
-    con.create_function(
-        "_hs_legacy_entity_data",
-        _legacy_entity_data,
-        ["VARCHAR", "VARCHAR", "VARCHAR"],
-        "VARCHAR",
-        side_effects=False,
-    )
     def with_scenario_uuid(source: str, columns: str) -> str:
         return entity_uuid_select(
             source, "scenario_id::VARCHAR", "'scenario:' || scenario_id::VARCHAR", columns
@@ -196,14 +219,10 @@ def _rebuild_legacy_tables(con: duckdb.DuckDBPyConnection) -> None:
         )
         con.execute(
             f"""INSERT INTO scenario_entities (id, scenario_id, entity_type, entity_id, entity_data, created_at)
-            SELECT id, new_scenario_id, entity_type, _uuid,
-                   CASE WHEN entity_data IS NULL THEN 'null'
-                        WHEN _as_uuid IS NOT NULL THEN entity_data
-                        ELSE _hs_legacy_entity_data(entity_type, entity_id::VARCHAR, entity_data)
-                   END,
-                   created_at
+            SELECT id, new_scenario_id, entity_type, _uuid, COALESCE(entity_data, 'null'), created_at
             FROM ({entities})"""
         )
+        _keep_legacy_entity_ids(con)
     if _table_columns(con, "_hs_upgrade_scenario_tags") is not None:
         con.execute(
             "INSERT INTO scenario_tags (id, scenario_id, tag) SELECT id, _uuid, tag "
@@ -211,7 +230,6 @@ def _rebuild_legacy_tables(con: duckdb.DuckDBPyConnection) -> None:
         )
     for table in _OUR_COLUMNS:
         con.execute(f"DROP TABLE IF EXISTS _hs_upgrade_{table}")
-    con.remove_function("_hs_legacy_entity_data")
 
 
 def _migration_1(con: duckdb.DuckDBPyConnection) -> None:

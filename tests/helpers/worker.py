@@ -1,0 +1,46 @@
+"""A separate process that writes scenarios, for the crash and concurrency tests.
+
+    python worker.py overwrite DB NAME VERSION SIZE   save version VERSION of NAME (SIZE entities)
+    python worker.py many DB PREFIX COUNT             save COUNT small scenarios PREFIX-0..
+"""
+
+from __future__ import annotations
+
+import sys
+
+from healthsim.state import ScenarioStore
+
+
+def version_entities(version: int, size: int) -> dict[str, list[dict[str, object]]]:
+    """Version-stamped entities: every row says which save wrote it."""
+    return {
+        "patients": [
+            {"patient_id": f"MRN-{i}", "version": version, "name": {"given": "A", "family": f"F{i}"}}
+            for i in range(size)
+        ],
+        "encounters": [{"encounter_id": f"E-{i}", "version": version} for i in range(size // 2)],
+    }
+
+
+def main(argv: list[str]) -> None:
+    command, db = argv[0], argv[1]
+    store = ScenarioStore(db)
+    if command == "overwrite":
+        name, version, size = argv[2], int(argv[3]), int(argv[4])
+        entities = version_entities(version, size)
+        print("saving", flush=True)
+        store.save_scenario(name, entities, description=f"v{version}", overwrite=True)
+        print("saved", flush=True)
+    elif command == "many":
+        prefix, count = argv[2], int(argv[3])
+        for i in range(count):
+            store.save_scenario(
+                f"{prefix}-{i}", {"patients": [{"patient_id": f"{prefix}-{i}-{j}"} for j in range(200)]}, tags=[prefix]
+            )
+        print("done", flush=True)
+    else:
+        raise SystemExit(f"unknown command {command!r}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

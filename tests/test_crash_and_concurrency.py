@@ -1,0 +1,100 @@
+"""Real processes: kill -9 in the middle of saves, and two processes saving at once."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from conftest import HERE, orphan_rows
+from helpers.worker import version_entities
+from healthsim.state import ScenarioStore
+
+WORKER = HERE / "helpers" / "worker.py"
+pytestmark = pytest.mark.slow
+
+
+def run_worker(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, str(WORKER), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "HEALTHSIM_LOCK_TIMEOUT": "60"},
+    )
+
+
+def entity_rows(path: Path) -> int:
+    con = duckdb.connect(str(path))
+    try:
+        return con.execute("SELECT count(*) FROM scenario_entities").fetchall()[0][0]
+    finally:
+        con.close()
+
+
+def test_kill_during_overwrite_leaves_old_or_new(db_path: Path) -> None:
+    size = 60_000
+    store = ScenarioStore(db_path)
+    store.save_scenario("victim", version_entities(0, size), description="v0")
+    current = 0
+    rng = random.Random(1234)
+    outcomes = {"old": 0, "new": 0}
+    for version in range(1, 9):
+        proc = run_worker("overwrite", str(db_path), "victim", str(version), str(size))
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "saving"
+        time.sleep(rng.uniform(0.0, 1.2))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+        loaded = store.load_scenario("victim")
+        survivor = int(loaded["description"][1:])
+        assert survivor in (current, version)
+        outcomes["old" if survivor == current else "new"] += 1
+        assert loaded["entity_count"] == size + size // 2
+        assert {p["version"] for p in loaded["entities"]["patients"]} == {survivor}
+        assert {e["version"] for e in loaded["entities"]["encounters"]} == {survivor}
+        assert entity_rows(db_path) == size + size // 2  # no partial rows of the killed save
+        assert orphan_rows(db_path) == 0
+        current = survivor
+    # The delays span the save, so kills landed both before and after the commit.
+    assert outcomes["old"] >= 1, outcomes
+
+
+def test_kill_during_first_save_leaves_nothing_or_everything(db_path: Path) -> None:
+    store = ScenarioStore(db_path)
+    store.save_scenario("bystander", {"patients": [{"patient_id": "B"}]})
+    for attempt, delay in enumerate((0.05, 0.3, 0.6)):
+        name = f"new-{attempt}"
+        proc = run_worker("overwrite", str(db_path), name, "1", "80000")
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "saving"
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        names = {s["name"] for s in store.list_scenarios()["scenarios"]}
+        if name in names:
+            assert store.load_scenario(name)["entity_count"] == 120_000
+        assert "bystander" in names
+        assert orphan_rows(db_path) == 0
+
+
+def test_two_processes_saving_at_once_lose_nothing(db_path: Path) -> None:
+    ScenarioStore(db_path).save_scenario("seed", {})  # create the file before the race
+    workers = [run_worker("many", str(db_path), prefix, "15") for prefix in ("alpha", "beta")]
+    for proc in workers:
+        out, err = proc.communicate(timeout=240)
+        assert proc.returncode == 0, err
+        assert out.strip() == "done"
+    store = ScenarioStore(db_path)
+    for prefix in ("alpha", "beta"):
+        listed = store.list_scenarios(tag=prefix)
+        assert listed["total_count"] == 15
+        assert all(s["entity_count"] == 200 for s in listed["scenarios"])
+    assert entity_rows(db_path) == 30 * 200
+    assert orphan_rows(db_path) == 0

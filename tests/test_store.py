@@ -1,0 +1,290 @@
+"""ScenarioStore: save, load, list and delete on a real DuckDB file."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import time
+import uuid
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from conftest import orphan_rows
+from helpers.sample import diabetes_cohort
+from healthsim.state import (
+    InvalidEntityError,
+    InvalidInputError,
+    InvalidScenarioNameError,
+    ScenarioExistsError,
+    ScenarioNotFoundError,
+    ScenarioStore,
+)
+from healthsim.state.entities import ENTITY_ID_NAMESPACE
+
+ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z$")
+
+
+def rows(path: Path, sql: str, params: list | None = None) -> list[tuple]:
+    con = duckdb.connect(str(path))
+    try:
+        return con.execute(sql, params or []).fetchall()
+    finally:
+        con.close()
+
+
+def test_save_returns_uuid_and_load_returns_everything(store: ScenarioStore) -> None:
+    entities = diabetes_cohort(5)
+    sid = store.save_scenario("diabetes-cohort", entities, "Type 2 cohort", ["diabetes", "testing"])
+    assert uuid.UUID(sid).version == 4
+    loaded = store.load_scenario("diabetes-cohort")
+    assert set(loaded) == {
+        "scenario_id", "name", "description", "entities", "tags", "created_at", "updated_at",
+        "entity_count", "entities_by_type", "metadata",
+    }
+    assert loaded["scenario_id"] == sid
+    assert loaded["name"] == "diabetes-cohort"
+    assert loaded["description"] == "Type 2 cohort"
+    assert loaded["tags"] == ["diabetes", "testing"]
+    assert loaded["entities"] == entities
+    assert list(loaded["entities"]) == ["patients", "encounters", "diagnoses", "lab_results"]
+    assert loaded["entity_count"] == 20
+    assert loaded["entities_by_type"] == {"patients": 5, "encounters": 5, "diagnoses": 5, "lab_results": 5}
+    assert ISO_Z.match(loaded["created_at"]) and ISO_Z.match(loaded["updated_at"])
+    provenance = loaded["metadata"]["provenance"]
+    assert provenance["operation"] == "save" and provenance["library"] == "healthsim-state"
+
+
+def test_load_by_uuid_and_name_first(store: ScenarioStore) -> None:
+    sid = store.save_scenario("first", {"patients": []})
+    assert store.load_scenario(sid)["name"] == "first"
+    assert store.load_scenario(f"  {sid.upper()} ")["name"] == "first"
+    assert store.load_scenario(" first ")["scenario_id"] == sid
+
+
+def test_types_normalised_and_merged_in_order(store: ScenarioStore) -> None:
+    store.save_scenario(
+        "types",
+        {"Patient": [{"patient_id": "A"}], "lab_result": [{"v": 1}], "patients": [{"patient_id": "B"}], "care_gaps": [{"g": 1}]},
+    )
+    loaded = store.load_scenario("types")
+    assert loaded["entities"] == {
+        "patients": [{"patient_id": "A"}, {"patient_id": "B"}],
+        "lab_results": [{"v": 1}],
+        "care_gaps": [{"g": 1}],
+    }
+
+
+def test_empty_types_and_empty_scenario_survive(store: ScenarioStore) -> None:
+    store.save_scenario("empty-types", {"patients": [], "claims": [{"claim_id": "C1"}], "members": []})
+    loaded = store.load_scenario("empty-types")
+    assert loaded["entities"] == {"patients": [], "claims": [{"claim_id": "C1"}], "members": []}
+    assert loaded["entities_by_type"] == {"patients": 0, "claims": 1, "members": 0}
+    store.save_scenario("nothing", {})
+    assert store.load_scenario("nothing")["entities"] == {}
+    assert store.load_scenario("nothing")["entity_count"] == 0
+
+
+def test_fidelity(store: ScenarioStore) -> None:
+    weird = {
+        "z_first": "\u0000é中🎉",
+        "big": 2**100,
+        "neg": -(2**80),
+        "digits_in_text": "12345678901234567890123",
+        "f": 1 / 3,
+        "one": 1.0,
+        "null": None,
+        "e": {},
+        "l": [],
+        "_provenance": {"source_type": "derived", "derived_from": ["a"]},
+        "_internal": True,
+    }
+    store.save_scenario("fidelity", {"patients": [weird, {"patient_id": 1}]})
+    back = store.load_scenario("fidelity")["entities"]["patients"]
+    assert back == [weird, {"patient_id": 1}]
+    assert list(back[0]) == list(weird)
+    assert type(back[0]["big"]) is int and type(back[0]["one"]) is float
+
+
+def test_entity_ids_derived_and_data_untouched(store: ScenarioStore, db_path: Path) -> None:
+    u = str(uuid.uuid4())
+    entities = {
+        "patients": [{"patient_id": u}, {"patient_id": "MRN-0001"}, {"patient_id": "MRN-0001"}, {"name": "no id"}],
+        "prescriptions": [{"prescription_number": "RX-7"}],
+        "claims": [{"claim_id": 991}],
+    }
+    sid = store.save_scenario("ids", entities)
+    stored = rows(
+        db_path,
+        "SELECT entity_type, entity_id, entity_data FROM scenario_entities WHERE scenario_id = ? ORDER BY id",
+        [sid],
+    )
+    ids = [r[1] for r in stored]
+    assert ids[0] == uuid.UUID(u)
+    assert ids[1] == ids[2] == uuid.uuid5(ENTITY_ID_NAMESPACE, "patients:MRN-0001")  # duplicates kept
+    assert ids[3].version == 4
+    assert ids[4] == uuid.uuid5(ENTITY_ID_NAMESPACE, "prescriptions:RX-7")
+    assert ids[5] == uuid.uuid5(ENTITY_ID_NAMESPACE, "claims:991")
+    assert store.load_scenario("ids")["entities"] == entities
+
+
+def test_duplicate_name_refused_then_overwrite_keeps_id_and_created(store: ScenarioStore) -> None:
+    sid = store.save_scenario("dup", {"patients": [{"patient_id": "A"}]}, "v1", ["old"])
+    first = store.load_scenario("dup")
+    with pytest.raises(ScenarioExistsError, match="'dup' already exists") as info:
+        store.save_scenario("dup", {"patients": []})
+    assert isinstance(info.value, ValueError)
+    time.sleep(0.01)
+    sid2 = store.save_scenario("dup", {"claims": [{"claim_id": "C"}]}, "v2", ["new"], overwrite=True)
+    second = store.load_scenario("dup")
+    assert sid2 == sid
+    assert second["created_at"] == first["created_at"]
+    assert second["updated_at"] > first["updated_at"]
+    assert second["entities"] == {"claims": [{"claim_id": "C"}]}
+    assert second["description"] == "v2" and second["tags"] == ["new"]
+    assert orphan_rows(store.path) == 0
+
+
+def test_failed_overwrite_leaves_previous_version(store: ScenarioStore, db_path: Path) -> None:
+    store.save_scenario("keep", diabetes_cohort(3), "original", ["t"])
+    before = store.load_scenario("keep")
+    bad = {"patients": [{"patient_id": str(i)} for i in range(60_000)] + [{"x": float("nan")}]}
+    with pytest.raises(InvalidEntityError, match=r"patients\[60000\] field \$\.x"):
+        store.save_scenario("keep", bad, "broken", ["x"], overwrite=True)
+    assert store.load_scenario("keep") == before
+    count = rows(db_path, "SELECT count(*) FROM scenario_entities")[0][0]
+    assert count == before["entity_count"]
+
+
+def test_failed_new_save_leaves_nothing(store: ScenarioStore, db_path: Path) -> None:
+    store.save_scenario("other", {"patients": [{"patient_id": "A"}]})
+    with pytest.raises(InvalidEntityError):
+        store.save_scenario("half", {"patients": [{"patient_id": "1"}], "claims": [{"bad": {1, 2}}]})
+    with pytest.raises(ScenarioNotFoundError):
+        store.load_scenario("half")
+    assert rows(db_path, "SELECT count(*) FROM scenario_entities")[0][0] == 1
+    assert orphan_rows(db_path) == 0
+
+
+def test_generator_entities_are_streamed(store: ScenarioStore) -> None:
+    def patients():
+        for i in range(120_000):
+            yield {"patient_id": f"MRN-{i}", "i": i}
+
+    store.save_scenario("stream", {"patients": patients()})
+    loaded = store.load_scenario("stream")
+    assert loaded["entity_count"] == 120_000
+    assert loaded["entities"]["patients"][119_999] == {"patient_id": "MRN-119999", "i": 119_999}
+    assert [p["i"] for p in loaded["entities"]["patients"][:3]] == [0, 1, 2]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"name": ""}, InvalidScenarioNameError, "empty"),
+        ({"name": str(uuid.uuid4())}, InvalidScenarioNameError, "UUID"),
+        ({"entities": [1]}, InvalidEntityError, "must be a dict"),
+        ({"entities": {"1bad": []}}, InvalidEntityError, "entity type '1bad'"),
+        ({"entities": {"patients": ["not an object"]}}, InvalidEntityError, r"patients\[0\] is a str"),
+        ({"tags": "one"}, InvalidInputError, "single string"),
+        ({"description": 5}, InvalidInputError, "description"),
+    ],
+)
+def test_invalid_input(store: ScenarioStore, kwargs: dict, error: type, match: str) -> None:
+    args = {"name": "x", "entities": {"patients": []}} | kwargs
+    with pytest.raises(error, match=match):
+        store.save_scenario(**args)
+    assert store.list_scenarios()["total_count"] == 0
+
+
+def test_not_found(store: ScenarioStore) -> None:
+    with pytest.raises(ScenarioNotFoundError, match="'ghost' not found") as info:
+        store.load_scenario("ghost")
+    assert isinstance(info.value, LookupError)
+    store.save_scenario("real", {})
+    with pytest.raises(ScenarioNotFoundError):
+        store.load_scenario(str(uuid.uuid4()))
+
+
+def test_reads_do_not_create_the_database(store: ScenarioStore, db_path: Path) -> None:
+    assert store.list_scenarios() == {"scenarios": [], "total_count": 0}
+    assert store.delete_scenario("x") is False
+    with pytest.raises(ScenarioNotFoundError):
+        store.load_scenario("x")
+    assert not db_path.exists() and not db_path.parent.exists()
+
+
+def test_list_newest_first_with_summaries(store: ScenarioStore) -> None:
+    for i in range(3):
+        store.save_scenario(f"s{i}", {"patients": [{"patient_id": str(j)} for j in range(i)]}, tags=[f"t{i}"])
+        time.sleep(0.002)
+    listed = store.list_scenarios()
+    assert listed["total_count"] == 3
+    assert [s["name"] for s in listed["scenarios"]] == ["s2", "s1", "s0"]
+    summary = listed["scenarios"][0]
+    assert set(summary) == {
+        "scenario_id", "name", "description", "entity_count", "entities_by_type", "tags", "created_at", "updated_at",
+    }
+    assert summary["entity_count"] == 2 and summary["entities_by_type"] == {"patients": 2}
+    assert summary["tags"] == ["t2"]
+    store.save_scenario("s0", {}, overwrite=True)
+    assert store.list_scenarios()["scenarios"][0]["name"] == "s0"
+
+
+def test_list_limit_keeps_total(store: ScenarioStore) -> None:
+    for i in range(5):
+        store.save_scenario(f"n{i}", {})
+    listed = store.list_scenarios(limit=2)
+    assert len(listed["scenarios"]) == 2 and listed["total_count"] == 5
+    with pytest.raises(InvalidInputError, match="limit"):
+        store.list_scenarios(limit=0)
+
+
+def test_list_tag_filter_case_insensitive(store: ScenarioStore) -> None:
+    store.save_scenario("a", {}, tags=["Diabetes", "Medicare"])
+    store.save_scenario("b", {}, tags=["diabetes"])
+    store.save_scenario("c", {}, tags=["oncology"])
+    assert {s["name"] for s in store.list_scenarios(tag="DIABETES")["scenarios"]} == {"a", "b"}
+    assert store.list_scenarios(tag=" medicare ")["total_count"] == 1
+    assert store.list_scenarios(tag="none")["total_count"] == 0
+
+
+def test_list_search_is_literal_substring(store: ScenarioStore) -> None:
+    store.save_scenario("cohort_100%", {}, "Has 100% coverage")
+    store.save_scenario("cohortX100", {}, "plain")
+    store.save_scenario("other", {}, "A COHORT described here")
+    assert {s["name"] for s in store.list_scenarios(search="cohort")["scenarios"]} == {"cohort_100%", "cohortX100", "other"}
+    assert [s["name"] for s in store.list_scenarios(search="_100%")["scenarios"]] == ["cohort_100%"]
+    assert [s["name"] for s in store.list_scenarios(search="100%")["scenarios"]] == ["cohort_100%"]
+    assert store.list_scenarios(search="%")["total_count"] == 1
+    both = store.list_scenarios(search="cohort", tag="none")
+    assert both["total_count"] == 0
+
+
+def test_delete(store: ScenarioStore, db_path: Path) -> None:
+    sid = store.save_scenario("gone", diabetes_cohort(2), tags=["x"])
+    store.save_scenario("stays", diabetes_cohort(1), tags=["x"])
+    assert store.delete_scenario("gone") is True
+    assert store.delete_scenario("gone") is False
+    with pytest.raises(ScenarioNotFoundError):
+        store.load_scenario(sid)
+    assert store.load_scenario("stays")["entity_count"] == 4
+    assert rows(db_path, "SELECT count(*) FROM scenario_entities WHERE scenario_id = ?", [sid])[0][0] == 0
+    assert rows(db_path, "SELECT count(*) FROM scenario_tags WHERE scenario_id = ?", [sid])[0][0] == 0
+    other = store.save_scenario("by-id", {})
+    assert store.delete_scenario(other) is True
+    assert orphan_rows(db_path) == 0
+
+
+def test_timestamps_are_utc(store: ScenarioStore) -> None:
+    before = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    store.save_scenario("clock", {})
+    created = dt.datetime.fromisoformat(store.load_scenario("clock")["created_at"].replace("Z", "+00:00"))
+    assert before <= created <= dt.datetime.now(dt.UTC)
+
+
+def test_store_repr_and_path(tmp_path: Path) -> None:
+    store = ScenarioStore(tmp_path / "x.duckdb")
+    assert store.path == tmp_path / "x.duckdb"
+    assert "x.duckdb" in repr(store)
