@@ -107,6 +107,16 @@ def test_fidelity(store: ScenarioStore) -> None:
     assert type(back[0]["big"]) is int and type(back[0]["one"]) is float
 
 
+def test_exact_rows_are_recorded_and_read_back_exactly(store: ScenarioStore) -> None:
+    store.save_scenario("plain", {"patients": [{"patient_id": "A", "n": 2**63 - 1}]})
+    assert store.load_scenario("plain")["metadata"]["exact_json_rows"] == 0
+    entities = {"patients": [{"patient_id": "A"}, {"patient_id": "B", "n": 2**64}, {"m": -(2**70)}]}
+    store.save_scenario("big", entities)
+    loaded = store.load_scenario("big")
+    assert loaded["metadata"]["exact_json_rows"] == 2
+    assert loaded["entities"] == entities
+
+
 def test_entity_ids_derived_and_data_untouched(store: ScenarioStore, db_path: Path) -> None:
     u = str(uuid.uuid4())
     entities = {

@@ -41,6 +41,9 @@ __all__ = [
     "raw_entity_id",
     "derive_entity_id",
     "encode_entity",
+    "as_json_object",
+    "encode_fast",
+    "encode_exact",
     "decode_entity",
     "iter_typed_entities",
 ]
@@ -306,44 +309,52 @@ def _max_depth_exceeded(text: bytes) -> bool:
 _SLOW_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
-def encode_entity(entity: Any, entity_type: str, index: int) -> bytes:
-    """Return the JSON text (UTF-8) stored for one entity.
+def as_json_object(entity: Any, entity_type: str, index: int) -> Any:
+    """The entity as something orjson serialises as an object (a dict or a dataclass).
 
-    Args:
-        entity: a dict, pydantic model or dataclass instance.
-        entity_type: its normalised type, for error messages.
-        index: its position in its type's list, for error messages.
+    Raises:
+        InvalidEntityError: the entity is not an object.
+    """
+    if type(entity) is dict or (dataclasses.is_dataclass(entity) and not isinstance(entity, type)):
+        return entity  # orjson serialises dataclass fields natively, in definition order
+    if callable(getattr(entity, "model_dump", None)):
+        return entity.model_dump(mode="json")
+    if isinstance(entity, Mapping):
+        return dict(entity)
+    raise InvalidEntityError(
+        f"{entity_type}[{index}] is a {type(entity).__name__}; an entity must be a JSON object "
+        "(a dict, a pydantic model or a dataclass)",
+        entity_type=entity_type,
+        index=index,
+    )
+
+
+def encode_fast(obj: Any) -> bytes | None:
+    """orjson's text for ``obj`` when it is certainly right, else ``None``.
+
+    ``None`` means :func:`encode_exact` must decide: orjson refused the value (an
+    integer beyond 64 bits, a non-string key, an unsupported type), wrote a NaN or
+    infinity as ``null``, or the nesting may be deeper than :data:`MAX_DEPTH`.
+    """
+    try:
+        text = orjson.dumps(obj, default=_orjson_default)
+    except (TypeError, orjson.JSONEncodeError):
+        return None
+    if b"null" in text and _has_nonfinite_float(obj):
+        return None
+    if text.count(b"{") + text.count(b"[") > MAX_DEPTH and _max_depth_exceeded(text):
+        return None
+    return text
+
+
+def encode_exact(obj: Any, entity_type: str, index: int) -> bytes:
+    """The exact (slower) encoder: big integers kept, everything else checked.
 
     Raises:
         InvalidEntityError: naming the type, index and field of what cannot be stored.
     """
-    kind = type(entity)
-    if kind is not dict:
-        if dataclasses.is_dataclass(entity) and not isinstance(entity, type):
-            pass  # orjson serialises dataclass fields natively, in definition order
-        elif callable(getattr(entity, "model_dump", None)):
-            entity = entity.model_dump(mode="json")
-        elif isinstance(entity, Mapping):
-            entity = dict(entity)
-        else:
-            raise InvalidEntityError(
-                f"{entity_type}[{index}] is a {kind.__name__}; an entity must be a JSON object "
-                "(a dict, a pydantic model or a dataclass)",
-                entity_type=entity_type,
-                index=index,
-            )
     try:
-        text = orjson.dumps(entity, default=_orjson_default)
-    except (TypeError, orjson.JSONEncodeError):
-        text = None  # big integer, odd key, unsupported value: decide exactly below
-    else:
-        suspicious = b"null" in text and _has_nonfinite_float(entity)
-        if not suspicious and text.count(b"{") + text.count(b"[") <= MAX_DEPTH:
-            return text
-        if not suspicious and not _max_depth_exceeded(text):
-            return text
-    try:
-        plain = _to_plain(entity, "$", 1)
+        plain = _to_plain(obj, "$", 1)
     except _Refused as refused:
         raise InvalidEntityError(
             f"{entity_type}[{index}] field {refused.path} {refused.problem}",
@@ -360,12 +371,27 @@ def encode_entity(entity: Any, entity_type: str, index: int) -> bytes:
     return _SLOW_ENCODER.encode(plain).encode("utf-8")
 
 
+def encode_entity(entity: Any, entity_type: str, index: int) -> bytes:
+    """Return the JSON text (UTF-8) stored for one entity.
+
+    Args:
+        entity: a dict, pydantic model or dataclass instance.
+        entity_type: its normalised type, for error messages.
+        index: its position in its type's list, for error messages.
+
+    Raises:
+        InvalidEntityError: naming the type, index and field of what cannot be stored.
+    """
+    obj = as_json_object(entity, entity_type, index)
+    return encode_fast(obj) or encode_exact(obj, entity_type, index)
+
+
 def decode_entity(text: str | bytes, *, exact: bool = False) -> Any:
     """Parse stored JSON text back into Python values.
 
     orjson turns integers beyond 64 bits into floats, so text that may hold one
-    (``exact=True``, decided by the caller from a digit-run check) goes through the
-    standard library parser, which keeps them as ``int``.
+    (``exact=True``: text written by :func:`encode_exact`, or of unknown origin with a
+    long digit run) goes through the standard library parser, which keeps them.
     """
     return json.loads(text) if exact else orjson.loads(text)
 

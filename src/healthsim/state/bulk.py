@@ -1,0 +1,190 @@
+"""The bulk-insert hot path shared by save and import.
+
+Entities are encoded into Arrow tables of bounded size (:class:`ChunkEncoder`), and each
+table is inserted with one ``INSERT … SELECT`` whose SQL derives the entity ids
+(:func:`insert_chunks`). Encoding is Python work and inserting is DuckDB work that releases
+the GIL, so the two overlap: a writer thread inserts chunk *k* while the caller's thread
+encodes chunk *k + 1*. All inserts run inside the caller's transaction on one connection,
+which only the writer thread touches until it has finished.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import queue
+import threading
+import uuid
+from array import array
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from .entities import as_json_object, encode_exact, encode_fast, id_fields, raw_entity_id
+from .errors import DatabaseError
+from .schema import entity_uuid_select
+
+__all__ = ["ChunkEncoder", "insert_chunks"]
+
+_MAX_ROW_ID = 2**31 - 1  # scenario_entities.id is the specification's INTEGER
+# One DuckDB row group per chunk: full row groups are written to the file during the
+# insert, smaller appends go through the WAL at commit (measured: 0.58 s vs 0.07 s of
+# commit for 300,000 entities). The byte bound keeps chunks of huge entities in memory.
+CHUNK_ROWS = 122_880
+CHUNK_BYTES = 256 << 20
+
+_JSON_TYPE = pa.json_(pa.large_string())
+
+_INSERT_CHUNK_SQL = f"""
+INSERT INTO scenario_entities (id, scenario_id, entity_type, entity_id, entity_data, created_at)
+SELECT id, $scenario_id, entity_type, _uuid, entity_data, $now
+FROM ({entity_uuid_select("_hs_chunk", "raw_id", "entity_type || ':' || raw_id",
+                          "id, entity_type, raw_id, entity_data")})
+"""
+
+
+class ChunkEncoder:
+    """Serialises ``(type, entities)`` pairs into Arrow tables of bounded size.
+
+    Args:
+        first_id: the ``scenario_entities.id`` of the first entity.
+
+    Attributes:
+        counts: entities seen per type, in the order the types first appeared.
+        exact_rows: entities written by the exact encoder (they may hold integers
+            beyond 64 bits, which only the exact parser reads back unchanged).
+    """
+
+    def __init__(self, first_id: int) -> None:
+        self.next_id = first_id
+        self.counts: dict[str, int] = {}
+        self.exact_rows = 0
+        self._reset()
+
+    def _reset(self) -> None:
+        self._buffer = bytearray()
+        self._ends = array("q", [0])
+        self._raw_ids: list[str | None] = []
+        self._type_runs: list[tuple[str, int]] = []  # (type, rows) in order
+
+    def _table(self) -> pa.Table:
+        n = len(self._raw_ids)
+        if self.next_id + n > _MAX_ROW_ID:
+            raise DatabaseError(
+                "the database has used every scenario_entities id the specification's INTEGER "
+                "column allows; export your scenarios and start a new database file"
+            )
+        types: list[str] = []
+        for entity_type, rows in self._type_runs:
+            types += [entity_type] * rows
+        table = pa.table(
+            {
+                "id": pa.array(range(self.next_id, self.next_id + n), pa.int32()),
+                "entity_type": pa.array(types, pa.string()),
+                "raw_id": pa.array(self._raw_ids, pa.string()),
+                # Typed as JSON, DuckDB stores the text without parsing it again (about 10%
+                # faster). Safe only because encode_fast/encode_exact emit valid JSON.
+                "entity_data": pa.ExtensionArray.from_storage(
+                    _JSON_TYPE,
+                    pa.LargeStringArray.from_buffers(
+                        n, pa.py_buffer(self._ends), pa.py_buffer(self._buffer)
+                    ),
+                ),
+            }
+        )
+        self.next_id += n
+        self._reset()
+        return table
+
+    def tables(self, typed: Iterable[tuple[str, Iterable[Any]]]) -> Iterator[pa.Table]:
+        """Yield Arrow tables of encoded entities; raises on the first invalid one.
+
+        Raises:
+            InvalidEntityError: an entity cannot be stored (see :func:`encode_entity`).
+        """
+        counts = self.counts
+        for entity_type, items in typed:
+            fields = id_fields(entity_type)
+            index = counts.setdefault(entity_type, 0)
+            run_start = index
+            buffer, ends, raw_ids = self._buffer, self._ends, self._raw_ids
+            append_end, append_id = ends.append, raw_ids.append
+            for entity in items:
+                obj = entity if type(entity) is dict else as_json_object(entity, entity_type, index)
+                text = encode_fast(obj)
+                if text is None:
+                    text = encode_exact(obj, entity_type, index)
+                    self.exact_rows += 1
+                buffer += text
+                append_end(len(buffer))
+                if type(entity) is dict:  # fast path; raw_entity_id decides the odd cases
+                    for field in fields:
+                        value = entity.get(field)
+                        if value is not None:
+                            break
+                    append_id(value if value is None or type(value) is str else raw_entity_id(entity, fields))
+                else:
+                    append_id(raw_entity_id(entity, fields))
+                index += 1
+                if len(buffer) >= CHUNK_BYTES or len(raw_ids) >= CHUNK_ROWS:
+                    self._type_runs.append((entity_type, index - run_start))
+                    counts[entity_type] = index
+                    yield self._table()
+                    run_start = index
+                    buffer, ends, raw_ids = self._buffer, self._ends, self._raw_ids
+                    append_end, append_id = ends.append, raw_ids.append
+            if index > run_start:
+                self._type_runs.append((entity_type, index - run_start))
+            counts[entity_type] = index
+        if self._raw_ids:
+            yield self._table()
+
+
+_DONE = object()
+
+
+def insert_chunks(
+    con: duckdb.DuckDBPyConnection,
+    tables: Iterator[pa.Table],
+    scenario_id: uuid.UUID,
+    now: _dt.datetime,
+) -> None:
+    """Insert every table of ``tables`` into ``scenario_entities`` for one scenario.
+
+    Must run inside a transaction on ``con``. Encoding (pulling from ``tables``) happens
+    in this thread while a writer thread inserts the previous table; any error on
+    either side stops both and is raised here, leaving the transaction to roll back.
+    """
+    pending: queue.Queue[Any] = queue.Queue(maxsize=1)
+    failure: list[BaseException] = []
+    params = {"scenario_id": scenario_id, "now": now}
+
+    def writer() -> None:
+        while True:
+            table = pending.get()
+            if table is _DONE:
+                return
+            if failure:
+                continue  # drain: the producer is stopping
+            try:
+                con.register("_hs_chunk", table)
+                try:
+                    con.execute(_INSERT_CHUNK_SQL, params)
+                finally:
+                    con.unregister("_hs_chunk")
+            except BaseException as exc:  # handed to the caller's thread below
+                failure.append(exc)
+
+    thread = threading.Thread(target=writer, name="healthsim-bulk-insert", daemon=True)
+    thread.start()
+    try:
+        for table in tables:
+            if failure:
+                break
+            pending.put(table)
+    finally:
+        pending.put(_DONE)
+        thread.join()
+    if failure:
+        raise failure[0]
