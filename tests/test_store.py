@@ -270,6 +270,10 @@ def test_list_search_is_literal_substring(store: ScenarioStore) -> None:
     assert store.list_scenarios(search="%")["total_count"] == 1
     both = store.list_scenarios(search="cohort", tag="none")
     assert both["total_count"] == 0
+    with pytest.raises(InvalidInputError, match="search contains a lone surrogate"):
+        store.list_scenarios(search="\ud800")
+    with pytest.raises(InvalidInputError, match="tag must be a string"):
+        store.list_scenarios(tag=3)  # type: ignore[arg-type]
 
 
 def test_delete(store: ScenarioStore, db_path: Path) -> None:

@@ -32,6 +32,7 @@ def test_name_is_trimmed() -> None:
         ("tab\there", "control character"),
         ("line\u2028sep", "control character"),
         (str(uuid.uuid4()), "is a UUID"),
+        ("half\ud800", "lone surrogate"),
         (uuid.uuid4().hex, "is a UUID"),
         (None, "must be a string"),
         (42, "must be a string"),
@@ -49,7 +50,10 @@ def test_tags_trimmed_deduplicated_in_order() -> None:
     assert normalize_tags(("x",)) == ["x"]
 
 
-@pytest.mark.parametrize(("tags", "problem"), [("diabetes", "single string"), (["ok", 3], r"tags\[1\]"), (["a\nb"], "control")])
+@pytest.mark.parametrize(
+    ("tags", "problem"),
+    [("diabetes", "single string"), (["ok", 3], r"tags\[1\]"), (["a\nb"], "control"), (["ok", "\udc80"], r"tags\[1\].*surrogate")],
+)
 def test_bad_tags(tags: object, problem: str) -> None:
     with pytest.raises(InvalidInputError, match=problem):
         normalize_tags(tags)  # type: ignore[arg-type]
@@ -60,6 +64,8 @@ def test_description() -> None:
     assert validate_description(" kept as given ") == " kept as given "
     with pytest.raises(InvalidInputError, match="description"):
         validate_description(3)
+    with pytest.raises(InvalidInputError, match="description contains a lone surrogate"):
+        validate_description("x\ud800")
 
 
 @pytest.mark.parametrize("limit", [0, -1, 1.5, "10", True, None])

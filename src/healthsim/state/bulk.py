@@ -21,7 +21,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from .entities import as_json_object, encode_exact, encode_fast, id_fields, raw_entity_id
+from .entities import Encoded, as_json_object, encode_exact, encode_fast, id_fields, raw_entity_id
 from .errors import DatabaseError
 from .schema import entity_uuid_select
 
@@ -111,21 +111,25 @@ class ChunkEncoder:
             buffer, ends, raw_ids = self._buffer, self._ends, self._raw_ids
             append_end, append_id = ends.append, raw_ids.append
             for entity in items:
-                obj = entity if type(entity) is dict else as_json_object(entity, entity_type, index)
-                text = encode_fast(obj)
-                if text is None:
-                    text = encode_exact(obj, entity_type, index)
-                    self.exact_rows += 1
+                if type(entity) is Encoded:  # checked and encoded by an import reader
+                    obj, text = entity.obj, entity.text
+                    self.exact_rows += entity.exact
+                else:
+                    obj = entity if type(entity) is dict else as_json_object(entity, entity_type, index)
+                    text = encode_fast(obj)
+                    if text is None:
+                        text = encode_exact(obj, entity_type, index)
+                        self.exact_rows += 1
                 buffer += text
                 append_end(len(buffer))
-                if type(entity) is dict:  # fast path; raw_entity_id decides the odd cases
+                if type(obj) is dict:  # fast path; raw_entity_id decides the odd cases
                     for field in fields:
-                        value = entity.get(field)
+                        value = obj.get(field)
                         if value is not None:
                             break
-                    append_id(value if value is None or type(value) is str else raw_entity_id(entity, fields))
+                    append_id(value if value is None or type(value) is str else raw_entity_id(obj, fields))
                 else:
-                    append_id(raw_entity_id(entity, fields))
+                    append_id(raw_entity_id(obj, fields))
                 index += 1
                 if len(buffer) >= CHUNK_BYTES or len(raw_ids) >= CHUNK_ROWS:
                     self._type_runs.append((entity_type, index - run_start))

@@ -25,7 +25,7 @@ import re
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -44,6 +44,9 @@ __all__ = [
     "as_json_object",
     "encode_fast",
     "encode_exact",
+    "Encoded",
+    "UnrepresentableValue",
+    "to_plain",
     "decode_entity",
     "iter_typed_entities",
 ]
@@ -159,6 +162,30 @@ def derive_entity_id(entity_type: str, raw_id: str | None) -> uuid.UUID:
 # --------------------------------------------------------------------------- encoding
 
 
+class Encoded(NamedTuple):
+    """An entity already checked and encoded (by an import reader, which knows where
+    in its file the entity was, for error messages).
+
+    Attributes:
+        obj: the parsed entity (used for its id).
+        text: its JSON text, stored as it is.
+        exact: the text may hold integers beyond 64 bits (read back with the exact parser).
+    """
+
+    obj: Any
+    text: bytes
+    exact: bool
+
+
+class UnrepresentableValue(ValueError):
+    """A value has no faithful JSON form; ``path`` says where inside the checked value."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        self.path = path
+        self.problem = problem
+        super().__init__(f"{path} {problem}")
+
+
 def _orjson_default(value: Any) -> Any:
     if isinstance(value, Decimal):
         return str(value)
@@ -210,59 +237,57 @@ def _path(parent: str, key: Any) -> str:
     return f"{parent}[{json.dumps(key, ensure_ascii=False)}]"
 
 
-class _Refused(Exception):
-    """Internal: a value cannot be stored; carries its path inside the entity."""
+def to_plain(value: Any, path: str = "$", depth: int = 1) -> Any:
+    """Exact JSON normalisation with every check; slow, used when orjson cannot decide.
 
-    def __init__(self, path: str, problem: str) -> None:
-        self.path = path
-        self.problem = problem
-
-
-def _to_plain(value: Any, path: str, depth: int) -> Any:
-    """Exact JSON normalisation with checks; slow, used when orjson cannot decide."""
+    Raises:
+        UnrepresentableValue: naming the path of the first value JSON cannot hold.
+        RecursionError: for structures nested beyond Python's recursion limit (only
+            reachable past :data:`MAX_DEPTH`, which is checked first).
+    """
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, str):
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
-            raise _Refused(path, "contains a lone surrogate, which UTF-8 JSON cannot hold") from None
+            raise UnrepresentableValue(path, "contains a lone surrogate, which UTF-8 JSON cannot hold") from None
         return str(value)
     if isinstance(value, int):
         if isinstance(value, enum.Enum):
-            return _to_plain(value.value, path, depth)
+            return to_plain(value.value, path, depth)
         if value.bit_length() > 14000:  # cheap pre-check; 4300 digits is ~14284 bits
             try:
                 digits = len(str(abs(value)))
             except ValueError:
                 digits = MAX_INT_DIGITS + 1
             if digits > MAX_INT_DIGITS:
-                raise _Refused(path, f"is an integer longer than {MAX_INT_DIGITS} digits")
+                raise UnrepresentableValue(path, f"is an integer longer than {MAX_INT_DIGITS} digits")
         return int(value)
     if isinstance(value, float):
         if isinstance(value, enum.Enum):
-            return _to_plain(value.value, path, depth)
+            return to_plain(value.value, path, depth)
         if not math.isfinite(value):
-            raise _Refused(path, f"is {value!r}, which JSON cannot represent; use null or a number")
+            raise UnrepresentableValue(path, f"is {value!r}, which JSON cannot represent; use null or a number")
         return float(value)
     if depth >= MAX_DEPTH and isinstance(value, (dict, list, tuple)):
-        raise _Refused(path, f"nests deeper than {MAX_DEPTH} levels")
+        raise UnrepresentableValue(path, f"nests deeper than {MAX_DEPTH} levels")
     if isinstance(value, Mapping):
         out = {}
         for key, item in value.items():
             if not isinstance(key, str):
-                raise _Refused(_path(path, str(key)), f"has a non-string key {key!r}; JSON keys are strings")
+                raise UnrepresentableValue(_path(path, str(key)), f"has a non-string key {key!r}; JSON keys are strings")
             key_path = _path(path, key)
             try:
                 key.encode("utf-8")
             except UnicodeEncodeError:
-                raise _Refused(key_path, "key contains a lone surrogate") from None
-            out[str(key)] = _to_plain(item, key_path, depth + 1)
+                raise UnrepresentableValue(key_path, "key contains a lone surrogate") from None
+            out[str(key)] = to_plain(item, key_path, depth + 1)
         return out
     if isinstance(value, (list, tuple)):
-        return [_to_plain(item, _path(path, i), depth + 1) for i, item in enumerate(value)]
+        return [to_plain(item, _path(path, i), depth + 1) for i, item in enumerate(value)]
     if isinstance(value, enum.Enum):
-        return _to_plain(value.value, path, depth)
+        return to_plain(value.value, path, depth)
     if isinstance(value, _dt.datetime | _dt.date | _dt.time):
         return value.isoformat()
     if isinstance(value, uuid.UUID):
@@ -270,13 +295,13 @@ def _to_plain(value: Any, path: str, depth: int) -> Any:
     if isinstance(value, Decimal):
         return str(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return _to_plain(
+        return to_plain(
             {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}, path, depth
         )
     dump = getattr(value, "model_dump", None)
     if callable(dump):
-        return _to_plain(dump(mode="json"), path, depth)
-    raise _Refused(
+        return to_plain(dump(mode="json"), path, depth)
+    raise UnrepresentableValue(
         path,
         f"is a {type(value).__name__}, which has no JSON form; convert it to a string, "
         "number, list or dict first",
@@ -354,8 +379,8 @@ def encode_exact(obj: Any, entity_type: str, index: int) -> bytes:
         InvalidEntityError: naming the type, index and field of what cannot be stored.
     """
     try:
-        plain = _to_plain(obj, "$", 1)
-    except _Refused as refused:
+        plain = to_plain(obj, "$", 1)
+    except UnrepresentableValue as refused:
         raise InvalidEntityError(
             f"{entity_type}[{index}] field {refused.path} {refused.problem}",
             entity_type=entity_type,

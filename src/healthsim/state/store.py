@@ -31,7 +31,14 @@ from .database import connect, resolve_db_path, transaction
 from .bulk import ChunkEncoder, insert_chunks
 from .entities import iter_typed_entities
 from .errors import InvalidInputError, ScenarioExistsError, ScenarioNotFoundError
-from .validation import as_uuid, normalize_tags, validate_description, validate_limit, validate_name
+from .validation import (
+    as_uuid,
+    normalize_tags,
+    validate_description,
+    validate_filter,
+    validate_limit,
+    validate_name,
+)
 
 __all__ = ["ScenarioStore", "ScenarioHeader", "iso_utc"]
 
@@ -302,6 +309,20 @@ class ScenarioStore:
             raise ScenarioNotFoundError(key)
         return ScenarioHeader.from_row(row)
 
+    @contextmanager
+    def open_scenario(self, name: str) -> Iterator[ScenarioReader]:
+        """Hold the database open to read one scenario in chunks (export, paging).
+
+        The file stays locked for the duration of the ``with`` block: keep it short.
+
+        Raises:
+            ScenarioNotFoundError: no scenario has that name or id.
+        """
+        with connect(self.path, write=False) as con:
+            if con is None:
+                raise ScenarioNotFoundError(str(name))
+            yield ScenarioReader(con, self._find(con, name))
+
     def load_scenario(self, name: str) -> dict[str, Any]:
         """Load a scenario by name or UUID (the name is tried first).
 
@@ -394,9 +415,8 @@ class ScenarioStore:
             ``{"scenarios": [summary, …], "total_count": N}``, N counting every match.
         """
         limit = validate_limit(limit)
-        for label, value in (("tag", tag), ("search", search)):
-            if value is not None and not isinstance(value, str):
-                raise InvalidInputError(f"{label} must be a string, not {type(value).__name__}")
+        tag = validate_filter(tag, "tag")
+        search = validate_filter(search, "search")
         tag_key = tag.strip().lower() if tag is not None and tag.strip() else None
         search_key = search.lower() if search else None
         with connect(self.path, write=False) as con:
@@ -440,6 +460,78 @@ def gc_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+class ScenarioReader:
+    """One scenario on an open connection, read in bounded chunks.
+
+    Rows are read by ranges of ``id`` (entities are numbered in saved order), so no
+    query sorts more than one chunk: memory stays bounded for any scenario size.
+    """
+
+    CHUNK_ROWS = 100_000
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, header: ScenarioHeader) -> None:
+        self._con = con
+        self.header = header
+        self.tags = ScenarioStore._tags(con, [header.scenario_id]).get(header.scenario_id, [])
+        rows = con.execute(
+            "SELECT entity_type, count(*), min(id), max(id) FROM scenario_entities "
+            "WHERE scenario_id = ? GROUP BY entity_type ORDER BY min(id)",
+            [header.scenario_id],
+        ).fetchall()
+        self._spans = {t: (lo, hi) for t, _, lo, hi in rows}
+        self.counts: dict[str, int] = dict.fromkeys(header.declared_types(), 0)
+        self.counts.update({t: n for t, n, _, _ in rows})
+
+    def summary(self) -> dict[str, Any]:
+        """The load dict without ``entities``."""
+        return ScenarioStore._scenario_dict(self.header, self.tags, self.counts)
+
+    def text_chunks(self, entity_type: str, start: int = 0, stop: int | None = None) -> Iterator[pa.Array]:
+        """The stored JSON text of one type's entities, in order, as Arrow string arrays.
+
+        Args:
+            entity_type: the stored type.
+            start, stop: positions within the type (``stop`` exclusive; None for all).
+        """
+        if entity_type not in self._spans:
+            return
+        lo, hi = self._spans[entity_type]
+        total = self.counts[entity_type]
+        stop = total if stop is None else min(stop, total)
+        if start >= stop:
+            return
+        contiguous = hi - lo + 1 == total  # the usual case: ids are positions
+        if contiguous:
+            lo, hi = lo + start, lo + stop - 1
+        skip, wanted = (0, stop - start) if contiguous else (start, stop - start)
+        step = self.CHUNK_ROWS
+        for first in range(lo, hi + 1, step):
+            if wanted <= 0:
+                return
+            column = self._con.sql(
+                "SELECT entity_data FROM scenario_entities WHERE scenario_id = $sid "
+                "AND entity_type = $type AND id >= $lo AND id < $hi ORDER BY id",
+                params={"sid": self.header.scenario_id, "type": entity_type, "lo": first,
+                        "hi": min(first + step, hi + 1)},
+            ).to_arrow_table().column(0).combine_chunks()
+            if skip:
+                dropped = min(skip, len(column))
+                column, skip = column.slice(dropped), skip - dropped
+            column = column.slice(0, wanted)
+            wanted -= len(column)
+            if len(column):
+                yield column
+
+    def entities(self, entity_type: str, start: int = 0, stop: int | None = None) -> list[Any]:
+        """Parsed entities of one type between two positions (for paging)."""
+        exact = self.header.metadata.get("exact_json_rows") != 0
+        values: list[Any] = []
+        for column in self.text_chunks(entity_type, start, stop):
+            for text in column.to_pylist():
+                values.append(json.loads(text) if exact else orjson.loads(text))
+        return values
 
 
 def _parse_rows(rows: pa.Table) -> Iterator[tuple[str, list[Any]]]:

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 from .errors import InvalidInputError, InvalidScenarioNameError
 
-__all__ = ["MAX_NAME_LENGTH", "validate_name", "validate_description", "normalize_tags", "validate_limit", "as_uuid"]
+__all__ = ["MAX_NAME_LENGTH", "validate_name", "validate_description", "normalize_tags", "validate_limit", "validate_filter", "as_uuid"]
 
 MAX_NAME_LENGTH = 200
 # C0 and C1 control characters, DEL, and the Unicode line/paragraph separators.
@@ -26,6 +26,16 @@ def as_uuid(text: str) -> uuid.UUID | None:
         return uuid.UUID(text.strip())
     except (ValueError, AttributeError, TypeError):
         return None
+
+
+def _check_utf8(text: str, what: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInputError(
+            f"{what} contains a lone surrogate character, which cannot be stored as UTF-8; "
+            "remove it or encode the text correctly"
+        ) from None
 
 
 def validate_name(name: object) -> str:
@@ -49,6 +59,10 @@ def validate_name(name: object) -> str:
         raise InvalidScenarioNameError(
             f"scenario name {trimmed!r} contains a control character; use printable text"
         )
+    try:
+        _check_utf8(trimmed, f"scenario name {trimmed!r}")
+    except InvalidInputError as exc:
+        raise InvalidScenarioNameError(str(exc)) from None
     if as_uuid(trimmed) is not None:
         raise InvalidScenarioNameError(
             f"scenario name {trimmed!r} is a UUID, which would be confused with a scenario id; "
@@ -63,7 +77,10 @@ def validate_description(description: object) -> str | None:
     Raises:
         InvalidInputError: it is not a string.
     """
-    if description is None or isinstance(description, str):
+    if description is None:
+        return None
+    if isinstance(description, str):
+        _check_utf8(description, "description")
         return description
     raise InvalidInputError(f"description must be a string or None, not {type(description).__name__}")
 
@@ -89,9 +106,24 @@ def normalize_tags(tags: Iterable[object] | None) -> list[str]:
         cleaned = tag.strip()
         if _CONTROL.search(cleaned):
             raise InvalidInputError(f"tags[{position}] {cleaned!r} contains a control character")
+        _check_utf8(cleaned, f"tags[{position}]")
         if cleaned and cleaned not in result:
             result.append(cleaned)
     return result
+
+
+def validate_filter(value: object, label: str) -> str | None:
+    """A tag or search text for listing (``None`` allowed).
+
+    Raises:
+        InvalidInputError: not a string, or not storable as UTF-8.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidInputError(f"{label} must be a string, not {type(value).__name__}")
+    _check_utf8(value, label)
+    return value
 
 
 def validate_limit(limit: object, *, name: str = "limit") -> int:

@@ -1,0 +1,170 @@
+"""Export a scenario to the JSON exchange format (schema_version 1.0).
+
+The file is written the way the fast import path reads it back: a header line, one
+line per entity type opening its array, one line per entity, the stored JSON text as it
+is. That is still one JSON document (``schemas/scenario-1.0.schema.json``)::
+
+    {"schema_version":"1.0","scenario_id":"…","name":"…",…,"metadata":{…},"entities":{
+    "patients":[
+    {"patient_id":"MRN-1",…},
+    {"patient_id":"MRN-2",…}
+    ],
+    "members":[]
+    }}
+
+Entities are streamed from the database in chunks and written without being parsed, and
+the file appears atomically: it is written to a temporary file in the target folder,
+flushed to disk, then renamed over the target. A crash leaves no half file at the target.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import BinaryIO
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..errors import InvalidInputError
+from ..store import ScenarioReader, ScenarioStore
+
+__all__ = ["FORMAT_VERSION", "safe_file_name", "default_export_path", "export_scenario"]
+
+FORMAT_VERSION = "1.0"
+_MAX_STEM = 120
+_DOTS = re.compile(r"\.{2,}")
+_UNSAFE = re.compile(r'[\x00-\x1f\x7f-\x9f/\\:*?"<>|\u2028\u2029]')
+
+
+def safe_file_name(name: str) -> str:
+    """A file name (with ``.json``) made from a scenario name.
+
+    Path separators, control and reserved characters and runs of dots (``..``) become
+    ``_``; leading dots and spaces are dropped (no hidden files); the stem is at most
+    120 characters.
+    """
+    stem = _DOTS.sub("_", _UNSAFE.sub("_", name)).strip().lstrip(". ").rstrip(". ")
+    stem = stem[:_MAX_STEM].rstrip(". ") or "scenario"
+    return f"{stem}.json"
+
+
+def default_export_path(name: str) -> Path:
+    """``~/Downloads/{safe name}.json``, with ``~`` read at each call."""
+    return Path.home() / "Downloads" / safe_file_name(name)
+
+
+def _target_path(name: str, output_path: str | os.PathLike[str] | None) -> Path:
+    if output_path is None:
+        target = default_export_path(name)
+    else:
+        if not isinstance(output_path, (str, os.PathLike)):
+            raise InvalidInputError(
+                f"output_path must be a path, not {type(output_path).__name__}"
+            )
+        target = Path(output_path).expanduser()
+        if target.is_dir():
+            target = target / safe_file_name(name)
+    return target.absolute()
+
+
+def _header_line(reader: ScenarioReader) -> bytes:
+    summary = reader.summary()
+    header = {
+        "schema_version": FORMAT_VERSION,
+        "scenario_id": summary["scenario_id"],
+        "name": summary["name"],
+        "description": summary["description"],
+        "created_at": summary["created_at"],
+        "updated_at": summary["updated_at"],
+        "tags": summary["tags"],
+        "metadata": summary["metadata"],
+    }
+    # json (not orjson): metadata of earlier releases may hold integers beyond 64 bits.
+    text = json.dumps(header, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return (text[:-1] + ',"entities":{\n').encode("utf-8")
+
+
+def _joined(column: pa.Array) -> memoryview:
+    """All strings of ``column`` with ``,\\n`` after each, as one buffer (no per-row Python)."""
+    column = column.cast(pa.large_string()) if not pa.types.is_large_string(column.type) else column
+    empty, separator = pa.scalar("", pa.large_string()), pa.scalar(",\n", pa.large_string())
+    joined = pc.binary_join_element_wise(column, empty, separator)
+    _, offsets, data = joined.buffers()
+    ends = memoryview(offsets).cast("q")
+    first, last = ends[joined.offset], ends[joined.offset + len(joined)]
+    return memoryview(data)[first:last]
+
+
+def _write_entities(reader: ScenarioReader, out: BinaryIO) -> None:
+    types = list(reader.counts)
+    for position, entity_type in enumerate(types):
+        closing = b"]\n" if position == len(types) - 1 else b"],\n"
+        key = json.dumps(entity_type).encode("utf-8")
+        if reader.counts[entity_type] == 0:
+            out.write(key + b":[" + closing)
+            continue
+        out.write(key + b":[\n")
+        pending: memoryview | None = None
+        for column in reader.text_chunks(entity_type):
+            if pending is not None:
+                out.write(pending)
+            pending = _joined(column)
+        assert pending is not None
+        out.write(pending[:-2])  # the last entity takes no comma
+        out.write(b"\n" + closing)
+
+
+def export_scenario(
+    store: ScenarioStore, name: str, output_path: str | os.PathLike[str] | None = None
+) -> Path:
+    """Write one scenario to a JSON file; see :func:`healthsim.state.export_scenario_to_json`."""
+    with store.open_scenario(name) as reader:
+        target = _target_path(reader.header.name, output_path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp_name = tempfile.mkstemp(
+            dir=target.parent, prefix=f".{target.name}.", suffix=".partial"
+        )
+        temp = Path(temp_name)
+        try:
+            with os.fdopen(fd, "wb", buffering=1 << 20) as out:
+                out.write(_header_line(reader))
+                _write_entities(reader, out)
+                out.write(b"}}\n")
+                out.flush()
+                os.fsync(out.fileno())
+            os.chmod(temp, 0o666 & ~_current_umask())  # mkstemp made it 0600; a normal file
+            os.replace(temp, target)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+    _fsync_folder(target.parent)
+    return target
+
+
+def _current_umask() -> int:
+    """The process umask, read without changing it (os.umask would race other threads)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o022
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename durable (POSIX); harmless where folders cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
