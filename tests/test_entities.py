@@ -65,10 +65,10 @@ def test_every_specification_type_is_known() -> None:
 
 
 def test_id_fields() -> None:
-    assert id_fields("patients") == ("patient_id", "id")
+    assert id_fields("patients") == ("patient_id", "id", "_entity_id")
     assert id_fields("prescriptions")[0] == "prescription_number"
     assert id_fields("trial_visits")[0] == "visit_id"
-    assert id_fields("care_gaps") == ("care_gap_id", "id")
+    assert id_fields("care_gaps") == ("care_gap_id", "id", "_entity_id")
     assert "patient_id" not in id_fields("diagnoses")  # a diagnosis is not its patient
 
 

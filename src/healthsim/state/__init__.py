@@ -13,7 +13,9 @@ Example:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from .errors import (
@@ -34,6 +36,8 @@ __all__ = [
     "load_scenario",
     "list_scenarios",
     "delete_scenario",
+    "export_scenario_to_json",
+    "import_scenario_from_json",
     "ScenarioStore",
     "StateError",
     "ScenarioNotFoundError",
@@ -90,3 +94,21 @@ def delete_scenario(name: str) -> bool:
     See :meth:`ScenarioStore.delete_scenario`.
     """
     return _default_store().delete_scenario(name)
+
+
+def export_scenario_to_json(name: str, output_path: str | os.PathLike[str] | None = None) -> Path:
+    """Export a scenario of the default database to a JSON file.
+
+    See :meth:`ScenarioStore.export_scenario_to_json`.
+    """
+    return _default_store().export_scenario_to_json(name, output_path)
+
+
+def import_scenario_from_json(
+    file_path: str | os.PathLike[str], name: str | None = None, overwrite: bool = False
+) -> str:
+    """Import a scenario file into the default database.
+
+    See :meth:`ScenarioStore.import_scenario_from_json`.
+    """
+    return _default_store().import_scenario_from_json(file_path, name, overwrite)

@@ -47,6 +47,7 @@ __all__ = [
     "Encoded",
     "UnrepresentableValue",
     "to_plain",
+    "dumps_plain",
     "decode_entity",
     "iter_typed_entities",
 ]
@@ -123,7 +124,8 @@ def id_fields(entity_type: str) -> tuple[str, ...]:
     singular = _PLURAL_TO_SINGULAR.get(entity_type)
     if singular is None:
         singular = entity_type[:-1] if entity_type.endswith("s") else entity_type
-    fields = [*_SPECIAL_ID_FIELDS.get(entity_type, ()), f"{singular}_id", "id"]
+    # "_entity_id" last: the id a legacy workspace wrapper carried (see exchange.shapes).
+    fields = [*_SPECIAL_ID_FIELDS.get(entity_type, ()), f"{singular}_id", "id", "_entity_id"]
     return tuple(dict.fromkeys(fields))
 
 
@@ -393,6 +395,11 @@ def encode_exact(obj: Any, entity_type: str, index: int) -> bytes:
             entity_type=entity_type,
             index=index,
         ) from None
+    return dumps_plain(plain)
+
+
+def dumps_plain(plain: Any) -> bytes:
+    """Compact UTF-8 JSON of a value :func:`to_plain` has checked (big integers exact)."""
     return _SLOW_ENCODER.encode(plain).encode("utf-8")
 
 

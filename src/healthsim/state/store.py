@@ -291,6 +291,53 @@ class ScenarioStore:
                     con.execute(f"DELETE FROM {table} WHERE scenario_id = ?", [header.scenario_id])
         return True
 
+    # ------------------------------------------------------------------ exchange
+
+    def export_scenario_to_json(
+        self, name: str, output_path: str | os.PathLike[str] | None = None
+    ) -> Path:
+        """Export a scenario to a JSON file (the exchange format, schema_version 1.0).
+
+        Args:
+            name: scenario name or UUID.
+            output_path: the file to write (folders are created; an existing folder
+                gets ``{safe name}.json`` inside). Default: ``~/Downloads/{safe name}.json``.
+
+        Returns:
+            The absolute path of the file written (atomically: a crash leaves no half file).
+
+        Raises:
+            ScenarioNotFoundError: no scenario has that name or id.
+        """
+        from .exchange.export import export_scenario  # the exchange package builds on the store
+
+        return export_scenario(self, name, output_path)
+
+    def import_scenario_from_json(
+        self,
+        file_path: str | os.PathLike[str],
+        name: str | None = None,
+        overwrite: bool = False,
+    ) -> str:
+        """Import a scenario file: the 1.0 format or a legacy HealthSim shape.
+
+        Args:
+            file_path: the JSON file.
+            name: the scenario name; else the file's name field; else the file's stem.
+            overwrite: replace a scenario of that name (keeping its id and created_at).
+
+        Returns:
+            The scenario_id: the file's, if it is a UUID not used by another scenario.
+
+        Raises:
+            ScenarioExistsError: the name is taken and ``overwrite`` is false.
+            InvalidScenarioFileError: the file cannot be imported; the message names the
+                file and the place (JSON path, line and column). Nothing is saved.
+        """
+        from .exchange.importer import import_scenario
+
+        return import_scenario(self, file_path, name, overwrite)
+
     # ------------------------------------------------------------------ reading
 
     @staticmethod

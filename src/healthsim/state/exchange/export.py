@@ -66,9 +66,10 @@ def _target_path(name: str, output_path: str | os.PathLike[str] | None) -> Path:
                 f"output_path must be a path, not {type(output_path).__name__}"
             )
         target = Path(output_path).expanduser()
-        if target.is_dir():
+        names_folder = os.fspath(output_path).endswith(("/", os.sep))
+        if names_folder or target.is_dir():
             target = target / safe_file_name(name)
-    return target.absolute()
+    return Path(os.path.abspath(target))  # absolute and without '..', links untouched
 
 
 def _header_line(reader: ScenarioReader) -> bytes:

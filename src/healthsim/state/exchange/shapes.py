@@ -1,0 +1,278 @@
+"""What a scenario file says: its format, scenario fields, and entities.
+
+Four shapes are read (DESIGN.md, issue 3):
+
+- ``healthsim-1.0``: the exchange format, with a top-level ``schema_version`` "1.x";
+- ``healthsim-legacy-export``: the same shape without ``schema_version`` (earlier releases);
+- ``healthsim-legacy-workspace``: ``{"metadata": {...}, "provenance_summary": {...},
+  "entities": {"patients": [{"entity_id", "entity_type", "data", "provenance"}]}}``;
+- ``healthsim-legacy-lists``: entity lists at the top level (``"patients": [...]``).
+
+Nothing in a file is dropped: a wrapper's ``provenance`` and ``entity_id`` go into the
+entity as ``_provenance`` / ``_entity_id`` when it lacks them; top-level members that are
+not scenario fields are kept in the scenario's ``metadata["source_fields"]``; a workspace's
+``metadata`` in ``metadata["source_metadata"]``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..entities import (
+    MAX_DEPTH,
+    Encoded,
+    UnrepresentableValue,
+    dumps_plain,
+    encode_fast,
+    normalize_type,
+    to_plain,
+)
+from ..errors import InvalidEntityError, InvalidInputError, InvalidScenarioFileError
+from ..validation import normalize_tags, validate_description, validate_name
+
+__all__ = [
+    "SCENARIO_FIELDS",
+    "ImportPlan",
+    "Survey",
+    "check_schema_version",
+    "plan_import",
+    "is_wrapper",
+    "entity_from_item",
+    "list_type",
+]
+
+#: Top-level members that describe the scenario (never entity lists).
+SCENARIO_FIELDS = frozenset(
+    {"schema_version", "scenario_id", "name", "description", "created_at", "updated_at",
+     "tags", "metadata", "entities"}
+)
+_WRAPPER_KEYS = frozenset({"entity_id", "entity_type", "data", "provenance"})
+SUPPORTED_MAJOR = "1"
+
+Locator = Callable[[], str]  # returns where a value is (JSON path, line/column)
+
+
+@dataclass
+class Survey:
+    """What a first read of a file found (the general reader reads files twice)."""
+
+    fields: dict[str, Any] = field(default_factory=dict)
+    plain_lists: set[str] = field(default_factory=set)  # top-level arrays that are not entities
+    top_level_lists: bool = False
+    wrappers: bool = False
+
+
+@dataclass
+class ImportPlan:
+    """The scenario a file describes, apart from its entities."""
+
+    name: str
+    description: str | None
+    tags: list[str]
+    created_at: _dt.datetime | None
+    scenario_id: str | None
+    metadata: dict[str, Any]
+    source_format: str
+    unwrap: bool
+    source_updated_at: Any = None
+
+
+def _refuse(path: Path, problem: str, where: str) -> InvalidScenarioFileError:
+    return InvalidScenarioFileError(path, problem, where)
+
+
+def check_schema_version(path: Path, fields: dict[str, Any]) -> str | None:
+    """The file's top-level ``schema_version`` if this release reads it.
+
+    Raises:
+        InvalidScenarioFileError: quoting a version this release does not read.
+    """
+    if "schema_version" not in fields:
+        return None
+    version = fields["schema_version"]
+    if not isinstance(version, str) or version.split(".")[0] != SUPPORTED_MAJOR:
+        raise _refuse(
+            path,
+            f"schema_version {version!r} is not supported; this release reads "
+            f"schema_version {SUPPORTED_MAJOR}.x files (upgrade healthsim-state for newer ones)",
+            "$.schema_version",
+        )
+    return version
+
+
+def _timestamp(path: Path, value: Any, where: str) -> _dt.datetime:
+    try:
+        parsed = _dt.datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise _refuse(path, f"{value!r} is not an ISO 8601 date-time", where) from None
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(_dt.UTC).replace(tzinfo=None)
+    return parsed
+
+
+def _plain(path: Path, value: Any, where: str) -> Any:
+    """Check a value kept in metadata can be stored as JSON without change."""
+    try:
+        return to_plain(value, where)
+    except UnrepresentableValue as exc:
+        raise _refuse(path, f"the value {exc.problem}", exc.path) from None
+    except RecursionError:
+        raise _refuse(path, "the value nests too deeply", where) from None
+
+
+def plan_import(path: Path, survey: Survey, name: str | None) -> ImportPlan:
+    """Work out the scenario fields of a file (name priority: argument, file, stem).
+
+    Raises:
+        InvalidScenarioFileError: a field is unusable (the message names it and, for a
+            bad name in the file, suggests passing ``name``).
+    """
+    fields = dict(survey.fields)
+    version = check_schema_version(path, fields)
+    file_metadata = fields.pop("metadata", None)
+    workspace = (
+        version is None
+        and isinstance(file_metadata, dict)
+        and (survey.wrappers or "workspace_id" in file_metadata)
+    )
+    if version is not None:
+        source_format = "healthsim-1.0"
+    elif workspace:
+        source_format = "healthsim-legacy-workspace"
+    elif survey.top_level_lists and "entities" not in fields:
+        source_format = "healthsim-legacy-lists"
+    else:
+        source_format = "healthsim-legacy-export"
+    fields.pop("entities", None)
+    fallback = file_metadata if workspace else {}
+
+    def pick(key: str) -> tuple[Any, str] | None:
+        if key in fields:
+            return fields.pop(key), f"$.{key}"
+        if key in fallback:
+            return fallback[key], f"$.metadata.{key}"
+        return None
+
+    if name is None:
+        found = pick("name")
+        if found is not None:
+            try:
+                name = validate_name(found[0])
+            except InvalidInputError as exc:
+                raise _refuse(path, f"{exc}; pass a name to import it under another one", found[1]) from None
+        else:
+            name = validate_name(path.stem)
+    else:
+        fields.pop("name", None)
+        name = validate_name(name)
+
+    description = None
+    if (found := pick("description")) is not None:
+        try:
+            description = validate_description(found[0])
+        except InvalidInputError as exc:
+            raise _refuse(path, str(exc), found[1]) from None
+    tags: list[str] = []
+    if (found := pick("tags")) is not None:
+        try:
+            tags = normalize_tags(found[0])
+        except InvalidInputError as exc:
+            raise _refuse(path, str(exc), found[1]) from None
+    created_at = None
+    if (found := pick("created_at")) is not None and found[0] is not None:
+        created_at = _timestamp(path, found[0], found[1])
+    scenario_id = None
+    if isinstance(fields.get("scenario_id"), str):
+        try:
+            scenario_id = str(uuid.UUID(fields["scenario_id"]))
+            fields.pop("scenario_id")
+        except ValueError:
+            pass  # kept in source_fields below
+    fields.pop("schema_version", None)
+    source_updated_at = _plain(path, fields.pop("updated_at", None), "$.updated_at")
+
+    metadata: dict[str, Any] = {}
+    if version is not None and isinstance(file_metadata, dict):
+        metadata.update(_plain(path, file_metadata, "$.metadata"))
+    elif file_metadata is not None:
+        metadata["source_metadata"] = _plain(path, file_metadata, "$.metadata")
+    if fields:  # everything not mapped above, kept as it was in the file
+        metadata["source_fields"] = {k: _plain(path, v, f"$.{k}") for k, v in fields.items()}
+    return ImportPlan(
+        name=name,
+        description=description,
+        tags=tags,
+        created_at=created_at,
+        scenario_id=scenario_id,
+        metadata=metadata,
+        source_format=source_format,
+        unwrap=version is None,
+        source_updated_at=source_updated_at,
+    )
+
+
+def is_wrapper(value: dict[str, Any]) -> bool:
+    """A legacy workspace entry: ``{entity_id, entity_type, data, provenance}`` around the data."""
+    return isinstance(value.get("data"), dict) and value.keys() <= _WRAPPER_KEYS
+
+
+def _unwrap(value: dict[str, Any], list_type: str) -> dict[str, Any]:
+    data = dict(value["data"])
+    for wrapper_key, data_key in (("provenance", "_provenance"), ("entity_id", "_entity_id")):
+        if wrapper_key in value:
+            if data_key not in data:
+                data[data_key] = value[wrapper_key]
+            elif data[data_key] != value[wrapper_key]:
+                data[f"_wrapper{data_key}"] = value[wrapper_key]
+    declared = value.get("entity_type")
+    if declared is not None and "_entity_type" not in data:
+        try:
+            same = normalize_type(declared) == list_type
+        except InvalidEntityError:
+            same = False
+        if not same:
+            data["_entity_type"] = declared
+    return data
+
+
+def entity_from_item(
+    path: Path, value: Any, entity_type: str, unwrap: bool, where: Locator
+) -> Encoded:
+    """Check and encode one element of an entity list.
+
+    Raises:
+        InvalidScenarioFileError: at ``where()``, with the field inside the entity.
+    """
+    if not isinstance(value, dict):
+        raise _refuse(
+            path, f"an entity must be a JSON object, not {type(value).__name__}", where()
+        )
+    if unwrap and is_wrapper(value):
+        value = _unwrap(value, entity_type)
+    text = encode_fast(value)
+    if text is not None:
+        return Encoded(value, text, False)
+    try:
+        plain = to_plain(value)
+    except UnrepresentableValue as exc:
+        raise _refuse(path, f"entity field {exc.path} {exc.problem}", where()) from None
+    except RecursionError:
+        raise _refuse(path, f"the entity nests deeper than {MAX_DEPTH} levels", where()) from None
+    return Encoded(value, dumps_plain(plain), True)
+
+
+def list_type(path: Path, key: str, where: str) -> str:
+    """The stored entity type of a list named ``key`` in the file.
+
+    Raises:
+        InvalidScenarioFileError: the name is not a valid entity type.
+    """
+    try:
+        return normalize_type(key)
+    except InvalidEntityError as exc:
+        raise _refuse(path, str(exc), where) from None

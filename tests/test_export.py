@@ -1,0 +1,171 @@
+"""Export: the 1.0 format, default and explicit paths, atomic and streamed writing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from helpers.legacy_files import claims
+from helpers.sample import diabetes_cohort
+from healthsim.state import ScenarioNotFoundError, ScenarioStore, export_scenario_to_json, save_scenario
+from healthsim.state.exchange.export import safe_file_name
+from healthsim.state.store import ScenarioReader
+
+SCHEMA = json.loads(
+    resources.files("healthsim.state").joinpath("schemas/scenario-1.0.schema.json").read_text(encoding="utf-8")
+)
+
+
+def validate(document: dict) -> None:
+    jsonschema.Draft202012Validator(SCHEMA, format_checker=jsonschema.FormatChecker()).validate(document)
+
+
+def test_schema_is_valid_draft_2020_12() -> None:
+    jsonschema.Draft202012Validator.check_schema(SCHEMA)
+
+
+def test_export_format_and_default_path(isolated_home: Path) -> None:
+    entities = {**diabetes_cohort(3), "members": [], "claims": claims(2)}
+    sid = save_scenario("diabetes-cohort", entities, "Type 2 cohort", ["diabetes"])
+    path = export_scenario_to_json("diabetes-cohort")
+    assert path == isolated_home / "Downloads" / "diabetes-cohort.json"
+    assert path.is_absolute()
+    document = json.loads(path.read_text(encoding="utf-8"))
+    validate(document)
+    assert list(document) == [
+        "schema_version", "scenario_id", "name", "description", "created_at", "updated_at",
+        "tags", "metadata", "entities",
+    ]
+    assert document["schema_version"] == "1.0"
+    assert document["scenario_id"] == sid
+    assert document["name"] == "diabetes-cohort" and document["description"] == "Type 2 cohort"
+    assert document["tags"] == ["diabetes"]
+    assert document["created_at"].endswith("Z")
+    assert document["entities"] == entities
+    assert list(document["entities"]) == list(entities)
+    assert document["entities"]["patients"][0]["_provenance"]["source_type"] == "generated"
+
+
+def test_export_keeps_exotic_values_and_validates(store: ScenarioStore, tmp_path: Path) -> None:
+    entities = {"patients": [{"patient_id": "A", "big": 2**90, "z": "\u0000 é 🎉", "f": 0.1, "n": None, "e": {}}]}
+    store.save_scenario("exotic", entities)
+    path = store.export_scenario_to_json("exotic", tmp_path / "exotic.json")
+    text = path.read_text(encoding="utf-8")
+    validate(json.loads(text))
+    assert json.loads(text)["entities"] == entities
+    assert "1237940039285380274899124224" in text  # 2**90 written exactly
+
+
+def test_explicit_paths(store: ScenarioStore, tmp_path: Path) -> None:
+    store.save_scenario("x", {"patients": [{"patient_id": "A"}]})
+    nested = store.export_scenario_to_json("x", tmp_path / "a" / "b" / "custom.json")
+    assert nested == tmp_path / "a" / "b" / "custom.json" and nested.exists()
+    into_folder = store.export_scenario_to_json("x", tmp_path)
+    assert into_folder == tmp_path / "x.json"
+    new_folder = store.export_scenario_to_json("x", f"{tmp_path}/new-folder/")
+    assert new_folder == tmp_path / "new-folder" / "x.json"
+    relative = Path(os.path.relpath(tmp_path / "rel.json"))
+    assert store.export_scenario_to_json("x", relative) == tmp_path / "rel.json"
+    umask = os.umask(0o027)
+    try:
+        shared = store.export_scenario_to_json("x", tmp_path / "umask.json")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o640  # a normal file, following the umask
+    again = store.export_scenario_to_json("x", nested)  # replaces an earlier export
+    assert again == nested and json.loads(nested.read_text())["name"] == "x"
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("diabetes-cohort", "diabetes-cohort.json"),
+        ("../../etc/passwd", "____etc_passwd.json"),
+        ("a/b\\c", "a_b_c.json"),
+        ("..", "_.json"),
+        (".hidden", "hidden.json"),
+        ("tab\tname", "tab_name.json"),
+        ('win:*?"<>|', "win_______.json"),
+        ("x" * 300, "x" * 120 + ".json"),
+        ("Cohorte médica", "Cohorte médica.json"),
+    ],
+)
+def test_safe_file_name(name: str, expected: str) -> None:
+    assert safe_file_name(name) == expected
+    assert "/" not in safe_file_name(name) and ".." not in safe_file_name(name)
+
+
+def test_default_path_for_unsafe_name(isolated_home: Path) -> None:
+    save_scenario("../escape", {})
+    path = export_scenario_to_json("../escape")
+    assert path.parent == isolated_home / "Downloads"
+    assert path.name == "__escape.json"
+
+
+def test_export_by_uuid_and_not_found(store: ScenarioStore, tmp_path: Path) -> None:
+    sid = store.save_scenario("by-id", {})
+    assert json.loads(store.export_scenario_to_json(sid, tmp_path / "f.json").read_text())["name"] == "by-id"
+    with pytest.raises(ScenarioNotFoundError, match="'ghost'"):
+        store.export_scenario_to_json("ghost", tmp_path / "ghost.json")
+    assert not (tmp_path / "ghost.json").exists()
+
+
+def test_export_streams_in_chunks(store: ScenarioStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ScenarioReader, "CHUNK_ROWS", 7)  # force many chunks
+    entities = {"patients": [{"patient_id": f"P{i}", "i": i} for i in range(50)], "claims": [{"claim_id": "C"}]}
+    store.save_scenario("chunked", entities)
+    path = store.export_scenario_to_json("chunked", tmp_path / "c.json")
+    assert json.loads(path.read_text())["entities"] == entities
+
+
+def test_export_of_legacy_interleaved_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import legacy_db
+
+    db = tmp_path / "legacy.duckdb"
+    legacy_db.build(str(db))
+    monkeypatch.setattr(ScenarioReader, "CHUNK_ROWS", 1)
+    path = ScenarioStore(db).export_scenario_to_json("legacy-diabetes", tmp_path / "l.json")
+    document = json.loads(path.read_text())
+    validate(document)
+    assert [p["patient_id"] for p in document["entities"]["patients"]] == [
+        "MRN-00012345", "3f2b8c1e-9d4a-4e7b-8c6f-1a2b3c4d5e6f",
+    ]
+    assert document["entities"]["patients"][1]["big"] == 123456789012345678901234567890
+
+
+EXPORT_SCRIPT = """
+import sys
+from healthsim.state import ScenarioStore
+print("exporting", flush=True)
+ScenarioStore(sys.argv[1]).export_scenario_to_json("big", sys.argv[2])
+print("exported", flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_kill_during_export_leaves_no_half_file(store: ScenarioStore, tmp_path: Path) -> None:
+    store.save_scenario("big", {"patients": [{"patient_id": f"P{i}", "pad": "x" * 400} for i in range(150_000)]})
+    target = tmp_path / "out" / "big.json"
+    for delay in (0.05, 0.2, 0.4):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", EXPORT_SCRIPT, str(store.path), str(target)], stdout=subprocess.PIPE, text=True
+        )
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "exporting"
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        if target.exists():  # the rename happened: the file must be whole
+            assert len(json.loads(target.read_text())["entities"]["patients"]) == 150_000
+            target.unlink()
+    leftovers = [p.name for p in (tmp_path / "out").iterdir()] if (tmp_path / "out").exists() else []
+    assert all(name.endswith(".partial") for name in leftovers)  # never a half file at the target

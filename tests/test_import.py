@@ -1,0 +1,249 @@
+"""Import: every file shape, name and id rules, overwrite, and every kind of bad file."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+import uuid
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from conftest import orphan_rows
+from helpers import legacy_files
+from helpers.sample import diabetes_cohort
+from healthsim.state import (
+    InvalidScenarioFileError,
+    InvalidScenarioNameError,
+    ScenarioExistsError,
+    ScenarioStore,
+    import_scenario_from_json,
+    load_scenario,
+)
+from healthsim.state.entities import ENTITY_ID_NAMESPACE
+
+
+def write(path: Path, text: str | bytes) -> Path:
+    if isinstance(text, str):
+        text = text.encode("utf-8")
+    path.write_bytes(text)
+    return path
+
+
+def test_import_of_an_export_keeps_everything(store: ScenarioStore, tmp_path: Path) -> None:
+    entities = {**diabetes_cohort(4), "members": [], "claims": legacy_files.claims()}
+    sid = store.save_scenario("origin", entities, "desc", ["a", "b"])
+    original = store.load_scenario("origin")
+    path = store.export_scenario_to_json("origin", tmp_path / "origin.json")
+    store.delete_scenario("origin")
+
+    assert store.import_scenario_from_json(path) == sid  # the file's id, unused here
+    loaded = store.load_scenario("origin")
+    assert loaded["entities"] == entities and list(loaded["entities"]) == list(entities)
+    assert loaded["description"] == "desc" and loaded["tags"] == ["a", "b"]
+    assert loaded["created_at"] == original["created_at"]
+    provenance = loaded["metadata"]["provenance"]
+    assert provenance["operation"] == "import"
+    assert provenance["source_format"] == "healthsim-1.0"
+    assert provenance["source_file"] == str(path)
+    assert provenance["source_provenance"]["operation"] == "save"
+
+
+def test_name_priority_and_id_reuse(store: ScenarioStore, tmp_path: Path) -> None:
+    sid = store.save_scenario("named-in-file", {"patients": [{"patient_id": "A"}]})
+    path = store.export_scenario_to_json("named-in-file", tmp_path / "file-stem.json")
+    copy_id = store.import_scenario_from_json(path, name="copy")
+    assert copy_id != sid  # the file's id is taken by the original
+    assert store.load_scenario("copy")["entities"] == {"patients": [{"patient_id": "A"}]}
+    nameless = write(tmp_path / "stem-name.json", json.dumps({"entities": {"patients": []}}))
+    store.import_scenario_from_json(nameless)
+    assert store.load_scenario("stem-name")["entity_count"] == 0
+
+
+def test_duplicate_name_and_overwrite(store: ScenarioStore, tmp_path: Path) -> None:
+    sid = store.save_scenario("target", {"patients": [{"patient_id": "old"}]})
+    created = store.load_scenario("target")["created_at"]
+    path = write(tmp_path / "t.json", json.dumps({"name": "target", "created_at": "2020-01-01T00:00:00Z",
+                                                   "entities": {"patients": [{"patient_id": "new"}]}}))
+    with pytest.raises(ScenarioExistsError, match="'target' already exists"):
+        store.import_scenario_from_json(path)
+    time.sleep(0.01)
+    assert store.import_scenario_from_json(path, overwrite=True) == sid
+    loaded = store.load_scenario("target")
+    assert loaded["entities"] == {"patients": [{"patient_id": "new"}]}
+    assert loaded["created_at"] == created  # overwrite keeps the scenario's id and creation time
+
+
+def test_legacy_export_shape(store: ScenarioStore, tmp_path: Path, db_path: Path) -> None:
+    doc = legacy_files.legacy_export(tmp_path / "old-export.json")
+    store.import_scenario_from_json(tmp_path / "old-export.json")
+    loaded = store.load_scenario("legacy-export-cohort")
+    assert loaded["entities"] == doc["entities"]
+    assert loaded["tags"] == ["diabetes", "legacy"]
+    assert loaded["created_at"] == "2024-12-26T10:30:00Z"
+    assert loaded["metadata"]["provenance"]["source_format"] == "healthsim-legacy-export"
+    con = duckdb.connect(str(db_path))
+    rx = con.execute(
+        "SELECT entity_id FROM scenario_entities WHERE entity_type = 'prescriptions' ORDER BY id"
+    ).fetchall()
+    con.close()
+    assert rx[0][0] == uuid.uuid5(ENTITY_ID_NAMESPACE, "prescriptions:RX-7000")
+
+
+def test_legacy_workspace(store: ScenarioStore, tmp_path: Path, db_path: Path) -> None:
+    doc = legacy_files.workspace(tmp_path / "workspace.json")
+    sid = store.import_scenario_from_json(tmp_path / "workspace.json")
+    loaded = store.load_scenario("legacy-workspace")
+    assert loaded["description"] == "Workspace saved by the JSON-file HealthSim"
+    assert loaded["tags"] == ["workspace", "diabetes"]
+    assert loaded["created_at"] == "2024-11-02T08:00:00Z"
+    assert list(loaded["entities"]) == ["patients", "diagnoses", "lab_results"]
+    wrapped = doc["entities"]["diagnosis"][0]
+    diagnosis = loaded["entities"]["diagnoses"][0]
+    assert diagnosis == {**wrapped["data"], "_provenance": wrapped["provenance"], "_entity_id": wrapped["entity_id"]}
+    patient = loaded["entities"]["patients"][0]
+    assert patient["_entity_id"] == patient["patient_id"]
+    meta = loaded["metadata"]
+    assert meta["source_metadata"]["workspace_id"] == "ws-2024-11-02-001"
+    assert meta["source_metadata"]["schema_version"] == "2.0"
+    assert meta["source_fields"]["provenance_summary"] == {"generated": 6, "loaded": 0, "derived": 0}
+    assert meta["provenance"]["source_format"] == "healthsim-legacy-workspace"
+    con = duckdb.connect(str(db_path))
+    ids = con.execute(
+        "SELECT entity_id FROM scenario_entities WHERE scenario_id = ? AND entity_type = 'diagnoses' ORDER BY id", [sid]
+    ).fetchall()
+    con.close()
+    assert ids[0][0] == uuid.uuid5(ENTITY_ID_NAMESPACE, f"diagnoses:{wrapped['entity_id']}")
+
+
+def test_top_level_lists(store: ScenarioStore, tmp_path: Path) -> None:
+    doc = legacy_files.top_level_lists(tmp_path / "lists.json")
+    store.import_scenario_from_json(tmp_path / "lists.json")
+    loaded = store.load_scenario("legacy-lists")
+    assert loaded["entities"] == {
+        "patients": doc["patients"] + doc["patient"],  # singular and plural merged, in order
+        "encounters": doc["encounters"],
+        "care_gaps": doc["care_gaps"],
+    }
+    assert loaded["metadata"]["source_fields"] == {
+        "generator": "healthsim-cli 0.5",
+        "warnings": ["two patients share an address"],
+    }
+    assert loaded["metadata"]["provenance"]["source_format"] == "healthsim-legacy-lists"
+
+
+def test_pretty_printed_export_uses_the_general_reader(store: ScenarioStore, tmp_path: Path) -> None:
+    entities = {"patients": [{"patient_id": "A", "big": 2**80, "name": {"given": "Ana"}}]}
+    store.save_scenario("pretty", entities)
+    exported = store.export_scenario_to_json("pretty", tmp_path / "p.json")
+    pretty = write(tmp_path / "pretty.json", json.dumps(json.loads(exported.read_text()), indent=4))
+    store.import_scenario_from_json(pretty, name="pretty-copy")
+    assert store.load_scenario("pretty-copy")["entities"] == entities
+
+
+def test_line_layout_with_odd_entity_lines_is_kept_verbatim(store: ScenarioStore, tmp_path: Path) -> None:
+    store.save_scenario("odd", {"patients": [{"patient_id": "A"}, {"patient_id": "B"}]})
+    exported = store.export_scenario_to_json("odd", tmp_path / "odd.json")
+    text = exported.read_text().replace('{"patient_id":"B"}', '{"patient_id": "\\u0042", "n": 1.0E2}')
+    edited = write(tmp_path / "edited.json", text)
+    store.import_scenario_from_json(edited, name="edited")
+    assert store.load_scenario("edited")["entities"]["patients"][1] == {"patient_id": "B", "n": 100.0}
+    again = store.export_scenario_to_json("edited", tmp_path / "again.json")
+    assert '{"patient_id": "\\u0042", "n": 1.0E2}' in again.read_text()  # kept as written
+
+
+def test_version_checks(store: ScenarioStore, tmp_path: Path) -> None:
+    for version in ("1.0", "1.7"):
+        path = write(tmp_path / f"v{version}.json", json.dumps({"schema_version": version, "name": f"v{version}", "entities": {}}))
+        store.import_scenario_from_json(path)
+    for bad in ("2.0", "0.9", 1.0, None):
+        path = write(tmp_path / "bad-version.json", json.dumps({"schema_version": bad, "name": "nope", "entities": {}}))
+        with pytest.raises(InvalidScenarioFileError, match=rf"schema_version {bad!r} is not supported"):
+            store.import_scenario_from_json(path)
+    # A workspace's own metadata.schema_version is not the file format's version.
+    legacy_files.workspace(tmp_path / "ws.json")
+    store.import_scenario_from_json(tmp_path / "ws.json")
+
+
+BAD_FILES = [
+    ("invalid-json", '{"name": "x", "entities": {"patients": [{"a": 1,}]}}', r"\$\.entities\.patients\[0\] \(line 1 column \d+\)", "invalid JSON"),
+    ("empty", "", None, "the file is empty"),
+    ("whitespace", "  \n\t ", None, "the file is empty"),
+    ("top-level-array", '[{"patient_id": "A"}]', r"\$ \(line 1 column 1\)", "top level is an array"),
+    ("entities-not-object", '{"entities": [1, 2]}', r"\$\.entities", "must be an object"),
+    ("entity-list-not-array", '{"entities": {"patients": {"patient_id": "A"}}}', r"\$\.entities\.patients", "must be a list"),
+    ("entity-not-object", '{"entities": {"patients": [{"patient_id": "A"}, "B"]}}', r"\$\.entities\.patients\[1\] \(line 1 column 49\)", "must be a JSON object"),
+    ("nan", '{"entities": {"patients": [{"v": NaN}]}}', r"\$\.entities\.patients\[0\]", "NaN is not a JSON number"),
+    ("infinity", '{"entities": {"patients": [{"v": -Infinity}]}}', r"\$\.entities\.patients\[0\]", "-Infinity is not a JSON number"),
+    ("overflow-to-infinity", '{"entities": {"patients": [{"v": 1e400}]}}', r"\$\.entities\.patients\[0\]", "field $.v is inf"),
+    ("duplicate-key", '{"entities": {"patients": [{"id": 1, "id": 2}]}}', r"\$\.entities\.patients\[0\]", "key 'id' twice"),
+    ("duplicate-top-key", '{"name": "a", "name": "b", "entities": {}}', r"\$ \(line 1", "'name' appears twice"),
+    ("duplicate-type", '{"entities": {"patients": [], "patients": []}}', r"\$\.entities", "'patients' appears twice"),
+    ("deep-nesting", '{"entities": {"patients": [{"v": ' + "[" * 150 + "]" * 150 + "}]}}", r"\$\.entities\.patients\[0\]", "deeper than 100"),
+    ("hostile-nesting", '{"entities": {"patients": [' + "[" * 200_000, r"\$\.entities\.patients\[0\]", "deeper than 100"),
+    ("long-integer", '{"entities": {"patients": [{"v": ' + "7" * 4301 + "}]}}", r"\$\.entities\.patients\[0\]", "longer than 4300 digits"),
+    ("random-bytes", bytes(range(256)) * 64, "byte", "not UTF-8"),
+    ("binary-prefix", b"\x00\x01garbage", r"\$ \(line 1 column 1\)", "not a JSON object"),
+    ("trailing-data", '{"entities": {}} {"more": 1}', r"\$ \(line 1", "after the end"),
+    ("truncated", '{"name": "t", "entities": {"patients": [{"patient_id": "A"}', r"\$\.entities\.patients", "expected"),
+    ("bad-type-name", '{"entities": {"1patients": []}}', r"\$\.entities\.1patients|\$\.entities\[", "not a valid type name"),
+    ("lone-surrogate", '{"entities": {"patients": [{"v": "\\ud800"}]}}', r"\$\.entities\.patients\[0\]", "lone surrogate"),
+    ("bad-tags", '{"tags": "diabetes", "entities": {}}', r"\$\.tags", "single string"),
+    ("bad-created-at", '{"created_at": "yesterday", "entities": {}}', r"\$\.created_at", "not an ISO 8601"),
+    ("uuid-name", '{"name": "' + str(uuid.uuid4()) + '", "entities": {}}', r"\$\.name", "pass a name"),
+    ("nan-in-metadata", '{"metadata": {"x": 1e999}, "entities": {}}', r"\$\.metadata\.x", "is inf"),
+]
+
+
+@pytest.mark.parametrize(("content", "where", "problem"), [c[1:] for c in BAD_FILES], ids=[c[0] for c in BAD_FILES])
+def test_bad_files_are_refused_with_a_location(
+    store: ScenarioStore, tmp_path: Path, db_path: Path, content: str | bytes, where: str | None, problem: str
+) -> None:
+    store.save_scenario("bystander", {"patients": [{"patient_id": "B"}]})
+    path = write(tmp_path / "bad.json", content)
+    started = time.monotonic()
+    with pytest.raises(InvalidScenarioFileError) as info:
+        store.import_scenario_from_json(path)  # named by the file, else "bad"
+    assert time.monotonic() - started < 1.0  # hostile input is refused quickly
+    message = str(info.value)
+    assert str(path) in message and problem in message.replace("\n", " ")
+    if where:
+        assert info.value.location and re.search(where, info.value.location), message
+    assert message.endswith("nothing was saved")
+    assert [s["name"] for s in store.list_scenarios()["scenarios"]] == ["bystander"]
+    assert orphan_rows(db_path) == 0
+
+
+def test_bad_entity_deep_in_a_large_export_file(store: ScenarioStore, tmp_path: Path, db_path: Path) -> None:
+    store.save_scenario("big", {"patients": [{"patient_id": f"P{i}"} for i in range(130_000)]})
+    exported = store.export_scenario_to_json("big", tmp_path / "big.json")
+    lines = exported.read_bytes().split(b"\n")
+    lines[120_002] = b'{"patient_id":"P120000","v":NaN},'
+    broken = write(tmp_path / "broken.json", b"\n".join(lines))
+    with pytest.raises(InvalidScenarioFileError) as info:
+        store.import_scenario_from_json(broken, name="broken")
+    assert "$.entities.patients[120000] (line 120003 column 1)" in str(info.value)
+    assert "NaN is not a JSON number" in str(info.value)
+    assert {s["name"] for s in store.list_scenarios()["scenarios"]} == {"big"}
+    con = duckdb.connect(str(db_path))
+    assert con.execute("SELECT count(*) FROM scenario_entities").fetchall()[0][0] == 130_000
+    con.close()
+
+
+def test_missing_and_unreadable_files(store: ScenarioStore, tmp_path: Path) -> None:
+    with pytest.raises(InvalidScenarioFileError, match="no such file"):
+        store.import_scenario_from_json(tmp_path / "missing.json")
+    with pytest.raises(InvalidScenarioFileError, match="is a folder"):
+        store.import_scenario_from_json(tmp_path)
+    with pytest.raises(InvalidScenarioNameError):
+        store.import_scenario_from_json(write(tmp_path / "ok.json", '{"entities": {}}'), name="  ")
+
+
+def test_module_function_uses_default_database(isolated_home: Path, tmp_path: Path) -> None:
+    path = write(tmp_path / "module.json", json.dumps({"name": "via-module", "entities": {"Patient": [{"patient_id": "A"}]}}))
+    import_scenario_from_json(path)
+    assert load_scenario("via-module")["entities"] == {"patients": [{"patient_id": "A"}]}
+    assert Path(os.environ["HEALTHSIM_DB"]).exists()
