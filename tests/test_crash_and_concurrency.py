@@ -98,3 +98,39 @@ def test_two_processes_saving_at_once_lose_nothing(db_path: Path) -> None:
         assert all(s["entity_count"] == 200 for s in listed["scenarios"])
     assert entity_rows(db_path) == 30 * 200
     assert orphan_rows(db_path) == 0
+
+
+IMPORT_SCRIPT = """
+import sys
+from healthsim.state import ScenarioStore
+print("importing", flush=True)
+ScenarioStore(sys.argv[1]).import_scenario_from_json(sys.argv[2], name="imported")
+print("imported", flush=True)
+"""
+
+
+def test_kill_during_import_leaves_no_partial_scenario(db_path: Path, tmp_path: Path) -> None:
+    store = ScenarioStore(db_path)
+    store.save_scenario("source", version_entities(3, 150_000))
+    exported = store.export_scenario_to_json("source", tmp_path / "source.json")
+    before = entity_rows(db_path)
+    outcomes = []
+    for delay in (0.1, 0.4, 0.8, 1.6):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", IMPORT_SCRIPT, str(db_path), str(exported)], stdout=subprocess.PIPE, text=True
+        )
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "importing"
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        names = {s["name"] for s in store.list_scenarios()["scenarios"]}
+        assert orphan_rows(db_path) == 0
+        if "imported" in names:
+            assert store.load_scenario("imported")["entity_count"] == 225_000
+            assert entity_rows(db_path) == before + 225_000
+            store.delete_scenario("imported")
+            outcomes.append("done")
+        else:
+            assert entity_rows(db_path) == before  # nothing of the killed import is visible
+            outcomes.append("none")
+    assert "none" in outcomes, outcomes

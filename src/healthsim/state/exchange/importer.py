@@ -21,7 +21,7 @@ from .json_stream import Event, JsonStream
 from .line_format import LineLayoutReader, NotLineLayout
 from .shapes import SCENARIO_FIELDS, ImportPlan, Survey, entity_from_item, is_wrapper, list_type, plan_import
 
-__all__ = ["import_scenario"]
+__all__ = ["import_scenario", "survey_file"]
 
 
 def _candidate_list(key: str) -> bool:
@@ -85,8 +85,13 @@ def _import_line_layout(
         return _save(store, path, plan, typed, overwrite, provenance)
 
 
-def _survey(path: Path) -> Survey:
-    """First pass of the general reader: check everything, collect the scenario fields."""
+def survey_file(path: Path) -> Survey:
+    """Read a whole file without saving anything: check it, collect its scenario fields,
+    and count its entities per type (the migration verifies imports against these).
+
+    Raises:
+        InvalidScenarioFileError: the file cannot be imported.
+    """
     survey = Survey()
     with path.open("rb") as file:
         stream = JsonStream(path, file)
@@ -101,6 +106,7 @@ def _survey(path: Path) -> Survey:
                 key = event.key
                 entity_type = list_type(path, key, f"{event.path} ({stream.location(event.pos)})")
                 in_entities, first, plain = event.value, True, None
+                survey.counts.setdefault(entity_type, 0)
             elif event.kind == "item":
                 if first and not in_entities and not isinstance(event.value, dict):
                     plain = []  # a top-level array of plain values: a field, not entities
@@ -114,10 +120,13 @@ def _survey(path: Path) -> Survey:
                     lambda e=event: f"{e.path} ({stream.location(e.pos)})",
                 )
                 survey.wrappers = survey.wrappers or is_wrapper(event.value)
+                survey.counts[entity_type] += 1
             elif event.kind == "end" and not in_entities:
                 if plain is not None:
                     survey.fields[key] = plain
                     survey.plain_lists.add(key)
+                    if survey.counts.get(entity_type) == 0:
+                        del survey.counts[entity_type]
                 else:
                     survey.top_level_lists = True
     return survey
@@ -152,7 +161,7 @@ def _stream_entities(
 def _import_general(
     store: ScenarioStore, path: Path, name: str | None, overwrite: bool, provenance: Mapping[str, Any] | None
 ) -> str:
-    survey = _survey(path)
+    survey = survey_file(path)
     plan = plan_import(path, survey, name)
     with path.open("rb") as file:
         stream = JsonStream(path, file)

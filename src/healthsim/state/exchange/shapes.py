@@ -65,6 +65,7 @@ class Survey:
     plain_lists: set[str] = field(default_factory=set)  # top-level arrays that are not entities
     top_level_lists: bool = False
     wrappers: bool = False
+    counts: dict[str, int] = field(default_factory=dict)  # entities per stored type, in order
 
 
 @dataclass
