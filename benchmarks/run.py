@@ -14,6 +14,7 @@ import argparse
 import datetime as dt
 import gc
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -27,6 +28,7 @@ from typing import Any
 import duckdb
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 sys.path.insert(0, str(Path(__file__).parent))
 from data import generate  # noqa: E402
@@ -34,8 +36,9 @@ from data import generate  # noqa: E402
 from healthsim.state import ScenarioStore  # noqa: E402
 from healthsim.state.schema import ensure_schema  # noqa: E402
 
-TARGETS = {"save": 1.5, "load": 1.5, "list": 3.0}
-MEMORY_TARGET_MB = 1536
+TARGETS = {"save": 1.5, "load": 1.5, "list": 3.0, "export": 2.0, "import": 2.0}
+# save: resident memory added beyond the input; import/export: peak resident memory of the process.
+MEMORY_TARGETS_MB = {"save": 1536, "import": 800, "export": 400}
 
 
 def best_of(repeat: int, run: Callable[[int], float]) -> float:
@@ -121,6 +124,38 @@ def floor_list(path: Path) -> float:
     return elapsed
 
 
+def floor_export(db: Path, out: Path) -> float:
+    """The stored JSON text spliced into a file: one query, one buffer write per chunk,
+    and fsync, which the issue requires of the export (an atomic, durable file)."""
+    started = time.perf_counter()
+    con = duckdb.connect(str(db))
+    sid = con.execute("SELECT scenario_id FROM scenarios WHERE name = 'bench'").fetchall()[0][0]
+    column = con.sql(
+        "SELECT entity_data FROM scenario_entities WHERE scenario_id = $sid", params={"sid": sid}
+    ).to_arrow_table().column(0)
+    con.close()
+    separator = pa.scalar(",\n", pa.large_string())
+    with out.open("wb") as file:
+        file.write(b'{"schema_version":"1.0","name":"bench","entities":{"all":[\n')
+        for chunk in column.chunks:
+            joined = pc.binary_join_element_wise(chunk.cast(pa.large_string()), pa.scalar("", pa.large_string()), separator)
+            file.write(joined.buffers()[2])
+        file.write(b"]}}\n")
+        file.flush()
+        os.fsync(file.fileno())
+    return time.perf_counter() - started
+
+
+def floor_import(path: Path, db: Path) -> float:
+    """orjson on the whole file (GC paused), then the floor's bulk insert of every entity."""
+    gc.disable()
+    started = time.perf_counter()
+    document = orjson.loads(path.read_bytes())
+    parsed = time.perf_counter() - started
+    gc.enable()
+    return parsed + floor_save(db, document["entities"])
+
+
 # ------------------------------------------------------------------------- library
 
 
@@ -137,6 +172,22 @@ def lib_load(path: Path, expected: int) -> float:
     loaded = store.load_scenario("bench")
     elapsed = time.perf_counter() - started
     assert loaded["entity_count"] == expected
+    return elapsed
+
+
+def lib_export(db: Path, out: Path) -> float:
+    started = time.perf_counter()
+    ScenarioStore(db).export_scenario_to_json("bench", out)
+    return time.perf_counter() - started
+
+
+def lib_import(path: Path, db: Path, expected: int) -> float:
+    store = ScenarioStore(db)
+    started = time.perf_counter()
+    sid = store.import_scenario_from_json(path, name="imported")
+    elapsed = time.perf_counter() - started
+    with store.open_scenario(sid) as reader:
+        assert sum(reader.counts.values()) == expected
     return elapsed
 
 
@@ -159,21 +210,49 @@ def _rss_kb(field: str) -> int:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
-def memory_child(n: int, folder: str) -> None:
-    """Run in a subprocess: resident memory a save adds beyond its input (peak - before)."""
-    entities = generate(n)
-    gc.collect()
-    before = _rss_kb("VmRSS")
-    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM (peak RSS) to now
-    store = ScenarioStore(Path(folder) / "memory.duckdb")
-    store.save_scenario("bench", entities)
-    peak = _rss_kb("VmHWM")
-    print(json.dumps({"added_mb": (peak - before) / 1024, "input_rss_mb": before / 1024}))
+def memory_child(mode: str, args: list[str]) -> None:
+    """Run in a subprocess, print resident memory figures as JSON.
+
+    save N FOLDER: memory a save adds beyond its input (peak during the save - before it).
+    import FILE DB / export DB FILE: the process's peak resident memory.
+    """
+    if mode == "save":
+        entities = generate(int(args[0]))
+        gc.collect()
+        before = _rss_kb("VmRSS")
+        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM (peak RSS) to now
+        ScenarioStore(Path(args[1]) / "memory.duckdb").save_scenario("bench", entities)
+        print(json.dumps({"mb": (_rss_kb("VmHWM") - before) / 1024, "before_mb": before / 1024}))
+    elif mode == "import":
+        ScenarioStore(args[1]).import_scenario_from_json(args[0], name="memory")
+        print(json.dumps({"mb": _rss_kb("VmHWM") / 1024}))
+    elif mode == "export":
+        ScenarioStore(args[0]).export_scenario_to_json("bench", args[1])
+        print(json.dumps({"mb": _rss_kb("VmHWM") / 1024}))
 
 
-def measure_memory(n: int, folder: Path) -> dict[str, float]:
+TIMED = {
+    "lib-load": lambda a: lib_load(Path(a[0]), int(a[1])),
+    "floor-load": lambda a: floor_load(Path(a[0])),
+    "lib-export": lambda a: lib_export(Path(a[0]), Path(a[1])),
+    "floor-export": lambda a: floor_export(Path(a[0]), Path(a[1])),
+    "lib-import": lambda a: lib_import(Path(a[0]), fresh_db(Path(a[1]), "import"), int(a[2])),
+    "floor-import": lambda a: floor_import(Path(a[0]), fresh_db(Path(a[1]), "floor-import")),
+}
+
+
+def timed_in_child(mode: str, *args: str) -> float:
+    """Seconds of one run in a fresh process: the parent's million input objects would
+    otherwise make Python's garbage collector slow down whichever side runs after them."""
     out = subprocess.run(
-        [sys.executable, __file__, "--memory-child", str(n), "--folder", str(folder)],
+        [sys.executable, __file__, "--time-child", mode, *args], check=True, capture_output=True, text=True
+    ).stdout
+    return float(out.strip().splitlines()[-1])
+
+
+def measure_memory(mode: str, *args: str) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--memory-child", mode, *args],
         check=True, capture_output=True, text=True,
     ).stdout
     return json.loads(out.strip().splitlines()[-1])
@@ -193,14 +272,18 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--list-scenarios", type=int, default=1000)
     parser.add_argument("--no-memory", action="store_true")
-    parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--folder", help=argparse.SUPPRESS)
+    parser.add_argument("--memory-child", nargs="+", help=argparse.SUPPRESS)
+    parser.add_argument("--time-child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.time_child:
+        print(TIMED[args.time_child[0]](args.time_child[1:]))
+        return
     if args.memory_child:
-        memory_child(args.memory_child, args.folder)
+        memory_child(args.memory_child[0], args.memory_child[1:])
         return
 
     results: list[tuple[str, str, float, float, float]] = []
+    memory: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="healthsim-bench-") as tmp:
         folder = Path(tmp)
         for n in args.sizes:
@@ -219,16 +302,32 @@ def main() -> None:
                 return floor_save(floor_paths[-1], entities)
 
             results.append(("save", f"{n:,}", best_of(repeat, run_lib_save), best_of(repeat, run_floor_save), TARGETS["save"]))
+            del entities  # the rest runs in child processes, without the input
+            gc.collect()
+            db, floor_db, exported = str(lib_paths[0]), str(floor_paths[0]), str(folder / "exported.json")
             results.append((
                 "load", f"{n:,}",
-                best_of(repeat, lambda _: lib_load(lib_paths[0], n)),
-                best_of(repeat, lambda _: floor_load(floor_paths[0])),
+                best_of(repeat, lambda _: timed_in_child("lib-load", db, str(n))),
+                best_of(repeat, lambda _: timed_in_child("floor-load", floor_db)),
                 TARGETS["load"],
             ))
-            for path in lib_paths + floor_paths:
+            results.append((
+                "export", f"{n:,}",
+                best_of(repeat, lambda _: timed_in_child("lib-export", db, exported)),
+                best_of(repeat, lambda _: timed_in_child("floor-export", db, str(folder / "floor-export.json"))),
+                TARGETS["export"],
+            ))
+            results.append((
+                "import", f"{n:,}",
+                best_of(repeat, lambda _: timed_in_child("lib-import", exported, str(folder), str(n))),
+                best_of(repeat, lambda _: timed_in_child("floor-import", exported, str(folder))),
+                TARGETS["import"],
+            ))
+            if not args.no_memory and n == max(args.sizes):
+                memory["import"] = measure_memory("import", str(exported), str(fresh_db(folder, "mem-import")))["mb"]
+                memory["export"] = measure_memory("export", str(lib_paths[0]), str(folder / "mem-export.json"))["mb"]
+            for path in [*lib_paths, *floor_paths, *folder.glob("*import*.duckdb"), *folder.glob("*.json")]:
                 path.unlink(missing_ok=True)
-            del entities
-            gc.collect()
 
         count = args.list_scenarios
         list_db = folder / "list.duckdb"
@@ -242,7 +341,8 @@ def main() -> None:
             best_of(args.repeat + 2, lambda _: floor_list(list_db)),
             TARGETS["list"],
         ))
-        memory = None if args.no_memory else measure_memory(max(args.sizes), folder)
+        if not args.no_memory:
+            memory["save"] = measure_memory("save", str(max(args.sizes)), str(folder))["mb"]
 
     print("| operation | size | library (s) | floor (s) | ratio | target |")
     print("|---|---|---:|---:|---:|---:|")
@@ -250,12 +350,14 @@ def main() -> None:
         ratio = lib / floor
         verdict = "ok" if ratio <= target else "OVER"
         print(f"| {op} | {size} | {lib:.3f} | {floor:.3f} | {ratio:.2f}x | <= {target}x {verdict} |")
-    if memory is not None:
-        verdict = "ok" if memory["added_mb"] <= MEMORY_TARGET_MB else "OVER"
-        print(
-            f"\nsave of {max(args.sizes):,} entities adds {memory['added_mb']:.0f} MB resident memory beyond its "
-            f"input ({memory['input_rss_mb']:.0f} MB before); target < {MEMORY_TARGET_MB} MB: {verdict}"
-        )
+    if memory:
+        labels = {"save": "added beyond the input", "import": "peak of the process", "export": "peak of the process"}
+        print(f"\n| memory, {max(args.sizes):,} entities | MB | target |")
+        print("|---|---:|---:|")
+        for op in ("save", "import", "export"):
+            if op in memory:
+                verdict = "ok" if memory[op] < MEMORY_TARGETS_MB[op] else "OVER"
+                print(f"| {op} ({labels[op]}) | {memory[op]:.0f} | < {MEMORY_TARGETS_MB[op]} {verdict} |")
 
 
 if __name__ == "__main__":

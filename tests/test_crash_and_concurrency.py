@@ -21,13 +21,16 @@ WORKER = HERE / "helpers" / "worker.py"
 pytestmark = pytest.mark.slow
 
 
-def run_worker(*args: str) -> subprocess.Popen[str]:
+def run_worker(*args: str, chunk_rows: int | None = None) -> subprocess.Popen[str]:
+    env = {**os.environ, "HEALTHSIM_LOCK_TIMEOUT": "60"}
+    if chunk_rows:
+        env["HEALTHSIM_TEST_CHUNK_ROWS"] = str(chunk_rows)
     return subprocess.Popen(
         [sys.executable, str(WORKER), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "HEALTHSIM_LOCK_TIMEOUT": "60"},
+        env=env,
     )
 
 
@@ -39,7 +42,8 @@ def entity_rows(path: Path) -> int:
         con.close()
 
 
-def test_kill_during_overwrite_leaves_old_or_new(db_path: Path) -> None:
+@pytest.mark.parametrize("chunk_rows", [None, 15_000], ids=["one-transaction", "staged"])
+def test_kill_during_overwrite_leaves_old_or_new(db_path: Path, chunk_rows: int | None) -> None:
     size = 60_000
     store = ScenarioStore(db_path)
     store.save_scenario("victim", version_entities(0, size), description="v0")
@@ -47,13 +51,13 @@ def test_kill_during_overwrite_leaves_old_or_new(db_path: Path) -> None:
     rng = random.Random(1234)
     outcomes = {"old": 0, "new": 0}
     for version in range(1, 9):
-        proc = run_worker("overwrite", str(db_path), "victim", str(version), str(size))
+        proc = run_worker("overwrite", str(db_path), "victim", str(version), str(size), chunk_rows=chunk_rows)
         assert proc.stdout is not None and proc.stdout.readline().strip() == "saving"
         time.sleep(rng.uniform(0.0, 1.2))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
 
-        loaded = store.load_scenario("victim")
+        loaded = store.load_scenario("victim")  # the next open also removes staged leftovers
         survivor = int(loaded["description"][1:])
         assert survivor in (current, version)
         outcomes["old" if survivor == current else "new"] += 1
@@ -72,7 +76,7 @@ def test_kill_during_first_save_leaves_nothing_or_everything(db_path: Path) -> N
     store.save_scenario("bystander", {"patients": [{"patient_id": "B"}]})
     for attempt, delay in enumerate((0.05, 0.3, 0.6)):
         name = f"new-{attempt}"
-        proc = run_worker("overwrite", str(db_path), name, "1", "80000")
+        proc = run_worker("overwrite", str(db_path), name, "1", "80000", chunk_rows=20_000)
         assert proc.stdout is not None and proc.stdout.readline().strip() == "saving"
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)

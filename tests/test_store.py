@@ -177,6 +177,61 @@ def test_failed_new_save_leaves_nothing(store: ScenarioStore, db_path: Path) -> 
     assert orphan_rows(db_path) == 0
 
 
+@pytest.fixture
+def small_chunks(monkeypatch: pytest.MonkeyPatch) -> int:
+    """Make every save of more than 1,000 entities take the staged path."""
+    from healthsim.state import bulk
+
+    monkeypatch.setattr(bulk, "CHUNK_ROWS", 1000)
+    return 1000
+
+
+def staging_rows(path: Path) -> int:
+    return rows(path, "SELECT count(*) FROM healthsim_state_staging")[0][0]
+
+
+def test_staged_save_and_overwrite(store: ScenarioStore, db_path: Path, small_chunks: int) -> None:
+    first = {"patients": [{"patient_id": f"P{i}"} for i in range(3500)], "claims": [{"claim_id": "C"}]}
+    sid = store.save_scenario("staged", first, tags=["t"])
+    assert store.load_scenario("staged")["entities"] == first
+    created = store.load_scenario("staged")["created_at"]
+    second = {"encounters": [{"encounter_id": f"E{i}"} for i in range(2500)]}
+    assert store.save_scenario("staged", second, tags=["u"], overwrite=True) == sid
+    loaded = store.load_scenario("staged")
+    assert loaded["entities"] == second and loaded["tags"] == ["u"] and loaded["created_at"] == created
+    assert rows(db_path, "SELECT count(*) FROM scenario_entities")[0][0] == 2500
+    assert staging_rows(db_path) == 0 and orphan_rows(db_path) == 0
+
+
+def test_failed_staged_overwrite_leaves_previous_version(store: ScenarioStore, db_path: Path, small_chunks: int) -> None:
+    store.save_scenario("keep", {"patients": [{"patient_id": f"P{i}"} for i in range(1500)]})
+    before = store.load_scenario("keep")
+    bad = {"patients": [{"patient_id": str(i)} for i in range(4000)] + [{"x": float("nan")}]}
+    with pytest.raises(InvalidEntityError, match=r"patients\[4000\]"):
+        store.save_scenario("keep", bad, overwrite=True)
+    assert store.load_scenario("keep") == before
+    assert rows(db_path, "SELECT count(*) FROM scenario_entities")[0][0] == 1500
+    assert staging_rows(db_path) == 0 and orphan_rows(db_path) == 0
+
+
+def test_interrupted_staging_is_removed_on_next_open(store: ScenarioStore, db_path: Path) -> None:
+    import uuid as uuid_module
+
+    store.save_scenario("visible", {"patients": [{"patient_id": "V"}]})
+    ghost = uuid_module.uuid4()  # what a killed staged save leaves: a record and invisible rows
+    rows(db_path, "INSERT INTO healthsim_state_staging VALUES (?, now()::TIMESTAMP)", [ghost])
+    rows(
+        db_path,
+        "INSERT INTO scenario_entities SELECT 1000 + range, ?, 'patients', gen_random_uuid(), '{}', now()::TIMESTAMP "
+        "FROM range(10)",
+        [ghost],
+    )
+    assert orphan_rows(db_path) == 10
+    assert store.list_scenarios()["total_count"] == 1  # any open cleans up
+    assert orphan_rows(db_path) == 0 and staging_rows(db_path) == 0
+    assert store.load_scenario("visible")["entity_count"] == 1
+
+
 def test_generator_entities_are_streamed(store: ScenarioStore) -> None:
     def patients():
         for i in range(120_000):

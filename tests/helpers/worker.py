@@ -6,9 +6,13 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
-from healthsim.state import ScenarioStore
+from healthsim.state import ScenarioStore, bulk
+
+if os.environ.get("HEALTHSIM_TEST_CHUNK_ROWS"):  # tests use it to force the staged path
+    bulk.CHUNK_ROWS = int(os.environ["HEALTHSIM_TEST_CHUNK_ROWS"])
 
 
 def version_entities(version: int, size: int) -> dict[str, list[dict[str, object]]]:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import duckdb
 
+from .bulk import recover_staging
 from .errors import DatabaseError, DatabaseLockedError, InvalidInputError
 from .schema import ensure_schema
 
@@ -29,7 +30,6 @@ __all__ = [
     "resolve_db_path",
     "lock_timeout",
     "connect",
-    "transaction",
 ]
 
 #: The default database, relative to the home folder (``~`` is read at each call).
@@ -143,25 +143,9 @@ def connect(
                 _restrict_permissions(path)
             if config is None:
                 ensure_schema(con)
+                recover_staging(con)
             yield con
         finally:
             con.close()
             if created:
                 _restrict_permissions(path)
-
-
-@contextmanager
-def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
-    """Run the block as one transaction: committed if it returns, rolled back if it raises.
-
-    DuckDB runs a multi-statement string statement by statement, not atomically, so every
-    write goes through this.
-    """
-    con.execute("BEGIN TRANSACTION")
-    try:
-        yield con
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    else:
-        con.execute("COMMIT")

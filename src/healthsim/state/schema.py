@@ -29,6 +29,7 @@ __all__ = [
     "ensure_schema",
     "schema_version",
     "entity_uuid_select",
+    "STAGING_TABLE",
 ]
 
 VERSION_TABLE = "healthsim_state_schema_version"
@@ -244,9 +245,21 @@ def _migration_1(con: duckdb.DuckDBPyConnection) -> None:
         _rebuild_legacy_tables(con)
 
 
+STAGING_TABLE = "healthsim_state_staging"
+
+
+def _migration_2(con: duckdb.DuckDBPyConnection) -> None:
+    # Scenarios being written in several transactions (see bulk.py): rows staged under
+    # an id recorded here are invisible, and removed on the next open after a crash.
+    con.execute(
+        f"CREATE TABLE {STAGING_TABLE} (scenario_id UUID PRIMARY KEY, started_at TIMESTAMP NOT NULL)"
+    )
+
+
 #: Ordered migrations: (version, description, function). Append; never edit a released one.
 MIGRATIONS: list[tuple[int, str, Callable[[duckdb.DuckDBPyConnection], None]]] = [
     (1, "specification tables (rebuilds tables of earlier HealthSim releases)", _migration_1),
+    (2, "staging table for large writes committed in chunks", _migration_2),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
