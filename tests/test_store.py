@@ -357,3 +357,14 @@ def test_store_repr_and_path(tmp_path: Path) -> None:
     store = ScenarioStore(tmp_path / "x.duckdb")
     assert store.path == tmp_path / "x.duckdb"
     assert "x.duckdb" in repr(store)
+
+
+def test_rows_out_of_id_order_are_sorted() -> None:
+    import pyarrow as pa
+
+    from healthsim.state.store import in_id_order
+
+    ordered = pa.table({"id": [1, 2, 5], "entity_data": ["a", "b", "c"]})
+    assert in_id_order(ordered) is ordered  # already in order: no copy
+    shuffled = pa.table({"id": [5, 1, 2], "entity_data": ["c", "a", "b"]})
+    assert in_id_order(shuffled).column("entity_data").to_pylist() == ["a", "b", "c"]

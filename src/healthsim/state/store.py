@@ -402,11 +402,13 @@ class ScenarioStore:
                 raise ScenarioNotFoundError(str(name))
             header = self._find(con, name)
             tags = self._tags(con, [header.scenario_id]).get(header.scenario_id, [])
-            rows = con.sql(
-                f"SELECT entity_type, entity_data, {header.exact_rows_sql()} AS big "
-                "FROM scenario_entities WHERE scenario_id = $sid ORDER BY id",
-                params={"sid": header.scenario_id},
-            ).to_arrow_table()
+            rows = in_id_order(
+                con.sql(
+                    f"SELECT id, entity_type, entity_data, {header.exact_rows_sql()} AS big "
+                    "FROM scenario_entities WHERE scenario_id = $sid",
+                    params={"sid": header.scenario_id},
+                ).to_arrow_table()
+            )
         # Parsing happens after the file is closed: another process may use it meanwhile.
         entities: dict[str, list[Any]] = {t: [] for t in header.declared_types()}
         with gc_paused():
@@ -508,6 +510,19 @@ class ScenarioStore:
         return {"scenarios": summaries, "total_count": rows[0][6] if rows else 0}
 
 
+def in_id_order(table: pa.Table) -> pa.Table:
+    """``table`` sorted by its ``id`` column, sorting only if it is not already.
+
+    DuckDB returns a scan in insertion order (``preserve_insertion_order``, on by
+    default), which for our rows is id order, so queries ask for no ORDER BY (it costs
+    a sort of every entity's text); a vectorised check confirms the order instead.
+    """
+    ids = table.column("id")
+    if len(ids) > 1 and not pc.all(pc.greater(ids.slice(1), ids.slice(0, len(ids) - 1))).as_py():
+        return table.sort_by("id")
+    return table
+
+
 @contextmanager
 def gc_paused() -> Iterator[None]:
     """Pause Python's cyclic garbage collector while building many objects.
@@ -585,21 +600,13 @@ class ScenarioReader:
                 yield column
 
     def _range(self, entity_type: str, lo: int, hi: int) -> pa.Array:
-        """Texts of ``lo <= id < hi`` in id order.
-
-        DuckDB returns a scan in insertion order (``preserve_insertion_order``, on by
-        default), which for our rows is id order, so no sort is asked for; the order is
-        checked (vectorised) and the chunk sorted in Arrow only if it is not.
-        """
+        """Texts of ``lo <= id < hi`` in id order."""
         table = self._con.sql(
             "SELECT id, entity_data FROM scenario_entities WHERE scenario_id = $sid "
             "AND entity_type = $type AND id >= $lo AND id < $hi",
             params={"sid": self.header.scenario_id, "type": entity_type, "lo": lo, "hi": hi},
         ).to_arrow_table()
-        ids = table.column("id")
-        if len(ids) > 1 and not pc.all(pc.greater(ids.slice(1), ids.slice(0, len(ids) - 1))).as_py():
-            table = table.sort_by("id")
-        return table.column("entity_data").combine_chunks()
+        return in_id_order(table).column("entity_data").combine_chunks()
 
     def entities(self, entity_type: str, start: int = 0, stop: int | None = None) -> list[Any]:
         """Parsed entities of one type between two positions (for paging)."""
