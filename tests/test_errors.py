@@ -31,7 +31,7 @@ def test_every_public_error_derives_from_state_error() -> None:
 
 def test_messages_name_the_subject_and_the_next_step() -> None:
     assert str(errors.ScenarioNotFoundError("x")) == (
-        "scenario 'x' not found; list_scenarios() shows the scenarios that exist"
+        "scenario 'x' not found; list the scenarios (list_scenarios, or healthsim list) to see which exist"
     )
     assert "overwrite=True" in str(errors.ScenarioExistsError("x"))
     locked = errors.DatabaseLockedError(Path("/tmp/h.duckdb"), 2.5)

@@ -29,6 +29,7 @@ from .errors import (
     ScenarioNotFoundError,
     StateError,
 )
+from .query import QueryError, query_scenarios
 from .store import ScenarioStore
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "delete_scenario",
     "export_scenario_to_json",
     "import_scenario_from_json",
+    "query_scenarios",
     "ScenarioStore",
     "StateError",
     "ScenarioNotFoundError",
@@ -48,6 +50,7 @@ __all__ = [
     "InvalidScenarioFileError",
     "DatabaseLockedError",
     "DatabaseError",
+    "QueryError",
 ]
 
 

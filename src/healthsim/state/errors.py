@@ -9,7 +9,8 @@ ones a caller may want to treat like built-in errors also derive from those::
     ├── InvalidInputError            (also ValueError)
     │   ├── InvalidScenarioNameError
     │   ├── InvalidEntityError
-    │   └── InvalidScenarioFileError
+    │   ├── InvalidScenarioFileError
+    │   └── QueryError                (defined in healthsim.state.query)
     ├── DatabaseLockedError
     └── DatabaseError
 
@@ -44,7 +45,8 @@ class ScenarioNotFoundError(StateError, LookupError):
     def __init__(self, name: str) -> None:
         self.name = name
         super().__init__(
-            f"scenario {name!r} not found; list_scenarios() shows the scenarios that exist"
+            f"scenario {name!r} not found; list the scenarios (list_scenarios, or healthsim list) "
+            "to see which exist"
         )
 
     def __str__(self) -> str:  # LookupError's __str__ would repr() the message

@@ -16,7 +16,7 @@ import itertools
 import json
 import os
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +32,7 @@ from .database import connect, resolve_db_path
 from .bulk import ChunkEncoder, begin_staging, discard_staging, end_staging, insert_chunks
 from .entities import iter_typed_entities
 from .errors import InvalidInputError, ScenarioExistsError, ScenarioNotFoundError
+from .schema import schema_version
 from .transactions import transaction
 from .validation import (
     as_uuid,
@@ -185,6 +186,7 @@ class ScenarioStore:
         metadata: Mapping[str, Any] | None = None,
         scenario_id: str | None = None,
         created_at: _dt.datetime | None = None,
+        on_chunk: Callable[[int], None] | None = None,
     ) -> str:
         """Save a scenario from a stream of ``(normalised type, entities)`` pairs.
 
@@ -201,6 +203,8 @@ class ScenarioStore:
             metadata: further metadata to keep (e.g. from an imported file).
             scenario_id: an id to reuse for a new scenario if it is a UUID not in use.
             created_at: the creation time to keep for a new scenario (naive UTC).
+            on_chunk: called with the number of entities encoded so far, once per chunk
+                (progress bars).
 
         Returns:
             The scenario_id.
@@ -223,6 +227,8 @@ class ScenarioStore:
             first_id = con.execute("SELECT COALESCE(max(id), 0) + 1 FROM scenario_entities").fetchall()[0][0]
             encoder = ChunkEncoder(first_id)
             chunks = encoder.tables(typed_entities)
+            if on_chunk is not None:
+                chunks = _reporting(chunks, encoder, first_id, on_chunk)
             head = list(itertools.islice(chunks, 2))  # one chunk or more decides the path
 
             def publish() -> None:
@@ -307,10 +313,30 @@ class ScenarioStore:
                     con.execute(f"DELETE FROM {table} WHERE scenario_id = ?", [header.scenario_id])
         return True
 
+    def database_info(self) -> dict[str, Any]:
+        """The database file: path, whether it exists, size, schema version, counts."""
+        path = self.path
+        details: dict[str, Any] = {"database": str(path), "exists": path.exists()}
+        with connect(path, write=False) as con:
+            if con is not None:
+                details["size_bytes"] = path.stat().st_size
+                details["schema_version"] = schema_version(con)
+                details["scenarios"] = con.execute("SELECT count(*) FROM scenarios").fetchall()[0][0]
+                details["entities"] = con.execute(
+                    "SELECT count(*) FROM scenario_entities e WHERE EXISTS "
+                    "(SELECT 1 FROM scenarios s WHERE s.scenario_id = e.scenario_id)"
+                ).fetchall()[0][0]
+        details["healthsim_state_version"] = __version__
+        return details
+
     # ------------------------------------------------------------------ exchange
 
     def export_scenario_to_json(
-        self, name: str, output_path: str | os.PathLike[str] | None = None
+        self,
+        name: str,
+        output_path: str | os.PathLike[str] | None = None,
+        *,
+        progress: Callable[[int, int], None] | None = None,
     ) -> Path:
         """Export a scenario to a JSON file (the exchange format, schema_version 1.0).
 
@@ -318,6 +344,7 @@ class ScenarioStore:
             name: scenario name or UUID.
             output_path: the file to write (folders are created; an existing folder
                 gets ``{safe name}.json`` inside). Default: ``~/Downloads/{safe name}.json``.
+            progress: called with (entities written, entities in all) as it goes.
 
         Returns:
             The absolute path of the file written (atomically: a crash leaves no half file).
@@ -327,13 +354,15 @@ class ScenarioStore:
         """
         from .exchange.export import export_scenario  # the exchange package builds on the store
 
-        return export_scenario(self, name, output_path)
+        return export_scenario(self, name, output_path, progress=progress)
 
     def import_scenario_from_json(
         self,
         file_path: str | os.PathLike[str],
         name: str | None = None,
         overwrite: bool = False,
+        *,
+        progress: Callable[[int, int], None] | None = None,
     ) -> str:
         """Import a scenario file: the 1.0 format or a legacy HealthSim shape.
 
@@ -341,6 +370,7 @@ class ScenarioStore:
             file_path: the JSON file.
             name: the scenario name; else the file's name field; else the file's stem.
             overwrite: replace a scenario of that name (keeping its id and created_at).
+            progress: called with (bytes read, file size) as it goes.
 
         Returns:
             The scenario_id: the file's, if it is a UUID not used by another scenario.
@@ -352,7 +382,7 @@ class ScenarioStore:
         """
         from .exchange.importer import import_scenario
 
-        return import_scenario(self, file_path, name, overwrite)
+        return import_scenario(self, file_path, name, overwrite, progress=progress)
 
     # ------------------------------------------------------------------ reading
 
@@ -510,6 +540,14 @@ class ScenarioStore:
         return {"scenarios": summaries, "total_count": rows[0][6] if rows else 0}
 
 
+def _reporting(
+    chunks: Iterator[pa.Table], encoder: ChunkEncoder, first_id: int, on_chunk: Callable[[int], None]
+) -> Iterator[pa.Table]:
+    for table in chunks:
+        on_chunk(encoder.next_id - first_id)
+        yield table
+
+
 def in_id_order(table: pa.Table) -> pa.Table:
     """``table`` sorted by its ``id`` column, sorting only if it is not already.
 
@@ -609,7 +647,16 @@ class ScenarioReader:
         return in_id_order(table).column("entity_data").combine_chunks()
 
     def entities(self, entity_type: str, start: int = 0, stop: int | None = None) -> list[Any]:
-        """Parsed entities of one type between two positions (for paging)."""
+        """Parsed entities of one type between two positions (for paging).
+
+        Raises:
+            InvalidInputError: the scenario has no entities of that type.
+        """
+        if entity_type not in self.counts:
+            known = ", ".join(self.counts) or "none"
+            raise InvalidInputError(
+                f"scenario {self.header.name!r} has no entity type {entity_type!r}; its types: {known}"
+            )
         exact = self.header.metadata.get("exact_json_rows") != 0
         values: list[Any] = []
         for column in self.text_chunks(entity_type, start, stop):

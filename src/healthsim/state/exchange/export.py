@@ -24,6 +24,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
+from collections.abc import Callable
 from typing import BinaryIO
 
 import pyarrow as pa
@@ -35,6 +36,7 @@ from ..store import ScenarioReader, ScenarioStore
 __all__ = ["FORMAT_VERSION", "safe_file_name", "default_export_path", "export_scenario"]
 
 FORMAT_VERSION = "1.0"
+Progress = Callable[[int, int], None]  # (entities written, entities in all)
 _MAX_STEM = 120
 _DOTS = re.compile(r"\.{2,}")
 _UNSAFE = re.compile(r'[\x00-\x1f\x7f-\x9f/\\:*?"<>|\u2028\u2029]')
@@ -100,8 +102,9 @@ def _joined(column: pa.Array) -> memoryview:
     return memoryview(data)[first:last]
 
 
-def _write_entities(reader: ScenarioReader, out: BinaryIO) -> None:
+def _write_entities(reader: ScenarioReader, out: BinaryIO, progress: Progress | None) -> None:
     types = list(reader.counts)
+    total, done = sum(reader.counts.values()), 0
     for position, entity_type in enumerate(types):
         closing = b"]\n" if position == len(types) - 1 else b"],\n"
         key = json.dumps(entity_type).encode("utf-8")
@@ -114,13 +117,20 @@ def _write_entities(reader: ScenarioReader, out: BinaryIO) -> None:
             if pending is not None:
                 out.write(pending)
             pending = _joined(column)
+            done += len(column)
+            if progress is not None:
+                progress(done, total)
         assert pending is not None
         out.write(pending[:-2])  # the last entity takes no comma
         out.write(b"\n" + closing)
 
 
 def export_scenario(
-    store: ScenarioStore, name: str, output_path: str | os.PathLike[str] | None = None
+    store: ScenarioStore,
+    name: str,
+    output_path: str | os.PathLike[str] | None = None,
+    *,
+    progress: Progress | None = None,
 ) -> Path:
     """Write one scenario to a JSON file; see :func:`healthsim.state.export_scenario_to_json`."""
     with store.open_scenario(name) as reader:
@@ -133,7 +143,7 @@ def export_scenario(
         try:
             with os.fdopen(fd, "wb", buffering=1 << 20) as out:
                 out.write(_header_line(reader))
-                _write_entities(reader, out)
+                _write_entities(reader, out, progress)
                 out.write(b"}}\n")
                 out.flush()
                 os.fsync(out.fileno())

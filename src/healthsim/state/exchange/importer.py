@@ -10,18 +10,21 @@ saves nothing, and memory stays bounded by a chunk of entities, not the file.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from dataclasses import replace
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from ..errors import InvalidScenarioFileError
 from ..store import ScenarioStore
-from ..validation import validate_name
+from ..validation import normalize_tags, validate_description, validate_name
 from .json_stream import Event, JsonStream
 from .line_format import LineLayoutReader, NotLineLayout
 from .shapes import SCENARIO_FIELDS, ImportPlan, Survey, entity_from_item, is_wrapper, list_type, plan_import
 
 __all__ = ["import_scenario", "survey_file"]
+
+Progress = Callable[[int, int], None]  # (bytes read, file size)
 
 
 def _candidate_list(key: str) -> bool:
@@ -48,6 +51,7 @@ def _save(
     typed: Iterator[tuple[str, Iterator[Any]]],
     overwrite: bool,
     provenance: Mapping[str, Any] | None,
+    on_chunk: Callable[[int], None] | None = None,
 ) -> str:
     metadata = dict(plan.metadata)
     record = {
@@ -70,19 +74,27 @@ def _save(
         metadata=metadata,
         scenario_id=plan.scenario_id,
         created_at=plan.created_at,
+        on_chunk=on_chunk,
     )
 
 
+def _file_progress(file: BinaryIO, size: int, progress: Progress | None) -> Callable[[int], None] | None:
+    """Per chunk: report how far into the file the reader is (bytes)."""
+    return None if progress is None else (lambda _entities: progress(file.tell(), size))
+
+
 def _import_line_layout(
-    store: ScenarioStore, path: Path, name: str | None, overwrite: bool, provenance: Mapping[str, Any] | None
+    store: ScenarioStore, path: Path, name: str | None, overwrite: bool,
+    provenance: Mapping[str, Any] | None, progress: Progress | None, overrides: dict[str, Any],
 ) -> str:
     with path.open("rb") as file:
         reader = LineLayoutReader(path, file)
-        plan = plan_import(path, Survey(fields=reader.fields), name)
+        plan = replace(plan_import(path, Survey(fields=reader.fields), name), **overrides)
         typed = (
             (list_type(path, key, f"$.entities[{key!r}]"), items) for key, items in reader.lists()
         )
-        return _save(store, path, plan, typed, overwrite, provenance)
+        size = path.stat().st_size
+        return _save(store, path, plan, typed, overwrite, provenance, _file_progress(file, size, progress))
 
 
 def survey_file(path: Path) -> Survey:
@@ -159,14 +171,17 @@ def _stream_entities(
 
 
 def _import_general(
-    store: ScenarioStore, path: Path, name: str | None, overwrite: bool, provenance: Mapping[str, Any] | None
+    store: ScenarioStore, path: Path, name: str | None, overwrite: bool,
+    provenance: Mapping[str, Any] | None, progress: Progress | None, overrides: dict[str, Any],
 ) -> str:
     survey = survey_file(path)
-    plan = plan_import(path, survey, name)
+    plan = replace(plan_import(path, survey, name), **overrides)
     with path.open("rb") as file:
         stream = JsonStream(path, file)
         events = stream.walk(_candidate_list)
-        return _save(store, path, plan, _stream_entities(path, stream, events, survey, plan), overwrite, provenance)
+        typed = _stream_entities(path, stream, events, survey, plan)
+        on_chunk = _file_progress(file, path.stat().st_size, progress)
+        return _save(store, path, plan, typed, overwrite, provenance, on_chunk)
 
 
 def import_scenario(
@@ -176,18 +191,28 @@ def import_scenario(
     overwrite: bool = False,
     *,
     provenance: Mapping[str, Any] | None = None,
+    progress: Progress | None = None,
+    description: str | None = None,
+    tags: list[str] | None = None,
 ) -> str:
     """Import one scenario file; see :func:`healthsim.state.import_scenario_from_json`.
 
     Args:
+        description, tags: replace the file's (``healthsim save --from`` uses them).
         provenance: extra facts recorded in ``metadata["provenance"]`` (the migration
             records the file's SHA-256 there).
+        progress: called with (bytes read, file size), once per chunk of entities.
     """
     path = _checked_path(file_path)
     if name is not None:
         name = validate_name(name)
+    overrides: dict[str, Any] = {}
+    if description is not None:
+        overrides["description"] = validate_description(description)
+    if tags is not None:
+        overrides["tags"] = normalize_tags(tags)
     try:
-        return _import_line_layout(store, path, name, overwrite, provenance)
+        return _import_line_layout(store, path, name, overwrite, provenance, progress, overrides)
     except NotLineLayout:
         pass  # not (or not entirely) in the export's layout: the general reader decides
-    return _import_general(store, path, name, overwrite, provenance)
+    return _import_general(store, path, name, overwrite, provenance, progress, overrides)

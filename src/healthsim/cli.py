@@ -1,0 +1,397 @@
+"""The ``healthsim`` command: scenarios from a terminal, over the same library calls.
+
+Every command builds a :class:`~healthsim.state.ScenarioStore`, calls one library
+operation and prints the result: tables for people, ``--json`` for scripts. Library errors
+become one line on stderr and exit code 1; bad usage exits 2; nothing prints a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from . import __version__
+from .state import ScenarioStore, StateError
+from .state.exchange.importer import import_scenario
+from .state.query import DEFAULT_ROW_LIMIT, DEFAULT_TIMEOUT, query_scenarios
+
+__all__ = ["app", "main"]
+
+EXAMPLES = """\b
+Examples:
+  healthsim save diabetes-cohort --from cohort.json --tag diabetes
+  healthsim list --tag diabetes
+  healthsim load diabetes-cohort
+  healthsim export diabetes-cohort -o /tmp/share/
+  healthsim query "SELECT data->>'gender' AS gender, count(*) FROM patients GROUP BY ALL"
+"""
+
+app = typer.Typer(
+    name="healthsim",
+    help="Keep, find, share and query synthetic healthcare scenarios (HealthSim State).",
+    epilog=EXAMPLES,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON (for scripts).")]
+
+
+def handle_errors(command: F) -> F:
+    """Library errors: one line on stderr, exit 1. Never a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
+        except StateError as exc:
+            err.print(f"error: {exc}", markup=False)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            err.print("interrupted; nothing further was changed", markup=False)
+            raise typer.Exit(130) from None
+        except Exception as exc:  # a bug: still one line, with what to report
+            err.print(f"error: unexpected {type(exc).__name__}: {exc} (please report this)", markup=False)
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def store_of(ctx: typer.Context) -> ScenarioStore:
+    return ScenarioStore(ctx.obj.get("db") if ctx.obj else None)
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, ensure_ascii=False, indent=2) + "\n")
+
+
+@contextmanager
+def progress_bar(label: str, unit_bytes: bool) -> Iterator[Callable[[int, int], None] | None]:
+    """A Rich progress bar on stderr, only when stderr is a terminal."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    amount = DownloadColumn() if unit_bytes else MofNCompleteColumn()
+    with Progress(TextColumn(label), BarColumn(), amount, TimeRemainingColumn(), console=err, transient=True) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def counts_text(counts: dict[str, int]) -> str:
+    return ", ".join(f"{t} {n:,}" for t, n in counts.items()) or "no entities"
+
+
+def summary_of(store: ScenarioStore, name: str) -> dict[str, Any]:
+    with store.open_scenario(name) as reader:
+        return reader.summary()
+
+
+# --------------------------------------------------------------------------- app
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        out.print(f"healthsim {__version__}", markup=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    db: Annotated[
+        Path | None,
+        typer.Option("--db", help="Database file. Default: HEALTHSIM_DB, else ~/.healthsim/healthsim.duckdb."),
+    ] = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=version_callback, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    ctx.obj = {"db": db}
+
+
+@app.command()
+@handle_errors
+def save(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Scenario name (unique).")],
+    from_file: Annotated[
+        Path, typer.Option("--from", help='JSON file: {"patients": [...], ...} or any importable shape.')
+    ],
+    description: Annotated[str | None, typer.Option(help="Description (replaces the file's).")] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="A tag; repeat for more (replaces the file's).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace a scenario of the same name.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Save entities from a JSON file as a named scenario.
+
+    Example: healthsim save diabetes-cohort --from cohort.json --tag diabetes --tag testing
+    """
+    store = store_of(ctx)
+    with progress_bar("saving", unit_bytes=True) as progress:
+        scenario_id = import_scenario(
+            store, from_file, name, overwrite, provenance={"operation": "save"},
+            progress=progress, description=description, tags=tag,
+        )
+    summary = summary_of(store, scenario_id)
+    result = {key: summary[key] for key in ("scenario_id", "name", "entity_count", "entities_by_type")}
+    if as_json:
+        print_json(result)
+    else:
+        out.print(f"saved {result['name']!r} ({scenario_id}): {counts_text(result['entities_by_type'])}", markup=False)
+
+
+@app.command()
+@handle_errors
+def load(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Scenario name or UUID.")],
+    entity_type: Annotated[str | None, typer.Option("--type", help="Page through one entity type.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="Entities per page (with --type).")] = 20,
+    offset: Annotated[int, typer.Option(min=0, help="First entity of the page (with --type).")] = 0,
+    as_json: JsonOption = False,
+) -> None:
+    """Show a scenario: counts by type, tags, dates and a few sample entities.
+
+    --json prints the whole scenario (as load_scenario returns it); --type T pages through
+    one entity type, one JSON object per line.
+
+    Example: healthsim load diabetes-cohort --type patients --limit 5
+    """
+    store = store_of(ctx)
+    if entity_type is not None:
+        with store.open_scenario(name) as reader:
+            page = reader.entities(entity_type, offset, offset + limit)
+        if as_json:
+            print_json(page)
+        else:
+            for entity in page:
+                sys.stdout.write(json.dumps(entity, ensure_ascii=False) + "\n")
+        return
+    if as_json:
+        print_json(store.load_scenario(name))
+        return
+    with store.open_scenario(name) as reader:
+        summary = reader.summary()
+        samples = {t: reader.entities(t, 0, 3) for t, n in reader.counts.items() if n}
+    info = Table.grid(padding=(0, 2))
+    for label, value in (
+        ("name", summary["name"]), ("scenario_id", summary["scenario_id"]),
+        ("description", summary["description"] or ""), ("tags", ", ".join(summary["tags"])),
+        ("created", summary["created_at"]), ("updated", summary["updated_at"]),
+        ("entities", f"{summary['entity_count']:,}"),
+    ):
+        info.add_row(label, str(value))
+    out.print(info)
+    counts = Table("entity type", "count", "sample")
+    for entity_type_name, count in summary["entities_by_type"].items():
+        sample = samples.get(entity_type_name, [])
+        text = json.dumps(sample[0], ensure_ascii=False) if sample else ""
+        counts.add_row(entity_type_name, f"{count:,}", text[:100] + ("…" if len(text) > 100 else ""))
+    out.print(counts)
+
+
+@app.command("list")
+@handle_errors
+def list_command(
+    ctx: typer.Context,
+    tag: Annotated[str | None, typer.Option(help="Only scenarios with this tag (any case).")] = None,
+    search: Annotated[str | None, typer.Option(help="Only names or descriptions containing this text.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many scenarios.")] = 100,
+    as_json: JsonOption = False,
+) -> None:
+    """List scenarios, newest first.
+
+    Example: healthsim list --tag diabetes --search cohort
+    """
+    result = store_of(ctx).list_scenarios(tag=tag, search=search, limit=limit)
+    if as_json:
+        print_json(result)
+        return
+    table = Table("name", "entities", "types", "tags", "updated")
+    for s in result["scenarios"]:
+        table.add_row(s["name"], f"{s['entity_count']:,}", ", ".join(s["entities_by_type"]), ", ".join(s["tags"]), s["updated_at"])
+    out.print(table)
+    shown = len(result["scenarios"])
+    more = f" ({result['total_count'] - shown} more: raise --limit)" if result["total_count"] > shown else ""
+    out.print(f"{shown} of {result['total_count']} scenario(s){more}", markup=False)
+
+
+@app.command()
+@handle_errors
+def delete(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Scenario name or UUID.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Delete a scenario (asks first unless --yes).
+
+    Example: healthsim delete old-cohort --yes
+    """
+    store = store_of(ctx)
+    summary = summary_of(store, name)  # not found: error before asking
+    if not yes:
+        question = f"Delete scenario {summary['name']!r} ({summary['entity_count']:,} entities)?"
+        if not sys.stdin.isatty() or not typer.confirm(question, default=False, err=True):
+            err.print("not deleted (confirm, or pass --yes)", markup=False)
+            raise typer.Exit(1)
+    deleted = store.delete_scenario(summary["scenario_id"])
+    if as_json:
+        print_json({"deleted": deleted, "name": summary["name"], "scenario_id": summary["scenario_id"]})
+    else:
+        out.print(f"deleted {summary['name']!r}", markup=False)
+
+
+@app.command()
+@handle_errors
+def export(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Scenario name or UUID.")],
+    output: Annotated[
+        str | None,  # not Path: a trailing "/" (a folder to create) must survive
+        typer.Option("-o", "--output", help="File or folder (ending in /) to write. Default: ~/Downloads/{name}.json."),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Export a scenario to a JSON file (the exchange format, schema_version 1.0).
+
+    Example: healthsim export diabetes-cohort -o /tmp/share/
+    """
+    store = store_of(ctx)
+    with progress_bar("exporting", unit_bytes=False) as progress:
+        path = store.export_scenario_to_json(name, output, progress=progress)
+    if as_json:
+        print_json({"path": str(path)})
+    else:
+        out.print(str(path), markup=False)
+
+
+@app.command("import")
+@handle_errors
+def import_command(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="Scenario JSON file (1.0 format or a legacy HealthSim file).")],
+    name: Annotated[str | None, typer.Option(help="Scenario name (default: the file's, else its stem).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace a scenario of the same name.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Import a scenario file shared by a colleague or left by an older HealthSim.
+
+    Example: healthsim import ~/Downloads/diabetes-cohort.json --name from-alice
+    """
+    store = store_of(ctx)
+    with progress_bar("importing", unit_bytes=True) as progress:
+        scenario_id = store.import_scenario_from_json(file, name, overwrite, progress=progress)
+    summary = summary_of(store, scenario_id)
+    result = {key: summary[key] for key in ("scenario_id", "name", "entity_count", "entities_by_type")}
+    if as_json:
+        print_json(result)
+    else:
+        out.print(f"imported {result['name']!r} ({scenario_id}): {counts_text(result['entities_by_type'])}", markup=False)
+
+
+@app.command()
+@handle_errors
+def migrate(
+    ctx: typer.Context,
+    status: Annotated[bool, typer.Option("--status", help="Count legacy files and migrated ones.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would happen; change nothing.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before migrating.")] = False,
+    source: Annotated[list[Path] | None, typer.Option("--source", help="Folder of legacy JSON files (repeatable).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Bring forward the JSON files of older HealthSim tools (~/.healthsim/scenarios, workspaces).
+
+    Example: healthsim migrate --dry-run
+    """
+    from .migrate_cli import run
+
+    if status and dry_run:
+        err.print("error: --status and --dry-run cannot be combined", markup=False)
+        raise typer.Exit(2)
+    code = run(store_of(ctx), sources=source, status=status, dry_run=dry_run, yes=yes, as_json=as_json)
+    raise typer.Exit(code)
+
+
+@app.command()
+@handle_errors
+def query(
+    ctx: typer.Context,
+    sql: Annotated[str, typer.Argument(help="One read-only SELECT statement.")],
+    limit: Annotated[int, typer.Option(min=1, max=100_000, help="At most this many rows.")] = DEFAULT_ROW_LIMIT,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds before the query is stopped.")] = DEFAULT_TIMEOUT,
+    as_json: JsonOption = False,
+) -> None:
+    """Run one read-only SELECT over saved scenarios (sandboxed: no files, no network).
+
+    Views: entities(scenario, scenario_id, entity_type, entity_id, data) and one per entity
+    type, e.g. patients(scenario, scenario_id, entity_id, data). data is JSON: data->>'gender'.
+
+    Example: healthsim query "SELECT scenario, count(*) FROM patients GROUP BY ALL"
+    """
+    store = store_of(ctx)
+    result = query_scenarios(sql, limit=limit, timeout=timeout, db_path=store.path)
+    if as_json:
+        print_json(result)
+        return
+    table = Table(*result["columns"])
+    for row in result["rows"]:
+        table.add_row(*(json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else "" if v is None else str(v) for v in row))
+    out.print(table)
+    more = " (raise --limit to see more)" if result["truncated"] else ""
+    out.print(f"{result['row_count']:,} of {result['total_rows']:,} row(s){more}", markup=False)
+
+
+@app.command()
+@handle_errors
+def info(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Show the database: path, size, schema version, scenario and entity counts."""
+    details = store_of(ctx).database_info()
+    if as_json:
+        print_json(details)
+        return
+    grid = Table.grid(padding=(0, 2))
+    for key, value in details.items():
+        grid.add_row(key, f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value))
+    out.print(grid)
+
+
+@app.command()
+def mcp(ctx: typer.Context) -> None:
+    """Serve the MCP server over stdio (for Claude Desktop and other MCP clients).
+
+    Example client configuration: {"command": "healthsim", "args": ["mcp"]}
+    """
+    from .mcp_server import serve
+
+    serve(ctx.obj.get("db") if ctx.obj else None)
+
+
+def main() -> None:
+    """Entry point of the ``healthsim`` program."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

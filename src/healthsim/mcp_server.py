@@ -1,0 +1,264 @@
+"""The MCP server: HealthSim State's operations as tools for AI assistants (stdio).
+
+Run with ``healthsim mcp``. Each tool calls one library operation. Results are kept
+small enough for a model's context: ``load_scenario`` returns the summary and a bounded
+page of entities, lists are capped and say how many more exist. Errors come back as tool
+errors whose text says what to do next; the server keeps serving. It holds no database
+lock between calls, so a terminal can use the same database while it runs. Nothing is
+printed to stdout, which is the protocol channel.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import ToolAnnotations
+from pydantic import Field
+
+from . import __version__
+from .state import ScenarioNotFoundError, ScenarioStore, StateError
+from .state.query import query_scenarios
+
+__all__ = ["build_server", "serve"]
+
+log = logging.getLogger("healthsim.mcp")
+
+SAMPLE_PER_TYPE = 2
+MAX_PAGE = 100
+MAX_LIST = 100
+MAX_QUERY_ROWS = 1000
+#: Entities in one load_scenario response stop once their JSON passes this many bytes.
+PAGE_BYTES = 32_000
+
+INSTRUCTIONS = """HealthSim State keeps synthetic healthcare scenarios (patients, encounters,
+diagnoses, claims, trial subjects...) in a local database. Find scenarios with
+list_scenarios, read one with load_scenario (summary plus a page of entities), answer
+questions across scenarios with query (read-only SQL), and save, import, export or delete
+scenarios with the other tools."""
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _tool_errors(tool: F) -> F:
+    """Results become compact JSON text; library errors become tool errors the assistant
+    can act on; nothing crashes the server."""
+
+    @functools.wraps(tool)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return json.dumps(tool(*args, **kwargs), ensure_ascii=False, separators=(",", ":"))
+        except ScenarioNotFoundError as exc:
+            raise ToolError(f"scenario {exc.name!r} not found; list_scenarios shows the scenarios that exist") from None
+        except StateError as exc:
+            raise ToolError(str(exc)) from None
+        except ToolError:
+            raise
+        except Exception as exc:  # a bug: report it as a tool error, keep serving
+            log.exception("unexpected error in %s", tool.__name__)
+            raise ToolError(f"unexpected error ({type(exc).__name__}: {exc}); the server is still running") from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _summary(store: ScenarioStore, name: str) -> dict[str, Any]:
+    with store.open_scenario(name) as reader:
+        summary = reader.summary()
+    return {key: summary[key] for key in ("scenario_id", "name", "entity_count", "entities_by_type")}
+
+
+def _bounded(entities: list[Any], budget: int) -> tuple[list[Any], int]:
+    """The longest prefix of ``entities`` whose JSON fits in ``budget`` bytes (at least one)."""
+    kept: list[Any] = []
+    for entity in entities:
+        size = len(json.dumps(entity, ensure_ascii=False))  # json: exact for big integers
+        if kept and size > budget:
+            break
+        kept.append(entity)
+        budget -= size
+    return kept, budget
+
+
+def build_server(db: str | os.PathLike[str] | None = None) -> MCPServer:
+    """The MCP server over the database ``db`` (default: HEALTHSIM_DB or ~/.healthsim)."""
+    server = MCPServer(name="healthsim-state", version=__version__, instructions=INSTRUCTIONS)
+
+    def store() -> ScenarioStore:
+        return ScenarioStore(db)  # a path read per call: HEALTHSIM_DB changes are followed
+
+    @server.tool(
+        structured_output=False,  # one JSON text, not text plus a structured copy
+        annotations=ToolAnnotations(title="List scenarios", read_only_hint=True, open_world_hint=False),
+        description=(
+            "List saved scenarios, newest first, with entity counts by type and tags. Use it to find "
+            "a scenario's exact name before load_scenario, query or export. Filters: tag (any case) "
+            f"and search (text in name or description). At most {MAX_LIST} are returned; "
+            "total_count and more say how many matched in all."
+        ),
+    )
+    @_tool_errors
+    def list_scenarios(
+        tag: Annotated[str | None, Field(description="Only scenarios with this tag (case-insensitive).")] = None,
+        search: Annotated[str | None, Field(description="Only scenarios whose name or description contains this text.")] = None,
+        limit: Annotated[int, Field(ge=1, le=MAX_LIST, description="How many scenarios to return.")] = 20,
+    ) -> dict[str, Any]:
+        result = store().list_scenarios(tag=tag, search=search, limit=limit)
+        result["more"] = result["total_count"] - len(result["scenarios"])
+        return result
+
+    @server.tool(
+        structured_output=False,  # one JSON text, not text plus a structured copy
+        annotations=ToolAnnotations(title="Load a scenario", read_only_hint=True, open_world_hint=False),
+        description=(
+            "Read one scenario by name or scenario_id: its description, tags, dates, metadata, entity "
+            "counts by type, and entities. Without entity_type you get the summary and "
+            f"{SAMPLE_PER_TYPE} sample entities of each type. With entity_type you get one page of that "
+            f"type (offset, limit up to {MAX_PAGE}); page.next_offset is where the next page starts, "
+            "null after the last. Responses stay small: large entities shorten the page. For questions "
+            "across many entities use query instead of paging."
+        ),
+    )
+    @_tool_errors
+    def load_scenario(
+        name: Annotated[str, Field(description="Scenario name or scenario_id.")],
+        entity_type: Annotated[str | None, Field(description="Entity type to page through, e.g. patients.")] = None,
+        offset: Annotated[int, Field(ge=0, description="Position of the first entity of the page.")] = 0,
+        limit: Annotated[int, Field(ge=1, le=MAX_PAGE, description="Entities in the page.")] = 10,
+    ) -> dict[str, Any]:
+        with store().open_scenario(name) as reader:
+            result = reader.summary()
+            if entity_type is None:
+                budget = PAGE_BYTES
+                samples: dict[str, list[Any]] = {}
+                for type_name, count in reader.counts.items():
+                    samples[type_name], budget = _bounded(reader.entities(type_name, 0, min(count, SAMPLE_PER_TYPE)), budget)
+                result["entities"] = samples
+                result["page"] = None
+            else:
+                page, _ = _bounded(reader.entities(entity_type, offset, offset + limit), PAGE_BYTES)
+                total = reader.counts[entity_type]
+                end = offset + len(page)
+                result["entities"] = {entity_type: page}
+                result["page"] = {
+                    "entity_type": entity_type, "offset": offset, "returned": len(page), "total": total,
+                    "next_offset": end if end < total else None,
+                }
+        return result
+
+    @server.tool(
+        structured_output=False,  # one JSON text, not text plus a structured copy
+        annotations=ToolAnnotations(title="Save a scenario", read_only_hint=False, destructive_hint=True,
+                                    idempotent_hint=False, open_world_hint=False),
+        description=(
+            "Save entities as a new named scenario. entities maps an entity type (patients, encounters, "
+            "diagnoses, procedures, medications, lab_results, vital_signs, clinical_notes, members, claims, "
+            "claim_lines, prescriptions, subjects, trial_visits, or your own snake_case type) to a list of "
+            "JSON objects, saved exactly as given. Fails if the name exists, unless overwrite is true: "
+            "overwrite REPLACES that scenario's entities, description and tags (keeping its id). Returns "
+            "scenario_id, name, entity_count and entities_by_type."
+        ),
+    )
+    @_tool_errors
+    def save_scenario(
+        name: Annotated[str, Field(description="Unique scenario name, e.g. diabetes-cohort (kebab-case recommended).")],
+        entities: Annotated[dict[str, list[dict[str, Any]]], Field(description="Entity type -> list of entities.")],
+        description: Annotated[str | None, Field(description="What the scenario is.")] = None,
+        tags: Annotated[list[str] | None, Field(description="Tags for finding it later.")] = None,
+        overwrite: Annotated[bool, Field(description="Replace an existing scenario of this name.")] = False,
+    ) -> dict[str, Any]:
+        target = store()
+        scenario_id = target.save_scenario(name, entities, description, tags, overwrite)
+        return _summary(target, scenario_id)
+
+    @server.tool(
+        structured_output=False,  # one JSON text, not text plus a structured copy
+        annotations=ToolAnnotations(title="Delete a scenario", read_only_hint=False, destructive_hint=True,
+                                    idempotent_hint=True, open_world_hint=False),
+        description=(
+            "Delete a scenario (its entities and tags) by name or scenario_id. This cannot be undone: "
+            "confirm with the user first, and consider export_scenario to keep a copy."
+        ),
+    )
+    @_tool_errors
+    def delete_scenario(name: Annotated[str, Field(description="Scenario name or scenario_id.")]) -> dict[str, Any]:
+        if not store().delete_scenario(name):
+            raise ScenarioNotFoundError(name)
+        return {"deleted": True, "name": name}
+
+    @server.tool(
+        structured_output=False,  # one JSON text, not text plus a structured copy
+        annotations=ToolAnnotations(title="Export a scenario to JSON", read_only_hint=False, destructive_hint=False,
+                                    idempotent_hint=True, open_world_hint=False),
+        description=(
+            "Write a scenario to a JSON file on this computer to share it (the HealthSim exchange format, "
+            "schema_version 1.0). Default file: ~/Downloads/<name>.json; output_path may be a file or a "
+            "folder. An earlier export at the same path is replaced. Returns the file's path."
+        ),
+    )
+    @_tool_errors
+    def export_scenario(
+        name: Annotated[str, Field(description="Scenario name or scenario_id.")],
+        output_path: Annotated[str | None, Field(description="File or folder to write (optional).")] = None,
+    ) -> dict[str, Any]:
+        target = store()
+        path = target.export_scenario_to_json(name, output_path)
+        return {"path": str(path), **_summary(target, name)}
+
+    @server.tool(
+        structured_output=False,  # one JSON text, not text plus a structured copy
+        annotations=ToolAnnotations(title="Import a scenario file", read_only_hint=False, destructive_hint=True,
+                                    idempotent_hint=False, open_world_hint=False),
+        description=(
+            "Import a scenario JSON file from this computer: an export (schema_version 1.0) or a file of an "
+            "older HealthSim (workspace files, entity lists). The name comes from name, else the file. "
+            "Fails if that name exists unless overwrite is true, which REPLACES the existing scenario. "
+            "A bad file is refused with the place of the problem, and nothing is saved."
+        ),
+    )
+    @_tool_errors
+    def import_scenario(
+        file_path: Annotated[str, Field(description="Path of the JSON file.")],
+        name: Annotated[str | None, Field(description="Scenario name (default: the file's).")] = None,
+        overwrite: Annotated[bool, Field(description="Replace an existing scenario of that name.")] = False,
+    ) -> dict[str, Any]:
+        target = store()
+        scenario_id = target.import_scenario_from_json(Path(file_path).expanduser(), name, overwrite)
+        return _summary(target, scenario_id)
+
+    @server.tool(
+        structured_output=False,  # one JSON text, not text plus a structured copy
+        annotations=ToolAnnotations(title="Query scenarios with SQL", read_only_hint=True, open_world_hint=False),
+        description=(
+            "Run ONE read-only DuckDB SELECT over all saved scenarios. Views: entities(scenario, scenario_id, "
+            "entity_type, entity_id, data) and one per entity type, e.g. patients(scenario, scenario_id, "
+            "entity_id, data); data is the entity's JSON: data->>'gender' gives text, "
+            "(data->>'birth_date')::DATE a date, json_extract(data, '$.address.city') a nested value. "
+            "Tables scenarios(scenario_id, name, description, created_at, updated_at, metadata) and "
+            "scenario_tags(scenario_id, tag) are there too. Example: SELECT count(*) FROM patients WHERE "
+            "scenario = 'medicare-cohort' AND data->>'gender' = 'female' AND "
+            "date_diff('year', (data->>'birth_date')::DATE, current_date) > 75. "
+            f"At most limit rows (up to {MAX_QUERY_ROWS}) come back; total_rows counts all. No files, "
+            "network, extensions or settings; a time limit stops runaway queries."
+        ),
+    )
+    @_tool_errors
+    def query(
+        sql: Annotated[str, Field(description="One SELECT statement.")],
+        limit: Annotated[int, Field(ge=1, le=MAX_QUERY_ROWS, description="Rows to return.")] = 100,
+    ) -> dict[str, Any]:
+        return query_scenarios(sql, limit=limit, db_path=store().path)
+
+    return server
+
+
+def serve(db: str | os.PathLike[str] | None = None) -> None:
+    """Serve over stdio until the client disconnects (``healthsim mcp``)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")  # stderr
+    build_server(db).run("stdio")
