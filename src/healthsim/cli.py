@@ -45,7 +45,8 @@ app = typer.Typer(
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-out = Console(highlight=False, soft_wrap=True)
+# Piped output is not limited to 80 columns: names must come out whole for grep and scripts.
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -229,6 +230,8 @@ def list_command(
         print_json(result)
         return
     table = Table("name", "entities", "types", "tags", "updated")
+    table.columns[0].no_wrap = True  # a name is never broken; other columns give way
+    table.columns[4].no_wrap = True
     for s in result["scenarios"]:
         table.add_row(s["name"], f"{s['entity_count']:,}", ", ".join(s["entities_by_type"]), ", ".join(s["tags"]), s["updated_at"])
     out.print(table)
@@ -366,7 +369,10 @@ def query(
 @app.command()
 @handle_errors
 def info(ctx: typer.Context, as_json: JsonOption = False) -> None:
-    """Show the database: path, size, schema version, scenario and entity counts."""
+    """Show the database: path, size, schema version, scenario and entity counts.
+
+    Example: healthsim --db /data/trial.duckdb info --json
+    """
     details = store_of(ctx).database_info()
     if as_json:
         print_json(details)

@@ -1,0 +1,148 @@
+"""The installed ``healthsim`` command, run as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import HERE
+from helpers import legacy_files
+from test_database import hold_database
+
+HEALTHSIM = Path(sys.executable).parent / "healthsim"
+EXAMPLE = HERE.parent / "examples" / "diabetes-cohort.json"
+COMMANDS = ["save", "load", "list", "delete", "export", "import", "migrate", "query", "info", "mcp"]
+
+
+def run(*args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(HEALTHSIM), *args], input=stdin, capture_output=True, text=True, timeout=120,
+        env={**os.environ, **(env or {})}, stdin=None if stdin is not None else subprocess.DEVNULL,
+    )
+
+
+def ok(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    result = run(*args, **kwargs)  # type: ignore[arg-type]
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stderr == ""  # no progress bars or noise when not a terminal
+    return result
+
+
+def assert_clean_error(result: subprocess.CompletedProcess[str], code: int, text: str) -> None:
+    assert result.returncode == code, result.stdout + result.stderr
+    assert text in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_installed_and_every_command_has_help_with_an_example() -> None:
+    assert HEALTHSIM.exists()
+    top = ok("--help").stdout
+    assert "Examples:" in top and "healthsim save diabetes-cohort" in top
+    for command in COMMANDS:
+        text = ok(command, "--help").stdout
+        assert "Example" in text, command
+    assert ok("--version").stdout.strip().startswith("healthsim ")
+
+
+def test_save_list_load_query_export_import_delete(isolated_home: Path, tmp_path: Path) -> None:
+    saved = json.loads(ok("save", "diabetes-cohort", "--from", str(EXAMPLE), "--tag", "diabetes", "--tag", "example",
+                          "--description", "Example cohort", "--json").stdout)
+    assert saved["name"] == "diabetes-cohort" and saved["entity_count"] == 30
+    assert saved["entities_by_type"]["prescriptions"] == 5
+
+    listing = ok("list").stdout
+    assert "diabetes-cohort" in listing and "1 of 1 scenario(s)" in listing
+    listed = json.loads(ok("list", "--tag", "DIABETES", "--json").stdout)
+    assert listed["total_count"] == 1 and listed["scenarios"][0]["tags"] == ["diabetes", "example"]
+    assert json.loads(ok("list", "--search", "nothing-like-this", "--json").stdout)["total_count"] == 0
+
+    summary = ok("load", "diabetes-cohort").stdout
+    assert "Example cohort" in summary and "prescriptions" in summary and "MRN-10001" in summary
+    whole = json.loads(ok("load", "diabetes-cohort", "--json").stdout)
+    assert whole["entities"] == json.loads(EXAMPLE.read_text())
+    page = ok("load", "diabetes-cohort", "--type", "patients", "--limit", "2", "--offset", "1").stdout.splitlines()
+    assert [json.loads(line)["patient_id"] for line in page] == ["MRN-10002", "MRN-10003"]
+    assert json.loads(ok("load", saved["scenario_id"], "--type", "claims", "--limit", "1", "--json").stdout)[0]["claim_id"]
+
+    table = ok("query", "SELECT data->>'gender' AS gender, count(*) AS n FROM patients GROUP BY ALL ORDER BY 1").stdout
+    assert "female" in table and "2 of 2 row(s)" in table
+    rows = json.loads(ok("query", "SELECT * FROM range(50)", "--limit", "5", "--json").stdout)
+    assert rows["row_count"] == 5 and rows["total_rows"] == 50 and rows["truncated"]
+
+    exported = Path(json.loads(ok("export", "diabetes-cohort", "-o", f"{tmp_path}/share/", "--json").stdout)["path"])
+    assert exported == tmp_path / "share" / "diabetes-cohort.json" and exported.exists()
+    default = Path(ok("export", "diabetes-cohort").stdout.strip())
+    assert default == isolated_home / "Downloads" / "diabetes-cohort.json"
+
+    imported = json.loads(ok("import", str(exported), "--name", "copy", "--json").stdout)
+    assert imported["name"] == "copy" and imported["entity_count"] == 30
+    legacy_files.workspace(tmp_path / "ws.json")
+    assert "imported 'legacy-workspace'" in ok("import", str(tmp_path / "ws.json")).stdout
+
+    info = json.loads(ok("info", "--json").stdout)
+    assert info["scenarios"] == 3 and info["entities"] == 66 and info["schema_version"] == 2
+
+    assert "deleted 'copy'" in ok("delete", "copy", "--yes").stdout
+    assert json.loads(ok("delete", "legacy-workspace", "--yes", "--json").stdout)["deleted"] is True
+    assert json.loads(ok("list", "--json").stdout)["total_count"] == 1
+
+
+def test_delete_asks_first(isolated_home: Path) -> None:
+    ok("save", "keep-me", "--from", str(EXAMPLE))
+    refused = run("delete", "keep-me")  # stdin is not a terminal: no confirmation possible
+    assert_clean_error(refused, 1, "not deleted")
+    assert json.loads(ok("list", "--json").stdout)["total_count"] == 1
+
+
+def test_errors_are_one_line_with_exit_codes(isolated_home: Path, tmp_path: Path) -> None:
+    assert_clean_error(run("load", "ghost"), 1, "error: scenario 'ghost' not found")
+    assert_clean_error(run("delete", "ghost", "--yes"), 1, "not found")
+    ok("save", "twice", "--from", str(EXAMPLE))
+    assert_clean_error(run("save", "twice", "--from", str(EXAMPLE)), 1, "already exists")
+    ok("save", "twice", "--from", str(EXAMPLE), "--overwrite")
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"entities": {"patients": [{"v": NaN}]}}')
+    assert_clean_error(run("import", str(bad)), 1, "at $.entities.patients[0] (line 1 column 28)")
+    assert_clean_error(run("import", str(tmp_path / "missing.json")), 1, "no such file")
+    assert_clean_error(run("query", "DROP TABLE scenarios"), 1, "only read-only SELECT")
+    assert_clean_error(run("load", "twice", "--type", "aliens"), 1, "has no entity type 'aliens'")
+    for usage in (["list", "--limit", "0"], ["nonsense"], ["save", "x"], ["query"], ["migrate", "--status", "--dry-run"]):
+        result = run(*usage)
+        assert result.returncode == 2, (usage, result.stderr)
+        assert "Traceback" not in result.stderr
+
+
+def test_db_option_and_environment(tmp_path: Path, isolated_home: Path) -> None:
+    other = tmp_path / "other.duckdb"
+    ok("--db", str(other), "save", "elsewhere", "--from", str(EXAMPLE))
+    assert json.loads(ok("--db", str(other), "list", "--json").stdout)["total_count"] == 1
+    assert json.loads(ok("list", "--json").stdout)["total_count"] == 0  # the default database
+    assert json.loads(ok("list", "--json", env={"HEALTHSIM_DB": str(other)}).stdout)["total_count"] == 1
+
+
+def test_locked_database_is_a_clear_error(isolated_home: Path, db_path: Path) -> None:
+    ok("save", "x", "--from", str(EXAMPLE))
+    holder = hold_database(db_path, 60)
+    try:
+        result = run("list", env={"HEALTHSIM_LOCK_TIMEOUT": "0.5"})
+    finally:
+        holder.kill()
+        holder.wait()
+    assert_clean_error(result, 1, "is locked by another process")
+
+
+def test_migrate_command(isolated_home: Path) -> None:
+    (isolated_home / ".healthsim" / "scenarios").mkdir(parents=True)
+    legacy_files.legacy_export(isolated_home / ".healthsim" / "scenarios" / "old.json")
+    status = json.loads(ok("migrate", "--status", "--json").stdout)
+    assert status["found"] == 1 and status["migrated"] == 0
+    assert "would migrate" in ok("migrate", "--dry-run").stdout
+    assert_clean_error(run("migrate"), 1, "")  # not confirmed: stdin is closed
+    report = json.loads(ok("migrate", "--yes", "--json").stdout)
+    assert report["migrated"] == 1
+    assert "legacy-export-cohort" in ok("list").stdout
