@@ -103,9 +103,13 @@ def counts_text(counts: dict[str, int]) -> str:
     return ", ".join(f"{t} {n:,}" for t, n in counts.items()) or "no entities"
 
 
-def summary_of(store: ScenarioStore, name: str) -> dict[str, Any]:
-    with store.open_scenario(name) as reader:
-        return reader.summary()
+def report_saved(store: ScenarioStore, scenario_id: str, verb: str, as_json: bool) -> None:
+    """Print what save/import made: the specification's save result."""
+    result = store.scenario_summary(scenario_id)
+    if as_json:
+        print_json(result)
+    else:
+        out.print(f"{verb} {result['name']!r} ({scenario_id}): {counts_text(result['entities_by_type'])}", markup=False)
 
 
 # --------------------------------------------------------------------------- app
@@ -154,12 +158,7 @@ def save(
             store, from_file, name, overwrite, provenance={"operation": "save"},
             progress=progress, description=description, tags=tag,
         )
-    summary = summary_of(store, scenario_id)
-    result = {key: summary[key] for key in ("scenario_id", "name", "entity_count", "entities_by_type")}
-    if as_json:
-        print_json(result)
-    else:
-        out.print(f"saved {result['name']!r} ({scenario_id}): {counts_text(result['entities_by_type'])}", markup=False)
+    report_saved(store, scenario_id, "saved", as_json)
 
 
 @app.command()
@@ -253,7 +252,7 @@ def delete(
     Example: healthsim delete old-cohort --yes
     """
     store = store_of(ctx)
-    summary = summary_of(store, name)  # not found: error before asking
+    summary = store.scenario_summary(name)  # not found: error before asking
     if not yes:
         question = f"Delete scenario {summary['name']!r} ({summary['entity_count']:,} entities)?"
         if not sys.stdin.isatty() or not typer.confirm(question, default=False, err=True):
@@ -306,12 +305,7 @@ def import_command(
     store = store_of(ctx)
     with progress_bar("importing", unit_bytes=True) as progress:
         scenario_id = store.import_scenario_from_json(file, name, overwrite, progress=progress)
-    summary = summary_of(store, scenario_id)
-    result = {key: summary[key] for key in ("scenario_id", "name", "entity_count", "entities_by_type")}
-    if as_json:
-        print_json(result)
-    else:
-        out.print(f"imported {result['name']!r} ({scenario_id}): {counts_text(result['entities_by_type'])}", markup=False)
+    report_saved(store, scenario_id, "imported", as_json)
 
 
 @app.command()

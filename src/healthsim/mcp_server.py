@@ -68,12 +68,6 @@ def _tool_errors(tool: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _summary(store: ScenarioStore, name: str) -> dict[str, Any]:
-    with store.open_scenario(name) as reader:
-        summary = reader.summary()
-    return {key: summary[key] for key in ("scenario_id", "name", "entity_count", "entities_by_type")}
-
-
 def _bounded(entities: list[Any], budget: int) -> tuple[list[Any], int]:
     """The longest prefix of ``entities`` whose JSON fits in ``budget`` bytes (at least one)."""
     kept: list[Any] = []
@@ -93,17 +87,33 @@ def build_server(db: str | os.PathLike[str] | None = None) -> MCPServer:
     def store() -> ScenarioStore:
         return ScenarioStore(db)  # a path read per call: HEALTHSIM_DB changes are followed
 
-    @server.tool(
-        structured_output=False,  # one JSON text, not text plus a structured copy
-        annotations=ToolAnnotations(title="List scenarios", read_only_hint=True, open_world_hint=False),
-        description=(
+    def tool(title: str, description: str, *, read_only: bool = False, destructive: bool = False,
+             idempotent: bool = False) -> Callable[[F], F]:
+        """Register a tool: compact JSON text out (no structured copy), errors as tool errors."""
+        hints = ToolAnnotations(
+            title=title,
+            read_only_hint=read_only,
+            destructive_hint=None if read_only else destructive,
+            idempotent_hint=None if read_only else idempotent,
+            open_world_hint=False,
+        )
+
+        def register(fn: F) -> F:
+            server.tool(structured_output=False, annotations=hints, description=description)(_tool_errors(fn))
+            return fn
+
+        return register
+
+    @tool(
+        "List scenarios",
+        (
             "List saved scenarios, newest first, with entity counts by type and tags. Use it to find "
             "a scenario's exact name before load_scenario, query or export. Filters: tag (any case) "
             f"and search (text in name or description). At most {MAX_LIST} are returned; "
             "total_count and more say how many matched in all."
         ),
+        read_only=True,
     )
-    @_tool_errors
     def list_scenarios(
         tag: Annotated[str | None, Field(description="Only scenarios with this tag (case-insensitive).")] = None,
         search: Annotated[str | None, Field(description="Only scenarios whose name or description contains this text.")] = None,
@@ -113,10 +123,9 @@ def build_server(db: str | os.PathLike[str] | None = None) -> MCPServer:
         result["more"] = result["total_count"] - len(result["scenarios"])
         return result
 
-    @server.tool(
-        structured_output=False,  # one JSON text, not text plus a structured copy
-        annotations=ToolAnnotations(title="Load a scenario", read_only_hint=True, open_world_hint=False),
-        description=(
+    @tool(
+        "Load a scenario",
+        (
             "Read one scenario by name or scenario_id: its description, tags, dates, metadata, entity "
             "counts by type, and entities. Without entity_type you get the summary and "
             f"{SAMPLE_PER_TYPE} sample entities of each type. With entity_type you get one page of that "
@@ -124,8 +133,8 @@ def build_server(db: str | os.PathLike[str] | None = None) -> MCPServer:
             "null after the last. Responses stay small: large entities shorten the page. For questions "
             "across many entities use query instead of paging."
         ),
+        read_only=True,
     )
-    @_tool_errors
     def load_scenario(
         name: Annotated[str, Field(description="Scenario name or scenario_id.")],
         entity_type: Annotated[str | None, Field(description="Entity type to page through, e.g. patients.")] = None,
@@ -152,11 +161,9 @@ def build_server(db: str | os.PathLike[str] | None = None) -> MCPServer:
                 }
         return result
 
-    @server.tool(
-        structured_output=False,  # one JSON text, not text plus a structured copy
-        annotations=ToolAnnotations(title="Save a scenario", read_only_hint=False, destructive_hint=True,
-                                    idempotent_hint=False, open_world_hint=False),
-        description=(
+    @tool(
+        "Save a scenario",
+        (
             "Save entities as a new named scenario. entities maps an entity type (patients, encounters, "
             "diagnoses, procedures, medications, lab_results, vital_signs, clinical_notes, members, claims, "
             "claim_lines, prescriptions, subjects, trial_visits, or your own snake_case type) to a list of "
@@ -164,8 +171,8 @@ def build_server(db: str | os.PathLike[str] | None = None) -> MCPServer:
             "overwrite REPLACES that scenario's entities, description and tags (keeping its id). Returns "
             "scenario_id, name, entity_count and entities_by_type."
         ),
+        destructive=True,
     )
-    @_tool_errors
     def save_scenario(
         name: Annotated[str, Field(description="Unique scenario name, e.g. diabetes-cohort (kebab-case recommended).")],
         entities: Annotated[dict[str, list[dict[str, Any]]], Field(description="Entity type -> list of entities.")],
@@ -175,54 +182,48 @@ def build_server(db: str | os.PathLike[str] | None = None) -> MCPServer:
     ) -> dict[str, Any]:
         target = store()
         scenario_id = target.save_scenario(name, entities, description, tags, overwrite)
-        return _summary(target, scenario_id)
+        return target.scenario_summary(scenario_id)
 
-    @server.tool(
-        structured_output=False,  # one JSON text, not text plus a structured copy
-        annotations=ToolAnnotations(title="Delete a scenario", read_only_hint=False, destructive_hint=True,
-                                    idempotent_hint=True, open_world_hint=False),
-        description=(
+    @tool(
+        "Delete a scenario",
+        (
             "Delete a scenario (its entities and tags) by name or scenario_id. This cannot be undone: "
             "confirm with the user first, and consider export_scenario to keep a copy."
         ),
+        destructive=True, idempotent=True,
     )
-    @_tool_errors
     def delete_scenario(name: Annotated[str, Field(description="Scenario name or scenario_id.")]) -> dict[str, Any]:
         if not store().delete_scenario(name):
             raise ScenarioNotFoundError(name)
         return {"deleted": True, "name": name}
 
-    @server.tool(
-        structured_output=False,  # one JSON text, not text plus a structured copy
-        annotations=ToolAnnotations(title="Export a scenario to JSON", read_only_hint=False, destructive_hint=False,
-                                    idempotent_hint=True, open_world_hint=False),
-        description=(
+    @tool(
+        "Export a scenario to JSON",
+        (
             "Write a scenario to a JSON file on this computer to share it (the HealthSim exchange format, "
             "schema_version 1.0). Default file: ~/Downloads/<name>.json; output_path may be a file or a "
             "folder. An earlier export at the same path is replaced. Returns the file's path."
         ),
+        idempotent=True,
     )
-    @_tool_errors
     def export_scenario(
         name: Annotated[str, Field(description="Scenario name or scenario_id.")],
         output_path: Annotated[str | None, Field(description="File or folder to write (optional).")] = None,
     ) -> dict[str, Any]:
         target = store()
         path = target.export_scenario_to_json(name, output_path)
-        return {"path": str(path), **_summary(target, name)}
+        return {"path": str(path), **target.scenario_summary(name)}
 
-    @server.tool(
-        structured_output=False,  # one JSON text, not text plus a structured copy
-        annotations=ToolAnnotations(title="Import a scenario file", read_only_hint=False, destructive_hint=True,
-                                    idempotent_hint=False, open_world_hint=False),
-        description=(
+    @tool(
+        "Import a scenario file",
+        (
             "Import a scenario JSON file from this computer: an export (schema_version 1.0) or a file of an "
             "older HealthSim (workspace files, entity lists). The name comes from name, else the file. "
             "Fails if that name exists unless overwrite is true, which REPLACES the existing scenario. "
             "A bad file is refused with the place of the problem, and nothing is saved."
         ),
+        destructive=True,
     )
-    @_tool_errors
     def import_scenario(
         file_path: Annotated[str, Field(description="Path of the JSON file.")],
         name: Annotated[str | None, Field(description="Scenario name (default: the file's).")] = None,
@@ -230,12 +231,11 @@ def build_server(db: str | os.PathLike[str] | None = None) -> MCPServer:
     ) -> dict[str, Any]:
         target = store()
         scenario_id = target.import_scenario_from_json(Path(file_path).expanduser(), name, overwrite)
-        return _summary(target, scenario_id)
+        return target.scenario_summary(scenario_id)
 
-    @server.tool(
-        structured_output=False,  # one JSON text, not text plus a structured copy
-        annotations=ToolAnnotations(title="Query scenarios with SQL", read_only_hint=True, open_world_hint=False),
-        description=(
+    @tool(
+        "Query scenarios with SQL",
+        (
             "Run ONE read-only DuckDB SELECT over all saved scenarios. Views: entities(scenario, scenario_id, "
             "entity_type, entity_id, data) and one per entity type, e.g. patients(scenario, scenario_id, "
             "entity_id, data); data is the entity's JSON: data->>'gender' gives text, "
@@ -247,8 +247,8 @@ def build_server(db: str | os.PathLike[str] | None = None) -> MCPServer:
             f"At most limit rows (up to {MAX_QUERY_ROWS}) come back; total_rows counts all. No files, "
             "network, extensions or settings; a time limit stops runaway queries."
         ),
+        read_only=True,
     )
-    @_tool_errors
     def query(
         sql: Annotated[str, Field(description="One SELECT statement.")],
         limit: Annotated[int, Field(ge=1, le=MAX_QUERY_ROWS, description="Rows to return.")] = 100,

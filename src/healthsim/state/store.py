@@ -313,6 +313,17 @@ class ScenarioStore:
                     con.execute(f"DELETE FROM {table} WHERE scenario_id = ?", [header.scenario_id])
         return True
 
+    def scenario_summary(self, name: str) -> dict[str, Any]:
+        """``scenario_id, name, entity_count, entities_by_type`` of one scenario (the
+        specification's save result), without reading its entities.
+
+        Raises:
+            ScenarioNotFoundError: no scenario has that name or id.
+        """
+        with self.open_scenario(name) as reader:
+            summary = reader.summary()
+        return {key: summary[key] for key in ("scenario_id", "name", "entity_count", "entities_by_type")}
+
     def database_info(self) -> dict[str, Any]:
         """The database file: path, whether it exists, size, schema version, counts."""
         path = self.path
