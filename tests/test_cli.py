@@ -146,3 +146,30 @@ def test_migrate_command(isolated_home: Path) -> None:
     report = json.loads(ok("migrate", "--yes", "--json").stdout)
     assert report["migrated"] == 1
     assert "legacy-export-cohort" in ok("list").stdout
+
+
+def test_progress_bars_on_a_terminal_only(isolated_home: Path, tmp_path: Path) -> None:
+    import pty
+
+    ok("save", "x", "--from", str(EXAMPLE))
+    master, slave = pty.openpty()
+    try:
+        result = subprocess.run(
+            [str(HEALTHSIM), "export", "x", "-o", str(tmp_path / "x.json")],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave, timeout=60, env={**os.environ},
+        )
+        os.close(slave)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # the terminal closed
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        os.close(master)
+    assert result.returncode == 0
+    assert b"exporting" in seen  # the bar went to the terminal (stderr) ...
+    assert result.stdout.decode().strip() == str(tmp_path / "x.json")  # ... and stdout stays clean

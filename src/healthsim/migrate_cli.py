@@ -9,8 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from .state import ScenarioStore, StateError
 from .state.legacy import FileReport, discover_legacy_files, migrate_legacy_files, migration_status
@@ -32,6 +37,19 @@ def _describe(report: FileReport) -> str:
         return f"{label}: {report.message}"
     detail = f" -> {report.scenario_name!r}" + (f" ({counts})" if counts else "")
     return label + detail + (f"; {report.message}" if report.message and report.status == "migrated" else "")
+
+
+@contextmanager
+def _file_bar(total: int) -> Iterator[Callable[[], None]]:
+    """A Rich progress bar over the files, on stderr, only when stderr is a terminal."""
+    if not sys.stderr.isatty() or total == 0:
+        yield lambda: None
+        return
+    with Progress(
+        TextColumn("migrating"), BarColumn(), MofNCompleteColumn(), console=Console(stderr=True), transient=True
+    ) as bar:
+        task = bar.add_task("migrating", total=total)
+        yield lambda: bar.advance(task)
 
 
 def _confirm(question: str, stdin: TextIO, stdout: TextIO) -> bool:
@@ -80,8 +98,14 @@ def run(
         ):
             out.write("Not confirmed; nothing was changed. Run again with --yes to skip the question.\n")
             return 1
-    progress = None if as_json else (lambda report: out.write(_describe(report) + "\n"))
-    report = migrate_legacy_files(store, sources, dry_run=dry_run, progress=progress)
+    with _file_bar(len(discover_legacy_files(sources))) as advance:
+
+        def progress(report: FileReport) -> None:
+            advance()
+            if not as_json:
+                out.write(_describe(report) + "\n")
+
+        report = migrate_legacy_files(store, sources, dry_run=dry_run, progress=progress)
     if as_json:
         out.write(json.dumps(report.as_dict(), ensure_ascii=False) + "\n")
         return 0 if report.ok else 1
