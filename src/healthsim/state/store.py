@@ -2,7 +2,8 @@
 
 :class:`ScenarioStore` is the facade that the module-level functions, the JSON exchange,
 the command line and the MCP server all use. Each operation opens the file, does its
-work in at most one transaction, and closes it again (see :mod:`.database`).
+work, and closes it again (see :mod:`.database`). What other readers can see changes in
+one transaction; a large write stages its rows first (see :mod:`.bulk`).
 
 Saving streams entities in chunks through :mod:`.bulk`; loading reads Arrow and parses
 each row with orjson. Both stay close to what raw DuckDB can do (see ``benchmarks/``).
@@ -149,7 +150,7 @@ class ScenarioStore:
         tags: Iterable[str] | None = None,
         overwrite: bool = False,
     ) -> str:
-        """Save entities as a named scenario, in one transaction.
+        """Save entities as a named scenario, atomically (all of it or nothing).
 
         Args:
             name: unique scenario name (trimmed; at most 200 characters; not a UUID).
@@ -191,8 +192,10 @@ class ScenarioStore:
         """Save a scenario from a stream of ``(normalised type, entities)`` pairs.
 
         The building block of :meth:`save_scenario` and of imports: entities are read,
-        checked and inserted chunk by chunk inside one transaction, so a stream larger
-        than memory is saved with bounded memory and a failure anywhere saves nothing.
+        checked and inserted chunk by chunk, so a stream larger than memory is saved with
+        bounded memory. One chunk is written in one transaction; more are staged and then
+        published in one transaction (see :mod:`.bulk`). A failure anywhere, or a crash,
+        leaves the previous state.
 
         Args:
             name, description, tags, overwrite: as :meth:`save_scenario`.
@@ -280,7 +283,10 @@ class ScenarioStore:
                         )
                     end_staging(con, staging)
             except BaseException:
-                discard_staging(con, staging)
+                try:
+                    discard_staging(con, staging)
+                except Exception:  # noqa: BLE001 - keep the original error; the next open cleans up
+                    pass
                 raise
         return str(sid)
 
