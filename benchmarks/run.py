@@ -261,6 +261,58 @@ def measure_memory(mode: str, *args: str) -> dict[str, float]:
 # ------------------------------------------------------------------------- main
 
 
+def bench_size(
+    n: int, folder: Path, repeat: int, memory: dict[str, float] | None
+) -> list[tuple[str, str, float, float, float]]:
+    """Save, load, export and import of ``n`` entities beside their floors.
+
+    Args:
+        memory: where to put the import/export peak memory figures (None: skip them).
+    """
+    entities = generate(n)
+    print(f"# {n:,} entities, {bytes_per_entity(entities):.0f} bytes of JSON per entity", file=sys.stderr)
+    lib_paths: list[Path] = []
+    floor_paths: list[Path] = []
+
+    def run_lib_save(_: int) -> float:
+        lib_paths.append(folder / f"lib-{uuid.uuid4().hex[:8]}.duckdb")
+        return lib_save(lib_paths[-1], entities)
+
+    def run_floor_save(_: int) -> float:
+        floor_paths.append(fresh_db(folder, "floor"))
+        return floor_save(floor_paths[-1], entities)
+
+    results = [("save", f"{n:,}", best_of(repeat, run_lib_save), best_of(repeat, run_floor_save), TARGETS["save"])]
+    entities.clear()  # the rest runs in child processes: free the input here
+    gc.collect()
+    db, floor_db, exported = str(lib_paths[0]), str(floor_paths[0]), str(folder / "exported.json")
+    size = f"{n:,}"
+    results.append((
+        "load", size,
+        best_of(repeat, lambda _: timed_in_child("lib-load", db, str(n))),
+        best_of(repeat, lambda _: timed_in_child("floor-load", floor_db)),
+        TARGETS["load"],
+    ))
+    results.append((
+        "export", size,
+        best_of(repeat, lambda _: timed_in_child("lib-export", db, exported)),
+        best_of(repeat, lambda _: timed_in_child("floor-export", db, str(folder / "floor-export.json"))),
+        TARGETS["export"],
+    ))
+    results.append((
+        "import", size,
+        best_of(repeat, lambda _: timed_in_child("lib-import", exported, str(folder), str(n))),
+        best_of(repeat, lambda _: timed_in_child("floor-import", exported, str(folder))),
+        TARGETS["import"],
+    ))
+    if memory is not None:
+        memory["import"] = measure_memory("import", exported, str(fresh_db(folder, "mem-import")))["mb"]
+        memory["export"] = measure_memory("export", db, str(folder / "mem-export.json"))["mb"]
+    for path in [*lib_paths, *floor_paths, *folder.glob("*import*.duckdb"), *folder.glob("*.json")]:
+        path.unlink(missing_ok=True)
+    return results
+
+
 def bytes_per_entity(entities: dict[str, list[dict[str, Any]]]) -> float:
     sizes = [len(orjson.dumps(e)) for items in entities.values() for e in items[:2000]]
     return sum(sizes) / len(sizes)
@@ -287,47 +339,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="healthsim-bench-") as tmp:
         folder = Path(tmp)
         for n in args.sizes:
-            entities = generate(n)
-            print(f"# {n:,} entities, {bytes_per_entity(entities):.0f} bytes of JSON per entity", file=sys.stderr)
-            repeat = args.repeat  # this machine's timings vary: best of 3 at every size
-            lib_paths: list[Path] = []
-            floor_paths: list[Path] = []
-
-            def run_lib_save(_: int) -> float:
-                lib_paths.append(folder / f"lib-{uuid.uuid4().hex[:8]}.duckdb")
-                return lib_save(lib_paths[-1], entities)
-
-            def run_floor_save(_: int) -> float:
-                floor_paths.append(fresh_db(folder, "floor"))
-                return floor_save(floor_paths[-1], entities)
-
-            results.append(("save", f"{n:,}", best_of(repeat, run_lib_save), best_of(repeat, run_floor_save), TARGETS["save"]))
-            del entities  # the rest runs in child processes, without the input
-            gc.collect()
-            db, floor_db, exported = str(lib_paths[0]), str(floor_paths[0]), str(folder / "exported.json")
-            results.append((
-                "load", f"{n:,}",
-                best_of(repeat, lambda _: timed_in_child("lib-load", db, str(n))),
-                best_of(repeat, lambda _: timed_in_child("floor-load", floor_db)),
-                TARGETS["load"],
-            ))
-            results.append((
-                "export", f"{n:,}",
-                best_of(repeat, lambda _: timed_in_child("lib-export", db, exported)),
-                best_of(repeat, lambda _: timed_in_child("floor-export", db, str(folder / "floor-export.json"))),
-                TARGETS["export"],
-            ))
-            results.append((
-                "import", f"{n:,}",
-                best_of(repeat, lambda _: timed_in_child("lib-import", exported, str(folder), str(n))),
-                best_of(repeat, lambda _: timed_in_child("floor-import", exported, str(folder))),
-                TARGETS["import"],
-            ))
-            if not args.no_memory and n == max(args.sizes):
-                memory["import"] = measure_memory("import", str(exported), str(fresh_db(folder, "mem-import")))["mb"]
-                memory["export"] = measure_memory("export", str(lib_paths[0]), str(folder / "mem-export.json"))["mb"]
-            for path in [*lib_paths, *floor_paths, *folder.glob("*import*.duckdb"), *folder.glob("*.json")]:
-                path.unlink(missing_ok=True)
+            results += bench_size(n, folder, args.repeat, memory if not args.no_memory and n == max(args.sizes) else None)
 
         count = args.list_scenarios
         list_db = folder / "list.duckdb"

@@ -8,8 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from conftest import HERE
 from helpers import legacy_files
 from test_database import hold_database

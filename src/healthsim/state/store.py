@@ -718,10 +718,10 @@ def _decode_column(texts: pa.ChunkedArray, exact_rows: set[int]) -> list[Any]:
         offsets = memoryview(offsets_buffer).cast(width)[chunk.offset : chunk.offset + len(chunk) + 1]
         data = memoryview(data_buffer) if data_buffer is not None else memoryview(b"")
         if not exact_rows:
-            for begin, end in zip(offsets, offsets[1:]):
+            for begin, end in zip(offsets, offsets[1:], strict=False):  # n + 1 offsets
                 append(loads(data[begin:end]))
         else:
-            for begin, end in zip(offsets, offsets[1:]):
+            for begin, end in zip(offsets, offsets[1:], strict=False):
                 text = data[begin:end]
                 append(json.loads(bytes(text)) if row in exact_rows else loads(text))
                 row += 1
