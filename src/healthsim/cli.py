@@ -10,17 +10,16 @@ from __future__ import annotations
 import functools
 import json
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from . import __version__
+from .progress import progress_bar
 from .state import ScenarioStore, StateError
 from .state.exchange.importer import import_scenario
 from .state.query import DEFAULT_ROW_LIMIT, DEFAULT_TIMEOUT, query_scenarios
@@ -81,22 +80,6 @@ def store_of(ctx: typer.Context) -> ScenarioStore:
 
 def print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, ensure_ascii=False, indent=2) + "\n")
-
-
-@contextmanager
-def progress_bar(label: str, unit_bytes: bool) -> Iterator[Callable[[int, int], None] | None]:
-    """A Rich progress bar on stderr, only when stderr is a terminal."""
-    if not sys.stderr.isatty():
-        yield None
-        return
-    amount = DownloadColumn() if unit_bytes else MofNCompleteColumn()
-    with Progress(TextColumn(label), BarColumn(), amount, TimeRemainingColumn(), console=err, transient=True) as bar:
-        task = bar.add_task(label, total=None)
-
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        yield update
 
 
 def counts_text(counts: dict[str, int]) -> str:

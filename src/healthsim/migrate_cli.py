@@ -9,14 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TextIO
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
+from .progress import progress_bar
 from .state import ScenarioStore, StateError
 from .state.legacy import FileReport, discover_legacy_files, migrate_legacy_files, migration_status
 
@@ -37,19 +34,6 @@ def _describe(report: FileReport) -> str:
         return f"{label}: {report.message}"
     detail = f" -> {report.scenario_name!r}" + (f" ({counts})" if counts else "")
     return label + detail + (f"; {report.message}" if report.message and report.status == "migrated" else "")
-
-
-@contextmanager
-def _file_bar(total: int) -> Iterator[Callable[[], None]]:
-    """A Rich progress bar over the files, on stderr, only when stderr is a terminal."""
-    if not sys.stderr.isatty() or total == 0:
-        yield lambda: None
-        return
-    with Progress(
-        TextColumn("migrating"), BarColumn(), MofNCompleteColumn(), console=Console(stderr=True), transient=True
-    ) as bar:
-        task = bar.add_task("migrating", total=total)
-        yield lambda: bar.advance(task)
 
 
 def _confirm(question: str, stdin: TextIO, stdout: TextIO) -> bool:
@@ -98,10 +82,14 @@ def run(
         ):
             out.write("Not confirmed; nothing was changed. Run again with --yes to skip the question.\n")
             return 1
-    with _file_bar(len(discover_legacy_files(sources))) as advance:
+    total, done = len(discover_legacy_files(sources)), 0
+    with progress_bar("migrating") if total else nullcontext() as update:
 
         def progress(report: FileReport) -> None:
-            advance()
+            nonlocal done
+            done += 1
+            if update is not None:
+                update(done, total)
             if not as_json:
                 out.write(_describe(report) + "\n")
 

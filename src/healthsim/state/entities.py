@@ -48,6 +48,7 @@ __all__ = [
     "UnrepresentableValue",
     "to_plain",
     "dumps_plain",
+    "json_path",
     "decode_entity",
     "iter_typed_entities",
 ]
@@ -231,7 +232,8 @@ def _plain_or_none(item: Any) -> Any:
     return None
 
 
-def _path(parent: str, key: Any) -> str:
+def json_path(parent: str, key: Any) -> str:
+    """``parent`` extended by a list index (``[3]``) or member (``.name``, ``["a b"]``)."""
     if isinstance(key, int):
         return f"{parent}[{key}]"
     if isinstance(key, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
@@ -278,8 +280,8 @@ def to_plain(value: Any, path: str = "$", depth: int = 1) -> Any:
         out = {}
         for key, item in value.items():
             if not isinstance(key, str):
-                raise UnrepresentableValue(_path(path, str(key)), f"has a non-string key {key!r}; JSON keys are strings")
-            key_path = _path(path, key)
+                raise UnrepresentableValue(json_path(path, str(key)), f"has a non-string key {key!r}; JSON keys are strings")
+            key_path = json_path(path, key)
             try:
                 key.encode("utf-8")
             except UnicodeEncodeError:
@@ -287,7 +289,7 @@ def to_plain(value: Any, path: str = "$", depth: int = 1) -> Any:
             out[str(key)] = to_plain(item, key_path, depth + 1)
         return out
     if isinstance(value, (list, tuple)):
-        return [to_plain(item, _path(path, i), depth + 1) for i, item in enumerate(value)]
+        return [to_plain(item, json_path(path, i), depth + 1) for i, item in enumerate(value)]
     if isinstance(value, enum.Enum):
         return to_plain(value.value, path, depth)
     if isinstance(value, _dt.datetime | _dt.date | _dt.time):

@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 from .. import __version__
 from .database import connect, resolve_db_path
 from .bulk import ChunkEncoder, begin_staging, discard_staging, end_staging, insert_chunks
-from .entities import iter_typed_entities
+from .entities import decode_entity, iter_typed_entities
 from .errors import InvalidInputError, ScenarioExistsError, ScenarioNotFoundError
 from .schema import schema_version
 from .transactions import transaction
@@ -678,7 +678,7 @@ class ScenarioReader:
         values: list[Any] = []
         for column in self.text_chunks(entity_type, start, stop):
             for text in column.to_pylist():
-                values.append(json.loads(text) if exact else orjson.loads(text))
+                values.append(decode_entity(text, exact=exact))
         return values
 
 
@@ -723,7 +723,8 @@ def _decode_column(texts: pa.ChunkedArray, exact_rows: set[int]) -> list[Any]:
         else:
             for begin, end in zip(offsets, offsets[1:], strict=False):
                 text = data[begin:end]
-                append(json.loads(bytes(text)) if row in exact_rows else loads(text))
+                # orjson bound locally on the hot path; decode_entity for the rare exact rows.
+                append(decode_entity(bytes(text), exact=True) if row in exact_rows else loads(text))
                 row += 1
             continue
         row += len(chunk)

@@ -116,7 +116,7 @@ def survey_file(path: Path) -> Survey:
                 survey.fields[event.key] = event.value
             elif event.kind == "list":
                 key = event.key
-                entity_type = list_type(path, key, f"{event.path} ({stream.location(event.pos)})")
+                entity_type = list_type(path, key, stream.where(event.path, event.pos))
                 in_entities, first, plain = event.value, True, None
                 survey.counts.setdefault(entity_type, 0)
             elif event.kind == "item":
@@ -129,7 +129,7 @@ def survey_file(path: Path) -> Survey:
                 # Lazy: a line/column costs a scan of the window, paid only for an error.
                 entity_from_item(
                     path, event.value, entity_type, False,
-                    lambda e=event: f"{e.path} ({stream.location(e.pos)})",
+                    lambda e=event: stream.where(e.path, e.pos),
                 )
                 survey.wrappers = survey.wrappers or is_wrapper(event.value)
                 survey.counts[entity_type] += 1
@@ -155,7 +155,7 @@ def _stream_entities(
                 return
             yield entity_from_item(
                 path, event.value, entity_type, plan.unwrap,
-                lambda e=event: f"{e.path} ({stream.location(e.pos)})",
+                lambda e=event: stream.where(e.path, e.pos),
             )
 
     for event in events:

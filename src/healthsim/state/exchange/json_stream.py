@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
-from ..entities import MAX_DEPTH, MAX_INT_DIGITS
+from ..entities import MAX_DEPTH, MAX_INT_DIGITS, json_path
 from ..errors import InvalidScenarioFileError
 
 __all__ = ["JsonStream", "Event", "DECODER"]
@@ -149,8 +149,12 @@ class JsonStream:
             column = self._dropped_tail + pos + 1
         return f"line {self._dropped_lines + newlines + 1} column {column}"
 
+    def where(self, path: str, pos: int | None = None) -> str:
+        """``path (line L column C)``: how errors say where a value is."""
+        return f"{path} ({self.location(pos)})"
+
     def _error(self, problem: str, path: str, pos: int | None = None) -> InvalidScenarioFileError:
-        return InvalidScenarioFileError(self.path, problem, f"{path} ({self.location(pos)})")
+        return InvalidScenarioFileError(self.path, problem, self.where(path, pos))
 
     def _skip_ws(self) -> str:
         """Skip whitespace; return the next character ('' at end of file)."""
@@ -225,7 +229,7 @@ class JsonStream:
             if key in seen:
                 raise self._error(f"the key {key!r} appears twice", path, key_pos)
             seen.add(key)
-            yield key, _member_path(path, key)
+            yield key, json_path(path, key)
             if self._expect(",}", path, "',' or '}'") == "}":
                 return
 
@@ -282,8 +286,3 @@ class JsonStream:
         if self._skip_ws() != "":
             raise self._error("unexpected data after the end of the JSON object", "$")
 
-
-def _member_path(parent: str, key: str) -> str:
-    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
-        return f"{parent}.{key}"
-    return f"{parent}[{json.dumps(key, ensure_ascii=False)}]"
