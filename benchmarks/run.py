@@ -2,10 +2,12 @@
 
     python benchmarks/run.py                    # 100,000 and 1,000,000 entities
     python benchmarks/run.py --sizes 100000     # quicker
+    python benchmarks/run.py --only import      # the import rows alone (three file layouts)
+    python benchmarks/run.py --only import --layouts indent2 oneline
 
 Prints a Markdown table of seconds (best of --repeat runs), the ratio library/floor and
-the target, and the resident memory a 1,000,000-entity save adds beyond its input. See
-benchmarks/README.md for what each floor is.
+the target, and the resident memory of the largest size (save: added beyond its input;
+import and export: peak of the process). See benchmarks/README.md for what each floor is.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import tempfile
 import time
 import uuid
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +33,24 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 sys.path.insert(0, str(Path(__file__).parent))
-from data import generate  # noqa: E402
+from data import generate, write_json  # noqa: E402
 
 from healthsim.state import ScenarioStore  # noqa: E402
 from healthsim.state.schema import ensure_schema  # noqa: E402
 
-TARGETS = {"save": 1.5, "load": 1.5, "list": 3.0, "export": 2.0, "import": 2.0}
+TARGETS = {
+    "save": 1.5, "load": 1.5, "list": 3.0, "export": 2.0,
+    "import": 2.0, "import (indent=2)": 1.5, "import (one line)": 1.5,
+}
 # save: resident memory added beyond the input; import/export: peak resident memory of the process.
-MEMORY_TARGETS_MB = {"save": 1536, "import": 800, "export": 400}
+MEMORY_TARGETS_MB = {
+    "save": 1536, "import": 800, "import (indent=2)": 800, "import (one line)": 800, "export": 400,
+}
+OPERATIONS = ("save", "load", "export", "import", "list")
+# File layouts the import is measured on: the export's own, and the two that Python's json
+# module writes (as earlier HealthSim releases did): json.dumps(doc, indent=2) and json.dumps(doc).
+LAYOUTS = {"export": "import", "indent2": "import (indent=2)", "oneline": "import (one line)"}
+LAYOUT_INDENT = {"indent2": 2, "oneline": None}
 
 
 def best_of(repeat: int, run: Callable[[int], float]) -> float:
@@ -231,6 +243,22 @@ def memory_child(mode: str, args: list[str]) -> None:
         print(json.dumps({"mb": _rss_kb("VmHWM") / 1024}))
 
 
+def write_layouts(exported: Path, targets: list[tuple[str, Path]]) -> None:
+    """Write the exported document again in other layouts (run in a child process).
+
+    The document is the export's, parsed whole (GC paused: a million dicts, no cycles);
+    each file is then written one entity at a time, byte for byte what
+    ``json.dumps(doc, indent=2)`` or ``json.dumps(doc)`` would return.
+    """
+    gc.disable()
+    document = orjson.loads(exported.read_bytes())
+    for layout, path in targets:
+        started = time.perf_counter()
+        size = write_json(document, path, LAYOUT_INDENT[layout])
+        print(f"#   {LAYOUTS[layout]}: wrote {size / 1e6:,.0f} MB in {time.perf_counter() - started:.1f} s",
+              file=sys.stderr)
+
+
 TIMED = {
     "lib-load": lambda a: lib_load(Path(a[0]), int(a[1])),
     "floor-load": lambda a: floor_load(Path(a[0])),
@@ -262,13 +290,23 @@ def measure_memory(mode: str, *args: str) -> dict[str, float]:
 
 
 def bench_size(
-    n: int, folder: Path, repeat: int, memory: dict[str, float] | None
+    n: int,
+    folder: Path,
+    repeat: int,
+    memory: dict[str, float] | None,
+    only: Collection[str] = OPERATIONS,
+    layouts: Sequence[str] = tuple(LAYOUTS),
 ) -> list[tuple[str, str, float, float, float]]:
     """Save, load, export and import of ``n`` entities beside their floors.
 
     Args:
         memory: where to put the import/export peak memory figures (None: skip them).
+        only: the operations to measure; what the others would have made (the saved
+            file, the exported file) is still made once, untimed, when needed.
+        layouts: the file layouts to measure the import on (keys of ``LAYOUTS``).
     """
+    if not set(only) & {"save", "load", "export", "import"}:
+        return []
     entities = generate(n)
     print(f"# {n:,} entities, {bytes_per_entity(entities):.0f} bytes of JSON per entity", file=sys.stderr)
     lib_paths: list[Path] = []
@@ -282,34 +320,80 @@ def bench_size(
         floor_paths.append(fresh_db(folder, "floor"))
         return floor_save(floor_paths[-1], entities)
 
-    results = [("save", f"{n:,}", best_of(repeat, run_lib_save), best_of(repeat, run_floor_save), TARGETS["save"])]
+    size = f"{n:,}"
+    results: list[tuple[str, str, float, float, float]] = []
+    if "save" in only:
+        results.append(("save", size, best_of(repeat, run_lib_save), best_of(repeat, run_floor_save), TARGETS["save"]))
+    else:  # untimed: the files the other operations read
+        run_lib_save(0)
+        if "load" in only:
+            run_floor_save(0)
     entities.clear()  # the rest runs in child processes: free the input here
     gc.collect()
-    db, floor_db, exported = str(lib_paths[0]), str(floor_paths[0]), str(folder / "exported.json")
-    size = f"{n:,}"
-    results.append((
-        "load", size,
-        best_of(repeat, lambda _: timed_in_child("lib-load", db, str(n))),
-        best_of(repeat, lambda _: timed_in_child("floor-load", floor_db)),
-        TARGETS["load"],
-    ))
-    results.append((
-        "export", size,
-        best_of(repeat, lambda _: timed_in_child("lib-export", db, exported)),
-        best_of(repeat, lambda _: timed_in_child("floor-export", db, str(folder / "floor-export.json"))),
-        TARGETS["export"],
-    ))
-    results.append((
-        "import", size,
-        best_of(repeat, lambda _: timed_in_child("lib-import", exported, str(folder), str(n))),
-        best_of(repeat, lambda _: timed_in_child("floor-import", exported, str(folder))),
-        TARGETS["import"],
-    ))
-    if memory is not None:
-        memory["import"] = measure_memory("import", exported, str(fresh_db(folder, "mem-import")))["mb"]
+    db, exported = str(lib_paths[0]), str(folder / "exported.json")
+    if "load" in only:
+        floor_db = str(floor_paths[0])
+        results.append((
+            "load", size,
+            best_of(repeat, lambda _: timed_in_child("lib-load", db, str(n))),
+            best_of(repeat, lambda _: timed_in_child("floor-load", floor_db)),
+            TARGETS["load"],
+        ))
+    if "export" in only:
+        results.append((
+            "export", size,
+            best_of(repeat, lambda _: timed_in_child("lib-export", db, exported)),
+            best_of(repeat, lambda _: timed_in_child("floor-export", db, str(folder / "floor-export.json"))),
+            TARGETS["export"],
+        ))
+    elif "import" in only:
+        timed_in_child("lib-export", db, exported)  # untimed: the file the import reads
+    if "import" in only:
+        results += bench_imports(n, folder, repeat, memory, Path(exported), layouts)
+    if memory is not None and "export" in only:
         memory["export"] = measure_memory("export", db, str(folder / "mem-export.json"))["mb"]
     for path in [*lib_paths, *floor_paths, *folder.glob("*import*.duckdb"), *folder.glob("*.json")]:
         path.unlink(missing_ok=True)
+    return results
+
+
+def bench_imports(
+    n: int, folder: Path, repeat: int, memory: dict[str, float] | None, exported: Path, layouts: Sequence[str]
+) -> list[tuple[str, str, float, float, float]]:
+    """The import of ``n`` entities in each layout beside its floor (the same floor for all:
+    orjson of the whole file, then the save floor's bulk insert).
+
+    The files in the other layouts hold the exported document; they are written once, in a
+    child process (the parsed document would otherwise linger in this one), and deleted
+    once measured: at 1,000,000 entities the indent=2 file is about 0.7 GB.
+    """
+    files = {"export": exported}
+    written = [(layout, folder / f"layout-{layout}.json") for layout in layouts if layout != "export"]
+    if written:
+        subprocess.run(
+            [sys.executable, __file__, "--write-layouts", str(exported), *(f"{k}={p}" for k, p in written)],
+            check=True,
+        )
+        files.update(written)
+
+    def timed(mode: str, *args: str) -> float:
+        return best_of(repeat, lambda _: timed_in_child(mode, *args))
+
+    results = []
+    for layout in layouts:
+        row, path = LAYOUTS[layout], str(files[layout])
+        results.append((
+            row, f"{n:,}",
+            timed("lib-import", path, str(folder), str(n)),
+            timed("floor-import", path, str(folder)),
+            TARGETS[row],
+        ))
+        if memory is not None:
+            memory[row] = measure_memory("import", path, str(fresh_db(folder, "mem-import")))["mb"]
+        for stale in folder.glob("*import*.duckdb"):  # a million-entity file each
+            stale.unlink()
+        if layout != "export":
+            files[layout].unlink()
     return results
 
 
@@ -324,8 +408,18 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--list-scenarios", type=int, default=1000)
     parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument(
+        "--only", nargs="+", choices=OPERATIONS, default=list(OPERATIONS), metavar="OPERATION",
+        help=f"measure only these operations ({', '.join(OPERATIONS)}); default: all",
+    )
+    parser.add_argument(
+        "--layouts", nargs="+", choices=list(LAYOUTS), default=list(LAYOUTS), metavar="LAYOUT",
+        help="file layouts of the import rows: export (the export's own, row 'import'), indent2 "
+        "(json.dumps(doc, indent=2)), oneline (json.dumps(doc)); default: all three",
+    )
     parser.add_argument("--memory-child", nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--time-child", nargs="+", help=argparse.SUPPRESS)
+    parser.add_argument("--write-layouts", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.time_child:
         print(TIMED[args.time_child[0]](args.time_child[1:]))
@@ -333,27 +427,37 @@ def main() -> None:
     if args.memory_child:
         memory_child(args.memory_child[0], args.memory_child[1:])
         return
+    if args.write_layouts:
+        source, *targets = args.write_layouts
+        write_layouts(Path(source), [(k, Path(p)) for k, p in (t.split("=", 1) for t in targets)])
+        return
+    only = set(args.only)
+    layouts = [layout for layout in LAYOUTS if layout in args.layouts]
 
     results: list[tuple[str, str, float, float, float]] = []
     memory: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="healthsim-bench-") as tmp:
         folder = Path(tmp)
         for n in args.sizes:
-            results += bench_size(n, folder, args.repeat, memory if not args.no_memory and n == max(args.sizes) else None)
+            results += bench_size(
+                n, folder, args.repeat, memory if not args.no_memory and n == max(args.sizes) else None,
+                only, layouts,
+            )
 
-        count = args.list_scenarios
-        list_db = folder / "list.duckdb"
-        store = ScenarioStore(list_db)
-        small = generate(100)
-        for i in range(count):
-            store.save_scenario(f"scenario-{i:04d}", small, tags=[f"t{i % 7}"])
-        results.append((
-            "list", f"{count:,} scenarios",
-            best_of(args.repeat + 2, lambda _: lib_list(list_db, count)),
-            best_of(args.repeat + 2, lambda _: floor_list(list_db)),
-            TARGETS["list"],
-        ))
-        if not args.no_memory:
+        if "list" in only:
+            count = args.list_scenarios
+            list_db = folder / "list.duckdb"
+            store = ScenarioStore(list_db)
+            small = generate(100)
+            for i in range(count):
+                store.save_scenario(f"scenario-{i:04d}", small, tags=[f"t{i % 7}"])
+            results.append((
+                "list", f"{count:,} scenarios",
+                best_of(args.repeat + 2, lambda _: lib_list(list_db, count)),
+                best_of(args.repeat + 2, lambda _: floor_list(list_db)),
+                TARGETS["list"],
+            ))
+        if not args.no_memory and "save" in only:
             memory["save"] = measure_memory("save", str(max(args.sizes)), str(folder))["mb"]
 
     print("| operation | size | library (s) | floor (s) | ratio | target |")
@@ -363,13 +467,13 @@ def main() -> None:
         verdict = "ok" if ratio <= target else "OVER"
         print(f"| {op} | {size} | {lib:.3f} | {floor:.3f} | {ratio:.2f}x | <= {target}x {verdict} |")
     if memory:
-        labels = {"save": "added beyond the input", "import": "peak of the process", "export": "peak of the process"}
         print(f"\n| memory, {max(args.sizes):,} entities | MB | target |")
         print("|---|---:|---:|")
-        for op in ("save", "import", "export"):
+        for op in MEMORY_TARGETS_MB:  # save, the three imports, export
             if op in memory:
+                label = "added beyond the input" if op == "save" else "peak of the process"
                 verdict = "ok" if memory[op] < MEMORY_TARGETS_MB[op] else "OVER"
-                print(f"| {op} ({labels[op]}) | {memory[op]:.0f} | < {MEMORY_TARGETS_MB[op]} {verdict} |")
+                print(f"| {op} ({label}) | {memory[op]:.0f} | < {MEMORY_TARGETS_MB[op]} {verdict} |")
 
 
 if __name__ == "__main__":
