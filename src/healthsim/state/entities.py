@@ -43,6 +43,7 @@ __all__ = [
     "encode_entity",
     "as_json_object",
     "encode_fast",
+    "too_deep",
     "encode_exact",
     "Encoded",
     "UnrepresentableValue",
@@ -335,6 +336,11 @@ def _max_depth_exceeded(text: bytes) -> bool:
     return False
 
 
+def too_deep(text: bytes) -> bool:
+    """Whether JSON text nests deeper than :data:`MAX_DEPTH` (a cheap count first)."""
+    return text.count(b"{") + text.count(b"[") > MAX_DEPTH and _max_depth_exceeded(text)
+
+
 _SLOW_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
@@ -371,7 +377,7 @@ def encode_fast(obj: Any) -> bytes | None:
         return None
     if b"null" in text and _has_nonfinite_float(obj):
         return None
-    if text.count(b"{") + text.count(b"[") > MAX_DEPTH and _max_depth_exceeded(text):
+    if too_deep(text):
         return None
     return text
 

@@ -1,10 +1,25 @@
 """A streaming reader for JSON files of any layout, with exact error locations.
 
 The outer levels of a scenario file (the top-level object, ``entities``, and the arrays
-of entities) are walked here token by token; every value inside them is parsed by the
-standard library's C scanner (``raw_decode``) over a sliding window of the file, so
-memory stays bounded by the largest single value, not the file. The scanner is set up
-to refuse what JSON allows but we must not accept silently:
+of entities) are walked here token by token over a sliding window of the file, so memory
+stays bounded by the largest single value (or batch of entities), not the file.
+
+Entities are read in two ways:
+
+- **in batches** (the fast way): about a megabyte of an entity array at a time is cut at a
+  place that looks like the end of an entity (``}`` then ``,`` or ``]``) and parsed at once
+  by orjson. If the cut was not between two entities (it fell inside a string or a nested
+  list), the text is not valid JSON and orjson says so; the next place is tried. A parsed
+  batch is kept only when orjson certainly read it as the exact parser would: no run of 19
+  digits (an integer beyond 64 bits would become a float), no ``\\u003x`` escape, and as
+  many ``:`` in the entities' encoded text as in the file's (a repeated key, which orjson
+  would silently merge, loses at least one). Every value orjson accepts is otherwise read
+  the same (it refuses NaN, infinities, lone surrogates and control characters).
+- **one value at a time** (the exact way): by the standard library's C scanner
+  (``raw_decode``), for everything else and for any stretch a batch could not take. It
+  knows where each value starts, so its errors name the entity, line and column.
+
+The exact scanner is set up to refuse what JSON allows but we must not accept silently:
 
 - ``NaN`` / ``Infinity`` (Python would accept them),
 - an object with a repeated key (Python would keep the last value),
@@ -25,17 +40,27 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
-from ..entities import MAX_DEPTH, MAX_INT_DIGITS, json_path
+import orjson
+
+from ..entities import MAX_DEPTH, MAX_INT_DIGITS, json_path, too_deep
 from ..errors import InvalidScenarioFileError
 
 __all__ = ["JsonStream", "Event", "DECODER"]
 
-_READ_BYTES = 1 << 20
+READ_BYTES = 1 << 20  # bytes read from the file at a time (more while one value grows)
+KEEP_CHARS = 1 << 20  # text already read is dropped from the window once it passes this
+BATCH_CHARS = 1 << 20  # about this much of an entity array is parsed by orjson at once
+_BATCH_TRIES = 4  # places tried to cut a batch before the exact reader takes over
 _MAX_VALUE_CHARS = 256 << 20  # one value (an entity) larger than this is refused
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
+# Where a batch may end: the close of an object, then the array's ']', or ',' and the
+# next object (a ',' and a key would be a member of a nested object, never a boundary).
+_BOUNDARY = re.compile(r"\}[ \t\n\r]*(?:\]|(,)[ \t\n\r]*\{)")
 # A value parsed (or failing) this close to the window's end may be cut short by it:
 # longer than any escape (\uD83D\uDE00) or literal (-Infinity).
 _MARGIN = 64
+_DIGITS_TO_NUL = bytes.maketrans(b"0123456789", b"\0" * 10)  # JSON text holds no raw NUL
+_LONG_NUMBER = b"\0" * 19  # 19 digits in a row: maybe an integer beyond 64 bits
 
 
 class _DuplicateKey(ValueError):
@@ -73,8 +98,11 @@ class Event(NamedTuple):
     ``kind`` is ``field`` (a top-level member returned whole: ``key``, ``value``),
     ``list`` (an array of candidate entities starts: ``key``; ``value`` is True inside
     ``entities``, False at the top level), ``item`` (one element: ``value``) or ``end``
-    (the array ended). ``pos`` is where the value starts; :meth:`JsonStream.location`
-    turns it into a line and column until the next event is taken.
+    (the array ended). ``pos`` is where the value starts, counted in characters from the
+    start of the file (for an item read in a batch: where its batch starts);
+    :meth:`JsonStream.location` turns it into a line and column until the next event is
+    taken. ``text`` is, for an item read in a batch, its compact JSON text as orjson
+    wrote it from a value checked to be exactly the file's (None otherwise).
     """
 
     kind: str
@@ -82,37 +110,69 @@ class Event(NamedTuple):
     value: Any
     path: str
     pos: int
+    text: bytes | None = None
+
+
+class _Batch(NamedTuple):
+    items: list[tuple[Any, bytes]]  # (entity, compact text)
+    more: bool  # the array goes on after the batch (it ended at ',', not ']')
 
 
 class JsonStream:
     """Walk a JSON scenario file from disk with bounded memory.
 
+    Positions held outside a method (event positions, ``value_start``, error locations)
+    count characters from the start of the file, so dropping read text from the window
+    never makes them stale.
+
     Args:
         path: the file (named in every error).
-        file: the file opened in binary mode.
+        file: the file opened in binary mode. A UTF-8 byte-order mark is skipped.
+        read_bytes: bytes read at a time (tests use tiny reads to cross every boundary).
+        keep_chars: read text is dropped from the window once more than this (and more
+            than half the window) lies before the position.
+        batch_chars: the size of the batches of entities parsed at once; 0 reads every
+            value the exact way.
     """
 
-    def __init__(self, path: Path, file: BinaryIO) -> None:
+    def __init__(
+        self,
+        path: Path,
+        file: BinaryIO,
+        *,
+        read_bytes: int = READ_BYTES,
+        keep_chars: int = KEEP_CHARS,
+        batch_chars: int = BATCH_CHARS,
+    ) -> None:
         self.path = path
         self._file = file
-        self._decoder = codecs.getincrementaldecoder("utf-8")("strict")
+        self._read_bytes = read_bytes
+        self._keep_chars = keep_chars
+        self._batch_chars = batch_chars
+        # utf-8-sig: a leading byte-order mark is skipped, as json.loads does for bytes.
+        self._decoder = codecs.getincrementaldecoder("utf-8-sig")("strict")
         self._buf = ""
-        self._pos = 0
+        self._pos = 0  # in the window
+        self._offset = 0  # characters dropped from the window: file position of _buf[0]
         self._eof = False
         self._bytes_read = 0
-        # Position bookkeeping for line/column of errors: text dropped from the window.
-        self._dropped_chars = 0
+        # Line/column bookkeeping of the dropped text.
         self._dropped_lines = 0
         self._dropped_tail = 0  # characters after the last newline in the dropped text
-        self.value_start = 0  # window position where the last parsed value began
+        self._exact_until = 0  # file position before which batches are not tried
+        self.value_start = 0  # file position where the last parsed value began
 
     # ------------------------------------------------------------------ the window
 
-    def _fill(self) -> bool:
-        """Read more of the file into the window; False at end of file."""
+    def _fill(self, at_least: int = 0) -> bool:
+        """Read more of the file into the window; False at end of file.
+
+        May drop text before the position from the window: window indexes held across
+        a call are stale afterwards (file positions are not).
+        """
         if self._eof:
             return False
-        if self._pos > (1 << 20) and self._pos > len(self._buf) // 2:
+        if self._pos > self._keep_chars and self._pos > len(self._buf) // 2:
             dropped = self._buf[: self._pos]
             newlines = dropped.count("\n")
             if newlines:
@@ -120,10 +180,10 @@ class JsonStream:
                 self._dropped_tail = len(dropped) - dropped.rfind("\n") - 1
             else:
                 self._dropped_tail += len(dropped)
-            self._dropped_chars += self._pos
+            self._offset += self._pos
             self._buf = self._buf[self._pos :]
             self._pos = 0
-        chunk = self._file.read(_READ_BYTES)
+        chunk = self._file.read(max(self._read_bytes, at_least))
         try:
             text = self._decoder.decode(chunk, final=not chunk)
         except UnicodeDecodeError as exc:
@@ -138,15 +198,21 @@ class JsonStream:
         self._buf += text
         return bool(chunk)
 
+    def position(self) -> int:
+        """The current position, in characters from the start of the file."""
+        return self._offset + self._pos
+
     def location(self, pos: int | None = None) -> str:
-        """``line L column C`` of a position in the window (default: the current one)."""
-        pos = self._pos if pos is None else pos
-        before = self._buf[:pos]
+        """``line L column C`` of a file position (default: the current one)."""
+        at = self._pos if pos is None else pos - self._offset
+        if at < 0:  # no longer in the window (callers ask before reading on)
+            return f"character {pos + 1}" if pos is not None else "line ? column ?"
+        before = self._buf[:at]
         newlines = before.count("\n")
         if newlines:
-            column = pos - before.rfind("\n")
+            column = at - before.rfind("\n")
         else:
-            column = self._dropped_tail + pos + 1
+            column = self._dropped_tail + at + 1
         return f"line {self._dropped_lines + newlines + 1} column {column}"
 
     def where(self, path: str, pos: int | None = None) -> str:
@@ -159,7 +225,7 @@ class JsonStream:
     def _skip_ws(self) -> str:
         """Skip whitespace; return the next character ('' at end of file)."""
         while True:
-            self._pos = _WHITESPACE.match(self._buf, self._pos).end()
+            self._pos = _WHITESPACE.match(self._buf, self._pos).end()  # type: ignore[union-attr]
             if self._pos < len(self._buf):
                 return self._buf[self._pos]
             if not self._fill():
@@ -174,37 +240,48 @@ class JsonStream:
         return char
 
     def value(self, path: str) -> Any:
-        """Parse the JSON value at the current position."""
+        """Parse the JSON value at the current position (the exact way)."""
         self._skip_ws()
         while True:
             start = self._pos
+            begin = self._offset + start  # file positions survive a refill; indexes do not
             try:
                 value, end = DECODER.raw_decode(self._buf, start)
             except json.JSONDecodeError as exc:
-                at_window_end = exc.pos >= len(self._buf) - _MARGIN or exc.msg.startswith("Unterminated string")
-                if at_window_end and self._grow(path, start):
+                failed_at = self._offset + exc.pos
+                cut = exc.pos >= len(self._buf) - _MARGIN or exc.msg.startswith("Unterminated string")
+                if cut and self._grow(path, start):
                     continue
-                raise self._error(f"invalid JSON: {exc.msg}", path, exc.pos) from None
+                raise self._error(f"invalid JSON: {exc.msg}", path, failed_at) from None
             except _DuplicateKey as exc:
-                raise self._error(f"an object has the key {exc.key!r} twice", path, start) from None
+                raise self._error(f"an object has the key {exc.key!r} twice", path, begin) from None
             except _Constant as exc:
-                raise self._error(f"{exc.name} is not a JSON number; use null or a number", path, start) from None
+                raise self._error(f"{exc.name} is not a JSON number; use null or a number", path, begin) from None
             except RecursionError:
-                raise self._error(f"nesting is deeper than {MAX_DEPTH} levels", path, start) from None
+                raise self._error(f"nesting is deeper than {MAX_DEPTH} levels", path, begin) from None
             except ValueError:  # Python's limit on integer digits
-                raise self._error(
-                    f"an integer is longer than {MAX_INT_DIGITS} digits", path, start
-                ) from None
-            if end > len(self._buf) - _MARGIN and self._grow(path, start):
-                continue  # a number (1.5e-7) or escape cut by the window's end: read on
+                raise self._error(f"an integer is longer than {MAX_INT_DIGITS} digits", path, begin) from None
+            if end > len(self._buf) - _MARGIN:
+                finished_at = self._offset + end
+                if self._grow(path, start):
+                    continue  # a number (1.5e-7) or escape cut by the window's end: read on
+                end = finished_at - self._offset
             self._pos = end
-            self.value_start = start  # refills move the window: read it after parsing
+            self.value_start = begin
             return value
 
     def _grow(self, path: str, start: int) -> bool:
-        if len(self._buf) - start > _MAX_VALUE_CHARS:
-            raise self._error(f"a single value is larger than {_MAX_VALUE_CHARS >> 20} MB", path, start)
-        return self._fill()  # (the window may shrink: a refill also drops what was read)
+        """Read more for a value that starts at window index ``start`` and may be cut.
+
+        Reads at least as much as the value has so far, so a large value is parsed a
+        logarithmic number of times: linear time in its size, not quadratic.
+        """
+        so_far = len(self._buf) - start
+        if so_far > _MAX_VALUE_CHARS:
+            raise self._error(
+                f"a single value is larger than {_MAX_VALUE_CHARS >> 20} MB", path, self._offset + start
+            )
+        return self._fill(at_least=so_far)
 
     def _key(self, path: str) -> str:
         if self._skip_ws() != '"':
@@ -212,6 +289,42 @@ class JsonStream:
         key = self.value(path)
         self._expect(":", path, "':' after a member name")
         return key
+
+    # ------------------------------------------------------------------ batches
+
+    def _batch(self) -> _Batch | None:
+        """Entities from the current position (an object's ``{``) read in one batch, or
+        None when the exact reader must take the next stretch."""
+        if self._batch_chars <= 0 or self.position() < self._exact_until:
+            return None
+        while len(self._buf) - self._pos < 2 * self._batch_chars and self._fill(self._batch_chars):
+            pass  # (a refill may move the window: indexes are taken after it)
+        start = self._pos
+        search = min(start + self._batch_chars, len(self._buf))
+        stop = len(self._buf)  # what the exact reader takes if no batch works
+        for _ in range(_BATCH_TRIES):
+            match = _BOUNDARY.search(self._buf, search)
+            if match is None:
+                break
+            stop = match.end()
+            text = self._buf[start : match.start() + 1].encode("utf-8")
+            try:
+                values = orjson.loads(b"[" + text + b"]")
+            except orjson.JSONDecodeError as exc:
+                inside = exc.pos - 1  # orjson counts characters, from the '[' added
+                if inside < match.start() + 1 - start:  # a problem in the text, or the array ended
+                    stop = start + inside
+                    break
+                search = match.end()  # cut inside a string or a nested list: try further on
+                continue
+            items = _checked(text, values)
+            if items is None:
+                break
+            more = match.group(1) is not None
+            self._pos = match.end() - 1 if more else match.start() + 1  # at '{', or before ']'
+            return _Batch(items, more)
+        self._exact_until = self._offset + max(stop, start + 1)
+        return None
 
     # ------------------------------------------------------------------ the walk
 
@@ -224,7 +337,7 @@ class JsonStream:
             self._pos += 1
             return
         while True:
-            key_pos = self._pos
+            key_pos = self.position()
             key = self._key(path)
             if key in seen:
                 raise self._error(f"the key {key!r} appears twice", path, key_pos)
@@ -240,13 +353,23 @@ class JsonStream:
             self._pos += 1
         else:
             while True:
-                item_path = f"{path}[{index}]"
-                value = self.value(item_path)
-                yield Event("item", None, value, item_path, self.value_start)
-                index += 1
+                first = self._skip_ws()
+                begin = self.position()
+                if first == "{" and (batch := self._batch()) is not None:
+                    self.value_start = begin
+                    for value, text in batch.items:
+                        yield Event("item", None, value, f"{path}[{index}]", begin, text)
+                        index += 1
+                    if batch.more:
+                        continue  # the next entity follows the batch's ','
+                else:
+                    item_path = f"{path}[{index}]"
+                    value = self.value(item_path)
+                    yield Event("item", None, value, item_path, self.value_start)
+                    index += 1
                 if self._expect(",]", path, "',' or ']'") == "]":
                     break
-        yield Event("end", None, None, path, self._pos)
+        yield Event("end", None, None, path, self.position())
 
     def walk(self, streamed: Callable[[str], bool]) -> Iterator[Event]:
         """Walk the file: the top-level object, ``entities``, and entity arrays.
@@ -275,10 +398,10 @@ class JsonStream:
                 for entity_type, type_path in self._members(path):
                     if self._skip_ws() != "[":
                         raise self._error(f"entities[{entity_type!r}] must be a list of entities", type_path)
-                    yield Event("list", entity_type, True, type_path, self._pos)
+                    yield Event("list", entity_type, True, type_path, self.position())
                     yield from self._items(type_path)
             elif first == "[" and streamed(key):
-                yield Event("list", key, False, path, self._pos)
+                yield Event("list", key, False, path, self.position())
                 yield from self._items(path)
             else:
                 value = self.value(path)
@@ -286,3 +409,26 @@ class JsonStream:
         if self._skip_ws() != "":
             raise self._error("unexpected data after the end of the JSON object", "$")
 
+
+def _checked(text: bytes, values: list[Any]) -> list[tuple[Any, bytes]] | None:
+    """Entities orjson parsed from ``text`` with their compact text, if certainly exact.
+
+    None when the exact reader must decide: an element is not an object or nests too
+    deeply, an integer may lie beyond 64 bits, an escape may hide a ':', or a key was
+    repeated (orjson keeps one of them, so the encoded text has fewer ':' than the file:
+    strings come back unchanged, and only ``\\u003a`` could add one).
+    """
+    if b"\\u003" in text or text.translate(_DIGITS_TO_NUL).find(_LONG_NUMBER) >= 0:
+        return None
+    dumps = orjson.dumps
+    items = []
+    for value in values:
+        if type(value) is not dict:
+            return None
+        encoded = dumps(value)
+        if too_deep(encoded):
+            return None
+        items.append((value, encoded))
+    if sum(encoded.count(b":") for _, encoded in items) != text.count(b":"):
+        return None
+    return items
