@@ -49,7 +49,7 @@ def test_import_of_an_export_keeps_everything(store: ScenarioStore, tmp_path: Pa
     assert provenance["operation"] == "import"
     assert provenance["source_format"] == "healthsim-1.0"
     assert provenance["source_file"] == str(path)
-    assert provenance["source_provenance"]["operation"] == "save"
+    assert provenance["lineage"][-1]["operation"] == "save"  # earlier hops, flat, oldest first
 
 
 def test_name_priority_and_id_reuse(store: ScenarioStore, tmp_path: Path) -> None:

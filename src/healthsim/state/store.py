@@ -188,6 +188,7 @@ class ScenarioStore:
         scenario_id: str | None = None,
         created_at: _dt.datetime | None = None,
         on_chunk: Callable[[int], None] | None = None,
+        finish: Callable[[], Mapping[str, Any]] | None = None,
     ) -> str:
         """Save a scenario from a stream of ``(normalised type, entities)`` pairs.
 
@@ -208,6 +209,11 @@ class ScenarioStore:
             created_at: the creation time to keep for a new scenario (naive UTC).
             on_chunk: called with the number of entities encoded so far, once per chunk
                 (progress bars).
+            finish: called once every entity has been read, inside the transaction that
+                publishes the scenario; returns new values for any of ``description``,
+                ``tags``, ``provenance``, ``metadata`` and ``created_at`` (an import reads
+                a file once, and its scenario fields may follow its entities). If it
+                raises, nothing is saved.
 
         Returns:
             The scenario_id.
@@ -236,6 +242,15 @@ class ScenarioStore:
 
             def publish() -> None:
                 """Within the final transaction: old content out, scenario row and tags in."""
+                nonlocal description, tag_list, provenance, metadata, created
+                if finish is not None:
+                    late = finish()
+                    description = validate_description(late.get("description", description))
+                    tag_list = normalize_tags(late.get("tags", tag_list))
+                    provenance = late.get("provenance", provenance)
+                    metadata = late.get("metadata", metadata)
+                    if existing is None:
+                        created = late.get("created_at") or created
                 if existing is not None:
                     con.execute("DELETE FROM scenario_entities WHERE scenario_id = ?", [sid])
                     con.execute("DELETE FROM scenario_tags WHERE scenario_id = ?", [sid])

@@ -1,16 +1,24 @@
-"""Import a scenario file: choose a reader, work out the scenario, save it in one transaction.
+"""Import a scenario file: choose a reader, work out the scenario, save it.
 
-Files in the export's own layout are read in one pass by :mod:`.line_format`; anything
-else is read twice by :mod:`.json_stream`: a first pass checks the whole file and finds
-the scenario fields (which may come after the entities), a second streams the entities
-into the database. Either way the database sees one transaction: an error anywhere
-saves nothing, and memory stays bounded by a chunk of entities, not the file.
+Files in the export's own layout are read by :mod:`.line_format`; anything else by
+:mod:`.json_stream`. Either way the file is read once: the entities stream into the
+database as they are read, and the scenario's fields (description, tags, metadata…)
+are taken when the file has been read to its end, since they may follow the entities.
+Only when what must be known before the first entity is saved (the scenario's name and
+id, whether wrapped entities are unwrapped) is not settled by then, or turns out
+otherwise at the end, is the file read twice: a survey first, then the save.
+
+What other readers see changes in one transaction: an error anywhere saves nothing. A
+write of more than one chunk of entities commits its chunks under a staging id that no
+reader sees and publishes the scenario in one final transaction (see ``bulk.py``), so
+memory stays bounded by a chunk of entities, not the file.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import replace
+import itertools
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -20,7 +28,16 @@ from ..store import ScenarioStore
 from ..validation import normalize_tags, validate_description, validate_name
 from .json_stream import Event, JsonStream
 from .line_format import LineLayoutReader, NotLineLayout
-from .shapes import SCENARIO_FIELDS, ImportPlan, Survey, entity_from_item, is_wrapper, list_type, plan_import
+from .shapes import (
+    SCENARIO_FIELDS,
+    ImportPlan,
+    Survey,
+    entity_from_item,
+    entity_list_type,
+    is_wrapper,
+    list_type,
+    plan_import,
+)
 
 __all__ = ["import_scenario", "survey_file"]
 
@@ -29,6 +46,10 @@ Progress = Callable[[int, int], None]  # (bytes read, file size)
 
 def _candidate_list(key: str) -> bool:
     return key not in SCENARIO_FIELDS
+
+
+class _Replan(Exception):
+    """A one-pass import found, at the end of the file, that it began with the wrong plan."""
 
 
 def _checked_path(file_path: str | os.PathLike[str]) -> Path:
@@ -44,15 +65,30 @@ def _checked_path(file_path: str | os.PathLike[str]) -> Path:
     return path
 
 
-def _save(
-    store: ScenarioStore,
-    path: Path,
-    plan: ImportPlan,
-    typed: Iterator[tuple[str, Iterator[Any]]],
-    overwrite: bool,
-    provenance: Mapping[str, Any] | None,
-    on_chunk: Callable[[int], None] | None = None,
-) -> str:
+def _lineage(previous: Any) -> list[Any]:
+    """The hops a scenario made before this import, oldest first, each one flat.
+
+    Files exported by earlier versions of this library nest the previous hop in
+    ``source_provenance``, one level per hop; they are unnested here, so that a scenario
+    can travel any number of times without its metadata growing deeper.
+    """
+    hops: list[Any] = []
+    while isinstance(previous, dict):
+        hop = dict(previous)
+        earlier = hop.pop("lineage", None)
+        nested = hop.pop("source_provenance", None)
+        hops.append(hop)
+        if isinstance(earlier, list):
+            hops.extend(reversed(earlier))
+        previous = nested
+    if previous is not None:
+        hops.append(previous)
+    hops.reverse()
+    return hops
+
+
+def _record(plan: ImportPlan, path: Path, provenance: Mapping[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The scenario's metadata and its provenance record for this import."""
     metadata = dict(plan.metadata)
     record = {
         "operation": "import",
@@ -62,8 +98,32 @@ def _save(
     }
     if plan.source_updated_at is not None:
         record["source_updated_at"] = plan.source_updated_at
-    if "provenance" in metadata:  # how the exported scenario was made, one step back
-        record["source_provenance"] = metadata.pop("provenance")
+    if "provenance" in metadata:  # how the exported scenario was made: earlier hops
+        record["lineage"] = _lineage(metadata.pop("provenance"))
+    return metadata, record
+
+
+def _save(
+    store: ScenarioStore,
+    path: Path,
+    plan: ImportPlan,
+    typed: Iterator[tuple[str, Iterator[Any]]],
+    overwrite: bool,
+    provenance: Mapping[str, Any] | None,
+    on_chunk: Callable[[int], None] | None = None,
+    final_plan: Callable[[], ImportPlan] | None = None,
+) -> str:
+    """Save the entities under ``plan``; with ``final_plan``, the scenario's fields are
+    taken from the plan it returns once every entity has been read."""
+    metadata, record = _record(plan, path, provenance)
+
+    def finish() -> Mapping[str, Any]:
+        assert final_plan is not None
+        final = final_plan()
+        meta, rec = _record(final, path, provenance)
+        return {"description": final.description, "tags": final.tags, "metadata": meta,
+                "provenance": rec, "created_at": final.created_at}
+
     return store.write_scenario(
         name=plan.name,
         typed_entities=typed,
@@ -75,6 +135,7 @@ def _save(
         scenario_id=plan.scenario_id,
         created_at=plan.created_at,
         on_chunk=on_chunk,
+        finish=None if final_plan is None else finish,
     )
 
 
@@ -97,6 +158,58 @@ def _import_line_layout(
         return _save(store, path, plan, typed, overwrite, provenance, _file_progress(file, size, progress))
 
 
+def _walk_lists(
+    path: Path, stream: JsonStream, survey: Survey, unwrap: Callable[[], bool]
+) -> Iterator[tuple[str, Iterator[Any]]]:
+    """Walk a file once: its fields into ``survey``, its entity lists out as
+    ``(type, checked entities)``; exhaust each entity iterator before the next.
+
+    A list inside ``entities`` always holds entities. A top-level list holds entities
+    when its first element is an object and its key is a valid type name, or when it
+    is empty and its key is one of the specification's types (``"patients": []``);
+    other top-level lists (``"@context": ["https://schema.org"]``, ``"warnings": []``)
+    are fields of the file, kept in the scenario's metadata like its other fields.
+    ``survey`` also counts the entities per type and notes wrapped entities.
+    """
+    events = stream.walk(_candidate_list)
+
+    def entities(entity_type: str, items: Iterator[Event]) -> Iterator[Any]:
+        count = survey.counts.setdefault(entity_type, 0)
+        for event in items:
+            if event.kind == "end":
+                break
+            survey.wrappers = survey.wrappers or (type(event.value) is dict and is_wrapper(event.value))
+            yield entity_from_item(
+                path, event.value, entity_type, unwrap(),
+                lambda e=event: stream.where(e.path, e.pos), event.text,
+            )
+            count += 1
+            survey.counts[entity_type] = count
+
+    for event in events:
+        if event.kind == "field":
+            survey.fields[event.key] = event.value
+            continue
+        key = event.key
+        assert event.kind == "list" and key is not None
+        if event.value:  # inside "entities"
+            entity_type = list_type(path, key, stream.where(event.path, event.pos))
+            yield entity_type, entities(entity_type, events)
+            continue
+        first = next(events)
+        top_type = entity_list_type(key, first.value if first.kind == "item" else None, first.kind == "end")
+        if top_type is None:  # a field of the file, not entities
+            values = [] if first.kind == "end" else [first.value]
+            if first.kind != "end":
+                values += [e.value for e in itertools.takewhile(lambda e: e.kind != "end", events)]
+            survey.fields[key] = values
+            survey.plain_lists.add(key)
+            continue
+        survey.top_level_lists = True
+        rest = iter(()) if first.kind == "end" else itertools.chain([first], events)
+        yield top_type, entities(top_type, rest)
+
+
 def survey_file(path: Path) -> Survey:
     """Read a whole file without saving anything: check it, collect its scenario fields,
     and count its entities per type (the migration verifies imports against these).
@@ -106,80 +219,64 @@ def survey_file(path: Path) -> Survey:
     """
     survey = Survey()
     with path.open("rb") as file:
-        stream = JsonStream(path, file)
-        entity_type = key = ""
-        plain: list[Any] | None = None
-        first = False
-        in_entities = False
-        for event in stream.walk(_candidate_list):
-            if event.kind == "field":
-                survey.fields[event.key] = event.value
-            elif event.kind == "list":
-                key = event.key
-                entity_type = list_type(path, key, stream.where(event.path, event.pos))
-                in_entities, first, plain = event.value, True, None
-                survey.counts.setdefault(entity_type, 0)
-            elif event.kind == "item":
-                if first and not in_entities and not isinstance(event.value, dict):
-                    plain = []  # a top-level array of plain values: a field, not entities
-                first = False
-                if plain is not None:
-                    plain.append(event.value)
-                    continue
-                # Lazy: a line/column costs a scan of the window, paid only for an error.
-                entity_from_item(
-                    path, event.value, entity_type, False,
-                    lambda e=event: stream.where(e.path, e.pos),
-                )
-                survey.wrappers = survey.wrappers or is_wrapper(event.value)
-                survey.counts[entity_type] += 1
-            elif event.kind == "end" and not in_entities:
-                if plain is not None:
-                    survey.fields[key] = plain
-                    survey.plain_lists.add(key)
-                    if survey.counts.get(entity_type) == 0:
-                        del survey.counts[entity_type]
-                else:
-                    survey.top_level_lists = True
+        for _, items in _walk_lists(path, JsonStream(path, file), survey, lambda: False):
+            for _ in items:
+                pass
     return survey
 
 
-def _stream_entities(
-    path: Path, stream: JsonStream, events: Iterator[Event], survey: Survey, plan: ImportPlan
-) -> Iterator[tuple[str, Iterator[Any]]]:
-    """Second pass: ``(type, entities)`` in file order, plain lists skipped."""
-
-    def items(entity_type: str) -> Iterator[Any]:
-        for event in events:
-            if event.kind == "end":
-                return
-            yield entity_from_item(
-                path, event.value, entity_type, plan.unwrap,
-                lambda e=event: stream.where(e.path, e.pos),
-            )
-
-    for event in events:
-        if event.kind != "list":
-            continue
-        if not event.value and event.key in survey.plain_lists:
-            for skipped in events:
-                if skipped.kind == "end":
-                    break
-            continue
-        entity_type = list_type(path, event.key, event.path)
-        yield entity_type, items(entity_type)
+def _name_settled(survey: Survey, name: str | None) -> bool:
+    """Whether the fields read so far decide the scenario's name (no later member of
+    the file can change it)."""
+    metadata = survey.fields.get("metadata")
+    return (
+        name is not None
+        or "name" in survey.fields
+        or (isinstance(metadata, dict) and "workspace_id" in metadata and "schema_version" not in survey.fields)
+    )
 
 
-def _import_general(
+def _import_one_pass(
+    store: ScenarioStore, path: Path, name: str | None, overwrite: bool,
+    provenance: Mapping[str, Any] | None, progress: Progress | None, overrides: dict[str, Any],
+) -> str:
+    """Read the file once, saving entities as they come (see the module docstring).
+
+    Raises:
+        _Replan: the file must be read twice (a survey first).
+    """
+    survey = Survey()
+    plan: ImportPlan | None = None
+    with path.open("rb") as file:
+        stream = JsonStream(path, file)
+        lists = _walk_lists(path, stream, survey, lambda: plan is not None and plan.unwrap)
+        first = next(lists, None)  # reads the fields before the first entity list
+        if not _name_settled(survey, name):
+            raise _Replan
+        plan = replace(plan_import(path, survey, name), **overrides)
+        chosen = plan
+
+        def final_plan() -> ImportPlan:
+            final = replace(plan_import(path, survey, name), **overrides)
+            if (final.name, final.scenario_id) != (chosen.name, chosen.scenario_id) or (
+                survey.wrappers and final.unwrap != chosen.unwrap
+            ):
+                raise _Replan
+            return final
+
+        typed = itertools.chain([] if first is None else [first], lists)
+        on_chunk = _file_progress(file, path.stat().st_size, progress)
+        return _save(store, path, plan, typed, overwrite, provenance, on_chunk, final_plan)
+
+
+def _import_two_passes(
     store: ScenarioStore, path: Path, name: str | None, overwrite: bool,
     provenance: Mapping[str, Any] | None, progress: Progress | None, overrides: dict[str, Any],
 ) -> str:
     survey = survey_file(path)
     plan = replace(plan_import(path, survey, name), **overrides)
     with path.open("rb") as file:
-        stream = JsonStream(path, file)
-        events = stream.walk(_candidate_list)
-        typed = _stream_entities(path, stream, events, survey, plan)
+        typed = _walk_lists(path, JsonStream(path, file), Survey(), lambda: plan.unwrap)
         on_chunk = _file_progress(file, path.stat().st_size, progress)
         return _save(store, path, plan, typed, overwrite, provenance, on_chunk)
 
@@ -215,4 +312,7 @@ def import_scenario(
         return _import_line_layout(store, path, name, overwrite, provenance, progress, overrides)
     except NotLineLayout:
         pass  # not (or not entirely) in the export's layout: the general reader decides
-    return _import_general(store, path, name, overwrite, provenance, progress, overrides)
+    try:
+        return _import_one_pass(store, path, name, overwrite, provenance, progress, overrides)
+    except _Replan:
+        return _import_two_passes(store, path, name, overwrite, provenance, progress, overrides)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..entities import (
+    KNOWN_TYPES,
     MAX_DEPTH,
     Encoded,
     UnrepresentableValue,
@@ -43,6 +44,7 @@ __all__ = [
     "plan_import",
     "is_wrapper",
     "entity_from_item",
+    "entity_list_type",
     "list_type",
 ]
 
@@ -242,9 +244,12 @@ def _unwrap(value: dict[str, Any], list_type: str) -> dict[str, Any]:
 
 
 def entity_from_item(
-    path: Path, value: Any, entity_type: str, unwrap: bool, where: Locator
+    path: Path, value: Any, entity_type: str, unwrap: bool, where: Locator, text: bytes | None = None
 ) -> Encoded:
     """Check and encode one element of an entity list.
+
+    Args:
+        text: the value's compact JSON text when the reader already made and checked it.
 
     Raises:
         InvalidScenarioFileError: at ``where()``, with the field inside the entity.
@@ -254,7 +259,9 @@ def entity_from_item(
             path, f"an entity must be a JSON object, not {type(value).__name__}", where()
         )
     if unwrap and is_wrapper(value):
-        value = _unwrap(value, entity_type)
+        value, text = _unwrap(value, entity_type), None
+    if text is not None:
+        return Encoded(value, text, False)
     text = encode_fast(value)
     if text is not None:
         return Encoded(value, text, False)
@@ -277,3 +284,20 @@ def list_type(path: Path, key: str, where: str) -> str:
         return normalize_type(key)
     except InvalidEntityError as exc:
         raise _refuse(path, str(exc), where) from None
+
+
+def entity_list_type(key: str, first: Any, empty: bool) -> str | None:
+    """The stored type of a list at the top level of a file, or None if it is a field.
+
+    It holds entities when its first element is an object and ``key`` is a valid type
+    name, or when it is empty and ``key`` names one of the specification's types
+    (``"patients": []``). Anything else (``"@context": ["https://schema.org"]``,
+    ``"warnings": []``) is a field of the file, kept with its other fields.
+    """
+    try:
+        entity_type = normalize_type(key)
+    except InvalidEntityError:
+        return None
+    if empty:
+        return entity_type if entity_type in KNOWN_TYPES else None
+    return entity_type if isinstance(first, dict) else None
