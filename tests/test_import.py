@@ -247,3 +247,142 @@ def test_module_function_uses_default_database(isolated_home: Path, tmp_path: Pa
     import_scenario_from_json(path)
     assert load_scenario("via-module")["entities"] == {"patients": [{"patient_id": "A"}]}
     assert Path(os.environ["HEALTHSIM_DB"]).exists()
+
+
+# --------------------------------------------------------------------------- issue 7
+
+
+def cohort_document(patients: int) -> dict[str, object]:
+    """A scenario file's document with non-ASCII text, nested lists of objects and nulls."""
+    return {
+        "schema_version": "1.0",
+        "name": "pretty",
+        "description": "Pretty-printed by json.dumps",
+        "tags": ["pretty"],
+        "entities": {
+            "patients": [
+                {"patient_id": f"MRN-{i:06d}", "name": {"given": ["Zoë"], "family": "Müller"},
+                 "birth_date": "1950-01-02", "deceased": None, "n": i}
+                for i in range(patients)
+            ],
+            "claims": [
+                {"claim_id": f"CLM-{i}", "lines": [{"line": 1, "charge": 150.0}, {"line": 2, "charge": 35.5}]}
+                for i in range(patients // 2)
+            ],
+        },
+    }
+
+
+@pytest.mark.parametrize("layout", ["indent-2", "one-line", "crlf", "bom"])
+@pytest.mark.parametrize("patients", [8_000, 14_000])
+def test_valid_files_of_megabytes_import_in_every_layout(
+    store: ScenarioStore, tmp_path: Path, layout: str, patients: int
+) -> None:
+    """Issue 7, defect 1: files between 1 and 2 MiB (and larger) pretty-printed with
+    indent=2 or on one line failed with "expected ',' or ']', found the end of the file"."""
+    document = cohort_document(patients)
+    text = json.dumps(document) if layout == "one-line" else json.dumps(document, indent=2)
+    data = text.replace("\n", "\r\n").encode() if layout == "crlf" else text.encode()
+    if layout == "bom":  # a UTF-8 byte-order mark, as some Windows tools write
+        data = b"\xef\xbb\xbf" + data
+    path = write(tmp_path / "cohort.json", data)
+    assert 1 << 20 < path.stat().st_size < 6 << 20
+    store.import_scenario_from_json(path)
+    loaded = store.load_scenario("pretty")
+    assert loaded["entities"] == document["entities"]
+    assert loaded["description"] == document["description"] and loaded["tags"] == ["pretty"]
+
+
+def test_an_export_with_a_byte_order_mark_imports(store: ScenarioStore, tmp_path: Path) -> None:
+    store.save_scenario("marked", diabetes_cohort(3))
+    path = store.export_scenario_to_json("marked", tmp_path / "marked.json")
+    write(path, b"\xef\xbb\xbf" + path.read_bytes())
+    store.import_scenario_from_json(path, name="marked-again")
+    assert store.load_scenario("marked-again")["entities"] == store.load_scenario("marked")["entities"]
+
+
+@pytest.mark.parametrize("gap", [0, 70_000, 1 << 20])
+def test_data_after_an_export_is_refused_at_any_distance(
+    store: ScenarioStore, tmp_path: Path, db_path: Path, gap: int
+) -> None:
+    """Issue 7, defect 6: two concatenated exports imported as the first one when the
+    second started more than 64 KiB after the first's closing brackets."""
+    store.save_scenario("first", diabetes_cohort(3))
+    exported = store.export_scenario_to_json("first", tmp_path / "first.json").read_bytes()
+    path = write(tmp_path / "two.json", exported + b" " * gap + exported)
+    with pytest.raises(InvalidScenarioFileError, match="after the end of the JSON object"):
+        store.import_scenario_from_json(path, name="two")
+    assert [s["name"] for s in store.list_scenarios()["scenarios"]] == ["first"]
+    assert orphan_rows(db_path) == 0
+
+
+def test_top_level_lists_that_are_not_entities_are_kept_as_fields(store: ScenarioStore, tmp_path: Path) -> None:
+    """Issue 7, defect 7: "@context" refused the whole file; "warnings": [] became a type."""
+    document = {
+        "@context": ["https://schema.org"],
+        "warnings": [],
+        "codes": [1, 2, 3],
+        "@graph": [{"kind": "not an entity type name"}],
+        "patients": [{"patient_id": "A"}],
+        "members": [],
+    }
+    store.import_scenario_from_json(write(tmp_path / "linked.json", json.dumps(document, indent=2)))
+    loaded = store.load_scenario("linked")
+    assert loaded["entities"] == {"patients": [{"patient_id": "A"}], "members": []}
+    assert loaded["metadata"]["source_fields"] == {
+        "@context": ["https://schema.org"], "warnings": [], "codes": [1, 2, 3],
+        "@graph": [{"kind": "not an entity type name"}],
+    }
+
+
+def test_provenance_stays_flat_however_often_a_scenario_travels(store: ScenarioStore, tmp_path: Path) -> None:
+    """Issue 7, defect 5: each export → import nested the provenance one level deeper, so
+    after about 100 hops the file could no longer be imported."""
+    store.save_scenario("traveller", {"patients": [{"patient_id": "A"}]})
+    name = "traveller"
+    for hop in range(105):
+        path = store.export_scenario_to_json(name, tmp_path / "hop.json")
+        name = f"traveller-{hop}"
+        store.import_scenario_from_json(path, name=name)
+    provenance = store.load_scenario(name)["metadata"]["provenance"]
+    assert provenance["operation"] == "import"
+    lineage = provenance["lineage"]
+    assert len(lineage) == 105 and lineage[0]["operation"] == "save"
+    assert all(hop["operation"] == "import" for hop in lineage[1:])
+    assert not any(isinstance(value, (dict, list)) for hop in lineage for value in hop.values())
+
+
+def test_a_nested_provenance_of_earlier_exports_is_flattened(store: ScenarioStore, tmp_path: Path) -> None:
+    tower: dict[str, object] = {"operation": "save", "at": "2025-01-01T00:00:00Z"}
+    for hop in range(3):
+        tower = {"operation": "import", "source_file": f"/f{hop}.json", "source_provenance": tower}
+    document = {"schema_version": "1.0", "name": "old", "metadata": {"provenance": tower}, "entities": {}}
+    store.import_scenario_from_json(write(tmp_path / "old.json", json.dumps(document)))
+    lineage = store.load_scenario("old")["metadata"]["provenance"]["lineage"]
+    assert [hop["operation"] for hop in lineage] == ["save", "import", "import", "import"]
+    assert [hop.get("source_file") for hop in lineage] == [None, "/f0.json", "/f1.json", "/f2.json"]
+
+
+def test_fields_after_the_entities_are_taken_in_one_read(store: ScenarioStore, tmp_path: Path) -> None:
+    """A file whose description, tags and metadata follow its entities, large enough to
+    be staged in several transactions: the scenario gets them all."""
+    patients = [{"patient_id": f"P{i}"} for i in range(130_000)]
+    document = {"name": "late-fields", "entities": {"patients": patients},
+                "description": "given last", "tags": ["late"], "generator": {"seed": 7}}
+    store.import_scenario_from_json(write(tmp_path / "late.json", json.dumps(document, indent=1)))
+    loaded = store.load_scenario("late-fields")
+    assert loaded["entities"]["patients"] == patients
+    assert loaded["description"] == "given last" and loaded["tags"] == ["late"]
+    assert loaded["metadata"]["source_fields"] == {"generator": {"seed": 7}}
+
+
+def test_a_name_or_id_after_the_entities_decides_too(store: ScenarioStore, tmp_path: Path) -> None:
+    store.save_scenario("taken", {"patients": []})
+    late_name = {"entities": {"patients": [{"patient_id": "A"}]}, "name": "taken"}
+    with pytest.raises(ScenarioExistsError, match="'taken'"):
+        store.import_scenario_from_json(write(tmp_path / "stem.json", json.dumps(late_name, indent=2)))
+    sid = str(uuid.uuid4())
+    late_id = {"name": "with-id", "entities": {"patients": [{"patient_id": "A"}]}, "scenario_id": sid}
+    assert store.import_scenario_from_json(write(tmp_path / "id.json", json.dumps(late_id, indent=2))) == sid
+    assert store.load_scenario("with-id")["entities"] == late_id["entities"]
+    assert [s["name"] for s in store.list_scenarios()["scenarios"]] == ["with-id", "taken"]

@@ -42,9 +42,11 @@ def rebuild(data: bytes, **window: int) -> dict[str, Any]:
             target = result.setdefault("entities", {}) if event.value else result
             target[event.key] = current
         elif event.kind == "item":
-            if event.text is not None:  # read in a batch: the text is the value's, exactly
-                assert json.loads(event.text) == event.value
             current.append(event.value)
+        elif event.kind == "batch":
+            for value, text in event.value:
+                assert json.loads(text) == value  # the text is the value's, exactly
+                current.append(value)
     return result
 
 

@@ -117,6 +117,35 @@ def test_exact_rows_are_recorded_and_read_back_exactly(store: ScenarioStore) -> 
     assert loaded["entities"] == entities
 
 
+EDGE_INTEGERS = [
+    2**63 - 1, 2**63, 2**64 - 1, 2**64, 10**19, 10**19 - 1, 10**20,
+    -(2**63), -(2**63) - 1, -9_999_999_999_999_999_999, -(10**18), -(10**19), -(10**30),
+]
+
+
+def test_integers_beyond_64_bits_of_either_sign_load_exactly_on_every_path(
+    store: ScenarioStore, tmp_path: Path
+) -> None:
+    """Issue 7, defect 2: 19-digit negatives (-9,999,999,999,999,999,999 to -2**63 - 1)
+    slipped past the 20-digit screen and came back from load_scenario as floats."""
+    entities = {"patients": [{"patient_id": f"P{i}", "n": n, "list": [n]} for i, n in enumerate(EDGE_INTEGERS)]}
+    store.save_scenario("edges", entities)
+    assert store.load_scenario("edges")["entities"] == entities
+    with store.open_scenario("edges") as reader:
+        assert reader.entities("patients") == entities["patients"]
+    path = store.export_scenario_to_json("edges", tmp_path / "edges.json")
+    store.import_scenario_from_json(path, name="edges-again")
+    assert store.load_scenario("edges-again")["entities"] == entities
+    # Rows of unknown origin (an earlier release wrote no exact_json_rows): the screen decides.
+    con = duckdb.connect(str(store.path))
+    con.execute("UPDATE scenarios SET metadata = '{}'")
+    con.close()
+    for name in ("edges", "edges-again"):
+        loaded = store.load_scenario(name)["entities"]["patients"]
+        assert [type(e["n"]) for e in loaded] == [int] * len(EDGE_INTEGERS)
+        assert loaded == entities["patients"]
+
+
 def test_entity_ids_derived_and_data_untouched(store: ScenarioStore, db_path: Path) -> None:
     u = str(uuid.uuid4())
     entities = {

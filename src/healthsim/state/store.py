@@ -46,8 +46,11 @@ from .validation import (
 
 __all__ = ["ScenarioStore", "ScenarioHeader", "iso_utc"]
 
-# Any run of 20 digits may be an integer beyond 64 bits (see ScenarioHeader.exact_rows_sql).
-_BIG_INT_PATTERN = r"[0-9]{20}"
+# Text orjson may not read exactly (see ScenarioHeader.exact_rows_sql): it parses integers
+# from -2**63 to 2**64 - 1 exactly and anything beyond as a float. Every integer beyond
+# that range has 20 digits, or is negative with 19: a pattern that flags each of them
+# (and, harmlessly, a few exact ones and digit runs inside strings).
+BIG_INT_PATTERN = r"[0-9]{20}|-[0-9]{19}"
 
 _SCENARIO_COLUMNS = "scenario_id, name, description, created_at, updated_at, metadata"
 
@@ -102,12 +105,13 @@ class ScenarioHeader:
         """SQL flagging the rows to parse exactly (see :func:`decode_entity`).
 
         Scenarios this library saved record how many rows its exact encoder wrote, and
-        usually that is none; for other rows (earlier releases), any run of 20 digits
-        may be an integer beyond 64 bits, which orjson would turn into a float.
+        usually that is none; for other rows (earlier releases, or a scenario with such
+        rows), text matching :data:`BIG_INT_PATTERN` may hold an integer beyond 64 bits,
+        which orjson would turn into a float.
         """
         if self.metadata.get("exact_json_rows") == 0:
             return "false"
-        return f"regexp_matches(entity_data, '{_BIG_INT_PATTERN}')"
+        return f"regexp_matches(entity_data, '{BIG_INT_PATTERN}')"
 
     def declared_types(self) -> list[str]:
         """Entity types recorded in the metadata, in the order they were saved."""

@@ -15,10 +15,14 @@ is. That is still one JSON document (``schemas/scenario-1.0.schema.json``)::
 Entities are streamed from the database in chunks and written without being parsed, and
 the file appears atomically: it is written to a temporary file in the target folder,
 flushed to disk, then renamed over the target. A crash leaves no half file at the target.
+A target that cannot be written (a file where a folder should be, no permission, a
+read-only or full disk) is an :class:`~healthsim.state.errors.InvalidInputError` naming
+the path, and leaves nothing behind: no temporary file, no folder made for it.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -125,6 +129,59 @@ def _write_entities(reader: ScenarioReader, out: BinaryIO, progress: Progress | 
         out.write(b"\n" + closing)
 
 
+def _blocking_file(folder: Path) -> Path | None:
+    """The nearest existing ancestor of ``folder`` (itself included) if it is not a folder."""
+    for candidate in (folder, *folder.parents):
+        if candidate.exists():
+            return None if candidate.is_dir() else candidate
+    return None
+
+
+def _cannot_write(target: Path, exc: OSError) -> InvalidInputError:
+    """The error for a target the file system refused, saying what to do."""
+    blocker = _blocking_file(target.parent)
+    if blocker is not None:
+        problem = f"{str(blocker)!r} is a file, not a folder; choose another output path"
+    elif exc.errno in (errno.EACCES, errno.EPERM):
+        problem = (f"permission denied in {str(target.parent)!r}; choose an output path in a "
+                   "folder you can write to")
+    elif exc.errno == errno.EROFS:
+        problem = f"{str(target.parent)!r} is on a read-only file system; choose another output path"
+    elif exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        problem = "no space left on the disk; free some space or choose another output path"
+    else:
+        problem = f"{exc.strerror or exc}; choose another output path"
+    return InvalidInputError(f"cannot export to {str(target)!r}: {problem}; nothing was written")
+
+
+def _make_folder(target: Path) -> list[Path]:
+    """Create the target's folder; return the folders created, deepest first.
+
+    Raises:
+        InvalidInputError: the folder cannot be created.
+    """
+    missing: list[Path] = []
+    folder = target.parent
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file in the way, no permission, read-only disk
+        _remove_folders(missing)
+        raise _cannot_write(target, exc) from exc
+    return missing
+
+
+def _remove_folders(folders: list[Path]) -> None:
+    """Remove the folders an export created, deepest first, if they are still empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return  # not ours to empty (or already gone): leave it and its parents
+
+
 def export_scenario(
     store: ScenarioStore,
     name: str,
@@ -132,13 +189,23 @@ def export_scenario(
     *,
     progress: Progress | None = None,
 ) -> Path:
-    """Write one scenario to a JSON file; see :func:`healthsim.state.export_scenario_to_json`."""
+    """Write one scenario to a JSON file; see :func:`healthsim.state.export_scenario_to_json`.
+
+    Raises:
+        ScenarioNotFoundError: no scenario has that name or id.
+        InvalidInputError: ``output_path`` is not a path, or its file or folder cannot be
+            written (the message names it); nothing is left behind.
+    """
     with store.open_scenario(name) as reader:
         target = _target_path(reader.header.name, output_path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp_name = tempfile.mkstemp(
-            dir=target.parent, prefix=f".{target.name}.", suffix=".partial"
-        )
+        created = _make_folder(target)
+        try:
+            fd, temp_name = tempfile.mkstemp(
+                dir=target.parent, prefix=f".{target.name}.", suffix=".partial"
+            )
+        except OSError as exc:
+            _remove_folders(created)
+            raise _cannot_write(target, exc) from exc
         temp = Path(temp_name)
         try:
             with os.fdopen(fd, "wb", buffering=1 << 20) as out:
@@ -149,8 +216,11 @@ def export_scenario(
                 os.fsync(out.fileno())
             os.chmod(temp, 0o666 & ~_current_umask())  # mkstemp made it 0600; a normal file
             os.replace(temp, target)
-        except BaseException:
+        except BaseException as exc:
             temp.unlink(missing_ok=True)
+            _remove_folders(created)
+            if isinstance(exc, OSError):  # a full disk, or the target is a folder
+                raise _cannot_write(target, exc) from exc
             raise
     _fsync_folder(target.parent)
     return target

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from ..entities import Encoded
 from ..errors import InvalidScenarioFileError
 from ..store import ScenarioStore
 from ..validation import normalize_tags, validate_description, validate_name
@@ -174,17 +175,27 @@ def _walk_lists(
     events = stream.walk(_candidate_list)
 
     def entities(entity_type: str, items: Iterator[Event]) -> Iterator[Any]:
-        count = survey.counts.setdefault(entity_type, 0)
+        survey.counts.setdefault(entity_type, 0)
         for event in items:
+            if event.kind == "batch":  # checked objects with their text: the hot path
+                unwrapping = unwrap()
+                where = lambda e=event: stream.where(e.path, e.pos)  # noqa: E731
+                for value, text in event.value:
+                    if "data" in value and is_wrapper(value):
+                        survey.wrappers = True
+                        if unwrapping:
+                            yield entity_from_item(path, value, entity_type, True, where)
+                            continue
+                    yield Encoded(value, text, False)
+                survey.counts[entity_type] += len(event.value)
+                continue
             if event.kind == "end":
-                break
+                return
             survey.wrappers = survey.wrappers or (type(event.value) is dict and is_wrapper(event.value))
             yield entity_from_item(
-                path, event.value, entity_type, unwrap(),
-                lambda e=event: stream.where(e.path, e.pos), event.text,
+                path, event.value, entity_type, unwrap(), lambda e=event: stream.where(e.path, e.pos)
             )
-            count += 1
-            survey.counts[entity_type] = count
+            survey.counts[entity_type] += 1
 
     for event in events:
         if event.kind == "field":

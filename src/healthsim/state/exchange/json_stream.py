@@ -97,12 +97,13 @@ class Event(NamedTuple):
 
     ``kind`` is ``field`` (a top-level member returned whole: ``key``, ``value``),
     ``list`` (an array of candidate entities starts: ``key``; ``value`` is True inside
-    ``entities``, False at the top level), ``item`` (one element: ``value``) or ``end``
-    (the array ended). ``pos`` is where the value starts, counted in characters from the
-    start of the file (for an item read in a batch: where its batch starts);
-    :meth:`JsonStream.location` turns it into a line and column until the next event is
-    taken. ``text`` is, for an item read in a batch, its compact JSON text as orjson
-    wrote it from a value checked to be exactly the file's (None otherwise).
+    ``entities``, False at the top level), ``item`` (one element: ``value``), ``batch``
+    (consecutive elements read at once: ``value`` is a list of ``(object, compact JSON
+    text)`` pairs, the text orjson's, of a value checked to be exactly the file's) or
+    ``end`` (the array ended). ``pos`` is where the value (or batch) starts, counted in
+    characters from the start of the file; :meth:`JsonStream.location` turns it into a
+    line and column until the next event is taken. ``path`` of a batch is its first
+    element's.
     """
 
     kind: str
@@ -110,7 +111,6 @@ class Event(NamedTuple):
     value: Any
     path: str
     pos: int
-    text: bytes | None = None
 
 
 class _Batch(NamedTuple):
@@ -357,9 +357,8 @@ class JsonStream:
                 begin = self.position()
                 if first == "{" and (batch := self._batch()) is not None:
                     self.value_start = begin
-                    for value, text in batch.items:
-                        yield Event("item", None, value, f"{path}[{index}]", begin, text)
-                        index += 1
+                    yield Event("batch", None, batch.items, f"{path}[{index}]", begin)
+                    index += len(batch.items)
                     if batch.more:
                         continue  # the next entity follows the batch's ','
                 else:
@@ -422,13 +421,13 @@ def _checked(text: bytes, values: list[Any]) -> list[tuple[Any, bytes]] | None:
         return None
     dumps = orjson.dumps
     items = []
+    colons = 0
     for value in values:
         if type(value) is not dict:
             return None
         encoded = dumps(value)
         if too_deep(encoded):
             return None
+        colons += encoded.count(b":")
         items.append((value, encoded))
-    if sum(encoded.count(b":") for _, encoded in items) != text.count(b":"):
-        return None
-    return items
+    return items if colons == text.count(b":") else None

@@ -79,8 +79,10 @@ class LineLayoutReader:
             if line == b"}}":
                 if more and seen:
                     raise NotLineLayout  # "],\n}}" would be a trailing comma
-                if _BLANK.fullmatch(self._file.read(1 << 16)) is None:
-                    raise NotLineLayout
+                # Nothing but whitespace may follow the document, however far away.
+                while rest := self._file.read(1 << 16):
+                    if _BLANK.fullmatch(rest) is None:
+                        raise NotLineLayout
                 return
             match = _TYPE_LINE.fullmatch(line)
             if match is None or not more:

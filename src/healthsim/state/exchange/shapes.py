@@ -244,12 +244,9 @@ def _unwrap(value: dict[str, Any], list_type: str) -> dict[str, Any]:
 
 
 def entity_from_item(
-    path: Path, value: Any, entity_type: str, unwrap: bool, where: Locator, text: bytes | None = None
+    path: Path, value: Any, entity_type: str, unwrap: bool, where: Locator
 ) -> Encoded:
     """Check and encode one element of an entity list.
-
-    Args:
-        text: the value's compact JSON text when the reader already made and checked it.
 
     Raises:
         InvalidScenarioFileError: at ``where()``, with the field inside the entity.
@@ -259,9 +256,7 @@ def entity_from_item(
             path, f"an entity must be a JSON object, not {type(value).__name__}", where()
         )
     if unwrap and is_wrapper(value):
-        value, text = _unwrap(value, entity_type), None
-    if text is not None:
-        return Encoded(value, text, False)
+        value = _unwrap(value, entity_type)
     text = encode_fast(value)
     if text is not None:
         return Encoded(value, text, False)
