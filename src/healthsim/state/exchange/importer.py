@@ -208,11 +208,16 @@ def _walk_lists(
             yield entity_type, entities(entity_type, events)
             continue
         first = next(events)
-        top_type = entity_list_type(key, first.value if first.kind == "item" else None, first.kind == "end")
+        empty = first.kind == "end"
+        head = None if empty else first.value[0][0] if first.kind == "batch" else first.value
+        top_type = entity_list_type(key, head, empty)
         if top_type is None:  # a field of the file, not entities
-            values = [] if first.kind == "end" else [first.value]
-            if first.kind != "end":
-                values += [e.value for e in itertools.takewhile(lambda e: e.kind != "end", events)]
+            values: list[Any] = []
+            for item in itertools.takewhile(lambda e: e.kind != "end", itertools.chain([first], events)):
+                if item.kind == "batch":
+                    values.extend(value for value, _ in item.value)
+                else:
+                    values.append(item.value)
             survey.fields[key] = values
             survey.plain_lists.add(key)
             continue

@@ -304,25 +304,45 @@ class JsonStream:
         stop = len(self._buf)  # what the exact reader takes if no batch works
         for _ in range(_BATCH_TRIES):
             match = _BOUNDARY.search(self._buf, search)
-            if match is None:
-                break
-            stop = match.end()
-            text = self._buf[start : match.start() + 1].encode("utf-8")
+            # No place to cut before the window's end: near the end of the file, where
+            # the array's own end is in the window (handled below).
+            end = len(self._buf) if match is None else match.start() + 1
+            stop = len(self._buf) if match is None else match.end()
+            text = self._buf[start:end].encode("utf-8")
             try:
                 values = orjson.loads(b"[" + text + b"]")
             except orjson.JSONDecodeError as exc:
                 inside = exc.pos - 1  # orjson counts characters, from the '[' added
-                if inside < match.start() + 1 - start:  # a problem in the text, or the array ended
-                    stop = start + inside
-                    break
-                search = match.end()  # cut inside a string or a nested list: try further on
-                continue
-            items = _checked(text, values)
+                if inside >= end - start:
+                    if match is None:
+                        break
+                    search = match.end()  # cut inside a string or a nested list: try further on
+                    continue
+                # A problem in the text, or the array ended inside it (its ']' closed the
+                # '[' added, and the next member followed): then take the array's rest.
+                return self._last_batch(start, start + inside)
+            items = _checked(text, values) if match is not None else None
             if items is None:
                 break
             more = match.group(1) is not None
             self._pos = match.end() - 1 if more else match.start() + 1  # at '{', or before ']'
             return _Batch(items, more)
+        self._exact_until = self._offset + max(stop, start + 1)
+        return None
+
+    def _last_batch(self, start: int, stop: int) -> _Batch | None:
+        """The array's last entities, from ``start`` to its ``]`` just before ``stop``,
+        in one batch; None (the exact reader takes them) if that is not what is there."""
+        head = self._buf[start:stop].rstrip(" \t\r\n")
+        if head.endswith("]"):
+            text = head[:-1].encode("utf-8")
+            try:
+                items = _checked(text, orjson.loads(b"[" + text + b"]"))
+            except orjson.JSONDecodeError:
+                items = None
+            if items:
+                self._pos = start + len(head) - 1  # at the ']'
+                return _Batch(items, False)
         self._exact_until = self._offset + max(stop, start + 1)
         return None
 

@@ -52,6 +52,9 @@ class LineLayoutReader:
     def __init__(self, path: Path, file: BinaryIO) -> None:
         self.path = path
         self._file = file
+        if file.read(len(HEADER_PREFIX)) != HEADER_PREFIX:  # before reading a line that
+            raise NotLineLayout  # may be the whole file (JSON on one line)
+        file.seek(0)
         first = file.readline()
         if not first.startswith(HEADER_PREFIX) or not first.endswith(_ENTITIES_OPEN + b"\n"):
             raise NotLineLayout
