@@ -168,3 +168,26 @@ def test_script_with_source_and_db_and_a_failure(tmp_path: Path) -> None:
 def test_nothing_to_do(isolated_home: Path) -> None:
     result = run_script()
     assert result.returncode == 0 and "nothing to do" in result.stdout
+
+
+def test_a_workspace_file_of_megabytes_migrates(isolated_home: Path) -> None:
+    """Issue 7, defect 1: a 1.5 MB pretty-printed workspace file was reported FAILED."""
+    folder = isolated_home / ".healthsim" / "workspaces"
+    folder.mkdir(parents=True)
+    path = folder / "big.json"
+    doc = legacy_files.workspace(path)
+    template = doc["entities"]["patients"][0]
+    doc["entities"]["patients"] = [
+        {**template, "entity_id": f"MRN-{i:06d}", "data": {**template["data"], "patient_id": f"MRN-{i:06d}"}}
+        for i in range(3_000)
+    ]
+    path.write_text(json.dumps(doc, indent=2), encoding="utf-8")
+    assert 1 << 20 < path.stat().st_size < 4 << 20
+    store = ScenarioStore()
+    report = migrate_legacy_files(store)
+    assert [(r.status, r.message) for r in report.files] == [("migrated", "")]
+    loaded = store.load_scenario("legacy-workspace")
+    patients = loaded["entities"]["patients"]
+    assert len(patients) == 3_000 and patients[-1]["patient_id"] == "MRN-002999"
+    assert patients[0]["_provenance"] == template["provenance"]  # unwrapped, nothing dropped
+    assert loaded["metadata"]["provenance"]["source_format"] == "healthsim-legacy-workspace"
