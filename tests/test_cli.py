@@ -17,10 +17,12 @@ EXAMPLE = HERE.parent / "examples" / "diabetes-cohort.json"
 COMMANDS = ["save", "load", "list", "delete", "export", "import", "migrate", "query", "info", "mcp"]
 
 
-def run(*args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str, stdin: str | None = None, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(HEALTHSIM), *args], input=stdin, capture_output=True, text=True, timeout=120,
-        env={**os.environ, **(env or {})}, stdin=None if stdin is not None else subprocess.DEVNULL,
+        env={**os.environ, **(env or {})}, stdin=None if stdin is not None else subprocess.DEVNULL, cwd=cwd,
     )
 
 
@@ -171,3 +173,35 @@ def test_progress_bars_on_a_terminal_only(isolated_home: Path, tmp_path: Path) -
     assert result.returncode == 0
     assert b"exporting" in seen  # the bar went to the terminal (stderr) ...
     assert result.stdout.decode().strip() == str(tmp_path / "x.json")  # ... and stdout stays clean
+
+
+def assert_one_line(result: subprocess.CompletedProcess[str], text: str) -> str:
+    """Exit 1, nothing on stdout, and one line on stderr holding ``text``."""
+    assert_clean_error(result, 1, text)
+    assert result.stdout == "" and result.stderr.count("\n") == 1 and result.stderr.startswith("error: "), result.stderr
+    assert "unexpected" not in result.stderr
+    return result.stderr
+
+
+def test_export_under_a_regular_file_is_one_clean_line(isolated_home: Path, tmp_path: Path) -> None:
+    ok("save", "x", "--from", str(EXAMPLE))
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("not a folder")
+    for output in (f"{blocker}/out.json", f"{blocker}/"):
+        line = assert_one_line(run("export", "x", "-o", output), f"'{blocker}' is a file, not a folder")
+        assert "choose another output path" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt", "home"]
+
+
+def test_database_url_is_refused_without_the_password(isolated_home: Path, tmp_path: Path) -> None:
+    # A URL was taken as a relative path: ./postgresql:/user:secret@host/... with the password.
+    url = "postgresql://user:secret@db.example.org:5432/healthsim"
+    for args, env in (
+        (["--db", url, "list"], None),
+        (["--db", url, "save", "x", "--from", str(EXAMPLE)], None),
+        (["list"], {"HEALTHSIM_DB": url}),
+    ):
+        line = assert_one_line(run(*args, env=env, cwd=tmp_path), "PostgreSQL team store is not available")
+        assert "secret" not in line and "postgresql://user:***@db.example.org:5432/healthsim" in line, line
+        assert "DuckDB file path" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home"]  # nothing created

@@ -20,7 +20,7 @@ from healthsim.state import (
     load_scenario,
     save_scenario,
 )
-from healthsim.state.database import lock_timeout, resolve_db_path
+from healthsim.state.database import connect, lock_timeout, resolve_db_path
 
 HOLD_SCRIPT = """
 import sys, time, duckdb
@@ -144,3 +144,75 @@ def test_idle_process_holds_no_lock(store: ScenarioStore, db_path: Path) -> None
         env={**os.environ},
     )
     assert result.stdout.strip() == "ok", result.stderr
+
+
+@pytest.mark.parametrize(
+    ("db", "shown"),
+    [
+        ("postgresql://u:secret@h/db", "postgresql://u:***@h/db"),
+        ("postgres://u:secret@h:5432/db?sslmode=require", "postgres://u:***@h:5432/db?sslmode=require"),
+        ("postgresql://h/db?user=u&password=secret", "postgresql://h/db?user=u&password=***"),
+        ("postgresql://u:sec/ret@h/db", "postgresql://u:***@h/db"),  # an unescaped "/" in the password
+        (Path("postgresql://u:secret@h/db"), "postgresql:/u:***@h/db"),  # Path collapses "//"
+        ("file:///tmp/h.duckdb", "file:///tmp/h.duckdb"),
+    ],
+)
+def test_url_is_refused_and_nothing_is_created(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, db: str | Path, shown: str
+) -> None:
+    # A URL was taken as a relative path: folders named after it, password included.
+    monkeypatch.chdir(tmp_path)
+    store = ScenarioStore(db)
+    for operation in (lambda: store.save_scenario("x", {"patients": [{"patient_id": "A"}]}), store.list_scenarios):
+        with pytest.raises(InvalidInputError) as caught:
+            operation()
+        message = str(caught.value)
+        assert "secret" not in message and f"database {shown!r} is a URL" in message, message
+        assert "DuckDB file path" in message
+    assert "PostgreSQL team store is not available" in message or db.startswith("file:")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home"]  # the fixture's home only
+
+
+def test_url_in_the_environment_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HEALTHSIM_DB", " postgresql://user:secret@db.example.org/healthsim ")
+    with pytest.raises(InvalidInputError) as caught:
+        save_scenario("x", {})
+    message = str(caught.value)
+    assert message.startswith("HEALTHSIM_DB=postgresql://user:***@db.example.org/healthsim is a URL"), message
+    assert "secret" not in message and "PostgreSQL team store is not available" in message
+    assert "set HEALTHSIM_DB to a DuckDB file path" in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home"]
+
+
+@pytest.mark.parametrize("path", ["C:/data/h.duckdb", "md:h.duckdb", "h:duckdb", "./postgresql/h.duckdb"])
+def test_paths_that_are_not_urls(path: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert resolve_db_path(path) == tmp_path / path.removeprefix("./")
+
+
+def test_redact_url_over_redacts_rather_than_leaks() -> None:
+    from healthsim.state.database import redact_url
+
+    assert redact_url("postgresql://u:p@ss@h/db") == "postgresql://u:***@h/db"
+    assert redact_url("postgresql://u@h/db") == "postgresql://u@h/db"  # no password: nothing hidden
+    assert redact_url("mysql://h/db?token=abc&x=1") == "mysql://h/db?token=***&x=1"
+    assert "secret" not in redact_url("http://[::1:secret@h")  # unparseable: shown as scheme only
+
+
+def test_database_folder_that_cannot_be_created(tmp_path: Path) -> None:
+    # Was a raw FileExistsError.
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("not a folder")
+    with pytest.raises(DatabaseError, match="cannot create the folder of database .*file.txt/sub/h.duckdb"):
+        ScenarioStore(blocker / "sub" / "h.duckdb").save_scenario("x", {})
+    assert blocker.read_text() == "not a folder"
+
+
+def test_duckdb_error_inside_an_operation_ends_in_the_exception_tree(db_path: Path) -> None:
+    with (
+        pytest.raises(DatabaseError, match="DuckDB refused the operation .*no_such_table.*please report"),
+        connect(db_path, write=True) as con,
+    ):
+        assert con is not None
+        con.execute("SELECT * FROM no_such_table")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -17,7 +18,14 @@ import pytest
 
 from helpers.legacy_files import claims
 from helpers.sample import diabetes_cohort
-from healthsim.state import ScenarioNotFoundError, ScenarioStore, export_scenario_to_json, save_scenario
+from healthsim.state import (
+    InvalidInputError,
+    ScenarioNotFoundError,
+    ScenarioStore,
+    export_scenario_to_json,
+    save_scenario,
+)
+from healthsim.state.exchange import export as export_module
 from healthsim.state.exchange.export import safe_file_name
 from healthsim.state.store import ScenarioReader
 
@@ -169,3 +177,76 @@ def test_kill_during_export_leaves_no_half_file(store: ScenarioStore, tmp_path: 
             target.unlink()
     leftovers = [p.name for p in (tmp_path / "out").iterdir()] if (tmp_path / "out").exists() else []
     assert all(name.endswith(".partial") for name in leftovers)  # never a half file at the target
+
+
+def tree(folder: Path) -> list[str]:
+    """Every file and folder under ``folder`` (to check an export left nothing behind)."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+@pytest.mark.parametrize("output", ["file.txt/out.json", "file.txt/", "file.txt/sub/deeper/out.json"])
+def test_export_under_a_regular_file_is_invalid_input(store: ScenarioStore, tmp_path: Path, output: str) -> None:
+    # Was a raw FileExistsError / NotADirectoryError ("unexpected ... please report this").
+    store.save_scenario("x", {"patients": [{"patient_id": "A"}]})
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "file.txt").write_text("not a folder")
+    before = tree(work)
+    with pytest.raises(InvalidInputError) as caught:
+        store.export_scenario_to_json("x", f"{work}/{output}")
+    message = str(caught.value)
+    assert f"'{work / 'file.txt'}' is a file, not a folder" in message, message
+    assert "choose another output path" in message and "nothing was written" in message
+    assert tree(work) == before and (work / "file.txt").read_text() == "not a folder"
+
+
+@pytest.mark.parametrize(
+    ("failing", "code", "hint"),
+    [
+        ("mkstemp", errno.EACCES, "permission denied in"),
+        ("mkstemp", errno.EROFS, "is on a read-only file system"),
+        ("replace", errno.ENOSPC, "no space left on the disk"),
+        ("replace", errno.EIO, "choose another output path"),
+        ("mkdir", errno.EACCES, "permission denied in"),
+    ],
+)
+def test_export_the_file_system_refuses_is_invalid_input_and_leaves_nothing(
+    store: ScenarioStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str, code: int, hint: str
+) -> None:
+    # Permissions cannot be tested for real as root, so the file system's refusal is simulated.
+    store.save_scenario("x", {"patients": [{"patient_id": "A"}]})
+    work = tmp_path / "work"
+    work.mkdir()
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise OSError(code, os.strerror(code), str(args[0]) if args else None)
+
+    if failing == "mkstemp":
+        monkeypatch.setattr(export_module.tempfile, "mkstemp", refuse)
+    elif failing == "replace":
+        monkeypatch.setattr(export_module.os, "replace", refuse)
+    else:
+        original_mkdir = Path.mkdir
+
+        def mkdir(self: Path, *args: object, **kwargs: object) -> None:
+            if self.name == "deeper":  # "new" is made, then "deeper" is refused
+                refuse(self)
+            original_mkdir(self, *args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(Path, "mkdir", mkdir)
+    target = work / "new" / "deeper" / "out.json"
+    with pytest.raises(InvalidInputError) as caught:
+        store.export_scenario_to_json("x", target)
+    message = str(caught.value)
+    assert message.startswith(f"cannot export to '{target}': ") and hint in message, message
+    assert message.endswith("nothing was written")
+    assert tree(work) == []  # no temporary file, no folder made for the export
+
+
+def test_export_path_with_a_lone_surrogate_is_invalid_input(store: ScenarioStore, tmp_path: Path) -> None:
+    # Was a raw UnicodeEncodeError from the file system call.
+    store.save_scenario("x", {})
+    before = tree(tmp_path)
+    with pytest.raises(InvalidInputError, match=r"output_path '.*\\ud800.json' holds a lone surrogate"):
+        store.export_scenario_to_json("x", f"{tmp_path}/\ud800.json")
+    assert tree(tmp_path) == before

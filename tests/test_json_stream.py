@@ -44,8 +44,8 @@ def rebuild(data: bytes, **window: int) -> dict[str, Any]:
         elif event.kind == "item":
             current.append(event.value)
         elif event.kind == "batch":
-            for value, text in event.value:
-                assert json.loads(text) == value  # the text is the value's, exactly
+            for value, text, exact in event.value:
+                assert json.loads(text) == value and not exact  # the text is the value's, exactly
                 current.append(value)
     return result
 

@@ -25,18 +25,20 @@ TOOLS = {"save_scenario", "load_scenario", "list_scenarios", "delete_scenario", 
 
 
 @asynccontextmanager
-async def session(db_path: Path, **env: str) -> AsyncIterator[ClientSession]:
+async def session(db_path: Path, cwd: Path | None = None, **env: str) -> AsyncIterator[ClientSession]:
     params = StdioServerParameters(
-        command=str(HEALTHSIM), args=["mcp"], env={**os.environ, "HEALTHSIM_DB": str(db_path), **env}
+        command=str(HEALTHSIM), args=["mcp"], env={**os.environ, "HEALTHSIM_DB": str(db_path), **env}, cwd=cwd
     )
     async with stdio_client(params) as (read, write), ClientSession(read, write) as client:
         await client.initialize()
         yield client
 
 
-def with_session(db_path: Path, test: Callable[[ClientSession], Awaitable[None]], **env: str) -> None:
+def with_session(
+    db_path: Path, test: Callable[[ClientSession], Awaitable[None]], cwd: Path | None = None, **env: str
+) -> None:
     async def main() -> None:
-        async with session(db_path, **env) as client:
+        async with session(db_path, cwd, **env) as client:
             await asyncio.wait_for(test(client), timeout=120)
 
     asyncio.run(main())
@@ -191,3 +193,150 @@ def test_missing_database_is_an_error_not_a_crash(tmp_path: Path) -> None:
         assert "not found" in await call_error(client, "load_scenario", name="x")
 
     with_session(tmp_path / "nothing-yet" / "h.duckdb", test)
+
+
+# Sits between the client and `healthsim mcp` and turns the placeholder into the JSON escape
+# "\ud800": the client's own JSON encoder refuses to send a lone surrogate, but other clients
+# (JavaScript's JSON.stringify, Python's json) write one as this escape.
+SURROGATE_SHIM = r"""
+import subprocess, sys
+server = subprocess.Popen(sys.argv[1:], stdin=subprocess.PIPE)
+for line in sys.stdin.buffer:
+    server.stdin.write(line.replace(b"LONE-SURROGATE", b"\\ud800"))
+    server.stdin.flush()
+server.stdin.close()
+sys.exit(server.wait())
+"""
+
+
+def test_lone_surrogate_escape_in_a_request_is_a_tool_error_and_the_server_keeps_serving(db_path: Path) -> None:
+    # The SDK's parser refuses the escape and used to drop the request unanswered: the
+    # client waited forever (here: the time limit below).
+    params = StdioServerParameters(
+        command=sys.executable, args=["-c", SURROGATE_SHIM, str(HEALTHSIM), "mcp"],
+        env={**os.environ, "HEALTHSIM_DB": str(db_path)},
+    )
+
+    async def main() -> None:
+        async with stdio_client(params) as (read, write), ClientSession(read, write) as client:
+            await client.initialize()
+            entities = {"patients": [{"patient_id": "A"}, {"patient_id": "B", "LONE-SURROGATE": 1}]}
+            result = await asyncio.wait_for(client.call_tool("save_scenario", {"name": "s", "entities": entities}), 20)
+            assert result.is_error
+            text = result.content[0].text
+            assert "save_scenario" in text and "lone surrogate" in text and "\\ud800" in text, text
+            assert "key at $.entities.patients[1]" in text and "Nothing was done" in text, text
+            assert (await asyncio.wait_for(call(client, "list_scenarios"), 20))["total_count"] == 0
+            # A description holding the escape: a text, not a key.
+            result = await asyncio.wait_for(
+                client.call_tool("save_scenario", {"name": "s", "entities": {}, "description": "aLONE-SURROGATE"}), 20
+            )
+            assert result.is_error and "value at $.description" in result.content[0].text, result.content[0].text
+            assert (await asyncio.wait_for(call(client, "save_scenario", name="s", entities={}), 20))["name"] == "s"
+
+    asyncio.run(main())
+    assert ScenarioStore(db_path).list_scenarios()["total_count"] == 1
+
+
+def test_lone_surrogate_in_an_imported_file_is_a_tool_error_and_the_server_keeps_serving(
+    db_path: Path, tmp_path: Path
+) -> None:
+    # Error texts quoted the file's key with the raw surrogate; the SDK could not encode
+    # the response and the server exited. The escape is written literally in the files.
+    files = {
+        "entity-key.json": r'{"entities": {"patients": [{"\ud800": 1}]}}',
+        "type-key.json": r'{"entities": {"\ud800": [{"a": 1}]}}',
+        "top-level-key.json": r'{"name": "x", "\ud800": 1, "entities": {}}',
+        "top-level-list.json": r'{"name": "x", "\ud800": [{"a": 1}], "entities": {}}',
+    }
+    for file_name, text in files.items():
+        (tmp_path / file_name).write_text(text, encoding="utf-8")
+
+    async def test(client: ClientSession) -> None:
+        for file_name in files:
+            result = await asyncio.wait_for(client.call_tool("import_scenario", {"file_path": str(tmp_path / file_name)}), 20)
+            assert result.is_error, file_name
+            text = result.content[0].text
+            assert "\\ud800" in text and "unexpected" not in text, (file_name, text)
+            text.encode("utf-8")
+            assert (await asyncio.wait_for(call(client, "list_scenarios"), 20))["total_count"] == 0
+
+    with_session(db_path, test)
+
+
+def test_unreadable_requests_are_answered_only_when_someone_waits() -> None:
+    from mcp import types
+    from pydantic import ValidationError
+
+    from healthsim.mcp_server import _answer_unreadable
+
+    def answer(line: str) -> dict[str, Any] | None:
+        try:
+            types.jsonrpc_message_adapter.validate_json(line, by_name=False)
+        except ValidationError as exc:
+            message = _answer_unreadable(exc)
+            return None if message is None else json.loads(message.model_dump_json(by_alias=True, exclude_unset=True))
+        raise AssertionError("the SDK read the line")
+
+    other = answer(r'{"jsonrpc":"2.0","id":"r1","method":"resources/read","params":{"uri":"x\udc00"}}')
+    assert other is not None and other["id"] == "r1" and other["error"]["code"] == types.INVALID_PARAMS
+    assert "lone surrogate (\\udc00) in a value at $.params.uri" in other["error"]["message"]
+    named = answer(r'{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"q\ud800","arguments":{}}}')
+    assert named is not None and named["result"]["isError"] is True
+    assert "cannot run q\\ud800: the request holds a lone surrogate (\\ud800) in a value at $.params.name" in (
+        named["result"]["content"][0]["text"]
+    )
+    assert answer(r'{"jsonrpc":"2.0","method":"notifications/x","params":{"a":"\ud800"}}') is None  # no id
+    assert answer(r'{"jsonrpc":"2.0","id":"\ud800","method":"tools/list"}') is None  # id cannot be sent back
+    assert answer("not json at all") is None
+    assert answer(r'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"query","arguments":{}},"x":1') is None
+
+
+def test_export_and_database_path_errors_are_tool_errors(db_path: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("not a folder")
+
+    async def export(client: ClientSession) -> None:
+        await call(client, "save_scenario", name="x", entities={})
+        text = await call_error(client, "export_scenario", name="x", output_path=f"{blocker}/out.json")
+        assert f"'{blocker}' is a file, not a folder" in text and "unexpected" not in text, text
+
+    async def url(client: ClientSession) -> None:
+        text = await call_error(client, "list_scenarios")
+        assert "PostgreSQL team store is not available" in text and "u:***@h" in text and "secret" not in text, text
+
+    with_session(db_path, export)
+    work = tmp_path / "work"
+    work.mkdir()
+    with_session(Path("unused"), url, cwd=work, HEALTHSIM_DB="postgresql://u:secret@h/db")
+    assert list(work.iterdir()) == []  # no folders named after the URL
+
+
+def test_tool_texts_are_always_valid_utf8() -> None:
+    # Whatever a tool raises or returns, the SDK must be able to encode it (else it exits).
+    import pytest
+    from mcp.server.mcpserver.exceptions import ToolError
+
+    from healthsim.mcp_server import _tool_errors
+    from healthsim.state import StateError
+
+    class RawMessage(StateError):
+        def __str__(self) -> str:
+            return "raw \ud800"
+
+    class BrokenMessage(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no text")
+
+    for exc in (RawMessage(), ValueError("bad \udcff"), BrokenMessage(), ToolError("tool \ud800")):
+        def tool(exc: Exception = exc) -> None:
+            raise exc
+
+        with pytest.raises(ToolError) as caught:
+            _tool_errors(tool)()
+        str(caught.value).encode("utf-8")
+    result = {"path": "/tmp/\udcff.json", "name": "café"}
+    text = _tool_errors(lambda: result)()
+    text.encode("utf-8")
+    assert json.loads(text) == result  # the same JSON value, the surrogate as an escape
+    assert _tool_errors(lambda: {"name": "café"})() == '{"name":"café"}'  # readable when it can be

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import time
 from pathlib import Path
 
+import duckdb
+import pyarrow as pa
 import pytest
 
 import legacy_db
 from helpers.sample import diabetes_cohort
 from healthsim.state import QueryError, ScenarioStore, query_scenarios
+from healthsim.state import query as query_module
 
 
 @pytest.fixture
@@ -45,7 +50,72 @@ def test_select_forms_that_are_allowed(filled: ScenarioStore) -> None:
 def test_row_cap_reports_the_total(filled: ScenarioStore) -> None:
     result = query_scenarios("SELECT * FROM range(5000)", limit=10)
     assert result["row_count"] == 10 and result["total_rows"] == 5000 and result["truncated"]
+    assert result["truncated_reason"] == "rows" and result["cut_values"] == 0
     assert [r[0] for r in result["rows"]] == list(range(10))
+    exact = query_scenarios("SELECT * FROM range(10)", limit=10)  # the cap reached, nothing left out
+    assert exact["row_count"] == 10 and not exact["truncated"] and exact["truncated_reason"] is None
+
+
+def rows_json_size(rows: list) -> int:
+    return len(json.dumps(rows, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+
+
+def test_small_result_is_whole_and_says_nothing_was_cut(filled: ScenarioStore) -> None:
+    result = query_scenarios("SELECT 42 AS answer, 'forty-two' AS words, [1, 2] AS list")
+    assert result["columns"] == ["answer", "words", "list"]
+    assert result["rows"] == [[42, "forty-two", [1, 2]]]
+    assert (result["row_count"], result["total_rows"], result["truncated"]) == (1, 1, False)
+    assert result["truncated_reason"] is None and result["cut_values"] == 0
+    assert result["result_bytes"] == rows_json_size(result["rows"])
+
+
+def test_byte_cap_cuts_long_values_without_building_them(filled: ScenarioStore) -> None:
+    # 100 MB of text in all (issue 7 used 1 GB); before, every byte of it came back.
+    started = time.monotonic()
+    result = query_scenarios("SELECT repeat('x', 10000000) AS text FROM range(10)")
+    assert time.monotonic() - started < 5
+    assert rows_json_size(result["rows"]) <= query_module.DEFAULT_MAX_BYTES
+    assert result["result_bytes"] == rows_json_size(result["rows"])
+    assert result["total_rows"] == 10 and 1 <= result["row_count"] < 10
+    assert result["truncated"] and result["truncated_reason"] == "bytes"
+    assert result["cut_values"] == result["row_count"]
+    for (text,) in result["rows"]:
+        assert text.startswith("xxxx") and text.endswith("…[cut, 10,000,000 bytes in all]")
+
+
+def test_byte_cap_stops_adding_rows(filled: ScenarioStore) -> None:
+    result = query_scenarios("SELECT i, 'row ' || i AS label FROM range(1000) t(i)", max_bytes=1000)
+    assert rows_json_size(result["rows"]) <= 1000 < rows_json_size(result["rows"] + [[999, "row 999"]])
+    assert result["rows"] == [[i, f"row {i}"] for i in range(result["row_count"])]
+    assert result["truncated_reason"] == "bytes" and result["total_rows"] == 1000
+    assert result["cut_values"] == 0
+
+
+def test_byte_cap_cuts_blobs_and_big_lists(filled: ScenarioStore) -> None:
+    result = query_scenarios(
+        "SELECT repeat('ab', 50000)::BLOB AS blob, range(100000) AS list, 'short' AS text", max_bytes=10_000
+    )
+    ((blob, big_list, text),) = result["rows"]
+    assert blob.startswith("6162") and blob.endswith("…[cut, 100,000 bytes in all]") and len(blob) < 2000
+    assert big_list.startswith("[cut: a list<") and big_list.endswith(" bytes]")
+    assert text == "short"
+    assert result["cut_values"] == 2 and not result["truncated"] and result["truncated_reason"] is None
+    assert rows_json_size(result["rows"]) <= 10_000
+
+
+def test_byte_cap_in_process_too(filled: ScenarioStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(query_module, "SANDBOX_IN_CHILD_PROCESS", False)
+    result = query_scenarios("SELECT repeat('é', 1000000) AS text FROM range(3)", max_bytes=5_000)
+    assert result["truncated_reason"] == "bytes" and result["cut_values"] == result["row_count"] >= 1
+    assert rows_json_size(result["rows"]) <= 5_000
+    assert query_scenarios("SELECT 1 AS one")["rows"] == [[1]]
+
+
+def test_conversion_checks_the_deadline() -> None:
+    batch = pa.RecordBatch.from_pydict({"n": list(range(10))})
+    rows = query_module._Rows(1, limit=10, max_bytes=1000, deadline=time.monotonic() - 1)
+    with pytest.raises(query_module._OutOfTime):
+        rows.add(batch)
 
 
 def test_values_are_json_friendly(filled: ScenarioStore) -> None:
@@ -61,6 +131,50 @@ def test_time_limit_interrupts(filled: ScenarioStore) -> None:
     with pytest.raises(QueryError, match="ran longer than 0.3 s"):
         query_scenarios("SELECT count(*) FROM range(1000000000000) a", timeout=0.3)
     assert query_scenarios("SELECT 1")["rows"] == [[1]]  # the next query works
+
+
+def test_time_limit_stops_work_duckdb_does_not_interrupt(filled: ScenarioStore) -> None:
+    # One jaro_similarity call over two 4-million-character strings runs for half a
+    # minute and never looks at DuckDB's interrupt flag (about 300 MB, in the child).
+    started = time.monotonic()
+    with pytest.raises(QueryError, match="ran longer than 2 s and was stopped"):
+        query_scenarios("SELECT jaro_similarity(repeat('ab', 2000000), repeat('ba', 2000000))", timeout=2)
+    assert time.monotonic() - started < 5
+    assert query_scenarios("SELECT 1")["rows"] == [[1]]  # the next query works
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="the memory watch reads /proc")
+def test_memory_cap_stops_work_duckdb_does_not_account(filled: ScenarioStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    # range() builds its list outside DuckDB's memory limit (issue 7: 3.6 GB, ~10 s with a
+    # 2 s limit); with a 512 MiB cap the sandbox process is killed long before that.
+    monkeypatch.setattr(query_module, "SANDBOX_MEMORY_LIMIT_MIB", 256)
+    monkeypatch.setattr(query_module, "SANDBOX_PROCESS_HEADROOM_MIB", 256)
+    started = time.monotonic()
+    with pytest.raises(QueryError, match="ran out of the sandbox's memory .* add a LIMIT"):
+        query_scenarios("SELECT list(range(60000000))", timeout=10)
+    assert time.monotonic() - started < 5
+
+
+def test_duckdb_out_of_memory_is_explained(filled: ScenarioStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A 200 MB sort under a 128 MiB limit with no room to spill.
+    monkeypatch.setattr(query_module, "SANDBOX_MEMORY_LIMIT_MIB", 128)
+    monkeypatch.setattr(query_module, "SANDBOX_TEMP_LIMIT_MIB", 0)
+    with pytest.raises(QueryError, match=r"ran out of the sandbox's memory \(128MiB\).*\[Out of Memory Error"):
+        query_scenarios("SELECT count(*) FROM (SELECT i, repeat('x', 100) s FROM range(2000000) t(i) ORDER BY s, i)")
+
+
+def test_memory_limit_and_spill_folder_are_set(filled: ScenarioStore) -> None:
+    result = query_scenarios(
+        "SELECT current_setting('memory_limit'), current_setting('temp_directory'), "
+        "current_setting('max_temp_directory_size')"
+    )
+    ((memory_limit, temp_directory, temp_limit),) = result["rows"]
+    configured = duckdb.connect(config={"memory_limit": f"{query_module.sandbox_memory_limit()}MiB"})
+    assert memory_limit == configured.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    configured.close()
+    assert query_module.sandbox_memory_limit() <= query_module.SANDBOX_MEMORY_LIMIT_MIB
+    assert "healthsim-query-" in temp_directory and not Path(temp_directory).exists()  # removed afterwards
+    assert temp_limit != "90% of available disk space"  # DuckDB's default
 
 
 ESCAPES = [
@@ -115,7 +229,8 @@ def test_bad_arguments_and_missing_database(isolated_home: Path) -> None:
     with pytest.raises(QueryError, match="no database"):
         query_scenarios("SELECT 1")
     ScenarioStore().save_scenario("x", {})
-    for kwargs in ({"limit": 0}, {"limit": 100_001}, {"timeout": 0}, {"timeout": -1}):
+    for kwargs in ({"limit": 0}, {"limit": 100_001}, {"timeout": 0}, {"timeout": -1}, {"max_bytes": 999},
+                   {"max_bytes": 100_000_001}, {"max_bytes": True}, {"max_bytes": "1000"}):
         with pytest.raises(QueryError):
             query_scenarios("SELECT 1", **kwargs)
     with pytest.raises(QueryError, match="does not parse"):

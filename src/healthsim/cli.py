@@ -21,6 +21,7 @@ from rich.table import Table
 from . import __version__
 from .progress import progress_bar
 from .state import ScenarioStore, StateError
+from .state.errors import safe_text
 from .state.exchange.importer import import_scenario
 from .state.query import DEFAULT_ROW_LIMIT, DEFAULT_TIMEOUT, query_scenarios
 
@@ -52,8 +53,20 @@ F = TypeVar("F", bound=Callable[..., Any])
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON (for scripts).")]
 
 
+def _describe(exc: BaseException) -> str:
+    """``str(exc)`` as valid UTF-8 (lone surrogates escaped), even if its ``__str__`` fails."""
+    try:
+        return safe_text(str(exc))
+    except Exception:  # noqa: BLE001 - a broken __str__ must not replace the error
+        return "(the error text could not be read)"
+
+
 def handle_errors(command: F) -> F:
-    """Library errors: one line on stderr, exit 1. Never a traceback."""
+    """Library errors: one line on stderr, exit 1. Never a traceback.
+
+    The text is made valid UTF-8 (a lone surrogate quoted from the input is shown as
+    ``\\ud800``) and read defensively, so printing an error never raises a second one.
+    """
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -62,13 +75,13 @@ def handle_errors(command: F) -> F:
         except (typer.Exit, typer.Abort):
             raise
         except StateError as exc:
-            err.print(f"error: {exc}", markup=False)
+            err.print(f"error: {_describe(exc)}", markup=False)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err.print("interrupted; nothing further was changed", markup=False)
             raise typer.Exit(130) from None
         except Exception as exc:  # a bug: still one line, with what to report
-            err.print(f"error: unexpected {type(exc).__name__}: {exc} (please report this)", markup=False)
+            err.print(f"error: unexpected {type(exc).__name__}: {_describe(exc)} (please report this)", markup=False)
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
@@ -108,7 +121,7 @@ def version_callback(value: bool) -> None:
 def main_options(
     ctx: typer.Context,
     db: Annotated[
-        Path | None,
+        str | None,  # not Path, which collapses "postgresql://…" to "postgresql:/…" in messages
         typer.Option("--db", help="Database file. Default: HEALTHSIM_DB, else ~/.healthsim/healthsim.duckdb."),
     ] = None,
     version: Annotated[

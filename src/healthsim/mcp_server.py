@@ -6,6 +6,12 @@ page of entities, lists are capped and say how many more exist. Errors come back
 errors whose text says what to do next; the server keeps serving. It holds no database
 lock between calls, so a terminal can use the same database while it runs. Nothing is
 printed to stdout, which is the protocol channel.
+
+Every text the server sends is valid UTF-8: the SDK cannot encode a lone surrogate and
+stops the whole server when a response holds one, so results and error texts escape them
+(``\\ud800``). A request whose JSON holds a lone surrogate escape is refused by the SDK's
+parser and would be dropped unanswered; the server answers it with an error instead, so
+the client does not wait forever.
 """
 
 from __future__ import annotations
@@ -16,15 +22,21 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Self, TypeVar
 
+import anyio
+from mcp import types
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.stdio import stdio_server
+from mcp.shared.message import SessionMessage
 from mcp.types import ToolAnnotations
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from . import __version__
 from .state import ScenarioNotFoundError, ScenarioStore, StateError
+from .state.entities import json_path
+from .state.errors import safe_text
 from .state.query import query_scenarios
 
 __all__ = ["build_server", "serve"]
@@ -47,23 +59,53 @@ scenarios with the other tools."""
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _result_text(result: Any) -> str:
+    """A tool's result as compact JSON text that can always be sent.
+
+    Non-ASCII stays readable; only a result holding a lone surrogate (a path made from an
+    undecodable file name, say) is written with ASCII escapes, which is the same JSON value.
+    """
+    text = json.dumps(result, ensure_ascii=False, separators=(",", ":"))
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(result, ensure_ascii=True, separators=(",", ":"))
+    return text
+
+
+def _describe(exc: BaseException) -> str:
+    """``str(exc)`` as valid UTF-8, even for an exception whose ``__str__`` fails."""
+    try:
+        return safe_text(str(exc))
+    except Exception:  # noqa: BLE001 - a broken __str__ must not turn into a second error
+        return "(the error text could not be read)"
+
+
 def _tool_errors(tool: F) -> F:
     """Results become compact JSON text; library errors become tool errors the assistant
-    can act on; nothing crashes the server."""
+    can act on; nothing crashes the server.
+
+    Every text handed to the SDK is valid UTF-8: the SDK stops the server when it cannot
+    encode a response, and the error texts quote the input, which may be anything.
+    """
 
     @functools.wraps(tool)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return json.dumps(tool(*args, **kwargs), ensure_ascii=False, separators=(",", ":"))
+            return _result_text(tool(*args, **kwargs))
         except ScenarioNotFoundError as exc:
-            raise ToolError(f"scenario {exc.name!r} not found; list_scenarios shows the scenarios that exist") from None
+            raise ToolError(safe_text(
+                f"scenario {exc.name!r} not found; list_scenarios shows the scenarios that exist"
+            )) from None
         except StateError as exc:
-            raise ToolError(str(exc)) from None
-        except ToolError:
-            raise
+            raise ToolError(_describe(exc)) from None
+        except ToolError as exc:
+            raise ToolError(_describe(exc)) from None
         except Exception as exc:  # a bug: report it as a tool error, keep serving
             log.exception("unexpected error in %s", tool.__name__)
-            raise ToolError(f"unexpected error ({type(exc).__name__}: {exc}); the server is still running") from None
+            raise ToolError(
+                f"unexpected error ({type(exc).__name__}: {_describe(exc)}); the server is still running"
+            ) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -258,7 +300,141 @@ def build_server(db: str | os.PathLike[str] | None = None) -> MCPServer:
     return server
 
 
+def _first_surrogate(text: str) -> str | None:
+    """The first lone surrogate of ``text``, escaped (``\\ud800``), or None."""
+    for char in text:
+        if "\ud800" <= char <= "\udfff":  # json pairs the halves it can: these are lone
+            return safe_text(char)
+    return None
+
+
+def _lone_surrogate(value: Any, path: str = "$") -> tuple[str, str, str] | None:
+    """The first lone surrogate in a parsed JSON value: (JSON path, "key" or "value", escape)."""
+    stack: list[tuple[Any, str]] = [(value, path)]
+    while stack:  # a loop, not recursion: the request may nest deeply
+        item, where = stack.pop()
+        if isinstance(item, str):
+            if (escape := _first_surrogate(item)) is not None:
+                return where, "value", escape
+        elif isinstance(item, dict):
+            for key, member in reversed(list(item.items())):
+                if (escape := _first_surrogate(key)) is not None:
+                    return safe_text(json_path(where, key)), "key", escape
+                stack.append((member, json_path(where, key)))
+        elif isinstance(item, list):
+            stack.extend((member, json_path(where, i)) for i, member in reversed(list(enumerate(item))))
+    return None
+
+
+def _answer_unreadable(exc: Exception) -> types.JSONRPCMessage | None:
+    """The answer to a request the SDK could not parse because it holds a lone surrogate.
+
+    The SDK's parser refuses ``"\\ud800"`` escapes (Python's json reads them) and drops
+    the request without a reply. Such a request gets an error naming the place: a tool
+    error for ``tools/call``, a JSON-RPC "invalid params" error otherwise. Anything else
+    (not JSON, no id, another defect) returns ``None`` and keeps the SDK's behaviour.
+    """
+    if not isinstance(exc, ValidationError):
+        return None
+    try:
+        line = exc.errors(include_url=False)[0]["input"]
+        message = json.loads(line)
+    except Exception:  # noqa: BLE001 - not a line we can read either: nothing to answer
+        return None
+    if not isinstance(message, dict):
+        return None
+    request_id, method = message.get("id"), message.get("method")
+    if isinstance(request_id, bool) or not isinstance(request_id, (int, str)) or not isinstance(method, str):
+        return None  # a notification or a response: nobody waits for an answer
+    if isinstance(request_id, str) and safe_text(request_id) != request_id:
+        return None  # an id that cannot be sent back cannot be answered
+    params = message.get("params")
+    tool_call = params if method == "tools/call" and isinstance(params, dict) else None
+    # A tool's arguments are named from their own root ($.entities…), as the tool sees them.
+    found = None if tool_call is None else _lone_surrogate(tool_call.get("arguments"), "$")
+    subject = "the arguments hold"
+    if found is None:
+        found, subject = _lone_surrogate(message, "$"), "the request holds"
+    if found is None:
+        return None
+    where, what, escape = found
+    problem = (
+        f"{subject} a lone surrogate ({escape}) in a {what} at {where}, which is not valid "
+        "Unicode text: remove it, or send both halves of the surrogate pair. Nothing was done"
+    )
+    if tool_call is not None:
+        tool = safe_text(str(tool_call.get("name")))
+        result = types.CallToolResult(
+            content=[types.TextContent(type="text", text=f"cannot run {tool}: {problem}")], is_error=True
+        )
+        return types.JSONRPCResponse(
+            jsonrpc="2.0", id=request_id, result=result.model_dump(by_alias=True, exclude_none=True)
+        )
+    return types.JSONRPCError(
+        jsonrpc="2.0", id=request_id,
+        error=types.ErrorData(code=types.INVALID_PARAMS, message=f"{safe_text(method)}: {problem}"),
+    )
+
+
+class _AnswerUnreadable:
+    """The transport's read stream, with unreadable requests answered instead of passed on.
+
+    It passes every item through except a parse error that :func:`_answer_unreadable`
+    can answer; that answer goes straight to the write stream.
+    """
+
+    def __init__(self, inner: Any, write_stream: Any) -> None:
+        self._inner = inner
+        self._write = write_stream
+
+    @property
+    def last_context(self) -> Any:  # the SDK reads the sender's context from the stream
+        return getattr(self._inner, "last_context", None)
+
+    async def receive(self) -> Any:
+        while True:
+            item = await self._inner.receive()
+            answer = _answer_unreadable(item) if isinstance(item, Exception) else None
+            if answer is None:
+                return item
+            log.warning("answered an unreadable request (a lone surrogate in its JSON) with an error")
+            try:
+                await self._write.send(SessionMessage(answer))
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                pass  # the connection is closing: nobody is left to answer
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            return await self.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+async def _run_stdio(server: MCPServer) -> None:
+    """``MCPServer.run_stdio_async`` with unreadable requests answered (see above)."""
+    lowlevel = getattr(server, "_lowlevel_server", None)  # no public way to pass the streams
+    if lowlevel is None:  # another SDK layout: serve as the SDK does
+        await server.run_stdio_async()
+        return
+    async with stdio_server() as (read_stream, write_stream):
+        await lowlevel.run(
+            _AnswerUnreadable(read_stream, write_stream), write_stream, lowlevel.create_initialization_options()
+        )
+
+
 def serve(db: str | os.PathLike[str] | None = None) -> None:
     """Serve over stdio until the client disconnects (``healthsim mcp``)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")  # stderr
-    build_server(db).run("stdio")
+    anyio.run(_run_stdio, build_server(db))

@@ -122,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--dry-run", action="store_true", help="say what would happen; change nothing on disk")
     parser.add_argument("--yes", "-y", action="store_true", help="do not ask before migrating")
     parser.add_argument("--source", type=Path, action="append", help="folder of legacy JSON files (repeatable)")
-    parser.add_argument("--db", type=Path, help="database file (default: HEALTHSIM_DB or ~/.healthsim/healthsim.duckdb)")
+    # str, not Path: Path collapses "postgresql://…" to "postgresql:/…" in the refusal's message.
+    parser.add_argument("--db", help="database file (default: HEALTHSIM_DB or ~/.healthsim/healthsim.duckdb)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
     try:

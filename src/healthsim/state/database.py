@@ -7,14 +7,19 @@ for up to ``HEALTHSIM_LOCK_TIMEOUT`` seconds (default 30) before raising
 :class:`DatabaseLockedError`. Inside one process, operations on the same file take turns
 through a lock, because DuckDB refuses a second connection with another configuration
 (the read-only SQL sandbox) beside an open one.
+
+The database is a DuckDB file. A URL (``postgresql://user:pw@host/db``) is refused, not
+taken as a relative path: that made folders named after the URL, password included.
 """
 
 from __future__ import annotations
 
 import os
 import random
+import re
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,6 +33,7 @@ from .schema import ensure_schema
 __all__ = [
     "DEFAULT_DB_PATH",
     "resolve_db_path",
+    "redact_url",
     "lock_timeout",
     "connect",
 ]
@@ -40,14 +46,76 @@ _process_locks: dict[str, threading.RLock] = {}
 _process_locks_guard = threading.Lock()
 
 
+#: ``scheme:/`` at the start: a URL (``postgresql://…``, ``file:///…``). Two letters at least,
+#: so a Windows drive (``C:/…``) stays a path. One slash is enough because ``Path``
+#: collapses ``//``: ``Path("postgresql://u:pw@h/db")`` is ``postgresql:/u:pw@h/db``.
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]+:/")
+#: Query parameters whose values are secrets (libpq takes ``?password=…``).
+_SECRET_PARAMETER = re.compile(r"pass|pwd|secret|token|key", re.IGNORECASE)
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password, and query values that look secret, replaced by ``***``.
+
+    Over-redacts rather than leaks: everything before the last ``@`` of the authority
+    and path counts as user information, so a password holding ``/`` or ``@`` is hidden
+    too.
+    """
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:  # e.g. an unbalanced "[" in the host
+        return url.split(":", 1)[0] + "://***"
+    scheme, _, after = url.partition(":")
+    slashes = after[: len(after) - len(after.lstrip("/"))]
+    location = (parts.netloc + parts.path).lstrip("/")
+    if "@" in location:
+        user_info, host = location.rsplit("@", 1)
+        user, has_password, _ = user_info.partition(":")
+        location = f"{user}:***@{host}" if has_password else f"{user_info}@{host}"
+    text = f"{scheme}:{slashes}{location}"
+    if parts.query:
+        query = [
+            (name, "***" if _SECRET_PARAMETER.search(name) else value)
+            for name, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+        ]
+        text += "?" + urllib.parse.urlencode(query, safe="*")
+    return text
+
+
+def _refuse_url(value: str, from_env: bool) -> None:
+    """Raise if ``value`` is a URL: this release keeps scenarios in a DuckDB file only."""
+    if not _URL.match(value):
+        return
+    shown = redact_url(value)
+    if value.split(":", 1)[0].lower() == "file":
+        why = "file: URLs are not read, give the file's path itself"
+    else:
+        why = "the PostgreSQL team store is not available in this release"
+    example = "a DuckDB file path (e.g. ~/.healthsim/healthsim.duckdb)"
+    if from_env:
+        subject, fix = f"HEALTHSIM_DB={shown}", f"set HEALTHSIM_DB to {example}, or unset it for the default"
+    else:
+        subject, fix = f"database {shown!r}", f"use {example}, or none for the default"
+    raise InvalidInputError(f"{subject} is a URL, but the database must be a DuckDB file ({why}); {fix}")
+
+
 def resolve_db_path(path: str | os.PathLike[str] | None = None) -> Path:
     """The database file to use: ``path``, else ``HEALTHSIM_DB``, else the default.
 
     Read at each call, so a long-running process follows changes to the variable.
+
+    Raises:
+        InvalidInputError: the value is a URL (``scheme://…``, ``file://`` included: pass
+            the file's path itself); the message shows it with the password hidden.
+            Nothing is created.
     """
     if path is None:
         env = os.environ.get("HEALTHSIM_DB", "").strip()
+        if env:
+            _refuse_url(env, from_env=True)
         path = env if env else Path.home() / DEFAULT_DB_PATH
+    elif isinstance(path, (str, os.PathLike)) and isinstance(text := os.fspath(path), str):
+        _refuse_url(text, from_env=False)
     return Path(path).expanduser().absolute()
 
 
@@ -126,7 +194,9 @@ def connect(
 
     Raises:
         DatabaseLockedError: another process held the file past the lock timeout.
-        DatabaseError: the file is not a usable database.
+        DatabaseError: the file is not a usable database, its folder cannot be created,
+            or DuckDB refused an operation on the connection (a ``duckdb.Error`` from
+            the ``with`` body, so that no raw DuckDB exception leaves the library).
     """
     with _process_lock(path):
         created = not path.exists()
@@ -136,7 +206,14 @@ def connect(
         if created:
             folder = path.parent
             if not folder.exists():
-                folder.mkdir(parents=True, mode=0o700)
+                try:
+                    folder.mkdir(parents=True, mode=0o700)
+                except OSError as exc:  # a file in the way, no permission, read-only disk
+                    raise DatabaseError(
+                        f"cannot create the folder of database {str(path)!r}: "
+                        f"{exc.strerror or exc} ({exc.filename or folder}); point HEALTHSIM_DB "
+                        "(or --db) at a file in a folder you can write to"
+                    ) from exc
         con = _open_with_retry(path, config, read_only=config is not None)
         try:
             if created:
@@ -145,6 +222,15 @@ def connect(
                 ensure_schema(con)
                 recover_staging(con)
             yield con
+        except duckdb.Error as exc:
+            # Our callers check their input before DuckDB sees it, so this is a defect
+            # (it was how a lone surrogate in an imported file's key surfaced); it still
+            # ends in the library's exception tree, with what to do.
+            detail = " ".join(str(exc).split())  # DuckDB's text spans lines; ours is one
+            raise DatabaseError(
+                f"database {str(path)!r}: DuckDB refused the operation ({type(exc).__name__}: {detail}); "
+                "please report this as a bug, with what you were doing"
+            ) from exc
         finally:
             con.close()
             if created:

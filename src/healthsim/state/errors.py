@@ -16,12 +16,17 @@ ones a caller may want to treat like built-in errors also derive from those::
 
 Messages name the scenario, field or file concerned and say what to do next, so the
 command line and the MCP server can show them to a person or an assistant as they are.
+They are always valid UTF-8: a lone surrogate taken from the input (a JSON ``"\\ud800"``
+escape, an undecodable file name) is written as its escape, ``\\ud800``, because a message
+that cannot be encoded cannot be printed or sent (the MCP SDK exits when it tries).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+# safe_text is public for the command line and the MCP server, but __all__ lists the
+# exception classes only (tests and callers iterate it as the tree).
 __all__ = [
     "StateError",
     "ScenarioNotFoundError",
@@ -35,8 +40,30 @@ __all__ = [
 ]
 
 
+def safe_text(text: str) -> str:
+    """``text`` as valid UTF-8: every lone surrogate becomes its escape (``\\ud800``).
+
+    Text that is already valid comes back unchanged (the common case costs one encode).
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 class StateError(Exception):
-    """Base class of every error raised by ``healthsim.state``."""
+    """Base class of every error raised by ``healthsim.state``.
+
+    Its message is always valid UTF-8 (see :func:`safe_text`), whatever the subclass
+    put in it, so every caller can print or send it as it is.
+    """
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(safe_text(arg) if isinstance(arg, str) else arg for arg in args))
+
+    def __str__(self) -> str:
+        return safe_text(super().__str__())
 
 
 class ScenarioNotFoundError(StateError, LookupError):
@@ -50,7 +77,7 @@ class ScenarioNotFoundError(StateError, LookupError):
         )
 
     def __str__(self) -> str:  # LookupError's __str__ would repr() the message
-        return str(self.args[0])
+        return safe_text(str(self.args[0]))
 
 
 class ScenarioExistsError(StateError, ValueError):

@@ -6,9 +6,17 @@ The SQL comes from people and from AI assistants, so it is treated as untrusted:
   ``SUMMARIZE``, ``DESCRIBE``, ``SHOW``); ``EXPLAIN ANALYZE INSERT …`` (which executes the
   insert), ``SET``, ``PRAGMA``, ``CALL``, ``COPY``, ``ATTACH``… are refused before running;
 - a read-only connection with external access disabled (no files, no network, no ATTACH,
-  COPY or EXPORT, no extension install or load) and its configuration locked;
-- a row cap (the total is still counted and reported) and a time limit that interrupts
-  a runaway query.
+  COPY or EXPORT, no extension install or load), a DuckDB memory limit and a private
+  spill folder, and its configuration locked;
+- the connection lives in a child process, so that a query DuckDB cannot interrupt
+  (``SELECT list(range(60000000))`` builds its list without checking for interrupts, past
+  DuckDB's memory limit too) is killed at the time limit or when the process outgrows
+  its memory cap, and the caller (an MCP server, say) never holds the memory itself;
+- one time limit for the whole call: DuckDB is interrupted, and the conversion of the
+  rows to Python checks the same deadline between bounded chunks;
+- a row cap and a byte cap on the returned rows (the total is still counted and
+  reported); values too long for the byte cap are cut in Arrow before they reach Python,
+  and the result says what was cut.
 
 Convenience views, created in the sandbox connection only (temporary):
 
@@ -24,26 +32,82 @@ Example: ``SELECT scenario, data->>'gender' AS gender, count(*) FROM patients GR
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import math
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import duckdb
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from .database import connect
-from .errors import InvalidInputError
+from .database import _process_lock, connect, lock_timeout
+from .errors import DatabaseError, DatabaseLockedError, InvalidInputError, StateError
 from .store import ScenarioStore
 
-__all__ = ["QueryError", "query_scenarios", "DEFAULT_ROW_LIMIT", "MAX_ROW_LIMIT", "DEFAULT_TIMEOUT"]
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "DEFAULT_ROW_LIMIT",
+    "DEFAULT_TIMEOUT",
+    "MAX_MAX_BYTES",
+    "MAX_ROW_LIMIT",
+    "MIN_MAX_BYTES",
+    "SANDBOX_IN_CHILD_PROCESS",
+    "SANDBOX_MEMORY_LIMIT_MIB",
+    "SANDBOX_PROCESS_HEADROOM_MIB",
+    "SANDBOX_TEMP_LIMIT_MIB",
+    "QueryError",
+    "query_scenarios",
+    "sandbox_memory_limit",
+]
 
 DEFAULT_ROW_LIMIT = 1000
 MAX_ROW_LIMIT = 100_000
 DEFAULT_TIMEOUT = 30.0
+#: Bytes of compact UTF-8 JSON that the returned ``rows`` may take (an MCP answer goes
+#: into an assistant's context, so a megabyte is already a lot).
+DEFAULT_MAX_BYTES = 1_000_000
+MIN_MAX_BYTES = 1_000
+MAX_MAX_BYTES = 100_000_000
+#: DuckDB's ``memory_limit`` in the sandbox (at most a quarter of the machine's memory).
+#: DuckDB's default, 80 % of the machine, let one query take a shared machine's memory.
+SANDBOX_MEMORY_LIMIT_MIB = 1024
+#: The sandbox process is killed when its resident memory passes DuckDB's limit plus
+#: this much: Python, Arrow batches and what DuckDB does not account for (the lists
+#: ``range()`` builds, for one) live outside DuckDB's limit.
+SANDBOX_PROCESS_HEADROOM_MIB = 1024
+#: Spill space for sorts, joins and aggregates past the memory limit (at most half the
+#: free space of the temporary folder), in a private folder removed after each query.
+SANDBOX_TEMP_LIMIT_MIB = 4096
+#: Run the sandbox in a child process (false: in this process, with no hard stop for
+#: work DuckDB does not interrupt, and no memory cap beyond DuckDB's own).
+SANDBOX_IN_CHILD_PROCESS = True
+
 _BATCH_ROWS = 2048
+#: Arrow data converted to Python in one go at most; the deadline is checked between.
+_CONVERT_BYTES = 4 << 20
+#: A single value is never cut shorter than this many characters.
+_MIN_VALUE_CHARS = 100
+#: After the deadline, the sandbox gets this long to stop by itself (DuckDB's interrupt,
+#: the conversion's deadline check) before it is killed.
+_KILL_GRACE_SECONDS = 0.5
+#: How often the parent checks the child's memory and the deadline.
+_POLL_SECONDS = 0.05
+#: Time for the child to start (imports) on top of the wait for a locked database.
+_START_SECONDS = 15.0
 
 _SANDBOX_CONFIG: dict[str, object] = {
     "enable_external_access": False,
@@ -53,7 +117,66 @@ _SANDBOX_CONFIG: dict[str, object] = {
 
 
 class QueryError(InvalidInputError):
-    """A query was refused, failed, or ran past its time limit; the message says why."""
+    """A query was refused, failed, ran past its time limit or out of the sandbox's memory.
+
+    The message says which, and how to narrow the query.
+    """
+
+
+class _OutOfTime(Exception):
+    """The deadline passed while rows were converted (raised inside the sandbox only)."""
+
+
+def _timeout_message(timeout: float) -> str:
+    return f"the query ran longer than {timeout:g} s and was stopped; filter more or add a LIMIT"
+
+
+def _memory_message(limit: str, detail: str = "") -> str:
+    return (
+        f"the query ran out of the sandbox's memory ({limit}) and was stopped; select fewer or "
+        "smaller columns (not whole data documents), aggregate in SQL (count, avg, GROUP BY), "
+        "filter with WHERE or add a LIMIT" + (f" [{detail}]" if detail else "")
+    )
+
+
+def _physical_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # not POSIX, or not reported
+        return None
+
+
+def sandbox_memory_limit() -> int:
+    """DuckDB's memory limit in the sandbox, in MiB.
+
+    ``SANDBOX_MEMORY_LIMIT_MIB``, but at most a quarter of the machine's memory (and at
+    least 128 MiB), so that a query cannot starve the other programs on a small machine.
+    """
+    physical = _physical_memory()
+    limit = SANDBOX_MEMORY_LIMIT_MIB
+    if physical:
+        limit = min(limit, physical // 4 // (1 << 20))
+    return max(128, limit)
+
+
+def _temp_limit_mib(folder: str) -> int:
+    try:
+        free = shutil.disk_usage(folder).free // (1 << 20)
+    except OSError:
+        return SANDBOX_TEMP_LIMIT_MIB
+    return max(0, min(SANDBOX_TEMP_LIMIT_MIB, free // 2))
+
+
+def _sandbox_config(temp_dir: str) -> dict[str, object]:
+    # With external access disabled DuckDB still spills to temp_directory (tested with
+    # duckdb 2.0.1) while read_*, glob, COPY and ATTACH stay refused; a private folder
+    # per query can be removed even when the child was killed mid-spill.
+    return {
+        **_SANDBOX_CONFIG,
+        "memory_limit": f"{sandbox_memory_limit()}MiB",
+        "temp_directory": temp_dir,
+        "max_temp_directory_size": f"{_temp_limit_mib(temp_dir)}MiB",
+    }
 
 
 def _check_statement(sql: object) -> str:
@@ -112,61 +235,178 @@ def _create_views(con: duckdb.DuckDBPyConnection) -> list[str]:
     return views
 
 
-def query_scenarios(
+def _json_size(value: Any) -> int:
+    """Bytes of ``value`` as compact UTF-8 JSON (how the byte cap is measured)."""
+    try:
+        return len(orjson.dumps(value))
+    except TypeError:  # an integer past 64 bits: orjson refuses it, json does not
+        return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+
+
+def _fixed_width(kind: pa.DataType) -> bool:
+    """True for types whose every value is a few bytes (numbers, dates, times, decimals…)."""
+    return (
+        pa.types.is_primitive(kind)
+        or pa.types.is_decimal(kind)
+        or pa.types.is_null(kind)
+        or pa.types.is_interval(kind)
+        or (pa.types.is_fixed_size_binary(kind) and kind.byte_width <= 64)
+    )
+
+
+def _cut_marker(size: int) -> str:
+    return f"…[cut, {size:,} bytes in all]"
+
+
+class _Rows:
+    """Rows taken from Arrow batches within a row limit, a byte cap and a deadline.
+
+    Every batch is counted; rows are converted to Python only until the limit or the
+    cap is reached, in chunks of at most ``_CONVERT_BYTES`` of Arrow data with the
+    deadline checked between them, and each value too long for the cap is cut in Arrow
+    first, so no single value is ever built in Python at full size.
+    """
+
+    def __init__(self, columns: int, *, limit: int, max_bytes: int, deadline: float) -> None:
+        self.limit = limit
+        self.max_bytes = max_bytes
+        self.deadline = deadline
+        self.rows: list[list[Any]] = []
+        self.size = 2  # the JSON of the rows so far: "[]" to start with
+        self.total = 0
+        self.cut_values = 0
+        self.stopped_by: str | None = None  # "rows" or "bytes" once no more rows are taken
+        # A quarter of the cap shared among the columns (less room for the cut marker and
+        # the row's brackets and quotes): a row of cut values fits, with room for more.
+        self.value_chars = max(_MIN_VALUE_CHARS, max_bytes // (4 * max(columns, 1)) - 64)
+
+    def check_time(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise _OutOfTime
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        self.check_time()
+        self.total += batch.num_rows
+        if self.stopped_by is not None or batch.num_rows == 0:
+            return
+        wanted = batch.slice(0, self.limit - len(self.rows))
+        offset = 0
+        while offset < wanted.num_rows and self.stopped_by is None:
+            self.check_time()
+            rest = wanted.slice(offset)
+            # Convert about as much as the cap still has room for (Arrow and JSON sizes
+            # are alike for text, the bulk of most results), within bounds.
+            budget = min(_CONVERT_BYTES, max(64 << 10, self.max_bytes - self.size))
+            per_row = max(1.0, rest.nbytes / rest.num_rows)
+            step = max(1, int(budget // per_row))
+            self._take(rest.slice(0, step))
+            offset += step
+        if self.stopped_by is None and len(self.rows) >= self.limit:
+            self.stopped_by = "rows"
+
+    def _take(self, chunk: pa.RecordBatch) -> None:
+        cuts = [0] * chunk.num_rows  # values cut in each row of the chunk
+        columns = [self._values(column, cuts) for column in chunk.columns]
+        # Column by column: records keyed by name would merge duplicate names.
+        rows = [[_json_value(v) for v in record] for record in zip(*columns, strict=True)]
+        separator = 1 if self.rows else 0
+        grown = self.size + separator + _json_size(rows) - 2
+        if grown <= self.max_bytes:
+            self.rows.extend(rows)
+            self.size = grown
+            self.cut_values += sum(cuts)
+            return
+        for row, cut in zip(rows, cuts, strict=True):
+            grown = self.size + (1 if self.rows else 0) + _json_size(row)
+            if grown > self.max_bytes:
+                self.stopped_by = "bytes"
+                return
+            self.rows.append(row)
+            self.size = grown
+            self.cut_values += cut
+
+    def _values(self, column: pa.Array, cuts: list[int]) -> list[Any]:
+        """One column of a chunk as Python values, values too long for the cap cut.
+
+        Adds 1 to ``cuts[i]`` for each value cut in row ``i``.
+        """
+        kind = column.type
+        if _fixed_width(kind) or column.nbytes <= self.value_chars // 2:  # no value can be too long
+            return column.to_pylist()
+        if isinstance(kind, pa.ExtensionType):
+            column, kind = column.storage, kind.storage_type
+        if pa.types.is_dictionary(kind):
+            column = column.dictionary_decode()
+            kind = column.type
+        if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+            return self._cut(column, pc.utf8_slice_codeunits(column, 0, self.value_chars), cuts, hexed=False)
+        if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+            # Blobs come back as hex, two characters a byte.
+            return self._cut(column, pc.binary_slice(column, 0, self.value_chars // 2), cuts, hexed=True)
+        values: list[Any] = []
+        for index in range(len(column)):  # lists, structs, maps…: only whole values can go
+            one = column.slice(index, 1)
+            size = one.nbytes
+            if size > self.value_chars:
+                values.append(f"[cut: a {kind} value of {size:,} bytes]")
+                cuts[index] += 1
+            else:
+                values.extend(one.to_pylist())
+        return values
+
+    def _cut(self, column: pa.Array, short: pa.Array, cuts: list[int], *, hexed: bool) -> list[Any]:
+        full_sizes = pc.binary_length(column).to_pylist()  # from the offsets: no scan of the data
+        short_sizes = pc.binary_length(short).to_pylist()
+        values = short.to_pylist()
+        for index, (full, kept) in enumerate(zip(full_sizes, short_sizes, strict=True)):
+            if full is not None and full != kept:
+                value = values[index]
+                values[index] = (value.hex() if hexed else value) + _cut_marker(full)
+                cuts[index] += 1
+        return values
+
+
+def _run_sandbox(
+    path: Path,
     sql: str,
     *,
-    limit: int = DEFAULT_ROW_LIMIT,
-    timeout: float = DEFAULT_TIMEOUT,
-    db_path: str | Path | None = None,
+    limit: int,
+    max_bytes: int,
+    timeout: float,
+    config: dict[str, object],
+    on_ready: Callable[[], None],
 ) -> dict[str, Any]:
-    """Run one read-only SELECT over the saved scenarios, in a sandbox.
+    """Open the sandbox connection, run ``sql`` and collect the result (in this process).
 
-    Args:
-        sql: one SELECT statement (see the module docstring for the views).
-        limit: at most this many rows are returned (1 to 100,000); ``total_rows`` still
-            counts them all.
-        timeout: seconds before the query is interrupted.
-        db_path: the database file (default: ``HEALTHSIM_DB`` or the default file).
-
-    Returns:
-        ``{"columns": [...], "rows": [[...], ...], "row_count": n, "total_rows": N,
-        "truncated": N > n, "elapsed_seconds": s, "views": [...]}``.
-
-    Raises:
-        QueryError: the SQL is not one SELECT, is refused by the sandbox, fails, or
-            runs past ``timeout``; the message says which.
+    ``config`` comes from :func:`_sandbox_config`. ``on_ready`` is called once the
+    database is open and the views exist: the time limit starts there, as waiting for a
+    locked database has its own limit.
     """
-    _check_statement(sql)
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_ROW_LIMIT:
-        raise QueryError(f"limit must be a whole number from 1 to {MAX_ROW_LIMIT}, not {limit!r}")
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-        raise QueryError(f"timeout must be a positive number of seconds, not {timeout!r}")
-    store = ScenarioStore(db_path)
-    store.list_scenarios(limit=1)  # a normal open: schema upgrades, staged leftovers removed
-    with connect(store.path, write=False, config=_SANDBOX_CONFIG) as con:
+    memory_limit = str(config["memory_limit"])
+    with connect(path, write=False, config=config) as con:
         if con is None:
-            raise QueryError(f"there is no database at {str(store.path)!r} yet; save or import a scenario first")
+            raise QueryError(f"there is no database at {str(path)!r} yet; save or import a scenario first")
         views = _create_views(con)
+        # DuckDB draws a progress bar on stdout for long queries; the child's stdout
+        # carries the answer. (A session setting: refused in the connect config.)
+        con.execute("SET enable_progress_bar = false")
         con.execute("SET lock_configuration = true")  # no later SET can reopen the sandbox
-        timer = threading.Timer(timeout, con.interrupt)
+        on_ready()
         started = time.monotonic()
+        timer = threading.Timer(timeout, con.interrupt)
         timer.start()
         try:
             relation = con.sql(sql)
             columns = list(relation.columns)
-            rows: list[list[Any]] = []
-            total = 0
+            rows = _Rows(len(columns), limit=limit, max_bytes=max_bytes, deadline=started + timeout)
             for batch in relation.to_arrow_reader(_BATCH_ROWS):
-                if len(rows) < limit:
-                    # Column by column: records keyed by name would merge duplicate names.
-                    wanted = batch.slice(0, limit - len(rows))
-                    values = [column.to_pylist() for column in wanted.columns]
-                    rows.extend([_json_value(v) for v in record] for record in zip(*values, strict=True))
-                total += batch.num_rows
-        except duckdb.InterruptException:
-            raise QueryError(
-                f"the query ran longer than {timeout:g} s and was stopped; filter more or add a LIMIT"
-            ) from None
+                rows.add(batch)
+        except (duckdb.InterruptException, _OutOfTime):
+            raise QueryError(_timeout_message(timeout)) from None
+        except duckdb.OutOfMemoryException as exc:
+            raise QueryError(_memory_message(memory_limit, str(exc).splitlines()[0])) from None
+        except MemoryError:
+            raise QueryError(_memory_message(memory_limit)) from None
         except duckdb.Error as exc:
             message = str(exc).splitlines()[0]
             if "disabled" in message or "Permission" in message:
@@ -174,13 +414,233 @@ def query_scenarios(
             raise QueryError(f"the query failed: {message}") from None
         finally:
             timer.cancel()
+    truncated = rows.total > len(rows.rows)
     return {
         "columns": columns,
-        "rows": rows,
-        "row_count": len(rows),
-        "total_rows": total,
-        "truncated": total > len(rows),
+        "rows": rows.rows,
+        "row_count": len(rows.rows),
+        "total_rows": rows.total,
+        "truncated": truncated,
+        "truncated_reason": rows.stopped_by if truncated else None,
+        "cut_values": rows.cut_values,
+        "result_bytes": rows.size,
         "elapsed_seconds": round(time.monotonic() - started, 3),
         "views": views,
     }
 
+
+def _dump(message: dict[str, Any]) -> bytes:
+    try:
+        return orjson.dumps(message)
+    except TypeError:  # an integer past 64 bits
+        return json.dumps(message, ensure_ascii=False).encode("utf-8")
+
+
+def _child_main() -> None:
+    """The sandbox process: a request on stdin, JSON lines on stdout.
+
+    It writes ``{"ready": true}`` once the database is open, then one of
+    ``{"result": …}`` or ``{"error": kind, …}``. Anything else that would reach stdout
+    (a progress bar, a stray print) is sent to stderr instead, so the answer stays
+    parseable.
+    """
+    request = json.loads(sys.stdin.buffer.read())
+    out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+
+    def send(message: dict[str, Any]) -> None:
+        out.write(_dump(message) + b"\n")
+        out.flush()
+
+    try:
+        result = _run_sandbox(
+            Path(request["path"]),
+            request["sql"],
+            limit=request["limit"],
+            max_bytes=request["max_bytes"],
+            timeout=request["timeout"],
+            config=request["config"],
+            on_ready=lambda: send({"ready": True}),
+        )
+    except QueryError as exc:
+        send({"error": "query", "message": str(exc)})
+    except DatabaseLockedError as exc:
+        send({"error": "locked", "timeout": exc.timeout})
+    except StateError as exc:
+        send({"error": "database", "message": str(exc)})
+    else:
+        send({"result": result})
+    out.close()
+
+
+def _rss_bytes(pid: int) -> int | None:
+    """Resident memory of process ``pid`` (Linux; ``None`` where /proc is missing)."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _read_lines(stream: IO[bytes], lines: queue.SimpleQueue[bytes | None]) -> None:
+    for line in stream:
+        lines.put(line)
+    lines.put(None)  # end of output: the child has exited (or closed stdout)
+
+
+def _child_failure(proc: subprocess.Popen[bytes], errors: IO[bytes]) -> QueryError:
+    """The error to raise when the child ended without an answer."""
+    if proc.poll() is None:  # stdout closed but still running: nothing more will come
+        proc.kill()
+    proc.wait()
+    errors.seek(0)
+    lines = errors.read()[-4000:].decode("utf-8", "replace").strip().splitlines()
+    detail = lines[-1] if lines else f"exit status {proc.returncode}"
+    if proc.returncode == -getattr(signal, "SIGKILL", 9):  # the kernel's out-of-memory killer, usually
+        detail = "killed by the operating system, most likely for lack of memory"
+    return QueryError(f"the query sandbox stopped unexpectedly ({detail}); narrow the query and try again")
+
+
+def _run_in_child(path: Path, request: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """Run the sandbox in a child process, killed at the deadline or past its memory cap.
+
+    The request carries everything the child needs, the DuckDB configuration included,
+    so that both processes agree on the limits (read from this process's constants).
+    """
+    memory_cap = (sandbox_memory_limit() + SANDBOX_PROCESS_HEADROOM_MIB) << 20
+    # The child imports healthsim from where this file is, installed or not.
+    root = str(Path(__file__).resolve().parents[2])
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    command = [sys.executable, "-c", "from healthsim.state.query import _child_main; _child_main()"]
+    with tempfile.TemporaryFile() as errors:
+        proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, env=env)
+        assert proc.stdin is not None and proc.stdout is not None
+        lines: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        # A thread reads the answer, so that this one can watch the clock and the memory.
+        reader = threading.Thread(target=_read_lines, args=(proc.stdout, lines), daemon=True)
+        reader.start()
+        try:
+            try:
+                proc.stdin.write(_dump(request))
+                proc.stdin.close()
+            except OSError:  # the child died at once; its stderr says why
+                pass
+            ready_by = time.monotonic() + lock_timeout() + _START_SECONDS
+            deadline: float | None = None  # set when the child has the database open
+            while True:
+                stop_at = ready_by if deadline is None else deadline + _KILL_GRACE_SECONDS
+                try:
+                    line = lines.get(timeout=max(0.0, min(_POLL_SECONDS, stop_at - time.monotonic())))
+                except queue.Empty:
+                    line = b""
+                if line is None:
+                    raise _child_failure(proc, errors)
+                if line:
+                    try:
+                        message = json.loads(line)
+                    except ValueError:  # cut short: the child died while writing
+                        raise _child_failure(proc, errors) from None
+                    if message.get("ready"):
+                        deadline = time.monotonic() + timeout
+                        continue
+                    if "result" in message:
+                        return message["result"]
+                    if message["error"] == "locked":
+                        raise DatabaseLockedError(path, message["timeout"])
+                    if message["error"] == "database":
+                        raise DatabaseError(message["message"])
+                    raise QueryError(message["message"])
+                rss = _rss_bytes(proc.pid)
+                if rss is not None and rss > memory_cap:
+                    proc.kill()
+                    raise QueryError(_memory_message(f"{memory_cap >> 20}MiB for the whole sandbox process"))
+                if time.monotonic() >= stop_at:
+                    proc.kill()
+                    if deadline is None:
+                        raise QueryError(
+                            "the query sandbox did not open the database within "
+                            f"{lock_timeout() + _START_SECONDS:g} s; try again"
+                        )
+                    raise QueryError(_timeout_message(timeout))
+        finally:
+            # The answer is in (or will never come): a read-only child can go at once,
+            # and must be gone before this process's turn on the file ends.
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            reader.join(timeout=5)  # the pipe is at its end now that the child is gone
+            proc.stdout.close()
+
+
+def query_scenarios(
+    sql: str,
+    *,
+    limit: int = DEFAULT_ROW_LIMIT,
+    timeout: float = DEFAULT_TIMEOUT,
+    db_path: str | Path | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> dict[str, Any]:
+    """Run one read-only SELECT over the saved scenarios, in a sandbox.
+
+    Args:
+        sql: one SELECT statement (see the module docstring for the views).
+        limit: at most this many rows are returned (1 to 100,000); ``total_rows`` still
+            counts them all.
+        timeout: seconds the query may run, from the moment the database is open: DuckDB's
+            work and the conversion of the rows together. Past it the query is stopped
+            (interrupted, or its process killed half a second later).
+        db_path: the database file (default: ``HEALTHSIM_DB`` or the default file).
+        max_bytes: at most this many bytes of compact UTF-8 JSON in ``rows`` (1,000 to
+            100,000,000; default 1,000,000). Rows are added while they fit; a string or
+            blob longer than a quarter of the cap shared among the columns (at least 100
+            characters) is cut to that length and ends with ``…[cut, N bytes in all]``
+            (blobs as hex); a list, struct or map that large becomes
+            ``[cut: a <type> value of N bytes]``.
+
+    Returns:
+        ``{"columns": [...], "rows": [[...], ...], "row_count": n, "total_rows": N,
+        "truncated": N > n, "truncated_reason": None | "rows" | "bytes",
+        "cut_values": k, "result_bytes": b, "elapsed_seconds": s, "views": [...]}``.
+        ``truncated_reason`` says which cap left rows out (``None`` when none were);
+        ``cut_values`` counts the values cut short in ``rows`` (rows may be complete
+        while values are cut); ``result_bytes`` is the size of ``rows`` as compact JSON.
+
+    Raises:
+        QueryError: the SQL is not one SELECT, is refused by the sandbox, fails, runs past
+            ``timeout`` or out of the sandbox's memory; the message says which.
+        DatabaseLockedError: another process held the database past the lock timeout.
+        DatabaseError: the database cannot be opened.
+    """
+    _check_statement(sql)
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_ROW_LIMIT:
+        raise QueryError(f"limit must be a whole number from 1 to {MAX_ROW_LIMIT}, not {limit!r}")
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise QueryError(f"timeout must be a positive number of seconds, not {timeout!r}")
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or not MIN_MAX_BYTES <= max_bytes <= MAX_MAX_BYTES:
+        raise QueryError(
+            f"max_bytes must be a whole number from {MIN_MAX_BYTES:,} to {MAX_MAX_BYTES:,}, not {max_bytes!r}"
+        )
+    store = ScenarioStore(db_path)
+    store.list_scenarios(limit=1)  # a normal open: schema upgrades, staged leftovers removed
+    path = store.path
+    # Hold this process's turn on the file while the child has it open, as connect() does.
+    with _process_lock(path):
+        if not path.exists():
+            raise QueryError(f"there is no database at {str(path)!r} yet; save or import a scenario first")
+        temp_dir = tempfile.mkdtemp(prefix="healthsim-query-")
+        try:
+            config = _sandbox_config(temp_dir)
+            if SANDBOX_IN_CHILD_PROCESS and sys.executable:
+                request = {
+                    "path": str(path), "sql": sql, "limit": limit, "max_bytes": max_bytes,
+                    "timeout": float(timeout), "config": config,
+                }
+                return _run_in_child(path, request, float(timeout))
+            return _run_sandbox(
+                path, sql, limit=limit, max_bytes=max_bytes, timeout=float(timeout),
+                config=config, on_ready=lambda: None,
+            )
+        finally:
+            # The child may have been killed mid-spill: its files would stay otherwise.
+            shutil.rmtree(temp_dir, ignore_errors=True)

@@ -142,7 +142,7 @@ class ScenarioStore:
         return resolve_db_path(self._path)
 
     def __repr__(self) -> str:
-        return f"ScenarioStore({str(self.path)!r})"
+        return f"ScenarioStore({str(self._path)!r})" if self._path is not None else "ScenarioStore()"
 
     # ------------------------------------------------------------------ writing
 

@@ -71,6 +71,13 @@ def _target_path(name: str, output_path: str | os.PathLike[str] | None) -> Path:
             raise InvalidInputError(
                 f"output_path must be a path, not {type(output_path).__name__}"
             )
+        try:
+            os.fsencode(output_path)
+        except UnicodeEncodeError:  # "\ud800" (not an undecodable byte's "\udcff")
+            raise InvalidInputError(
+                f"output_path {os.fsdecode(output_path)!r} holds a lone surrogate, which "
+                "no file name can; remove it or encode the text correctly"
+            ) from None
         target = Path(output_path).expanduser()
         names_folder = os.fspath(output_path).endswith(("/", os.sep))
         if names_folder or target.is_dir():

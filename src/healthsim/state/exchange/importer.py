@@ -23,9 +23,8 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from ..entities import Encoded
 from ..errors import InvalidScenarioFileError
-from ..store import ScenarioStore
+from ..store import ScenarioStore, gc_paused
 from ..validation import normalize_tags, validate_description, validate_name
 from .json_stream import Event, JsonStream
 from .line_format import LineLayoutReader, NotLineLayout
@@ -178,16 +177,17 @@ def _walk_lists(
         survey.counts.setdefault(entity_type, 0)
         for event in items:
             if event.kind == "batch":  # checked objects with their text: the hot path
+                batch = event.value
+                survey.counts[entity_type] += len(batch)
+                if not any("data" in item.obj and is_wrapper(item.obj) for item in batch):
+                    yield from batch
+                    continue
+                survey.wrappers = True
                 unwrapping = unwrap()
                 where = lambda e=event: stream.where(e.path, e.pos)  # noqa: E731
-                for value, text in event.value:
-                    if "data" in value and is_wrapper(value):
-                        survey.wrappers = True
-                        if unwrapping:
-                            yield entity_from_item(path, value, entity_type, True, where)
-                            continue
-                    yield Encoded(value, text, False)
-                survey.counts[entity_type] += len(event.value)
+                for item in batch:
+                    wrapped = unwrapping and is_wrapper(item.obj)
+                    yield entity_from_item(path, item.obj, entity_type, True, where) if wrapped else item
                 continue
             if event.kind == "end":
                 return
@@ -209,13 +209,13 @@ def _walk_lists(
             continue
         first = next(events)
         empty = first.kind == "end"
-        head = None if empty else first.value[0][0] if first.kind == "batch" else first.value
+        head = None if empty else first.value[0].obj if first.kind == "batch" else first.value
         top_type = entity_list_type(key, head, empty)
         if top_type is None:  # a field of the file, not entities
             values: list[Any] = []
             for item in itertools.takewhile(lambda e: e.kind != "end", itertools.chain([first], events)):
                 if item.kind == "batch":
-                    values.extend(value for value, _ in item.value)
+                    values.extend(entity.obj for entity in item.value)
                 else:
                     values.append(item.value)
             survey.fields[key] = values
@@ -324,11 +324,14 @@ def import_scenario(
         overrides["description"] = validate_description(description)
     if tags is not None:
         overrides["tags"] = normalize_tags(tags)
-    try:
-        return _import_line_layout(store, path, name, overwrite, provenance, progress, overrides)
-    except NotLineLayout:
-        pass  # not (or not entirely) in the export's layout: the general reader decides
-    try:
-        return _import_one_pass(store, path, name, overwrite, provenance, progress, overrides)
-    except _Replan:
-        return _import_two_passes(store, path, name, overwrite, provenance, progress, overrides)
+    # Parsing makes millions of short-lived dicts; the collector would scan them over and
+    # over (JSON values form no cycles, and each chunk is freed once inserted).
+    with gc_paused():
+        try:
+            return _import_line_layout(store, path, name, overwrite, provenance, progress, overrides)
+        except NotLineLayout:
+            pass  # not (or not entirely) in the export's layout: the general reader decides
+        try:
+            return _import_one_pass(store, path, name, overwrite, provenance, progress, overrides)
+        except _Replan:
+            return _import_two_passes(store, path, name, overwrite, provenance, progress, overrides)

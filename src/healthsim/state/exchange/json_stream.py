@@ -34,6 +34,7 @@ turns a lone surrogate escape into ``?`` and builds quadratic prefixes on deep n
 from __future__ import annotations
 
 import codecs
+import itertools
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -42,7 +43,7 @@ from typing import Any, BinaryIO, NamedTuple
 
 import orjson
 
-from ..entities import MAX_DEPTH, MAX_INT_DIGITS, json_path, too_deep
+from ..entities import MAX_DEPTH, MAX_INT_DIGITS, Encoded, json_path, too_deep
 from ..errors import InvalidScenarioFileError
 
 __all__ = ["JsonStream", "Event", "DECODER"]
@@ -98,8 +99,9 @@ class Event(NamedTuple):
     ``kind`` is ``field`` (a top-level member returned whole: ``key``, ``value``),
     ``list`` (an array of candidate entities starts: ``key``; ``value`` is True inside
     ``entities``, False at the top level), ``item`` (one element: ``value``), ``batch``
-    (consecutive elements read at once: ``value`` is a list of ``(object, compact JSON
-    text)`` pairs, the text orjson's, of a value checked to be exactly the file's) or
+    (consecutive elements read at once: ``value`` is a list of
+    :class:`~healthsim.state.entities.Encoded` ``(object, compact JSON text, False)``, the
+    text orjson's, of a value checked to be exactly the file's) or
     ``end`` (the array ended). ``pos`` is where the value (or batch) starts, counted in
     characters from the start of the file; :meth:`JsonStream.location` turns it into a
     line and column until the next event is taken. ``path`` of a batch is its first
@@ -114,7 +116,7 @@ class Event(NamedTuple):
 
 
 class _Batch(NamedTuple):
-    items: list[tuple[Any, bytes]]  # (entity, compact text)
+    items: list[Encoded]  # (entity, compact text, False)
     more: bool  # the array goes on after the batch (it ended at ',', not ']')
 
 
@@ -429,7 +431,7 @@ class JsonStream:
             raise self._error("unexpected data after the end of the JSON object", "$")
 
 
-def _checked(text: bytes, values: list[Any]) -> list[tuple[Any, bytes]] | None:
+def _checked(text: bytes, values: list[Any]) -> list[Encoded] | None:
     """Entities orjson parsed from ``text`` with their compact text, if certainly exact.
 
     None when the exact reader must decide: an element is not an object or nests too
@@ -439,15 +441,11 @@ def _checked(text: bytes, values: list[Any]) -> list[tuple[Any, bytes]] | None:
     """
     if b"\\u003" in text or text.translate(_DIGITS_TO_NUL).find(_LONG_NUMBER) >= 0:
         return None
-    dumps = orjson.dumps
-    items = []
-    colons = 0
-    for value in values:
-        if type(value) is not dict:
-            return None
-        encoded = dumps(value)
-        if too_deep(encoded):
-            return None
-        colons += encoded.count(b":")
-        items.append((value, encoded))
-    return items if colons == text.count(b":") else None
+    if not all(type(value) is dict for value in values):
+        return None
+    texts = list(map(orjson.dumps, values))
+    if any(t.count(b"{") + t.count(b"[") > MAX_DEPTH and too_deep(t) for t in texts):
+        return None
+    if b"".join(texts).count(b":") != text.count(b":"):
+        return None
+    return list(map(Encoded, values, texts, itertools.repeat(False)))

@@ -30,6 +30,7 @@ from ..entities import (
     UnrepresentableValue,
     dumps_plain,
     encode_fast,
+    json_path,
     normalize_type,
     to_plain,
 )
@@ -205,7 +206,18 @@ def plan_import(path: Path, survey: Survey, name: str | None) -> ImportPlan:
     elif file_metadata is not None:
         metadata["source_metadata"] = _plain(path, file_metadata, "$.metadata")
     if fields:  # everything not mapped above, kept as it was in the file
-        metadata["source_fields"] = {k: _plain(path, v, f"$.{k}") for k, v in fields.items()}
+        source_fields: dict[str, Any] = {}
+        for key, value in fields.items():
+            where = json_path("$", key)
+            try:
+                key.encode("utf-8")
+            except UnicodeEncodeError:
+                raise _refuse(
+                    path, "this key contains a lone surrogate, which UTF-8 JSON cannot hold; "
+                    "remove it or encode the text correctly", where,
+                ) from None
+            source_fields[key] = _plain(path, value, where)
+        metadata["source_fields"] = source_fields
     return ImportPlan(
         name=name,
         description=description,
