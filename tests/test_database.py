@@ -212,7 +212,7 @@ def test_database_folder_that_cannot_be_created(tmp_path: Path) -> None:
 def test_duckdb_error_inside_an_operation_ends_in_the_exception_tree(db_path: Path) -> None:
     with (
         pytest.raises(DatabaseError, match="DuckDB refused the operation .*no_such_table.*please report"),
-        connect(db_path, write=True) as con,
+        connect(db_path, create=True) as con,
     ):
         assert con is not None
         con.execute("SELECT * FROM no_such_table")

@@ -11,8 +11,8 @@ DuckDB keeps a transaction's new rows in memory until it commits (measured: +70 
 chunk of 122,880 entities), so a scenario larger than one chunk is *staged*: each chunk
 is committed on its own under a staging id that has no ``scenarios`` row (invisible to
 every reader), and one last transaction makes the scenario visible. The staging id is
-recorded first; if the process dies, the next open (:func:`recover_staging`) deletes the
-rows of every staging id still recorded. Readers only ever see the old or the new state.
+recorded first; if the process dies, the next open (:func:`.schema.recover_staging`)
+deletes the rows of every staging id still recorded. Readers only ever see the old or the new state.
 """
 
 from __future__ import annotations
@@ -30,10 +30,10 @@ import pyarrow as pa
 
 from .entities import Encoded, as_json_object, encode_exact, encode_fast, id_fields, raw_entity_id
 from .errors import DatabaseError
-from .schema import STAGING_TABLE, entity_uuid_select
+from .schema import entity_uuid_select
 from .transactions import transaction
 
-__all__ = ["ChunkEncoder", "insert_chunks", "begin_staging", "end_staging", "discard_staging", "recover_staging"]
+__all__ = ["ChunkEncoder", "insert_chunks"]
 
 _MAX_ROW_ID = 2**31 - 1  # scenario_entities.id is the specification's INTEGER
 # One DuckDB row group per chunk: full row groups are written to the file during the
@@ -215,32 +215,3 @@ def insert_chunks(
         thread.join()
     if failure:
         raise failure[0]
-
-
-def begin_staging(con: duckdb.DuckDBPyConnection, staging_id: uuid.UUID, now: _dt.datetime) -> None:
-    """Record a staging id (committed) before any of its rows is written."""
-    with transaction(con):
-        con.execute(f"INSERT INTO {STAGING_TABLE} VALUES (?, ?)", [staging_id, now])
-
-
-def end_staging(con: duckdb.DuckDBPyConnection, staging_id: uuid.UUID) -> None:
-    """Forget a staging id; call inside the transaction that makes its rows visible."""
-    con.execute(f"DELETE FROM {STAGING_TABLE} WHERE scenario_id = ?", [staging_id])
-
-
-def discard_staging(con: duckdb.DuckDBPyConnection, staging_id: uuid.UUID) -> None:
-    """Delete a staged write that will not be finished (its rows, then its record)."""
-    with transaction(con):
-        con.execute(
-            "DELETE FROM scenario_entities WHERE scenario_id = ? AND NOT EXISTS "
-            "(SELECT 1 FROM scenarios s WHERE s.scenario_id = scenario_entities.scenario_id)",
-            [staging_id],
-        )
-        end_staging(con, staging_id)
-
-
-def recover_staging(con: duckdb.DuckDBPyConnection) -> None:
-    """Remove what an interrupted staged write left (on every read-write open; cheap
-    when there is nothing: one look at a table of at most a few rows)."""
-    for (staging_id,) in con.execute(f"SELECT scenario_id FROM {STAGING_TABLE}").fetchall():
-        discard_staging(con, staging_id)

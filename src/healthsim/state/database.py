@@ -26,9 +26,8 @@ from pathlib import Path
 
 import duckdb
 
-from .bulk import recover_staging
 from .errors import DatabaseError, DatabaseLockedError, InvalidInputError
-from .schema import ensure_schema
+from .schema import prepare
 
 __all__ = [
     "DEFAULT_DB_PATH",
@@ -36,6 +35,8 @@ __all__ = [
     "redact_url",
     "lock_timeout",
     "connect",
+    "prepare_file",
+    "process_lock",
 ]
 
 #: The default database, relative to the home folder (``~`` is read at each call).
@@ -135,7 +136,9 @@ def lock_timeout() -> float:
     return value
 
 
-def _process_lock(path: Path) -> threading.RLock:
+def process_lock(path: Path) -> threading.RLock:
+    """This process's lock on one database file: operations on it take turns (DuckDB
+    refuses a second connection with another configuration beside an open one)."""
     with _process_locks_guard:
         return _process_locks.setdefault(str(path), threading.RLock())
 
@@ -180,17 +183,22 @@ def _restrict_permissions(path: Path) -> None:
 def connect(
     path: Path,
     *,
-    write: bool,
+    create: bool = False,
+    read_only: bool = False,
     config: dict[str, object] | None = None,
 ) -> Iterator[duckdb.DuckDBPyConnection | None]:
     """Open ``path`` for one operation and close it afterwards.
 
+    A read-write connection is prepared first (:func:`.schema.prepare`: pending schema
+    migrations, leftovers of an interrupted large write removed).
+
     Args:
         path: the database file.
-        write: create the file (and its folder) if missing. When false and the file does
-            not exist, yields ``None`` so that reads do not create anything.
-        config: DuckDB configuration (the SQL sandbox uses it); such a connection is
-            opened read-only and skips schema upgrades.
+        create: create the file (and its folder) if missing. Otherwise a missing file
+            yields ``None``, so that reads create nothing.
+        read_only: open read-only and unprepared: nothing on disk changes (the SQL
+            sandbox, ``migrate --status`` and ``--dry-run``).
+        config: DuckDB configuration (the SQL sandbox's).
 
     Raises:
         DatabaseLockedError: another process held the file past the lock timeout.
@@ -198,9 +206,9 @@ def connect(
             or DuckDB refused an operation on the connection (a ``duckdb.Error`` from
             the ``with`` body, so that no raw DuckDB exception leaves the library).
     """
-    with _process_lock(path):
+    with process_lock(path):
         created = not path.exists()
-        if created and not write:
+        if created and not create:
             yield None
             return
         if created:
@@ -214,13 +222,12 @@ def connect(
                         f"{exc.strerror or exc} ({exc.filename or folder}); point HEALTHSIM_DB "
                         "(or --db) at a file in a folder you can write to"
                     ) from exc
-        con = _open_with_retry(path, config, read_only=config is not None)
+        con = _open_with_retry(path, config, read_only=read_only)
         try:
             if created:
                 _restrict_permissions(path)
-            if config is None:
-                ensure_schema(con)
-                recover_staging(con)
+            if not read_only:
+                prepare(con)
             yield con
         except duckdb.Error as exc:
             # Our callers check their input before DuckDB sees it, so this is a defect
@@ -235,3 +242,14 @@ def connect(
             con.close()
             if created:
                 _restrict_permissions(path)
+
+
+def prepare_file(path: Path) -> bool:
+    """Prepare an existing database file for readers that open it read-only (the SQL
+    sandbox): apply pending migrations, remove an interrupted write's leftovers.
+
+    Returns:
+        False if there is no file (nothing is created).
+    """
+    with connect(path) as con:
+        return con is not None

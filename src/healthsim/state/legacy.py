@@ -126,7 +126,7 @@ def _sha256(path: Path) -> str:
 def _migrated_hashes(store: ScenarioStore) -> dict[str, str]:
     """source_sha256 -> scenario name, read without changing the database file."""
     # Read-only and without schema upgrades: --status and --dry-run touch nothing on disk.
-    with connect(store.path, write=False, config={}) as con:
+    with connect(store.path, read_only=True) as con:
         if con is None:
             return {}
         rows = con.execute(

@@ -54,9 +54,8 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .database import _process_lock, connect, lock_timeout
+from .database import connect, lock_timeout, prepare_file, process_lock, resolve_db_path
 from .errors import DatabaseError, DatabaseLockedError, InvalidInputError, StateError
-from .store import ScenarioStore
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -383,7 +382,7 @@ def _run_sandbox(
     locked database has its own limit.
     """
     memory_limit = str(config["memory_limit"])
-    with connect(path, write=False, config=config) as con:
+    with connect(path, read_only=True, config=config) as con:
         if con is None:
             raise QueryError(f"there is no database at {str(path)!r} yet; save or import a scenario first")
         views = _create_views(con)
@@ -621,12 +620,12 @@ def query_scenarios(
         raise QueryError(
             f"max_bytes must be a whole number from {MIN_MAX_BYTES:,} to {MAX_MAX_BYTES:,}, not {max_bytes!r}"
         )
-    store = ScenarioStore(db_path)
-    store.list_scenarios(limit=1)  # a normal open: schema upgrades, staged leftovers removed
-    path = store.path
+    path = resolve_db_path(db_path)
     # Hold this process's turn on the file while the child has it open, as connect() does.
-    with _process_lock(path):
-        if not path.exists():
+    with process_lock(path):
+        # Schema upgrades and an interrupted write's leftovers first: the sandbox opens
+        # the file read-only, and must never see half-written data.
+        if not prepare_file(path):
             raise QueryError(f"there is no database at {str(path)!r} yet; save or import a scenario first")
         temp_dir = tempfile.mkdtemp(prefix="healthsim-query-")
         try:

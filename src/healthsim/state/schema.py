@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import uuid
 from collections.abc import Callable
 
 import duckdb
@@ -22,14 +23,20 @@ import pyarrow as pa
 
 from .entities import ENTITY_ID_NAMESPACE, id_fields
 from .errors import DatabaseError
+from .transactions import transaction
 
 __all__ = [
-    "VERSION_TABLE",
     "SCHEMA_VERSION",
-    "ensure_schema",
-    "schema_version",
-    "entity_uuid_select",
     "STAGING_TABLE",
+    "VERSION_TABLE",
+    "begin_staging",
+    "discard_staging",
+    "end_staging",
+    "ensure_schema",
+    "entity_uuid_select",
+    "prepare",
+    "recover_staging",
+    "schema_version",
 ]
 
 VERSION_TABLE = "healthsim_state_schema_version"
@@ -309,3 +316,49 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
         if isinstance(exc, duckdb.Error):
             raise DatabaseError(f"upgrading the database schema failed, nothing was changed: {exc}") from exc
         raise
+
+
+# --------------------------------------------------------------------------- staging
+# A write of more than one chunk commits its chunks under a staging id recorded in
+# STAGING_TABLE, which no reader sees (it has no ``scenarios`` row), and publishes them in
+# one final transaction (see bulk.py). What a killed writer left is removed on next open.
+
+
+def begin_staging(con: duckdb.DuckDBPyConnection, staging_id: uuid.UUID, now: _dt.datetime) -> None:
+    """Record a staging id (committed) before any of its rows is written."""
+    with transaction(con):
+        con.execute(f"INSERT INTO {STAGING_TABLE} VALUES (?, ?)", [staging_id, now])
+
+
+def end_staging(con: duckdb.DuckDBPyConnection, staging_id: uuid.UUID) -> None:
+    """Forget a staging id; call inside the transaction that makes its rows visible."""
+    con.execute(f"DELETE FROM {STAGING_TABLE} WHERE scenario_id = ?", [staging_id])
+
+
+def discard_staging(con: duckdb.DuckDBPyConnection, staging_id: uuid.UUID) -> None:
+    """Delete a staged write that will not be finished (its rows, then its record)."""
+    with transaction(con):
+        con.execute(
+            "DELETE FROM scenario_entities WHERE scenario_id = ? AND NOT EXISTS "
+            "(SELECT 1 FROM scenarios s WHERE s.scenario_id = scenario_entities.scenario_id)",
+            [staging_id],
+        )
+        end_staging(con, staging_id)
+
+
+def recover_staging(con: duckdb.DuckDBPyConnection) -> None:
+    """Remove what an interrupted staged write left (cheap when there is nothing: one
+    look at a table of at most a few rows)."""
+    for (staging_id,) in con.execute(f"SELECT scenario_id FROM {STAGING_TABLE}").fetchall():
+        discard_staging(con, staging_id)
+
+
+def prepare(con: duckdb.DuckDBPyConnection) -> None:
+    """Make a read-write connection ready for the library: apply pending migrations,
+    then remove what an interrupted staged write left.
+
+    Raises:
+        DatabaseError: the database is newer than this release, or an upgrade failed.
+    """
+    ensure_schema(con)
+    recover_staging(con)

@@ -30,10 +30,10 @@ import pyarrow.compute as pc
 
 from .. import __version__
 from .database import connect, resolve_db_path
-from .bulk import ChunkEncoder, begin_staging, discard_staging, end_staging, insert_chunks
+from .bulk import ChunkEncoder, insert_chunks
 from .entities import decode_entity, iter_typed_entities
 from .errors import InvalidInputError, ScenarioExistsError, ScenarioNotFoundError
-from .schema import schema_version
+from .schema import begin_staging, discard_staging, end_staging, schema_version
 from .transactions import transaction
 from .validation import (
     as_uuid,
@@ -225,7 +225,7 @@ class ScenarioStore:
         name = validate_name(name)
         description = validate_description(description)
         tag_list = normalize_tags(tags)
-        with connect(self.path, write=True) as con:
+        with connect(self.path, create=True) as con:
             assert con is not None
             now = _utcnow()
             # This process holds the file (and its per-file lock) until the end, so what
@@ -326,7 +326,7 @@ class ScenarioStore:
         Returns:
             True if a scenario was deleted, False if none had that name or id.
         """
-        with connect(self.path, write=False) as con:
+        with connect(self.path) as con:
             if con is None:
                 return False
             with transaction(con):
@@ -353,7 +353,7 @@ class ScenarioStore:
         """The database file: path, whether it exists, size, schema version, counts."""
         path = self.path
         details: dict[str, Any] = {"database": str(path), "exists": path.exists()}
-        with connect(path, write=False) as con:
+        with connect(path) as con:
             if con is not None:
                 details["size_bytes"] = path.stat().st_size
                 details["schema_version"] = schema_version(con)
@@ -447,7 +447,7 @@ class ScenarioStore:
         Raises:
             ScenarioNotFoundError: no scenario has that name or id.
         """
-        with connect(self.path, write=False) as con:
+        with connect(self.path) as con:
             if con is None:
                 raise ScenarioNotFoundError(str(name))
             yield ScenarioReader(con, self._find(con, name))
@@ -463,7 +463,7 @@ class ScenarioStore:
         Raises:
             ScenarioNotFoundError: no scenario has that name or id.
         """
-        with connect(self.path, write=False) as con:
+        with connect(self.path) as con:
             if con is None:
                 raise ScenarioNotFoundError(str(name))
             header = self._find(con, name)
@@ -550,7 +550,7 @@ class ScenarioStore:
         search = validate_filter(search, "search")
         tag_key = tag.strip().lower() if tag is not None and tag.strip() else None
         search_key = search.lower() if search else None
-        with connect(self.path, write=False) as con:
+        with connect(self.path) as con:
             if con is None:
                 return {"scenarios": [], "total_count": 0}
             rows = con.execute(
