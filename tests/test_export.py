@@ -27,7 +27,7 @@ from healthsim.state import (
 )
 from healthsim.state.exchange import export as export_module
 from healthsim.state.exchange.export import safe_file_name
-from healthsim.state.store import ScenarioReader
+from healthsim.state.reading import ScenarioReader
 
 SCHEMA = json.loads(
     resources.files("healthsim.state").joinpath("schemas/scenario-1.0.schema.json").read_text(encoding="utf-8")

@@ -391,7 +391,7 @@ def test_store_repr_and_path(tmp_path: Path) -> None:
 def test_rows_out_of_id_order_are_sorted() -> None:
     import pyarrow as pa
 
-    from healthsim.state.store import in_id_order
+    from healthsim.state.reading import in_id_order
 
     ordered = pa.table({"id": [1, 2, 5], "entity_data": ["a", "b", "c"]})
     assert in_id_order(ordered) is ordered  # already in order: no copy

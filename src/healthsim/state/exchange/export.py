@@ -29,13 +29,16 @@ import re
 import tempfile
 from pathlib import Path
 from collections.abc import Callable
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import InvalidInputError
-from ..store import ScenarioReader, ScenarioStore
+from ..reading import ScenarioReader
+
+if TYPE_CHECKING:  # the store calls this module; it is only named here for type hints
+    from ..store import ScenarioStore
 
 __all__ = ["FORMAT_VERSION", "safe_file_name", "default_export_path", "export_scenario"]
 

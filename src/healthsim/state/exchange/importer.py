@@ -21,10 +21,13 @@ from dataclasses import replace
 import itertools
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..errors import InvalidScenarioFileError
-from ..store import ScenarioStore, gc_paused
+from ..reading import gc_paused
+
+if TYPE_CHECKING:  # the store calls this module; it is only named here for type hints
+    from ..store import ScenarioStore
 from ..validation import normalize_tags, validate_description, validate_name
 from .json_stream import Event, JsonStream
 from .line_format import LineLayoutReader, NotLineLayout
