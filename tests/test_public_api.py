@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 import inspect
 import re
+import types
 
 import healthsim.state as state
-from conftest import HERE
+from helpers.paths import HERE
 
 README = (HERE.parent / "README.md").read_text(encoding="utf-8")
 
@@ -35,3 +37,31 @@ def test_module_functions_have_the_specified_signatures() -> None:
     assert list(inspect.signature(state.list_scenarios).parameters) == ["tag", "search", "limit"]
     assert inspect.signature(state.list_scenarios).parameters["limit"].default == 100
     assert list(inspect.signature(state.delete_scenario).parameters) == ["name"]
+
+
+def test_nothing_else_in_the_package_namespace_is_public() -> None:
+    """httpx-style: every public name that ``healthsim.state`` defines is in ``__all__``
+    (its submodules are implementation, not documented as API)."""
+    ours = {
+        name for name in dir(state)
+        if not name.startswith("_") and not isinstance(getattr(state, name), types.ModuleType)
+        and getattr(getattr(state, name), "__module__", "").startswith("healthsim")
+    }
+    assert ours == set(state.__all__)  # (typing names imported for hints are not ours)
+
+
+def test_the_front_ends_use_only_the_public_surface() -> None:
+    """The CLI and the MCP server import the library only through ``healthsim.state``
+    (the migration command also through its public module ``healthsim.state.legacy``)."""
+    allowed = {"healthsim.state", "healthsim._text", "healthsim.progress", "healthsim",
+               "healthsim.mcp_server", "healthsim.migrate_cli"}  # front ends may call each other
+    src = HERE.parent / "src" / "healthsim"
+    for module, extra in (("cli.py", set()), ("mcp_server.py", set()), ("migrate_cli.py", {"healthsim.state.legacy"})):
+        tree = ast.parse((src / module).read_text(encoding="utf-8"))
+        imported = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level:  # from .state import …
+                imported.add(("healthsim." + (node.module or "")).rstrip("."))
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("healthsim"):
+                imported.add(node.module)
+        assert imported <= allowed | extra, (module, imported - allowed - extra)

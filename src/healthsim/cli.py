@@ -20,10 +20,8 @@ from rich.table import Table
 
 from . import __version__
 from .progress import progress_bar
+from ._text import safe_text
 from .state import ScenarioStore, StateError
-from .state.errors import safe_text
-from .state.exchange.importer import import_scenario
-from .state.query import DEFAULT_ROW_LIMIT, DEFAULT_TIMEOUT, query_scenarios
 
 __all__ = ["app", "main"]
 
@@ -150,8 +148,8 @@ def save(
     """
     store = store_of(ctx)
     with progress_bar("saving", unit_bytes=True) as progress:
-        scenario_id = import_scenario(
-            store, from_file, name, overwrite, provenance={"operation": "save"},
+        scenario_id = store.import_scenario_from_json(
+            from_file, name, overwrite, provenance={"operation": "save"},
             progress=progress, description=description, tags=tag,
         )
     report_saved(store, scenario_id, "saved", as_json)
@@ -187,9 +185,7 @@ def load(
     if as_json:
         print_json(store.load_scenario(name))
         return
-    with store.open_scenario(name) as reader:
-        summary = reader.summary()
-        samples = {t: reader.entities(t, 0, 3) for t, n in reader.counts.items() if n}
+    summary = store.summarize_scenario(name, samples=1)
     info = Table.grid(padding=(0, 2))
     for label, value in (
         ("name", summary["name"]), ("scenario_id", summary["scenario_id"]),
@@ -201,7 +197,7 @@ def load(
     out.print(info)
     counts = Table("entity type", "count", "sample")
     for entity_type_name, count in summary["entities_by_type"].items():
-        sample = samples.get(entity_type_name, [])
+        sample = summary["types"][entity_type_name]["samples"]
         text = json.dumps(sample[0], ensure_ascii=False) if sample else ""
         counts.add_row(entity_type_name, f"{count:,}", text[:100] + ("…" if len(text) > 100 else ""))
     out.print(counts)
@@ -332,8 +328,8 @@ def migrate(
 def query(
     ctx: typer.Context,
     sql: Annotated[str, typer.Argument(help="One read-only SELECT statement.")],
-    limit: Annotated[int, typer.Option(min=1, max=100_000, help="At most this many rows.")] = DEFAULT_ROW_LIMIT,
-    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds before the query is stopped.")] = DEFAULT_TIMEOUT,
+    limit: Annotated[int, typer.Option(min=1, max=100_000, help="At most this many rows.")] = 1000,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds before the query is stopped.")] = 30.0,
     as_json: JsonOption = False,
 ) -> None:
     """Run one read-only SELECT over saved scenarios (sandboxed: no files, no network).
@@ -344,7 +340,7 @@ def query(
     Example: healthsim query "SELECT scenario, count(*) FROM patients GROUP BY ALL"
     """
     store = store_of(ctx)
-    result = query_scenarios(sql, limit=limit, timeout=timeout, db_path=store.path)
+    result = store.query(sql, limit=limit, timeout=timeout)
     if as_json:
         print_json(result)
         return

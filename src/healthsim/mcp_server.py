@@ -34,10 +34,8 @@ from mcp.types import ToolAnnotations
 from pydantic import Field, ValidationError
 
 from . import __version__
+from ._text import json_path, safe_text
 from .state import ScenarioNotFoundError, ScenarioStore, StateError
-from .state.entities import json_path
-from .state.errors import safe_text
-from .state.query import query_scenarios
 
 __all__ = ["build_server", "serve"]
 
@@ -110,18 +108,6 @@ def _tool_errors(tool: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _bounded(entities: list[Any], budget: int) -> tuple[list[Any], int]:
-    """The longest prefix of ``entities`` whose JSON fits in ``budget`` bytes (at least one)."""
-    kept: list[Any] = []
-    for entity in entities:
-        size = len(json.dumps(entity, ensure_ascii=False))  # json: exact for big integers
-        if kept and size > budget:
-            break
-        kept.append(entity)
-        budget -= size
-    return kept, budget
-
-
 def build_server(db: str | os.PathLike[str] | None = None) -> MCPServer:
     """The MCP server over the database ``db`` (default: HEALTHSIM_DB or ~/.healthsim)."""
     server = MCPServer(name="healthsim-state", version=__version__, instructions=INSTRUCTIONS)
@@ -183,24 +169,16 @@ def build_server(db: str | os.PathLike[str] | None = None) -> MCPServer:
         offset: Annotated[int, Field(ge=0, description="Position of the first entity of the page.")] = 0,
         limit: Annotated[int, Field(ge=1, le=MAX_PAGE, description="Entities in the page.")] = 10,
     ) -> dict[str, Any]:
+        if entity_type is None:
+            result = store().summarize_scenario(name, samples=SAMPLE_PER_TYPE)
+            result["entities"] = {t: about["samples"] for t, about in result.pop("types").items()}
+            result["page"] = None
+            return result
         with store().open_scenario(name) as reader:
             result = reader.summary()
-            if entity_type is None:
-                budget = PAGE_BYTES
-                samples: dict[str, list[Any]] = {}
-                for type_name, count in reader.counts.items():
-                    samples[type_name], budget = _bounded(reader.entities(type_name, 0, min(count, SAMPLE_PER_TYPE)), budget)
-                result["entities"] = samples
-                result["page"] = None
-            else:
-                page, _ = _bounded(reader.entities(entity_type, offset, offset + limit), PAGE_BYTES)
-                total = reader.counts[entity_type]
-                end = offset + len(page)
-                result["entities"] = {entity_type: page}
-                result["page"] = {
-                    "entity_type": entity_type, "offset": offset, "returned": len(page), "total": total,
-                    "next_offset": end if end < total else None,
-                }
+            page = reader.page(entity_type, offset, limit, PAGE_BYTES)
+        result["entities"] = {entity_type: page.pop("entities")}
+        result["page"] = page
         return result
 
     @tool(
@@ -295,7 +273,7 @@ def build_server(db: str | os.PathLike[str] | None = None) -> MCPServer:
         sql: Annotated[str, Field(description="One SELECT statement.")],
         limit: Annotated[int, Field(ge=1, le=MAX_QUERY_ROWS, description="Rows to return.")] = 100,
     ) -> dict[str, Any]:
-        return query_scenarios(sql, limit=limit, db_path=store().path)
+        return store().query(sql, limit=limit)
 
     return server
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import (
+    QueryError,
     DatabaseError,
     DatabaseLockedError,
     InvalidEntityError,
@@ -29,7 +30,7 @@ from .errors import (
     ScenarioNotFoundError,
     StateError,
 )
-from .query import QueryError, query_scenarios
+from .query import query_scenarios
 from .store import ScenarioStore
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "export_scenario_to_json",
     "import_scenario_from_json",
     "query_scenarios",
+    "summarize_scenario",
     "ScenarioStore",
     "StateError",
     "ScenarioNotFoundError",
@@ -108,10 +110,25 @@ def export_scenario_to_json(name: str, output_path: str | os.PathLike[str] | Non
 
 
 def import_scenario_from_json(
-    file_path: str | os.PathLike[str], name: str | None = None, overwrite: bool = False
+    file_path: str | os.PathLike[str],
+    name: str | None = None,
+    overwrite: bool = False,
+    *,
+    description: str | None = None,
+    tags: Iterable[str] | None = None,
 ) -> str:
     """Import a scenario file into the default database.
 
     See :meth:`ScenarioStore.import_scenario_from_json`.
     """
-    return _default_store().import_scenario_from_json(file_path, name, overwrite)
+    return _default_store().import_scenario_from_json(
+        file_path, name, overwrite, description=description, tags=tags
+    )
+
+
+def summarize_scenario(name: str, *, samples: int = 2) -> dict[str, Any]:
+    """What a scenario of the default database holds: counts and samples per type.
+
+    See :meth:`ScenarioStore.summarize_scenario`.
+    """
+    return _default_store().summarize_scenario(name, samples=samples)

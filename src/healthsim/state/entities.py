@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from .._text import json_path
 from .errors import InvalidEntityError
 
 __all__ = [
@@ -231,15 +232,6 @@ def _plain_or_none(item: Any) -> Any:
     if callable(dump):
         return dump(mode="json")
     return None
-
-
-def json_path(parent: str, key: Any) -> str:
-    """``parent`` extended by a list index (``[3]``) or member (``.name``, ``["a b"]``)."""
-    if isinstance(key, int):
-        return f"{parent}[{key}]"
-    if isinstance(key, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
-        return f"{parent}.{key}"
-    return f"{parent}[{json.dumps(key, ensure_ascii=False)}]"
 
 
 def to_plain(value: Any, path: str = "$", depth: int = 1) -> Any:

@@ -10,7 +10,7 @@ ones a caller may want to treat like built-in errors also derive from those::
     │   ├── InvalidScenarioNameError
     │   ├── InvalidEntityError
     │   ├── InvalidScenarioFileError
-    │   └── QueryError                (defined in healthsim.state.query)
+    │   └── QueryError
     ├── DatabaseLockedError
     └── DatabaseError
 
@@ -25,8 +25,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-# safe_text is public for the command line and the MCP server, but __all__ lists the
-# exception classes only (tests and callers iterate it as the tree).
+from .._text import safe_text
+
 __all__ = [
     "StateError",
     "ScenarioNotFoundError",
@@ -35,21 +35,10 @@ __all__ = [
     "InvalidScenarioNameError",
     "InvalidEntityError",
     "InvalidScenarioFileError",
+    "QueryError",
     "DatabaseLockedError",
     "DatabaseError",
 ]
-
-
-def safe_text(text: str) -> str:
-    """``text`` as valid UTF-8: every lone surrogate becomes its escape (``\\ud800``).
-
-    Text that is already valid comes back unchanged (the common case costs one encode).
-    """
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return text
 
 
 class StateError(Exception):
@@ -135,6 +124,13 @@ class InvalidScenarioFileError(InvalidInputError):
         self.location = location
         where = f" at {location}" if location else ""
         super().__init__(f"cannot import {str(path)!r}{where}: {problem}; nothing was saved")
+
+
+class QueryError(InvalidInputError):
+    """A query was refused, failed, ran past its time limit or out of the sandbox's memory.
+
+    The message says which, and how to narrow the query.
+    """
 
 
 class DatabaseLockedError(StateError):

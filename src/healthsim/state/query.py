@@ -55,7 +55,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .database import connect, lock_timeout, prepare_file, process_lock, resolve_db_path
-from .errors import DatabaseError, DatabaseLockedError, InvalidInputError, StateError
+from .errors import DatabaseError, DatabaseLockedError, QueryError, StateError
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -113,13 +113,6 @@ _SANDBOX_CONFIG: dict[str, object] = {
     "autoinstall_known_extensions": False,
     "autoload_known_extensions": False,
 }
-
-
-class QueryError(InvalidInputError):
-    """A query was refused, failed, ran past its time limit or out of the sandbox's memory.
-
-    The message says which, and how to narrow the query.
-    """
 
 
 class _OutOfTime(Exception):

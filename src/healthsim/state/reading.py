@@ -29,9 +29,11 @@ from .validation import as_uuid
 
 __all__ = [
     "BIG_INT_PATTERN",
+    "SAMPLES_BYTES",
     "SCENARIO_COLUMNS",
     "ScenarioHeader",
     "ScenarioReader",
+    "bounded",
     "entity_counts",
     "find_scenario",
     "first_row",
@@ -48,6 +50,9 @@ __all__ = [
 # that range has 20 digits, or is negative with 19: a pattern that flags each of them
 # (and, harmlessly, a few exact ones and digit runs inside strings).
 BIG_INT_PATTERN = r"[0-9]{20}|-[0-9]{19}"
+
+#: Sample entities of a scenario's overview stop once their JSON passes this many bytes.
+SAMPLES_BYTES = 32_000
 
 SCENARIO_COLUMNS = "scenario_id, name, description, created_at, updated_at, metadata"
 
@@ -241,6 +246,35 @@ class ScenarioReader:
         """The load dict without ``entities``."""
         return scenario_dict(self.header, self.tags, self.counts)
 
+    def page(self, entity_type: str, offset: int, limit: int, budget: int = SAMPLES_BYTES) -> dict[str, Any]:
+        """One page of a type: up to ``limit`` entities from ``offset``, shortened to about
+        ``budget`` bytes of JSON (at least one entity), and where the next page starts.
+
+        Returns:
+            ``{"entity_type", "offset", "returned", "total", "next_offset", "entities"}``;
+            ``next_offset`` is None after the last page.
+
+        Raises:
+            InvalidInputError: the scenario has no entities of that type.
+        """
+        entities, _ = bounded(self.entities(entity_type, offset, offset + limit), budget)
+        total = self.counts[entity_type]
+        end = offset + len(entities)
+        return {
+            "entity_type": entity_type, "offset": offset, "returned": len(entities), "total": total,
+            "next_offset": end if end < total else None, "entities": entities,
+        }
+
+    def overview(self, samples: int = 2, budget: int = SAMPLES_BYTES) -> dict[str, Any]:
+        """:meth:`summary` plus ``types``: per type, its ``count`` and up to ``samples``
+        sample entities, all samples together within about ``budget`` bytes of JSON (a
+        type's first sample is always given)."""
+        types: dict[str, Any] = {}
+        for entity_type, count in self.counts.items():
+            kept, budget = bounded(self.entities(entity_type, 0, min(count, samples)), budget)
+            types[entity_type] = {"count": count, "samples": kept}
+        return self.summary() | {"types": types}
+
     def text_chunks(self, entity_type: str, start: int = 0, stop: int | None = None) -> Iterator[pa.Array]:
         """The stored JSON text of one type's entities, in order, as Arrow string arrays.
 
@@ -298,6 +332,19 @@ class ScenarioReader:
             for text in column.to_pylist():
                 values.append(decode_entity(text, exact=exact))
         return values
+
+
+def bounded(entities: list[Any], budget: int) -> tuple[list[Any], int]:
+    """The longest prefix of ``entities`` whose JSON fits in ``budget`` bytes (at least
+    one entity), and the budget left."""
+    kept: list[Any] = []
+    for entity in entities:
+        size = len(json.dumps(entity, ensure_ascii=False))  # json: exact for big integers
+        if kept and size > budget:
+            break
+        kept.append(entity)
+        budget -= size
+    return kept, budget
 
 
 def parse_rows(rows: pa.Table) -> Iterator[tuple[str, list[Any]]]:

@@ -30,6 +30,7 @@ from .bulk import ChunkEncoder, insert_chunks
 from .entities import iter_typed_entities
 from .exchange.export import export_scenario
 from .exchange.importer import import_scenario
+from .query import query_scenarios
 from .errors import ScenarioExistsError, ScenarioNotFoundError
 from .reading import (
     SCENARIO_COLUMNS,
@@ -337,6 +338,9 @@ class ScenarioStore:
         name: str | None = None,
         overwrite: bool = False,
         *,
+        description: str | None = None,
+        tags: Iterable[str] | None = None,
+        provenance: Mapping[str, Any] | None = None,
         progress: Callable[[int, int], None] | None = None,
     ) -> str:
         """Import a scenario file: the 1.0 format or a legacy HealthSim shape.
@@ -345,6 +349,10 @@ class ScenarioStore:
             file_path: the JSON file.
             name: the scenario name; else the file's name field; else the file's stem.
             overwrite: replace a scenario of that name (keeping its id and created_at).
+            description: replaces the file's description.
+            tags: replace the file's tags.
+            provenance: further facts recorded in ``metadata["provenance"]`` (e.g.
+                ``{"operation": "save"}`` for ``healthsim save --from``).
             progress: called with (bytes read, file size) as it goes.
 
         Returns:
@@ -355,7 +363,26 @@ class ScenarioStore:
             InvalidScenarioFileError: the file cannot be imported; the message names the
                 file and the place (JSON path, line and column). Nothing is saved.
         """
-        return import_scenario(self, file_path, name, overwrite, progress=progress)
+        return import_scenario(
+            self, file_path, name, overwrite, provenance=provenance, progress=progress,
+            description=description, tags=None if tags is None else list(tags),
+        )
+
+    def query(
+        self,
+        sql: str,
+        *,
+        limit: int | None = None,
+        timeout: float | None = None,
+        max_bytes: int | None = None,
+    ) -> dict[str, Any]:
+        """Run one read-only SELECT over this store's scenarios, in a sandbox.
+
+        See :func:`healthsim.state.query_scenarios` for the views, the result and the
+        errors; ``None`` takes the default (1,000 rows, 30 s, 1,000,000 bytes).
+        """
+        options: dict[str, Any] = {"limit": limit, "timeout": timeout, "max_bytes": max_bytes}
+        return query_scenarios(sql, db_path=self.path, **{k: v for k, v in options.items() if v is not None})
 
     # ------------------------------------------------------------------ reading
 
@@ -372,6 +399,19 @@ class ScenarioStore:
             if con is None:
                 raise ScenarioNotFoundError(str(name))
             yield ScenarioReader(con, find_scenario(con, name))
+
+    def summarize_scenario(self, name: str, *, samples: int = 2) -> dict[str, Any]:
+        """What a scenario holds, without loading it: the load dict without ``entities``,
+        plus ``types``: per entity type its ``count`` and up to ``samples`` sample
+        entities (about 32 KB of samples at most in all).
+
+        Raises:
+            ScenarioNotFoundError: no scenario has that name or id.
+            InvalidInputError: ``samples`` is not a whole number of at least 1.
+        """
+        samples = validate_limit(samples, name="samples")
+        with self.open_scenario(name) as reader:
+            return reader.overview(samples)
 
     def load_scenario(self, name: str) -> dict[str, Any]:
         """Load a scenario by name or UUID (the name is tried first).

@@ -1,0 +1,34 @@
+"""Text helpers shared by the library and its front ends (the CLI, the MCP server).
+
+Both are about saying where and what without breaking the channel: JSON paths that
+name a place in a document, and messages that are always valid UTF-8.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+__all__ = ["json_path", "safe_text"]
+
+
+def json_path(parent: str, key: Any) -> str:
+    """``parent`` extended by a list index (``[3]``) or member (``.name``, ``["a b"]``)."""
+    if isinstance(key, int):
+        return f"{parent}[{key}]"
+    if isinstance(key, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+        return f"{parent}.{key}"
+    return f"{parent}[{json.dumps(key, ensure_ascii=False)}]"
+
+
+def safe_text(text: str) -> str:
+    """``text`` as valid UTF-8: every lone surrogate becomes its escape (``\\ud800``).
+
+    Text that is already valid comes back unchanged (the common case costs one encode).
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
