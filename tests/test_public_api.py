@@ -15,7 +15,10 @@ README = (HERE.parent / "README.md").read_text(encoding="utf-8")
 
 def documented_names() -> list[str]:
     section = README.split("## Public API", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"^- `([A-Za-z_]+)", section, flags=re.MULTILINE)
+    names: list[str] = []
+    for line in re.findall(r"^- (`.*?) —", section, flags=re.MULTILINE):
+        names += re.findall(r"`([A-Za-z_]+)`", line)
+    return names
 
 
 def test_all_matches_the_readme() -> None:

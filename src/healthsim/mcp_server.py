@@ -147,9 +147,8 @@ def build_server(db: str | os.PathLike[str] | None = None) -> MCPServer:
         search: Annotated[str | None, Field(description="Only scenarios whose name or description contains this text.")] = None,
         limit: Annotated[int, Field(ge=1, le=MAX_LIST, description="How many scenarios to return.")] = 20,
     ) -> dict[str, Any]:
-        result = store().list_scenarios(tag=tag, search=search, limit=limit)
-        result["more"] = result["total_count"] - len(result["scenarios"])
-        return result
+        listing = store().list_scenarios(tag=tag, search=search, limit=limit)
+        return {**listing, "more": listing["total_count"] - len(listing["scenarios"])}
 
     @tool(
         "Load a scenario",
@@ -170,16 +169,13 @@ def build_server(db: str | os.PathLike[str] | None = None) -> MCPServer:
         limit: Annotated[int, Field(ge=1, le=MAX_PAGE, description="Entities in the page.")] = 10,
     ) -> dict[str, Any]:
         if entity_type is None:
-            result = store().summarize_scenario(name, samples=SAMPLE_PER_TYPE)
-            result["entities"] = {t: about["samples"] for t, about in result.pop("types").items()}
-            result["page"] = None
-            return result
+            overview: dict[str, Any] = dict(store().summarize_scenario(name, samples=SAMPLE_PER_TYPE))
+            samples = {t: about["samples"] for t, about in overview.pop("types").items()}
+            return {**overview, "entities": samples, "page": None}
         with store().open_scenario(name) as reader:
-            result = reader.summary()
+            summary = reader.summary()
             page = reader.page(entity_type, offset, limit, PAGE_BYTES)
-        result["entities"] = {entity_type: page.pop("entities")}
-        result["page"] = page
-        return result
+        return {**summary, "entities": {entity_type: page.pop("entities")}, "page": page}
 
     @tool(
         "Save a scenario",
@@ -202,7 +198,7 @@ def build_server(db: str | os.PathLike[str] | None = None) -> MCPServer:
     ) -> dict[str, Any]:
         target = store()
         scenario_id = target.save_scenario(name, entities, description, tags, overwrite)
-        return target.scenario_summary(scenario_id)
+        return dict(target.scenario_summary(scenario_id))
 
     @tool(
         "Delete a scenario",
@@ -251,7 +247,7 @@ def build_server(db: str | os.PathLike[str] | None = None) -> MCPServer:
     ) -> dict[str, Any]:
         target = store()
         scenario_id = target.import_scenario_from_json(Path(file_path).expanduser(), name, overwrite)
-        return target.scenario_summary(scenario_id)
+        return dict(target.scenario_summary(scenario_id))
 
     @tool(
         "Query scenarios with SQL",
@@ -273,7 +269,7 @@ def build_server(db: str | os.PathLike[str] | None = None) -> MCPServer:
         sql: Annotated[str, Field(description="One SELECT statement.")],
         limit: Annotated[int, Field(ge=1, le=MAX_QUERY_ROWS, description="Rows to return.")] = 100,
     ) -> dict[str, Any]:
-        return store().query(sql, limit=limit)
+        return dict(store().query(sql, limit=limit))
 
     return server
 

@@ -31,6 +31,7 @@ from .errors import (
     StateError,
 )
 from .query import query_scenarios
+from .results import LoadedScenario, QueryResult, ScenarioList, ScenarioListEntry, ScenarioOverview
 from .store import ScenarioStore
 
 __all__ = [
@@ -43,6 +44,11 @@ __all__ = [
     "query_scenarios",
     "summarize_scenario",
     "ScenarioStore",
+    "LoadedScenario",
+    "ScenarioList",
+    "ScenarioListEntry",
+    "ScenarioOverview",
+    "QueryResult",
     "StateError",
     "ScenarioNotFoundError",
     "ScenarioExistsError",
@@ -75,7 +81,7 @@ def save_scenario(
     return _default_store().save_scenario(name, entities, description, tags, overwrite)
 
 
-def load_scenario(name: str) -> dict[str, Any]:
+def load_scenario(name: str) -> LoadedScenario:
     """Load a scenario by name or UUID from the default database.
 
     See :meth:`ScenarioStore.load_scenario`.
@@ -85,7 +91,7 @@ def load_scenario(name: str) -> dict[str, Any]:
 
 def list_scenarios(
     tag: str | None = None, search: str | None = None, limit: int = 100
-) -> dict[str, Any]:
+) -> ScenarioList:
     """List scenarios in the default database, newest first.
 
     See :meth:`ScenarioStore.list_scenarios`.
@@ -126,7 +132,7 @@ def import_scenario_from_json(
     )
 
 
-def summarize_scenario(name: str, *, samples: int = 2) -> dict[str, Any]:
+def summarize_scenario(name: str, *, samples: int = 2) -> ScenarioOverview:
     """What a scenario of the default database holds: counts and samples per type.
 
     See :meth:`ScenarioStore.summarize_scenario`.

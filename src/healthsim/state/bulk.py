@@ -124,10 +124,11 @@ class ChunkEncoder:
                     self.exact_rows += entity.exact
                 else:
                     obj = entity if type(entity) is dict else as_json_object(entity, entity_type, index)
-                    text = encode_fast(obj)
-                    if text is None:
-                        text = encode_exact(obj, entity_type, index)
+                    fast = encode_fast(obj)
+                    if fast is None:
+                        fast = encode_exact(obj, entity_type, index)
                         self.exact_rows += 1
+                    text = fast
                 buffer += text
                 append_end(len(buffer))
                 if type(obj) is dict:  # fast path; raw_entity_id decides the odd cases

@@ -23,6 +23,7 @@ import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -148,7 +149,7 @@ def _is_lock_conflict(exc: duckdb.Error) -> bool:
     return "Could not set lock" in text or "Conflicting lock" in text
 
 
-def _open_with_retry(path: Path, config: dict[str, object] | None, read_only: bool) -> duckdb.DuckDBPyConnection:
+def _open_with_retry(path: Path, config: dict[str, Any] | None, read_only: bool) -> duckdb.DuckDBPyConnection:
     timeout = lock_timeout()
     deadline = time.monotonic() + timeout
     delay = 0.01
@@ -185,7 +186,7 @@ def connect(
     *,
     create: bool = False,
     read_only: bool = False,
-    config: dict[str, object] | None = None,
+    config: dict[str, Any] | None = None,
 ) -> Iterator[duckdb.DuckDBPyConnection | None]:
     """Open ``path`` for one operation and close it afterwards.
 

@@ -26,6 +26,7 @@ from .database import connect
 from .errors import StateError
 from .exchange.importer import import_scenario, survey_file
 from .exchange.shapes import plan_import
+from .results import MigrationStatus
 from .store import ScenarioStore
 
 __all__ = [
@@ -59,7 +60,7 @@ class FileReport:
     """
 
     path: Path
-    status: str
+    status: MigrationStatus
     scenario_name: str | None = None
     scenario_id: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
@@ -84,7 +85,7 @@ class MigrationReport:
     backup_dir: Path | None = None
     dry_run: bool = False
 
-    def count(self, status: str) -> int:
+    def count(self, status: MigrationStatus) -> int:
         return sum(1 for report in self.files if report.status == status)
 
     @property

@@ -47,7 +47,7 @@ import uuid
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import duckdb
 import orjson
@@ -55,6 +55,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .database import connect, lock_timeout, prepare_file, process_lock, resolve_db_path
+from .results import QueryResult
 from .errors import DatabaseError, DatabaseLockedError, QueryError, StateError
 
 __all__ = [
@@ -365,7 +366,7 @@ def _run_sandbox(
     limit: int,
     max_bytes: int,
     timeout: float,
-    config: dict[str, object],
+    config: dict[str, Any],
     on_ready: Callable[[], None],
 ) -> dict[str, Any]:
     """Open the sandbox connection, run ``sql`` and collect the result (in this process).
@@ -572,7 +573,7 @@ def query_scenarios(
     timeout: float = DEFAULT_TIMEOUT,
     db_path: str | Path | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
-) -> dict[str, Any]:
+) -> QueryResult:
     """Run one read-only SELECT over the saved scenarios, in a sandbox.
 
     Args:
@@ -628,11 +629,11 @@ def query_scenarios(
                     "path": str(path), "sql": sql, "limit": limit, "max_bytes": max_bytes,
                     "timeout": float(timeout), "config": config,
                 }
-                return _run_in_child(path, request, float(timeout))
-            return _run_sandbox(
+                return cast(QueryResult, _run_in_child(path, request, float(timeout)))
+            return cast(QueryResult, _run_sandbox(
                 path, sql, limit=limit, max_bytes=max_bytes, timeout=float(timeout),
                 config=config, on_ready=lambda: None,
-            )
+            ))
         finally:
             # The child may have been killed mid-spill: its files would stay otherwise.
             shutil.rmtree(temp_dir, ignore_errors=True)

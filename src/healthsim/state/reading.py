@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import duckdb
 import orjson
@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 
 from .entities import decode_entity
 from .errors import InvalidInputError, ScenarioNotFoundError
+from .results import ScenarioOverview, ScenarioSummary, TypeOverview
 from .validation import as_uuid
 
 __all__ = [
@@ -143,7 +144,7 @@ def find_scenario(con: duckdb.DuckDBPyConnection, name: str) -> ScenarioHeader:
 
 def scenario_dict(
     header: ScenarioHeader, tags: list[str], counts: dict[str, int]
-) -> dict[str, Any]:
+) -> ScenarioSummary:
     """What a load returns of a scenario, but its entities (list entries drop ``metadata``)."""
     return {
         "scenario_id": str(header.scenario_id),
@@ -242,7 +243,7 @@ class ScenarioReader:
         self.counts: dict[str, int] = dict.fromkeys(header.declared_types(), 0)
         self.counts.update({t: n for t, n, _, _ in rows})
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> ScenarioSummary:
         """The load dict without ``entities``."""
         return scenario_dict(self.header, self.tags, self.counts)
 
@@ -265,15 +266,15 @@ class ScenarioReader:
             "next_offset": end if end < total else None, "entities": entities,
         }
 
-    def overview(self, samples: int = 2, budget: int = SAMPLES_BYTES) -> dict[str, Any]:
+    def overview(self, samples: int = 2, budget: int = SAMPLES_BYTES) -> ScenarioOverview:
         """:meth:`summary` plus ``types``: per type, its ``count`` and up to ``samples``
         sample entities, all samples together within about ``budget`` bytes of JSON (a
         type's first sample is always given)."""
-        types: dict[str, Any] = {}
+        types: dict[str, TypeOverview] = {}
         for entity_type, count in self.counts.items():
             kept, budget = bounded(self.entities(entity_type, 0, min(count, samples)), budget)
             types[entity_type] = {"count": count, "samples": kept}
-        return self.summary() | {"types": types}
+        return ScenarioOverview(**self.summary(), types=types)
 
     def text_chunks(self, entity_type: str, start: int = 0, stop: int | None = None) -> Iterator[pa.Array]:
         """The stored JSON text of one type's entities, in order, as Arrow string arrays.
@@ -374,6 +375,7 @@ def _decode_column(texts: pa.ChunkedArray, exact_rows: set[int]) -> list[Any]:
     append = values.append
     row = 0
     for chunk in texts.chunks:
+        width: Literal["q", "i"]
         if pa.types.is_large_string(chunk.type):
             width = "q"
         else:

@@ -46,6 +46,7 @@ from .reading import (
     scenario_dict,
     scenario_tags,
 )
+from .results import LoadedScenario, QueryResult, SaveSummary, ScenarioList, ScenarioListEntry, ScenarioOverview
 from .schema import begin_staging, discard_staging, end_staging, schema_version
 from .transactions import transaction
 from .validation import (
@@ -280,7 +281,7 @@ class ScenarioStore:
                     con.execute(f"DELETE FROM {table} WHERE scenario_id = ?", [header.scenario_id])
         return True
 
-    def scenario_summary(self, name: str) -> dict[str, Any]:
+    def scenario_summary(self, name: str) -> SaveSummary:
         """``scenario_id, name, entity_count, entities_by_type`` of one scenario (the
         specification's save result), without reading its entities.
 
@@ -289,7 +290,10 @@ class ScenarioStore:
         """
         with self.open_scenario(name) as reader:
             summary = reader.summary()
-        return {key: summary[key] for key in ("scenario_id", "name", "entity_count", "entities_by_type")}
+        return SaveSummary(
+            scenario_id=summary["scenario_id"], name=summary["name"],
+            entity_count=summary["entity_count"], entities_by_type=summary["entities_by_type"],
+        )
 
     def database_info(self) -> dict[str, Any]:
         """The database file: path, whether it exists, size, schema version, counts."""
@@ -375,7 +379,7 @@ class ScenarioStore:
         limit: int | None = None,
         timeout: float | None = None,
         max_bytes: int | None = None,
-    ) -> dict[str, Any]:
+    ) -> QueryResult:
         """Run one read-only SELECT over this store's scenarios, in a sandbox.
 
         See :func:`healthsim.state.query_scenarios` for the views, the result and the
@@ -400,7 +404,7 @@ class ScenarioStore:
                 raise ScenarioNotFoundError(str(name))
             yield ScenarioReader(con, find_scenario(con, name))
 
-    def summarize_scenario(self, name: str, *, samples: int = 2) -> dict[str, Any]:
+    def summarize_scenario(self, name: str, *, samples: int = 2) -> ScenarioOverview:
         """What a scenario holds, without loading it: the load dict without ``entities``,
         plus ``types``: per entity type its ``count`` and up to ``samples`` sample
         entities (about 32 KB of samples at most in all).
@@ -413,7 +417,7 @@ class ScenarioStore:
         with self.open_scenario(name) as reader:
             return reader.overview(samples)
 
-    def load_scenario(self, name: str) -> dict[str, Any]:
+    def load_scenario(self, name: str) -> LoadedScenario:
         """Load a scenario by name or UUID (the name is tried first).
 
         Returns:
@@ -441,13 +445,12 @@ class ScenarioStore:
         with gc_paused():
             for entity_type, values in parse_rows(rows):
                 entities.setdefault(entity_type, []).extend(values)
-        return scenario_dict(header, tags, {t: len(v) for t, v in entities.items()}) | {
-            "entities": entities
-        }
+        summary = scenario_dict(header, tags, {t: len(v) for t, v in entities.items()})
+        return LoadedScenario(**summary, entities=entities)
 
     def list_scenarios(
         self, tag: str | None = None, search: str | None = None, limit: int = 100
-    ) -> dict[str, Any]:
+    ) -> ScenarioList:
         """List scenario summaries, newest ``updated_at`` first.
 
         Args:
@@ -480,14 +483,11 @@ class ScenarioStore:
             headers = [ScenarioHeader.from_row(row[:6]) for row in rows]
             counts = entity_counts(con, headers) if headers else {}
             tags = scenario_tags(con, [h.scenario_id for h in headers]) if headers else {}
-        summaries = []
+        summaries: list[ScenarioListEntry] = []
         for header in headers:
-            summary = scenario_dict(
-                header, tags.get(header.scenario_id, []), counts[header.scenario_id]
-            )
-            del summary["metadata"]
-            summaries.append(summary)
-        return {"scenarios": summaries, "total_count": rows[0][6] if rows else 0}
+            summary = scenario_dict(header, tags.get(header.scenario_id, []), counts[header.scenario_id])
+            summaries.append(ScenarioListEntry(**{k: v for k, v in summary.items() if k != "metadata"}))  # type: ignore[typeddict-item]
+        return ScenarioList(scenarios=summaries, total_count=rows[0][6] if rows else 0)
 
 
 def _reporting(

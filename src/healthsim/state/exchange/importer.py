@@ -161,6 +161,11 @@ def _import_line_layout(
         return _save(store, path, plan, typed, overwrite, provenance, _file_progress(file, size, progress))
 
 
+def _locator(stream: JsonStream, event: Event) -> Callable[[], str]:
+    """Where an event's value is, worked out only if an error needs it (it scans the window)."""
+    return lambda: stream.where(event.path, event.pos)
+
+
 def _walk_lists(
     path: Path, stream: JsonStream, survey: Survey, unwrap: Callable[[], bool]
 ) -> Iterator[tuple[str, Iterator[Any]]]:
@@ -187,24 +192,22 @@ def _walk_lists(
                     continue
                 survey.wrappers = True
                 unwrapping = unwrap()
-                where = lambda e=event: stream.where(e.path, e.pos)  # noqa: E731
                 for item in batch:
                     wrapped = unwrapping and is_wrapper(item.obj)
-                    yield entity_from_item(path, item.obj, entity_type, True, where) if wrapped else item
+                    yield entity_from_item(path, item.obj, entity_type, True, _locator(stream, event)) if wrapped else item
                 continue
             if event.kind == "end":
                 return
             survey.wrappers = survey.wrappers or (type(event.value) is dict and is_wrapper(event.value))
-            yield entity_from_item(
-                path, event.value, entity_type, unwrap(), lambda e=event: stream.where(e.path, e.pos)
-            )
+            yield entity_from_item(path, event.value, entity_type, unwrap(), _locator(stream, event))
             survey.counts[entity_type] += 1
 
     for event in events:
-        if event.kind == "field":
-            survey.fields[event.key] = event.value
-            continue
         key = event.key
+        assert key is not None  # fields and lists have keys
+        if event.kind == "field":
+            survey.fields[key] = event.value
+            continue
         assert event.kind == "list" and key is not None
         if event.value:  # inside "entities"
             entity_type = list_type(path, key, stream.where(event.path, event.pos))

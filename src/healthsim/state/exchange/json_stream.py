@@ -39,7 +39,7 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, NamedTuple
+from typing import Any, BinaryIO, Literal, NamedTuple
 
 import orjson
 
@@ -93,6 +93,9 @@ def _no_constant(name: str) -> Any:
 
 DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_no_constant, strict=True)
 
+EventKind = Literal["field", "list", "item", "batch", "end"]
+
+
 class Event(NamedTuple):
     """One step of :meth:`JsonStream.walk`.
 
@@ -108,7 +111,7 @@ class Event(NamedTuple):
     element's.
     """
 
-    kind: str
+    kind: EventKind
     key: str | None
     value: Any
     path: str
@@ -324,7 +327,7 @@ class JsonStream:
                 # '[' added, and the next member followed): then take the array's rest.
                 return self._last_batch(start, start + inside)
             items = _checked(text, values) if match is not None else None
-            if items is None:
+            if items is None or match is None:
                 break
             more = match.group(1) is not None
             self._pos = match.end() - 1 if more else match.start() + 1  # at '{', or before ']'

@@ -1,0 +1,94 @@
+"""The shapes of what the library returns, as ``TypedDict``s (plain dicts at run time).
+
+They document the keys for readers and let type checkers follow them; JSON output of
+the CLI and the MCP server is these dicts as they are.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypedDict
+
+__all__ = [
+    "LoadedScenario",
+    "MigrationStatus",
+    "QueryResult",
+    "SaveSummary",
+    "ScenarioList",
+    "ScenarioListEntry",
+    "ScenarioOverview",
+    "ScenarioSummary",
+    "TypeOverview",
+]
+
+
+class ScenarioListEntry(TypedDict):
+    """One scenario in :func:`~healthsim.state.list_scenarios`."""
+
+    scenario_id: str
+    name: str
+    description: str | None
+    tags: list[str]
+    created_at: str | None  # ISO 8601 UTC, ending in Z
+    updated_at: str | None
+    entity_count: int
+    entities_by_type: dict[str, int]  # type -> count, in saved order
+
+
+class ScenarioList(TypedDict):
+    """What :func:`~healthsim.state.list_scenarios` returns."""
+
+    scenarios: list[ScenarioListEntry]
+    total_count: int  # every match, not only the first ``limit``
+
+
+class ScenarioSummary(ScenarioListEntry):
+    """A scenario without its entities: the list entry plus ``metadata``."""
+
+    metadata: dict[str, Any]
+
+
+class LoadedScenario(ScenarioSummary):
+    """What :func:`~healthsim.state.load_scenario` returns."""
+
+    entities: dict[str, list[Any]]
+
+
+class TypeOverview(TypedDict):
+    """One entity type in a :class:`ScenarioOverview`."""
+
+    count: int
+    samples: list[Any]
+
+
+class ScenarioOverview(ScenarioSummary):
+    """What :func:`~healthsim.state.summarize_scenario` returns."""
+
+    types: dict[str, TypeOverview]
+
+
+class SaveSummary(TypedDict):
+    """The specification's save result (CLI ``--json`` and MCP answers of save/import)."""
+
+    scenario_id: str
+    name: str
+    entity_count: int
+    entities_by_type: dict[str, int]
+
+
+class QueryResult(TypedDict):
+    """What :func:`~healthsim.state.query_scenarios` returns."""
+
+    columns: list[str]
+    rows: list[list[Any]]
+    row_count: int
+    total_rows: int
+    truncated: bool
+    truncated_reason: Literal["rows", "bytes"] | None
+    cut_values: int
+    result_bytes: int
+    elapsed_seconds: float
+    views: list[str]
+
+
+#: What the legacy migration did with one file.
+MigrationStatus = Literal["migrated", "already-migrated", "would-migrate", "failed"]
