@@ -1,3 +1,3 @@
 """HealthSim: synthetic healthcare data tools. This distribution provides ``healthsim.state``."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # the one place the version is written (pyproject.toml reads it)

@@ -2,7 +2,8 @@
 
 The tables are exactly the specification's, minus the ``REFERENCES`` clauses: DuckDB
 checks foreign keys too eagerly to delete a scenario's entities and the scenario in one
-transaction, so the library keeps the link itself (see DESIGN.md).
+transaction ("Violates foreign key constraint … still referenced"), so the library keeps
+the link itself, and tests check that no entity or tag row is ever orphaned.
 
 Migrations are ordered and recorded in :data:`VERSION_TABLE` (not ``schema_migrations``,
 which earlier HealthSim releases own). Migration 1 creates the tables, or rebuilds the
@@ -107,7 +108,7 @@ def uuid_from_digest_sql(digest: str) -> str:
 
 
 def entity_uuid_select(source: str, raw_id: str, name_sql: str, columns: str) -> str:
-    """A SELECT over ``source`` adding ``_uuid``: the UUID the rules of DESIGN.md derive.
+    """A SELECT over ``source`` adding ``_uuid``: an entity's stored id.
 
     ``raw_id`` that is a UUID is used as it is; another value gives the UUIDv5 of
     ``name_sql``; NULL gives a fresh random UUID. The digest is only computed where needed.

@@ -1,6 +1,6 @@
 """Checks of the scenario-level arguments: name, description, tags, limit.
 
-Rules (DESIGN.md): a name is trimmed, non-empty, at most 200 characters, free of control
+Rules: a name is trimmed, non-empty, at most 200 characters, free of control
 characters and not itself a UUID, so that name-or-UUID lookups stay unambiguous. Tags are
 trimmed, empty ones dropped and exact duplicates removed, keeping the first occurrence.
 """

@@ -1,6 +1,6 @@
 """What a scenario file says: its format, scenario fields, and entities.
 
-Four shapes are read (DESIGN.md, issue 3):
+Four shapes are read, every one that HealthSim releases have written:
 
 - ``healthsim-1.0``: the exchange format, with a top-level ``schema_version`` "1.x";
 - ``healthsim-legacy-export``: the same shape without ``schema_version`` (earlier releases);
