@@ -21,8 +21,12 @@ from typing import Any
 _GIVEN = ["Ana", "Bo", "Carmen", "Dmitri", "Eun-ji", "Farah", "Gustavo", "Hana", "Ibrahim", "Jana"]
 _FAMILY = ["Lima", "Chen", "Ruiz", "Petrov", "Kim", "Okafor", "Müller", "Nguyen", "Smith", "Rossi"]
 _CITIES = [("Springfield", "IL", "62701"), ("Portland", "OR", "97201"), ("Austin", "TX", "73301")]
-_ICD = [("E11.9", "Type 2 diabetes mellitus without complications"), ("I10", "Essential (primary) hypertension"),
-        ("E78.5", "Hyperlipidemia, unspecified"), ("N18.3", "Chronic kidney disease, stage 3")]
+_ICD = [
+    ("E11.9", "Type 2 diabetes mellitus without complications"),
+    ("I10", "Essential (primary) hypertension"),
+    ("E78.5", "Hyperlipidemia, unspecified"),
+    ("N18.3", "Chronic kidney disease, stage 3"),
+]
 _LOINC = [("4548-4", "Hemoglobin A1c", "%"), ("2345-7", "Glucose", "mg/dL"), ("2160-0", "Creatinine", "mg/dL")]
 
 
@@ -30,67 +34,120 @@ def generate(n_entities: int, seed: int = 7) -> dict[str, list[dict[str, Any]]]:
     """About ``n_entities`` entities (exactly that many) of five types."""
     rng = random.Random(seed)
     out: dict[str, list[dict[str, Any]]] = {
-        "patients": [], "encounters": [], "diagnoses": [], "lab_results": [], "claims": [],
+        "patients": [],
+        "encounters": [],
+        "diagnoses": [],
+        "lab_results": [],
+        "claims": [],
     }
     total = 0
     i = 0
     while total < n_entities:
         mrn = f"MRN-{i:08d}"
         city, state, postal = _CITIES[i % 3]
-        out["patients"].append({
-            "patient_id": mrn,
-            "mrn": mrn,
-            "name": {"given": [_GIVEN[i % 10]], "family": _FAMILY[(i // 10) % 10], "prefix": None},
-            "birth_date": f"{1935 + rng.randrange(70)}-{1 + rng.randrange(12):02d}-{1 + rng.randrange(28):02d}",
-            "gender": "female" if rng.random() < 0.52 else "male",
-            "address": {"line": [f"{rng.randrange(1, 9999)} Oak Street"], "city": city, "state": state,
-                        "postal_code": postal, "country": "US"},
-            "contact": {"phone": f"+1-555-{rng.randrange(10**7):07d}", "email": f"p{i}@example.org"},
-            "deceased_date": None,
-            "marital_status": "married", "language": "en-US", "race": "2106-3", "ethnicity": "2186-5",
-            "primary_care_provider": {"npi": "1234567890", "name": "Dr. Rivera"},
-            "_provenance": {"source_type": "generated", "skill_used": "diabetes-cohort"},
-        })
+        out["patients"].append(
+            {
+                "patient_id": mrn,
+                "mrn": mrn,
+                "name": {"given": [_GIVEN[i % 10]], "family": _FAMILY[(i // 10) % 10], "prefix": None},
+                "birth_date": f"{1935 + rng.randrange(70)}-{1 + rng.randrange(12):02d}-{1 + rng.randrange(28):02d}",
+                "gender": "female" if rng.random() < 0.52 else "male",
+                "address": {
+                    "line": [f"{rng.randrange(1, 9999)} Oak Street"],
+                    "city": city,
+                    "state": state,
+                    "postal_code": postal,
+                    "country": "US",
+                },
+                "contact": {"phone": f"+1-555-{rng.randrange(10**7):07d}", "email": f"p{i}@example.org"},
+                "deceased_date": None,
+                "marital_status": "married",
+                "language": "en-US",
+                "race": "2106-3",
+                "ethnicity": "2186-5",
+                "primary_care_provider": {"npi": "1234567890", "name": "Dr. Rivera"},
+                "_provenance": {"source_type": "generated", "skill_used": "diabetes-cohort"},
+            }
+        )
         total += 1
         for _ in range(2):
             if total >= n_entities:
                 break
             enc = str(uuid.UUID(int=rng.getrandbits(128), version=4))
-            out["encounters"].append({
-                "encounter_id": enc, "patient_id": mrn, "class": "AMB", "status": "finished",
-                "type": {"code": "99213", "display": "Office visit, established patient"},
-                "period": {"start": "2024-03-02T09:00:00Z", "end": "2024-03-02T09:30:00Z"},
-                "provider": {"npi": f"{rng.randrange(10**10):010d}", "name": "Dr. Rivera"},
-                "location": {"name": "Springfield Clinic", "facility_id": "FAC-001"},
-                "reason": {"code": "E11.9", "display": "Diabetes follow-up"}, "discharge_disposition": "home",
-            })
+            out["encounters"].append(
+                {
+                    "encounter_id": enc,
+                    "patient_id": mrn,
+                    "class": "AMB",
+                    "status": "finished",
+                    "type": {"code": "99213", "display": "Office visit, established patient"},
+                    "period": {"start": "2024-03-02T09:00:00Z", "end": "2024-03-02T09:30:00Z"},
+                    "provider": {"npi": f"{rng.randrange(10**10):010d}", "name": "Dr. Rivera"},
+                    "location": {"name": "Springfield Clinic", "facility_id": "FAC-001"},
+                    "reason": {"code": "E11.9", "display": "Diabetes follow-up"},
+                    "discharge_disposition": "home",
+                }
+            )
             code, display = _ICD[rng.randrange(4)]
             loinc, ldisplay, unit = _LOINC[rng.randrange(3)]
-            out["diagnoses"].append({
-                "patient_id": mrn, "encounter_id": enc, "code": code, "system": "ICD-10-CM",
-                "display": display, "onset_date": "2019-05-01", "clinical_status": "active",
-                "verification_status": "confirmed", "recorded_by": "Dr. Rivera",
-                "category": "encounter-diagnosis", "severity": {"code": "24484000", "display": "Severe"},
-                "recorded_date": "2024-03-02T09:12:00Z", "code_system_version": "2024",
-            })
-            out["lab_results"].append({
-                "patient_id": mrn, "encounter_id": enc, "loinc": loinc, "display": ldisplay,
-                "value": round(rng.uniform(4.5, 11.0), 2), "unit": unit, "effective": "2024-03-02",
-                "reference_range": {"low": 4.0, "high": 5.6, "text": "4.0-5.6"}, "interpretation": "H",
-                "status": "final", "specimen": "blood", "performer": "Springfield Lab",
-                "method": "HPLC", "note": "Fasting sample",
-                "issued": "2024-03-02T14:05:00Z", "order_id": f"ORD-{i:08d}",
-            })
+            out["diagnoses"].append(
+                {
+                    "patient_id": mrn,
+                    "encounter_id": enc,
+                    "code": code,
+                    "system": "ICD-10-CM",
+                    "display": display,
+                    "onset_date": "2019-05-01",
+                    "clinical_status": "active",
+                    "verification_status": "confirmed",
+                    "recorded_by": "Dr. Rivera",
+                    "category": "encounter-diagnosis",
+                    "severity": {"code": "24484000", "display": "Severe"},
+                    "recorded_date": "2024-03-02T09:12:00Z",
+                    "code_system_version": "2024",
+                }
+            )
+            out["lab_results"].append(
+                {
+                    "patient_id": mrn,
+                    "encounter_id": enc,
+                    "loinc": loinc,
+                    "display": ldisplay,
+                    "value": round(rng.uniform(4.5, 11.0), 2),
+                    "unit": unit,
+                    "effective": "2024-03-02",
+                    "reference_range": {"low": 4.0, "high": 5.6, "text": "4.0-5.6"},
+                    "interpretation": "H",
+                    "status": "final",
+                    "specimen": "blood",
+                    "performer": "Springfield Lab",
+                    "method": "HPLC",
+                    "note": "Fasting sample",
+                    "issued": "2024-03-02T14:05:00Z",
+                    "order_id": f"ORD-{i:08d}",
+                }
+            )
             total += 3  # encounter, diagnosis, lab result
         if total < n_entities:
-            out["claims"].append({
-                "claim_id": f"CLM-2024-{i:08d}", "member_id": f"MBR-{i:08d}", "patient_id": mrn,
-                "claim_type": "professional", "status": "paid", "service_date": "2024-03-02",
-                "total_charge": 185.0, "total_paid": 142.35, "payer": {"id": "PAYER-01", "name": "Acme Health"},
-                "diagnosis_codes": ["E11.9", "I10"], "place_of_service": "11",
-                "lines": [{"line": 1, "cpt": "99213", "charge": 150.0, "paid": 112.5, "units": 1},
-                          {"line": 2, "cpt": "83036", "charge": 35.0, "paid": 29.85, "units": 1}],
-            })
+            out["claims"].append(
+                {
+                    "claim_id": f"CLM-2024-{i:08d}",
+                    "member_id": f"MBR-{i:08d}",
+                    "patient_id": mrn,
+                    "claim_type": "professional",
+                    "status": "paid",
+                    "service_date": "2024-03-02",
+                    "total_charge": 185.0,
+                    "total_paid": 142.35,
+                    "payer": {"id": "PAYER-01", "name": "Acme Health"},
+                    "diagnosis_codes": ["E11.9", "I10"],
+                    "place_of_service": "11",
+                    "lines": [
+                        {"line": 1, "cpt": "99213", "charge": 150.0, "paid": 112.5, "units": 1},
+                        {"line": 2, "cpt": "83036", "charge": 35.0, "paid": 29.85, "units": 1},
+                    ],
+                }
+            )
             total += 1
         i += 1
     # The loop can overshoot by up to two entities; trim to exactly n_entities.

@@ -33,18 +33,26 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 sys.path.insert(0, str(Path(__file__).parent))
-from data import generate, write_json  # noqa: E402
-
-from healthsim.state import ScenarioStore  # noqa: E402
-from healthsim.state.schema import ensure_schema  # noqa: E402
+from data import generate, write_json
+from healthsim.state import ScenarioStore
+from healthsim.state.schema import ensure_schema
 
 TARGETS = {
-    "save": 1.5, "load": 1.5, "list": 3.0, "export": 2.0,
-    "import": 2.0, "import (indent=2)": 1.5, "import (one line)": 1.5,
+    "save": 1.5,
+    "load": 1.5,
+    "list": 3.0,
+    "export": 2.0,
+    "import": 2.0,
+    "import (indent=2)": 1.5,
+    "import (one line)": 1.5,
 }
 # save: resident memory added beyond the input; import/export: peak resident memory of the process.
 MEMORY_TARGETS_MB = {
-    "save": 1536, "import": 800, "import (indent=2)": 800, "import (one line)": 800, "export": 400,
+    "save": 1536,
+    "import": 800,
+    "import (indent=2)": 800,
+    "import (one line)": 800,
+    "export": 400,
 }
 OPERATIONS = ("save", "load", "export", "import", "list")
 # File layouts the import is measured on: the export's own, and the two that Python's json
@@ -111,9 +119,11 @@ def floor_load(path: Path) -> float:
     started = time.perf_counter()
     con = duckdb.connect(str(path))
     sid = con.execute("SELECT scenario_id FROM scenario_entities LIMIT 1").fetchall()[0][0]
-    column = con.sql(
-        "SELECT entity_data FROM scenario_entities WHERE scenario_id = $sid", params={"sid": sid}
-    ).to_arrow_table().column(0)
+    column = (
+        con.sql("SELECT entity_data FROM scenario_entities WHERE scenario_id = $sid", params={"sid": sid})
+        .to_arrow_table()
+        .column(0)
+    )
     con.close()
     loads = orjson.loads
     parsed = [loads(text) for text in column.to_pylist()]
@@ -127,9 +137,7 @@ def floor_list(path: Path) -> float:
     """Open the file, one GROUP BY of entity counts per scenario and type, close."""
     started = time.perf_counter()
     con = duckdb.connect(str(path))
-    rows = con.execute(
-        "SELECT scenario_id, entity_type, count(*) FROM scenario_entities GROUP BY ALL"
-    ).fetchall()
+    rows = con.execute("SELECT scenario_id, entity_type, count(*) FROM scenario_entities GROUP BY ALL").fetchall()
     con.close()
     elapsed = time.perf_counter() - started
     assert rows
@@ -142,15 +150,19 @@ def floor_export(db: Path, out: Path) -> float:
     started = time.perf_counter()
     con = duckdb.connect(str(db))
     sid = con.execute("SELECT scenario_id FROM scenarios WHERE name = 'bench'").fetchall()[0][0]
-    column = con.sql(
-        "SELECT entity_data FROM scenario_entities WHERE scenario_id = $sid", params={"sid": sid}
-    ).to_arrow_table().column(0)
+    column = (
+        con.sql("SELECT entity_data FROM scenario_entities WHERE scenario_id = $sid", params={"sid": sid})
+        .to_arrow_table()
+        .column(0)
+    )
     con.close()
     separator = pa.scalar(",\n", pa.large_string())
     with out.open("wb") as file:
         file.write(b'{"schema_version":"1.0","name":"bench","entities":{"all":[\n')
         for chunk in column.chunks:
-            joined = pc.binary_join_element_wise(chunk.cast(pa.large_string()), pa.scalar("", pa.large_string()), separator)
+            joined = pc.binary_join_element_wise(
+                chunk.cast(pa.large_string()), pa.scalar("", pa.large_string()), separator
+            )
             file.write(joined.buffers()[2])
         file.write(b"]}}\n")
         file.flush()
@@ -255,8 +267,10 @@ def write_layouts(exported: Path, targets: list[tuple[str, Path]]) -> None:
     for layout, path in targets:
         started = time.perf_counter()
         size = write_json(document, path, LAYOUT_INDENT[layout])
-        print(f"#   {LAYOUTS[layout]}: wrote {size / 1e6:,.0f} MB in {time.perf_counter() - started:.1f} s",
-              file=sys.stderr)
+        print(
+            f"#   {LAYOUTS[layout]}: wrote {size / 1e6:,.0f} MB in {time.perf_counter() - started:.1f} s",
+            file=sys.stderr,
+        )
 
 
 TIMED = {
@@ -281,7 +295,9 @@ def timed_in_child(mode: str, *args: str) -> float:
 def measure_memory(mode: str, *args: str) -> dict[str, float]:
     out = subprocess.run(
         [sys.executable, __file__, "--memory-child", mode, *args],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -333,19 +349,25 @@ def bench_size(
     db, exported = str(lib_paths[0]), str(folder / "exported.json")
     if "load" in only:
         floor_db = str(floor_paths[0])
-        results.append((
-            "load", size,
-            best_of(repeat, lambda _: timed_in_child("lib-load", db, str(n))),
-            best_of(repeat, lambda _: timed_in_child("floor-load", floor_db)),
-            TARGETS["load"],
-        ))
+        results.append(
+            (
+                "load",
+                size,
+                best_of(repeat, lambda _: timed_in_child("lib-load", db, str(n))),
+                best_of(repeat, lambda _: timed_in_child("floor-load", floor_db)),
+                TARGETS["load"],
+            )
+        )
     if "export" in only:
-        results.append((
-            "export", size,
-            best_of(repeat, lambda _: timed_in_child("lib-export", db, exported)),
-            best_of(repeat, lambda _: timed_in_child("floor-export", db, str(folder / "floor-export.json"))),
-            TARGETS["export"],
-        ))
+        results.append(
+            (
+                "export",
+                size,
+                best_of(repeat, lambda _: timed_in_child("lib-export", db, exported)),
+                best_of(repeat, lambda _: timed_in_child("floor-export", db, str(folder / "floor-export.json"))),
+                TARGETS["export"],
+            )
+        )
     elif "import" in only:
         timed_in_child("lib-export", db, exported)  # untimed: the file the import reads
     if "import" in only:
@@ -382,12 +404,15 @@ def bench_imports(
     results = []
     for layout in layouts:
         row, path = LAYOUTS[layout], str(files[layout])
-        results.append((
-            row, f"{n:,}",
-            timed("lib-import", path, str(folder), str(n)),
-            timed("floor-import", path, str(folder)),
-            TARGETS[row],
-        ))
+        results.append(
+            (
+                row,
+                f"{n:,}",
+                timed("lib-import", path, str(folder), str(n)),
+                timed("floor-import", path, str(folder)),
+                TARGETS[row],
+            )
+        )
         if memory is not None:
             memory[row] = measure_memory("import", path, str(fresh_db(folder, "mem-import")))["mb"]
         for stale in folder.glob("*import*.duckdb"):  # a million-entity file each
@@ -409,11 +434,19 @@ def main() -> None:
     parser.add_argument("--list-scenarios", type=int, default=1000)
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument(
-        "--only", nargs="+", choices=OPERATIONS, default=list(OPERATIONS), metavar="OPERATION",
+        "--only",
+        nargs="+",
+        choices=OPERATIONS,
+        default=list(OPERATIONS),
+        metavar="OPERATION",
         help=f"measure only these operations ({', '.join(OPERATIONS)}); default: all",
     )
     parser.add_argument(
-        "--layouts", nargs="+", choices=list(LAYOUTS), default=list(LAYOUTS), metavar="LAYOUT",
+        "--layouts",
+        nargs="+",
+        choices=list(LAYOUTS),
+        default=list(LAYOUTS),
+        metavar="LAYOUT",
         help="file layouts of the import rows: export (the export's own, row 'import'), indent2 "
         "(json.dumps(doc, indent=2)), oneline (json.dumps(doc)); default: all three",
     )
@@ -440,8 +473,12 @@ def main() -> None:
         folder = Path(tmp)
         for n in args.sizes:
             results += bench_size(
-                n, folder, args.repeat, memory if not args.no_memory and n == max(args.sizes) else None,
-                only, layouts,
+                n,
+                folder,
+                args.repeat,
+                memory if not args.no_memory and n == max(args.sizes) else None,
+                only,
+                layouts,
             )
 
         if "list" in only:
@@ -451,12 +488,15 @@ def main() -> None:
             small = generate(100)
             for i in range(count):
                 store.save_scenario(f"scenario-{i:04d}", small, tags=[f"t{i % 7}"])
-            results.append((
-                "list", f"{count:,} scenarios",
-                best_of(args.repeat + 2, lambda _: lib_list(list_db, count)),
-                best_of(args.repeat + 2, lambda _: floor_list(list_db)),
-                TARGETS["list"],
-            ))
+            results.append(
+                (
+                    "list",
+                    f"{count:,} scenarios",
+                    best_of(args.repeat + 2, lambda _: lib_list(list_db, count)),
+                    best_of(args.repeat + 2, lambda _: floor_list(list_db)),
+                    TARGETS["list"],
+                )
+            )
         if not args.no_memory and "save" in only:
             memory["save"] = measure_memory("save", str(max(args.sizes)), str(folder))["mb"]
 

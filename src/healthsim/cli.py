@@ -19,8 +19,8 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
-from .progress import progress_bar
 from ._text import safe_text
+from .progress import progress_bar
 from .state import ScenarioStore, StateError
 
 __all__ = ["app", "main"]
@@ -55,7 +55,7 @@ def _describe(exc: BaseException) -> str:
     """``str(exc)`` as valid UTF-8 (lone surrogates escaped), even if its ``__str__`` fails."""
     try:
         return safe_text(str(exc))
-    except Exception:  # noqa: BLE001 - a broken __str__ must not replace the error
+    except Exception:
         return "(the error text could not be read)"
 
 
@@ -138,7 +138,9 @@ def save(
         Path, typer.Option("--from", help='JSON file: {"patients": [...], ...} or any importable shape.')
     ],
     description: Annotated[str | None, typer.Option(help="Description (replaces the file's).")] = None,
-    tag: Annotated[list[str] | None, typer.Option("--tag", help="A tag; repeat for more (replaces the file's).")] = None,
+    tag: Annotated[
+        list[str] | None, typer.Option("--tag", help="A tag; repeat for more (replaces the file's).")
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace a scenario of the same name.")] = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -149,8 +151,13 @@ def save(
     store = store_of(ctx)
     with progress_bar("saving", unit_bytes=True) as progress:
         scenario_id = store.import_scenario_from_json(
-            from_file, name, overwrite, provenance={"operation": "save"},
-            progress=progress, description=description, tags=tag,
+            from_file,
+            name,
+            overwrite,
+            provenance={"operation": "save"},
+            progress=progress,
+            description=description,
+            tags=tag,
         )
     report_saved(store, scenario_id, "saved", as_json)
 
@@ -188,9 +195,12 @@ def load(
     summary = store.summarize_scenario(name, samples=1)
     info = Table.grid(padding=(0, 2))
     for label, value in (
-        ("name", summary["name"]), ("scenario_id", summary["scenario_id"]),
-        ("description", summary["description"] or ""), ("tags", ", ".join(summary["tags"])),
-        ("created", summary["created_at"]), ("updated", summary["updated_at"]),
+        ("name", summary["name"]),
+        ("scenario_id", summary["scenario_id"]),
+        ("description", summary["description"] or ""),
+        ("tags", ", ".join(summary["tags"])),
+        ("created", summary["created_at"]),
+        ("updated", summary["updated_at"]),
         ("entities", f"{summary['entity_count']:,}"),
     ):
         info.add_row(label, str(value))
@@ -224,7 +234,9 @@ def list_command(
     table.columns[0].no_wrap = True  # a name is never broken; other columns give way
     table.columns[4].no_wrap = True
     for s in result["scenarios"]:
-        table.add_row(s["name"], f"{s['entity_count']:,}", ", ".join(s["entities_by_type"]), ", ".join(s["tags"]), s["updated_at"])
+        table.add_row(
+            s["name"], f"{s['entity_count']:,}", ", ".join(s["entities_by_type"]), ", ".join(s["tags"]), s["updated_at"]
+        )
     out.print(table)
     shown = len(result["scenarios"])
     more = f" ({result['total_count'] - shown} more: raise --limit)" if result["total_count"] > shown else ""
@@ -307,7 +319,9 @@ def migrate(
     status: Annotated[bool, typer.Option("--status", help="Count legacy files and migrated ones.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would happen; change nothing.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before migrating.")] = False,
-    source: Annotated[list[Path] | None, typer.Option("--source", help="Folder of legacy JSON files (repeatable).")] = None,
+    source: Annotated[
+        list[Path] | None, typer.Option("--source", help="Folder of legacy JSON files (repeatable).")
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Bring forward the JSON files of older HealthSim tools (~/.healthsim/scenarios, workspaces).
@@ -346,7 +360,12 @@ def query(
         return
     table = Table(*result["columns"])
     for row in result["rows"]:
-        table.add_row(*(json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else "" if v is None else str(v) for v in row))
+        table.add_row(
+            *(
+                json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else "" if v is None else str(v)
+                for v in row
+            )
+        )
     out.print(table)
     more = " (raise --limit to see more)" if result["truncated"] else ""
     out.print(f"{result['row_count']:,} of {result['total_rows']:,} row(s){more}", markup=False)

@@ -75,7 +75,7 @@ def _describe(exc: BaseException) -> str:
     """``str(exc)`` as valid UTF-8, even for an exception whose ``__str__`` fails."""
     try:
         return safe_text(str(exc))
-    except Exception:  # noqa: BLE001 - a broken __str__ must not turn into a second error
+    except Exception:
         return "(the error text could not be read)"
 
 
@@ -92,9 +92,9 @@ def _tool_errors(tool: F) -> F:
         try:
             return _result_text(tool(*args, **kwargs))
         except ScenarioNotFoundError as exc:
-            raise ToolError(safe_text(
-                f"scenario {exc.name!r} not found; list_scenarios shows the scenarios that exist"
-            )) from None
+            raise ToolError(
+                safe_text(f"scenario {exc.name!r} not found; list_scenarios shows the scenarios that exist")
+            ) from None
         except StateError as exc:
             raise ToolError(_describe(exc)) from None
         except ToolError as exc:
@@ -115,8 +115,9 @@ def build_server(db: str | os.PathLike[str] | None = None) -> MCPServer:
     def store() -> ScenarioStore:
         return ScenarioStore(db)  # a path read per call: HEALTHSIM_DB changes are followed
 
-    def tool(title: str, description: str, *, read_only: bool = False, destructive: bool = False,
-             idempotent: bool = False) -> Callable[[F], F]:
+    def tool(
+        title: str, description: str, *, read_only: bool = False, destructive: bool = False, idempotent: bool = False
+    ) -> Callable[[F], F]:
         """Register a tool: compact JSON text out (no structured copy), errors as tool errors."""
         hints = ToolAnnotations(
             title=title,
@@ -144,7 +145,9 @@ def build_server(db: str | os.PathLike[str] | None = None) -> MCPServer:
     )
     def list_scenarios(
         tag: Annotated[str | None, Field(description="Only scenarios with this tag (case-insensitive).")] = None,
-        search: Annotated[str | None, Field(description="Only scenarios whose name or description contains this text.")] = None,
+        search: Annotated[
+            str | None, Field(description="Only scenarios whose name or description contains this text.")
+        ] = None,
         limit: Annotated[int, Field(ge=1, le=MAX_LIST, description="How many scenarios to return.")] = 20,
     ) -> dict[str, Any]:
         listing = store().list_scenarios(tag=tag, search=search, limit=limit)
@@ -206,7 +209,8 @@ def build_server(db: str | os.PathLike[str] | None = None) -> MCPServer:
             "Delete a scenario (its entities and tags) by name or scenario_id. This cannot be undone: "
             "confirm with the user first, and consider export_scenario to keep a copy."
         ),
-        destructive=True, idempotent=True,
+        destructive=True,
+        idempotent=True,
     )
     def delete_scenario(name: Annotated[str, Field(description="Scenario name or scenario_id.")]) -> dict[str, Any]:
         if not store().delete_scenario(name):
@@ -313,7 +317,7 @@ def _answer_unreadable(exc: Exception) -> types.JSONRPCMessage | None:
     try:
         line = exc.errors(include_url=False)[0]["input"]
         message = json.loads(line)
-    except Exception:  # noqa: BLE001 - not a line we can read either: nothing to answer
+    except Exception:
         return None
     if not isinstance(message, dict):
         return None
@@ -345,7 +349,8 @@ def _answer_unreadable(exc: Exception) -> types.JSONRPCMessage | None:
             jsonrpc="2.0", id=request_id, result=result.model_dump(by_alias=True, exclude_none=True)
         )
     return types.JSONRPCError(
-        jsonrpc="2.0", id=request_id,
+        jsonrpc="2.0",
+        id=request_id,
         error=types.ErrorData(code=types.INVALID_PARAMS, message=f"{safe_text(method)}: {problem}"),
     )
 

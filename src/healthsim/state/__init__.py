@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from .errors import (
-    QueryError,
     DatabaseError,
     DatabaseLockedError,
     InvalidEntityError,
     InvalidInputError,
     InvalidScenarioFileError,
     InvalidScenarioNameError,
+    QueryError,
     ScenarioExistsError,
     ScenarioNotFoundError,
     StateError,
@@ -89,9 +89,7 @@ def load_scenario(name: str) -> LoadedScenario:
     return _default_store().load_scenario(name)
 
 
-def list_scenarios(
-    tag: str | None = None, search: str | None = None, limit: int = 100
-) -> ScenarioList:
+def list_scenarios(tag: str | None = None, search: str | None = None, limit: int = 100) -> ScenarioList:
     """List scenarios in the default database, newest first.
 
     See :meth:`ScenarioStore.list_scenarios`.
@@ -127,9 +125,7 @@ def import_scenario_from_json(
 
     See :meth:`ScenarioStore.import_scenario_from_json`.
     """
-    return _default_store().import_scenario_from_json(
-        file_path, name, overwrite, description=description, tags=tags
-    )
+    return _default_store().import_scenario_from_json(file_path, name, overwrite, description=description, tags=tags)
 
 
 def summarize_scenario(name: str, *, samples: int = 2) -> ScenarioOverview:

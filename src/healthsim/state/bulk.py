@@ -47,8 +47,9 @@ _JSON_TYPE = pa.json_(pa.large_string())
 _INSERT_CHUNK_SQL = f"""
 INSERT INTO scenario_entities (id, scenario_id, entity_type, entity_id, entity_data, created_at)
 SELECT id, $scenario_id, entity_type, _uuid, entity_data, $now
-FROM ({entity_uuid_select("_hs_chunk", "raw_id", "entity_type || ':' || raw_id",
-                          "id, entity_type, raw_id, entity_data")})
+FROM ({
+    entity_uuid_select("_hs_chunk", "raw_id", "entity_type || ':' || raw_id", "id, entity_type, raw_id, entity_data")
+})
 """
 
 
@@ -95,9 +96,7 @@ class ChunkEncoder:
                 # faster). Safe only because encode_fast/encode_exact emit valid JSON.
                 "entity_data": pa.ExtensionArray.from_storage(
                     _JSON_TYPE,
-                    pa.LargeStringArray.from_buffers(
-                        n, pa.py_buffer(self._ends), pa.py_buffer(self._buffer)
-                    ),
+                    pa.LargeStringArray.from_buffers(n, pa.py_buffer(self._ends), pa.py_buffer(self._buffer)),
                 ),
             }
         )

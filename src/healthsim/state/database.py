@@ -131,9 +131,7 @@ def lock_timeout() -> float:
     except ValueError:
         value = -1.0
     if not value >= 0:
-        raise InvalidInputError(
-            f"HEALTHSIM_LOCK_TIMEOUT={raw!r} is not a number of seconds; set it to e.g. 30"
-        )
+        raise InvalidInputError(f"HEALTHSIM_LOCK_TIMEOUT={raw!r} is not a number of seconds; set it to e.g. 30")
     return value
 
 

@@ -108,9 +108,7 @@ def normalize_type(raw: object) -> str:
         InvalidEntityError: the type is not a string or not a valid name.
     """
     if not isinstance(raw, str):
-        raise InvalidEntityError(
-            f"entity type {raw!r} must be a string such as 'patients'", entity_type=None
-        )
+        raise InvalidEntityError(f"entity type {raw!r} must be a string such as 'patients'", entity_type=None)
     name = _CAMEL_BOUNDARY.sub("_", raw.strip()).lower().replace("-", "_").replace(" ", "_")
     name = _SINGULAR_TO_PLURAL.get(name, name)
     if not _TYPE_PATTERN.fullmatch(name) or len(name) > _MAX_TYPE_LENGTH:
@@ -273,7 +271,9 @@ def to_plain(value: Any, path: str = "$", depth: int = 1) -> Any:
         out = {}
         for key, item in value.items():
             if not isinstance(key, str):
-                raise UnrepresentableValue(json_path(path, str(key)), f"has a non-string key {key!r}; JSON keys are strings")
+                raise UnrepresentableValue(
+                    json_path(path, str(key)), f"has a non-string key {key!r}; JSON keys are strings"
+                )
             key_path = json_path(path, key)
             try:
                 key.encode("utf-8")
@@ -292,16 +292,13 @@ def to_plain(value: Any, path: str = "$", depth: int = 1) -> Any:
     if isinstance(value, Decimal):
         return str(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return to_plain(
-            {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}, path, depth
-        )
+        return to_plain({f.name: getattr(value, f.name) for f in dataclasses.fields(value)}, path, depth)
     dump = getattr(value, "model_dump", None)
     if callable(dump):
         return to_plain(dump(mode="json"), path, depth)
     raise UnrepresentableValue(
         path,
-        f"is a {type(value).__name__}, which has no JSON form; convert it to a string, "
-        "number, list or dict first",
+        f"is a {type(value).__name__}, which has no JSON form; convert it to a string, number, list or dict first",
     )
 
 

@@ -61,8 +61,7 @@ class ScenarioNotFoundError(StateError, LookupError):
     def __init__(self, name: str) -> None:
         self.name = name
         super().__init__(
-            f"scenario {name!r} not found; list the scenarios (list_scenarios, or healthsim list) "
-            "to see which exist"
+            f"scenario {name!r} not found; list the scenarios (list_scenarios, or healthsim list) to see which exist"
         )
 
     def __str__(self) -> str:  # LookupError's __str__ would repr() the message
@@ -74,10 +73,7 @@ class ScenarioExistsError(StateError, ValueError):
 
     def __init__(self, name: str) -> None:
         self.name = name
-        super().__init__(
-            f"scenario {name!r} already exists; choose another name or pass overwrite=True "
-            "to replace it"
-        )
+        super().__init__(f"scenario {name!r} already exists; choose another name or pass overwrite=True to replace it")
 
 
 class InvalidInputError(StateError, ValueError):

@@ -173,15 +173,16 @@ def _migrate_one(store: ScenarioStore, path: Path, digest: str, dry_run: bool) -
         if dry_run:
             return FileReport(path, "would-migrate", plan.name, counts=expected)
         name = _free_name(store, plan.name)
-        scenario_id = import_scenario(
-            store, path, name, provenance={"operation": "migration", "source_sha256": digest}
-        )
+        scenario_id = import_scenario(store, path, name, provenance={"operation": "migration", "source_sha256": digest})
         with store.open_scenario(scenario_id) as reader:
             found_name, found = reader.header.name, dict(reader.counts)
         if found_name != name or found != expected:
             store.delete_scenario(scenario_id)
             return FileReport(
-                path, "failed", name, message=f"verification failed: expected {name!r} with {expected}, "
+                path,
+                "failed",
+                name,
+                message=f"verification failed: expected {name!r} with {expected}, "
                 f"read back {found_name!r} with {found}; the import was removed",
             )
         note = f"imported as {name!r} (the name {plan.name!r} was taken)" if name != plan.name else ""

@@ -55,8 +55,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .database import connect, lock_timeout, prepare_file, process_lock, resolve_db_path
-from .results import QueryResult
 from .errors import DatabaseError, DatabaseLockedError, QueryError, StateError
+from .results import QueryResult
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -215,7 +215,9 @@ def _create_views(con: duckdb.DuckDBPyConnection) -> list[str]:
     )
     con.execute(f"CREATE TEMP VIEW entities AS {base}")
     views = ["entities"]
-    taken = {row[0] for row in con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'").fetchall()}
+    taken = {
+        row[0] for row in con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'").fetchall()
+    }
     types = [row[0] for row in con.execute("SELECT DISTINCT entity_type FROM scenario_entities ORDER BY 1").fetchall()]
     for entity_type in types:
         if entity_type in taken or not entity_type.isidentifier() or entity_type in views:
@@ -626,14 +628,26 @@ def query_scenarios(
             config = _sandbox_config(temp_dir)
             if SANDBOX_IN_CHILD_PROCESS and sys.executable:
                 request = {
-                    "path": str(path), "sql": sql, "limit": limit, "max_bytes": max_bytes,
-                    "timeout": float(timeout), "config": config,
+                    "path": str(path),
+                    "sql": sql,
+                    "limit": limit,
+                    "max_bytes": max_bytes,
+                    "timeout": float(timeout),
+                    "config": config,
                 }
                 return cast(QueryResult, _run_in_child(path, request, float(timeout)))
-            return cast(QueryResult, _run_sandbox(
-                path, sql, limit=limit, max_bytes=max_bytes, timeout=float(timeout),
-                config=config, on_ready=lambda: None,
-            ))
+            return cast(
+                QueryResult,
+                _run_sandbox(
+                    path,
+                    sql,
+                    limit=limit,
+                    max_bytes=max_bytes,
+                    timeout=float(timeout),
+                    config=config,
+                    on_ready=lambda: None,
+                ),
+            )
         finally:
             # The child may have been killed mid-spill: its files would stay otherwise.
             shutil.rmtree(temp_dir, ignore_errors=True)

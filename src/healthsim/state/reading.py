@@ -128,23 +128,17 @@ def find_scenario(con: duckdb.DuckDBPyConnection, name: str) -> ScenarioHeader:
         ScenarioNotFoundError: no scenario has that name or id.
     """
     if not isinstance(name, str):
-        raise InvalidInputError(
-            f"scenario name must be a string (a name or UUID), not {type(name).__name__}"
-        )
+        raise InvalidInputError(f"scenario name must be a string (a name or UUID), not {type(name).__name__}")
     key = name.strip()
     row = first_row(con, f"SELECT {SCENARIO_COLUMNS} FROM scenarios WHERE name = ?", [key])
     if row is None and (sid := as_uuid(key)) is not None:
-        row = first_row(
-            con, f"SELECT {SCENARIO_COLUMNS} FROM scenarios WHERE scenario_id = ?", [sid]
-        )
+        row = first_row(con, f"SELECT {SCENARIO_COLUMNS} FROM scenarios WHERE scenario_id = ?", [sid])
     if row is None:
         raise ScenarioNotFoundError(key)
     return ScenarioHeader.from_row(row)
 
 
-def scenario_dict(
-    header: ScenarioHeader, tags: list[str], counts: dict[str, int]
-) -> ScenarioSummary:
+def scenario_dict(header: ScenarioHeader, tags: list[str], counts: dict[str, int]) -> ScenarioSummary:
     """What a load returns of a scenario, but its entities (list entries drop ``metadata``)."""
     return {
         "scenario_id": str(header.scenario_id),
@@ -158,32 +152,27 @@ def scenario_dict(
         "metadata": header.metadata,
     }
 
-def scenario_tags(
-    con: duckdb.DuckDBPyConnection, scenario_ids: list[uuid.UUID]
-) -> dict[uuid.UUID, list[str]]:
+
+def scenario_tags(con: duckdb.DuckDBPyConnection, scenario_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[str]]:
     """Tags per scenario, in the order given."""
     result: dict[uuid.UUID, list[str]] = {}
     rows = con.execute(
-        "SELECT scenario_id, tag FROM scenario_tags WHERE list_contains($ids, scenario_id) "
-        "ORDER BY id",
+        "SELECT scenario_id, tag FROM scenario_tags WHERE list_contains($ids, scenario_id) ORDER BY id",
         {"ids": scenario_ids},
     ).fetchall()
     for sid, tag in rows:
         result.setdefault(sid, []).append(tag)
     return result
 
-def entity_counts(
-    con: duckdb.DuckDBPyConnection, headers: list[ScenarioHeader]
-) -> dict[uuid.UUID, dict[str, int]]:
+
+def entity_counts(con: duckdb.DuckDBPyConnection, headers: list[ScenarioHeader]) -> dict[uuid.UUID, dict[str, int]]:
     """Entity counts by type per scenario, types in saved order (one GROUP BY)."""
     rows = con.execute(
         "SELECT scenario_id, entity_type, count(*), min(id) AS first FROM scenario_entities "
         "WHERE list_contains($ids, scenario_id) GROUP BY ALL ORDER BY first",
         {"ids": [h.scenario_id for h in headers]},
     ).fetchall()
-    counts: dict[uuid.UUID, dict[str, int]] = {
-        h.scenario_id: dict.fromkeys(h.declared_types(), 0) for h in headers
-    }
+    counts: dict[uuid.UUID, dict[str, int]] = {h.scenario_id: dict.fromkeys(h.declared_types(), 0) for h in headers}
     for sid, entity_type, count, _ in rows:
         counts[sid][entity_type] = count
     return counts
@@ -262,8 +251,12 @@ class ScenarioReader:
         total = self.counts[entity_type]
         end = offset + len(entities)
         return {
-            "entity_type": entity_type, "offset": offset, "returned": len(entities), "total": total,
-            "next_offset": end if end < total else None, "entities": entities,
+            "entity_type": entity_type,
+            "offset": offset,
+            "returned": len(entities),
+            "total": total,
+            "next_offset": end if end < total else None,
+            "entities": entities,
         }
 
     def overview(self, samples: int = 2, budget: int = SAMPLES_BYTES) -> ScenarioOverview:

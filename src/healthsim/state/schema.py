@@ -205,9 +205,7 @@ def _rebuild_legacy_tables(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(_TABLES_DDL)
 
     def with_scenario_uuid(source: str, columns: str) -> str:
-        return entity_uuid_select(
-            source, "scenario_id::VARCHAR", "'scenario:' || scenario_id::VARCHAR", columns
-        )
+        return entity_uuid_select(source, "scenario_id::VARCHAR", "'scenario:' || scenario_id::VARCHAR", columns)
 
     if _table_columns(con, "_hs_upgrade_scenarios") is not None:
         con.execute(
@@ -246,9 +244,7 @@ def _migration_1(con: duckdb.DuckDBPyConnection) -> None:
     if all(cols is None for cols in present.values()):
         con.execute(_TABLES_DDL)
         return
-    ours = all(
-        cols == _OUR_COLUMNS[t] and not _has_foreign_keys(con, t) for t, cols in present.items()
-    )
+    ours = all(cols == _OUR_COLUMNS[t] and not _has_foreign_keys(con, t) for t, cols in present.items())
     if not ours:
         _rebuild_legacy_tables(con)
 
@@ -259,9 +255,7 @@ STAGING_TABLE = "healthsim_state_staging"
 def _migration_2(con: duckdb.DuckDBPyConnection) -> None:
     # Scenarios being written in several transactions (see bulk.py): rows staged under
     # an id recorded here are invisible, and removed on the next open after a crash.
-    con.execute(
-        f"CREATE TABLE {STAGING_TABLE} (scenario_id UUID PRIMARY KEY, started_at TIMESTAMP NOT NULL)"
-    )
+    con.execute(f"CREATE TABLE {STAGING_TABLE} (scenario_id UUID PRIMARY KEY, started_at TIMESTAMP NOT NULL)")
 
 
 #: Ordered migrations: (version, description, function). Append; never edit a released one.

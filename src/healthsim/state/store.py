@@ -25,13 +25,13 @@ import duckdb
 import pyarrow as pa
 
 from .. import __version__
-from .database import connect, resolve_db_path
 from .bulk import ChunkEncoder, insert_chunks
+from .database import connect, resolve_db_path
 from .entities import iter_typed_entities
+from .errors import ScenarioExistsError, ScenarioNotFoundError
 from .exchange.export import export_scenario
 from .exchange.importer import import_scenario
 from .query import query_scenarios
-from .errors import ScenarioExistsError, ScenarioNotFoundError
 from .reading import (
     SCENARIO_COLUMNS,
     ScenarioHeader,
@@ -59,6 +59,7 @@ from .validation import (
 )
 
 __all__ = ["ScenarioStore"]
+
 
 def _utcnow() -> _dt.datetime:
     return _dt.datetime.now(_dt.UTC).replace(tzinfo=None)
@@ -205,8 +206,12 @@ class ScenarioStore:
                     **(metadata or {}),
                     "entity_types": list(encoder.counts),
                     "exact_json_rows": encoder.exact_rows,
-                    "provenance": {**provenance, "library": "healthsim-state",
-                                   "library_version": __version__, "at": iso_utc(now)},
+                    "provenance": {
+                        **provenance,
+                        "library": "healthsim-state",
+                        "library_version": __version__,
+                        "at": iso_utc(now),
+                    },
                 }
                 meta_text = json.dumps(meta, ensure_ascii=False, allow_nan=False)
                 if existing is not None:
@@ -247,7 +252,7 @@ class ScenarioStore:
             except BaseException:
                 try:
                     discard_staging(con, staging)
-                except Exception:  # noqa: BLE001 - keep the original error; the next open cleans up
+                except Exception:
                     pass
                 raise
         return str(sid)
@@ -291,8 +296,10 @@ class ScenarioStore:
         with self.open_scenario(name) as reader:
             summary = reader.summary()
         return SaveSummary(
-            scenario_id=summary["scenario_id"], name=summary["name"],
-            entity_count=summary["entity_count"], entities_by_type=summary["entities_by_type"],
+            scenario_id=summary["scenario_id"],
+            name=summary["name"],
+            entity_count=summary["entity_count"],
+            entities_by_type=summary["entities_by_type"],
         )
 
     def database_info(self) -> dict[str, Any]:
@@ -368,8 +375,14 @@ class ScenarioStore:
                 file and the place (JSON path, line and column). Nothing is saved.
         """
         return import_scenario(
-            self, file_path, name, overwrite, provenance=provenance, progress=progress,
-            description=description, tags=None if tags is None else list(tags),
+            self,
+            file_path,
+            name,
+            overwrite,
+            provenance=provenance,
+            progress=progress,
+            description=description,
+            tags=None if tags is None else list(tags),
         )
 
     def query(
@@ -448,9 +461,7 @@ class ScenarioStore:
         summary = scenario_dict(header, tags, {t: len(v) for t, v in entities.items()})
         return LoadedScenario(**summary, entities=entities)
 
-    def list_scenarios(
-        self, tag: str | None = None, search: str | None = None, limit: int = 100
-    ) -> ScenarioList:
+    def list_scenarios(self, tag: str | None = None, search: str | None = None, limit: int = 100) -> ScenarioList:
         """List scenario summaries, newest ``updated_at`` first.
 
         Args:
@@ -496,5 +507,3 @@ def _reporting(
     for table in chunks:
         on_chunk(encoder.next_id - first_id)
         yield table
-
-

@@ -13,7 +13,15 @@ from collections.abc import Iterable
 
 from .errors import InvalidInputError, InvalidScenarioNameError
 
-__all__ = ["MAX_NAME_LENGTH", "validate_name", "validate_description", "normalize_tags", "validate_limit", "validate_filter", "as_uuid"]
+__all__ = [
+    "MAX_NAME_LENGTH",
+    "validate_name",
+    "validate_description",
+    "normalize_tags",
+    "validate_limit",
+    "validate_filter",
+    "as_uuid",
+]
 
 MAX_NAME_LENGTH = 200
 # C0 and C1 control characters, DEL, and the Unicode line/paragraph separators.
@@ -56,9 +64,7 @@ def validate_name(name: object) -> str:
             f"scenario name {trimmed[:40]!r}... is {len(trimmed)} characters; use at most {MAX_NAME_LENGTH}"
         )
     if _CONTROL.search(trimmed):
-        raise InvalidScenarioNameError(
-            f"scenario name {trimmed!r} contains a control character; use printable text"
-        )
+        raise InvalidScenarioNameError(f"scenario name {trimmed!r} contains a control character; use printable text")
     try:
         _check_utf8(trimmed, f"scenario name {trimmed!r}")
     except InvalidInputError as exc:
@@ -94,15 +100,11 @@ def normalize_tags(tags: Iterable[object] | None) -> list[str]:
     if tags is None:
         return []
     if isinstance(tags, (str, bytes)):
-        raise InvalidInputError(
-            f"tags must be a list of strings, not a single string; write tags=[{tags!r}]"
-        )
+        raise InvalidInputError(f"tags must be a list of strings, not a single string; write tags=[{tags!r}]")
     result: list[str] = []
     for position, tag in enumerate(tags):
         if not isinstance(tag, str):
-            raise InvalidInputError(
-                f"tags[{position}] is {type(tag).__name__} {tag!r}; every tag must be a string"
-            )
+            raise InvalidInputError(f"tags[{position}] is {type(tag).__name__} {tag!r}; every tag must be a string")
         cleaned = tag.strip()
         if _CONTROL.search(cleaned):
             raise InvalidInputError(f"tags[{position}] {cleaned!r} contains a control character")

@@ -27,8 +27,8 @@ import json
 import os
 import re
 import tempfile
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 import pyarrow as pa
@@ -71,9 +71,7 @@ def _target_path(name: str, output_path: str | os.PathLike[str] | None) -> Path:
         target = default_export_path(name)
     else:
         if not isinstance(output_path, (str, os.PathLike)):
-            raise InvalidInputError(
-                f"output_path must be a path, not {type(output_path).__name__}"
-            )
+            raise InvalidInputError(f"output_path must be a path, not {type(output_path).__name__}")
         try:
             os.fsencode(output_path)
         except UnicodeEncodeError:  # "\ud800" (not an undecodable byte's "\udcff")
@@ -153,8 +151,7 @@ def _cannot_write(target: Path, exc: OSError) -> InvalidInputError:
     if blocker is not None:
         problem = f"{str(blocker)!r} is a file, not a folder; choose another output path"
     elif exc.errno in (errno.EACCES, errno.EPERM):
-        problem = (f"permission denied in {str(target.parent)!r}; choose an output path in a "
-                   "folder you can write to")
+        problem = f"permission denied in {str(target.parent)!r}; choose an output path in a folder you can write to"
     elif exc.errno == errno.EROFS:
         problem = f"{str(target.parent)!r} is on a read-only file system; choose another output path"
     elif exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -210,9 +207,7 @@ def export_scenario(
         target = _target_path(reader.header.name, output_path)
         created = _make_folder(target)
         try:
-            fd, temp_name = tempfile.mkstemp(
-                dir=target.parent, prefix=f".{target.name}.", suffix=".partial"
-            )
+            fd, temp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
         except OSError as exc:
             _remove_folders(created)
             raise _cannot_write(target, exc) from exc

@@ -16,10 +16,10 @@ memory stays bounded by a chunk of entities, not the file.
 
 from __future__ import annotations
 
-import os
-from dataclasses import replace
 import itertools
+import os
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -90,7 +90,9 @@ def _lineage(previous: Any) -> list[Any]:
     return hops
 
 
-def _record(plan: ImportPlan, path: Path, provenance: Mapping[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+def _record(
+    plan: ImportPlan, path: Path, provenance: Mapping[str, Any] | None
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """The scenario's metadata and its provenance record for this import."""
     metadata = dict(plan.metadata)
     record = {
@@ -124,8 +126,13 @@ def _save(
         assert final_plan is not None
         final = final_plan()
         meta, rec = _record(final, path, provenance)
-        return {"description": final.description, "tags": final.tags, "metadata": meta,
-                "provenance": rec, "created_at": final.created_at}
+        return {
+            "description": final.description,
+            "tags": final.tags,
+            "metadata": meta,
+            "provenance": rec,
+            "created_at": final.created_at,
+        }
 
     return store.write_scenario(
         name=plan.name,
@@ -148,15 +155,18 @@ def _file_progress(file: BinaryIO, size: int, progress: Progress | None) -> Call
 
 
 def _import_line_layout(
-    store: ScenarioStore, path: Path, name: str | None, overwrite: bool,
-    provenance: Mapping[str, Any] | None, progress: Progress | None, overrides: dict[str, Any],
+    store: ScenarioStore,
+    path: Path,
+    name: str | None,
+    overwrite: bool,
+    provenance: Mapping[str, Any] | None,
+    progress: Progress | None,
+    overrides: dict[str, Any],
 ) -> str:
     with path.open("rb") as file:
         reader = LineLayoutReader(path, file)
         plan = replace(plan_import(path, Survey(fields=reader.fields), name), **overrides)
-        typed = (
-            (list_type(path, key, f"$.entities[{key!r}]"), items) for key, items in reader.lists()
-        )
+        typed = ((list_type(path, key, f"$.entities[{key!r}]"), items) for key, items in reader.lists())
         size = path.stat().st_size
         return _save(store, path, plan, typed, overwrite, provenance, _file_progress(file, size, progress))
 
@@ -194,7 +204,11 @@ def _walk_lists(
                 unwrapping = unwrap()
                 for item in batch:
                     wrapped = unwrapping and is_wrapper(item.obj)
-                    yield entity_from_item(path, item.obj, entity_type, True, _locator(stream, event)) if wrapped else item
+                    yield (
+                        entity_from_item(path, item.obj, entity_type, True, _locator(stream, event))
+                        if wrapped
+                        else item
+                    )
                 continue
             if event.kind == "end":
                 return
@@ -259,8 +273,13 @@ def _name_settled(survey: Survey, name: str | None) -> bool:
 
 
 def _import_one_pass(
-    store: ScenarioStore, path: Path, name: str | None, overwrite: bool,
-    provenance: Mapping[str, Any] | None, progress: Progress | None, overrides: dict[str, Any],
+    store: ScenarioStore,
+    path: Path,
+    name: str | None,
+    overwrite: bool,
+    provenance: Mapping[str, Any] | None,
+    progress: Progress | None,
+    overrides: dict[str, Any],
 ) -> str:
     """Read the file once, saving entities as they come (see the module docstring).
 
@@ -292,8 +311,13 @@ def _import_one_pass(
 
 
 def _import_two_passes(
-    store: ScenarioStore, path: Path, name: str | None, overwrite: bool,
-    provenance: Mapping[str, Any] | None, progress: Progress | None, overrides: dict[str, Any],
+    store: ScenarioStore,
+    path: Path,
+    name: str | None,
+    overwrite: bool,
+    provenance: Mapping[str, Any] | None,
+    progress: Progress | None,
+    overrides: dict[str, Any],
 ) -> str:
     survey = survey_file(path)
     plan = replace(plan_import(path, survey, name), **overrides)

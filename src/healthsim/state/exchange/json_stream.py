@@ -283,9 +283,7 @@ class JsonStream:
         """
         so_far = len(self._buf) - start
         if so_far > _MAX_VALUE_CHARS:
-            raise self._error(
-                f"a single value is larger than {_MAX_VALUE_CHARS >> 20} MB", path, self._offset + start
-            )
+            raise self._error(f"a single value is larger than {_MAX_VALUE_CHARS >> 20} MB", path, self._offset + start)
         return self._fill(at_least=so_far)
 
     def _key(self, path: str) -> str:

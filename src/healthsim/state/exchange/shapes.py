@@ -51,8 +51,7 @@ __all__ = [
 
 #: Top-level members that describe the scenario (never entity lists).
 SCENARIO_FIELDS = frozenset(
-    {"schema_version", "scenario_id", "name", "description", "created_at", "updated_at",
-     "tags", "metadata", "entities"}
+    {"schema_version", "scenario_id", "name", "description", "created_at", "updated_at", "tags", "metadata", "entities"}
 )
 _WRAPPER_KEYS = frozenset({"entity_id", "entity_type", "data", "provenance"})
 SUPPORTED_MAJOR = "1"
@@ -140,9 +139,7 @@ def plan_import(path: Path, survey: Survey, name: str | None) -> ImportPlan:
     version = check_schema_version(path, fields)
     file_metadata = fields.pop("metadata", None)
     workspace = (
-        version is None
-        and isinstance(file_metadata, dict)
-        and (survey.wrappers or "workspace_id" in file_metadata)
+        version is None and isinstance(file_metadata, dict) and (survey.wrappers or "workspace_id" in file_metadata)
     )
     if version is not None:
         source_format = "healthsim-1.0"
@@ -213,8 +210,10 @@ def plan_import(path: Path, survey: Survey, name: str | None) -> ImportPlan:
                 key.encode("utf-8")
             except UnicodeEncodeError:
                 raise _refuse(
-                    path, "this key contains a lone surrogate, which UTF-8 JSON cannot hold; "
-                    "remove it or encode the text correctly", where,
+                    path,
+                    "this key contains a lone surrogate, which UTF-8 JSON cannot hold; "
+                    "remove it or encode the text correctly",
+                    where,
                 ) from None
             source_fields[key] = _plain(path, value, where)
         metadata["source_fields"] = source_fields
@@ -255,18 +254,14 @@ def _unwrap(value: dict[str, Any], list_type: str) -> dict[str, Any]:
     return data
 
 
-def entity_from_item(
-    path: Path, value: Any, entity_type: str, unwrap: bool, where: Locator
-) -> Encoded:
+def entity_from_item(path: Path, value: Any, entity_type: str, unwrap: bool, where: Locator) -> Encoded:
     """Check and encode one element of an entity list.
 
     Raises:
         InvalidScenarioFileError: at ``where()``, with the field inside the entity.
     """
     if not isinstance(value, dict):
-        raise _refuse(
-            path, f"an entity must be a JSON object, not {type(value).__name__}", where()
-        )
+        raise _refuse(path, f"an entity must be a JSON object, not {type(value).__name__}", where())
     if unwrap and is_wrapper(value):
         value = _unwrap(value, entity_type)
     text = encode_fast(value)
