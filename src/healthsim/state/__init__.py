@@ -31,7 +31,7 @@ from .errors import (
     StateError,
 )
 from .query import query_scenarios
-from .results import LoadedScenario, QueryResult, ScenarioList, ScenarioListEntry, ScenarioOverview
+from .results import EditResult, LoadedScenario, QueryResult, ScenarioList, ScenarioListEntry, ScenarioOverview
 from .store import ScenarioStore
 
 __all__ = [
@@ -43,12 +43,18 @@ __all__ = [
     "import_scenario_from_json",
     "query_scenarios",
     "summarize_scenario",
+    "add_entities",
+    "remove_entities",
+    "update_scenario",
+    "copy_scenario",
+    "merge_scenarios",
     "ScenarioStore",
     "LoadedScenario",
     "ScenarioList",
     "ScenarioListEntry",
     "ScenarioOverview",
     "QueryResult",
+    "EditResult",
     "StateError",
     "ScenarioNotFoundError",
     "ScenarioExistsError",
@@ -134,3 +140,71 @@ def summarize_scenario(name: str, *, samples: int = 2) -> ScenarioOverview:
     See :meth:`ScenarioStore.summarize_scenario`.
     """
     return _default_store().summarize_scenario(name, samples=samples)
+
+
+def add_entities(
+    name: str,
+    entities: Mapping[str, Iterable[Any]],
+    *,
+    upsert: bool = True,
+    create: bool = False,
+    description: str | None = None,
+    tags: Iterable[str] | None = None,
+) -> EditResult:
+    """Add entities to a scenario of the default database (upsert by id by default).
+
+    See :meth:`ScenarioStore.add_entities`.
+    """
+    return _default_store().add_entities(
+        name, entities, upsert=upsert, create=create, description=description, tags=tags
+    )
+
+
+def remove_entities(name: str, entity_type: str, entity_ids: Iterable[str]) -> EditResult:
+    """Remove entities of one type, by stored UUID or own id, from the default database.
+
+    See :meth:`ScenarioStore.remove_entities`.
+    """
+    return _default_store().remove_entities(name, entity_type, entity_ids)
+
+
+def update_scenario(
+    name: str,
+    *,
+    new_name: str | None = None,
+    description: str | None = None,
+    add_tags: Iterable[str] = (),
+    remove_tags: Iterable[str] = (),
+) -> ScenarioListEntry:
+    """Rename a scenario, change its description, add or remove tags (default database).
+
+    See :meth:`ScenarioStore.update_scenario`.
+    """
+    return _default_store().update_scenario(
+        name, new_name=new_name, description=description, add_tags=add_tags, remove_tags=remove_tags
+    )
+
+
+def copy_scenario(
+    source: str, new_name: str, *, description: str | None = None, tags: Iterable[str] | None = None
+) -> str:
+    """Copy a scenario of the default database under a new name; returns the new id.
+
+    See :meth:`ScenarioStore.copy_scenario`.
+    """
+    return _default_store().copy_scenario(source, new_name, description=description, tags=tags)
+
+
+def merge_scenarios(
+    sources: Iterable[str],
+    new_name: str,
+    *,
+    upsert: bool = False,
+    description: str | None = None,
+    tags: Iterable[str] | None = None,
+) -> str:
+    """Merge scenarios of the default database into a new one; returns its id.
+
+    See :meth:`ScenarioStore.merge_scenarios`.
+    """
+    return _default_store().merge_scenarios(sources, new_name, upsert=upsert, description=description, tags=tags)

@@ -71,9 +71,9 @@ class ScenarioNotFoundError(StateError, LookupError):
 class ScenarioExistsError(StateError, ValueError):
     """A scenario with that name exists and ``overwrite`` was not set."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, hint: str = "choose another name or pass overwrite=True to replace it") -> None:
         self.name = name
-        super().__init__(f"scenario {name!r} already exists; choose another name or pass overwrite=True to replace it")
+        super().__init__(f"scenario {name!r} already exists; {hint}")
 
 
 class InvalidInputError(StateError, ValueError):

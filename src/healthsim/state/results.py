@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Literal, TypedDict
 
 __all__ = [
+    "EditResult",
     "LoadedScenario",
     "MigrationStatus",
     "QueryResult",
@@ -73,6 +74,19 @@ class SaveSummary(TypedDict):
     name: str
     entity_count: int
     entities_by_type: dict[str, int]
+
+
+class EditResult(TypedDict, total=False):
+    """What add_entities and remove_entities return (``not_found`` from remove only)."""
+
+    scenario_id: str
+    name: str
+    added: dict[str, int]  # type -> entities appended
+    updated: dict[str, int]  # type -> entities replaced in place
+    removed: dict[str, int]  # type -> entities removed
+    entity_count: int
+    entities_by_type: dict[str, int]
+    not_found: list[str]
 
 
 class QueryResult(TypedDict):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -42,7 +43,7 @@ from .shapes import (
     plan_import,
 )
 
-__all__ = ["import_scenario", "survey_file"]
+__all__ = ["entity_stream", "import_scenario", "survey_file"]
 
 Progress = Callable[[int, int], None]  # (bytes read, file size)
 
@@ -365,3 +366,19 @@ def import_scenario(
             return _import_one_pass(store, path, name, overwrite, provenance, progress, overrides)
         except _Replan:
             return _import_two_passes(store, path, name, overwrite, provenance, progress, overrides)
+
+
+@contextmanager
+def entity_stream(file_path: str | os.PathLike[str]) -> Iterator[Iterator[tuple[str, Iterator[Any]]]]:
+    """The entity lists of a file, as ``(type, checked entities)``, read once and
+    streamed (for adding a file's entities to a scenario). Any shape the importer reads
+    is accepted; the file's scenario fields are read and left aside.
+
+    Raises:
+        InvalidScenarioFileError: the file cannot be read (as it is read).
+    """
+    path = _checked_path(file_path)
+    survey = Survey()
+    with path.open("rb") as file, gc_paused():
+        # Wrapped legacy entities are unwrapped unless the file says it is the 1.0 format.
+        yield _walk_lists(path, JsonStream(path, file), survey, lambda: "schema_version" not in survey.fields)

@@ -1,0 +1,367 @@
+"""Editing saved scenarios in place: add (with upsert), remove, update, copy and merge.
+
+Each operation is one transaction on an open connection (the store opens and closes
+it) and costs what it touches, not the scenario's size: new entities are appended with
+ids after every existing one (so they load after the entities already there), a replaced
+entity keeps its row and so its place, and lookups are hash joins of the batch against
+the scenario's rows, with no per-entity round trip.
+
+An entity is matched by its stored ``entity_id`` within its type, which for an entity
+with an id of its own is that id (or the UUIDv5 derived from it, the same as on save).
+Entities without an id of their own have random ids and are never matched: they are
+only appended, or removed by their stored UUID.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import duckdb
+
+from .. import __version__
+from .bulk import CHUNK_ROWS, ChunkEncoder
+from .entities import derive_entity_id, id_fields, normalize_type
+from .errors import InvalidEntityError, InvalidInputError, ScenarioExistsError
+from .reading import SCENARIO_COLUMNS, ScenarioHeader, first_row, iso_utc
+from .schema import entity_uuid_select
+from .transactions import transaction
+from .validation import normalize_tags
+
+__all__ = [
+    "ChangeCounts",
+    "add_batch",
+    "apply_tags",
+    "check_name_free",
+    "copy_rows",
+    "current_types",
+    "edit_provenance",
+    "merge_rows",
+    "remove_rows",
+    "write_header",
+    "write_tags",
+]
+
+_NEW = "_hs_new"  # the batch being added: seq, entity_type, has_id, entity_id, entity_data
+_KEYS = "_hs_keys"  # per (type, id) of the batch: first position, last value
+_HITS = "_hs_hits"  # rows of the scenario that the batch's ids match
+
+#: Per type: how many entities an operation added, updated (in place) and removed.
+ChangeCounts = dict[str, dict[str, int]]
+
+
+def _next_id(con: duckdb.DuckDBPyConnection) -> int:
+    return int(con.execute("SELECT COALESCE(max(id), 0) + 1 FROM scenario_entities").fetchall()[0][0])
+
+
+def current_types(con: duckdb.DuckDBPyConnection, header: ScenarioHeader) -> list[str]:
+    """The scenario's entity types in order: those its metadata declares, then any
+    others its rows hold (scenarios of earlier releases), in the order they first appear."""
+    types = header.declared_types()
+    rows = con.execute(
+        "SELECT entity_type, min(id) AS first FROM scenario_entities WHERE scenario_id = ? GROUP BY ALL ORDER BY first",
+        [header.scenario_id],
+    ).fetchall()
+    return types + [t for t, _ in rows if t not in types]
+
+
+def _counts_by_type(con: duckdb.DuckDBPyConnection, sql: str, params: Mapping[str, Any]) -> dict[str, int]:
+    return {t: int(n) for t, n in con.execute(sql, dict(params)).fetchall()}
+
+
+def _load_batch(con: duckdb.DuckDBPyConnection, typed: Iterable[tuple[str, Iterable[Any]]]) -> ChunkEncoder:
+    """Encode and check entities into the temporary batch table, ids derived as on save.
+
+    Raises:
+        InvalidEntityError: an entity cannot be stored (naming its type, index, field).
+    """
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {_NEW} "
+        "(seq INTEGER, entity_type VARCHAR, has_id BOOLEAN, entity_id UUID, entity_data JSON)"
+    )
+    encoder = ChunkEncoder(1)
+    select = entity_uuid_select(
+        "_hs_chunk", "raw_id", "entity_type || ':' || raw_id", "id, entity_type, raw_id, entity_data"
+    )
+    for table in encoder.tables(typed):
+        con.register("_hs_chunk", table)
+        try:
+            con.execute(
+                f"INSERT INTO {_NEW} SELECT id, entity_type, raw_id IS NOT NULL, _uuid, entity_data FROM ({select})"
+            )
+        finally:
+            con.unregister("_hs_chunk")
+    return encoder
+
+
+def _has_id_sql(types: Iterable[str]) -> str:
+    """SQL telling whether a stored row's entity has an id of its own (a string or a
+    number in one of its type's id fields), as :func:`~.entities.raw_entity_id` decides."""
+    cases = []
+    for entity_type in types:
+        checks = " OR ".join(
+            f"json_type(entity_data, '$.{field}') IN ('VARCHAR', 'BIGINT', 'UBIGINT', 'DOUBLE', 'HUGEINT')"
+            for field in id_fields(entity_type)
+        )
+        cases.append(f"WHEN {_quote(entity_type)} THEN COALESCE({checks}, false)")  # json_type of a missing field is NULL
+    return f"CASE entity_type {' '.join(cases)} ELSE false END" if cases else "false"
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _apply_batch(
+    con: duckdb.DuckDBPyConnection, sid: uuid.UUID, now: _dt.datetime, *, upsert: bool
+) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
+    """Put the batch table into the scenario; returns (added, updated, removed) per type."""
+    base = _next_id(con) - 1
+    params: dict[str, Any] = {"sid": sid, "now": now, "base": base}
+    insert = (
+        "INSERT INTO scenario_entities (id, scenario_id, entity_type, entity_id, entity_data, created_at) "
+        "SELECT $base + row_number() OVER (ORDER BY seq), $sid, entity_type, entity_id, entity_data, $now FROM ({rows})"
+    )
+    if not upsert:
+        added = _counts_by_type(con, f"SELECT entity_type, count(*) FROM {_NEW} GROUP BY ALL", {})
+        con.execute(insert.format(rows=f"SELECT seq, entity_type, entity_id, entity_data FROM {_NEW}"), params)
+        return added, {}, {}
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {_KEYS} AS SELECT entity_type, entity_id, min(seq) AS first_seq, "
+        f"arg_max(entity_data, seq) AS data FROM {_NEW} WHERE has_id GROUP BY entity_type, entity_id"
+    )
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {_HITS} AS SELECT e.id, e.entity_type, e.entity_id, "
+        "row_number() OVER (PARTITION BY e.entity_type, e.entity_id ORDER BY e.id) AS nth "
+        f"FROM scenario_entities e JOIN {_KEYS} k ON e.entity_type = k.entity_type AND e.entity_id = k.entity_id "
+        "WHERE e.scenario_id = $sid",
+        {"sid": sid},
+    )
+    updated = _counts_by_type(con, f"SELECT entity_type, count(*) FROM {_HITS} WHERE nth = 1 GROUP BY ALL", {})
+    removed = _counts_by_type(con, f"SELECT entity_type, count(*) FROM {_HITS} WHERE nth > 1 GROUP BY ALL", {})
+    if updated:
+        con.execute(
+            f"UPDATE scenario_entities SET entity_data = k.data FROM {_HITS} h, {_KEYS} k "
+            "WHERE scenario_entities.id = h.id AND h.nth = 1 AND k.entity_type = h.entity_type "
+            "AND k.entity_id = h.entity_id"
+        )
+    if removed:
+        con.execute(f"DELETE FROM scenario_entities WHERE id IN (SELECT id FROM {_HITS} WHERE nth > 1)")
+    rows = (
+        f"SELECT seq, entity_type, entity_id, entity_data FROM {_NEW} WHERE NOT has_id UNION ALL "
+        f"SELECT first_seq, entity_type, entity_id, data FROM {_KEYS} k WHERE NOT EXISTS "
+        f"(SELECT 1 FROM {_HITS} h WHERE h.entity_type = k.entity_type AND h.entity_id = k.entity_id)"
+    )
+    added = _counts_by_type(con, f"SELECT entity_type, count(*) FROM ({rows}) GROUP BY ALL", {})
+    con.execute(insert.format(rows=rows), params)
+    return added, updated, removed
+
+
+def add_batch(
+    con: duckdb.DuckDBPyConnection,
+    header: ScenarioHeader,
+    typed: Iterable[tuple[str, Iterable[Any]]],
+    now: _dt.datetime,
+    *,
+    upsert: bool,
+) -> tuple[ChangeCounts, list[str], int]:
+    """Add entities to a scenario, inside the caller's transaction.
+
+    Returns:
+        ``({"added": …, "updated": …, "removed": …}, entity types in order, exact rows
+        written)``.
+
+    Raises:
+        InvalidEntityError: an entity cannot be stored; nothing was changed.
+    """
+    encoder = _load_batch(con, typed)
+    added, updated, removed = _apply_batch(con, header.scenario_id, now, upsert=upsert)
+    types = current_types(con, header)
+    types += [t for t in encoder.counts if t not in types]
+    return {"added": added, "updated": updated, "removed": removed}, types, encoder.exact_rows
+
+
+def remove_rows(
+    con: duckdb.DuckDBPyConnection, header: ScenarioHeader, entity_type: str, entity_ids: Sequence[Any]
+) -> tuple[int, list[str]]:
+    """Remove the entities of one type named by stored UUID or own id.
+
+    Returns:
+        (rows removed, the ids given that matched none).
+
+    Raises:
+        InvalidInputError: the type is unknown to the scenario, or an id is not a string
+            or number.
+    """
+    try:
+        stored_type = normalize_type(entity_type)
+    except InvalidEntityError as exc:
+        raise InvalidInputError(str(exc)) from None
+    types = current_types(con, header)
+    if stored_type not in types:
+        raise InvalidInputError(
+            f"scenario {header.name!r} has no entity type {entity_type!r}; its types: {', '.join(types) or 'none'}"
+        )
+    if isinstance(entity_ids, (str, bytes)) or not isinstance(entity_ids, Sequence):
+        raise InvalidInputError(f"entity_ids must be a list of ids, e.g. ['MRN-10001'], not {entity_ids!r}")
+    wanted: dict[str, uuid.UUID] = {}
+    for position, raw in enumerate(entity_ids):
+        if isinstance(raw, bool) or not isinstance(raw, (str, int)):
+            raise InvalidInputError(f"entity_ids[{position}] is {raw!r}; an id is a string (a UUID or the entity's own id)")
+        text = str(raw).strip()
+        wanted[text] = derive_entity_id(stored_type, text)
+    found = {
+        row[0]
+        for row in con.execute(
+            "SELECT DISTINCT entity_id FROM scenario_entities WHERE scenario_id = $sid AND entity_type = $type "
+            "AND list_contains($ids, entity_id)",
+            {"sid": header.scenario_id, "type": stored_type, "ids": list(wanted.values())},
+        ).fetchall()
+    }
+    removed = int(
+        con.execute(
+            "DELETE FROM scenario_entities WHERE scenario_id = $sid AND entity_type = $type "
+            "AND list_contains($ids, entity_id)",
+            {"sid": header.scenario_id, "type": stored_type, "ids": list(found)},
+        ).fetchall()[0][0]
+        if found
+        else 0
+    )
+    return removed, [text for text, key in wanted.items() if key not in found]
+
+
+def apply_tags(
+    con: duckdb.DuckDBPyConnection, sid: uuid.UUID, tags: list[str], add: Iterable[str], remove: Iterable[str]
+) -> list[str]:
+    """The scenario's tags after adding and removing (both case-insensitive), written.
+
+    A tag already there in any case is not added again; removing ``Diabetes`` removes
+    ``diabetes`` too.
+    """
+    dropped = {tag.lower() for tag in normalize_tags(remove)}
+    result = [tag for tag in tags if tag.lower() not in dropped]
+    for tag in normalize_tags(add):
+        if tag.lower() not in {t.lower() for t in result}:
+            result.append(tag)
+    if result != tags:
+        write_tags(con, sid, result)
+    return result
+
+
+def write_tags(con: duckdb.DuckDBPyConnection, sid: uuid.UUID, tags: list[str]) -> None:
+    """Replace a scenario's tags (inside the caller's transaction)."""
+    con.execute("DELETE FROM scenario_tags WHERE scenario_id = ?", [sid])
+    if tags:
+        first = con.execute("SELECT COALESCE(max(id), 0) + 1 FROM scenario_tags").fetchall()[0][0]
+        con.executemany(
+            "INSERT INTO scenario_tags (id, scenario_id, tag) VALUES (?, ?, ?)",
+            [(first + i, sid, tag) for i, tag in enumerate(tags)],
+        )
+
+
+def edit_provenance(metadata: Mapping[str, Any], operation: str, now: _dt.datetime, **facts: Any) -> dict[str, Any]:
+    """The provenance of an edit: what it was and when, and how the scenario was first
+    made (``created_by``, carried over unchanged, so that it never nests)."""
+    previous = metadata.get("provenance")
+    created_by = previous.get("created_by", previous) if isinstance(previous, dict) else previous
+    record: dict[str, Any] = {
+        "operation": operation,
+        **facts,
+        "library": "healthsim-state",
+        "library_version": __version__,
+        "at": iso_utc(now),
+    }
+    if created_by is not None:
+        record["created_by"] = created_by
+    return record
+
+
+def write_header(
+    con: duckdb.DuckDBPyConnection,
+    header: ScenarioHeader,
+    now: _dt.datetime,
+    *,
+    metadata: Mapping[str, Any],
+    name: str | None = None,
+    description: str | None = None,
+    new: bool = False,
+) -> None:
+    """Insert (``new``) or update a scenario's row with ``updated_at = now``."""
+    text = json.dumps(metadata, ensure_ascii=False, allow_nan=False)
+    if new:
+        con.execute(
+            f"INSERT INTO scenarios ({SCENARIO_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+            [header.scenario_id, name or header.name, description, now, now, text],
+        )
+    else:
+        con.execute(
+            "UPDATE scenarios SET name = ?, description = ?, updated_at = ?, metadata = ? WHERE scenario_id = ?",
+            [name or header.name, description, now, text, header.scenario_id],
+        )
+
+
+def check_name_free(con: duckdb.DuckDBPyConnection, name: str, hint: str) -> None:
+    """Raises ScenarioExistsError (with ``hint``) when ``name`` is taken."""
+    if first_row(con, "SELECT 1 FROM scenarios WHERE name = ?", [name]) is not None:
+        raise ScenarioExistsError(name, hint)
+
+
+def copy_rows(
+    con: duckdb.DuckDBPyConnection, source: ScenarioHeader, target: uuid.UUID, now: _dt.datetime, *, staged: bool
+) -> dict[str, int]:
+    """Copy a scenario's entity rows, in order, to ``target`` (same entity ids).
+
+    New row ids are the old ones shifted past every id in use, which keeps the order
+    without numbering the rows (a window function would make DuckDB single-threaded).
+    With ``staged``, the rows are committed in chunks under ``target`` (which has no
+    ``scenarios`` row yet, so no reader sees them; see :mod:`.bulk`).
+
+    Returns:
+        Entities copied per type.
+    """
+    low, high = con.execute(
+        "SELECT min(id), max(id) FROM scenario_entities WHERE scenario_id = ?", [source.scenario_id]
+    ).fetchall()[0]
+    if low is None:
+        return {}
+    shift = _next_id(con) - low
+    sql = (
+        "INSERT INTO scenario_entities (id, scenario_id, entity_type, entity_id, entity_data, created_at) "
+        "SELECT id + $shift, $target, entity_type, entity_id, entity_data, $now FROM scenario_entities "
+        "WHERE scenario_id = $source AND id >= $lo AND id < $hi"
+    )
+    params = {"shift": shift, "target": target, "now": now, "source": source.scenario_id}
+    step = CHUNK_ROWS if staged else high - low + 1
+    for lo in range(low, high + 1, step):
+        if staged:
+            with transaction(con):
+                con.execute(sql, {**params, "lo": lo, "hi": lo + step})
+        else:
+            con.execute(sql, {**params, "lo": lo, "hi": lo + step})
+    return _counts_by_type(
+        con, "SELECT entity_type, count(*) FROM scenario_entities WHERE scenario_id = $sid GROUP BY ALL", {"sid": target}
+    )
+
+
+def merge_rows(
+    con: duckdb.DuckDBPyConnection, source: ScenarioHeader, target: uuid.UUID, now: _dt.datetime, *, upsert: bool
+) -> ChangeCounts:
+    """Add a scenario's entities to ``target`` as a batch (for merges), in order.
+
+    A row's entity counts as having an id of its own when one of its type's id fields
+    holds a string or number, as on save; others are never matched.
+    """
+    types = [
+        t for (t,) in con.execute(
+            "SELECT DISTINCT entity_type FROM scenario_entities WHERE scenario_id = ?", [source.scenario_id]
+        ).fetchall()
+    ]
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {_NEW} AS SELECT id AS seq, entity_type, {_has_id_sql(types)} AS has_id, "
+        "entity_id, entity_data FROM scenario_entities WHERE scenario_id = ?",
+        [source.scenario_id],
+    )
+    added, updated, removed = _apply_batch(con, target, now, upsert=upsert)
+    return {"added": added, "updated": updated, "removed": removed}

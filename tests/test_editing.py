@@ -1,0 +1,317 @@
+"""Editing saved scenarios: add (upsert), remove, update, copy, merge."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from healthsim.state import (
+    InvalidEntityError,
+    InvalidInputError,
+    ScenarioExistsError,
+    ScenarioNotFoundError,
+    ScenarioStore,
+    add_entities,
+    copy_scenario,
+    load_scenario,
+    merge_scenarios,
+    remove_entities,
+    update_scenario,
+)
+from healthsim.state.entities import ENTITY_ID_NAMESPACE
+
+
+def count_rows(path: Path) -> int:
+    con = duckdb.connect(str(path))
+    try:
+        return con.execute("SELECT count(*) FROM scenario_entities").fetchall()[0][0]
+    finally:
+        con.close()
+
+
+def test_add_upserts_in_place_removes_later_duplicates_and_appends_new_types(store: ScenarioStore) -> None:
+    store.save_scenario(
+        "cohort",
+        {
+            "patients": [{"patient_id": "A", "v": 1}, {"patient_id": "B"}, {"patient_id": "A", "dup": True}, {"note": "no id"}],
+            "claims": [{"claim_id": "C1"}],
+        },
+    )
+    result = store.add_entities(
+        "cohort",
+        {
+            "patient": [{"patient_id": "A", "v": 2}, {"note": "no id"}, {"patient_id": "D"}],
+            "encounters": [{"encounter_id": "E1"}],
+        },
+    )
+    assert result["added"] == {"patients": 2, "encounters": 1}
+    assert result["updated"] == {"patients": 1} and result["removed"] == {"patients": 1}
+    assert result["entities_by_type"] == {"patients": 5, "claims": 1, "encounters": 1}
+    assert result["entity_count"] == 7 and result["name"] == "cohort"
+    loaded = store.load_scenario("cohort")
+    assert loaded["entities"] == {
+        "patients": [{"patient_id": "A", "v": 2}, {"patient_id": "B"}, {"note": "no id"}, {"note": "no id"}, {"patient_id": "D"}],
+        "claims": [{"claim_id": "C1"}],
+        "encounters": [{"encounter_id": "E1"}],
+    }
+    assert list(loaded["entities"]) == ["patients", "claims", "encounters"]
+    assert loaded["metadata"]["provenance"]["operation"] == "add"
+    assert loaded["metadata"]["provenance"]["created_by"]["operation"] == "save"
+
+
+def test_the_last_of_repeated_ids_in_a_batch_wins_at_the_first_place(store: ScenarioStore) -> None:
+    store.save_scenario("s", {"patients": [{"patient_id": "X"}]})
+    store.add_entities("s", {"patients": [{"patient_id": "A", "v": 1}, {"patient_id": "B"}, {"patient_id": "A", "v": 2}]})
+    assert store.load_scenario("s")["entities"]["patients"] == [
+        {"patient_id": "X"}, {"patient_id": "A", "v": 2}, {"patient_id": "B"},
+    ]
+
+
+def test_add_without_upsert_appends_everything(store: ScenarioStore) -> None:
+    store.save_scenario("s", {"patients": [{"patient_id": "A"}]})
+    result = store.add_entities("s", {"patients": [{"patient_id": "A", "v": 2}]}, upsert=False)
+    assert result["added"] == {"patients": 1} and result["updated"] == {}
+    assert store.load_scenario("s")["entities"]["patients"] == [{"patient_id": "A"}, {"patient_id": "A", "v": 2}]
+
+
+def test_add_matches_uuid_ids_and_numbers(store: ScenarioStore) -> None:
+    u = str(uuid.uuid4())
+    store.save_scenario("s", {"encounters": [{"encounter_id": u, "v": 1}], "claims": [{"claim_id": 7}]})
+    store.add_entities("s", {"encounters": [{"encounter_id": u.upper(), "v": 2}], "claims": [{"claim_id": 7, "paid": True}]})
+    assert store.load_scenario("s")["entities"] == {
+        "encounters": [{"encounter_id": u.upper(), "v": 2}], "claims": [{"claim_id": 7, "paid": True}],
+    }
+
+
+def test_add_to_a_missing_scenario_needs_create(store: ScenarioStore) -> None:
+    with pytest.raises(ScenarioNotFoundError):
+        store.add_entities("nope", {"patients": [{"patient_id": "A"}]})
+    store.save_scenario("other", {})
+    with pytest.raises(ScenarioNotFoundError):
+        store.add_entities("nope", {"patients": [{"patient_id": "A"}]})
+    result = store.add_entities("nope", {"patients": [{"patient_id": "A"}]}, create=True, description="d", tags=["t"])
+    assert result["added"] == {"patients": 1}
+    loaded = store.load_scenario("nope")
+    assert loaded["description"] == "d" and loaded["tags"] == ["t"] and loaded["entities"] == {"patients": [{"patient_id": "A"}]}
+
+
+def test_a_bad_entity_changes_nothing(store: ScenarioStore, db_path: Path) -> None:
+    store.save_scenario("s", {"patients": [{"patient_id": "A"}]})
+    before = store.load_scenario("s")
+    rows = count_rows(db_path)
+    with pytest.raises(InvalidEntityError) as info:
+        store.add_entities("s", {"patients": [{"patient_id": "A", "v": 2}, {"patient_id": "B", "v": float("nan")}]})
+    assert "patients[1] field $.v" in str(info.value)
+    assert store.load_scenario("s") == before and count_rows(db_path) == rows
+
+
+def test_edits_keep_what_was_saved_exactly(store: ScenarioStore, tmp_path: Path) -> None:
+    weird = {"patient_id": "A", "big": -(2**70), "z": 1, "a": [None, {}, []], "text": "\u0000é🎉", "_provenance": {"source_type": "generated"}}
+    store.save_scenario("s", {"patients": [{"patient_id": "Z"}]})
+    store.add_entities("s", {"patients": [weird]})
+    loaded = store.load_scenario("s")
+    assert loaded["entities"]["patients"] == [{"patient_id": "Z"}, weird]
+    assert list(loaded["entities"]["patients"][1]) == list(weird)
+    assert loaded["metadata"]["exact_json_rows"] >= 1
+    path = store.export_scenario_to_json("s", tmp_path / "s.json")
+    store.import_scenario_from_json(path, name="s-again")
+    assert store.load_scenario("s-again")["entities"] == loaded["entities"]
+    result = store.query("SELECT count(*) FROM patients WHERE scenario = 's'")
+    assert result["rows"] == [[2]]
+
+
+def test_remove_by_own_id_or_uuid(store: ScenarioStore) -> None:
+    u = str(uuid.uuid4())
+    store.save_scenario("s", {"patients": [{"patient_id": "A"}, {"patient_id": "B"}, {"patient_id": "A"}, {"patient_id": u}, {"x": 1}]})
+    result = store.remove_entities("s", "patient", ["A", u, "nobody"])
+    assert result["removed"] == {"patients": 3} and result["not_found"] == ["nobody"]
+    assert store.load_scenario("s")["entities"]["patients"] == [{"patient_id": "B"}, {"x": 1}]
+    derived = str(uuid.uuid5(ENTITY_ID_NAMESPACE, "patients:B"))
+    assert store.remove_entities("s", "patients", [derived])["removed"] == {"patients": 1}
+    assert store.load_scenario("s")["entities"]["patients"] == [{"x": 1}]
+
+
+def test_remove_refuses_an_unknown_type_and_changes_nothing(store: ScenarioStore) -> None:
+    store.save_scenario("s", {"patients": [{"patient_id": "A"}]})
+    before = store.load_scenario("s")
+    with pytest.raises(InvalidInputError, match="has no entity type 'claims'; its types: patients"):
+        store.remove_entities("s", "claims", ["A"])
+    with pytest.raises(InvalidInputError, match="a list of ids"):
+        store.remove_entities("s", "patients", "A")
+    assert store.load_scenario("s") == before
+
+
+def test_update_renames_describes_and_tags(store: ScenarioStore) -> None:
+    sid = store.save_scenario("old", {"patients": [{"patient_id": "A"}]}, "first", ["Diabetes", "keep"])
+    before = store.load_scenario("old")
+    entry = store.update_scenario("old", new_name="new", description="second", add_tags=["DIABETES", "extra"], remove_tags=["KEEP"])
+    assert entry["name"] == "new" and entry["scenario_id"] == sid and entry["description"] == "second"
+    assert entry["tags"] == ["Diabetes", "extra"]
+    assert entry["updated_at"] > before["updated_at"] and entry["created_at"] == before["created_at"]
+    with pytest.raises(ScenarioNotFoundError):
+        store.load_scenario("old")
+    assert store.update_scenario("new", description="")["description"] is None
+    unchanged = store.update_scenario("new")
+    assert unchanged["updated_at"] == store.update_scenario("new", add_tags=["extra"])["updated_at"]
+    store.save_scenario("taken", {})
+    with pytest.raises(ScenarioExistsError, match="'taken' already exists"):
+        store.update_scenario("new", new_name="taken")
+    with pytest.raises(InvalidInputError):
+        store.update_scenario("new", new_name=str(uuid.uuid4()))
+    assert store.load_scenario("new")["tags"] == ["Diabetes", "extra"]
+
+
+def test_copy_keeps_entities_order_and_ids(store: ScenarioStore, db_path: Path) -> None:
+    entities = {"patients": [{"patient_id": "A"}, {"x": 1}], "members": [], "claims": [{"claim_id": "C", "big": 2**80}]}
+    source = store.save_scenario("src", entities, "desc", ["t"])
+    copy = store.copy_scenario("src", "dst")
+    assert copy != source
+    loaded = store.load_scenario("dst")
+    assert loaded["entities"] == entities and list(loaded["entities"]) == list(entities)
+    assert loaded["description"] == "desc" and loaded["tags"] == ["t"]
+    assert loaded["metadata"]["provenance"]["operation"] == "copy"
+    con = duckdb.connect(str(db_path))
+    ids = con.execute(
+        "SELECT scenario_id, list(entity_id ORDER BY id) FROM scenario_entities GROUP BY ALL"
+    ).fetchall()
+    con.close()
+    assert len(ids) == 2 and ids[0][1] == ids[1][1]  # the same entity ids, in the same order
+    assert store.load_scenario(store.copy_scenario("src", "dst2", description="other", tags=[]))["tags"] == []
+    with pytest.raises(ScenarioExistsError):
+        store.copy_scenario("src", "dst")
+
+
+def test_copy_of_a_large_scenario_is_staged(store: ScenarioStore, db_path: Path) -> None:
+    patients = [{"patient_id": f"P{i}"} for i in range(130_000)]
+    store.save_scenario("big", {"patients": patients})
+    store.copy_scenario("big", "big-copy")
+    assert store.load_scenario("big-copy")["entities"]["patients"] == patients
+    assert count_rows(db_path) == 260_000
+
+
+def test_merge_in_source_order_with_and_without_upsert(store: ScenarioStore) -> None:
+    store.save_scenario("a", {"patients": [{"patient_id": "A", "v": 1}, {"x": 1}], "claims": [{"claim_id": "C"}]}, tags=["a"])
+    store.save_scenario("b", {"encounters": [{"encounter_id": "E"}], "patients": [{"patient_id": "A", "v": 2}, {"patient_id": "B"}]})
+    store.merge_scenarios(["a", "b"], "plain")
+    assert store.load_scenario("plain")["entities"] == {
+        "patients": [{"patient_id": "A", "v": 1}, {"x": 1}, {"patient_id": "A", "v": 2}, {"patient_id": "B"}],
+        "claims": [{"claim_id": "C"}],
+        "encounters": [{"encounter_id": "E"}],
+    }
+    store.merge_scenarios(["a", "b"], "upserted", upsert=True, description="both", tags=["m"])
+    merged = store.load_scenario("upserted")
+    assert merged["entities"]["patients"] == [{"patient_id": "A", "v": 2}, {"x": 1}, {"patient_id": "B"}]
+    assert merged["description"] == "both" and merged["tags"] == ["m"]
+    assert [s["name"] for s in merged["metadata"]["provenance"]["sources"]] == ["a", "b"]
+    with pytest.raises(ScenarioNotFoundError, match="'missing'"):
+        store.merge_scenarios(["a", "missing"], "never")
+    with pytest.raises(InvalidInputError):
+        store.merge_scenarios([], "never")
+    assert "never" not in {s["name"] for s in store.list_scenarios()["scenarios"]}
+
+
+def test_module_functions_use_the_default_database(isolated_home: Path) -> None:
+    add_entities("m", {"patients": [{"patient_id": "A"}]}, create=True)
+    add_entities("m", {"patients": [{"patient_id": "B"}]})
+    remove_entities("m", "patients", ["A"])
+    update_scenario("m", new_name="m2")
+    copy_scenario("m2", "m3")
+    merge_scenarios(["m2", "m3"], "m4")
+    assert load_scenario("m4")["entities"] == {"patients": [{"patient_id": "B"}, {"patient_id": "B"}]}
+
+
+def test_add_entities_from_a_file_of_any_layout(store: ScenarioStore, tmp_path: Path) -> None:
+    store.save_scenario("s", {"patients": [{"patient_id": "A"}]})
+    path = tmp_path / "batch.json"
+    path.write_text(json.dumps({"patients": [{"patient_id": "A", "v": 2}], "claims": [{"claim_id": "C"}]}, indent=2))
+    result = store.add_entities_from_json("s", path)
+    assert result["updated"] == {"patients": 1} and result["added"] == {"claims": 1}
+    exported = store.export_scenario_to_json("s", tmp_path / "s.json")
+    store.add_entities_from_json("copy", exported, create=True)
+    assert store.load_scenario("copy")["entities"] == store.load_scenario("s")["entities"]
+
+
+def test_scenarios_of_the_earlier_release_can_be_edited(tmp_path: Path) -> None:
+    from legacy_db import build  # tests/fixtures: the earlier release's schema and rows
+
+    path = tmp_path / "legacy.duckdb"
+    build(str(path))
+    store = ScenarioStore(path)
+    name = store.list_scenarios()["scenarios"][0]["name"]
+    before = store.load_scenario(name)["entities"]
+    store.add_entities(name, {"care_gaps": [{"gap_id": "G1"}]})
+    after = store.load_scenario(name)["entities"]
+    assert {t: v for t, v in after.items() if t != "care_gaps"} == before
+    assert after["care_gaps"] == [{"gap_id": "G1"}] and list(after)[-1] == "care_gaps"
+
+
+# --------------------------------------------------------------------------- model
+
+
+ID_FIELD = {"patients": "patient_id", "claims": "claim_id"}
+entity_of = {
+    t: st.fixed_dictionaries({"v": st.integers(-(2**70), 2**70)}, optional={ID_FIELD[t]: st.sampled_from(["A", "B", "C", "D"])})
+    for t in ID_FIELD
+}
+batches = st.fixed_dictionaries({}, optional={t: st.lists(entity_of[t], max_size=4) for t in ID_FIELD})
+operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("save"), batches),
+        st.tuples(st.just("add"), batches, st.booleans()),
+        st.tuples(st.just("remove"), st.sampled_from(list(ID_FIELD)), st.lists(st.sampled_from(["A", "B", "Z"]), max_size=2)),
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+def own_id(entity_type: str, entity: dict[str, Any]) -> str | None:
+    value = entity.get(ID_FIELD[entity_type])
+    return value if isinstance(value, str) else None
+
+
+def model_add(model: dict[str, list[dict[str, Any]]], batch: dict[str, list[dict[str, Any]]], upsert: bool) -> None:
+    """The documented semantics, one entity at a time, on plain lists."""
+    for entity_type, items in batch.items():
+        target = model.setdefault(entity_type, [])
+        for entity in items:
+            key = own_id(entity_type, entity)
+            matches = [i for i, e in enumerate(target) if key is not None and own_id(entity_type, e) == key] if upsert else []
+            if matches:
+                target[matches[0]] = entity
+                for i in reversed(matches[1:]):
+                    del target[i]
+            else:
+                target.append(entity)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=operations)
+def test_any_sequence_of_edits_loads_like_the_plain_python_model(tmp_path_factory: pytest.TempPathFactory, steps: list[Any]) -> None:
+    store = ScenarioStore(tmp_path_factory.mktemp("model") / "h.duckdb")
+    model: dict[str, list[dict[str, Any]]] | None = None
+    for step in steps:
+        if step[0] == "save":
+            store.save_scenario("m", step[1], overwrite=True)
+            model = {t: list(v) for t, v in step[1].items()}
+        elif step[0] == "add":
+            if model is None:
+                store.add_entities("m", step[1], upsert=step[2], create=True)
+                model = {}
+            else:
+                store.add_entities("m", step[1], upsert=step[2])
+            model_add(model, step[1], step[2])
+        elif model is not None and step[1] in model:
+            store.remove_entities("m", step[1], step[2])
+            model[step[1]] = [e for e in model[step[1]] if own_id(step[1], e) not in step[2]]
+    if model is not None:
+        loaded = store.load_scenario("m")
+        assert loaded["entities"] == model
+        assert loaded["entity_count"] == sum(len(v) for v in model.values())
