@@ -45,6 +45,10 @@ TARGETS = {
     "import": 2.0,
     "import (indent=2)": 1.5,
     "import (one line)": 1.5,
+    "add 100": 3.0,
+    "remove 100": 3.0,
+    "rename": 3.0,
+    "copy": 0.5,
 }
 # save: resident memory added beyond the input; import/export: peak resident memory of the process.
 MEMORY_TARGETS_MB = {
@@ -54,7 +58,7 @@ MEMORY_TARGETS_MB = {
     "import (one line)": 800,
     "export": 400,
 }
-OPERATIONS = ("save", "load", "export", "import", "list")
+OPERATIONS = ("save", "load", "export", "import", "list", "edit")
 # File layouts the import is measured on: the export's own, and the two that Python's json
 # module writes (as earlier HealthSim releases did): json.dumps(doc, indent=2) and json.dumps(doc).
 LAYOUTS = {"export": "import", "indent2": "import (indent=2)", "oneline": "import (one line)"}
@@ -422,6 +426,76 @@ def bench_imports(
     return results
 
 
+def bench_edits(n: int, folder: Path, repeat: int) -> list[tuple[str, str, float, float, float]]:
+    """Edits of a scenario of ``n`` entities, in the file that holds it.
+
+    Floors: saving a new 100-entity scenario into the same file (what a small write costs
+    there: open, check, one transaction, close) for add, remove and rename; the first save
+    of the ``n`` entities for copy.
+    """
+    db = folder / "edit.duckdb"
+    store = ScenarioStore(db)
+    entities = generate(n)
+    started = time.perf_counter()
+    store.save_scenario("big", entities)
+    first_save = time.perf_counter() - started
+    entities.clear()
+    gc.collect()
+    small = generate(100)
+    counter = iter(range(10**6))
+
+    def timed(action: Callable[[], object]) -> float:
+        started = time.perf_counter()
+        action()
+        return time.perf_counter() - started
+
+    def small_save(_: int) -> float:
+        return timed(lambda: store.save_scenario(f"small-{next(counter)}", small))
+
+    def add(_: int) -> float:
+        """100 new entities (fresh ids: an upsert of existing ones costs more, see README)."""
+        k = next(counter)
+        fresh = {"patients": "patient_id", "encounters": "encounter_id", "claims": "claim_id"}
+        batch = {
+            t: [{**e, **({fresh[t]: f"ADD-{k}-{i}"} if t in fresh else {}), "batch": k} for i, e in enumerate(v)]
+            for t, v in small.items()
+        }
+        return timed(lambda: store.add_entities("big", batch))
+
+    removable = iter(range(0, 10**6, 100))
+
+    def remove(_: int) -> float:
+        first = next(removable)
+        ids = [f"MRN-{i:08d}" for i in range(first, first + 100)]  # patients of the generated data
+        return timed(lambda: store.remove_entities("big", "patients", ids))
+
+    names = iter(f"big-{k}" for k in range(10**6))
+    current = ["big"]
+
+    def rename(_: int) -> float:
+        new = next(names)
+        spent = timed(lambda: store.update_scenario(current[0], new_name=new))
+        current[0] = new
+        return spent
+
+    def copy(_: int) -> float:
+        spent = timed(lambda: store.copy_scenario(current[0], "the-copy"))
+        store.delete_scenario("the-copy")  # untimed: keep the file at one large scenario
+        return spent
+
+    floor = best_of(repeat + 2, small_save)
+    size = f"{n:,}"
+    rows = [
+        ("add 100", size, best_of(repeat + 2, add), floor, TARGETS["add 100"]),
+        ("remove 100", size, best_of(repeat + 2, remove), floor, TARGETS["remove 100"]),
+        ("rename", size, best_of(repeat + 2, rename), floor, TARGETS["rename"]),
+        ("copy", size, best_of(repeat, copy), first_save, TARGETS["copy"]),
+    ]
+    db.unlink()
+    db.with_name(db.name + ".wal").unlink(missing_ok=True)
+    return rows
+
+
 def bytes_per_entity(entities: dict[str, list[dict[str, Any]]]) -> float:
     sizes = [len(orjson.dumps(e)) for items in entities.values() for e in items[:2000]]
     return sum(sizes) / len(sizes)
@@ -481,6 +555,8 @@ def main() -> None:
                 layouts,
             )
 
+        if "edit" in only:
+            results += bench_edits(max(args.sizes), folder, args.repeat)
         if "list" in only:
             count = args.list_scenarios
             list_db = folder / "list.duckdb"

@@ -30,6 +30,7 @@ Examples:
   healthsim save diabetes-cohort --from cohort.json --tag diabetes
   healthsim list --tag diabetes
   healthsim load diabetes-cohort
+  healthsim add diabetes-cohort --from batch-2.json
   healthsim export diabetes-cohort -o /tmp/share/
   healthsim query "SELECT data->>'gender' AS gender, count(*) FROM patients GROUP BY ALL"
 """
@@ -310,6 +311,128 @@ def import_command(
     with progress_bar("importing", unit_bytes=True) as progress:
         scenario_id = store.import_scenario_from_json(file, name, overwrite, progress=progress)
     report_saved(store, scenario_id, "imported", as_json)
+
+
+def report_edit(result: dict[str, Any], as_json: bool) -> None:
+    """Print what an add or remove did: counts per type."""
+    if as_json:
+        print_json(result)
+        return
+    parts = [f"{verb} {counts_text(result[key])}" for key, verb in (("added", "added"), ("updated", "updated"), ("removed", "removed")) if result.get(key)]
+    out.print(f"{result['name']!r}: {'; '.join(parts) or 'nothing changed'}; now {counts_text(result['entities_by_type'])}", markup=False)
+    if result.get("not_found"):
+        err.print(f"not found: {', '.join(result['not_found'])}", markup=False)
+
+
+def report_entry(entry: dict[str, Any], verb: str, as_json: bool) -> None:
+    if as_json:
+        print_json(entry)
+    else:
+        out.print(f"{verb} {entry['name']!r}: tags {', '.join(entry['tags']) or 'none'}", markup=False)
+
+
+@app.command()
+@handle_errors
+def add(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Scenario name or UUID.")],
+    from_file: Annotated[Path, typer.Option("--from", help='JSON file: {"patients": [...], ...} or any importable shape.')],
+    upsert: Annotated[bool, typer.Option("--upsert/--no-upsert", help="Replace entities whose id is there already (default) or append all.")] = True,
+    create: Annotated[bool, typer.Option("--create", help="Make the scenario if it does not exist.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Add the entities of a JSON file to a scenario (one transaction).
+
+    An entity whose type and id are there already replaces it in place; --no-upsert appends.
+
+    Example: healthsim add diabetes-cohort --from batch-2.json
+    """
+    report_edit(dict(store_of(ctx).add_entities_from_json(name, from_file, upsert=upsert, create=create)), as_json)
+
+
+@app.command()
+@handle_errors
+def remove(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Scenario name or UUID.")],
+    ids: Annotated[list[str], typer.Argument(help="Entity ids: their own id (MRN-10001) or stored UUID.")],
+    entity_type: Annotated[str, typer.Option("--type", help="Entity type, e.g. patients.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Remove entities of one type by id (one transaction).
+
+    Example: healthsim remove diabetes-cohort --type patients MRN-10001 MRN-10002
+    """
+    result = dict(store_of(ctx).remove_entities(name, entity_type, ids))
+    report_edit(result, as_json)
+    if result["not_found"] and not result["removed"]:
+        raise typer.Exit(1)
+
+
+@app.command()
+@handle_errors
+def rename(
+    ctx: typer.Context,
+    old: Annotated[str, typer.Argument(help="Scenario name or UUID.")],
+    new: Annotated[str, typer.Argument(help="New name (must be free).")],
+    as_json: JsonOption = False,
+) -> None:
+    """Rename a scenario.
+
+    Example: healthsim rename diabetes-cohort diabetes-cohort-v1
+    """
+    report_entry(dict(store_of(ctx).update_scenario(old, new_name=new)), "renamed to", as_json)
+
+
+@app.command()
+@handle_errors
+def tag(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Scenario name or UUID.")],
+    add_tags: Annotated[list[str] | None, typer.Option("--add", help="A tag to add; repeat for more.")] = None,
+    remove_tags: Annotated[list[str] | None, typer.Option("--remove", help="A tag to remove (any case); repeat for more.")] = None,
+    description: Annotated[str | None, typer.Option(help='New description ("" clears it).')] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Add or remove tags (and change the description) of a scenario.
+
+    Example: healthsim tag diabetes-cohort --add reviewed --remove draft
+    """
+    entry = store_of(ctx).update_scenario(name, add_tags=add_tags or (), remove_tags=remove_tags or (), description=description)
+    report_entry(dict(entry), "tagged", as_json)
+
+
+@app.command()
+@handle_errors
+def copy(
+    ctx: typer.Context,
+    source: Annotated[str, typer.Argument(help="Scenario name or UUID.")],
+    new_name: Annotated[str, typer.Argument(help="Name of the copy (must be free).")],
+    as_json: JsonOption = False,
+) -> None:
+    """Copy a scenario under a new name (same entities, same order).
+
+    Example: healthsim copy diabetes-cohort diabetes-cohort-experiment
+    """
+    store = store_of(ctx)
+    report_saved(store, store.copy_scenario(source, new_name), "copied to", as_json)
+
+
+@app.command()
+@handle_errors
+def merge(
+    ctx: typer.Context,
+    sources: Annotated[list[str], typer.Argument(help="Scenarios to merge, in order.")],
+    into: Annotated[str, typer.Option("--into", help="Name of the new scenario (must be free).")],
+    upsert: Annotated[bool, typer.Option("--upsert", help="Later scenarios replace entities of the same id.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Merge scenarios into a new one, in the order given.
+
+    Example: healthsim merge cohort-a cohort-b --into cohort-ab
+    """
+    store = store_of(ctx)
+    report_saved(store, store.merge_scenarios(sources, into, upsert=upsert), "merged into", as_json)
 
 
 @app.command()

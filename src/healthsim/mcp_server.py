@@ -52,7 +52,10 @@ INSTRUCTIONS = """HealthSim State keeps synthetic healthcare scenarios (patients
 diagnoses, claims, trial subjects...) in a local database. Find scenarios with
 list_scenarios, read one with load_scenario (summary plus a page of entities), answer
 questions across scenarios with query (read-only SQL), and save, import, export or delete
-scenarios with the other tools."""
+scenarios with the other tools. Build a large scenario in steps: save_scenario with the first
+batch, then add_entities in batches of up to about 100 entities (an entity whose id is there
+already is replaced in place); fix or drop entities with add_entities and remove_entities;
+rename and tag with update_scenario; copy_scenario before risky changes."""
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -183,7 +186,8 @@ def build_server(db: str | os.PathLike[str] | None = None) -> MCPServer:
     @tool(
         "Save a scenario",
         (
-            "Save entities as a new named scenario. entities maps an entity type (patients, encounters, "
+            "Save entities as a new named scenario (for more than about 100 entities, save the first batch, "
+            "then use add_entities). entities maps an entity type (patients, encounters, "
             "diagnoses, procedures, medications, lab_results, vital_signs, clinical_notes, members, claims, "
             "claim_lines, prescriptions, subjects, trial_visits, or your own snake_case type) to a list of "
             "JSON objects, saved exactly as given. Fails if the name exists, unless overwrite is true: "
@@ -202,6 +206,87 @@ def build_server(db: str | os.PathLike[str] | None = None) -> MCPServer:
         target = store()
         scenario_id = target.save_scenario(name, entities, description, tags, overwrite)
         return dict(target.scenario_summary(scenario_id))
+
+    @tool(
+        "Add entities to a scenario",
+        (
+            "Add entities to a saved scenario, in one transaction: the way to build a scenario larger "
+            "than one call can carry. Start with save_scenario and the first batch, then call add_entities "
+            "with batches of up to about 100 entities. An entity whose type and id (patient_id, claim_id, "
+            "...) match one already there REPLACES it in place (fix a patient by sending it again); "
+            "entities without an id are appended. upsert=false appends everything; create=true makes the "
+            "scenario if it does not exist. Returns counts (added, updated, removed per type), never the entities."
+        ),
+        destructive=True,
+    )
+    def add_entities(
+        name: Annotated[str, Field(description="Scenario name or scenario_id.")],
+        entities: Annotated[dict[str, list[dict[str, Any]]], Field(description="Entity type -> list of entities (up to about 100 per call).")],
+        upsert: Annotated[bool, Field(description="Replace entities whose type and id are there already (default).")] = True,
+        create: Annotated[bool, Field(description="Make the scenario if it does not exist.")] = False,
+    ) -> dict[str, Any]:
+        return dict(store().add_entities(name, entities, upsert=upsert, create=create))
+
+    @tool(
+        "Remove entities from a scenario",
+        (
+            "Remove entities of one type from a scenario, named by their own id (e.g. MRN-10001) or stored "
+            "UUID; every copy of an id goes. Returns counts and not_found (ids that matched nothing)."
+        ),
+        destructive=True, idempotent=True,
+    )
+    def remove_entities(
+        name: Annotated[str, Field(description="Scenario name or scenario_id.")],
+        entity_type: Annotated[str, Field(description="Entity type, e.g. patients.")],
+        entity_ids: Annotated[list[str], Field(description="Ids of the entities to remove.")],
+    ) -> dict[str, Any]:
+        return dict(store().remove_entities(name, entity_type, entity_ids))
+
+    @tool(
+        "Rename, describe or tag a scenario",
+        (
+            "Change a scenario's name (new_name must be free), description (an empty string clears it) "
+            "or tags (add_tags, remove_tags; any case). Returns the scenario's list entry."
+        ),
+        idempotent=True,
+    )
+    def update_scenario(
+        name: Annotated[str, Field(description="Scenario name or scenario_id.")],
+        new_name: Annotated[str | None, Field(description="New name.")] = None,
+        description: Annotated[str | None, Field(description="New description; empty string clears it.")] = None,
+        add_tags: Annotated[list[str] | None, Field(description="Tags to add.")] = None,
+        remove_tags: Annotated[list[str] | None, Field(description="Tags to remove.")] = None,
+    ) -> dict[str, Any]:
+        entry = store().update_scenario(
+            name, new_name=new_name, description=description, add_tags=add_tags or (), remove_tags=remove_tags or ()
+        )
+        return dict(entry)
+
+    @tool(
+        "Copy a scenario",
+        "Copy a scenario under a new name (same entities in the same order); e.g. before risky edits.",
+    )
+    def copy_scenario(
+        source: Annotated[str, Field(description="Scenario name or scenario_id to copy.")],
+        new_name: Annotated[str, Field(description="Name of the copy (must be free).")],
+    ) -> dict[str, Any]:
+        target = store()
+        return dict(target.scenario_summary(target.copy_scenario(source, new_name)))
+
+    @tool(
+        "Merge scenarios",
+        (
+            "Make a new scenario holding the entities of several scenarios, in the order given. With "
+            "upsert=true a later scenario's entity replaces an earlier one's of the same type and id."
+        ),
+    )
+    def merge_scenarios(
+        sources: Annotated[list[str], Field(description="Scenario names or ids, in order.")],
+        new_name: Annotated[str, Field(description="Name of the new scenario (must be free).")],
+        upsert: Annotated[bool, Field(description="Later scenarios replace entities of the same id.")] = False,
+    ) -> dict[str, Any]:
+        target = store()
+        return dict(target.scenario_summary(target.merge_scenarios(sources, new_name, upsert=upsert)))
 
     @tool(
         "Delete a scenario",

@@ -32,6 +32,7 @@ from .transactions import transaction
 from .validation import normalize_tags
 
 __all__ = [
+    "COPY_CHUNK_ROWS",
     "ChangeCounts",
     "add_batch",
     "apply_tags",
@@ -48,6 +49,11 @@ __all__ = [
 _NEW = "_hs_new"  # the batch being added: seq, entity_type, has_id, entity_id, entity_data
 _KEYS = "_hs_keys"  # per (type, id) of the batch: first position, last value
 _HITS = "_hs_hits"  # rows of the scenario that the batch's ids match
+
+#: Rows a large copy commits at a time. Larger than a save's chunk: rows copied inside
+#: DuckDB cost no Python memory, and each commit has a fixed cost (measured on 1,000,000
+#: entities: 2.7 s in chunks of 122,880 rows, 1.6 s in chunks of 491,520, 1.56 s in one).
+COPY_CHUNK_ROWS = 4 * CHUNK_ROWS
 
 #: Per type: how many entities an operation added, updated (in place) and removed.
 ChangeCounts = dict[str, dict[str, int]]
@@ -333,7 +339,7 @@ def copy_rows(
         "WHERE scenario_id = $source AND id >= $lo AND id < $hi"
     )
     params = {"shift": shift, "target": target, "now": now, "source": source.scenario_id}
-    step = CHUNK_ROWS if staged else high - low + 1
+    step = COPY_CHUNK_ROWS if staged else high - low + 1
     for lo in range(low, high + 1, step):
         if staged:
             with transaction(con):

@@ -25,8 +25,9 @@ import duckdb
 import pyarrow as pa
 
 from .. import __version__
-from .bulk import CHUNK_ROWS, ChunkEncoder, insert_chunks
+from .bulk import ChunkEncoder, insert_chunks
 from .database import connect, resolve_db_path
+from . import editing
 from .editing import (
     add_batch,
     apply_tags,
@@ -473,7 +474,7 @@ class ScenarioStore:
             ).fetchall()[0][0]
             # A large copy commits its rows in chunks, under the new id, which has no
             # scenarios row until the end (DuckDB holds a transaction's rows in memory).
-            staged = size > CHUNK_ROWS
+            staged = size > editing.COPY_CHUNK_ROWS
             if staged:
                 begin_staging(con, target.scenario_id, now)
             try:
