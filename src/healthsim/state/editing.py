@@ -23,16 +23,14 @@ from typing import Any
 import duckdb
 
 from .. import __version__
-from .bulk import CHUNK_ROWS, ChunkEncoder
+from .bulk import ChunkEncoder
 from .entities import derive_entity_id, id_fields, normalize_type
 from .errors import InvalidEntityError, InvalidInputError, ScenarioExistsError
 from .reading import SCENARIO_COLUMNS, ScenarioHeader, first_row, iso_utc
 from .schema import entity_uuid_select
-from .transactions import transaction
 from .validation import normalize_tags
 
 __all__ = [
-    "COPY_CHUNK_ROWS",
     "ChangeCounts",
     "add_batch",
     "apply_tags",
@@ -49,11 +47,6 @@ __all__ = [
 _NEW = "_hs_new"  # the batch being added: seq, entity_type, has_id, entity_id, entity_data
 _KEYS = "_hs_keys"  # per (type, id) of the batch: first position, last value
 _HITS = "_hs_hits"  # rows of the scenario that the batch's ids match
-
-#: Rows a large copy commits at a time. Larger than a save's chunk: rows copied inside
-#: DuckDB cost no Python memory, and each commit has a fixed cost (measured on 1,000,000
-#: entities: 2.7 s in chunks of 122,880 rows, 1.6 s in chunks of 491,520, 1.56 s in one).
-COPY_CHUNK_ROWS = 4 * CHUNK_ROWS
 
 #: Per type: how many entities an operation added, updated (in place) and removed.
 ChangeCounts = dict[str, dict[str, int]]
@@ -315,37 +308,26 @@ def check_name_free(con: duckdb.DuckDBPyConnection, name: str, hint: str) -> Non
 
 
 def copy_rows(
-    con: duckdb.DuckDBPyConnection, source: ScenarioHeader, target: uuid.UUID, now: _dt.datetime, *, staged: bool
+    con: duckdb.DuckDBPyConnection, source: ScenarioHeader, target: uuid.UUID, now: _dt.datetime
 ) -> dict[str, int]:
-    """Copy a scenario's entity rows, in order, to ``target`` (same entity ids).
+    """Copy a scenario's entity rows, in order, to ``target`` (same entity ids), inside the
+    caller's transaction.
 
     New row ids are the old ones shifted past every id in use, which keeps the order
     without numbering the rows (a window function would make DuckDB single-threaded).
-    With ``staged``, the rows are committed in chunks under ``target`` (which has no
-    ``scenarios`` row yet, so no reader sees them; see :mod:`.bulk`).
 
     Returns:
         Entities copied per type.
     """
-    low, high = con.execute(
-        "SELECT min(id), max(id) FROM scenario_entities WHERE scenario_id = ?", [source.scenario_id]
-    ).fetchall()[0]
+    low = con.execute("SELECT min(id) FROM scenario_entities WHERE scenario_id = ?", [source.scenario_id]).fetchall()[0][0]
     if low is None:
         return {}
-    shift = _next_id(con) - low
-    sql = (
+    con.execute(
         "INSERT INTO scenario_entities (id, scenario_id, entity_type, entity_id, entity_data, created_at) "
         "SELECT id + $shift, $target, entity_type, entity_id, entity_data, $now FROM scenario_entities "
-        "WHERE scenario_id = $source AND id >= $lo AND id < $hi"
+        "WHERE scenario_id = $source",
+        {"shift": _next_id(con) - low, "target": target, "now": now, "source": source.scenario_id},
     )
-    params = {"shift": shift, "target": target, "now": now, "source": source.scenario_id}
-    step = COPY_CHUNK_ROWS if staged else high - low + 1
-    for lo in range(low, high + 1, step):
-        if staged:
-            with transaction(con):
-                con.execute(sql, {**params, "lo": lo, "hi": lo + step})
-        else:
-            con.execute(sql, {**params, "lo": lo, "hi": lo + step})
     return _counts_by_type(
         con, "SELECT entity_type, count(*) FROM scenario_entities WHERE scenario_id = $sid GROUP BY ALL", {"sid": target}
     )

@@ -27,7 +27,6 @@ import pyarrow as pa
 from .. import __version__
 from .bulk import ChunkEncoder, insert_chunks
 from .database import connect, resolve_db_path
-from . import editing
 from .editing import (
     add_batch,
     apply_tags,
@@ -469,34 +468,17 @@ class ScenarioStore:
             header = find_scenario(con, source)
             check_name_free(con, name, "choose another name for the copy")  # before any work
             target = ScenarioHeader(uuid.uuid4(), name, None, now, now, {})
-            size = con.execute(
-                "SELECT count(*) FROM scenario_entities WHERE scenario_id = ?", [header.scenario_id]
-            ).fetchall()[0][0]
-            # A large copy commits its rows in chunks, under the new id, which has no
-            # scenarios row until the end (DuckDB holds a transaction's rows in memory).
-            staged = size > editing.COPY_CHUNK_ROWS
-            if staged:
-                begin_staging(con, target.scenario_id, now)
-            try:
-                if staged:
-                    copy_rows(con, header, target.scenario_id, now, staged=True)
-                with transaction(con):
-                    if not staged:
-                        copy_rows(con, header, target.scenario_id, now, staged=False)
-                    tag_list = given_tags if given_tags is not None else scenario_tags(con, [header.scenario_id]).get(header.scenario_id, [])
-                    facts = {"source": header.name, "source_scenario_id": str(header.scenario_id)}
-                    metadata = {**header.metadata, "provenance": edit_provenance(header.metadata, "copy", now, **facts)}
-                    write_header(con, target, now, metadata=metadata, description=header.description if described is None else described, new=True)
-                    write_tags(con, target.scenario_id, tag_list)
-                    if staged:
-                        end_staging(con, target.scenario_id)
-            except BaseException:
-                if staged:
-                    try:
-                        discard_staging(con, target.scenario_id)
-                    except Exception:  # noqa: BLE001 - keep the original error; the next open cleans up
-                        pass
-                raise
+            # One transaction: DuckDB writes the copied row groups to the file as it goes
+            # (measured on 1,000,000 entities: 600 MB peak and 1.5-2.4 s in one, 860 MB and
+            # 3.4 s committed in chunks of 491,520 rows).
+            with transaction(con):
+                copy_rows(con, header, target.scenario_id, now)
+                tag_list = given_tags if given_tags is not None else scenario_tags(con, [header.scenario_id]).get(header.scenario_id, [])
+                facts = {"source": header.name, "source_scenario_id": str(header.scenario_id)}
+                metadata = {**header.metadata, "provenance": edit_provenance(header.metadata, "copy", now, **facts)}
+                description_ = header.description if described is None else described
+                write_header(con, target, now, metadata=metadata, description=description_, new=True)
+                write_tags(con, target.scenario_id, tag_list)
         return str(target.scenario_id)
 
     def merge_scenarios(
@@ -538,7 +520,7 @@ class ScenarioStore:
                 exact = 0
                 for position, header in enumerate(headers):
                     if position == 0:
-                        copy_rows(con, header, target.scenario_id, now, staged=False)
+                        copy_rows(con, header, target.scenario_id, now)
                     else:
                         merge_rows(con, header, target.scenario_id, now, upsert=upsert)
                     types += [t for t in current_types(con, header) if t not in types]
