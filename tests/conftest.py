@@ -1,4 +1,8 @@
-"""Shared fixtures: every test gets its own home folder and database file."""
+"""Shared fixtures: every test gets its own home folder and database file.
+
+Plain helper functions (``orphan_rows``, ``hold_database``, Hypothesis strategies, paths)
+live in ``tests/helpers/``: test files import those, never this file or each other.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,12 @@ import os
 import sys
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from healthsim.state import ScenarioStore
+from helpers.paths import FIXTURES
 
-HERE = Path(__file__).parent
-FIXTURES = HERE / "fixtures"
-sys.path.insert(0, str(FIXTURES))
+sys.path.insert(0, str(FIXTURES))  # fixture builders such as legacy_db
 
 
 @pytest.fixture(autouse=True)
@@ -35,17 +37,3 @@ def db_path(isolated_home: Path) -> Path:
 @pytest.fixture
 def store(db_path: Path) -> ScenarioStore:
     return ScenarioStore(db_path)
-
-
-def orphan_rows(path: Path) -> int:
-    """Entity and tag rows whose scenario does not exist (must always be 0)."""
-    con = duckdb.connect(str(path))
-    try:
-        return con.execute(
-            "SELECT (SELECT count(*) FROM scenario_entities e WHERE NOT EXISTS "
-            "  (SELECT 1 FROM scenarios s WHERE s.scenario_id = e.scenario_id)) + "
-            "(SELECT count(*) FROM scenario_tags t WHERE NOT EXISTS "
-            "  (SELECT 1 FROM scenarios s WHERE s.scenario_id = t.scenario_id))"
-        ).fetchall()[0][0]
-    finally:
-        con.close()

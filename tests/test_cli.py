@@ -1,4 +1,10 @@
-"""The installed ``healthsim`` command, run as a real subprocess."""
+"""The ``healthsim`` command.
+
+Most tests run the Typer app in this process with ``CliRunner`` (stdin empty and not a
+terminal, stdout and stderr captured apart, environment overrides applied around the
+call). One smoke test runs the installed program as a real subprocess, and the tests whose
+behaviour needs a real process (a terminal on stderr) stay subprocess tests too.
+"""
 
 from __future__ import annotations
 
@@ -8,39 +14,108 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import HERE
+import pytest
+from typer.testing import CliRunner, Result
+
+from healthsim.cli import app
+from healthsim.state import ScenarioStore
 from helpers import legacy_files
-from test_database import hold_database
+from helpers.database import hold_database
+from helpers.paths import EXAMPLES
 
 HEALTHSIM = Path(sys.executable).parent / "healthsim"
-EXAMPLE = HERE.parent / "examples" / "diabetes-cohort.json"
-COMMANDS = ["save", "load", "list", "delete", "export", "import", "migrate", "query", "info", "mcp"]
+EXAMPLE = EXAMPLES / "diabetes-cohort.json"
+COMMANDS = [
+    "save",
+    "load",
+    "list",
+    "delete",
+    "export",
+    "import",
+    "add",
+    "remove",
+    "rename",
+    "tag",
+    "copy",
+    "merge",
+    "migrate",
+    "query",
+    "info",
+    "mcp",
+]
+
+runner = CliRunner()
 
 
-def run(
-    *args: str, stdin: str | None = None, env: dict[str, str] | None = None, cwd: Path | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(HEALTHSIM), *args], input=stdin, capture_output=True, text=True, timeout=120,
-        env={**os.environ, **(env or {})}, stdin=None if stdin is not None else subprocess.DEVNULL, cwd=cwd,
-    )
+def run(*args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> Result:
+    """``healthsim ARGS`` in this process. Exceptions are not caught: a traceback fails the test.
+
+    ``stdin`` is empty unless given (and never a terminal); ``env`` is set around the call.
+    """
+    return runner.invoke(app, list(args), input=stdin, env=env, catch_exceptions=False, prog_name="healthsim")
 
 
-def ok(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+def ok(*args: str, **kwargs: object) -> Result:
     result = run(*args, **kwargs)  # type: ignore[arg-type]
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.exit_code == 0, result.stdout + result.stderr
     assert result.stderr == ""  # no progress bars or noise when not a terminal
     return result
 
 
-def assert_clean_error(result: subprocess.CompletedProcess[str], code: int, text: str) -> None:
-    assert result.returncode == code, result.stdout + result.stderr
+def assert_clean_error(result: Result, code: int, text: str) -> None:
+    assert result.exit_code == code, result.stdout + result.stderr
     assert text in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
 
 
-def test_installed_and_every_command_has_help_with_an_example() -> None:
+def run_installed(*args: str) -> subprocess.CompletedProcess[str]:
+    """The installed ``healthsim`` as a real subprocess (stdin closed, environment inherited)."""
+    return subprocess.run(
+        [str(HEALTHSIM), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def installed_ok(*args: str) -> subprocess.CompletedProcess[str]:
+    result = run_installed(*args)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stderr == ""  # no progress bars, logging or warnings when not a terminal
+    return result
+
+
+def test_installed_program_end_to_end_smoke(isolated_home: Path, db_path: Path, tmp_path: Path) -> None:
+    """The one real-subprocess smoke test: the entry point on PATH, a real database file."""
     assert HEALTHSIM.exists()
+    saved = json.loads(
+        installed_ok("save", "diabetes-cohort", "--from", str(EXAMPLE), "--tag", "diabetes", "--json").stdout
+    )
+    assert saved["name"] == "diabetes-cohort" and saved["entity_count"] == 30
+    assert db_path.is_file()  # the file named by HEALTHSIM_DB (inherited environment)
+    listing = installed_ok("list").stdout
+    assert "diabetes-cohort" in listing and "1 of 1 scenario(s)" in listing
+    whole = json.loads(installed_ok("load", "diabetes-cohort", "--json").stdout)
+    assert whole["entities"] == json.loads(EXAMPLE.read_text())
+    rows = json.loads(installed_ok("query", "SELECT count(*) AS n FROM patients", "--json").stdout)
+    assert rows["rows"] == [[5]]
+    exported = Path(
+        json.loads(installed_ok("export", "diabetes-cohort", "-o", f"{tmp_path}/share/", "--json").stdout)["path"]
+    )
+    assert exported == tmp_path / "share" / "diabetes-cohort.json" and exported.exists()
+    imported = json.loads(installed_ok("import", str(exported), "--name", "copy", "--json").stdout)
+    assert imported["name"] == "copy" and imported["entity_count"] == 30
+    assert "deleted 'copy'" in installed_ok("delete", "copy", "--yes").stdout
+    assert [s["name"] for s in ScenarioStore(db_path).list_scenarios()["scenarios"]] == ["diabetes-cohort"]
+    refused = run_installed("load", "ghost")  # an error from the real process: one line, exit 1
+    assert refused.returncode == 1 and refused.stdout == "", refused.stdout + refused.stderr
+    assert refused.stderr.startswith("error: scenario 'ghost' not found") and refused.stderr.count("\n") == 1, (
+        refused.stderr
+    )
+
+
+def test_every_command_has_help_with_an_example() -> None:
     top = ok("--help").stdout
     assert "Examples:" in top and "healthsim save diabetes-cohort" in top
     for command in COMMANDS:
@@ -50,8 +125,21 @@ def test_installed_and_every_command_has_help_with_an_example() -> None:
 
 
 def test_save_list_load_query_export_import_delete(isolated_home: Path, tmp_path: Path) -> None:
-    saved = json.loads(ok("save", "diabetes-cohort", "--from", str(EXAMPLE), "--tag", "diabetes", "--tag", "example",
-                          "--description", "Example cohort", "--json").stdout)
+    saved = json.loads(
+        ok(
+            "save",
+            "diabetes-cohort",
+            "--from",
+            str(EXAMPLE),
+            "--tag",
+            "diabetes",
+            "--tag",
+            "example",
+            "--description",
+            "Example cohort",
+            "--json",
+        ).stdout
+    )
     assert saved["name"] == "diabetes-cohort" and saved["entity_count"] == 30
     assert saved["entities_by_type"]["prescriptions"] == 5
 
@@ -67,7 +155,9 @@ def test_save_list_load_query_export_import_delete(isolated_home: Path, tmp_path
     assert whole["entities"] == json.loads(EXAMPLE.read_text())
     page = ok("load", "diabetes-cohort", "--type", "patients", "--limit", "2", "--offset", "1").stdout.splitlines()
     assert [json.loads(line)["patient_id"] for line in page] == ["MRN-10002", "MRN-10003"]
-    assert json.loads(ok("load", saved["scenario_id"], "--type", "claims", "--limit", "1", "--json").stdout)[0]["claim_id"]
+    assert json.loads(ok("load", saved["scenario_id"], "--type", "claims", "--limit", "1", "--json").stdout)[0][
+        "claim_id"
+    ]
 
     table = ok("query", "SELECT data->>'gender' AS gender, count(*) AS n FROM patients GROUP BY ALL ORDER BY 1").stdout
     assert "female" in table and "2 of 2 row(s)" in table
@@ -111,9 +201,15 @@ def test_errors_are_one_line_with_exit_codes(isolated_home: Path, tmp_path: Path
     assert_clean_error(run("import", str(tmp_path / "missing.json")), 1, "no such file")
     assert_clean_error(run("query", "DROP TABLE scenarios"), 1, "only read-only SELECT")
     assert_clean_error(run("load", "twice", "--type", "aliens"), 1, "has no entity type 'aliens'")
-    for usage in (["list", "--limit", "0"], ["nonsense"], ["save", "x"], ["query"], ["migrate", "--status", "--dry-run"]):
+    for usage in (
+        ["list", "--limit", "0"],
+        ["nonsense"],
+        ["save", "x"],
+        ["query"],
+        ["migrate", "--status", "--dry-run"],
+    ):
         result = run(*usage)
-        assert result.returncode == 2, (usage, result.stderr)
+        assert result.exit_code == 2, (usage, result.stderr)
         assert "Traceback" not in result.stderr
 
 
@@ -126,6 +222,7 @@ def test_db_option_and_environment(tmp_path: Path, isolated_home: Path) -> None:
 
 
 def test_locked_database_is_a_clear_error(isolated_home: Path, db_path: Path) -> None:
+    # The lock is held by another process (hold_database); the command runs here.
     ok("save", "x", "--from", str(EXAMPLE))
     holder = hold_database(db_path, 60)
     try:
@@ -142,13 +239,14 @@ def test_migrate_command(isolated_home: Path) -> None:
     status = json.loads(ok("migrate", "--status", "--json").stdout)
     assert status["found"] == 1 and status["migrated"] == 0
     assert "would migrate" in ok("migrate", "--dry-run").stdout
-    assert_clean_error(run("migrate"), 1, "")  # not confirmed: stdin is closed
+    assert_clean_error(run("migrate"), 1, "")  # not confirmed: stdin is empty
     report = json.loads(ok("migrate", "--yes", "--json").stdout)
     assert report["migrated"] == 1
     assert "legacy-export-cohort" in ok("list").stdout
 
 
 def test_progress_bars_on_a_terminal_only(isolated_home: Path, tmp_path: Path) -> None:
+    # A real process: stderr must be a terminal (a pty) for the bar to be drawn.
     import pty
 
     ok("save", "x", "--from", str(EXAMPLE))
@@ -156,7 +254,11 @@ def test_progress_bars_on_a_terminal_only(isolated_home: Path, tmp_path: Path) -
     try:
         result = subprocess.run(
             [str(HEALTHSIM), "export", "x", "-o", str(tmp_path / "x.json")],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave, timeout=60, env={**os.environ},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=slave,
+            timeout=60,
+            env={**os.environ},
         )
         os.close(slave)
         seen = b""
@@ -175,7 +277,7 @@ def test_progress_bars_on_a_terminal_only(isolated_home: Path, tmp_path: Path) -
     assert result.stdout.decode().strip() == str(tmp_path / "x.json")  # ... and stdout stays clean
 
 
-def assert_one_line(result: subprocess.CompletedProcess[str], text: str) -> str:
+def assert_one_line(result: Result, text: str) -> str:
     """Exit 1, nothing on stdout, and one line on stderr holding ``text``."""
     assert_clean_error(result, 1, text)
     assert result.stdout == "" and result.stderr.count("\n") == 1 and result.stderr.startswith("error: "), result.stderr
@@ -193,15 +295,49 @@ def test_export_under_a_regular_file_is_one_clean_line(isolated_home: Path, tmp_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt", "home"]
 
 
-def test_database_url_is_refused_without_the_password(isolated_home: Path, tmp_path: Path) -> None:
+def test_database_url_is_refused_without_the_password(
+    isolated_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A URL was taken as a relative path: ./postgresql:/user:secret@host/... with the password.
+    monkeypatch.chdir(tmp_path)  # relative paths would land here
     url = "postgresql://user:secret@db.example.org:5432/healthsim"
     for args, env in (
         (["--db", url, "list"], None),
         (["--db", url, "save", "x", "--from", str(EXAMPLE)], None),
         (["list"], {"HEALTHSIM_DB": url}),
     ):
-        line = assert_one_line(run(*args, env=env, cwd=tmp_path), "PostgreSQL team store is not available")
+        line = assert_one_line(run(*args, env=env), "PostgreSQL team store is not available")
         assert "secret" not in line and "postgresql://user:***@db.example.org:5432/healthsim" in line, line
         assert "DuckDB file path" in line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home"]  # nothing created
+
+
+def test_building_and_editing_a_scenario(isolated_home: Path, tmp_path: Path) -> None:
+    batch = tmp_path / "batch.json"
+    batch.write_text(json.dumps({"patients": [{"patient_id": "A", "v": 2}, {"patient_id": "B"}]}, indent=2))
+    assert_clean_error(run("add", "cohort", "--from", str(batch)), 1, "scenario 'cohort' not found")
+    created = json.loads(ok("add", "cohort", "--from", str(batch), "--create", "--json").stdout)
+    assert created["added"] == {"patients": 2} and created["entity_count"] == 2
+    again = json.loads(ok("add", "cohort", "--from", str(batch), "--json").stdout)
+    assert again["updated"] == {"patients": 2} and again["added"] == {}
+    assert "added patients 2" in ok("add", "cohort", "--from", str(batch), "--no-upsert").stdout
+    removed = json.loads(ok("remove", "cohort", "--type", "patients", "A", "nobody", "--json").stdout)
+    assert removed["removed"] == {"patients": 2} and removed["not_found"] == ["nobody"]
+    assert_clean_error(run("remove", "cohort", "--type", "patients", "nobody"), 1, "not found: nobody")
+    assert_clean_error(run("remove", "cohort", "--type", "claims", "A"), 1, "has no entity type 'claims'")
+    assert json.loads(ok("rename", "cohort", "cohort-v1", "--json").stdout)["name"] == "cohort-v1"
+    assert json.loads(ok("tag", "cohort-v1", "--add", "reviewed", "--add", "draft", "--json").stdout)["tags"] == [
+        "reviewed",
+        "draft",
+    ]
+    assert json.loads(ok("tag", "cohort-v1", "--remove", "DRAFT", "--json").stdout)["tags"] == ["reviewed"]
+    assert "tagged 'cohort-v1': tags reviewed" in ok("tag", "cohort-v1", "--description", "first cohort").stdout
+    assert json.loads(ok("copy", "cohort-v1", "cohort-copy", "--json").stdout)["entity_count"] == 2
+    assert_clean_error(run("copy", "cohort-v1", "cohort-copy"), 1, "'cohort-copy' already exists")
+    # cohort-v1 holds B twice (the --no-upsert add); merging with --upsert keeps one B.
+    assert json.loads(ok("merge", "cohort-v1", "cohort-copy", "--into", "both", "--json").stdout)["entity_count"] == 4
+    merged = json.loads(ok("merge", "cohort-v1", "cohort-copy", "--into", "one", "--upsert", "--json").stdout)
+    assert merged["entities_by_type"] == {"patients": 1}
+    assert ScenarioStore().load_scenario("cohort-v1")["description"] == "first cohort"
+    assert_clean_error(run("merge", "cohort-v1", "missing", "--into", "x"), 1, "scenario 'missing' not found")
+    assert_clean_error(run("rename", "cohort-v1"), 2, "Missing argument")

@@ -13,9 +13,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from conftest import HERE, orphan_rows
-from helpers.worker import version_entities
 from healthsim.state import ScenarioStore
+from helpers.database import orphan_rows
+from helpers.paths import HERE
+from helpers.worker import version_entities
 
 WORKER = HERE / "helpers" / "worker.py"
 pytestmark = pytest.mark.slow

@@ -21,27 +21,7 @@ from healthsim.state import (
     save_scenario,
 )
 from healthsim.state.database import connect, lock_timeout, resolve_db_path
-
-HOLD_SCRIPT = """
-import sys, time, duckdb
-con = duckdb.connect(sys.argv[1])
-print("holding", flush=True)
-time.sleep(float(sys.argv[2]))
-con.close()
-print("released", flush=True)
-time.sleep(30)
-"""
-
-
-def hold_database(path: Path, seconds: float) -> subprocess.Popen[str]:
-    """Start another process that holds the file read-write for ``seconds``."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", HOLD_SCRIPT, str(path), str(seconds)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "holding"
-    return proc
+from helpers.database import hold_database
 
 
 def test_default_path_is_under_home(monkeypatch: pytest.MonkeyPatch, isolated_home: Path) -> None:
@@ -140,7 +120,10 @@ def test_idle_process_holds_no_lock(store: ScenarioStore, db_path: Path) -> None
         "con.execute('DELETE FROM scenario_tags WHERE id = 999'); print('ok')"
     )
     result = subprocess.run(
-        [sys.executable, "-c", code, str(db_path)], capture_output=True, text=True, timeout=60,
+        [sys.executable, "-c", code, str(db_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
         env={**os.environ},
     )
     assert result.stdout.strip() == "ok", result.stderr

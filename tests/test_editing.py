@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -26,6 +32,7 @@ from healthsim.state import (
     update_scenario,
 )
 from healthsim.state.entities import ENTITY_ID_NAMESPACE
+from helpers.database import orphan_rows
 
 
 def count_rows(path: Path) -> int:
@@ -40,7 +47,12 @@ def test_add_upserts_in_place_removes_later_duplicates_and_appends_new_types(sto
     store.save_scenario(
         "cohort",
         {
-            "patients": [{"patient_id": "A", "v": 1}, {"patient_id": "B"}, {"patient_id": "A", "dup": True}, {"note": "no id"}],
+            "patients": [
+                {"patient_id": "A", "v": 1},
+                {"patient_id": "B"},
+                {"patient_id": "A", "dup": True},
+                {"note": "no id"},
+            ],
             "claims": [{"claim_id": "C1"}],
         },
     )
@@ -57,7 +69,13 @@ def test_add_upserts_in_place_removes_later_duplicates_and_appends_new_types(sto
     assert result["entity_count"] == 7 and result["name"] == "cohort"
     loaded = store.load_scenario("cohort")
     assert loaded["entities"] == {
-        "patients": [{"patient_id": "A", "v": 2}, {"patient_id": "B"}, {"note": "no id"}, {"note": "no id"}, {"patient_id": "D"}],
+        "patients": [
+            {"patient_id": "A", "v": 2},
+            {"patient_id": "B"},
+            {"note": "no id"},
+            {"note": "no id"},
+            {"patient_id": "D"},
+        ],
         "claims": [{"claim_id": "C1"}],
         "encounters": [{"encounter_id": "E1"}],
     }
@@ -68,9 +86,13 @@ def test_add_upserts_in_place_removes_later_duplicates_and_appends_new_types(sto
 
 def test_the_last_of_repeated_ids_in_a_batch_wins_at_the_first_place(store: ScenarioStore) -> None:
     store.save_scenario("s", {"patients": [{"patient_id": "X"}]})
-    store.add_entities("s", {"patients": [{"patient_id": "A", "v": 1}, {"patient_id": "B"}, {"patient_id": "A", "v": 2}]})
+    store.add_entities(
+        "s", {"patients": [{"patient_id": "A", "v": 1}, {"patient_id": "B"}, {"patient_id": "A", "v": 2}]}
+    )
     assert store.load_scenario("s")["entities"]["patients"] == [
-        {"patient_id": "X"}, {"patient_id": "A", "v": 2}, {"patient_id": "B"},
+        {"patient_id": "X"},
+        {"patient_id": "A", "v": 2},
+        {"patient_id": "B"},
     ]
 
 
@@ -84,9 +106,12 @@ def test_add_without_upsert_appends_everything(store: ScenarioStore) -> None:
 def test_add_matches_uuid_ids_and_numbers(store: ScenarioStore) -> None:
     u = str(uuid.uuid4())
     store.save_scenario("s", {"encounters": [{"encounter_id": u, "v": 1}], "claims": [{"claim_id": 7}]})
-    store.add_entities("s", {"encounters": [{"encounter_id": u.upper(), "v": 2}], "claims": [{"claim_id": 7, "paid": True}]})
+    store.add_entities(
+        "s", {"encounters": [{"encounter_id": u.upper(), "v": 2}], "claims": [{"claim_id": 7, "paid": True}]}
+    )
     assert store.load_scenario("s")["entities"] == {
-        "encounters": [{"encounter_id": u.upper(), "v": 2}], "claims": [{"claim_id": 7, "paid": True}],
+        "encounters": [{"encounter_id": u.upper(), "v": 2}],
+        "claims": [{"claim_id": 7, "paid": True}],
     }
 
 
@@ -99,7 +124,11 @@ def test_add_to_a_missing_scenario_needs_create(store: ScenarioStore) -> None:
     result = store.add_entities("nope", {"patients": [{"patient_id": "A"}]}, create=True, description="d", tags=["t"])
     assert result["added"] == {"patients": 1}
     loaded = store.load_scenario("nope")
-    assert loaded["description"] == "d" and loaded["tags"] == ["t"] and loaded["entities"] == {"patients": [{"patient_id": "A"}]}
+    assert (
+        loaded["description"] == "d"
+        and loaded["tags"] == ["t"]
+        and loaded["entities"] == {"patients": [{"patient_id": "A"}]}
+    )
 
 
 def test_a_bad_entity_changes_nothing(store: ScenarioStore, db_path: Path) -> None:
@@ -113,7 +142,14 @@ def test_a_bad_entity_changes_nothing(store: ScenarioStore, db_path: Path) -> No
 
 
 def test_edits_keep_what_was_saved_exactly(store: ScenarioStore, tmp_path: Path) -> None:
-    weird = {"patient_id": "A", "big": -(2**70), "z": 1, "a": [None, {}, []], "text": "\u0000é🎉", "_provenance": {"source_type": "generated"}}
+    weird = {
+        "patient_id": "A",
+        "big": -(2**70),
+        "z": 1,
+        "a": [None, {}, []],
+        "text": "\u0000é🎉",
+        "_provenance": {"source_type": "generated"},
+    }
     store.save_scenario("s", {"patients": [{"patient_id": "Z"}]})
     store.add_entities("s", {"patients": [weird]})
     loaded = store.load_scenario("s")
@@ -129,7 +165,9 @@ def test_edits_keep_what_was_saved_exactly(store: ScenarioStore, tmp_path: Path)
 
 def test_remove_by_own_id_or_uuid(store: ScenarioStore) -> None:
     u = str(uuid.uuid4())
-    store.save_scenario("s", {"patients": [{"patient_id": "A"}, {"patient_id": "B"}, {"patient_id": "A"}, {"patient_id": u}, {"x": 1}]})
+    store.save_scenario(
+        "s", {"patients": [{"patient_id": "A"}, {"patient_id": "B"}, {"patient_id": "A"}, {"patient_id": u}, {"x": 1}]}
+    )
     result = store.remove_entities("s", "patient", ["A", u, "nobody"])
     assert result["removed"] == {"patients": 3} and result["not_found"] == ["nobody"]
     assert store.load_scenario("s")["entities"]["patients"] == [{"patient_id": "B"}, {"x": 1}]
@@ -151,7 +189,9 @@ def test_remove_refuses_an_unknown_type_and_changes_nothing(store: ScenarioStore
 def test_update_renames_describes_and_tags(store: ScenarioStore) -> None:
     sid = store.save_scenario("old", {"patients": [{"patient_id": "A"}]}, "first", ["Diabetes", "keep"])
     before = store.load_scenario("old")
-    entry = store.update_scenario("old", new_name="new", description="second", add_tags=["DIABETES", "extra"], remove_tags=["KEEP"])
+    entry = store.update_scenario(
+        "old", new_name="new", description="second", add_tags=["DIABETES", "extra"], remove_tags=["KEEP"]
+    )
     assert entry["name"] == "new" and entry["scenario_id"] == sid and entry["description"] == "second"
     assert entry["tags"] == ["Diabetes", "extra"]
     assert entry["updated_at"] > before["updated_at"] and entry["created_at"] == before["created_at"]
@@ -178,9 +218,7 @@ def test_copy_keeps_entities_order_and_ids(store: ScenarioStore, db_path: Path) 
     assert loaded["description"] == "desc" and loaded["tags"] == ["t"]
     assert loaded["metadata"]["provenance"]["operation"] == "copy"
     con = duckdb.connect(str(db_path))
-    ids = con.execute(
-        "SELECT scenario_id, list(entity_id ORDER BY id) FROM scenario_entities GROUP BY ALL"
-    ).fetchall()
+    ids = con.execute("SELECT scenario_id, list(entity_id ORDER BY id) FROM scenario_entities GROUP BY ALL").fetchall()
     con.close()
     assert len(ids) == 2 and ids[0][1] == ids[1][1]  # the same entity ids, in the same order
     assert store.load_scenario(store.copy_scenario("src", "dst2", description="other", tags=[]))["tags"] == []
@@ -188,8 +226,8 @@ def test_copy_keeps_entities_order_and_ids(store: ScenarioStore, db_path: Path) 
         store.copy_scenario("src", "dst")
 
 
-def test_copy_of_a_large_scenario_is_staged(store: ScenarioStore, db_path: Path) -> None:
-    patients = [{"patient_id": f"P{i}"} for i in range(130_000)]
+def test_copy_of_a_large_scenario(store: ScenarioStore, db_path: Path) -> None:
+    patients = [{"patient_id": f"P{i}"} for i in range(130_000)]  # more than a row group
     store.save_scenario("big", {"patients": patients})
     store.copy_scenario("big", "big-copy")
     assert store.load_scenario("big-copy")["entities"]["patients"] == patients
@@ -197,8 +235,12 @@ def test_copy_of_a_large_scenario_is_staged(store: ScenarioStore, db_path: Path)
 
 
 def test_merge_in_source_order_with_and_without_upsert(store: ScenarioStore) -> None:
-    store.save_scenario("a", {"patients": [{"patient_id": "A", "v": 1}, {"x": 1}], "claims": [{"claim_id": "C"}]}, tags=["a"])
-    store.save_scenario("b", {"encounters": [{"encounter_id": "E"}], "patients": [{"patient_id": "A", "v": 2}, {"patient_id": "B"}]})
+    store.save_scenario(
+        "a", {"patients": [{"patient_id": "A", "v": 1}, {"x": 1}], "claims": [{"claim_id": "C"}]}, tags=["a"]
+    )
+    store.save_scenario(
+        "b", {"encounters": [{"encounter_id": "E"}], "patients": [{"patient_id": "A", "v": 2}, {"patient_id": "B"}]}
+    )
     store.merge_scenarios(["a", "b"], "plain")
     assert store.load_scenario("plain")["entities"] == {
         "patients": [{"patient_id": "A", "v": 1}, {"x": 1}, {"patient_id": "A", "v": 2}, {"patient_id": "B"}],
@@ -257,7 +299,9 @@ def test_scenarios_of_the_earlier_release_can_be_edited(tmp_path: Path) -> None:
 
 ID_FIELD = {"patients": "patient_id", "claims": "claim_id"}
 entity_of = {
-    t: st.fixed_dictionaries({"v": st.integers(-(2**70), 2**70)}, optional={ID_FIELD[t]: st.sampled_from(["A", "B", "C", "D"])})
+    t: st.fixed_dictionaries(
+        {"v": st.integers(-(2**70), 2**70)}, optional={ID_FIELD[t]: st.sampled_from(["A", "B", "C", "D"])}
+    )
     for t in ID_FIELD
 }
 batches = st.fixed_dictionaries({}, optional={t: st.lists(entity_of[t], max_size=4) for t in ID_FIELD})
@@ -265,7 +309,9 @@ operations = st.lists(
     st.one_of(
         st.tuples(st.just("save"), batches),
         st.tuples(st.just("add"), batches, st.booleans()),
-        st.tuples(st.just("remove"), st.sampled_from(list(ID_FIELD)), st.lists(st.sampled_from(["A", "B", "Z"]), max_size=2)),
+        st.tuples(
+            st.just("remove"), st.sampled_from(list(ID_FIELD)), st.lists(st.sampled_from(["A", "B", "Z"]), max_size=2)
+        ),
     ),
     min_size=1,
     max_size=8,
@@ -283,7 +329,9 @@ def model_add(model: dict[str, list[dict[str, Any]]], batch: dict[str, list[dict
         target = model.setdefault(entity_type, [])
         for entity in items:
             key = own_id(entity_type, entity)
-            matches = [i for i, e in enumerate(target) if key is not None and own_id(entity_type, e) == key] if upsert else []
+            matches = (
+                [i for i, e in enumerate(target) if key is not None and own_id(entity_type, e) == key] if upsert else []
+            )
             if matches:
                 target[matches[0]] = entity
                 for i in reversed(matches[1:]):
@@ -294,7 +342,9 @@ def model_add(model: dict[str, list[dict[str, Any]]], batch: dict[str, list[dict
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=operations)
-def test_any_sequence_of_edits_loads_like_the_plain_python_model(tmp_path_factory: pytest.TempPathFactory, steps: list[Any]) -> None:
+def test_any_sequence_of_edits_loads_like_the_plain_python_model(
+    tmp_path_factory: pytest.TempPathFactory, steps: list[Any]
+) -> None:
     store = ScenarioStore(tmp_path_factory.mktemp("model") / "h.duckdb")
     model: dict[str, list[dict[str, Any]]] | None = None
     for step in steps:
@@ -315,3 +365,53 @@ def test_any_sequence_of_edits_loads_like_the_plain_python_model(tmp_path_factor
         loaded = store.load_scenario("m")
         assert loaded["entities"] == model
         assert loaded["entity_count"] == sum(len(v) for v in model.values())
+
+
+# --------------------------------------------------------------------------- processes
+
+WORKER = Path(__file__).parent / "helpers" / "worker.py"
+
+
+def start_worker(*args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "HEALTHSIM_LOCK_TIMEOUT": "60"}
+    return subprocess.Popen(
+        [sys.executable, str(WORKER), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+
+
+@pytest.mark.slow
+def test_two_processes_adding_to_one_scenario_lose_nothing(db_path: Path) -> None:
+    store = ScenarioStore(db_path)
+    store.save_scenario("shared", {"patients": []})
+    workers = [start_worker("add", str(db_path), "shared", prefix, "15", "20") for prefix in ("left", "right")]
+    for worker in workers:
+        out, errors = worker.communicate(timeout=240)
+        assert worker.returncode == 0, errors
+    patients = store.load_scenario("shared")["entities"]["patients"]
+    ids = [p["patient_id"] for p in patients]
+    expected = {f"{prefix}-{b}-{i}" for prefix in ("left", "right") for b in range(15) for i in range(20)}
+    assert len(ids) == len(expected) == 600 and set(ids) == expected  # every batch exactly once
+    for prefix in ("left", "right"):  # each process's batches in the order it added them
+        mine = [p["batch"] for p in patients if p["patient_id"].startswith(prefix)]
+        assert mine == sorted(mine)
+
+
+@pytest.mark.slow
+def test_kill_during_an_add_leaves_the_scenario_before_or_after(db_path: Path) -> None:
+    store = ScenarioStore(db_path)
+    store.save_scenario("victim", {"patients": [{"patient_id": "first"}]})
+    rng = random.Random(7)
+    outcomes = set()
+    for attempt in range(5):
+        before = store.load_scenario("victim")["entities"]["patients"]
+        worker = start_worker("add", str(db_path), "victim", f"k{attempt}", "1", "40000")
+        assert worker.stdout is not None and worker.stdout.readline().strip() == "adding"
+        time.sleep(rng.uniform(0.0, 0.8))
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+        after = store.load_scenario("victim")["entities"]["patients"]
+        added = after[len(before) :]
+        assert after[: len(before)] == before and len(added) in (0, 40_000)
+        outcomes.add(len(added))
+        assert orphan_rows(db_path) == 0
+    assert 0 in outcomes, outcomes  # some kills landed before the commit

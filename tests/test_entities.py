@@ -58,9 +58,20 @@ def test_normalize_type_refuses_bad_names(raw: object) -> None:
 
 def test_every_specification_type_is_known() -> None:
     assert set(KNOWN_TYPES) == {
-        "patients", "encounters", "diagnoses", "procedures", "medications", "lab_results",
-        "vital_signs", "clinical_notes", "members", "claims", "claim_lines", "prescriptions",
-        "subjects", "trial_visits",
+        "patients",
+        "encounters",
+        "diagnoses",
+        "procedures",
+        "medications",
+        "lab_results",
+        "vital_signs",
+        "clinical_notes",
+        "members",
+        "claims",
+        "claim_lines",
+        "prescriptions",
+        "subjects",
+        "trial_visits",
     }
 
 

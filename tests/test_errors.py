@@ -112,7 +112,9 @@ def test_lone_surrogate_in_a_top_level_key_of_an_export_layout_file(tmp_path: Pa
     store = ScenarioStore(tmp_path / "h.duckdb")
     store.save_scenario("x", {"patients": [{"patient_id": "A"}]})
     path = store.export_scenario_to_json("x", tmp_path / "x.json")
-    path.write_text(path.read_text(encoding="utf-8").replace('"name":"x"', '"name":"y","\\ud800":1', 1), encoding="utf-8")
+    path.write_text(
+        path.read_text(encoding="utf-8").replace('"name":"x"', '"name":"y","\\ud800":1', 1), encoding="utf-8"
+    )
     with pytest.raises(errors.InvalidScenarioFileError, match=r'\$\["\\ud800"\]'):
         store.import_scenario_from_json(path)
     assert [s["name"] for s in store.list_scenarios()["scenarios"]] == ["x"]

@@ -16,8 +16,6 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from helpers.legacy_files import claims
-from helpers.sample import diabetes_cohort
 from healthsim.state import (
     InvalidInputError,
     ScenarioNotFoundError,
@@ -28,6 +26,8 @@ from healthsim.state import (
 from healthsim.state.exchange import export as export_module
 from healthsim.state.exchange.export import safe_file_name
 from healthsim.state.reading import ScenarioReader
+from helpers.legacy_files import claims
+from helpers.sample import diabetes_cohort
 
 SCHEMA = json.loads(
     resources.files("healthsim.state").joinpath("schemas/scenario-1.0.schema.json").read_text(encoding="utf-8")
@@ -51,8 +51,15 @@ def test_export_format_and_default_path(isolated_home: Path) -> None:
     document = json.loads(path.read_text(encoding="utf-8"))
     validate(document)
     assert list(document) == [
-        "schema_version", "scenario_id", "name", "description", "created_at", "updated_at",
-        "tags", "metadata", "entities",
+        "schema_version",
+        "scenario_id",
+        "name",
+        "description",
+        "created_at",
+        "updated_at",
+        "tags",
+        "metadata",
+        "entities",
     ]
     assert document["schema_version"] == "1.0"
     assert document["scenario_id"] == sid
@@ -146,7 +153,8 @@ def test_export_of_legacy_interleaved_rows(tmp_path: Path, monkeypatch: pytest.M
     document = json.loads(path.read_text())
     validate(document)
     assert [p["patient_id"] for p in document["entities"]["patients"]] == [
-        "MRN-00012345", "3f2b8c1e-9d4a-4e7b-8c6f-1a2b3c4d5e6f",
+        "MRN-00012345",
+        "3f2b8c1e-9d4a-4e7b-8c6f-1a2b3c4d5e6f",
     ]
     assert document["entities"]["patients"][1]["big"] == 123456789012345678901234567890
 

@@ -12,9 +12,6 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from conftest import orphan_rows
-from helpers import legacy_files
-from helpers.sample import diabetes_cohort
 from healthsim.state import (
     InvalidScenarioFileError,
     InvalidScenarioNameError,
@@ -24,6 +21,9 @@ from healthsim.state import (
     load_scenario,
 )
 from healthsim.state.entities import ENTITY_ID_NAMESPACE
+from helpers import legacy_files
+from helpers.database import orphan_rows
+from helpers.sample import diabetes_cohort
 
 
 def write(path: Path, text: str | bytes) -> Path:
@@ -66,8 +66,12 @@ def test_name_priority_and_id_reuse(store: ScenarioStore, tmp_path: Path) -> Non
 def test_duplicate_name_and_overwrite(store: ScenarioStore, tmp_path: Path) -> None:
     sid = store.save_scenario("target", {"patients": [{"patient_id": "old"}]})
     created = store.load_scenario("target")["created_at"]
-    path = write(tmp_path / "t.json", json.dumps({"name": "target", "created_at": "2020-01-01T00:00:00Z",
-                                                   "entities": {"patients": [{"patient_id": "new"}]}}))
+    path = write(
+        tmp_path / "t.json",
+        json.dumps(
+            {"name": "target", "created_at": "2020-01-01T00:00:00Z", "entities": {"patients": [{"patient_id": "new"}]}}
+        ),
+    )
     with pytest.raises(ScenarioExistsError, match="'target' already exists"):
         store.import_scenario_from_json(path)
     time.sleep(0.01)
@@ -157,7 +161,10 @@ def test_line_layout_with_odd_entity_lines_is_kept_verbatim(store: ScenarioStore
 
 def test_version_checks(store: ScenarioStore, tmp_path: Path) -> None:
     for version in ("1.0", "1.7"):
-        path = write(tmp_path / f"v{version}.json", json.dumps({"schema_version": version, "name": f"v{version}", "entities": {}}))
+        path = write(
+            tmp_path / f"v{version}.json",
+            json.dumps({"schema_version": version, "name": f"v{version}", "entities": {}}),
+        )
         store.import_scenario_from_json(path)
     for bad in ("2.0", "0.9", 1.0, None):
         path = write(tmp_path / "bad-version.json", json.dumps({"schema_version": bad, "name": "nope", "entities": {}}))
@@ -169,28 +176,83 @@ def test_version_checks(store: ScenarioStore, tmp_path: Path) -> None:
 
 
 BAD_FILES = [
-    ("invalid-json", '{"name": "x", "entities": {"patients": [{"a": 1,}]}}', r"\$\.entities\.patients\[0\] \(line 1 column \d+\)", "invalid JSON"),
+    (
+        "invalid-json",
+        '{"name": "x", "entities": {"patients": [{"a": 1,}]}}',
+        r"\$\.entities\.patients\[0\] \(line 1 column \d+\)",
+        "invalid JSON",
+    ),
     ("empty", "", None, "the file is empty"),
     ("whitespace", "  \n\t ", None, "the file is empty"),
     ("top-level-array", '[{"patient_id": "A"}]', r"\$ \(line 1 column 1\)", "top level is an array"),
     ("entities-not-object", '{"entities": [1, 2]}', r"\$\.entities", "must be an object"),
-    ("entity-list-not-array", '{"entities": {"patients": {"patient_id": "A"}}}', r"\$\.entities\.patients", "must be a list"),
-    ("entity-not-object", '{"entities": {"patients": [{"patient_id": "A"}, "B"]}}', r"\$\.entities\.patients\[1\] \(line 1 column 49\)", "must be a JSON object"),
+    (
+        "entity-list-not-array",
+        '{"entities": {"patients": {"patient_id": "A"}}}',
+        r"\$\.entities\.patients",
+        "must be a list",
+    ),
+    (
+        "entity-not-object",
+        '{"entities": {"patients": [{"patient_id": "A"}, "B"]}}',
+        r"\$\.entities\.patients\[1\] \(line 1 column 49\)",
+        "must be a JSON object",
+    ),
     ("nan", '{"entities": {"patients": [{"v": NaN}]}}', r"\$\.entities\.patients\[0\]", "NaN is not a JSON number"),
-    ("infinity", '{"entities": {"patients": [{"v": -Infinity}]}}', r"\$\.entities\.patients\[0\]", "-Infinity is not a JSON number"),
-    ("overflow-to-infinity", '{"entities": {"patients": [{"v": 1e400}]}}', r"\$\.entities\.patients\[0\]", "field $.v is inf"),
-    ("duplicate-key", '{"entities": {"patients": [{"id": 1, "id": 2}]}}', r"\$\.entities\.patients\[0\]", "key 'id' twice"),
+    (
+        "infinity",
+        '{"entities": {"patients": [{"v": -Infinity}]}}',
+        r"\$\.entities\.patients\[0\]",
+        "-Infinity is not a JSON number",
+    ),
+    (
+        "overflow-to-infinity",
+        '{"entities": {"patients": [{"v": 1e400}]}}',
+        r"\$\.entities\.patients\[0\]",
+        "field $.v is inf",
+    ),
+    (
+        "duplicate-key",
+        '{"entities": {"patients": [{"id": 1, "id": 2}]}}',
+        r"\$\.entities\.patients\[0\]",
+        "key 'id' twice",
+    ),
     ("duplicate-top-key", '{"name": "a", "name": "b", "entities": {}}', r"\$ \(line 1", "'name' appears twice"),
     ("duplicate-type", '{"entities": {"patients": [], "patients": []}}', r"\$\.entities", "'patients' appears twice"),
-    ("deep-nesting", '{"entities": {"patients": [{"v": ' + "[" * 150 + "]" * 150 + "}]}}", r"\$\.entities\.patients\[0\]", "deeper than 100"),
-    ("hostile-nesting", '{"entities": {"patients": [' + "[" * 200_000, r"\$\.entities\.patients\[0\]", "deeper than 100"),
-    ("long-integer", '{"entities": {"patients": [{"v": ' + "7" * 4301 + "}]}}", r"\$\.entities\.patients\[0\]", "longer than 4300 digits"),
+    (
+        "deep-nesting",
+        '{"entities": {"patients": [{"v": ' + "[" * 150 + "]" * 150 + "}]}}",
+        r"\$\.entities\.patients\[0\]",
+        "deeper than 100",
+    ),
+    (
+        "hostile-nesting",
+        '{"entities": {"patients": [' + "[" * 200_000,
+        r"\$\.entities\.patients\[0\]",
+        "deeper than 100",
+    ),
+    (
+        "long-integer",
+        '{"entities": {"patients": [{"v": ' + "7" * 4301 + "}]}}",
+        r"\$\.entities\.patients\[0\]",
+        "longer than 4300 digits",
+    ),
     ("random-bytes", bytes(range(256)) * 64, "byte", "not UTF-8"),
     ("binary-prefix", b"\x00\x01garbage", r"\$ \(line 1 column 1\)", "not a JSON object"),
     ("trailing-data", '{"entities": {}} {"more": 1}', r"\$ \(line 1", "after the end"),
     ("truncated", '{"name": "t", "entities": {"patients": [{"patient_id": "A"}', r"\$\.entities\.patients", "expected"),
-    ("bad-type-name", '{"entities": {"1patients": []}}', r"\$\.entities\.1patients|\$\.entities\[", "not a valid type name"),
-    ("lone-surrogate", '{"entities": {"patients": [{"v": "\\ud800"}]}}', r"\$\.entities\.patients\[0\]", "lone surrogate"),
+    (
+        "bad-type-name",
+        '{"entities": {"1patients": []}}',
+        r"\$\.entities\.1patients|\$\.entities\[",
+        "not a valid type name",
+    ),
+    (
+        "lone-surrogate",
+        '{"entities": {"patients": [{"v": "\\ud800"}]}}',
+        r"\$\.entities\.patients\[0\]",
+        "lone surrogate",
+    ),
     ("bad-tags", '{"tags": "diabetes", "entities": {}}', r"\$\.tags", "single string"),
     ("bad-created-at", '{"created_at": "yesterday", "entities": {}}', r"\$\.created_at", "not an ISO 8601"),
     ("uuid-name", '{"name": "' + str(uuid.uuid4()) + '", "entities": {}}', r"\$\.name", "pass a name"),
@@ -243,7 +305,9 @@ def test_missing_and_unreadable_files(store: ScenarioStore, tmp_path: Path) -> N
 
 
 def test_module_function_uses_default_database(isolated_home: Path, tmp_path: Path) -> None:
-    path = write(tmp_path / "module.json", json.dumps({"name": "via-module", "entities": {"Patient": [{"patient_id": "A"}]}}))
+    path = write(
+        tmp_path / "module.json", json.dumps({"name": "via-module", "entities": {"Patient": [{"patient_id": "A"}]}})
+    )
     import_scenario_from_json(path)
     assert load_scenario("via-module")["entities"] == {"patients": [{"patient_id": "A"}]}
     assert Path(os.environ["HEALTHSIM_DB"]).exists()
@@ -261,8 +325,13 @@ def cohort_document(patients: int) -> dict[str, object]:
         "tags": ["pretty"],
         "entities": {
             "patients": [
-                {"patient_id": f"MRN-{i:06d}", "name": {"given": ["Zoë"], "family": "Müller"},
-                 "birth_date": "1950-01-02", "deceased": None, "n": i}
+                {
+                    "patient_id": f"MRN-{i:06d}",
+                    "name": {"given": ["Zoë"], "family": "Müller"},
+                    "birth_date": "1950-01-02",
+                    "deceased": None,
+                    "n": i,
+                }
                 for i in range(patients)
             ],
             "claims": [
@@ -330,7 +399,10 @@ def test_top_level_lists_that_are_not_entities_are_kept_as_fields(store: Scenari
     loaded = store.load_scenario("linked")
     assert loaded["entities"] == {"patients": [{"patient_id": "A"}], "members": []}
     assert loaded["metadata"]["source_fields"] == {
-        "@context": ["https://schema.org"], "warnings": [], "codes": [1, 2, 3], "@graph": document["@graph"],
+        "@context": ["https://schema.org"],
+        "warnings": [],
+        "codes": [1, 2, 3],
+        "@graph": document["@graph"],
     }
 
 
@@ -366,8 +438,13 @@ def test_fields_after_the_entities_are_taken_in_one_read(store: ScenarioStore, t
     """A file whose description, tags and metadata follow its entities, large enough to
     be staged in several transactions: the scenario gets them all."""
     patients = [{"patient_id": f"P{i}"} for i in range(130_000)]
-    document = {"name": "late-fields", "entities": {"patients": patients},
-                "description": "given last", "tags": ["late"], "generator": {"seed": 7}}
+    document = {
+        "name": "late-fields",
+        "entities": {"patients": patients},
+        "description": "given last",
+        "tags": ["late"],
+        "generator": {"seed": 7},
+    }
     store.import_scenario_from_json(write(tmp_path / "late.json", json.dumps(document, indent=1)))
     loaded = store.load_scenario("late-fields")
     assert loaded["entities"]["patients"] == patients

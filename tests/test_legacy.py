@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HERE
-from helpers import legacy_files
 from healthsim.state import ScenarioStore
 from healthsim.state.legacy import discover_legacy_files, migrate_legacy_files, migration_status
+from helpers import legacy_files
+from helpers.paths import HERE
 
 SCRIPT = HERE.parent / "scripts" / "migrate_json_to_duckdb.py"
 
@@ -36,14 +36,20 @@ def snapshot(folder: Path) -> dict[str, tuple[str, float]]:
     """Every file below ``folder``: content hash and modification time."""
     return {
         str(p.relative_to(folder)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime)
-        for p in sorted(folder.rglob("*")) if p.is_file()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
     }
 
 
 def run_script(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(SCRIPT), *args], input=stdin, capture_output=True, text=True, timeout=120,
-        env={**os.environ}, stdin=None if stdin is not None else subprocess.DEVNULL,
+        [sys.executable, str(SCRIPT), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ},
+        stdin=None if stdin is not None else subprocess.DEVNULL,
     )
 
 
@@ -61,7 +67,14 @@ def test_migrate_backs_up_imports_verifies_and_is_idempotent(legacy_home: Path, 
     assert report.ok and report.count("migrated") == 3
     assert {r.scenario_name for r in report.files} == {"legacy-export-cohort", "legacy-lists", "legacy-workspace"}
     cohort = next(r for r in report.files if r.path.name == "cohort.json")
-    assert cohort.counts == {"patients": 3, "encounters": 3, "diagnoses": 3, "lab_results": 3, "claims": 2, "prescriptions": 2}
+    assert cohort.counts == {
+        "patients": 3,
+        "encounters": 3,
+        "diagnoses": 3,
+        "lab_results": 3,
+        "claims": 2,
+        "prescriptions": 2,
+    }
     assert report.backup_dir == legacy_home / "scenarios_backup"
     for name in ("scenarios/cohort.json", "scenarios/lists.json", "workspaces/ws.json"):
         assert (report.backup_dir / name).read_bytes() == (legacy_home / name).read_bytes()

@@ -60,8 +60,13 @@ def test_anything_unexpected_goes_to_the_general_reader(body: bytes) -> None:
 
 @pytest.mark.parametrize(
     "first",
-    [b'{"name":"x","entities":{\n', b'{"schema_version":"1.0","entities":{"patients":[]}}\n', b'{"schema_version": "1.0", "entities":{\n', b""],
+    [
+        b'{"name":"x","entities":{\n',
+        b'{"schema_version":"1.0","entities":{"patients":[]}}\n',
+        b'{"schema_version": "1.0", "entities":{\n',
+        b"",
+    ],
 )
 def test_other_first_lines_are_not_the_layout(first: bytes) -> None:
     with pytest.raises(NotLineLayout):
-        LineLayoutReader(Path("x.json"), io.BytesIO(first + b'}}\n'))
+        LineLayoutReader(Path("x.json"), io.BytesIO(first + b"}}\n"))

@@ -1,44 +1,85 @@
-"""The MCP server end to end: the official mcp client drives ``healthsim mcp`` over stdio."""
+"""The MCP server, driven by the official mcp client.
+
+Most tests connect the client in-process to ``build_server(db)`` (the SDK's in-memory
+transport: the same JSON-RPC session and handshake as over stdio, without a subprocess).
+One smoke test runs ``healthsim mcp`` over stdio, and the tests whose behaviour lives in
+the stdio loop of a real process (requests the SDK cannot parse, responses it cannot
+encode) stay subprocess tests too.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import duckdb
-from mcp import ClientSession, StdioServerParameters
+import pytest
+from mcp import Client, ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
-from helpers import legacy_files
-from helpers.sample import diabetes_cohort
+from healthsim.mcp_server import build_server
 from healthsim.state import ScenarioStore
-from test_database import hold_database
+from helpers import legacy_files
+from helpers.database import hold_database
+from helpers.sample import diabetes_cohort
 
 HEALTHSIM = Path(sys.executable).parent / "healthsim"
-TOOLS = {"save_scenario", "load_scenario", "list_scenarios", "delete_scenario", "export_scenario", "import_scenario", "query"}
+TOOLS = {
+    "save_scenario",
+    "load_scenario",
+    "list_scenarios",
+    "delete_scenario",
+    "export_scenario",
+    "import_scenario",
+    "query",
+    "add_entities",
+    "remove_entities",
+    "update_scenario",
+    "copy_scenario",
+    "merge_scenarios",
+}
 
 
 @asynccontextmanager
-async def session(db_path: Path, cwd: Path | None = None, **env: str) -> AsyncIterator[ClientSession]:
+async def session(db: Path | None) -> AsyncIterator[ClientSession]:
+    """A client session connected in-process to ``build_server(db)``.
+
+    ``mode="legacy"``: the initialize handshake over in-memory JSON-RPC streams, as
+    ``ClientSession`` does over stdio (not the SDK's direct in-process dispatch).
+    ``db=None`` follows HEALTHSIM_DB at each call, as ``healthsim mcp`` does.
+    """
+    async with Client(build_server(db), mode="legacy", cache=None) as client:
+        yield client.session
+
+
+def with_session(db: Path | None, test: Callable[[ClientSession], Awaitable[None]]) -> None:
+    async def main() -> None:
+        async with session(db) as client:
+            await asyncio.wait_for(test(client), timeout=120)
+
+    asyncio.run(main())
+
+
+@asynccontextmanager
+async def stdio_session(db_path: Path, **env: str) -> AsyncIterator[ClientSession]:
+    """A client session with ``healthsim mcp`` run as a real subprocess over stdio."""
     params = StdioServerParameters(
-        command=str(HEALTHSIM), args=["mcp"], env={**os.environ, "HEALTHSIM_DB": str(db_path), **env}, cwd=cwd
+        command=str(HEALTHSIM), args=["mcp"], env={**os.environ, "HEALTHSIM_DB": str(db_path), **env}
     )
     async with stdio_client(params) as (read, write), ClientSession(read, write) as client:
         await client.initialize()
         yield client
 
 
-def with_session(
-    db_path: Path, test: Callable[[ClientSession], Awaitable[None]], cwd: Path | None = None, **env: str
-) -> None:
+def with_stdio_session(db_path: Path, test: Callable[[ClientSession], Awaitable[None]], **env: str) -> None:
     async def main() -> None:
-        async with session(db_path, cwd, **env) as client:
+        async with stdio_session(db_path, **env) as client:
             await asyncio.wait_for(test(client), timeout=120)
 
     asyncio.run(main())
@@ -54,6 +95,27 @@ async def call_error(client: ClientSession, tool: str, **arguments: Any) -> str:
     result = await client.call_tool(tool, arguments)
     assert result.is_error
     return result.content[0].text
+
+
+def test_installed_server_over_stdio_smoke(db_path: Path, tmp_path: Path) -> None:
+    """The one real-subprocess smoke test: ``healthsim mcp`` on PATH, stdio, a real database file."""
+    assert HEALTHSIM.exists()
+
+    async def test(client: ClientSession) -> None:
+        assert TOOLS <= {tool.name for tool in (await client.list_tools()).tools}  # the exact set: below
+        saved = await call(client, "save_scenario", name="cohort", entities=diabetes_cohort(3), tags=["smoke"])
+        assert saved["entity_count"] == 12
+        assert (await call(client, "list_scenarios", tag="smoke"))["total_count"] == 1
+        page = await call(client, "load_scenario", name="cohort", entity_type="patients", limit=2)
+        assert [p["patient_id"] for p in page["entities"]["patients"]] == ["MRN-00000", "MRN-00001"]
+        assert (await call(client, "query", sql="SELECT count(*) FROM patients"))["rows"] == [[3]]
+        exported = await call(client, "export_scenario", name="cohort", output_path=str(tmp_path / "cohort.json"))
+        assert (await call(client, "import_scenario", file_path=exported["path"], name="copy"))["entity_count"] == 12
+        assert (await call(client, "delete_scenario", name="copy"))["deleted"] is True
+        assert "not found" in await call_error(client, "load_scenario", name="copy")
+
+    with_stdio_session(db_path, test)
+    assert [s["name"] for s in ScenarioStore(db_path).list_scenarios()["scenarios"]] == ["cohort"]
 
 
 def test_tools_are_described_and_annotated(db_path: Path) -> None:
@@ -72,7 +134,13 @@ def test_tools_are_described_and_annotated(db_path: Path) -> None:
             assert properties and all("description" in p for p in properties.values()), tool.name
         assert tools["query"].input_schema["required"] == ["sql"]
         assert set(tools["load_scenario"].input_schema["properties"]) == {"name", "entity_type", "offset", "limit"}
-        assert set(tools["save_scenario"].input_schema["properties"]) == {"name", "entities", "description", "tags", "overwrite"}
+        assert set(tools["save_scenario"].input_schema["properties"]) == {
+            "name",
+            "entities",
+            "description",
+            "tags",
+            "overwrite",
+        }
 
     with_session(db_path, test)
 
@@ -81,7 +149,9 @@ def test_every_tool_happy_path(db_path: Path, tmp_path: Path) -> None:
     entities = diabetes_cohort(4)
 
     async def test(client: ClientSession) -> None:
-        saved = await call(client, "save_scenario", name="cohort", entities=entities, description="d", tags=["diabetes"])
+        saved = await call(
+            client, "save_scenario", name="cohort", entities=entities, description="d", tags=["diabetes"]
+        )
         assert saved["entity_count"] == 16 and saved["entities_by_type"]["patients"] == 4
         listed = await call(client, "list_scenarios", tag="Diabetes")
         assert listed["total_count"] == 1 and listed["more"] == 0 and listed["scenarios"][0]["name"] == "cohort"
@@ -98,10 +168,14 @@ def test_every_tool_happy_path(db_path: Path, tmp_path: Path) -> None:
         imported = await call(client, "import_scenario", file_path=exported["path"], name="cohort-copy")
         assert imported["entity_count"] == 16
         legacy_files.workspace(tmp_path / "ws.json")
-        assert (await call(client, "import_scenario", file_path=str(tmp_path / "ws.json")))["name"] == "legacy-workspace"
+        assert (await call(client, "import_scenario", file_path=str(tmp_path / "ws.json")))[
+            "name"
+        ] == "legacy-workspace"
         assert (await call(client, "delete_scenario", name="cohort-copy"))["deleted"] is True
         assert (await call(client, "list_scenarios"))["total_count"] == 2
-        overwritten = await call(client, "save_scenario", name="cohort", entities={"claims": [{"claim_id": "C"}]}, overwrite=True)
+        overwritten = await call(
+            client, "save_scenario", name="cohort", entities={"claims": [{"claim_id": "C"}]}, overwrite=True
+        )
         assert overwritten["scenario_id"] == saved["scenario_id"] and overwritten["entity_count"] == 1
 
     with_session(db_path, test)
@@ -110,14 +184,21 @@ def test_every_tool_happy_path(db_path: Path, tmp_path: Path) -> None:
 
 def test_errors_say_what_to_do(db_path: Path, tmp_path: Path) -> None:
     async def test(client: ClientSession) -> None:
-        for tool, args in (("load_scenario", {"name": "ghost"}), ("delete_scenario", {"name": "ghost"}),
-                           ("export_scenario", {"name": "ghost"})):
+        for tool, args in (
+            ("load_scenario", {"name": "ghost"}),
+            ("delete_scenario", {"name": "ghost"}),
+            ("export_scenario", {"name": "ghost"}),
+        ):
             text = await call_error(client, tool, **args)
             assert "scenario 'ghost' not found; list_scenarios shows the scenarios that exist" in text, text
         await call(client, "save_scenario", name="x", entities={"patients": [{"patient_id": "A"}]})
         assert "already exists" in await call_error(client, "save_scenario", name="x", entities={})
-        assert "is a UUID" in await call_error(client, "save_scenario", name="3f2b8c1e-9d4a-4e7b-8c6f-1a2b3c4d5e6f", entities={})
-        assert "has no entity type 'aliens'" in await call_error(client, "load_scenario", name="x", entity_type="aliens")
+        assert "is a UUID" in await call_error(
+            client, "save_scenario", name="3f2b8c1e-9d4a-4e7b-8c6f-1a2b3c4d5e6f", entities={}
+        )
+        assert "has no entity type 'aliens'" in await call_error(
+            client, "load_scenario", name="x", entity_type="aliens"
+        )
         assert "only read-only SELECT" in await call_error(client, "query", sql="DELETE FROM scenarios")
         assert "disabled" in await call_error(client, "query", sql="SELECT * FROM read_text('/etc/passwd')")
         bad = tmp_path / "bad.json"
@@ -130,7 +211,11 @@ def test_errors_say_what_to_do(db_path: Path, tmp_path: Path) -> None:
 
 def test_large_scenario_is_paged_within_a_few_kilobytes(db_path: Path) -> None:
     patients = [
-        {"patient_id": f"MRN-{i:05d}", "name": {"given": "Ana", "family": f"F{i}"}, "address": {"city": "Springfield", "zip": "62701"}}
+        {
+            "patient_id": f"MRN-{i:05d}",
+            "name": {"given": "Ana", "family": f"F{i}"},
+            "address": {"city": "Springfield", "zip": "62701"},
+        }
         for i in range(4000)
     ]
     labs = [{"patient_id": f"MRN-{i:05d}", "loinc": "4548-4", "value": 7.1} for i in range(1000)]
@@ -156,11 +241,14 @@ def test_large_scenario_is_paged_within_a_few_kilobytes(db_path: Path) -> None:
     with_session(db_path, test)
 
 
-def test_locked_database_is_an_error_and_the_server_keeps_serving(db_path: Path) -> None:
+def test_locked_database_is_an_error_and_the_server_keeps_serving(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ScenarioStore(db_path).save_scenario("x", {})
+    monkeypatch.setenv("HEALTHSIM_LOCK_TIMEOUT", "0.5")  # read at each call
 
     async def test(client: ClientSession) -> None:
-        holder = hold_database(db_path, 60)
+        holder = hold_database(db_path, 60)  # another process holds the file
         try:
             text = await call_error(client, "list_scenarios")
             assert "is locked by another process" in text and str(db_path) in text
@@ -169,7 +257,16 @@ def test_locked_database_is_an_error_and_the_server_keeps_serving(db_path: Path)
             holder.wait()
         assert (await call(client, "list_scenarios"))["total_count"] == 1
 
-    with_session(db_path, test, HEALTHSIM_LOCK_TIMEOUT="0.5")
+    with_session(db_path, test)
+
+
+WRITE_FROM_TERMINAL = """
+import sys, duckdb
+from healthsim.state import ScenarioStore
+con = duckdb.connect(sys.argv[1])
+con.close()
+ScenarioStore(sys.argv[1]).save_scenario("from-terminal", {})
+"""
 
 
 def test_server_holds_no_lock_between_calls(db_path: Path) -> None:
@@ -177,10 +274,14 @@ def test_server_holds_no_lock_between_calls(db_path: Path) -> None:
 
     async def test(client: ClientSession) -> None:
         await call(client, "load_scenario", name="x")
-        # While the server runs, another program (this test) writes to the same file.
-        con = duckdb.connect(str(db_path))
-        con.close()
-        ScenarioStore(db_path).save_scenario("from-terminal", {})
+        # While the server runs, another program writes to the same file. It must be another
+        # process: a connection this process kept open would be shared, not refused.
+        subprocess.run(
+            [sys.executable, "-c", WRITE_FROM_TERMINAL, str(db_path)],
+            check=True,
+            timeout=60,
+            env={**os.environ, "HEALTHSIM_LOCK_TIMEOUT": "5"},
+        )
         assert (await call(client, "list_scenarios"))["total_count"] == 2
 
     with_session(db_path, test)
@@ -213,7 +314,8 @@ def test_lone_surrogate_escape_in_a_request_is_a_tool_error_and_the_server_keeps
     # The SDK's parser refuses the escape and used to drop the request unanswered: the
     # client waited forever (here: the time limit below).
     params = StdioServerParameters(
-        command=sys.executable, args=["-c", SURROGATE_SHIM, str(HEALTHSIM), "mcp"],
+        command=sys.executable,
+        args=["-c", SURROGATE_SHIM, str(HEALTHSIM), "mcp"],
         env={**os.environ, "HEALTHSIM_DB": str(db_path)},
     )
 
@@ -243,6 +345,7 @@ def test_lone_surrogate_in_an_imported_file_is_a_tool_error_and_the_server_keeps
 ) -> None:
     # Error texts quoted the file's key with the raw surrogate; the SDK could not encode
     # the response and the server exited. The escape is written literally in the files.
+    # A real process over stdio: the failure was in the stdio transport's encoder.
     files = {
         "entity-key.json": r'{"entities": {"patients": [{"\ud800": 1}]}}',
         "type-key.json": r'{"entities": {"\ud800": [{"a": 1}]}}',
@@ -254,14 +357,16 @@ def test_lone_surrogate_in_an_imported_file_is_a_tool_error_and_the_server_keeps
 
     async def test(client: ClientSession) -> None:
         for file_name in files:
-            result = await asyncio.wait_for(client.call_tool("import_scenario", {"file_path": str(tmp_path / file_name)}), 20)
+            result = await asyncio.wait_for(
+                client.call_tool("import_scenario", {"file_path": str(tmp_path / file_name)}), 20
+            )
             assert result.is_error, file_name
             text = result.content[0].text
             assert "\\ud800" in text and "unexpected" not in text, (file_name, text)
             text.encode("utf-8")
             assert (await asyncio.wait_for(call(client, "list_scenarios"), 20))["total_count"] == 0
 
-    with_session(db_path, test)
+    with_stdio_session(db_path, test)
 
 
 def test_unreadable_requests_are_answered_only_when_someone_waits() -> None:
@@ -283,16 +388,21 @@ def test_unreadable_requests_are_answered_only_when_someone_waits() -> None:
     assert "lone surrogate (\\udc00) in a value at $.params.uri" in other["error"]["message"]
     named = answer(r'{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"q\ud800","arguments":{}}}')
     assert named is not None and named["result"]["isError"] is True
-    assert "cannot run q\\ud800: the request holds a lone surrogate (\\ud800) in a value at $.params.name" in (
-        named["result"]["content"][0]["text"]
+    assert (
+        "cannot run q\\ud800: the request holds a lone surrogate (\\ud800) in a value at $.params.name"
+        in (named["result"]["content"][0]["text"])
     )
     assert answer(r'{"jsonrpc":"2.0","method":"notifications/x","params":{"a":"\ud800"}}') is None  # no id
     assert answer(r'{"jsonrpc":"2.0","id":"\ud800","method":"tools/list"}') is None  # id cannot be sent back
     assert answer("not json at all") is None
-    assert answer(r'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"query","arguments":{}},"x":1') is None
+    assert (
+        answer(r'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"query","arguments":{}},"x":1') is None
+    )
 
 
-def test_export_and_database_path_errors_are_tool_errors(db_path: Path, tmp_path: Path) -> None:
+def test_export_and_database_path_errors_are_tool_errors(
+    db_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     blocker = tmp_path / "file.txt"
     blocker.write_text("not a folder")
 
@@ -308,13 +418,14 @@ def test_export_and_database_path_errors_are_tool_errors(db_path: Path, tmp_path
     with_session(db_path, export)
     work = tmp_path / "work"
     work.mkdir()
-    with_session(Path("unused"), url, cwd=work, HEALTHSIM_DB="postgresql://u:secret@h/db")
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("HEALTHSIM_DB", "postgresql://u:secret@h/db")
+    with_session(None, url)  # the database from HEALTHSIM_DB, as `healthsim mcp` reads it
     assert list(work.iterdir()) == []  # no folders named after the URL
 
 
 def test_tool_texts_are_always_valid_utf8() -> None:
     # Whatever a tool raises or returns, the SDK must be able to encode it (else it exits).
-    import pytest
     from mcp.server.mcpserver.exceptions import ToolError
 
     from healthsim.mcp_server import _tool_errors
@@ -329,6 +440,7 @@ def test_tool_texts_are_always_valid_utf8() -> None:
             raise RuntimeError("no text")
 
     for exc in (RawMessage(), ValueError("bad \udcff"), BrokenMessage(), ToolError("tool \ud800")):
+
         def tool(exc: Exception = exc) -> None:
             raise exc
 
@@ -340,3 +452,43 @@ def test_tool_texts_are_always_valid_utf8() -> None:
     text.encode("utf-8")
     assert json.loads(text) == result  # the same JSON value, the surrogate as an escape
     assert _tool_errors(lambda: {"name": "café"})() == '{"name":"café"}'  # readable when it can be
+
+
+def test_a_scenario_built_in_ten_batches_loads_like_one_save(db_path: Path) -> None:
+    """The assistant's workflow: save the first batch, add the rest in batches of 100."""
+    patients = [{"patient_id": f"MRN-{i:05d}", "age": i % 90, "big": -(2**70) + i} for i in range(600)]
+    claims = [{"claim_id": f"CLM-{i:05d}", "patient_id": f"MRN-{i:05d}", "lines": [{"line": 1}]} for i in range(400)]
+    batches = [
+        {"patients": patients[i * 60 : (i + 1) * 60], "claims": claims[i * 40 : (i + 1) * 40]} for i in range(10)
+    ]
+
+    async def test(client: ClientSession) -> None:
+        tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+        assert "batches of up to about 100" in (tools["add_entities"].description or "")
+        assert tools["add_entities"].annotations is not None and tools["add_entities"].annotations.destructive_hint
+        await call(client, "save_scenario", name="built", entities=batches[0])
+        for batch in batches[1:]:
+            result = await call(client, "add_entities", name="built", entities=batch)
+            assert result["added"] == {"patients": 60, "claims": 40} and "entities" not in result
+            assert len(json.dumps(result)) < 500  # counts, never the entities
+        fixed = await call(client, "add_entities", name="built", entities={"patients": [{**patients[5], "age": 99}]})
+        assert fixed["updated"] == {"patients": 1}
+        removed = await call(
+            client, "remove_entities", name="built", entity_type="claims", entity_ids=["CLM-00000", "nope"]
+        )
+        assert removed["removed"] == {"claims": 1} and removed["not_found"] == ["nope"]
+        entry = await call(client, "update_scenario", name="built", new_name="built-v1", add_tags=["batched"])
+        assert entry["name"] == "built-v1" and entry["tags"] == ["batched"]
+        copied = await call(client, "copy_scenario", source="built-v1", new_name="built-copy")
+        assert copied["entity_count"] == 999
+        merged = await call(client, "merge_scenarios", sources=["built-v1", "built-copy"], new_name="both", upsert=True)
+        assert merged["entity_count"] == 999
+        error = await call_error(client, "add_entities", name="missing", entities={"patients": []})
+        assert "'missing' not found" in error
+
+    with_session(db_path, test)
+    store = ScenarioStore(db_path)
+    store.save_scenario("one-save", {"patients": patients, "claims": claims})
+    expected = {"patients": [*patients[:5], {**patients[5], "age": 99}, *patients[6:]], "claims": claims[1:]}
+    assert store.load_scenario("built-v1")["entities"] == expected
+    assert store.load_scenario("one-save")["entities"] == {"patients": patients, "claims": claims}

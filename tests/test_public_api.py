@@ -46,8 +46,10 @@ def test_nothing_else_in_the_package_namespace_is_public() -> None:
     """httpx-style: every public name that ``healthsim.state`` defines is in ``__all__``
     (its submodules are implementation, not documented as API)."""
     ours = {
-        name for name in dir(state)
-        if not name.startswith("_") and not isinstance(getattr(state, name), types.ModuleType)
+        name
+        for name in dir(state)
+        if not name.startswith("_")
+        and not isinstance(getattr(state, name), types.ModuleType)
         and getattr(getattr(state, name), "__module__", "").startswith("healthsim")
     }
     assert ours == set(state.__all__)  # (typing names imported for hints are not ours)
@@ -56,8 +58,14 @@ def test_nothing_else_in_the_package_namespace_is_public() -> None:
 def test_the_front_ends_use_only_the_public_surface() -> None:
     """The CLI and the MCP server import the library only through ``healthsim.state``
     (the migration command also through its public module ``healthsim.state.legacy``)."""
-    allowed = {"healthsim.state", "healthsim._text", "healthsim.progress", "healthsim",
-               "healthsim.mcp_server", "healthsim.migrate_cli"}  # front ends may call each other
+    allowed = {
+        "healthsim.state",
+        "healthsim._text",
+        "healthsim.progress",
+        "healthsim",
+        "healthsim.mcp_server",
+        "healthsim.migrate_cli",
+    }  # front ends may call each other
     src = HERE.parent / "src" / "healthsim"
     for module, extra in (("cli.py", set()), ("mcp_server.py", set()), ("migrate_cli.py", {"healthsim.state.legacy"})):
         tree = ast.parse((src / module).read_text(encoding="utf-8"))

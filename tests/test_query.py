@@ -9,19 +9,21 @@ import time
 from pathlib import Path
 
 import duckdb
+import legacy_db
 import pyarrow as pa
 import pytest
 
-import legacy_db
-from helpers.sample import diabetes_cohort
 from healthsim.state import QueryError, ScenarioStore, query_scenarios
 from healthsim.state import query as query_module
+from helpers.sample import diabetes_cohort
 
 
 @pytest.fixture
 def filled(store: ScenarioStore) -> ScenarioStore:
     store.save_scenario("medicare", diabetes_cohort(6), tags=["medicare"])
-    store.save_scenario("commercial", {"patients": [{"patient_id": "C1", "gender": "female", "birth_date": "1940-01-01"}]})
+    store.save_scenario(
+        "commercial", {"patients": [{"patient_id": "C1", "gender": "female", "birth_date": "1940-01-01"}]}
+    )
     return store
 
 
@@ -33,17 +35,27 @@ def test_views_answer_questions(filled: ScenarioStore) -> None:
     assert result["rows"] == [["commercial", "female", 1], ["medicare", "female", 3], ["medicare", "male", 3]]
     assert result["total_rows"] == 3 and not result["truncated"]
     assert {"entities", "patients", "encounters", "diagnoses", "lab_results"} <= set(result["views"])
-    nested = query_scenarios("SELECT json_extract_string(data, '$.address.city') FROM patients WHERE scenario = 'medicare' LIMIT 1")
+    nested = query_scenarios(
+        "SELECT json_extract_string(data, '$.address.city') FROM patients WHERE scenario = 'medicare' LIMIT 1"
+    )
     assert nested["rows"] == [["Springfield"]]
     typed = query_scenarios("SELECT entity_type, count(*) FROM entities GROUP BY 1 ORDER BY 1")
     assert typed["rows"][0] == ["diagnoses", 6]
-    joined = query_scenarios("SELECT s.name FROM scenarios s JOIN scenario_tags t USING (scenario_id) WHERE t.tag = 'medicare'")
+    joined = query_scenarios(
+        "SELECT s.name FROM scenarios s JOIN scenario_tags t USING (scenario_id) WHERE t.tag = 'medicare'"
+    )
     assert joined["rows"] == [["medicare"]]
 
 
 def test_select_forms_that_are_allowed(filled: ScenarioStore) -> None:
-    for sql in ("FROM scenarios", "WITH x AS (SELECT 1 AS a) SELECT a FROM x", "SUMMARIZE scenarios",
-                "DESCRIBE patients", "SELECT 1; ", "VALUES (1, 'a')"):
+    for sql in (
+        "FROM scenarios",
+        "WITH x AS (SELECT 1 AS a) SELECT a FROM x",
+        "SUMMARIZE scenarios",
+        "DESCRIBE patients",
+        "SELECT 1; ",
+        "VALUES (1, 'a')",
+    ):
         assert query_scenarios(sql)["total_rows"] >= 1, sql
 
 
@@ -195,7 +207,11 @@ ESCAPES = [
     ("update", "UPDATE scenarios SET name = 'x'", "not UPDATE"),
     ("create", "CREATE TABLE t AS SELECT 1", "not CREATE"),
     ("second-statement", "SELECT 1; DROP TABLE scenarios", "exactly one statement"),
-    ("explain-analyze-write", "EXPLAIN ANALYZE INSERT INTO scenario_tags VALUES (99, gen_random_uuid(), 'x')", "not EXPLAIN"),
+    (
+        "explain-analyze-write",
+        "EXPLAIN ANALYZE INSERT INTO scenario_tags VALUES (99, gen_random_uuid(), 'x')",
+        "not EXPLAIN",
+    ),
     ("checkpoint", "CHECKPOINT", "not CALL"),
     ("call", "CALL pragma_version()", "not CALL"),
     ("detach", "DETACH healthsim", "not DETACH"),
@@ -229,8 +245,16 @@ def test_bad_arguments_and_missing_database(isolated_home: Path) -> None:
     with pytest.raises(QueryError, match="no database"):
         query_scenarios("SELECT 1")
     ScenarioStore().save_scenario("x", {})
-    for kwargs in ({"limit": 0}, {"limit": 100_001}, {"timeout": 0}, {"timeout": -1}, {"max_bytes": 999},
-                   {"max_bytes": 100_000_001}, {"max_bytes": True}, {"max_bytes": "1000"}):
+    for kwargs in (
+        {"limit": 0},
+        {"limit": 100_001},
+        {"timeout": 0},
+        {"timeout": -1},
+        {"max_bytes": 999},
+        {"max_bytes": 100_000_001},
+        {"max_bytes": True},
+        {"max_bytes": "1000"},
+    ):
         with pytest.raises(QueryError):
             query_scenarios("SELECT 1", **kwargs)
     with pytest.raises(QueryError, match="does not parse"):

@@ -2,44 +2,41 @@
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from healthsim.state import ScenarioStore
-from healthsim.state.entities import KNOWN_TYPES
+from helpers.strategies import entity, entity_types
 
-json_scalars = (
-    st.none()
-    | st.booleans()
-    | st.integers()
-    | st.integers(min_value=-(10**60), max_value=10**60)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text()
-)
-json_values = st.recursive(
-    json_scalars,
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
-    max_leaves=20,
-)
-entity = st.dictionaries(st.text(max_size=10), json_values, max_size=6)
-entity_types = st.sampled_from(KNOWN_TYPES) | st.from_regex(r"[a-z][a-z0-9_]{0,12}", fullmatch=True).filter(
-    lambda t: t not in KNOWN_TYPES and not t.endswith("s") or t in KNOWN_TYPES
-)
 # Control characters and lone surrogates in tags are refused (tested in test_validation).
 printable_tags = st.text(alphabet=st.characters(exclude_categories=("Cc", "Cs", "Zl", "Zp")), max_size=8)
 scenarios = st.dictionaries(entity_types, st.lists(entity, max_size=5), max_size=4)
 
-_DB = Path(tempfile.mkdtemp(prefix="healthsim-props-")) / "props.duckdb"
+
+@pytest.fixture(scope="module")
+def props_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One database for every example (saves overwrite "prop"), under pytest's tmp folder.
+
+    Module scope: Hypothesis runs all examples in one call of the test, and a
+    function-scoped fixture would fail its health check.
+    """
+    return tmp_path_factory.mktemp("healthsim-props") / "props.duckdb"
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(entities=scenarios, description=st.none() | st.text(st.characters(exclude_categories=("Cs",)), max_size=30), tags=st.lists(printable_tags, max_size=4))
-def test_save_load_roundtrip(entities: dict[str, list[dict[str, Any]]], description: str | None, tags: list[str]) -> None:
-    store = ScenarioStore(_DB)
+@given(
+    entities=scenarios,
+    description=st.none() | st.text(st.characters(exclude_categories=("Cs",)), max_size=30),
+    tags=st.lists(printable_tags, max_size=4),
+)
+def test_save_load_roundtrip(
+    props_db: Path, entities: dict[str, list[dict[str, Any]]], description: str | None, tags: list[str]
+) -> None:
+    store = ScenarioStore(props_db)
     sid = store.save_scenario("prop", entities, description, tags, overwrite=True)
     loaded = store.load_scenario(sid)
     assert loaded["entities"] == entities

@@ -8,13 +8,14 @@ import uuid
 from pathlib import Path
 
 import duckdb
+import legacy_db
 import pytest
 
-import legacy_db
-from conftest import FIXTURES, orphan_rows
 from healthsim.state import DatabaseError, ScenarioStore
 from healthsim.state.entities import ENTITY_ID_NAMESPACE
 from healthsim.state.schema import SCHEMA_VERSION, VERSION_TABLE, ensure_schema
+from helpers.database import orphan_rows
+from helpers.paths import FIXTURES
 
 SPEC_COLUMNS = {
     "scenarios": [
@@ -116,7 +117,9 @@ def check_upgraded_legacy(path: Path) -> None:
     assert loaded["entities"]["diagnoses"] == [{**rows[3][2], "_entity_id": "MRN-00012345:E11.9"}]
     assert loaded["metadata"]["product"] == "healthsim"
     entity_ids = dict(
-        query(path, "SELECT entity_data->>'patient_id', entity_id FROM scenario_entities WHERE entity_type = 'patients'")
+        query(
+            path, "SELECT entity_data->>'patient_id', entity_id FROM scenario_entities WHERE entity_type = 'patients'"
+        )
     )
     assert entity_ids["MRN-00012345"] == uuid.uuid5(ENTITY_ID_NAMESPACE, "patients:MRN-00012345")
     assert entity_ids["3f2b8c1e-9d4a-4e7b-8c6f-1a2b3c4d5e6f"] == uuid.UUID("3f2b8c1e-9d4a-4e7b-8c6f-1a2b3c4d5e6f")
@@ -172,9 +175,7 @@ def test_legacy_metadata_is_not_rewritten(tmp_path: Path) -> None:
     path = tmp_path / "legacy-meta.duckdb"
     legacy_db.build(str(path))
     ScenarioStore(path).list_scenarios()
-    meta = json.loads(
-        query(path, "SELECT metadata FROM scenarios WHERE name = 'legacy-diabetes'")[0][0]
-    )
+    meta = json.loads(query(path, "SELECT metadata FROM scenarios WHERE name = 'legacy-diabetes'")[0][0])
     assert meta == {
         "product": "healthsim",
         "entity_types": ["patients", "encounters", "diagnoses"],

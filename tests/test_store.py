@@ -11,8 +11,6 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from conftest import orphan_rows
-from helpers.sample import diabetes_cohort
 from healthsim.state import (
     InvalidEntityError,
     InvalidInputError,
@@ -22,6 +20,8 @@ from healthsim.state import (
     ScenarioStore,
 )
 from healthsim.state.entities import ENTITY_ID_NAMESPACE
+from helpers.database import orphan_rows
+from helpers.sample import diabetes_cohort
 
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z$")
 
@@ -40,8 +40,16 @@ def test_save_returns_uuid_and_load_returns_everything(store: ScenarioStore) -> 
     assert uuid.UUID(sid).version == 4
     loaded = store.load_scenario("diabetes-cohort")
     assert set(loaded) == {
-        "scenario_id", "name", "description", "entities", "tags", "created_at", "updated_at",
-        "entity_count", "entities_by_type", "metadata",
+        "scenario_id",
+        "name",
+        "description",
+        "entities",
+        "tags",
+        "created_at",
+        "updated_at",
+        "entity_count",
+        "entities_by_type",
+        "metadata",
     }
     assert loaded["scenario_id"] == sid
     assert loaded["name"] == "diabetes-cohort"
@@ -66,7 +74,12 @@ def test_load_by_uuid_and_name_first(store: ScenarioStore) -> None:
 def test_types_normalised_and_merged_in_order(store: ScenarioStore) -> None:
     store.save_scenario(
         "types",
-        {"Patient": [{"patient_id": "A"}], "lab_result": [{"v": 1}], "patients": [{"patient_id": "B"}], "care_gaps": [{"g": 1}]},
+        {
+            "Patient": [{"patient_id": "A"}],
+            "lab_result": [{"v": 1}],
+            "patients": [{"patient_id": "B"}],
+            "care_gaps": [{"g": 1}],
+        },
     )
     loaded = store.load_scenario("types")
     assert loaded["entities"] == {
@@ -118,8 +131,19 @@ def test_exact_rows_are_recorded_and_read_back_exactly(store: ScenarioStore) -> 
 
 
 EDGE_INTEGERS = [
-    2**63 - 1, 2**63, 2**64 - 1, 2**64, 10**19, 10**19 - 1, 10**20,
-    -(2**63), -(2**63) - 1, -9_999_999_999_999_999_999, -(10**18), -(10**19), -(10**30),
+    2**63 - 1,
+    2**63,
+    2**64 - 1,
+    2**64,
+    10**19,
+    10**19 - 1,
+    10**20,
+    -(2**63),
+    -(2**63) - 1,
+    -9_999_999_999_999_999_999,
+    -(10**18),
+    -(10**19),
+    -(10**30),
 ]
 
 
@@ -232,7 +256,9 @@ def test_staged_save_and_overwrite(store: ScenarioStore, db_path: Path, small_ch
     assert staging_rows(db_path) == 0 and orphan_rows(db_path) == 0
 
 
-def test_failed_staged_overwrite_leaves_previous_version(store: ScenarioStore, db_path: Path, small_chunks: int) -> None:
+def test_failed_staged_overwrite_leaves_previous_version(
+    store: ScenarioStore, db_path: Path, small_chunks: int
+) -> None:
     store.save_scenario("keep", {"patients": [{"patient_id": f"P{i}"} for i in range(1500)]})
     before = store.load_scenario("keep")
     bad = {"patients": [{"patient_id": str(i)} for i in range(4000)] + [{"x": float("nan")}]}
@@ -318,7 +344,14 @@ def test_list_newest_first_with_summaries(store: ScenarioStore) -> None:
     assert [s["name"] for s in listed["scenarios"]] == ["s2", "s1", "s0"]
     summary = listed["scenarios"][0]
     assert set(summary) == {
-        "scenario_id", "name", "description", "entity_count", "entities_by_type", "tags", "created_at", "updated_at",
+        "scenario_id",
+        "name",
+        "description",
+        "entity_count",
+        "entities_by_type",
+        "tags",
+        "created_at",
+        "updated_at",
     }
     assert summary["entity_count"] == 2 and summary["entities_by_type"] == {"patients": 2}
     assert summary["tags"] == ["t2"]
@@ -348,7 +381,11 @@ def test_list_search_is_literal_substring(store: ScenarioStore) -> None:
     store.save_scenario("cohort_100%", {}, "Has 100% coverage")
     store.save_scenario("cohortX100", {}, "plain")
     store.save_scenario("other", {}, "A COHORT described here")
-    assert {s["name"] for s in store.list_scenarios(search="cohort")["scenarios"]} == {"cohort_100%", "cohortX100", "other"}
+    assert {s["name"] for s in store.list_scenarios(search="cohort")["scenarios"]} == {
+        "cohort_100%",
+        "cohortX100",
+        "other",
+    }
     assert [s["name"] for s in store.list_scenarios(search="_100%")["scenarios"]] == ["cohort_100%"]
     assert [s["name"] for s in store.list_scenarios(search="100%")["scenarios"]] == ["cohort_100%"]
     assert store.list_scenarios(search="%")["total_count"] == 1

@@ -52,7 +52,12 @@ def test_tags_trimmed_deduplicated_in_order() -> None:
 
 @pytest.mark.parametrize(
     ("tags", "problem"),
-    [("diabetes", "single string"), (["ok", 3], r"tags\[1\]"), (["a\nb"], "control"), (["ok", "\udc80"], r"tags\[1\].*surrogate")],
+    [
+        ("diabetes", "single string"),
+        (["ok", 3], r"tags\[1\]"),
+        (["a\nb"], "control"),
+        (["ok", "\udc80"], r"tags\[1\].*surrogate"),
+    ],
 )
 def test_bad_tags(tags: object, problem: str) -> None:
     with pytest.raises(InvalidInputError, match=problem):

@@ -318,8 +318,15 @@ def report_edit(result: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print_json(result)
         return
-    parts = [f"{verb} {counts_text(result[key])}" for key, verb in (("added", "added"), ("updated", "updated"), ("removed", "removed")) if result.get(key)]
-    out.print(f"{result['name']!r}: {'; '.join(parts) or 'nothing changed'}; now {counts_text(result['entities_by_type'])}", markup=False)
+    parts = [
+        f"{verb} {counts_text(result[key])}"
+        for key, verb in (("added", "added"), ("updated", "updated"), ("removed", "removed"))
+        if result.get(key)
+    ]
+    out.print(
+        f"{result['name']!r}: {'; '.join(parts) or 'nothing changed'}; now {counts_text(result['entities_by_type'])}",
+        markup=False,
+    )
     if result.get("not_found"):
         err.print(f"not found: {', '.join(result['not_found'])}", markup=False)
 
@@ -336,8 +343,15 @@ def report_entry(entry: dict[str, Any], verb: str, as_json: bool) -> None:
 def add(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Scenario name or UUID.")],
-    from_file: Annotated[Path, typer.Option("--from", help='JSON file: {"patients": [...], ...} or any importable shape.')],
-    upsert: Annotated[bool, typer.Option("--upsert/--no-upsert", help="Replace entities whose id is there already (default) or append all.")] = True,
+    from_file: Annotated[
+        Path, typer.Option("--from", help='JSON file: {"patients": [...], ...} or any importable shape.')
+    ],
+    upsert: Annotated[
+        bool,
+        typer.Option(
+            "--upsert/--no-upsert", help="Replace entities whose id is there already (default) or append all."
+        ),
+    ] = True,
     create: Annotated[bool, typer.Option("--create", help="Make the scenario if it does not exist.")] = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -390,7 +404,9 @@ def tag(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Scenario name or UUID.")],
     add_tags: Annotated[list[str] | None, typer.Option("--add", help="A tag to add; repeat for more.")] = None,
-    remove_tags: Annotated[list[str] | None, typer.Option("--remove", help="A tag to remove (any case); repeat for more.")] = None,
+    remove_tags: Annotated[
+        list[str] | None, typer.Option("--remove", help="A tag to remove (any case); repeat for more.")
+    ] = None,
     description: Annotated[str | None, typer.Option(help='New description ("" clears it).')] = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -398,7 +414,9 @@ def tag(
 
     Example: healthsim tag diabetes-cohort --add reviewed --remove draft
     """
-    entry = store_of(ctx).update_scenario(name, add_tags=add_tags or (), remove_tags=remove_tags or (), description=description)
+    entry = store_of(ctx).update_scenario(
+        name, add_tags=add_tags or (), remove_tags=remove_tags or (), description=description
+    )
     report_entry(dict(entry), "tagged", as_json)
 
 

@@ -221,8 +221,13 @@ def build_server(db: str | os.PathLike[str] | None = None) -> MCPServer:
     )
     def add_entities(
         name: Annotated[str, Field(description="Scenario name or scenario_id.")],
-        entities: Annotated[dict[str, list[dict[str, Any]]], Field(description="Entity type -> list of entities (up to about 100 per call).")],
-        upsert: Annotated[bool, Field(description="Replace entities whose type and id are there already (default).")] = True,
+        entities: Annotated[
+            dict[str, list[dict[str, Any]]],
+            Field(description="Entity type -> list of entities (up to about 100 per call)."),
+        ],
+        upsert: Annotated[
+            bool, Field(description="Replace entities whose type and id are there already (default).")
+        ] = True,
         create: Annotated[bool, Field(description="Make the scenario if it does not exist.")] = False,
     ) -> dict[str, Any]:
         return dict(store().add_entities(name, entities, upsert=upsert, create=create))
@@ -233,7 +238,8 @@ def build_server(db: str | os.PathLike[str] | None = None) -> MCPServer:
             "Remove entities of one type from a scenario, named by their own id (e.g. MRN-10001) or stored "
             "UUID; every copy of an id goes. Returns counts and not_found (ids that matched nothing)."
         ),
-        destructive=True, idempotent=True,
+        destructive=True,
+        idempotent=True,
     )
     def remove_entities(
         name: Annotated[str, Field(description="Scenario name or scenario_id.")],

@@ -69,10 +69,11 @@ def workspace(path: Path) -> dict[str, Any]:
         },
         "provenance_summary": {"generated": 6, "loaded": 0, "derived": 0},
         "entities": {
-            "patients": [wrap("patient", p["patient_id"], {k: v for k, v in p.items() if k != "_provenance"}) for p in cohort["patients"]],
-            "diagnosis": [
-                wrap("diagnosis", f"{d['patient_id']}:{d['code']}", d) for d in cohort["diagnoses"]
+            "patients": [
+                wrap("patient", p["patient_id"], {k: v for k, v in p.items() if k != "_provenance"})
+                for p in cohort["patients"]
             ],
+            "diagnosis": [wrap("diagnosis", f"{d['patient_id']}:{d['code']}", d) for d in cohort["diagnoses"]],
             "lab_results": [wrap("lab_result", f"LAB-{i}", lab) for i, lab in enumerate(cohort["lab_results"])],
         },
     }

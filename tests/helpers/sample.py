@@ -24,7 +24,9 @@ def diabetes_cohort(n_patients: int = 5) -> dict[str, list[dict[str, Any]]]:
             }
         )
         enc_id = str(uuid.UUID(int=i + 1))
-        encounters.append({"encounter_id": enc_id, "patient_id": mrn, "class": "AMB", "period": {"start": "2024-01-02T09:00:00Z"}})
+        encounters.append(
+            {"encounter_id": enc_id, "patient_id": mrn, "class": "AMB", "period": {"start": "2024-01-02T09:00:00Z"}}
+        )
         diagnoses.append({"patient_id": mrn, "encounter_id": enc_id, "code": "E11.9", "system": "ICD-10-CM"})
         labs.append({"patient_id": mrn, "loinc": "4548-4", "value": 7.2 + i / 10, "unit": "%"})
     return {"patients": patients, "encounters": encounters, "diagnoses": diagnoses, "lab_results": labs}

@@ -1,7 +1,8 @@
 """A separate process that writes scenarios, for the crash and concurrency tests.
 
-    python worker.py overwrite DB NAME VERSION SIZE   save version VERSION of NAME (SIZE entities)
-    python worker.py many DB PREFIX COUNT             save COUNT small scenarios PREFIX-0..
+python worker.py overwrite DB NAME VERSION SIZE   save version VERSION of NAME (SIZE entities)
+python worker.py many DB PREFIX COUNT             save COUNT small scenarios PREFIX-0..
+python worker.py add DB NAME PREFIX BATCHES SIZE  add BATCHES batches of SIZE patients PREFIX-b-i to NAME
 """
 
 from __future__ import annotations
@@ -40,6 +41,14 @@ def main(argv: list[str]) -> None:
         for i in range(count):
             store.save_scenario(
                 f"{prefix}-{i}", {"patients": [{"patient_id": f"{prefix}-{i}-{j}"} for j in range(200)]}, tags=[prefix]
+            )
+        print("done", flush=True)
+    elif command == "add":
+        name, prefix, batches, size = argv[2], argv[3], int(argv[4]), int(argv[5])
+        print("adding", flush=True)
+        for b in range(batches):
+            store.add_entities(
+                name, {"patients": [{"patient_id": f"{prefix}-{b}-{i}", "batch": b} for i in range(size)]}
             )
         print("done", flush=True)
     else:

@@ -105,7 +105,9 @@ def _has_id_sql(types: Iterable[str]) -> str:
             f"json_type(entity_data, '$.{field}') IN ('VARCHAR', 'BIGINT', 'UBIGINT', 'DOUBLE', 'HUGEINT')"
             for field in id_fields(entity_type)
         )
-        cases.append(f"WHEN {_quote(entity_type)} THEN COALESCE({checks}, false)")  # json_type of a missing field is NULL
+        cases.append(
+            f"WHEN {_quote(entity_type)} THEN COALESCE({checks}, false)"
+        )  # json_type of a missing field is NULL
     return f"CASE entity_type {' '.join(cases)} ELSE false END" if cases else "false"
 
 
@@ -208,7 +210,9 @@ def remove_rows(
     wanted: dict[str, uuid.UUID] = {}
     for position, raw in enumerate(entity_ids):
         if isinstance(raw, bool) or not isinstance(raw, (str, int)):
-            raise InvalidInputError(f"entity_ids[{position}] is {raw!r}; an id is a string (a UUID or the entity's own id)")
+            raise InvalidInputError(
+                f"entity_ids[{position}] is {raw!r}; an id is a string (a UUID or the entity's own id)"
+            )
         text = str(raw).strip()
         wanted[text] = derive_entity_id(stored_type, text)
     found = {
@@ -319,7 +323,9 @@ def copy_rows(
     Returns:
         Entities copied per type.
     """
-    low = con.execute("SELECT min(id) FROM scenario_entities WHERE scenario_id = ?", [source.scenario_id]).fetchall()[0][0]
+    low = con.execute("SELECT min(id) FROM scenario_entities WHERE scenario_id = ?", [source.scenario_id]).fetchall()[
+        0
+    ][0]
     if low is None:
         return {}
     con.execute(
@@ -329,7 +335,9 @@ def copy_rows(
         {"shift": _next_id(con) - low, "target": target, "now": now, "source": source.scenario_id},
     )
     return _counts_by_type(
-        con, "SELECT entity_type, count(*) FROM scenario_entities WHERE scenario_id = $sid GROUP BY ALL", {"sid": target}
+        con,
+        "SELECT entity_type, count(*) FROM scenario_entities WHERE scenario_id = $sid GROUP BY ALL",
+        {"sid": target},
     )
 
 
@@ -342,7 +350,8 @@ def merge_rows(
     holds a string or number, as on save; others are never matched.
     """
     types = [
-        t for (t,) in con.execute(
+        t
+        for (t,) in con.execute(
             "SELECT DISTINCT entity_type FROM scenario_entities WHERE scenario_id = ?", [source.scenario_id]
         ).fetchall()
     ]

@@ -58,7 +58,15 @@ from .reading import (
     scenario_dict,
     scenario_tags,
 )
-from .results import EditResult, LoadedScenario, QueryResult, SaveSummary, ScenarioList, ScenarioListEntry, ScenarioOverview
+from .results import (
+    EditResult,
+    LoadedScenario,
+    QueryResult,
+    SaveSummary,
+    ScenarioList,
+    ScenarioListEntry,
+    ScenarioOverview,
+)
 from .schema import begin_staging, discard_staging, end_staging, schema_version
 from .transactions import transaction
 from .validation import (
@@ -357,7 +365,9 @@ class ScenarioStore:
                     "provenance": edit_provenance(header.metadata, "add" if not new else "create", now),
                 }
                 if new:
-                    write_header(con, header, now, metadata=metadata, description=validate_description(description), new=True)
+                    write_header(
+                        con, header, now, metadata=metadata, description=validate_description(description), new=True
+                    )
                     write_tags(con, header.scenario_id, normalize_tags(tags))
                 else:
                     write_header(con, header, now, metadata=metadata, description=header.description)
@@ -390,7 +400,9 @@ class ScenarioStore:
                     metadata["provenance"] = edit_provenance(header.metadata, "remove", now)
                     write_header(con, header, now, metadata=metadata, description=header.description)
                 counts = entity_counts(con, [ScenarioHeader(header.scenario_id, header.name, None, now, now, metadata)])
-        result = _edit_result(header, counts[header.scenario_id], {"removed": {stored_type: removed} if removed else {}})
+        result = _edit_result(
+            header, counts[header.scenario_id], {"removed": {stored_type: removed} if removed else {}}
+        )
         result["not_found"] = not_found
         return result
 
@@ -441,7 +453,10 @@ class ScenarioStore:
                 )
                 if changed:
                     facts = {"renamed_from": header.name} if renamed not in (None, header.name) else {}
-                    metadata = {**header.metadata, "provenance": edit_provenance(header.metadata, "update", now, **facts)}
+                    metadata = {
+                        **header.metadata,
+                        "provenance": edit_provenance(header.metadata, "update", now, **facts),
+                    }
                     write_header(con, header, now, metadata=metadata, name=renamed, description=new_description)
         return self._entry(renamed or header.name)
 
@@ -473,7 +488,11 @@ class ScenarioStore:
             # 3.4 s committed in chunks of 491,520 rows).
             with transaction(con):
                 copy_rows(con, header, target.scenario_id, now)
-                tag_list = given_tags if given_tags is not None else scenario_tags(con, [header.scenario_id]).get(header.scenario_id, [])
+                tag_list = (
+                    given_tags
+                    if given_tags is not None
+                    else scenario_tags(con, [header.scenario_id]).get(header.scenario_id, [])
+                )
                 facts = {"source": header.name, "source_scenario_id": str(header.scenario_id)}
                 metadata = {**header.metadata, "provenance": edit_provenance(header.metadata, "copy", now, **facts)}
                 description_ = header.description if described is None else described
