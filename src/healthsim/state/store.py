@@ -344,34 +344,30 @@ class ScenarioStore:
         description: str | None = None,
         tags: Iterable[str] | None = None,
     ) -> EditResult:
-        with connect(self.path, create=create) as con:
-            if con is None:
-                raise ScenarioNotFoundError(str(name))
-            now = _utcnow()
-            with transaction(con):
-                try:
-                    header = find_scenario(con, name)
-                    new = False
-                except ScenarioNotFoundError:
-                    if not create:
-                        raise
-                    header = ScenarioHeader(uuid.uuid4(), validate_name(name), None, now, now, {})
-                    new = True
-                changes, types, exact_rows = add_batch(con, header, typed, now, upsert=upsert)
-                metadata = {
-                    **header.metadata,
-                    "entity_types": types,
-                    "exact_json_rows": _exact_rows(header) + exact_rows,
-                    "provenance": edit_provenance(header.metadata, "add" if not new else "create", now),
-                }
-                if new:
-                    write_header(
-                        con, header, now, metadata=metadata, description=validate_description(description), new=True
-                    )
-                    write_tags(con, header.scenario_id, normalize_tags(tags))
-                else:
-                    write_header(con, header, now, metadata=metadata, description=header.description)
-                counts = entity_counts(con, [ScenarioHeader(header.scenario_id, header.name, None, now, now, metadata)])
+        with self._edit(name, create=create) as (con, now):
+            try:
+                header = find_scenario(con, name)
+                new = False
+            except ScenarioNotFoundError:
+                if not create:
+                    raise
+                header = ScenarioHeader(uuid.uuid4(), validate_name(name), None, now, now, {})
+                new = True
+            changes, types, exact_rows = add_batch(con, header, typed, now, upsert=upsert)
+            metadata = {
+                **header.metadata,
+                "entity_types": types,
+                "exact_json_rows": _exact_rows(header) + exact_rows,
+                "provenance": edit_provenance(header.metadata, "add" if not new else "create", now),
+            }
+            if new:
+                write_header(
+                    con, header, now, metadata=metadata, description=validate_description(description), new=True
+                )
+                write_tags(con, header.scenario_id, normalize_tags(tags))
+            else:
+                write_header(con, header, now, metadata=metadata, description=header.description)
+            counts = entity_counts(con, [ScenarioHeader(header.scenario_id, header.name, None, now, now, metadata)])
         return _edit_result(header, counts[header.scenario_id], changes)
 
     def remove_entities(self, name: str, entity_type: str, entity_ids: Iterable[str]) -> EditResult:
@@ -387,19 +383,15 @@ class ScenarioStore:
                 nothing was changed.
         """
         ids = list(entity_ids) if not isinstance(entity_ids, (str, bytes)) else entity_ids
-        with connect(self.path) as con:
-            if con is None:
-                raise ScenarioNotFoundError(str(name))
-            now = _utcnow()
-            with transaction(con):
-                header = find_scenario(con, name)
-                removed, not_found = remove_rows(con, header, entity_type, ids)
-                stored_type = normalize_type(entity_type)
-                metadata = {**header.metadata, "entity_types": current_types(con, header)}
-                if removed:
-                    metadata["provenance"] = edit_provenance(header.metadata, "remove", now)
-                    write_header(con, header, now, metadata=metadata, description=header.description)
-                counts = entity_counts(con, [ScenarioHeader(header.scenario_id, header.name, None, now, now, metadata)])
+        with self._edit(name) as (con, now):
+            header = find_scenario(con, name)
+            removed, not_found = remove_rows(con, header, entity_type, ids)
+            stored_type = normalize_type(entity_type)
+            metadata = {**header.metadata, "entity_types": current_types(con, header)}
+            if removed:
+                metadata["provenance"] = edit_provenance(header.metadata, "remove", now)
+                write_header(con, header, now, metadata=metadata, description=header.description)
+            counts = entity_counts(con, [ScenarioHeader(header.scenario_id, header.name, None, now, now, metadata)])
         result = _edit_result(
             header, counts[header.scenario_id], {"removed": {stored_type: removed} if removed else {}}
         )
@@ -435,29 +427,25 @@ class ScenarioStore:
         renamed = validate_name(new_name) if new_name is not None else None
         described = validate_description(description)
         added, dropped = normalize_tags(add_tags), normalize_tags(remove_tags)
-        with connect(self.path) as con:
-            if con is None:
-                raise ScenarioNotFoundError(str(name))
-            now = _utcnow()
-            with transaction(con):
-                header = find_scenario(con, name)
-                if renamed is not None and renamed != header.name:
-                    check_name_free(con, renamed, "choose another name, or delete or rename that scenario first")
-                tags = scenario_tags(con, [header.scenario_id]).get(header.scenario_id, [])
-                new_tags = apply_tags(con, header.scenario_id, tags, added, dropped)
-                new_description = header.description if described is None else (described or None)
-                changed = (
-                    (renamed is not None and renamed != header.name)
-                    or new_description != header.description
-                    or new_tags != tags
-                )
-                if changed:
-                    facts = {"renamed_from": header.name} if renamed not in (None, header.name) else {}
-                    metadata = {
-                        **header.metadata,
-                        "provenance": edit_provenance(header.metadata, "update", now, **facts),
-                    }
-                    write_header(con, header, now, metadata=metadata, name=renamed, description=new_description)
+        with self._edit(name) as (con, now):
+            header = find_scenario(con, name)
+            if renamed is not None and renamed != header.name:
+                check_name_free(con, renamed, "choose another name, or delete or rename that scenario first")
+            tags = scenario_tags(con, [header.scenario_id]).get(header.scenario_id, [])
+            new_tags = apply_tags(con, header.scenario_id, tags, added, dropped)
+            new_description = header.description if described is None else (described or None)
+            changed = (
+                (renamed is not None and renamed != header.name)
+                or new_description != header.description
+                or new_tags != tags
+            )
+            if changed:
+                facts = {"renamed_from": header.name} if renamed not in (None, header.name) else {}
+                metadata = {
+                    **header.metadata,
+                    "provenance": edit_provenance(header.metadata, "update", now, **facts),
+                }
+                write_header(con, header, now, metadata=metadata, name=renamed, description=new_description)
         return self._entry(renamed or header.name)
 
     def copy_scenario(
@@ -527,32 +515,41 @@ class ScenarioStore:
         name = validate_name(new_name)
         described = validate_description(description)
         tag_list = normalize_tags(tags)
-        with connect(self.path) as con:
-            if con is None:
-                raise ScenarioNotFoundError(str(names[0]))
-            now = _utcnow()
-            with transaction(con):
-                headers = [find_scenario(con, source) for source in names]
-                check_name_free(con, name, "choose another name for the merged scenario")
-                target = ScenarioHeader(uuid.uuid4(), name, None, now, now, {})
-                types: list[str] = []
-                exact = 0
-                for position, header in enumerate(headers):
-                    if position == 0:
-                        copy_rows(con, header, target.scenario_id, now)
-                    else:
-                        merge_rows(con, header, target.scenario_id, now, upsert=upsert)
-                    types += [t for t in current_types(con, header) if t not in types]
-                    exact += _exact_rows(header)
-                facts = {"sources": [{"name": h.name, "scenario_id": str(h.scenario_id)} for h in headers]}
-                metadata = {
-                    "entity_types": types,
-                    "exact_json_rows": exact,
-                    "provenance": edit_provenance({}, "merge", now, **facts),
-                }
-                write_header(con, target, now, metadata=metadata, description=described, new=True)
-                write_tags(con, target.scenario_id, tag_list)
+        with self._edit(names[0]) as (con, now):
+            headers = [find_scenario(con, source) for source in names]
+            check_name_free(con, name, "choose another name for the merged scenario")
+            target = ScenarioHeader(uuid.uuid4(), name, None, now, now, {})
+            types: list[str] = []
+            exact = 0
+            for position, header in enumerate(headers):
+                if position == 0:
+                    copy_rows(con, header, target.scenario_id, now)
+                else:
+                    merge_rows(con, header, target.scenario_id, now, upsert=upsert)
+                types += [t for t in current_types(con, header) if t not in types]
+                exact += _exact_rows(header)
+            facts = {"sources": [{"name": h.name, "scenario_id": str(h.scenario_id)} for h in headers]}
+            metadata = {
+                "entity_types": types,
+                "exact_json_rows": exact,
+                "provenance": edit_provenance({}, "merge", now, **facts),
+            }
+            write_header(con, target, now, metadata=metadata, description=described, new=True)
+            write_tags(con, target.scenario_id, tag_list)
         return str(target.scenario_id)
+
+    @contextmanager
+    def _edit(self, name: str, *, create: bool = False) -> Iterator[tuple[duckdb.DuckDBPyConnection, _dt.datetime]]:
+        """An open connection inside one transaction, and the time of the change.
+
+        Raises:
+            ScenarioNotFoundError: there is no database yet (so no scenario ``name``).
+        """
+        with connect(self.path, create=create) as con:
+            if con is None:
+                raise ScenarioNotFoundError(str(name))
+            with transaction(con):
+                yield con, _utcnow()
 
     def _entry(self, name: str) -> ScenarioListEntry:
         """One scenario's list entry."""
