@@ -42,6 +42,7 @@ def test_save_returns_uuid_and_load_returns_everything(store: ScenarioStore) -> 
     assert set(loaded) == {
         "scenario_id",
         "name",
+        "version",
         "description",
         "entities",
         "tags",
@@ -346,6 +347,7 @@ def test_list_newest_first_with_summaries(store: ScenarioStore) -> None:
     assert set(summary) == {
         "scenario_id",
         "name",
+        "version",
         "description",
         "entity_count",
         "entities_by_type",
@@ -354,7 +356,7 @@ def test_list_newest_first_with_summaries(store: ScenarioStore) -> None:
         "updated_at",
     }
     assert summary["entity_count"] == 2 and summary["entities_by_type"] == {"patients": 2}
-    assert summary["tags"] == ["t2"]
+    assert summary["tags"] == ["t2"] and summary["version"] == 1
     store.save_scenario("s0", {}, overwrite=True)
     assert store.list_scenarios()["scenarios"][0]["name"] == "s0"
 

@@ -25,6 +25,7 @@ import duckdb
 from .. import __version__
 from .bulk import ChunkEncoder
 from .entities import derive_entity_id, id_fields, normalize_type
+from .history import archive_rows
 from .errors import InvalidEntityError, InvalidInputError, ScenarioExistsError
 from .reading import SCENARIO_COLUMNS, ScenarioHeader, first_row, iso_utc
 from .schema import entity_uuid_select
@@ -39,6 +40,7 @@ __all__ = [
     "current_types",
     "edit_provenance",
     "merge_rows",
+    "next_id",
     "remove_rows",
     "write_header",
     "write_tags",
@@ -52,7 +54,8 @@ _HITS = "_hs_hits"  # rows of the scenario that the batch's ids match
 ChangeCounts = dict[str, dict[str, int]]
 
 
-def _next_id(con: duckdb.DuckDBPyConnection) -> int:
+def next_id(con: duckdb.DuckDBPyConnection) -> int:
+    """The id the next new row of ``scenario_entities`` takes."""
     return int(con.execute("SELECT COALESCE(max(id), 0) + 1 FROM scenario_entities").fetchall()[0][0])
 
 
@@ -116,10 +119,12 @@ def _quote(text: str) -> str:
 
 
 def _apply_batch(
-    con: duckdb.DuckDBPyConnection, sid: uuid.UUID, now: _dt.datetime, *, upsert: bool
-) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
-    """Put the batch table into the scenario; returns (added, updated, removed) per type."""
-    base = _next_id(con) - 1
+    con: duckdb.DuckDBPyConnection, sid: uuid.UUID, now: _dt.datetime, *, upsert: bool, version: int
+) -> tuple[dict[str, int], dict[str, int], dict[str, int], list[int]]:
+    """Put the batch table into the scenario as ``version``; returns (added, updated,
+    removed) per type and the ids of the rows replaced in place (their old content is
+    kept in the history first)."""
+    base = next_id(con) - 1
     params: dict[str, Any] = {"sid": sid, "now": now, "base": base}
     insert = (
         "INSERT INTO scenario_entities (id, scenario_id, entity_type, entity_id, entity_data, created_at) "
@@ -128,7 +133,7 @@ def _apply_batch(
     if not upsert:
         added = _counts_by_type(con, f"SELECT entity_type, count(*) FROM {_NEW} GROUP BY ALL", {})
         con.execute(insert.format(rows=f"SELECT seq, entity_type, entity_id, entity_data FROM {_NEW}"), params)
-        return added, {}, {}
+        return added, {}, {}, []
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {_KEYS} AS SELECT entity_type, entity_id, min(seq) AS first_seq, "
         f"arg_max(entity_data, seq) AS data FROM {_NEW} WHERE has_id GROUP BY entity_type, entity_id"
@@ -142,6 +147,8 @@ def _apply_batch(
     )
     updated = _counts_by_type(con, f"SELECT entity_type, count(*) FROM {_HITS} WHERE nth = 1 GROUP BY ALL", {})
     removed = _counts_by_type(con, f"SELECT entity_type, count(*) FROM {_HITS} WHERE nth > 1 GROUP BY ALL", {})
+    if (updated or removed) and version > 1:  # (a scenario being made has no history yet)
+        archive_rows(con, sid, version, f"e.id IN (SELECT id FROM {_HITS})")
     if updated:
         con.execute(
             f"UPDATE scenario_entities SET entity_data = k.data FROM {_HITS} h, {_KEYS} k "
@@ -157,7 +164,8 @@ def _apply_batch(
     )
     added = _counts_by_type(con, f"SELECT entity_type, count(*) FROM ({rows}) GROUP BY ALL", {})
     con.execute(insert.format(rows=rows), params)
-    return added, updated, removed
+    replaced = [row[0] for row in con.execute(f"SELECT id FROM {_HITS} WHERE nth = 1").fetchall()] if updated else []
+    return added, updated, removed, replaced
 
 
 def add_batch(
@@ -167,25 +175,26 @@ def add_batch(
     now: _dt.datetime,
     *,
     upsert: bool,
-) -> tuple[ChangeCounts, list[str], int]:
-    """Add entities to a scenario, inside the caller's transaction.
+    version: int,
+) -> tuple[ChangeCounts, list[str], int, list[int]]:
+    """Add entities to a scenario as ``version``, inside the caller's transaction.
 
     Returns:
         ``({"added": …, "updated": …, "removed": …}, entity types in order, exact rows
-        written)``.
+        written, ids of the rows replaced in place)``.
 
     Raises:
         InvalidEntityError: an entity cannot be stored; nothing was changed.
     """
     encoder = _load_batch(con, typed)
-    added, updated, removed = _apply_batch(con, header.scenario_id, now, upsert=upsert)
+    added, updated, removed, replaced = _apply_batch(con, header.scenario_id, now, upsert=upsert, version=version)
     types = current_types(con, header)
     types += [t for t in encoder.counts if t not in types]
-    return {"added": added, "updated": updated, "removed": removed}, types, encoder.exact_rows
+    return {"added": added, "updated": updated, "removed": removed}, types, encoder.exact_rows, replaced
 
 
 def remove_rows(
-    con: duckdb.DuckDBPyConnection, header: ScenarioHeader, entity_type: str, entity_ids: Sequence[Any]
+    con: duckdb.DuckDBPyConnection, header: ScenarioHeader, entity_type: str, entity_ids: Sequence[Any], version: int
 ) -> tuple[int, list[str]]:
     """Remove the entities of one type named by stored UUID or own id.
 
@@ -223,6 +232,11 @@ def remove_rows(
             {"sid": header.scenario_id, "type": stored_type, "ids": list(wanted.values())},
         ).fetchall()
     }
+    if found:
+        archive_rows(
+            con, header.scenario_id, version, "e.entity_type = $type AND list_contains($ids, e.entity_id)",
+            {"type": stored_type, "ids": list(found)},
+        )
     removed = int(
         con.execute(
             "DELETE FROM scenario_entities WHERE scenario_id = $sid AND entity_type = $type "
@@ -332,7 +346,7 @@ def copy_rows(
         "INSERT INTO scenario_entities (id, scenario_id, entity_type, entity_id, entity_data, created_at) "
         "SELECT id + $shift, $target, entity_type, entity_id, entity_data, $now FROM scenario_entities "
         "WHERE scenario_id = $source",
-        {"shift": _next_id(con) - low, "target": target, "now": now, "source": source.scenario_id},
+        {"shift": next_id(con) - low, "target": target, "now": now, "source": source.scenario_id},
     )
     return _counts_by_type(
         con,
@@ -360,5 +374,5 @@ def merge_rows(
         "entity_id, entity_data FROM scenario_entities WHERE scenario_id = ?",
         [source.scenario_id],
     )
-    added, updated, removed = _apply_batch(con, target, now, upsert=upsert)
+    added, updated, removed, _ = _apply_batch(con, target, now, upsert=upsert, version=1)
     return {"added": added, "updated": updated, "removed": removed}

@@ -138,11 +138,12 @@ def find_scenario(con: duckdb.DuckDBPyConnection, name: str) -> ScenarioHeader:
     return ScenarioHeader.from_row(row)
 
 
-def scenario_dict(header: ScenarioHeader, tags: list[str], counts: dict[str, int]) -> ScenarioSummary:
+def scenario_dict(header: ScenarioHeader, tags: list[str], counts: dict[str, int], version: int) -> ScenarioSummary:
     """What a load returns of a scenario, but its entities (list entries drop ``metadata``)."""
     return {
         "scenario_id": str(header.scenario_id),
         "name": header.name,
+        "version": version,
         "description": header.description,
         "tags": tags,
         "created_at": iso_utc(header.created_at),
@@ -219,10 +220,11 @@ class ScenarioReader:
     # 10 MB, large enough that queries are few (measured: 20,000 rows is also faster).
     CHUNK_ROWS = 20_000
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, header: ScenarioHeader) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, header: ScenarioHeader, version: int = 0) -> None:
         self._con = con
         self.header = header
         self.tags = scenario_tags(con, [header.scenario_id]).get(header.scenario_id, [])
+        self.version = version  # the scenario's current version (history.py keeps them)
         rows = con.execute(
             "SELECT entity_type, count(*), min(id), max(id) FROM scenario_entities "
             "WHERE scenario_id = ? GROUP BY entity_type ORDER BY min(id)",
@@ -234,7 +236,7 @@ class ScenarioReader:
 
     def summary(self) -> ScenarioSummary:
         """The load dict without ``entities``."""
-        return scenario_dict(self.header, self.tags, self.counts)
+        return scenario_dict(self.header, self.tags, self.counts, self.version)
 
     def page(self, entity_type: str, offset: int, limit: int, budget: int = SAMPLES_BYTES) -> dict[str, Any]:
         """One page of a type: up to ``limit`` entities from ``offset``, shortened to about

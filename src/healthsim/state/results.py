@@ -17,8 +17,10 @@ __all__ = [
     "ScenarioList",
     "ScenarioListEntry",
     "ScenarioOverview",
+    "ScenarioHistory",
     "ScenarioSummary",
     "TypeOverview",
+    "VersionEntry",
 ]
 
 
@@ -27,6 +29,7 @@ class ScenarioListEntry(TypedDict):
 
     scenario_id: str
     name: str
+    version: int  # 1 when saved, one more with every change
     description: str | None
     tags: list[str]
     created_at: str | None  # ISO 8601 UTC, ending in Z
@@ -76,11 +79,31 @@ class SaveSummary(TypedDict):
     entities_by_type: dict[str, int]
 
 
+class VersionEntry(TypedDict):
+    """One version in :class:`ScenarioHistory`."""
+
+    version: int
+    at: str
+    operation: str  # save, overwrite, import, add, remove, update, copy, merge, restore, delete…
+    changes: dict[str, dict[str, int]]  # added / removed / updated: {type: n}
+    entity_count: int
+
+
+class ScenarioHistory(TypedDict):
+    """What :func:`~healthsim.state.scenario_history` returns."""
+
+    name: str
+    scenario_id: str
+    versions: list[VersionEntry]  # newest first
+    total_count: int
+
+
 class EditResult(TypedDict, total=False):
     """What add_entities and remove_entities return (``not_found`` from remove only)."""
 
     scenario_id: str
     name: str
+    version: int  # the scenario's version after the change
     added: dict[str, int]  # type -> entities appended
     updated: dict[str, int]  # type -> entities replaced in place
     removed: dict[str, int]  # type -> entities removed

@@ -1,0 +1,340 @@
+"""History: every change to a scenario is a version, and nothing is lost by mistake.
+
+The specification's three tables hold the current state only. History lives in tables of
+its own (schema migration 3) and costs what changed, not the scenario's size:
+
+- :data:`VERSIONS` — one row per version: when, which operation, what changed (counts per
+  type), and the scenario's fields as they were (name, description, tags, metadata, counts).
+- :data:`BIRTHS` — per version, the ranges of ``scenario_entities.id`` it wrote (an append
+  writes one range; an entity replaced in place is a range of one id). A row was written by
+  the latest version whose ranges hold its id (ids only grow, so a reused id belongs to the
+  later version).
+- :data:`ENTITY_HISTORY` — rows that a change removed or replaced, with the versions they
+  were part of: ``from_version <= v < to_version``.
+
+So version ``v`` is: the current rows written at or before ``v``, plus the archived rows
+alive at ``v``; in id order, which is the order of the entities. A scenario that is deleted
+keeps its versions (its last one is a ``delete``), and can be restored until retention
+removes it: the last :func:`keep_versions` versions of each scenario, deleted scenarios for
+:func:`keep_deleted_days` days.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any, NamedTuple
+
+import duckdb
+
+from .errors import InvalidInputError
+from .reading import ScenarioHeader, iso_utc
+
+__all__ = [
+    "BIRTHS",
+    "ENTITY_HISTORY",
+    "VERSIONS",
+    "apply_retention",
+    "archive_rows",
+    "create_history_tables",
+    "current_version",
+    "current_versions",
+    "expired_deleted",
+    "find_deleted",
+    "forget_scenario",
+    "keep_deleted_days",
+    "keep_versions",
+    "PastVersion",
+    "record_version",
+    "version_list",
+    "version_record",
+    "version_rows_sql",
+]
+
+VERSIONS = "healthsim_state_versions"
+BIRTHS = "healthsim_state_births"
+ENTITY_HISTORY = "healthsim_state_entity_history"
+
+_DEFAULT_KEEP_VERSIONS = 20
+_DEFAULT_KEEP_DELETED_DAYS = 30.0
+
+_DDL = f"""
+CREATE TABLE {VERSIONS} (
+    scenario_id      UUID NOT NULL,
+    version          INTEGER NOT NULL,
+    changed_at       TIMESTAMP NOT NULL,
+    operation        VARCHAR NOT NULL,
+    name             VARCHAR NOT NULL,
+    description      VARCHAR,
+    tags             JSON NOT NULL,
+    created_at       TIMESTAMP,
+    metadata         JSON,
+    changes          JSON NOT NULL,
+    entity_count     BIGINT NOT NULL,
+    entities_by_type JSON NOT NULL,
+    PRIMARY KEY (scenario_id, version)
+);
+CREATE TABLE {BIRTHS} (
+    scenario_id UUID NOT NULL,
+    version     INTEGER NOT NULL,
+    first_id    INTEGER NOT NULL,
+    last_id     INTEGER NOT NULL
+);
+CREATE TABLE {ENTITY_HISTORY} (
+    scenario_id  UUID NOT NULL,
+    row_id       INTEGER NOT NULL,
+    entity_type  VARCHAR NOT NULL,
+    entity_id    UUID NOT NULL,
+    entity_data  JSON NOT NULL,
+    from_version INTEGER NOT NULL,
+    to_version   INTEGER NOT NULL
+);
+"""
+
+
+def _env_number(name: str, default: float, *, whole: bool) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw) if whole else float(raw)
+    except ValueError:
+        value = -1
+    if not value >= (1 if whole else 0):
+        kind = "a whole number of at least 1" if whole else "a number of days (0 or more)"
+        raise InvalidInputError(f"{name}={raw!r} is not {kind}; e.g. {name}={int(default)}")
+    return value
+
+
+def keep_versions() -> int:
+    """Versions kept per scenario (``HEALTHSIM_KEEP_VERSIONS``, default 20), read at each call."""
+    return int(_env_number("HEALTHSIM_KEEP_VERSIONS", _DEFAULT_KEEP_VERSIONS, whole=True))
+
+
+def keep_deleted_days() -> float:
+    """Days a deleted scenario stays restorable (``HEALTHSIM_KEEP_DELETED_DAYS``, default 30)."""
+    return _env_number("HEALTHSIM_KEEP_DELETED_DAYS", _DEFAULT_KEEP_DELETED_DAYS, whole=False)
+
+
+def create_history_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Migration 3: the history tables, and version 1 of every scenario already there."""
+    con.execute(_DDL)
+    counts: dict[uuid.UUID, dict[str, int]] = {}
+    for sid, entity_type, count, _ in con.execute(
+        "SELECT scenario_id, entity_type, count(*), min(id) AS first FROM scenario_entities GROUP BY ALL ORDER BY first"
+    ).fetchall():
+        counts.setdefault(sid, {})[entity_type] = count
+    tags: dict[uuid.UUID, list[str]] = {}
+    for sid, tag in con.execute("SELECT scenario_id, tag FROM scenario_tags ORDER BY id").fetchall():
+        tags.setdefault(sid, []).append(tag)
+    rows = con.execute("SELECT scenario_id, name, description, created_at, updated_at, metadata FROM scenarios").fetchall()
+    for sid, name, description, created_at, updated_at, metadata in rows:
+        declared = _declared_types(metadata)
+        by_type = {**dict.fromkeys(declared, 0), **counts.get(sid, {})}
+        con.execute(
+            f"INSERT INTO {VERSIONS} VALUES (?, 1, ?, 'baseline', ?, ?, ?, ?, ?, '{{}}', ?, ?)",
+            [sid, updated_at or created_at or _dt.datetime(1970, 1, 1), name, description,
+             json.dumps(tags.get(sid, [])), created_at, metadata, sum(by_type.values()), json.dumps(by_type)],
+        )
+    con.execute(
+        f"INSERT INTO {BIRTHS} SELECT scenario_id, 1, min(id), max(id) FROM scenario_entities "
+        "WHERE scenario_id IN (SELECT scenario_id FROM scenarios) GROUP BY scenario_id"
+    )
+
+
+def _declared_types(metadata: str | None) -> list[str]:
+    try:
+        declared = json.loads(metadata).get("entity_types") if metadata else None
+    except (ValueError, AttributeError):
+        return []
+    return [t for t in declared if isinstance(t, str)] if isinstance(declared, list) else []
+
+
+def current_version(con: duckdb.DuckDBPyConnection, scenario_id: uuid.UUID) -> int:
+    """The scenario's latest version number (0 if it has none)."""
+    return int(
+        con.execute(f"SELECT COALESCE(max(version), 0) FROM {VERSIONS} WHERE scenario_id = ?", [scenario_id])
+        .fetchall()[0][0]
+    )
+
+
+def current_versions(con: duckdb.DuckDBPyConnection, scenario_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+    """The latest version of each scenario (one query)."""
+    rows = con.execute(
+        f"SELECT scenario_id, max(version) FROM {VERSIONS} WHERE list_contains($ids, scenario_id) GROUP BY ALL",
+        {"ids": scenario_ids},
+    ).fetchall()
+    return {sid: int(v) for sid, v in rows}
+
+
+def _birth_sql(alias: str = "e") -> str:
+    """SQL of the version that wrote row ``alias`` (0: before every version kept)."""
+    return (
+        f"COALESCE((SELECT max(b.version) FROM {BIRTHS} b WHERE b.scenario_id = {alias}.scenario_id "
+        f"AND {alias}.id BETWEEN b.first_id AND b.last_id), 0)"
+    )
+
+
+def archive_rows(con: duckdb.DuckDBPyConnection, scenario_id: uuid.UUID, version: int, where: str = "true",
+                 params: Mapping[str, Any] | None = None) -> int:
+    """Keep the current rows matching ``where`` (SQL over ``e``) as history ending at
+    ``version``, before the caller removes or replaces them. Returns how many."""
+    return int(
+        con.execute(
+            f"INSERT INTO {ENTITY_HISTORY} SELECT e.scenario_id, e.id, e.entity_type, e.entity_id, e.entity_data, "
+            f"{_birth_sql()}, $version FROM scenario_entities e WHERE e.scenario_id = $sid AND ({where})",
+            {"sid": scenario_id, "version": version, **(params or {})},
+        ).fetchall()[0][0]
+    )
+
+
+def record_version(
+    con: duckdb.DuckDBPyConnection,
+    scenario_id: uuid.UUID,
+    version: int,
+    now: _dt.datetime,
+    operation: str,
+    *,
+    fields: Mapping[str, Any],
+    changes: Mapping[str, Mapping[str, int]],
+    entities_by_type: Mapping[str, int],
+    births: Iterable[tuple[int, int]] = (),
+) -> None:
+    """Write a version's row and the id ranges it wrote (inside the change's transaction).
+
+    Args:
+        fields: the scenario as it is after the change: ``name``, ``description``,
+            ``tags``, ``created_at``, ``metadata`` (a dict).
+    """
+    con.execute(
+        f"INSERT INTO {VERSIONS} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            scenario_id, version, now, operation, fields["name"], fields.get("description"),
+            json.dumps(list(fields.get("tags") or []), ensure_ascii=False), fields.get("created_at"),
+            json.dumps(fields.get("metadata") or {}, ensure_ascii=False, allow_nan=False),
+            json.dumps({k: dict(v) for k, v in changes.items() if v}, ensure_ascii=False),
+            sum(entities_by_type.values()), json.dumps(dict(entities_by_type), ensure_ascii=False),
+        ],
+    )
+    ranges = [(scenario_id, version, lo, hi) for lo, hi in births if lo <= hi]
+    if ranges:
+        con.executemany(f"INSERT INTO {BIRTHS} VALUES (?, ?, ?, ?)", ranges)
+
+
+def version_rows_sql(columns: str = "id, entity_type, entity_id, entity_data") -> str:
+    """SQL of a version's entity rows (parameters ``$sid``, ``$version``), in no order;
+    ``id`` orders them."""
+    return (
+        f"SELECT {columns} FROM (SELECT e.id, e.entity_type, e.entity_id, e.entity_data FROM scenario_entities e "
+        f"WHERE e.scenario_id = $sid AND {_birth_sql()} <= $version "
+        f"UNION ALL SELECT row_id AS id, entity_type, entity_id, entity_data FROM {ENTITY_HISTORY} "
+        "WHERE scenario_id = $sid AND from_version <= $version AND $version < to_version)"
+    )
+
+
+def apply_retention(con: duckdb.DuckDBPyConnection, scenario_id: uuid.UUID, version: int, keep: int) -> None:
+    """Forget what only versions older than the last ``keep`` needed (inside a change)."""
+    oldest = version - keep + 1
+    if oldest <= 1:
+        return
+    con.execute(f"DELETE FROM {VERSIONS} WHERE scenario_id = ? AND version < ?", [scenario_id, oldest])
+    # Rows written before the oldest kept version count as written before every version kept.
+    con.execute(f"DELETE FROM {BIRTHS} WHERE scenario_id = ? AND version < ?", [scenario_id, oldest])
+    con.execute(f"DELETE FROM {ENTITY_HISTORY} WHERE scenario_id = ? AND to_version <= ?", [scenario_id, oldest])
+
+
+def find_deleted(con: duckdb.DuckDBPyConnection, name: str) -> uuid.UUID | None:
+    """The most recently deleted scenario (in the trash) of that name or id, if any."""
+    key = name.strip() if isinstance(name, str) else ""
+    rows = con.execute(
+        f"SELECT scenario_id FROM {VERSIONS} v WHERE operation = 'delete' "
+        f"AND version = (SELECT max(version) FROM {VERSIONS} w WHERE w.scenario_id = v.scenario_id) "
+        "AND scenario_id NOT IN (SELECT scenario_id FROM scenarios) "
+        "AND (name = $key OR CAST(scenario_id AS VARCHAR) = lower($key)) ORDER BY changed_at DESC LIMIT 1",
+        {"key": key},
+    ).fetchall()
+    return rows[0][0] if rows else None
+
+
+def forget_scenario(con: duckdb.DuckDBPyConnection, scenario_id: uuid.UUID) -> None:
+    """Remove every trace of a scenario's history (a purged delete)."""
+    for table in (VERSIONS, BIRTHS, ENTITY_HISTORY):
+        con.execute(f"DELETE FROM {table} WHERE scenario_id = ?", [scenario_id])
+
+
+def expired_deleted(con: duckdb.DuckDBPyConnection, now: _dt.datetime, days: float) -> list[uuid.UUID]:
+    """Deleted scenarios whose deletion is older than ``days``."""
+    return [
+        sid
+        for (sid,) in con.execute(
+            f"SELECT scenario_id FROM {VERSIONS} v WHERE operation = 'delete' "
+            f"AND version = (SELECT max(version) FROM {VERSIONS} w WHERE w.scenario_id = v.scenario_id) "
+            "AND changed_at < ? AND scenario_id NOT IN (SELECT scenario_id FROM scenarios)",
+            [now - _dt.timedelta(days=days)],
+        ).fetchall()
+    ]
+
+
+
+class PastVersion(NamedTuple):
+    """A version's scenario fields, as :class:`~.reading.ScenarioHeader` and tags."""
+
+    header: ScenarioHeader
+    tags: list[str]
+    operation: str
+    entities_by_type: dict[str, int]
+
+
+def version_record(con: duckdb.DuckDBPyConnection, scenario_id: uuid.UUID, version: int, label: str) -> PastVersion:
+    """One retained version's fields.
+
+    Raises:
+        InvalidInputError: no such version (or it was a deletion), or it is past
+            retention; the message says which versions there are.
+    """
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise InvalidInputError(f"version must be a whole number, not {version!r}")
+    row = con.execute(
+        f"SELECT name, description, created_at, changed_at, metadata, tags, operation, entities_by_type "
+        f"FROM {VERSIONS} WHERE scenario_id = ? AND version = ?",
+        [scenario_id, version],
+    ).fetchall()
+    lowest, highest = con.execute(
+        f"SELECT min(version), max(version) FROM {VERSIONS} WHERE scenario_id = ?", [scenario_id]
+    ).fetchall()[0]
+    if not row or row[0][6] == "delete":
+        if row or lowest is None or version > highest or version < 1:
+            kept = "" if lowest is None else f"; its versions are {lowest} to {highest}"
+            what = "is its deletion" if row else "does not exist"
+            raise InvalidInputError(f"version {version} of scenario {label!r} {what}{kept}")
+        raise InvalidInputError(
+            f"version {version} of scenario {label!r} is past retention: the last {keep_versions()} versions are "
+            f"kept (HEALTHSIM_KEEP_VERSIONS); its versions are {lowest} to {highest}"
+        )
+    name, description, created_at, changed_at, metadata, tags, operation, by_type = row[0]
+    header = ScenarioHeader.from_row((scenario_id, name, description, created_at, changed_at, metadata))
+    return PastVersion(header, json.loads(tags), operation, json.loads(by_type))
+
+
+def version_list(con: duckdb.DuckDBPyConnection, scenario_id: uuid.UUID, label: str, limit: int) -> dict[str, Any]:
+    """``scenario_history``'s answer: the retained versions, newest first."""
+    rows = con.execute(
+        f"SELECT version, changed_at, operation, changes, entity_count, count(*) OVER () FROM {VERSIONS} "
+        "WHERE scenario_id = ? ORDER BY version DESC LIMIT ?",
+        [scenario_id, limit],
+    ).fetchall()
+    versions = []
+    for version, at, operation, changes, count, _ in rows:
+        parsed = json.loads(changes)
+        versions.append({
+            "version": version,
+            "at": iso_utc(at),
+            "operation": operation,
+            "changes": {key: parsed.get(key, {}) for key in ("added", "removed", "updated")},
+            "entity_count": count,
+        })
+    return {"name": label, "scenario_id": str(scenario_id), "versions": versions,
+            "total_count": rows[0][5] if rows else 0}
