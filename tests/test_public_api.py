@@ -16,7 +16,7 @@ README = (HERE.parent / "README.md").read_text(encoding="utf-8")
 def documented_names() -> list[str]:
     section = README.split("## Public API", 1)[1].split("\n## ", 1)[0]
     names: list[str] = []
-    for line in re.findall(r"^- (`.*?) —", section, flags=re.MULTILINE):
+    for line in re.findall(r"^- (`.*?) —", section, flags=re.MULTILINE | re.DOTALL):
         names += re.findall(r"`([A-Za-z_]+)`", line)
     return names
 
@@ -36,10 +36,17 @@ def test_module_functions_have_the_specified_signatures() -> None:
         "(name: 'str', entities: 'Mapping[str, Iterable[Any]]', description: 'str | None' = None, "
         "tags: 'Iterable[str] | None' = None, overwrite: 'bool' = False) -> 'str'"
     )
-    assert list(inspect.signature(state.load_scenario).parameters) == ["name"]
-    assert list(inspect.signature(state.list_scenarios).parameters) == ["tag", "search", "limit"]
+    # The specification's parameters first, then what the history adds (with defaults).
+    assert list(inspect.signature(state.load_scenario).parameters) == ["name", "version"]
+    assert list(inspect.signature(state.list_scenarios).parameters) == ["tag", "search", "limit", "deleted"]
     assert inspect.signature(state.list_scenarios).parameters["limit"].default == 100
-    assert list(inspect.signature(state.delete_scenario).parameters) == ["name"]
+    assert list(inspect.signature(state.delete_scenario).parameters) == ["name", "purge"]
+    for function, extra in (
+        (state.load_scenario, "version"),
+        (state.list_scenarios, "deleted"),
+        (state.delete_scenario, "purge"),
+    ):
+        assert inspect.signature(function).parameters[extra].default in (None, False)
 
 
 def test_nothing_else_in_the_package_namespace_is_public() -> None:

@@ -31,7 +31,16 @@ from .errors import (
     StateError,
 )
 from .query import query_scenarios
-from .results import EditResult, LoadedScenario, QueryResult, ScenarioList, ScenarioListEntry, ScenarioOverview
+from .results import (
+    EditResult,
+    LoadedScenario,
+    QueryResult,
+    ScenarioDiff,
+    ScenarioHistory,
+    ScenarioList,
+    ScenarioListEntry,
+    ScenarioOverview,
+)
 from .store import ScenarioStore
 
 __all__ = [
@@ -48,6 +57,10 @@ __all__ = [
     "update_scenario",
     "copy_scenario",
     "merge_scenarios",
+    "scenario_history",
+    "restore_scenario",
+    "diff_scenarios",
+    "purge_history",
     "ScenarioStore",
     "LoadedScenario",
     "ScenarioList",
@@ -55,6 +68,8 @@ __all__ = [
     "ScenarioOverview",
     "QueryResult",
     "EditResult",
+    "ScenarioHistory",
+    "ScenarioDiff",
     "StateError",
     "ScenarioNotFoundError",
     "ScenarioExistsError",
@@ -87,28 +102,31 @@ def save_scenario(
     return _default_store().save_scenario(name, entities, description, tags, overwrite)
 
 
-def load_scenario(name: str) -> LoadedScenario:
-    """Load a scenario by name or UUID from the default database.
+def load_scenario(name: str, version: int | None = None) -> LoadedScenario:
+    """Load a scenario (or one of its retained versions) by name or UUID from the default database.
 
     See :meth:`ScenarioStore.load_scenario`.
     """
-    return _default_store().load_scenario(name)
+    return _default_store().load_scenario(name, version)
 
 
-def list_scenarios(tag: str | None = None, search: str | None = None, limit: int = 100) -> ScenarioList:
-    """List scenarios in the default database, newest first.
+def list_scenarios(
+    tag: str | None = None, search: str | None = None, limit: int = 100, *, deleted: bool = False
+) -> ScenarioList:
+    """List scenarios in the default database, newest first (``deleted=True``: the trash).
 
     See :meth:`ScenarioStore.list_scenarios`.
     """
-    return _default_store().list_scenarios(tag=tag, search=search, limit=limit)
+    return _default_store().list_scenarios(tag=tag, search=search, limit=limit, deleted=deleted)
 
 
-def delete_scenario(name: str) -> bool:
-    """Delete a scenario by name or UUID from the default database.
+def delete_scenario(name: str, *, purge: bool = False) -> bool:
+    """Delete a scenario by name or UUID from the default database (restorable for 30
+    days unless ``purge``).
 
     See :meth:`ScenarioStore.delete_scenario`.
     """
-    return _default_store().delete_scenario(name)
+    return _default_store().delete_scenario(name, purge=purge)
 
 
 def export_scenario_to_json(name: str, output_path: str | os.PathLike[str] | None = None) -> Path:
@@ -208,3 +226,37 @@ def merge_scenarios(
     See :meth:`ScenarioStore.merge_scenarios`.
     """
     return _default_store().merge_scenarios(sources, new_name, upsert=upsert, description=description, tags=tags)
+
+
+def scenario_history(name: str, limit: int = 50) -> ScenarioHistory:
+    """A scenario's versions in the default database, newest first.
+
+    See :meth:`ScenarioStore.scenario_history`.
+    """
+    return _default_store().scenario_history(name, limit)
+
+
+def restore_scenario(name: str, version: int | None = None, *, new_name: str | None = None) -> EditResult:
+    """Bring back a version of a scenario, or a deleted scenario, in the default database.
+
+    See :meth:`ScenarioStore.restore_scenario`.
+    """
+    return _default_store().restore_scenario(name, version, new_name=new_name)
+
+
+def diff_scenarios(a: str | tuple[str, int], b: str | tuple[str, int]) -> ScenarioDiff:
+    """What changed from ``a`` to ``b`` (scenarios or versions, ``"name@3"``) in the default database.
+
+    See :meth:`ScenarioStore.diff_scenarios`.
+    """
+    return _default_store().diff_scenarios(a, b)
+
+
+def purge_history(
+    name: str | None = None, *, keep_versions: int | None = None, keep_deleted_days: float | None = None
+) -> dict[str, int]:
+    """Apply history retention now (or a tighter one) in the default database.
+
+    See :meth:`ScenarioStore.purge_history`.
+    """
+    return _default_store().purge_history(name, keep_versions=keep_versions, keep_deleted_days=keep_deleted_days)

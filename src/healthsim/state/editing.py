@@ -234,7 +234,10 @@ def remove_rows(
     }
     if found:
         archive_rows(
-            con, header.scenario_id, version, "e.entity_type = $type AND list_contains($ids, e.entity_id)",
+            con,
+            header.scenario_id,
+            version,
+            "e.entity_type = $type AND list_contains($ids, e.entity_id)",
             {"type": stored_type, "ids": list(found)},
         )
     removed = int(
@@ -310,7 +313,7 @@ def write_header(
     if new:
         con.execute(
             f"INSERT INTO scenarios ({SCENARIO_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
-            [header.scenario_id, name or header.name, description, now, now, text],
+            [header.scenario_id, name or header.name, description, header.created_at, now, text],
         )
     else:
         con.execute(

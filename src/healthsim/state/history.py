@@ -49,6 +49,7 @@ __all__ = [
     "keep_versions",
     "PastVersion",
     "record_version",
+    "trash_list",
     "version_list",
     "version_record",
     "version_rows_sql",
@@ -130,14 +131,25 @@ def create_history_tables(con: duckdb.DuckDBPyConnection) -> None:
     tags: dict[uuid.UUID, list[str]] = {}
     for sid, tag in con.execute("SELECT scenario_id, tag FROM scenario_tags ORDER BY id").fetchall():
         tags.setdefault(sid, []).append(tag)
-    rows = con.execute("SELECT scenario_id, name, description, created_at, updated_at, metadata FROM scenarios").fetchall()
+    rows = con.execute(
+        "SELECT scenario_id, name, description, created_at, updated_at, metadata FROM scenarios"
+    ).fetchall()
     for sid, name, description, created_at, updated_at, metadata in rows:
         declared = _declared_types(metadata)
         by_type = {**dict.fromkeys(declared, 0), **counts.get(sid, {})}
         con.execute(
             f"INSERT INTO {VERSIONS} VALUES (?, 1, ?, 'baseline', ?, ?, ?, ?, ?, '{{}}', ?, ?)",
-            [sid, updated_at or created_at or _dt.datetime(1970, 1, 1), name, description,
-             json.dumps(tags.get(sid, [])), created_at, metadata, sum(by_type.values()), json.dumps(by_type)],
+            [
+                sid,
+                updated_at or created_at or _dt.datetime(1970, 1, 1),
+                name,
+                description,
+                json.dumps(tags.get(sid, [])),
+                created_at,
+                metadata,
+                sum(by_type.values()),
+                json.dumps(by_type),
+            ],
         )
     con.execute(
         f"INSERT INTO {BIRTHS} SELECT scenario_id, 1, min(id), max(id) FROM scenario_entities "
@@ -156,8 +168,9 @@ def _declared_types(metadata: str | None) -> list[str]:
 def current_version(con: duckdb.DuckDBPyConnection, scenario_id: uuid.UUID) -> int:
     """The scenario's latest version number (0 if it has none)."""
     return int(
-        con.execute(f"SELECT COALESCE(max(version), 0) FROM {VERSIONS} WHERE scenario_id = ?", [scenario_id])
-        .fetchall()[0][0]
+        con.execute(
+            f"SELECT COALESCE(max(version), 0) FROM {VERSIONS} WHERE scenario_id = ?", [scenario_id]
+        ).fetchall()[0][0]
     )
 
 
@@ -178,8 +191,13 @@ def _birth_sql(alias: str = "e") -> str:
     )
 
 
-def archive_rows(con: duckdb.DuckDBPyConnection, scenario_id: uuid.UUID, version: int, where: str = "true",
-                 params: Mapping[str, Any] | None = None) -> int:
+def archive_rows(
+    con: duckdb.DuckDBPyConnection,
+    scenario_id: uuid.UUID,
+    version: int,
+    where: str = "true",
+    params: Mapping[str, Any] | None = None,
+) -> int:
     """Keep the current rows matching ``where`` (SQL over ``e``) as history ending at
     ``version``, before the caller removes or replaces them. Returns how many."""
     return int(
@@ -212,11 +230,18 @@ def record_version(
     con.execute(
         f"INSERT INTO {VERSIONS} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
-            scenario_id, version, now, operation, fields["name"], fields.get("description"),
-            json.dumps(list(fields.get("tags") or []), ensure_ascii=False), fields.get("created_at"),
+            scenario_id,
+            version,
+            now,
+            operation,
+            fields["name"],
+            fields.get("description"),
+            json.dumps(list(fields.get("tags") or []), ensure_ascii=False),
+            fields.get("created_at"),
             json.dumps(fields.get("metadata") or {}, ensure_ascii=False, allow_nan=False),
             json.dumps({k: dict(v) for k, v in changes.items() if v}, ensure_ascii=False),
-            sum(entities_by_type.values()), json.dumps(dict(entities_by_type), ensure_ascii=False),
+            sum(entities_by_type.values()),
+            json.dumps(dict(entities_by_type), ensure_ascii=False),
         ],
     )
     ranges = [(scenario_id, version, lo, hi) for lo, hi in births if lo <= hi]
@@ -278,7 +303,6 @@ def expired_deleted(con: duckdb.DuckDBPyConnection, now: _dt.datetime, days: flo
     ]
 
 
-
 class PastVersion(NamedTuple):
     """A version's scenario fields, as :class:`~.reading.ScenarioHeader` and tags."""
 
@@ -311,8 +335,8 @@ def version_record(con: duckdb.DuckDBPyConnection, scenario_id: uuid.UUID, versi
             what = "is its deletion" if row else "does not exist"
             raise InvalidInputError(f"version {version} of scenario {label!r} {what}{kept}")
         raise InvalidInputError(
-            f"version {version} of scenario {label!r} is past retention: the last {keep_versions()} versions are "
-            f"kept (HEALTHSIM_KEEP_VERSIONS); its versions are {lowest} to {highest}"
+            f"version {version} of scenario {label!r} is past retention and was removed from the history "
+            f"(HEALTHSIM_KEEP_VERSIONS keeps the last {keep_versions()}); its versions are {lowest} to {highest}"
         )
     name, description, created_at, changed_at, metadata, tags, operation, by_type = row[0]
     header = ScenarioHeader.from_row((scenario_id, name, description, created_at, changed_at, metadata))
@@ -329,12 +353,52 @@ def version_list(con: duckdb.DuckDBPyConnection, scenario_id: uuid.UUID, label: 
     versions = []
     for version, at, operation, changes, count, _ in rows:
         parsed = json.loads(changes)
-        versions.append({
-            "version": version,
-            "at": iso_utc(at),
-            "operation": operation,
-            "changes": {key: parsed.get(key, {}) for key in ("added", "removed", "updated")},
-            "entity_count": count,
-        })
-    return {"name": label, "scenario_id": str(scenario_id), "versions": versions,
-            "total_count": rows[0][5] if rows else 0}
+        versions.append(
+            {
+                "version": version,
+                "at": iso_utc(at),
+                "operation": operation,
+                "changes": {key: parsed.get(key, {}) for key in ("added", "removed", "updated")},
+                "entity_count": count,
+            }
+        )
+    return {
+        "name": label,
+        "scenario_id": str(scenario_id),
+        "versions": versions,
+        "total_count": rows[0][5] if rows else 0,
+    }
+
+
+def trash_list(con: duckdb.DuckDBPyConnection, tag: str | None, search: str | None, limit: int) -> dict[str, Any]:
+    """Deleted scenarios that can be restored, as list entries of how they were when
+    deleted (plus ``deleted_at``), newest deletion first; filtered as list_scenarios does."""
+    rows = con.execute(
+        f"""SELECT scenario_id, name, description, tags, created_at, changed_at, changes, version - 1,
+                   count(*) OVER () FROM {VERSIONS} v
+            WHERE operation = 'delete'
+              AND version = (SELECT max(version) FROM {VERSIONS} w WHERE w.scenario_id = v.scenario_id)
+              AND scenario_id NOT IN (SELECT scenario_id FROM scenarios)
+              AND ($tag IS NULL OR list_contains(list_transform(CAST(tags AS VARCHAR[]), lambda t: lower(t)), $tag))
+              AND ($search IS NULL OR contains(lower(name), $search) OR contains(lower(COALESCE(description, '')), $search))
+            ORDER BY changed_at DESC LIMIT $limit""",
+        {"tag": tag, "search": search, "limit": limit},
+    ).fetchall()
+    entries = []
+    for sid, name, description, tags, created_at, deleted_at, changes, version, _ in rows:
+        counts = json.loads(changes).get("removed", {})
+        entries.append(
+            {
+                "scenario_id": str(sid),
+                "name": name,
+                "version": version,
+                "description": description,
+                "tags": json.loads(tags),
+                "created_at": iso_utc(created_at),
+                "updated_at": iso_utc(deleted_at),
+                "entity_count": sum(counts.values()),
+                "entities_by_type": counts,
+                "deleted_at": iso_utc(deleted_at),
+            }
+        )
+    return {"scenarios": entries, "total_count": rows[0][8] if rows else 0}

@@ -17,6 +17,7 @@ __all__ = [
     "ScenarioList",
     "ScenarioListEntry",
     "ScenarioOverview",
+    "ScenarioDiff",
     "ScenarioHistory",
     "ScenarioSummary",
     "TypeOverview",
@@ -96,6 +97,15 @@ class ScenarioHistory(TypedDict):
     scenario_id: str
     versions: list[VersionEntry]  # newest first
     total_count: int
+
+
+class ScenarioDiff(TypedDict):
+    """What :func:`~healthsim.state.diff_scenarios` returns."""
+
+    a: dict[str, Any]  # {"name", "version"}
+    b: dict[str, Any]
+    types: dict[str, dict[str, Any]]  # type -> added/removed/changed/unchanged counts, examples
+    scenario: dict[str, list[Any]]  # name/description/tags that differ: [old, new]
 
 
 class EditResult(TypedDict, total=False):

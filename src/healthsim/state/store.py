@@ -42,6 +42,7 @@ from .editing import (
 )
 from .entities import iter_typed_entities, normalize_type
 from .errors import InvalidInputError, ScenarioExistsError, ScenarioNotFoundError
+from .diffing import diff_rows, scenario_changes
 from .exchange.export import export_scenario
 from .exchange.importer import entity_stream, import_scenario
 from .history import (
@@ -55,9 +56,11 @@ from .history import (
     expired_deleted,
     find_deleted,
     forget_scenario,
-    keep_deleted_days,
-    keep_versions,
+    VERSIONS,
+    keep_deleted_days as keep_deleted_days_now,
+    keep_versions as keep_versions_now,
     record_version,
+    trash_list,
 )
 from .query import query_scenarios
 from .reading import (
@@ -75,6 +78,7 @@ from .reading import (
     scenario_tags,
 )
 from .results import (
+    ScenarioDiff,
     ScenarioHistory,
     EditResult,
     LoadedScenario,
@@ -275,9 +279,18 @@ class ScenarioStore:
                 if existing is not None and operation == "save":
                     operation = "overwrite"
                 record_version(
-                    con, sid, version, now, operation,
-                    fields={"name": name, "description": description, "tags": tag_list, "created_at": created,
-                            "metadata": meta},
+                    con,
+                    sid,
+                    version,
+                    now,
+                    operation,
+                    fields={
+                        "name": name,
+                        "description": description,
+                        "tags": tag_list,
+                        "created_at": created,
+                        "metadata": meta,
+                    },
                     changes={"added": dict(encoder.counts), "removed": previous},
                     entities_by_type=dict(encoder.counts),
                     births=[(first_id, encoder.next_id - 1)],
@@ -425,7 +438,9 @@ class ScenarioStore:
             if removed:
                 metadata["provenance"] = edit_provenance(header.metadata, "remove", now)
                 write_header(con, header, now, metadata=metadata, description=header.description)
-                after = ScenarioHeader(header.scenario_id, header.name, header.description, header.created_at, now, metadata)
+                after = ScenarioHeader(
+                    header.scenario_id, header.name, header.description, header.created_at, now, metadata
+                )
                 counts = self._record(con, after, version, now, "remove", changes, next_id(con))
             else:  # nothing changed: no new version
                 version -= 1
@@ -605,10 +620,18 @@ class ScenarioStore:
         sid = header.scenario_id
         counts = entity_counts(con, [header])[sid]
         record_version(
-            con, sid, version, now, operation,
-            fields={"name": header.name, "description": header.description,
-                    "tags": tags if tags is not None else scenario_tags(con, [sid]).get(sid, []),
-                    "created_at": header.created_at, "metadata": header.metadata},
+            con,
+            sid,
+            version,
+            now,
+            operation,
+            fields={
+                "name": header.name,
+                "description": header.description,
+                "tags": tags if tags is not None else scenario_tags(con, [sid]).get(sid, []),
+                "created_at": header.created_at,
+                "metadata": header.metadata,
+            },
             changes=changes,
             entities_by_type=counts,
             births=[(start_id, next_id(con) - 1), *((row, row) for row in replaced)],
@@ -620,8 +643,8 @@ class ScenarioStore:
     def _retain(con: duckdb.DuckDBPyConnection, sid: uuid.UUID, version: int, now: _dt.datetime) -> None:
         """Retention, as a change happens: the scenario's last versions, and the trash."""
         if version:
-            apply_retention(con, sid, version, keep_versions())
-        for expired in expired_deleted(con, now, keep_deleted_days()):
+            apply_retention(con, sid, version, keep_versions_now())
+        for expired in expired_deleted(con, now, keep_deleted_days_now()):
             forget_scenario(con, expired)
 
     @contextmanager
@@ -685,9 +708,18 @@ class ScenarioStore:
                     tags = scenario_tags(con, [sid]).get(sid, [])
                     archive_rows(con, sid, version)
                     record_version(
-                        con, sid, version, now, "delete",
-                        fields={"name": header.name, "description": header.description, "tags": tags,
-                                "created_at": header.created_at, "metadata": header.metadata},
+                        con,
+                        sid,
+                        version,
+                        now,
+                        "delete",
+                        fields={
+                            "name": header.name,
+                            "description": header.description,
+                            "tags": tags,
+                            "created_at": header.created_at,
+                            "metadata": header.metadata,
+                        },
                         changes={"removed": counts},
                         entities_by_type={},
                     )
@@ -867,7 +899,9 @@ class ScenarioStore:
                 assert current is not None
                 header, number = current
                 tags = scenario_tags(con, [sid]).get(sid, [])
-                select = "SELECT id, entity_type, entity_data, {big} AS big FROM scenario_entities WHERE scenario_id = $sid"
+                select = (
+                    "SELECT id, entity_type, entity_data, {big} AS big FROM scenario_entities WHERE scenario_id = $sid"
+                )
             else:  # the current rows written by then, and the archived rows alive then
                 past = version_record(con, sid, version, self._label(con, sid, name))
                 header, tags, number = past.header, past.tags, version
@@ -882,6 +916,174 @@ class ScenarioStore:
                 entities.setdefault(entity_type, []).extend(values)
         summary = scenario_dict(header, tags, {t: len(v) for t, v in entities.items()}, number)
         return LoadedScenario(**summary, entities=entities)
+
+    def restore_scenario(self, name: str, version: int | None = None, *, new_name: str | None = None) -> EditResult:
+        """Bring back a version of a scenario, or a deleted scenario, in one transaction.
+
+        Args:
+            name: the scenario's name or id (a deleted one's too).
+            version: the version to bring back. None: for a deleted scenario, its last
+                version before the deletion; for a current one, the version before the
+                current one (an undo of the last change).
+            new_name: restore as a new scenario of this name (a new scenario_id, version 1)
+                instead of in place.
+
+        Returns:
+            As :meth:`add_entities`: ``version`` is the new version; ``added`` and
+            ``removed`` count the entities the restore brought back and took away.
+
+        Raises:
+            ScenarioNotFoundError: no scenario (nor deleted one) has that name or id.
+            ScenarioExistsError: a deleted scenario's name is taken since (pass ``new_name``),
+                or ``new_name`` is taken.
+            InvalidInputError: no such version, or it is past retention.
+        """
+        target_name = validate_name(new_name) if new_name is not None else None
+        with self._edit(name) as (con, now):
+            sid, current = self._resolve(con, name, deleted_too=True)
+            latest = current_version(con, sid)
+            wanted = version if version is not None else latest - 1
+            past = version_record(con, sid, wanted, self._label(con, sid, name))
+            into = uuid.uuid4() if target_name is not None else sid
+            # In place, the scenario keeps its current name; a deleted one gets its name back.
+            label = target_name or (current[0].name if current is not None else past.header.name)
+            if current is None or target_name is not None:  # a scenario row to make
+                check_name_free(con, label, "pass new_name to restore it under another name")
+            start = next_id(con)
+            removed: dict[str, int] = {}
+            if current is not None and target_name is None:  # in place: the current rows go to the history
+                removed = entity_counts(con, [current[0]])[sid]
+                archive_rows(con, sid, latest + 1)
+                con.execute("DELETE FROM scenario_entities WHERE scenario_id = ?", [sid])
+            con.execute(
+                "INSERT INTO scenario_entities (id, scenario_id, entity_type, entity_id, entity_data, created_at) "
+                f"SELECT $start - 1 + row_number() OVER (ORDER BY id), $into, entity_type, entity_id, entity_data, $now "
+                f"FROM ({version_rows_sql()})",
+                {"start": start, "into": into, "now": now, "sid": sid, "version": wanted},
+            )
+            number = 1 if target_name is not None else latest + 1
+            facts = {
+                "restored_version": wanted,
+                **({"source": past.header.name, "source_scenario_id": str(sid)} if target_name is not None else {}),
+            }
+            metadata = {
+                **past.header.metadata,
+                "provenance": edit_provenance(past.header.metadata, "restore", now, **facts),
+            }
+            created = now if target_name is not None else past.header.created_at
+            header = ScenarioHeader(into, label, past.header.description, created, now, metadata)
+            write_header(
+                con,
+                header,
+                now,
+                metadata=metadata,
+                description=header.description,
+                new=current is None or target_name is not None,
+            )
+            write_tags(con, into, past.tags)
+            added = entity_counts(con, [header])[into]
+            counts = self._record(con, header, number, now, "restore", {"added": added, "removed": removed}, start)
+        return _edit_result(header, counts, {"added": added, "removed": removed}, number)
+
+    def diff_scenarios(
+        self, a: str | tuple[str, int] | list[Any], b: str | tuple[str, int] | list[Any]
+    ) -> ScenarioDiff:
+        """What changed from ``a`` to ``b``: two scenarios, or two versions of one.
+
+        Each side is a name or id (its current version), ``"name@3"``, or a
+        ``(name, version)`` pair. Entities are matched per type by id (a repeated id by
+        occurrence); the answer stays small for any size.
+
+        Returns:
+            ``{"a": {"name", "version"}, "b": {…}, "types": {type: {"added": n,
+            "removed": n, "changed": n, "unchanged": n, "examples": {"added": [ids],
+            "removed": [ids], "changed": [{"id", "fields"}]}}}, "scenario": {field: [old, new]}}``
+            (up to 10 example ids each; ``scenario`` lists name, description and tags
+            that differ).
+
+        Raises:
+            ScenarioNotFoundError: a side does not exist.
+            InvalidInputError: a side is malformed, or its version is not retained.
+        """
+        with connect(self.path) as con:
+            if con is None:
+                raise ScenarioNotFoundError(str(a))
+            sides = [self._side(con, side) for side in (a, b)]
+            types = diff_rows(con, *[(sid, None if current else version) for sid, version, current, _ in sides])
+        (_, va, _, fa), (_, vb, _, fb) = sides
+        return cast(
+            ScenarioDiff,
+            {
+                "a": {"name": fa["name"], "version": va},
+                "b": {"name": fb["name"], "version": vb},
+                "types": types,
+                "scenario": scenario_changes(fa, fb),
+            },
+        )
+
+    def _side(self, con: duckdb.DuckDBPyConnection, side: Any) -> tuple[uuid.UUID, int, bool, dict[str, Any]]:
+        """A diff side: (scenario id, version, whether it is the current one, its fields)."""
+        version: int | None = None
+        if isinstance(side, (tuple, list)) and len(side) == 2:
+            name, version = str(side[0]), side[1]
+        elif isinstance(side, str):
+            name = side
+            if "@" in side:  # "name@3", unless the whole text is a scenario's name
+                head, _, number = side.rpartition("@")
+                taken = first_row(con, "SELECT 1 FROM scenarios WHERE name = ?", [side.strip()]) is not None
+                if number.strip().isdigit() and not taken:
+                    name, version = head, int(number)
+        else:
+            raise InvalidInputError(f"a diff side is a name, 'name@version' or (name, version), not {side!r}")
+        sid, current = self._resolve(con, name, deleted_too=version is not None)
+        if current is not None and version in (None, current[1]):
+            header, latest = current
+            tags = scenario_tags(con, [sid]).get(sid, [])
+            return sid, latest, True, {"name": header.name, "description": header.description, "tags": tags}
+        if version is None:
+            raise ScenarioNotFoundError(str(name))
+        past = version_record(con, sid, version, self._label(con, sid, name))
+        fields = {"name": past.header.name, "description": past.header.description, "tags": past.tags}
+        return sid, version, False, fields
+
+    def purge_history(
+        self, name: str | None = None, *, keep_versions: int | None = None, keep_deleted_days: float | None = None
+    ) -> dict[str, int]:
+        """Apply retention now, or a tighter one: keep the last ``keep_versions`` versions
+        of each scenario (or of ``name``) and deleted scenarios for ``keep_deleted_days``
+        days. Defaults: ``HEALTHSIM_KEEP_VERSIONS`` (20), ``HEALTHSIM_KEEP_DELETED_DAYS`` (30).
+
+        Returns:
+            ``{"versions_removed": n, "deleted_scenarios_removed": m}``.
+
+        Raises:
+            ScenarioNotFoundError: ``name`` is given and no scenario has it.
+            InvalidInputError: a bound is not a positive number.
+        """
+        keep = keep_versions_now() if keep_versions is None else validate_limit(keep_versions, name="keep_versions")
+        days = keep_deleted_days_now() if keep_deleted_days is None else keep_deleted_days
+        if isinstance(days, bool) or not isinstance(days, (int, float)) or not days >= 0:
+            raise InvalidInputError(f"keep_deleted_days must be a number of days (0 or more), not {days!r}")
+        with connect(self.path) as con:
+            if con is None:
+                if name is not None:
+                    raise ScenarioNotFoundError(name)
+                return {"versions_removed": 0, "deleted_scenarios_removed": 0}
+            with transaction(con):
+                before = con.execute(f"SELECT count(*) FROM {VERSIONS}").fetchall()[0][0]
+                if name is not None:
+                    sid, _ = self._resolve(con, name, deleted_too=True)
+                    ids = [sid]
+                else:
+                    ids = [row[0] for row in con.execute(f"SELECT DISTINCT scenario_id FROM {VERSIONS}").fetchall()]
+                expired = expired_deleted(con, _utcnow(), days)
+                for sid in ids:
+                    if sid in expired:
+                        forget_scenario(con, sid)
+                    else:
+                        apply_retention(con, sid, current_version(con, sid), keep)
+                after = con.execute(f"SELECT count(*) FROM {VERSIONS}").fetchall()[0][0]
+        return {"versions_removed": before - after, "deleted_scenarios_removed": len([i for i in expired if i in ids])}
 
     def _resolve(
         self, con: duckdb.DuckDBPyConnection, name: str, *, deleted_too: bool
@@ -924,7 +1126,9 @@ class ScenarioStore:
             sid, _ = self._resolve(con, name, deleted_too=True)
             return cast(ScenarioHistory, version_list(con, sid, self._label(con, sid, name), limit))
 
-    def list_scenarios(self, tag: str | None = None, search: str | None = None, limit: int = 100) -> ScenarioList:
+    def list_scenarios(
+        self, tag: str | None = None, search: str | None = None, limit: int = 100, *, deleted: bool = False
+    ) -> ScenarioList:
         """List scenario summaries, newest ``updated_at`` first.
 
         Args:
@@ -932,6 +1136,8 @@ class ScenarioStore:
             search: keep scenarios whose name or description contains this text
                 (case-insensitive; ``%`` and ``_`` are literal).
             limit: at most this many summaries (at least 1).
+            deleted: list the trash instead: deleted scenarios that can still be restored,
+                as they were when deleted, with ``deleted_at``, newest deletion first.
 
         Returns:
             ``{"scenarios": [summary, …], "total_count": N}``, N counting every match.
@@ -944,6 +1150,8 @@ class ScenarioStore:
         with connect(self.path) as con:
             if con is None:
                 return {"scenarios": [], "total_count": 0}
+            if deleted:
+                return cast(ScenarioList, trash_list(con, tag_key, search_key, limit))
             rows = con.execute(
                 f"""SELECT {SCENARIO_COLUMNS}, count(*) OVER () AS total FROM scenarios s
                 WHERE ($tag IS NULL OR EXISTS (SELECT 1 FROM scenario_tags t

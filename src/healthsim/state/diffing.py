@@ -1,0 +1,124 @@
+"""Comparing two scenarios, or two versions of one, inside the database.
+
+Entities are matched per type by stored ``entity_id`` (and, when an id repeats, by its
+occurrence: the first with the first); a matched pair is unchanged when its JSON is the
+same. Counting happens in SQL, so the answer costs about a scan of both sides and stays
+small for any size: counts per type, up to 10 example ids per kind, and for changed
+examples the field paths that differ.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import duckdb
+
+from .entities import decode_entity, id_fields, raw_entity_id
+from .history import version_rows_sql
+
+__all__ = ["EXAMPLES", "changed_paths", "diff_rows", "scenario_changes"]
+
+#: Example ids per kind of change and type.
+EXAMPLES = 10
+_KINDS = ("added", "removed", "changed", "unchanged")
+
+
+def _side_table(con: duckdb.DuckDBPyConnection, table: str, sid: uuid.UUID, version: int | None) -> None:
+    """A side's rows, numbered within (type, id) in entity order."""
+    params: dict[str, Any] = {"sid": sid}
+    if version is None:
+        rows = "SELECT id, entity_type, entity_id, entity_data FROM scenario_entities WHERE scenario_id = $sid"
+    else:
+        rows = version_rows_sql()
+        params["version"] = version
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT entity_type, entity_id, entity_data, id, "
+        f"row_number() OVER (PARTITION BY entity_type, entity_id ORDER BY id) AS nth FROM ({rows})",
+        params,
+    )
+
+
+def changed_paths(old: Any, new: Any) -> list[str]:
+    """The field paths that differ between two entities: top-level members, and one level
+    into objects on both sides (``address.city``)."""
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return ["$"] if old != new else []
+    paths: list[str] = []
+    for key in dict.fromkeys([*old, *new]):
+        a, b = old.get(key, _MISSING), new.get(key, _MISSING)
+        if a == b and type(a) is type(b):
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            paths += [
+                f"{key}.{inner}"
+                for inner in dict.fromkeys([*a, *b])
+                if a.get(inner, _MISSING) != b.get(inner, _MISSING)
+            ]
+        else:
+            paths.append(key)
+    return paths
+
+
+_MISSING = object()
+
+
+def _display_id(entity_type: str, text: str, stored: uuid.UUID) -> str:
+    """The entity's own id when it has one, else its stored UUID."""
+    try:
+        own = raw_entity_id(json.loads(text), id_fields(entity_type))
+    except ValueError:
+        own = None
+    return own if own is not None else str(stored)
+
+
+def diff_rows(
+    con: duckdb.DuckDBPyConnection, a: tuple[uuid.UUID, int | None], b: tuple[uuid.UUID, int | None]
+) -> dict[str, dict[str, Any]]:
+    """Per type: counts of added, removed, changed and unchanged entities from ``a`` to
+    ``b`` (each a scenario id and a version, None for the current rows), and examples."""
+    _side_table(con, "_hs_diff_a", *a)
+    _side_table(con, "_hs_diff_b", *b)
+    joined = (
+        "SELECT COALESCE(a.entity_type, b.entity_type) AS entity_type, COALESCE(a.entity_id, b.entity_id) AS entity_id, "
+        "COALESCE(b.id, a.id) AS position, a.entity_data AS old, b.entity_data AS new, "
+        "CASE WHEN a.entity_id IS NULL THEN 'added' WHEN b.entity_id IS NULL THEN 'removed' "
+        # Equal text is equal JSON; otherwise compare it minified (an import may keep a file's spacing).
+        "WHEN a.entity_data::VARCHAR = b.entity_data::VARCHAR OR json(a.entity_data) = json(b.entity_data) "
+        "THEN 'unchanged' ELSE 'changed' END AS kind "
+        "FROM _hs_diff_a a FULL OUTER JOIN _hs_diff_b b ON a.entity_type = b.entity_type "
+        "AND a.entity_id = b.entity_id AND a.nth = b.nth"
+    )
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _hs_diff AS {joined}")
+    types: dict[str, dict[str, Any]] = {}
+    order = con.execute(
+        "SELECT entity_type, min(position) AS first FROM _hs_diff GROUP BY ALL ORDER BY first"
+    ).fetchall()
+    for entity_type, _ in order:
+        types[entity_type] = {kind: 0 for kind in _KINDS} | {"examples": {"added": [], "removed": [], "changed": []}}
+    for entity_type, kind, count in con.execute(
+        "SELECT entity_type, kind, count(*) FROM _hs_diff GROUP BY ALL"
+    ).fetchall():
+        types[entity_type][kind] = int(count)
+    examples = con.execute(
+        "SELECT entity_type, kind, entity_id, old::VARCHAR, new::VARCHAR FROM (SELECT *, row_number() OVER "
+        "(PARTITION BY entity_type, kind ORDER BY position) AS n FROM _hs_diff WHERE kind <> 'unchanged') "
+        f"WHERE n <= {EXAMPLES} ORDER BY entity_type, kind, n"
+    ).fetchall()
+    for entity_type, kind, stored, old, new in examples:
+        shown = _display_id(entity_type, new if new is not None else old, stored)
+        if kind == "changed":
+            fields = changed_paths(decode_entity(old, exact=True), decode_entity(new, exact=True))
+            types[entity_type]["examples"]["changed"].append({"id": shown, "fields": fields})
+        else:
+            types[entity_type]["examples"][kind].append(shown)
+    for table in ("_hs_diff_a", "_hs_diff_b", "_hs_diff"):
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+    return types
+
+
+def scenario_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, list[Any]]:
+    """Changes of name, description and tags: ``{field: [old, new]}``."""
+    return {field: [old[field], new[field]] for field in ("name", "description", "tags") if old[field] != new[field]}
