@@ -25,8 +25,8 @@ import duckdb
 from .. import __version__
 from .bulk import ChunkEncoder
 from .entities import derive_entity_id, id_fields, normalize_type
-from .history import archive_rows
 from .errors import InvalidEntityError, InvalidInputError, ScenarioExistsError
+from .history import archive_rows
 from .reading import SCENARIO_COLUMNS, ScenarioHeader, first_row, iso_utc
 from .schema import entity_uuid_select
 from .validation import normalize_tags

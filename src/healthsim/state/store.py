@@ -27,40 +27,44 @@ import pyarrow as pa
 from .. import __version__
 from .bulk import ChunkEncoder, insert_chunks
 from .database import connect, resolve_db_path
+from .diffing import diff_rows, scenario_changes
 from .editing import (
     add_batch,
-    next_id,
     apply_tags,
     check_name_free,
     copy_rows,
     current_types,
     edit_provenance,
     merge_rows,
+    next_id,
     remove_rows,
     write_header,
     write_tags,
 )
 from .entities import iter_typed_entities, normalize_type
 from .errors import InvalidInputError, ScenarioExistsError, ScenarioNotFoundError
-from .diffing import diff_rows, scenario_changes
 from .exchange.export import export_scenario
 from .exchange.importer import entity_stream, import_scenario
 from .history import (
+    VERSIONS,
     apply_retention,
     archive_rows,
     current_version,
     current_versions,
-    version_list,
-    version_record,
-    version_rows_sql,
     expired_deleted,
     find_deleted,
     forget_scenario,
-    VERSIONS,
-    keep_deleted_days as keep_deleted_days_now,
-    keep_versions as keep_versions_now,
     record_version,
     trash_list,
+    version_list,
+    version_record,
+    version_rows_sql,
+)
+from .history import (
+    keep_deleted_days as keep_deleted_days_now,
+)
+from .history import (
+    keep_versions as keep_versions_now,
 )
 from .query import query_scenarios
 from .reading import (
@@ -78,12 +82,12 @@ from .reading import (
     scenario_tags,
 )
 from .results import (
-    ScenarioDiff,
-    ScenarioHistory,
     EditResult,
     LoadedScenario,
     QueryResult,
     SaveSummary,
+    ScenarioDiff,
+    ScenarioHistory,
     ScenarioList,
     ScenarioListEntry,
     ScenarioOverview,
