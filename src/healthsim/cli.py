@@ -21,7 +21,7 @@ from rich.table import Table
 from . import __version__
 from ._text import safe_text
 from .progress import progress_bar
-from .state import ScenarioStore, StateError
+from .state import InvalidInputError, ScenarioNotFoundError, ScenarioStore, StateError
 
 __all__ = ["app", "main"]
 
@@ -31,6 +31,7 @@ Examples:
   healthsim list --tag diabetes
   healthsim load diabetes-cohort
   healthsim add diabetes-cohort --from batch-2.json
+  healthsim history diabetes-cohort
   healthsim export diabetes-cohort -o /tmp/share/
   healthsim query "SELECT data->>'gender' AS gender, count(*) FROM patients GROUP BY ALL"
 """
@@ -171,16 +172,37 @@ def load(
     entity_type: Annotated[str | None, typer.Option("--type", help="Page through one entity type.")] = None,
     limit: Annotated[int, typer.Option(min=1, help="Entities per page (with --type).")] = 20,
     offset: Annotated[int, typer.Option(min=0, help="First entity of the page (with --type).")] = 0,
+    version: Annotated[int | None, typer.Option(min=1, help="An earlier version (see healthsim history).")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Show a scenario: counts by type, tags, dates and a few sample entities.
 
     --json prints the whole scenario (as load_scenario returns it); --type T pages through
-    one entity type, one JSON object per line.
+    one entity type, one JSON object per line; --version N shows an earlier version.
 
     Example: healthsim load diabetes-cohort --type patients --limit 5
     """
     store = store_of(ctx)
+    if version is not None:  # an earlier version is loaded whole, then shown like the current one
+        loaded = store.load_scenario(name, version)
+        if entity_type is not None:
+            if entity_type not in loaded["entities"]:
+                raise InvalidInputError(
+                    f"version {version} of {loaded['name']!r} has no entity type {entity_type!r}; "
+                    f"its types: {', '.join(loaded['entities']) or 'none'}"
+                )
+            page = loaded["entities"][entity_type][offset : offset + limit]
+            if as_json:
+                print_json(page)
+            else:
+                for entity in page:
+                    sys.stdout.write(json.dumps(entity, ensure_ascii=False) + "\n")
+        elif as_json:
+            print_json(loaded)
+        else:
+            samples = {t: {"samples": v[:1]} for t, v in loaded["entities"].items()}
+            show_summary({**loaded, "types": samples})
+        return
     if entity_type is not None:
         with store.open_scenario(name) as reader:
             page = reader.entities(entity_type, offset, offset + limit)
@@ -193,10 +215,15 @@ def load(
     if as_json:
         print_json(store.load_scenario(name))
         return
-    summary = store.summarize_scenario(name, samples=1)
+    show_summary(dict(store.summarize_scenario(name, samples=1)))
+
+
+def show_summary(summary: dict[str, Any]) -> None:
+    """The header, then a table of counts with one sample per type."""
     info = Table.grid(padding=(0, 2))
     for label, value in (
         ("name", summary["name"]),
+        ("version", summary["version"]),
         ("scenario_id", summary["scenario_id"]),
         ("description", summary["description"] or ""),
         ("tags", ", ".join(summary["tags"])),
@@ -221,17 +248,20 @@ def list_command(
     tag: Annotated[str | None, typer.Option(help="Only scenarios with this tag (any case).")] = None,
     search: Annotated[str | None, typer.Option(help="Only names or descriptions containing this text.")] = None,
     limit: Annotated[int, typer.Option(min=1, help="At most this many scenarios.")] = 100,
+    deleted: Annotated[
+        bool, typer.Option("--deleted", help="List the trash: deleted scenarios that can be restored.")
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """List scenarios, newest first.
+    """List scenarios, newest first (--deleted: the trash).
 
     Example: healthsim list --tag diabetes --search cohort
     """
-    result = store_of(ctx).list_scenarios(tag=tag, search=search, limit=limit)
+    result = store_of(ctx).list_scenarios(tag=tag, search=search, limit=limit, deleted=deleted)
     if as_json:
         print_json(result)
         return
-    table = Table("name", "entities", "types", "tags", "updated")
+    table = Table("name", "entities", "types", "tags", "deleted" if deleted else "updated")
     table.columns[0].no_wrap = True  # a name is never broken; other columns give way
     table.columns[4].no_wrap = True
     for s in result["scenarios"]:
@@ -250,24 +280,43 @@ def delete(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Scenario name or UUID.")],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    purge: Annotated[
+        bool, typer.Option("--purge", help="Remove it and its history for good (also from the trash).")
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Delete a scenario (asks first unless --yes).
+    """Delete a scenario (asks first unless --yes). It goes to the trash: healthsim restore
+    brings it back for 30 days; --purge removes it for good.
 
     Example: healthsim delete old-cohort --yes
     """
     store = store_of(ctx)
-    summary = store.scenario_summary(name)  # not found: error before asking
+    try:
+        summary: dict[str, Any] = dict(store.scenario_summary(name))  # not found: error before asking
+    except ScenarioNotFoundError:
+        trash = [
+            s
+            for s in store.list_scenarios(limit=10_000, deleted=True)["scenarios"]
+            if name.strip() in (s["name"], s["scenario_id"])
+        ]
+        if not purge or not trash:
+            raise
+        summary = dict(trash[0])
     if not yes:
-        question = f"Delete scenario {summary['name']!r} ({summary['entity_count']:,} entities)?"
+        verb = "Purge" if purge else "Delete"
+        question = f"{verb} scenario {summary['name']!r} ({summary['entity_count']:,} entities)?"
         if not sys.stdin.isatty() or not typer.confirm(question, default=False, err=True):
             err.print("not deleted (confirm, or pass --yes)", markup=False)
             raise typer.Exit(1)
-    deleted = store.delete_scenario(summary["scenario_id"])
+    deleted = store.delete_scenario(summary["scenario_id"], purge=purge)
     if as_json:
-        print_json({"deleted": deleted, "name": summary["name"], "scenario_id": summary["scenario_id"]})
+        print_json(
+            {"deleted": deleted, "purged": purge, "name": summary["name"], "scenario_id": summary["scenario_id"]}
+        )
+    elif purge:
+        out.print(f"purged {summary['name']!r}", markup=False)
     else:
-        out.print(f"deleted {summary['name']!r}", markup=False)
+        out.print(f"deleted {summary['name']!r} (healthsim restore {summary['name']!r} brings it back)", markup=False)
 
 
 @app.command()
@@ -451,6 +500,113 @@ def merge(
     """
     store = store_of(ctx)
     report_saved(store, store.merge_scenarios(sources, into, upsert=upsert), "merged into", as_json)
+
+
+@app.command()
+@handle_errors
+def history(
+    ctx: typer.Context,
+    name: Annotated[str | None, typer.Argument(help="Scenario name or UUID (a deleted one's too).")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many versions.")] = 50,
+    purge: Annotated[
+        bool, typer.Option("--purge", help="Apply retention now (to NAME, or to every scenario).")
+    ] = False,
+    keep_versions: Annotated[
+        int | None, typer.Option(min=1, help="With --purge: versions to keep per scenario.")
+    ] = None,
+    keep_deleted_days: Annotated[
+        float | None, typer.Option(min=0, help="With --purge: days to keep deleted scenarios.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show a scenario's versions, newest first; --purge applies (or tightens) retention.
+
+    Example: healthsim history diabetes-cohort
+    """
+    store = store_of(ctx)
+    if purge:
+        result = store.purge_history(name, keep_versions=keep_versions, keep_deleted_days=keep_deleted_days)
+        if as_json:
+            print_json(result)
+        else:
+            out.print(
+                f"removed {result['versions_removed']} version(s) and "
+                f"{result['deleted_scenarios_removed']} deleted scenario(s)",
+                markup=False,
+            )
+        return
+    if name is None:
+        err.print("error: name a scenario (or pass --purge)", markup=False)
+        raise typer.Exit(2)
+    found = store.scenario_history(name, limit)
+    if as_json:
+        print_json(found)
+        return
+    table = Table("version", "at", "operation", "changes", "entities")
+    table.columns[1].no_wrap = True
+    for v in found["versions"]:
+        changes = "; ".join(f"{kind} {counts_text(counts)}" for kind, counts in v["changes"].items() if counts)
+        table.add_row(str(v["version"]), v["at"], v["operation"], changes, f"{v['entity_count']:,}")
+    out.print(f"{found['name']!r} ({found['scenario_id']})", markup=False)
+    out.print(table)
+
+
+@app.command()
+@handle_errors
+def restore(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Scenario name or UUID (a deleted one's too).")],
+    version: Annotated[
+        int | None,
+        typer.Option(min=1, help="The version to bring back (default: undo the last change, or the deletion)."),
+    ] = None,
+    as_name: Annotated[str | None, typer.Option("--as", help="Restore as a new scenario of this name.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Bring back an earlier version (as a new version) or a deleted scenario.
+
+    Example: healthsim restore diabetes-cohort --version 3
+    """
+    result = store_of(ctx).restore_scenario(name, version, new_name=as_name)
+    if as_json:
+        print_json(result)
+    else:
+        out.print(
+            f"restored {result['name']!r}: now version {result['version']}, {counts_text(result['entities_by_type'])}",
+            markup=False,
+        )
+
+
+@app.command()
+@handle_errors
+def diff(
+    ctx: typer.Context,
+    a: Annotated[str, typer.Argument(help="A scenario, or a version of one: name@3.")],
+    b: Annotated[str, typer.Argument(help="The other (e.g. the same name: its current version).")],
+    as_json: JsonOption = False,
+) -> None:
+    """Show what changed between two scenarios or versions.
+
+    Example: healthsim diff diabetes-cohort@3 diabetes-cohort
+    """
+    result = store_of(ctx).diff_scenarios(a, b)
+    if as_json:
+        print_json(result)
+        return
+    out.print(
+        f"{result['a']['name']}@{result['a']['version']} -> {result['b']['name']}@{result['b']['version']}",
+        markup=False,
+    )
+    for field, (old, new) in result["scenario"].items():
+        out.print(f"  {field}: {old!r} -> {new!r}", markup=False)
+    table = Table("entity type", "added", "removed", "changed", "unchanged", "examples")
+    for entity_type, d in result["types"].items():
+        examples = [f"+{i}" for i in d["examples"]["added"][:3]] + [f"-{i}" for i in d["examples"]["removed"][:3]]
+        examples += [f"~{c['id']} ({', '.join(c['fields'][:3])})" for c in d["examples"]["changed"][:3]]
+        table.add_row(
+            entity_type, *(f"{d[k]:,}" for k in ("added", "removed", "changed", "unchanged")), " ".join(examples)
+        )
+    out.print(table)
 
 
 @app.command()

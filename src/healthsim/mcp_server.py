@@ -34,7 +34,7 @@ from mcp.types import ToolAnnotations
 from pydantic import Field, ValidationError
 
 from . import __version__
-from ._text import json_path, safe_text
+from ._text import bounded, json_path, safe_text
 from .state import ScenarioNotFoundError, ScenarioStore, StateError
 
 __all__ = ["build_server", "serve"]
@@ -152,8 +152,11 @@ def build_server(db: str | os.PathLike[str] | None = None) -> MCPServer:
             str | None, Field(description="Only scenarios whose name or description contains this text.")
         ] = None,
         limit: Annotated[int, Field(ge=1, le=MAX_LIST, description="How many scenarios to return.")] = 20,
+        deleted: Annotated[
+            bool, Field(description="List the trash instead: deleted scenarios restore_scenario can bring back.")
+        ] = False,
     ) -> dict[str, Any]:
-        listing = store().list_scenarios(tag=tag, search=search, limit=limit)
+        listing = store().list_scenarios(tag=tag, search=search, limit=limit, deleted=deleted)
         return {**listing, "more": listing["total_count"] - len(listing["scenarios"])}
 
     @tool(
@@ -164,7 +167,8 @@ def build_server(db: str | os.PathLike[str] | None = None) -> MCPServer:
             f"{SAMPLE_PER_TYPE} sample entities of each type. With entity_type you get one page of that "
             f"type (offset, limit up to {MAX_PAGE}); page.next_offset is where the next page starts, "
             "null after the last. Responses stay small: large entities shorten the page. For questions "
-            "across many entities use query instead of paging."
+            "across many entities use query instead of paging. version reads an earlier version "
+            "(see scenario_history)."
         ),
         read_only=True,
     )
@@ -173,7 +177,27 @@ def build_server(db: str | os.PathLike[str] | None = None) -> MCPServer:
         entity_type: Annotated[str | None, Field(description="Entity type to page through, e.g. patients.")] = None,
         offset: Annotated[int, Field(ge=0, description="Position of the first entity of the page.")] = 0,
         limit: Annotated[int, Field(ge=1, le=MAX_PAGE, description="Entities in the page.")] = 10,
+        version: Annotated[
+            int | None, Field(ge=1, description="An earlier version (default: the current one).")
+        ] = None,
     ) -> dict[str, Any]:
+        if version is not None:  # an earlier version: loaded, then cut like the current one
+            loaded: dict[str, Any] = dict(store().load_scenario(name, version))
+            entities = loaded.pop("entities")
+            if entity_type is None:
+                samples = {t: bounded(v[:SAMPLE_PER_TYPE], PAGE_BYTES)[0] for t, v in entities.items()}
+                return {**loaded, "entities": samples, "page": None}
+            items = entities.get(entity_type, [])
+            page_items, _ = bounded(items[offset : offset + limit], PAGE_BYTES)
+            end = offset + len(page_items)
+            page = {
+                "entity_type": entity_type,
+                "offset": offset,
+                "returned": len(page_items),
+                "total": len(items),
+                "next_offset": end if end < len(items) else None,
+            }
+            return {**loaded, "entities": {entity_type: page_items}, "page": page}
         if entity_type is None:
             overview: dict[str, Any] = dict(store().summarize_scenario(name, samples=SAMPLE_PER_TYPE))
             samples = {t: about["samples"] for t, about in overview.pop("types").items()}
@@ -297,16 +321,67 @@ def build_server(db: str | os.PathLike[str] | None = None) -> MCPServer:
     @tool(
         "Delete a scenario",
         (
-            "Delete a scenario (its entities and tags) by name or scenario_id. This cannot be undone: "
-            "confirm with the user first, and consider export_scenario to keep a copy."
+            "Delete a scenario (its entities and tags) by name or scenario_id. It goes to the trash: "
+            "restore_scenario brings it back, with its history, for 30 days (list_scenarios with "
+            "deleted=true shows the trash). purge=true removes it for good and cannot be undone: "
+            "confirm with the user first."
         ),
         destructive=True,
         idempotent=True,
     )
-    def delete_scenario(name: Annotated[str, Field(description="Scenario name or scenario_id.")]) -> dict[str, Any]:
-        if not store().delete_scenario(name):
+    def delete_scenario(
+        name: Annotated[str, Field(description="Scenario name or scenario_id.")],
+        purge: Annotated[bool, Field(description="Remove it and its history for good (no undo).")] = False,
+    ) -> dict[str, Any]:
+        if not store().delete_scenario(name, purge=purge):
             raise ScenarioNotFoundError(name)
-        return {"deleted": True, "name": name}
+        return {"deleted": True, "purged": purge, "name": name}
+
+    @tool(
+        "Scenario history",
+        (
+            "List a scenario's versions, newest first: every save, add, remove, update, restore and delete "
+            "makes one (version, at, operation, changes per type, entity_count). Use it to find the version "
+            "to restore_scenario, load_scenario or diff_scenarios. Works for deleted scenarios too."
+        ),
+        read_only=True,
+    )
+    def scenario_history(
+        name: Annotated[str, Field(description="Scenario name or scenario_id.")],
+        limit: Annotated[int, Field(ge=1, le=MAX_LIST, description="How many versions.")] = 20,
+    ) -> dict[str, Any]:
+        return dict(store().scenario_history(name, limit))
+
+    @tool(
+        "Restore a scenario",
+        (
+            "Undo: make an earlier version current again (a new version; the history stays), or bring back "
+            "a deleted scenario. Without version: for a deleted scenario its last version, else the version "
+            "before the current one. new_name restores it as a new scenario instead. Returns counts."
+        ),
+        destructive=True,
+    )
+    def restore_scenario(
+        name: Annotated[str, Field(description="Scenario name or scenario_id (a deleted one's too).")],
+        version: Annotated[int | None, Field(ge=1, description="The version to bring back.")] = None,
+        new_name: Annotated[str | None, Field(description="Restore as a new scenario of this name.")] = None,
+    ) -> dict[str, Any]:
+        return dict(store().restore_scenario(name, version, new_name=new_name))
+
+    @tool(
+        "Compare scenarios or versions",
+        (
+            "What changed from a to b: two scenarios, or versions of one written name@3 (a bare name is its "
+            "current version). Per entity type: added, removed, changed, unchanged counts, up to 10 example "
+            "ids each and the changed fields; plus changes of name, description and tags. Small for any size."
+        ),
+        read_only=True,
+    )
+    def diff_scenarios(
+        a: Annotated[str, Field(description="A scenario or version, e.g. diabetes-cohort@3.")],
+        b: Annotated[str, Field(description="The other, e.g. diabetes-cohort.")],
+    ) -> dict[str, Any]:
+        return dict(store().diff_scenarios(a, b))
 
     @tool(
         "Export a scenario to JSON",
