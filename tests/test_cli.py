@@ -341,3 +341,36 @@ def test_building_and_editing_a_scenario(isolated_home: Path, tmp_path: Path) ->
     assert ScenarioStore().load_scenario("cohort-v1")["description"] == "first cohort"
     assert_clean_error(run("merge", "cohort-v1", "missing", "--into", "x"), 1, "scenario 'missing' not found")
     assert_clean_error(run("rename", "cohort-v1"), 2, "Missing argument")
+
+
+def test_history_restore_diff_and_the_trash(isolated_home: Path, tmp_path: Path) -> None:
+    first = tmp_path / "first.json"
+    first.write_text(json.dumps({"patients": [{"patient_id": "A", "v": 1}, {"patient_id": "B"}]}))
+    second = tmp_path / "second.json"
+    second.write_text(json.dumps({"patients": [{"patient_id": "A", "v": 2}]}))
+    ok("save", "c", "--from", str(first))
+    ok("add", "c", "--from", str(second))
+    history = json.loads(ok("history", "c", "--json").stdout)
+    assert [(v["version"], v["operation"]) for v in history["versions"]] == [(2, "add"), (1, "save")]
+    assert "add" in ok("history", "c").stdout
+    old = json.loads(ok("load", "c", "--version", "1", "--json").stdout)
+    assert old["version"] == 1 and old["entities"]["patients"][0] == {"patient_id": "A", "v": 1}
+    assert (
+        ok("load", "c", "--version", "1", "--type", "patients", "--limit", "1").stdout.strip()
+        == '{"patient_id": "A", "v": 1}'
+    )
+    diff = json.loads(ok("diff", "c@1", "c", "--json").stdout)
+    assert (
+        diff["types"]["patients"]["changed"] == 1 and diff["types"]["patients"]["examples"]["changed"][0]["id"] == "A"
+    )
+    assert "~A (v)" in ok("diff", "c@1", "c").stdout
+    assert "now version 3" in ok("restore", "c", "--version", "1").stdout
+    assert "deleted 'c'" in ok("delete", "c", "--yes").stdout
+    trash = json.loads(ok("list", "--deleted", "--json").stdout)
+    assert [s["name"] for s in trash["scenarios"]] == ["c"]
+    assert json.loads(ok("restore", "c", "--json").stdout)["version"] == 5
+    assert_clean_error(run("load", "c", "--version", "9"), 1, "version 9 of scenario 'c' does not exist")
+    assert_clean_error(run("history"), 2, "name a scenario")
+    assert "purged 'c'" in ok("delete", "c", "--purge", "--yes").stdout
+    assert json.loads(ok("list", "--deleted", "--json").stdout)["total_count"] == 0
+    assert "removed 0 version(s)" in ok("history", "--purge").stdout

@@ -43,6 +43,9 @@ TOOLS = {
     "update_scenario",
     "copy_scenario",
     "merge_scenarios",
+    "scenario_history",
+    "restore_scenario",
+    "diff_scenarios",
 }
 
 
@@ -133,7 +136,13 @@ def test_tools_are_described_and_annotated(db_path: Path) -> None:
             properties = tool.input_schema["properties"]
             assert properties and all("description" in p for p in properties.values()), tool.name
         assert tools["query"].input_schema["required"] == ["sql"]
-        assert set(tools["load_scenario"].input_schema["properties"]) == {"name", "entity_type", "offset", "limit"}
+        assert set(tools["load_scenario"].input_schema["properties"]) == {
+            "name",
+            "entity_type",
+            "offset",
+            "limit",
+            "version",
+        }
         assert set(tools["save_scenario"].input_schema["properties"]) == {
             "name",
             "entities",
@@ -492,3 +501,37 @@ def test_a_scenario_built_in_ten_batches_loads_like_one_save(db_path: Path) -> N
     expected = {"patients": [*patients[:5], {**patients[5], "age": 99}, *patients[6:]], "claims": claims[1:]}
     assert store.load_scenario("built-v1")["entities"] == expected
     assert store.load_scenario("one-save")["entities"] == {"patients": patients, "claims": claims}
+
+
+def test_undo_over_mcp_history_restore_diff_and_the_trash(db_path: Path) -> None:
+    async def test(client: ClientSession) -> None:
+        tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+        assert "restore_scenario brings it back" in (tools["delete_scenario"].description or "")
+        assert (
+            tools["scenario_history"].annotations is not None and tools["scenario_history"].annotations.read_only_hint
+        )
+        await call(client, "save_scenario", name="c", entities={"patients": [{"patient_id": "A", "v": 1}]})
+        await call(
+            client, "add_entities", name="c", entities={"patients": [{"patient_id": "A", "v": 2}, {"patient_id": "B"}]}
+        )
+        history = await call(client, "scenario_history", name="c")
+        assert [v["version"] for v in history["versions"]] == [2, 1]
+        old = await call(client, "load_scenario", name="c", version=1)
+        assert old["version"] == 1 and old["entities"] == {"patients": [{"patient_id": "A", "v": 1}]}
+        page = await call(client, "load_scenario", name="c", version=2, entity_type="patients", limit=1)
+        assert page["page"]["next_offset"] == 1 and page["entities"]["patients"] == [{"patient_id": "A", "v": 2}]
+        diff = await call(client, "diff_scenarios", a="c@1", b="c")
+        assert diff["types"]["patients"]["added"] == 1 and diff["types"]["patients"]["changed"] == 1
+        restored = await call(client, "restore_scenario", name="c", version=1)
+        assert restored["version"] == 3
+        await call(client, "delete_scenario", name="c")
+        trash = await call(client, "list_scenarios", deleted=True)
+        assert [s["name"] for s in trash["scenarios"]] == ["c"]
+        back = await call(client, "restore_scenario", name="c")
+        assert back["entities_by_type"] == {"patients": 1}
+        error = await call_error(client, "load_scenario", name="c", version=42)
+        assert "version 42 of scenario 'c' does not exist" in error
+        await call(client, "delete_scenario", name="c", purge=True)
+        assert (await call(client, "list_scenarios", deleted=True))["total_count"] == 0
+
+    with_session(db_path, test)

@@ -239,7 +239,10 @@ def record_version(
             json.dumps(list(fields.get("tags") or []), ensure_ascii=False),
             fields.get("created_at"),
             json.dumps(fields.get("metadata") or {}, ensure_ascii=False, allow_nan=False),
-            json.dumps({k: dict(v) for k, v in changes.items() if v}, ensure_ascii=False),
+            json.dumps(
+                {k: {t: n for t, n in v.items() if n} for k, v in changes.items() if any(v.values())},
+                ensure_ascii=False,
+            ),
             sum(entities_by_type.values()),
             json.dumps(dict(entities_by_type), ensure_ascii=False),
         ],

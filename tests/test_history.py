@@ -1,0 +1,339 @@
+"""History: versions of every change, loading and restoring them, the trash, diffs, retention."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from healthsim.state import (
+    InvalidInputError,
+    ScenarioExistsError,
+    ScenarioNotFoundError,
+    ScenarioStore,
+    delete_scenario,
+    diff_scenarios,
+    list_scenarios,
+    load_scenario,
+    restore_scenario,
+    save_scenario,
+    scenario_history,
+)
+from helpers.database import orphan_rows
+
+
+def spec_counts(path: Path) -> tuple[int, int, int]:
+    con = duckdb.connect(str(path))
+    try:
+        return tuple(
+            con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+            for table in ("scenarios", "scenario_entities", "scenario_tags")
+        )  # type: ignore[return-value]
+    finally:
+        con.close()
+
+
+def test_every_change_is_a_version_that_loads_as_it_was(store: ScenarioStore, tmp_path: Path) -> None:
+    v1 = {"patients": [{"patient_id": "A", "v": 1, "big": 2**70}, {"patient_id": "B"}], "members": []}
+    store.save_scenario("c", v1, "first", ["t"])
+    store.add_entities("c", {"patients": [{"patient_id": "A", "v": 2}, {"note": "no id"}]})
+    store.remove_entities("c", "patients", ["B"])
+    store.update_scenario("c", description="renamed later", add_tags=["x"])
+    store.save_scenario("c", {"claims": [{"claim_id": "K"}]}, overwrite=True)
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"name": "c", "entities": {"claims": [{"claim_id": "K2"}]}}))
+    store.import_scenario_from_json(path, overwrite=True)
+    history = store.scenario_history("c")
+    assert [v["version"] for v in history["versions"]] == [6, 5, 4, 3, 2, 1] and history["total_count"] == 6
+    assert [v["operation"] for v in history["versions"]] == ["import", "overwrite", "update", "remove", "add", "save"]
+    assert history["versions"][4]["changes"] == {"added": {"patients": 1}, "removed": {}, "updated": {"patients": 1}}
+    assert history["versions"][3]["changes"]["removed"] == {"patients": 1}
+    assert history["versions"][1]["changes"] == {"added": {"claims": 1}, "removed": {"patients": 2}, "updated": {}}
+    first = store.load_scenario("c", version=1)
+    assert first["entities"] == v1 and list(first["entities"]) == ["patients", "members"]
+    assert first["description"] == "first" and first["tags"] == ["t"] and first["version"] == 1
+    assert first["metadata"]["provenance"]["operation"] == "save"
+    assert store.load_scenario("c", 2)["entities"]["patients"] == [
+        {"patient_id": "A", "v": 2},
+        {"patient_id": "B"},
+        {"note": "no id"},
+    ]
+    assert store.load_scenario("c", 3)["entities"]["patients"] == [{"patient_id": "A", "v": 2}, {"note": "no id"}]
+    fourth = store.load_scenario("c", 4)
+    assert fourth["description"] == "renamed later" and fourth["tags"] == ["t", "x"]
+    assert store.load_scenario("c", 5)["entities"] == {"claims": [{"claim_id": "K"}]}
+    current = store.load_scenario("c")
+    assert current["version"] == 6 and current["entities"] == {"claims": [{"claim_id": "K2"}]}
+    assert store.list_scenarios()["scenarios"][0]["version"] == 6
+    with pytest.raises(InvalidInputError, match="version 7 of scenario 'c' does not exist; its versions are 1 to 6"):
+        store.load_scenario("c", 7)
+
+
+def test_the_specification_tables_hold_only_the_current_state(store: ScenarioStore, db_path: Path) -> None:
+    store.save_scenario("a", {"patients": [{"patient_id": str(i)} for i in range(10)]}, tags=["t"])
+    store.add_entities("a", {"patients": [{"patient_id": "0", "v": 2}]})
+    store.remove_entities("a", "patients", ["1", "2"])
+    store.save_scenario("b", {"claims": [{"claim_id": "K"}]}, tags=["u"])
+    store.delete_scenario("b")
+    assert spec_counts(db_path) == (1, 8, 1)
+    assert orphan_rows(db_path) == 0
+    result = store.query("SELECT count(*) FROM entities")
+    assert result["rows"] == [[8]]
+
+
+def test_restore_in_place_as_new_and_undo(store: ScenarioStore) -> None:
+    sid = store.save_scenario("c", {"patients": [{"patient_id": "A"}]}, "one", ["t"])
+    store.add_entities("c", {"patients": [{"patient_id": "B"}]})
+    store.update_scenario("c", new_name="c2", description="two")
+    restored = store.restore_scenario("c2", 1)
+    assert restored["version"] == 4 and restored["scenario_id"] == sid and restored["name"] == "c2"
+    loaded = store.load_scenario("c2")
+    assert loaded["entities"] == {"patients": [{"patient_id": "A"}]} and loaded["description"] == "one"
+    assert store.scenario_history("c2")["versions"][0]["operation"] == "restore"
+    undone = store.restore_scenario("c2")  # no version: undo the last change
+    assert undone["version"] == 5 and store.load_scenario("c2")["entities"]["patients"] == [
+        {"patient_id": "A"},
+        {"patient_id": "B"},
+    ]
+    copy = store.restore_scenario("c2", 2, new_name="c-at-2")
+    assert copy["version"] == 1 and copy["scenario_id"] != sid
+    assert store.load_scenario("c-at-2")["entities"] == store.load_scenario("c2", 2)["entities"]
+    with pytest.raises(ScenarioExistsError):
+        store.restore_scenario("c2", 1, new_name="c-at-2")
+
+
+def test_delete_goes_to_the_trash_and_comes_back_with_its_id_and_history(store: ScenarioStore, db_path: Path) -> None:
+    sid = store.save_scenario("gone", {"patients": [{"patient_id": "A"}]}, "d", ["t"])
+    store.add_entities("gone", {"claims": [{"claim_id": "K"}]})
+    assert store.delete_scenario("gone") is True
+    with pytest.raises(ScenarioNotFoundError):
+        store.load_scenario("gone")
+    trash = store.list_scenarios(deleted=True)
+    assert trash["total_count"] == 1
+    entry = trash["scenarios"][0]
+    assert entry["name"] == "gone" and entry["entity_count"] == 2 and entry["tags"] == ["t"] and entry["deleted_at"]
+    assert store.list_scenarios()["total_count"] == 0
+    assert store.scenario_history("gone")["versions"][0]["operation"] == "delete"
+    assert store.load_scenario("gone", 2)["entities"]["claims"] == [{"claim_id": "K"}]
+    store.save_scenario("gone", {})  # the name is taken since
+    with pytest.raises(ScenarioExistsError, match="pass new_name"):
+        store.restore_scenario(sid)
+    back = store.restore_scenario(sid, new_name="gone-again")
+    assert back["name"] == "gone-again"
+    store.delete_scenario("gone", purge=True)
+    store.delete_scenario("gone-again")
+    restored = store.restore_scenario("gone-again")
+    assert restored["entities_by_type"] == {"patients": 1, "claims": 1}
+    assert store.list_scenarios(deleted=True)["total_count"] == 1  # the first delete of 'gone' (sid) is still there
+    assert store.delete_scenario(sid, purge=True) is True  # purged out of the trash
+    assert store.list_scenarios(deleted=True)["total_count"] == 0
+    with pytest.raises(ScenarioNotFoundError):
+        store.restore_scenario(sid)
+
+
+def test_retention_of_versions_and_of_the_trash(store: ScenarioStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HEALTHSIM_KEEP_VERSIONS", "3")
+    store.save_scenario("c", {"patients": [{"patient_id": "A", "n": 0}]})
+    for n in range(1, 6):
+        store.add_entities("c", {"patients": [{"patient_id": "A", "n": n}]})
+    versions = [v["version"] for v in store.scenario_history("c")["versions"]]
+    assert versions == [6, 5, 4]
+    assert store.load_scenario("c", 4)["entities"]["patients"] == [{"patient_id": "A", "n": 3}]
+    with pytest.raises(InvalidInputError, match="version 2 of scenario 'c' is past retention"):
+        store.load_scenario("c", 2)
+    store.save_scenario("old", {"patients": [{"patient_id": "B"}]})
+    store.delete_scenario("old")
+    monkeypatch.setenv("HEALTHSIM_KEEP_DELETED_DAYS", "0")
+    store.add_entities("c", {"patients": [{"patient_id": "Z"}]})  # any change applies retention
+    assert store.list_scenarios(deleted=True)["total_count"] == 0
+    assert store.purge_history(keep_versions=1) == {"versions_removed": 2, "deleted_scenarios_removed": 0}
+    assert [v["version"] for v in store.scenario_history("c")["versions"]] == [7]
+    monkeypatch.setenv("HEALTHSIM_KEEP_VERSIONS", "zero")
+    with pytest.raises(InvalidInputError, match="HEALTHSIM_KEEP_VERSIONS='zero'"):
+        store.add_entities("c", {"patients": [{"patient_id": "Y"}]})
+
+
+def test_diff_of_versions_and_scenarios(store: ScenarioStore) -> None:
+    patients = [{"patient_id": f"P{i}", "address": {"city": "A", "state": "IL"}, "n": i} for i in range(5_000)]
+    store.save_scenario("big", {"patients": patients}, "one", ["t"])
+    changed = [{**p, "address": {"city": "B", "state": "IL"}} for p in patients[:50]]
+    store.add_entities("big", {"patients": [*changed, {"patient_id": "NEW"}]})
+    store.remove_entities("big", "patients", [f"P{i}" for i in range(100, 120)])
+    store.update_scenario("big", description="two")
+    result = store.diff_scenarios("big@1", "big")
+    counts = result["types"]["patients"]
+    assert (counts["added"], counts["removed"], counts["changed"], counts["unchanged"]) == (1, 20, 50, 4_930)
+    assert counts["examples"]["added"] == ["NEW"] and counts["examples"]["removed"][:2] == ["P100", "P101"]
+    assert len(counts["examples"]["removed"]) == 10
+    assert counts["examples"]["changed"][0] == {"id": "P0", "fields": ["address.city"]}
+    assert result["scenario"] == {"description": ["one", "two"]}
+    assert result["a"] == {"name": "big", "version": 1} and result["b"] == {"name": "big", "version": 4}
+    assert len(json.dumps(result)) < 4_000
+    store.copy_scenario("big", "big-copy")
+    same = store.diff_scenarios("big", ("big-copy", 1))
+    assert same["types"]["patients"]["unchanged"] == 4_981 and same["scenario"] == {"name": ["big", "big-copy"]}
+    with pytest.raises(ScenarioNotFoundError):
+        store.diff_scenarios("big", "nothing")
+
+
+def test_an_earlier_release_database_starts_at_version_one(tmp_path: Path) -> None:
+    from legacy_db import build  # tests/fixtures: the earlier release's schema and rows
+
+    path = tmp_path / "legacy.duckdb"
+    build(str(path))
+    store = ScenarioStore(path)
+    for entry in store.list_scenarios()["scenarios"]:
+        assert entry["version"] == 1
+        history = store.scenario_history(entry["name"])["versions"]
+        assert [(v["version"], v["operation"]) for v in history] == [(1, "baseline")]
+        assert store.load_scenario(entry["name"], 1)["entities"] == store.load_scenario(entry["name"])["entities"]
+    name = store.list_scenarios()["scenarios"][0]["name"]
+    before = store.load_scenario(name)["entities"]
+    store.add_entities(name, {"care_gaps": [{"gap_id": "G"}]})
+    assert store.load_scenario(name, 1)["entities"] == before
+
+
+def test_module_functions(isolated_home: Path) -> None:
+    save_scenario("m", {"patients": [{"patient_id": "A"}]})
+    delete_scenario("m")
+    assert list_scenarios(deleted=True)["total_count"] == 1
+    restore_scenario("m")
+    assert load_scenario("m", 1)["entities"] == {"patients": [{"patient_id": "A"}]}
+    assert scenario_history("m")["total_count"] == 3
+    assert diff_scenarios("m@1", "m")["types"]["patients"]["unchanged"] == 1
+
+
+# --------------------------------------------------------------------------- model
+
+ids = st.sampled_from(["A", "B", "C"])
+patient = st.fixed_dictionaries({"v": st.integers(-(2**70), 2**70)}, optional={"patient_id": ids})
+steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("add"), st.lists(patient, max_size=3), st.booleans()),
+        st.tuples(st.just("remove"), st.lists(ids, max_size=2)),
+        st.tuples(st.just("save"), st.lists(patient, max_size=3)),
+        st.tuples(st.just("tag"), st.sampled_from(["x", "y"])),
+    ),
+    min_size=1,
+    max_size=7,
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(changes=steps)
+def test_every_retained_version_loads_as_the_model_had_it(
+    tmp_path_factory: pytest.TempPathFactory, changes: list[Any]
+) -> None:
+    store = ScenarioStore(tmp_path_factory.mktemp("history") / "h.duckdb")
+    store.save_scenario("m", {"patients": []})
+    model: list[list[dict[str, Any]]] = [[]]  # the patients at each version (1-based)
+    tags: list[list[str]] = [[]]
+    for change in changes:
+        current = [dict(p) for p in model[-1]]
+        if change[0] == "add":
+            for entity in change[1]:
+                key = entity.get("patient_id")
+                hits = (
+                    [i for i, p in enumerate(current) if key is not None and p.get("patient_id") == key]
+                    if change[2]
+                    else []
+                )
+                if hits:
+                    current[hits[0]] = entity
+                    for i in reversed(hits[1:]):
+                        del current[i]
+                else:
+                    current.append(entity)
+            store.add_entities("m", {"patients": change[1]}, upsert=change[2])
+        elif change[0] == "remove":
+            result = store.remove_entities("m", "patients", change[1])
+            if not result["removed"]:
+                continue  # nothing changed: no version
+            current = [p for p in current if p.get("patient_id") not in change[1]]
+        elif change[0] == "save":
+            store.save_scenario("m", {"patients": change[1]}, overwrite=True)
+            model.append(list(change[1]))
+            tags.append([])  # an overwrite replaces the tags too
+            continue
+        else:
+            entry = store.update_scenario("m", add_tags=[change[1]])
+            if entry["tags"] == tags[-1]:
+                continue
+            tags.append(entry["tags"])
+            model.append(current)
+            continue
+        model.append(current)
+        tags.append(tags[-1])
+    assert store.load_scenario("m")["version"] == len(model)
+    for version, patients in enumerate(model, start=1):
+        assert store.load_scenario("m", version)["entities"] == {"patients": patients}, version
+    wanted = len(model) // 2 + 1
+    store.restore_scenario("m", wanted)
+    assert store.load_scenario("m")["entities"] == {"patients": model[wanted - 1]}
+
+
+# --------------------------------------------------------------------------- processes
+
+WORKER = Path(__file__).parent / "helpers" / "worker.py"
+
+
+@pytest.mark.slow
+def test_kill_during_an_overwrite_keeps_the_old_version_current_and_the_history(db_path: Path) -> None:
+    store = ScenarioStore(db_path)
+    store.save_scenario("victim", {"patients": [{"patient_id": f"P{i}", "version": 0} for i in range(30_000)]})
+    store.add_entities("victim", {"patients": [{"patient_id": "extra"}]})
+    env = {**os.environ, "HEALTHSIM_LOCK_TIMEOUT": "60"}
+    for attempt, delay in enumerate((0.1, 0.5)):
+        history = store.scenario_history("victim")
+        worker = subprocess.Popen(
+            [sys.executable, str(WORKER), "overwrite", str(db_path), "victim", str(attempt + 1), "30000"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        assert worker.stdout is not None and worker.stdout.readline().strip() == "saving"
+        time.sleep(delay)
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+        after = store.scenario_history("victim")
+        committed = after["total_count"] - history["total_count"]
+        assert committed in (0, 1)
+        assert after["versions"][committed:] == history["versions"]  # the history is intact
+        for entry in after["versions"]:
+            assert store.load_scenario("victim", entry["version"])["entity_count"] == entry["entity_count"]
+        assert orphan_rows(db_path) == 0
+
+
+@pytest.mark.slow
+def test_two_processes_changing_one_scenario_make_consecutive_versions(db_path: Path) -> None:
+    store = ScenarioStore(db_path)
+    store.save_scenario("shared", {"patients": []})
+    env = {**os.environ, "HEALTHSIM_LOCK_TIMEOUT": "60"}
+    workers = [
+        subprocess.Popen(
+            [sys.executable, str(WORKER), "add", str(db_path), "shared", prefix, "8", "5"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for prefix in ("left", "right")
+    ]
+    for worker in workers:
+        _, errors = worker.communicate(timeout=240)
+        assert worker.returncode == 0, errors
+    versions = store.scenario_history("shared")["versions"]
+    assert [v["version"] for v in versions] == list(range(17, 0, -1))
+    counts = [v["entity_count"] for v in reversed(versions)]
+    assert counts == [5 * i for i in range(17)]  # each version one batch more, nothing lost
