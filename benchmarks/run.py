@@ -49,6 +49,9 @@ TARGETS = {
     "remove 100": 3.0,
     "rename": 3.0,
     "copy": 0.5,
+    "overwrite": 2.0,
+    "load previous version": 1.5,
+    "diff of versions 100 apart": 1.0,
 }
 # save: resident memory added beyond the input; import/export: peak resident memory of the process.
 MEMORY_TARGETS_MB = {
@@ -277,7 +280,24 @@ def write_layouts(exported: Path, targets: list[tuple[str, Path]]) -> None:
         )
 
 
+def lib_load_named(path: Path, name: str, version: str) -> float:
+    """Load a scenario, or one of its versions ("" for the current one)."""
+    store = ScenarioStore(path)
+    started = time.perf_counter()
+    store.load_scenario(name, int(version) if version else None)
+    return time.perf_counter() - started
+
+
+def lib_diff(path: Path, a: str, b: str) -> float:
+    store = ScenarioStore(path)
+    started = time.perf_counter()
+    store.diff_scenarios(a, b)
+    return time.perf_counter() - started
+
+
 TIMED = {
+    "lib-load-named": lambda a: lib_load_named(Path(a[0]), a[1], a[2] if len(a) > 2 else ""),
+    "lib-diff": lambda a: lib_diff(Path(a[0]), a[1], a[2]),
     "lib-load": lambda a: lib_load(Path(a[0]), int(a[1])),
     "floor-load": lambda a: floor_load(Path(a[0])),
     "lib-export": lambda a: lib_export(Path(a[0]), Path(a[1])),
@@ -460,14 +480,14 @@ def bench_edits(n: int, folder: Path, repeat: int) -> list[tuple[str, str, float
             t: [{**e, **({fresh[t]: f"ADD-{k}-{i}"} if t in fresh else {}), "batch": k} for i, e in enumerate(v)]
             for t, v in small.items()
         }
-        return timed(lambda: store.add_entities("big", batch))
+        return timed(lambda: store.add_entities(current[0], batch))
 
     removable = iter(range(0, 10**6, 100))
 
     def remove(_: int) -> float:
         first = next(removable)
         ids = [f"MRN-{i:08d}" for i in range(first, first + 100)]  # patients of the generated data
-        return timed(lambda: store.remove_entities("big", "patients", ids))
+        return timed(lambda: store.remove_entities(current[0], "patients", ids))
 
     names = iter(f"big-{k}" for k in range(10**6))
     current = ["big"]
@@ -491,6 +511,39 @@ def bench_edits(n: int, folder: Path, repeat: int) -> list[tuple[str, str, float
         ("rename", size, best_of(repeat + 2, rename), floor, TARGETS["rename"]),
         ("copy", size, best_of(repeat, copy), first_save, TARGETS["copy"]),
     ]
+    # History: what 10 adds of 100 cost the file, loading the version before the last add,
+    # and a diff of the two (100 entities apart), all beside loading the current version.
+    before = db.stat().st_size
+    for _ in range(10):
+        add(0)
+    growth = (db.stat().st_size - before) / before
+    print(f"# history: 10 adds of 100 grew the file by {growth:.2%} (target < 5%)", file=sys.stderr)
+    name = current[0]
+    version = store.scenario_history(name, limit=1)["versions"][0]["version"]
+    load_current = best_of(repeat, lambda _: timed_in_child("lib-load-named", str(db), name))
+    rows.append(
+        (
+            "load previous version",
+            size,
+            best_of(repeat, lambda _: timed_in_child("lib-load-named", str(db), name, str(version - 1))),
+            load_current,
+            TARGETS["load previous version"],
+        )
+    )
+    rows.append(
+        (
+            "diff of versions 100 apart",
+            size,
+            best_of(repeat, lambda _: timed_in_child("lib-diff", str(db), f"{name}@{version - 1}", name)),
+            load_current,
+            TARGETS["diff of versions 100 apart"],
+        )
+    )
+    entities = generate(n)
+    started = time.perf_counter()
+    store.save_scenario(name, entities, overwrite=True)
+    rows.append(("overwrite", size, time.perf_counter() - started, first_save, TARGETS["overwrite"]))
+    entities.clear()
     db.unlink()
     db.with_name(db.name + ".wal").unlink(missing_ok=True)
     return rows
