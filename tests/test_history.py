@@ -229,7 +229,7 @@ steps = st.lists(
 )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(changes=steps)
 def test_every_retained_version_loads_as_the_model_had_it(
     tmp_path_factory: pytest.TempPathFactory, changes: list[Any]
@@ -277,9 +277,13 @@ def test_every_retained_version_loads_as_the_model_had_it(
     assert store.load_scenario("m")["version"] == len(model)
     for version, patients in enumerate(model, start=1):
         assert store.load_scenario("m", version)["entities"] == {"patients": patients}, version
+    for version, patients in enumerate(model, start=1):  # restoring any version gives it back
+        store.restore_scenario("m", version, new_name=f"restored-{version}")
+        assert store.load_scenario(f"restored-{version}")["entities"] == {"patients": patients}
     wanted = len(model) // 2 + 1
-    store.restore_scenario("m", wanted)
+    store.restore_scenario("m", wanted)  # and in place, as a new version
     assert store.load_scenario("m")["entities"] == {"patients": model[wanted - 1]}
+    assert store.load_scenario("m")["version"] == len(model) + 1
 
 
 # --------------------------------------------------------------------------- processes
@@ -337,3 +341,20 @@ def test_two_processes_changing_one_scenario_make_consecutive_versions(db_path: 
     assert [v["version"] for v in versions] == list(range(17, 0, -1))
     counts = [v["entity_count"] for v in reversed(versions)]
     assert counts == [5 * i for i in range(17)]  # each version one batch more, nothing lost
+
+
+def test_an_earlier_version_exports_as_it_was(store: ScenarioStore, tmp_path: Path) -> None:
+    store.save_scenario("c", {"patients": [{"patient_id": "A", "v": 1}], "members": []}, "first", ["t"])
+    store.add_entities("c", {"patients": [{"patient_id": "A", "v": 2}, {"patient_id": "B"}]})
+    store.update_scenario("c", description="second")
+    path = store.export_scenario_to_json("c", tmp_path / "v1.json", version=1)
+    document = json.loads(path.read_text())
+    assert document["entities"] == {"patients": [{"patient_id": "A", "v": 1}], "members": []}
+    assert document["description"] == "first" and document["tags"] == ["t"]
+    store.import_scenario_from_json(path, name="from-v1")
+    assert store.load_scenario("from-v1")["entities"] == store.load_scenario("c", 1)["entities"]
+    current = json.loads(store.export_scenario_to_json("c", tmp_path / "now.json").read_text())
+    assert current["description"] == "second" and len(current["entities"]["patients"]) == 2
+    with pytest.raises(InvalidInputError, match="version 9"):
+        store.export_scenario_to_json("c", tmp_path / "v9.json", version=9)
+    assert not (tmp_path / "v9.json").exists()

@@ -328,6 +328,7 @@ def export(
         str | None,  # not Path: a trailing "/" (a folder to create) must survive
         typer.Option("-o", "--output", help="File or folder (ending in /) to write. Default: ~/Downloads/{name}.json."),
     ] = None,
+    version: Annotated[int | None, typer.Option(min=1, help="An earlier version (default: the current one).")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Export a scenario to a JSON file (the exchange format, schema_version 1.0).
@@ -336,7 +337,7 @@ def export(
     """
     store = store_of(ctx)
     with progress_bar("exporting", unit_bytes=False) as progress:
-        path = store.export_scenario_to_json(name, output, progress=progress)
+        path = store.export_scenario_to_json(name, output, version=version, progress=progress)
     if as_json:
         print_json({"path": str(path)})
     else:

@@ -388,17 +388,32 @@ def build_server(db: str | os.PathLike[str] | None = None) -> MCPServer:
         (
             "Write a scenario to a JSON file on this computer to share it (the HealthSim exchange format, "
             "schema_version 1.0). Default file: ~/Downloads/<name>.json; output_path may be a file or a "
-            "folder. An earlier export at the same path is replaced. Returns the file's path."
+            "folder. An earlier export at the same path is replaced. version exports an earlier version. "
+            "Returns the file's path."
         ),
         idempotent=True,
     )
     def export_scenario(
         name: Annotated[str, Field(description="Scenario name or scenario_id.")],
         output_path: Annotated[str | None, Field(description="File or folder to write (optional).")] = None,
+        version: Annotated[
+            int | None, Field(ge=1, description="An earlier version (default: the current one).")
+        ] = None,
     ) -> dict[str, Any]:
         target = store()
-        path = target.export_scenario_to_json(name, output_path)
-        return {"path": str(path), **target.scenario_summary(name)}
+        path = target.export_scenario_to_json(name, output_path, version=version)
+        if version is None:
+            return {"path": str(path), **target.scenario_summary(name)}
+        with target.open_scenario(name, version) as reader:
+            summary = reader.summary()
+        counts = {"entity_count": summary["entity_count"], "entities_by_type": summary["entities_by_type"]}
+        return {
+            "path": str(path),
+            "scenario_id": summary["scenario_id"],
+            "name": summary["name"],
+            "version": version,
+            **counts,
+        }
 
     @tool(
         "Import a scenario file",

@@ -129,12 +129,14 @@ def delete_scenario(name: str, *, purge: bool = False) -> bool:
     return _default_store().delete_scenario(name, purge=purge)
 
 
-def export_scenario_to_json(name: str, output_path: str | os.PathLike[str] | None = None) -> Path:
-    """Export a scenario of the default database to a JSON file.
+def export_scenario_to_json(
+    name: str, output_path: str | os.PathLike[str] | None = None, *, version: int | None = None
+) -> Path:
+    """Export a scenario (or one of its versions) of the default database to a JSON file.
 
     See :meth:`ScenarioStore.export_scenario_to_json`.
     """
-    return _default_store().export_scenario_to_json(name, output_path)
+    return _default_store().export_scenario_to_json(name, output_path, version=version)
 
 
 def import_scenario_from_json(

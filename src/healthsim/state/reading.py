@@ -220,13 +220,30 @@ class ScenarioReader:
     # 10 MB, large enough that queries are few (measured: 20,000 rows is also faster).
     CHUNK_ROWS = 20_000
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, header: ScenarioHeader, version: int = 0) -> None:
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        header: ScenarioHeader,
+        version: int = 0,
+        *,
+        tags: list[str] | None = None,
+        source: str = "scenario_entities",
+    ) -> None:
+        """Args:
+        con: the open connection.
+        header: the scenario (or the version's) fields.
+        version: its version number (history.py keeps them).
+        tags: its tags (default: read from ``scenario_tags``).
+        source: the table holding its rows (an earlier version's rows gathered in a
+            temporary table, for an export of that version).
+        """
         self._con = con
+        self._source = source
         self.header = header
-        self.tags = scenario_tags(con, [header.scenario_id]).get(header.scenario_id, [])
-        self.version = version  # the scenario's current version (history.py keeps them)
+        self.tags = tags if tags is not None else scenario_tags(con, [header.scenario_id]).get(header.scenario_id, [])
+        self.version = version
         rows = con.execute(
-            "SELECT entity_type, count(*), min(id), max(id) FROM scenario_entities "
+            f"SELECT entity_type, count(*), min(id), max(id) FROM {source} "
             "WHERE scenario_id = ? GROUP BY entity_type ORDER BY min(id)",
             [header.scenario_id],
         ).fetchall()
@@ -305,7 +322,7 @@ class ScenarioReader:
     def _range(self, entity_type: str, lo: int, hi: int) -> pa.Array:
         """Texts of ``lo <= id < hi`` in id order."""
         table = self._con.sql(
-            "SELECT id, entity_data FROM scenario_entities WHERE scenario_id = $sid "
+            f"SELECT id, entity_data FROM {self._source} WHERE scenario_id = $sid "
             "AND entity_type = $type AND id >= $lo AND id < $hi",
             params={"sid": self.header.scenario_id, "type": entity_type, "lo": lo, "hi": hi},
         ).to_arrow_table()

@@ -545,11 +545,7 @@ class ScenarioStore:
                 facts = {"source": header.name, "source_scenario_id": str(header.scenario_id)}
                 metadata = {**header.metadata, "provenance": edit_provenance(header.metadata, "copy", now, **facts)}
                 description_ = header.description if described is None else described
-                write_header(con, target, now, metadata=metadata, description=description_, new=True)
-                write_tags(con, target.scenario_id, tag_list)
-                after = ScenarioHeader(target.scenario_id, name, description_, now, now, metadata)
-                counts = entity_counts(con, [after])[target.scenario_id]
-                self._record(con, after, 1, now, "copy", {"added": counts}, start, tags=tag_list)
+                self._publish_new(con, target, now, "copy", metadata, description_, tag_list, start)
         return str(target.scenario_id)
 
     def merge_scenarios(
@@ -599,12 +595,26 @@ class ScenarioStore:
                 "exact_json_rows": exact,
                 "provenance": edit_provenance({}, "merge", now, **facts),
             }
-            write_header(con, target, now, metadata=metadata, description=described, new=True)
-            write_tags(con, target.scenario_id, tag_list)
-            after = ScenarioHeader(target.scenario_id, name, described, now, now, metadata)
-            counts = entity_counts(con, [after])[target.scenario_id]
-            self._record(con, after, 1, now, "merge", {"added": counts}, start, tags=tag_list)
+            self._publish_new(con, target, now, "merge", metadata, described, tag_list, start)
         return str(target.scenario_id)
+
+    def _publish_new(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        target: ScenarioHeader,
+        now: _dt.datetime,
+        operation: str,
+        metadata: dict[str, Any],
+        description: str | None,
+        tags: list[str],
+        start_id: int,
+    ) -> None:
+        """The scenario row, tags and version 1 of a scenario whose rows a copy or merge wrote."""
+        write_header(con, target, now, metadata=metadata, description=description, new=True)
+        write_tags(con, target.scenario_id, tags)
+        after = ScenarioHeader(target.scenario_id, target.name, description, now, now, metadata)
+        counts = entity_counts(con, [after])[target.scenario_id]
+        self._record(con, after, 1, now, operation, {"added": counts}, start_id, tags=tags)
 
     def _record(
         self,
@@ -771,6 +781,7 @@ class ScenarioStore:
         name: str,
         output_path: str | os.PathLike[str] | None = None,
         *,
+        version: int | None = None,
         progress: Callable[[int, int], None] | None = None,
     ) -> Path:
         """Export a scenario to a JSON file (the exchange format, schema_version 1.0).
@@ -779,6 +790,7 @@ class ScenarioStore:
             name: scenario name or UUID.
             output_path: the file to write (folders are created; an existing folder
                 gets ``{safe name}.json`` inside). Default: ``~/Downloads/{safe name}.json``.
+            version: an earlier version to export (default: the current one).
             progress: called with (entities written, entities in all) as it goes.
 
         Returns:
@@ -787,7 +799,7 @@ class ScenarioStore:
         Raises:
             ScenarioNotFoundError: no scenario has that name or id.
         """
-        return export_scenario(self, name, output_path, progress=progress)
+        return export_scenario(self, name, output_path, version=version, progress=progress)
 
     def import_scenario_from_json(
         self,
@@ -850,19 +862,37 @@ class ScenarioStore:
     # ------------------------------------------------------------------ reading
 
     @contextmanager
-    def open_scenario(self, name: str) -> Iterator[ScenarioReader]:
+    def open_scenario(self, name: str, version: int | None = None) -> Iterator[ScenarioReader]:
         """Hold the database open to read one scenario in chunks (export, paging).
 
         The file stays locked for the duration of the ``with`` block: keep it short.
 
+        Args:
+            version: an earlier version to read (its rows are gathered first, in order).
+
         Raises:
             ScenarioNotFoundError: no scenario has that name or id.
+            InvalidInputError: no such version, or it is past retention.
         """
         with connect(self.path) as con:
             if con is None:
                 raise ScenarioNotFoundError(str(name))
-            header = find_scenario(con, name)
-            yield ScenarioReader(con, header, current_version(con, header.scenario_id))
+            sid, current = self._resolve(con, name, deleted_too=version is not None)
+            if current is not None and version in (None, current[1]):
+                yield ScenarioReader(con, current[0], current[1])
+                return
+            assert version is not None
+            past = version_record(con, sid, version, self._label(con, sid, name))
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE _hs_version_rows AS "
+                + version_rows_sql("id, CAST($sid AS UUID) AS scenario_id, entity_type, entity_data")
+                + " ORDER BY id",
+                {"sid": sid, "version": version},
+            )
+            try:
+                yield ScenarioReader(con, past.header, version, tags=past.tags, source="_hs_version_rows")
+            finally:
+                con.execute("DROP TABLE IF EXISTS _hs_version_rows")
 
     def summarize_scenario(self, name: str, *, samples: int = 2) -> ScenarioOverview:
         """What a scenario holds, without loading it: the load dict without ``entities``,

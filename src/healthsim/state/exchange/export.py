@@ -194,16 +194,18 @@ def export_scenario(
     name: str,
     output_path: str | os.PathLike[str] | None = None,
     *,
+    version: int | None = None,
     progress: Progress | None = None,
 ) -> Path:
-    """Write one scenario to a JSON file; see :func:`healthsim.state.export_scenario_to_json`.
+    """Write one scenario (or one of its versions) to a JSON file; see
+    :func:`healthsim.state.export_scenario_to_json`.
 
     Raises:
         ScenarioNotFoundError: no scenario has that name or id.
         InvalidInputError: ``output_path`` is not a path, or its file or folder cannot be
             written (the message names it); nothing is left behind.
     """
-    with store.open_scenario(name) as reader:
+    with store.open_scenario(name, version) as reader:
         target = _target_path(reader.header.name, output_path)
         created = _make_folder(target)
         try:
