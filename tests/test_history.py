@@ -137,7 +137,7 @@ def test_delete_goes_to_the_trash_and_comes_back_with_its_id_and_history(store: 
     assert store.list_scenarios(deleted=True)["total_count"] == 1  # the first delete of 'gone' (sid) is still there
     assert store.delete_scenario(sid, purge=True) is True  # purged out of the trash
     assert store.list_scenarios(deleted=True)["total_count"] == 0
-    with pytest.raises(ScenarioNotFoundError):
+    with pytest.raises(ScenarioNotFoundError, match="not in the trash either: deleted scenarios are kept 30 days"):
         store.restore_scenario(sid)
 
 

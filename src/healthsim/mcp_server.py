@@ -95,9 +95,8 @@ def _tool_errors(tool: F) -> F:
         try:
             return _result_text(tool(*args, **kwargs))
         except ScenarioNotFoundError as exc:
-            raise ToolError(
-                safe_text(f"scenario {exc.name!r} not found; list_scenarios shows the scenarios that exist")
-            ) from None
+            hint = exc.hint or "list_scenarios shows the scenarios that exist"
+            raise ToolError(safe_text(f"scenario {exc.name!r} not found; {hint}")) from None
         except StateError as exc:
             raise ToolError(_describe(exc)) from None
         except ToolError as exc:

@@ -58,10 +58,12 @@ class StateError(Exception):
 class ScenarioNotFoundError(StateError, LookupError):
     """No scenario has the given name or UUID."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, hint: str | None = None) -> None:
         self.name = name
+        self.hint = hint  # said instead of the usual "list the scenarios"
         super().__init__(
-            f"scenario {name!r} not found; list the scenarios (list_scenarios, or healthsim list) to see which exist"
+            f"scenario {name!r} not found; "
+            + (hint or "list the scenarios (list_scenarios, or healthsim list) to see which exist")
         )
 
     def __str__(self) -> str:  # LookupError's __str__ would repr() the message

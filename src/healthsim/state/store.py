@@ -976,7 +976,14 @@ class ScenarioStore:
         """
         target_name = validate_name(new_name) if new_name is not None else None
         with self._edit(name) as (con, now):
-            sid, current = self._resolve(con, name, deleted_too=True)
+            try:
+                sid, current = self._resolve(con, name, deleted_too=True)
+            except ScenarioNotFoundError:
+                raise ScenarioNotFoundError(
+                    str(name),
+                    f"it is not in the trash either: deleted scenarios are kept {keep_deleted_days_now():g} days "
+                    "(HEALTHSIM_KEEP_DELETED_DAYS) unless purged; list_scenarios(deleted=True) shows the trash",
+                ) from None
             latest = current_version(con, sid)
             wanted = version if version is not None else latest - 1
             past = version_record(con, sid, wanted, self._label(con, sid, name))
