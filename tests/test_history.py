@@ -358,3 +358,15 @@ def test_an_earlier_version_exports_as_it_was(store: ScenarioStore, tmp_path: Pa
     with pytest.raises(InvalidInputError, match="version 9"):
         store.export_scenario_to_json("c", tmp_path / "v9.json", version=9)
     assert not (tmp_path / "v9.json").exists()
+
+
+def test_the_trash_is_filtered_like_the_list(store: ScenarioStore) -> None:
+    store.save_scenario("alpha cohort", {}, "Desc", ["Diabetes", "x"])
+    store.save_scenario("beta", {})
+    store.delete_scenario("alpha cohort")
+    store.delete_scenario("beta")
+    assert [e["name"] for e in store.list_scenarios(deleted=True, tag="diabetes")["scenarios"]] == ["alpha cohort"]
+    assert [e["name"] for e in store.list_scenarios(deleted=True, search="COHORT")["scenarios"]] == ["alpha cohort"]
+    assert [e["name"] for e in store.list_scenarios(deleted=True, search="desc")["scenarios"]] == ["alpha cohort"]
+    limited = store.list_scenarios(deleted=True, limit=1)
+    assert limited["total_count"] == 2 and [e["name"] for e in limited["scenarios"]] == ["beta"]  # newest first
