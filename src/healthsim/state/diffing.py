@@ -24,6 +24,7 @@ __all__ = ["EXAMPLES", "changed_paths", "diff_rows", "scenario_changes"]
 #: Example ids per kind of change and type.
 EXAMPLES = 10
 _KINDS = ("added", "removed", "changed", "unchanged")
+_MISSING = object()  # a member one side lacks
 
 
 def _side_table(con: duckdb.DuckDBPyConnection, table: str, sid: uuid.UUID, version: int | None) -> None:
@@ -60,9 +61,6 @@ def changed_paths(old: Any, new: Any) -> list[str]:
         else:
             paths.append(key)
     return paths
-
-
-_MISSING = object()
 
 
 def _display_id(entity_type: str, text: str, stored: uuid.UUID) -> str:

@@ -134,8 +134,9 @@ def create_history_tables(con: duckdb.DuckDBPyConnection) -> None:
     rows = con.execute(
         "SELECT scenario_id, name, description, created_at, updated_at, metadata FROM scenarios"
     ).fetchall()
-    for sid, name, description, created_at, updated_at, metadata in rows:
-        declared = _declared_types(metadata)
+    for row in rows:
+        sid, name, description, created_at, updated_at, metadata = row
+        declared = ScenarioHeader.from_row(row).declared_types()
         by_type = {**dict.fromkeys(declared, 0), **counts.get(sid, {})}
         con.execute(
             f"INSERT INTO {VERSIONS} VALUES (?, 1, ?, 'baseline', ?, ?, ?, ?, ?, '{{}}', ?, ?)",
@@ -155,14 +156,6 @@ def create_history_tables(con: duckdb.DuckDBPyConnection) -> None:
         f"INSERT INTO {BIRTHS} SELECT scenario_id, 1, min(id), max(id) FROM scenario_entities "
         "WHERE scenario_id IN (SELECT scenario_id FROM scenarios) GROUP BY scenario_id"
     )
-
-
-def _declared_types(metadata: str | None) -> list[str]:
-    try:
-        declared = json.loads(metadata).get("entity_types") if metadata else None
-    except (ValueError, AttributeError):
-        return []
-    return [t for t in declared if isinstance(t, str)] if isinstance(declared, list) else []
 
 
 def current_version(con: duckdb.DuckDBPyConnection, scenario_id: uuid.UUID) -> int:

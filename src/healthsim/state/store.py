@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import itertools
-import json
 import os
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -91,6 +90,7 @@ from .results import (
     ScenarioList,
     ScenarioListEntry,
     ScenarioOverview,
+    ScenarioSummary,
 )
 from .schema import begin_staging, discard_staging, end_staging, schema_version
 from .transactions import transaction
@@ -226,7 +226,7 @@ class ScenarioStore:
                 sid, created = existing
             else:
                 sid, created = self._new_scenario_id(con, scenario_id), created_at or now
-            first_id = con.execute("SELECT COALESCE(max(id), 0) + 1 FROM scenario_entities").fetchall()[0][0]
+            first_id = next_id(con)
             encoder = ChunkEncoder(first_id)
             chunks = encoder.tables(typed_entities)
             if on_chunk is not None:
@@ -250,7 +250,6 @@ class ScenarioStore:
                     previous = entity_counts(con, [find_scenario(con, str(sid))])[sid]
                     archive_rows(con, sid, version)  # the old version stays loadable
                     con.execute("DELETE FROM scenario_entities WHERE scenario_id = ?", [sid])
-                    con.execute("DELETE FROM scenario_tags WHERE scenario_id = ?", [sid])
                 meta = {
                     **(metadata or {}),
                     "entity_types": list(encoder.counts),
@@ -262,44 +261,18 @@ class ScenarioStore:
                         "at": iso_utc(now),
                     },
                 }
-                meta_text = json.dumps(meta, ensure_ascii=False, allow_nan=False)
-                if existing is not None:
-                    con.execute(
-                        "UPDATE scenarios SET description = ?, updated_at = ?, metadata = ? WHERE scenario_id = ?",
-                        [description, now, meta_text, sid],
-                    )
-                else:
-                    con.execute(
-                        f"INSERT INTO scenarios ({SCENARIO_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
-                        [sid, name, description, created, now, meta_text],
-                    )
-                if tag_list:
-                    first_tag = con.execute("SELECT COALESCE(max(id), 0) + 1 FROM scenario_tags").fetchall()[0][0]
-                    con.executemany(
-                        "INSERT INTO scenario_tags (id, scenario_id, tag) VALUES (?, ?, ?)",
-                        [(first_tag + i, sid, tag) for i, tag in enumerate(tag_list)],
-                    )
+                header = ScenarioHeader(sid, name, description, created, now, meta)
+                write_header(con, header, now, metadata=meta, description=description, new=existing is None)
+                write_tags(con, sid, tag_list)
                 operation = str(provenance.get("operation", "save"))
                 if existing is not None and operation == "save":
                     operation = "overwrite"
-                record_version(
-                    con,
-                    sid,
-                    version,
-                    now,
-                    operation,
-                    fields={
-                        "name": name,
-                        "description": description,
-                        "tags": tag_list,
-                        "created_at": created,
-                        "metadata": meta,
-                    },
-                    changes={"added": dict(encoder.counts), "removed": previous},
-                    entities_by_type=dict(encoder.counts),
-                    births=[(first_id, encoder.next_id - 1)],
+                counts = dict(encoder.counts)
+                changes = {"added": counts, "removed": previous}
+                end_id = encoder.next_id - 1  # (in a small save, the rows are inserted after this)
+                self._record(
+                    con, header, version, now, operation, changes, first_id, tags=tag_list, end_id=end_id, counts=counts
                 )
-                self._retain(con, sid, version, now)
 
             if len(head) < 2:  # small: everything in one transaction
                 with transaction(con):
@@ -627,12 +600,17 @@ class ScenarioStore:
         start_id: int,
         replaced: Iterable[int] = (),
         tags: list[str] | None = None,
+        *,
+        end_id: int | None = None,
+        counts: dict[str, int] | None = None,
     ) -> dict[str, int]:
         """Record the version a change made (``header`` as it is after it); returns the
-        entity counts by type. Rows with ids from ``start_id`` on are new in it, and so
-        are the rows replaced in place."""
+        entity counts by type. Rows with ids from ``start_id`` to ``end_id`` (default: the
+        last id in use) are new in it, and so are the rows replaced in place. ``counts``
+        are read from the rows unless given (a save knows them before inserting)."""
         sid = header.scenario_id
-        counts = entity_counts(con, [header])[sid]
+        if counts is None:
+            counts = entity_counts(con, [header])[sid]
         record_version(
             con,
             sid,
@@ -648,7 +626,7 @@ class ScenarioStore:
             },
             changes=changes,
             entities_by_type=counts,
-            births=[(start_id, next_id(con) - 1), *((row, row) for row in replaced)],
+            births=[(start_id, next_id(con) - 1 if end_id is None else end_id), *((row, row) for row in replaced)],
         )
         self._retain(con, sid, version, now)
         return counts
@@ -676,15 +654,8 @@ class ScenarioStore:
 
     def _entry(self, name: str) -> ScenarioListEntry:
         """One scenario's list entry."""
-        with connect(self.path) as con:
-            if con is None:
-                raise ScenarioNotFoundError(name)
-            header = find_scenario(con, name)
-            counts = entity_counts(con, [header])[header.scenario_id]
-            tags = scenario_tags(con, [header.scenario_id]).get(header.scenario_id, [])
-            version = current_version(con, header.scenario_id)
-        summary = scenario_dict(header, tags, counts, version)
-        return ScenarioListEntry(**{k: v for k, v in summary.items() if k != "metadata"})  # type: ignore[typeddict-item]
+        with self.open_scenario(name) as reader:
+            return _list_entry(reader.summary())
 
     def delete_scenario(self, name: str, *, purge: bool = False) -> bool:
         """Delete a scenario (its row, entity rows and tags) in one transaction.
@@ -1214,8 +1185,13 @@ class ScenarioStore:
         for header in headers:
             sid = header.scenario_id
             summary = scenario_dict(header, tags.get(sid, []), counts[sid], versions.get(sid, 0))
-            summaries.append(ScenarioListEntry(**{k: v for k, v in summary.items() if k != "metadata"}))  # type: ignore[typeddict-item]
+            summaries.append(_list_entry(summary))
         return ScenarioList(scenarios=summaries, total_count=rows[0][6] if rows else 0)
+
+
+def _list_entry(summary: ScenarioSummary) -> ScenarioListEntry:
+    """A list entry: the summary without ``metadata``."""
+    return ScenarioListEntry(**{k: v for k, v in summary.items() if k != "metadata"})  # type: ignore[typeddict-item]
 
 
 def _exact_rows(header: ScenarioHeader) -> int:
