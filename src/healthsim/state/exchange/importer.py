@@ -240,7 +240,6 @@ def _walk_lists(
                 else:
                     values.append(item.value)
             survey.fields[key] = values
-            survey.plain_lists.add(key)
             continue
         survey.top_level_lists = True
         rest = iter(()) if first.kind == "end" else itertools.chain([first], events)

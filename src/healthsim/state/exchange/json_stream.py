@@ -379,7 +379,6 @@ class JsonStream:
                 first = self._skip_ws()
                 begin = self.position()
                 if first == "{" and (batch := self._batch()) is not None:
-                    self.value_start = begin
                     yield Event("batch", None, batch.items, f"{path}[{index}]", begin)
                     index += len(batch.items)
                     if batch.more:

@@ -64,7 +64,6 @@ class Survey:
     """What a first read of a file found (the general reader reads files twice)."""
 
     fields: dict[str, Any] = field(default_factory=dict)
-    plain_lists: set[str] = field(default_factory=set)  # top-level arrays that are not entities
     top_level_lists: bool = False
     wrappers: bool = False
     counts: dict[str, int] = field(default_factory=dict)  # entities per stored type, in order
