@@ -1,8 +1,7 @@
 """Text helpers shared by the library and its front ends (the CLI, the MCP server).
 
-They are about saying where and what without breaking the channel: JSON paths that
-name a place in a document, messages that are always valid UTF-8, and answers cut to a
-size in bytes.
+Both are about saying where and what without breaking the channel: JSON paths that
+name a place in a document, and messages that are always valid UTF-8.
 """
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ import json
 import re
 from typing import Any
 
-__all__ = ["bounded", "json_path", "safe_text"]
+__all__ = ["json_path", "safe_text"]
 
 
 def json_path(parent: str, key: Any) -> str:
@@ -33,16 +32,3 @@ def safe_text(text: str) -> str:
     except UnicodeEncodeError:
         return text.encode("utf-8", "backslashreplace").decode("utf-8")
     return text
-
-
-def bounded(entities: list[Any], budget: int) -> tuple[list[Any], int]:
-    """The longest prefix of ``entities`` whose JSON fits in ``budget`` bytes (at least
-    one entity), and the budget left."""
-    kept: list[Any] = []
-    for entity in entities:
-        size = len(json.dumps(entity, ensure_ascii=False))  # json: exact for big integers
-        if kept and size > budget:
-            break
-        kept.append(entity)
-        budget -= size
-    return kept, budget

@@ -21,7 +21,7 @@ from rich.table import Table
 from . import __version__
 from ._text import safe_text
 from .progress import progress_bar
-from .state import InvalidInputError, ScenarioNotFoundError, ScenarioStore, StateError
+from .state import ScenarioNotFoundError, ScenarioStore, StateError
 
 __all__ = ["app", "main"]
 
@@ -183,28 +183,8 @@ def load(
     Example: healthsim load diabetes-cohort --type patients --limit 5
     """
     store = store_of(ctx)
-    if version is not None:  # an earlier version is loaded whole, then shown like the current one
-        loaded = store.load_scenario(name, version)
-        if entity_type is not None:
-            if entity_type not in loaded["entities"]:
-                raise InvalidInputError(
-                    f"version {version} of {loaded['name']!r} has no entity type {entity_type!r}; "
-                    f"its types: {', '.join(loaded['entities']) or 'none'}"
-                )
-            page = loaded["entities"][entity_type][offset : offset + limit]
-            if as_json:
-                print_json(page)
-            else:
-                for entity in page:
-                    sys.stdout.write(json.dumps(entity, ensure_ascii=False) + "\n")
-        elif as_json:
-            print_json(loaded)
-        else:
-            samples = {t: {"samples": v[:1]} for t, v in loaded["entities"].items()}
-            show_summary({**loaded, "types": samples})
-        return
     if entity_type is not None:
-        with store.open_scenario(name) as reader:
+        with store.open_scenario(name, version) as reader:
             page = reader.entities(entity_type, offset, offset + limit)
         if as_json:
             print_json(page)
@@ -213,9 +193,9 @@ def load(
                 sys.stdout.write(json.dumps(entity, ensure_ascii=False) + "\n")
         return
     if as_json:
-        print_json(store.load_scenario(name))
+        print_json(store.load_scenario(name, version))
         return
-    show_summary(dict(store.summarize_scenario(name, samples=1)))
+    show_summary(dict(store.summarize_scenario(name, version=version, samples=1)))
 
 
 def show_summary(summary: dict[str, Any]) -> None:

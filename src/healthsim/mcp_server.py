@@ -34,7 +34,7 @@ from mcp.types import ToolAnnotations
 from pydantic import Field, ValidationError
 
 from . import __version__
-from ._text import bounded, json_path, safe_text
+from ._text import json_path, safe_text
 from .state import ScenarioNotFoundError, ScenarioStore, StateError
 
 __all__ = ["build_server", "serve"]
@@ -180,28 +180,11 @@ def build_server(db: str | os.PathLike[str] | None = None) -> MCPServer:
             int | None, Field(ge=1, description="An earlier version (default: the current one).")
         ] = None,
     ) -> dict[str, Any]:
-        if version is not None:  # an earlier version: loaded, then cut like the current one
-            loaded: dict[str, Any] = dict(store().load_scenario(name, version))
-            entities = loaded.pop("entities")
-            if entity_type is None:
-                samples = {t: bounded(v[:SAMPLE_PER_TYPE], PAGE_BYTES)[0] for t, v in entities.items()}
-                return {**loaded, "entities": samples, "page": None}
-            items = entities.get(entity_type, [])
-            page_items, _ = bounded(items[offset : offset + limit], PAGE_BYTES)
-            end = offset + len(page_items)
-            page = {
-                "entity_type": entity_type,
-                "offset": offset,
-                "returned": len(page_items),
-                "total": len(items),
-                "next_offset": end if end < len(items) else None,
-            }
-            return {**loaded, "entities": {entity_type: page_items}, "page": page}
         if entity_type is None:
-            overview: dict[str, Any] = dict(store().summarize_scenario(name, samples=SAMPLE_PER_TYPE))
+            overview: dict[str, Any] = dict(store().summarize_scenario(name, version=version, samples=SAMPLE_PER_TYPE))
             samples = {t: about["samples"] for t, about in overview.pop("types").items()}
             return {**overview, "entities": samples, "page": None}
-        with store().open_scenario(name) as reader:
+        with store().open_scenario(name, version) as reader:
             summary = reader.summary()
             page = reader.page(entity_type, offset, limit, PAGE_BYTES)
         return {**summary, "entities": {entity_type: page.pop("entities")}, "page": page}

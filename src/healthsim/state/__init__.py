@@ -154,12 +154,12 @@ def import_scenario_from_json(
     return _default_store().import_scenario_from_json(file_path, name, overwrite, description=description, tags=tags)
 
 
-def summarize_scenario(name: str, *, samples: int = 2) -> ScenarioOverview:
-    """What a scenario of the default database holds: counts and samples per type.
+def summarize_scenario(name: str, *, version: int | None = None, samples: int = 2) -> ScenarioOverview:
+    """What a scenario (or version) of the default database holds: counts and samples per type.
 
     See :meth:`ScenarioStore.summarize_scenario`.
     """
-    return _default_store().summarize_scenario(name, samples=samples)
+    return _default_store().summarize_scenario(name, version=version, samples=samples)
 
 
 def add_entities(

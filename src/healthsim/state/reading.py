@@ -23,7 +23,6 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .._text import bounded
 from .entities import decode_entity
 from .errors import InvalidInputError, ScenarioNotFoundError
 from .results import ScenarioOverview, ScenarioSummary, TypeOverview
@@ -345,6 +344,19 @@ class ScenarioReader:
             for text in column.to_pylist():
                 values.append(decode_entity(text, exact=exact))
         return values
+
+
+def bounded(entities: list[Any], budget: int) -> tuple[list[Any], int]:
+    """The longest prefix of ``entities`` whose JSON fits in ``budget`` bytes (at least
+    one entity), and the budget left."""
+    kept: list[Any] = []
+    for entity in entities:
+        size = len(json.dumps(entity, ensure_ascii=False))  # json: exact for big integers
+        if kept and size > budget:
+            break
+        kept.append(entity)
+        budget -= size
+    return kept, budget
 
 
 def parse_rows(rows: pa.Table) -> Iterator[tuple[str, list[Any]]]:

@@ -865,17 +865,18 @@ class ScenarioStore:
             finally:
                 con.execute("DROP TABLE IF EXISTS _hs_version_rows")
 
-    def summarize_scenario(self, name: str, *, samples: int = 2) -> ScenarioOverview:
-        """What a scenario holds, without loading it: the load dict without ``entities``,
-        plus ``types``: per entity type its ``count`` and up to ``samples`` sample
-        entities (about 32 KB of samples at most in all).
+    def summarize_scenario(self, name: str, *, version: int | None = None, samples: int = 2) -> ScenarioOverview:
+        """What a scenario (or one of its versions) holds, without loading it: the load
+        dict without ``entities``, plus ``types``: per entity type its ``count`` and up to
+        ``samples`` sample entities (about 32 KB of samples at most in all).
 
         Raises:
             ScenarioNotFoundError: no scenario has that name or id.
-            InvalidInputError: ``samples`` is not a whole number of at least 1.
+            InvalidInputError: ``samples`` is not a whole number of at least 1, or the
+                version is not retained.
         """
         samples = validate_limit(samples, name="samples")
-        with self.open_scenario(name) as reader:
+        with self.open_scenario(name, version) as reader:
             return reader.overview(samples)
 
     def load_scenario(self, name: str, version: int | None = None) -> LoadedScenario:
