@@ -52,6 +52,8 @@ TARGETS = {
     "overwrite": 2.0,
     "load previous version": 1.5,
     "diff of versions 100 apart": 1.0,
+    "summary": 0.5,
+    "report": 2.0,
 }
 # save: resident memory added beyond the input; import/export: peak resident memory of the process.
 MEMORY_TARGETS_MB = {
@@ -61,7 +63,7 @@ MEMORY_TARGETS_MB = {
     "import (one line)": 800,
     "export": 400,
 }
-OPERATIONS = ("save", "load", "export", "import", "list", "edit")
+OPERATIONS = ("save", "load", "export", "import", "list", "edit", "see")
 # File layouts the import is measured on: the export's own, and the two that Python's json
 # module writes (as earlier HealthSim releases did): json.dumps(doc, indent=2) and json.dumps(doc).
 LAYOUTS = {"export": "import", "indent2": "import (indent=2)", "oneline": "import (one line)"}
@@ -295,7 +297,23 @@ def lib_diff(path: Path, a: str, b: str) -> float:
     return time.perf_counter() - started
 
 
+def lib_summary(path: Path) -> float:
+    started = time.perf_counter()
+    summary = ScenarioStore(path).summarize_scenario("bench")
+    elapsed = time.perf_counter() - started
+    assert len(json.dumps(summary, ensure_ascii=False, separators=(",", ":")).encode()) <= 12 * 1024
+    return elapsed
+
+
+def lib_report(path: Path, out: Path) -> float:
+    started = time.perf_counter()
+    ScenarioStore(path).report_scenario("bench", out)
+    return time.perf_counter() - started
+
+
 TIMED = {
+    "lib-summary": lambda a: lib_summary(Path(a[0])),
+    "lib-report": lambda a: lib_report(Path(a[0]), Path(a[1])),
     "lib-load-named": lambda a: lib_load_named(Path(a[0]), a[1], a[2] if len(a) > 2 else ""),
     "lib-diff": lambda a: lib_diff(Path(a[0]), a[1], a[2]),
     "lib-load": lambda a: lib_load(Path(a[0]), int(a[1])),
@@ -549,6 +567,20 @@ def bench_edits(n: int, folder: Path, repeat: int) -> list[tuple[str, str, float
     return rows
 
 
+def bench_see(n: int, folder: Path, repeat: int) -> list[tuple[str, str, float, float, float]]:
+    """Seeing a scenario of ``n`` entities: its summary beside loading it, and its HTML
+    report beside its summary (each in a fresh process, as a front end would)."""
+    db = folder / "see.duckdb"
+    ScenarioStore(db).save_scenario("bench", generate(n))
+    gc.collect()
+    load = best_of(repeat, lambda _: timed_in_child("lib-load", str(db), str(n)))
+    summary = best_of(repeat, lambda _: timed_in_child("lib-summary", str(db)))
+    report = best_of(repeat, lambda _: timed_in_child("lib-report", str(db), str(folder / "report.html")))
+    db.unlink()
+    size = f"{n:,}"
+    return [("summary", size, summary, load, TARGETS["summary"]), ("report", size, report, summary, TARGETS["report"])]
+
+
 def bytes_per_entity(entities: dict[str, list[dict[str, Any]]]) -> float:
     sizes = [len(orjson.dumps(e)) for items in entities.values() for e in items[:2000]]
     return sum(sizes) / len(sizes)
@@ -610,6 +642,8 @@ def main() -> None:
 
         if "edit" in only:
             results += bench_edits(max(args.sizes), folder, args.repeat)
+        if "see" in only:
+            results += bench_see(max(args.sizes), folder, args.repeat)
         if "list" in only:
             count = args.list_scenarios
             list_db = folder / "list.duckdb"

@@ -40,6 +40,8 @@ COMMANDS = [
     "merge",
     "migrate",
     "query",
+    "summary",
+    "report",
     "info",
     "mcp",
 ]
@@ -374,3 +376,23 @@ def test_history_restore_diff_and_the_trash(isolated_home: Path, tmp_path: Path)
     assert "purged 'c'" in ok("delete", "c", "--purge", "--yes").stdout
     assert json.loads(ok("list", "--deleted", "--json").stdout)["total_count"] == 0
     assert "removed 0 version(s)" in ok("history", "--purge").stdout
+
+
+def test_summary_shows_fields_and_facts_and_report_writes_a_page(isolated_home: Path, tmp_path: Path) -> None:
+    ok("save", "cohort", "--from", str(EXAMPLE))
+    shown = ok("summary", "cohort").stdout
+    for text in ("patients — 5", "birth_date", "age on", "top code", "per month of period.start", "total_charge"):
+        assert text in shown, text
+    assert "━" in shown or "█" in shown or "▌" in shown  # the inline bars
+    summary = json.loads(ok("summary", "cohort", "--json").stdout)
+    assert summary == ScenarioStore(isolated_home / ".healthsim" / "healthsim.duckdb").summarize_scenario("cohort")
+    assert summary["types"]["diagnoses"]["top_codes"]["field"] == "code"
+    assert_clean_error(run("summary", "ghost"), 1, "error: scenario 'ghost' not found")
+
+    written = json.loads(ok("report", "cohort", "-o", str(tmp_path / "out") + "/", "--json").stdout)
+    page = Path(written["path"])
+    assert page == tmp_path / "out" / "cohort-report.html"
+    html = page.read_text(encoding="utf-8")
+    assert html.startswith("<!DOCTYPE html>") and "cohort" in html and "<script src" not in html
+    default = Path(ok("report", "cohort").stdout.strip())
+    assert default == isolated_home / "Downloads" / "cohort-report.html" and default.is_file()

@@ -31,6 +31,7 @@ from helpers.sample import diabetes_cohort
 
 HEALTHSIM = Path(sys.executable).parent / "healthsim"
 TOOLS = {
+    "summarize_scenario",
     "save_scenario",
     "load_scenario",
     "list_scenarios",
@@ -125,7 +126,7 @@ def test_tools_are_described_and_annotated(db_path: Path) -> None:
     async def test(client: ClientSession) -> None:
         tools = {tool.name: tool for tool in (await client.list_tools()).tools}
         assert set(tools) == TOOLS
-        for name in ("list_scenarios", "load_scenario", "query"):
+        for name in ("list_scenarios", "load_scenario", "query", "summarize_scenario"):
             assert tools[name].annotations.read_only_hint is True, name
         assert tools["delete_scenario"].annotations.destructive_hint is True
         assert tools["save_scenario"].annotations.read_only_hint is False
@@ -166,7 +167,8 @@ def test_every_tool_happy_path(db_path: Path, tmp_path: Path) -> None:
         assert listed["total_count"] == 1 and listed["more"] == 0 and listed["scenarios"][0]["name"] == "cohort"
         loaded = await call(client, "load_scenario", name="cohort")
         assert loaded["entities_by_type"] == {"patients": 4, "encounters": 4, "diagnoses": 4, "lab_results": 4}
-        assert loaded["entities"]["patients"] == entities["patients"][:2]  # samples
+        assert loaded["types"]["patients"]["samples"] == entities["patients"][:2]
+        assert loaded["types"]["patients"]["fields"]["patient_id"]["present"] == 1.0  # the summary
         page = await call(client, "load_scenario", name=saved["scenario_id"], entity_type="patients", offset=1, limit=2)
         assert page["entities"]["patients"] == entities["patients"][1:3]
         assert page["page"] == {"entity_type": "patients", "offset": 1, "returned": 2, "total": 4, "next_offset": 3}
@@ -232,9 +234,12 @@ def test_large_scenario_is_paged_within_a_few_kilobytes(db_path: Path) -> None:
 
     async def test(client: ClientSession) -> None:
         result = await client.call_tool("load_scenario", {"name": "big"})
-        assert len(result.model_dump_json()) < 4000  # the whole response, not megabytes
+        assert len(result.model_dump_json()) < 2 * 12 * 1024  # the summary, text and structured
         summary = json.loads(result.content[0].text)
-        assert summary["entity_count"] == 5000 and len(summary["entities"]["patients"]) == 2
+        assert len(result.content[0].text.encode()) <= 12 * 1024
+        assert summary["entity_count"] == 5000 and len(summary["types"]["patients"]["samples"]) == 2
+        assert summary["types"]["patients"]["fields"]["address.city"]["top"] == [["Springfield", 4000]]
+        assert summary == await call(client, "summarize_scenario", name="big")
         seen: list[str] = []
         offset: int | None = 0
         while offset is not None:
@@ -516,8 +521,8 @@ def test_undo_over_mcp_history_restore_diff_and_the_trash(db_path: Path) -> None
         )
         history = await call(client, "scenario_history", name="c")
         assert [v["version"] for v in history["versions"]] == [2, 1]
-        old = await call(client, "load_scenario", name="c", version=1)
-        assert old["version"] == 1 and old["entities"] == {"patients": [{"patient_id": "A", "v": 1}]}
+        old = await call(client, "summarize_scenario", name="c", version=1, samples=5)
+        assert old["version"] == 1 and old["types"]["patients"]["samples"] == [{"patient_id": "A", "v": 1}]
         page = await call(client, "load_scenario", name="c", version=2, entity_type="patients", limit=1)
         assert page["page"]["next_offset"] == 1 and page["entities"]["patients"] == [{"patient_id": "A", "v": 2}]
         diff = await call(client, "diff_scenarios", a="c@1", b="c")

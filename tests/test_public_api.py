@@ -69,6 +69,7 @@ def test_the_front_ends_use_only_the_public_surface() -> None:
         "healthsim.state",
         "healthsim._text",
         "healthsim.progress",
+        "healthsim.summary_view",  # shows summarize_scenario's dict in the terminal
         "healthsim",
         "healthsim.mcp_server",
         "healthsim.migrate_cli",

@@ -22,6 +22,7 @@ from . import __version__
 from ._text import safe_text
 from .progress import progress_bar
 from .state import ScenarioNotFoundError, ScenarioStore, StateError
+from .summary_view import render_summary
 
 __all__ = ["app", "main"]
 
@@ -195,11 +196,14 @@ def load(
     if as_json:
         print_json(store.load_scenario(name, version))
         return
-    show_summary(dict(store.summarize_scenario(name, version=version, samples=1)))
+    with store.open_scenario(name, version) as reader:
+        overview = reader.overview(samples=1)
+    show_summary(overview)
 
 
 def show_summary(summary: dict[str, Any]) -> None:
-    """The header, then a table of counts with one sample per type."""
+    """The header, then a table of counts with one sample per type (no statistics: that
+    is ``healthsim summary``)."""
     info = Table.grid(padding=(0, 2))
     for label, value in (
         ("name", summary["name"]),
@@ -215,10 +219,58 @@ def show_summary(summary: dict[str, Any]) -> None:
     out.print(info)
     counts = Table("entity type", "count", "sample")
     for entity_type_name, count in summary["entities_by_type"].items():
-        sample = summary["types"][entity_type_name]["samples"]
+        sample = summary["samples"][entity_type_name]
         text = json.dumps(sample[0], ensure_ascii=False) if sample else ""
         counts.add_row(entity_type_name, f"{count:,}", text[:100] + ("…" if len(text) > 100 else ""))
     out.print(counts)
+
+
+@app.command()
+@handle_errors
+def summary(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Scenario name or UUID.")],
+    version: Annotated[int | None, typer.Option(min=1, help="An earlier version (see healthsim history).")] = None,
+    samples: Annotated[int, typer.Option(min=1, help="Sample entities per type (with --json).")] = 2,
+    as_json: JsonOption = False,
+) -> None:
+    """Summarize a scenario: per type, how present each field is and what its values are
+    (top values, ranges, dates), ages by gender, top codes, entities over time.
+
+    Computed in the database; the --json dict is at most 12 KB.
+
+    Example: healthsim summary diabetes-cohort
+    """
+    result = store_of(ctx).summarize_scenario(name, version=version, samples=samples)
+    if as_json:
+        print_json(result)
+    else:
+        render_summary(dict(result), out)
+
+
+@app.command()
+@handle_errors
+def report(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Scenario name or UUID.")],
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "-o", "--output", help="File or folder (ending in /) to write. Default: ~/Downloads/{name}-report.html."
+        ),
+    ] = None,
+    version: Annotated[int | None, typer.Option(min=1, help="An earlier version (see healthsim history).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Write a scenario's summary with charts as one HTML page that opens offline.
+
+    Example: healthsim report diabetes-cohort -o /tmp/cohort.html
+    """
+    path = store_of(ctx).report_scenario(name, output, version=version)
+    if as_json:
+        print_json({"path": str(path)})
+    else:
+        out.print(str(path), markup=False)
 
 
 @app.command("list")

@@ -159,15 +159,37 @@ def build_server(db: str | os.PathLike[str] | None = None) -> MCPServer:
         return {**listing, "more": listing["total_count"] - len(listing["scenarios"])}
 
     @tool(
+        "Summarize a scenario",
+        (
+            "See what a scenario holds without reading its entities: per entity type the count; per "
+            "field (top level and one level into objects, e.g. address.state) the share of entities "
+            "that have it, its JSON types, and its values (top 5 of categorical strings, min/max/"
+            "mean/median of numbers, first and last ISO dates, true/false counts, list lengths); "
+            "where the usual fields exist, ages by gender (from birth_date), top diagnosis codes, "
+            "entities per month and claim charge totals; and sample entities. Always under 12 KB, "
+            "for any size: use it to check a scenario you built, then query for anything more."
+        ),
+        read_only=True,
+    )
+    def summarize_scenario(
+        name: Annotated[str, Field(description="Scenario name or scenario_id.")],
+        version: Annotated[
+            int | None, Field(ge=1, description="An earlier version (default: the current one).")
+        ] = None,
+        samples: Annotated[int, Field(ge=1, le=5, description="Sample entities per type.")] = SAMPLE_PER_TYPE,
+    ) -> dict[str, Any]:
+        return dict(store().summarize_scenario(name, version=version, samples=samples))
+
+    @tool(
         "Load a scenario",
         (
-            "Read one scenario by name or scenario_id: its description, tags, dates, metadata, entity "
-            "counts by type, and entities. Without entity_type you get the summary and "
-            f"{SAMPLE_PER_TYPE} sample entities of each type. With entity_type you get one page of that "
-            f"type (offset, limit up to {MAX_PAGE}); page.next_offset is where the next page starts, "
-            "null after the last. Responses stay small: large entities shorten the page. For questions "
-            "across many entities use query instead of paging. version reads an earlier version "
-            "(see scenario_history)."
+            "Read one scenario by name or scenario_id. Without entity_type you get its summary "
+            "(as summarize_scenario: counts, field statistics, facts and samples per type, under "
+            f"12 KB). With entity_type you get one page of that type's entities (offset, limit up to "
+            f"{MAX_PAGE}); page.next_offset is where the next page starts, null after the last. "
+            "Responses stay small: large entities shorten the page. For questions across many "
+            "entities use query instead of paging. version reads an earlier version (see "
+            "scenario_history)."
         ),
         read_only=True,
     )
@@ -181,9 +203,7 @@ def build_server(db: str | os.PathLike[str] | None = None) -> MCPServer:
         ] = None,
     ) -> dict[str, Any]:
         if entity_type is None:
-            overview: dict[str, Any] = dict(store().summarize_scenario(name, version=version, samples=SAMPLE_PER_TYPE))
-            samples = {t: about["samples"] for t, about in overview.pop("types").items()}
-            return {**overview, "entities": samples, "page": None}
+            return dict(store().summarize_scenario(name, version=version, samples=SAMPLE_PER_TYPE))
         with store().open_scenario(name, version) as reader:
             summary = reader.summary()
             page = reader.page(entity_type, offset, limit, PAGE_BYTES)

@@ -25,6 +25,7 @@ from .errors import (
     InvalidInputError,
     InvalidScenarioFileError,
     InvalidScenarioNameError,
+    MissingDependencyError,
     QueryError,
     ScenarioExistsError,
     ScenarioNotFoundError,
@@ -52,6 +53,7 @@ __all__ = [
     "import_scenario_from_json",
     "query_scenarios",
     "summarize_scenario",
+    "report_scenario",
     "add_entities",
     "remove_entities",
     "update_scenario",
@@ -80,6 +82,7 @@ __all__ = [
     "DatabaseLockedError",
     "DatabaseError",
     "QueryError",
+    "MissingDependencyError",
 ]
 
 
@@ -155,11 +158,23 @@ def import_scenario_from_json(
 
 
 def summarize_scenario(name: str, *, version: int | None = None, samples: int = 2) -> ScenarioOverview:
-    """What a scenario (or version) of the default database holds: counts and samples per type.
+    """What a scenario (or version) of the default database holds, in at most 12 KB of
+    JSON: per type its count, field statistics, healthcare facts and samples.
 
     See :meth:`ScenarioStore.summarize_scenario`.
     """
     return _default_store().summarize_scenario(name, version=version, samples=samples)
+
+
+def report_scenario(
+    name: str, output_path: str | os.PathLike[str] | None = None, *, version: int | None = None
+) -> Path:
+    """Write a scenario's summary with charts as one self-contained HTML page (default
+    ``~/Downloads/{name}-report.html``); returns its path.
+
+    See :meth:`ScenarioStore.report_scenario`.
+    """
+    return _default_store().report_scenario(name, output_path, version=version)
 
 
 def add_entities(

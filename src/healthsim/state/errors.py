@@ -12,7 +12,8 @@ ones a caller may want to treat like built-in errors also derive from those::
     │   ├── InvalidScenarioFileError
     │   └── QueryError
     ├── DatabaseLockedError
-    └── DatabaseError
+    ├── DatabaseError
+    └── MissingDependencyError       (also ImportError)
 
 Messages name the scenario, field or file concerned and say what to do next, so the
 command line and the MCP server can show them to a person or an assistant as they are.
@@ -38,6 +39,7 @@ __all__ = [
     "QueryError",
     "DatabaseLockedError",
     "DatabaseError",
+    "MissingDependencyError",
 ]
 
 
@@ -146,3 +148,8 @@ class DatabaseLockedError(StateError):
 
 class DatabaseError(StateError):
     """The database file cannot be opened or used (corrupt, unreadable, wrong schema)."""
+
+
+class MissingDependencyError(StateError, ImportError):
+    """An optional part needs a package that is not installed (the message says which
+    extra to install, e.g. ``pip install 'healthsim-state[report]'``)."""

@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 
 from .entities import decode_entity
 from .errors import InvalidInputError, ScenarioNotFoundError
-from .results import ScenarioOverview, ScenarioSummary, TypeOverview
+from .results import ScenarioSummary
 from .validation import as_uuid
 
 __all__ = [
@@ -250,6 +250,19 @@ class ScenarioReader:
         self.counts: dict[str, int] = dict.fromkeys(header.declared_types(), 0)
         self.counts.update({t: n for t, n, _, _ in rows})
 
+    @property
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        """The open connection the scenario is read on."""
+        return self._con
+
+    def rows_sql(self, entity_type: str | None = None) -> str:
+        """A query of the ``entity_type, entity_data`` of the scenario's entities (of one
+        type, or all), in no particular order, for statistics computed in SQL."""
+        sql = f"SELECT entity_type, entity_data FROM {self._source} WHERE scenario_id = '{self.header.scenario_id}'"
+        if entity_type is not None:
+            sql += " AND entity_type = '" + entity_type.replace("'", "''") + "'"
+        return sql
+
     def summary(self) -> ScenarioSummary:
         """The load dict without ``entities``."""
         return scenario_dict(self.header, self.tags, self.counts, self.version)
@@ -277,15 +290,14 @@ class ScenarioReader:
             "entities": entities,
         }
 
-    def overview(self, samples: int = 2, budget: int = SAMPLES_BYTES) -> ScenarioOverview:
-        """:meth:`summary` plus ``types``: per type, its ``count`` and up to ``samples``
-        sample entities, all samples together within about ``budget`` bytes of JSON (a
-        type's first sample is always given)."""
-        types: dict[str, TypeOverview] = {}
+    def overview(self, samples: int = 2, budget: int = SAMPLES_BYTES) -> dict[str, Any]:
+        """:meth:`summary` plus ``samples``: per type up to ``samples`` entities, all
+        together within about ``budget`` bytes of JSON (a type's first sample is always
+        given). Cheap: no statistics (those are :func:`~healthsim.state.summaries.summarize`)."""
+        kept: dict[str, list[Any]] = {}
         for entity_type, count in self.counts.items():
-            kept, budget = bounded(self.entities(entity_type, 0, min(count, samples)), budget)
-            types[entity_type] = {"count": count, "samples": kept}
-        return ScenarioOverview(**self.summary(), types=types)
+            kept[entity_type], budget = bounded(self.entities(entity_type, 0, min(count, samples)), budget)
+        return {**self.summary(), "samples": kept}
 
     def text_chunks(self, entity_type: str, start: int = 0, stop: int | None = None) -> Iterator[pa.Array]:
         """The stored JSON text of one type's entities, in order, as Arrow string arrays.

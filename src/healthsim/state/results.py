@@ -10,6 +10,7 @@ from typing import Any, Literal, TypedDict
 
 __all__ = [
     "EditResult",
+    "FieldStats",
     "LoadedScenario",
     "MigrationStatus",
     "QueryResult",
@@ -58,17 +59,43 @@ class LoadedScenario(ScenarioSummary):
     entities: dict[str, list[Any]]
 
 
-class TypeOverview(TypedDict):
-    """One entity type in a :class:`ScenarioOverview`."""
+class FieldStats(TypedDict, total=False):
+    """What a summary says of one field path (``present`` and ``types`` always)."""
+
+    present: float  # share 0-1 of the type's entities with a non-null value
+    types: list[str]  # JSON types seen: string, number, boolean, object, array, null
+    distinct: int  # strings: distinct values
+    top: list[list[Any]]  # categorical strings: [value, count], most frequent first
+    min: Any  # numbers, and ISO dates/datetimes (by time)
+    max: Any
+    mean: float
+    median: float
+    format: Literal["date", "datetime"]
+    true: int
+    false: int
+    length: dict[str, int]  # arrays: {"min", "max"}
+
+
+class TypeOverview(TypedDict, total=False):
+    """One entity type in a :class:`ScenarioOverview` (the first four keys always)."""
 
     count: int
-    samples: list[Any]
+    fields: dict[str, FieldStats]  # path -> statistics, the most present first
+    fields_omitted: int  # fields left out (computed or not) to stay within 12 KB
+    samples: list[Any]  # the first entities, long strings and deep nesting cut
+    samples_omitted: int
+    age_bands: dict[str, Any]  # {"field", "as_of", "by", "bands": {"30-39": {gender: n}}, "genders"}
+    top_codes: dict[str, Any]  # {"field", "description", "top": [[code, description, n]]}
+    over_time: dict[str, Any]  # {"field", "unit": "month" | "year", "counts": [[period, n]]}
+    charges: dict[str, dict[str, Any]]  # field -> {"count", "total"}
 
 
-class ScenarioOverview(ScenarioSummary):
-    """What :func:`~healthsim.state.summarize_scenario` returns."""
+class ScenarioOverview(ScenarioListEntry, total=False):
+    """What :func:`~healthsim.state.summarize_scenario` returns: at most 12 KB of JSON."""
 
     types: dict[str, TypeOverview]
+    types_omitted: int
+    entities_by_type_omitted: int
 
 
 class SaveSummary(TypedDict):

@@ -42,7 +42,7 @@ from .editing import (
 )
 from .entities import iter_typed_entities, normalize_type
 from .errors import InvalidInputError, ScenarioExistsError, ScenarioNotFoundError
-from .exchange.export import export_scenario
+from .exchange.export import export_scenario, target_path
 from .exchange.importer import entity_stream, import_scenario
 from .history import (
     VERSIONS,
@@ -93,6 +93,7 @@ from .results import (
     ScenarioSummary,
 )
 from .schema import begin_staging, discard_staging, end_staging, schema_version
+from .summaries import REPORT_BYTES, summarize
 from .transactions import transaction
 from .validation import (
     as_uuid,
@@ -866,9 +867,16 @@ class ScenarioStore:
                 con.execute("DROP TABLE IF EXISTS _hs_version_rows")
 
     def summarize_scenario(self, name: str, *, version: int | None = None, samples: int = 2) -> ScenarioOverview:
-        """What a scenario (or one of its versions) holds, without loading it: the load
-        dict without ``entities``, plus ``types``: per entity type its ``count`` and up to
-        ``samples`` sample entities (about 32 KB of samples at most in all).
+        """What a scenario (or one of its versions) holds, in at most 12 KB of JSON,
+        computed in the database without loading its entities.
+
+        Returns:
+            The list entry's keys plus ``types``: per entity type its ``count``,
+            ``fields`` (per field path, top level and one level into objects: ``present``,
+            ``types`` and the statistics that fit), ``fields_omitted``, ``samples`` and the
+            healthcare facts found by field name (``age_bands``, ``top_codes``,
+            ``over_time``, ``charges``). See :class:`~healthsim.state.results.TypeOverview`
+            and ``docs/decisions.md``.
 
         Raises:
             ScenarioNotFoundError: no scenario has that name or id.
@@ -877,7 +885,36 @@ class ScenarioStore:
         """
         samples = validate_limit(samples, name="samples")
         with self.open_scenario(name, version) as reader:
-            return reader.overview(samples)
+            return summarize(reader, samples)
+
+    def report_scenario(
+        self, name: str, output_path: str | os.PathLike[str] | None = None, *, version: int | None = None
+    ) -> Path:
+        """Write a scenario's summary as one self-contained HTML page with charts (age
+        by gender, top codes, entities over time, field coverage) that opens offline.
+
+        Args:
+            name: scenario name or UUID.
+            output_path: the file to write (an existing folder, or a path ending in
+                ``/``, gets ``{safe name}-report.html`` inside). Default:
+                ``~/Downloads/{safe name}-report.html``.
+            version: an earlier version (default: the current one).
+
+        Returns:
+            The absolute path written (atomically: a crash leaves no half file).
+
+        Raises:
+            ScenarioNotFoundError: no scenario has that name or id.
+            InvalidInputError: the path cannot be written, or the version is not retained.
+            MissingDependencyError: plotly is not installed (``pip install 'healthsim-state[report]'``).
+        """
+        from .report import write_report  # plotly is optional: imported when a report is asked for
+
+        # A page has room for every field computed, not only the 12 KB an assistant gets.
+        with self.open_scenario(name, version) as reader:
+            summary = summarize(reader, 2, budget=REPORT_BYTES)
+        target = target_path(summary["name"], output_path, suffix="-report.html")
+        return write_report(summary, target)
 
     def load_scenario(self, name: str, version: int | None = None) -> LoadedScenario:
         """Load a scenario by name or UUID (the name is tried first).

@@ -40,7 +40,7 @@ from ..reading import ScenarioReader
 if TYPE_CHECKING:  # the store calls this module; it is only named here for type hints
     from ..store import ScenarioStore
 
-__all__ = ["FORMAT_VERSION", "safe_file_name", "default_export_path", "export_scenario"]
+__all__ = ["FORMAT_VERSION", "safe_file_name", "default_export_path", "export_scenario", "target_path"]
 
 FORMAT_VERSION = "1.0"
 Progress = Callable[[int, int], None]  # (entities written, entities in all)
@@ -49,8 +49,8 @@ _DOTS = re.compile(r"\.{2,}")
 _UNSAFE = re.compile(r'[\x00-\x1f\x7f-\x9f/\\:*?"<>|\u2028\u2029]')
 
 
-def safe_file_name(name: str) -> str:
-    """A file name (with ``.json``) made from a scenario name.
+def safe_file_name(name: str, suffix: str = ".json") -> str:
+    """A file name (ending in ``suffix``) made from a scenario name.
 
     Path separators, control and reserved characters and runs of dots (``..``) become
     ``_``; leading dots and spaces are dropped (no hidden files); the stem is at most
@@ -58,17 +58,23 @@ def safe_file_name(name: str) -> str:
     """
     stem = _DOTS.sub("_", _UNSAFE.sub("_", name)).strip().lstrip(". ").rstrip(". ")
     stem = stem[:_MAX_STEM].rstrip(". ") or "scenario"
-    return f"{stem}.json"
+    return f"{stem}{suffix}"
 
 
-def default_export_path(name: str) -> Path:
-    """``~/Downloads/{safe name}.json``, with ``~`` read at each call."""
-    return Path.home() / "Downloads" / safe_file_name(name)
+def default_export_path(name: str, suffix: str = ".json") -> Path:
+    """``~/Downloads/{safe name}{suffix}``, with ``~`` read at each call."""
+    return Path.home() / "Downloads" / safe_file_name(name, suffix)
 
 
-def _target_path(name: str, output_path: str | os.PathLike[str] | None) -> Path:
+def target_path(name: str, output_path: str | os.PathLike[str] | None, suffix: str = ".json") -> Path:
+    """The absolute file to write a scenario to: ``output_path``, or the file named
+    after the scenario inside it when it is a folder (or ends in ``/``), or the default.
+
+    Raises:
+        InvalidInputError: ``output_path`` is not a path, or no file name can hold it.
+    """
     if output_path is None:
-        target = default_export_path(name)
+        target = default_export_path(name, suffix)
     else:
         if not isinstance(output_path, (str, os.PathLike)):
             raise InvalidInputError(f"output_path must be a path, not {type(output_path).__name__}")
@@ -82,7 +88,7 @@ def _target_path(name: str, output_path: str | os.PathLike[str] | None) -> Path:
         target = Path(output_path).expanduser()
         names_folder = os.fspath(output_path).endswith(("/", os.sep))
         if names_folder or target.is_dir():
-            target = target / safe_file_name(name)
+            target = target / safe_file_name(name, suffix)
     return Path(os.path.abspath(target))  # absolute and without '..', links untouched
 
 
@@ -206,7 +212,7 @@ def export_scenario(
             written (the message names it); nothing is left behind.
     """
     with store.open_scenario(name, version) as reader:
-        target = _target_path(reader.header.name, output_path)
+        target = target_path(reader.header.name, output_path)
         created = _make_folder(target)
         try:
             fd, temp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")

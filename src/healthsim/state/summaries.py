@@ -1,0 +1,637 @@
+"""Seeing a scenario: a bounded, statistical summary computed inside the database.
+
+Every statistic is one SQL aggregate over the stored JSON text; no entity is parsed in
+Python (only the few samples). Per entity type the work is two passes of DuckDB's JSON
+parser over the rows:
+
+1. ``json_keys`` of every entity: which top-level fields exist, and in how many.
+2. ``from_json`` of every entity into a struct of the chosen fields, each kept as its
+   JSON text, in a temporary table. Every later query reads those short texts: a JSON
+   text's first character tells its type (``"`` string, ``{`` object, ``[`` array,
+   ``t``/``f`` boolean, else a number; JSON null reads as SQL NULL), strings are
+   compared quoted (the same string always has the same text), numbers are cast.
+
+Objects one level down (``address.city``) go through the same two steps on the short
+texts of their parent field. What the summary says of each field is documented on
+:func:`summarize`; the choices (what counts as categorical, which fields the healthcare
+facts use) are in ``docs/decisions.md``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, cast
+
+import duckdb
+import orjson
+
+from .._text import json_path
+from .reading import ScenarioReader
+from .results import ScenarioOverview
+
+__all__ = ["REPORT_BYTES", "SUMMARY_BYTES", "summarize"]
+
+#: The summary's compact JSON (UTF-8) never exceeds this many bytes (12 KB).
+SUMMARY_BYTES = 12 * 1024
+#: The budget of the summary drawn in a report: every field computed fits.
+REPORT_BYTES = 512 * 1024
+
+# Fields computed per type, the most present first; the budget then keeps fewer.
+_MAX_FIELDS = 80
+# A string field with more distinct values than this is never categorical (no ``top``).
+_CATEGORICAL_MAX = 100
+_TOP = 5
+_TOP_CODES = 10
+_SAMPLE_STRING = 80  # characters of a sample's string kept before it is cut
+_SAMPLE_DEPTH = 3  # nesting levels of a sample kept before an object or list is cut
+_MONTHS_MAX = 60  # more months than this are counted per year instead
+
+# Names of the usual HealthSim fields, in order of preference (found, never assumed).
+_BIRTH = ("birth_date", "birthdate", "date_of_birth", "dob")
+_GENDER = ("gender", "sex", "administrative_gender")
+_CODES = ("diagnosis_code", "icd10_code", "icd_code", "code", "code.code")
+_CODE_TEXT = ("display", "description", "diagnosis_description", "code_display", "code.display", "text")
+_WHEN = (
+    "period.start",
+    "start",
+    "start_date",
+    "service_date",
+    "date",
+    "encounter_date",
+    "admission_date",
+    "admit_date",
+    "effective",
+    "effective_date",
+    "onset_date",
+    "recorded_date",
+    "authored_on",
+    "issued",
+)
+_NOT_WHEN = set(_BIRTH) | {"deceased_date", "death_date"}
+_MONEY = re.compile(r"charge|paid|allowed|billed|amount|cost|payment", re.IGNORECASE)
+
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_ISO_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?")
+
+# The first character of a JSON text of each type (JSON null is SQL NULL after from_json).
+_FIRST_CHARACTER = {"string": '"', "date": '"', "object": "{", "array": "["}
+
+
+def _literal(text: str) -> str:
+    """``text`` as an SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+@dataclass
+class _Field:
+    """One field path of one type, and what SQL found of it."""
+
+    path: str
+    expr: str  # its JSON text, as SQL over the type's temporary table
+    keyed: int  # entities having the key (null values included)
+    guess: str | None  # the JSON type of its first value (``date`` for a date string)
+    keys: list[str]  # where it is in an entity
+    stats: dict[str, Any] = field(default_factory=dict)
+    objects: int = 0
+    strings: int = 0
+    numbers: int = 0
+    arrays: int = 0
+    present: int = 0
+    date_format: str | None = None
+    got: dict[str, Any] = field(default_factory=dict)
+    categorical: bool = False
+    place: tuple[int, int] = (0, 0)  # (its top-level field's position, its own under it)
+
+    @property
+    def string_expr(self) -> str:
+        """The field's string, unquoted (valid where the field is a string without escapes)."""
+        return f"substr({self.expr}, 2, length({self.expr}) - 2)"
+
+
+def summarize(reader: ScenarioReader, samples: int, *, budget: int = SUMMARY_BYTES) -> ScenarioOverview:
+    """The summary of the scenario ``reader`` reads.
+
+    Returns:
+        The list entry's keys plus ``types``: per type ``count``, ``fields`` (path ->
+        ``present``: share 0-1 of the type's entities with a non-null value; ``types``:
+        the JSON types seen, ``null`` included; and as they fit ``distinct``, ``top``,
+        ``min``, ``max``, ``mean``, ``median``, ``format``, ``true``/``false``,
+        ``length``), ``fields_omitted``, the healthcare facts that apply
+        (``age_bands``, ``top_codes``, ``over_time``, ``charges``) and ``samples``. Its
+        compact JSON is at most ``budget`` bytes.
+    """
+    con = reader.connection
+    entry: dict[str, Any] = {k: v for k, v in reader.summary().items() if k != "metadata"}
+    entry["description"] = _short(entry["description"])
+    entry["tags"] = [_short(t) for t in entry["tags"]]
+    as_of = reader.header.updated_at.date()
+    keys: dict[str, list[tuple[str, int]]] = {}
+    for entity_type, k, n in con.execute(
+        f"SELECT entity_type, k, count(*) AS n FROM (SELECT entity_type, unnest(json_keys(entity_data)) AS k "
+        f"FROM ({reader.rows_sql()})) GROUP BY ALL ORDER BY entity_type, n DESC, k"
+    ).fetchall():
+        keys.setdefault(entity_type, []).append((k, n))
+    types: dict[str, dict[str, Any]] = {}
+    try:
+        for entity_type, count in reader.counts.items():
+            # The first entities are read anyway as samples; they also guess each field's
+            # type, so that one query usually measures every field.
+            first = reader.entities(entity_type, 0, min(count, max(samples, 1))) if count else []
+            about: dict[str, Any] = {"count": count, "fields": {}, "fields_omitted": 0}
+            if keys.get(entity_type):  # else no entity of the type has a field
+                table, fields, omitted = _type_fields(
+                    con, reader.rows_sql(entity_type), count, keys[entity_type], first
+                )
+                about["fields"] = {f.path: f.stats for f in fields}
+                about["fields_omitted"] = omitted
+                about.update(_facts(con, table, fields, as_of))
+            about["samples"] = [_cut(e) for e in first[:samples]]
+            types[entity_type] = about
+    finally:
+        con.execute("DROP TABLE IF EXISTS _hs_fields")
+        con.execute("DROP TABLE IF EXISTS _hs_nested")
+    return cast(ScenarioOverview, _fit({**entry, "types": types}, budget))
+
+
+# --- the fields of a type ----------------------------------------------------------------
+
+
+def _type_fields(
+    con: duckdb.DuckDBPyConnection, rows_sql: str, count: int, keys: list[tuple[str, int]], first: list[Any]
+) -> tuple[str, list[_Field], int]:
+    """The table the type's fields were read into, its fields with their statistics
+    (most present first), and how many more fields it has than were computed."""
+    chosen = keys[:_MAX_FIELDS]
+    spec = orjson.dumps({k: "JSON" for k, _ in chosen}).decode()
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _hs_fields AS SELECT from_json(entity_data, {_literal(spec)}) AS r "
+        f"FROM ({rows_sql})"
+    )
+    top = [
+        _Field(json_path("", k).lstrip("."), f"struct_extract(r, {_literal(k)})", n, _guess(first, [k]), [k])
+        for k, n in chosen
+    ]
+    # Among fields as present as each other, the order of the first entity's keys.
+    written = {k: i for i, k in enumerate(first[0])} if first and isinstance(first[0], dict) else {}
+    for i, (f, (k, _)) in enumerate(zip(top, chosen, strict=True)):
+        f.place = (written.get(k, len(written) + i), -1)
+    _field_stats(con, "_hs_fields", top, count)
+    nested, more = _nested_fields(con, [f for f in top if f.objects], count, first, _MAX_FIELDS - len(top))
+    # Rows of the two tables are in the same order: queries over both join them by position.
+    table = "_hs_fields POSITIONAL JOIN _hs_nested" if nested else "_hs_fields"
+    fields = top + nested
+    _tops(con, table, [f for f in fields if f.categorical])
+    # The most present first; among equals, each object's fields right after it.
+    fields.sort(key=lambda f: (-f.stats["present"], f.place))
+    return table, fields, len(keys) - len(chosen) + more
+
+
+def _nested_fields(
+    con: duckdb.DuckDBPyConnection, parents: list[_Field], count: int, first: list[Any], room: int
+) -> tuple[list[_Field], int]:
+    """Fields one level into the object-valued fields ``parents``, read into
+    ``_hs_nested``, row for row beside ``_hs_fields``."""
+    if not parents:
+        return [], 0
+    union = " UNION ALL ".join(
+        f"SELECT {i} AS parent, unnest(json_keys({p.expr})) AS k FROM _hs_fields WHERE left({p.expr}, 1) = '{{'"
+        for i, p in enumerate(parents)
+    )
+    found = con.execute(f"SELECT parent, k, count(*) AS n FROM ({union}) GROUP BY ALL ORDER BY n DESC, parent, k")
+    keys = found.fetchall()
+    chosen = keys[: max(room, 0)]
+    by_parent: dict[int, list[tuple[str, int]]] = {}
+    for parent, k, n in chosen:
+        by_parent.setdefault(parent, []).append((k, n))
+    columns = []
+    fields: list[_Field] = []
+    for i, p in enumerate(parents):
+        if i not in by_parent:
+            continue
+        position = p.place[0]
+        spec = orjson.dumps({k: "JSON" for k, _ in by_parent[i]}).decode()
+        columns.append(f"CASE WHEN left({p.expr}, 1) = '{{' THEN from_json({p.expr}, {_literal(spec)}) END AS n{i}")
+        parent_path = p.path if p.path.startswith("[") else "." + p.path
+        for j, (k, n) in enumerate(by_parent[i]):
+            where = [*p.keys, k]
+            path = json_path(parent_path, k).lstrip(".")
+            fields.append(_Field(path, f"struct_extract(n{i}, {_literal(k)})", n, _guess(first, where), where))
+            fields[-1].place = (position, j)
+    if fields:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _hs_nested AS SELECT {', '.join(columns)} FROM _hs_fields")
+        _field_stats(con, "_hs_nested", fields, count)
+    return fields, len(keys) - len(chosen)
+
+
+def _guess(first: list[Any], keys: list[str]) -> str | None:
+    """The JSON type of the field at ``keys`` in the first entity that has it, and
+    ``date`` for a string that looks like an ISO date or datetime."""
+    for entity in first:
+        value: Any = entity
+        for k in keys:
+            value = value.get(k) if isinstance(value, dict) else None
+        if value is None:
+            continue
+        if isinstance(value, str):
+            return "date" if _looks_like_date(value) else "string"
+        if isinstance(value, bool):
+            return "boolean"
+        if isinstance(value, int | float):
+            return "number"
+        return "array" if isinstance(value, list) else "object"
+    return None
+
+
+# --- statistics -------------------------------------------------------------------------
+
+
+def _field_stats(con: duckdb.DuckDBPyConnection, table: str, fields: list[_Field], count: int) -> None:
+    """Fill in each field's statistics with one aggregate query over ``table`` (two when
+    a field's values are not all of the type its first value suggested).
+
+    A JSON text's first character tells its type, so one histogram counts the types;
+    the measures of the guessed type ride along unfiltered, and are taken again with a
+    filter only for fields whose values turn out to be mixed.
+    """
+    asked = []
+    for f in fields:
+        measures = {"present": f"count({f.expr})"}
+        first = _FIRST_CHARACTER.get(f.guess or "")
+        # Counting the guessed type is cheaper than a histogram of every type; the
+        # histogram is taken (in the second query) only where the guess falls short.
+        measures["guessed"] = f"count(*) FILTER (left({f.expr}, 1) = '{first}')" if first else "0"
+        measures.update(_measures(f, f.guess, filtered=False))
+        asked.append((f, measures))
+    answers = _run(con, table, asked)
+    mixed = [
+        (f, {"kinds": f"histogram(left({f.expr}, 1))"})
+        for f, got in zip(fields, answers, strict=True)
+        if got["guessed"] != got["present"]
+    ]
+    for (f, _), got in zip(mixed, _run(con, table, mixed), strict=True):
+        f.got = got
+    again: list[tuple[_Field, dict[str, str]]] = []
+    for f, got in zip(fields, answers, strict=True):
+        if got["guessed"] == got["present"]:
+            kinds = {_FIRST_CHARACTER[f.guess or ""]: got["present"]} if got["present"] else {}
+        else:
+            kinds = f.got["kinds"] or {}  # no value at all: NULL
+        f.present = got["present"]
+        f.strings, f.objects, f.arrays = (kinds.get(c, 0) for c in '"{[')
+        trues, falses = kinds.get("t", 0), kinds.get("f", 0)
+        f.numbers = f.present - f.strings - f.objects - f.arrays - trues - falses
+        held = {
+            "string": f.strings,
+            "number": f.numbers,
+            "boolean": trues + falses,
+            "object": f.objects,
+            "array": f.arrays,
+            "null": f.keyed - f.present,
+        }
+        f.stats = {"present": round(f.present / count, 4), "types": [k for k, n in held.items() if n]}
+        if trues or falses:
+            f.stats.update(true=trues, false=falses)
+        guessed = "string" if f.guess == "date" else f.guess
+        pure = guessed is not None and held[guessed] == f.present
+        redo = {}
+        for kind in ("string", "number", "array"):
+            if held[kind] and not (pure and kind == guessed):
+                redo.update(_measures(f, kind, filtered=True))
+        if pure:
+            f.got = got
+        else:
+            f.got = {}
+        if redo:
+            again.append((f, redo))
+    for (f, _), got in zip(again, _run(con, table, again), strict=True):
+        f.got.update(got)
+    dated = []
+    for f in fields:
+        _describe(f)
+        if f.strings and "bad_dates" not in f.got and _looks_like_date(_unquote(f.got["low"])):
+            if _looks_like_date(_unquote(f.got["high"])):
+                dated.append((f, _date_measures(f)))
+    for (f, _), got in zip(dated, _run(con, table, dated), strict=True):
+        f.got.update(got)
+        _describe(f)
+
+
+def _measures(f: _Field, kind: str | None, *, filtered: bool) -> dict[str, str]:
+    """SQL aggregates measuring the values of one JSON type of a field."""
+    e = f.expr
+    if kind in ("string", "date"):
+        only = f" FILTER (left({e}, 1) = '\"')" if filtered else ""
+        measures = {"distinct": f"count(DISTINCT {e}){only}", "low": f"min({e}){only}", "high": f"max({e}){only}"}
+        if kind == "date" and not filtered:
+            measures.update(_date_measures(f))
+        return measures
+    if kind == "number":
+        only = f" FILTER (left({e}, 1) NOT IN ('\"', '{{', '[', 't', 'f'))" if filtered else ""
+        value = f"TRY_CAST({e} AS DOUBLE)"
+        # The number's own text at the extremes, ordered as a double and, among equal
+        # doubles, as a 128-bit integer: exact for the integers doubles cannot tell apart.
+        fraction = f"contains({e}, '.') OR contains({e}, 'e') OR contains({e}, 'E')"
+        order = f"({value}, CASE WHEN NOT ({fraction}) THEN TRY_CAST({e} AS HUGEINT) END)"
+        return {
+            "min": f"arg_min({e}, {order}){only}",
+            "max": f"arg_max({e}, {order}){only}",
+            "mean": f"avg({value}){only}",
+            "median": f"median({value}){only}",
+        }
+    if kind == "array":
+        only = f" FILTER (left({e}, 1) = '[')" if filtered else ""
+        return {"shortest": f"min(json_array_length({e})){only}", "longest": f"max(json_array_length({e})){only}"}
+    return {}
+
+
+def _date_measures(f: _Field) -> dict[str, str]:
+    """Whether every string of a field is an ISO date or datetime, and its extremes by time."""
+    s = f"left({f.expr}, 1) = '\"'"
+    when = f"TRY_CAST({f.string_expr} AS TIMESTAMPTZ)"
+    return {
+        "bad_dates": f"count(*) FILTER ({s} AND {when} IS NULL)",
+        "timed": f"count(*) FILTER ({s} AND length({f.expr}) <> 12)",
+        "first": f"arg_min({f.expr}, {when}) FILTER ({s})",
+        "last": f"arg_max({f.expr}, {when}) FILTER ({s})",
+    }
+
+
+def _describe(f: _Field) -> None:
+    """Turn the measures in ``f.got`` into the field's statistics."""
+    got = f.got
+    if f.strings and "distinct" in got:
+        f.stats["distinct"] = got["distinct"]
+        if got.get("bad_dates") == 0:
+            f.date_format = "datetime" if got["timed"] else "date"
+            f.stats.update(format=f.date_format, min=_unquote(got["first"]), max=_unquote(got["last"]))
+        f.categorical = f.date_format is None and _is_categorical(f)
+    if f.numbers and "mean" in got:
+        f.stats.update(min=_number(got["min"]), max=_number(got["max"]), mean=got["mean"], median=got["median"])
+    if f.arrays and "shortest" in got:
+        f.stats["length"] = {"min": got["shortest"], "max": got["longest"]}
+
+
+def _is_categorical(f: _Field) -> bool:
+    """Whether a string field is worth its top values: some value repeats, and there are
+    few distinct values (at most 10, or at most 100 and one per two entities)."""
+    distinct: int = f.stats["distinct"]
+    return distinct < f.strings and distinct <= _CATEGORICAL_MAX and (distinct <= 10 or distinct <= f.strings // 2)
+
+
+def _run(
+    con: duckdb.DuckDBPyConnection, table: str, asked: list[tuple[_Field, dict[str, str]]]
+) -> list[dict[str, Any]]:
+    """The named aggregates asked for each field, all from one query over ``table``."""
+    if not asked:
+        return []
+    sql = ", ".join(a for _, measures in asked for a in measures.values())
+    row = con.execute(f"SELECT {sql} FROM {table}").fetchall()[0]
+    out = []
+    start = 0
+    for _, measures in asked:
+        out.append(dict(zip(measures, row[start : start + len(measures)], strict=True)))
+        start += len(measures)
+    return out
+
+
+def _tops(con: duckdb.DuckDBPyConnection, table: str, categorical: list[_Field]) -> None:
+    """The most frequent values of the categorical string fields (ties by value)."""
+    asked = [(f, {"histogram": f"histogram({f.expr}) FILTER (left({f.expr}, 1) = '\"')"}) for f in categorical]
+    for f, got in zip(categorical, _run(con, table, asked), strict=True):
+        ranked = sorted(((_unquote(v), n) for v, n in got["histogram"].items()), key=lambda vn: (-vn[1], vn[0]))
+        f.stats["top"] = [[_short(v), n] for v, n in ranked[:_TOP]]
+
+
+# --- healthcare facts -------------------------------------------------------------------
+
+
+def _facts(con: duckdb.DuckDBPyConnection, table: str, fields: list[_Field], as_of: _dt.date) -> dict[str, Any]:
+    """The usual HealthSim facts that apply to one type, found by field name, counted
+    over ``table`` (which holds every field of the type)."""
+    by_path = {f.path: f for f in fields}
+    facts: dict[str, Any] = {}
+
+    def pick(names: Iterable[str], ok: Callable[[_Field], bool]) -> _Field | None:
+        return next((by_path[n] for n in names if n in by_path and ok(by_path[n])), None)
+
+    birth = pick(_BIRTH, lambda f: f.date_format is not None)
+    if birth is not None:
+        gender = pick(_GENDER, lambda f: bool(f.strings))
+        facts["age_bands"] = _age_bands(con, table, birth, gender, as_of)
+    code = pick(_CODES, lambda f: bool(f.strings))
+    if code is not None:
+        text = pick(_CODE_TEXT, lambda f: bool(f.strings) and f is not code)
+        facts["top_codes"] = _top_codes(con, table, code, text)
+    when = pick(_WHEN, lambda f: f.date_format is not None) or next(
+        (
+            f
+            for f in fields
+            if f.date_format is not None and f.path not in _NOT_WHEN and f.path.endswith(("date", "_at", "start"))
+        ),
+        None,
+    )
+    if when is not None:
+        facts["over_time"] = _over_time(con, table, when)
+    money = [f for f in fields if f.numbers and _MONEY.search(f.path.rsplit(".", 1)[-1])]
+    if money:
+        facts["charges"] = _charges(con, table, money)
+    return facts
+
+
+def _age_bands(
+    con: duckdb.DuckDBPyConnection, table: str, birth: _Field, gender: _Field | None, as_of: _dt.date
+) -> dict[str, Any]:
+    """Entities per 10-year age band (age on ``as_of``) and gender."""
+    born = f"TRY_CAST(left({birth.string_expr}, 10) AS DATE)"
+    ref = f"DATE {_literal(as_of.isoformat())}"
+    age = (
+        f"(year({ref}) - year({born}) - CASE WHEN month({ref}) * 100 + day({ref}) "
+        f"< month({born}) * 100 + day({born}) THEN 1 ELSE 0 END)"
+    )
+    sex = f"CASE WHEN left({gender.expr}, 1) = '\"' THEN {gender.expr} END" if gender else "NULL"
+    rows = con.execute(
+        f"SELECT floor({age} / 10)::INTEGER AS band, {sex} AS g, count(*) FROM {table} "
+        f"WHERE left({birth.expr}, 1) = '\"' AND {age} >= 0 GROUP BY ALL"
+    ).fetchall()
+    rows = [(band, _unquote(g), n) for band, g, n in rows]
+    totals: dict[str, int] = {}
+    for _, g, n in rows:
+        label = g if g is not None else "unknown"
+        totals[label] = totals.get(label, 0) + n
+    shown = [g for g, _ in sorted(totals.items(), key=lambda gn: (-gn[1], gn[0]))][:4]
+    labels = shown + (["other"] if len(totals) > len(shown) else [])
+    bands: dict[int, dict[str, int]] = {}
+    for band, g, n in sorted(rows, key=lambda r: r[0]):
+        label = g if g is not None else "unknown"
+        label = label if label in shown else "other"
+        counts = bands.setdefault(band, dict.fromkeys(labels, 0))
+        counts[label] += n
+    return {
+        "field": birth.path,
+        "as_of": as_of.isoformat(),
+        "by": gender.path if gender else None,
+        "bands": {f"{b * 10}-{b * 10 + 9}": bands[b] for b in sorted(bands)},
+        "genders": {_short(g): totals.get(g, 0) for g in shown},
+    }
+
+
+def _top_codes(con: duckdb.DuckDBPyConnection, table: str, code: _Field, text: _Field | None) -> dict[str, Any]:
+    """The most frequent codes, each with its most frequent description."""
+    described = f"CASE WHEN left({text.expr}, 1) = '\"' THEN {text.expr} END" if text else "NULL"
+    rows = con.execute(
+        f"SELECT {code.expr} AS c, {described} AS d, count(*) AS n FROM {table} "
+        f"WHERE left({code.expr}, 1) = '\"' GROUP BY ALL"
+    ).fetchall()
+    per_code: dict[str, int] = {}
+    best: dict[str, tuple[int, str]] = {}
+    for c, d, n in rows:
+        per_code[c] = per_code.get(c, 0) + n
+        if d is not None:
+            label = _unquote(d)
+            held = best.get(c)
+            if held is None or (n, -len(label)) > (held[0], -len(held[1])) or (n == held[0] and label < held[1]):
+                best[c] = (n, label)
+    ranked = sorted(per_code.items(), key=lambda cn: (-cn[1], _unquote(cn[0])))[:_TOP_CODES]
+    return {
+        "field": code.path,
+        "description": text.path if text else None,
+        "top": [[_short(_unquote(c)), _short(best[c][1]) if c in best else None, n] for c, n in ranked],
+    }
+
+
+def _over_time(con: duckdb.DuckDBPyConnection, table: str, when: _Field) -> dict[str, Any]:
+    """Entities per month of a date field (per year when that spans over five years),
+    taken as written: ``2024-03-31T23:30:00-05:00`` counts in March."""
+    rows = con.execute(
+        f"SELECT left({when.string_expr}, 7) AS m, count(*) FROM {table} "
+        f"WHERE left({when.expr}, 1) = '\"' GROUP BY m ORDER BY m"
+    ).fetchall()
+    unit = "month"
+    if len(rows) > _MONTHS_MAX:
+        unit = "year"
+        years: dict[str, int] = {}
+        for m, n in rows:
+            years[m[:4]] = years.get(m[:4], 0) + n
+        rows = list(years.items())
+    return {"field": when.path, "unit": unit, "counts": [[m, n] for m, n in rows]}
+
+
+def _charges(con: duckdb.DuckDBPyConnection, table: str, money: list[_Field]) -> dict[str, Any]:
+    """Totals of money-like number fields (exact decimal sums, to six places)."""
+    out: dict[str, Any] = {}
+    for f in money:
+        number = f"left({f.expr}, 1) NOT IN ('\"', '{{', '[', 't', 'f')"
+        total, n = con.execute(
+            f"SELECT sum(TRY_CAST({f.expr} AS DECIMAL(38, 6))) FILTER ({number}), "
+            f"count(*) FILTER ({number}) FROM {table}"
+        ).fetchall()[0]
+        out[f.path] = {"count": n, "total": float(total) if isinstance(total, Decimal) else total}
+    return out
+
+
+# --- values and the budget ----------------------------------------------------------------
+
+
+def _unquote(text: Any) -> Any:
+    """A JSON string's text as the string (None stays None)."""
+    if text is None:
+        return None
+    return json.loads(text)
+
+
+def _number(text: str | None) -> Any:
+    """A JSON number's text as an exact Python number."""
+    return None if text is None else json.loads(text)
+
+
+def _looks_like_date(text: Any) -> bool:
+    return isinstance(text, str) and _ISO_DATETIME.fullmatch(text) is not None
+
+
+def _short(value: Any) -> Any:
+    """A string of at most about 80 characters; a longer one is cut and says so."""
+    if isinstance(value, str) and len(value) > _SAMPLE_STRING:
+        return value[:_SAMPLE_STRING] + f"…[cut: {len(value)} characters]"
+    return value
+
+
+def _cut(value: Any, depth: int = 1) -> Any:
+    """A sample entity with long strings and deep nesting cut, saying so."""
+    if isinstance(value, str):
+        return _short(value)
+    if isinstance(value, dict):
+        if depth > _SAMPLE_DEPTH and value:
+            return f"{{…}} [cut: object of {len(value)} fields]"
+        return {k: _cut(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list):
+        if depth > _SAMPLE_DEPTH and value:
+            return f"[…] [cut: list of {len(value)} items]"
+        return [_cut(v, depth + 1) for v in value]
+    return value
+
+
+def _size(value: Any) -> int:
+    """Bytes of ``value`` as compact UTF-8 JSON."""
+    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+
+
+def _fit(summary: dict[str, Any], budget: int) -> dict[str, Any]:
+    """``summary`` shortened until its compact JSON fits ``budget`` bytes.
+
+    Samples go first: down to one per type, then the largest go until all samples
+    take at most a quarter of the budget. Then the least present fields of all types
+    (counted in ``fields_omitted``), then long lists in the facts, then whole types
+    (counted in ``types_omitted``), and last the per-type counts of the header.
+    """
+    types: dict[str, dict[str, Any]] = summary["types"]
+    if _size(summary) <= budget:
+        return summary
+    for about in types.values():
+        _drop_samples(about, len(about["samples"]) - 1)
+    sampled = sorted(((_size(a["samples"]), t) for t, a in types.items() if a["samples"]), reverse=True)
+    room = sum(size for size, _ in sampled) - budget // 4
+    for size, t in sampled:
+        if room <= 0 and _size(summary) <= budget:
+            break
+        if room > 0:
+            _drop_samples(types[t], 1)
+            room -= size
+    # The least present field of all types goes first, one at a time; each drop is
+    # sized by itself rather than by dumping the whole summary again.
+    ranked = sorted(
+        ((a["fields"][p]["present"], -i, t, p) for t, a in types.items() for i, p in enumerate(a["fields"])),
+        reverse=True,
+    )
+    while ranked and (excess := _size(summary) - budget) > 0:
+        while ranked and excess > 0:
+            _, _, t, p = ranked.pop()
+            excess -= _size({p: types[t]["fields"].pop(p)}) - 1
+            types[t]["fields_omitted"] += 1
+    if _size(summary) <= budget:
+        return summary
+    for about in types.values():
+        if "top_codes" in about:
+            about["top_codes"]["top"] = about["top_codes"]["top"][:5]
+        if "over_time" in about and len(about["over_time"]["counts"]) > 12:
+            about["over_time"]["counts"] = about["over_time"]["counts"][-12:]
+            about["over_time"]["shown"] = "the last 12"
+    while _size(summary) > budget and types:
+        del types[next(reversed(types))]
+        summary["types_omitted"] = summary.get("types_omitted", 0) + 1
+    counts: dict[str, int] = summary["entities_by_type"]
+    while _size(summary) > budget and counts:
+        del counts[min(counts, key=lambda t: (counts[t], t))]
+        summary["entities_by_type_omitted"] = summary.get("entities_by_type_omitted", 0) + 1
+    return summary
+
+
+def _drop_samples(about: dict[str, Any], n: int) -> None:
+    """Drop the last ``n`` samples of a type, counting them in ``samples_omitted``."""
+    if n > 0:
+        about["samples"] = about["samples"][:-n]
+        about["samples_omitted"] = about.get("samples_omitted", 0) + n

@@ -1,0 +1,294 @@
+"""summarize_scenario: statistics computed in SQL equal the same computation in Python,
+the summary stays within 12 KB, and it works on every shape of stored entity."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import random
+import statistics
+from collections import Counter
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from healthsim.state import ScenarioStore
+from healthsim.state.summaries import SUMMARY_BYTES
+
+
+def size(summary: Any) -> int:
+    return len(json.dumps(summary, ensure_ascii=False, separators=(",", ":")).encode())
+
+
+def cohort(seed: int = 3, n: int = 600) -> dict[str, list[dict[str, Any]]]:
+    """Patients, encounters, diagnoses and claims with known distributions."""
+    rng = random.Random(seed)
+    patients, encounters, diagnoses, claims = [], [], [], []
+    codes = [("E11.9", "Type 2 diabetes"), ("I10", "Hypertension"), ("E78.5", "Hyperlipidemia")]
+    for i in range(n):
+        patient: dict[str, Any] = {
+            "patient_id": f"P{i:04d}",
+            "gender": rng.choices(["female", "male", "other"], [50, 45, 5])[0],
+            "birth_date": (dt.date(1930, 1, 1) + dt.timedelta(days=rng.randrange(30000))).isoformat(),
+            "weight": round(rng.uniform(40, 140), 1),
+            "visits": rng.randrange(0, 30),
+            "active": rng.random() < 0.7,
+            "address": {"state": rng.choice(["IL", "OR", "TX", "WA"]), "zip": f"{rng.randrange(10**5):05d}"},
+            "aliases": ["x"] * rng.randrange(0, 4),
+            "deceased_date": None,
+        }
+        if rng.random() < 0.3:
+            patient["email"] = f"p{i}@example.org"
+        patients.append(patient)
+        start = dt.datetime(2023, 1, 1, tzinfo=dt.UTC) + dt.timedelta(hours=rng.randrange(24 * 700))
+        encounters.append({"encounter_id": f"E{i}", "period": {"start": start.isoformat().replace("+00:00", "Z")}})
+        code, text = rng.choice(codes)
+        diagnoses.append({"patient_id": f"P{i:04d}", "code": code, "display": text})
+        if i % 2:
+            claims.append({"claim_id": f"C{i}", "total_charge": round(rng.uniform(10, 900), 2), "status": "paid"})
+    return {"patients": patients, "encounters": encounters, "diagnoses": diagnoses, "claims": claims}
+
+
+def top5(values: list[Any]) -> list[list[Any]]:
+    ranked = sorted(Counter(values).items(), key=lambda vn: (-vn[1], vn[0]))
+    return [[v, n] for v, n in ranked[:5]]
+
+
+def age_on(born: str, day: dt.date) -> int:
+    b = dt.date.fromisoformat(born)
+    return day.year - b.year - ((day.month, day.day) < (b.month, b.day))
+
+
+def test_statistics_equal_a_plain_python_computation(store: ScenarioStore) -> None:
+    data = cohort()
+    store.save_scenario("cohort", data)
+    summary = store.summarize_scenario("cohort")
+    assert size(summary) <= SUMMARY_BYTES
+    patients = data["patients"]
+    n = len(patients)
+    fields = summary["types"]["patients"]["fields"]
+
+    assert fields["gender"]["present"] == 1.0 and fields["gender"]["types"] == ["string"]
+    assert fields["gender"]["distinct"] == 3
+    assert fields["gender"]["top"] == top5([p["gender"] for p in patients])
+    assert fields["address.state"]["top"] == top5([p["address"]["state"] for p in patients])
+    assert fields["address.zip"]["distinct"] == len({p["address"]["zip"] for p in patients})
+    assert "top" not in fields["address.zip"]  # not categorical: values hardly repeat
+    emails = [p["email"] for p in patients if "email" in p]
+    assert fields["email"]["present"] == round(len(emails) / n, 4)
+    assert fields["deceased_date"] == {"present": 0.0, "types": ["null"]}
+
+    weights = [p["weight"] for p in patients]
+    assert fields["weight"]["min"] == min(weights) and fields["weight"]["max"] == max(weights)
+    assert fields["weight"]["median"] == statistics.median(weights)
+    assert fields["weight"]["mean"] == pytest.approx(statistics.fmean(weights), rel=1e-12)
+    visits = [p["visits"] for p in patients]
+    assert (fields["visits"]["min"], fields["visits"]["max"]) == (min(visits), max(visits))
+    assert isinstance(fields["visits"]["min"], int)
+    assert fields["visits"]["median"] == statistics.median(visits)
+
+    active = [p["active"] for p in patients]
+    assert fields["active"]["true"] == sum(active) and fields["active"]["false"] == n - sum(active)
+    lengths = [len(p["aliases"]) for p in patients]
+    assert fields["aliases"]["length"] == {"min": min(lengths), "max": max(lengths)}
+
+    births = [p["birth_date"] for p in patients]
+    assert fields["birth_date"]["format"] == "date"
+    assert (fields["birth_date"]["min"], fields["birth_date"]["max"]) == (min(births), max(births))
+
+    as_of = dt.date.fromisoformat(summary["updated_at"][:10])
+    bands: dict[str, Counter[str]] = {}
+    for p in patients:
+        age = age_on(p["birth_date"], as_of)
+        bands.setdefault(f"{age // 10 * 10}-{age // 10 * 10 + 9}", Counter())[p["gender"]] += 1
+    ages = summary["types"]["patients"]["age_bands"]
+    assert ages["field"] == "birth_date" and ages["by"] == "gender" and ages["as_of"] == as_of.isoformat()
+    assert {band: {g: c for g, c in counts.items() if c} for band, counts in ages["bands"].items()} == {
+        band: dict(counts) for band, counts in bands.items()
+    }
+    assert list(ages["bands"]) == sorted(bands, key=lambda b: int(b.split("-")[0]))
+
+    codes = summary["types"]["diagnoses"]["top_codes"]
+    expected_codes = Counter(d["code"] for d in data["diagnoses"])
+    texts = {d["code"]: d["display"] for d in data["diagnoses"]}
+    assert codes["field"] == "code" and codes["description"] == "display"
+    assert codes["top"] == [[c, texts[c], k] for c, k in sorted(expected_codes.items(), key=lambda x: (-x[1], x[0]))]
+
+    over = summary["types"]["encounters"]["over_time"]
+    months = Counter(e["period"]["start"][:7] for e in data["encounters"])
+    assert over["field"] == "period.start" and over["unit"] == "month"
+    assert over["counts"] == [[m, months[m]] for m in sorted(months)]
+    starts = [e["period"]["start"] for e in data["encounters"]]
+    started = summary["types"]["encounters"]["fields"]["period.start"]
+    assert started["format"] == "datetime" and (started["min"], started["max"]) == (min(starts), max(starts))
+
+    charges = summary["types"]["claims"]["charges"]["total_charge"]
+    amounts = [c["total_charge"] for c in data["claims"]]
+    assert charges["count"] == len(amounts)
+    assert charges["total"] == float(sum(Decimal(repr(a)) for a in amounts))
+
+
+def test_mixed_and_missing_fields_are_counted_by_type(store: ScenarioStore) -> None:
+    values: list[Any] = ["a", "b", "a", 5, 7.5, -2, {"k": 1}, [1, 2, 3], True, None]
+    entities = [{"x": v} for v in values] + [{"y": 1}, {}]
+    store.save_scenario("mixed", {"things": entities})
+    stats = store.summarize_scenario("mixed")["types"]["things"]["fields"]["x"]
+    assert stats["types"] == ["string", "number", "boolean", "object", "array", "null"]
+    assert stats["present"] == round(9 / 12, 4)
+    assert stats["distinct"] == 2
+    assert (stats["min"], stats["max"], stats["median"]) == (-2, 7.5, 5)
+    assert stats["mean"] == pytest.approx((5 + 7.5 - 2) / 3)
+    assert (stats["true"], stats["false"]) == (1, 0)
+    assert stats["length"] == {"min": 3, "max": 3}
+
+
+def test_odd_keys_and_escaped_strings_keep_their_own_paths(store: ScenarioStore) -> None:
+    entities = [
+        {"a.b": "dotted", "a": {"b": "nested"}, "with space": 'say "hi"\t', "ключ": "значение"} for _ in range(4)
+    ]
+    store.save_scenario("odd", {"things": entities})
+    fields = store.summarize_scenario("odd")["types"]["things"]["fields"]
+    assert fields['["a.b"]']["top"] == [["dotted", 4]]
+    assert fields["a.b"]["top"] == [["nested", 4]]
+    assert fields['["with space"]']["top"] == [['say "hi"\t', 4]]
+    assert fields['["ключ"]']["top"] == [["значение", 4]]
+
+
+def test_integers_beyond_64_bits_are_exact(store: ScenarioStore) -> None:
+    big = 123456789012345678901234567890
+    store.save_scenario("big", {"things": [{"n": big}, {"n": -big}, {"n": 1}]})
+    stats = store.summarize_scenario("big")["types"]["things"]["fields"]["n"]
+    assert (stats["min"], stats["max"]) == (-big, big)
+
+
+def test_datetimes_with_offsets_are_ordered_by_time(store: ScenarioStore) -> None:
+    times = ["2024-03-01T23:30:00-05:00", "2024-03-02T01:00:00+00:00", "2024-03-02T03:00:00+04:00"]
+    store.save_scenario("times", {"events": [{"at": t} for t in times]})
+    stats = store.summarize_scenario("times")["types"]["events"]["fields"]["at"]
+    # 04:30Z, 01:00Z and 23:00Z the day before: by time, not by text.
+    assert (stats["min"], stats["max"]) == (times[2], times[0])
+
+
+def test_strings_that_only_start_like_dates_are_not_dates(store: ScenarioStore) -> None:
+    things = [{"d": "2024-01-01"}] * 3 + [{"d": "2024-99-99"}] * 2
+    store.save_scenario("notdates", {"things": things})
+    stats = store.summarize_scenario("notdates")["types"]["things"]["fields"]["d"]
+    assert "format" not in stats and stats["top"] == [["2024-01-01", 3], ["2024-99-99", 2]]
+
+
+def test_a_wide_deep_scenario_stays_within_12_kb(store: ScenarioStore) -> None:
+    long_text = "lorem ipsum " * 60
+    deep: Any = "bottom"
+    for _ in range(40):
+        deep = {"down": deep, "side": [deep]} if isinstance(deep, str) else {"down": deep}
+    entities = {
+        f"type_{t:02d}_" + "x" * 40: [
+            {
+                **{f"field_{f:02d}_{'y' * 30}": f"{long_text}{i % 3}" for f in range(50)},
+                **{f"obj_{f}": {f"inner_{k}": k for k in range(5)} for f in range(9)},
+                "deep": deep,
+            }
+            for i in range(6)
+        ]
+        for t in range(14)
+    }
+    store.save_scenario("wide", entities, description="d" * 5000, tags=[f"tag-{i}" for i in range(30)])
+    summary = store.summarize_scenario("wide", samples=2)
+    assert size(summary) <= SUMMARY_BYTES
+    assert summary["description"].endswith("[cut: 5000 characters]")
+    for about in summary["types"].values():
+        # 50 + 9 + 1 top-level fields, 45 + 1 nested: what is kept and what is counted add up.
+        assert len(about["fields"]) + about["fields_omitted"] == 106
+        presences = [s["present"] for s in about["fields"].values()]
+        assert presences == sorted(presences, reverse=True)
+    assert sum(a["fields_omitted"] for a in summary["types"].values()) > 0
+    kept = [v for a in summary["types"].values() for s in a["fields"].values() for v, _ in s.get("top", [])]
+    assert kept and all(v.endswith("[cut: 721 characters]") for v in kept)
+
+
+def test_many_types_drop_whole_types_and_say_so(store: ScenarioStore) -> None:
+    entities = {f"type_{t:03d}": [{"a": 1, "b": "x"}] for t in range(400)}
+    store.save_scenario("many", entities)
+    summary = store.summarize_scenario("many")
+    assert size(summary) <= SUMMARY_BYTES
+    shown = len(summary["types"]) + summary.get("types_omitted", 0)
+    assert shown == 400
+    assert len(summary["entities_by_type"]) + summary.get("entities_by_type_omitted", 0) == 400
+
+
+def test_samples_are_cut_and_counted(store: ScenarioStore) -> None:
+    entity = {"note": "n" * 500, "nested": {"a": {"b": {"c": {"d": 1}}}}}
+    store.save_scenario("samples", {"notes": [entity, entity, entity]})
+    about = store.summarize_scenario("samples", samples=2)["types"]["notes"]
+    assert len(about["samples"]) == 2
+    sample = about["samples"][0]
+    assert sample["note"] == "n" * 80 + "…[cut: 500 characters]"
+    assert sample["nested"]["a"]["b"] == "{…} [cut: object of 1 fields]"
+
+
+def test_empty_types_and_earlier_versions(store: ScenarioStore) -> None:
+    store.save_scenario("v", {"patients": [{"gender": "female"}], "claims": []})
+    store.add_entities("v", {"patients": [{"gender": "male"}, {"gender": "male"}]})
+    now = store.summarize_scenario("v")
+    assert now["types"]["claims"] == {"count": 0, "fields": {}, "fields_omitted": 0, "samples": []}
+    assert now["types"]["patients"]["fields"]["gender"]["top"] == [["male", 2], ["female", 1]]
+    before = store.summarize_scenario("v", version=1)
+    assert before["version"] == 1
+    assert before["entities_by_type"] == {"patients": 1, "claims": 0}
+    assert before["types"]["patients"]["fields"]["gender"] == {"present": 1.0, "types": ["string"], "distinct": 1}
+
+
+def test_scenarios_of_the_earlier_release(tmp_path: Path) -> None:
+    from legacy_db import build  # tests/fixtures: the earlier release's schema and rows
+
+    db = tmp_path / "legacy.duckdb"
+    build(str(db))
+    summary = ScenarioStore(db).summarize_scenario("legacy-diabetes")
+    patients = summary["types"]["patients"]
+    assert patients["count"] == 2
+    assert patients["fields"]["big"]["min"] == 123456789012345678901234567890
+    assert patients["fields"]["name.given"]["distinct"] == 2
+    assert (
+        patients["age_bands"]["by"] is None
+        and sum(sum(c.values()) for c in patients["age_bands"]["bands"].values()) == 1
+    )
+    assert summary["types"]["diagnoses"]["top_codes"]["top"] == [["E11.9", None, 1]]
+    claims = ScenarioStore(db).summarize_scenario("legacy-claims")["types"]["claims"]
+    assert claims["fields"]["lines"]["length"] == {"min": 1, "max": 1}
+
+
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False, allow_infinity=False, width=64),
+    st.text(st.characters(exclude_categories=("Cs",)), max_size=12),
+)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.dictionaries(st.sampled_from(["a", "b", "c"]), scalars, max_size=3), min_size=1, max_size=12))
+def test_any_scalars_are_summarized_as_python_sees_them(store: ScenarioStore, rows: list[dict[str, Any]]) -> None:
+    store.save_scenario("prop", {"rows": rows}, overwrite=True)
+    fields = store.summarize_scenario("prop")["types"]["rows"]["fields"]
+    for key in ("a", "b", "c"):
+        values = [r[key] for r in rows if key in r]
+        if not values:
+            assert key not in fields
+            continue
+        stats = fields[key]
+        present = [v for v in values if v is not None]
+        assert stats["present"] == round(len(present) / len(rows), 4)
+        strings = [v for v in present if isinstance(v, str)]
+        numbers = [v for v in present if isinstance(v, int | float) and not isinstance(v, bool)]
+        if strings:
+            assert stats["distinct"] == len(set(strings))
+        if numbers:
+            low, high = min(numbers), max(numbers)
+            assert stats["min"] == low and stats["max"] == high
+        if not strings:
+            assert "distinct" not in stats
