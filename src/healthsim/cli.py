@@ -358,20 +358,34 @@ def export(
     name: Annotated[str, typer.Argument(help="Scenario name or UUID.")],
     output: Annotated[
         str | None,  # not Path: a trailing "/" (a folder to create) must survive
-        typer.Option("-o", "--output", help="File or folder (ending in /) to write. Default: ~/Downloads/{name}.json."),
+        typer.Option(
+            "-o",
+            "--output",
+            help="File (json, ndjson) or folder (parquet, csv) to write. Default: ~/Downloads/{name}.json, "
+            "{name}.ndjson, {name}-parquet/ or {name}-csv/.",
+        ),
+    ] = None,
+    export_format: Annotated[
+        str, typer.Option("--format", "-f", help="json (the exchange format), ndjson, parquet or csv.")
+    ] = "json",
+    entity_types: Annotated[
+        list[str] | None, typer.Option("--type", help="Only this entity type (repeat for more).")
     ] = None,
     version: Annotated[int | None, typer.Option(min=1, help="An earlier version (default: the current one).")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Export a scenario to a JSON file (the exchange format, schema_version 1.0).
+    """Export a scenario: a JSON file to share (the exchange format), one JSON line per
+    entity (ndjson), or a folder of Parquet or CSV files, one per entity type.
 
-    Example: healthsim export diabetes-cohort -o /tmp/share/
+    Example: healthsim export diabetes-cohort --format parquet -o /tmp/cohort-parquet
     """
     store = store_of(ctx)
     with progress_bar("exporting", unit_bytes=False) as progress:
-        path = store.export_scenario_to_json(name, output, version=version, progress=progress)
+        path = store.export_scenario(
+            name, output, format=export_format, version=version, types=entity_types, progress=progress
+        )
     if as_json:
-        print_json({"path": str(path)})
+        print_json({"path": str(path), "format": export_format.lower()})
     else:
         out.print(str(path), markup=False)
 
@@ -673,7 +687,16 @@ def query(
     ctx: typer.Context,
     sql: Annotated[str, typer.Argument(help="One read-only SELECT statement.")],
     limit: Annotated[int, typer.Option(min=1, max=100_000, help="At most this many rows.")] = 1000,
-    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds before the query is stopped.")] = 30.0,
+    timeout: Annotated[
+        float | None,
+        typer.Option(min=0.1, help="Seconds before the query is stopped (default 30; 600 with --output)."),
+    ] = None,
+    output: Annotated[
+        str | None, typer.Option("-o", "--output", help="Write every row to this file (.csv, .parquet, .ndjson).")
+    ] = None,
+    output_format: Annotated[
+        str | None, typer.Option("--format", help="csv, parquet or ndjson (default: from --output's extension).")
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Run one read-only SELECT over saved scenarios (sandboxed: no files, no network).
@@ -681,9 +704,21 @@ def query(
     Views: entities(scenario, scenario_id, entity_type, entity_id, data) and one per entity
     type, e.g. patients(scenario, scenario_id, entity_id, data). data is JSON: data->>'gender'.
 
+    With --output every row of the result is written to the file (streamed; the query
+    itself still cannot write anything).
+
     Example: healthsim query "SELECT scenario, count(*) FROM patients GROUP BY ALL"
     """
     store = store_of(ctx)
+    if output is not None:
+        written = store.query_to_file(sql, output, format=output_format, timeout=timeout)
+        if as_json:
+            print_json(written)
+        else:
+            out.print(f"{written['rows_written']:,} row(s) written to {written['path']}", markup=False)
+        return
+    if output_format is not None:
+        raise typer.BadParameter("--format goes with --output", param_hint="--format")
     result = store.query(sql, limit=limit, timeout=timeout)
     if as_json:
         print_json(result)

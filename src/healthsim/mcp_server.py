@@ -22,7 +22,7 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Self, TypeVar
+from typing import Annotated, Any, Literal, Self, TypeVar
 
 import anyio
 from mcp import types
@@ -386,31 +386,41 @@ def build_server(db: str | os.PathLike[str] | None = None) -> MCPServer:
         return dict(store().diff_scenarios(a, b))
 
     @tool(
-        "Export a scenario to JSON",
+        "Export a scenario",
         (
-            "Write a scenario to a JSON file on this computer to share it (the HealthSim exchange format, "
-            "schema_version 1.0). Default file: ~/Downloads/<name>.json; output_path may be a file or a "
-            "folder. An earlier export at the same path is replaced. version exports an earlier version. "
-            "Returns the file's path."
+            "Write a scenario to files on this computer. format json (default) is the HealthSim exchange "
+            "format (schema_version 1.0) to share it; ndjson is one line per entity (entity_type, entity_id, "
+            "data); parquet and csv write a folder with one file per entity type for analytics tools "
+            "(Parquet: objects as structs, lists as lists; CSV: objects flattened to dotted columns). "
+            "Default path: ~/Downloads/<name>.json, <name>.ndjson, <name>-parquet/ or <name>-csv/. An "
+            "earlier export at the same path is replaced. types exports only those entity types; version "
+            "an earlier version. Returns the path written and the counts."
         ),
         idempotent=True,
     )
     def export_scenario(
         name: Annotated[str, Field(description="Scenario name or scenario_id.")],
-        output_path: Annotated[str | None, Field(description="File or folder to write (optional).")] = None,
+        output_path: Annotated[
+            str | None, Field(description="File (json, ndjson) or folder (parquet, csv) to write (optional).")
+        ] = None,
         version: Annotated[
             int | None, Field(ge=1, description="An earlier version (default: the current one).")
         ] = None,
+        format: Annotated[Literal["json", "ndjson", "parquet", "csv"], Field(description="The file format.")] = "json",
+        types: Annotated[
+            list[str] | None, Field(description='Only these entity types, e.g. ["patients"] (default: all).')
+        ] = None,
     ) -> dict[str, Any]:
         target = store()
-        path = target.export_scenario_to_json(name, output_path, version=version)
+        path = target.export_scenario(name, output_path, format=format, version=version, types=types)
         if version is None:
-            return {"path": str(path), **target.scenario_summary(name)}
+            return {"path": str(path), "format": format, **target.scenario_summary(name)}
         with target.open_scenario(name, version) as reader:
             summary = reader.summary()
         counts = {"entity_count": summary["entity_count"], "entities_by_type": summary["entities_by_type"]}
         return {
             "path": str(path),
+            "format": format,
             "scenario_id": summary["scenario_id"],
             "name": summary["name"],
             "version": version,

@@ -18,6 +18,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from .errors import (
     DatabaseError,
     DatabaseLockedError,
@@ -31,7 +33,7 @@ from .errors import (
     ScenarioNotFoundError,
     StateError,
 )
-from .query import query_scenarios
+from .query import query_scenarios, query_to_file
 from .results import (
     EditResult,
     LoadedScenario,
@@ -50,8 +52,11 @@ __all__ = [
     "list_scenarios",
     "delete_scenario",
     "export_scenario_to_json",
+    "export_scenario",
+    "load_frames",
     "import_scenario_from_json",
     "query_scenarios",
+    "query_to_file",
     "summarize_scenario",
     "report_scenario",
     "add_entities",
@@ -164,6 +169,30 @@ def summarize_scenario(name: str, *, version: int | None = None, samples: int = 
     See :meth:`ScenarioStore.summarize_scenario`.
     """
     return _default_store().summarize_scenario(name, version=version, samples=samples)
+
+
+def export_scenario(
+    name: str,
+    path: str | os.PathLike[str] | None = None,
+    *,
+    format: str = "json",
+    version: int | None = None,
+    types: list[str] | None = None,
+) -> Path:
+    """Export a scenario of the default database as ``json``, ``ndjson``, ``parquet`` or
+    ``csv`` (the last two: a folder with one file per entity type); returns the path.
+
+    See :meth:`ScenarioStore.export_scenario`.
+    """
+    return _default_store().export_scenario(name, path, format=format, version=version, types=types)
+
+
+def load_frames(name: str, *, version: int | None = None, types: list[str] | None = None) -> dict[str, pa.Table]:
+    """A scenario of the default database as one ``pyarrow.Table`` per entity type.
+
+    See :meth:`ScenarioStore.load_frames`.
+    """
+    return _default_store().load_frames(name, version=version, types=types)
 
 
 def report_scenario(

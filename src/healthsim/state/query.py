@@ -53,9 +53,12 @@ import duckdb
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
 
 from .database import connect, lock_timeout, prepare_file, process_lock, resolve_db_path
-from .errors import DatabaseError, DatabaseLockedError, QueryError, StateError
+from .errors import DatabaseError, DatabaseLockedError, InvalidInputError, QueryError, StateError
+from .exchange.formats import concatenated
 from .results import QueryResult
 
 __all__ = [
@@ -69,8 +72,11 @@ __all__ = [
     "SANDBOX_MEMORY_LIMIT_MIB",
     "SANDBOX_PROCESS_HEADROOM_MIB",
     "SANDBOX_TEMP_LIMIT_MIB",
+    "DEFAULT_FILE_TIMEOUT",
+    "QUERY_FORMATS",
     "QueryError",
     "query_scenarios",
+    "query_to_file",
     "sandbox_memory_limit",
 ]
 
@@ -97,6 +103,7 @@ SANDBOX_TEMP_LIMIT_MIB = 4096
 SANDBOX_IN_CHILD_PROCESS = True
 
 _BATCH_ROWS = 2048
+_WRITE_BATCH_ROWS = 65_536
 #: Arrow data converted to Python in one go at most; the deadline is checked between.
 _CONVERT_BYTES = 4 << 20
 #: A single value is never cut shorter than this many characters.
@@ -370,8 +377,10 @@ def _run_sandbox(
     timeout: float,
     config: dict[str, Any],
     on_ready: Callable[[], None],
+    output: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Open the sandbox connection, run ``sql`` and collect the result (in this process).
+    """Open the sandbox connection, run ``sql`` and collect the result (in this process),
+    or with ``output`` (``{"path", "format"}``) write every row to that file instead.
 
     ``config`` comes from :func:`_sandbox_config`. ``on_ready`` is called once the
     database is open and the views exist: the time limit starts there, as waiting for a
@@ -393,6 +402,15 @@ def _run_sandbox(
         try:
             relation = con.sql(sql)
             columns = list(relation.columns)
+            if output is not None:
+                written = _write_rows(con, sql, relation, output, deadline=started + timeout)
+                return {
+                    "path": output["path"],
+                    "format": output["format"],
+                    "columns": columns,
+                    "rows_written": written,
+                    "elapsed_seconds": round(time.monotonic() - started, 3),
+                }
             rows = _Rows(len(columns), limit=limit, max_bytes=max_bytes, deadline=started + timeout)
             for batch in relation.to_arrow_reader(_BATCH_ROWS):
                 rows.add(batch)
@@ -422,6 +440,46 @@ def _run_sandbox(
         "elapsed_seconds": round(time.monotonic() - started, 3),
         "views": views,
     }
+
+
+def _write_rows(
+    con: duckdb.DuckDBPyConnection, sql: str, relation: duckdb.DuckDBPyRelation, output: dict[str, str], deadline: float
+) -> int:
+    """Write every row of ``sql`` to ``output["path"]`` as csv, parquet or ndjson, batch
+    by batch (memory stays bounded); the SQL stays in the sandbox, only this code writes."""
+    fmt, path = output["format"], output["path"]
+    if fmt == "ndjson":
+        wrapped = f"SELECT CAST(to_json(t) AS VARCHAR) || chr(10) AS line FROM ({sql}) AS t"
+    elif fmt == "csv":  # lists, structs and maps as JSON text: CSV has no nesting
+        parts = []
+        for name, kind in zip(relation.columns, relation.types, strict=True):
+            column = '"' + name.replace('"', '""') + '"'
+            nested = str(kind).upper().startswith(("STRUCT", "MAP", "UNION")) or str(kind).endswith("]")
+            parts.append(f"CAST(to_json({column}) AS VARCHAR) AS {column}" if nested else column)
+        wrapped = f"SELECT {', '.join(parts)} FROM ({sql}) AS t"
+    else:
+        wrapped = sql
+    written = 0
+    with open(path, "wb") as out:
+        reader = con.sql(wrapped).to_arrow_reader(_WRITE_BATCH_ROWS)
+        writer: Any = None
+        if fmt == "parquet":
+            writer = pq.ParquetWriter(out, reader.schema, compression="zstd")
+        elif fmt == "csv":
+            writer = pa_csv.CSVWriter(out, reader.schema)
+        for batch in reader:
+            if time.monotonic() > deadline:
+                raise _OutOfTime
+            if writer is None:
+                out.write(concatenated(batch.column(0)))
+            else:
+                writer.write_batch(batch)
+            written += batch.num_rows
+        if writer is not None:
+            writer.close()
+        out.flush()
+        os.fsync(out.fileno())
+    return written
 
 
 def _dump(message: dict[str, Any]) -> bytes:
@@ -456,6 +514,7 @@ def _child_main() -> None:
             timeout=request["timeout"],
             config=request["config"],
             on_ready=lambda: send({"ready": True}),
+            output=request.get("output"),
         )
     except QueryError as exc:
         send({"error": "query", "message": str(exc)})
@@ -651,3 +710,105 @@ def query_scenarios(
         finally:
             # The child may have been killed mid-spill: its files would stay otherwise.
             shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+#: Formats ``query_to_file`` writes, and the file extensions that choose them.
+QUERY_FORMATS = {".csv": "csv", ".parquet": "parquet", ".ndjson": "ndjson", ".jsonl": "ndjson"}
+#: Seconds a query that writes a file may run by default (every row, not a page).
+DEFAULT_FILE_TIMEOUT = 600.0
+
+
+def query_to_file(
+    sql: str,
+    output_path: str | os.PathLike[str],
+    *,
+    format: str | None = None,
+    timeout: float = DEFAULT_FILE_TIMEOUT,
+    db_path: str | Path | None = None,
+) -> dict[str, Any]:
+    """Run one read-only SELECT in the sandbox and write every row of its result to a file.
+
+    The SQL still runs in the sandbox (it cannot write anything itself); the rows are
+    streamed, batch by batch, to a temporary file beside the target, which replaces the
+    target only when it is whole.
+
+    Args:
+        sql: one SELECT statement (as for :func:`query_scenarios`).
+        output_path: the file to write (its folder is created).
+        format: ``csv`` (UTF-8 with a header; lists and structs as JSON text),
+            ``parquet`` or ``ndjson`` (one JSON object per row); default: from the file's
+            extension (``.csv``, ``.parquet``, ``.ndjson``, ``.jsonl``).
+        timeout: seconds the query and the writing may take (default 600).
+
+    Returns:
+        ``{"path", "format", "columns", "rows_written", "elapsed_seconds"}``.
+
+    Raises:
+        QueryError: the SQL is refused, fails or runs past ``timeout``.
+        InvalidInputError: an unknown format, or a path that cannot be written.
+    """
+    _check_statement(sql)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise QueryError(f"timeout must be a positive number of seconds, not {timeout!r}")
+    if not isinstance(output_path, (str, os.PathLike)):
+        raise InvalidInputError(f"output_path must be a path, not {type(output_path).__name__}")
+    target = Path(os.path.abspath(Path(output_path).expanduser()))
+    if format is None:
+        if target.suffix.lower() not in QUERY_FORMATS:
+            raise InvalidInputError(
+                f"cannot tell the format of {str(target)!r} from its extension; name it .csv, .parquet or "
+                ".ndjson, or give the format (csv, parquet, ndjson)"
+            )
+        fmt = QUERY_FORMATS[target.suffix.lower()]
+    elif isinstance(format, str) and format.lower() in set(QUERY_FORMATS.values()):
+        fmt = format.lower()
+    else:
+        raise InvalidInputError(f"unknown query output format {format!r}; use csv, parquet or ndjson")
+    if target.is_dir():
+        raise InvalidInputError(f"{str(target)!r} is a folder; give the path of the file to write")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
+        os.close(fd)
+    except OSError as exc:
+        raise InvalidInputError(f"cannot write {str(target)!r}: {exc.strerror or exc}; choose another path") from exc
+    temp = Path(temp_name)
+    path = resolve_db_path(db_path)
+    try:
+        with process_lock(path):
+            if not prepare_file(path):
+                raise QueryError(f"there is no database at {str(path)!r} yet; save or import a scenario first")
+            temp_dir = tempfile.mkdtemp(prefix="healthsim-query-")
+            try:
+                config = _sandbox_config(temp_dir)
+                output = {"path": str(temp), "format": fmt}
+                if SANDBOX_IN_CHILD_PROCESS and sys.executable:
+                    request = {
+                        "path": str(path),
+                        "sql": sql,
+                        "limit": 1,
+                        "max_bytes": MIN_MAX_BYTES,
+                        "timeout": float(timeout),
+                        "config": config,
+                        "output": output,
+                    }
+                    result = _run_in_child(path, request, float(timeout))
+                else:
+                    result = _run_sandbox(
+                        path,
+                        sql,
+                        limit=1,
+                        max_bytes=MIN_MAX_BYTES,
+                        timeout=float(timeout),
+                        config=config,
+                        on_ready=lambda: None,
+                        output=output,
+                    )
+            finally:
+                shutil.rmtree(temp_dir, ignore_errors=True)
+        os.chmod(temp, 0o644)
+        os.replace(temp, target)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    return {**result, "path": str(target)}

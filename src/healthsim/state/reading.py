@@ -255,10 +255,10 @@ class ScenarioReader:
         """The open connection the scenario is read on."""
         return self._con
 
-    def rows_sql(self, entity_type: str | None = None) -> str:
-        """A query of the ``entity_type, entity_data`` of the scenario's entities (of one
-        type, or all), in no particular order, for statistics computed in SQL."""
-        sql = f"SELECT entity_type, entity_data FROM {self._source} WHERE scenario_id = '{self.header.scenario_id}'"
+    def rows_sql(self, entity_type: str | None = None, *, columns: str = "entity_type, entity_data") -> str:
+        """A query of ``columns`` of the scenario's entities (of one type, or all), in no
+        particular order (``id`` orders them), for work done in SQL."""
+        sql = f"SELECT {columns} FROM {self._source} WHERE scenario_id = '{self.header.scenario_id}'"
         if entity_type is not None:
             sql += " AND entity_type = '" + entity_type.replace("'", "''") + "'"
         return sql

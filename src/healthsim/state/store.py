@@ -43,6 +43,7 @@ from .editing import (
 from .entities import iter_typed_entities, normalize_type
 from .errors import InvalidInputError, ScenarioExistsError, ScenarioNotFoundError
 from .exchange.export import export_scenario, target_path
+from .exchange.formats import export_formatted, load_frames
 from .exchange.importer import entity_stream, import_scenario
 from .history import (
     VERSIONS,
@@ -65,7 +66,7 @@ from .history import (
 from .history import (
     keep_versions as keep_versions_now,
 )
-from .query import query_scenarios
+from .query import query_scenarios, query_to_file
 from .reading import (
     SCENARIO_COLUMNS,
     ScenarioHeader,
@@ -773,6 +774,57 @@ class ScenarioStore:
         """
         return export_scenario(self, name, output_path, version=version, progress=progress)
 
+    def export_scenario(
+        self,
+        name: str,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        format: str = "json",
+        version: int | None = None,
+        types: list[str] | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Path:
+        """Export a scenario in one of the analytics formats (or the JSON exchange format).
+
+        Args:
+            name: scenario name or UUID.
+            path: where to write. ``json`` and ``ndjson`` write a file (an existing folder
+                gets ``{name}.json`` / ``{name}.ndjson`` inside); ``parquet`` and ``csv``
+                write a folder with one ``{type}.parquet`` / ``{type}.csv`` per entity type.
+                Default: ``~/Downloads/{name}.json``, ``~/Downloads/{name}.ndjson``,
+                ``~/Downloads/{name}-parquet/``, ``~/Downloads/{name}-csv/``.
+            format: ``json`` (the exchange format of ``export_scenario_to_json``),
+                ``ndjson`` (one line per entity: ``entity_type``, ``entity_id``, ``data``),
+                ``parquet`` (columns inferred from the entities: objects as structs, lists
+                as lists, mixed types as JSON text, plus ``entity_id``) or ``csv`` (objects
+                flattened to dotted columns, lists as JSON text).
+            version: an earlier version (default: the current one).
+            types: only these entity types (default: all).
+            progress: called with (entities written, entities in all) as it goes.
+
+        Returns:
+            The absolute path of the file or folder written, atomically: a crash leaves no
+            half file or folder under that name.
+
+        Raises:
+            ScenarioNotFoundError: no scenario has that name or id.
+            InvalidInputError: an unknown format, a type the scenario lacks, or a path that
+                cannot be written (a file where a folder is needed); nothing is written.
+        """
+        return export_formatted(self, name, path, format=format, version=version, types=types, progress=progress)
+
+    def load_frames(
+        self, name: str, *, version: int | None = None, types: list[str] | None = None
+    ) -> dict[str, pa.Table]:
+        """A scenario's entities as one ``pyarrow.Table`` per type, with the columns of its
+        Parquet export (``pandas``: ``table.to_pandas()``; polars: ``polars.from_arrow(table)``).
+
+        Raises:
+            ScenarioNotFoundError: no scenario has that name or id.
+            InvalidInputError: a type the scenario lacks, or the version is not retained.
+        """
+        return load_frames(self, name, version=version, types=types)
+
     def import_scenario_from_json(
         self,
         file_path: str | os.PathLike[str],
@@ -831,6 +883,19 @@ class ScenarioStore:
         options: dict[str, Any] = {"limit": limit, "timeout": timeout, "max_bytes": max_bytes}
         return query_scenarios(sql, db_path=self.path, **{k: v for k, v in options.items() if v is not None})
 
+    def query_to_file(
+        self,
+        sql: str,
+        output_path: str | os.PathLike[str],
+        *,
+        format: str | None = None,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """Run one read-only SELECT in the sandbox and write every row to a csv, parquet or
+        ndjson file. See :func:`healthsim.state.query_to_file`."""
+        options: dict[str, Any] = {"format": format} | ({"timeout": timeout} if timeout is not None else {})
+        return query_to_file(sql, output_path, db_path=self.path, **options)
+
     # ------------------------------------------------------------------ reading
 
     @contextmanager
@@ -857,7 +922,7 @@ class ScenarioStore:
             past = version_record(con, sid, version, self._label(con, sid, name))
             con.execute(
                 "CREATE OR REPLACE TEMP TABLE _hs_version_rows AS "
-                + version_rows_sql("id, CAST($sid AS UUID) AS scenario_id, entity_type, entity_data")
+                + version_rows_sql("id, CAST($sid AS UUID) AS scenario_id, entity_type, entity_id, entity_data")
                 + " ORDER BY id",
                 {"sid": sid, "version": version},
             )

@@ -40,7 +40,14 @@ from ..reading import ScenarioReader
 if TYPE_CHECKING:  # the store calls this module; it is only named here for type hints
     from ..store import ScenarioStore
 
-__all__ = ["FORMAT_VERSION", "safe_file_name", "default_export_path", "export_scenario", "target_path"]
+__all__ = [
+    "FORMAT_VERSION",
+    "safe_file_name",
+    "default_export_path",
+    "export_scenario",
+    "target_path",
+    "write_atomically",
+]
 
 FORMAT_VERSION = "1.0"
 Progress = Callable[[int, int], None]  # (entities written, entities in all)
@@ -120,9 +127,11 @@ def _joined(column: pa.Array) -> memoryview:
     return memoryview(data)[first:last]
 
 
-def _write_entities(reader: ScenarioReader, out: BinaryIO, progress: Progress | None) -> None:
-    types = list(reader.counts)
-    total, done = sum(reader.counts.values()), 0
+def _write_entities(
+    reader: ScenarioReader, out: BinaryIO, progress: Progress | None, chosen: list[str] | None = None
+) -> None:
+    types = [t for t in reader.counts if chosen is None or t in chosen]
+    total, done = sum(reader.counts[t] for t in types), 0
     for position, entity_type in enumerate(types):
         closing = b"]\n" if position == len(types) - 1 else b"],\n"
         key = json.dumps(entity_type).encode("utf-8")
@@ -201,10 +210,11 @@ def export_scenario(
     output_path: str | os.PathLike[str] | None = None,
     *,
     version: int | None = None,
+    types: list[str] | None = None,
     progress: Progress | None = None,
 ) -> Path:
-    """Write one scenario (or one of its versions) to a JSON file; see
-    :func:`healthsim.state.export_scenario_to_json`.
+    """Write one scenario (or one of its versions; of ``types`` only, if given) to a JSON
+    file; see :func:`healthsim.state.export_scenario_to_json`.
 
     Raises:
         ScenarioNotFoundError: no scenario has that name or id.
@@ -213,30 +223,44 @@ def export_scenario(
     """
     with store.open_scenario(name, version) as reader:
         target = target_path(reader.header.name, output_path)
-        created = _make_folder(target)
-        try:
-            fd, temp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
-        except OSError as exc:
-            _remove_folders(created)
-            raise _cannot_write(target, exc) from exc
-        temp = Path(temp_name)
-        try:
-            with os.fdopen(fd, "wb", buffering=1 << 20) as out:
-                out.write(_header_line(reader))
-                _write_entities(reader, out, progress)
-                out.write(b"}}\n")
-                out.flush()
-                os.fsync(out.fileno())
-            os.chmod(temp, 0o666 & ~_current_umask())  # mkstemp made it 0600; a normal file
-            os.replace(temp, target)
-        except BaseException as exc:
-            temp.unlink(missing_ok=True)
-            _remove_folders(created)
-            if isinstance(exc, OSError):  # a full disk, or the target is a folder
-                raise _cannot_write(target, exc) from exc
-            raise
-    _fsync_folder(target.parent)
+
+        def write(out: BinaryIO) -> None:
+            out.write(_header_line(reader))
+            _write_entities(reader, out, progress, types)
+            out.write(b"}}\n")
+
+        write_atomically(target, write)
     return target
+
+
+def write_atomically(target: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Write a file through ``write`` to a temporary file beside ``target``, then move it
+    into place: a crash or an error leaves no half file (and no folder it created).
+
+    Raises:
+        InvalidInputError: the file or its folder cannot be written (the message names it).
+    """
+    created = _make_folder(target)
+    try:
+        fd, temp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
+    except OSError as exc:
+        _remove_folders(created)
+        raise _cannot_write(target, exc) from exc
+    temp = Path(temp_name)
+    try:
+        with os.fdopen(fd, "wb", buffering=1 << 20) as out:
+            write(out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(temp, 0o666 & ~_current_umask())  # mkstemp made it 0600; a normal file
+        os.replace(temp, target)
+    except BaseException as exc:
+        temp.unlink(missing_ok=True)
+        _remove_folders(created)
+        if isinstance(exc, OSError):  # a full disk, or the target is a folder
+            raise _cannot_write(target, exc) from exc
+        raise
+    _fsync_folder(target.parent)
 
 
 def _current_umask() -> int:

@@ -1,0 +1,225 @@
+"""Exports for analysts: NDJSON, and Parquet or CSV folders with one file per type.
+
+The JSON exchange format stays in :mod:`.export`; this module adds the others beside it
+(:func:`export_formatted`) and the Arrow tables they are made of (:func:`load_frames`).
+
+- ``ndjson``: one line per entity, ``{"entity_type", "entity_id", "data"}``, in saved
+  order; ``data`` is the stored JSON text itself (its integers exact), on one line.
+- ``parquet``: ``{type}.parquet`` per type, columns as :mod:`.tables` infers them,
+  written by DuckDB's Parquet writer.
+- ``csv``: ``{type}.csv`` per type, UTF-8 with a header, objects flattened to dotted
+  columns and lists as JSON text.
+
+A folder is written under a temporary name beside its target and renamed into place,
+so a crash never leaves a half folder under the final name.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
+
+import duckdb
+import pyarrow as pa
+
+from ..errors import InvalidInputError
+from ..reading import ScenarioReader
+from .export import (
+    _cannot_write,
+    _current_umask,
+    _fsync_folder,
+    export_scenario,
+    safe_file_name,
+    target_path,
+    write_atomically,
+)
+from .tables import type_tables
+
+if TYPE_CHECKING:
+    from ..store import ScenarioStore
+
+__all__ = ["FORMATS", "check_format", "concatenated", "export_formatted", "load_frames"]
+
+FORMATS = ("json", "ndjson", "parquet", "csv")
+_FOLDER_FORMATS = ("parquet", "csv")
+_BATCH_ROWS = 20_000
+Progress = Callable[[int, int], None]
+
+
+def check_format(format: object) -> str:
+    """``format`` if it is one of :data:`FORMATS` (any case), else a clear error."""
+    if not isinstance(format, str) or format.lower() not in FORMATS:
+        raise InvalidInputError(f"unknown export format {format!r}; use one of: {', '.join(FORMATS)}")
+    return format.lower()
+
+
+def _chosen_types(reader: ScenarioReader, types: object) -> list[str] | None:
+    """The types asked for, each checked against the scenario's."""
+    if types is None:
+        return None
+    if isinstance(types, str) or not all(isinstance(t, str) for t in types):  # type: ignore[attr-defined]
+        raise InvalidInputError("types must be a list of entity type names, e.g. ['patients', 'claims']")
+    wanted = list(dict.fromkeys(types))  # type: ignore[call-overload]
+    missing = [t for t in wanted if t not in reader.counts]
+    if missing:
+        known = ", ".join(reader.counts) or "none"
+        raise InvalidInputError(
+            f"scenario {reader.header.name!r} has no entity type {', '.join(map(repr, missing))}; its types: {known}"
+        )
+    return wanted
+
+
+def export_formatted(
+    store: ScenarioStore,
+    name: str,
+    path: str | os.PathLike[str] | None,
+    *,
+    format: str,
+    version: int | None,
+    types: list[str] | None,
+    progress: Progress | None = None,
+) -> Path:
+    """Write a scenario in ``format``; see :meth:`ScenarioStore.export_scenario`."""
+    format = check_format(format)
+    if format == "json":
+        if types is not None:
+            with store.open_scenario(name, version) as reader:
+                _chosen_types(reader, types)
+        return export_scenario(store, name, path, version=version, types=types, progress=progress)
+    with store.open_scenario(name, version) as reader:
+        chosen = _chosen_types(reader, types)
+        if format == "ndjson":
+            target = target_path(reader.header.name, path, suffix=".ndjson")
+            write_atomically(target, lambda out: _write_ndjson(reader, out, chosen, progress))
+            return target
+        folder = _folder_path(reader.header.name, path, format)
+        _write_folder(reader, folder, format, chosen, progress)
+        return folder
+
+
+def load_frames(
+    store: ScenarioStore, name: str, *, version: int | None = None, types: list[str] | None = None
+) -> dict[str, pa.Table]:
+    """The scenario's entities as one Arrow table per type (the Parquet columns)."""
+    with store.open_scenario(name, version) as reader:
+        chosen = _chosen_types(reader, types)
+        con = reader.connection
+        # JSON text columns come out as Arrow's JSON extension type, as in the Parquet files.
+        con.execute("SET arrow_lossless_conversion = true")
+        return {table.entity_type: con.sql(table.sql).to_arrow_table() for table in type_tables(reader, chosen)}
+
+
+# --- NDJSON ----------------------------------------------------------------------------------
+
+
+def _write_ndjson(reader: ScenarioReader, out: BinaryIO, types: list[str] | None, progress: Progress | None) -> None:
+    chosen = [t for t in reader.counts if types is None or t in types]
+    total, done = sum(reader.counts[t] for t in chosen), 0
+    for entity_type in chosen:
+        # Raw line breaks in stored text can only be whitespace between tokens (JSON
+        # strings escape theirs), so replacing them keeps the entity and makes one line.
+        source = reader.rows_sql(entity_type, columns="id, entity_type, entity_id, entity_data")
+        sql = (
+            'SELECT \'{"entity_type":\' || to_json(entity_type) || \',"entity_id":"\' || '
+            'CAST(entity_id AS VARCHAR) || \'","data":\' || '
+            "replace(replace(entity_data, chr(10), ' '), chr(13), ' ') || '}' || chr(10) AS line "
+            f"FROM ({source}) ORDER BY id"
+        )
+        for batch in reader.connection.sql(sql).to_arrow_reader(_BATCH_ROWS):
+            out.write(concatenated(batch.column(0)))
+            done += batch.num_rows
+            if progress is not None:
+                progress(done, total)
+
+
+def concatenated(column: pa.Array) -> memoryview:
+    """The strings of ``column`` one after the other, from its data buffer (no copy)."""
+    if not len(column):
+        return memoryview(b"")
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        column = column.cast(pa.large_string())
+    _, offsets, data = column.buffers()
+    bounds = memoryview(offsets).cast("q" if pa.types.is_large_string(column.type) else "i")
+    return memoryview(data)[bounds[column.offset] : bounds[column.offset + len(column)]]
+
+
+# --- Parquet and CSV folders -----------------------------------------------------------------
+
+
+def _folder_path(name: str, path: str | os.PathLike[str] | None, format: str) -> Path:
+    """The folder to write: ``path`` itself, or ``~/Downloads/{name}-{format}``."""
+    if path is None:
+        return Path.home() / "Downloads" / safe_file_name(name, f"-{format}")
+    folder = target_path(name, path, suffix=f"-{format}")
+    if not os.fspath(path).endswith(("/", os.sep)) and not Path(path).expanduser().is_dir():
+        folder = Path(os.path.abspath(Path(path).expanduser()))  # the folder to create, as named
+    if folder.exists() and not folder.is_dir():
+        raise InvalidInputError(
+            f"{str(folder)!r} is a file, not a folder; a {format} export writes a folder with one file "
+            "per entity type: choose another path"
+        )
+    return folder
+
+
+def _write_folder(
+    reader: ScenarioReader, folder: Path, format: str, types: list[str] | None, progress: Progress | None
+) -> None:
+    """Write the folder under a temporary name beside ``folder``, then rename it into
+    place (an existing folder of that name is replaced only once the new one is whole)."""
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".partial"))
+    except OSError as exc:
+        raise _cannot_write(folder / "x", exc) from exc
+    try:
+        tables = type_tables(reader, types)
+        total, done = sum(reader.counts[t.entity_type] for t in tables), 0
+        for table in tables:
+            target = staging / safe_file_name(table.entity_type, f".{format}")
+            _copy(reader.connection, table.sql if format == "parquet" else table.flat_sql(), target, format)
+            done += reader.counts[table.entity_type]
+            if progress is not None:
+                progress(done, total)
+        for written in staging.iterdir():
+            _fsync_file(written)
+        os.chmod(staging, 0o777 & ~_current_umask())
+        _replace_folder(staging, folder)
+    except BaseException as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise _cannot_write(folder / "x", exc) from exc
+        raise
+    _fsync_folder(folder.parent)
+
+
+def _copy(con: duckdb.DuckDBPyConnection, sql: str, target: Path, format: str) -> None:
+    quoted = str(target).replace("'", "''")
+    options = "FORMAT parquet, COMPRESSION zstd" if format == "parquet" else "FORMAT csv, HEADER true"
+    con.execute(f"COPY ({sql}) TO '{quoted}' ({options})")
+
+
+def _replace_folder(staging: Path, folder: Path) -> None:
+    if not folder.exists():
+        os.rename(staging, folder)
+        return
+    old = folder.with_name(f".{folder.name}.{uuid.uuid4().hex}.old")
+    os.rename(folder, old)
+    try:
+        os.rename(staging, folder)
+    except OSError:
+        os.rename(old, folder)  # put the earlier export back
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

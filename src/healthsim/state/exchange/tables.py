@@ -1,0 +1,259 @@
+"""A scenario as tables: one per entity type, with columns inferred from its entities.
+
+Every column is decided from all the entities of the type, never from a sample, so no
+value is dropped or changed on the way to Parquet, CSV or Arrow:
+
+- DuckDB's ``json_structure`` of each entity, grouped (generated entities share a few
+  shapes), merged here: objects become structs (keys in first-seen order), lists lists,
+  numbers the narrowest exact type (``BIGINT``, ``UBIGINT``, ``HUGEINT`` or ``DOUBLE``),
+  and a field whose values have different JSON types a ``JSON`` text column. A field
+  that is always null is a ``JSON`` column of nulls; missing keys are nulls.
+- Integers a double cannot hold exactly (beyond 2**53 in a field that also has
+  fractions, beyond 64 bits anywhere) make their field a ``JSON`` text column: the rows
+  that may hold one are found by a pattern over the stored text and parsed exactly.
+- An object with two keys equal but for case (DuckDB's struct names ignore case) is a
+  ``JSON`` column.
+- ``entity_id`` (the stored UUID, as text) comes first; a field of that name in the
+  entities is renamed ``entity_id_`` (more underscores if needed).
+
+``json_transform(entity_data, structure)`` then builds the rows, in saved order.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+
+from ..reading import BIG_INT_PATTERN, ScenarioReader
+
+__all__ = ["ENTITY_ID", "TypeTable", "type_tables"]
+
+ENTITY_ID = "entity_id"
+# More distinct shapes than this in one type: DuckDB merges them (json_group_structure).
+_MAX_SHAPES = 2_000
+_EXACT_DOUBLE = 2**53
+_INTEGERS = ("BIGINT", "UBIGINT", "HUGEINT")
+_NUMBERS = (*_INTEGERS, "DOUBLE", "DOUBLE~")
+# Integer texts of 16 digits or more: the only ones a double may not hold exactly.
+_LONG_INTEGER = r"[0-9]{16}"
+
+Structure = Any  # a type name (str), a one-element list, or a dict of key -> Structure
+
+
+class TypeTable:
+    """The columns of one entity type and the SQL that produces its rows."""
+
+    def __init__(self, reader: ScenarioReader, entity_type: str, structure: dict[str, Structure]) -> None:
+        self.entity_type = entity_type
+        # Top-level keys equal but for case cannot share a struct: the first stays in it,
+        # the others are columns of JSON text of their own (named with a trailing "_").
+        self.structure: dict[str, Structure] = {}
+        self.apart: list[tuple[str, str]] = []  # (key, column)
+        taken: set[str] = set()
+        for key, kind in structure.items():
+            if key.lower() in taken:
+                self.apart.append((key, key))
+            else:
+                self.structure[key] = kind
+                taken.add(key.lower())
+        self.id_column = ENTITY_ID
+        while self.id_column.lower() in taken:
+            self.id_column += "_"
+        taken.add(self.id_column.lower())
+        for i, (key, column) in enumerate(self.apart):
+            while column.lower() in taken:
+                column += "_"
+            taken.add(column.lower())
+            self.apart[i] = (key, column)
+        source = reader.rows_sql(entity_type, columns="id, entity_id, entity_data")
+        columns = [f"CAST(entity_id AS VARCHAR) AS {_ident(self.id_column)}"]
+        if self.structure:
+            columns.append(f"json_transform(entity_data, {_literal(orjson.dumps(self.structure).decode())}) AS s")
+        for key, column in self.apart:
+            columns.append(f"json_extract(entity_data, {_literal('$.' + json.dumps(key))}) AS {_ident(column)}")
+        # Ordered once here: the outer projections keep this order.
+        self._base = f"SELECT {', '.join(columns)} FROM ({source}) ORDER BY id"
+
+    @property
+    def sql(self) -> str:
+        """The rows: ``entity_id``, then one column per top-level field (objects as structs)."""
+        columns = [_ident(self.id_column)] + (["unnest(s)"] if self.structure else [])
+        columns += [_ident(column) for _, column in self.apart]
+        return f"SELECT {', '.join(columns)} FROM ({self._base})"
+
+    def flat_sql(self) -> str:
+        """The rows with objects flattened to dotted columns (``address.city``) and lists
+        and JSON values as JSON text: the CSV layout."""
+        columns = [_ident(self.id_column)]
+        names = {self.id_column}
+        flat = list(_flatten(self.structure, "", "s")) + [(c, _ident(c), "JSON") for _, c in self.apart]
+        for name, expr, kind in flat:
+            while name in names:  # "a.b" the key and "a" then "b": the later one gets a "_"
+                name += "_"
+            names.add(name)
+            if isinstance(kind, list):
+                expr = f"CAST(to_json({expr}) AS VARCHAR)"
+            elif kind == "JSON":
+                expr = f"CAST({expr} AS VARCHAR)"
+            columns.append(f"{expr} AS {_ident(name)}")
+        return f"SELECT {', '.join(columns)} FROM ({self._base})"
+
+
+def _flatten(structure: dict[str, Structure], prefix: str, parent: str) -> Iterator[tuple[str, str, Structure]]:
+    for key, kind in structure.items():
+        name = f"{prefix}{key}"
+        expr = f"struct_extract({parent}, {_literal(key)})"
+        if isinstance(kind, dict):
+            yield from _flatten(kind, name + ".", expr)
+        else:
+            yield name, expr, kind
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def type_tables(reader: ScenarioReader, types: list[str] | None = None) -> list[TypeTable]:
+    """The tables of the scenario ``reader`` reads (of ``types``, in saved order)."""
+    chosen = [t for t in reader.counts if types is None or t in types]
+    return [TypeTable(reader, t, _structure(reader, t)) for t in chosen]
+
+
+# --- inference -------------------------------------------------------------------------------
+
+
+def _structure(reader: ScenarioReader, entity_type: str) -> dict[str, Structure]:
+    con = reader.connection
+    source = reader.rows_sql(entity_type)
+    shapes = con.execute(
+        f"SELECT json_structure(entity_data) AS s, count(*) FROM ({source}) GROUP BY s LIMIT {_MAX_SHAPES + 1}"
+    ).fetchall()
+    merged: Structure = "NULL"
+    if len(shapes) > _MAX_SHAPES:
+        rows = con.execute(f"SELECT json_group_structure(entity_data) FROM ({source})").fetchall()
+        merged = _merge("NULL", json.loads(rows[0][0]))
+    else:
+        for text, _ in shapes:
+            merged = _merge(merged, json.loads(text))
+    if not isinstance(merged, dict):  # every entity is an object, but an empty one is "JSON"
+        return {}
+    _exact_integers(reader, entity_type, merged)
+    return _finish(merged, top=True)
+
+
+def _merge(a: Structure, b: Structure) -> Structure:
+    """The type that holds every value of types ``a`` and ``b`` exactly.
+
+    ``DOUBLE~`` is a double field that also holds integers (checked row by row later).
+    """
+    if a == b:
+        return a
+    if a == "NULL":
+        return b
+    if b == "NULL":
+        return a
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = dict(a)
+        for k, v in b.items():
+            out[k] = _merge(out[k], v) if k in out else v
+        return out
+    if isinstance(a, list) and isinstance(b, list):
+        return [_merge(a[0] if a else "NULL", b[0] if b else "NULL")]
+    if isinstance(a, str) and isinstance(b, str) and a in _NUMBERS and b in _NUMBERS:
+        if a in _INTEGERS and b in _INTEGERS:
+            return "HUGEINT"  # two different integer types: 128 bits hold both
+        if a in _INTEGERS or b in _INTEGERS:
+            integer = a if a in _INTEGERS else b
+            # A double holds a BIGINT exactly up to 2**53 (larger ones are found row by
+            # row); UBIGINT and HUGEINT values are beyond it anyway.
+            return "DOUBLE~" if integer == "BIGINT" else "JSON"
+        return "DOUBLE~"  # DOUBLE with DOUBLE~
+    return "JSON"
+
+
+def _exact_integers(reader: ScenarioReader, entity_type: str, structure: dict[str, Structure]) -> None:
+    """Make ``JSON`` the double fields holding an integer that no double holds exactly.
+
+    ``json_structure`` calls an integer beyond 64 bits a double, and a field mixing
+    integers and fractions is a double: the rows whose text may hold such an integer
+    (by pattern) are parsed exactly and their integers checked.
+    """
+    doubles = [p for p, kind in _leaves(structure) if kind in ("DOUBLE", "DOUBLE~")]
+    if not doubles:
+        return
+    mixed = any(kind == "DOUBLE~" for _, kind in _leaves(structure))
+    beyond_64 = reader.header.metadata.get("exact_json_rows") != 0
+    if not (mixed or beyond_64):
+        return
+    pattern = _LONG_INTEGER if mixed else BIG_INT_PATTERN
+    source = reader.rows_sql(entity_type)
+    rows = reader.connection.execute(
+        f"SELECT entity_data FROM ({source}) WHERE regexp_matches(entity_data, '{pattern}')"
+    ).fetchall()
+    for (text,) in rows:
+        for path, value in _integers(json.loads(text)):
+            if abs(value) > _EXACT_DOUBLE:
+                _set_json(structure, path)
+
+
+def _integers(value: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], int]]:
+    if isinstance(value, bool):
+        return
+    if isinstance(value, int):
+        yield path, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _integers(v, (*path, k))
+    elif isinstance(value, list):
+        for v in value:
+            yield from _integers(v, (*path, "*"))
+
+
+def _set_json(structure: Structure, path: tuple[str, ...]) -> None:
+    """Set the type at ``path`` (``*`` for list elements) to JSON, if it is a double."""
+    node: Structure = structure
+    parent: Structure = None
+    key: int | str = 0
+    for step in path:
+        parent = node
+        if step == "*" and isinstance(node, list) and node:
+            node, key = node[0], 0
+        elif isinstance(node, dict) and step in node:
+            node, key = node[step], step
+        else:
+            return  # a part already JSON
+    if node in ("DOUBLE", "DOUBLE~") and parent is not None:
+        parent[key] = "JSON"
+
+
+def _leaves(structure: Structure, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Structure]]:
+    if isinstance(structure, dict):
+        for k, v in structure.items():
+            yield from _leaves(v, (*path, k))
+    elif isinstance(structure, list):
+        yield from _leaves(structure[0] if structure else "NULL", (*path, "*"))
+    else:
+        yield path, structure
+
+
+def _finish(structure: Structure, top: bool = False) -> Structure:
+    """The structure as ``json_transform`` takes it: ``NULL`` and empty lists or objects
+    become ``JSON``, as does an object (below the top) with keys equal but for case."""
+    if isinstance(structure, dict):
+        if not top and (not structure or len({k.lower() for k in structure}) < len(structure)):
+            return "JSON"
+        return {k: _finish(v) for k, v in structure.items()}
+    if isinstance(structure, list):
+        return [_finish(structure[0])] if structure else "JSON"
+    if structure == "DOUBLE~":
+        return "DOUBLE"
+    if structure == "HUGEINT":  # only BIGINT and UBIGINT merged: 64-bit values, which Parquet
+        return "DECIMAL(38,0)"  # keeps exactly as a decimal (it would write a HUGEINT as a double)
+    return "JSON" if structure == "NULL" else structure
