@@ -31,6 +31,7 @@ import duckdb
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).parent))
 from data import generate, write_json
@@ -54,6 +55,9 @@ TARGETS = {
     "diff of versions 100 apart": 1.0,
     "summary": 0.5,
     "report": 2.0,
+    "parquet export": 1.5,
+    "ndjson export": 1.5,
+    "load_frames": 1.5,
 }
 # save: resident memory added beyond the input; import/export: peak resident memory of the process.
 MEMORY_TARGETS_MB = {
@@ -62,8 +66,9 @@ MEMORY_TARGETS_MB = {
     "import (indent=2)": 800,
     "import (one line)": 800,
     "export": 400,
+    "parquet export": 800,
 }
-OPERATIONS = ("save", "load", "export", "import", "list", "edit", "see")
+OPERATIONS = ("save", "load", "export", "import", "list", "edit", "see", "tables")
 # File layouts the import is measured on: the export's own, and the two that Python's json
 # module writes (as earlier HealthSim releases did): json.dumps(doc, indent=2) and json.dumps(doc).
 LAYOUTS = {"export": "import", "indent2": "import (indent=2)", "oneline": "import (one line)"}
@@ -262,6 +267,9 @@ def memory_child(mode: str, args: list[str]) -> None:
     elif mode == "export":
         ScenarioStore(args[0]).export_scenario_to_json("bench", args[1])
         print(json.dumps({"mb": _rss_kb("VmHWM") / 1024}))
+    elif mode == "parquet":
+        ScenarioStore(args[0]).export_scenario("bench", args[1], format="parquet")
+        print(json.dumps({"mb": _rss_kb("VmHWM") / 1024}))
 
 
 def write_layouts(exported: Path, targets: list[tuple[str, Path]]) -> None:
@@ -311,7 +319,55 @@ def lib_report(path: Path, out: Path) -> float:
     return time.perf_counter() - started
 
 
+def lib_export_format(db: Path, out: Path, fmt: str) -> float:
+    started = time.perf_counter()
+    ScenarioStore(db).export_scenario("bench", out, format=fmt)
+    return time.perf_counter() - started
+
+
+def floor_parquet(ndjson: Path, folder: Path) -> float:
+    """DuckDB alone: per type, read our NDJSON export with read_json (its own type
+    inference) and COPY the entities of that type to Parquet, in one process."""
+    started = time.perf_counter()
+    con = duckdb.connect()
+    types = [
+        t
+        for (t,) in con.execute(
+            f"SELECT DISTINCT entity_type FROM read_json('{ndjson}', format='newline_delimited', columns={{entity_type: 'VARCHAR'}})"
+        ).fetchall()
+    ]
+    folder.mkdir(exist_ok=True)
+    for entity_type in types:
+        con.execute(
+            f"COPY (SELECT entity_id, unnest(data) FROM read_json('{ndjson}', format='newline_delimited') "
+            f"WHERE entity_type = '{entity_type}') TO '{folder / entity_type}.parquet' (FORMAT parquet)"
+        )
+    con.close()
+    return time.perf_counter() - started
+
+
+def lib_frames(db: Path) -> float:
+    started = time.perf_counter()
+    frames = ScenarioStore(db).load_frames("bench")
+    elapsed = time.perf_counter() - started
+    assert sum(t.num_rows for t in frames.values()) > 0
+    return elapsed
+
+
+def floor_frames(folder: Path) -> float:
+    """pyarrow reading the Parquet files of the library's export."""
+    started = time.perf_counter()
+    tables = {p.stem: pq.read_table(p) for p in sorted(folder.glob("*.parquet"))}
+    elapsed = time.perf_counter() - started
+    assert sum(t.num_rows for t in tables.values()) > 0
+    return elapsed
+
+
 TIMED = {
+    "lib-export-format": lambda a: lib_export_format(Path(a[0]), Path(a[1]), a[2]),
+    "floor-parquet": lambda a: floor_parquet(Path(a[0]), Path(a[1])),
+    "lib-frames": lambda a: lib_frames(Path(a[0])),
+    "floor-frames": lambda a: floor_frames(Path(a[0])),
     "lib-summary": lambda a: lib_summary(Path(a[0])),
     "lib-report": lambda a: lib_report(Path(a[0]), Path(a[1])),
     "lib-load-named": lambda a: lib_load_named(Path(a[0]), a[1], a[2] if len(a) > 2 else ""),
@@ -581,6 +637,38 @@ def bench_see(n: int, folder: Path, repeat: int) -> list[tuple[str, str, float, 
     return [("summary", size, summary, load, TARGETS["summary"]), ("report", size, report, summary, TARGETS["report"])]
 
 
+def bench_tables(
+    n: int, folder: Path, repeat: int, memory: dict[str, float] | None
+) -> list[tuple[str, str, float, float, float]]:
+    """Analytics formats of a scenario of ``n`` entities: Parquet beside DuckDB converting
+    our NDJSON export, NDJSON beside the JSON export, load_frames beside pyarrow reading
+    the Parquet files (each in a fresh process)."""
+    db = folder / "tables.duckdb"
+    ScenarioStore(db).save_scenario("bench", generate(n))
+    gc.collect()
+    ndjson, parquet = folder / "bench.ndjson", folder / "bench-parquet"
+    size = f"{n:,}"
+
+    def timed(mode: str, *args: str) -> float:
+        return best_of(repeat, lambda _: timed_in_child(mode, *args))
+
+    ndjson_export = timed("lib-export-format", str(db), str(ndjson), "ndjson")
+    json_export = timed("lib-export", str(db), str(folder / "bench.json"))
+    parquet_export = timed("lib-export-format", str(db), str(parquet), "parquet")
+    parquet_floor = timed("floor-parquet", str(ndjson), str(folder / "floor-parquet"))
+    frames = timed("lib-frames", str(db))
+    frames_floor = timed("floor-frames", str(parquet))
+    if memory is not None:
+        memory["parquet export"] = measure_memory("parquet", str(db), str(folder / "mem-parquet"))["mb"]
+    for leftover in (db, ndjson, folder / "bench.json"):
+        leftover.unlink(missing_ok=True)
+    return [
+        ("parquet export", size, parquet_export, parquet_floor, TARGETS["parquet export"]),
+        ("ndjson export", size, ndjson_export, json_export, TARGETS["ndjson export"]),
+        ("load_frames", size, frames, frames_floor, TARGETS["load_frames"]),
+    ]
+
+
 def bytes_per_entity(entities: dict[str, list[dict[str, Any]]]) -> float:
     sizes = [len(orjson.dumps(e)) for items in entities.values() for e in items[:2000]]
     return sum(sizes) / len(sizes)
@@ -644,6 +732,8 @@ def main() -> None:
             results += bench_edits(max(args.sizes), folder, args.repeat)
         if "see" in only:
             results += bench_see(max(args.sizes), folder, args.repeat)
+        if "tables" in only:
+            results += bench_tables(max(args.sizes), folder, args.repeat, None if args.no_memory else memory)
         if "list" in only:
             count = args.list_scenarios
             list_db = folder / "list.duckdb"
@@ -672,7 +762,7 @@ def main() -> None:
     if memory:
         print(f"\n| memory, {max(args.sizes):,} entities | MB | target |")
         print("|---|---:|---:|")
-        for op in MEMORY_TARGETS_MB:  # save, the three imports, export
+        for op in MEMORY_TARGETS_MB:  # save, the three imports, the exports
             if op in memory:
                 label = "added beyond the input" if op == "save" else "peak of the process"
                 verdict = "ok" if memory[op] < MEMORY_TARGETS_MB[op] else "OVER"

@@ -396,3 +396,53 @@ def test_summary_shows_fields_and_facts_and_report_writes_a_page(isolated_home: 
     assert html.startswith("<!DOCTYPE html>") and "cohort" in html and "<script src" not in html
     default = Path(ok("report", "cohort").stdout.strip())
     assert default == isolated_home / "Downloads" / "cohort-report.html" and default.is_file()
+
+
+def test_export_formats_and_query_output(isolated_home: Path, tmp_path: Path) -> None:
+    ok("save", "cohort", "--from", str(EXAMPLE))
+    written = json.loads(
+        ok(
+            "export",
+            "cohort",
+            "--format",
+            "parquet",
+            "--type",
+            "patients",
+            "--type",
+            "claims",
+            "-o",
+            str(tmp_path / "pq"),
+            "--json",
+        ).stdout
+    )
+    assert written == {"path": str(tmp_path / "pq"), "format": "parquet"}
+    assert sorted(p.name for p in (tmp_path / "pq").iterdir()) == ["claims.parquet", "patients.parquet"]
+    ndjson = Path(ok("export", "cohort", "-f", "ndjson", "-o", str(tmp_path) + "/").stdout.strip())
+    assert ndjson == tmp_path / "cohort.ndjson" and len(ndjson.read_text().splitlines()) == 30
+    assert_clean_error(run("export", "cohort", "--format", "xlsx"), 1, "unknown export format 'xlsx'")
+    assert_clean_error(run("export", "cohort", "--format", "csv", "--type", "aliens"), 1, "no entity type 'aliens'")
+
+    out = ok(
+        "query",
+        "SELECT data->>'patient_id' AS id, data->'address' AS address FROM patients",
+        "-o",
+        str(tmp_path / "q.csv"),
+    )
+    assert "5 row(s) written to" in out.stdout
+    rows = (tmp_path / "q.csv").read_text().splitlines()
+    assert rows[0] == '"id","address"' and rows[1].startswith('"MRN-10001","{')
+    listed = json.loads(
+        ok(
+            "query",
+            "SELECT entity_type, count(*) AS n FROM entities GROUP BY ALL",
+            "-o",
+            str(tmp_path / "q.out"),
+            "--format",
+            "ndjson",
+            "--json",
+        ).stdout
+    )
+    assert listed["rows_written"] == 6 and listed["format"] == "ndjson"
+    assert_clean_error(run("query", "SELECT 1", "-o", str(tmp_path / "q.xlsx")), 1, "cannot tell the format")
+    assert not (tmp_path / "q.xlsx").exists()
+    assert run("query", "SELECT 1", "--format", "csv").exit_code == 2  # --format goes with --output

@@ -540,3 +540,27 @@ def test_undo_over_mcp_history_restore_diff_and_the_trash(db_path: Path) -> None
         assert (await call(client, "list_scenarios", deleted=True))["total_count"] == 0
 
     with_session(db_path, test)
+
+
+def test_export_scenario_writes_analytics_formats(db_path: Path, tmp_path: Path) -> None:
+    ScenarioStore(db_path).save_scenario(
+        "c", {"patients": [{"patient_id": "A", "address": {"city": "X"}}], "claims": []}
+    )
+
+    async def test(client: ClientSession) -> None:
+        tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+        assert tools["export_scenario"].input_schema["properties"]["format"]["enum"] == [
+            "json",
+            "ndjson",
+            "parquet",
+            "csv",
+        ]
+        folder = await call(
+            client, "export_scenario", name="c", output_path=str(tmp_path / "pq"), format="parquet", types=["patients"]
+        )
+        assert folder["path"] == str(tmp_path / "pq") and folder["format"] == "parquet"
+        assert [p.name for p in (tmp_path / "pq").iterdir()] == ["patients.parquet"]
+        error = await call_error(client, "export_scenario", name="c", format="csv", types=["aliens"])
+        assert "no entity type 'aliens'" in error
+
+    with_session(db_path, test)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
@@ -11,9 +12,10 @@ from pathlib import Path
 import duckdb
 import legacy_db
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
-from healthsim.state import QueryError, ScenarioStore, query_scenarios
+from healthsim.state import InvalidInputError, QueryError, ScenarioStore, query_scenarios, query_to_file
 from healthsim.state import query as query_module
 from helpers.sample import diabetes_cohort
 
@@ -271,3 +273,313 @@ def test_legacy_tables_keep_their_names(tmp_path: Path) -> None:
     assert result["columns"] == ["id", "mrn", "given_name"]
     assert "patients" not in result["views"]
     assert query_scenarios("SELECT count(*) FROM entities WHERE entity_type = 'patients'", db_path=db)["rows"] == [[2]]
+
+
+# ---------------------------------------------------------------- query_to_file
+
+
+TRICKY_PATIENTS = [
+    {
+        "patient_id": "P1",
+        "note": 'comma, and "quotes"',
+        "address": {"line": ["1 Main St"], "city": "Springfield"},
+        "score": 0.1,
+        "big": 2**100,
+    },
+    {"patient_id": "P2", "note": "line one\nline two\r\nline three", "score": 1e300, "big": -(2**100)},
+    {"patient_id": "P3", "note": "ünïcødé ✓ 日本 🙂", "address": {"city": 'São Paulo, "SP"'}, "big": 42},
+    {"patient_id": "P4", "note": "", "score": 1 / 3},
+    {"patient_id": "P5"},
+]
+
+# Text with commas, quotes, newlines and unicode; NULLs; JSON (address), a double, a
+# HUGEINT past 64 bits, a struct and a list (from list()) on every row.
+TRICKY_SQL = """WITH p AS (
+  SELECT data->>'patient_id' AS id, data->>'note' AS note, data->'address' AS address,
+         CAST(data->>'score' AS DOUBLE) AS score, CAST(data->>'big' AS HUGEINT) AS big,
+         {'id': data->>'patient_id', 'note': data->>'note'} AS info
+  FROM patients
+)
+SELECT p.*, (SELECT list(note ORDER BY id) FROM p) AS notes FROM p ORDER BY id"""
+TRICKY_COLUMNS = ["id", "note", "address", "score", "big", "info", "notes"]
+
+
+@pytest.fixture
+def tricky(store: ScenarioStore) -> ScenarioStore:
+    store.save_scenario("tricky", {"patients": TRICKY_PATIENTS})
+    return store
+
+
+def leftovers(folder: Path) -> list[str]:
+    """Names in ``folder`` (none if it does not exist): targets and ``.partial`` files."""
+    return sorted(os.listdir(folder)) if folder.exists() else []
+
+
+def from_csv(text: str, like: object) -> object:
+    """A CSV cell read back as the kind of value ``query`` returned for it."""
+    if like is None:
+        return None if text == "" else text
+    if isinstance(like, float):
+        return float(text)
+    if isinstance(like, (list, dict)):
+        return json.loads(text)  # lists and structs are JSON text in CSV
+    return text
+
+
+def read_csv_rows(path: Path) -> tuple[list[str], list[list[str]]]:
+    with open(path, encoding="utf-8", newline="") as handle:
+        header, *rows = list(csv.reader(handle))
+    return header, rows
+
+
+def test_query_to_file_csv_equals_query(tricky: ScenarioStore, tmp_path: Path) -> None:
+    expected = tricky.query(TRICKY_SQL, limit=100)
+    assert expected["columns"] == TRICKY_COLUMNS and expected["row_count"] == 5
+    target = tmp_path / "out" / "rows.csv"
+    result = query_to_file(TRICKY_SQL, target, db_path=tricky.path)
+    assert result["path"] == str(target) and result["format"] == "csv"
+    assert result["columns"] == TRICKY_COLUMNS and result["rows_written"] == 5
+    assert result["elapsed_seconds"] >= 0
+    header, rows = read_csv_rows(target)
+    assert header == TRICKY_COLUMNS
+    assert [
+        [from_csv(t, q) for t, q in zip(row, want, strict=True)]
+        for row, want in zip(rows, expected["rows"], strict=True)
+    ] == expected["rows"]
+    assert rows[1][1] == "line one\nline two\r\nline three"  # newlines kept inside the quoted field
+    assert rows[0][4] == str(2**100) and rows[1][4] == str(-(2**100))  # HUGEINT exact
+    assert leftovers(target.parent) == ["rows.csv"]
+
+
+def test_query_to_file_csv_tells_null_from_empty_text(filled: ScenarioStore, tmp_path: Path) -> None:
+    target = tmp_path / "nulls.csv"
+    query_to_file("SELECT '' AS empty, NULL::VARCHAR AS missing, NULL::INTEGER AS n, 1 AS one", target)
+    assert target.read_bytes() == b'"empty","missing","n","one"\n"",,,1\n'
+
+
+def test_query_to_file_ndjson_equals_query(tricky: ScenarioStore, tmp_path: Path) -> None:
+    expected = tricky.query(TRICKY_SQL, limit=100)["rows"]
+    for row in expected:  # query gives JSON as text and HUGEINT as digits; ndjson as values
+        row[2] = None if row[2] is None else json.loads(row[2])
+        row[4] = None if row[4] is None else int(row[4])
+    target = tmp_path / "rows.ndjson"
+    result = tricky.query_to_file(TRICKY_SQL, target)
+    assert result["format"] == "ndjson" and result["rows_written"] == 5
+    lines = target.read_text(encoding="utf-8").split("\n")
+    assert lines[-1] == "" and len(lines) == 6  # one line per row, each ended by a newline
+    objects = [json.loads(line) for line in lines[:-1]]
+    assert all(list(obj) == TRICKY_COLUMNS for obj in objects)
+    assert [list(obj.values()) for obj in objects] == expected
+    assert objects[0]["big"] == 2**100 and objects[1]["big"] == -(2**100)
+
+
+def test_query_to_file_parquet_equals_query(tricky: ScenarioStore, tmp_path: Path) -> None:
+    expected = tricky.query(TRICKY_SQL, limit=100)["rows"]
+    target = tmp_path / "rows.parquet"
+    result = tricky.query_to_file(TRICKY_SQL, target)
+    assert result["format"] == "parquet" and result["rows_written"] == 5
+    table = pq.read_table(target)
+    assert table.column_names == TRICKY_COLUMNS
+    assert table.schema.field("score").type == pa.float64()
+    assert pa.types.is_struct(table.schema.field("info").type)
+    assert pa.types.is_list(table.schema.field("notes").type)
+    rows = [list(record.values()) for record in table.to_pylist()]
+    for row in rows:
+        row[4] = None if row[4] is None else str(int(row[4]))  # a 38-digit decimal, exact
+    assert rows == expected
+    # DuckDB reads the file too, with the same values.
+    with duckdb.connect() as con:
+        again = con.execute(
+            "SELECT id, note, score, CAST(big AS VARCHAR), notes FROM read_parquet(?) ORDER BY id", [str(target)]
+        ).fetchall()
+    assert again == [(r[0], r[1], r[3], r[4], r[6]) for r in expected]
+
+
+@pytest.mark.parametrize("extension", [".csv", ".parquet", ".ndjson"])
+def test_query_to_file_writes_every_row_past_the_query_cap(
+    filled: ScenarioStore, tmp_path: Path, extension: str
+) -> None:
+    total = 250_000  # 2.5 times MAX_ROW_LIMIT, and several write batches
+    assert total > query_module.MAX_ROW_LIMIT
+    target = tmp_path / f"range{extension}"
+    result = query_to_file("SELECT range AS i, 'row ' || range AS label FROM range(250000)", target)
+    assert result["rows_written"] == total and result["columns"] == ["i", "label"]
+    if extension == ".csv":
+        header, rows = read_csv_rows(target)
+        assert header == ["i", "label"]
+        assert rows == [[str(i), f"row {i}"] for i in range(total)]
+    elif extension == ".parquet":
+        table = pq.read_table(target)
+        assert table.num_rows == total and table.column("i").to_pylist() == list(range(total))
+        assert table.column("label").to_pylist()[-1] == f"row {total - 1}"
+    else:
+        with open(target, encoding="utf-8") as handle:
+            objects = [json.loads(line) for line in handle]
+        assert objects == [{"i": i, "label": f"row {i}"} for i in range(total)]
+
+
+def test_query_to_file_empty_result(filled: ScenarioStore, tmp_path: Path) -> None:
+    sql = "SELECT 1 AS a, 'x' AS b WHERE false"
+    assert query_to_file(sql, tmp_path / "e.csv")["rows_written"] == 0
+    assert (tmp_path / "e.csv").read_bytes() == b'"a","b"\n'  # the header still
+    assert query_to_file(sql, tmp_path / "e.ndjson")["rows_written"] == 0
+    assert (tmp_path / "e.ndjson").read_bytes() == b""
+    assert query_to_file(sql, tmp_path / "e.parquet")["rows_written"] == 0
+    table = pq.read_table(tmp_path / "e.parquet")
+    assert table.num_rows == 0 and table.column_names == ["a", "b"]
+
+
+def test_query_to_file_format_from_extension_or_argument(
+    filled: ScenarioStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sql = "SELECT 1 AS one"
+    jsonl = query_to_file(sql, tmp_path / "rows.JSONL")
+    assert jsonl["format"] == "ndjson" and (tmp_path / "rows.JSONL").read_text() == '{"one":1}\n'
+    # An explicit format wins over the extension, whatever its case.
+    forced = query_to_file(sql, tmp_path / "really.csv", format="Parquet")
+    assert forced["format"] == "parquet" and (tmp_path / "really.csv").read_bytes()[:4] == b"PAR1"
+    assert pq.read_table(tmp_path / "really.csv").to_pylist() == [{"one": 1}]
+    text = query_to_file(sql, tmp_path / "rows.txt", format="ndjson")
+    assert text["format"] == "ndjson" and (tmp_path / "rows.txt").read_text() == '{"one":1}\n'
+    no_extension = query_to_file(sql, tmp_path / "rows", format="csv")
+    assert no_extension["format"] == "csv" and (tmp_path / "rows").read_text() == '"one"\n1\n'
+    # Relative paths and ~ are made absolute; missing folders are created.
+    monkeypatch.chdir(tmp_path)
+    relative = query_to_file(sql, Path("a") / "b" / "c.csv")
+    assert relative["path"] == str(tmp_path / "a" / "b" / "c.csv") and (tmp_path / "a" / "b" / "c.csv").is_file()
+    home = query_to_file(sql, "~/exports/deep/x.parquet")
+    assert home["path"] == os.path.join(os.environ["HOME"], "exports", "deep", "x.parquet")
+    assert pq.read_table(home["path"]).num_rows == 1
+
+
+def test_query_to_file_unknown_format_writes_nothing(filled: ScenarioStore, tmp_path: Path) -> None:
+    folder = tmp_path / "new"
+    with pytest.raises(InvalidInputError, match=r"rows\.xlsx"):
+        query_to_file("SELECT 1", folder / "rows.xlsx")
+    with pytest.raises(InvalidInputError, match="no_extension"):
+        query_to_file("SELECT 1", folder / "no_extension")
+    with pytest.raises(InvalidInputError, match="'xlsx'"):
+        query_to_file("SELECT 1", folder / "rows.csv", format="xlsx")
+    with pytest.raises(InvalidInputError, match="format"):
+        query_to_file("SELECT 1", folder / "rows.csv", format=3)  # type: ignore[arg-type]
+    assert not folder.exists()  # not even the folder
+    with pytest.raises(InvalidInputError):
+        filled.query_to_file("SELECT 1", folder / "rows.json")  # .json is not ndjson
+    assert not folder.exists()
+
+
+def test_query_to_file_target_folder_or_bad_parent(filled: ScenarioStore, tmp_path: Path) -> None:
+    folder = tmp_path / "already.csv"
+    folder.mkdir()
+    with pytest.raises(InvalidInputError, match="is a folder"):
+        query_to_file("SELECT 1", folder)
+    assert leftovers(folder) == []
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(InvalidInputError, match="cannot write"):
+        query_to_file("SELECT 1", blocker / "rows.csv")
+    assert blocker.read_text() == "not a folder"
+    assert sorted(os.listdir(tmp_path)) == ["already.csv", "file", "home"]
+
+
+SANDBOX_REFUSALS = [
+    ("copy", "COPY (SELECT 1) TO '{out}/copied.csv'", "not COPY"),
+    ("create", "CREATE TABLE t AS SELECT 1", "not CREATE"),
+    ("two-statements", "SELECT 1; SELECT 2", "exactly one statement"),
+    ("read_csv", "SELECT * FROM read_csv('{secret}')", "disabled"),
+    ("read_text", "SELECT content FROM read_text('{secret}')", "disabled"),
+    ("etc-passwd", "SELECT * FROM read_csv('/etc/passwd')", "disabled"),
+]
+
+
+@pytest.mark.parametrize("sql", [r[1] for r in SANDBOX_REFUSALS], ids=[r[0] for r in SANDBOX_REFUSALS])
+def test_query_to_file_stays_in_the_sandbox(filled: ScenarioStore, tmp_path: Path, sql: str) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("password")
+    problem = {r[1]: r[2] for r in SANDBOX_REFUSALS}[sql]
+    out = tmp_path / "out"
+    db_hash = hashlib.sha256(filled.path.read_bytes()).hexdigest()
+    with pytest.raises(QueryError) as info:
+        query_to_file(sql.format(secret=secret, out=out), out / "rows.csv")
+    assert problem in str(info.value) and "password" not in str(info.value)
+    assert leftovers(out) == []  # no target, no .partial, no copied.csv
+    assert hashlib.sha256(filled.path.read_bytes()).hexdigest() == db_hash
+    assert "CREATE" not in sql or "t" not in query_scenarios("FROM duckdb_tables()")["columns"]
+
+
+def test_query_to_file_runs_with_the_sandbox_settings(filled: ScenarioStore, tmp_path: Path) -> None:
+    target = tmp_path / "settings.ndjson"
+    query_to_file(
+        "SELECT current_setting('enable_external_access') AS external, current_setting('lock_configuration') AS locked",
+        target,
+    )
+    assert json.loads(target.read_text()) == {"external": False, "locked": True}
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT 1/0 AS n",  # integer division by zero is NULL in DuckDB: not an error
+        "SELECT no_such_column FROM patients",
+        "SELECT * FROM no_such_table",
+        "SELECT CAST('x' || i AS INTEGER) FROM range(200000) t(i)",  # fails after some rows
+        "SELECT error('boom') FROM patients",
+    ],
+    ids=["division", "bad-column", "bad-table", "bad-cast", "error"],
+)
+def test_query_to_file_failure_leaves_the_target_alone(filled: ScenarioStore, tmp_path: Path, sql: str) -> None:
+    target = tmp_path / "out" / "rows.csv"
+    target.parent.mkdir()
+    target.write_text("old content")
+    if sql == "SELECT 1/0 AS n":
+        result = query_to_file(sql, target)  # succeeds: a NULL, written as such
+        assert result["rows_written"] == 1 and target.read_text() == '"n"\n\n'
+        return
+    with pytest.raises(QueryError, match="the query failed"):
+        query_to_file(sql, target)
+    assert target.read_text() == "old content"
+    assert leftovers(target.parent) == ["rows.csv"]  # no .partial beside it
+    fresh = tmp_path / "fresh" / "rows.parquet"
+    with pytest.raises(QueryError):
+        query_to_file(sql, fresh)
+    assert leftovers(fresh.parent) == []
+
+
+def test_query_to_file_missing_database_writes_nothing(isolated_home: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with pytest.raises(QueryError, match="no database"):
+        query_to_file("SELECT 1", out / "rows.csv")
+    assert leftovers(out) == []
+
+
+def test_query_to_file_bad_arguments(filled: ScenarioStore, tmp_path: Path) -> None:
+    for timeout in (0, -1, True, "5"):
+        with pytest.raises(QueryError, match="timeout"):
+            query_to_file("SELECT 1", tmp_path / "x.csv", timeout=timeout)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="output_path"):
+        query_to_file("SELECT 1", 42)  # type: ignore[arg-type]
+    with pytest.raises(QueryError, match="one SELECT"):
+        query_to_file("  ", tmp_path / "x.csv")
+    assert leftovers(tmp_path) == ["home"]
+
+
+def test_query_to_file_time_limit_while_querying(filled: ScenarioStore, tmp_path: Path) -> None:
+    target = tmp_path / "slow.csv"
+    started = time.monotonic()
+    with pytest.raises(QueryError, match="ran longer than 0.3 s"):
+        query_to_file("SELECT count(*) FROM range(1000000000000) a", target, timeout=0.3)
+    assert time.monotonic() - started < 3
+    assert leftovers(tmp_path) == ["home"]
+
+
+def test_query_to_file_time_limit_while_writing(filled: ScenarioStore, tmp_path: Path) -> None:
+    # Rows come at once and keep coming: the deadline is checked between written batches,
+    # and the partial file (already megabytes) is removed.
+    target = tmp_path / "endless.ndjson"
+    target.write_text("old content")
+    started = time.monotonic()
+    with pytest.raises(QueryError, match="ran longer than 0.5 s"):
+        query_to_file("SELECT i, repeat('x', 50) AS pad FROM range(10000000000) t(i)", target, timeout=0.5)
+    assert time.monotonic() - started < 3
+    assert target.read_text() == "old content"
+    assert leftovers(tmp_path) == ["endless.ndjson", "home"]

@@ -718,7 +718,8 @@ def query(
             out.print(f"{written['rows_written']:,} row(s) written to {written['path']}", markup=False)
         return
     if output_format is not None:
-        raise typer.BadParameter("--format goes with --output", param_hint="--format")
+        err.print("error: --format goes with --output (the file to write the rows to)", markup=False)
+        raise typer.Exit(2)
     result = store.query(sql, limit=limit, timeout=timeout)
     if as_json:
         print_json(result)

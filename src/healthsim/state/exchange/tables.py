@@ -11,10 +11,10 @@ value is dropped or changed on the way to Parquet, CSV or Arrow:
 - Integers a double cannot hold exactly (beyond 2**53 in a field that also has
   fractions, beyond 64 bits anywhere) make their field a ``JSON`` text column: the rows
   that may hold one are found by a pattern over the stored text and parsed exactly.
-- An object with two keys equal but for case (DuckDB's struct names ignore case) is a
-  ``JSON`` column.
-- ``entity_id`` (the stored UUID, as text) comes first; a field of that name in the
-  entities is renamed ``entity_id_`` (more underscores if needed).
+- An object below the top with two keys equal but for case is a ``JSON`` column.
+- ``entity_id`` (the stored UUID, as text) comes first. A top-level field named
+  ``entity_id``, or equal to an earlier field but for case (DuckDB's struct names ignore
+  case), is a column of JSON text of its own named with a trailing ``_`` (``entity_id_``).
 
 ``json_transform(entity_data, structure)`` then builds the rows, in saved order.
 """
@@ -51,18 +51,16 @@ class TypeTable:
         # Top-level keys equal but for case cannot share a struct: the first stays in it,
         # the others are columns of JSON text of their own (named with a trailing "_").
         self.structure: dict[str, Structure] = {}
+        # So is a field named like the first column, entity_id (the stored id).
         self.apart: list[tuple[str, str]] = []  # (key, column)
-        taken: set[str] = set()
+        self.id_column = ENTITY_ID
+        taken: set[str] = {ENTITY_ID}
         for key, kind in structure.items():
             if key.lower() in taken:
                 self.apart.append((key, key))
             else:
                 self.structure[key] = kind
                 taken.add(key.lower())
-        self.id_column = ENTITY_ID
-        while self.id_column.lower() in taken:
-            self.id_column += "_"
-        taken.add(self.id_column.lower())
         for i, (key, column) in enumerate(self.apart):
             while column.lower() in taken:
                 column += "_"
@@ -131,9 +129,11 @@ def type_tables(reader: ScenarioReader, types: list[str] | None = None) -> list[
 
 def _structure(reader: ScenarioReader, entity_type: str) -> dict[str, Structure]:
     con = reader.connection
-    source = reader.rows_sql(entity_type)
+    source = reader.rows_sql(entity_type, columns="id, entity_data")
+    # Shapes in the order they first appear: columns follow the keys as entities have them.
     shapes = con.execute(
-        f"SELECT json_structure(entity_data) AS s, count(*) FROM ({source}) GROUP BY s LIMIT {_MAX_SHAPES + 1}"
+        f"SELECT json_structure(entity_data) AS s, min(id) AS first FROM ({source}) GROUP BY s "
+        f"ORDER BY first LIMIT {_MAX_SHAPES + 1}"
     ).fetchall()
     merged: Structure = "NULL"
     if len(shapes) > _MAX_SHAPES:
@@ -141,7 +141,8 @@ def _structure(reader: ScenarioReader, entity_type: str) -> dict[str, Structure]
         merged = _merge("NULL", json.loads(rows[0][0]))
     else:
         for text, _ in shapes:
-            merged = _merge(merged, json.loads(text))
+            # An entity is an object; json_structure calls an empty one "JSON".
+            merged = _merge(merged, {} if text == '"JSON"' else json.loads(text))
     if not isinstance(merged, dict):  # every entity is an object, but an empty one is "JSON"
         return {}
     _exact_integers(reader, entity_type, merged)
@@ -179,28 +180,36 @@ def _merge(a: Structure, b: Structure) -> Structure:
 
 
 def _exact_integers(reader: ScenarioReader, entity_type: str, structure: dict[str, Structure]) -> None:
-    """Make ``JSON`` the double fields holding an integer that no double holds exactly.
+    """Settle the number fields a structure alone cannot: doubles holding an integer no
+    double holds exactly become ``JSON``; integer fields of both signs (``HUGEINT``)
+    become ``BIGINT`` when every value fits in 64 bits.
 
-    ``json_structure`` calls an integer beyond 64 bits a double, and a field mixing
-    integers and fractions is a double: the rows whose text may hold such an integer
-    (by pattern) are parsed exactly and their integers checked.
+    ``json_structure`` calls an integer beyond 64 bits a double, a field mixing integers
+    and fractions is a double, and a non-negative integer is ``UBIGINT``: the rows whose
+    text may hold a long integer (by pattern) are parsed exactly and their integers checked.
     """
-    doubles = [p for p, kind in _leaves(structure) if kind in ("DOUBLE", "DOUBLE~")]
-    if not doubles:
+    kinds = {kind for _, kind in _leaves(structure)}
+    mixed = "DOUBLE~" in kinds
+    beyond_64 = reader.header.metadata.get("exact_json_rows") != 0 and "DOUBLE" in kinds
+    signed = "HUGEINT" in kinds
+    if not (mixed or beyond_64 or signed):
         return
-    mixed = any(kind == "DOUBLE~" for _, kind in _leaves(structure))
-    beyond_64 = reader.header.metadata.get("exact_json_rows") != 0
-    if not (mixed or beyond_64):
-        return
-    pattern = _LONG_INTEGER if mixed else BIG_INT_PATTERN
+    # 16 digits reach past 2**53, 19 past 2**63; BIG_INT_PATTERN finds those past 64 bits.
+    pattern = _LONG_INTEGER if mixed else r"[0-9]{19}" if signed else BIG_INT_PATTERN
     source = reader.rows_sql(entity_type)
     rows = reader.connection.execute(
         f"SELECT entity_data FROM ({source}) WHERE regexp_matches(entity_data, '{pattern}')"
     ).fetchall()
+    wide: set[tuple[str, ...]] = set()
     for (text,) in rows:
         for path, value in _integers(json.loads(text)):
             if abs(value) > _EXACT_DOUBLE:
-                _set_json(structure, path)
+                _set_json(structure, path, ("DOUBLE", "DOUBLE~"))
+            if not -(2**63) <= value < 2**63:
+                wide.add(path)
+    for path, kind in list(_leaves(structure)):
+        if kind == "HUGEINT" and path not in wide:
+            _set_json(structure, path, ("HUGEINT",), to="BIGINT")
 
 
 def _integers(value: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], int]]:
@@ -216,8 +225,8 @@ def _integers(value: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[st
             yield from _integers(v, (*path, "*"))
 
 
-def _set_json(structure: Structure, path: tuple[str, ...]) -> None:
-    """Set the type at ``path`` (``*`` for list elements) to JSON, if it is a double."""
+def _set_json(structure: Structure, path: tuple[str, ...], kinds: tuple[str, ...], to: str = "JSON") -> None:
+    """Set the type at ``path`` (``*`` for list elements) to ``to`` if it is one of ``kinds``."""
     node: Structure = structure
     parent: Structure = None
     key: int | str = 0
@@ -229,8 +238,8 @@ def _set_json(structure: Structure, path: tuple[str, ...]) -> None:
             node, key = node[step], step
         else:
             return  # a part already JSON
-    if node in ("DOUBLE", "DOUBLE~") and parent is not None:
-        parent[key] = "JSON"
+    if node in kinds and parent is not None:
+        parent[key] = to
 
 
 def _leaves(structure: Structure, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Structure]]:
@@ -254,6 +263,6 @@ def _finish(structure: Structure, top: bool = False) -> Structure:
         return [_finish(structure[0])] if structure else "JSON"
     if structure == "DOUBLE~":
         return "DOUBLE"
-    if structure == "HUGEINT":  # only BIGINT and UBIGINT merged: 64-bit values, which Parquet
-        return "DECIMAL(38,0)"  # keeps exactly as a decimal (it would write a HUGEINT as a double)
+    if structure == "HUGEINT":  # negative and past 2**63 in one field: a 38-digit decimal holds
+        return "DECIMAL(38,0)"  # both (Parquet would get a HUGEINT as a double)
     return "JSON" if structure == "NULL" else structure
