@@ -412,8 +412,16 @@ def _run_sandbox(
                     "elapsed_seconds": round(time.monotonic() - started, 3),
                 }
             rows = _Rows(len(columns), limit=limit, max_bytes=max_bytes, deadline=started + timeout)
-            for batch in relation.to_arrow_reader(_BATCH_ROWS):
-                rows.add(batch)
+            try:
+                for batch in relation.to_arrow_reader(_BATCH_ROWS):
+                    rows.add(batch)
+            except OSError as exc:
+                # After the first batch DuckDB's errors come through Arrow's stream as an
+                # OSError with DuckDB's message: its interrupt (the time limit) or a failure.
+                message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                if message.startswith("INTERRUPT"):
+                    raise _OutOfTime from None
+                raise QueryError(f"the query failed: {message}") from None
         except (duckdb.InterruptException, _OutOfTime):
             raise QueryError(_timeout_message(timeout)) from None
         except duckdb.OutOfMemoryException as exc:
@@ -446,39 +454,96 @@ def _write_rows(
     con: duckdb.DuckDBPyConnection, sql: str, relation: duckdb.DuckDBPyRelation, output: dict[str, str], deadline: float
 ) -> int:
     """Write every row of ``sql`` to ``output["path"]`` as csv, parquet or ndjson, batch
-    by batch (memory stays bounded); the SQL stays in the sandbox, only this code writes."""
+    by batch (memory stays bounded); the SQL stays in the sandbox, only this code writes.
+
+    The rows come from ``relation`` (``sql`` already parsed), never from SQL text wrapped
+    around ``sql``: a trailing ``;`` or ``-- comment`` would break the wrapping, and
+    columns are taken by position (``#1``…), so duplicate names and a column named like
+    an alias cannot pick the wrong values.
+    """
     fmt, path = output["format"], output["path"]
+    # Types Arrow writes wrong (UHUGEINT past 2**127 wraps around, TIMETZ loses its
+    # offset, BIT and BIGNUM become DuckDB's internal bytes) or cannot write to CSV or
+    # Parquet (INTERVAL, UNION, BLOB in CSV): DuckDB's text of them instead.
+    as_text = {"bit", "bignum", "varint", "interval", "time with time zone", "uhugeint"}
+    nesting = {"list", "array", "struct", "map", "union"}
+
+    def type_ids(kind: Any) -> set[str]:  # a DuckDB type and the types nested in it
+        ids = {kind.id}
+        if kind.id in nesting:
+            for _, child in kind.children:
+                if hasattr(child, "id"):  # not an array's size
+                    ids |= type_ids(child)
+        return ids
+
     if fmt == "ndjson":
-        wrapped = f"SELECT CAST(to_json(t) AS VARCHAR) || chr(10) AS line FROM ({sql}) AS t"
-    elif fmt == "csv":  # lists, structs and maps as JSON text: CSV has no nesting
-        parts = []
-        for name, kind in zip(relation.columns, relation.types, strict=True):
-            column = '"' + name.replace('"', '""') + '"'
-            nested = str(kind).upper().startswith(("STRUCT", "MAP", "UNION")) or str(kind).endswith("]")
-            parts.append(f"CAST(to_json({column}) AS VARCHAR) AS {column}" if nested else column)
-        wrapped = f"SELECT {', '.join(parts)} FROM ({sql}) AS t"
+        # to_json of the row itself, under an alias no column has (a column named like
+        # the alias would be taken instead of the row).
+        names = {name.lower() for name in relation.columns}
+        alias = "healthsim_row"
+        while alias in names:
+            alias += "_"
+        rows = relation.set_alias(alias).project(f"CAST(to_json({alias}) AS VARCHAR) || chr(10) AS line")
     else:
-        wrapped = sql
+        parts, changed = [], False
+        for position, (name, kind) in enumerate(zip(relation.columns, relation.types, strict=True), start=1):
+            column, label = f"#{position}", '"' + name.replace('"', '""') + '"'
+            ids = type_ids(kind)
+            if kind.id in nesting and (fmt == "csv" or kind.id == "union" or ids & (as_text | {"hugeint"})):
+                # CSV has no nesting; Parquet has no unions, and Arrow fails the types above
+                # inside lists and structs too: JSON text.
+                expression = f"CAST(to_json({column}) AS VARCHAR)"
+            elif kind.id in as_text or (fmt == "csv" and kind.id == "blob"):
+                expression = f"CAST({column} AS VARCHAR)"
+            elif fmt == "parquet" and kind.id == "hugeint":
+                # Arrow's 38-digit decimal, checked: past it, a clear error rather than a
+                # file that readers refuse.
+                expression = f"CAST({column} AS DECIMAL(38,0))"
+            else:
+                parts.append(f"{column} AS {label}")
+                continue
+            parts.append(f"{expression} AS {label}")
+            changed = True
+        rows = relation.project(", ".join(parts)) if changed else relation
     written = 0
     with open(path, "wb") as out:
-        reader = con.sql(wrapped).to_arrow_reader(_WRITE_BATCH_ROWS)
+        reader = rows.to_arrow_reader(_WRITE_BATCH_ROWS)
         writer: Any = None
-        if fmt == "parquet":
-            writer = pq.ParquetWriter(out, reader.schema, compression="zstd")
-        elif fmt == "csv":
-            writer = pa_csv.CSVWriter(out, reader.schema)
-        for batch in reader:
-            if time.monotonic() > deadline:
-                raise _OutOfTime
-            if writer is None:
-                out.write(concatenated(batch.column(0)))
-            else:
-                writer.write_batch(batch)
-            written += batch.num_rows
-        if writer is not None:
-            writer.close()
-        out.flush()
-        os.fsync(out.fileno())
+        try:
+            if fmt == "parquet":
+                writer = pq.ParquetWriter(out, reader.schema, compression="zstd")
+            elif fmt == "csv":
+                writer = pa_csv.CSVWriter(out, reader.schema)
+            for batch in reader:
+                if time.monotonic() > deadline:
+                    raise _OutOfTime
+                if writer is None:
+                    out.write(concatenated(batch.column(0)))
+                else:
+                    writer.write_batch(batch)
+                written += batch.num_rows
+            if writer is not None:
+                writer, closing = None, writer
+                closing.close()
+            out.flush()
+            os.fsync(out.fileno())
+        except OSError as exc:
+            if exc.errno is not None:  # the file: disk full, say
+                raise QueryError(f"cannot write the rows: {exc.strerror or exc}") from None
+            # DuckDB's errors after the first batch come through Arrow's stream as OSError
+            # with DuckDB's message: its interrupt (the time limit) or the query failing.
+            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            if message.startswith("INTERRUPT"):
+                raise _OutOfTime from None
+            raise QueryError(f"the query failed: {message}") from None
+        except pa.ArrowException as exc:
+            raise QueryError(f"cannot write this result as {fmt}: {str(exc).splitlines()[0]}") from None
+        finally:
+            if writer is not None:  # failed part-way: the file is removed, only close it
+                try:
+                    writer.close()
+                except (OSError, pa.ArrowException, ValueError):
+                    pass
     return written
 
 
