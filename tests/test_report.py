@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from healthsim.state import MissingDependencyError, ScenarioStore
+from healthsim.state import InvalidInputError, MissingDependencyError, ScenarioStore
 from healthsim.state import report as report_module
 from healthsim.state.report import render_report, write_report
 from helpers.paths import EXAMPLES, HERE
@@ -456,12 +456,13 @@ def test_write_report_failure_leaves_nothing(tmp_path: Path, monkeypatch: pytest
 
     monkeypatch.setattr(os, failing, fail)
     new = tmp_path / "new" / "report.html"
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(InvalidInputError, match="no space left on the disk"):
         write_report(example_summary(), new)
-    assert os.listdir(new.parent) == []
+    assert not new.parent.exists()  # the folder it made is gone too
+    new.parent.mkdir()
     old = new.parent / "old.html"
     old.write_text("old")
-    with pytest.raises(OSError):
+    with pytest.raises(InvalidInputError):
         write_report(example_summary(), old)
     assert old.read_text() == "old"
     assert os.listdir(new.parent) == ["old.html"]

@@ -740,7 +740,15 @@ def query_scenarios(
         raise QueryError(
             f"max_bytes must be a whole number from {MIN_MAX_BYTES:,} to {MAX_MAX_BYTES:,}, not {max_bytes!r}"
         )
-    path = resolve_db_path(db_path)
+    result = _sandboxed(resolve_db_path(db_path), sql, limit=limit, max_bytes=max_bytes, timeout=float(timeout))
+    return cast(QueryResult, result)
+
+
+def _sandboxed(
+    path: Path, sql: str, *, limit: int, max_bytes: int, timeout: float, output: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Run ``sql`` in the sandbox (a child process unless :data:`SANDBOX_IN_CHILD_PROCESS`
+    is off): its result, or with ``output`` the rows written to that file."""
     # Hold this process's turn on the file while the child has it open, as connect() does.
     with process_lock(path):
         # Schema upgrades and an interrupted write's leftovers first: the sandbox opens
@@ -756,21 +764,20 @@ def query_scenarios(
                     "sql": sql,
                     "limit": limit,
                     "max_bytes": max_bytes,
-                    "timeout": float(timeout),
+                    "timeout": timeout,
                     "config": config,
+                    "output": output,
                 }
-                return cast(QueryResult, _run_in_child(path, request, float(timeout)))
-            return cast(
-                QueryResult,
-                _run_sandbox(
-                    path,
-                    sql,
-                    limit=limit,
-                    max_bytes=max_bytes,
-                    timeout=float(timeout),
-                    config=config,
-                    on_ready=lambda: None,
-                ),
+                return _run_in_child(path, request, timeout)
+            return _run_sandbox(
+                path,
+                sql,
+                limit=limit,
+                max_bytes=max_bytes,
+                timeout=timeout,
+                config=config,
+                on_ready=lambda: None,
+                output=output,
             )
         finally:
             # The child may have been killed mid-spill: its files would stay otherwise.
@@ -838,39 +845,10 @@ def query_to_file(
     except OSError as exc:
         raise InvalidInputError(f"cannot write {str(target)!r}: {exc.strerror or exc}; choose another path") from exc
     temp = Path(temp_name)
-    path = resolve_db_path(db_path)
     try:
-        with process_lock(path):
-            if not prepare_file(path):
-                raise QueryError(f"there is no database at {str(path)!r} yet; save or import a scenario first")
-            temp_dir = tempfile.mkdtemp(prefix="healthsim-query-")
-            try:
-                config = _sandbox_config(temp_dir)
-                output = {"path": str(temp), "format": fmt}
-                if SANDBOX_IN_CHILD_PROCESS and sys.executable:
-                    request = {
-                        "path": str(path),
-                        "sql": sql,
-                        "limit": 1,
-                        "max_bytes": MIN_MAX_BYTES,
-                        "timeout": float(timeout),
-                        "config": config,
-                        "output": output,
-                    }
-                    result = _run_in_child(path, request, float(timeout))
-                else:
-                    result = _run_sandbox(
-                        path,
-                        sql,
-                        limit=1,
-                        max_bytes=MIN_MAX_BYTES,
-                        timeout=float(timeout),
-                        config=config,
-                        on_ready=lambda: None,
-                        output=output,
-                    )
-            finally:
-                shutil.rmtree(temp_dir, ignore_errors=True)
+        output = {"path": str(temp), "format": fmt}
+        db = resolve_db_path(db_path)
+        result = _sandboxed(db, sql, limit=1, max_bytes=MIN_MAX_BYTES, timeout=float(timeout), output=output)
         os.chmod(temp, 0o644)
         os.replace(temp, target)
     except BaseException:

@@ -29,9 +29,7 @@ import functools
 import html
 import json
 import math
-import os
 import re
-import secrets
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -39,6 +37,7 @@ from typing import Any
 from .. import __version__
 from .._text import safe_text
 from .errors import MissingDependencyError
+from .exchange.export import write_atomically
 
 __all__ = ["render_report", "write_report"]
 
@@ -180,31 +179,16 @@ def write_report(summary: Mapping[str, Any], path: Path) -> Path:
 
     The page goes to a temporary file in the same folder (created if missing), which is
     flushed to disk and then renamed over ``path``: a reader sees the old file or the
-    whole new one, never part of one, and a failure leaves no temporary file behind.
+    whole new one, never part of one, and a failure leaves no temporary file (or folder
+    it created) behind.
 
     Raises:
         MissingDependencyError: plotly is not installed (``pip install 'healthsim-state[report]'``).
-        OSError: the folder or file cannot be written.
+        InvalidInputError: the folder or file cannot be written (the message says why).
     """
     path = Path(path)
-    data = render_report(summary).encode("utf-8")
-    folder = path.parent
-    folder.mkdir(parents=True, exist_ok=True)
-    temp = folder / f".{path.name[:120]}.{secrets.token_hex(6)}.tmp"  # short enough for any file system
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        try:
-            temp.unlink()
-        except OSError:
-            pass
-        raise
-    _sync_folder(folder)
+    data = render_report(summary).encode("utf-8")  # before anything is written: it may fail
+    write_atomically(path, lambda out: out.write(data))
     return path
 
 
@@ -221,20 +205,6 @@ def _plotly_js() -> str:
     script: str = get_plotlyjs()
     # Never true of the shipped bundle, but the page's script must not end early.
     return re.sub(r"</(script)", r"<\\/\1", script, flags=re.IGNORECASE)
-
-
-def _sync_folder(folder: Path) -> None:
-    """Make the rename durable where the platform can (POSIX); elsewhere a no-op."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # --- text and numbers ---------------------------------------------------------------------

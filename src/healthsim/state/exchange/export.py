@@ -233,7 +233,7 @@ def export_scenario(
     return target
 
 
-def write_atomically(target: Path, write: Callable[[BinaryIO], None]) -> None:
+def write_atomically(target: Path, write: Callable[[BinaryIO], object]) -> None:
     """Write a file through ``write`` to a temporary file beside ``target``, then move it
     into place: a crash or an error leaves no half file (and no folder it created).
 
