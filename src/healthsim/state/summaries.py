@@ -75,11 +75,7 @@ _WHEN = (
 _NOT_WHEN = set(_BIRTH) | {"deceased_date", "death_date"}
 _MONEY = re.compile(r"charge|paid|allowed|billed|amount|cost|payment", re.IGNORECASE)
 
-_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _ISO_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?")
-
-# The first character of a JSON text of each type (JSON null is SQL NULL after from_json).
-_FIRST_CHARACTER = {"string": '"', "date": '"', "object": "{", "array": "["}
 
 
 def _literal(text: str) -> str:
@@ -254,9 +250,11 @@ def _field_stats(con: duckdb.DuckDBPyConnection, table: str, fields: list[_Field
     """Fill in each field's statistics with one aggregate query over ``table`` (two when
     a field's values are not all of the type its first value suggested).
 
-    A JSON text's first character tells its type, so one histogram counts the types;
-    the measures of the guessed type ride along unfiltered, and are taken again with a
-    filter only for fields whose values turn out to be mixed.
+    A JSON text's first character tells its type. When a field's lowest and highest
+    texts are of the type its first value suggested, all its values are, and the
+    measures of that type (asked unfiltered in the same query) hold; otherwise a
+    histogram of first characters counts its types and each type is measured again
+    with a filter.
     """
     asked = []
     for f in fields:
