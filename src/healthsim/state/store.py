@@ -44,6 +44,7 @@ from .entities import iter_typed_entities, normalize_type
 from .errors import InvalidInputError, ScenarioExistsError, ScenarioNotFoundError
 from .exchange.export import export_scenario, target_path
 from .exchange.formats import export_formatted, load_frames
+from .exchange.frames_cache import FramesCache
 from .exchange.importer import entity_stream, import_scenario
 from .history import (
     VERSIONS,
@@ -683,6 +684,7 @@ class ScenarioStore:
                         deleted = find_deleted(con, name)
                         if deleted is not None:
                             forget_scenario(con, deleted)
+                            FramesCache(self.path).forget(deleted)
                             return True
                     return False
                 sid = header.scenario_id
@@ -713,6 +715,7 @@ class ScenarioStore:
                 for table in ("scenario_entities", "scenario_tags", "scenarios"):
                     con.execute(f"DELETE FROM {table} WHERE scenario_id = ?", [sid])
                 self._retain(con, sid, 0, now)
+        FramesCache(self.path).forget(sid)
         return True
 
     def scenario_summary(self, name: str) -> SaveSummary:
@@ -818,6 +821,10 @@ class ScenarioStore:
     ) -> dict[str, pa.Table]:
         """A scenario's entities as one ``pyarrow.Table`` per type, with the columns of its
         Parquet export (``pandas``: ``table.to_pandas()``; polars: ``polars.from_arrow(table)``).
+
+        The tables of every type of a version are kept as Parquet files beside the database
+        file (``{file}.frames/``, one version per scenario), so loading them again reads
+        those instead of parsing every entity.
 
         Raises:
             ScenarioNotFoundError: no scenario has that name or id.

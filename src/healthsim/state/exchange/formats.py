@@ -38,6 +38,7 @@ from .export import (
     target_path,
     write_atomically,
 )
+from .frames_cache import FramesCache
 from .tables import type_tables
 
 if TYPE_CHECKING:
@@ -106,12 +107,20 @@ def load_frames(
     store: ScenarioStore, name: str, *, version: int | None = None, types: list[str] | None = None
 ) -> dict[str, pa.Table]:
     """The scenario's entities as one Arrow table per type (the Parquet columns)."""
+    cache = FramesCache(Path(store.path))
     with store.open_scenario(name, version) as reader:
         chosen = _chosen_types(reader, types)
+        made = (reader.header.scenario_id, reader.version, reader.header.updated_at)
+        cached = cache.read(*made, chosen if chosen is not None else list(reader.counts))
+        if cached is not None:
+            return cached
         con = reader.connection
         # JSON text columns come out as Arrow's JSON extension type, as in the Parquet files.
         con.execute("SET arrow_lossless_conversion = true")
-        return {table.entity_type: con.sql(table.sql).to_arrow_table() for table in type_tables(reader, chosen)}
+        frames = {table.entity_type: con.sql(table.sql).to_arrow_table() for table in type_tables(reader, chosen)}
+    if chosen is None:  # every type: worth keeping (written after the database is closed)
+        cache.write(*made, frames)
+    return frames
 
 
 # --- NDJSON ----------------------------------------------------------------------------------

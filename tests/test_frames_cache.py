@@ -1,0 +1,77 @@
+"""The Parquet cache of load_frames: the same tables as building them, never stale, and
+never in the way."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from healthsim.state import ScenarioStore
+from helpers.paths import EXAMPLES
+
+ODD: dict[str, list[dict[str, Any]]] = {
+    "things": [
+        {"n": 123456789012345678901234567890, "mixed": 1, "u": 2**64 - 1, "list": [1, {"a": "b"}]},
+        {"n": 1.5, "mixed": "x", "u": -1, "Name": 1, "name": 2, "entity_id": "theirs"},
+    ]
+}
+
+
+def cache_root(store: ScenarioStore) -> Path:
+    return Path(store.path).with_name(Path(store.path).name + ".frames")
+
+
+def folders(store: ScenarioStore) -> list[str]:
+    root = cache_root(store)
+    return sorted(str(p.relative_to(root)) for p in root.glob("*/*")) if root.exists() else []
+
+
+def same(a: dict[str, pa.Table], b: dict[str, pa.Table]) -> bool:
+    return list(a) == list(b) and all(a[t].schema == b[t].schema and a[t].equals(b[t]) for t in a)
+
+
+def test_cached_tables_equal_built_ones_and_follow_every_change(store: ScenarioStore) -> None:
+    store.save_scenario("example", json.loads((EXAMPLES / "diabetes-cohort.json").read_text()) | ODD)
+    built = store.load_frames("example")
+    assert len(folders(store)) == 1  # every type of version 1, cached
+    cached = store.load_frames("example")
+    assert same(cached, built)
+    assert same(
+        store.load_frames("example", types=["things", "patients"]), {t: built[t] for t in ("things", "patients")}
+    )
+
+    store.add_entities("example", {"patients": [{"patient_id": "NEW", "gender": "other"}]})
+    after = store.load_frames("example")
+    assert after["patients"].num_rows == built["patients"].num_rows + 1
+    assert [f.split("/")[1].split("-")[0] for f in folders(store)] == ["v2"]  # the older version's files went
+    assert same(store.load_frames("example", version=1), built)  # built again: not cached any more
+
+    store.delete_scenario("example")
+    assert folders(store) == []
+
+
+def test_a_damaged_or_unwritable_cache_is_ignored(store: ScenarioStore) -> None:
+    store.save_scenario("s", ODD)
+    built = store.load_frames("s")
+    (folder,) = cache_root(store).glob("*/*")
+    (folder / "0.parquet").write_bytes(b"not parquet")
+    assert same(store.load_frames("s"), built)
+    (folder / "types.json").write_text("{")
+    assert same(store.load_frames("s"), built)
+
+    store.save_scenario("t", ODD)
+    root = cache_root(store)
+    for item in root.iterdir():
+        if item.is_dir():
+            for sub in item.iterdir():
+                for f in sub.iterdir():
+                    f.unlink()
+                sub.rmdir()
+            item.rmdir()
+    root.rmdir()
+    root.write_text("a file where the cache folder would be")
+    assert same(store.load_frames("t"), store.load_frames("t"))
+    assert root.read_text() == "a file where the cache folder would be"
