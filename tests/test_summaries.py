@@ -292,3 +292,11 @@ def test_any_scalars_are_summarized_as_python_sees_them(store: ScenarioStore, ro
             assert stats["min"] == low and stats["max"] == high
         if not strings:
             assert "distinct" not in stats
+
+
+def test_keys_equal_but_for_case_are_fields_of_their_own(store: ScenarioStore) -> None:
+    entities = [{"Name": "upper", "name": i, "inner": {"A": True, "a": None}} for i in range(3)]
+    store.save_scenario("twins", {"things": entities})
+    fields = store.summarize_scenario("twins")["types"]["things"]["fields"]
+    assert fields["Name"]["top"] == [["upper", 3]] and fields["name"]["max"] == 2
+    assert fields["inner.A"]["true"] == 3 and fields["inner.a"] == {"present": 0.0, "types": ["null"]}

@@ -44,7 +44,6 @@ from .entities import iter_typed_entities, normalize_type
 from .errors import InvalidInputError, ScenarioExistsError, ScenarioNotFoundError
 from .exchange.export import export_scenario, target_path
 from .exchange.formats import export_formatted, load_frames
-from .exchange.frames_cache import FramesCache
 from .exchange.importer import entity_stream, import_scenario
 from .history import (
     VERSIONS,
@@ -95,7 +94,7 @@ from .results import (
     ScenarioSummary,
 )
 from .schema import begin_staging, discard_staging, end_staging, schema_version
-from .summaries import REPORT_BYTES, summarize
+from .summaries import REPORT_BYTES, SUMMARY_BYTES, summarize
 from .transactions import transaction
 from .validation import (
     as_uuid,
@@ -105,6 +104,7 @@ from .validation import (
     validate_limit,
     validate_name,
 )
+from .version_cache import VersionCache
 
 __all__ = ["ScenarioStore"]
 
@@ -684,7 +684,7 @@ class ScenarioStore:
                         deleted = find_deleted(con, name)
                         if deleted is not None:
                             forget_scenario(con, deleted)
-                            FramesCache(self.path).forget(deleted)
+                            VersionCache(self.path).forget(deleted)
                             return True
                     return False
                 sid = header.scenario_id
@@ -715,7 +715,7 @@ class ScenarioStore:
                 for table in ("scenario_entities", "scenario_tags", "scenarios"):
                     con.execute(f"DELETE FROM {table} WHERE scenario_id = ?", [sid])
                 self._retain(con, sid, 0, now)
-        FramesCache(self.path).forget(sid)
+        VersionCache(self.path).forget(sid)
         return True
 
     def scenario_summary(self, name: str) -> SaveSummary:
@@ -956,8 +956,20 @@ class ScenarioStore:
                 version is not retained.
         """
         samples = validate_limit(samples, name="samples")
+        return cast(ScenarioOverview, self._summary(name, version, samples, SUMMARY_BYTES))
+
+    def _summary(self, name: str, version: int | None, samples: int, budget: int) -> dict[str, Any]:
+        """The summary of a version, kept beside the database once computed (a version
+        never changes: every change makes a new one)."""
+        cache = VersionCache(self.path)
         with self.open_scenario(name, version) as reader:
-            return summarize(reader, samples)
+            made = (reader.header.scenario_id, reader.version, reader.header.updated_at)
+            kept = cache.read_summary(*made, samples, budget)
+            if kept is not None:
+                return kept
+            summary = dict(summarize(reader, samples, budget=budget))
+        cache.write_summary(*made, samples, budget, summary)
+        return summary
 
     def report_scenario(
         self, name: str, output_path: str | os.PathLike[str] | None = None, *, version: int | None = None
@@ -983,8 +995,7 @@ class ScenarioStore:
         from .report import write_report  # plotly is optional: imported when a report is asked for
 
         # A page has room for every field computed, not only the 12 KB an assistant gets.
-        with self.open_scenario(name, version) as reader:
-            summary = summarize(reader, 2, budget=REPORT_BYTES)
+        summary = self._summary(name, version, 2, REPORT_BYTES)
         target = target_path(summary["name"], output_path, suffix="-report.html")
         return write_report(summary, target)
 

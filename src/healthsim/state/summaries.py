@@ -163,14 +163,12 @@ def _type_fields(
     """The table the type's fields were read into, its fields with their statistics
     (most present first), and how many more fields it has than were computed."""
     chosen = keys[:_MAX_FIELDS]
-    spec = orjson.dumps({k: "JSON" for k, _ in chosen}).decode()
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE _hs_fields AS SELECT from_json(entity_data, {_literal(spec)}) AS r "
-        f"FROM ({rows_sql})"
-    )
+    inside, apart = _struct_keys([k for k, _ in chosen], "entity_data", "x")
+    spec = orjson.dumps(dict.fromkeys(inside, "JSON")).decode()
+    columns = [f"from_json(entity_data, {_literal(spec)}) AS r", *apart.values()]
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _hs_fields AS SELECT {', '.join(columns)} FROM ({rows_sql})")
     top = [
-        _Field(json_path("", k).lstrip("."), f"struct_extract(r, {_literal(k)})", n, _guess(first, [k]), [k])
-        for k, n in chosen
+        _Field(json_path("", k).lstrip("."), _field_expr("r", k, apart), n, _guess(first, [k]), [k]) for k, n in chosen
     ]
     # Among fields as present as each other, the order of the first entity's keys.
     written = {k: i for i, k in enumerate(first[0])} if first and isinstance(first[0], dict) else {}
@@ -210,18 +208,42 @@ def _nested_fields(
         if i not in by_parent:
             continue
         position = p.place[0]
-        spec = orjson.dumps({k: "JSON" for k, _ in by_parent[i]}).decode()
+        inside, apart = _struct_keys([k for k, _ in by_parent[i]], p.expr, f"n{i}_")
+        spec = orjson.dumps(dict.fromkeys(inside, "JSON")).decode()
         columns.append(f"CASE WHEN left({p.expr}, 1) = '{{' THEN from_json({p.expr}, {_literal(spec)}) END AS n{i}")
+        columns += apart.values()
         parent_path = p.path if p.path.startswith("[") else "." + p.path
         for j, (k, n) in enumerate(by_parent[i]):
             where = [*p.keys, k]
             path = json_path(parent_path, k).lstrip(".")
-            fields.append(_Field(path, f"struct_extract(n{i}, {_literal(k)})", n, _guess(first, where), where))
+            fields.append(_Field(path, _field_expr(f"n{i}", k, apart), n, _guess(first, where), where))
             fields[-1].place = (position, j)
     if fields:
         con.execute(f"CREATE OR REPLACE TEMP TABLE _hs_nested AS SELECT {', '.join(columns)} FROM _hs_fields")
         _field_stats(con, "_hs_nested", fields, count)
     return fields, len(keys) - len(chosen)
+
+
+def _struct_keys(keys: list[str], source: str, prefix: str) -> tuple[list[str], dict[str, str]]:
+    """The keys a struct can hold (DuckDB's struct names ignore case: the first of keys
+    equal but for case), and for the others a column of their own: ``{key: SQL AS name}``
+    (JSON null read as SQL NULL, as ``from_json`` does)."""
+    inside: list[str] = []
+    apart: dict[str, str] = {}
+    seen: set[str] = set()
+    for key in keys:
+        if key.lower() in seen:
+            path = _literal("$." + json.dumps(key))
+            apart[key] = f"NULLIF(json_extract({source}, {path}), 'null') AS {prefix}{len(apart)}"
+        else:
+            inside.append(key)
+            seen.add(key.lower())
+    return inside, apart
+
+
+def _field_expr(struct: str, key: str, apart: dict[str, str]) -> str:
+    """SQL of one field's JSON text: from the struct, or its own column."""
+    return apart[key].rsplit(" AS ", 1)[1] if key in apart else f"struct_extract({struct}, {_literal(key)})"
 
 
 def _guess(first: list[Any], keys: list[str]) -> str | None:

@@ -29,6 +29,7 @@ import pyarrow as pa
 
 from ..errors import InvalidInputError
 from ..reading import ScenarioReader
+from ..version_cache import VersionCache
 from .export import (
     _cannot_write,
     _current_umask,
@@ -38,7 +39,6 @@ from .export import (
     target_path,
     write_atomically,
 )
-from .frames_cache import FramesCache
 from .tables import type_tables
 
 if TYPE_CHECKING:
@@ -107,11 +107,11 @@ def load_frames(
     store: ScenarioStore, name: str, *, version: int | None = None, types: list[str] | None = None
 ) -> dict[str, pa.Table]:
     """The scenario's entities as one Arrow table per type (the Parquet columns)."""
-    cache = FramesCache(Path(store.path))
+    cache = VersionCache(Path(store.path))
     with store.open_scenario(name, version) as reader:
         chosen = _chosen_types(reader, types)
         made = (reader.header.scenario_id, reader.version, reader.header.updated_at)
-        cached = cache.read(*made, chosen if chosen is not None else list(reader.counts))
+        cached = cache.read_frames(*made, chosen if chosen is not None else list(reader.counts))
         if cached is not None:
             return cached
         con = reader.connection
@@ -119,7 +119,7 @@ def load_frames(
         con.execute("SET arrow_lossless_conversion = true")
         frames = {table.entity_type: con.sql(table.sql).to_arrow_table() for table in type_tables(reader, chosen)}
     if chosen is None:  # every type: worth keeping (written after the database is closed)
-        cache.write(*made, frames)
+        cache.write_frames(*made, frames)
     return frames
 
 

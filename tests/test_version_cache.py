@@ -1,5 +1,5 @@
-"""The Parquet cache of load_frames: the same tables as building them, never stale, and
-never in the way."""
+"""What is kept of a version (load_frames' tables, summaries): the same as computing it,
+never stale, and never in the way."""
 
 from __future__ import annotations
 
@@ -48,6 +48,7 @@ def test_cached_tables_equal_built_ones_and_follow_every_change(store: ScenarioS
     assert after["patients"].num_rows == built["patients"].num_rows + 1
     assert [f.split("/")[1].split("-")[0] for f in folders(store)] == ["v2"]  # the older version's files went
     assert same(store.load_frames("example", version=1), built)  # built again: not cached any more
+    assert [f.split("/")[1].split("-")[0] for f in folders(store)] == ["v2"]  # the newer one stays kept
 
     store.delete_scenario("example")
     assert folders(store) == []
@@ -75,3 +76,24 @@ def test_a_damaged_or_unwritable_cache_is_ignored(store: ScenarioStore) -> None:
     root.write_text("a file where the cache folder would be")
     assert same(store.load_frames("t"), store.load_frames("t"))
     assert root.read_text() == "a file where the cache folder would be"
+
+
+def test_summaries_are_kept_per_version_and_equal_computed_ones(store: ScenarioStore, tmp_path: Path) -> None:
+    store.save_scenario("s", ODD | {"patients": [{"gender": "female"}, {"gender": "female"}]})
+    first = store.summarize_scenario("s")
+    (folder,) = cache_root(store).glob("*/*")
+    assert [p.name for p in folder.iterdir()] == ["summary-2-12288.json"]
+    assert store.summarize_scenario("s") == first
+    assert json.loads((folder / "summary-2-12288.json").read_text())["types"]["things"]["fields"]["n"]["min"] == 1.5
+    assert store.summarize_scenario("s", samples=1) != first  # another key: computed, and kept beside
+    store.report_scenario("s", tmp_path / "r.html")
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "summary-1-12288.json",
+        "summary-2-12288.json",
+        "summary-2-524288.json",
+    ]
+    (folder / "summary-2-12288.json").write_text("[1, 2")  # damaged: computed again
+    assert store.summarize_scenario("s") == first
+    store.update_scenario("s", add_tags=["checked"])  # a new version: a new summary
+    assert store.summarize_scenario("s")["tags"] == ["checked"]
+    assert [f.split("/")[1].split("-")[0] for f in folders(store)] == ["v2"]

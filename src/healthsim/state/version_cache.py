@@ -1,0 +1,141 @@
+"""What was computed from a version of a scenario, kept beside the database file.
+
+Building ``load_frames``'s tables or a summary reads and parses every entity's JSON
+(seconds for a million entities); reading them back takes a fraction of that. A version
+of a scenario never changes (every change makes a new one), so what was computed from it
+is kept under the scenario's id, the version and the instant it was made (which also
+tells apart a version made again after a backup of the database was restored):
+
+    healthsim.duckdb.frames/{scenario_id}/v{version}-{microseconds}/
+        0.parquet, 1.parquet, …, types.json     the tables of every type (types.json last)
+        summary-{samples}-{budget}.json         a summary
+
+One version per scenario is kept (writing for a newer one removes the others), and
+deleting a scenario removes its folder. It is an optimisation only: a file that cannot be
+written, read or trusted is ignored, and the result is computed from the database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+__all__ = ["VersionCache"]
+
+_TYPES = "types.json"
+
+
+class VersionCache:
+    """What was computed from the scenarios' versions of one database file."""
+
+    def __init__(self, db_path: str | os.PathLike[str]) -> None:
+        path = Path(db_path)
+        self.root = path.with_name(path.name + ".frames")
+
+    def _folder(self, scenario_id: uuid.UUID, version: int, made_at: _dt.datetime) -> Path:
+        instant = int(made_at.replace(tzinfo=_dt.UTC).timestamp() * 1_000_000)
+        return self.root / str(scenario_id) / f"v{version}-{instant}"
+
+    # --- tables -----------------------------------------------------------------------------
+
+    def read_frames(
+        self, scenario_id: uuid.UUID, version: int, made_at: _dt.datetime, types: list[str]
+    ) -> dict[str, pa.Table] | None:
+        """The kept tables of ``types`` of that version, or None (not kept, or unusable)."""
+        folder = self._folder(scenario_id, version, made_at)
+        try:
+            kept: list[str] = json.loads((folder / _TYPES).read_text(encoding="utf-8"))
+            if not set(types) <= set(kept):
+                return None
+            return {t: pq.read_table(folder / f"{kept.index(t)}.parquet") for t in types}
+        except (OSError, ValueError, pa.ArrowException):
+            return None
+
+    def write_frames(
+        self, scenario_id: uuid.UUID, version: int, made_at: _dt.datetime, frames: dict[str, pa.Table]
+    ) -> None:
+        """Keep the tables of every type of a version (files are numbered: type names need
+        not be file names); ``types.json`` comes last, so half a set is never read."""
+        folder = self._folder(scenario_id, version, made_at)
+        with contextlib.suppress(OSError, pa.ArrowException):
+            self._make(folder)
+            for i, table in enumerate(frames.values()):
+                self._replace(folder, f"{i}.parquet", lambda path, t=table: pq.write_table(t, path, compression="zstd"))
+            self._replace(folder, _TYPES, lambda path: path.write_text(json.dumps(list(frames)), encoding="utf-8"))
+
+    # --- summaries --------------------------------------------------------------------------
+
+    def read_summary(
+        self, scenario_id: uuid.UUID, version: int, made_at: _dt.datetime, samples: int, budget: int
+    ) -> dict[str, Any] | None:
+        """A kept summary of that version, or None."""
+        path = self._folder(scenario_id, version, made_at) / f"summary-{samples}-{budget}.json"
+        try:
+            summary = json.loads(path.read_text(encoding="utf-8"))  # json: exact big integers
+        except (OSError, ValueError):
+            return None
+        return summary if isinstance(summary, dict) else None
+
+    def write_summary(
+        self,
+        scenario_id: uuid.UUID,
+        version: int,
+        made_at: _dt.datetime,
+        samples: int,
+        budget: int,
+        summary: dict[str, Any],
+    ) -> None:
+        """Keep a summary of a version."""
+        folder = self._folder(scenario_id, version, made_at)
+        text = json.dumps(summary, ensure_ascii=False)
+        with contextlib.suppress(OSError, ValueError):
+            self._make(folder)
+            self._replace(folder, f"summary-{samples}-{budget}.json", lambda path: path.write_text(text, "utf-8"))
+
+    # --- housekeeping -----------------------------------------------------------------------
+
+    def forget(self, scenario_id: uuid.UUID) -> None:
+        """Remove what was kept of a scenario (it was deleted)."""
+        shutil.rmtree(self.root / str(scenario_id), ignore_errors=True)
+
+    @staticmethod
+    def _make(folder: Path) -> None:
+        """Create a version's folder and remove the scenario's older ones; refuse (OSError)
+        when a newer version is kept already: the newest is the one worth keeping."""
+        mine = _version_of(folder)
+        if folder.parent.is_dir():
+            for other in folder.parent.iterdir():
+                if other == folder or other.name.startswith("."):
+                    continue
+                if _version_of(other) > mine:
+                    raise FileExistsError(f"a newer version is kept: {other.name}")
+                shutil.rmtree(other, ignore_errors=True)
+        folder.mkdir(parents=True, exist_ok=True)
+
+    @staticmethod
+    def _replace(folder: Path, name: str, write: Any) -> None:
+        """Write one file under a temporary name in ``folder``, then rename it into place."""
+        fd, temp = tempfile.mkstemp(dir=folder, prefix=".", suffix=".partial")
+        os.close(fd)
+        try:
+            write(Path(temp))
+            os.replace(temp, folder / name)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
+
+
+def _version_of(folder: Path) -> int:
+    """The version of a kept folder (``v12-…`` is 12; anything else 0)."""
+    head = folder.name.split("-", 1)[0]
+    return int(head[1:]) if head[:1] == "v" and head[1:].isdigit() else 0
