@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from healthsim.state import ScenarioStore
 from helpers.paths import EXAMPLES
@@ -97,3 +98,16 @@ def test_summaries_are_kept_per_version_and_equal_computed_ones(store: ScenarioS
     store.update_scenario("s", add_tags=["checked"])  # a new version: a new summary
     assert store.summarize_scenario("s")["tags"] == ["checked"]
     assert [f.split("/")[1].split("-")[0] for f in folders(store)] == ["v2"]
+
+
+def test_a_parquet_export_is_kept_for_load_frames(store: ScenarioStore, tmp_path: Path) -> None:
+    store.save_scenario("s", ODD | {"patients": [{"patient_id": "A"}]})
+    store.export_scenario("s", tmp_path / "some", format="parquet", types=["patients"])
+    assert folders(store) == []  # only a whole version is kept
+    folder = store.export_scenario("s", tmp_path / "all", format="parquet")
+    (kept,) = cache_root(store).glob("*/*")
+    assert sorted(p.name for p in kept.iterdir()) == ["0.parquet", "1.parquet", "types.json"]
+    frames = store.load_frames("s")  # read from what the export kept
+    assert all(frames[t].equals(pq.read_table(folder / f"{t}.parquet")) for t in ("things", "patients"))
+    (folder / "things.parquet").write_bytes(b"changed by the user")  # the export is theirs, the copy ours
+    assert same(store.load_frames("s"), frames)

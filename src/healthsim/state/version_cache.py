@@ -7,7 +7,7 @@ is kept under the scenario's id, the version and the instant it was made (which 
 tells apart a version made again after a backup of the database was restored):
 
     healthsim.duckdb.frames/{scenario_id}/v{version}-{microseconds}/
-        0.parquet, 1.parquet, …, types.json     the tables of every type (types.json last)
+        0.parquet, 1.parquet, …, types.json     every type's table, as the Parquet export writes it
         summary-{samples}-{budget}.json         a summary
 
 One version per scenario is kept (writing for a newer one removes the others), and
@@ -27,9 +27,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 __all__ = ["VersionCache"]
 
 _TYPES = "types.json"
@@ -46,32 +43,52 @@ class VersionCache:
         instant = int(made_at.replace(tzinfo=_dt.UTC).timestamp() * 1_000_000)
         return self.root / str(scenario_id) / f"v{version}-{instant}"
 
-    # --- tables -----------------------------------------------------------------------------
+    # --- tables ---------------------------------------------------------------------------
 
-    def read_frames(
+    def frames_files(
         self, scenario_id: uuid.UUID, version: int, made_at: _dt.datetime, types: list[str]
-    ) -> dict[str, pa.Table] | None:
-        """The kept tables of ``types`` of that version, or None (not kept, or unusable)."""
+    ) -> dict[str, Path] | None:
+        """The kept Parquet file of each of ``types`` of that version, or None."""
         folder = self._folder(scenario_id, version, made_at)
         try:
             kept: list[str] = json.loads((folder / _TYPES).read_text(encoding="utf-8"))
-            if not set(types) <= set(kept):
-                return None
-            return {t: pq.read_table(folder / f"{kept.index(t)}.parquet") for t in types}
-        except (OSError, ValueError, pa.ArrowException):
+        except (OSError, ValueError):
             return None
+        if not isinstance(kept, list) or not set(types) <= set(kept):
+            return None
+        files = {t: folder / f"{kept.index(t)}.parquet" for t in types}
+        return files if all(f.is_file() for f in files.values()) else None
 
-    def write_frames(
-        self, scenario_id: uuid.UUID, version: int, made_at: _dt.datetime, frames: dict[str, pa.Table]
+    def keep_frames(
+        self,
+        scenario_id: uuid.UUID,
+        version: int,
+        made_at: _dt.datetime,
+        files: dict[str, Path],
+        *,
+        move: bool = False,
     ) -> None:
-        """Keep the tables of every type of a version (files are numbered: type names need
-        not be file names); ``types.json`` comes last, so half a set is never read."""
+        """Keep the Parquet files of every type of a version (moved, or copied), numbered
+        (type names need not be file names); ``types.json`` comes last, so half a set is
+        never read. Best effort: nothing is raised."""
         folder = self._folder(scenario_id, version, made_at)
-        with contextlib.suppress(OSError, pa.ArrowException):
+        with contextlib.suppress(OSError):
             self._make(folder)
-            for i, table in enumerate(frames.values()):
-                self._replace(folder, f"{i}.parquet", lambda path, t=table: pq.write_table(t, path, compression="zstd"))
-            self._replace(folder, _TYPES, lambda path: path.write_text(json.dumps(list(frames)), encoding="utf-8"))
+            for i, source in enumerate(files.values()):
+                if move:
+                    os.replace(source, folder / f"{i}.parquet")
+                else:
+                    self._replace(folder, f"{i}.parquet", lambda path, s=source: shutil.copyfile(s, path))
+            self._replace(folder, _TYPES, lambda path: path.write_text(json.dumps(list(files)), encoding="utf-8"))
+
+    def scratch(self) -> Path:
+        """A new empty folder to build files in, beside the kept ones when possible (so
+        keeping them is a rename); the caller removes it."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            return Path(tempfile.mkdtemp(dir=self.root, prefix=".build-"))
+        except OSError:
+            return Path(tempfile.mkdtemp(prefix="healthsim-frames-"))
 
     # --- summaries --------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ so a crash never leaves a half folder under the final name.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from ..errors import InvalidInputError
 from ..reading import ScenarioReader
@@ -99,7 +101,7 @@ def export_formatted(
             write_atomically(target, lambda out: _write_ndjson(reader, out, chosen, progress))
             return target
         folder = _folder_path(reader.header.name, path, format)
-        _write_folder(reader, folder, format, chosen, progress)
+        _write_folder(reader, folder, format, chosen, progress, VersionCache(store.path))
         return folder
 
 
@@ -107,19 +109,28 @@ def load_frames(
     store: ScenarioStore, name: str, *, version: int | None = None, types: list[str] | None = None
 ) -> dict[str, pa.Table]:
     """The scenario's entities as one Arrow table per type (the Parquet columns)."""
-    cache = VersionCache(Path(store.path))
+    cache = VersionCache(store.path)
     with store.open_scenario(name, version) as reader:
         chosen = _chosen_types(reader, types)
+        wanted = chosen if chosen is not None else list(reader.counts)
         made = (reader.header.scenario_id, reader.version, reader.header.updated_at)
-        cached = cache.read_frames(*made, chosen if chosen is not None else list(reader.counts))
-        if cached is not None:
-            return cached
-        con = reader.connection
-        # JSON text columns come out as Arrow's JSON extension type, as in the Parquet files.
-        con.execute("SET arrow_lossless_conversion = true")
-        frames = {table.entity_type: con.sql(table.sql).to_arrow_table() for table in type_tables(reader, chosen)}
-    if chosen is None:  # every type: worth keeping (written after the database is closed)
-        cache.write_frames(*made, frames)
+        kept = cache.frames_files(*made, wanted)
+        if kept is not None:
+            with contextlib.suppress(OSError, pa.ArrowException):  # damaged: built again
+                return {t: pq.read_table(path) for t, path in kept.items()}
+        # The tables are the Parquet export's files read back: one way to build them, and
+        # what is kept for the next call is exactly what this one returns.
+        scratch = cache.scratch()
+        try:
+            files: dict[str, Path] = {}
+            for table in type_tables(reader, chosen):
+                files[table.entity_type] = scratch / f"{len(files)}.parquet"
+                _copy(reader.connection, table.sql, files[table.entity_type], "parquet")
+            frames = {t: pq.read_table(path) for t, path in files.items()}
+            if chosen is None:  # every type: worth keeping
+                cache.keep_frames(*made, files, move=True)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
     return frames
 
 
@@ -176,7 +187,12 @@ def _folder_path(name: str, path: str | os.PathLike[str] | None, format: str) ->
 
 
 def _write_folder(
-    reader: ScenarioReader, folder: Path, format: str, types: list[str] | None, progress: Progress | None
+    reader: ScenarioReader,
+    folder: Path,
+    format: str,
+    types: list[str] | None,
+    progress: Progress | None,
+    cache: VersionCache,
 ) -> None:
     """Write the folder under a temporary name beside ``folder``, then rename it into
     place (an existing folder of that name is replaced only once the new one is whole)."""
@@ -188,14 +204,18 @@ def _write_folder(
     try:
         tables = type_tables(reader, types)
         total, done = sum(reader.counts[t.entity_type] for t in tables), 0
+        written: dict[str, Path] = {}
         for table in tables:
             target = staging / safe_file_name(table.entity_type, f".{format}")
             _copy(reader.connection, table.sql if format == "parquet" else table.flat_sql(), target, format)
+            written[table.entity_type] = target
             done += reader.counts[table.entity_type]
             if progress is not None:
                 progress(done, total)
-        for written in staging.iterdir():
-            _fsync_file(written)
+        if format == "parquet" and types is None:  # load_frames of this version reads them
+            cache.keep_frames(reader.header.scenario_id, reader.version, reader.header.updated_at, written)
+        for path in staging.iterdir():
+            _fsync_file(path)
         os.chmod(staging, 0o777 & ~_current_umask())
         _replace_folder(staging, folder)
     except BaseException as exc:
