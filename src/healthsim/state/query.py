@@ -609,13 +609,17 @@ def _read_lines(stream: IO[bytes], lines: queue.SimpleQueue[bytes | None]) -> No
 
 def _child_failure(proc: subprocess.Popen[bytes], errors: IO[bytes]) -> QueryError:
     """The error to raise when the child ended without an answer."""
-    if proc.poll() is None:  # stdout closed but still running: nothing more will come
+    killed_here = False
+    try:  # stdout closed: the child is exiting (a traceback, say); give it a moment to finish
+        proc.wait(timeout=2)
+    except subprocess.TimeoutExpired:  # still running: nothing more will come
         proc.kill()
-    proc.wait()
+        proc.wait()
+        killed_here = True
     errors.seek(0)
     lines = errors.read()[-4000:].decode("utf-8", "replace").strip().splitlines()
     detail = lines[-1] if lines else f"exit status {proc.returncode}"
-    if proc.returncode == -getattr(signal, "SIGKILL", 9):  # the kernel's out-of-memory killer, usually
+    if proc.returncode == -getattr(signal, "SIGKILL", 9) and not killed_here:  # the out-of-memory killer, usually
         detail = "killed by the operating system, most likely for lack of memory"
     return QueryError(f"the query sandbox stopped unexpectedly ({detail}); narrow the query and try again")
 
