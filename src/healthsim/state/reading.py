@@ -255,6 +255,12 @@ class ScenarioReader:
         """The open connection the scenario is read on."""
         return self._con
 
+    @property
+    def shared_rows(self) -> bool:
+        """Whether other connections (cursors) of the database can read the rows too: the
+        current rows are in a table; an earlier version's in this connection's temporary one."""
+        return self._source == "scenario_entities"
+
     def rows_sql(self, entity_type: str | None = None, *, columns: str = "entity_type, entity_data") -> str:
         """A query of ``columns`` of the scenario's entities (of one type, or all), in no
         particular order (``id`` orders them), for work done in SQL."""

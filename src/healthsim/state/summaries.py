@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import queue
 import re
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, cast
@@ -50,6 +52,7 @@ _TOP_CODES = 10
 _SAMPLE_STRING = 80  # characters of a sample's string kept before it is cut
 _SAMPLE_DEPTH = 3  # nesting levels of a sample kept before an object or list is cut
 _MONTHS_MAX = 60  # more months than this are counted per year instead
+_WORKERS = 2  # types summarised at once (the machines this runs on have 2 cores and up)
 
 # Names of the usual HealthSim fields, in order of preference (found, never assumed).
 _BIRTH = ("birth_date", "birthdate", "date_of_birth", "dob")
@@ -132,26 +135,65 @@ def summarize(reader: ScenarioReader, samples: int, *, budget: int = SUMMARY_BYT
         f"FROM ({reader.rows_sql()})) GROUP BY ALL ORDER BY entity_type, n DESC, k"
     ).fetchall():
         keys.setdefault(entity_type, []).append((k, n))
-    types: dict[str, dict[str, Any]] = {}
-    try:
-        for entity_type, count in reader.counts.items():
-            # The first entities are read anyway as samples; they also guess each field's
-            # type, so that one query usually measures every field.
-            first = reader.entities(entity_type, 0, min(count, max(samples, 1))) if count else []
-            about: dict[str, Any] = {"count": count, "fields": {}, "fields_omitted": 0}
-            if keys.get(entity_type):  # else no entity of the type has a field
-                table, fields, omitted = _type_fields(
-                    con, reader.rows_sql(entity_type), count, keys[entity_type], first
-                )
-                about["fields"] = {f.path: f.stats for f in fields}
-                about["fields_omitted"] = omitted
-                about.update(_facts(con, table, fields, as_of))
-            about["samples"] = [_cut(e) for e in first[:samples]]
-            types[entity_type] = about
-    finally:
-        con.execute("DROP TABLE IF EXISTS _hs_fields")
-        con.execute("DROP TABLE IF EXISTS _hs_nested")
+    # The first entities are read anyway as samples; they also guess each field's type,
+    # so that one query usually measures every field.
+    firsts = {t: reader.entities(t, 0, min(n, max(samples, 1))) if n else [] for t, n in reader.counts.items()}
+
+    def about(cursor: duckdb.DuckDBPyConnection, entity_type: str) -> dict[str, Any]:
+        count, first = reader.counts[entity_type], firsts[entity_type]
+        result: dict[str, Any] = {"count": count, "fields": {}, "fields_omitted": 0}
+        if keys.get(entity_type):  # else no entity of the type has a field
+            table, fields, omitted = _type_fields(cursor, reader.rows_sql(entity_type), count, keys[entity_type], first)
+            result["fields"] = {f.path: f.stats for f in fields}
+            result["fields_omitted"] = omitted
+            result.update(_facts(cursor, table, fields, as_of))
+        result["samples"] = [_cut(e) for e in first[:samples]]
+        return result
+
+    types = _each_type(con, list(reader.counts), about, parallel=reader.shared_rows)
     return cast(ScenarioOverview, _fit({**entry, "types": types}, budget))
+
+
+def _each_type(
+    con: duckdb.DuckDBPyConnection,
+    types: list[str],
+    about: Callable[[duckdb.DuckDBPyConnection, str], dict[str, Any]],
+    *,
+    parallel: bool,
+) -> dict[str, dict[str, Any]]:
+    """``about(connection, type)`` of every type, in order; two types at a time on two
+    cursors when ``parallel``. A type of under 122,880 entities fills one DuckDB row
+    group, which one thread scans: two types at once keep both cores busy."""
+    done: dict[str, dict[str, Any]] = {}
+    if not parallel or len(types) < 2:
+        try:
+            for entity_type in types:
+                done[entity_type] = about(con, entity_type)
+        finally:
+            con.execute("DROP TABLE IF EXISTS _hs_fields")
+            con.execute("DROP TABLE IF EXISTS _hs_nested")
+        return done
+    idle: queue.SimpleQueue[duckdb.DuckDBPyConnection] = queue.SimpleQueue()
+    cursors = [con.cursor() for _ in range(_WORKERS)]
+    for cursor in cursors:
+        idle.put(cursor)
+
+    def run(entity_type: str) -> dict[str, Any]:
+        cursor = idle.get()
+        try:
+            return about(cursor, entity_type)
+        finally:
+            idle.put(cursor)
+
+    try:
+        with ThreadPoolExecutor(_WORKERS) as pool:
+            futures = {t: pool.submit(run, t) for t in types}
+            for entity_type, future in futures.items():
+                done[entity_type] = future.result()
+    finally:
+        for cursor in cursors:  # its temporary tables go with it
+            cursor.close()
+    return done
 
 
 # --- the fields of a type ----------------------------------------------------------------
