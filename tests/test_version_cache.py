@@ -111,3 +111,17 @@ def test_a_parquet_export_is_kept_for_load_frames(store: ScenarioStore, tmp_path
     assert all(frames[t].equals(pq.read_table(folder / f"{t}.parquet")) for t in ("things", "patients"))
     (folder / "things.parquet").write_bytes(b"changed by the user")  # the export is theirs, the copy ours
     assert same(store.load_frames("s"), frames)
+
+
+def test_a_killed_build_is_cleaned_up_later(store: ScenarioStore) -> None:
+    import os
+
+    store.save_scenario("s", ODD)
+    left = cache_root(store) / ".build-left-by-a-killed-process"
+    left.mkdir(parents=True)
+    (left / "0.parquet").write_bytes(b"half")
+    os.utime(left, (0, 0))
+    recent = cache_root(store) / ".build-of-another-process"
+    recent.mkdir()
+    store.load_frames("s")
+    assert not left.exists() and recent.exists()

@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,11 @@ class VersionCache:
         keeping them is a rename); the caller removes it."""
         try:
             self.root.mkdir(parents=True, exist_ok=True)
+            # Folders a killed process left behind (an hour is longer than any build).
+            for stale in self.root.glob(".build-*"):
+                with contextlib.suppress(OSError):
+                    if stale.stat().st_mtime < time.time() - 3600:
+                        shutil.rmtree(stale, ignore_errors=True)
             return Path(tempfile.mkdtemp(dir=self.root, prefix=".build-"))
         except OSError:
             return Path(tempfile.mkdtemp(prefix="healthsim-frames-"))
