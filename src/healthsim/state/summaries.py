@@ -33,6 +33,7 @@ import duckdb
 import orjson
 
 from .._text import json_path
+from .exchange.tables import json_pointer
 from .reading import ScenarioReader
 from .results import ScenarioOverview
 
@@ -268,14 +269,14 @@ def _nested_fields(
 
 def _struct_keys(keys: list[str], source: str, prefix: str) -> tuple[list[str], dict[str, str]]:
     """The keys a struct can hold (DuckDB's struct names ignore case: the first of keys
-    equal but for case), and for the others a column of their own: ``{key: SQL AS name}``
-    (JSON null read as SQL NULL, as ``from_json`` does)."""
+    equal but for case; and cannot be empty), and for the others a column of their own:
+    ``{key: SQL AS name}`` (JSON null read as SQL NULL, as ``from_json`` does)."""
     inside: list[str] = []
     apart: dict[str, str] = {}
     seen: set[str] = set()
     for key in keys:
-        if key.lower() in seen:
-            path = _literal("$." + json.dumps(key))
+        if key.lower() in seen or not key:  # (nor an empty name)
+            path = _literal(json_pointer(key))
             apart[key] = f"NULLIF(json_extract({source}, {path}), 'null') AS {prefix}{len(apart)}"
         else:
             inside.append(key)

@@ -11,10 +11,12 @@ value is dropped or changed on the way to Parquet, CSV or Arrow:
 - Integers a double cannot hold exactly (beyond 2**53 in a field that also has
   fractions, beyond 64 bits anywhere) make their field a ``JSON`` text column: the rows
   that may hold one are found by a pattern over the stored text and parsed exactly.
-- An object below the top with two keys equal but for case is a ``JSON`` column.
+- An object below the top with two keys equal but for case, or an empty key, is a
+  ``JSON`` column.
 - ``entity_id`` (the stored UUID, as text) comes first. A top-level field named
-  ``entity_id``, or equal to an earlier field but for case (DuckDB's struct names ignore
-  case), is a column of JSON text of its own named with a trailing ``_`` (``entity_id_``).
+  ``entity_id``, equal to an earlier field but for case (DuckDB's struct names ignore
+  case), or empty, is a column of JSON text of its own named with a trailing ``_``
+  (``entity_id_``; ``_`` for the empty key).
 
 ``json_transform(entity_data, structure)`` then builds the rows, in saved order.
 """
@@ -29,7 +31,7 @@ import orjson
 
 from ..reading import BIG_INT_PATTERN, ScenarioReader
 
-__all__ = ["ENTITY_ID", "TypeTable", "type_tables"]
+__all__ = ["ENTITY_ID", "TypeTable", "json_pointer", "type_tables"]
 
 ENTITY_ID = "entity_id"
 # More distinct shapes than this in one type: DuckDB merges them (json_group_structure).
@@ -56,8 +58,8 @@ class TypeTable:
         self.id_column = ENTITY_ID
         taken: set[str] = {ENTITY_ID}
         for key, kind in structure.items():
-            if key.lower() in taken:
-                self.apart.append((key, key))
+            if key.lower() in taken or not key:  # (a struct cannot have an empty name either)
+                self.apart.append((key, key or "_"))
             else:
                 self.structure[key] = kind
                 taken.add(key.lower())
@@ -71,7 +73,7 @@ class TypeTable:
         if self.structure:
             columns.append(f"json_transform(entity_data, {_literal(orjson.dumps(self.structure).decode())}) AS s")
         for key, column in self.apart:
-            columns.append(f"json_extract(entity_data, {_literal('$.' + json.dumps(key))}) AS {_ident(column)}")
+            columns.append(f"json_extract(entity_data, {_literal(json_pointer(key))}) AS {_ident(column)}")
         # Ordered once here: the outer projections keep this order.
         self._base = f"SELECT {', '.join(columns)} FROM ({source}) ORDER BY id"
 
@@ -108,6 +110,11 @@ def _flatten(structure: dict[str, Structure], prefix: str, parent: str) -> Itera
             yield from _flatten(kind, name + ".", expr)
         else:
             yield name, expr, kind
+
+
+def json_pointer(key: str) -> str:
+    """The JSON Pointer of a top-level key (any key: empty, quotes, slashes)."""
+    return "/" + key.replace("~", "~0").replace("/", "~1")
 
 
 def _ident(name: str) -> str:
@@ -256,7 +263,7 @@ def _finish(structure: Structure, top: bool = False) -> Structure:
     """The structure as ``json_transform`` takes it: ``NULL`` and empty lists or objects
     become ``JSON``, as does an object (below the top) with keys equal but for case."""
     if isinstance(structure, dict):
-        if not top and (not structure or len({k.lower() for k in structure}) < len(structure)):
+        if not top and (not structure or "" in structure or len({k.lower() for k in structure}) < len(structure)):
             return "JSON"
         return {k: _finish(v) for k, v in structure.items()}
     if isinstance(structure, list):
