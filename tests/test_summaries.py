@@ -300,3 +300,9 @@ def test_keys_equal_but_for_case_are_fields_of_their_own(store: ScenarioStore) -
     fields = store.summarize_scenario("twins")["types"]["things"]["fields"]
     assert fields["Name"]["top"] == [["upper", 3]] and fields["name"]["max"] == 2
     assert fields["inner.A"]["true"] == 3 and fields["inner.a"] == {"present": 0.0, "types": ["null"]}
+
+
+def test_an_entity_whose_only_key_is_empty(store: ScenarioStore) -> None:
+    store.save_scenario("empty", {"things": [{"": "2024-01-01"}, {"": "2024-02-01", "x": {"": 1}}]})
+    fields = store.summarize_scenario("empty")["types"]["things"]["fields"]
+    assert fields['[""]']["format"] == "date" and fields['x[""]']["max"] == 1

@@ -208,7 +208,8 @@ def _type_fields(
     chosen = keys[:_MAX_FIELDS]
     inside, apart = _struct_keys([k for k, _ in chosen], "entity_data", "x")
     spec = orjson.dumps(dict.fromkeys(inside, "JSON")).decode()
-    columns = [f"from_json(entity_data, {_literal(spec)}) AS r", *apart.values()]
+    columns = [f"from_json(entity_data, {_literal(spec)}) AS r"] if inside else []
+    columns += apart.values()
     con.execute(f"CREATE OR REPLACE TEMP TABLE _hs_fields AS SELECT {', '.join(columns)} FROM ({rows_sql})")
     top = [
         _Field(json_path("", k).lstrip("."), _field_expr("r", k, apart), n, _guess(first, [k]), [k]) for k, n in chosen
@@ -253,7 +254,8 @@ def _nested_fields(
         position = p.place[0]
         inside, apart = _struct_keys([k for k, _ in by_parent[i]], p.expr, f"n{i}_")
         spec = orjson.dumps(dict.fromkeys(inside, "JSON")).decode()
-        columns.append(f"CASE WHEN left({p.expr}, 1) = '{{' THEN from_json({p.expr}, {_literal(spec)}) END AS n{i}")
+        if inside:
+            columns.append(f"CASE WHEN left({p.expr}, 1) = '{{' THEN from_json({p.expr}, {_literal(spec)}) END AS n{i}")
         columns += apart.values()
         parent_path = p.path if p.path.startswith("[") else "." + p.path
         for j, (k, n) in enumerate(by_parent[i]):
