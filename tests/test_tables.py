@@ -210,3 +210,25 @@ def test_any_entities_read_back_equal(store: ScenarioStore, tmp_path: Path, enti
                 row[twin.rstrip("_")] = row.pop(twin)
     assert got == expected
     assert rows_of(store.load_frames("random")["things"]) == rows_of(table)
+
+
+text = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=12)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    entities=st.lists(
+        st.fixed_dictionaries({}, optional={"s": text, "o": st.fixed_dictionaries({}, optional={"t": text})}),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_csv_strings_read_back_the_same(store: ScenarioStore, tmp_path: Path, entities: list[dict[str, Any]]) -> None:
+    store.save_scenario("csv", {"things": entities}, overwrite=True)
+    folder = store.export_scenario("csv", tmp_path / "csv", format="csv")
+    with open(folder / "things.csv", encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(entities)
+    for row, entity in zip(rows, entities, strict=True):
+        assert row.get("s", "") == entity.get("s", "")
+        assert row.get("o.t", "") == entity.get("o", {}).get("t", "")

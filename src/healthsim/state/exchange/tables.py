@@ -148,12 +148,28 @@ def _structure(reader: ScenarioReader, entity_type: str) -> dict[str, Structure]
         merged = _merge("NULL", json.loads(rows[0][0]))
     else:
         for text, _ in shapes:
-            # An entity is an object; json_structure calls an empty one "JSON".
-            merged = _merge(merged, {} if text == '"JSON"' else json.loads(text))
+            merged = _merge(merged, _objects(json.loads(text)))
     if not isinstance(merged, dict):  # every entity is an object, but an empty one is "JSON"
         return {}
     _exact_integers(reader, entity_type, merged)
     return _finish(merged, top=True)
+
+
+def _objects(shape: Structure) -> Structure:
+    """One entity's ``json_structure`` with its empty objects as ``{}``: it calls them
+    ``JSON``, which in one entity's shape means an empty object (but in a list, where
+    elements of different types also merge to ``JSON``). An entity is an object."""
+    if isinstance(shape, dict):
+        return {k: {} if v == "JSON" else _inner_objects(v) for k, v in shape.items()}
+    return {} if shape == "JSON" else shape
+
+
+def _inner_objects(shape: Structure) -> Structure:
+    if isinstance(shape, dict):
+        return _objects(shape)
+    if isinstance(shape, list) and shape:
+        return [_inner_objects(shape[0])]  # a list's "JSON" stays: its elements differ
+    return shape
 
 
 def _merge(a: Structure, b: Structure) -> Structure:
