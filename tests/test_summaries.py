@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from healthsim.state import ScenarioStore
+from healthsim.state import InvalidInputError, ScenarioStore
 from healthsim.state.summaries import SUMMARY_BYTES
 
 
@@ -306,3 +306,13 @@ def test_an_entity_whose_only_key_is_empty(store: ScenarioStore) -> None:
     store.save_scenario("empty", {"things": [{"": "2024-01-01"}, {"": "2024-02-01", "x": {"": 1}}]})
     fields = store.summarize_scenario("empty")["types"]["things"]["fields"]
     assert fields['[""]']["format"] == "date" and fields['x[""]']["max"] == 1
+
+
+def test_a_larger_budget_keeps_more_fields(store: ScenarioStore) -> None:
+    entities = [{f"field_{f:02d}_{'y' * 40}": f"value {f} " * 20 + str(i % 2) for f in range(70)} for i in range(4)]
+    store.save_scenario("wide", {"things": entities})
+    small = store.summarize_scenario("wide")["types"]["things"]
+    large = store.summarize_scenario("wide", max_bytes=512 * 1024)["types"]["things"]
+    assert small["fields_omitted"] > 0 and large["fields_omitted"] == 0 and len(large["fields"]) == 70
+    with pytest.raises(InvalidInputError, match="max_bytes must be a whole number of at least 4,096"):
+        store.summarize_scenario("wide", max_bytes=100)

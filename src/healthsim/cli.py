@@ -225,6 +225,9 @@ def show_summary(summary: dict[str, Any]) -> None:
     out.print(counts)
 
 
+TABLE_BYTES = 512 * 1024  # the summary drawn in a terminal: room for every field computed
+
+
 @app.command()
 @handle_errors
 def summary(
@@ -237,15 +240,16 @@ def summary(
     """Summarize a scenario: per type, how present each field is and what its values are
     (top values, ranges, dates), ages by gender, top codes, entities over time.
 
-    Computed in the database; the --json dict is at most 12 KB.
+    Computed in the database. The tables show every field computed (up to 80 per type);
+    the --json dict is the one assistants get, at most 12 KB.
 
     Example: healthsim summary diabetes-cohort
     """
-    result = store_of(ctx).summarize_scenario(name, version=version, samples=samples)
-    if as_json:
-        print_json(result)
-    else:
-        render_summary(dict(result), out)
+    store = store_of(ctx)
+    if as_json:  # the dict an assistant gets: at most 12 KB
+        print_json(store.summarize_scenario(name, version=version, samples=samples))
+    else:  # a terminal shows every field computed
+        render_summary(dict(store.summarize_scenario(name, version=version, samples=1, max_bytes=TABLE_BYTES)), out)
 
 
 @app.command()

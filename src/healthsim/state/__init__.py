@@ -162,13 +162,15 @@ def import_scenario_from_json(
     return _default_store().import_scenario_from_json(file_path, name, overwrite, description=description, tags=tags)
 
 
-def summarize_scenario(name: str, *, version: int | None = None, samples: int = 2) -> ScenarioOverview:
+def summarize_scenario(
+    name: str, *, version: int | None = None, samples: int = 2, max_bytes: int = 12 * 1024
+) -> ScenarioOverview:
     """What a scenario (or version) of the default database holds, in at most 12 KB of
-    JSON: per type its count, field statistics, healthcare facts and samples.
+    JSON (``max_bytes``): per type its count, field statistics, healthcare facts and samples.
 
     See :meth:`ScenarioStore.summarize_scenario`.
     """
-    return _default_store().summarize_scenario(name, version=version, samples=samples)
+    return _default_store().summarize_scenario(name, version=version, samples=samples, max_bytes=max_bytes)
 
 
 def export_scenario(

@@ -938,9 +938,16 @@ class ScenarioStore:
             finally:
                 con.execute("DROP TABLE IF EXISTS _hs_version_rows")
 
-    def summarize_scenario(self, name: str, *, version: int | None = None, samples: int = 2) -> ScenarioOverview:
+    def summarize_scenario(
+        self, name: str, *, version: int | None = None, samples: int = 2, max_bytes: int = SUMMARY_BYTES
+    ) -> ScenarioOverview:
         """What a scenario (or one of its versions) holds, in at most 12 KB of JSON,
         computed in the database without loading its entities.
+
+        Args:
+            max_bytes: the size of its compact JSON at most (default 12 KB, for an
+                assistant's context; a terminal or a page can take more fields: up to
+                80 per type are computed). At least 4,096.
 
         Returns:
             The list entry's keys plus ``types``: per entity type its ``count``,
@@ -952,11 +959,13 @@ class ScenarioStore:
 
         Raises:
             ScenarioNotFoundError: no scenario has that name or id.
-            InvalidInputError: ``samples`` is not a whole number of at least 1, or the
-                version is not retained.
+            InvalidInputError: ``samples`` is not a whole number of at least 1,
+                ``max_bytes`` is under 4,096, or the version is not retained.
         """
         samples = validate_limit(samples, name="samples")
-        return cast(ScenarioOverview, self._summary(name, version, samples, SUMMARY_BYTES))
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 4096:
+            raise InvalidInputError(f"max_bytes must be a whole number of at least 4,096, not {max_bytes!r}")
+        return cast(ScenarioOverview, self._summary(name, version, samples, max_bytes))
 
     def _summary(self, name: str, version: int | None, samples: int, budget: int) -> dict[str, Any]:
         """The summary of a version, kept beside the database once computed (a version
