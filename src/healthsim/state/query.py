@@ -403,7 +403,7 @@ def _run_sandbox(
             relation = con.sql(sql)
             columns = list(relation.columns)
             if output is not None:
-                written = _write_rows(con, sql, relation, output, deadline=started + timeout)
+                written = _write_rows(relation, output, deadline=started + timeout)
                 return {
                     "path": output["path"],
                     "format": output["format"],
@@ -450,14 +450,13 @@ def _run_sandbox(
     }
 
 
-def _write_rows(
-    con: duckdb.DuckDBPyConnection, sql: str, relation: duckdb.DuckDBPyRelation, output: dict[str, str], deadline: float
-) -> int:
-    """Write every row of ``sql`` to ``output["path"]`` as csv, parquet or ndjson, batch
-    by batch (memory stays bounded); the SQL stays in the sandbox, only this code writes.
+def _write_rows(relation: duckdb.DuckDBPyRelation, output: dict[str, str], deadline: float) -> int:
+    """Write every row of the query ``relation`` to ``output["path"]`` as csv, parquet or
+    ndjson, batch by batch (memory stays bounded); the SQL stays in the sandbox, only this
+    code writes.
 
-    The rows come from ``relation`` (``sql`` already parsed), never from SQL text wrapped
-    around ``sql``: a trailing ``;`` or ``-- comment`` would break the wrapping, and
+    The rows come from ``relation`` (the SQL already parsed), never from SQL text wrapped
+    around the SQL: a trailing ``;`` or ``-- comment`` would break the wrapping, and
     columns are taken by position (``#1``…), so duplicate names and a column named like
     an alias cannot pick the wrong values.
     """

@@ -209,7 +209,7 @@ def _type_fields(
     inside, apart = _struct_keys([k for k, _ in chosen], "entity_data", "x")
     spec = orjson.dumps(dict.fromkeys(inside, "JSON")).decode()
     columns = [f"from_json(entity_data, {_literal(spec)}) AS r"] if inside else []
-    columns += apart.values()
+    columns += [f"{sql} AS {column}" for sql, column in apart.values()]
     con.execute(f"CREATE OR REPLACE TEMP TABLE _hs_fields AS SELECT {', '.join(columns)} FROM ({rows_sql})")
     top = [
         _Field(json_path("", k).lstrip("."), _field_expr("r", k, apart), n, _guess(first, [k]), [k]) for k, n in chosen
@@ -256,7 +256,7 @@ def _nested_fields(
         spec = orjson.dumps(dict.fromkeys(inside, "JSON")).decode()
         if inside:
             columns.append(f"CASE WHEN left({p.expr}, 1) = '{{' THEN from_json({p.expr}, {_literal(spec)}) END AS n{i}")
-        columns += apart.values()
+        columns += [f"{sql} AS {column}" for sql, column in apart.values()]
         parent_path = p.path if p.path.startswith("[") else "." + p.path
         for j, (k, n) in enumerate(by_parent[i]):
             where = [*p.keys, k]
@@ -269,26 +269,26 @@ def _nested_fields(
     return fields, len(keys) - len(chosen)
 
 
-def _struct_keys(keys: list[str], source: str, prefix: str) -> tuple[list[str], dict[str, str]]:
+def _struct_keys(keys: list[str], source: str, prefix: str) -> tuple[list[str], dict[str, tuple[str, str]]]:
     """The keys a struct can hold (DuckDB's struct names ignore case: the first of keys
     equal but for case; and cannot be empty), and for the others a column of their own:
-    ``{key: SQL AS name}`` (JSON null read as SQL NULL, as ``from_json`` does)."""
+    ``{key: (SQL, column name)}`` (JSON null read as SQL NULL, as ``from_json`` does)."""
     inside: list[str] = []
-    apart: dict[str, str] = {}
+    apart: dict[str, tuple[str, str]] = {}
     seen: set[str] = set()
     for key in keys:
         if key.lower() in seen or not key:  # (nor an empty name)
             path = _literal(json_pointer(key))
-            apart[key] = f"NULLIF(json_extract({source}, {path}), 'null') AS {prefix}{len(apart)}"
+            apart[key] = (f"NULLIF(json_extract({source}, {path}), 'null')", f"{prefix}{len(apart)}")
         else:
             inside.append(key)
             seen.add(key.lower())
     return inside, apart
 
 
-def _field_expr(struct: str, key: str, apart: dict[str, str]) -> str:
+def _field_expr(struct: str, key: str, apart: dict[str, tuple[str, str]]) -> str:
     """SQL of one field's JSON text: from the struct, or its own column."""
-    return apart[key].rsplit(" AS ", 1)[1] if key in apart else f"struct_extract({struct}, {_literal(key)})"
+    return apart[key][1] if key in apart else f"struct_extract({struct}, {_literal(key)})"
 
 
 def _guess(first: list[Any], keys: list[str]) -> str | None:
@@ -714,11 +714,10 @@ def _fit(summary: dict[str, Any], budget: int) -> dict[str, Any]:
     sampled = sorted(((_size(a["samples"]), t) for t, a in types.items() if a["samples"]), reverse=True)
     room = sum(size for size, _ in sampled) - budget // 4
     for size, t in sampled:
-        if room <= 0 and _size(summary) <= budget:
+        if room <= 0:
             break
-        if room > 0:
-            _drop_samples(types[t], 1)
-            room -= size
+        _drop_samples(types[t], 1)
+        room -= size
     # The least present field of all types goes first, one at a time; each drop is
     # sized by itself rather than by dumping the whole summary again.
     ranked = sorted(

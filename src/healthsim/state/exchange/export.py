@@ -204,6 +204,26 @@ def _remove_folders(folders: list[Path]) -> None:
             return  # not ours to empty (or already gone): leave it and its parents
 
 
+def chosen_types(reader: ScenarioReader, types: object) -> list[str] | None:
+    """The types asked for (None: all), each checked against the scenario's.
+
+    Raises:
+        InvalidInputError: ``types`` is not a list of names, or names a type the scenario lacks.
+    """
+    if types is None:
+        return None
+    if isinstance(types, str) or not all(isinstance(t, str) for t in types):  # type: ignore[attr-defined]
+        raise InvalidInputError("types must be a list of entity type names, e.g. ['patients', 'claims']")
+    wanted = list(dict.fromkeys(types))  # type: ignore[call-overload]
+    missing = [t for t in wanted if t not in reader.counts]
+    if missing:
+        known = ", ".join(reader.counts) or "none"
+        raise InvalidInputError(
+            f"scenario {reader.header.name!r} has no entity type {', '.join(map(repr, missing))}; its types: {known}"
+        )
+    return wanted
+
+
 def export_scenario(
     store: ScenarioStore,
     name: str,
@@ -222,11 +242,12 @@ def export_scenario(
             written (the message names it); nothing is left behind.
     """
     with store.open_scenario(name, version) as reader:
+        chosen = chosen_types(reader, types)
         target = target_path(reader.header.name, output_path)
 
         def write(out: BinaryIO) -> None:
             out.write(_header_line(reader))
-            _write_entities(reader, out, progress, types)
+            _write_entities(reader, out, progress, chosen)
             out.write(b"}}\n")
 
         write_atomically(target, write)

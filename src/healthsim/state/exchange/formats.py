@@ -36,6 +36,7 @@ from .export import (
     _cannot_write,
     _current_umask,
     _fsync_folder,
+    chosen_types,
     export_scenario,
     safe_file_name,
     target_path,
@@ -61,22 +62,6 @@ def check_format(format: object) -> str:
     return format.lower()
 
 
-def _chosen_types(reader: ScenarioReader, types: object) -> list[str] | None:
-    """The types asked for, each checked against the scenario's."""
-    if types is None:
-        return None
-    if isinstance(types, str) or not all(isinstance(t, str) for t in types):  # type: ignore[attr-defined]
-        raise InvalidInputError("types must be a list of entity type names, e.g. ['patients', 'claims']")
-    wanted = list(dict.fromkeys(types))  # type: ignore[call-overload]
-    missing = [t for t in wanted if t not in reader.counts]
-    if missing:
-        known = ", ".join(reader.counts) or "none"
-        raise InvalidInputError(
-            f"scenario {reader.header.name!r} has no entity type {', '.join(map(repr, missing))}; its types: {known}"
-        )
-    return wanted
-
-
 def export_formatted(
     store: ScenarioStore,
     name: str,
@@ -90,12 +75,9 @@ def export_formatted(
     """Write a scenario in ``format``; see :meth:`ScenarioStore.export_scenario`."""
     format = check_format(format)
     if format == "json":
-        if types is not None:
-            with store.open_scenario(name, version) as reader:
-                _chosen_types(reader, types)
         return export_scenario(store, name, path, version=version, types=types, progress=progress)
     with store.open_scenario(name, version) as reader:
-        chosen = _chosen_types(reader, types)
+        chosen = chosen_types(reader, types)
         if format == "ndjson":
             target = target_path(reader.header.name, path, suffix=".ndjson")
             write_atomically(target, lambda out: _write_ndjson(reader, out, chosen, progress))
@@ -111,7 +93,7 @@ def load_frames(
     """The scenario's entities as one Arrow table per type (the Parquet columns)."""
     cache = VersionCache(store.path)
     with store.open_scenario(name, version) as reader:
-        chosen = _chosen_types(reader, types)
+        chosen = chosen_types(reader, types)
         wanted = chosen if chosen is not None else list(reader.counts)
         made = (reader.header.scenario_id, reader.version, reader.header.updated_at)
         kept = cache.frames_files(*made, wanted)
@@ -172,12 +154,9 @@ def concatenated(column: pa.Array) -> memoryview:
 
 
 def _folder_path(name: str, path: str | os.PathLike[str] | None, format: str) -> Path:
-    """The folder to write: ``path`` itself, or ``~/Downloads/{name}-{format}``."""
-    if path is None:
-        return Path.home() / "Downloads" / safe_file_name(name, f"-{format}")
+    """The folder to write: ``path`` itself, ``{name}-{format}`` inside it when it is a
+    folder (or ends in ``/``), or ``~/Downloads/{name}-{format}``."""
     folder = target_path(name, path, suffix=f"-{format}")
-    if not os.fspath(path).endswith(("/", os.sep)) and not Path(path).expanduser().is_dir():
-        folder = Path(os.path.abspath(Path(path).expanduser()))  # the folder to create, as named
     if folder.exists() and not folder.is_dir():
         raise InvalidInputError(
             f"{str(folder)!r} is a file, not a folder; a {format} export writes a folder with one file "
