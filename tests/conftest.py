@@ -1,5 +1,11 @@
 """Shared fixtures: every test gets its own home folder and database file.
 
+The team store: in the modules of :data:`BOTH_ENGINES`, every test that takes ``store``
+runs twice, on a DuckDB file and on a fresh database of a real PostgreSQL server (the
+test ids end in ``[duckdb]`` and ``[postgresql]``), and ``HEALTHSIM_DB`` names the same
+database, so the module functions, CLI and MCP server in such a test use it too. A test
+that looks inside the DuckDB file itself (``db_path``) runs on DuckDB only.
+
 Plain helper functions (``orphan_rows``, ``hold_database``, Hypothesis strategies, paths)
 live in ``tests/helpers/``: test files import those, never this file or each other.
 """
@@ -8,12 +14,14 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from healthsim.state import ScenarioStore
 from helpers.paths import FIXTURES
+from helpers.pg_server import PgServer
 
 sys.path.insert(0, str(FIXTURES))  # fixture builders such as legacy_db
 
@@ -34,6 +42,70 @@ def db_path(isolated_home: Path) -> Path:
     return Path(os.environ["HEALTHSIM_DB"])
 
 
+#: Test modules whose ``store`` tests run on both engines.
+BOTH_ENGINES = {
+    "test_store",
+    "test_export",
+    "test_import",
+    "test_editing",
+    "test_history",
+    "test_summaries",
+    "test_formats",
+    "test_version_cache",
+    "test_legacy",
+    "test_team_store",
+}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "store" not in metafunc.fixturenames:
+        return
+    engines = ["duckdb"]
+    module = metafunc.module.__name__.rsplit(".", 1)[-1]
+    if module in BOTH_ENGINES and "db_path" not in metafunc.fixturenames:
+        engines.append("postgresql")
+    metafunc.parametrize("engine", engines, indirect=True)
+
+
 @pytest.fixture
-def store(db_path: Path) -> ScenarioStore:
-    return ScenarioStore(db_path)
+def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, isolated_home: Path) -> str:
+    """``duckdb`` or ``postgresql``: the engine of this test's ``store`` (and of HEALTHSIM_DB)."""
+    name: str = getattr(request, "param", "duckdb")
+    if name == "postgresql":
+        monkeypatch.setenv("HEALTHSIM_DB", request.getfixturevalue("pg_url"))
+    return name
+
+
+@pytest.fixture
+def store(engine: str) -> ScenarioStore:
+    """The store of this test's engine: the DuckDB file in its home, or a fresh PostgreSQL database."""
+    return ScenarioStore(os.environ["HEALTHSIM_DB"])
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """One private PostgreSQL server for the whole session, started only if a test asks for it (~1 s).
+
+    Fails (does not skip) without PostgreSQL binaries, with a message naming the package: a skipped
+    team store suite would look green while testing nothing. The server is also stopped at interpreter
+    exit should the session end without tearing down fixtures.
+    """
+    server = PgServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server: PgServer) -> Iterator[str]:
+    """A fresh empty database for this test, owned by the plain role: its URL (with the password).
+
+    ``postgresql://healthsim:hs-test-pw@127.0.0.1:<port>/<db>``. The database is dropped afterwards with
+    FORCE, so connections the test (or the code under test) left open do not fail the teardown.
+    """
+    url = pg_server.new_database()
+    try:
+        yield url
+    finally:
+        pg_server.drop_database(url.rsplit("/", 1)[1])

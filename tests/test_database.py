@@ -16,6 +16,7 @@ from healthsim.state import (
     DatabaseLockedError,
     InvalidInputError,
     ScenarioStore,
+    ServerUnavailableError,
     list_scenarios,
     load_scenario,
     save_scenario,
@@ -132,12 +133,9 @@ def test_idle_process_holds_no_lock(store: ScenarioStore, db_path: Path) -> None
 @pytest.mark.parametrize(
     ("db", "shown"),
     [
-        ("postgresql://u:secret@h/db", "postgresql://u:***@h/db"),
-        ("postgres://u:secret@h:5432/db?sslmode=require", "postgres://u:***@h:5432/db?sslmode=require"),
-        ("postgresql://h/db?user=u&password=secret", "postgresql://h/db?user=u&password=***"),
-        ("postgresql://u:sec/ret@h/db", "postgresql://u:***@h/db"),  # an unescaped "/" in the password
         (Path("postgresql://u:secret@h/db"), "postgresql:/u:***@h/db"),  # Path collapses "//"
         ("file:///tmp/h.duckdb", "file:///tmp/h.duckdb"),
+        ("https://u:secret@h/db", "https://u:***@h/db"),
     ],
 )
 def test_url_is_refused_and_nothing_is_created(
@@ -151,19 +149,48 @@ def test_url_is_refused_and_nothing_is_created(
             operation()
         message = str(caught.value)
         assert "secret" not in message and f"database {shown!r} is a URL" in message, message
-        assert "DuckDB file path" in message
-    assert "PostgreSQL team store is not available" in message or db.startswith("file:")
+        assert "DuckDB file path" in message and "postgresql:// URL" in message
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home"]  # the fixture's home only
+
+
+@pytest.mark.parametrize(
+    ("db", "named"),
+    [
+        ("postgresql://u:secret@h/db", "database 'db' on h:5432"),
+        ("postgres://u:secret@127.0.0.1:1/db?sslmode=disable", "database 'db' on 127.0.0.1:1"),
+        ("postgresql://127.0.0.1:1/db?user=u&password=secret", "database 'db' on 127.0.0.1:1"),
+    ],
+)
+def test_a_team_store_that_cannot_be_reached_is_named_without_its_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, db: str, named: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    store = ScenarioStore(db)
+    assert "secret" not in repr(store) and "secret" not in str(store.path)
+    for operation in (lambda: store.save_scenario("x", {"patients": [{"patient_id": "A"}]}), store.list_scenarios):
+        with pytest.raises(ServerUnavailableError) as caught:
+            operation()
+        message = str(caught.value)
+        assert "secret" not in message and named in message and "\n" not in message, message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home"]
+
+
+def test_a_url_password_with_a_slash_is_refused_without_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InvalidInputError) as caught:
+        ScenarioStore("postgresql://u:sec/ret@h/db").list_scenarios()
+    assert "sec/ret" not in str(caught.value) and "postgresql://u:***@h/db" in str(caught.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home"]
 
 
 def test_url_in_the_environment_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("HEALTHSIM_DB", " postgresql://user:secret@db.example.org/healthsim ")
+    monkeypatch.setenv("HEALTHSIM_DB", " mysql://user:secret@db.example.org/healthsim ")
     with pytest.raises(InvalidInputError) as caught:
         save_scenario("x", {})
     message = str(caught.value)
-    assert message.startswith("HEALTHSIM_DB=postgresql://user:***@db.example.org/healthsim is a URL"), message
-    assert "secret" not in message and "PostgreSQL team store is not available" in message
+    assert message.startswith("HEALTHSIM_DB=mysql://user:***@db.example.org/healthsim is a URL"), message
+    assert "secret" not in message and "the only URLs taken are postgresql:// ones" in message
     assert "set HEALTHSIM_DB to a DuckDB file path" in message
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home"]
 

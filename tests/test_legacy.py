@@ -15,6 +15,7 @@ import pytest
 from healthsim.state import ScenarioStore
 from healthsim.state.legacy import discover_legacy_files, migrate_legacy_files, migration_status
 from helpers import legacy_files
+from helpers.database import never_written
 from helpers.paths import HERE
 
 SCRIPT = HERE.parent / "scripts" / "migrate_json_to_duckdb.py"
@@ -125,7 +126,7 @@ def test_dry_run_changes_nothing_on_disk(legacy_home: Path, store: ScenarioStore
     report = migrate_legacy_files(store, dry_run=True)
     assert report.count("would-migrate") == 3
     assert snapshot(legacy_home) == before
-    assert not (legacy_home / "scenarios_backup").exists() and not store.path.exists()
+    assert not (legacy_home / "scenarios_backup").exists() and never_written(store.path)
 
 
 def test_dry_run_does_not_upgrade_a_legacy_database(legacy_home: Path, tmp_path: Path) -> None:
@@ -146,14 +147,14 @@ def test_script_status_dry_run_and_run(legacy_home: Path, store: ScenarioStore) 
     dry = run_script("--dry-run")
     assert dry.returncode == 0 and lines_starting(dry.stdout, "would migrate ") == 3
     assert "Dry run, nothing changed: 3 found, 3 would migrate." in dry.stdout
-    assert not store.path.exists()
+    assert never_written(store.path)
 
     declined = run_script()  # stdin closed: counts as no
     assert declined.returncode == 1 and "nothing was changed" in declined.stdout
-    assert not store.path.exists() and not (legacy_home / "scenarios_backup").exists()
+    assert never_written(store.path) and not (legacy_home / "scenarios_backup").exists()
 
     answered_no = run_script(stdin="n\n")
-    assert answered_no.returncode == 1 and not store.path.exists()
+    assert answered_no.returncode == 1 and never_written(store.path)
 
     answered_yes = run_script(stdin="y\n")
     assert answered_yes.returncode == 0, answered_yes.stdout + answered_yes.stderr

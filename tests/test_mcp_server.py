@@ -427,13 +427,13 @@ def test_export_and_database_path_errors_are_tool_errors(
 
     async def url(client: ClientSession) -> None:
         text = await call_error(client, "list_scenarios")
-        assert "PostgreSQL team store is not available" in text and "u:***@h" in text and "secret" not in text, text
+        assert "cannot use PostgreSQL database 'db' on 127.0.0.1:1" in text and "secret" not in text, text
 
     with_session(db_path, export)
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
-    monkeypatch.setenv("HEALTHSIM_DB", "postgresql://u:secret@h/db")
+    monkeypatch.setenv("HEALTHSIM_DB", "postgresql://u:secret@127.0.0.1:1/db")
     with_session(None, url)  # the database from HEALTHSIM_DB, as `healthsim mcp` reads it
     assert list(work.iterdir()) == []  # no folders named after the URL
 

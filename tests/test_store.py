@@ -20,7 +20,7 @@ from healthsim.state import (
     ScenarioStore,
 )
 from healthsim.state.entities import ENTITY_ID_NAMESPACE
-from helpers.database import orphan_rows
+from helpers.database import orphan_rows, sql_rows
 from helpers.sample import diabetes_cohort
 
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z$")
@@ -162,9 +162,7 @@ def test_integers_beyond_64_bits_of_either_sign_load_exactly_on_every_path(
     store.import_scenario_from_json(path, name="edges-again")
     assert store.load_scenario("edges-again")["entities"] == entities
     # Rows of unknown origin (an earlier release wrote no exact_json_rows): the screen decides.
-    con = duckdb.connect(str(store.path))
-    con.execute("UPDATE scenarios SET metadata = '{}'")
-    con.close()
+    sql_rows(store.path, "UPDATE scenarios SET metadata = '{}'")
     for name in ("edges", "edges-again"):
         loaded = store.load_scenario(name)["entities"]["patients"]
         assert [type(e["n"]) for e in loaded] == [int] * len(EDGE_INTEGERS)

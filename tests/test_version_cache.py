@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from healthsim.state import ScenarioStore
+from healthsim.state.version_cache import VersionCache
 from helpers.paths import EXAMPLES
 
 ODD: dict[str, list[dict[str, Any]]] = {
@@ -22,7 +23,7 @@ ODD: dict[str, list[dict[str, Any]]] = {
 
 
 def cache_root(store: ScenarioStore) -> Path:
-    return Path(store.path).with_name(Path(store.path).name + ".frames")
+    return VersionCache(store.path).root
 
 
 def folders(store: ScenarioStore) -> list[str]:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
-import duckdb
+from healthsim.state.database import connect
+from healthsim.state.postgres.server import TeamDatabase
 
 HOLD_SCRIPT = """
 import sys, time, duckdb
@@ -30,15 +32,37 @@ def hold_database(path: Path, seconds: float) -> subprocess.Popen[str]:
     return proc
 
 
-def orphan_rows(path: Path) -> int:
-    """Entity and tag rows whose scenario does not exist (must always be 0)."""
-    con = duckdb.connect(str(path))
-    try:
-        return con.execute(
+def sql_rows(
+    database: Path | TeamDatabase, sql: str, params: list[Any] | None = None, *, read_only: bool = False
+) -> list[tuple[Any, ...]]:
+    """The rows of one statement on either engine (a DuckDB file, or a team store), through
+    the library's own connection (SQL both engines run). ``read_only`` looks without
+    preparing the database first (which would remove an interrupted write's leftovers)."""
+    with connect(database, read_only=read_only) as con:
+        assert con is not None, f"no database at {database}"
+        return [tuple(row) for row in con.execute(sql, params or []).fetchall()]
+
+
+def orphan_rows(database: Path | TeamDatabase) -> int:
+    """Entity and tag rows whose scenario does not exist (must always be 0), on either engine."""
+    return int(
+        sql_rows(
+            database,
             "SELECT (SELECT count(*) FROM scenario_entities e WHERE NOT EXISTS "
             "  (SELECT 1 FROM scenarios s WHERE s.scenario_id = e.scenario_id)) + "
             "(SELECT count(*) FROM scenario_tags t WHERE NOT EXISTS "
-            "  (SELECT 1 FROM scenarios s WHERE s.scenario_id = t.scenario_id))"
-        ).fetchall()[0][0]
-    finally:
-        con.close()
+            "  (SELECT 1 FROM scenarios s WHERE s.scenario_id = t.scenario_id))",
+            read_only=True,
+        )[0][0]
+    )
+
+
+def never_written(database: Path | TeamDatabase) -> bool:
+    """Whether nothing was ever written there: no DuckDB file, or a team store without tables."""
+    if isinstance(database, Path):
+        return not database.exists()
+    import psycopg
+
+    with psycopg.connect(database.url) as con:
+        row = con.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone()
+        return row is not None and row[0] == 0

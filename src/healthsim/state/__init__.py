@@ -31,6 +31,7 @@ from .errors import (
     QueryError,
     ScenarioExistsError,
     ScenarioNotFoundError,
+    ServerUnavailableError,
     StateError,
 )
 from .query import query_scenarios, query_to_file
@@ -88,6 +89,7 @@ __all__ = [
     "DatabaseError",
     "QueryError",
     "MissingDependencyError",
+    "ServerUnavailableError",
 ]
 
 

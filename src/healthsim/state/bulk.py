@@ -30,6 +30,8 @@ import pyarrow as pa
 
 from .entities import Encoded, as_json_object, encode_exact, encode_fast, id_fields, raw_entity_id
 from .errors import DatabaseError
+from .postgres.bulk import insert_chunk
+from .postgres.connection import is_postgres
 from .schema import entity_uuid_select
 from .transactions import transaction
 
@@ -188,15 +190,18 @@ def insert_chunks(
                 return
             if not failure:
                 try:
-                    con.register("_hs_chunk", table)
-                    try:
-                        if commit_each:
-                            with transaction(con):
+                    if is_postgres(con):  # the team store: COPY, ids from its sequence (one transaction)
+                        insert_chunk(con, table, scenario_id, now)
+                    else:
+                        con.register("_hs_chunk", table)
+                        try:
+                            if commit_each:
+                                with transaction(con):
+                                    con.execute(_INSERT_CHUNK_SQL, params)
+                            else:
                                 con.execute(_INSERT_CHUNK_SQL, params)
-                        else:
-                            con.execute(_INSERT_CHUNK_SQL, params)
-                    finally:
-                        con.unregister("_hs_chunk")
+                        finally:
+                            con.unregister("_hs_chunk")
                 except BaseException as exc:  # handed to the caller's thread below
                     failure.append(exc)
             del table  # do not hold the chunk while waiting for the next one

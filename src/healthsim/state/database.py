@@ -8,8 +8,10 @@ for up to ``HEALTHSIM_LOCK_TIMEOUT`` seconds (default 30) before raising
 through a lock, because DuckDB refuses a second connection with another configuration
 (the read-only SQL sandbox) beside an open one.
 
-The database is a DuckDB file. A URL (``postgresql://user:pw@host/db``) is refused, not
-taken as a relative path: that made folders named after the URL, password included.
+The database is a DuckDB file, or a PostgreSQL team store given by a ``postgresql://``
+URL (see :mod:`.postgres`): :func:`resolve_database` tells which, and :func:`connect`
+opens either. Other URLs are refused, not taken as relative paths: that made folders
+named after the URL, password included.
 """
 
 from __future__ import annotations
@@ -28,10 +30,13 @@ from typing import Any
 import duckdb
 
 from .errors import DatabaseError, DatabaseLockedError, InvalidInputError
+from .postgres.server import TeamDatabase, is_team_url
 from .schema import prepare
 
 __all__ = [
     "DEFAULT_DB_PATH",
+    "Database",
+    "resolve_database",
     "resolve_db_path",
     "redact_url",
     "lock_timeout",
@@ -84,33 +89,43 @@ def redact_url(url: str) -> str:
     return text
 
 
+#: Where scenarios are kept: a DuckDB file, or a PostgreSQL database (the team store).
+Database = Path | TeamDatabase
+
+
 def _refuse_url(value: str, from_env: bool) -> None:
-    """Raise if ``value`` is a URL: this release keeps scenarios in a DuckDB file only."""
-    if not _URL.match(value):
+    """Raise if ``value`` is a URL other than ``postgresql://``."""
+    if not _URL.match(value) or is_team_url(value):
         return
     shown = redact_url(value)
     if value.split(":", 1)[0].lower() == "file":
         why = "file: URLs are not read, give the file's path itself"
     else:
-        why = "the PostgreSQL team store is not available in this release"
-    example = "a DuckDB file path (e.g. ~/.healthsim/healthsim.duckdb)"
+        why = "the only URLs taken are postgresql:// ones, for a team store"
+    example = "a DuckDB file path (e.g. ~/.healthsim/healthsim.duckdb) or a postgresql:// URL"
     if from_env:
         subject, fix = f"HEALTHSIM_DB={shown}", f"set HEALTHSIM_DB to {example}, or unset it for the default"
     else:
         subject, fix = f"database {shown!r}", f"use {example}, or none for the default"
-    raise InvalidInputError(f"{subject} is a URL, but the database must be a DuckDB file ({why}); {fix}")
+    raise InvalidInputError(f"{subject} is a URL, but not one of a database ({why}); {fix}")
 
 
-def resolve_db_path(path: str | os.PathLike[str] | None = None) -> Path:
-    """The database file to use: ``path``, else ``HEALTHSIM_DB``, else the default.
+def resolve_database(path: str | os.PathLike[str] | TeamDatabase | None = None) -> Database:
+    """The database to use: ``path``, else ``HEALTHSIM_DB``, else the default file.
 
     Read at each call, so a long-running process follows changes to the variable.
 
+    Returns:
+        The DuckDB file's absolute path, or the :class:`TeamDatabase` a
+        ``postgresql://`` URL names.
+
     Raises:
-        InvalidInputError: the value is a URL (``scheme://…``, ``file://`` included: pass
-            the file's path itself); the message shows it with the password hidden.
+        InvalidInputError: the value is another URL (``file://`` included: pass the
+            file's path itself); the message shows it with the password hidden.
             Nothing is created.
     """
+    if isinstance(path, TeamDatabase):
+        return path
     if path is None:
         env = os.environ.get("HEALTHSIM_DB", "").strip()
         if env:
@@ -118,7 +133,22 @@ def resolve_db_path(path: str | os.PathLike[str] | None = None) -> Path:
         path = env if env else Path.home() / DEFAULT_DB_PATH
     elif isinstance(path, (str, os.PathLike)) and isinstance(text := os.fspath(path), str):
         _refuse_url(text, from_env=False)
+    text = os.fspath(path)
+    if isinstance(text, str) and is_team_url(text.strip()):
+        return TeamDatabase.parse(text.strip())
     return Path(path).expanduser().absolute()
+
+
+def resolve_db_path(path: str | os.PathLike[str] | None = None) -> Path:
+    """The DuckDB file to use, as :func:`resolve_database` finds it.
+
+    Raises:
+        InvalidInputError: the database is a PostgreSQL team store, or another URL.
+    """
+    found = resolve_database(path)
+    if isinstance(found, TeamDatabase):
+        raise InvalidInputError(f"{found.shown} is a PostgreSQL team store; this needs a DuckDB file")
+    return found
 
 
 def lock_timeout() -> float:
@@ -180,13 +210,17 @@ def _restrict_permissions(path: Path) -> None:
 
 @contextmanager
 def connect(
-    path: Path,
+    path: Database,
     *,
     create: bool = False,
     read_only: bool = False,
     config: dict[str, Any] | None = None,
-) -> Iterator[duckdb.DuckDBPyConnection | None]:
+) -> Iterator[Any]:
     """Open ``path`` for one operation and close it afterwards.
+
+    A :class:`TeamDatabase` yields a :class:`~.postgres.connection.PgConnection`
+    (prepared the same way; it always exists, and ``create`` and ``config`` do not
+    apply); a path yields a DuckDB connection.
 
     A read-write connection is prepared first (:func:`.schema.prepare`: pending schema
     migrations, leftovers of an interrupted large write removed).
@@ -204,7 +238,14 @@ def connect(
         DatabaseError: the file is not a usable database, its folder cannot be created,
             or DuckDB refused an operation on the connection (a ``duckdb.Error`` from
             the ``with`` body, so that no raw DuckDB exception leaves the library).
+        ServerUnavailableError: the PostgreSQL server cannot be used.
     """
+    if isinstance(path, TeamDatabase):
+        from .postgres.connection import open_connection  # (it imports this module's neighbours)
+
+        with open_connection(path, prepare=not read_only) as pg:
+            yield pg
+        return
     with process_lock(path):
         created = not path.exists()
         if created and not create:

@@ -16,6 +16,7 @@ from typing import Any
 
 import duckdb
 
+from .dialect import create_temp, json_equal
 from .entities import decode_entity, id_fields, raw_entity_id
 from .history import version_rows_sql
 
@@ -36,8 +37,8 @@ def _side_table(con: duckdb.DuckDBPyConnection, table: str, sid: uuid.UUID, vers
         rows = version_rows_sql()
         params["version"] = version
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT entity_type, entity_id, entity_data, id, "
-        f"row_number() OVER (PARTITION BY entity_type, entity_id ORDER BY id) AS nth FROM ({rows})",
+        f"{create_temp(con, table)} AS SELECT entity_type, entity_id, entity_data, id, "
+        f"row_number() OVER (PARTITION BY entity_type, entity_id ORDER BY id) AS nth FROM ({rows}) AS r",
         params,
     )
 
@@ -80,29 +81,25 @@ def diff_rows(
     _side_table(con, "_hs_diff_a", *a)
     _side_table(con, "_hs_diff_b", *b)
     joined = (
-        "SELECT COALESCE(a.entity_type, b.entity_type) AS entity_type, COALESCE(a.entity_id, b.entity_id) AS entity_id, "
+        f"SELECT COALESCE(a.entity_type, b.entity_type) AS entity_type, COALESCE(a.entity_id, b.entity_id) AS entity_id, "
         "COALESCE(b.id, a.id) AS position, a.entity_data AS old, b.entity_data AS new, "
         "CASE WHEN a.entity_id IS NULL THEN 'added' WHEN b.entity_id IS NULL THEN 'removed' "
-        # Equal text is equal JSON; otherwise compare it minified (an import may keep a file's spacing).
-        "WHEN a.entity_data::VARCHAR = b.entity_data::VARCHAR OR json(a.entity_data) = json(b.entity_data) "
-        "THEN 'unchanged' ELSE 'changed' END AS kind "
+        f"WHEN {json_equal(con, 'a.entity_data', 'b.entity_data')} THEN 'unchanged' ELSE 'changed' END AS kind "
         "FROM _hs_diff_a a FULL OUTER JOIN _hs_diff_b b ON a.entity_type = b.entity_type "
         "AND a.entity_id = b.entity_id AND a.nth = b.nth"
     )
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _hs_diff AS {joined}")
+    con.execute(f"{create_temp(con, '_hs_diff')} AS {joined}")
     types: dict[str, dict[str, Any]] = {}
-    order = con.execute(
-        "SELECT entity_type, min(position) AS first FROM _hs_diff GROUP BY ALL ORDER BY first"
-    ).fetchall()
+    order = con.execute("SELECT entity_type, min(position) AS first FROM _hs_diff GROUP BY 1 ORDER BY first").fetchall()
     for entity_type, _ in order:
         types[entity_type] = {kind: 0 for kind in _KINDS} | {"examples": {"added": [], "removed": [], "changed": []}}
     for entity_type, kind, count in con.execute(
-        "SELECT entity_type, kind, count(*) FROM _hs_diff GROUP BY ALL"
+        "SELECT entity_type, kind, count(*) FROM _hs_diff GROUP BY 1, 2"
     ).fetchall():
         types[entity_type][kind] = int(count)
     examples = con.execute(
-        "SELECT entity_type, kind, entity_id, old::VARCHAR, new::VARCHAR FROM (SELECT *, row_number() OVER "
-        "(PARTITION BY entity_type, kind ORDER BY position) AS n FROM _hs_diff WHERE kind <> 'unchanged') "
+        "SELECT entity_type, kind, entity_id, old::TEXT, new::TEXT FROM (SELECT *, row_number() OVER "
+        "(PARTITION BY entity_type, kind ORDER BY position) AS n FROM _hs_diff WHERE kind <> 'unchanged') AS d "
         f"WHERE n <= {EXAMPLES} ORDER BY entity_type, kind, n"
     ).fetchall()
     for entity_type, kind, stored, old, new in examples:

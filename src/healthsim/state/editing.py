@@ -24,11 +24,15 @@ import duckdb
 
 from .. import __version__
 from .bulk import ChunkEncoder
+from .dialect import create_temp, has_scalar
 from .entities import derive_entity_id, id_fields, normalize_type
 from .errors import InvalidEntityError, InvalidInputError, ScenarioExistsError
 from .history import archive_rows
+from .postgres.bulk import copy_rows as pg_copy_rows
+from .postgres.bulk import copy_text, entity_rows_sql
+from .postgres.connection import is_postgres
+from .postgres.schema import ENTITY_IDS
 from .reading import SCENARIO_COLUMNS, ScenarioHeader, first_row, iso_utc
-from .schema import entity_uuid_select
 from .validation import normalize_tags
 
 __all__ = [
@@ -55,7 +59,15 @@ ChangeCounts = dict[str, dict[str, int]]
 
 
 def next_id(con: duckdb.DuckDBPyConnection) -> int:
-    """The id the next new row of ``scenario_entities`` takes."""
+    """The id the next new row of ``scenario_entities`` takes: on PostgreSQL, the lowest
+    its sequence can still give (rows of other clients may take ids from there on too, but
+    a scenario's new rows get no lower one)."""
+    if is_postgres(con):
+        return int(
+            con.execute(
+                f"SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END FROM {ENTITY_IDS}"
+            ).fetchall()[0][0]
+        )
     return int(con.execute("SELECT COALESCE(max(id), 0) + 1 FROM scenario_entities").fetchall()[0][0])
 
 
@@ -64,7 +76,7 @@ def current_types(con: duckdb.DuckDBPyConnection, header: ScenarioHeader) -> lis
     others its rows hold (scenarios of earlier releases), in the order they first appear."""
     types = header.declared_types()
     rows = con.execute(
-        "SELECT entity_type, min(id) AS first FROM scenario_entities WHERE scenario_id = ? GROUP BY ALL ORDER BY first",
+        "SELECT entity_type, min(id) AS first FROM scenario_entities WHERE scenario_id = ? GROUP BY 1 ORDER BY first",
         [header.scenario_id],
     ).fetchall()
     return types + [t for t, _ in rows if t not in types]
@@ -81,36 +93,32 @@ def _load_batch(con: duckdb.DuckDBPyConnection, typed: Iterable[tuple[str, Itera
         InvalidEntityError: an entity cannot be stored (naming its type, index, field).
     """
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {_NEW} "
-        "(seq INTEGER, entity_type VARCHAR, has_id BOOLEAN, entity_id UUID, entity_data JSON)"
+        f"{create_temp(con, _NEW)} (seq INTEGER, entity_type VARCHAR, has_id BOOLEAN, entity_id UUID, entity_data JSON)"
     )
     encoder = ChunkEncoder(1)
-    select = entity_uuid_select(
-        "_hs_chunk", "raw_id", "entity_type || ':' || raw_id", "id, entity_type, raw_id, entity_data"
-    )
+    select = entity_rows_sql()
+    columns = ["id", "entity_type", "raw_id IS NOT NULL AS has_id", "_uuid", "entity_data"]
     for table in encoder.tables(typed):
+        if is_postgres(con):  # ids derived in a local DuckDB, rows sent with COPY
+            names = ["id", "entity_type", "has_id", "_uuid", "entity_data"]
+            text = copy_text(f"SELECT {', '.join(columns)} FROM ({select}) AS c", names, _hs_chunk=table)
+            pg_copy_rows(con, _NEW, ["seq", "entity_type", "has_id", "entity_id", "entity_data"], text)
+            continue
         con.register("_hs_chunk", table)
         try:
-            con.execute(
-                f"INSERT INTO {_NEW} SELECT id, entity_type, raw_id IS NOT NULL, _uuid, entity_data FROM ({select})"
-            )
+            con.execute(f"INSERT INTO {_NEW} SELECT {', '.join(columns)} FROM ({select})")
         finally:
             con.unregister("_hs_chunk")
     return encoder
 
 
-def _has_id_sql(types: Iterable[str]) -> str:
+def _has_id_sql(con: Any, types: Iterable[str]) -> str:
     """SQL telling whether a stored row's entity has an id of its own (a string or a
     number in one of its type's id fields), as :func:`~.entities.raw_entity_id` decides."""
     cases = []
     for entity_type in types:
-        checks = " OR ".join(
-            f"json_type(entity_data, '$.{field}') IN ('VARCHAR', 'BIGINT', 'UBIGINT', 'DOUBLE', 'HUGEINT')"
-            for field in id_fields(entity_type)
-        )
-        cases.append(
-            f"WHEN {_quote(entity_type)} THEN COALESCE({checks}, false)"
-        )  # json_type of a missing field is NULL
+        checks = " OR ".join(has_scalar(con, "entity_data", field) for field in id_fields(entity_type))
+        cases.append(f"WHEN {_quote(entity_type)} THEN COALESCE({checks}, false)")  # (NULL: no such field)
     return f"CASE entity_type {' '.join(cases)} ELSE false END" if cases else "false"
 
 
@@ -124,29 +132,36 @@ def _apply_batch(
     """Put the batch table into the scenario as ``version``; returns (added, updated,
     removed) per type and the ids of the rows replaced in place (their old content is
     kept in the history first)."""
-    base = next_id(con) - 1
-    params: dict[str, Any] = {"sid": sid, "now": now, "base": base}
-    insert = (
-        "INSERT INTO scenario_entities (id, scenario_id, entity_type, entity_id, entity_data, created_at) "
-        "SELECT $base + row_number() OVER (ORDER BY seq), $sid, entity_type, entity_id, entity_data, $now FROM ({rows})"
-    )
+    params: dict[str, Any] = {"sid": sid, "now": now}
+    if is_postgres(con):  # ids from the sequence, taken in the batch's order
+        insert = (
+            "INSERT INTO scenario_entities (scenario_id, entity_type, entity_id, entity_data, created_at) "
+            "SELECT $sid, entity_type, entity_id, entity_data, $now FROM ({rows}) AS r ORDER BY seq"
+        )
+    else:
+        params["base"] = next_id(con) - 1
+        insert = (
+            "INSERT INTO scenario_entities (id, scenario_id, entity_type, entity_id, entity_data, created_at) "
+            "SELECT $base + row_number() OVER (ORDER BY seq), $sid, entity_type, entity_id, entity_data, $now "
+            "FROM ({rows}) AS r"
+        )
     if not upsert:
-        added = _counts_by_type(con, f"SELECT entity_type, count(*) FROM {_NEW} GROUP BY ALL", {})
+        added = _counts_by_type(con, f"SELECT entity_type, count(*) FROM {_NEW} GROUP BY 1", {})
         con.execute(insert.format(rows=f"SELECT seq, entity_type, entity_id, entity_data FROM {_NEW}"), params)
         return added, {}, {}, []
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {_KEYS} AS SELECT entity_type, entity_id, min(seq) AS first_seq, "
-        f"arg_max(entity_data, seq) AS data FROM {_NEW} WHERE has_id GROUP BY entity_type, entity_id"
+        f"{create_temp(con, _KEYS)} AS SELECT entity_type, entity_id, min(seq) AS first_seq, "
+        f"(array_agg(entity_data ORDER BY seq DESC))[1] AS data FROM {_NEW} WHERE has_id GROUP BY entity_type, entity_id"
     )
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {_HITS} AS SELECT e.id, e.entity_type, e.entity_id, "
+        f"{create_temp(con, _HITS)} AS SELECT e.id, e.entity_type, e.entity_id, "
         "row_number() OVER (PARTITION BY e.entity_type, e.entity_id ORDER BY e.id) AS nth "
         f"FROM scenario_entities e JOIN {_KEYS} k ON e.entity_type = k.entity_type AND e.entity_id = k.entity_id "
         "WHERE e.scenario_id = $sid",
         {"sid": sid},
     )
-    updated = _counts_by_type(con, f"SELECT entity_type, count(*) FROM {_HITS} WHERE nth = 1 GROUP BY ALL", {})
-    removed = _counts_by_type(con, f"SELECT entity_type, count(*) FROM {_HITS} WHERE nth > 1 GROUP BY ALL", {})
+    updated = _counts_by_type(con, f"SELECT entity_type, count(*) FROM {_HITS} WHERE nth = 1 GROUP BY 1", {})
+    removed = _counts_by_type(con, f"SELECT entity_type, count(*) FROM {_HITS} WHERE nth > 1 GROUP BY 1", {})
     if (updated or removed) and version > 1:  # (a scenario being made has no history yet)
         archive_rows(con, sid, version, f"e.id IN (SELECT id FROM {_HITS})")
     if updated:
@@ -162,7 +177,7 @@ def _apply_batch(
         f"SELECT first_seq, entity_type, entity_id, data FROM {_KEYS} k WHERE NOT EXISTS "
         f"(SELECT 1 FROM {_HITS} h WHERE h.entity_type = k.entity_type AND h.entity_id = k.entity_id)"
     )
-    added = _counts_by_type(con, f"SELECT entity_type, count(*) FROM ({rows}) GROUP BY ALL", {})
+    added = _counts_by_type(con, f"SELECT entity_type, count(*) FROM ({rows}) AS r GROUP BY 1", {})
     con.execute(insert.format(rows=rows), params)
     replaced = [row[0] for row in con.execute(f"SELECT id FROM {_HITS} WHERE nth = 1").fetchall()] if updated else []
     return added, updated, removed, replaced
@@ -228,7 +243,7 @@ def remove_rows(
         row[0]
         for row in con.execute(
             "SELECT DISTINCT entity_id FROM scenario_entities WHERE scenario_id = $sid AND entity_type = $type "
-            "AND list_contains($ids, entity_id)",
+            "AND entity_id = ANY($ids)",
             {"sid": header.scenario_id, "type": stored_type, "ids": list(wanted.values())},
         ).fetchall()
     }
@@ -237,13 +252,12 @@ def remove_rows(
             con,
             header.scenario_id,
             version,
-            "e.entity_type = $type AND list_contains($ids, e.entity_id)",
+            "e.entity_type = $type AND e.entity_id = ANY($ids)",
             {"type": stored_type, "ids": list(found)},
         )
     removed = int(
         con.execute(
-            "DELETE FROM scenario_entities WHERE scenario_id = $sid AND entity_type = $type "
-            "AND list_contains($ids, entity_id)",
+            "DELETE FROM scenario_entities WHERE scenario_id = $sid AND entity_type = $type AND entity_id = ANY($ids)",
             {"sid": header.scenario_id, "type": stored_type, "ids": list(found)},
         ).fetchall()[0][0]
         if found
@@ -273,7 +287,9 @@ def apply_tags(
 def write_tags(con: duckdb.DuckDBPyConnection, sid: uuid.UUID, tags: list[str]) -> None:
     """Replace a scenario's tags (inside the caller's transaction)."""
     con.execute("DELETE FROM scenario_tags WHERE scenario_id = ?", [sid])
-    if tags:
+    if tags and is_postgres(con):  # ids from the sequence
+        con.executemany("INSERT INTO scenario_tags (scenario_id, tag) VALUES (?, ?)", [(sid, tag) for tag in tags])
+    elif tags:
         first = con.execute("SELECT COALESCE(max(id), 0) + 1 FROM scenario_tags").fetchall()[0][0]
         con.executemany(
             "INSERT INTO scenario_tags (id, scenario_id, tag) VALUES (?, ?, ?)",
@@ -345,15 +361,23 @@ def copy_rows(
     ][0]
     if low is None:
         return {}
-    con.execute(
-        "INSERT INTO scenario_entities (id, scenario_id, entity_type, entity_id, entity_data, created_at) "
-        "SELECT id + $shift, $target, entity_type, entity_id, entity_data, $now FROM scenario_entities "
-        "WHERE scenario_id = $source",
-        {"shift": next_id(con) - low, "target": target, "now": now, "source": source.scenario_id},
-    )
+    if is_postgres(con):  # ids from the sequence, in the rows' order
+        con.execute(
+            "INSERT INTO scenario_entities (scenario_id, entity_type, entity_id, entity_data, created_at) "
+            "SELECT $target, entity_type, entity_id, entity_data, $now FROM scenario_entities "
+            "WHERE scenario_id = $source ORDER BY id",
+            {"target": target, "now": now, "source": source.scenario_id},
+        )
+    else:
+        con.execute(
+            "INSERT INTO scenario_entities (id, scenario_id, entity_type, entity_id, entity_data, created_at) "
+            "SELECT id + $shift, $target, entity_type, entity_id, entity_data, $now FROM scenario_entities "
+            "WHERE scenario_id = $source",
+            {"shift": next_id(con) - low, "target": target, "now": now, "source": source.scenario_id},
+        )
     return _counts_by_type(
         con,
-        "SELECT entity_type, count(*) FROM scenario_entities WHERE scenario_id = $sid GROUP BY ALL",
+        "SELECT entity_type, count(*) FROM scenario_entities WHERE scenario_id = $sid GROUP BY 1",
         {"sid": target},
     )
 
@@ -373,7 +397,7 @@ def merge_rows(
         ).fetchall()
     ]
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {_NEW} AS SELECT id AS seq, entity_type, {_has_id_sql(types)} AS has_id, "
+        f"{create_temp(con, _NEW)} AS SELECT id AS seq, entity_type, {_has_id_sql(con, types)} AS has_id, "
         "entity_id, entity_data FROM scenario_entities WHERE scenario_id = ?",
         [source.scenario_id],
     )

@@ -13,6 +13,7 @@ ones a caller may want to treat like built-in errors also derive from those::
     │   └── QueryError
     ├── DatabaseLockedError
     ├── DatabaseError
+    │   └── ServerUnavailableError   (a PostgreSQL team store)
     └── MissingDependencyError       (also ImportError)
 
 Messages name the scenario, field or file concerned and say what to do next, so the
@@ -39,6 +40,7 @@ __all__ = [
     "QueryError",
     "DatabaseLockedError",
     "DatabaseError",
+    "ServerUnavailableError",
     "MissingDependencyError",
 ]
 
@@ -148,6 +150,12 @@ class DatabaseLockedError(StateError):
 
 class DatabaseError(StateError):
     """The database file cannot be opened or used (corrupt, unreadable, wrong schema)."""
+
+
+class ServerUnavailableError(DatabaseError):
+    """A PostgreSQL team store cannot be used: the server cannot be reached, refused the
+    credentials, or has no such database. The message names host, port and database,
+    never the password."""
 
 
 class MissingDependencyError(StateError, ImportError):

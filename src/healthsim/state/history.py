@@ -30,6 +30,7 @@ from typing import Any, NamedTuple
 
 import duckdb
 
+from .dialect import json_text_in
 from .errors import InvalidInputError
 from .reading import ScenarioHeader, iso_utc
 
@@ -120,12 +121,13 @@ def keep_deleted_days() -> float:
     return _env_number("HEALTHSIM_KEEP_DELETED_DAYS", _DEFAULT_KEEP_DELETED_DAYS, whole=False)
 
 
-def create_history_tables(con: duckdb.DuckDBPyConnection) -> None:
-    """Migration 3: the history tables, and version 1 of every scenario already there."""
+def create_history_tables(con: Any) -> None:
+    """Migration 3: the history tables, and version 1 of every scenario already there
+    (on either engine: a DuckDB connection or the team store's)."""
     con.execute(_DDL)
     counts: dict[uuid.UUID, dict[str, int]] = {}
     for sid, entity_type, count, _ in con.execute(
-        "SELECT scenario_id, entity_type, count(*), min(id) AS first FROM scenario_entities GROUP BY ALL ORDER BY first"
+        "SELECT scenario_id, entity_type, count(*), min(id) AS first FROM scenario_entities GROUP BY 1, 2 ORDER BY first"
     ).fetchall():
         counts.setdefault(sid, {})[entity_type] = count
     tags: dict[uuid.UUID, list[str]] = {}
@@ -170,7 +172,7 @@ def current_version(con: duckdb.DuckDBPyConnection, scenario_id: uuid.UUID) -> i
 def current_versions(con: duckdb.DuckDBPyConnection, scenario_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
     """The latest version of each scenario (one query)."""
     rows = con.execute(
-        f"SELECT scenario_id, max(version) FROM {VERSIONS} WHERE list_contains($ids, scenario_id) GROUP BY ALL",
+        f"SELECT scenario_id, max(version) FROM {VERSIONS} WHERE scenario_id = ANY($ids) GROUP BY 1",
         {"ids": scenario_ids},
     ).fetchall()
     return {sid: int(v) for sid, v in rows}
@@ -252,7 +254,7 @@ def version_rows_sql(columns: str = "id, entity_type, entity_id, entity_data") -
         f"SELECT {columns} FROM (SELECT e.id, e.entity_type, e.entity_id, e.entity_data FROM scenario_entities e "
         f"WHERE e.scenario_id = $sid AND {_birth_sql()} <= $version "
         f"UNION ALL SELECT row_id AS id, entity_type, entity_id, entity_data FROM {ENTITY_HISTORY} "
-        "WHERE scenario_id = $sid AND from_version <= $version AND $version < to_version)"
+        "WHERE scenario_id = $sid AND from_version <= $version AND $version < to_version) AS v"
     )
 
 
@@ -375,8 +377,9 @@ def trash_list(con: duckdb.DuckDBPyConnection, tag: str | None, search: str | No
             WHERE operation = 'delete'
               AND version = (SELECT max(version) FROM {VERSIONS} w WHERE w.scenario_id = v.scenario_id)
               AND scenario_id NOT IN (SELECT scenario_id FROM scenarios)
-              AND ($tag IS NULL OR list_contains(list_transform(CAST(tags AS VARCHAR[]), lambda t: lower(t)), $tag))
-              AND ($search IS NULL OR contains(lower(name), $search) OR contains(lower(COALESCE(description, '')), $search))
+              AND (CAST($tag AS VARCHAR) IS NULL OR {json_text_in(con, "tags", "$tag")})
+              AND (CAST($search AS VARCHAR) IS NULL OR strpos(lower(name), $search) > 0
+                   OR strpos(lower(COALESCE(description, '')), $search) > 0)
             ORDER BY changed_at DESC LIMIT $limit""",
         {"tag": tag, "search": search, "limit": limit},
     ).fetchall()

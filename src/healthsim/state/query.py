@@ -27,6 +27,10 @@ Convenience views, created in the sandbox connection only (temporary):
 - the tables ``scenarios``, ``scenario_entities`` and ``scenario_tags`` as they are.
 
 Example: ``SELECT scenario, data->>'gender' AS gender, count(*) FROM patients GROUP BY ALL``.
+
+On a PostgreSQL team store (a ``postgresql://`` URL as the database) the same views
+answer the same questions in PostgreSQL's SQL, in a read-only transaction with a
+statement timeout, under the caller's own role: see :mod:`.postgres.sandbox`.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any, cast
@@ -56,9 +60,10 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from .database import connect, lock_timeout, prepare_file, process_lock, resolve_db_path
+from .database import connect, lock_timeout, prepare_file, process_lock, resolve_database
 from .errors import DatabaseError, DatabaseLockedError, InvalidInputError, QueryError, StateError
 from .exchange.formats import concatenated
+from .postgres.server import TeamDatabase
 from .results import QueryResult
 
 __all__ = [
@@ -179,21 +184,40 @@ def _sandbox_config(temp_dir: str) -> dict[str, object]:
     }
 
 
+#: The message for SQL that is not text, or is empty (also on the team store).
+NOT_ONE_SELECT = "sql must be one SELECT statement, e.g. SELECT count(*) FROM patients"
+
+
+def _statement_count_message(found: int) -> str:
+    return f"send exactly one statement (found {found}); only one read-only SELECT runs"
+
+
+def _not_select_message(kind: str) -> str:
+    return f"only read-only SELECT queries run here, not {kind}; the database cannot be changed through query"
+
+
 def _check_statement(sql: object) -> str:
     if not isinstance(sql, str) or not sql.strip():
-        raise QueryError("sql must be one SELECT statement, e.g. SELECT count(*) FROM patients")
+        raise QueryError(NOT_ONE_SELECT)
     try:
         statements = duckdb.extract_statements(sql)
     except duckdb.Error as exc:
         raise QueryError(f"the SQL does not parse: {str(exc).splitlines()[0]}") from None
     if len(statements) != 1:
-        raise QueryError(f"send exactly one statement (found {len(statements)}); only one read-only SELECT runs")
+        raise QueryError(_statement_count_message(len(statements)))
     kind = statements[0].type
     if kind != duckdb.StatementType.SELECT:
-        raise QueryError(
-            f"only read-only SELECT queries run here, not {kind.name}; the database cannot be changed through query"
-        )
+        raise QueryError(_not_select_message(kind.name))
     return sql
+
+
+def _check_sql(sql: object, database: Path | TeamDatabase) -> str:
+    """``sql`` checked as one read statement, by the rules of the engine that will run it."""
+    if isinstance(database, TeamDatabase):
+        from .postgres.sandbox import check_statement  # (it imports this module)
+
+        return check_statement(sql)
+    return _check_statement(sql)
 
 
 def _json_value(value: Any) -> Any:
@@ -460,7 +484,7 @@ def _write_rows(relation: duckdb.DuckDBPyRelation, output: dict[str, str], deadl
     columns are taken by position (``#1``…), so duplicate names and a column named like
     an alias cannot pick the wrong values.
     """
-    fmt, path = output["format"], output["path"]
+    fmt = output["format"]
     # Types Arrow writes wrong (UHUGEINT past 2**127 wraps around, TIMETZ loses its
     # offset, BIT and BIGNUM become DuckDB's internal bytes) or cannot write to CSV or
     # Parquet (INTERVAL, UNION, BLOB in CSV): DuckDB's text of them instead.
@@ -504,16 +528,31 @@ def _write_rows(relation: duckdb.DuckDBPyRelation, output: dict[str, str], deadl
             parts.append(f"{expression} AS {label}")
             changed = True
         rows = relation.project(", ".join(parts)) if changed else relation
+    reader = rows.to_arrow_reader(_WRITE_BATCH_ROWS)
+    return _write_batches(output, reader.schema, reader, deadline)
+
+
+def _write_batches(
+    output: dict[str, str], schema: pa.Schema, batches: Iterable[pa.RecordBatch], deadline: float
+) -> int:
+    """Write Arrow ``batches`` to ``output["path"]`` as csv or parquet (with ``schema``), or
+    for ndjson the text of their first column (whole lines) one after the other; returns
+    the rows written. Shared by both engines' sandboxes.
+
+    Raises:
+        _OutOfTime: ``deadline`` passed between two batches.
+        QueryError: the file cannot be written, or the rows cannot be written in this format.
+    """
+    fmt, path = output["format"], output["path"]
     written = 0
     with open(path, "wb") as out:
-        reader = rows.to_arrow_reader(_WRITE_BATCH_ROWS)
         writer: Any = None
         try:
             if fmt == "parquet":
-                writer = pq.ParquetWriter(out, reader.schema, compression="zstd")
+                writer = pq.ParquetWriter(out, schema, compression="zstd")
             elif fmt == "csv":
-                writer = pa_csv.CSVWriter(out, reader.schema)
-            for batch in reader:
+                writer = pa_csv.CSVWriter(out, schema)
+            for batch in batches:
                 if time.monotonic() > deadline:
                     raise _OutOfTime
                 if writer is None:
@@ -700,7 +739,7 @@ def query_scenarios(
     *,
     limit: int = DEFAULT_ROW_LIMIT,
     timeout: float = DEFAULT_TIMEOUT,
-    db_path: str | Path | None = None,
+    db_path: str | Path | TeamDatabase | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> QueryResult:
     """Run one read-only SELECT over the saved scenarios, in a sandbox.
@@ -712,7 +751,10 @@ def query_scenarios(
         timeout: seconds the query may run, from the moment the database is open: DuckDB's
             work and the conversion of the rows together. Past it the query is stopped
             (interrupted, or its process killed half a second later).
-        db_path: the database file (default: ``HEALTHSIM_DB`` or the default file).
+        db_path: the database file, or a PostgreSQL team store's ``postgresql://`` URL
+            (default: ``HEALTHSIM_DB`` or the default file). On a team store the same views
+            answer the same SQL in PostgreSQL's dialect, in a read-only transaction with a
+            statement timeout (see :mod:`healthsim.state.postgres.sandbox`).
         max_bytes: at most this many bytes of compact UTF-8 JSON in ``rows`` (1,000 to
             100,000,000; default 1,000,000). Rows are added while they fit; a string or
             blob longer than a quarter of the cap shared among the columns (at least 100
@@ -734,7 +776,8 @@ def query_scenarios(
         DatabaseLockedError: another process held the database past the lock timeout.
         DatabaseError: the database cannot be opened.
     """
-    _check_statement(sql)
+    database = resolve_database(db_path)
+    _check_sql(sql, database)
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_ROW_LIMIT:
         raise QueryError(f"limit must be a whole number from 1 to {MAX_ROW_LIMIT}, not {limit!r}")
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
@@ -743,7 +786,12 @@ def query_scenarios(
         raise QueryError(
             f"max_bytes must be a whole number from {MIN_MAX_BYTES:,} to {MAX_MAX_BYTES:,}, not {max_bytes!r}"
         )
-    result = _sandboxed(resolve_db_path(db_path), sql, limit=limit, max_bytes=max_bytes, timeout=float(timeout))
+    if isinstance(database, TeamDatabase):
+        from .postgres.sandbox import run_query  # (it imports this module)
+
+        result = run_query(database, sql, limit=limit, max_bytes=max_bytes, timeout=float(timeout))
+    else:
+        result = _sandboxed(database, sql, limit=limit, max_bytes=max_bytes, timeout=float(timeout))
     return cast(QueryResult, result)
 
 
@@ -799,7 +847,7 @@ def query_to_file(
     *,
     format: str | None = None,
     timeout: float = DEFAULT_FILE_TIMEOUT,
-    db_path: str | Path | None = None,
+    db_path: str | Path | TeamDatabase | None = None,
 ) -> dict[str, Any]:
     """Run one read-only SELECT in the sandbox and write every row of its result to a file.
 
@@ -814,6 +862,7 @@ def query_to_file(
             ``parquet`` or ``ndjson`` (one JSON object per row); default: from the file's
             extension (``.csv``, ``.parquet``, ``.ndjson``, ``.jsonl``).
         timeout: seconds the query and the writing may take (default 600).
+        db_path: the database file or team store URL, as for :func:`query_scenarios`.
 
     Returns:
         ``{"path", "format", "columns", "rows_written", "elapsed_seconds"}``.
@@ -822,7 +871,8 @@ def query_to_file(
         QueryError: the SQL is refused, fails or runs past ``timeout``.
         InvalidInputError: an unknown format, or a path that cannot be written.
     """
-    _check_statement(sql)
+    database = resolve_database(db_path)
+    _check_sql(sql, database)
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
         raise QueryError(f"timeout must be a positive number of seconds, not {timeout!r}")
     if not isinstance(output_path, (str, os.PathLike)):
@@ -850,8 +900,12 @@ def query_to_file(
     temp = Path(temp_name)
     try:
         output = {"path": str(temp), "format": fmt}
-        db = resolve_db_path(db_path)
-        result = _sandboxed(db, sql, limit=1, max_bytes=MIN_MAX_BYTES, timeout=float(timeout), output=output)
+        if isinstance(database, TeamDatabase):
+            from .postgres.sandbox import run_to_file  # (it imports this module)
+
+            result = run_to_file(database, sql, output, timeout=float(timeout))
+        else:
+            result = _sandboxed(database, sql, limit=1, max_bytes=MIN_MAX_BYTES, timeout=float(timeout), output=output)
         os.chmod(temp, 0o644)
         os.replace(temp, target)
     except BaseException:

@@ -23,8 +23,10 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .dialect import fetch_arrow, matches
 from .entities import decode_entity
 from .errors import InvalidInputError, ScenarioNotFoundError
+from .postgres.connection import is_postgres
 from .results import ScenarioSummary
 from .validation import as_uuid
 
@@ -99,7 +101,7 @@ class ScenarioHeader:
         sid, name, description, created_at, updated_at, metadata = row
         return cls(sid, name, description, created_at, updated_at, _parse_metadata(metadata))
 
-    def exact_rows_sql(self) -> str:
+    def exact_rows_sql(self, con: Any) -> str:
         """SQL flagging the rows to parse exactly (see :func:`decode_entity`).
 
         Scenarios this library saved record how many rows its exact encoder wrote, and
@@ -109,7 +111,7 @@ class ScenarioHeader:
         """
         if self.metadata.get("exact_json_rows") == 0:
             return "false"
-        return f"regexp_matches(entity_data, '{BIG_INT_PATTERN}')"
+        return matches(con, "entity_data", BIG_INT_PATTERN)
 
     def declared_types(self) -> list[str]:
         """Entity types recorded in the metadata, in the order they were saved."""
@@ -129,9 +131,11 @@ def find_scenario(con: duckdb.DuckDBPyConnection, name: str) -> ScenarioHeader:
     if not isinstance(name, str):
         raise InvalidInputError(f"scenario name must be a string (a name or UUID), not {type(name).__name__}")
     key = name.strip()
-    row = first_row(con, f"SELECT {SCENARIO_COLUMNS} FROM scenarios WHERE name = ?", [key])
+    # Inside a change's transaction on PostgreSQL, the row stays locked until it ends.
+    lock = " FOR UPDATE" if is_postgres(con) and con.in_transaction else ""
+    row = first_row(con, f"SELECT {SCENARIO_COLUMNS} FROM scenarios WHERE name = ?{lock}", [key])
     if row is None and (sid := as_uuid(key)) is not None:
-        row = first_row(con, f"SELECT {SCENARIO_COLUMNS} FROM scenarios WHERE scenario_id = ?", [sid])
+        row = first_row(con, f"SELECT {SCENARIO_COLUMNS} FROM scenarios WHERE scenario_id = ?{lock}", [sid])
     if row is None:
         raise ScenarioNotFoundError(key)
     return ScenarioHeader.from_row(row)
@@ -157,7 +161,7 @@ def scenario_tags(con: duckdb.DuckDBPyConnection, scenario_ids: list[uuid.UUID])
     """Tags per scenario, in the order given."""
     result: dict[uuid.UUID, list[str]] = {}
     rows = con.execute(
-        "SELECT scenario_id, tag FROM scenario_tags WHERE list_contains($ids, scenario_id) ORDER BY id",
+        "SELECT scenario_id, tag FROM scenario_tags WHERE scenario_id = ANY($ids) ORDER BY id",
         {"ids": scenario_ids},
     ).fetchall()
     for sid, tag in rows:
@@ -169,7 +173,7 @@ def entity_counts(con: duckdb.DuckDBPyConnection, headers: list[ScenarioHeader])
     """Entity counts by type per scenario, types in saved order (one GROUP BY)."""
     rows = con.execute(
         "SELECT scenario_id, entity_type, count(*), min(id) AS first FROM scenario_entities "
-        "WHERE list_contains($ids, scenario_id) GROUP BY ALL ORDER BY first",
+        "WHERE scenario_id = ANY($ids) GROUP BY 1, 2 ORDER BY first",
         {"ids": [h.scenario_id for h in headers]},
     ).fetchall()
     counts: dict[uuid.UUID, dict[str, int]] = {h.scenario_id: dict.fromkeys(h.declared_types(), 0) for h in headers}
@@ -338,11 +342,13 @@ class ScenarioReader:
 
     def _range(self, entity_type: str, lo: int, hi: int) -> pa.Array:
         """Texts of ``lo <= id < hi`` in id order."""
-        table = self._con.sql(
+        table = fetch_arrow(
+            self._con,
             f"SELECT id, entity_data FROM {self._source} WHERE scenario_id = $sid "
             "AND entity_type = $type AND id >= $lo AND id < $hi",
-            params={"sid": self.header.scenario_id, "type": entity_type, "lo": lo, "hi": hi},
-        ).to_arrow_table()
+            {"sid": self.header.scenario_id, "type": entity_type, "lo": lo, "hi": hi},
+            texts=("entity_data",),
+        )
         return in_id_order(table).column("entity_data").combine_chunks()
 
     def entities(self, entity_type: str, start: int = 0, stop: int | None = None) -> list[Any]:

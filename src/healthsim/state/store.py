@@ -25,7 +25,8 @@ import pyarrow as pa
 
 from .. import __version__
 from .bulk import ChunkEncoder, insert_chunks
-from .database import connect, resolve_db_path
+from .database import Database, connect, redact_url, resolve_database
+from .dialect import create_temp, fetch_arrow
 from .diffing import diff_rows, scenario_changes
 from .editing import (
     add_batch,
@@ -66,6 +67,11 @@ from .history import (
 from .history import (
     keep_versions as keep_versions_now,
 )
+from .postgres.connection import is_postgres
+from .postgres.locks import lock_name, row_lock
+from .postgres.schema import schema_version as pg_schema_version
+from .postgres.server import TeamDatabase
+from .postgres.snapshot import in_duckdb
 from .query import query_scenarios, query_to_file
 from .reading import (
     SCENARIO_COLUMNS,
@@ -114,11 +120,12 @@ def _utcnow() -> _dt.datetime:
 
 
 class ScenarioStore:
-    """Scenarios in one DuckDB file.
+    """Scenarios in one DuckDB file, or in a PostgreSQL database a team shares.
 
     Args:
-        path: the database file. ``None`` means ``HEALTHSIM_DB`` or
-            ``~/.healthsim/healthsim.duckdb``, read again at each call.
+        path: the database file, or a ``postgresql://user:password@host:port/db`` URL
+            (the team store: every operation works the same). ``None`` means
+            ``HEALTHSIM_DB`` or ``~/.healthsim/healthsim.duckdb``, read again at each call.
 
     Example:
         >>> store = ScenarioStore(tmp_path / "h.duckdb")          # doctest: +SKIP
@@ -129,12 +136,16 @@ class ScenarioStore:
         self._path = path
 
     @property
-    def path(self) -> Path:
-        """The database file this store uses now."""
-        return resolve_db_path(self._path)
+    def path(self) -> Database:
+        """The database this store uses now: a DuckDB file's path, or the PostgreSQL
+        team store a ``postgresql://`` URL names (a :class:`TeamDatabase`, whose ``str``
+        hides the password)."""
+        return resolve_database(self._path)
 
     def __repr__(self) -> str:
-        return f"ScenarioStore({str(self._path)!r})" if self._path is not None else "ScenarioStore()"
+        if self._path is None:
+            return "ScenarioStore()"
+        return f"ScenarioStore({redact_url(os.fspath(self._path))!r})"
 
     # ------------------------------------------------------------------ writing
 
@@ -219,88 +230,146 @@ class ScenarioStore:
         tag_list = normalize_tags(tags)
         with connect(self.path, create=True) as con:
             assert con is not None
-            now = _utcnow()
-            # This process holds the file (and its per-file lock) until the end, so what
-            # is read here stays true while the entities are written.
-            existing = first_row(con, "SELECT scenario_id, created_at FROM scenarios WHERE name = ?", [name])
-            if existing is not None and not overwrite:
-                raise ScenarioExistsError(name)
+            if is_postgres(con):  # the team store: the whole save in one transaction
+                with transaction(con):
+                    lock_name(con, name)
+                    return self._write(
+                        con,
+                        name,
+                        typed_entities,
+                        description,
+                        tag_list,
+                        overwrite,
+                        provenance,
+                        metadata,
+                        scenario_id,
+                        created_at,
+                        on_chunk,
+                        finish,
+                    )
+            return self._write(
+                con,
+                name,
+                typed_entities,
+                description,
+                tag_list,
+                overwrite,
+                provenance,
+                metadata,
+                scenario_id,
+                created_at,
+                on_chunk,
+                finish,
+            )
+
+    def _write(
+        self,
+        con: Any,
+        name: str,
+        typed_entities: Iterable[tuple[str, Iterable[Any]]],
+        description: str | None,
+        tag_list: list[str],
+        overwrite: bool,
+        provenance: Mapping[str, Any],
+        metadata: Mapping[str, Any] | None,
+        scenario_id: str | None,
+        created_at: _dt.datetime | None,
+        on_chunk: Callable[[int], None] | None,
+        finish: Callable[[], Mapping[str, Any]] | None,
+    ) -> str:
+        """:meth:`write_scenario` on an open connection (its arguments checked)."""
+        pg = is_postgres(con)
+        now = _utcnow()
+        # This process holds the file (and its per-file lock) until the end, so what
+        # is read here stays true while the entities are written; on PostgreSQL the
+        # transaction holds the name's lock and the scenario's row.
+        existing = first_row(
+            con, "SELECT scenario_id, created_at FROM scenarios WHERE name = ?" + (row_lock(con)), [name]
+        )
+        if existing is not None and not overwrite:
+            raise ScenarioExistsError(name)
+        if existing is not None:
+            sid, created = existing
+        else:
+            sid, created = self._new_scenario_id(con, scenario_id), created_at or now
+        first_id = next_id(con)
+        encoder = ChunkEncoder(first_id)
+        chunks = encoder.tables(typed_entities)
+        if on_chunk is not None:
+            chunks = _reporting(chunks, encoder, first_id, on_chunk)
+        head = list(itertools.islice(chunks, 2))  # one chunk or more decides the path
+        version = current_version(con, sid) + 1
+        previous: dict[str, int] = {}
+
+        def clear() -> None:
+            """Within the final transaction, before the new rows: the old content out."""
+            nonlocal previous
             if existing is not None:
-                sid, created = existing
-            else:
-                sid, created = self._new_scenario_id(con, scenario_id), created_at or now
-            first_id = next_id(con)
-            encoder = ChunkEncoder(first_id)
-            chunks = encoder.tables(typed_entities)
-            if on_chunk is not None:
-                chunks = _reporting(chunks, encoder, first_id, on_chunk)
-            head = list(itertools.islice(chunks, 2))  # one chunk or more decides the path
+                previous = entity_counts(con, [find_scenario(con, str(sid))])[sid]
+                archive_rows(con, sid, version)  # the old version stays loadable
+                con.execute("DELETE FROM scenario_entities WHERE scenario_id = ?", [sid])
 
-            def publish() -> None:
-                """Within the final transaction: old content out, scenario row and tags in."""
-                nonlocal description, tag_list, provenance, metadata, created
-                if finish is not None:
-                    late = finish()
-                    description = validate_description(late.get("description", description))
-                    tag_list = normalize_tags(late.get("tags", tag_list))
-                    provenance = late.get("provenance", provenance)
-                    metadata = late.get("metadata", metadata)
-                    if existing is None:
-                        created = late.get("created_at") or created
-                version = current_version(con, sid) + 1
-                previous: dict[str, int] = {}
-                if existing is not None:
-                    previous = entity_counts(con, [find_scenario(con, str(sid))])[sid]
-                    archive_rows(con, sid, version)  # the old version stays loadable
-                    con.execute("DELETE FROM scenario_entities WHERE scenario_id = ?", [sid])
-                meta = {
-                    **(metadata or {}),
-                    "entity_types": list(encoder.counts),
-                    "exact_json_rows": encoder.exact_rows,
-                    "provenance": {
-                        **provenance,
-                        "library": "healthsim-state",
-                        "library_version": __version__,
-                        "at": iso_utc(now),
-                    },
-                }
-                header = ScenarioHeader(sid, name, description, created, now, meta)
-                write_header(con, header, now, metadata=meta, description=description, new=existing is None)
-                write_tags(con, sid, tag_list)
-                operation = str(provenance.get("operation", "save"))
-                if existing is not None and operation == "save":
-                    operation = "overwrite"
-                counts = dict(encoder.counts)
-                changes = {"added": counts, "removed": previous}
-                end_id = encoder.next_id - 1  # (in a small save, the rows are inserted after this)
-                self._record(
-                    con, header, version, now, operation, changes, first_id, tags=tag_list, end_id=end_id, counts=counts
-                )
+        def publish() -> None:
+            """Within the final transaction, once every entity is read: scenario row,
+            tags and the version's record."""
+            nonlocal description, tag_list, provenance, metadata, created
+            if finish is not None:
+                late = finish()
+                description = validate_description(late.get("description", description))
+                tag_list = normalize_tags(late.get("tags", tag_list))
+                provenance = late.get("provenance", provenance)
+                metadata = late.get("metadata", metadata)
+                if existing is None:
+                    created = late.get("created_at") or created
+            meta = {
+                **(metadata or {}),
+                "entity_types": list(encoder.counts),
+                "exact_json_rows": encoder.exact_rows,
+                "provenance": {
+                    **provenance,
+                    "library": "healthsim-state",
+                    "library_version": __version__,
+                    "at": iso_utc(now),
+                },
+            }
+            header = ScenarioHeader(sid, name, description, created, now, meta)
+            write_header(con, header, now, metadata=meta, description=description, new=existing is None)
+            write_tags(con, sid, tag_list)
+            operation = str(provenance.get("operation", "save"))
+            if existing is not None and operation == "save":
+                operation = "overwrite"
+            counts = dict(encoder.counts)
+            changes = {"added": counts, "removed": previous}
+            # On PostgreSQL the rows took ids from the sequence: the last one is read back.
+            end_id = None if pg else encoder.next_id - 1
+            self._record(
+                con, header, version, now, operation, changes, first_id, tags=tag_list, end_id=end_id, counts=counts
+            )
 
-            if len(head) < 2:  # small: everything in one transaction
-                with transaction(con):
-                    publish()
-                    insert_chunks(con, iter(head), sid, now)
-                return str(sid)
+        if len(head) < 2 or pg:  # small, or the team store: everything in one transaction
+            with transaction(con):
+                clear()
+                insert_chunks(con, itertools.chain(head, chunks), sid, now)
+                publish()
+            return str(sid)
 
-            # Large: stage chunk by chunk (bounded memory), then publish in one transaction.
-            staging = sid if existing is None else uuid.uuid4()
-            begin_staging(con, staging, now)
+        # Large: stage chunk by chunk (bounded memory), then publish in one transaction.
+        staging = sid if existing is None else uuid.uuid4()
+        begin_staging(con, staging, now)
+        try:
+            insert_chunks(con, itertools.chain(head, chunks), staging, now, commit_each=True)
+            with transaction(con):
+                clear()
+                if staging != sid:
+                    con.execute("UPDATE scenario_entities SET scenario_id = ? WHERE scenario_id = ?", [sid, staging])
+                publish()
+                end_staging(con, staging)
+        except BaseException:
             try:
-                insert_chunks(con, itertools.chain(head, chunks), staging, now, commit_each=True)
-                with transaction(con):
-                    publish()
-                    if staging != sid:
-                        con.execute(
-                            "UPDATE scenario_entities SET scenario_id = ? WHERE scenario_id = ?", [sid, staging]
-                        )
-                    end_staging(con, staging)
-            except BaseException:
-                try:
-                    discard_staging(con, staging)
-                except Exception:
-                    pass
-                raise
+                discard_staging(con, staging)
+            except Exception:
+                pass
+            raise
         return str(sid)
 
     @staticmethod
@@ -735,13 +804,27 @@ class ScenarioStore:
         )
 
     def database_info(self) -> dict[str, Any]:
-        """The database file: path, whether it exists, size, schema version, counts."""
+        """The database: where it is (a file's path, or a team store's URL without its
+        password), ``engine`` (``duckdb`` or ``postgresql``), whether it exists, its size,
+        schema version and counts.
+
+        Raises:
+            ServerUnavailableError: a team store's server cannot be used.
+        """
         path = self.path
-        details: dict[str, Any] = {"database": str(path), "exists": path.exists()}
+        if isinstance(path, TeamDatabase):
+            details: dict[str, Any] = {"database": path.shown, "engine": "postgresql", "exists": True}
+        else:
+            details = {"database": str(path), "engine": "duckdb", "exists": path.exists()}
         with connect(path) as con:
-            if con is not None:
-                details["size_bytes"] = path.stat().st_size
+            if is_postgres(con):
+                details["server_version"] = con.raw.info.server_version
+                details["size_bytes"] = con.execute("SELECT pg_database_size(current_database())").fetchall()[0][0]
+                details["schema_version"] = pg_schema_version(con)
+            elif con is not None:
+                details["size_bytes"] = path.stat().st_size  # type: ignore[union-attr]
                 details["schema_version"] = schema_version(con)
+            if con is not None:
                 details["scenarios"] = con.execute("SELECT count(*) FROM scenarios").fetchall()[0][0]
                 details["entities"] = con.execute(
                     "SELECT count(*) FROM scenario_entities e WHERE EXISTS "
@@ -928,7 +1011,7 @@ class ScenarioStore:
             assert version is not None
             past = version_record(con, sid, version, self._label(con, sid, name))
             con.execute(
-                "CREATE OR REPLACE TEMP TABLE _hs_version_rows AS "
+                f"{create_temp(con, '_hs_version_rows')} AS "
                 + version_rows_sql("id, CAST($sid AS UUID) AS scenario_id, entity_type, entity_id, entity_data")
                 + " ORDER BY id",
                 {"sid": sid, "version": version},
@@ -976,7 +1059,8 @@ class ScenarioStore:
             kept = cache.read_summary(*made, samples, budget)
             if kept is not None:
                 return kept
-            summary = dict(summarize(reader, samples, budget=budget))
+            with in_duckdb(reader) as analysed:  # (a team store's scenario is copied to DuckDB)
+                summary = dict(summarize(analysed, samples, budget=budget))
         cache.write_summary(*made, samples, budget, summary)
         return summary
 
@@ -1044,8 +1128,8 @@ class ScenarioStore:
                 # interleave with current ones, and sorting in Arrow copies every text.
                 select = version_rows_sql("id, entity_type, entity_data, {big} AS big") + " ORDER BY id"
                 params["version"] = version
-            query = select.format(big=header.exact_rows_sql())
-            rows = in_id_order(con.sql(query, params=params).to_arrow_table())
+            query = select.format(big=header.exact_rows_sql(con))
+            rows = in_id_order(fetch_arrow(con, query, params, texts=("entity_type", "entity_data")))
         # Parsing happens after the file is closed: another process may use it meanwhile.
         entities: dict[str, list[Any]] = {t: [] for t in header.declared_types()}
         with gc_paused():
@@ -1099,12 +1183,21 @@ class ScenarioStore:
                 removed = entity_counts(con, [current[0]])[sid]
                 archive_rows(con, sid, latest + 1)
                 con.execute("DELETE FROM scenario_entities WHERE scenario_id = ?", [sid])
-            con.execute(
-                "INSERT INTO scenario_entities (id, scenario_id, entity_type, entity_id, entity_data, created_at) "
-                f"SELECT $start - 1 + row_number() OVER (ORDER BY id), $into, entity_type, entity_id, entity_data, $now "
-                f"FROM ({version_rows_sql()})",
-                {"start": start, "into": into, "now": now, "sid": sid, "version": wanted},
-            )
+            params = {"into": into, "now": now, "sid": sid, "version": wanted}
+            if is_postgres(con):  # ids from the sequence, in the version's order
+                con.execute(
+                    "INSERT INTO scenario_entities (scenario_id, entity_type, entity_id, entity_data, created_at) "
+                    f"SELECT $into, entity_type, entity_id, entity_data, $now FROM ({version_rows_sql()}) AS r "
+                    "ORDER BY id",
+                    params,
+                )
+            else:
+                con.execute(
+                    "INSERT INTO scenario_entities (id, scenario_id, entity_type, entity_id, entity_data, created_at) "
+                    "SELECT $start - 1 + row_number() OVER (ORDER BY id), $into, entity_type, entity_id, entity_data, "
+                    f"$now FROM ({version_rows_sql()}) AS r",
+                    {**params, "start": start},
+                )
             number = 1 if target_name is not None else latest + 1
             facts = {
                 "restored_version": wanted,
@@ -1298,10 +1391,10 @@ class ScenarioStore:
                 return cast(ScenarioList, trash_list(con, tag_key, search_key, limit))
             rows = con.execute(
                 f"""SELECT {SCENARIO_COLUMNS}, count(*) OVER () AS total FROM scenarios s
-                WHERE ($tag IS NULL OR EXISTS (SELECT 1 FROM scenario_tags t
+                WHERE (CAST($tag AS VARCHAR) IS NULL OR EXISTS (SELECT 1 FROM scenario_tags t
                         WHERE t.scenario_id = s.scenario_id AND lower(t.tag) = $tag))
-                  AND ($search IS NULL OR contains(lower(s.name), $search)
-                       OR contains(lower(COALESCE(s.description, '')), $search))
+                  AND (CAST($search AS VARCHAR) IS NULL OR strpos(lower(s.name), $search) > 0
+                       OR strpos(lower(COALESCE(s.description, '')), $search) > 0)
                 ORDER BY updated_at DESC, name
                 LIMIT $limit""",
                 {"tag": tag_key, "search": search_key, "limit": limit},

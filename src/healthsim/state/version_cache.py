@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import hashlib
 import json
 import os
 import shutil
@@ -28,7 +29,19 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from .postgres.server import TeamDatabase
+
 __all__ = ["VersionCache"]
+
+
+def _team_folder(team: TeamDatabase) -> Path:
+    """``~/.cache/healthsim-state/teams/{host}-{port}-{database}-{hash}``: one folder per
+    server database (its versions are the same for every user of it)."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    key = f"{team.host}:{team.port}/{team.database}"
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{team.host}-{team.port}-{team.database}")
+    return base / "healthsim-state" / "teams" / f"{safe[:80]}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+
 
 _TYPES = "types.json"
 
@@ -36,7 +49,10 @@ _TYPES = "types.json"
 class VersionCache:
     """What was computed from the scenarios' versions of one database file."""
 
-    def __init__(self, db_path: str | os.PathLike[str]) -> None:
+    def __init__(self, db_path: str | os.PathLike[str] | TeamDatabase) -> None:
+        if isinstance(db_path, TeamDatabase):  # a team store: in this user's cache folder
+            self.root = _team_folder(db_path)
+            return
         path = Path(db_path)
         self.root = path.with_name(path.name + ".frames")
 

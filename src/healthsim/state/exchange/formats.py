@@ -17,6 +17,7 @@ so a crash never leaves a half folder under the final name.
 from __future__ import annotations
 
 import contextlib
+import datetime as _dt
 import os
 import shutil
 import tempfile
@@ -30,6 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import InvalidInputError
+from ..postgres.snapshot import in_duckdb
 from ..reading import ScenarioReader
 from ..version_cache import VersionCache
 from .export import (
@@ -76,7 +78,7 @@ def export_formatted(
     format = check_format(format)
     if format == "json":
         return export_scenario(store, name, path, version=version, types=types, progress=progress)
-    with store.open_scenario(name, version) as reader:
+    with store.open_scenario(name, version) as opened, in_duckdb(opened) as reader:
         chosen = chosen_types(reader, types)
         if format == "ndjson":
             target = target_path(reader.header.name, path, suffix=".ndjson")
@@ -100,6 +102,15 @@ def load_frames(
         if kept is not None:
             with contextlib.suppress(OSError, pa.ArrowException):  # damaged: built again
                 return {t: pq.read_table(path) for t, path in kept.items()}
+        return _build_frames(reader, chosen, cache, made)
+
+
+def _build_frames(
+    opened: ScenarioReader, chosen: list[str] | None, cache: VersionCache, made: tuple[uuid.UUID, int, _dt.datetime]
+) -> dict[str, pa.Table]:
+    """:func:`load_frames`'s tables, built (on DuckDB; a team store's scenario is copied
+    there first) and kept."""
+    with in_duckdb(opened) as reader:
         # The tables are the Parquet export's files read back: one way to build them, and
         # what is kept for the next call is exactly what this one returns.
         scratch = cache.scratch()

@@ -1,0 +1,79 @@
+"""The few SQL fragments that DuckDB and PostgreSQL write differently.
+
+The shared code's SQL runs on both engines (positional ``GROUP BY``, ``= ANY(?)``,
+aliased subqueries, ``array_agg(… ORDER BY …)[1]``); where no common form exists, it asks
+here, passing the connection. Each function names what it is for, not how.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pyarrow as pa
+
+from .postgres.connection import is_postgres
+
+__all__ = ["create_temp", "fetch_arrow", "has_scalar", "json_equal", "json_text", "json_text_in", "matches"]
+
+
+def create_temp(con: Any, name: str) -> str:
+    """The start of a statement making temporary table ``name`` anew (``… AS SELECT`` or
+    ``(columns)`` follows). PostgreSQL has no ``CREATE OR REPLACE TABLE``: the old one is
+    dropped first."""
+    if is_postgres(con):
+        con.execute(f"DROP TABLE IF EXISTS pg_temp.{name}")
+        return f"CREATE TEMP TABLE {name}"
+    return f"CREATE OR REPLACE TEMP TABLE {name}"
+
+
+def has_scalar(con: Any, column: str, field: str) -> str:
+    """SQL: whether the JSON ``column`` has a string or number at top-level ``field``
+    (an entity's own id, as :func:`~.entities.raw_entity_id` takes it); NULL when absent."""
+    key = field.replace("'", "''")
+    if is_postgres(con):
+        return f"json_typeof({column} -> '{key}') IN ('string', 'number')"
+    return f"json_type({column}, '$.{key}') IN ('VARCHAR', 'BIGINT', 'UBIGINT', 'DOUBLE', 'HUGEINT')"
+
+
+def matches(con: Any, column: str, pattern: str) -> str:
+    """SQL: whether the text of ``column`` matches the regular expression ``pattern``
+    (a literal without quotes)."""
+    if is_postgres(con):
+        return f"({column})::TEXT ~ '{pattern}'"
+    return f"regexp_matches({column}, '{pattern}')"
+
+
+def json_equal(con: Any, a: str, b: str) -> str:
+    """SQL: whether two JSON values are the same JSON. Equal text is; otherwise DuckDB
+    compares them minified (an import may keep a file's spacing), PostgreSQL as ``jsonb``
+    (which also ignores the order of keys: the one place the engines differ)."""
+    if is_postgres(con):
+        return f"({a}::TEXT = {b}::TEXT OR {a}::jsonb = {b}::jsonb)"
+    return f"({a}::VARCHAR = {b}::VARCHAR OR json({a}) = json({b}))"
+
+
+def json_text_in(con: Any, column: str, param: str) -> str:
+    """SQL: whether the JSON array of strings ``column`` holds one that, lowercased, is
+    the parameter ``param``."""
+    if is_postgres(con):
+        return f"EXISTS (SELECT 1 FROM json_array_elements_text({column}) AS t(v) WHERE lower(t.v) = {param})"
+    return f"list_contains(list_transform(CAST({column} AS VARCHAR[]), lambda t: lower(t)), {param})"
+
+
+def fetch_arrow(con: Any, sql: str, params: Mapping[str, Any] | None = None, *, texts: Sequence[str] = ()) -> pa.Table:
+    """A query's rows as an Arrow table (``texts``: its text columns, which PostgreSQL
+    sends through ``COPY``; see :mod:`.postgres.reading`)."""
+    if is_postgres(con):
+        from .postgres.reading import fetch_arrow as pg_fetch_arrow
+
+        return pg_fetch_arrow(con, sql, params, texts=texts)
+    return con.sql(sql, params=dict(params or {})).to_arrow_table()
+
+
+def json_text(con: Any, column: str, keys: Sequence[str]) -> str:
+    """SQL: the string (or the JSON text of another value) at object keys ``keys`` of the
+    JSON ``column``; NULL where there is none. Keys are plain names of the library's own."""
+    if is_postgres(con):
+        return f"({column}::json #>> '{{{','.join(keys)}}}')"
+    return f"json_extract_string({column}, '$.{'.'.join(keys)}')"

@@ -1,0 +1,189 @@
+"""The connection the shared store code runs its SQL on, when the store is PostgreSQL.
+
+The store, editing and history modules are written once, in SQL that both engines run
+(positional ``GROUP BY``, ``= ANY(?)``, aliased subqueries, ``::TEXT`` casts), with
+DuckDB's parameter styles: ``?`` and ``$name``. :class:`PgConnection` gives that code
+what it uses of a DuckDB connection — ``execute(sql, params).fetchall()``,
+``executemany`` — on a psycopg connection:
+
+- parameters become PostgreSQL's own ``$1, $2…`` (psycopg's raw cursor), so a ``%`` in
+  the SQL needs no escaping;
+- a statement that returns no rows (``INSERT``, ``DELETE``…) answers ``[(rowcount,)]``,
+  as DuckDB does;
+- ``json`` values come back as their text, exactly as stored (psycopg would parse them);
+- psycopg errors leave as the library's :class:`~healthsim.state.errors.DatabaseError`,
+  naming the database and never its password.
+
+What the engines do differently in SQL is asked of :func:`is_postgres`.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeGuard
+
+import psycopg
+from psycopg.types.string import TextLoader
+
+from ..errors import DatabaseError
+from .server import TeamDatabase
+
+__all__ = ["PgConnection", "is_postgres", "open_connection", "to_native"]
+
+
+def is_postgres(con: object) -> TypeGuard[PgConnection]:
+    """Whether ``con`` is a PostgreSQL connection (else a DuckDB one)."""
+    return isinstance(con, PgConnection)
+
+
+@functools.lru_cache(maxsize=512)
+def to_native(sql: str) -> tuple[str, tuple[str, ...]]:
+    """``sql`` with ``?`` and ``$name`` turned into ``$1, $2…``, and the parameter names in
+    order (``?`` gives ``""``). Quoted text, quoted names and comments are left alone.
+
+    Example:
+        >>> to_native("SELECT * FROM t WHERE a = $sid AND b = $sid AND c = '?'")
+        ("SELECT * FROM t WHERE a = $1 AND b = $1 AND c = '?'", ('sid',))
+    """
+    out: list[str] = []
+    names: list[str] = []
+    i, n = 0, len(sql)
+    while i < n:
+        c = sql[i]
+        if c in "'\"":  # a quoted string or name: copy to its closing quote ('' and "" escape)
+            j = i + 1
+            while j < n:
+                if sql[j] == c:
+                    if j + 1 < n and sql[j + 1] == c:
+                        j += 2
+                        continue
+                    break
+                j += 1
+            out.append(sql[i : j + 1])
+            i = j + 1
+        elif c == "-" and sql.startswith("--", i):
+            j = sql.find("\n", i)
+            j = n if j < 0 else j
+            out.append(sql[i:j])
+            i = j
+        elif c == "?":
+            names.append("")
+            out.append(f"${len(names)}")
+            i += 1
+        elif c == "$" and i + 1 < n and (sql[i + 1].isalpha() or sql[i + 1] == "_"):
+            j = i + 1
+            while j < n and (sql[j].isalnum() or sql[j] == "_"):
+                j += 1
+            name = sql[i + 1 : j]
+            if name not in names:
+                names.append(name)
+            out.append(f"${names.index(name) + 1}")
+            i = j
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out), tuple(names)
+
+
+def _arguments(names: tuple[str, ...], params: Sequence[Any] | Mapping[str, Any] | None) -> list[Any]:
+    if params is None:
+        return []
+    if isinstance(params, Mapping):
+        return [params[name] for name in names]
+    return list(params)
+
+
+class _Result:
+    """Rows of one statement, read at once (what DuckDB's ``execute`` returns is used so)."""
+
+    def __init__(self, rows: list[tuple[Any, ...]], description: Any) -> None:
+        self._rows = rows
+        self.description = description
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        return self._rows
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        return self._rows[0] if self._rows else None
+
+
+class PgConnection:
+    """A psycopg connection with the part of DuckDB's connection API the store uses.
+
+    Args:
+        raw: an open psycopg connection in autocommit mode (the library's
+            ``transaction()`` sends ``BEGIN``/``COMMIT`` itself).
+        target: the database, for messages.
+    """
+
+    def __init__(self, raw: psycopg.Connection, target: TeamDatabase) -> None:
+        self.raw = raw
+        self.target = target
+        # json as text: exact (big integers, key order) and not parsed twice.
+        raw.adapters.register_loader("json", TextLoader)
+
+    def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> _Result:
+        """Run one statement; see the module's description."""
+        native, names = to_native(sql)
+        try:
+            with psycopg.RawCursor(self.raw) as cur:
+                cur.execute(native, _arguments(names, params) or None)
+                if cur.description is None:
+                    return _Result([(cur.rowcount,)], None)
+                return _Result(cur.fetchall(), cur.description)
+        except psycopg.Error as exc:
+            raise self.error(exc) from exc
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any] | Mapping[str, Any]]) -> None:
+        """Run one statement for each parameter row."""
+        native, names = to_native(sql)
+        try:
+            with psycopg.RawCursor(self.raw) as cur:
+                cur.executemany(native, [_arguments(names, row) for row in rows])
+        except psycopg.Error as exc:
+            raise self.error(exc) from exc
+
+    def error(self, exc: psycopg.Error) -> DatabaseError:
+        """A psycopg error as the library's, naming the database (never the password)."""
+        detail = " ".join(str(exc).split())
+        if isinstance(exc, psycopg.OperationalError) and self.raw.closed:
+            return DatabaseError(
+                f"the connection to {self.target.shown} was lost ({detail}); nothing half-written was kept, try again"
+            )
+        return DatabaseError(
+            f"{self.target.shown}: PostgreSQL refused the operation ({type(exc).__name__}: {detail}); "
+            "please report this as a bug, with what you were doing"
+        )
+
+    @property
+    def in_transaction(self) -> bool:
+        """Whether a transaction is open (the library's ``BEGIN`` was sent)."""
+        return self.raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+@contextmanager
+def open_connection(target: TeamDatabase, *, prepare: bool = True) -> Iterator[PgConnection]:
+    """A connection to ``target`` for one operation, closed afterwards.
+
+    Args:
+        prepare: apply pending schema migrations first (every read-write open does; a
+            read-only one, such as the query sandbox's, does not).
+
+    Raises:
+        ServerUnavailableError: the server cannot be reached, refused the login, or has
+            no such database.
+    """
+    con = PgConnection(target.connect(), target)
+    try:
+        if prepare:
+            from .schema import ensure_schema  # (schema imports the shared history code)
+
+            ensure_schema(con)
+        yield con
+    finally:
+        con.close()

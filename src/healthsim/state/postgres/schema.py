@@ -1,0 +1,127 @@
+"""The team store's schema on PostgreSQL: the specification's tables, history, migrations.
+
+The tables are the specification's, with ids as ``uuid`` and entity data as ``json``
+(not ``jsonb``: ``json`` keeps the text exactly, with its key order, duplicate keys and
+integers of any size). Row ids come from sequences, because several clients write at
+once: a row takes the next value as it is inserted, so the rows one write adds are in
+their order, and ids still only grow (what history's id ranges rely on). As on DuckDB,
+the tables have no ``REFERENCES`` clauses: one schema rule for both engines, and a
+deferred foreign key would check every row of a million-entity save again at commit.
+The library deletes children first, and tests check that no row is ever orphaned.
+
+Migrations are ordered and recorded in the same version table as on DuckDB; they run in
+one transaction, under an advisory lock, so that two clients opening a new database at
+once do not both create the tables.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Callable
+
+from ..errors import DatabaseError
+from ..history import create_history_tables
+from ..schema import VERSION_TABLE
+from ..transactions import transaction
+from .connection import PgConnection
+
+__all__ = ["ENTITY_IDS", "SCHEMA_VERSION", "ensure_schema", "schema_version"]
+
+ENTITY_IDS = "healthsim_state_entity_ids"
+TAG_IDS = "healthsim_state_tag_ids"
+#: Any fixed number: the advisory lock key of schema changes.
+_MIGRATION_LOCK = 0x6865616C74680001
+
+_UTC_NOW = "(now() AT TIME ZONE 'utc')"
+
+_TABLES = [
+    f"CREATE SEQUENCE {ENTITY_IDS} AS integer",
+    f"CREATE SEQUENCE {TAG_IDS} AS integer",
+    f"""CREATE TABLE scenarios (
+        scenario_id   uuid PRIMARY KEY,
+        name          varchar UNIQUE NOT NULL,
+        description   varchar,
+        created_at    timestamp DEFAULT {_UTC_NOW},
+        updated_at    timestamp DEFAULT {_UTC_NOW},
+        metadata      json
+    )""",
+    f"""CREATE TABLE scenario_entities (
+        id            integer PRIMARY KEY DEFAULT nextval('{ENTITY_IDS}'),
+        scenario_id   uuid NOT NULL,
+        entity_type   varchar NOT NULL,
+        entity_id     uuid NOT NULL,
+        entity_data   json NOT NULL,
+        created_at    timestamp DEFAULT {_UTC_NOW}
+    )""",
+    f"""CREATE TABLE scenario_tags (
+        id            integer PRIMARY KEY DEFAULT nextval('{TAG_IDS}'),
+        scenario_id   uuid NOT NULL,
+        tag           varchar NOT NULL,
+        UNIQUE (scenario_id, tag)
+    )""",
+    f"ALTER SEQUENCE {ENTITY_IDS} OWNED BY scenario_entities.id",
+    f"ALTER SEQUENCE {TAG_IDS} OWNED BY scenario_tags.id",
+    # A scenario's rows by type in id order: loads, pages, counts, per-scenario deletes.
+    "CREATE INDEX scenario_entities_by_scenario ON scenario_entities (scenario_id, entity_type, id)",
+]
+
+
+def _migration_1(con: PgConnection) -> None:
+    for statement in _TABLES:
+        con.execute(statement)
+
+
+def _migration_2(con: PgConnection) -> None:
+    create_history_tables(con)  # the same tables as on DuckDB (its SQL runs on both)
+    con.execute("CREATE INDEX healthsim_state_births_by_scenario ON healthsim_state_births (scenario_id)")
+    con.execute(
+        "CREATE INDEX healthsim_state_entity_history_by_scenario "
+        "ON healthsim_state_entity_history (scenario_id, to_version)"
+    )
+
+
+#: Ordered migrations: (version, description, function). Append; never edit a released one.
+MIGRATIONS: list[tuple[int, str, Callable[[PgConnection], None]]] = [
+    (1, "specification tables, id sequences", _migration_1),
+    (2, "history: versions, the id ranges each wrote, archived entity rows", _migration_2),
+]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+def schema_version(con: PgConnection) -> int:
+    """The schema version recorded in the database (0 when none is)."""
+    exists = con.execute("SELECT to_regclass(?) IS NOT NULL", [VERSION_TABLE]).fetchall()[0][0]
+    if not exists:
+        return 0
+    return int(con.execute(f"SELECT COALESCE(max(version), 0) FROM {VERSION_TABLE}").fetchall()[0][0])
+
+
+def ensure_schema(con: PgConnection) -> None:
+    """Apply pending migrations in one transaction (a no-op when up to date).
+
+    Raises:
+        DatabaseError: the database was written by a newer release, or the user may not
+            create tables in it (nothing was changed).
+    """
+    current = schema_version(con)
+    if current == SCHEMA_VERSION:
+        return
+    if current > SCHEMA_VERSION:
+        raise DatabaseError(
+            f"the schema of {con.target.shown} is version {current}, newer than this release understands "
+            f"({SCHEMA_VERSION}); upgrade healthsim-state"
+        )
+    with transaction(con):
+        con.execute("SELECT pg_advisory_xact_lock(?)", [_MIGRATION_LOCK])
+        current = schema_version(con)  # another client may have just done it
+        con.execute(
+            f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} "
+            "(version integer PRIMARY KEY, description varchar NOT NULL, applied_at timestamp NOT NULL)"
+        )
+        for version, description, migrate in MIGRATIONS:
+            if version > current:
+                migrate(con)
+                con.execute(
+                    f"INSERT INTO {VERSION_TABLE} VALUES (?, ?, ?)",
+                    [version, description, _dt.datetime.now(_dt.UTC).replace(tzinfo=None)],
+                )
