@@ -21,7 +21,7 @@ from rich.table import Table
 from . import __version__
 from ._text import safe_text
 from .progress import progress_bar
-from .state import ScenarioNotFoundError, ScenarioStore, StateError
+from .state import ScenarioNotFoundError, ScenarioStore, StateError, transfer_scenario
 from .summary_view import render_summary
 
 __all__ = ["app", "main"]
@@ -123,7 +123,11 @@ def main_options(
     ctx: typer.Context,
     db: Annotated[
         str | None,  # not Path, which collapses "postgresql://…" to "postgresql:/…" in messages
-        typer.Option("--db", help="Database file. Default: HEALTHSIM_DB, else ~/.healthsim/healthsim.duckdb."),
+        typer.Option(
+            "--db",
+            help="Database file, or a postgresql:// URL (a team store). "
+            "Default: HEALTHSIM_DB, else ~/.healthsim/healthsim.duckdb.",
+        ),
     ] = None,
     version: Annotated[
         bool, typer.Option("--version", callback=version_callback, is_eager=True, help="Print the version.")
@@ -536,6 +540,62 @@ def copy(
     report_saved(store, store.copy_scenario(source, new_name), "copied to", as_json)
 
 
+def report_transfer(result: dict[str, Any], verb: str, where: str, as_json: bool) -> None:
+    if as_json:
+        print_json(result)
+    else:
+        counts = counts_text(result["entities_by_type"])
+        out.print(f"{verb} {result['name']!r} ({result['scenario_id']}) {where}: {counts}", markup=False)
+
+
+NewNameOption = Annotated[str | None, typer.Option("--as", help="Its name in the other store (default: the same).")]
+OverwriteOption = Annotated[
+    bool, typer.Option("--overwrite", help="Replace a scenario of that name there (it gains a version).")
+]
+
+
+@app.command()
+@handle_errors
+def push(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Scenario name or UUID, in this database.")],
+    to: Annotated[str, typer.Option("--to", help="The other store: a postgresql:// URL or a DuckDB file.")],
+    new_name: NewNameOption = None,
+    overwrite: OverwriteOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Copy a scenario from this database to another store (e.g. the team's server).
+
+    Its id, creation time, tags, metadata and entities are kept exactly.
+
+    Example: healthsim push diabetes-cohort --to postgresql://me@db.example.org/healthsim
+    """
+    store = store_of(ctx)
+    result = transfer_scenario(name, store, to, new_name=new_name, overwrite=overwrite)
+    report_transfer(dict(result), "pushed", f"to {ScenarioStore(to).path}", as_json)
+
+
+@app.command()
+@handle_errors
+def pull(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Scenario name or UUID, in the other store.")],
+    source: Annotated[str, typer.Option("--from", help="The other store: a postgresql:// URL or a DuckDB file.")],
+    new_name: NewNameOption = None,
+    overwrite: OverwriteOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Copy a scenario from another store (e.g. the team's server) into this database.
+
+    Its id, creation time, tags, metadata and entities are kept exactly.
+
+    Example: healthsim pull diabetes-cohort --from postgresql://me@db.example.org/healthsim
+    """
+    store = store_of(ctx)
+    result = transfer_scenario(name, source, store, new_name=new_name, overwrite=overwrite)
+    report_transfer(dict(result), "pulled", f"from {ScenarioStore(source).path}", as_json)
+
+
 @app.command()
 @handle_errors
 def merge(
@@ -744,7 +804,8 @@ def query(
 @app.command()
 @handle_errors
 def info(ctx: typer.Context, as_json: JsonOption = False) -> None:
-    """Show the database: path, size, schema version, scenario and entity counts.
+    """Show the database: path (a team store's URL without its password), engine, size,
+    schema version, scenario and entity counts.
 
     Example: healthsim --db /data/trial.duckdb info --json
     """

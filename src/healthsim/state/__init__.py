@@ -46,6 +46,7 @@ from .results import (
     ScenarioOverview,
 )
 from .store import ScenarioStore
+from .transfer import transfer_scenario
 
 __all__ = [
     "save_scenario",
@@ -69,6 +70,7 @@ __all__ = [
     "restore_scenario",
     "diff_scenarios",
     "purge_history",
+    "transfer_scenario",
     "ScenarioStore",
     "LoadedScenario",
     "ScenarioList",

@@ -154,6 +154,32 @@ class ChunkEncoder:
         if self._raw_ids:
             yield self._table()
 
+    def stored(self, rows: Iterable[tuple[str, pa.Table]]) -> Iterator[pa.Table]:
+        """Yield Arrow tables of rows read from a store (a transfer): per type, tables of
+        ``entity_id`` (the stored UUID as text, kept) and ``entity_data`` (the stored JSON
+        text, kept byte for byte, not parsed again). The caller sets :attr:`exact_rows`."""
+        for entity_type, table in rows:
+            self.counts.setdefault(entity_type, 0)
+            for start in range(0, table.num_rows, CHUNK_ROWS):
+                part = table.slice(start, CHUNK_ROWS)
+                n = part.num_rows
+                if self.next_id + n > _MAX_ROW_ID:
+                    raise DatabaseError(
+                        "the database has used every scenario_entities id the specification's INTEGER "
+                        "column allows; export your scenarios and start a new database file"
+                    )
+                texts = part.column("entity_data").combine_chunks().cast(pa.large_string())
+                yield pa.table(
+                    {
+                        "id": pa.array(range(self.next_id, self.next_id + n), pa.int32()),
+                        "entity_type": pa.array([entity_type] * n, pa.string()),
+                        "raw_id": part.column("entity_id").combine_chunks().cast(pa.string()),
+                        "entity_data": pa.ExtensionArray.from_storage(_JSON_TYPE, texts),
+                    }
+                )
+                self.next_id += n
+                self.counts[entity_type] += n
+
 
 _DONE = object()
 

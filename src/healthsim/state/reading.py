@@ -316,6 +316,19 @@ class ScenarioReader:
             entity_type: the stored type.
             start, stop: positions within the type (``stop`` exclusive; None for all).
         """
+        for table in self.row_chunks(entity_type, start, stop):
+            yield table.column("entity_data").combine_chunks()
+
+    def row_chunks(
+        self, entity_type: str, start: int = 0, stop: int | None = None, *, with_ids: bool = False
+    ) -> Iterator[pa.Table]:
+        """One type's rows in order, as Arrow tables of ``entity_data`` (the stored JSON
+        text) and, ``with_ids``, ``entity_id`` (the stored UUID as text) before it.
+
+        Args:
+            entity_type: the stored type.
+            start, stop: positions within the type (``stop`` exclusive; None for all).
+        """
         if entity_type not in self._spans:
             return
         lo, hi = self._spans[entity_type]
@@ -331,25 +344,26 @@ class ScenarioReader:
         for first in range(lo, hi + 1, step):
             if wanted <= 0:
                 return
-            column = self._range(entity_type, first, min(first + step, hi + 1))
+            rows = self._range(entity_type, first, min(first + step, hi + 1), with_ids)
             if skip:
-                dropped = min(skip, len(column))
-                column, skip = column.slice(dropped), skip - dropped
-            column = column.slice(0, wanted)
-            wanted -= len(column)
-            if len(column):
-                yield column
+                dropped = min(skip, len(rows))
+                rows, skip = rows.slice(dropped), skip - dropped
+            rows = rows.slice(0, wanted)
+            wanted -= len(rows)
+            if len(rows):
+                yield rows
 
-    def _range(self, entity_type: str, lo: int, hi: int) -> pa.Array:
-        """Texts of ``lo <= id < hi`` in id order."""
+    def _range(self, entity_type: str, lo: int, hi: int, with_ids: bool = False) -> pa.Table:
+        """Rows of ``lo <= id < hi`` in id order (``entity_id``, ``entity_data``)."""
+        ids = "CAST(entity_id AS VARCHAR) AS entity_id, " if with_ids else ""
         table = fetch_arrow(
             self._con,
-            f"SELECT id, entity_data FROM {self._source} WHERE scenario_id = $sid "
+            f"SELECT id, {ids}entity_data FROM {self._source} WHERE scenario_id = $sid "
             "AND entity_type = $type AND id >= $lo AND id < $hi",
             {"sid": self.header.scenario_id, "type": entity_type, "lo": lo, "hi": hi},
-            texts=("entity_data",),
+            texts=("entity_id", "entity_data") if with_ids else ("entity_data",),
         )
-        return in_id_order(table).column("entity_data").combine_chunks()
+        return in_id_order(table).drop_columns(["id"])
 
     def entities(self, entity_type: str, start: int = 0, stop: int | None = None) -> list[Any]:
         """Parsed entities of one type between two positions (for paging).

@@ -1,0 +1,269 @@
+"""The team store on a real PostgreSQL server: what only a server shows.
+
+Clients in separate processes at once (writers of one scenario take turns, writers of
+others do not wait), a client killed mid-write, the server's errors named without the
+password, transfers between a DuckDB file and the server, and the command line and MCP
+server on it. The store, exchange, editing, history, summary and analytics tests run on
+both engines already (see ``conftest.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+from mcp import Client, ClientSession
+from typer.testing import CliRunner
+
+from healthsim.cli import app
+from healthsim.mcp_server import build_server
+from healthsim.state import (
+    ScenarioExistsError,
+    ScenarioStore,
+    ServerUnavailableError,
+    transfer_scenario,
+)
+from helpers.database import orphan_rows, sql_rows
+from helpers.paths import HERE
+from helpers.pg_server import PASSWORD, PgServer
+
+WORKER = HERE / "helpers" / "worker.py"
+
+
+def start_worker(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, str(WORKER), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ},
+    )
+
+
+def finish(worker: subprocess.Popen[str], timeout: float = 120) -> str:
+    out, errors = worker.communicate(timeout=timeout)
+    assert worker.returncode == 0, errors
+    return out
+
+
+# --------------------------------------------------------------------------- concurrency
+
+
+@pytest.mark.slow
+def test_two_clients_adding_to_one_scenario_take_turns_and_lose_nothing(pg_url: str) -> None:
+    store = ScenarioStore(pg_url)
+    store.save_scenario("shared", {"patients": []})
+    workers = [start_worker("add", pg_url, "shared", prefix, "8", "5") for prefix in ("left", "right")]
+    for worker in workers:
+        finish(worker)
+    versions = store.scenario_history("shared")["versions"]
+    assert [v["version"] for v in versions] == list(range(17, 0, -1))
+    assert [v["entity_count"] for v in reversed(versions)] == [5 * i for i in range(17)]
+    loaded = store.load_scenario("shared")["entities"]["patients"]
+    assert len({p["patient_id"] for p in loaded}) == 80 and orphan_rows(store.path) == 0
+
+
+@pytest.mark.slow
+def test_a_writer_waits_only_for_the_scenario_it_changes(pg_url: str) -> None:
+    store = ScenarioStore(pg_url)
+    store.save_scenario("a", {"patients": [{"patient_id": "A"}]})
+    store.save_scenario("b", {"patients": [{"patient_id": "B"}]})
+    # Another client holds scenario "a" as a change of it would (its row locked, in a transaction).
+    holder = psycopg.connect(pg_url)
+    holder.execute("SELECT 1 FROM scenarios WHERE name = 'a' FOR UPDATE")
+    try:
+        other = start_worker("add", pg_url, "b", "free", "1", "3")
+        finish(other, timeout=60)  # not held up by the lock on "a"
+        blocked = start_worker("add", pg_url, "a", "held", "1", "3")
+        time.sleep(2.0)
+        assert blocked.poll() is None, "a change of 'a' went ahead while another client held it"
+    finally:
+        holder.rollback()
+        holder.close()
+    finish(blocked, timeout=60)
+    assert store.scenario_history("a")["versions"][0]["entity_count"] == 4
+    assert store.scenario_history("b")["versions"][0]["entity_count"] == 4
+
+
+@pytest.mark.slow
+def test_eight_clients_saving_at_once_lose_nothing(pg_url: str) -> None:
+    # Several processes on an empty database: the schema is made once, ids never collide.
+    workers = [start_worker("many", pg_url, f"c{i}", "4") for i in range(8)]
+    for worker in workers:
+        finish(worker)
+    listed = ScenarioStore(pg_url).list_scenarios(limit=100)
+    assert listed["total_count"] == 32
+    assert all(entry["entity_count"] == 200 for entry in listed["scenarios"])
+    ids = sql_rows(ScenarioStore(pg_url).path, "SELECT count(DISTINCT id), count(*) FROM scenario_entities")
+    assert ids == [(6400, 6400)]
+
+
+@pytest.mark.slow
+def test_a_client_killed_during_an_overwrite_leaves_the_old_or_the_new_version(pg_url: str) -> None:
+    store = ScenarioStore(pg_url)
+    store.save_scenario("victim", {"patients": [{"patient_id": "MRN-0", "version": 0}]}, description="v0")
+    rng = random.Random(5)
+    for attempt in range(4):
+        worker = start_worker("overwrite", pg_url, "victim", str(attempt + 1), "30000")
+        assert worker.stdout is not None and worker.stdout.readline().strip() == "saving"
+        time.sleep(rng.uniform(0.05, 0.8))
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=30)
+        loaded = store.load_scenario("victim")
+        stamps = {e["version"] for entities in loaded["entities"].values() for e in entities}
+        assert len(stamps) == 1, stamps  # every row from one save
+        (stamp,) = stamps
+        assert loaded["description"] == f"v{stamp}"
+        assert orphan_rows(store.path) == 0
+    # The server ended the killed clients' transactions: nothing is left locked.
+    store.add_entities("victim", {"patients": [{"patient_id": "after"}]})
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def test_wrong_password_missing_database_and_no_server_are_named_without_the_password(
+    pg_server: PgServer, pg_url: str
+) -> None:
+    database = pg_url.rsplit("/", 1)[1]
+    host = f"{pg_server.host}:{pg_server.port}"
+    cases = [
+        (pg_url.replace(PASSWORD, "not-the-password"), "refused the login of user 'healthsim'"),
+        (pg_url.rsplit("/", 1)[0] + "/no_such_db", "has no such database"),
+        (f"postgresql://healthsim:{PASSWORD}@127.0.0.1:1/{database}", "no server is listening there"),
+    ]
+    for url, why in cases:
+        with pytest.raises(ServerUnavailableError) as caught:
+            ScenarioStore(url).list_scenarios()
+        message = str(caught.value)
+        assert why in message and "\n" not in message, message
+        assert PASSWORD not in message and "not-the-password" not in message
+        assert ("127.0.0.1:1" in message) if "127.0.0.1:1/" in url else (host in message)
+    info = ScenarioStore(pg_url).database_info()
+    assert info["engine"] == "postgresql" and PASSWORD not in json.dumps(info)
+
+
+# --------------------------------------------------------------------------- transfer
+
+ENTITIES = {
+    "patients": [
+        {"patient_id": "MRN-1", "n": 123456789012345678901234567890, "s": 'é\\"\n\t'},
+        {"no_id": True, "nested": {"a": [1, 2.5, None]}},
+    ],
+    "claims": [{"claim_id": "C-1", "total": 1e-7}],
+}
+
+
+def stored_rows(store: ScenarioStore, name: str) -> list[tuple[object, ...]]:
+    return sql_rows(
+        store.path,
+        "SELECT e.entity_type, CAST(e.entity_id AS VARCHAR), CAST(e.entity_data AS VARCHAR) FROM scenario_entities e "
+        "JOIN scenarios s ON s.scenario_id = e.scenario_id WHERE s.name = ? ORDER BY e.id",
+        [name],
+    )
+
+
+def test_transfer_both_ways_keeps_everything_exactly(tmp_path: Path, pg_url: str) -> None:
+    laptop = ScenarioStore(tmp_path / "laptop.duckdb")
+    home = ScenarioStore(tmp_path / "home.duckdb")
+    team = ScenarioStore(pg_url)
+    sid = laptop.save_scenario("cohort", ENTITIES, description="made here", tags=["Diabetes", "qa"])
+    laptop.update_scenario("cohort", add_tags=["v2"])
+    pushed = transfer_scenario("cohort", laptop, pg_url)
+    pulled = transfer_scenario("cohort", team, home)
+    assert pushed["scenario_id"] == pulled["scenario_id"] == sid
+    a, b, c = (s.load_scenario("cohort") for s in (laptop, team, home))
+    for key in ("scenario_id", "created_at", "description", "tags", "entities", "entities_by_type"):
+        assert a[key] == b[key] == c[key], key
+    assert stored_rows(laptop, "cohort") == stored_rows(team, "cohort") == stored_rows(home, "cohort")
+    provenance = c["metadata"]["provenance"]
+    assert provenance["operation"] == "transfer" and provenance["source"].startswith("postgresql://healthsim@")
+    assert PASSWORD not in json.dumps(c["metadata"])
+    assert provenance["created_by"]["operation"] == "save"  # how it was first made, kept
+    assert team.scenario_history("cohort")["versions"][0]["operation"] == "transfer"
+
+
+def test_transfer_refuses_a_taken_name_unless_told_and_the_same_database(tmp_path: Path, pg_url: str) -> None:
+    laptop = ScenarioStore(tmp_path / "laptop.duckdb")
+    laptop.save_scenario("cohort", ENTITIES)
+    transfer_scenario("cohort", laptop, pg_url)
+    laptop.add_entities("cohort", {"claims": [{"claim_id": "C-2"}]})
+    with pytest.raises(ScenarioExistsError):
+        transfer_scenario("cohort", laptop, pg_url)
+    assert ScenarioStore(pg_url).load_scenario("cohort")["entities_by_type"]["claims"] == 1
+    replaced = transfer_scenario("cohort", laptop, pg_url, overwrite=True)
+    assert replaced["entities_by_type"]["claims"] == 2
+    assert [v["version"] for v in ScenarioStore(pg_url).scenario_history("cohort")["versions"]] == [2, 1]
+    copy = transfer_scenario("cohort", pg_url, laptop, new_name="cohort-from-team")
+    assert copy["scenario_id"] != replaced["scenario_id"]  # the id is taken in the laptop's file
+    with pytest.raises(Exception, match="same database"):
+        transfer_scenario("cohort", pg_url, ScenarioStore(pg_url))
+
+
+def test_a_large_transfer_streams(tmp_path: Path, pg_url: str) -> None:
+    laptop = ScenarioStore(tmp_path / "laptop.duckdb")
+    patients = [{"patient_id": f"MRN-{i}", "i": i, "pad": "x" * 100} for i in range(150_000)]
+    laptop.save_scenario("big", {"patients": patients, "labs": [{"v": i} for i in range(1000)]})
+    transfer_scenario("big", laptop, pg_url)
+    loaded = ScenarioStore(pg_url).load_scenario("big")
+    assert loaded["entities_by_type"] == {"patients": 150_000, "labs": 1000}
+    assert loaded["entities"]["patients"][-1] == patients[-1]
+    assert stored_rows(laptop, "big")[-5:] == stored_rows(ScenarioStore(pg_url), "big")[-5:]
+
+
+# --------------------------------------------------------------------------- interfaces
+
+
+def test_the_command_line_on_a_team_store(tmp_path: Path, pg_url: str) -> None:
+    runner = CliRunner()
+    example = HERE.parent / "examples" / "diabetes-cohort.json"
+    local = str(tmp_path / "local.duckdb")
+
+    def ok(*args: str) -> str:
+        result = runner.invoke(app, list(args))
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    ok("--db", pg_url, "import", str(example), "--name", "cohort")
+    listed = json.loads(ok("--db", pg_url, "list", "--json"))
+    assert [s["name"] for s in listed["scenarios"]] == ["cohort"]
+    loaded = json.loads(ok("--db", pg_url, "load", "cohort", "--json"))
+    assert loaded["entity_count"] == 30
+    info = json.loads(ok("--db", pg_url, "info", "--json"))
+    assert info["engine"] == "postgresql" and PASSWORD not in json.dumps(info)
+    pulled = json.loads(ok("--db", local, "pull", "cohort", "--from", pg_url, "--json"))
+    assert pulled["scenario_id"] == loaded["scenario_id"]
+    assert "pushed 'cohort-2'" in ok("--db", local, "push", "cohort", "--to", pg_url, "--as", "cohort-2")
+    assert PASSWORD not in ok("--db", local, "push", "cohort", "--to", pg_url, "--as", "cohort-3")
+    summary = json.loads(ok("--db", pg_url, "summary", "cohort", "--json"))
+    assert summary["types"]["patients"]["count"] == 5
+
+
+def test_the_mcp_server_on_a_team_store(pg_url: str) -> None:
+    async def session() -> None:
+        async with Client(build_server(pg_url), mode="legacy", cache=None) as connected:
+            client: ClientSession = connected.session
+            saved = await client.call_tool(
+                "save_scenario", {"name": "chat", "entities": {"patients": [{"patient_id": "P1", "gender": "f"}]}}
+            )
+            assert not saved.is_error, saved
+            added = await client.call_tool(
+                "add_entities", {"name": "chat", "entities": {"patients": [{"patient_id": "P2"}]}}
+            )
+            assert not added.is_error, added
+            listed = await client.call_tool("list_scenarios", {})
+            assert "chat" in listed.content[0].text  # type: ignore[union-attr]
+            summary = await client.call_tool("summarize_scenario", {"name": "chat"})
+            assert '"count": 2' in summary.content[0].text or '"count":2' in summary.content[0].text  # type: ignore[union-attr]
+
+    asyncio.run(session())
+    assert ScenarioStore(pg_url).load_scenario("chat")["entity_count"] == 2
