@@ -13,7 +13,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -32,15 +31,12 @@ from healthsim.state import (
     update_scenario,
 )
 from healthsim.state.entities import ENTITY_ID_NAMESPACE
-from helpers.database import orphan_rows
+from helpers.database import orphan_rows, sql_rows
 
 
-def count_rows(path: Path) -> int:
-    con = duckdb.connect(str(path))
-    try:
-        return con.execute("SELECT count(*) FROM scenario_entities").fetchall()[0][0]
-    finally:
-        con.close()
+def count_rows(store: ScenarioStore) -> int:
+    """The entity rows of every scenario, on either engine."""
+    return int(sql_rows(store.path, "SELECT count(*) FROM scenario_entities")[0][0])
 
 
 def test_add_upserts_in_place_removes_later_duplicates_and_appends_new_types(store: ScenarioStore) -> None:
@@ -131,14 +127,14 @@ def test_add_to_a_missing_scenario_needs_create(store: ScenarioStore) -> None:
     )
 
 
-def test_a_bad_entity_changes_nothing(store: ScenarioStore, db_path: Path) -> None:
+def test_a_bad_entity_changes_nothing(store: ScenarioStore) -> None:
     store.save_scenario("s", {"patients": [{"patient_id": "A"}]})
     before = store.load_scenario("s")
-    rows = count_rows(db_path)
+    rows = count_rows(store)
     with pytest.raises(InvalidEntityError) as info:
         store.add_entities("s", {"patients": [{"patient_id": "A", "v": 2}, {"patient_id": "B", "v": float("nan")}]})
     assert "patients[1] field $.v" in str(info.value)
-    assert store.load_scenario("s") == before and count_rows(db_path) == rows
+    assert store.load_scenario("s") == before and count_rows(store) == rows
 
 
 def test_edits_keep_what_was_saved_exactly(store: ScenarioStore, tmp_path: Path) -> None:
@@ -208,7 +204,7 @@ def test_update_renames_describes_and_tags(store: ScenarioStore) -> None:
     assert store.load_scenario("new")["tags"] == ["Diabetes", "extra"]
 
 
-def test_copy_keeps_entities_order_and_ids(store: ScenarioStore, db_path: Path) -> None:
+def test_copy_keeps_entities_order_and_ids(store: ScenarioStore) -> None:
     entities = {"patients": [{"patient_id": "A"}, {"x": 1}], "members": [], "claims": [{"claim_id": "C", "big": 2**80}]}
     source = store.save_scenario("src", entities, "desc", ["t"])
     copy = store.copy_scenario("src", "dst")
@@ -217,21 +213,23 @@ def test_copy_keeps_entities_order_and_ids(store: ScenarioStore, db_path: Path) 
     assert loaded["entities"] == entities and list(loaded["entities"]) == list(entities)
     assert loaded["description"] == "desc" and loaded["tags"] == ["t"]
     assert loaded["metadata"]["provenance"]["operation"] == "copy"
-    con = duckdb.connect(str(db_path))
-    ids = con.execute("SELECT scenario_id, list(entity_id ORDER BY id) FROM scenario_entities GROUP BY ALL").fetchall()
-    con.close()
-    assert len(ids) == 2 and ids[0][1] == ids[1][1]  # the same entity ids, in the same order
+    ids: dict[uuid.UUID, list[uuid.UUID]] = {}
+    for scenario_id, entity_id in sql_rows(
+        store.path, "SELECT scenario_id, entity_id FROM scenario_entities ORDER BY id"
+    ):
+        ids.setdefault(scenario_id, []).append(entity_id)
+    assert len(ids) == 2 and ids[uuid.UUID(source)] == ids[uuid.UUID(copy)]  # the same entity ids, in the same order
     assert store.load_scenario(store.copy_scenario("src", "dst2", description="other", tags=[]))["tags"] == []
     with pytest.raises(ScenarioExistsError):
         store.copy_scenario("src", "dst")
 
 
-def test_copy_of_a_large_scenario(store: ScenarioStore, db_path: Path) -> None:
+def test_copy_of_a_large_scenario(store: ScenarioStore) -> None:
     patients = [{"patient_id": f"P{i}"} for i in range(130_000)]  # more than a row group
     store.save_scenario("big", {"patients": patients})
     store.copy_scenario("big", "big-copy")
     assert store.load_scenario("big-copy")["entities"]["patients"] == patients
-    assert count_rows(db_path) == 260_000
+    assert count_rows(store) == 260_000
 
 
 def test_merge_in_source_order_with_and_without_upsert(store: ScenarioStore) -> None:
@@ -259,7 +257,8 @@ def test_merge_in_source_order_with_and_without_upsert(store: ScenarioStore) -> 
     assert "never" not in {s["name"] for s in store.list_scenarios()["scenarios"]}
 
 
-def test_module_functions_use_the_default_database(isolated_home: Path) -> None:
+def test_module_functions_use_the_default_database(store: ScenarioStore) -> None:
+    # HEALTHSIM_DB names the store's database, on either engine.
     add_entities("m", {"patients": [{"patient_id": "A"}]}, create=True)
     add_entities("m", {"patients": [{"patient_id": "B"}]})
     remove_entities("m", "patients", ["A"])
@@ -267,6 +266,7 @@ def test_module_functions_use_the_default_database(isolated_home: Path) -> None:
     copy_scenario("m2", "m3")
     merge_scenarios(["m2", "m3"], "m4")
     assert load_scenario("m4")["entities"] == {"patients": [{"patient_id": "B"}, {"patient_id": "B"}]}
+    assert store.load_scenario("m4")["entities"] == load_scenario("m4")["entities"]
 
 
 def test_add_entities_from_a_file_of_any_layout(store: ScenarioStore, tmp_path: Path) -> None:
@@ -280,6 +280,7 @@ def test_add_entities_from_a_file_of_any_layout(store: ScenarioStore, tmp_path: 
     assert store.load_scenario("copy")["entities"] == store.load_scenario("s")["entities"]
 
 
+# DuckDB only: a file with an earlier release's DuckDB tables (the legacy_db fixture).
 def test_scenarios_of_the_earlier_release_can_be_edited(tmp_path: Path) -> None:
     from legacy_db import build  # tests/fixtures: the earlier release's schema and rows
 
@@ -342,27 +343,25 @@ def model_add(model: dict[str, list[dict[str, Any]]], batch: dict[str, list[dict
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=operations)
-def test_any_sequence_of_edits_loads_like_the_plain_python_model(
-    tmp_path_factory: pytest.TempPathFactory, steps: list[Any]
-) -> None:
-    store = ScenarioStore(tmp_path_factory.mktemp("model") / "h.duckdb")
+def test_any_sequence_of_edits_loads_like_the_plain_python_model(store: ScenarioStore, steps: list[Any]) -> None:
+    name = f"m-{uuid.uuid4().hex}"  # one store for every example: a scenario of its own each
     model: dict[str, list[dict[str, Any]]] | None = None
     for step in steps:
         if step[0] == "save":
-            store.save_scenario("m", step[1], overwrite=True)
+            store.save_scenario(name, step[1], overwrite=True)
             model = {t: list(v) for t, v in step[1].items()}
         elif step[0] == "add":
             if model is None:
-                store.add_entities("m", step[1], upsert=step[2], create=True)
+                store.add_entities(name, step[1], upsert=step[2], create=True)
                 model = {}
             else:
-                store.add_entities("m", step[1], upsert=step[2])
+                store.add_entities(name, step[1], upsert=step[2])
             model_add(model, step[1], step[2])
         elif model is not None and step[1] in model:
-            store.remove_entities("m", step[1], step[2])
+            store.remove_entities(name, step[1], step[2])
             model[step[1]] = [e for e in model[step[1]] if own_id(step[1], e) not in step[2]]
     if model is not None:
-        loaded = store.load_scenario("m")
+        loaded = store.load_scenario(name)
         assert loaded["entities"] == model
         assert loaded["entity_count"] == sum(len(v) for v in model.values())
 
@@ -379,6 +378,7 @@ def start_worker(*args: str) -> subprocess.Popen[str]:
     )
 
 
+# DuckDB only: worker processes on the DuckDB file (the team store's are tested elsewhere).
 @pytest.mark.slow
 def test_two_processes_adding_to_one_scenario_lose_nothing(db_path: Path) -> None:
     store = ScenarioStore(db_path)
@@ -396,6 +396,7 @@ def test_two_processes_adding_to_one_scenario_lose_nothing(db_path: Path) -> Non
         assert mine == sorted(mine)
 
 
+# DuckDB only: kill -9 of a worker process writing the DuckDB file.
 @pytest.mark.slow
 def test_kill_during_an_add_leaves_the_scenario_before_or_after(db_path: Path) -> None:
     store = ScenarioStore(db_path)

@@ -42,7 +42,8 @@ def test_schema_is_valid_draft_2020_12() -> None:
     jsonschema.Draft202012Validator.check_schema(SCHEMA)
 
 
-def test_export_format_and_default_path(isolated_home: Path) -> None:
+def test_export_format_and_default_path(store: ScenarioStore, isolated_home: Path) -> None:
+    # HEALTHSIM_DB names the store's database, on either engine.
     entities = {**diabetes_cohort(3), "members": [], "claims": claims(2)}
     sid = save_scenario("diabetes-cohort", entities, "Type 2 cohort", ["diabetes"])
     path = export_scenario_to_json("diabetes-cohort")
@@ -69,6 +70,7 @@ def test_export_format_and_default_path(isolated_home: Path) -> None:
     assert document["entities"] == entities
     assert list(document["entities"]) == list(entities)
     assert document["entities"]["patients"][0]["_provenance"]["source_type"] == "generated"
+    assert store.load_scenario(sid)["entities"] == entities
 
 
 def test_export_keeps_exotic_values_and_validates(store: ScenarioStore, tmp_path: Path) -> None:
@@ -120,11 +122,13 @@ def test_safe_file_name(name: str, expected: str) -> None:
     assert "/" not in safe_file_name(name) and ".." not in safe_file_name(name)
 
 
-def test_default_path_for_unsafe_name(isolated_home: Path) -> None:
+def test_default_path_for_unsafe_name(store: ScenarioStore, isolated_home: Path) -> None:
+    # HEALTHSIM_DB names the store's database, on either engine.
     save_scenario("../escape", {})
     path = export_scenario_to_json("../escape")
     assert path.parent == isolated_home / "Downloads"
     assert path.name == "__escape.json"
+    assert json.loads(path.read_text())["scenario_id"] == store.load_scenario("../escape")["scenario_id"]
 
 
 def test_export_by_uuid_and_not_found(store: ScenarioStore, tmp_path: Path) -> None:
@@ -143,6 +147,7 @@ def test_export_streams_in_chunks(store: ScenarioStore, tmp_path: Path, monkeypa
     assert json.loads(path.read_text())["entities"] == entities
 
 
+# DuckDB only: a file with an earlier release's DuckDB tables (the legacy_db fixture).
 def test_export_of_legacy_interleaved_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import legacy_db
 

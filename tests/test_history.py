@@ -8,10 +8,10 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -29,18 +29,17 @@ from healthsim.state import (
     save_scenario,
     scenario_history,
 )
-from helpers.database import orphan_rows
+from helpers.database import orphan_rows, sql_rows
 
 
-def spec_counts(path: Path) -> tuple[int, int, int]:
-    con = duckdb.connect(str(path))
-    try:
-        return tuple(
-            con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
-            for table in ("scenarios", "scenario_entities", "scenario_tags")
-        )  # type: ignore[return-value]
-    finally:
-        con.close()
+def spec_counts(store: ScenarioStore) -> tuple[int, int, int]:
+    """The rows of the specification's three tables, on either engine."""
+    (counts,) = sql_rows(
+        store.path,
+        "SELECT (SELECT count(*) FROM scenarios), (SELECT count(*) FROM scenario_entities), "
+        "(SELECT count(*) FROM scenario_tags)",
+    )
+    return int(counts[0]), int(counts[1]), int(counts[2])
 
 
 def test_every_change_is_a_version_that_loads_as_it_was(store: ScenarioStore, tmp_path: Path) -> None:
@@ -79,14 +78,14 @@ def test_every_change_is_a_version_that_loads_as_it_was(store: ScenarioStore, tm
         store.load_scenario("c", 7)
 
 
-def test_the_specification_tables_hold_only_the_current_state(store: ScenarioStore, db_path: Path) -> None:
+def test_the_specification_tables_hold_only_the_current_state(store: ScenarioStore) -> None:
     store.save_scenario("a", {"patients": [{"patient_id": str(i)} for i in range(10)]}, tags=["t"])
     store.add_entities("a", {"patients": [{"patient_id": "0", "v": 2}]})
     store.remove_entities("a", "patients", ["1", "2"])
     store.save_scenario("b", {"claims": [{"claim_id": "K"}]}, tags=["u"])
     store.delete_scenario("b")
-    assert spec_counts(db_path) == (1, 8, 1)
-    assert orphan_rows(db_path) == 0
+    assert spec_counts(store) == (1, 8, 1)
+    assert orphan_rows(store.path) == 0
     result = store.query("SELECT count(*) FROM entities")
     assert result["rows"] == [[8]]
 
@@ -112,7 +111,7 @@ def test_restore_in_place_as_new_and_undo(store: ScenarioStore) -> None:
         store.restore_scenario("c2", 1, new_name="c-at-2")
 
 
-def test_delete_goes_to_the_trash_and_comes_back_with_its_id_and_history(store: ScenarioStore, db_path: Path) -> None:
+def test_delete_goes_to_the_trash_and_comes_back_with_its_id_and_history(store: ScenarioStore) -> None:
     sid = store.save_scenario("gone", {"patients": [{"patient_id": "A"}]}, "d", ["t"])
     store.add_entities("gone", {"claims": [{"claim_id": "K"}]})
     assert store.delete_scenario("gone") is True
@@ -186,6 +185,7 @@ def test_diff_of_versions_and_scenarios(store: ScenarioStore) -> None:
         store.diff_scenarios("big", "nothing")
 
 
+# DuckDB only: a file with an earlier release's DuckDB tables (the legacy_db fixture).
 def test_an_earlier_release_database_starts_at_version_one(tmp_path: Path) -> None:
     from legacy_db import build  # tests/fixtures: the earlier release's schema and rows
 
@@ -203,7 +203,8 @@ def test_an_earlier_release_database_starts_at_version_one(tmp_path: Path) -> No
     assert store.load_scenario(name, 1)["entities"] == before
 
 
-def test_module_functions(isolated_home: Path) -> None:
+def test_module_functions(store: ScenarioStore) -> None:
+    # HEALTHSIM_DB names the store's database, on either engine.
     save_scenario("m", {"patients": [{"patient_id": "A"}]})
     delete_scenario("m")
     assert list_scenarios(deleted=True)["total_count"] == 1
@@ -211,6 +212,7 @@ def test_module_functions(isolated_home: Path) -> None:
     assert load_scenario("m", 1)["entities"] == {"patients": [{"patient_id": "A"}]}
     assert scenario_history("m")["total_count"] == 3
     assert diff_scenarios("m@1", "m")["types"]["patients"]["unchanged"] == 1
+    assert store.scenario_history("m")["total_count"] == 3
 
 
 # --------------------------------------------------------------------------- model
@@ -231,11 +233,9 @@ steps = st.lists(
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(changes=steps)
-def test_every_retained_version_loads_as_the_model_had_it(
-    tmp_path_factory: pytest.TempPathFactory, changes: list[Any]
-) -> None:
-    store = ScenarioStore(tmp_path_factory.mktemp("history") / "h.duckdb")
-    store.save_scenario("m", {"patients": []})
+def test_every_retained_version_loads_as_the_model_had_it(store: ScenarioStore, changes: list[Any]) -> None:
+    m = f"m-{uuid.uuid4().hex}"  # one store for every example: a scenario of its own each
+    store.save_scenario(m, {"patients": []})
     model: list[list[dict[str, Any]]] = [[]]  # the patients at each version (1-based)
     tags: list[list[str]] = [[]]
     for change in changes:
@@ -254,19 +254,19 @@ def test_every_retained_version_loads_as_the_model_had_it(
                         del current[i]
                 else:
                     current.append(entity)
-            store.add_entities("m", {"patients": change[1]}, upsert=change[2])
+            store.add_entities(m, {"patients": change[1]}, upsert=change[2])
         elif change[0] == "remove":
-            result = store.remove_entities("m", "patients", change[1])
+            result = store.remove_entities(m, "patients", change[1])
             if not result["removed"]:
                 continue  # nothing changed: no version
             current = [p for p in current if p.get("patient_id") not in change[1]]
         elif change[0] == "save":
-            store.save_scenario("m", {"patients": change[1]}, overwrite=True)
+            store.save_scenario(m, {"patients": change[1]}, overwrite=True)
             model.append(list(change[1]))
             tags.append([])  # an overwrite replaces the tags too
             continue
         else:
-            entry = store.update_scenario("m", add_tags=[change[1]])
+            entry = store.update_scenario(m, add_tags=[change[1]])
             if entry["tags"] == tags[-1]:
                 continue
             tags.append(entry["tags"])
@@ -274,16 +274,16 @@ def test_every_retained_version_loads_as_the_model_had_it(
             continue
         model.append(current)
         tags.append(tags[-1])
-    assert store.load_scenario("m")["version"] == len(model)
+    assert store.load_scenario(m)["version"] == len(model)
     for version, patients in enumerate(model, start=1):
-        assert store.load_scenario("m", version)["entities"] == {"patients": patients}, version
+        assert store.load_scenario(m, version)["entities"] == {"patients": patients}, version
     for version, patients in enumerate(model, start=1):  # restoring any version gives it back
-        store.restore_scenario("m", version, new_name=f"restored-{version}")
-        assert store.load_scenario(f"restored-{version}")["entities"] == {"patients": patients}
+        store.restore_scenario(m, version, new_name=f"{m}-restored-{version}")
+        assert store.load_scenario(f"{m}-restored-{version}")["entities"] == {"patients": patients}
     wanted = len(model) // 2 + 1
-    store.restore_scenario("m", wanted)  # and in place, as a new version
-    assert store.load_scenario("m")["entities"] == {"patients": model[wanted - 1]}
-    assert store.load_scenario("m")["version"] == len(model) + 1
+    store.restore_scenario(m, wanted)  # and in place, as a new version
+    assert store.load_scenario(m)["entities"] == {"patients": model[wanted - 1]}
+    assert store.load_scenario(m)["version"] == len(model) + 1
 
 
 # --------------------------------------------------------------------------- processes
@@ -291,6 +291,7 @@ def test_every_retained_version_loads_as_the_model_had_it(
 WORKER = Path(__file__).parent / "helpers" / "worker.py"
 
 
+# DuckDB only: kill -9 of a worker process writing the DuckDB file.
 @pytest.mark.slow
 def test_kill_during_an_overwrite_keeps_the_old_version_current_and_the_history(db_path: Path) -> None:
     store = ScenarioStore(db_path)
@@ -319,6 +320,7 @@ def test_kill_during_an_overwrite_keeps_the_old_version_current_and_the_history(
         assert orphan_rows(db_path) == 0
 
 
+# DuckDB only: worker processes on the DuckDB file (the team store's are tested elsewhere).
 @pytest.mark.slow
 def test_two_processes_changing_one_scenario_make_consecutive_versions(db_path: Path) -> None:
     store = ScenarioStore(db_path)

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 import uuid
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from healthsim.state import (
@@ -22,7 +20,7 @@ from healthsim.state import (
 )
 from healthsim.state.entities import ENTITY_ID_NAMESPACE
 from helpers import legacy_files
-from helpers.database import orphan_rows
+from helpers.database import never_written, orphan_rows, sql_rows
 from helpers.sample import diabetes_cohort
 
 
@@ -81,7 +79,7 @@ def test_duplicate_name_and_overwrite(store: ScenarioStore, tmp_path: Path) -> N
     assert loaded["created_at"] == created  # overwrite keeps the scenario's id and creation time
 
 
-def test_legacy_export_shape(store: ScenarioStore, tmp_path: Path, db_path: Path) -> None:
+def test_legacy_export_shape(store: ScenarioStore, tmp_path: Path) -> None:
     doc = legacy_files.legacy_export(tmp_path / "old-export.json")
     store.import_scenario_from_json(tmp_path / "old-export.json")
     loaded = store.load_scenario("legacy-export-cohort")
@@ -89,15 +87,11 @@ def test_legacy_export_shape(store: ScenarioStore, tmp_path: Path, db_path: Path
     assert loaded["tags"] == ["diabetes", "legacy"]
     assert loaded["created_at"] == "2024-12-26T10:30:00Z"
     assert loaded["metadata"]["provenance"]["source_format"] == "healthsim-legacy-export"
-    con = duckdb.connect(str(db_path))
-    rx = con.execute(
-        "SELECT entity_id FROM scenario_entities WHERE entity_type = 'prescriptions' ORDER BY id"
-    ).fetchall()
-    con.close()
+    rx = sql_rows(store.path, "SELECT entity_id FROM scenario_entities WHERE entity_type = 'prescriptions' ORDER BY id")
     assert rx[0][0] == uuid.uuid5(ENTITY_ID_NAMESPACE, "prescriptions:RX-7000")
 
 
-def test_legacy_workspace(store: ScenarioStore, tmp_path: Path, db_path: Path) -> None:
+def test_legacy_workspace(store: ScenarioStore, tmp_path: Path) -> None:
     doc = legacy_files.workspace(tmp_path / "workspace.json")
     sid = store.import_scenario_from_json(tmp_path / "workspace.json")
     loaded = store.load_scenario("legacy-workspace")
@@ -115,11 +109,11 @@ def test_legacy_workspace(store: ScenarioStore, tmp_path: Path, db_path: Path) -
     assert meta["source_metadata"]["schema_version"] == "2.0"
     assert meta["source_fields"]["provenance_summary"] == {"generated": 6, "loaded": 0, "derived": 0}
     assert meta["provenance"]["source_format"] == "healthsim-legacy-workspace"
-    con = duckdb.connect(str(db_path))
-    ids = con.execute(
-        "SELECT entity_id FROM scenario_entities WHERE scenario_id = ? AND entity_type = 'diagnoses' ORDER BY id", [sid]
-    ).fetchall()
-    con.close()
+    ids = sql_rows(
+        store.path,
+        "SELECT entity_id FROM scenario_entities WHERE scenario_id = ? AND entity_type = 'diagnoses' ORDER BY id",
+        [sid],
+    )
     assert ids[0][0] == uuid.uuid5(ENTITY_ID_NAMESPACE, f"diagnoses:{wrapped['entity_id']}")
 
 
@@ -262,7 +256,7 @@ BAD_FILES = [
 
 @pytest.mark.parametrize(("content", "where", "problem"), [c[1:] for c in BAD_FILES], ids=[c[0] for c in BAD_FILES])
 def test_bad_files_are_refused_with_a_location(
-    store: ScenarioStore, tmp_path: Path, db_path: Path, content: str | bytes, where: str | None, problem: str
+    store: ScenarioStore, tmp_path: Path, content: str | bytes, where: str | None, problem: str
 ) -> None:
     store.save_scenario("bystander", {"patients": [{"patient_id": "B"}]})
     path = write(tmp_path / "bad.json", content)
@@ -276,10 +270,10 @@ def test_bad_files_are_refused_with_a_location(
         assert info.value.location and re.search(where, info.value.location), message
     assert message.endswith("nothing was saved")
     assert [s["name"] for s in store.list_scenarios()["scenarios"]] == ["bystander"]
-    assert orphan_rows(db_path) == 0
+    assert orphan_rows(store.path) == 0
 
 
-def test_bad_entity_deep_in_a_large_export_file(store: ScenarioStore, tmp_path: Path, db_path: Path) -> None:
+def test_bad_entity_deep_in_a_large_export_file(store: ScenarioStore, tmp_path: Path) -> None:
     store.save_scenario("big", {"patients": [{"patient_id": f"P{i}"} for i in range(130_000)]})
     exported = store.export_scenario_to_json("big", tmp_path / "big.json")
     lines = exported.read_bytes().split(b"\n")
@@ -290,9 +284,8 @@ def test_bad_entity_deep_in_a_large_export_file(store: ScenarioStore, tmp_path: 
     assert "$.entities.patients[120000] (line 120003 column 1)" in str(info.value)
     assert "NaN is not a JSON number" in str(info.value)
     assert {s["name"] for s in store.list_scenarios()["scenarios"]} == {"big"}
-    con = duckdb.connect(str(db_path))
-    assert con.execute("SELECT count(*) FROM scenario_entities").fetchall()[0][0] == 130_000
-    con.close()
+    assert sql_rows(store.path, "SELECT count(*) FROM scenario_entities")[0][0] == 130_000
+    assert orphan_rows(store.path) == 0
 
 
 def test_missing_and_unreadable_files(store: ScenarioStore, tmp_path: Path) -> None:
@@ -304,13 +297,16 @@ def test_missing_and_unreadable_files(store: ScenarioStore, tmp_path: Path) -> N
         store.import_scenario_from_json(write(tmp_path / "ok.json", '{"entities": {}}'), name="  ")
 
 
-def test_module_function_uses_default_database(isolated_home: Path, tmp_path: Path) -> None:
+def test_module_function_uses_default_database(store: ScenarioStore, tmp_path: Path) -> None:
+    # HEALTHSIM_DB names the store's database, on either engine.
+    assert never_written(store.path)
     path = write(
         tmp_path / "module.json", json.dumps({"name": "via-module", "entities": {"Patient": [{"patient_id": "A"}]}})
     )
     import_scenario_from_json(path)
     assert load_scenario("via-module")["entities"] == {"patients": [{"patient_id": "A"}]}
-    assert Path(os.environ["HEALTHSIM_DB"]).exists()
+    assert not never_written(store.path)  # DuckDB: the file HEALTHSIM_DB names exists
+    assert store.load_scenario("via-module")["entities"] == {"patients": [{"patient_id": "A"}]}
 
 
 # --------------------------------------------------------------------------- issue 7
@@ -371,9 +367,7 @@ def test_an_export_with_a_byte_order_mark_imports(store: ScenarioStore, tmp_path
 
 
 @pytest.mark.parametrize("gap", [0, 70_000, 1 << 20])
-def test_data_after_an_export_is_refused_at_any_distance(
-    store: ScenarioStore, tmp_path: Path, db_path: Path, gap: int
-) -> None:
+def test_data_after_an_export_is_refused_at_any_distance(store: ScenarioStore, tmp_path: Path, gap: int) -> None:
     """Issue 7, defect 6: two concatenated exports imported as the first one when the
     second started more than 64 KiB after the first's closing brackets."""
     store.save_scenario("first", diabetes_cohort(3))
@@ -382,7 +376,7 @@ def test_data_after_an_export_is_refused_at_any_distance(
     with pytest.raises(InvalidScenarioFileError, match="after the end of the JSON object"):
         store.import_scenario_from_json(path, name="two")
     assert [s["name"] for s in store.list_scenarios()["scenarios"]] == ["first"]
-    assert orphan_rows(db_path) == 0
+    assert orphan_rows(store.path) == 0
 
 
 def test_top_level_lists_that_are_not_entities_are_kept_as_fields(store: ScenarioStore, tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""ScenarioStore: save, load, list and delete on a real DuckDB file."""
+"""ScenarioStore: save, load, list and delete on a real DuckDB file and a PostgreSQL team store."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from healthsim.state import (
     ScenarioStore,
 )
 from healthsim.state.entities import ENTITY_ID_NAMESPACE
-from helpers.database import orphan_rows, sql_rows
+from helpers.database import never_written, orphan_rows, sql_rows
 from helpers.sample import diabetes_cohort
 
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z$")
@@ -169,7 +169,7 @@ def test_integers_beyond_64_bits_of_either_sign_load_exactly_on_every_path(
         assert loaded == entities["patients"]
 
 
-def test_entity_ids_derived_and_data_untouched(store: ScenarioStore, db_path: Path) -> None:
+def test_entity_ids_derived_and_data_untouched(store: ScenarioStore) -> None:
     u = str(uuid.uuid4())
     entities = {
         "patients": [{"patient_id": u}, {"patient_id": "MRN-0001"}, {"patient_id": "MRN-0001"}, {"name": "no id"}],
@@ -177,8 +177,8 @@ def test_entity_ids_derived_and_data_untouched(store: ScenarioStore, db_path: Pa
         "claims": [{"claim_id": 991}],
     }
     sid = store.save_scenario("ids", entities)
-    stored = rows(
-        db_path,
+    stored = sql_rows(
+        store.path,
         "SELECT entity_type, entity_id, entity_data FROM scenario_entities WHERE scenario_id = ? ORDER BY id",
         [sid],
     )
@@ -208,25 +208,25 @@ def test_duplicate_name_refused_then_overwrite_keeps_id_and_created(store: Scena
     assert orphan_rows(store.path) == 0
 
 
-def test_failed_overwrite_leaves_previous_version(store: ScenarioStore, db_path: Path) -> None:
+def test_failed_overwrite_leaves_previous_version(store: ScenarioStore) -> None:
     store.save_scenario("keep", diabetes_cohort(3), "original", ["t"])
     before = store.load_scenario("keep")
     bad = {"patients": [{"patient_id": str(i)} for i in range(60_000)] + [{"x": float("nan")}]}
     with pytest.raises(InvalidEntityError, match=r"patients\[60000\] field \$\.x"):
         store.save_scenario("keep", bad, "broken", ["x"], overwrite=True)
     assert store.load_scenario("keep") == before
-    count = rows(db_path, "SELECT count(*) FROM scenario_entities")[0][0]
+    count = sql_rows(store.path, "SELECT count(*) FROM scenario_entities")[0][0]
     assert count == before["entity_count"]
 
 
-def test_failed_new_save_leaves_nothing(store: ScenarioStore, db_path: Path) -> None:
+def test_failed_new_save_leaves_nothing(store: ScenarioStore) -> None:
     store.save_scenario("other", {"patients": [{"patient_id": "A"}]})
     with pytest.raises(InvalidEntityError):
         store.save_scenario("half", {"patients": [{"patient_id": "1"}], "claims": [{"bad": {1, 2}}]})
     with pytest.raises(ScenarioNotFoundError):
         store.load_scenario("half")
-    assert rows(db_path, "SELECT count(*) FROM scenario_entities")[0][0] == 1
-    assert orphan_rows(db_path) == 0
+    assert sql_rows(store.path, "SELECT count(*) FROM scenario_entities")[0][0] == 1
+    assert orphan_rows(store.path) == 0
 
 
 @pytest.fixture
@@ -242,6 +242,7 @@ def staging_rows(path: Path) -> int:
     return rows(path, "SELECT count(*) FROM healthsim_state_staging")[0][0]
 
 
+# DuckDB only: the staged large-write path (small chunks) and its DuckDB staging table.
 def test_staged_save_and_overwrite(store: ScenarioStore, db_path: Path, small_chunks: int) -> None:
     first = {"patients": [{"patient_id": f"P{i}"} for i in range(3500)], "claims": [{"claim_id": "C"}]}
     sid = store.save_scenario("staged", first, tags=["t"])
@@ -255,6 +256,7 @@ def test_staged_save_and_overwrite(store: ScenarioStore, db_path: Path, small_ch
     assert staging_rows(db_path) == 0 and orphan_rows(db_path) == 0
 
 
+# DuckDB only: the staged large-write path (small chunks) and its DuckDB staging table.
 def test_failed_staged_overwrite_leaves_previous_version(
     store: ScenarioStore, db_path: Path, small_chunks: int
 ) -> None:
@@ -268,6 +270,7 @@ def test_failed_staged_overwrite_leaves_previous_version(
     assert staging_rows(db_path) == 0 and orphan_rows(db_path) == 0
 
 
+# DuckDB only: plants rows in the DuckDB staging table healthsim_state_staging.
 def test_interrupted_staging_is_removed_on_next_open(store: ScenarioStore, db_path: Path) -> None:
     import uuid as uuid_module
 
@@ -326,12 +329,14 @@ def test_not_found(store: ScenarioStore) -> None:
         store.load_scenario(str(uuid.uuid4()))
 
 
-def test_reads_do_not_create_the_database(store: ScenarioStore, db_path: Path) -> None:
+def test_reads_do_not_create_the_database(store: ScenarioStore) -> None:
     assert store.list_scenarios() == {"scenarios": [], "total_count": 0}
     assert store.delete_scenario("x") is False
     with pytest.raises(ScenarioNotFoundError):
         store.load_scenario("x")
-    assert not db_path.exists() and not db_path.parent.exists()
+    assert never_written(store.path)
+    if isinstance(store.path, Path):  # DuckDB: not even the file's folder
+        assert not store.path.exists() and not store.path.parent.exists()
 
 
 def test_list_newest_first_with_summaries(store: ScenarioStore) -> None:
@@ -397,7 +402,7 @@ def test_list_search_is_literal_substring(store: ScenarioStore) -> None:
         store.list_scenarios(tag=3)  # type: ignore[arg-type]
 
 
-def test_delete(store: ScenarioStore, db_path: Path) -> None:
+def test_delete(store: ScenarioStore) -> None:
     sid = store.save_scenario("gone", diabetes_cohort(2), tags=["x"])
     store.save_scenario("stays", diabetes_cohort(1), tags=["x"])
     assert store.delete_scenario("gone") is True
@@ -405,11 +410,11 @@ def test_delete(store: ScenarioStore, db_path: Path) -> None:
     with pytest.raises(ScenarioNotFoundError):
         store.load_scenario(sid)
     assert store.load_scenario("stays")["entity_count"] == 4
-    assert rows(db_path, "SELECT count(*) FROM scenario_entities WHERE scenario_id = ?", [sid])[0][0] == 0
-    assert rows(db_path, "SELECT count(*) FROM scenario_tags WHERE scenario_id = ?", [sid])[0][0] == 0
+    assert sql_rows(store.path, "SELECT count(*) FROM scenario_entities WHERE scenario_id = ?", [sid])[0][0] == 0
+    assert sql_rows(store.path, "SELECT count(*) FROM scenario_tags WHERE scenario_id = ?", [sid])[0][0] == 0
     other = store.save_scenario("by-id", {})
     assert store.delete_scenario(other) is True
-    assert orphan_rows(db_path) == 0
+    assert orphan_rows(store.path) == 0
 
 
 def test_timestamps_are_utc(store: ScenarioStore) -> None:
@@ -419,6 +424,7 @@ def test_timestamps_are_utc(store: ScenarioStore) -> None:
     assert before <= created <= dt.datetime.now(dt.UTC)
 
 
+# DuckDB only: the path and repr of a store on a DuckDB file given as a Path.
 def test_store_repr_and_path(tmp_path: Path) -> None:
     store = ScenarioStore(tmp_path / "x.duckdb")
     assert store.path == tmp_path / "x.duckdb"

@@ -242,6 +242,7 @@ def test_empty_types_and_earlier_versions(store: ScenarioStore) -> None:
     assert before["types"]["patients"]["fields"]["gender"] == {"present": 1.0, "types": ["string"], "distinct": 1}
 
 
+# DuckDB only: a file with an earlier release's DuckDB tables (the legacy_db fixture).
 def test_scenarios_of_the_earlier_release(tmp_path: Path) -> None:
     from legacy_db import build  # tests/fixtures: the earlier release's schema and rows
 

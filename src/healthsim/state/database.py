@@ -219,8 +219,8 @@ def connect(
     """Open ``path`` for one operation and close it afterwards.
 
     A :class:`TeamDatabase` yields a :class:`~.postgres.connection.PgConnection`
-    (prepared the same way; it always exists, and ``create`` and ``config`` do not
-    apply); a path yields a DuckDB connection.
+    (prepared the same way; a database without the library's tables counts as a missing
+    file, and ``config`` does not apply); a path yields a DuckDB connection.
 
     A read-write connection is prepared first (:func:`.schema.prepare`: pending schema
     migrations, leftovers of an interrupted large write removed).
@@ -242,8 +242,14 @@ def connect(
     """
     if isinstance(path, TeamDatabase):
         from .postgres.connection import open_connection  # (it imports this module's neighbours)
+        from .postgres.schema import ensure_schema, schema_version
 
-        with open_connection(path, prepare=not read_only) as pg:
+        with open_connection(path, prepare=False) as pg:
+            if not read_only:
+                if not create and schema_version(pg) == 0:
+                    yield None  # nothing saved there yet: as a missing file, reads create nothing
+                    return
+                ensure_schema(pg)
             yield pg
         return
     with process_lock(path):

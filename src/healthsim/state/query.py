@@ -775,6 +775,7 @@ def query_scenarios(
             ``timeout`` or out of the sandbox's memory; the message says which.
         DatabaseLockedError: another process held the database past the lock timeout.
         DatabaseError: the database cannot be opened.
+        ServerUnavailableError: the team store's server cannot be reached or refused the login.
     """
     database = resolve_database(db_path)
     _check_sql(sql, database)

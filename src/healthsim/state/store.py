@@ -818,6 +818,8 @@ class ScenarioStore:
         else:
             details = {"database": str(path), "engine": "duckdb", "exists": path.exists()}
         with connect(path) as con:
+            if isinstance(path, TeamDatabase):  # reachable; "exists" once the library made its tables
+                details["exists"] = con is not None
             if is_postgres(con):
                 version = con.raw.info.server_version  # e.g. 150018
                 details["server_version"] = f"{version // 10000}.{version % 10000}"

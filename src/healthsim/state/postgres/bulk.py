@@ -16,12 +16,13 @@ import threading
 import uuid
 
 import duckdb
+import psycopg
 import pyarrow as pa
 
 from ..schema import entity_uuid_select
 from .connection import PgConnection
 
-__all__ = ["copy_rows", "copy_text", "entity_rows_sql"]
+__all__ = ["copy_rows", "copy_text", "entity_rows_sql", "insert_chunk"]
 
 _local = threading.local()
 
@@ -81,12 +82,8 @@ def copy_rows(con: PgConnection, table: str, columns: list[str], text: bytes) ->
             with cur.copy(sql) as copy:
                 copy.write(text)
             return int(cur.rowcount)
-    except Exception as exc:
-        import psycopg
-
-        if isinstance(exc, psycopg.Error):
-            raise con.error(exc) from exc
-        raise
+    except psycopg.Error as exc:
+        raise con.error(exc) from exc
 
 
 def insert_chunk(con: PgConnection, chunk: pa.Table, scenario_id: uuid.UUID, now: _dt.datetime) -> None:

@@ -27,12 +27,20 @@ same row cap, byte cap and value cutting (:class:`~healthsim.state.query._Rows`)
 same file writers as on DuckDB. Once the caps are reached, ``MOVE FORWARD ALL`` counts
 the remaining rows on the server without sending them, so ``total_rows`` is exact.
 
-What differs from DuckDB: there is no child process (the server does the work; this
-process only holds the fetched batches, about 4 MB each), so a single value is received
-whole before it is cut; ``numeric`` values (``avg``, ``sum`` of ``bigint``) come back as
-exact decimal text, as DuckDB's decimals do; and the role's own rights bound what a query
-can do to other sessions (a plain role may still cancel its own other sessions with
-``pg_cancel_backend``).
+What differs from DuckDB:
+
+- there is no child process: the server does the work and this process holds one
+  fetched batch at a time (about 4 MB), but a single value is received whole before it
+  is cut, so a query of one enormous value (``repeat('x', 500000000)``) costs its size
+  in this process's memory for a moment;
+- the time limit is PostgreSQL's ``statement_timeout``, given again before each
+  ``FETCH`` (what is left of it), so a query that lifts its own with ``set_config`` is
+  still stopped; a cancel request at the deadline is the backstop;
+- ``numeric`` values (``avg``, ``sum`` of ``bigint``) come back as exact decimal text, as
+  DuckDB's decimals do, and intervals as PostgreSQL writes them (``1 mon 2 days``);
+- the role's own rights bound what a query can do: besides reading, a plain role may
+  still call functions that act on its own other sessions (``pg_cancel_backend``,
+  ``pg_terminate_backend``) or take advisory locks until the query ends.
 """
 
 from __future__ import annotations
@@ -110,6 +118,9 @@ _ARROW_TYPES: dict[str, pa.DataType] = {
     "bytea": pa.large_binary(),
 }
 _JSON_TYPES = ("json", "jsonb")
+#: Types read as PostgreSQL's own text of them: json as stored (a string column, as on
+#: DuckDB), and interval exactly (psycopg's timedelta counts a month as 30 days).
+_TEXT_TYPES = (*_JSON_TYPES, "interval")
 
 
 # --- the statement ----------------------------------------------------------------------------
@@ -336,8 +347,7 @@ class _Session:
         self.views: list[str] = []
         self.in_query = False  # errors from here on are the user's query's
         self.cur = psycopg.RawCursor(con.raw)
-        # json and jsonb as their text, exactly as stored (as on DuckDB: a string column).
-        for name in _JSON_TYPES:
+        for name in _TEXT_TYPES:
             self.cur.adapters.register_loader(name, TextLoader)
 
     def _limit(self) -> None:
@@ -454,6 +464,14 @@ def _error(session: _Session, exc: psycopg.Error) -> StateError:
     return QueryError(f"the query failed: {message}")
 
 
+def _cancel(raw: psycopg.Connection) -> None:
+    """Ask the server to cancel what ``raw`` runs (from the timer's thread: never raises)."""
+    try:
+        raw.cancel_safe(timeout=5)
+    except Exception:  # closed meanwhile, or the server is gone: nothing left to stop
+        pass
+
+
 @contextmanager
 def _sandbox(target: TeamDatabase, sql: str, timeout: float) -> Iterator[_Session]:
     """A session with the cursor declared, its errors turned into the library's, and
@@ -462,7 +480,7 @@ def _sandbox(target: TeamDatabase, sql: str, timeout: float) -> Iterator[_Sessio
         session = _Session(con, timeout)
         # statement_timeout stops the server's work; this is the backstop, as the DuckDB
         # sandbox's kill is: a cancel request at the deadline plus the grace period.
-        timer = threading.Timer(timeout + _KILL_GRACE_SECONDS, con.raw.cancel_safe)
+        timer = threading.Timer(timeout + _KILL_GRACE_SECONDS, _cancel, args=(con.raw,))
         timer.daemon = True
         timer.start()
         try:
