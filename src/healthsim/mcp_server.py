@@ -449,14 +449,15 @@ def build_server(db: str | os.PathLike[str] | None = None) -> MCPServer:
     @tool(
         "Query scenarios with SQL",
         (
-            "Run ONE read-only DuckDB SELECT over all saved scenarios. Views: entities(scenario, scenario_id, "
-            "entity_type, entity_id, data) and one per entity type, e.g. patients(scenario, scenario_id, "
-            "entity_id, data); data is the entity's JSON: data->>'gender' gives text, "
-            "(data->>'birth_date')::DATE a date, json_extract(data, '$.address.city') a nested value. "
+            "Run ONE read-only SELECT over all saved scenarios (DuckDB's SQL on a database file, "
+            "PostgreSQL's on a team store; what this description shows works on both). Views: "
+            "entities(scenario, scenario_id, entity_type, entity_id, data) and one per entity type, e.g. "
+            "patients(scenario, scenario_id, entity_id, data); data is the entity's JSON: data->>'gender' gives "
+            "text, (data->>'birth_date')::DATE a date, data->'address'->>'city' a nested value. "
             "Tables scenarios(scenario_id, name, description, created_at, updated_at, metadata) and "
             "scenario_tags(scenario_id, tag) are there too. Example: SELECT count(*) FROM patients WHERE "
             "scenario = 'medicare-cohort' AND data->>'gender' = 'female' AND "
-            "date_diff('year', (data->>'birth_date')::DATE, current_date) > 75. "
+            "(data->>'birth_date')::DATE < DATE '1950-01-01'. "
             f"At most limit rows (up to {MAX_QUERY_ROWS}) come back; total_rows counts all. No files, "
             "network, extensions or settings; a time limit stops runaway queries."
         ),
