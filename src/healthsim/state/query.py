@@ -306,6 +306,22 @@ class _Rows:
         # the row's brackets and quotes): a row of cut values fits, with room for more.
         self.value_chars = max(_MIN_VALUE_CHARS, max_bytes // (4 * max(columns, 1)) - 64)
 
+    def result(self, columns: list[str], elapsed: float, views: list[str]) -> dict[str, Any]:
+        """The query's answer (see :func:`query_scenarios`), once every batch was added."""
+        truncated = self.total > len(self.rows)
+        return {
+            "columns": columns,
+            "rows": self.rows,
+            "row_count": len(self.rows),
+            "total_rows": self.total,
+            "truncated": truncated,
+            "truncated_reason": self.stopped_by if truncated else None,
+            "cut_values": self.cut_values,
+            "result_bytes": self.size,
+            "elapsed_seconds": elapsed,
+            "views": views,
+        }
+
     def check_time(self) -> None:
         if time.monotonic() > self.deadline:
             raise _OutOfTime
@@ -459,19 +475,7 @@ def _run_sandbox(
             raise QueryError(f"the query failed: {message}") from None
         finally:
             timer.cancel()
-    truncated = rows.total > len(rows.rows)
-    return {
-        "columns": columns,
-        "rows": rows.rows,
-        "row_count": len(rows.rows),
-        "total_rows": rows.total,
-        "truncated": truncated,
-        "truncated_reason": rows.stopped_by if truncated else None,
-        "cut_values": rows.cut_values,
-        "result_bytes": rows.size,
-        "elapsed_seconds": round(time.monotonic() - started, 3),
-        "views": views,
-    }
+    return rows.result(columns, round(time.monotonic() - started, 3), views)
 
 
 def _write_rows(relation: duckdb.DuckDBPyRelation, output: dict[str, str], deadline: float) -> int:

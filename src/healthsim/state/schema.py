@@ -18,6 +18,7 @@ import datetime as _dt
 import json
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -277,6 +278,22 @@ def schema_version(con: duckdb.DuckDBPyConnection) -> int:
     return int(row[0][0] or 0)
 
 
+def apply_migrations(con: Any, migrations: list[tuple[int, str, Callable[[Any], None]]], current: int) -> None:
+    """Run the migrations newer than ``current`` in order, each recorded in
+    :data:`VERSION_TABLE` (made if missing), inside the caller's transaction (either engine)."""
+    con.execute(
+        f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} "
+        "(version INTEGER PRIMARY KEY, description VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)"
+    )
+    for version, description, migrate in migrations:
+        if version > current:
+            migrate(con)
+            con.execute(
+                f"INSERT INTO {VERSION_TABLE} VALUES (?, ?, ?)",
+                [version, description, _dt.datetime.now(_dt.UTC).replace(tzinfo=None)],
+            )
+
+
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     """Apply pending migrations in one transaction (a no-op when up to date).
 
@@ -294,17 +311,7 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
         )
     con.execute("BEGIN TRANSACTION")
     try:
-        con.execute(
-            f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} "
-            "(version INTEGER PRIMARY KEY, description VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)"
-        )
-        for version, description, migrate in MIGRATIONS:
-            if version > current:
-                migrate(con)
-                con.execute(
-                    f"INSERT INTO {VERSION_TABLE} VALUES (?, ?, ?)",
-                    [version, description, _dt.datetime.now(_dt.UTC).replace(tzinfo=None)],
-                )
+        apply_migrations(con, MIGRATIONS, current)
         con.execute("COMMIT")
     except BaseException as exc:
         con.execute("ROLLBACK")

@@ -525,19 +525,7 @@ def run_query(target: TeamDatabase, sql: str, *, limit: int, max_bytes: int, tim
                 break
             asked = _next_fetch(batch, _CONVERT_BYTES, min(_MAX_FETCH, limit - len(rows.rows)))
             _, fetched = session.fetch(asked)
-        truncated = rows.total > len(rows.rows)
-        return {
-            "columns": [column.name for column in columns],
-            "rows": rows.rows,
-            "row_count": len(rows.rows),
-            "total_rows": rows.total,
-            "truncated": truncated,
-            "truncated_reason": rows.stopped_by if truncated else None,
-            "cut_values": rows.cut_values,
-            "result_bytes": rows.size,
-            "elapsed_seconds": session.elapsed(),
-            "views": session.views,
-        }
+        return rows.result([column.name for column in columns], session.elapsed(), session.views)
 
 
 def run_to_file(target: TeamDatabase, sql: str, output: dict[str, str], *, timeout: float) -> dict[str, Any]:

@@ -16,12 +16,11 @@ once do not both create the tables.
 
 from __future__ import annotations
 
-import datetime as _dt
 from collections.abc import Callable
 
 from ..errors import DatabaseError
 from ..history import create_history_tables
-from ..schema import VERSION_TABLE
+from ..schema import VERSION_TABLE, apply_migrations
 from ..transactions import transaction
 from .connection import PgConnection
 
@@ -113,15 +112,4 @@ def ensure_schema(con: PgConnection) -> None:
         )
     with transaction(con):
         con.execute("SELECT pg_advisory_xact_lock(?)", [_MIGRATION_LOCK])
-        current = schema_version(con)  # another client may have just done it
-        con.execute(
-            f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} "
-            "(version integer PRIMARY KEY, description varchar NOT NULL, applied_at timestamp NOT NULL)"
-        )
-        for version, description, migrate in MIGRATIONS:
-            if version > current:
-                migrate(con)
-                con.execute(
-                    f"INSERT INTO {VERSION_TABLE} VALUES (?, ?, ?)",
-                    [version, description, _dt.datetime.now(_dt.UTC).replace(tzinfo=None)],
-                )
+        apply_migrations(con, MIGRATIONS, schema_version(con))  # (another client may have just done it)
