@@ -440,3 +440,19 @@ def test_rows_out_of_id_order_are_sorted() -> None:
     assert in_id_order(ordered) is ordered  # already in order: no copy
     shuffled = pa.table({"id": [5, 1, 2], "entity_data": ["c", "a", "b"]})
     assert in_id_order(shuffled).column("entity_data").to_pylist() == ["a", "b", "c"]
+
+
+def test_a_nul_character_is_refused_or_matches_nothing_on_both_engines(store: ScenarioStore) -> None:
+    # PostgreSQL text cannot hold NUL: a description with one is refused (on DuckDB too, alike),
+    # and a lookup or filter with one finds nothing instead of failing on the server.
+    store.save_scenario("s", {"patients": [{"patient_id": "A", "note": "x\x00y"}]})  # JSON escapes it: kept
+    assert store.load_scenario("s")["entities"]["patients"][0]["note"] == "x\x00y"
+    with pytest.raises(InvalidInputError, match="description holds a NUL character"):
+        store.save_scenario("t", {"patients": []}, description="a\x00b")
+    with pytest.raises(ScenarioNotFoundError):
+        store.load_scenario("s\x00")
+    with pytest.raises(ScenarioNotFoundError):
+        store.restore_scenario("s\x00")
+    assert store.list_scenarios(search="s\x00") == {"scenarios": [], "total_count": 0}
+    assert store.list_scenarios(tag="t\x00", deleted=True) == {"scenarios": [], "total_count": 0}
+    assert [s["name"] for s in store.list_scenarios()["scenarios"]] == ["s"]

@@ -272,6 +272,8 @@ def apply_retention(con: duckdb.DuckDBPyConnection, scenario_id: uuid.UUID, vers
 def find_deleted(con: duckdb.DuckDBPyConnection, name: str) -> uuid.UUID | None:
     """The most recently deleted scenario (in the trash) of that name or id, if any."""
     key = name.strip() if isinstance(name, str) else ""
+    if "\x00" in key:  # no name holds one (PostgreSQL cannot even be asked)
+        return None
     rows = con.execute(
         f"SELECT scenario_id FROM {VERSIONS} v WHERE operation = 'delete' "
         f"AND version = (SELECT max(version) FROM {VERSIONS} w WHERE w.scenario_id = v.scenario_id) "

@@ -131,6 +131,8 @@ def find_scenario(con: duckdb.DuckDBPyConnection, name: str) -> ScenarioHeader:
     if not isinstance(name, str):
         raise InvalidInputError(f"scenario name must be a string (a name or UUID), not {type(name).__name__}")
     key = name.strip()
+    if "\x00" in key:  # no name holds one (PostgreSQL cannot even be asked)
+        raise ScenarioNotFoundError(key)
     # Inside a change's transaction on PostgreSQL, the row stays locked until it ends.
     lock = " FOR UPDATE" if is_postgres(con) and con.in_transaction else ""
     row = first_row(con, f"SELECT {SCENARIO_COLUMNS} FROM scenarios WHERE name = ?{lock}", [key])

@@ -1388,6 +1388,8 @@ class ScenarioStore:
         search = validate_filter(search, "search")
         tag_key = tag.strip().lower() if tag is not None and tag.strip() else None
         search_key = search.lower() if search else None
+        if "\x00" in (tag_key or "") + (search_key or ""):  # no name, tag or description holds one
+            return {"scenarios": [], "total_count": 0}
         with connect(self.path) as con:
             if con is None:
                 return {"scenarios": [], "total_count": 0}

@@ -81,12 +81,15 @@ def validate_description(description: object) -> str | None:
     """Return the description unchanged (``None`` allowed).
 
     Raises:
-        InvalidInputError: it is not a string.
+        InvalidInputError: it is not a string, or holds a NUL character (which a
+            PostgreSQL team store cannot keep: refused on both engines alike).
     """
     if description is None:
         return None
     if isinstance(description, str):
         _check_utf8(description, "description")
+        if "\x00" in description:
+            raise InvalidInputError(f"description holds a NUL character (at {description.index(chr(0))}); remove it")
         return description
     raise InvalidInputError(f"description must be a string or None, not {type(description).__name__}")
 

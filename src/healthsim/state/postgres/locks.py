@@ -20,7 +20,7 @@ __all__ = ["lock_name", "row_lock"]
 def lock_name(con: Any, name: str) -> None:
     """Wait for, then hold until the transaction ends, the advisory lock of ``name``
     (PostgreSQL only; a DuckDB file is held whole by its writer)."""
-    if is_postgres(con):
+    if is_postgres(con) and "\x00" not in name:  # (no valid name holds a NUL, nor can PostgreSQL text)
         con.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 7261))", ["healthsim-state:" + name])
 
 
