@@ -4,10 +4,15 @@
     python benchmarks/run.py --sizes 100000     # quicker
     python benchmarks/run.py --only import      # the import rows alone (three file layouts)
     python benchmarks/run.py --only import --layouts indent2 oneline
+    python benchmarks/run.py --only team        # the PostgreSQL team store, on a throwaway server
 
 Prints a Markdown table of seconds (best of --repeat runs), the ratio library/floor and
 the target, and the resident memory of the largest size (save: added beyond its input;
 import and export: peak of the process). See benchmarks/README.md for what each floor is.
+
+The ``team`` group measures the PostgreSQL team store on a private server started from the
+tests' helper (tests/helpers/pg_server.py, same settings: fsync off); its floors are plain
+psycopg on the same server and database.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import datetime as dt
 import gc
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -30,6 +36,7 @@ from typing import Any
 
 import duckdb
 import orjson
+import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -37,6 +44,7 @@ import pyarrow.parquet as pq
 sys.path.insert(0, str(Path(__file__).parent))
 from data import generate, write_json
 from healthsim.state import ScenarioStore
+from healthsim.state.database import connect, resolve_database
 from healthsim.state.schema import ensure_schema
 
 TARGETS = {
@@ -59,6 +67,11 @@ TARGETS = {
     "parquet export": 1.5,
     "ndjson export": 1.5,
     "load_frames": 1.5,
+    "team save": 1.5,
+    "team load": 1.5,
+    "team list": 3.0,
+    "team add 100": 3.0,
+    "team 8 clients": 5.0,
 }
 # save: resident memory added beyond the input; import/export: peak resident memory of the process.
 MEMORY_TARGETS_MB = {
@@ -69,7 +82,7 @@ MEMORY_TARGETS_MB = {
     "export": 400,
     "parquet export": 800,
 }
-OPERATIONS = ("save", "load", "export", "import", "list", "edit", "see", "tables")
+OPERATIONS = ("save", "load", "export", "import", "list", "edit", "see", "tables", "team")
 # File layouts the import is measured on: the export's own, and the two that Python's json
 # module writes (as earlier HealthSim releases did): json.dumps(doc, indent=2) and json.dumps(doc).
 LAYOUTS = {"export": "import", "indent2": "import (indent=2)", "oneline": "import (one line)"}
@@ -198,14 +211,14 @@ def floor_import(path: Path, db: Path) -> float:
 # ------------------------------------------------------------------------- library
 
 
-def lib_save(path: Path, entities: dict[str, list[dict[str, Any]]]) -> float:
+def lib_save(path: Path | str, entities: dict[str, list[dict[str, Any]]]) -> float:
     store = ScenarioStore(path)
     started = time.perf_counter()
     store.save_scenario("bench", entities)
     return time.perf_counter() - started
 
 
-def lib_load(path: Path, expected: int) -> float:
+def lib_load(path: Path | str, expected: int) -> float:
     store = ScenarioStore(path)
     started = time.perf_counter()
     loaded = store.load_scenario("bench")
@@ -230,7 +243,7 @@ def lib_import(path: Path, db: Path, expected: int) -> float:
     return elapsed
 
 
-def lib_list(path: Path, expected: int) -> float:
+def lib_list(path: Path | str, expected: int) -> float:
     store = ScenarioStore(path)
     started = time.perf_counter()
     listed = store.list_scenarios(limit=expected)
@@ -252,7 +265,8 @@ def _rss_kb(field: str) -> int:
 def memory_child(mode: str, args: list[str]) -> None:
     """Run in a subprocess, print resident memory figures as JSON.
 
-    save N FOLDER: memory a save adds beyond its input (peak during the save - before it).
+    save N FOLDER: memory a save adds beyond its input (peak during the save - before it),
+        and the process's peak; FOLDER may be a postgresql:// URL (the team store's save).
     import FILE DB / export DB FILE: the process's peak resident memory.
     """
     if mode == "save":
@@ -260,8 +274,10 @@ def memory_child(mode: str, args: list[str]) -> None:
         gc.collect()
         before = _rss_kb("VmRSS")
         Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM (peak RSS) to now
-        ScenarioStore(Path(args[1]) / "memory.duckdb").save_scenario("bench", entities)
-        print(json.dumps({"mb": (_rss_kb("VmHWM") - before) / 1024, "before_mb": before / 1024}))
+        target = args[1] if args[1].startswith("postgresql://") else Path(args[1]) / "memory.duckdb"
+        ScenarioStore(target).save_scenario("bench", entities)
+        peak = _rss_kb("VmHWM")
+        print(json.dumps({"mb": (peak - before) / 1024, "before_mb": before / 1024, "peak_mb": peak / 1024}))
     elif mode == "import":
         ScenarioStore(args[1]).import_scenario_from_json(args[0], name="memory")
         print(json.dumps({"mb": _rss_kb("VmHWM") / 1024}))
@@ -379,6 +395,8 @@ TIMED = {
     "floor-export": lambda a: floor_export(Path(a[0]), Path(a[1])),
     "lib-import": lambda a: lib_import(Path(a[0]), fresh_db(Path(a[1]), "import"), int(a[2])),
     "floor-import": lambda a: floor_import(Path(a[0]), fresh_db(Path(a[1]), "floor-import")),
+    "team-lib-load": lambda a: lib_load(a[0], int(a[1])),
+    "team-floor-load": lambda a: team_floor_load(a[0], int(a[1])),
 }
 
 
@@ -521,6 +539,15 @@ def bench_imports(
     return results
 
 
+def fresh_batch(small: dict[str, list[dict[str, Any]]], k: int) -> dict[str, list[dict[str, Any]]]:
+    """``small`` with fresh ids (``ADD-k-i``) for the types that have ids, and ``"batch": k``."""
+    fresh = {"patients": "patient_id", "encounters": "encounter_id", "claims": "claim_id"}
+    return {
+        t: [{**e, **({fresh[t]: f"ADD-{k}-{i}"} if t in fresh else {}), "batch": k} for i, e in enumerate(v)]
+        for t, v in small.items()
+    }
+
+
 def bench_edits(n: int, folder: Path, repeat: int) -> list[tuple[str, str, float, float, float]]:
     """Edits of a scenario of ``n`` entities, in the file that holds it.
 
@@ -549,12 +576,7 @@ def bench_edits(n: int, folder: Path, repeat: int) -> list[tuple[str, str, float
 
     def add(_: int) -> float:
         """100 new entities (fresh ids: an upsert of existing ones costs more, see README)."""
-        k = next(counter)
-        fresh = {"patients": "patient_id", "encounters": "encounter_id", "claims": "claim_id"}
-        batch = {
-            t: [{**e, **({fresh[t]: f"ADD-{k}-{i}"} if t in fresh else {}), "batch": k} for i, e in enumerate(v)]
-            for t, v in small.items()
-        }
+        batch = fresh_batch(small, next(counter))
         return timed(lambda: store.add_entities(current[0], batch))
 
     removable = iter(range(0, 10**6, 100))
@@ -694,6 +716,293 @@ def bench_tables(
     ]
 
 
+# ------------------------------------------------------------------------- team store (PostgreSQL)
+
+#: The "8 clients" row: this many processes, each saving this many scenarios of this many entities.
+TEAM_CLIENTS, TEAM_CLIENT_SAVES, TEAM_CLIENT_SIZE = 8, 25, 1000
+#: The columns the library's save sends (``id`` comes from the table's sequence).
+TEAM_COLUMNS = "scenario_id, entity_type, entity_id, entity_data, created_at"
+#: Memory rows of the team group: (key, label); the issue sets no target for them.
+TEAM_MEMORY_ROWS = (("team save", "added beyond the input"), ("team save peak", "peak of the process"))
+# COPY's text format escapes these in values (it writes no other escape on output).
+_COPY_UNESCAPE = {
+    b"\\\\": b"\\",
+    b"\\n": b"\n",
+    b"\\r": b"\r",
+    b"\\t": b"\t",
+    b"\\b": b"\b",
+    b"\\f": b"\f",
+    b"\\v": b"\v",
+}
+_COPY_ESCAPE = re.compile(rb"\\[\\nrtbfv]")
+
+
+def start_pg_server() -> Any:
+    """The tests' throwaway PostgreSQL server (tests/helpers/pg_server.py, its settings:
+    fsync, synchronous_commit and full_page_writes off), started; the caller stops it."""
+    tests = str(Path(__file__).resolve().parent.parent / "tests")
+    if tests not in sys.path:
+        sys.path.insert(0, tests)
+    from helpers.pg_server import PgServer
+
+    return PgServer().start()
+
+
+def _dbname(url: str) -> str:
+    return url.rsplit("/", 1)[1]
+
+
+def team_database(server: Any) -> str:
+    """A new database owned by the tests' plain role, with the library's schema (made by
+    opening it read-write with ``create=True``, as a save does): its URL."""
+    url = server.new_database()
+    with connect(resolve_database(url), create=True):
+        pass
+    return url
+
+
+def team_settle(server: Any, url: str) -> None:
+    """Untimed, before every timed run: VACUUM ANALYZE what earlier writes left (autovacuum
+    then has nothing to start during the run) and CHECKPOINT (no dirty pages pending)."""
+    with server.admin_connect(_dbname(url)) as admin:
+        admin.execute("VACUUM ANALYZE")
+        admin.execute("CHECKPOINT")
+
+
+def team_copy_text(entities: dict[str, list[dict[str, Any]]]) -> bytes:
+    """What the save floor sends, made before its timing starts: one COPY text line per
+    entity with the library's five columns (a scenario id; the type; a random entity id;
+    the entity's orjson text with COPY's backslash escaped; a timestamp), in saved order."""
+    sid = str(uuid.uuid4()).encode()
+    created = b"2026-01-01 00:00:00"
+    dumps, uuid4 = orjson.dumps, uuid.uuid4
+    lines = []
+    for entity_type, items in entities.items():
+        prefix = sid + b"\t" + entity_type.encode() + b"\t"
+        for entity in items:
+            data = dumps(entity)  # never a raw tab or newline: orjson escapes control characters
+            if b"\\" in data:
+                data = data.replace(b"\\", b"\\\\")
+            lines.append(b"%s%s\t%s\t%s\n" % (prefix, str(uuid4()).encode(), data, created))
+    return b"".join(lines)
+
+
+def team_floor_save(url: str, text: bytes, expected: int) -> float:
+    """psycopg: connect, one ``COPY floor_entities (…) FROM STDIN`` of the prepared text, commit, close."""
+    started = time.perf_counter()
+    with psycopg.connect(url) as con:  # not autocommit: the COPY is one transaction
+        with con.cursor() as cur:
+            with cur.copy(f"COPY floor_entities ({TEAM_COLUMNS}) FROM STDIN") as copy:
+                copy.write(text)
+            written = cur.rowcount
+        con.commit()
+    elapsed = time.perf_counter() - started
+    assert written == expected, (written, expected)
+    return elapsed
+
+
+def team_floor_load(url: str, expected: int) -> float:
+    """psycopg: connect, find the scenario, ``COPY (SELECT entity_type, entity_data … ORDER BY
+    id) TO STDOUT``; each line split at its tab, COPY's escapes undone, ``orjson.loads`` of
+    the entity into its type's list (GC paused, as the library and the DuckDB floor do)."""
+    gc.disable()
+    started = time.perf_counter()
+    by_type: dict[bytes, list[Any]] = {}
+    loads, unescape, escaped = orjson.loads, _COPY_UNESCAPE.__getitem__, _COPY_ESCAPE.sub
+    with psycopg.connect(url, autocommit=True) as con:
+        row = con.execute("SELECT scenario_id FROM scenarios WHERE name = 'bench'").fetchone()
+        assert row is not None
+        query = (
+            "COPY (SELECT entity_type, entity_data FROM scenario_entities "
+            f"WHERE scenario_id = '{row[0]}' ORDER BY id) TO STDOUT"
+        )
+        with con.cursor() as cur, cur.copy(query) as copy:
+            for block in copy:  # libpq hands over COPY output one whole line (row) at a time
+                line = bytes(block)
+                tab = line.index(b"\t")
+                data = line[tab + 1 : -1]
+                if b"\\" in data:
+                    data = escaped(lambda m: unescape(m.group()), data)
+                entity_type = line[:tab]
+                items = by_type.get(entity_type)
+                if items is None:
+                    items = by_type[entity_type] = []
+                items.append(loads(data))
+    entities = {t.decode(): items for t, items in by_type.items()}
+    elapsed = time.perf_counter() - started
+    gc.enable()
+    assert sum(map(len, entities.values())) == expected
+    return elapsed
+
+
+def team_floor_list(url: str, expected: int) -> float:
+    """psycopg: connect, one ``SELECT … FROM scenarios ORDER BY updated_at DESC LIMIT n``, fetch, close."""
+    started = time.perf_counter()
+    with psycopg.connect(url, autocommit=True) as con:
+        rows = con.execute(
+            "SELECT scenario_id, name, description, created_at, updated_at, metadata FROM scenarios "
+            "ORDER BY updated_at DESC LIMIT %s",
+            [expected],
+        ).fetchall()
+    elapsed = time.perf_counter() - started
+    assert len(rows) == expected
+    return elapsed
+
+
+def team_clients(url: str, clients: int) -> float:
+    """Seconds from starting ``clients`` processes (benchmarks/team_client.py) together to
+    the last one's exit; each saves TEAM_CLIENT_SAVES scenarios of TEAM_CLIENT_SIZE entities."""
+    script = str(Path(__file__).with_name("team_client.py"))
+    argv = [str(TEAM_CLIENT_SAVES), str(TEAM_CLIENT_SIZE)]
+    started = time.perf_counter()
+    procs = [subprocess.Popen([sys.executable, script, url, f"client{k}", *argv]) for k in range(clients)]
+    codes = [p.wait() for p in procs]
+    elapsed = time.perf_counter() - started
+    if any(codes):
+        raise RuntimeError(f"a team client failed: exit codes {codes}")
+    listed = ScenarioStore(url).list_scenarios(limit=1000)["total_count"]
+    assert listed == clients * TEAM_CLIENT_SAVES, listed
+    return elapsed
+
+
+def bench_team(
+    n: int, repeat: int, list_count: int, memory: dict[str, float] | None
+) -> list[tuple[str, str, float, float, float]]:
+    """The PostgreSQL team store beside plain psycopg on the same private server.
+
+    Save: the library and the floor (COPY of prepared text into ``floor_entities``, made
+    ``LIKE scenario_entities INCLUDING ALL``) write into empty tables of one fresh database
+    per repeat, taking turns at going first. Load, add 100: the last repeat's database.
+    List: 1,000 small scenarios in their own database. 8 clients: a fresh database per run.
+    Before each timed run the database is vacuumed and checkpointed (untimed).
+    """
+    server = start_pg_server()
+    try:
+        with server.admin_connect() as admin:
+            version = admin.execute("SHOW server_version").fetchone()[0]
+            settings = admin.execute(
+                "SELECT string_agg(name || '=' || setting, ', ' ORDER BY name) FROM pg_settings "
+                "WHERE name IN ('fsync', 'synchronous_commit', 'full_page_writes', 'shared_buffers')"
+            ).fetchone()[0]
+        print(f"# team: PostgreSQL {version} ({settings})", file=sys.stderr)
+        size = f"{n:,}"
+        rows: list[tuple[str, str, float, float, float]] = []
+
+        # -- save of n
+        entities = generate(n)
+        text = team_copy_text(entities)
+        print(f"# team: {n:,} entities, {len(text) / n:.0f} bytes of COPY text per entity", file=sys.stderr)
+        lib_times: list[float] = []
+        floor_times: list[float] = []
+        big = ""
+        for i in range(repeat):
+            url = team_database(server)
+            with psycopg.connect(url, autocommit=True) as con:
+                con.execute("CREATE TABLE floor_entities (LIKE scenario_entities INCLUDING ALL)")
+            runs = [
+                (lib_times, lambda u=url: lib_save(u, entities)),
+                (floor_times, lambda u=url: team_floor_save(u, text, n)),
+            ]
+            for times, run in runs if i % 2 == 0 else runs[::-1]:  # each side goes first in turn
+                team_settle(server, url)
+                gc.collect()
+                times.append(run())
+            print(
+                f"# team: save {i + 1}: library {lib_times[-1]:.2f} s, floor {floor_times[-1]:.2f} s", file=sys.stderr
+            )
+            with psycopg.connect(url, autocommit=True) as con:
+                con.execute("DROP TABLE floor_entities")
+            if big:
+                server.drop_database(_dbname(big))
+            big = url
+        rows.append(("team save", size, min(lib_times), min(floor_times), TARGETS["team save"]))
+        entities.clear()
+        text = b""  # free the prepared COPY text
+        gc.collect()
+        if memory is not None:
+            url = team_database(server)
+            measured = measure_memory("save", str(n), url)
+            memory["team save"], memory["team save peak"] = measured["mb"], measured["peak_mb"]
+            server.drop_database(_dbname(url))
+
+        # -- load of that scenario (fresh processes, as for DuckDB)
+        team_settle(server, big)
+        rows.append(
+            (
+                "team load",
+                size,
+                best_of(repeat, lambda _: timed_in_child("team-lib-load", big, str(n))),
+                best_of(repeat, lambda _: timed_in_child("team-floor-load", big, str(n))),
+                TARGETS["team load"],
+            )
+        )
+
+        # -- add 100 to it, beside saving a new 100-entity scenario
+        store = ScenarioStore(big)
+        small = generate(100)
+        counter = iter(range(10**6))
+
+        def small_save(_: int) -> float:
+            name = f"small-{next(counter)}"
+            started = time.perf_counter()
+            store.save_scenario(name, small)
+            return time.perf_counter() - started
+
+        def add(_: int) -> float:
+            batch = fresh_batch(small, next(counter))
+            started = time.perf_counter()
+            store.add_entities("bench", batch)
+            return time.perf_counter() - started
+
+        floor = best_of(repeat + 2, small_save)
+        rows.append(("team add 100", size, best_of(repeat + 2, add), floor, TARGETS["team add 100"]))
+        server.drop_database(_dbname(big))
+
+        # -- list of list_count small scenarios
+        url = team_database(server)
+        store = ScenarioStore(url)
+        tiny = generate(3)
+        for i in range(list_count):
+            store.save_scenario(f"scenario-{i:04d}", tiny, tags=[f"t{i % 7}"])
+        team_settle(server, url)
+        rows.append(
+            (
+                "team list",
+                f"{list_count:,} scenarios",
+                best_of(repeat + 2, lambda _: lib_list(url, list_count)),
+                best_of(repeat + 2, lambda _: team_floor_list(url, list_count)),
+                TARGETS["team list"],
+            )
+        )
+        server.drop_database(_dbname(url))
+
+        # -- eight clients at once, beside one client alone (same code, same run)
+        def clients_run(clients: int) -> Callable[[int], float]:
+            def run(_: int) -> float:
+                url = team_database(server)
+                team_settle(server, url)
+                spent = team_clients(url, clients)
+                server.drop_database(_dbname(url))
+                return spent
+
+            return run
+
+        one = best_of(repeat, clients_run(1))
+        eight = best_of(repeat, clients_run(TEAM_CLIENTS))
+        rows.append(
+            (
+                f"team {TEAM_CLIENTS} clients",
+                f"{TEAM_CLIENTS} × {TEAM_CLIENT_SAVES} saves of {TEAM_CLIENT_SIZE:,}",
+                eight,
+                one,
+                TARGETS[f"team {TEAM_CLIENTS} clients"],
+            )
+        )
+        return rows
+    finally:
+        server.stop()
+
+
 def bytes_per_entity(entities: dict[str, list[dict[str, Any]]]) -> float:
     sizes = [len(orjson.dumps(e)) for items in entities.values() for e in items[:2000]]
     return sum(sizes) / len(sizes)
@@ -775,6 +1084,8 @@ def main() -> None:
                     TARGETS["list"],
                 )
             )
+        if "team" in only:
+            results += bench_team(max(args.sizes), args.repeat, args.list_scenarios, None if args.no_memory else memory)
         if not args.no_memory and "save" in only:
             memory["save"] = measure_memory("save", str(max(args.sizes)), str(folder))["mb"]
 
@@ -792,6 +1103,9 @@ def main() -> None:
                 label = "added beyond the input" if op == "save" else "peak of the process"
                 verdict = "ok" if memory[op] < MEMORY_TARGETS_MB[op] else "OVER"
                 print(f"| {op} ({label}) | {memory[op]:.0f} | < {MEMORY_TARGETS_MB[op]} {verdict} |")
+        for op, label in TEAM_MEMORY_ROWS:  # the team store's save: no target set
+            if op in memory:
+                print(f"| {op.removesuffix(' peak')} ({label}) | {memory[op]:.0f} | none set |")
 
 
 if __name__ == "__main__":
