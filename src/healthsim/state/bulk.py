@@ -30,7 +30,7 @@ import pyarrow as pa
 
 from .entities import Encoded, as_json_object, encode_exact, encode_fast, id_fields, raw_entity_id
 from .errors import DatabaseError
-from .postgres.bulk import insert_chunk
+from .postgres.bulk import COMPACT, chunk_text, insert_text
 from .postgres.connection import is_postgres
 from .schema import entity_uuid_select
 from .transactions import transaction
@@ -71,6 +71,7 @@ class ChunkEncoder:
         self.next_id = first_id
         self.counts: dict[str, int] = {}
         self.exact_rows = 0
+        self._chunk_exact_start = 0  # exact_rows when the chunk being built began
         self._reset()
 
     def _reset(self) -> None:
@@ -104,6 +105,9 @@ class ChunkEncoder:
         )
         self.next_id += n
         self._reset()
+        if self.exact_rows == self._chunk_exact_start:  # only the fast encoder's compact text
+            table = table.replace_schema_metadata({COMPACT: b"1"})
+        self._chunk_exact_start = self.exact_rows
         return table
 
     def tables(self, typed: Iterable[tuple[str, Iterable[Any]]]) -> Iterator[pa.Table]:
@@ -201,6 +205,10 @@ def insert_chunks(
         commit_each: run each insert in its own transaction (staging). Otherwise the
             caller's open transaction holds them all, and rolls back on error.
     """
+    if is_postgres(con):
+        # The team store: the caller's thread also turns each chunk into COPY text (in a
+        # local DuckDB, which releases the GIL), so the writer only streams to the server.
+        tables = (chunk_text(table, scenario_id, now) for table in tables)
     # A strict handoff: the caller builds chunk k+1 only after the writer has taken chunk
     # k, so at most two chunks are alive (one inserting, one being built).
     pending: queue.Queue[Any] = queue.Queue(maxsize=1)
@@ -217,7 +225,7 @@ def insert_chunks(
             if not failure:
                 try:
                     if is_postgres(con):  # the team store: COPY, ids from its sequence (one transaction)
-                        insert_chunk(con, table, scenario_id, now)
+                        insert_text(con, table)
                     else:
                         con.register("_hs_chunk", table)
                         try:

@@ -75,6 +75,8 @@ def current_types(con: duckdb.DuckDBPyConnection, header: ScenarioHeader) -> lis
     """The scenario's entity types in order: those its metadata declares, then any
     others its rows hold (scenarios of earlier releases), in the order they first appear."""
     types = header.declared_types()
+    if isinstance(header.metadata.get("entity_types"), list):  # the library keeps it whole
+        return types
     rows = con.execute(
         "SELECT entity_type, min(id) AS first FROM scenario_entities WHERE scenario_id = ? GROUP BY 1 ORDER BY first",
         [header.scenario_id],

@@ -53,6 +53,7 @@ __all__ = [
     "trash_list",
     "version_list",
     "version_record",
+    "version_counts",
     "version_rows_sql",
 ]
 
@@ -167,6 +168,14 @@ def current_version(con: duckdb.DuckDBPyConnection, scenario_id: uuid.UUID) -> i
             f"SELECT COALESCE(max(version), 0) FROM {VERSIONS} WHERE scenario_id = ?", [scenario_id]
         ).fetchall()[0][0]
     )
+
+
+def version_counts(con: Any, scenario_id: uuid.UUID, version: int) -> dict[str, int] | None:
+    """Entities per type of one recorded version (None if it is not recorded)."""
+    rows = con.execute(
+        f"SELECT entities_by_type FROM {VERSIONS} WHERE scenario_id = ? AND version = ?", [scenario_id, version]
+    ).fetchall()
+    return {str(t): int(n) for t, n in json.loads(rows[0][0]).items()} if rows else None
 
 
 def current_versions(con: duckdb.DuckDBPyConnection, scenario_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:

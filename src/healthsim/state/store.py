@@ -60,6 +60,7 @@ from .history import (
     trash_list,
     version_list,
     version_record,
+    version_counts,
     version_rows_sql,
 )
 from .history import (
@@ -457,7 +458,15 @@ class ScenarioStore:
             if new:
                 write_tags(con, header.scenario_id, normalize_tags(tags))
             after = ScenarioHeader(header.scenario_id, header.name, described, header.created_at, now, metadata)
-            counts = self._record(con, after, version, now, operation, changes, start, replaced)
+            # The counts after the change from the last version's and the change's own, not
+            # a count of every row of a large scenario (an add of 100 costs what it touches).
+            before = None if new else version_counts(con, header.scenario_id, version - 1)
+            counts = None
+            if before is not None:
+                counts = {
+                    t: before.get(t, 0) + changes["added"].get(t, 0) - changes["removed"].get(t, 0) for t in types
+                }
+            counts = self._record(con, after, version, now, operation, changes, start, replaced, counts=counts)
         return _edit_result(header, counts, changes, version)
 
     def remove_entities(self, name: str, entity_type: str, entity_ids: Iterable[str]) -> EditResult:

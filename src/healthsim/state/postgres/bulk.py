@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as _dt
 import threading
 import uuid
+from collections.abc import Sequence
 
 import duckdb
 import psycopg
@@ -22,7 +23,7 @@ import pyarrow as pa
 from ..schema import entity_uuid_select
 from .connection import PgConnection
 
-__all__ = ["copy_rows", "copy_text", "entity_rows_sql", "insert_chunk"]
+__all__ = ["COMPACT", "chunk_text", "copy_rows", "copy_text", "entity_rows_sql", "insert_text"]
 
 _local = threading.local()
 
@@ -35,23 +36,47 @@ def _duck() -> duckdb.DuckDBPyConnection:
     return con
 
 
-def _escaped(sql: str) -> str:
+#: Marks an encoder chunk whose texts are all compact JSON the library wrote: such text
+#: holds no raw tab, CR or line feed, so only its backslashes need ``COPY``'s escaping.
+COMPACT = b"healthsim.compact"
+
+
+def _escaped(sql: str, *, compact: bool = False) -> str:
     """SQL of a value as ``COPY``'s text format writes it (``\\N`` for NULL)."""
     text = f"CAST({sql} AS VARCHAR)"
-    for char, code in (("\\", "'\\\\'"), ("\n", "'\\n'"), ("\r", "'\\r'"), ("\t", "'\\t'")):
+    escapes = (("\\", "'\\\\'"),) if compact else (("\\", "'\\\\'"), ("\n", "'\\n'"), ("\r", "'\\r'"), ("\t", "'\\t'"))
+    for char, code in escapes:
         source = "'\\'" if char == "\\" else f"chr({ord(char)})"
         text = f"replace({text}, {source}, {code})"
     return f"COALESCE({text}, '\\N')"
 
 
-def copy_text(select: str, columns: list[str], params: dict[str, object] | None = None, **arrow: pa.Table) -> bytes:
+def copy_text(
+    select: str,
+    columns: list[str],
+    params: dict[str, object] | None = None,
+    *,
+    plain: Sequence[str] = (),
+    compact: Sequence[str] = (),
+    **arrow: pa.Table,
+) -> bytes:
     """The ``COPY`` text of ``columns`` of a DuckDB query over the Arrow tables given by
-    name (registered for the query)."""
+    name (registered for the query).
+
+    Args:
+        plain: columns that cannot hold a backslash, tab or line break (ids, numbers,
+            times, booleans): written without escaping.
+        compact: columns of compact JSON the library wrote: only backslashes escaped.
+    """
     duck = _duck()
     for name, table in arrow.items():
         duck.register(name, table)
     try:
-        line = " || chr(9) || ".join(_escaped(c) for c in columns) + " || chr(10)"
+        parts = [
+            f"COALESCE(CAST({c} AS VARCHAR), '\\N')" if c in plain else _escaped(c, compact=c in compact)
+            for c in columns
+        ]
+        line = " || chr(9) || ".join(parts) + " || chr(10)"
         result = duck.sql(f"SELECT {line} AS line FROM ({select}) AS rows_", params=params or {}).to_arrow_table()
     finally:
         for name in arrow:
@@ -86,13 +111,22 @@ def copy_rows(con: PgConnection, table: str, columns: list[str], text: bytes) ->
         raise con.error(exc) from exc
 
 
-def insert_chunk(con: PgConnection, chunk: pa.Table, scenario_id: uuid.UUID, now: _dt.datetime) -> None:
-    """Insert one encoder chunk into ``scenario_entities`` (ids from the sequence, in order)."""
-    text = copy_text(
+def chunk_text(chunk: pa.Table, scenario_id: uuid.UUID, now: _dt.datetime) -> bytes:
+    """One encoder chunk as the ``COPY`` text of :func:`insert_text` (in the chunk's
+    order: DuckDB keeps a plain projection of a registered table in order)."""
+    compact = chunk.schema.metadata is not None and chunk.schema.metadata.get(COMPACT) == b"1"
+    return copy_text(
         f"SELECT $sid AS scenario_id, entity_type, _uuid, entity_data, $now AS created_at FROM ({entity_rows_sql()}) "
-        "AS c ORDER BY id",
+        "AS c",
         ["scenario_id", "entity_type", "_uuid", "entity_data", "created_at"],
         {"sid": str(scenario_id), "now": now},
+        plain=["scenario_id", "_uuid", "created_at"],
+        compact=["entity_data"] if compact else [],
         _hs_chunk=chunk,
     )
+
+
+def insert_text(con: PgConnection, text: bytes) -> None:
+    """Insert rows made by :func:`chunk_text` into ``scenario_entities`` (ids from the
+    sequence, in the rows' order)."""
     copy_rows(con, "scenario_entities", ["scenario_id", "entity_type", "entity_id", "entity_data", "created_at"], text)

@@ -11,7 +11,6 @@ as it does for DuckDB.
 from __future__ import annotations
 
 import datetime as _dt
-import io
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -62,34 +61,32 @@ def _inline(sql: str, params: Sequence[Any] | Mapping[str, Any] | None) -> str:
 
 
 def _unescape(column: pa.Array) -> pa.Array:
-    if not pc.any(pc.match_substring(column, "\\")).as_py():
-        return column
     column = pc.replace_substring(column, "\\\\", _MARK)
     for escaped, char in (("\\n", "\n"), ("\\r", "\r"), ("\\t", "\t"), ("\\b", "\b"), ("\\f", "\f"), ("\\v", "\v")):
         column = pc.replace_substring(column, escaped, char)
     return pc.replace_substring(column, _MARK, "\\")
 
 
-class _CopyStream(io.RawIOBase):
-    """The blocks of a ``COPY … TO STDOUT`` as a file Arrow's CSV reader can read."""
-
-    def __init__(self, blocks: Iterator[bytes]) -> None:
-        self._blocks = blocks
-        self._pending = memoryview(b"")
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, target: Any) -> int:
-        while not self._pending:
-            block = next(self._blocks, None)
-            if block is None:
-                return 0
-            self._pending = memoryview(block)
-        n = min(len(target), len(self._pending))
-        target[:n] = self._pending[:n]
-        self._pending = self._pending[n:]
-        return n
+def _parse(text: bytes, names: list[str], texts: Sequence[str]) -> pa.Table:
+    """Rows of ``COPY``'s text format (whole lines) as a table; text columns unescaped."""
+    table = pa_csv.read_csv(
+        pa.BufferReader(text),
+        read_options=pa_csv.ReadOptions(column_names=names, block_size=max(1 << 20, len(text) + 1)),
+        parse_options=pa_csv.ParseOptions(delimiter="\t", quote_char=False, escape_char=False),
+        convert_options=pa_csv.ConvertOptions(
+            column_types={n: pa.large_string() for n in texts},
+            null_values=["\\N"],
+            strings_can_be_null=True,
+            true_values=["t"],
+            false_values=["f"],
+        ),
+    )
+    if b"\\" not in text:  # usual: no escape anywhere (checked on the bytes, at C speed)
+        return table
+    for name in texts:
+        index = table.schema.get_field_index(name)
+        table = table.set_column(index, name, _unescape(table.column(name).combine_chunks()))
+    return table
 
 
 def copy_batches(
@@ -99,9 +96,12 @@ def copy_batches(
     *,
     texts: Sequence[str] = (),
     block_size: int = 16 << 20,
-) -> tuple[list[str], Iterator[pa.RecordBatch]]:
-    """The column names of a query, and its rows as Arrow record batches of about
-    ``block_size`` bytes of text each, streamed (memory stays bounded).
+) -> tuple[list[str], Iterator[pa.Table]]:
+    """The column names of a query, and its rows as Arrow tables of about ``block_size``
+    bytes of text each, streamed (memory stays bounded).
+
+    libpq hands ``COPY``'s output over one row at a time: rows are gathered into blocks
+    of whole lines, and each block is split into columns by Arrow in one call.
 
     Args:
         texts: the columns holding text (the others are integers or booleans), read as
@@ -115,54 +115,23 @@ def copy_batches(
     except psycopg.Error as exc:
         raise con.error(exc) from exc
 
-    def batches() -> Iterator[pa.RecordBatch]:
+    def batches() -> Iterator[pa.Table]:
         try:
             with con.raw.cursor() as cur, cur.copy(f"COPY ({query}) TO STDOUT") as copy:
-                stream = _CopyStream(iter(copy))
-                first = stream.read(1)
-                if not first:
-                    return
-                reader = pa_csv.open_csv(
-                    _Prefixed(first, stream),
-                    read_options=pa_csv.ReadOptions(column_names=names, block_size=block_size, use_threads=True),
-                    parse_options=pa_csv.ParseOptions(delimiter="\t", quote_char=False, escape_char=False),
-                    convert_options=pa_csv.ConvertOptions(
-                        column_types={n: pa.large_string() for n in texts},
-                        null_values=["\\N"],
-                        strings_can_be_null=True,
-                        true_values=["t"],
-                        false_values=["f"],
-                    ),
-                )
-                for batch in reader:
-                    columns = [
-                        _unescape(column) if name in texts else column
-                        for name, column in zip(batch.schema.names, batch.columns, strict=True)
-                    ]
-                    yield pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
+                pending: list[Any] = []
+                size = 0
+                for row in copy:
+                    pending.append(row)
+                    size += len(row)
+                    if size >= block_size:
+                        yield _parse(b"".join(pending), names, texts)
+                        pending, size = [], 0
+                if pending:
+                    yield _parse(b"".join(pending), names, texts)
         except psycopg.Error as exc:
             raise con.error(exc) from exc
 
     return names, batches()
-
-
-class _Prefixed(io.RawIOBase):
-    """A stream with its first bytes, read already to tell an empty result, put back."""
-
-    def __init__(self, first: bytes, rest: io.RawIOBase) -> None:
-        self._first = memoryview(first)
-        self._rest = rest
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, target: Any) -> int:
-        if self._first:
-            n = min(len(target), len(self._first))
-            target[:n] = self._first[:n]
-            self._first = self._first[n:]
-            return n
-        return self._rest.readinto(target)
 
 
 def fetch_arrow(
@@ -174,4 +143,4 @@ def fetch_arrow(
     got = list(batches)
     if not got:
         return pa.table({n: pa.array([], pa.large_string() if n in texts else pa.int64()) for n in names})
-    return pa.Table.from_batches(got)
+    return pa.concat_tables(got) if len(got) > 1 else got[0]

@@ -62,6 +62,9 @@ _TABLES = [
     f"ALTER SEQUENCE {TAG_IDS} OWNED BY scenario_tags.id",
     # A scenario's rows by type in id order: loads, pages, counts, per-scenario deletes.
     "CREATE INDEX scenario_entities_by_scenario ON scenario_entities (scenario_id, entity_type, id)",
+    # An entity by its id within its scenario and type: an add's upsert, a remove, a diff
+    # touch what they name, not the whole scenario (a server has no file-wide scan to share).
+    "CREATE INDEX scenario_entities_by_entity ON scenario_entities (scenario_id, entity_type, entity_id)",
 ]
 
 
