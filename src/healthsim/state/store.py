@@ -58,9 +58,9 @@ from .history import (
     forget_scenario,
     record_version,
     trash_list,
+    version_counts,
     version_list,
     version_record,
-    version_counts,
     version_rows_sql,
 )
 from .history import (
