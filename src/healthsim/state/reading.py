@@ -13,7 +13,7 @@ import datetime as _dt
 import gc
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -43,6 +43,7 @@ __all__ = [
     "in_id_order",
     "iso_utc",
     "parse_rows",
+    "parse_streamed",
     "scenario_dict",
     "scenario_tags",
 ]
@@ -415,6 +416,41 @@ def parse_rows(rows: pa.Table) -> Iterator[tuple[str, list[Any]]]:
     values = _decode_column(texts, exact_rows)
     start = 0
     for entity_type, end in zip(run_types, run_ends, strict=True):
+        yield entity_type, values[start:end]
+        start = end
+
+
+def parse_streamed(tables: Iterable[pa.Table]) -> Iterator[tuple[str, list[Any]]]:
+    """:func:`parse_rows` of rows that arrive in parts (``id`` too), each part parsed as it
+    comes (a team store's rows, while the server sends the next ones); rows that came out
+    of id order (PostgreSQL keeps an updated row elsewhere) are put in order at the end."""
+    values: list[Any] = []
+    ids: list[pa.Array] = []
+    types: list[pa.Array] = []
+    ordered, last = True, None
+    for table in tables:
+        if table.num_rows == 0:
+            continue
+        column = table.column("id").combine_chunks()
+        if ordered:
+            rising = len(column) < 2 or pc.all(pc.greater(column.slice(1), column.slice(0, len(column) - 1))).as_py()
+            ordered = bool(rising) and (last is None or column[0].as_py() > last)
+        last = column[len(column) - 1].as_py()
+        big = table.column("big")
+        exact_rows = set(pc.indices_nonzero(big.combine_chunks()).to_pylist()) if pc.any(big).as_py() else set()
+        values.extend(_decode_column(table.column("entity_data"), exact_rows))
+        ids.append(column)
+        types.append(table.column("entity_type").combine_chunks())
+    if not values:
+        return
+    every_type = pa.concat_arrays(types)
+    if not ordered:
+        order = pc.sort_indices(pa.concat_arrays(ids))
+        values = [values[i] for i in order.to_pylist()]
+        every_type = every_type.take(order)
+    runs = pc.run_end_encode(every_type)
+    start = 0
+    for entity_type, end in zip(runs.values.to_pylist(), runs.run_ends.to_pylist(), strict=True):
         yield entity_type, values[start:end]
         start = end
 

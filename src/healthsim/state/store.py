@@ -71,6 +71,7 @@ from .history import (
 )
 from .postgres.connection import is_postgres
 from .postgres.locks import lock_name, row_lock
+from .postgres.reading import copy_batches
 from .postgres.schema import schema_version as pg_schema_version
 from .postgres.server import TeamDatabase
 from .postgres.snapshot import in_duckdb
@@ -86,6 +87,7 @@ from .reading import (
     in_id_order,
     iso_utc,
     parse_rows,
+    parse_streamed,
     scenario_dict,
     scenario_tags,
 )
@@ -1142,12 +1144,19 @@ class ScenarioStore:
                 select = version_rows_sql("id, entity_type, entity_data, {big} AS big") + " ORDER BY id"
                 params["version"] = version
             query = select.format(big=header.exact_rows_sql(con))
-            rows = in_id_order(fetch_arrow(con, query, params, texts=("entity_type", "entity_data")))
-        # Parsing happens after the file is closed: another process may use it meanwhile.
-        entities: dict[str, list[Any]] = {t: [] for t in header.declared_types()}
-        with gc_paused():
-            for entity_type, values in parse_rows(rows):
-                entities.setdefault(entity_type, []).extend(values)
+            entities: dict[str, list[Any]] = {t: [] for t in header.declared_types()}
+            if is_postgres(con):  # parsed as the server sends the next rows
+                _, parts = copy_batches(con, query, params, texts=("entity_type", "entity_data"))
+                with gc_paused():
+                    for entity_type, values in parse_streamed(parts):
+                        entities.setdefault(entity_type, []).extend(values)
+            else:
+                rows = in_id_order(fetch_arrow(con, query, params, texts=("entity_type", "entity_data")))
+        if not is_postgres(con):
+            # Parsing happens after the file is closed: another process may use it meanwhile.
+            with gc_paused():
+                for entity_type, values in parse_rows(rows):
+                    entities.setdefault(entity_type, []).extend(values)
         summary = scenario_dict(header, tags, {t: len(v) for t, v in entities.items()}, number)
         return LoadedScenario(**summary, entities=entities)
 

@@ -11,6 +11,8 @@ as it does for DuckDB.
 from __future__ import annotations
 
 import datetime as _dt
+import queue
+import threading
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -115,21 +117,48 @@ def copy_batches(
     except psycopg.Error as exc:
         raise con.error(exc) from exc
 
-    def batches() -> Iterator[pa.Table]:
+    def read(blocks: queue.Queue[Any], stop: threading.Event) -> None:
+        """In a thread of its own: whole lines, gathered into blocks (then None, or the error)."""
         try:
             with con.raw.cursor() as cur, cur.copy(f"COPY ({query}) TO STDOUT") as copy:
                 pending: list[Any] = []
                 size = 0
                 for row in copy:
+                    if stop.is_set():  # the reader was dropped: read to the end, keep nothing
+                        continue
                     pending.append(row)
                     size += len(row)
                     if size >= block_size:
-                        yield _parse(b"".join(pending), names, texts)
+                        blocks.put(b"".join(pending))
                         pending, size = [], 0
-                if pending:
-                    yield _parse(b"".join(pending), names, texts)
-        except psycopg.Error as exc:
-            raise con.error(exc) from exc
+                if pending and not stop.is_set():
+                    blocks.put(b"".join(pending))
+            blocks.put(None)
+        except BaseException as exc:  # handed to the caller's thread
+            blocks.put(exc)
+
+    def batches() -> Iterator[pa.Table]:
+        # The server makes the next rows while this thread parses the last ones (the
+        # reading thread waits on the socket without the GIL): two cores, not one in turn.
+        blocks: queue.Queue[Any] = queue.Queue(maxsize=2)
+        stop = threading.Event()
+        reader = threading.Thread(target=read, args=(blocks, stop), name="healthsim-copy-out", daemon=True)
+        reader.start()
+        try:
+            while (block := blocks.get()) is not None:
+                if isinstance(block, psycopg.Error):
+                    raise con.error(block) from block
+                if isinstance(block, BaseException):
+                    raise block
+                yield _parse(block, names, texts)
+        finally:
+            stop.set()
+            while reader.is_alive():  # let it finish (and the connection be free) before returning
+                try:
+                    blocks.get(timeout=0.1)
+                except queue.Empty:
+                    pass
+            reader.join()
 
     return names, batches()
 
