@@ -242,14 +242,16 @@ def connect(
     """
     if isinstance(path, TeamDatabase):
         from .postgres.connection import open_connection  # (it imports this module's neighbours)
-        from .postgres.schema import ensure_schema, schema_version
+        from .postgres.schema import SCHEMA_VERSION, ensure_schema, schema_version
 
         with open_connection(path, prepare=False) as pg:
             if not read_only:
-                if not create and schema_version(pg) == 0:
+                current = schema_version(pg)
+                if not create and current == 0:
                     yield None  # nothing saved there yet: as a missing file, reads create nothing
                     return
-                ensure_schema(pg)
+                if current != SCHEMA_VERSION:
+                    ensure_schema(pg)
             yield pg
         return
     with process_lock(path):

@@ -48,6 +48,7 @@ __all__ = [
     "forget_scenario",
     "keep_deleted_days",
     "keep_versions",
+    "latest_versions",
     "PastVersion",
     "record_version",
     "trash_list",
@@ -176,6 +177,16 @@ def version_counts(con: Any, scenario_id: uuid.UUID, version: int) -> dict[str, 
         f"SELECT entities_by_type FROM {VERSIONS} WHERE scenario_id = ? AND version = ?", [scenario_id, version]
     ).fetchall()
     return {str(t): int(n) for t, n in json.loads(rows[0][0]).items()} if rows else None
+
+
+def latest_versions(con: Any, scenario_ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple[int, dict[str, int]]]:
+    """Each scenario's latest version and its entities per type, in saved type order (one query)."""
+    rows = con.execute(
+        f"SELECT v.scenario_id, v.version, v.entities_by_type FROM {VERSIONS} v WHERE v.scenario_id = ANY($ids) "
+        f"AND v.version = (SELECT max(w.version) FROM {VERSIONS} w WHERE w.scenario_id = v.scenario_id)",
+        {"ids": scenario_ids},
+    ).fetchall()
+    return {sid: (int(v), {str(t): int(n) for t, n in json.loads(by_type).items()}) for sid, v, by_type in rows}
 
 
 def current_versions(con: duckdb.DuckDBPyConnection, scenario_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:

@@ -52,10 +52,10 @@ from .history import (
     apply_retention,
     archive_rows,
     current_version,
-    current_versions,
     expired_deleted,
     find_deleted,
     forget_scenario,
+    latest_versions,
     record_version,
     trash_list,
     version_counts,
@@ -1425,9 +1425,14 @@ class ScenarioStore:
             ).fetchall()
             headers = [ScenarioHeader.from_row(row[:6]) for row in rows]
             ids = [h.scenario_id for h in headers]
-            counts = entity_counts(con, headers) if headers else {}
+            # Each scenario's latest version records its counts by type: one small query
+            # instead of counting the rows of every listed scenario.
+            latest = latest_versions(con, ids) if headers else {}
+            missing = [h for h in headers if h.scenario_id not in latest]  # (none, but be safe)
+            counts = {sid: by_type for sid, (_, by_type) in latest.items()}
+            counts.update(entity_counts(con, missing) if missing else {})
             tags = scenario_tags(con, ids) if headers else {}
-            versions = current_versions(con, ids) if headers else {}
+            versions = {sid: number for sid, (number, _) in latest.items()}
         summaries: list[ScenarioListEntry] = []
         for header in headers:
             sid = header.scenario_id
