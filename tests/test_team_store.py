@@ -267,3 +267,19 @@ def test_the_mcp_server_on_a_team_store(pg_url: str) -> None:
 
     asyncio.run(session())
     assert ScenarioStore(pg_url).load_scenario("chat")["entity_count"] == 2
+
+
+def test_summary_report_and_frames_of_a_team_scenario_equal_the_file_ones(tmp_path: Path, pg_url: str) -> None:
+    # Computed on a DuckDB copy of the server's rows: the same answers as from a file.
+    laptop = ScenarioStore(tmp_path / "laptop.duckdb")
+    laptop.save_scenario("cohort", ENTITIES, description="d", tags=["t"])
+    transfer_scenario("cohort", laptop, pg_url)
+    team = ScenarioStore(pg_url)
+    here, there = laptop.summarize_scenario("cohort"), team.summarize_scenario("cohort")
+    assert here["types"] == there["types"]
+    assert {t: f.to_pylist() for t, f in laptop.load_frames("cohort").items()} == {
+        t: f.to_pylist() for t, f in team.load_frames("cohort").items()
+    }
+    page = team.report_scenario("cohort", tmp_path / "report.html")
+    text = page.read_text(encoding="utf-8")
+    assert "cohort" in text and "plotly" in text.lower() and PASSWORD not in text
