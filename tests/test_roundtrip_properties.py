@@ -30,7 +30,8 @@ def props_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     entities=scenarios,
-    description=st.none() | st.text(st.characters(exclude_categories=("Cs",)), max_size=30),
+    # Any text but NUL, which a description may not hold (a team store could not keep it).
+    description=st.none() | st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=30),
     tags=st.lists(printable_tags, max_size=4),
 )
 def test_save_load_roundtrip(

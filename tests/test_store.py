@@ -456,3 +456,13 @@ def test_a_nul_character_is_refused_or_matches_nothing_on_both_engines(store: Sc
     assert store.list_scenarios(search="s\x00") == {"scenarios": [], "total_count": 0}
     assert store.list_scenarios(tag="t\x00", deleted=True) == {"scenarios": [], "total_count": 0}
     assert [s["name"] for s in store.list_scenarios()["scenarios"]] == ["s"]
+
+
+def test_diff_tells_numbers_as_written_and_takes_a_nul_escape_on_both_engines(store: ScenarioStore) -> None:
+    store.save_scenario("a", {"patients": [{"patient_id": "p", "w": 1}, {"patient_id": "q", "v": "x\x00", "w": 1}]})
+    store.save_scenario("b", {"patients": [{"patient_id": "p", "w": 1.0}, {"patient_id": "q", "v": "x\x00", "w": 2}]})
+    store.save_scenario("c", {"patients": [{"patient_id": "p", "w": 1}, {"patient_id": "q", "v": "x\x00", "w": 1}]})
+    changed = store.diff_scenarios("a", "b")["types"]["patients"]
+    assert (changed["changed"], changed["unchanged"]) == (2, 0)
+    same = store.diff_scenarios("a", "c")["types"]["patients"]
+    assert (same["changed"], same["unchanged"]) == (0, 2)

@@ -16,7 +16,9 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -283,3 +285,112 @@ def test_summary_report_and_frames_of_a_team_scenario_equal_the_file_ones(tmp_pa
     page = team.report_scenario("cohort", tmp_path / "report.html")
     text = page.read_text(encoding="utf-8")
     assert "cohort" in text and "plotly" in text.lower() and PASSWORD not in text
+
+
+# --------------------------------------------------------------------------- found in review
+
+
+def test_a_reader_sees_one_version_while_another_client_overwrites(pg_url: str) -> None:
+    store, other = ScenarioStore(pg_url), ScenarioStore(pg_url)
+    store.save_scenario("s", {"patients": [{"patient_id": f"P{i}", "v": 1} for i in range(45_000)]})
+    with store.open_scenario("s") as reader:
+        first = reader.entities("patients", 0, 20_000)
+        other.save_scenario("s", {"patients": [{"patient_id": f"Q{i}", "v": 2} for i in range(10)]}, overwrite=True)
+        rest = reader.entities("patients", 20_000)
+    assert len(first) + len(rest) == 45_000 and {e["v"] for e in first + rest} == {1}
+    assert store.load_scenario("s")["entity_count"] == 10
+
+
+def test_merges_of_the_same_scenarios_in_either_order_do_not_deadlock(pg_url: str) -> None:
+    store = ScenarioStore(pg_url)
+    store.save_scenario("a", {"patients": [{"patient_id": "A"}]})
+    store.save_scenario("b", {"patients": [{"patient_id": "B"}]})
+    errors: list[BaseException] = []
+
+    def merge(order: list[str], into: str) -> None:
+        try:
+            for i in range(6):
+                ScenarioStore(pg_url).merge_scenarios(order, f"{into}-{i}")
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=merge, args=(["a", "b"], "ab")),
+        threading.Thread(target=merge, args=(["b", "a"], "ba")),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == []
+    assert store.list_scenarios()["total_count"] == 14
+
+
+def test_a_rename_to_a_name_being_saved_waits_and_is_refused(pg_url: str) -> None:
+    store = ScenarioStore(pg_url)
+    store.save_scenario("old", {"patients": [{"patient_id": "A"}]})
+    started, go_on = threading.Event(), threading.Event()
+
+    def slow() -> Iterator[dict[str, str]]:
+        yield {"patient_id": "X1"}
+        started.set()
+        go_on.wait(30)
+        yield {"patient_id": "X2"}
+
+    saver = threading.Thread(target=lambda: store.save_scenario("taken", {"patients": slow()}))
+    saver.start()
+    assert started.wait(30)
+    outcome: list[BaseException | None] = []
+    renamer = threading.Thread(
+        target=lambda: outcome.append(_try(lambda: store.update_scenario("old", new_name="taken")))
+    )
+    renamer.start()
+    time.sleep(1.0)
+    assert renamer.is_alive()  # waits for the save of that name
+    go_on.set()
+    saver.join(30)
+    renamer.join(30)
+    assert isinstance(outcome[0], ScenarioExistsError)
+    assert store.load_scenario("taken")["entity_count"] == 2 and store.load_scenario("old")["entity_count"] == 1
+
+
+def _try(action: Callable[[], object]) -> BaseException | None:
+    try:
+        action()
+    except BaseException as exc:
+        return exc
+    return None
+
+
+def test_the_server_holds_utf8_whatever_the_client_encoding(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PGCLIENTENCODING", "LATIN1")
+    ScenarioStore(pg_url).save_scenario("enc", {"patients": [{"patient_id": "P", "n": "é中😀"}]})
+    monkeypatch.delenv("PGCLIENTENCODING")
+    with psycopg.connect(pg_url, client_encoding="UTF8") as con:
+        row = con.execute("SELECT entity_data::text FROM scenario_entities").fetchone()
+    assert row is not None and json.loads(row[0])["n"] == "é中😀"
+
+
+def test_a_transfer_never_takes_the_id_of_a_scenario_in_the_trash(tmp_path: Path, pg_url: str) -> None:
+    laptop, team = ScenarioStore(tmp_path / "laptop.duckdb"), ScenarioStore(pg_url)
+    sid = laptop.save_scenario("c", {"patients": [{"patient_id": "A"}]})
+    transfer_scenario("c", laptop, team)
+    team.add_entities("c", {"patients": [{"patient_id": "secret"}]})
+    team.delete_scenario("c")
+    again = transfer_scenario("c", laptop, team, new_name="c-again")
+    assert again["scenario_id"] != sid
+    assert [v["operation"] for v in team.scenario_history("c-again")["versions"]] == ["transfer"]
+    assert [e["name"] for e in team.list_scenarios(deleted=True)["scenarios"]] == ["c"]
+
+
+def test_copy_text_escapes_read_back_exactly(pg_url: str) -> None:
+    from healthsim.state.database import connect
+    from healthsim.state.postgres.reading import fetch_arrow
+
+    ScenarioStore(pg_url).save_scenario("x", {"patients": []})
+    value = "a\\b\x01\x01f\\n\tz\\\\N"
+    with connect(ScenarioStore(pg_url).path) as con:
+        table = fetch_arrow(
+            con, "SELECT 1 AS id, CAST(? AS TEXT) AS b, CAST(NULL AS TEXT) AS c", [value], texts=("b", "c")
+        )
+    assert table.column("b").to_pylist() == [value] and table.column("c").to_pylist() == [None]

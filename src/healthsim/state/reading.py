@@ -122,8 +122,9 @@ class ScenarioHeader:
         return []
 
 
-def find_scenario(con: duckdb.DuckDBPyConnection, name: str) -> ScenarioHeader:
-    """The scenario of that name, else of that UUID.
+def find_scenario(con: duckdb.DuckDBPyConnection, name: str, *, lock_row: bool = True) -> ScenarioHeader:
+    """The scenario of that name, else of that UUID (on PostgreSQL, inside a change's
+    transaction, its row locked until the transaction ends, unless not ``lock_row``).
 
     Raises:
         InvalidInputError: ``name`` is not a string.
@@ -135,7 +136,7 @@ def find_scenario(con: duckdb.DuckDBPyConnection, name: str) -> ScenarioHeader:
     if "\x00" in key:  # no name holds one (PostgreSQL cannot even be asked)
         raise ScenarioNotFoundError(key)
     # Inside a change's transaction on PostgreSQL, the row stays locked until it ends.
-    lock = " FOR UPDATE" if is_postgres(con) and con.in_transaction else ""
+    lock = " FOR UPDATE" if lock_row and is_postgres(con) and con.in_transaction and not con.reading else ""
     row = first_row(con, f"SELECT {SCENARIO_COLUMNS} FROM scenarios WHERE name = ?{lock}", [key])
     if row is None and (sid := as_uuid(key)) is not None:
         row = first_row(con, f"SELECT {SCENARIO_COLUMNS} FROM scenarios WHERE scenario_id = ?{lock}", [sid])

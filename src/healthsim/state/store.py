@@ -70,7 +70,7 @@ from .history import (
     keep_versions as keep_versions_now,
 )
 from .postgres.connection import is_postgres
-from .postgres.locks import lock_name, row_lock
+from .postgres.locks import lock_name, lock_scenarios, row_lock
 from .postgres.reading import copy_batches
 from .postgres.schema import schema_version as pg_schema_version
 from .postgres.server import TeamDatabase
@@ -371,10 +371,18 @@ class ScenarioStore:
         return str(sid)
 
     @staticmethod
-    def _new_scenario_id(con: duckdb.DuckDBPyConnection, wanted: str | None) -> uuid.UUID:
+    def _new_scenario_id(con: Any, wanted: str | None) -> uuid.UUID:
+        """``wanted`` if it is a UUID no scenario (nor its history) uses, else a new one."""
         candidate = as_uuid(wanted) if isinstance(wanted, str) else None
         if candidate is not None:
-            taken = first_row(con, "SELECT 1 FROM scenarios WHERE scenario_id = ?", [candidate])
+            lock_name(con, str(candidate))  # two transfers of one scenario at once take turns
+            # Nor an id of the history (a scenario in the trash): the new one would take its versions.
+            taken = first_row(
+                con,
+                f"SELECT 1 FROM scenarios WHERE scenario_id = ? UNION ALL SELECT 1 FROM {VERSIONS} "
+                "WHERE scenario_id = ? LIMIT 1",
+                [candidate, candidate],
+            )
             if taken is None:
                 return candidate
         return uuid.uuid4()
@@ -536,6 +544,7 @@ class ScenarioStore:
         with self._edit(name) as (con, now):
             header = find_scenario(con, name)
             if renamed is not None and renamed != header.name:
+                lock_name(con, renamed)  # (a save of that name may be under way on a server)
                 check_name_free(con, renamed, "choose another name, or delete or rename that scenario first")
             tags = scenario_tags(con, [header.scenario_id]).get(header.scenario_id, [])
             new_tags = apply_tags(con, header.scenario_id, tags, added, dropped)
@@ -629,7 +638,8 @@ class ScenarioStore:
         described = validate_description(description)
         tag_list = normalize_tags(tags)
         with self._edit(names[0]) as (con, now):
-            headers = [find_scenario(con, source) for source in names]
+            headers = [find_scenario(con, source, lock_row=False) for source in names]
+            lock_scenarios(con, [h.scenario_id for h in headers])  # in one order: no deadlock
             lock_name(con, name)
             start = next_id(con)
             check_name_free(con, name, "choose another name for the merged scenario")
@@ -1016,7 +1026,7 @@ class ScenarioStore:
             ScenarioNotFoundError: no scenario has that name or id.
             InvalidInputError: no such version, or it is past retention.
         """
-        with connect(self.path) as con:
+        with connect(self.path) as con, _snapshot(con):
             if con is None:
                 raise ScenarioNotFoundError(str(name))
             sid, current = self._resolve(con, name, deleted_too=version is not None)
@@ -1124,7 +1134,7 @@ class ScenarioStore:
             ScenarioNotFoundError: no scenario has that name or id.
             InvalidInputError: no such version, or it is past retention (the error says which).
         """
-        with connect(self.path) as con:
+        with connect(self.path) as con, _snapshot(con):
             if con is None:
                 raise ScenarioNotFoundError(str(name))
             sid, current = self._resolve(con, name, deleted_too=version is not None)
@@ -1198,6 +1208,7 @@ class ScenarioStore:
             # In place, the scenario keeps its current name; a deleted one gets its name back.
             label = target_name or (current[0].name if current is not None else past.header.name)
             if current is None or target_name is not None:  # a scenario row to make
+                lock_name(con, label)  # (a save of that name may be under way on a server)
                 check_name_free(con, label, "pass new_name to restore it under another name")
             start = next_id(con)
             removed: dict[str, int] = {}
@@ -1439,6 +1450,16 @@ class ScenarioStore:
             summary = scenario_dict(header, tags.get(sid, []), counts[sid], versions.get(sid, 0))
             summaries.append(_list_entry(summary))
         return ScenarioList(scenarios=summaries, total_count=rows[0][6] if rows else 0)
+
+
+@contextmanager
+def _snapshot(con: Any) -> Iterator[None]:
+    """On PostgreSQL, reads in the block see one moment (see ``PgConnection.snapshot``)."""
+    if is_postgres(con):
+        with con.snapshot():
+            yield
+    else:
+        yield
 
 
 def _list_entry(summary: ScenarioSummary) -> ScenarioListEntry:

@@ -48,6 +48,17 @@ def _shown(store: ScenarioStore) -> str:
     return where.shown if isinstance(where, TeamDatabase) else str(where)
 
 
+def _same(a: ScenarioStore, b: ScenarioStore) -> bool:
+    """Whether two stores are one database (the same file, or the same server database;
+    a host named two ways, ``localhost`` and ``127.0.0.1``, is not told apart)."""
+    x, y = a.path, b.path
+    if isinstance(x, TeamDatabase) and isinstance(y, TeamDatabase):
+        return (x.host.lower(), x.port, x.database) == (y.host.lower(), y.port, y.database)
+    if isinstance(x, TeamDatabase) or isinstance(y, TeamDatabase):
+        return False
+    return os.path.realpath(x) == os.path.realpath(y)
+
+
 def _rows(reader: ScenarioReader) -> Iterator[tuple[str, pa.Table]]:
     for entity_type in reader.counts:
         for table in reader.row_chunks(entity_type, with_ids=True):
@@ -83,7 +94,7 @@ def transfer_scenario(
         ServerUnavailableError: a team store cannot be reached.
     """
     origin, destination = _store(source, "source"), _store(target, "target")
-    if origin.path == destination.path:
+    if _same(origin, destination):
         raise InvalidInputError(
             f"source and target are the same database ({_shown(origin)}); use copy_scenario to copy within one"
         )

@@ -121,6 +121,8 @@ class PgConnection:
     def __init__(self, raw: psycopg.Connection, target: TeamDatabase) -> None:
         self.raw = raw
         self.target = target
+        #: Inside :meth:`snapshot`: reads see one moment, and take no row locks.
+        self.reading = False
         # json as text: exact (big integers, key order) and not parsed twice.
         raw.adapters.register_loader("json", TextLoader)
 
@@ -156,6 +158,27 @@ class PgConnection:
             f"{self.target.shown}: PostgreSQL refused the operation ({type(exc).__name__}: {detail}); "
             "please report this as a bug, with what you were doing"
         )
+
+    @contextmanager
+    def snapshot(self) -> Iterator[PgConnection]:
+        """Read as of one moment: a repeatable-read transaction, rolled back at the end.
+
+        A reader makes several queries (the scenario, its counts, its rows chunk by chunk);
+        on a server other clients write meanwhile, and without this an export could take
+        the first rows of one version and the rest of the next. (Not ``READ ONLY``: an
+        earlier version's rows are gathered in a temporary table.)
+        """
+        if self.in_transaction:
+            yield self
+            return
+        self.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        self.reading = True
+        try:
+            yield self
+        finally:
+            self.reading = False
+            if not self.raw.closed:
+                self.execute("ROLLBACK")
 
     @property
     def in_transaction(self) -> bool:

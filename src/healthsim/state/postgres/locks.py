@@ -14,7 +14,7 @@ from typing import Any
 
 from .connection import is_postgres
 
-__all__ = ["lock_name", "row_lock"]
+__all__ = ["lock_name", "lock_scenarios", "row_lock"]
 
 
 def lock_name(con: Any, name: str) -> None:
@@ -22,6 +22,15 @@ def lock_name(con: Any, name: str) -> None:
     (PostgreSQL only; a DuckDB file is held whole by its writer)."""
     if is_postgres(con) and "\x00" not in name:  # (no valid name holds a NUL, nor can PostgreSQL text)
         con.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 7261))", ["healthsim-state:" + name])
+
+
+def lock_scenarios(con: Any, scenario_ids: list[Any]) -> None:
+    """Lock several scenarios' rows (PostgreSQL only), always in the same order, so that
+    two changes of the same scenarios in another order wait instead of deadlocking."""
+    if is_postgres(con) and scenario_ids:
+        con.execute(
+            "SELECT 1 FROM scenarios WHERE scenario_id = ANY(?) ORDER BY scenario_id FOR UPDATE", [list(scenario_ids)]
+        )
 
 
 def row_lock(con: Any) -> str:

@@ -26,9 +26,9 @@ from .connection import PgConnection, to_native
 
 __all__ = ["copy_batches", "fetch_arrow", "literal"]
 
-# \x01 cannot follow a backslash in COPY's output of our values (COPY writes control
-# characters as they are, except \b \f \n \r \t \v), so it marks an escaped backslash.
-_MARK = "\x01\x01"
+# PostgreSQL text can never hold NUL, so it marks an escaped backslash while the other
+# escapes are undone.
+_MARK = "\x00"
 
 
 def literal(value: Any) -> str:

@@ -113,6 +113,14 @@ def ensure_schema(con: PgConnection) -> None:
             f"the schema of {con.target.shown} is version {current}, newer than this release understands "
             f"({SCHEMA_VERSION}); upgrade healthsim-state"
         )
-    with transaction(con):
-        con.execute("SELECT pg_advisory_xact_lock(?)", [_MIGRATION_LOCK])
-        apply_migrations(con, MIGRATIONS, schema_version(con))  # (another client may have just done it)
+    # The lock is taken before the transaction begins, not inside it: a transaction's start
+    # is where a backend catches up with the catalog changes other clients committed, and a
+    # client that had looked for the tables, found none, and then waited inside its
+    # transaction still saw none after the first client made them (DuplicateTable).
+    con.execute("SELECT pg_advisory_lock(?)", [_MIGRATION_LOCK])
+    try:
+        with transaction(con):
+            apply_migrations(con, MIGRATIONS, schema_version(con))  # (another client may have just done it)
+    finally:
+        if not con.raw.closed:
+            con.execute("SELECT pg_advisory_unlock(?)", [_MIGRATION_LOCK])

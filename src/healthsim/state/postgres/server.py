@@ -89,7 +89,8 @@ class TeamDatabase:
                 has no such database (one line naming host, port and database).
         """
         try:
-            return psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT)
+            # UTF-8 whatever PGCLIENTENCODING says: COPY sends the text as UTF-8 bytes.
+            return psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT, client_encoding="UTF8")
         except psycopg.Error as exc:
             raise unavailable(self, exc) from None
 
