@@ -37,6 +37,11 @@ def test_import_of_an_export_keeps_everything(store: ScenarioStore, tmp_path: Pa
     original = store.load_scenario("origin")
     path = store.export_scenario_to_json("origin", tmp_path / "origin.json")
     store.delete_scenario("origin")
+    # In the trash the id is still taken (its history stays restorable): the import is new.
+    again = store.import_scenario_from_json(path)
+    assert again != sid and [e["scenario_id"] for e in store.list_scenarios(deleted=True)["scenarios"]] == [sid]
+    store.delete_scenario("origin", purge=True)
+    store.delete_scenario(sid, purge=True)
 
     assert store.import_scenario_from_json(path) == sid  # the file's id, unused here
     loaded = store.load_scenario("origin")
