@@ -162,6 +162,7 @@ ENTITIES = {
         {"no_id": True, "nested": {"a": [1, 2.5, None]}},
     ],
     "claims": [{"claim_id": "C-1", "total": 1e-7}],
+    "members": [],  # a type without entities is part of the scenario too
 }
 
 

@@ -60,7 +60,12 @@ def _same(a: ScenarioStore, b: ScenarioStore) -> bool:
 
 
 def _rows(reader: ScenarioReader) -> Iterator[tuple[str, pa.Table]]:
-    for entity_type in reader.counts:
+    for entity_type, count in reader.counts.items():
+        if not count:  # a type saved with no entities stays a type of the scenario
+            yield (
+                entity_type,
+                pa.table({"entity_id": pa.array([], pa.string()), "entity_data": pa.array([], pa.string())}),
+            )
         for table in reader.row_chunks(entity_type, with_ids=True):
             yield entity_type, table
 
