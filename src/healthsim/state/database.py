@@ -244,7 +244,7 @@ def connect(
         from .postgres.connection import open_connection  # (it imports this module's neighbours)
         from .postgres.schema import SCHEMA_VERSION, ensure_schema, schema_version
 
-        with open_connection(path, prepare=False) as pg:
+        with open_connection(path) as pg:
             if not read_only:
                 current = schema_version(pg)
                 if not create and current == 0:

@@ -42,7 +42,6 @@ __all__ = [
     "archive_rows",
     "create_history_tables",
     "current_version",
-    "current_versions",
     "expired_deleted",
     "find_deleted",
     "forget_scenario",
@@ -187,15 +186,6 @@ def latest_versions(con: Any, scenario_ids: list[uuid.UUID]) -> dict[uuid.UUID, 
         {"ids": scenario_ids},
     ).fetchall()
     return {sid: (int(v), {str(t): int(n) for t, n in json.loads(by_type).items()}) for sid, v, by_type in rows}
-
-
-def current_versions(con: duckdb.DuckDBPyConnection, scenario_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
-    """The latest version of each scenario (one query)."""
-    rows = con.execute(
-        f"SELECT scenario_id, max(version) FROM {VERSIONS} WHERE scenario_id = ANY($ids) GROUP BY 1",
-        {"ids": scenario_ids},
-    ).fetchall()
-    return {sid: int(v) for sid, v in rows}
 
 
 def _birth_sql(alias: str = "e") -> str:

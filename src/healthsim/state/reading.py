@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 from .dialect import fetch_arrow, matches
 from .entities import decode_entity
 from .errors import InvalidInputError, ScenarioNotFoundError
-from .postgres.connection import is_postgres
+from .postgres.locks import row_lock
 from .results import ScenarioSummary
 from .validation import as_uuid
 
@@ -136,7 +136,7 @@ def find_scenario(con: duckdb.DuckDBPyConnection, name: str, *, lock_row: bool =
     if "\x00" in key:  # no name holds one (PostgreSQL cannot even be asked)
         raise ScenarioNotFoundError(key)
     # Inside a change's transaction on PostgreSQL, the row stays locked until it ends.
-    lock = " FOR UPDATE" if lock_row and is_postgres(con) and con.in_transaction and not con.reading else ""
+    lock = row_lock(con) if lock_row else ""
     row = first_row(con, f"SELECT {SCENARIO_COLUMNS} FROM scenarios WHERE name = ?{lock}", [key])
     if row is None and (sid := as_uuid(key)) is not None:
         row = first_row(con, f"SELECT {SCENARIO_COLUMNS} FROM scenarios WHERE scenario_id = ?{lock}", [sid])

@@ -278,7 +278,7 @@ class ScenarioStore:
         # is read here stays true while the entities are written; on PostgreSQL the
         # transaction holds the name's lock and the scenario's row.
         existing = first_row(
-            con, "SELECT scenario_id, created_at FROM scenarios WHERE name = ?" + (row_lock(con)), [name]
+            con, "SELECT scenario_id, created_at FROM scenarios WHERE name = ?" + row_lock(con), [name]
         )
         if existing is not None and not overwrite:
             raise ScenarioExistsError(name)

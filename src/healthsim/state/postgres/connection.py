@@ -190,12 +190,9 @@ class PgConnection:
 
 
 @contextmanager
-def open_connection(target: TeamDatabase, *, prepare: bool = True) -> Iterator[PgConnection]:
-    """A connection to ``target`` for one operation, closed afterwards.
-
-    Args:
-        prepare: apply pending schema migrations first (every read-write open does; a
-            read-only one, such as the query sandbox's, does not).
+def open_connection(target: TeamDatabase) -> Iterator[PgConnection]:
+    """A connection to ``target`` for one operation, closed afterwards (schema migrations
+    are the caller's: :func:`healthsim.state.database.connect` applies them).
 
     Raises:
         ServerUnavailableError: the server cannot be reached, refused the login, or has
@@ -203,10 +200,6 @@ def open_connection(target: TeamDatabase, *, prepare: bool = True) -> Iterator[P
     """
     con = PgConnection(target.connect(), target)
     try:
-        if prepare:
-            from .schema import ensure_schema  # (schema imports the shared history code)
-
-            ensure_schema(con)
         yield con
     finally:
         con.close()

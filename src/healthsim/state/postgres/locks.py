@@ -34,6 +34,7 @@ def lock_scenarios(con: Any, scenario_ids: list[Any]) -> None:
 
 
 def row_lock(con: Any) -> str:
-    """The clause that locks the rows a ``SELECT`` on ``scenarios`` reads, for writers
-    (``FOR UPDATE`` on PostgreSQL, nothing on DuckDB)."""
-    return " FOR UPDATE" if is_postgres(con) else ""
+    """The clause that locks the rows a ``SELECT`` on ``scenarios`` reads until the
+    transaction ends: ``FOR UPDATE`` inside a change's transaction on PostgreSQL; nothing
+    outside one, in a reader's snapshot, or on DuckDB (whose writer holds the file)."""
+    return " FOR UPDATE" if is_postgres(con) and con.in_transaction and not con.reading else ""

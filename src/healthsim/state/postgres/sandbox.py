@@ -476,7 +476,7 @@ def _cancel(raw: psycopg.Connection) -> None:
 def _sandbox(target: TeamDatabase, sql: str, timeout: float) -> Iterator[_Session]:
     """A session with the cursor declared, its errors turned into the library's, and
     PostgreSQL asked to cancel the statement should it outlive the time limit."""
-    with open_connection(target, prepare=False) as con:
+    with open_connection(target) as con:
         session = _Session(con, timeout)
         # statement_timeout stops the server's work; this is the backstop, as the DuckDB
         # sandbox's kill is: a cancel request at the deadline plus the grace period.
