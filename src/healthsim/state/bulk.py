@@ -80,13 +80,17 @@ class ChunkEncoder:
         self._raw_ids: list[str | None] = []
         self._type_runs: list[tuple[str, int]] = []  # (type, rows) in order
 
-    def _table(self) -> pa.Table:
-        n = len(self._raw_ids)
+    def _check_room(self, n: int) -> None:
+        """Raise if ``n`` more rows would pass the largest id the INTEGER column holds."""
         if self.next_id + n > _MAX_ROW_ID:
             raise DatabaseError(
                 "the database has used every scenario_entities id the specification's INTEGER "
                 "column allows; export your scenarios and start a new database file"
             )
+
+    def _table(self) -> pa.Table:
+        n = len(self._raw_ids)
+        self._check_room(n)
         types: list[str] = []
         for entity_type, rows in self._type_runs:
             types += [entity_type] * rows
@@ -167,11 +171,7 @@ class ChunkEncoder:
             for start in range(0, table.num_rows, CHUNK_ROWS):
                 part = table.slice(start, CHUNK_ROWS)
                 n = part.num_rows
-                if self.next_id + n > _MAX_ROW_ID:
-                    raise DatabaseError(
-                        "the database has used every scenario_entities id the specification's INTEGER "
-                        "column allows; export your scenarios and start a new database file"
-                    )
+                self._check_room(n)
                 texts = part.column("entity_data").combine_chunks().cast(pa.large_string())
                 yield pa.table(
                     {
