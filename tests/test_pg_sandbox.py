@@ -442,6 +442,23 @@ def test_query_to_file_text_formats_as_on_duckdb(team: str, duck: Path, tmp_path
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
 
 
+def test_query_to_file_ndjson_non_finite_as_on_duckdb(team: str, duck: Path, tmp_path: Path) -> None:
+    # JSON has no NaN or infinity: both engines write them as the text query() gives.
+    sql = "SELECT 'NaN'::float8 AS a, '-Infinity'::float4 AS b, CAST('{1.5,Infinity}' AS float8[]) AS c, 'NaN'::numeric AS d"
+    query_to_file(sql, tmp_path / "pg.ndjson", db_path=team)
+    duck_sql = "SELECT 'NaN'::DOUBLE AS a, '-Infinity'::FLOAT AS b, [1.5, 'Infinity'::DOUBLE] AS c, 'NaN'::DOUBLE AS d"
+    query_to_file(duck_sql, tmp_path / "duck.ndjson", db_path=duck)
+
+    def strict(constant: str) -> None:
+        raise AssertionError(f"{constant} is not JSON")
+
+    d = "NaN"  # PostgreSQL's numeric NaN, as its text
+    for name in ("pg.ndjson", "duck.ndjson"):
+        line = (tmp_path / name).read_text(encoding="utf-8")
+        assert json.loads(line, parse_constant=strict) == {"a": "nan", "b": "-inf", "c": [1.5, "inf"], "d": d}
+        d = "nan"  # DuckDB has no decimal NaN: a double there
+
+
 def test_query_to_file_parquet(team: str, duck: Path, tmp_path: Path) -> None:
     query_to_file(FILE_SQL, tmp_path / "pg.parquet", db_path=team)
     query_to_file(FILE_SQL, tmp_path / "duck.parquet", db_path=duck)

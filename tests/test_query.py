@@ -373,6 +373,36 @@ def test_query_to_file_ndjson_equals_query(tricky: ScenarioStore, tmp_path: Path
     assert objects[0]["big"] == 2**100 and objects[1]["big"] == -(2**100)
 
 
+def test_query_to_file_ndjson_writes_non_finite_numbers_as_text(filled: ScenarioStore, tmp_path: Path) -> None:
+    # JSON has no NaN or infinity (DuckDB's to_json writes them bare): every line must parse
+    # as strict JSON, with them as the text query() gives, at any depth, and text that
+    # spells them unchanged.
+    sql = (
+        "SELECT 'nan'::DOUBLE AS a, '-inf'::DOUBLE AS b, [1.5, 'inf'::DOUBLE] AS c, "
+        "{'k': 'nan'::FLOAT, 's': 'NaN, \"Infinity\", -Infinity'} AS d, 'NaN' AS \"NaN\", 2.5 AS e "
+        "UNION ALL SELECT 1, 2, [3], {'k': 4, 's': 'x'}, 'y', 'nan'::DOUBLE ORDER BY b"
+    )
+    target = tmp_path / "rows.ndjson"
+    assert query_to_file(sql, target)["rows_written"] == 2
+
+    def strict(constant: str) -> None:
+        raise AssertionError(f"{constant} is not JSON")
+
+    rows = [json.loads(line, parse_constant=strict) for line in target.read_text(encoding="utf-8").splitlines()]
+    assert rows == [
+        {
+            "a": "nan",
+            "b": "-inf",
+            "c": [1.5, "inf"],
+            "d": {"k": "nan", "s": 'NaN, "Infinity", -Infinity'},
+            "NaN": "NaN",
+            "e": 2.5,
+        },
+        {"a": 1.0, "b": 2.0, "c": [3.0], "d": {"k": 4.0, "s": "x"}, "NaN": "y", "e": "nan"},
+    ]
+    assert [list(r.values()) for r in rows] == filled.query(sql)["rows"]
+
+
 def test_query_to_file_parquet_equals_query(tricky: ScenarioStore, tmp_path: Path) -> None:
     expected = tricky.query(TRICKY_SQL, limit=100)["rows"]
     target = tmp_path / "rows.parquet"

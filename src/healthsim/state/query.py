@@ -40,6 +40,7 @@ import json
 import math
 import os
 import queue
+import re
 import shutil
 import signal
 import subprocess
@@ -536,6 +537,30 @@ def _write_rows(relation: duckdb.DuckDBPyRelation, output: dict[str, str], deadl
     return _write_batches(output, reader.schema, reader, deadline)
 
 
+# A JSON string (skipped whole), or a bare NaN or infinity outside strings.
+_NON_FINITE = re.compile(r'"(?:[^"\\]|\\.)*"|-?Infinity|NaN')
+# Their text in query results (:func:`_json_value`: Python's ``str`` of the float).
+_NON_FINITE_TEXT = {"NaN": '"nan"', "Infinity": '"inf"', "-Infinity": '"-inf"'}
+
+
+def _finite_lines(lines: pa.Array) -> pa.Array:
+    """JSON lines with each bare ``NaN``, ``Infinity`` and ``-Infinity`` written as the
+    strings ``"nan"``, ``"inf"`` and ``"-inf"``.
+
+    DuckDB's ``to_json`` writes a non-finite double bare, which no strict JSON reader takes.
+    The strings are what :func:`query_scenarios` returns for these values (and what the team
+    store's ndjson writes), so a line still equals its row, and unlike null they keep what the
+    value was. Lines are only looked at closely when they spell one somewhere.
+    """
+    suspect = pc.match_substring_regex(lines, "NaN|Infinity")
+    if not pc.any(suspect).as_py():
+        return lines
+    texts = lines.to_pylist()
+    for i in pc.indices_nonzero(suspect).to_pylist():
+        texts[i] = _NON_FINITE.sub(lambda m: _NON_FINITE_TEXT.get(m[0], m[0]), texts[i])
+    return pa.array(texts, type=lines.type)
+
+
 def _write_batches(
     output: dict[str, str], schema: pa.Schema, batches: Iterable[pa.RecordBatch], deadline: float
 ) -> int:
@@ -560,7 +585,7 @@ def _write_batches(
                 if time.monotonic() > deadline:
                     raise _OutOfTime
                 if writer is None:
-                    out.write(concatenated(batch.column(0)))
+                    out.write(concatenated(_finite_lines(batch.column(0))))
                 else:
                     writer.write_batch(batch)
                 written += batch.num_rows
@@ -864,7 +889,8 @@ def query_to_file(
         sql: one SELECT statement (as for :func:`query_scenarios`).
         output_path: the file to write (its folder is created).
         format: ``csv`` (UTF-8 with a header; lists and structs as JSON text),
-            ``parquet`` or ``ndjson`` (one JSON object per row); default: from the file's
+            ``parquet`` or ``ndjson`` (one JSON object per row, strict JSON: NaN and
+            infinities as the text ``"nan"``, ``"inf"``, ``"-inf"``); default: from the file's
             extension (``.csv``, ``.parquet``, ``.ndjson``, ``.jsonl``).
         timeout: seconds the query and the writing may take (default 600).
         db_path: the database file or team store URL, as for :func:`query_scenarios`.
