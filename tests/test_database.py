@@ -22,6 +22,7 @@ from healthsim.state import (
     save_scenario,
 )
 from healthsim.state.database import connect, lock_timeout, resolve_db_path
+from healthsim.state.postgres.server import TeamDatabase
 from helpers.database import hold_database
 
 
@@ -159,6 +160,9 @@ def test_url_is_refused_and_nothing_is_created(
         ("postgresql://u:secret@h/db", "database 'db' on h:5432"),
         ("postgres://u:secret@127.0.0.1:1/db?sslmode=disable", "database 'db' on 127.0.0.1:1"),
         ("postgresql://127.0.0.1:1/db?user=u&password=secret", "database 'db' on 127.0.0.1:1"),
+        # libpq's query parameters name the host, port and database it connects to.
+        ("postgresql://u:secret@/db?host=127.0.0.1&port=1", "database 'db' on 127.0.0.1:1"),
+        ("postgresql://u:secret@127.0.0.1:1/db?dbname=other", "database 'other' on 127.0.0.1:1"),
     ],
 )
 def test_a_team_store_that_cannot_be_reached_is_named_without_its_password(
@@ -181,6 +185,46 @@ def test_a_url_password_with_a_slash_is_refused_without_it(tmp_path: Path, monke
         ScenarioStore("postgresql://u:sec/ret@h/db").list_scenarios()
     assert "sec/ret" not in str(caught.value) and "postgresql://u:***@h/db" in str(caught.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home"]
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://u:secret@h/db", "postgresql://u@h:6000/db"),  # PGPORT
+        ("postgres://h:6543/db?user=ann&password=secret", "postgresql://ann@h:6543/db"),
+        ("postgresql:///db?host=10.0.0.1&port=7&user=u", "postgresql://u@10.0.0.1:7/db"),
+        ("postgresql://u@h/db?dbname=other", "postgresql://u@h:6000/other"),
+        ("postgresql://u:p%40ss%2Fw@[::1]:5/d%20b", "postgresql://u@[::1]:5/d b"),
+        ("postgresql://u@h1:1,h2:2/db", "postgresql://u@h1,h2:1/db"),  # several hosts: the first port
+        ("postgresql://", "postgresql://envuser@envhost:6000/envdb"),  # libpq's environment defaults
+        ("postgresql://u@/?port=1", "postgresql://u@envhost:1/envdb"),
+    ],
+)
+def test_team_urls_are_read_as_libpq_reads_them(monkeypatch: pytest.MonkeyPatch, url: str, shown: str) -> None:
+    for name, value in {"PGHOST": "envhost", "PGPORT": "6000", "PGDATABASE": "envdb", "PGUSER": "envuser"}.items():
+        monkeypatch.setenv(name, value)
+    team = TeamDatabase.parse(url)
+    assert team.shown == shown and "secret" not in repr(team)
+
+
+def test_team_urls_without_names_use_the_login_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("PGHOST", "PGPORT", "PGDATABASE", "PGUSER"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LOGNAME", "carla")  # getpass.getuser() reads it first
+    assert TeamDatabase.parse("postgresql://").shown == "postgresql://carla@localhost:5432/carla"
+
+
+@pytest.mark.parametrize("url", ["postgresql://u:p@ss@h/db", "postgresql://u:pa/ss@h:5/db"])
+def test_a_password_libpq_would_split_is_refused_without_showing_it(url: str) -> None:
+    with pytest.raises(InvalidInputError) as caught:
+        TeamDatabase.parse(url)
+    message = str(caught.value)
+    assert "ss" not in message.replace("ssword", "") and "percent-encoded (%40, %2F)" in message, message
+
+
+def test_a_team_url_with_a_port_that_is_not_a_number() -> None:
+    with pytest.raises(InvalidInputError, match="its port is not a number"):
+        TeamDatabase.parse("postgresql://h:abc/db")
 
 
 def test_url_in_the_environment_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,10 +8,13 @@ the user, never the password.
 
 from __future__ import annotations
 
+import getpass
+import os
 import urllib.parse
 from dataclasses import dataclass, field
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from ..errors import InvalidInputError, ServerUnavailableError
 
@@ -35,8 +38,10 @@ class TeamDatabase:
 
     Attributes:
         url: the URL as given (with its password: never print it).
-        host, port, database, user: as the URL names them (libpq's defaults when it
-            does not: the local socket, 5432, the user's name).
+        host, port, database, user: as libpq reads them from the URL (its defaults
+            when it does not name them: the environment's ``PG…`` variables, else the
+            local socket, 5432 and the login name). With several hosts, ``host`` lists
+            them as given and ``port`` is the first one's.
     """
 
     url: str = field(repr=False)
@@ -47,28 +52,45 @@ class TeamDatabase:
 
     @classmethod
     def parse(cls, url: str) -> TeamDatabase:
-        """Read a ``postgresql://`` URL.
+        """Read a ``postgresql://`` URL as libpq reads it: query parameters (``?host=…``,
+        ``?port=…``, ``?dbname=…``, ``?user=…``) count, and what the URL leaves out is
+        libpq's default (``PGHOST``, ``PGPORT``, ``PGDATABASE``, ``PGUSER``, else the local
+        socket, 5432 and the login name), so messages name the database it connects to.
 
         Raises:
             InvalidInputError: it is not one, or its port is not a number.
         """
         try:
-            parts = urllib.parse.urlsplit(url)
-            port = parts.port or 5432
-        except ValueError as exc:
+            scheme = urllib.parse.urlsplit(url).scheme
+        except ValueError:  # e.g. an unbalanced "[" in the host
+            scheme = url.partition(":")[0]
+        if scheme.lower() not in SCHEMES:
+            raise InvalidInputError(f"{_redacted(url)} is not a postgresql:// URL")
+        location = url.partition("://")[2].partition("?")[0]
+        user_info = location.rpartition("@")[0]
+        if "@" in user_info or "/" in user_info:
+            # libpq ends the user information at the first "/" or "@": the rest of a
+            # password would be read as host and port, and shown in messages.
             raise InvalidInputError(
-                f"{_redacted(url)} is not a usable PostgreSQL URL ({exc}); "
+                f"{_redacted(url)} is not a usable PostgreSQL URL: its user name or password holds '@' or '/'; "
+                "write them percent-encoded (%40, %2F)"
+            )
+        try:
+            params = conninfo_to_dict(url)
+            ports = str(params.get("port") or os.environ.get("PGPORT") or "5432")
+            port = int(ports.split(",")[0] or "5432")  # several hosts: the first one's
+        except (ValueError, psycopg.Error):
+            raise InvalidInputError(
+                f"{_redacted(url)} is not a usable PostgreSQL URL (its port is not a number, or it is malformed); "
                 "write it as postgresql://user:password@host:5432/database"
             ) from None
-        if parts.scheme.lower() not in SCHEMES:
-            raise InvalidInputError(f"{_redacted(url)} is not a postgresql:// URL")
-        database = urllib.parse.unquote(parts.path.lstrip("/")) or urllib.parse.unquote(parts.username or "")
+        user = str(params.get("user") or os.environ.get("PGUSER") or _login_name())
         return cls(
             url=url,
-            host=parts.hostname or "localhost",
+            host=str(params.get("host") or os.environ.get("PGHOST") or "localhost"),
             port=port,
-            database=database,
-            user=urllib.parse.unquote(parts.username or ""),
+            database=str(params.get("dbname") or os.environ.get("PGDATABASE") or user),
+            user=user,
         )
 
     @property
@@ -93,6 +115,14 @@ class TeamDatabase:
             return psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT, client_encoding="UTF8")
         except psycopg.Error as exc:
             raise unavailable(self, exc) from None
+
+
+def _login_name() -> str:
+    """libpq's default user: the login name ("" when the system has none to give)."""
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return ""
 
 
 def _redacted(url: str) -> str:
