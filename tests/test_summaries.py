@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import random
+import shutil
 import statistics
+import subprocess
+import sys
 from collections import Counter
 from decimal import Decimal
 from pathlib import Path
@@ -266,6 +270,8 @@ scalars = st.one_of(
     st.none(),
     st.booleans(),
     st.integers(min_value=-(2**70), max_value=2**70),
+    st.integers(min_value=-2, max_value=2).map(lambda d: 2**80 + d),  # equal as doubles
+    st.integers(min_value=-2, max_value=2).map(lambda d: float(2**80) if d == 0 else 2**80 + d),
     st.floats(allow_nan=False, allow_infinity=False, width=64),
     st.text(st.characters(exclude_categories=("Cs",)), max_size=12),
 )
@@ -275,7 +281,9 @@ scalars = st.one_of(
 @given(rows=st.lists(st.dictionaries(st.sampled_from(["a", "b", ""]), scalars, max_size=3), min_size=1, max_size=12))
 def test_any_scalars_are_summarized_as_python_sees_them(store: ScenarioStore, rows: list[dict[str, Any]]) -> None:
     store.save_scenario("prop", {"rows": rows}, overwrite=True)
-    fields = store.summarize_scenario("prop")["types"]["rows"]["fields"]
+    summary = store.summarize_scenario("prop")
+    strict_json(summary)  # never NaN or infinity
+    fields = summary["types"]["rows"]["fields"]
     for key, path in (("a", "a"), ("b", "b"), ("", '[""]')):
         values = [r[key] for r in rows if key in r]
         if not values:
@@ -289,8 +297,8 @@ def test_any_scalars_are_summarized_as_python_sees_them(store: ScenarioStore, ro
         if strings:
             assert stats["distinct"] == len(set(strings))
         if numbers:
-            low, high = min(numbers), max(numbers)
-            assert stats["min"] == low and stats["max"] == high
+            low, high = min(numbers, key=Decimal), max(numbers, key=Decimal)  # exactly
+            assert Decimal(stats["min"]) == Decimal(low) and Decimal(stats["max"]) == Decimal(high)
         if not strings:
             assert "distinct" not in stats
 
@@ -317,3 +325,160 @@ def test_a_larger_budget_keeps_more_fields(store: ScenarioStore) -> None:
     assert small["fields_omitted"] > 0 and large["fields_omitted"] == 0 and len(large["fields"]) == 70
     with pytest.raises(InvalidInputError, match="max_bytes must be a whole number of at least 4,096"):
         store.summarize_scenario("wide", max_bytes=100)
+
+
+# --- found by a hunt with hostile values -------------------------------------------------------
+
+
+def strict_json(summary: Any) -> str:
+    """The summary as JSON, refusing NaN and infinities (which JSON has not)."""
+    return json.dumps(summary, allow_nan=False)
+
+
+def field_of(store: ScenarioStore, name: str, values: list[Any], key: str = "v") -> dict[str, Any]:
+    store.save_scenario(name, {"things": [{key: v} for v in values]}, overwrite=True)
+    summary = store.summarize_scenario(name)
+    strict_json(summary)
+    return summary["types"]["things"]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [2**53 + 1, 9007199254740992.0],  # equal as doubles
+        [2**130 - 1, 2**130 + 1, 2**130],  # beyond 128 bits, equal as doubles
+        [1e16, 10**16 + 1, 10**16],  # a fraction's text beside integers
+        [10**400, 10**400 + 1, -(10**400)],  # beyond a double's range
+        [-0.0, 0, 5e-324, -5e-324],
+    ],
+)
+def test_numbers_equal_as_doubles_keep_their_exact_extremes(store: ScenarioStore, values: list[Any]) -> None:
+    stats = field_of(store, "near", values)["fields"]["v"]
+    low, high = min(values, key=Decimal), max(values, key=Decimal)
+    assert Decimal(stats["min"]) == Decimal(low) and Decimal(stats["max"]) == Decimal(high)
+
+
+def test_numbers_beyond_a_double_have_text_extremes_and_no_mean(store: ScenarioStore) -> None:
+    stats = field_of(store, "huge", [10**400, -(10**400)])["fields"]["v"]
+    assert stats["min"] == -(10**400) and stats["max"] == 10**400
+    assert stats["mean"] is None and stats["median"] is None  # no double holds them
+
+
+def test_a_mean_that_overflows_a_double_is_still_computed(store: ScenarioStore) -> None:
+    values = [1e308, 1e308, -1e308]
+    stats = field_of(store, "overflow", values)["fields"]["v"]
+    assert stats["mean"] == pytest.approx(statistics.mean(values)) and stats["median"] == 1e308
+
+
+def test_datetimes_with_either_separator_are_ordered_by_time(store: ScenarioStore) -> None:
+    stats = field_of(store, "seps", ["2024-01-01T10:00:00Z", "2024-01-01 11:00:00Z", "2024-01-01T09:30:00Z"])
+    v = stats["fields"]["v"]
+    assert v["format"] == "datetime" and (v["min"], v["max"]) == ("2024-01-01T09:30:00Z", "2024-01-01 11:00:00Z")
+
+
+@pytest.mark.parametrize(
+    "odd", ["2024-1-5", "2024-06-01 (BC)", "2024-06-01 10:00:00 America/New_York", "2024-02-30", "20240601"]
+)
+def test_strings_that_are_not_iso_8601_make_no_date_field(store: ScenarioStore, odd: str) -> None:
+    things = field_of(store, "odd", ["2024-01-01", odd, "2024-12-31"], key="service_date")
+    assert "format" not in things["fields"]["service_date"] and "over_time" not in things
+
+
+def test_offsets_of_hours_only_are_iso_8601(store: ScenarioStore) -> None:
+    v = field_of(store, "hours", ["2024-01-01T10:00+05", "2024-01-01T04:00Z"])["fields"]["v"]
+    assert v["format"] == "datetime" and (v["min"], v["max"]) == ("2024-01-01T04:00Z", "2024-01-01T10:00+05")
+
+
+def test_a_field_of_dates_and_numbers_keeps_the_numbers_range(store: ScenarioStore) -> None:
+    v = field_of(store, "mixed", ["2024-01-01", 5, "2024-06-01", 7])["fields"]["v"]
+    assert v["types"] == ["string", "number"] and "format" not in v
+    assert (v["min"], v["max"], v["mean"], v["distinct"]) == (5, 7, 6.0, 2)
+
+
+@pytest.mark.parametrize(
+    ("values", "total"),
+    [
+        ([1e40, 5], 1e40 + 5),
+        ([9 * 10**31] * 20, 1.8e33),  # the sum of 38-digit decimals would overflow
+        ([2**63, 1, 0.1234565], float(Decimal(2**63 + 1) + Decimal("0.123457"))),
+        ([10**400, 1], str(10**400 + 1)),  # beyond a double: the exact text
+        ([-0.5, 0.25, "12", None], -0.25),  # only numbers count
+    ],
+)
+def test_charge_totals_count_every_number_exactly(store: ScenarioStore, values: list[Any], total: Any) -> None:
+    charges = field_of(store, "charges", values, key="paid_amount")["charges"]["paid_amount"]
+    numbers = [v for v in values if isinstance(v, int | float)]
+    assert charges == {"count": len(numbers), "total": total}
+
+
+def test_hundreds_of_long_tags_stay_within_the_budget(store: ScenarioStore) -> None:
+    tags = [f"tag-{i:03d}-" + "x" * 72 for i in range(200)]
+    store.save_scenario("tagged", {"things": [{"a": 1}]}, tags=tags)
+    summary = store.summarize_scenario("tagged")
+    assert size(summary) <= SUMMARY_BYTES and "things" in summary["types"]
+    assert summary["tags"] == tags[: len(summary["tags"])] and len(summary["tags"]) + summary["tags_omitted"] == 200
+
+
+def test_age_band_labels_keep_values_and_buckets_apart(store: ScenarioStore) -> None:
+    genders = ["M"] * 6 + ["F"] * 5 + ["other"] * 4 + ["unknown"] * 3 + [None] * 2 + ["X", "Y"] + ["L" * 200]
+    patients = [{"birth_date": "1990-01-01", "gender": g} for g in genders] + [{"birth_date": "1991-01-01"}]
+    store.save_scenario("labels", {"patients": patients})
+    bands = store.summarize_scenario("labels")["types"]["patients"]["age_bands"]
+    assert bands["genders"] == {"M": 6, "F": 5, "other": 4, "unknown": 3}  # the literal values
+    (counts,) = bands["bands"].values()
+    # The rest (X, Y, the long one) and those without a gender under names no value has.
+    assert counts == {"M": 6, "F": 5, "other": 4, "unknown": 3, "other*": 6}
+    assert sum(counts.values()) == len(patients)
+
+
+def test_age_band_labels_are_cut_like_every_string(store: ScenarioStore) -> None:
+    long = ["a" * 5000, "b" * 5000]
+    store.save_scenario("long", {"patients": [{"birth_date": "1990-01-01", "gender": g} for g in long]})
+    bands = store.summarize_scenario("long")["types"]["patients"]["age_bands"]
+    (counts,) = bands["bands"].values()
+    assert list(counts) == list(bands["genders"]) and all(len(label) < 120 for label in counts)
+
+
+def test_numeric_codes_count_and_description_ties_do_not_depend_on_order(store: ScenarioStore) -> None:
+    codes = field_of(store, "codes", [250, 250, "E11", 250.0], key="diagnosis_code")["top_codes"]
+    assert codes["top"] == [[250, None, 2], ["E11", None, 1], [250.0, None, 1]]  # ties by JSON text
+    rows = [{"code": "A", "display": "bb"}, {"code": "A", "display": "a"}, {"code": "A", "display": "c"}]
+    for order in (rows, rows[::-1]):
+        store.save_scenario("ties", {"diagnoses": order}, overwrite=True)
+        top = store.summarize_scenario("ties")["types"]["diagnoses"]["top_codes"]["top"]
+        assert top == [["A", "a", 3]]  # descriptions equally frequent: the shortest, then by text
+
+
+def test_over_time_is_per_year_when_it_spans_over_five_years(store: ScenarioStore) -> None:
+    over = field_of(store, "sparse", ["2000-01-01", "2020-06-01"], key="service_date")["over_time"]
+    assert over["unit"] == "year" and over["counts"] == [["2000", 1], ["2020", 1]]
+    over = field_of(store, "dense", ["2020-01-01", "2024-12-31"], key="service_date")["over_time"]
+    assert over["unit"] == "month" and over["counts"] == [["2020-01", 1], ["2024-12", 1]]  # 60 months
+
+
+def test_a_long_field_name_in_the_facts_is_cut_not_the_types_around_it(store: ScenarioStore) -> None:
+    money = "paid_amount_" + "x" * 13000
+    store.save_scenario("longname", {"claims": [{money: 1.5}], "patients": [{"patient_id": "p"}]})
+    summary = store.summarize_scenario("longname")
+    assert size(summary) <= SUMMARY_BYTES and set(summary["types"]) == {"claims", "patients"}
+    (key,) = summary["types"]["claims"]["charges"]
+    assert key.startswith("paid_amount_x") and "[cut: 13012 characters]" in key
+
+
+def test_datetimes_without_an_offset_are_utc_on_any_machine(tmp_path: Path) -> None:
+    # 10:00 without an offset is 10:00Z, later than 06:00-03:00 (09:00Z): on a machine in
+    # New York too, where DuckDB would read it as 15:00Z.
+    db = tmp_path / "zones.duckdb"
+    ScenarioStore(db).save_scenario("zones", {"events": [{"at": "2024-01-01T10:00"}, {"at": "2024-01-01T06:00-03:00"}]})
+    script = (
+        "import json, sys; from healthsim.state import ScenarioStore; "
+        "v = ScenarioStore(sys.argv[1]).summarize_scenario('zones')['types']['events']['fields']['at']; "
+        "print(json.dumps([v['min'], v['max']]))"
+    )
+    for zone in ("America/New_York", "Asia/Tokyo"):
+        shutil.rmtree(tmp_path / "zones.duckdb.frames", ignore_errors=True)  # computed again each time
+        out = subprocess.run(
+            [sys.executable, "-c", script, str(db)], env={**os.environ, "TZ": zone}, capture_output=True, text=True
+        )
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout) == ["2024-01-01T06:00-03:00", "2024-01-01T10:00"], zone

@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import queue
 import re
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
+from fractions import Fraction
 from typing import Any, cast
 
 import duckdb
@@ -79,7 +81,13 @@ _WHEN = (
 _NOT_WHEN = set(_BIRTH) | {"deceased_date", "death_date"}
 _MONEY = re.compile(r"charge|paid|allowed|billed|amount|cost|payment", re.IGNORECASE)
 
-_ISO_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?")
+# An ISO 8601 date, or date and time (``T`` or a space), seconds and fraction optional,
+# then ``Z`` or an offset (``+05``, ``+0530``, ``+05:30``) or nothing. The same pattern
+# checks every value in SQL (RE2) and the extremes here.
+# A JSON text that is a number (of a field's texts, by its first character).
+_NUMBER = "left({e}, 1) NOT IN ('\"', '{{', '[', 't', 'f')"
+_ISO_PATTERN = r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}(:?\d{2})?)?)?"
+_ISO_DATETIME = re.compile(_ISO_PATTERN)
 
 
 def _literal(text: str) -> str:
@@ -155,6 +163,11 @@ def summarize(reader: ScenarioReader, samples: int, *, budget: int = SUMMARY_BYT
     return cast(ScenarioOverview, _fit({**entry, "types": types}, budget))
 
 
+# A datetime without an offset is read as UTC, whatever the machine's time zone (DuckDB
+# reads it in the session's zone, which is the machine's by default).
+_UTC = "SET TimeZone = 'UTC'"
+
+
 def _each_type(
     con: duckdb.DuckDBPyConnection,
     types: list[str],
@@ -167,16 +180,20 @@ def _each_type(
     group, which one thread scans: two types at once keep both cores busy."""
     done: dict[str, dict[str, Any]] = {}
     if not parallel or len(types) < 2:
+        (zone,) = cast(tuple[str], con.execute("SELECT current_setting('TimeZone')").fetchone())
+        con.execute(_UTC)
         try:
             for entity_type in types:
                 done[entity_type] = about(con, entity_type)
         finally:
+            con.execute(f"SET TimeZone = {_literal(zone)}")  # the reader's connection, as it was
             con.execute("DROP TABLE IF EXISTS _hs_fields")
             con.execute("DROP TABLE IF EXISTS _hs_nested")
         return done
     idle: queue.SimpleQueue[duckdb.DuckDBPyConnection] = queue.SimpleQueue()
     cursors = [con.cursor() for _ in range(_WORKERS)]
     for cursor in cursors:
+        cursor.execute(_UTC)
         idle.put(cursor)
 
     def run(entity_type: str) -> dict[str, Any]:
@@ -378,12 +395,14 @@ def _field_stats(con: duckdb.DuckDBPyConnection, table: str, fields: list[_Field
             again.append((f, redo))
     for (f, _), got in zip(again, _run(con, table, again), strict=True):
         f.got.update(got)
+    _exact_extremes(con, table, fields)
+    _finite_means(con, table, fields)
     dated = []
     for f in fields:
         f.got.setdefault("low", f.got.get("lowest"))
         f.got.setdefault("high", f.got.get("highest"))
         _describe(f)
-        if f.strings and "bad_dates" not in f.got and _looks_like_date(_unquote(f.got["low"])):
+        if f.strings == f.present and "bad_dates" not in f.got and _looks_like_date(_unquote(f.got["low"])):
             if _looks_like_date(_unquote(f.got["high"])):
                 dated.append((f, _date_measures(f)))
     for (f, _), got in zip(dated, _run(con, table, dated), strict=True):
@@ -424,15 +443,13 @@ def _measures(f: _Field, kind: str | None, *, filtered: bool) -> dict[str, str]:
             measures.update(_date_measures(f))
         return measures
     if kind == "number":
-        only = f" FILTER (left({e}, 1) NOT IN ('\"', '{{', '[', 't', 'f'))" if filtered else ""
+        only = f" FILTER ({_NUMBER.format(e=e)})" if filtered else ""
         value = f"TRY_CAST({e} AS DOUBLE)"
-        # The number's own text at the extremes, ordered as a double and, among equal
-        # doubles, as a 128-bit integer: exact for the integers doubles cannot tell apart.
-        fraction = f"contains({e}, '.') OR contains({e}, 'e') OR contains({e}, 'E')"
-        order = f"({value}, CASE WHEN NOT ({fraction}) THEN TRY_CAST({e} AS HUGEINT) END)"
+        # The extremes as doubles here; the exact numbers among the texts at them after
+        # (:func:`_exact_extremes`): doubles cannot tell 2**53 from 2**53 + 1.
         return {
-            "min": f"arg_min({e}, {order}){only}",
-            "max": f"arg_max({e}, {order}){only}",
+            "min_double": f"min({value}){only}",
+            "max_double": f"max({value}){only}",
             "mean": f"avg({value}){only}",
             "median": f"median({value}){only}",
         }
@@ -442,14 +459,62 @@ def _measures(f: _Field, kind: str | None, *, filtered: bool) -> dict[str, str]:
     return {}
 
 
+def _exact_extremes(con: duckdb.DuckDBPyConnection, table: str, fields: list[_Field]) -> None:
+    """The exact lowest and highest numbers of number fields: every distinct text whose
+    double is the field's lowest or highest double (usually one each), compared as Python
+    compares what ``json.loads`` makes of them (integers exactly, fractions as the
+    doubles they are). Sets ``min``/``max`` (texts) in each field's measures."""
+    asked = [f for f in fields if f.numbers and f.got.get("min_double") is not None]
+    if not asked:
+        return
+    union = " UNION ALL ".join(
+        f"SELECT DISTINCT {i} AS f, {f.expr} AS v FROM {table} WHERE {_NUMBER.format(e=f.expr)} "
+        f"AND TRY_CAST({f.expr} AS DOUBLE) IN ('{f.got['min_double']!r}'::DOUBLE, '{f.got['max_double']!r}'::DOUBLE)"
+        for i, f in enumerate(asked)
+    )
+    candidates: dict[int, list[str]] = {}
+    for i, text in con.execute(union).fetchall():
+        candidates.setdefault(i, []).append(text)
+    for i, f in enumerate(asked):
+        ranked = sorted(candidates[i], key=lambda text: (json.loads(text), text))
+        f.got["min"], f.got["max"] = ranked[0], ranked[-1]
+
+
+def _finite_means(con: duckdb.DuckDBPyConnection, table: str, fields: list[_Field]) -> None:
+    """Means and medians that overflowed a double although every value fits one
+    (``[1e308, 1e308, -1e308]``): the mean again as a sum of values each divided by
+    their count. A mean or median still not finite (values beyond a double's range)
+    becomes None: JSON has no infinity."""
+    redo = []
+    for f in fields:
+        got = f.got
+        if not f.numbers or "mean" not in got:
+            continue
+        finite = all(isinstance(got.get(k), float) and math.isfinite(got[k]) for k in ("min_double", "max_double"))
+        if got["mean"] is not None and not math.isfinite(got["mean"]) and finite:
+            value = f"TRY_CAST({f.expr} AS DOUBLE)"
+            redo.append((f, {"mean": f"sum({value} / {f.numbers}) FILTER ({_NUMBER.format(e=f.expr)})"}))
+    for (f, _), got in zip(redo, _run(con, table, redo), strict=True):
+        f.got.update(got)
+    for f in fields:
+        for k in ("mean", "median"):
+            if isinstance(f.got.get(k), float) and not math.isfinite(f.got[k]):
+                f.got[k] = None
+
+
 def _date_measures(f: _Field) -> dict[str, str]:
-    """Whether every string of a field is an ISO date or datetime (one cast per value),
-    and whether their texts sort in time order: all of one length, and dates or UTC
+    """Whether every string of a field is an ISO date or datetime (the ISO pattern, then
+    a cast that refuses days that do not exist), and whether their texts sort in time
+    order: all of one length, one separator between date and time, and dates or UTC
     times (``Z``). Otherwise the extremes are found by time (:func:`_timed_measures`)."""
     s = f"left({f.expr}, 1) = '\"'"
+    iso = f"regexp_full_match({f.string_expr}, {_literal(_ISO_PATTERN)})"
     return {
-        "bad_dates": f"count(*) FILTER ({s} AND TRY_CAST({f.string_expr} AS TIMESTAMPTZ) IS NULL)",
+        "bad_dates": (
+            f"count(*) FILTER ({s} AND NOT ({iso} AND TRY_CAST({f.string_expr} AS TIMESTAMPTZ) IS NOT NULL))"
+        ),
         "timed": f"count(*) FILTER ({s} AND length({f.expr}) <> 12)",
+        "spaced": f"count(*) FILTER ({s} AND substr({f.expr}, 12, 1) = ' ')",
         "shortest_text": f"min(length({f.expr})) FILTER ({s})",
         "longest_text": f"max(length({f.expr})) FILTER ({s})",
         "zoned": f"count(*) FILTER ({s} AND length({f.expr}) > 12 AND right({f.expr}, 2) <> 'Z\"')",
@@ -468,9 +533,12 @@ def _describe(f: _Field) -> None:
     got = f.got
     if f.strings and "distinct" in got:
         f.stats["distinct"] = got["distinct"]
-        if got.get("bad_dates") == 0:
+        # A date field: every value that is not null is an ISO date string (a field that
+        # also holds numbers, say, is a mixed field; its min and max are the numbers').
+        if got.get("bad_dates") == 0 and f.strings == f.present:
             f.date_format = "datetime" if got["timed"] else "date"
-            if "first" not in got and got["shortest_text"] == got["longest_text"] and not got["zoned"]:
+            sortable = got["shortest_text"] == got["longest_text"] and got["spaced"] in (0, got["timed"])
+            if "first" not in got and sortable and not got["zoned"]:
                 got["first"], got["last"] = got["low"], got["high"]  # their texts sort by time
             if "first" in got:
                 f.stats.update(format=f.date_format, min=_unquote(got["first"]), max=_unquote(got["last"]))
@@ -541,7 +609,7 @@ def _facts(con: duckdb.DuckDBPyConnection, table: str, fields: list[_Field], as_
     if birth is not None:
         gender = pick(_GENDER, lambda f: bool(f.strings))
         facts["age_bands"] = _age_bands(con, table, birth, gender, as_of)
-    code = pick(_CODES, lambda f: bool(f.strings))
+    code = pick(_CODES, lambda f: bool(f.strings or f.numbers))
     if code is not None:
         text = pick(_CODE_TEXT, lambda f: bool(f.strings) and f is not code)
         facts["top_codes"] = _top_codes(con, table, code, text)
@@ -577,79 +645,133 @@ def _age_bands(
         f"WHERE left({birth.expr}, 1) = '\"' AND {age} >= 0 GROUP BY ALL"
     ).fetchall()
     rows = [(band, _unquote(g), n) for band, g, n in rows]
+    values = {g for _, g, _ in rows if g is not None}
+    # Entities without a gender string, and those of the genders not shown, under names
+    # no gender value has: a literal "unknown" or "other" (FHIR codes) stays itself.
+    missing = _free_name("unknown", values)
+    other = _free_name("other", values | {missing})
     totals: dict[str, int] = {}
     for _, g, n in rows:
-        label = g if g is not None else "unknown"
+        label = g if g is not None else missing
         totals[label] = totals.get(label, 0) + n
     shown = [g for g, _ in sorted(totals.items(), key=lambda gn: (-gn[1], gn[0]))][:4]
-    labels = shown + (["other"] if len(totals) > len(shown) else [])
+    labels = [_short(g) for g in shown] + ([other] if len(totals) > len(shown) else [])
     bands: dict[int, dict[str, int]] = {}
     for band, g, n in sorted(rows, key=lambda r: r[0]):
-        label = g if g is not None else "unknown"
-        label = label if label in shown else "other"
+        label = g if g is not None else missing
+        label = _short(label) if label in shown else other
         counts = bands.setdefault(band, dict.fromkeys(labels, 0))
         counts[label] += n
+    genders: dict[str, int] = {}
+    for g in shown:  # (two long values cut alike count together, as in the bands)
+        genders[_short(g)] = genders.get(_short(g), 0) + totals[g]
     return {
-        "field": birth.path,
+        "field": _short(birth.path),
         "as_of": as_of.isoformat(),
-        "by": gender.path if gender else None,
+        "by": _short(gender.path) if gender else None,
         "bands": {f"{b * 10}-{b * 10 + 9}": bands[b] for b in sorted(bands)},
-        "genders": {_short(g): totals.get(g, 0) for g in shown},
+        "genders": genders,
     }
 
 
+def _free_name(name: str, taken: set[str]) -> str:
+    """``name``, or ``name`` with ``*`` added until no value in ``taken`` has it."""
+    while name in taken:
+        name += "*"
+    return name
+
+
 def _top_codes(con: duckdb.DuckDBPyConnection, table: str, code: _Field, text: _Field | None) -> dict[str, Any]:
-    """The most frequent codes, each with its most frequent description."""
+    """The most frequent codes (strings or numbers, as written; ties by their JSON text),
+    each with its most frequent description (ties: the shortest, then the first
+    alphabetically)."""
     described = f"CASE WHEN left({text.expr}, 1) = '\"' THEN {text.expr} END" if text else "NULL"
+    is_code = f"left({code.expr}, 1) = '\"' OR {_NUMBER.format(e=code.expr)}"
     rows = con.execute(
-        f"SELECT {code.expr} AS c, {described} AS d, count(*) AS n FROM {table} "
-        f"WHERE left({code.expr}, 1) = '\"' GROUP BY ALL"
+        f"SELECT {code.expr} AS c, {described} AS d, count(*) AS n FROM {table} WHERE {is_code} GROUP BY ALL"
     ).fetchall()
     per_code: dict[str, int] = {}
-    best: dict[str, tuple[int, str]] = {}
+    best: dict[str, tuple[int, int, str]] = {}  # the least wins: (-count, length, text)
     for c, d, n in rows:
         per_code[c] = per_code.get(c, 0) + n
         if d is not None:
             label = _unquote(d)
-            held = best.get(c)
-            if held is None or (n, -len(label)) > (held[0], -len(held[1])) or (n == held[0] and label < held[1]):
-                best[c] = (n, label)
-    ranked = sorted(per_code.items(), key=lambda cn: (-cn[1], _unquote(cn[0])))[:_TOP_CODES]
+            ranked_label = (-n, len(label), label)
+            if c not in best or ranked_label < best[c]:
+                best[c] = ranked_label
+    ranked = sorted(per_code.items(), key=lambda cn: (-cn[1], cn[0]))[:_TOP_CODES]
     return {
-        "field": code.path,
-        "description": text.path if text else None,
-        "top": [[_short(_unquote(c)), _short(best[c][1]) if c in best else None, n] for c, n in ranked],
+        "field": _short(code.path),
+        "description": _short(text.path) if text else None,
+        "top": [[_short(_unquote(c)), _short(best[c][2]) if c in best else None, n] for c, n in ranked],
     }
 
 
 def _over_time(con: duckdb.DuckDBPyConnection, table: str, when: _Field) -> dict[str, Any]:
-    """Entities per month of a date field (per year when that spans over five years),
-    taken as written: ``2024-03-31T23:30:00-05:00`` counts in March."""
+    """Entities per month of a date field (per year when its first and last months span
+    more than five years), taken as written: ``2024-03-31T23:30:00-05:00`` counts in March."""
     rows = con.execute(
         f"SELECT left({when.string_expr}, 7) AS m, count(*) FROM {table} "
         f"WHERE left({when.expr}, 1) = '\"' GROUP BY m ORDER BY m"
     ).fetchall()
     unit = "month"
-    if len(rows) > _MONTHS_MAX:
+    if rows and _month_number(rows[-1][0]) - _month_number(rows[0][0]) + 1 > _MONTHS_MAX:
         unit = "year"
         years: dict[str, int] = {}
         for m, n in rows:
             years[m[:4]] = years.get(m[:4], 0) + n
         rows = list(years.items())
-    return {"field": when.path, "unit": unit, "counts": [[m, n] for m, n in rows]}
+    return {"field": _short(when.path), "unit": unit, "counts": [[m, n] for m, n in rows]}
+
+
+def _month_number(month: str) -> int:
+    """``YYYY-MM`` as a count of months."""
+    return int(month[:4]) * 12 + int(month[5:7])
 
 
 def _charges(con: duckdb.DuckDBPyConnection, table: str, money: list[_Field]) -> dict[str, Any]:
-    """Totals of money-like number fields (exact decimal sums, to six places)."""
+    """Totals of money-like number fields: exact decimal sums of the values rounded to six
+    places, as a double (the exact sum's text when no double holds it).
+
+    DuckDB sums them as ``DECIMAL(38, 6)`` when every value and the sum fit (under 10**31
+    each way); otherwise each distinct value and how often it occurs come here and are
+    summed exactly as fractions, so no value is left out and nothing overflows.
+    """
     out: dict[str, Any] = {}
     for f in money:
-        number = f"left({f.expr}, 1) NOT IN ('\"', '{{', '[', 't', 'f')"
-        total, n = con.execute(
-            f"SELECT sum(TRY_CAST({f.expr} AS DECIMAL(38, 6))) FILTER ({number}), "
-            f"count(*) FILTER ({number}) FROM {table}"
+        number = _NUMBER.format(e=f.expr)
+        rounded = f"TRY_CAST({f.expr} AS DECIMAL(38, 6))"
+        n, refused, largest = con.execute(
+            f"SELECT count(*) FILTER ({number}), count(*) FILTER ({number} AND {rounded} IS NULL), "
+            f"max(abs(TRY_CAST({f.expr} AS DOUBLE))) FILTER ({number}) FROM {table}"
         ).fetchall()[0]
-        out[f.path] = {"count": n, "total": float(total) if isinstance(total, Decimal) else total}
+        total: Decimal | Fraction | None = None
+        if n and not refused and largest * n < 1e31:
+            total = con.execute(f"SELECT sum({rounded}) FILTER ({number}) FROM {table}").fetchall()[0][0]
+        elif n:
+            counted = con.execute(f"SELECT {f.expr}, count(*) FROM {table} WHERE {number} GROUP BY ALL").fetchall()
+            six = Decimal("0.000001")
+            total = sum((Fraction(_round_six(Decimal(text), six)) * k for text, k in counted), Fraction(0))
+        out[_short(f.path)] = {"count": n, "total": _total(total)}
     return out
+
+
+def _round_six(value: Decimal, six: Decimal) -> Decimal:
+    """``value`` rounded to six decimal places, half away from zero (as DuckDB's cast)."""
+    if value.as_tuple().exponent >= -6:  # type: ignore[operator]  # (an int for finite values)
+        return value  # nothing past six places (and a huge value need not be rounded)
+    return value.quantize(six, rounding=ROUND_HALF_UP)
+
+
+def _total(total: Decimal | Fraction | None) -> float | str | None:
+    """A total as a double, or as exact decimal text when it is beyond a double's range."""
+    if total is None:
+        return None
+    try:
+        return float(total)
+    except OverflowError:
+        numerator, denominator = total.as_integer_ratio()
+        return str(numerator) if denominator == 1 else str(Decimal(numerator) / Decimal(denominator))
 
 
 # --- values and the budget ----------------------------------------------------------------
@@ -663,8 +785,12 @@ def _unquote(text: Any) -> Any:
 
 
 def _number(text: str | None) -> Any:
-    """A JSON number's text as an exact Python number."""
-    return None if text is None else json.loads(text)
+    """A JSON number's text as an exact Python number; its text when a double cannot
+    hold it (``1e400``), since JSON has no infinity."""
+    if text is None:
+        return None
+    value = json.loads(text)
+    return text if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def _looks_like_date(text: Any) -> bool:
@@ -701,12 +827,23 @@ def _size(value: Any) -> int:
 def _fit(summary: dict[str, Any], budget: int) -> dict[str, Any]:
     """``summary`` shortened until its compact JSON fits ``budget`` bytes.
 
-    Samples go first: down to one per type, then the largest go until all samples
-    take at most a quarter of the budget. Then the least present fields of all types
-    (counted in ``fields_omitted``), then long lists in the facts, then whole types
-    (counted in ``types_omitted``), and last the per-type counts of the header.
+    The header's last tags go first until it takes at most a quarter of the budget
+    (counted in ``tags_omitted``). Then samples: down to one per type, then the largest
+    go until all samples take at most a quarter of the budget. Then the least present
+    fields of all types (counted in ``fields_omitted``), then long lists in the facts,
+    then whole types, the largest first (counted in ``types_omitted``), and last the
+    per-type counts of the header.
     """
     types: dict[str, dict[str, Any]] = summary["types"]
+    if _size(summary) <= budget:
+        return summary
+    # The header (name, description, tags, counts) takes at most a quarter: the last
+    # tags go first (each is cut to 80 characters, but a scenario may have hundreds).
+    tags: list[str] = summary["tags"]
+    excess = _size({k: v for k, v in summary.items() if k != "types"}) - budget // 4
+    while tags and excess > 0:
+        excess -= _size(tags.pop()) + 1
+        summary["tags_omitted"] = summary.get("tags_omitted", 0) + 1
     if _size(summary) <= budget:
         return summary
     for about in types.values():
@@ -737,8 +874,9 @@ def _fit(summary: dict[str, Any], budget: int) -> dict[str, Any]:
         if "over_time" in about and len(about["over_time"]["counts"]) > 12:
             about["over_time"]["counts"] = about["over_time"]["counts"][-12:]
             about["over_time"]["shown"] = "the last 12"
+    # Then whole types, the largest first: as many types as can be kept are.
     while _size(summary) > budget and types:
-        del types[next(reversed(types))]
+        del types[max(types, key=lambda t: (_size(types[t]), t))]
         summary["types_omitted"] = summary.get("types_omitted", 0) + 1
     counts: dict[str, int] = summary["entities_by_type"]
     while _size(summary) > budget and counts:
