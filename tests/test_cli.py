@@ -8,17 +8,21 @@ behaviour needs a real process (a terminal on stderr) stay subprocess tests too.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner, Result
 
 from healthsim.cli import app
 from healthsim.state import ScenarioStore
+from healthsim.summary_view import render_summary
 from helpers import legacy_files
 from helpers.database import hold_database
 from helpers.paths import EXAMPLES
@@ -297,6 +301,16 @@ def test_export_under_a_regular_file_is_one_clean_line(isolated_home: Path, tmp_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt", "home"]
 
 
+def test_report_or_export_onto_the_database_is_one_clean_line_and_keeps_it(isolated_home: Path, db_path: Path) -> None:
+    # Was data loss: the page or the export was renamed over the database file.
+    ok("save", "cohort", "--from", str(EXAMPLE))
+    for command in (["report", "cohort"], ["export", "cohort"], ["export", "cohort", "-f", "ndjson"]):
+        line = assert_one_line(run(*command, "-o", str(db_path)), f"cannot export to '{db_path}': it is ")
+        assert "database" in line and "choose another file; nothing was written" in line, line
+    assert json.loads(ok("list", "--json").stdout)["scenarios"][0]["entity_count"] == 30
+    assert json.loads(ok("load", "cohort", "--json").stdout)["entities"] == json.loads(EXAMPLE.read_text())
+
+
 def test_unreachable_team_store_is_named_without_the_password(
     isolated_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -400,6 +414,125 @@ def test_summary_shows_fields_and_facts_and_report_writes_a_page(isolated_home: 
     assert html.startswith("<!DOCTYPE html>") and "cohort" in html and "<script src" not in html
     default = Path(ok("report", "cohort").stdout.strip())
     assert default == isolated_home / "Downloads" / "cohort-report.html" and default.is_file()
+
+
+def test_summary_shows_hostile_strings_literally(isolated_home: Path, db_path: Path) -> None:
+    # Was a MarkupError ("[/]" as a gender label, a column header) or restyled text: each
+    # of these strings Rich reads as markup (or an emoji code) when given as str.
+    genders = ["[bold]", "[/]", "\\[i]", ":smile:"]  # four: each gets its own column
+    patients = [{"birth_date": "1990-01-01", "gender": g, "[i]note": "[blink]v"} for g in genders * 2]
+    diagnoses = [{"code": "[/code]", "description": "[b]desc[/b]", "onset_date": "2024-01-02"}] * 3
+    ScenarioStore(db_path).save_scenario(
+        "[bold]mk",
+        {"patients": patients, "diagnoses": diagnoses},
+        description="[red]x[/red]",
+        tags=["[/]", "[link=https://e.test]L[/link]"],
+    )
+    shown = ok("summary", "[bold]mk").stdout
+    header = next(line.split() for line in shown.splitlines() if line.split()[:2] == ["age", ":smile:"])
+    assert header == ["age", ":smile:", "[/]", "[bold]", "\\[i]"]  # the gender columns, as they are
+    for text in ("[bold]mk", "[red]x[/red]", "[/], [link=https://e.test]L[/link]", "[i]note", "[blink]v 8"):
+        assert text in shown, (text, shown)
+    assert "[/code]  [b]desc[/b]" in shown and "😄" not in shown
+
+
+def test_every_command_shows_markup_like_text_as_it_is(isolated_home: Path, db_path: Path) -> None:
+    # healthsim list and load failed with a MarkupError on a description or tag holding "[/]".
+    hostile = "[red]d[/red] [/] :smile:"
+    store = ScenarioStore(db_path)
+    store.save_scenario("mk", {"patients": [{"note": "[/] a"}]}, description=hostile, tags=["[/]", ":smile:"])
+    store.save_scenario("mk", {"patients": [{"note": "[/] b"}]}, description=hostile, tags=["[/]"], overwrite=True)
+    for args, text in (
+        (("list",), "[/]"),
+        (("list", "--tag", "[/]"), "mk"),
+        (("load", "mk", "--version", "1"), hostile),
+        (("load", "mk"), '"[/] b"'),
+        (("history", "mk"), "overwrite"),
+        (("diff", "mk@1", "mk"), "patients"),
+        (("query", "SELECT data->>'note' AS n FROM patients"), "[/] b"),
+    ):
+        shown = ok(*args).stdout
+        assert text in shown and "😄" not in shown, (args, shown)
+    failed = run("load", "[/]:smile:")
+    assert_clean_error(failed, 1, "[/]:smile:")
+
+
+def test_summary_of_totals_beyond_a_double_does_not_crash(isolated_home: Path, db_path: Path) -> None:
+    # Was a TypeError: the total of 1e40 + 2e40 (beyond DECIMAL(38, 6)) comes back as None.
+    ScenarioStore(db_path).save_scenario("c3", {"claims": [{"total_charge": 1e40}, {"total_charge": 2e40}]})
+    shown = ok("summary", "c3").stdout
+    assert "totals" in shown and "total_charge" in shown and "1e+40 … 2e+40" in shown
+
+
+def hand_made_summary(**about: Any) -> dict[str, Any]:
+    """A summary of one type, ``things``, holding ``about`` (as summarize_scenario makes it)."""
+    return {
+        "name": "s",
+        "version": 1,
+        "scenario_id": "00000000-0000-0000-0000-000000000001",
+        "description": None,
+        "tags": [],
+        "created_at": "2024-01-01T00:00:00Z",
+        "updated_at": "2024-01-01T00:00:00Z",
+        "entity_count": 2,
+        "types": {"things": {"count": 2, **about}},
+    }
+
+
+def rendered(summary: dict[str, Any]) -> str:
+    console = Console(file=io.StringIO(), width=200, highlight=False)
+    render_summary(summary, console)
+    return console.file.getvalue()  # type: ignore[attr-defined]
+
+
+def test_summary_view_shows_numbers_it_cannot_format_as_they_are() -> None:
+    # None (a sum beyond DECIMAL(38, 6), the mean of no number) and the text of a number
+    # beyond a double's range were formatted with :,.2f or :.4g, a TypeError or ValueError.
+    charges = {
+        "none": {"count": 2, "total": None},
+        "text": {"count": 1, "total": "1e400"},
+        "huge": {"count": 1, "total": 10**400},
+        "exact": {"count": 1, "total": 10**40 + 1},
+        "plain": {"count": 3, "total": 1234.5},
+    }
+    fields = {
+        "a": {"present": 1.0, "types": ["number"], "min": "-1e400", "max": None, "mean": None, "median": "1e400"},
+        "b": {"present": 0.5, "types": ["number"], "min": 1, "max": 3, "mean": 2.0, "median": 2.5},
+    }
+    shown = rendered(hand_made_summary(charges=charges, fields=fields))
+    lines = {line.split()[0]: line.split() for line in shown.splitlines() if line.split()}
+    assert lines["none"][1:] == ["2", "—"]
+    assert lines["text"][1:] == ["1", "1e400"]
+    assert lines["huge"][2].startswith("10,000,000,000,000,")  # (cut to the terminal's width)
+    assert lines["exact"][1:] == ["1", f"{10**40 + 1:,}.00"]  # an integer is not rounded through a float
+    assert lines["plain"][1:] == ["3", "1,234.50"]
+    assert "-1e400 … —, mean —, median 1e400" in shown
+    assert "1 … 3, mean 2, median 2.5" in shown
+
+
+def test_summary_view_shows_every_string_literally() -> None:
+    # Every string of the summary is the scenario's data: none may be read as markup.
+    tag = "[red]x[/red]"
+    summary = hand_made_summary(
+        fields={tag: {"present": 1.0, "types": ["string", tag], "top": [[tag, 2]], "distinct": 1}},
+        age_bands={
+            "field": tag,
+            "as_of": "2024-01-01",
+            "by": "[/]",
+            "bands": {"[b]0-9": {"[bold]": 1, "[/]": 2, ":smile:": 3}},
+            "genders": {"[bold]": 1, "[/]": 2},
+        },
+        top_codes={"field": "[/]", "description": None, "top": [["[/]", "[b]d", 2], [":smile:", None, 1]]},
+        over_time={"field": "[i]when", "unit": "[/]", "counts": [["[b]2024", 2]]},
+        charges={"[/]money": {"count": 2, "total": 3.0}},
+    )
+    summary.update(name="[/]", description=tag, tags=["[/]"], scenario_id="[bold]", created_at="[/]")
+    summary["types"]["[/]things"] = summary["types"].pop("things")
+    shown = rendered(summary)
+    for text in ("[red]x[/red]", "[bold]", "[/]", ":smile:", "[b]0-9", "[b]d", "[i]when", "[b]2024", "[/]money"):
+        assert text in shown, (text, shown)
+    assert "😄" not in shown
+    assert "age on 2024-01-01 (from [red]x[/red]) by [/]" in shown and "[/]things — 2" in shown
 
 
 def test_export_formats_and_query_output(isolated_home: Path, tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import time
 from importlib import resources
 from pathlib import Path
 
+import duckdb
 import jsonschema
 import pytest
 
@@ -263,3 +264,69 @@ def test_export_path_with_a_lone_surrogate_is_invalid_input(store: ScenarioStore
     with pytest.raises(InvalidInputError, match=r"output_path '.*\\ud800.json' holds a lone surrogate"):
         store.export_scenario_to_json("x", f"{tmp_path}/\ud800.json")
     assert tree(tmp_path) == before
+
+
+def duckdb_database(path: Path) -> Path:
+    """A small DuckDB database at ``path`` (not a scenario store): one table, ``kept``."""
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE TABLE kept AS SELECT 42 AS answer")
+    return path
+
+
+def still_holds_its_table(path: Path) -> bool:
+    with duckdb.connect(str(path), read_only=True) as con:
+        return con.execute("SELECT answer FROM kept").fetchall() == [(42,)]
+
+
+@pytest.mark.parametrize("how", ["file", "wal", "link", "module"])
+def test_export_onto_the_scenario_database_is_refused_and_keeps_it(
+    store: ScenarioStore, db_path: Path, tmp_path: Path, how: str
+) -> None:
+    # Was data loss: the export was renamed over the database file, and the store was gone.
+    entities = {"patients": [{"patient_id": "A"}]}
+    store.save_scenario("x", entities)
+    target = {"file": db_path, "wal": Path(f"{db_path}.wal"), "link": tmp_path / "link.duckdb"}.get(how, db_path)
+    if how == "link":
+        target.symlink_to(db_path)
+    before = tree(tmp_path)
+    with pytest.raises(InvalidInputError) as caught:
+        if how == "module":  # the module function, on the store HEALTHSIM_DB names
+            export_scenario_to_json("x", db_path)
+        else:
+            store.export_scenario_to_json("x", target)
+    message = str(caught.value)
+    assert message.startswith(f"cannot export to '{target}': "), message
+    expected = "the write-ahead log of the scenario database" if how == "wal" else "the scenario database itself"
+    assert expected in message and message.endswith("choose another file; nothing was written"), message
+    assert tree(tmp_path) == before  # no temporary file, the WAL not made
+    assert ScenarioStore(db_path).load_scenario("x")["entities"] == entities
+
+
+@pytest.mark.parametrize("how", ["file", "folder", "wal"])
+def test_export_onto_any_duckdb_database_is_refused(store: ScenarioStore, tmp_path: Path, how: str) -> None:
+    # Another DuckDB file (another store, an analyst's database): replacing it is surely a mistake.
+    store.save_scenario("x", {"patients": [{"patient_id": "A"}]})
+    work = tmp_path / "work"
+    work.mkdir()
+    database = duckdb_database(work / ("x.json" if how == "folder" else "other.duckdb"))
+    output = {"file": database, "folder": work, "wal": Path(f"{database}.wal")}[how]
+    target = work / "x.json" if how == "folder" else output
+    before = tree(work)
+    with pytest.raises(InvalidInputError) as caught:
+        store.export_scenario_to_json("x", output)
+    message = str(caught.value)
+    assert message.startswith(f"cannot export to '{target}': "), message
+    expected = f"the write-ahead log of the DuckDB database '{database}'" if how == "wal" else "a DuckDB database"
+    assert expected in message and message.endswith("choose another file; nothing was written"), message
+    assert tree(work) == before
+    assert still_holds_its_table(database)
+
+
+def test_export_still_replaces_a_file_that_only_mentions_duckdb(store: ScenarioStore, tmp_path: Path) -> None:
+    # The check reads DuckDB's magic bytes where DuckDB puts them (offset 8), nothing else.
+    store.save_scenario("x", {"patients": [{"patient_id": "A"}]})
+    for text in ("DUCK", "DUCKDB notes", "12345678DUCX and more"):
+        target = tmp_path / "notes.json"
+        target.write_text(text)
+        assert store.export_scenario_to_json("x", target) == target
+        assert json.loads(target.read_text())["name"] == "x"

@@ -4,9 +4,11 @@ versions, and that bad input or a failure leaves nothing half-written."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pyarrow.parquet as pq
 import pytest
 
@@ -125,3 +127,76 @@ def test_a_failure_midway_leaves_no_folder_and_keeps_the_earlier_export(
     assert written and not any(p.exists() for p in written)  # the staging folder is gone
     assert {p.name: p.read_bytes() for p in target.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "out"]
+
+
+def tree(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+@pytest.mark.parametrize("format", ["ndjson", "parquet", "csv"])
+@pytest.mark.parametrize("wal", [False, True])
+def test_export_onto_the_scenario_database_is_refused_and_keeps_it(
+    store: ScenarioStore, db_path: Path, tmp_path: Path, format: str, wal: bool
+) -> None:
+    # Was data loss for ndjson (the file renamed over the database); a parquet or csv
+    # folder named like the WAL would have kept DuckDB from opening the database.
+    store.save_scenario("s", ENTITIES)
+    target = Path(f"{db_path}.wal") if wal else db_path
+    before = tree(tmp_path)
+    with pytest.raises(InvalidInputError) as caught:
+        store.export_scenario("s", target, format=format)
+    message = str(caught.value)
+    expected = "the write-ahead log of the scenario database" if wal else "the scenario database itself"
+    assert message.startswith(f"cannot export to '{target}': it is {expected}"), message
+    assert message.endswith("choose another file; nothing was written"), message
+    assert tree(tmp_path) == before
+    assert ScenarioStore(db_path).load_scenario("s")["entities"] == ENTITIES
+
+
+def test_export_onto_another_duckdb_database_is_refused(store: ScenarioStore, tmp_path: Path) -> None:
+    store.save_scenario("s", ENTITIES)
+    database = tmp_path / "analysis.duckdb"
+    with duckdb.connect(str(database)) as con:
+        con.execute("CREATE TABLE kept AS SELECT 42 AS answer")
+    before = tree(tmp_path)
+    for format in ("ndjson", "parquet", "csv"):
+        with pytest.raises(InvalidInputError, match=f"'{database}': it is a DuckDB database, which this would"):
+            store.export_scenario("s", database, format=format)
+    assert tree(tmp_path) == before
+    with duckdb.connect(str(database), read_only=True) as con:
+        assert con.execute("SELECT answer FROM kept").fetchall() == [(42,)]
+
+
+@pytest.mark.parametrize("format", ["parquet", "csv"])
+def test_a_folder_holding_a_database_is_not_replaced(tmp_path: Path, format: str) -> None:
+    # An existing {name}-{format} folder is replaced whole, the old one deleted: it was
+    # deleted with the scenario database (or another DuckDB database) inside it.
+    home = tmp_path / f"s-{format}"
+    home.mkdir()
+    store = ScenarioStore(home / "h.duckdb")
+    store.save_scenario("s", ENTITIES)
+    before = tree(tmp_path)
+    with pytest.raises(InvalidInputError) as caught:
+        store.export_scenario("s", tmp_path, format=format)
+    message = str(caught.value)
+    assert message.startswith(f"cannot export to '{home}': it holds the scenario database '{home / 'h.duckdb'}'")
+    assert message.endswith("choose another path; nothing was written"), message
+    assert tree(tmp_path) == before
+    assert store.load_scenario("s")["entities"] == ENTITIES
+
+    elsewhere = ScenarioStore(tmp_path / "elsewhere.duckdb")  # the database is another store's
+    elsewhere.save_scenario("s", ENTITIES)
+    before = tree(tmp_path)
+    with pytest.raises(InvalidInputError, match=f"'{home}': it holds the DuckDB database '{home / 'h.duckdb'}'"):
+        elsewhere.export_scenario("s", tmp_path, format=format)
+    assert tree(tmp_path) == before
+    assert store.load_scenario("s")["entities"] == ENTITIES
+
+
+def test_an_earlier_export_folder_is_still_replaced(store: ScenarioStore, tmp_path: Path) -> None:
+    store.save_scenario("s", ENTITIES)
+    first = store.export_scenario("s", str(tmp_path) + "/", format="csv")
+    (first / "stale.csv").write_text("from before")
+    os.symlink(tmp_path / "home", first / "link")  # a link to a folder is not looked into
+    assert store.export_scenario("s", str(tmp_path) + "/", format="csv") == first
+    assert sorted(p.name for p in first.iterdir()) == ["claims.csv", "patients.csv"]

@@ -572,6 +572,22 @@ def test_query_to_file_failure_leaves_the_target_alone(filled: ScenarioStore, tm
     assert leftovers(fresh.parent) == []
 
 
+@pytest.mark.parametrize("onto", ["database", "wal", "other"])
+def test_query_to_file_onto_a_database_is_refused_and_keeps_it(
+    filled: ScenarioStore, tmp_path: Path, onto: str
+) -> None:
+    database = Path(filled.path)
+    other = tmp_path / "other.duckdb"
+    ScenarioStore(other).save_scenario("kept", {"patients": [{"patient_id": "K"}]})
+    target = {"database": database, "wal": Path(f"{database}.wal"), "other": other}[onto]
+    before = target.read_bytes() if target.exists() else None
+    with pytest.raises(InvalidInputError, match="choose another file; nothing was written"):
+        query_to_file("SELECT 1 AS one", target, format="csv")
+    assert (target.read_bytes() if target.exists() else None) == before
+    assert filled.list_scenarios()["total_count"] > 0
+    assert ScenarioStore(other).load_scenario("kept")["entities"]["patients"] == [{"patient_id": "K"}]
+
+
 def test_query_to_file_missing_database_writes_nothing(isolated_home: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     with pytest.raises(QueryError, match="no database"):

@@ -18,6 +18,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 
 from healthsim.state import InvalidInputError, MissingDependencyError, ScenarioStore
@@ -477,6 +478,37 @@ def test_write_report_render_failure_creates_nothing(tmp_path: Path, monkeypatch
     finally:
         report_module._plotly_js.cache_clear()
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("wal", [False, True])
+def test_report_onto_the_scenario_database_is_refused_and_keeps_it(tmp_path: Path, wal: bool) -> None:
+    # Was data loss: the page was renamed over the DuckDB file, and the store was gone.
+    database = tmp_path / "r.duckdb"
+    store = ScenarioStore(database)
+    store.save_scenario("a", {"t": [{"x": 1}]})
+    target = Path(f"{database}.wal") if wal else database
+    store.report_scenario("a", tmp_path / "first.html")  # the summary it keeps is made now
+    before = sorted(os.listdir(tmp_path))
+    with pytest.raises(InvalidInputError) as caught:
+        store.report_scenario("a", target)
+    message = str(caught.value)
+    assert message.startswith(f"cannot export to '{target}': it is "), message
+    assert "write-ahead log" in message if wal else "database" in message
+    assert message.endswith("choose another file; nothing was written"), message
+    assert sorted(os.listdir(tmp_path)) == before
+    assert ScenarioStore(database).load_scenario("a")["entities"] == {"t": [{"x": 1}]}
+
+
+def test_write_report_onto_a_duckdb_database_is_refused(tmp_path: Path) -> None:
+    database = tmp_path / "work" / "analysis.duckdb"
+    database.parent.mkdir()
+    with duckdb.connect(str(database)) as con:
+        con.execute("CREATE TABLE kept AS SELECT 42 AS answer")
+    with pytest.raises(InvalidInputError, match=f"'{database}': it is a DuckDB database, which this would replace"):
+        write_report(example_summary(), database)
+    assert os.listdir(database.parent) == ["analysis.duckdb"]
+    with duckdb.connect(str(database), read_only=True) as con:
+        assert con.execute("SELECT answer FROM kept").fetchall() == [(42,)]
 
 
 # --- the real library's summary, in a real browser ----------------------------------------

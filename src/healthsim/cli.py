@@ -47,8 +47,11 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 # Piped output is not limited to 80 columns: names must come out whole for grep and scripts.
-out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# Everything printed holds what users wrote (names, descriptions, tags, values, paths),
+# which Rich would otherwise read as markup ("[/]" fails, "[red]" restyles) or emoji
+# codes (":smile:"): both off, so text is shown as it is stored.
+out = Console(highlight=False, soft_wrap=True, markup=False, emoji=False, width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 F = TypeVar("F", bound=Callable[..., Any])
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON (for scripts).")]

@@ -2,10 +2,17 @@
 
 Used by ``healthsim summary``; kept apart from the CLI's commands because it is all
 presentation: what to say of each field, and how long each bar is.
+
+Every string of the summary (names, descriptions, tags, field paths, values, codes,
+gender labels) is the scenario's data, so each reaches Rich as :class:`~rich.text.Text`,
+never as a ``str`` Rich would read as markup (``[/]`` raises, ``[bold]`` restyles) or
+emoji codes. Numbers may be None (a sum beyond ``DECIMAL(38, 6)``, the mean of no
+number) or text (a number beyond a double's range): those are shown, not formatted.
 """
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from rich.bar import Bar
@@ -18,6 +25,7 @@ from ._text import safe_text
 __all__ = ["render_summary"]
 
 _BAR = 24  # characters of a full bar
+_MISSING = "—"  # a number the summary could not give (None)
 
 
 def render_summary(summary: dict[str, Any], console: Console) -> None:
@@ -26,7 +34,7 @@ def render_summary(summary: dict[str, Any], console: Console) -> None:
     console.print(_header(summary))
     for entity_type, about in summary.get("types", {}).items():
         console.print()
-        console.print(Text(f"{entity_type} — {about['count']:,}", style="bold"))
+        console.print(_text(f"{entity_type} — {_number(about['count'])}", style="bold"))
         if about.get("fields"):
             console.print(_fields(about))
         for fact, draw in (("age_bands", _ages), ("top_codes", _codes), ("over_time", _over_time)):
@@ -35,7 +43,37 @@ def render_summary(summary: dict[str, Any], console: Console) -> None:
         if "charges" in about:
             console.print(_charges(about["charges"]))
     if summary.get("types_omitted"):
-        console.print(Text(f"{summary['types_omitted']} more types left out to keep the summary small", style="dim"))
+        omitted = _number(summary["types_omitted"])
+        console.print(_text(f"{omitted} more types left out to keep the summary small", style="dim"))
+
+
+def _text(value: Any, style: str = "") -> Text:
+    """``value`` as literal text: never markup, always valid UTF-8."""
+    return Text(safe_text(str(value)), style=style)
+
+
+def _number(value: Any, spec: str = ",") -> str:
+    """``value`` formatted by ``spec`` if it is a number, else shown as it is (None as a dash).
+
+    Integers are formatted as decimals: exact (``,.2f`` would go through a float), and
+    never an OverflowError for one beyond a float's range (``10**400``).
+    """
+    if value is None:
+        return _MISSING
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    try:
+        return format(Decimal(value) if isinstance(value, int) else value, spec)
+    except (ArithmeticError, ValueError):  # no such format for it: its plain text
+        return str(value)
+
+
+def _table(*headers: Any) -> Table:
+    """A borderless table whose column headers are literal text."""
+    table = Table(box=None, padding=(0, 1), show_edge=False)
+    for header in headers:
+        table.add_column(_text(header))
+    return table
 
 
 def _header(summary: dict[str, Any]) -> Table:
@@ -45,12 +83,12 @@ def _header(summary: dict[str, Any]) -> Table:
         ("version", summary["version"]),
         ("scenario_id", summary["scenario_id"]),
         ("description", summary.get("description") or ""),
-        ("tags", ", ".join(summary.get("tags", []))),
+        ("tags", ", ".join(map(str, summary.get("tags", [])))),
         ("created", summary.get("created_at")),
         ("updated", summary.get("updated_at")),
-        ("entities", f"{summary['entity_count']:,}"),
+        ("entities", _number(summary["entity_count"])),
     ):
-        grid.add_row(label, Text(safe_text(str(value))))
+        grid.add_row(label, _text(value))
     return grid
 
 
@@ -59,18 +97,18 @@ def _bar(value: float, full: float) -> Bar:
 
 
 def _fields(about: dict[str, Any]) -> Table:
-    table = Table("field", "present", "", "types", "values", box=None, padding=(0, 1), show_edge=False)
+    table = _table("field", "present", "", "types", "values")
     for path, stats in about["fields"].items():
         share = stats["present"]
         table.add_row(
-            Text(safe_text(path)),
+            _text(path),
             _bar(share, 1.0),
-            f"{share:.0%}",
-            ", ".join(stats["types"]),
-            Text(safe_text(_values(stats))),
+            _text(_number(share, ".0%")),
+            _text(", ".join(map(str, stats["types"]))),
+            _text(_values(stats)),
         )
     if about.get("fields_omitted"):
-        table.add_row(Text(f"… {about['fields_omitted']} more fields", style="dim"), "", "", "", "")
+        table.add_row(_text(f"… {_number(about['fields_omitted'])} more fields", style="dim"), "", "", "", "")
     return table
 
 
@@ -78,17 +116,18 @@ def _values(stats: dict[str, Any]) -> str:
     """One line on a field's values: the most frequent, the range, or the lengths."""
     parts = []
     if "format" in stats:
-        parts.append(f"{stats['min']} … {stats['max']}")
+        parts.append(f"{_number(stats['min'], '')} … {_number(stats['max'], '')}")
     elif "top" in stats:
-        parts.append(" · ".join(f"{value} {count:,}" for value, count in stats["top"]))
+        parts.append(" · ".join(f"{value} {_number(count)}" for value, count in stats["top"]))
     if "distinct" in stats and stats["distinct"] != len(stats.get("top", ())):
-        parts.append(f"{stats['distinct']:,} distinct")
+        parts.append(f"{_number(stats['distinct'])} distinct")
     if "mean" in stats:
-        parts.append(f"{stats['min']} … {stats['max']}, mean {stats['mean']:.4g}, median {stats['median']:.4g}")
+        low, high = _number(stats["min"], ""), _number(stats["max"], "")
+        parts.append(f"{low} … {high}, mean {_number(stats['mean'], '.4g')}, median {_number(stats['median'], '.4g')}")
     if "true" in stats:
-        parts.append(f"true {stats['true']:,} · false {stats['false']:,}")
+        parts.append(f"true {_number(stats['true'])} · false {_number(stats['false'])}")
     if "length" in stats:
-        parts.append(f"length {stats['length']['min']}–{stats['length']['max']}")
+        parts.append(f"length {_number(stats['length']['min'], '')}–{_number(stats['length']['max'], '')}")
     return "; ".join(parts)
 
 
@@ -96,34 +135,35 @@ def _ages(ages: dict[str, Any]) -> Group:
     genders = list(ages.get("genders", {}))
     extra = sorted({g for counts in ages["bands"].values() for g in counts} - set(genders))
     columns = genders + extra
-    table = Table("age", *columns, "", box=None, padding=(0, 1), show_edge=False)
+    table = _table("age", *columns, "")  # the gender labels are the data's values
     biggest = max((sum(c.values()) for c in ages["bands"].values()), default=1)
     for band, counts in ages["bands"].items():
         total = sum(counts.values())
-        table.add_row(band, *(f"{counts.get(g, 0):,}" for g in columns), _bar(total, biggest))
+        table.add_row(_text(band), *(_text(_number(counts.get(g, 0))) for g in columns), _bar(total, biggest))
     by = f" by {ages['by']}" if ages.get("by") else ""
-    title = Text(f"  age on {ages['as_of']} (from {ages['field']}){by}", style="italic")
+    title = _text(f"  age on {ages['as_of']} (from {ages['field']}){by}", style="italic")
     return Group(title, table)
 
 
 def _codes(codes: dict[str, Any]) -> Group:
-    table = Table("code", "description", "count", "", box=None, padding=(0, 1), show_edge=False)
+    table = _table("code", "description", "count", "")
     biggest = max((n for _, _, n in codes["top"]), default=1)
     for code, text, n in codes["top"]:
-        table.add_row(Text(safe_text(str(code))), Text(safe_text(text or "")), f"{n:,}", _bar(n, biggest))
-    return Group(Text(f"  top {codes['field']}", style="italic"), table)
+        table.add_row(_text(code), _text(text or ""), _text(_number(n)), _bar(n, biggest))
+    return Group(_text(f"  top {codes['field']}", style="italic"), table)
 
 
 def _over_time(over: dict[str, Any]) -> Group:
-    table = Table(over["unit"], "count", "", box=None, padding=(0, 1), show_edge=False)
+    table = _table(over["unit"], "count", "")
     biggest = max((n for _, n in over["counts"]), default=1)
     for period, n in over["counts"]:
-        table.add_row(period, f"{n:,}", _bar(n, biggest))
-    return Group(Text(f"  per {over['unit']} of {over['field']}", style="italic"), table)
+        table.add_row(_text(period), _text(_number(n)), _bar(n, biggest))
+    return Group(_text(f"  per {over['unit']} of {over['field']}", style="italic"), table)
 
 
 def _charges(charges: dict[str, Any]) -> Group:
-    table = Table("field", "count", "total", box=None, padding=(0, 1), show_edge=False)
+    table = _table("field", "count", "total")
     for path, totals in charges.items():
-        table.add_row(Text(safe_text(path)), f"{totals['count']:,}", f"{totals['total']:,.2f}")
-    return Group(Text("  totals", style="italic"), table)
+        # The total is None past DECIMAL(38, 6), or may be the text of a number: shown as is.
+        table.add_row(_text(path), _text(_number(totals["count"])), _text(_number(totals["total"], ",.2f")))
+    return Group(_text("  totals", style="italic"), table)

@@ -63,6 +63,7 @@ import pyarrow.parquet as pq
 
 from .database import connect, lock_timeout, prepare_file, process_lock, resolve_database
 from .errors import DatabaseError, DatabaseLockedError, InvalidInputError, QueryError, StateError
+from .exchange.export import refuse_database
 from .exchange.formats import concatenated
 from .postgres.server import TeamDatabase
 from .results import QueryResult
@@ -900,7 +901,8 @@ def query_to_file(
 
     Raises:
         QueryError: the SQL is refused, fails or runs past ``timeout``.
-        InvalidInputError: an unknown format, or a path that cannot be written.
+        InvalidInputError: an unknown format, a path that cannot be written, or one that
+            is a DuckDB database (this store's or another) or the write-ahead log of one.
     """
     database = resolve_database(db_path)
     _check_sql(sql, database)
@@ -922,6 +924,7 @@ def query_to_file(
         raise InvalidInputError(f"unknown query output format {format!r}; use csv, parquet or ndjson")
     if target.is_dir():
         raise InvalidInputError(f"{str(target)!r} is a folder; give the path of the file to write")
+    refuse_database(target, database)  # the rows written over the database would replace it
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, temp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")

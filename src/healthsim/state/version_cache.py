@@ -8,7 +8,7 @@ tells apart a version made again after a backup of the database was restored):
 
     healthsim.duckdb.frames/{scenario_id}/v{version}-{microseconds}/
         0.parquet, 1.parquet, …, types.json     every type's table, as the Parquet export writes it
-        summary-{samples}-{budget}.json         a summary
+        summary-{samples}-{budget}-r{recipe}.json   a summary, as this release computes them
 
 One version per scenario is kept (writing for a newer one removes the others), and
 deleting a scenario removes its folder. It is an optimisation only: a file that cannot be
@@ -44,6 +44,9 @@ def _team_folder(team: TeamDatabase) -> Path:
 
 
 _TYPES = "types.json"
+# Raised when what a summary holds or how it is computed changes: summaries kept by an
+# earlier release (another recipe) are never read, so an upgrade never shows stale ones.
+SUMMARY_RECIPE = 2
 
 
 class VersionCache:
@@ -118,7 +121,7 @@ class VersionCache:
         self, scenario_id: uuid.UUID, version: int, made_at: _dt.datetime, samples: int, budget: int
     ) -> dict[str, Any] | None:
         """A kept summary of that version, or None."""
-        path = self._folder(scenario_id, version, made_at) / f"summary-{samples}-{budget}.json"
+        path = self._folder(scenario_id, version, made_at) / _summary_name(samples, budget)
         try:
             summary = json.loads(path.read_text(encoding="utf-8"))  # json: exact big integers
         except (OSError, ValueError):
@@ -139,7 +142,7 @@ class VersionCache:
         text = json.dumps(summary, ensure_ascii=False)
         with contextlib.suppress(OSError, ValueError):
             self._make(folder)
-            self._replace(folder, f"summary-{samples}-{budget}.json", lambda path: path.write_text(text, "utf-8"))
+            self._replace(folder, _summary_name(samples, budget), lambda path: path.write_text(text, "utf-8"))
 
     # --- housekeeping -----------------------------------------------------------------------
 
@@ -172,6 +175,10 @@ class VersionCache:
         except BaseException:
             Path(temp).unlink(missing_ok=True)
             raise
+
+
+def _summary_name(samples: int, budget: int) -> str:
+    return f"summary-{samples}-{budget}-r{SUMMARY_RECIPE}.json"
 
 
 def _version_of(folder: Path) -> int:

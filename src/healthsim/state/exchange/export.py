@@ -18,6 +18,10 @@ flushed to disk, then renamed over the target. A crash leaves no half file at th
 A target that cannot be written (a file where a folder should be, no permission, a
 read-only or full disk) is an :class:`~healthsim.state.errors.InvalidInputError` naming
 the path, and leaves nothing behind: no temporary file, no folder made for it.
+
+A target that is a DuckDB database (the store's own file, or any other) or the
+write-ahead log of one is refused before anything is written: the rename would replace
+the database with the export, and a report or export over a database is surely a mistake.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import errno
 import json
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -38,6 +43,7 @@ from ..errors import InvalidInputError
 from ..reading import ScenarioReader
 
 if TYPE_CHECKING:  # the store calls this module; it is only named here for type hints
+    from ..database import Database
     from ..store import ScenarioStore
 
 __all__ = [
@@ -45,6 +51,8 @@ __all__ = [
     "safe_file_name",
     "default_export_path",
     "export_scenario",
+    "is_duckdb_database",
+    "refuse_database",
     "target_path",
     "write_atomically",
 ]
@@ -54,6 +62,11 @@ Progress = Callable[[int, int], None]  # (entities written, entities in all)
 _MAX_STEM = 120
 _DOTS = re.compile(r"\.{2,}")
 _UNSAFE = re.compile(r'[\x00-\x1f\x7f-\x9f/\\:*?"<>|\u2028\u2029]')
+#: Every DuckDB database file has these bytes at offset 8, after its header's checksum.
+_DUCKDB_MAGIC = b"DUCK"
+_DUCKDB_MAGIC_AT = 8
+#: The suffix DuckDB adds to a database file's path for its write-ahead log.
+_WAL = ".wal"
 
 
 def safe_file_name(name: str, suffix: str = ".json") -> str:
@@ -97,6 +110,64 @@ def target_path(name: str, output_path: str | os.PathLike[str] | None, suffix: s
         if names_folder or target.is_dir():
             target = target / safe_file_name(name, suffix)
     return Path(os.path.abspath(target))  # absolute and without '..', links untouched
+
+
+def is_duckdb_database(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a regular file (links followed) that starts like a DuckDB database.
+
+    Only the magic bytes are read; anything that cannot be read (a missing file, a
+    folder, a pipe, no permission) is not a database this could replace.
+    """
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a pipe would block the read
+            return False
+        with open(path, "rb") as file:
+            head = file.read(_DUCKDB_MAGIC_AT + len(_DUCKDB_MAGIC))
+    except (OSError, ValueError):  # ValueError: a NUL in the path
+        return False
+    return head[_DUCKDB_MAGIC_AT:] == _DUCKDB_MAGIC
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` are one file: the same inode (hard links, a case-insensitive
+    disk), or, when one does not exist yet, the same path with links resolved."""
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def refuse_database(target: Path, database: Database | None = None) -> None:
+    """Refuse to write ``target`` (a file or folder) over a database.
+
+    Refused: the store's own database file ``database`` and its write-ahead log (links
+    resolved), any other file that is a DuckDB database, and the write-ahead log path of
+    one (``{file}.wal``: DuckDB would replay whatever is there when it next opens it).
+    Writing any of these replaces the database or breaks it.
+
+    Args:
+        target: the absolute path about to be written.
+        database: the store's database (a team store's URL has no file and is ignored).
+
+    Raises:
+        InvalidInputError: ``target`` is one of these; the message names it and the database.
+    """
+    problem = None
+    if isinstance(database, Path):
+        if _same_file(target, database):
+            problem = "it is the scenario database itself"
+        elif _same_file(target, Path(f"{database}{_WAL}")):
+            problem = f"it is the write-ahead log of the scenario database {str(database)!r}"
+    if problem is None and is_duckdb_database(target):
+        problem = "it is a DuckDB database, which this would replace"
+    if problem is None and target.name.lower().endswith(_WAL):
+        owner = target.with_name(target.name[: -len(_WAL)])
+        if is_duckdb_database(owner):
+            problem = f"it is the write-ahead log of the DuckDB database {str(owner)!r}"
+    if problem is not None:
+        raise InvalidInputError(
+            f"cannot export to {str(target)!r}: {problem}; choose another file; nothing was written"
+        )
 
 
 def _header_line(reader: ScenarioReader) -> bytes:
@@ -238,8 +309,9 @@ def export_scenario(
 
     Raises:
         ScenarioNotFoundError: no scenario has that name or id.
-        InvalidInputError: ``output_path`` is not a path, or its file or folder cannot be
-            written (the message names it); nothing is left behind.
+        InvalidInputError: ``output_path`` is not a path, is a DuckDB database (the
+            store's own or another) or the write-ahead log of one, or its file or folder
+            cannot be written (the message names it); nothing is left behind.
     """
     with store.open_scenario(name, version) as reader:
         chosen = chosen_types(reader, types)
@@ -250,17 +322,26 @@ def export_scenario(
             _write_entities(reader, out, progress, chosen)
             out.write(b"}}\n")
 
-        write_atomically(target, write)
+        write_atomically(target, write, database=store.path)
     return target
 
 
-def write_atomically(target: Path, write: Callable[[BinaryIO], object]) -> None:
+def write_atomically(target: Path, write: Callable[[BinaryIO], object], *, database: Database | None = None) -> None:
     """Write a file through ``write`` to a temporary file beside ``target``, then move it
     into place: a crash or an error leaves no half file (and no folder it created).
 
+    Args:
+        target: the absolute path of the file to write.
+        write: writes the whole file to the binary stream it is given.
+        database: the store's database, refused as a target with its write-ahead log
+            (any other DuckDB database is refused whether given or not).
+
     Raises:
-        InvalidInputError: the file or its folder cannot be written (the message names it).
+        InvalidInputError: ``target`` is a DuckDB database or the write-ahead log of one
+            (see :func:`refuse_database`), or the file or its folder cannot be written
+            (the message names it). Nothing is written.
     """
+    refuse_database(target, database)
     created = _make_folder(target)
     try:
         fd, temp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")

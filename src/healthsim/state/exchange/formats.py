@@ -12,6 +12,10 @@ The JSON exchange format stays in :mod:`.export`; this module adds the others be
 
 A folder is written under a temporary name beside its target and renamed into place,
 so a crash never leaves a half folder under the final name.
+
+No export replaces a database: a target that is a DuckDB database or the write-ahead
+log of one is refused (:func:`.export.refuse_database`), and so is an existing folder
+that holds one, since replacing the folder deletes what was in it.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ from .export import (
     _fsync_folder,
     chosen_types,
     export_scenario,
+    is_duckdb_database,
+    refuse_database,
     safe_file_name,
     target_path,
     write_atomically,
@@ -47,6 +53,7 @@ from .export import (
 from .tables import type_tables
 
 if TYPE_CHECKING:
+    from ..database import Database
     from ..store import ScenarioStore
 
 __all__ = ["FORMATS", "check_format", "concatenated", "export_formatted", "load_frames"]
@@ -82,9 +89,9 @@ def export_formatted(
         chosen = chosen_types(reader, types)
         if format == "ndjson":
             target = target_path(reader.header.name, path, suffix=".ndjson")
-            write_atomically(target, lambda out: _write_ndjson(reader, out, chosen, progress))
+            write_atomically(target, lambda out: _write_ndjson(reader, out, chosen, progress), database=store.path)
             return target
-        folder = _folder_path(reader.header.name, path, format)
+        folder = _folder_path(reader.header.name, path, format, store.path)
         _write_folder(reader, folder, format, chosen, progress, VersionCache(store.path))
         return folder
 
@@ -164,16 +171,57 @@ def concatenated(column: pa.Array) -> memoryview:
 # --- Parquet and CSV folders -----------------------------------------------------------------
 
 
-def _folder_path(name: str, path: str | os.PathLike[str] | None, format: str) -> Path:
+def _folder_path(name: str, path: str | os.PathLike[str] | None, format: str, database: Database) -> Path:
     """The folder to write: ``path`` itself, ``{name}-{format}`` inside it when it is a
-    folder (or ends in ``/``), or ``~/Downloads/{name}-{format}``."""
+    folder (or ends in ``/``), or ``~/Downloads/{name}-{format}``.
+
+    Raises:
+        InvalidInputError: the folder would replace a file, a DuckDB database or its
+            write-ahead log, or an existing folder that holds a DuckDB database.
+    """
     folder = target_path(name, path, suffix=f"-{format}")
+    refuse_database(folder, database)
+    if folder.is_dir() and not folder.is_symlink():
+        _refuse_folder_of_databases(folder, database)
     if folder.exists() and not folder.is_dir():
         raise InvalidInputError(
             f"{str(folder)!r} is a file, not a folder; a {format} export writes a folder with one file "
             "per entity type: choose another path"
         )
     return folder
+
+
+def _refuse_folder_of_databases(folder: Path, database: Database) -> None:
+    """Refuse to replace ``folder`` if the store's database, or any DuckDB database, is in it.
+
+    An existing folder is replaced whole and the old one deleted (:func:`_replace_folder`),
+    with whatever it holds. It is usually an earlier export (a few files), so it is
+    searched all through; links are not followed, as deleting a link leaves its target.
+
+    Raises:
+        InvalidInputError: a database is in ``folder``; the message names it.
+    """
+    found = None
+    if isinstance(database, Path):
+        real_database, real_folder = Path(os.path.realpath(database)), Path(os.path.realpath(folder))
+        if real_database.is_relative_to(real_folder):
+            found = f"the scenario database {str(database)!r}"
+    if found is None:
+        for parent, _, files in os.walk(folder):
+            inside = next((Path(parent, f) for f in files if _is_database_file(Path(parent, f))), None)
+            if inside is not None:
+                found = f"the DuckDB database {str(inside)!r}"
+                break
+    if found is not None:
+        raise InvalidInputError(
+            f"cannot export to {str(folder)!r}: it holds {found}, which replacing the folder would delete; "
+            "choose another path; nothing was written"
+        )
+
+
+def _is_database_file(path: Path) -> bool:
+    """Whether ``path`` is a DuckDB database itself (not a link to one)."""
+    return not path.is_symlink() and is_duckdb_database(path)
 
 
 def _write_folder(
