@@ -12,6 +12,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -232,3 +233,57 @@ def test_csv_strings_read_back_the_same(store: ScenarioStore, tmp_path: Path, en
     for row, entity in zip(rows, entities, strict=True):
         assert row.get("s", "") == entity.get("s", "")
         assert row.get("o.t", "") == entity.get("o", {}).get("t", "")
+
+
+# --- found by a hunt with hostile entities -----------------------------------------------------
+
+
+def parquet_column(store: ScenarioStore, tmp_path: Path, name: str, entities: list[dict[str, Any]]) -> pa.Table:
+    store.save_scenario(name, {"things": entities})
+    folder = store.export_scenario(name, tmp_path / name, format="parquet")
+    table = pq.read_table(folder / "things.parquet")
+    assert rows_of(table) == [without_nulls(e) for e in entities]  # every value exactly
+    assert rows_of(store.load_frames(name)["things"]) == rows_of(table)
+    return table
+
+
+@pytest.mark.parametrize(
+    "entities",
+    [
+        [{"v": [2**53 + 1, 0.5]}],  # DuckDB merges a list's elements to a double
+        [{"v": [2**64 - 1, 0.5]}],
+        [{"v": [{"a": 2**60}, {"a": 0.5}]}],
+        [{"v": [-1, 2**63, 0.5]}],
+        [{"v": [{"a": 1}, {"a": "s"}]}, {"v": [{"a": {"b": 1}}]}],  # "JSON" in a list is not an empty object
+        [{"v": [{"a": {}}, {"a": 5}]}, {"v": [{"a": {"z": 1}}]}],
+        [{"o": {"l": [{"a": 1}, {"a": [1]}]}}, {"o": {"l": [{"a": {"z": 1}}]}}],
+    ],
+)
+def test_values_merged_inside_lists_read_back_exactly(
+    store: ScenarioStore, tmp_path: Path, entities: list[dict[str, Any]]
+) -> None:
+    parquet_column(store, tmp_path, "lists", entities)
+
+
+def test_more_shapes_than_are_grouped_keep_integers_beside_fractions(store: ScenarioStore, tmp_path: Path) -> None:
+    # Past 2,000 shapes DuckDB merges the whole type: a double there may hide integers too.
+    entities: list[dict[str, Any]] = [{f"k{i}": i} for i in range(2_001)]
+    entities += [{"v": 2**53 + 1}, {"v": 0.5}]
+    table = parquet_column(store, tmp_path, "shapes", entities)
+    assert str(table.schema.field("v").type) == "extension<arrow.json>"
+
+
+def test_non_negative_integers_beside_fractions_are_doubles(store: ScenarioStore, tmp_path: Path) -> None:
+    for name, values in (("weights", [70, 70.5]), ("signed", [-70, 70.5]), ("zero", [0, 1.5, 3])):
+        table = parquet_column(store, tmp_path, name, [{"v": v} for v in values])
+        assert table.schema.field("v").type == pa.float64(), name
+
+
+def test_csv_column_names_differing_only_by_case_get_their_own_names(store: ScenarioStore, tmp_path: Path) -> None:
+    # DuckDB renames a column equal to another but for case to "…_1", which may be a real key.
+    store.save_scenario("cases", {"things": [{"a.B": 1, "a": {"b": 2}, "a.b_1": 3, "A.b": 4}]})
+    folder = store.export_scenario("cases", tmp_path / "cases", format="csv")
+    with open(folder / "things.csv", encoding="utf-8", newline="") as f:
+        (row,) = list(csv.DictReader(f))
+    del row["entity_id"]
+    assert row == {"a.B": "1", "a.b_": "2", "a.b_1": "3", "A.b__": "4"}

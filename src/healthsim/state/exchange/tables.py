@@ -88,12 +88,15 @@ class TypeTable:
         """The rows with objects flattened to dotted columns (``address.city``) and lists
         and JSON values as JSON text: the CSV layout."""
         columns = [_ident(self.id_column)]
-        names = {self.id_column}
+        names = {self.id_column.lower()}
         flat = list(_flatten(self.structure, "", "s")) + [(c, _ident(c), "JSON") for _, c in self.apart]
         for name, expr, kind in flat:
-            while name in names:  # "a.b" the key and "a" then "b": the later one gets a "_"
+            # "a.b" the key and "a" then "b": the later one gets a "_" (compared as DuckDB
+            # compares column names, ignoring case, or it renames one itself, to a name
+            # another key may have).
+            while name.lower() in names:
                 name += "_"
-            names.add(name)
+            names.add(name.lower())
             if isinstance(kind, list):
                 expr = f"CAST(to_json({expr}) AS VARCHAR)"
             elif kind == "JSON":
@@ -145,7 +148,8 @@ def _structure(reader: ScenarioReader, entity_type: str) -> dict[str, Structure]
     merged: Structure = "NULL"
     if len(shapes) > _MAX_SHAPES:
         rows = con.execute(f"SELECT json_group_structure(entity_data) FROM ({source})").fetchall()
-        merged = _merge("NULL", json.loads(rows[0][0]))
+        # DuckDB merged every entity's types: any double may hide integers, as in a list.
+        merged = _merge("NULL", _doubles_checked(json.loads(rows[0][0])))
     else:
         for text, _ in shapes:
             merged = _merge(merged, _objects(json.loads(text)))
@@ -157,19 +161,27 @@ def _structure(reader: ScenarioReader, entity_type: str) -> dict[str, Structure]
 
 def _objects(shape: Structure) -> Structure:
     """One entity's ``json_structure`` with its empty objects as ``{}``: it calls them
-    ``JSON``, which in one entity's shape means an empty object (but in a list, where
-    elements of different types also merge to ``JSON``). An entity is an object."""
+    ``JSON``, which in one entity's shape means an empty object. An entity is an object.
+
+    Inside a list DuckDB has already merged the elements' types, so there ``JSON`` may
+    also be values of different types (``[{"a": 1}, {"a": "s"}]``) and stays JSON, and a
+    double may hide integers beside fractions (``[2**53 + 1, 0.5]``): :func:`_doubles_checked`.
+    """
     if isinstance(shape, dict):
-        return {k: {} if v == "JSON" else _inner_objects(v) for k, v in shape.items()}
+        return {k: {} if v == "JSON" else _objects(v) for k, v in shape.items()}
+    if isinstance(shape, list) and shape:
+        return [_doubles_checked(shape[0])]
     return {} if shape == "JSON" else shape
 
 
-def _inner_objects(shape: Structure) -> Structure:
+def _doubles_checked(shape: Structure) -> Structure:
+    """A merged structure with its doubles as ``DOUBLE~`` (checked row by row for integers
+    a double cannot hold) and its ``JSON`` kept as JSON (not taken for empty objects)."""
     if isinstance(shape, dict):
-        return _objects(shape)
-    if isinstance(shape, list) and shape:
-        return [_inner_objects(shape[0])]  # a list's "JSON" stays: its elements differ
-    return shape
+        return {k: _doubles_checked(v) for k, v in shape.items()}
+    if isinstance(shape, list):
+        return [_doubles_checked(shape[0])] if shape else shape
+    return "DOUBLE~" if shape == "DOUBLE" else shape
 
 
 def _merge(a: Structure, b: Structure) -> Structure:
@@ -193,12 +205,10 @@ def _merge(a: Structure, b: Structure) -> Structure:
     if isinstance(a, str) and isinstance(b, str) and a in _NUMBERS and b in _NUMBERS:
         if a in _INTEGERS and b in _INTEGERS:
             return "HUGEINT"  # two different integer types: 128 bits hold both
-        if a in _INTEGERS or b in _INTEGERS:
-            integer = a if a in _INTEGERS else b
-            # A double holds a BIGINT exactly up to 2**53 (larger ones are found row by
-            # row); UBIGINT and HUGEINT values are beyond it anyway.
-            return "DOUBLE~" if integer == "BIGINT" else "JSON"
-        return "DOUBLE~"  # DOUBLE with DOUBLE~
+        # Integers with fractions: a double, which holds integers exactly up to 2**53; the
+        # rows that may hold larger ones are checked later (a non-negative integer is
+        # UBIGINT to DuckDB however small, so 70 beside 70.5 is a double too).
+        return "DOUBLE~"
     return "JSON"
 
 
