@@ -111,6 +111,18 @@ def test_restore_in_place_as_new_and_undo(store: ScenarioStore) -> None:
         store.restore_scenario("c2", 1, new_name="c-at-2")
 
 
+def test_an_undo_with_nothing_to_go_back_to_says_so(store: ScenarioStore) -> None:
+    store.save_scenario("one", {"patients": [{"patient_id": "A"}]})
+    # Was "version 0 of scenario 'one' does not exist", a version the caller never gave.
+    with pytest.raises(InvalidInputError, match="has only version 1: there is no earlier change to undo"):
+        store.restore_scenario("one")
+    store.delete_scenario("one")
+    assert store.restore_scenario("one")["version"] == 3  # a deleted one: its last version back
+    with pytest.raises(InvalidInputError, match="the change before version 3 .* is its deletion, which version 3"):
+        store.restore_scenario("one")
+    assert store.scenario_history("one")["versions"][0]["version"] == 3  # nothing changed
+
+
 def test_delete_goes_to_the_trash_and_comes_back_with_its_id_and_history(store: ScenarioStore) -> None:
     sid = store.save_scenario("gone", {"patients": [{"patient_id": "A"}]}, "d", ["t"])
     store.add_entities("gone", {"claims": [{"claim_id": "K"}]})

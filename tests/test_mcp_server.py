@@ -560,7 +560,20 @@ def test_export_scenario_writes_analytics_formats(db_path: Path, tmp_path: Path)
         )
         assert folder["path"] == str(tmp_path / "pq") and folder["format"] == "parquet"
         assert [p.name for p in (tmp_path / "pq").iterdir()] == ["patients.parquet"]
+        # The counts are those of what was written (they were the whole scenario's).
+        assert (folder["entity_count"], folder["entities_by_type"], folder["version"]) == (1, {"patients": 1}, 1)
+        lines = await call(
+            client, "export_scenario", name="c", output_path=str(tmp_path / "p.ndjson"), format="ndjson", types=[]
+        )
+        assert (lines["entity_count"], lines["entities_by_type"]) == (0, {})
+        assert (tmp_path / "p.ndjson").read_text() == ""
+        every = await call(client, "export_scenario", name="c", output_path=str(tmp_path / "all.json"))
+        assert every["entities_by_type"] == {"patients": 1, "claims": 0}
         error = await call_error(client, "export_scenario", name="c", format="csv", types=["aliens"])
         assert "no entity type 'aliens'" in error
+        # A type is named as when saving: "patient" is patients.
+        page = await call(client, "load_scenario", name="c", entity_type="Patient")
+        assert page["entities"] == {"patients": [{"patient_id": "A", "address": {"city": "X"}}]}
+        assert page["page"]["entity_type"] == "patients"
 
     with_session(db_path, test)

@@ -572,6 +572,14 @@ def test_query_to_file_failure_leaves_the_target_alone(filled: ScenarioStore, tm
     assert leftovers(fresh.parent) == []
 
 
+def test_a_pivot_that_would_create_a_type_is_refused_saying_how_to_write_it(filled: ScenarioStore) -> None:
+    # DuckDB runs a PIVOT without its values as several statements (one creates a type).
+    with pytest.raises(QueryError, match=r"list the values: PIVOT … ON col IN \('a', 'b'\)"):
+        filled.query("PIVOT scenarios ON name")
+    rows = filled.query("PIVOT (SELECT name FROM scenarios) ON name IN ('nobody') USING count(*)")["rows"]
+    assert rows == [[0]]
+
+
 @pytest.mark.parametrize("onto", ["database", "wal", "other"])
 def test_query_to_file_onto_a_database_is_refused_and_keeps_it(
     filled: ScenarioStore, tmp_path: Path, onto: str

@@ -15,6 +15,7 @@ from healthsim.state import (
     InvalidEntityError,
     InvalidInputError,
     InvalidScenarioNameError,
+    QueryError,
     ScenarioExistsError,
     ScenarioNotFoundError,
     ScenarioStore,
@@ -456,6 +457,27 @@ def test_a_nul_character_is_refused_or_matches_nothing_on_both_engines(store: Sc
     assert store.list_scenarios(search="s\x00") == {"scenarios": [], "total_count": 0}
     assert store.list_scenarios(tag="t\x00", deleted=True) == {"scenarios": [], "total_count": 0}
     assert [s["name"] for s in store.list_scenarios()["scenarios"]] == ["s"]
+
+
+def test_a_lone_surrogate_is_refused_or_matches_nothing_on_both_engines(store: ScenarioStore) -> None:
+    # Not UTF-8, so no stored name holds one: lookups find nothing (they failed inside the
+    # database engine), ids to remove and SQL are refused by name.
+    store.save_scenario("s", {"patients": [{"patient_id": "A"}]})
+    for lookup in (
+        lambda: store.load_scenario("s\ud800"),
+        lambda: store.scenario_history("s\ud800"),
+        lambda: store.restore_scenario("s\ud800"),
+        lambda: store.diff_scenarios("s", "s\ud800"),
+        lambda: store.merge_scenarios(["s", "s\ud800"], "m"),
+    ):
+        with pytest.raises(ScenarioNotFoundError, match="not found"):
+            lookup()
+    with pytest.raises(InvalidInputError, match=r"entity_ids\[1\] contains a lone surrogate"):
+        store.remove_entities("s", "patients", ["A", "a\ud800"])
+    with pytest.raises(QueryError, match="the SQL contains a lone surrogate"):
+        store.query("SELECT '\ud800'")
+    assert store.load_scenario("s")["entities"] == {"patients": [{"patient_id": "A"}]}  # nothing changed
+    assert store.scenario_history("s")["total_count"] == 1
 
 
 def test_diff_tells_numbers_as_written_and_takes_a_nul_escape_on_both_engines(store: ScenarioStore) -> None:

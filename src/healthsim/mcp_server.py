@@ -207,7 +207,7 @@ def build_server(db: str | os.PathLike[str] | None = None) -> MCPServer:
         with store().open_scenario(name, version) as reader:
             summary = reader.summary()
             page = reader.page(entity_type, offset, limit, PAGE_BYTES)
-        return {**summary, "entities": {entity_type: page.pop("entities")}, "page": page}
+        return {**summary, "entities": {page["entity_type"]: page.pop("entities")}, "page": page}
 
     @tool(
         "Save a scenario",
@@ -413,18 +413,19 @@ def build_server(db: str | os.PathLike[str] | None = None) -> MCPServer:
     ) -> dict[str, Any]:
         target = store()
         path = target.export_scenario(name, output_path, format=format, version=version, types=types)
-        if version is None:
-            return {"path": str(path), "format": format, **target.scenario_summary(name)}
         with target.open_scenario(name, version) as reader:
             summary = reader.summary()
-        counts = {"entity_count": summary["entity_count"], "entities_by_type": summary["entities_by_type"]}
+            written = [reader.stored_type(t) for t in types] if types is not None else list(reader.counts)
+        # The counts of what was written: of the types asked for, when some were.
+        by_type = {t: n for t, n in summary["entities_by_type"].items() if t in written}
         return {
             "path": str(path),
             "format": format,
             "scenario_id": summary["scenario_id"],
             "name": summary["name"],
-            "version": version,
-            **counts,
+            "version": summary["version"],
+            "entity_count": sum(by_type.values()),
+            "entities_by_type": by_type,
         }
 
     @tool(

@@ -33,7 +33,7 @@ from .postgres.bulk import copy_text, entity_rows_sql
 from .postgres.connection import is_postgres
 from .postgres.schema import ENTITY_IDS
 from .reading import SCENARIO_COLUMNS, ScenarioHeader, first_row, iso_utc
-from .validation import normalize_tags
+from .validation import check_utf8, normalize_tags
 
 __all__ = [
     "ChangeCounts",
@@ -240,6 +240,7 @@ def remove_rows(
                 f"entity_ids[{position}] is {raw!r}; an id is a string (a UUID or the entity's own id)"
             )
         text = str(raw).strip()
+        check_utf8(text, f"entity_ids[{position}]")
         wanted[text] = derive_entity_id(stored_type, text)
     found = {
         row[0]

@@ -33,6 +33,7 @@ import duckdb
 from .dialect import json_text_in
 from .errors import InvalidInputError
 from .reading import ScenarioHeader, iso_utc
+from .validation import storable
 
 __all__ = [
     "BIRTHS",
@@ -282,7 +283,7 @@ def apply_retention(con: duckdb.DuckDBPyConnection, scenario_id: uuid.UUID, vers
 def find_deleted(con: duckdb.DuckDBPyConnection, name: str) -> uuid.UUID | None:
     """The most recently deleted scenario (in the trash) of that name or id, if any."""
     key = name.strip() if isinstance(name, str) else ""
-    if "\x00" in key:  # no name holds one (PostgreSQL cannot even be asked)
+    if not storable(key):  # no name holds a NUL or a lone surrogate
         return None
     rows = con.execute(
         f"SELECT scenario_id FROM {VERSIONS} v WHERE operation = 'delete' "

@@ -67,6 +67,7 @@ from .exchange.export import refuse_database
 from .exchange.formats import concatenated
 from .postgres.server import TeamDatabase
 from .results import QueryResult
+from .validation import check_utf8
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -208,6 +209,11 @@ def _check_statement(sql: object) -> str:
     if len(statements) != 1:
         raise QueryError(_statement_count_message(len(statements)))
     kind = statements[0].type
+    if kind == duckdb.StatementType.MULTI:  # DuckDB runs it as several statements, one a write
+        raise QueryError(
+            "only read-only SELECT queries run here, and this one needs DuckDB to run several statements "
+            "(a PIVOT without its values first creates a type); list the values: PIVOT … ON col IN ('a', 'b')"
+        )
     if kind != duckdb.StatementType.SELECT:
         raise QueryError(_not_select_message(kind.name))
     return sql
@@ -215,6 +221,11 @@ def _check_statement(sql: object) -> str:
 
 def _check_sql(sql: object, database: Path | TeamDatabase) -> str:
     """``sql`` checked as one read statement, by the rules of the engine that will run it."""
+    if isinstance(sql, str):
+        try:
+            check_utf8(sql, "the SQL")
+        except InvalidInputError as exc:
+            raise QueryError(str(exc)) from None
     if isinstance(database, TeamDatabase):
         from .postgres.sandbox import check_statement  # (it imports this module)
 

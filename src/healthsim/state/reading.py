@@ -24,11 +24,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .dialect import fetch_arrow, matches
-from .entities import decode_entity
-from .errors import InvalidInputError, ScenarioNotFoundError
+from .entities import decode_entity, normalize_type
+from .errors import InvalidEntityError, InvalidInputError, ScenarioNotFoundError
 from .postgres.locks import row_lock
 from .results import ScenarioSummary
-from .validation import as_uuid
+from .validation import as_uuid, storable
 
 __all__ = [
     "BIG_INT_PATTERN",
@@ -133,7 +133,7 @@ def find_scenario(con: duckdb.DuckDBPyConnection, name: str, *, lock_row: bool =
     if not isinstance(name, str):
         raise InvalidInputError(f"scenario name must be a string (a name or UUID), not {type(name).__name__}")
     key = name.strip()
-    if "\x00" in key:  # no name holds one (PostgreSQL cannot even be asked)
+    if not storable(key):  # no name holds a NUL or a lone surrogate
         raise ScenarioNotFoundError(key)
     # Inside a change's transaction on PostgreSQL, the row stays locked until it ends.
     lock = row_lock(con) if lock_row else ""
@@ -292,6 +292,7 @@ class ScenarioReader:
         Raises:
             InvalidInputError: the scenario has no entities of that type.
         """
+        entity_type = self.stored_type(entity_type)
         entities, _ = bounded(self.entities(entity_type, offset, offset + limit), budget)
         total = self.counts[entity_type]
         end = offset + len(entities)
@@ -369,17 +370,34 @@ class ScenarioReader:
         )
         return in_id_order(table).drop_columns(["id"])
 
-    def entities(self, entity_type: str, start: int = 0, stop: int | None = None) -> list[Any]:
-        """Parsed entities of one type between two positions (for paging).
+    def stored_type(self, entity_type: str) -> str:
+        """The scenario's own name of an entity type as a user writes it: ``patient`` and
+        ``Patient`` name ``patients``, as they do when saving (:func:`.entities.normalize_type`).
 
         Raises:
             InvalidInputError: the scenario has no entities of that type.
         """
-        if entity_type not in self.counts:
+        if entity_type in self.counts:
+            return entity_type
+        try:
+            stored: str | None = normalize_type(entity_type)
+        except InvalidEntityError:  # not a type name at all
+            stored = None
+        if stored is None or stored not in self.counts:
             known = ", ".join(self.counts) or "none"
             raise InvalidInputError(
                 f"scenario {self.header.name!r} has no entity type {entity_type!r}; its types: {known}"
             )
+        return stored
+
+    def entities(self, entity_type: str, start: int = 0, stop: int | None = None) -> list[Any]:
+        """Parsed entities of one type (as :meth:`stored_type` reads it) between two
+        positions (for paging).
+
+        Raises:
+            InvalidInputError: the scenario has no entities of that type.
+        """
+        entity_type = self.stored_type(entity_type)
         exact = self.header.metadata.get("exact_json_rows") != 0
         values: list[Any] = []
         for column in self.text_chunks(entity_type, start, stop):

@@ -123,6 +123,28 @@ def _utcnow() -> _dt.datetime:
     return _dt.datetime.now(_dt.UTC).replace(tzinfo=None)
 
 
+def _check_undo(con: duckdb.DuckDBPyConnection, scenario_id: uuid.UUID, latest: int, label: str) -> None:
+    """Refuse an undo (a restore without a version) that has nothing to go back to.
+
+    Raises:
+        InvalidInputError: the scenario has one version, or the one before the current one
+            is its deletion (the current one brought it back); the message says what to do.
+    """
+    if latest <= 1:
+        raise InvalidInputError(
+            f"scenario {label!r} has only version 1: there is no earlier change to undo; "
+            "scenario_history lists its versions"
+        )
+    operation = con.execute(
+        f"SELECT operation FROM {VERSIONS} WHERE scenario_id = ? AND version = ?", [scenario_id, latest - 1]
+    ).fetchall()
+    if operation and operation[0][0] == "delete":
+        raise InvalidInputError(
+            f"the change before version {latest} of scenario {label!r} is its deletion, which version {latest} "
+            "undid: delete_scenario deletes it again, or give the version to bring back"
+        )
+
+
 class ScenarioStore:
     """Scenarios in one DuckDB file, or in a PostgreSQL database a team shares.
 
@@ -1203,6 +1225,8 @@ class ScenarioStore:
                 ) from None
             latest = current_version(con, sid)
             wanted = version if version is not None else latest - 1
+            if version is None and current is not None:  # an undo of the last change
+                _check_undo(con, sid, latest, self._label(con, sid, name))
             past = version_record(con, sid, wanted, self._label(con, sid, name))
             into = uuid.uuid4() if target_name is not None else sid
             # In place, the scenario keeps its current name; a deleted one gets its name back.

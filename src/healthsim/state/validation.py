@@ -36,7 +36,19 @@ def as_uuid(text: str) -> uuid.UUID | None:
         return None
 
 
-def _check_utf8(text: str, what: str) -> None:
+def storable(text: str) -> bool:
+    """Whether ``text`` could be a stored name: no NUL (PostgreSQL cannot even be asked)
+    and no lone surrogate (not UTF-8). A lookup by anything else finds nothing."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def check_utf8(text: str, what: str) -> None:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -66,7 +78,7 @@ def validate_name(name: object) -> str:
     if _CONTROL.search(trimmed):
         raise InvalidScenarioNameError(f"scenario name {trimmed!r} contains a control character; use printable text")
     try:
-        _check_utf8(trimmed, f"scenario name {trimmed!r}")
+        check_utf8(trimmed, f"scenario name {trimmed!r}")
     except InvalidInputError as exc:
         raise InvalidScenarioNameError(str(exc)) from None
     if as_uuid(trimmed) is not None:
@@ -87,7 +99,7 @@ def validate_description(description: object) -> str | None:
     if description is None:
         return None
     if isinstance(description, str):
-        _check_utf8(description, "description")
+        check_utf8(description, "description")
         if "\x00" in description:
             raise InvalidInputError(f"description holds a NUL character (at {description.index(chr(0))}); remove it")
         return description
@@ -111,7 +123,7 @@ def normalize_tags(tags: Iterable[object] | None) -> list[str]:
         cleaned = tag.strip()
         if _CONTROL.search(cleaned):
             raise InvalidInputError(f"tags[{position}] {cleaned!r} contains a control character")
-        _check_utf8(cleaned, f"tags[{position}]")
+        check_utf8(cleaned, f"tags[{position}]")
         if cleaned and cleaned not in result:
             result.append(cleaned)
     return result
@@ -127,7 +139,7 @@ def validate_filter(value: object, label: str) -> str | None:
         return None
     if not isinstance(value, str):
         raise InvalidInputError(f"{label} must be a string, not {type(value).__name__}")
-    _check_utf8(value, label)
+    check_utf8(value, label)
     return value
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..validation import storable
 from .connection import is_postgres
 
 __all__ = ["lock_name", "lock_scenarios", "row_lock"]
@@ -20,7 +21,7 @@ __all__ = ["lock_name", "lock_scenarios", "row_lock"]
 def lock_name(con: Any, name: str) -> None:
     """Wait for, then hold until the transaction ends, the advisory lock of ``name``
     (PostgreSQL only; a DuckDB file is held whole by its writer)."""
-    if is_postgres(con) and "\x00" not in name:  # (no valid name holds a NUL, nor can PostgreSQL text)
+    if is_postgres(con) and storable(name):  # (no valid name holds a NUL or a lone surrogate)
         con.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 7261))", ["healthsim-state:" + name])
 
 
