@@ -227,6 +227,12 @@ def test_a_team_url_with_a_port_that_is_not_a_number() -> None:
         TeamDatabase.parse("postgresql://h:abc/db")
 
 
+def test_a_database_under_a_home_that_names_no_user_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HEALTHSIM_DB", "~healthsim-no-such-user/h.duckdb")
+    with pytest.raises(InvalidInputError, match="starts with a '~' that names no home folder"):
+        ScenarioStore().list_scenarios()
+
+
 def test_url_in_the_environment_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HEALTHSIM_DB", " mysql://user:secret@db.example.org/healthsim ")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import errno
 import json
 import os
+import pwd
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -330,3 +332,180 @@ def test_export_still_replaces_a_file_that_only_mentions_duckdb(store: ScenarioS
         target.write_text(text)
         assert store.export_scenario_to_json("x", target) == target
         assert json.loads(target.read_text())["name"] == "x"
+
+
+# --- targets that are not regular files, and paths no file can have -----------------------------
+
+NOT_REGULAR = "it is not a regular file (a pipe, device or socket); choose a file path; nothing was written"
+
+
+def special_file(path: Path, kind: str) -> Path:
+    """Make a pipe (``fifo``) or a Unix socket file (``socket``) at ``path``, never a device."""
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:  # a Unix socket's path is limited to ~108 bytes: bind a name relative to its folder
+        sock = socket.socket(socket.AF_UNIX)
+        cwd = os.getcwd()
+        os.chdir(path.parent)
+        try:
+            sock.bind(path.name)
+        finally:
+            os.chdir(cwd)
+        sock.close()  # the socket file stays
+    return path
+
+
+def export_with(store: ScenarioStore, writer: str, output: str | Path) -> Path:
+    if writer == "json":
+        return store.export_scenario_to_json("x", output)
+    if writer == "ndjson":
+        return store.export_scenario("x", output, format="ndjson")
+    return store.report_scenario("x", output)
+
+
+@pytest.mark.parametrize(
+    ("writer", "kind", "via"),
+    [
+        ("json", "fifo", "path"),
+        ("json", "fifo", "folder"),
+        ("json", "fifo", "link"),
+        ("json", "socket", "path"),
+        ("ndjson", "fifo", "path"),
+        ("ndjson", "socket", "link"),
+        ("report", "fifo", "path"),
+        ("report", "fifo", "link"),
+    ],
+)
+def test_export_onto_a_pipe_or_socket_is_refused_and_keeps_it(
+    store: ScenarioStore, tmp_path: Path, writer: str, kind: str, via: str
+) -> None:
+    # Was a silent replacement: the pipe (a device, a socket) became a regular file.
+    store.save_scenario("x", {"patients": [{"patient_id": "A"}]})
+    work = tmp_path / "work"
+    work.mkdir()
+    name = {"json": "x.json", "ndjson": "x.ndjson", "report": "x-report.html"}[writer]
+    special = special_file(work / (name if via == "folder" else f"special-{name}"), kind)
+    output = {"path": special, "folder": work, "link": work / f"link-{name}"}[via]
+    if via == "link":  # the link is followed: what it names is what would be replaced
+        output.symlink_to(special)
+    target = work / name if via == "folder" else output
+    before = tree(work)
+    with pytest.raises(InvalidInputError) as caught:
+        export_with(store, writer, output)
+    assert str(caught.value) == f"cannot export to '{target}': {NOT_REGULAR}"
+    assert tree(work) == before  # no temporary file
+    mode = os.lstat(special).st_mode
+    assert (stat.S_ISFIFO if kind == "fifo" else stat.S_ISSOCK)(mode)  # still what it was
+    if via == "link":
+        assert os.readlink(output) == str(special)
+
+
+def test_export_onto_a_link_to_a_file_still_replaces_the_link(store: ScenarioStore, tmp_path: Path) -> None:
+    # What a link to a regular file gets is unchanged: the export replaces the link itself
+    # and leaves the file it named alone; a link to a pipe is refused.
+    store.save_scenario("x", {"patients": [{"patient_id": "A"}]})
+    real, link = tmp_path / "real.json", tmp_path / "link.json"
+    real.write_text("kept")
+    link.symlink_to(real)
+    assert store.export_scenario_to_json("x", link) == link
+    assert not link.is_symlink() and json.loads(link.read_text())["name"] == "x"
+    assert real.read_text() == "kept"
+    pipe_link = tmp_path / "pipe-link.json"
+    pipe_link.symlink_to(special_file(tmp_path / "pipe", "fifo"))
+    with pytest.raises(InvalidInputError, match="not a regular file"):
+        store.export_scenario_to_json("x", pipe_link)
+    assert pipe_link.is_symlink()
+
+
+def test_export_onto_a_device_is_refused(store: ScenarioStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # No device node is made or touched: the target is a plain path that os.stat reports
+    # as a character device (as /dev/null is).
+    store.save_scenario("x", {"patients": [{"patient_id": "A"}]})
+    target = tmp_path / "work" / "device.json"
+    target.parent.mkdir()
+    real_stat = os.stat
+
+    def fake_stat(path: object, *args: object, **kwargs: object) -> os.stat_result:
+        if os.fspath(path) == str(target):  # type: ignore[call-overload]
+            return os.stat_result((stat.S_IFCHR | 0o666, 1, 1, 1, 0, 0, 0, 0, 0, 0))
+        return real_stat(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(export_module.os, "stat", fake_stat)
+    with pytest.raises(InvalidInputError) as caught:
+        store.export_scenario_to_json("x", target)
+    monkeypatch.undo()
+    assert str(caught.value) == f"cannot export to '{target}': {NOT_REGULAR}"
+    assert tree(target.parent) == []
+
+
+def test_a_real_device_is_refused_by_a_read_only_check() -> None:
+    # Only stat: the check never opens, writes or replaces what it is given.
+    null = Path("/dev/null")
+    if not null.exists() or not stat.S_ISCHR(os.stat(null).st_mode):
+        pytest.skip("no /dev/null character device here")
+    with pytest.raises(InvalidInputError, match="not a regular file"):
+        export_module.refuse_special_file(null)
+
+
+NO_SUCH_USER = "nosuchuser-healthsim-test"
+
+
+@pytest.mark.parametrize("writer", ["json", "ndjson", "report"])
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        pytest.param(
+            "nul",
+            r"output_path '.*/a\\x00b\.\w+' holds a NUL character \(\\x00\), which no file name can; remove it",
+            id="nul",
+        ),
+        pytest.param(
+            "user",
+            rf"cannot export to '~{NO_SUCH_USER}/x\.\w+': there is no user '{NO_SUCH_USER}', "
+            rf"so '~{NO_SUCH_USER}' names no folder",
+            id="unknown-user",
+        ),
+        pytest.param(
+            "long-file", r"cannot export to '.*/y{300}\.\w+': the path or a name in it is too long", id="long-file"
+        ),
+        pytest.param(
+            "long-folder",
+            r"cannot export to '.*/y{300}/x\.\w+': the path or a name in it is too long",
+            id="long-folder",
+        ),
+    ],
+)
+def test_export_to_a_path_no_file_can_have_is_invalid_input(
+    store: ScenarioStore, tmp_path: Path, writer: str, case: str, expected: str
+) -> None:
+    # Were raw ValueError, RuntimeError and OSError ("unexpected error ... please report this").
+    try:
+        pwd.getpwnam(NO_SUCH_USER)
+        pytest.skip(f"a user {NO_SUCH_USER!r} exists here")
+    except KeyError:
+        pass
+    store.save_scenario("x", {"patients": [{"patient_id": "A"}]})
+    work = tmp_path / "work"
+    work.mkdir()
+    suffix = {"json": ".json", "ndjson": ".ndjson", "report": ".html"}[writer]
+    output = {
+        "nul": f"{work}/a\x00b{suffix}",
+        "user": f"~{NO_SUCH_USER}/x{suffix}",
+        "long-file": f"{work}/{'y' * 300}{suffix}",
+        "long-folder": f"{work}/{'y' * 300}/x{suffix}",
+    }[case]
+    with pytest.raises(InvalidInputError, match=expected) as caught:
+        export_with(store, writer, output)
+    assert str(caught.value).endswith("nothing was written"), caught.value
+    assert tree(work) == []
+
+
+def test_export_to_the_longest_file_name_works(store: ScenarioStore, tmp_path: Path) -> None:
+    # Was "File name too long": the temporary file's name (the target's with a prefix and
+    # suffix) did not fit where the target's own name of 255 bytes does.
+    store.save_scenario("x", {"patients": [{"patient_id": "A"}]})
+    target = tmp_path / "work" / ("é" * 124 + "yy.json")  # 255 bytes in UTF-8
+    assert len(os.fsencode(target.name)) == 255
+    assert store.export_scenario_to_json("x", target) == target
+    assert json.loads(target.read_text())["name"] == "x"
+    assert tree(target.parent) == [target.name]

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import pwd
 import re
+import socket
 import time
 import uuid
 from pathlib import Path
@@ -461,3 +464,75 @@ def test_a_name_or_id_after_the_entities_decides_too(store: ScenarioStore, tmp_p
     assert store.import_scenario_from_json(write(tmp_path / "id.json", json.dumps(late_id, indent=2))) == sid
     assert store.load_scenario("with-id")["entities"] == late_id["entities"]
     assert [s["name"] for s in store.list_scenarios()["scenarios"]] == ["with-id", "taken"]
+
+
+NO_SUCH_USER = "nosuchuser-healthsim-test"
+
+
+@pytest.mark.timeout(30)  # were the pipe opened, the import would wait for a writer forever
+def test_import_of_a_pipe_a_socket_or_a_folder_says_what_it_is(
+    store: ScenarioStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A pipe was "a folder, not a JSON file". Sockets and links to pipes are refused alike.
+    pipe = tmp_path / "pipe.json"
+    os.mkfifo(pipe)
+    (tmp_path / "link.json").symlink_to(pipe)
+    monkeypatch.chdir(tmp_path)  # a Unix socket's path is limited to ~108 bytes: bind it relative
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind("socket.json")
+    folder = tmp_path / "folder.json"
+    folder.mkdir()
+    for name in ("pipe.json", "link.json", "socket.json"):
+        with pytest.raises(InvalidScenarioFileError) as caught:
+            store.import_scenario_from_json(tmp_path / name)
+        assert str(caught.value) == (
+            f"cannot import '{tmp_path / name}': this is not a regular file (a pipe, device or socket); "
+            "give the path of a JSON file; nothing was saved"
+        )
+    with pytest.raises(InvalidScenarioFileError) as caught:
+        store.import_scenario_from_json(folder)
+    assert str(caught.value) == (
+        f"cannot import '{folder}': this is a folder, not a JSON file; give the path of a file in it; nothing was saved"
+    )
+    assert store.list_scenarios()["scenarios"] == []
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        pytest.param("nul", r"cannot import '.*/a\\x00b\.json': the path holds a NUL character \(\\x00\)", id="nul"),
+        pytest.param(
+            "user",
+            rf"cannot import '~{NO_SUCH_USER}/x\.json': there is no user '{NO_SUCH_USER}', "
+            rf"so '~{NO_SUCH_USER}' names no folder",
+            id="unknown-user",
+        ),
+        pytest.param("long", r"cannot import '.*/y{300}\.json': the path or a name in it is too long", id="long"),
+        pytest.param(
+            "surrogate", r"cannot import '.*/\\ud800\.json': the path holds a lone surrogate", id="lone-surrogate"
+        ),
+        pytest.param(
+            "long-folder", r"cannot import '.*/y{300}/x\.json': the path or a name in it is too long", id="long-folder"
+        ),
+    ],
+)
+def test_import_of_a_path_no_file_can_have_names_it(
+    store: ScenarioStore, tmp_path: Path, case: str, expected: str
+) -> None:
+    # Were raw RuntimeError and OSError ("unexpected error"), and "no such file" for a NUL or a surrogate.
+    try:
+        pwd.getpwnam(NO_SUCH_USER)
+        pytest.skip(f"a user {NO_SUCH_USER!r} exists here")
+    except KeyError:
+        pass
+    path = {
+        "nul": f"{tmp_path}/a\x00b.json",
+        "user": f"~{NO_SUCH_USER}/x.json",
+        "long": f"{tmp_path}/{'y' * 300}.json",
+        "surrogate": f"{tmp_path}/\ud800.json",
+        "long-folder": f"{tmp_path}/{'y' * 300}/x.json",
+    }[case]
+    with pytest.raises(InvalidScenarioFileError, match=expected) as caught:
+        store.import_scenario_from_json(path)
+    assert str(caught.value).endswith("nothing was saved")
+    assert store.list_scenarios()["scenarios"] == []

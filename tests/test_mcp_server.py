@@ -215,6 +215,8 @@ def test_errors_say_what_to_do(db_path: Path, tmp_path: Path) -> None:
         bad = tmp_path / "bad.json"
         bad.write_text("[1]")
         assert "top level is an array" in await call_error(client, "import_scenario", file_path=str(bad))
+        missing_home = await call_error(client, "import_scenario", file_path="~healthsim-no-such-user/x.json")
+        assert "there is no user 'healthsim-no-such-user'" in missing_home and "unexpected" not in missing_home
         assert (await call(client, "list_scenarios"))["total_count"] == 1  # still serving
 
     with_session(db_path, test)
@@ -572,6 +574,10 @@ def test_export_scenario_writes_analytics_formats(db_path: Path, tmp_path: Path)
         error = await call_error(client, "export_scenario", name="c", format="csv", types=["aliens"])
         assert "no entity type 'aliens'" in error
         # A type is named as when saving: "patient" is patients.
+        single = await call(
+            client, "export_scenario", name="c", output_path=str(tmp_path / "s.json"), types=["patient"]
+        )
+        assert single["entities_by_type"] == {"patients": 1}
         page = await call(client, "load_scenario", name="c", entity_type="Patient")
         assert page["entities"] == {"patients": [{"patient_id": "A", "address": {"city": "X"}}]}
         assert page["page"]["entity_type"] == "patients"

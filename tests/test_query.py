@@ -6,6 +6,8 @@ import csv
 import hashlib
 import json
 import os
+import re
+import stat
 import time
 from pathlib import Path
 
@@ -578,6 +580,21 @@ def test_a_pivot_that_would_create_a_type_is_refused_saying_how_to_write_it(fill
         filled.query("PIVOT scenarios ON name")
     rows = filled.query("PIVOT (SELECT name FROM scenarios) ON name IN ('nobody') USING count(*)")["rows"]
     assert rows == [[0]]
+
+
+def test_query_to_file_to_paths_no_file_can_have_or_a_pipe_is_refused(filled: ScenarioStore, tmp_path: Path) -> None:
+    pipe = tmp_path / "rows.csv"
+    os.mkfifo(pipe)
+    for path, says in (
+        (str(tmp_path / "a\x00b.csv"), "holds a NUL character"),
+        ("~healthsim-no-such-user/rows.csv", "there is no user 'healthsim-no-such-user'"),
+        (str(tmp_path / ("x" * 300 + ".csv")), "too long"),
+        (str(pipe), "not a regular file (a pipe, device or socket)"),
+    ):
+        with pytest.raises(InvalidInputError, match=re.escape(says)):
+            query_to_file("SELECT 1 AS one", path)
+    assert stat.S_ISFIFO(os.stat(pipe).st_mode)  # still the pipe
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "home") == ["rows.csv"]
 
 
 @pytest.mark.parametrize("onto", ["database", "wal", "other"])

@@ -21,7 +21,6 @@ import json
 import logging
 import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Annotated, Any, Literal, Self, TypeVar
 
 import anyio
@@ -444,7 +443,9 @@ def build_server(db: str | os.PathLike[str] | None = None) -> MCPServer:
         overwrite: Annotated[bool, Field(description="Replace an existing scenario of that name.")] = False,
     ) -> dict[str, Any]:
         target = store()
-        scenario_id = target.import_scenario_from_json(Path(file_path).expanduser(), name, overwrite)
+        scenario_id = target.import_scenario_from_json(
+            file_path, name, overwrite
+        )  # (the library expands ~ and says what is wrong)
         return dict(target.scenario_summary(scenario_id))
 
     @tool(

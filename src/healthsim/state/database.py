@@ -136,7 +136,12 @@ def resolve_database(path: str | os.PathLike[str] | TeamDatabase | None = None) 
     text = os.fspath(path)
     if isinstance(text, str) and is_team_url(text.strip()):
         return TeamDatabase.parse(text.strip())
-    return Path(path).expanduser().absolute()
+    try:
+        return Path(path).expanduser().absolute()
+    except RuntimeError:  # "~nobody/…": no such user (or no home folder for "~")
+        raise InvalidInputError(
+            f"database {os.fsdecode(text)!r} starts with a '~' that names no home folder; write the full path"
+        ) from None
 
 
 def resolve_db_path(path: str | os.PathLike[str] | None = None) -> Path:

@@ -113,7 +113,10 @@ def discover_legacy_files(sources: Iterable[Path] | None = None) -> list[Path]:
     """The ``*.json`` files directly in the source folders, sorted by path."""
     found: list[Path] = []
     for folder in default_sources() if sources is None else sources:
-        folder = Path(folder).expanduser()
+        try:
+            folder = Path(folder).expanduser()
+        except RuntimeError:  # "~nobody": no such user, so no such folder to look in
+            continue
         if folder.is_dir():
             found.extend(sorted(p for p in folder.glob("*.json") if p.is_file()))
     return found

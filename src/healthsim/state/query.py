@@ -63,7 +63,7 @@ import pyarrow.parquet as pq
 
 from .database import connect, lock_timeout, prepare_file, process_lock, resolve_database
 from .errors import DatabaseError, DatabaseLockedError, InvalidInputError, QueryError, StateError
-from .exchange.export import refuse_database
+from .exchange.export import home_folder_problem, refuse_database, refuse_special_file, temp_prefix
 from .exchange.formats import concatenated
 from .postgres.server import TeamDatabase
 from .results import QueryResult
@@ -921,7 +921,12 @@ def query_to_file(
         raise QueryError(f"timeout must be a positive number of seconds, not {timeout!r}")
     if not isinstance(output_path, (str, os.PathLike)):
         raise InvalidInputError(f"output_path must be a path, not {type(output_path).__name__}")
-    target = Path(os.path.abspath(Path(output_path).expanduser()))
+    given = os.fsdecode(output_path)
+    if "\x00" in given:
+        raise InvalidInputError(f"output_path {given!r} holds a NUL character, which no file name can; remove it")
+    if (problem := home_folder_problem(given)) is not None:
+        raise InvalidInputError(f"cannot write {given!r}: {problem}")
+    target = Path(os.path.abspath(Path(given).expanduser()))
     if format is None:
         if target.suffix.lower() not in QUERY_FORMATS:
             raise InvalidInputError(
@@ -933,12 +938,17 @@ def query_to_file(
         fmt = format.lower()
     else:
         raise InvalidInputError(f"unknown query output format {format!r}; use csv, parquet or ndjson")
-    if target.is_dir():
+    try:
+        folder = target.is_dir()
+    except OSError as exc:  # a name too long for the file system, say
+        raise InvalidInputError(f"cannot write {str(target)!r}: {exc.strerror or exc}; choose another path") from None
+    if folder:
         raise InvalidInputError(f"{str(target)!r} is a folder; give the path of the file to write")
     refuse_database(target, database)  # the rows written over the database would replace it
+    refuse_special_file(target)  # a pipe or device would be replaced by the rename
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
+        fd, temp_name = tempfile.mkstemp(dir=target.parent, prefix=temp_prefix(target), suffix=".partial")
         os.close(fd)
     except OSError as exc:
         raise InvalidInputError(f"cannot write {str(target)!r}: {exc.strerror or exc}; choose another path") from exc

@@ -22,6 +22,10 @@ the path, and leaves nothing behind: no temporary file, no folder made for it.
 A target that is a DuckDB database (the store's own file, or any other) or the
 write-ahead log of one is refused before anything is written: the rename would replace
 the database with the export, and a report or export over a database is surely a mistake.
+So is one that is not a regular file (a pipe, device or socket, links followed): the
+rename would put a regular file in its place. A path no file can have (a NUL character,
+a ``~user`` that names no user, a name too long for the file system) is refused with a
+message saying so.
 """
 
 from __future__ import annotations
@@ -53,6 +57,8 @@ __all__ = [
     "export_scenario",
     "is_duckdb_database",
     "refuse_database",
+    "refuse_special_file",
+    "home_folder_problem",
     "target_path",
     "write_atomically",
 ]
@@ -86,12 +92,40 @@ def default_export_path(name: str, suffix: str = ".json") -> Path:
     return Path.home() / "Downloads" / safe_file_name(name, suffix)
 
 
+def home_folder_problem(path: str) -> str | None:
+    """Why the ``~`` or ``~user`` that ``path`` starts with names no folder, or None.
+
+    :meth:`pathlib.Path.expanduser` raises a bare ``RuntimeError`` for these; this says
+    it for a person, so exporters and importers can check before they expand.
+
+    Args:
+        path: the path as given (``~`` not yet expanded).
+
+    Returns:
+        None when ``path`` does not start with ``~`` or its ``~`` expands; otherwise the
+        problem and what to do, e.g. ``"there is no user 'bob', so '~bob' names no
+        folder; write the full path instead"``.
+    """
+    if not path.startswith("~"):
+        return None
+    try:
+        Path(path).expanduser()
+    except RuntimeError:  # no such user, or "~" with neither HOME nor a password entry
+        head = Path(path).parts[0]
+        if head == "~":
+            return "the home folder '~' stands for cannot be found (HOME is not set); write the full path instead"
+        return f"there is no user {head[1:]!r}, so {head!r} names no folder; write the full path instead"
+    return None
+
+
 def target_path(name: str, output_path: str | os.PathLike[str] | None, suffix: str = ".json") -> Path:
     """The absolute file to write a scenario to: ``output_path``, or the file named
     after the scenario inside it when it is a folder (or ends in ``/``), or the default.
 
     Raises:
-        InvalidInputError: ``output_path`` is not a path, or no file name can hold it.
+        InvalidInputError: ``output_path`` is not a path, no file name can hold it (a NUL
+            character, a lone surrogate, a name too long for the file system), or it
+            starts with a ``~user`` that names no folder. Nothing is written.
     """
     if output_path is None:
         target = default_export_path(name, suffix)
@@ -103,11 +137,24 @@ def target_path(name: str, output_path: str | os.PathLike[str] | None, suffix: s
         except UnicodeEncodeError:  # "\ud800" (not an undecodable byte's "\udcff")
             raise InvalidInputError(
                 f"output_path {os.fsdecode(output_path)!r} holds a lone surrogate, which "
-                "no file name can; remove it or encode the text correctly"
+                "no file name can; remove it or encode the text correctly; nothing was written"
             ) from None
+        text = os.fsdecode(output_path)
+        if "\x00" in text:  # every file system call would raise a bare ValueError
+            raise InvalidInputError(
+                f"output_path {text!r} holds a NUL character (\\x00), which no file name can; "
+                "remove it; nothing was written"
+            )
+        problem = home_folder_problem(text)
+        if problem is not None:
+            raise InvalidInputError(f"cannot export to {text!r}: {problem}; nothing was written")
         target = Path(output_path).expanduser()
-        names_folder = os.fspath(output_path).endswith(("/", os.sep))
-        if names_folder or target.is_dir():
+        names_folder = text.endswith(("/", os.sep))
+        try:
+            is_folder = names_folder or target.is_dir()
+        except OSError as exc:  # Path.is_dir raises ENAMETOOLONG and EACCES (Python 3.11)
+            raise _cannot_write(Path(os.path.abspath(target)), exc) from exc
+        if is_folder:
             target = target / safe_file_name(name, suffix)
     return Path(os.path.abspath(target))  # absolute and without '..', links untouched
 
@@ -170,6 +217,32 @@ def refuse_database(target: Path, database: Database | None = None) -> None:
         )
 
 
+def refuse_special_file(target: Path) -> None:
+    """Refuse to write ``target`` if it is there and not a regular file (links followed).
+
+    The export is renamed over its target, which would put a regular file in place of
+    a pipe, device or socket (a link to one would be replaced too): whatever reads from
+    or writes to it would lose it without a word. Only ``os.stat`` is called: nothing
+    is opened, so a pipe cannot block. Nothing there, a regular file or a folder (the
+    writer reports a folder) passes.
+
+    Args:
+        target: the absolute path about to be written.
+
+    Raises:
+        InvalidInputError: ``target`` is a pipe, device or socket; the message names it.
+    """
+    try:
+        mode = os.stat(target).st_mode
+    except (OSError, ValueError):  # nothing there, a dangling link: the writer reports the rest
+        return
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise InvalidInputError(
+            f"cannot export to {str(target)!r}: it is not a regular file (a pipe, device or socket); "
+            "choose a file path; nothing was written"
+        )
+
+
 def _header_line(reader: ScenarioReader) -> bytes:
     summary = reader.summary()
     header = {
@@ -226,8 +299,13 @@ def _write_entities(
 def _blocking_file(folder: Path) -> Path | None:
     """The nearest existing ancestor of ``folder`` (itself included) if it is not a folder."""
     for candidate in (folder, *folder.parents):
-        if candidate.exists():
-            return None if candidate.is_dir() else candidate
+        try:
+            mode = os.stat(candidate).st_mode
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                continue  # not there (or under a file): look further up
+            return None  # cannot tell (a name too long, no permission): the errno says why
+        return None if stat.S_ISDIR(mode) else candidate
     return None
 
 
@@ -242,6 +320,8 @@ def _cannot_write(target: Path, exc: OSError) -> InvalidInputError:
         problem = f"{str(target.parent)!r} is on a read-only file system; choose another output path"
     elif exc.errno in (errno.ENOSPC, errno.EDQUOT):
         problem = "no space left on the disk; free some space or choose another output path"
+    elif exc.errno == errno.ENAMETOOLONG:
+        problem = "the path or a name in it is too long for the file system; choose a shorter name"
     else:
         problem = f"{exc.strerror or exc}; choose another output path"
     return InvalidInputError(f"cannot export to {str(target)!r}: {problem}; nothing was written")
@@ -255,7 +335,8 @@ def _make_folder(target: Path) -> list[Path]:
     """
     missing: list[Path] = []
     folder = target.parent
-    while not folder.exists() and folder != folder.parent:
+    # os.path.exists, not Path.exists: a name too long must reach mkdir, which says so.
+    while not os.path.exists(folder) and folder != folder.parent:
         missing.append(folder)
         folder = folder.parent
     try:
@@ -285,14 +366,19 @@ def chosen_types(reader: ScenarioReader, types: object) -> list[str] | None:
         return None
     if isinstance(types, str) or not all(isinstance(t, str) for t in types):  # type: ignore[attr-defined]
         raise InvalidInputError("types must be a list of entity type names, e.g. ['patients', 'claims']")
-    wanted = list(dict.fromkeys(types))  # type: ignore[call-overload]
-    missing = [t for t in wanted if t not in reader.counts]
+    missing = []
+    wanted: list[str] = []
+    for raw in types:  # type: ignore[attr-defined]
+        try:
+            wanted.append(reader.stored_type(raw))  # "patient" is patients, as when saving
+        except InvalidInputError:
+            missing.append(raw)
     if missing:
         known = ", ".join(reader.counts) or "none"
         raise InvalidInputError(
             f"scenario {reader.header.name!r} has no entity type {', '.join(map(repr, missing))}; its types: {known}"
         )
-    return wanted
+    return list(dict.fromkeys(wanted))
 
 
 def export_scenario(
@@ -338,13 +424,15 @@ def write_atomically(target: Path, write: Callable[[BinaryIO], object], *, datab
 
     Raises:
         InvalidInputError: ``target`` is a DuckDB database or the write-ahead log of one
-            (see :func:`refuse_database`), or the file or its folder cannot be written
+            (see :func:`refuse_database`), a pipe, device or socket (see
+            :func:`refuse_special_file`), or the file or its folder cannot be written
             (the message names it). Nothing is written.
     """
     refuse_database(target, database)
+    refuse_special_file(target)
     created = _make_folder(target)
     try:
-        fd, temp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
+        fd, temp_name = tempfile.mkstemp(dir=target.parent, prefix=temp_prefix(target), suffix=".partial")
     except OSError as exc:
         _remove_folders(created)
         raise _cannot_write(target, exc) from exc
@@ -363,6 +451,16 @@ def write_atomically(target: Path, write: Callable[[BinaryIO], object], *, datab
             raise _cannot_write(target, exc) from exc
         raise
     _fsync_folder(target.parent)
+
+
+def temp_prefix(target: Path) -> str:
+    """The temporary file's prefix: ``.{target name}.``, the name cut to 100 bytes so the
+    temporary name (prefix, 8 random characters, ``.partial``) fits wherever the
+    target's name does (255 bytes on most file systems)."""
+    encoded = os.fsencode(target.name)
+    if len(encoded) <= 100:
+        return f".{target.name}."
+    return f".{encoded[:100].decode('utf-8', 'ignore')}."  # 'ignore': a character cut in two
 
 
 def _current_umask() -> int:

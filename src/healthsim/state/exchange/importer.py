@@ -16,8 +16,10 @@ memory stays bounded by a chunk of entities, not the file.
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
+import stat
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
@@ -30,6 +32,7 @@ from ..reading import gc_paused
 if TYPE_CHECKING:  # the store calls this module; it is only named here for type hints
     from ..store import ScenarioStore
 from ..validation import normalize_tags, validate_description, validate_name
+from .export import home_folder_problem
 from .json_stream import Event, JsonStream
 from .line_format import LineLayoutReader, NotLineLayout
 from .shapes import (
@@ -57,16 +60,57 @@ class _Replan(Exception):
 
 
 def _checked_path(file_path: str | os.PathLike[str]) -> Path:
+    """The absolute path of a file to import (``~`` expanded), checked before it is opened.
+
+    Only ``os.stat`` looks at it: a pipe is refused without being opened, which would
+    wait for a writer forever.
+
+    Raises:
+        InvalidScenarioFileError: ``file_path`` is not a path, no file can have it (a NUL
+            character, a lone surrogate, a name too long), its ``~user`` names no folder,
+            nothing is there, it is a folder, a pipe, device or socket, or it cannot be read.
+    """
     if not isinstance(file_path, (str, os.PathLike)):
         raise InvalidScenarioFileError(str(file_path), f"file_path must be a path, not {type(file_path).__name__}")
+    text = os.fsdecode(file_path)
+    if "\x00" in text:  # every file system call would raise a bare ValueError
+        raise InvalidScenarioFileError(
+            text, "the path holds a NUL character (\\x00), which no file name can; remove it"
+        )
+    try:
+        os.fsencode(text)
+    except UnicodeEncodeError:  # "\ud800" (not an undecodable byte's "\udcff")
+        raise InvalidScenarioFileError(
+            text, "the path holds a lone surrogate, which no file name can; remove it or encode the text correctly"
+        ) from None
+    problem = home_folder_problem(text)  # Path.expanduser would raise a bare RuntimeError
+    if problem is not None:
+        raise InvalidScenarioFileError(text, problem)
     path = Path(file_path).expanduser().absolute()
-    if not path.exists():
-        raise InvalidScenarioFileError(path, "no such file; check the path")
-    if not path.is_file():
-        raise InvalidScenarioFileError(path, "this is a folder, not a JSON file")
+    try:
+        mode = os.stat(path).st_mode  # links followed: a link to a pipe is a pipe
+    except OSError as exc:
+        raise InvalidScenarioFileError(path, _stat_problem(exc)) from exc
+    if stat.S_ISDIR(mode):
+        raise InvalidScenarioFileError(path, "this is a folder, not a JSON file; give the path of a file in it")
+    if not stat.S_ISREG(mode):
+        raise InvalidScenarioFileError(
+            path, "this is not a regular file (a pipe, device or socket); give the path of a JSON file"
+        )
     if not os.access(path, os.R_OK):
         raise InvalidScenarioFileError(path, "the file cannot be read (permission denied)")
     return path
+
+
+def _stat_problem(exc: OSError) -> str:
+    """What a failed ``os.stat`` of the file to import means, and what to do."""
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+        return "no such file; check the path"
+    if exc.errno == errno.ENAMETOOLONG:
+        return "the path or a name in it is too long for the file system; check the path"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "the file cannot be reached (permission denied on a folder in its path)"
+    return f"{exc.strerror or exc}; check the path"
 
 
 def _lineage(previous: Any) -> list[Any]:
