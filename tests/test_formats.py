@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -200,3 +201,12 @@ def test_an_earlier_export_folder_is_still_replaced(store: ScenarioStore, tmp_pa
     os.symlink(tmp_path / "home", first / "link")  # a link to a folder is not looked into
     assert store.export_scenario("s", str(tmp_path) + "/", format="csv") == first
     assert sorted(p.name for p in first.iterdir()) == ["claims.csv", "patients.csv"]
+
+
+def test_a_folder_export_onto_a_pipe_says_what_it_is(store: ScenarioStore, tmp_path: Path) -> None:
+    store.save_scenario("c", {"patients": [{"patient_id": "A"}]})
+    pipe = tmp_path / "out"
+    os.mkfifo(pipe)
+    with pytest.raises(InvalidInputError, match=r"not a regular file \(a pipe, device or socket\)"):
+        store.export_scenario("c", pipe, format="parquet")
+    assert stat.S_ISFIFO(os.stat(pipe).st_mode)
