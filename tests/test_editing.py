@@ -172,6 +172,24 @@ def test_remove_by_own_id_or_uuid(store: ScenarioStore) -> None:
     assert store.load_scenario("s")["entities"]["patients"] == [{"x": 1}]
 
 
+def test_remove_names_exactly_the_entity_a_save_stored(store: ScenarioStore) -> None:
+    # The ids were derived unlike the save's (Python took "urn:uuid:U" for the UUID U, and
+    # ids were trimmed): the twin was removed instead, and the entity itself not found.
+    u = "12345678-1234-5678-1234-567812345678"
+    patients = [
+        {"patient_id": u, "name": "keep"},
+        {"patient_id": "urn:uuid:" + u, "name": "urn"},
+        {"patient_id": "MRN-1", "name": "keep too"},
+        {"patient_id": " MRN-1", "name": "spaced"},
+        {"patient_id": "{{" + u + "}}", "name": "braces"},
+    ]
+    store.save_scenario("twins", {"patients": patients})
+    removed = store.remove_entities("twins", "patients", ["urn:uuid:" + u, " MRN-1", "{{" + u + "}}", " nobody "])
+    assert removed["removed"] == {"patients": 3} and removed["not_found"] == [" nobody "]
+    assert [p["name"] for p in store.load_scenario("twins")["entities"]["patients"]] == ["keep", "keep too"]
+    assert store.remove_entities("twins", "patients", [u.upper()])["removed"] == {"patients": 1}  # the UUID itself
+
+
 def test_remove_refuses_an_unknown_type_and_changes_nothing(store: ScenarioStore) -> None:
     store.save_scenario("s", {"patients": [{"patient_id": "A"}]})
     before = store.load_scenario("s")

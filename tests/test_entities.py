@@ -13,12 +13,12 @@ import duckdb
 import pydantic
 import pytest
 
+from healthsim.state.editing import stored_entity_ids
 from healthsim.state.entities import (
     ENTITY_ID_NAMESPACE,
     KNOWN_TYPES,
     MAX_DEPTH,
     decode_entity,
-    derive_entity_id,
     encode_entity,
     id_fields,
     iter_typed_entities,
@@ -93,15 +93,20 @@ def test_raw_entity_id_kinds() -> None:
     assert raw_entity_id({"name": "no id"}, fields) is None
 
 
-def test_derive_entity_id_rules() -> None:
+def test_stored_entity_ids_follow_the_save_rules() -> None:
     u = uuid.uuid4()
-    assert derive_entity_id("patients", str(u)) == u
-    assert derive_entity_id("patients", "MRN-1") == uuid.uuid5(ENTITY_ID_NAMESPACE, "patients:MRN-1")
-    assert derive_entity_id("patients", "MRN-1") == derive_entity_id("patients", "MRN-1")
-    assert derive_entity_id("patients", None) != derive_entity_id("patients", None)
+    # A UUID the save's cast takes is used as it is, in its forms; anything else (Python's
+    # uuid.UUID would take urn:uuid:…, doubled braces, a space) is a UUIDv5 of "type:id".
+    tricky = [str(u), str(u).upper(), "{" + str(u) + "}", u.hex, "MRN-1", "urn:uuid:" + str(u), "{{" + str(u) + "}}"]
+    tricky += [" " + str(u), "uuid:" + str(u), " MRN-1"]
+    derived = stored_entity_ids("patients", tricky)
+    assert derived[:4] == [u] * 4
+    for raw, stored in zip(tricky[4:], derived[4:], strict=True):
+        assert stored == uuid.uuid5(ENTITY_ID_NAMESPACE, f"patients:{raw}"), raw
+    assert stored_entity_ids("patients", []) == []
 
 
-def test_sql_id_derivation_equals_python() -> None:
+def test_sql_id_derivation_equals_uuid5() -> None:
     names = ["MRN-0001", "CLM-2025-000123", "MRN:E11.9", "é✓ ünïcode", "", "42", str(uuid.uuid4()), None]
     con = duckdb.connect()
     con.execute("CREATE TABLE src (entity_type VARCHAR, raw_id VARCHAR)")
@@ -114,8 +119,10 @@ def test_sql_id_derivation_equals_python() -> None:
     for raw, derived in rows:
         if raw is None:
             assert derived.version == 4
+        elif raw == names[6]:
+            assert derived == uuid.UUID(raw)
         else:
-            assert derived == derive_entity_id("claims", raw)
+            assert derived == uuid.uuid5(ENTITY_ID_NAMESPACE, f"claims:{raw}")
 
 
 class Color(enum.Enum):

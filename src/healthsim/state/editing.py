@@ -21,11 +21,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from .. import __version__
 from .bulk import ChunkEncoder
 from .dialect import create_temp, has_scalar
-from .entities import derive_entity_id, id_fields, normalize_type
+from .entities import id_fields, normalize_type
 from .errors import InvalidEntityError, InvalidInputError, ScenarioExistsError
 from .history import archive_rows
 from .postgres.bulk import copy_rows as pg_copy_rows
@@ -33,6 +34,7 @@ from .postgres.bulk import copy_text, entity_rows_sql
 from .postgres.connection import is_postgres
 from .postgres.schema import ENTITY_IDS
 from .reading import SCENARIO_COLUMNS, ScenarioHeader, first_row, iso_utc
+from .schema import entity_uuid_select
 from .validation import check_utf8, normalize_tags
 
 __all__ = [
@@ -210,6 +212,27 @@ def add_batch(
     return {"added": added, "updated": updated, "removed": removed}, types, encoder.exact_rows, replaced
 
 
+def stored_entity_ids(entity_type: str, raw_ids: list[str]) -> list[uuid.UUID]:
+    """The ``entity_id`` a save stores for each of these own ids of one type, derived by
+    the save's own SQL (DuckDB's UUID cast, else the UUIDv5 of ``type:id``) in a private
+    in-memory DuckDB: Python's ``uuid.UUID`` takes forms the cast does not (``urn:uuid:…``,
+    doubled braces), and a remove must name exactly the entity a save stored."""
+    if not raw_ids:
+        return []
+    table = pa.table(
+        {
+            "position": pa.array(range(len(raw_ids)), pa.int64()),
+            "entity_type": pa.array([entity_type] * len(raw_ids), pa.string()),
+            "raw_id": pa.array(raw_ids, pa.string()),
+        }
+    )
+    with duckdb.connect() as local:
+        local.register("_hs_ids", table)
+        derived = entity_uuid_select("_hs_ids", "raw_id", "entity_type || ':' || raw_id", "position")
+        rows = local.execute(f"SELECT position, _uuid FROM ({derived}) ORDER BY position").fetchall()
+    return [stored for _, stored in rows]
+
+
 def remove_rows(
     con: duckdb.DuckDBPyConnection, header: ScenarioHeader, entity_type: str, entity_ids: Sequence[Any], version: int
 ) -> tuple[int, list[str]]:
@@ -233,15 +256,16 @@ def remove_rows(
         )
     if isinstance(entity_ids, (str, bytes)) or not isinstance(entity_ids, Sequence):
         raise InvalidInputError(f"entity_ids must be a list of ids, e.g. ['MRN-10001'], not {entity_ids!r}")
-    wanted: dict[str, uuid.UUID] = {}
+    texts: list[str] = []
     for position, raw in enumerate(entity_ids):
         if isinstance(raw, bool) or not isinstance(raw, (str, int)):
             raise InvalidInputError(
                 f"entity_ids[{position}] is {raw!r}; an id is a string (a UUID or the entity's own id)"
             )
-        text = str(raw).strip()
+        text = str(raw)  # as written: a save keeps " MRN-1" apart from "MRN-1"
         check_utf8(text, f"entity_ids[{position}]")
-        wanted[text] = derive_entity_id(stored_type, text)
+        texts.append(text)
+    wanted = dict(zip(texts, stored_entity_ids(stored_type, texts), strict=True))
     found = {
         row[0]
         for row in con.execute(

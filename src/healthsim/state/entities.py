@@ -40,7 +40,6 @@ __all__ = [
     "normalize_type",
     "id_fields",
     "raw_entity_id",
-    "derive_entity_id",
     "encode_entity",
     "as_json_object",
     "encode_fast",
@@ -146,20 +145,6 @@ def raw_entity_id(data: Any, fields: tuple[str, ...]) -> str | None:
         if isinstance(value, (str, uuid.UUID)):  # str subclasses; UUID fields of models
             return str(value)
     return None
-
-
-def derive_entity_id(entity_type: str, raw_id: str | None) -> uuid.UUID:
-    """The ``entity_id`` stored for an entity (Python form of the SQL used on save).
-
-    A UUID id is used as it is, any other id gives ``uuid5(NS, "{type}:{id}")``, and an
-    entity without an id gets a fresh random UUID.
-    """
-    if raw_id is None:
-        return uuid.uuid4()
-    try:
-        return uuid.UUID(raw_id)
-    except ValueError:
-        return uuid.uuid5(ENTITY_ID_NAMESPACE, f"{entity_type}:{raw_id}")
 
 
 # --------------------------------------------------------------------------- encoding
