@@ -536,3 +536,143 @@ def test_import_of_a_path_no_file_can_have_names_it(
         store.import_scenario_from_json(path)
     assert str(caught.value).endswith("nothing was saved")
     assert store.list_scenarios()["scenarios"] == []
+
+
+WRAPPED = [
+    {"patient_id": "P0"},  # a plain entity before the first wrapper
+    {"entity_id": "e1", "data": {"patient_id": "P1"}},
+    {"entity_id": "e2", "entity_type": "patient", "data": {"patient_id": "P2"}, "provenance": {"by": "hand"}},
+]
+
+
+@pytest.mark.parametrize("indent", [None, 1], ids=["one-line", "pretty"])
+@pytest.mark.parametrize("version", ["first", "last", "absent"])
+def test_add_from_a_file_reads_its_entities_as_import_does(
+    store: ScenarioStore, tmp_path: Path, version: str, indent: int | None
+) -> None:
+    """Bug 2: a 1.0 file whose schema_version followed its entities had its wrapped
+    entities unwrapped by ``add --from`` (as legacy workspace entries), not by import."""
+    document: dict[str, object] = {"entities": {"patients": WRAPPED}}
+    if version == "first":
+        document = {"schema_version": "1.0", **document}
+    elif version == "last":
+        document["schema_version"] = "1.0"
+    path = write(tmp_path / "wrapped.json", json.dumps(document, indent=indent))
+    store.import_scenario_from_json(path, name="imported")
+    store.save_scenario("added", {"patients": []})
+    store.add_entities_from_json("added", path)
+    store.add_entities_from_json("created", path, create=True)
+    imported = store.load_scenario("imported")["entities"]
+    assert store.load_scenario("added")["entities"] == imported
+    assert store.load_scenario("created")["entities"] == imported
+    if version == "absent":
+        assert imported["patients"][1] == {"patient_id": "P1", "_entity_id": "e1"}
+    else:
+        assert imported == {"patients": WRAPPED}
+
+
+def test_add_from_a_legacy_workspace_unwraps_as_import_does(store: ScenarioStore, tmp_path: Path) -> None:
+    legacy_files.workspace(tmp_path / "ws.json")
+    store.import_scenario_from_json(tmp_path / "ws.json", name="imported")
+    store.add_entities_from_json("added", tmp_path / "ws.json", create=True)
+    assert store.load_scenario("added")["entities"] == store.load_scenario("imported")["entities"]
+
+
+@pytest.mark.parametrize("where", ["first", "last"])
+@pytest.mark.parametrize("wrapped", [False, True], ids=["plain", "wrapped"])
+def test_add_from_a_file_of_an_unsupported_version_is_refused(
+    store: ScenarioStore, tmp_path: Path, where: str, wrapped: bool
+) -> None:
+    """Bug 2: ``add --from`` took a schema_version 2.0 file that import refuses."""
+    entities = {"patients": WRAPPED if wrapped else [{"patient_id": "P9"}]}
+    document: dict[str, object] = {"entities": entities}
+    document = {"schema_version": "2.0", **document} if where == "first" else {**document, "schema_version": "2.0"}
+    path = write(tmp_path / "v2.json", json.dumps(document))
+    store.save_scenario("b", {"patients": [{"patient_id": "A"}]})
+    with pytest.raises(
+        InvalidScenarioFileError, match=r"at \$\.schema_version: schema_version '2\.0' is not supported"
+    ):
+        store.import_scenario_from_json(path, name="c")
+    with pytest.raises(
+        InvalidScenarioFileError, match=r"at \$\.schema_version: schema_version '2\.0' is not supported"
+    ):
+        store.add_entities_from_json("b", path)
+    assert store.load_scenario("b")["entities"] == {"patients": [{"patient_id": "A"}]}  # nothing added
+    assert store.scenario_history("b")["versions"][0]["version"] == 1
+
+
+def test_source_fields_in_the_file_metadata_are_merged_not_replaced(store: ScenarioStore, tmp_path: Path) -> None:
+    """Bug 3a: a 1.0 file's metadata.source_fields was replaced by the file's own
+    top-level members; both are kept, the file's metadata winning a clash."""
+    document = {
+        "schema_version": "1.0",
+        "name": "sf",
+        "metadata": {"source_fields": {"generator": "old", "extra": "from metadata"}},
+        "entities": {"patients": [{"patient_id": "P1"}]},
+        "extra": 2,
+        "extra_2": 3,
+    }
+    store.import_scenario_from_json(write(tmp_path / "sf.json", json.dumps(document)))
+    kept = store.load_scenario("sf")["metadata"]["source_fields"]
+    assert kept == {"generator": "old", "extra": "from metadata", "extra_2": 3, "extra_3": 2}
+    # metadata.source_fields that is not an object: the members go beside it.
+    document = {**document, "name": "sf2", "metadata": {"source_fields": "a note"}}
+    store.import_scenario_from_json(write(tmp_path / "sf2.json", json.dumps(document)))
+    metadata = store.load_scenario("sf2")["metadata"]
+    assert metadata["source_fields"] == "a note"
+    assert metadata["source_fields_2"] == {"extra": 2, "extra_2": 3}
+
+
+def test_a_wrapper_never_overwrites_a_field_of_its_data(store: ScenarioStore, tmp_path: Path) -> None:
+    """Bug 3b: the wrapper's id, provenance and type replaced the data's own
+    ``_wrapper_*`` fields, or were dropped when the data had an ``_entity_type``."""
+    patients = [
+        {"entity_id": "W", "data": {"patient_id": "P1", "_entity_id": "D", "_wrapper_entity_id": "USER"}},
+        {
+            "entity_id": "P3",
+            "provenance": {"w": 1},
+            "data": {"patient_id": "P3", "_provenance": {"d": 1}, "_wrapper_provenance": "U"},
+        },
+        {"entity_id": "P2", "entity_type": "encounter", "data": {"patient_id": "P2", "_entity_type": "mine"}},
+        {"entity_id": "P4", "entity_type": "encounter", "data": {"patient_id": "P4", "_entity_type": "encounter"}},
+        {
+            "entity_id": "P5",
+            "entity_type": "encounter",
+            "data": {"patient_id": "P5", "_entity_type": "x", "_wrapper_entity_type": "y"},
+        },
+    ]
+    document = {"metadata": {"workspace_id": "w1"}, "entities": {"patients": patients}}
+    store.import_scenario_from_json(write(tmp_path / "ws.json", json.dumps(document)), name="ws")
+    stored = store.load_scenario("ws")["entities"]["patients"]
+    assert stored == [
+        {"patient_id": "P1", "_entity_id": "D", "_wrapper_entity_id": "USER", "_wrapper_entity_id_2": "W"},
+        {
+            "patient_id": "P3",
+            "_provenance": {"d": 1},
+            "_wrapper_provenance": "U",
+            "_wrapper_provenance_2": {"w": 1},
+            "_entity_id": "P3",
+        },
+        {"patient_id": "P2", "_entity_type": "mine", "_entity_id": "P2", "_wrapper_entity_type": "encounter"},
+        {"patient_id": "P4", "_entity_type": "encounter", "_entity_id": "P4"},
+        {
+            "patient_id": "P5",
+            "_entity_type": "x",
+            "_wrapper_entity_type": "y",
+            "_entity_id": "P5",
+            "_wrapper_entity_type_2": "encounter",
+        },
+    ]
+
+
+def test_a_lineage_that_is_not_a_list_is_kept(store: ScenarioStore, tmp_path: Path) -> None:
+    """Bug 3c: a provenance's ``lineage`` that was not a list was dropped."""
+    provenance = {
+        "operation": "save",
+        "lineage": "hand-written note",
+        "source_provenance": {"operation": "x", "lineage": {"a": 1}},
+    }
+    document = {"schema_version": "1.0", "name": "lin", "metadata": {"provenance": provenance}, "entities": {}}
+    store.import_scenario_from_json(write(tmp_path / "lin.json", json.dumps(document)))
+    lineage = store.load_scenario("lin")["metadata"]["provenance"]["lineage"]
+    assert lineage == [{"operation": "x", "lineage": {"a": 1}}, {"operation": "save", "lineage": "hand-written note"}]

@@ -39,6 +39,7 @@ from .shapes import (
     SCENARIO_FIELDS,
     ImportPlan,
     Survey,
+    check_schema_version,
     entity_from_item,
     entity_list_type,
     is_wrapper,
@@ -118,16 +119,17 @@ def _lineage(previous: Any) -> list[Any]:
 
     Files exported by earlier versions of this library nest the previous hop in
     ``source_provenance``, one level per hop; they are unnested here, so that a scenario
-    can travel any number of times without its metadata growing deeper.
+    can travel any number of times without its metadata growing deeper. A ``lineage``
+    that is not a list (written by hand or by another tool) is not a list of hops: it
+    stays in the hop it came from, as written.
     """
     hops: list[Any] = []
     while isinstance(previous, dict):
         hop = dict(previous)
-        earlier = hop.pop("lineage", None)
+        earlier = hop.pop("lineage") if isinstance(hop.get("lineage"), list) else []
         nested = hop.pop("source_provenance", None)
         hops.append(hop)
-        if isinstance(earlier, list):
-            hops.extend(reversed(earlier))
+        hops.extend(reversed(earlier))
         previous = nested
     if previous is not None:
         hops.append(previous)
@@ -257,8 +259,11 @@ def _walk_lists(
                 continue
             if event.kind == "end":
                 return
-            survey.wrappers = survey.wrappers or (type(event.value) is dict and is_wrapper(event.value))
-            yield entity_from_item(path, event.value, entity_type, unwrap(), _locator(stream, event))
+            wrapper = type(event.value) is dict and is_wrapper(event.value)
+            survey.wrappers = survey.wrappers or wrapper
+            # unwrap() is asked only about wrappers: for the add path, answering may
+            # cost a read of the whole file (see entity_stream).
+            yield entity_from_item(path, event.value, entity_type, wrapper and unwrap(), _locator(stream, event))
             survey.counts[entity_type] += 1
 
     for event in events:
@@ -413,15 +418,40 @@ def import_scenario(
 
 @contextmanager
 def entity_stream(file_path: str | os.PathLike[str]) -> Iterator[Iterator[tuple[str, Iterator[Any]]]]:
-    """The entity lists of a file, as ``(type, checked entities)``, read once and
-    streamed (for adding a file's entities to a scenario). Any shape the importer reads
-    is accepted; the file's scenario fields are read and left aside.
+    """The entity lists of a file, as ``(type, checked entities)``, streamed (for adding
+    a file's entities to a scenario). Any shape the importer reads is accepted, and its
+    entities come out as an import of the file stores them; the file's scenario fields
+    are read and left aside.
+
+    Wrapped entities are unwrapped unless the file is in the 1.0 format, which a
+    top-level ``schema_version`` anywhere in the file says. Whether it has one is known
+    only once it is read, or, when it has none, at the end of the file. The caller adds
+    the entities as they come, in one transaction that cannot start over, so when the
+    first wrapped entity is met before a ``schema_version``, the whole file is surveyed
+    (read a second time, alongside) to settle it, and the answer holds for every entity.
+    Files without wrapped entities, and those whose ``schema_version`` comes first, are
+    read once.
 
     Raises:
-        InvalidScenarioFileError: the file cannot be read (as it is read).
+        InvalidScenarioFileError: the file cannot be read, or its ``schema_version`` is
+            not one this release reads (as it is read; by then the caller has added
+            nothing for good).
     """
     path = _checked_path(file_path)
     survey = Survey()
+    decided: list[bool] = []  # whether to unwrap, once the first wrapper asked
+
+    def unwrap() -> bool:
+        if not decided:
+            fields = survey.fields if "schema_version" in survey.fields else survey_file(path).fields
+            decided.append(check_schema_version(path, fields) is None)
+        return decided[0]
+
+    def lists(file: BinaryIO) -> Iterator[tuple[str, Iterator[Any]]]:
+        for typed in _walk_lists(path, JsonStream(path, file), survey, unwrap):
+            check_schema_version(path, survey.fields)  # refused before its entities are read
+            yield typed
+        check_schema_version(path, survey.fields)  # one that follows the entities
+
     with path.open("rb") as file, gc_paused():
-        # Wrapped legacy entities are unwrapped unless the file says it is the 1.0 format.
-        yield _walk_lists(path, JsonStream(path, file), survey, lambda: "schema_version" not in survey.fields)
+        yield lists(file)

@@ -11,7 +11,9 @@ Four shapes are read, every one that HealthSim releases have written:
 Nothing in a file is dropped: a wrapper's ``provenance`` and ``entity_id`` go into the
 entity as ``_provenance`` / ``_entity_id`` when it lacks them; top-level members that are
 not scenario fields are kept in the scenario's ``metadata["source_fields"]``; a workspace's
-``metadata`` in ``metadata["source_metadata"]``.
+``metadata`` in ``metadata["source_metadata"]``. A value whose key is already used by a
+different value goes under the first free key of ``key_2``, ``key_3``… (see
+:func:`free_key`), never over the file's own.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ __all__ = [
     "ImportPlan",
     "Survey",
     "check_schema_version",
+    "free_key",
     "plan_import",
     "is_wrapper",
     "entity_from_item",
@@ -215,7 +218,7 @@ def plan_import(path: Path, survey: Survey, name: str | None) -> ImportPlan:
                     where,
                 ) from None
             source_fields[key] = _plain(path, value, where)
-        metadata["source_fields"] = source_fields
+        _keep_source_fields(metadata, source_fields)
     return ImportPlan(
         name=name,
         description=description,
@@ -229,27 +232,71 @@ def plan_import(path: Path, survey: Survey, name: str | None) -> ImportPlan:
     )
 
 
+def free_key(mapping: dict[str, Any], key: str) -> str:
+    """``key`` if ``mapping`` lacks it, else the first of ``key_2``, ``key_3``… it lacks.
+
+    A value from the file that would land on a key the file already uses goes under
+    this one instead, so that neither is lost.
+    """
+    if key not in mapping:
+        return key
+    suffix = 2
+    while f"{key}_{suffix}" in mapping:
+        suffix += 1
+    return f"{key}_{suffix}"
+
+
+def _keep_source_fields(metadata: dict[str, Any], source_fields: dict[str, Any]) -> None:
+    """Put a file's unmapped top-level members in ``metadata["source_fields"]``.
+
+    A 1.0 file's own metadata may already hold ``source_fields`` (a scenario imported
+    once and exported again): the members are merged into it, the metadata's value
+    winning a clash and the member going under a free key (``extra_2``); a
+    ``source_fields`` that is not an object stays, the members going under a free key
+    of the metadata (``source_fields_2``).
+    """
+    existing = metadata.get("source_fields")
+    if existing is None and "source_fields" not in metadata:
+        metadata["source_fields"] = source_fields
+    elif isinstance(existing, dict):
+        merged = {**existing, **{key: value for key, value in source_fields.items() if key not in existing}}
+        for key, value in source_fields.items():
+            if key in existing:  # after the others, so a free key is not one of theirs
+                merged[free_key(merged, key)] = value
+        metadata["source_fields"] = merged
+    else:
+        metadata[free_key(metadata, "source_fields")] = source_fields
+
+
 def is_wrapper(value: dict[str, Any]) -> bool:
     """A legacy workspace entry: ``{entity_id, entity_type, data, provenance}`` around the data."""
     return isinstance(value.get("data"), dict) and value.keys() <= _WRAPPER_KEYS
 
 
 def _unwrap(value: dict[str, Any], list_type: str) -> dict[str, Any]:
+    """The entity a workspace wrapper holds, with the wrapper's facts it lacks.
+
+    The wrapper's ``provenance``, ``entity_id`` and an ``entity_type`` that differs from
+    its list go to ``_provenance``, ``_entity_id`` and ``_entity_type``; when the data has
+    a different value there, to ``_wrapper_provenance``… and, should the data use that
+    key too, to the first free ``_wrapper_provenance_2``, ``_3``… (never over its own).
+    """
     data = dict(value["data"])
-    for wrapper_key, data_key in (("provenance", "_provenance"), ("entity_id", "_entity_id")):
-        if wrapper_key in value:
-            if data_key not in data:
-                data[data_key] = value[wrapper_key]
-            elif data[data_key] != value[wrapper_key]:
-                data[f"_wrapper{data_key}"] = value[wrapper_key]
+    facts = [("provenance", "_provenance"), ("entity_id", "_entity_id")]
     declared = value.get("entity_type")
-    if declared is not None and "_entity_type" not in data:
+    if declared is not None:
         try:
             same = normalize_type(declared) == list_type
         except InvalidEntityError:
             same = False
-        if not same:
-            data["_entity_type"] = declared
+        if not same:  # the list's own type needs no note
+            facts.append(("entity_type", "_entity_type"))
+    for wrapper_key, data_key in facts:
+        if wrapper_key in value:
+            if data_key not in data:
+                data[data_key] = value[wrapper_key]
+            elif data[data_key] != value[wrapper_key]:
+                data[free_key(data, f"_wrapper{data_key}")] = value[wrapper_key]
     return data
 
 
