@@ -81,11 +81,11 @@ _WHEN = (
 _NOT_WHEN = set(_BIRTH) | {"deceased_date", "death_date"}
 _MONEY = re.compile(r"charge|paid|allowed|billed|amount|cost|payment", re.IGNORECASE)
 
+# A JSON text that is a number (of a field's texts, by its first character).
+_NUMBER = "left({e}, 1) NOT IN ('\"', '{{', '[', 't', 'f')"
 # An ISO 8601 date, or date and time (``T`` or a space), seconds and fraction optional,
 # then ``Z`` or an offset (``+05``, ``+0530``, ``+05:30``) or nothing. The same pattern
 # checks every value in SQL (RE2) and the extremes here.
-# A JSON text that is a number (of a field's texts, by its first character).
-_NUMBER = "left({e}, 1) NOT IN ('\"', '{{', '[', 't', 'f')"
 _ISO_PATTERN = r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}(:?\d{2})?)?)?"
 _ISO_DATETIME = re.compile(_ISO_PATTERN)
 
