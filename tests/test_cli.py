@@ -199,8 +199,16 @@ def test_errors_are_one_line_with_exit_codes(isolated_home: Path, tmp_path: Path
     assert_clean_error(run("load", "ghost"), 1, "error: scenario 'ghost' not found")
     assert_clean_error(run("delete", "ghost", "--yes"), 1, "not found")
     ok("save", "twice", "--from", str(EXAMPLE))
-    assert_clean_error(run("save", "twice", "--from", str(EXAMPLE)), 1, "already exists")
+    # The hint names the flag to type (the library's says overwrite=True, new_name).
+    assert_clean_error(
+        run("save", "twice", "--from", str(EXAMPLE)), 1, "already exists; choose another name or pass --overwrite"
+    )
     ok("save", "twice", "--from", str(EXAMPLE), "--overwrite")
+    trashed = json.loads(ok("save", "gone", "--from", str(EXAMPLE), "--json").stdout)["scenario_id"]
+    ok("delete", "gone", "--yes")
+    ok("save", "gone", "--from", str(EXAMPLE))  # the name is taken again
+    assert_clean_error(run("restore", trashed), 1, "pass --as NAME to restore it under another name")
+    ok("restore", trashed, "--as", "gone-again")
     bad = tmp_path / "bad.json"
     bad.write_text('{"entities": {"patients": [{"v": NaN}]}}')
     assert_clean_error(run("import", str(bad)), 1, "at $.entities.patients[0] (line 1 column 28)")

@@ -21,7 +21,7 @@ from rich.table import Table
 from . import __version__
 from ._text import safe_text
 from .progress import progress_bar
-from .state import ScenarioNotFoundError, ScenarioStore, StateError, transfer_scenario
+from .state import ScenarioExistsError, ScenarioNotFoundError, ScenarioStore, StateError, transfer_scenario
 from .summary_view import render_summary
 
 __all__ = ["app", "main"]
@@ -65,6 +65,10 @@ def _describe(exc: BaseException) -> str:
         return "(the error text could not be read)"
 
 
+# A name clash's hint says what to pass to the library; at the terminal, the flag to type.
+_FLAGS = (("pass overwrite=True", "pass --overwrite"), ("pass new_name", "pass --as NAME"))
+
+
 def handle_errors(command: F) -> F:
     """Library errors: one line on stderr, exit 1. Never a traceback.
 
@@ -79,7 +83,11 @@ def handle_errors(command: F) -> F:
         except (typer.Exit, typer.Abort):
             raise
         except StateError as exc:
-            err.print(f"error: {_describe(exc)}", markup=False)
+            text = _describe(exc)
+            if isinstance(exc, ScenarioExistsError):  # its hint names the library's parameters
+                for library, flag in _FLAGS:
+                    text = text.replace(library, flag)
+            err.print(f"error: {text}", markup=False)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err.print("interrupted; nothing further was changed", markup=False)
