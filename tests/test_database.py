@@ -24,6 +24,7 @@ from healthsim.state import (
 from healthsim.state.database import connect, lock_timeout, resolve_db_path
 from healthsim.state.postgres.server import TeamDatabase
 from helpers.database import hold_database
+from helpers.paths import no_such_user
 
 
 def test_default_path_is_under_home(monkeypatch: pytest.MonkeyPatch, isolated_home: Path) -> None:
@@ -228,7 +229,7 @@ def test_a_team_url_with_a_port_that_is_not_a_number() -> None:
 
 
 def test_a_database_under_a_home_that_names_no_user_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HEALTHSIM_DB", "~healthsim-no-such-user/h.duckdb")
+    monkeypatch.setenv("HEALTHSIM_DB", f"~{no_such_user()}/h.duckdb")
     with pytest.raises(InvalidInputError, match="starts with a '~' that names no home folder"):
         ScenarioStore().list_scenarios()
 

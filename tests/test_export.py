@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import pwd
 import signal
 import socket
 import stat
@@ -30,6 +29,7 @@ from healthsim.state.exchange import export as export_module
 from healthsim.state.exchange.export import safe_file_name
 from healthsim.state.reading import ScenarioReader
 from helpers.legacy_files import claims
+from helpers.paths import NO_SUCH_USER, no_such_user
 from helpers.sample import diabetes_cohort
 
 SCHEMA = json.loads(
@@ -447,9 +447,6 @@ def test_a_real_device_is_refused_by_a_read_only_check() -> None:
         export_module.refuse_special_file(null)
 
 
-NO_SUCH_USER = "nosuchuser-healthsim-test"
-
-
 @pytest.mark.parametrize("writer", ["json", "ndjson", "report"])
 @pytest.mark.parametrize(
     ("case", "expected"),
@@ -479,11 +476,7 @@ def test_export_to_a_path_no_file_can_have_is_invalid_input(
     store: ScenarioStore, tmp_path: Path, writer: str, case: str, expected: str
 ) -> None:
     # Were raw ValueError, RuntimeError and OSError ("unexpected error ... please report this").
-    try:
-        pwd.getpwnam(NO_SUCH_USER)
-        pytest.skip(f"a user {NO_SUCH_USER!r} exists here")
-    except KeyError:
-        pass
+    no_such_user()  # (skipped where such a user exists)
     store.save_scenario("x", {"patients": [{"patient_id": "A"}]})
     work = tmp_path / "work"
     work.mkdir()

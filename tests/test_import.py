@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import pwd
 import re
 import socket
 import time
@@ -24,6 +23,7 @@ from healthsim.state import (
 from healthsim.state.entities import ENTITY_ID_NAMESPACE
 from helpers import legacy_files
 from helpers.database import never_written, orphan_rows, sql_rows
+from helpers.paths import NO_SUCH_USER, no_such_user
 from helpers.sample import diabetes_cohort
 
 
@@ -466,9 +466,6 @@ def test_a_name_or_id_after_the_entities_decides_too(store: ScenarioStore, tmp_p
     assert [s["name"] for s in store.list_scenarios()["scenarios"]] == ["with-id", "taken"]
 
 
-NO_SUCH_USER = "nosuchuser-healthsim-test"
-
-
 @pytest.mark.timeout(30)  # were the pipe opened, the import would wait for a writer forever
 def test_import_of_a_pipe_a_socket_or_a_folder_says_what_it_is(
     store: ScenarioStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -520,11 +517,7 @@ def test_import_of_a_path_no_file_can_have_names_it(
     store: ScenarioStore, tmp_path: Path, case: str, expected: str
 ) -> None:
     # Were raw RuntimeError and OSError ("unexpected error"), and "no such file" for a NUL or a surrogate.
-    try:
-        pwd.getpwnam(NO_SUCH_USER)
-        pytest.skip(f"a user {NO_SUCH_USER!r} exists here")
-    except KeyError:
-        pass
+    no_such_user()  # (skipped where such a user exists)
     path = {
         "nul": f"{tmp_path}/a\x00b.json",
         "user": f"~{NO_SUCH_USER}/x.json",

@@ -27,6 +27,7 @@ from healthsim.mcp_server import build_server
 from healthsim.state import ScenarioStore
 from helpers import legacy_files
 from helpers.database import hold_database
+from helpers.paths import NO_SUCH_USER, no_such_user
 from helpers.sample import diabetes_cohort
 
 HEALTHSIM = Path(sys.executable).parent / "healthsim"
@@ -215,8 +216,8 @@ def test_errors_say_what_to_do(db_path: Path, tmp_path: Path) -> None:
         bad = tmp_path / "bad.json"
         bad.write_text("[1]")
         assert "top level is an array" in await call_error(client, "import_scenario", file_path=str(bad))
-        missing_home = await call_error(client, "import_scenario", file_path="~healthsim-no-such-user/x.json")
-        assert "there is no user 'healthsim-no-such-user'" in missing_home and "unexpected" not in missing_home
+        missing_home = await call_error(client, "import_scenario", file_path=f"~{no_such_user()}/x.json")
+        assert f"there is no user '{NO_SUCH_USER}'" in missing_home and "unexpected" not in missing_home
         assert (await call(client, "list_scenarios"))["total_count"] == 1  # still serving
 
     with_session(db_path, test)

@@ -19,6 +19,7 @@ import pytest
 
 from healthsim.state import InvalidInputError, QueryError, ScenarioStore, query_scenarios, query_to_file
 from healthsim.state import query as query_module
+from helpers.paths import NO_SUCH_USER, no_such_user
 from helpers.sample import diabetes_cohort
 
 
@@ -587,7 +588,7 @@ def test_query_to_file_to_paths_no_file_can_have_or_a_pipe_is_refused(filled: Sc
     os.mkfifo(pipe)
     for path, says in (
         (str(tmp_path / "a\x00b.csv"), "holds a NUL character"),
-        ("~healthsim-no-such-user/rows.csv", "there is no user 'healthsim-no-such-user'"),
+        (f"~{no_such_user()}/rows.csv", f"there is no user '{NO_SUCH_USER}'"),
         (str(tmp_path / ("x" * 300 + ".csv")), "too long"),
         (str(pipe), "not a regular file (a pipe, device or socket)"),
     ):
