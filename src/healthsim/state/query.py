@@ -63,7 +63,7 @@ import pyarrow.parquet as pq
 
 from .database import connect, lock_timeout, prepare_file, process_lock, resolve_database
 from .errors import DatabaseError, DatabaseLockedError, InvalidInputError, QueryError, StateError
-from .exchange.export import home_folder_problem, refuse_database, refuse_special_file, temp_prefix
+from .exchange.export import output_file_path, refuse_target, temp_prefix
 from .exchange.formats import concatenated
 from .postgres.server import TeamDatabase
 from .results import QueryResult
@@ -919,14 +919,7 @@ def query_to_file(
     _check_sql(sql, database)
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
         raise QueryError(f"timeout must be a positive number of seconds, not {timeout!r}")
-    if not isinstance(output_path, (str, os.PathLike)):
-        raise InvalidInputError(f"output_path must be a path, not {type(output_path).__name__}")
-    given = os.fsdecode(output_path)
-    if "\x00" in given:
-        raise InvalidInputError(f"output_path {given!r} holds a NUL character, which no file name can; remove it")
-    if (problem := home_folder_problem(given)) is not None:
-        raise InvalidInputError(f"cannot write {given!r}: {problem}")
-    target = Path(os.path.abspath(Path(given).expanduser()))
+    target = Path(os.path.abspath(output_file_path(output_path)))
     if format is None:
         if target.suffix.lower() not in QUERY_FORMATS:
             raise InvalidInputError(
@@ -944,8 +937,7 @@ def query_to_file(
         raise InvalidInputError(f"cannot write {str(target)!r}: {exc.strerror or exc}; choose another path") from None
     if folder:
         raise InvalidInputError(f"{str(target)!r} is a folder; give the path of the file to write")
-    refuse_database(target, database)  # the rows written over the database would replace it
-    refuse_special_file(target)  # a pipe or device would be replaced by the rename
+    refuse_target(target, database)  # the rename would replace a database, a pipe or a device
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, temp_name = tempfile.mkstemp(dir=target.parent, prefix=temp_prefix(target), suffix=".partial")

@@ -56,8 +56,10 @@ __all__ = [
     "default_export_path",
     "export_scenario",
     "is_duckdb_database",
+    "output_file_path",
     "refuse_database",
     "refuse_special_file",
+    "refuse_target",
     "home_folder_problem",
     "target_path",
     "write_atomically",
@@ -130,26 +132,8 @@ def target_path(name: str, output_path: str | os.PathLike[str] | None, suffix: s
     if output_path is None:
         target = default_export_path(name, suffix)
     else:
-        if not isinstance(output_path, (str, os.PathLike)):
-            raise InvalidInputError(f"output_path must be a path, not {type(output_path).__name__}")
-        try:
-            os.fsencode(output_path)
-        except UnicodeEncodeError:  # "\ud800" (not an undecodable byte's "\udcff")
-            raise InvalidInputError(
-                f"output_path {os.fsdecode(output_path)!r} holds a lone surrogate, which "
-                "no file name can; remove it or encode the text correctly; nothing was written"
-            ) from None
-        text = os.fsdecode(output_path)
-        if "\x00" in text:  # every file system call would raise a bare ValueError
-            raise InvalidInputError(
-                f"output_path {text!r} holds a NUL character (\\x00), which no file name can; "
-                "remove it; nothing was written"
-            )
-        problem = home_folder_problem(text)
-        if problem is not None:
-            raise InvalidInputError(f"cannot export to {text!r}: {problem}; nothing was written")
-        target = Path(output_path).expanduser()
-        names_folder = text.endswith(("/", os.sep))
+        target = output_file_path(output_path)
+        names_folder = os.fsdecode(output_path).endswith(("/", os.sep))
         try:
             is_folder = names_folder or target.is_dir()
         except OSError as exc:  # Path.is_dir raises ENAMETOOLONG and EACCES (Python 3.11)
@@ -157,6 +141,48 @@ def target_path(name: str, output_path: str | os.PathLike[str] | None, suffix: s
         if is_folder:
             target = target / safe_file_name(name, suffix)
     return Path(os.path.abspath(target))  # absolute and without '..', links untouched
+
+
+def output_file_path(output_path: object) -> Path:
+    """``output_path`` with its ``~`` expanded, once nothing makes it a path no file can
+    have: exports and ``query_to_file`` check what users give them the same way.
+
+    Raises:
+        InvalidInputError: it is not a path, holds a lone surrogate or a NUL (every file
+            system call would raise a bare error), or starts with a ``~user`` that names
+            no folder. Nothing is written.
+    """
+    if not isinstance(output_path, (str, os.PathLike)):
+        raise InvalidInputError(f"output_path must be a path, not {type(output_path).__name__}")
+    try:
+        os.fsencode(output_path)
+    except UnicodeEncodeError:  # "\ud800" (not an undecodable byte's "\udcff")
+        raise InvalidInputError(
+            f"output_path {os.fsdecode(output_path)!r} holds a lone surrogate, which "
+            "no file name can; remove it or encode the text correctly; nothing was written"
+        ) from None
+    text = os.fsdecode(output_path)
+    if "\x00" in text:
+        raise InvalidInputError(
+            f"output_path {text!r} holds a NUL character (\\x00), which no file name can; "
+            "remove it; nothing was written"
+        )
+    problem = home_folder_problem(text)
+    if problem is not None:
+        raise InvalidInputError(f"cannot export to {text!r}: {problem}; nothing was written")
+    return Path(text).expanduser()
+
+
+def refuse_target(target: Path, database: Database | None = None) -> None:
+    """Refuse to write ``target`` over a database (:func:`refuse_database`) or a pipe,
+    device or socket (:func:`refuse_special_file`): the checks every writer of a path a
+    user chose makes before it writes anything.
+
+    Raises:
+        InvalidInputError: ``target`` is one of these; the message names it.
+    """
+    refuse_database(target, database)
+    refuse_special_file(target)
 
 
 def is_duckdb_database(path: str | os.PathLike[str]) -> bool:
@@ -428,8 +454,7 @@ def write_atomically(target: Path, write: Callable[[BinaryIO], object], *, datab
             :func:`refuse_special_file`), or the file or its folder cannot be written
             (the message names it). Nothing is written.
     """
-    refuse_database(target, database)
-    refuse_special_file(target)
+    refuse_target(target, database)
     created = _make_folder(target)
     try:
         fd, temp_name = tempfile.mkstemp(dir=target.parent, prefix=temp_prefix(target), suffix=".partial")

@@ -45,8 +45,7 @@ from .export import (
     chosen_types,
     export_scenario,
     is_duckdb_database,
-    refuse_database,
-    refuse_special_file,
+    refuse_target,
     safe_file_name,
     target_path,
     write_atomically,
@@ -181,8 +180,7 @@ def _folder_path(name: str, path: str | os.PathLike[str] | None, format: str, da
             write-ahead log, or an existing folder that holds a DuckDB database.
     """
     folder = target_path(name, path, suffix=f"-{format}")
-    refuse_database(folder, database)
-    refuse_special_file(folder)  # (it would be called "a file, not a folder" below)
+    refuse_target(folder, database)  # (a pipe would be called "a file, not a folder" below)
     if folder.is_dir() and not folder.is_symlink():
         _refuse_folder_of_databases(folder, database)
     if folder.exists() and not folder.is_dir():
