@@ -14,6 +14,7 @@ only appended, or removed by their stored UUID.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import uuid
@@ -212,11 +213,18 @@ def add_batch(
     return {"added": added, "updated": updated, "removed": removed}, types, encoder.exact_rows, replaced
 
 
-def stored_entity_ids(entity_type: str, raw_ids: list[str]) -> list[uuid.UUID]:
+def stored_entity_ids(
+    entity_type: str, raw_ids: list[str], con: duckdb.DuckDBPyConnection | None = None
+) -> list[uuid.UUID]:
     """The ``entity_id`` a save stores for each of these own ids of one type, derived by
-    the save's own SQL (DuckDB's UUID cast, else the UUIDv5 of ``type:id``) in a private
-    in-memory DuckDB: Python's ``uuid.UUID`` takes forms the cast does not (``urn:uuid:…``,
-    doubled braces), and a remove must name exactly the entity a save stored."""
+    the save's own SQL (DuckDB's UUID cast, else the UUIDv5 of ``type:id``): Python's
+    ``uuid.UUID`` takes forms the cast does not (``urn:uuid:…``, doubled braces), and a
+    remove must name exactly the entity a save stored.
+
+    Args:
+        con: a DuckDB connection to run it on (the edit's own); without one, or on a team
+            store (whose saves derive ids in DuckDB too), a private in-memory DuckDB.
+    """
     if not raw_ids:
         return []
     table = pa.table(
@@ -226,10 +234,13 @@ def stored_entity_ids(entity_type: str, raw_ids: list[str]) -> list[uuid.UUID]:
             "raw_id": pa.array(raw_ids, pa.string()),
         }
     )
-    with duckdb.connect() as local:
-        local.register("_hs_ids", table)
-        derived = entity_uuid_select("_hs_ids", "raw_id", "entity_type || ':' || raw_id", "position")
-        rows = local.execute(f"SELECT position, _uuid FROM ({derived}) ORDER BY position").fetchall()
+    derived = entity_uuid_select("_hs_ids", "raw_id", "entity_type || ':' || raw_id", "position")
+    with contextlib.ExitStack() as stack:
+        if con is None or is_postgres(con):
+            con = stack.enter_context(duckdb.connect())
+        con.register("_hs_ids", table)
+        stack.callback(con.unregister, "_hs_ids")
+        rows = con.execute(f"SELECT position, _uuid FROM ({derived}) ORDER BY position").fetchall()
     return [stored for _, stored in rows]
 
 
@@ -265,7 +276,7 @@ def remove_rows(
         text = str(raw)  # as written: a save keeps " MRN-1" apart from "MRN-1"
         check_utf8(text, f"entity_ids[{position}]")
         texts.append(text)
-    wanted = dict(zip(texts, stored_entity_ids(stored_type, texts), strict=True))
+    wanted = dict(zip(texts, stored_entity_ids(stored_type, texts, con), strict=True))
     found = {
         row[0]
         for row in con.execute(
