@@ -100,10 +100,10 @@ class _Field:
     """One field path of one type, and what SQL found of it."""
 
     path: str
-    expr: str  # its JSON text, as SQL over the type's temporary table
+    expr: str  # its JSON text per entity, as SQL over ``_hs_fields``
     keyed: int  # entities having the key (null values included)
-    guess: str | None  # the JSON type of its first value (``date`` for a date string)
     keys: list[str]  # where it is in an entity
+    index: int  # its number in ``_hs_values``
     stats: dict[str, Any] = field(default_factory=dict)
     objects: int = 0
     strings: int = 0
@@ -138,14 +138,16 @@ def summarize(reader: ScenarioReader, samples: int, *, budget: int = SUMMARY_BYT
     entry["description"] = _short(entry["description"])
     entry["tags"] = [_short(t) for t in entry["tags"]]
     as_of = reader.header.updated_at.date()
+    # Which top-level fields exist, and in how many entities: one pass over all types
+    # (on every core; a pass per type beside another type's statistics was slower).
     keys: dict[str, list[tuple[str, int]]] = {}
     for entity_type, k, n in con.execute(
         f"SELECT entity_type, k, count(*) AS n FROM (SELECT entity_type, unnest(json_keys(entity_data)) AS k "
         f"FROM ({reader.rows_sql()})) GROUP BY ALL ORDER BY entity_type, n DESC, k"
     ).fetchall():
         keys.setdefault(entity_type, []).append((k, n))
-    # The first entities are read anyway as samples; they also guess each field's type,
-    # so that one query usually measures every field.
+    # The first entities are the samples; the first one's key order also orders fields
+    # that are as present as each other.
     firsts = {t: reader.entities(t, 0, min(n, max(samples, 1))) if n else [] for t, n in reader.counts.items()}
 
     def about(cursor: duckdb.DuckDBPyConnection, entity_type: str) -> dict[str, Any]:
@@ -188,7 +190,7 @@ def _each_type(
         finally:
             con.execute(f"SET TimeZone = {_literal(zone)}")  # the reader's connection, as it was
             con.execute("DROP TABLE IF EXISTS _hs_fields")
-            con.execute("DROP TABLE IF EXISTS _hs_nested")
+            con.execute("DROP TABLE IF EXISTS _hs_values")
         return done
     idle: queue.SimpleQueue[duckdb.DuckDBPyConnection] = queue.SimpleQueue()
     cursors = [con.cursor() for _ in range(_WORKERS)]
@@ -229,60 +231,70 @@ def _type_fields(
     columns += [f"{sql} AS {column}" for sql, column in apart.values()]
     con.execute(f"CREATE OR REPLACE TEMP TABLE _hs_fields AS SELECT {', '.join(columns)} FROM ({rows_sql})")
     top = [
-        _Field(json_path("", k).lstrip("."), _field_expr("r", k, apart), n, _guess(first, [k]), [k]) for k, n in chosen
+        _Field(json_path("", k).lstrip("."), _field_expr("r", k, apart), n, [k], index=i)
+        for i, (k, n) in enumerate(chosen)
     ]
     # Among fields as present as each other, the order of the first entity's keys.
     written = {k: i for i, k in enumerate(first[0])} if first and isinstance(first[0], dict) else {}
     for i, (f, (k, _)) in enumerate(zip(top, chosen, strict=True)):
         f.place = (written.get(k, len(written) + i), -1)
-    _field_stats(con, "_hs_fields", top, count)
-    nested, more = _nested_fields(con, [f for f in top if f.objects], count, first, _MAX_FIELDS - len(top))
-    # Rows of the two tables are in the same order: queries over both join them by position.
-    table = "_hs_fields POSITIONAL JOIN _hs_nested" if nested else "_hs_fields"
+    union = " UNION ALL ".join(
+        f"SELECT {f.index} AS f, {f.expr} AS v, count(*) AS n FROM _hs_fields WHERE {f.expr} IS NOT NULL GROUP BY v"
+        for f in top
+    )
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _hs_values AS {union}")
+    _field_stats(con, top, count)
+    nested, more = _nested_fields(con, [f for f in top if f.objects], count, _MAX_FIELDS - len(top), len(top))
     fields = top + nested
-    _tops(con, table, [f for f in fields if f.categorical])
+    _tops(con, [f for f in fields if f.categorical])
     # The most present first; among equals, each object's fields right after it.
     fields.sort(key=lambda f: (-f.stats["present"], f.place))
-    return table, fields, len(keys) - len(chosen) + more
+    return "_hs_fields", fields, len(keys) - len(chosen) + more
 
 
 def _nested_fields(
-    con: duckdb.DuckDBPyConnection, parents: list[_Field], count: int, first: list[Any], room: int
+    con: duckdb.DuckDBPyConnection, parents: list[_Field], count: int, room: int, start: int
 ) -> tuple[list[_Field], int]:
-    """Fields one level into the object-valued fields ``parents``, read into
-    ``_hs_nested``, row for row beside ``_hs_fields``."""
+    """Fields one level into the object-valued fields ``parents``, and how many more
+    there are than ``room``. Their keys and values are read from the parents' distinct
+    objects in ``_hs_values`` (each weighed by how many entities have it), so an object
+    many entities share is parsed once; their values are added to ``_hs_values`` under
+    numbers from ``start``."""
     if not parents:
         return [], 0
-    union = " UNION ALL ".join(
-        f"SELECT {i} AS parent, unnest(json_keys({p.expr})) AS k FROM _hs_fields WHERE left({p.expr}, 1) = '{{'"
-        for i, p in enumerate(parents)
-    )
-    found = con.execute(f"SELECT parent, k, count(*) AS n FROM ({union}) GROUP BY ALL ORDER BY n DESC, parent, k")
-    keys = found.fetchall()
+    ids = ", ".join(str(p.index) for p in parents)
+    keys = con.execute(
+        f"SELECT f, k, sum(n)::BIGINT AS n FROM (SELECT f, unnest(json_keys(v)) AS k, n FROM _hs_values "
+        f"WHERE f IN ({ids}) AND left(v, 1) = '{{') GROUP BY ALL ORDER BY n DESC, f, k"
+    ).fetchall()
     chosen = keys[: max(room, 0)]
     by_parent: dict[int, list[tuple[str, int]]] = {}
     for parent, k, n in chosen:
         by_parent.setdefault(parent, []).append((k, n))
-    columns = []
     fields: list[_Field] = []
-    for i, p in enumerate(parents):
-        if i not in by_parent:
+    selects = []
+    index = start  # the first number in _hs_values free for them
+    for p in parents:
+        if p.index not in by_parent:
             continue
-        position = p.place[0]
-        inside, apart = _struct_keys([k for k, _ in by_parent[i]], p.expr, f"n{i}_")
-        spec = orjson.dumps(dict.fromkeys(inside, "JSON")).decode()
-        if inside:
-            columns.append(f"CASE WHEN left({p.expr}, 1) = '{{' THEN from_json({p.expr}, {_literal(spec)}) END AS n{i}")
-        columns += [f"{sql} AS {column}" for sql, column in apart.values()]
         parent_path = p.path if p.path.startswith("[") else "." + p.path
-        for j, (k, n) in enumerate(by_parent[i]):
-            where = [*p.keys, k]
+        pointers = [_literal(json_pointer(k)) for k, _ in by_parent[p.index]]
+        selects.append(
+            f"SELECT {index} + i AS f, x AS v, sum(n) AS n FROM (SELECT unnest(range({len(pointers)})) AS i, "
+            f"unnest(json_extract(v, [{', '.join(pointers)}])) AS x, n FROM _hs_values "
+            f"WHERE f = {p.index} AND left(v, 1) = '{{') WHERE x IS NOT NULL AND x <> 'null' GROUP BY ALL"
+        )
+        for j, ((k, n), pointer) in enumerate(zip(by_parent[p.index], pointers, strict=True)):
+            # Per entity (for the facts and the means): JSON null reads as SQL NULL, as
+            # from_json reads the top-level fields.
+            expr = f"CASE WHEN left({p.expr}, 1) = '{{' THEN NULLIF(json_extract({p.expr}, {pointer}), 'null') END"
             path = json_path(parent_path, k).lstrip(".")
-            fields.append(_Field(path, _field_expr(f"n{i}", k, apart), n, _guess(first, where), where))
-            fields[-1].place = (position, j)
+            fields.append(_Field(path, expr, n, [*p.keys, k], index=index))
+            fields[-1].place = (p.place[0], j)
+            index += 1
     if fields:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE _hs_nested AS SELECT {', '.join(columns)} FROM _hs_fields")
-        _field_stats(con, "_hs_nested", fields, count)
+        con.execute(f"INSERT INTO _hs_values {' UNION ALL '.join(selects)}")
+        _field_stats(con, fields, count)
     return fields, len(keys) - len(chosen)
 
 
@@ -308,67 +320,68 @@ def _field_expr(struct: str, key: str, apart: dict[str, tuple[str, str]]) -> str
     return apart[key][1] if key in apart else f"struct_extract({struct}, {_literal(key)})"
 
 
-def _guess(first: list[Any], keys: list[str]) -> str | None:
-    """The JSON type of the field at ``keys`` in the first entity that has it, and
-    ``date`` for a string that looks like an ISO date or datetime."""
-    for entity in first:
-        value: Any = entity
-        for k in keys:
-            value = value.get(k) if isinstance(value, dict) else None
-        if value is None:
-            continue
-        if isinstance(value, str):
-            return "date" if _looks_like_date(value) else "string"
-        if isinstance(value, bool):
-            return "boolean"
-        if isinstance(value, int | float):
-            return "number"
-        return "array" if isinstance(value, list) else "object"
-    return None
-
-
 # --- statistics -------------------------------------------------------------------------
 
+# Over ``_hs_values`` (``f``: the field's number, ``v``: one of its distinct JSON texts,
+# ``n``: how many entities have it). A JSON text's first character tells its type.
+_STRING = "left(v, 1) = '\"'"
+_ARRAY = "left(v, 1) = '['"
+_VALUES_NUMBER = _NUMBER.format(e="v")
+_UNQUOTED = "substr(v, 2, length(v) - 2)"
+# What every field's distinct values tell, in one query: how many entities have a value
+# of each type, and the measures that do not depend on how often a value occurs.
+_ABOUT_VALUES = {
+    "present": "sum(n)",
+    "strings": f"sum(n) FILTER ({_STRING})",
+    "objects": "sum(n) FILTER (left(v, 1) = '{')",
+    "arrays": f"sum(n) FILTER ({_ARRAY})",
+    "trues": "sum(n) FILTER (v = 'true')",
+    "falses": "sum(n) FILTER (v = 'false')",
+    "distinct": f"count(*) FILTER ({_STRING})",
+    "low": f"min(v) FILTER ({_STRING})",
+    "high": f"max(v) FILTER ({_STRING})",
+    # (CASE, not FILTER: a FILTER's argument is computed for every value first)
+    "shortest": f"min(CASE WHEN {_ARRAY} THEN json_array_length(v) END)",
+    "longest": f"max(CASE WHEN {_ARRAY} THEN json_array_length(v) END)",
+    # The extremes as doubles here; the exact numbers among the texts at them after
+    # (:func:`_exact_extremes`): doubles cannot tell 2**53 from 2**53 + 1.
+    "min_double": f"min(CASE WHEN {_VALUES_NUMBER} THEN TRY_CAST(v AS DOUBLE) END)",
+    "max_double": f"max(CASE WHEN {_VALUES_NUMBER} THEN TRY_CAST(v AS DOUBLE) END)",
+}
+# Whether every string of a date-like field is an ISO date or datetime (the ISO pattern,
+# then a cast that refuses days that do not exist), and whether their texts sort in time
+# order: all of one length, one separator between date and time, and dates or UTC times
+# (``Z``). Otherwise the extremes are found by time (``_TIMED``). Distinct values
+# answer each of these as all the values would.
+_DATES = {
+    "bad_dates": (
+        f"count(*) FILTER (NOT (regexp_full_match({_UNQUOTED}, {_literal(_ISO_PATTERN)}) "
+        f"AND TRY_CAST({_UNQUOTED} AS TIMESTAMPTZ) IS NOT NULL))"
+    ),
+    "timed": "count(*) FILTER (length(v) <> 12)",
+    "spaced": "count(*) FILTER (substr(v, 12, 1) = ' ')",
+    "shortest_text": "min(length(v))",
+    "longest_text": "max(length(v))",
+    "zoned": "count(*) FILTER (length(v) > 12 AND right(v, 2) <> 'Z\"')",
+}
+# The earliest and latest strings of a date field, by time (offsets count).
+_TIMED = {
+    "first": f"arg_min(v, TRY_CAST({_UNQUOTED} AS TIMESTAMPTZ))",
+    "last": f"arg_max(v, TRY_CAST({_UNQUOTED} AS TIMESTAMPTZ))",
+}
 
-def _field_stats(con: duckdb.DuckDBPyConnection, table: str, fields: list[_Field], count: int) -> None:
-    """Fill in each field's statistics with one aggregate query over ``table`` (two when
-    a field's values are not all of the type its first value suggested).
 
-    A JSON text's first character tells its type. When a field's lowest and highest
-    texts are of the type its first value suggested, all its values are, and the
-    measures of that type (asked unfiltered in the same query) hold; otherwise a
-    histogram of first characters counts its types and each type is measured again
-    with a filter.
-    """
-    asked = []
+def _field_stats(con: duckdb.DuckDBPyConnection, fields: list[_Field], count: int) -> None:
+    """Fill in each field's statistics from its distinct values in ``_hs_values``;
+    means and medians (which depend on every value) from ``_hs_fields``."""
+    by_index = {f.index: f for f in fields}
+    for index, got in _per_field(con, _ABOUT_VALUES, by_index).items():
+        by_index[index].got = {k: v for k, v in got.items() if v is not None}
     for f in fields:
-        # The lowest and highest JSON texts tell whether all values are of one type:
-        # first characters of the types sort in separate runs (string ", number - and
-        # digits, array [, boolean f and t, object {), so the type of both is the type of all.
-        measures = {"present": f"count({f.expr})", "lowest": f"min({f.expr})", "highest": f"max({f.expr})"}
-        measures.update(_measures(f, f.guess, filtered=False))
-        asked.append((f, measures))
-    answers = _run(con, table, asked)
-    # Fields of one type, the guessed one, are counted; the others get a histogram of
-    # their values' first characters (their JSON types).
-    mixed = [
-        (f, {"kinds": f"histogram(left({f.expr}, 1))"})
-        for f, got in zip(fields, answers, strict=True)
-        if not _one_kind(f, got)
-    ]
-    for (f, _), got in zip(mixed, _run(con, table, mixed), strict=True):
-        f.got = got
-    again: list[tuple[_Field, dict[str, str]]] = []
-    for f, got in zip(fields, answers, strict=True):
-        if not _one_kind(f, got):
-            kinds = f.got["kinds"] or {}  # no value at all: NULL
-        elif f.guess == "boolean":
-            kinds = {"t": got["trues"], "f": got["present"] - got["trues"]}
-        else:
-            kinds = {got["lowest"][0]: got["present"]} if got["present"] else {}
-        f.present = got["present"]
-        f.strings, f.objects, f.arrays = (kinds.get(c, 0) for c in '"{[')
-        trues, falses = kinds.get("t", 0), kinds.get("f", 0)
+        got = f.got
+        f.present = got.get("present", 0)
+        f.strings, f.objects, f.arrays = (got.get(k, 0) for k in ("strings", "objects", "arrays"))
+        trues, falses = got.get("trues", 0), got.get("falses", 0)
         f.numbers = f.present - f.strings - f.objects - f.arrays - trues - falses
         held = {
             "string": f.strings,
@@ -381,171 +394,120 @@ def _field_stats(con: duckdb.DuckDBPyConnection, table: str, fields: list[_Field
         f.stats = {"present": round(f.present / count, 4), "types": [k for k, n in held.items() if n]}
         if trues or falses:
             f.stats.update(true=trues, false=falses)
-        guessed = "string" if f.guess == "date" else f.guess
-        pure = guessed is not None and held[guessed] == f.present
-        redo = {}
-        for kind in ("string", "number", "array"):
-            if held[kind] and not (pure and kind == guessed):
-                redo.update(_measures(f, kind, filtered=True))
-        if pure:
-            f.got = got
-        else:
-            f.got = {}
-        if redo:
-            again.append((f, redo))
-    for (f, _), got in zip(again, _run(con, table, again), strict=True):
-        f.got.update(got)
-    _exact_extremes(con, table, fields)
-    _finite_means(con, table, fields)
-    dated = []
+    numbers = {f.index: f for f in fields if f.numbers}
+    for index, got in _per_number(con, {"mean": "avg(d)", "median": "median(d)"}, numbers).items():
+        numbers[index].got.update(got)
+    _exact_extremes(con, list(numbers.values()))
+    _finite_means(con, list(numbers.values()))
+    # A date field: every value that is not null is an ISO date string (a field that also
+    # holds numbers, say, is a mixed field; its min and max are the numbers').
+    dated = {
+        f.index: f
+        for f in fields
+        if f.strings and f.strings == f.present and _looks_like_date(_unquote(f.got["low"]))
+        and _looks_like_date(_unquote(f.got["high"]))
+    }
+    for index, got in _per_field(con, _DATES, dated).items():
+        dated[index].got.update(got)
+    timed = {}
+    for f in dated.values():
+        got = f.got
+        if got["bad_dates"] == 0:
+            f.date_format = "datetime" if got["timed"] else "date"
+            sortable = got["shortest_text"] == got["longest_text"] and got["spaced"] in (0, got["timed"])
+            if sortable and not got["zoned"]:
+                got["first"], got["last"] = got["low"], got["high"]  # their texts sort by time
+            else:
+                timed[f.index] = f
+    for index, got in _per_field(con, _TIMED, timed).items():
+        timed[index].got.update(got)
     for f in fields:
-        f.got.setdefault("low", f.got.get("lowest"))
-        f.got.setdefault("high", f.got.get("highest"))
-        _describe(f)
-        if f.strings == f.present and "bad_dates" not in f.got and _looks_like_date(_unquote(f.got["low"])):
-            if _looks_like_date(_unquote(f.got["high"])):
-                dated.append((f, _date_measures(f)))
-    for (f, _), got in zip(dated, _run(con, table, dated), strict=True):
-        f.got.update(got)
-        _describe(f)
-    timed = [(f, _timed_measures(f)) for f in fields if f.date_format and "first" not in f.got]
-    for (f, _), got in zip(timed, _run(con, table, timed), strict=True):
-        f.got.update(got)
         _describe(f)
 
 
-def _kind_of(text: str | None) -> str | None:
-    """The JSON type of a JSON text, by its first character (None for no text)."""
-    if not text:
-        return None
-    return {'"': "string", "[": "array", "{": "object", "t": "boolean", "f": "boolean"}.get(text[0], "number")
+def _per_field(
+    con: duckdb.DuckDBPyConnection, measures: dict[str, str], fields: dict[int, _Field]
+) -> dict[int, dict[str, Any]]:
+    """The named aggregates ``measures`` over each field's distinct values (a field
+    without any value has no entry)."""
+    if not fields:
+        return {}
+    rows = con.execute(
+        f"SELECT f, {', '.join(measures.values())} FROM _hs_values "
+        f"WHERE f IN ({', '.join(map(str, fields))}) GROUP BY f"
+    ).fetchall()
+    return {row[0]: dict(zip(measures, row[1:], strict=True)) for row in rows}
 
 
-def _one_kind(f: _Field, got: dict[str, Any]) -> bool:
-    """Whether every value of the field is of its guessed type (or it has no value)."""
-    if not got["present"]:
-        return True
-    low, high = _kind_of(got["lowest"]), _kind_of(got["highest"])
-    return low == high == ("string" if f.guess == "date" else f.guess)
+def _per_number(
+    con: duckdb.DuckDBPyConnection, measures: dict[str, str], fields: dict[int, _Field]
+) -> dict[int, dict[str, Any]]:
+    """The named aggregates ``measures`` of ``d``, each number of each field as a double:
+    every entity's, from the distinct values each repeated as often as it occurs."""
+    if not fields:
+        return {}
+    rows = con.execute(
+        f"SELECT f, {', '.join(measures.values())} FROM (SELECT f, TRY_CAST(v AS DOUBLE) AS d, unnest(range(n)) "
+        f"FROM _hs_values WHERE f IN ({', '.join(map(str, fields))}) AND {_VALUES_NUMBER}) GROUP BY f"
+    ).fetchall()
+    return {row[0]: dict(zip(measures, row[1:], strict=True)) for row in rows}
 
 
-def _measures(f: _Field, kind: str | None, *, filtered: bool) -> dict[str, str]:
-    """SQL aggregates measuring the values of one JSON type of a field."""
-    e = f.expr
-    if kind == "boolean":
-        return {"trues": f"count(*) FILTER ({e} = 'true')"}
-    if kind in ("string", "date"):
-        only = f" FILTER (left({e}, 1) = '\"')" if filtered else ""
-        measures = {"distinct": f"count(DISTINCT {e}){only}", "low": f"min({e}){only}", "high": f"max({e}){only}"}
-        if not filtered:  # the same as the lowest and highest of every value
-            del measures["low"], measures["high"]
-        if kind == "date" and not filtered:
-            measures.update(_date_measures(f))
-        return measures
-    if kind == "number":
-        only = f" FILTER ({_NUMBER.format(e=e)})" if filtered else ""
-        value = f"TRY_CAST({e} AS DOUBLE)"
-        # The extremes as doubles here; the exact numbers among the texts at them after
-        # (:func:`_exact_extremes`): doubles cannot tell 2**53 from 2**53 + 1.
-        return {
-            "min_double": f"min({value}){only}",
-            "max_double": f"max({value}){only}",
-            "mean": f"avg({value}){only}",
-            "median": f"median({value}){only}",
-        }
-    if kind == "array":
-        only = f" FILTER (left({e}, 1) = '[')" if filtered else ""
-        return {"shortest": f"min(json_array_length({e})){only}", "longest": f"max(json_array_length({e})){only}"}
-    return {}
-
-
-def _exact_extremes(con: duckdb.DuckDBPyConnection, table: str, fields: list[_Field]) -> None:
+def _exact_extremes(con: duckdb.DuckDBPyConnection, fields: list[_Field]) -> None:
     """The exact lowest and highest numbers of number fields: every distinct text whose
     double is the field's lowest or highest double (usually one each), compared as Python
     compares what ``json.loads`` makes of them (integers exactly, fractions as the
     doubles they are). Sets ``min``/``max`` (texts) in each field's measures."""
-    asked = [f for f in fields if f.numbers and f.got.get("min_double") is not None]
+    asked = {f.index: f for f in fields if f.got.get("min_double") is not None}
     if not asked:
         return
     union = " UNION ALL ".join(
-        f"SELECT DISTINCT {i} AS f, {f.expr} AS v FROM {table} WHERE {_NUMBER.format(e=f.expr)} "
-        f"AND TRY_CAST({f.expr} AS DOUBLE) IN ('{f.got['min_double']!r}'::DOUBLE, '{f.got['max_double']!r}'::DOUBLE)"
-        for i, f in enumerate(asked)
+        f"SELECT f, v FROM _hs_values WHERE f = {i} AND {_VALUES_NUMBER} "
+        f"AND TRY_CAST(v AS DOUBLE) IN ('{f.got['min_double']!r}'::DOUBLE, '{f.got['max_double']!r}'::DOUBLE)"
+        for i, f in asked.items()
     )
     candidates: dict[int, list[str]] = {}
     for i, text in con.execute(union).fetchall():
         candidates.setdefault(i, []).append(text)
-    for i, f in enumerate(asked):
+    for i, f in asked.items():
         ranked = sorted(candidates[i], key=lambda text: (json.loads(text), text))
         f.got["min"], f.got["max"] = ranked[0], ranked[-1]
 
 
-def _finite_means(con: duckdb.DuckDBPyConnection, table: str, fields: list[_Field]) -> None:
+def _finite_means(con: duckdb.DuckDBPyConnection, fields: list[_Field]) -> None:
     """Means and medians that overflowed a double although every value fits one
     (``[1e308, 1e308, -1e308]``): the mean again as a sum of values each divided by
     their count. A mean or median still not finite (values beyond a double's range)
     becomes None: JSON has no infinity."""
-    redo = []
+    redo = {}
     for f in fields:
         got = f.got
-        if not f.numbers or "mean" not in got:
-            continue
         finite = all(isinstance(got.get(k), float) and math.isfinite(got[k]) for k in ("min_double", "max_double"))
-        if got["mean"] is not None and not math.isfinite(got["mean"]) and finite:
-            value = f"TRY_CAST({f.expr} AS DOUBLE)"
-            redo.append((f, {"mean": f"sum({value} / {f.numbers}) FILTER ({_NUMBER.format(e=f.expr)})"}))
-    for (f, _), got in zip(redo, _run(con, table, redo), strict=True):
-        f.got.update(got)
+        if got.get("mean") is not None and not math.isfinite(got["mean"]) and finite:
+            redo[f.index] = f
+    # (each value divided by the count of the field's numbers, then summed)
+    total = " ".join(f"WHEN {i} THEN {f.numbers}" for i, f in redo.items())
+    for index, got in _per_number(con, {"mean": f"sum(d / CASE f {total} END)"}, redo).items():
+        redo[index].got.update(got)
     for f in fields:
         for k in ("mean", "median"):
             if isinstance(f.got.get(k), float) and not math.isfinite(f.got[k]):
                 f.got[k] = None
 
 
-def _date_measures(f: _Field) -> dict[str, str]:
-    """Whether every string of a field is an ISO date or datetime (the ISO pattern, then
-    a cast that refuses days that do not exist), and whether their texts sort in time
-    order: all of one length, one separator between date and time, and dates or UTC
-    times (``Z``). Otherwise the extremes are found by time (:func:`_timed_measures`)."""
-    s = f"left({f.expr}, 1) = '\"'"
-    iso = f"regexp_full_match({f.string_expr}, {_literal(_ISO_PATTERN)})"
-    return {
-        "bad_dates": (
-            f"count(*) FILTER ({s} AND NOT ({iso} AND TRY_CAST({f.string_expr} AS TIMESTAMPTZ) IS NOT NULL))"
-        ),
-        "timed": f"count(*) FILTER ({s} AND length({f.expr}) <> 12)",
-        "spaced": f"count(*) FILTER ({s} AND substr({f.expr}, 12, 1) = ' ')",
-        "shortest_text": f"min(length({f.expr})) FILTER ({s})",
-        "longest_text": f"max(length({f.expr})) FILTER ({s})",
-        "zoned": f"count(*) FILTER ({s} AND length({f.expr}) > 12 AND right({f.expr}, 2) <> 'Z\"')",
-    }
-
-
-def _timed_measures(f: _Field) -> dict[str, str]:
-    """The earliest and latest strings of a date field, by time (offsets count)."""
-    s = f"left({f.expr}, 1) = '\"'"
-    when = f"TRY_CAST({f.string_expr} AS TIMESTAMPTZ)"
-    return {"first": f"arg_min({f.expr}, {when}) FILTER ({s})", "last": f"arg_max({f.expr}, {when}) FILTER ({s})"}
-
-
 def _describe(f: _Field) -> None:
     """Turn the measures in ``f.got`` into the field's statistics."""
     got = f.got
-    if f.strings and "distinct" in got:
+    if f.strings:
         f.stats["distinct"] = got["distinct"]
-        # A date field: every value that is not null is an ISO date string (a field that
-        # also holds numbers, say, is a mixed field; its min and max are the numbers').
-        if got.get("bad_dates") == 0 and f.strings == f.present:
-            f.date_format = "datetime" if got["timed"] else "date"
-            sortable = got["shortest_text"] == got["longest_text"] and got["spaced"] in (0, got["timed"])
-            if "first" not in got and sortable and not got["zoned"]:
-                got["first"], got["last"] = got["low"], got["high"]  # their texts sort by time
-            if "first" in got:
-                f.stats.update(format=f.date_format, min=_unquote(got["first"]), max=_unquote(got["last"]))
+        if "first" in got:
+            f.stats.update(format=f.date_format, min=_unquote(got["first"]), max=_unquote(got["last"]))
         f.categorical = f.date_format is None and _is_categorical(f)
-    if f.numbers and "mean" in got:
-        f.stats.update(min=_number(got["min"]), max=_number(got["max"]), mean=got["mean"], median=got["median"])
-    if f.arrays and "shortest" in got:
+    if f.numbers:
+        f.stats.update(
+            min=_number(got.get("min")), max=_number(got.get("max")), mean=got.get("mean"), median=got.get("median")
+        )
+    if f.arrays:
         f.stats["length"] = {"min": got["shortest"], "max": got["longest"]}
 
 
@@ -556,40 +518,18 @@ def _is_categorical(f: _Field) -> bool:
     return distinct < f.strings and distinct <= _CATEGORICAL_MAX and (distinct <= 10 or distinct <= f.strings // 2)
 
 
-def _run(
-    con: duckdb.DuckDBPyConnection, table: str, asked: list[tuple[_Field, dict[str, str]]]
-) -> list[dict[str, Any]]:
-    """The named aggregates asked for each field, all from one query over ``table``."""
-    if not asked:
-        return []
-    sql = ", ".join(a for _, measures in asked for a in measures.values())
-    row = con.execute(f"SELECT {sql} FROM {table}").fetchall()[0]
-    out = []
-    start = 0
-    for _, measures in asked:
-        out.append(dict(zip(measures, row[start : start + len(measures)], strict=True)))
-        start += len(measures)
-    return out
-
-
-def _tops(con: duckdb.DuckDBPyConnection, table: str, categorical: list[_Field]) -> None:
-    """The most frequent values of the categorical string fields (ties by value).
-
-    One GROUP BY per field, all in one query: DuckDB's hash aggregate counts values about
-    twice as fast as its ``histogram`` aggregate, and a categorical field has at most 100
-    groups to bring back.
-    """
+def _tops(con: duckdb.DuckDBPyConnection, categorical: list[_Field]) -> None:
+    """The most frequent values of the categorical string fields (ties by value): each
+    has at most 100 distinct strings in ``_hs_values``."""
     if not categorical:
         return
-    groups = " UNION ALL ".join(
-        f"SELECT {i} AS f, {c.expr} AS v, count(*) AS n FROM {table} WHERE left({c.expr}, 1) = '\"' GROUP BY v"
-        for i, c in enumerate(categorical)
-    )
     counted: dict[int, list[tuple[str, int]]] = {}
-    for i, v, n in con.execute(groups).fetchall():
+    for i, v, n in con.execute(
+        f"SELECT f, v, n FROM _hs_values WHERE f IN ({', '.join(str(f.index) for f in categorical)}) AND {_STRING}"
+    ).fetchall():
         counted.setdefault(i, []).append((_unquote(v), n))
-    for i, f in enumerate(categorical):
-        ranked = sorted(counted.get(i, []), key=lambda vn: (-vn[1], vn[0]))
+    for f in categorical:
+        ranked = sorted(counted.get(f.index, []), key=lambda vn: (-vn[1], vn[0]))
         f.stats["top"] = [[_short(v), n] for v, n in ranked[:_TOP]]
 
 
@@ -622,7 +562,7 @@ def _facts(con: duckdb.DuckDBPyConnection, table: str, fields: list[_Field], as_
         None,
     )
     if when is not None:
-        facts["over_time"] = _over_time(con, table, when)
+        facts["over_time"] = _over_time(con, when)
     money = [f for f in fields if f.numbers and _MONEY.search(f.path.rsplit(".", 1)[-1])]
     if money:
         facts["charges"] = _charges(con, table, money)
@@ -707,12 +647,12 @@ def _top_codes(con: duckdb.DuckDBPyConnection, table: str, code: _Field, text: _
     }
 
 
-def _over_time(con: duckdb.DuckDBPyConnection, table: str, when: _Field) -> dict[str, Any]:
+def _over_time(con: duckdb.DuckDBPyConnection, when: _Field) -> dict[str, Any]:
     """Entities per month of a date field (per year when its first and last months span
     more than five years), taken as written: ``2024-03-31T23:30:00-05:00`` counts in March."""
     rows = con.execute(
-        f"SELECT left({when.string_expr}, 7) AS m, count(*) FROM {table} "
-        f"WHERE left({when.expr}, 1) = '\"' GROUP BY m ORDER BY m"
+        f"SELECT left({_UNQUOTED}, 7) AS m, sum(n)::BIGINT FROM _hs_values "
+        f"WHERE f = {when.index} AND {_STRING} GROUP BY m ORDER BY m"
     ).fetchall()
     unit = "month"
     if rows and _month_number(rows[-1][0]) - _month_number(rows[0][0]) + 1 > _MONTHS_MAX:
