@@ -482,3 +482,66 @@ def test_datetimes_without_an_offset_are_utc_on_any_machine(tmp_path: Path) -> N
         )
         assert out.returncode == 0, out.stderr
         assert json.loads(out.stdout) == ["2024-01-01T06:00-03:00", "2024-01-01T10:00"], zone
+
+
+# Objects many entities share are read once, weighed by how many have them: presence and
+# types one level down must still count every entity, whatever the order of its keys.
+inner = st.dictionaries(st.sampled_from(["p", "q"]), st.one_of(st.none(), st.sampled_from(["x", "y"]), st.just(1)))
+outer = st.dictionaries(
+    st.sampled_from(["a", "b", "o"]), st.one_of(st.none(), st.sampled_from(["s", "t"]), inner), max_size=3
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(outer, min_size=1, max_size=14))
+def test_presence_one_level_down_counts_every_entity(store: ScenarioStore, rows: list[dict[str, Any]]) -> None:
+    store.save_scenario("shapes", {"rows": rows}, overwrite=True)
+    fields = store.summarize_scenario("shapes")["types"]["rows"]["fields"]
+    n = len(rows)
+    for key in ("a", "b", "o"):
+        keyed = [r[key] for r in rows if key in r]
+        if not keyed:
+            assert key not in fields
+            continue
+        present = [v for v in keyed if v is not None]
+        assert fields[key]["present"] == round(len(present) / n, 4)
+        assert ("null" in fields[key]["types"]) == (len(present) < len(keyed))
+        assert ("object" in fields[key]["types"]) == any(isinstance(v, dict) for v in present)
+        for child in ("p", "q"):
+            inside = [v[child] for v in present if isinstance(v, dict) and child in v]
+            path = f"{key}.{child}"
+            if not inside:
+                assert path not in fields
+                continue
+            values = [v for v in inside if v is not None]
+            assert fields[path]["present"] == round(len(values) / n, 4)
+            assert ("null" in fields[path]["types"]) == (len(values) < len(inside))
+            strings = [v for v in values if isinstance(v, str)]
+            if strings:
+                assert fields[path]["distinct"] == len(set(strings))
+                if len(set(strings)) < len(strings):  # a value repeats (and there are at most 2)
+                    assert fields[path]["top"] == top5(strings)
+                else:
+                    assert "top" not in fields[path]
+
+
+def test_facts_from_nested_codes_and_without_a_gender_or_description(store: ScenarioStore) -> None:
+    diagnoses = [{"code": {"code": c, "display": f"about {c}"}} for c in ["B", "A", "B", "C", "B", "A"]]
+    diagnoses.append({"code": ["not", "an", "object"]})  # (counted as neither)
+    patients = [{"birth_date": b} for b in ["1950-06-01", "1951-01-01", "2001-02-03", "1990-01-01"]]
+    claims = [{"claim_code": 1, "code": c} for c in ["X", "Y", "X"]]  # a code, no description
+    store.save_scenario("facts", {"diagnoses": diagnoses, "patients": patients, "claims": claims})
+    summary = store.summarize_scenario("facts")
+    codes = summary["types"]["diagnoses"]["top_codes"]
+    assert codes["field"] == "code.code" and codes["description"] == "code.display"
+    assert codes["top"] == [["B", "about B", 3], ["A", "about A", 2], ["C", "about C", 1]]
+    assert summary["types"]["claims"]["top_codes"] == {
+        "field": "code",
+        "description": None,
+        "top": [["X", None, 2], ["Y", None, 1]],
+    }
+    ages = summary["types"]["patients"]["age_bands"]
+    as_of = dt.date.fromisoformat(summary["updated_at"][:10])
+    expected = Counter(age_on(p["birth_date"], as_of) // 10 * 10 for p in patients)
+    assert ages["by"] is None
+    assert {b: sum(c.values()) for b, c in ages["bands"].items()} == {f"{a}-{a + 9}": k for a, k in expected.items()}

@@ -1,20 +1,24 @@
 """Seeing a scenario: a bounded, statistical summary computed inside the database.
 
-Every statistic is one SQL aggregate over the stored JSON text; no entity is parsed in
-Python (only the few samples). Per entity type the work is two passes of DuckDB's JSON
-parser over the rows:
+Every statistic is an SQL aggregate over the stored JSON text; no entity is parsed in
+Python (only the few samples). DuckDB's JSON parser reads every entity twice:
 
-1. ``json_keys`` of every entity: which top-level fields exist, and in how many.
-2. ``from_json`` of every entity into a struct of the chosen fields, each kept as its
-   JSON text, in a temporary table. Every later query reads those short texts: a JSON
+1. ``json_keys`` of every entity (all types in one pass): which top-level fields
+   exist, and in how many entities.
+2. Per type, ``json_extract`` of the chosen fields of every entity, counted into
+   ``_hs_values``: each field's distinct JSON texts and how many entities have each
+   (plus a few pairs of fields the healthcare facts count together, such as birth date
+   and gender). Every statistic is then an aggregate over those distinct texts: a JSON
    text's first character tells its type (``"`` string, ``{`` object, ``[`` array,
-   ``t``/``f`` boolean, else a number; JSON null reads as SQL NULL), strings are
-   compared quoted (the same string always has the same text), numbers are cast.
+   ``t``/``f`` boolean, else a number; JSON null counts as no value), strings are
+   compared quoted (the same string always has the same text), numbers are cast, and
+   what depends on how often a value occurs (presence, means, medians, top values)
+   weighs it by its count.
 
-Objects one level down (``address.city``) go through the same two steps on the short
-texts of their parent field. What the summary says of each field is documented on
-:func:`summarize`; the choices (what counts as categorical, which fields the healthcare
-facts use) are in ``docs/decisions.md``.
+Objects one level down (``address.city``) are read from their parent's distinct
+objects, so an object many entities share is parsed once. What the summary says of each
+field is documented on :func:`summarize`; the choices (what counts as categorical, which
+fields the healthcare facts use) are in ``docs/decisions.md``.
 """
 
 from __future__ import annotations
@@ -100,7 +104,6 @@ class _Field:
     """One field path of one type, and what SQL found of it."""
 
     path: str
-    expr: str  # its JSON text per entity, as SQL over ``_hs_fields``
     keyed: int  # entities having the key (null values included)
     keys: list[str]  # where it is in an entity
     index: int  # its number in ``_hs_values``
@@ -114,11 +117,6 @@ class _Field:
     got: dict[str, Any] = field(default_factory=dict)
     categorical: bool = False
     place: tuple[int, int] = (0, 0)  # (its top-level field's position, its own under it)
-
-    @property
-    def string_expr(self) -> str:
-        """The field's string, unquoted (valid where the field is a string without escapes)."""
-        return f"substr({self.expr}, 2, length({self.expr}) - 2)"
 
 
 def summarize(reader: ScenarioReader, samples: int, *, budget: int = SUMMARY_BYTES) -> ScenarioOverview:
@@ -138,31 +136,53 @@ def summarize(reader: ScenarioReader, samples: int, *, budget: int = SUMMARY_BYT
     entry["description"] = _short(entry["description"])
     entry["tags"] = [_short(t) for t in entry["tags"]]
     as_of = reader.header.updated_at.date()
-    # Which top-level fields exist, and in how many entities: one pass over all types
-    # (on every core; a pass per type beside another type's statistics was slower).
-    keys: dict[str, list[tuple[str, int]]] = {}
-    for entity_type, k, n in con.execute(
-        f"SELECT entity_type, k, count(*) AS n FROM (SELECT entity_type, unnest(json_keys(entity_data)) AS k "
-        f"FROM ({reader.rows_sql()})) GROUP BY ALL ORDER BY entity_type, n DESC, k"
-    ).fetchall():
-        keys.setdefault(entity_type, []).append((k, n))
     # The first entities are the samples; the first one's key order also orders fields
     # that are as present as each other.
     firsts = {t: reader.entities(t, 0, min(n, max(samples, 1))) if n else [] for t, n in reader.counts.items()}
+    keys = _top_keys(con, reader.rows_sql(), firsts)
 
     def about(cursor: duckdb.DuckDBPyConnection, entity_type: str) -> dict[str, Any]:
         count, first = reader.counts[entity_type], firsts[entity_type]
         result: dict[str, Any] = {"count": count, "fields": {}, "fields_omitted": 0}
         if keys.get(entity_type):  # else no entity of the type has a field
-            table, fields, omitted = _type_fields(cursor, reader.rows_sql(entity_type), count, keys[entity_type], first)
+            fields, pairs, omitted = _type_fields(cursor, reader.rows_sql(entity_type), count, keys[entity_type], first)
             result["fields"] = {f.path: f.stats for f in fields}
             result["fields_omitted"] = omitted
-            result.update(_facts(cursor, table, fields, as_of))
+            result.update(_facts(cursor, fields, pairs, as_of))
         result["samples"] = [_cut(e) for e in first[:samples]]
         return result
 
     types = _each_type(con, list(reader.counts), about, parallel=reader.shared_rows)
     return cast(ScenarioOverview, _fit({**entry, "types": types}, budget))
+
+
+def _top_keys(
+    con: duckdb.DuckDBPyConnection, rows_sql: str, firsts: dict[str, list[Any]]
+) -> dict[str, list[tuple[str, int]]]:
+    """Per type, which top-level fields its entities have, and how many entities have
+    each (null values included), the most frequent first: one pass over all types (on
+    every core; a pass per type beside another type's statistics was slower).
+
+    Most entities of a type have the keys of its first entity in the same order: those
+    are only counted, and only the key lists of the others are counted key by key
+    (counting every key of every entity took half of the pass)."""
+    usual = {t: [_literal(k) for k in first[0]] for t, first in firsts.items() if first and isinstance(first[0], dict)}
+    usual_sql = "NULL::VARCHAR[]"
+    if usual and len(usual) <= 32:  # (a longer CASE costs more than it saves)
+        case = " ".join(f"WHEN {_literal(t)} THEN [{', '.join(k)}]::VARCHAR[]" for t, k in usual.items())
+        usual_sql = f"CASE entity_type {case} END"
+    rows = con.execute(
+        "WITH shapes AS (SELECT entity_type, CASE WHEN ks = usual THEN NULL ELSE ks END AS odd, count(*) AS n "
+        f"FROM (SELECT entity_type, json_keys(entity_data) AS ks, {usual_sql} AS usual FROM ({rows_sql})) GROUP BY ALL) "
+        "SELECT entity_type, NULL AS k, n FROM shapes WHERE odd IS NULL UNION ALL "
+        "SELECT entity_type, k, sum(n) FROM (SELECT entity_type, unnest(odd) AS k, n FROM shapes) GROUP BY ALL"
+    ).fetchall()
+    counted: dict[str, dict[str, int]] = {}
+    for entity_type, k, n in rows:
+        per_key = counted.setdefault(entity_type, {})
+        for key in firsts[entity_type][0] if k is None else [k]:
+            per_key[key] = per_key.get(key, 0) + n
+    return {t: sorted(per_key.items(), key=lambda kn: (-kn[1], kn[0])) for t, per_key in counted.items()}
 
 
 # A datetime without an offset is read as UTC, whatever the machine's time zone (DuckDB
@@ -189,7 +209,6 @@ def _each_type(
                 done[entity_type] = about(con, entity_type)
         finally:
             con.execute(f"SET TimeZone = {_literal(zone)}")  # the reader's connection, as it was
-            con.execute("DROP TABLE IF EXISTS _hs_fields")
             con.execute("DROP TABLE IF EXISTS _hs_values")
         return done
     idle: queue.SimpleQueue[duckdb.DuckDBPyConnection] = queue.SimpleQueue()
@@ -221,35 +240,92 @@ def _each_type(
 
 def _type_fields(
     con: duckdb.DuckDBPyConnection, rows_sql: str, count: int, keys: list[tuple[str, int]], first: list[Any]
-) -> tuple[str, list[_Field], int]:
-    """The table the type's fields were read into, its fields with their statistics
-    (most present first), and how many more fields it has than were computed."""
+) -> tuple[list[_Field], dict[tuple[str, str], int], int]:
+    """The type's fields with their statistics (most present first), the numbers of the
+    pairs of fields counted together in ``_hs_values`` (by their paths), and how many
+    more fields the type has than were computed."""
     chosen = keys[:_MAX_FIELDS]
-    inside, apart = _struct_keys([k for k, _ in chosen], "entity_data", "x")
-    spec = orjson.dumps(dict.fromkeys(inside, "JSON")).decode()
-    columns = [f"from_json(entity_data, {_literal(spec)}) AS r"] if inside else []
-    columns += [f"{sql} AS {column}" for sql, column in apart.values()]
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _hs_fields AS SELECT {', '.join(columns)} FROM ({rows_sql})")
-    top = [
-        _Field(json_path("", k).lstrip("."), _field_expr("r", k, apart), n, [k], index=i)
-        for i, (k, n) in enumerate(chosen)
-    ]
+    top = [_Field(json_path("", k).lstrip("."), n, [k], index=i) for i, (k, n) in enumerate(chosen)]
     # Among fields as present as each other, the order of the first entity's keys.
     written = {k: i for i, k in enumerate(first[0])} if first and isinstance(first[0], dict) else {}
     for i, (f, (k, _)) in enumerate(zip(top, chosen, strict=True)):
         f.place = (written.get(k, len(written) + i), -1)
-    union = " UNION ALL ".join(
-        f"SELECT {f.index} AS f, {f.expr} AS v, count(*) AS n FROM _hs_fields WHERE {f.expr} IS NOT NULL GROUP BY v"
-        for f in top
-    )
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _hs_values AS {union}")
+    pairs, counted = _count_values(con, rows_sql, [k for k, _ in chosen])
     _field_stats(con, top, count)
-    nested, more = _nested_fields(con, [f for f in top if f.objects], count, _MAX_FIELDS - len(top), len(top))
+    nested, more = _nested_fields(con, [f for f in top if f.objects], count, _MAX_FIELDS - len(top), counted)
     fields = top + nested
     _tops(con, [f for f in fields if f.categorical])
     # The most present first; among equals, each object's fields right after it.
     fields.sort(key=lambda f: (-f.stats["present"], f.place))
-    return "_hs_fields", fields, len(keys) - len(chosen) + more
+    return fields, pairs, len(keys) - len(chosen) + more
+
+
+# The pairs of fields the healthcare facts count together (see :func:`_facts`).
+_PAIRS = [(b, g) for b in _BIRTH for g in _GENDER] + [(c, t) for c in _CODES for t in _CODE_TEXT if c != t]
+
+
+def _count_values(
+    con: duckdb.DuckDBPyConnection, rows_sql: str, keys: list[str]
+) -> tuple[dict[tuple[str, str], int], int]:
+    """Read the top-level fields ``keys`` of every entity into ``_hs_values`` (field
+    ``i`` is ``keys[i]``), then the pairs of :data:`_PAIRS` whose fields the type may
+    have, each as a JSON array of the two values. Returns the pairs' numbers, by their
+    paths, and how many numbers were used."""
+    inside, apart = _struct_keys(keys, "entity_data", "x")
+    spec = orjson.dumps(dict.fromkeys(inside, "JSON")).decode()
+    columns = [f"from_json(entity_data, {_literal(spec)}) AS r"] if inside else []
+    columns += [f"{sql} AS {column}" for sql, column in apart.values()]
+    exprs = [_field_expr("r", k, apart) for k in keys]
+    where = {k: i for i, k in reversed(list(enumerate(keys)))}  # (the first of equal keys)
+
+    def member(path: str) -> str | None:
+        """SQL of the field at ``path`` (a plain name, or ``parent.child``)."""
+        parent, _, child = path.partition(".")
+        if parent not in where:
+            return None
+        e = exprs[where[parent]]
+        if not child:
+            return e
+        return (
+            f"CASE WHEN left({e}, 1) = '{{' THEN NULLIF(json_extract({e}, {_literal(json_pointer(child))}), 'null') END"
+        )
+
+    selects = [
+        f"SELECT {i} AS f, {e} AS v, count(*) AS n FROM e WHERE {e} IS NOT NULL GROUP BY v" for i, e in enumerate(exprs)
+    ]
+    pairs: dict[tuple[str, str], int] = {}
+    for a, b in _PAIRS:
+        x, y = member(a), member(b)
+        if x is not None and y is not None:
+            pairs[(a, b)] = len(selects)
+            selects.append(f"SELECT {len(selects)} AS f, json_array({x}, {y}) AS v, count(*) AS n FROM e GROUP BY v")
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _hs_values AS WITH e AS MATERIALIZED (SELECT {', '.join(columns)} "
+        f"FROM ({rows_sql})) {' UNION ALL '.join(selects)}"
+    )
+    return pairs, len(selects)
+
+
+def _struct_keys(keys: list[str], source: str, prefix: str) -> tuple[list[str], dict[str, tuple[str, str]]]:
+    """The keys a struct can hold (DuckDB's struct names ignore case: the first of keys
+    equal but for case; and cannot be empty), and for the others a column of their own:
+    ``{key: (SQL, column name)}`` (JSON null read as SQL NULL, as ``from_json`` does)."""
+    inside: list[str] = []
+    apart: dict[str, tuple[str, str]] = {}
+    seen: set[str] = set()
+    for key in keys:
+        if key.lower() in seen or not key:  # (nor an empty name)
+            path = _literal(json_pointer(key))
+            apart[key] = (f"NULLIF(json_extract({source}, {path}), 'null')", f"{prefix}{len(apart)}")
+        else:
+            inside.append(key)
+            seen.add(key.lower())
+    return inside, apart
+
+
+def _field_expr(struct: str, key: str, apart: dict[str, tuple[str, str]]) -> str:
+    """SQL of one field's JSON text: from the struct, or its own column."""
+    return apart[key][1] if key in apart else f"struct_extract({struct}, {_literal(key)})"
 
 
 def _nested_fields(
@@ -284,40 +360,15 @@ def _nested_fields(
             f"unnest(json_extract(v, [{', '.join(pointers)}])) AS x, n FROM _hs_values "
             f"WHERE f = {p.index} AND left(v, 1) = '{{') WHERE x IS NOT NULL AND x <> 'null' GROUP BY ALL"
         )
-        for j, ((k, n), pointer) in enumerate(zip(by_parent[p.index], pointers, strict=True)):
-            # Per entity (for the facts and the means): JSON null reads as SQL NULL, as
-            # from_json reads the top-level fields.
-            expr = f"CASE WHEN left({p.expr}, 1) = '{{' THEN NULLIF(json_extract({p.expr}, {pointer}), 'null') END"
+        for j, (k, n) in enumerate(by_parent[p.index]):
             path = json_path(parent_path, k).lstrip(".")
-            fields.append(_Field(path, expr, n, [*p.keys, k], index=index))
+            fields.append(_Field(path, n, [*p.keys, k], index=index))
             fields[-1].place = (p.place[0], j)
             index += 1
     if fields:
         con.execute(f"INSERT INTO _hs_values {' UNION ALL '.join(selects)}")
         _field_stats(con, fields, count)
     return fields, len(keys) - len(chosen)
-
-
-def _struct_keys(keys: list[str], source: str, prefix: str) -> tuple[list[str], dict[str, tuple[str, str]]]:
-    """The keys a struct can hold (DuckDB's struct names ignore case: the first of keys
-    equal but for case; and cannot be empty), and for the others a column of their own:
-    ``{key: (SQL, column name)}`` (JSON null read as SQL NULL, as ``from_json`` does)."""
-    inside: list[str] = []
-    apart: dict[str, tuple[str, str]] = {}
-    seen: set[str] = set()
-    for key in keys:
-        if key.lower() in seen or not key:  # (nor an empty name)
-            path = _literal(json_pointer(key))
-            apart[key] = (f"NULLIF(json_extract({source}, {path}), 'null')", f"{prefix}{len(apart)}")
-        else:
-            inside.append(key)
-            seen.add(key.lower())
-    return inside, apart
-
-
-def _field_expr(struct: str, key: str, apart: dict[str, tuple[str, str]]) -> str:
-    """SQL of one field's JSON text: from the struct, or its own column."""
-    return apart[key][1] if key in apart else f"struct_extract({struct}, {_literal(key)})"
 
 
 # --- statistics -------------------------------------------------------------------------
@@ -343,11 +394,11 @@ _ABOUT_VALUES = {
     # (CASE, not FILTER: a FILTER's argument is computed for every value first)
     "shortest": f"min(CASE WHEN {_ARRAY} THEN json_array_length(v) END)",
     "longest": f"max(CASE WHEN {_ARRAY} THEN json_array_length(v) END)",
-    # The extremes as doubles here; the exact numbers among the texts at them after
-    # (:func:`_exact_extremes`): doubles cannot tell 2**53 from 2**53 + 1.
-    "min_double": f"min(CASE WHEN {_VALUES_NUMBER} THEN TRY_CAST(v AS DOUBLE) END)",
-    "max_double": f"max(CASE WHEN {_VALUES_NUMBER} THEN TRY_CAST(v AS DOUBLE) END)",
 }
+# The extremes of number fields as doubles (asked apart, of the fields that have numbers:
+# testing every value for a number costs as much as the rest); the exact numbers among
+# the texts at them after (:func:`_exact_extremes`): doubles cannot tell 2**53 from 2**53 + 1.
+_EXTREMES = {"min_double": "min(TRY_CAST(v AS DOUBLE))", "max_double": "max(TRY_CAST(v AS DOUBLE))"}
 # Whether every string of a date-like field is an ISO date or datetime (the ISO pattern,
 # then a cast that refuses days that do not exist), and whether their texts sort in time
 # order: all of one length, one separator between date and time, and dates or UTC times
@@ -372,8 +423,7 @@ _TIMED = {
 
 
 def _field_stats(con: duckdb.DuckDBPyConnection, fields: list[_Field], count: int) -> None:
-    """Fill in each field's statistics from its distinct values in ``_hs_values``;
-    means and medians (which depend on every value) from ``_hs_fields``."""
+    """Fill in each field's statistics from its distinct values in ``_hs_values``."""
     by_index = {f.index: f for f in fields}
     for index, got in _per_field(con, _ABOUT_VALUES, by_index).items():
         by_index[index].got = {k: v for k, v in got.items() if v is not None}
@@ -395,6 +445,8 @@ def _field_stats(con: duckdb.DuckDBPyConnection, fields: list[_Field], count: in
         if trues or falses:
             f.stats.update(true=trues, false=falses)
     numbers = {f.index: f for f in fields if f.numbers}
+    for index, got in _per_field(con, _EXTREMES, numbers, only=_VALUES_NUMBER).items():
+        numbers[index].got.update(got)
     for index, got in _per_number(con, {"mean": "avg(d)", "median": "median(d)"}, numbers).items():
         numbers[index].got.update(got)
     _exact_extremes(con, list(numbers.values()))
@@ -404,7 +456,9 @@ def _field_stats(con: duckdb.DuckDBPyConnection, fields: list[_Field], count: in
     dated = {
         f.index: f
         for f in fields
-        if f.strings and f.strings == f.present and _looks_like_date(_unquote(f.got["low"]))
+        if f.strings
+        and f.strings == f.present
+        and _looks_like_date(_unquote(f.got["low"]))
         and _looks_like_date(_unquote(f.got["high"]))
     }
     for index, got in _per_field(con, _DATES, dated).items():
@@ -426,15 +480,15 @@ def _field_stats(con: duckdb.DuckDBPyConnection, fields: list[_Field], count: in
 
 
 def _per_field(
-    con: duckdb.DuckDBPyConnection, measures: dict[str, str], fields: dict[int, _Field]
+    con: duckdb.DuckDBPyConnection, measures: dict[str, str], fields: dict[int, _Field], *, only: str = "true"
 ) -> dict[int, dict[str, Any]]:
-    """The named aggregates ``measures`` over each field's distinct values (a field
-    without any value has no entry)."""
+    """The named aggregates ``measures`` over each field's distinct values (those where
+    ``only`` holds; a field without any has no entry)."""
     if not fields:
         return {}
     rows = con.execute(
         f"SELECT f, {', '.join(measures.values())} FROM _hs_values "
-        f"WHERE f IN ({', '.join(map(str, fields))}) GROUP BY f"
+        f"WHERE f IN ({', '.join(map(str, fields))}) AND {only} GROUP BY f"
     ).fetchall()
     return {row[0]: dict(zip(measures, row[1:], strict=True)) for row in rows}
 
@@ -536,9 +590,11 @@ def _tops(con: duckdb.DuckDBPyConnection, categorical: list[_Field]) -> None:
 # --- healthcare facts -------------------------------------------------------------------
 
 
-def _facts(con: duckdb.DuckDBPyConnection, table: str, fields: list[_Field], as_of: _dt.date) -> dict[str, Any]:
+def _facts(
+    con: duckdb.DuckDBPyConnection, fields: list[_Field], pairs: dict[tuple[str, str], int], as_of: _dt.date
+) -> dict[str, Any]:
     """The usual HealthSim facts that apply to one type, found by field name, counted
-    over ``table`` (which holds every field of the type)."""
+    from ``_hs_values`` (``pairs``: the numbers of the pairs of fields counted together)."""
     by_path = {f.path: f for f in fields}
     facts: dict[str, Any] = {}
 
@@ -548,11 +604,11 @@ def _facts(con: duckdb.DuckDBPyConnection, table: str, fields: list[_Field], as_
     birth = pick(_BIRTH, lambda f: f.date_format is not None)
     if birth is not None:
         gender = pick(_GENDER, lambda f: bool(f.strings))
-        facts["age_bands"] = _age_bands(con, table, birth, gender, as_of)
+        facts["age_bands"] = _age_bands(con, _together(birth, gender, pairs), birth, gender, as_of)
     code = pick(_CODES, lambda f: bool(f.strings or f.numbers))
     if code is not None:
         text = pick(_CODE_TEXT, lambda f: bool(f.strings) and f is not code)
-        facts["top_codes"] = _top_codes(con, table, code, text)
+        facts["top_codes"] = _top_codes(con, _together(code, text, pairs), code, text)
     when = pick(_WHEN, lambda f: f.date_format is not None) or next(
         (
             f
@@ -565,26 +621,37 @@ def _facts(con: duckdb.DuckDBPyConnection, table: str, fields: list[_Field], as_
         facts["over_time"] = _over_time(con, when)
     money = [f for f in fields if f.numbers and _MONEY.search(f.path.rsplit(".", 1)[-1])]
     if money:
-        facts["charges"] = _charges(con, table, money)
+        facts["charges"] = _charges(con, money)
     return facts
 
 
+def _together(first: _Field, second: _Field | None, pairs: dict[tuple[str, str], int]) -> str:
+    """SQL of rows ``(a, b, n)``: the JSON texts of two fields in the same entities (SQL
+    NULL for no value) and how many entities have them; ``b`` is NULL without ``second``."""
+    if second is None:
+        return f"(SELECT v AS a, NULL::JSON AS b, n FROM _hs_values WHERE f = {first.index})"
+    return (
+        "(SELECT NULLIF(x[1], 'null') AS a, NULLIF(x[2], 'null') AS b, n FROM "
+        f"(SELECT json_extract(v, ['$[0]', '$[1]']) AS x, n FROM _hs_values WHERE f = {pairs[(first.path, second.path)]}))"
+    )
+
+
 def _age_bands(
-    con: duckdb.DuckDBPyConnection, table: str, birth: _Field, gender: _Field | None, as_of: _dt.date
+    con: duckdb.DuckDBPyConnection, source: str, birth: _Field, gender: _Field | None, as_of: _dt.date
 ) -> dict[str, Any]:
-    """Entities per 10-year age band (age on ``as_of``) and gender."""
-    born = f"TRY_CAST(left({birth.string_expr}, 10) AS DATE)"
+    """Entities per 10-year age band (age on ``as_of``) and gender, from rows of
+    birth dates and genders (``source``, see :func:`_together`)."""
+    born = "TRY_CAST(left(substr(a, 2, length(a) - 2), 10) AS DATE)"
     ref = f"DATE {_literal(as_of.isoformat())}"
     age = (
         f"(year({ref}) - year({born}) - CASE WHEN month({ref}) * 100 + day({ref}) "
         f"< month({born}) * 100 + day({born}) THEN 1 ELSE 0 END)"
     )
-    sex = f"CASE WHEN left({gender.expr}, 1) = '\"' THEN {gender.expr} END" if gender else "NULL"
-    rows = con.execute(
-        f"SELECT floor({age} / 10)::INTEGER AS band, {sex} AS g, count(*) FROM {table} "
-        f"WHERE left({birth.expr}, 1) = '\"' AND {age} >= 0 GROUP BY ALL"
+    counted = con.execute(
+        f"SELECT floor({age} / 10)::INTEGER AS band, CASE WHEN left(b, 1) = '\"' THEN b END AS g, "
+        f"sum(n)::BIGINT FROM {source} WHERE left(a, 1) = '\"' AND {age} >= 0 GROUP BY ALL"
     ).fetchall()
-    rows = [(band, _unquote(g), n) for band, g, n in rows]
+    rows = [(band, _unquote(g), n) for band, g, n in counted]
     values = {g for _, g, _ in rows if g is not None}
     # Entities without a gender string, and those of the genders not shown, under names
     # no gender value has: a literal "unknown" or "other" (FHIR codes) stays itself.
@@ -621,14 +688,13 @@ def _free_name(name: str, taken: set[str]) -> str:
     return name
 
 
-def _top_codes(con: duckdb.DuckDBPyConnection, table: str, code: _Field, text: _Field | None) -> dict[str, Any]:
+def _top_codes(con: duckdb.DuckDBPyConnection, source: str, code: _Field, text: _Field | None) -> dict[str, Any]:
     """The most frequent codes (strings or numbers, as written; ties by their JSON text),
     each with its most frequent description (ties: the shortest, then the first
-    alphabetically)."""
-    described = f"CASE WHEN left({text.expr}, 1) = '\"' THEN {text.expr} END" if text else "NULL"
-    is_code = f"left({code.expr}, 1) = '\"' OR {_NUMBER.format(e=code.expr)}"
+    alphabetically), from rows of codes and descriptions (``source``, see :func:`_together`)."""
     rows = con.execute(
-        f"SELECT {code.expr} AS c, {described} AS d, count(*) AS n FROM {table} WHERE {is_code} GROUP BY ALL"
+        f"SELECT a AS c, CASE WHEN left(b, 1) = '\"' THEN b END AS d, sum(n)::BIGINT AS n FROM {source} "
+        f"WHERE left(a, 1) = '\"' OR {_NUMBER.format(e='a')} GROUP BY ALL"
     ).fetchall()
     per_code: dict[str, int] = {}
     best: dict[str, tuple[int, int, str]] = {}  # the least wins: (-count, length, text)
@@ -669,30 +735,31 @@ def _month_number(month: str) -> int:
     return int(month[:4]) * 12 + int(month[5:7])
 
 
-def _charges(con: duckdb.DuckDBPyConnection, table: str, money: list[_Field]) -> dict[str, Any]:
+def _charges(con: duckdb.DuckDBPyConnection, money: list[_Field]) -> dict[str, Any]:
     """Totals of money-like number fields: exact decimal sums of the values rounded to six
     places, as a double (the exact sum's text when no double holds it).
 
-    DuckDB sums them as ``DECIMAL(38, 6)`` when every value and the sum fit (under 10**31
-    each way); otherwise each distinct value and how often it occurs come here and are
-    summed exactly as fractions, so no value is left out and nothing overflows.
+    DuckDB sums each distinct value times its count as ``DECIMAL(38, 6)`` when every
+    value and the sum fit (under 10**31 each way); otherwise the distinct values and
+    their counts come here and are summed exactly as fractions, so no value is left out
+    and nothing overflows.
     """
     out: dict[str, Any] = {}
+    rounded = "TRY_CAST(v AS DECIMAL(38, 6))"
     for f in money:
-        number = _NUMBER.format(e=f.expr)
-        rounded = f"TRY_CAST({f.expr} AS DECIMAL(38, 6))"
+        only = f"FROM _hs_values WHERE f = {f.index} AND {_VALUES_NUMBER}"
         n, refused, largest = con.execute(
-            f"SELECT count(*) FILTER ({number}), count(*) FILTER ({number} AND {rounded} IS NULL), "
-            f"max(abs(TRY_CAST({f.expr} AS DOUBLE))) FILTER ({number}) FROM {table}"
+            f"SELECT sum(n)::BIGINT, (sum(n) FILTER ({rounded} IS NULL))::BIGINT, "
+            f"max(abs(TRY_CAST(v AS DOUBLE))) {only}"
         ).fetchall()[0]
         total: Decimal | Fraction | None = None
         if n and not refused and largest * n < 1e31:
-            total = con.execute(f"SELECT sum({rounded}) FILTER ({number}) FROM {table}").fetchall()[0][0]
+            total = con.execute(f"SELECT sum({rounded} * n) {only}").fetchall()[0][0]
         elif n:
-            counted = con.execute(f"SELECT {f.expr}, count(*) FROM {table} WHERE {number} GROUP BY ALL").fetchall()
+            counted = con.execute(f"SELECT v, n {only}").fetchall()
             six = Decimal("0.000001")
             total = sum((Fraction(_round_six(Decimal(text), six)) * k for text, k in counted), Fraction(0))
-        out[_short(f.path)] = {"count": n, "total": _total(total)}
+        out[_short(f.path)] = {"count": n or 0, "total": _total(total)}
     return out
 
 
