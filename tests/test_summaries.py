@@ -16,6 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -545,3 +546,15 @@ def test_facts_from_nested_codes_and_without_a_gender_or_description(store: Scen
     expected = Counter(age_on(p["birth_date"], as_of) // 10 * 10 for p in patients)
     assert ages["by"] is None
     assert {b: sum(c.values()) for b, c in ages["bands"].items()} == {f"{a}-{a + 9}": k for a, k in expected.items()}
+
+
+def test_duckdbs_thread_setting_is_as_it_was_after_a_summary(tmp_path: Path) -> None:
+    store = ScenarioStore(tmp_path / "threads.duckdb")
+    store.save_scenario("two", {"a": [{"x": i} for i in range(50)], "b": [{"y": "s"}] * 20, "c": [{"z": 1}]})
+    pin = duckdb.connect(str(store.path))  # the same database instance as the store's connections
+    try:
+        pin.execute("SET threads = 3")  # (types are summarised two at a time on a share of them)
+        assert store.summarize_scenario("two")["types"]["a"]["fields"]["x"]["max"] == 49
+        assert pin.execute("SELECT current_setting('threads')").fetchone() == (3,)
+    finally:
+        pin.close()
