@@ -141,13 +141,16 @@ def summarize(reader: ScenarioReader, samples: int, *, budget: int = SUMMARY_BYT
     # The first entities are the samples; the first one's key order also orders fields
     # that are as present as each other.
     firsts = {t: reader.entities(t, 0, min(n, max(samples, 1))) if n else [] for t, n in reader.counts.items()}
-    keys = _top_keys(con, reader.rows_sql(), firsts)
 
     def about(cursor: duckdb.DuckDBPyConnection, entity_type: str) -> dict[str, Any]:
         count, first = reader.counts[entity_type], firsts[entity_type]
         result: dict[str, Any] = {"count": count, "fields": {}, "fields_omitted": 0}
-        if keys.get(entity_type):  # else no entity of the type has a field
-            fields, pairs, omitted = _type_fields(cursor, reader.rows_sql(entity_type), count, keys[entity_type], first)
+        rows_sql = reader.rows_sql(entity_type)
+        # Which top-level fields exist, and in how many entities (a pass per type, on the
+        # type's worker: no type waits for a pass over all of them).
+        keys = _top_keys(cursor, rows_sql, first)
+        if keys:  # else no entity of the type has a field
+            fields, pairs, omitted = _type_fields(cursor, rows_sql, count, keys, first)
             result["fields"] = {f.path: f.stats for f in fields}
             result["fields_omitted"] = omitted
             result.update(_facts(cursor, fields, pairs, as_of))
@@ -158,33 +161,26 @@ def summarize(reader: ScenarioReader, samples: int, *, budget: int = SUMMARY_BYT
     return cast(ScenarioOverview, _fit({**entry, "types": types}, budget))
 
 
-def _top_keys(
-    con: duckdb.DuckDBPyConnection, rows_sql: str, firsts: dict[str, list[Any]]
-) -> dict[str, list[tuple[str, int]]]:
-    """Per type, which top-level fields its entities have, and how many entities have
-    each (null values included), the most frequent first: one pass over all types (on
-    every core; a pass per type beside another type's statistics was slower).
+def _top_keys(con: duckdb.DuckDBPyConnection, rows_sql: str, first: list[Any]) -> list[tuple[str, int]]:
+    """Which top-level fields the entities of ``rows_sql`` have, and how many entities
+    have each (null values included), the most frequent first.
 
     Most entities of a type have the keys of its first entity in the same order: those
     are only counted, and only the key lists of the others are counted key by key
     (counting every key of every entity took half of the pass)."""
-    usual = {t: [_literal(k) for k in first[0]] for t, first in firsts.items() if first and isinstance(first[0], dict)}
-    usual_sql = "NULL::VARCHAR[]"
-    if usual and len(usual) <= 32:  # (a longer CASE costs more than it saves)
-        case = " ".join(f"WHEN {_literal(t)} THEN [{', '.join(k)}]::VARCHAR[]" for t, k in usual.items())
-        usual_sql = f"CASE entity_type {case} END"
+    usual = list(first[0]) if first and isinstance(first[0], dict) else None
+    usual_sql = "NULL::VARCHAR[]" if usual is None else f"[{', '.join(map(_literal, usual))}]::VARCHAR[]"
     rows = con.execute(
-        "WITH shapes AS (SELECT entity_type, CASE WHEN ks = usual THEN NULL ELSE ks END AS odd, count(*) AS n "
-        f"FROM (SELECT entity_type, json_keys(entity_data) AS ks, {usual_sql} AS usual FROM ({rows_sql})) GROUP BY ALL) "
-        "SELECT entity_type, NULL AS k, n FROM shapes WHERE odd IS NULL UNION ALL "
-        "SELECT entity_type, k, sum(n) FROM (SELECT entity_type, unnest(odd) AS k, n FROM shapes) GROUP BY ALL"
+        "WITH shapes AS (SELECT CASE WHEN ks = usual THEN NULL ELSE ks END AS odd, count(*) AS n "
+        f"FROM (SELECT json_keys(entity_data) AS ks, {usual_sql} AS usual FROM ({rows_sql})) GROUP BY ALL) "
+        "SELECT NULL AS k, n FROM shapes WHERE odd IS NULL UNION ALL "
+        "SELECT k, sum(n) FROM (SELECT unnest(odd) AS k, n FROM shapes) GROUP BY ALL"
     ).fetchall()
-    counted: dict[str, dict[str, int]] = {}
-    for entity_type, k, n in rows:
-        per_key = counted.setdefault(entity_type, {})
-        for key in firsts[entity_type][0] if k is None else [k]:
-            per_key[key] = per_key.get(key, 0) + n
-    return {t: sorted(per_key.items(), key=lambda kn: (-kn[1], kn[0])) for t, per_key in counted.items()}
+    counted: dict[str, int] = {}
+    for k, n in rows:
+        for key in (usual or []) if k is None else [k]:
+            counted[key] = counted.get(key, 0) + n
+    return sorted(counted.items(), key=lambda kn: (-kn[1], kn[0]))
 
 
 # A datetime without an offset is read as UTC, whatever the machine's time zone (DuckDB
