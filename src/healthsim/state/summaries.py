@@ -1,19 +1,19 @@
 """Seeing a scenario: a bounded, statistical summary computed inside the database.
 
 Every statistic is an SQL aggregate over the stored JSON text; no entity is parsed in
-Python (only the few samples). DuckDB's JSON parser reads every entity twice:
+Python (only the few samples). Per type (two types at once, each on a cursor of its own),
+DuckDB's JSON parser reads every entity twice:
 
-1. ``json_keys`` of every entity (all types in one pass): which top-level fields
-   exist, and in how many entities.
-2. Per type, ``json_extract`` of the chosen fields of every entity, counted into
-   ``_hs_values``: each field's distinct JSON texts and how many entities have each
-   (plus a few pairs of fields the healthcare facts count together, such as birth date
-   and gender). Every statistic is then an aggregate over those distinct texts: a JSON
-   text's first character tells its type (``"`` string, ``{`` object, ``[`` array,
-   ``t``/``f`` boolean, else a number; JSON null counts as no value), strings are
-   compared quoted (the same string always has the same text), numbers are cast, and
-   what depends on how often a value occurs (presence, means, medians, top values)
-   weighs it by its count.
+1. ``json_keys`` of every entity: which top-level fields exist, and in how many entities.
+2. ``from_json`` of every entity into the JSON texts of the chosen fields (a materialized
+   CTE), counted into ``_hs_values``: each field's distinct JSON texts and how many
+   entities have each (plus a few pairs of fields the healthcare facts count together,
+   such as birth date and gender). Every statistic is then an aggregate over those
+   distinct texts: a JSON text's first character tells its type (``"`` string, ``{``
+   object, ``[`` array, ``t``/``f`` boolean, else a number; JSON null counts as no
+   value), strings are compared quoted (the same string always has the same text),
+   numbers are cast, and what depends on how often a value occurs (presence, means,
+   medians, top values) weighs it by its count.
 
 Objects one level down (``address.city``) are read from their parent's distinct
 objects, so an object many entities share is parsed once. What the summary says of each
@@ -193,7 +193,7 @@ class _ThreadShare:
 
     ``threads`` is one setting for a whole database instance (every connection to the
     file in this process). Two types summarised side by side, each with queries on every
-    thread, were measured 7% slower than with one thread each (four threads on two
+    thread, were measured 4-7% slower than with one thread each (four threads on two
     cores); a type left alone gets them all again. While types are summarised, a query
     of another operation on the same database file in this process (an MCP server runs
     tools at once) gets the same share; the setting is restored when the last type ends.
