@@ -558,3 +558,14 @@ def test_duckdbs_thread_setting_is_as_it_was_after_a_summary(tmp_path: Path) -> 
         assert pin.execute("SELECT current_setting('threads')").fetchone() == (3,)
     finally:
         pin.close()
+
+
+def test_keys_named_like_the_summarys_own_columns(store: ScenarioStore) -> None:
+    names = ["v", "f", "n", "e", "r", "x0", "_hs_0", "ks", "odd", "usual", "k", 'q"uote']
+    rows = [{name: f"{name}{i % 3}" for name in names} | {"x": i} for i in range(9)]
+    store.save_scenario("names", {"rows": rows})
+    fields = store.summarize_scenario("names")["types"]["rows"]["fields"]
+    for name in names:
+        path = name if name.isidentifier() else json.dumps([name])  # (a path quotes odd keys)
+        assert fields[path]["distinct"] == 3 and fields[path]["top"] == [[f"{name}{j}", 3] for j in range(3)]
+    assert (fields["x"]["min"], fields["x"]["max"], fields["x"]["median"]) == (0, 8, 4)

@@ -321,11 +321,16 @@ def _count_values(
     ``i`` is ``keys[i]``), then the pairs of :data:`_PAIRS` whose fields the type may
     have, each as a JSON array of the two values. Returns the pairs' numbers, by their
     paths, and how many numbers were used."""
-    inside, apart = _struct_keys(keys, "entity_data", "x")
+    # Each field a column of its own (a query per field then reads only its column):
+    # the struct's fields by their keys, the others under names no key has.
+    prefix = "_hs_"
+    while any(k.lower().startswith(prefix) for k in keys):
+        prefix += "_"
+    inside, apart = _struct_keys(keys, "entity_data", prefix)
     spec = orjson.dumps(dict.fromkeys(inside, "JSON")).decode()
-    columns = [f"from_json(entity_data, {_literal(spec)}) AS r"] if inside else []
+    columns = [f"unnest(from_json(entity_data, {_literal(spec)}))"] if inside else []
     columns += [f"{sql} AS {column}" for sql, column in apart.values()]
-    exprs = [_field_expr("r", k, apart) for k in keys]
+    exprs = [apart[k][1] if k in apart else _identifier(k) for k in keys]
     where = {k: i for i, k in enumerate(keys)}
 
     def member(path: str) -> str | None:
@@ -341,14 +346,15 @@ def _count_values(
         )
 
     selects = [
-        f"SELECT {i} AS f, {e} AS v, count(*) AS n FROM e WHERE {e} IS NOT NULL GROUP BY v" for i, e in enumerate(exprs)
+        f"SELECT {i} AS f, {e} AS v, count(*) AS n FROM e WHERE {e} IS NOT NULL GROUP BY ALL"
+        for i, e in enumerate(exprs)
     ]
     pairs: dict[tuple[str, str], int] = {}
     for a, b in _PAIRS:
         x, y = member(a), member(b)
         if x is not None and y is not None:
             pairs[(a, b)] = len(selects)
-            selects.append(f"SELECT {len(selects)} AS f, json_array({x}, {y}) AS v, count(*) AS n FROM e GROUP BY v")
+            selects.append(f"SELECT {len(selects)} AS f, json_array({x}, {y}) AS v, count(*) AS n FROM e GROUP BY ALL")
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE _hs_values AS WITH e AS MATERIALIZED (SELECT {', '.join(columns)} "
         f"FROM ({rows_sql})) {' UNION ALL '.join(selects)}"
@@ -373,9 +379,9 @@ def _struct_keys(keys: list[str], source: str, prefix: str) -> tuple[list[str], 
     return inside, apart
 
 
-def _field_expr(struct: str, key: str, apart: dict[str, tuple[str, str]]) -> str:
-    """SQL of one field's JSON text: from the struct, or its own column."""
-    return apart[key][1] if key in apart else f"struct_extract({struct}, {_literal(key)})"
+def _identifier(name: str) -> str:
+    """``name`` as an SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _nested_fields(
