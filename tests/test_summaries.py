@@ -499,24 +499,26 @@ def test_presence_one_level_down_counts_every_entity(store: ScenarioStore, rows:
     store.save_scenario("shapes", {"rows": rows}, overwrite=True)
     fields = store.summarize_scenario("shapes")["types"]["rows"]["fields"]
     n = len(rows)
+
+    def presence(path: str, keyed: list[Any]) -> list[Any]:
+        """Check the field's presence and null type against the values of the entities
+        having its key; return those that are not null."""
+        if not keyed:
+            assert path not in fields
+            return []
+        values = [v for v in keyed if v is not None]
+        assert fields[path]["present"] == round(len(values) / n, 4)
+        assert ("null" in fields[path]["types"]) == (len(values) < len(keyed))
+        return values
+
     for key in ("a", "b", "o"):
         keyed = [r[key] for r in rows if key in r]
-        if not keyed:
-            assert key not in fields
-            continue
-        present = [v for v in keyed if v is not None]
-        assert fields[key]["present"] == round(len(present) / n, 4)
-        assert ("null" in fields[key]["types"]) == (len(present) < len(keyed))
-        assert ("object" in fields[key]["types"]) == any(isinstance(v, dict) for v in present)
+        present = presence(key, keyed)
+        if keyed:
+            assert ("object" in fields[key]["types"]) == any(isinstance(v, dict) for v in present)
         for child in ("p", "q"):
-            inside = [v[child] for v in present if isinstance(v, dict) and child in v]
             path = f"{key}.{child}"
-            if not inside:
-                assert path not in fields
-                continue
-            values = [v for v in inside if v is not None]
-            assert fields[path]["present"] == round(len(values) / n, 4)
-            assert ("null" in fields[path]["types"]) == (len(values) < len(inside))
+            values = presence(path, [v[child] for v in present if isinstance(v, dict) and child in v])
             strings = [v for v in values if isinstance(v, str)]
             if strings:
                 assert fields[path]["distinct"] == len(set(strings))

@@ -503,7 +503,7 @@ def _field_stats(con: duckdb.DuckDBPyConnection, fields: list[_Field], count: in
     numbers = {f.index: f for f in fields if f.numbers}
     for index, got in _per_field(con, _EXTREMES, numbers, only=_VALUES_NUMBER).items():
         numbers[index].got.update(got)
-    for index, got in _per_number(con, {"mean": "avg(d)", "median": "median(d)"}, numbers).items():
+    for index, got in _per_field(con, {"mean": "avg(d)", "median": "median(d)"}, numbers, each_number=True).items():
         numbers[index].got.update(got)
     _exact_extremes(con, list(numbers.values()))
     _finite_means(con, list(numbers.values()))
@@ -536,30 +536,26 @@ def _field_stats(con: duckdb.DuckDBPyConnection, fields: list[_Field], count: in
 
 
 def _per_field(
-    con: duckdb.DuckDBPyConnection, measures: dict[str, str], fields: dict[int, _Field], *, only: str = "true"
+    con: duckdb.DuckDBPyConnection,
+    measures: dict[str, str],
+    fields: dict[int, _Field],
+    *,
+    only: str = "true",
+    each_number: bool = False,
 ) -> dict[int, dict[str, Any]]:
-    """The named aggregates ``measures`` over each field's distinct values (those where
-    ``only`` holds; a field without any has no entry)."""
+    """The named aggregates ``measures`` over each field's distinct values ``v`` (those
+    where ``only`` holds; a field without any has no entry). With ``each_number``, over
+    ``d``: every entity's number as a double, each distinct value repeated as often as it
+    occurs."""
     if not fields:
         return {}
-    rows = con.execute(
-        f"SELECT f, {', '.join(measures.values())} FROM _hs_values "
-        f"WHERE f IN ({', '.join(map(str, fields))}) AND {only} GROUP BY f"
-    ).fetchall()
-    return {row[0]: dict(zip(measures, row[1:], strict=True)) for row in rows}
-
-
-def _per_number(
-    con: duckdb.DuckDBPyConnection, measures: dict[str, str], fields: dict[int, _Field]
-) -> dict[int, dict[str, Any]]:
-    """The named aggregates ``measures`` of ``d``, each number of each field as a double:
-    every entity's, from the distinct values each repeated as often as it occurs."""
-    if not fields:
-        return {}
-    rows = con.execute(
-        f"SELECT f, {', '.join(measures.values())} FROM (SELECT f, TRY_CAST(v AS DOUBLE) AS d, unnest(range(n)) "
-        f"FROM _hs_values WHERE f IN ({', '.join(map(str, fields))}) AND {_VALUES_NUMBER}) GROUP BY f"
-    ).fetchall()
+    where = f"f IN ({', '.join(map(str, fields))}) AND {only}"
+    if each_number:
+        where = f"{where} AND {_VALUES_NUMBER}"
+        source = f"(SELECT f, TRY_CAST(v AS DOUBLE) AS d, unnest(range(n)) FROM _hs_values WHERE {where})"
+    else:
+        source = f"(SELECT f, v, n FROM _hs_values WHERE {where})"
+    rows = con.execute(f"SELECT f, {', '.join(measures.values())} FROM {source} GROUP BY f").fetchall()
     return {row[0]: dict(zip(measures, row[1:], strict=True)) for row in rows}
 
 
@@ -597,7 +593,7 @@ def _finite_means(con: duckdb.DuckDBPyConnection, fields: list[_Field]) -> None:
             redo[f.index] = f
     # (each value divided by the count of the field's numbers, then summed)
     total = " ".join(f"WHEN {i} THEN {f.numbers}" for i, f in redo.items())
-    for index, got in _per_number(con, {"mean": f"sum(d / CASE f {total} END)"}, redo).items():
+    for index, got in _per_field(con, {"mean": f"sum(d / CASE f {total} END)"}, redo, each_number=True).items():
         redo[index].got.update(got)
     for f in fields:
         for k in ("mean", "median"):
