@@ -533,7 +533,13 @@ def test_facts_from_nested_codes_and_without_a_gender_or_description(store: Scen
     diagnoses.append({"code": ["not", "an", "object"]})  # (counted as neither)
     patients = [{"birth_date": b} for b in ["1950-06-01", "1951-01-01", "2001-02-03", "1990-01-01"]]
     claims = [{"claim_code": 1, "code": c} for c in ["X", "Y", "X"]]  # a code, no description
-    store.save_scenario("facts", {"diagnoses": diagnoses, "patients": patients, "claims": claims})
+    # A code in an object, its description beside the object; codes as strings beside
+    # objects holding only a description.
+    labs = [{"code": {"code": c}, "description": f"desc {c}", "n": i} for i, c in enumerate(["L1", "L2", "L1"])]
+    mixed = [{"code": "S"}, {"code": {"display": "about O"}}, {"code": "S"}, {"code": "T"}]
+    store.save_scenario(
+        "facts", {"diagnoses": diagnoses, "patients": patients, "claims": claims, "labs": labs, "mixed": mixed}
+    )
     summary = store.summarize_scenario("facts")
     codes = summary["types"]["diagnoses"]["top_codes"]
     assert codes["field"] == "code.code" and codes["description"] == "code.display"
@@ -542,6 +548,16 @@ def test_facts_from_nested_codes_and_without_a_gender_or_description(store: Scen
         "field": "code",
         "description": None,
         "top": [["X", None, 2], ["Y", None, 1]],
+    }
+    assert summary["types"]["labs"]["top_codes"] == {
+        "field": "code.code",
+        "description": "description",
+        "top": [["L1", "desc L1", 2], ["L2", "desc L2", 1]],
+    }
+    assert summary["types"]["mixed"]["top_codes"] == {
+        "field": "code",
+        "description": "code.display",
+        "top": [["S", None, 2], ["T", None, 1]],
     }
     ages = summary["types"]["patients"]["age_bands"]
     as_of = dt.date.fromisoformat(summary["updated_at"][:10])

@@ -292,8 +292,8 @@ def _type_fields(
     con: duckdb.DuckDBPyConnection, rows_sql: str, count: int, keys: list[tuple[str, int]], first: list[Any]
 ) -> tuple[list[_Field], dict[tuple[str, str], int], int]:
     """The type's fields with their statistics (most present first), the numbers of the
-    pairs of fields counted together in ``_hs_values`` (by their paths), and how many
-    more fields the type has than were computed."""
+    pairs of top-level fields counted together in ``_hs_values`` (by their keys), and
+    how many more fields the type has than were computed."""
     chosen = keys[:_MAX_FIELDS]
     top = [_Field(json_path("", k).lstrip("."), n, [k], index=i) for i, (k, n) in enumerate(chosen)]
     # Among fields as present as each other, the order of the first entity's keys.
@@ -318,9 +318,11 @@ def _count_values(
     con: duckdb.DuckDBPyConnection, rows_sql: str, keys: list[str]
 ) -> tuple[dict[tuple[str, str], int], int]:
     """Read the top-level fields ``keys`` of every entity into ``_hs_values`` (field
-    ``i`` is ``keys[i]``), then the pairs of :data:`_PAIRS` whose fields the type may
-    have, each as a JSON array of the two values. Returns the pairs' numbers, by their
-    paths, and how many numbers were used."""
+    ``i`` is ``keys[i]``), then, for the pairs of :data:`_PAIRS` the type may have, the
+    two top-level fields they are in (``code`` for ``code.display``) as a JSON array of
+    the two values; two fields in one top-level object need no pair: their parent's
+    distinct objects have both. Returns the pairs' numbers, by the two top-level keys,
+    and how many numbers were used."""
     # Each field a column of its own (a query per field then reads only its column):
     # the struct's fields by their keys, the others under names no key has.
     prefix = "_hs_"
@@ -332,28 +334,16 @@ def _count_values(
     columns += [f"{sql} AS {column}" for sql, column in apart.values()]
     exprs = [apart[k][1] if k in apart else _identifier(k) for k in keys]
     where = {k: i for i, k in enumerate(keys)}
-
-    def member(path: str) -> str | None:
-        """SQL of the field at ``path`` (a plain name, or ``parent.child``)."""
-        parent, _, child = path.partition(".")
-        if parent not in where:
-            return None
-        e = exprs[where[parent]]
-        if not child:
-            return e
-        return (
-            f"CASE WHEN left({e}, 1) = '{{' THEN NULLIF(json_extract({e}, {_literal(json_pointer(child))}), 'null') END"
-        )
-
     selects = [
         f"SELECT {i} AS f, {e} AS v, count(*) AS n FROM e WHERE {e} IS NOT NULL GROUP BY ALL"
         for i, e in enumerate(exprs)
     ]
     pairs: dict[tuple[str, str], int] = {}
     for a, b in _PAIRS:
-        x, y = member(a), member(b)
-        if x is not None and y is not None:
-            pairs[(a, b)] = len(selects)
+        parents = (a.partition(".")[0], b.partition(".")[0])
+        if parents[0] != parents[1] and parents not in pairs and all(p in where for p in parents):
+            x, y = (exprs[where[p]] for p in parents)
+            pairs[parents] = len(selects)
             selects.append(f"SELECT {len(selects)} AS f, json_array({x}, {y}) AS v, count(*) AS n FROM e GROUP BY ALL")
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE _hs_values AS WITH e AS MATERIALIZED (SELECT {', '.join(columns)} "
@@ -646,8 +636,10 @@ def _facts(
     con: duckdb.DuckDBPyConnection, fields: list[_Field], pairs: dict[tuple[str, str], int], as_of: _dt.date
 ) -> dict[str, Any]:
     """The usual HealthSim facts that apply to one type, found by field name, counted
-    from ``_hs_values`` (``pairs``: the numbers of the pairs of fields counted together)."""
+    from ``_hs_values`` (``pairs``: the numbers of the pairs of top-level fields counted
+    together, by their keys)."""
     by_path = {f.path: f for f in fields}
+    tops = {f.keys[0]: f.index for f in fields if len(f.keys) == 1}
     facts: dict[str, Any] = {}
 
     def pick(names: Iterable[str], ok: Callable[[_Field], bool]) -> _Field | None:
@@ -656,11 +648,11 @@ def _facts(
     birth = pick(_BIRTH, lambda f: f.date_format is not None)
     if birth is not None:
         gender = pick(_GENDER, lambda f: bool(f.strings))
-        facts["age_bands"] = _age_bands(con, _together(birth, gender, pairs), birth, gender, as_of)
+        facts["age_bands"] = _age_bands(con, _together(birth, gender, pairs, tops), birth, gender, as_of)
     code = pick(_CODES, lambda f: bool(f.strings or f.numbers))
     if code is not None:
         text = pick(_CODE_TEXT, lambda f: bool(f.strings) and f is not code)
-        facts["top_codes"] = _top_codes(con, _together(code, text, pairs), code, text)
+        facts["top_codes"] = _top_codes(con, _together(code, text, pairs, tops), code, text)
     when = pick(_WHEN, lambda f: f.date_format is not None) or next(
         (
             f
@@ -677,15 +669,31 @@ def _facts(
     return facts
 
 
-def _together(first: _Field, second: _Field | None, pairs: dict[tuple[str, str], int]) -> str:
+def _together(first: _Field, second: _Field | None, pairs: dict[tuple[str, str], int], tops: dict[str, int]) -> str:
     """SQL of rows ``(a, b, n)``: the JSON texts of two fields in the same entities (SQL
-    NULL for no value) and how many entities have them; ``b`` is NULL without ``second``."""
+    NULL for no value) and how many entities have them; ``b`` is NULL without ``second``.
+    ``tops``: the number in ``_hs_values`` of each top-level key's values."""
     if second is None:
         return f"(SELECT v AS a, NULL::JSON AS b, n FROM _hs_values WHERE f = {first.index})"
-    return (
-        "(SELECT NULLIF(x[1], 'null') AS a, NULLIF(x[2], 'null') AS b, n FROM "
-        f"(SELECT json_extract(v, ['$[0]', '$[1]']) AS x, n FROM _hs_values WHERE f = {pairs[(first.path, second.path)]}))"
-    )
+    parents = (first.keys[0], second.keys[0])
+    if parents[0] == parents[1]:  # both in one object: its distinct objects have them
+        source = f"(SELECT v AS x, v AS y, n FROM _hs_values WHERE f = {tops[parents[0]]})"
+    else:
+        source = (
+            "(SELECT x[1] AS x, x[2] AS y, n FROM "
+            f"(SELECT json_extract(v, ['$[0]', '$[1]']) AS x, n FROM _hs_values WHERE f = {pairs[parents]}))"
+        )
+    return f"(SELECT {_inside('x', first.keys[1:])} AS a, {_inside('y', second.keys[1:])} AS b, n FROM {source})"
+
+
+def _inside(json_text: str, keys: list[str]) -> str:
+    """SQL of the value at ``keys`` (none, or one key) in the JSON text ``json_text``:
+    SQL NULL when it has none or it is JSON null."""
+    if not keys:
+        return f"NULLIF({json_text}, 'null')"
+    (key,) = keys
+    found = f"NULLIF(json_extract({json_text}, {_literal(json_pointer(key))}), 'null')"
+    return f"CASE WHEN left({json_text}, 1) = '{{' THEN {found} END"
 
 
 def _age_bands(
