@@ -22,7 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from healthsim.state import InvalidInputError, ScenarioStore
-from healthsim.state.summaries import SUMMARY_BYTES
+from healthsim.state.summaries import SUMMARY_BYTES, _guess_keys, _read_once, summarize
+from healthsim.state.version_cache import VersionCache
 
 
 def size(summary: Any) -> int:
@@ -587,3 +588,68 @@ def test_keys_named_like_the_summarys_own_columns(store: ScenarioStore) -> None:
         path = name if name.isidentifier() else json.dumps([name])  # (a path quotes odd keys)
         assert fields[path]["distinct"] == 3 and fields[path]["top"] == [[f"{name}{j}", 3] for j in range(3)]
     assert (fields["x"]["min"], fields["x"]["max"], fields["x"]["median"]) == (0, 8, 4)
+
+
+# --- one parse when the save counted the keys ----------------------------------------------
+
+
+def three_ways(store: ScenarioStore, name: str) -> tuple[dict[str, tuple[int, int]], list[Any]]:
+    """The save's key totals, and the summary read with them (one parse when the guessed
+    keys are all), without them (two parses), and with totals that cannot match (one
+    parse tried, then two)."""
+    with store.open_scenario(name) as reader:
+        made = (reader.header.scenario_id, reader.version, reader.header.updated_at)
+        totals = VersionCache(store.path).key_totals(*made)
+        wrong = {t: (n, totals.get(t, (n, 0))[1] + 1) for t, n in reader.counts.items()}
+        return totals, [summarize(reader, 2, key_totals=k) for k in (totals, None, wrong)]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    rows=st.lists(
+        st.dictionaries(st.sampled_from(["a", "A", "", "x/y", "o", "code", "display"]), st.one_of(scalars, inner)),
+        min_size=1,
+        max_size=20,
+    )
+)
+def test_one_parse_and_two_parses_give_one_summary(tmp_path_factory: Any, rows: list[dict[str, Any]]) -> None:
+    store = ScenarioStore(tmp_path_factory.mktemp("once") / "once.duckdb")
+    store.save_scenario("once", {"rows": rows, "more": [{"k": 1}, {"k": None, "z": 2}]})
+    totals, (once, twice, wrong) = three_ways(store, "once")
+    # (integers past 64 bits are written by the exact encoder: no totals for their type)
+    exact = any(type(v) is int and abs(v) >= 2**63 for r in rows for v in r.values())
+    assert set(totals) == ({"more"} if exact else {"rows", "more"})
+    assert once == twice == wrong
+
+
+def test_a_key_outside_the_guess_is_found_by_the_second_parse(tmp_path: Path) -> None:
+    rows: list[dict[str, Any]] = [{"a": i, "b": None} for i in range(400)]
+    rows[40]["rare"] = "x"  # not among the first 16, nor in the runs spread over the type
+    store = ScenarioStore(tmp_path / "rare.duckdb")
+    store.save_scenario("rare", {"t": rows})
+    with store.open_scenario("rare") as reader:
+        made = (reader.header.scenario_id, reader.version, reader.header.updated_at)
+        assert VersionCache(store.path).key_totals(*made) == {"t": (400, 801)}
+        con, rows_sql = reader.connection, reader.rows_sql("t")
+        guess = _guess_keys(con, reader.rows_sql("t", columns="id, entity_data"), reader.entities("t", 0, 16))
+        assert guess == ["a", "b"]
+        assert _read_once(con, rows_sql, guess, 801) is None
+        found = _read_once(con, rows_sql, [*guess, "rare"], 801)
+        assert found is not None and found[0] == [("a", 400), ("b", 400), ("rare", 1)]
+        con.execute("DROP TABLE _hs_values")
+    fields = store.summarize_scenario("rare")["types"]["t"]["fields"]
+    assert fields["rare"]["present"] == round(1 / 400, 4) and fields["b"]["types"] == ["null"]
+    # A key of the guess that some entity lacks: one parse.
+    store.save_scenario("rare", {"t": [r for r in rows if "rare" not in r] + [{"a": 1}]}, overwrite=True)
+    totals, (once, twice, _) = three_ways(store, "rare")
+    assert totals == {"t": (400, 799)}
+    assert once == twice and once["types"]["t"]["fields"]["b"]["present"] == 0
+
+
+def test_saves_that_did_not_write_every_text_from_a_dict_keep_no_key_totals(tmp_path: Path) -> None:
+    store = ScenarioStore(tmp_path / "exact.duckdb")
+    store.save_scenario("big", {"n": [{"v": 2**70}], "s": [{"v": 1}]})  # the exact encoder wrote one
+    with store.open_scenario("big") as reader:
+        made = (reader.header.scenario_id, reader.version, reader.header.updated_at)
+        assert VersionCache(store.path).key_totals(*made) == {"s": (1, 1)}
+    assert store.summarize_scenario("big")["types"]["n"]["fields"]["v"]["max"] == 2**70

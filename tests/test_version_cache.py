@@ -31,6 +31,10 @@ def folders(store: ScenarioStore) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.glob("*/*")) if root.exists() else []
 
 
+def summaries(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("summary"))
+
+
 def same(a: dict[str, pa.Table], b: dict[str, pa.Table]) -> bool:
     return list(a) == list(b) and all(a[t].schema == b[t].schema and a[t].equals(b[t]) for t in a)
 
@@ -84,12 +88,12 @@ def test_summaries_are_kept_per_version_and_equal_computed_ones(store: ScenarioS
     store.save_scenario("s", ODD | {"patients": [{"gender": "female"}, {"gender": "female"}]})
     first = store.summarize_scenario("s")
     (folder,) = cache_root(store).glob("*/*")
-    assert [p.name for p in folder.iterdir()] == ["summary-2-12288-r2.json"]
+    assert summaries(folder) == ["summary-2-12288-r2.json"]
     assert store.summarize_scenario("s") == first
     assert json.loads((folder / "summary-2-12288-r2.json").read_text())["types"]["things"]["fields"]["n"]["min"] == 1.5
     assert store.summarize_scenario("s", samples=1) != first  # another key: computed, and kept beside
     store.report_scenario("s", tmp_path / "r.html")
-    assert sorted(p.name for p in folder.iterdir()) == [
+    assert summaries(folder) == [
         "summary-1-12288-r2.json",
         "summary-2-12288-r2.json",
         "summary-2-524288-r2.json",
@@ -116,10 +120,11 @@ def test_summaries_kept_by_an_earlier_release_are_not_read(store: ScenarioStore)
 def test_a_parquet_export_is_kept_for_load_frames(store: ScenarioStore, tmp_path: Path) -> None:
     store.save_scenario("s", ODD | {"patients": [{"patient_id": "A"}]})
     store.export_scenario("s", tmp_path / "some", format="parquet", types=["patients"])
-    assert folders(store) == []  # only a whole version is kept
+    assert not list(cache_root(store).glob("*/*/*.parquet"))  # only a whole version is kept
     folder = store.export_scenario("s", tmp_path / "all", format="parquet")
     (kept,) = cache_root(store).glob("*/*")
-    assert sorted(p.name for p in kept.iterdir()) == ["0.parquet", "1.parquet", "types.json"]
+    kept_files = sorted(p.name for p in kept.iterdir() if p.name != "keys.json")  # (the save's, on DuckDB)
+    assert kept_files == ["0.parquet", "1.parquet", "types.json"]
     frames = store.load_frames("s")  # read from what the export kept
     assert all(frames[t].equals(pq.read_table(folder / f"{t}.parquet")) for t in ("things", "patients"))
     (folder / "things.parquet").write_bytes(b"changed by the user")  # the export is theirs, the copy ours
@@ -138,3 +143,23 @@ def test_a_killed_build_is_cleaned_up_later(store: ScenarioStore) -> None:
     recent.mkdir()
     store.load_frames("s")
     assert not left.exists() and recent.exists()
+
+
+def test_a_save_keeps_its_key_totals_and_damaged_ones_are_not_read(tmp_path: Path) -> None:
+    store = ScenarioStore(tmp_path / "keys.duckdb")
+    store.save_scenario("k", {"a": [{"x": 1, "y": None}, {"x": 2}], "b": [{}]})
+    with store.open_scenario("k") as reader:
+        made = (reader.header.scenario_id, reader.version, reader.header.updated_at)
+    cache = VersionCache(store.path)
+    assert cache.key_totals(*made) == {"a": (2, 3), "b": (1, 0)}
+    (folder,) = cache_root(store).glob("*/*")
+    right = store.summarize_scenario("k")
+    for damaged in ("[1, 2", '{"a": [2]}', '{"a": [2, -1], "b": "x"}', "[]"):
+        (folder / "keys.json").write_text(damaged)
+        assert cache.key_totals(*made) == {}
+    for kept in list(folder.iterdir()):
+        kept.unlink()
+    assert store.summarize_scenario("k") == right  # (read twice, without the totals)
+    store.update_scenario("k", add_tags=["t"])  # a new version: the save's totals are not its own
+    with store.open_scenario("k") as reader:
+        assert cache.key_totals(reader.header.scenario_id, reader.version, reader.header.updated_at) == {}

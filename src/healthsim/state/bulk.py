@@ -65,11 +65,15 @@ class ChunkEncoder:
         counts: entities seen per type, in the order the types first appeared.
         exact_rows: entities written by the exact encoder (they may hold integers
             beyond 64 bits, which only the exact parser reads back unchanged).
+        key_totals: per type, how many top-level keys its entities have in all; None
+            for a type whose texts were not all written by orjson from the entity (an
+            exact text may repeat a key the parsed entity has once).
     """
 
     def __init__(self, first_id: int) -> None:
         self.next_id = first_id
         self.counts: dict[str, int] = {}
+        self.key_totals: dict[str, int | None] = {}
         self.exact_rows = 0
         self._chunk_exact_start = 0  # exact_rows when the chunk being built began
         self._reset()
@@ -125,6 +129,7 @@ class ChunkEncoder:
             fields = id_fields(entity_type)
             index = counts.setdefault(entity_type, 0)
             run_start = index
+            exact_before, keys = self.exact_rows, 0
             buffer, ends, raw_ids = self._buffer, self._ends, self._raw_ids
             append_end, append_id = ends.append, raw_ids.append
             for entity in items:
@@ -138,6 +143,7 @@ class ChunkEncoder:
                         fast = encode_exact(obj, entity_type, index)
                         self.exact_rows += 1
                     text = fast
+                keys += len(obj)
                 buffer += text
                 append_end(len(buffer))
                 if type(obj) is dict:  # fast path; raw_entity_id decides the odd cases
@@ -159,6 +165,9 @@ class ChunkEncoder:
             if index > run_start:
                 self._type_runs.append((entity_type, index - run_start))
             counts[entity_type] = index
+            total = self.key_totals.get(entity_type, 0)
+            exact = self.exact_rows > exact_before
+            self.key_totals[entity_type] = None if total is None or exact else total + keys
         if self._raw_ids:
             yield self._table()
 
@@ -168,6 +177,7 @@ class ChunkEncoder:
         text, kept byte for byte, not parsed again). The caller sets :attr:`exact_rows`."""
         for entity_type, table in rows:
             self.counts.setdefault(entity_type, 0)
+            self.key_totals[entity_type] = None  # (texts not parsed here)
             for start in range(0, table.num_rows, CHUNK_ROWS):
                 part = table.slice(start, CHUNK_ROWS)
                 n = part.num_rows

@@ -371,6 +371,8 @@ class ScenarioStore:
                 clear()
                 insert_chunks(con, itertools.chain(head, chunks), sid, now)
                 publish()
+            if not pg:
+                self._keep_key_totals(sid, version, now, encoder)
             return str(sid)
 
         # Large: stage chunk by chunk (bounded memory), then publish in one transaction.
@@ -390,7 +392,16 @@ class ScenarioStore:
             except Exception:
                 pass
             raise
+        self._keep_key_totals(sid, version, now, encoder)
         return str(sid)
+
+    def _keep_key_totals(self, sid: uuid.UUID, version: int, now: _dt.datetime, encoder: ChunkEncoder) -> None:
+        """Once a save is committed: how many top-level keys each type's entities have in
+        all, kept beside the file for the first summary of this version (it then reads
+        every entity once instead of twice; see summaries.py)."""
+        totals = {t: (encoder.counts[t], n) for t, n in encoder.key_totals.items() if n is not None}
+        if totals:
+            VersionCache(self.path).keep_key_totals(sid, version, now, totals)
 
     @staticmethod
     def _new_scenario_id(con: Any, wanted: str | None) -> uuid.UUID:
@@ -1106,8 +1117,9 @@ class ScenarioStore:
             kept = cache.read_summary(*made, samples, budget)
             if kept is not None:
                 return kept
+            key_totals = cache.key_totals(*made)
             with in_duckdb(reader) as analysed:  # (a team store's scenario is copied to DuckDB)
-                summary = dict(summarize(analysed, samples, budget=budget))
+                summary = dict(summarize(analysed, samples, budget=budget, key_totals=key_totals))
         cache.write_summary(*made, samples, budget, summary)
         return summary
 

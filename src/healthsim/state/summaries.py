@@ -30,7 +30,7 @@ import math
 import queue
 import re
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
@@ -62,6 +62,11 @@ _SAMPLE_STRING = 80  # characters of a sample's string kept before it is cut
 _SAMPLE_DEPTH = 3  # nesting levels of a sample kept before an object or list is cut
 _MONTHS_MAX = 60  # more months than this are counted per year instead
 _WORKERS = 2  # types summarised at once (the machines this runs on have 2 cores and up)
+# The keys of a type are first guessed from its first entities and runs of consecutive
+# entities spread over it (see :func:`_guess_keys`).
+_GUESS_FIRST = 16
+_GUESS_RUNS = 8
+_GUESS_RUN = 32
 
 # Names of the usual HealthSim fields, in order of preference (found, never assumed).
 _BIRTH = ("birth_date", "birthdate", "date_of_birth", "dob")
@@ -121,8 +126,18 @@ class _Field:
     place: tuple[int, int] = (0, 0)  # (its top-level field's position, its own under it)
 
 
-def summarize(reader: ScenarioReader, samples: int, *, budget: int = SUMMARY_BYTES) -> ScenarioOverview:
+def summarize(
+    reader: ScenarioReader,
+    samples: int,
+    *,
+    budget: int = SUMMARY_BYTES,
+    key_totals: Mapping[str, tuple[int, int]] | None = None,
+) -> ScenarioOverview:
     """The summary of the scenario ``reader`` reads.
+
+    Args:
+        key_totals: per type, how many entities it has and how many top-level keys they
+            have in all, as the save that wrote them counted (see :func:`_read_once`).
 
     Returns:
         The list entry's keys plus ``types``: per type ``count``, ``fields`` (path ->
@@ -139,20 +154,23 @@ def summarize(reader: ScenarioReader, samples: int, *, budget: int = SUMMARY_BYT
     entry["tags"] = [_short(t) for t in entry["tags"]]
     as_of = reader.header.updated_at.date()
     # The first entities are the samples; the first one's key order also orders fields
-    # that are as present as each other.
-    firsts = {t: reader.entities(t, 0, min(n, max(samples, 1))) if n else [] for t, n in reader.counts.items()}
+    # that are as present as each other; their keys are the first guess of every key.
+    firsts = {
+        t: reader.entities(t, 0, min(n, max(samples, _GUESS_FIRST))) if n else [] for t, n in reader.counts.items()
+    }
 
     def about(cursor: duckdb.DuckDBPyConnection, entity_type: str) -> dict[str, Any]:
         count, first = reader.counts[entity_type], firsts[entity_type]
         result: dict[str, Any] = {"count": count, "fields": {}, "fields_omitted": 0}
         rows_sql = reader.rows_sql(entity_type)
-        # Which top-level fields exist, and in how many entities (a pass per type, on the
-        # type's worker: no type waits for a pass over all of them).
-        keys = _top_keys(cursor, rows_sql, first)
-        if keys:  # else no entity of the type has a field
-            fields, pairs, omitted = _type_fields(cursor, rows_sql, count, keys, first)
-            result["fields"] = {f.path: f.stats for f in fields}
-            result["fields_omitted"] = omitted
+        total = (key_totals or {}).get(entity_type)
+        guess = None
+        if total is not None and total[0] == count:  # the save's count of this version's entities
+            guess = (_guess_keys(cursor, reader.rows_sql(entity_type, columns="id, entity_data"), first), total[1])
+        fields, pairs, omitted = _type_fields(cursor, rows_sql, count, first, guess)
+        result["fields"] = {f.path: f.stats for f in fields}
+        result["fields_omitted"] = omitted
+        if fields:
             result.update(_facts(cursor, fields, pairs, as_of))
         result["samples"] = [_cut(e) for e in first[:samples]]
         return result
@@ -289,25 +307,85 @@ def _each_type(
 
 
 def _type_fields(
-    con: duckdb.DuckDBPyConnection, rows_sql: str, count: int, keys: list[tuple[str, int]], first: list[Any]
+    con: duckdb.DuckDBPyConnection,
+    rows_sql: str,
+    count: int,
+    first: list[Any],
+    guess: tuple[list[str], int] | None,
 ) -> tuple[list[_Field], dict[tuple[str, str], int], int]:
     """The type's fields with their statistics (most present first), the numbers of the
     pairs of top-level fields counted together in ``_hs_values`` (by their keys), and
-    how many more fields the type has than were computed."""
-    chosen = keys[:_MAX_FIELDS]
-    top = [_Field(json_path("", k).lstrip("."), n, [k], index=i) for i, (k, n) in enumerate(chosen)]
+    how many more fields the type has than were computed. ``guess``: the keys the type
+    likely has and how many keys its entities have in all (see :func:`_read_once`)."""
+    found = _read_once(con, rows_sql, *guess) if guess is not None else None
+    if found is not None:
+        chosen, names, pairs, counted = found
+        more = 0
+    else:  # which keys there are first, then their values: every entity parsed twice
+        keys = _top_keys(con, rows_sql, first)
+        if not keys:  # no entity of the type has a field
+            return [], {}, 0
+        chosen = keys[:_MAX_FIELDS]
+        names = [k for k, _ in chosen]
+        pairs, counted = _count_values(con, rows_sql, names)
+        more = len(keys) - len(chosen)
+    number = {k: i for i, k in enumerate(names)}  # a field's number in _hs_values
+    top = [_Field(json_path("", k).lstrip("."), n, [k], index=number[k]) for k, n in chosen]
     # Among fields as present as each other, the order of the first entity's keys.
     written = {k: i for i, k in enumerate(first[0])} if first and isinstance(first[0], dict) else {}
     for i, (f, (k, _)) in enumerate(zip(top, chosen, strict=True)):
         f.place = (written.get(k, len(written) + i), -1)
-    pairs, counted = _count_values(con, rows_sql, [k for k, _ in chosen])
     _field_stats(con, top, count)
-    nested, more = _nested_fields(con, [f for f in top if f.objects], count, _MAX_FIELDS - len(top), counted)
+    nested, deeper = _nested_fields(con, [f for f in top if f.objects], count, _MAX_FIELDS - len(top), counted)
     fields = top + nested
     _tops(con, [f for f in fields if f.categorical])
     # The most present first; among equals, each object's fields right after it.
     fields.sort(key=lambda f: (-f.stats["present"], f.place))
-    return fields, pairs, len(keys) - len(chosen) + more
+    return fields, pairs, more + deeper
+
+
+def _guess_keys(con: duckdb.DuckDBPyConnection, rows_sql: str, first: list[Any]) -> list[str]:
+    """The keys of the first entities, then those of a few more spread over the type
+    (runs of consecutive ids across its range: a handful of milliseconds), in the order
+    found. ``rows_sql`` has the columns ``id`` and ``entity_data``."""
+    guess = dict.fromkeys(k for e in first if isinstance(e, dict) for k in e)
+    low, high = cast(
+        tuple[int | None, int | None], con.execute(f"SELECT min(id), max(id) FROM ({rows_sql})").fetchone()
+    )
+    if low is not None and high is not None:
+        step = max((high - low) // _GUESS_RUNS, 1)
+        runs = " UNION ALL ".join(
+            f"SELECT entity_data FROM ({rows_sql}) WHERE id BETWEEN {start} AND {start + _GUESS_RUN - 1}"
+            for start in range(low, high + 1, step)[:_GUESS_RUNS]
+        )
+        for (keys,) in con.execute(f"SELECT DISTINCT json_keys(entity_data) FROM ({runs})").fetchall():
+            guess.update(dict.fromkeys(keys))
+    return list(guess)
+
+
+def _read_once(
+    con: duckdb.DuckDBPyConnection, rows_sql: str, guess: list[str], key_total: int
+) -> tuple[list[tuple[str, int]], list[str], dict[tuple[str, str], int], int] | None:
+    """The values of the keys ``guess`` read with one parse of every entity, when they
+    are every key the entities have; else None (and the caller learns the keys first).
+
+    A key's JSON pointer finds its value, JSON null, or nothing (the key is missing), so
+    one pass counts how many entities have each key of ``guess``. Their sum equals
+    ``key_total``, how many keys the entities have in all (counted by the save that
+    wrote them), exactly when no entity has a key outside ``guess``.
+
+    Returns:
+        The keys with how many entities have each (the most frequent first), the field
+        numbers' keys, and :func:`_count_values`'s pairs and numbers used.
+    """
+    if not 0 < len(guess) <= _MAX_FIELDS:
+        return None
+    pairs, counted = _count_values(con, rows_sql, guess, keyed=True)
+    keyed = {guess[-1 - f]: n for f, n in con.execute("SELECT f, n FROM _hs_values WHERE f < 0").fetchall()}
+    if sum(keyed.values()) != key_total:
+        return None
+    chosen = sorted(((k, n) for k, n in keyed.items() if n), key=lambda kn: (-kn[1], kn[0]))
+    return chosen, guess, pairs, counted
 
 
 # The pairs of fields the healthcare facts count together (see :func:`_facts`).
@@ -315,27 +393,39 @@ _PAIRS = [(b, g) for b in _BIRTH for g in _GENDER] + [(c, t) for c in _CODES for
 
 
 def _count_values(
-    con: duckdb.DuckDBPyConnection, rows_sql: str, keys: list[str]
+    con: duckdb.DuckDBPyConnection, rows_sql: str, keys: list[str], *, keyed: bool = False
 ) -> tuple[dict[tuple[str, str], int], int]:
     """Read the top-level fields ``keys`` of every entity into ``_hs_values`` (field
     ``i`` is ``keys[i]``), then, for the pairs of :data:`_PAIRS` the type may have, the
     two top-level fields they are in (``code`` for ``code.display``) as a JSON array of
     the two values; two fields in one top-level object need no pair: their parent's
-    distinct objects have both. Returns the pairs' numbers, by the two top-level keys,
-    and how many numbers were used."""
-    # Each field a column of its own (a query per field then reads only its column):
-    # the struct's fields by their keys, the others under names no key has.
+    distinct objects have both. With ``keyed``, also how many entities have each key
+    (null values included), as rows ``f = -1 - i``. Returns the pairs' numbers, by the
+    two top-level keys, and how many numbers were used."""
     prefix = "_hs_"
     while any(k.lower().startswith(prefix) for k in keys):
         prefix += "_"
-    inside, apart = _struct_keys(keys, "entity_data", prefix)
-    spec = orjson.dumps(dict.fromkeys(inside, "JSON")).decode()
-    columns = [f"unnest(from_json(entity_data, {_literal(spec)}))"] if inside else []
-    columns += [f"{sql} AS {column}" for sql, column in apart.values()]
-    exprs = [apart[k][1] if k in apart else _identifier(k) for k in keys]
+    if keyed:
+        # Every key by its JSON pointer, in one parse: SQL NULL when the key is missing,
+        # the text null when its value is. (Each a column: a query per field reads one.)
+        pointers = ", ".join(_literal(json_pointer(k)) for k in keys)
+        exprs = [f"{prefix}{i}" for i in range(len(keys))]
+        columns = [f"x[{i + 1}] AS {e}" for i, e in enumerate(exprs)]
+        source = f"(SELECT json_extract(entity_data, [{pointers}]) AS x FROM ({rows_sql}))"
+        has_value = "{e} IS NOT NULL AND {e} <> 'null'"
+    else:
+        # Each field a column of its own: the struct's fields by their keys, the others
+        # under names no key has.
+        inside, apart = _struct_keys(keys, "entity_data", prefix)
+        spec = orjson.dumps(dict.fromkeys(inside, "JSON")).decode()
+        columns = [f"unnest(from_json(entity_data, {_literal(spec)}))"] if inside else []
+        columns += [f"{sql} AS {column}" for sql, column in apart.values()]
+        exprs = [apart[k][1] if k in apart else _identifier(k) for k in keys]
+        source = f"({rows_sql})"
+        has_value = "{e} IS NOT NULL"
     where = {k: i for i, k in enumerate(keys)}
     selects = [
-        f"SELECT {i} AS f, {e} AS v, count(*) AS n FROM e WHERE {e} IS NOT NULL GROUP BY ALL"
+        f"SELECT {i} AS f, {e} AS v, count(*) AS n FROM e WHERE {has_value.format(e=e)} GROUP BY ALL"
         for i, e in enumerate(exprs)
     ]
     pairs: dict[tuple[str, str], int] = {}
@@ -345,11 +435,14 @@ def _count_values(
             x, y = (exprs[where[p]] for p in parents)
             pairs[parents] = len(selects)
             selects.append(f"SELECT {len(selects)} AS f, json_array({x}, {y}) AS v, count(*) AS n FROM e GROUP BY ALL")
+    used = len(selects)
+    if keyed:
+        selects += [f"SELECT {-1 - i} AS f, NULL::JSON AS v, count({e}) AS n FROM e" for i, e in enumerate(exprs)]
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE _hs_values AS WITH e AS MATERIALIZED (SELECT {', '.join(columns)} "
-        f"FROM ({rows_sql})) {' UNION ALL '.join(selects)}"
+        f"FROM {source}) {' UNION ALL '.join(selects)}"
     )
-    return pairs, len(selects)
+    return pairs, used
 
 
 def _struct_keys(keys: list[str], source: str, prefix: str) -> tuple[list[str], dict[str, tuple[str, str]]]:
@@ -463,8 +556,8 @@ _DATES = {
 }
 # The earliest and latest strings of a date field, by time (offsets count).
 _TIMED = {
-    "first": f"arg_min(v, TRY_CAST({_UNQUOTED} AS TIMESTAMPTZ))",
-    "last": f"arg_max(v, TRY_CAST({_UNQUOTED} AS TIMESTAMPTZ))",
+    "first": f"arg_min(v, (TRY_CAST({_UNQUOTED} AS TIMESTAMPTZ), v))",
+    "last": f"arg_max(v, (TRY_CAST({_UNQUOTED} AS TIMESTAMPTZ), v))",
 }
 
 
@@ -493,7 +586,9 @@ def _field_stats(con: duckdb.DuckDBPyConnection, fields: list[_Field], count: in
     numbers = {f.index: f for f in fields if f.numbers}
     for index, got in _per_field(con, _EXTREMES, numbers, only=_VALUES_NUMBER).items():
         numbers[index].got.update(got)
-    for index, got in _per_field(con, {"mean": "avg(d)", "median": "median(d)"}, numbers, each_number=True).items():
+    for index, got in _per_field(
+        con, {"mean": "avg(d ORDER BY d)", "median": "median(d)"}, numbers, each_number=True
+    ).items():
         numbers[index].got.update(got)
     _exact_extremes(con, list(numbers.values()))
     _finite_means(con, list(numbers.values()))
@@ -583,7 +678,9 @@ def _finite_means(con: duckdb.DuckDBPyConnection, fields: list[_Field]) -> None:
             redo[f.index] = f
     # (each value divided by the count of the field's numbers, then summed)
     total = " ".join(f"WHEN {i} THEN {f.numbers}" for i, f in redo.items())
-    for index, got in _per_field(con, {"mean": f"sum(d / CASE f {total} END)"}, redo, each_number=True).items():
+    for index, got in _per_field(
+        con, {"mean": f"sum(d / CASE f {total} END ORDER BY d)"}, redo, each_number=True
+    ).items():
         redo[index].got.update(got)
     for f in fields:
         for k in ("mean", "median"):

@@ -9,6 +9,8 @@ tells apart a version made again after a backup of the database was restored):
     healthsim.duckdb.frames/{scenario_id}/v{version}-{microseconds}/
         0.parquet, 1.parquet, …, types.json     every type's table, as the Parquet export writes it
         summary-{samples}-{budget}-r{recipe}.json   a summary, as this release computes them
+        keys.json                               per type, how many entities and top-level keys
+                                                a save wrote (lets a summary read every entity once)
 
 One version per scenario is kept (writing for a newer one removes the others), and
 deleting a scenario removes its folder. It is an optimisation only: a file that cannot be
@@ -44,6 +46,7 @@ def _team_folder(team: TeamDatabase) -> Path:
 
 
 _TYPES = "types.json"
+_KEYS = "keys.json"
 # Raised when what a summary holds or how it is computed changes: summaries kept by an
 # earlier release (another recipe) are never read, so an upgrade never shows stale ones.
 SUMMARY_RECIPE = 2
@@ -143,6 +146,33 @@ class VersionCache:
         with contextlib.suppress(OSError, ValueError):
             self._make(folder)
             self._replace(folder, _summary_name(samples, budget), lambda path: path.write_text(text, "utf-8"))
+
+    # --- what a save knew ------------------------------------------------------------------
+
+    def keep_key_totals(
+        self, scenario_id: uuid.UUID, version: int, made_at: _dt.datetime, totals: dict[str, tuple[int, int]]
+    ) -> None:
+        """Keep, per type of a version a save wrote, how many entities it has and how
+        many top-level keys they have in all. Best effort: nothing is raised."""
+        folder = self._folder(scenario_id, version, made_at)
+        text = json.dumps({t: list(counted) for t, counted in totals.items()})
+        with contextlib.suppress(OSError, ValueError):
+            self._make(folder)
+            self._replace(folder, _KEYS, lambda path: path.write_text(text, "utf-8"))
+
+    def key_totals(self, scenario_id: uuid.UUID, version: int, made_at: _dt.datetime) -> dict[str, tuple[int, int]]:
+        """What :meth:`keep_key_totals` kept of that version (types without it left out)."""
+        try:
+            kept = json.loads((self._folder(scenario_id, version, made_at) / _KEYS).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(kept, dict):
+            return {}
+        return {
+            t: (pair[0], pair[1])
+            for t, pair in kept.items()
+            if isinstance(pair, list) and len(pair) == 2 and all(type(n) is int and n >= 0 for n in pair)
+        }
 
     # --- housekeeping -----------------------------------------------------------------------
 
