@@ -600,7 +600,9 @@ def three_ways(store: ScenarioStore, name: str) -> tuple[dict[str, tuple[int, in
     with store.open_scenario(name) as reader:
         made = (reader.header.scenario_id, reader.version, reader.header.updated_at)
         totals = VersionCache(store.path).key_totals(*made)
-        wrong = {t: (n, totals.get(t, (n, 0))[1] + 1) for t, n in reader.counts.items()}
+        wrong = {
+            t: (n, totals[t][1] + 1, totals[t][2]) if t in totals else (n, 1, []) for t, n in reader.counts.items()
+        }
         return totals, [summarize(reader, 2, key_totals=k) for k in (totals, None, wrong)]
 
 
@@ -624,25 +626,30 @@ def test_one_parse_and_two_parses_give_one_summary(tmp_path_factory: Any, rows: 
 
 def test_a_key_outside_the_guess_is_found_by_the_second_parse(tmp_path: Path) -> None:
     rows: list[dict[str, Any]] = [{"a": i, "b": None} for i in range(400)]
-    rows[40]["rare"] = "x"  # not among the first 16, nor in the runs spread over the type
+    # As many keys as the first entity (the save notes the keys of the first entity of each
+    # size only), and not among the first 16 nor in the runs spread over the type.
+    rows[40] = {"a": 40, "rare": "x"}
+    rows[300]["late"] = 1  # one key more than the first: the save notes it
     store = ScenarioStore(tmp_path / "rare.duckdb")
     store.save_scenario("rare", {"t": rows})
     with store.open_scenario("rare") as reader:
         made = (reader.header.scenario_id, reader.version, reader.header.updated_at)
-        assert VersionCache(store.path).key_totals(*made) == {"t": (400, 801)}
+        assert VersionCache(store.path).key_totals(*made) == {"t": (400, 801, ["a", "b", "late"])}
         con, rows_sql = reader.connection, reader.rows_sql("t")
-        guess = _guess_keys(con, reader.rows_sql("t", columns="id, entity_data"), reader.entities("t", 0, 16))
-        assert guess == ["a", "b"]
+        sql = reader.rows_sql("t", columns="id, entity_data")
+        guess = _guess_keys(con, sql, reader.entities("t", 0, 16), ["a", "b", "late"])
+        assert guess == ["a", "b", "late"]
         assert _read_once(con, rows_sql, guess, 801) is None
         found = _read_once(con, rows_sql, [*guess, "rare"], 801)
-        assert found is not None and found[0] == [("a", 400), ("b", 400), ("rare", 1)]
+        assert found is not None and found[0] == [("a", 400), ("b", 399), ("late", 1), ("rare", 1)]
         con.execute("DROP TABLE _hs_values")
     fields = store.summarize_scenario("rare")["types"]["t"]["fields"]
-    assert fields["rare"]["present"] == round(1 / 400, 4) and fields["b"]["types"] == ["null"]
+    assert fields["rare"]["present"] == fields["late"]["present"] == round(1 / 400, 4)
+    assert fields["b"]["types"] == ["null"]
     # A key of the guess that some entity lacks: one parse.
     store.save_scenario("rare", {"t": [r for r in rows if "rare" not in r] + [{"a": 1}]}, overwrite=True)
     totals, (once, twice, _) = three_ways(store, "rare")
-    assert totals == {"t": (400, 799)}
+    assert totals == {"t": (400, 800, ["a", "b", "late"])}
     assert once == twice and once["types"]["t"]["fields"]["b"]["present"] == 0
 
 
@@ -651,5 +658,5 @@ def test_saves_that_did_not_write_every_text_from_a_dict_keep_no_key_totals(tmp_
     store.save_scenario("big", {"n": [{"v": 2**70}], "s": [{"v": 1}]})  # the exact encoder wrote one
     with store.open_scenario("big") as reader:
         made = (reader.header.scenario_id, reader.version, reader.header.updated_at)
-        assert VersionCache(store.path).key_totals(*made) == {"s": (1, 1)}
+        assert VersionCache(store.path).key_totals(*made) == {"s": (1, 1, ["v"])}
     assert store.summarize_scenario("big")["types"]["n"]["fields"]["v"]["max"] == 2**70

@@ -151,10 +151,10 @@ def test_a_save_keeps_its_key_totals_and_damaged_ones_are_not_read(tmp_path: Pat
     with store.open_scenario("k") as reader:
         made = (reader.header.scenario_id, reader.version, reader.header.updated_at)
     cache = VersionCache(store.path)
-    assert cache.key_totals(*made) == {"a": (2, 3), "b": (1, 0)}
+    assert cache.key_totals(*made) == {"a": (2, 3, ["x", "y"]), "b": (1, 0, [])}
     (folder,) = cache_root(store).glob("*/*")
     right = store.summarize_scenario("k")
-    for damaged in ("[1, 2", '{"a": [2]}', '{"a": [2, -1], "b": "x"}', "[]"):
+    for damaged in ("[1, 2", '{"a": [2, 3]}', '{"a": [2, -1, []], "b": "x"}', '{"a": [2, 3, [1]]}', "[]"):
         (folder / "keys.json").write_text(damaged)
         assert cache.key_totals(*made) == {}
     for kept in list(folder.iterdir()):

@@ -68,12 +68,15 @@ class ChunkEncoder:
         key_totals: per type, how many top-level keys its entities have in all; None
             for a type whose texts were not all written by orjson from the entity (an
             exact text may repeat a key the parsed entity has once).
+        key_shapes: per type, the keys of the first entity with each number of keys (a
+            summary's first guess of every key the type has: cheap to note here).
     """
 
     def __init__(self, first_id: int) -> None:
         self.next_id = first_id
         self.counts: dict[str, int] = {}
         self.key_totals: dict[str, int | None] = {}
+        self.key_shapes: dict[str, dict[int, tuple[str, ...]]] = {}
         self.exact_rows = 0
         self._chunk_exact_start = 0  # exact_rows when the chunk being built began
         self._reset()
@@ -130,6 +133,7 @@ class ChunkEncoder:
             index = counts.setdefault(entity_type, 0)
             run_start = index
             exact_before, keys = self.exact_rows, 0
+            shapes = self.key_shapes.setdefault(entity_type, {})
             buffer, ends, raw_ids = self._buffer, self._ends, self._raw_ids
             append_end, append_id = ends.append, raw_ids.append
             for entity in items:
@@ -143,7 +147,10 @@ class ChunkEncoder:
                         fast = encode_exact(obj, entity_type, index)
                         self.exact_rows += 1
                     text = fast
-                keys += len(obj)
+                size = len(obj)
+                keys += size
+                if size not in shapes:
+                    shapes[size] = tuple(obj)
                 buffer += text
                 append_end(len(buffer))
                 if type(obj) is dict:  # fast path; raw_entity_id decides the odd cases

@@ -399,7 +399,11 @@ class ScenarioStore:
         """Once a save is committed: how many top-level keys each type's entities have in
         all, kept beside the file for the first summary of this version (it then reads
         every entity once instead of twice; see summaries.py)."""
-        totals = {t: (encoder.counts[t], n) for t, n in encoder.key_totals.items() if n is not None}
+        totals = {
+            t: (encoder.counts[t], n, list(dict.fromkeys(k for keys in encoder.key_shapes[t].values() for k in keys)))
+            for t, n in encoder.key_totals.items()
+            if n is not None
+        }
         if totals:
             VersionCache(self.path).keep_key_totals(sid, version, now, totals)
 

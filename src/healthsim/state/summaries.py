@@ -2,18 +2,26 @@
 
 Every statistic is an SQL aggregate over the stored JSON text; no entity is parsed in
 Python (only the few samples). Per type (two types at once, each on a cursor of its own),
-DuckDB's JSON parser reads every entity twice:
+DuckDB's JSON parser reads every entity once or twice:
 
-1. ``json_keys`` of every entity: which top-level fields exist, and in how many entities.
-2. ``from_json`` of every entity into the JSON texts of the chosen fields (a materialized
-   CTE), counted into ``_hs_values``: each field's distinct JSON texts and how many
-   entities have each (plus a few pairs of fields the healthcare facts count together,
-   such as birth date and gender). Every statistic is then an aggregate over those
-   distinct texts: a JSON text's first character tells its type (``"`` string, ``{``
-   object, ``[`` array, ``t``/``f`` boolean, else a number; JSON null counts as no
-   value), strings are compared quoted (the same string always has the same text),
-   numbers are cast, and what depends on how often a value occurs (presence, means,
-   medians, top values) weighs it by its count.
+1. **Once**, right after a save: the save counted how many top-level keys each type's
+   entities have in all (kept beside the file, see :class:`.VersionCache`). The keys are
+   guessed from a few entities, and one ``json_extract`` of every entity reads each
+   guessed key's value, or null, or nothing (the key is missing). When the keys found add
+   up to the save's count, no entity has another key: the guess was every key
+   (:func:`_read_once`).
+2. **Twice** otherwise (no count kept, or a key outside the guess): ``json_keys`` of every
+   entity first (which top-level fields exist, and in how many entities), then
+   ``from_json`` of every entity into the JSON texts of the chosen fields.
+
+Either way the values are read into a materialized CTE and counted into ``_hs_values``:
+each field's distinct JSON texts and how many entities have each (plus a few pairs of
+fields the healthcare facts count together, such as birth date and gender). Every
+statistic is then an aggregate over those distinct texts: a JSON text's first character
+tells its type (``"`` string, ``{`` object, ``[`` array, ``t``/``f`` boolean, else a
+number; JSON null counts as no value), strings are compared quoted (the same string
+always has the same text), numbers are cast, and what depends on how often a value
+occurs (presence, means, medians, top values) weighs it by its count.
 
 Objects one level down (``address.city``) are read from their parent's distinct
 objects, so an object many entities share is parsed once. What the summary says of each
@@ -44,6 +52,7 @@ from .._text import json_path
 from .exchange.tables import json_pointer
 from .reading import ScenarioReader
 from .results import ScenarioOverview
+from .version_cache import KeyTotal
 
 __all__ = ["REPORT_BYTES", "SUMMARY_BYTES", "summarize"]
 
@@ -131,13 +140,14 @@ def summarize(
     samples: int,
     *,
     budget: int = SUMMARY_BYTES,
-    key_totals: Mapping[str, tuple[int, int]] | None = None,
+    key_totals: Mapping[str, KeyTotal] | None = None,
 ) -> ScenarioOverview:
     """The summary of the scenario ``reader`` reads.
 
     Args:
-        key_totals: per type, how many entities it has and how many top-level keys they
-            have in all, as the save that wrote them counted (see :func:`_read_once`).
+        key_totals: per type, how many entities it has, how many top-level keys they
+            have in all, and some of those keys, as the save that wrote them counted (see
+            :func:`_read_once`).
 
     Returns:
         The list entry's keys plus ``types``: per type ``count``, ``fields`` (path ->
@@ -166,7 +176,8 @@ def summarize(
         total = (key_totals or {}).get(entity_type)
         guess = None
         if total is not None and total[0] == count:  # the save's count of this version's entities
-            guess = (_guess_keys(cursor, reader.rows_sql(entity_type, columns="id, entity_data"), first), total[1])
+            sql = reader.rows_sql(entity_type, columns="id, entity_data")
+            guess = (_guess_keys(cursor, sql, first, total[2]), total[1])
         fields, pairs, omitted = _type_fields(cursor, rows_sql, count, first, guess)
         result["fields"] = {f.path: f.stats for f in fields}
         result["fields_omitted"] = omitted
@@ -344,11 +355,13 @@ def _type_fields(
     return fields, pairs, more + deeper
 
 
-def _guess_keys(con: duckdb.DuckDBPyConnection, rows_sql: str, first: list[Any]) -> list[str]:
-    """The keys of the first entities, then those of a few more spread over the type
+def _guess_keys(con: duckdb.DuckDBPyConnection, rows_sql: str, first: list[Any], saved: list[str]) -> list[str]:
+    """The keys of the first entities, those the save noted (``saved``: of the first
+    entity with each number of keys), then those of a few more spread over the type
     (runs of consecutive ids across its range: a handful of milliseconds), in the order
     found. ``rows_sql`` has the columns ``id`` and ``entity_data``."""
     guess = dict.fromkeys(k for e in first if isinstance(e, dict) for k in e)
+    guess.update(dict.fromkeys(saved))
     low, high = cast(
         tuple[int | None, int | None], con.execute(f"SELECT min(id), max(id) FROM ({rows_sql})").fetchone()
     )

@@ -9,8 +9,9 @@ tells apart a version made again after a backup of the database was restored):
     healthsim.duckdb.frames/{scenario_id}/v{version}-{microseconds}/
         0.parquet, 1.parquet, …, types.json     every type's table, as the Parquet export writes it
         summary-{samples}-{budget}-r{recipe}.json   a summary, as this release computes them
-        keys.json                               per type, how many entities and top-level keys
-                                                a save wrote (lets a summary read every entity once)
+        keys.json                               per type, how many entities and top-level keys a
+                                                save wrote, and some of those keys (lets a
+                                                summary read every entity once)
 
 One version per scenario is kept (writing for a newer one removes the others), and
 deleting a scenario removes its folder. It is an optimisation only: a file that cannot be
@@ -47,6 +48,8 @@ def _team_folder(team: TeamDatabase) -> Path:
 
 _TYPES = "types.json"
 _KEYS = "keys.json"
+#: Per type of a version: entities, top-level keys in all, and some of those keys.
+KeyTotal = tuple[int, int, list[str]]
 # Raised when what a summary holds or how it is computed changes: summaries kept by an
 # earlier release (another recipe) are never read, so an upgrade never shows stale ones.
 SUMMARY_RECIPE = 2
@@ -150,17 +153,18 @@ class VersionCache:
     # --- what a save knew ------------------------------------------------------------------
 
     def keep_key_totals(
-        self, scenario_id: uuid.UUID, version: int, made_at: _dt.datetime, totals: dict[str, tuple[int, int]]
+        self, scenario_id: uuid.UUID, version: int, made_at: _dt.datetime, totals: dict[str, KeyTotal]
     ) -> None:
-        """Keep, per type of a version a save wrote, how many entities it has and how
-        many top-level keys they have in all. Best effort: nothing is raised."""
+        """Keep, per type of a version a save wrote, how many entities it has, how many
+        top-level keys they have in all, and some of those keys. Best effort: nothing
+        is raised."""
         folder = self._folder(scenario_id, version, made_at)
-        text = json.dumps({t: list(counted) for t, counted in totals.items()})
+        text = json.dumps({t: [count, total, keys] for t, (count, total, keys) in totals.items()})
         with contextlib.suppress(OSError, ValueError):
             self._make(folder)
             self._replace(folder, _KEYS, lambda path: path.write_text(text, "utf-8"))
 
-    def key_totals(self, scenario_id: uuid.UUID, version: int, made_at: _dt.datetime) -> dict[str, tuple[int, int]]:
+    def key_totals(self, scenario_id: uuid.UUID, version: int, made_at: _dt.datetime) -> dict[str, KeyTotal]:
         """What :meth:`keep_key_totals` kept of that version (types without it left out)."""
         try:
             kept = json.loads((self._folder(scenario_id, version, made_at) / _KEYS).read_text(encoding="utf-8"))
@@ -169,9 +173,13 @@ class VersionCache:
         if not isinstance(kept, dict):
             return {}
         return {
-            t: (pair[0], pair[1])
-            for t, pair in kept.items()
-            if isinstance(pair, list) and len(pair) == 2 and all(type(n) is int and n >= 0 for n in pair)
+            t: (item[0], item[1], item[2])
+            for t, item in kept.items()
+            if isinstance(item, list)
+            and len(item) == 3
+            and all(type(n) is int and n >= 0 for n in item[:2])
+            and isinstance(item[2], list)
+            and all(isinstance(k, str) for k in item[2])
         }
 
     # --- housekeeping -----------------------------------------------------------------------
