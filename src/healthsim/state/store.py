@@ -603,6 +603,10 @@ class ScenarioStore:
                 )
                 version = current_version(con, header.scenario_id) + 1
                 self._record(con, after, version, now, "update", {}, next_id(con), tags=new_tags)
+        if changed and not is_postgres(con):  # (the entities are as they were: so are their keys)
+            VersionCache(self.path).carry_key_totals(
+                header.scenario_id, (version - 1, header.updated_at), (version, now)
+            )
         return self._entry(renamed or header.name)
 
     def copy_scenario(

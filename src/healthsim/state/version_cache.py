@@ -182,6 +182,19 @@ class VersionCache:
             and all(isinstance(k, str) for k in item[2])
         }
 
+    def carry_key_totals(
+        self,
+        scenario_id: uuid.UUID,
+        before: tuple[int, _dt.datetime],
+        after: tuple[int, _dt.datetime],
+    ) -> None:
+        """Keep what a save counted of version ``before`` (its number and instant) for
+        version ``after`` too: a change that left every entity as it was (a rename, a new
+        description or tags)."""
+        totals = self.key_totals(scenario_id, *before)
+        if totals:
+            self.keep_key_totals(scenario_id, *after, totals)
+
     # --- housekeeping -----------------------------------------------------------------------
 
     def forget(self, scenario_id: uuid.UUID) -> None:
