@@ -164,10 +164,10 @@ def summarize(
     entry["tags"] = [_short(t) for t in entry["tags"]]
     as_of = reader.header.updated_at.date()
     # The first entities are the samples; the first one's key order also orders fields
-    # that are as present as each other; their keys are the first guess of every key.
-    firsts = {
-        t: reader.entities(t, 0, min(n, max(samples, _GUESS_FIRST))) if n else [] for t, n in reader.counts.items()
-    }
+    # that are as present as each other; with the save's key totals, their keys are the
+    # first guess of every key.
+    wanted = max(samples, _GUESS_FIRST) if key_totals else max(samples, 1)
+    firsts = {t: reader.entities(t, 0, min(n, wanted)) if n else [] for t, n in reader.counts.items()}
 
     def about(cursor: duckdb.DuckDBPyConnection, entity_type: str) -> dict[str, Any]:
         count, first = reader.counts[entity_type], firsts[entity_type]
