@@ -163,3 +163,16 @@ def test_a_save_keeps_its_key_totals_and_damaged_ones_are_not_read(tmp_path: Pat
     store.update_scenario("k", add_tags=["t"])  # a new version: the save's totals are not its own
     with store.open_scenario("k") as reader:
         assert cache.key_totals(reader.header.scenario_id, reader.version, reader.header.updated_at) == {}
+
+
+def test_what_was_kept_of_purged_versions_goes_with_them(store: ScenarioStore) -> None:
+    store.save_scenario("p", ODD)
+    store.load_frames("p")  # kept for version 1
+    store.add_entities("p", {"things": [{"n": 3}]})  # version 2: nothing kept of it yet
+    (kept,) = folders(store)
+    assert kept.split("/")[1].startswith("v1-")
+    assert store.purge_history("p", keep_versions=1)["versions_removed"] == 1
+    assert folders(store) == []
+    store.load_frames("p")  # kept for version 2, which stays
+    assert store.purge_history(keep_versions=1)["versions_removed"] == 0
+    assert [f.split("/")[1].split("-")[0] for f in folders(store)] == ["v2"]

@@ -1397,6 +1397,18 @@ class ScenarioStore:
                     else:
                         apply_retention(con, sid, current_version(con, sid), keep)
                 after = con.execute(f"SELECT count(*) FROM {VERSIONS}").fetchall()[0][0]
+                left = {
+                    sid: {
+                        v
+                        for (v,) in con.execute(
+                            f"SELECT version FROM {VERSIONS} WHERE scenario_id = ?", [sid]
+                        ).fetchall()
+                    }
+                    for sid in ids
+                }
+        cache = VersionCache(self.path)  # what was kept of the versions purged goes with them
+        for sid, versions in left.items():
+            cache.forget_versions_but(sid, versions)
         return {"versions_removed": before - after, "deleted_scenarios_removed": len([i for i in expired if i in ids])}
 
     def _resolve(

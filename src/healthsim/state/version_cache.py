@@ -201,6 +201,15 @@ class VersionCache:
         """Remove what was kept of a scenario (it was deleted)."""
         shutil.rmtree(self.root / str(scenario_id), ignore_errors=True)
 
+    def forget_versions_but(self, scenario_id: uuid.UUID, versions: set[int]) -> None:
+        """Remove what was kept of the scenario's versions not in ``versions`` (the
+        history no longer has them)."""
+        folder = self.root / str(scenario_id)
+        with contextlib.suppress(OSError):
+            for kept in folder.iterdir():
+                if not kept.name.startswith(".") and _version_of(kept) not in versions:
+                    shutil.rmtree(kept, ignore_errors=True)
+
     @staticmethod
     def _make(folder: Path) -> None:
         """Create a version's folder and remove the scenario's older ones; refuse (OSError)
