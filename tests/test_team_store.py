@@ -29,6 +29,7 @@ from typer.testing import CliRunner
 from healthsim.cli import app
 from healthsim.mcp_server import build_server
 from healthsim.state import (
+    InvalidInputError,
     ScenarioExistsError,
     ScenarioStore,
     ServerUnavailableError,
@@ -210,6 +211,11 @@ def test_transfer_refuses_a_taken_name_unless_told_and_the_same_database(tmp_pat
     assert copy["scenario_id"] != replaced["scenario_id"]  # the id is taken in the laptop's file
     with pytest.raises(Exception, match="same database"):
         transfer_scenario("cohort", pg_url, ScenarioStore(pg_url))
+    other_name = pg_url.replace("@127.0.0.1:", "@localhost:")  # one server, its host named another way
+    assert other_name != pg_url
+    with pytest.raises(InvalidInputError, match="same database"):
+        transfer_scenario("cohort", pg_url, other_name, overwrite=True)
+    assert [v["version"] for v in ScenarioStore(pg_url).scenario_history("cohort")["versions"]] == [2, 1]
 
 
 def test_a_large_transfer_streams(tmp_path: Path, pg_url: str) -> None:
