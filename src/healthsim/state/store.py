@@ -1397,15 +1397,10 @@ class ScenarioStore:
                     else:
                         apply_retention(con, sid, current_version(con, sid), keep)
                 after = con.execute(f"SELECT count(*) FROM {VERSIONS}").fetchall()[0][0]
-                left = {
-                    sid: {
-                        v
-                        for (v,) in con.execute(
-                            f"SELECT version FROM {VERSIONS} WHERE scenario_id = ?", [sid]
-                        ).fetchall()
-                    }
-                    for sid in ids
-                }
+                left: dict[uuid.UUID, set[int]] = {sid: set() for sid in ids}
+                for sid, number in con.execute(f"SELECT scenario_id, version FROM {VERSIONS}").fetchall():
+                    if sid in left:
+                        left[sid].add(number)
         cache = VersionCache(self.path)  # what was kept of the versions purged goes with them
         for sid, versions in left.items():
             cache.forget_versions_but(sid, versions)
