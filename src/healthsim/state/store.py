@@ -69,6 +69,7 @@ from .history import (
 from .history import (
     keep_versions as keep_versions_now,
 )
+from .key_counts import edited_key_totals
 from .postgres.connection import is_postgres
 from .postgres.locks import lock_name, lock_scenarios, row_lock
 from .postgres.reading import copy_batches
@@ -114,7 +115,7 @@ from .validation import (
     validate_limit,
     validate_name,
 )
-from .version_cache import VersionCache
+from .version_cache import KeyTotal, VersionCache
 
 __all__ = ["ScenarioStore"]
 
@@ -482,6 +483,7 @@ class ScenarioStore:
         description: str | None = None,
         tags: Iterable[str] | None = None,
     ) -> EditResult:
+        cache = VersionCache(self.path)
         with self._edit(name, create=create) as (con, now):
             try:
                 header = find_scenario(con, name)
@@ -513,7 +515,13 @@ class ScenarioStore:
                 counts = {
                     t: before.get(t, 0) + changes["added"].get(t, 0) - changes["removed"].get(t, 0) for t in types
                 }
+            keys: dict[str, KeyTotal] = {}  # (texts the exact encoder wrote may repeat a key: not counted)
+            if not (new or exact_rows or is_postgres(con)):
+                last = (version - 1, header.updated_at)
+                keys = edited_key_totals(con, cache, header.scenario_id, last, version, (start, replaced))
             counts = self._record(con, after, version, now, operation, changes, start, replaced, counts=counts)
+        if keys:
+            cache.keep_key_totals(header.scenario_id, version, now, keys)
         return _edit_result(header, counts, changes, version)
 
     def remove_entities(self, name: str, entity_type: str, entity_ids: Iterable[str]) -> EditResult:
@@ -529,10 +537,14 @@ class ScenarioStore:
                 nothing was changed.
         """
         ids = list(entity_ids) if not isinstance(entity_ids, (str, bytes)) else entity_ids
+        cache, keys = VersionCache(self.path), cast(dict[str, KeyTotal], {})
         with self._edit(name) as (con, now):
             header = find_scenario(con, name)
             version = current_version(con, header.scenario_id) + 1
             removed, not_found = remove_rows(con, header, entity_type, ids, version)
+            if removed and not is_postgres(con):
+                last = (version - 1, header.updated_at)
+                keys = edited_key_totals(con, cache, header.scenario_id, last, version, (next_id(con), []))
             changes = {"removed": {normalize_type(entity_type): removed} if removed else {}}
             metadata = {**header.metadata, "entity_types": current_types(con, header)}
             if removed:
@@ -545,6 +557,8 @@ class ScenarioStore:
             else:  # nothing changed: no new version
                 version -= 1
                 counts = entity_counts(con, [header])[header.scenario_id]
+        if keys:
+            cache.keep_key_totals(header.scenario_id, version, now, keys)
         result = _edit_result(header, counts, changes, version)
         result["not_found"] = not_found
         return result

@@ -4,8 +4,8 @@ Every statistic is an SQL aggregate over the stored JSON text; no entity is pars
 Python (only the few samples). Per type (two types at once, each on a cursor of its own),
 DuckDB's JSON parser reads every entity once or twice:
 
-1. **Once**, right after a save: the save counted how many top-level keys each type's
-   entities have in all (kept beside the file, see :class:`.VersionCache`). The keys are
+1. **Once**, after a save or an edit: it counted how many top-level keys each type's
+   entities have in all (kept beside the file, see :mod:`.key_counts`). The keys are
    guessed from a few entities, and one ``json_extract`` of every entity reads each
    guessed key's value, or null, or nothing (the key is missing). When the keys found add
    up to the save's count, no entity has another key: the guess was every key

@@ -1,0 +1,81 @@
+"""How many top-level keys a version's entities have, carried from version to version.
+
+A save counts them while it encodes the entities (:class:`.bulk.ChunkEncoder`) and keeps
+the count beside the file (:meth:`.VersionCache.keep_key_totals`); a first summary then
+reads every entity once instead of twice (see :mod:`.summaries`). An edit that adds or
+removes entities makes a new version: its count is the last version's, plus the keys of
+the rows it wrote, minus the keys of the rows it archived — a parse of the rows the edit
+touched only, never of the whole scenario.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import uuid
+
+import duckdb
+
+from .history import ENTITY_HISTORY, version_counts
+from .version_cache import KeyTotal, VersionCache
+
+__all__ = ["edited_key_totals"]
+
+
+def edited_key_totals(
+    con: duckdb.DuckDBPyConnection,
+    cache: VersionCache,
+    scenario_id: uuid.UUID,
+    last: tuple[int, _dt.datetime],
+    version: int,
+    written: tuple[int, list[int]],
+) -> dict[str, KeyTotal]:
+    """The key count of ``version``, made by an edit of version ``last`` (its number and
+    instant), inside the edit's transaction once its rows have changed and before the
+    version is recorded (retention may drop the rows it archived).
+
+    Args:
+        written: the first id of the rows the edit inserted, and the ids of the rows it
+            replaced in place. Their texts were written by orjson from a dict (the
+            caller checks), so each key is in them once.
+
+    Returns:
+        Per type, as :meth:`.VersionCache.key_totals`; a type the last version's count
+        does not describe is left out (and all of them when there is none).
+    """
+    before = cache.key_totals(scenario_id, *last)
+    if not before:
+        return {}
+    start, replaced = written
+    change: dict[str, list[int]] = {}  # type -> [entities, keys] written minus archived
+    for entity_type, n, keys in con.execute(
+        f"SELECT entity_type, count(*), sum(len(json_keys(entity_data)))::BIGINT FROM {ENTITY_HISTORY} "
+        "WHERE scenario_id = $sid AND to_version = $version GROUP BY ALL",
+        {"sid": scenario_id, "version": version},
+    ).fetchall():
+        change[entity_type] = [-n, -keys]
+    born = "FROM scenario_entities WHERE scenario_id = $sid AND (id >= $start OR list_contains($replaced, id))"
+    params = {"sid": scenario_id, "start": start, "replaced": replaced}
+    for entity_type, n, keys in con.execute(
+        f"SELECT entity_type, count(*), sum(len(json_keys(entity_data)))::BIGINT {born} GROUP BY ALL", params
+    ).fetchall():
+        counted = change.setdefault(entity_type, [0, 0])
+        counted[0] += n
+        counted[1] += keys
+    shapes: dict[str, dict[str, None]] = {}
+    for entity_type, keys in con.execute(
+        f"SELECT DISTINCT entity_type, json_keys(entity_data) {born}", params
+    ).fetchall():
+        shapes.setdefault(entity_type, {}).update(dict.fromkeys(keys))
+    had = version_counts(con, scenario_id, last[0]) or {}
+    after: dict[str, KeyTotal] = {}
+    for entity_type in sorted(before.keys() | change.keys()):
+        if entity_type in before:
+            count, total, noted = before[entity_type]
+        elif not had.get(entity_type):
+            count, total, noted = 0, 0, []  # a type new in this version
+        else:  # its entities of the last version were not counted
+            continue
+        n, keys = change.get(entity_type, (0, 0))
+        seen = list(dict.fromkeys([*noted, *shapes.get(entity_type, {})]))
+        after[entity_type] = (count + n, total + keys, seen)
+    return after
