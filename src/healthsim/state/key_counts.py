@@ -53,18 +53,16 @@ def edited_key_totals(
         {"sid": scenario_id, "version": version},
     ).fetchall():
         change[entity_type] = [-n, -keys]
-    born = "FROM scenario_entities WHERE scenario_id = $sid AND (id >= $start OR list_contains($replaced, id))"
-    params = {"sid": scenario_id, "start": start, "replaced": replaced}
-    for entity_type, n, keys in con.execute(
-        f"SELECT entity_type, count(*), sum(len(json_keys(entity_data)))::BIGINT {born} GROUP BY ALL", params
+    # The rows written, parsed once: their key lists, each with how many rows have it.
+    shapes: dict[str, dict[str, None]] = {}
+    for entity_type, keys, n in con.execute(
+        "SELECT entity_type, json_keys(entity_data), count(*) FROM scenario_entities WHERE scenario_id = $sid "
+        "AND (id >= $start OR list_contains($replaced, id)) GROUP BY ALL",
+        {"sid": scenario_id, "start": start, "replaced": replaced},
     ).fetchall():
         counted = change.setdefault(entity_type, [0, 0])
         counted[0] += n
-        counted[1] += keys
-    shapes: dict[str, dict[str, None]] = {}
-    for entity_type, keys in con.execute(
-        f"SELECT DISTINCT entity_type, json_keys(entity_data) {born}", params
-    ).fetchall():
+        counted[1] += n * len(keys)
         shapes.setdefault(entity_type, {}).update(dict.fromkeys(keys))
     had = version_counts(con, scenario_id, last[0]) or {}
     after: dict[str, KeyTotal] = {}

@@ -537,7 +537,8 @@ class ScenarioStore:
                 nothing was changed.
         """
         ids = list(entity_ids) if not isinstance(entity_ids, (str, bytes)) else entity_ids
-        cache, keys = VersionCache(self.path), cast(dict[str, KeyTotal], {})
+        cache = VersionCache(self.path)
+        keys: dict[str, KeyTotal] = {}
         with self._edit(name) as (con, now):
             header = find_scenario(con, name)
             version = current_version(con, header.scenario_id) + 1
