@@ -415,20 +415,21 @@ def _count_values(
     distinct objects have both. With ``keyed``, also how many entities have each key
     (null values included), as rows ``f = -1 - i``. Returns the pairs' numbers, by the
     two top-level keys, and how many numbers were used."""
-    prefix = "_hs_"
-    while any(k.lower().startswith(prefix) for k in keys):
-        prefix += "_"
     if keyed:
         # Every key by its JSON pointer, in one parse: SQL NULL when the key is missing,
-        # the text null when its value is. (Each a column: a query per field reads one.)
+        # the text null when its value is. (Each a column of its own name: a query per
+        # field reads one.)
         pointers = ", ".join(_literal(json_pointer(k)) for k in keys)
-        exprs = [f"{prefix}{i}" for i in range(len(keys))]
+        exprs = [f"_hs_{i}" for i in range(len(keys))]
         columns = [f"x[{i + 1}] AS {e}" for i, e in enumerate(exprs)]
         source = f"(SELECT json_extract(entity_data, [{pointers}]) AS x FROM ({rows_sql}))"
         has_value = "{e} IS NOT NULL AND {e} <> 'null'"
     else:
         # Each field a column of its own: the struct's fields by their keys, the others
         # under names no key has.
+        prefix = "_hs_"
+        while any(k.lower().startswith(prefix) for k in keys):
+            prefix += "_"
         inside, apart = _struct_keys(keys, "entity_data", prefix)
         spec = orjson.dumps(dict.fromkeys(inside, "JSON")).decode()
         columns = [f"unnest(from_json(entity_data, {_literal(spec)}))"] if inside else []
@@ -467,12 +468,17 @@ def _struct_keys(keys: list[str], source: str, prefix: str) -> tuple[list[str], 
     seen: set[str] = set()
     for key in keys:
         if key.lower() in seen or not key:  # (nor an empty name)
-            path = _literal(json_pointer(key))
-            apart[key] = (f"NULLIF(json_extract({source}, {path}), 'null')", f"{prefix}{len(apart)}")
+            apart[key] = (_value_at(source, key), f"{prefix}{len(apart)}")
         else:
             inside.append(key)
             seen.add(key.lower())
     return inside, apart
+
+
+def _value_at(json_text: str, key: str) -> str:
+    """SQL of the value of ``key`` in the JSON object ``json_text``: SQL NULL when it has
+    no such key or the value is JSON null."""
+    return f"NULLIF(json_extract({json_text}, {_literal(json_pointer(key))}), 'null')"
 
 
 def _identifier(name: str) -> str:
@@ -802,8 +808,7 @@ def _inside(json_text: str, keys: list[str]) -> str:
     if not keys:
         return f"NULLIF({json_text}, 'null')"
     (key,) = keys
-    found = f"NULLIF(json_extract({json_text}, {_literal(json_pointer(key))}), 'null')"
-    return f"CASE WHEN left({json_text}, 1) = '{{' THEN {found} END"
+    return f"CASE WHEN left({json_text}, 1) = '{{' THEN {_value_at(json_text, key)} END"
 
 
 def _age_bands(
