@@ -54,6 +54,7 @@ BOTH_ENGINES = {
     "test_version_cache",
     "test_legacy",
     "test_team_store",
+    "test_entity_kinds",
 }
 
 

@@ -174,9 +174,18 @@ class UnrepresentableValue(ValueError):
         super().__init__(f"{path} {problem}")
 
 
+def _dataclass_fields(value: Any) -> dict[str, Any]:
+    """Every field of a dataclass instance, in definition order (as :func:`to_plain` takes
+    them). orjson's own dataclass encoding leaves out fields named ``_…`` (HealthSim
+    metadata such as ``_provenance``) and ``init=False`` ones, so it is not used."""
+    return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+
+
 def _orjson_default(value: Any) -> Any:
     if isinstance(value, Decimal):
         return str(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):  # (OPT_PASSTHROUGH_DATACLASS)
+        return _dataclass_fields(value)
     dump = getattr(value, "model_dump", None)
     if callable(dump):  # a pydantic model nested in plain data
         return dump(mode="json")
@@ -324,8 +333,10 @@ def as_json_object(entity: Any, entity_type: str, index: int) -> Any:
     Raises:
         InvalidEntityError: the entity is not an object.
     """
-    if type(entity) is dict or (dataclasses.is_dataclass(entity) and not isinstance(entity, type)):
-        return entity  # orjson serialises dataclass fields natively, in definition order
+    if type(entity) is dict:
+        return entity
+    if dataclasses.is_dataclass(entity) and not isinstance(entity, type):
+        return _dataclass_fields(entity)  # a dict: the save counts its keys; nested ones stay as given
     if callable(getattr(entity, "model_dump", None)):
         return entity.model_dump(mode="json")
     if isinstance(entity, Mapping):
@@ -346,7 +357,7 @@ def encode_fast(obj: Any) -> bytes | None:
     infinity as ``null``, or the nesting may be deeper than :data:`MAX_DEPTH`.
     """
     try:
-        text = orjson.dumps(obj, default=_orjson_default)
+        text = orjson.dumps(obj, default=_orjson_default, option=orjson.OPT_PASSTHROUGH_DATACLASS)
     except (TypeError, orjson.JSONEncodeError):
         return None
     if b"null" in text and _has_nonfinite_float(obj):
