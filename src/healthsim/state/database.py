@@ -10,18 +10,17 @@ through a lock, because DuckDB refuses a second connection with another configur
 
 The database is a DuckDB file, or a PostgreSQL team store given by a ``postgresql://``
 URL (see :mod:`.postgres`): :func:`resolve_database` tells which, and :func:`connect`
-opens either. Other URLs are refused, not taken as relative paths: that made folders
-named after the URL, password included.
+opens either. Other URLs (mistyped ones and libpq ``key=value`` strings too) are refused,
+not taken as relative paths: that made folders named after the URL, password included.
+Every message names a database through :func:`~.redaction.show_database`.
 """
 
 from __future__ import annotations
 
 import os
 import random
-import re
 import threading
 import time
-import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,6 +30,7 @@ import duckdb
 
 from .errors import DatabaseError, DatabaseLockedError, InvalidInputError
 from .postgres.server import TeamDatabase, is_team_url
+from .redaction import is_connection_string, looks_like_url, show_database
 from .schema import prepare
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "resolve_database",
     "resolve_db_path",
     "redact_url",
+    "show_database",
     "lock_timeout",
     "connect",
     "prepare_file",
@@ -53,40 +54,9 @@ _process_locks: dict[str, threading.RLock] = {}
 _process_locks_guard = threading.Lock()
 
 
-#: ``scheme:/`` at the start: a URL (``postgresql://…``, ``file:///…``). Two letters at least,
-#: so a Windows drive (``C:/…``) stays a path. One slash is enough because ``Path``
-#: collapses ``//``: ``Path("postgresql://u:pw@h/db")`` is ``postgresql:/u:pw@h/db``.
-_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]+:/")
-#: Query parameters whose values are secrets (libpq takes ``?password=…``).
-_SECRET_PARAMETER = re.compile(r"pass|pwd|secret|token|key", re.IGNORECASE)
-
-
-def redact_url(url: str) -> str:
-    """``url`` with its password, and query values that look secret, replaced by ``***``.
-
-    Over-redacts rather than leaks: everything before the last ``@`` of the authority
-    and path counts as user information, so a password holding ``/`` or ``@`` is hidden
-    too.
-    """
-    try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError:  # e.g. an unbalanced "[" in the host
-        return url.split(":", 1)[0] + "://***"
-    scheme, _, after = url.partition(":")
-    slashes = after[: len(after) - len(after.lstrip("/"))]
-    location = (parts.netloc + parts.path).lstrip("/")
-    if "@" in location:
-        user_info, host = location.rsplit("@", 1)
-        user, has_password, _ = user_info.partition(":")
-        location = f"{user}:***@{host}" if has_password else f"{user_info}@{host}"
-    text = f"{scheme}:{slashes}{location}"
-    if parts.query:
-        query = [
-            (name, "***" if _SECRET_PARAMETER.search(name) else value)
-            for name, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
-        ]
-        text += "?" + urllib.parse.urlencode(query, safe="*")
-    return text
+#: The one way a database is written in messages (see :mod:`.redaction`); kept under its
+#: earlier name too.
+redact_url = show_database
 
 
 #: Where scenarios are kept: a DuckDB file, or a PostgreSQL database (the team store).
@@ -94,19 +64,27 @@ Database = Path | TeamDatabase
 
 
 def _refuse_url(value: str, from_env: bool) -> None:
-    """Raise if ``value`` is a URL other than ``postgresql://``."""
-    if not _URL.match(value) or is_team_url(value):
+    """Raise if ``value`` is a URL (or a mistyped one, or a libpq ``key=value`` string)
+    other than a ``postgresql://`` one: taken as a path, it made folders named after it,
+    password included."""
+    value = value.strip()
+    if is_team_url(value) or not looks_like_url(value):
         return
-    shown = redact_url(value)
+    example = "a DuckDB file path (e.g. ~/.healthsim/healthsim.duckdb) or a postgresql:// URL"
+    fix = f"set HEALTHSIM_DB to {example}, or unset it for the default" if from_env else f"use {example}"
+    if is_connection_string(value):
+        where = "HEALTHSIM_DB" if from_env else "the database"
+        raise InvalidInputError(
+            f"{where} is a libpq key=value connection string (not shown: it may hold a password), which is "
+            f"not taken; {fix}: postgresql://user:password@host:5432/database"
+        )
+    shown = show_database(value)
     if value.split(":", 1)[0].lower() == "file":
         why = "file: URLs are not read, give the file's path itself"
     else:
         why = "the only URLs taken are postgresql:// ones, for a team store"
-    example = "a DuckDB file path (e.g. ~/.healthsim/healthsim.duckdb) or a postgresql:// URL"
-    if from_env:
-        subject, fix = f"HEALTHSIM_DB={shown}", f"set HEALTHSIM_DB to {example}, or unset it for the default"
-    else:
-        subject, fix = f"database {shown!r}", f"use {example}, or none for the default"
+    subject = f"HEALTHSIM_DB={shown}" if from_env else f"database {shown!r}"
+    fix = fix if from_env else f"{fix}, or none for the default"
     raise InvalidInputError(f"{subject} is a URL, but not one of a database ({why}); {fix}")
 
 

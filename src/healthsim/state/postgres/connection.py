@@ -149,7 +149,7 @@ class PgConnection:
 
     def error(self, exc: psycopg.Error) -> DatabaseError:
         """A psycopg error as the library's, naming the database (never the password)."""
-        detail = " ".join(str(exc).split())
+        detail = self.target.hide_password(" ".join(str(exc).split()))
         if isinstance(exc, psycopg.OperationalError) and self.raw.closed:
             return DatabaseError(
                 f"the connection to {self.target.shown} was lost ({detail}); nothing half-written was kept, try again"

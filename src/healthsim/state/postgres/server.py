@@ -10,17 +10,22 @@ from __future__ import annotations
 
 import getpass
 import os
-import urllib.parse
+import re
 from dataclasses import dataclass, field
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from ..errors import InvalidInputError, ServerUnavailableError
+from ..redaction import show_database
 
 __all__ = ["SCHEMES", "TeamDatabase", "is_team_url", "unavailable"]
 
 SCHEMES = ("postgresql", "postgres")
+
+#: A character no host list holds (names, IPv4, [IPv6], %-encoded socket folders,
+#: ports, commas): seen there, a password or query was read as the host.
+_ODD_HOST = re.compile(r"[^A-Za-z0-9._\-:\[\],%]")
 
 #: How long to wait for a server that does not answer (seconds): fail fast, say why.
 CONNECT_TIMEOUT = 10
@@ -58,22 +63,16 @@ class TeamDatabase:
         socket, 5432 and the login name), so messages name the database it connects to.
 
         Raises:
-            InvalidInputError: it is not one, or its port is not a number.
+            InvalidInputError: it is not one, its port is not a number, or libpq would
+                read part of its credentials or query as the host (see :func:`_misread`).
         """
-        try:
-            scheme = urllib.parse.urlsplit(url).scheme
-        except ValueError:  # e.g. an unbalanced "[" in the host
-            scheme = url.partition(":")[0]
-        if scheme.lower() not in SCHEMES:
-            raise InvalidInputError(f"{_redacted(url)} is not a postgresql:// URL")
-        location = url.partition("://")[2].partition("?")[0]
-        user_info = location.rpartition("@")[0]
-        if "@" in user_info or "/" in user_info:
-            # libpq ends the user information at the first "/" or "@": the rest of a
-            # password would be read as host and port, and shown in messages.
+        if not is_team_url(url):
+            raise InvalidInputError(f"{show_database(url)} is not a postgresql:// URL")
+        if _misread(url):
             raise InvalidInputError(
-                f"{_redacted(url)} is not a usable PostgreSQL URL: its user name or password holds '@' or '/'; "
-                "write them percent-encoded (%40, %2F)"
+                f"{show_database(url)} is not a usable PostgreSQL URL: its user name or password (or a value in "
+                "its query) holds '@' or '/', which libpq would read as the end of them; write them "
+                "percent-encoded (%40, %2F)"
             )
         try:
             params = conninfo_to_dict(url)
@@ -81,7 +80,7 @@ class TeamDatabase:
             port = int(ports.split(",")[0] or "5432")  # several hosts: the first one's
         except (ValueError, psycopg.Error):
             raise InvalidInputError(
-                f"{_redacted(url)} is not a usable PostgreSQL URL (its port is not a number, or it is malformed); "
+                f"{show_database(url)} is not a usable PostgreSQL URL (its port is not a number, or it is malformed); "
                 "write it as postgresql://user:password@host:5432/database"
             ) from None
         user = str(params.get("user") or os.environ.get("PGUSER") or _login_name())
@@ -103,6 +102,22 @@ class TeamDatabase:
     def __str__(self) -> str:
         return self.shown
 
+    def hide_password(self, text: str) -> str:
+        """``text`` (e.g. a driver's error message) with this database's password, as
+        libpq reads it and as the URL writes it, replaced by ``***``: messages are built
+        from the parts of :attr:`shown`, and this guards the text they quote."""
+        written = self.url.partition("://")[2].partition("@")[0].partition(":")[2]
+        try:
+            read = str(conninfo_to_dict(self.url).get("password") or "")
+        except psycopg.Error:
+            read = ""
+        # A very short password would turn every message into asterisks; libpq and the
+        # server do not quote passwords in what they say anyway.
+        for secret in sorted({written, read}, key=len, reverse=True):
+            if len(secret) >= 4:
+                text = text.replace(secret, "***")
+        return text
+
     def connect(self) -> psycopg.Connection:
         """A new connection (autocommit: the library opens its own transactions).
 
@@ -117,18 +132,28 @@ class TeamDatabase:
             raise unavailable(self, exc) from None
 
 
+def _misread(url: str) -> bool:
+    """Whether libpq would read part of a password, user name or query value as the host:
+    it ends the user information at the first ``@`` (or ``/``, when there is none before
+    it) and takes ``?`` and ``#`` in a password as they are. So an ``@`` in the host part
+    after it (a password holding ``@`` or ``/``), a user name holding ``?#&=`` (an ``@`` in
+    the query, no ``/`` before it), or a host part with characters no host list holds,
+    would show in messages a piece of what was meant as the password."""
+    rest = url.partition("://")[2]
+    end = next((i for i, c in enumerate(rest) if c in "@/"), len(rest))
+    has_user = end < len(rest) and rest[end] == "@"
+    after = rest[end + 1 :] if has_user else rest
+    user = rest[:end].partition(":")[0] if has_user else ""
+    hosts = re.split(r"[/?]", after, maxsplit=1)[0]
+    return "@" in after.partition("?")[0] or any(c in user for c in "?#&=") or bool(_ODD_HOST.search(hosts))
+
+
 def _login_name() -> str:
     """libpq's default user: the login name ("" when the system has none to give)."""
     try:
         return getpass.getuser()
     except (OSError, KeyError):
         return ""
-
-
-def _redacted(url: str) -> str:
-    from ..database import redact_url  # (database imports this module)
-
-    return redact_url(url)
 
 
 def unavailable(target: TeamDatabase, exc: BaseException) -> ServerUnavailableError:
