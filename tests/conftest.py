@@ -55,6 +55,7 @@ BOTH_ENGINES = {
     "test_legacy",
     "test_team_store",
     "test_entity_kinds",
+    "test_diff_fields",
 }
 
 

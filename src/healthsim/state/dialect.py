@@ -45,14 +45,13 @@ def matches(con: Any, column: str, pattern: str) -> str:
 
 
 def json_equal(con: Any, a: str, b: str) -> str:
-    """SQL: whether two JSON values are the same JSON. Equal text is; otherwise DuckDB
-    compares them minified (an import may keep a file's spacing), PostgreSQL by the text of
-    their ``jsonb`` forms (spacing gone, numbers as written, so ``1`` and ``1.0`` differ;
-    but keys sorted and duplicates merged: the one place the engines differ). ``jsonb``
-    cannot hold ``\\u0000``: text with that escape is compared as it is."""
+    """SQL: whether two JSON values are certainly the same JSON (see :mod:`.diffing`): equal
+    text, or on DuckDB equal minified text (``json()`` keeps key order and tells ``1`` from
+    ``1.0`` and ``true``). Not ``jsonb`` on PostgreSQL: it takes ``1e2`` for ``100``. Values
+    this calls different may still be the same (keys in another order, ``1.0`` and
+    ``1.00``): the caller decides those."""
     if is_postgres(con):
-        plain = f"strpos({a}::TEXT, '\\u0000') = 0 AND strpos({b}::TEXT, '\\u0000') = 0"
-        return f"({a}::TEXT = {b}::TEXT OR (CASE WHEN {plain} THEN {a}::jsonb::TEXT = {b}::jsonb::TEXT END))"
+        return f"({a}::TEXT = {b}::TEXT)"
     return f"({a}::VARCHAR = {b}::VARCHAR OR json({a}) = json({b}))"
 
 
