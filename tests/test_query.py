@@ -8,6 +8,8 @@ import json
 import os
 import re
 import stat
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -764,3 +766,59 @@ def test_a_failure_after_the_first_rows_is_reported_as_the_query_failing(store: 
     late = "SELECT CASE WHEN range < 1400000 THEN range ELSE error('late') END AS v FROM range(2000000)"
     with pytest.raises(QueryError, match="the query failed: Invalid Input Error: late"):
         store.query(late, limit=10)
+
+
+# --- the sandbox worker (issue 21, point 21) ------------------------------------------------
+
+
+def _idle_pids() -> list[int]:
+    return [worker.proc.pid for worker in query_module._idle_workers]
+
+
+def test_worker_serves_query_after_query(filled: ScenarioStore) -> None:
+    query_module.stop_sandbox_workers()
+    assert query_scenarios("SELECT 1 AS one")["rows"] == [[1]]
+    (pid,) = _idle_pids()
+    timings = []
+    for n in range(5):
+        started = time.perf_counter()
+        assert query_scenarios(f"SELECT {n} AS n")["rows"] == [[n]]
+        timings.append(time.perf_counter() - started)
+    assert _idle_pids() == [pid]  # one process, no start per query
+    assert min(timings) < 0.15, timings  # the target of issue 21 (a process start alone is ~0.3 s)
+
+
+def test_worker_holds_no_lock_between_queries(filled: ScenarioStore, tmp_path: Path) -> None:
+    # Another process writes between two queries at once: the worker opens the file for
+    # each query only (DuckDB refuses a writer beside a read-only open in another process).
+    query_scenarios("SELECT 1")
+    assert _idle_pids()
+    script = (
+        "import os; from healthsim.state import ScenarioStore; "
+        "ScenarioStore(os.environ['HEALTHSIM_DB']).save_scenario('written-beside', {'patients': [{'mrn': 'W1'}]})"
+    )
+    env = {**os.environ, "HEALTHSIM_DB": str(filled.path), "HEALTHSIM_LOCK_TIMEOUT": "0"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    sql = "SELECT count(*) FROM scenarios WHERE name = 'written-beside'"
+    assert query_scenarios(sql)["rows"] == [[1]]  # the worker sees the new data
+
+
+def test_worker_killed_at_the_deadline_is_replaced(filled: ScenarioStore) -> None:
+    query_scenarios("SELECT 1")
+    (before,) = _idle_pids()
+    with pytest.raises(QueryError, match="ran longer than 1 s and was stopped"):
+        query_scenarios("SELECT jaro_similarity(repeat('ab', 2000000), repeat('ba', 2000000))", timeout=1)
+    with pytest.raises(ProcessLookupError):
+        os.kill(before, 0)  # the hard stop: the process is gone, not left computing
+    assert query_scenarios("SELECT 2")["rows"] == [[2]]
+    assert _idle_pids() != [before]
+
+
+def test_worker_follows_the_environment(filled: ScenarioStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    query_scenarios("SELECT 1")
+    (before,) = _idle_pids()
+    monkeypatch.setenv("HEALTHSIM_LOCK_TIMEOUT", "7")
+    assert query_scenarios("SELECT 1")["rows"] == [[1]]
+    (after,) = _idle_pids()
+    assert after != before  # a worker started with other settings is not reused

@@ -35,6 +35,7 @@ statement timeout, under the caller's own role: see :mod:`.postgres.sandbox`.
 
 from __future__ import annotations
 
+import atexit
 import datetime as _dt
 import json
 import math
@@ -86,6 +87,7 @@ __all__ = [
     "query_scenarios",
     "query_to_file",
     "sandbox_memory_limit",
+    "stop_sandbox_workers",
 ]
 
 DEFAULT_ROW_LIMIT = 1000
@@ -634,14 +636,16 @@ def _dump(message: dict[str, Any]) -> bytes:
 
 
 def _child_main() -> None:
-    """The sandbox process: a request on stdin, JSON lines on stdout.
+    """The sandbox worker process: requests on stdin, JSON lines on stdout, one request
+    after the other until stdin ends (the parent closed it, or exited).
 
-    It writes ``{"ready": true}`` once the database is open, then one of
-    ``{"result": …}`` or ``{"error": kind, …}``. Anything else that would reach stdout
-    (a progress bar, a stray print) is sent to stderr instead, so the answer stays
-    parseable.
+    For each request (one line of JSON) it writes ``{"ready": true}`` once the database is
+    open, then one of ``{"result": …}`` or ``{"error": kind, …}``. The database is opened
+    for each request and closed after it, so that between queries the worker holds no lock
+    on the file (a writer in another process would fail beside a read-only open). Anything
+    else that would reach stdout (a progress bar, a stray print) is sent to stderr
+    instead, so the answers stay parseable.
     """
-    request = json.loads(sys.stdin.buffer.read())
     out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
 
@@ -649,6 +653,14 @@ def _child_main() -> None:
         out.write(_dump(message) + b"\n")
         out.flush()
 
+    for line in sys.stdin.buffer:
+        if line.strip():
+            send(_serve(json.loads(line), lambda: send({"ready": True})))
+    out.close()
+
+
+def _serve(request: dict[str, Any], on_ready: Callable[[], None]) -> dict[str, Any]:
+    """One request of the worker: its answer (a result or an error)."""
     try:
         result = _run_sandbox(
             Path(request["path"]),
@@ -657,18 +669,16 @@ def _child_main() -> None:
             max_bytes=request["max_bytes"],
             timeout=request["timeout"],
             config=request["config"],
-            on_ready=lambda: send({"ready": True}),
+            on_ready=on_ready,
             output=request.get("output"),
         )
     except QueryError as exc:
-        send({"error": "query", "message": str(exc)})
+        return {"error": "query", "message": str(exc)}
     except DatabaseLockedError as exc:
-        send({"error": "locked", "timeout": exc.timeout})
+        return {"error": "locked", "timeout": exc.timeout}
     except StateError as exc:
-        send({"error": "database", "message": str(exc)})
-    else:
-        send({"result": result})
-    out.close()
+        return {"error": "database", "message": str(exc)}
+    return {"result": result}
 
 
 def _rss_bytes(pid: int) -> int | None:
@@ -686,93 +696,190 @@ def _read_lines(stream: IO[bytes], lines: queue.SimpleQueue[bytes | None]) -> No
     lines.put(None)  # end of output: the child has exited (or closed stdout)
 
 
-def _child_failure(proc: subprocess.Popen[bytes], errors: IO[bytes]) -> QueryError:
-    """The error to raise when the child ended without an answer."""
-    killed_here = False
-    try:  # stdout closed: the child is exiting (a traceback, say); give it a moment to finish
-        proc.wait(timeout=2)
-    except subprocess.TimeoutExpired:  # still running: nothing more will come
-        proc.kill()
-        proc.wait()
-        killed_here = True
-    errors.seek(0)
-    lines = errors.read()[-4000:].decode("utf-8", "replace").strip().splitlines()
-    detail = lines[-1] if lines else f"exit status {proc.returncode}"
-    if proc.returncode == -getattr(signal, "SIGKILL", 9) and not killed_here:  # the out-of-memory killer, usually
-        detail = "killed by the operating system, most likely for lack of memory"
-    return QueryError(f"the query sandbox stopped unexpectedly ({detail}); narrow the query and try again")
+#: A worker whose resident memory is past this after a query is not kept for the next one
+#: (Python and DuckDB keep some of what a large query took).
+_WORKER_KEEP_RSS = 512 << 20
+#: Idle workers kept for later queries (queries on one file take turns; more are for
+#: queries on several files at once).
+_IDLE_WORKERS = 2
+
+
+class _Worker:
+    """A sandbox process that serves one query after the other (see :func:`_child_main`).
+
+    Starting Python with DuckDB and pyarrow costs about 0.3-0.5 s, most of a trivial
+    query; a worker pays it once. It is killed at a query's deadline or memory cap (the
+    hard stop) and a new one is started for the next query.
+    """
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.owner = os.getpid()  # a forked process must not share its parent's workers
+        command = [sys.executable, "-c", "from healthsim.state.query import _child_main; _child_main()"]
+        self.errors = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.errors, env=env
+        )
+        assert self.proc.stdout is not None
+        self.lines: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        # A thread reads the answers, so that the caller's thread can watch the clock and the memory.
+        self.reader = threading.Thread(target=_read_lines, args=(self.proc.stdout, self.lines), daemon=True)
+        self.reader.start()
+
+    def usable(self, env: dict[str, str]) -> bool:
+        """Whether this worker can take another query (alive, same environment, ours)."""
+        return self.proc.poll() is None and self.env == env and self.owner == os.getpid()
+
+    def send(self, request: dict[str, Any]) -> None:
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(_dump(request) + b"\n")
+            self.proc.stdin.flush()
+        except OSError:  # the child died; its stderr says why (reported when no answer comes)
+            pass
+
+    def failure(self) -> QueryError:
+        """The error to raise when the child ended without an answer."""
+        proc, killed_here = self.proc, False
+        try:  # stdout closed: the child is exiting (a traceback, say); give it a moment to finish
+            proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:  # still running: nothing more will come
+            proc.kill()
+            proc.wait()
+            killed_here = True
+        self.errors.seek(0)
+        lines = self.errors.read()[-4000:].decode("utf-8", "replace").strip().splitlines()
+        detail = lines[-1] if lines else f"exit status {proc.returncode}"
+        if proc.returncode == -getattr(signal, "SIGKILL", 9) and not killed_here:  # the out-of-memory killer, usually
+            detail = "killed by the operating system, most likely for lack of memory"
+        return QueryError(f"the query sandbox stopped unexpectedly ({detail}); narrow the query and try again")
+
+    def stop(self) -> None:
+        """Kill the process (a read-only sandbox can go at once) and release its pipes."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.reader.join(timeout=5)  # the pipe is at its end now that the child is gone
+        for stream in (self.proc.stdin, self.proc.stdout):
+            try:
+                if stream is not None:
+                    stream.close()
+            except OSError:
+                pass
+        self.errors.close()
+
+
+_idle_workers: list[_Worker] = []
+_workers_guard = threading.Lock()
+
+
+def _worker_env() -> dict[str, str]:
+    # The child imports healthsim from where this file is, installed or not.
+    root = str(Path(__file__).resolve().parents[2])
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def _take_worker() -> _Worker:
+    """An idle worker started with this environment, or a new one."""
+    env = _worker_env()
+    stale: list[_Worker] = []
+    found: _Worker | None = None
+    with _workers_guard:
+        while _idle_workers and found is None:
+            worker = _idle_workers.pop()
+            if worker.usable(env):
+                found = worker
+            else:
+                stale.append(worker)
+    for worker in stale:
+        if worker.owner == os.getpid():
+            worker.stop()
+    return found or _Worker(env)
+
+
+def _give_back(worker: _Worker) -> None:
+    """Keep ``worker`` for the next query, unless it is gone or holds too much memory."""
+    rss = _rss_bytes(worker.proc.pid)
+    with _workers_guard:
+        if worker.proc.poll() is None and (rss is None or rss <= _WORKER_KEEP_RSS) and len(_idle_workers) < _IDLE_WORKERS:
+            _idle_workers.append(worker)
+            return
+    worker.stop()
+
+
+def stop_sandbox_workers() -> None:
+    """Stop the idle sandbox worker processes (they also end when this process does)."""
+    with _workers_guard:
+        workers = [w for w in _idle_workers if w.owner == os.getpid()]
+        _idle_workers.clear()
+    for worker in workers:
+        worker.stop()
+
+
+atexit.register(stop_sandbox_workers)
+
+
+def _answer(message: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The result of a worker's answer, or its error raised."""
+    if "result" in message:
+        return cast(dict[str, Any], message["result"])
+    if message["error"] == "locked":
+        raise DatabaseLockedError(path, message["timeout"])
+    if message["error"] == "database":
+        raise DatabaseError(message["message"])
+    raise QueryError(message["message"])
 
 
 def _run_in_child(path: Path, request: dict[str, Any], timeout: float) -> dict[str, Any]:
-    """Run the sandbox in a child process, killed at the deadline or past its memory cap.
+    """Run the sandbox in a worker process, killed at the deadline or past its memory cap.
 
     The request carries everything the child needs, the DuckDB configuration included,
     so that both processes agree on the limits (read from this process's constants).
     """
     memory_cap = (sandbox_memory_limit() + SANDBOX_PROCESS_HEADROOM_MIB) << 20
-    # The child imports healthsim from where this file is, installed or not.
-    root = str(Path(__file__).resolve().parents[2])
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
-    command = [sys.executable, "-c", "from healthsim.state.query import _child_main; _child_main()"]
-    with tempfile.TemporaryFile() as errors:
-        proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, env=env)
-        assert proc.stdin is not None and proc.stdout is not None
-        lines: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
-        # A thread reads the answer, so that this one can watch the clock and the memory.
-        reader = threading.Thread(target=_read_lines, args=(proc.stdout, lines), daemon=True)
-        reader.start()
-        try:
+    worker = _take_worker()
+    answered = False
+    try:
+        worker.send(request)
+        ready_by = time.monotonic() + lock_timeout() + _START_SECONDS
+        deadline: float | None = None  # set when the child has the database open
+        while True:
+            stop_at = ready_by if deadline is None else deadline + _KILL_GRACE_SECONDS
             try:
-                proc.stdin.write(_dump(request))
-                proc.stdin.close()
-            except OSError:  # the child died at once; its stderr says why
-                pass
-            ready_by = time.monotonic() + lock_timeout() + _START_SECONDS
-            deadline: float | None = None  # set when the child has the database open
-            while True:
-                stop_at = ready_by if deadline is None else deadline + _KILL_GRACE_SECONDS
+                line = worker.lines.get(timeout=max(0.0, min(_POLL_SECONDS, stop_at - time.monotonic())))
+            except queue.Empty:
+                line = b""
+            if line is None:
+                raise worker.failure()
+            if line:
                 try:
-                    line = lines.get(timeout=max(0.0, min(_POLL_SECONDS, stop_at - time.monotonic())))
-                except queue.Empty:
-                    line = b""
-                if line is None:
-                    raise _child_failure(proc, errors)
-                if line:
-                    try:
-                        message = json.loads(line)
-                    except ValueError:  # cut short: the child died while writing
-                        raise _child_failure(proc, errors) from None
-                    if message.get("ready"):
-                        deadline = time.monotonic() + timeout
-                        continue
-                    if "result" in message:
-                        return message["result"]
-                    if message["error"] == "locked":
-                        raise DatabaseLockedError(path, message["timeout"])
-                    if message["error"] == "database":
-                        raise DatabaseError(message["message"])
-                    raise QueryError(message["message"])
-                rss = _rss_bytes(proc.pid)
-                if rss is not None and rss > memory_cap:
-                    proc.kill()
-                    raise QueryError(_memory_message(f"{memory_cap >> 20}MiB for the whole sandbox process"))
-                if time.monotonic() >= stop_at:
-                    proc.kill()
-                    if deadline is None:
-                        raise QueryError(
-                            "the query sandbox did not open the database within "
-                            f"{lock_timeout() + _START_SECONDS:g} s; try again"
-                        )
-                    raise QueryError(_timeout_message(timeout))
-        finally:
-            # The answer is in (or will never come): a read-only child can go at once,
-            # and must be gone before this process's turn on the file ends.
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
-            reader.join(timeout=5)  # the pipe is at its end now that the child is gone
-            proc.stdout.close()
+                    message = json.loads(line)
+                except ValueError:  # cut short: the child died while writing
+                    raise worker.failure() from None
+                if message.get("ready"):
+                    deadline = time.monotonic() + timeout
+                    continue
+                answered = True
+                return _answer(message, path)
+            rss = _rss_bytes(worker.proc.pid)
+            if rss is not None and rss > memory_cap:
+                raise QueryError(_memory_message(f"{memory_cap >> 20}MiB for the whole sandbox process"))
+            if time.monotonic() >= stop_at:
+                if deadline is None:
+                    raise QueryError(
+                        "the query sandbox did not open the database within "
+                        f"{lock_timeout() + _START_SECONDS:g} s; try again"
+                    )
+                raise QueryError(_timeout_message(timeout))
+    finally:
+        # An answered worker has closed the database (it must, before this process's turn on
+        # the file ends) and can serve the next query; any other is killed now: the hard stop.
+        if answered:
+            _give_back(worker)
+        else:
+            worker.stop()
 
 
 def query_scenarios(
