@@ -803,7 +803,11 @@ def _give_back(worker: _Worker) -> None:
     """Keep ``worker`` for the next query, unless it is gone or holds too much memory."""
     rss = _rss_bytes(worker.proc.pid)
     with _workers_guard:
-        if worker.proc.poll() is None and (rss is None or rss <= _WORKER_KEEP_RSS) and len(_idle_workers) < _IDLE_WORKERS:
+        if (
+            worker.proc.poll() is None
+            and (rss is None or rss <= _WORKER_KEEP_RSS)
+            and len(_idle_workers) < _IDLE_WORKERS
+        ):
             _idle_workers.append(worker)
             return
     worker.stop()
