@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg
 import pyarrow.parquet as pq
 import pytest
@@ -72,8 +74,8 @@ def other_sessions(url: str) -> list[tuple[str, str]]:
 
 
 def answer(result: dict[str, Any]) -> dict[str, Any]:
-    """A query result without what may differ from run to run."""
-    return {k: v for k, v in result.items() if k != "elapsed_seconds"}
+    """A query result without what may differ from run to run, or between the engines (their names)."""
+    return {k: v for k, v in result.items() if k not in ("elapsed_seconds", "engine")}
 
 
 # --- the same answers as DuckDB ---------------------------------------------------------------
@@ -507,3 +509,66 @@ def test_query_to_file_refused_or_failed_writes_nothing(team: str, tmp_path: Pat
     grid = tmp_path / "grid.csv"
     query_to_file("SELECT ARRAY[[1, 2], [3, 4]] AS grid", grid, db_path=team)
     assert grid.read_text().splitlines() == ['"grid"', '"[[1,2],[3,4]]"']
+
+
+# --- memory and the engine's name (issue 21, point 19) ----------------------------------------
+
+
+def _peak_rss_growth(run: Any) -> tuple[Any, int]:
+    """``run()``'s result and how far this process's resident memory rose above where it started."""
+    process = psutil.Process()
+    start = process.memory_info().rss
+    peak = [start]
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], process.memory_info().rss)
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        result = run()
+    finally:
+        done.set()
+        watcher.join()
+    return result, peak[0] - start
+
+
+def test_large_values_are_cut_on_the_server(team: str) -> None:
+    # 16 values of 20 MB: before, the client received every one whole (issue: 16 x 50 MB took
+    # 2.85 GB); now the server sends each cut to the byte cap's share and its size.
+    sql = "SELECT g, repeat('x', 20000000) AS big FROM generate_series(1, 16) AS g"
+    result, growth = _peak_rss_growth(lambda: query_scenarios(sql, db_path=team))
+    assert growth < 120 << 20, f"the client grew by {growth >> 20} MiB"
+    assert result["total_rows"] == 16 and result["truncated_reason"] == "bytes"
+    assert result["cut_values"] == result["row_count"] >= 1
+    assert all(row[1].endswith("…[cut, 20,000,000 bytes in all]") for row in result["rows"])
+    assert [row[0] for row in result["rows"]] == list(range(1, result["row_count"] + 1))
+    assert result["result_bytes"] <= 1_000_000
+
+
+def test_cuts_on_the_server_match_duckdb(team: str, duck: Path) -> None:
+    pg = query_scenarios(
+        "SELECT repeat('é', 3000) AS t, decode(repeat('ab', 3000), 'hex') AS b, 'short' AS s, 1 AS n, 1 AS n",
+        db_path=team,
+        max_bytes=4_000,
+    )
+    on_duck = query_scenarios(
+        "SELECT repeat('é', 3000) AS t, unhex(repeat('ab', 3000)) AS b, 'short' AS s, 1 AS n, 1 AS n",
+        db_path=duck,
+        max_bytes=4_000,
+    )
+    assert answer(pg) == answer(on_duck)
+    assert pg["cut_values"] == 2
+    big_array = query_scenarios("SELECT array_fill(7, ARRAY[100000]) AS a, 2 AS n", db_path=team, max_bytes=4_000)
+    assert big_array["rows"] == [["[cut: a large_list<item: int32> value of 400,024 bytes]", 2]]
+    assert big_array["cut_values"] == 1
+
+
+def test_the_answer_names_the_engine(team: str, duck: Path, tmp_path: Path) -> None:
+    assert query_scenarios("SELECT 1 AS one", db_path=team)["engine"] == "postgresql"
+    assert query_scenarios("SELECT 1 AS one", db_path=duck)["engine"] == "duckdb"
+    assert query_to_file("SELECT 1 AS one", tmp_path / "pg.csv", db_path=team)["engine"] == "postgresql"
+    assert query_to_file("SELECT 1 AS one", tmp_path / "d.csv", db_path=duck)["engine"] == "duckdb"

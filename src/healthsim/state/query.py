@@ -295,8 +295,17 @@ def _fixed_width(kind: pa.DataType) -> bool:
     )
 
 
-def _cut_marker(size: int) -> str:
+def cut_marker(size: int) -> str:
+    """The end of a value cut short for the byte cap."""
     return f"…[cut, {size:,} bytes in all]"
+
+
+def value_chars(columns: int, max_bytes: int) -> int:
+    """Characters a value of a result of ``columns`` columns keeps under the byte cap
+    ``max_bytes``: a quarter of the cap shared among the columns (less room for the cut
+    marker and the row's brackets and quotes), so that a row of cut values fits, with room
+    for more; at least ``_MIN_VALUE_CHARS``."""
+    return max(_MIN_VALUE_CHARS, max_bytes // (4 * max(columns, 1)) - 64)
 
 
 class _Rows:
@@ -308,8 +317,12 @@ class _Rows:
     first, so no single value is ever built in Python at full size.
     """
 
-    def __init__(self, columns: int, *, limit: int, max_bytes: int, deadline: float) -> None:
+    def __init__(self, columns: int, *, limit: int, max_bytes: int, deadline: float, patched: bool = False) -> None:
         self.limit = limit
+        #: Batches end with one more column: per row, null or the JSON text of
+        #: ``{column index: value}``, values already cut (by the team store's server)
+        #: that replace that row's values (null in the batch).
+        self.patched = patched
         self.max_bytes = max_bytes
         self.deadline = deadline
         self.rows: list[list[Any]] = []
@@ -319,7 +332,7 @@ class _Rows:
         self.stopped_by: str | None = None  # "rows" or "bytes" once no more rows are taken
         # A quarter of the cap shared among the columns (less room for the cut marker and
         # the row's brackets and quotes): a row of cut values fits, with room for more.
-        self.value_chars = max(_MIN_VALUE_CHARS, max_bytes // (4 * max(columns, 1)) - 64)
+        self.value_chars = value_chars(columns, max_bytes)
 
     def result(self, columns: list[str], elapsed: float, views: list[str]) -> dict[str, Any]:
         """The query's answer (see :func:`query_scenarios`), once every batch was added."""
@@ -363,9 +376,18 @@ class _Rows:
 
     def _take(self, chunk: pa.RecordBatch) -> None:
         cuts = [0] * chunk.num_rows  # values cut in each row of the chunk
+        patches: list[str | None] = []
+        if self.patched:
+            patches = chunk.column(chunk.num_columns - 1).to_pylist()
+            chunk = chunk.select(range(chunk.num_columns - 1))
         columns = [self._values(column, cuts) for column in chunk.columns]
         # Column by column: records keyed by name would merge duplicate names.
         rows = [[_json_value(v) for v in record] for record in zip(*columns, strict=True)]
+        for index, patch in enumerate(patches):
+            if patch:
+                for column, value in json.loads(patch).items():
+                    rows[index][int(column)] = value
+                    cuts[index] += 1
         separator = 1 if self.rows else 0
         grown = self.size + separator + _json_size(rows) - 2
         if grown <= self.max_bytes:
@@ -418,7 +440,7 @@ class _Rows:
         for index, (full, kept) in enumerate(zip(full_sizes, short_sizes, strict=True)):
             if full is not None and full != kept:
                 value = values[index]
-                values[index] = (value.hex() if hexed else value) + _cut_marker(full)
+                values[index] = (value.hex() if hexed else value) + cut_marker(full)
                 cuts[index] += 1
         return values
 
@@ -917,7 +939,8 @@ def query_scenarios(
     Returns:
         ``{"columns": [...], "rows": [[...], ...], "row_count": n, "total_rows": N,
         "truncated": N > n, "truncated_reason": None | "rows" | "bytes",
-        "cut_values": k, "result_bytes": b, "elapsed_seconds": s, "views": [...]}``.
+        "cut_values": k, "result_bytes": b, "elapsed_seconds": s, "views": [...],
+        "engine": "duckdb" | "postgresql"}``.
         ``truncated_reason`` says which cap left rows out (``None`` when none were);
         ``cut_values`` counts the values cut short in ``rows`` (rows may be complete
         while values are cut); ``result_bytes`` is the size of ``rows`` as compact JSON.
@@ -945,7 +968,13 @@ def query_scenarios(
         result = run_query(database, sql, limit=limit, max_bytes=max_bytes, timeout=float(timeout))
     else:
         result = _sandboxed(database, sql, limit=limit, max_bytes=max_bytes, timeout=float(timeout))
+    # The SQL dialect differs between the engines: the answer says which one ran it.
+    result["engine"] = _engine(database)
     return cast(QueryResult, result)
+
+
+def _engine(database: Path | TeamDatabase) -> str:
+    return "postgresql" if isinstance(database, TeamDatabase) else "duckdb"
 
 
 def _sandboxed(
@@ -1019,7 +1048,7 @@ def query_to_file(
         db_path: the database file or team store URL, as for :func:`query_scenarios`.
 
     Returns:
-        ``{"path", "format", "columns", "rows_written", "elapsed_seconds"}``.
+        ``{"path", "format", "columns", "rows_written", "elapsed_seconds", "engine"}``.
 
     Raises:
         QueryError: the SQL is refused, fails or runs past ``timeout``.
@@ -1069,4 +1098,4 @@ def query_to_file(
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
-    return {**result, "path": str(target)}
+    return {**result, "path": str(target), "engine": _engine(database)}

@@ -75,6 +75,8 @@ from ..query import (
     _statement_count_message,
     _timeout_message,
     _write_batches,
+    cut_marker,
+    value_chars,
 )
 from .connection import PgConnection, open_connection
 from .server import TeamDatabase
@@ -249,6 +251,99 @@ class _Column:
     json: bool = False  # json or jsonb text
 
 
+@dataclass(frozen=True)
+class _Field:
+    """A result column as the server describes it before running the query."""
+
+    name: str
+    type_code: int
+
+
+#: Types whose every value is a few bytes: never cut, fetched as they are.
+_SMALL_TYPES = frozenset(
+    {"bool", "int2", "int4", "int8", "oid", "float4", "float8", "date", "time", "timetz", "timestamp"}
+    | {"timestamptz", "uuid", "interval", "money", "inet", "cidr", "macaddr"}
+)
+#: Types cut to their first characters, as DuckDB's strings are (numeric: its text).
+_CUT_AS_TEXT = frozenset({"text", "varchar", "bpchar", "name", "json", "jsonb", "xml", "numeric", "citext"})
+
+
+@dataclass(frozen=True)
+class _Guard:
+    """How one column of ``query_scenarios`` is fetched so that no value reaches this
+    process longer than the byte cap needs: ``kind`` is ``small`` (as it is), ``text``,
+    ``bytes`` (cut on the server, with the full size) or ``whole`` (an array, a record…:
+    replaced by a note when too large); ``at`` is its first column in the fetched rows."""
+
+    kind: str
+    at: int
+
+
+def _guarded_sql(sql: str, fields: list[_Field], chars: int) -> tuple[str, list[_Guard]]:
+    """``sql`` wrapped so that the server cuts every value longer than ``chars`` (bytes:
+    half as many) and sends its full size beside it: a query of 16 values of 50 MB sends
+    16 short values, not 800 MB (issue 21, point 19).
+
+    The columns of the user's query are taken by position (``AS q(c0, c1, …)``), so that
+    duplicate or odd names cannot pick the wrong values; the statement is the one
+    :func:`split_statements` found (comments and a trailing ``;`` gone).
+    """
+    (statement,) = split_statements(sql)
+    parts: list[str] = []
+    guards: list[_Guard] = []
+    for index, field in enumerate(fields):
+        info = pg_types.get(field.type_code)
+        name = info.name if info is not None else ""
+        is_array = info is not None and info.array_oid == field.type_code and info.oid != field.type_code
+        c = f"c{index}"
+        if not is_array and name in _SMALL_TYPES:
+            guards.append(_Guard("small", len(parts)))
+            parts.append(c)
+            continue
+        if not is_array and name in _CUT_AS_TEXT:
+            kind, text, too_long = "text", f"{c}::text", f"char_length({c}::text) > {chars}"
+            cut, size = f"left({text}, {chars})", f"octet_length({text})"
+        elif not is_array and name == "bytea":
+            kind, too_long = "bytes", f"octet_length({c}) > {chars // 2}"
+            cut, size = f"substring({c} from 1 for {chars // 2})", f"octet_length({c})"
+        else:
+            kind, too_long, cut, size = "whole", f"pg_column_size({c}) > {chars}", "NULL", f"pg_column_size({c})"
+        guards.append(_Guard(kind, len(parts)))
+        parts += [
+            f"CASE WHEN {too_long} THEN NULL ELSE {c} END",
+            f"CASE WHEN {too_long} THEN {cut} END",
+            f"CASE WHEN {too_long} THEN {size} END",
+        ]
+    names = ", ".join(f"c{i}" for i in range(len(fields)))
+    return f"SELECT {', '.join(parts)} FROM ({statement}\n) AS healthsim_q({names})", guards
+
+
+def _unguard(
+    columns: list[_Column], guards: list[_Guard], rows: list[tuple[Any, ...]]
+) -> tuple[list[tuple[Any, ...]], list[str | None]]:
+    """Fetched guarded rows as the query's own rows (a cut value null) and, per row, the
+    JSON text of ``{column index: cut value with its marker}`` or ``None``."""
+    plain: list[tuple[Any, ...]] = []
+    patches: list[str | None] = []
+    for row in rows:
+        values: list[Any] = []
+        patch: dict[str, str] = {}
+        for index, (guard, column) in enumerate(zip(guards, columns, strict=True)):
+            values.append(row[guard.at])
+            if guard.kind == "small" or row[guard.at + 2] is None:
+                continue
+            cut, size = row[guard.at + 1], int(row[guard.at + 2])
+            if guard.kind == "text":
+                patch[str(index)] = str(cut) + cut_marker(size)
+            elif guard.kind == "bytes":
+                patch[str(index)] = bytes(cut).hex() + cut_marker(size)
+            else:
+                patch[str(index)] = f"[cut: a {column.type} value of {size:,} bytes]"
+        plain.append(tuple(values))
+        patches.append(json.dumps(patch, ensure_ascii=False) if patch else None)
+    return plain, patches
+
+
 def _array_of(element: Callable[[Any], Any] | None) -> Callable[[Any], Any]:
     def convert(values: Any) -> list[Any]:
         if any(isinstance(v, list) for v in values):
@@ -358,8 +453,9 @@ class _Session:
             raise _OutOfTime
         self.cur.execute(f"SET LOCAL statement_timeout = {_milliseconds(remaining)}")
 
-    def open(self, sql: str) -> None:
-        """Begin, create the views, turn read-only and declare the cursor over ``sql``."""
+    def open(self, sql: str, shape: Callable[[list[_Field]], str] | None = None) -> None:
+        """Begin, create the views, turn read-only and declare the cursor over ``sql``, or
+        over ``shape(the columns of sql)`` (described by the server, not run)."""
         cur = self.cur
         cur.execute("BEGIN")
         cur.execute(f"SET LOCAL statement_timeout = {_milliseconds(self.timeout)}")
@@ -376,6 +472,8 @@ class _Session:
         cur.execute("SET TRANSACTION READ ONLY")
         self.in_query = True
         self._limit()
+        if shape is not None:
+            sql = shape(self.describe(sql))
         # binary=True makes psycopg use the extended protocol, which refuses a second
         # statement; DECLARE takes a query and nothing else.
         cur.execute(f"DECLARE {_CURSOR} NO SCROLL CURSOR FOR {sql}", binary=True)
@@ -425,6 +523,23 @@ class _Session:
                 views.append(entity_type)
         return views
 
+    def describe(self, sql: str) -> list[_Field]:
+        """The columns ``sql`` would give, from the server's parse of it (nothing runs).
+
+        An unnamed prepared statement (the extended protocol: one statement only), which
+        the next statement replaces; its errors are the query's, as DECLARE's would be."""
+        pgconn = self.con.raw.pgconn
+        result = pgconn.prepare(b"", sql.encode("utf-8"))
+        if result.status != psycopg.pq.ExecStatus.COMMAND_OK:
+            raise pg_errors.error_from_result(result, encoding="utf-8")
+        described = pgconn.describe_prepared(b"")
+        if described.status != psycopg.pq.ExecStatus.COMMAND_OK:
+            raise pg_errors.error_from_result(described, encoding="utf-8")
+        return [
+            _Field((described.fname(i) or b"").decode("utf-8", "replace"), described.ftype(i))
+            for i in range(described.nfields)
+        ]
+
     def fetch(self, count: int) -> tuple[Sequence[Any], list[tuple[Any, ...]]]:
         """The next ``count`` rows at most, and the result's column description."""
         self._limit()
@@ -473,7 +588,9 @@ def _cancel(raw: psycopg.Connection) -> None:
 
 
 @contextmanager
-def _sandbox(target: TeamDatabase, sql: str, timeout: float) -> Iterator[_Session]:
+def _sandbox(
+    target: TeamDatabase, sql: str, timeout: float, shape: Callable[[list[_Field]], str] | None = None
+) -> Iterator[_Session]:
     """A session with the cursor declared, its errors turned into the library's, and
     PostgreSQL asked to cancel the statement should it outlive the time limit."""
     with open_connection(target) as con:
@@ -484,7 +601,7 @@ def _sandbox(target: TeamDatabase, sql: str, timeout: float) -> Iterator[_Sessio
         timer.daemon = True
         timer.start()
         try:
-            session.open(sql)
+            session.open(sql, shape)
             yield session
         except _OutOfTime:
             raise QueryError(_timeout_message(timeout)) from None
@@ -502,28 +619,55 @@ def _next_fetch(batch: pa.RecordBatch, target_bytes: int, most: int) -> int:
     return max(1, min(most, int(target_bytes // per_row)))
 
 
+#: Arrow bytes a ``query_scenarios`` fetch may take at most, counting each guarded value
+#: at its longest (two bytes a character): with the server's cuts, this bounds the memory
+#: of this process whatever the rows hold.
+_FETCH_BOUND = 4 * _CONVERT_BYTES
+
+
 def run_query(target: TeamDatabase, sql: str, *, limit: int, max_bytes: int, timeout: float) -> dict[str, Any]:
     """:func:`~healthsim.state.query_scenarios` on the team store (arguments checked there).
+
+    Values longer than the byte cap allows are cut on the server (:func:`_guarded_sql`),
+    and each fetch is sized for its rows at their longest, so this process holds a bounded
+    amount whatever the query returns.
 
     Returns:
         The same dict as on DuckDB: ``columns``, ``rows``, ``row_count``, ``total_rows``,
         ``truncated``, ``truncated_reason``, ``cut_values``, ``result_bytes``,
         ``elapsed_seconds``, ``views``.
     """
-    with _sandbox(target, sql, timeout) as session:
-        asked = min(limit, _FIRST_FETCH)
-        description, fetched = session.fetch(asked)
-        columns = _columns(description)
-        rows = _Rows(len(columns), limit=limit, max_bytes=max_bytes, deadline=session.deadline)
+    shaped: dict[str, Any] = {}
+
+    def shape(fields: list[_Field]) -> str:
+        shaped["fields"] = fields
+        if not fields:
+            return sql
+        chars = value_chars(len(fields), max_bytes)
+        wrapped, shaped["guards"] = _guarded_sql(sql, fields, chars)
+        longest = sum(16 if g.kind == "small" else 2 * chars for g in shaped["guards"])
+        shaped["most"] = max(1, _FETCH_BOUND // max(1, longest))
+        return wrapped
+
+    with _sandbox(target, sql, timeout, shape) as session:
+        fields: list[_Field] = shaped["fields"]
+        guards: list[_Guard] = shaped.get("guards", [])
+        most = min(limit, shaped.get("most", _MAX_FETCH))
+        columns = _columns(fields)
+        rows = _Rows(len(columns), limit=limit, max_bytes=max_bytes, deadline=session.deadline, patched=True)
+        asked = min(most, _FIRST_FETCH)
+        _, fetched = session.fetch(asked)
         while fetched:
-            batch = _batch(columns, fetched)
+            plain, patches = _unguard(columns, guards, fetched) if guards else (fetched, [None] * len(fetched))
+            batch = _batch(columns, plain)
+            batch = batch.append_column("healthsim_cuts", pa.array(patches, type=pa.large_string()))
             rows.add(batch)
             if rows.stopped_by is not None:  # a cap is reached: count the rest on the server
                 rows.total += session.count_rest()
                 break
             if len(fetched) < asked:  # the cursor is at its end
                 break
-            asked = _next_fetch(batch, _CONVERT_BYTES, min(_MAX_FETCH, limit - len(rows.rows)))
+            asked = _next_fetch(batch, _CONVERT_BYTES, min(_MAX_FETCH, most, limit - len(rows.rows)))
             _, fetched = session.fetch(asked)
         return rows.result([column.name for column in columns], session.elapsed(), session.views)
 
