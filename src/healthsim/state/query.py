@@ -50,7 +50,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any, cast
@@ -235,15 +235,48 @@ def _check_sql(sql: object, database: Path | TeamDatabase) -> str:
     return _check_statement(sql)
 
 
+def iso_interval(months: int, days: int, micros: int) -> str:
+    """An interval as ISO 8601 text, written as PostgreSQL's ``intervalstyle = iso_8601``
+    writes it (``P1Y2M3DT4H5M6.5S``, ``PT0S``; each part keeps its own sign), so that
+    both engines give one text for one interval."""
+
+    def split(value: int, unit: int) -> tuple[int, int]:  # division toward zero, as C's
+        whole = abs(value) // unit * (1 if value >= 0 else -1)
+        return whole, value - whole * unit
+
+    years, months = split(months, 12)
+    hours, rest = split(micros, 3_600_000_000)
+    minutes, rest = split(rest, 60_000_000)
+    if not (years or months or days or hours or minutes or rest):
+        return "PT0S"
+    text = "P" + "".join(f"{n}{u}" for n, u in ((years, "Y"), (months, "M"), (days, "D")) if n)
+    if hours or minutes or rest:
+        text += "T" + "".join(f"{n}{u}" for n, u in ((hours, "H"), (minutes, "M")) if n)
+        if rest:
+            whole, fraction = divmod(abs(rest), 1_000_000)
+            text += ("-" if rest < 0 else "") + str(whole) + (f".{fraction:06d}".rstrip("0") if fraction else "") + "S"
+    return text
+
+
 def _json_value(value: Any) -> Any:
-    """A query result value as JSON-friendly data (lists, dicts, strings, numbers)."""
+    """A query result value as JSON-friendly data (lists, dicts, strings, numbers), by the
+    one rule of every output (see ``docs/decisions.md``, "One rule for every output")."""
     if value is None or isinstance(value, (bool, int, str)):
         return value
     if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    if isinstance(value, (_dt.datetime, _dt.date, _dt.time)):
+        return value if math.isfinite(value) else str(value)  # "nan", "inf", "-inf"
+    if isinstance(value, _dt.datetime):
+        # An instant (a time zone attached) in UTC, so both engines write one text for it.
+        return (value.astimezone(_dt.UTC) if value.tzinfo is not None else value).isoformat()
+    if isinstance(value, (_dt.date, _dt.time)):
         return value.isoformat()
-    if isinstance(value, (Decimal, uuid.UUID, _dt.timedelta)):
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            return "nan" if value.is_nan() else ("-inf" if value < 0 else "inf")
+        return format(value, "f")  # exact, never in exponent form (0E-10)
+    if isinstance(value, pa.MonthDayNano):
+        return iso_interval(value.months, value.days, value.nanoseconds // 1000)
+    if isinstance(value, (uuid.UUID, _dt.timedelta)):
         return str(value)
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value).hex()
@@ -252,6 +285,51 @@ def _json_value(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_json_value(v) for v in value]
     return str(value)
+
+
+def json_text(value: Any) -> str:
+    """A JSON-friendly value (:func:`_json_value`'s) as compact JSON text."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # an integer past 64 bits: orjson refuses it, json does not
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def unique_names(names: Sequence[str]) -> list[str]:
+    """Column names made unique, the one rule of every output: the first of a name keeps
+    it, each later one (compared without case, as DuckDB and most readers do) gets
+    ``_1``, ``_2``… — the first suffix no column has. Parquet readers refuse duplicate
+    names, and an NDJSON object cannot hold them."""
+    taken = {name.lower() for name in names}
+    given: set[str] = set()
+    unique = []
+    for name in names:
+        candidate, n = name, 0
+        while candidate.lower() in given:
+            n += 1
+            candidate = f"{name}_{n}"
+            if candidate.lower() in taken:
+                candidate = name  # a real column's name: try the next suffix
+        given.add(candidate.lower())
+        unique.append(candidate)
+    return unique
+
+
+#: What a column holds beyond its Arrow type: ``"json"`` (text that is JSON: embedded as
+#: JSON in NDJSON) or ``"integer"`` (an integer too large for Arrow, as its digits).
+ColumnKind = str | None
+
+
+def python_values(column: pa.Array, kind: ColumnKind = None) -> list[Any]:
+    """An Arrow column's values as Python, by the one rule: 32-bit floats as their
+    shortest text reads (``0.1``, not ``0.10000000149011612``), maps as dicts, integers
+    given as digits as integers."""
+    if pa.types.is_float32(column.type) or pa.types.is_float16(column.type):
+        return [None if v is None else float(v) for v in pc.cast(column, pa.string()).to_pylist()]
+    values = column.to_pylist(maps_as_pydicts="lossy")
+    if kind == "integer":
+        return [int(v) if isinstance(v, str) and v.lstrip("-").isdigit() else v for v in values]
+    return values
 
 
 def _create_views(con: duckdb.DuckDBPyConnection) -> list[str]:
@@ -317,8 +395,18 @@ class _Rows:
     first, so no single value is ever built in Python at full size.
     """
 
-    def __init__(self, columns: int, *, limit: int, max_bytes: int, deadline: float, patched: bool = False) -> None:
+    def __init__(
+        self,
+        columns: int,
+        *,
+        limit: int,
+        max_bytes: int,
+        deadline: float,
+        patched: bool = False,
+        kinds: Sequence[ColumnKind] = (),
+    ) -> None:
         self.limit = limit
+        self.kinds = list(kinds) or [None] * columns
         #: Batches end with one more column: per row, null or the JSON text of
         #: ``{column index: value}``, values already cut (by the team store's server)
         #: that replace that row's values (null in the batch).
@@ -380,7 +468,7 @@ class _Rows:
         if self.patched:
             patches = chunk.column(chunk.num_columns - 1).to_pylist()
             chunk = chunk.select(range(chunk.num_columns - 1))
-        columns = [self._values(column, cuts) for column in chunk.columns]
+        columns = [self._values(column, cuts, kind) for column, kind in zip(chunk.columns, self.kinds, strict=True)]
         # Column by column: records keyed by name would merge duplicate names.
         rows = [[_json_value(v) for v in record] for record in zip(*columns, strict=True)]
         for index, patch in enumerate(patches):
@@ -404,21 +492,24 @@ class _Rows:
             self.size = grown
             self.cut_values += cut
 
-    def _values(self, column: pa.Array, cuts: list[int]) -> list[Any]:
+    def _values(self, column: pa.Array, cuts: list[int], what: ColumnKind = None) -> list[Any]:
         """One column of a chunk as Python values, values too long for the cap cut.
 
         Adds 1 to ``cuts[i]`` for each value cut in row ``i``.
         """
         kind = column.type
         if _fixed_width(kind) or column.nbytes <= self.value_chars // 2:  # no value can be too long
-            return column.to_pylist()
+            return python_values(column, what)
         if isinstance(kind, pa.ExtensionType):
             column, kind = column.storage, kind.storage_type
         if pa.types.is_dictionary(kind):
             column = column.dictionary_decode()
             kind = column.type
         if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-            return self._cut(column, pc.utf8_slice_codeunits(column, 0, self.value_chars), cuts, hexed=False)
+            texts = self._cut(column, pc.utf8_slice_codeunits(column, 0, self.value_chars), cuts, hexed=False)
+            if what == "integer":  # digits not cut short are the integer they spell
+                return [int(v) if isinstance(v, str) and v.lstrip("-").isdigit() else v for v in texts]
+            return texts
         if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
             # Blobs come back as hex, two characters a byte.
             return self._cut(column, pc.binary_slice(column, 0, self.value_chars // 2), cuts, hexed=True)
@@ -430,7 +521,7 @@ class _Rows:
                 values.append(f"[cut: a {kind} value of {size:,} bytes]")
                 cuts[index] += 1
             else:
-                values.extend(one.to_pylist())
+                values.extend(python_values(one, what))
         return values
 
     def _cut(self, column: pa.Array, short: pa.Array, cuts: list[int], *, hexed: bool) -> list[Any]:
@@ -477,10 +568,11 @@ def _run_sandbox(
         timer = threading.Timer(timeout, con.interrupt)
         timer.start()
         try:
-            relation = con.sql(sql)
-            columns = list(relation.columns)
+            relation, kinds = _prepared(con.sql(sql), output["format"] if output is not None else None)
+            columns = unique_names(relation.columns)
             if output is not None:
-                written = _write_rows(relation, output, deadline=started + timeout)
+                reader = relation.to_arrow_reader(_WRITE_BATCH_ROWS)
+                written = _write_batches(output, reader.schema, reader, started + timeout, kinds)
                 return {
                     "path": output["path"],
                     "format": output["format"],
@@ -488,7 +580,7 @@ def _run_sandbox(
                     "rows_written": written,
                     "elapsed_seconds": round(time.monotonic() - started, 3),
                 }
-            rows = _Rows(len(columns), limit=limit, max_bytes=max_bytes, deadline=started + timeout)
+            rows = _Rows(len(columns), limit=limit, max_bytes=max_bytes, deadline=started + timeout, kinds=kinds)
             try:
                 for batch in relation.to_arrow_reader(_BATCH_ROWS):
                     rows.add(batch)
@@ -515,21 +607,20 @@ def _run_sandbox(
     return rows.result(columns, round(time.monotonic() - started, 3), views)
 
 
-def _write_rows(relation: duckdb.DuckDBPyRelation, output: dict[str, str], deadline: float) -> int:
-    """Write every row of the query ``relation`` to ``output["path"]`` as csv, parquet or
-    ndjson, batch by batch (memory stays bounded); the SQL stays in the sandbox, only this
-    code writes.
+def _prepared(relation: duckdb.DuckDBPyRelation, fmt: str | None) -> tuple[duckdb.DuckDBPyRelation, list[ColumnKind]]:
+    """The query ``relation`` with the columns Arrow cannot carry as they are turned into
+    text, for the answer (``fmt`` None) or a file in ``fmt``, and what each column holds.
 
     The rows come from ``relation`` (the SQL already parsed), never from SQL text wrapped
     around the SQL: a trailing ``;`` or ``-- comment`` would break the wrapping, and
     columns are taken by position (``#1``…), so duplicate names and a column named like
     an alias cannot pick the wrong values.
     """
-    fmt = output["format"]
-    # Types Arrow writes wrong (UHUGEINT past 2**127 wraps around, TIMETZ loses its
-    # offset, BIT and BIGNUM become DuckDB's internal bytes) or cannot write to CSV or
-    # Parquet (INTERVAL, UNION, BLOB in CSV): DuckDB's text of them instead.
-    as_text = {"bit", "bignum", "varint", "interval", "time with time zone", "uhugeint"}
+    # Types Arrow gives wrong (UHUGEINT past 2**127 wraps around, HUGEINT becomes a
+    # decimal, TIMETZ loses its offset, BIT and BIGNUM become DuckDB's internal bytes):
+    # DuckDB's text of them; the integers' digits become integers again in JSON outputs.
+    integers = {"hugeint", "uhugeint", "bignum", "varint"}
+    as_text = {"bit", "time with time zone"} | integers
     nesting = {"list", "array", "struct", "map", "union"}
 
     def type_ids(kind: Any) -> set[str]:  # a DuckDB type and the types nested in it
@@ -540,37 +631,30 @@ def _write_rows(relation: duckdb.DuckDBPyRelation, output: dict[str, str], deadl
                     ids |= type_ids(child)
         return ids
 
-    if fmt == "ndjson":
-        # to_json of the row itself, under an alias no column has (a column named like
-        # the alias would be taken instead of the row).
-        names = {name.lower() for name in relation.columns}
-        alias = "healthsim_row"
-        while alias in names:
-            alias += "_"
-        rows = relation.set_alias(alias).project(f"CAST(to_json({alias}) AS VARCHAR) || chr(10) AS line")
-    else:
-        parts, changed = [], False
-        for position, (name, kind) in enumerate(zip(relation.columns, relation.types, strict=True), start=1):
-            column, label = f"#{position}", '"' + name.replace('"', '""') + '"'
-            ids = type_ids(kind)
-            if kind.id in nesting and (fmt == "csv" or kind.id == "union" or ids & (as_text | {"hugeint"})):
-                # CSV has no nesting; Parquet has no unions, and Arrow fails the types above
-                # inside lists and structs too: JSON text.
-                expression = f"CAST(to_json({column}) AS VARCHAR)"
-            elif kind.id in as_text or (fmt == "csv" and kind.id == "blob"):
-                expression = f"CAST({column} AS VARCHAR)"
-            elif fmt == "parquet" and kind.id == "hugeint":
-                # Arrow's 38-digit decimal, checked: past it, a clear error rather than a
-                # file that readers refuse.
-                expression = f"CAST({column} AS DECIMAL(38,0))"
-            else:
-                parts.append(f"{column} AS {label}")
-                continue
-            parts.append(f"{expression} AS {label}")
-            changed = True
-        rows = relation.project(", ".join(parts)) if changed else relation
-    reader = rows.to_arrow_reader(_WRITE_BATCH_ROWS)
-    return _write_batches(output, reader.schema, reader, deadline)
+    parts, kinds, changed = [], [], False
+    for position, (name, kind) in enumerate(zip(relation.columns, relation.types, strict=True), start=1):
+        column, label = f"#{position}", '"' + name.replace('"', '""') + '"'
+        ids = type_ids(kind)
+        what: ColumnKind = "json" if str(kind).upper() == "JSON" else None
+        if fmt is not None and kind.id in nesting and (kind.id == "union" or ids & as_text):
+            # Parquet has no unions, and Arrow fails the types above inside lists and
+            # structs too: JSON text (embedded as JSON in NDJSON).
+            expression, what = f"CAST(to_json({column}) AS VARCHAR)", "json"
+        elif fmt == "parquet" and kind.id == "hugeint":
+            # Arrow's 38-digit decimal, checked: past it, a clear error rather than a
+            # file that readers refuse.
+            expression = f"CAST({column} AS DECIMAL(38,0))"
+        elif kind.id in as_text:
+            expression = f"CAST({column} AS VARCHAR)"
+            what = "integer" if kind.id in integers and fmt != "parquet" else None
+        else:
+            parts.append(f"{column} AS {label}")
+            kinds.append(what)
+            continue
+        parts.append(f"{expression} AS {label}")
+        kinds.append(what)
+        changed = True
+    return (relation.project(", ".join(parts)) if changed else relation), kinds
 
 
 # A JSON string (skipped whole), or a bare NaN or infinity outside strings.
@@ -597,33 +681,120 @@ def _finite_lines(lines: pa.Array) -> pa.Array:
     return pa.array(texts, type=lines.type)
 
 
+def _csv_keeps(kind: pa.DataType) -> bool:
+    """Whether a CSV cell of this type is already the rule's text (numbers, booleans, text)."""
+    return (
+        pa.types.is_integer(kind)
+        or pa.types.is_floating(kind)
+        or pa.types.is_boolean(kind)
+        or pa.types.is_string(kind)
+        or pa.types.is_large_string(kind)
+        or pa.types.is_null(kind)
+    )
+
+
+def _holds_interval(kind: pa.DataType) -> bool:
+    """Whether ``kind`` is an interval or nests one (Parquet cannot write them)."""
+    if pa.types.is_interval(kind):
+        return True
+    return any(_holds_interval(kind.field(i).type) for i in range(kind.num_fields))
+
+
+def _file_schema(schema: pa.Schema, fmt: str) -> pa.Schema:
+    """The schema a file of ``fmt`` gets for query results of ``schema``: unique names; in
+    CSV every type but numbers, booleans and text as text; in Parquet instants in UTC and
+    intervals (which Parquet cannot hold as Arrow has them) as ISO 8601 text."""
+    fields = []
+    for field, name in zip(schema, unique_names(schema.names), strict=True):
+        kind = field.type
+        if fmt == "csv" and not _csv_keeps(kind):
+            kind = pa.large_string()
+        elif pa.types.is_timestamp(kind) and kind.tz is not None:
+            kind = pa.timestamp(kind.unit, tz="UTC")
+        elif _holds_interval(kind):  # as ISO 8601 text (in lists and structs: their JSON text)
+            kind = pa.large_string()
+        fields.append(pa.field(name, kind))
+    return pa.schema(fields)
+
+
+def _file_batch(batch: pa.RecordBatch, schema: pa.Schema, kinds: Sequence[ColumnKind]) -> pa.RecordBatch:
+    """``batch`` in the file's ``schema`` (:func:`_file_schema`): a column turned into text
+    holds the rule's text of each value (:func:`_json_value`; lists, structs and maps as
+    JSON text)."""
+    arrays = []
+    for column, field, kind in zip(batch.columns, schema, kinds, strict=True):
+        if column.type == field.type:
+            arrays.append(column)
+        elif pa.types.is_timestamp(field.type) and pa.types.is_timestamp(column.type):
+            arrays.append(column.cast(field.type))  # the same instants, named in UTC
+        else:
+            texts = []
+            for value in python_values(column, kind):
+                plain = _json_value(value)
+                texts.append(plain if plain is None or isinstance(plain, str) else json_text(plain))
+            arrays.append(pa.array(texts, type=field.type))
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def ndjson_lines(batch: pa.RecordBatch, names: Sequence[str], kinds: Sequence[ColumnKind]) -> pa.Array:
+    """``batch`` as NDJSON lines: per row the object of ``names`` (unique) and the values
+    ``query_scenarios`` gives, JSON text (``kind`` ``"json"``) embedded as JSON."""
+    columns = [python_values(column, kind) for column, kind in zip(batch.columns, kinds, strict=True)]
+    keys = [json_text(name) + ":" for name in names]
+    lines = []
+    for record in zip(*columns, strict=True):
+        # JSON text as it is (a raw line break in valid JSON text is spacing: a space
+        # keeps one row a line), every other value by the rule.
+        values = [
+            orjson.Fragment(v.replace("\r", " ").replace("\n", " "))
+            if kind == "json" and isinstance(v, str)
+            else _json_value(v)
+            for kind, v in zip(kinds, record, strict=True)
+        ]
+        try:
+            lines.append(orjson.dumps(dict(zip(names, values, strict=True))).decode() + "\n")
+        except TypeError:  # an integer past 64 bits: orjson refuses it, so each value apart
+            parts = [
+                key + (orjson.dumps(v).decode() if isinstance(v, orjson.Fragment) else json_text(v))
+                for key, v in zip(keys, values, strict=True)
+            ]
+            lines.append("{" + ",".join(parts) + "}\n")
+    return pa.array(lines, type=pa.large_string())
+
+
 def _write_batches(
-    output: dict[str, str], schema: pa.Schema, batches: Iterable[pa.RecordBatch], deadline: float
+    output: dict[str, str],
+    schema: pa.Schema,
+    batches: Iterable[pa.RecordBatch],
+    deadline: float,
+    kinds: Sequence[ColumnKind] = (),
 ) -> int:
-    """Write Arrow ``batches`` to ``output["path"]`` as csv or parquet (with ``schema``), or
-    for ndjson the text of their first column (whole lines) one after the other; returns
-    the rows written. Shared by both engines' sandboxes.
+    """Write query result ``batches`` (of ``schema``; ``kinds`` says what each column
+    holds) to ``output["path"]`` as csv, parquet or ndjson, by the one rule of every
+    output; returns the rows written. Shared by both engines' sandboxes.
 
     Raises:
         _OutOfTime: ``deadline`` passed between two batches.
         QueryError: the file cannot be written, or the rows cannot be written in this format.
     """
     fmt, path = output["format"], output["path"]
+    kinds = list(kinds) or [None] * len(schema)
+    target = _file_schema(schema, fmt)
     written = 0
     with open(path, "wb") as out:
         writer: Any = None
         try:
             if fmt == "parquet":
-                writer = pq.ParquetWriter(out, schema, compression="zstd")
+                writer = pq.ParquetWriter(out, target, compression="zstd")
             elif fmt == "csv":
-                writer = pa_csv.CSVWriter(out, schema)
+                writer = pa_csv.CSVWriter(out, target)
             for batch in batches:
                 if time.monotonic() > deadline:
                     raise _OutOfTime
                 if writer is None:
-                    out.write(concatenated(_finite_lines(batch.column(0))))
+                    out.write(concatenated(_finite_lines(ndjson_lines(batch, target.names, kinds))))
                 else:
-                    writer.write_batch(batch)
+                    writer.write_batch(_file_batch(batch, target, kinds))
                 written += batch.num_rows
             if writer is not None:
                 writer, closing = None, writer

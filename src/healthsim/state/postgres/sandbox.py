@@ -52,10 +52,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
-import orjson
 import psycopg
 import pyarrow as pa
 from psycopg import errors as pg_errors
@@ -76,6 +74,8 @@ from ..query import (
     _timeout_message,
     _write_batches,
     cut_marker,
+    json_text,
+    unique_names,
     value_chars,
 )
 from .connection import PgConnection, open_connection
@@ -109,9 +109,8 @@ _ARROW_TYPES: dict[str, pa.DataType] = {
     "int4": pa.int32(),
     "int8": pa.int64(),
     "oid": pa.int64(),
-    # float4 as float64: psycopg already parsed the shortest text into a double; storing it
-    # in 32 bits would print 0.1 as 0.10000000149011612.
-    "float4": pa.float64(),
+    # float4 in 32 bits, as DuckDB's REAL: the rule's conversion writes its shortest text (0.1).
+    "float4": pa.float32(),
     "float8": pa.float64(),
     "date": pa.date32(),
     "time": pa.time64("us"),
@@ -222,23 +221,15 @@ def check_statement(sql: object) -> str:
 
 def _json_text(value: Any) -> str:
     """``value`` as compact JSON text."""
-    plain = _json_value(value)
-    try:
-        return orjson.dumps(plain).decode()
-    except TypeError:  # an integer past 64 bits: orjson refuses it, json does not
-        return json.dumps(plain, ensure_ascii=False, separators=(",", ":"))
+    return json_text(_json_value(value))
 
 
 def _text(value: Any) -> str:
     """A value of a type without an Arrow type of its own, as text."""
     if isinstance(value, str):
         return value
-    plain = _json_value(value)  # uuid, Decimal, interval, inet, ranges…: their text
+    plain = _json_value(value)  # uuid, Decimal, inet, ranges…: their text
     return plain if isinstance(plain, str) else _json_text(value)  # records (tuples): JSON
-
-
-def _hex(value: bytes) -> str:
-    return "\\x" + bytes(value).hex()  # as PostgreSQL prints bytea
 
 
 @dataclass(frozen=True)
@@ -356,12 +347,12 @@ def _array_of(element: Callable[[Any], Any] | None) -> Callable[[Any], Any]:
     return convert
 
 
-def _columns(description: Sequence[Any], *, csv: bool = False) -> list[_Column]:
+def _columns(description: Sequence[Any]) -> list[_Column]:
     """The Arrow form of each column of a result, from PostgreSQL's type of it.
 
     One type per column for the whole result (not inferred batch by batch), so that the
-    batches of a file share one schema. ``csv`` turns arrays into JSON text and ``bytea``
-    into ``\\x…`` hex, as the DuckDB sandbox writes lists and blobs to CSV.
+    batches of a file share one schema; the file writers then apply the rule of every
+    output (:func:`~healthsim.state.query._write_batches`).
     """
     columns = []
     for column in description:
@@ -370,13 +361,8 @@ def _columns(description: Sequence[Any], *, csv: bool = False) -> list[_Column]:
         is_array = info is not None and info.array_oid == column.type_code and info.oid != column.type_code
         if is_array:
             element = _ARROW_TYPES.get(name)
-            if csv:
-                columns.append(_Column(column.name, pa.large_string(), _json_text))
-            else:
-                convert = _array_of(None if element is not None else _text)
-                columns.append(_Column(column.name, pa.large_list(element or pa.large_string()), convert))
-        elif name == "bytea" and csv:
-            columns.append(_Column(column.name, pa.large_string(), _hex))
+            convert = _array_of(None if element is not None else _text)
+            columns.append(_Column(column.name, pa.large_list(element or pa.large_string()), convert))
         elif name in _ARROW_TYPES:
             columns.append(_Column(column.name, _ARROW_TYPES[name]))
         else:
@@ -399,29 +385,6 @@ def _batch(columns: list[_Column], rows: list[tuple[Any, ...]]) -> pa.RecordBatc
             raw = [row[index] for row in rows]
             arrays.append(pa.array([None if v is None else _json_text(v) for v in raw], type=pa.large_string()))
     return pa.RecordBatch.from_arrays(arrays, names=[column.name for column in columns])
-
-
-def _ndjson_value(value: Any, column: _Column) -> str:
-    if value is None:
-        return "null"
-    if column.json:
-        # Valid JSON has no raw line break inside a string (PostgreSQL's json input refuses
-        # one), so a line break in a json value is spacing: a space keeps one row a line.
-        return str(value).replace("\r", " ").replace("\n", " ")
-    if isinstance(value, Decimal) and value.is_finite():
-        return str(value)  # an exact JSON number, as DuckDB's to_json writes a decimal
-    return _json_text(value)
-
-
-def _ndjson_batch(columns: list[_Column], rows: list[tuple[Any, ...]]) -> pa.RecordBatch:
-    """Rows as JSON lines (one column of text), as the DuckDB sandbox writes ndjson: an
-    object per row, json values embedded as JSON."""
-    keys = [_json_text(column.name) + ":" for column in columns]
-    lines = [
-        "{" + ",".join(key + _ndjson_value(v, c) for key, v, c in zip(keys, row, columns, strict=True)) + "}\n"
-        for row in rows
-    ]
-    return pa.RecordBatch.from_arrays([pa.array(lines, type=pa.large_string())], names=["line"])
 
 
 # --- the session ------------------------------------------------------------------------------
@@ -462,6 +425,8 @@ class _Session:
         cur.execute(f"SET LOCAL lock_timeout = {_milliseconds(self.timeout)}")
         idle = _milliseconds(self.timeout + _IDLE_GRACE_SECONDS)
         cur.execute(f"SET LOCAL idle_in_transaction_session_timeout = {idle}")
+        # Intervals as ISO 8601 text, the rule of every output (DuckDB's are written alike).
+        cur.execute("SET LOCAL intervalstyle = 'iso_8601'")
         cur.execute("SELECT to_regclass('scenarios') IS NOT NULL AND to_regclass('scenario_entities') IS NOT NULL")
         found = cur.fetchone()
         if not (found and found[0]):
@@ -669,7 +634,7 @@ def run_query(target: TeamDatabase, sql: str, *, limit: int, max_bytes: int, tim
                 break
             asked = _next_fetch(batch, _CONVERT_BYTES, min(_MAX_FETCH, most, limit - len(rows.rows)))
             _, fetched = session.fetch(asked)
-        return rows.result([column.name for column in columns], session.elapsed(), session.views)
+        return rows.result(unique_names([column.name for column in columns]), session.elapsed(), session.views)
 
 
 def run_to_file(target: TeamDatabase, sql: str, output: dict[str, str], *, timeout: float) -> dict[str, Any]:
@@ -684,14 +649,14 @@ def run_to_file(target: TeamDatabase, sql: str, output: dict[str, str], *, timeo
     with _sandbox(target, sql, timeout) as session:
         asked = _FIRST_FETCH
         description, first = session.fetch(asked)
-        columns = _columns(description, csv=fmt == "csv")
-        make = _ndjson_batch if fmt == "ndjson" else _batch
+        columns = _columns(description)
         schema = _batch(columns, []).schema
+        kinds = ["json" if column.json else None for column in columns]
 
         def batches() -> Iterator[pa.RecordBatch]:
             fetched, asked_now = first, asked
             while fetched:
-                batch = make(columns, fetched)
+                batch = _batch(columns, fetched)
                 if fmt == "parquet" and batch.schema != schema:
                     name = next(a.name for a, b in zip(schema, batch.schema, strict=True) if a.type != b.type)
                     raise QueryError(
@@ -704,11 +669,11 @@ def run_to_file(target: TeamDatabase, sql: str, output: dict[str, str], *, timeo
                 asked_now = _next_fetch(batch, _WRITE_FETCH_BYTES, _WRITE_BATCH_ROWS)
                 _, fetched = session.fetch(asked_now)
 
-        written = _write_batches(output, schema, batches(), session.deadline)
+        written = _write_batches(output, schema, batches(), session.deadline, kinds)
         return {
             "path": output["path"],
             "format": fmt,
-            "columns": [column.name for column in columns],
+            "columns": unique_names([column.name for column in columns]),
             "rows_written": written,
             "elapsed_seconds": session.elapsed(),
         }
