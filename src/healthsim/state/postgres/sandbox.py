@@ -365,6 +365,9 @@ def _columns(description: Sequence[Any]) -> list[_Column]:
             columns.append(_Column(column.name, pa.large_list(element or pa.large_string()), convert))
         elif name in _ARROW_TYPES:
             columns.append(_Column(column.name, _ARROW_TYPES[name]))
+        elif name == "numeric" and 0 < (getattr(column, "precision", None) or 0) <= 38:
+            # A declared precision (numeric(5,2)): a decimal, as DuckDB's DECIMAL(5,2) is.
+            columns.append(_Column(column.name, pa.decimal128(column.precision, column.scale or 0)))
         else:
             columns.append(_Column(column.name, pa.large_string(), _text, json=name in _JSON_TYPES))
     return columns
@@ -660,8 +663,9 @@ def run_to_file(target: TeamDatabase, sql: str, output: dict[str, str], *, timeo
                 if fmt == "parquet" and batch.schema != schema:
                     name = next(a.name for a, b in zip(schema, batch.schema, strict=True) if a.type != b.type)
                     raise QueryError(
-                        f"cannot write this result as parquet: column {name!r} holds arrays of several "
-                        "dimensions; cast it to text (::text), or write csv or ndjson"
+                        f"cannot write this result as parquet: column {name!r} holds values its type cannot "
+                        "(arrays of several dimensions, a numeric NaN); cast it to text (::text), or write csv "
+                        "or ndjson"
                     )
                 yield batch
                 if len(fetched) < asked_now:  # the cursor is at its end
