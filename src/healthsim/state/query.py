@@ -8,15 +8,20 @@ The SQL comes from people and from AI assistants, so it is treated as untrusted:
 - a read-only connection with external access disabled (no files, no network, no ATTACH,
   COPY or EXPORT, no extension install or load), a DuckDB memory limit and a private
   spill folder, and its configuration locked;
-- the connection lives in a child process, so that a query DuckDB cannot interrupt
-  (``SELECT list(range(60000000))`` builds its list without checking for interrupts, past
-  DuckDB's memory limit too) is killed at the time limit or when the process outgrows
-  its memory cap, and the caller (an MCP server, say) never holds the memory itself;
+- the connection lives in a worker process (kept between queries, the database opened
+  for each), so that a query DuckDB cannot interrupt (``SELECT list(range(60000000))``
+  builds its list without checking for interrupts, past DuckDB's memory limit too) is
+  killed at the time limit or when the process outgrows its memory cap, and the caller
+  (an MCP server, say) never holds the memory itself;
 - one time limit for the whole call: DuckDB is interrupted, and the conversion of the
   rows to Python checks the same deadline between bounded chunks;
 - a row cap and a byte cap on the returned rows (the total is still counted and
   reported); values too long for the byte cap are cut in Arrow before they reach Python,
-  and the result says what was cut.
+  and the result says what was cut;
+- one rule for every output, the answer and the files, on both engines: unique column
+  names (``a``, ``a_1``), instants in UTC and ISO 8601, intervals in ISO 8601, decimals as
+  exact text, blobs as hex, integers of any size as numbers, NaN and infinities as
+  ``"nan"``, ``"inf"``, ``"-inf"`` (see ``docs/decisions.md``).
 
 Convenience views, created in the sandbox connection only (temporary):
 
@@ -26,7 +31,8 @@ Convenience views, created in the sandbox connection only (temporary):
   ``entity_type``, unless a table of that name exists (earlier releases had some);
 - the tables ``scenarios``, ``scenario_entities`` and ``scenario_tags`` as they are.
 
-Example: ``SELECT scenario, data->>'gender' AS gender, count(*) FROM patients GROUP BY ALL``.
+Example (both engines): ``SELECT data->>'gender' AS gender, count(*) AS n FROM patients
+WHERE scenario = 'diabetes-cohort' GROUP BY 1 ORDER BY 1``.
 
 On a PostgreSQL team store (a ``postgresql://`` URL as the database) the same views
 answer the same questions in PostgreSQL's SQL, in a read-only transaction with a
@@ -1211,10 +1217,12 @@ def query_to_file(
     Args:
         sql: one SELECT statement (as for :func:`query_scenarios`).
         output_path: the file to write (its folder is created).
-        format: ``csv`` (UTF-8 with a header; lists and structs as JSON text),
-            ``parquet`` or ``ndjson`` (one JSON object per row, strict JSON: NaN and
-            infinities as the text ``"nan"``, ``"inf"``, ``"-inf"``); default: from the file's
-            extension (``.csv``, ``.parquet``, ``.ndjson``, ``.jsonl``).
+        format: ``csv`` (UTF-8 with a header; each cell the text of the value
+            :func:`query_scenarios` gives, lists and structs as JSON text), ``parquet``
+            (typed; instants in UTC, intervals as ISO 8601 text) or ``ndjson`` (one JSON
+            object per row, the values :func:`query_scenarios` gives, JSON columns embedded
+            as JSON); default: from the file's extension (``.csv``, ``.parquet``,
+            ``.ndjson``, ``.jsonl``). Duplicate column names become ``a_1``… in every format.
         timeout: seconds the query and the writing may take (default 600).
         db_path: the database file or team store URL, as for :func:`query_scenarios`.
 

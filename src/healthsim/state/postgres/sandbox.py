@@ -29,15 +29,16 @@ the remaining rows on the server without sending them, so ``total_rows`` is exac
 
 What differs from DuckDB:
 
-- there is no child process: the server does the work and this process holds one
-  fetched batch at a time (about 4 MB), but a single value is received whole before it
-  is cut, so a query of one enormous value (``repeat('x', 500000000)``) costs its size
-  in this process's memory for a moment;
+- there is no child process: the server does the work, and cuts every value longer than
+  the byte cap allows before sending it (the query is wrapped by position, its columns
+  described by the server first), so this process holds one bounded batch at a time;
+  files get every value whole;
 - the time limit is PostgreSQL's ``statement_timeout``, given again before each
   ``FETCH`` (what is left of it), so a query that lifts its own with ``set_config`` is
   still stopped; a cancel request at the deadline is the backstop;
 - ``numeric`` values (``avg``, ``sum`` of ``bigint``) come back as exact decimal text, as
-  DuckDB's decimals do, and intervals as PostgreSQL writes them (``1 mon 2 days``);
+  DuckDB's decimals do, and intervals as ISO 8601 text (``P1M2D``), as DuckDB's: every
+  output follows one rule on both engines (``docs/decisions.md``);
 - the role's own rights bound what a query can do: besides reading, a plain role may
   still call functions that act on its own other sessions (``pg_cancel_backend``,
   ``pg_terminate_backend``) or take advisory locks until the query ends.
