@@ -603,3 +603,30 @@ def test_a_push_is_analysed_at_once(pg_url: str, tmp_path: Path) -> None:
     transfer_scenario("cohort", local, pg_url)
     assert _planner_rows(pg_url) == 3000
     assert query_scenarios("SELECT count(*) AS n FROM patients", db_path=pg_url)["rows"] == [[3000]]
+
+
+# --- the README's query examples (issue 21, point 19) -----------------------------------------
+
+README_QUERIES = [
+    "SELECT data->>'gender' AS gender, count(*) AS n FROM patients WHERE scenario = 'diabetes-cohort' "
+    "GROUP BY 1 ORDER BY 1",
+    "SELECT data->>'loinc' AS loinc, count(*) AS n, round(avg(CAST(data->>'value' AS DOUBLE PRECISION))::numeric, 2) "
+    "AS mean FROM lab_results WHERE scenario = 'diabetes-cohort' GROUP BY 1 ORDER BY 1",
+    "SELECT p.data->>'mrn' AS mrn, count(l.entity_id) AS labs FROM patients p LEFT JOIN lab_results l "
+    "ON l.scenario = p.scenario AND l.data->>'patient_id' = p.data->>'patient_id' "
+    "WHERE p.scenario = 'diabetes-cohort' GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 3",
+    "SELECT scenario, entity_type, count(*) AS n FROM entities GROUP BY 1, 2 ORDER BY 1, 2",
+]
+
+
+@pytest.mark.parametrize("sql", README_QUERIES)
+def test_readme_queries_answer_alike_on_both_engines(pg_url: str, tmp_path: Path, sql: str) -> None:
+    # The README's example used GROUP BY ALL (DuckDB only) and counted every scenario.
+    cohort = json.loads((Path(__file__).parents[1] / "examples" / "diabetes-cohort.json").read_text())
+    duck = tmp_path / "readme.duckdb"
+    answers = []
+    for database in (pg_url, duck):
+        ScenarioStore(database).save_scenario("diabetes-cohort", cohort)
+        ScenarioStore(database).save_scenario("other", {"patients": [{"mrn": "X1", "gender": "female"}]})
+        answers.append(query_scenarios(sql, db_path=database))
+    assert answer(answers[0]) == answer(answers[1]) and answers[0]["rows"]
