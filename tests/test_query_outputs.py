@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from healthsim.state import ScenarioStore, query_scenarios, query_to_file
-from healthsim.state.query import iso_interval, json_text, unique_names
+from healthsim.state.query import _json_value, iso_interval, json_text, ndjson_lines, unique_names
 
 # (column, PostgreSQL expression, DuckDB expression, what query() gives on both)
 CASES: list[tuple[str, str, str, Any]] = [
@@ -61,12 +62,19 @@ CASES: list[tuple[str, str, str, Any]] = [
         "7f1f7d3c-1d63-4e86-9a0e-6a3c0f1b2c3d",
     ),
     ("nothing", "NULL::timestamp", "NULL::TIMESTAMP", None),
+    (
+        "quoted",
+        "'say \"hi\"' || chr(10) || chr(1) || '\\'",
+        "'say \"hi\"' || chr(10) || chr(1) || '\\'",
+        'say "hi"\n\x01\\',
+    ),
+    ("whole", "1.0::float8", "1.0::DOUBLE", 1.0),
     ("a", "1", "1", 1),
     ("a", "2", "2", 2),  # a duplicate name: a_2 (a_1 is taken by the next column)
     ("a_1", "'x'", "'x'", "x"),
 ]
 COLUMNS = ["ts", "ts_whole", "tstz", "d", "t", "blob", "dec", "dec_small", "big", "negative", "nan", "inf"]
-COLUMNS += ["minus_inf", "real", "ints", "texts", "j", "span", "id", "nothing", "a", "a_2", "a_1"]
+COLUMNS += ["minus_inf", "real", "ints", "texts", "j", "span", "id", "nothing", "quoted", "whole", "a", "a_2", "a_1"]
 JSON_COLUMNS = {"j"}
 PG_SQL = "SELECT " + ", ".join(f'{pg} AS "{name}"' for name, pg, _, _ in CASES)
 DUCK_SQL = "SELECT " + ", ".join(f'{duck} AS "{name}"' for name, _, duck, _ in CASES)
@@ -121,6 +129,7 @@ def test_ndjson_is_the_answer_as_objects(both: dict[str, dict[str, Any]], engine
     for name in JSON_COLUMNS:  # JSON text is embedded as JSON
         expected[name] = json.loads(expected[name])
     assert line == expected
+    assert isinstance(line["whole"], float) and isinstance(line["real"], float)  # 1.0 stays a float
 
 
 @pytest.mark.parametrize("engine", ["duckdb", "postgresql"])
@@ -129,7 +138,10 @@ def test_csv_cells_are_the_answers_text(both: dict[str, dict[str, Any]], engine:
     header, row = both[engine]["csv"]
     assert header == answer["columns"]
     texts = ["" if v is None else v if isinstance(v, str) else json_text(v) for v in answer["rows"][0]]
-    assert row == texts
+    # Numbers are typed cells: the CSV writer writes the float 1.0 as 1 (the same number).
+    floats = [i for i, v in enumerate(answer["rows"][0]) if isinstance(v, float)]
+    assert [float(row[i]) for i in floats] == [float(texts[i]) for i in floats]
+    assert [c for i, c in enumerate(row) if i not in floats] == [c for i, c in enumerate(texts) if i not in floats]
 
 
 @pytest.mark.parametrize("engine", ["duckdb", "postgresql"])
@@ -206,3 +218,25 @@ def test_iso_intervals_as_postgresql_writes_them(pg_url_module: str, months: int
 @pytest.fixture(scope="module")
 def pg_url_module(pg_server: Any) -> str:
     return str(pg_server.new_database())
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    texts=st.lists(st.one_of(st.none(), st.text()), min_size=1, max_size=20),
+    floats=st.lists(st.one_of(st.none(), st.floats()), min_size=20, max_size=20),
+    ints=st.lists(st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1)), min_size=20, max_size=20),
+)
+def test_ndjson_lines_are_the_rules_values(
+    texts: list[str | None], floats: list[float | None], ints: list[int | None]
+) -> None:
+    # The NDJSON writer builds lines column by column in Arrow; each must read back as the
+    # values query() gives (strings with quotes and control characters, floats, NaN…).
+    n = len(texts)
+    batch = pa.RecordBatch.from_arrays(
+        [pa.array(texts, pa.string()), pa.array(floats[:n], pa.float64()), pa.array(ints[:n], pa.int64())],
+        names=["t", "f", "i"],
+    )
+    lines = ndjson_lines(batch, ["t", "f", "i"], [None, None, None]).to_pylist()
+    for line, t, f, i in zip(lines, texts, floats, ints, strict=False):
+        assert line.endswith("\n") and "\n" not in line[:-1]
+        assert json.loads(line) == {"t": t, "f": _json_value(f), "i": i}

@@ -687,6 +687,28 @@ def _finite_lines(lines: pa.Array) -> pa.Array:
     return pa.array(texts, type=lines.type)
 
 
+def json_column(column: pa.Array, kind: ColumnKind = None) -> list[Any]:
+    """An Arrow column's values by the rule (:func:`_json_value` of each), with Arrow doing
+    the work for the common types: files hold millions of rows."""
+    kind_type = column.type
+    if pa.types.is_integer(kind_type) or pa.types.is_boolean(kind_type) or pa.types.is_null(kind_type):
+        return column.to_pylist()
+    if pa.types.is_string(kind_type) or pa.types.is_large_string(kind_type):
+        return python_values(column, kind)  # digits of an integer become the integer
+    if pa.types.is_float64(kind_type):
+        values = column.to_pylist()
+        if pc.all(pc.or_kleene(pc.is_finite(column), pc.is_null(column))).as_py() is not False:
+            return values
+        return [_json_value(v) for v in values]
+    if pa.types.is_decimal(kind_type) or pa.types.is_date(kind_type):
+        # Arrow writes a decimal's exact digits with its scale ("1.50") and a date as ISO,
+        # except very small decimals in exponent form (1E-10): those by Python.
+        texts = pc.cast(column, pa.string())
+        if not pa.types.is_decimal(kind_type) or not pc.any(pc.match_substring(texts, "E")).as_py():
+            return texts.to_pylist()
+    return [_json_value(v) for v in python_values(column, kind)]
+
+
 def _csv_keeps(kind: pa.DataType) -> bool:
     """Whether a CSV cell of this type is already the rule's text (numbers, booleans, text)."""
     return (
@@ -734,38 +756,81 @@ def _file_batch(batch: pa.RecordBatch, schema: pa.Schema, kinds: Sequence[Column
         elif pa.types.is_timestamp(field.type) and pa.types.is_timestamp(column.type):
             arrays.append(column.cast(field.type))  # the same instants, named in UTC
         else:
-            texts = []
-            for value in python_values(column, kind):
-                plain = _json_value(value)
-                texts.append(plain if plain is None or isinstance(plain, str) else json_text(plain))
+            texts = [v if v is None or isinstance(v, str) else json_text(v) for v in json_column(column, kind)]
             arrays.append(pa.array(texts, type=field.type))
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
+def _join(*parts: Any) -> pa.Array:
+    """Text arrays and strings joined element-wise (as large strings: one kernel for all)."""
+    large = [pa.scalar(p, type=pa.large_string()) if isinstance(p, str) else p.cast(pa.large_string()) for p in parts]
+    return pc.binary_join_element_wise(*large, pa.scalar("", type=pa.large_string()))
+
+
+# Characters a JSON string cannot hold as they are.
+_JSON_ESCAPES = r'[\x00-\x1f"\\]'
+
+
+def _json_strings(texts: pa.Array) -> pa.Array:
+    """Text values as JSON strings (quoted, escaped as orjson escapes), vectorised: only
+    values holding a quote, backslash or control character are escaped one by one."""
+    texts = texts.cast(pa.large_string())
+    special = pc.match_substring_regex(texts, _JSON_ESCAPES)
+    if pc.any(special).as_py():
+        values = texts.to_pylist()
+        for i in pc.indices_nonzero(special).to_pylist():
+            values[i] = orjson.dumps(values[i]).decode()[1:-1]
+        texts = pa.array(values, type=pa.large_string())
+    return _join('"', texts, '"')
+
+
+def _json_texts(column: pa.Array, kind: ColumnKind) -> pa.Array:
+    """Each value of ``column`` as JSON text by the rule (``null`` for a null), the common
+    types vectorised in Arrow, the others through :func:`_json_value`."""
+    kind_type = column.type
+    texts: pa.Array
+    if kind == "json" and (pa.types.is_string(kind_type) or pa.types.is_large_string(kind_type)):
+        # JSON text as it is (a raw line break in valid JSON text is spacing: a space keeps
+        # one row a line).
+        texts = pc.replace_substring(pc.replace_substring(column, "\r", " "), "\n", " ")
+    elif pa.types.is_integer(kind_type):
+        texts = pc.cast(column, pa.large_string())
+    elif kind == "integer" and pc.all(pc.match_substring_regex(column, r"^-?[0-9]+$")).as_py() is not False:
+        texts = column  # an integer too large for Arrow, as its digits: a JSON number
+    elif pa.types.is_boolean(kind_type):
+        texts = pc.if_else(column, pa.scalar("true", pa.large_string()), pa.scalar("false", pa.large_string()))
+    elif pa.types.is_float32(kind_type) or pa.types.is_float64(kind_type):
+        texts = pc.cast(column, pa.large_string())  # the shortest text of a float32 too
+        whole = pc.match_substring_regex(texts, r"^-?[0-9]+$")  # 1.0 written "1": a float still
+        texts = pc.if_else(whole, _join(texts, ".0"), texts)
+        odd = pc.invert(pc.is_finite(column))  # "nan", "inf", "-inf" as strings
+        texts = pc.if_else(odd, _join('"', texts, '"'), texts)
+    elif pa.types.is_string(kind_type) or pa.types.is_large_string(kind_type):
+        texts = _json_strings(column)
+    elif pa.types.is_date(kind_type) or (
+        pa.types.is_decimal(kind_type) and not pc.any(pc.match_substring(pc.cast(column, pa.string()), "E")).as_py()
+    ):
+        texts = _join('"', pc.cast(column, pa.large_string()), '"')  # ISO dates, exact decimals: no escapes
+    else:
+        texts = pa.array(
+            [None if v is None else json_text(_json_value(v)) for v in python_values(column, kind)],
+            type=pa.large_string(),
+        )
+    return pc.fill_null(texts.cast(pa.large_string()), "null")
+
+
 def ndjson_lines(batch: pa.RecordBatch, names: Sequence[str], kinds: Sequence[ColumnKind]) -> pa.Array:
     """``batch`` as NDJSON lines: per row the object of ``names`` (unique) and the values
-    ``query_scenarios`` gives, JSON text (``kind`` ``"json"``) embedded as JSON."""
-    columns = [python_values(column, kind) for column, kind in zip(batch.columns, kinds, strict=True)]
-    keys = [json_text(name) + ":" for name in names]
-    lines = []
-    for record in zip(*columns, strict=True):
-        # JSON text as it is (a raw line break in valid JSON text is spacing: a space
-        # keeps one row a line), every other value by the rule.
-        values = [
-            orjson.Fragment(v.replace("\r", " ").replace("\n", " "))
-            if kind == "json" and isinstance(v, str)
-            else _json_value(v)
-            for kind, v in zip(kinds, record, strict=True)
-        ]
-        try:
-            lines.append(orjson.dumps(dict(zip(names, values, strict=True))).decode() + "\n")
-        except TypeError:  # an integer past 64 bits: orjson refuses it, so each value apart
-            parts = [
-                key + (orjson.dumps(v).decode() if isinstance(v, orjson.Fragment) else json_text(v))
-                for key, v in zip(keys, values, strict=True)
-            ]
-            lines.append("{" + ",".join(parts) + "}\n")
-    return pa.array(lines, type=pa.large_string())
+    ``query_scenarios`` gives, JSON text (``kind`` ``"json"``) embedded as JSON. Built
+    column by column in Arrow: a file may hold millions of rows."""
+    if batch.num_columns == 0:
+        return pa.array(["{}\n"] * batch.num_rows, type=pa.large_string())
+    parts: list[Any] = []
+    for index, (column, name, kind) in enumerate(zip(batch.columns, names, kinds, strict=True)):
+        parts.append(("{" if index == 0 else ",") + json_text(name) + ":")
+        parts.append(_json_texts(column, kind))
+    parts.append("}\n")
+    return _join(*parts)
 
 
 def _write_batches(
