@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import re
+import signal
 import stat
 import subprocess
 import sys
@@ -828,3 +829,12 @@ def test_worker_follows_the_environment(filled: ScenarioStore, monkeypatch: pyte
     assert query_scenarios("SELECT 1")["rows"] == [[1]]
     (after,) = _idle_pids()
     assert after != before  # a worker started with other settings is not reused
+
+
+def test_a_worker_that_died_while_idle_is_replaced(filled: ScenarioStore) -> None:
+    query_scenarios("SELECT 1")
+    (before,) = _idle_pids()
+    os.kill(before, signal.SIGKILL)
+    time.sleep(0.1)
+    assert query_scenarios("SELECT 3 AS n")["rows"] == [[3]]  # not "the sandbox stopped unexpectedly"
+    assert _idle_pids() != [before]
