@@ -5,6 +5,7 @@
     python benchmarks/run.py --only import      # the import rows alone (three file layouts)
     python benchmarks/run.py --only import --layouts indent2 oneline
     python benchmarks/run.py --only team        # the PostgreSQL team store, on a throwaway server
+    python benchmarks/run.py --only query       # a trivial query: library and MCP (issue 21)
 
 Prints a Markdown table of seconds (best of --repeat runs), the ratio library/floor and
 the target, and the resident memory of the largest size (save: added beyond its input;
@@ -83,7 +84,7 @@ MEMORY_TARGETS_MB = {
     "export": 400,
     "parquet export": 800,
 }
-OPERATIONS = ("save", "load", "export", "import", "list", "edit", "see", "tables", "team")
+OPERATIONS = ("save", "load", "export", "import", "list", "edit", "see", "tables", "team", "query")
 # File layouts the import is measured on: the export's own, and the two that Python's json
 # module writes (as earlier HealthSim releases did): json.dumps(doc, indent=2) and json.dumps(doc).
 LAYOUTS = {"export": "import", "indent2": "import (indent=2)", "oneline": "import (one line)"}
@@ -1051,6 +1052,67 @@ def bench_team(
         server.stop()
 
 
+# ------------------------------------------------------------------------- query latency (issue 21)
+
+#: Absolute targets, in seconds, of a trivial query (issue 21, point 21).
+QUERY_TARGETS = {"query_scenarios (trivial)": 0.15, "MCP query (trivial, in-process client)": 0.15}
+
+
+def _python_start() -> float:
+    """Seconds for a bare ``python -c pass`` (the reference of issue 21)."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "pass"], check=True)
+    return time.perf_counter() - started
+
+
+def bench_query(folder: Path, repeat: int) -> list[tuple[str, float, float, float]]:
+    """A trivial ``query_scenarios`` call, and the MCP ``query`` tool over the SDK's
+    in-process client, each after a first call (the sandbox's worker process is started
+    once per server, not per query), beside a bare Python start: (row, seconds, python
+    start, target seconds)."""
+    import asyncio
+
+    from mcp import Client
+
+    from healthsim.mcp_server import build_server
+    from healthsim.state import query_scenarios
+
+    db = folder / "query.duckdb"
+    ScenarioStore(db).save_scenario("bench", generate(100))
+    python = best_of(repeat + 2, lambda _: _python_start())
+    sql = "SELECT count(*) FROM patients"
+
+    def library(_: int) -> float:
+        started = time.perf_counter()
+        query_scenarios(sql, db_path=db)
+        return time.perf_counter() - started
+
+    query_scenarios(sql, db_path=db)  # the first call starts the worker
+    lib = best_of(repeat + 2, library)
+
+    async def over_mcp() -> float:
+        async with Client(build_server(db), mode="legacy", cache=None) as client:
+            await client.call_tool("query", {"sql": sql})
+            times = []
+            for _ in range(repeat + 2):
+                started = time.perf_counter()
+                result = await client.call_tool("query", {"sql": sql})
+                times.append(time.perf_counter() - started)
+                assert not result.is_error, result
+            return min(times)
+
+    mcp_time = asyncio.run(over_mcp())
+    return [
+        ("query_scenarios (trivial)", lib, python, QUERY_TARGETS["query_scenarios (trivial)"]),
+        (
+            "MCP query (trivial, in-process client)",
+            mcp_time,
+            python,
+            QUERY_TARGETS["MCP query (trivial, in-process client)"],
+        ),
+    ]
+
+
 def bytes_per_entity(entities: dict[str, list[dict[str, Any]]]) -> float:
     sizes = [len(orjson.dumps(e)) for items in entities.values() for e in items[:2000]]
     return sum(sizes) / len(sizes)
@@ -1098,6 +1160,7 @@ def main() -> None:
 
     results: list[tuple[str, str, float, float, float]] = []
     memory: dict[str, float] = {}
+    latency: list[tuple[str, float, float, float]] = []
     with tempfile.TemporaryDirectory(prefix="healthsim-bench-") as tmp:
         folder = Path(tmp)
         for n in args.sizes:
@@ -1132,6 +1195,8 @@ def main() -> None:
                     TARGETS["list"],
                 )
             )
+        if "query" in only:
+            latency = bench_query(folder, args.repeat)
         if "team" in only:
             results += bench_team(max(args.sizes), args.repeat, args.list_scenarios, None if args.no_memory else memory)
         if not args.no_memory and "save" in only:
@@ -1143,6 +1208,12 @@ def main() -> None:
         ratio = lib / floor
         verdict = "ok" if ratio <= target else "OVER"
         print(f"| {op} | {size} | {lib:.3f} | {floor:.3f} | {ratio:.2f}x | <= {target}x {verdict} |")
+    if latency:
+        print("\n| trivial query (best of runs after the first) | s | bare `python -c pass` (s) | target |")
+        print("|---|---:|---:|---:|")
+        for op, seconds, python, target in latency:
+            verdict = "ok" if seconds <= target else "OVER"
+            print(f"| {op} | {seconds:.3f} | {python:.3f} | <= {target} s {verdict} |")
     if memory:
         print(f"\n| memory, {max(args.sizes):,} entities | MB | target |")
         print("|---|---:|---:|")

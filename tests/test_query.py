@@ -7,7 +7,10 @@ import hashlib
 import json
 import os
 import re
+import signal
 import stat
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -324,6 +327,8 @@ def from_csv(text: str, like: object) -> object:
         return None if text == "" else text
     if isinstance(like, float):
         return float(text)
+    if isinstance(like, int) and not isinstance(like, bool):
+        return int(text)  # integers of any size are numbers (a HUGEINT too)
     if isinstance(like, (list, dict)):
         return json.loads(text)  # lists and structs are JSON text in CSV
     return text
@@ -418,14 +423,14 @@ def test_query_to_file_parquet_equals_query(tricky: ScenarioStore, tmp_path: Pat
     assert pa.types.is_list(table.schema.field("notes").type)
     rows = [list(record.values()) for record in table.to_pylist()]
     for row in rows:
-        row[4] = None if row[4] is None else str(int(row[4]))  # a 38-digit decimal, exact
+        row[4] = None if row[4] is None else int(row[4])  # a 38-digit decimal, exact
     assert rows == expected
     # DuckDB reads the file too, with the same values.
     with duckdb.connect() as con:
         again = con.execute(
             "SELECT id, note, score, CAST(big AS VARCHAR), notes FROM read_parquet(?) ORDER BY id", [str(target)]
         ).fetchall()
-    assert again == [(r[0], r[1], r[3], r[4], r[6]) for r in expected]
+    assert again == [(r[0], r[1], r[3], None if r[4] is None else str(r[4]), r[6]) for r in expected]
 
 
 @pytest.mark.parametrize("extension", [".csv", ".parquet", ".ndjson"])
@@ -658,20 +663,22 @@ def test_query_to_file_time_limit_while_writing(filled: ScenarioStore, tmp_path:
 def test_query_to_file_takes_any_select_text(filled: ScenarioStore, tmp_path: Path, extension: str) -> None:
     # A trailing semicolon and comment (query accepts both), duplicate column names and a
     # column named "t": the rows must not depend on SQL text wrapped around the query.
+    # Duplicate names get _1, _2… in every output (issue 21, point 17).
     sql = "SELECT 1 AS t, [2, 3] AS a, 'x' AS a -- the last column\n;"
     assert filled.query(sql)["rows"] == [[1, [2, 3], "x"]]
+    assert filled.query(sql)["columns"] == ["t", "a", "a_1"]
     target = tmp_path / f"rows{extension}"
     result = query_to_file(sql, target)
-    assert result["columns"] == ["t", "a", "a"] and result["rows_written"] == 1
+    assert result["columns"] == ["t", "a", "a_1"] and result["rows_written"] == 1
     if extension == ".csv":
-        assert read_csv_rows(target) == (["t", "a", "a"], [["1", "[2,3]", "x"]])
+        assert read_csv_rows(target) == (["t", "a", "a_1"], [["1", "[2,3]", "x"]])
     elif extension == ".parquet":
-        table = pq.ParquetFile(target).read()  # read_table refuses duplicate names
-        assert table.column_names == ["t", "a", "a"]
+        table = pq.read_table(target)  # read_table refused duplicate names
+        assert table.column_names == ["t", "a", "a_1"]
         assert [column.to_pylist() for column in table.columns] == [[1], [[2, 3]], ["x"]]
     else:
         (line,) = target.read_text().splitlines()
-        assert list(json.loads(line).values()) == [1, [2, 3], "x"]  # an object, not the column t
+        assert json.loads(line) == {"t": 1, "a": [2, 3], "a_1": "x"}  # an object, not the column t
 
 
 def test_query_to_file_describe_and_summarize(filled: ScenarioStore, tmp_path: Path) -> None:
@@ -701,29 +708,29 @@ def test_query_to_file_odd_types_csv_and_ndjson(filled: ScenarioStore, tmp_path:
     query_to_file(ODD_TYPES_SQL, tmp_path / "odd.csv")
     header, rows = read_csv_rows(tmp_path / "odd.csv")
     assert dict(zip(header, rows[0], strict=True)) == {
-        "span": "1 day",
+        "span": "P1D",  # ISO 8601, as on PostgreSQL
         "bits": "101",
         "uhuge": str(uhuge),  # not wrapped around to -1
         "huge_max": str(huge),
         "bignum": str(bignum),
         "timetz": "01:02:03+05:30",  # the offset kept
-        "blob": "\\xFF\\x00ab",  # DuckDB's text of the bytes, valid UTF-8
+        "blob": "ff006162",  # hex, as query() gives it
         "choice": '{"num":2}',
-        "spans": '["02:00:00"]',
+        "spans": '["PT2H"]',
         "wrapped": '{"x":2}',
         "mapping": '{"k":[1,2]}',
     }
     query_to_file(ODD_TYPES_SQL, tmp_path / "odd.ndjson")
     assert json.loads((tmp_path / "odd.ndjson").read_text()) == {
-        "span": "1 day",
+        "span": "P1D",
         "bits": "101",
         "uhuge": uhuge,
         "huge_max": huge,
         "bignum": bignum,
         "timetz": "01:02:03+05:30",
-        "blob": "\\xFF\\x00ab",
+        "blob": "ff006162",
         "choice": {"num": 2},
-        "spans": ["02:00:00"],
+        "spans": ["PT2H"],
         "wrapped": {"x": 2},
         "mapping": {"k": [1, 2]},
     }
@@ -739,7 +746,7 @@ def test_query_to_file_odd_types_parquet(filled: ScenarioStore, tmp_path: Path) 
     query_to_file(ODD_TYPES_SQL.replace("170141183460469231731687303715884105727", str(10**38 - 1)), target)
     (row,) = pq.read_table(target).to_pylist()
     assert row == {
-        "span": "1 day",
+        "span": "P1D",
         "bits": "101",
         "uhuge": str(2**128 - 1),
         "huge_max": 10**38 - 1,  # a Decimal equal to it
@@ -747,7 +754,7 @@ def test_query_to_file_odd_types_parquet(filled: ScenarioStore, tmp_path: Path) 
         "timetz": "01:02:03+05:30",
         "blob": b"\xff\x00ab",  # Parquet has bytes
         "choice": '{"num":2}',
-        "spans": '["02:00:00"]',
+        "spans": '["PT2H"]',
         "wrapped": '{"x":2}',
         "mapping": [("k", [1, 2])],
     }
@@ -764,3 +771,70 @@ def test_a_failure_after_the_first_rows_is_reported_as_the_query_failing(store: 
     late = "SELECT CASE WHEN range < 1400000 THEN range ELSE error('late') END AS v FROM range(2000000)"
     with pytest.raises(QueryError, match="the query failed: Invalid Input Error: late"):
         store.query(late, limit=10)
+
+
+# --- the sandbox worker (issue 21, point 21) ------------------------------------------------
+
+
+def _idle_pids() -> list[int]:
+    return [worker.proc.pid for worker in query_module._idle_workers]
+
+
+def test_worker_serves_query_after_query(filled: ScenarioStore) -> None:
+    query_module.stop_sandbox_workers()
+    assert query_scenarios("SELECT 1 AS one")["rows"] == [[1]]
+    (pid,) = _idle_pids()
+    timings = []
+    for n in range(5):
+        started = time.perf_counter()
+        assert query_scenarios(f"SELECT {n} AS n")["rows"] == [[n]]
+        timings.append(time.perf_counter() - started)
+    assert _idle_pids() == [pid]  # one process, no start per query
+    # Issue 21's target is 0.15 s (benchmarks/run.py --only query); a process start alone was
+    # 0.3-0.5 s. The bound leaves room for a shared, busy machine.
+    assert min(timings) < 0.25, timings
+
+
+def test_worker_holds_no_lock_between_queries(filled: ScenarioStore, tmp_path: Path) -> None:
+    # Another process writes between two queries at once: the worker opens the file for
+    # each query only (DuckDB refuses a writer beside a read-only open in another process).
+    query_scenarios("SELECT 1")
+    assert _idle_pids()
+    script = (
+        "import os; from healthsim.state import ScenarioStore; "
+        "ScenarioStore(os.environ['HEALTHSIM_DB']).save_scenario('written-beside', {'patients': [{'mrn': 'W1'}]})"
+    )
+    env = {**os.environ, "HEALTHSIM_DB": str(filled.path), "HEALTHSIM_LOCK_TIMEOUT": "0"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    sql = "SELECT count(*) FROM scenarios WHERE name = 'written-beside'"
+    assert query_scenarios(sql)["rows"] == [[1]]  # the worker sees the new data
+
+
+def test_worker_killed_at_the_deadline_is_replaced(filled: ScenarioStore) -> None:
+    query_scenarios("SELECT 1")
+    (before,) = _idle_pids()
+    with pytest.raises(QueryError, match="ran longer than 1 s and was stopped"):
+        query_scenarios("SELECT jaro_similarity(repeat('ab', 2000000), repeat('ba', 2000000))", timeout=1)
+    with pytest.raises(ProcessLookupError):
+        os.kill(before, 0)  # the hard stop: the process is gone, not left computing
+    assert query_scenarios("SELECT 2")["rows"] == [[2]]
+    assert _idle_pids() != [before]
+
+
+def test_worker_follows_the_environment(filled: ScenarioStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    query_scenarios("SELECT 1")
+    (before,) = _idle_pids()
+    monkeypatch.setenv("HEALTHSIM_LOCK_TIMEOUT", "7")
+    assert query_scenarios("SELECT 1")["rows"] == [[1]]
+    (after,) = _idle_pids()
+    assert after != before  # a worker started with other settings is not reused
+
+
+def test_a_worker_that_died_while_idle_is_replaced(filled: ScenarioStore) -> None:
+    query_scenarios("SELECT 1")
+    (before,) = _idle_pids()
+    os.kill(before, signal.SIGKILL)
+    time.sleep(0.1)
+    assert query_scenarios("SELECT 3 AS n")["rows"] == [[3]]  # not "the sandbox stopped unexpectedly"
+    assert _idle_pids() != [before]

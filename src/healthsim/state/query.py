@@ -8,15 +8,20 @@ The SQL comes from people and from AI assistants, so it is treated as untrusted:
 - a read-only connection with external access disabled (no files, no network, no ATTACH,
   COPY or EXPORT, no extension install or load), a DuckDB memory limit and a private
   spill folder, and its configuration locked;
-- the connection lives in a child process, so that a query DuckDB cannot interrupt
-  (``SELECT list(range(60000000))`` builds its list without checking for interrupts, past
-  DuckDB's memory limit too) is killed at the time limit or when the process outgrows
-  its memory cap, and the caller (an MCP server, say) never holds the memory itself;
+- the connection lives in a worker process (kept between queries, the database opened
+  for each), so that a query DuckDB cannot interrupt (``SELECT list(range(60000000))``
+  builds its list without checking for interrupts, past DuckDB's memory limit too) is
+  killed at the time limit or when the process outgrows its memory cap, and the caller
+  (an MCP server, say) never holds the memory itself;
 - one time limit for the whole call: DuckDB is interrupted, and the conversion of the
   rows to Python checks the same deadline between bounded chunks;
 - a row cap and a byte cap on the returned rows (the total is still counted and
   reported); values too long for the byte cap are cut in Arrow before they reach Python,
-  and the result says what was cut.
+  and the result says what was cut;
+- one rule for every output, the answer and the files, on both engines: unique column
+  names (``a``, ``a_1``), instants in UTC and ISO 8601, intervals in ISO 8601, decimals as
+  exact text, blobs as hex, integers of any size as numbers, NaN and infinities as
+  ``"nan"``, ``"inf"``, ``"-inf"`` (see ``docs/decisions.md``).
 
 Convenience views, created in the sandbox connection only (temporary):
 
@@ -26,7 +31,8 @@ Convenience views, created in the sandbox connection only (temporary):
   ``entity_type``, unless a table of that name exists (earlier releases had some);
 - the tables ``scenarios``, ``scenario_entities`` and ``scenario_tags`` as they are.
 
-Example: ``SELECT scenario, data->>'gender' AS gender, count(*) FROM patients GROUP BY ALL``.
+Example (both engines): ``SELECT data->>'gender' AS gender, count(*) AS n FROM patients
+WHERE scenario = 'diabetes-cohort' GROUP BY 1 ORDER BY 1``.
 
 On a PostgreSQL team store (a ``postgresql://`` URL as the database) the same views
 answer the same questions in PostgreSQL's SQL, in a read-only transaction with a
@@ -35,6 +41,7 @@ statement timeout, under the caller's own role: see :mod:`.postgres.sandbox`.
 
 from __future__ import annotations
 
+import atexit
 import datetime as _dt
 import json
 import math
@@ -49,7 +56,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any, cast
@@ -86,6 +93,7 @@ __all__ = [
     "query_scenarios",
     "query_to_file",
     "sandbox_memory_limit",
+    "stop_sandbox_workers",
 ]
 
 DEFAULT_ROW_LIMIT = 1000
@@ -233,15 +241,48 @@ def _check_sql(sql: object, database: Path | TeamDatabase) -> str:
     return _check_statement(sql)
 
 
+def iso_interval(months: int, days: int, micros: int) -> str:
+    """An interval as ISO 8601 text, written as PostgreSQL's ``intervalstyle = iso_8601``
+    writes it (``P1Y2M3DT4H5M6.5S``, ``PT0S``; each part keeps its own sign), so that
+    both engines give one text for one interval."""
+
+    def split(value: int, unit: int) -> tuple[int, int]:  # division toward zero, as C's
+        whole = abs(value) // unit * (1 if value >= 0 else -1)
+        return whole, value - whole * unit
+
+    years, months = split(months, 12)
+    hours, rest = split(micros, 3_600_000_000)
+    minutes, rest = split(rest, 60_000_000)
+    if not (years or months or days or hours or minutes or rest):
+        return "PT0S"
+    text = "P" + "".join(f"{n}{u}" for n, u in ((years, "Y"), (months, "M"), (days, "D")) if n)
+    if hours or minutes or rest:
+        text += "T" + "".join(f"{n}{u}" for n, u in ((hours, "H"), (minutes, "M")) if n)
+        if rest:
+            whole, fraction = divmod(abs(rest), 1_000_000)
+            text += ("-" if rest < 0 else "") + str(whole) + (f".{fraction:06d}".rstrip("0") if fraction else "") + "S"
+    return text
+
+
 def _json_value(value: Any) -> Any:
-    """A query result value as JSON-friendly data (lists, dicts, strings, numbers)."""
+    """A query result value as JSON-friendly data (lists, dicts, strings, numbers), by the
+    one rule of every output (see ``docs/decisions.md``, "One rule for every output")."""
     if value is None or isinstance(value, (bool, int, str)):
         return value
     if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    if isinstance(value, (_dt.datetime, _dt.date, _dt.time)):
+        return value if math.isfinite(value) else str(value)  # "nan", "inf", "-inf"
+    if isinstance(value, _dt.datetime):
+        # An instant (a time zone attached) in UTC, so both engines write one text for it.
+        return (value.astimezone(_dt.UTC) if value.tzinfo is not None else value).isoformat()
+    if isinstance(value, (_dt.date, _dt.time)):
         return value.isoformat()
-    if isinstance(value, (Decimal, uuid.UUID, _dt.timedelta)):
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            return "nan" if value.is_nan() else ("-inf" if value < 0 else "inf")
+        return format(value, "f")  # exact, never in exponent form (0E-10)
+    if isinstance(value, pa.MonthDayNano):
+        return iso_interval(value.months, value.days, value.nanoseconds // 1000)
+    if isinstance(value, (uuid.UUID, _dt.timedelta)):
         return str(value)
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value).hex()
@@ -250,6 +291,51 @@ def _json_value(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_json_value(v) for v in value]
     return str(value)
+
+
+def json_text(value: Any) -> str:
+    """A JSON-friendly value (:func:`_json_value`'s) as compact JSON text."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # an integer past 64 bits: orjson refuses it, json does not
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def unique_names(names: Sequence[str]) -> list[str]:
+    """Column names made unique, the one rule of every output: the first of a name keeps
+    it, each later one (compared without case, as DuckDB and most readers do) gets
+    ``_1``, ``_2``… — the first suffix no column has. Parquet readers refuse duplicate
+    names, and an NDJSON object cannot hold them."""
+    taken = {name.lower() for name in names}
+    given: set[str] = set()
+    unique = []
+    for name in names:
+        candidate, n = name, 0
+        while candidate.lower() in given:
+            n += 1
+            candidate = f"{name}_{n}"
+            if candidate.lower() in taken:
+                candidate = name  # a real column's name: try the next suffix
+        given.add(candidate.lower())
+        unique.append(candidate)
+    return unique
+
+
+#: What a column holds beyond its Arrow type: ``"json"`` (text that is JSON: embedded as
+#: JSON in NDJSON) or ``"integer"`` (an integer too large for Arrow, as its digits).
+ColumnKind = str | None
+
+
+def python_values(column: pa.Array, kind: ColumnKind = None) -> list[Any]:
+    """An Arrow column's values as Python, by the one rule: 32-bit floats as their
+    shortest text reads (``0.1``, not ``0.10000000149011612``), maps as dicts, integers
+    given as digits as integers."""
+    if pa.types.is_float32(column.type) or pa.types.is_float16(column.type):
+        return [None if v is None else float(v) for v in pc.cast(column, pa.string()).to_pylist()]
+    values = column.to_pylist(maps_as_pydicts="lossy")
+    if kind == "integer":
+        return [int(v) if isinstance(v, str) and v.lstrip("-").isdigit() else v for v in values]
+    return values
 
 
 def _create_views(con: duckdb.DuckDBPyConnection) -> list[str]:
@@ -293,8 +379,17 @@ def _fixed_width(kind: pa.DataType) -> bool:
     )
 
 
-def _cut_marker(size: int) -> str:
+def cut_marker(size: int) -> str:
+    """The end of a value cut short for the byte cap."""
     return f"…[cut, {size:,} bytes in all]"
+
+
+def value_chars(columns: int, max_bytes: int) -> int:
+    """Characters a value of a result of ``columns`` columns keeps under the byte cap
+    ``max_bytes``: a quarter of the cap shared among the columns (less room for the cut
+    marker and the row's brackets and quotes), so that a row of cut values fits, with room
+    for more; at least ``_MIN_VALUE_CHARS``."""
+    return max(_MIN_VALUE_CHARS, max_bytes // (4 * max(columns, 1)) - 64)
 
 
 class _Rows:
@@ -306,8 +401,22 @@ class _Rows:
     first, so no single value is ever built in Python at full size.
     """
 
-    def __init__(self, columns: int, *, limit: int, max_bytes: int, deadline: float) -> None:
+    def __init__(
+        self,
+        columns: int,
+        *,
+        limit: int,
+        max_bytes: int,
+        deadline: float,
+        patched: bool = False,
+        kinds: Sequence[ColumnKind] = (),
+    ) -> None:
         self.limit = limit
+        self.kinds = list(kinds) or [None] * columns
+        #: Batches end with one more column: per row, null or the JSON text of
+        #: ``{column index: value}``, values already cut (by the team store's server)
+        #: that replace that row's values (null in the batch).
+        self.patched = patched
         self.max_bytes = max_bytes
         self.deadline = deadline
         self.rows: list[list[Any]] = []
@@ -317,7 +426,7 @@ class _Rows:
         self.stopped_by: str | None = None  # "rows" or "bytes" once no more rows are taken
         # A quarter of the cap shared among the columns (less room for the cut marker and
         # the row's brackets and quotes): a row of cut values fits, with room for more.
-        self.value_chars = max(_MIN_VALUE_CHARS, max_bytes // (4 * max(columns, 1)) - 64)
+        self.value_chars = value_chars(columns, max_bytes)
 
     def result(self, columns: list[str], elapsed: float, views: list[str]) -> dict[str, Any]:
         """The query's answer (see :func:`query_scenarios`), once every batch was added."""
@@ -361,9 +470,18 @@ class _Rows:
 
     def _take(self, chunk: pa.RecordBatch) -> None:
         cuts = [0] * chunk.num_rows  # values cut in each row of the chunk
-        columns = [self._values(column, cuts) for column in chunk.columns]
+        patches: list[str | None] = []
+        if self.patched:
+            patches = chunk.column(chunk.num_columns - 1).to_pylist()
+            chunk = chunk.select(range(chunk.num_columns - 1))
+        columns = [self._values(column, cuts, kind) for column, kind in zip(chunk.columns, self.kinds, strict=True)]
         # Column by column: records keyed by name would merge duplicate names.
         rows = [[_json_value(v) for v in record] for record in zip(*columns, strict=True)]
+        for index, patch in enumerate(patches):
+            if patch:
+                for column, value in json.loads(patch).items():
+                    rows[index][int(column)] = value
+                    cuts[index] += 1
         separator = 1 if self.rows else 0
         grown = self.size + separator + _json_size(rows) - 2
         if grown <= self.max_bytes:
@@ -380,21 +498,24 @@ class _Rows:
             self.size = grown
             self.cut_values += cut
 
-    def _values(self, column: pa.Array, cuts: list[int]) -> list[Any]:
+    def _values(self, column: pa.Array, cuts: list[int], what: ColumnKind = None) -> list[Any]:
         """One column of a chunk as Python values, values too long for the cap cut.
 
         Adds 1 to ``cuts[i]`` for each value cut in row ``i``.
         """
         kind = column.type
         if _fixed_width(kind) or column.nbytes <= self.value_chars // 2:  # no value can be too long
-            return column.to_pylist()
+            return python_values(column, what)
         if isinstance(kind, pa.ExtensionType):
             column, kind = column.storage, kind.storage_type
         if pa.types.is_dictionary(kind):
             column = column.dictionary_decode()
             kind = column.type
         if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-            return self._cut(column, pc.utf8_slice_codeunits(column, 0, self.value_chars), cuts, hexed=False)
+            texts = self._cut(column, pc.utf8_slice_codeunits(column, 0, self.value_chars), cuts, hexed=False)
+            if what == "integer":  # digits not cut short are the integer they spell
+                return [int(v) if isinstance(v, str) and v.lstrip("-").isdigit() else v for v in texts]
+            return texts
         if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
             # Blobs come back as hex, two characters a byte.
             return self._cut(column, pc.binary_slice(column, 0, self.value_chars // 2), cuts, hexed=True)
@@ -406,7 +527,7 @@ class _Rows:
                 values.append(f"[cut: a {kind} value of {size:,} bytes]")
                 cuts[index] += 1
             else:
-                values.extend(one.to_pylist())
+                values.extend(python_values(one, what))
         return values
 
     def _cut(self, column: pa.Array, short: pa.Array, cuts: list[int], *, hexed: bool) -> list[Any]:
@@ -416,7 +537,7 @@ class _Rows:
         for index, (full, kept) in enumerate(zip(full_sizes, short_sizes, strict=True)):
             if full is not None and full != kept:
                 value = values[index]
-                values[index] = (value.hex() if hexed else value) + _cut_marker(full)
+                values[index] = (value.hex() if hexed else value) + cut_marker(full)
                 cuts[index] += 1
         return values
 
@@ -453,10 +574,11 @@ def _run_sandbox(
         timer = threading.Timer(timeout, con.interrupt)
         timer.start()
         try:
-            relation = con.sql(sql)
-            columns = list(relation.columns)
+            relation, kinds = _prepared(con.sql(sql), output["format"] if output is not None else None)
+            columns = unique_names(relation.columns)
             if output is not None:
-                written = _write_rows(relation, output, deadline=started + timeout)
+                reader = relation.to_arrow_reader(_WRITE_BATCH_ROWS)
+                written = _write_batches(output, reader.schema, reader, started + timeout, kinds)
                 return {
                     "path": output["path"],
                     "format": output["format"],
@@ -464,7 +586,7 @@ def _run_sandbox(
                     "rows_written": written,
                     "elapsed_seconds": round(time.monotonic() - started, 3),
                 }
-            rows = _Rows(len(columns), limit=limit, max_bytes=max_bytes, deadline=started + timeout)
+            rows = _Rows(len(columns), limit=limit, max_bytes=max_bytes, deadline=started + timeout, kinds=kinds)
             try:
                 for batch in relation.to_arrow_reader(_BATCH_ROWS):
                     rows.add(batch)
@@ -491,21 +613,20 @@ def _run_sandbox(
     return rows.result(columns, round(time.monotonic() - started, 3), views)
 
 
-def _write_rows(relation: duckdb.DuckDBPyRelation, output: dict[str, str], deadline: float) -> int:
-    """Write every row of the query ``relation`` to ``output["path"]`` as csv, parquet or
-    ndjson, batch by batch (memory stays bounded); the SQL stays in the sandbox, only this
-    code writes.
+def _prepared(relation: duckdb.DuckDBPyRelation, fmt: str | None) -> tuple[duckdb.DuckDBPyRelation, list[ColumnKind]]:
+    """The query ``relation`` with the columns Arrow cannot carry as they are turned into
+    text, for the answer (``fmt`` None) or a file in ``fmt``, and what each column holds.
 
     The rows come from ``relation`` (the SQL already parsed), never from SQL text wrapped
     around the SQL: a trailing ``;`` or ``-- comment`` would break the wrapping, and
     columns are taken by position (``#1``…), so duplicate names and a column named like
     an alias cannot pick the wrong values.
     """
-    fmt = output["format"]
-    # Types Arrow writes wrong (UHUGEINT past 2**127 wraps around, TIMETZ loses its
-    # offset, BIT and BIGNUM become DuckDB's internal bytes) or cannot write to CSV or
-    # Parquet (INTERVAL, UNION, BLOB in CSV): DuckDB's text of them instead.
-    as_text = {"bit", "bignum", "varint", "interval", "time with time zone", "uhugeint"}
+    # Types Arrow gives wrong (UHUGEINT past 2**127 wraps around, HUGEINT becomes a
+    # decimal, TIMETZ loses its offset, BIT and BIGNUM become DuckDB's internal bytes):
+    # DuckDB's text of them; the integers' digits become integers again in JSON outputs.
+    integers = {"hugeint", "uhugeint", "bignum", "varint"}
+    as_text = {"bit", "time with time zone"} | integers
     nesting = {"list", "array", "struct", "map", "union"}
 
     def type_ids(kind: Any) -> set[str]:  # a DuckDB type and the types nested in it
@@ -516,37 +637,30 @@ def _write_rows(relation: duckdb.DuckDBPyRelation, output: dict[str, str], deadl
                     ids |= type_ids(child)
         return ids
 
-    if fmt == "ndjson":
-        # to_json of the row itself, under an alias no column has (a column named like
-        # the alias would be taken instead of the row).
-        names = {name.lower() for name in relation.columns}
-        alias = "healthsim_row"
-        while alias in names:
-            alias += "_"
-        rows = relation.set_alias(alias).project(f"CAST(to_json({alias}) AS VARCHAR) || chr(10) AS line")
-    else:
-        parts, changed = [], False
-        for position, (name, kind) in enumerate(zip(relation.columns, relation.types, strict=True), start=1):
-            column, label = f"#{position}", '"' + name.replace('"', '""') + '"'
-            ids = type_ids(kind)
-            if kind.id in nesting and (fmt == "csv" or kind.id == "union" or ids & (as_text | {"hugeint"})):
-                # CSV has no nesting; Parquet has no unions, and Arrow fails the types above
-                # inside lists and structs too: JSON text.
-                expression = f"CAST(to_json({column}) AS VARCHAR)"
-            elif kind.id in as_text or (fmt == "csv" and kind.id == "blob"):
-                expression = f"CAST({column} AS VARCHAR)"
-            elif fmt == "parquet" and kind.id == "hugeint":
-                # Arrow's 38-digit decimal, checked: past it, a clear error rather than a
-                # file that readers refuse.
-                expression = f"CAST({column} AS DECIMAL(38,0))"
-            else:
-                parts.append(f"{column} AS {label}")
-                continue
-            parts.append(f"{expression} AS {label}")
-            changed = True
-        rows = relation.project(", ".join(parts)) if changed else relation
-    reader = rows.to_arrow_reader(_WRITE_BATCH_ROWS)
-    return _write_batches(output, reader.schema, reader, deadline)
+    parts, kinds, changed = [], [], False
+    for position, (name, kind) in enumerate(zip(relation.columns, relation.types, strict=True), start=1):
+        column, label = f"#{position}", '"' + name.replace('"', '""') + '"'
+        ids = type_ids(kind)
+        what: ColumnKind = "json" if str(kind).upper() == "JSON" else None
+        if fmt is not None and kind.id in nesting and (kind.id == "union" or ids & as_text):
+            # Parquet has no unions, and Arrow fails the types above inside lists and
+            # structs too: JSON text (embedded as JSON in NDJSON).
+            expression, what = f"CAST(to_json({column}) AS VARCHAR)", "json"
+        elif fmt == "parquet" and kind.id == "hugeint":
+            # Arrow's 38-digit decimal, checked: past it, a clear error rather than a
+            # file that readers refuse.
+            expression = f"CAST({column} AS DECIMAL(38,0))"
+        elif kind.id in as_text:
+            expression = f"CAST({column} AS VARCHAR)"
+            what = "integer" if kind.id in integers and fmt != "parquet" else None
+        else:
+            parts.append(f"{column} AS {label}")
+            kinds.append(what)
+            continue
+        parts.append(f"{expression} AS {label}")
+        kinds.append(what)
+        changed = True
+    return (relation.project(", ".join(parts)) if changed else relation), kinds
 
 
 # A JSON string (skipped whole), or a bare NaN or infinity outside strings.
@@ -573,33 +687,185 @@ def _finite_lines(lines: pa.Array) -> pa.Array:
     return pa.array(texts, type=lines.type)
 
 
+def json_column(column: pa.Array, kind: ColumnKind = None) -> list[Any]:
+    """An Arrow column's values by the rule (:func:`_json_value` of each), with Arrow doing
+    the work for the common types: files hold millions of rows."""
+    kind_type = column.type
+    if pa.types.is_integer(kind_type) or pa.types.is_boolean(kind_type) or pa.types.is_null(kind_type):
+        return column.to_pylist()
+    if pa.types.is_string(kind_type) or pa.types.is_large_string(kind_type):
+        return python_values(column, kind)  # digits of an integer become the integer
+    if pa.types.is_float64(kind_type):
+        values = column.to_pylist()
+        if pc.all(pc.or_kleene(pc.is_finite(column), pc.is_null(column))).as_py() is not False:
+            return values
+        return [_json_value(v) for v in values]
+    if pa.types.is_decimal(kind_type) or pa.types.is_date(kind_type):
+        # Arrow writes a decimal's exact digits with its scale ("1.50") and a date as ISO,
+        # except very small decimals in exponent form (1E-10): those by Python.
+        texts = pc.cast(column, pa.string())
+        if not pa.types.is_decimal(kind_type) or not pc.any(pc.match_substring(texts, "E")).as_py():
+            return texts.to_pylist()
+    return [_json_value(v) for v in python_values(column, kind)]
+
+
+def _csv_keeps(kind: pa.DataType) -> bool:
+    """Whether a CSV cell of this type is already the rule's text (numbers, booleans, text)."""
+    return (
+        pa.types.is_integer(kind)
+        or pa.types.is_floating(kind)
+        or pa.types.is_boolean(kind)
+        or pa.types.is_string(kind)
+        or pa.types.is_large_string(kind)
+        or pa.types.is_null(kind)
+    )
+
+
+def _holds_interval(kind: pa.DataType) -> bool:
+    """Whether ``kind`` is an interval or nests one (Parquet cannot write them)."""
+    if pa.types.is_interval(kind):
+        return True
+    return any(_holds_interval(kind.field(i).type) for i in range(kind.num_fields))
+
+
+def _file_schema(schema: pa.Schema, fmt: str) -> pa.Schema:
+    """The schema a file of ``fmt`` gets for query results of ``schema``: unique names; in
+    CSV every type but numbers, booleans and text as text; in Parquet instants in UTC and
+    intervals (which Parquet cannot hold as Arrow has them) as ISO 8601 text."""
+    fields = []
+    for field, name in zip(schema, unique_names(schema.names), strict=True):
+        kind = field.type
+        if fmt == "csv" and not _csv_keeps(kind):
+            kind = pa.large_string()
+        elif pa.types.is_timestamp(kind) and kind.tz is not None:
+            kind = pa.timestamp(kind.unit, tz="UTC")
+        elif _holds_interval(kind):  # as ISO 8601 text (in lists and structs: their JSON text)
+            kind = pa.large_string()
+        fields.append(pa.field(name, kind))
+    return pa.schema(fields)
+
+
+def _file_batch(batch: pa.RecordBatch, schema: pa.Schema, kinds: Sequence[ColumnKind]) -> pa.RecordBatch:
+    """``batch`` in the file's ``schema`` (:func:`_file_schema`): a column turned into text
+    holds the rule's text of each value (:func:`_json_value`; lists, structs and maps as
+    JSON text)."""
+    arrays = []
+    for column, field, kind in zip(batch.columns, schema, kinds, strict=True):
+        if column.type == field.type:
+            arrays.append(column)
+        elif pa.types.is_timestamp(field.type) and pa.types.is_timestamp(column.type):
+            arrays.append(column.cast(field.type))  # the same instants, named in UTC
+        else:
+            texts = [v if v is None or isinstance(v, str) else json_text(v) for v in json_column(column, kind)]
+            arrays.append(pa.array(texts, type=field.type))
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def _join(*parts: Any) -> pa.Array:
+    """Text arrays and strings joined element-wise (as large strings: one kernel for all)."""
+    large = [pa.scalar(p, type=pa.large_string()) if isinstance(p, str) else p.cast(pa.large_string()) for p in parts]
+    return pc.binary_join_element_wise(*large, pa.scalar("", type=pa.large_string()))
+
+
+# Characters a JSON string cannot hold as they are.
+_JSON_ESCAPES = r'[\x00-\x1f"\\]'
+
+
+def _json_strings(texts: pa.Array) -> pa.Array:
+    """Text values as JSON strings (quoted, escaped as orjson escapes), vectorised: only
+    values holding a quote, backslash or control character are escaped one by one."""
+    texts = texts.cast(pa.large_string())
+    special = pc.match_substring_regex(texts, _JSON_ESCAPES)
+    if pc.any(special).as_py():
+        values = texts.to_pylist()
+        for i in pc.indices_nonzero(special).to_pylist():
+            values[i] = orjson.dumps(values[i]).decode()[1:-1]
+        texts = pa.array(values, type=pa.large_string())
+    return _join('"', texts, '"')
+
+
+def _json_texts(column: pa.Array, kind: ColumnKind) -> pa.Array:
+    """Each value of ``column`` as JSON text by the rule (``null`` for a null), the common
+    types vectorised in Arrow, the others through :func:`_json_value`."""
+    kind_type = column.type
+    texts: pa.Array
+    if kind == "json" and (pa.types.is_string(kind_type) or pa.types.is_large_string(kind_type)):
+        # JSON text as it is (a raw line break in valid JSON text is spacing: a space keeps
+        # one row a line).
+        texts = pc.replace_substring(pc.replace_substring(column, "\r", " "), "\n", " ")
+    elif pa.types.is_integer(kind_type):
+        texts = pc.cast(column, pa.large_string())
+    elif kind == "integer" and pc.all(pc.match_substring_regex(column, r"^-?[0-9]+$")).as_py() is not False:
+        texts = column  # an integer too large for Arrow, as its digits: a JSON number
+    elif pa.types.is_boolean(kind_type):
+        texts = pc.if_else(column, pa.scalar("true", pa.large_string()), pa.scalar("false", pa.large_string()))
+    elif pa.types.is_float32(kind_type) or pa.types.is_float64(kind_type):
+        texts = pc.cast(column, pa.large_string())  # the shortest text of a float32 too
+        whole = pc.match_substring_regex(texts, r"^-?[0-9]+$")  # 1.0 written "1": a float still
+        texts = pc.if_else(whole, _join(texts, ".0"), texts)
+        odd = pc.invert(pc.is_finite(column))  # "nan", "inf", "-inf" as strings
+        texts = pc.if_else(odd, _join('"', texts, '"'), texts)
+    elif pa.types.is_string(kind_type) or pa.types.is_large_string(kind_type):
+        texts = _json_strings(column)
+    elif pa.types.is_date(kind_type) or (
+        pa.types.is_decimal(kind_type) and not pc.any(pc.match_substring(pc.cast(column, pa.string()), "E")).as_py()
+    ):
+        texts = _join('"', pc.cast(column, pa.large_string()), '"')  # ISO dates, exact decimals: no escapes
+    else:
+        texts = pa.array(
+            [None if v is None else json_text(_json_value(v)) for v in python_values(column, kind)],
+            type=pa.large_string(),
+        )
+    return pc.fill_null(texts.cast(pa.large_string()), "null")
+
+
+def ndjson_lines(batch: pa.RecordBatch, names: Sequence[str], kinds: Sequence[ColumnKind]) -> pa.Array:
+    """``batch`` as NDJSON lines: per row the object of ``names`` (unique) and the values
+    ``query_scenarios`` gives, JSON text (``kind`` ``"json"``) embedded as JSON. Built
+    column by column in Arrow: a file may hold millions of rows."""
+    if batch.num_columns == 0:
+        return pa.array(["{}\n"] * batch.num_rows, type=pa.large_string())
+    parts: list[Any] = []
+    for index, (column, name, kind) in enumerate(zip(batch.columns, names, kinds, strict=True)):
+        parts.append(("{" if index == 0 else ",") + json_text(name) + ":")
+        parts.append(_json_texts(column, kind))
+    parts.append("}\n")
+    return _join(*parts)
+
+
 def _write_batches(
-    output: dict[str, str], schema: pa.Schema, batches: Iterable[pa.RecordBatch], deadline: float
+    output: dict[str, str],
+    schema: pa.Schema,
+    batches: Iterable[pa.RecordBatch],
+    deadline: float,
+    kinds: Sequence[ColumnKind] = (),
 ) -> int:
-    """Write Arrow ``batches`` to ``output["path"]`` as csv or parquet (with ``schema``), or
-    for ndjson the text of their first column (whole lines) one after the other; returns
-    the rows written. Shared by both engines' sandboxes.
+    """Write query result ``batches`` (of ``schema``; ``kinds`` says what each column
+    holds) to ``output["path"]`` as csv, parquet or ndjson, by the one rule of every
+    output; returns the rows written. Shared by both engines' sandboxes.
 
     Raises:
         _OutOfTime: ``deadline`` passed between two batches.
         QueryError: the file cannot be written, or the rows cannot be written in this format.
     """
     fmt, path = output["format"], output["path"]
+    kinds = list(kinds) or [None] * len(schema)
+    target = _file_schema(schema, fmt)
     written = 0
     with open(path, "wb") as out:
         writer: Any = None
         try:
             if fmt == "parquet":
-                writer = pq.ParquetWriter(out, schema, compression="zstd")
+                writer = pq.ParquetWriter(out, target, compression="zstd")
             elif fmt == "csv":
-                writer = pa_csv.CSVWriter(out, schema)
+                writer = pa_csv.CSVWriter(out, target)
             for batch in batches:
                 if time.monotonic() > deadline:
                     raise _OutOfTime
                 if writer is None:
-                    out.write(concatenated(_finite_lines(batch.column(0))))
+                    out.write(concatenated(_finite_lines(ndjson_lines(batch, target.names, kinds))))
                 else:
-                    writer.write_batch(batch)
+                    writer.write_batch(_file_batch(batch, target, kinds))
                 written += batch.num_rows
             if writer is not None:
                 writer, closing = None, writer
@@ -634,14 +900,16 @@ def _dump(message: dict[str, Any]) -> bytes:
 
 
 def _child_main() -> None:
-    """The sandbox process: a request on stdin, JSON lines on stdout.
+    """The sandbox worker process: requests on stdin, JSON lines on stdout, one request
+    after the other until stdin ends (the parent closed it, or exited).
 
-    It writes ``{"ready": true}`` once the database is open, then one of
-    ``{"result": …}`` or ``{"error": kind, …}``. Anything else that would reach stdout
-    (a progress bar, a stray print) is sent to stderr instead, so the answer stays
-    parseable.
+    For each request (one line of JSON) it writes ``{"ready": true}`` once the database is
+    open, then one of ``{"result": …}`` or ``{"error": kind, …}``. The database is opened
+    for each request and closed after it, so that between queries the worker holds no lock
+    on the file (a writer in another process would fail beside a read-only open). Anything
+    else that would reach stdout (a progress bar, a stray print) is sent to stderr
+    instead, so the answers stay parseable.
     """
-    request = json.loads(sys.stdin.buffer.read())
     out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
 
@@ -649,6 +917,14 @@ def _child_main() -> None:
         out.write(_dump(message) + b"\n")
         out.flush()
 
+    for line in sys.stdin.buffer:
+        if line.strip():
+            send(_serve(json.loads(line), lambda: send({"ready": True})))
+    out.close()
+
+
+def _serve(request: dict[str, Any], on_ready: Callable[[], None]) -> dict[str, Any]:
+    """One request of the worker: its answer (a result or an error)."""
     try:
         result = _run_sandbox(
             Path(request["path"]),
@@ -657,18 +933,16 @@ def _child_main() -> None:
             max_bytes=request["max_bytes"],
             timeout=request["timeout"],
             config=request["config"],
-            on_ready=lambda: send({"ready": True}),
+            on_ready=on_ready,
             output=request.get("output"),
         )
     except QueryError as exc:
-        send({"error": "query", "message": str(exc)})
+        return {"error": "query", "message": str(exc)}
     except DatabaseLockedError as exc:
-        send({"error": "locked", "timeout": exc.timeout})
+        return {"error": "locked", "timeout": exc.timeout}
     except StateError as exc:
-        send({"error": "database", "message": str(exc)})
-    else:
-        send({"result": result})
-    out.close()
+        return {"error": "database", "message": str(exc)}
+    return {"result": result}
 
 
 def _rss_bytes(pid: int) -> int | None:
@@ -686,93 +960,194 @@ def _read_lines(stream: IO[bytes], lines: queue.SimpleQueue[bytes | None]) -> No
     lines.put(None)  # end of output: the child has exited (or closed stdout)
 
 
-def _child_failure(proc: subprocess.Popen[bytes], errors: IO[bytes]) -> QueryError:
-    """The error to raise when the child ended without an answer."""
-    killed_here = False
-    try:  # stdout closed: the child is exiting (a traceback, say); give it a moment to finish
-        proc.wait(timeout=2)
-    except subprocess.TimeoutExpired:  # still running: nothing more will come
-        proc.kill()
-        proc.wait()
-        killed_here = True
-    errors.seek(0)
-    lines = errors.read()[-4000:].decode("utf-8", "replace").strip().splitlines()
-    detail = lines[-1] if lines else f"exit status {proc.returncode}"
-    if proc.returncode == -getattr(signal, "SIGKILL", 9) and not killed_here:  # the out-of-memory killer, usually
-        detail = "killed by the operating system, most likely for lack of memory"
-    return QueryError(f"the query sandbox stopped unexpectedly ({detail}); narrow the query and try again")
+#: A worker whose resident memory is past this after a query is not kept for the next one
+#: (Python and DuckDB keep some of what a large query took).
+_WORKER_KEEP_RSS = 512 << 20
+#: Idle workers kept for later queries (queries on one file take turns; more are for
+#: queries on several files at once).
+_IDLE_WORKERS = 2
+
+
+class _Worker:
+    """A sandbox process that serves one query after the other (see :func:`_child_main`).
+
+    Starting Python with DuckDB and pyarrow costs about 0.3-0.5 s, most of a trivial
+    query; a worker pays it once. It is killed at a query's deadline or memory cap (the
+    hard stop) and a new one is started for the next query.
+    """
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.owner = os.getpid()  # a forked process must not share its parent's workers
+        command = [sys.executable, "-c", "from healthsim.state.query import _child_main; _child_main()"]
+        self.errors = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.errors, env=env
+        )
+        assert self.proc.stdout is not None
+        self.lines: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        # A thread reads the answers, so that the caller's thread can watch the clock and the memory.
+        self.reader = threading.Thread(target=_read_lines, args=(self.proc.stdout, self.lines), daemon=True)
+        self.reader.start()
+
+    def usable(self, env: dict[str, str]) -> bool:
+        """Whether this worker can take another query (alive, same environment, ours)."""
+        return self.proc.poll() is None and self.env == env and self.owner == os.getpid()
+
+    def send(self, request: dict[str, Any]) -> None:
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(_dump(request) + b"\n")
+            self.proc.stdin.flush()
+        except OSError:  # the child died; its stderr says why (reported when no answer comes)
+            pass
+
+    def failure(self) -> QueryError:
+        """The error to raise when the child ended without an answer."""
+        proc, killed_here = self.proc, False
+        try:  # stdout closed: the child is exiting (a traceback, say); give it a moment to finish
+            proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:  # still running: nothing more will come
+            proc.kill()
+            proc.wait()
+            killed_here = True
+        self.errors.seek(0)
+        lines = self.errors.read()[-4000:].decode("utf-8", "replace").strip().splitlines()
+        detail = lines[-1] if lines else f"exit status {proc.returncode}"
+        if proc.returncode == -getattr(signal, "SIGKILL", 9) and not killed_here:  # the out-of-memory killer, usually
+            detail = "killed by the operating system, most likely for lack of memory"
+        return QueryError(f"the query sandbox stopped unexpectedly ({detail}); narrow the query and try again")
+
+    def stop(self) -> None:
+        """Kill the process (a read-only sandbox can go at once) and release its pipes."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.reader.join(timeout=5)  # the pipe is at its end now that the child is gone
+        for stream in (self.proc.stdin, self.proc.stdout):
+            try:
+                if stream is not None:
+                    stream.close()
+            except OSError:
+                pass
+        self.errors.close()
+
+
+_idle_workers: list[_Worker] = []
+_workers_guard = threading.Lock()
+
+
+def _worker_env() -> dict[str, str]:
+    # The child imports healthsim from where this file is, installed or not.
+    root = str(Path(__file__).resolve().parents[2])
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def _take_worker() -> _Worker:
+    """An idle worker started with this environment, or a new one."""
+    env = _worker_env()
+    stale: list[_Worker] = []
+    found: _Worker | None = None
+    with _workers_guard:
+        while _idle_workers and found is None:
+            worker = _idle_workers.pop()
+            if worker.usable(env):
+                found = worker
+            else:
+                stale.append(worker)
+    for worker in stale:
+        if worker.owner == os.getpid():
+            worker.stop()
+    return found or _Worker(env)
+
+
+def _give_back(worker: _Worker) -> None:
+    """Keep ``worker`` for the next query, unless it is gone or holds too much memory."""
+    rss = _rss_bytes(worker.proc.pid)
+    with _workers_guard:
+        if (
+            worker.proc.poll() is None
+            and (rss is None or rss <= _WORKER_KEEP_RSS)
+            and len(_idle_workers) < _IDLE_WORKERS
+        ):
+            _idle_workers.append(worker)
+            return
+    worker.stop()
+
+
+def stop_sandbox_workers() -> None:
+    """Stop the idle sandbox worker processes (they also end when this process does)."""
+    with _workers_guard:
+        workers = [w for w in _idle_workers if w.owner == os.getpid()]
+        _idle_workers.clear()
+    for worker in workers:
+        worker.stop()
+
+
+atexit.register(stop_sandbox_workers)
+
+
+def _answer(message: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The result of a worker's answer, or its error raised."""
+    if "result" in message:
+        return cast(dict[str, Any], message["result"])
+    if message["error"] == "locked":
+        raise DatabaseLockedError(path, message["timeout"])
+    if message["error"] == "database":
+        raise DatabaseError(message["message"])
+    raise QueryError(message["message"])
 
 
 def _run_in_child(path: Path, request: dict[str, Any], timeout: float) -> dict[str, Any]:
-    """Run the sandbox in a child process, killed at the deadline or past its memory cap.
+    """Run the sandbox in a worker process, killed at the deadline or past its memory cap.
 
     The request carries everything the child needs, the DuckDB configuration included,
     so that both processes agree on the limits (read from this process's constants).
     """
     memory_cap = (sandbox_memory_limit() + SANDBOX_PROCESS_HEADROOM_MIB) << 20
-    # The child imports healthsim from where this file is, installed or not.
-    root = str(Path(__file__).resolve().parents[2])
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
-    command = [sys.executable, "-c", "from healthsim.state.query import _child_main; _child_main()"]
-    with tempfile.TemporaryFile() as errors:
-        proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, env=env)
-        assert proc.stdin is not None and proc.stdout is not None
-        lines: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
-        # A thread reads the answer, so that this one can watch the clock and the memory.
-        reader = threading.Thread(target=_read_lines, args=(proc.stdout, lines), daemon=True)
-        reader.start()
-        try:
+    worker = _take_worker()
+    answered = False
+    try:
+        worker.send(request)
+        ready_by = time.monotonic() + lock_timeout() + _START_SECONDS
+        deadline: float | None = None  # set when the child has the database open
+        while True:
+            stop_at = ready_by if deadline is None else deadline + _KILL_GRACE_SECONDS
             try:
-                proc.stdin.write(_dump(request))
-                proc.stdin.close()
-            except OSError:  # the child died at once; its stderr says why
-                pass
-            ready_by = time.monotonic() + lock_timeout() + _START_SECONDS
-            deadline: float | None = None  # set when the child has the database open
-            while True:
-                stop_at = ready_by if deadline is None else deadline + _KILL_GRACE_SECONDS
+                line = worker.lines.get(timeout=max(0.0, min(_POLL_SECONDS, stop_at - time.monotonic())))
+            except queue.Empty:
+                line = b""
+            if line is None:
+                raise worker.failure()
+            if line:
                 try:
-                    line = lines.get(timeout=max(0.0, min(_POLL_SECONDS, stop_at - time.monotonic())))
-                except queue.Empty:
-                    line = b""
-                if line is None:
-                    raise _child_failure(proc, errors)
-                if line:
-                    try:
-                        message = json.loads(line)
-                    except ValueError:  # cut short: the child died while writing
-                        raise _child_failure(proc, errors) from None
-                    if message.get("ready"):
-                        deadline = time.monotonic() + timeout
-                        continue
-                    if "result" in message:
-                        return message["result"]
-                    if message["error"] == "locked":
-                        raise DatabaseLockedError(path, message["timeout"])
-                    if message["error"] == "database":
-                        raise DatabaseError(message["message"])
-                    raise QueryError(message["message"])
-                rss = _rss_bytes(proc.pid)
-                if rss is not None and rss > memory_cap:
-                    proc.kill()
-                    raise QueryError(_memory_message(f"{memory_cap >> 20}MiB for the whole sandbox process"))
-                if time.monotonic() >= stop_at:
-                    proc.kill()
-                    if deadline is None:
-                        raise QueryError(
-                            "the query sandbox did not open the database within "
-                            f"{lock_timeout() + _START_SECONDS:g} s; try again"
-                        )
-                    raise QueryError(_timeout_message(timeout))
-        finally:
-            # The answer is in (or will never come): a read-only child can go at once,
-            # and must be gone before this process's turn on the file ends.
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
-            reader.join(timeout=5)  # the pipe is at its end now that the child is gone
-            proc.stdout.close()
+                    message = json.loads(line)
+                except ValueError:  # cut short: the child died while writing
+                    raise worker.failure() from None
+                if message.get("ready"):
+                    deadline = time.monotonic() + timeout
+                    continue
+                answered = True
+                return _answer(message, path)
+            rss = _rss_bytes(worker.proc.pid)
+            if rss is not None and rss > memory_cap:
+                raise QueryError(_memory_message(f"{memory_cap >> 20}MiB for the whole sandbox process"))
+            if time.monotonic() >= stop_at:
+                if deadline is None:
+                    raise QueryError(
+                        "the query sandbox did not open the database within "
+                        f"{lock_timeout() + _START_SECONDS:g} s; try again"
+                    )
+                raise QueryError(_timeout_message(timeout))
+    finally:
+        # An answered worker has closed the database (it must, before this process's turn on
+        # the file ends) and can serve the next query; any other is killed now: the hard stop.
+        if answered:
+            _give_back(worker)
+        else:
+            worker.stop()
 
 
 def query_scenarios(
@@ -806,7 +1181,8 @@ def query_scenarios(
     Returns:
         ``{"columns": [...], "rows": [[...], ...], "row_count": n, "total_rows": N,
         "truncated": N > n, "truncated_reason": None | "rows" | "bytes",
-        "cut_values": k, "result_bytes": b, "elapsed_seconds": s, "views": [...]}``.
+        "cut_values": k, "result_bytes": b, "elapsed_seconds": s, "views": [...],
+        "engine": "duckdb" | "postgresql"}``.
         ``truncated_reason`` says which cap left rows out (``None`` when none were);
         ``cut_values`` counts the values cut short in ``rows`` (rows may be complete
         while values are cut); ``result_bytes`` is the size of ``rows`` as compact JSON.
@@ -834,7 +1210,13 @@ def query_scenarios(
         result = run_query(database, sql, limit=limit, max_bytes=max_bytes, timeout=float(timeout))
     else:
         result = _sandboxed(database, sql, limit=limit, max_bytes=max_bytes, timeout=float(timeout))
+    # The SQL dialect differs between the engines: the answer says which one ran it.
+    result["engine"] = _engine(database)
     return cast(QueryResult, result)
+
+
+def _engine(database: Path | TeamDatabase) -> str:
+    return "postgresql" if isinstance(database, TeamDatabase) else "duckdb"
 
 
 def _sandboxed(
@@ -900,15 +1282,17 @@ def query_to_file(
     Args:
         sql: one SELECT statement (as for :func:`query_scenarios`).
         output_path: the file to write (its folder is created).
-        format: ``csv`` (UTF-8 with a header; lists and structs as JSON text),
-            ``parquet`` or ``ndjson`` (one JSON object per row, strict JSON: NaN and
-            infinities as the text ``"nan"``, ``"inf"``, ``"-inf"``); default: from the file's
-            extension (``.csv``, ``.parquet``, ``.ndjson``, ``.jsonl``).
+        format: ``csv`` (UTF-8 with a header; each cell the text of the value
+            :func:`query_scenarios` gives, lists and structs as JSON text), ``parquet``
+            (typed; instants in UTC, intervals as ISO 8601 text) or ``ndjson`` (one JSON
+            object per row, the values :func:`query_scenarios` gives, JSON columns embedded
+            as JSON); default: from the file's extension (``.csv``, ``.parquet``,
+            ``.ndjson``, ``.jsonl``). Duplicate column names become ``a_1``… in every format.
         timeout: seconds the query and the writing may take (default 600).
         db_path: the database file or team store URL, as for :func:`query_scenarios`.
 
     Returns:
-        ``{"path", "format", "columns", "rows_written", "elapsed_seconds"}``.
+        ``{"path", "format", "columns", "rows_written", "elapsed_seconds", "engine"}``.
 
     Raises:
         QueryError: the SQL is refused, fails or runs past ``timeout``.
@@ -958,4 +1342,4 @@ def query_to_file(
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
-    return {**result, "path": str(target)}
+    return {**result, "path": str(target), "engine": _engine(database)}

@@ -162,6 +162,8 @@ class QueryResult(TypedDict):
     result_bytes: int
     elapsed_seconds: float
     views: list[str]
+    #: Which engine ran the SQL (its dialect): ``"duckdb"`` or ``"postgresql"``.
+    engine: Literal["duckdb", "postgresql"]
 
 
 #: What the legacy migration did with one file.

@@ -27,6 +27,10 @@ def transaction(con: Any) -> Iterator[Any]:
     try:
         yield con
     except BaseException:
+        if is_postgres(con):
+            from .postgres.bulk import forget_written  # (bulk imports the schema, which imports this)
+
+            forget_written(con)
         try:
             con.execute("ROLLBACK")
         except Exception:
@@ -37,3 +41,7 @@ def transaction(con: Any) -> Iterator[Any]:
         raise
     else:
         con.execute("COMMIT")
+        if is_postgres(con):
+            from .postgres.bulk import analyze_written  # (bulk imports the schema, which imports this)
+
+            analyze_written(con)  # after a large write: fresh statistics for the planner

@@ -29,15 +29,16 @@ the remaining rows on the server without sending them, so ``total_rows`` is exac
 
 What differs from DuckDB:
 
-- there is no child process: the server does the work and this process holds one
-  fetched batch at a time (about 4 MB), but a single value is received whole before it
-  is cut, so a query of one enormous value (``repeat('x', 500000000)``) costs its size
-  in this process's memory for a moment;
+- there is no child process: the server does the work, and cuts every value longer than
+  the byte cap allows before sending it (the query is wrapped by position, its columns
+  described by the server first), so this process holds one bounded batch at a time;
+  files get every value whole;
 - the time limit is PostgreSQL's ``statement_timeout``, given again before each
   ``FETCH`` (what is left of it), so a query that lifts its own with ``set_config`` is
   still stopped; a cancel request at the deadline is the backstop;
 - ``numeric`` values (``avg``, ``sum`` of ``bigint``) come back as exact decimal text, as
-  DuckDB's decimals do, and intervals as PostgreSQL writes them (``1 mon 2 days``);
+  DuckDB's decimals do, and intervals as ISO 8601 text (``P1M2D``), as DuckDB's: every
+  output follows one rule on both engines (``docs/decisions.md``);
 - the role's own rights bound what a query can do: besides reading, a plain role may
   still call functions that act on its own other sessions (``pg_cancel_backend``,
   ``pg_terminate_backend``) or take advisory locks until the query ends.
@@ -52,10 +53,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
-import orjson
 import psycopg
 import pyarrow as pa
 from psycopg import errors as pg_errors
@@ -75,6 +74,10 @@ from ..query import (
     _statement_count_message,
     _timeout_message,
     _write_batches,
+    cut_marker,
+    json_text,
+    unique_names,
+    value_chars,
 )
 from .connection import PgConnection, open_connection
 from .server import TeamDatabase
@@ -107,9 +110,8 @@ _ARROW_TYPES: dict[str, pa.DataType] = {
     "int4": pa.int32(),
     "int8": pa.int64(),
     "oid": pa.int64(),
-    # float4 as float64: psycopg already parsed the shortest text into a double; storing it
-    # in 32 bits would print 0.1 as 0.10000000149011612.
-    "float4": pa.float64(),
+    # float4 in 32 bits, as DuckDB's REAL: the rule's conversion writes its shortest text (0.1).
+    "float4": pa.float32(),
     "float8": pa.float64(),
     "date": pa.date32(),
     "time": pa.time64("us"),
@@ -220,23 +222,15 @@ def check_statement(sql: object) -> str:
 
 def _json_text(value: Any) -> str:
     """``value`` as compact JSON text."""
-    plain = _json_value(value)
-    try:
-        return orjson.dumps(plain).decode()
-    except TypeError:  # an integer past 64 bits: orjson refuses it, json does not
-        return json.dumps(plain, ensure_ascii=False, separators=(",", ":"))
+    return json_text(_json_value(value))
 
 
 def _text(value: Any) -> str:
     """A value of a type without an Arrow type of its own, as text."""
     if isinstance(value, str):
         return value
-    plain = _json_value(value)  # uuid, Decimal, interval, inet, ranges…: their text
+    plain = _json_value(value)  # uuid, Decimal, inet, ranges…: their text
     return plain if isinstance(plain, str) else _json_text(value)  # records (tuples): JSON
-
-
-def _hex(value: bytes) -> str:
-    return "\\x" + bytes(value).hex()  # as PostgreSQL prints bytea
 
 
 @dataclass(frozen=True)
@@ -247,6 +241,99 @@ class _Column:
     type: pa.DataType
     convert: Callable[[Any], Any] | None = None  # for each value that is not NULL
     json: bool = False  # json or jsonb text
+
+
+@dataclass(frozen=True)
+class _Field:
+    """A result column as the server describes it before running the query."""
+
+    name: str
+    type_code: int
+
+
+#: Types whose every value is a few bytes: never cut, fetched as they are.
+_SMALL_TYPES = frozenset(
+    {"bool", "int2", "int4", "int8", "oid", "float4", "float8", "date", "time", "timetz", "timestamp"}
+    | {"timestamptz", "uuid", "interval", "money", "inet", "cidr", "macaddr"}
+)
+#: Types cut to their first characters, as DuckDB's strings are (numeric: its text).
+_CUT_AS_TEXT = frozenset({"text", "varchar", "bpchar", "name", "json", "jsonb", "xml", "numeric", "citext"})
+
+
+@dataclass(frozen=True)
+class _Guard:
+    """How one column of ``query_scenarios`` is fetched so that no value reaches this
+    process longer than the byte cap needs: ``kind`` is ``small`` (as it is), ``text``,
+    ``bytes`` (cut on the server, with the full size) or ``whole`` (an array, a record…:
+    replaced by a note when too large); ``at`` is its first column in the fetched rows."""
+
+    kind: str
+    at: int
+
+
+def _guarded_sql(sql: str, fields: list[_Field], chars: int) -> tuple[str, list[_Guard]]:
+    """``sql`` wrapped so that the server cuts every value longer than ``chars`` (bytes:
+    half as many) and sends its full size beside it: a query of 16 values of 50 MB sends
+    16 short values, not 800 MB (issue 21, point 19).
+
+    The columns of the user's query are taken by position (``AS q(c0, c1, …)``), so that
+    duplicate or odd names cannot pick the wrong values; the statement is the one
+    :func:`split_statements` found (comments and a trailing ``;`` gone).
+    """
+    (statement,) = split_statements(sql)
+    parts: list[str] = []
+    guards: list[_Guard] = []
+    for index, field in enumerate(fields):
+        info = pg_types.get(field.type_code)
+        name = info.name if info is not None else ""
+        is_array = info is not None and info.array_oid == field.type_code and info.oid != field.type_code
+        c = f"c{index}"
+        if not is_array and name in _SMALL_TYPES:
+            guards.append(_Guard("small", len(parts)))
+            parts.append(c)
+            continue
+        if not is_array and name in _CUT_AS_TEXT:
+            kind, text, too_long = "text", f"{c}::text", f"char_length({c}::text) > {chars}"
+            cut, size = f"left({text}, {chars})", f"octet_length({text})"
+        elif not is_array and name == "bytea":
+            kind, too_long = "bytes", f"octet_length({c}) > {chars // 2}"
+            cut, size = f"substring({c} from 1 for {chars // 2})", f"octet_length({c})"
+        else:
+            kind, too_long, cut, size = "whole", f"pg_column_size({c}) > {chars}", "NULL", f"pg_column_size({c})"
+        guards.append(_Guard(kind, len(parts)))
+        parts += [
+            f"CASE WHEN {too_long} THEN NULL ELSE {c} END",
+            f"CASE WHEN {too_long} THEN {cut} END",
+            f"CASE WHEN {too_long} THEN {size} END",
+        ]
+    names = ", ".join(f"c{i}" for i in range(len(fields)))
+    return f"SELECT {', '.join(parts)} FROM ({statement}\n) AS healthsim_q({names})", guards
+
+
+def _unguard(
+    columns: list[_Column], guards: list[_Guard], rows: list[tuple[Any, ...]]
+) -> tuple[list[tuple[Any, ...]], list[str | None]]:
+    """Fetched guarded rows as the query's own rows (a cut value null) and, per row, the
+    JSON text of ``{column index: cut value with its marker}`` or ``None``."""
+    plain: list[tuple[Any, ...]] = []
+    patches: list[str | None] = []
+    for row in rows:
+        values: list[Any] = []
+        patch: dict[str, str] = {}
+        for index, (guard, column) in enumerate(zip(guards, columns, strict=True)):
+            values.append(row[guard.at])
+            if guard.kind == "small" or row[guard.at + 2] is None:
+                continue
+            cut, size = row[guard.at + 1], int(row[guard.at + 2])
+            if guard.kind == "text":
+                patch[str(index)] = str(cut) + cut_marker(size)
+            elif guard.kind == "bytes":
+                patch[str(index)] = bytes(cut).hex() + cut_marker(size)
+            else:
+                patch[str(index)] = f"[cut: a {column.type} value of {size:,} bytes]"
+        plain.append(tuple(values))
+        patches.append(json.dumps(patch, ensure_ascii=False) if patch else None)
+    return plain, patches
 
 
 def _array_of(element: Callable[[Any], Any] | None) -> Callable[[Any], Any]:
@@ -261,12 +348,12 @@ def _array_of(element: Callable[[Any], Any] | None) -> Callable[[Any], Any]:
     return convert
 
 
-def _columns(description: Sequence[Any], *, csv: bool = False) -> list[_Column]:
+def _columns(description: Sequence[Any]) -> list[_Column]:
     """The Arrow form of each column of a result, from PostgreSQL's type of it.
 
     One type per column for the whole result (not inferred batch by batch), so that the
-    batches of a file share one schema. ``csv`` turns arrays into JSON text and ``bytea``
-    into ``\\x…`` hex, as the DuckDB sandbox writes lists and blobs to CSV.
+    batches of a file share one schema; the file writers then apply the rule of every
+    output (:func:`~healthsim.state.query._write_batches`).
     """
     columns = []
     for column in description:
@@ -275,15 +362,13 @@ def _columns(description: Sequence[Any], *, csv: bool = False) -> list[_Column]:
         is_array = info is not None and info.array_oid == column.type_code and info.oid != column.type_code
         if is_array:
             element = _ARROW_TYPES.get(name)
-            if csv:
-                columns.append(_Column(column.name, pa.large_string(), _json_text))
-            else:
-                convert = _array_of(None if element is not None else _text)
-                columns.append(_Column(column.name, pa.large_list(element or pa.large_string()), convert))
-        elif name == "bytea" and csv:
-            columns.append(_Column(column.name, pa.large_string(), _hex))
+            convert = _array_of(None if element is not None else _text)
+            columns.append(_Column(column.name, pa.large_list(element or pa.large_string()), convert))
         elif name in _ARROW_TYPES:
             columns.append(_Column(column.name, _ARROW_TYPES[name]))
+        elif name == "numeric" and 0 < (getattr(column, "precision", None) or 0) <= 38:
+            # A declared precision (numeric(5,2)): a decimal, as DuckDB's DECIMAL(5,2) is.
+            columns.append(_Column(column.name, pa.decimal128(column.precision, column.scale or 0)))
         else:
             columns.append(_Column(column.name, pa.large_string(), _text, json=name in _JSON_TYPES))
     return columns
@@ -304,29 +389,6 @@ def _batch(columns: list[_Column], rows: list[tuple[Any, ...]]) -> pa.RecordBatc
             raw = [row[index] for row in rows]
             arrays.append(pa.array([None if v is None else _json_text(v) for v in raw], type=pa.large_string()))
     return pa.RecordBatch.from_arrays(arrays, names=[column.name for column in columns])
-
-
-def _ndjson_value(value: Any, column: _Column) -> str:
-    if value is None:
-        return "null"
-    if column.json:
-        # Valid JSON has no raw line break inside a string (PostgreSQL's json input refuses
-        # one), so a line break in a json value is spacing: a space keeps one row a line.
-        return str(value).replace("\r", " ").replace("\n", " ")
-    if isinstance(value, Decimal) and value.is_finite():
-        return str(value)  # an exact JSON number, as DuckDB's to_json writes a decimal
-    return _json_text(value)
-
-
-def _ndjson_batch(columns: list[_Column], rows: list[tuple[Any, ...]]) -> pa.RecordBatch:
-    """Rows as JSON lines (one column of text), as the DuckDB sandbox writes ndjson: an
-    object per row, json values embedded as JSON."""
-    keys = [_json_text(column.name) + ":" for column in columns]
-    lines = [
-        "{" + ",".join(key + _ndjson_value(v, c) for key, v, c in zip(keys, row, columns, strict=True)) + "}\n"
-        for row in rows
-    ]
-    return pa.RecordBatch.from_arrays([pa.array(lines, type=pa.large_string())], names=["line"])
 
 
 # --- the session ------------------------------------------------------------------------------
@@ -358,14 +420,17 @@ class _Session:
             raise _OutOfTime
         self.cur.execute(f"SET LOCAL statement_timeout = {_milliseconds(remaining)}")
 
-    def open(self, sql: str) -> None:
-        """Begin, create the views, turn read-only and declare the cursor over ``sql``."""
+    def open(self, sql: str, shape: Callable[[list[_Field]], str] | None = None) -> None:
+        """Begin, create the views, turn read-only and declare the cursor over ``sql``, or
+        over ``shape(the columns of sql)`` (described by the server, not run)."""
         cur = self.cur
         cur.execute("BEGIN")
         cur.execute(f"SET LOCAL statement_timeout = {_milliseconds(self.timeout)}")
         cur.execute(f"SET LOCAL lock_timeout = {_milliseconds(self.timeout)}")
         idle = _milliseconds(self.timeout + _IDLE_GRACE_SECONDS)
         cur.execute(f"SET LOCAL idle_in_transaction_session_timeout = {idle}")
+        # Intervals as ISO 8601 text, the rule of every output (DuckDB's are written alike).
+        cur.execute("SET LOCAL intervalstyle = 'iso_8601'")
         cur.execute("SELECT to_regclass('scenarios') IS NOT NULL AND to_regclass('scenario_entities') IS NOT NULL")
         found = cur.fetchone()
         if not (found and found[0]):
@@ -376,6 +441,8 @@ class _Session:
         cur.execute("SET TRANSACTION READ ONLY")
         self.in_query = True
         self._limit()
+        if shape is not None:
+            sql = shape(self.describe(sql))
         # binary=True makes psycopg use the extended protocol, which refuses a second
         # statement; DECLARE takes a query and nothing else.
         cur.execute(f"DECLARE {_CURSOR} NO SCROLL CURSOR FOR {sql}", binary=True)
@@ -425,6 +492,23 @@ class _Session:
                 views.append(entity_type)
         return views
 
+    def describe(self, sql: str) -> list[_Field]:
+        """The columns ``sql`` would give, from the server's parse of it (nothing runs).
+
+        An unnamed prepared statement (the extended protocol: one statement only), which
+        the next statement replaces; its errors are the query's, as DECLARE's would be."""
+        pgconn = self.con.raw.pgconn
+        result = pgconn.prepare(b"", sql.encode("utf-8"))
+        if result.status != psycopg.pq.ExecStatus.COMMAND_OK:
+            raise pg_errors.error_from_result(result, encoding="utf-8")
+        described = pgconn.describe_prepared(b"")
+        if described.status != psycopg.pq.ExecStatus.COMMAND_OK:
+            raise pg_errors.error_from_result(described, encoding="utf-8")
+        return [
+            _Field((described.fname(i) or b"").decode("utf-8", "replace"), described.ftype(i))
+            for i in range(described.nfields)
+        ]
+
     def fetch(self, count: int) -> tuple[Sequence[Any], list[tuple[Any, ...]]]:
         """The next ``count`` rows at most, and the result's column description."""
         self._limit()
@@ -473,7 +557,9 @@ def _cancel(raw: psycopg.Connection) -> None:
 
 
 @contextmanager
-def _sandbox(target: TeamDatabase, sql: str, timeout: float) -> Iterator[_Session]:
+def _sandbox(
+    target: TeamDatabase, sql: str, timeout: float, shape: Callable[[list[_Field]], str] | None = None
+) -> Iterator[_Session]:
     """A session with the cursor declared, its errors turned into the library's, and
     PostgreSQL asked to cancel the statement should it outlive the time limit."""
     with open_connection(target) as con:
@@ -484,7 +570,7 @@ def _sandbox(target: TeamDatabase, sql: str, timeout: float) -> Iterator[_Sessio
         timer.daemon = True
         timer.start()
         try:
-            session.open(sql)
+            session.open(sql, shape)
             yield session
         except _OutOfTime:
             raise QueryError(_timeout_message(timeout)) from None
@@ -502,30 +588,57 @@ def _next_fetch(batch: pa.RecordBatch, target_bytes: int, most: int) -> int:
     return max(1, min(most, int(target_bytes // per_row)))
 
 
+#: Arrow bytes a ``query_scenarios`` fetch may take at most, counting each guarded value
+#: at its longest (two bytes a character): with the server's cuts, this bounds the memory
+#: of this process whatever the rows hold.
+_FETCH_BOUND = 4 * _CONVERT_BYTES
+
+
 def run_query(target: TeamDatabase, sql: str, *, limit: int, max_bytes: int, timeout: float) -> dict[str, Any]:
     """:func:`~healthsim.state.query_scenarios` on the team store (arguments checked there).
+
+    Values longer than the byte cap allows are cut on the server (:func:`_guarded_sql`),
+    and each fetch is sized for its rows at their longest, so this process holds a bounded
+    amount whatever the query returns.
 
     Returns:
         The same dict as on DuckDB: ``columns``, ``rows``, ``row_count``, ``total_rows``,
         ``truncated``, ``truncated_reason``, ``cut_values``, ``result_bytes``,
         ``elapsed_seconds``, ``views``.
     """
-    with _sandbox(target, sql, timeout) as session:
-        asked = min(limit, _FIRST_FETCH)
-        description, fetched = session.fetch(asked)
-        columns = _columns(description)
-        rows = _Rows(len(columns), limit=limit, max_bytes=max_bytes, deadline=session.deadline)
+    shaped: dict[str, Any] = {}
+
+    def shape(fields: list[_Field]) -> str:
+        shaped["fields"] = fields
+        if not fields:
+            return sql
+        chars = value_chars(len(fields), max_bytes)
+        wrapped, shaped["guards"] = _guarded_sql(sql, fields, chars)
+        longest = sum(16 if g.kind == "small" else 2 * chars for g in shaped["guards"])
+        shaped["most"] = max(1, _FETCH_BOUND // max(1, longest))
+        return wrapped
+
+    with _sandbox(target, sql, timeout, shape) as session:
+        fields: list[_Field] = shaped["fields"]
+        guards: list[_Guard] = shaped.get("guards", [])
+        most = min(limit, shaped.get("most", _MAX_FETCH))
+        columns = _columns(fields)
+        rows = _Rows(len(columns), limit=limit, max_bytes=max_bytes, deadline=session.deadline, patched=True)
+        asked = min(most, _FIRST_FETCH)
+        _, fetched = session.fetch(asked)
         while fetched:
-            batch = _batch(columns, fetched)
+            plain, patches = _unguard(columns, guards, fetched) if guards else (fetched, [None] * len(fetched))
+            batch = _batch(columns, plain)
+            batch = batch.append_column("healthsim_cuts", pa.array(patches, type=pa.large_string()))
             rows.add(batch)
             if rows.stopped_by is not None:  # a cap is reached: count the rest on the server
                 rows.total += session.count_rest()
                 break
             if len(fetched) < asked:  # the cursor is at its end
                 break
-            asked = _next_fetch(batch, _CONVERT_BYTES, min(_MAX_FETCH, limit - len(rows.rows)))
+            asked = _next_fetch(batch, _CONVERT_BYTES, min(_MAX_FETCH, most, limit - len(rows.rows)))
             _, fetched = session.fetch(asked)
-        return rows.result([column.name for column in columns], session.elapsed(), session.views)
+        return rows.result(unique_names([column.name for column in columns]), session.elapsed(), session.views)
 
 
 def run_to_file(target: TeamDatabase, sql: str, output: dict[str, str], *, timeout: float) -> dict[str, Any]:
@@ -540,19 +653,20 @@ def run_to_file(target: TeamDatabase, sql: str, output: dict[str, str], *, timeo
     with _sandbox(target, sql, timeout) as session:
         asked = _FIRST_FETCH
         description, first = session.fetch(asked)
-        columns = _columns(description, csv=fmt == "csv")
-        make = _ndjson_batch if fmt == "ndjson" else _batch
+        columns = _columns(description)
         schema = _batch(columns, []).schema
+        kinds = ["json" if column.json else None for column in columns]
 
         def batches() -> Iterator[pa.RecordBatch]:
             fetched, asked_now = first, asked
             while fetched:
-                batch = make(columns, fetched)
+                batch = _batch(columns, fetched)
                 if fmt == "parquet" and batch.schema != schema:
                     name = next(a.name for a, b in zip(schema, batch.schema, strict=True) if a.type != b.type)
                     raise QueryError(
-                        f"cannot write this result as parquet: column {name!r} holds arrays of several "
-                        "dimensions; cast it to text (::text), or write csv or ndjson"
+                        f"cannot write this result as parquet: column {name!r} holds values its type cannot "
+                        "(arrays of several dimensions, a numeric NaN); cast it to text (::text), or write csv "
+                        "or ndjson"
                     )
                 yield batch
                 if len(fetched) < asked_now:  # the cursor is at its end
@@ -560,11 +674,11 @@ def run_to_file(target: TeamDatabase, sql: str, output: dict[str, str], *, timeo
                 asked_now = _next_fetch(batch, _WRITE_FETCH_BYTES, _WRITE_BATCH_ROWS)
                 _, fetched = session.fetch(asked_now)
 
-        written = _write_batches(output, schema, batches(), session.deadline)
+        written = _write_batches(output, schema, batches(), session.deadline, kinds)
         return {
             "path": output["path"],
             "format": fmt,
-            "columns": [column.name for column in columns],
+            "columns": unique_names([column.name for column in columns]),
             "rows_written": written,
             "elapsed_seconds": session.elapsed(),
         }
