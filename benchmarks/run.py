@@ -5,6 +5,7 @@
     python benchmarks/run.py --only import      # the import rows alone (three file layouts)
     python benchmarks/run.py --only import --layouts indent2 oneline
     python benchmarks/run.py --only team        # the PostgreSQL team store, on a throwaway server
+    python benchmarks/run.py --only startup     # how long `healthsim --version` and `healthsim list` take
 
 Prints a Markdown table of seconds (best of --repeat runs), the ratio library/floor and
 the target, and the resident memory of the largest size (save: added beyond its input;
@@ -83,7 +84,7 @@ MEMORY_TARGETS_MB = {
     "export": 400,
     "parquet export": 800,
 }
-OPERATIONS = ("save", "load", "export", "import", "list", "edit", "see", "tables", "team")
+OPERATIONS = ("save", "load", "export", "import", "list", "edit", "see", "tables", "team", "startup")
 # File layouts the import is measured on: the export's own, and the two that Python's json
 # module writes (as earlier HealthSim releases did): json.dumps(doc, indent=2) and json.dumps(doc).
 LAYOUTS = {"export": "import", "indent2": "import (indent=2)", "oneline": "import (one line)"}
@@ -1051,6 +1052,54 @@ def bench_team(
         server.stop()
 
 
+# ------------------------------------------------------------------------- start-up (issue 21)
+
+# Seconds a command may take beyond a bare `python -c pass` of the same interpreter, in the same run.
+STARTUP_TARGETS = {"healthsim --version": 0.25, "healthsim list": 0.6}
+
+
+def run_seconds(argv: list[str], env: dict[str, str]) -> float:
+    """Wall time of one real subprocess, from spawn to exit (what a person waits)."""
+    started = time.perf_counter()
+    subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, check=True)
+    return time.perf_counter() - started
+
+
+def bench_startup(folder: Path, repeat: int, scenarios: int = 20) -> list[tuple[str, float, float, float]]:
+    """The installed `healthsim` as a person runs it: `--version`, and `list` of a file with
+    ``scenarios`` scenarios of 100 entities, each beside `python -c pass`. The three commands
+    take turns in every round (so a busy moment of the machine hits all of them alike); each
+    figure is the best of the rounds. Returns (command, seconds, bare python, target)."""
+    db = folder / "startup.duckdb"
+    store = ScenarioStore(db)
+    small = generate(100)
+    for i in range(scenarios):
+        store.save_scenario(f"startup-{i:02d}", small, tags=["startup"])
+    home = folder / "startup-home"
+    home.mkdir(exist_ok=True)
+    env = {**os.environ, "HEALTHSIM_DB": str(db), "HOME": str(home), "COLUMNS": "80"}
+    healthsim = str(Path(sys.executable).parent / "healthsim")
+    commands = {
+        "python -c pass": [sys.executable, "-c", "pass"],
+        "healthsim --version": [healthsim, "--version"],
+        "healthsim list": [healthsim, "list"],
+    }
+    times: dict[str, list[float]] = {label: [] for label in commands}
+    for _ in range(max(repeat, 1) + 4):
+        for label, argv in commands.items():
+            times[label].append(run_seconds(argv, env))
+    bare = min(times.pop("python -c pass"))
+    return [(label, min(t), bare, STARTUP_TARGETS[label]) for label, t in times.items()]
+
+
+def print_startup(rows: list[tuple[str, float, float, float]]) -> None:
+    print("\n| command | seconds | `python -c pass` (s) | beyond it (s) | target |")
+    print("|---|---:|---:|---:|---:|")
+    for label, seconds, bare, target in rows:
+        verdict = "ok" if seconds - bare <= target else "OVER"
+        print(f"| `{label}` | {seconds:.3f} | {bare:.3f} | +{seconds - bare:.3f} | <= +{target} {verdict} |")
+
+
 def bytes_per_entity(entities: dict[str, list[dict[str, Any]]]) -> float:
     sizes = [len(orjson.dumps(e)) for items in entities.values() for e in items[:2000]]
     return sum(sizes) / len(sizes)
@@ -1097,6 +1146,7 @@ def main() -> None:
     layouts = [layout for layout in LAYOUTS if layout in args.layouts]
 
     results: list[tuple[str, str, float, float, float]] = []
+    startup: list[tuple[str, float, float, float]] = []
     memory: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="healthsim-bench-") as tmp:
         folder = Path(tmp)
@@ -1134,11 +1184,14 @@ def main() -> None:
             )
         if "team" in only:
             results += bench_team(max(args.sizes), args.repeat, args.list_scenarios, None if args.no_memory else memory)
+        if "startup" in only:
+            startup = bench_startup(folder, args.repeat)
         if not args.no_memory and "save" in only:
             memory["save"] = measure_memory("save", str(max(args.sizes)), str(folder))["mb"]
 
-    print("| operation | size | library (s) | floor (s) | ratio | target |")
-    print("|---|---|---:|---:|---:|---:|")
+    if results or not startup:
+        print("| operation | size | library (s) | floor (s) | ratio | target |")
+        print("|---|---|---:|---:|---:|---:|")
     for op, size, lib, floor, target in results:
         ratio = lib / floor
         verdict = "ok" if ratio <= target else "OVER"
@@ -1154,6 +1207,8 @@ def main() -> None:
         for op, label in TEAM_MEMORY_ROWS:  # the team store's save: no target set
             if op in memory:
                 print(f"| {op.removesuffix(' peak')} ({label}) | {memory[op]:.0f} | none set |")
+    if startup:
+        print_startup(startup)
 
 
 if __name__ == "__main__":

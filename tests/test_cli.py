@@ -591,3 +591,52 @@ def test_export_formats_and_query_output(isolated_home: Path, tmp_path: Path) ->
     assert_clean_error(run("query", "SELECT 1", "-o", str(tmp_path / "q.xlsx")), 1, "cannot tell the format")
     assert not (tmp_path / "q.xlsx").exists()
     assert run("query", "SELECT 1", "--format", "csv").exit_code == 2  # --format goes with --output
+
+
+# What a start imports, checked without timing (timing is benchmarks/run.py --only startup):
+# a fresh interpreter runs the program and reports which heavy modules it loaded.
+STARTUP_PROBE = """
+import json, sys
+sys.argv = ["healthsim", *json.loads(sys.argv[1])]
+from healthsim.cli import main
+try:
+    main()
+except SystemExit:
+    pass
+sys.stdout.flush()
+sys.stderr.write(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("psycopg", "duckdb", "pyarrow",
+    "plotly", "mcp", "pydantic") or m.startswith(("healthsim.state.", "pyarrow.")))))
+"""
+
+
+def imported_by(*args: str) -> set[str]:
+    """The heavy modules that ``healthsim ARGS`` imports, in a fresh interpreter."""
+    done = subprocess.run(
+        [sys.executable, "-c", STARTUP_PROBE, json.dumps(args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    return set(json.loads(done.stderr.strip().splitlines()[-1]))
+
+
+def test_version_and_help_import_no_database_driver(isolated_home: Path) -> None:
+    """`healthsim --version` and `--help` answer without DuckDB, PyArrow, psycopg or the
+    library's store (issue 21: they took 0.8 s importing them)."""
+    for args in (["--version"], ["--help"], ["list", "--help"]):
+        heavy = imported_by(*args)
+        assert not {m.split(".")[0] for m in heavy} & {"psycopg", "duckdb", "pyarrow", "plotly", "mcp"}, (args, heavy)
+        assert heavy <= {"healthsim.state.errors", "healthsim.state.results"} | {
+            m for m in heavy if m.startswith("pydantic")
+        }, (args, heavy)
+
+
+def test_list_on_a_file_imports_neither_psycopg_nor_arrow_compute(isolated_home: Path) -> None:
+    """A DuckDB file needs no PostgreSQL driver, no query sandbox and none of Arrow's compute,
+    CSV or Parquet modules to list its scenarios."""
+    ScenarioStore().save_scenario("a", {"patients": [{"patient_id": "p1"}]})
+    heavy = imported_by("list")
+    assert "duckdb" in heavy  # the probe sees what it should
+    for module in ("psycopg", "pyarrow.compute", "pyarrow.csv", "pyarrow.parquet", "plotly", "mcp"):
+        assert module not in heavy, module

@@ -12,7 +12,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -20,9 +20,14 @@ from rich.table import Table
 
 from . import __version__
 from ._text import safe_text
-from .progress import progress_bar
-from .state import ScenarioExistsError, ScenarioNotFoundError, ScenarioStore, StateError, transfer_scenario
-from .summary_view import render_summary
+from .state import ScenarioExistsError, ScenarioNotFoundError, StateError
+
+if TYPE_CHECKING:
+    from .state import ScenarioStore
+
+# Start-up time: DuckDB, PyArrow, psycopg and the library's store are imported by the
+# commands that use them (`store_of`), not here, so `healthsim --version` and `--help`
+# answer at once (tests/test_cli.py checks which modules a bare start imports).
 
 __all__ = ["app", "main"]
 
@@ -100,7 +105,17 @@ def handle_errors(command: F) -> F:
 
 
 def store_of(ctx: typer.Context) -> ScenarioStore:
+    """The store the command works on: ``--db``, else ``HEALTHSIM_DB``, else the default file."""
+    from .state import ScenarioStore
+
     return ScenarioStore(ctx.obj.get("db") if ctx.obj else None)
+
+
+def progress_bar(label: str, unit_bytes: bool = False) -> Any:
+    """:func:`healthsim.progress.progress_bar`, imported when a command draws one."""
+    from .progress import progress_bar as bar
+
+    return bar(label, unit_bytes=unit_bytes)
 
 
 def print_json(value: Any) -> None:
@@ -264,6 +279,8 @@ def summary(
     if as_json:  # the dict an assistant gets: at most 12 KB
         print_json(store.summarize_scenario(name, version=version, samples=samples))
     else:  # a terminal shows every field computed
+        from .summary_view import render_summary
+
         render_summary(dict(store.summarize_scenario(name, version=version, samples=1, max_bytes=TABLE_BYTES)), out)
 
 
@@ -581,9 +598,11 @@ def push(
 
     Example: healthsim push diabetes-cohort --to postgresql://me@db.example.org/healthsim
     """
+    from .state import transfer_scenario
+
     store = store_of(ctx)
     result = transfer_scenario(name, store, to, new_name=new_name, overwrite=overwrite)
-    report_transfer(dict(result), "pushed", f"to {ScenarioStore(to).path}", as_json)
+    report_transfer(dict(result), "pushed", f"to {type(store)(to).path}", as_json)
 
 
 @app.command()
@@ -602,9 +621,11 @@ def pull(
 
     Example: healthsim pull diabetes-cohort --from postgresql://me@db.example.org/healthsim
     """
+    from .state import transfer_scenario
+
     store = store_of(ctx)
     result = transfer_scenario(name, source, store, new_name=new_name, overwrite=overwrite)
-    report_transfer(dict(result), "pulled", f"from {ScenarioStore(source).path}", as_json)
+    report_transfer(dict(result), "pulled", f"from {type(store)(source).path}", as_json)
 
 
 @app.command()

@@ -15,13 +15,19 @@ import datetime as _dt
 import threading
 import uuid
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import duckdb
-import psycopg
 import pyarrow as pa
 
+from ..._lazy import lazy_module
 from ..schema import entity_uuid_select
 from .connection import PgConnection
+
+if TYPE_CHECKING:  # imported on first use: see healthsim._lazy
+    import psycopg
+else:
+    psycopg = lazy_module("psycopg")
 
 __all__ = ["COMPACT", "chunk_text", "copy_rows", "copy_text", "entity_rows_sql", "insert_text"]
 

@@ -12,11 +12,15 @@ import getpass
 import os
 import urllib.parse
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import psycopg
-from psycopg.conninfo import conninfo_to_dict
-
+from ..._lazy import lazy_module
 from ..errors import InvalidInputError, ServerUnavailableError
+
+if TYPE_CHECKING:  # imported on first use: see healthsim._lazy
+    import psycopg
+else:
+    psycopg = lazy_module("psycopg")
 
 __all__ = ["SCHEMES", "TeamDatabase", "is_team_url", "unavailable"]
 
@@ -76,7 +80,7 @@ class TeamDatabase:
                 "write them percent-encoded (%40, %2F)"
             )
         try:
-            params = conninfo_to_dict(url)
+            params = psycopg.conninfo.conninfo_to_dict(url)
             ports = str(params.get("port") or os.environ.get("PGPORT") or "5432")
             port = int(ports.split(",")[0] or "5432")  # several hosts: the first one's
         except (ValueError, psycopg.Error):
