@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -126,6 +128,52 @@ def counts_text(counts: dict[str, int]) -> str:
     return ", ".join(f"{t} {n:,}" for t, n in counts.items()) or "no entities"
 
 
+_SIGNS = {"added": "+", "removed": "-", "updated": "~"}
+
+
+def changes_text(changes: dict[str, Any]) -> str:
+    """A version's changes in one short line, totals first so that a narrow terminal cuts
+    only the detail: ``+30: patients 5, encounters 5, …; -2 claims; ~1 patients``."""
+    parts = []
+    for kind, counts in changes.items():
+        if not counts:
+            continue
+        if isinstance(counts, dict) and all(isinstance(n, int) for n in counts.values()):
+            total = sum(counts.values())
+            sign = _SIGNS.get(kind, f"{kind} ")
+            detail = next(iter(counts)) if len(counts) == 1 else counts_text(counts)
+            parts.append(f"{sign}{total:,} {detail}" if len(counts) == 1 else f"{sign}{total:,}: {detail}")
+        else:  # scenario fields (name, description, tags…): their names
+            names = list(counts) if isinstance(counts, (dict, list)) else [str(counts)]
+            parts.append(f"{kind}: {', '.join(map(str, names))}")
+    return "; ".join(parts)
+
+
+TYPES_ROOM = 20  # cells the types column of `healthsim list` needs to say something
+
+
+def fits_types(headers: list[str], rows: list[list[str]], width: int) -> bool:
+    """Whether `healthsim list` has room for its last column, the types, beside whole names
+    and a short tag list (rows as ``fitted_table`` takes them, types last)."""
+
+    def widest(i: int) -> int:
+        return max([len(headers[i]), *(len(row[i]) for row in rows)])
+
+    used = widest(0) + widest(1) + min(widest(2), 12) + widest(3) + 3 * (len(headers) - 1)
+    return width - used >= min(TYPES_ROOM, widest(4))
+
+
+def table_width() -> int:
+    """Columns a table may use: ``COLUMNS`` if set, else the terminal's width; piped output
+    gets 160, so that names come out whole for grep and scripts (``--json`` is exact)."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    if sys.stdout.isatty():
+        return shutil.get_terminal_size().columns
+    return 160
+
+
 def report_saved(store: ScenarioStore, scenario_id: str, verb: str, as_json: bool) -> None:
     """Print what save/import made: the specification's save result."""
     result = store.scenario_summary(scenario_id)
@@ -160,6 +208,7 @@ def main_options(
     ] = False,
 ) -> None:
     ctx.obj = {"db": db}
+    out.width = table_width()  # COLUMNS, else the terminal's, else 160 when piped
 
 
 @app.command()
@@ -329,13 +378,26 @@ def list_command(
     if as_json:
         print_json(result)
         return
-    table = Table("name", "entities", "types", "tags", "deleted" if deleted else "updated")
-    table.columns[0].no_wrap = True  # a name is never broken; other columns give way
-    table.columns[4].no_wrap = True
-    for s in result["scenarios"]:
-        table.add_row(
-            s["name"], f"{s['entity_count']:,}", ", ".join(s["entities_by_type"]), ", ".join(s["tags"]), s["updated_at"]
-        )
+    from .summary_view import fitted_table, minute
+
+    rows = [
+        [
+            s["name"],
+            f"{s['entity_count']:,}",
+            ", ".join(s["tags"]),
+            minute(s["updated_at"]),
+            ", ".join(s["entities_by_type"]),
+        ]
+        for s in result["scenarios"]
+    ]
+    headers = ["name", "entities", "tags", "deleted (UTC)" if deleted else "updated (UTC)", "types"]
+    # One line per scenario: counts and times whole; the name first, then tags, share the
+    # rest. The types (which `healthsim load` shows) come only where they have room.
+    width = table_width()
+    if not fits_types(headers, rows, width):
+        headers, rows = headers[:-1], [row[:-1] for row in rows]
+    flexible = {0: 3, 2: 1, 4: 1} if len(headers) == 5 else {0: 3, 2: 1}
+    table = fitted_table(headers, rows, width, flexible=flexible, right=[1])
     out.print(table)
     shown = len(result["scenarios"])
     more = f" ({result['total_count'] - shown} more: raise --limit)" if result["total_count"] > shown else ""
@@ -685,12 +747,21 @@ def history(
     if as_json:
         print_json(found)
         return
-    table = Table("version", "at", "operation", "changes", "entities")
-    table.columns[1].no_wrap = True
-    for v in found["versions"]:
-        changes = "; ".join(f"{kind} {counts_text(counts)}" for kind, counts in v["changes"].items() if counts)
-        table.add_row(str(v["version"]), v["at"], v["operation"], changes, f"{v['entity_count']:,}")
-    out.print(f"{found['name']!r} ({found['scenario_id']})", markup=False)
+    from .summary_view import fitted_table, minute
+
+    by = any(v.get("by") for v in found["versions"])  # who made each change, where recorded
+    rows = [
+        [str(v["version"]), minute(v["at"]), v["operation"], changes_text(v["changes"]), f"{v['entity_count']:,}"]
+        + ([str(v.get("by") or "")] if by else [])
+        for v in found["versions"]
+    ]
+    headers = ["version", "at (UTC)", "operation", "changes", "entities"] + (["by"] if by else [])
+    flexible = {3: 3, 5: 1} if by else {3: 1}
+    table = fitted_table(headers, rows, table_width(), flexible=flexible, right=[0, 4])
+    title = f"{found['name']!r} ({found['scenario_id']})"
+    if len(title) > table_width():  # a long name: the id on a line of its own
+        title = f"{found['name']!r}\nscenario_id {found['scenario_id']}"
+    out.print(title, markup=False)
     out.print(table)
 
 
