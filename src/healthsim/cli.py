@@ -385,7 +385,7 @@ def list_command(
             s["name"],
             f"{s['entity_count']:,}",
             ", ".join(s["tags"]),
-            minute(s["updated_at"]),
+            minute(s["updated_at"] or ""),
             ", ".join(s["entities_by_type"]),
         ]
         for s in result["scenarios"]
