@@ -49,6 +49,8 @@ def render_summary(summary: dict[str, Any], console: Console) -> None:
                 console.print(draw(about[fact]))
         if "charges" in about:
             console.print(_charges(about["charges"]))
+        if about.get("values_by_code", {}).get("codes"):
+            console.print(_values_by_code(about["values_by_code"]))
     if summary.get("types_omitted"):
         omitted = _number(summary["types_omitted"])
         console.print(_text(f"{omitted} more types left out to keep the summary small", style="dim"))
@@ -246,6 +248,15 @@ def _over_time(over: dict[str, Any]) -> Group:
     for period, n in over["counts"]:
         table.add_row(_text(period), _text(_number(n)), _bar(n, biggest))
     return Group(_text(f"  per {over['unit']} of {over['field']}", style="italic"), table)
+
+
+def _values_by_code(tests: dict[str, Any]) -> Group:
+    """A number field per code (a lab's value per test): the field's own range mixes units."""
+    table = _table("code", "name", "unit", "count", "min", "median", "mean", "max")
+    for code, name, unit, n, low, high, mean, median in (row[:8] for row in tests["codes"]):
+        numbers = (_number(v, ",.6g") if isinstance(v, float) else _number(v) for v in (low, median, mean, high))
+        table.add_row(_text(code), _text(name or ""), _text(unit or ""), _text(_number(n)), *map(_text, numbers))
+    return Group(_text(f"  {tests['field']} per {tests['by']}", style="italic"), table)
 
 
 def _charges(charges: dict[str, Any]) -> Group:
