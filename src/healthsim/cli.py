@@ -35,13 +35,13 @@ __all__ = ["app", "main"]
 
 EXAMPLES = """\b
 Examples:
-  healthsim save diabetes-cohort --from cohort.json --tag diabetes
+  healthsim save diabetes-cohort --from examples/diabetes-cohort.json --tag diabetes
   healthsim list --tag diabetes
   healthsim load diabetes-cohort
-  healthsim add diabetes-cohort --from batch-2.json
+  healthsim add diabetes-cohort --from examples/batch-2.json
   healthsim history diabetes-cohort
   healthsim export diabetes-cohort -o /tmp/share/
-  healthsim query "SELECT data->>'gender' AS gender, count(*) FROM patients GROUP BY ALL"
+  healthsim query "SELECT data->>'gender' AS gender, count(*) AS n FROM patients GROUP BY gender"
 """
 
 app = typer.Typer(
@@ -553,7 +553,7 @@ def add(
 
     An entity whose type and id are there already replaces it in place; --no-upsert appends.
 
-    Example: healthsim add diabetes-cohort --from batch-2.json
+    Example: healthsim add diabetes-cohort --from examples/batch-2.json
     """
     report_edit(dict(store_of(ctx).add_entities_from_json(name, from_file, upsert=upsert, create=create)), as_json)
 
@@ -874,7 +874,7 @@ def query(
     With --output every row of the result is written to the file (streamed; the query
     itself still cannot write anything).
 
-    Example: healthsim query "SELECT scenario, count(*) FROM patients GROUP BY ALL"
+    Example: healthsim query "SELECT scenario, count(*) AS n FROM patients GROUP BY scenario"
     """
     store = store_of(ctx)
     if output is not None:
