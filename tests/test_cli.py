@@ -725,3 +725,23 @@ def test_a_fitted_table_keeps_counts_and_times_whole_in_any_width(
     for line, (_, count, _, _) in zip(lines[2:], rows, strict=True):
         assert cell_len(line) <= width
         assert f"{count:,}" in line and "2026-12-06 23:04" in line
+
+
+def test_a_lazy_module_is_imported_on_first_use_once_from_many_threads() -> None:
+    """healthsim._lazy: nothing imported until an attribute is read; threads reading at once
+    all get the module's own objects (the MCP server runs tools in worker threads)."""
+    code = """
+import sys, threading
+from healthsim._lazy import lazy_module
+colorsys = lazy_module("colorsys")
+assert "colorsys" not in sys.modules
+got = []
+threads = [threading.Thread(target=lambda: got.append(colorsys.rgb_to_hsv)) for _ in range(8)]
+for t in threads: t.start()
+for t in threads: t.join()
+import colorsys as real
+assert got == [real.rgb_to_hsv] * 8 and colorsys.hls_to_rgb is real.hls_to_rgb
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "ok", done.stderr
