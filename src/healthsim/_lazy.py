@@ -15,29 +15,26 @@ and uses ``psycopg.X`` as before: the real import happens at the first attribute
 from __future__ import annotations
 
 import importlib
-import threading
 from types import ModuleType
 from typing import Any
 
 __all__ = ["lazy_module"]
-
-_lock = threading.Lock()
 
 
 class _LazyModule(ModuleType):
     """Stands for a module until an attribute is read, then copies the module's names in.
 
     Unlike :class:`importlib.util.LazyLoader`, nothing is put in ``sys.modules`` (the real
-    module is imported normally, under the import system's own locks), so threads and
-    other importers of the module are unaffected.
+    module is imported normally, under the import system's own per-module locks), so
+    threads and other importers of the module are unaffected; two threads reading at once
+    both get the one module's objects, and no lock of ours can deadlock with an import.
     """
 
     def __getattr__(self, attr: str) -> Any:
-        with _lock:
-            module = importlib.import_module(self.__name__)
-            # Later reads find the names directly; submodules imported later are still
-            # looked up here.
-            self.__dict__.update({k: v for k, v in vars(module).items() if not k.startswith("__")})
+        module = importlib.import_module(self.__name__)
+        # Later reads find the names directly; submodules imported later are still
+        # looked up here.
+        self.__dict__.update({k: v for k, v in vars(module).items() if not k.startswith("__")})
         return getattr(module, attr)
 
 
