@@ -6,6 +6,7 @@
     python benchmarks/run.py --only import --layouts indent2 oneline
     python benchmarks/run.py --only team        # the PostgreSQL team store, on a throwaway server
     python benchmarks/run.py --only query       # a trivial query: library and MCP (issue 21)
+    python benchmarks/run.py --only startup     # how long `healthsim --version` and `healthsim list` take
 
 Prints a Markdown table of seconds (best of --repeat runs), the ratio library/floor and
 the target, and the resident memory of the largest size (save: added beyond its input;
@@ -84,7 +85,7 @@ MEMORY_TARGETS_MB = {
     "export": 400,
     "parquet export": 800,
 }
-OPERATIONS = ("save", "load", "export", "import", "list", "edit", "see", "tables", "team", "query")
+OPERATIONS = ("save", "load", "export", "import", "list", "edit", "see", "tables", "team", "query", "startup")
 # File layouts the import is measured on: the export's own, and the two that Python's json
 # module writes (as earlier HealthSim releases did): json.dumps(doc, indent=2) and json.dumps(doc).
 LAYOUTS = {"export": "import", "indent2": "import (indent=2)", "oneline": "import (one line)"}
@@ -1113,6 +1114,74 @@ def bench_query(folder: Path, repeat: int) -> list[tuple[str, float, float, floa
     ]
 
 
+# ------------------------------------------------------------------------- start-up (issue 21)
+
+# Seconds a command may take beyond a bare `python -c pass` of the same interpreter, in the same run.
+STARTUP_TARGETS = {"healthsim --version": 0.25, "healthsim list": 0.6}
+
+
+def run_seconds(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall time of one real subprocess, from spawn to exit (what a person waits), and the
+    CPU time (user + system) it used: on a busy machine the wall time grows with the
+    queue for a core, the CPU time hardly."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, check=True)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def bench_startup(
+    folder: Path, repeat: int, scenarios: int = 20
+) -> list[tuple[str, float, float, float, float, float]]:
+    """The installed `healthsim` as a person runs it: `--version`, and `list` of a file with
+    ``scenarios`` scenarios of 100 entities, each beside `python -c pass`. The three commands
+    take turns in every round (so a busy moment of the machine hits all of them alike); each
+    figure is the best of the rounds. Returns (command, seconds, bare python, target, CPU
+    seconds, bare python's CPU seconds)."""
+    db = folder / "startup.duckdb"
+    store = ScenarioStore(db)
+    small = generate(100)
+    for i in range(scenarios):
+        store.save_scenario(f"startup-{i:02d}", small, tags=["startup"])
+    home = folder / "startup-home"
+    home.mkdir(exist_ok=True)
+    env = {**os.environ, "HEALTHSIM_DB": str(db), "HOME": str(home), "COLUMNS": "80"}
+    healthsim = str(Path(sys.executable).parent / "healthsim")
+    commands = {
+        "python -c pass": [sys.executable, "-c", "pass"],
+        "healthsim --version": [healthsim, "--version"],
+        "healthsim list": [healthsim, "list"],
+    }
+    times: dict[str, list[tuple[float, float]]] = {label: [] for label in commands}
+    for _ in range(max(repeat, 1) + 4):
+        for label, argv in commands.items():
+            times[label].append(run_seconds(argv, env))
+    bare = times.pop("python -c pass")
+    bare_wall, bare_cpu = min(w for w, _ in bare), min(c for _, c in bare)
+    return [
+        (label, min(w for w, _ in t), bare_wall, STARTUP_TARGETS[label], min(c for _, c in t), bare_cpu)
+        for label, t in times.items()
+    ]
+
+
+def print_startup(rows: list[tuple[str, float, float, float, float, float]]) -> None:
+    print("\n| command | seconds | `python -c pass` (s) | beyond it (s) | target | CPU s (beyond python) |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for label, seconds, bare, target, cpu, bare_cpu in rows:
+        verdict = "ok" if seconds - bare <= target else "OVER"
+        print(
+            f"| `{label}` | {seconds:.3f} | {bare:.3f} | +{seconds - bare:.3f} | <= +{target} {verdict} "
+            f"| {cpu:.3f} (+{cpu - bare_cpu:.3f}) |"
+        )
+    print(
+        f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores: wall times grow with it, CPU times hardly)"
+    )
+
+
 def bytes_per_entity(entities: dict[str, list[dict[str, Any]]]) -> float:
     sizes = [len(orjson.dumps(e)) for items in entities.values() for e in items[:2000]]
     return sum(sizes) / len(sizes)
@@ -1159,6 +1228,7 @@ def main() -> None:
     layouts = [layout for layout in LAYOUTS if layout in args.layouts]
 
     results: list[tuple[str, str, float, float, float]] = []
+    startup: list[tuple[str, float, float, float, float, float]] = []
     memory: dict[str, float] = {}
     latency: list[tuple[str, float, float, float]] = []
     with tempfile.TemporaryDirectory(prefix="healthsim-bench-") as tmp:
@@ -1199,11 +1269,14 @@ def main() -> None:
             latency = bench_query(folder, args.repeat)
         if "team" in only:
             results += bench_team(max(args.sizes), args.repeat, args.list_scenarios, None if args.no_memory else memory)
+        if "startup" in only:
+            startup = bench_startup(folder, args.repeat)
         if not args.no_memory and "save" in only:
             memory["save"] = measure_memory("save", str(max(args.sizes)), str(folder))["mb"]
 
-    print("| operation | size | library (s) | floor (s) | ratio | target |")
-    print("|---|---|---:|---:|---:|---:|")
+    if results or not startup:
+        print("| operation | size | library (s) | floor (s) | ratio | target |")
+        print("|---|---|---:|---:|---:|---:|")
     for op, size, lib, floor, target in results:
         ratio = lib / floor
         verdict = "ok" if ratio <= target else "OVER"
@@ -1225,6 +1298,8 @@ def main() -> None:
         for op, label in TEAM_MEMORY_ROWS:  # the team store's save: no target set
             if op in memory:
                 print(f"| {op.removesuffix(' peak')} ({label}) | {memory[op]:.0f} | none set |")
+    if startup:
+        print_startup(startup)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@
 
 The scenario is the benchmark's (``benchmarks/data.py``, deterministic), with its dates
 spread over two years so the "over time" charts have something to show. It is saved to a
-temporary store, summarised, rendered with :func:`healthsim.state.report.write_report` and
+temporary store, summarised, written by ``report_scenario`` (as ``healthsim report`` does) and
 opened in headless Chromium (Debian's ``/usr/bin/chromium``, driven by playwright) with
 the network blocked. Unless ``--full``, the fields tables are closed, so that the picture
 shows more of the charts. Needs the dev extra: ``pip install -e '.[dev]'``.
@@ -26,7 +26,6 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from data import generate  # noqa: E402
 from healthsim.state import ScenarioStore  # noqa: E402
-from healthsim.state.report import write_report  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -39,8 +38,14 @@ CHROMIUM_ARGS = [
 ]
 
 
+# Plausible ranges of each test's value (the benchmark draws every test from one range).
+_LAB_RANGES = {"4548-4": (5.0, 11.5, 1), "2345-7": (70.0, 320.0, 0), "2160-0": (0.5, 2.4, 2)}
+
+
 def scenario(n_entities: int) -> dict[str, list[dict[str, Any]]]:
-    """The benchmark scenario with its dates spread over 2023-2024 (deterministic)."""
+    """The benchmark scenario with its dates spread over 2023-2024, lab values in each
+    test's own range and unit, and some fields left out, as real cohorts have them
+    (deterministic)."""
     entities = generate(n_entities)
     rng = random.Random(11)
 
@@ -54,6 +59,13 @@ def scenario(n_entities: int) -> dict[str, list[dict[str, Any]]]:
         e["onset_date"] = f"{2015 + rng.randrange(10)}-{1 + rng.randrange(12):02d}-01"
     for e in entities["lab_results"]:
         e["effective"] = day()
+        low, high, places = _LAB_RANGES.get(e.get("loinc", ""), (0.0, 1.0, 2))
+        e["value"] = round(rng.uniform(low, high), places)
+    for p in entities["patients"]:
+        if rng.random() < 0.35:
+            del p["contact"]["email"]  # not everyone gives one
+        if rng.random() < 0.04:
+            p["deceased_date"] = day()
     for e in entities["claims"]:
         e["service_date"] = day()
     return entities
@@ -78,8 +90,8 @@ def main(argv: list[str]) -> int:
             description="Synthetic adults with type 2 diabetes: visits, diagnoses, labs and claims.",
             tags=["diabetes", "benchmark", "synthetic"],
         )
-        summary = dict(store.summarize_scenario("diabetes-cohort-demo"))
-        page_path = write_report(summary, args.html or Path(tmp) / "report.html").resolve()
+        # As `healthsim report` makes it (the report's summary keeps every field computed).
+        page_path = store.report_scenario("diabetes-cohort-demo", args.html or Path(tmp) / "report.html").resolve()
         url = page_path.as_uri()
         blocked: list[str] = []
 
@@ -102,6 +114,11 @@ def main(argv: list[str]) -> int:
                 )
                 if not args.full:  # the fields tables closed, so that more charts fit
                     page.evaluate("document.querySelectorAll('details').forEach(d => d.open = false)")
+                # The pointer over the first coverage chart: its tool bar shows, above the labels.
+                coverage = page.query_selector("[id$='-coverage']")
+                if coverage is not None:
+                    coverage.hover()
+                    page.wait_for_timeout(300)
                 height = page.evaluate("document.documentElement.scrollHeight")
                 args.out.parent.mkdir(parents=True, exist_ok=True)
                 clip = None if args.full else {"x": 0, "y": 0, "width": 1280, "height": min(args.height, height)}

@@ -11,18 +11,22 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rich.cells import cell_len
 from rich.console import Console
 from typer.testing import CliRunner, Result
 
 from healthsim.cli import app
 from healthsim.state import ScenarioStore
-from healthsim.summary_view import render_summary
+from healthsim.summary_view import fitted_table, render_summary
 from helpers import legacy_files
 from helpers.database import hold_database
 from helpers.paths import EXAMPLES
@@ -591,3 +595,153 @@ def test_export_formats_and_query_output(isolated_home: Path, tmp_path: Path) ->
     assert_clean_error(run("query", "SELECT 1", "-o", str(tmp_path / "q.xlsx")), 1, "cannot tell the format")
     assert not (tmp_path / "q.xlsx").exists()
     assert run("query", "SELECT 1", "--format", "csv").exit_code == 2  # --format goes with --output
+
+
+# What a start imports, checked without timing (timing is benchmarks/run.py --only startup):
+# a fresh interpreter runs the program and reports which heavy modules it loaded.
+STARTUP_PROBE = """
+import json, sys
+sys.argv = ["healthsim", *json.loads(sys.argv[1])]
+from healthsim.cli import main
+try:
+    main()
+except SystemExit:
+    pass
+sys.stdout.flush()
+sys.stderr.write(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("psycopg", "duckdb", "pyarrow",
+    "plotly", "mcp", "pydantic") or m.startswith(("healthsim.state.", "pyarrow.")))))
+"""
+
+
+def imported_by(*args: str) -> set[str]:
+    """The heavy modules that ``healthsim ARGS`` imports, in a fresh interpreter."""
+    done = subprocess.run(
+        [sys.executable, "-c", STARTUP_PROBE, json.dumps(args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    return set(json.loads(done.stderr.strip().splitlines()[-1]))
+
+
+def test_version_and_help_import_no_database_driver(isolated_home: Path) -> None:
+    """`healthsim --version` and `--help` answer without DuckDB, PyArrow, psycopg or the
+    library's store (issue 21: they took 0.8 s importing them)."""
+    for args in (["--version"], ["--help"], ["list", "--help"]):
+        heavy = imported_by(*args)
+        assert not {m.split(".")[0] for m in heavy} & {"psycopg", "duckdb", "pyarrow", "plotly", "mcp"}, (args, heavy)
+        assert heavy <= {"healthsim.state.errors", "healthsim.state.results"} | {
+            m for m in heavy if m.startswith("pydantic")
+        }, (args, heavy)
+
+
+def test_list_on_a_file_imports_neither_psycopg_nor_arrow_compute(isolated_home: Path) -> None:
+    """A DuckDB file needs no PostgreSQL driver, no query sandbox and none of Arrow's compute,
+    CSV or Parquet modules to list its scenarios."""
+    ScenarioStore().save_scenario("a", {"patients": [{"patient_id": "p1"}]})
+    heavy = imported_by("list")
+    assert "duckdb" in heavy  # the probe sees what it should
+    for module in ("psycopg", "pyarrow.compute", "pyarrow.csv", "pyarrow.parquet", "plotly", "mcp"):
+        assert module not in heavy, module
+
+
+# ---------------------------------------------------------------- tables that fit 80 columns
+
+
+def table_lines(output: str) -> list[str]:
+    """The lines of the first table in ``output``: header, rule, rows (up to a blank or a
+    line that is not part of the table)."""
+    lines = output.splitlines()
+    start = next(i for i, line in enumerate(lines) if set(line.strip()) == {"─"}) - 1
+    end = next((i for i in range(start + 2, len(lines)) if " of " in lines[i] or not lines[i].strip()), len(lines))
+    return lines[start:end]
+
+
+def test_list_and_history_fit_80_columns_with_counts_whole(isolated_home: Path) -> None:
+    """Issue 22: at 80 columns `list` cut counts to `7,7…` while a microsecond timestamp
+    stayed whole, and `history` wrapped over 13 lines. Now: one line per row, at most 80
+    columns, every count and time whole; names, tags and types give way."""
+    store = ScenarioStore()
+    long_name = "diabetes-cohort-2026-with-a-really-long-name-that-goes-on-and-on-for-ever"
+    many = {
+        "patients": [{"patient_id": f"P{i}"} for i in range(7_700)],
+        "lab_results": [{"lab_result_id": f"L{i}"} for i in range(12_345)],
+        "encounters": [{"encounter_id": "E1"}],
+        "diagnoses": [{"code": "E11.9"}],
+        "claims": [{"claim_id": "C1"}],
+    }
+    store.save_scenario(long_name, many, tags=["diabetes", "a-long-tag-for-testing", "reviewed"])
+    store.save_scenario("small", {"patients": [{"patient_id": "P1"}]})
+    store.add_entities(long_name, {"prescriptions": [{"prescription_number": "RX1"}]})
+    store.remove_entities(long_name, "patients", ["P1", "P2"])
+    store.update_scenario("small", add_tags=["x"])
+    for args, rows in ((["list"], 2), (["history", long_name], 3), (["list", "--limit", "1"], 1)):
+        output = ok(*args, env={"COLUMNS": "80"}).stdout
+        lines = table_lines(output)
+        assert len(lines) == 2 + rows, output  # header, rule, one line per row: nothing wraps
+        for line in output.splitlines():
+            assert len(line.rstrip()) <= 80, line
+        numbers = " ".join(lines[2:])
+        assert not re.search(r"\d,?…|…\d", numbers), output  # no count cut
+        assert not re.search(r"\d{2}:\d{2}:\d{2}", output), output  # times to the minute
+    listed = ok("list", env={"COLUMNS": "80"}).stdout
+    assert "20,047" in listed and re.search(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}", listed)
+    history = ok("history", long_name, env={"COLUMNS": "80"}).stdout
+    assert "-2 patients" in history and "+1 prescriptions" in history and "20,049" in history and "20,048" in history
+
+
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.text(min_size=0, max_size=60),
+            st.integers(0, 10**12),
+            st.text(min_size=0, max_size=40),
+            st.text(min_size=0, max_size=50),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    width=st.integers(60, 200),
+)
+@settings(max_examples=60, deadline=None)
+def test_a_fitted_table_keeps_counts_and_times_whole_in_any_width(
+    rows: list[tuple[str, int, str, str]], width: int
+) -> None:
+    """Any names (wide characters, markup-like text, control characters), any counts: one
+    line per row, never wider than the terminal, counts and times as they are."""
+    table_rows = [[name, f"{count:,}", tags, "2026-12-06 23:04", types] for name, count, tags, types in rows]
+    table = fitted_table(
+        ["name", "entities", "tags", "updated (UTC)", "types"],
+        table_rows,
+        width,
+        flexible={0: 3, 2: 1, 4: 1},
+        right=[1],
+    )
+    console = Console(width=width, file=io.StringIO(), markup=False, emoji=False, highlight=False)
+    console.print(table)
+    lines = console.file.getvalue().splitlines()  # type: ignore[attr-defined]
+    assert len(lines) == 2 + len(rows)
+    for line, (_, count, _, _) in zip(lines[2:], rows, strict=True):
+        assert cell_len(line) <= width
+        assert f"{count:,}" in line and "2026-12-06 23:04" in line
+
+
+def test_a_lazy_module_is_imported_on_first_use_once_from_many_threads() -> None:
+    """healthsim._lazy: nothing imported until an attribute is read; threads reading at once
+    all get the module's own objects (the MCP server runs tools in worker threads)."""
+    code = """
+import sys, threading
+from healthsim._lazy import lazy_module
+colorsys = lazy_module("colorsys")
+assert "colorsys" not in sys.modules
+got = []
+threads = [threading.Thread(target=lambda: got.append(colorsys.rgb_to_hsv)) for _ in range(8)]
+for t in threads: t.start()
+for t in threads: t.join()
+import colorsys as real
+assert got == [real.rgb_to_hsv] * 8 and colorsys.hls_to_rgb is real.hls_to_rgb
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "ok", done.stderr

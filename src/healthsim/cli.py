@@ -5,14 +5,16 @@ operation and prints the result: tables for people, ``--json`` for scripts. Libr
 become one line on stderr and exit code 1; bad usage exits 2; nothing prints a traceback.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations``: Typer reads every command's annotations at
+# each start, and string annotations cost it an eval each (about 0.1 s for all commands).
 import functools
 import json
+import os
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -20,21 +22,26 @@ from rich.table import Table
 
 from . import __version__
 from ._text import safe_text
-from .progress import progress_bar
-from .state import ScenarioExistsError, ScenarioNotFoundError, ScenarioStore, StateError, transfer_scenario
-from .summary_view import render_summary
+from .state import ScenarioExistsError, ScenarioNotFoundError, StateError
+
+if TYPE_CHECKING:
+    from .state import ScenarioStore
+
+# Start-up time: DuckDB, PyArrow, psycopg and the library's store are imported by the
+# commands that use them (`store_of`), not here, so `healthsim --version` and `--help`
+# answer at once (tests/test_cli.py checks which modules a bare start imports).
 
 __all__ = ["app", "main"]
 
 EXAMPLES = """\b
 Examples:
-  healthsim save diabetes-cohort --from cohort.json --tag diabetes
+  healthsim save diabetes-cohort --from examples/diabetes-cohort.json --tag diabetes
   healthsim list --tag diabetes
   healthsim load diabetes-cohort
-  healthsim add diabetes-cohort --from batch-2.json
+  healthsim add diabetes-cohort --from examples/batch-2.json
   healthsim history diabetes-cohort
   healthsim export diabetes-cohort -o /tmp/share/
-  healthsim query "SELECT data->>'gender' AS gender, count(*) FROM patients GROUP BY ALL"
+  healthsim query "SELECT data->>'gender' AS gender, count(*) AS n FROM patients GROUP BY gender"
 """
 
 app = typer.Typer(
@@ -99,8 +106,18 @@ def handle_errors(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def store_of(ctx: typer.Context) -> ScenarioStore:
+def store_of(ctx: typer.Context) -> "ScenarioStore":
+    """The store the command works on: ``--db``, else ``HEALTHSIM_DB``, else the default file."""
+    from .state import ScenarioStore
+
     return ScenarioStore(ctx.obj.get("db") if ctx.obj else None)
+
+
+def progress_bar(label: str, unit_bytes: bool = False) -> Any:
+    """:func:`healthsim.progress.progress_bar`, imported when a command draws one."""
+    from .progress import progress_bar as bar
+
+    return bar(label, unit_bytes=unit_bytes)
 
 
 def print_json(value: Any) -> None:
@@ -111,7 +128,53 @@ def counts_text(counts: dict[str, int]) -> str:
     return ", ".join(f"{t} {n:,}" for t, n in counts.items()) or "no entities"
 
 
-def report_saved(store: ScenarioStore, scenario_id: str, verb: str, as_json: bool) -> None:
+_SIGNS = {"added": "+", "removed": "-", "updated": "~"}
+
+
+def changes_text(changes: dict[str, Any]) -> str:
+    """A version's changes in one short line, totals first so that a narrow terminal cuts
+    only the detail: ``+30: patients 5, encounters 5, …; -2 claims; ~1 patients``."""
+    parts = []
+    for kind, counts in changes.items():
+        if not counts:
+            continue
+        if isinstance(counts, dict) and all(isinstance(n, int) for n in counts.values()):
+            total = sum(counts.values())
+            sign = _SIGNS.get(kind, f"{kind} ")
+            detail = next(iter(counts)) if len(counts) == 1 else counts_text(counts)
+            parts.append(f"{sign}{total:,} {detail}" if len(counts) == 1 else f"{sign}{total:,}: {detail}")
+        else:  # scenario fields (name, description, tags…): their names
+            names = list(counts) if isinstance(counts, (dict, list)) else [str(counts)]
+            parts.append(f"{kind}: {', '.join(map(str, names))}")
+    return "; ".join(parts)
+
+
+TYPES_ROOM = 20  # cells the types column of `healthsim list` needs to say something
+
+
+def fits_types(headers: list[str], rows: list[list[str]], width: int) -> bool:
+    """Whether `healthsim list` has room for its last column, the types, beside whole names
+    and a short tag list (rows as ``fitted_table`` takes them, types last)."""
+
+    def widest(i: int) -> int:
+        return max([len(headers[i]), *(len(row[i]) for row in rows)])
+
+    used = widest(0) + widest(1) + min(widest(2), 12) + widest(3) + 3 * (len(headers) - 1)
+    return width - used >= min(TYPES_ROOM, widest(4))
+
+
+def table_width() -> int:
+    """Columns a table may use: ``COLUMNS`` if set, else the terminal's width; piped output
+    gets 160, so that names come out whole for grep and scripts (``--json`` is exact)."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    if sys.stdout.isatty():
+        return shutil.get_terminal_size().columns
+    return 160
+
+
+def report_saved(store: "ScenarioStore", scenario_id: str, verb: str, as_json: bool) -> None:
     """Print what save/import made: the specification's save result."""
     result = store.scenario_summary(scenario_id)
     if as_json:
@@ -145,6 +208,7 @@ def main_options(
     ] = False,
 ) -> None:
     ctx.obj = {"db": db}
+    out.width = table_width()  # COLUMNS, else the terminal's, else 160 when piped
 
 
 @app.command()
@@ -264,6 +328,8 @@ def summary(
     if as_json:  # the dict an assistant gets: at most 12 KB
         print_json(store.summarize_scenario(name, version=version, samples=samples))
     else:  # a terminal shows every field computed
+        from .summary_view import render_summary
+
         render_summary(dict(store.summarize_scenario(name, version=version, samples=1, max_bytes=TABLE_BYTES)), out)
 
 
@@ -312,13 +378,26 @@ def list_command(
     if as_json:
         print_json(result)
         return
-    table = Table("name", "entities", "types", "tags", "deleted" if deleted else "updated")
-    table.columns[0].no_wrap = True  # a name is never broken; other columns give way
-    table.columns[4].no_wrap = True
-    for s in result["scenarios"]:
-        table.add_row(
-            s["name"], f"{s['entity_count']:,}", ", ".join(s["entities_by_type"]), ", ".join(s["tags"]), s["updated_at"]
-        )
+    from .summary_view import fitted_table, minute
+
+    rows = [
+        [
+            s["name"],
+            f"{s['entity_count']:,}",
+            ", ".join(s["tags"]),
+            minute(s["updated_at"] or ""),
+            ", ".join(s["entities_by_type"]),
+        ]
+        for s in result["scenarios"]
+    ]
+    headers = ["name", "entities", "tags", "deleted (UTC)" if deleted else "updated (UTC)", "types"]
+    # One line per scenario: counts and times whole; the name first, then tags, share the
+    # rest. The types (which `healthsim load` shows) come only where they have room.
+    width = table_width()
+    if not fits_types(headers, rows, width):
+        headers, rows = headers[:-1], [row[:-1] for row in rows]
+    flexible = {0: 3, 2: 1, 4: 1} if len(headers) == 5 else {0: 3, 2: 1}
+    table = fitted_table(headers, rows, width, flexible=flexible, right=[1])
     out.print(table)
     shown = len(result["scenarios"])
     more = f" ({result['total_count'] - shown} more: raise --limit)" if result["total_count"] > shown else ""
@@ -474,7 +553,7 @@ def add(
 
     An entity whose type and id are there already replaces it in place; --no-upsert appends.
 
-    Example: healthsim add diabetes-cohort --from batch-2.json
+    Example: healthsim add diabetes-cohort --from examples/batch-2.json
     """
     report_edit(dict(store_of(ctx).add_entities_from_json(name, from_file, upsert=upsert, create=create)), as_json)
 
@@ -581,9 +660,11 @@ def push(
 
     Example: healthsim push diabetes-cohort --to postgresql://me@db.example.org/healthsim
     """
+    from .state import transfer_scenario
+
     store = store_of(ctx)
     result = transfer_scenario(name, store, to, new_name=new_name, overwrite=overwrite)
-    report_transfer(dict(result), "pushed", f"to {ScenarioStore(to).path}", as_json)
+    report_transfer(dict(result), "pushed", f"to {type(store)(to).path}", as_json)
 
 
 @app.command()
@@ -602,9 +683,11 @@ def pull(
 
     Example: healthsim pull diabetes-cohort --from postgresql://me@db.example.org/healthsim
     """
+    from .state import transfer_scenario
+
     store = store_of(ctx)
     result = transfer_scenario(name, source, store, new_name=new_name, overwrite=overwrite)
-    report_transfer(dict(result), "pulled", f"from {ScenarioStore(source).path}", as_json)
+    report_transfer(dict(result), "pulled", f"from {type(store)(source).path}", as_json)
 
 
 @app.command()
@@ -664,12 +747,21 @@ def history(
     if as_json:
         print_json(found)
         return
-    table = Table("version", "at", "operation", "changes", "entities")
-    table.columns[1].no_wrap = True
-    for v in found["versions"]:
-        changes = "; ".join(f"{kind} {counts_text(counts)}" for kind, counts in v["changes"].items() if counts)
-        table.add_row(str(v["version"]), v["at"], v["operation"], changes, f"{v['entity_count']:,}")
-    out.print(f"{found['name']!r} ({found['scenario_id']})", markup=False)
+    from .summary_view import fitted_table, minute
+
+    by = any(v.get("by") for v in found["versions"])  # who made each change, where recorded
+    rows = [
+        [str(v["version"]), minute(v["at"]), v["operation"], changes_text(v["changes"]), f"{v['entity_count']:,}"]
+        + ([str(v.get("by") or "")] if by else [])
+        for v in found["versions"]
+    ]
+    headers = ["version", "at (UTC)", "operation", "changes", "entities"] + (["by"] if by else [])
+    flexible = {3: 3, 5: 1} if by else {3: 1}
+    table = fitted_table(headers, rows, table_width(), flexible=flexible, right=[0, 4])
+    title = f"{found['name']!r} ({found['scenario_id']})"
+    if len(title) > table_width():  # a long name: the id on a line of its own
+        title = f"{found['name']!r}\nscenario_id {found['scenario_id']}"
+    out.print(title, markup=False)
     out.print(table)
 
 
@@ -782,7 +874,7 @@ def query(
     With --output every row of the result is written to the file (streamed; the query
     itself still cannot write anything).
 
-    Example: healthsim query "SELECT scenario, count(*) FROM patients GROUP BY ALL"
+    Example: healthsim query "SELECT scenario, count(*) AS n FROM patients GROUP BY scenario"
     """
     store = store_of(ctx)
     if output is not None:

@@ -1,7 +1,9 @@
-"""A scenario's summary (``summarize_scenario``) as Rich tables with inline bars.
+"""A scenario's summary (``summarize_scenario``) as Rich tables with inline bars, and
+tables that fit the terminal (``healthsim list``, ``history``).
 
 Used by ``healthsim summary``; kept apart from the CLI's commands because it is all
-presentation: what to say of each field, and how long each bar is.
+presentation: what to say of each field, how long each bar is, and which column gives
+way when the terminal is narrow.
 
 Every string of the summary (names, descriptions, tags, field paths, values, codes,
 gender labels) is the scenario's data, so each reaches Rich as :class:`~rich.text.Text`,
@@ -12,17 +14,22 @@ number) or text (a number beyond a double's range): those are shown, not formatt
 
 from __future__ import annotations
 
+import datetime as _dt
+import re
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
+from rich import box
 from rich.bar import Bar
+from rich.cells import cell_len, set_cell_size
 from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
 from ._text import safe_text
 
-__all__ = ["render_summary"]
+__all__ = ["fitted_table", "minute", "render_summary"]
 
 _BAR = 24  # characters of a full bar
 _MISSING = "—"  # a number the summary could not give (None)
@@ -42,9 +49,91 @@ def render_summary(summary: dict[str, Any], console: Console) -> None:
                 console.print(draw(about[fact]))
         if "charges" in about:
             console.print(_charges(about["charges"]))
+        if about.get("values_by_code", {}).get("codes"):
+            console.print(_values_by_code(about["values_by_code"]))
     if summary.get("types_omitted"):
         omitted = _number(summary["types_omitted"])
         console.print(_text(f"{omitted} more types left out to keep the summary small", style="dim"))
+
+
+# ------------------------------------------------------------------ fitted tables
+
+# Characters that would break a row (or move the cursor) in a terminal: shown escaped.
+_LINE_BREAKING = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_GAP = 3  # between two columns of a fitted table: the divider and a space either side
+
+
+def minute(timestamp: str) -> str:
+    """An ISO 8601 UTC timestamp (``2026-12-06T23:04:49.723116Z``) to the minute, as a
+    person reads it in a table: ``2026-12-06 23:04``. Anything else is returned as it is."""
+    try:
+        moment = _dt.datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    except (ValueError, AttributeError):
+        return str(timestamp)
+    return moment.strftime("%Y-%m-%d %H:%M")
+
+
+def _share(natural: Sequence[int], weights: Sequence[int], available: int) -> list[int]:
+    """Widths for the flexible columns: each at most its natural width, the room shared
+    out by ``weights`` (a column that needs less gives the rest to the others)."""
+    widths = [0] * len(natural)
+    spare = max(available, len(natural))  # at least one character each
+    while spare > 0:
+        needy = [i for i, n in enumerate(natural) if widths[i] < n]
+        if not needy:
+            break
+        for i in needy:
+            step = min(weights[i], natural[i] - widths[i], spare)
+            widths[i] += step
+            spare -= step
+            if spare == 0:
+                break
+    return [max(w, 1) for w in widths]
+
+
+def fitted_table(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    width: int,
+    *,
+    flexible: dict[int, int],
+    right: Sequence[int] = (),
+) -> Table:
+    """A table of one line per row, at most ``width`` characters wide.
+
+    Columns not in ``flexible`` (counts, dates, versions) are always shown whole; the
+    ``flexible`` ones (``{column: weight}``: names, types, tags) share what is left, in
+    proportion to their weights, and a value that does not fit ends in ``…``. Every value
+    is literal text, never markup.
+    """
+    natural = [max([cell_len(h), *(cell_len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+    fixed = sum(n for i, n in enumerate(natural) if i not in flexible)
+    order = sorted(flexible)
+    room = width - fixed - _GAP * (len(headers) - 1)
+    shared = _share([natural[i] for i in order], [flexible[i] for i in order], room)
+    widths = list(natural)
+    for i, w in zip(order, shared, strict=True):
+        widths[i] = w
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
+    for i, header in enumerate(headers):
+        table.add_column(
+            _cut(header, widths[i]),
+            width=widths[i],
+            no_wrap=True,
+            overflow="ellipsis",
+            justify="right" if i in right else "left",
+        )
+    for row in rows:
+        table.add_row(*(_text(_cut(value, widths[i])) for i, value in enumerate(row)))
+    return table
+
+
+def _cut(value: str, width: int) -> str:
+    """``value`` in at most ``width`` terminal cells (wide characters count two), ``…`` if cut."""
+    value = _LINE_BREAKING.sub(lambda m: f"\\u{ord(m.group()):04x}", safe_text(value))
+    if cell_len(value) <= width:
+        return value
+    return set_cell_size(value, max(width - 1, 0)).rstrip(" ") + "…"
 
 
 def _text(value: Any, style: str = "") -> Text:
@@ -159,6 +248,15 @@ def _over_time(over: dict[str, Any]) -> Group:
     for period, n in over["counts"]:
         table.add_row(_text(period), _text(_number(n)), _bar(n, biggest))
     return Group(_text(f"  per {over['unit']} of {over['field']}", style="italic"), table)
+
+
+def _values_by_code(tests: dict[str, Any]) -> Group:
+    """A number field per code (a lab's value per test): the field's own range mixes units."""
+    table = _table("code", "name", "unit", "count", "min", "median", "mean", "max")
+    for code, name, unit, n, low, high, mean, median in (row[:8] for row in tests["codes"]):
+        numbers = (_number(v, ",.6g") if isinstance(v, float) else _number(v) for v in (low, median, mean, high))
+        table.add_row(_text(code), _text(name or ""), _text(unit or ""), _text(_number(n)), *map(_text, numbers))
+    return Group(_text(f"  {tests['field']} per {tests['by']}", style="italic"), table)
 
 
 def _charges(charges: dict[str, Any]) -> Group:

@@ -16,9 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from .errors import (
     DatabaseError,
@@ -34,7 +32,6 @@ from .errors import (
     ServerUnavailableError,
     StateError,
 )
-from .query import query_scenarios, query_to_file
 from .results import (
     EditResult,
     LoadedScenario,
@@ -45,8 +42,39 @@ from .results import (
     ScenarioListEntry,
     ScenarioOverview,
 )
-from .store import ScenarioStore
-from .transfer import transfer_scenario
+
+if TYPE_CHECKING:  # for type checkers; at run time these load on first use (see __getattr__)
+    import pyarrow as pa
+
+    from .query import query_scenarios, query_to_file
+    from .store import ScenarioStore
+    from .transfer import transfer_scenario
+
+# Names whose modules pull in DuckDB, PyArrow and psycopg: imported on first use, so that
+# importing the package (and `healthsim --version`, `healthsim --help`) stays quick.
+_LAZY = {
+    "ScenarioStore": "store",
+    "query_scenarios": "query",
+    "query_to_file": "query",
+    "transfer_scenario": "transfer",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import the heavy names (:data:`_LAZY`) on first access (PEP 562)."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later accesses skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "save_scenario",
@@ -97,6 +125,8 @@ __all__ = [
 
 def _default_store() -> ScenarioStore:
     # A new facade per call: the default path follows HEALTHSIM_DB as it changes.
+    from .store import ScenarioStore
+
     return ScenarioStore()
 
 

@@ -59,15 +59,13 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, TYPE_CHECKING, Any, cast
 
 import duckdb
 import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.csv as pa_csv
-import pyarrow.parquet as pq
 
+from .._lazy import lazy_module
 from .database import connect, lock_timeout, prepare_file, process_lock, resolve_database
 from .errors import DatabaseError, DatabaseLockedError, InvalidInputError, QueryError, StateError
 from .exchange.export import output_file_path, refuse_target, temp_prefix
@@ -75,6 +73,15 @@ from .exchange.formats import concatenated
 from .postgres.server import TeamDatabase
 from .results import QueryResult
 from .validation import check_utf8
+
+if TYPE_CHECKING:  # imported on first use: see healthsim._lazy
+    import pyarrow.compute as pc
+    import pyarrow.csv as pa_csv
+    import pyarrow.parquet as pq
+else:
+    pc = lazy_module("pyarrow.compute")
+    pa_csv = lazy_module("pyarrow.csv")
+    pq = lazy_module("pyarrow.parquet")
 
 __all__ = [
     "DEFAULT_MAX_BYTES",

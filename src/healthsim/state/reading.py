@@ -16,19 +16,24 @@ import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import duckdb
 import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from .._lazy import lazy_module
 from .dialect import fetch_arrow, matches
 from .entities import decode_entity, normalize_type
 from .errors import InvalidEntityError, InvalidInputError, ScenarioNotFoundError
 from .postgres.locks import row_lock
 from .results import ScenarioSummary
 from .validation import as_uuid, storable
+
+if TYPE_CHECKING:  # imported on first use: see healthsim._lazy
+    import pyarrow.compute as pc
+else:
+    pc = lazy_module("pyarrow.compute")
 
 __all__ = [
     "BIG_INT_PATTERN",

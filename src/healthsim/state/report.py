@@ -53,6 +53,10 @@ _COVERAGE_COLOURS = ("#4fa57c", "#d4a72c", "#d0555b")  # all present, some, none
 _CODE_LABEL = 42  # characters of a description shown beside its code (all of it on hover)
 _FIELD_LABEL = 48  # characters of a field path shown on the coverage chart's axis
 _VALUE_TEXT = 60  # characters of a value shown in the fields table
+# Room kept above every plot for plotly's tool bar (zoom, pan, reset, save as PNG), which
+# shows at the top right when the pointer is over a chart: without it, the bar covered
+# the coverage chart's 75% and 100% labels (and the tops of the bars).
+_MODEBAR = 34
 
 # No connection of any kind; only the page's own inline script and styles, and images
 # made from data: and blob: URLs (plotly's "download as PNG").
@@ -109,7 +113,7 @@ figcaption small { display: block; font-weight: 400; color: $muted; font-size: 1
 table { border-collapse: collapse; width: 100%; font-size: 13px; }
 table.fields { table-layout: fixed; min-width: 760px; }
 table.fields td { overflow-wrap: anywhere; }
-table.charges { margin-top: 8px; }
+table.charges, table.tests { margin-top: 8px; }
 table.charges td.num { font-size: 15px; }
 th, td { text-align: left; padding: 5px 10px 5px 0; border-bottom: 1px solid #edf0f3; vertical-align: top; }
 th { color: $muted; font-weight: 600; font-size: 12px; border-bottom: 1px solid #cfd6de; white-space: nowrap; }
@@ -117,6 +121,7 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-sp
 td.path { font-family: ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace; font-size: 12px;
   overflow-wrap: anywhere; }
 td.values { overflow-wrap: anywhere; color: #323f4b; }
+td.values .mixed { color: #b45309; }
 .bar { display: inline-block; width: 46px; height: 7px; margin-right: 6px; border-radius: 4px; background: #e4e7eb;
   vertical-align: middle; overflow: hidden; }
 .bar i { display: block; height: 100%; background: #4fa57c; }
@@ -337,7 +342,7 @@ def _layout(height: int, **more: Any) -> dict[str, Any]:
     layout: dict[str, Any] = {
         "height": height,
         "autosize": True,
-        "margin": {"l": 8, "r": 16, "t": 8, "b": 8, "pad": 2},
+        "margin": {"l": 8, "r": 16, "t": _MODEBAR, "b": 8, "pad": 2},
         "font": {"family": _FONT, "size": 12, "color": _INK},
         "paper_bgcolor": "#ffffff",
         "plot_bgcolor": "#ffffff",
@@ -415,7 +420,7 @@ def _age_figure(facts: dict[str, Any]) -> dict[str, Any] | None:
             barmode="group",
             showlegend=legend,
             legend={"orientation": "h", "x": 0, "y": 1.02, "yanchor": "bottom", "font": {"color": _MUTED}},
-            margin={"l": 8, "r": 16, "t": 28 if legend else 8, "b": 8, "pad": 2},
+            margin={"l": 8, "r": 16, "t": _MODEBAR + (20 if legend else 0), "b": 8, "pad": 2},
             xaxis=_axis(type="category", title={"text": "age", "font": {"color": _MUTED, "size": 12}}),
             yaxis=_count_axis(n for t in traces for n in t["y"]),
         ),
@@ -489,9 +494,14 @@ def _time_figure(facts: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
+def _all_present(fields: dict[str, Any]) -> bool:
+    """Whether every field is present in every entity (a coverage chart would say nothing)."""
+    return all(_real(_dict(st).get("present")) == 1.0 for st in fields.values())
+
+
 def _coverage_figure(fields: dict[str, Any]) -> dict[str, Any] | None:
     paths = list(fields)
-    if not paths:
+    if not paths or _all_present(fields):
         return None
     shares = [_real(_dict(fields[p]).get("present")) for p in paths]
     pct = [round(max(0.0, min(1.0, s)) * 100, 2) if s is not None else 0.0 for s in shares]
@@ -515,8 +525,10 @@ def _coverage_figure(fields: dict[str, Any]) -> dict[str, Any] | None:
             }
         ],
         "layout": _layout(
-            50 + 19 * len(paths),
+            _MODEBAR + 64 + 19 * len(paths),
             bargap=0.3,
+            # The percent labels sit above the plot: the tool bar's room above them.
+            margin={"l": 8, "r": 16, "t": _MODEBAR + 22, "b": 8, "pad": 2},
             xaxis=_axis(
                 range=[0, 100.5],
                 tickvals=[0, 25, 50, 75, 100],
@@ -531,6 +543,16 @@ def _coverage_figure(fields: dict[str, Any]) -> dict[str, Any] | None:
             ),
         ),
     }
+
+
+def _mixed_note(tests: Any) -> tuple[str, str] | None:
+    """The field whose statistics mix several tests, and a note saying where to look."""
+    codes = _list(_dict(tests).get("codes"))
+    if len(codes) < 2:
+        return None
+    units = {str(row[2]) for row in codes if isinstance(row, list) and len(row) > 2 and row[2] is not None}
+    mix = f"{len(codes):,} tests" + (f" in {len(units):,} units" if len(units) > 1 else "")
+    return str(_dict(tests).get("field")), f"mixes {mix}: see Values by test"
 
 
 # --- the page -----------------------------------------------------------------------------
@@ -640,6 +662,7 @@ class _Page:
                         ("top_codes", "codes"),
                         ("over_time", "over time"),
                         ("charges", "charges"),
+                        ("values_by_code", "values by test"),
                     )
                     if isinstance(about.get(key), dict)
                 )
@@ -734,7 +757,11 @@ class _Page:
         charges = about.get("charges")
         if isinstance(charges, dict) and charges:
             charts.append(self._charges(charges))
-        columns = ["".join(charts), coverage]
+        tests = about.get("values_by_code")
+        if isinstance(tests, dict) and _list(tests.get("codes")):
+            charts.append(self._values_by_code(tests))
+        # Two columns: the charts beside the coverage chart, or, without one, side by side.
+        columns = ["".join(charts), coverage] if coverage else charts
         parts = [
             f'<section class="card" id="type-{i}">',
             f'<div class="card-head"><h2>{_h(_value_text(entity_type))}</h2>'
@@ -744,12 +771,14 @@ class _Page:
             parts.append('<p class="note">No entities of this type.</p>')
         elif not fields:
             parts.append('<p class="note">No fields were summarised for this type.</p>')
+        elif _all_present(fields):  # instead of a chart of full bars
+            parts.append(f'<p class="note">Every field summarised ({len(fields):,}) is present in every entity.</p>')
         if any(columns):
             parts.append(
                 '<div class="charts">' + "".join(f'<div class="stack">{c}</div>' for c in columns if c) + "</div>"
             )
         if fields:
-            parts.append(self._fields_table(fields, _int(about.get("fields_omitted")) or 0))
+            parts.append(self._fields_table(fields, _int(about.get("fields_omitted")) or 0, _mixed_note(tests)))
         samples = _list(about.get("samples"))
         if samples:
             text = json.dumps(samples, ensure_ascii=False, indent=2, default=str)
@@ -781,7 +810,37 @@ class _Page:
             ]
         )
 
-    def _fields_table(self, fields: dict[str, Any], omitted: int) -> str:
+    def _values_by_code(self, tests: dict[str, Any]) -> str:
+        """Numbers per code (a lab's value per test): one field's statistics mix units."""
+        rows = []
+        for row in _list(tests.get("codes")):
+            if not isinstance(row, list) or len(row) < 8:
+                continue
+            code, name, unit, n, low, high, mean, median = row[:8]
+            label = _value_text(code) + (f" · {_cut(_value_text(name), _CODE_LABEL)}" if name is not None else "")
+            rows.append(
+                f"<tr><td>{_h(label)}</td><td>{_h(_value_text(unit) if unit is not None else '')}</td>"
+                f'<td class="num">{_h(_count(n))}</td><td class="num">{_h(_num(low))}</td>'
+                f'<td class="num">{_h(_num(median))}</td><td class="num">{_h(_num(mean))}</td>'
+                f'<td class="num">{_h(_num(high))}</td></tr>'
+            )
+        detail = f"{_value_text(tests.get('field'))} per {_value_text(tests.get('by'))}"
+        if tests.get("unit") is not None:
+            detail += f", unit from {_value_text(tests.get('unit'))}"
+        return "".join(
+            [
+                f"<figure><figcaption>Values by test<small>{_h(detail)}</small></figcaption>",
+                '<div class="tbl-wrap"><table class="tests">',
+                '<thead><tr><th>Test</th><th>Unit</th><th class="num">Results</th><th class="num">Min</th>'
+                '<th class="num">Median</th><th class="num">Mean</th><th class="num">Max</th></tr></thead>',
+                "<tbody>",
+                *rows,
+                "</tbody></table></div></figure>",
+            ]
+        )
+
+    def _fields_table(self, fields: dict[str, Any], omitted: int, mixed: tuple[str, str] | None = None) -> str:
+        """The fields' statistics; ``mixed``: a field whose values mix tests, and what to say of it."""
         rows = []
         for path, raw in fields.items():
             st = _dict(raw)
@@ -794,7 +853,9 @@ class _Page:
                 f'<td class="num">{_h(_percent(st.get("present")))}</td>'
                 f"<td>{_h(kinds)}</td>"
                 f'<td class="num">{_h(_count(distinct)) if distinct is not None else ""}</td>'
-                f'<td class="values">{_h(self._values(st))}</td></tr>'
+                f'<td class="values">{_h(self._values(st))}'
+                + (f' <span class="mixed">({_h(mixed[1])})</span>' if mixed is not None and path == mixed[0] else "")
+                + "</td></tr>"
             )
         note = f'<p class="note">{omitted:,} more field{"" if omitted == 1 else "s"} left out of the summary.</p>'
         return "\n".join(

@@ -99,6 +99,12 @@ _WHEN = (
     "issued",
 )
 _NOT_WHEN = set(_BIRTH) | {"deceased_date", "death_date"}
+# A lab's result: its number, the code of its test, the unit and the test's name. One
+# field's statistics mix the units of every test, so values are also given per test.
+_TEST_VALUES = ("value", "value_numeric", "numeric_value", "result_value")
+_TEST_CODES = ("loinc_code", "loinc", "test_code", "code")
+_TEST_UNITS = ("unit", "units", "value_unit")
+_TEST_NAMES = ("test_name", "display", "description", "name")
 _MONEY = re.compile(r"charge|paid|allowed|billed|amount|cost|payment", re.IGNORECASE)
 
 # A JSON text that is a number (of a field's texts, by its first character).
@@ -182,7 +188,7 @@ def summarize(
         result["fields"] = {f.path: f.stats for f in fields}
         result["fields_omitted"] = omitted
         if fields:
-            result.update(_facts(cursor, fields, pairs, as_of))
+            result.update(_facts(cursor, fields, pairs, as_of, rows_sql))
         result["samples"] = [_cut(e) for e in first[:samples]]
         return result
 
@@ -749,11 +755,15 @@ def _tops(con: duckdb.DuckDBPyConnection, categorical: list[_Field]) -> None:
 
 
 def _facts(
-    con: duckdb.DuckDBPyConnection, fields: list[_Field], pairs: dict[tuple[str, str], int], as_of: _dt.date
+    con: duckdb.DuckDBPyConnection,
+    fields: list[_Field],
+    pairs: dict[tuple[str, str], int],
+    as_of: _dt.date,
+    rows_sql: str,
 ) -> dict[str, Any]:
     """The usual HealthSim facts that apply to one type, found by field name, counted
     from ``_hs_values`` (``pairs``: the numbers of the pairs of top-level fields counted
-    together, by their keys)."""
+    together, by their keys), and values per test from the rows (``rows_sql``)."""
     by_path = {f.path: f for f in fields}
     tops = {f.keys[0]: f.index for f in fields if len(f.keys) == 1}
     facts: dict[str, Any] = {}
@@ -782,6 +792,14 @@ def _facts(
     money = [f for f in fields if f.numbers and _MONEY.search(f.path.rsplit(".", 1)[-1])]
     if money:
         facts["charges"] = _charges(con, money)
+    top_level = {f.path: f for f in fields if len(f.keys) == 1}
+    value = next((top_level[n] for n in _TEST_VALUES if n in top_level and top_level[n].numbers), None)
+    test = next((top_level[n] for n in _TEST_CODES if n in top_level and top_level[n].strings), None)
+    if value is not None and test is not None:
+        unit, name = (
+            next((top_level[n] for n in names if n in top_level), None) for names in (_TEST_UNITS, _TEST_NAMES)
+        )
+        facts["values_by_code"] = _values_by_code(con, rows_sql, value, test, unit, name)
     return facts
 
 
@@ -903,6 +921,44 @@ def _over_time(con: duckdb.DuckDBPyConnection, when: _Field) -> dict[str, Any]:
             years[m[:4]] = years.get(m[:4], 0) + n
         rows = list(years.items())
     return {"field": _short(when.path), "unit": unit, "counts": [[m, n] for m, n in rows]}
+
+
+def _values_by_code(
+    con: duckdb.DuckDBPyConnection,
+    rows_sql: str,
+    value: _Field,
+    code: _Field,
+    unit: _Field | None,
+    name: _Field | None,
+) -> dict[str, Any]:
+    """Statistics of a number field per code (a lab result's ``value`` per LOINC code),
+    the most frequent codes first: count, min, max, mean, median, and each code's most
+    frequent unit and name. (The field's own statistics mix the units of every test.)"""
+
+    def at(f: _Field | None) -> str:
+        return _value_at("entity_data", f.keys[0]) if f is not None else "NULL::JSON"
+
+    number = f"CASE WHEN {_NUMBER.format(e=at(value))} THEN TRY_CAST({at(value)} AS DOUBLE) END"
+    rows = con.execute(
+        f"SELECT c, count(*)::BIGINT AS n, min(x), max(x), avg(x), median(x), mode(u), mode(t) FROM "
+        f"(SELECT {at(code)} AS c, {number} AS x, {at(unit)} AS u, {at(name)} AS t FROM ({rows_sql})) "
+        f"WHERE left(c, 1) = '\"' AND isfinite(x) GROUP BY c ORDER BY n DESC, c LIMIT {_TOP_CODES}"
+    ).fetchall()
+
+    def text(json_text: Any) -> Any:
+        return _short(_unquote(json_text)) if isinstance(json_text, str) and json_text.startswith('"') else None
+
+    return {
+        "field": _short(value.path),
+        "by": _short(code.path),
+        "unit": _short(unit.path) if unit else None,
+        "name": _short(name.path) if name else None,
+        # [code, name, unit, count, min, max, mean, median]
+        "codes": [
+            [text(c), text(t), text(u), n, low, high, round(mean, 6) if math.isfinite(mean) else None, median]
+            for c, n, low, high, mean, median, u, t in rows
+        ],
+    }
 
 
 def _month_number(month: str) -> int:
@@ -1053,6 +1109,8 @@ def _fit(summary: dict[str, Any], budget: int) -> dict[str, Any]:
     for about in types.values():
         if "top_codes" in about:
             about["top_codes"]["top"] = about["top_codes"]["top"][:5]
+        if "values_by_code" in about:
+            about["values_by_code"]["codes"] = about["values_by_code"]["codes"][:5]
         if "over_time" in about and len(about["over_time"]["counts"]) > 12:
             about["over_time"]["counts"] = about["over_time"]["counts"][-12:]
             about["over_time"]["shown"] = "the last 12"

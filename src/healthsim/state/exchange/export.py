@@ -41,10 +41,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from ..._lazy import lazy_module
 from ..errors import InvalidInputError
 from ..reading import ScenarioReader
+
+if TYPE_CHECKING:  # imported on first use: see healthsim._lazy
+    import pyarrow.compute as pc
+else:
+    pc = lazy_module("pyarrow.compute")
 
 if TYPE_CHECKING:  # the store calls this module; it is only named here for type hints
     from ..database import Database

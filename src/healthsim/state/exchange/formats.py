@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, BinaryIO
 
 import duckdb
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from ..._lazy import lazy_module
 from ..errors import InvalidInputError
 from ..postgres.snapshot import in_duckdb
 from ..reading import ScenarioReader
@@ -51,6 +51,11 @@ from .export import (
     write_atomically,
 )
 from .tables import type_tables
+
+if TYPE_CHECKING:  # imported on first use: see healthsim._lazy
+    import pyarrow.parquet as pq
+else:
+    pq = lazy_module("pyarrow.parquet")
 
 if TYPE_CHECKING:
     from ..database import Database

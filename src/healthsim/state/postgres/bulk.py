@@ -16,13 +16,19 @@ import threading
 import uuid
 import weakref
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import duckdb
-import psycopg
 import pyarrow as pa
 
+from ..._lazy import lazy_module
 from ..schema import entity_uuid_select
 from .connection import PgConnection
+
+if TYPE_CHECKING:  # imported on first use: see healthsim._lazy
+    import psycopg
+else:
+    psycopg = lazy_module("psycopg")
 
 __all__ = [
     "ANALYZE_MIN_ROWS",

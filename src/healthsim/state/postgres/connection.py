@@ -22,13 +22,16 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeGuard
+from typing import TYPE_CHECKING, Any, TypeGuard
 
-import psycopg
-from psycopg.types.string import TextLoader
-
+from ..._lazy import lazy_module
 from ..errors import DatabaseError
 from .server import TeamDatabase
+
+if TYPE_CHECKING:  # imported on first use: see healthsim._lazy
+    import psycopg
+else:
+    psycopg = lazy_module("psycopg")
 
 __all__ = ["PgConnection", "is_postgres", "open_connection", "to_native"]
 
@@ -124,7 +127,7 @@ class PgConnection:
         #: Inside :meth:`snapshot`: reads see one moment, and take no row locks.
         self.reading = False
         # json as text: exact (big integers, key order) and not parsed twice.
-        raw.adapters.register_loader("json", TextLoader)
+        raw.adapters.register_loader("json", psycopg.types.string.TextLoader)
 
     def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> _Result:
         """Run one statement; see the module's description."""

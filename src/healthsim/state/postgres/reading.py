@@ -15,14 +15,21 @@ import queue
 import threading
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psycopg
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.csv as pa_csv
 
+from ..._lazy import lazy_module
 from .connection import PgConnection, to_native
+
+if TYPE_CHECKING:  # imported on first use: see healthsim._lazy
+    import psycopg
+    import pyarrow.compute as pc
+    import pyarrow.csv as pa_csv
+else:
+    psycopg = lazy_module("psycopg")
+    pc = lazy_module("pyarrow.compute")
+    pa_csv = lazy_module("pyarrow.csv")
 
 __all__ = ["copy_batches", "fetch_arrow", "literal"]
 

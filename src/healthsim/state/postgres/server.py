@@ -12,12 +12,16 @@ import getpass
 import os
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import psycopg
-from psycopg.conninfo import conninfo_to_dict
-
+from ..._lazy import lazy_module
 from ..errors import InvalidInputError, ServerUnavailableError
 from ..redaction import show_database
+
+if TYPE_CHECKING:  # imported on first use: see healthsim._lazy
+    import psycopg
+else:
+    psycopg = lazy_module("psycopg")
 
 __all__ = ["SCHEMES", "TeamDatabase", "is_team_url", "unavailable"]
 
@@ -75,7 +79,7 @@ class TeamDatabase:
                 "percent-encoded (%40, %2F)"
             )
         try:
-            params = conninfo_to_dict(url)
+            params = psycopg.conninfo.conninfo_to_dict(url)
             ports = str(params.get("port") or os.environ.get("PGPORT") or "5432")
             port = int(ports.split(",")[0] or "5432")  # several hosts: the first one's
         except (ValueError, psycopg.Error):
@@ -108,7 +112,7 @@ class TeamDatabase:
         from the parts of :attr:`shown`, and this guards the text they quote."""
         written = self.url.partition("://")[2].partition("@")[0].partition(":")[2]
         try:
-            read = str(conninfo_to_dict(self.url).get("password") or "")
+            read = str(psycopg.conninfo.conninfo_to_dict(self.url).get("password") or "")
         except psycopg.Error:
             read = ""
         # A very short password would turn every message into asterisks; libpq and the
