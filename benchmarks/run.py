@@ -75,6 +75,10 @@ TARGETS = {
     "team list": 3.0,
     "team add 100": 3.0,
     "team 8 clients": 5.0,
+    "upsert": 3.0,
+    "load version before upserts": 1.5,
+    "team upsert": 3.0,
+    "team load version before upserts": 1.5,
 }
 # save: resident memory added beyond the input; import/export: peak resident memory of the process.
 MEMORY_TARGETS_MB = {
@@ -85,7 +89,21 @@ MEMORY_TARGETS_MB = {
     "export": 400,
     "parquet export": 800,
 }
-OPERATIONS = ("save", "load", "export", "import", "list", "edit", "see", "tables", "team", "query", "startup")
+OPERATIONS = (
+    "save",
+    "load",
+    "export",
+    "import",
+    "list",
+    "edit",
+    "see",
+    "tables",
+    "team",
+    "upsert",
+    "team-upsert",
+    "query",
+    "startup",
+)
 # File layouts the import is measured on: the export's own, and the two that Python's json
 # module writes (as earlier HealthSim releases did): json.dumps(doc, indent=2) and json.dumps(doc).
 LAYOUTS = {"export": "import", "indent2": "import (indent=2)", "oneline": "import (one line)"}
@@ -426,6 +444,7 @@ TIMED = {
     "floor-summary": lambda a: floor_summary(Path(a[0])),
     "lib-report": lambda a: lib_report(Path(a[0]), Path(a[1])),
     "lib-load-named": lambda a: lib_load_named(Path(a[0]), a[1], a[2] if len(a) > 2 else ""),
+    "lib-load-version": lambda a: lib_load_version(a[0], a[1], a[2], int(a[3])),
     "lib-diff": lambda a: lib_diff(Path(a[0]), a[1], a[2]),
     "lib-load": lambda a: lib_load(Path(a[0]), int(a[1])),
     "floor-load": lambda a: floor_load(Path(a[0])),
@@ -682,6 +701,86 @@ def bench_edits(n: int, folder: Path, repeat: int) -> list[tuple[str, str, float
     db.unlink()
     db.with_name(db.name + ".wal").unlink(missing_ok=True)
     return rows
+
+
+def id_entities(count: int) -> dict[str, list[dict[str, Any]]]:
+    """``count`` entities of the benchmark data that have ids of their own (its patients,
+    encounters and claims; the last type trimmed to make the count exact)."""
+    data = generate(2 * count + 100)  # about half of the generated entities have ids
+    kept = {t: data[t] for t in ("patients", "encounters", "claims")}
+    extra = sum(map(len, kept.values())) - count
+    assert extra >= 0, extra
+    del kept["claims"][len(kept["claims"]) - extra :]
+    return kept
+
+
+def lib_load_version(location: str, name: str, version: str, expected: int) -> float:
+    """Load a scenario or one of its versions ("" for the current one) from a file or URL."""
+    store = ScenarioStore(location)
+    started = time.perf_counter()
+    loaded = store.load_scenario(name, int(version) if version else None)
+    elapsed = time.perf_counter() - started
+    assert loaded["entity_count"] == expected, loaded["entity_count"]
+    return elapsed
+
+
+def bench_upserts(
+    count: int, repeat: int, new_store: Callable[[], str], prefix: str = ""
+) -> list[tuple[str, str, float, float, float]]:
+    """An add that replaces ``count`` entities in place, in a scenario of ``count``
+    entities that all have ids, beside an add that appends ``count`` new ones to a copy of
+    that scenario (``upsert=False``: no lookup at all); then loading the version before the
+    upserts beside loading the current one (both ``count`` entities, fresh processes).
+
+    ``new_store`` makes an empty store (a DuckDB file or a team database) for each repeat;
+    the two adds take turns at going first.
+    """
+    entities = id_entities(count)
+    changed = {t: [{**e, "batch": 2} for e in v] for t, v in entities.items()}
+    fresh = {t: [{**e, f"{t[:-1]}_id": f"NEW-{i}", "batch": 2} for i, e in enumerate(v)] for t, v in entities.items()}
+    upserts: list[float] = []
+    appends: list[float] = []
+    location = ""
+    for i in range(repeat):
+        location = new_store()
+        store = ScenarioStore(location)
+        store.save_scenario("upserted", entities)
+        store.save_scenario("appended", entities)
+
+        def upsert(store: ScenarioStore = store) -> float:
+            started = time.perf_counter()
+            result = store.add_entities("upserted", changed)
+            spent = time.perf_counter() - started
+            assert sum(result["updated"].values()) == count and not result["added"], result
+            return spent
+
+        def append(store: ScenarioStore = store) -> float:
+            started = time.perf_counter()
+            result = store.add_entities("appended", fresh, upsert=False)
+            spent = time.perf_counter() - started
+            assert sum(result["added"].values()) == count, result
+            return spent
+
+        for times, run in [(upserts, upsert), (appends, append)][:: 1 if i % 2 == 0 else -1]:
+            gc.collect()
+            times.append(run())
+    size = f"{count:,} of {count:,}"
+    print(f"# {prefix}upsert: {upserts}; append: {appends}", file=sys.stderr)
+    old = best_of(repeat, lambda _: timed_in_child("lib-load-version", location, "upserted", "1", str(count)))
+    current = best_of(repeat, lambda _: timed_in_child("lib-load-version", location, "upserted", "", str(count)))
+    started = time.perf_counter()
+    ScenarioStore(location).delete_scenario("upserted")
+    print(f"# {prefix}delete after the upserts: {time.perf_counter() - started:.3f} s", file=sys.stderr)
+    return [
+        (f"{prefix}upsert", size, min(upserts), min(appends), TARGETS[f"{prefix}upsert"]),
+        (
+            f"{prefix}load version before upserts",
+            f"{count:,}",
+            old,
+            current,
+            TARGETS[f"{prefix}load version before upserts"],
+        ),
+    ]
 
 
 def _cold(db: Path, action: Callable[[], float], *, saved: bool = True) -> Callable[[int], float]:
@@ -1194,6 +1293,9 @@ def main() -> None:
     parser.add_argument("--list-scenarios", type=int, default=1000)
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument(
+        "--upserts", type=int, default=40_000, help="entities replaced in place by the upsert rows (default 40,000)"
+    )
+    parser.add_argument(
         "--only",
         nargs="+",
         choices=OPERATIONS,
@@ -1265,6 +1367,15 @@ def main() -> None:
                     TARGETS["list"],
                 )
             )
+        if "upsert" in only:
+            names = iter(range(10**6))
+            results += bench_upserts(args.upserts, args.repeat, lambda: str(folder / f"upsert-{next(names)}.duckdb"))
+        if "team-upsert" in only:
+            server = start_pg_server()
+            try:
+                results += bench_upserts(args.upserts, args.repeat, lambda: team_database(server), "team ")
+            finally:
+                server.stop()
         if "query" in only:
             latency = bench_query(folder, args.repeat)
         if "team" in only:

@@ -347,7 +347,10 @@ def test_building_and_editing_a_scenario(isolated_home: Path, tmp_path: Path) ->
     created = json.loads(ok("add", "cohort", "--from", str(batch), "--create", "--json").stdout)
     assert created["added"] == {"patients": 2} and created["entity_count"] == 2
     again = json.loads(ok("add", "cohort", "--from", str(batch), "--json").stdout)
-    assert again["updated"] == {"patients": 2} and again["added"] == {}
+    assert again["updated"] == {} and again["added"] == {} and again["version"] == 1  # the same: no change
+    batch.write_text(json.dumps({"patients": [{"patient_id": "A", "v": 3}, {"patient_id": "B"}]}))
+    again = json.loads(ok("add", "cohort", "--from", str(batch), "--json").stdout)
+    assert again["updated"] == {"patients": 1} and again["added"] == {}
     assert "added patients 2" in ok("add", "cohort", "--from", str(batch), "--no-upsert").stdout
     removed = json.loads(ok("remove", "cohort", "--type", "patients", "A", "nobody", "--json").stdout)
     assert removed["removed"] == {"patients": 2} and removed["not_found"] == ["nobody"]

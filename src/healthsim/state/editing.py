@@ -29,7 +29,7 @@ from .bulk import ChunkEncoder
 from .dialect import create_temp, has_scalar
 from .entities import id_fields, normalize_type
 from .errors import InvalidEntityError, InvalidInputError, ScenarioExistsError
-from .history import archive_rows
+from .history import BIRTHS, archive_rows
 from .postgres.bulk import copy_rows as pg_copy_rows
 from .postgres.bulk import copy_text, entity_rows_sql
 from .postgres.connection import is_postgres
@@ -117,26 +117,54 @@ def _load_batch(con: duckdb.DuckDBPyConnection, typed: Iterable[tuple[str, Itera
     return encoder
 
 
-def _has_id_sql(con: Any, types: Iterable[str]) -> str:
+def _has_id_sql(con: Any, types: Iterable[str], prefix: str = "") -> str:
     """SQL telling whether a stored row's entity has an id of its own (a string or a
-    number in one of its type's id fields), as :func:`~.entities.raw_entity_id` decides."""
+    number in one of its type's id fields), as :func:`~.entities.raw_entity_id` decides
+    (``prefix``: the row's table alias and a dot)."""
     cases = []
     for entity_type in types:
-        checks = " OR ".join(has_scalar(con, "entity_data", field) for field in id_fields(entity_type))
+        checks = " OR ".join(has_scalar(con, f"{prefix}entity_data", field) for field in id_fields(entity_type))
         cases.append(f"WHEN {_quote(entity_type)} THEN COALESCE({checks}, false)")  # (NULL: no such field)
-    return f"CASE entity_type {' '.join(cases)} ELSE false END" if cases else "false"
+    return f"CASE {prefix}entity_type {' '.join(cases)} ELSE false END" if cases else "false"
 
 
 def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def _find_hits(con: duckdb.DuckDBPyConnection, sid: uuid.UUID) -> None:
+    """Fill :data:`_HITS`: the scenario's rows whose type and id a batch entity with an id
+    of its own names, numbered per id in order (``nth``), and whether the batch's value is
+    the very text stored (``same``: nothing to replace).
+
+    A stored row matches only if its entity has an id of its own too: one without has a
+    random UUID, which a batch entity naming that UUID as its id must not replace. That is
+    decided from the matched rows' data in a statement of its own, after the join (as a
+    filter on the scenario's rows, the engine would parse every one of them first).
+    """
+    match = "_hs_match"
+    types = [t for (t,) in con.execute(f"SELECT DISTINCT entity_type FROM {_KEYS}").fetchall()]
+    con.execute(
+        f"{create_temp(con, match)} AS SELECT e.id, e.entity_type, e.entity_id, "
+        f"{_has_id_sql(con, types, 'e.')} AS own, e.entity_data::TEXT = k.data::TEXT AS same "
+        f"FROM scenario_entities e JOIN {_KEYS} k ON e.entity_type = k.entity_type AND e.entity_id = k.entity_id "
+        "WHERE e.scenario_id = $sid",
+        {"sid": sid},
+    )
+    con.execute(
+        f"{create_temp(con, _HITS)} AS SELECT id, entity_type, entity_id, same, "
+        f"row_number() OVER (PARTITION BY entity_type, entity_id ORDER BY id) AS nth FROM {match} WHERE own"
+    )
+    con.execute(f"DROP TABLE {match}")
+
+
 def _apply_batch(
     con: duckdb.DuckDBPyConnection, sid: uuid.UUID, now: _dt.datetime, *, upsert: bool, version: int
-) -> tuple[dict[str, int], dict[str, int], dict[str, int], list[int]]:
+) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
     """Put the batch table into the scenario as ``version``; returns (added, updated,
-    removed) per type and the ids of the rows replaced in place (their old content is
-    kept in the history first)."""
+    removed) per type. A row replaced in place has its old content kept in the history
+    first, and its id recorded as written by ``version``; one whose stored text is the
+    batch's own is left alone (not updated)."""
     params: dict[str, Any] = {"sid": sid, "now": now}
     if is_postgres(con):  # ids from the sequence, taken in the batch's order
         insert = (
@@ -153,28 +181,28 @@ def _apply_batch(
     if not upsert:
         added = _counts_by_type(con, f"SELECT entity_type, count(*) FROM {_NEW} GROUP BY 1", {})
         con.execute(insert.format(rows=f"SELECT seq, entity_type, entity_id, entity_data FROM {_NEW}"), params)
-        return added, {}, {}, []
+        return added, {}, {}
     con.execute(
         f"{create_temp(con, _KEYS)} AS SELECT entity_type, entity_id, min(seq) AS first_seq, "
         f"(array_agg(entity_data ORDER BY seq DESC))[1] AS data FROM {_NEW} WHERE has_id GROUP BY entity_type, entity_id"
     )
-    con.execute(
-        f"{create_temp(con, _HITS)} AS SELECT e.id, e.entity_type, e.entity_id, "
-        "row_number() OVER (PARTITION BY e.entity_type, e.entity_id ORDER BY e.id) AS nth "
-        f"FROM scenario_entities e JOIN {_KEYS} k ON e.entity_type = k.entity_type AND e.entity_id = k.entity_id "
-        "WHERE e.scenario_id = $sid",
-        {"sid": sid},
-    )
-    updated = _counts_by_type(con, f"SELECT entity_type, count(*) FROM {_HITS} WHERE nth = 1 GROUP BY 1", {})
+    _find_hits(con, sid)
+    replace = "nth = 1 AND NOT same"
+    updated = _counts_by_type(con, f"SELECT entity_type, count(*) FROM {_HITS} WHERE {replace} GROUP BY 1", {})
     removed = _counts_by_type(con, f"SELECT entity_type, count(*) FROM {_HITS} WHERE nth > 1 GROUP BY 1", {})
     if (updated or removed) and version > 1:  # (a scenario being made has no history yet)
-        archive_rows(con, sid, version, f"e.id IN (SELECT id FROM {_HITS})")
+        archive_rows(con, sid, version, f"e.id IN (SELECT id FROM {_HITS} WHERE nth > 1 OR NOT same)")
     if updated:
         con.execute(
             f"UPDATE scenario_entities SET entity_data = k.data FROM {_HITS} h, {_KEYS} k "
-            "WHERE scenario_entities.id = h.id AND h.nth = 1 AND k.entity_type = h.entity_type "
+            f"WHERE scenario_entities.id = h.id AND h.{replace} AND k.entity_type = h.entity_type "
             "AND k.entity_id = h.entity_id"
         )
+        if version > 1:  # each a range of one id, written in one statement (not one row per call)
+            con.execute(
+                f"INSERT INTO {BIRTHS} SELECT $sid, $version, id, id FROM {_HITS} WHERE {replace}",
+                {"sid": sid, "version": version},
+            )
     if removed:
         con.execute(f"DELETE FROM scenario_entities WHERE id IN (SELECT id FROM {_HITS} WHERE nth > 1)")
     rows = (
@@ -183,9 +211,9 @@ def _apply_batch(
         f"(SELECT 1 FROM {_HITS} h WHERE h.entity_type = k.entity_type AND h.entity_id = k.entity_id)"
     )
     added = _counts_by_type(con, f"SELECT entity_type, count(*) FROM ({rows}) AS r GROUP BY 1", {})
-    con.execute(insert.format(rows=rows), params)
-    replaced = [row[0] for row in con.execute(f"SELECT id FROM {_HITS} WHERE nth = 1").fetchall()] if updated else []
-    return added, updated, removed, replaced
+    if added:
+        con.execute(insert.format(rows=rows), params)
+    return added, updated, removed
 
 
 def add_batch(
@@ -196,21 +224,25 @@ def add_batch(
     *,
     upsert: bool,
     version: int,
-) -> tuple[ChangeCounts, list[str], int, list[int]]:
+) -> tuple[ChangeCounts, list[str], int]:
     """Add entities to a scenario as ``version``, inside the caller's transaction.
+
+    The rows it replaced in place are recorded as written by ``version`` here (the
+    range of new ids is the caller's to record with the version).
 
     Returns:
         ``({"added": …, "updated": …, "removed": …}, entity types in order, exact rows
-        written, ids of the rows replaced in place)``.
+        written)``. All three counts empty: nothing changed (an entity the same as the
+        one stored is not updated), and no row was written.
 
     Raises:
         InvalidEntityError: an entity cannot be stored; nothing was changed.
     """
     encoder = _load_batch(con, typed)
-    added, updated, removed, replaced = _apply_batch(con, header.scenario_id, now, upsert=upsert, version=version)
+    added, updated, removed = _apply_batch(con, header.scenario_id, now, upsert=upsert, version=version)
     types = current_types(con, header)
     types += [t for t in encoder.counts if t not in types]
-    return {"added": added, "updated": updated, "removed": removed}, types, encoder.exact_rows, replaced
+    return {"added": added, "updated": updated, "removed": removed}, types, encoder.exact_rows
 
 
 def stored_entity_ids(
@@ -439,5 +471,5 @@ def merge_rows(
         "entity_id, entity_data FROM scenario_entities WHERE scenario_id = ?",
         [source.scenario_id],
     )
-    added, updated, removed, _ = _apply_batch(con, target, now, upsert=upsert, version=1)
+    added, updated, removed = _apply_batch(con, target, now, upsert=upsert, version=1)
     return {"added": added, "updated": updated, "removed": removed}

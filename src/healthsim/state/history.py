@@ -189,12 +189,43 @@ def latest_versions(con: Any, scenario_ids: list[uuid.UUID]) -> dict[uuid.UUID, 
     return {sid: (int(v), {str(t): int(n) for t, n in json.loads(by_type).items()}) for sid, v, by_type in rows}
 
 
-def _birth_sql(alias: str = "e") -> str:
-    """SQL of the version that wrote row ``alias`` (0: before every version kept)."""
-    return (
-        f"COALESCE((SELECT max(b.version) FROM {BIRTHS} b WHERE b.scenario_id = {alias}.scenario_id "
-        f"AND {alias}.id BETWEEN b.first_id AND b.last_id), 0)"
+def _birth_sql(con: Any, scenario_id: uuid.UUID, alias: str = "e") -> tuple[str, str]:
+    """SQL of the version that wrote current row ``alias`` (0: before every version
+    kept), as ``(a join to add after the row's table, the expression)``; parameter ``$sid``.
+
+    The latest version whose ranges hold the row's id. Read without a range lookup per row
+    (with one range per entity replaced in place, that was rows × ranges): a range starting
+    at the row's id is found by an equality join, and of the ranges of more than one id
+    (at most one per version) the latest starting at or below the row's id wrote it, because
+    a version's new ids start above every id in use when it is made, so no row that was
+    there before can lie in a later version's range. Those few starts are read here and
+    become a binary search in SQL.
+    """
+    spans = con.execute(
+        f"SELECT first_id, version FROM {BIRTHS} WHERE scenario_id = ? AND first_id < last_id ORDER BY first_id",
+        [scenario_id],
+    ).fetchall()
+    steps: list[tuple[int, int]] = []  # from this id on, written by at least this version
+    for first, version in spans:
+        best = max(version, steps[-1][1]) if steps else version
+        if steps and steps[-1][0] == first:
+            steps[-1] = (first, best)
+        elif not steps or best > steps[-1][1]:
+            steps.append((first, best))
+
+    def search(low: int, high: int) -> str:  # the step of the row's id is one of low..high (-1: none)
+        if low == high:
+            return str(steps[low][1] if low >= 0 else 0)
+        middle = (low + high + 1) // 2
+        return (
+            f"CASE WHEN {alias}.id < {steps[middle][0]} THEN {search(low, middle - 1)} ELSE {search(middle, high)} END"
+        )
+
+    join = (
+        f"LEFT JOIN (SELECT first_id, max(version) AS version FROM {BIRTHS} WHERE scenario_id = $sid "
+        f"GROUP BY first_id) AS _hs_born ON _hs_born.first_id = {alias}.id"
     )
+    return join, f"GREATEST(COALESCE(_hs_born.version, 0), {search(-1, len(steps) - 1)})"
 
 
 def archive_rows(
@@ -206,10 +237,11 @@ def archive_rows(
 ) -> int:
     """Keep the current rows matching ``where`` (SQL over ``e``) as history ending at
     ``version``, before the caller removes or replaces them. Returns how many."""
+    join, birth = _birth_sql(con, scenario_id)
     return int(
         con.execute(
             f"INSERT INTO {ENTITY_HISTORY} SELECT e.scenario_id, e.id, e.entity_type, e.entity_id, e.entity_data, "
-            f"{_birth_sql()}, $version FROM scenario_entities e WHERE e.scenario_id = $sid AND ({where})",
+            f"{birth}, $version FROM scenario_entities e {join} WHERE e.scenario_id = $sid AND ({where})",
             {"sid": scenario_id, "version": version, **(params or {})},
         ).fetchall()[0][0]
     )
@@ -260,10 +292,20 @@ def record_version(
 
 def version_rows_sql(columns: str = "id, entity_type, entity_id, entity_data") -> str:
     """SQL of a version's entity rows (parameters ``$sid``, ``$version``), in no order;
-    ``id`` orders them."""
+    ``id`` orders them.
+
+    The current rows no later version wrote: below the first id of every later range of
+    more than one id (ids of a later version start above every row there before it, see
+    :func:`_birth_sql`), and not the start of a later range (an entity replaced in place,
+    or a one-entity add) — two lookups made once, not one per row. Plus the archived rows
+    alive at the version.
+    """
+    later = f"FROM {BIRTHS} b WHERE b.scenario_id = $sid AND b.version > $version"
     return (
         f"SELECT {columns} FROM (SELECT e.id, e.entity_type, e.entity_id, e.entity_data FROM scenario_entities e "
-        f"WHERE e.scenario_id = $sid AND {_birth_sql()} <= $version "
+        f"WHERE e.scenario_id = $sid "
+        f"AND e.id < COALESCE((SELECT min(b.first_id) {later} AND b.first_id < b.last_id), 2147483648) "
+        f"AND NOT EXISTS (SELECT 1 {later} AND b.first_id = e.id) "
         f"UNION ALL SELECT row_id AS id, entity_type, entity_id, entity_data FROM {ENTITY_HISTORY} "
         "WHERE scenario_id = $sid AND from_version <= $version AND $version < to_version) AS v"
     )

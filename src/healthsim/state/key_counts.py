@@ -15,7 +15,7 @@ import uuid
 
 import duckdb
 
-from .history import ENTITY_HISTORY, version_counts
+from .history import BIRTHS, ENTITY_HISTORY, version_counts
 from .version_cache import KeyTotal, VersionCache
 
 __all__ = ["edited_key_totals"]
@@ -27,16 +27,17 @@ def edited_key_totals(
     scenario_id: uuid.UUID,
     last: tuple[int, _dt.datetime],
     version: int,
-    written: tuple[int, list[int]],
+    start: int,
 ) -> dict[str, KeyTotal]:
     """The key count of ``version``, made by an edit of version ``last`` (its number and
     instant), inside the edit's transaction once its rows have changed and before the
     version is recorded (retention may drop the rows it archived).
 
     Args:
-        written: the first id of the rows the edit inserted, and the ids of the rows it
-            replaced in place. Their texts were written by orjson from a dict (the
-            caller checks), so each key is in them once.
+        start: the first id of the rows the edit inserted; the rows it replaced in place
+            are those it already recorded as written by ``version`` (ranges of one id).
+            Their texts were written by orjson from a dict (the caller checks), so each
+            key is in them once.
 
     Returns:
         Per type, as :meth:`.VersionCache.key_totals`; a type the last version's count
@@ -45,7 +46,6 @@ def edited_key_totals(
     before = cache.key_totals(scenario_id, *last)
     if not before:
         return {}
-    start, replaced = written
     change: dict[str, list[int]] = {}  # type -> [entities, keys] written minus archived
     for entity_type, n, keys in con.execute(
         f"SELECT entity_type, count(*), sum(len(json_keys(entity_data)))::BIGINT FROM {ENTITY_HISTORY} "
@@ -57,8 +57,9 @@ def edited_key_totals(
     shapes: dict[str, dict[str, None]] = {}
     for entity_type, keys, n in con.execute(
         "SELECT entity_type, json_keys(entity_data), count(*) FROM scenario_entities WHERE scenario_id = $sid "
-        "AND (id >= $start OR list_contains($replaced, id)) GROUP BY ALL",
-        {"sid": scenario_id, "start": start, "replaced": replaced},
+        f"AND (id >= $start OR id IN (SELECT first_id FROM {BIRTHS} WHERE scenario_id = $sid AND version = $version)) "
+        "GROUP BY ALL",
+        {"sid": scenario_id, "start": start, "version": version},
     ).fetchall():
         counted = change.setdefault(entity_type, [0, 0])
         counted[0] += n

@@ -494,7 +494,12 @@ class ScenarioStore:
                 header = ScenarioHeader(uuid.uuid4(), validate_name(name), None, now, now, {})
                 new = True
             version, start = (1 if new else current_version(con, header.scenario_id) + 1), next_id(con)
-            changes, types, exact_rows, replaced = add_batch(con, header, typed, now, upsert=upsert, version=version)
+            changes, types, exact_rows = add_batch(con, header, typed, now, upsert=upsert, version=version)
+            if not (new or any(changes.values())):  # nothing changed: no new version, nothing written
+                counts = version_counts(con, header.scenario_id, version - 1)
+                if counts is None:
+                    counts = entity_counts(con, [header])[header.scenario_id]
+                return _edit_result(header, counts, changes, version - 1)
             operation = "add" if not new else "create"
             metadata = {
                 **header.metadata,
@@ -518,8 +523,9 @@ class ScenarioStore:
             keys: dict[str, KeyTotal] = {}  # (texts the exact encoder wrote may repeat a key: not counted)
             if not (new or exact_rows or is_postgres(con)):
                 last = (version - 1, header.updated_at)
-                keys = edited_key_totals(con, cache, header.scenario_id, last, version, (start, replaced))
-            counts = self._record(con, after, version, now, operation, changes, start, replaced, counts=counts)
+                keys = edited_key_totals(con, cache, header.scenario_id, last, version, start)
+            # (add_batch recorded the rows it replaced in place as written by this version)
+            counts = self._record(con, after, version, now, operation, changes, start, counts=counts)
         if keys:
             cache.keep_key_totals(header.scenario_id, version, now, keys)
         return _edit_result(header, counts, changes, version)
@@ -545,7 +551,7 @@ class ScenarioStore:
             removed, not_found = remove_rows(con, header, entity_type, ids, version)
             if removed and not is_postgres(con):
                 last = (version - 1, header.updated_at)
-                keys = edited_key_totals(con, cache, header.scenario_id, last, version, (next_id(con), []))
+                keys = edited_key_totals(con, cache, header.scenario_id, last, version, next_id(con))
             changes = {"removed": {normalize_type(entity_type): removed} if removed else {}}
             metadata = {**header.metadata, "entity_types": current_types(con, header)}
             if removed:
