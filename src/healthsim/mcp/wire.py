@@ -35,7 +35,7 @@ from mcp.shared.message import SessionMessage
 
 from .._text import json_path, safe_text
 
-__all__ = ["MAX_DEPTH", "MAX_DIGITS", "answer_for", "run_stdio", "screen"]
+__all__ = ["MAX_DEPTH", "MAX_DIGITS", "answer_for", "refusal", "run_stdio", "screen"]
 
 log = logging.getLogger("healthsim.mcp")
 
@@ -194,6 +194,20 @@ def answer_for(envelope: dict[str, Any] | None, problem: str) -> types.JSONRPCMe
     )
 
 
+def refusal(line: str, parsed: object) -> types.JSONRPCMessage | None:
+    """The answer to send instead of passing on what the SDK made of ``line``
+    (``parsed``: a message, or the exception it raised), or None to pass it on.
+
+    A request with an id always gets an answer: either the SDK read it and the strict
+    reading found nothing wrong (None: the SDK answers it), or this is the error answer.
+    """
+    envelope, problem = screen(line)
+    if problem is None and isinstance(parsed, Exception):
+        lines = str(parsed).splitlines() or [type(parsed).__name__]
+        problem = "text the server cannot read: " + safe_text(lines[min(1, len(lines) - 1)].strip())[:300]
+    return None if problem is None else answer_for(envelope, problem)
+
+
 class _Lines:
     """Standard input's lines, the last one kept for :class:`_Screened`."""
 
@@ -227,14 +241,10 @@ class _Screened:
     async def receive(self) -> Any:
         while True:
             item = await self._inner.receive()
-            envelope, problem = screen(self._lines.last)
-            if problem is None and isinstance(item, Exception):
-                lines = str(item).splitlines()
-                problem = "text the server cannot read: " + safe_text(lines[min(1, len(lines) - 1)].strip())[:300]
-            answer = None if problem is None else answer_for(envelope, problem)
+            answer = refusal(self._lines.last, item)
             if answer is None:
                 return item
-            log.warning("answered a refused request with an error: %s", str(problem)[:300])
+            log.warning("answered a refused or unreadable request with an error")
             try:
                 await self._write.send(SessionMessage(answer))
             except (anyio.ClosedResourceError, anyio.BrokenResourceError):
