@@ -30,7 +30,7 @@ import os
 import re
 from pathlib import Path
 
-from ..state.errors import InvalidInputError
+from ..state import InvalidInputError
 from ..state.exchange.export import home_folder_problem, safe_file_name
 
 __all__ = ["EXPORT_DIR_VARIABLE", "IMPORT_DIRS_VARIABLE", "export_folder", "export_target", "import_source"]
