@@ -22,6 +22,7 @@ import logging
 import os
 import re
 import sys
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from io import TextIOWrapper
@@ -209,25 +210,25 @@ def refusal(line: str, parsed: object) -> types.JSONRPCMessage | None:
 
 
 class _Lines:
-    """Standard input's lines, the last one kept for :class:`_Screened`."""
+    """Standard input's lines, each kept until :class:`_Screened` takes the item the SDK
+    made of it (the SDK sends exactly one item per line, in order)."""
 
     def __init__(self, stream: Any) -> None:
         self._stream = stream
-        self.last = ""
+        self.pending: deque[str] = deque()
 
     def __aiter__(self) -> AsyncIterator[str]:
         return self._lines()
 
     async def _lines(self) -> AsyncIterator[str]:
         async for line in self._stream:
-            self.last = line
+            self.pending.append(line)
             yield line
 
 
 class _Screened:
     """The transport's read stream, with refused or unreadable requests answered instead
-    of passed on. The SDK reads one line, parses it and hands it over before it reads
-    the next, so the line of each item is :attr:`_Lines.last` when the item arrives."""
+    of passed on; each item is judged with the line it was made of."""
 
     def __init__(self, inner: Any, write_stream: Any, lines: _Lines) -> None:
         self._inner = inner
@@ -241,7 +242,8 @@ class _Screened:
     async def receive(self) -> Any:
         while True:
             item = await self._inner.receive()
-            answer = refusal(self._lines.last, item)
+            line = self._lines.pending.popleft() if self._lines.pending else ""
+            answer = refusal(line, item)
             if answer is None:
                 return item
             log.warning("answered a refused or unreadable request with an error")
