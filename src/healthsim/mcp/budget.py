@@ -98,7 +98,9 @@ def fit(answer: dict[str, Any], budget: int, cut: Cut | None = None) -> dict[str
             notes.append(f"{len(items) - kept} of {len(items)} {cut.path[-1]} left out; {how}")
     if answer_bytes(answer) > room:
         answer = _shrink_evenly(answer, room)
-        notes.append(f"long values were cut where marked '…[cut' or '{_NESTED}'; {cut.rest}")
+        notes.append(
+            f"values marked '…[cut' or '{_NESTED}' are shortened (never save them back as they are); {cut.rest}"
+        )
     limit = f"{budget // 1024} KB"
     answer["truncated"] = True
     answer["truncated_note"] = f"answer cut to fit {limit}: " + "; ".join(notes)
