@@ -203,7 +203,9 @@ def build_server(db: str | os.PathLike[str] | None = None) -> MCPServer:
         return register
 
     _reading_tools(tool, store)
+    _paging_tools(tool, store)
     _editing_tools(tool, store)
+    _copying_tools(tool, store)
     _history_tools(tool, store)
     _file_tools(tool, store)
     return MCPServer(name="healthsim-state", version=__version__, instructions=INSTRUCTIONS, tools=tools)
@@ -285,6 +287,8 @@ def _reading_tools(tool: Register, store: Store) -> None:
     ) -> dict[str, Any]:
         return dict(store().summarize_scenario(name, version=version, samples=samples))
 
+
+def _paging_tools(tool: Register, store: Store) -> None:
     @tool(
         "Load a scenario",
         "Read a scenario. Without entity_type: its summary (as summarize_scenario). With entity_type: one "
@@ -407,6 +411,8 @@ def _editing_tools(tool: Register, store: Store) -> None:
         )
         return dict(entry)
 
+
+def _copying_tools(tool: Register, store: Store) -> None:
     @tool("Copy a scenario", "Copy a scenario under a new name (same entities, same order).", _obj(**_ENTRY))
     def copy_scenario(
         source: Annotated[str, _NAME],
