@@ -147,3 +147,30 @@ def test_a_real_server_answers_every_request(db_path: Path) -> None:
 
     asyncio.run(main())
     assert [s["name"] for s in ScenarioStore(db_path).list_scenarios()["scenarios"]] == ["s"]
+
+
+@settings(max_examples=25, deadline=None)
+@given(depth=st.integers(min_value=1, max_value=150), digits=st.integers(min_value=1, max_value=9_000))
+def test_in_process_calls_of_any_depth_and_integer_get_an_answer(depth: int, digits: int) -> None:
+    """Through the in-process client (no JSON on the way) the library's own limits answer.
+    (The client itself refuses to send about 200 levels: pydantic's serialization depth.)"""
+    from mcp import Client
+
+    from healthsim.mcp_server import build_server
+
+    nested: Any = []
+    for _ in range(depth - 1):
+        nested = [nested]
+    entity = {"patient_id": "A", "deep": nested, "n": 10**digits - 1}
+
+    async def main() -> None:
+        async with Client(build_server(None), mode="legacy", cache=None) as client:
+            arguments = {"name": "s", "entities": {"patients": [entity]}, "overwrite": True}
+            result = await asyncio.wait_for(client.session.call_tool("save_scenario", arguments), 60)
+            text = result.content[0].text
+            if depth + 1 > 100 or digits > MAX_DIGITS:  # the entity is one level, its list the next
+                assert result.is_error and ("deeper than 100" in text or "4300 digits" in text), text
+            else:
+                assert not result.is_error, text
+
+    asyncio.run(main())
