@@ -31,6 +31,15 @@ from helpers.paths import NO_SUCH_USER, no_such_user
 from helpers.sample import diabetes_cohort
 
 HEALTHSIM = Path(sys.executable).parent / "healthsim"
+
+
+@pytest.fixture(autouse=True)
+def file_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Over MCP, exports and imports stay in their folders: here the test's own folder."""
+    monkeypatch.setenv("HEALTHSIM_EXPORT_DIR", str(tmp_path))
+    monkeypatch.setenv("HEALTHSIM_IMPORT_DIRS", str(tmp_path))
+
+
 TOOLS = {
     "summarize_scenario",
     "save_scenario",
@@ -131,12 +140,14 @@ def test_tools_are_described_and_annotated(db_path: Path) -> None:
             assert tools[name].annotations.read_only_hint is True, name
         assert tools["delete_scenario"].annotations.destructive_hint is True
         assert tools["save_scenario"].annotations.read_only_hint is False
-        assert "overwrite REPLACES" in tools["save_scenario"].description
+        assert "overwrite=true REPLACES" in tools["save_scenario"].description
         assert "patients(scenario" in tools["query"].description and "data->>" in tools["query"].description
         for tool in tools.values():
-            assert len(tool.description) > 80, tool.name
+            assert len(tool.description) > 50, tool.name
             properties = tool.input_schema["properties"]
-            assert properties and all("description" in p for p in properties.values()), tool.name
+            # Every argument but the self-explanatory limit, offset and format says what it is.
+            described = {n for n, p in properties.items() if "description" in p}
+            assert set(properties) - described <= {"limit", "offset", "format"}, tool.name
         assert tools["query"].input_schema["required"] == ["sql"]
         assert set(tools["load_scenario"].input_schema["properties"]) == {
             "name",
@@ -387,21 +398,16 @@ def test_lone_surrogate_in_an_imported_file_is_a_tool_error_and_the_server_keeps
 
 
 def test_unreadable_requests_are_answered_only_when_someone_waits() -> None:
-    from mcp import types
-    from pydantic import ValidationError
-
-    from healthsim.mcp_server import _answer_unreadable
+    from healthsim.mcp.wire import answer_for, screen
 
     def answer(line: str) -> dict[str, Any] | None:
-        try:
-            types.jsonrpc_message_adapter.validate_json(line, by_name=False)
-        except ValidationError as exc:
-            message = _answer_unreadable(exc)
-            return None if message is None else json.loads(message.model_dump_json(by_alias=True, exclude_unset=True))
-        raise AssertionError("the SDK read the line")
+        envelope, problem = screen(line)
+        assert problem is not None, line
+        message = answer_for(envelope, problem)
+        return None if message is None else json.loads(message.model_dump_json(by_alias=True, exclude_unset=True))
 
     other = answer(r'{"jsonrpc":"2.0","id":"r1","method":"resources/read","params":{"uri":"x\udc00"}}')
-    assert other is not None and other["id"] == "r1" and other["error"]["code"] == types.INVALID_PARAMS
+    assert other is not None and other["id"] == "r1" and other["error"]["code"] == -32602
     assert "lone surrogate (\\udc00) in a value at $.params.uri" in other["error"]["message"]
     named = answer(r'{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"q\ud800","arguments":{}}}')
     assert named is not None and named["result"]["isError"] is True
@@ -412,9 +418,8 @@ def test_unreadable_requests_are_answered_only_when_someone_waits() -> None:
     assert answer(r'{"jsonrpc":"2.0","method":"notifications/x","params":{"a":"\ud800"}}') is None  # no id
     assert answer(r'{"jsonrpc":"2.0","id":"\ud800","method":"tools/list"}') is None  # id cannot be sent back
     assert answer("not json at all") is None
-    assert (
-        answer(r'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"query","arguments":{}},"x":1') is None
-    )
+    cut_short = answer(r'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"query","arguments":{}},"x":1')
+    assert cut_short is not None and "not JSON" in cut_short["result"]["content"][0]["text"]
 
 
 def test_export_and_database_path_errors_are_tool_errors(
@@ -465,10 +470,10 @@ def test_tool_texts_are_always_valid_utf8() -> None:
             _tool_errors(tool)()
         str(caught.value).encode("utf-8")
     result = {"path": "/tmp/\udcff.json", "name": "café"}
-    text = _tool_errors(lambda: result)()
+    text = _tool_errors(lambda: result)().content[0].text
     text.encode("utf-8")
     assert json.loads(text) == result  # the same JSON value, the surrogate as an escape
-    assert _tool_errors(lambda: {"name": "café"})() == '{"name":"café"}'  # readable when it can be
+    assert _tool_errors(lambda: {"name": "café"})().content[0].text == '{"name":"café"}'  # readable when it can be
 
 
 def test_a_scenario_built_in_ten_batches_loads_like_one_save(db_path: Path) -> None:
