@@ -54,7 +54,11 @@ def test_default_paths_and_folders(store: ScenarioStore, isolated_home: Path, tm
     assert store.export_scenario("cohort a", format="ndjson") == downloads / "cohort a.ndjson"
     assert store.export_scenario("cohort a", format="parquet") == downloads / "cohort a-parquet"
     assert store.export_scenario("cohort a", format="CSV") == downloads / "cohort a-csv"
-    assert sorted(p.name for p in (downloads / "cohort a-csv").iterdir()) == ["claims.csv", "patients.csv"]
+    assert sorted(p.name for p in (downloads / "cohort a-csv").iterdir()) == [
+        ".healthsim-export.json",
+        "claims.csv",
+        "patients.csv",
+    ]
     (tmp_path / "existing").mkdir()
     assert store.export_scenario("cohort a", tmp_path / "existing", format="ndjson") == (
         tmp_path / "existing" / "cohort a.ndjson"
@@ -68,7 +72,7 @@ def test_types_and_versions(store: ScenarioStore, tmp_path: Path) -> None:
     store.save_scenario("s", ENTITIES)
     store.add_entities("s", {"patients": [{"patient_id": "C", "gender": "other"}]})
     folder = store.export_scenario("s", tmp_path / "p", format="parquet", types=["patients"])
-    assert [p.name for p in folder.iterdir()] == ["patients.parquet"]
+    assert sorted(p.name for p in folder.iterdir()) == [".healthsim-export.json", "patients.parquet"]
     assert pq.read_table(folder / "patients.parquet").column("patient_id").to_pylist() == ["A", "B", "C"]
     old = store.export_scenario("s", tmp_path / "v1", format="parquet", version=1)
     assert pq.read_table(old / "patients.parquet").column("patient_id").to_pylist() == ["A", "B"]
@@ -120,7 +124,15 @@ def test_a_failure_midway_leaves_no_folder_and_keeps_the_earlier_export(
         written.append(path)
         raise OSError(28, "No space left on device")
 
+    real_csv = formats._write_csv
+
+    def csv_then_fail(con: Any, table: Any, path: Path) -> None:
+        real_csv(con, table, path)
+        written.append(path)
+        raise OSError(28, "No space left on device")
+
     monkeypatch.setattr(formats, "_copy", copy_then_fail)
+    monkeypatch.setattr(formats, "_write_csv", csv_then_fail)
     with pytest.raises(InvalidInputError, match="no space left on the disk"):
         store.export_scenario("s", target, format="parquet")
     with pytest.raises(InvalidInputError):
@@ -197,10 +209,30 @@ def test_a_folder_holding_a_database_is_not_replaced(tmp_path: Path, format: str
 def test_an_earlier_export_folder_is_still_replaced(store: ScenarioStore, tmp_path: Path) -> None:
     store.save_scenario("s", ENTITIES)
     first = store.export_scenario("s", str(tmp_path) + "/", format="csv")
-    (first / "stale.csv").write_text("from before")
+    assert store.export_scenario("s", str(tmp_path) + "/", format="csv", types=["patients"]) == first
+    # The earlier export's claims.csv is gone with it: nothing stale stays beside the new files.
+    assert sorted(p.name for p in first.iterdir()) == [".healthsim-export.json", "patients.csv"]
+
+
+def test_an_earlier_export_holding_files_of_the_user_is_not_replaced(store: ScenarioStore, tmp_path: Path) -> None:
+    # Replacing the export would delete what the user put in it.
+    store.save_scenario("s", ENTITIES)
+    first = store.export_scenario("s", str(tmp_path) + "/", format="csv")
+    (first / "analysis.csv").write_text("mine")
     os.symlink(tmp_path / "home", first / "link")  # a link to a folder is not looked into
-    assert store.export_scenario("s", str(tmp_path) + "/", format="csv") == first
-    assert sorted(p.name for p in first.iterdir()) == ["claims.csv", "patients.csv"]
+    before = tree(tmp_path)
+    with pytest.raises(InvalidInputError) as caught:
+        store.export_scenario("s", first, format="csv")
+    assert str(caught.value) == (
+        f"cannot export to '{first}': this earlier export also holds 'analysis.csv', 'link', which it did not "
+        "write and replacing it would delete; move them out or choose another path; nothing was written"
+    )
+    assert tree(tmp_path) == before
+    (first / "analysis.csv").unlink()
+    (first / "link").unlink()
+    (first / ".DS_Store").write_bytes(b"")  # what a desktop adds does not count
+    assert store.export_scenario("s", first, format="csv") == first
+    assert sorted(p.name for p in first.iterdir()) == [".healthsim-export.json", "claims.csv", "patients.csv"]
 
 
 def test_a_folder_export_onto_a_pipe_says_what_it_is(store: ScenarioStore, tmp_path: Path) -> None:

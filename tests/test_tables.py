@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from healthsim.state import ScenarioStore
+from healthsim.state.exchange.csv_format import csv_key_path, restore_cell
 from helpers.paths import EXAMPLES
 
 EXAMPLE = EXAMPLES / "diabetes-cohort.json"
@@ -71,7 +72,7 @@ def test_the_example_reads_back_equal_from_parquet_duckdb_and_frames(store: Scen
     store.save_scenario("example", entities)
     folder = store.export_scenario("example", tmp_path / "out", format="parquet")
     assert folder == tmp_path / "out" and sorted(p.name for p in folder.iterdir()) == sorted(
-        f"{t}.parquet" for t in entities
+        [*(f"{t}.parquet" for t in entities), ".healthsim-export.json"]
     )
     assert_tables_hold(folder, entities)
     claims = pq.read_table(folder / "claims.parquet")
@@ -231,8 +232,9 @@ def test_csv_strings_read_back_the_same(store: ScenarioStore, tmp_path: Path, en
         rows = list(csv.DictReader(f))
     assert len(rows) == len(entities)
     for row, entity in zip(rows, entities, strict=True):
-        assert row.get("s", "") == entity.get("s", "")
-        assert row.get("o.t", "") == entity.get("o", {}).get("t", "")
+        # (a text starting like a formula has a "'" in front: restore_cell takes it off)
+        assert restore_cell(row.get("s", "")) == entity.get("s", "")
+        assert restore_cell(row.get("o.t", "")) == entity.get("o", {}).get("t", "")
 
 
 # --- found by a hunt with hostile entities -----------------------------------------------------
@@ -281,10 +283,12 @@ def test_non_negative_integers_beside_fractions_are_doubles(store: ScenarioStore
 
 
 def test_csv_column_names_differing_only_by_case_get_their_own_names(store: ScenarioStore, tmp_path: Path) -> None:
-    # DuckDB renames a column equal to another but for case to "…_1", which may be a real key.
-    store.save_scenario("cases", {"things": [{"a.B": 1, "a": {"b": 2}, "a.b_1": 3, "A.b": 4}]})
+    # DuckDB renames a column equal to another but for case to "…_1", which may be a real key;
+    # then "a.b_" (nested a.b, renamed) and a real key "a.b_" could not be told apart.
+    store.save_scenario("cases", {"things": [{"a.B": 1, "a": {"b": 2}, "a.b_1": 3, "A.b": 4, "a.b_": 5}]})
     folder = store.export_scenario("cases", tmp_path / "cases", format="csv")
     with open(folder / "things.csv", encoding="utf-8", newline="") as f:
         (row,) = list(csv.DictReader(f))
     del row["entity_id"]
-    assert row == {"a.B": "1", "a.b_": "2", "a.b_1": "3", "A.b__": "4"}
+    assert row == {"a\\.B": "1", "a.b": "2", "a\\.b_1": "3", "A\\.b": "4", "a\\.b_": "5"}
+    assert {tuple(csv_key_path(name)) for name in row} == {("a.B",), ("a", "b"), ("a.b_1",), ("A.b",), ("a.b_",)}

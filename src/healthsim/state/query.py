@@ -58,13 +58,14 @@ import duckdb
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from .database import connect, lock_timeout, prepare_file, process_lock, resolve_database
 from .errors import DatabaseError, DatabaseLockedError, InvalidInputError, QueryError, StateError
+from .exchange.csv_format import SafeCsvWriter
 from .exchange.export import output_file_path, refuse_target, temp_prefix
 from .exchange.formats import concatenated
+from .exchange.partials import remove_stale_partials
 from .postgres.server import TeamDatabase
 from .results import QueryResult
 from .validation import check_utf8
@@ -592,7 +593,7 @@ def _write_batches(
             if fmt == "parquet":
                 writer = pq.ParquetWriter(out, schema, compression="zstd")
             elif fmt == "csv":
-                writer = pa_csv.CSVWriter(out, schema)
+                writer = SafeCsvWriter(out, schema)  # cells that start like a formula get a "'"
             for batch in batches:
                 if time.monotonic() > deadline:
                     raise _OutOfTime
@@ -940,6 +941,7 @@ def query_to_file(
     refuse_target(target, database)  # the rename would replace a database, a pipe or a device
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_partials(target)  # what a killed earlier run left beside it
         fd, temp_name = tempfile.mkstemp(dir=target.parent, prefix=temp_prefix(target), suffix=".partial")
         os.close(fd)
     except OSError as exc:
