@@ -3,6 +3,7 @@ versions, and that bad input or a failure leaves nothing half-written."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import stat
@@ -15,6 +16,7 @@ import pytest
 
 from healthsim.state import InvalidInputError, ScenarioNotFoundError, ScenarioStore
 from healthsim.state.exchange import formats
+from healthsim.state.exchange.csv_format import restore_cell
 
 ENTITIES: dict[str, list[dict[str, Any]]] = {
     "patients": [{"patient_id": "A", "gender": "female"}, {"patient_id": "B", "gender": "male"}],
@@ -242,3 +244,108 @@ def test_a_folder_export_onto_a_pipe_says_what_it_is(store: ScenarioStore, tmp_p
     with pytest.raises(InvalidInputError, match=r"not a regular file \(a pipe, device or socket\)"):
         store.export_scenario("c", pipe, format="parquet")
     assert stat.S_ISFIFO(os.stat(pipe).st_mode)
+
+
+# --- issue 21: CSV injection, one export per path --------------------------------------------
+
+FORMULAS: dict[str, Any] = {
+    "patient_id": "P1",
+    "name": '=HYPERLINK("http://evil.example","click")',
+    "phone": "+1 555 0100",
+    "note": "-cmd|' /C calc'!A0",
+    "email": "@SUM(A1)",
+    "tabbed": "\t=1+1",
+    "returned": "\r=1+1",
+    "quoted": "'=1",
+    "minus": "-5",
+    "count": -5,
+    "weight": -70.5,
+    "address": {"city": "=CITY()"},
+    "=key": "header",
+}
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_csv_export_neutralises_formulas_and_other_formats_keep_them(store: ScenarioStore, tmp_path: Path) -> None:
+    store.save_scenario("evil", {"patients": [FORMULAS]})
+    (row,) = read_csv(store.export_scenario("evil", tmp_path / "csv", format="csv") / "patients.csv")
+    assert row["name"] == "'" + FORMULAS["name"]
+    for field in ("phone", "note", "email", "tabbed", "returned", "quoted"):
+        assert row[field] == "'" + FORMULAS[field], field
+        assert restore_cell(row[field]) == FORMULAS[field]
+    assert (row["minus"], row["count"], row["weight"]) == ("-5", "-5", "-70.5")  # numbers stay numbers
+    assert row["address.city"] == "'=CITY()"
+    assert row["\\=key"] == "header"  # a name never starts like a formula either
+    table = pq.read_table(store.export_scenario("evil", tmp_path / "pq", format="parquet") / "patients.parquet")
+    assert table.column("name").to_pylist() == [FORMULAS["name"]] and table.column("count").to_pylist() == [-5]
+    assert lines(store.export_scenario("evil", tmp_path / "e.ndjson", format="ndjson"))[0]["data"] == FORMULAS
+
+
+def test_query_csv_neutralises_formulas_on_both_engines(store: ScenarioStore, tmp_path: Path) -> None:
+    store.save_scenario("evil", {"patients": [FORMULAS]})
+    sql = (
+        "SELECT data->>'name' AS name, data->>'note' AS note, data->>'minus' AS minus, "
+        "CAST(data->>'count' AS INTEGER) AS n, -1.5 AS x, 'ok' AS \"=label\" FROM patients"
+    )
+    store.query_to_file(sql, tmp_path / "q.csv")
+    (row,) = read_csv(tmp_path / "q.csv")
+    assert row == {
+        "name": "'" + FORMULAS["name"],
+        "note": "'" + FORMULAS["note"],
+        "minus": "-5",
+        "n": "-5",
+        "x": "-1.5",
+        "'=label": "ok",
+    }
+    store.query_to_file(sql, tmp_path / "q.ndjson")
+    assert json.loads((tmp_path / "q.ndjson").read_text())["name"] == FORMULAS["name"]  # exact elsewhere
+
+
+@pytest.mark.parametrize(("first", "second"), [("parquet", "parquet"), ("csv", "csv"), ("parquet", "csv")])
+def test_exporting_again_to_the_same_path_replaces_the_export(
+    store: ScenarioStore, tmp_path: Path, first: str, second: str
+) -> None:
+    # Was: the second export went into PATH/s-{format}, beside the first one's files, so
+    # reading PATH/**/*.parquet counted every entity twice.
+    store.save_scenario("s", ENTITIES)
+    out = tmp_path / "out"
+    assert store.export_scenario("s", out, format=first) == out
+    assert store.export_scenario("s", out, format=second, types=["patients"]) == out
+    assert sorted(p.name for p in out.rglob("*")) == [".healthsim-export.json", f"patients.{second}"]
+    assert json.loads((out / ".healthsim-export.json").read_text())["files"] == [f"patients.{second}"]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # nothing left beside it
+
+
+def test_a_folder_that_is_not_an_export_is_never_replaced(store: ScenarioStore, tmp_path: Path) -> None:
+    store.save_scenario("s", ENTITIES)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    # The export goes inside a folder of the user's, as it always did...
+    assert store.export_scenario("s", mine, format="parquet") == mine / "s-parquet"
+    assert store.export_scenario("s", mine, format="parquet") == mine / "s-parquet"  # ...and replaces itself there
+    (mine / "s-csv").mkdir()
+    (mine / "s-csv" / "patients.csv").write_text("the user's own")
+    before = tree(tmp_path)
+    with pytest.raises(InvalidInputError) as caught:
+        store.export_scenario("s", mine, format="csv")
+    assert str(caught.value) == (
+        f"cannot export to '{mine / 's-csv'}': it is a folder that is not an earlier HealthSim export (it has no "
+        ".healthsim-export.json), which replacing it would delete; choose another path, or remove the folder "
+        "yourself; nothing was written"
+    )
+    assert tree(tmp_path) == before
+    assert (mine / "notes.txt").read_text() == "keep me"
+
+
+def test_query_to_file_again_replaces_the_file(store: ScenarioStore, tmp_path: Path) -> None:
+    store.save_scenario("s", ENTITIES)
+    target = tmp_path / "rows.parquet"
+    for _ in range(2):
+        store.query_to_file("SELECT entity_id FROM patients", target)
+    assert pq.read_table(target).num_rows == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["home", "rows.parquet"]

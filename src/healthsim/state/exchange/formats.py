@@ -353,10 +353,23 @@ def _write_folder(
         _replace_folder(staging, folder)
     except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
+        if _interrupted(exc):  # Ctrl-C while DuckDB worked: said as an interruption, not a bug
+            raise KeyboardInterrupt from None
         if isinstance(exc, OSError):
             raise _cannot_write(folder, exc) from exc
         raise
     _fsync_folder(folder.parent)
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """Whether ``exc`` is DuckDB's way of saying Ctrl-C stopped it: an ``InterruptException``,
+    the ``RuntimeError('Query interrupted')`` its Python client raises on SIGINT, or (rows
+    streamed through Arrow) an ``OSError`` without errno carrying DuckDB's ``INTERRUPT`` error."""
+    if isinstance(exc, duckdb.InterruptException):
+        return True
+    if isinstance(exc, OSError):
+        return exc.errno is None and str(exc).startswith("INTERRUPT")
+    return type(exc) is RuntimeError and "interrupted" in str(exc).lower()
 
 
 def _write_manifest(staging: Path, reader: ScenarioReader, format: str, written: dict[str, Path]) -> None:
@@ -392,27 +405,14 @@ def _copy(con: duckdb.DuckDBPyConnection, sql: str, target: Path, format: str) -
     options = "FORMAT parquet, COMPRESSION zstd" if format == "parquet" else "FORMAT csv, HEADER true"
     try:
         con.execute(f"COPY ({sql}) TO '{quoted}' ({options})")
-    except duckdb.InterruptException:
-        raise KeyboardInterrupt from None
-    except duckdb.IOException as exc:
+    except duckdb.IOException as exc:  # a full disk, say: the OSError it is
         raise _duckdb_failure(exc) from None
-    except RuntimeError as exc:  # Ctrl-C: DuckDB's Python client stops the COPY and says so
-        if "interrupted" in str(exc).lower():
-            raise KeyboardInterrupt from None
-        raise
 
 
 def _write_csv(con: duckdb.DuckDBPyConnection, table: TypeTable, target: Path) -> None:
     """The CSV file of ``table``: its rows streamed from DuckDB through :class:`SafeCsvWriter`."""
     sql, names = table.csv_sql()
-    try:
-        rows = con.sql(sql).to_arrow_reader(_BATCH_ROWS)
-    except duckdb.InterruptException:
-        raise KeyboardInterrupt from None
-    except RuntimeError as exc:
-        if "interrupted" in str(exc).lower():
-            raise KeyboardInterrupt from None
-        raise
+    rows = con.sql(sql).to_arrow_reader(_BATCH_ROWS)
     schema = pa.schema([pa.field(name, field.type) for name, field in zip(names, rows.schema, strict=True)])
     with open(target, "wb") as out:
         writer = SafeCsvWriter(out, schema)
