@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from healthsim.state import InvalidInputError, ScenarioStore
+from healthsim.state import DatabaseError, InvalidInputError, ScenarioStore
 from healthsim.state.exchange.partials import remove_stale_partials, temp_prefix
 
 CLI = [sys.executable, "-c", "from healthsim.cli import main; main()"]
@@ -32,20 +32,41 @@ def hidden(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A real 1 MiB file system (tmpfs), mounted for this test; skipped where mounting is not allowed."""
-    folder = tmp_path / "small"
+def mounted_tmpfs(folder: Path, size: str) -> None:
+    """Mount a real tmpfs of ``size`` at ``folder``; skip the test where that is not allowed."""
     folder.mkdir()
     if os.geteuid() != 0:
         pytest.skip("mounting a small tmpfs needs root (the file size limit test covers the rest)")
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)], capture_output=True, text=True
-    )
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True)
     if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 1 MiB file system (tmpfs), mounted for this test."""
+    folder = tmp_path / "small"
+    mounted_tmpfs(folder, "1m")
     try:
         yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def test_a_full_disk_while_building_frames_is_said_plainly(tmp_path: Path) -> None:
+    # load_frames builds Parquet files beside the database: was "DuckDB refused the operation".
+    folder = tmp_path / "disk"
+    mounted_tmpfs(folder, "3m")
+    try:
+        store = ScenarioStore(folder / "h.duckdb")
+        patients = [{"patient_id": f"P{i}", "noise": os.urandom(40).hex()} for i in range(15_000)]
+        store.save_scenario("c", {"patients": patients})  # fits, with its write-ahead log
+        with pytest.raises(DatabaseError) as caught:
+            store.load_frames("c")
+        assert str(caught.value) == (
+            f"cannot build the tables of scenario 'c' in '{folder / 'h.duckdb.frames'}': No space left on device; "
+            "free some space on that disk and try again"
+        )
     finally:
         subprocess.run(["umount", "-l", str(folder)], check=False)
 

@@ -46,7 +46,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..errors import InvalidInputError
+from ..errors import DatabaseError, InvalidInputError
 from ..postgres.snapshot import in_duckdb
 from ..reading import ScenarioReader
 from ..version_cache import VersionCache
@@ -154,7 +154,13 @@ def _build_frames(
             files: dict[str, Path] = {}
             for table in type_tables(reader, chosen):
                 files[table.entity_type] = scratch / f"{len(files)}.parquet"
-                _copy(reader.connection, table.sql, files[table.entity_type], "parquet")
+                try:
+                    _copy(reader.connection, table.sql, files[table.entity_type], "parquet")
+                except OSError as exc:  # a full disk, say (it was "DuckDB refused the operation")
+                    raise DatabaseError(
+                        f"cannot build the tables of scenario {reader.header.name!r} in {str(scratch.parent)!r}: "
+                        f"{exc.strerror or exc}; free some space on that disk and try again"
+                    ) from None
             frames = {t: pq.read_table(path) for t, path in files.items()}
             if chosen is None:  # every type: worth keeping
                 cache.keep_frames(*made, files, move=True)
