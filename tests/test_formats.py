@@ -7,6 +7,9 @@ import csv
 import json
 import os
 import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -349,3 +352,37 @@ def test_query_to_file_again_replaces_the_file(store: ScenarioStore, tmp_path: P
         store.query_to_file("SELECT entity_id FROM patients", target)
     assert pq.read_table(target).num_rows == 2
     assert [p.name for p in tmp_path.iterdir()] == ["home", "rows.parquet"]
+
+
+WATCH = """
+import os, sys
+marker, stop = sys.argv[1], sys.argv[2]
+missing = 0
+while not os.path.exists(stop):
+    for _ in range(1000):
+        if not os.path.exists(marker):
+            missing += 1
+print(missing)
+"""
+
+
+def test_replacing_an_export_swaps_it_in_one_step(store: ScenarioStore, tmp_path: Path) -> None:
+    # A reader of PATH sees the earlier export or the new one, never no folder (Linux: one
+    # renameat2 exchange; elsewhere the earlier export is moved aside first). Another process
+    # looks as fast as it can while the export is replaced again and again.
+    store.save_scenario("s", ENTITIES)
+    out = tmp_path / "out"
+    store.export_scenario("s", out, format="parquet")
+    stop = tmp_path / "stop"
+    watcher = subprocess.Popen(
+        [sys.executable, "-c", WATCH, str(out / ".healthsim-export.json"), str(stop)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        time.sleep(0.3)  # the watcher is looking
+        for _ in range(40):
+            store.export_scenario("s", out, format="parquet", types=["patients"])
+    finally:
+        stop.write_text("")
+        seen, _ = watcher.communicate(timeout=30)
+    assert int(seen) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "out", "stop"]

@@ -30,6 +30,7 @@ that holds one, since replacing the folder deletes what was in it.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import datetime as _dt
 import errno
 import json
@@ -428,8 +429,14 @@ def _write_csv(con: duckdb.DuckDBPyConnection, table: TypeTable, target: Path) -
 
 
 def _replace_folder(staging: Path, folder: Path) -> None:
+    """Put ``staging`` in place of ``folder``: one atomic swap where the system has one
+    (Linux's ``renameat2(RENAME_EXCHANGE)``: readers see the earlier export or the new one,
+    never neither), else the earlier one moved aside first and put back if the rename fails."""
     if not folder.exists():
         os.rename(staging, folder)
+        return
+    if _exchange(staging, folder):
+        shutil.rmtree(staging, ignore_errors=True)  # the earlier export, now under the staging name
         return
     # Named with this process (.partials): should it be killed between the two renames,
     # the next export to this place removes the earlier export left aside.
@@ -441,6 +448,26 @@ def _replace_folder(staging: Path, folder: Path) -> None:
         os.rename(old, folder)  # put the earlier export back
         raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap the paths ``a`` and ``b`` in one step (Linux ``renameat2``); False where the
+    system or file system cannot (then nothing happened)."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):  # not Linux, or a C library without it
+        return False
+    renameat2.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):  # no such call, or not on this file system
+        return False
+    raise OSError(code, os.strerror(code), str(b))
 
 
 def _fsync_file(path: Path) -> None:
