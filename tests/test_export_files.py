@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from healthsim.state import DatabaseError, InvalidInputError, ScenarioStore
+from healthsim.state import DatabaseError, InvalidInputError, QueryError, ScenarioStore
 from healthsim.state.exchange.partials import remove_stale_partials, temp_prefix
 
 CLI = [sys.executable, "-c", "from healthsim.cli import main; main()"]
@@ -90,6 +90,23 @@ def test_a_full_disk_is_said_plainly_and_keeps_the_earlier_export(
     )
     assert sorted(p.name for p in small_disk.iterdir()) == ["out"]  # no temporary folder left
     assert sorted(p.name for p in out.iterdir()) == [".healthsim-export.json", f"notes.{format}"]
+
+
+@pytest.mark.parametrize("format", ["parquet", "csv", "ndjson"])
+@pytest.mark.parametrize("engine_name", ["duckdb", "postgresql"])
+def test_a_query_output_onto_a_full_disk_says_so(
+    small_disk: Path, db_path: Path, request: pytest.FixtureRequest, format: str, engine_name: str
+) -> None:
+    # Was "cannot write the rows: No space left on device" (which disk, what to do?).
+    store = ScenarioStore(request.getfixturevalue("pg_url") if engine_name == "postgresql" else db_path)
+    store.save_scenario("cohort", {"patients": noise(20_000)})
+    with pytest.raises(QueryError) as caught:
+        store.query_to_file("SELECT * FROM patients", small_disk / f"rows.{format}")
+    assert str(caught.value) == (
+        f"cannot write the rows: no space left on the disk (the disk is full: the disk holding '{small_disk}'); "
+        "free some space or choose an output path on another disk"
+    )
+    assert list(small_disk.iterdir()) == []
 
 
 def _limit_file_size() -> None:  # in the child, before it runs: files may not grow past 2 MiB

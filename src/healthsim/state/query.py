@@ -63,7 +63,7 @@ import pyarrow.parquet as pq
 from .database import connect, lock_timeout, prepare_file, process_lock, resolve_database
 from .errors import DatabaseError, DatabaseLockedError, InvalidInputError, QueryError, StateError
 from .exchange.csv_format import SafeCsvWriter
-from .exchange.export import output_file_path, refuse_target, temp_prefix
+from .exchange.export import output_file_path, refuse_target, space_problem, temp_prefix
 from .exchange.formats import concatenated
 from .exchange.partials import remove_stale_partials
 from .postgres.server import TeamDatabase
@@ -609,7 +609,7 @@ def _write_batches(
             os.fsync(out.fileno())
         except OSError as exc:
             if exc.errno is not None:  # the file: disk full, say
-                raise QueryError(f"cannot write the rows: {exc.strerror or exc}") from None
+                raise QueryError(f"cannot write the rows: {space_problem(os.path.dirname(path), exc)}") from None
             # DuckDB's errors after the first batch come through Arrow's stream as OSError
             # with DuckDB's message: its interrupt (the time limit) or the query failing.
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -54,6 +54,7 @@ if TYPE_CHECKING:  # the store calls this module; it is only named here for type
 __all__ = [
     "FORMAT_VERSION",
     "safe_file_name",
+    "space_problem",
     "default_export_path",
     "export_scenario",
     "is_duckdb_database",
@@ -336,6 +337,23 @@ def _blocking_file(folder: Path) -> Path | None:
     return None
 
 
+def space_problem(folder: Path | str, exc: OSError) -> str:
+    """What a write that ran out of room (``ENOSPC``, ``EDQUOT``, ``EFBIG``) in ``folder``
+    met and what to do, for a person; else the system's text of ``exc``."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        what = "the disk is full" if exc.errno == errno.ENOSPC else "your disk quota is used up"
+        return (
+            f"no space left on the disk ({what}: the disk holding {str(folder)!r}); "
+            "free some space or choose an output path on another disk"
+        )
+    if exc.errno == errno.EFBIG:
+        return (
+            "a file grew past the size this process may write (its file size limit, ulimit -f) "
+            "or the file system allows; raise the limit, or export fewer types or to another disk"
+        )
+    return str(exc.strerror or exc)
+
+
 def _cannot_write(target: Path, exc: OSError) -> InvalidInputError:
     """The error for a target the file system refused, saying what to do."""
     blocker = _blocking_file(target.parent)
@@ -345,17 +363,8 @@ def _cannot_write(target: Path, exc: OSError) -> InvalidInputError:
         problem = f"permission denied in {str(target.parent)!r}; choose an output path in a folder you can write to"
     elif exc.errno == errno.EROFS:
         problem = f"{str(target.parent)!r} is on a read-only file system; choose another output path"
-    elif exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        what = "the disk is full" if exc.errno == errno.ENOSPC else "your disk quota is used up"
-        problem = (
-            f"no space left on the disk ({what}: the disk holding {str(target.parent)!r}); "
-            "free some space or choose an output path on another disk"
-        )
-    elif exc.errno == errno.EFBIG:
-        problem = (
-            "a file grew past the size this process may write (its file size limit, ulimit -f) "
-            "or the file system allows; raise the limit, or export fewer types or to another disk"
-        )
+    elif exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        problem = space_problem(target.parent, exc)
     elif exc.errno == errno.ENAMETOOLONG:
         problem = "the path or a name in it is too long for the file system; choose a shorter name"
     else:
