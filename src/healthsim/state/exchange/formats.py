@@ -408,10 +408,11 @@ def _duckdb_failure(exc: duckdb.Error) -> OSError:
 
 
 def _copy(con: duckdb.DuckDBPyConnection, sql: str, target: Path, format: str) -> None:
+    """Write the rows of ``sql`` to the Parquet file ``target`` (DuckDB's writer)."""
+    assert format == "parquet", format  # CSV goes through SafeCsvWriter (_write_csv), never COPY
     quoted = str(target).replace("'", "''")
-    options = "FORMAT parquet, COMPRESSION zstd" if format == "parquet" else "FORMAT csv, HEADER true"
     try:
-        con.execute(f"COPY ({sql}) TO '{quoted}' ({options})")
+        con.execute(f"COPY ({sql}) TO '{quoted}' (FORMAT parquet, COMPRESSION zstd)")
     except duckdb.IOException as exc:  # a full disk, say: the OSError it is
         raise _duckdb_failure(exc) from None
 
