@@ -237,3 +237,17 @@ def test_ctrl_c_during_an_export_says_interrupted_in_one_line(db_path: Path, tmp
     stdout, stderr = child.communicate(timeout=60)
     assert (child.returncode, stdout, stderr) == (130, "", "interrupted; nothing further was changed\n")
     assert list(out.parent.iterdir()) == []
+
+
+def test_a_manifest_that_is_not_ours_or_is_damaged_protects_the_folder(db_path: Path, tmp_path: Path) -> None:
+    store = ScenarioStore(db_path)
+    store.save_scenario("s", {"patients": [{"patient_id": "A"}]})
+    out = store.export_scenario("s", tmp_path / "out", format="csv")
+    (out / "mine.txt").write_text("keep")
+    (out / ".healthsim-export.json").write_text('{"kind": "healthsim-export", "files": [{"a": 1}, 5]}')
+    with pytest.raises(InvalidInputError, match="this earlier export also holds 'mine.txt', 'patients.csv'"):
+        store.export_scenario("s", out, format="csv")
+    for text in ("not json", '{"kind": "other"}'):  # not an export of ours: the export goes inside
+        (out / ".healthsim-export.json").write_text(text)
+        assert store.export_scenario("s", out, format="csv") == out / "s-csv"
+    assert (out / "mine.txt").read_text() == "keep"

@@ -278,7 +278,7 @@ def _refuse_foreign_folder(folder: Path) -> None:
             "the folder yourself; nothing was written"
         )
     files = manifest.get("files")
-    ours = {MANIFEST, *(files if isinstance(files, list) else [])}
+    ours = {MANIFEST, *(f for f in (files if isinstance(files, list) else []) if isinstance(f, str))}
     extra = [n for n in names if n not in ours and n not in _DESKTOP_FILES and not n.startswith("._")]
     if extra:
         shown = ", ".join(map(repr, extra[:3])) + (f" and {len(extra) - 3} more" if len(extra) > 3 else "")
