@@ -568,7 +568,11 @@ def test_export_formats_and_query_output(isolated_home: Path, tmp_path: Path) ->
         ).stdout
     )
     assert written == {"path": str(tmp_path / "pq"), "format": "parquet"}
-    assert sorted(p.name for p in (tmp_path / "pq").iterdir()) == ["claims.parquet", "patients.parquet"]
+    assert sorted(p.name for p in (tmp_path / "pq").iterdir()) == [
+        ".healthsim-export.json",  # what marks it as an export (replaced by the next one to this path)
+        "claims.parquet",
+        "patients.parquet",
+    ]
     ndjson = Path(ok("export", "cohort", "-f", "ndjson", "-o", str(tmp_path) + "/").stdout.strip())
     assert ndjson == tmp_path / "cohort.ndjson" and len(ndjson.read_text().splitlines()) == 30
     assert_clean_error(run("export", "cohort", "--format", "xlsx"), 1, "unknown export format 'xlsx'")

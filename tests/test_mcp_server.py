@@ -567,7 +567,7 @@ def test_export_scenario_writes_analytics_formats(db_path: Path, tmp_path: Path)
             client, "export_scenario", name="c", output_path=str(tmp_path / "pq"), format="parquet", types=["patients"]
         )
         assert folder["path"] == str(tmp_path / "pq") and folder["format"] == "parquet"
-        assert [p.name for p in (tmp_path / "pq").iterdir()] == ["patients.parquet"]
+        assert sorted(p.name for p in (tmp_path / "pq").iterdir()) == [".healthsim-export.json", "patients.parquet"]
         # The counts are those of what was written (they were the whole scenario's).
         assert (folder["entity_count"], folder["entities_by_type"], folder["version"]) == (1, {"patients": 1}, 1)
         lines = await call(

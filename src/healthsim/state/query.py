@@ -68,19 +68,19 @@ import pyarrow as pa
 from .._lazy import lazy_module
 from .database import connect, lock_timeout, prepare_file, process_lock, resolve_database
 from .errors import DatabaseError, DatabaseLockedError, InvalidInputError, QueryError, StateError
-from .exchange.export import output_file_path, refuse_target, temp_prefix
+from .exchange.csv_format import SafeCsvWriter
+from .exchange.export import output_file_path, refuse_target, space_problem, temp_prefix
 from .exchange.formats import concatenated
+from .exchange.partials import remove_stale_partials
 from .postgres.server import TeamDatabase
 from .results import QueryResult
 from .validation import check_utf8
 
 if TYPE_CHECKING:  # imported on first use: see healthsim._lazy
     import pyarrow.compute as pc
-    import pyarrow.csv as pa_csv
     import pyarrow.parquet as pq
 else:
     pc = lazy_module("pyarrow.compute")
-    pa_csv = lazy_module("pyarrow.csv")
     pq = lazy_module("pyarrow.parquet")
 
 __all__ = [
@@ -865,7 +865,7 @@ def _write_batches(
             if fmt == "parquet":
                 writer = pq.ParquetWriter(out, target, compression="zstd")
             elif fmt == "csv":
-                writer = pa_csv.CSVWriter(out, target)
+                writer = SafeCsvWriter(out, target)  # cells that start like a formula get a "'"
             for batch in batches:
                 if time.monotonic() > deadline:
                     raise _OutOfTime
@@ -881,7 +881,7 @@ def _write_batches(
             os.fsync(out.fileno())
         except OSError as exc:
             if exc.errno is not None:  # the file: disk full, say
-                raise QueryError(f"cannot write the rows: {exc.strerror or exc}") from None
+                raise QueryError(f"cannot write the rows: {space_problem(os.path.dirname(path), exc)}") from None
             # DuckDB's errors after the first batch come through Arrow's stream as OSError
             # with DuckDB's message: its interrupt (the time limit) or the query failing.
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -1331,6 +1331,7 @@ def query_to_file(
     refuse_target(target, database)  # the rename would replace a database, a pipe or a device
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_partials(target)  # what a killed earlier run left beside it
         fd, temp_name = tempfile.mkstemp(dir=target.parent, prefix=temp_prefix(target), suffix=".partial")
         os.close(fd)
     except OSError as exc:

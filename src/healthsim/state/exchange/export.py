@@ -45,6 +45,7 @@ import pyarrow as pa
 from ..._lazy import lazy_module
 from ..errors import InvalidInputError
 from ..reading import ScenarioReader
+from .partials import remove_stale_partials, temp_prefix
 
 if TYPE_CHECKING:  # imported on first use: see healthsim._lazy
     import pyarrow.compute as pc
@@ -58,6 +59,7 @@ if TYPE_CHECKING:  # the store calls this module; it is only named here for type
 __all__ = [
     "FORMAT_VERSION",
     "safe_file_name",
+    "space_problem",
     "default_export_path",
     "export_scenario",
     "is_duckdb_database",
@@ -340,6 +342,23 @@ def _blocking_file(folder: Path) -> Path | None:
     return None
 
 
+def space_problem(folder: Path | str, exc: OSError) -> str:
+    """What a write that ran out of room (``ENOSPC``, ``EDQUOT``, ``EFBIG``) in ``folder``
+    met and what to do, for a person; else the system's text of ``exc``."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        what = "the disk is full" if exc.errno == errno.ENOSPC else "your disk quota is used up"
+        return (
+            f"no space left on the disk ({what}: the disk holding {str(folder)!r}); "
+            "free some space or choose an output path on another disk"
+        )
+    if exc.errno == errno.EFBIG:
+        return (
+            "a file grew past the size this process may write (its file size limit, ulimit -f) "
+            "or the file system allows; raise the limit, or export fewer types or to another disk"
+        )
+    return str(exc.strerror or exc)
+
+
 def _cannot_write(target: Path, exc: OSError) -> InvalidInputError:
     """The error for a target the file system refused, saying what to do."""
     blocker = _blocking_file(target.parent)
@@ -349,8 +368,8 @@ def _cannot_write(target: Path, exc: OSError) -> InvalidInputError:
         problem = f"permission denied in {str(target.parent)!r}; choose an output path in a folder you can write to"
     elif exc.errno == errno.EROFS:
         problem = f"{str(target.parent)!r} is on a read-only file system; choose another output path"
-    elif exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        problem = "no space left on the disk; free some space or choose another output path"
+    elif exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        problem = space_problem(target.parent, exc)
     elif exc.errno == errno.ENAMETOOLONG:
         problem = "the path or a name in it is too long for the file system; choose a shorter name"
     else:
@@ -461,6 +480,7 @@ def write_atomically(target: Path, write: Callable[[BinaryIO], object], *, datab
     """
     refuse_target(target, database)
     created = _make_folder(target)
+    remove_stale_partials(target)  # what a killed earlier write left beside it
     try:
         fd, temp_name = tempfile.mkstemp(dir=target.parent, prefix=temp_prefix(target), suffix=".partial")
     except OSError as exc:
@@ -481,16 +501,6 @@ def write_atomically(target: Path, write: Callable[[BinaryIO], object], *, datab
             raise _cannot_write(target, exc) from exc
         raise
     _fsync_folder(target.parent)
-
-
-def temp_prefix(target: Path) -> str:
-    """The temporary file's prefix: ``.{target name}.``, the name cut to 100 bytes so the
-    temporary name (prefix, 8 random characters, ``.partial``) fits wherever the
-    target's name does (255 bytes on most file systems)."""
-    encoded = os.fsencode(target.name)
-    if len(encoded) <= 100:
-        return f".{target.name}."
-    return f".{encoded[:100].decode('utf-8', 'ignore')}."  # 'ignore': a character cut in two
 
 
 def _current_umask() -> int:

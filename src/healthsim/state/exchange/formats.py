@@ -11,7 +11,16 @@ The JSON exchange format stays in :mod:`.export`; this module adds the others be
   columns and lists as JSON text.
 
 A folder is written under a temporary name beside its target and renamed into place,
-so a crash never leaves a half folder under the final name.
+so a crash never leaves a half folder under the final name; temporary folders a killed
+export left behind are removed by the next export to that place (:mod:`.partials`).
+
+Every Parquet or CSV folder holds a hidden manifest, ``.healthsim-export.json`` (the
+format, scenario, version and the files written). It is how an earlier export is
+recognised: exporting again to the same path replaces a folder that has one (whether
+the path names it or the folder it is in), and never one without it. A folder without
+it is another folder of the user's: the export goes inside it as ``{name}-{format}``
+(as before), and an existing ``{name}-{format}`` that is not an earlier export, or an
+earlier export holding files it did not write, is refused rather than deleted.
 
 No export replaces a database: a target that is a DuckDB database or the write-ahead
 log of one is refused (:func:`.export.refuse_database`), and so is an existing folder
@@ -21,8 +30,12 @@ that holds one, since replacing the folder deletes what was in it.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import datetime as _dt
+import errno
+import json
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -34,10 +47,11 @@ import duckdb
 import pyarrow as pa
 
 from ..._lazy import lazy_module
-from ..errors import InvalidInputError
+from ..errors import DatabaseError, InvalidInputError
 from ..postgres.snapshot import in_duckdb
 from ..reading import ScenarioReader
 from ..version_cache import VersionCache
+from .csv_format import SafeCsvWriter
 from .export import (
     _cannot_write,
     _current_umask,
@@ -45,12 +59,14 @@ from .export import (
     chosen_types,
     export_scenario,
     is_duckdb_database,
+    output_file_path,
     refuse_target,
     safe_file_name,
     target_path,
     write_atomically,
 )
-from .tables import type_tables
+from .partials import remove_stale_partials, temp_prefix
+from .tables import TypeTable, type_tables
 
 if TYPE_CHECKING:  # imported on first use: see healthsim._lazy
     import pyarrow.parquet as pq
@@ -61,11 +77,25 @@ if TYPE_CHECKING:
     from ..database import Database
     from ..store import ScenarioStore
 
-__all__ = ["FORMATS", "check_format", "concatenated", "export_formatted", "load_frames"]
+__all__ = ["FORMATS", "MANIFEST", "check_format", "concatenated", "export_formatted", "is_export_folder", "load_frames"]
 
 FORMATS = ("json", "ndjson", "parquet", "csv")
 _FOLDER_FORMATS = ("parquet", "csv")
 _BATCH_ROWS = 20_000
+#: The hidden file in every Parquet or CSV export folder that says it is one of ours.
+MANIFEST = ".healthsim-export.json"
+_MANIFEST_KIND = "healthsim-export"
+#: Files a desktop adds to any folder it shows: not a reason to keep an earlier export.
+_DESKTOP_FILES = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})
+# DuckDB's I/O errors carry the operating system's errno in their JSON text.
+_ERRNO = re.compile(r'"errno"\s*:\s*"?([0-9]+)')
+_ERRNO_TEXT = {
+    "No space left on device": errno.ENOSPC,
+    "Disk quota exceeded": errno.EDQUOT,
+    "File too large": errno.EFBIG,
+    "Permission denied": errno.EACCES,
+    "Read-only file system": errno.EROFS,
+}
 Progress = Callable[[int, int], None]
 
 
@@ -130,7 +160,13 @@ def _build_frames(
             files: dict[str, Path] = {}
             for table in type_tables(reader, chosen):
                 files[table.entity_type] = scratch / f"{len(files)}.parquet"
-                _copy(reader.connection, table.sql, files[table.entity_type], "parquet")
+                try:
+                    _copy(reader.connection, table.sql, files[table.entity_type], "parquet")
+                except OSError as exc:  # a full disk, say (it was "DuckDB refused the operation")
+                    raise DatabaseError(
+                        f"cannot build the tables of scenario {reader.header.name!r} in {str(scratch.parent)!r}: "
+                        f"{exc.strerror or exc}; free some space on that disk and try again"
+                    ) from None
             frames = {t: pq.read_table(path) for t, path in files.items()}
             if chosen is None:  # every type: worth keeping
                 cache.keep_frames(*made, files, move=True)
@@ -177,23 +213,84 @@ def concatenated(column: pa.Array) -> memoryview:
 
 
 def _folder_path(name: str, path: str | os.PathLike[str] | None, format: str, database: Database) -> Path:
-    """The folder to write: ``path`` itself, ``{name}-{format}`` inside it when it is a
-    folder (or ends in ``/``), or ``~/Downloads/{name}-{format}``.
+    """The folder to write: ``path`` itself when it is an earlier export (it holds our
+    manifest) or does not exist, ``{name}-{format}`` inside it when it is another folder
+    (or ends in ``/``), or ``~/Downloads/{name}-{format}``.
 
     Raises:
         InvalidInputError: the folder would replace a file, a DuckDB database or its
-            write-ahead log, or an existing folder that holds a DuckDB database.
+            write-ahead log, an existing folder that holds a DuckDB database, or a folder
+            that is not an earlier export of ours (or holds files that export did not write).
     """
-    folder = target_path(name, path, suffix=f"-{format}")
+    given = None if path is None else Path(os.path.abspath(output_file_path(path)))
+    if given is not None and is_export_folder(given):
+        folder = given  # an earlier export: replaced, never nested inside
+    else:
+        folder = target_path(name, path, suffix=f"-{format}")
     refuse_target(folder, database)  # (a pipe would be called "a file, not a folder" below)
     if folder.is_dir() and not folder.is_symlink():
         _refuse_folder_of_databases(folder, database)
+        _refuse_foreign_folder(folder)
     if folder.exists() and not folder.is_dir():
         raise InvalidInputError(
             f"{str(folder)!r} is a file, not a folder; a {format} export writes a folder with one file "
             "per entity type: choose another path"
         )
     return folder
+
+
+def _manifest(folder: Path) -> dict[str, object] | None:
+    """The manifest of the export in ``folder``, or None if it is not one of ours."""
+    marker = folder / MANIFEST
+    try:
+        if marker.is_symlink() or not marker.is_file() or marker.stat().st_size > 1 << 20:
+            return None
+        manifest = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if isinstance(manifest, dict) and manifest.get("kind") == _MANIFEST_KIND:
+        return manifest
+    return None
+
+
+def is_export_folder(folder: Path) -> bool:
+    """Whether ``folder`` is a Parquet or CSV export HealthSim wrote (it holds
+    :data:`MANIFEST`; a link to a folder is not one)."""
+    try:
+        return folder.is_dir() and not folder.is_symlink() and _manifest(folder) is not None
+    except OSError:
+        return False
+
+
+def _refuse_foreign_folder(folder: Path) -> None:
+    """Refuse to replace ``folder`` unless it is empty or an earlier export of ours that
+    holds only what that export wrote (files a desktop adds aside): replacing deletes it.
+
+    Raises:
+        InvalidInputError: naming the folder and what in it is not ours.
+    """
+    try:
+        names = sorted(entry.name for entry in os.scandir(folder))
+    except OSError as exc:
+        raise _cannot_write(folder, exc) from exc
+    if not names:
+        return
+    manifest = _manifest(folder)
+    if manifest is None:
+        raise InvalidInputError(
+            f"cannot export to {str(folder)!r}: it is a folder that is not an earlier HealthSim export "
+            f"(it has no {MANIFEST}), which replacing it would delete; choose another path, or remove "
+            "the folder yourself; nothing was written"
+        )
+    files = manifest.get("files")
+    ours = {MANIFEST, *(f for f in (files if isinstance(files, list) else []) if isinstance(f, str))}
+    extra = [n for n in names if n not in ours and n not in _DESKTOP_FILES and not n.startswith("._")]
+    if extra:
+        shown = ", ".join(map(repr, extra[:3])) + (f" and {len(extra) - 3} more" if len(extra) > 3 else "")
+        raise InvalidInputError(
+            f"cannot export to {str(folder)!r}: this earlier export also holds {shown}, which it did not "
+            "write and replacing it would delete; move them out or choose another path; nothing was written"
+        )
 
 
 def _refuse_folder_of_databases(folder: Path, database: Database) -> None:
@@ -241,45 +338,115 @@ def _write_folder(
     place (an existing folder of that name is replaced only once the new one is whole)."""
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".partial"))
+        remove_stale_partials(folder)  # what a killed earlier export left beside it
+        staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=temp_prefix(folder), suffix=".partial"))
     except OSError as exc:
-        raise _cannot_write(folder / "x", exc) from exc
+        raise _cannot_write(folder, exc) from exc
     try:
         tables = type_tables(reader, types)
         total, done = sum(reader.counts[t.entity_type] for t in tables), 0
         written: dict[str, Path] = {}
         for table in tables:
             target = staging / safe_file_name(table.entity_type, f".{format}")
-            _copy(reader.connection, table.sql if format == "parquet" else table.flat_sql(), target, format)
+            if format == "parquet":
+                _copy(reader.connection, table.sql, target, format)
+            else:
+                _write_csv(reader.connection, table, target)
             written[table.entity_type] = target
             done += reader.counts[table.entity_type]
             if progress is not None:
                 progress(done, total)
         if format == "parquet" and types is None:  # load_frames of this version reads them
             cache.keep_frames(reader.header.scenario_id, reader.version, reader.header.updated_at, written)
+        _write_manifest(staging, reader, format, written)
         for path in staging.iterdir():
             _fsync_file(path)
         os.chmod(staging, 0o777 & ~_current_umask())
         _replace_folder(staging, folder)
     except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
+        if _interrupted(exc):  # Ctrl-C while DuckDB worked: said as an interruption, not a bug
+            raise KeyboardInterrupt from None
         if isinstance(exc, OSError):
-            raise _cannot_write(folder / "x", exc) from exc
+            raise _cannot_write(folder, exc) from exc
         raise
     _fsync_folder(folder.parent)
 
 
+def _interrupted(exc: BaseException) -> bool:
+    """Whether ``exc`` is DuckDB's way of saying Ctrl-C stopped it: an ``InterruptException``,
+    the ``RuntimeError('Query interrupted')`` its Python client raises on SIGINT, or (rows
+    streamed through Arrow) an ``OSError`` without errno carrying DuckDB's ``INTERRUPT`` error."""
+    if isinstance(exc, duckdb.InterruptException):
+        return True
+    if isinstance(exc, OSError):
+        return exc.errno is None and str(exc).startswith("INTERRUPT")
+    return type(exc) is RuntimeError and "interrupted" in str(exc).lower()
+
+
+def _write_manifest(staging: Path, reader: ScenarioReader, format: str, written: dict[str, Path]) -> None:
+    """The manifest that marks the folder as our export (and lists what it holds)."""
+    manifest = {
+        "kind": _MANIFEST_KIND,
+        "manifest_version": 1,
+        "format": format,
+        "scenario": reader.header.name,
+        "scenario_id": str(reader.header.scenario_id),
+        "scenario_version": reader.version,
+        "written_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "types": list(written),
+        "files": [path.name for path in written.values()],
+    }
+    text = json.dumps(manifest, ensure_ascii=False, indent=2) + "\n"
+    (staging / MANIFEST).write_text(text, encoding="utf-8")
+
+
+def _duckdb_failure(exc: duckdb.Error) -> OSError:
+    """DuckDB's error writing a file as the ``OSError`` it stands for (its errno, when it
+    gives one), so that a full disk is said as such rather than reported as a bug."""
+    text = " ".join(str(exc).split())
+    found = _ERRNO.search(text)
+    code = int(found.group(1)) if found else next((n for t, n in _ERRNO_TEXT.items() if t in text), None)
+    if code is None:
+        return OSError(text)
+    return OSError(code, os.strerror(code))
+
+
 def _copy(con: duckdb.DuckDBPyConnection, sql: str, target: Path, format: str) -> None:
+    """Write the rows of ``sql`` to the Parquet file ``target`` (DuckDB's writer)."""
+    assert format == "parquet", format  # CSV goes through SafeCsvWriter (_write_csv), never COPY
     quoted = str(target).replace("'", "''")
-    options = "FORMAT parquet, COMPRESSION zstd" if format == "parquet" else "FORMAT csv, HEADER true"
-    con.execute(f"COPY ({sql}) TO '{quoted}' ({options})")
+    try:
+        con.execute(f"COPY ({sql}) TO '{quoted}' (FORMAT parquet, COMPRESSION zstd)")
+    except duckdb.IOException as exc:  # a full disk, say: the OSError it is
+        raise _duckdb_failure(exc) from None
+
+
+def _write_csv(con: duckdb.DuckDBPyConnection, table: TypeTable, target: Path) -> None:
+    """The CSV file of ``table``: its rows streamed from DuckDB through :class:`SafeCsvWriter`."""
+    sql, names = table.csv_sql()
+    rows = con.sql(sql).to_arrow_reader(_BATCH_ROWS)
+    schema = pa.schema([pa.field(name, field.type) for name, field in zip(names, rows.schema, strict=True)])
+    with open(target, "wb") as out:
+        writer = SafeCsvWriter(out, schema)
+        for batch in rows:
+            writer.write_batch(pa.RecordBatch.from_arrays(batch.columns, schema=schema))
+        writer.close()
 
 
 def _replace_folder(staging: Path, folder: Path) -> None:
+    """Put ``staging`` in place of ``folder``: one atomic swap where the system has one
+    (Linux's ``renameat2(RENAME_EXCHANGE)``: readers see the earlier export or the new one,
+    never neither), else the earlier one moved aside first and put back if the rename fails."""
     if not folder.exists():
         os.rename(staging, folder)
         return
-    old = folder.with_name(f".{folder.name}.{uuid.uuid4().hex}.old")
+    if _exchange(staging, folder):
+        shutil.rmtree(staging, ignore_errors=True)  # the earlier export, now under the staging name
+        return
+    # Named with this process (.partials): should it be killed between the two renames,
+    # the next export to this place removes the earlier export left aside.
+    old = folder.with_name(f"{temp_prefix(folder)}{uuid.uuid4().hex}.old")
     os.rename(folder, old)
     try:
         os.rename(staging, folder)
@@ -287,6 +454,26 @@ def _replace_folder(staging: Path, folder: Path) -> None:
         os.rename(old, folder)  # put the earlier export back
         raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap the paths ``a`` and ``b`` in one step (Linux ``renameat2``); False where the
+    system or file system cannot (then nothing happened)."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):  # not Linux, or a C library without it
+        return False
+    renameat2.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):  # no such call, or not on this file system
+        return False
+    raise OSError(code, os.strerror(code), str(b))
 
 
 def _fsync_file(path: Path) -> None:

@@ -16,7 +16,8 @@ value is dropped or changed on the way to Parquet, CSV or Arrow:
 - ``entity_id`` (the stored UUID, as text) comes first. A top-level field named
   ``entity_id``, equal to an earlier field but for case (DuckDB's struct names ignore
   case), or empty, is a column of JSON text of its own named with a trailing ``_``
-  (``entity_id_``; ``_`` for the empty key).
+  (``entity_id_``; ``_`` for the empty key) in Parquet and Arrow. CSV names its columns
+  by key path instead (:mod:`.csv_format`: ``a.b`` is nested, ``a\\.b`` a key with a dot).
 
 ``json_transform(entity_data, structure)`` then builds the rows, in saved order.
 """
@@ -30,6 +31,7 @@ from typing import Any
 import orjson
 
 from ..reading import BIG_INT_PATTERN, ScenarioReader
+from .csv_format import csv_column_name
 
 __all__ = ["ENTITY_ID", "TypeTable", "json_pointer", "type_tables"]
 
@@ -84,35 +86,38 @@ class TypeTable:
         columns += [_ident(column) for _, column in self.apart]
         return f"SELECT {', '.join(columns)} FROM ({self._base})"
 
-    def flat_sql(self) -> str:
-        """The rows with objects flattened to dotted columns (``address.city``) and lists
-        and JSON values as JSON text: the CSV layout."""
-        columns = [_ident(self.id_column)]
-        names = {self.id_column.lower()}
-        flat = list(_flatten(self.structure, "", "s")) + [(c, _ident(c), "JSON") for _, c in self.apart]
-        for name, expr, kind in flat:
-            # "a.b" the key and "a" then "b": the later one gets a "_" (compared as DuckDB
-            # compares column names, ignoring case, or it renames one itself, to a name
-            # another key may have).
-            while name.lower() in names:
-                name += "_"
-            names.add(name.lower())
+    def csv_sql(self) -> tuple[str, list[str]]:
+        """The rows with objects flattened to one column per leaf and lists and JSON values
+        as JSON text (the CSV layout), and the CSV names of their columns.
+
+        The names follow :func:`.csv_format.csv_column_name` (the key path joined by ``.``,
+        dots and backslashes inside keys escaped): unique and reversible. The SQL itself
+        names its columns ``c0``, ``c1``… (DuckDB compares names ignoring case and would
+        rename some), so the names are given to the file by position.
+        """
+        names = [self.id_column]
+        columns = [f"{_ident(self.id_column)} AS c0"]
+        flat = list(_flatten(self.structure, (), "s")) + [((key,), _ident(c), "JSON") for key, c in self.apart]
+        for path, expr, kind in flat:
             if isinstance(kind, list):
                 expr = f"CAST(to_json({expr}) AS VARCHAR)"
             elif kind == "JSON":
                 expr = f"CAST({expr} AS VARCHAR)"
-            columns.append(f"{expr} AS {_ident(name)}")
-        return f"SELECT {', '.join(columns)} FROM ({self._base})"
+            columns.append(f"{expr} AS c{len(names)}")
+            names.append(csv_column_name(path))
+        return f"SELECT {', '.join(columns)} FROM ({self._base})", names
 
 
-def _flatten(structure: dict[str, Structure], prefix: str, parent: str) -> Iterator[tuple[str, str, Structure]]:
+def _flatten(
+    structure: dict[str, Structure], prefix: tuple[str, ...], parent: str
+) -> Iterator[tuple[tuple[str, ...], str, Structure]]:
     for key, kind in structure.items():
-        name = f"{prefix}{key}"
+        path = (*prefix, key)
         expr = f"struct_extract({parent}, {_literal(key)})"
         if isinstance(kind, dict):
-            yield from _flatten(kind, name + ".", expr)
+            yield from _flatten(kind, path, expr)
         else:
-            yield name, expr, kind
+            yield path, expr, kind
 
 
 def json_pointer(key: str) -> str:
