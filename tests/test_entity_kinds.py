@@ -120,12 +120,15 @@ def test_dataclasses_models_and_dicts_save_and_load_back(store: ScenarioStore) -
 
 def test_dataclasses_and_models_through_add_entities(store: ScenarioStore) -> None:
     store.save_scenario("batches", {"vital_signs": [_vital(1)]})
-    result = store.add_entities("batches", {"vital_signs": [_vital(2), _vital(1)], "patients": [_patient()]})
+    moved = dataclasses.replace(_vital(1), patient_mrn="MRN-2")  # V-1 again, changed
+    result = store.add_entities("batches", {"vital_signs": [_vital(2), moved], "patients": [_patient()]})
     assert result["added"] == {"vital_signs": 1, "patients": 1} and result["updated"] == {"vital_signs": 1}
+    # The same dataclass again, exactly as stored, changes nothing (and makes no version).
+    assert store.add_entities("batches", {"vital_signs": [moved]})["updated"] == {}
     store.add_entities("batches", {"notes": [Note(5, "x", parent=_vital(5))]}, upsert=False)
     loaded = store.load_scenario("batches")["entities"]
     assert loaded == {
-        "vital_signs": [_vital_json(1), _vital_json(2)],
+        "vital_signs": [{**_vital_json(1), "patient_mrn": "MRN-2"}, _vital_json(2)],
         "patients": [_patient_json()],
         "notes": [{"note_id": 5, "text": "x", "parent": _vital_json(5)}],
     }
