@@ -105,16 +105,13 @@ def test_export_goes_to_the_export_folder_and_replaces_only_our_exports(home: Pa
     assert (downloads / "cohort-parquet" / "README.txt").read_text() == "mine"
 
 
-@pytest.mark.xfail(
-    reason="issue 21 point 18 (another branch): the library nests a re-export inside an existing folder", strict=False
-)
 @pytest.mark.parametrize("format", ["parquet", "csv"])
 def test_a_folder_export_over_mcp_replaces_the_earlier_one(home: Path, db_path: Path, format: str) -> None:
     async def test(client: ClientSession) -> None:
         first = await ok(client, "export_scenario", name="cohort", format=format)
         again = await ok(client, "export_scenario", name="cohort", format=format)
         assert first["path"] == again["path"]
-        assert sorted(p.name for p in Path(again["path"]).iterdir()) == [f"patients.{format}"]
+        assert sorted(p.name for p in Path(again["path"]).iterdir()) == [".healthsim-export.json", f"patients.{format}"]
 
     run(db_path, test)
 

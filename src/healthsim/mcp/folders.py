@@ -11,9 +11,9 @@ path comes from an assistant, whose text may come from entity data or a web page
   recognised by their first bytes, which no other program writes by chance:
   ``{"schema_version":"…","scenario_id":"`` for json (the header line our exporter writes
   first); ``{"entity_type":"…","entity_id":"<uuid>","data":`` for ndjson; for parquet
-  and csv a folder holding nothing but ``{type}.parquet`` files that start with
-  Parquet's ``PAR1`` magic, or ``{type}.csv`` files whose header starts with
-  ``entity_id`` (an empty folder holds nothing to lose and may be replaced). Anything
+  and csv a folder holding the library's export manifest (``.healthsim-export.json``;
+  the library refuses one that also holds files the export did not write), or an empty
+  folder (nothing to lose). Anything
   else — an empty file, a key file, a folder with one foreign file — is refused, and
   nothing is written.
 - **Imports** read only files inside the import folders, ``HEALTHSIM_IMPORT_DIRS``
@@ -32,6 +32,7 @@ from pathlib import Path
 
 from ..state import InvalidInputError
 from ..state.exchange.export import home_folder_problem, safe_file_name
+from ..state.exchange.formats import MANIFEST, is_export_folder
 
 __all__ = ["EXPORT_DIR_VARIABLE", "IMPORT_DIRS_VARIABLE", "export_folder", "export_target", "import_source"]
 
@@ -39,7 +40,6 @@ EXPORT_DIR_VARIABLE = "HEALTHSIM_EXPORT_DIR"
 IMPORT_DIRS_VARIABLE = "HEALTHSIM_IMPORT_DIRS"
 _OUR_JSON = re.compile(rb'\{"schema_version":"[^"\\]{1,20}","scenario_id":"')
 _OUR_NDJSON = re.compile(rb'\{"entity_type":"[a-z][a-z0-9_]*","entity_id":"[0-9a-f-]{36}","data":')
-_TYPE_FILE = re.compile(r"[a-z][a-z0-9_]*\.(parquet|csv)")
 _FOLDER_FORMATS = ("parquet", "csv")
 
 
@@ -123,13 +123,11 @@ def _not_ours(target: Path, format: str) -> str | None:
     if format in _FOLDER_FORMATS:
         if not target.is_dir():
             return "it is a file, not an export folder"
-        for entry in target.iterdir():
-            match = _TYPE_FILE.fullmatch(entry.name)
-            if match is None or match.group(1) != format or entry.is_symlink() or not entry.is_file():
-                return f"it holds {entry.name!r}, which is not a {format} file of an export"
-            if not _starts_like(entry, format):
-                return f"its {entry.name!r} is not a {format} file written by HealthSim"
-        return None
+        # An earlier export holds the library's manifest; the library itself then refuses
+        # one that also holds files the export did not write.
+        if is_export_folder(target) or not any(target.iterdir()):
+            return None
+        return f"it is a folder without the {MANIFEST} that marks an earlier export"
     if not target.is_file():
         return "it is not a regular file"
     head = _head(target, 200)
@@ -145,11 +143,6 @@ def _head(path: Path, size: int) -> bytes:
             return file.read(size)
     except OSError:
         return b""
-
-
-def _starts_like(path: Path, format: str) -> bool:
-    head = _head(path, 9)
-    return head.startswith(b"PAR1") if format == "parquet" else head.startswith(b"entity_id")
 
 
 def import_source(file_path: str) -> Path:
