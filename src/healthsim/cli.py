@@ -22,6 +22,7 @@ from . import __version__
 from ._text import safe_text
 from .progress import progress_bar
 from .state import ScenarioExistsError, ScenarioNotFoundError, ScenarioStore, StateError, transfer_scenario
+from .state.history import namesake_hint
 from .summary_view import render_summary
 
 __all__ = ["app", "main"]
@@ -353,6 +354,14 @@ def delete(
         if not purge or not trash:
             raise
         summary = dict(trash[0])
+    else:
+        if purge and name.strip().lower() != summary["scenario_id"]:  # by name: the trash's too?
+            namesakes = [
+                s for s in store.list_scenarios(limit=10_000, deleted=True)["scenarios"] if s["name"] == summary["name"]
+            ]
+            if namesakes:
+                hint = namesake_hint("purge", summary["scenario_id"], namesakes[0]["scenario_id"])
+                raise ScenarioExistsError(summary["name"], hint)
     if not yes:
         verb = "Purge" if purge else "Delete"
         question = f"{verb} scenario {summary['name']!r} ({summary['entity_count']:,} entities)?"
@@ -664,11 +673,15 @@ def history(
     if as_json:
         print_json(found)
         return
-    table = Table("version", "at", "operation", "changes", "entities")
+    table = Table("version", "at", "by", "operation", "changes", "entities")
     table.columns[1].no_wrap = True
     for v in found["versions"]:
-        changes = "; ".join(f"{kind} {counts_text(counts)}" for kind, counts in v["changes"].items() if counts)
-        table.add_row(str(v["version"]), v["at"], v["operation"], changes, f"{v['entity_count']:,}")
+        changes = "; ".join(
+            f"{kind} {counts_text(counts)}" for kind, counts in v["changes"].items() if counts and kind != "scenario"
+        )
+        fields = ", ".join(v["changes"].get("scenario", {}))
+        changes = "; ".join(part for part in (changes, f"{fields} changed" if fields else "") if part)
+        table.add_row(str(v["version"]), v["at"], v["by"] or "", v["operation"], changes, f"{v['entity_count']:,}")
     out.print(f"{found['name']!r} ({found['scenario_id']})", markup=False)
     out.print(table)
 
@@ -692,11 +705,16 @@ def restore(
     result = store_of(ctx).restore_scenario(name, version, new_name=as_name)
     if as_json:
         print_json(result)
-    else:
-        out.print(
-            f"restored {result['name']!r}: now version {result['version']}, {counts_text(result['entities_by_type'])}",
-            markup=False,
-        )
+        return
+    changed = [f"{kind} {counts_text(result[kind])}" for kind in ("added", "removed", "updated") if result[kind]]  # type: ignore[literal-required]
+    fields = [field for field in result["changed"] if field != "entities"]
+    if fields:
+        changed.append(f"{', '.join(fields)} as in version {result['restored_version']}")
+    out.print(
+        f"restored {result['name']!r} to version {result['restored_version']}: now version {result['version']}, "
+        f"{counts_text(result['entities_by_type'])}; {'; '.join(changed) or 'nothing changed'}",
+        markup=False,
+    )
 
 
 @app.command()

@@ -1,7 +1,8 @@
 """Comparing two scenarios, or two versions of one, inside the database.
 
 Entities are matched per type by stored ``entity_id`` (and, when an id repeats, by its
-occurrence: the first with the first); a matched pair is unchanged when its JSON is the
+occurrence: the first with the first); entities without an id of their own are matched in
+order (the first with the first); a matched pair is unchanged when its JSON is the
 same. Counting happens in SQL, so the answer costs about a scan of both sides and stays
 small for any size: counts per type, up to 10 example ids per kind, and for changed
 examples the field paths that differ.
@@ -11,16 +12,16 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import duckdb
 
-from .dialect import create_temp, json_equal
+from .dialect import create_temp, has_scalar, json_equal
 from .entities import decode_entity, id_fields, raw_entity_id
-from .history import version_rows_sql
+from .history import version_counts, version_rows_sql
 
-__all__ = ["EXAMPLES", "changed_paths", "diff_rows", "scenario_changes"]
+__all__ = ["EXAMPLES", "change_counts", "changed_paths", "diff_rows", "scenario_changes"]
 
 #: Example ids per kind of change and type.
 EXAMPLES = 10
@@ -29,7 +30,7 @@ _MISSING = object()  # a member one side lacks
 
 
 def _side_table(con: duckdb.DuckDBPyConnection, table: str, sid: uuid.UUID, version: int | None) -> None:
-    """A side's rows, numbered within (type, id) in entity order."""
+    """A side's rows (numbered later, by :func:`_numbered`)."""
     params: dict[str, Any] = {"sid": sid}
     if version is None:
         rows = "SELECT id, entity_type, entity_id, entity_data FROM scenario_entities WHERE scenario_id = $sid"
@@ -37,9 +38,34 @@ def _side_table(con: duckdb.DuckDBPyConnection, table: str, sid: uuid.UUID, vers
         rows = version_rows_sql()
         params["version"] = version
     con.execute(
-        f"{create_temp(con, table)} AS SELECT entity_type, entity_id, entity_data, id, "
-        f"row_number() OVER (PARTITION BY entity_type, entity_id ORDER BY id) AS nth FROM ({rows}) AS r",
-        params,
+        f"{create_temp(con, table)} AS SELECT entity_type, entity_id, entity_data, id FROM ({rows}) AS r", params
+    )
+
+
+def _has_own_id(con: Any, types: Iterable[str]) -> str:
+    """SQL: whether a row's entity has an id of its own (a string or a number in one of
+    its type's id fields), as :func:`~.entities.raw_entity_id` decides."""
+    cases = []
+    for entity_type in types:
+        checks = " OR ".join(has_scalar(con, "entity_data", field) for field in id_fields(entity_type))
+        quoted = entity_type.replace("'", "''")
+        cases.append(f"WHEN '{quoted}' THEN COALESCE({checks}, false)")  # (NULL: no such field)
+    return f"CASE entity_type {' '.join(cases)} ELSE false END" if cases else "false"
+
+
+def _numbered(con: Any, rows: str, types: Iterable[str]) -> str:
+    """SQL: ``rows`` with the key a row is matched by: ``match`` (its stored id when the
+    entity has an id of its own, else ``''``) and ``nth``, its occurrence among the rows
+    of its type with that key, in entity order. So entities with an id match by it (a
+    repeated id by occurrence) and entities without one match in order: an overwrite
+    with the same id-less entities is no change (their stored UUIDs are new each time)."""
+    keyed = (
+        f"SELECT entity_type, entity_id, entity_data, id, CASE WHEN {_has_own_id(con, types)} "
+        f"THEN CAST(entity_id AS VARCHAR) ELSE '' END AS match FROM ({rows}) AS k"
+    )
+    return (
+        "SELECT entity_type, entity_id, entity_data, id, match, "
+        f"row_number() OVER (PARTITION BY entity_type, match ORDER BY id) AS nth FROM ({keyed}) AS n"
     )
 
 
@@ -80,23 +106,30 @@ def diff_rows(
     ``b`` (each a scenario id and a version, None for the current rows), and examples."""
     _side_table(con, "_hs_diff_a", *a)
     _side_table(con, "_hs_diff_b", *b)
+    types = [
+        row[0]
+        for row in con.execute(
+            "SELECT DISTINCT entity_type FROM _hs_diff_a UNION SELECT DISTINCT entity_type FROM _hs_diff_b"
+        ).fetchall()
+    ]
     joined = (
         f"SELECT COALESCE(a.entity_type, b.entity_type) AS entity_type, COALESCE(a.entity_id, b.entity_id) AS entity_id, "
         "COALESCE(b.id, a.id) AS position, a.entity_data AS old, b.entity_data AS new, "
         "CASE WHEN a.entity_id IS NULL THEN 'added' WHEN b.entity_id IS NULL THEN 'removed' "
         f"WHEN {json_equal(con, 'a.entity_data', 'b.entity_data')} THEN 'unchanged' ELSE 'changed' END AS kind "
-        "FROM _hs_diff_a a FULL OUTER JOIN _hs_diff_b b ON a.entity_type = b.entity_type "
-        "AND a.entity_id = b.entity_id AND a.nth = b.nth"
+        f"FROM ({_numbered(con, 'SELECT * FROM _hs_diff_a', types)}) AS a "
+        f"FULL OUTER JOIN ({_numbered(con, 'SELECT * FROM _hs_diff_b', types)}) AS b "
+        "ON a.entity_type = b.entity_type AND a.match = b.match AND a.nth = b.nth"
     )
     con.execute(f"{create_temp(con, '_hs_diff')} AS {joined}")
-    types: dict[str, dict[str, Any]] = {}
+    found: dict[str, dict[str, Any]] = {}
     order = con.execute("SELECT entity_type, min(position) AS first FROM _hs_diff GROUP BY 1 ORDER BY first").fetchall()
     for entity_type, _ in order:
-        types[entity_type] = {kind: 0 for kind in _KINDS} | {"examples": {"added": [], "removed": [], "changed": []}}
+        found[entity_type] = {kind: 0 for kind in _KINDS} | {"examples": {"added": [], "removed": [], "changed": []}}
     for entity_type, kind, count in con.execute(
         "SELECT entity_type, kind, count(*) FROM _hs_diff GROUP BY 1, 2"
     ).fetchall():
-        types[entity_type][kind] = int(count)
+        found[entity_type][kind] = int(count)
     examples = con.execute(
         "SELECT entity_type, kind, entity_id, old::TEXT, new::TEXT FROM (SELECT *, row_number() OVER "
         "(PARTITION BY entity_type, kind ORDER BY position) AS n FROM _hs_diff WHERE kind <> 'unchanged') AS d "
@@ -106,12 +139,43 @@ def diff_rows(
         shown = _display_id(entity_type, new if new is not None else old, stored)
         if kind == "changed":
             fields = changed_paths(decode_entity(old, exact=True), decode_entity(new, exact=True))
-            types[entity_type]["examples"]["changed"].append({"id": shown, "fields": fields})
+            found[entity_type]["examples"]["changed"].append({"id": shown, "fields": fields})
         else:
-            types[entity_type]["examples"][kind].append(shown)
+            found[entity_type]["examples"][kind].append(shown)
     for table in ("_hs_diff_a", "_hs_diff_b", "_hs_diff"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
-    return types
+    return found
+
+
+def change_counts(con: Any, scenario_id: uuid.UUID, old_version: int) -> dict[str, dict[str, int]]:
+    """What really changed from recorded ``old_version`` to the current rows of one
+    scenario, per type, as :func:`diff_rows` counts it (matched by entity id, by
+    occurrence when it repeats, and in order without one): ``{"added": {type: n}, "removed": {...}, "updated": {...}}``
+    (``updated``: matched entities whose JSON differs). One grouped query in the database:
+    nothing is loaded into Python, and the answer is a few numbers per type. The current
+    rows' id ranges must be recorded already (:func:`~.history.record_births`), so that
+    ``old_version`` does not take them for its own."""
+    current = "SELECT id, entity_type, entity_id, entity_data FROM scenario_entities WHERE scenario_id = $sid"
+    params = {"sid": scenario_id, "version": old_version}
+    types = [*(version_counts(con, scenario_id, old_version) or {})]
+    listed = con.execute(f"SELECT DISTINCT entity_type FROM ({current}) AS c", {"sid": scenario_id}).fetchall()
+    types += [t for (t,) in listed]
+    types = list(dict.fromkeys(types))
+    rows = con.execute(
+        "SELECT entity_type, kind, count(*) AS n, min(position) AS first FROM (SELECT "
+        "COALESCE(a.entity_type, b.entity_type) AS entity_type, COALESCE(b.id, a.id) AS position, "
+        "CASE WHEN a.entity_id IS NULL THEN 'added' WHEN b.entity_id IS NULL THEN 'removed' "
+        f"WHEN {json_equal(con, 'a.entity_data', 'b.entity_data')} THEN 'unchanged' ELSE 'updated' END AS kind "
+        f"FROM ({_numbered(con, version_rows_sql(), types)}) AS a "
+        f"FULL OUTER JOIN ({_numbered(con, current, types)}) AS b "
+        "ON a.entity_type = b.entity_type AND a.match = b.match AND a.nth = b.nth) AS d "
+        "WHERE kind <> 'unchanged' GROUP BY entity_type, kind ORDER BY first",
+        params,
+    ).fetchall()
+    counts: dict[str, dict[str, int]] = {"added": {}, "removed": {}, "updated": {}}
+    for entity_type, kind, count, _ in rows:
+        counts[kind][entity_type] = int(count)
+    return counts
 
 
 def scenario_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, list[Any]]:
