@@ -679,3 +679,31 @@ def test_every_version_says_who_made_it(store: ScenarioStore) -> None:
     assert list(rows[0]) == ["version", "at", "by", "operation", "changes", "entity_count"]
     shown = CliRunner().invoke(app, ["history", "c"], catch_exceptions=False, terminal_width=200)
     assert shown.exit_code == 0 and "bob" in shown.output and "token: alice" in shown.output, shown.output
+
+
+ENTITY = st.one_of(
+    st.builds(lambda i, v: {"patient_id": f"P{i}", "v": v}, st.integers(0, 5), st.integers(0, 2)),
+    st.builds(lambda v: {"note": v}, st.integers(0, 2)),  # no id of its own: matched in order
+)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(before=st.lists(ENTITY, max_size=8), after=st.lists(ENTITY, max_size=8))
+def test_an_overwrite_records_what_diff_scenarios_sees(
+    store: ScenarioStore, before: list[dict[str, Any]], after: list[dict[str, Any]]
+) -> None:
+    name = f"c-{uuid.uuid4().hex[:8]}"
+    store.save_scenario(name, {"patients": before})
+    store.save_scenario(name, {"patients": after}, overwrite=True)
+    changes = store.scenario_history(name)["versions"][0]["changes"]
+    seen = store.diff_scenarios(f"{name}@1", name)["types"].get("patients", {})
+    expected = {kind: seen.get(kind, 0) for kind in ("added", "removed", "changed")}
+    recorded = {
+        "added": changes["added"].get("patients", 0),
+        "removed": changes["removed"].get("patients", 0),
+        "changed": changes["updated"].get("patients", 0),
+    }
+    assert recorded == expected
+    restored = store.restore_scenario(name, 1)  # back: what was added is removed
+    assert restored["removed"].get("patients", 0) == seen.get("added", 0)
+    assert restored["added"].get("patients", 0) == seen.get("removed", 0)

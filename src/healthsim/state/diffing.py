@@ -19,7 +19,7 @@ import duckdb
 
 from .dialect import create_temp, has_scalar, json_equal
 from .entities import decode_entity, id_fields, raw_entity_id
-from .history import version_counts, version_rows_sql
+from .history import ENTITY_HISTORY, version_rows_sql
 
 __all__ = ["EXAMPLES", "change_counts", "changed_paths", "diff_rows", "scenario_changes"]
 
@@ -55,14 +55,11 @@ def _has_own_id(con: Any, types: Iterable[str]) -> str:
 
 def _numbered(con: Any, rows: str, types: Iterable[str]) -> str:
     """SQL: ``rows`` with the key a row is matched by: ``match`` (its stored id when the
-    entity has an id of its own, else ``''``) and ``nth``, its occurrence among the rows
+    entity has an id of its own, else one constant) and ``nth``, its occurrence among the rows
     of its type with that key, in entity order. So entities with an id match by it (a
     repeated id by occurrence) and entities without one match in order: an overwrite
     with the same id-less entities is no change (their stored UUIDs are new each time)."""
-    keyed = (
-        f"SELECT entity_type, entity_id, entity_data, id, CASE WHEN {_has_own_id(con, types)} "
-        f"THEN CAST(entity_id AS VARCHAR) ELSE '' END AS match FROM ({rows}) AS k"
-    )
+    keyed = f"SELECT entity_type, entity_id, entity_data, id, {_match_key(con, types)} AS match FROM ({rows}) AS k"
     return (
         "SELECT entity_type, entity_id, entity_data, id, match, "
         f"row_number() OVER (PARTITION BY entity_type, match ORDER BY id) AS nth FROM ({keyed}) AS n"
@@ -147,27 +144,55 @@ def diff_rows(
     return found
 
 
-def change_counts(con: Any, scenario_id: uuid.UUID, old_version: int) -> dict[str, dict[str, int]]:
-    """What really changed from recorded ``old_version`` to the current rows of one
-    scenario, per type, as :func:`diff_rows` counts it (matched by entity id, by
-    occurrence when it repeats, and in order without one): ``{"added": {type: n}, "removed": {...}, "updated": {...}}``
-    (``updated``: matched entities whose JSON differs). One grouped query in the database:
-    nothing is loaded into Python, and the answer is a few numbers per type. The current
-    rows' id ranges must be recorded already (:func:`~.history.record_births`), so that
-    ``old_version`` does not take them for its own."""
-    current = "SELECT id, entity_type, entity_id, entity_data FROM scenario_entities WHERE scenario_id = $sid"
-    params = {"sid": scenario_id, "version": old_version}
-    types = [*(version_counts(con, scenario_id, old_version) or {})]
-    listed = con.execute(f"SELECT DISTINCT entity_type FROM ({current}) AS c", {"sid": scenario_id}).fetchall()
-    types += [t for (t,) in listed]
-    types = list(dict.fromkeys(types))
+def _match_key(con: Any, types: Iterable[str]) -> str:
+    """SQL: the stored id a row is matched by when its entity has an id of its own, else
+    one constant for every id-less entity (matched in order then). A stored id of UUID
+    version 5 was derived from an own id, so the JSON is only looked at for the others."""
+    return (
+        f"CASE WHEN substr(CAST(entity_id AS VARCHAR), 15, 1) = '5' OR ({_has_own_id(con, types)}) "
+        f"THEN entity_id ELSE CAST('{_NO_OWN_ID}' AS UUID) END"
+    )
+
+
+_NO_OWN_ID = "00000000-0000-0000-0000-000000000000"
+
+
+def change_counts(con: Any, scenario_id: uuid.UUID, version: int) -> dict[str, dict[str, int]]:
+    """What a change that replaced every row of a scenario (an overwrite, an import over
+    it, a restore in place) really changed: from the rows it archived as ``version`` to
+    the current rows, per type, as :func:`diff_rows` counts it (matched by entity id, by
+    occurrence when it repeats, in order without one): ``{"added": {type: n},
+    "removed": {...}, "updated": {...}}`` (``updated``: matched entities whose JSON
+    differs).
+
+    One grouped join in the database: nothing is loaded into Python, the answer is a few
+    numbers per type, and occurrences are only numbered when a key repeats (a window over
+    every row cost as much again).
+    """
+    params = {"sid": scenario_id, "version": version}
+    old = (
+        f"SELECT row_id AS id, entity_type, entity_id, entity_data FROM {ENTITY_HISTORY} "
+        "WHERE scenario_id = $sid AND to_version = $version"
+    )
+    new = "SELECT id, entity_type, entity_id, entity_data FROM scenario_entities WHERE scenario_id = $sid"
+    listed = con.execute(
+        f"SELECT DISTINCT entity_type FROM ({old}) AS o UNION SELECT DISTINCT entity_type FROM ({new}) AS n", params
+    ).fetchall()
+    key = _match_key(con, [t for (t,) in listed])
+    sides = [f"SELECT id, entity_type, entity_data, {key} AS match FROM ({rows}) AS r" for rows in (old, new)]
+    repeats = con.execute(
+        f"SELECT EXISTS (SELECT 1 FROM ({sides[0]}) AS o GROUP BY entity_type, match HAVING count(*) > 1) "
+        f"OR EXISTS (SELECT 1 FROM ({sides[1]}) AS n GROUP BY entity_type, match HAVING count(*) > 1)",
+        params,
+    ).fetchall()[0][0]
+    nth = "row_number() OVER (PARTITION BY entity_type, match ORDER BY id)" if repeats else "1"
+    a, b = (f"SELECT *, {nth} AS nth FROM ({side}) AS s" for side in sides)
     rows = con.execute(
         "SELECT entity_type, kind, count(*) AS n, min(position) AS first FROM (SELECT "
         "COALESCE(a.entity_type, b.entity_type) AS entity_type, COALESCE(b.id, a.id) AS position, "
-        "CASE WHEN a.entity_id IS NULL THEN 'added' WHEN b.entity_id IS NULL THEN 'removed' "
+        "CASE WHEN a.id IS NULL THEN 'added' WHEN b.id IS NULL THEN 'removed' "
         f"WHEN {json_equal(con, 'a.entity_data', 'b.entity_data')} THEN 'unchanged' ELSE 'updated' END AS kind "
-        f"FROM ({_numbered(con, version_rows_sql(), types)}) AS a "
-        f"FULL OUTER JOIN ({_numbered(con, current, types)}) AS b "
+        f"FROM ({a}) AS a FULL OUTER JOIN ({b}) AS b "
         "ON a.entity_type = b.entity_type AND a.match = b.match AND a.nth = b.nth) AS d "
         "WHERE kind <> 'unchanged' GROUP BY entity_type, kind ORDER BY first",
         params,

@@ -396,7 +396,6 @@ class ScenarioStore:
             # On PostgreSQL the rows took ids from the sequence: the last one is read back.
             end_id = None if pg else encoder.next_id - 1
             # Over an old content: what really changed (an identical overwrite changes nothing).
-            since = version - 1 if previous and counts else None
             self._record_change(
                 con,
                 header,
@@ -408,7 +407,7 @@ class ScenarioStore:
                 tags=tag_list,
                 end_id=end_id,
                 counts=counts,
-                diff_from=since,
+                replaced_all=bool(previous and counts),
             )
 
         if len(head) < 2 or pg:  # small, or the team store: everything in one transaction
@@ -818,12 +817,13 @@ class ScenarioStore:
         *,
         end_id: int | None = None,
         counts: dict[str, int] | None = None,
-        diff_from: int | None = None,
+        replaced_all: bool = False,
     ) -> tuple[dict[str, int], dict[str, Any]]:
         """:meth:`_record`, returning the counts and the changes recorded: the entity
-        changes given, or with ``diff_from`` the real difference from that version to the
-        rows now (counted in the database), plus ``scenario``: the scenario's own fields
-        that differ from the version before (name, description, tags, metadata keys)."""
+        changes given, or with ``replaced_all`` (the change archived every row as this
+        version and wrote the new ones) the real difference, counted in the database;
+        plus ``scenario``: the scenario's own fields that differ from the version before
+        (name, description, tags, metadata keys)."""
         sid = header.scenario_id
         if counts is None:
             counts = entity_counts(con, [header])[sid]
@@ -837,8 +837,8 @@ class ScenarioStore:
         last = next_id(con) - 1 if end_id is None else end_id
         record_births(con, sid, version, [(start_id, last), *((row, row) for row in replaced)])
         recorded: dict[str, Any] = {kind: dict(changes.get(kind, {})) for kind in ("added", "removed", "updated")}
-        if diff_from is not None:  # (the births above tell this version's rows from the old one's)
-            recorded = dict(change_counts(con, sid, diff_from))
+        if replaced_all:  # (an identical overwrite changes nothing)
+            recorded = dict(change_counts(con, sid, version))
         recorded["scenario"] = field_changes(con, sid, version - 1, fields) if version > 1 else {}
         record_version(con, sid, version, now, operation, fields=fields, changes=recorded, entities_by_type=counts)
         self._retain(con, sid, version, now)
@@ -1375,7 +1375,7 @@ class ScenarioStore:
             write_tags(con, into, past.tags)
             added = entity_counts(con, [header])[into]
             counts, changes = self._record_change(
-                con, header, number, now, "restore", {"added": added}, start, diff_from=None if fresh else latest
+                con, header, number, now, "restore", {"added": added}, start, replaced_all=not fresh
             )
         return _restore_result(header, counts, changes, number, wanted)
 
