@@ -539,6 +539,10 @@ def test_cli_history_purge_keeps_the_trash(store: ScenarioStore) -> None:
     restored = CliRunner().invoke(app, ["restore", "gone"], catch_exceptions=False)
     assert restored.exit_code == 0, restored.output
     assert store.load_scenario("gone")["entity_count"] == 2
+    assert "restored 'gone' to version 2: now version 4" in restored.output
+    forever = ["history", "--purge", "--keep-version-days", "inf", "--keep-deleted-days", "inf"]
+    kept = CliRunner().invoke(app, forever, catch_exceptions=False)
+    assert kept.exit_code == 0 and "removed 0 version(s)" in kept.output, kept.output
 
 
 def test_a_name_of_a_current_and_a_deleted_scenario_is_not_guessed(store: ScenarioStore) -> None:

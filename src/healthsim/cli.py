@@ -646,7 +646,10 @@ def history(
         int | None, typer.Option(min=1, help="With --purge: versions to keep per scenario.")
     ] = None,
     keep_deleted_days: Annotated[
-        float | None, typer.Option(min=0, help="With --purge: days to keep deleted scenarios.")
+        float | None, typer.Option(min=0, help="With --purge: days to keep deleted scenarios (inf: forever).")
+    ] = None,
+    keep_version_days: Annotated[
+        float | None, typer.Option(min=0, help="With --purge: days every version is kept (inf: forever).")
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -656,7 +659,9 @@ def history(
     """
     store = store_of(ctx)
     if purge:
-        result = store.purge_history(name, keep_versions=keep_versions, keep_deleted_days=keep_deleted_days)
+        result = store.purge_history(
+            name, keep_versions=keep_versions, keep_deleted_days=keep_deleted_days, keep_version_days=keep_version_days
+        )
         if as_json:
             print_json(result)
         else:

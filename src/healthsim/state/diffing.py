@@ -29,41 +29,96 @@ _KINDS = ("added", "removed", "changed", "unchanged")
 _MISSING = object()  # a member one side lacks
 
 
-def _side_table(con: duckdb.DuckDBPyConnection, table: str, sid: uuid.UUID, version: int | None) -> None:
-    """A side's rows (numbered later, by :func:`_numbered`)."""
-    params: dict[str, Any] = {"sid": sid}
+def _version_rows(sid: uuid.UUID, version: int | None) -> tuple[str, dict[str, Any]]:
+    """SQL and parameters of a side's rows: a version's, or the current ones (None)."""
     if version is None:
         rows = "SELECT id, entity_type, entity_id, entity_data FROM scenario_entities WHERE scenario_id = $sid"
-    else:
-        rows = version_rows_sql()
-        params["version"] = version
-    con.execute(
-        f"{create_temp(con, table)} AS SELECT entity_type, entity_id, entity_data, id FROM ({rows}) AS r", params
-    )
+        return rows, {"sid": sid}
+    return version_rows_sql(), {"sid": sid, "version": version}
 
 
-def _has_own_id(con: Any, types: Iterable[str]) -> str:
-    """SQL: whether a row's entity has an id of its own (a string or a number in one of
-    its type's id fields), as :func:`~.entities.raw_entity_id` decides."""
+def _has_own_id(con: Any, column: str, types: Iterable[str]) -> str:
+    """SQL: whether the entity in JSON ``column`` (of a row with ``entity_type``) has an
+    id of its own (a string or a number in one of its type's id fields), as
+    :func:`~.entities.raw_entity_id` decides."""
     cases = []
     for entity_type in types:
-        checks = " OR ".join(has_scalar(con, "entity_data", field) for field in id_fields(entity_type))
+        checks = " OR ".join(has_scalar(con, column, field) for field in id_fields(entity_type))
         quoted = entity_type.replace("'", "''")
         cases.append(f"WHEN '{quoted}' THEN COALESCE({checks}, false)")  # (NULL: no such field)
     return f"CASE entity_type {' '.join(cases)} ELSE false END" if cases else "false"
 
 
-def _numbered(con: Any, rows: str, types: Iterable[str]) -> str:
-    """SQL: ``rows`` with the key a row is matched by: ``match`` (its stored id when the
-    entity has an id of its own, else one constant) and ``nth``, its occurrence among the rows
-    of its type with that key, in entity order. So entities with an id match by it (a
-    repeated id by occurrence) and entities without one match in order: an overwrite
-    with the same id-less entities is no change (their stored UUIDs are new each time)."""
-    keyed = f"SELECT entity_type, entity_id, entity_data, id, {_match_key(con, types)} AS match FROM ({rows}) AS k"
-    return (
-        "SELECT entity_type, entity_id, entity_data, id, match, "
-        f"row_number() OVER (PARTITION BY entity_type, match ORDER BY id) AS nth FROM ({keyed}) AS n"
+def _match_rows(con: Any, a: tuple[str, dict[str, Any]], b: tuple[str, dict[str, Any]]) -> None:
+    """Match the rows of two sides (SQL and parameters each) into the temporary table
+    ``_hs_diff`` (``entity_type, entity_id, position, old, new, kind``).
+
+    Rows match per type by stored id (a repeated id by occurrence, numbered only when an
+    id repeats: a window over every row costs about as much as the join). Then entities
+    without an id of their own that found no partner are paired in order: an overwrite
+    gives them new stored UUIDs, and the same entities saved again are no change. Only
+    those left-over rows are looked into for an own id.
+    """
+    for table, (rows, params) in (("_hs_diff_a", a), ("_hs_diff_b", b)):
+        con.execute(
+            f"{create_temp(con, table)} AS SELECT entity_type, entity_id, entity_data, id FROM ({rows}) AS r", params
+        )
+    repeats = con.execute(
+        "SELECT EXISTS (SELECT 1 FROM _hs_diff_a GROUP BY entity_type, entity_id HAVING count(*) > 1) "
+        "OR EXISTS (SELECT 1 FROM _hs_diff_b GROUP BY entity_type, entity_id HAVING count(*) > 1)"
+    ).fetchall()[0][0]
+    nth = "row_number() OVER (PARTITION BY entity_type, entity_id ORDER BY id)" if repeats else "1"
+    con.execute(
+        f"{create_temp(con, '_hs_diff')} AS SELECT COALESCE(a.entity_type, b.entity_type) AS entity_type, "
+        "COALESCE(a.entity_id, b.entity_id) AS entity_id, COALESCE(b.id, a.id) AS position, "
+        "a.entity_data AS old, b.entity_data AS new, "
+        "CASE WHEN a.entity_id IS NULL THEN 'added' WHEN b.entity_id IS NULL THEN 'removed' "
+        f"WHEN {json_equal(con, 'a.entity_data', 'b.entity_data')} THEN 'unchanged' ELSE 'changed' END AS kind "
+        f"FROM (SELECT *, {nth} AS nth FROM _hs_diff_a) AS a FULL OUTER JOIN (SELECT *, {nth} AS nth FROM _hs_diff_b) AS b "
+        "ON a.entity_type = b.entity_type AND a.entity_id = b.entity_id AND a.nth = b.nth"
     )
+    _pair_in_order(con)
+
+
+def _pair_in_order(con: Any) -> None:
+    """Pair, per type and in order, the removed and the added entities of ``_hs_diff``
+    that have no id of their own (see :func:`_match_rows`)."""
+    types = [
+        t
+        for (t,) in con.execute(
+            "SELECT DISTINCT entity_type FROM _hs_diff WHERE kind IN ('added', 'removed')"
+        ).fetchall()
+    ]
+    if not types:
+        return
+
+    def side(kind: str, column: str) -> str:
+        return (
+            f"SELECT entity_type, entity_id, position, {column}, "
+            "row_number() OVER (PARTITION BY entity_type ORDER BY position) AS k "
+            f"FROM _hs_diff WHERE kind = '{kind}' AND NOT ({_has_own_id(con, column, types)})"
+        )
+
+    con.execute(
+        f"{create_temp(con, '_hs_pairs')} AS SELECT o.entity_type, n.entity_id, n.position, o.old, n.new, "
+        f"o.position AS old_position FROM ({side('removed', 'old')}) AS o "
+        f"JOIN ({side('added', 'new')}) AS n ON o.entity_type = n.entity_type AND o.k = n.k"
+    )
+    if not con.execute("SELECT count(*) FROM _hs_pairs").fetchall()[0][0]:
+        con.execute("DROP TABLE IF EXISTS _hs_pairs")
+        return
+    con.execute("DELETE FROM _hs_diff WHERE kind = 'removed' AND position IN (SELECT old_position FROM _hs_pairs)")
+    con.execute("DELETE FROM _hs_diff WHERE kind = 'added' AND position IN (SELECT position FROM _hs_pairs)")
+    con.execute(
+        "INSERT INTO _hs_diff SELECT entity_type, entity_id, position, old, new, "
+        f"CASE WHEN {json_equal(con, 'old', 'new')} THEN 'unchanged' ELSE 'changed' END FROM _hs_pairs"
+    )
+    con.execute("DROP TABLE IF EXISTS _hs_pairs")
+
+
+def _drop_match_tables(con: Any) -> None:
+    for table in ("_hs_diff_a", "_hs_diff_b", "_hs_diff"):
+        con.execute(f"DROP TABLE IF EXISTS {table}")
 
 
 def changed_paths(old: Any, new: Any) -> list[str]:
@@ -101,24 +156,7 @@ def diff_rows(
 ) -> dict[str, dict[str, Any]]:
     """Per type: counts of added, removed, changed and unchanged entities from ``a`` to
     ``b`` (each a scenario id and a version, None for the current rows), and examples."""
-    _side_table(con, "_hs_diff_a", *a)
-    _side_table(con, "_hs_diff_b", *b)
-    types = [
-        row[0]
-        for row in con.execute(
-            "SELECT DISTINCT entity_type FROM _hs_diff_a UNION SELECT DISTINCT entity_type FROM _hs_diff_b"
-        ).fetchall()
-    ]
-    joined = (
-        f"SELECT COALESCE(a.entity_type, b.entity_type) AS entity_type, COALESCE(a.entity_id, b.entity_id) AS entity_id, "
-        "COALESCE(b.id, a.id) AS position, a.entity_data AS old, b.entity_data AS new, "
-        "CASE WHEN a.entity_id IS NULL THEN 'added' WHEN b.entity_id IS NULL THEN 'removed' "
-        f"WHEN {json_equal(con, 'a.entity_data', 'b.entity_data')} THEN 'unchanged' ELSE 'changed' END AS kind "
-        f"FROM ({_numbered(con, 'SELECT * FROM _hs_diff_a', types)}) AS a "
-        f"FULL OUTER JOIN ({_numbered(con, 'SELECT * FROM _hs_diff_b', types)}) AS b "
-        "ON a.entity_type = b.entity_type AND a.match = b.match AND a.nth = b.nth"
-    )
-    con.execute(f"{create_temp(con, '_hs_diff')} AS {joined}")
+    _match_rows(con, _version_rows(*a), _version_rows(*b))
     found: dict[str, dict[str, Any]] = {}
     order = con.execute("SELECT entity_type, min(position) AS first FROM _hs_diff GROUP BY 1 ORDER BY first").fetchall()
     for entity_type, _ in order:
@@ -139,67 +177,30 @@ def diff_rows(
             found[entity_type]["examples"]["changed"].append({"id": shown, "fields": fields})
         else:
             found[entity_type]["examples"][kind].append(shown)
-    for table in ("_hs_diff_a", "_hs_diff_b", "_hs_diff"):
-        con.execute(f"DROP TABLE IF EXISTS {table}")
+    _drop_match_tables(con)
     return found
-
-
-def _match_key(con: Any, types: Iterable[str]) -> str:
-    """SQL: the stored id a row is matched by when its entity has an id of its own, else
-    one constant for every id-less entity (matched in order then). A stored id of UUID
-    version 5 was derived from an own id, so the JSON is only looked at for the others."""
-    return (
-        f"CASE WHEN substr(CAST(entity_id AS VARCHAR), 15, 1) = '5' OR ({_has_own_id(con, types)}) "
-        f"THEN entity_id ELSE CAST('{_NO_OWN_ID}' AS UUID) END"
-    )
-
-
-_NO_OWN_ID = "00000000-0000-0000-0000-000000000000"
 
 
 def change_counts(con: Any, scenario_id: uuid.UUID, version: int) -> dict[str, dict[str, int]]:
     """What a change that replaced every row of a scenario (an overwrite, an import over
     it, a restore in place) really changed: from the rows it archived as ``version`` to
-    the current rows, per type, as :func:`diff_rows` counts it (matched by entity id, by
-    occurrence when it repeats, in order without one): ``{"added": {type: n},
-    "removed": {...}, "updated": {...}}`` (``updated``: matched entities whose JSON
-    differs).
-
-    One grouped join in the database: nothing is loaded into Python, the answer is a few
-    numbers per type, and occurrences are only numbered when a key repeats (a window over
-    every row cost as much again).
+    the current rows, per type, matched as :func:`diff_rows` matches them:
+    ``{"added": {type: n}, "removed": {...}, "updated": {...}}`` (``updated``: matched
+    entities whose JSON differs). Counted in the database; nothing is loaded into Python.
     """
-    params = {"sid": scenario_id, "version": version}
     old = (
         f"SELECT row_id AS id, entity_type, entity_id, entity_data FROM {ENTITY_HISTORY} "
         "WHERE scenario_id = $sid AND to_version = $version"
     )
-    new = "SELECT id, entity_type, entity_id, entity_data FROM scenario_entities WHERE scenario_id = $sid"
-    listed = con.execute(
-        f"SELECT DISTINCT entity_type FROM ({old}) AS o UNION SELECT DISTINCT entity_type FROM ({new}) AS n", params
-    ).fetchall()
-    key = _match_key(con, [t for (t,) in listed])
-    sides = [f"SELECT id, entity_type, entity_data, {key} AS match FROM ({rows}) AS r" for rows in (old, new)]
-    repeats = con.execute(
-        f"SELECT EXISTS (SELECT 1 FROM ({sides[0]}) AS o GROUP BY entity_type, match HAVING count(*) > 1) "
-        f"OR EXISTS (SELECT 1 FROM ({sides[1]}) AS n GROUP BY entity_type, match HAVING count(*) > 1)",
-        params,
-    ).fetchall()[0][0]
-    nth = "row_number() OVER (PARTITION BY entity_type, match ORDER BY id)" if repeats else "1"
-    a, b = (f"SELECT *, {nth} AS nth FROM ({side}) AS s" for side in sides)
+    _match_rows(con, (old, {"sid": scenario_id, "version": version}), _version_rows(scenario_id, None))
     rows = con.execute(
-        "SELECT entity_type, kind, count(*) AS n, min(position) AS first FROM (SELECT "
-        "COALESCE(a.entity_type, b.entity_type) AS entity_type, COALESCE(b.id, a.id) AS position, "
-        "CASE WHEN a.id IS NULL THEN 'added' WHEN b.id IS NULL THEN 'removed' "
-        f"WHEN {json_equal(con, 'a.entity_data', 'b.entity_data')} THEN 'unchanged' ELSE 'updated' END AS kind "
-        f"FROM ({a}) AS a FULL OUTER JOIN ({b}) AS b "
-        "ON a.entity_type = b.entity_type AND a.match = b.match AND a.nth = b.nth) AS d "
-        "WHERE kind <> 'unchanged' GROUP BY entity_type, kind ORDER BY first",
-        params,
+        "SELECT entity_type, kind, count(*), min(position) AS first FROM _hs_diff "
+        "WHERE kind <> 'unchanged' GROUP BY entity_type, kind ORDER BY first"
     ).fetchall()
+    _drop_match_tables(con)
     counts: dict[str, dict[str, int]] = {"added": {}, "removed": {}, "updated": {}}
     for entity_type, kind, count, _ in rows:
-        counts[kind][entity_type] = int(count)
+        counts["updated" if kind == "changed" else kind][entity_type] = int(count)
     return counts
 
 
