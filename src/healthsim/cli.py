@@ -22,7 +22,6 @@ from . import __version__
 from ._text import safe_text
 from .progress import progress_bar
 from .state import ScenarioExistsError, ScenarioNotFoundError, ScenarioStore, StateError, transfer_scenario
-from .state.history import namesake_hint
 from .summary_view import render_summary
 
 __all__ = ["app", "main"]
@@ -359,9 +358,8 @@ def delete(
             namesakes = [
                 s for s in store.list_scenarios(limit=10_000, deleted=True)["scenarios"] if s["name"] == summary["name"]
             ]
-            if namesakes:
-                hint = namesake_hint("purge", summary["scenario_id"], namesakes[0]["scenario_id"])
-                raise ScenarioExistsError(summary["name"], hint)
+            if namesakes:  # which one? The library refuses such a purge, naming both ids: before asking
+                store.delete_scenario(name, purge=True)
     if not yes:
         verb = "Purge" if purge else "Delete"
         question = f"{verb} scenario {summary['name']!r} ({summary['entity_count']:,} entities)?"
