@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import getpass
 import json
+import math
 import os
 import signal
 import subprocess
@@ -15,7 +17,9 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from typer.testing import CliRunner
 
+from healthsim.cli import app
 from healthsim.state import (
     InvalidInputError,
     ScenarioExistsError,
@@ -29,6 +33,7 @@ from healthsim.state import (
     save_scenario,
     scenario_history,
 )
+from healthsim.state.history import acting_as
 from helpers.database import orphan_rows, sql_rows
 
 
@@ -55,9 +60,19 @@ def test_every_change_is_a_version_that_loads_as_it_was(store: ScenarioStore, tm
     history = store.scenario_history("c")
     assert [v["version"] for v in history["versions"]] == [6, 5, 4, 3, 2, 1] and history["total_count"] == 6
     assert [v["operation"] for v in history["versions"]] == ["import", "overwrite", "update", "remove", "add", "save"]
-    assert history["versions"][4]["changes"] == {"added": {"patients": 1}, "removed": {}, "updated": {"patients": 1}}
+    assert history["versions"][4]["changes"] == {
+        "added": {"patients": 1},
+        "removed": {},
+        "updated": {"patients": 1},
+        "scenario": {},
+    }
     assert history["versions"][3]["changes"]["removed"] == {"patients": 1}
-    assert history["versions"][1]["changes"] == {"added": {"claims": 1}, "removed": {"patients": 2}, "updated": {}}
+    assert history["versions"][1]["changes"] == {
+        "added": {"claims": 1},
+        "removed": {"patients": 2},
+        "updated": {},
+        "scenario": {"description": ["renamed later", None], "tags": [["t", "x"], []]},
+    }
     first = store.load_scenario("c", version=1)
     assert first["entities"] == v1 and list(first["entities"]) == ["patients", "members"]
     assert first["description"] == "first" and first["tags"] == ["t"] and first["version"] == 1
@@ -136,12 +151,14 @@ def test_delete_goes_to_the_trash_and_comes_back_with_its_id_and_history(store: 
     assert store.list_scenarios()["total_count"] == 0
     assert store.scenario_history("gone")["versions"][0]["operation"] == "delete"
     assert store.load_scenario("gone", 2)["entities"]["claims"] == [{"claim_id": "K"}]
-    store.save_scenario("gone", {})  # the name is taken since
+    live = store.save_scenario("gone", {})  # the name is taken since
     with pytest.raises(ScenarioExistsError, match="pass new_name"):
         store.restore_scenario(sid)
     back = store.restore_scenario(sid, new_name="gone-again")
     assert back["name"] == "gone-again"
-    store.delete_scenario("gone", purge=True)
+    with pytest.raises(ScenarioExistsError, match=f"{live} is the current one, {sid} the deleted one"):
+        store.delete_scenario("gone", purge=True)  # which one? (it purged the current one)
+    store.delete_scenario(live, purge=True)
     store.delete_scenario("gone-again")
     restored = store.restore_scenario("gone-again")
     assert restored["entities_by_type"] == {"patients": 1, "claims": 1}
@@ -154,6 +171,7 @@ def test_delete_goes_to_the_trash_and_comes_back_with_its_id_and_history(store: 
 
 def test_retention_of_versions_and_of_the_trash(store: ScenarioStore, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HEALTHSIM_KEEP_VERSIONS", "3")
+    monkeypatch.setenv("HEALTHSIM_KEEP_VERSION_DAYS", "0")  # (else every version of this week is kept)
     store.save_scenario("c", {"patients": [{"patient_id": "A", "n": 0}]})
     for n in range(1, 6):
         store.add_entities("c", {"patients": [{"patient_id": "A", "n": n}]})
@@ -387,3 +405,312 @@ def test_the_trash_is_filtered_like_the_list(store: ScenarioStore) -> None:
     assert [e["name"] for e in store.list_scenarios(deleted=True, search="desc")["scenarios"]] == ["alpha cohort"]
     limited = store.list_scenarios(deleted=True, limit=1)
     assert limited["total_count"] == 2 and [e["name"] for e in limited["scenarios"]] == ["beta"]  # newest first
+
+
+# ---------------------------------------------------------------- a batched build (issue 21)
+
+
+def backdate(store: ScenarioStore, days: float, up_to_version: int) -> None:
+    """Make versions up to ``up_to_version`` of every scenario look ``days`` old."""
+    sql_rows(
+        store.path,
+        f"UPDATE healthsim_state_versions SET changed_at = changed_at - INTERVAL '{int(days * 24)} hours' "
+        "WHERE version <= ? RETURNING version",
+        [up_to_version],
+    )
+
+
+def test_a_batched_build_keeps_every_version_of_the_week(store: ScenarioStore) -> None:
+    # The recommended workflow: a save, then 60 add_entities batches. It kept 20 versions.
+    store.save_scenario("cohort", {"patients": [{"patient_id": "P0"}]})
+    for batch in range(1, 61):
+        store.add_entities("cohort", {"patients": [{"patient_id": f"P{batch}"}]})
+    history = store.scenario_history("cohort", limit=100)
+    assert history["total_count"] == 61 and [v["version"] for v in history["versions"]] == list(range(61, 0, -1))
+    diff = store.diff_scenarios("cohort@30", "cohort")
+    assert diff["types"]["patients"]["added"] == 31 and diff["types"]["patients"]["unchanged"] == 30
+    fifth = store.load_scenario("cohort", 5)["entities"]
+    restored = store.restore_scenario("cohort", version=5)
+    assert restored["version"] == 62 and restored["removed"] == {"patients": 56} and restored["added"] == {}
+    assert store.load_scenario("cohort")["entities"] == fifth
+    # Beyond the week, the last 20 versions (and every later one) are what stays.
+    backdate(store, 10, 50)
+    store.update_scenario("cohort", description="a week later")
+    assert [v["version"] for v in store.scenario_history("cohort", limit=100)["versions"]] == list(range(63, 43, -1))
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("HEALTHSIM_KEEP_VERSION_DAYS", "-1"),
+        ("HEALTHSIM_KEEP_VERSION_DAYS", "nan"),
+        ("HEALTHSIM_KEEP_VERSION_DAYS", "a week"),
+        ("HEALTHSIM_KEEP_VERSIONS", "0"),
+        ("HEALTHSIM_KEEP_VERSIONS", "1e3"),
+        ("HEALTHSIM_KEEP_DELETED_DAYS", "-inf"),
+        ("HEALTHSIM_KEEP_DELETED_DAYS", "never"),
+    ],
+)
+def test_invalid_retention_values_are_refused_by_name(
+    store: ScenarioStore, monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    store.save_scenario("c", {"patients": [{"patient_id": "A"}]})
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(InvalidInputError, match=f"{variable}={value!r} is not"):
+        store.add_entities("c", {"patients": [{"patient_id": "B"}]})
+    monkeypatch.delenv(variable)
+    assert store.load_scenario("c")["entity_count"] == 1  # refused before anything changed
+
+
+DAY_COUNTS = st.one_of(
+    st.sampled_from(["inf", "Infinity", "forever", "FOREVER", "1e308", "1000000", "999999999", "1e400", "0"]),
+    st.floats(min_value=0, allow_nan=False, allow_infinity=True).map(repr),
+    st.integers(min_value=0, max_value=10**40).map(str),
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(version_days=DAY_COUNTS, deleted_days=DAY_COUNTS)
+def test_day_counts_never_overflow(store: ScenarioStore, version_days: str, deleted_days: str) -> None:
+    # HEALTHSIM_KEEP_DELETED_DAYS=inf/1000000/1e308 passed validation, then every change
+    # failed with "unexpected OverflowError".
+    name = f"c-{uuid.uuid4().hex[:8]}"
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("HEALTHSIM_KEEP_VERSION_DAYS", version_days)
+        env.setenv("HEALTHSIM_KEEP_DELETED_DAYS", deleted_days)
+        env.setenv("HEALTHSIM_KEEP_VERSIONS", "1")
+        store.save_scenario(name, {"patients": [{"patient_id": "A"}]})
+        store.add_entities(name, {"patients": [{"patient_id": "B"}]})
+        assert store.delete_scenario(name) is True
+        assert store.restore_scenario(name)["entity_count"] == 2
+        store.purge_history(name)
+        store.purge_history(keep_version_days=float(version_days.lower().replace("forever", "inf")))
+    with pytest.raises(ScenarioNotFoundError, match="deleted scenarios are kept forever"):
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("HEALTHSIM_KEEP_DELETED_DAYS", "forever")
+            store.restore_scenario("no-such-scenario")
+
+
+def test_keep_forever_keeps_every_version_and_the_trash(store: ScenarioStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HEALTHSIM_KEEP_VERSION_DAYS", "forever")
+    monkeypatch.setenv("HEALTHSIM_KEEP_DELETED_DAYS", "inf")
+    monkeypatch.setenv("HEALTHSIM_KEEP_VERSIONS", "2")
+    store.save_scenario("c", {"patients": [{"patient_id": "A"}]})
+    for n in range(5):
+        store.add_entities("c", {"patients": [{"patient_id": f"B{n}"}]})
+    store.save_scenario("gone", {})
+    store.delete_scenario("gone")
+    backdate(store, 10**5, 10)  # 270 years ago
+    store.add_entities("c", {"patients": [{"patient_id": "Z"}]})
+    assert store.scenario_history("c")["total_count"] == 7
+    assert store.list_scenarios(deleted=True)["total_count"] == 1
+    assert store.purge_history(keep_deleted_days=math.inf, keep_version_days=math.inf) == {
+        "versions_removed": 0,
+        "deleted_scenarios_removed": 0,
+    }
+    with pytest.raises(InvalidInputError, match="keep_version_days must be a number of days"):
+        store.purge_history(keep_version_days=float("nan"))
+
+
+def test_purging_to_one_version_keeps_the_trash_restorable(store: ScenarioStore) -> None:
+    store.save_scenario("gone", {"patients": [{"patient_id": "A"}]}, "was here", ["t"])
+    store.add_entities("gone", {"claims": [{"claim_id": "K"}]})
+    store.save_scenario("kept", {"patients": [{"patient_id": "A"}]})
+    store.add_entities("kept", {"patients": [{"patient_id": "B"}]})
+    store.delete_scenario("gone")
+    # It kept only the delete marker: the trash was emptied and restore failed with
+    # "HEALTHSIM_KEEP_VERSIONS keeps the last 20".
+    assert store.purge_history(keep_versions=1) == {"versions_removed": 2, "deleted_scenarios_removed": 0}
+    assert [s["name"] for s in store.list_scenarios(deleted=True)["scenarios"]] == ["gone"]
+    back = store.restore_scenario("gone")
+    assert back["entities_by_type"] == {"patients": 1, "claims": 1}
+    assert store.load_scenario("gone")["description"] == "was here"
+    with pytest.raises(InvalidInputError) as refused:
+        store.load_scenario("kept", 1)
+    message = str(refused.value)
+    assert "past retention" in message and "purge_history" in message and "last 20" not in message
+    assert "its versions are 3 to 3" not in message and "its versions are 2 to 2" in message
+
+
+def test_cli_history_purge_keeps_the_trash(store: ScenarioStore) -> None:
+    store.save_scenario("gone", {"patients": [{"patient_id": "A"}]})
+    store.add_entities("gone", {"patients": [{"patient_id": "B"}]})
+    store.delete_scenario("gone")
+    purged = CliRunner().invoke(app, ["history", "--purge", "--keep-versions", "1"], catch_exceptions=False)
+    assert purged.exit_code == 0, purged.output
+    assert "removed 1 version(s) and 0 deleted scenario(s)" in purged.output
+    restored = CliRunner().invoke(app, ["restore", "gone"], catch_exceptions=False)
+    assert restored.exit_code == 0, restored.output
+    assert store.load_scenario("gone")["entity_count"] == 2
+    assert "restored 'gone' to version 2: now version 4" in restored.output
+    forever = ["history", "--purge", "--keep-version-days", "inf", "--keep-deleted-days", "inf"]
+    kept = CliRunner().invoke(app, forever, catch_exceptions=False)
+    assert kept.exit_code == 0 and "removed 0 version(s)" in kept.output, kept.output
+
+
+def test_a_name_of_a_current_and_a_deleted_scenario_is_not_guessed(store: ScenarioStore) -> None:
+    old = store.save_scenario("cohort", {"patients": [{"patient_id": "OLD"}]})
+    store.delete_scenario("cohort")
+    live = store.save_scenario("cohort", {"patients": [{"patient_id": "NEW"}]})
+    store.add_entities("cohort", {"patients": [{"patient_id": "NEW2"}]})
+    # `restore cohort` undid the current one's last change; `--as` copied the current one.
+    for new_name in (None, "cohort-old"):
+        with pytest.raises(ScenarioExistsError, match=f"scenario 'cohort' already exists; .*id {old}.*new_name"):
+            store.restore_scenario("cohort", new_name=new_name)
+    assert store.load_scenario("cohort")["version"] == 2 and store.list_scenarios()["total_count"] == 1
+    # `delete cohort --purge` purged the current one.
+    with pytest.raises(ScenarioExistsError, match=f"{live} is the current one, {old} the deleted one"):
+        store.delete_scenario("cohort", purge=True)
+    assert store.load_scenario("cohort")["entity_count"] == 2
+    # Named by id (and a free name), the deleted one comes back; a version means the current one.
+    back = store.restore_scenario(old, new_name="cohort-old")
+    assert store.load_scenario("cohort-old")["entities"] == {"patients": [{"patient_id": "OLD"}]}
+    assert back["restored_version"] == 1
+    assert store.restore_scenario("cohort", version=1)["scenario_id"] == live
+    assert store.delete_scenario(old, purge=True) is True
+    assert store.restore_scenario("cohort")["version"] == 4  # no namesake in the trash: an undo
+
+
+def test_cli_a_name_of_a_current_and_a_deleted_scenario(store: ScenarioStore) -> None:
+    old = store.save_scenario("cohort", {"patients": [{"patient_id": "OLD"}]})
+    deleted = CliRunner().invoke(app, ["delete", "cohort", "--yes"], catch_exceptions=False)
+    assert deleted.exit_code == 0
+    store.save_scenario("cohort", {"patients": [{"patient_id": "NEW"}]})
+    store.add_entities("cohort", {"patients": [{"patient_id": "NEW2"}]})
+    runner = CliRunner()
+    for args in (
+        ["restore", "cohort"],
+        ["restore", "cohort", "--as", "cohort-old"],
+        ["delete", "cohort", "--purge", "--yes"],
+    ):
+        result = runner.invoke(app, args, catch_exceptions=False)
+        assert result.exit_code != 0, args
+        assert "already exists" in result.output and old in result.output.replace("\n", ""), result.output
+    assert store.load_scenario("cohort")["version"] == 2 and store.load_scenario("cohort")["entity_count"] == 2
+    assert store.list_scenarios()["total_count"] == 1 and store.list_scenarios(deleted=True)["total_count"] == 1
+    result = runner.invoke(app, ["restore", old, "--as", "cohort-old"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert store.load_scenario("cohort-old")["entities"] == {"patients": [{"patient_id": "OLD"}]}
+
+
+def labs(patients: int, per_patient: int, start: int = 0) -> list[dict[str, Any]]:
+    return [
+        {"lab_result_id": f"L{p}-{n}", "patient_mrn": f"MRN-{p}", "loinc_code": "4548-4", "value": 6.5 + n}
+        for p in range(patients)
+        for n in range(start, start + per_patient)
+    ]
+
+
+def test_changes_are_the_real_difference(store: ScenarioStore) -> None:
+    patients = [{"mrn": f"MRN-{p}", "name": {"given_name": "A", "family_name": "B"}} for p in range(30)]
+    cohort = {"patients": patients, "lab_results": labs(30, 10)}
+    store.save_scenario("c", cohort, "built in batches", ["diabetes"])
+    store.add_entities("c", {"lab_results": labs(2, 10, start=10)})  # the bad batch of 20 labs
+    restored = store.restore_scenario("c", 1)
+    # It reported every patient and lab added and removed.
+    assert (restored["added"], restored["removed"], restored["updated"]) == ({}, {"lab_results": 20}, {})
+    assert restored["changed"] == ["entities"] and restored["scenario"] == {}
+    diff = store.diff_scenarios("c@2", "c@3")["types"]
+    assert diff["lab_results"]["removed"] == 20 and diff["patients"]["unchanged"] == 30
+    row = store.scenario_history("c")["versions"][0]
+    assert row["changes"] == {"added": {}, "removed": {"lab_results": 20}, "updated": {}, "scenario": {}}
+    # An overwrite with identical data changes nothing; one changed lab is one update.
+    store.save_scenario("c", cohort, "built in batches", ["diabetes"], overwrite=True)
+    identical = store.scenario_history("c")["versions"][0]
+    assert identical["operation"] == "overwrite"
+    assert identical["changes"] == {"added": {}, "removed": {}, "updated": {}, "scenario": {}}
+    # (patients with no id of their own are matched in order, by the diff too)
+    same = store.diff_scenarios("c@3", "c@4")["types"]
+    assert same["patients"]["unchanged"] == 30 and same["lab_results"]["unchanged"] == 300
+    one = {
+        "patients": patients,
+        "lab_results": [{**cohort["lab_results"][0], "value": 9.9}, *cohort["lab_results"][1:]],
+    }
+    store.save_scenario("c", one, "built in batches", ["diabetes"], overwrite=True)
+    assert store.scenario_history("c")["versions"][0]["changes"]["updated"] == {"lab_results": 1}
+    # Renames, description and tag edits are changes too.
+    store.update_scenario("c", new_name="c2", description="checked", add_tags=["reviewed"])
+    assert store.scenario_history("c2")["versions"][0]["changes"]["scenario"] == {
+        "name": ["c", "c2"],
+        "description": ["built in batches", "checked"],
+        "tags": [["diabetes"], ["diabetes", "reviewed"]],
+    }
+
+
+def test_restore_brings_back_description_tags_and_metadata_and_says_so(store: ScenarioStore) -> None:
+    store.write_scenario(
+        name="c",
+        typed_entities=[("patients", [{"patient_id": "A"}])],
+        description="one",
+        tags=["t"],
+        provenance={"operation": "save"},
+        metadata={"study": "first", "site": "Chicago"},
+    )
+    store.write_scenario(
+        name="c",
+        typed_entities=[("patients", [{"patient_id": "A"}])],
+        description="two",
+        tags=["t", "u"],
+        provenance={"operation": "save"},
+        metadata={"study": "second", "site": "Chicago"},
+        overwrite=True,
+    )
+    store.update_scenario("c", new_name="renamed")
+    result = store.restore_scenario("renamed", 1)
+    assert result["name"] == "renamed" and result["version"] == 4 and result["restored_version"] == 1
+    assert result["changed"] == ["description", "tags", "metadata"]
+    assert result["scenario"] == {"description": ["two", "one"], "tags": [["t", "u"], ["t"]], "metadata": ["study"]}
+    loaded = store.load_scenario("renamed")
+    assert (loaded["description"], loaded["tags"], loaded["metadata"]["study"]) == ("one", ["t"], "first")
+    assert store.scenario_history("renamed")["versions"][2]["changes"]["scenario"] == {
+        "description": ["one", "two"],
+        "tags": [["t"], ["t", "u"]],
+        "metadata": ["study"],
+    }
+
+
+def test_every_version_says_who_made_it(store: ScenarioStore) -> None:
+    store.save_scenario("c", {"patients": [{"patient_id": "A"}]})
+    with acting_as("token: alice"):
+        store.add_entities("c", {"patients": [{"patient_id": "B"}]})
+    store.delete_scenario("c")
+    with acting_as("bob"):
+        store.restore_scenario("c")
+    rows = store.scenario_history("c")["versions"]
+    assert [(v["operation"], v["by"]) for v in rows] == [
+        ("restore", "bob"),
+        ("delete", getpass.getuser()),
+        ("add", "token: alice"),
+        ("save", getpass.getuser()),
+    ]
+    assert list(rows[0]) == ["version", "at", "by", "operation", "changes", "entity_count"]
+    shown = CliRunner().invoke(app, ["history", "c"], catch_exceptions=False, terminal_width=200)
+    assert shown.exit_code == 0 and "bob" in shown.output and "token: alice" in shown.output, shown.output
+
+
+ENTITY = st.one_of(
+    st.builds(lambda i, v: {"patient_id": f"P{i}", "v": v}, st.integers(0, 5), st.integers(0, 2)),
+    st.builds(lambda v: {"note": v}, st.integers(0, 2)),  # no id of its own: matched in order
+)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(before=st.lists(ENTITY, max_size=8), after=st.lists(ENTITY, max_size=8))
+def test_an_overwrite_records_what_diff_scenarios_sees(
+    store: ScenarioStore, before: list[dict[str, Any]], after: list[dict[str, Any]]
+) -> None:
+    name = f"c-{uuid.uuid4().hex[:8]}"
+    store.save_scenario(name, {"patients": before})
+    store.save_scenario(name, {"patients": after}, overwrite=True)
+    changes = store.scenario_history(name)["versions"][0]["changes"]
+    seen = store.diff_scenarios(f"{name}@1", name)["types"].get("patients", {})
+    expected = {kind: seen.get(kind, 0) for kind in ("added", "removed", "changed")}
+    recorded = {
+        "added": changes["added"].get("patients", 0),
+        "removed": changes["removed"].get("patients", 0),
+        "changed": changes["updated"].get("patients", 0),
+    }
+    assert recorded == expected
+    restored = store.restore_scenario(name, 1)  # back: what was added is removed
+    assert restored["removed"].get("patients", 0) == seen.get("added", 0)
+    assert restored["added"].get("patients", 0) == seen.get("removed", 0)

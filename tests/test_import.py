@@ -43,7 +43,7 @@ def test_import_of_an_export_keeps_everything(store: ScenarioStore, tmp_path: Pa
     # In the trash the id is still taken (its history stays restorable): the import is new.
     again = store.import_scenario_from_json(path)
     assert again != sid and [e["scenario_id"] for e in store.list_scenarios(deleted=True)["scenarios"]] == [sid]
-    store.delete_scenario("origin", purge=True)
+    store.delete_scenario(again, purge=True)  # (by id: the name is the trashed one's too)
     store.delete_scenario(sid, purge=True)
 
     assert store.import_scenario_from_json(path) == sid  # the file's id, unused here

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import shutil
 import uuid
@@ -13,8 +14,11 @@ import pytest
 
 from healthsim.state import DatabaseError, ScenarioStore
 from healthsim.state.entities import ENTITY_ID_NAMESPACE
+from healthsim.state.history import VERSIONS
+from healthsim.state.postgres.schema import SCHEMA_VERSION as PG_SCHEMA_VERSION
+from healthsim.state.postgres.server import TeamDatabase
 from healthsim.state.schema import SCHEMA_VERSION, VERSION_TABLE, ensure_schema
-from helpers.database import orphan_rows
+from helpers.database import orphan_rows, sql_rows
 from helpers.paths import FIXTURES
 
 SPEC_COLUMNS = {
@@ -73,15 +77,15 @@ def test_new_database_has_the_specification_tables(store: ScenarioStore, db_path
     assert ("scenario_entities", "PRIMARY KEY", ["id"]) in constraints
     assert ("scenario_tags", "UNIQUE", ["scenario_id", "tag"]) in constraints
     assert not [c for c in constraints if c[1] == "FOREIGN KEY"]
-    assert query(db_path, f"SELECT version FROM {VERSION_TABLE} ORDER BY version") == [(1,), (2,), (3,)]
-    assert SCHEMA_VERSION == 3
+    assert query(db_path, f"SELECT version FROM {VERSION_TABLE} ORDER BY version") == [(1,), (2,), (3,), (4,)]
+    assert SCHEMA_VERSION == 4
 
 
 def test_ensure_schema_is_idempotent(tmp_path: Path) -> None:
     con = duckdb.connect(str(tmp_path / "s.duckdb"))
     ensure_schema(con)
     ensure_schema(con)
-    assert con.execute(f"SELECT count(*) FROM {VERSION_TABLE}").fetchall() == [(3,)]
+    assert con.execute(f"SELECT count(*) FROM {VERSION_TABLE}").fetchall() == [(4,)]
     con.close()
 
 
@@ -181,3 +185,33 @@ def test_legacy_metadata_is_not_rewritten(tmp_path: Path) -> None:
         "entity_types": ["patients", "encounters", "diagnoses"],
         "entity_counts": {"patients": 2, "encounters": 1, "diagnoses": 1},
     }
+
+
+def make_schema_before_changed_by(database: Path | TeamDatabase, last: int) -> None:
+    """Turn a database into what the release before ``changed_by`` wrote: the same tables
+    without that column, its schema version ``last``."""
+    sql_rows(database, f"ALTER TABLE {VERSIONS} DROP COLUMN changed_by")
+    sql_rows(database, f"DELETE FROM {VERSION_TABLE} WHERE version > ? RETURNING version", [last])
+
+
+def check_history_upgrade(database: Path | TeamDatabase) -> None:
+    """An older database's history opens and upgrades: old versions say nobody made them
+    (it was not kept), new ones say who did."""
+    store = ScenarioStore(database)
+    store.save_scenario("old", {"patients": [{"patient_id": "A"}]})
+    store.add_entities("old", {"patients": [{"patient_id": "B"}]})
+    make_schema_before_changed_by(database, 3 if isinstance(database, Path) else 2)
+    store.update_scenario("old", description="after the upgrade")
+    history = store.scenario_history("old")["versions"]
+    assert [(v["version"], v["by"]) for v in history] == [(3, getpass.getuser()), (2, None), (1, None)]
+    assert store.load_scenario("old", 1)["entities"] == {"patients": [{"patient_id": "A"}]}
+    latest = sql_rows(database, f"SELECT max(version) FROM {VERSION_TABLE}")[0][0]
+    assert latest == (SCHEMA_VERSION if isinstance(database, Path) else PG_SCHEMA_VERSION)
+
+
+def test_a_file_from_before_changed_by_upgrades(tmp_path: Path) -> None:
+    check_history_upgrade(tmp_path / "before.duckdb")
+
+
+def test_a_team_store_from_before_changed_by_upgrades(pg_url: str) -> None:
+    check_history_upgrade(TeamDatabase.parse(pg_url))

@@ -432,6 +432,13 @@ def delete(
         if not purge or not trash:
             raise
         summary = dict(trash[0])
+    else:
+        if purge and name.strip().lower() != summary["scenario_id"]:  # by name: the trash's too?
+            namesakes = [
+                s for s in store.list_scenarios(limit=10_000, deleted=True)["scenarios"] if s["name"] == summary["name"]
+            ]
+            if namesakes:  # which one? The library refuses such a purge, naming both ids: before asking
+                store.delete_scenario(name, purge=True)
     if not yes:
         verb = "Purge" if purge else "Delete"
         question = f"{verb} scenario {summary['name']!r} ({summary['entity_count']:,} entities)?"
@@ -720,7 +727,10 @@ def history(
         int | None, typer.Option(min=1, help="With --purge: versions to keep per scenario.")
     ] = None,
     keep_deleted_days: Annotated[
-        float | None, typer.Option(min=0, help="With --purge: days to keep deleted scenarios.")
+        float | None, typer.Option(min=0, help="With --purge: days to keep deleted scenarios (inf: forever).")
+    ] = None,
+    keep_version_days: Annotated[
+        float | None, typer.Option(min=0, help="With --purge: days every version is kept (inf: forever).")
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -730,7 +740,9 @@ def history(
     """
     store = store_of(ctx)
     if purge:
-        result = store.purge_history(name, keep_versions=keep_versions, keep_deleted_days=keep_deleted_days)
+        result = store.purge_history(
+            name, keep_versions=keep_versions, keep_deleted_days=keep_deleted_days, keep_version_days=keep_version_days
+        )
         if as_json:
             print_json(result)
         else:
@@ -784,11 +796,16 @@ def restore(
     result = store_of(ctx).restore_scenario(name, version, new_name=as_name)
     if as_json:
         print_json(result)
-    else:
-        out.print(
-            f"restored {result['name']!r}: now version {result['version']}, {counts_text(result['entities_by_type'])}",
-            markup=False,
-        )
+        return
+    changed = [f"{kind} {counts_text(result[kind])}" for kind in ("added", "removed", "updated") if result[kind]]  # type: ignore[literal-required]
+    fields = [field for field in result["changed"] if field != "entities"]
+    if fields:
+        changed.append(f"{', '.join(fields)} as in version {result['restored_version']}")
+    out.print(
+        f"restored {result['name']!r} to version {result['restored_version']}: now version {result['version']}, "
+        f"{counts_text(result['entities_by_type'])}; {'; '.join(changed) or 'nothing changed'}",
+        markup=False,
+    )
 
 
 @app.command()

@@ -15,17 +15,27 @@ its own (schema migration 3) and costs what changed, not the scenario's size:
 So version ``v`` is: the current rows written at or before ``v``, plus the archived rows
 alive at ``v``; in id order, which is the order of the entities. A scenario that is deleted
 keeps its versions (its last one is a ``delete``), and can be restored until retention
-removes it: the last :func:`keep_versions` versions of each scenario, deleted scenarios for
-:func:`keep_deleted_days` days.
+removes it. Retention keeps every version made in the last :func:`keep_version_days` days
+and, beyond that, the last :func:`keep_versions` versions of each scenario; a deleted
+scenario keeps at least its delete marker and the version before it (what a restore brings
+back), for :func:`keep_deleted_days` days. A day count may be ``inf``/``forever``.
+
+Each version says who made it (``changed_by``, migration 4 on DuckDB and 3 on PostgreSQL):
+the name given with :func:`acting_as` (a server passes its caller's token name), else the
+operating-system user.
 """
 
 from __future__ import annotations
 
+import contextvars
 import datetime as _dt
+import getpass
 import json
+import math
 import os
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 import duckdb
@@ -37,6 +47,15 @@ from .validation import storable
 
 __all__ = [
     "BIRTHS",
+    "acting_as",
+    "add_changed_by",
+    "current_actor",
+    "days_text",
+    "field_changes",
+    "keep_version_days",
+    "namesake_hint",
+    "older_than",
+    "record_births",
     "ENTITY_HISTORY",
     "VERSIONS",
     "apply_retention",
@@ -63,7 +82,12 @@ BIRTHS = "healthsim_state_births"
 ENTITY_HISTORY = "healthsim_state_entity_history"
 
 _DEFAULT_KEEP_VERSIONS = 20
+_DEFAULT_KEEP_VERSION_DAYS = 7.0
 _DEFAULT_KEEP_DELETED_DAYS = 30.0
+#: Words a day count may be given as, meaning "keep forever".
+FOREVER_WORDS = ("inf", "infinity", "forever")
+#: Metadata keys the library itself writes at every change: not a change of the user's metadata.
+_OWN_METADATA = ("provenance", "entity_types", "exact_json_rows")
 
 _DDL = f"""
 CREATE TABLE {VERSIONS} (
@@ -100,27 +124,85 @@ CREATE TABLE {ENTITY_HISTORY} (
 
 
 def _env_number(name: str, default: float, *, whole: bool) -> float:
+    """A retention variable's value; invalid text is refused by name, never read as 0.
+
+    Day counts accept ``inf``/``infinity``/``forever`` (and numbers too large for a date,
+    such as ``1e308``) as "keep forever": :func:`older_than` never overflows on them.
+    """
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
+    value: float
+    if not whole and raw.lower() in FOREVER_WORDS:
+        return math.inf
     try:
         value = int(raw) if whole else float(raw)
-    except ValueError:
+    except (ValueError, OverflowError):
         value = -1
-    if not value >= (1 if whole else 0):
-        kind = "a whole number of at least 1" if whole else "a number of days (0 or more)"
+    if not value >= (1 if whole else 0):  # (NaN too)
+        kind = "a whole number of at least 1" if whole else "a number of days (0 or more, or 'forever')"
         raise InvalidInputError(f"{name}={raw!r} is not {kind}; e.g. {name}={int(default)}")
     return value
 
 
 def keep_versions() -> int:
-    """Versions kept per scenario (``HEALTHSIM_KEEP_VERSIONS``, default 20), read at each call."""
+    """Versions kept per scenario beyond the recent ones (``HEALTHSIM_KEEP_VERSIONS``,
+    default 20), read at each call."""
     return int(_env_number("HEALTHSIM_KEEP_VERSIONS", _DEFAULT_KEEP_VERSIONS, whole=True))
 
 
+def keep_version_days() -> float:
+    """Days every version is kept (``HEALTHSIM_KEEP_VERSION_DAYS``, default 7; ``inf``
+    or ``forever``: every version), read at each call."""
+    return _env_number("HEALTHSIM_KEEP_VERSION_DAYS", _DEFAULT_KEEP_VERSION_DAYS, whole=False)
+
+
 def keep_deleted_days() -> float:
-    """Days a deleted scenario stays restorable (``HEALTHSIM_KEEP_DELETED_DAYS``, default 30)."""
+    """Days a deleted scenario stays restorable (``HEALTHSIM_KEEP_DELETED_DAYS``, default
+    30; ``inf`` or ``forever``: until purged), read at each call."""
     return _env_number("HEALTHSIM_KEEP_DELETED_DAYS", _DEFAULT_KEEP_DELETED_DAYS, whole=False)
+
+
+def days_text(days: float) -> str:
+    """A day count as a person reads it: ``30 days``, ``forever``."""
+    return "forever" if math.isinf(days) else f"{days:g} days"
+
+
+def older_than(now: _dt.datetime, days: float) -> _dt.datetime | None:
+    """The time ``days`` before ``now``; None when that is before any date there is (keep
+    forever). Never raises: ``timedelta(days=1e308)`` and ``now - timedelta(days=10**6)``
+    overflow, and so did every change under such a setting."""
+    try:
+        return now - _dt.timedelta(days=days)
+    except (OverflowError, ValueError):
+        return None
+
+
+_ACTOR: contextvars.ContextVar[str | None] = contextvars.ContextVar("healthsim_state_actor", default=None)
+
+
+@contextmanager
+def acting_as(name: str | None) -> Iterator[None]:
+    """Record changes made inside this block as made by ``name`` (e.g. an HTTP token's
+    name); None: the operating-system user. A context variable, so threads and tasks
+    serving different callers do not mix their names."""
+    token = _ACTOR.set(name.strip() or None if isinstance(name, str) else None)
+    try:
+        yield
+    finally:
+        _ACTOR.reset(token)
+
+
+def current_actor() -> str:
+    """Who makes a change now: the name given to :func:`acting_as`, else the
+    operating-system user (``getpass.getuser()``), else ``"unknown"``."""
+    given = _ACTOR.get()
+    if given:
+        return given
+    try:
+        return getpass.getuser() or "unknown"
+    except Exception:  # no user name anywhere (a container's bare uid): KeyError or OSError
+        return "unknown"
 
 
 def create_history_tables(con: Any) -> None:
@@ -160,6 +242,12 @@ def create_history_tables(con: Any) -> None:
         f"INSERT INTO {BIRTHS} SELECT scenario_id, 1, min(id), max(id) FROM scenario_entities "
         "WHERE scenario_id IN (SELECT scenario_id FROM scenarios) GROUP BY scenario_id"
     )
+
+
+def add_changed_by(con: Any) -> None:
+    """Migration 4 (DuckDB; 3 on PostgreSQL): who made each version. Versions recorded
+    before it say nobody (None): the library did not know."""
+    con.execute(f"ALTER TABLE {VERSIONS} ADD COLUMN changed_by VARCHAR")
 
 
 def current_version(con: duckdb.DuckDBPyConnection, scenario_id: uuid.UUID) -> int:
@@ -247,6 +335,26 @@ def archive_rows(
     )
 
 
+def record_births(con: Any, scenario_id: uuid.UUID, version: int, births: Iterable[tuple[int, int]]) -> None:
+    """Record the id ranges a version wrote (before its changes are counted: they tell
+    that version's rows from the one before)."""
+    ranges = [(scenario_id, version, lo, hi) for lo, hi in births if lo <= hi]
+    if ranges:
+        con.executemany(f"INSERT INTO {BIRTHS} VALUES (?, ?, ?, ?)", ranges)
+
+
+def _stored_changes(changes: Mapping[str, Mapping[str, Any]]) -> str:
+    """The ``changes`` column: entity counts without zeros, and the scenario's fields."""
+    kept: dict[str, Any] = {}
+    for key, value in changes.items():
+        if key == "scenario":
+            if value:
+                kept[key] = dict(value)
+        elif any(value.values()):
+            kept[key] = {t: n for t, n in value.items() if n}
+    return json.dumps(kept, ensure_ascii=False)
+
+
 def record_version(
     con: duckdb.DuckDBPyConnection,
     scenario_id: uuid.UUID,
@@ -255,18 +363,24 @@ def record_version(
     operation: str,
     *,
     fields: Mapping[str, Any],
-    changes: Mapping[str, Mapping[str, int]],
+    changes: Mapping[str, Mapping[str, Any]],
     entities_by_type: Mapping[str, int],
     births: Iterable[tuple[int, int]] = (),
+    by: str | None = None,
 ) -> None:
     """Write a version's row and the id ranges it wrote (inside the change's transaction).
 
     Args:
         fields: the scenario as it is after the change: ``name``, ``description``,
             ``tags``, ``created_at``, ``metadata`` (a dict).
+        changes: ``added``/``removed``/``updated`` (``{type: n}``) and ``scenario``
+            (``{field: [old, new]}``, see :func:`field_changes`).
+        by: who made it (default: :func:`current_actor`).
     """
     con.execute(
-        f"INSERT INTO {VERSIONS} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        f"INSERT INTO {VERSIONS} (scenario_id, version, changed_at, operation, name, description, tags, "
+        "created_at, metadata, changes, entity_count, entities_by_type, changed_by) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             scenario_id,
             version,
@@ -277,17 +391,39 @@ def record_version(
             json.dumps(list(fields.get("tags") or []), ensure_ascii=False),
             fields.get("created_at"),
             json.dumps(fields.get("metadata") or {}, ensure_ascii=False, allow_nan=False),
-            json.dumps(
-                {k: {t: n for t, n in v.items() if n} for k, v in changes.items() if any(v.values())},
-                ensure_ascii=False,
-            ),
+            _stored_changes(changes),
             sum(entities_by_type.values()),
             json.dumps(dict(entities_by_type), ensure_ascii=False),
+            by if by is not None else current_actor(),
         ],
     )
-    ranges = [(scenario_id, version, lo, hi) for lo, hi in births if lo <= hi]
-    if ranges:
-        con.executemany(f"INSERT INTO {BIRTHS} VALUES (?, ?, ?, ?)", ranges)
+    record_births(con, scenario_id, version, births)
+
+
+def field_changes(con: Any, scenario_id: uuid.UUID, version: int, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """How the scenario's own fields differ from recorded ``version`` to ``fields``:
+    ``{"name": [old, new], "description": [old, new], "tags": [old, new],
+    "metadata": [keys that differ]}`` (only those that differ; metadata the library writes
+    at every change, such as its provenance, does not count)."""
+    rows = con.execute(
+        f"SELECT name, description, tags, metadata FROM {VERSIONS} WHERE scenario_id = ? AND version = ?",
+        [scenario_id, version],
+    ).fetchall()
+    if not rows:
+        return {}
+    name, description, tags, metadata = rows[0]
+    old = {"name": name, "description": description, "tags": json.loads(tags)}
+    new = {"name": fields["name"], "description": fields.get("description"), "tags": list(fields.get("tags") or [])}
+    found: dict[str, Any] = {key: [old[key], new[key]] for key in old if old[key] != new[key]}
+    before = {k: v for k, v in (json.loads(metadata) if metadata else {}).items() if k not in _OWN_METADATA}
+    after = {k: v for k, v in (fields.get("metadata") or {}).items() if k not in _OWN_METADATA}
+    keys = [k for k in dict.fromkeys([*before, *after]) if before.get(k, _ABSENT) != after.get(k, _ABSENT)]
+    if keys:
+        found["metadata"] = keys
+    return found
+
+
+_ABSENT = object()
 
 
 def version_rows_sql(columns: str = "id, entity_type, entity_id, entity_data") -> str:
@@ -311,11 +447,41 @@ def version_rows_sql(columns: str = "id, entity_type, entity_id, entity_data") -
     )
 
 
-def apply_retention(con: duckdb.DuckDBPyConnection, scenario_id: uuid.UUID, version: int, keep: int) -> None:
-    """Forget what only versions older than the last ``keep`` needed (inside a change)."""
+def apply_retention(
+    con: duckdb.DuckDBPyConnection,
+    scenario_id: uuid.UUID,
+    version: int,
+    keep: int,
+    *,
+    days: float = 0.0,
+    now: _dt.datetime | None = None,
+) -> None:
+    """Forget what only versions older than the kept ones needed (inside a change).
+
+    Kept: the last ``keep`` versions, every version made in the last ``days`` days
+    before ``now``, and every later one (what is kept is always the newest versions). A
+    scenario in the trash keeps at least its delete marker and the version before it:
+    the one a restore brings back (``purge_history(keep_versions=1)`` emptied the trash).
+    """
+    latest = con.execute(
+        f"SELECT operation FROM {VERSIONS} WHERE scenario_id = ? AND version = ?", [scenario_id, version]
+    ).fetchall()
+    if latest and latest[0][0] == "delete":
+        keep = max(keep, 2)
     oldest = version - keep + 1
     if oldest <= 1:
         return
+    if days > 0:
+        since = older_than(now or _dt.datetime.now(_dt.UTC).replace(tzinfo=None), days)
+        if since is None:  # keep forever
+            return
+        recent = con.execute(
+            f"SELECT min(version) FROM {VERSIONS} WHERE scenario_id = ? AND changed_at >= ?", [scenario_id, since]
+        ).fetchall()[0][0]
+        if recent is not None:
+            oldest = min(oldest, int(recent))
+            if oldest <= 1:
+                return
     con.execute(f"DELETE FROM {VERSIONS} WHERE scenario_id = ? AND version < ?", [scenario_id, oldest])
     # Rows written before the oldest kept version count as written before every version kept.
     con.execute(f"DELETE FROM {BIRTHS} WHERE scenario_id = ? AND version < ?", [scenario_id, oldest])
@@ -337,6 +503,21 @@ def find_deleted(con: duckdb.DuckDBPyConnection, name: str) -> uuid.UUID | None:
     return rows[0][0] if rows else None
 
 
+def namesake_hint(action: str, current: uuid.UUID | str, trashed: uuid.UUID | str) -> str:
+    """What to do when a name is a current scenario's and a deleted one's, and ``action``
+    (``"purge"`` or ``"restore"``) could mean either: name the deleted one by its id."""
+    if action == "purge":
+        return (
+            f"a deleted scenario of that name is in the trash too (id {trashed}): to purge one, give its id "
+            f"({current} is the current one, {trashed} the deleted one)"
+        )
+    return (
+        f"a deleted scenario of that name is in the trash too (id {trashed}): to bring it back, give its id "
+        f"and a free name (restore_scenario({str(trashed)!r}, new_name=...), or healthsim restore {trashed} "
+        "--as NAME); to change the current one, give the version to restore (scenario_history lists them)"
+    )
+
+
 def forget_scenario(con: duckdb.DuckDBPyConnection, scenario_id: uuid.UUID) -> None:
     """Remove every trace of a scenario's history (a purged delete)."""
     for table in (VERSIONS, BIRTHS, ENTITY_HISTORY):
@@ -344,14 +525,18 @@ def forget_scenario(con: duckdb.DuckDBPyConnection, scenario_id: uuid.UUID) -> N
 
 
 def expired_deleted(con: duckdb.DuckDBPyConnection, now: _dt.datetime, days: float) -> list[uuid.UUID]:
-    """Deleted scenarios whose deletion is older than ``days``."""
+    """Deleted scenarios whose deletion is older than ``days`` (none when ``days`` reaches
+    before any date: kept forever)."""
+    since = older_than(now, days)
+    if since is None:
+        return []
     return [
         sid
         for (sid,) in con.execute(
             f"SELECT scenario_id FROM {VERSIONS} v WHERE operation = 'delete' "
             f"AND version = (SELECT max(version) FROM {VERSIONS} w WHERE w.scenario_id = v.scenario_id) "
             "AND changed_at < ? AND scenario_id NOT IN (SELECT scenario_id FROM scenarios)",
-            [now - _dt.timedelta(days=days)],
+            [since],
         ).fetchall()
     ]
 
@@ -387,9 +572,12 @@ def version_record(con: duckdb.DuckDBPyConnection, scenario_id: uuid.UUID, versi
             kept = "" if lowest is None else f"; its versions are {lowest} to {highest}"
             what = "is its deletion" if row else "does not exist"
             raise InvalidInputError(f"version {version} of scenario {label!r} {what}{kept}")
+        # Not "keeps the last 20": purge_history may have kept fewer, and the variables may
+        # have changed since; say what is true.
         raise InvalidInputError(
             f"version {version} of scenario {label!r} is past retention and was removed from the history "
-            f"(HEALTHSIM_KEEP_VERSIONS keeps the last {keep_versions()}); its versions are {lowest} to {highest}"
+            f"(by HEALTHSIM_KEEP_VERSION_DAYS / HEALTHSIM_KEEP_VERSIONS or purge_history); "
+            f"its versions are {lowest} to {highest}"
         )
     name, description, created_at, changed_at, metadata, tags, operation, by_type = row[0]
     header = ScenarioHeader.from_row((scenario_id, name, description, created_at, changed_at, metadata))
@@ -399,19 +587,20 @@ def version_record(con: duckdb.DuckDBPyConnection, scenario_id: uuid.UUID, versi
 def version_list(con: duckdb.DuckDBPyConnection, scenario_id: uuid.UUID, label: str, limit: int) -> dict[str, Any]:
     """``scenario_history``'s answer: the retained versions, newest first."""
     rows = con.execute(
-        f"SELECT version, changed_at, operation, changes, entity_count, count(*) OVER () FROM {VERSIONS} "
-        "WHERE scenario_id = ? ORDER BY version DESC LIMIT ?",
+        f"SELECT version, changed_at, operation, changes, entity_count, changed_by, count(*) OVER () "
+        f"FROM {VERSIONS} WHERE scenario_id = ? ORDER BY version DESC LIMIT ?",
         [scenario_id, limit],
     ).fetchall()
     versions = []
-    for version, at, operation, changes, count, _ in rows:
+    for version, at, operation, changes, count, by, _ in rows:
         parsed = json.loads(changes)
         versions.append(
             {
                 "version": version,
                 "at": iso_utc(at),
+                "by": by,
                 "operation": operation,
-                "changes": {key: parsed.get(key, {}) for key in ("added", "removed", "updated")},
+                "changes": {key: parsed.get(key, {}) for key in ("added", "removed", "updated", "scenario")},
                 "entity_count": count,
             }
         )
@@ -419,7 +608,7 @@ def version_list(con: duckdb.DuckDBPyConnection, scenario_id: uuid.UUID, label: 
         "name": label,
         "scenario_id": str(scenario_id),
         "versions": versions,
-        "total_count": rows[0][5] if rows else 0,
+        "total_count": rows[0][6] if rows else 0,
     }
 
 

@@ -112,8 +112,11 @@ class VersionEntry(TypedDict):
 
     version: int
     at: str
+    by: str | None  # who made it: the caller's name over HTTP, else the OS user (None: before it was kept)
     operation: str  # save, overwrite, import, add, remove, update, copy, merge, restore, delete…
-    changes: dict[str, dict[str, int]]  # added / removed / updated: {type: n}
+    # added / removed / updated: {type: n}, what really differs from the version before;
+    # scenario: {"name" | "description" | "tags": [old, new], "metadata": [keys that differ]}
+    changes: dict[str, dict[str, Any]]
     entity_count: int
 
 
@@ -136,7 +139,8 @@ class ScenarioDiff(TypedDict):
 
 
 class EditResult(TypedDict, total=False):
-    """What add_entities and remove_entities return (``not_found`` from remove only)."""
+    """What add_entities, remove_entities and restore_scenario return (the keys marked
+    as one operation's only come from it)."""
 
     scenario_id: str
     name: str
@@ -146,7 +150,10 @@ class EditResult(TypedDict, total=False):
     removed: dict[str, int]  # type -> entities removed
     entity_count: int
     entities_by_type: dict[str, int]
-    not_found: list[str]
+    not_found: list[str]  # remove_entities only
+    restored_version: int  # restore_scenario only: the version brought back
+    scenario: dict[str, Any]  # restore_scenario only: the scenario's fields that changed, as in history
+    changed: list[str]  # restore_scenario only: which of entities, description, tags, metadata changed
 
 
 class QueryResult(TypedDict):

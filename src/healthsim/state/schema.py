@@ -25,7 +25,7 @@ import pyarrow as pa
 
 from .entities import ENTITY_ID_NAMESPACE, id_fields
 from .errors import DatabaseError
-from .history import create_history_tables
+from .history import add_changed_by, create_history_tables
 from .transactions import transaction
 
 __all__ = [
@@ -265,6 +265,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[duckdb.DuckDBPyConnection], None]]] =
     (1, "specification tables (rebuilds tables of earlier HealthSim releases)", _migration_1),
     (2, "staging table for large writes committed in chunks", _migration_2),
     (3, "history: versions, the id ranges each wrote, archived entity rows", create_history_tables),
+    (4, "history: who made each version (changed_by)", add_changed_by),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as _dt
 import functools
 import itertools
+import math
 import os
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -28,7 +29,7 @@ from .. import __version__
 from .bulk import ChunkEncoder, insert_chunks
 from .database import Database, connect, redact_url, resolve_database
 from .dialect import create_temp, fetch_arrow
-from .diffing import diff_rows, scenario_changes
+from .diffing import change_counts, diff_rows, scenario_changes
 from .editing import (
     add_batch,
     apply_tags,
@@ -52,10 +53,14 @@ from .history import (
     apply_retention,
     archive_rows,
     current_version,
+    days_text,
     expired_deleted,
+    field_changes,
     find_deleted,
     forget_scenario,
     latest_versions,
+    namesake_hint,
+    record_births,
     record_version,
     trash_list,
     version_counts,
@@ -65,6 +70,9 @@ from .history import (
 )
 from .history import (
     keep_deleted_days as keep_deleted_days_now,
+)
+from .history import (
+    keep_version_days as keep_version_days_now,
 )
 from .history import (
     keep_versions as keep_versions_now,
@@ -122,6 +130,30 @@ __all__ = ["ScenarioStore"]
 
 def _utcnow() -> _dt.datetime:
     return _dt.datetime.now(_dt.UTC).replace(tzinfo=None)
+
+
+def _trashed_namesake(con: duckdb.DuckDBPyConnection, name: str, header: ScenarioHeader) -> uuid.UUID | None:
+    """A deleted scenario that has the same name as the current scenario ``header``, which
+    ``name`` found by its name (not by its id): the name means two scenarios."""
+    key = str(name).strip()
+    if key.lower() == str(header.scenario_id):
+        return None
+    return find_deleted(con, key)
+
+
+def _refuse_two_of_a_name(con: duckdb.DuckDBPyConnection, name: str, header: ScenarioHeader, action: str) -> None:
+    """Refuse to guess which of two scenarios of one name (a current one and one in the
+    trash) an action that could mean either is for.
+
+    Raises:
+        ScenarioExistsError: the name is taken by the current scenario; the message says
+            how to name the deleted one (its id, and ``new_name`` to bring it back).
+    """
+    trashed = _trashed_namesake(con, name, header)
+    if trashed is None:
+        return
+    hint = namesake_hint(action, header.scenario_id, trashed)
+    raise ScenarioExistsError(header.name, hint)
 
 
 def _check_undo(con: duckdb.DuckDBPyConnection, scenario_id: uuid.UUID, latest: int, label: str) -> None:
@@ -363,8 +395,19 @@ class ScenarioStore:
             changes = {"added": counts, "removed": previous}
             # On PostgreSQL the rows took ids from the sequence: the last one is read back.
             end_id = None if pg else encoder.next_id - 1
-            self._record(
-                con, header, version, now, operation, changes, first_id, tags=tag_list, end_id=end_id, counts=counts
+            # Over an old content: what really changed (an identical overwrite changes nothing).
+            self._record_change(
+                con,
+                header,
+                version,
+                now,
+                operation,
+                changes,
+                first_id,
+                tags=tag_list,
+                end_id=end_id,
+                counts=counts,
+                replaced_all=bool(previous and counts),
             )
 
         if len(head) < 2 or pg:  # small, or the team store: everything in one transaction
@@ -761,34 +804,57 @@ class ScenarioStore:
         entity counts by type. Rows with ids from ``start_id`` to ``end_id`` (default: the
         last id in use) are new in it, and so are the rows replaced in place. ``counts``
         are read from the rows unless given (a save knows them before inserting)."""
+        recorded = self._record_change(
+            con, header, version, now, operation, changes, start_id, replaced, tags, end_id=end_id, counts=counts
+        )
+        return recorded[0]
+
+    def _record_change(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        header: ScenarioHeader,
+        version: int,
+        now: _dt.datetime,
+        operation: str,
+        changes: Mapping[str, Mapping[str, int]],
+        start_id: int,
+        replaced: Iterable[int] = (),
+        tags: list[str] | None = None,
+        *,
+        end_id: int | None = None,
+        counts: dict[str, int] | None = None,
+        replaced_all: bool = False,
+    ) -> tuple[dict[str, int], dict[str, Any]]:
+        """:meth:`_record`, returning the counts and the changes recorded: the entity
+        changes given, or with ``replaced_all`` (the change archived every row as this
+        version and wrote the new ones) the real difference, counted in the database;
+        plus ``scenario``: the scenario's own fields that differ from the version before
+        (name, description, tags, metadata keys)."""
         sid = header.scenario_id
         if counts is None:
             counts = entity_counts(con, [header])[sid]
-        record_version(
-            con,
-            sid,
-            version,
-            now,
-            operation,
-            fields={
-                "name": header.name,
-                "description": header.description,
-                "tags": tags if tags is not None else scenario_tags(con, [sid]).get(sid, []),
-                "created_at": header.created_at,
-                "metadata": header.metadata,
-            },
-            changes=changes,
-            entities_by_type=counts,
-            births=[(start_id, next_id(con) - 1 if end_id is None else end_id), *((row, row) for row in replaced)],
-        )
+        fields = {
+            "name": header.name,
+            "description": header.description,
+            "tags": tags if tags is not None else scenario_tags(con, [sid]).get(sid, []),
+            "created_at": header.created_at,
+            "metadata": header.metadata,
+        }
+        last = next_id(con) - 1 if end_id is None else end_id
+        record_births(con, sid, version, [(start_id, last), *((row, row) for row in replaced)])
+        recorded: dict[str, Any] = {kind: dict(changes.get(kind, {})) for kind in ("added", "removed", "updated")}
+        if replaced_all:  # (an identical overwrite changes nothing)
+            recorded = dict(change_counts(con, sid, version))
+        recorded["scenario"] = field_changes(con, sid, version - 1, fields) if version > 1 else {}
+        record_version(con, sid, version, now, operation, fields=fields, changes=recorded, entities_by_type=counts)
         self._retain(con, sid, version, now)
-        return counts
+        return counts, recorded
 
     @staticmethod
     def _retain(con: duckdb.DuckDBPyConnection, sid: uuid.UUID, version: int, now: _dt.datetime) -> None:
-        """Retention, as a change happens: the scenario's last versions, and the trash."""
+        """Retention, as a change happens: the scenario's recent and last versions, and the trash."""
         if version:
-            apply_retention(con, sid, version, keep_versions_now())
+            apply_retention(con, sid, version, keep_versions_now(), days=keep_version_days_now(), now=now)
         for expired in expired_deleted(con, now, keep_deleted_days_now()):
             forget_scenario(con, expired)
 
@@ -825,6 +891,10 @@ class ScenarioStore:
 
         Returns:
             True if a scenario was deleted, False if none had that name or id.
+
+        Raises:
+            ScenarioExistsError: ``purge`` with a name that a current scenario and a deleted
+                one both have; the message gives both ids (pass the one to purge).
         """
         with connect(self.path) as con:
             if con is None:
@@ -840,6 +910,8 @@ class ScenarioStore:
                             VersionCache(self.path).forget(deleted)
                             return True
                     return False
+                if purge:
+                    _refuse_two_of_a_name(con, name, header, "purge")
                 sid = header.scenario_id
                 now = _utcnow()
                 if purge:
@@ -1236,8 +1308,13 @@ class ScenarioStore:
     def restore_scenario(self, name: str, version: int | None = None, *, new_name: str | None = None) -> EditResult:
         """Bring back a version of a scenario, or a deleted scenario, in one transaction.
 
+        The version's entities, description, tags and metadata come back; in place, the
+        scenario keeps its current name.
+
         Args:
-            name: the scenario's name or id (a deleted one's too).
+            name: the scenario's name or id (a deleted one's too). A name that is both a
+                current scenario's and a deleted one's means the current one when
+                ``version`` is given; without a version it is refused (which one?).
             version: the version to bring back. None: for a deleted scenario, its last
                 version before the deletion; for a current one, the version before the
                 current one (an undo of the last change).
@@ -1245,13 +1322,18 @@ class ScenarioStore:
                 instead of in place.
 
         Returns:
-            As :meth:`add_entities`: ``version`` is the new version; ``added`` and
-            ``removed`` count the entities the restore brought back and took away.
+            As :meth:`add_entities`, plus ``restored_version``; ``version`` is the new
+            version; ``added``, ``removed`` and ``updated`` count the entities that really
+            differ from before (as :meth:`diff_scenarios` sees them); ``scenario`` says
+            which of the scenario's fields changed (``{"description": [old, new], "tags":
+            [old, new], "metadata": [keys]}``), and ``changed`` lists what changed of
+            ``entities``, ``description``, ``tags``, ``metadata`` (and ``name``).
 
         Raises:
             ScenarioNotFoundError: no scenario (nor deleted one) has that name or id.
             ScenarioExistsError: a deleted scenario's name is taken since (pass ``new_name``),
-                or ``new_name`` is taken.
+                ``new_name`` is taken, or ``name`` is a current and a deleted scenario's
+                and no version was given (the message gives the deleted one's id).
             InvalidInputError: no such version, or it is past retention.
         """
         target_name = validate_name(new_name) if new_name is not None else None
@@ -1261,9 +1343,12 @@ class ScenarioStore:
             except ScenarioNotFoundError:
                 raise ScenarioNotFoundError(
                     str(name),
-                    f"it is not in the trash either: deleted scenarios are kept {keep_deleted_days_now():g} days "
-                    "(HEALTHSIM_KEEP_DELETED_DAYS) unless purged; list_scenarios(deleted=True) shows the trash",
+                    f"it is not in the trash either: deleted scenarios are kept "
+                    f"{days_text(keep_deleted_days_now())} (HEALTHSIM_KEEP_DELETED_DAYS) unless purged; "
+                    "list_scenarios(deleted=True) shows the trash",
                 ) from None
+            if version is None and current is not None:  # the current one, or the deleted namesake?
+                _refuse_two_of_a_name(con, name, current[0], "restore")
             latest = current_version(con, sid)
             wanted = version if version is not None else latest - 1
             if version is None and current is not None:  # an undo of the last change
@@ -1276,26 +1361,10 @@ class ScenarioStore:
                 lock_name(con, label)  # (a save of that name may be under way on a server)
                 check_name_free(con, label, "pass new_name to restore it under another name")
             start = next_id(con)
-            removed: dict[str, int] = {}
             if current is not None and target_name is None:  # in place: the current rows go to the history
-                removed = entity_counts(con, [current[0]])[sid]
                 archive_rows(con, sid, latest + 1)
                 con.execute("DELETE FROM scenario_entities WHERE scenario_id = ?", [sid])
-            params = {"into": into, "now": now, "sid": sid, "version": wanted}
-            if is_postgres(con):  # ids from the sequence, in the version's order
-                con.execute(
-                    "INSERT INTO scenario_entities (scenario_id, entity_type, entity_id, entity_data, created_at) "
-                    f"SELECT $into, entity_type, entity_id, entity_data, $now FROM ({version_rows_sql()}) AS r "
-                    "ORDER BY id",
-                    params,
-                )
-            else:
-                con.execute(
-                    "INSERT INTO scenario_entities (id, scenario_id, entity_type, entity_id, entity_data, created_at) "
-                    "SELECT $start - 1 + row_number() OVER (ORDER BY id), $into, entity_type, entity_id, entity_data, "
-                    f"$now FROM ({version_rows_sql()}) AS r",
-                    {**params, "start": start},
-                )
+            self._copy_version_rows(con, sid, wanted, into, now, start)
             number = 1 if target_name is not None else latest + 1
             facts = {
                 "restored_version": wanted,
@@ -1307,18 +1376,36 @@ class ScenarioStore:
             }
             created = now if target_name is not None else past.header.created_at
             header = ScenarioHeader(into, label, past.header.description, created, now, metadata)
-            write_header(
-                con,
-                header,
-                now,
-                metadata=metadata,
-                description=header.description,
-                new=current is None or target_name is not None,
-            )
+            fresh = current is None or target_name is not None
+            write_header(con, header, now, metadata=metadata, description=header.description, new=fresh)
             write_tags(con, into, past.tags)
             added = entity_counts(con, [header])[into]
-            counts = self._record(con, header, number, now, "restore", {"added": added, "removed": removed}, start)
-        return _edit_result(header, counts, {"added": added, "removed": removed}, number)
+            counts, changes = self._record_change(
+                con, header, number, now, "restore", {"added": added}, start, replaced_all=not fresh
+            )
+        return _restore_result(header, counts, changes, number, wanted)
+
+    @staticmethod
+    def _copy_version_rows(
+        con: duckdb.DuckDBPyConnection, sid: uuid.UUID, version: int, into: uuid.UUID, now: _dt.datetime, start: int
+    ) -> None:
+        """Insert the rows of ``version`` of scenario ``sid`` as current rows of ``into``,
+        in their order, with new row ids from ``start`` on."""
+        params = {"into": into, "now": now, "sid": sid, "version": version}
+        if is_postgres(con):  # ids from the sequence, in the version's order
+            con.execute(
+                "INSERT INTO scenario_entities (scenario_id, entity_type, entity_id, entity_data, created_at) "
+                f"SELECT $into, entity_type, entity_id, entity_data, $now FROM ({version_rows_sql()}) AS r "
+                "ORDER BY id",
+                params,
+            )
+        else:
+            con.execute(
+                "INSERT INTO scenario_entities (id, scenario_id, entity_type, entity_id, entity_data, created_at) "
+                "SELECT $start - 1 + row_number() OVER (ORDER BY id), $into, entity_type, entity_id, entity_data, "
+                f"$now FROM ({version_rows_sql()}) AS r",
+                {**params, "start": start},
+            )
 
     def diff_scenarios(
         self, a: str | tuple[str, int] | list[Any], b: str | tuple[str, int] | list[Any]
@@ -1382,23 +1469,36 @@ class ScenarioStore:
         return sid, version, False, fields
 
     def purge_history(
-        self, name: str | None = None, *, keep_versions: int | None = None, keep_deleted_days: float | None = None
+        self,
+        name: str | None = None,
+        *,
+        keep_versions: int | None = None,
+        keep_deleted_days: float | None = None,
+        keep_version_days: float | None = None,
     ) -> dict[str, int]:
-        """Apply retention now, or a tighter one: keep the last ``keep_versions`` versions
-        of each scenario (or of ``name``) and deleted scenarios for ``keep_deleted_days``
-        days. Defaults: ``HEALTHSIM_KEEP_VERSIONS`` (20), ``HEALTHSIM_KEEP_DELETED_DAYS`` (30).
+        """Apply retention now, or a tighter one, to each scenario (or to ``name``).
+
+        Kept: the last ``keep_versions`` versions and every version of the last
+        ``keep_version_days`` days; deleted scenarios for ``keep_deleted_days`` days. Given
+        neither version bound, both are the environment's (``HEALTHSIM_KEEP_VERSIONS``, 20;
+        ``HEALTHSIM_KEEP_VERSION_DAYS``, 7); given ``keep_versions`` alone, recent versions
+        are not kept beyond it. Day counts may be ``math.inf`` (forever). A deleted
+        scenario always keeps its delete marker and the version before it, so it stays
+        restorable until ``keep_deleted_days`` pass.
 
         Returns:
             ``{"versions_removed": n, "deleted_scenarios_removed": m}``.
 
         Raises:
             ScenarioNotFoundError: ``name`` is given and no scenario has it.
-            InvalidInputError: a bound is not a positive number.
+            InvalidInputError: a bound is not a positive number (the message names it).
         """
         keep = keep_versions_now() if keep_versions is None else validate_limit(keep_versions, name="keep_versions")
-        days = keep_deleted_days_now() if keep_deleted_days is None else keep_deleted_days
-        if isinstance(days, bool) or not isinstance(days, (int, float)) or not days >= 0:
-            raise InvalidInputError(f"keep_deleted_days must be a number of days (0 or more), not {days!r}")
+        if keep_version_days is None:
+            recent = keep_version_days_now() if keep_versions is None else 0.0
+        else:
+            recent = _days(keep_version_days, "keep_version_days")
+        days = keep_deleted_days_now() if keep_deleted_days is None else _days(keep_deleted_days, "keep_deleted_days")
         with connect(self.path) as con:
             if con is None:
                 if name is not None:
@@ -1411,12 +1511,13 @@ class ScenarioStore:
                     ids = [sid]
                 else:
                     ids = [row[0] for row in con.execute(f"SELECT DISTINCT scenario_id FROM {VERSIONS}").fetchall()]
-                expired = expired_deleted(con, _utcnow(), days)
+                now = _utcnow()
+                expired = expired_deleted(con, now, days)
                 for sid in ids:
                     if sid in expired:
                         forget_scenario(con, sid)
                     else:
-                        apply_retention(con, sid, current_version(con, sid), keep)
+                        apply_retention(con, sid, current_version(con, sid), keep, days=recent, now=now)
                 after = con.execute(f"SELECT count(*) FROM {VERSIONS}").fetchall()[0][0]
                 left: dict[uuid.UUID, set[int]] = {sid: set() for sid in ids}
                 for sid, number in con.execute(f"SELECT scenario_id, version FROM {VERSIONS}").fetchall():
@@ -1559,6 +1660,30 @@ def _edit_result(
         entity_count=sum(counts.values()),
         entities_by_type=counts,
     )
+
+
+def _restore_result(
+    header: ScenarioHeader, counts: dict[str, int], changes: Mapping[str, Any], version: int, restored: int
+) -> EditResult:
+    """A restore's answer: the edit result, the version it brought back, and what changed."""
+    result = _edit_result(header, counts, changes, version)
+    scenario = dict(changes.get("scenario", {}))
+    entities = any(changes.get(kind) for kind in ("added", "removed", "updated"))
+    result["restored_version"] = restored
+    result["scenario"] = scenario
+    result["changed"] = (["entities"] if entities else []) + list(scenario)
+    return result
+
+
+def _days(value: Any, name: str) -> float:
+    """A day count given to the library: a number of 0 or more, or ``math.inf`` (forever).
+
+    Raises:
+        InvalidInputError: anything else (NaN, negative, not a number); the message names it.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise InvalidInputError(f"{name} must be a number of days (0 or more, or math.inf: forever), not {value!r}")
+    return float(value) if not isinstance(value, int) or value < 10**300 else math.inf
 
 
 def _reporting(

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..errors import DatabaseError
-from ..history import create_history_tables
+from ..history import add_changed_by, create_history_tables
 from ..schema import VERSION_TABLE, apply_migrations
 from ..transactions import transaction
 from .connection import PgConnection
@@ -86,6 +86,7 @@ def _migration_2(con: PgConnection) -> None:
 MIGRATIONS: list[tuple[int, str, Callable[[PgConnection], None]]] = [
     (1, "specification tables, id sequences", _migration_1),
     (2, "history: versions, the id ranges each wrote, archived entity rows", _migration_2),
+    (3, "history: who made each version (changed_by)", add_changed_by),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
