@@ -128,12 +128,19 @@ def fitted_table(
     return table
 
 
+_NUMBER_CHARS = frozenset("0123456789,.")
+_NUMBER_END = re.compile(r"[0-9][0-9,.]*$")
+
+
 def _cut(value: str, width: int) -> str:
     """``value`` in at most ``width`` terminal cells (wide characters count two), ``…`` if cut."""
     value = _LINE_BREAKING.sub(lambda m: f"\\u{ord(m.group()):04x}", safe_text(value))
     if cell_len(value) <= width:
         return value
-    return set_cell_size(value, max(width - 1, 0)).rstrip(" ") + "…"
+    head = set_cell_size(value, max(width - 1, 0)).rstrip(" ")
+    if head and len(head) < len(value) and value[len(head)] in _NUMBER_CHARS:
+        head = _NUMBER_END.sub("", head).rstrip(" ")  # a number is shown whole or not at all
+    return head + "…"
 
 
 def _text(value: Any, style: str = "") -> Text:
