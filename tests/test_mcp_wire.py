@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import mcp_types as types
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
@@ -54,10 +54,12 @@ def tool_error(answer: dict[str, Any] | None) -> str:
 
 @settings(max_examples=80, deadline=None)
 @given(depth=st.integers(min_value=1, max_value=3_000))
+@example(depth=MAX_DEPTH - 6).via("the deepest the SDK is given")
+@example(depth=MAX_DEPTH - 5).via("the shallowest refused")
 def test_any_nesting_depth_gets_an_answer(depth: int) -> None:
     nested = "[" * depth + "]" * depth
     kind, answer = outcome(call_line(f'{{"name":"x","entities":{{"patients":[{{"deep":{nested}}}]}}}}'))
-    total = depth + 7  # the envelope, params, arguments, entities, the list, the entity
+    total = depth + 6  # the envelope, params, arguments, entities, the list, the entity: 6 levels
     if total <= MAX_DEPTH:
         assert kind == "sdk"
     else:

@@ -76,8 +76,10 @@ def test_the_front_ends_use_only_the_public_surface() -> None:
     }  # front ends may call each other
     src = HERE.parent / "src" / "healthsim"
     mcp_parts = {f"healthsim.mcp.{p.stem}" for p in (src / "mcp").glob("*.py")} | {"healthsim.mcp"}
-    # The MCP server's parts: the export folder names files as the exporter does (its public names).
-    parts = [(f"mcp/{p.name}", {"healthsim.state.exchange.export"}) for p in sorted((src / "mcp").glob("*.py"))]
+    # The MCP server's parts: the export folder names files as the exporter does, and knows an
+    # earlier Parquet/CSV export by the formats' manifest (their public names).
+    exchange = {"healthsim.state.exchange.export", "healthsim.state.exchange.formats"}
+    parts = [(f"mcp/{p.name}", exchange) for p in sorted((src / "mcp").glob("*.py"))]
     for module, extra in (
         ("cli.py", set()),
         ("mcp_server.py", mcp_parts),
