@@ -1155,7 +1155,12 @@ def bench_team(
 # ------------------------------------------------------------------------- query latency (issue 21)
 
 #: Absolute targets, in seconds, of a trivial query (issue 21, point 21).
-QUERY_TARGETS = {"query_scenarios (trivial)": 0.15, "MCP query (trivial, in-process client)": 0.15}
+QUERY_TARGETS = {
+    "query_scenarios (trivial)": 0.15,
+    "MCP query (trivial, in-process client)": 0.15,
+    "MCP list_scenarios (20 scenarios)": 0.1,
+    "MCP list_scenarios (deleted=true: reads the file each time)": 0.1,
+}
 
 
 def _python_start() -> float:
@@ -1190,19 +1195,34 @@ def bench_query(folder: Path, repeat: int) -> list[tuple[str, float, float, floa
     query_scenarios(sql, db_path=db)  # the first call starts the worker
     lib = best_of(repeat + 2, library)
 
-    async def over_mcp() -> float:
+    store = ScenarioStore(db)
+    for i in range(19):  # 20 scenarios to list, as an assistant's library might hold
+        store.save_scenario(f"bench-{i:02d}", generate(50), tags=["bench"])
+    store.delete_scenario("bench-18")  # one in the trash
+    time.sleep(2.1)  # the saves are a moment ago: a list is kept only once the file is quiet
+
+    async def over_mcp(tool: str, arguments: dict[str, object]) -> float:
         async with Client(build_server(db), mode="legacy", cache=None) as client:
-            await client.call_tool("query", {"sql": sql})
+            await client.call_tool(tool, arguments)
             times = []
             for _ in range(repeat + 2):
                 started = time.perf_counter()
-                result = await client.call_tool("query", {"sql": sql})
+                result = await client.call_tool(tool, arguments)
                 times.append(time.perf_counter() - started)
                 assert not result.is_error, result
             return min(times)
 
-    mcp_time = asyncio.run(over_mcp())
+    mcp_time = asyncio.run(over_mcp("query", {"sql": sql}))
+    listing = asyncio.run(over_mcp("list_scenarios", {}))
+    trash = asyncio.run(over_mcp("list_scenarios", {"deleted": True}))
     return [
+        ("MCP list_scenarios (20 scenarios)", listing, python, QUERY_TARGETS["MCP list_scenarios (20 scenarios)"]),
+        (
+            "MCP list_scenarios (deleted=true: reads the file each time)",
+            trash,
+            python,
+            QUERY_TARGETS["MCP list_scenarios (deleted=true: reads the file each time)"],
+        ),
         ("query_scenarios (trivial)", lib, python, QUERY_TARGETS["query_scenarios (trivial)"]),
         (
             "MCP query (trivial, in-process client)",
@@ -1393,7 +1413,7 @@ def main() -> None:
         verdict = "ok" if ratio <= target else "OVER"
         print(f"| {op} | {size} | {lib:.3f} | {floor:.3f} | {ratio:.2f}x | <= {target}x {verdict} |")
     if latency:
-        print("\n| trivial query (best of runs after the first) | s | bare `python -c pass` (s) | target |")
+        print("\n| call (best of runs after the first) | s | bare `python -c pass` (s) | target |")
         print("|---|---:|---:|---:|")
         for op, seconds, python, target in latency:
             verdict = "ok" if seconds <= target else "OVER"

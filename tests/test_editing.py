@@ -531,27 +531,19 @@ def test_every_version_loads_as_it_was_after_any_edits(store: ScenarioStore, ste
 
 
 @pytest.mark.slow
-def test_upserts_and_old_versions_cost_what_they_touch(tmp_path: Path) -> None:
-    # Each entity replaced in place was recorded one call at a time, and every later read
-    # of an old version (and a delete) looked each row up among all those records: 20,000
-    # upserts took 8x an append of 20,000, and loading the version before them 8x the current.
-    store = ScenarioStore(tmp_path / "cost.duckdb")
+def test_many_upserts_keep_every_version_exact(tmp_path: Path) -> None:
+    # At the size of issue 21 (20,000 replaced in place in one add): each version reads back
+    # exactly, and a delete after them works. What it costs is measured beside an append by
+    # the benchmark (benchmarks/run.py --only upsert team-upsert), not timed here.
+    store = ScenarioStore(tmp_path / "many.duckdb")
     patients = [{"patient_id": f"P{i}", "name": {"given": "Ana"}, "n": i} for i in range(20_000)]
     store.save_scenario("s", {"patients": patients})
-    store.save_scenario("t", {})
-
-    def seconds(action: Any) -> float:
-        started = time.perf_counter()
-        action()
-        return time.perf_counter() - started
-
-    append = seconds(lambda: store.add_entities("t", {"patients": patients}))
-    upsert = seconds(lambda: store.add_entities("s", {"patients": [{**p, "n": -1} for p in patients]}))
-    current = min(seconds(lambda: store.load_scenario("s")) for _ in range(3))
-    old = min(seconds(lambda: store.load_scenario("s", 1)) for _ in range(3))
+    changed = [{**p, "n": -1} for p in patients]
+    result = store.add_entities("s", {"patients": changed})
+    assert result["updated"] == {"patients": 20_000} and result["added"] == {}
     assert store.load_scenario("s", 1)["entities"]["patients"] == patients
-    assert upsert <= 4 * append, (upsert, append)
-    assert old <= 2.5 * current, (old, current)
+    assert store.load_scenario("s")["entities"]["patients"] == changed
+    assert store.delete_scenario("s") and store.restore_scenario("s")["entity_count"] == 20_000
 
 
 # --------------------------------------------------------------------------- processes

@@ -784,15 +784,11 @@ def test_worker_serves_query_after_query(filled: ScenarioStore) -> None:
     query_module.stop_sandbox_workers()
     assert query_scenarios("SELECT 1 AS one")["rows"] == [[1]]
     (pid,) = _idle_pids()
-    timings = []
     for n in range(5):
-        started = time.perf_counter()
         assert query_scenarios(f"SELECT {n} AS n")["rows"] == [[n]]
-        timings.append(time.perf_counter() - started)
-    assert _idle_pids() == [pid]  # one process, no start per query
-    # Issue 21's target is 0.15 s (benchmarks/run.py --only query); a process start alone was
-    # 0.3-0.5 s. The bound leaves room for a shared, busy machine.
-    assert min(timings) < 0.25, timings
+    # One process, no start per query: how long a query takes is the benchmark's business
+    # (benchmarks/run.py --only query; issue 21's target is 0.15 s).
+    assert _idle_pids() == [pid]
 
 
 def test_worker_holds_no_lock_between_queries(filled: ScenarioStore, tmp_path: Path) -> None:
