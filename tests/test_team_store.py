@@ -401,3 +401,19 @@ def test_copy_text_escapes_read_back_exactly(pg_url: str) -> None:
             con, "SELECT 1 AS id, CAST(? AS TEXT) AS b, CAST(NULL AS TEXT) AS c", [value], texts=("b", "c")
         )
     assert table.column("b").to_pylist() == [value] and table.column("c").to_pylist() == [None]
+
+
+def test_a_cancelled_statement_says_so_not_report_a_bug(pg_url: str) -> None:
+    """A statement the server cancels (its statement timeout, an administrator's
+    pg_cancel_backend) is an answer to give the user, not a bug to report."""
+    from healthsim.state.database import connect
+    from healthsim.state.errors import DatabaseError
+    from healthsim.state.postgres.server import TeamDatabase
+
+    with connect(TeamDatabase.parse(pg_url), create=True) as con:
+        con.execute("SET statement_timeout = 50")
+        with pytest.raises(DatabaseError) as caught:
+            con.execute("SELECT pg_sleep(2)")
+    message = str(caught.value)
+    assert "the server cancelled the operation" in message and "statement timeout" in message, message
+    assert "report this as a bug" not in message and PASSWORD not in message

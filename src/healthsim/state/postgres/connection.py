@@ -157,6 +157,16 @@ class PgConnection:
             return DatabaseError(
                 f"the connection to {self.target.shown} was lost ({detail}); nothing half-written was kept, try again"
             )
+        if isinstance(exc, psycopg.errors.QueryCanceled):  # a statement timeout, or cancelled by an admin
+            return DatabaseError(
+                f"{self.target.shown}: the server cancelled the operation ({detail}); nothing half-written "
+                "was kept; try again, or ask the server's administrator about its statement timeout"
+            )
+        if isinstance(exc, (psycopg.errors.DiskFull, psycopg.errors.OutOfMemory)):
+            return DatabaseError(
+                f"{self.target.shown}: the server ran out of room ({detail}); nothing half-written was kept; "
+                "ask the server's administrator to free disk space or memory, then try again"
+            )
         return DatabaseError(
             f"{self.target.shown}: PostgreSQL refused the operation ({type(exc).__name__}: {detail}); "
             "please report this as a bug, with what you were doing"
