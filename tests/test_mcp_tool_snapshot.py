@@ -10,6 +10,7 @@ and review its diff.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import os
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 
 from mcp import Client
 
+from healthsim.mcp import tools
 from healthsim.mcp_server import INSTRUCTIONS, build_server
 
 SNAPSHOT = Path(__file__).parent / "fixtures" / "mcp_tool_list.json"
@@ -54,3 +56,19 @@ def test_the_tool_list_is_byte_for_byte_the_snapshot(db_path: Path) -> None:
 def test_every_tool_is_registered_once_with_a_distinct_name(db_path: Path) -> None:
     names = [tool["name"] for tool in tools_list(db_path)]
     assert len(names) == len(set(names)) == 16
+
+
+def test_the_tools_are_module_level_functions_over_a_context(db_path: Path) -> None:
+    # What build_server registers is healthsim.mcp.tools.TOOLS, each a plain function whose
+    # first parameter is the context (hidden from the input schema) ...
+    names = [tool["name"] for tool in tools_list(db_path)]
+    assert [spec.name for spec in tools.TOOLS] == names
+    for spec in tools.TOOLS:
+        assert getattr(tools, spec.name) is spec.fn and spec.fn.__qualname__ == spec.name
+        assert next(iter(inspect.signature(spec.fn).parameters)) == "ctx"
+    # ... that Python can call as it is.
+    ctx = tools.ToolContext(db_path)
+    saved = tools.save_scenario(ctx, "direct", {"patients": [{"patient_id": "p1"}]})
+    assert saved["entity_count"] == 1
+    listed = tools.list_scenarios(ctx)
+    assert [s["name"] for s in listed.value["scenarios"]] == ["direct"] and listed.value["more"] == 0
