@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
@@ -263,6 +263,12 @@ steps = st.lists(
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(changes=steps)
+@example(  # an upsert that puts an entity back with its keys in another order: an update
+    changes=[
+        ("save", [{"v": 1, "patient_id": "C"}]),
+        ("add", [{"v": 0, "patient_id": "C"}, {"patient_id": "C", "v": 1}], True),
+    ]
+)
 def test_every_retained_version_loads_as_the_model_had_it(store: ScenarioStore, changes: list[Any]) -> None:
     m = f"m-{uuid.uuid4().hex}"  # one store for every example: a scenario of its own each
     store.save_scenario(m, {"patients": []})
@@ -285,7 +291,9 @@ def test_every_retained_version_loads_as_the_model_had_it(store: ScenarioStore, 
                 else:
                     current.append(entity)
             result = store.add_entities(m, {"patients": change[1]}, upsert=change[2])
-            if current == model[-1]:  # nothing changed (no entity, or the same ones): no version
+            # Nothing changed (no entity, or the same ones, keys in the same order: the store
+            # keeps the text as given, so a reordered entity is an update): no version.
+            if [list(p.items()) for p in current] == [list(p.items()) for p in model[-1]]:
                 assert not (result["added"] or result["updated"] or result["removed"])
                 continue
         elif change[0] == "remove":
