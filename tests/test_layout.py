@@ -196,7 +196,6 @@ def test_the_import_graph_has_no_circle() -> None:
     assert import_circles(modules) == []
 
 
-@pytest.mark.xfail(strict=True, reason="4 left (transfer, exchange.formats): removed in the next commit")
 def test_no_module_takes_another_modules_private_names() -> None:
     assert private_imports(read_tree(SRC / "healthsim")) == []
 

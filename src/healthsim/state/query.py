@@ -62,8 +62,8 @@ import orjson
 from .._lazy import lazy_module
 from .database import connect, lock_timeout, prepare_file, process_lock, resolve_database
 from .errors import DatabaseError, DatabaseLockedError, InvalidInputError, QueryError, StateError
-from .exchange.export import output_file_path, refuse_target, temp_prefix
-from .exchange.partials import remove_stale_partials
+from .exchange.partials import remove_stale_partials, temp_prefix
+from .files import output_file_path, refuse_target
 from .postgres.server import TeamDatabase
 from .results import QueryResult
 from .sandbox_rules import (  # noqa: F401 (iso_interval, json_text, ndjson_lines stay importable from here)

@@ -26,8 +26,8 @@ import pyarrow as pa
 from .._lazy import lazy_module
 from .errors import QueryError
 from .exchange.csv_format import SafeCsvWriter
-from .exchange.export import space_problem
 from .exchange.formats import concatenated
+from .files import space_problem
 
 if TYPE_CHECKING:  # imported on first use: see healthsim._lazy
     import pyarrow.compute as pc
