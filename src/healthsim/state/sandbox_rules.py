@@ -52,6 +52,7 @@ class OutOfTime(Exception):
 
 
 def timeout_message(timeout: float) -> str:
+    """The refusal of a query that ran past its time limit."""
     return f"the query ran longer than {timeout:g} s and was stopped; filter more or add a LIMIT"
 
 
@@ -60,10 +61,12 @@ NOT_ONE_SELECT = "sql must be one SELECT statement, e.g. SELECT count(*) FROM pa
 
 
 def statement_count_message(found: int) -> str:
+    """The refusal of SQL holding more than one statement."""
     return f"send exactly one statement (found {found}); only one read-only SELECT runs"
 
 
 def not_select_message(kind: str) -> str:
+    """The refusal of a statement that is not a read-only query (``kind``: what it is)."""
     return f"only read-only SELECT queries run here, not {kind}; the database cannot be changed through query"
 
 
