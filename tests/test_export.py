@@ -10,6 +10,7 @@ import socket
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from importlib import resources
 from pathlib import Path
@@ -238,7 +239,7 @@ def test_export_the_file_system_refuses_is_invalid_input_and_leaves_nothing(
         raise OSError(code, os.strerror(code), str(args[0]) if args else None)
 
     if failing == "mkstemp":
-        monkeypatch.setattr(export_module.tempfile, "mkstemp", refuse)
+        monkeypatch.setattr(tempfile, "mkstemp", refuse)  # (the file rules are in healthsim.state.files)
     elif failing == "replace":
         monkeypatch.setattr(export_module.os, "replace", refuse)
     else:

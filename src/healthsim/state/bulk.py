@@ -30,9 +30,9 @@ import pyarrow as pa
 
 from .entities import Encoded, as_json_object, encode_exact, encode_fast, id_fields, raw_entity_id
 from .errors import DatabaseError
+from .id_sql import entity_uuid_select
 from .postgres.bulk import COMPACT, chunk_text, insert_text
 from .postgres.connection import is_postgres
-from .schema import entity_uuid_select
 from .transactions import transaction
 
 __all__ = ["ChunkEncoder", "insert_chunks"]

@@ -30,12 +30,12 @@ from .dialect import create_temp, has_scalar
 from .entities import id_fields, normalize_type
 from .errors import InvalidEntityError, InvalidInputError, ScenarioExistsError
 from .history import BIRTHS, archive_rows
+from .id_sql import entity_uuid_select
 from .postgres.bulk import copy_rows as pg_copy_rows
 from .postgres.bulk import copy_text, entity_rows_sql
 from .postgres.connection import is_postgres
 from .postgres.schema import ENTITY_IDS
 from .reading import SCENARIO_COLUMNS, ScenarioHeader, first_row, iso_utc
-from .schema import entity_uuid_select
 from .validation import check_utf8, normalize_tags
 
 __all__ = [

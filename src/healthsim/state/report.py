@@ -37,7 +37,7 @@ from typing import Any
 from .. import __version__
 from .._text import safe_text
 from .errors import MissingDependencyError
-from .exchange.export import write_atomically
+from .files import write_atomically
 
 __all__ = ["render_report", "write_report"]
 

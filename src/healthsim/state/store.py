@@ -27,6 +27,7 @@ import pyarrow as pa
 
 from .. import __version__
 from .bulk import ChunkEncoder, insert_chunks
+from .clock import utcnow
 from .database import Database, connect, redact_url, resolve_database
 from .dialect import create_temp, fetch_arrow
 from .diffing import change_counts, diff_rows, scenario_changes
@@ -45,9 +46,10 @@ from .editing import (
 )
 from .entities import iter_typed_entities, normalize_type
 from .errors import InvalidInputError, ScenarioExistsError, ScenarioNotFoundError
-from .exchange.export import export_scenario, target_path
+from .exchange.export import export_scenario
 from .exchange.formats import export_formatted, load_frames
 from .exchange.importer import entity_stream, import_scenario
+from .files import target_path
 from .history import (
     VERSIONS,
     apply_retention,
@@ -126,10 +128,6 @@ from .validation import (
 from .version_cache import KeyTotal, VersionCache
 
 __all__ = ["ScenarioStore"]
-
-
-def _utcnow() -> _dt.datetime:
-    return _dt.datetime.now(_dt.UTC).replace(tzinfo=None)
 
 
 def _trashed_namesake(con: duckdb.DuckDBPyConnection, name: str, header: ScenarioHeader) -> uuid.UUID | None:
@@ -328,7 +326,7 @@ class ScenarioStore:
     ) -> str:
         """:meth:`write_scenario` on an open connection (its arguments checked)."""
         pg = is_postgres(con)
-        now = _utcnow()
+        now = utcnow()
         # This process holds the file (and its per-file lock) until the end, so what
         # is read here stays true while the entities are written; on PostgreSQL the
         # transaction holds the name's lock and the scenario's row.
@@ -692,7 +690,7 @@ class ScenarioStore:
         with connect(self.path) as con:
             if con is None:
                 raise ScenarioNotFoundError(str(source))
-            now = _utcnow()
+            now = utcnow()
             header = find_scenario(con, source)
             check_name_free(con, name, "choose another name for the copy")  # before any work
             target = ScenarioHeader(uuid.uuid4(), name, None, now, now, {})
@@ -872,7 +870,7 @@ class ScenarioStore:
                 # On PostgreSQL: writers of this name take turns (find_scenario then
                 # locks an existing scenario's row until the transaction ends).
                 lock_name(con, str(name).strip())
-                yield con, _utcnow()
+                yield con, utcnow()
 
     def _entry(self, name: str) -> ScenarioListEntry:
         """One scenario's list entry."""
@@ -913,7 +911,7 @@ class ScenarioStore:
                 if purge:
                     _refuse_two_of_a_name(con, name, header, "purge")
                 sid = header.scenario_id
-                now = _utcnow()
+                now = utcnow()
                 if purge:
                     forget_scenario(con, sid)
                 else:  # to the trash: the scenario's history stays, with a last 'delete' version
@@ -1511,7 +1509,7 @@ class ScenarioStore:
                     ids = [sid]
                 else:
                     ids = [row[0] for row in con.execute(f"SELECT DISTINCT scenario_id FROM {VERSIONS}").fetchall()]
-                now = _utcnow()
+                now = utcnow()
                 expired = expired_deleted(con, now, days)
                 for sid in ids:
                     if sid in expired:

@@ -28,7 +28,7 @@ def transaction(con: Any) -> Iterator[Any]:
         yield con
     except BaseException:
         if is_postgres(con):
-            from .postgres.bulk import forget_written  # (bulk imports the schema, which imports this)
+            from .postgres.bulk import forget_written  # (deferred: only the team store needs it)
 
             forget_written(con)
         try:
@@ -42,6 +42,6 @@ def transaction(con: Any) -> Iterator[Any]:
     else:
         con.execute("COMMIT")
         if is_postgres(con):
-            from .postgres.bulk import analyze_written  # (bulk imports the schema, which imports this)
+            from .postgres.bulk import analyze_written  # (deferred: only the team store needs it)
 
             analyze_written(con)  # after a large write: fresh statistics for the planner

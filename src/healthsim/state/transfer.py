@@ -21,13 +21,14 @@ from typing import Any
 
 import pyarrow as pa
 
+from .clock import utcnow
 from .database import connect
 from .editing import edit_provenance
 from .errors import InvalidInputError
 from .postgres.server import TeamDatabase
 from .reading import ScenarioReader, first_row
 from .results import SaveSummary
-from .store import ScenarioStore, _utcnow
+from .store import ScenarioStore
 from .validation import validate_name
 
 __all__ = ["transfer_scenario"]
@@ -132,7 +133,7 @@ def transfer_scenario(
             "source_version": reader.version,
         }
         metadata = {k: v for k, v in header.metadata.items() if k not in ("entity_types", "exact_json_rows")}
-        provenance = edit_provenance(header.metadata, "transfer", _utcnow(), **facts)
+        provenance = edit_provenance(header.metadata, "transfer", utcnow(), **facts)
         for key in ("library", "library_version", "at"):  # write_scenario adds its own
             provenance.pop(key, None)
         metadata.pop("provenance", None)

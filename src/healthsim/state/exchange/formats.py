@@ -48,16 +48,10 @@ import pyarrow as pa
 
 from ..._lazy import lazy_module
 from ..errors import DatabaseError, InvalidInputError
-from ..postgres.snapshot import in_duckdb
-from ..reading import ScenarioReader
-from ..version_cache import VersionCache
-from .csv_format import SafeCsvWriter
-from .export import (
-    _cannot_write,
-    _current_umask,
-    _fsync_folder,
-    chosen_types,
-    export_scenario,
+from ..files import (
+    cannot_write,
+    current_umask,
+    fsync_folder,
     is_duckdb_database,
     output_file_path,
     refuse_target,
@@ -65,6 +59,11 @@ from .export import (
     target_path,
     write_atomically,
 )
+from ..postgres.snapshot import in_duckdb
+from ..reading import ScenarioReader
+from ..version_cache import VersionCache
+from .csv_format import SafeCsvWriter
+from .export import chosen_types, export_scenario
 from .partials import remove_stale_partials, temp_prefix
 from .tables import TypeTable, type_tables
 
@@ -272,7 +271,7 @@ def _refuse_foreign_folder(folder: Path) -> None:
     try:
         names = sorted(entry.name for entry in os.scandir(folder))
     except OSError as exc:
-        raise _cannot_write(folder, exc) from exc
+        raise cannot_write(folder, exc) from exc
     if not names:
         return
     manifest = _manifest(folder)
@@ -341,7 +340,7 @@ def _write_folder(
         remove_stale_partials(folder)  # what a killed earlier export left beside it
         staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=temp_prefix(folder), suffix=".partial"))
     except OSError as exc:
-        raise _cannot_write(folder, exc) from exc
+        raise cannot_write(folder, exc) from exc
     try:
         tables = type_tables(reader, types)
         total, done = sum(reader.counts[t.entity_type] for t in tables), 0
@@ -361,16 +360,16 @@ def _write_folder(
         _write_manifest(staging, reader, format, written)
         for path in staging.iterdir():
             _fsync_file(path)
-        os.chmod(staging, 0o777 & ~_current_umask())
+        os.chmod(staging, 0o777 & ~current_umask())
         _replace_folder(staging, folder)
     except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
         if _interrupted(exc):  # Ctrl-C while DuckDB worked: said as an interruption, not a bug
             raise KeyboardInterrupt from None
         if isinstance(exc, OSError):
-            raise _cannot_write(folder, exc) from exc
+            raise cannot_write(folder, exc) from exc
         raise
-    _fsync_folder(folder.parent)
+    fsync_folder(folder.parent)
 
 
 def _interrupted(exc: BaseException) -> bool:

@@ -31,8 +31,8 @@ from ..reading import gc_paused
 
 if TYPE_CHECKING:  # the store calls this module; it is only named here for type hints
     from ..store import ScenarioStore
+from ..files import home_folder_problem
 from ..validation import normalize_tags, validate_description, validate_name
-from .export import home_folder_problem
 from .json_stream import Event, JsonStream
 from .line_format import LineLayoutReader, NotLineLayout
 from .shapes import (

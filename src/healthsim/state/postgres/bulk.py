@@ -22,7 +22,7 @@ import duckdb
 import pyarrow as pa
 
 from ..._lazy import lazy_module
-from ..schema import entity_uuid_select
+from ..id_sql import entity_uuid_select
 from .connection import PgConnection
 
 if TYPE_CHECKING:  # imported on first use: see healthsim._lazy

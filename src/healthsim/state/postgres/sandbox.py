@@ -23,7 +23,7 @@ refused after that), so that the rollback removes them and nothing is ever commi
 
 Rows are fetched from the cursor in batches sized by their bytes, turned into Arrow
 record batches with one type per column (from PostgreSQL's type), and go through the
-same row cap, byte cap and value cutting (:class:`~healthsim.state.query._Rows`) or the
+same row cap, byte cap and value cutting (:class:`~healthsim.state.sandbox_rules.Rows`) or the
 same file writers as on DuckDB. Once the caps are reached, ``MOVE FORWARD ALL`` counts
 the remaining rows on the server without sending them, so ``total_rows`` is exact.
 
@@ -62,22 +62,22 @@ from psycopg.postgres import types as pg_types
 from psycopg.types.string import TextLoader
 
 from ..errors import QueryError, StateError
-from ..query import (
-    _CONVERT_BYTES,
-    _KILL_GRACE_SECONDS,
-    _WRITE_BATCH_ROWS,
+from ..sandbox_rules import (
+    CONVERT_BYTES,
+    KILL_GRACE_SECONDS,
     NOT_ONE_SELECT,
-    _json_value,
-    _not_select_message,
-    _OutOfTime,
-    _Rows,
-    _statement_count_message,
-    _timeout_message,
-    _write_batches,
+    WRITE_BATCH_ROWS,
+    OutOfTime,
+    Rows,
     cut_marker,
     json_text,
+    json_value,
+    not_select_message,
+    statement_count_message,
+    timeout_message,
     unique_names,
     value_chars,
+    write_batches,
 )
 from .connection import PgConnection, open_connection
 from .server import TeamDatabase
@@ -90,7 +90,7 @@ READ_KEYWORDS = ("SELECT", "WITH", "VALUES", "TABLE")
 _CURSOR = "healthsim_query"
 #: Rows asked for by the first ``FETCH``; later ones are sized from the bytes per row seen.
 _FIRST_FETCH = 256
-#: Most rows in one ``FETCH`` of ``query_scenarios`` (about ``_CONVERT_BYTES`` otherwise).
+#: Most rows in one ``FETCH`` of ``query_scenarios`` (about ``CONVERT_BYTES`` otherwise).
 _MAX_FETCH = 10_000
 #: Bytes of Arrow data aimed at per ``FETCH`` when writing a file.
 _WRITE_FETCH_BYTES = 16 << 20
@@ -209,11 +209,11 @@ def check_statement(sql: object) -> str:
     if not statements:  # only comments
         raise QueryError(NOT_ONE_SELECT)
     if len(statements) != 1:
-        raise QueryError(_statement_count_message(len(statements)))
+        raise QueryError(statement_count_message(len(statements)))
     word = _WORD.match(statements[0].lstrip("( \t\r\n\f\v"))
     kind = word.group(0).upper() if word else ""
     if kind not in READ_KEYWORDS:
-        raise QueryError(_not_select_message(kind or repr(statements[0][:20])))
+        raise QueryError(not_select_message(kind or repr(statements[0][:20])))
     return sql
 
 
@@ -222,14 +222,14 @@ def check_statement(sql: object) -> str:
 
 def _json_text(value: Any) -> str:
     """``value`` as compact JSON text."""
-    return json_text(_json_value(value))
+    return json_text(json_value(value))
 
 
 def _text(value: Any) -> str:
     """A value of a type without an Arrow type of its own, as text."""
     if isinstance(value, str):
         return value
-    plain = _json_value(value)  # uuid, Decimal, inet, ranges…: their text
+    plain = json_value(value)  # uuid, Decimal, inet, ranges…: their text
     return plain if isinstance(plain, str) else _json_text(value)  # records (tuples): JSON
 
 
@@ -353,7 +353,7 @@ def _columns(description: Sequence[Any]) -> list[_Column]:
 
     One type per column for the whole result (not inferred batch by batch), so that the
     batches of a file share one schema; the file writers then apply the rule of every
-    output (:func:`~healthsim.state.query._write_batches`).
+    output (:func:`~healthsim.state.sandbox_rules.write_batches`).
     """
     columns = []
     for column in description:
@@ -417,7 +417,7 @@ class _Session:
         ``set_config('statement_timeout', …)`` then lasts one statement at most)."""
         remaining = self.deadline - time.monotonic()
         if remaining <= 0:
-            raise _OutOfTime
+            raise OutOfTime
         self.cur.execute(f"SET LOCAL statement_timeout = {_milliseconds(remaining)}")
 
     def open(self, sql: str, shape: Callable[[list[_Field]], str] | None = None) -> None:
@@ -538,7 +538,7 @@ class _Session:
 def _error(session: _Session, exc: psycopg.Error) -> StateError:
     """The library's error for a psycopg error in the sandbox (never naming the URL)."""
     if isinstance(exc, (pg_errors.QueryCanceled, pg_errors.LockNotAvailable)):
-        return QueryError(_timeout_message(session.timeout))
+        return QueryError(timeout_message(session.timeout))
     if session.con.raw.closed or not session.in_query:
         return session.con.error(exc)  # the connection was lost, or the sandbox's own SQL failed
     lines = str(exc).strip().splitlines()
@@ -566,14 +566,14 @@ def _sandbox(
         session = _Session(con, timeout)
         # statement_timeout stops the server's work; this is the backstop, as the DuckDB
         # sandbox's kill is: a cancel request at the deadline plus the grace period.
-        timer = threading.Timer(timeout + _KILL_GRACE_SECONDS, _cancel, args=(con.raw,))
+        timer = threading.Timer(timeout + KILL_GRACE_SECONDS, _cancel, args=(con.raw,))
         timer.daemon = True
         timer.start()
         try:
             session.open(sql, shape)
             yield session
-        except _OutOfTime:
-            raise QueryError(_timeout_message(timeout)) from None
+        except OutOfTime:
+            raise QueryError(timeout_message(timeout)) from None
         except psycopg.Error as exc:
             raise _error(session, exc) from None
         finally:
@@ -591,7 +591,7 @@ def _next_fetch(batch: pa.RecordBatch, target_bytes: int, most: int) -> int:
 #: Arrow bytes a ``query_scenarios`` fetch may take at most, counting each guarded value
 #: at its longest (two bytes a character): with the server's cuts, this bounds the memory
 #: of this process whatever the rows hold.
-_FETCH_BOUND = 4 * _CONVERT_BYTES
+_FETCH_BOUND = 4 * CONVERT_BYTES
 
 
 def run_query(target: TeamDatabase, sql: str, *, limit: int, max_bytes: int, timeout: float) -> dict[str, Any]:
@@ -623,7 +623,7 @@ def run_query(target: TeamDatabase, sql: str, *, limit: int, max_bytes: int, tim
         guards: list[_Guard] = shaped.get("guards", [])
         most = min(limit, shaped.get("most", _MAX_FETCH))
         columns = _columns(fields)
-        rows = _Rows(len(columns), limit=limit, max_bytes=max_bytes, deadline=session.deadline, patched=True)
+        rows = Rows(len(columns), limit=limit, max_bytes=max_bytes, deadline=session.deadline, patched=True)
         asked = min(most, _FIRST_FETCH)
         _, fetched = session.fetch(asked)
         while fetched:
@@ -636,7 +636,7 @@ def run_query(target: TeamDatabase, sql: str, *, limit: int, max_bytes: int, tim
                 break
             if len(fetched) < asked:  # the cursor is at its end
                 break
-            asked = _next_fetch(batch, _CONVERT_BYTES, min(_MAX_FETCH, most, limit - len(rows.rows)))
+            asked = _next_fetch(batch, CONVERT_BYTES, min(_MAX_FETCH, most, limit - len(rows.rows)))
             _, fetched = session.fetch(asked)
         return rows.result(unique_names([column.name for column in columns]), session.elapsed(), session.views)
 
@@ -671,10 +671,10 @@ def run_to_file(target: TeamDatabase, sql: str, output: dict[str, str], *, timeo
                 yield batch
                 if len(fetched) < asked_now:  # the cursor is at its end
                     return
-                asked_now = _next_fetch(batch, _WRITE_FETCH_BYTES, _WRITE_BATCH_ROWS)
+                asked_now = _next_fetch(batch, _WRITE_FETCH_BYTES, WRITE_BATCH_ROWS)
                 _, fetched = session.fetch(asked_now)
 
-        written = _write_batches(output, schema, batches(), session.deadline, kinds)
+        written = write_batches(output, schema, batches(), session.deadline, kinds)
         return {
             "path": output["path"],
             "format": fmt,
