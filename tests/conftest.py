@@ -32,6 +32,28 @@ from helpers.pg_server import PgServer
 sys.path.insert(0, str(FIXTURES))  # fixture builders such as legacy_db
 
 
+def _encodable(text: str) -> str:
+    """``text`` with lone surrogates escaped (``\\udcff``), so it can be encoded as UTF-8."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Escape lone surrogates in a test's report before a parallel worker sends it.
+
+    Tests of undecodable names (``\\udcff``) log and capture such text; pytest-xdist sends every
+    report to the main process as UTF-8 and a lone surrogate crashed the worker (the session then
+    stopped with an INTERNALERROR). The text stays readable, escaped; the test's outcome is untouched.
+    """
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    report.sections = [(title, _encodable(content)) for title, content in report.sections]
+    if report.longrepr is not None:
+        text = str(report.longrepr)
+        if _encodable(text) != text:
+            report.longrepr = _encodable(text)
+
+
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Point HOME and HEALTHSIM_DB at tmp_path so no test touches the real ~/.healthsim."""
