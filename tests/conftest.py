@@ -5,6 +5,12 @@ runs twice, on a DuckDB file and on a fresh database of a real PostgreSQL server
 test ids end in ``[duckdb]`` and ``[postgresql]``), and ``HEALTHSIM_DB`` names the same
 database, so the module functions, CLI and MCP server in such a test use it too. A test
 that looks inside the DuckDB file itself (``db_path``) runs on DuckDB only.
+In such a module a test of one engine's own behaviour says so with ``@pytest.mark.duckdb_only``
+or ``@pytest.mark.postgresql_only``.
+
+The suite runs in parallel (pytest-xdist, ``-n auto`` in pyproject's addopts): each worker process
+starts its own PostgreSQL server (its own folder from mkdtemp, a free port) and every test has its
+own tmp_path and HOME, so nothing here is shared between workers.
 
 Plain helper functions (``orphan_rows``, ``hold_database``, Hypothesis strategies, paths)
 live in ``tests/helpers/``: test files import those, never this file or each other.
@@ -24,6 +30,28 @@ from helpers.paths import FIXTURES
 from helpers.pg_server import PgServer
 
 sys.path.insert(0, str(FIXTURES))  # fixture builders such as legacy_db
+
+
+def _encodable(text: str) -> str:
+    """``text`` with lone surrogates escaped (``\\udcff``), so it can be encoded as UTF-8."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Escape lone surrogates in a test's report before a parallel worker sends it.
+
+    Tests of undecodable names (``\\udcff``) log and capture such text; pytest-xdist sends every
+    report to the main process as UTF-8 and a lone surrogate crashed the worker (the session then
+    stopped with an INTERNALERROR). The text stays readable, escaped; the test's outcome is untouched.
+    """
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    report.sections = [(title, _encodable(content)) for title, content in report.sections]
+    if report.longrepr is not None:
+        text = str(report.longrepr)
+        if _encodable(text) != text:
+            report.longrepr = _encodable(text)
 
 
 @pytest.fixture(autouse=True)
@@ -56,6 +84,7 @@ BOTH_ENGINES = {
     "test_team_store",
     "test_entity_kinds",
     "test_diff_fields",
+    "test_query",
 }
 
 
@@ -66,6 +95,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     module = metafunc.module.__name__.rsplit(".", 1)[-1]
     if module in BOTH_ENGINES and "db_path" not in metafunc.fixturenames:
         engines.append("postgresql")
+    # An engine-specific test in a both-engines module says so with a mark (see pyproject's markers).
+    if metafunc.definition.get_closest_marker("duckdb_only"):
+        engines = ["duckdb"]
+    elif metafunc.definition.get_closest_marker("postgresql_only"):
+        engines = ["postgresql"]
     metafunc.parametrize("engine", engines, indirect=True)
 
 

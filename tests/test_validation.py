@@ -15,6 +15,9 @@ from healthsim.state.validation import (
     validate_name,
 )
 
+#: A fixed random UUID: parallel workers (pytest-xdist) must collect the same test ids.
+SOME_UUID = uuid.UUID("3f2c9a4e-8b1d-4c6f-9e7a-2d5b8c1f0a93")
+
 
 def test_name_is_trimmed() -> None:
     assert validate_name("  diabetes-cohort \n") == "diabetes-cohort"
@@ -31,9 +34,9 @@ def test_name_is_trimmed() -> None:
         ("bad\x00name", "control character"),
         ("tab\there", "control character"),
         ("line\u2028sep", "control character"),
-        (str(uuid.uuid4()), "is a UUID"),
+        (str(SOME_UUID), "is a UUID"),
         ("half\ud800", "lone surrogate"),
-        (uuid.uuid4().hex, "is a UUID"),
+        (SOME_UUID.hex, "is a UUID"),
         (None, "must be a string"),
         (42, "must be a string"),
     ],
