@@ -394,7 +394,7 @@ class ScenarioStore:
             # On PostgreSQL the rows took ids from the sequence: the last one is read back.
             end_id = None if pg else encoder.next_id - 1
             # Over an old content: what really changed (an identical overwrite changes nothing).
-            self._record_change(
+            self._record(
                 con,
                 header,
                 version,
@@ -566,7 +566,7 @@ class ScenarioStore:
                 last = (version - 1, header.updated_at)
                 keys = edited_key_totals(con, cache, header.scenario_id, last, version, start)
             # (add_batch recorded the rows it replaced in place as written by this version)
-            counts = self._record(con, after, version, now, operation, changes, start, counts=counts)
+            counts = self._record(con, after, version, now, operation, changes, start, counts=counts)[0]
         if keys:
             cache.keep_key_totals(header.scenario_id, version, now, keys)
         return _edit_result(header, counts, changes, version)
@@ -601,7 +601,7 @@ class ScenarioStore:
                 after = ScenarioHeader(
                     header.scenario_id, header.name, header.description, header.created_at, now, metadata
                 )
-                counts = self._record(con, after, version, now, "remove", changes, next_id(con))
+                counts = self._record(con, after, version, now, "remove", changes, next_id(con))[0]
             else:  # nothing changed: no new version
                 version -= 1
                 counts = entity_counts(con, [header])[header.scenario_id]
@@ -792,42 +792,24 @@ class ScenarioStore:
         operation: str,
         changes: Mapping[str, Mapping[str, int]],
         start_id: int,
-        replaced: Iterable[int] = (),
-        tags: list[str] | None = None,
-        *,
-        end_id: int | None = None,
-        counts: dict[str, int] | None = None,
-    ) -> dict[str, int]:
-        """Record the version a change made (``header`` as it is after it); returns the
-        entity counts by type. Rows with ids from ``start_id`` to ``end_id`` (default: the
-        last id in use) are new in it, and so are the rows replaced in place. ``counts``
-        are read from the rows unless given (a save knows them before inserting)."""
-        recorded = self._record_change(
-            con, header, version, now, operation, changes, start_id, replaced, tags, end_id=end_id, counts=counts
-        )
-        return recorded[0]
-
-    def _record_change(
-        self,
-        con: duckdb.DuckDBPyConnection,
-        header: ScenarioHeader,
-        version: int,
-        now: _dt.datetime,
-        operation: str,
-        changes: Mapping[str, Mapping[str, int]],
-        start_id: int,
-        replaced: Iterable[int] = (),
         tags: list[str] | None = None,
         *,
         end_id: int | None = None,
         counts: dict[str, int] | None = None,
         replaced_all: bool = False,
     ) -> tuple[dict[str, int], dict[str, Any]]:
-        """:meth:`_record`, returning the counts and the changes recorded: the entity
-        changes given, or with ``replaced_all`` (the change archived every row as this
-        version and wrote the new ones) the real difference, counted in the database;
-        plus ``scenario``: the scenario's own fields that differ from the version before
-        (name, description, tags, metadata keys)."""
+        """Record the version a change made (``header`` as it is after it). Rows with ids
+        from ``start_id`` to ``end_id`` (default: the last id in use) are new in it (rows an
+        add replaced in place were recorded by ``add_batch``). ``counts`` are read from the
+        rows unless given (a save knows them before inserting).
+
+        Returns:
+            The entity counts by type, and the changes recorded: those given, or with
+            ``replaced_all`` (the change archived every row as this version and wrote the
+            new ones) the real difference, counted in the database; plus ``scenario``: the
+            scenario's own fields that differ from the version before (name, description,
+            tags, metadata keys).
+        """
         sid = header.scenario_id
         if counts is None:
             counts = entity_counts(con, [header])[sid]
@@ -839,7 +821,7 @@ class ScenarioStore:
             "metadata": header.metadata,
         }
         last = next_id(con) - 1 if end_id is None else end_id
-        record_births(con, sid, version, [(start_id, last), *((row, row) for row in replaced)])
+        record_births(con, sid, version, [(start_id, last)])
         recorded: dict[str, Any] = {kind: dict(changes.get(kind, {})) for kind in ("added", "removed", "updated")}
         if replaced_all:  # (an identical overwrite changes nothing)
             recorded = dict(change_counts(con, sid, version))
@@ -1378,7 +1360,7 @@ class ScenarioStore:
             write_header(con, header, now, metadata=metadata, description=header.description, new=fresh)
             write_tags(con, into, past.tags)
             added = entity_counts(con, [header])[into]
-            counts, changes = self._record_change(
+            counts, changes = self._record(
                 con, header, number, now, "restore", {"added": added}, start, replaced_all=not fresh
             )
         return _restore_result(header, counts, changes, number, wanted)
