@@ -47,8 +47,8 @@ import pyarrow.parquet as pq
 sys.path.insert(0, str(Path(__file__).parent))
 from data import generate, write_json
 from healthsim.state import ScenarioStore
+from healthsim.state._engines.duckdb.schema import ensure_schema
 from healthsim.state.database import connect, resolve_database
-from healthsim.state.schema import ensure_schema
 
 TARGETS = {
     "save": 1.5,

@@ -21,8 +21,9 @@ from healthsim.state import (
     load_scenario,
     save_scenario,
 )
-from healthsim.state.database import connect, lock_timeout, resolve_db_path
-from healthsim.state.postgres.server import TeamDatabase
+from healthsim.state._engines.duckdb.connection import lock_timeout
+from healthsim.state._engines.postgres.server import TeamDatabase
+from healthsim.state.database import connect, resolve_db_path
 from helpers.database import hold_database
 from helpers.paths import no_such_user
 

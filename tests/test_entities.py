@@ -8,11 +8,13 @@ import enum
 import json
 import uuid
 from decimal import Decimal
+from pathlib import Path
 
 import duckdb
 import pydantic
 import pytest
 
+from healthsim.state.database import connect
 from healthsim.state.editing import stored_entity_ids
 from healthsim.state.entities import (
     ENTITY_ID_NAMESPACE,
@@ -26,7 +28,7 @@ from healthsim.state.entities import (
     raw_entity_id,
 )
 from healthsim.state.errors import InvalidEntityError
-from healthsim.state.schema import entity_uuid_select
+from healthsim.state.id_sql import entity_uuid_select
 
 
 @pytest.mark.parametrize(
@@ -93,17 +95,18 @@ def test_raw_entity_id_kinds() -> None:
     assert raw_entity_id({"name": "no id"}, fields) is None
 
 
-def test_stored_entity_ids_follow_the_save_rules() -> None:
+def test_stored_entity_ids_follow_the_save_rules(tmp_path: Path) -> None:
     u = uuid.uuid4()
     # A UUID the save's cast takes is used as it is, in its forms; anything else (Python's
     # uuid.UUID would take urn:uuid:…, doubled braces, a space) is a UUIDv5 of "type:id".
     tricky = [str(u), str(u).upper(), "{" + str(u) + "}", u.hex, "MRN-1", "urn:uuid:" + str(u), "{{" + str(u) + "}}"]
     tricky += [" " + str(u), "uuid:" + str(u), " MRN-1"]
-    derived = stored_entity_ids("patients", tricky)
+    with connect(tmp_path / "ids.duckdb", create=True) as con:
+        derived = stored_entity_ids(con, "patients", tricky)
+        assert stored_entity_ids(con, "patients", []) == []
     assert derived[:4] == [u] * 4
     for raw, stored in zip(tricky[4:], derived[4:], strict=True):
         assert stored == uuid.uuid5(ENTITY_ID_NAMESPACE, f"patients:{raw}"), raw
-    assert stored_entity_ids("patients", []) == []
 
 
 def test_sql_id_derivation_equals_uuid5() -> None:

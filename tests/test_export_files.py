@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from healthsim.state import DatabaseError, InvalidInputError, QueryError, ScenarioStore
-from healthsim.state.exchange.partials import remove_stale_partials, temp_prefix
+from healthsim.state.partials import remove_stale_partials, temp_prefix
 
 CLI = [sys.executable, "-c", "from healthsim.cli import main; main()"]
 

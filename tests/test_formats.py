@@ -19,7 +19,7 @@ import pytest
 
 from healthsim.state import InvalidInputError, ScenarioNotFoundError, ScenarioStore
 from healthsim.state.exchange import formats
-from healthsim.state.exchange.csv_format import restore_cell
+from healthsim.state.safe_csv import restore_cell
 
 ENTITIES: dict[str, list[dict[str, Any]]] = {
     "patients": [{"patient_id": "A", "gender": "female"}, {"patient_id": "B", "gender": "male"}],

@@ -273,9 +273,9 @@ _OPERATIONS = {
 _FACADE = {"healthsim.state", "healthsim.state.store"}
 _NOT_YET_LAYERED = {
     # the PostgreSQL schema creates the history tables with the history module's DDL
-    ("healthsim.state.postgres.schema", "healthsim.state.history"),
+    ("healthsim.state._engines.postgres.schema", "healthsim.state.history"),
     # a consistent snapshot hands out a ScenarioReader over itself
-    ("healthsim.state.postgres.snapshot", "healthsim.state.reading"),
+    ("healthsim.state._engines.postgres.snapshot", "healthsim.state.reading"),
 }
 
 
@@ -294,7 +294,7 @@ def test_the_postgres_engine_imports_nothing_above_it() -> None:
     upward = {
         (name, target)
         for name, module in modules.items()
-        if name.startswith("healthsim.state.postgres")
+        if name.startswith("healthsim.state._engines.postgres")
         for target in module.imports
         if _above_the_engine(target)
     }

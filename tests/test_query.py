@@ -37,12 +37,14 @@ from healthsim.state import (
     ScenarioStore,
     query_scenarios,
     query_to_file,
+    sandbox_rules,
     transfer_scenario,
 )
 from healthsim.state import query as query_module
-from healthsim.state.postgres import sandbox
-from healthsim.state.postgres.sandbox import check_statement, run_query, split_statements
-from healthsim.state.postgres.server import TeamDatabase
+from healthsim.state._engines.duckdb import sandbox as duckdb_sandbox
+from healthsim.state._engines.postgres import sandbox
+from healthsim.state._engines.postgres.sandbox import check_statement, run_query, split_statements
+from healthsim.state._engines.postgres.server import TeamDatabase
 from helpers.paths import NO_SUCH_USER, no_such_user
 from helpers.pg_server import PASSWORD
 from helpers.sample import diabetes_cohort
@@ -268,7 +270,7 @@ def test_byte_cap_cuts_blobs_and_big_lists(filled: ScenarioStore) -> None:
 
 @pytest.mark.duckdb_only
 def test_byte_cap_in_process_too(filled: ScenarioStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(query_module, "SANDBOX_IN_CHILD_PROCESS", False)
+    monkeypatch.setattr(duckdb_sandbox, "SANDBOX_IN_CHILD_PROCESS", False)
     result = query_scenarios("SELECT repeat('é', 1000000) AS text FROM range(3)", max_bytes=5_000)
     assert result["truncated_reason"] == "bytes" and result["cut_values"] == result["row_count"] >= 1
     assert rows_json_size(result["rows"]) <= 5_000
@@ -278,8 +280,8 @@ def test_byte_cap_in_process_too(filled: ScenarioStore, monkeypatch: pytest.Monk
 @pytest.mark.duckdb_only
 def test_conversion_checks_the_deadline() -> None:
     batch = pa.RecordBatch.from_pydict({"n": list(range(10))})
-    rows = query_module._Rows(1, limit=10, max_bytes=1000, deadline=time.monotonic() - 1)
-    with pytest.raises(query_module._OutOfTime):
+    rows = sandbox_rules.Rows(1, limit=10, max_bytes=1000, deadline=time.monotonic() - 1)
+    with pytest.raises(sandbox_rules.OutOfTime):
         rows.add(batch)
 
 
@@ -309,8 +311,8 @@ def test_time_limit_stops_work_duckdb_does_not_interrupt(filled: ScenarioStore) 
 def test_memory_cap_stops_work_duckdb_does_not_account(filled: ScenarioStore, monkeypatch: pytest.MonkeyPatch) -> None:
     # range() builds its list outside DuckDB's memory limit (issue 7: 3.6 GB, ~10 s with a
     # 2 s limit); with a 512 MiB cap the sandbox process is killed long before that.
-    monkeypatch.setattr(query_module, "SANDBOX_MEMORY_LIMIT_MIB", 256)
-    monkeypatch.setattr(query_module, "SANDBOX_PROCESS_HEADROOM_MIB", 256)
+    monkeypatch.setattr(duckdb_sandbox, "SANDBOX_MEMORY_LIMIT_MIB", 256)
+    monkeypatch.setattr(duckdb_sandbox, "SANDBOX_PROCESS_HEADROOM_MIB", 256)
     started = time.monotonic()
     with pytest.raises(QueryError, match="ran out of the sandbox's memory .* add a LIMIT"):
         query_scenarios("SELECT list(range(60000000))", timeout=10)
@@ -320,8 +322,8 @@ def test_memory_cap_stops_work_duckdb_does_not_account(filled: ScenarioStore, mo
 @pytest.mark.duckdb_only
 def test_duckdb_out_of_memory_is_explained(filled: ScenarioStore, monkeypatch: pytest.MonkeyPatch) -> None:
     # A 200 MB sort under a 128 MiB limit with no room to spill.
-    monkeypatch.setattr(query_module, "SANDBOX_MEMORY_LIMIT_MIB", 128)
-    monkeypatch.setattr(query_module, "SANDBOX_TEMP_LIMIT_MIB", 0)
+    monkeypatch.setattr(duckdb_sandbox, "SANDBOX_MEMORY_LIMIT_MIB", 128)
+    monkeypatch.setattr(duckdb_sandbox, "SANDBOX_TEMP_LIMIT_MIB", 0)
     with pytest.raises(QueryError, match=r"ran out of the sandbox's memory \(128MiB\).*\[Out of Memory Error"):
         query_scenarios("SELECT count(*) FROM (SELECT i, repeat('x', 100) s FROM range(2000000) t(i) ORDER BY s, i)")
 
@@ -333,10 +335,10 @@ def test_memory_limit_and_spill_folder_are_set(filled: ScenarioStore) -> None:
         "current_setting('max_temp_directory_size')"
     )
     ((memory_limit, temp_directory, temp_limit),) = result["rows"]
-    configured = duckdb.connect(config={"memory_limit": f"{query_module.sandbox_memory_limit()}MiB"})
+    configured = duckdb.connect(config={"memory_limit": f"{duckdb_sandbox.sandbox_memory_limit()}MiB"})
     assert memory_limit == configured.execute("SELECT current_setting('memory_limit')").fetchone()[0]
     configured.close()
-    assert query_module.sandbox_memory_limit() <= query_module.SANDBOX_MEMORY_LIMIT_MIB
+    assert duckdb_sandbox.sandbox_memory_limit() <= duckdb_sandbox.SANDBOX_MEMORY_LIMIT_MIB
     assert "healthsim-query-" in temp_directory and not Path(temp_directory).exists()  # removed afterwards
     assert temp_limit != "90% of available disk space"  # DuckDB's default
 
@@ -945,12 +947,12 @@ def test_a_failure_after_the_first_rows_is_reported_as_the_query_failing(store: 
 
 
 def _idle_pids() -> list[int]:
-    return [worker.proc.pid for worker in query_module._idle_workers]
+    return [worker.proc.pid for worker in duckdb_sandbox._idle_workers]
 
 
 @pytest.mark.duckdb_only
 def test_worker_serves_query_after_query(filled: ScenarioStore) -> None:
-    query_module.stop_sandbox_workers()
+    duckdb_sandbox.stop_sandbox_workers()
     assert query_scenarios("SELECT 1 AS one")["rows"] == [[1]]
     (pid,) = _idle_pids()
     for n in range(5):

@@ -23,7 +23,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from healthsim.state import ScenarioStore, query_scenarios, query_to_file
-from healthsim.state.query import _json_value, iso_interval, json_text, ndjson_lines, unique_names
+from healthsim.state.sandbox_rules import iso_interval, json_text, ndjson_lines, unique_names
+from healthsim.state.sandbox_rules import json_value as _json_value
 
 # (column, PostgreSQL expression, DuckDB expression, what query() gives on both)
 CASES: list[tuple[str, str, str, Any]] = [

@@ -13,11 +13,12 @@ import legacy_db
 import pytest
 
 from healthsim.state import DatabaseError, ScenarioStore
+from healthsim.state._engines.ddl import VERSION_TABLE
+from healthsim.state._engines.duckdb.schema import SCHEMA_VERSION, ensure_schema
+from healthsim.state._engines.postgres.schema import SCHEMA_VERSION as PG_SCHEMA_VERSION
+from healthsim.state._engines.postgres.server import TeamDatabase
 from healthsim.state.entities import ENTITY_ID_NAMESPACE
 from healthsim.state.history import VERSIONS
-from healthsim.state.postgres.schema import SCHEMA_VERSION as PG_SCHEMA_VERSION
-from healthsim.state.postgres.server import TeamDatabase
-from healthsim.state.schema import SCHEMA_VERSION, VERSION_TABLE, ensure_schema
 from helpers.database import orphan_rows, sql_rows
 from helpers.paths import FIXTURES
 

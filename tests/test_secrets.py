@@ -30,8 +30,8 @@ from typer.testing import CliRunner
 from healthsim.cli import app
 from healthsim.mcp_server import build_server
 from healthsim.state import ScenarioStore, StateError
+from healthsim.state._engines.postgres.server import TeamDatabase
 from healthsim.state.database import resolve_database
-from healthsim.state.postgres.server import TeamDatabase
 from healthsim.state.redaction import show_database
 from helpers.pg_server import PgServer
 

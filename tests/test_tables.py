@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from healthsim.state import ScenarioStore
-from healthsim.state.exchange.csv_format import csv_key_path, restore_cell
+from healthsim.state.safe_csv import csv_key_path, restore_cell
 from helpers.paths import EXAMPLES
 
 EXAMPLE = EXAMPLES / "diabetes-cohort.json"

@@ -391,8 +391,8 @@ def test_a_transfer_never_takes_the_id_of_a_scenario_in_the_trash(tmp_path: Path
 
 
 def test_copy_text_escapes_read_back_exactly(pg_url: str) -> None:
+    from healthsim.state._engines.postgres.reading import fetch_arrow
     from healthsim.state.database import connect
-    from healthsim.state.postgres.reading import fetch_arrow
 
     ScenarioStore(pg_url).save_scenario("x", {"patients": []})
     value = "a\\b\x01\x01f\\n\tz\\\\N"
@@ -406,9 +406,9 @@ def test_copy_text_escapes_read_back_exactly(pg_url: str) -> None:
 def test_a_cancelled_statement_says_so_not_report_a_bug(pg_url: str) -> None:
     """A statement the server cancels (its statement timeout, an administrator's
     pg_cancel_backend) is an answer to give the user, not a bug to report."""
+    from healthsim.state._engines.postgres.server import TeamDatabase
     from healthsim.state.database import connect
     from healthsim.state.errors import DatabaseError
-    from healthsim.state.postgres.server import TeamDatabase
 
     with connect(TeamDatabase.parse(pg_url), create=True) as con:
         con.execute("SET statement_timeout = 50")

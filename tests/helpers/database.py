@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from healthsim.state._engines.postgres.server import TeamDatabase
 from healthsim.state.database import connect
-from healthsim.state.postgres.server import TeamDatabase
 
 HOLD_SCRIPT = """
 import sys, time, duckdb

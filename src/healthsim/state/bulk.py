@@ -25,14 +25,12 @@ from array import array
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-import duckdb
 import pyarrow as pa
 
+from ._engines import Connection
+from ._engines.base import COMPACT_CHUNK
 from .entities import Encoded, as_json_object, encode_exact, encode_fast, id_fields, raw_entity_id
 from .errors import DatabaseError
-from .id_sql import entity_uuid_select
-from .postgres.bulk import COMPACT, chunk_text, insert_text
-from .postgres.connection import is_postgres
 from .transactions import transaction
 
 __all__ = ["ChunkEncoder", "insert_chunks"]
@@ -45,14 +43,6 @@ CHUNK_ROWS = 122_880
 CHUNK_BYTES = 256 << 20
 
 _JSON_TYPE = pa.json_(pa.large_string())
-
-_INSERT_CHUNK_SQL = f"""
-INSERT INTO scenario_entities (id, scenario_id, entity_type, entity_id, entity_data, created_at)
-SELECT id, $scenario_id, entity_type, _uuid, entity_data, $now
-FROM ({
-    entity_uuid_select("_hs_chunk", "raw_id", "entity_type || ':' || raw_id", "id, entity_type, raw_id, entity_data")
-})
-"""
 
 
 class ChunkEncoder:
@@ -117,7 +107,7 @@ class ChunkEncoder:
         self.next_id += n
         self._reset()
         if self.exact_rows == self._chunk_exact_start:  # only the fast encoder's compact text
-            table = table.replace_schema_metadata({COMPACT: b"1"})
+            table = table.replace_schema_metadata({COMPACT_CHUNK: b"1"})
         self._chunk_exact_start = self.exact_rows
         return table
 
@@ -206,7 +196,7 @@ _DONE = object()
 
 
 def insert_chunks(
-    con: duckdb.DuckDBPyConnection,
+    con: Connection,
     tables: Iterator[pa.Table],
     scenario_id: uuid.UUID,
     now: _dt.datetime,
@@ -222,16 +212,14 @@ def insert_chunks(
         commit_each: run each insert in its own transaction (staging). Otherwise the
             caller's open transaction holds them all, and rolls back on error.
     """
-    if is_postgres(con):
-        # The team store: the caller's thread also turns each chunk into COPY text (in a
-        # local DuckDB, which releases the GIL), so the writer only streams to the server.
-        tables = (chunk_text(table, scenario_id, now) for table in tables)
+    engine = con.engine
+    # The engine's encoding (the team store's COPY text) happens in the caller's thread.
+    tables = (engine.encode_entity_chunk(table, scenario_id, now) for table in tables)
     # A strict handoff: the caller builds chunk k+1 only after the writer has taken chunk
     # k, so at most two chunks are alive (one inserting, one being built).
     pending: queue.Queue[Any] = queue.Queue(maxsize=1)
     taken = threading.Semaphore(0)
     failure: list[BaseException] = []
-    params = {"scenario_id": scenario_id, "now": now}
 
     def writer() -> None:
         while True:
@@ -241,18 +229,11 @@ def insert_chunks(
                 return
             if not failure:
                 try:
-                    if is_postgres(con):  # the team store: COPY, ids from its sequence (one transaction)
-                        insert_text(con, table)
+                    if commit_each:
+                        with transaction(con):
+                            engine.insert_entity_chunk(con, table, scenario_id, now)
                     else:
-                        con.register("_hs_chunk", table)
-                        try:
-                            if commit_each:
-                                with transaction(con):
-                                    con.execute(_INSERT_CHUNK_SQL, params)
-                            else:
-                                con.execute(_INSERT_CHUNK_SQL, params)
-                        finally:
-                            con.unregister("_hs_chunk")
+                        engine.insert_entity_chunk(con, table, scenario_id, now)
                 except BaseException as exc:  # handed to the caller's thread below
                     failure.append(exc)
             del table  # do not hold the chunk while waiting for the next one

@@ -25,10 +25,9 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import duckdb
 import orjson
 
-from .dialect import create_temp, has_scalar, json_equal
+from ._engines import Connection
 from .entities import id_fields, raw_entity_id
 from .history import ENTITY_HISTORY, version_rows_sql
 from .reading import BIG_INT_PATTERN
@@ -58,7 +57,7 @@ def _has_own_id(con: Any, column: str, types: Iterable[str]) -> str:
     :func:`~.entities.raw_entity_id` decides."""
     cases = []
     for entity_type in types:
-        checks = " OR ".join(has_scalar(con, column, field) for field in id_fields(entity_type))
+        checks = " OR ".join(con.engine.has_scalar(column, field) for field in id_fields(entity_type))
         quoted = entity_type.replace("'", "''")
         cases.append(f"WHEN '{quoted}' THEN COALESCE({checks}, false)")  # (NULL: no such field)
     return f"CASE entity_type {' '.join(cases)} ELSE false END" if cases else "false"
@@ -76,7 +75,8 @@ def _match_rows(con: Any, a: tuple[str, dict[str, Any]], b: tuple[str, dict[str,
     """
     for table, (rows, params) in (("_hs_diff_a", a), ("_hs_diff_b", b)):
         con.execute(
-            f"{create_temp(con, table)} AS SELECT entity_type, entity_id, entity_data, id FROM ({rows}) AS r", params
+            f"{con.engine.create_temp(con, table)} AS SELECT entity_type, entity_id, entity_data, id FROM ({rows}) AS r",
+            params,
         )
     repeats = con.execute(
         "SELECT EXISTS (SELECT 1 FROM _hs_diff_a GROUP BY entity_type, entity_id HAVING count(*) > 1) "
@@ -84,11 +84,11 @@ def _match_rows(con: Any, a: tuple[str, dict[str, Any]], b: tuple[str, dict[str,
     ).fetchall()[0][0]
     nth = "row_number() OVER (PARTITION BY entity_type, entity_id ORDER BY id)" if repeats else "1"
     con.execute(
-        f"{create_temp(con, '_hs_diff')} AS SELECT COALESCE(a.entity_type, b.entity_type) AS entity_type, "
+        f"{con.engine.create_temp(con, '_hs_diff')} AS SELECT COALESCE(a.entity_type, b.entity_type) AS entity_type, "
         "COALESCE(a.entity_id, b.entity_id) AS entity_id, COALESCE(b.id, a.id) AS position, "
         "a.entity_data AS old, b.entity_data AS new, "
         "CASE WHEN a.entity_id IS NULL THEN 'added' WHEN b.entity_id IS NULL THEN 'removed' "
-        f"WHEN {json_equal(con, 'a.entity_data', 'b.entity_data')} THEN 'unchanged' ELSE 'maybe' END AS kind "
+        f"WHEN {con.engine.json_equal('a.entity_data', 'b.entity_data')} THEN 'unchanged' ELSE 'maybe' END AS kind "
         f"FROM (SELECT *, {nth} AS nth FROM _hs_diff_a) AS a FULL OUTER JOIN (SELECT *, {nth} AS nth FROM _hs_diff_b) AS b "
         "ON a.entity_type = b.entity_type AND a.entity_id = b.entity_id AND a.nth = b.nth"
     )
@@ -115,7 +115,7 @@ def _pair_in_order(con: Any) -> None:
         )
 
     con.execute(
-        f"{create_temp(con, '_hs_pairs')} AS SELECT o.entity_type, n.entity_id, n.position, o.old, n.new, "
+        f"{con.engine.create_temp(con, '_hs_pairs')} AS SELECT o.entity_type, n.entity_id, n.position, o.old, n.new, "
         f"o.position AS old_position FROM ({side('removed', 'old')}) AS o "
         f"JOIN ({side('added', 'new')}) AS n ON o.entity_type = n.entity_type AND o.k = n.k"
     )
@@ -126,7 +126,7 @@ def _pair_in_order(con: Any) -> None:
     con.execute("DELETE FROM _hs_diff WHERE kind = 'added' AND position IN (SELECT position FROM _hs_pairs)")
     con.execute(
         "INSERT INTO _hs_diff SELECT entity_type, entity_id, position, old, new, "
-        f"CASE WHEN {json_equal(con, 'old', 'new')} THEN 'unchanged' ELSE 'maybe' END FROM _hs_pairs"
+        f"CASE WHEN {con.engine.json_equal('old', 'new')} THEN 'unchanged' ELSE 'maybe' END FROM _hs_pairs"
     )
     con.execute("DROP TABLE IF EXISTS _hs_pairs")
 
@@ -190,7 +190,7 @@ def _empty_counts() -> dict[str, Any]:
 
 
 def diff_rows(
-    con: duckdb.DuckDBPyConnection, a: tuple[uuid.UUID, int | None], b: tuple[uuid.UUID, int | None]
+    con: Connection, a: tuple[uuid.UUID, int | None], b: tuple[uuid.UUID, int | None]
 ) -> dict[str, dict[str, Any]]:
     """Per type: counts of added, removed, changed and unchanged entities from ``a`` to
     ``b`` (each a scenario id and a version, None for the current rows), and examples."""
@@ -221,7 +221,7 @@ def _decide_maybe(con: Any, types: dict[str, dict[str, Any]]) -> None:
     unchanged, a page at a time in entity order, so memory stays bounded; the first changed
     ones per type are the examples."""
     con.execute(
-        f"{create_temp(con, '_hs_diff_maybe')} AS SELECT row_number() OVER (ORDER BY position) AS n, "
+        f"{con.engine.create_temp(con, '_hs_diff_maybe')} AS SELECT row_number() OVER (ORDER BY position) AS n, "
         "entity_type, entity_id, old::TEXT AS old, new::TEXT AS new FROM _hs_diff WHERE kind = 'maybe'"
     )
     total = con.execute("SELECT count(*) FROM _hs_diff_maybe").fetchall()[0][0]

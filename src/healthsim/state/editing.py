@@ -14,27 +14,21 @@ only appended, or removed by their stored UUID.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import duckdb
 import pyarrow as pa
 
 from .. import __version__
+from ._engines import Connection
 from .bulk import ChunkEncoder
-from .dialect import create_temp, has_scalar
 from .entities import id_fields, normalize_type
 from .errors import InvalidEntityError, InvalidInputError, ScenarioExistsError
 from .history import BIRTHS, archive_rows
-from .id_sql import entity_uuid_select
-from .postgres.bulk import copy_rows as pg_copy_rows
-from .postgres.bulk import copy_text, entity_rows_sql
-from .postgres.connection import is_postgres
-from .postgres.schema import ENTITY_IDS
+from .id_sql import entity_rows_sql, entity_uuid_select
 from .reading import SCENARIO_COLUMNS, ScenarioHeader, first_row, iso_utc
 from .validation import check_utf8, normalize_tags
 
@@ -61,20 +55,13 @@ _HITS = "_hs_hits"  # rows of the scenario that the batch's ids match
 ChangeCounts = dict[str, dict[str, int]]
 
 
-def next_id(con: duckdb.DuckDBPyConnection) -> int:
-    """The id the next new row of ``scenario_entities`` takes: on PostgreSQL, the lowest
-    its sequence can still give (rows of other clients may take ids from there on too, but
-    a scenario's new rows get no lower one)."""
-    if is_postgres(con):
-        return int(
-            con.execute(
-                f"SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END FROM {ENTITY_IDS}"
-            ).fetchall()[0][0]
-        )
-    return int(con.execute("SELECT COALESCE(max(id), 0) + 1 FROM scenario_entities").fetchall()[0][0])
+def next_id(con: Connection) -> int:
+    """The id the next new row of ``scenario_entities`` takes (where the server numbers
+    rows, the lowest its sequence can still give: a scenario's new rows get no lower one)."""
+    return con.engine.next_entity_id(con)
 
 
-def current_types(con: duckdb.DuckDBPyConnection, header: ScenarioHeader) -> list[str]:
+def current_types(con: Connection, header: ScenarioHeader) -> list[str]:
     """The scenario's entity types in order: those its metadata declares, then any
     others its rows hold (scenarios of earlier releases), in the order they first appear."""
     types = header.declared_types()
@@ -87,33 +74,28 @@ def current_types(con: duckdb.DuckDBPyConnection, header: ScenarioHeader) -> lis
     return types + [t for t, _ in rows if t not in types]
 
 
-def _counts_by_type(con: duckdb.DuckDBPyConnection, sql: str, params: Mapping[str, Any]) -> dict[str, int]:
+def _counts_by_type(con: Connection, sql: str, params: Mapping[str, Any]) -> dict[str, int]:
     return {t: int(n) for t, n in con.execute(sql, dict(params)).fetchall()}
 
 
-def _load_batch(con: duckdb.DuckDBPyConnection, typed: Iterable[tuple[str, Iterable[Any]]]) -> ChunkEncoder:
+def _load_batch(con: Connection, typed: Iterable[tuple[str, Iterable[Any]]]) -> ChunkEncoder:
     """Encode and check entities into the temporary batch table, ids derived as on save.
 
     Raises:
         InvalidEntityError: an entity cannot be stored (naming its type, index, field).
     """
     con.execute(
-        f"{create_temp(con, _NEW)} (seq INTEGER, entity_type VARCHAR, has_id BOOLEAN, entity_id UUID, entity_data JSON)"
+        f"{con.engine.create_temp(con, _NEW)} (seq INTEGER, entity_type VARCHAR, has_id BOOLEAN, entity_id UUID, entity_data JSON)"
     )
     encoder = ChunkEncoder(1)
-    select = entity_rows_sql()
-    columns = ["id", "entity_type", "raw_id IS NOT NULL AS has_id", "_uuid", "entity_data"]
+    select = (
+        "SELECT id AS seq, entity_type, raw_id IS NOT NULL AS has_id, _uuid AS entity_id, entity_data "
+        f"FROM ({entity_rows_sql()}) AS c"
+    )
     for table in encoder.tables(typed):
-        if is_postgres(con):  # ids derived in a local DuckDB, rows sent with COPY
-            names = ["id", "entity_type", "has_id", "_uuid", "entity_data"]
-            text = copy_text(f"SELECT {', '.join(columns)} FROM ({select}) AS c", names, _hs_chunk=table)
-            pg_copy_rows(con, _NEW, ["seq", "entity_type", "has_id", "entity_id", "entity_data"], text)
-            continue
-        con.register("_hs_chunk", table)
-        try:
-            con.execute(f"INSERT INTO {_NEW} SELECT {', '.join(columns)} FROM ({select})")
-        finally:
-            con.unregister("_hs_chunk")
+        con.engine.insert_selected(
+            con, _NEW, ["seq", "entity_type", "has_id", "entity_id", "entity_data"], select, table
+        )
     return encoder
 
 
@@ -123,7 +105,7 @@ def _has_id_sql(con: Any, types: Iterable[str], prefix: str = "") -> str:
     (``prefix``: the row's table alias and a dot)."""
     cases = []
     for entity_type in types:
-        checks = " OR ".join(has_scalar(con, f"{prefix}entity_data", field) for field in id_fields(entity_type))
+        checks = " OR ".join(con.engine.has_scalar(f"{prefix}entity_data", field) for field in id_fields(entity_type))
         cases.append(f"WHEN {_quote(entity_type)} THEN COALESCE({checks}, false)")  # (NULL: no such field)
     return f"CASE {prefix}entity_type {' '.join(cases)} ELSE false END" if cases else "false"
 
@@ -132,7 +114,7 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _find_hits(con: duckdb.DuckDBPyConnection, sid: uuid.UUID) -> None:
+def _find_hits(con: Connection, sid: uuid.UUID) -> None:
     """Fill :data:`_HITS`: the scenario's rows whose type and id a batch entity with an id
     of its own names, numbered per id in order (``nth``), and whether the batch's value is
     the very text stored (``same``: nothing to replace).
@@ -145,28 +127,28 @@ def _find_hits(con: duckdb.DuckDBPyConnection, sid: uuid.UUID) -> None:
     match = "_hs_match"
     types = [t for (t,) in con.execute(f"SELECT DISTINCT entity_type FROM {_KEYS}").fetchall()]
     con.execute(
-        f"{create_temp(con, match)} AS SELECT e.id, e.entity_type, e.entity_id, "
+        f"{con.engine.create_temp(con, match)} AS SELECT e.id, e.entity_type, e.entity_id, "
         f"{_has_id_sql(con, types, 'e.')} AS own, e.entity_data::TEXT = k.data::TEXT AS same "
         f"FROM scenario_entities e JOIN {_KEYS} k ON e.entity_type = k.entity_type AND e.entity_id = k.entity_id "
         "WHERE e.scenario_id = $sid",
         {"sid": sid},
     )
     con.execute(
-        f"{create_temp(con, _HITS)} AS SELECT id, entity_type, entity_id, same, "
+        f"{con.engine.create_temp(con, _HITS)} AS SELECT id, entity_type, entity_id, same, "
         f"row_number() OVER (PARTITION BY entity_type, entity_id ORDER BY id) AS nth FROM {match} WHERE own"
     )
     con.execute(f"DROP TABLE {match}")
 
 
 def _apply_batch(
-    con: duckdb.DuckDBPyConnection, sid: uuid.UUID, now: _dt.datetime, *, upsert: bool, version: int
+    con: Connection, sid: uuid.UUID, now: _dt.datetime, *, upsert: bool, version: int
 ) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
     """Put the batch table into the scenario as ``version``; returns (added, updated,
     removed) per type. A row replaced in place has its old content kept in the history
     first, and its id recorded as written by ``version``; one whose stored text is the
     batch's own is left alone (not updated)."""
     params: dict[str, Any] = {"sid": sid, "now": now}
-    if is_postgres(con):  # ids from the sequence, taken in the batch's order
+    if con.engine.ids_from_sequence:  # taken in the batch's order
         insert = (
             "INSERT INTO scenario_entities (scenario_id, entity_type, entity_id, entity_data, created_at) "
             "SELECT $sid, entity_type, entity_id, entity_data, $now FROM ({rows}) AS r ORDER BY seq"
@@ -183,7 +165,7 @@ def _apply_batch(
         con.execute(insert.format(rows=f"SELECT seq, entity_type, entity_id, entity_data FROM {_NEW}"), params)
         return added, {}, {}
     con.execute(
-        f"{create_temp(con, _KEYS)} AS SELECT entity_type, entity_id, min(seq) AS first_seq, "
+        f"{con.engine.create_temp(con, _KEYS)} AS SELECT entity_type, entity_id, min(seq) AS first_seq, "
         f"(array_agg(entity_data ORDER BY seq DESC))[1] AS data FROM {_NEW} WHERE has_id GROUP BY entity_type, entity_id"
     )
     _find_hits(con, sid)
@@ -217,7 +199,7 @@ def _apply_batch(
 
 
 def add_batch(
-    con: duckdb.DuckDBPyConnection,
+    con: Connection,
     header: ScenarioHeader,
     typed: Iterable[tuple[str, Iterable[Any]]],
     now: _dt.datetime,
@@ -245,17 +227,14 @@ def add_batch(
     return {"added": added, "updated": updated, "removed": removed}, types, encoder.exact_rows
 
 
-def stored_entity_ids(
-    entity_type: str, raw_ids: list[str], con: duckdb.DuckDBPyConnection | None = None
-) -> list[uuid.UUID]:
+def stored_entity_ids(con: Connection, entity_type: str, raw_ids: list[str]) -> list[uuid.UUID]:
     """The ``entity_id`` a save stores for each of these own ids of one type, derived by
     the save's own SQL (DuckDB's UUID cast, else the UUIDv5 of ``type:id``): Python's
     ``uuid.UUID`` takes forms the cast does not (``urn:uuid:…``, doubled braces), and a
     remove must name exactly the entity a save stored.
 
     Args:
-        con: a DuckDB connection to run it on (the edit's own); without one, or on a team
-            store (whose saves derive ids in DuckDB too), a private in-memory DuckDB.
+        con: the edit's connection: its engine derives the ids in DuckDB, as its saves do.
     """
     if not raw_ids:
         return []
@@ -267,17 +246,17 @@ def stored_entity_ids(
         }
     )
     derived = entity_uuid_select("_hs_ids", "raw_id", "entity_type || ':' || raw_id", "position")
-    with contextlib.ExitStack() as stack:
-        if con is None or is_postgres(con):
-            con = stack.enter_context(duckdb.connect())
-        con.register("_hs_ids", table)
-        stack.callback(con.unregister, "_hs_ids")
-        rows = con.execute(f"SELECT position, _uuid FROM ({derived}) ORDER BY position").fetchall()
+    with con.engine.computing(con) as duck:
+        duck.register("_hs_ids", table)
+        try:
+            rows = duck.execute(f"SELECT position, _uuid FROM ({derived}) ORDER BY position").fetchall()
+        finally:
+            duck.unregister("_hs_ids")
     return [stored for _, stored in rows]
 
 
 def remove_rows(
-    con: duckdb.DuckDBPyConnection, header: ScenarioHeader, entity_type: str, entity_ids: Sequence[Any], version: int
+    con: Connection, header: ScenarioHeader, entity_type: str, entity_ids: Sequence[Any], version: int
 ) -> tuple[int, list[str]]:
     """Remove the entities of one type named by stored UUID or own id.
 
@@ -308,7 +287,7 @@ def remove_rows(
         text = str(raw)  # as written: a save keeps " MRN-1" apart from "MRN-1"
         check_utf8(text, f"entity_ids[{position}]")
         texts.append(text)
-    wanted = dict(zip(texts, stored_entity_ids(stored_type, texts, con), strict=True))
+    wanted = dict(zip(texts, stored_entity_ids(con, stored_type, texts), strict=True))
     found = {
         row[0]
         for row in con.execute(
@@ -337,7 +316,7 @@ def remove_rows(
 
 
 def apply_tags(
-    con: duckdb.DuckDBPyConnection, sid: uuid.UUID, tags: list[str], add: Iterable[str], remove: Iterable[str]
+    con: Connection, sid: uuid.UUID, tags: list[str], add: Iterable[str], remove: Iterable[str]
 ) -> list[str]:
     """The scenario's tags after adding and removing (both case-insensitive), written.
 
@@ -354,10 +333,10 @@ def apply_tags(
     return result
 
 
-def write_tags(con: duckdb.DuckDBPyConnection, sid: uuid.UUID, tags: list[str]) -> None:
+def write_tags(con: Connection, sid: uuid.UUID, tags: list[str]) -> None:
     """Replace a scenario's tags (inside the caller's transaction)."""
     con.execute("DELETE FROM scenario_tags WHERE scenario_id = ?", [sid])
-    if tags and is_postgres(con):  # ids from the sequence
+    if tags and con.engine.ids_from_sequence:
         con.executemany("INSERT INTO scenario_tags (scenario_id, tag) VALUES (?, ?)", [(sid, tag) for tag in tags])
     elif tags:
         first = con.execute("SELECT COALESCE(max(id), 0) + 1 FROM scenario_tags").fetchall()[0][0]
@@ -385,7 +364,7 @@ def edit_provenance(metadata: Mapping[str, Any], operation: str, now: _dt.dateti
 
 
 def write_header(
-    con: duckdb.DuckDBPyConnection,
+    con: Connection,
     header: ScenarioHeader,
     now: _dt.datetime,
     *,
@@ -408,15 +387,13 @@ def write_header(
         )
 
 
-def check_name_free(con: duckdb.DuckDBPyConnection, name: str, hint: str) -> None:
+def check_name_free(con: Connection, name: str, hint: str) -> None:
     """Raises ScenarioExistsError (with ``hint``) when ``name`` is taken."""
     if first_row(con, "SELECT 1 FROM scenarios WHERE name = ?", [name]) is not None:
         raise ScenarioExistsError(name, hint)
 
 
-def copy_rows(
-    con: duckdb.DuckDBPyConnection, source: ScenarioHeader, target: uuid.UUID, now: _dt.datetime
-) -> dict[str, int]:
+def copy_rows(con: Connection, source: ScenarioHeader, target: uuid.UUID, now: _dt.datetime) -> dict[str, int]:
     """Copy a scenario's entity rows, in order, to ``target`` (same entity ids), inside the
     caller's transaction.
 
@@ -431,7 +408,7 @@ def copy_rows(
     ][0]
     if low is None:
         return {}
-    if is_postgres(con):  # ids from the sequence, in the rows' order
+    if con.engine.ids_from_sequence:  # in the rows' order
         con.execute(
             "INSERT INTO scenario_entities (scenario_id, entity_type, entity_id, entity_data, created_at) "
             "SELECT $target, entity_type, entity_id, entity_data, $now FROM scenario_entities "
@@ -453,7 +430,7 @@ def copy_rows(
 
 
 def merge_rows(
-    con: duckdb.DuckDBPyConnection, source: ScenarioHeader, target: uuid.UUID, now: _dt.datetime, *, upsert: bool
+    con: Connection, source: ScenarioHeader, target: uuid.UUID, now: _dt.datetime, *, upsert: bool
 ) -> ChangeCounts:
     """Add a scenario's entities to ``target`` as a batch (for merges), in order.
 
@@ -467,7 +444,7 @@ def merge_rows(
         ).fetchall()
     ]
     con.execute(
-        f"{create_temp(con, _NEW)} AS SELECT id AS seq, entity_type, {_has_id_sql(con, types)} AS has_id, "
+        f"{con.engine.create_temp(con, _NEW)} AS SELECT id AS seq, entity_type, {_has_id_sql(con, types)} AS has_id, "
         "entity_id, entity_data FROM scenario_entities WHERE scenario_id = ?",
         [source.scenario_id],
     )

@@ -21,14 +21,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
+import pyarrow as pa
+
 from .errors import InvalidInputError
-from .exchange.partials import remove_stale_partials, temp_prefix
+from .partials import remove_stale_partials, temp_prefix
 
 if TYPE_CHECKING:  # only named here for type hints
     from .database import Database
 
 __all__ = [
     "cannot_write",
+    "concatenated",
     "current_umask",
     "default_export_path",
     "fsync_folder",
@@ -387,3 +390,14 @@ def fsync_folder(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def concatenated(column: pa.Array) -> memoryview:
+    """The strings of ``column`` one after the other, from its data buffer (no copy)."""
+    if not len(column):
+        return memoryview(b"")
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        column = column.cast(pa.large_string())
+    _, offsets, data = column.buffers()
+    bounds = memoryview(offsets).cast("q" if pa.types.is_large_string(column.type) else "i")
+    return memoryview(data)[bounds[column.offset] : bounds[column.offset + len(column)]]

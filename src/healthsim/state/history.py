@@ -38,9 +38,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
-import duckdb
-
-from .dialect import json_text_in
+from ._engines import Connection
+from ._engines.ddl import BIRTHS, ENTITY_HISTORY, VERSIONS
 from .errors import InvalidInputError
 from .reading import ScenarioHeader, iso_utc
 from .validation import storable
@@ -48,7 +47,6 @@ from .validation import storable
 __all__ = [
     "BIRTHS",
     "acting_as",
-    "add_changed_by",
     "current_actor",
     "days_text",
     "field_changes",
@@ -60,7 +58,6 @@ __all__ = [
     "VERSIONS",
     "apply_retention",
     "archive_rows",
-    "create_history_tables",
     "current_version",
     "expired_deleted",
     "find_deleted",
@@ -77,10 +74,6 @@ __all__ = [
     "version_rows_sql",
 ]
 
-VERSIONS = "healthsim_state_versions"
-BIRTHS = "healthsim_state_births"
-ENTITY_HISTORY = "healthsim_state_entity_history"
-
 _DEFAULT_KEEP_VERSIONS = 20
 _DEFAULT_KEEP_VERSION_DAYS = 7.0
 _DEFAULT_KEEP_DELETED_DAYS = 30.0
@@ -88,39 +81,6 @@ _DEFAULT_KEEP_DELETED_DAYS = 30.0
 FOREVER_WORDS = ("inf", "infinity", "forever")
 #: Metadata keys the library itself writes at every change: not a change of the user's metadata.
 _OWN_METADATA = ("provenance", "entity_types", "exact_json_rows")
-
-_DDL = f"""
-CREATE TABLE {VERSIONS} (
-    scenario_id      UUID NOT NULL,
-    version          INTEGER NOT NULL,
-    changed_at       TIMESTAMP NOT NULL,
-    operation        VARCHAR NOT NULL,
-    name             VARCHAR NOT NULL,
-    description      VARCHAR,
-    tags             JSON NOT NULL,
-    created_at       TIMESTAMP,
-    metadata         JSON,
-    changes          JSON NOT NULL,
-    entity_count     BIGINT NOT NULL,
-    entities_by_type JSON NOT NULL,
-    PRIMARY KEY (scenario_id, version)
-);
-CREATE TABLE {BIRTHS} (
-    scenario_id UUID NOT NULL,
-    version     INTEGER NOT NULL,
-    first_id    INTEGER NOT NULL,
-    last_id     INTEGER NOT NULL
-);
-CREATE TABLE {ENTITY_HISTORY} (
-    scenario_id  UUID NOT NULL,
-    row_id       INTEGER NOT NULL,
-    entity_type  VARCHAR NOT NULL,
-    entity_id    UUID NOT NULL,
-    entity_data  JSON NOT NULL,
-    from_version INTEGER NOT NULL,
-    to_version   INTEGER NOT NULL
-);
-"""
 
 
 def _env_number(name: str, default: float, *, whole: bool) -> float:
@@ -205,52 +165,7 @@ def current_actor() -> str:
         return "unknown"
 
 
-def create_history_tables(con: Any) -> None:
-    """Migration 3: the history tables, and version 1 of every scenario already there
-    (on either engine: a DuckDB connection or the team store's)."""
-    con.execute(_DDL)
-    counts: dict[uuid.UUID, dict[str, int]] = {}
-    for sid, entity_type, count, _ in con.execute(
-        "SELECT scenario_id, entity_type, count(*), min(id) AS first FROM scenario_entities GROUP BY 1, 2 ORDER BY first"
-    ).fetchall():
-        counts.setdefault(sid, {})[entity_type] = count
-    tags: dict[uuid.UUID, list[str]] = {}
-    for sid, tag in con.execute("SELECT scenario_id, tag FROM scenario_tags ORDER BY id").fetchall():
-        tags.setdefault(sid, []).append(tag)
-    rows = con.execute(
-        "SELECT scenario_id, name, description, created_at, updated_at, metadata FROM scenarios"
-    ).fetchall()
-    for row in rows:
-        sid, name, description, created_at, updated_at, metadata = row
-        declared = ScenarioHeader.from_row(row).declared_types()
-        by_type = {**dict.fromkeys(declared, 0), **counts.get(sid, {})}
-        con.execute(
-            f"INSERT INTO {VERSIONS} VALUES (?, 1, ?, 'baseline', ?, ?, ?, ?, ?, '{{}}', ?, ?)",
-            [
-                sid,
-                updated_at or created_at or _dt.datetime(1970, 1, 1),
-                name,
-                description,
-                json.dumps(tags.get(sid, [])),
-                created_at,
-                metadata,
-                sum(by_type.values()),
-                json.dumps(by_type),
-            ],
-        )
-    con.execute(
-        f"INSERT INTO {BIRTHS} SELECT scenario_id, 1, min(id), max(id) FROM scenario_entities "
-        "WHERE scenario_id IN (SELECT scenario_id FROM scenarios) GROUP BY scenario_id"
-    )
-
-
-def add_changed_by(con: Any) -> None:
-    """Migration 4 (DuckDB; 3 on PostgreSQL): who made each version. Versions recorded
-    before it say nobody (None): the library did not know."""
-    con.execute(f"ALTER TABLE {VERSIONS} ADD COLUMN changed_by VARCHAR")
-
-
-def current_version(con: duckdb.DuckDBPyConnection, scenario_id: uuid.UUID) -> int:
+def current_version(con: Connection, scenario_id: uuid.UUID) -> int:
     """The scenario's latest version number (0 if it has none)."""
     return int(
         con.execute(
@@ -317,7 +232,7 @@ def _birth_sql(con: Any, scenario_id: uuid.UUID, alias: str = "e") -> tuple[str,
 
 
 def archive_rows(
-    con: duckdb.DuckDBPyConnection,
+    con: Connection,
     scenario_id: uuid.UUID,
     version: int,
     where: str = "true",
@@ -356,7 +271,7 @@ def _stored_changes(changes: Mapping[str, Mapping[str, Any]]) -> str:
 
 
 def record_version(
-    con: duckdb.DuckDBPyConnection,
+    con: Connection,
     scenario_id: uuid.UUID,
     version: int,
     now: _dt.datetime,
@@ -448,7 +363,7 @@ def version_rows_sql(columns: str = "id, entity_type, entity_id, entity_data") -
 
 
 def apply_retention(
-    con: duckdb.DuckDBPyConnection,
+    con: Connection,
     scenario_id: uuid.UUID,
     version: int,
     keep: int,
@@ -488,7 +403,7 @@ def apply_retention(
     con.execute(f"DELETE FROM {ENTITY_HISTORY} WHERE scenario_id = ? AND to_version <= ?", [scenario_id, oldest])
 
 
-def find_deleted(con: duckdb.DuckDBPyConnection, name: str) -> uuid.UUID | None:
+def find_deleted(con: Connection, name: str) -> uuid.UUID | None:
     """The most recently deleted scenario (in the trash) of that name or id, if any."""
     key = name.strip() if isinstance(name, str) else ""
     if not storable(key):  # no name holds a NUL or a lone surrogate
@@ -518,13 +433,13 @@ def namesake_hint(action: str, current: uuid.UUID | str, trashed: uuid.UUID | st
     )
 
 
-def forget_scenario(con: duckdb.DuckDBPyConnection, scenario_id: uuid.UUID) -> None:
+def forget_scenario(con: Connection, scenario_id: uuid.UUID) -> None:
     """Remove every trace of a scenario's history (a purged delete)."""
     for table in (VERSIONS, BIRTHS, ENTITY_HISTORY):
         con.execute(f"DELETE FROM {table} WHERE scenario_id = ?", [scenario_id])
 
 
-def expired_deleted(con: duckdb.DuckDBPyConnection, now: _dt.datetime, days: float) -> list[uuid.UUID]:
+def expired_deleted(con: Connection, now: _dt.datetime, days: float) -> list[uuid.UUID]:
     """Deleted scenarios whose deletion is older than ``days`` (none when ``days`` reaches
     before any date: kept forever)."""
     since = older_than(now, days)
@@ -550,7 +465,7 @@ class PastVersion(NamedTuple):
     entities_by_type: dict[str, int]
 
 
-def version_record(con: duckdb.DuckDBPyConnection, scenario_id: uuid.UUID, version: int, label: str) -> PastVersion:
+def version_record(con: Connection, scenario_id: uuid.UUID, version: int, label: str) -> PastVersion:
     """One retained version's fields.
 
     Raises:
@@ -584,7 +499,7 @@ def version_record(con: duckdb.DuckDBPyConnection, scenario_id: uuid.UUID, versi
     return PastVersion(header, json.loads(tags), operation, json.loads(by_type))
 
 
-def version_list(con: duckdb.DuckDBPyConnection, scenario_id: uuid.UUID, label: str, limit: int) -> dict[str, Any]:
+def version_list(con: Connection, scenario_id: uuid.UUID, label: str, limit: int) -> dict[str, Any]:
     """``scenario_history``'s answer: the retained versions, newest first."""
     rows = con.execute(
         f"SELECT version, changed_at, operation, changes, entity_count, changed_by, count(*) OVER () "
@@ -612,7 +527,7 @@ def version_list(con: duckdb.DuckDBPyConnection, scenario_id: uuid.UUID, label: 
     }
 
 
-def trash_list(con: duckdb.DuckDBPyConnection, tag: str | None, search: str | None, limit: int) -> dict[str, Any]:
+def trash_list(con: Connection, tag: str | None, search: str | None, limit: int) -> dict[str, Any]:
     """Deleted scenarios that can be restored, as list entries of how they were when
     deleted (plus ``deleted_at``), newest deletion first; filtered as list_scenarios does."""
     rows = con.execute(
@@ -621,7 +536,7 @@ def trash_list(con: duckdb.DuckDBPyConnection, tag: str | None, search: str | No
             WHERE operation = 'delete'
               AND version = (SELECT max(version) FROM {VERSIONS} w WHERE w.scenario_id = v.scenario_id)
               AND scenario_id NOT IN (SELECT scenario_id FROM scenarios)
-              AND (CAST($tag AS VARCHAR) IS NULL OR {json_text_in(con, "tags", "$tag")})
+              AND (CAST($tag AS VARCHAR) IS NULL OR {con.engine.json_text_in("tags", "$tag")})
               AND (CAST($search AS VARCHAR) IS NULL OR strpos(lower(name), $search) > 0
                    OR strpos(lower(COALESCE(description, '')), $search) > 0)
             ORDER BY changed_at DESC LIMIT $limit""",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .entities import ENTITY_ID_NAMESPACE
 
-__all__ = ["entity_uuid_select", "uuid_from_digest_sql", "v5_digest_sql"]
+__all__ = ["entity_rows_sql", "entity_uuid_select", "uuid_from_digest_sql", "v5_digest_sql"]
 
 
 def v5_digest_sql(name_sql: str) -> str:
@@ -47,3 +47,8 @@ def entity_uuid_select(source: str, raw_id: str, name_sql: str, columns: str) ->
         f"SELECT *, CASE WHEN _as_uuid IS NOT NULL THEN _as_uuid WHEN _digest IS NULL THEN gen_random_uuid() "
         f"ELSE {uuid_from_digest_sql('_digest')} END AS _uuid FROM ({inner})"
     )
+
+
+def entity_rows_sql(source: str = "_hs_chunk") -> str:
+    """DuckDB SQL over an encoder's Arrow chunk: its rows with ``_uuid``, the stored entity id."""
+    return entity_uuid_select(source, "raw_id", "entity_type || ':' || raw_id", "id, entity_type, raw_id, entity_data")

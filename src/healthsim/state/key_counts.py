@@ -13,8 +13,7 @@ from __future__ import annotations
 import datetime as _dt
 import uuid
 
-import duckdb
-
+from ._engines import AnalyticsConnection
 from .history import BIRTHS, ENTITY_HISTORY, version_counts
 from .version_cache import KeyTotal, VersionCache
 
@@ -22,7 +21,7 @@ __all__ = ["edited_key_totals"]
 
 
 def edited_key_totals(
-    con: duckdb.DuckDBPyConnection,
+    con: AnalyticsConnection,
     cache: VersionCache,
     scenario_id: uuid.UUID,
     last: tuple[int, _dt.datetime],

@@ -23,12 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from .database import connect
-from .dialect import json_text
 from .errors import StateError
 from .exchange.importer import import_scenario, survey_file
 from .exchange.shapes import plan_import
-from .postgres.connection import is_postgres
-from .postgres.schema import schema_version as pg_schema_version
 from .results import MigrationStatus
 from .store import ScenarioStore
 
@@ -134,9 +131,9 @@ def _migrated_hashes(store: ScenarioStore) -> dict[str, str]:
     """source_sha256 -> scenario name, read without changing the database file."""
     # Read-only and without schema upgrades: --status and --dry-run touch nothing on disk.
     with connect(store.path, read_only=True) as con:
-        if con is None or (is_postgres(con) and not pg_schema_version(con)):  # nothing saved there yet
+        if con is None or not con.engine.schema_version(con):  # nothing saved there yet
             return {}
-        digest = json_text(con, "metadata", ["provenance", "source_sha256"])
+        digest = con.engine.json_text("metadata", ["provenance", "source_sha256"])
         rows = con.execute(f"SELECT {digest}, name FROM scenarios WHERE {digest} IS NOT NULL").fetchall()
     return {digest: name for digest, name in rows}
 

@@ -16,17 +16,15 @@ import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
-import duckdb
 import orjson
 import pyarrow as pa
 
 from .._lazy import lazy_module
-from .dialect import fetch_arrow, matches
+from ._engines import AnalyticsConnection, Connection
 from .entities import decode_entity, normalize_type
 from .errors import InvalidEntityError, InvalidInputError, ScenarioNotFoundError
-from .postgres.locks import row_lock
 from .results import ScenarioSummary
 from .validation import as_uuid, storable
 
@@ -65,7 +63,7 @@ SAMPLES_BYTES = 32_000
 SCENARIO_COLUMNS = "scenario_id, name, description, created_at, updated_at, metadata"
 
 
-def first_row(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> tuple[Any, ...] | None:
+def first_row(con: Connection, sql: str, params: list[Any]) -> tuple[Any, ...] | None:
     """The first row of a query, or None.
 
     DuckDB 2.0 counts a result read with fetchone() as unfinished and refuses the next
@@ -117,7 +115,7 @@ class ScenarioHeader:
         """
         if self.metadata.get("exact_json_rows") == 0:
             return "false"
-        return matches(con, "entity_data", BIG_INT_PATTERN)
+        return con.engine.matches("entity_data", BIG_INT_PATTERN)
 
     def declared_types(self) -> list[str]:
         """Entity types recorded in the metadata, in the order they were saved."""
@@ -127,7 +125,7 @@ class ScenarioHeader:
         return []
 
 
-def find_scenario(con: duckdb.DuckDBPyConnection, name: str, *, lock_row: bool = True) -> ScenarioHeader:
+def find_scenario(con: Connection, name: str, *, lock_row: bool = True) -> ScenarioHeader:
     """The scenario of that name, else of that UUID (on PostgreSQL, inside a change's
     transaction, its row locked until the transaction ends, unless not ``lock_row``).
 
@@ -141,7 +139,7 @@ def find_scenario(con: duckdb.DuckDBPyConnection, name: str, *, lock_row: bool =
     if not storable(key):  # no name holds a NUL or a lone surrogate
         raise ScenarioNotFoundError(key)
     # Inside a change's transaction on PostgreSQL, the row stays locked until it ends.
-    lock = row_lock(con) if lock_row else ""
+    lock = con.engine.row_lock(con) if lock_row else ""
     row = first_row(con, f"SELECT {SCENARIO_COLUMNS} FROM scenarios WHERE name = ?{lock}", [key])
     if row is None and (sid := as_uuid(key)) is not None:
         row = first_row(con, f"SELECT {SCENARIO_COLUMNS} FROM scenarios WHERE scenario_id = ?{lock}", [sid])
@@ -166,7 +164,7 @@ def scenario_dict(header: ScenarioHeader, tags: list[str], counts: dict[str, int
     }
 
 
-def scenario_tags(con: duckdb.DuckDBPyConnection, scenario_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[str]]:
+def scenario_tags(con: Connection, scenario_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[str]]:
     """Tags per scenario, in the order given."""
     result: dict[uuid.UUID, list[str]] = {}
     rows = con.execute(
@@ -178,7 +176,7 @@ def scenario_tags(con: duckdb.DuckDBPyConnection, scenario_ids: list[uuid.UUID])
     return result
 
 
-def entity_counts(con: duckdb.DuckDBPyConnection, headers: list[ScenarioHeader]) -> dict[uuid.UUID, dict[str, int]]:
+def entity_counts(con: Connection, headers: list[ScenarioHeader]) -> dict[uuid.UUID, dict[str, int]]:
     """Entity counts by type per scenario, types in saved order (one GROUP BY)."""
     rows = con.execute(
         "SELECT scenario_id, entity_type, count(*), min(id) AS first FROM scenario_entities "
@@ -234,7 +232,7 @@ class ScenarioReader:
 
     def __init__(
         self,
-        con: duckdb.DuckDBPyConnection,
+        con: Connection,
         header: ScenarioHeader,
         version: int = 0,
         *,
@@ -264,9 +262,15 @@ class ScenarioReader:
         self.counts.update({t: n for t, n, _, _ in rows})
 
     @property
-    def connection(self) -> duckdb.DuckDBPyConnection:
+    def connection(self) -> Connection:
         """The open connection the scenario is read on."""
         return self._con
+
+    @property
+    def analytics(self) -> AnalyticsConnection:
+        """The connection as DuckDB's SQL and Arrow speak it: only for a reader that
+        :func:`in_duckdb` gave (summaries, key counts and the analytics formats)."""
+        return cast(AnalyticsConnection, self._con)
 
     @property
     def shared_rows(self) -> bool:
@@ -366,7 +370,7 @@ class ScenarioReader:
     def _range(self, entity_type: str, lo: int, hi: int, with_ids: bool = False) -> pa.Table:
         """Rows of ``lo <= id < hi`` in id order (``entity_id``, ``entity_data``)."""
         ids = "CAST(entity_id AS VARCHAR) AS entity_id, " if with_ids else ""
-        table = fetch_arrow(
+        table = self._con.engine.fetch_arrow(
             self._con,
             f"SELECT id, {ids}entity_data FROM {self._source} WHERE scenario_id = $sid "
             "AND entity_type = $type AND id >= $lo AND id < $hi",
@@ -507,3 +511,18 @@ def _decode_column(texts: pa.ChunkedArray, exact_rows: set[int]) -> list[Any]:
             continue
         row += len(chunk)
     return values
+
+
+@contextmanager
+def in_duckdb(reader: ScenarioReader) -> Iterator[ScenarioReader]:
+    """A reader of the same scenario version whose connection speaks DuckDB's SQL (what
+    summaries, key counts and the analytics formats compute in): ``reader`` itself when
+    its engine's connection does, else one over an in-memory copy of its rows, dropped
+    afterwards."""
+    con = reader.connection
+    columns = "id, scenario_id::TEXT AS scenario_id, entity_type, entity_id::TEXT AS entity_id, entity_data"
+    with con.engine.analysed(con, reader.rows_sql(columns=columns)) as copy:
+        if copy is None:
+            yield reader
+        else:
+            yield ScenarioReader(copy, reader.header, reader.version, tags=reader.tags)

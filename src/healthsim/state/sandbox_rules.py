@@ -3,7 +3,7 @@
 The SQL checks' messages, the time-limit signal, how a value becomes JSON, the row and
 byte caps with value cutting (:class:`Rows`), and how result batches are written to a
 CSV, Parquet or NDJSON file (:func:`write_batches`). The DuckDB sandbox
-(:mod:`healthsim.state.query`) and the PostgreSQL one (:mod:`healthsim.state.postgres.sandbox`)
+(:mod:`healthsim.state.query`) and the PostgreSQL one (:mod:`healthsim.state._engines.postgres.sandbox`)
 both use them; this module imports neither, so neither imports the other.
 """
 
@@ -25,9 +25,8 @@ import pyarrow as pa
 
 from .._lazy import lazy_module
 from .errors import QueryError
-from .exchange.csv_format import SafeCsvWriter
-from .exchange.formats import concatenated
-from .files import space_problem
+from .files import concatenated, space_problem
+from .safe_csv import SafeCsvWriter
 
 if TYPE_CHECKING:  # imported on first use: see healthsim._lazy
     import pyarrow.compute as pc

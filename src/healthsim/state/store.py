@@ -18,18 +18,17 @@ import math
 import os
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, cast
 
-import duckdb
 import pyarrow as pa
 
 from .. import __version__
+from ._engines import Connection, engine_for
 from .bulk import ChunkEncoder, insert_chunks
 from .clock import utcnow
 from .database import Database, connect, redact_url, resolve_database
-from .dialect import create_temp, fetch_arrow
 from .diffing import change_counts, diff_rows, scenario_changes
 from .editing import (
     add_batch,
@@ -80,12 +79,6 @@ from .history import (
     keep_versions as keep_versions_now,
 )
 from .key_counts import edited_key_totals
-from .postgres.connection import is_postgres
-from .postgres.locks import lock_name, lock_scenarios, row_lock
-from .postgres.reading import copy_batches
-from .postgres.schema import schema_version as pg_schema_version
-from .postgres.server import TeamDatabase
-from .postgres.snapshot import in_duckdb
 from .query import query_scenarios, query_to_file
 from .reading import (
     SCENARIO_COLUMNS,
@@ -95,6 +88,7 @@ from .reading import (
     find_scenario,
     first_row,
     gc_paused,
+    in_duckdb,
     in_id_order,
     iso_utc,
     parse_rows,
@@ -114,7 +108,6 @@ from .results import (
     ScenarioOverview,
     ScenarioSummary,
 )
-from .schema import begin_staging, discard_staging, end_staging, schema_version
 from .summaries import REPORT_BYTES, SUMMARY_BYTES, summarize
 from .transactions import transaction
 from .validation import (
@@ -130,7 +123,7 @@ from .version_cache import KeyTotal, VersionCache
 __all__ = ["ScenarioStore"]
 
 
-def _trashed_namesake(con: duckdb.DuckDBPyConnection, name: str, header: ScenarioHeader) -> uuid.UUID | None:
+def _trashed_namesake(con: Connection, name: str, header: ScenarioHeader) -> uuid.UUID | None:
     """A deleted scenario that has the same name as the current scenario ``header``, which
     ``name`` found by its name (not by its id): the name means two scenarios."""
     key = str(name).strip()
@@ -139,7 +132,7 @@ def _trashed_namesake(con: duckdb.DuckDBPyConnection, name: str, header: Scenari
     return find_deleted(con, key)
 
 
-def _refuse_two_of_a_name(con: duckdb.DuckDBPyConnection, name: str, header: ScenarioHeader, action: str) -> None:
+def _refuse_two_of_a_name(con: Connection, name: str, header: ScenarioHeader, action: str) -> None:
     """Refuse to guess which of two scenarios of one name (a current one and one in the
     trash) an action that could mean either is for.
 
@@ -154,7 +147,7 @@ def _refuse_two_of_a_name(con: duckdb.DuckDBPyConnection, name: str, header: Sce
     raise ScenarioExistsError(header.name, hint)
 
 
-def _check_undo(con: duckdb.DuckDBPyConnection, scenario_id: uuid.UUID, latest: int, label: str) -> None:
+def _check_undo(con: Connection, scenario_id: uuid.UUID, latest: int, label: str) -> None:
     """Refuse an undo (a restore without a version) that has nothing to go back to.
 
     Raises:
@@ -301,9 +294,9 @@ class ScenarioStore:
         )
         with connect(self.path, create=True) as con:
             assert con is not None
-            if is_postgres(con):  # the team store: the whole save in one transaction
+            if not con.engine.stages_large_writes:  # the whole save in one transaction
                 with transaction(con):
-                    lock_name(con, name)
+                    con.engine.lock_name(con, name)
                     return write(con)
             return write(con)
 
@@ -325,13 +318,13 @@ class ScenarioStore:
         stored: tuple[Iterable[tuple[str, pa.Table]], int] | None,
     ) -> str:
         """:meth:`write_scenario` on an open connection (its arguments checked)."""
-        pg = is_postgres(con)
+        engine = con.engine
         now = utcnow()
         # This process holds the file (and its per-file lock) until the end, so what
         # is read here stays true while the entities are written; on PostgreSQL the
         # transaction holds the name's lock and the scenario's row.
         existing = first_row(
-            con, "SELECT scenario_id, created_at FROM scenarios WHERE name = ?" + row_lock(con), [name]
+            con, "SELECT scenario_id, created_at FROM scenarios WHERE name = ?" + con.engine.row_lock(con), [name]
         )
         if existing is not None and not overwrite:
             raise ScenarioExistsError(name)
@@ -392,7 +385,7 @@ class ScenarioStore:
             counts = dict(encoder.counts)
             changes = {"added": counts, "removed": previous}
             # On PostgreSQL the rows took ids from the sequence: the last one is read back.
-            end_id = None if pg else encoder.next_id - 1
+            end_id = None if engine.ids_from_sequence else encoder.next_id - 1
             # Over an old content: what really changed (an identical overwrite changes nothing).
             self._record(
                 con,
@@ -408,18 +401,18 @@ class ScenarioStore:
                 replaced_all=bool(previous and counts),
             )
 
-        if len(head) < 2 or pg:  # small, or the team store: everything in one transaction
+        if len(head) < 2 or not engine.stages_large_writes:  # small, or not staged: one transaction
             with transaction(con):
                 clear()
                 insert_chunks(con, itertools.chain(head, chunks), sid, now)
                 publish()
-            if not pg:
+            if engine.keeps_key_counts:
                 self._keep_key_totals(sid, version, now, encoder)
             return str(sid)
 
         # Large: stage chunk by chunk (bounded memory), then publish in one transaction.
         staging = sid if existing is None else uuid.uuid4()
-        begin_staging(con, staging, now)
+        engine.begin_staging(con, staging, now)
         try:
             insert_chunks(con, itertools.chain(head, chunks), staging, now, commit_each=True)
             with transaction(con):
@@ -427,10 +420,10 @@ class ScenarioStore:
                 if staging != sid:
                     con.execute("UPDATE scenario_entities SET scenario_id = ? WHERE scenario_id = ?", [sid, staging])
                 publish()
-                end_staging(con, staging)
+                engine.end_staging(con, staging)
         except BaseException:
             try:
-                discard_staging(con, staging)
+                engine.discard_staging(con, staging)
             except Exception:
                 pass
             raise
@@ -454,7 +447,7 @@ class ScenarioStore:
         """``wanted`` if it is a UUID no scenario (nor its history) uses, else a new one."""
         candidate = as_uuid(wanted) if isinstance(wanted, str) else None
         if candidate is not None:
-            lock_name(con, str(candidate))  # two transfers of one scenario at once take turns
+            con.engine.lock_name(con, str(candidate))  # two transfers of one scenario at once take turns
             # Nor an id of the history (a scenario in the trash): the new one would take its versions.
             taken = first_row(
                 con,
@@ -562,9 +555,10 @@ class ScenarioStore:
                     t: before.get(t, 0) + changes["added"].get(t, 0) - changes["removed"].get(t, 0) for t in types
                 }
             keys: dict[str, KeyTotal] = {}  # (texts the exact encoder wrote may repeat a key: not counted)
-            if not (new or exact_rows or is_postgres(con)):
+            if not (new or exact_rows) and con.engine.keeps_key_counts:
                 last = (version - 1, header.updated_at)
-                keys = edited_key_totals(con, cache, header.scenario_id, last, version, start)
+                with con.engine.computing(con) as duck:  # (an engine that keeps them: the file itself)
+                    keys = edited_key_totals(duck, cache, header.scenario_id, last, version, start)
             # (add_batch recorded the rows it replaced in place as written by this version)
             counts = self._record(con, after, version, now, operation, changes, start, counts=counts)[0]
         if keys:
@@ -590,9 +584,10 @@ class ScenarioStore:
             header = find_scenario(con, name)
             version = current_version(con, header.scenario_id) + 1
             removed, not_found = remove_rows(con, header, entity_type, ids, version)
-            if removed and not is_postgres(con):
+            if removed and con.engine.keeps_key_counts:
                 last = (version - 1, header.updated_at)
-                keys = edited_key_totals(con, cache, header.scenario_id, last, version, next_id(con))
+                with con.engine.computing(con) as duck:  # (an engine that keeps them: the file itself)
+                    keys = edited_key_totals(duck, cache, header.scenario_id, last, version, next_id(con))
             changes = {"removed": {normalize_type(entity_type): removed} if removed else {}}
             metadata = {**header.metadata, "entity_types": current_types(con, header)}
             if removed:
@@ -643,7 +638,7 @@ class ScenarioStore:
         with self._edit(name) as (con, now):
             header = find_scenario(con, name)
             if renamed is not None and renamed != header.name:
-                lock_name(con, renamed)  # (a save of that name may be under way on a server)
+                con.engine.lock_name(con, renamed)  # (a save of that name may be under way on a server)
                 check_name_free(con, renamed, "choose another name, or delete or rename that scenario first")
             tags = scenario_tags(con, [header.scenario_id]).get(header.scenario_id, [])
             new_tags = apply_tags(con, header.scenario_id, tags, added, dropped)
@@ -665,7 +660,7 @@ class ScenarioStore:
                 )
                 version = current_version(con, header.scenario_id) + 1
                 self._record(con, after, version, now, "update", {}, next_id(con), tags=new_tags)
-        if changed and not is_postgres(con):  # (the entities are as they were: so are their keys)
+        if changed and con.engine.keeps_key_counts:  # (the entities are as they were: so are their keys)
             VersionCache(self.path).carry_key_totals(
                 header.scenario_id, (version - 1, header.updated_at), (version, now)
             )
@@ -698,7 +693,7 @@ class ScenarioStore:
             # (measured on 1,000,000 entities: 600 MB peak and 1.5-2.4 s in one, 860 MB and
             # 3.4 s committed in chunks of 491,520 rows).
             with transaction(con):
-                lock_name(con, name)
+                con.engine.lock_name(con, name)
                 check_name_free(con, name, "choose another name for the copy")  # (again, under the lock)
                 start = next_id(con)
                 copy_rows(con, header, target.scenario_id, now)
@@ -742,8 +737,8 @@ class ScenarioStore:
         tag_list = normalize_tags(tags)
         with self._edit(names[0]) as (con, now):
             headers = [find_scenario(con, source, lock_row=False) for source in names]
-            lock_scenarios(con, [h.scenario_id for h in headers])  # in one order: no deadlock
-            lock_name(con, name)
+            con.engine.lock_scenarios(con, [h.scenario_id for h in headers])  # in one order: no deadlock
+            con.engine.lock_name(con, name)
             start = next_id(con)
             check_name_free(con, name, "choose another name for the merged scenario")
             target = ScenarioHeader(uuid.uuid4(), name, None, now, now, {})
@@ -767,7 +762,7 @@ class ScenarioStore:
 
     def _publish_new(
         self,
-        con: duckdb.DuckDBPyConnection,
+        con: Connection,
         target: ScenarioHeader,
         now: _dt.datetime,
         operation: str,
@@ -785,7 +780,7 @@ class ScenarioStore:
 
     def _record(
         self,
-        con: duckdb.DuckDBPyConnection,
+        con: Connection,
         header: ScenarioHeader,
         version: int,
         now: _dt.datetime,
@@ -831,7 +826,7 @@ class ScenarioStore:
         return counts, recorded
 
     @staticmethod
-    def _retain(con: duckdb.DuckDBPyConnection, sid: uuid.UUID, version: int, now: _dt.datetime) -> None:
+    def _retain(con: Connection, sid: uuid.UUID, version: int, now: _dt.datetime) -> None:
         """Retention, as a change happens: the scenario's recent and last versions, and the trash."""
         if version:
             apply_retention(con, sid, version, keep_versions_now(), days=keep_version_days_now(), now=now)
@@ -839,7 +834,7 @@ class ScenarioStore:
             forget_scenario(con, expired)
 
     @contextmanager
-    def _edit(self, name: str, *, create: bool = False) -> Iterator[tuple[duckdb.DuckDBPyConnection, _dt.datetime]]:
+    def _edit(self, name: str, *, create: bool = False) -> Iterator[tuple[Connection, _dt.datetime]]:
         """An open connection inside one transaction, and the time of the change.
 
         Raises:
@@ -851,7 +846,7 @@ class ScenarioStore:
             with transaction(con):
                 # On PostgreSQL: writers of this name take turns (find_scenario then
                 # locks an existing scenario's row until the transaction ends).
-                lock_name(con, str(name).strip())
+                con.engine.lock_name(con, str(name).strip())
                 yield con, utcnow()
 
     def _entry(self, name: str) -> ScenarioListEntry:
@@ -948,21 +943,8 @@ class ScenarioStore:
             ServerUnavailableError: a team store's server cannot be used.
         """
         path = self.path
-        if isinstance(path, TeamDatabase):
-            details: dict[str, Any] = {"database": path.shown, "engine": "postgresql", "exists": True}
-        else:
-            details = {"database": str(path), "engine": "duckdb", "exists": path.exists()}
         with connect(path) as con:
-            if isinstance(path, TeamDatabase):  # reachable; "exists" once the library made its tables
-                details["exists"] = con is not None
-            if is_postgres(con):
-                version = con.raw.info.server_version  # e.g. 150018
-                details["server_version"] = f"{version // 10000}.{version % 10000}"
-                details["size_bytes"] = con.execute("SELECT pg_database_size(current_database())").fetchall()[0][0]
-                details["schema_version"] = pg_schema_version(con)
-            elif con is not None:
-                details["size_bytes"] = path.stat().st_size  # type: ignore[union-attr]
-                details["schema_version"] = schema_version(con)
+            details = engine_for(path).describe(path, con)
             if con is not None:
                 details["scenarios"] = con.execute("SELECT count(*) FROM scenarios").fetchall()[0][0]
                 details["entities"] = con.execute(
@@ -1150,7 +1132,7 @@ class ScenarioStore:
             assert version is not None
             past = version_record(con, sid, version, self._label(con, sid, name))
             con.execute(
-                f"{create_temp(con, '_hs_version_rows')} AS "
+                f"{con.engine.create_temp(con, '_hs_version_rows')} AS "
                 + version_rows_sql("id, CAST($sid AS UUID) AS scenario_id, entity_type, entity_id, entity_data")
                 + " ORDER BY id",
                 {"sid": sid, "version": version},
@@ -1270,14 +1252,15 @@ class ScenarioStore:
                 params["version"] = version
             query = select.format(big=header.exact_rows_sql(con))
             entities: dict[str, list[Any]] = {t: [] for t in header.declared_types()}
-            if is_postgres(con):  # parsed as the server sends the next rows
-                _, parts = copy_batches(con, query, params, texts=("entity_type", "entity_data"))
+            streaming = con.engine.parses_while_streaming
+            if streaming:  # parsed as the server sends the next rows
+                parts = con.engine.arrow_batches(con, query, params, texts=("entity_type", "entity_data"))
                 with gc_paused():
                     for entity_type, values in parse_streamed(parts):
                         entities.setdefault(entity_type, []).extend(values)
             else:
-                rows = in_id_order(fetch_arrow(con, query, params, texts=("entity_type", "entity_data")))
-        if not is_postgres(con):
+                rows = in_id_order(con.engine.fetch_arrow(con, query, params, texts=("entity_type", "entity_data")))
+        if not streaming:
             # Parsing happens after the file is closed: another process may use it meanwhile.
             with gc_paused():
                 for entity_type, values in parse_rows(rows):
@@ -1338,7 +1321,7 @@ class ScenarioStore:
             # In place, the scenario keeps its current name; a deleted one gets its name back.
             label = target_name or (current[0].name if current is not None else past.header.name)
             if current is None or target_name is not None:  # a scenario row to make
-                lock_name(con, label)  # (a save of that name may be under way on a server)
+                con.engine.lock_name(con, label)  # (a save of that name may be under way on a server)
                 check_name_free(con, label, "pass new_name to restore it under another name")
             start = next_id(con)
             if current is not None and target_name is None:  # in place: the current rows go to the history
@@ -1367,12 +1350,12 @@ class ScenarioStore:
 
     @staticmethod
     def _copy_version_rows(
-        con: duckdb.DuckDBPyConnection, sid: uuid.UUID, version: int, into: uuid.UUID, now: _dt.datetime, start: int
+        con: Connection, sid: uuid.UUID, version: int, into: uuid.UUID, now: _dt.datetime, start: int
     ) -> None:
         """Insert the rows of ``version`` of scenario ``sid`` as current rows of ``into``,
         in their order, with new row ids from ``start`` on."""
         params = {"into": into, "now": now, "sid": sid, "version": version}
-        if is_postgres(con):  # ids from the sequence, in the version's order
+        if con.engine.ids_from_sequence:  # in the version's order
             con.execute(
                 "INSERT INTO scenario_entities (scenario_id, entity_type, entity_id, entity_data, created_at) "
                 f"SELECT $into, entity_type, entity_id, entity_data, $now FROM ({version_rows_sql()}) AS r "
@@ -1423,7 +1406,7 @@ class ScenarioStore:
             },
         )
 
-    def _side(self, con: duckdb.DuckDBPyConnection, side: Any) -> tuple[uuid.UUID, int, bool, dict[str, Any]]:
+    def _side(self, con: Connection, side: Any) -> tuple[uuid.UUID, int, bool, dict[str, Any]]:
         """A diff side: (scenario id, version, whether it is the current one, its fields)."""
         version: int | None = None
         if isinstance(side, (tuple, list)) and len(side) == 2:
@@ -1509,7 +1492,7 @@ class ScenarioStore:
         return {"versions_removed": before - after, "deleted_scenarios_removed": len([i for i in expired if i in ids])}
 
     def _resolve(
-        self, con: duckdb.DuckDBPyConnection, name: str, *, deleted_too: bool
+        self, con: Connection, name: str, *, deleted_too: bool
     ) -> tuple[uuid.UUID, tuple[ScenarioHeader, int] | None]:
         """The scenario of that name or id: ``(id, (header, current version))``, or for a
         scenario in the trash (``deleted_too``) ``(id, None)``.
@@ -1527,7 +1510,7 @@ class ScenarioStore:
         return header.scenario_id, (header, current_version(con, header.scenario_id))
 
     @staticmethod
-    def _label(con: duckdb.DuckDBPyConnection, sid: uuid.UUID, name: str) -> str:
+    def _label(con: Connection, sid: uuid.UUID, name: str) -> str:
         row = first_row(con, "SELECT name FROM scenarios WHERE scenario_id = ?", [sid])
         return row[0] if row else str(name).strip()
 
@@ -1605,14 +1588,9 @@ class ScenarioStore:
         return ScenarioList(scenarios=summaries, total_count=rows[0][6] if rows else 0)
 
 
-@contextmanager
-def _snapshot(con: Any) -> Iterator[None]:
-    """On PostgreSQL, reads in the block see one moment (see ``PgConnection.snapshot``)."""
-    if is_postgres(con):
-        with con.snapshot():
-            yield
-    else:
-        yield
+def _snapshot(con: Connection | None) -> AbstractContextManager[None]:
+    """Reads in the block see one moment (a server's other writers notwithstanding)."""
+    return nullcontext() if con is None else con.engine.snapshot(con)
 
 
 def _list_entry(summary: ScenarioSummary) -> ScenarioListEntry:

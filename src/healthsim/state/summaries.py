@@ -45,10 +45,10 @@ from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
 from typing import Any, cast
 
-import duckdb
 import orjson
 
 from .._text import json_path
+from ._engines import AnalyticsConnection
 from .exchange.tables import json_pointer
 from .reading import ScenarioReader
 from .results import ScenarioOverview
@@ -164,7 +164,7 @@ def summarize(
         (``age_bands``, ``top_codes``, ``over_time``, ``charges``) and ``samples``. Its
         compact JSON is at most ``budget`` bytes.
     """
-    con = reader.connection
+    con = reader.analytics
     entry: dict[str, Any] = {k: v for k, v in reader.summary().items() if k != "metadata"}
     entry["description"] = _short(entry["description"])
     entry["tags"] = [_short(t) for t in entry["tags"]]
@@ -175,7 +175,7 @@ def summarize(
     wanted = max(samples, _GUESS_FIRST) if key_totals else max(samples, 1)
     firsts = {t: reader.entities(t, 0, min(n, wanted)) if n else [] for t, n in reader.counts.items()}
 
-    def about(cursor: duckdb.DuckDBPyConnection, entity_type: str) -> dict[str, Any]:
+    def about(cursor: AnalyticsConnection, entity_type: str) -> dict[str, Any]:
         count, first = reader.counts[entity_type], firsts[entity_type]
         result: dict[str, Any] = {"count": count, "fields": {}, "fields_omitted": 0}
         rows_sql = reader.rows_sql(entity_type)
@@ -196,7 +196,7 @@ def summarize(
     return cast(ScenarioOverview, _fit({**entry, "types": types}, budget))
 
 
-def _top_keys(con: duckdb.DuckDBPyConnection, rows_sql: str, first: list[Any]) -> list[tuple[str, int]]:
+def _top_keys(con: AnalyticsConnection, rows_sql: str, first: list[Any]) -> list[tuple[str, int]]:
     """Which top-level fields the entities of ``rows_sql`` have, and how many entities
     have each (null values included), the most frequent first.
 
@@ -240,7 +240,7 @@ class _ThreadShare:
         self._all: dict[str, int] = {}  # database file -> its setting before
 
     @contextlib.contextmanager
-    def shared(self, con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    def shared(self, con: AnalyticsConnection) -> Iterator[None]:
         """While a worker summarises types on ``con``."""
         (database,) = cast(
             tuple[str],
@@ -258,7 +258,7 @@ class _ThreadShare:
                 self._active[database] -= 1
                 self._apply(con, database)
 
-    def _apply(self, con: duckdb.DuckDBPyConnection, database: str) -> None:
+    def _apply(self, con: AnalyticsConnection, database: str) -> None:
         active, every = self._active[database], self._all[database]
         con.execute(f"SET threads = {max(1, every // active) if active else every}")
 
@@ -267,9 +267,9 @@ _THREADS = _ThreadShare()
 
 
 def _each_type(
-    con: duckdb.DuckDBPyConnection,
+    con: AnalyticsConnection,
     types: list[str],
-    about: Callable[[duckdb.DuckDBPyConnection, str], dict[str, Any]],
+    about: Callable[[AnalyticsConnection, str], dict[str, Any]],
     *,
     parallel: bool,
 ) -> dict[str, dict[str, Any]]:
@@ -292,7 +292,7 @@ def _each_type(
         pending.put(entity_type)
     results: dict[str, dict[str, Any]] = {}
 
-    def work(cursor: duckdb.DuckDBPyConnection) -> None:
+    def work(cursor: AnalyticsConnection) -> None:
         """Summarise types until none is left (each worker has its share of DuckDB's
         threads until then; the last one busy gets them all)."""
         cursor.execute(_UTC)
@@ -324,7 +324,7 @@ def _each_type(
 
 
 def _type_fields(
-    con: duckdb.DuckDBPyConnection,
+    con: AnalyticsConnection,
     rows_sql: str,
     count: int,
     first: list[Any],
@@ -361,7 +361,7 @@ def _type_fields(
     return fields, pairs, more + deeper
 
 
-def _guess_keys(con: duckdb.DuckDBPyConnection, rows_sql: str, first: list[Any], saved: list[str]) -> list[str]:
+def _guess_keys(con: AnalyticsConnection, rows_sql: str, first: list[Any], saved: list[str]) -> list[str]:
     """The keys of the first entities, those the save noted (``saved``: of the first
     entity with each number of keys), then those of a few more spread over the type
     (runs of consecutive ids across its range: a handful of milliseconds), in the order
@@ -383,7 +383,7 @@ def _guess_keys(con: duckdb.DuckDBPyConnection, rows_sql: str, first: list[Any],
 
 
 def _read_once(
-    con: duckdb.DuckDBPyConnection, rows_sql: str, guess: list[str], key_total: int
+    con: AnalyticsConnection, rows_sql: str, guess: list[str], key_total: int
 ) -> tuple[list[tuple[str, int]], list[str], dict[tuple[str, str], int], int] | None:
     """The values of the keys ``guess`` read with one parse of every entity, when they
     are every key the entities have; else None (and the caller learns the keys first).
@@ -412,7 +412,7 @@ _PAIRS = [(b, g) for b in _BIRTH for g in _GENDER] + [(c, t) for c in _CODES for
 
 
 def _count_values(
-    con: duckdb.DuckDBPyConnection, rows_sql: str, keys: list[str], *, keyed: bool = False
+    con: AnalyticsConnection, rows_sql: str, keys: list[str], *, keyed: bool = False
 ) -> tuple[dict[tuple[str, str], int], int]:
     """Read the top-level fields ``keys`` of every entity into ``_hs_values`` (field
     ``i`` is ``keys[i]``), then, for the pairs of :data:`_PAIRS` the type may have, the
@@ -493,7 +493,7 @@ def _identifier(name: str) -> str:
 
 
 def _nested_fields(
-    con: duckdb.DuckDBPyConnection, parents: list[_Field], count: int, room: int, start: int
+    con: AnalyticsConnection, parents: list[_Field], count: int, room: int, start: int
 ) -> tuple[list[_Field], int]:
     """Fields one level into the object-valued fields ``parents``, and how many more
     there are than ``room``. Their keys and values are read from the parents' distinct
@@ -586,7 +586,7 @@ _TIMED = {
 }
 
 
-def _field_stats(con: duckdb.DuckDBPyConnection, fields: list[_Field], count: int) -> None:
+def _field_stats(con: AnalyticsConnection, fields: list[_Field], count: int) -> None:
     """Fill in each field's statistics from its distinct values in ``_hs_values``."""
     by_index = {f.index: f for f in fields}
     for index, got in _per_field(con, _ABOUT_VALUES, by_index).items():
@@ -646,7 +646,7 @@ def _field_stats(con: duckdb.DuckDBPyConnection, fields: list[_Field], count: in
 
 
 def _per_field(
-    con: duckdb.DuckDBPyConnection,
+    con: AnalyticsConnection,
     measures: dict[str, str],
     fields: dict[int, _Field],
     *,
@@ -669,7 +669,7 @@ def _per_field(
     return {row[0]: dict(zip(measures, row[1:], strict=True)) for row in rows}
 
 
-def _exact_extremes(con: duckdb.DuckDBPyConnection, fields: list[_Field]) -> None:
+def _exact_extremes(con: AnalyticsConnection, fields: list[_Field]) -> None:
     """The exact lowest and highest numbers of number fields: every distinct text whose
     double is the field's lowest or highest double (usually one each), compared as Python
     compares what ``json.loads`` makes of them (integers exactly, fractions as the
@@ -690,7 +690,7 @@ def _exact_extremes(con: duckdb.DuckDBPyConnection, fields: list[_Field]) -> Non
         f.got["min"], f.got["max"] = ranked[0], ranked[-1]
 
 
-def _finite_means(con: duckdb.DuckDBPyConnection, fields: list[_Field]) -> None:
+def _finite_means(con: AnalyticsConnection, fields: list[_Field]) -> None:
     """Means and medians that overflowed a double although every value fits one
     (``[1e308, 1e308, -1e308]``): the mean again as a sum of values each divided by
     their count. A mean or median still not finite (values beyond a double's range)
@@ -736,7 +736,7 @@ def _is_categorical(f: _Field) -> bool:
     return distinct < f.strings and distinct <= _CATEGORICAL_MAX and (distinct <= 10 or distinct <= f.strings // 2)
 
 
-def _tops(con: duckdb.DuckDBPyConnection, categorical: list[_Field]) -> None:
+def _tops(con: AnalyticsConnection, categorical: list[_Field]) -> None:
     """The most frequent values of the categorical string fields (ties by value): each
     has at most 100 distinct strings in ``_hs_values``."""
     if not categorical:
@@ -755,7 +755,7 @@ def _tops(con: duckdb.DuckDBPyConnection, categorical: list[_Field]) -> None:
 
 
 def _facts(
-    con: duckdb.DuckDBPyConnection,
+    con: AnalyticsConnection,
     fields: list[_Field],
     pairs: dict[tuple[str, str], int],
     as_of: _dt.date,
@@ -830,7 +830,7 @@ def _inside(json_text: str, keys: list[str]) -> str:
 
 
 def _age_bands(
-    con: duckdb.DuckDBPyConnection, source: str, birth: _Field, gender: _Field | None, as_of: _dt.date
+    con: AnalyticsConnection, source: str, birth: _Field, gender: _Field | None, as_of: _dt.date
 ) -> dict[str, Any]:
     """Entities per 10-year age band (age on ``as_of``) and gender, from rows of
     birth dates and genders (``source``, see :func:`_together`)."""
@@ -881,7 +881,7 @@ def _free_name(name: str, taken: set[str]) -> str:
     return name
 
 
-def _top_codes(con: duckdb.DuckDBPyConnection, source: str, code: _Field, text: _Field | None) -> dict[str, Any]:
+def _top_codes(con: AnalyticsConnection, source: str, code: _Field, text: _Field | None) -> dict[str, Any]:
     """The most frequent codes (strings or numbers, as written; ties by their JSON text),
     each with its most frequent description (ties: the shortest, then the first
     alphabetically), from rows of codes and descriptions (``source``, see :func:`_together`)."""
@@ -906,7 +906,7 @@ def _top_codes(con: duckdb.DuckDBPyConnection, source: str, code: _Field, text: 
     }
 
 
-def _over_time(con: duckdb.DuckDBPyConnection, when: _Field) -> dict[str, Any]:
+def _over_time(con: AnalyticsConnection, when: _Field) -> dict[str, Any]:
     """Entities per month of a date field (per year when its first and last months span
     more than five years), taken as written: ``2024-03-31T23:30:00-05:00`` counts in March."""
     rows = con.execute(
@@ -924,7 +924,7 @@ def _over_time(con: duckdb.DuckDBPyConnection, when: _Field) -> dict[str, Any]:
 
 
 def _values_by_code(
-    con: duckdb.DuckDBPyConnection,
+    con: AnalyticsConnection,
     rows_sql: str,
     value: _Field,
     code: _Field,
@@ -966,7 +966,7 @@ def _month_number(month: str) -> int:
     return int(month[:4]) * 12 + int(month[5:7])
 
 
-def _charges(con: duckdb.DuckDBPyConnection, money: list[_Field]) -> dict[str, Any]:
+def _charges(con: AnalyticsConnection, money: list[_Field]) -> dict[str, Any]:
     """Totals of money-like number fields: exact decimal sums of the values rounded to six
     places, as a double (the exact sum's text when no double holds it).
 

@@ -21,12 +21,11 @@ from typing import Any
 
 import pyarrow as pa
 
+from ._engines import engine_for
 from .clock import utcnow
-from .database import connect
 from .editing import edit_provenance
 from .errors import InvalidInputError
-from .postgres.server import TeamDatabase
-from .reading import ScenarioReader, first_row
+from .reading import ScenarioReader
 from .results import SaveSummary
 from .store import ScenarioStore
 from .validation import validate_name
@@ -46,38 +45,15 @@ def _store(value: StoreLike, role: str) -> ScenarioStore:
 
 
 def _shown(store: ScenarioStore) -> str:
-    where = store.path
-    return where.shown if isinstance(where, TeamDatabase) else str(where)
+    return engine_for(store.path).shown(store.path)
 
 
 def _same(a: ScenarioStore, b: ScenarioStore) -> bool:
     """Whether two stores are one database: the same file, or the same server database
     (named alike, or else asked: a host named two ways, ``localhost`` and ``127.0.0.1``,
     reaches one server)."""
-    x, y = a.path, b.path
-    if isinstance(x, TeamDatabase) and isinstance(y, TeamDatabase):
-        if (x.host.lower(), x.port, x.database) == (y.host.lower(), y.port, y.database):
-            return True
-        first = _server_database(x)
-        return first is not None and first == _server_database(y)
-    if isinstance(x, TeamDatabase) or isinstance(y, TeamDatabase):
-        return False
-    return os.path.realpath(x) == os.path.realpath(y)
-
-
-# What tells a server database apart, as any user may read it: when its server started
-# (to the microsecond), the port it listens on, and the database's own id there.
-_SERVER_DATABASE = (
-    "SELECT pg_postmaster_start_time(), current_setting('port'), "
-    "(SELECT oid FROM pg_database WHERE datname = current_database())"
-)
-
-
-def _server_database(team: TeamDatabase) -> tuple[Any, ...] | None:
-    """The server database ``team`` reaches, or None when it holds no scenarios (then it
-    cannot be a source's database)."""
-    with connect(team) as con:
-        return None if con is None else first_row(con, _SERVER_DATABASE, [])
+    engine = engine_for(a.path)
+    return engine is engine_for(b.path) and engine.same_database(a.path, b.path)
 
 
 def _rows(reader: ScenarioReader) -> Iterator[tuple[str, pa.Table]]:

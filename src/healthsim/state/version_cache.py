@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import hashlib
 import json
 import os
 import shutil
@@ -32,18 +31,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from .postgres.server import TeamDatabase
+from ._engines import TeamDatabase, engine_for
 
 __all__ = ["VersionCache"]
-
-
-def _team_folder(team: TeamDatabase) -> Path:
-    """``~/.cache/healthsim-state/teams/{host}-{port}-{database}-{hash}``: one folder per
-    server database (its versions are the same for every user of it)."""
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    key = f"{team.host}:{team.port}/{team.database}"
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{team.host}-{team.port}-{team.database}")
-    return base / "healthsim-state" / "teams" / f"{safe[:80]}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
 
 _TYPES = "types.json"
@@ -58,12 +48,9 @@ SUMMARY_RECIPE = 3  # 3: values_by_code
 class VersionCache:
     """What was computed from the scenarios' versions of one database file."""
 
-    def __init__(self, db_path: str | os.PathLike[str] | TeamDatabase) -> None:
-        if isinstance(db_path, TeamDatabase):  # a team store: in this user's cache folder
-            self.root = _team_folder(db_path)
-            return
-        path = Path(db_path)
-        self.root = path.with_name(path.name + ".frames")
+    def __init__(self, database: str | os.PathLike[str] | TeamDatabase) -> None:
+        found = Path(database) if isinstance(database, (str, os.PathLike)) else database
+        self.root = engine_for(found).cache_folder(found)
 
     def _folder(self, scenario_id: uuid.UUID, version: int, made_at: _dt.datetime) -> Path:
         instant = int(made_at.replace(tzinfo=_dt.UTC).timestamp() * 1_000_000)

@@ -47,9 +47,11 @@ import duckdb
 import pyarrow as pa
 
 from ..._lazy import lazy_module
+from .._engines import AnalyticsConnection
 from ..errors import DatabaseError, InvalidInputError
 from ..files import (
     cannot_write,
+    concatenated,
     current_umask,
     fsync_folder,
     is_duckdb_database,
@@ -59,12 +61,11 @@ from ..files import (
     target_path,
     write_atomically,
 )
-from ..postgres.snapshot import in_duckdb
-from ..reading import ScenarioReader
+from ..partials import remove_stale_partials, temp_prefix
+from ..reading import ScenarioReader, in_duckdb
+from ..safe_csv import SafeCsvWriter
 from ..version_cache import VersionCache
-from .csv_format import SafeCsvWriter
 from .export import chosen_types, export_scenario
-from .partials import remove_stale_partials, temp_prefix
 from .tables import TypeTable, type_tables
 
 if TYPE_CHECKING:  # imported on first use: see healthsim._lazy
@@ -76,7 +77,7 @@ if TYPE_CHECKING:
     from ..database import Database
     from ..store import ScenarioStore
 
-__all__ = ["FORMATS", "MANIFEST", "check_format", "concatenated", "export_formatted", "is_export_folder", "load_frames"]
+__all__ = ["FORMATS", "MANIFEST", "check_format", "export_formatted", "is_export_folder", "load_frames"]
 
 FORMATS = ("json", "ndjson", "parquet", "csv")
 _FOLDER_FORMATS = ("parquet", "csv")
@@ -160,7 +161,7 @@ def _build_frames(
             for table in type_tables(reader, chosen):
                 files[table.entity_type] = scratch / f"{len(files)}.parquet"
                 try:
-                    _copy(reader.connection, table.sql, files[table.entity_type], "parquet")
+                    _copy(reader.analytics, table.sql, files[table.entity_type], "parquet")
                 except OSError as exc:  # a full disk, say (it was "DuckDB refused the operation")
                     raise DatabaseError(
                         f"cannot build the tables of scenario {reader.header.name!r} in {str(scratch.parent)!r}: "
@@ -190,22 +191,11 @@ def _write_ndjson(reader: ScenarioReader, out: BinaryIO, types: list[str] | None
             "replace(replace(entity_data, chr(10), ' '), chr(13), ' ') || '}' || chr(10) AS line "
             f"FROM ({source}) ORDER BY id"
         )
-        for batch in reader.connection.sql(sql).to_arrow_reader(_BATCH_ROWS):
+        for batch in reader.analytics.sql(sql).to_arrow_reader(_BATCH_ROWS):
             out.write(concatenated(batch.column(0)))
             done += batch.num_rows
             if progress is not None:
                 progress(done, total)
-
-
-def concatenated(column: pa.Array) -> memoryview:
-    """The strings of ``column`` one after the other, from its data buffer (no copy)."""
-    if not len(column):
-        return memoryview(b"")
-    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
-        column = column.cast(pa.large_string())
-    _, offsets, data = column.buffers()
-    bounds = memoryview(offsets).cast("q" if pa.types.is_large_string(column.type) else "i")
-    return memoryview(data)[bounds[column.offset] : bounds[column.offset + len(column)]]
 
 
 # --- Parquet and CSV folders -----------------------------------------------------------------
@@ -348,9 +338,9 @@ def _write_folder(
         for table in tables:
             target = staging / safe_file_name(table.entity_type, f".{format}")
             if format == "parquet":
-                _copy(reader.connection, table.sql, target, format)
+                _copy(reader.analytics, table.sql, target, format)
             else:
-                _write_csv(reader.connection, table, target)
+                _write_csv(reader.analytics, table, target)
             written[table.entity_type] = target
             done += reader.counts[table.entity_type]
             if progress is not None:
@@ -411,7 +401,7 @@ def _duckdb_failure(exc: duckdb.Error) -> OSError:
     return OSError(code, os.strerror(code))
 
 
-def _copy(con: duckdb.DuckDBPyConnection, sql: str, target: Path, format: str) -> None:
+def _copy(con: AnalyticsConnection, sql: str, target: Path, format: str) -> None:
     """Write the rows of ``sql`` to the Parquet file ``target`` (DuckDB's writer)."""
     assert format == "parquet", format  # CSV goes through SafeCsvWriter (_write_csv), never COPY
     quoted = str(target).replace("'", "''")
@@ -421,7 +411,7 @@ def _copy(con: duckdb.DuckDBPyConnection, sql: str, target: Path, format: str) -
         raise _duckdb_failure(exc) from None
 
 
-def _write_csv(con: duckdb.DuckDBPyConnection, table: TypeTable, target: Path) -> None:
+def _write_csv(con: AnalyticsConnection, table: TypeTable, target: Path) -> None:
     """The CSV file of ``table``: its rows streamed from DuckDB through :class:`SafeCsvWriter`."""
     sql, names = table.csv_sql()
     rows = con.sql(sql).to_arrow_reader(_BATCH_ROWS)

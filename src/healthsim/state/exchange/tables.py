@@ -31,7 +31,7 @@ from typing import Any
 import orjson
 
 from ..reading import BIG_INT_PATTERN, ScenarioReader
-from .csv_format import csv_column_name
+from ..safe_csv import csv_column_name
 
 __all__ = ["ENTITY_ID", "TypeTable", "json_pointer", "type_tables"]
 

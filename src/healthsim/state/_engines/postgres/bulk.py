@@ -18,11 +18,13 @@ import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-import duckdb
 import pyarrow as pa
 
-from ..._lazy import lazy_module
-from ..id_sql import entity_uuid_select
+from ...._lazy import lazy_module
+from ...id_sql import entity_rows_sql
+from ..base import COMPACT_CHUNK
+from ..duckdb.connection import DuckConnection
+from ..duckdb.engine import local_duckdb
 from .connection import PgConnection
 
 if TYPE_CHECKING:  # imported on first use: see healthsim._lazy
@@ -37,7 +39,6 @@ __all__ = [
     "chunk_text",
     "copy_rows",
     "copy_text",
-    "entity_rows_sql",
     "forget_written",
     "insert_text",
 ]
@@ -55,17 +56,17 @@ _written: weakref.WeakKeyDictionary[PgConnection, dict[str, int]] = weakref.Weak
 _local = threading.local()
 
 
-def _duck() -> duckdb.DuckDBPyConnection:
+def _duck() -> DuckConnection:
     """This thread's in-memory DuckDB for the vectorised work (cheap to keep: no file)."""
     con = getattr(_local, "duck", None)
     if con is None:
-        con = _local.duck = duckdb.connect(":memory:", config={"threads": 2})
+        con = _local.duck = local_duckdb({"threads": 2})
     return con
 
 
 #: Marks an encoder chunk whose texts are all compact JSON the library wrote: such text
 #: holds no raw tab, CR or line feed, so only its backslashes need ``COPY``'s escaping.
-COMPACT = b"healthsim.compact"
+COMPACT = COMPACT_CHUNK
 
 
 def _escaped(sql: str, *, compact: bool = False) -> str:
@@ -117,11 +118,6 @@ def copy_text(
     ends = memoryview(offsets).cast("q")
     start, stop = ends[lines.offset], ends[lines.offset + len(lines)]
     return bytes(memoryview(data)[start:stop])
-
-
-def entity_rows_sql(source: str = "_hs_chunk") -> str:
-    """DuckDB SQL over an encoder's Arrow chunk: its rows with ``_uuid``, the stored entity id."""
-    return entity_uuid_select(source, "raw_id", "entity_type || ':' || raw_id", "id, entity_type, raw_id, entity_data")
 
 
 def copy_rows(con: PgConnection, table: str, columns: list[str], text: bytes) -> int:

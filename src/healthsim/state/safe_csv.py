@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 import pyarrow as pa
 
-from ..._lazy import lazy_module
+from .._lazy import lazy_module
 
 if TYPE_CHECKING:  # imported on first use: see healthsim._lazy
     import pyarrow.compute as pc

@@ -14,9 +14,9 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..._lazy import lazy_module
-from ..errors import InvalidInputError, ServerUnavailableError
-from ..redaction import show_database
+from ...._lazy import lazy_module
+from ...errors import InvalidInputError, ServerUnavailableError
+from ...redaction import show_database
 
 if TYPE_CHECKING:  # imported on first use: see healthsim._lazy
     import psycopg

@@ -61,8 +61,8 @@ from psycopg import errors as pg_errors
 from psycopg.postgres import types as pg_types
 from psycopg.types.string import TextLoader
 
-from ..errors import QueryError, StateError
-from ..sandbox_rules import (
+from ...errors import QueryError, StateError
+from ...sandbox_rules import (
     CONVERT_BYTES,
     KILL_GRACE_SECONDS,
     NOT_ONE_SELECT,

@@ -14,7 +14,7 @@ what it uses of a DuckDB connection — ``execute(sql, params).fetchall()``,
 - psycopg errors leave as the library's :class:`~healthsim.state.errors.DatabaseError`,
   naming the database and never its password.
 
-What the engines do differently in SQL is asked of :func:`is_postgres`.
+What the engines do differently is asked of the connection's :attr:`~PgConnection.engine`.
 """
 
 from __future__ import annotations
@@ -22,23 +22,20 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, TypeGuard
+from typing import TYPE_CHECKING, Any
 
-from ..._lazy import lazy_module
-from ..errors import DatabaseError
+from ...._lazy import lazy_module
+from ...errors import DatabaseError
 from .server import TeamDatabase
 
 if TYPE_CHECKING:  # imported on first use: see healthsim._lazy
     import psycopg
+
+    from ..base import Engine
 else:
     psycopg = lazy_module("psycopg")
 
-__all__ = ["PgConnection", "is_postgres", "open_connection", "to_native"]
-
-
-def is_postgres(con: object) -> TypeGuard[PgConnection]:
-    """Whether ``con`` is a PostgreSQL connection (else a DuckDB one)."""
-    return isinstance(con, PgConnection)
+__all__ = ["PgConnection", "open_connection", "to_native"]
 
 
 @functools.lru_cache(maxsize=512)
@@ -119,15 +116,24 @@ class PgConnection:
         raw: an open psycopg connection in autocommit mode (the library's
             ``transaction()`` sends ``BEGIN``/``COMMIT`` itself).
         target: the database, for messages.
+        engine: the engine the shared code asks where the engines differ (None for the
+            SQL sandbox's connection, which the shared code never sees).
     """
 
-    def __init__(self, raw: psycopg.Connection, target: TeamDatabase) -> None:
+    def __init__(self, raw: psycopg.Connection, target: TeamDatabase, engine: Engine | None = None) -> None:
         self.raw = raw
         self.target = target
+        self._engine = engine
         #: Inside :meth:`snapshot`: reads see one moment, and take no row locks.
         self.reading = False
         # json as text: exact (big integers, key order) and not parsed twice.
         raw.adapters.register_loader("json", psycopg.types.string.TextLoader)
+
+    @property
+    def engine(self) -> Engine:
+        """The team store's engine."""
+        assert self._engine is not None, "the sandbox's connection has no engine"
+        return self._engine
 
     def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> _Result:
         """Run one statement; see the module's description."""
@@ -203,7 +209,7 @@ class PgConnection:
 
 
 @contextmanager
-def open_connection(target: TeamDatabase) -> Iterator[PgConnection]:
+def open_connection(target: TeamDatabase, engine: Engine | None = None) -> Iterator[PgConnection]:
     """A connection to ``target`` for one operation, closed afterwards (schema migrations
     are the caller's: :func:`healthsim.state.database.connect` applies them).
 
@@ -211,7 +217,7 @@ def open_connection(target: TeamDatabase) -> Iterator[PgConnection]:
         ServerUnavailableError: the server cannot be reached, refused the login, or has
             no such database.
     """
-    con = PgConnection(target.connect(), target)
+    con = PgConnection(target.connect(), target, engine)
     try:
         yield con
     finally:

@@ -18,11 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..errors import DatabaseError
-from ..history import add_changed_by, create_history_tables
-from ..schema import VERSION_TABLE, apply_migrations
-from ..transactions import transaction
+from ...errors import DatabaseError
+from ..ddl import VERSION_TABLE, add_changed_by, apply_migrations, create_history_tables
 from .connection import PgConnection
+from .transactions import transaction
 
 __all__ = ["ENTITY_IDS", "SCHEMA_VERSION", "ensure_schema", "schema_version"]
 

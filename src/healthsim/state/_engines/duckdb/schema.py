@@ -18,16 +18,15 @@ import datetime as _dt
 import json
 import uuid
 from collections.abc import Callable
-from typing import Any
 
 import duckdb
 import pyarrow as pa
 
-from .entities import id_fields
-from .errors import DatabaseError
-from .history import add_changed_by, create_history_tables
-from .id_sql import entity_uuid_select
-from .transactions import transaction
+from ...entities import id_fields
+from ...errors import DatabaseError
+from ...id_sql import entity_uuid_select
+from ..ddl import VERSION_TABLE, add_changed_by, apply_migrations, create_history_tables
+from .connection import DuckConnection, transaction
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -43,7 +42,6 @@ __all__ = [
     "schema_version",
 ]
 
-VERSION_TABLE = "healthsim_state_schema_version"
 
 _TABLES_DDL = """
 CREATE TABLE scenarios (
@@ -91,7 +89,7 @@ _OUR_COLUMNS = {
 }
 
 
-def _table_columns(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str] | None:
+def _table_columns(con: DuckConnection, table: str) -> dict[str, str] | None:
     rows = con.execute(
         "SELECT column_name, data_type FROM duckdb_columns() "
         "WHERE database_name = current_database() AND schema_name = 'main' AND table_name = ?",
@@ -100,7 +98,7 @@ def _table_columns(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]
     return {name: dtype for name, dtype in rows} if rows else None
 
 
-def _has_foreign_keys(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+def _has_foreign_keys(con: DuckConnection, table: str) -> bool:
     return bool(
         con.execute(
             "SELECT count(*) FROM duckdb_constraints() WHERE database_name = current_database() "
@@ -121,7 +119,7 @@ def _legacy_entity_data(entity_type: str, entity_id: str, entity_data: str) -> s
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
-def _keep_legacy_entity_ids(con: duckdb.DuckDBPyConnection) -> None:
+def _keep_legacy_entity_ids(con: DuckConnection) -> None:
     """Write ``_entity_id`` into rows whose legacy non-UUID id the data does not carry."""
     rows = con.execute(
         "SELECT id, entity_type, entity_id::VARCHAR, entity_data FROM _hs_upgrade_scenario_entities "
@@ -150,7 +148,7 @@ def _keep_legacy_entity_ids(con: duckdb.DuckDBPyConnection) -> None:
         con.unregister("_hs_legacy_updates")
 
 
-def _rebuild_legacy_tables(con: duckdb.DuckDBPyConnection) -> None:
+def _rebuild_legacy_tables(con: DuckConnection) -> None:
     """Turn an earlier release's three tables into ours, row for row."""
     for table, ours in _OUR_COLUMNS.items():
         columns = _table_columns(con, table)
@@ -206,7 +204,7 @@ def _rebuild_legacy_tables(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"DROP TABLE IF EXISTS _hs_upgrade_{table}")
 
 
-def _migration_1(con: duckdb.DuckDBPyConnection) -> None:
+def _migration_1(con: DuckConnection) -> None:
     present = {t: _table_columns(con, t) for t in _OUR_COLUMNS}
     if all(cols is None for cols in present.values()):
         con.execute(_TABLES_DDL)
@@ -219,14 +217,14 @@ def _migration_1(con: duckdb.DuckDBPyConnection) -> None:
 STAGING_TABLE = "healthsim_state_staging"
 
 
-def _migration_2(con: duckdb.DuckDBPyConnection) -> None:
+def _migration_2(con: DuckConnection) -> None:
     # Scenarios being written in several transactions (see bulk.py): rows staged under
     # an id recorded here are invisible, and removed on the next open after a crash.
     con.execute(f"CREATE TABLE {STAGING_TABLE} (scenario_id UUID PRIMARY KEY, started_at TIMESTAMP NOT NULL)")
 
 
 #: Ordered migrations: (version, description, function). Append; never edit a released one.
-MIGRATIONS: list[tuple[int, str, Callable[[duckdb.DuckDBPyConnection], None]]] = [
+MIGRATIONS: list[tuple[int, str, Callable[[DuckConnection], None]]] = [
     (1, "specification tables (rebuilds tables of earlier HealthSim releases)", _migration_1),
     (2, "staging table for large writes committed in chunks", _migration_2),
     (3, "history: versions, the id ranges each wrote, archived entity rows", create_history_tables),
@@ -235,7 +233,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[duckdb.DuckDBPyConnection], None]]] =
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
-def schema_version(con: duckdb.DuckDBPyConnection) -> int:
+def schema_version(con: DuckConnection) -> int:
     """The schema version recorded in the database (0 when none is)."""
     try:
         row = con.execute(f"SELECT max(version) FROM {VERSION_TABLE}").fetchall()
@@ -244,23 +242,7 @@ def schema_version(con: duckdb.DuckDBPyConnection) -> int:
     return int(row[0][0] or 0)
 
 
-def apply_migrations(con: Any, migrations: list[tuple[int, str, Callable[[Any], None]]], current: int) -> None:
-    """Run the migrations newer than ``current`` in order, each recorded in
-    :data:`VERSION_TABLE` (made if missing), inside the caller's transaction (either engine)."""
-    con.execute(
-        f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} "
-        "(version INTEGER PRIMARY KEY, description VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)"
-    )
-    for version, description, migrate in migrations:
-        if version > current:
-            migrate(con)
-            con.execute(
-                f"INSERT INTO {VERSION_TABLE} VALUES (?, ?, ?)",
-                [version, description, _dt.datetime.now(_dt.UTC).replace(tzinfo=None)],
-            )
-
-
-def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+def ensure_schema(con: DuckConnection) -> None:
     """Apply pending migrations in one transaction (a no-op when up to date).
 
     Raises:
@@ -294,18 +276,18 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
 # one final transaction (see bulk.py). What a killed writer left is removed on next open.
 
 
-def begin_staging(con: duckdb.DuckDBPyConnection, staging_id: uuid.UUID, now: _dt.datetime) -> None:
+def begin_staging(con: DuckConnection, staging_id: uuid.UUID, now: _dt.datetime) -> None:
     """Record a staging id (committed) before any of its rows is written."""
     with transaction(con):
         con.execute(f"INSERT INTO {STAGING_TABLE} VALUES (?, ?)", [staging_id, now])
 
 
-def end_staging(con: duckdb.DuckDBPyConnection, staging_id: uuid.UUID) -> None:
+def end_staging(con: DuckConnection, staging_id: uuid.UUID) -> None:
     """Forget a staging id; call inside the transaction that makes its rows visible."""
     con.execute(f"DELETE FROM {STAGING_TABLE} WHERE scenario_id = ?", [staging_id])
 
 
-def discard_staging(con: duckdb.DuckDBPyConnection, staging_id: uuid.UUID) -> None:
+def discard_staging(con: DuckConnection, staging_id: uuid.UUID) -> None:
     """Delete a staged write that will not be finished (its rows, then its record)."""
     with transaction(con):
         con.execute(
@@ -316,14 +298,14 @@ def discard_staging(con: duckdb.DuckDBPyConnection, staging_id: uuid.UUID) -> No
         end_staging(con, staging_id)
 
 
-def recover_staging(con: duckdb.DuckDBPyConnection) -> None:
+def recover_staging(con: DuckConnection) -> None:
     """Remove what an interrupted staged write left (cheap when there is nothing: one
     look at a table of at most a few rows)."""
     for (staging_id,) in con.execute(f"SELECT scenario_id FROM {STAGING_TABLE}").fetchall():
         discard_staging(con, staging_id)
 
 
-def prepare(con: duckdb.DuckDBPyConnection) -> None:
+def prepare(con: DuckConnection) -> None:
     """Make a read-write connection ready for the library: apply pending migrations,
     then remove what an interrupted staged write left.
 

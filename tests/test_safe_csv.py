@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from healthsim.state.exchange.csv_format import (
+from healthsim.state.safe_csv import (
     FORMULA_STARTS,
     ID_COLUMN,
     SafeCsvWriter,

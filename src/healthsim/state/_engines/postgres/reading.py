@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from ..._lazy import lazy_module
+from ...._lazy import lazy_module
 from .connection import PgConnection, to_native
 
 if TYPE_CHECKING:  # imported on first use: see healthsim._lazy

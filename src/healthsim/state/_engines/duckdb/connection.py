@@ -1,0 +1,163 @@
+"""Opening a DuckDB file for one operation: retries while it is locked, permissions.
+
+Several processes share one file (a terminal, a notebook, an assistant's MCP server), and
+DuckDB lets one process hold it read-write at a time. So no connection outlives the
+operation that opened it, and an open that finds the file locked retries with backoff
+for up to ``HEALTHSIM_LOCK_TIMEOUT`` seconds (default 30) before raising
+:class:`~healthsim.state.errors.DatabaseLockedError`. Inside one process, operations on
+the same file take turns through a lock, because DuckDB refuses a second connection with
+another configuration (the read-only SQL sandbox) beside an open one.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import pyarrow as pa
+
+from ...errors import DatabaseError, DatabaseLockedError, InvalidInputError
+
+if TYPE_CHECKING:
+    from ..base import Engine, Params
+
+__all__ = [
+    "DuckConnection",
+    "lock_timeout",
+    "open_file",
+    "process_lock",
+    "restrict_permissions",
+    "transaction",
+]
+
+_DEFAULT_LOCK_TIMEOUT = 30.0
+
+_process_locks: dict[str, threading.RLock] = {}
+_process_locks_guard = threading.Lock()
+
+
+class DuckConnection:
+    """A DuckDB connection with the engine it belongs to (see :mod:`..base`).
+
+    Args:
+        raw: the DuckDB connection (closed by the opener, not here).
+        engine: the DuckDB engine.
+    """
+
+    __slots__ = ("engine", "raw")
+
+    def __init__(self, raw: duckdb.DuckDBPyConnection, engine: Engine) -> None:
+        self.raw = raw
+        self.engine = engine
+
+    def execute(self, sql: str, params: Params = None) -> duckdb.DuckDBPyConnection:
+        return self.raw.execute(sql, params)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any] | Mapping[str, Any]]) -> Any:
+        return self.raw.executemany(sql, list(rows))
+
+    def sql(self, sql: str, *, params: Any = None) -> duckdb.DuckDBPyRelation:
+        return self.raw.sql(sql, params=params)
+
+    def cursor(self) -> DuckConnection:
+        return DuckConnection(self.raw.cursor(), self.engine)
+
+    def register(self, name: str, table: pa.Table) -> Any:
+        return self.raw.register(name, table)
+
+    def unregister(self, name: str) -> Any:
+        return self.raw.unregister(name)
+
+    def interrupt(self) -> None:
+        self.raw.interrupt()
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+def lock_timeout() -> float:
+    """Seconds to wait for a locked database (``HEALTHSIM_LOCK_TIMEOUT``, default 30)."""
+    raw = os.environ.get("HEALTHSIM_LOCK_TIMEOUT", "").strip()
+    if not raw:
+        return _DEFAULT_LOCK_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise InvalidInputError(f"HEALTHSIM_LOCK_TIMEOUT={raw!r} is not a number of seconds; set it to e.g. 30")
+    return value
+
+
+def process_lock(path: Path) -> threading.RLock:
+    """This process's lock on one database file: operations on it take turns (DuckDB
+    refuses a second connection with another configuration beside an open one)."""
+    with _process_locks_guard:
+        return _process_locks.setdefault(str(path), threading.RLock())
+
+
+def _is_lock_conflict(exc: duckdb.Error) -> bool:
+    text = str(exc)
+    return "Could not set lock" in text or "Conflicting lock" in text
+
+
+def open_file(path: Path, config: dict[str, Any] | None, read_only: bool) -> duckdb.DuckDBPyConnection:
+    """Open the file, retrying with backoff while another process holds it.
+
+    Raises:
+        DatabaseLockedError: still held after :func:`lock_timeout` seconds.
+        DatabaseError: it is not a DuckDB file this DuckDB can read.
+    """
+    timeout = lock_timeout()
+    deadline = time.monotonic() + timeout
+    delay = 0.01
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only, config=config or {})
+        except duckdb.IOException as exc:
+            if not _is_lock_conflict(exc):
+                raise DatabaseError(
+                    f"cannot open database {str(path)!r}: {exc}; check that it is a DuckDB "
+                    "file written by DuckDB 1.x/2.x, or point HEALTHSIM_DB at another file"
+                ) from exc
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise DatabaseLockedError(path, timeout) from exc
+            # Jitter keeps two waiting processes from retrying in lockstep.
+            time.sleep(min(remaining, delay * (0.5 + random.random())))
+            delay = min(delay * 2, 0.5)
+        except duckdb.Error as exc:
+            raise DatabaseError(f"cannot open database {str(path)!r}: {exc}") from exc
+
+
+def restrict_permissions(path: Path) -> None:
+    """Owner-only permissions on the file and its write-ahead log (they hold patient-like data)."""
+    for file in (path, path.with_name(path.name + ".wal")):
+        try:
+            os.chmod(file, 0o600)
+        except FileNotFoundError:
+            pass
+
+
+@contextmanager
+def transaction(con: DuckConnection) -> Iterator[DuckConnection]:
+    """The block as one transaction: committed if it returns, rolled back if it raises.
+
+    DuckDB runs a multi-statement string statement by statement, not atomically, so every
+    write goes through this.
+    """
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    else:
+        con.execute("COMMIT")

@@ -1,0 +1,250 @@
+"""The embedded engine's answers to :class:`~healthsim.state._engines.base.Engine`."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from pathlib import Path
+from typing import Any, cast
+
+import duckdb
+import pyarrow as pa
+
+from ...errors import DatabaseError, InvalidInputError, QueryError
+from ...id_sql import entity_rows_sql
+from ..base import AnalyticsConnection, Connection, Engine, Params
+from .connection import DuckConnection, open_file, process_lock, restrict_permissions, transaction
+from .sandbox import check_statement, run_sandboxed
+from .schema import begin_staging, discard_staging, end_staging, prepare, schema_version
+
+__all__ = ["DUCKDB", "DuckDBEngine", "local_duckdb"]
+
+#: One encoder chunk (registered as ``_hs_chunk``) into ``scenario_entities``, row ids
+#: as the encoder numbered them.
+_INSERT_CHUNK_SQL = f"""
+INSERT INTO scenario_entities (id, scenario_id, entity_type, entity_id, entity_data, created_at)
+SELECT id, $scenario_id, entity_type, _uuid, entity_data, $now FROM ({entity_rows_sql()})
+"""
+
+
+def _file(database: object) -> Path:
+    if not isinstance(database, Path):  # (engine_for gave this engine a file's path)
+        raise InvalidInputError(f"{database!s} is not a DuckDB file")
+    return database
+
+
+class DuckDBEngine(Engine):
+    """Scenarios in one DuckDB file, held whole by one writing process at a time."""
+
+    name = "duckdb"
+    ids_from_sequence = False
+    stages_large_writes = True
+    keeps_key_counts = True
+    parses_while_streaming = False
+
+    # ------------------------------------------------------------------ the database
+
+    @contextmanager
+    def connect(  # (one sequence: create, open, prepare, translate errors, close)
+        self, database: Any, *, create: bool, read_only: bool, config: dict[str, Any] | None
+    ) -> Iterator[Connection | None]:
+        path = _file(database)
+        with process_lock(path):
+            created = not path.exists()
+            if created and not create:
+                yield None
+                return
+            if created:
+                _make_folder(path)
+            raw = open_file(path, config, read_only=read_only)
+            con = DuckConnection(raw, self)
+            try:
+                if created:
+                    restrict_permissions(path)
+                if not read_only:
+                    prepare(con)
+                yield con
+            except duckdb.Error as exc:
+                # Our callers check their input before DuckDB sees it, so this is a defect
+                # (it was how a lone surrogate in an imported file's key surfaced); it still
+                # ends in the library's exception tree, with what to do.
+                detail = " ".join(str(exc).split())  # DuckDB's text spans lines; ours is one
+                raise DatabaseError(
+                    f"database {str(path)!r}: DuckDB refused the operation ({type(exc).__name__}: {detail}); "
+                    "please report this as a bug, with what you were doing"
+                ) from exc
+            finally:
+                raw.close()
+                if created:
+                    restrict_permissions(path)
+
+    def shown(self, database: Any) -> str:
+        return str(database)
+
+    def same_database(self, a: Any, b: Any) -> bool:
+        return os.path.realpath(_file(a)) == os.path.realpath(_file(b))
+
+    def cache_folder(self, database: Any) -> Path:
+        path = _file(database)
+        return path.with_name(path.name + ".frames")
+
+    def describe(self, database: Any, con: Connection | None) -> dict[str, Any]:
+        path = _file(database)
+        details: dict[str, Any] = {"database": str(path), "engine": self.name, "exists": path.exists()}
+        if con is not None:
+            details["size_bytes"] = path.stat().st_size
+            details["schema_version"] = self.schema_version(con)
+        return details
+
+    def schema_version(self, con: Connection) -> int:
+        return schema_version(_duck(con))
+
+    # ------------------------------------------------------------------ transactions, locks
+
+    def transaction(self, con: Connection) -> AbstractContextManager[Connection]:
+        return transaction(_duck(con))
+
+    def snapshot(self, con: Connection) -> AbstractContextManager[None]:
+        return nullcontext()  # the reader holds the file: nobody writes meanwhile
+
+    def lock_name(self, con: Connection, name: str) -> None:
+        """Nothing to take: the writer holds the whole file."""
+
+    def lock_scenarios(self, con: Connection, scenario_ids: list[Any]) -> None:
+        """Nothing to take: the writer holds the whole file."""
+
+    def row_lock(self, con: Connection) -> str:
+        return ""
+
+    # ------------------------------------------------------------------ the SQL sandbox
+
+    def check_query(self, sql: object) -> str:
+        return check_statement(sql)
+
+    def run_query(self, database: Any, sql: str, *, limit: int, max_bytes: int, timeout: float) -> dict[str, Any]:
+        return run_sandboxed(self._prepared(database), sql, limit=limit, max_bytes=max_bytes, timeout=timeout)
+
+    def query_to_file(self, database: Any, sql: str, output: dict[str, str], *, timeout: float) -> dict[str, Any]:
+        path = self._prepared(database)
+        return run_sandboxed(path, sql, limit=1, max_bytes=1000, timeout=timeout, output=output)
+
+    def _prepared(self, database: Any) -> Path:
+        """The file, with pending migrations applied and an interrupted write's leftovers
+        removed: the sandbox opens it read-only, and must never see half-written data."""
+        path = _file(database)
+        with self.connect(path, create=False, read_only=False, config=None) as con:
+            if con is None:
+                raise QueryError(f"there is no database at {str(path)!r} yet; save or import a scenario first")
+        return path
+
+    # ------------------------------------------------------------------ staged writes
+
+    def begin_staging(self, con: Connection, staging_id: uuid.UUID, now: _dt.datetime) -> None:
+        begin_staging(_duck(con), staging_id, now)
+
+    def end_staging(self, con: Connection, staging_id: uuid.UUID) -> None:
+        end_staging(_duck(con), staging_id)
+
+    def discard_staging(self, con: Connection, staging_id: uuid.UUID) -> None:
+        discard_staging(_duck(con), staging_id)
+
+    # ------------------------------------------------------------------ SQL fragments
+
+    def create_temp(self, con: Connection, name: str) -> str:
+        return f"CREATE OR REPLACE TEMP TABLE {name}"
+
+    def has_scalar(self, column: str, field: str) -> str:
+        key = field.replace("'", "''")
+        return f"json_type({column}, '$.{key}') IN ('VARCHAR', 'BIGINT', 'UBIGINT', 'DOUBLE', 'HUGEINT')"
+
+    def matches(self, column: str, pattern: str) -> str:
+        return f"regexp_matches({column}, '{pattern}')"
+
+    def json_equal(self, a: str, b: str) -> str:
+        # json() keeps key order and tells 1 from 1.0 and true: equal minified text is the same JSON.
+        return f"({a}::VARCHAR = {b}::VARCHAR OR json({a}) = json({b}))"
+
+    def json_text_in(self, column: str, param: str) -> str:
+        return f"list_contains(list_transform(CAST({column} AS VARCHAR[]), lambda t: lower(t)), {param})"
+
+    def json_text(self, column: str, keys: Sequence[str]) -> str:
+        return f"json_extract_string({column}, '$.{'.'.join(keys)}')"
+
+    # ------------------------------------------------------------------ rows in and out
+
+    def next_entity_id(self, con: Connection) -> int:
+        return int(con.execute("SELECT COALESCE(max(id), 0) + 1 FROM scenario_entities").fetchall()[0][0])
+
+    def insert_selected(self, con: Connection, table: str, columns: list[str], select: str, chunk: pa.Table) -> None:
+        duck = _duck(con)
+        duck.register("_hs_chunk", chunk)
+        try:
+            duck.execute(f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM ({select})")
+        finally:
+            duck.unregister("_hs_chunk")
+
+    def encode_entity_chunk(self, chunk: pa.Table, scenario_id: uuid.UUID, now: _dt.datetime) -> pa.Table:
+        return chunk  # DuckDB reads the Arrow table itself
+
+    def insert_entity_chunk(self, con: Connection, encoded: Any, scenario_id: uuid.UUID, now: _dt.datetime) -> None:
+        duck = _duck(con)
+        duck.register("_hs_chunk", encoded)
+        try:
+            duck.execute(_INSERT_CHUNK_SQL, {"scenario_id": scenario_id, "now": now})
+        finally:
+            duck.unregister("_hs_chunk")
+
+    def fetch_arrow(self, con: Connection, sql: str, params: Params = None, *, texts: Sequence[str] = ()) -> pa.Table:
+        return _duck(con).raw.sql(sql, params=dict(params or {})).to_arrow_table()
+
+    def arrow_batches(
+        self, con: Connection, sql: str, params: Params = None, *, texts: Sequence[str] = ()
+    ) -> Iterator[pa.Table]:
+        yield self.fetch_arrow(con, sql, params, texts=texts)
+
+    def computing(self, con: Connection | None) -> AbstractContextManager[AnalyticsConnection]:
+        if con is not None:
+            return nullcontext(_duck(con))
+        return _closing(local_duckdb())
+
+    def analysed(self, con: Connection, rows_sql: str) -> AbstractContextManager[AnalyticsConnection | None]:
+        return nullcontext(None)  # the file's own connection is DuckDB already
+
+
+def _duck(con: Connection) -> DuckConnection:
+    """``con`` as the DuckDB connection it is (this engine only ever hands out those)."""
+    return cast(DuckConnection, con)
+
+
+@contextmanager
+def _closing(con: DuckConnection) -> Iterator[AnalyticsConnection]:
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def _make_folder(path: Path) -> None:
+    folder = path.parent
+    if folder.exists():
+        return
+    try:
+        folder.mkdir(parents=True, mode=0o700)
+    except OSError as exc:  # a file in the way, no permission, read-only disk
+        raise DatabaseError(
+            f"cannot create the folder of database {str(path)!r}: "
+            f"{exc.strerror or exc} ({exc.filename or folder}); point HEALTHSIM_DB "
+            "(or --db) at a file in a folder you can write to"
+        ) from exc
+
+
+#: The embedded engine (it keeps no state: one for every file).
+DUCKDB = DuckDBEngine()
+
+
+def local_duckdb(config: dict[str, Any] | None = None) -> DuckConnection:
+    """A private in-memory DuckDB to compute in (closed by the caller)."""
+    return DuckConnection(duckdb.connect(":memory:", config=config or {}), DUCKDB)
