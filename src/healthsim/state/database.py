@@ -80,8 +80,8 @@ def resolve_database(path: str | os.PathLike[str] | TeamDatabase | None = None) 
             file's path itself); the message shows it with the password hidden.
             Nothing is created.
     """
-    if isinstance(path, TeamDatabase):
-        return path
+    if path is not None and not isinstance(path, (str, os.PathLike)):
+        return path  # a team store's database, already read from its URL
     if path is None:
         env = os.environ.get("HEALTHSIM_DB", "").strip()
         if env:
