@@ -46,6 +46,7 @@ from .results import (
 if TYPE_CHECKING:  # for type checkers; at run time these load on first use (see __getattr__)
     import pyarrow as pa
 
+    from .checks import CheckResult
     from .query import query_scenarios, query_to_file
     from .store import ScenarioStore
     from .transfer import transfer_scenario
@@ -53,6 +54,7 @@ if TYPE_CHECKING:  # for type checkers; at run time these load on first use (see
 # Names whose modules pull in DuckDB, PyArrow and psycopg: imported on first use, so that
 # importing the package (and `healthsim --version`, `healthsim --help`) stays quick.
 _LAZY = {
+    "CheckResult": "checks",
     "ScenarioStore": "store",
     "query_scenarios": "query",
     "query_to_file": "query",
@@ -88,6 +90,7 @@ __all__ = [
     "query_scenarios",
     "query_to_file",
     "summarize_scenario",
+    "check_scenario",
     "report_scenario",
     "add_entities",
     "remove_entities",
@@ -106,6 +109,7 @@ __all__ = [
     "ScenarioOverview",
     "QueryResult",
     "EditResult",
+    "CheckResult",
     "ScenarioHistory",
     "ScenarioDiff",
     "StateError",
@@ -205,6 +209,15 @@ def summarize_scenario(
     See :meth:`ScenarioStore.summarize_scenario`.
     """
     return _default_store().summarize_scenario(name, version=version, samples=samples, max_bytes=max_bytes)
+
+
+def check_scenario(name: str, *, version: int | None = None) -> CheckResult:
+    """Check a scenario (or version) of the default database: broken references,
+    duplicate ids, impossible timelines, malformed codes, identifiers that look real.
+
+    See :meth:`ScenarioStore.check_scenario`.
+    """
+    return _default_store().check_scenario(name, version=version)
 
 
 def export_scenario(

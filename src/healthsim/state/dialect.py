@@ -14,7 +14,18 @@ import pyarrow as pa
 
 from .postgres.connection import is_postgres
 
-__all__ = ["create_temp", "fetch_arrow", "has_scalar", "json_equal", "json_text", "json_text_in", "matches"]
+__all__ = [
+    "create_temp",
+    "fetch_arrow",
+    "has_scalar",
+    "instant",
+    "json_equal",
+    "json_fields",
+    "json_text",
+    "json_text_in",
+    "matches",
+    "top_level_keys",
+]
 
 
 def create_temp(con: Any, name: str) -> str:
@@ -79,3 +90,64 @@ def json_text(con: Any, column: str, keys: Sequence[str]) -> str:
     if is_postgres(con):
         return f"({column}::json #>> '{{{','.join(keys)}}}')"
     return f"json_extract_string({column}, '$.{'.'.join(keys)}')"
+
+
+# --- for checking a scenario (see :mod:`.checks`) -------------------------------------------
+
+
+def json_fields(con: Any, source: str, keep: str, paths: Sequence[Sequence[str]]) -> str:
+    """SQL of a subquery over the rows of ``source`` (an SQL query with an
+    ``entity_data`` column) with the columns ``keep`` (a comma-separated list of
+    ``source``'s columns) and, per path ``i`` of ``paths`` (object keys, plain names),
+    ``k{i}``: the JSON kind of the value there (``string``, ``number``, ``boolean``,
+    ``null``, ``object``, ``array``; NULL when there is none) and ``t{i}``: its text (a
+    string unquoted, anything else as JSON text). Every entity is parsed once."""
+    if not paths:
+        return f"SELECT {keep} FROM ({source}) AS _hs_src"
+    if is_postgres(con):  # (jsonb: parsed once per row, then each path is a lookup)
+        columns = ", ".join(
+            f"jsonb_typeof(_hs_d #> '{{{','.join(p)}}}') AS k{i}, (_hs_d #>> '{{{','.join(p)}}}') AS t{i}"
+            for i, p in enumerate(paths)
+        )
+        return (
+            f"SELECT {keep}, {columns} FROM (SELECT {keep}, entity_data::jsonb AS _hs_d FROM ({source}) AS _hs_src) "
+            "AS _hs_parsed"
+        )
+    pointers = ", ".join("'" + "".join("/" + k.replace("~", "~0").replace("/", "~1") for k in p) + "'" for p in paths)
+    kinds = (
+        "CASE WHEN {v} IS NULL THEN NULL WHEN left({v}, 1) = '\"' THEN 'string' WHEN left({v}, 1) = '{{' "
+        "THEN 'object' WHEN left({v}, 1) = '[' THEN 'array' WHEN {v} IN ('true', 'false') THEN 'boolean' "
+        "WHEN {v} = 'null' THEN 'null' ELSE 'number' END"
+    )
+    # A string's text without its quotes, unless it has escapes (then decoded).
+    texts = (
+        "CASE WHEN left({v}, 1) <> '\"' THEN {v}::VARCHAR WHEN contains({v}, '\\') "
+        "THEN json_extract_string({v}, '$') ELSE substr({v}, 2, length({v}) - 2) END"
+    )
+    columns = ", ".join(
+        f"{kinds.format(v=f'_hs_x[{i + 1}]')} AS k{i}, {texts.format(v=f'_hs_x[{i + 1}]')} AS t{i}"
+        for i in range(len(paths))
+    )
+    return (
+        f"SELECT {keep}, {columns} FROM (SELECT {keep}, json_extract(entity_data, [{pointers}]) AS _hs_x "
+        f"FROM ({source}) AS _hs_src) AS _hs_parsed"
+    )
+
+
+def top_level_keys(con: Any, source: str) -> str:
+    """SQL of the distinct top-level keys (column ``k``) of the JSON objects in the
+    ``entity_data`` column of ``source``."""
+    if is_postgres(con):
+        return (
+            f"SELECT DISTINCT json_object_keys(entity_data) AS k FROM ({source}) AS _hs_src "
+            "WHERE json_typeof(entity_data) = 'object'"
+        )
+    return f"SELECT DISTINCT unnest(json_keys(entity_data)) AS k FROM ({source}) AS _hs_src"
+
+
+def instant(con: Any, text: str) -> str:
+    """SQL: the ISO 8601 date or datetime ``text`` (already checked to be one) as a
+    ``TIMESTAMPTZ``, so that datetimes with different offsets compare in time order."""
+    if is_postgres(con):
+        return f"CAST({text} AS TIMESTAMPTZ)"
+    return f"TRY_CAST({text} AS TIMESTAMPTZ)"

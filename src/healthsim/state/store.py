@@ -27,6 +27,7 @@ import pyarrow as pa
 
 from .. import __version__
 from .bulk import ChunkEncoder, insert_chunks
+from .checks import CheckResult, check_reader
 from .clock import utcnow
 from .database import Database, connect, redact_url, resolve_database
 from .dialect import create_temp, fetch_arrow
@@ -1203,6 +1204,23 @@ class ScenarioStore:
                 summary = dict(summarize(analysed, samples, budget=budget, key_totals=key_totals))
         cache.write_summary(*made, samples, budget, summary)
         return summary
+
+    def check_scenario(self, name: str, *, version: int | None = None) -> CheckResult:
+        """Check a scenario (or version) for broken references, duplicate ids, values that
+        are not what their field is, impossible timelines, malformed codes and identifiers
+        that look real, computed in the database; at most 12 KB of JSON.
+
+        Returns:
+            ``{"ok", "checked": {type: n}, "problems": [{"rule", "severity", "type",
+            "field", "count", "examples"}]}``; ``ok`` is false when any problem is an error.
+            See :mod:`healthsim.state.checks` and ``docs/decisions.md``.
+
+        Raises:
+            ScenarioNotFoundError: no scenario has that name or id.
+            InvalidInputError: the version is not retained.
+        """
+        with self.open_scenario(name, version) as reader:
+            return check_reader(reader)
 
     def report_scenario(
         self, name: str, output_path: str | os.PathLike[str] | None = None, *, version: int | None = None

@@ -1,0 +1,308 @@
+"""Running the rules of one scenario (version) in the database.
+
+Per checked type: its top-level keys (one pass), then the fields the rules read copied
+into a temporary table with one parse of every entity, then one aggregate query counts
+every rule that reads the row alone; duplicates, references and the patient's birth and
+death are joins over such tables. Examples (at most five per problem, by row order) are
+fetched with ``LIMIT`` only for rules that found something, so a clean scenario costs
+the passes and no more. Nothing is parsed in Python but the counts and the examples.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from dataclasses import field as _field
+from typing import Any
+
+from ..dialect import create_temp, json_fields, top_level_keys
+from . import sql
+from .plan import TypePlan, plan_type
+from .rules import REFERENCES, RULES
+
+__all__ = ["Found", "Scope", "run_rules"]
+
+_EXAMPLES = 5
+_SCALAR = "IN ('string', 'number')"
+
+
+@dataclass
+class Scope:
+    """What to check: the rows ``base(type)`` gives (SQL with the columns ``id,
+    entity_id, entity_type, entity_data`` of one scenario's rows, of one type or all of
+    them); with ``only`` (an SQL condition on the row ``id``), only those rows, compared
+    with all of the scenario's."""
+
+    con: Any
+    base: Callable[[str | None], str]
+    today: _dt.date
+    only: str | None = None
+
+    def rows(self, entity_type: str | None = None, *, checked: bool = True) -> str:
+        """SQL of the rows, of one type or all (``checked``: only those checked)."""
+        sql = self.base(entity_type)
+        return f"SELECT * FROM ({sql}) AS _hs_rows WHERE {self.only}" if checked and self.only else sql
+
+
+@dataclass
+class Found:
+    """One rule's finding: how many entities, and a few of them as ``(id, value)``."""
+
+    rule: str
+    entity_type: str
+    field: str
+    count: int
+    examples: list[tuple[str, Any]] = _field(default_factory=list)
+
+
+@dataclass
+class _Spec:
+    """A rule over one field: entities of ``FROM {source}`` matching ``where``."""
+
+    rule: str
+    field: str
+    where: str
+    value: str
+    source: str = "_hs_check_rows c"
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def run_rules(scope: Scope) -> tuple[dict[str, int], list[Found]]:
+    """The checked entities per type and every rule's findings (counts over zero)."""
+    con = scope.con
+    checked = {
+        t: n
+        for t, n in con.execute(
+            f"SELECT entity_type, count(*) FROM ({scope.rows()}) AS r GROUP BY entity_type ORDER BY min(id)"
+        ).fetchall()
+    }
+    every = (
+        set(checked)
+        if not scope.only
+        else {
+            t for (t,) in con.execute(f"SELECT DISTINCT entity_type FROM ({scope.rows(checked=False)}) AS a").fetchall()
+        }
+    )
+    found: list[Found] = []
+    with _temporary(con) as made:
+        for entity_type in checked:
+            keys = [k for (k,) in con.execute(top_level_keys(con, scope.rows(entity_type))).fetchall()]
+            plan = plan_type(entity_type, keys)
+            found += _check_type(scope, plan, every, made)
+    return checked, found
+
+
+@contextmanager
+def _temporary(con: Any) -> Iterator[set[str]]:
+    """The names of the temporary tables made meanwhile, dropped at the end."""
+    made: set[str] = set()
+    try:
+        yield made
+    finally:
+        for name in made:
+            con.execute(f"DROP TABLE IF EXISTS {name}")
+
+
+def _check_type(scope: Scope, plan: TypePlan, every: set[str], made: set[str]) -> list[Found]:
+    """Every rule's findings of one type."""
+    con = scope.con
+    own = _own_id(plan)  # (its columns read with the others)
+    if "mrn" in plan.own_ids:
+        plan.column("mrn")
+    specs = _row_specs(con, plan, scope.today)
+    joined = _reference_specs(scope, plan, every, made) + _event_specs(scope, plan, every, made)
+    candidates = [(name, *plan.column(name)) for name in plan.candidates]
+    source = json_fields(con, scope.rows(plan.entity_type), "id, entity_id", plan.paths)
+    con.execute(f"{create_temp(con, '_hs_check_rows')} AS {source}")
+    made.add("_hs_check_rows")
+    counts = _count(con, specs, candidates)
+    for name, k, t in candidates:  # mostly dates: the others are not
+        dates, present = counts.pop(f"date:{name}"), counts.pop(f"present:{name}")
+        if present and dates * 2 > present and dates < present:
+            specs.append(_Spec("not_a_date", name, sql.bad_date(con, k, t), t))
+            counts[str(len(specs) - 1)] = present - dates
+    found = [(s, counts[str(i)]) for i, s in enumerate(specs) if counts.get(str(i))]
+    for s in joined:
+        (n,) = con.execute(f"SELECT count(*) FROM {s.source} WHERE {s.where}").fetchall()[0]
+        if n:
+            found.append((s, n))
+    out = [Found(s.rule, plan.entity_type, s.field, n, _examples(con, own, s)) for s, n in found]
+    return _duplicates(scope, plan, own) + out
+
+
+def _row_specs(con: Any, plan: TypePlan, today: _dt.date) -> list[_Spec]:
+    """The rules that read one row alone."""
+    specs: list[_Spec] = []
+
+    def add(rule: str, name: str, where: Any, extra: str = "") -> None:
+        k, t = plan.column(name)
+        specs.append(_Spec(rule, name, where(k, t) + extra, f"c.{t}"))
+
+    for name in plan.dates:
+        add("not_a_date", name, lambda k, t: sql.bad_date(con, f"c.{k}", f"c.{t}"))
+    for name in plan.numbers:
+        add("not_a_number", name, lambda k, t: sql.bad_number(con, f"c.{k}", f"c.{t}"))
+    for name in plan.genders:
+        add("unknown_gender", name, lambda k, t: sql.bad_gender(f"c.{k}", f"c.{t}"))
+    rule_sql = {
+        "malformed_icd10": sql.bad_icd10,
+        "bad_loinc_check_digit": sql.bad_loinc,
+        "bad_npi_check_digit": sql.bad_npi,
+        "malformed_ndc": sql.bad_ndc,
+    }
+    for rule, names in plan.codes.items():
+        for name in names:
+            extra = ""
+            if name == "code" and plan.code_system:  # another code system's code is not ICD-10's
+                sk, st = plan.column(plan.code_system)
+                extra = f" AND (c.{sk} IS NULL OR c.{sk} = 'null' OR lower(c.{st}) LIKE '%icd%')"
+            add(rule, name, lambda k, t, r=rule: rule_sql[r](con, f"c.{k}", f"c.{t}"), extra)
+    for rule, names in plan.identifiers.items():
+        for name in names:
+            if rule == "real_looking_email":
+                add(rule, name, lambda k, t: sql.real_email(con, f"c.{k}", f"c.{t}"))
+            else:
+                test = sql.real_ssn if rule == "real_looking_ssn" else sql.real_phone
+                add(rule, name, lambda k, t, f=test: f(f"c.{k}", f"c.{t}"))
+    for start, end in plan.spans:
+        (sk, st), (ek, et) = plan.column(start), plan.column(end)
+        where = sql.earlier(con, (f"c.{ek}", f"c.{et}"), (f"c.{sk}", f"c.{st}"))
+        specs.append(_Spec("end_before_start", f"{start}..{end}", where, f"c.{st} || ' .. ' || c.{et}"))
+    if "birth_date" in plan.dates and plan.entity_type in ("patients", "members"):
+        k, t = plan.column("birth_date")
+        future = f"({sql.is_date(con, f'c.{k}', f'c.{t}')} AND left(c.{t}, 10) > '{today.isoformat()}')"
+        specs.append(_Spec("birth_in_future", "birth_date", future, f"c.{t}"))
+    return specs
+
+
+def _count(con: Any, specs: list[_Spec], candidates: list[tuple[str, str, str]]) -> dict[str, int]:
+    """Every row rule's count, and each candidate's dates and present values, in one pass."""
+    columns = [f"count(*) FILTER (WHERE {s.where}) AS n{i}" for i, s in enumerate(specs)]
+    names = [str(i) for i in range(len(specs))]
+    for name, k, t in candidates:
+        columns += [
+            f"count(*) FILTER (WHERE {sql.is_date(con, f'c.{k}', f'c.{t}')})",
+            f"count(*) FILTER (WHERE c.{k} <> 'null')",
+        ]
+        names += [f"date:{name}", f"present:{name}"]
+    if not columns:
+        return {}
+    row = con.execute(f"SELECT {', '.join(columns)} FROM _hs_check_rows c").fetchall()[0]
+    return {name: int(n or 0) for name, n in zip(names, row, strict=True)}
+
+
+def _own_id(plan: TypePlan) -> str:
+    """SQL of an entity's own id as text: its first id field holding a string or number,
+    else its stored UUID."""
+    parts = []
+    for name in plan.own_ids:
+        k, t = plan.column(name)
+        parts.append(f"CASE WHEN c.{k} {_SCALAR} THEN c.{t} END")
+    return f"COALESCE({', '.join([*parts, 'CAST(c.entity_id AS VARCHAR)'])})"
+
+
+def _examples(con: Any, own: str, spec: _Spec) -> list[tuple[str, Any]]:
+    rows = con.execute(
+        f"SELECT {own}, {spec.value} FROM {spec.source} WHERE {spec.where} ORDER BY c.id LIMIT {_EXAMPLES}"
+    ).fetchall()
+    return [(str(i), v) for i, v in rows]
+
+
+def _duplicates(scope: Scope, plan: TypePlan, own: str) -> list[Found]:
+    """Entities sharing their own id with another of the type (the stored id is derived
+    from the own id, so equal stored ids are equal own ids), and patients sharing an MRN."""
+    con, out = scope.con, []
+    if plan.own_ids and plan.own_ids[0] != "mrn":
+        others = scope.rows(plan.entity_type, checked=False)
+        shared = f"(SELECT count(*) FROM ({others}) AS a WHERE a.entity_id = c.entity_id)"
+        where = f"{shared} > 1"
+        (n,) = con.execute(f"SELECT count(*) FROM _hs_check_rows c WHERE {where}").fetchall()[0]
+        if n:
+            spec = _Spec("duplicate_id", plan.own_ids[0], where, shared)
+            out.append(Found("duplicate_id", plan.entity_type, plan.own_ids[0], n, _examples(con, own, spec)))
+    if "mrn" in plan.own_ids:
+        k, t = plan.column("mrn")
+        shared = f"(SELECT count(*) FROM _hs_check_rows o WHERE o.{k} {_SCALAR} AND o.{t} = c.{t})"
+        where = f"c.{k} {_SCALAR} AND {shared} > 1"
+        (n,) = con.execute(f"SELECT count(*) FROM _hs_check_rows c WHERE {where}").fetchall()[0]
+        if n:
+            spec = _Spec("duplicate_id", "mrn", where, shared)
+            out.append(Found("duplicate_id", plan.entity_type, "mrn", n, _examples(con, own, spec)))
+    return out
+
+
+def _target_ids(scope: Scope, target: str, made: set[str]) -> str:
+    """A temporary table of the ids (column ``ref``) the entities of ``target`` may be
+    named by, over all of the scenario's rows of that type; for patients also the day of
+    birth and of death (``birth``, ``death``: valid dates only, the widest span per id)."""
+    name = f"_hs_check_ids_{target}"
+    if name in made:
+        return name
+    con = scope.con
+    fields = REFERENCES[next(r for r, (t, _) in REFERENCES.items() if t == target)][1]
+    paths = [(f,) for f in fields] + ([("birth_date",), ("death_date",)] if target == "patients" else [])
+    parsed = json_fields(con, scope.rows(target, checked=False), "id", paths)
+    day = "NULL"
+    birth = death = day
+    if target == "patients":
+        n = len(fields)
+        birth = f"CASE WHEN {sql.is_date(con, f'k{n}', f't{n}')} THEN left(t{n}, 10) END"
+        death = f"CASE WHEN {sql.is_date(con, f'k{n + 1}', f't{n + 1}')} THEN left(t{n + 1}, 10) END"
+    branches = " UNION ALL ".join(
+        f"SELECT t{i} AS ref, {birth} AS birth, {death} AS death FROM _hs_parsed_ids WHERE k{i} {_SCALAR}"
+        for i in range(len(fields))
+    )
+    con.execute(f"{create_temp(con, '_hs_parsed_ids')} AS {parsed}")
+    made.add("_hs_parsed_ids")
+    con.execute(
+        f"{create_temp(con, name)} AS SELECT ref, min(birth) AS birth, max(death) AS death "
+        f"FROM ({branches}) AS b GROUP BY ref"
+    )
+    con.execute("DROP TABLE _hs_parsed_ids")
+    made.add(name)
+    return name
+
+
+def _reference_specs(scope: Scope, plan: TypePlan, every: set[str], made: set[str]) -> list[_Spec]:
+    """References to other types: unresolved ones, or the target type missing."""
+    specs = []
+    for name in plan.references:
+        target = REFERENCES[name][0]
+        k, t = plan.column(name)
+        if target not in every:
+            specs.append(_Spec("missing_target_type", name, f"c.{k} {_SCALAR}", f"c.{t}"))
+            continue
+        ids = _target_ids(scope, target, made)
+        where = f"c.{k} {_SCALAR} AND NOT EXISTS (SELECT 1 FROM {ids} g WHERE g.ref = c.{t})"
+        specs.append(_Spec("unresolved_reference", name, where, f"c.{t}"))
+    return specs
+
+
+def _event_specs(scope: Scope, plan: TypePlan, every: set[str], made: set[str]) -> list[_Spec]:
+    """A patient's events dated before the patient's birth or after the death."""
+    if not plan.events or "patients" not in every:
+        return []
+    con = scope.con
+    people = _target_ids(scope, "patients", made)
+    refs = [plan.column(f) for f in ("patient_mrn", "patient_id") if f in plan.references]
+    key = f"c.{refs[0][1]}"
+    if len(refs) == 2:  # the MRN where there is one, else the patient id
+        key = f"CASE WHEN c.{refs[0][0]} {_SCALAR} THEN c.{refs[0][1]} ELSE c.{refs[1][1]} END"
+    source = f"_hs_check_rows c JOIN {people} p ON p.ref = {key}"
+    specs = []
+    for name in plan.events:
+        k, t = plan.column(name)
+        valid = sql.is_date(con, f"c.{k}", f"c.{t}")
+        specs.append(_Spec("before_birth", name, f"{valid} AND left(c.{t}, 10) < p.birth", f"c.{t}", source))
+        specs.append(_Spec("after_death", name, f"{valid} AND left(c.{t}, 10) > p.death", f"c.{t}", source))
+    return specs
+
+
+def severity(rule: str) -> str:
+    """A rule's severity."""
+    return RULES[rule][0]
