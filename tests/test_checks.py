@@ -6,7 +6,10 @@ import copy
 import datetime as _dt
 from typing import Any
 
+import pytest
+
 from healthsim.state import ScenarioStore
+from healthsim.state.errors import CheckFailedError, InvalidInputError, ScenarioNotFoundError
 
 TODAY = _dt.datetime.now(_dt.UTC).date()
 
@@ -272,3 +275,89 @@ def test_identifiers_that_look_real_are_warnings(store: ScenarioStore) -> None:
     answer = store.check_scenario("s")
     assert answer["ok"] is True
     assert {p["severity"] for p in answer["problems"]} == {"warning"}
+
+
+def test_check_refuse_on_save_writes_nothing(store: ScenarioStore) -> None:
+    data = clean()
+    store.save_scenario("s", data)
+    bad = clean()
+    bad["encounters"][0]["patient_mrn"] = "MRN-404"
+    with pytest.raises(CheckFailedError) as caught:
+        store.save_scenario("s", bad, overwrite=True, check="refuse")
+    assert "'s'" in str(caught.value) and "1 encounters.patient_mrn unresolved_reference" in str(caught.value)
+    assert caught.value.problems["ok"] is False
+    assert store.load_scenario("s")["entities"] == data  # the old content, untouched
+    assert store.scenario_history("s")["versions"][0]["version"] == 1
+    with pytest.raises(CheckFailedError):
+        store.save_scenario("new", bad, check="refuse")
+    assert [s["name"] for s in store.list_scenarios()["scenarios"]] == ["s"]
+
+
+def test_check_warn_on_save_answers_the_problems(store: ScenarioStore) -> None:
+    bad = clean()
+    bad["patients"][0]["ssn"] = "123-45-6789"
+    bad["diagnoses"][0]["code"] = "E11-9"
+    answer = store.save_scenario("s", bad, check="warn")
+    assert answer["scenario_id"] == store.load_scenario("s")["scenario_id"]
+    found = {(p["rule"], p["count"]) for p in answer["check"]["problems"]}
+    assert found == {("real_looking_ssn", 1), ("malformed_icd10", 1)}
+    assert answer["check"]["ok"] is False
+    ok = store.save_scenario("t", clean(), check="refuse")  # no error: saved
+    assert ok["check"] == {"ok": True, "checked": {t: len(v) for t, v in clean().items()}, "problems": []}
+
+
+def test_check_on_add_sees_only_the_entities_written(store: ScenarioStore) -> None:
+    data = clean()
+    data["patients"][0]["ssn"] = "123-45-6789"  # an old problem: not this add's
+    store.save_scenario("s", data)
+    new = {
+        "encounters": [
+            {"encounter_id": "E1", "patient_mrn": "MRN-9"},  # replaces E1 in place: checked
+            {"encounter_id": "E9", "patient_mrn": "MRN-1"},  # resolves against the old patients
+        ],
+        "lab_results": [{"patient_mrn": "MRN-2", "loinc_code": "1234-5"}],
+    }
+    result = store.add_entities("s", new, check="warn")
+    assert result["added"] == {"encounters": 1, "lab_results": 1} and result["updated"] == {"encounters": 1}
+    check = result["check"]
+    assert check["checked"] == {"encounters": 2, "lab_results": 1}
+    assert {(p["rule"], p["type"], p["count"]) for p in check["problems"]} == {
+        ("unresolved_reference", "encounters", 1),
+        ("bad_loinc_check_digit", "lab_results", 1),
+    }
+    before = store.load_scenario("s")
+    with pytest.raises(CheckFailedError):
+        store.add_entities("s", {"encounters": [{"encounter_id": "E10", "patient_mrn": "X"}]}, check="refuse")
+    assert store.load_scenario("s") == before
+    clean_add = store.add_entities(
+        "s", {"encounters": [{"encounter_id": "E10", "patient_mrn": "MRN-3"}]}, check="refuse"
+    )
+    assert clean_add["added"] == {"encounters": 1} and clean_add["check"]["ok"] is True
+
+
+def test_check_duplicates_on_add_count_the_old_entities(store: ScenarioStore) -> None:
+    store.save_scenario("s", clean())
+    result = store.add_entities("s", {"patients": [{"patient_id": "P1", "mrn": "MRN-1"}]}, upsert=False, check="warn")
+    assert [(p["rule"], p["field"], p["count"]) for p in result["check"]["problems"]] == [
+        ("duplicate_id", "patient_id", 1)
+    ]
+
+
+def test_check_mode_must_be_known(store: ScenarioStore) -> None:
+    with pytest.raises(InvalidInputError, match="check must be 'warn', 'refuse'"):
+        store.save_scenario("s", clean(), check="strict")
+    assert store.list_scenarios()["scenarios"] == []
+
+
+def test_check_of_an_earlier_version(store: ScenarioStore) -> None:
+    bad = clean()
+    bad["encounters"][0]["patient_mrn"] = "MRN-404"
+    store.save_scenario("s", bad)
+    store.save_scenario("s", clean(), overwrite=True)
+    assert store.check_scenario("s")["ok"] is True
+    assert store.check_scenario("s", version=1)["ok"] is False
+
+
+def test_check_of_a_missing_scenario(store: ScenarioStore) -> None:
+    with pytest.raises(ScenarioNotFoundError):
+        store.check_scenario("nope")

@@ -28,6 +28,8 @@ import pyarrow as pa
 from .. import __version__
 from .bulk import ChunkEncoder, insert_chunks
 from .checks import CheckResult, check_reader
+from .checks.gate import CheckGate, check_gate, written_by
+from .checks.shape import result as check_result
 from .clock import utcnow
 from .database import Database, connect, redact_url, resolve_database
 from .dialect import create_temp, fetch_arrow
@@ -214,7 +216,9 @@ class ScenarioStore:
         description: str | None = None,
         tags: Iterable[str] | None = None,
         overwrite: bool = False,
-    ) -> str:
+        *,
+        check: str | None = None,
+    ) -> Any:
         """Save entities as a named scenario, atomically (all of it or nothing).
 
         Args:
@@ -223,22 +227,29 @@ class ScenarioStore:
             description: optional free text.
             tags: optional tags (trimmed, empty and duplicate ones dropped).
             overwrite: replace a scenario of the same name, keeping its id and created_at.
+            check: ``"warn"`` to check the saved entities (as :meth:`check_scenario`) in
+                the save's transaction, ``"refuse"`` to also save nothing when the check
+                finds an error; None (default): no check, no cost.
 
         Returns:
-            The scenario_id (a UUID string).
+            The scenario_id (a UUID string); with ``check``, ``{"scenario_id", "check"}``.
 
         Raises:
             ScenarioExistsError: the name is taken and ``overwrite`` is false.
             InvalidInputError: a name, tag or entity cannot be stored (nothing is saved).
+            CheckFailedError: ``check="refuse"`` and the check found errors (nothing is saved).
         """
-        return self.write_scenario(
+        gate = check_gate(check, name)
+        sid = self.write_scenario(
             name=name,
             typed_entities=iter_typed_entities(entities),
             description=description,
             tags=tags,
             overwrite=overwrite,
             provenance={"operation": "save"},
+            after_rows=gate,
         )
+        return sid if gate is None else {"scenario_id": sid, "check": gate.answer}
 
     def write_scenario(
         self,
@@ -255,6 +266,7 @@ class ScenarioStore:
         on_chunk: Callable[[int], None] | None = None,
         finish: Callable[[], Mapping[str, Any]] | None = None,
         stored: tuple[Iterable[tuple[str, pa.Table]], int] | None = None,
+        after_rows: Callable[[Any, uuid.UUID], None] | None = None,
     ) -> str:
         """Save a scenario from a stream of ``(normalised type, entities)`` pairs.
 
@@ -280,6 +292,9 @@ class ScenarioStore:
                 ``tags``, ``provenance``, ``metadata`` and ``created_at`` (an import reads
                 a file once, and its scenario fields may follow its entities). If it
                 raises, nothing is saved.
+            after_rows: called with the connection and the scenario id once every row
+                is in ``scenario_entities``, inside the publishing transaction (the
+                check of ``check=``); if it raises, nothing is saved.
 
         Returns:
             The scenario_id.
@@ -299,6 +314,7 @@ class ScenarioStore:
             on_chunk=on_chunk,
             finish=finish,
             stored=stored,
+            after_rows=after_rows,
         )
         with connect(self.path, create=True) as con:
             assert con is not None
@@ -324,6 +340,7 @@ class ScenarioStore:
         on_chunk: Callable[[int], None] | None,
         finish: Callable[[], Mapping[str, Any]] | None,
         stored: tuple[Iterable[tuple[str, pa.Table]], int] | None,
+        after_rows: Callable[[Any, uuid.UUID], None] | None = None,
     ) -> str:
         """:meth:`write_scenario` on an open connection (its arguments checked)."""
         pg = is_postgres(con)
@@ -365,6 +382,8 @@ class ScenarioStore:
             """Within the final transaction, once every entity is read: scenario row,
             tags and the version's record."""
             nonlocal description, tag_list, provenance, metadata, created
+            if after_rows is not None:
+                after_rows(con, sid)
             if finish is not None:
                 late = finish()
                 description = validate_description(late.get("description", description))
@@ -478,6 +497,7 @@ class ScenarioStore:
         create: bool = False,
         description: str | None = None,
         tags: Iterable[str] | None = None,
+        check: str | None = None,
     ) -> EditResult:
         """Add entities to a saved scenario, in one transaction.
 
@@ -489,18 +509,26 @@ class ScenarioStore:
                 an id of their own are appended. False appends every entity.
             create: make the scenario if no scenario has that name (with ``description``
                 and ``tags``, which are otherwise ignored).
+            check: ``"warn"`` to check the entities written (new and replaced, against
+                the whole scenario) in the add's transaction, ``"refuse"`` to also change
+                nothing when the check finds an error; None (default): no check, no cost.
 
         Returns:
             ``scenario_id, name, added, updated, removed`` (each ``{type: n}``),
-            ``entity_count, entities_by_type``. Entities of new types come after the
-            scenario's existing types.
+            ``entity_count, entities_by_type``, and with ``check`` its answer as ``check``.
+            Entities of new types come after the scenario's existing types.
 
         Raises:
             ScenarioNotFoundError: no such scenario and ``create`` is false.
             InvalidEntityError: an entity cannot be stored; nothing was changed.
+            CheckFailedError: ``check="refuse"`` and the check found errors (nothing was changed).
         """
         typed = iter_typed_entities(entities)
-        return self._add(name, typed, upsert=upsert, create=create, description=description, tags=tags)
+        gate = check_gate(check, name)
+        result = self._add(name, typed, upsert=upsert, create=create, description=description, tags=tags, gate=gate)
+        if gate is not None:
+            result["check"] = dict(gate.answer or check_result({}, []))
+        return result
 
     def add_entities_from_json(
         self, name: str, file_path: str | os.PathLike[str], *, upsert: bool = True, create: bool = False
@@ -524,6 +552,7 @@ class ScenarioStore:
         create: bool,
         description: str | None = None,
         tags: Iterable[str] | None = None,
+        gate: CheckGate | None = None,
     ) -> EditResult:
         cache = VersionCache(self.path)
         with self._edit(name, create=create) as (con, now):
@@ -537,6 +566,8 @@ class ScenarioStore:
                 new = True
             version, start = (1 if new else current_version(con, header.scenario_id) + 1), next_id(con)
             changes, types, exact_rows = add_batch(con, header, typed, now, upsert=upsert, version=version)
+            if gate is not None and (new or any(changes.values())):  # check=: the rows written
+                gate(con, header.scenario_id, written_by(header.scenario_id, version, start))
             if not (new or any(changes.values())):  # nothing changed: no new version, nothing written
                 counts = version_counts(con, header.scenario_id, version - 1)
                 if counts is None:

@@ -105,7 +105,7 @@ def _checked(scope: Scope, budget: int) -> CheckResult:
     return cast(CheckResult, result(checked, found, budget))
 
 
-def problem_lines(answer: dict[str, Any], limit: int = 3) -> str:
+def problem_lines(answer: CheckResult, limit: int = 3) -> str:
     """The first problems with errors in one line each (for an error message)."""
     errors = [p for p in answer["problems"] if p["severity"] == "error"][:limit]
     return "; ".join(
