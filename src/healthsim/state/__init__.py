@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import (
+    CheckFailedError,
     DatabaseError,
     DatabaseLockedError,
     InvalidEntityError,
@@ -122,6 +123,7 @@ __all__ = [
     "DatabaseLockedError",
     "DatabaseError",
     "QueryError",
+    "CheckFailedError",
     "MissingDependencyError",
     "ServerUnavailableError",
 ]
@@ -263,13 +265,15 @@ def add_entities(
     create: bool = False,
     description: str | None = None,
     tags: Iterable[str] | None = None,
+    check: str | None = None,
 ) -> EditResult:
-    """Add entities to a scenario of the default database (upsert by id by default).
+    """Add entities to a scenario of the default database (upsert by id by default;
+    ``check="warn"|"refuse"`` checks the entities written).
 
     See :meth:`ScenarioStore.add_entities`.
     """
     return _default_store().add_entities(
-        name, entities, upsert=upsert, create=create, description=description, tags=tags
+        name, entities, upsert=upsert, create=create, description=description, tags=tags, check=check
     )
 
 
