@@ -526,12 +526,16 @@ class ScenarioStore:
         typed = iter_typed_entities(entities)
         gate = check_gate(check, name)
         result = self._add(name, typed, upsert=upsert, create=create, description=description, tags=tags, gate=gate)
-        if gate is not None:
-            result["check"] = dict(gate.answer or check_result({}, []))
-        return result
+        return _with_check(result, gate)
 
     def add_entities_from_json(
-        self, name: str, file_path: str | os.PathLike[str], *, upsert: bool = True, create: bool = False
+        self,
+        name: str,
+        file_path: str | os.PathLike[str],
+        *,
+        upsert: bool = True,
+        create: bool = False,
+        check: str | None = None,
     ) -> EditResult:
         """:meth:`add_entities` with the entities of a JSON file (``{"patients": [...]}``,
         an export, or any shape :meth:`import_scenario_from_json` reads); the file's
@@ -540,8 +544,9 @@ class ScenarioStore:
         Raises:
             InvalidScenarioFileError: the file cannot be read; nothing was changed.
         """
+        gate = check_gate(check, name)
         with entity_stream(file_path) as typed:
-            return self._add(name, typed, upsert=upsert, create=create)
+            return _with_check(self._add(name, typed, upsert=upsert, create=create, gate=gate), gate)
 
     def _add(
         self,
@@ -1662,6 +1667,14 @@ def _snapshot(con: Any) -> Iterator[None]:
             yield
     else:
         yield
+
+
+def _with_check(result: EditResult, gate: CheckGate | None) -> EditResult:
+    """An add's result, with its check's answer when it asked for one (an add that
+    changed nothing checked nothing: no problems)."""
+    if gate is not None:
+        result["check"] = dict(gate.answer or check_result({}, []))
+    return result
 
 
 def _list_entry(summary: ScenarioSummary) -> ScenarioListEntry:
