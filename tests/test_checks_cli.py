@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 from pathlib import Path
+from typing import Any
 
+from mcp import Client
 from typer.testing import CliRunner, Result
 
 from healthsim.cli import app
+from healthsim.mcp_server import build_server
 from healthsim.state import ScenarioStore
 
 runner = CliRunner()
@@ -78,3 +83,41 @@ def test_add_with_check(store: ScenarioStore, tmp_path: Path) -> None:
     assert "added encounters 1" in warned.output and "unresolved_reference" in warned.output
     as_json = run("add", "bad", "--from", str(batch), "--check", "warn", "--json", "--no-upsert")
     assert json.loads(as_json.output)["check"]["problems"][0]["rule"] in ("duplicate_id", "unresolved_reference")
+
+
+def call(db: str, tool: str, arguments: dict[str, Any]) -> Any:
+    """One tool call through the official client, in process."""
+
+    async def main() -> Any:
+        async with Client(build_server(db), mode="legacy", cache=None) as client:
+            tools = {t.name: t for t in (await client.session.list_tools()).tools}
+            result = await client.session.call_tool(tool, arguments)
+            return tools[tool], result
+
+    return asyncio.run(main())
+
+
+def test_mcp_check_scenario_is_read_only_and_answers_the_check(store: ScenarioStore) -> None:
+    bad_scenario(store)
+    tool, result = call(os.environ["HEALTHSIM_DB"], "check_scenario", {"name": "bad"})
+    assert tool.annotations.read_only_hint is True and not tool.annotations.destructive_hint
+    assert not result.is_error
+    assert result.structured_content == json.loads(result.content[0].text) == store.check_scenario("bad")
+    assert len(result.content[0].text.encode()) <= 12 * 1024
+
+
+def test_mcp_save_and_add_with_check(store: ScenarioStore) -> None:
+    db = os.environ["HEALTHSIM_DB"]
+    patients = [{"mrn": "MRN-1", "birth_date": "1980-01-01"}]
+    _, saved = call(db, "save_scenario", {"name": "s", "entities": {"patients": patients}, "check": "warn"})
+    assert saved.structured_content["check"] == {"ok": True, "checked": {"patients": 1}, "problems": []}
+    batch = {"encounters": [{"encounter_id": "E1", "patient_mrn": "MRN-2"}]}
+    _, refused = call(db, "add_entities", {"name": "s", "entities": batch, "check": "refuse"})
+    assert refused.is_error and "nothing was written" in refused.content[0].text
+    assert "encounters.patient_mrn unresolved_reference" in refused.content[0].text
+    assert store.load_scenario("s")["entity_count"] == 1
+    _, warned = call(db, "add_entities", {"name": "s", "entities": batch, "check": "warn"})
+    assert warned.structured_content["added"] == {"encounters": 1}
+    assert warned.structured_content["check"]["problems"][0]["rule"] == "unresolved_reference"
+    _, plain = call(db, "add_entities", {"name": "s", "entities": {"patients": [{"mrn": "MRN-2"}]}})
+    assert "check" not in plain.structured_content  # no check asked: none made
