@@ -86,6 +86,7 @@ BOTH_ENGINES = {
     "test_diff_fields",
     "test_query",
     "test_checks",
+    "test_checks_data",
 }
 
 

@@ -118,6 +118,12 @@ def _check_type(scope: Scope, plan: TypePlan, every: set[str], made: set[str]) -
     joined = _reference_specs(scope, plan, every, made) + _event_specs(scope, plan, every, made)
     candidates = [(name, *plan.column(name)) for name in plan.candidates]
     source = json_fields(con, scope.rows(plan.entity_type), "id, entity_id", plan.paths)
+    # An empty string is no value (a CSV's empty cell), as null is: no rule faults it.
+    kinds = ", ".join(
+        f"CASE WHEN k{i} = 'string' AND t{i} = '' THEN 'null' ELSE k{i} END AS k{i}, t{i}"
+        for i in range(len(plan.paths))
+    )
+    source = f"SELECT id, entity_id{', ' + kinds if kinds else ''} FROM ({source}) AS f"
     con.execute(f"{create_temp(con, '_hs_check_rows')} AS {source}")
     made.add("_hs_check_rows")
     counts = _count(con, specs, candidates)
@@ -186,7 +192,7 @@ def _count(con: Any, specs: list[_Spec], candidates: list[tuple[str, str, str]])
     names = [str(i) for i in range(len(specs))]
     for name, k, t in candidates:
         columns += [
-            f"count(*) FILTER (WHERE {sql.is_date(con, f'c.{k}', f'c.{t}')})",
+            f"count(*) FILTER (WHERE {sql.is_date(con, f'c.{k}', f'c.{t}', partial=False)})",
             f"count(*) FILTER (WHERE c.{k} <> 'null')",
         ]
         names += [f"date:{name}", f"present:{name}"]
@@ -298,8 +304,9 @@ def _event_specs(scope: Scope, plan: TypePlan, every: set[str], made: set[str]) 
     for name in plan.events:
         k, t = plan.column(name)
         valid = sql.is_date(con, f"c.{k}", f"c.{t}")
-        specs.append(_Spec("before_birth", name, f"{valid} AND left(c.{t}, 10) < p.birth", f"c.{t}", source))
-        specs.append(_Spec("after_death", name, f"{valid} AND left(c.{t}, 10) > p.death", f"c.{t}", source))
+        before, after = sql.day_before(f"c.{t}", "p.birth"), sql.day_before("p.death", f"c.{t}")
+        specs.append(_Spec("before_birth", name, f"{valid} AND {before}", f"c.{t}", source))
+        specs.append(_Spec("after_death", name, f"{valid} AND {after}", f"c.{t}", source))
     return specs
 
 

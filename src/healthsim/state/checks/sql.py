@@ -23,6 +23,7 @@ __all__ = [
     "bad_ndc",
     "bad_npi",
     "bad_number",
+    "day_before",
     "earlier",
     "is_date",
     "real_email",
@@ -37,6 +38,7 @@ _ISO = (
     "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
     "([T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\\.[0-9]{1,9})?)?(Z|[+-]([01][0-9]|2[0-3])(:?[0-5][0-9])?)?)?$"
 )
+_PARTIAL = "^[0-9]{4}(-(0[1-9]|1[0-2]))?$"
 _ICD10 = "^[A-Z][0-9][0-9A-Z](\\.?[0-9A-Z]{1,4})?$"
 _NDC = "^([0-9]{4}-[0-9]{4}-[0-9]{2}|[0-9]{5}-[0-9]{3}-[0-9]{2}|[0-9]{5}-[0-9]{4}-[0-9]{1,2}|[0-9]{10,11})$"
 _NUMBER = "^ *-?([0-9]+(\\.[0-9]*)?|\\.[0-9]+)([eE][-+]?[0-9]+)? *$"
@@ -55,24 +57,34 @@ def _doubled(text: str, i: int) -> str:
     return f"(2 * {d} - CASE WHEN {d} >= 5 THEN 9 ELSE 0 END)"
 
 
-def is_date(con: Any, k: str, t: str) -> str:
-    """SQL: ``t`` is an ISO 8601 date or datetime of a day that exists."""
+def is_date(con: Any, k: str, t: str, *, partial: bool = True) -> str:
+    """SQL: ``t`` is an ISO 8601 date or datetime of a day that exists; with ``partial``,
+    also a year or a year and month alone (``2012``, ``2012-05``: FHIR dates may be)."""
     year, month, day = (f"CAST(substr({t}, {a}, {n}) AS INTEGER)" for a, n in ((1, 4), (6, 2), (9, 2)))
     leap = f"({year} % 4 = 0 AND ({year} % 100 <> 0 OR {year} % 400 = 0))"
     last = (
         f"CASE {month} WHEN 2 THEN CASE WHEN {leap} THEN 29 ELSE 28 END "
         f"WHEN 4 THEN 30 WHEN 6 THEN 30 WHEN 9 THEN 30 WHEN 11 THEN 30 ELSE 31 END"
     )
+    shorter = f" OR {matches(con, t, _PARTIAL)}" if partial else ""
     # (The CASE keeps the casts away from texts the pattern refused.)
     return (
-        f"(CASE WHEN {k} = 'string' AND {matches(con, t, _ISO)} AND substr({t}, 1, 4) <> '0000' "
-        f"THEN {day} <= {last} ELSE false END)"
+        f"(CASE WHEN {k} = 'string' AND substr({t}, 1, 4) <> '0000' AND ({matches(con, t, _ISO)}{shorter}) "
+        f"THEN CASE WHEN length({t}) < 10 THEN true ELSE {day} <= {last} END ELSE false END)"
     )
 
 
 def bad_date(con: Any, k: str, t: str) -> str:
     """SQL: a value that is not a date."""
     return f"({k} <> 'null' AND NOT {is_date(con, k, t)})"
+
+
+def day_before(a: str, b: str) -> str:
+    """SQL: the calendar day of the date ``a`` is before that of ``b`` (both valid dates,
+    possibly partial: only the parts both have are compared, so ``2012`` is never before
+    ``2012-05-01``)."""
+    n = f"least(length({a}), length({b}), 10)"
+    return f"(left({a}, {n}) < left({b}, {n}))"
 
 
 def bad_number(con: Any, k: str, t: str) -> str:
@@ -148,5 +160,5 @@ def earlier(con: Any, later: tuple[str, str], early: tuple[str, str]) -> str:
     both = f"{is_date(con, lk, lt)} AND {is_date(con, ek, et)}"
     return (
         f"(CASE WHEN {both} THEN CASE WHEN length({lt}) > 10 AND length({et}) > 10 "
-        f"THEN {instant(con, lt)} < {instant(con, et)} ELSE left({lt}, 10) < left({et}, 10) END ELSE false END)"
+        f"THEN {instant(con, lt)} < {instant(con, et)} ELSE {day_before(lt, et)} END ELSE false END)"
     )
