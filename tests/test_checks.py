@@ -339,7 +339,8 @@ def test_check_duplicates_on_add_count_the_old_entities(store: ScenarioStore) ->
     store.save_scenario("s", clean())
     result = store.add_entities("s", {"patients": [{"patient_id": "P1", "mrn": "MRN-1"}]}, upsert=False, check="warn")
     assert [(p["rule"], p["field"], p["count"]) for p in result["check"]["problems"]] == [
-        ("duplicate_id", "patient_id", 1)
+        ("duplicate_id", "mrn", 1),  # the new patient's MRN is an old patient's
+        ("duplicate_id", "patient_id", 1),
     ]
 
 

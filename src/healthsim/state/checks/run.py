@@ -59,13 +59,13 @@ class Found:
 
 @dataclass
 class _Spec:
-    """A rule over one field: entities of ``FROM {source}`` matching ``where``."""
+    """A rule over one field: the entities (``c``, with its joins) matching ``where``;
+    ``value``: what an example shows."""
 
     rule: str
     field: str
     where: str
     value: str
-    source: str = "_hs_check_rows c"
 
 
 def _literal(text: str) -> str:
@@ -109,36 +109,58 @@ def _temporary(con: Any) -> Iterator[set[str]]:
 
 
 def _check_type(scope: Scope, plan: TypePlan, every: set[str], made: set[str]) -> list[Found]:
-    """Every rule's findings of one type."""
+    """Every rule's findings of one type: one parse of its rows, joined to the id tables
+    of the types it references, counts every rule at once."""
     con = scope.con
     own = _own_id(plan)  # (its columns read with the others)
-    if "mrn" in plan.own_ids:
-        plan.column("mrn")
+    joins: dict[str, str] = {}  # alias -> JOIN clause
     specs = _row_specs(con, plan, scope.today)
-    joined = _reference_specs(scope, plan, every, made) + _event_specs(scope, plan, every, made)
-    candidates = [(name, *plan.column(name)) for name in plan.candidates]
-    source = json_fields(con, scope.rows(plan.entity_type), "id, entity_id", plan.paths)
-    # An empty string is no value (a CSV's empty cell), as null is: no rule faults it.
-    kinds = ", ".join(
-        f"CASE WHEN k{i} = 'string' AND t{i} = '' THEN 'null' ELSE k{i} END AS k{i}, t{i}"
-        for i in range(len(plan.paths))
-    )
-    source = f"SELECT id, entity_id{', ' + kinds if kinds else ''} FROM ({source}) AS f"
-    con.execute(f"{create_temp(con, '_hs_check_rows')} AS {source}")
-    made.add("_hs_check_rows")
-    counts = _count(con, specs, candidates)
+    specs += _reference_specs(scope, plan, every, made, joins) + _event_specs(scope, plan, every, made, joins)
+    if "mrn" in plan.own_ids and "patients" in every:
+        specs += _mrn_specs(scope, plan, made, joins)
+    candidates = [(name, *plan.column(name)) for name in _date_candidates(scope, plan)]
+    source = f"({_parsed(scope, plan)}) AS c{''.join(joins.values())}"
+    counts = _count(con, source, specs, candidates)
     for name, k, t in candidates:  # mostly dates: the others are not
         dates, present = counts.pop(f"date:{name}"), counts.pop(f"present:{name}")
         if present and dates * 2 > present and dates < present:
-            specs.append(_Spec("not_a_date", name, sql.bad_date(con, k, t), t))
+            specs.append(_Spec("not_a_date", name, sql.bad_date(con, f"c.{k}", f"c.{t}"), f"c.{t}"))
             counts[str(len(specs) - 1)] = present - dates
     found = [(s, counts[str(i)]) for i, s in enumerate(specs) if counts.get(str(i))]
-    for s in joined:
-        (n,) = con.execute(f"SELECT count(*) FROM {s.source} WHERE {s.where}").fetchall()[0]
-        if n:
-            found.append((s, n))
-    out = [Found(s.rule, plan.entity_type, s.field, n, _examples(con, own, s)) for s, n in found]
+    out = [Found(s.rule, plan.entity_type, s.field, n, _examples(con, own, s, source)) for s, n in found]
     return _duplicates(scope, plan, own) + out
+
+
+def _parsed(scope: Scope, plan: TypePlan) -> str:
+    """SQL of the checked rows of the type with the plan's fields (``k{i}``, ``t{i}``),
+    an empty string read as no value (a CSV's empty cell), as null is: no rule faults it."""
+    source = json_fields(scope.con, scope.rows(plan.entity_type), "id, entity_id", plan.paths)
+    kinds = "".join(
+        f", CASE WHEN k{i} = 'string' AND t{i} = '' THEN 'null' ELSE k{i} END AS k{i}, t{i}"
+        for i in range(len(plan.paths))
+    )
+    return f"SELECT id, entity_id{kinds} FROM ({source}) AS f"
+
+
+# Rows of a type read to tell which of its other fields are mostly dates.
+_SAMPLE = 1000
+
+
+def _date_candidates(scope: Scope, plan: TypePlan) -> list[str]:
+    """The plan's other fields of which a sample of entities holds mostly full dates
+    (their values are then counted over every entity)."""
+    if not plan.candidates:
+        return []
+    con = scope.con
+    paths = [tuple(name.split(".")) for name in plan.candidates]
+    sample = f"SELECT * FROM ({scope.rows(plan.entity_type)}) AS r LIMIT {_SAMPLE}"
+    columns = ", ".join(
+        f"count(*) FILTER (WHERE {sql.is_date(con, f'k{i}', f't{i}', partial=False)}), "
+        f"count(*) FILTER (WHERE k{i} NOT IN ('null', 'object', 'array'))"
+        for i in range(len(paths))
+    )
+    row = con.execute(f"SELECT {columns} FROM ({json_fields(con, sample, 'id', paths)}) AS s").fetchall()[0]
+    return [name for i, name in enumerate(plan.candidates) if row[2 * i] and row[2 * i] * 2 > row[2 * i + 1]]
 
 
 def _row_specs(con: Any, plan: TypePlan, today: _dt.date) -> list[_Spec]:
@@ -186,8 +208,8 @@ def _row_specs(con: Any, plan: TypePlan, today: _dt.date) -> list[_Spec]:
     return specs
 
 
-def _count(con: Any, specs: list[_Spec], candidates: list[tuple[str, str, str]]) -> dict[str, int]:
-    """Every row rule's count, and each candidate's dates and present values, in one pass."""
+def _count(con: Any, source: str, specs: list[_Spec], candidates: list[tuple[str, str, str]]) -> dict[str, int]:
+    """Every rule's count, and each candidate's dates and present values, in one pass."""
     columns = [f"count(*) FILTER (WHERE {s.where}) AS n{i}" for i, s in enumerate(specs)]
     names = [str(i) for i in range(len(specs))]
     for name, k, t in candidates:
@@ -198,7 +220,7 @@ def _count(con: Any, specs: list[_Spec], candidates: list[tuple[str, str, str]])
         names += [f"date:{name}", f"present:{name}"]
     if not columns:
         return {}
-    row = con.execute(f"SELECT {', '.join(columns)} FROM _hs_check_rows c").fetchall()[0]
+    row = con.execute(f"SELECT {', '.join(columns)} FROM {source}").fetchall()[0]
     return {name: int(n or 0) for name, n in zip(names, row, strict=True)}
 
 
@@ -212,40 +234,46 @@ def _own_id(plan: TypePlan) -> str:
     return f"COALESCE({', '.join([*parts, 'CAST(c.entity_id AS VARCHAR)'])})"
 
 
-def _examples(con: Any, own: str, spec: _Spec) -> list[tuple[str, Any]]:
+def _examples(con: Any, own: str, spec: _Spec, source: str) -> list[tuple[str, Any]]:
     rows = con.execute(
-        f"SELECT {own}, {spec.value} FROM {spec.source} WHERE {spec.where} ORDER BY c.id LIMIT {_EXAMPLES}"
+        f"SELECT {own}, {spec.value} FROM {source} WHERE {spec.where} ORDER BY c.id LIMIT {_EXAMPLES}"
     ).fetchall()
     return [(str(i), v) for i, v in rows]
 
 
 def _duplicates(scope: Scope, plan: TypePlan, own: str) -> list[Found]:
-    """Entities sharing their own id with another of the type (the stored id is derived
-    from the own id, so equal stored ids are equal own ids), and patients sharing an MRN."""
-    con, out = scope.con, []
-    if plan.own_ids and plan.own_ids[0] != "mrn":
-        others = scope.rows(plan.entity_type, checked=False)
-        shared = f"(SELECT count(*) FROM ({others}) AS a WHERE a.entity_id = c.entity_id)"
-        where = f"{shared} > 1"
-        (n,) = con.execute(f"SELECT count(*) FROM _hs_check_rows c WHERE {where}").fetchall()[0]
-        if n:
-            spec = _Spec("duplicate_id", plan.own_ids[0], where, shared)
-            out.append(Found("duplicate_id", plan.entity_type, plan.own_ids[0], n, _examples(con, own, spec)))
-    if "mrn" in plan.own_ids:
-        k, t = plan.column("mrn")
-        shared = f"(SELECT count(*) FROM _hs_check_rows o WHERE o.{k} {_SCALAR} AND o.{t} = c.{t})"
-        where = f"c.{k} {_SCALAR} AND {shared} > 1"
-        (n,) = con.execute(f"SELECT count(*) FROM _hs_check_rows c WHERE {where}").fetchall()[0]
-        if n:
-            spec = _Spec("duplicate_id", "mrn", where, shared)
-            out.append(Found("duplicate_id", plan.entity_type, "mrn", n, _examples(con, own, spec)))
-    return out
+    """Entities sharing their own id with another of the type: the stored id is derived
+    from the own id, so equal stored ids are equal own ids (no entity is parsed)."""
+    if not plan.own_ids or plan.own_ids[0] == "mrn":
+        return []
+    con = scope.con
+    shared = (
+        f"(SELECT entity_id, count(*) AS n FROM ({scope.rows(plan.entity_type, checked=False)}) AS a "
+        "GROUP BY entity_id HAVING count(*) > 1)"
+    )
+    source = f"({scope.rows(plan.entity_type)}) AS c JOIN {shared} AS d ON d.entity_id = c.entity_id"
+    (n,) = con.execute(f"SELECT count(*) FROM {source}").fetchall()[0]
+    if not n:
+        return []
+    spec = _Spec("duplicate_id", plan.own_ids[0], "true", "d.n")
+    parsed = f"({_parsed(scope, plan)}) AS c JOIN {shared} AS d ON d.entity_id = c.entity_id"
+    return [Found("duplicate_id", plan.entity_type, plan.own_ids[0], n, _examples(con, own, spec, parsed))]
+
+
+def _mrn_specs(scope: Scope, plan: TypePlan, made: set[str], joins: dict[str, str]) -> list[_Spec]:
+    """Patients sharing an MRN (counted in the patients' id table, over all of them)."""
+    ids = _target_ids(scope, "patients", made)
+    k, t = plan.column("mrn")
+    joins["gm"] = f" LEFT JOIN {ids} gm ON gm.ref = c.{t}"
+    return [_Spec("duplicate_id", "mrn", f"c.{k} {_SCALAR} AND gm.own > 1", "gm.own")]
 
 
 def _target_ids(scope: Scope, target: str, made: set[str]) -> str:
-    """A temporary table of the ids (column ``ref``) the entities of ``target`` may be
-    named by, over all of the scenario's rows of that type; for patients also the day of
-    birth and of death (``birth``, ``death``: valid dates only, the widest span per id)."""
+    """A temporary table of the ids (``ref``) the entities of ``target`` may be named by,
+    over all of the scenario's rows of that type (one parse), with ``own``: how many
+    entities have it in the first of those fields (an MRN for patients); for patients
+    also the day of birth and of death (``birth``, ``death``: valid dates only, the
+    widest span per id)."""
     name = f"_hs_check_ids_{target}"
     if name in made:
         return name
@@ -253,43 +281,43 @@ def _target_ids(scope: Scope, target: str, made: set[str]) -> str:
     fields = REFERENCES[next(r for r, (t, _) in REFERENCES.items() if t == target)][1]
     paths = [(f,) for f in fields] + ([("birth_date",), ("death_date",)] if target == "patients" else [])
     parsed = json_fields(con, scope.rows(target, checked=False), "id", paths)
-    day = "NULL"
-    birth = death = day
+    birth = death = "NULL"
     if target == "patients":
         n = len(fields)
         birth = f"CASE WHEN {sql.is_date(con, f'k{n}', f't{n}')} THEN left(t{n}, 10) END"
         death = f"CASE WHEN {sql.is_date(con, f'k{n + 1}', f't{n + 1}')} THEN left(t{n + 1}, 10) END"
-    branches = " UNION ALL ".join(
-        f"SELECT t{i} AS ref, {birth} AS birth, {death} AS death FROM _hs_parsed_ids WHERE k{i} {_SCALAR}"
-        for i in range(len(fields))
+    refs = ", ".join(f"CASE WHEN k{i} {_SCALAR} AND t{i} <> '' THEN t{i} END" for i in range(len(fields)))
+    which = ", ".join(str(i) for i in range(len(fields)))
+    each = (
+        f"SELECT unnest(ARRAY[{refs}]) AS ref, unnest(ARRAY[{which}]) AS f, {birth} AS birth, {death} AS death "
+        f"FROM ({parsed}) AS p"
     )
-    con.execute(f"{create_temp(con, '_hs_parsed_ids')} AS {parsed}")
-    made.add("_hs_parsed_ids")
     con.execute(
-        f"{create_temp(con, name)} AS SELECT ref, min(birth) AS birth, max(death) AS death "
-        f"FROM ({branches}) AS b GROUP BY ref"
+        f"{create_temp(con, name)} AS SELECT ref, count(*) FILTER (WHERE f = 0) AS own, min(birth) AS birth, "
+        f"max(death) AS death FROM ({each}) AS e WHERE ref IS NOT NULL GROUP BY ref"
     )
-    con.execute("DROP TABLE _hs_parsed_ids")
     made.add(name)
     return name
 
 
-def _reference_specs(scope: Scope, plan: TypePlan, every: set[str], made: set[str]) -> list[_Spec]:
+def _reference_specs(
+    scope: Scope, plan: TypePlan, every: set[str], made: set[str], joins: dict[str, str]
+) -> list[_Spec]:
     """References to other types: unresolved ones, or the target type missing."""
     specs = []
-    for name in plan.references:
+    for j, name in enumerate(plan.references):
         target = REFERENCES[name][0]
         k, t = plan.column(name)
         if target not in every:
             specs.append(_Spec("missing_target_type", name, f"c.{k} {_SCALAR}", f"c.{t}"))
             continue
         ids = _target_ids(scope, target, made)
-        where = f"c.{k} {_SCALAR} AND NOT EXISTS (SELECT 1 FROM {ids} g WHERE g.ref = c.{t})"
-        specs.append(_Spec("unresolved_reference", name, where, f"c.{t}"))
+        joins[f"g{j}"] = f" LEFT JOIN {ids} g{j} ON g{j}.ref = c.{t}"
+        specs.append(_Spec("unresolved_reference", name, f"c.{k} {_SCALAR} AND g{j}.ref IS NULL", f"c.{t}"))
     return specs
 
 
-def _event_specs(scope: Scope, plan: TypePlan, every: set[str], made: set[str]) -> list[_Spec]:
+def _event_specs(scope: Scope, plan: TypePlan, every: set[str], made: set[str], joins: dict[str, str]) -> list[_Spec]:
     """A patient's events dated before the patient's birth or after the death."""
     if not plan.events or "patients" not in every:
         return []
@@ -299,14 +327,14 @@ def _event_specs(scope: Scope, plan: TypePlan, every: set[str], made: set[str]) 
     key = f"c.{refs[0][1]}"
     if len(refs) == 2:  # the MRN where there is one, else the patient id
         key = f"CASE WHEN c.{refs[0][0]} {_SCALAR} THEN c.{refs[0][1]} ELSE c.{refs[1][1]} END"
-    source = f"_hs_check_rows c JOIN {people} p ON p.ref = {key}"
+    joins["p"] = f" LEFT JOIN {people} p ON p.ref = {key}"
     specs = []
     for name in plan.events:
         k, t = plan.column(name)
         valid = sql.is_date(con, f"c.{k}", f"c.{t}")
         before, after = sql.day_before(f"c.{t}", "p.birth"), sql.day_before("p.death", f"c.{t}")
-        specs.append(_Spec("before_birth", name, f"{valid} AND {before}", f"c.{t}", source))
-        specs.append(_Spec("after_death", name, f"{valid} AND {after}", f"c.{t}", source))
+        specs.append(_Spec("before_birth", name, f"{valid} AND {before}", f"c.{t}"))
+        specs.append(_Spec("after_death", name, f"{valid} AND {after}", f"c.{t}"))
     return specs
 
 
