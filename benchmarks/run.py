@@ -66,6 +66,8 @@ TARGETS = {
     "load previous version": 1.5,
     "diff of versions 100 apart": 1.0,
     "summary": 0.5,
+    "check": 0.5,
+    "add 100 with check='warn'": 2.0,
     "report": 2.0,
     "parquet export": 1.5,
     "ndjson export": 1.5,
@@ -97,6 +99,7 @@ OPERATIONS = (
     "list",
     "edit",
     "see",
+    "check",
     "tables",
     "team",
     "upsert",
@@ -441,6 +444,7 @@ TIMED = {
     "lib-frames": lambda a: lib_frames(Path(a[0])),
     "floor-frames": lambda a: floor_frames(Path(a[0])),
     "lib-summary": lambda a: lib_summary(Path(a[0])),
+    "lib-check": lambda a: lib_check(Path(a[0])),
     "floor-summary": lambda a: floor_summary(Path(a[0])),
     "lib-report": lambda a: lib_report(Path(a[0]), Path(a[1])),
     "lib-load-named": lambda a: lib_load_named(Path(a[0]), a[1], a[2] if len(a) > 2 else ""),
@@ -826,6 +830,53 @@ def bench_see(n: int, folder: Path, repeat: int) -> list[tuple[str, str, float, 
         ("two-parse summary's lower bound (raw DuckDB)", size, exact_floor, load, TARGETS["summary"]),
         ("summary (again)", size, kept_summary, load, TARGETS["summary"]),
         ("report", size, report, summary, TARGETS["report"]),
+    ]
+
+
+def lib_check(path: Path) -> float:
+    """check_scenario of the scenario "bench" (its answer must be clean: the data is)."""
+    store = ScenarioStore(path)
+    started = time.perf_counter()
+    answer = store.check_scenario("bench")
+    spent = time.perf_counter() - started
+    assert answer["ok"], answer["problems"][:3]
+    return spent
+
+
+def bench_check(n: int, folder: Path, repeat: int) -> list[tuple[str, str, float, float, float]]:
+    """Checking a scenario of ``n`` entities beside loading it (each in a fresh process);
+    an add of 100 entities with ``check="warn"`` beside the same add without (alternated,
+    fresh ids each time)."""
+    db = folder / "check.duckdb"
+    store = ScenarioStore(db)
+    store.save_scenario("bench", generate(n))
+    gc.collect()
+    load = best_of(repeat, lambda _: timed_in_child("lib-load", str(db), str(n)))
+    checked = best_of(repeat, lambda _: timed_in_child("lib-check", str(db)))
+    small = generate(100)
+    counter = iter(range(10**6))
+
+    def add(check: str | None) -> Callable[[int], float]:
+        def run(_: int) -> float:
+            batch = fresh_batch(small, next(counter))
+            started = time.perf_counter()
+            result = store.add_entities("bench", batch, check=check)
+            spent = time.perf_counter() - started
+            assert check is None or result["check"]["ok"], result["check"]["problems"][:3]
+            return spent
+
+        return run
+
+    plain, warned = [], []
+    for _ in range(repeat + 2):
+        plain.append(add(None)(0))
+        warned.append(add("warn")(0))
+    db.unlink()
+    db.with_name(db.name + ".wal").unlink(missing_ok=True)
+    size = f"{n:,}"
+    return [
+        ("check", size, checked, load, TARGETS["check"]),
+        ("add 100 with check='warn'", size, min(warned), min(plain), TARGETS["add 100 with check='warn'"]),
     ]
 
 
@@ -1369,6 +1420,8 @@ def main() -> None:
             results += bench_edits(max(args.sizes), folder, args.repeat)
         if "see" in only:
             results += bench_see(max(args.sizes), folder, args.repeat)
+        if "check" in only:
+            results += bench_check(max(args.sizes), folder, args.repeat)
         if "tables" in only:
             results += bench_tables(max(args.sizes), folder, args.repeat, None if args.no_memory else memory)
         if "list" in only:

@@ -85,6 +85,8 @@ BOTH_ENGINES = {
     "test_entity_kinds",
     "test_diff_fields",
     "test_query",
+    "test_checks",
+    "test_checks_data",
 }
 
 

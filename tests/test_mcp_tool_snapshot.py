@@ -48,14 +48,14 @@ def test_the_tool_list_is_byte_for_byte_the_snapshot(db_path: Path) -> None:
     assert as_text(listed) == expected
     # What the snapshot must hold to prove anything: every field an assistant reads.
     tools = json.loads(expected)["tools"]
-    assert len(tools) == 16
+    assert len(tools) == 17
     for tool in tools:
         assert {"name", "description", "inputSchema", "outputSchema", "annotations"} <= tool.keys(), tool
 
 
 def test_every_tool_is_registered_once_with_a_distinct_name(db_path: Path) -> None:
     names = [tool["name"] for tool in tools_list(db_path)]
-    assert len(names) == len(set(names)) == 16
+    assert len(names) == len(set(names)) == 17
 
 
 def test_the_tools_are_module_level_functions_over_a_context(db_path: Path) -> None:

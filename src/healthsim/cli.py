@@ -335,6 +335,32 @@ def summary(
 
 @app.command()
 @handle_errors
+def check(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Scenario name or UUID.")],
+    version: Annotated[int | None, typer.Option(min=1, help="An earlier version (see healthsim history).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Check a scenario: duplicate ids, broken references, values that are not what their
+    field is, impossible timelines, malformed codes, identifiers that look real.
+
+    Computed in the database. Exits 1 when any problem is an error (warnings: 0).
+
+    Example: healthsim check diabetes-cohort
+    """
+    from .state.checks import table as check_table
+
+    answer = store_of(ctx).check_scenario(name, version=version)
+    if as_json:
+        print_json(answer)
+    else:
+        out.print(check_table(dict(answer), width=min(out.width or 80, 80)), markup=False)
+    if not answer["ok"]:
+        raise typer.Exit(1)
+
+
+@app.command()
+@handle_errors
 def report(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Scenario name or UUID.")],
@@ -554,15 +580,29 @@ def add(
         ),
     ] = True,
     create: Annotated[bool, typer.Option("--create", help="Make the scenario if it does not exist.")] = False,
+    check_mode: Annotated[
+        str | None,
+        typer.Option(
+            "--check", help="warn: check the entities added and show the problems; refuse: also add nothing on errors."
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Add the entities of a JSON file to a scenario (one transaction).
 
     An entity whose type and id are there already replaces it in place; --no-upsert appends.
 
-    Example: healthsim add diabetes-cohort --from examples/batch-2.json
+    Example: healthsim add diabetes-cohort --from examples/batch-2.json --check warn
     """
-    report_edit(dict(store_of(ctx).add_entities_from_json(name, from_file, upsert=upsert, create=create)), as_json)
+    store = store_of(ctx)
+    result: dict[str, Any] = dict(
+        store.add_entities_from_json(name, from_file, upsert=upsert, create=create, check=check_mode)
+    )
+    report_edit(result, as_json)
+    if "check" in result and not as_json:
+        from .state.checks import table as check_table
+
+        out.print(check_table(dict(result["check"]), width=min(out.width or 80, 80)), markup=False)
 
 
 @app.command()

@@ -156,6 +156,7 @@ _EDIT = {**_ENTRY, "added": "object", "updated": "object", "removed": "object"}
 _NAME = Field(description="Scenario name or scenario_id.")
 _VERSION = Field(ge=1, description="An earlier version (default: current).")
 _ENTITIES = Field(description="Entity type -> list of JSON objects (up to about 100 per call).")
+_CHECK = Field(description="refuse: write nothing on errors.")
 
 
 def _page_cut(offset: int, entity_type: str) -> Cut:
@@ -228,6 +229,20 @@ def summarize_scenario(
     return dict(ctx.store().summarize_scenario(name, version=version, samples=samples))
 
 
+@_tool(
+    "Check a scenario",
+    "Duplicate ids, broken references, bad dates/codes, impossible timelines, real-looking SSNs/phones.",
+    _obj(ok="boolean", checked="object", problems="array"),
+    read_only=True,
+    idempotent=True,
+    budget=SUMMARY_BUDGET,
+)
+def check_scenario(
+    ctx: ToolContext, name: Annotated[str, _NAME], version: Annotated[int | None, _VERSION] = None
+) -> dict[str, Any]:
+    return dict(ctx.store().check_scenario(name, version=version))
+
+
 # ------------------------------------------------------------------ paging
 @_tool(
     "Load a scenario",
@@ -289,7 +304,7 @@ def query(
     "claims, members, subjects... or your own snake_case type) to a list of JSON objects, kept exactly. "
     "For more than about 100 entities save the first batch here, then use add_entities. overwrite=true "
     "REPLACES an existing scenario of that name (undo: restore_scenario).",
-    _obj(**_ENTRY),
+    _obj(**_ENTRY, check="object"),
     destructive=True,
 )
 def save_scenario(
@@ -299,9 +314,13 @@ def save_scenario(
     description: Annotated[str | None, Field(description="What it is.")] = None,
     tags: Annotated[list[str] | None, Field(description="Tags to find it by.")] = None,
     overwrite: Annotated[bool, Field(description="Replace a scenario of this name.")] = False,
+    check: Annotated[Literal["warn", "refuse"] | None, _CHECK] = None,
 ) -> dict[str, Any]:
     target = ctx.store()
-    return dict(target.scenario_summary(target.save_scenario(name, entities, description, tags, overwrite)))
+    saved = target.save_scenario(name, entities, description, tags, overwrite, check=check)
+    if check is None:
+        return dict(target.scenario_summary(saved))
+    return {**target.scenario_summary(saved["scenario_id"]), "check": saved["check"]}
 
 
 @_tool(
@@ -310,7 +329,7 @@ def save_scenario(
     "first batch, then add_entities in batches of up to about 100, then summarize_scenario to check. "
     "An entity whose type and id (patient_id, claim_id...) match one there REPLACES it in place; others "
     "are appended. upsert=false appends all; create=true makes a missing scenario. Answers counts.",
-    _obj(**_EDIT),
+    _obj(**_EDIT, check="object"),
     destructive=True,
 )
 def add_entities(
@@ -319,8 +338,9 @@ def add_entities(
     entities: Annotated[dict[str, list[dict[str, Any]]], _ENTITIES],
     upsert: Annotated[bool, Field(description="Replace entities of the same type and id.")] = True,
     create: Annotated[bool, Field(description="Make the scenario if missing.")] = False,
+    check: Annotated[Literal["warn", "refuse"] | None, _CHECK] = None,
 ) -> dict[str, Any]:
-    return dict(ctx.store().add_entities(name, entities, upsert=upsert, create=create))
+    return dict(ctx.store().add_entities(name, entities, upsert=upsert, create=create, check=check))
 
 
 @_tool(

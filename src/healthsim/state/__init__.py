@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import (
+    CheckFailedError,
     DatabaseError,
     DatabaseLockedError,
     InvalidEntityError,
@@ -46,6 +47,7 @@ from .results import (
 if TYPE_CHECKING:  # for type checkers; at run time these load on first use (see __getattr__)
     import pyarrow as pa
 
+    from .checks import CheckResult
     from .query import query_scenarios, query_to_file
     from .store import ScenarioStore
     from .transfer import transfer_scenario
@@ -53,6 +55,7 @@ if TYPE_CHECKING:  # for type checkers; at run time these load on first use (see
 # Names whose modules pull in DuckDB, PyArrow and psycopg: imported on first use, so that
 # importing the package (and `healthsim --version`, `healthsim --help`) stays quick.
 _LAZY = {
+    "CheckResult": "checks",
     "ScenarioStore": "store",
     "query_scenarios": "query",
     "query_to_file": "query",
@@ -88,6 +91,7 @@ __all__ = [
     "query_scenarios",
     "query_to_file",
     "summarize_scenario",
+    "check_scenario",
     "report_scenario",
     "add_entities",
     "remove_entities",
@@ -106,6 +110,7 @@ __all__ = [
     "ScenarioOverview",
     "QueryResult",
     "EditResult",
+    "CheckResult",
     "ScenarioHistory",
     "ScenarioDiff",
     "StateError",
@@ -118,6 +123,7 @@ __all__ = [
     "DatabaseLockedError",
     "DatabaseError",
     "QueryError",
+    "CheckFailedError",
     "MissingDependencyError",
     "ServerUnavailableError",
 ]
@@ -207,6 +213,15 @@ def summarize_scenario(
     return _default_store().summarize_scenario(name, version=version, samples=samples, max_bytes=max_bytes)
 
 
+def check_scenario(name: str, *, version: int | None = None) -> CheckResult:
+    """Check a scenario (or version) of the default database: broken references,
+    duplicate ids, impossible timelines, malformed codes, identifiers that look real.
+
+    See :meth:`ScenarioStore.check_scenario`.
+    """
+    return _default_store().check_scenario(name, version=version)
+
+
 def export_scenario(
     name: str,
     path: str | os.PathLike[str] | None = None,
@@ -250,13 +265,15 @@ def add_entities(
     create: bool = False,
     description: str | None = None,
     tags: Iterable[str] | None = None,
+    check: str | None = None,
 ) -> EditResult:
-    """Add entities to a scenario of the default database (upsert by id by default).
+    """Add entities to a scenario of the default database (upsert by id by default;
+    ``check="warn"|"refuse"`` checks the entities written).
 
     See :meth:`ScenarioStore.add_entities`.
     """
     return _default_store().add_entities(
-        name, entities, upsert=upsert, create=create, description=description, tags=tags
+        name, entities, upsert=upsert, create=create, description=description, tags=tags, check=check
     )
 
 

@@ -10,7 +10,8 @@ ones a caller may want to treat like built-in errors also derive from those::
     │   ├── InvalidScenarioNameError
     │   ├── InvalidEntityError
     │   ├── InvalidScenarioFileError
-    │   └── QueryError
+    │   ├── QueryError
+    │   └── CheckFailedError         (a save or an add with check="refuse")
     ├── DatabaseLockedError
     ├── DatabaseError
     │   └── ServerUnavailableError   (a PostgreSQL team store)
@@ -26,6 +27,7 @@ that cannot be encoded cannot be printed or sent (the MCP SDK exits when it trie
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from .._text import safe_text
 
@@ -38,6 +40,7 @@ __all__ = [
     "InvalidEntityError",
     "InvalidScenarioFileError",
     "QueryError",
+    "CheckFailedError",
     "DatabaseLockedError",
     "DatabaseError",
     "ServerUnavailableError",
@@ -133,6 +136,20 @@ class QueryError(InvalidInputError):
 
     The message says which, and how to narrow the query.
     """
+
+
+class CheckFailedError(InvalidInputError):
+    """A save or an add with ``check="refuse"`` found errors in the entities it was
+    writing, and wrote nothing. ``problems`` is the check's answer (see
+    :meth:`~healthsim.state.ScenarioStore.check_scenario`)."""
+
+    def __init__(self, name: str, first: str, problems: Any) -> None:
+        self.name = name
+        self.problems = problems
+        super().__init__(
+            f"scenario {name!r}: nothing was written, the check found errors in the entities: {first}. "
+            "Fix them and try again, or save with check='warn' to keep them and see the problems"
+        )
 
 
 class DatabaseLockedError(StateError):

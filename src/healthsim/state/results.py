@@ -154,6 +154,7 @@ class EditResult(TypedDict, total=False):
     restored_version: int  # restore_scenario only: the version brought back
     scenario: dict[str, Any]  # restore_scenario only: the scenario's fields that changed, as in history
     changed: list[str]  # restore_scenario only: which of entities, description, tags, metadata changed
+    check: dict[str, Any]  # add_entities with check= only: the check of the entities written
 
 
 class QueryResult(TypedDict):

@@ -27,6 +27,9 @@ import pyarrow as pa
 from .. import __version__
 from ._engines import Connection, engine_for
 from .bulk import ChunkEncoder, insert_chunks
+from .checks import CheckResult, check_reader
+from .checks.gate import CheckGate, check_gate, written_by
+from .checks.shape import result as check_result
 from .clock import utcnow
 from .database import Database, connect, redact_url, resolve_database
 from .diffing import change_counts, diff_rows, scenario_changes
@@ -206,7 +209,9 @@ class ScenarioStore:
         description: str | None = None,
         tags: Iterable[str] | None = None,
         overwrite: bool = False,
-    ) -> str:
+        *,
+        check: str | None = None,
+    ) -> Any:
         """Save entities as a named scenario, atomically (all of it or nothing).
 
         Args:
@@ -215,22 +220,29 @@ class ScenarioStore:
             description: optional free text.
             tags: optional tags (trimmed, empty and duplicate ones dropped).
             overwrite: replace a scenario of the same name, keeping its id and created_at.
+            check: ``"warn"`` to check the saved entities (as :meth:`check_scenario`) in
+                the save's transaction, ``"refuse"`` to also save nothing when the check
+                finds an error; None (default): no check, no cost.
 
         Returns:
-            The scenario_id (a UUID string).
+            The scenario_id (a UUID string); with ``check``, ``{"scenario_id", "check"}``.
 
         Raises:
             ScenarioExistsError: the name is taken and ``overwrite`` is false.
             InvalidInputError: a name, tag or entity cannot be stored (nothing is saved).
+            CheckFailedError: ``check="refuse"`` and the check found errors (nothing is saved).
         """
-        return self.write_scenario(
+        gate = check_gate(check, name)
+        sid = self.write_scenario(
             name=name,
             typed_entities=iter_typed_entities(entities),
             description=description,
             tags=tags,
             overwrite=overwrite,
             provenance={"operation": "save"},
+            after_rows=gate,
         )
+        return sid if gate is None else {"scenario_id": sid, "check": gate.answer}
 
     def write_scenario(
         self,
@@ -247,6 +259,7 @@ class ScenarioStore:
         on_chunk: Callable[[int], None] | None = None,
         finish: Callable[[], Mapping[str, Any]] | None = None,
         stored: tuple[Iterable[tuple[str, pa.Table]], int] | None = None,
+        after_rows: Callable[[Any, uuid.UUID], None] | None = None,
     ) -> str:
         """Save a scenario from a stream of ``(normalised type, entities)`` pairs.
 
@@ -272,6 +285,9 @@ class ScenarioStore:
                 ``tags``, ``provenance``, ``metadata`` and ``created_at`` (an import reads
                 a file once, and its scenario fields may follow its entities). If it
                 raises, nothing is saved.
+            after_rows: called with the connection and the scenario id once every row
+                is in ``scenario_entities``, inside the publishing transaction (the
+                check of ``check=``); if it raises, nothing is saved.
 
         Returns:
             The scenario_id.
@@ -291,6 +307,7 @@ class ScenarioStore:
             on_chunk=on_chunk,
             finish=finish,
             stored=stored,
+            after_rows=after_rows,
         )
         with connect(self.path, create=True) as con:
             assert con is not None
@@ -316,6 +333,7 @@ class ScenarioStore:
         on_chunk: Callable[[int], None] | None,
         finish: Callable[[], Mapping[str, Any]] | None,
         stored: tuple[Iterable[tuple[str, pa.Table]], int] | None,
+        after_rows: Callable[[Any, uuid.UUID], None] | None = None,
     ) -> str:
         """:meth:`write_scenario` on an open connection (its arguments checked)."""
         engine = con.engine
@@ -357,6 +375,8 @@ class ScenarioStore:
             """Within the final transaction, once every entity is read: scenario row,
             tags and the version's record."""
             nonlocal description, tag_list, provenance, metadata, created
+            if after_rows is not None:
+                after_rows(con, sid)
             if finish is not None:
                 late = finish()
                 description = validate_description(late.get("description", description))
@@ -470,6 +490,7 @@ class ScenarioStore:
         create: bool = False,
         description: str | None = None,
         tags: Iterable[str] | None = None,
+        check: str | None = None,
     ) -> EditResult:
         """Add entities to a saved scenario, in one transaction.
 
@@ -481,21 +502,33 @@ class ScenarioStore:
                 an id of their own are appended. False appends every entity.
             create: make the scenario if no scenario has that name (with ``description``
                 and ``tags``, which are otherwise ignored).
+            check: ``"warn"`` to check the entities written (new and replaced, against
+                the whole scenario) in the add's transaction, ``"refuse"`` to also change
+                nothing when the check finds an error; None (default): no check, no cost.
 
         Returns:
             ``scenario_id, name, added, updated, removed`` (each ``{type: n}``),
-            ``entity_count, entities_by_type``. Entities of new types come after the
-            scenario's existing types.
+            ``entity_count, entities_by_type``, and with ``check`` its answer as ``check``.
+            Entities of new types come after the scenario's existing types.
 
         Raises:
             ScenarioNotFoundError: no such scenario and ``create`` is false.
             InvalidEntityError: an entity cannot be stored; nothing was changed.
+            CheckFailedError: ``check="refuse"`` and the check found errors (nothing was changed).
         """
         typed = iter_typed_entities(entities)
-        return self._add(name, typed, upsert=upsert, create=create, description=description, tags=tags)
+        gate = check_gate(check, name)
+        result = self._add(name, typed, upsert=upsert, create=create, description=description, tags=tags, gate=gate)
+        return _with_check(result, gate)
 
     def add_entities_from_json(
-        self, name: str, file_path: str | os.PathLike[str], *, upsert: bool = True, create: bool = False
+        self,
+        name: str,
+        file_path: str | os.PathLike[str],
+        *,
+        upsert: bool = True,
+        create: bool = False,
+        check: str | None = None,
     ) -> EditResult:
         """:meth:`add_entities` with the entities of a JSON file (``{"patients": [...]}``,
         an export, or any shape :meth:`import_scenario_from_json` reads); the file's
@@ -504,8 +537,9 @@ class ScenarioStore:
         Raises:
             InvalidScenarioFileError: the file cannot be read; nothing was changed.
         """
+        gate = check_gate(check, name)
         with entity_stream(file_path) as typed:
-            return self._add(name, typed, upsert=upsert, create=create)
+            return _with_check(self._add(name, typed, upsert=upsert, create=create, gate=gate), gate)
 
     def _add(
         self,
@@ -516,6 +550,7 @@ class ScenarioStore:
         create: bool,
         description: str | None = None,
         tags: Iterable[str] | None = None,
+        gate: CheckGate | None = None,
     ) -> EditResult:
         cache = VersionCache(self.path)
         with self._edit(name, create=create) as (con, now):
@@ -529,6 +564,8 @@ class ScenarioStore:
                 new = True
             version, start = (1 if new else current_version(con, header.scenario_id) + 1), next_id(con)
             changes, types, exact_rows = add_batch(con, header, typed, now, upsert=upsert, version=version)
+            if gate is not None and (new or any(changes.values())):  # check=: the rows written
+                gate(con, header.scenario_id, written_by(header.scenario_id, version, start))
             if not (new or any(changes.values())):  # nothing changed: no new version, nothing written
                 counts = version_counts(con, header.scenario_id, version - 1)
                 if counts is None:
@@ -1186,6 +1223,23 @@ class ScenarioStore:
         cache.write_summary(*made, samples, budget, summary)
         return summary
 
+    def check_scenario(self, name: str, *, version: int | None = None) -> CheckResult:
+        """Check a scenario (or version) for broken references, duplicate ids, values that
+        are not what their field is, impossible timelines, malformed codes and identifiers
+        that look real, computed in the database; at most 12 KB of JSON.
+
+        Returns:
+            ``{"ok", "checked": {type: n}, "problems": [{"rule", "severity", "type",
+            "field", "count", "examples"}]}``; ``ok`` is false when any problem is an error.
+            See :mod:`healthsim.state.checks` and ``docs/decisions.md``.
+
+        Raises:
+            ScenarioNotFoundError: no scenario has that name or id.
+            InvalidInputError: the version is not retained.
+        """
+        with self.open_scenario(name, version) as reader:
+            return check_reader(reader)
+
     def report_scenario(
         self, name: str, output_path: str | os.PathLike[str] | None = None, *, version: int | None = None
     ) -> Path:
@@ -1591,6 +1645,14 @@ class ScenarioStore:
 def _snapshot(con: Connection | None) -> AbstractContextManager[None]:
     """Reads in the block see one moment (a server's other writers notwithstanding)."""
     return nullcontext() if con is None else con.engine.snapshot(con)
+
+
+def _with_check(result: EditResult, gate: CheckGate | None) -> EditResult:
+    """An add's result, with its check's answer when it asked for one (an add that
+    changed nothing checked nothing: no problems)."""
+    if gate is not None:
+        result["check"] = dict(gate.answer or check_result({}, []))
+    return result
 
 
 def _list_entry(summary: ScenarioSummary) -> ScenarioListEntry:

@@ -227,6 +227,25 @@ class Engine(ABC):
     def json_text(self, column: str, keys: Sequence[str]) -> str:
         """SQL: the string (or JSON text) at object keys ``keys`` of JSON ``column``."""
 
+    @abstractmethod
+    def json_fields(self, source: str, keep: str, paths: Sequence[Sequence[str]]) -> str:
+        """SQL of a subquery over the rows of ``source`` (a query with an ``entity_data``
+        column) with the columns ``keep`` (comma-separated columns of ``source``) and, per
+        path ``i`` of ``paths`` (object keys, plain names), ``k{i}``: the JSON kind of the
+        value there (``string``, ``number``, ``boolean``, ``null``, ``object``, ``array``;
+        NULL when there is none) and ``t{i}``: its text (a string unquoted, anything else
+        as JSON text). Every entity is parsed once."""
+
+    @abstractmethod
+    def top_level_keys(self, source: str) -> str:
+        """SQL of the distinct top-level keys (column ``k``) of the JSON objects in the
+        ``entity_data`` column of ``source``."""
+
+    @abstractmethod
+    def instant(self, text: str) -> str:
+        """SQL: the ISO 8601 date or datetime ``text`` (already checked to be one) as a
+        ``TIMESTAMPTZ``, so that datetimes with different offsets compare in time order."""
+
     # ------------------------------------------------------------------ rows in and out
 
     @abstractmethod

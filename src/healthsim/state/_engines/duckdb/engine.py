@@ -173,6 +173,37 @@ class DuckDBEngine(Engine):
     def json_text(self, column: str, keys: Sequence[str]) -> str:
         return f"json_extract_string({column}, '$.{'.'.join(keys)}')"
 
+    def json_fields(self, source: str, keep: str, paths: Sequence[Sequence[str]]) -> str:
+        if not paths:
+            return f"SELECT {keep} FROM ({source}) AS _hs_src"
+        pointers = ", ".join(
+            "'" + "".join("/" + k.replace("~", "~0").replace("/", "~1") for k in p) + "'" for p in paths
+        )
+        kinds = (
+            "CASE WHEN {v} IS NULL THEN NULL WHEN left({v}, 1) = '\"' THEN 'string' WHEN left({v}, 1) = '{{' "
+            "THEN 'object' WHEN left({v}, 1) = '[' THEN 'array' WHEN {v} IN ('true', 'false') THEN 'boolean' "
+            "WHEN {v} = 'null' THEN 'null' ELSE 'number' END"
+        )
+        # A string's text without its quotes, unless it has escapes (then decoded).
+        texts = (
+            "CASE WHEN left({v}, 1) <> '\"' THEN {v}::VARCHAR WHEN contains({v}, '\\') "
+            "THEN json_extract_string({v}, '$') ELSE substr({v}, 2, length({v}) - 2) END"
+        )
+        columns = ", ".join(
+            f"{kinds.format(v=f'_hs_x[{i + 1}]')} AS k{i}, {texts.format(v=f'_hs_x[{i + 1}]')} AS t{i}"
+            for i in range(len(paths))
+        )
+        return (
+            f"SELECT {keep}, {columns} FROM (SELECT {keep}, json_extract(entity_data, [{pointers}]) AS _hs_x "
+            f"FROM ({source}) AS _hs_src) AS _hs_parsed"
+        )
+
+    def top_level_keys(self, source: str) -> str:
+        return f"SELECT DISTINCT unnest(json_keys(entity_data)) AS k FROM ({source}) AS _hs_src"
+
+    def instant(self, text: str) -> str:
+        return f"TRY_CAST({text} AS TIMESTAMPTZ)"
+
     # ------------------------------------------------------------------ rows in and out
 
     def next_entity_id(self, con: Connection) -> int:

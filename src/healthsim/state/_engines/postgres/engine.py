@@ -188,6 +188,28 @@ class PostgresEngine(Engine):
     def json_text(self, column: str, keys: Sequence[str]) -> str:
         return f"({column}::json #>> '{{{','.join(keys)}}}')"
 
+    def json_fields(self, source: str, keep: str, paths: Sequence[Sequence[str]]) -> str:
+        if not paths:
+            return f"SELECT {keep} FROM ({source}) AS _hs_src"
+        # jsonb: parsed once per row, then each path is a lookup.
+        columns = ", ".join(
+            f"jsonb_typeof(_hs_d #> '{{{','.join(p)}}}') AS k{i}, (_hs_d #>> '{{{','.join(p)}}}') AS t{i}"
+            for i, p in enumerate(paths)
+        )
+        return (
+            f"SELECT {keep}, {columns} FROM (SELECT {keep}, entity_data::jsonb AS _hs_d FROM ({source}) AS _hs_src) "
+            "AS _hs_parsed"
+        )
+
+    def top_level_keys(self, source: str) -> str:
+        return (
+            f"SELECT DISTINCT json_object_keys(entity_data) AS k FROM ({source}) AS _hs_src "
+            "WHERE json_typeof(entity_data) = 'object'"
+        )
+
+    def instant(self, text: str) -> str:
+        return f"CAST({text} AS TIMESTAMPTZ)"
+
     # ------------------------------------------------------------------ rows in and out
 
     def next_entity_id(self, con: Connection) -> int:

@@ -1,0 +1,116 @@
+"""Checking a scenario: broken references, impossible timelines, malformed codes and
+identifiers that look real, found in the database (see ``DESIGN.md``, "Checking a
+scenario", and docs/decisions.md).
+
+:func:`check_rows` runs every rule of :mod:`.rules` over a scenario's rows (or only the
+rows a save or an add just wrote) and returns ``{ok, checked, problems}``;
+:func:`.shape.table` draws it for a terminal.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import uuid
+from typing import Any, Literal, TypedDict, cast
+
+from .._engines import Connection
+from ..clock import utcnow
+from ..reading import ScenarioReader
+from .rules import RULES
+from .run import Scope, run_rules
+from .shape import CHECK_BYTES, result, table
+
+__all__ = [
+    "CheckExample",
+    "CheckProblem",
+    "CheckResult",
+    "CHECK_BYTES",
+    "CHECK_MODES",
+    "RULES",
+    "check_reader",
+    "check_rows",
+    "problem_lines",
+    "table",
+]
+
+
+class CheckExample(TypedDict):
+    """One entity with a problem: its own id (else its stored UUID) and the value."""
+
+    id: str
+    value: Any
+
+
+class CheckProblem(TypedDict):
+    """One rule broken by ``count`` entities of one type, in one field."""
+
+    rule: str
+    severity: Literal["error", "warning"]
+    type: str
+    field: str
+    count: int
+    examples: list[CheckExample]  # at most five, in saved order
+
+
+class CheckResult(TypedDict, total=False):
+    """What :meth:`~healthsim.state.ScenarioStore.check_scenario` returns
+    (``truncated``, ``problems_omitted``, ``checked_omitted`` only when it was cut)."""
+
+    ok: bool  # no problem is an error
+    checked: dict[str, int]  # type -> entities checked
+    problems: list[CheckProblem]  # errors first, then the largest counts
+    truncated: bool
+    problems_omitted: int
+    checked_omitted: int
+
+
+#: What ``check=`` of a save or an add may ask for (None: no check).
+CHECK_MODES = ("warn", "refuse")
+
+
+_COLUMNS = "id, entity_id, entity_type, entity_data"
+
+
+def check_reader(reader: ScenarioReader, *, budget: int = CHECK_BYTES) -> CheckResult:
+    """Check the scenario (version) ``reader`` reads: see :func:`check_rows`."""
+    return _checked(Scope(reader.connection, lambda t: reader.rows_sql(t, columns=_COLUMNS), utcnow().date()), budget)
+
+
+def check_rows(
+    con: Connection,
+    scenario_id: uuid.UUID,
+    *,
+    only: str | None = None,
+    today: _dt.date | None = None,
+    budget: int = CHECK_BYTES,
+) -> CheckResult:
+    """Check one scenario's rows in ``scenario_entities`` (all, or those matching the SQL
+    condition ``only`` on their ``id``, against all of the scenario's rows), inside the
+    caller's transaction (a save or an add about to be committed).
+
+    Returns:
+        ``{"ok", "checked": {type: n}, "problems": [{"rule", "severity", "type",
+        "field", "count", "examples": [{"id", "value"}…]}]}`` within ``budget`` bytes
+        (``truncated`` and ``problems_omitted`` say what was cut).
+    """
+
+    def base(entity_type: str | None) -> str:
+        sql = f"SELECT {_COLUMNS} FROM scenario_entities WHERE scenario_id = '{scenario_id}'"
+        return sql if entity_type is None else sql + " AND entity_type = '" + entity_type.replace("'", "''") + "'"
+
+    return _checked(Scope(con, base, today or utcnow().date(), only), budget)
+
+
+def _checked(scope: Scope, budget: int) -> CheckResult:
+    checked, found = run_rules(scope)
+    return cast(CheckResult, result(checked, found, budget))
+
+
+def problem_lines(answer: CheckResult, limit: int = 3) -> str:
+    """The first problems with errors in one line each (for an error message)."""
+    errors = [p for p in answer["problems"] if p["severity"] == "error"][:limit]
+    return "; ".join(
+        f"{p['count']} {p['type']}.{p['field']} {p['rule']}"
+        + (f" (e.g. {p['examples'][0]['id']}: {p['examples'][0]['value']!r})" if p["examples"] else "")
+        for p in errors
+    )

@@ -1,0 +1,343 @@
+"""Running the rules of one scenario (version) in the database.
+
+Per checked type: its top-level keys (one pass), then the fields the rules read copied
+into a temporary table with one parse of every entity, then one aggregate query counts
+every rule that reads the row alone; duplicates, references and the patient's birth and
+death are joins over such tables. Examples (at most five per problem, by row order) are
+fetched with ``LIMIT`` only for rules that found something, so a clean scenario costs
+the passes and no more. Nothing is parsed in Python but the counts and the examples.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from dataclasses import field as _field
+from typing import Any
+
+from .._engines import Connection
+from . import sql
+from .plan import TypePlan, plan_type
+from .rules import REFERENCES, RULES
+
+__all__ = ["Found", "Scope", "run_rules"]
+
+_EXAMPLES = 5
+_SCALAR = "IN ('string', 'number')"
+
+
+@dataclass
+class Scope:
+    """What to check: the rows ``base(type)`` gives (SQL with the columns ``id,
+    entity_id, entity_type, entity_data`` of one scenario's rows, of one type or all of
+    them); with ``only`` (an SQL condition on the row ``id``), only those rows, compared
+    with all of the scenario's."""
+
+    con: Connection
+    base: Callable[[str | None], str]
+    today: _dt.date
+    only: str | None = None
+
+    def rows(self, entity_type: str | None = None, *, checked: bool = True) -> str:
+        """SQL of the rows, of one type or all (``checked``: only those checked)."""
+        sql = self.base(entity_type)
+        return f"SELECT * FROM ({sql}) AS _hs_rows WHERE {self.only}" if checked and self.only else sql
+
+
+@dataclass
+class Found:
+    """One rule's finding: how many entities, and a few of them as ``(id, value)``."""
+
+    rule: str
+    entity_type: str
+    field: str
+    count: int
+    examples: list[tuple[str, Any]] = _field(default_factory=list)
+
+
+@dataclass
+class _Spec:
+    """A rule over one field: the entities (``c``, with its joins) matching ``where``;
+    ``value``: what an example shows."""
+
+    rule: str
+    field: str
+    where: str
+    value: str
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def run_rules(scope: Scope) -> tuple[dict[str, int], list[Found]]:
+    """The checked entities per type and every rule's findings (counts over zero)."""
+    con = scope.con
+    checked = {
+        t: n
+        for t, n in con.execute(
+            f"SELECT entity_type, count(*) FROM ({scope.rows()}) AS r GROUP BY entity_type ORDER BY min(id)"
+        ).fetchall()
+    }
+    every = (
+        set(checked)
+        if not scope.only
+        else {
+            t for (t,) in con.execute(f"SELECT DISTINCT entity_type FROM ({scope.rows(checked=False)}) AS a").fetchall()
+        }
+    )
+    found: list[Found] = []
+    with _temporary(con) as made:
+        for entity_type in checked:
+            keys = [k for (k,) in con.execute(con.engine.top_level_keys(scope.rows(entity_type))).fetchall()]
+            plan = plan_type(entity_type, keys)
+            found += _check_type(scope, plan, every, made)
+    return checked, found
+
+
+@contextmanager
+def _temporary(con: Connection) -> Iterator[set[str]]:
+    """The names of the temporary tables made meanwhile, dropped at the end."""
+    made: set[str] = set()
+    try:
+        yield made
+    finally:
+        for name in made:
+            con.execute(f"DROP TABLE IF EXISTS {name}")
+
+
+def _check_type(scope: Scope, plan: TypePlan, every: set[str], made: set[str]) -> list[Found]:
+    """Every rule's findings of one type: one parse of its rows, joined to the id tables
+    of the types it references, counts every rule at once."""
+    con = scope.con
+    own = _own_id(plan)  # (its columns read with the others)
+    joins: dict[str, str] = {}  # alias -> JOIN clause
+    specs = _row_specs(con, plan, scope.today)
+    specs += _reference_specs(scope, plan, every, made, joins) + _event_specs(scope, plan, every, made, joins)
+    if "mrn" in plan.own_ids and "patients" in every:
+        specs += _mrn_specs(scope, plan, made, joins)
+    candidates = [(name, *plan.column(name)) for name in _date_candidates(scope, plan)]
+    source = f"({_parsed(scope, plan)}) AS c{''.join(joins.values())}"
+    counts = _count(con, source, specs, candidates)
+    for name, k, t in candidates:  # mostly dates: the others are not
+        dates, present = counts.pop(f"date:{name}"), counts.pop(f"present:{name}")
+        if present and dates * 2 > present and dates < present:
+            specs.append(_Spec("not_a_date", name, sql.bad_date(con, f"c.{k}", f"c.{t}"), f"c.{t}"))
+            counts[str(len(specs) - 1)] = present - dates
+    found = [(s, counts[str(i)]) for i, s in enumerate(specs) if counts.get(str(i))]
+    out = [Found(s.rule, plan.entity_type, s.field, n, _examples(con, own, s, source)) for s, n in found]
+    return _duplicates(scope, plan, own) + out
+
+
+def _parsed(scope: Scope, plan: TypePlan) -> str:
+    """SQL of the checked rows of the type with the plan's fields (``k{i}``, ``t{i}``),
+    an empty string read as no value (a CSV's empty cell), as null is: no rule faults it."""
+    source = scope.con.engine.json_fields(scope.rows(plan.entity_type), "id, entity_id", plan.paths)
+    kinds = "".join(
+        f", CASE WHEN k{i} = 'string' AND t{i} = '' THEN 'null' ELSE k{i} END AS k{i}, t{i}"
+        for i in range(len(plan.paths))
+    )
+    return f"SELECT id, entity_id{kinds} FROM ({source}) AS f"
+
+
+# Rows of a type read to tell which of its other fields are mostly dates.
+_SAMPLE = 1000
+
+
+def _date_candidates(scope: Scope, plan: TypePlan) -> list[str]:
+    """The plan's other fields of which a sample of entities holds mostly full dates
+    (their values are then counted over every entity)."""
+    if not plan.candidates:
+        return []
+    con = scope.con
+    paths = [tuple(name.split(".")) for name in plan.candidates]
+    sample = f"SELECT * FROM ({scope.rows(plan.entity_type)}) AS r LIMIT {_SAMPLE}"
+    columns = ", ".join(
+        f"count(*) FILTER (WHERE {sql.is_date(con, f'k{i}', f't{i}', partial=False)}), "
+        f"count(*) FILTER (WHERE k{i} NOT IN ('null', 'object', 'array'))"
+        for i in range(len(paths))
+    )
+    row = con.execute(f"SELECT {columns} FROM ({con.engine.json_fields(sample, 'id', paths)}) AS s").fetchall()[0]
+    return [name for i, name in enumerate(plan.candidates) if row[2 * i] and row[2 * i] * 2 > row[2 * i + 1]]
+
+
+def _row_specs(con: Connection, plan: TypePlan, today: _dt.date) -> list[_Spec]:
+    """The rules that read one row alone."""
+    specs: list[_Spec] = []
+
+    def add(rule: str, name: str, where: Any, extra: str = "") -> None:
+        k, t = plan.column(name)
+        specs.append(_Spec(rule, name, where(k, t) + extra, f"c.{t}"))
+
+    for name in plan.dates:
+        add("not_a_date", name, lambda k, t: sql.bad_date(con, f"c.{k}", f"c.{t}"))
+    for name in plan.numbers:
+        add("not_a_number", name, lambda k, t: sql.bad_number(con, f"c.{k}", f"c.{t}"))
+    for name in plan.genders:
+        add("unknown_gender", name, lambda k, t: sql.bad_gender(f"c.{k}", f"c.{t}"))
+    rule_sql = {
+        "malformed_icd10": sql.bad_icd10,
+        "bad_loinc_check_digit": sql.bad_loinc,
+        "bad_npi_check_digit": sql.bad_npi,
+        "malformed_ndc": sql.bad_ndc,
+    }
+    for rule, names in plan.codes.items():
+        for name in names:
+            extra = ""
+            if name == "code" and plan.code_system:  # another code system's code is not ICD-10's
+                sk, st = plan.column(plan.code_system)
+                extra = f" AND (c.{sk} IS NULL OR c.{sk} = 'null' OR lower(c.{st}) LIKE '%icd%')"
+            add(rule, name, lambda k, t, r=rule: rule_sql[r](con, f"c.{k}", f"c.{t}"), extra)
+    for rule, names in plan.identifiers.items():
+        for name in names:
+            if rule == "real_looking_email":
+                add(rule, name, lambda k, t: sql.real_email(con, f"c.{k}", f"c.{t}"))
+            else:
+                test = sql.real_ssn if rule == "real_looking_ssn" else sql.real_phone
+                add(rule, name, lambda k, t, f=test: f(f"c.{k}", f"c.{t}"))
+    for start, end in plan.spans:
+        (sk, st), (ek, et) = plan.column(start), plan.column(end)
+        where = sql.earlier(con, (f"c.{ek}", f"c.{et}"), (f"c.{sk}", f"c.{st}"))
+        specs.append(_Spec("end_before_start", f"{start}..{end}", where, f"c.{st} || ' .. ' || c.{et}"))
+    if "birth_date" in plan.dates and plan.entity_type in ("patients", "members"):
+        k, t = plan.column("birth_date")
+        future = f"({sql.is_date(con, f'c.{k}', f'c.{t}')} AND left(c.{t}, 10) > '{today.isoformat()}')"
+        specs.append(_Spec("birth_in_future", "birth_date", future, f"c.{t}"))
+    return specs
+
+
+def _count(con: Connection, source: str, specs: list[_Spec], candidates: list[tuple[str, str, str]]) -> dict[str, int]:
+    """Every rule's count, and each candidate's dates and present values, in one pass."""
+    columns = [f"count(*) FILTER (WHERE {s.where}) AS n{i}" for i, s in enumerate(specs)]
+    names = [str(i) for i in range(len(specs))]
+    for name, k, t in candidates:
+        columns += [
+            f"count(*) FILTER (WHERE {sql.is_date(con, f'c.{k}', f'c.{t}', partial=False)})",
+            f"count(*) FILTER (WHERE c.{k} <> 'null')",
+        ]
+        names += [f"date:{name}", f"present:{name}"]
+    if not columns:
+        return {}
+    row = con.execute(f"SELECT {', '.join(columns)} FROM {source}").fetchall()[0]
+    return {name: int(n or 0) for name, n in zip(names, row, strict=True)}
+
+
+def _own_id(plan: TypePlan) -> str:
+    """SQL of an entity's own id as text: its first id field holding a string or number,
+    else its stored UUID."""
+    parts = []
+    for name in plan.own_ids:
+        k, t = plan.column(name)
+        parts.append(f"CASE WHEN c.{k} {_SCALAR} THEN c.{t} END")
+    return f"COALESCE({', '.join([*parts, 'CAST(c.entity_id AS VARCHAR)'])})"
+
+
+def _examples(con: Connection, own: str, spec: _Spec, source: str) -> list[tuple[str, Any]]:
+    rows = con.execute(
+        f"SELECT {own}, {spec.value} FROM {source} WHERE {spec.where} ORDER BY c.id LIMIT {_EXAMPLES}"
+    ).fetchall()
+    return [(str(i), v) for i, v in rows]
+
+
+def _duplicates(scope: Scope, plan: TypePlan, own: str) -> list[Found]:
+    """Entities sharing their own id with another of the type: the stored id is derived
+    from the own id, so equal stored ids are equal own ids (no entity is parsed)."""
+    if not plan.own_ids or plan.own_ids[0] == "mrn":
+        return []
+    con = scope.con
+    shared = (
+        f"(SELECT entity_id, count(*) AS n FROM ({scope.rows(plan.entity_type, checked=False)}) AS a "
+        "GROUP BY entity_id HAVING count(*) > 1)"
+    )
+    source = f"({scope.rows(plan.entity_type)}) AS c JOIN {shared} AS d ON d.entity_id = c.entity_id"
+    (n,) = con.execute(f"SELECT count(*) FROM {source}").fetchall()[0]
+    if not n:
+        return []
+    spec = _Spec("duplicate_id", plan.own_ids[0], "true", "d.n")
+    parsed = f"({_parsed(scope, plan)}) AS c JOIN {shared} AS d ON d.entity_id = c.entity_id"
+    return [Found("duplicate_id", plan.entity_type, plan.own_ids[0], n, _examples(con, own, spec, parsed))]
+
+
+def _mrn_specs(scope: Scope, plan: TypePlan, made: set[str], joins: dict[str, str]) -> list[_Spec]:
+    """Patients sharing an MRN (counted in the patients' id table, over all of them)."""
+    ids = _target_ids(scope, "patients", made)
+    k, t = plan.column("mrn")
+    joins["gm"] = f" LEFT JOIN {ids} gm ON gm.ref = c.{t}"
+    return [_Spec("duplicate_id", "mrn", f"c.{k} {_SCALAR} AND gm.own > 1", "gm.own")]
+
+
+def _target_ids(scope: Scope, target: str, made: set[str]) -> str:
+    """A temporary table of the ids (``ref``) the entities of ``target`` may be named by,
+    over all of the scenario's rows of that type (one parse), with ``own``: how many
+    entities have it in the first of those fields (an MRN for patients); for patients
+    also the day of birth and of death (``birth``, ``death``: valid dates only, the
+    widest span per id)."""
+    name = f"_hs_check_ids_{target}"
+    if name in made:
+        return name
+    con = scope.con
+    fields = REFERENCES[next(r for r, (t, _) in REFERENCES.items() if t == target)][1]
+    paths = [(f,) for f in fields] + ([("birth_date",), ("death_date",)] if target == "patients" else [])
+    parsed = con.engine.json_fields(scope.rows(target, checked=False), "id", paths)
+    birth = death = "NULL"
+    if target == "patients":
+        n = len(fields)
+        birth = f"CASE WHEN {sql.is_date(con, f'k{n}', f't{n}')} THEN left(t{n}, 10) END"
+        death = f"CASE WHEN {sql.is_date(con, f'k{n + 1}', f't{n + 1}')} THEN left(t{n + 1}, 10) END"
+    refs = ", ".join(f"CASE WHEN k{i} {_SCALAR} AND t{i} <> '' THEN t{i} END" for i in range(len(fields)))
+    which = ", ".join(str(i) for i in range(len(fields)))
+    each = (
+        f"SELECT unnest(ARRAY[{refs}]) AS ref, unnest(ARRAY[{which}]) AS f, {birth} AS birth, {death} AS death "
+        f"FROM ({parsed}) AS p"
+    )
+    con.execute(
+        f"{con.engine.create_temp(con, name)} AS SELECT ref, count(*) FILTER (WHERE f = 0) AS own, min(birth) AS birth, "
+        f"max(death) AS death FROM ({each}) AS e WHERE ref IS NOT NULL GROUP BY ref"
+    )
+    made.add(name)
+    return name
+
+
+def _reference_specs(
+    scope: Scope, plan: TypePlan, every: set[str], made: set[str], joins: dict[str, str]
+) -> list[_Spec]:
+    """References to other types: unresolved ones, or the target type missing."""
+    specs = []
+    for j, name in enumerate(plan.references):
+        target = REFERENCES[name][0]
+        k, t = plan.column(name)
+        if target not in every:
+            specs.append(_Spec("missing_target_type", name, f"c.{k} {_SCALAR}", f"c.{t}"))
+            continue
+        ids = _target_ids(scope, target, made)
+        joins[f"g{j}"] = f" LEFT JOIN {ids} g{j} ON g{j}.ref = c.{t}"
+        specs.append(_Spec("unresolved_reference", name, f"c.{k} {_SCALAR} AND g{j}.ref IS NULL", f"c.{t}"))
+    return specs
+
+
+def _event_specs(scope: Scope, plan: TypePlan, every: set[str], made: set[str], joins: dict[str, str]) -> list[_Spec]:
+    """A patient's events dated before the patient's birth or after the death."""
+    if not plan.events or "patients" not in every:
+        return []
+    con = scope.con
+    people = _target_ids(scope, "patients", made)
+    refs = [plan.column(f) for f in ("patient_mrn", "patient_id") if f in plan.references]
+    key = f"c.{refs[0][1]}"
+    if len(refs) == 2:  # the MRN where there is one, else the patient id
+        key = f"CASE WHEN c.{refs[0][0]} {_SCALAR} THEN c.{refs[0][1]} ELSE c.{refs[1][1]} END"
+    joins["p"] = f" LEFT JOIN {people} p ON p.ref = {key}"
+    specs = []
+    for name in plan.events:
+        k, t = plan.column(name)
+        valid = sql.is_date(con, f"c.{k}", f"c.{t}")
+        before, after = sql.day_before(f"c.{t}", "p.birth"), sql.day_before("p.death", f"c.{t}")
+        specs.append(_Spec("before_birth", name, f"{valid} AND {before}", f"c.{t}"))
+        specs.append(_Spec("after_death", name, f"{valid} AND {after}", f"c.{t}"))
+    return specs
+
+
+def severity(rule: str) -> str:
+    """A rule's severity."""
+    return RULES[rule][0]

@@ -1,0 +1,162 @@
+"""SQL expressions of the rules, over a field's kind ``k`` and text ``t`` columns (see
+:meth:`~healthsim.state._engines.base.Engine.json_fields`).
+
+Written once for both engines: plain ``substr``/``CAST``/``CASE`` arithmetic (check
+digits, days of the month) and regular expressions through :meth:`~healthsim.state._engines.base.Engine.matches`;
+what cannot be written alike (parsing the JSON, timestamps) is asked of the engine.
+Every expression is true for a value that breaks its rule, and false or NULL otherwise
+(an absent value or JSON null breaks none).
+"""
+
+from __future__ import annotations
+
+from .._engines import Connection
+from .rules import GENDERS
+
+__all__ = [
+    "bad_date",
+    "bad_gender",
+    "bad_icd10",
+    "bad_loinc",
+    "bad_ndc",
+    "bad_npi",
+    "bad_number",
+    "day_before",
+    "earlier",
+    "is_date",
+    "real_email",
+    "real_phone",
+    "real_ssn",
+]
+
+# ISO 8601 date, or date and time (``T`` or space), seconds and fraction optional, then
+# ``Z`` or an offset. Hours, minutes and months are checked by the pattern; days of the
+# month by :func:`is_date`.
+_ISO = (
+    "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+    "([T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\\.[0-9]{1,9})?)?(Z|[+-]([01][0-9]|2[0-3])(:?[0-5][0-9])?)?)?$"
+)
+_PARTIAL = "^[0-9]{4}(-(0[1-9]|1[0-2]))?$"
+_ICD10 = "^[A-Z][0-9][0-9A-Z](\\.?[0-9A-Z]{1,4})?$"
+_NDC = "^([0-9]{4}-[0-9]{4}-[0-9]{2}|[0-9]{5}-[0-9]{3}-[0-9]{2}|[0-9]{5}-[0-9]{4}-[0-9]{1,2}|[0-9]{10,11})$"
+_NUMBER = "^ *-?([0-9]+(\\.[0-9]*)?|\\.[0-9]+)([eE][-+]?[0-9]+)? *$"
+_EMAIL_SAFE = (
+    "@(.+\\.)?(example\\.(com|org|net)|[^@]*\\.(test|example|invalid|localhost)|test|example|invalid|localhost)$"
+)
+
+
+def _digit(text: str, i: int | str) -> str:
+    return f"CAST(substr({text}, {i}, 1) AS INTEGER)"
+
+
+def _doubled(text: str, i: int) -> str:
+    """A Luhn-doubled digit: twice the digit, less 9 when that has two digits."""
+    d = _digit(text, i)
+    return f"(2 * {d} - CASE WHEN {d} >= 5 THEN 9 ELSE 0 END)"
+
+
+def is_date(con: Connection, k: str, t: str, *, partial: bool = True) -> str:
+    """SQL: ``t`` is an ISO 8601 date or datetime of a day that exists; with ``partial``,
+    also a year or a year and month alone (``2012``, ``2012-05``: FHIR dates may be)."""
+    year, month, day = (f"CAST(substr({t}, {a}, {n}) AS INTEGER)" for a, n in ((1, 4), (6, 2), (9, 2)))
+    leap = f"({year} % 4 = 0 AND ({year} % 100 <> 0 OR {year} % 400 = 0))"
+    last = (
+        f"CASE {month} WHEN 2 THEN CASE WHEN {leap} THEN 29 ELSE 28 END "
+        f"WHEN 4 THEN 30 WHEN 6 THEN 30 WHEN 9 THEN 30 WHEN 11 THEN 30 ELSE 31 END"
+    )
+    shorter = f" OR {con.engine.matches(t, _PARTIAL)}" if partial else ""
+    # (The CASE keeps the casts away from texts the pattern refused.)
+    return (
+        f"(CASE WHEN {k} = 'string' AND substr({t}, 1, 4) <> '0000' AND ({con.engine.matches(t, _ISO)}{shorter}) "
+        f"THEN CASE WHEN length({t}) < 10 THEN true ELSE {day} <= {last} END ELSE false END)"
+    )
+
+
+def bad_date(con: Connection, k: str, t: str) -> str:
+    """SQL: a value that is not a date."""
+    return f"({k} <> 'null' AND NOT {is_date(con, k, t)})"
+
+
+def day_before(a: str, b: str) -> str:
+    """SQL: the calendar day of the date ``a`` is before that of ``b`` (both valid dates,
+    possibly partial: only the parts both have are compared, so ``2012`` is never before
+    ``2012-05-01``)."""
+    n = f"least(length({a}), length({b}), 10)"
+    return f"(left({a}, {n}) < left({b}, {n}))"
+
+
+def bad_number(con: Connection, k: str, t: str) -> str:
+    """SQL: a value that is neither a JSON number nor a string of one."""
+    return f"({k} NOT IN ('null', 'number') AND NOT ({k} = 'string' AND {con.engine.matches(t, _NUMBER)}))"
+
+
+def bad_gender(k: str, t: str) -> str:
+    """SQL: a value outside the accepted gender codes (any case)."""
+    accepted = ", ".join(f"'{g}'" for g in GENDERS)
+    return f"({k} <> 'null' AND NOT ({k} = 'string' AND lower({t}) IN ({accepted})))"
+
+
+def bad_icd10(con: Connection, k: str, t: str) -> str:
+    """SQL: not shaped like an ICD-10-CM code (letter, digit, letter or digit, then up to
+    four more after an optional dot)."""
+    return f"({k} <> 'null' AND NOT ({k} = 'string' AND {con.engine.matches(t, _ICD10)}))"
+
+
+def bad_loinc(con: Connection, k: str, t: str) -> str:
+    """SQL: not ``digits-check digit`` with LOINC's mod 10 check digit (Luhn over the
+    digits, the rightmost one doubled; zeros padded on the left change nothing)."""
+    body = f"lpad(split_part({t}, '-', 1), 7, '0')"
+    total = " + ".join(_doubled(body, i) if i % 2 else _digit(body, i) for i in range(1, 8))
+    valid = (
+        f"CASE WHEN {k} = 'string' AND {con.engine.matches(t, '^[0-9]{1,7}-[0-9]$')} "
+        f"THEN (10 - ({total}) % 10) % 10 = {_digit(t, f'length({t})')} ELSE false END"
+    )
+    return f"({k} <> 'null' AND NOT {valid})"
+
+
+def bad_npi(con: Connection, k: str, t: str) -> str:
+    """SQL: not 10 digits whose last is the Luhn check digit of the first nine with the
+    prefix 80840 (which adds 24 to the sum)."""
+    total = " + ".join(_doubled(t, i) if i % 2 else _digit(t, i) for i in range(1, 10))
+    valid = (
+        f"CASE WHEN {k} IN ('string', 'number') AND {con.engine.matches(t, '^[0-9]{10}$')} "
+        f"THEN (10 - (24 + {total}) % 10) % 10 = {_digit(t, 10)} ELSE false END"
+    )
+    return f"({k} <> 'null' AND NOT {valid})"
+
+
+def bad_ndc(con: Connection, k: str, t: str) -> str:
+    """SQL: not an NDC in its 10-digit (4-4-2, 5-3-2, 5-4-1) or 11-digit (5-4-2) forms."""
+    return f"({k} <> 'null' AND NOT ({k} IN ('string', 'number') AND {con.engine.matches(t, _NDC)}))"
+
+
+def _digits(t: str) -> str:
+    return f"regexp_replace({t}, '[^0-9]', '', 'g')"
+
+
+def real_ssn(k: str, t: str) -> str:
+    """SQL: an SSN with digits whose first is not 9 (9xx numbers are never issued)."""
+    return f"({k} IN ('string', 'number') AND {_digits(t)} <> '' AND left({_digits(t)}, 1) <> '9')"
+
+
+def real_phone(k: str, t: str) -> str:
+    """SQL: a phone number with digits that do not end in 555-01xx (reserved for fiction)."""
+    return f"({k} IN ('string', 'number') AND {_digits(t)} <> '' AND NOT right({_digits(t)}, 7) LIKE '55501__')"
+
+
+def real_email(con: Connection, k: str, t: str) -> str:
+    """SQL: an e-mail address outside the reserved example domains (example.com/.org/.net,
+    and .test, .example, .invalid, .localhost)."""
+    return f"({k} = 'string' AND {t} <> '' AND NOT {con.engine.matches(f'lower({t})', _EMAIL_SAFE)})"
+
+
+def earlier(con: Connection, later: tuple[str, str], early: tuple[str, str]) -> str:
+    """SQL: the date ``later`` (kind, text) comes before the date ``early``, both valid
+    dates. Two datetimes compare in time (offsets count); a date beside anything compares
+    by the calendar day written, so a time on the same day is never called earlier."""
+    (lk, lt), (ek, et) = later, early
+    both = f"{is_date(con, lk, lt)} AND {is_date(con, ek, et)}"
+    return (
+        f"(CASE WHEN {both} THEN CASE WHEN length({lt}) > 10 AND length({et}) > 10 "
+        f"THEN {con.engine.instant(lt)} < {con.engine.instant(et)} ELSE {day_before(lt, et)} END ELSE false END)"
+    )

@@ -1,0 +1,364 @@
+"""check_scenario: every rule with planted problems, counted exactly, on both engines."""
+
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+from typing import Any
+
+import pytest
+
+from healthsim.state import ScenarioStore
+from healthsim.state.errors import CheckFailedError, InvalidInputError, ScenarioNotFoundError
+
+TODAY = _dt.datetime.now(_dt.UTC).date()
+
+
+def clean() -> dict[str, list[dict[str, Any]]]:
+    """A small clean scenario of the canonical entities: no rule fires on it."""
+    patients = [
+        {
+            "patient_id": f"P{i}",
+            "mrn": f"MRN-{i}",
+            "birth_date": f"19{50 + i}-0{1 + i}-1{i}",
+            "gender": "MFOU"[i],
+            "ssn": f"9{i}0-12-345{i}",
+            "contact": {"phone": f"217-555-010{i}", "email": f"p{i}@example.com"},
+        }
+        for i in range(4)
+    ]
+    encounters = [
+        {
+            "encounter_id": f"E{i}",
+            "patient_mrn": f"MRN-{i}",
+            "admission_time": "2024-01-15T09:00:00Z",
+            "discharge_time": "2024-01-16T09:00:00+05:00",
+        }
+        for i in range(4)
+    ]
+    diagnoses = [
+        {"code": c, "patient_mrn": "MRN-1", "encounter_id": "E1", "diagnosed_date": "2024-01-15"}
+        for c in ("E11.9", "I10", "S72.001A", "U07.1")
+    ]
+    labs = [
+        {"loinc_code": c, "value": "6.8", "patient_mrn": "MRN-2", "collected_time": "2024-02-01T08:00:00"}
+        for c in ("4548-4", "2345-7", "2160-0", "8480-6", "85354-9")
+    ]
+    vitals = [{"patient_mrn": "MRN-3", "observation_time": "2024-03-01", "heart_rate": 72, "temperature": "98.6"}]
+    members = [{"member_id": "M1", "birth_date": "1980-05-05", "gender": "female", "pcp_npi": "1234567893"}]
+    claims = [{"claim_id": "C1", "member_id": "M1", "provider_npi": "1245319599", "principal_diagnosis": "E119"}]
+    prescriptions = [
+        {"prescription_number": f"RX{i}", "member_id": "M1", "ndc": n}
+        for i, n in enumerate(("00093-1048-01", "0093-1048-01", "12345678901"))
+    ]
+    return {
+        "patients": patients,
+        "encounters": encounters,
+        "diagnoses": diagnoses,
+        "lab_results": labs,
+        "vital_signs": vitals,
+        "members": members,
+        "claims": claims,
+        "prescriptions": prescriptions,
+    }
+
+
+def problems(store: ScenarioStore, entities: dict[str, list[dict[str, Any]]]) -> dict[tuple[str, str, str], int]:
+    store.save_scenario("s", entities, overwrite=True)
+    answer = store.check_scenario("s")
+    assert answer["ok"] == (not any(p["severity"] == "error" for p in answer["problems"]))
+    return {(p["rule"], p["type"], p["field"]): p["count"] for p in answer["problems"]}
+
+
+def test_clean_scenario_has_no_problems(store: ScenarioStore) -> None:
+    answer = (store.save_scenario("s", clean()), store.check_scenario("s"))[1]
+    assert answer == {
+        "ok": True,
+        "checked": {t: len(v) for t, v in clean().items()},
+        "problems": [],
+    }
+
+
+def test_duplicate_own_ids(store: ScenarioStore) -> None:
+    data = clean()
+    data["patients"] += [copy.deepcopy(data["patients"][0]) for _ in range(2)]  # 3 share P0 and MRN-0
+    data["patients"][1]["mrn"] = "MRN-2"  # 2 share MRN-2 only
+    data["encounters"].append(dict(data["encounters"][3]))
+    found = problems(store, data)
+    assert found[("duplicate_id", "patients", "patient_id")] == 3
+    assert found[("duplicate_id", "patients", "mrn")] == 5
+    assert found[("duplicate_id", "encounters", "encounter_id")] == 2
+
+
+def test_duplicate_examples_name_the_id_and_how_many(store: ScenarioStore) -> None:
+    data = clean()
+    data["claims"].append(dict(data["claims"][0]))
+    store.save_scenario("s", data)
+    (problem,) = store.check_scenario("s")["problems"]
+    assert problem["examples"] == [{"id": "C1", "value": 2}, {"id": "C1", "value": 2}]
+
+
+def test_unresolved_references(store: ScenarioStore) -> None:
+    data = clean()
+    data["encounters"][0]["patient_mrn"] = "MRN-404"
+    data["diagnoses"][0]["encounter_id"] = "E404"
+    data["diagnoses"][1]["encounter_id"] = "E405"
+    data["lab_results"].append({"patient_id": "P2", "loinc_code": "4548-4"})  # a patient_id resolves too
+    data["lab_results"].append({"patient_id": "nobody", "loinc_code": "4548-4"})
+    data["claims"][0]["member_id"] = "M2"
+    data["prescriptions"][0]["member_id"] = 17  # a number is a reference too
+    found = problems(store, data)
+    assert found == {
+        ("unresolved_reference", "encounters", "patient_mrn"): 1,
+        ("unresolved_reference", "diagnoses", "encounter_id"): 2,
+        ("unresolved_reference", "lab_results", "patient_id"): 1,
+        ("unresolved_reference", "claims", "member_id"): 1,
+        ("unresolved_reference", "prescriptions", "member_id"): 1,
+    }
+
+
+def test_reference_examples(store: ScenarioStore) -> None:
+    data = clean()
+    data["encounters"][2]["patient_mrn"] = "MRN-404"
+    store.save_scenario("s", data)
+    (problem,) = store.check_scenario("s")["problems"]
+    assert problem == {
+        "rule": "unresolved_reference",
+        "severity": "error",
+        "type": "encounters",
+        "field": "patient_mrn",
+        "count": 1,
+        "examples": [{"id": "E2", "value": "MRN-404"}],
+    }
+
+
+def test_missing_target_type_is_one_warning(store: ScenarioStore) -> None:
+    data = clean()
+    del data["members"]
+    data["pharmacy_claims"] = [{"claim_id": "PC1", "prescription_number": "RX1"}]  # its own claim_id
+    data["trial_visits"] = [{"visit_id": "V1", "subject_id": "S1"}, {"visit_id": "V2", "subject_id": "S2"}]
+    found = problems(store, data)
+    assert found == {
+        ("missing_target_type", "claims", "member_id"): 1,
+        ("missing_target_type", "prescriptions", "member_id"): 3,
+        ("missing_target_type", "trial_visits", "subject_id"): 2,
+    }
+    assert store.check_scenario("s")["ok"] is True  # warnings only
+
+
+def test_not_a_date(store: ScenarioStore) -> None:
+    data = clean()
+    data["patients"][0]["birth_date"] = "unknown"
+    data["patients"][1]["birth_date"] = "1950-02-30"  # no such day
+    data["patients"][2]["birth_date"] = 19500101
+    data["patients"][3]["birth_date"] = None  # no value is not a wrong value
+    data["encounters"][0]["admission_time"] = "2024-01-15T25:00:00"
+    data["encounters"][1]["discharge_time"] = "2024-02-29T10:00:00Z"  # a leap day: fine
+    data["members"][0]["birth_date"] = "1900-02-29"  # not a leap year
+    found = problems(store, data)
+    assert found == {
+        ("not_a_date", "patients", "birth_date"): 3,
+        ("not_a_date", "encounters", "admission_time"): 1,
+        ("not_a_date", "members", "birth_date"): 1,
+    }
+
+
+def test_fields_mostly_dates_are_dates(store: ScenarioStore) -> None:
+    data = clean()
+    data["lab_results"] = [{"effective": f"2024-01-0{i + 1}", "note": "x"} for i in range(5)]
+    data["lab_results"][0]["effective"] = "soon"
+    data["lab_results"][1]["note"] = "2024-01-01"  # one date among words: not a date field
+    found = problems(store, data)
+    assert found == {("not_a_date", "lab_results", "effective"): 1}
+
+
+def test_not_a_number_and_gender(store: ScenarioStore) -> None:
+    data = clean()
+    data["vital_signs"] += [
+        {"heart_rate": "fast", "temperature": 98.6},
+        {"heart_rate": True, "temperature": "37,5"},
+        {"heart_rate": "72", "temperature": -1.5e1},
+    ]
+    data["patients"][0]["gender"] = "woman"
+    data["patients"][1]["gender"] = "Male"  # any case
+    data["members"][0]["gender"] = 1
+    found = problems(store, data)
+    assert found == {
+        ("not_a_number", "vital_signs", "heart_rate"): 2,
+        ("not_a_number", "vital_signs", "temperature"): 1,
+        ("unknown_gender", "patients", "gender"): 1,
+        ("unknown_gender", "members", "gender"): 1,
+    }
+
+
+def test_end_before_start(store: ScenarioStore) -> None:
+    data = clean()
+    data["encounters"][0]["discharge_time"] = "2024-01-14T09:00:00Z"
+    # The same moment written in two zones is not earlier; one hour earlier is.
+    data["encounters"][1]["discharge_time"] = "2024-01-15T04:00:00-05:00"
+    data["encounters"][2]["discharge_time"] = "2024-01-15T03:00:00-05:00"
+    data["encounters"][3]["discharge_time"] = "2024-01-15"  # a date on the same day is not earlier
+    data["diagnoses"][0]["resolved_date"] = "2023-12-31"
+    data["members"][0] |= {"coverage_start": "2024-01-01", "coverage_end": "2023-01-01"}
+    data["patients"][0]["death_date"] = "1940-01-01"  # before birth
+    found = problems(store, data)
+    assert found == {
+        ("end_before_start", "encounters", "admission_time..discharge_time"): 2,
+        ("end_before_start", "diagnoses", "diagnosed_date..resolved_date"): 1,
+        ("end_before_start", "members", "coverage_start..coverage_end"): 1,
+        ("end_before_start", "patients", "birth_date..death_date"): 1,
+        ("after_death", "encounters", "admission_time"): 1,
+        ("after_death", "encounters", "discharge_time"): 1,
+    }
+
+
+def test_events_before_birth_after_death_and_future_births(store: ScenarioStore) -> None:
+    data = clean()
+    data["patients"][1]["death_date"] = "2024-01-10"
+    data["encounters"][2]["admission_time"] = "1949-12-31T10:00:00Z"  # MRN-2 was born 1952
+    data["encounters"][2]["discharge_time"] = "1950-01-01T10:00:00Z"
+    data["lab_results"][0]["collected_time"] = "1952-03-12"  # MRN-2's birthday: fine
+    data["patients"][3]["birth_date"] = (TODAY + _dt.timedelta(days=2)).isoformat()
+    found = problems(store, data)
+    assert found == {
+        ("after_death", "encounters", "admission_time"): 1,  # MRN-1's encounter and diagnoses
+        ("after_death", "encounters", "discharge_time"): 1,
+        ("after_death", "diagnoses", "diagnosed_date"): 4,
+        ("before_birth", "encounters", "admission_time"): 2,  # MRN-2's, and MRN-3's (born in the future)
+        ("before_birth", "encounters", "discharge_time"): 2,
+        ("before_birth", "vital_signs", "observation_time"): 1,
+        ("birth_in_future", "patients", "birth_date"): 1,
+    }
+
+
+def test_malformed_codes(store: ScenarioStore) -> None:
+    data = clean()
+    data["diagnoses"] += [
+        {"code": "E11-9", "patient_mrn": "MRN-1"},
+        {"code": "250.00", "patient_mrn": "MRN-1"},
+        {"code": "44054006", "system": "http://snomed.info/sct", "patient_mrn": "MRN-1"},  # not ICD-10
+    ]
+    data["claims"][0]["principal_diagnosis"] = "e11.9"
+    data["lab_results"][0]["loinc_code"] = "4548-5"
+    data["lab_results"][1]["loinc_code"] = "GLU"
+    data["members"][0]["pcp_npi"] = "1234567890"
+    data["claims"][0]["provider_npi"] = 1245319599  # a number with the right digits
+    data["prescriptions"][0]["ndc"] = "0093-1048"
+    data["prescriptions"][1]["ndc"] = "123456789012"
+    found = problems(store, data)
+    assert found == {
+        ("malformed_icd10", "diagnoses", "code"): 2,
+        ("malformed_icd10", "claims", "principal_diagnosis"): 1,
+        ("bad_loinc_check_digit", "lab_results", "loinc_code"): 2,
+        ("bad_npi_check_digit", "members", "pcp_npi"): 1,
+        ("malformed_ndc", "prescriptions", "ndc"): 2,
+    }
+
+
+def test_identifiers_that_look_real_are_warnings(store: ScenarioStore) -> None:
+    data = clean()
+    data["patients"][0]["ssn"] = "123-45-6789"
+    data["patients"][1]["ssn"] = "078051120"
+    data["patients"][0]["contact"]["phone"] = "(217) 555-0200"
+    data["patients"][1]["contact"]["phone_mobile"] = "+1 312 867 5309"
+    data["patients"][2]["contact"]["email"] = "ana@gmail.com"
+    data["patients"][3]["contact"]["email"] = "bo@clinic.test"  # reserved: fine
+    data["members"][0]["email"] = "m@example.org.evil.com"
+    found = problems(store, data)
+    assert found == {
+        ("real_looking_ssn", "patients", "ssn"): 2,
+        ("real_looking_phone", "patients", "contact.phone"): 1,
+        ("real_looking_phone", "patients", "contact.phone_mobile"): 1,
+        ("real_looking_email", "patients", "contact.email"): 1,
+        ("real_looking_email", "members", "email"): 1,
+    }
+    answer = store.check_scenario("s")
+    assert answer["ok"] is True
+    assert {p["severity"] for p in answer["problems"]} == {"warning"}
+
+
+def test_check_refuse_on_save_writes_nothing(store: ScenarioStore) -> None:
+    data = clean()
+    store.save_scenario("s", data)
+    bad = clean()
+    bad["encounters"][0]["patient_mrn"] = "MRN-404"
+    with pytest.raises(CheckFailedError) as caught:
+        store.save_scenario("s", bad, overwrite=True, check="refuse")
+    assert "'s'" in str(caught.value) and "1 encounters.patient_mrn unresolved_reference" in str(caught.value)
+    assert caught.value.problems["ok"] is False
+    assert store.load_scenario("s")["entities"] == data  # the old content, untouched
+    assert store.scenario_history("s")["versions"][0]["version"] == 1
+    with pytest.raises(CheckFailedError):
+        store.save_scenario("new", bad, check="refuse")
+    assert [s["name"] for s in store.list_scenarios()["scenarios"]] == ["s"]
+
+
+def test_check_warn_on_save_answers_the_problems(store: ScenarioStore) -> None:
+    bad = clean()
+    bad["patients"][0]["ssn"] = "123-45-6789"
+    bad["diagnoses"][0]["code"] = "E11-9"
+    answer = store.save_scenario("s", bad, check="warn")
+    assert answer["scenario_id"] == store.load_scenario("s")["scenario_id"]
+    found = {(p["rule"], p["count"]) for p in answer["check"]["problems"]}
+    assert found == {("real_looking_ssn", 1), ("malformed_icd10", 1)}
+    assert answer["check"]["ok"] is False
+    ok = store.save_scenario("t", clean(), check="refuse")  # no error: saved
+    assert ok["check"] == {"ok": True, "checked": {t: len(v) for t, v in clean().items()}, "problems": []}
+
+
+def test_check_on_add_sees_only_the_entities_written(store: ScenarioStore) -> None:
+    data = clean()
+    data["patients"][0]["ssn"] = "123-45-6789"  # an old problem: not this add's
+    store.save_scenario("s", data)
+    new = {
+        "encounters": [
+            {"encounter_id": "E1", "patient_mrn": "MRN-9"},  # replaces E1 in place: checked
+            {"encounter_id": "E9", "patient_mrn": "MRN-1"},  # resolves against the old patients
+        ],
+        "lab_results": [{"patient_mrn": "MRN-2", "loinc_code": "1234-5"}],
+    }
+    result = store.add_entities("s", new, check="warn")
+    assert result["added"] == {"encounters": 1, "lab_results": 1} and result["updated"] == {"encounters": 1}
+    check = result["check"]
+    assert check["checked"] == {"encounters": 2, "lab_results": 1}
+    assert {(p["rule"], p["type"], p["count"]) for p in check["problems"]} == {
+        ("unresolved_reference", "encounters", 1),
+        ("bad_loinc_check_digit", "lab_results", 1),
+    }
+    before = store.load_scenario("s")
+    with pytest.raises(CheckFailedError):
+        store.add_entities("s", {"encounters": [{"encounter_id": "E10", "patient_mrn": "X"}]}, check="refuse")
+    assert store.load_scenario("s") == before
+    clean_add = store.add_entities(
+        "s", {"encounters": [{"encounter_id": "E10", "patient_mrn": "MRN-3"}]}, check="refuse"
+    )
+    assert clean_add["added"] == {"encounters": 1} and clean_add["check"]["ok"] is True
+
+
+def test_check_duplicates_on_add_count_the_old_entities(store: ScenarioStore) -> None:
+    store.save_scenario("s", clean())
+    result = store.add_entities("s", {"patients": [{"patient_id": "P1", "mrn": "MRN-1"}]}, upsert=False, check="warn")
+    assert [(p["rule"], p["field"], p["count"]) for p in result["check"]["problems"]] == [
+        ("duplicate_id", "mrn", 1),  # the new patient's MRN is an old patient's
+        ("duplicate_id", "patient_id", 1),
+    ]
+
+
+def test_check_mode_must_be_known(store: ScenarioStore) -> None:
+    with pytest.raises(InvalidInputError, match="check must be 'warn', 'refuse'"):
+        store.save_scenario("s", clean(), check="strict")
+    assert store.list_scenarios()["scenarios"] == []
+
+
+def test_check_of_an_earlier_version(store: ScenarioStore) -> None:
+    bad = clean()
+    bad["encounters"][0]["patient_mrn"] = "MRN-404"
+    store.save_scenario("s", bad)
+    store.save_scenario("s", clean(), overwrite=True)
+    assert store.check_scenario("s")["ok"] is True
+    assert store.check_scenario("s", version=1)["ok"] is False
+
+
+def test_check_of_a_missing_scenario(store: ScenarioStore) -> None:
+    with pytest.raises(ScenarioNotFoundError):
+        store.check_scenario("nope")

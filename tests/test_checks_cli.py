@@ -1,0 +1,123 @@
+"""healthsim check, healthsim add --check, and the MCP tool check_scenario."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from mcp import Client
+from typer.testing import CliRunner, Result
+
+from healthsim.cli import app
+from healthsim.mcp_server import build_server
+from healthsim.state import ScenarioStore
+
+runner = CliRunner()
+EXAMPLE = Path(__file__).parent.parent / "examples" / "diabetes-cohort.json"
+
+
+def run(*args: str) -> Result:
+    return runner.invoke(app, list(args), catch_exceptions=False, prog_name="healthsim", env={"COLUMNS": "200"})
+
+
+def bad_scenario(store: ScenarioStore) -> None:
+    store.save_scenario(
+        "bad",
+        {
+            "patients": [{"mrn": "MRN-1", "birth_date": "unknown", "ssn": "123-45-6789"}],
+            "encounters": [{"encounter_id": f"E{i}", "patient_mrn": "MRN-404"} for i in range(3)],
+        },
+    )
+
+
+def test_check_prints_a_table_of_80_columns_and_exits_1_on_errors(store: ScenarioStore) -> None:
+    bad_scenario(store)
+    result = run("check", "bad")
+    assert result.exit_code == 1, result.output
+    lines = result.output.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert lines[0] == "Checked: patients 1, encounters 3"
+    assert "NOT OK: 4 errors, 1 warnings" in result.output
+    assert any("3  encounters.patient_mrn" in line and "unresolved_reference" in line for line in lines)
+    assert any("1  patients.birth_date" in line and "not_a_date" in line for line in lines)
+    assert "E0: 'MRN-404'" in result.output
+
+
+def test_check_json_is_the_library_answer_and_exits_0_on_warnings(store: ScenarioStore) -> None:
+    store.save_scenario("warn", {"patients": [{"mrn": "MRN-1", "ssn": "123456789"}]})
+    result = run("check", "warn", "--json")
+    assert result.exit_code == 0
+    assert json.loads(result.output) == store.check_scenario("warn")
+    clean = run("check", "warn", "--version", "1")
+    assert clean.exit_code == 0 and "1 warnings" in clean.output
+
+
+def test_check_of_the_example_cohort_has_no_errors(store: ScenarioStore) -> None:
+    assert run("save", "cohort", "--from", str(EXAMPLE)).exit_code == 0
+    result = run("check", "cohort")
+    assert result.exit_code == 0, result.output
+    # Its claims name members the example does not include: one warning.
+    answer = store.check_scenario("cohort")
+    assert [(p["rule"], p["type"], p["field"], p["count"]) for p in answer["problems"]] == [
+        ("missing_target_type", "claims", "member_id", 5)
+    ]
+
+
+def test_check_of_a_missing_scenario_says_so(store: ScenarioStore) -> None:
+    result = run("check", "nope")
+    assert result.exit_code == 1 and "nope" in result.output
+
+
+def test_add_with_check(store: ScenarioStore, tmp_path: Path) -> None:
+    bad_scenario(store)
+    batch = tmp_path / "batch.json"
+    batch.write_text(json.dumps({"encounters": [{"encounter_id": "E9", "patient_mrn": "nobody"}]}))
+    refused = run("add", "bad", "--from", str(batch), "--check", "refuse")
+    assert refused.exit_code == 1 and "nothing was written" in refused.output
+    assert store.load_scenario("bad")["entities_by_type"]["encounters"] == 3
+    warned = run("add", "bad", "--from", str(batch), "--check", "warn")
+    assert warned.exit_code == 0
+    assert "added encounters 1" in warned.output and "unresolved_reference" in warned.output
+    as_json = run("add", "bad", "--from", str(batch), "--check", "warn", "--json", "--no-upsert")
+    assert json.loads(as_json.output)["check"]["problems"][0]["rule"] in ("duplicate_id", "unresolved_reference")
+
+
+def call(db: str, tool: str, arguments: dict[str, Any]) -> Any:
+    """One tool call through the official client, in process."""
+
+    async def main() -> Any:
+        async with Client(build_server(db), mode="legacy", cache=None) as client:
+            tools = {t.name: t for t in (await client.session.list_tools()).tools}
+            result = await client.session.call_tool(tool, arguments)
+            return tools[tool], result
+
+    return asyncio.run(main())
+
+
+def test_mcp_check_scenario_is_read_only_and_answers_the_check(store: ScenarioStore) -> None:
+    bad_scenario(store)
+    tool, result = call(os.environ["HEALTHSIM_DB"], "check_scenario", {"name": "bad"})
+    assert tool.annotations.read_only_hint is True and not tool.annotations.destructive_hint
+    assert not result.is_error
+    assert result.structured_content == json.loads(result.content[0].text) == store.check_scenario("bad")
+    assert len(result.content[0].text.encode()) <= 12 * 1024
+
+
+def test_mcp_save_and_add_with_check(store: ScenarioStore) -> None:
+    db = os.environ["HEALTHSIM_DB"]
+    patients = [{"mrn": "MRN-1", "birth_date": "1980-01-01"}]
+    _, saved = call(db, "save_scenario", {"name": "s", "entities": {"patients": patients}, "check": "warn"})
+    assert saved.structured_content["check"] == {"ok": True, "checked": {"patients": 1}, "problems": []}
+    batch = {"encounters": [{"encounter_id": "E1", "patient_mrn": "MRN-2"}]}
+    _, refused = call(db, "add_entities", {"name": "s", "entities": batch, "check": "refuse"})
+    assert refused.is_error and "nothing was written" in refused.content[0].text
+    assert "encounters.patient_mrn unresolved_reference" in refused.content[0].text
+    assert store.load_scenario("s")["entity_count"] == 1
+    _, warned = call(db, "add_entities", {"name": "s", "entities": batch, "check": "warn"})
+    assert warned.structured_content["added"] == {"encounters": 1}
+    assert warned.structured_content["check"]["problems"][0]["rule"] == "unresolved_reference"
+    _, plain = call(db, "add_entities", {"name": "s", "entities": {"patients": [{"mrn": "MRN-2"}]}})
+    assert "check" not in plain.structured_content  # no check asked: none made
