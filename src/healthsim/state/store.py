@@ -1008,6 +1008,8 @@ class ScenarioStore:
         version: int | None = None,
         types: list[str] | None = None,
         progress: Callable[[int, int], None] | None = None,
+        strict: bool = False,
+        validate: bool = False,
     ) -> Path:
         """Export a scenario in one of the analytics formats (or the JSON exchange format).
 
@@ -1026,6 +1028,15 @@ class ScenarioStore:
             version: an earlier version (default: the current one).
             types: only these entity types (default: all).
             progress: called with (entities written, entities in all) as it goes.
+            strict: ``fhir``/``fhir-bundle`` only: refuse (write nothing) when an entity
+                cannot become a valid resource, instead of skipping it with a report.
+            validate: ``fhir``/``fhir-bundle`` only: check every resource with the
+                ``fhir.resources`` models (the ``healthsim-state[fhir]`` extra).
+
+        ``fhir`` writes a FHIR R4 Bulk Data folder (``{ResourceType}.ndjson``, ``manifest.json``,
+        ``export-report.json``; default ``~/Downloads/{name}-fhir/``); ``fhir-bundle`` one
+        transaction Bundle per patient (``~/Downloads/{name}-fhir-bundle/``). See
+        :mod:`healthsim.state.exchange.fhir`.
 
         Returns:
             The absolute path of the file or folder written, atomically: a crash leaves no
@@ -1036,7 +1047,10 @@ class ScenarioStore:
             InvalidInputError: an unknown format, a type the scenario lacks, or a path that
                 cannot be written (a file where a folder is needed); nothing is written.
         """
-        return export_formatted(self, name, path, format=format, version=version, types=types, progress=progress)
+        fhir = {"strict": strict, "validate": validate} if strict or validate else {}
+        return export_formatted(
+            self, name, path, format=format, version=version, types=types, progress=progress, **fhir
+        )
 
     def load_frames(
         self, name: str, *, version: int | None = None, types: list[str] | None = None
@@ -1094,6 +1108,51 @@ class ScenarioStore:
             progress=progress,
             description=description,
             tags=None if tags is None else list(tags),
+        )
+
+    def import_scenario(
+        self,
+        path: str | os.PathLike[str],
+        name: str | None = None,
+        overwrite: bool = False,
+        *,
+        format: str = "json",
+        description: str | None = None,
+        tags: Iterable[str] | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> str:
+        """Import a scenario from a file or folder in one of the import formats.
+
+        Args:
+            path: ``json``: a scenario file (see :meth:`import_scenario_from_json`);
+                ``fhir``: a FHIR Bundle file, a folder of Bundles (Synthea's
+                ``output/fhir/``) or Bulk NDJSON (a file, or a folder of them);
+                ``synthea-csv``: a Synthea CSV folder (with ``patients.csv``).
+            name: the scenario name (default: the file's, else the file or folder name).
+            overwrite: replace a scenario of that name.
+            format: ``json``, ``fhir`` or ``synthea-csv``.
+            description, tags: the new scenario's.
+            progress: called with (bytes read, bytes in all) as it goes.
+
+        Returns:
+            The scenario_id.
+
+        Raises:
+            InvalidInputError: an unknown format.
+            InvalidScenarioFileError: the input cannot be imported; the message names the
+                file and the line, entry or row. Nothing is saved.
+        """
+        from .exchange.healthcare import import_formatted
+
+        return import_formatted(
+            self,
+            path,
+            name,
+            overwrite,
+            format=format,
+            description=description,
+            tags=None if tags is None else list(tags),
+            progress=progress,
         )
 
     def query(

@@ -78,7 +78,7 @@ if TYPE_CHECKING:
 
 __all__ = ["FORMATS", "MANIFEST", "check_format", "concatenated", "export_formatted", "is_export_folder", "load_frames"]
 
-FORMATS = ("json", "ndjson", "parquet", "csv")
+FORMATS = ("json", "ndjson", "parquet", "csv", "fhir", "fhir-bundle")
 _FOLDER_FORMATS = ("parquet", "csv")
 _BATCH_ROWS = 20_000
 #: The hidden file in every Parquet or CSV export folder that says it is one of ours.
@@ -114,9 +114,15 @@ def export_formatted(
     version: int | None,
     types: list[str] | None,
     progress: Progress | None = None,
+    **fhir: bool,
 ) -> Path:
-    """Write a scenario in ``format``; see :meth:`ScenarioStore.export_scenario`."""
+    """Write a scenario in ``format``; see :meth:`ScenarioStore.export_scenario`.
+    ``fhir`` (``strict``, ``validate``) goes to the FHIR formats only."""
     format = check_format(format)
+    if format in ("fhir", "fhir-bundle"):  # healthcare formats: their own package (issue 23)
+        from .fhir.export import export_fhir
+
+        return export_fhir(store, name, path, format=format, version=version, types=types, progress=progress, **fhir)
     if format == "json":
         return export_scenario(store, name, path, version=version, types=types, progress=progress)
     with store.open_scenario(name, version) as opened, in_duckdb(opened) as reader:
@@ -481,3 +487,12 @@ def _fsync_file(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+# Public names of the folder rules, for the FHIR export (exchange/fhir), which writes its
+# folders the same way.
+MANIFEST_KIND = _MANIFEST_KIND
+export_folder_path = _folder_path
+replace_folder = _replace_folder
+fsync_file = _fsync_file
+interrupted = _interrupted
