@@ -85,6 +85,7 @@ BOTH_ENGINES = {
     "test_entity_kinds",
     "test_diff_fields",
     "test_query",
+    "test_fhir_exchange",
 }
 
 
