@@ -15,10 +15,10 @@ import pytest
 from fhir.resources.R4B import get_fhir_model_class
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.helpers.strategies import json_values
 
 from healthsim.state.exchange.fhir.carry import same
 from healthsim.state.exchange.fhir.mapping import Unmappable, entity_resources, resource_entity
+from helpers.strategies import json_values
 
 TODAY = _dt.date(2025, 6, 1)
 UUID = "6f1a3c52-8f9e-5d1b-9a57-3e2c4b7d9f10"
