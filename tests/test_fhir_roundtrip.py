@@ -322,3 +322,15 @@ def test_ids_are_stable_and_code_systems_canonical() -> None:
 def test_entities_that_cannot_be_resources_say_why(entity_type: str, entity: dict[str, Any], reason: str) -> None:
     with pytest.raises(Unmappable, match=reason):
         entity_resources(entity, entity_type, UUID, TODAY)
+
+
+@given(
+    st.sampled_from(["patients", "encounters", "members/coverage"]),
+    st.text().filter(lambda t: t == t.encode("utf-8", "ignore").decode()),
+)
+def test_resource_ids_are_uuid5_of_type_and_own_id(entity_type: str, key: str) -> None:
+    import uuid
+
+    from healthsim.state.exchange.fhir.common import ID_NAMESPACE, resource_id
+
+    assert resource_id(entity_type, key) == str(uuid.uuid5(ID_NAMESPACE, f"{entity_type}/{key}"))

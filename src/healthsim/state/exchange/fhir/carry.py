@@ -18,6 +18,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
+
 from .common import EXTENSION_URL
 
 __all__ = ["PART", "apply_carry", "carry_extension", "pop_carry", "same"]
@@ -46,8 +48,11 @@ def carry_extension(entity: dict[str, Any], entity_type: str, base: dict[str, An
         carry["fields"] = fields
     if drop:
         carry["drop"] = drop
-    # ASCII: a lone surrogate in the entity stays an escape, and the line stays UTF-8.
-    return {"url": EXTENSION_URL, "valueString": json.dumps(carry, separators=(",", ":"))}
+    try:
+        text = orjson.dumps(carry).decode("utf-8")
+    except (TypeError, orjson.JSONEncodeError):  # a lone surrogate or a huge integer: the exact, slower way
+        text = json.dumps(carry, separators=(",", ":"))  # ASCII: a lone surrogate stays an escape
+    return {"url": EXTENSION_URL, "valueString": text}
 
 
 def pop_carry(resource: dict[str, Any]) -> dict[str, Any] | None:

@@ -12,6 +12,8 @@ import, because the HealthSim extension records the entity's own spelling (see
 from __future__ import annotations
 
 import datetime as _dt
+import functools
+import hashlib
 import math
 import re
 import uuid
@@ -217,6 +219,16 @@ def system_url(name: Any, default: str) -> str:
     return default
 
 
+_NS_BYTES = ID_NAMESPACE.bytes
+
+
+@functools.lru_cache(maxsize=1 << 16)  # a patient's id is asked for by each of its entities
 def resource_id(entity_type: str, key: str) -> str:
-    """The stable id of the resource of an entity of ``entity_type`` whose own id is ``key``."""
-    return str(uuid.uuid5(ID_NAMESPACE, f"{entity_type}/{key}"))
+    """The stable id of the resource of an entity of ``entity_type`` whose own id is ``key``:
+    ``str(uuid.uuid5(ID_NAMESPACE, "{type}/{key}"))``, computed without building UUID
+    objects (a third of the export's time went there)."""
+    digest = bytearray(hashlib.sha1(_NS_BYTES + f"{entity_type}/{key}".encode("utf-8", "surrogatepass")).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

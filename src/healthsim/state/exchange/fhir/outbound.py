@@ -14,6 +14,7 @@ import datetime as _dt
 from collections.abc import Callable
 from typing import Any
 
+from ...entities import id_fields, raw_entity_id
 from .common import (
     SYSTEMS,
     TYPE_SYSTEM,
@@ -592,8 +593,6 @@ _MAPPERS: dict[str, Mapper] = {
 def own_key(entity: dict[str, Any], entity_type: str) -> str | None:
     """The entity's own id as the mapping keys it (a patient: its MRN or patient_id)."""
     canonical = canonical_type(entity_type)
-    from ...entities import id_fields, raw_entity_id
-
     if canonical == "patients":
         value = pick(entity, "patients", "mrn")
         return (
