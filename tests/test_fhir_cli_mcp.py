@@ -16,6 +16,7 @@ from healthsim.mcp_server import build_server
 from healthsim.state import ScenarioStore
 
 SYNTHEA = Path(__file__).parent / "fixtures" / "synthea"
+SYNTHEA_CSV = Path(__file__).parent.parent / "examples" / "synthea-csv"
 runner = CliRunner()
 
 
@@ -25,7 +26,7 @@ def cli(*args: str) -> Any:
 
 
 def test_cli_synthea_to_fhir_and_back(db_path: Path, tmp_path: Path) -> None:
-    result = cli("import", str(SYNTHEA / "csv-3.0"), "--format", "synthea-csv", "--name", "syn", "--json")
+    result = cli("import", str(SYNTHEA_CSV), "--format", "synthea-csv", "--name", "syn", "--json")
     assert result.exit_code == 0, result.stdout + result.stderr
     result = cli("export", "syn", "--format", "fhir", "-o", str(tmp_path / "syn-fhir"), "--json")
     assert result.exit_code == 0, result.stdout + result.stderr
@@ -49,7 +50,7 @@ def test_cli_import_error_names_the_file_and_exits_1(db_path: Path, tmp_path: Pa
 def test_mcp_export_and_import_take_the_formats(db_path: Path, isolated_home: Path) -> None:
     downloads = isolated_home / "Downloads"
     downloads.mkdir(exist_ok=True)
-    shutil.copytree(SYNTHEA / "csv-3.0", downloads / "synthea-csv")
+    shutil.copytree(SYNTHEA_CSV, downloads / "synthea-csv")
 
     async def main() -> None:
         async with Client(build_server(db_path), mode="legacy", cache=None) as client:

@@ -22,6 +22,7 @@ from healthsim.state.exchange.fhir.common import EXTENSION_URL
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SYNTHEA = FIXTURES / "synthea"
+SYNTHEA_CSV = Path(__file__).parent.parent / "examples" / "synthea-csv"  # 3 patients of Synthea 3.0
 COHORT = Path(__file__).parent.parent / "examples" / "diabetes-cohort.json"
 
 
@@ -217,7 +218,7 @@ def test_synthea_csv_and_fhir_of_one_run_give_the_same_patients_encounters_condi
 
 def test_synthea_csv_any_3x_columns_by_name_unknown_kept(store: ScenarioStore, tmp_path: Path) -> None:
     folder = tmp_path / "csv"
-    shutil.copytree(SYNTHEA / "csv-3.0", folder)
+    shutil.copytree(SYNTHEA_CSV, folder)
     # A later 3.x: FIPS and INCOME in patients.csv, columns in another order.
     lines = (folder / "patients.csv").read_text().splitlines()
     header = lines[0].split(",")
@@ -280,11 +281,11 @@ def test_errors_name_the_file_and_place_and_save_nothing(store: ScenarioStore, t
     broken.write_text(json.dumps(bundle))
     _refused(store, broken, "fhir", "broken.json", "entry 3", "urn:uuid:nowhere")
     no_patients = tmp_path / "csv"
-    shutil.copytree(SYNTHEA / "csv-3.0", no_patients)
+    shutil.copytree(SYNTHEA_CSV, no_patients)
     (no_patients / "patients.csv").unlink()
     _refused(store, no_patients, "synthea-csv", "no patients.csv")
     ragged = tmp_path / "ragged"
-    shutil.copytree(SYNTHEA / "csv-3.0", ragged)
+    shutil.copytree(SYNTHEA_CSV, ragged)
     with (ragged / "conditions.csv").open("a") as out:
         out.write("2020-01-01,only,three\n")
     _refused(store, ragged, "synthea-csv", "conditions.csv", "line ")
