@@ -224,8 +224,9 @@ def export_scenario(
 
     See :meth:`ScenarioStore.export_scenario`.
     """
-    fhir = {"strict": strict, "validate": validate} if strict or validate else {}
-    return _default_store().export_scenario(name, path, format=format, version=version, types=types, **fhir)
+    return _default_store().export_scenario(
+        name, path, format=format, version=version, types=types, strict=strict, validate=validate
+    )
 
 
 def import_scenario(

@@ -47,7 +47,7 @@ from .editing import (
 from .entities import iter_typed_entities, normalize_type
 from .errors import InvalidInputError, ScenarioExistsError, ScenarioNotFoundError
 from .exchange.export import export_scenario
-from .exchange.formats import export_formatted, load_frames
+from .exchange.formats import FHIR_FORMATS, check_format, export_formatted, load_frames
 from .exchange.importer import entity_stream, import_scenario
 from .files import target_path
 from .history import (
@@ -1047,10 +1047,21 @@ class ScenarioStore:
             InvalidInputError: an unknown format, a type the scenario lacks, or a path that
                 cannot be written (a file where a folder is needed); nothing is written.
         """
-        fhir = {"strict": strict, "validate": validate} if strict or validate else {}
-        return export_formatted(
-            self, name, path, format=format, version=version, types=types, progress=progress, **fhir
-        )
+        if check_format(format) in FHIR_FORMATS:  # issue 23: FHIR R4 has its own writer
+            from .exchange.fhir.export import export_fhir
+
+            return export_fhir(
+                self,
+                name,
+                path,
+                format=format.lower(),
+                version=version,
+                types=types,
+                progress=progress,
+                strict=strict,
+                validate=validate,
+            )
+        return export_formatted(self, name, path, format=format, version=version, types=types, progress=progress)
 
     def load_frames(
         self, name: str, *, version: int | None = None, types: list[str] | None = None

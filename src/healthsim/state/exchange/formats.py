@@ -76,9 +76,20 @@ if TYPE_CHECKING:
     from ..database import Database
     from ..store import ScenarioStore
 
-__all__ = ["FORMATS", "MANIFEST", "check_format", "concatenated", "export_formatted", "is_export_folder", "load_frames"]
+__all__ = [
+    "FHIR_FORMATS",
+    "FORMATS",
+    "MANIFEST",
+    "check_format",
+    "concatenated",
+    "export_formatted",
+    "is_export_folder",
+    "load_frames",
+]
 
-FORMATS = ("json", "ndjson", "parquet", "csv", "fhir", "fhir-bundle")
+#: FHIR R4 (issue 23): written by :mod:`.fhir.export` with this module's folder rules.
+FHIR_FORMATS = ("fhir", "fhir-bundle")
+FORMATS = ("json", "ndjson", "parquet", "csv", *FHIR_FORMATS)
 _FOLDER_FORMATS = ("parquet", "csv")
 _BATCH_ROWS = 20_000
 #: The hidden file in every Parquet or CSV export folder that says it is one of ours.
@@ -114,15 +125,11 @@ def export_formatted(
     version: int | None,
     types: list[str] | None,
     progress: Progress | None = None,
-    **fhir: bool,
 ) -> Path:
-    """Write a scenario in ``format``; see :meth:`ScenarioStore.export_scenario`.
-    ``fhir`` (``strict``, ``validate``) goes to the FHIR formats only."""
+    """Write a scenario in ``format``; see :meth:`ScenarioStore.export_scenario`."""
     format = check_format(format)
-    if format in ("fhir", "fhir-bundle"):  # healthcare formats: their own package (issue 23)
-        from .fhir.export import export_fhir
-
-        return export_fhir(store, name, path, format=format, version=version, types=types, progress=progress, **fhir)
+    if format in FHIR_FORMATS:  # written by .fhir.export, which the store calls (it uses this module)
+        raise InvalidInputError(f"export_formatted does not write {format!r}; use ScenarioStore.export_scenario")
     if format == "json":
         return export_scenario(store, name, path, version=version, types=types, progress=progress)
     with store.open_scenario(name, version) as opened, in_duckdb(opened) as reader:

@@ -23,7 +23,7 @@ import orjson
 import pyarrow as pa
 
 from ...reading import ScenarioReader
-from .export import ExportReport, map_entities
+from .writing import ExportReport, map_entities
 
 __all__ = ["bundle_of", "write_bundles"]
 

@@ -19,13 +19,9 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-import orjson
-
-from ...entities import decode_entity
 from ...errors import InvalidInputError
 from ...files import cannot_write, current_umask, fsync_folder
 from ...postgres.snapshot import in_duckdb
@@ -33,89 +29,17 @@ from ...reading import ScenarioReader
 from ..export import chosen_types
 from ..formats import MANIFEST, MANIFEST_KIND, export_folder_path, fsync_file, interrupted, replace_folder
 from ..partials import remove_stale_partials, temp_prefix
-from .mapping import Unmappable, entity_resources
-from .validation import require_validator, resource_problem
+from .bundles import write_bundles
+from .validation import require_validator
+from .writing import ExportReport, Progress, map_entities, resource_line
 
 if TYPE_CHECKING:
     from ...store import ScenarioStore
 
-__all__ = ["ExportReport", "export_fhir", "resource_line"]
+__all__ = ["BULK_MANIFEST", "REPORT", "export_fhir"]
 
-Progress = Callable[[int, int], None]
 REPORT = "export-report.json"
 BULK_MANIFEST = "manifest.json"
-
-
-class ExportReport:
-    """What was written, and what could not be, with reasons and examples."""
-
-    def __init__(self) -> None:
-        self.resources: dict[str, int] = {}
-        self.entities = 0
-        self.skipped: dict[str, dict[str, Any]] = {}
-
-    def skip(self, reason: str, entity_type: str, entity_id: str) -> None:
-        """Note an entity that cannot become a valid resource."""
-        entry = self.skipped.setdefault(reason, {"reason": reason, "count": 0, "examples": []})
-        entry["count"] += 1
-        if len(entry["examples"]) < 10:
-            entry["examples"].append({"type": entity_type, "entity_id": entity_id})
-
-    def as_dict(self) -> dict[str, Any]:
-        """The report as JSON values."""
-        return {
-            "entities_exported": self.entities,
-            "resources": dict(sorted(self.resources.items())),
-            "skipped": sorted(self.skipped.values(), key=lambda s: -int(s["count"])),
-            "skipped_count": sum(int(s["count"]) for s in self.skipped.values()),
-        }
-
-
-def resource_line(resource: dict[str, Any]) -> bytes:
-    """One resource as a line of NDJSON."""
-    try:
-        return orjson.dumps(resource) + b"\n"
-    except (TypeError, orjson.JSONEncodeError):  # a lone surrogate or a huge integer: the slow, exact way
-        return json.dumps(resource, separators=(",", ":")).encode("ascii") + b"\n"
-
-
-Sink = Callable[[str, list[dict[str, Any]]], None]
-
-
-def map_entities(
-    reader: ScenarioReader,
-    types: list[str] | None,
-    sink: Sink,
-    report: ExportReport,
-    *,
-    validate: bool,
-    progress: Progress | None,
-) -> None:
-    """Map every entity of ``types`` (all: None) to resources and give them to ``sink``."""
-    lookup = require_validator() if validate else None
-    today = reader.header.updated_at.date() if isinstance(reader.header.updated_at, _dt.datetime) else _dt.date.today()
-    exact = reader.header.metadata.get("exact_json_rows") != 0
-    chosen = [t for t in reader.counts if types is None or t in types]
-    total, done = sum(reader.counts[t] for t in chosen), 0
-    for entity_type in chosen:
-        for table in reader.row_chunks(entity_type, with_ids=True):
-            ids = table.column("entity_id").to_pylist()
-            for entity_id, text in zip(ids, table.column("entity_data").to_pylist(), strict=True):
-                try:
-                    resources = entity_resources(decode_entity(text, exact=exact), entity_type, str(entity_id), today)
-                    if lookup is not None:
-                        for resource in resources:
-                            problem = resource_problem(resource, lookup)
-                            if problem is not None:
-                                raise Unmappable(problem)
-                except Unmappable as exc:
-                    report.skip(str(exc), entity_type, str(entity_id))
-                    continue
-                report.entities += 1
-                sink(entity_type, resources)
-            done += len(ids)
-            if progress is not None:
-                progress(done, total)
 
 
 class _BulkFiles:
@@ -228,8 +152,6 @@ def export_fhir(
             if format == "fhir":
                 written, report = _write_bulk(reader, staging, chosen, options)
             else:
-                from .bundles import write_bundles
-
                 written, report = write_bundles(reader, staging, chosen, options)
             _finish(staging, reader, format, written, report, strict)
             replace_folder(staging, folder)
