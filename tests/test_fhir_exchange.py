@@ -294,3 +294,17 @@ def test_errors_name_the_file_and_place_and_save_nothing(store: ScenarioStore, t
 def test_unknown_import_format_is_refused(store: ScenarioStore, tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match="unknown import format 'hl7v2'"):
         store.import_scenario(tmp_path, "x", format="hl7v2")
+
+
+def test_huge_integers_and_odd_text_come_back_exactly(store: ScenarioStore, tmp_path: Path) -> None:
+    entities = {
+        "patients": [{"mrn": "MRN-1", "note": 123456789012345678901234567890, "nick": "\u00e9\u4e2d", "n": 1.5}],
+        "care_gaps": [{"patient_mrn": "MRN-1", "big": -(10**40), "flag": True, "nothing": None}],
+    }
+    store.save_scenario("odd", entities)
+    folder = store.export_scenario("odd", tmp_path / "out", format="fhir")
+    store.import_scenario(folder, "odd-back", format="fhir")
+    back = store.load_scenario("odd-back")["entities"]
+    assert back["patients"][0]["note"] == 123456789012345678901234567890
+    assert back["care_gaps"][0]["big"] == -(10**40)
+    assert as_multiset(back) == as_multiset(entities)

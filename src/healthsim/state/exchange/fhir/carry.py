@@ -16,6 +16,7 @@ sign set) carry ``{"part": true}`` and are skipped on import: their primary says
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import orjson
@@ -24,6 +25,7 @@ from .common import EXTENSION_URL
 
 __all__ = ["PART", "apply_carry", "carry_extension", "pop_carry", "same"]
 
+_LONG_DIGITS = re.compile(r"[0-9]{19}")
 #: The extension of a secondary resource.
 PART = {"url": EXTENSION_URL, "valueString": '{"part":true}'}
 
@@ -65,8 +67,10 @@ def pop_carry(resource: dict[str, Any]) -> dict[str, Any] | None:
             del extensions[position]
             if not extensions:
                 del resource["extension"]
+            text = extension.get("valueString", "")
             try:
-                carry = json.loads(extension.get("valueString", ""))
+                # orjson reads an integer beyond 64 bits as a float: such text takes the exact parser.
+                carry = json.loads(text) if _LONG_DIGITS.search(text) else orjson.loads(text)
             except (TypeError, ValueError):
                 return None
             return carry if isinstance(carry, dict) else None

@@ -14,7 +14,9 @@ passed over; they are listed in the scenario's provenance.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -51,6 +53,15 @@ def fhir_files(path: Path) -> list[Path]:
     return files
 
 
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+
+
+def _parse(data: bytes) -> Any:
+    """JSON values; text with an integer that may pass 64 bits goes to the exact parser
+    (orjson would read it as a float)."""
+    return json.loads(data) if _LONG_DIGITS.search(data) else orjson.loads(data)
+
+
 def _problem(path: Path, where: str, what: str) -> InvalidScenarioFileError:
     return InvalidScenarioFileError(path, f"{where}: {what}")
 
@@ -83,8 +94,8 @@ class FhirSource:
                 if not line.strip():
                     continue
                 try:
-                    value = orjson.loads(line)
-                except orjson.JSONDecodeError as exc:
+                    value = _parse(line)
+                except ValueError as exc:
                     raise _problem(path, f"line {number}", f"not JSON ({exc})") from None
                 if number == 1 and len(self.files) > 1 and not (isinstance(value, dict) and "resourceType" in value):
                     self.skipped_files.append(path.name)  # a Bulk Data log, say
@@ -94,8 +105,8 @@ class FhirSource:
 
     def _bundle(self, path: Path) -> Iterator[dict[str, Any]]:
         try:
-            value = orjson.loads(path.read_bytes())
-        except orjson.JSONDecodeError as exc:
+            value = _parse(path.read_bytes())
+        except ValueError as exc:
             raise _problem(path, "the file", f"not JSON ({exc})") from None
         self.done += path.stat().st_size
         if not isinstance(value, dict) or value.get("resourceType") != "Bundle":
