@@ -7,6 +7,7 @@
     python benchmarks/run.py --only team        # the PostgreSQL team store, on a throwaway server
     python benchmarks/run.py --only query       # a trivial query: library and MCP (issue 21)
     python benchmarks/run.py --only startup     # how long `healthsim --version` and `healthsim list` take
+    python benchmarks/run.py --only fhir --sizes 100000   # FHIR Bulk export and import (issue 23)
 
 Prints a Markdown table of seconds (best of --repeat runs), the ratio library/floor and
 the target, and the resident memory of the largest size (save: added beyond its input;
@@ -81,6 +82,10 @@ TARGETS = {
     "load version before upserts": 1.5,
     "team upsert": 3.0,
     "team load version before upserts": 1.5,
+    "fhir export": 3.0,
+    "fhir import": 3.0,
+    "fhir import peak memory": 1.5,
+    "fhir export peak memory": 1.5,
 }
 # save: resident memory added beyond the input; import/export: peak resident memory of the process.
 MEMORY_TARGETS_MB = {
@@ -106,6 +111,7 @@ OPERATIONS = (
     "team-upsert",
     "query",
     "startup",
+    "fhir",
 )
 # File layouts the import is measured on: the export's own, and the two that Python's json
 # module writes (as earlier HealthSim releases did): json.dumps(doc, indent=2) and json.dumps(doc).
@@ -311,6 +317,12 @@ def memory_child(mode: str, args: list[str]) -> None:
     elif mode == "parquet":
         ScenarioStore(args[0]).export_scenario("bench", args[1], format="parquet")
         print(json.dumps({"mb": _rss_kb("VmHWM") / 1024}))
+    elif mode == "fhir-import":
+        ScenarioStore(args[1]).import_scenario(args[0], "memory", format="fhir")
+        print(json.dumps({"mb": _rss_kb("VmHWM") / 1024}))
+    elif mode == "fhir-export":
+        ScenarioStore(args[0]).export_scenario("bench", args[1], format="fhir")
+        print(json.dumps({"mb": _rss_kb("VmHWM") / 1024}))
 
 
 def write_layouts(exported: Path, targets: list[tuple[str, Path]]) -> None:
@@ -458,7 +470,57 @@ TIMED = {
     "floor-import": lambda a: floor_import(Path(a[0]), fresh_db(Path(a[1]), "floor-import")),
     "team-lib-load": lambda a: lib_load(a[0], int(a[1])),
     "team-floor-load": lambda a: team_floor_load(a[0], int(a[1])),
+    "lib-import-fhir": lambda a: lib_import_fhir(Path(a[0]), fresh_db(Path(a[1]), "fhir-import"), int(a[2])),
 }
+
+
+def lib_import_fhir(path: Path, db: Path, expected: int) -> float:
+    store = ScenarioStore(db)
+    started = time.perf_counter()
+    sid = store.import_scenario(path, "imported", format="fhir")
+    elapsed = time.perf_counter() - started
+    with store.open_scenario(sid) as reader:
+        assert sum(reader.counts.values()) == expected
+    return elapsed
+
+
+def bench_fhir(
+    n: int, folder: Path, repeat: int, memory: dict[str, float] | None
+) -> list[tuple[str, str, float, float, float]]:
+    """FHIR R4 (issue 23) on ``n`` entities of the benchmark's cohort mix: the Bulk export
+    beside our NDJSON export, the import of that export beside our JSON import of the same
+    entities, and the peak memory of both beside the JSON import's (each in a fresh process)."""
+    db = folder / "fhir.duckdb"
+    ScenarioStore(db).save_scenario("bench", generate(n))
+    gc.collect()
+    size = f"{n:,}"
+
+    def timed(mode: str, *args: str) -> float:
+        return best_of(repeat, lambda _: timed_in_child(mode, *args))
+
+    bulk, ndjson, exported = folder / "bench-fhir", folder / "bench.ndjson", folder / "bench.json"
+    fhir_export = timed("lib-export-format", str(db), str(bulk), "fhir")
+    ndjson_export = timed("lib-export-format", str(db), str(ndjson), "ndjson")
+    timed_in_child("lib-export", str(db), str(exported))  # untimed: the JSON the floor imports
+    fhir_import = timed("lib-import-fhir", str(bulk), str(folder), str(n))
+    json_import = timed("lib-import", str(exported), str(folder), str(n))
+    rows = [
+        ("fhir export", size, fhir_export, ndjson_export, TARGETS["fhir export"]),
+        ("fhir import", size, fhir_import, json_import, TARGETS["fhir import"]),
+    ]
+    if memory is not None:
+        json_mb = measure_memory("import", str(exported), str(fresh_db(folder, "mem-json")))["mb"]
+        import_mb = measure_memory("fhir-import", str(bulk), str(fresh_db(folder, "mem-fhir")))["mb"]
+        export_mb = measure_memory("fhir-export", str(db), str(folder / "mem-fhir-export"))["mb"]
+        rows.append(("fhir import peak memory", f"{size} (MB)", import_mb, json_mb, TARGETS["fhir import peak memory"]))
+        rows.append(("fhir export peak memory", f"{size} (MB)", export_mb, json_mb, TARGETS["fhir export peak memory"]))
+    shutil.rmtree(bulk, ignore_errors=True)
+    for leftover in (db, ndjson, exported, *folder.glob("*import*.duckdb"), *folder.glob("mem-*")):
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
+    return rows
 
 
 def timed_in_child(mode: str, *args: str) -> float:
@@ -1455,6 +1517,8 @@ def main() -> None:
             results += bench_team(max(args.sizes), args.repeat, args.list_scenarios, None if args.no_memory else memory)
         if "startup" in only:
             startup = bench_startup(folder, args.repeat)
+        if "fhir" in only:
+            results += bench_fhir(max(args.sizes), folder, args.repeat, None if args.no_memory else memory)
         if not args.no_memory and "save" in only:
             memory["save"] = measure_memory("save", str(max(args.sizes)), str(folder))["mb"]
 

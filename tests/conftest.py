@@ -87,6 +87,7 @@ BOTH_ENGINES = {
     "test_query",
     "test_checks",
     "test_checks_data",
+    "test_fhir_exchange",
 }
 
 

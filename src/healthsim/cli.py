@@ -497,23 +497,36 @@ def export(
         ),
     ] = None,
     export_format: Annotated[
-        str, typer.Option("--format", "-f", help="json (the exchange format), ndjson, parquet or csv.")
+        str,
+        typer.Option(
+            "--format",
+            "-f",
+            help="json (the exchange format), ndjson, parquet, csv, fhir (a FHIR R4 Bulk Data folder) or "
+            "fhir-bundle (one transaction Bundle per patient).",
+        ),
     ] = "json",
     entity_types: Annotated[
         list[str] | None, typer.Option("--type", help="Only this entity type (repeat for more).")
     ] = None,
     version: Annotated[int | None, typer.Option(min=1, help="An earlier version (default: the current one).")] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="fhir: refuse if an entity cannot become a valid resource.")
+    ] = False,
+    validate: Annotated[
+        bool, typer.Option("--validate", help="fhir: check every resource (needs healthsim-state[fhir]).")
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Export a scenario: a JSON file to share (the exchange format), one JSON line per
-    entity (ndjson), or a folder of Parquet or CSV files, one per entity type.
+    entity (ndjson), a folder of Parquet or CSV files, one per entity type, or FHIR R4.
 
     Example: healthsim export diabetes-cohort --format parquet -o /tmp/cohort-parquet
     """
     store = store_of(ctx)
+    fhir = {"strict": strict, "validate": validate} if strict or validate else {}
     with progress_bar("exporting", unit_bytes=False) as progress:
         path = store.export_scenario(
-            name, output, format=export_format, version=version, types=entity_types, progress=progress
+            name, output, format=export_format, version=version, types=entity_types, progress=progress, **fhir
         )
     if as_json:
         print_json({"path": str(path), "format": export_format.lower()})
@@ -525,18 +538,30 @@ def export(
 @handle_errors
 def import_command(
     ctx: typer.Context,
-    file: Annotated[Path, typer.Argument(help="Scenario JSON file (1.0 format or a legacy HealthSim file).")],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="Scenario JSON file (1.0 format or a legacy HealthSim file); with --format fhir a Bundle, "
+            "a folder of Bundles or Bulk NDJSON; with --format synthea-csv a Synthea CSV folder."
+        ),
+    ],
     name: Annotated[str | None, typer.Option(help="Scenario name (default: the file's, else its stem).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace a scenario of the same name.")] = False,
+    import_format: Annotated[str, typer.Option("--format", "-f", help="json (default), fhir or synthea-csv.")] = "json",
     as_json: JsonOption = False,
 ) -> None:
-    """Import a scenario file shared by a colleague or left by an older HealthSim.
+    """Import a scenario file shared by a colleague or left by an older HealthSim, or
+    FHIR R4 / Synthea output.
 
     Example: healthsim import ~/Downloads/diabetes-cohort.json --name from-alice
+    Example: healthsim import synthea/output/csv --format synthea-csv --name synthea-run
     """
     store = store_of(ctx)
     with progress_bar("importing", unit_bytes=True) as progress:
-        scenario_id = store.import_scenario_from_json(file, name, overwrite, progress=progress)
+        if import_format.lower() == "json":
+            scenario_id = store.import_scenario_from_json(file, name, overwrite, progress=progress)
+        else:
+            scenario_id = store.import_scenario(file, name, overwrite, format=import_format, progress=progress)
     report_saved(store, scenario_id, "imported", as_json)
 
 

@@ -40,7 +40,7 @@ EXPORT_DIR_VARIABLE = "HEALTHSIM_EXPORT_DIR"
 IMPORT_DIRS_VARIABLE = "HEALTHSIM_IMPORT_DIRS"
 _OUR_JSON = re.compile(rb'\{"schema_version":"[^"\\]{1,20}","scenario_id":"')
 _OUR_NDJSON = re.compile(rb'\{"entity_type":"[a-z][a-z0-9_]*","entity_id":"[0-9a-f-]{36}","data":')
-_FOLDER_FORMATS = ("parquet", "csv")
+_FOLDER_FORMATS = ("parquet", "csv", "fhir", "fhir-bundle")
 
 
 def _folder(text: str, variable: str) -> Path:

@@ -480,7 +480,8 @@ def diff_scenarios(
 @_tool(
     "Export a scenario",
     "Write a scenario into the export folder (HEALTHSIM_EXPORT_DIR, default ~/Downloads): json (the "
-    "exchange format), ndjson (a line per entity), or parquet/csv (a folder, a file per type). "
+    "exchange format), ndjson (a line per entity), parquet/csv (a folder, a file per type), or fhir "
+    "(FHIR R4 Bulk NDJSON folder)/fhir-bundle (a transaction Bundle per patient). "
     "output_path: a name or path inside that folder (default <name>.json, <name>-parquet...). Replaces "
     "only an earlier HealthSim export. types: only these; version: an earlier one.",
     _obj(path="string", format="string", **_ENTRY),
@@ -491,7 +492,7 @@ def export_scenario(
     name: Annotated[str, _NAME],
     output_path: Annotated[str | None, Field(description="File or folder name in the export folder.")] = None,
     version: Annotated[int | None, _VERSION] = None,
-    format: Literal["json", "ndjson", "parquet", "csv"] = "json",
+    format: Literal["json", "ndjson", "parquet", "csv", "fhir", "fhir-bundle"] = "json",
     types: Annotated[list[str] | None, Field(description="Only these entity types.")] = None,
 ) -> dict[str, Any]:
     target = ctx.store()
@@ -516,7 +517,8 @@ def export_scenario(
 
 @_tool(
     "Import a scenario file",
-    "Import a scenario JSON file (an export, or an older HealthSim file) from an import folder "
+    "Import a scenario JSON file (an export, or an older HealthSim file; format=fhir: FHIR Bundles or "
+    "Bulk NDJSON, file or folder; synthea-csv: a Synthea CSV folder) from an import folder "
     "(HEALTHSIM_IMPORT_DIRS, default ~/Downloads and ~/.healthsim). The name: name, else the file's. "
     "overwrite=true REPLACES a scenario of that name. A bad file is refused with the place of the "
     "problem; nothing is saved.",
@@ -528,6 +530,10 @@ def import_scenario(
     file_path: Annotated[str, Field(description="A file in an import folder (a bare name is looked for there).")],
     name: Annotated[str | None, Field(description="Scenario name (default: the file's).")] = None,
     overwrite: Annotated[bool, Field(description="Replace a scenario of that name.")] = False,
+    format: Literal["json", "fhir", "synthea-csv"] = "json",
 ) -> dict[str, Any]:
     target = ctx.store()
-    return dict(target.scenario_summary(target.import_scenario_from_json(import_source(file_path), name, overwrite)))
+    source = import_source(file_path)
+    if format == "json":
+        return dict(target.scenario_summary(target.import_scenario_from_json(source, name, overwrite)))
+    return dict(target.scenario_summary(target.import_scenario(source, name, overwrite, format=format)))

@@ -88,6 +88,7 @@ __all__ = [
     "export_scenario",
     "load_frames",
     "import_scenario_from_json",
+    "import_scenario",
     "query_scenarios",
     "query_to_file",
     "summarize_scenario",
@@ -229,13 +230,35 @@ def export_scenario(
     format: str = "json",
     version: int | None = None,
     types: list[str] | None = None,
+    strict: bool = False,
+    validate: bool = False,
 ) -> Path:
     """Export a scenario of the default database as ``json``, ``ndjson``, ``parquet`` or
-    ``csv`` (the last two: a folder with one file per entity type); returns the path.
+    ``csv`` (the last two: a folder with one file per entity type), or FHIR R4: ``fhir``
+    (a Bulk Data folder) or ``fhir-bundle`` (a transaction Bundle per patient); returns the path.
 
     See :meth:`ScenarioStore.export_scenario`.
     """
-    return _default_store().export_scenario(name, path, format=format, version=version, types=types)
+    return _default_store().export_scenario(
+        name, path, format=format, version=version, types=types, strict=strict, validate=validate
+    )
+
+
+def import_scenario(
+    path: str | os.PathLike[str],
+    name: str | None = None,
+    overwrite: bool = False,
+    *,
+    format: str = "json",
+    description: str | None = None,
+    tags: Iterable[str] | None = None,
+) -> str:
+    """Import a scenario into the default database: a JSON scenario file (``json``), FHIR R4
+    Bundles or Bulk NDJSON (``fhir``), or a Synthea CSV folder (``synthea-csv``).
+
+    See :meth:`ScenarioStore.import_scenario`.
+    """
+    return _default_store().import_scenario(path, name, overwrite, format=format, description=description, tags=tags)
 
 
 def load_frames(name: str, *, version: int | None = None, types: list[str] | None = None) -> dict[str, pa.Table]:

@@ -49,7 +49,7 @@ from .editing import (
 from .entities import iter_typed_entities, normalize_type
 from .errors import InvalidInputError, ScenarioExistsError, ScenarioNotFoundError
 from .exchange.export import export_scenario
-from .exchange.formats import export_formatted, load_frames
+from .exchange.formats import FHIR_FORMATS, check_format, export_formatted, load_frames
 from .exchange.importer import entity_stream, import_scenario
 from .files import target_path
 from .history import (
@@ -1027,6 +1027,8 @@ class ScenarioStore:
         version: int | None = None,
         types: list[str] | None = None,
         progress: Callable[[int, int], None] | None = None,
+        strict: bool = False,
+        validate: bool = False,
     ) -> Path:
         """Export a scenario in one of the analytics formats (or the JSON exchange format).
 
@@ -1045,6 +1047,15 @@ class ScenarioStore:
             version: an earlier version (default: the current one).
             types: only these entity types (default: all).
             progress: called with (entities written, entities in all) as it goes.
+            strict: ``fhir``/``fhir-bundle`` only: refuse (write nothing) when an entity
+                cannot become a valid resource, instead of skipping it with a report.
+            validate: ``fhir``/``fhir-bundle`` only: check every resource with the
+                ``fhir.resources`` models (the ``healthsim-state[fhir]`` extra).
+
+        ``fhir`` writes a FHIR R4 Bulk Data folder (``{ResourceType}.ndjson``, ``manifest.json``,
+        ``export-report.json``; default ``~/Downloads/{name}-fhir/``); ``fhir-bundle`` one
+        transaction Bundle per patient (``~/Downloads/{name}-fhir-bundle/``). See
+        :mod:`healthsim.state.exchange.fhir`.
 
         Returns:
             The absolute path of the file or folder written, atomically: a crash leaves no
@@ -1055,6 +1066,20 @@ class ScenarioStore:
             InvalidInputError: an unknown format, a type the scenario lacks, or a path that
                 cannot be written (a file where a folder is needed); nothing is written.
         """
+        if check_format(format) in FHIR_FORMATS:  # issue 23: FHIR R4 has its own writer
+            from .exchange.fhir.export import export_fhir
+
+            return export_fhir(
+                self,
+                name,
+                path,
+                format=format.lower(),
+                version=version,
+                types=types,
+                progress=progress,
+                strict=strict,
+                validate=validate,
+            )
         return export_formatted(self, name, path, format=format, version=version, types=types, progress=progress)
 
     def load_frames(
@@ -1113,6 +1138,51 @@ class ScenarioStore:
             progress=progress,
             description=description,
             tags=None if tags is None else list(tags),
+        )
+
+    def import_scenario(
+        self,
+        path: str | os.PathLike[str],
+        name: str | None = None,
+        overwrite: bool = False,
+        *,
+        format: str = "json",
+        description: str | None = None,
+        tags: Iterable[str] | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> str:
+        """Import a scenario from a file or folder in one of the import formats.
+
+        Args:
+            path: ``json``: a scenario file (see :meth:`import_scenario_from_json`);
+                ``fhir``: a FHIR Bundle file, a folder of Bundles (Synthea's
+                ``output/fhir/``) or Bulk NDJSON (a file, or a folder of them);
+                ``synthea-csv``: a Synthea CSV folder (with ``patients.csv``).
+            name: the scenario name (default: the file's, else the file or folder name).
+            overwrite: replace a scenario of that name.
+            format: ``json``, ``fhir`` or ``synthea-csv``.
+            description, tags: the new scenario's.
+            progress: called with (bytes read, bytes in all) as it goes.
+
+        Returns:
+            The scenario_id.
+
+        Raises:
+            InvalidInputError: an unknown format.
+            InvalidScenarioFileError: the input cannot be imported; the message names the
+                file and the line, entry or row. Nothing is saved.
+        """
+        from .exchange.healthcare import import_formatted
+
+        return import_formatted(
+            self,
+            path,
+            name,
+            overwrite,
+            format=format,
+            description=description,
+            tags=None if tags is None else list(tags),
+            progress=progress,
         )
 
     def query(

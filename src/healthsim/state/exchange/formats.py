@@ -77,9 +77,19 @@ if TYPE_CHECKING:
     from ..database import Database
     from ..store import ScenarioStore
 
-__all__ = ["FORMATS", "MANIFEST", "check_format", "export_formatted", "is_export_folder", "load_frames"]
+__all__ = [
+    "FHIR_FORMATS",
+    "FORMATS",
+    "MANIFEST",
+    "check_format",
+    "export_formatted",
+    "is_export_folder",
+    "load_frames",
+]
 
-FORMATS = ("json", "ndjson", "parquet", "csv")
+#: FHIR R4 (issue 23): written by :mod:`.fhir.export` with this module's folder rules.
+FHIR_FORMATS = ("fhir", "fhir-bundle")
+FORMATS = ("json", "ndjson", "parquet", "csv", *FHIR_FORMATS)
 _FOLDER_FORMATS = ("parquet", "csv")
 _BATCH_ROWS = 20_000
 #: The hidden file in every Parquet or CSV export folder that says it is one of ours.
@@ -118,6 +128,8 @@ def export_formatted(
 ) -> Path:
     """Write a scenario in ``format``; see :meth:`ScenarioStore.export_scenario`."""
     format = check_format(format)
+    if format in FHIR_FORMATS:  # written by .fhir.export, which the store calls (it uses this module)
+        raise InvalidInputError(f"export_formatted does not write {format!r}; use ScenarioStore.export_scenario")
     if format == "json":
         return export_scenario(store, name, path, version=version, types=types, progress=progress)
     with store.open_scenario(name, version) as opened, in_duckdb(opened) as reader:
@@ -471,3 +483,12 @@ def _fsync_file(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+# Public names of the folder rules, for the FHIR export (exchange/fhir), which writes its
+# folders the same way.
+MANIFEST_KIND = _MANIFEST_KIND
+export_folder_path = _folder_path
+replace_folder = _replace_folder
+fsync_file = _fsync_file
+interrupted = _interrupted

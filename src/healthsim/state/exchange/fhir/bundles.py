@@ -1,0 +1,148 @@
+"""``format="fhir-bundle"``: one ``transaction`` Bundle per patient.
+
+Every entry has ``fullUrl`` ``urn:uuid:{id}`` and a ``request`` (``PUT {type}/{id}``: the
+ids are stable, so sending a re-export updates the resources instead of duplicating them).
+References to resources in the same bundle become its ``urn:uuid:`` full URLs; one to a
+resource outside it (a claim's coverage of a member not in the scenario) keeps only its
+identifier (a logical reference), so every literal reference resolves inside the bundle.
+
+Resources are grouped by the Patient they belong to. To stay within bounded memory for
+any scenario, they are first written to an on-disk DuckDB table and read back sorted by
+patient; only one patient's resources are in memory at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+
+from ..._engines import AnalyticsConnection
+from ...reading import ScenarioReader
+from .writing import ExportReport, map_entities
+
+__all__ = ["bundle_of", "write_bundles"]
+
+_BATCH = 20_000
+_OWNER_FIELDS = ("subject", "patient", "beneficiary", "individual")
+
+
+def _owner(resource: dict[str, Any]) -> str:
+    """The id of the Patient a resource belongs to ("" for none)."""
+    if resource["resourceType"] == "Patient":
+        return str(resource["id"])
+    for field in _OWNER_FIELDS:
+        ref = resource.get(field)
+        target = ref.get("reference") if isinstance(ref, dict) else None
+        if isinstance(target, str) and target.startswith("Patient/"):
+            return target[len("Patient/") :]
+    return ""
+
+
+def _rewrite(value: Any, inside: set[str]) -> None:
+    """References to ``inside`` become ``urn:uuid:``; others keep only their identifier."""
+    if isinstance(value, dict):
+        target = value.get("reference")
+        if isinstance(target, str) and "/" in target:
+            rid = target.rsplit("/", 1)[1]
+            if rid in inside:
+                value["reference"] = f"urn:uuid:{rid}"
+            elif "identifier" in value or "display" in value:
+                del value["reference"]
+            else:
+                value["display"] = target
+                del value["reference"]
+        for item in value.values():
+            _rewrite(item, inside)
+    elif isinstance(value, list):
+        for item in value:
+            _rewrite(item, inside)
+
+
+def bundle_of(resources: list[dict[str, Any]]) -> dict[str, Any]:
+    """The transaction Bundle of one patient's resources."""
+    inside = {str(r["id"]) for r in resources}
+    entries = []
+    for resource in resources:
+        _rewrite(resource, inside)
+        entries.append(
+            {
+                "fullUrl": f"urn:uuid:{resource['id']}",
+                "resource": resource,
+                "request": {"method": "PUT", "url": f"{resource['resourceType']}/{resource['id']}"},
+            }
+        )
+    return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+
+
+class _Sorter:
+    """Resources kept on disk by patient, read back one patient at a time."""
+
+    def __init__(self, con: AnalyticsConnection, report: ExportReport) -> None:
+        self.con = con  # a private DuckDB to sort in (it spills to disk past its memory)
+        self.con.execute("CREATE TABLE r (grp VARCHAR, first BOOLEAN, seq BIGINT, res VARCHAR)")
+        self.rows: list[tuple[str, bool, int, str]] = []
+        self.seq = 0
+        self.report = report
+
+    def __call__(self, entity_type: str, resources: list[dict[str, Any]]) -> None:
+        group = _owner(resources[0])
+        for resource in resources:
+            kind = resource["resourceType"]
+            self.report.resources[kind] = self.report.resources.get(kind, 0) + 1
+            is_patient = kind == "Patient" and str(resource["id"]) == group
+            self.rows.append((group, is_patient, self.seq, orjson.dumps(resource).decode("utf-8", "surrogatepass")))
+            self.seq += 1
+        if len(self.rows) >= _BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.rows:
+            columns = list(zip(*self.rows, strict=True))
+            table = pa.table({"grp": columns[0], "first": columns[1], "seq": columns[2], "res": columns[3]})
+            self.con.register("batch", table)
+            self.con.execute("INSERT INTO r SELECT * FROM batch")
+            self.con.unregister("batch")
+            self.rows = []
+
+    def groups(self) -> Any:
+        self.flush()
+        current: str | None = None
+        members: list[dict[str, Any]] = []
+        for batch in self.con.sql("SELECT grp, res FROM r ORDER BY grp, first DESC, seq").to_arrow_reader(_BATCH):
+            for group, text in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True):
+                if group != current and members:
+                    yield current, members
+                    members = []
+                current = group
+                members.append(orjson.loads(text))
+        if members:
+            yield current, members
+
+
+def write_bundles(
+    reader: ScenarioReader, staging: Path, types: list[str] | None, options: dict[str, Any]
+) -> tuple[list[str], ExportReport]:
+    """Write one Bundle file per patient into ``staging``; returns the files and the report."""
+    report = ExportReport()
+    written: list[str] = []
+    engine = reader.connection.engine
+    with tempfile.TemporaryDirectory(prefix="healthsim-fhir-sort-") as scratch, engine.computing(None) as duck:
+        quoted = scratch.replace("'", "''")
+        duck.execute(f"SET temp_directory = '{quoted}'")  # a large sort spills there, not in memory
+        sorter = _Sorter(duck, report)
+        map_entities(reader, types, sorter, report, validate=options["validate"], progress=options["progress"])
+        for group, resources in sorter.groups():
+            name = f"Patient-{group}.json" if group else "other.json"
+            bundle = bundle_of(resources)
+            try:
+                data = json.dumps(bundle, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate in some text: kept as its escape
+                data = json.dumps(bundle, separators=(",", ":")).encode("ascii")
+            (staging / name).write_bytes(data + b"\n")
+            written.append(name)
+    return written, report

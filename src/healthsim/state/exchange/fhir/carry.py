@@ -1,0 +1,87 @@
+"""The HealthSim extension: what of an entity its resource cannot say.
+
+On export the entity's primary resource is read back (:func:`.inbound.from_resource`),
+and what that reading gets wrong is recorded in one extension on the resource::
+
+    {"url": EXTENSION_URL, "valueString": "{\\"type\\": \\"labs\\", \\"fields\\": {…}, \\"drop\\": […]}"}
+
+``type`` is the entity's stored type, ``fields`` every field the reading does not give
+back exactly (no FHIR home, a value FHIR cannot hold, a variant spelling), ``drop`` what
+the reading adds that the entity did not have (a default such as ``status: unknown``).
+Import applies it to the same reading, so an entity comes back equal, field for field
+and type for type. Secondary resources (a member's Coverage, the measurements of a vital
+sign set) carry ``{"part": true}`` and are skipped on import: their primary says it all.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import orjson
+
+from .common import EXTENSION_URL
+
+__all__ = ["PART", "apply_carry", "carry_extension", "pop_carry", "same"]
+
+_LONG_DIGITS = re.compile(r"[0-9]{19}")
+#: The extension of a secondary resource.
+PART = {"url": EXTENSION_URL, "valueString": '{"part":true}'}
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal as JSON values, types included (``1`` is not ``1.0`` nor ``True``)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same(v, b[k]) for k, v in a.items())
+    if isinstance(a, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
+def carry_extension(entity: dict[str, Any], entity_type: str, base: dict[str, Any]) -> dict[str, Any]:
+    """The extension that turns ``base`` (the resource read back) into ``entity``."""
+    carry: dict[str, Any] = {"type": entity_type}
+    fields = {k: v for k, v in entity.items() if k not in base or not same(base[k], v)}
+    drop = [k for k in base if k not in entity]
+    if fields:
+        carry["fields"] = fields
+    if drop:
+        carry["drop"] = drop
+    try:
+        text = orjson.dumps(carry).decode("utf-8")
+    except (TypeError, orjson.JSONEncodeError):  # a lone surrogate or a huge integer: the exact, slower way
+        text = json.dumps(carry, separators=(",", ":"))  # ASCII: a lone surrogate stays an escape
+    return {"url": EXTENSION_URL, "valueString": text}
+
+
+def pop_carry(resource: dict[str, Any]) -> dict[str, Any] | None:
+    """Remove our extension from ``resource`` and return what it says (None: none)."""
+    extensions = resource.get("extension")
+    if not isinstance(extensions, list):
+        return None
+    for position, extension in enumerate(extensions):
+        if isinstance(extension, dict) and extension.get("url") == EXTENSION_URL:
+            del extensions[position]
+            if not extensions:
+                del resource["extension"]
+            text = extension.get("valueString", "")
+            try:
+                # orjson reads an integer beyond 64 bits as a float: such text takes the exact parser.
+                carry = json.loads(text) if _LONG_DIGITS.search(text) else orjson.loads(text)
+            except (TypeError, ValueError):
+                return None
+            return carry if isinstance(carry, dict) else None
+    return None
+
+
+def apply_carry(base: dict[str, Any], carry: dict[str, Any]) -> dict[str, Any]:
+    """The entity: ``base`` with the extension's ``drop`` removed and ``fields`` set."""
+    for key in carry.get("drop") or []:
+        base.pop(key, None)
+    fields = carry.get("fields")
+    if isinstance(fields, dict):
+        base.update(fields)
+    return base

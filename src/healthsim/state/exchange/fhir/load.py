@@ -1,0 +1,265 @@
+"""``import_scenario(path, format="fhir")``: Bundles, folders of them, Bulk NDJSON.
+
+What is read: a Bundle file (``.json``), a Bulk NDJSON file (``.ndjson``, one resource a
+line; the type is the line's ``resourceType``, whatever the file is called) or a folder of
+either (Synthea's ``output/fhir/`` with its hospital and practitioner bundles; our own
+export). Files are read one at a time and resources stream into the store in chunks, in
+one transaction: an error anywhere saves nothing. Errors name the file and the line
+(NDJSON) or the entry (Bundle).
+
+In a folder, ``.ndjson`` files whose first line is not a resource (a Bulk Data
+``log.ndjson``) and our export's own files (``manifest.json``, ``export-report.json``) are
+passed over; they are listed in the scenario's provenance.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ...errors import InvalidScenarioFileError
+from .mapping import resource_entity
+from .resource_types import R4_RESOURCE_TYPES
+
+__all__ = ["FhirSource", "default_name", "fhir_files", "import_fhir", "save_source"]
+
+_CHUNK = 2_000
+_OWN_FILES = {"manifest.json", "export-report.json"}
+
+
+def fhir_files(path: Path) -> list[Path]:
+    """The files to read: ``path`` itself, or the ``.json``/``.ndjson`` files of a folder.
+
+    Raises:
+        InvalidScenarioFileError: nothing there, or a folder with no such file.
+    """
+    if not path.exists():
+        raise InvalidScenarioFileError(path, "no such file or folder; check the path")
+    if path.is_file():
+        return [path]
+    files = sorted(
+        p
+        for p in path.iterdir()
+        if p.is_file() and p.suffix in (".json", ".ndjson") and p.name not in _OWN_FILES and not p.name.startswith(".")
+    )
+    if not files:
+        raise InvalidScenarioFileError(path, "this folder holds no FHIR file (.json Bundles or .ndjson resources)")
+    return files
+
+
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+
+
+def _parse(data: bytes) -> Any:
+    """JSON values; text with an integer that may pass 64 bits goes to the exact parser
+    (orjson would read it as a float)."""
+    return json.loads(data) if _LONG_DIGITS.search(data) else orjson.loads(data)
+
+
+def _problem(path: Path, where: str, what: str) -> InvalidScenarioFileError:
+    return InvalidScenarioFileError(path, f"{where}: {what}")
+
+
+def _check_type(path: Path, where: str, resource: Any) -> dict[str, Any]:
+    if not isinstance(resource, dict) or "resourceType" not in resource:
+        raise _problem(path, where, "not a FHIR resource (no resourceType)")
+    kind = resource["resourceType"]
+    if kind not in R4_RESOURCE_TYPES:
+        raise _problem(path, where, f"unknown resourceType {kind!r} (not a FHIR R4 resource type)")
+    return resource
+
+
+class FhirSource:
+    """The resources of a FHIR file or folder, read as canonical entities."""
+
+    def __init__(self, path: Path, progress: Callable[[int, int], None] | None = None) -> None:
+        self.path = path
+        self.files = fhir_files(path)
+        self.size = sum(f.stat().st_size for f in self.files)
+        self.done = 0
+        self.progress = progress
+        self.skipped_files: list[str] = []
+        self.resources = 0
+
+    def _ndjson(self, path: Path) -> Iterator[dict[str, Any]]:
+        with path.open("rb") as file:
+            for number, line in enumerate(file, 1):
+                self.done += len(line)
+                if not line.strip():
+                    continue
+                try:
+                    value = _parse(line)
+                except ValueError as exc:
+                    raise _problem(path, f"line {number}", f"not JSON ({exc})") from None
+                if number == 1 and len(self.files) > 1 and not (isinstance(value, dict) and "resourceType" in value):
+                    self.skipped_files.append(path.name)  # a Bulk Data log, say
+                    self.done += path.stat().st_size - len(line)
+                    return
+                yield _check_type(path, f"line {number}", value)
+
+    def _bundle(self, path: Path) -> Iterator[dict[str, Any]]:
+        try:
+            value = _parse(path.read_bytes())
+        except ValueError as exc:
+            raise _problem(path, "the file", f"not JSON ({exc})") from None
+        self.done += path.stat().st_size
+        if not isinstance(value, dict) or value.get("resourceType") != "Bundle":
+            found = value.get("resourceType") if isinstance(value, dict) else type(value).__name__
+            raise _problem(
+                path,
+                "the file",
+                f"not a Bundle (its resourceType is {found!r}); give a Bundle, a folder of them or Bulk NDJSON",
+            )
+        entries = value.get("entry") or []
+        if value.get("type") in ("transaction", "batch"):
+            _check_references(path, entries)
+        for position, entry in enumerate(entries):
+            yield _check_type(path, f"entry {position}", (entry or {}).get("resource"))
+
+    def resources_of(self, path: Path) -> Iterator[dict[str, Any]]:
+        """The resources of one file."""
+        reader = self._ndjson if path.suffix == ".ndjson" else self._bundle
+        for resource in reader(path):
+            self.resources += 1
+            yield resource
+            if self.progress is not None and self.resources % _CHUNK == 0:
+                self.progress(self.done, self.size)
+
+    def typed(self) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+        """``(type, entities)`` in chunks of one type, in the order read."""
+        current: str | None = None
+        chunk: list[dict[str, Any]] = []
+        for path in self.files:
+            for resource in self.resources_of(path):
+                found = resource_entity(resource)
+                if found is None:
+                    continue
+                entity_type, entity = found
+                if entity_type != current or len(chunk) >= _CHUNK:
+                    if chunk:
+                        yield current or "", chunk
+                    current, chunk = entity_type, []
+                chunk.append(entity)
+        if chunk:
+            yield current or "", chunk
+        if self.progress is not None:
+            self.progress(self.size, self.size)
+
+
+def _references(value: Any) -> Iterator[str]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == "reference" and isinstance(item, str):
+                yield item
+            else:
+                yield from _references(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _references(item)
+
+
+def _check_references(path: Path, entries: list[Any]) -> None:
+    """Every ``urn:uuid:`` reference of a transaction must name an entry's fullUrl."""
+    known = {e.get("fullUrl") for e in entries if isinstance(e, dict)}
+    for position, entry in enumerate(entries):
+        for target in _references((entry or {}).get("resource") if isinstance(entry, dict) else None):
+            if target.startswith("urn:") and target not in known:
+                raise _problem(
+                    path,
+                    f"entry {position}",
+                    f"the reference {target!r} resolves to no entry of this transaction bundle",
+                )
+
+
+def default_name(path: Path) -> str:
+    """The scenario name an import takes when none is given: our export's scenario, else
+    the file or folder name."""
+    marker = path / ".healthsim-export.json" if path.is_dir() else None
+    if marker is not None and marker.is_file():
+        try:
+            found = orjson.loads(marker.read_bytes()).get("scenario")
+        except (orjson.JSONDecodeError, AttributeError, OSError):
+            found = None
+        if isinstance(found, str):
+            return found
+    return path.stem if path.is_file() else os.path.basename(os.path.normpath(path))
+
+
+def save_source(
+    store: Any,
+    path: Path,
+    typed: Iterator[tuple[str, list[dict[str, Any]]]],
+    *,
+    source_format: str,
+    name: str | None,
+    overwrite: bool,
+    description: str | None,
+    tags: list[str] | None,
+    facts: Callable[[], dict[str, Any]],
+) -> str:
+    """Save the entities of a healthcare source as one scenario, in one transaction
+    (what :func:`import_fhir` and the Synthea CSV import share)."""
+    from ...validation import validate_name
+
+    chosen = validate_name(name if name is not None else default_name(path))
+    record = {"operation": "import", "source_file": str(path), "source_format": source_format}
+
+    def finish() -> dict[str, Any]:
+        return {"provenance": record | facts()}
+
+    return str(
+        store.write_scenario(
+            name=chosen,
+            typed_entities=typed,
+            description=description,
+            tags=tags,
+            overwrite=overwrite,
+            provenance=record,
+            finish=finish,
+        )
+    )
+
+
+def import_fhir(
+    store: Any,
+    file_path: str | os.PathLike[str],
+    name: str | None = None,
+    overwrite: bool = False,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+    description: str | None = None,
+    tags: list[str] | None = None,
+) -> str:
+    """Import a FHIR Bundle file, a folder of Bundles or Bulk NDJSON as one scenario;
+    see :meth:`ScenarioStore.import_scenario`.
+
+    Raises:
+        InvalidScenarioFileError: a file is not what it should be; the message names the
+            file and the line or entry. Nothing is saved.
+    """
+    path = Path(os.fsdecode(file_path)).expanduser().absolute()
+    source = FhirSource(path, progress)
+
+    def facts() -> dict[str, Any]:
+        found: dict[str, Any] = {"resources_read": source.resources}
+        if source.skipped_files:
+            found["files_passed_over"] = source.skipped_files
+        return found
+
+    return save_source(
+        store,
+        path,
+        source.typed(),
+        source_format="fhir",
+        name=name,
+        overwrite=overwrite,
+        description=description,
+        tags=tags,
+        facts=facts,
+    )

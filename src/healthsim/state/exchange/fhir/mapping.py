@@ -1,0 +1,57 @@
+"""One entity to its resources and one resource back to its entity, with the extension."""
+
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+from typing import Any
+
+from .carry import PART, apply_carry, carry_extension, pop_carry
+from .common import canonical_type
+from .inbound import from_resource
+from .outbound import to_resources
+from .refs import Unmappable
+
+__all__ = ["Unmappable", "entity_resources", "resource_entity"]
+
+
+def entity_resources(entity: Any, entity_type: str, entity_uuid: str, today: _dt.date) -> list[dict[str, Any]]:
+    """The resources of one stored entity, the primary one carrying the HealthSim
+    extension, the others marked as parts.
+
+    Raises:
+        Unmappable: the entity cannot become a valid resource (the reason).
+    """
+    resources = to_resources(entity, entity_type, entity_uuid, today)
+    primary = resources[0]
+    _, base = from_resource(primary, canonical_type(entity_type))
+    primary.setdefault("extension", []).append(carry_extension(entity, entity_type, base))
+    for part in resources[1:]:
+        part.setdefault("extension", []).append(PART)
+    return resources
+
+
+def resource_entity(resource: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """The ``(type, entity)`` a resource stands for; None for a part of another's.
+
+    A resource of our export comes back as the entity it was made from; one of elsewhere
+    as its canonical reading plus ``fhir_id`` (the resource's id, to find it again), or,
+    with no canonical home, whole under ``fhir_{type}``.
+    """
+    carry = pop_carry(resource)
+    if carry is not None:
+        if carry.get("part") is True:
+            return None
+        stored = carry.get("type")
+        if isinstance(stored, str):
+            _, base = from_resource(resource, canonical_type(stored))
+            return stored, apply_carry(base, carry)
+    entity_type, entity = from_resource(resource)
+    if entity is not resource and isinstance(resource.get("id"), str):
+        entity["fhir_id"] = resource["id"]
+    return entity_type, entity
+
+
+def copy_resource(resource: dict[str, Any]) -> dict[str, Any]:
+    """A deep copy (the bundle writer rewrites references in place)."""
+    return copy.deepcopy(resource)

@@ -1,0 +1,70 @@
+"""References between resources: written with both a literal reference (the stable id)
+and the entity's own id as an identifier, read back from either."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .common import HS, fhir_string, pick, resource_id
+
+__all__ = ["Unmappable", "id_system", "identifier", "ref_key", "reference", "patient_reference"]
+
+
+class Unmappable(Exception):
+    """An entity that cannot become a valid resource; the message is the reason."""
+
+
+def id_system(entity_type: str) -> str:
+    """The identifier system of the own ids of ``entity_type``."""
+    return f"{HS}/id/{entity_type}"
+
+
+def identifier(entity_type: str, key: str) -> dict[str, Any]:
+    """The identifier of an entity's own id."""
+    return {"system": id_system(entity_type), "value": key}
+
+
+def reference(resource_type: str, entity_type: str, key: Any) -> dict[str, Any] | None:
+    """A reference to the resource of the entity of ``entity_type`` whose own id is ``key``."""
+    if isinstance(key, bool) or not isinstance(key, (str, int)):
+        return None
+    text = fhir_string(str(key))
+    if text is None:
+        return None
+    return {
+        "reference": f"{resource_type}/{resource_id(entity_type, text)}",
+        "identifier": identifier(entity_type, text),
+    }
+
+
+def patient_reference(entity: dict[str, Any], entity_type: str, *, required: bool = True) -> dict[str, Any] | None:
+    """The reference to the entity's patient (``patient_mrn`` or an alias), or to its
+    member's Patient when it names only a member.
+
+    Raises:
+        Unmappable: ``required`` and the entity names no patient or member.
+    """
+    found = reference("Patient", "patients", pick(entity, entity_type, "patient_mrn"))
+    if found is None:
+        found = reference("Patient", "members", entity.get("member_id"))
+    if found is None and required:
+        raise Unmappable("no patient to point at (patient_mrn, patient_id or member_id)")
+    return found
+
+
+def ref_key(ref: Any) -> str | None:
+    """The own id a reference names: its identifier's value, else the id in its
+    ``reference`` (``Patient/x``, ``urn:uuid:x``, ``Practitioner?identifier=sys|x``)."""
+    if not isinstance(ref, dict):
+        return None
+    ident = ref.get("identifier")
+    if isinstance(ident, dict) and isinstance(ident.get("value"), str):
+        return str(ident["value"])
+    text = ref.get("reference")
+    if not isinstance(text, str):
+        return None
+    if "?identifier=" in text:
+        return text.split("?identifier=", 1)[1].rsplit("|", 1)[-1]
+    if text.startswith("urn:uuid:"):
+        return text[len("urn:uuid:") :]
+    return text.rsplit("/", 1)[-1] if "/" in text else text

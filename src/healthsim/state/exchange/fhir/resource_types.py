@@ -1,0 +1,36 @@
+"""The resource type names of FHIR R4 (4.0.1), and of R4B (4.3), which some servers and
+the ``fhir.resources`` models speak: a ``resourceType`` outside both is refused."""
+
+from __future__ import annotations
+
+__all__ = ["R4_RESOURCE_TYPES"]
+
+_BOTH = """Account ActivityDefinition AdverseEvent AllergyIntolerance Appointment AppointmentResponse AuditEvent
+Basic Binary BiologicallyDerivedProduct BodyStructure Bundle CapabilityStatement CarePlan CareTeam CatalogEntry
+ChargeItem ChargeItemDefinition Claim ClaimResponse ClinicalImpression CodeSystem Communication
+CommunicationRequest CompartmentDefinition Composition ConceptMap Condition Consent Contract Coverage
+CoverageEligibilityRequest CoverageEligibilityResponse DetectedIssue Device DeviceDefinition DeviceMetric
+DeviceRequest DeviceUseStatement DiagnosticReport DocumentManifest DocumentReference Encounter Endpoint
+EnrollmentRequest EnrollmentResponse EpisodeOfCare EventDefinition Evidence EvidenceVariable ExampleScenario
+ExplanationOfBenefit FamilyMemberHistory Flag Goal GraphDefinition Group GuidanceResponse HealthcareService
+ImagingStudy Immunization ImmunizationEvaluation ImmunizationRecommendation ImplementationGuide InsurancePlan
+Invoice Library Linkage List Location Measure MeasureReport Media Medication MedicationAdministration
+MedicationDispense MedicationKnowledge MedicationRequest MedicationStatement MessageDefinition MessageHeader
+MolecularSequence NamingSystem NutritionOrder Observation ObservationDefinition OperationDefinition
+OperationOutcome Organization OrganizationAffiliation Parameters Patient PaymentNotice PaymentReconciliation
+Person PlanDefinition Practitioner PractitionerRole Procedure Provenance Questionnaire QuestionnaireResponse
+RelatedPerson RequestGroup ResearchDefinition ResearchElementDefinition ResearchStudy ResearchSubject
+RiskAssessment Schedule SearchParameter ServiceRequest Slot Specimen SpecimenDefinition StructureDefinition
+StructureMap Subscription Substance SupplyDelivery SupplyRequest Task TerminologyCapabilities TestReport
+TestScript ValueSet VerificationResult VisionPrescription"""
+_R4_ONLY = """EffectEvidenceSynthesis MedicinalProduct MedicinalProductAuthorization MedicinalProductContraindication
+MedicinalProductIndication MedicinalProductIngredient MedicinalProductInteraction MedicinalProductManufactured
+MedicinalProductPackaged MedicinalProductPharmaceutical MedicinalProductUndesirableEffect RiskEvidenceSynthesis
+SubstanceNucleicAcid SubstancePolymer SubstanceProtein SubstanceReferenceInformation SubstanceSourceMaterial
+SubstanceSpecification"""
+_R4B_ONLY = """AdministrableProductDefinition Citation ClinicalUseDefinition EvidenceReport Ingredient
+ManufacturedItemDefinition MedicinalProductDefinition NutritionProduct PackagedProductDefinition
+RegulatedAuthorization SubscriptionStatus SubscriptionTopic SubstanceDefinition"""
+
+#: Every resource type name a FHIR R4 (or R4B) file may hold.
+R4_RESOURCE_TYPES = frozenset((_BOTH + " " + _R4_ONLY + " " + _R4B_ONLY).split())

@@ -1,0 +1,295 @@
+"""``import_scenario(folder, format="synthea-csv")``: a Synthea CSV folder as a scenario.
+
+Synthea (any 3.x) writes one CSV file per kind of record; their columns differ between
+versions (3.0 has no ``FIPS``/``INCOME`` in ``patients.csv``, later ones do), so columns
+are read by name, in any order and case. Rows of ``patients``, ``encounters``,
+``conditions``, ``observations``, ``medications``, ``procedures``, ``immunizations`` and
+``allergies`` become canonical entities (patients, encounters, diagnoses, vital_signs or
+lab_results, medications, procedures, immunizations, allergies); columns with no canonical
+field are kept in the entity under their own name. Files with no canonical home
+(``careplans.csv``, ``claims.csv``, ``payers.csv``…, and any unknown file) are kept whole,
+one entity per row, under ``synthea_{file}`` (``synthea_careplans``). So every row can be
+found again.
+
+Ids are Synthea's: a patient's ``mrn`` and ``patient_id`` are its ``Id``, an encounter's
+``encounter_id`` its ``Id``; Synthea's FHIR output uses the same ids, so the CSV and the
+FHIR output of one run import to the same patients, encounters and conditions.
+
+The folder is read file by file, row by row, in one transaction; a problem names the file
+and line, and nothing is saved.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from ..errors import InvalidScenarioFileError
+from .fhir.common import SYSTEMS
+from .fhir.load import save_source
+from .fhir.vitals import VITAL_BY_CODE
+
+__all__ = ["import_synthea_csv"]
+
+_CHUNK = 2_000
+_CLASSES = {"inpatient": "I", "ambulatory": "O", "outpatient": "O", "wellness": "O", "emergency": "E"}
+_CLASSES |= {"urgentcare": "U", "virtual": "O", "home": "O", "hospice": "I", "snf": "I"}
+_SYSTEM_NAMES = {"SNOMED-CT": SYSTEMS["snomed"], "RXNORM": SYSTEMS["rxnorm"], "LOINC": SYSTEMS["loinc"]}
+
+#: file -> (entity type, column -> canonical field); a file not here is kept whole.
+_MAPS: dict[str, tuple[str, dict[str, str]]] = {
+    "patients": (
+        "patients",
+        {
+            "ID": "mrn",
+            "BIRTHDATE": "birth_date",
+            "DEATHDATE": "death_date",
+            "SSN": "ssn",
+            "GENDER": "gender",
+            "RACE": "race",
+            # read into name and address by _patient:
+            **dict.fromkeys(("FIRST", "LAST", "PREFIX", "SUFFIX", "ADDRESS", "CITY", "STATE", "ZIP"), ""),
+        },
+    ),
+    "encounters": (
+        "encounters",
+        {
+            "ID": "encounter_id",
+            "PATIENT": "patient_mrn",
+            "START": "admission_time",
+            "STOP": "discharge_time",
+            "DESCRIPTION": "encounter_type",
+            "REASONDESCRIPTION": "chief_complaint",
+        },
+    ),
+    "conditions": (
+        "diagnoses",
+        {
+            "PATIENT": "patient_mrn",
+            "ENCOUNTER": "encounter_id",
+            "CODE": "code",
+            "DESCRIPTION": "description",
+            "START": "diagnosed_date",
+            "STOP": "resolved_date",
+        },
+    ),
+    "medications": (
+        "medications",
+        {
+            "PATIENT": "patient_mrn",
+            "ENCOUNTER": "encounter_id",
+            "CODE": "code",
+            "DESCRIPTION": "name",
+            "START": "start_date",
+            "STOP": "end_date",
+            "REASONDESCRIPTION": "indication",
+        },
+    ),
+    "procedures": (
+        "procedures",
+        {
+            "PATIENT": "patient_mrn",
+            "ENCOUNTER": "encounter_id",
+            "CODE": "code",
+            "DESCRIPTION": "description",
+            "START": "performed_date",
+        },
+    ),
+    "immunizations": (
+        "immunizations",
+        {
+            "PATIENT": "patient_mrn",
+            "ENCOUNTER": "encounter_id",
+            "CODE": "vaccine_code",
+            "DESCRIPTION": "description",
+            "DATE": "date",
+        },
+    ),
+    "allergies": (
+        "allergies",
+        {
+            "PATIENT": "patient_mrn",
+            "ENCOUNTER": "encounter_id",
+            "CODE": "code",
+            "DESCRIPTION": "substance",
+            "START": "date",
+        },
+    ),
+    "observations": (
+        "lab_results",
+        {
+            "PATIENT": "patient_mrn",
+            "ENCOUNTER": "encounter_id",
+            "CODE": "loinc_code",
+            "DESCRIPTION": "test_name",
+            "VALUE": "value",
+            "UNITS": "unit",
+            "DATE": "collected_time",
+        },
+    ),
+}
+# Read first, so a scenario lists its types in the usual order.
+_ORDER = [
+    "patients",
+    "encounters",
+    "conditions",
+    "observations",
+    "medications",
+    "procedures",
+    "immunizations",
+    "allergies",
+]
+
+
+def _csv_files(folder: Path) -> list[Path]:
+    """The CSV files of the folder, mapped ones first.
+
+    Raises:
+        InvalidScenarioFileError: not a folder, or no ``patients.csv`` in it.
+    """
+    if not folder.is_dir():
+        raise InvalidScenarioFileError(
+            folder, "a Synthea CSV import reads a folder (Synthea's output/csv); give its path"
+        )
+    files = {p.stem.lower(): p for p in folder.iterdir() if p.suffix.lower() == ".csv" and p.is_file()}
+    if "patients" not in files:
+        raise InvalidScenarioFileError(
+            folder,
+            "this folder has no patients.csv, so it is not a Synthea CSV export; give the folder Synthea wrote (output/csv)",
+        )
+    return [files[s] for s in _ORDER if s in files] + [p for s, p in sorted(files.items()) if s not in _ORDER]
+
+
+def _patient(entity: dict[str, Any], row: dict[str, str]) -> None:
+    entity["patient_id"] = entity.get("mrn")
+    name = {
+        k: row[c]
+        for c, k in (("FIRST", "given_name"), ("LAST", "family_name"), ("PREFIX", "prefix"), ("SUFFIX", "suffix"))
+        if row.get(c)
+    }
+    if name:
+        entity["name"] = name
+    address = {
+        k: row[c]
+        for c, k in (("ADDRESS", "street_address"), ("CITY", "city"), ("STATE", "state"), ("ZIP", "postal_code"))
+        if row.get(c)
+    }
+    if address:
+        entity["address"] = address
+    if row.get("DEATHDATE"):
+        entity["deceased"] = True
+
+
+def _special(stem: str, entity_type: str, entity: dict[str, Any], row: dict[str, str]) -> str:
+    """File-specific fields; returns the entity type (an observation may be a vital sign)."""
+    if stem == "patients":
+        _patient(entity, row)
+    elif stem == "encounters":
+        entity["status"] = "finished" if row.get("STOP") else "in-progress"
+        entity["class_code"] = _CLASSES.get(row.get("ENCOUNTERCLASS", "").lower(), row.get("ENCOUNTERCLASS"))
+    elif stem in ("conditions", "procedures", "allergies"):
+        entity["code_system"] = _SYSTEM_NAMES.get(row.get("SYSTEM", "").upper(), SYSTEMS["snomed"])
+    elif stem == "medications":
+        entity["status"] = "completed" if row.get("STOP") else "active"
+    elif stem == "observations":
+        field = VITAL_BY_CODE.get(row.get("CODE", ""))
+        if row.get("CATEGORY") == "vital-signs" and field is not None:
+            try:
+                value: Any = float(row.get("VALUE", ""))
+            except ValueError:
+                return entity_type
+            for moved in ("loinc_code", "test_name", "value", "unit"):
+                entity.pop(moved, None)
+            entity["observation_time"] = entity.pop("collected_time", None)
+            entity[field] = value
+            return "vital_signs"
+    return entity_type
+
+
+def _rows(path: Path, counter: list[int]) -> Iterator[tuple[int, dict[str, str]]]:
+    with path.open("rb") as raw, io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as text:
+        reader = csv.reader(text)
+        header = next(reader, None)
+        if header is None:
+            return
+        for row in reader:
+            counter[0] = raw.tell()
+            if not row:
+                continue
+            if len(row) != len(header):
+                raise InvalidScenarioFileError(
+                    path, f"line {reader.line_num}: {len(row)} values where the header names {len(header)} columns"
+                )
+            yield reader.line_num, dict(zip(header, row, strict=True))
+
+
+def _entities(path: Path, counter: list[int]) -> Iterator[tuple[str, dict[str, Any]]]:
+    stem = path.stem.lower()
+    mapped = _MAPS.get(stem)
+    for _, row in _rows(path, counter):
+        if mapped is None:
+            yield f"synthea_{stem}", {k: v for k, v in row.items() if v != ""}
+            continue
+        entity_type, columns = mapped
+        entity: dict[str, Any] = {}
+        for column, value in row.items():
+            field = columns.get(column.upper(), column)
+            if value != "" and field:
+                entity[field] = value
+        yield _special(stem, entity_type, entity, {k.upper(): v for k, v in row.items()}), entity
+
+
+def import_synthea_csv(
+    store: Any,
+    folder_path: str | os.PathLike[str],
+    name: str | None = None,
+    overwrite: bool = False,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+    description: str | None = None,
+    tags: list[str] | None = None,
+) -> str:
+    """Import a Synthea CSV folder as one scenario; see :meth:`ScenarioStore.import_scenario`.
+
+    Raises:
+        InvalidScenarioFileError: not a Synthea CSV folder (no ``patients.csv``), or a
+            malformed row (the file and line named). Nothing is saved.
+    """
+    folder = Path(os.fsdecode(folder_path)).expanduser().absolute()
+    files = _csv_files(folder)
+    total = sum(p.stat().st_size for p in files)
+    done, counter, rows = [0], [0], [0]
+
+    def typed() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+        for path in files:
+            current, chunk = "", list[dict[str, Any]]()
+            for entity_type, entity in _entities(path, counter):
+                rows[0] += 1
+                if (entity_type != current or len(chunk) >= _CHUNK) and chunk:
+                    yield current, chunk
+                    chunk = []
+                    if progress is not None:
+                        progress(done[0] + counter[0], total)
+                current = entity_type
+                chunk.append(entity)
+            if chunk:
+                yield current, chunk
+            done[0] += path.stat().st_size
+        if progress is not None:
+            progress(total, total)
+
+    return save_source(
+        store,
+        folder,
+        typed(),
+        source_format="synthea-csv",
+        name=name,
+        overwrite=overwrite,
+        description=description,
+        tags=tags,
+        facts=lambda: {"rows_read": rows[0], "files": [p.name for p in files]},
+    )

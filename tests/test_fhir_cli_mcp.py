@@ -1,0 +1,77 @@
+"""Issue 23 from the command line and over MCP (the official client, in process)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from mcp import Client
+from typer.testing import CliRunner
+
+from healthsim.cli import app
+from healthsim.mcp_server import build_server
+from healthsim.state import ScenarioStore
+
+SYNTHEA = Path(__file__).parent / "fixtures" / "synthea"
+SYNTHEA_CSV = Path(__file__).parent.parent / "examples" / "synthea-csv"
+runner = CliRunner()
+
+
+def cli(*args: str) -> Any:
+    result = runner.invoke(app, list(args), catch_exceptions=False, prog_name="healthsim")
+    return result
+
+
+def test_cli_synthea_to_fhir_and_back(db_path: Path, tmp_path: Path) -> None:
+    result = cli("import", str(SYNTHEA_CSV), "--format", "synthea-csv", "--name", "syn", "--json")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    result = cli("export", "syn", "--format", "fhir", "-o", str(tmp_path / "syn-fhir"), "--json")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert json.loads(result.stdout) == {"path": str(tmp_path / "syn-fhir"), "format": "fhir"}
+    result = cli("export", "syn", "--format", "fhir-bundle", "--strict", "--validate", "-o", str(tmp_path / "b"))
+    assert result.exit_code == 0, result.stdout + result.stderr
+    result = cli("import", str(tmp_path / "syn-fhir"), "--format", "fhir", "--name", "again")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    store = ScenarioStore(db_path)
+    first, again = (store.load_scenario(n)["entities"] for n in ("syn", "again"))
+    assert {t: len(v) for t, v in first.items()} == {t: len(v) for t, v in again.items()}
+
+
+def test_cli_import_error_names_the_file_and_exits_1(db_path: Path, tmp_path: Path) -> None:
+    (tmp_path / "x.ndjson").write_text('{"resourceType": "Nope"}\n')
+    result = cli("import", str(tmp_path / "x.ndjson"), "--format", "fhir")
+    assert result.exit_code == 1
+    assert "x.ndjson" in result.stderr and "line 1" in result.stderr and "'Nope'" in result.stderr
+
+
+def test_mcp_export_and_import_take_the_formats(db_path: Path, isolated_home: Path) -> None:
+    downloads = isolated_home / "Downloads"
+    downloads.mkdir(exist_ok=True)
+    shutil.copytree(SYNTHEA_CSV, downloads / "synthea-csv")
+
+    async def main() -> None:
+        async with Client(build_server(db_path), mode="legacy", cache=None) as client:
+            session = client.session
+            result = await session.call_tool(
+                "import_scenario", {"file_path": "synthea-csv", "name": "syn", "format": "synthea-csv"}
+            )
+            assert not result.is_error, result.content[0].text
+            assert json.loads(result.content[0].text)["entities_by_type"]["patients"] == 3
+            result = await session.call_tool("export_scenario", {"name": "syn", "format": "fhir"})
+            assert not result.is_error, result.content[0].text
+            path = Path(json.loads(result.content[0].text)["path"])
+            assert path == downloads / "syn-fhir" and (path / "Patient.ndjson").is_file()
+            result = await session.call_tool("export_scenario", {"name": "syn", "format": "fhir"})  # replaces it
+            assert not result.is_error, result.content[0].text
+            result = await session.call_tool(
+                "import_scenario", {"file_path": "syn-fhir", "name": "back", "format": "fhir"}
+            )
+            assert not result.is_error, result.content[0].text
+            assert json.loads(result.content[0].text)["entities_by_type"]["patients"] == 3
+            result = await session.call_tool("export_scenario", {"name": "syn", "format": "fhir-bundle"})
+            assert not result.is_error, result.content[0].text
+
+    asyncio.run(asyncio.wait_for(main(), 120))
