@@ -278,8 +278,7 @@ def load_scenario(
     "data->>'gender' is text, (data->>'birth_date')::DATE a date, data->'address'->>'city' nested. "
     "Tables scenarios(scenario_id, name, description, created_at, updated_at, metadata), "
     "scenario_tags(scenario_id, tag). Example: SELECT data->>'gender' AS g, count(*) FROM patients WHERE "
-    "scenario = 'cohort' GROUP BY 1. Returns at most limit rows; total_rows counts all; page with "
-    "LIMIT/OFFSET. No files, network or settings; a time limit.",
+    "scenario = 'cohort' GROUP BY 1. At most limit rows; total_rows counts all; page with LIMIT/OFFSET.",
     _obj(columns="array", rows="array", row_count="integer", total_rows="integer", truncated="boolean"),
     read_only=True,
 )
@@ -479,11 +478,9 @@ def diff_scenarios(
 # ------------------------------------------------------------------ file
 @_tool(
     "Export a scenario",
-    "Write a scenario into the export folder (HEALTHSIM_EXPORT_DIR, default ~/Downloads): json (the "
-    "exchange format), ndjson (a line per entity), parquet/csv (a folder, a file per type), or fhir "
-    "(FHIR R4 Bulk NDJSON folder)/fhir-bundle (a transaction Bundle per patient). "
-    "output_path: a name or path inside that folder (default <name>.json, <name>-parquet...). Replaces "
-    "only an earlier HealthSim export. types: only these; version: an earlier one.",
+    "Write a scenario into the export folder (HEALTHSIM_EXPORT_DIR, default ~/Downloads) as json, "
+    "ndjson, parquet/csv (a file per type), fhir (FHIR R4 Bulk NDJSON) or fhir-bundle (a Bundle per "
+    "patient). output_path: a name in that folder. Replaces only an earlier HealthSim export.",
     _obj(path="string", format="string", **_ENTRY),
     destructive=True,
 )
@@ -517,11 +514,9 @@ def export_scenario(
 
 @_tool(
     "Import a scenario file",
-    "Import a scenario JSON file (an export, or an older HealthSim file; format=fhir: FHIR Bundles or "
-    "Bulk NDJSON, file or folder; synthea-csv: a Synthea CSV folder) from an import folder "
-    "(HEALTHSIM_IMPORT_DIRS, default ~/Downloads and ~/.healthsim). The name: name, else the file's. "
-    "overwrite=true REPLACES a scenario of that name. A bad file is refused with the place of the "
-    "problem; nothing is saved.",
+    "Import from an import folder (HEALTHSIM_IMPORT_DIRS, default ~/Downloads and ~/.healthsim) a "
+    "scenario JSON file, FHIR Bundles or Bulk NDJSON (fhir) or a Synthea CSV folder (synthea-csv). "
+    "overwrite=true REPLACES a scenario of that name. A bad file is refused; nothing is saved.",
     _obj(**_ENTRY),
     destructive=True,
 )
