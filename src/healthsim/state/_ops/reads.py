@@ -1,0 +1,237 @@
+"""Reading scenarios: loading one whole, listing and searching the library, diffing two versions, and the summary of a version."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, cast
+
+from .._engines import Connection
+from ..database import Database, connect
+from ..diffing import diff_rows, scenario_changes
+from ..errors import InvalidInputError, ScenarioNotFoundError
+from ..history import (
+    latest_versions,
+    trash_list,
+    version_record,
+    version_rows_sql,
+)
+from ..reading import (
+    SCENARIO_COLUMNS,
+    ScenarioHeader,
+    entity_counts,
+    first_row,
+    gc_paused,
+    in_duckdb,
+    in_id_order,
+    parse_rows,
+    parse_streamed,
+    scenario_dict,
+    scenario_tags,
+)
+from ..results import (
+    LoadedScenario,
+    ScenarioDiff,
+    ScenarioList,
+    ScenarioListEntry,
+)
+from ..summaries import summarize
+from ..validation import (
+    validate_filter,
+    validate_limit,
+)
+from ..version_cache import VersionCache
+from .session import (
+    as_list_entry,
+    open_scenario,
+    resolve,
+    scenario_label,
+    snapshot,
+)
+
+
+def load_scenario(database: Database, name: str, version: int | None = None) -> LoadedScenario:
+    """Load a scenario by name or UUID (the name is tried first).
+
+    Args:
+        version: a retained earlier version, loaded exactly as it was (entities, order,
+            keys, name, description, tags, metadata); None for the current one. A
+            deleted scenario's versions load too (by name or id) until it is purged.
+
+    Returns:
+        ``scenario_id, name, version, description, entities, tags, created_at,
+        updated_at, entity_count, entities_by_type, metadata``; ``entities`` holds
+        every type in the order saved, each list in the order saved.
+
+    Raises:
+        ScenarioNotFoundError: no scenario has that name or id.
+        InvalidInputError: no such version, or it is past retention (the error says which).
+    """
+    with connect(database) as con, snapshot(con):
+        if con is None:
+            raise ScenarioNotFoundError(str(name))
+        sid, current = resolve(database, con, name, deleted_too=version is not None)
+        params: dict[str, Any] = {"sid": sid}
+        if version is None or (current is not None and version == current[1]):
+            assert current is not None
+            header, number = current
+            tags = scenario_tags(con, [sid]).get(sid, [])
+            select = "SELECT id, entity_type, entity_data, {big} AS big FROM scenario_entities WHERE scenario_id = $sid"
+        else:  # the current rows written by then, and the archived rows alive then
+            past = version_record(con, sid, version, scenario_label(con, sid, name))
+            header, tags, number = past.header, past.tags, version
+            # Sorted by DuckDB (in parallel, about free here): rows of the archive
+            # interleave with current ones, and sorting in Arrow copies every text.
+            select = version_rows_sql("id, entity_type, entity_data, {big} AS big") + " ORDER BY id"
+            params["version"] = version
+        query = select.format(big=header.exact_rows_sql(con))
+        entities: dict[str, list[Any]] = {t: [] for t in header.declared_types()}
+        streaming = con.engine.parses_while_streaming
+        if streaming:  # parsed as the server sends the next rows
+            parts = con.engine.arrow_batches(con, query, params, texts=("entity_type", "entity_data"))
+            with gc_paused():
+                for entity_type, values in parse_streamed(parts):
+                    entities.setdefault(entity_type, []).extend(values)
+        else:
+            rows = in_id_order(con.engine.fetch_arrow(con, query, params, texts=("entity_type", "entity_data")))
+    if not streaming:
+        # Parsing happens after the file is closed: another process may use it meanwhile.
+        with gc_paused():
+            for entity_type, values in parse_rows(rows):
+                entities.setdefault(entity_type, []).extend(values)
+    summary = scenario_dict(header, tags, {t: len(v) for t, v in entities.items()}, number)
+    return LoadedScenario(**summary, entities=entities)
+
+
+def list_scenarios(
+    database: Database, tag: str | None = None, search: str | None = None, limit: int = 100, *, deleted: bool = False
+) -> ScenarioList:
+    """List scenario summaries, newest ``updated_at`` first.
+
+    Args:
+        tag: keep scenarios with this tag (case-insensitive, trimmed).
+        search: keep scenarios whose name or description contains this text
+            (case-insensitive; ``%`` and ``_`` are literal).
+        limit: at most this many summaries (at least 1).
+        deleted: list the trash instead: deleted scenarios that can still be restored,
+            as they were when deleted, with ``deleted_at``, newest deletion first.
+
+    Returns:
+        ``{"scenarios": [summary, …], "total_count": N}``, N counting every match.
+    """
+    limit = validate_limit(limit)
+    tag = validate_filter(tag, "tag")
+    search = validate_filter(search, "search")
+    tag_key = tag.strip().lower() if tag is not None and tag.strip() else None
+    search_key = search.lower() if search else None
+    if "\x00" in (tag_key or "") + (search_key or ""):  # no name, tag or description holds one
+        return {"scenarios": [], "total_count": 0}
+    with connect(database) as con:
+        if con is None:
+            return {"scenarios": [], "total_count": 0}
+        if deleted:
+            return cast(ScenarioList, trash_list(con, tag_key, search_key, limit))
+        rows = con.execute(
+            f"""SELECT {SCENARIO_COLUMNS}, count(*) OVER () AS total FROM scenarios s
+            WHERE (CAST($tag AS VARCHAR) IS NULL OR EXISTS (SELECT 1 FROM scenario_tags t
+                    WHERE t.scenario_id = s.scenario_id AND lower(t.tag) = $tag))
+              AND (CAST($search AS VARCHAR) IS NULL OR strpos(lower(s.name), $search) > 0
+                   OR strpos(lower(COALESCE(s.description, '')), $search) > 0)
+            ORDER BY updated_at DESC, name
+            LIMIT $limit""",
+            {"tag": tag_key, "search": search_key, "limit": limit},
+        ).fetchall()
+        headers = [ScenarioHeader.from_row(row[:6]) for row in rows]
+        ids = [h.scenario_id for h in headers]
+        # Each scenario's latest version records its counts by type: one small query
+        # instead of counting the rows of every listed scenario.
+        latest = latest_versions(con, ids) if headers else {}
+        missing = [h for h in headers if h.scenario_id not in latest]  # (none, but be safe)
+        counts = {sid: by_type for sid, (_, by_type) in latest.items()}
+        counts.update(entity_counts(con, missing) if missing else {})
+        tags = scenario_tags(con, ids) if headers else {}
+        versions = {sid: number for sid, (number, _) in latest.items()}
+    summaries: list[ScenarioListEntry] = []
+    for header in headers:
+        sid = header.scenario_id
+        summary = scenario_dict(header, tags.get(sid, []), counts[sid], versions.get(sid, 0))
+        summaries.append(as_list_entry(summary))
+    return ScenarioList(scenarios=summaries, total_count=rows[0][6] if rows else 0)
+
+
+def diff_scenarios(
+    database: Database, a: str | tuple[str, int] | list[Any], b: str | tuple[str, int] | list[Any]
+) -> ScenarioDiff:
+    """What changed from ``a`` to ``b``: two scenarios, or two versions of one.
+
+    Each side is a name or id (its current version), ``"name@3"``, or a
+    ``(name, version)`` pair. Entities are matched per type by id (a repeated id by
+    occurrence); the answer stays small for any size.
+
+    Returns:
+        ``{"a": {"name", "version"}, "b": {…}, "types": {type: {"added": n,
+        "removed": n, "changed": n, "unchanged": n, "examples": {"added": [ids],
+        "removed": [ids], "changed": [{"id", "fields"}]}}}, "scenario": {field: [old, new]}}``
+        (up to 10 example ids each; ``scenario`` lists name, description and tags
+        that differ).
+
+    Raises:
+        ScenarioNotFoundError: a side does not exist.
+        InvalidInputError: a side is malformed, or its version is not retained.
+    """
+    with connect(database) as con:
+        if con is None:
+            raise ScenarioNotFoundError(str(a))
+        sides = [diff_side(database, con, side) for side in (a, b)]
+        types = diff_rows(con, *[(sid, None if current else version) for sid, version, current, _ in sides])
+    (_, va, _, fa), (_, vb, _, fb) = sides
+    return cast(
+        ScenarioDiff,
+        {
+            "a": {"name": fa["name"], "version": va},
+            "b": {"name": fb["name"], "version": vb},
+            "types": types,
+            "scenario": scenario_changes(fa, fb),
+        },
+    )
+
+
+def diff_side(database: Database, con: Connection, side: Any) -> tuple[uuid.UUID, int, bool, dict[str, Any]]:
+    """A diff side: (scenario id, version, whether it is the current one, its fields)."""
+    version: int | None = None
+    if isinstance(side, (tuple, list)) and len(side) == 2:
+        name, version = str(side[0]), side[1]
+    elif isinstance(side, str):
+        name = side
+        if "@" in side:  # "name@3", unless the whole text is a scenario's name
+            head, _, number = side.rpartition("@")
+            taken = first_row(con, "SELECT 1 FROM scenarios WHERE name = ?", [side.strip()]) is not None
+            if number.strip().isdigit() and not taken:
+                name, version = head, int(number)
+    else:
+        raise InvalidInputError(f"a diff side is a name, 'name@version' or (name, version), not {side!r}")
+    sid, current = resolve(database, con, name, deleted_too=version is not None)
+    if current is not None and version in (None, current[1]):
+        header, latest = current
+        tags = scenario_tags(con, [sid]).get(sid, [])
+        return sid, latest, True, {"name": header.name, "description": header.description, "tags": tags}
+    if version is None:
+        raise ScenarioNotFoundError(str(name))
+    past = version_record(con, sid, version, scenario_label(con, sid, name))
+    fields = {"name": past.header.name, "description": past.header.description, "tags": past.tags}
+    return sid, version, False, fields
+
+
+def summary(database: Database, name: str, version: int | None, samples: int, budget: int) -> dict[str, Any]:
+    """The summary of a version, kept beside the database once computed (a version
+    never changes: every change makes a new one)."""
+    cache = VersionCache(database)
+    with open_scenario(database, name, version) as reader:
+        made = (reader.header.scenario_id, reader.version, reader.header.updated_at)
+        kept = cache.read_summary(*made, samples, budget)
+        if kept is not None:
+            return kept
+        key_totals = cache.key_totals(*made)
+        with in_duckdb(reader) as analysed:  # (a team store's scenario is copied to DuckDB)
+            summary = dict(summarize(analysed, samples, budget=budget, key_totals=key_totals))
+    cache.write_summary(*made, samples, budget, summary)
+    return summary

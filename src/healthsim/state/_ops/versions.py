@@ -1,0 +1,395 @@
+"""Versions: recording each change with its counts and differences, retention, restoring an earlier version or a deleted scenario, purging history."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import uuid
+from collections.abc import Mapping
+from typing import Any, cast
+
+from .._engines import Connection
+from ..clock import utcnow
+from ..database import Database, connect
+from ..diffing import change_counts
+from ..editing import (
+    check_name_free,
+    edit_provenance,
+    next_id,
+    write_header,
+    write_tags,
+)
+from ..errors import InvalidInputError, ScenarioExistsError, ScenarioNotFoundError
+from ..history import (
+    VERSIONS,
+    apply_retention,
+    archive_rows,
+    current_version,
+    days_text,
+    expired_deleted,
+    field_changes,
+    find_deleted,
+    forget_scenario,
+    namesake_hint,
+    record_births,
+    record_version,
+    version_list,
+    version_record,
+    version_rows_sql,
+)
+from ..history import (
+    keep_deleted_days as keep_deleted_days_now,
+)
+from ..history import (
+    keep_version_days as keep_version_days_now,
+)
+from ..history import (
+    keep_versions as keep_versions_now,
+)
+from ..reading import (
+    ScenarioHeader,
+    entity_counts,
+    scenario_tags,
+)
+from ..results import (
+    EditResult,
+    ScenarioHistory,
+)
+from ..transactions import transaction
+from ..validation import (
+    validate_limit,
+    validate_name,
+)
+from ..version_cache import VersionCache
+from .session import (
+    edit_result,
+    edit_session,
+    resolve,
+    scenario_label,
+)
+
+
+def record_change(
+    con: Connection,
+    header: ScenarioHeader,
+    version: int,
+    now: _dt.datetime,
+    operation: str,
+    changes: Mapping[str, Mapping[str, int]],
+    start_id: int,
+    tags: list[str] | None = None,
+    *,
+    end_id: int | None = None,
+    counts: dict[str, int] | None = None,
+    replaced_all: bool = False,
+) -> tuple[dict[str, int], dict[str, Any]]:
+    """Record the version a change made (``header`` as it is after it). Rows with ids
+    from ``start_id`` to ``end_id`` (default: the last id in use) are new in it (rows an
+    add replaced in place were recorded by ``add_batch``). ``counts`` are read from the
+    rows unless given (a save knows them before inserting).
+
+    Returns:
+        The entity counts by type, and the changes recorded: those given, or with
+        ``replaced_all`` (the change archived every row as this version and wrote the
+        new ones) the real difference, counted in the database; plus ``scenario``: the
+        scenario's own fields that differ from the version before (name, description,
+        tags, metadata keys).
+    """
+    sid = header.scenario_id
+    if counts is None:
+        counts = entity_counts(con, [header])[sid]
+    fields = {
+        "name": header.name,
+        "description": header.description,
+        "tags": tags if tags is not None else scenario_tags(con, [sid]).get(sid, []),
+        "created_at": header.created_at,
+        "metadata": header.metadata,
+    }
+    last = next_id(con) - 1 if end_id is None else end_id
+    record_births(con, sid, version, [(start_id, last)])
+    recorded: dict[str, Any] = {kind: dict(changes.get(kind, {})) for kind in ("added", "removed", "updated")}
+    if replaced_all:  # (an identical overwrite changes nothing)
+        recorded = dict(change_counts(con, sid, version))
+    recorded["scenario"] = field_changes(con, sid, version - 1, fields) if version > 1 else {}
+    record_version(con, sid, version, now, operation, fields=fields, changes=recorded, entities_by_type=counts)
+    retain(con, sid, version, now)
+    return counts, recorded
+
+
+def retain(con: Connection, sid: uuid.UUID, version: int, now: _dt.datetime) -> None:
+    """Retention, as a change happens: the scenario's recent and last versions, and the trash."""
+    if version:
+        apply_retention(con, sid, version, keep_versions_now(), days=keep_version_days_now(), now=now)
+    for expired in expired_deleted(con, now, keep_deleted_days_now()):
+        forget_scenario(con, expired)
+
+
+def publish_new(
+    con: Connection,
+    target: ScenarioHeader,
+    now: _dt.datetime,
+    operation: str,
+    metadata: dict[str, Any],
+    description: str | None,
+    tags: list[str],
+    start_id: int,
+) -> None:
+    """The scenario row, tags and version 1 of a scenario whose rows a copy or merge wrote."""
+    write_header(con, target, now, metadata=metadata, description=description, new=True)
+    write_tags(con, target.scenario_id, tags)
+    after = ScenarioHeader(target.scenario_id, target.name, description, now, now, metadata)
+    counts = entity_counts(con, [after])[target.scenario_id]
+    record_change(con, after, 1, now, operation, {"added": counts}, start_id, tags=tags)
+
+
+def copy_version_rows(
+    con: Connection, sid: uuid.UUID, version: int, into: uuid.UUID, now: _dt.datetime, start: int
+) -> None:
+    """Insert the rows of ``version`` of scenario ``sid`` as current rows of ``into``,
+    in their order, with new row ids from ``start`` on."""
+    params = {"into": into, "now": now, "sid": sid, "version": version}
+    if con.engine.ids_from_sequence:  # in the version's order
+        con.execute(
+            "INSERT INTO scenario_entities (scenario_id, entity_type, entity_id, entity_data, created_at) "
+            f"SELECT $into, entity_type, entity_id, entity_data, $now FROM ({version_rows_sql()}) AS r "
+            "ORDER BY id",
+            params,
+        )
+    else:
+        con.execute(
+            "INSERT INTO scenario_entities (id, scenario_id, entity_type, entity_id, entity_data, created_at) "
+            "SELECT $start - 1 + row_number() OVER (ORDER BY id), $into, entity_type, entity_id, entity_data, "
+            f"$now FROM ({version_rows_sql()}) AS r",
+            {**params, "start": start},
+        )
+
+
+def restore(database: Database, name: str, version: int | None = None, *, new_name: str | None = None) -> EditResult:
+    """Bring back a version of a scenario, or a deleted scenario, in one transaction.
+
+    The version's entities, description, tags and metadata come back; in place, the
+    scenario keeps its current name.
+
+    Args:
+        name: the scenario's name or id (a deleted one's too). A name that is both a
+            current scenario's and a deleted one's means the current one when
+            ``version`` is given; without a version it is refused (which one?).
+        version: the version to bring back. None: for a deleted scenario, its last
+            version before the deletion; for a current one, the version before the
+            current one (an undo of the last change).
+        new_name: restore as a new scenario of this name (a new scenario_id, version 1)
+            instead of in place.
+
+    Returns:
+        As :meth:`add_entities`, plus ``restored_version``; ``version`` is the new
+        version; ``added``, ``removed`` and ``updated`` count the entities that really
+        differ from before (as :meth:`diff_scenarios` sees them); ``scenario`` says
+        which of the scenario's fields changed (``{"description": [old, new], "tags":
+        [old, new], "metadata": [keys]}``), and ``changed`` lists what changed of
+        ``entities``, ``description``, ``tags``, ``metadata`` (and ``name``).
+
+    Raises:
+        ScenarioNotFoundError: no scenario (nor deleted one) has that name or id.
+        ScenarioExistsError: a deleted scenario's name is taken since (pass ``new_name``),
+            ``new_name`` is taken, or ``name`` is a current and a deleted scenario's
+            and no version was given (the message gives the deleted one's id).
+        InvalidInputError: no such version, or it is past retention.
+    """
+    target_name = validate_name(new_name) if new_name is not None else None
+    with edit_session(database, name) as (con, now):
+        try:
+            sid, current = resolve(database, con, name, deleted_too=True)
+        except ScenarioNotFoundError:
+            raise ScenarioNotFoundError(
+                str(name),
+                f"it is not in the trash either: deleted scenarios are kept "
+                f"{days_text(keep_deleted_days_now())} (HEALTHSIM_KEEP_DELETED_DAYS) unless purged; "
+                "list_scenarios(deleted=True) shows the trash",
+            ) from None
+        if version is None and current is not None:  # the current one, or the deleted namesake?
+            refuse_two_of_a_name(con, name, current[0], "restore")
+        latest = current_version(con, sid)
+        wanted = version if version is not None else latest - 1
+        if version is None and current is not None:  # an undo of the last change
+            check_undo(con, sid, latest, scenario_label(con, sid, name))
+        past = version_record(con, sid, wanted, scenario_label(con, sid, name))
+        into = uuid.uuid4() if target_name is not None else sid
+        # In place, the scenario keeps its current name; a deleted one gets its name back.
+        label = target_name or (current[0].name if current is not None else past.header.name)
+        if current is None or target_name is not None:  # a scenario row to make
+            con.engine.lock_name(con, label)  # (a save of that name may be under way on a server)
+            check_name_free(con, label, "pass new_name to restore it under another name")
+        start = next_id(con)
+        if current is not None and target_name is None:  # in place: the current rows go to the history
+            archive_rows(con, sid, latest + 1)
+            con.execute("DELETE FROM scenario_entities WHERE scenario_id = ?", [sid])
+        copy_version_rows(con, sid, wanted, into, now, start)
+        number = 1 if target_name is not None else latest + 1
+        facts = {
+            "restored_version": wanted,
+            **({"source": past.header.name, "source_scenario_id": str(sid)} if target_name is not None else {}),
+        }
+        metadata = {
+            **past.header.metadata,
+            "provenance": edit_provenance(past.header.metadata, "restore", now, **facts),
+        }
+        created = now if target_name is not None else past.header.created_at
+        header = ScenarioHeader(into, label, past.header.description, created, now, metadata)
+        fresh = current is None or target_name is not None
+        write_header(con, header, now, metadata=metadata, description=header.description, new=fresh)
+        write_tags(con, into, past.tags)
+        added = entity_counts(con, [header])[into]
+        counts, changes = record_change(
+            con, header, number, now, "restore", {"added": added}, start, replaced_all=not fresh
+        )
+    return restore_result(header, counts, changes, number, wanted)
+
+
+def purge(
+    database: Database,
+    name: str | None = None,
+    *,
+    keep_versions: int | None = None,
+    keep_deleted_days: float | None = None,
+    keep_version_days: float | None = None,
+) -> dict[str, int]:
+    """Apply retention now, or a tighter one, to each scenario (or to ``name``).
+
+    Kept: the last ``keep_versions`` versions and every version of the last
+    ``keep_version_days`` days; deleted scenarios for ``keep_deleted_days`` days. Given
+    neither version bound, both are the environment's (``HEALTHSIM_KEEP_VERSIONS``, 20;
+    ``HEALTHSIM_KEEP_VERSION_DAYS``, 7); given ``keep_versions`` alone, recent versions
+    are not kept beyond it. Day counts may be ``math.inf`` (forever). A deleted
+    scenario always keeps its delete marker and the version before it, so it stays
+    restorable until ``keep_deleted_days`` pass.
+
+    Returns:
+        ``{"versions_removed": n, "deleted_scenarios_removed": m}``.
+
+    Raises:
+        ScenarioNotFoundError: ``name`` is given and no scenario has it.
+        InvalidInputError: a bound is not a positive number (the message names it).
+    """
+    keep = keep_versions_now() if keep_versions is None else validate_limit(keep_versions, name="keep_versions")
+    if keep_version_days is None:
+        recent = keep_version_days_now() if keep_versions is None else 0.0
+    else:
+        recent = _days(keep_version_days, "keep_version_days")
+    days = keep_deleted_days_now() if keep_deleted_days is None else _days(keep_deleted_days, "keep_deleted_days")
+    with connect(database) as con:
+        if con is None:
+            if name is not None:
+                raise ScenarioNotFoundError(name)
+            return {"versions_removed": 0, "deleted_scenarios_removed": 0}
+        with transaction(con):
+            before = con.execute(f"SELECT count(*) FROM {VERSIONS}").fetchall()[0][0]
+            if name is not None:
+                sid, _ = resolve(database, con, name, deleted_too=True)
+                ids = [sid]
+            else:
+                ids = [row[0] for row in con.execute(f"SELECT DISTINCT scenario_id FROM {VERSIONS}").fetchall()]
+            now = utcnow()
+            expired = expired_deleted(con, now, days)
+            for sid in ids:
+                if sid in expired:
+                    forget_scenario(con, sid)
+                else:
+                    apply_retention(con, sid, current_version(con, sid), keep, days=recent, now=now)
+            after = con.execute(f"SELECT count(*) FROM {VERSIONS}").fetchall()[0][0]
+            left: dict[uuid.UUID, set[int]] = {sid: set() for sid in ids}
+            for sid, number in con.execute(f"SELECT scenario_id, version FROM {VERSIONS}").fetchall():
+                if sid in left:
+                    left[sid].add(number)
+    cache = VersionCache(database)  # what was kept of the versions purged goes with them
+    for sid, versions in left.items():
+        cache.forget_versions_but(sid, versions)
+    return {"versions_removed": before - after, "deleted_scenarios_removed": len([i for i in expired if i in ids])}
+
+
+def history(database: Database, name: str, limit: int = 50) -> ScenarioHistory:
+    """A scenario's retained versions, newest first (also of a scenario in the trash).
+
+    Returns:
+        ``{"name", "scenario_id", "versions": [{"version", "at", "operation",
+        "changes": {"added": {type: n}, "removed": …, "updated": …}, "entity_count"}],
+        "total_count"}``.
+
+    Raises:
+        ScenarioNotFoundError: no scenario (nor deleted one) has that name or id.
+    """
+    limit = validate_limit(limit)
+    with connect(database) as con:
+        if con is None:
+            raise ScenarioNotFoundError(str(name))
+        sid, _ = resolve(database, con, name, deleted_too=True)
+        return cast(ScenarioHistory, version_list(con, sid, scenario_label(con, sid, name), limit))
+
+
+def trashed_namesake(con: Connection, name: str, header: ScenarioHeader) -> uuid.UUID | None:
+    """A deleted scenario that has the same name as the current scenario ``header``, which
+    ``name`` found by its name (not by its id): the name means two scenarios."""
+    key = str(name).strip()
+    if key.lower() == str(header.scenario_id):
+        return None
+    return find_deleted(con, key)
+
+
+def refuse_two_of_a_name(con: Connection, name: str, header: ScenarioHeader, action: str) -> None:
+    """Refuse to guess which of two scenarios of one name (a current one and one in the
+    trash) an action that could mean either is for.
+
+    Raises:
+        ScenarioExistsError: the name is taken by the current scenario; the message says
+            how to name the deleted one (its id, and ``new_name`` to bring it back).
+    """
+    trashed = trashed_namesake(con, name, header)
+    if trashed is None:
+        return
+    hint = namesake_hint(action, header.scenario_id, trashed)
+    raise ScenarioExistsError(header.name, hint)
+
+
+def check_undo(con: Connection, scenario_id: uuid.UUID, latest: int, label: str) -> None:
+    """Refuse an undo (a restore without a version) that has nothing to go back to.
+
+    Raises:
+        InvalidInputError: the scenario has one version, or the one before the current one
+            is its deletion (the current one brought it back); the message says what to do.
+    """
+    if latest <= 1:
+        raise InvalidInputError(
+            f"scenario {label!r} has only version 1: there is no earlier change to undo; "
+            "scenario_history lists its versions"
+        )
+    operation = con.execute(
+        f"SELECT operation FROM {VERSIONS} WHERE scenario_id = ? AND version = ?", [scenario_id, latest - 1]
+    ).fetchall()
+    if operation and operation[0][0] == "delete":
+        raise InvalidInputError(
+            f"the change before version {latest} of scenario {label!r} is its deletion, which version {latest} "
+            "undid: delete_scenario deletes it again, or give the version to bring back"
+        )
+
+
+def restore_result(
+    header: ScenarioHeader, counts: dict[str, int], changes: Mapping[str, Any], version: int, restored: int
+) -> EditResult:
+    """A restore's answer: the edit result, the version it brought back, and what changed."""
+    result = edit_result(header, counts, changes, version)
+    scenario = dict(changes.get("scenario", {}))
+    entities = any(changes.get(kind) for kind in ("added", "removed", "updated"))
+    result["restored_version"] = restored
+    result["scenario"] = scenario
+    result["changed"] = (["entities"] if entities else []) + list(scenario)
+    return result
+
+
+def _days(value: Any, name: str) -> float:
+    """A day count given to the library: a number of 0 or more, or ``math.inf`` (forever).
+
+    Raises:
+        InvalidInputError: anything else (NaN, negative, not a number); the message names it.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise InvalidInputError(f"{name} must be a number of days (0 or more, or math.inf: forever), not {value!r}")
+    return float(value) if not isinstance(value, int) or value < 10**300 else math.inf
