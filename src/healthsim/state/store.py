@@ -143,33 +143,11 @@ class ScenarioStore:
         stored: tuple[Iterable[tuple[str, pa.Table]], int] | None = None,
         after_rows: Callable[[Any, uuid.UUID], None] | None = None,
     ) -> str:
-        """Save a scenario from a stream of ``(normalised type, entities)`` pairs.
-
-        The building block of :meth:`save_scenario` and of imports: entities are read,
-        checked and inserted chunk by chunk, so a stream larger than memory is saved with
-        bounded memory. One chunk is written in one transaction; more are staged and then
-        published in one transaction (see :mod:`.bulk`). A failure anywhere, or a crash,
-        leaves the previous state.
-
-        Args:
-            name, description, tags, overwrite: as :meth:`save_scenario`.
-            typed_entities: pairs of normalised entity type and an iterable of entities.
-                A type may appear more than once; its entities are appended.
-            provenance: how the scenario was made (``operation`` and details); stored in
-                the scenario's ``metadata["provenance"]`` with the library version and time.
-            metadata: further metadata to keep (e.g. from an imported file).
-            scenario_id: an id to reuse for a new scenario if it is a UUID not in use.
-            created_at: the creation time to keep for a new scenario (naive UTC).
-            on_chunk: called with the number of entities encoded so far, once per chunk
-                (progress bars).
-            finish: called once every entity has been read, inside the transaction that
-                publishes the scenario; returns new values for any of ``description``,
-                ``tags``, ``provenance``, ``metadata`` and ``created_at`` (an import reads
-                a file once, and its scenario fields may follow its entities). If it
-                raises, nothing is saved.
-            after_rows: called with the connection and the scenario id once every row
-                is in ``scenario_entities``, inside the publishing transaction (the
-                check of ``check=``); if it raises, nothing is saved.
+        """Save a scenario from a stream of ``(normalised type, entities)`` pairs: the
+        building block of :meth:`save_scenario`, imports and transfers. Entities are read,
+        checked and inserted chunk by chunk (bounded memory); a failure anywhere, or a
+        crash, leaves the previous state. The arguments are those of
+        :class:`~healthsim.state._ops.saving.SaveRequest`.
 
         Returns:
             The scenario_id.

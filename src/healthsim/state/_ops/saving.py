@@ -56,9 +56,31 @@ from .versions import (
 
 @dataclass
 class SaveRequest:
-    """What to save (see :meth:`~healthsim.state.store.ScenarioStore.write_scenario`),
-    its arguments checked. ``finish`` may still change the scenario's fields once every
-    entity is read: they are kept here until then."""
+    """What to save (see :meth:`~healthsim.state.store.ScenarioStore.write_scenario`).
+    ``finish`` may still change the scenario's fields once every entity is read: they are
+    kept here until then.
+
+    Attributes:
+        name, description, tags, overwrite: as for
+            :meth:`~healthsim.state.store.ScenarioStore.save_scenario` (tags normalised).
+        typed_entities: pairs of normalised entity type and an iterable of entities.
+            A type may appear more than once; its entities are appended.
+        provenance: how the scenario was made (``operation`` and details); stored in
+            the scenario's ``metadata["provenance"]`` with the library version and time.
+        metadata: further metadata to keep (e.g. from an imported file).
+        scenario_id: an id to reuse for a new scenario if it is a UUID not in use.
+        created_at: the creation time to keep for a new scenario (naive UTC).
+        on_chunk: called with the number of entities encoded so far, once per chunk
+            (progress bars).
+        finish: called once every entity has been read, inside the transaction that
+            publishes the scenario; returns new values for any of ``description``,
+            ``tags``, ``provenance``, ``metadata`` and ``created_at`` (an import reads
+            a file once, and its scenario fields may follow its entities). If it
+            raises, nothing is saved.
+        after_rows: called with the connection and the scenario id once every row
+            is in ``scenario_entities``, inside the publishing transaction (the
+            check of ``check=``); if it raises, nothing is saved.
+    """
 
     name: str
     typed_entities: Iterable[tuple[str, Iterable[Any]]]

@@ -130,6 +130,57 @@ def _plain(path: Path, value: Any, where: str) -> Any:
         raise _refuse(path, "the value nests too deeply", where) from None
 
 
+def _source_format(survey: Survey, fields: dict[str, Any], version: Any, file_metadata: Any) -> tuple[str, bool]:
+    """Which kind of file it is, and whether it is an earlier release's workspace (whose
+    metadata may hold the scenario's fields)."""
+    workspace = (
+        version is None and isinstance(file_metadata, dict) and (survey.wrappers or "workspace_id" in file_metadata)
+    )
+    if version is not None:
+        return "healthsim-1.0", False
+    if workspace:
+        return "healthsim-legacy-workspace", True
+    if survey.top_level_lists and "entities" not in fields:
+        return "healthsim-legacy-lists", False
+    return "healthsim-legacy-export", False
+
+
+def _checked(path: Path, found: tuple[Any, str] | None, check: Callable[[Any], Any], default: Any) -> Any:
+    """A scenario field of the file, checked; an unusable one refused with its place."""
+    if found is None:
+        return default
+    try:
+        return check(found[0])
+    except InvalidInputError as exc:
+        raise _refuse(path, str(exc), found[1]) from None
+
+
+def _kept_metadata(path: Path, fields: dict[str, Any], version: Any, file_metadata: Any) -> dict[str, Any]:
+    """The scenario's metadata: the file's (kept aside for an earlier release's file), and
+    every field not mapped to a scenario field, as it was in the file."""
+    metadata: dict[str, Any] = {}
+    if version is not None and isinstance(file_metadata, dict):
+        metadata.update(_plain(path, file_metadata, "$.metadata"))
+    elif file_metadata is not None:
+        metadata["source_metadata"] = _plain(path, file_metadata, "$.metadata")
+    if fields:
+        source_fields: dict[str, Any] = {}
+        for key, value in fields.items():
+            where = json_path("$", key)
+            try:
+                key.encode("utf-8")
+            except UnicodeEncodeError:
+                raise _refuse(
+                    path,
+                    "this key contains a lone surrogate, which UTF-8 JSON cannot hold; "
+                    "remove it or encode the text correctly",
+                    where,
+                ) from None
+            source_fields[key] = _plain(path, value, where)
+        _keep_source_fields(metadata, source_fields)
+    return metadata
+
+
 def plan_import(path: Path, survey: Survey, name: str | None) -> ImportPlan:
     """Work out the scenario fields of a file (name priority: argument, file, stem).
 
@@ -140,17 +191,7 @@ def plan_import(path: Path, survey: Survey, name: str | None) -> ImportPlan:
     fields = dict(survey.fields)
     version = check_schema_version(path, fields)
     file_metadata = fields.pop("metadata", None)
-    workspace = (
-        version is None and isinstance(file_metadata, dict) and (survey.wrappers or "workspace_id" in file_metadata)
-    )
-    if version is not None:
-        source_format = "healthsim-1.0"
-    elif workspace:
-        source_format = "healthsim-legacy-workspace"
-    elif survey.top_level_lists and "entities" not in fields:
-        source_format = "healthsim-legacy-lists"
-    else:
-        source_format = "healthsim-legacy-export"
+    source_format, workspace = _source_format(survey, fields, version, file_metadata)
     fields.pop("entities", None)
     fallback = file_metadata if workspace else {}
 
@@ -173,19 +214,8 @@ def plan_import(path: Path, survey: Survey, name: str | None) -> ImportPlan:
     else:
         fields.pop("name", None)
         name = validate_name(name)
-
-    description = None
-    if (found := pick("description")) is not None:
-        try:
-            description = validate_description(found[0])
-        except InvalidInputError as exc:
-            raise _refuse(path, str(exc), found[1]) from None
-    tags: list[str] = []
-    if (found := pick("tags")) is not None:
-        try:
-            tags = normalize_tags(found[0])
-        except InvalidInputError as exc:
-            raise _refuse(path, str(exc), found[1]) from None
+    description = _checked(path, pick("description"), validate_description, None)
+    tags: list[str] = _checked(path, pick("tags"), normalize_tags, [])
     created_at = None
     if (found := pick("created_at")) is not None and found[0] is not None:
         created_at = _timestamp(path, found[0], found[1])
@@ -198,34 +228,13 @@ def plan_import(path: Path, survey: Survey, name: str | None) -> ImportPlan:
             pass  # kept in source_fields below
     fields.pop("schema_version", None)
     source_updated_at = _plain(path, fields.pop("updated_at", None), "$.updated_at")
-
-    metadata: dict[str, Any] = {}
-    if version is not None and isinstance(file_metadata, dict):
-        metadata.update(_plain(path, file_metadata, "$.metadata"))
-    elif file_metadata is not None:
-        metadata["source_metadata"] = _plain(path, file_metadata, "$.metadata")
-    if fields:  # everything not mapped above, kept as it was in the file
-        source_fields: dict[str, Any] = {}
-        for key, value in fields.items():
-            where = json_path("$", key)
-            try:
-                key.encode("utf-8")
-            except UnicodeEncodeError:
-                raise _refuse(
-                    path,
-                    "this key contains a lone surrogate, which UTF-8 JSON cannot hold; "
-                    "remove it or encode the text correctly",
-                    where,
-                ) from None
-            source_fields[key] = _plain(path, value, where)
-        _keep_source_fields(metadata, source_fields)
     return ImportPlan(
         name=name,
         description=description,
         tags=tags,
         created_at=created_at,
         scenario_id=scenario_id,
-        metadata=metadata,
+        metadata=_kept_metadata(path, fields, version, file_metadata),
         source_format=source_format,
         unwrap=version is None,
         source_updated_at=source_updated_at,
