@@ -395,7 +395,8 @@ class ScenarioStore:
         Raises:
             ScenarioNotFoundError: no scenario has that name or id.
         """
-        return export_scenario(self, name, output_path, version=version, progress=progress)
+        with self.open_scenario(name, version) as reader:
+            return export_scenario(reader, self.path, output_path, progress=progress)
 
     def export_scenario(
         self,
@@ -459,7 +460,8 @@ class ScenarioStore:
                 strict=strict,
                 validate=validate,
             )
-        return export_formatted(self, name, path, format=format, version=version, types=types, progress=progress)
+        with self.open_scenario(name, version) as reader:
+            return export_formatted(reader, self.path, path, format=format, types=types, progress=progress)
 
     def load_frames(
         self, name: str, *, version: int | None = None, types: list[str] | None = None
@@ -475,7 +477,8 @@ class ScenarioStore:
             ScenarioNotFoundError: no scenario has that name or id.
             InvalidInputError: a type the scenario lacks, or the version is not retained.
         """
-        return load_frames(self, name, version=version, types=types)
+        with self.open_scenario(name, version) as reader:
+            return load_frames(reader, self.path, types=types)
 
     def import_scenario_from_json(
         self,

@@ -61,7 +61,7 @@ else:
     pc = lazy_module("pyarrow.compute")
 
 if TYPE_CHECKING:  # the store calls this module; it is only named here for type hints
-    from ..store import ScenarioStore
+    from .._engines import Database
 
 __all__ = [
     "FORMAT_VERSION",
@@ -162,31 +162,31 @@ def chosen_types(reader: ScenarioReader, types: object) -> list[str] | None:
 
 
 def export_scenario(
-    store: ScenarioStore,
-    name: str,
+    reader: ScenarioReader,
+    database: Database,
     output_path: str | os.PathLike[str] | None = None,
     *,
-    version: int | None = None,
     types: list[str] | None = None,
     progress: Progress | None = None,
 ) -> Path:
-    """Write one scenario (or one of its versions; of ``types`` only, if given) to a JSON
+    """Write the scenario version ``reader`` reads (of ``types`` only, if given) to a JSON
     file; see :func:`healthsim.state.export_scenario_to_json`.
 
+    Args:
+        database: the reader's database (the file written may never replace it).
+
     Raises:
-        ScenarioNotFoundError: no scenario has that name or id.
         InvalidInputError: ``output_path`` is not a path, is a DuckDB database (the
             store's own or another) or the write-ahead log of one, or its file or folder
             cannot be written (the message names it); nothing is left behind.
     """
-    with store.open_scenario(name, version) as reader:
-        chosen = chosen_types(reader, types)
-        target = target_path(reader.header.name, output_path)
+    chosen = chosen_types(reader, types)
+    target = target_path(reader.header.name, output_path)
 
-        def write(out: BinaryIO) -> None:
-            out.write(_header_line(reader))
-            _write_entities(reader, out, progress, chosen)
-            out.write(b"}}\n")
+    def write(out: BinaryIO) -> None:
+        out.write(_header_line(reader))
+        _write_entities(reader, out, progress, chosen)
+        out.write(b"}}\n")
 
-        write_atomically(target, write, database=store.path)
+    write_atomically(target, write, database=database)
     return target

@@ -74,8 +74,7 @@ else:
     pq = lazy_module("pyarrow.parquet")
 
 if TYPE_CHECKING:
-    from ..database import Database
-    from ..store import ScenarioStore
+    from .._engines import Database
 
 __all__ = [
     "FHIR_FORMATS",
@@ -117,46 +116,44 @@ def check_format(format: object) -> str:
 
 
 def export_formatted(
-    store: ScenarioStore,
-    name: str,
+    reader: ScenarioReader,
+    database: Database,
     path: str | os.PathLike[str] | None,
     *,
     format: str,
-    version: int | None,
     types: list[str] | None,
     progress: Progress | None = None,
 ) -> Path:
-    """Write a scenario in ``format``; see :meth:`ScenarioStore.export_scenario`."""
+    """Write the scenario version ``reader`` reads in ``format`` (``database``: the
+    reader's, which no output may replace); see :meth:`ScenarioStore.export_scenario`."""
     format = check_format(format)
     if format in FHIR_FORMATS:  # written by .fhir.export, which the store calls (it uses this module)
         raise InvalidInputError(f"export_formatted does not write {format!r}; use ScenarioStore.export_scenario")
     if format == "json":
-        return export_scenario(store, name, path, version=version, types=types, progress=progress)
-    with store.open_scenario(name, version) as opened, in_duckdb(opened) as reader:
-        chosen = chosen_types(reader, types)
+        return export_scenario(reader, database, path, types=types, progress=progress)
+    with in_duckdb(reader) as analysed:
+        chosen = chosen_types(analysed, types)
         if format == "ndjson":
-            target = target_path(reader.header.name, path, suffix=".ndjson")
-            write_atomically(target, lambda out: _write_ndjson(reader, out, chosen, progress), database=store.path)
+            target = target_path(analysed.header.name, path, suffix=".ndjson")
+            write_atomically(target, lambda out: _write_ndjson(analysed, out, chosen, progress), database=database)
             return target
-        folder = _folder_path(reader.header.name, path, format, store.path)
-        _write_folder(reader, folder, format, chosen, progress, VersionCache(store.path))
+        folder = _folder_path(analysed.header.name, path, format, database)
+        _write_folder(analysed, folder, format, chosen, progress, VersionCache(database))
         return folder
 
 
-def load_frames(
-    store: ScenarioStore, name: str, *, version: int | None = None, types: list[str] | None = None
-) -> dict[str, pa.Table]:
-    """The scenario's entities as one Arrow table per type (the Parquet columns)."""
-    cache = VersionCache(store.path)
-    with store.open_scenario(name, version) as reader:
-        chosen = chosen_types(reader, types)
-        wanted = chosen if chosen is not None else list(reader.counts)
-        made = (reader.header.scenario_id, reader.version, reader.header.updated_at)
-        kept = cache.frames_files(*made, wanted)
-        if kept is not None:
-            with contextlib.suppress(OSError, pa.ArrowException):  # damaged: built again
-                return {t: pq.read_table(path) for t, path in kept.items()}
-        return _build_frames(reader, chosen, cache, made)
+def load_frames(reader: ScenarioReader, database: Database, *, types: list[str] | None = None) -> dict[str, pa.Table]:
+    """The entities of the scenario version ``reader`` reads as one Arrow table per type
+    (the Parquet columns), kept beside ``database`` once built."""
+    cache = VersionCache(database)
+    chosen = chosen_types(reader, types)
+    wanted = chosen if chosen is not None else list(reader.counts)
+    made = (reader.header.scenario_id, reader.version, reader.header.updated_at)
+    kept = cache.frames_files(*made, wanted)
+    if kept is not None:
+        with contextlib.suppress(OSError, pa.ArrowException):  # damaged: built again
+            return {t: pq.read_table(path) for t, path in kept.items()}
+    return _build_frames(reader, chosen, cache, made)
 
 
 def _build_frames(
