@@ -51,7 +51,7 @@ def _version_rows(sid: uuid.UUID, version: int | None) -> tuple[str, dict[str, A
     return version_rows_sql(), {"sid": sid, "version": version}
 
 
-def _has_own_id(con: Any, column: str, types: Iterable[str]) -> str:
+def _has_own_id(con: Connection, column: str, types: Iterable[str]) -> str:
     """SQL: whether the entity in JSON ``column`` (of a row with ``entity_type``) has an
     id of its own (a string or a number in one of its type's id fields), as
     :func:`~.entities.raw_entity_id` decides."""
@@ -63,7 +63,7 @@ def _has_own_id(con: Any, column: str, types: Iterable[str]) -> str:
     return f"CASE entity_type {' '.join(cases)} ELSE false END" if cases else "false"
 
 
-def _match_rows(con: Any, a: tuple[str, dict[str, Any]], b: tuple[str, dict[str, Any]]) -> None:
+def _match_rows(con: Connection, a: tuple[str, dict[str, Any]], b: tuple[str, dict[str, Any]]) -> None:
     """Match the rows of two sides (SQL and parameters each) into the temporary table
     ``_hs_diff`` (``entity_type, entity_id, position, old, new, kind``).
 
@@ -95,7 +95,7 @@ def _match_rows(con: Any, a: tuple[str, dict[str, Any]], b: tuple[str, dict[str,
     _pair_in_order(con)
 
 
-def _pair_in_order(con: Any) -> None:
+def _pair_in_order(con: Connection) -> None:
     """Pair, per type and in order, the removed and the added entities of ``_hs_diff``
     that have no id of their own (see :func:`_match_rows`)."""
     types = [
@@ -131,7 +131,7 @@ def _pair_in_order(con: Any) -> None:
     con.execute("DROP TABLE IF EXISTS _hs_pairs")
 
 
-def _drop_match_tables(con: Any) -> None:
+def _drop_match_tables(con: Connection) -> None:
     for table in ("_hs_diff_a", "_hs_diff_b", "_hs_diff", "_hs_diff_maybe"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
 
@@ -216,7 +216,7 @@ def diff_rows(
     return found
 
 
-def _decide_maybe(con: Any, types: dict[str, dict[str, Any]]) -> None:
+def _decide_maybe(con: Connection, types: dict[str, dict[str, Any]]) -> None:
     """Count the 'maybe' pairs of ``_hs_diff`` as changed (their changed fields found) or
     unchanged, a page at a time in entity order, so memory stays bounded; the first changed
     ones per type are the examples."""
@@ -241,7 +241,7 @@ def _decide_maybe(con: Any, types: dict[str, dict[str, Any]]) -> None:
                 counts["examples"]["changed"].append({"id": _display_id(entity_type, new, stored), "fields": fields})
 
 
-def change_counts(con: Any, scenario_id: uuid.UUID, version: int) -> dict[str, dict[str, int]]:
+def change_counts(con: Connection, scenario_id: uuid.UUID, version: int) -> dict[str, dict[str, int]]:
     """What a change that replaced every row of a scenario (an overwrite, an import over
     it, a restore in place) really changed: from the rows it archived as ``version`` to
     the current rows, per type, matched as :func:`diff_rows` matches them:

@@ -99,7 +99,7 @@ def _load_batch(con: Connection, typed: Iterable[tuple[str, Iterable[Any]]]) -> 
     return encoder
 
 
-def _has_id_sql(con: Any, types: Iterable[str], prefix: str = "") -> str:
+def _has_id_sql(con: Connection, types: Iterable[str], prefix: str = "") -> str:
     """SQL telling whether a stored row's entity has an id of its own (a string or a
     number in one of its type's id fields), as :func:`~.entities.raw_entity_id` decides
     (``prefix``: the row's table alias and a dot)."""

@@ -174,7 +174,7 @@ def current_version(con: Connection, scenario_id: uuid.UUID) -> int:
     )
 
 
-def version_counts(con: Any, scenario_id: uuid.UUID, version: int) -> dict[str, int] | None:
+def version_counts(con: Connection, scenario_id: uuid.UUID, version: int) -> dict[str, int] | None:
     """Entities per type of one recorded version (None if it is not recorded)."""
     rows = con.execute(
         f"SELECT entities_by_type FROM {VERSIONS} WHERE scenario_id = ? AND version = ?", [scenario_id, version]
@@ -182,7 +182,7 @@ def version_counts(con: Any, scenario_id: uuid.UUID, version: int) -> dict[str, 
     return {str(t): int(n) for t, n in json.loads(rows[0][0]).items()} if rows else None
 
 
-def latest_versions(con: Any, scenario_ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple[int, dict[str, int]]]:
+def latest_versions(con: Connection, scenario_ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple[int, dict[str, int]]]:
     """Each scenario's latest version and its entities per type, in saved type order (one query)."""
     rows = con.execute(
         f"SELECT v.scenario_id, v.version, v.entities_by_type FROM {VERSIONS} v WHERE v.scenario_id = ANY($ids) "
@@ -192,7 +192,7 @@ def latest_versions(con: Any, scenario_ids: list[uuid.UUID]) -> dict[uuid.UUID, 
     return {sid: (int(v), {str(t): int(n) for t, n in json.loads(by_type).items()}) for sid, v, by_type in rows}
 
 
-def _birth_sql(con: Any, scenario_id: uuid.UUID, alias: str = "e") -> tuple[str, str]:
+def _birth_sql(con: Connection, scenario_id: uuid.UUID, alias: str = "e") -> tuple[str, str]:
     """SQL of the version that wrote current row ``alias`` (0: before every version
     kept), as ``(a join to add after the row's table, the expression)``; parameter ``$sid``.
 
@@ -250,7 +250,7 @@ def archive_rows(
     )
 
 
-def record_births(con: Any, scenario_id: uuid.UUID, version: int, births: Iterable[tuple[int, int]]) -> None:
+def record_births(con: Connection, scenario_id: uuid.UUID, version: int, births: Iterable[tuple[int, int]]) -> None:
     """Record the id ranges a version wrote (before its changes are counted: they tell
     that version's rows from the one before)."""
     ranges = [(scenario_id, version, lo, hi) for lo, hi in births if lo <= hi]
@@ -315,7 +315,7 @@ def record_version(
     record_births(con, scenario_id, version, births)
 
 
-def field_changes(con: Any, scenario_id: uuid.UUID, version: int, fields: Mapping[str, Any]) -> dict[str, Any]:
+def field_changes(con: Connection, scenario_id: uuid.UUID, version: int, fields: Mapping[str, Any]) -> dict[str, Any]:
     """How the scenario's own fields differ from recorded ``version`` to ``fields``:
     ``{"name": [old, new], "description": [old, new], "tags": [old, new],
     "metadata": [keys that differ]}`` (only those that differ; metadata the library writes

@@ -105,7 +105,7 @@ class ScenarioHeader:
         sid, name, description, created_at, updated_at, metadata = row
         return cls(sid, name, description, created_at, updated_at, _parse_metadata(metadata))
 
-    def exact_rows_sql(self, con: Any) -> str:
+    def exact_rows_sql(self, con: Connection) -> str:
         """SQL flagging the rows to parse exactly (see :func:`decode_entity`).
 
         Scenarios this library saved record how many rows its exact encoder wrote, and

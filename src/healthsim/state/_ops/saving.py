@@ -273,7 +273,7 @@ def keep_key_totals(database: Database, sid: uuid.UUID, version: int, now: _dt.d
         VersionCache(database).keep_key_totals(sid, version, now, totals)
 
 
-def new_scenario_id(con: Any, wanted: str | None) -> uuid.UUID:
+def new_scenario_id(con: Connection, wanted: str | None) -> uuid.UUID:
     """``wanted`` if it is a UUID no scenario (nor its history) uses, else a new one."""
     candidate = as_uuid(wanted) if isinstance(wanted, str) else None
     if candidate is not None:
