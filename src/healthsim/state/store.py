@@ -1,12 +1,10 @@
-"""The scenario store: every operation on one database file goes through here.
+"""The scenario store: the facade every front end uses.
 
-:class:`ScenarioStore` is the facade that the module-level functions, the JSON exchange,
-the command line and the MCP server all use. Each operation opens the file, does its
-work, and closes it again (see :mod:`.database`). What other readers can see changes in
-one transaction; a large write stages its rows first (see :mod:`.bulk`).
-
-Saving streams entities in chunks through :mod:`.bulk`; loading reads Arrow and parses
-each row with orjson. Both stay close to what raw DuckDB can do (see ``benchmarks/``).
+:class:`ScenarioStore` is what the module-level functions, the command line and the MCP
+server call. Each method checks its arguments and runs one operation of
+:mod:`healthsim.state._ops` (saving, edits, versions, reads) or of the exchange formats;
+the operation opens the database through its engine (:mod:`._engines`: a DuckDB file or
+a PostgreSQL team store), does its work in one transaction, and closes it again.
 """
 
 from __future__ import annotations
@@ -34,9 +32,7 @@ from .exchange.formats import FHIR_FORMATS, check_format, export_formatted, load
 from .exchange.importer import entity_stream, import_scenario
 from .files import target_path
 from .query import query_scenarios, query_to_file
-from .reading import (
-    ScenarioReader,
-)
+from .reading import ScenarioReader
 from .results import (
     EditResult,
     LoadedScenario,
