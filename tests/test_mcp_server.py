@@ -42,6 +42,7 @@ def file_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 TOOLS = {
     "summarize_scenario",
+    "check_scenario",
     "save_scenario",
     "load_scenario",
     "list_scenarios",
@@ -162,6 +163,7 @@ def test_tools_are_described_and_annotated(db_path: Path) -> None:
             "description",
             "tags",
             "overwrite",
+            "check",
         }
 
     with_session(db_path, test)
@@ -562,6 +564,8 @@ def test_export_scenario_writes_analytics_formats(db_path: Path, tmp_path: Path)
             "ndjson",
             "parquet",
             "csv",
+            "fhir",
+            "fhir-bundle",
         ]
         folder = await call(
             client, "export_scenario", name="c", output_path=str(tmp_path / "pq"), format="parquet", types=["patients"]

@@ -29,7 +29,7 @@ from rich.text import Text
 
 from ._text import safe_text
 
-__all__ = ["fitted_table", "minute", "render_summary"]
+__all__ = ["check_table", "fitted_table", "minute", "render_summary"]
 
 _BAR = 24  # characters of a full bar
 _MISSING = "—"  # a number the summary could not give (None)
@@ -272,3 +272,32 @@ def _charges(charges: dict[str, Any]) -> Group:
         # The total is None past DECIMAL(38, 6), or may be the text of a number: shown as is.
         table.add_row(_text(path), _text(_number(totals["count"])), _text(_number(totals["total"], ",.2f")))
     return Group(_text("  totals", style="italic"), table)
+
+
+def check_table(answer: dict[str, Any], width: int = 80) -> str:
+    """The answer as a readable table of at most ``width`` columns."""
+    checked = ", ".join(f"{t} {n:,}" for t, n in answer["checked"].items()) or "nothing"
+    errors = sum(p["count"] for p in answer["problems"] if p["severity"] == "error")
+    warnings = sum(p["count"] for p in answer["problems"] if p["severity"] == "warning")
+    lines = [_cut_to(f"Checked: {checked}", width)]
+    if not answer["problems"]:
+        lines.append("No problems found.")
+        return "\n".join(lines)
+    lines.append(f"{'ok' if answer['ok'] else 'NOT OK'}: {errors:,} errors, {warnings:,} warnings")
+    lines.append("")
+    lines.append(f"{'severity':<8} {'count':>9}  {'type.field':<28} rule")
+    for p in answer["problems"]:
+        where = _cut_to(f"{p['type']}.{p['field']}", 28)
+        lines.append(_cut_to(f"{p['severity']:<8} {p['count']:>9,}  {where:<28} {p['rule']}", width))
+        if p["examples"]:
+            shown = "; ".join(
+                f"{e['id']}: {e['value']!r}" if e["value"] is not None else str(e["id"]) for e in p["examples"]
+            )
+            lines.append(_cut_to(f"{'':19}e.g. {shown}", width))
+    if answer.get("problems_omitted"):
+        lines.append(f"… and {answer['problems_omitted']} more problems (use --json)")
+    return "\n".join(lines)
+
+
+def _cut_to(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"

@@ -4,7 +4,7 @@ scenario", and docs/decisions.md).
 
 :func:`check_rows` runs every rule of :mod:`.rules` over a scenario's rows (or only the
 rows a save or an add just wrote) and returns ``{ok, checked, problems}``;
-:func:`.shape.table` draws it for a terminal.
+:func:`healthsim.summary_view.check_table` draws it for a terminal.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from ..clock import utcnow
 from ..reading import ScenarioReader
 from .rules import RULES
 from .run import Scope, run_rules
-from .shape import CHECK_BYTES, result, table
+from .shape import CHECK_BYTES, result
 
 __all__ = [
     "CheckExample",
@@ -30,7 +30,6 @@ __all__ = [
     "check_reader",
     "check_rows",
     "problem_lines",
-    "table",
 ]
 
 

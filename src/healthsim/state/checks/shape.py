@@ -8,7 +8,7 @@ from typing import Any
 from .rules import RULES
 from .run import Found
 
-__all__ = ["CHECK_BYTES", "result", "table"]
+__all__ = ["CHECK_BYTES", "result"]
 
 #: The answer's compact JSON (UTF-8) never exceeds this many bytes (12 KB).
 CHECK_BYTES = 12 * 1024
@@ -60,32 +60,3 @@ def result(checked: dict[str, int], found: list[Found], budget: int = CHECK_BYTE
         del counts[min(counts, key=lambda t: (counts[t], t))]
         out["checked_omitted"] = out.get("checked_omitted", 0) + 1
     return out
-
-
-def table(answer: dict[str, Any], width: int = 80) -> str:
-    """The answer as a readable table of at most ``width`` columns."""
-    checked = ", ".join(f"{t} {n:,}" for t, n in answer["checked"].items()) or "nothing"
-    errors = sum(p["count"] for p in answer["problems"] if p["severity"] == "error")
-    warnings = sum(p["count"] for p in answer["problems"] if p["severity"] == "warning")
-    lines = [_fit(f"Checked: {checked}", width)]
-    if not answer["problems"]:
-        lines.append("No problems found.")
-        return "\n".join(lines)
-    lines.append(f"{'ok' if answer['ok'] else 'NOT OK'}: {errors:,} errors, {warnings:,} warnings")
-    lines.append("")
-    lines.append(f"{'severity':<8} {'count':>9}  {'type.field':<28} rule")
-    for p in answer["problems"]:
-        where = _fit(f"{p['type']}.{p['field']}", 28)
-        lines.append(_fit(f"{p['severity']:<8} {p['count']:>9,}  {where:<28} {p['rule']}", width))
-        if p["examples"]:
-            shown = "; ".join(
-                f"{e['id']}: {e['value']!r}" if e["value"] is not None else str(e["id"]) for e in p["examples"]
-            )
-            lines.append(_fit(f"{'':19}e.g. {shown}", width))
-    if answer.get("problems_omitted"):
-        lines.append(f"… and {answer['problems_omitted']} more problems (use --json)")
-    return "\n".join(lines)
-
-
-def _fit(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
