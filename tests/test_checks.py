@@ -362,3 +362,17 @@ def test_check_of_an_earlier_version(store: ScenarioStore) -> None:
 def test_check_of_a_missing_scenario(store: ScenarioStore) -> None:
     with pytest.raises(ScenarioNotFoundError):
         store.check_scenario("nope")
+
+
+def test_a_field_only_late_entities_have_is_checked(store: ScenarioStore) -> None:
+    """Keys are guessed from the first entities and the save's key count; an entity past
+    them with a key of its own makes the count disagree, and every key is read."""
+    patients = [{"mrn": f"MRN-{i}", "birth_date": "1980-01-01"} for i in range(1500)]
+    patients[1400]["ssn"] = "123-45-6789"
+    patients[1450]["birth_date"] = "soon"
+    store.save_scenario("s", {"patients": patients})
+    found = {(p["rule"], p["field"]): p["count"] for p in store.check_scenario("s")["problems"]}
+    assert found == {("real_looking_ssn", "ssn"): 1, ("not_a_date", "birth_date"): 1}
+    store.add_entities("s", {"patients": [{"mrn": "MRN-X", "gender": "?"}]})  # after an add too
+    found = {(p["rule"], p["field"]): p["count"] for p in store.check_scenario("s")["problems"]}
+    assert found == {("real_looking_ssn", "ssn"): 1, ("not_a_date", "birth_date"): 1, ("unknown_gender", "gender"): 1}

@@ -1256,7 +1256,8 @@ class ScenarioStore:
             InvalidInputError: the version is not retained.
         """
         with self.open_scenario(name, version) as reader:
-            return check_reader(reader)
+            made = (reader.header.scenario_id, reader.version, reader.header.updated_at)
+            return check_reader(reader, key_totals=VersionCache(self.path).key_totals(*made))
 
     def report_scenario(
         self, name: str, output_path: str | os.PathLike[str] | None = None, *, version: int | None = None

@@ -11,15 +11,16 @@ the passes and no more. Nothing is parsed in Python but the counts and the examp
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from dataclasses import field as _field
 from typing import Any
 
 from ..dialect import create_temp, json_fields, top_level_keys
+from ..version_cache import KeyTotal
 from . import sql
-from .plan import TypePlan, plan_type
+from .plan import PLAIN_KEY, TypePlan, plan_type
 from .rules import REFERENCES, RULES
 
 __all__ = ["Found", "Scope", "run_rules"]
@@ -39,6 +40,9 @@ class Scope:
     base: Callable[[str | None], str]
     today: _dt.date
     only: str | None = None
+    #: Per type, what the save counted of its keys (see :mod:`..version_cache`): lets a
+    #: sample's keys stand for all when the entities' keys add up to the saved total.
+    key_totals: Mapping[str, KeyTotal] | None = None
 
     def rows(self, entity_type: str | None = None, *, checked: bool = True) -> str:
         """SQL of the rows, of one type or all (``checked``: only those checked)."""
@@ -68,6 +72,10 @@ class _Spec:
     value: str
 
 
+def _plain(key: str) -> bool:
+    return PLAIN_KEY.fullmatch(key) is not None
+
+
 def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
@@ -91,10 +99,27 @@ def run_rules(scope: Scope) -> tuple[dict[str, int], list[Found]]:
     found: list[Found] = []
     with _temporary(con) as made:
         for entity_type in checked:
-            keys = [k for (k,) in con.execute(top_level_keys(con, scope.rows(entity_type))).fetchall()]
-            plan = plan_type(entity_type, keys)
-            found += _check_type(scope, plan, every, made)
+            found += _check_keys(scope, entity_type, checked[entity_type], every, made)
     return checked, found
+
+
+def _check_keys(scope: Scope, entity_type: str, count: int, every: set[str], made: set[str]) -> list[Found]:
+    """The findings of one type, its keys found in the cheapest way that is exact: the keys
+    of a sample and those the save noted, when every entity's keys add up to the save's
+    total (then no entity has another key); else every entity's keys first."""
+    con = scope.con
+    total = (scope.key_totals or {}).get(entity_type) if not scope.only else None
+    if total is not None and total[0] == count:
+        sample = f"SELECT * FROM ({scope.rows(entity_type)}) AS r LIMIT {_SAMPLE}"
+        guess = list(dict.fromkeys([*(k for (k,) in con.execute(top_level_keys(con, sample)).fetchall()), *total[2]]))
+        if all(_plain(k) for k in guess):
+            plan = plan_type(entity_type, guess)
+            plan.verify = guess
+            found, keyed = _check_type(scope, plan, every, made)
+            if keyed == total[1]:
+                return found
+    keys = [k for (k,) in con.execute(top_level_keys(con, scope.rows(entity_type))).fetchall()]
+    return _check_type(scope, plan_type(entity_type, keys), every, made)[0]
 
 
 @contextmanager
@@ -108,9 +133,10 @@ def _temporary(con: Any) -> Iterator[set[str]]:
             con.execute(f"DROP TABLE IF EXISTS {name}")
 
 
-def _check_type(scope: Scope, plan: TypePlan, every: set[str], made: set[str]) -> list[Found]:
+def _check_type(scope: Scope, plan: TypePlan, every: set[str], made: set[str]) -> tuple[list[Found], int]:
     """Every rule's findings of one type: one parse of its rows, joined to the id tables
-    of the types it references, counts every rule at once."""
+    of the types it references, counts every rule at once; and how many of the keys of
+    ``plan.verify`` its entities have in all."""
     con = scope.con
     own = _own_id(plan)  # (its columns read with the others)
     joins: dict[str, str] = {}  # alias -> JOIN clause
@@ -119,8 +145,12 @@ def _check_type(scope: Scope, plan: TypePlan, every: set[str], made: set[str]) -
     if "mrn" in plan.own_ids and "patients" in every:
         specs += _mrn_specs(scope, plan, made, joins)
     candidates = [(name, *plan.column(name)) for name in _date_candidates(scope, plan)]
+    keyed = [plan.column(k)[0] for k in plan.verify]
     source = f"({_parsed(scope, plan)}) AS c{''.join(joins.values())}"
-    counts = _count(con, source, specs, candidates)
+    counts = _count(con, source, specs, candidates, keyed)
+    keys = counts.pop("keyed", 0)
+    if plan.verify and keys != (scope.key_totals or {}).get(plan.entity_type, (0, -1))[1]:
+        return [], keys  # a key outside the guess: the caller reads every key first
     for name, k, t in candidates:  # mostly dates: the others are not
         dates, present = counts.pop(f"date:{name}"), counts.pop(f"present:{name}")
         if present and dates * 2 > present and dates < present:
@@ -128,7 +158,7 @@ def _check_type(scope: Scope, plan: TypePlan, every: set[str], made: set[str]) -
             counts[str(len(specs) - 1)] = present - dates
     found = [(s, counts[str(i)]) for i, s in enumerate(specs) if counts.get(str(i))]
     out = [Found(s.rule, plan.entity_type, s.field, n, _examples(con, own, s, source)) for s, n in found]
-    return _duplicates(scope, plan, own) + out
+    return _duplicates(scope, plan, own) + out, keys
 
 
 def _parsed(scope: Scope, plan: TypePlan) -> str:
@@ -208,10 +238,16 @@ def _row_specs(con: Any, plan: TypePlan, today: _dt.date) -> list[_Spec]:
     return specs
 
 
-def _count(con: Any, source: str, specs: list[_Spec], candidates: list[tuple[str, str, str]]) -> dict[str, int]:
-    """Every rule's count, and each candidate's dates and present values, in one pass."""
+def _count(
+    con: Any, source: str, specs: list[_Spec], candidates: list[tuple[str, str, str]], keyed: list[str]
+) -> dict[str, int]:
+    """Every rule's count, each candidate's dates and present values, and how many of
+    the ``keyed`` kind columns have a key (``keyed``), in one pass."""
     columns = [f"count(*) FILTER (WHERE {s.where}) AS n{i}" for i, s in enumerate(specs)]
     names = [str(i) for i in range(len(specs))]
+    if keyed:
+        columns.append(" + ".join(f"count(c.{k})" for k in keyed))
+        names.append("keyed")
     for name, k, t in candidates:
         columns += [
             f"count(*) FILTER (WHERE {sql.is_date(con, f'c.{k}', f'c.{t}', partial=False)})",
@@ -235,10 +271,11 @@ def _own_id(plan: TypePlan) -> str:
 
 
 def _examples(con: Any, own: str, spec: _Spec, source: str) -> list[tuple[str, Any]]:
+    # No ORDER BY: the scan stops at the fifth match (rows come in their saved order).
     rows = con.execute(
-        f"SELECT {own}, {spec.value} FROM {source} WHERE {spec.where} ORDER BY c.id LIMIT {_EXAMPLES}"
+        f"SELECT c.id, {own}, {spec.value} FROM {source} WHERE {spec.where} LIMIT {_EXAMPLES}"
     ).fetchall()
-    return [(str(i), v) for i, v in rows]
+    return [(str(i), v) for _, i, v in sorted(rows, key=lambda r: r[0])]
 
 
 def _duplicates(scope: Scope, plan: TypePlan, own: str) -> list[Found]:
