@@ -95,25 +95,27 @@ def json_text(con: Any, column: str, keys: Sequence[str]) -> str:
 # --- for checking a scenario (see :mod:`.checks`) -------------------------------------------
 
 
-def json_fields(con: Any, source: str, keep: str, paths: Sequence[Sequence[str]]) -> str:
+def json_fields(con: Any, source: str, keep: str, paths: Sequence[Sequence[str]], keyed: Sequence[str] = ()) -> str:
     """SQL of a subquery over the rows of ``source`` (an SQL query with an
     ``entity_data`` column) with the columns ``keep`` (a comma-separated list of
     ``source``'s columns) and, per path ``i`` of ``paths`` (object keys, plain names),
     ``k{i}``: the JSON kind of the value there (``string``, ``number``, ``boolean``,
     ``null``, ``object``, ``array``; NULL when there is none) and ``t{i}``: its text (a
-    string unquoted, anything else as JSON text). Every entity is parsed once."""
-    if not paths:
+    string unquoted, anything else as JSON text); per top-level key ``j`` of ``keyed``,
+    ``e{j}``: not NULL when the entity has the key. Every entity is parsed once."""
+    if not paths and not keyed:
         return f"SELECT {keep} FROM ({source}) AS _hs_src"
     if is_postgres(con):  # (jsonb: parsed once per row, then each path is a lookup)
-        columns = ", ".join(
+        columns = [
             f"jsonb_typeof(_hs_d #> '{{{','.join(p)}}}') AS k{i}, (_hs_d #>> '{{{','.join(p)}}}') AS t{i}"
             for i, p in enumerate(paths)
-        )
+        ] + [f"(_hs_d -> '{k}') AS e{j}" for j, k in enumerate(keyed)]
         return (
-            f"SELECT {keep}, {columns} FROM (SELECT {keep}, entity_data::jsonb AS _hs_d FROM ({source}) AS _hs_src) "
-            "AS _hs_parsed"
+            f"SELECT {keep}, {', '.join(columns)} FROM (SELECT {keep}, entity_data::jsonb AS _hs_d "
+            f"FROM ({source}) AS _hs_src) AS _hs_parsed"
         )
-    pointers = ", ".join("'" + "".join("/" + k.replace("~", "~0").replace("/", "~1") for k in p) + "'" for p in paths)
+    every = [*paths, *((k,) for k in keyed)]
+    pointers = ", ".join("'" + "".join("/" + k.replace("~", "~0").replace("/", "~1") for k in p) + "'" for p in every)
     kinds = (
         "CASE WHEN {v} IS NULL THEN NULL WHEN left({v}, 1) = '\"' THEN 'string' WHEN left({v}, 1) = '{{' "
         "THEN 'object' WHEN left({v}, 1) = '[' THEN 'array' WHEN {v} IN ('true', 'false') THEN 'boolean' "
@@ -124,12 +126,12 @@ def json_fields(con: Any, source: str, keep: str, paths: Sequence[Sequence[str]]
         "CASE WHEN left({v}, 1) <> '\"' THEN {v}::VARCHAR WHEN contains({v}, '\\') "
         "THEN json_extract_string({v}, '$') ELSE substr({v}, 2, length({v}) - 2) END"
     )
-    columns = ", ".join(
+    columns = [
         f"{kinds.format(v=f'_hs_x[{i + 1}]')} AS k{i}, {texts.format(v=f'_hs_x[{i + 1}]')} AS t{i}"
         for i in range(len(paths))
-    )
+    ] + [f"_hs_x[{len(paths) + j + 1}] AS e{j}" for j in range(len(keyed))]
     return (
-        f"SELECT {keep}, {columns} FROM (SELECT {keep}, json_extract(entity_data, [{pointers}]) AS _hs_x "
+        f"SELECT {keep}, {', '.join(columns)} FROM (SELECT {keep}, json_extract(entity_data, [{pointers}]) AS _hs_x "
         f"FROM ({source}) AS _hs_src) AS _hs_parsed"
     )
 

@@ -145,7 +145,7 @@ def _check_type(scope: Scope, plan: TypePlan, every: set[str], made: set[str]) -
     if "mrn" in plan.own_ids and "patients" in every:
         specs += _mrn_specs(scope, plan, made, joins)
     candidates = [(name, *plan.column(name)) for name in _date_candidates(scope, plan)]
-    keyed = [plan.column(k)[0] for k in plan.verify]
+    keyed = [f"e{j}" for j in range(len(plan.verify))]
     source = f"({_parsed(scope, plan)}) AS c{''.join(joins.values())}"
     counts = _count(con, source, specs, candidates, keyed)
     keys = counts.pop("keyed", 0)
@@ -164,12 +164,13 @@ def _check_type(scope: Scope, plan: TypePlan, every: set[str], made: set[str]) -
 def _parsed(scope: Scope, plan: TypePlan) -> str:
     """SQL of the checked rows of the type with the plan's fields (``k{i}``, ``t{i}``),
     an empty string read as no value (a CSV's empty cell), as null is: no rule faults it."""
-    source = json_fields(scope.con, scope.rows(plan.entity_type), "id, entity_id", plan.paths)
+    source = json_fields(scope.con, scope.rows(plan.entity_type), "id, entity_id", plan.paths, plan.verify)
     kinds = "".join(
         f", CASE WHEN k{i} = 'string' AND t{i} = '' THEN 'null' ELSE k{i} END AS k{i}, t{i}"
         for i in range(len(plan.paths))
     )
-    return f"SELECT id, entity_id{kinds} FROM ({source}) AS f"
+    keyed = "".join(f", e{j}" for j in range(len(plan.verify)))
+    return f"SELECT id, entity_id{kinds}{keyed} FROM ({source}) AS f"
 
 
 # Rows of a type read to tell which of its other fields are mostly dates.
