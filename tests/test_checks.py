@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
+import json
 from typing import Any
 
 import pytest
@@ -376,3 +377,20 @@ def test_a_field_only_late_entities_have_is_checked(store: ScenarioStore) -> Non
     store.add_entities("s", {"patients": [{"mrn": "MRN-X", "gender": "?"}]})  # after an add too
     found = {(p["rule"], p["field"]): p["count"] for p in store.check_scenario("s")["problems"]}
     assert found == {("real_looking_ssn", "ssn"): 1, ("not_a_date", "birth_date"): 1, ("unknown_gender", "gender"): 1}
+
+
+def test_the_answer_fits_12_kb_whatever_the_scenario(store: ScenarioStore) -> None:
+    long = "v" * 5000
+    entities = {
+        f"type_{'x' * 80}_{i}": [{"birth_date": long, "gender": long, "ssn": "123456789", "id": long}]
+        for i in range(60)
+    }
+    store.save_scenario("many", entities)
+    answer = store.check_scenario("many")
+    assert len(json.dumps(answer, ensure_ascii=False, separators=(",", ":")).encode()) <= 12 * 1024
+    assert answer["truncated"] is True and answer["ok"] is False
+    assert len(answer["problems"]) + answer["problems_omitted"] == 180
+    assert (
+        answer["omitted_counts"]["error"] + sum(p["count"] for p in answer["problems"] if p["severity"] == "error")
+        == 120
+    )

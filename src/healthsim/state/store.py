@@ -29,6 +29,7 @@ from .. import __version__
 from .bulk import ChunkEncoder, insert_chunks
 from .checks import CheckResult, check_reader
 from .checks.gate import CheckGate, check_gate, written_by
+from .checks.shape import BRIEF_BYTES, brief
 from .checks.shape import result as check_result
 from .clock import utcnow
 from .database import Database, connect, redact_url, resolve_database
@@ -1237,7 +1238,8 @@ class ScenarioStore:
                 return kept
             key_totals = cache.key_totals(*made)
             with in_duckdb(reader) as analysed:  # (a team store's scenario is copied to DuckDB)
-                summary = dict(summarize(analysed, samples, budget=budget, key_totals=key_totals))
+                summary = dict(summarize(analysed, samples, budget=budget - BRIEF_BYTES, key_totals=key_totals))
+            summary["check"] = brief(check_reader(reader, key_totals=key_totals))  # (issue 24: its counts)
         cache.write_summary(*made, samples, budget, summary)
         return summary
 

@@ -62,6 +62,7 @@ class CheckResult(TypedDict, total=False):
     problems: list[CheckProblem]  # errors first, then the largest counts
     truncated: bool
     problems_omitted: int
+    omitted_counts: dict[str, int]  # the omitted problems' entities per severity
     checked_omitted: int
 
 
