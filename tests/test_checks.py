@@ -394,3 +394,25 @@ def test_the_answer_fits_12_kb_whatever_the_scenario(store: ScenarioStore) -> No
         answer["omitted_counts"]["error"] + sum(p["count"] for p in answer["problems"] if p["severity"] == "error")
         == 120
     )
+
+
+def test_check_on_add_finds_names_by_their_stored_text_exactly(store: ScenarioStore) -> None:
+    """An add's check parses only the entities whose text holds a name it uses; a name
+    JSON writes escaped (a quote) makes it parse them all."""
+    old = [{"patient_id": "A", "mrn": "M-1"}, {"patient_id": "Q", "mrn": 'say "hi"', "birth_date": "2000-01-01"}]
+    store.save_scenario("s", {"patients": old, "encounters": [{"encounter_id": "E1", "patient_mrn": "M-1"}]})
+    new = {
+        "patients": [{"patient_id": "B", "mrn": "M-1"}],  # another patient, the same MRN
+        "lab_results": [
+            {"patient_mrn": 'say "hi"', "collected_time": "1999-01-01"},  # before that patient's birth
+            {"patient_mrn": "M-1", "encounter_id": "E1"},
+            {"patient_mrn": "M-", "encounter_id": "E"},  # names whose text is inside others'
+        ],
+    }
+    check = store.add_entities("s", new, check="warn")["check"]
+    assert {(p["rule"], p["type"], p["field"], p["count"]) for p in check["problems"]} == {
+        ("duplicate_id", "patients", "mrn", 1),
+        ("before_birth", "lab_results", "collected_time", 1),
+        ("unresolved_reference", "lab_results", "patient_mrn", 1),
+        ("unresolved_reference", "lab_results", "encounter_id", 1),
+    }

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from dataclasses import field as _field
 from typing import Any
 
-from ..dialect import create_temp, json_fields, top_level_keys
+from ..dialect import create_temp, json_fields, matches, top_level_keys
 from ..version_cache import KeyTotal
 from . import sql
 from .plan import PLAIN_KEY, TypePlan, plan_type
@@ -300,25 +300,57 @@ def _duplicates(scope: Scope, plan: TypePlan, own: str) -> list[Found]:
 
 def _mrn_specs(scope: Scope, plan: TypePlan, made: set[str], joins: dict[str, str]) -> list[_Spec]:
     """Patients sharing an MRN (counted in the patients' id table, over all of them)."""
-    ids = _target_ids(scope, "patients", made)
+    ids = _target_ids(scope, "patients", made, _named(scope, plan, "patients"))
     k, t = plan.column("mrn")
     joins["gm"] = f" LEFT JOIN {ids} gm ON gm.ref = c.{t}"
     return [_Spec("duplicate_id", "mrn", f"c.{k} {_SCALAR} AND gm.own > 1", "gm.own")]
 
 
-def _target_ids(scope: Scope, target: str, made: set[str]) -> str:
+def _named(scope: Scope, plan: TypePlan, target: str) -> str | None:
+    """With ``scope.only`` (the rows a write made), SQL of the distinct values (``ref``)
+    the checked rows of the type give the fields that name ``target`` entities (and their
+    MRNs, for patients); None for a whole check."""
+    if not scope.only:
+        return None
+    names = [f for f in plan.references if REFERENCES[f][0] == target]
+    if target == "patients" and "mrn" in plan.own_ids:
+        names.append("mrn")
+    paths = [tuple(n.split(".")) for n in names]
+    parsed = json_fields(scope.con, scope.rows(plan.entity_type), "id", paths)
+    each = " UNION ".join(f"SELECT t{i} AS ref FROM ({parsed}) AS n WHERE k{i} {_SCALAR}" for i in range(len(paths)))
+    return each or "SELECT NULL AS ref"
+
+
+# A value a text search cannot find as written in stored JSON (which escapes these).
+_ESCAPED = r'["\\[:cntrl:]]'
+
+
+def _target_ids(scope: Scope, target: str, made: set[str], named: str | None = None) -> str:
     """A temporary table of the ids (``ref``) the entities of ``target`` may be named by,
     over all of the scenario's rows of that type (one parse), with ``own``: how many
     entities have it in the first of those fields (an MRN for patients); for patients
     also the day of birth and of death (``birth``, ``death``: valid dates only, the
     widest span per id)."""
     name = f"_hs_check_ids_{target}"
-    if name in made:
+    if name in made and named is None:
         return name
     con = scope.con
     fields = REFERENCES[next(r for r, (t, _) in REFERENCES.items() if t == target)][1]
     paths = [(f,) for f in fields] + ([("birth_date",), ("death_date",)] if target == "patients" else [])
-    parsed = json_fields(con, scope.rows(target, checked=False), "id", paths)
+    rows = scope.rows(target, checked=False)
+    if named is not None:
+        # The rows a write made name few entities: only those whose stored text holds one
+        # of the names are parsed (a text search is far cheaper than a parse), unless a
+        # name holds what JSON escapes.
+        (odd,) = con.execute(f"SELECT count(*) FROM ({named}) AS w WHERE {matches(con, 'w.ref', _ESCAPED)}").fetchall()[
+            0
+        ]
+        if not odd:
+            rows = (
+                f"SELECT * FROM ({rows}) AS a WHERE EXISTS (SELECT 1 FROM ({named}) AS w "
+                "WHERE strpos(CAST(a.entity_data AS VARCHAR), w.ref) > 0)"
+            )
+    parsed = json_fields(con, rows, "id", paths)
     birth = death = "NULL"
     if target == "patients":
         n = len(fields)
@@ -349,7 +381,7 @@ def _reference_specs(
         if target not in every:
             specs.append(_Spec("missing_target_type", name, f"c.{k} {_SCALAR}", f"c.{t}"))
             continue
-        ids = _target_ids(scope, target, made)
+        ids = _target_ids(scope, target, made, _named(scope, plan, target))
         joins[f"g{j}"] = f" LEFT JOIN {ids} g{j} ON g{j}.ref = c.{t}"
         specs.append(_Spec("unresolved_reference", name, f"c.{k} {_SCALAR} AND g{j}.ref IS NULL", f"c.{t}"))
     return specs
@@ -360,7 +392,7 @@ def _event_specs(scope: Scope, plan: TypePlan, every: set[str], made: set[str], 
     if not plan.events or "patients" not in every:
         return []
     con = scope.con
-    people = _target_ids(scope, "patients", made)
+    people = _target_ids(scope, "patients", made, _named(scope, plan, "patients"))
     refs = [plan.column(f) for f in ("patient_mrn", "patient_id") if f in plan.references]
     key = f"c.{refs[0][1]}"
     if len(refs) == 2:  # the MRN where there is one, else the patient id
