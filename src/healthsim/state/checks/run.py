@@ -11,6 +11,7 @@ the passes and no more. Nothing is parsed in Python but the counts and the examp
 from __future__ import annotations
 
 import datetime as _dt
+import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from ..dialect import create_temp, json_fields, matches, top_level_keys
 from ..version_cache import KeyTotal
 from . import sql
 from .plan import PLAIN_KEY, TypePlan, plan_type
-from .rules import REFERENCES, RULES
+from .rules import REFERENCES
 
 __all__ = ["Found", "Scope", "run_rules"]
 
@@ -98,9 +99,43 @@ def run_rules(scope: Scope) -> tuple[dict[str, int], list[Found]]:
     )
     found: list[Found] = []
     with _temporary(con) as made:
-        for entity_type in checked:
-            found += _check_keys(scope, entity_type, checked[entity_type], every, made)
+        if scope.only:  # the rows a write made: few, and their keys read at once
+            plans = {
+                t: plan_type(t, [k for (k,) in con.execute(top_level_keys(con, scope.rows(t))).fetchall()])
+                for t in checked
+            }
+            _prepare_targets(scope, plans, every, made)
+            for plan in plans.values():
+                found += _check_type(scope, plan, every, made)[0]
+        else:
+            for entity_type in checked:
+                found += _check_keys(scope, entity_type, checked[entity_type], every, made)
     return checked, found
+
+
+# Names searched for in the stored text of referenced entities, at most (more: all parsed).
+_MAX_NAMES = 2000
+
+
+def _prepare_targets(scope: Scope, plans: dict[str, TypePlan], every: set[str], made: set[str]) -> None:
+    """For a check of the rows a write made: each referenced type's id table, of only the
+    entities whose stored text holds a name the rows use (one regular expression over the
+    text is far cheaper than parsing every entity); all of them when a name holds what
+    JSON escapes, or there are very many names."""
+    con = scope.con
+    for target in sorted({t for t, _ in REFERENCES.values()} & every):
+        named = [q for plan in plans.values() if (q := _named(scope, plan, target)) is not None]
+        if not named:
+            continue
+        union = " UNION ".join(named)
+        names = [
+            r for (r,) in con.execute(f"SELECT DISTINCT ref FROM ({union}) AS w LIMIT {_MAX_NAMES + 1}").fetchall()
+        ]
+        where = None
+        if len(names) <= _MAX_NAMES and not any(_UNSEARCHABLE.search(str(n)) for n in names):
+            pattern = "|".join(re.escape(str(n)) for n in names if n is not None) or "^$"
+            where = matches(con, "CAST(a.entity_data AS VARCHAR)", pattern.replace("'", "''"))
+        _target_ids(scope, target, made, where)
 
 
 def _check_keys(scope: Scope, entity_type: str, count: int, every: set[str], made: set[str]) -> list[Found]:
@@ -300,56 +335,45 @@ def _duplicates(scope: Scope, plan: TypePlan, own: str) -> list[Found]:
 
 def _mrn_specs(scope: Scope, plan: TypePlan, made: set[str], joins: dict[str, str]) -> list[_Spec]:
     """Patients sharing an MRN (counted in the patients' id table, over all of them)."""
-    ids = _target_ids(scope, "patients", made, _named(scope, plan, "patients"))
+    ids = _target_ids(scope, "patients", made)
     k, t = plan.column("mrn")
     joins["gm"] = f" LEFT JOIN {ids} gm ON gm.ref = c.{t}"
     return [_Spec("duplicate_id", "mrn", f"c.{k} {_SCALAR} AND gm.own > 1", "gm.own")]
 
 
 def _named(scope: Scope, plan: TypePlan, target: str) -> str | None:
-    """With ``scope.only`` (the rows a write made), SQL of the distinct values (``ref``)
-    the checked rows of the type give the fields that name ``target`` entities (and their
-    MRNs, for patients); None for a whole check."""
-    if not scope.only:
-        return None
+    """SQL of the distinct values (``ref``) the checked rows of the type give the fields
+    that name ``target`` entities (and their MRNs, for patients); None when none does."""
     names = [f for f in plan.references if REFERENCES[f][0] == target]
     if target == "patients" and "mrn" in plan.own_ids:
         names.append("mrn")
+    if not names:
+        return None
     paths = [tuple(n.split(".")) for n in names]
     parsed = json_fields(scope.con, scope.rows(plan.entity_type), "id", paths)
-    each = " UNION ".join(f"SELECT t{i} AS ref FROM ({parsed}) AS n WHERE k{i} {_SCALAR}" for i in range(len(paths)))
-    return each or "SELECT NULL AS ref"
+    return " UNION ".join(f"SELECT t{i} AS ref FROM ({parsed}) AS n WHERE k{i} {_SCALAR}" for i in range(len(paths)))
 
 
-# A value a text search cannot find as written in stored JSON (which escapes these).
-_ESCAPED = r'["\\[:cntrl:]]'
+# A name a text search may not find as written in stored JSON: one with what JSON escapes,
+# and, as other writers may escape them, "/" and anything outside printable ASCII.
+_UNSEARCHABLE = re.compile(r'[^\x20-\x7e]|["\\/]')
 
 
-def _target_ids(scope: Scope, target: str, made: set[str], named: str | None = None) -> str:
+def _target_ids(scope: Scope, target: str, made: set[str], where: str | None = None) -> str:
     """A temporary table of the ids (``ref``) the entities of ``target`` may be named by,
-    over all of the scenario's rows of that type (one parse), with ``own``: how many
-    entities have it in the first of those fields (an MRN for patients); for patients
-    also the day of birth and of death (``birth``, ``death``: valid dates only, the
-    widest span per id)."""
+    over all of the scenario's rows of that type (those where ``where`` holds, over their
+    row ``a``) parsed once, with ``own``: how many entities have it in the first of those
+    fields (an MRN for patients); for patients also the day of birth and of death
+    (``birth``, ``death``: valid dates only, the widest span per id)."""
     name = f"_hs_check_ids_{target}"
-    if name in made and named is None:
+    if name in made:
         return name
     con = scope.con
     fields = REFERENCES[next(r for r, (t, _) in REFERENCES.items() if t == target)][1]
     paths = [(f,) for f in fields] + ([("birth_date",), ("death_date",)] if target == "patients" else [])
     rows = scope.rows(target, checked=False)
-    if named is not None:
-        # The rows a write made name few entities: only those whose stored text holds one
-        # of the names are parsed (a text search is far cheaper than a parse), unless a
-        # name holds what JSON escapes.
-        (odd,) = con.execute(f"SELECT count(*) FROM ({named}) AS w WHERE {matches(con, 'w.ref', _ESCAPED)}").fetchall()[
-            0
-        ]
-        if not odd:
-            rows = (
-                f"SELECT * FROM ({rows}) AS a WHERE EXISTS (SELECT 1 FROM ({named}) AS w "
-                "WHERE strpos(CAST(a.entity_data AS VARCHAR), w.ref) > 0)"
-            )
+    if where is not None:
+        rows = f"SELECT a.* FROM ({rows}) AS a WHERE {where}"
     parsed = json_fields(con, rows, "id", paths)
     birth = death = "NULL"
     if target == "patients":
@@ -381,7 +405,7 @@ def _reference_specs(
         if target not in every:
             specs.append(_Spec("missing_target_type", name, f"c.{k} {_SCALAR}", f"c.{t}"))
             continue
-        ids = _target_ids(scope, target, made, _named(scope, plan, target))
+        ids = _target_ids(scope, target, made)
         joins[f"g{j}"] = f" LEFT JOIN {ids} g{j} ON g{j}.ref = c.{t}"
         specs.append(_Spec("unresolved_reference", name, f"c.{k} {_SCALAR} AND g{j}.ref IS NULL", f"c.{t}"))
     return specs
@@ -392,7 +416,7 @@ def _event_specs(scope: Scope, plan: TypePlan, every: set[str], made: set[str], 
     if not plan.events or "patients" not in every:
         return []
     con = scope.con
-    people = _target_ids(scope, "patients", made, _named(scope, plan, "patients"))
+    people = _target_ids(scope, "patients", made)
     refs = [plan.column(f) for f in ("patient_mrn", "patient_id") if f in plan.references]
     key = f"c.{refs[0][1]}"
     if len(refs) == 2:  # the MRN where there is one, else the patient id
@@ -406,8 +430,3 @@ def _event_specs(scope: Scope, plan: TypePlan, every: set[str], made: set[str], 
         specs.append(_Spec("before_birth", name, f"{valid} AND {before}", f"c.{t}"))
         specs.append(_Spec("after_death", name, f"{valid} AND {after}", f"c.{t}"))
     return specs
-
-
-def severity(rule: str) -> str:
-    """A rule's severity."""
-    return RULES[rule][0]
