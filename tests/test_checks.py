@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
+import json
 from typing import Any
 
 import pytest
@@ -362,3 +363,56 @@ def test_check_of_an_earlier_version(store: ScenarioStore) -> None:
 def test_check_of_a_missing_scenario(store: ScenarioStore) -> None:
     with pytest.raises(ScenarioNotFoundError):
         store.check_scenario("nope")
+
+
+def test_a_field_only_late_entities_have_is_checked(store: ScenarioStore) -> None:
+    """Keys are guessed from the first entities and the save's key count; an entity past
+    them with a key of its own makes the count disagree, and every key is read."""
+    patients = [{"mrn": f"MRN-{i}", "birth_date": "1980-01-01"} for i in range(1500)]
+    patients[1400]["ssn"] = "123-45-6789"
+    patients[1450]["birth_date"] = "soon"
+    store.save_scenario("s", {"patients": patients})
+    found = {(p["rule"], p["field"]): p["count"] for p in store.check_scenario("s")["problems"]}
+    assert found == {("real_looking_ssn", "ssn"): 1, ("not_a_date", "birth_date"): 1}
+    store.add_entities("s", {"patients": [{"mrn": "MRN-X", "gender": "?"}]})  # after an add too
+    found = {(p["rule"], p["field"]): p["count"] for p in store.check_scenario("s")["problems"]}
+    assert found == {("real_looking_ssn", "ssn"): 1, ("not_a_date", "birth_date"): 1, ("unknown_gender", "gender"): 1}
+
+
+def test_the_answer_fits_12_kb_whatever_the_scenario(store: ScenarioStore) -> None:
+    long = "v" * 5000
+    entities = {
+        f"type_{'x' * 80}_{i}": [{"birth_date": long, "gender": long, "ssn": "123456789", "id": long}]
+        for i in range(60)
+    }
+    store.save_scenario("many", entities)
+    answer = store.check_scenario("many")
+    assert len(json.dumps(answer, ensure_ascii=False, separators=(",", ":")).encode()) <= 12 * 1024
+    assert answer["truncated"] is True and answer["ok"] is False
+    assert len(answer["problems"]) + answer["problems_omitted"] == 180
+    assert (
+        answer["omitted_counts"]["error"] + sum(p["count"] for p in answer["problems"] if p["severity"] == "error")
+        == 120
+    )
+
+
+def test_check_on_add_finds_names_by_their_stored_text_exactly(store: ScenarioStore) -> None:
+    """An add's check parses only the entities whose text holds a name it uses; a name
+    JSON writes escaped (a quote) makes it parse them all."""
+    old = [{"patient_id": "A", "mrn": "M-1"}, {"patient_id": "Q", "mrn": 'say "hi"', "birth_date": "2000-01-01"}]
+    store.save_scenario("s", {"patients": old, "encounters": [{"encounter_id": "E1", "patient_mrn": "M-1"}]})
+    new = {
+        "patients": [{"patient_id": "B", "mrn": "M-1"}],  # another patient, the same MRN
+        "lab_results": [
+            {"patient_mrn": 'say "hi"', "collected_time": "1999-01-01"},  # before that patient's birth
+            {"patient_mrn": "M-1", "encounter_id": "E1"},
+            {"patient_mrn": "M-", "encounter_id": "E"},  # names whose text is inside others'
+        ],
+    }
+    check = store.add_entities("s", new, check="warn")["check"]
+    assert {(p["rule"], p["type"], p["field"], p["count"]) for p in check["problems"]} == {
+        ("duplicate_id", "patients", "mrn", 1),
+        ("before_birth", "lab_results", "collected_time", 1),
+        ("unresolved_reference", "lab_results", "patient_mrn", 1),
+        ("unresolved_reference", "lab_results", "encounter_id", 1),
+    }

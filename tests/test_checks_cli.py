@@ -121,3 +121,40 @@ def test_mcp_save_and_add_with_check(store: ScenarioStore) -> None:
     assert warned.structured_content["check"]["problems"][0]["rule"] == "unresolved_reference"
     _, plain = call(db, "add_entities", {"name": "s", "entities": {"patients": [{"mrn": "MRN-2"}]}})
     assert "check" not in plain.structured_content  # no check asked: none made
+
+
+def test_summary_and_report_show_the_check_and_the_values_that_do_not_fit(store: ScenarioStore, tmp_path: Path) -> None:
+    people = [{"mrn": f"MRN-{i}", "birth_date": "1980-02-02", "gender": "F"} for i in range(20)]
+    people[0]["birth_date"] = "unknown"
+    store.save_scenario("s", {"patients": people, "encounters": [{"encounter_id": "E1", "patient_mrn": "MRN-404"}]})
+    summary = store.summarize_scenario("s")
+    assert summary["check"] == {
+        "ok": False,
+        "errors": 2,
+        "warnings": 0,
+        "problems": [
+            ["error", "unresolved_reference", "encounters", "patient_mrn", 1],
+            ["error", "not_a_date", "patients", "birth_date", 1],
+        ],
+    }
+    assert len(json.dumps(summary, ensure_ascii=False, separators=(",", ":")).encode()) <= 12 * 1024
+    shown = run("summary", "s")
+    assert shown.exit_code == 0
+    assert "19 dates, 1 other values such as 'unknown'" in shown.output
+    assert "left out: 1 not a date (such as 'unknown')" in shown.output
+    assert "check: 2 errors, 0 warnings" in shown.output and "error 1 encounters.patient_mrn" in shown.output
+    page = store.report_scenario("s", tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "check: 2 errors, 0 warnings" in page and "19 dates, 1 other values such as &#x27;unknown&#x27;" in page
+    assert "left out: 1 not a date" in page
+
+
+def test_summary_check_counts_fit_the_budget_of_many_problems(store: ScenarioStore) -> None:
+    entities = {
+        f"type_{'x' * 60}_{i}": [{"birth_date": "unknown", "gender": "?", "ssn": "123456789"}] for i in range(40)
+    }
+    store.save_scenario("many", entities)
+    summary = store.summarize_scenario("many")
+    assert len(json.dumps(summary, ensure_ascii=False, separators=(",", ":")).encode()) <= 12 * 1024
+    check = summary["check"]
+    assert check["errors"] == 80 and check["warnings"] == 40  # the counts of all problems
+    assert check["problems_omitted"] > 0 and len(check["problems"]) + check["problems_omitted"] == 120

@@ -84,6 +84,7 @@ def test_every_tool_fits_its_budget_on_oversized_data(db_path: Path, tmp_path: P
         await measured(client, "summarize_scenario", name="types")
         await measured(client, "summarize_scenario", name="huge-entity", samples=5)
         await measured(client, "check_scenario", name="types")
+        await measured(client, "check_scenario", name="huge-entity")
         await measured(client, "load_scenario", name="types", budget=SUMMARY_BUDGET)
         page = await measured(client, "load_scenario", name="huge-entity", entity_type="patients", limit=100)
         assert page["truncated"] is True and page["page"]["returned"] == 1 and page["page"]["next_offset"] == 1

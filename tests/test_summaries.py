@@ -183,7 +183,9 @@ def test_strings_that_only_start_like_dates_are_not_dates(store: ScenarioStore) 
     things = [{"d": "2024-01-01"}] * 3 + [{"d": "2024-99-99"}] * 2
     store.save_scenario("notdates", {"things": things})
     stats = store.summarize_scenario("notdates")["types"]["things"]["fields"]["d"]
-    assert "format" not in stats and stats["top"] == [["2024-01-01", 3], ["2024-99-99", 2]]
+    # Mostly dates: a date field, whose other values are counted, not hidden (issue 24).
+    assert stats["format"] == "date" and (stats["min"], stats["max"]) == ("2024-01-01", "2024-01-01")
+    assert stats["unfit"] == {"dates": 3, "other": 2, "example": "2024-99-99"}
 
 
 def test_a_wide_deep_scenario_stays_within_12_kb(store: ScenarioStore) -> None:
@@ -381,9 +383,12 @@ def test_datetimes_with_either_separator_are_ordered_by_time(store: ScenarioStor
 @pytest.mark.parametrize(
     "odd", ["2024-1-5", "2024-06-01 (BC)", "2024-06-01 10:00:00 America/New_York", "2024-02-30", "20240601"]
 )
-def test_strings_that_are_not_iso_8601_make_no_date_field(store: ScenarioStore, odd: str) -> None:
+def test_strings_that_are_not_iso_8601_are_counted_apart(store: ScenarioStore, odd: str) -> None:
     things = field_of(store, "odd", ["2024-01-01", odd, "2024-12-31"], key="service_date")
-    assert "format" not in things["fields"]["service_date"] and "over_time" not in things
+    stats = things["fields"]["service_date"]
+    assert (stats["format"], stats["min"], stats["max"]) == ("date", "2024-01-01", "2024-12-31")
+    assert stats["unfit"] == {"dates": 2, "other": 1, "example": odd}
+    assert things["over_time"]["counts"] == [["2024-01", 1], ["2024-12", 1]]  # the dates alone
 
 
 def test_offsets_of_hours_only_are_iso_8601(store: ScenarioStore) -> None:
@@ -673,3 +678,24 @@ def test_a_rename_or_new_tags_carry_the_saves_key_totals(tmp_path: Path) -> None
     totals, (once, twice, wrong) = three_ways(store, "d")  # (of version 3)
     assert totals == {"t": (3, 4, ["a", "b", "c"])}
     assert once == twice == wrong and once["types"]["t"]["fields"]["c"]["present"] == round(1 / 3, 4)
+
+
+def test_age_bands_say_what_they_left_out_and_why(store: ScenarioStore) -> None:
+    """Five birth dates of "unknown" among 300 no longer hide the whole block (issue 24)."""
+    people = [{"birth_date": f"19{50 + i % 40}-01-0{1 + i % 9}", "gender": "MF"[i % 2]} for i in range(300)]
+    for i in range(5):
+        people[i]["birth_date"] = "unknown"
+    people[7]["birth_date"] = None
+    people[8]["birth_date"] = "2990-01-01"
+    store.save_scenario("ages", {"patients": people})
+    about = store.summarize_scenario("ages")["types"]["patients"]
+    assert about["fields"]["birth_date"]["unfit"] == {"dates": 294, "other": 5, "example": "unknown"}
+    ages = about["age_bands"]
+    assert sum(n for band in ages["bands"].values() for n in band.values()) == 293
+    assert ages["left_out"] == {"no_value": 1, "not_a_date": 5, "born_after_as_of": 1}
+    assert ages["left_out_example"] == "unknown"
+
+
+def test_numbers_with_a_few_strings_count_the_strings(store: ScenarioStore) -> None:
+    stats = field_of(store, "nums", [1, 2, 3, "n/a"])["fields"]["v"]
+    assert (stats["min"], stats["max"]) == (1, 3) and stats["unfit"] == {"numbers": 3, "other": 1, "example": "n/a"}

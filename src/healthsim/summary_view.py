@@ -54,6 +54,12 @@ def render_summary(summary: dict[str, Any], console: Console) -> None:
     if summary.get("types_omitted"):
         omitted = _number(summary["types_omitted"])
         console.print(_text(f"{omitted} more types left out to keep the summary small", style="dim"))
+    if isinstance(summary.get("check"), dict):  # the check's counts (issue 24)
+        from .state.checks.shape import brief_lines
+
+        console.print()
+        for i, line in enumerate(brief_lines(summary["check"])):
+            console.print(_text(line, style="bold" if i == 0 else ""))
 
 
 # ------------------------------------------------------------------ fitted tables
@@ -224,6 +230,10 @@ def _values(stats: dict[str, Any]) -> str:
         parts.append(f"true {_number(stats['true'])} · false {_number(stats['false'])}")
     if "length" in stats:
         parts.append(f"length {_number(stats['length']['min'], '')}–{_number(stats['length']['max'], '')}")
+    if "unfit" in stats:
+        from .state.checks.shape import unfit_text
+
+        parts.append(unfit_text(stats["unfit"]))
     return "; ".join(parts)
 
 
@@ -238,7 +248,10 @@ def _ages(ages: dict[str, Any]) -> Group:
         table.add_row(_text(band), *(_text(_number(counts.get(g, 0))) for g in columns), _bar(total, biggest))
     by = f" by {ages['by']}" if ages.get("by") else ""
     title = _text(f"  age on {ages['as_of']} (from {ages['field']}){by}", style="italic")
-    return Group(title, table)
+    from .state.checks.shape import left_out_text
+
+    left = left_out_text(ages)
+    return Group(title, table, _text(f"  {left}", style="dim")) if left else Group(title, table)
 
 
 def _codes(codes: dict[str, Any]) -> Group:

@@ -11,7 +11,7 @@ their order (an entity whose keys only moved has no field that changed). "Change
 list of changed fields are one judgement, so a changed entity always names a field.
 
 Counting happens in SQL where it can: pairs whose stored texts are certainly the same JSON
-(:func:`.dialect.json_equal`) are unchanged without being read; only the others (edited
+(the engine's ``json_equal``) are unchanged without being read; only the others (edited
 entities, or text that differs in form only) are parsed, in bounded pages, to decide. The
 answer stays small for any size: counts per type, up to 10 example ids per kind, and for
 changed examples the field paths that differ.

@@ -36,6 +36,7 @@ from typing import Any
 
 from .. import __version__
 from .._text import safe_text
+from .checks.shape import brief_lines, left_out_text, unfit_text
 from .errors import MissingDependencyError
 from .files import write_atomically
 
@@ -638,7 +639,12 @@ class _Page:
         parts.append(f"<dt>Tags</dt><dd>{tag_html}</dd>")
         if s.get("scenario_id") is not None:
             parts.append(f"<dt>Scenario id</dt><dd><code>{_h(_value_text(s.get('scenario_id')))}</code></dd>")
-        parts.append("</dl>\n</header>")
+        parts.append("</dl>")
+        if isinstance(s.get("check"), dict):  # the check's counts (issue 24)
+            lines = brief_lines(s["check"])
+            parts.append(f'<p class="lead"><b>{_h(lines[0])}</b></p>')
+            parts.extend(f'<p class="note">{_h(line.strip())}</p>' for line in lines[1:])
+        parts.append("</header>")
         return "\n".join(parts)
 
     def _types_table(self) -> str:
@@ -734,6 +740,8 @@ class _Page:
             if ages.get("as_of") is not None:
                 detail += f" on {_value_text(ages.get('as_of'))}"
             detail += f"; by {_value_text(by)}" if by is not None else "; no gender field"
+            left = left_out_text(ages)
+            detail += f"; {left}" if left else ""
             caption = "Age by gender" if by is not None else "Age"
             charts.append(self._chart(i, "age", _age_figure(ages), caption, detail))
         codes = about.get("top_codes")
@@ -896,4 +904,6 @@ class _Page:
         if isinstance(length, dict):
             low, high = length.get("min"), length.get("max")
             bits.append(f"length {_count(low)}" + (f"–{_count(high)}" if high != low else ""))
+        if isinstance(st.get("unfit"), dict):
+            bits.append(unfit_text(st["unfit"]))
         return "; ".join(bits)

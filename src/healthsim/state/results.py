@@ -96,6 +96,7 @@ class ScenarioOverview(ScenarioListEntry, total=False):
     types: dict[str, TypeOverview]
     types_omitted: int
     entities_by_type_omitted: int
+    check: dict[str, Any]  # the check's counts: ok, errors, warnings, problems [severity, rule, type, field, count]
 
 
 class SaveSummary(TypedDict):

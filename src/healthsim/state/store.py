@@ -46,6 +46,7 @@ from .results import (
 )
 from .summaries import REPORT_BYTES, SUMMARY_BYTES
 from .validation import normalize_tags, validate_limit
+from .version_cache import VersionCache
 
 __all__ = ["ScenarioStore"]
 
@@ -652,7 +653,8 @@ class ScenarioStore:
             InvalidInputError: the version is not retained.
         """
         with self.open_scenario(name, version) as reader:
-            return check_reader(reader)
+            made = (reader.header.scenario_id, reader.version, reader.header.updated_at)
+            return check_reader(reader, key_totals=VersionCache(self.path).key_totals(*made))
 
     def report_scenario(
         self, name: str, output_path: str | os.PathLike[str] | None = None, *, version: int | None = None

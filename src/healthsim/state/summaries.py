@@ -188,7 +188,7 @@ def summarize(
         result["fields"] = {f.path: f.stats for f in fields}
         result["fields_omitted"] = omitted
         if fields:
-            result.update(_facts(cursor, fields, pairs, as_of, rows_sql))
+            result.update(_facts(cursor, fields, pairs, as_of, rows_sql, count))
         result["samples"] = [_cut(e) for e in first[:samples]]
         return result
 
@@ -568,16 +568,19 @@ _EXTREMES = {"min_double": "min(TRY_CAST(v AS DOUBLE))", "max_double": "max(TRY_
 # order: all of one length, one separator between date and time, and dates or UTC times
 # (``Z``). Otherwise the extremes are found by time (``_TIMED``). Distinct values
 # answer each of these as all the values would.
+_VALID_DATE = (
+    f"(regexp_full_match({_UNQUOTED}, {_literal(_ISO_PATTERN)}) AND TRY_CAST({_UNQUOTED} AS TIMESTAMPTZ) IS NOT NULL)"
+)
 _DATES = {
-    "bad_dates": (
-        f"count(*) FILTER (NOT (regexp_full_match({_UNQUOTED}, {_literal(_ISO_PATTERN)}) "
-        f"AND TRY_CAST({_UNQUOTED} AS TIMESTAMPTZ) IS NOT NULL))"
-    ),
+    "bad_dates": f"count(*) FILTER (NOT {_VALID_DATE})",
     "timed": "count(*) FILTER (length(v) <> 12)",
     "spaced": "count(*) FILTER (substr(v, 12, 1) = ' ')",
     "shortest_text": "min(length(v))",
     "longest_text": "max(length(v))",
     "zoned": "count(*) FILTER (length(v) > 12 AND right(v, 2) <> 'Z\"')",
+    # (of entities: the values that are not dates, and the least of them as an example)
+    "unfit": f"sum(n) FILTER (NOT {_VALID_DATE})",
+    "unfit_example": f"min(v) FILTER (NOT {_VALID_DATE})",
 }
 # The earliest and latest strings of a date field, by time (offsets count).
 _TIMED = {
@@ -619,20 +622,26 @@ def _field_stats(con: AnalyticsConnection, fields: list[_Field], count: int) -> 
     _finite_means(con, list(numbers.values()))
     # A date field: every value that is not null is an ISO date string (a field that also
     # holds numbers, say, is a mixed field; its min and max are the numbers').
+    # A field of strings whose least or greatest is a date may hold a few values that are
+    # not ("unknown"): when most are dates, it is a date field whose other values are
+    # counted (``unfit``), not one whose dates are hidden.
     dated = {
         f.index: f
         for f in fields
         if f.strings
         and f.strings == f.present
-        and _looks_like_date(_unquote(f.got["low"]))
-        and _looks_like_date(_unquote(f.got["high"]))
+        and (_looks_like_date(_unquote(f.got["low"])) or _looks_like_date(_unquote(f.got["high"])))
     }
     for index, got in _per_field(con, _DATES, dated).items():
         dated[index].got.update(got)
-    timed = {}
+    timed, partly = {}, {}
     for f in dated.values():
         got = f.got
-        if got["bad_dates"] == 0:
+        if got["bad_dates"] and 2 * int(got["unfit"]) < f.strings:
+            f.date_format = "datetime" if got["timed"] else "date"
+            got["unfit_dates"] = (f.strings - int(got["unfit"]), int(got["unfit"]), _unquote(got["unfit_example"]))
+            partly[f.index] = f
+        elif got["bad_dates"] == 0:
             f.date_format = "datetime" if got["timed"] else "date"
             sortable = got["shortest_text"] == got["longest_text"] and got["spaced"] in (0, got["timed"])
             if sortable and not got["zoned"]:
@@ -641,6 +650,10 @@ def _field_stats(con: AnalyticsConnection, fields: list[_Field], count: int) -> 
                 timed[f.index] = f
     for index, got in _per_field(con, _TIMED, timed).items():
         timed[index].got.update(got)
+    for index, got in _per_field(con, _TIMED, partly, only=_VALID_DATE).items():
+        partly[index].got.update(got)
+        # (the values that are not dates do not make it a datetime field)
+        partly[index].date_format = "datetime" if max(len(got["first"]), len(got["last"])) > 12 else "date"
     for f in fields:
         _describe(f)
 
@@ -721,10 +734,19 @@ def _describe(f: _Field) -> None:
         if "first" in got:
             f.stats.update(format=f.date_format, min=_unquote(got["first"]), max=_unquote(got["last"]))
         f.categorical = f.date_format is None and _is_categorical(f)
+    if "unfit_dates" in got:  # e.g. 295 dates, 5 other values such as "unknown"
+        dates, other, example = got["unfit_dates"]
+        f.stats["unfit"] = {"dates": dates, "other": other, "example": _short(example)}
     if f.numbers:
         f.stats.update(
             min=_number(got.get("min")), max=_number(got.get("max")), mean=got.get("mean"), median=got.get("median")
         )
+        if f.strings and f.strings < f.numbers:  # numbers, and a few strings such as "n/a"
+            f.stats["unfit"] = {
+                "numbers": f.numbers,
+                "other": f.present - f.numbers,
+                "example": _short(_unquote(got["low"])),
+            }
     if f.arrays:
         f.stats["length"] = {"min": got["shortest"], "max": got["longest"]}
 
@@ -760,6 +782,7 @@ def _facts(
     pairs: dict[tuple[str, str], int],
     as_of: _dt.date,
     rows_sql: str,
+    count: int,
 ) -> dict[str, Any]:
     """The usual HealthSim facts that apply to one type, found by field name, counted
     from ``_hs_values`` (``pairs``: the numbers of the pairs of top-level fields counted
@@ -775,6 +798,7 @@ def _facts(
     if birth is not None:
         gender = pick(_GENDER, lambda f: bool(f.strings))
         facts["age_bands"] = _age_bands(con, _together(birth, gender, pairs, tops), birth, gender, as_of)
+        _left_out(facts["age_bands"], birth, count)
     code = pick(_CODES, lambda f: bool(f.strings or f.numbers))
     if code is not None:
         text = pick(_CODE_TEXT, lambda f: bool(f.strings) and f is not code)
@@ -874,6 +898,20 @@ def _age_bands(
     }
 
 
+def _left_out(ages: dict[str, Any], birth: _Field, count: int) -> None:
+    """Say how many of the type's ``count`` entities the age bands leave out, and why:
+    no birth date, a value that is not a date (``unknown``), or born after ``as_of``."""
+    banded = sum(n for counts in ages["bands"].values() for n in counts.values())
+    unfit = birth.got.get("unfit_dates", (0, 0, None))
+    why = {"no_value": count - birth.present, "not_a_date": unfit[1]}
+    why["born_after_as_of"] = count - banded - why["no_value"] - why["not_a_date"]
+    left = {k: n for k, n in why.items() if n > 0}
+    if left:
+        ages["left_out"] = left
+        if unfit[1]:
+            ages["left_out_example"] = _short(unfit[2])
+
+
 def _free_name(name: str, taken: set[str]) -> str:
     """``name``, or ``name`` with ``*`` added until no value in ``taken`` has it."""
     while name in taken:
@@ -911,7 +949,7 @@ def _over_time(con: AnalyticsConnection, when: _Field) -> dict[str, Any]:
     more than five years), taken as written: ``2024-03-31T23:30:00-05:00`` counts in March."""
     rows = con.execute(
         f"SELECT left({_UNQUOTED}, 7) AS m, sum(n)::BIGINT FROM _hs_values "
-        f"WHERE f = {when.index} AND {_STRING} GROUP BY m ORDER BY m"
+        f"WHERE f = {when.index} AND {_STRING} AND {_VALID_DATE} GROUP BY m ORDER BY m"
     ).fetchall()
     unit = "month"
     if rows and _month_number(rows[-1][0]) - _month_number(rows[0][0]) + 1 > _MONTHS_MAX:

@@ -42,7 +42,7 @@ _KEYS = "keys.json"
 KeyTotal = tuple[int, int, list[str]]
 # Raised when what a summary holds or how it is computed changes: summaries kept by an
 # earlier release (another recipe) are never read, so an upgrade never shows stale ones.
-SUMMARY_RECIPE = 3  # 3: values_by_code
+SUMMARY_RECIPE = 4  # 3: values_by_code; 4: check counts, unfit values, age bands left out
 
 
 class VersionCache:

@@ -6,6 +6,8 @@ import uuid
 from typing import Any, cast
 
 from .._engines import Connection
+from ..checks import check_reader
+from ..checks.shape import BRIEF_BYTES, brief
 from ..database import Database, connect
 from ..diffing import diff_rows, scenario_changes
 from ..errors import InvalidInputError, ScenarioNotFoundError
@@ -232,6 +234,7 @@ def summary(database: Database, name: str, version: int | None, samples: int, bu
             return kept
         key_totals = cache.key_totals(*made)
         with in_duckdb(reader) as analysed:  # (a team store's scenario is copied to DuckDB)
-            summary = dict(summarize(analysed, samples, budget=budget, key_totals=key_totals))
+            summary = dict(summarize(analysed, samples, budget=budget - BRIEF_BYTES, key_totals=key_totals))
+        summary["check"] = brief(check_reader(reader, key_totals=key_totals))  # (issue 24: its counts)
     cache.write_summary(*made, samples, budget, summary)
     return summary

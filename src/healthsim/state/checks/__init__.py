@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import datetime as _dt
 import uuid
+from collections.abc import Mapping
 from typing import Any, Literal, TypedDict, cast
 
 from .._engines import Connection
 from ..clock import utcnow
 from ..reading import ScenarioReader
+from ..version_cache import KeyTotal
 from .rules import RULES
 from .run import Scope, run_rules
 from .shape import CHECK_BYTES, result
@@ -60,6 +62,7 @@ class CheckResult(TypedDict, total=False):
     problems: list[CheckProblem]  # errors first, then the largest counts
     truncated: bool
     problems_omitted: int
+    omitted_counts: dict[str, int]  # the omitted problems' entities per severity
     checked_omitted: int
 
 
@@ -70,9 +73,20 @@ CHECK_MODES = ("warn", "refuse")
 _COLUMNS = "id, entity_id, entity_type, entity_data"
 
 
-def check_reader(reader: ScenarioReader, *, budget: int = CHECK_BYTES) -> CheckResult:
-    """Check the scenario (version) ``reader`` reads: see :func:`check_rows`."""
-    return _checked(Scope(reader.connection, lambda t: reader.rows_sql(t, columns=_COLUMNS), utcnow().date()), budget)
+def check_reader(
+    reader: ScenarioReader, *, key_totals: Mapping[str, KeyTotal] | None = None, budget: int = CHECK_BYTES
+) -> CheckResult:
+    """Check the scenario (version) ``reader`` reads: see :func:`check_rows`.
+
+    Args:
+        key_totals: what the save counted of each type's keys (``VersionCache.key_totals``),
+            which spares a pass over the entities to learn their keys.
+    """
+
+    def base(entity_type: str | None) -> str:
+        return reader.rows_sql(entity_type, columns=_COLUMNS)
+
+    return _checked(Scope(reader.connection, base, utcnow().date(), key_totals=key_totals), budget)
 
 
 def check_rows(

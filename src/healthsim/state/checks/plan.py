@@ -18,10 +18,10 @@ from .rules import (
     SPANS,
 )
 
-__all__ = ["TypePlan", "plan_type"]
+__all__ = ["PLAIN_KEY", "TypePlan", "plan_type"]
 
 # Keys read as paths must be plain names (they go into SQL path literals of both engines).
-_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]{1,100}")
+PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]{1,100}")
 # Other top-level fields tested for being mostly dates, at most (the first by name).
 _MAX_CANDIDATES = 40
 # Object fields whose known members are read too.
@@ -46,6 +46,7 @@ class TypePlan:
     spans: list[tuple[str, str]] = field(default_factory=list)
     events: list[str] = field(default_factory=list)
     code_system: str | None = None  # the field naming the code system of ``code``
+    verify: list[str] = field(default_factory=list)  # keys whose presence is counted (see run.py)
 
     def column(self, name: str) -> tuple[str, str]:
         """The (kind, text) columns of a path name, read once however often used."""
@@ -59,7 +60,7 @@ class TypePlan:
 def plan_type(entity_type: str, keys: list[str]) -> TypePlan:
     """The plan of a type whose entities have the top-level ``keys``."""
     plan = TypePlan(entity_type)
-    plain = sorted(k for k in keys if _PLAIN_KEY.fullmatch(k))
+    plain = sorted(k for k in keys if PLAIN_KEY.fullmatch(k))
     present = set(plain)
     for parent, members in _NESTED.items():
         if parent in present:

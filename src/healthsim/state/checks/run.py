@@ -11,16 +11,18 @@ the passes and no more. Nothing is parsed in Python but the counts and the examp
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Callable, Iterator
+import re
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from dataclasses import field as _field
 from typing import Any
 
 from .._engines import Connection
+from ..version_cache import KeyTotal
 from . import sql
-from .plan import TypePlan, plan_type
-from .rules import REFERENCES, RULES
+from .plan import PLAIN_KEY, TypePlan, plan_type
+from .rules import REFERENCES
 
 __all__ = ["Found", "Scope", "run_rules"]
 
@@ -39,6 +41,9 @@ class Scope:
     base: Callable[[str | None], str]
     today: _dt.date
     only: str | None = None
+    #: Per type, what the save counted of its keys (see :mod:`..version_cache`): lets a
+    #: sample's keys stand for all when the entities' keys add up to the saved total.
+    key_totals: Mapping[str, KeyTotal] | None = None
 
     def rows(self, entity_type: str | None = None, *, checked: bool = True) -> str:
         """SQL of the rows, of one type or all (``checked``: only those checked)."""
@@ -68,6 +73,10 @@ class _Spec:
     value: str
 
 
+def _plain(key: str) -> bool:
+    return PLAIN_KEY.fullmatch(key) is not None
+
+
 def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
@@ -90,11 +99,64 @@ def run_rules(scope: Scope) -> tuple[dict[str, int], list[Found]]:
     )
     found: list[Found] = []
     with _temporary(con) as made:
-        for entity_type in checked:
-            keys = [k for (k,) in con.execute(con.engine.top_level_keys(scope.rows(entity_type))).fetchall()]
-            plan = plan_type(entity_type, keys)
-            found += _check_type(scope, plan, every, made)
+        if scope.only:  # the rows a write made: few, and their keys read at once
+            plans = {
+                t: plan_type(t, [k for (k,) in con.execute(con.engine.top_level_keys(scope.rows(t))).fetchall()])
+                for t in checked
+            }
+            _prepare_targets(scope, plans, every, made)
+            for plan in plans.values():
+                found += _check_type(scope, plan, every, made)[0]
+        else:
+            for entity_type in checked:
+                found += _check_keys(scope, entity_type, checked[entity_type], every, made)
     return checked, found
+
+
+# Names searched for in the stored text of referenced entities, at most (more: all parsed).
+_MAX_NAMES = 2000
+
+
+def _prepare_targets(scope: Scope, plans: dict[str, TypePlan], every: set[str], made: set[str]) -> None:
+    """For a check of the rows a write made: each referenced type's id table, of only the
+    entities whose stored text holds a name the rows use (one regular expression over the
+    text is far cheaper than parsing every entity); all of them when a name holds what
+    JSON escapes, or there are very many names."""
+    con = scope.con
+    for target in sorted({t for t, _ in REFERENCES.values()} & every):
+        named = [q for plan in plans.values() if (q := _named(scope, plan, target)) is not None]
+        if not named:
+            continue
+        union = " UNION ".join(named)
+        names = [
+            r for (r,) in con.execute(f"SELECT DISTINCT ref FROM ({union}) AS w LIMIT {_MAX_NAMES + 1}").fetchall()
+        ]
+        where = None
+        if len(names) <= _MAX_NAMES and not any(_UNSEARCHABLE.search(str(n)) for n in names):
+            pattern = "|".join(re.escape(str(n)) for n in names if n is not None) or "^$"
+            where = con.engine.matches("CAST(a.entity_data AS VARCHAR)", pattern.replace("'", "''"))
+        _target_ids(scope, target, made, where)
+
+
+def _check_keys(scope: Scope, entity_type: str, count: int, every: set[str], made: set[str]) -> list[Found]:
+    """The findings of one type, its keys found in the cheapest way that is exact: the keys
+    of a sample and those the save noted, when every entity's keys add up to the save's
+    total (then no entity has another key); else every entity's keys first."""
+    con = scope.con
+    total = (scope.key_totals or {}).get(entity_type) if not scope.only else None
+    if total is not None and total[0] == count:
+        sample = f"SELECT * FROM ({scope.rows(entity_type)}) AS r LIMIT {_SAMPLE}"
+        guess = list(
+            dict.fromkeys([*(k for (k,) in con.execute(con.engine.top_level_keys(sample)).fetchall()), *total[2]])
+        )
+        if all(_plain(k) for k in guess):
+            plan = plan_type(entity_type, guess)
+            plan.verify = guess
+            found, keyed = _check_type(scope, plan, every, made)
+            if keyed == total[1]:
+                return found
+    keys = [k for (k,) in con.execute(con.engine.top_level_keys(scope.rows(entity_type))).fetchall()]
+    return _check_type(scope, plan_type(entity_type, keys), every, made)[0]
 
 
 @contextmanager
@@ -108,9 +170,10 @@ def _temporary(con: Connection) -> Iterator[set[str]]:
             con.execute(f"DROP TABLE IF EXISTS {name}")
 
 
-def _check_type(scope: Scope, plan: TypePlan, every: set[str], made: set[str]) -> list[Found]:
+def _check_type(scope: Scope, plan: TypePlan, every: set[str], made: set[str]) -> tuple[list[Found], int]:
     """Every rule's findings of one type: one parse of its rows, joined to the id tables
-    of the types it references, counts every rule at once."""
+    of the types it references, counts every rule at once; and how many of the keys of
+    ``plan.verify`` its entities have in all."""
     con = scope.con
     own = _own_id(plan)  # (its columns read with the others)
     joins: dict[str, str] = {}  # alias -> JOIN clause
@@ -119,8 +182,12 @@ def _check_type(scope: Scope, plan: TypePlan, every: set[str], made: set[str]) -
     if "mrn" in plan.own_ids and "patients" in every:
         specs += _mrn_specs(scope, plan, made, joins)
     candidates = [(name, *plan.column(name)) for name in _date_candidates(scope, plan)]
+    keyed = [f"e{j}" for j in range(len(plan.verify))]
     source = f"({_parsed(scope, plan)}) AS c{''.join(joins.values())}"
-    counts = _count(con, source, specs, candidates)
+    counts = _count(con, source, specs, candidates, keyed)
+    keys = counts.pop("keyed", 0)
+    if plan.verify and keys != (scope.key_totals or {}).get(plan.entity_type, (0, -1))[1]:
+        return [], keys  # a key outside the guess: the caller reads every key first
     for name, k, t in candidates:  # mostly dates: the others are not
         dates, present = counts.pop(f"date:{name}"), counts.pop(f"present:{name}")
         if present and dates * 2 > present and dates < present:
@@ -128,18 +195,19 @@ def _check_type(scope: Scope, plan: TypePlan, every: set[str], made: set[str]) -
             counts[str(len(specs) - 1)] = present - dates
     found = [(s, counts[str(i)]) for i, s in enumerate(specs) if counts.get(str(i))]
     out = [Found(s.rule, plan.entity_type, s.field, n, _examples(con, own, s, source)) for s, n in found]
-    return _duplicates(scope, plan, own) + out
+    return _duplicates(scope, plan, own) + out, keys
 
 
 def _parsed(scope: Scope, plan: TypePlan) -> str:
     """SQL of the checked rows of the type with the plan's fields (``k{i}``, ``t{i}``),
     an empty string read as no value (a CSV's empty cell), as null is: no rule faults it."""
-    source = scope.con.engine.json_fields(scope.rows(plan.entity_type), "id, entity_id", plan.paths)
+    source = scope.con.engine.json_fields(scope.rows(plan.entity_type), "id, entity_id", plan.paths, plan.verify)
     kinds = "".join(
         f", CASE WHEN k{i} = 'string' AND t{i} = '' THEN 'null' ELSE k{i} END AS k{i}, t{i}"
         for i in range(len(plan.paths))
     )
-    return f"SELECT id, entity_id{kinds} FROM ({source}) AS f"
+    keyed = "".join(f", e{j}" for j in range(len(plan.verify)))
+    return f"SELECT id, entity_id{kinds}{keyed} FROM ({source}) AS f"
 
 
 # Rows of a type read to tell which of its other fields are mostly dates.
@@ -208,10 +276,16 @@ def _row_specs(con: Connection, plan: TypePlan, today: _dt.date) -> list[_Spec]:
     return specs
 
 
-def _count(con: Connection, source: str, specs: list[_Spec], candidates: list[tuple[str, str, str]]) -> dict[str, int]:
-    """Every rule's count, and each candidate's dates and present values, in one pass."""
+def _count(
+    con: Connection, source: str, specs: list[_Spec], candidates: list[tuple[str, str, str]], keyed: list[str]
+) -> dict[str, int]:
+    """Every rule's count, each candidate's dates and present values, and how many of
+    the ``keyed`` kind columns have a key (``keyed``), in one pass."""
     columns = [f"count(*) FILTER (WHERE {s.where}) AS n{i}" for i, s in enumerate(specs)]
     names = [str(i) for i in range(len(specs))]
+    if keyed:
+        columns.append(" + ".join(f"count(c.{k})" for k in keyed))
+        names.append("keyed")
     for name, k, t in candidates:
         columns += [
             f"count(*) FILTER (WHERE {sql.is_date(con, f'c.{k}', f'c.{t}', partial=False)})",
@@ -235,10 +309,11 @@ def _own_id(plan: TypePlan) -> str:
 
 
 def _examples(con: Connection, own: str, spec: _Spec, source: str) -> list[tuple[str, Any]]:
+    # No ORDER BY: the scan stops at the fifth match (rows come in their saved order).
     rows = con.execute(
-        f"SELECT {own}, {spec.value} FROM {source} WHERE {spec.where} ORDER BY c.id LIMIT {_EXAMPLES}"
+        f"SELECT c.id, {own}, {spec.value} FROM {source} WHERE {spec.where} LIMIT {_EXAMPLES}"
     ).fetchall()
-    return [(str(i), v) for i, v in rows]
+    return [(str(i), v) for _, i, v in sorted(rows, key=lambda r: r[0])]
 
 
 def _duplicates(scope: Scope, plan: TypePlan, own: str) -> list[Found]:
@@ -268,19 +343,40 @@ def _mrn_specs(scope: Scope, plan: TypePlan, made: set[str], joins: dict[str, st
     return [_Spec("duplicate_id", "mrn", f"c.{k} {_SCALAR} AND gm.own > 1", "gm.own")]
 
 
-def _target_ids(scope: Scope, target: str, made: set[str]) -> str:
+def _named(scope: Scope, plan: TypePlan, target: str) -> str | None:
+    """SQL of the distinct values (``ref``) the checked rows of the type give the fields
+    that name ``target`` entities (and their MRNs, for patients); None when none does."""
+    names = [f for f in plan.references if REFERENCES[f][0] == target]
+    if target == "patients" and "mrn" in plan.own_ids:
+        names.append("mrn")
+    if not names:
+        return None
+    paths = [tuple(n.split(".")) for n in names]
+    parsed = scope.con.engine.json_fields(scope.rows(plan.entity_type), "id", paths)
+    return " UNION ".join(f"SELECT t{i} AS ref FROM ({parsed}) AS n WHERE k{i} {_SCALAR}" for i in range(len(paths)))
+
+
+# A name a text search may not find as written in stored JSON: one with what JSON escapes,
+# and, as other writers may escape them, "/" and anything outside printable ASCII.
+_UNSEARCHABLE = re.compile(r'[^\x20-\x7e]|["\\/]')
+
+
+def _target_ids(scope: Scope, target: str, made: set[str], where: str | None = None) -> str:
     """A temporary table of the ids (``ref``) the entities of ``target`` may be named by,
-    over all of the scenario's rows of that type (one parse), with ``own``: how many
-    entities have it in the first of those fields (an MRN for patients); for patients
-    also the day of birth and of death (``birth``, ``death``: valid dates only, the
-    widest span per id)."""
+    over all of the scenario's rows of that type (those where ``where`` holds, over their
+    row ``a``) parsed once, with ``own``: how many entities have it in the first of those
+    fields (an MRN for patients); for patients also the day of birth and of death
+    (``birth``, ``death``: valid dates only, the widest span per id)."""
     name = f"_hs_check_ids_{target}"
     if name in made:
         return name
     con = scope.con
     fields = REFERENCES[next(r for r, (t, _) in REFERENCES.items() if t == target)][1]
     paths = [(f,) for f in fields] + ([("birth_date",), ("death_date",)] if target == "patients" else [])
-    parsed = con.engine.json_fields(scope.rows(target, checked=False), "id", paths)
+    rows = scope.rows(target, checked=False)
+    if where is not None:
+        rows = f"SELECT a.* FROM ({rows}) AS a WHERE {where}"
+    parsed = con.engine.json_fields(rows, "id", paths)
     birth = death = "NULL"
     if target == "patients":
         n = len(fields)
@@ -336,8 +432,3 @@ def _event_specs(scope: Scope, plan: TypePlan, every: set[str], made: set[str], 
         specs.append(_Spec("before_birth", name, f"{valid} AND {before}", f"c.{t}"))
         specs.append(_Spec("after_death", name, f"{valid} AND {after}", f"c.{t}"))
     return specs
-
-
-def severity(rule: str) -> str:
-    """A rule's severity."""
-    return RULES[rule][0]

@@ -8,11 +8,13 @@ from typing import Any
 from .rules import RULES
 from .run import Found
 
-__all__ = ["CHECK_BYTES", "result"]
+__all__ = ["BRIEF_BYTES", "CHECK_BYTES", "brief", "brief_lines", "left_out_text", "result", "unfit_text"]
 
 #: The answer's compact JSON (UTF-8) never exceeds this many bytes (12 KB).
 CHECK_BYTES = 12 * 1024
 _SHORT = 80  # characters of a name or value kept before it is cut
+#: The check's counts in a summary take at most this many bytes of its budget.
+BRIEF_BYTES = 1536
 
 
 def _short(value: Any) -> Any:
@@ -28,7 +30,8 @@ def _size(value: Any) -> int:
 def result(checked: dict[str, int], found: list[Found], budget: int = CHECK_BYTES) -> dict[str, Any]:
     """``{ok, checked, problems}`` (errors first, then the largest counts), at most
     ``budget`` bytes: examples go first (the last problems' first), then whole problems
-    (counted in ``problems_omitted``), then the per-type counts of ``checked``."""
+    (counted in ``problems_omitted``, their entities per severity in ``omitted_counts``),
+    then the per-type counts of ``checked``."""
     ranked = sorted(found, key=lambda f: (RULES[f.rule][0] != "error", -f.count, f.entity_type, f.field, f.rule))
     problems = [
         {
@@ -53,10 +56,66 @@ def result(checked: dict[str, int], found: list[Found], budget: int = CHECK_BYTE
         while p["examples"] and _size(out) > budget:
             p["examples"].pop()
     while problems and _size(out) > budget:
-        problems.pop()
+        gone = problems.pop()
         out["problems_omitted"] = out.get("problems_omitted", 0) + 1
+        # (what they counted still counts: ``omitted_counts`` per severity)
+        counted = out.setdefault("omitted_counts", {"error": 0, "warning": 0})
+        counted[gone["severity"]] += gone["count"]
     counts: dict[str, int] = out["checked"]
     while counts and _size(out) > budget:
         del counts[min(counts, key=lambda t: (counts[t], t))]
         out["checked_omitted"] = out.get("checked_omitted", 0) + 1
     return out
+
+
+def _fit(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def brief(answer: Any, budget: int = BRIEF_BYTES) -> dict[str, Any]:
+    """The check's counts for a summary or a report: ``ok``, ``errors`` and ``warnings``
+    (entities), and ``problems`` as ``[severity, rule, type, field, count]``, the first
+    that fit in ``budget`` bytes (``problems_omitted`` counts the others)."""
+    problems = [[p["severity"], p["rule"], p["type"][:40], p["field"][:40], p["count"]] for p in answer["problems"]]
+    gone = answer.get("omitted_counts", {})
+    out: dict[str, Any] = {
+        "ok": answer["ok"],
+        "errors": sum(p[4] for p in problems if p[0] == "error") + gone.get("error", 0),
+        "warnings": sum(p[4] for p in problems if p[0] == "warning") + gone.get("warning", 0),
+        "problems": problems,
+    }
+    omitted = answer.get("problems_omitted", 0)
+    while problems and _size(out) > budget - 40:
+        problems.pop()
+        omitted += 1
+    if omitted:
+        out["problems_omitted"] = omitted
+    return out
+
+
+def brief_lines(check: dict[str, Any]) -> list[str]:
+    """A summary's check counts as lines of text (for a terminal or a page)."""
+    head = f"check: {check['errors']:,} errors, {check['warnings']:,} warnings"
+    lines = [head if check["problems"] else "check: no problems found"]
+    for severity, rule, entity_type, field, count in check["problems"]:
+        lines.append(f"  {severity} {count:,} {entity_type}.{field} {rule}")
+    if check.get("problems_omitted"):
+        lines.append(f"  … {check['problems_omitted']:,} more (healthsim check)")
+    return lines
+
+
+def unfit_text(unfit: dict[str, Any]) -> str:
+    """``295 dates, 5 other values such as 'unknown'``: what a summary's field holds
+    besides its kind (its ``unfit``)."""
+    kind = "dates" if "dates" in unfit else "numbers"
+    return f"{unfit[kind]:,} {kind}, {unfit['other']:,} other values such as {unfit['example']!r}"
+
+
+def left_out_text(ages: dict[str, Any]) -> str:
+    """Why a summary's age bands leave entities out (empty when they leave none)."""
+    reasons = {"no_value": "no birth date", "not_a_date": "not a date", "born_after_as_of": "born after that day"}
+    parts = [f"{n:,} {reasons.get(k, k)}" for k, n in ages.get("left_out", {}).items()]
+    if not parts:
+        return ""
+    example = f" (such as {ages['left_out_example']!r})" if ages.get("left_out_example") is not None else ""
+    return f"left out: {', '.join(parts)}{example}"

@@ -173,11 +173,12 @@ class DuckDBEngine(Engine):
     def json_text(self, column: str, keys: Sequence[str]) -> str:
         return f"json_extract_string({column}, '$.{'.'.join(keys)}')"
 
-    def json_fields(self, source: str, keep: str, paths: Sequence[Sequence[str]]) -> str:
-        if not paths:
+    def json_fields(self, source: str, keep: str, paths: Sequence[Sequence[str]], keyed: Sequence[str] = ()) -> str:
+        if not paths and not keyed:
             return f"SELECT {keep} FROM ({source}) AS _hs_src"
+        every = [*paths, *((k,) for k in keyed)]
         pointers = ", ".join(
-            "'" + "".join("/" + k.replace("~", "~0").replace("/", "~1") for k in p) + "'" for p in paths
+            "'" + "".join("/" + k.replace("~", "~0").replace("/", "~1") for k in p) + "'" for p in every
         )
         kinds = (
             "CASE WHEN {v} IS NULL THEN NULL WHEN left({v}, 1) = '\"' THEN 'string' WHEN left({v}, 1) = '{{' "
@@ -189,13 +190,13 @@ class DuckDBEngine(Engine):
             "CASE WHEN left({v}, 1) <> '\"' THEN {v}::VARCHAR WHEN contains({v}, '\\') "
             "THEN json_extract_string({v}, '$') ELSE substr({v}, 2, length({v}) - 2) END"
         )
-        columns = ", ".join(
+        columns = [
             f"{kinds.format(v=f'_hs_x[{i + 1}]')} AS k{i}, {texts.format(v=f'_hs_x[{i + 1}]')} AS t{i}"
             for i in range(len(paths))
-        )
+        ] + [f"_hs_x[{len(paths) + j + 1}] AS e{j}" for j in range(len(keyed))]
         return (
-            f"SELECT {keep}, {columns} FROM (SELECT {keep}, json_extract(entity_data, [{pointers}]) AS _hs_x "
-            f"FROM ({source}) AS _hs_src) AS _hs_parsed"
+            f"SELECT {keep}, {', '.join(columns)} FROM (SELECT {keep}, "
+            f"json_extract(entity_data, [{pointers}]) AS _hs_x FROM ({source}) AS _hs_src) AS _hs_parsed"
         )
 
     def top_level_keys(self, source: str) -> str:

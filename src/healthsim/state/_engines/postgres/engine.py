@@ -188,17 +188,17 @@ class PostgresEngine(Engine):
     def json_text(self, column: str, keys: Sequence[str]) -> str:
         return f"({column}::json #>> '{{{','.join(keys)}}}')"
 
-    def json_fields(self, source: str, keep: str, paths: Sequence[Sequence[str]]) -> str:
-        if not paths:
+    def json_fields(self, source: str, keep: str, paths: Sequence[Sequence[str]], keyed: Sequence[str] = ()) -> str:
+        if not paths and not keyed:
             return f"SELECT {keep} FROM ({source}) AS _hs_src"
         # jsonb: parsed once per row, then each path is a lookup.
-        columns = ", ".join(
+        columns = [
             f"jsonb_typeof(_hs_d #> '{{{','.join(p)}}}') AS k{i}, (_hs_d #>> '{{{','.join(p)}}}') AS t{i}"
             for i, p in enumerate(paths)
-        )
+        ] + [f"(_hs_d -> '{k}') AS e{j}" for j, k in enumerate(keyed)]
         return (
-            f"SELECT {keep}, {columns} FROM (SELECT {keep}, entity_data::jsonb AS _hs_d FROM ({source}) AS _hs_src) "
-            "AS _hs_parsed"
+            f"SELECT {keep}, {', '.join(columns)} FROM (SELECT {keep}, entity_data::jsonb AS _hs_d "
+            f"FROM ({source}) AS _hs_src) AS _hs_parsed"
         )
 
     def top_level_keys(self, source: str) -> str:
