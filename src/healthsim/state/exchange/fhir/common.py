@@ -142,12 +142,17 @@ def _lookup(entity: dict[str, Any], name: str) -> Any:
     return value
 
 
+@functools.lru_cache(maxsize=1024)
+def _aliases(entity_type: str, field: str) -> tuple[str, ...]:
+    return FIELD_ALIASES.get(entity_type, {}).get(field, FIELD_ALIASES["*"].get(field, ()))
+
+
 def pick(entity: dict[str, Any], entity_type: str, field: str) -> Any:
     """The value of canonical ``field`` read through the alias table (None: absent)."""
-    value = entity.get(field, _MISSING)
-    if value is not _MISSING and value is not None:
+    value = entity.get(field)
+    if value is not None:
         return value
-    for name in FIELD_ALIASES.get(entity_type, {}).get(field, FIELD_ALIASES["*"].get(field, ())):
+    for name in _aliases(entity_type, field):
         value = _lookup(entity, name)
         if value is not _MISSING and value is not None:
             return value
