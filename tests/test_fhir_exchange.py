@@ -197,6 +197,8 @@ def test_synthea_output_fhir_folder_with_hospital_and_practitioner_bundles(store
     encounter_ids = {e["encounter_id"] for e in entities["encounters"]}
     assert {e["patient_mrn"] for e in entities["encounters"]} == patient_ids  # urn:uuid references resolved
     assert {d["encounter_id"] for d in entities["diagnoses"]} <= encounter_ids
+    # Synthea's participant: a conditional reference, Practitioner?identifier=…us-npi|…, with a display.
+    assert all(e["attending_physician"].startswith("Dr. ") for e in entities["encounters"])
     bulk = json.loads((SYNTHEA / "bulk-ndjson" / "Encounter.000.ndjson").read_text().splitlines()[0])
     assert bulk["id"] in encounter_ids
 
