@@ -43,6 +43,8 @@ def fhir_files(path: Path) -> list[Path]:
         raise InvalidScenarioFileError(path, "no such file or folder; check the path")
     if path.is_file():
         return [path]
+    if not path.is_dir():
+        raise InvalidScenarioFileError(path, "this is neither a file nor a folder (a pipe, device or socket)")
     files = sorted(
         p
         for p in path.iterdir()
@@ -123,9 +125,19 @@ class FhirSource:
             yield _check_type(path, f"entry {position}", (entry or {}).get("resource"))
 
     def resources_of(self, path: Path) -> Iterator[dict[str, Any]]:
-        """The resources of one file."""
+        """The resources of one file.
+
+        Raises:
+            InvalidScenarioFileError: the file cannot be read or is not what it should be.
+        """
         reader = self._ndjson if path.suffix == ".ndjson" else self._bundle
-        for resource in reader(path):
+        try:
+            yield from self._counted(reader(path))
+        except OSError as exc:
+            raise InvalidScenarioFileError(path, f"cannot be read: {exc.strerror or exc}") from None
+
+    def _counted(self, resources: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        for resource in resources:
             self.resources += 1
             yield resource
             if self.progress is not None and self.resources % _CHUNK == 0:
