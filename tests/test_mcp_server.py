@@ -562,6 +562,8 @@ def test_export_scenario_writes_analytics_formats(db_path: Path, tmp_path: Path)
             "ndjson",
             "parquet",
             "csv",
+            "fhir",
+            "fhir-bundle",
         ]
         folder = await call(
             client, "export_scenario", name="c", output_path=str(tmp_path / "pq"), format="parquet", types=["patients"]
