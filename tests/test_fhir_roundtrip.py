@@ -373,3 +373,12 @@ def test_resource_ids_are_uuid5_of_type_and_own_id(entity_type: str, key: str) -
     from healthsim.state.exchange.fhir.common import ID_NAMESPACE, resource_id
 
     assert resource_id(entity_type, key) == str(uuid.uuid5(ID_NAMESPACE, f"{entity_type}/{key}"))
+
+
+@given(st.text(alphabet="0123456789 ,x-", max_size=60))
+def test_long_digit_runs_are_found(text: str) -> None:
+    import re
+
+    from healthsim.state.exchange.fhir.common import may_hold_long_int
+
+    assert may_hold_long_int(text.encode()) == bool(re.search(r"[0-9]{19}", text))
