@@ -197,6 +197,8 @@ def test_synthea_output_fhir_folder_with_hospital_and_practitioner_bundles(store
     encounter_ids = {e["encounter_id"] for e in entities["encounters"]}
     assert {e["patient_mrn"] for e in entities["encounters"]} == patient_ids  # urn:uuid references resolved
     assert {d["encounter_id"] for d in entities["diagnoses"]} <= encounter_ids
+    # Synthea's participant: a conditional reference, Practitioner?identifier=…us-npi|…, with a display.
+    assert all(e["attending_physician"].startswith("Dr. ") for e in entities["encounters"])
     bulk = json.loads((SYNTHEA / "bulk-ndjson" / "Encounter.000.ndjson").read_text().splitlines()[0])
     assert bulk["id"] in encounter_ids
 
@@ -289,6 +291,12 @@ def test_errors_name_the_file_and_place_and_save_nothing(store: ScenarioStore, t
     with (ragged / "conditions.csv").open("a") as out:
         out.write("2020-01-01,only,three\n")
     _refused(store, ragged, "synthea-csv", "conditions.csv", "line ")
+    latin = tmp_path / "latin"
+    shutil.copytree(SYNTHEA_CSV, latin)
+    with (latin / "patients.csv").open("ab") as out:
+        out.write(b"x,1990-01-01,,,,,,Jos\xe9,Ruiz,,,,white,hispanic,M,,1 Main St,Boston,MA,,02101,0,0,0,0\n")
+    _refused(store, latin, "synthea-csv", "patients.csv", "not UTF-8")
+    _refused(store, tmp_path / "nowhere", "fhir", "no such file or folder")
 
 
 def test_unknown_import_format_is_refused(store: ScenarioStore, tmp_path: Path) -> None:

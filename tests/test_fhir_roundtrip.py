@@ -200,9 +200,48 @@ def typed_entities(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
     return entity_type, entity
 
 
+# Required value sets the models do not check (R4 bindings of the codes we write).
+VALUE_SETS = {
+    ("Patient", "gender"): {"male", "female", "other", "unknown"},
+    ("Encounter", "status"): {
+        "planned",
+        "arrived",
+        "triaged",
+        "in-progress",
+        "onleave",
+        "finished",
+        "cancelled",
+        "entered-in-error",
+        "unknown",
+    },
+    ("Observation", "status"): {"registered", "preliminary", "final", "amended"},
+    ("MedicationRequest", "status"): {
+        "active",
+        "on-hold",
+        "cancelled",
+        "completed",
+        "entered-in-error",
+        "stopped",
+        "draft",
+        "unknown",
+    },
+    ("MedicationRequest", "intent"): {"order"},
+    ("Claim", "status"): {"active"},
+    ("Claim", "use"): {"claim"},
+    ("Procedure", "status"): {"completed"},
+    ("Immunization", "status"): {"completed"},
+    ("DocumentReference", "status"): {"current"},
+    ("Coverage", "status"): {"active"},
+}
+
+
 def check_valid(resource: dict[str, Any]) -> None:
-    """The resource validates against the fhir.resources R4B model of its type."""
+    """The resource validates against the fhir.resources R4B model of its type, and its
+    codes of required bindings are in their value sets."""
     get_fhir_model_class(resource["resourceType"]).model_validate(resource)
+    for (kind, field), allowed in VALUE_SETS.items():
+        if resource["resourceType"] == kind and field in resource:
+            assert resource[field] in allowed, (kind, field, resource[field])
 
 
 def round_trip(entity_type: str, entity: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -334,3 +373,12 @@ def test_resource_ids_are_uuid5_of_type_and_own_id(entity_type: str, key: str) -
     from healthsim.state.exchange.fhir.common import ID_NAMESPACE, resource_id
 
     assert resource_id(entity_type, key) == str(uuid.uuid5(ID_NAMESPACE, f"{entity_type}/{key}"))
+
+
+@given(st.text(alphabet="0123456789 ,x-", max_size=60))
+def test_long_digit_runs_are_found(text: str) -> None:
+    import re
+
+    from healthsim.state.exchange.fhir.common import may_hold_long_int
+
+    assert may_hold_long_int(text.encode()) == bool(re.search(r"[0-9]{19}", text))

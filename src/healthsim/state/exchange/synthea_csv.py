@@ -211,6 +211,25 @@ def _special(stem: str, entity_type: str, entity: dict[str, Any], row: dict[str,
 
 
 def _rows(path: Path, counter: list[int]) -> Iterator[tuple[int, dict[str, str]]]:
+    """The rows of one CSV file as dicts by column name.
+
+    Raises:
+        InvalidScenarioFileError: the file cannot be read, is not UTF-8 or CSV, or a row's
+            values do not match the header (the line named).
+    """
+    try:
+        yield from _read_rows(path, counter)
+    except OSError as exc:
+        raise InvalidScenarioFileError(path, f"cannot be read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise InvalidScenarioFileError(
+            path, f"not UTF-8 text (byte {exc.start} of a block near byte {counter[0]}); Synthea writes UTF-8"
+        ) from None
+    except csv.Error as exc:
+        raise InvalidScenarioFileError(path, f"not CSV: {exc}") from None
+
+
+def _read_rows(path: Path, counter: list[int]) -> Iterator[tuple[int, dict[str, str]]]:
     with path.open("rb") as raw, io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as text:
         reader = csv.reader(text)
         header = next(reader, None)

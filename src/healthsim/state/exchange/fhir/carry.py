@@ -16,16 +16,14 @@ sign set) carry ``{"part": true}`` and are skipped on import: their primary says
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import orjson
 
-from .common import EXTENSION_URL
+from .common import EXTENSION_URL, may_hold_long_int
 
 __all__ = ["PART", "apply_carry", "carry_extension", "pop_carry", "same"]
 
-_LONG_DIGITS = re.compile(r"[0-9]{19}")
 #: The extension of a secondary resource.
 PART = {"url": EXTENSION_URL, "valueString": '{"part":true}'}
 
@@ -57,8 +55,12 @@ def carry_extension(entity: dict[str, Any], entity_type: str, base: dict[str, An
     return {"url": EXTENSION_URL, "valueString": text}
 
 
-def pop_carry(resource: dict[str, Any]) -> dict[str, Any] | None:
-    """Remove our extension from ``resource`` and return what it says (None: none)."""
+def pop_carry(resource: dict[str, Any], exact: bool | None = None) -> dict[str, Any] | None:
+    """Remove our extension from ``resource`` and return what it says (None: none).
+
+    Args:
+        exact: whether its text may hold an integer beyond 64 bits (None: look).
+    """
     extensions = resource.get("extension")
     if not isinstance(extensions, list):
         return None
@@ -70,7 +72,9 @@ def pop_carry(resource: dict[str, Any]) -> dict[str, Any] | None:
             text = extension.get("valueString", "")
             try:
                 # orjson reads an integer beyond 64 bits as a float: such text takes the exact parser.
-                carry = json.loads(text) if _LONG_DIGITS.search(text) else orjson.loads(text)
+                if exact is None:
+                    exact = may_hold_long_int(text.encode("utf-8", "surrogatepass"))
+                carry = json.loads(text) if exact else orjson.loads(text)
             except (TypeError, ValueError):
                 return None
             return carry if isinstance(carry, dict) else None

@@ -30,6 +30,7 @@ __all__ = [
     "fhir_date",
     "fhir_datetime",
     "fhir_string",
+    "may_hold_long_int",
     "number",
     "pick",
     "resource_id",
@@ -126,6 +127,16 @@ _CODE = re.compile(r"[^\s]+( [^\s]+)*")
 _MISSING = object()
 
 
+_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_LONG_RUN = b"0" * 19
+
+
+def may_hold_long_int(data: bytes) -> bool:
+    """Whether JSON text has a run of 19 digits, so maybe an integer beyond 64 bits, which
+    orjson would read as a float (two passes in C: far faster than a regular expression)."""
+    return _LONG_RUN in data.translate(_DIGITS_TO_ZERO)
+
+
 def canonical_type(entity_type: str) -> str:
     """The canonical type an entity type is read as (``labs`` is ``lab_results``)."""
     return TYPE_ALIASES.get(entity_type, entity_type)
@@ -142,12 +153,17 @@ def _lookup(entity: dict[str, Any], name: str) -> Any:
     return value
 
 
+@functools.lru_cache(maxsize=1024)
+def _aliases(entity_type: str, field: str) -> tuple[str, ...]:
+    return FIELD_ALIASES.get(entity_type, {}).get(field, FIELD_ALIASES["*"].get(field, ()))
+
+
 def pick(entity: dict[str, Any], entity_type: str, field: str) -> Any:
     """The value of canonical ``field`` read through the alias table (None: absent)."""
-    value = entity.get(field, _MISSING)
-    if value is not _MISSING and value is not None:
+    value = entity.get(field)
+    if value is not None:
         return value
-    for name in FIELD_ALIASES.get(entity_type, {}).get(field, FIELD_ALIASES["*"].get(field, ())):
+    for name in _aliases(entity_type, field):
         value = _lookup(entity, name)
         if value is not _MISSING and value is not None:
             return value

@@ -30,7 +30,7 @@ from ..export import chosen_types
 from ..formats import MANIFEST, MANIFEST_KIND, export_folder_path, fsync_file, interrupted, replace_folder
 from .bundles import write_bundles
 from .validation import require_validator
-from .writing import ExportReport, Progress, map_entities, resource_line
+from .writing import ExportReport, Progress, bulk_chunks
 
 if TYPE_CHECKING:
     from ...store import ScenarioStore
@@ -44,18 +44,16 @@ BULK_MANIFEST = "manifest.json"
 class _BulkFiles:
     """One NDJSON file per resource type in the staging folder."""
 
-    def __init__(self, staging: Path, report: ExportReport) -> None:
-        self.staging, self.report = staging, report
+    def __init__(self, staging: Path) -> None:
+        self.staging = staging
         self.files: dict[str, BinaryIO] = {}
 
-    def __call__(self, entity_type: str, resources: list[dict[str, Any]]) -> None:
-        for resource in resources:
-            kind = resource["resourceType"]
+    def write(self, lines: dict[str, bytes]) -> None:
+        for kind, data in lines.items():
             out = self.files.get(kind)
             if out is None:
                 out = self.files[kind] = open(self.staging / f"{kind}.ndjson", "wb")
-            out.write(resource_line(resource))
-            self.report.resources[kind] = self.report.resources.get(kind, 0) + 1
+            out.write(data)
 
     def close(self) -> list[str]:
         for out in self.files.values():
@@ -67,9 +65,10 @@ def _write_bulk(
     reader: ScenarioReader, staging: Path, types: list[str] | None, options: dict[str, Any]
 ) -> tuple[list[str], ExportReport]:
     report = ExportReport()
-    files = _BulkFiles(staging, report)
+    files = _BulkFiles(staging)
     try:
-        map_entities(reader, types, files, report, validate=options["validate"], progress=options["progress"])
+        for lines in bulk_chunks(reader, types, report, validate=options["validate"], progress=options["progress"]):
+            files.write(lines)
     finally:
         written = files.close()
     manifest = {

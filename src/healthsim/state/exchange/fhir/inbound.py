@@ -158,8 +158,11 @@ def _encounter(resource: dict[str, Any], hint: str) -> tuple[str, Entity]:
     _set(entity, "facility", _display((_first(resource.get("location")) or {}).get("location")))
     for participant in resource.get("participant") or []:
         role = _coding(_first(participant.get("type"))).get("code")
-        field = {"ATND": "attending_physician", "ADM": "admitting_physician"}.get(role or "")
-        if field is not None:
+        # PPRF (primary performer) is how Synthea names the clinician of an encounter.
+        field = {"ATND": "attending_physician", "PPRF": "attending_physician", "ADM": "admitting_physician"}.get(
+            role or ""
+        )
+        if field is not None and field not in entity:
             _set(entity, field, _display(participant.get("individual")))
     return "encounters", entity
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 import orjson
 
 from ...errors import InvalidScenarioFileError
+from .common import may_hold_long_int
 from .mapping import resource_entity
 from .resource_types import R4_RESOURCE_TYPES
 
@@ -43,6 +43,8 @@ def fhir_files(path: Path) -> list[Path]:
         raise InvalidScenarioFileError(path, "no such file or folder; check the path")
     if path.is_file():
         return [path]
+    if not path.is_dir():
+        raise InvalidScenarioFileError(path, "this is neither a file nor a folder (a pipe, device or socket)")
     files = sorted(
         p
         for p in path.iterdir()
@@ -53,13 +55,10 @@ def fhir_files(path: Path) -> list[Path]:
     return files
 
 
-_LONG_DIGITS = re.compile(rb"[0-9]{19}")
-
-
-def _parse(data: bytes) -> Any:
-    """JSON values; text with an integer that may pass 64 bits goes to the exact parser
-    (orjson would read it as a float)."""
-    return json.loads(data) if _LONG_DIGITS.search(data) else orjson.loads(data)
+def _parse(data: bytes, exact: bool) -> Any:
+    """JSON values; text with an integer that may pass 64 bits (``exact``) goes to the exact
+    parser (orjson would read it as a float)."""
+    return json.loads(data) if exact else orjson.loads(data)
 
 
 def _problem(path: Path, where: str, what: str) -> InvalidScenarioFileError:
@@ -87,25 +86,28 @@ class FhirSource:
         self.skipped_files: list[str] = []
         self.resources = 0
 
-    def _ndjson(self, path: Path) -> Iterator[dict[str, Any]]:
+    def _ndjson(self, path: Path) -> Iterator[tuple[dict[str, Any], bool]]:
         with path.open("rb") as file:
             for number, line in enumerate(file, 1):
                 self.done += len(line)
                 if not line.strip():
                     continue
+                exact = may_hold_long_int(line)
                 try:
-                    value = _parse(line)
+                    value = _parse(line, exact)
                 except ValueError as exc:
                     raise _problem(path, f"line {number}", f"not JSON ({exc})") from None
                 if number == 1 and len(self.files) > 1 and not (isinstance(value, dict) and "resourceType" in value):
                     self.skipped_files.append(path.name)  # a Bulk Data log, say
                     self.done += path.stat().st_size - len(line)
                     return
-                yield _check_type(path, f"line {number}", value)
+                yield _check_type(path, f"line {number}", value), exact
 
-    def _bundle(self, path: Path) -> Iterator[dict[str, Any]]:
+    def _bundle(self, path: Path) -> Iterator[tuple[dict[str, Any], bool]]:
+        data = path.read_bytes()
+        exact = may_hold_long_int(data)
         try:
-            value = _parse(path.read_bytes())
+            value = _parse(data, exact)
         except ValueError as exc:
             raise _problem(path, "the file", f"not JSON ({exc})") from None
         self.done += path.stat().st_size
@@ -120,14 +122,25 @@ class FhirSource:
         if value.get("type") in ("transaction", "batch"):
             _check_references(path, entries)
         for position, entry in enumerate(entries):
-            yield _check_type(path, f"entry {position}", (entry or {}).get("resource"))
+            yield _check_type(path, f"entry {position}", (entry or {}).get("resource")), exact
 
-    def resources_of(self, path: Path) -> Iterator[dict[str, Any]]:
-        """The resources of one file."""
+    def resources_of(self, path: Path) -> Iterator[tuple[dict[str, Any], bool]]:
+        """The resources of one file, each with whether its text may hold an integer
+        beyond 64 bits.
+
+        Raises:
+            InvalidScenarioFileError: the file cannot be read or is not what it should be.
+        """
         reader = self._ndjson if path.suffix == ".ndjson" else self._bundle
-        for resource in reader(path):
+        try:
+            yield from self._counted(reader(path))
+        except OSError as exc:
+            raise InvalidScenarioFileError(path, f"cannot be read: {exc.strerror or exc}") from None
+
+    def _counted(self, resources: Iterator[tuple[dict[str, Any], bool]]) -> Iterator[tuple[dict[str, Any], bool]]:
+        for item in resources:
             self.resources += 1
-            yield resource
+            yield item
             if self.progress is not None and self.resources % _CHUNK == 0:
                 self.progress(self.done, self.size)
 
@@ -136,8 +149,8 @@ class FhirSource:
         current: str | None = None
         chunk: list[dict[str, Any]] = []
         for path in self.files:
-            for resource in self.resources_of(path):
-                found = resource_entity(resource)
+            for resource, exact in self.resources_of(path):
+                found = resource_entity(resource, exact)
                 if found is None:
                     continue
                 entity_type, entity = found

@@ -31,14 +31,15 @@ def entity_resources(entity: Any, entity_type: str, entity_uuid: str, today: _dt
     return resources
 
 
-def resource_entity(resource: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+def resource_entity(resource: dict[str, Any], exact: bool | None = None) -> tuple[str, dict[str, Any]] | None:
     """The ``(type, entity)`` a resource stands for; None for a part of another's.
 
     A resource of our export comes back as the entity it was made from; one of elsewhere
     as its canonical reading plus ``fhir_id`` (the resource's id, to find it again), or,
-    with no canonical home, whole under ``fhir_{type}``.
+    with no canonical home, whole under ``fhir_{type}``. ``exact``: whether the resource's
+    text may hold an integer beyond 64 bits (None: not known; its extension is looked at).
     """
-    carry = pop_carry(resource)
+    carry = pop_carry(resource, exact)
     if carry is not None:
         if carry.get("part") is True:
             return None

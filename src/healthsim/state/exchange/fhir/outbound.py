@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import datetime as _dt
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -590,6 +591,9 @@ _MAPPERS: dict[str, Mapper] = {
 }
 
 
+_id_fields = functools.lru_cache(maxsize=256)(id_fields)
+
+
 def own_key(entity: dict[str, Any], entity_type: str) -> str | None:
     """The entity's own id as the mapping keys it (a patient: its MRN or patient_id)."""
     canonical = canonical_type(entity_type)
@@ -607,7 +611,7 @@ def own_key(entity: dict[str, Any], entity_type: str) -> str | None:
             if isinstance(value, (str, int)) and not isinstance(value, bool) and fhir_string(str(value))
             else None
         )
-    found = raw_entity_id(entity, id_fields(canonical))
+    found = raw_entity_id(entity, _id_fields(canonical))
     return found if found is not None and fhir_string(found) else None
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
@@ -15,7 +15,15 @@ from ...reading import ScenarioReader
 from .mapping import Unmappable, entity_resources
 from .validation import require_validator, resource_problem
 
-__all__ = ["ExportReport", "Progress", "Sink", "map_entities", "resource_line"]
+__all__ = [
+    "ExportReport",
+    "Progress",
+    "Sink",
+    "bulk_chunks",
+    "map_chunk",
+    "map_entities",
+    "resource_line",
+]
 
 Progress = Callable[[int, int], None]
 
@@ -90,3 +98,80 @@ def map_entities(
             done += len(ids)
             if progress is not None:
                 progress(done, total)
+
+
+_CHUNK = 2_000
+
+
+def map_chunk(
+    job: tuple[str, list[str], list[str], bool, _dt.date, bool],
+) -> tuple[dict[str, bytes], dict[str, int], list[tuple[str, str, str]], int]:
+    """Map one chunk of a type's entities to NDJSON lines per resource type.
+
+    Returns:
+        (lines per resource type, resources per type, skipped (reason, type, id), entities mapped).
+    """
+    entity_type, ids, texts, exact, today, validate = job
+    lookup = require_validator() if validate else None
+    lines: dict[str, list[bytes]] = {}
+    skipped: list[tuple[str, str, str]] = []
+    mapped = 0
+    for entity_id, text in zip(ids, texts, strict=True):
+        try:
+            resources = entity_resources(decode_entity(text, exact=exact), entity_type, entity_id, today)
+            if lookup is not None:
+                for resource in resources:
+                    problem = resource_problem(resource, lookup)
+                    if problem is not None:
+                        raise Unmappable(problem)
+        except Unmappable as exc:
+            skipped.append((str(exc), entity_type, entity_id))
+            continue
+        mapped += 1
+        for resource in resources:
+            lines.setdefault(resource["resourceType"], []).append(resource_line(resource))
+    return {k: b"".join(v) for k, v in lines.items()}, {k: len(v) for k, v in lines.items()}, skipped, mapped
+
+
+def _jobs(
+    reader: ScenarioReader, types: list[str] | None, validate: bool
+) -> Iterator[tuple[str, list[str], list[str], bool, _dt.date, bool]]:
+    today = reader.header.updated_at.date() if isinstance(reader.header.updated_at, _dt.datetime) else _dt.date.today()
+    exact = reader.header.metadata.get("exact_json_rows") != 0
+    for entity_type in [t for t in reader.counts if types is None or t in types]:
+        for table in reader.row_chunks(entity_type, with_ids=True):
+            ids = [str(i) for i in table.column("entity_id").to_pylist()]
+            texts = table.column("entity_data").to_pylist()
+            for start in range(0, len(ids), _CHUNK):
+                yield entity_type, ids[start : start + _CHUNK], texts[start : start + _CHUNK], exact, today, validate
+
+
+def bulk_chunks(
+    reader: ScenarioReader,
+    types: list[str] | None,
+    report: ExportReport,
+    *,
+    validate: bool,
+    progress: Progress | None,
+) -> Iterator[dict[str, bytes]]:
+    """The NDJSON lines of every entity of ``types``, a chunk at a time, in the scenario's
+    order (memory: one chunk of entities and its lines)."""
+    if validate:
+        require_validator()
+    total = sum(n for t, n in reader.counts.items() if types is None or t in types)
+    done = 0
+    for job in _jobs(reader, types, validate):
+        lines, counts, skipped, mapped = map_chunk(job)
+        done += mapped + len(skipped)
+        _account(report, counts, skipped, mapped)
+        yield lines
+        if progress is not None:
+            progress(done, total)
+
+
+def _account(report: ExportReport, counts: dict[str, int], skipped: list[tuple[str, str, str]], mapped: int) -> None:
+    report.entities += mapped
+    for kind, n in counts.items():
+        report.resources[kind] = report.resources.get(kind, 0) + n
+    for reason, entity_type, entity_id in skipped:
+        report.skip(reason, entity_type, entity_id)
