@@ -17,7 +17,7 @@ value is dropped or changed on the way to Parquet, CSV or Arrow:
   ``entity_id``, equal to an earlier field but for case (DuckDB's struct names ignore
   case), or empty, is a column of JSON text of its own named with a trailing ``_``
   (``entity_id_``; ``_`` for the empty key) in Parquet and Arrow. CSV names its columns
-  by key path instead (:mod:`.csv_format`: ``a.b`` is nested, ``a\\.b`` a key with a dot).
+  by key path instead (:mod:`healthsim.state.safe_csv`: ``a.b`` is nested, ``a\\.b`` a key with a dot).
 
 ``json_transform(entity_data, structure)`` then builds the rows, in saved order.
 """
@@ -90,7 +90,7 @@ class TypeTable:
         """The rows with objects flattened to one column per leaf and lists and JSON values
         as JSON text (the CSV layout), and the CSV names of their columns.
 
-        The names follow :func:`.csv_format.csv_column_name` (the key path joined by ``.``,
+        The names follow :func:`healthsim.state.safe_csv.csv_column_name` (the key path joined by ``.``,
         dots and backslashes inside keys escaped): unique and reversible. The SQL itself
         names its columns ``c0``, ``c1``… (DuckDB compares names ignoring case and would
         rename some), so the names are given to the file by position.
