@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,8 +29,32 @@ import pytest
 from healthsim.state import ScenarioStore
 from helpers.paths import FIXTURES
 from helpers.pg_server import PgServer
+from helpers.scheduling import memory_tempdir, rank
 
 sys.path.insert(0, str(FIXTURES))  # fixture builders such as legacy_db
+
+# Temporary files (tmp_path, the PostgreSQL server's folder, the README test's programs) in memory
+# when there is room: see helpers.scheduling. Set before pytest first asks for its base folder, and
+# in the environment so that the processes the tests start use it too.
+if (_memory_tmp := memory_tempdir()) is not None:
+    os.environ["TMPDIR"] = tempfile.tempdir = _memory_tmp
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Long tests first (see helpers.scheduling.rank), each group in file order.
+
+    pytest-xdist hands out the first quarter of the collected tests round-robin and the rest as
+    workers become free; a long test met late ran on one worker while the other had finished (the
+    README's fresh-clone test, ~2.5 min, was collected near the end). Every worker sorts alike (the
+    key depends on the test only), so the workers' collections stay equal, as xdist requires.
+    """
+    items.sort(
+        key=lambda item: rank(
+            item.nodeid,
+            slow=item.get_closest_marker("slow") is not None,
+            hypothesis=getattr(getattr(item, "function", None), "is_hypothesis_test", False),
+        )
+    )
 
 
 def _encodable(text: str) -> str:

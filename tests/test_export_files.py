@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import resource
+import shutil
 import signal
 import socket
 import subprocess
@@ -185,10 +186,25 @@ def test_the_next_export_and_query_remove_what_a_killed_one_left(db_path: Path, 
     assert hidden(tmp_path) == []
 
 
-def _scenario_for_signals(db_path: Path) -> ScenarioStore:
-    store = ScenarioStore(db_path)
-    store.save_scenario("big", {"patients": noise(400_000)})
-    return store
+@pytest.fixture(scope="session")
+def signals_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A database holding "big", 400,000 patients: saved once per worker, copied by each signal test.
+
+    The save took several seconds and four tests made the same one; a copy of the closed file is the
+    same database (the version cache beside it, if any, is copied too).
+    """
+    path = tmp_path_factory.mktemp("signals") / "big.duckdb"
+    ScenarioStore(path).save_scenario("big", {"patients": noise(400_000)})
+    return path
+
+
+def _scenario_for_signals(db_path: Path, template: Path) -> ScenarioStore:
+    db_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    shutil.copyfile(template, db_path)
+    cache = template.with_name(template.name + ".frames")
+    if cache.exists():
+        shutil.copytree(cache, db_path.with_name(db_path.name + ".frames"))
+    return ScenarioStore(db_path)
 
 
 def _start_export(db_path: Path, out: Path, format: str) -> tuple[subprocess.Popen[str], Path]:
@@ -212,9 +228,9 @@ def _start_export(db_path: Path, out: Path, format: str) -> tuple[subprocess.Pop
 @pytest.mark.slow
 @pytest.mark.parametrize("format", ["parquet", "csv"])
 def test_kill_9_during_an_export_leaves_a_folder_the_next_export_removes(
-    db_path: Path, tmp_path: Path, format: str
+    db_path: Path, tmp_path: Path, format: str, signals_template: Path
 ) -> None:
-    store = _scenario_for_signals(db_path)
+    store = _scenario_for_signals(db_path, signals_template)
     out = tmp_path / "exports" / "out"
     out.parent.mkdir()
     child, staging = _start_export(db_path, out, format)
@@ -227,9 +243,11 @@ def test_kill_9_during_an_export_leaves_a_folder_the_next_export_removes(
 
 @pytest.mark.slow
 @pytest.mark.parametrize("format", ["parquet", "csv"])
-def test_ctrl_c_during_an_export_says_interrupted_in_one_line(db_path: Path, tmp_path: Path, format: str) -> None:
+def test_ctrl_c_during_an_export_says_interrupted_in_one_line(
+    db_path: Path, tmp_path: Path, format: str, signals_template: Path
+) -> None:
     # Was "error: unexpected RuntimeError: Query interrupted (please report this)".
-    _scenario_for_signals(db_path)
+    _scenario_for_signals(db_path, signals_template)
     out = tmp_path / "exports" / "out"
     out.parent.mkdir()
     child, _ = _start_export(db_path, out, format)

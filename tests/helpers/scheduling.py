@@ -1,0 +1,65 @@
+"""Where the suite keeps its temporary files, and in which order the parallel workers take tests.
+
+Both only change how fast the suite runs, never what a test does or asserts.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+#: Memory-backed file system that Linux mounts for everyone.
+SHM = Path("/dev/shm")
+#: Room the suite wants there before it uses it: a full run writes up to ~1 GB at once (the README's
+#: fresh virtual environment, megabyte exports), and a small /dev/shm (Docker's default is 64 MB) must
+#: not turn into "no space left" failures.
+MIN_FREE = 4 << 30
+#: Set to 1 to keep the temporary files on disk (under TMPDIR or /tmp) even when /dev/shm has room.
+ON_DISK_ENV = "HEALTHSIM_TEST_TMP_ON_DISK"
+
+
+def memory_tempdir(environ: os._Environ[str] | dict[str, str] = os.environ, shm: Path = SHM) -> str | None:
+    """``/dev/shm`` when the tests' temporary files may go there, else None (stay where they are).
+
+    Every store operation opens and closes its DuckDB file, and a close checkpoints with fsync; on a
+    disk shared with other busy processes those syncs were a large part of a test's time, in memory
+    they are free. The code paths are the same (fsync is still called); only what the tests never
+    check, surviving a power cut, is not exercised. Not used when TMPDIR is set (the user chose),
+    when opted out, or when /dev/shm is missing, read-only, mounted noexec (the README test runs
+    programs from its temporary folder) or short of :data:`MIN_FREE`.
+    """
+    if environ.get("TMPDIR") or environ.get(ON_DISK_ENV, "").strip() not in ("", "0"):
+        return None
+    try:
+        stats = os.statvfs(shm)
+    except OSError:
+        return None
+    if stats.f_flag & (os.ST_RDONLY | getattr(os, "ST_NOEXEC", 0)) or not os.access(shm, os.W_OK | os.X_OK):
+        return None
+    if stats.f_bavail * stats.f_frsize < MIN_FREE:
+        return None
+    return str(shm)
+
+
+#: Tests measured to take longest (seconds on the 2-core machine), started first in this order so that
+#: no worker is left with one of them at the end. A name that no longer matches costs nothing.
+LONGEST = (
+    "tests/test_readme.py::test_readme_from_a_fresh_clone",  # ~60-150: a new venv and pip install
+    "tests/test_crash_and_concurrency.py::test_kill_during_overwrite_leaves_old_or_new",  # 2 x ~25
+    "tests/test_readme.py::test_readme_examples_run_in_order",  # ~20: ~40 CLI processes
+    "tests/test_export_files.py::test_ctrl_c_during_an_export",
+    "tests/test_export_files.py::test_kill_9_during_an_export",
+    "tests/test_crash_and_concurrency.py::test_kill_during_import",
+    "tests/test_summaries.py::test_one_parse_and_two_parses_give_one_summary",  # ~11
+    "tests/test_mcp_budgets.py::test_every_tool_fits_its_budget_on_oversized_data",  # ~10
+    "tests/test_import.py::test_provenance_stays_flat_however_often",
+    "tests/test_summaries.py::test_many_types_drop_whole_types",
+)
+
+
+def rank(nodeid: str, *, slow: bool, hypothesis: bool) -> int:
+    """Where a test goes in the order: :data:`LONGEST` first, then slow, Hypothesis, other tests."""
+    for i, prefix in enumerate(LONGEST):
+        if nodeid.startswith(prefix):
+            return i
+    return len(LONGEST) + (0 if slow else 1 if hypothesis else 2)

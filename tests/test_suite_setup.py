@@ -1,0 +1,39 @@
+"""The suite's own arrangements for speed change where files go and the order of tests, nothing else."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from helpers.scheduling import ON_DISK_ENV, memory_tempdir, rank
+
+
+def test_temporary_files_stay_where_the_user_put_them(tmp_path: Path) -> None:
+    assert memory_tempdir({"TMPDIR": str(tmp_path)}) is None
+    assert memory_tempdir({ON_DISK_ENV: "1"}) is None
+    assert memory_tempdir({}, shm=tmp_path / "missing") is None
+
+
+def test_a_folder_is_used_only_with_room_for_a_full_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import helpers.scheduling as scheduling
+
+    monkeypatch.setattr(scheduling, "MIN_FREE", 1)
+    assert memory_tempdir({}, shm=tmp_path) == str(tmp_path)
+    monkeypatch.setattr(scheduling, "MIN_FREE", 1 << 60)  # more than any disk has
+    assert memory_tempdir({}, shm=tmp_path) is None
+
+
+def test_tmp_path_is_under_the_chosen_folder(tmp_path: Path) -> None:
+    assert tmp_path.resolve().is_relative_to(Path(tempfile.gettempdir()).resolve())
+    assert os.environ.get("TMPDIR") in (None, tempfile.gettempdir())
+
+
+def test_long_tests_are_handed_out_first() -> None:
+    long = rank("tests/test_readme.py::test_readme_from_a_fresh_clone", slow=True, hypothesis=False)
+    slow = rank("tests/test_x.py::test_a_kill", slow=True, hypothesis=False)
+    prop = rank("tests/test_x.py::test_any_input", slow=False, hypothesis=True)
+    plain = rank("tests/test_x.py::test_one_case", slow=False, hypothesis=False)
+    assert long < slow < prop < plain
