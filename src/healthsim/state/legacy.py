@@ -174,7 +174,9 @@ def _migrate_one(store: ScenarioStore, path: Path, digest: str, dry_run: bool) -
         if dry_run:
             return FileReport(path, "would-migrate", plan.name, counts=expected)
         name = _free_name(store, plan.name)
-        scenario_id = import_scenario(store, path, name, provenance={"operation": "migration", "source_sha256": digest})
+        scenario_id = import_scenario(
+            store.write_scenario, path, name, provenance={"operation": "migration", "source_sha256": digest}
+        )
         with store.open_scenario(scenario_id) as reader:
             found_name, found = reader.header.name, dict(reader.counts)
         if found_name != name or found != expected:

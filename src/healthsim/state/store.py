@@ -509,7 +509,7 @@ class ScenarioStore:
                 file and the place (JSON path, line and column). Nothing is saved.
         """
         return import_scenario(
-            self,
+            self.write_scenario,
             file_path,
             name,
             overwrite,
@@ -554,7 +554,7 @@ class ScenarioStore:
         from .exchange.healthcare import import_formatted
 
         return import_formatted(
-            self,
+            self.write_scenario,
             path,
             name,
             overwrite,

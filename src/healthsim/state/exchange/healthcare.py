@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from ..errors import InvalidInputError
-
-if TYPE_CHECKING:
-    from ..store import ScenarioStore
+from .importer import SaveScenario, import_scenario
 
 __all__ = ["IMPORT_FORMATS", "import_formatted"]
 
@@ -17,7 +14,7 @@ IMPORT_FORMATS = ("json", "fhir", "synthea-csv")
 
 
 def import_formatted(
-    store: ScenarioStore,
+    save: SaveScenario,
     path: str | os.PathLike[str],
     name: str | None,
     overwrite: bool,
@@ -30,15 +27,13 @@ def import_formatted(
     """Import ``path`` in ``format``; see :meth:`ScenarioStore.import_scenario`."""
     chosen = format.lower() if isinstance(format, str) else format
     if chosen == "json":
-        return store.import_scenario_from_json(
-            path, name, overwrite, description=description, tags=tags, progress=progress
-        )
+        return import_scenario(save, path, name, overwrite, progress=progress, description=description, tags=tags)
     if chosen == "fhir":
         from .fhir.load import import_fhir
 
-        return import_fhir(store, path, name, overwrite, progress=progress, description=description, tags=tags)
+        return import_fhir(save, path, name, overwrite, progress=progress, description=description, tags=tags)
     if chosen == "synthea-csv":
         from .synthea_csv import import_synthea_csv
 
-        return import_synthea_csv(store, path, name, overwrite, progress=progress, description=description, tags=tags)
+        return import_synthea_csv(save, path, name, overwrite, progress=progress, description=description, tags=tags)
     raise InvalidInputError(f"unknown import format {format!r}; use one of: {', '.join(IMPORT_FORMATS)}")

@@ -24,14 +24,11 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import Any, BinaryIO
 
 from ..errors import InvalidScenarioFileError
-from ..reading import gc_paused
-
-if TYPE_CHECKING:  # the store calls this module; it is only named here for type hints
-    from ..store import ScenarioStore
 from ..files import home_folder_problem
+from ..reading import gc_paused
 from ..validation import normalize_tags, validate_description, validate_name
 from .json_stream import Event, JsonStream
 from .line_format import LineLayoutReader, NotLineLayout
@@ -47,7 +44,12 @@ from .shapes import (
     plan_import,
 )
 
-__all__ = ["entity_stream", "import_scenario", "survey_file"]
+__all__ = ["SaveScenario", "entity_stream", "import_scenario", "survey_file"]
+
+#: What an import saves through: a function taking a stream of ``(type, entities)`` and the
+#: scenario's fields, as :meth:`~healthsim.state.store.ScenarioStore.write_scenario` does
+#: (the store passes its own; an import never holds the store itself).
+SaveScenario = Callable[..., str]
 
 Progress = Callable[[int, int], None]  # (bytes read, file size)
 
@@ -156,7 +158,7 @@ def _record(
 
 
 def _save(
-    store: ScenarioStore,
+    save: SaveScenario,
     path: Path,
     plan: ImportPlan,
     typed: Iterator[tuple[str, Iterator[Any]]],
@@ -181,7 +183,7 @@ def _save(
             "created_at": final.created_at,
         }
 
-    return store.write_scenario(
+    return save(
         name=plan.name,
         typed_entities=typed,
         description=plan.description,
@@ -202,7 +204,7 @@ def _file_progress(file: BinaryIO, size: int, progress: Progress | None) -> Call
 
 
 def _import_line_layout(
-    store: ScenarioStore,
+    save: SaveScenario,
     path: Path,
     name: str | None,
     overwrite: bool,
@@ -215,7 +217,7 @@ def _import_line_layout(
         plan = replace(plan_import(path, Survey(fields=reader.fields), name), **overrides)
         typed = ((list_type(path, key, f"$.entities[{key!r}]"), items) for key, items in reader.lists())
         size = path.stat().st_size
-        return _save(store, path, plan, typed, overwrite, provenance, _file_progress(file, size, progress))
+        return _save(save, path, plan, typed, overwrite, provenance, _file_progress(file, size, progress))
 
 
 def _locator(stream: JsonStream, event: Event) -> Callable[[], str]:
@@ -322,7 +324,7 @@ def _name_settled(survey: Survey, name: str | None) -> bool:
 
 
 def _import_one_pass(
-    store: ScenarioStore,
+    save: SaveScenario,
     path: Path,
     name: str | None,
     overwrite: bool,
@@ -356,11 +358,11 @@ def _import_one_pass(
 
         typed = itertools.chain([] if first is None else [first], lists)
         on_chunk = _file_progress(file, path.stat().st_size, progress)
-        return _save(store, path, plan, typed, overwrite, provenance, on_chunk, final_plan)
+        return _save(save, path, plan, typed, overwrite, provenance, on_chunk, final_plan)
 
 
 def _import_two_passes(
-    store: ScenarioStore,
+    save: SaveScenario,
     path: Path,
     name: str | None,
     overwrite: bool,
@@ -373,11 +375,11 @@ def _import_two_passes(
     with path.open("rb") as file:
         typed = _walk_lists(path, JsonStream(path, file), Survey(), lambda: plan.unwrap)
         on_chunk = _file_progress(file, path.stat().st_size, progress)
-        return _save(store, path, plan, typed, overwrite, provenance, on_chunk)
+        return _save(save, path, plan, typed, overwrite, provenance, on_chunk)
 
 
 def import_scenario(
-    store: ScenarioStore,
+    save: SaveScenario,
     file_path: str | os.PathLike[str],
     name: str | None = None,
     overwrite: bool = False,
@@ -407,13 +409,13 @@ def import_scenario(
     # over (JSON values form no cycles, and each chunk is freed once inserted).
     with gc_paused():
         try:
-            return _import_line_layout(store, path, name, overwrite, provenance, progress, overrides)
+            return _import_line_layout(save, path, name, overwrite, provenance, progress, overrides)
         except NotLineLayout:
             pass  # not (or not entirely) in the export's layout: the general reader decides
         try:
-            return _import_one_pass(store, path, name, overwrite, provenance, progress, overrides)
+            return _import_one_pass(save, path, name, overwrite, provenance, progress, overrides)
         except _Replan:
-            return _import_two_passes(store, path, name, overwrite, provenance, progress, overrides)
+            return _import_two_passes(save, path, name, overwrite, provenance, progress, overrides)
 
 
 @contextmanager

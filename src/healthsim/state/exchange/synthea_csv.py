@@ -32,6 +32,7 @@ from ..errors import InvalidScenarioFileError
 from .fhir.common import SYSTEMS
 from .fhir.load import save_source
 from .fhir.vitals import VITAL_BY_CODE
+from .importer import SaveScenario
 
 __all__ = ["import_synthea_csv"]
 
@@ -263,7 +264,7 @@ def _entities(path: Path, counter: list[int]) -> Iterator[tuple[str, dict[str, A
 
 
 def import_synthea_csv(
-    store: Any,
+    save: SaveScenario,
     folder_path: str | os.PathLike[str],
     name: str | None = None,
     overwrite: bool = False,
@@ -302,7 +303,7 @@ def import_synthea_csv(
             progress(total, total)
 
     return save_source(
-        store,
+        save,
         folder,
         typed(),
         source_format="synthea-csv",

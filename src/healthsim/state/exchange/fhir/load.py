@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 
 from ...errors import InvalidScenarioFileError
+from ..importer import SaveScenario
 from .common import may_hold_long_int
 from .mapping import resource_entity
 from .resource_types import R4_RESOURCE_TYPES
@@ -205,7 +206,7 @@ def default_name(path: Path) -> str:
 
 
 def save_source(
-    store: Any,
+    save: SaveScenario,
     path: Path,
     typed: Iterator[tuple[str, list[dict[str, Any]]]],
     *,
@@ -227,7 +228,7 @@ def save_source(
         return {"provenance": record | facts()}
 
     return str(
-        store.write_scenario(
+        save(
             name=chosen,
             typed_entities=typed,
             description=description,
@@ -240,7 +241,7 @@ def save_source(
 
 
 def import_fhir(
-    store: Any,
+    save: SaveScenario,
     file_path: str | os.PathLike[str],
     name: str | None = None,
     overwrite: bool = False,
@@ -266,7 +267,7 @@ def import_fhir(
         return found
 
     return save_source(
-        store,
+        save,
         path,
         source.typed(),
         source_format="fhir",
