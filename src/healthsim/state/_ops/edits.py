@@ -128,13 +128,8 @@ def remove_entities(database: Database, name: str, entity_type: str, entity_ids:
     """Remove entities of one type, named by stored UUID or by their own id
     (``"MRN-10001"``), in one transaction. Every stored duplicate of an id goes.
 
-    Returns:
-        As :meth:`add_entities`, plus ``not_found``: the ids given that matched none.
-
-    Raises:
-        ScenarioNotFoundError: no such scenario.
-        InvalidInputError: the scenario has no such type, or an id is not a string;
-            nothing was changed.
+    The arguments, result and errors are those of
+    :meth:`~healthsim.state.store.ScenarioStore.remove_entities`.
     """
     ids = list(entity_ids) if not isinstance(entity_ids, (str, bytes)) else entity_ids
     cache = VersionCache(database)
@@ -177,20 +172,8 @@ def update_scenario(
 ) -> ScenarioListEntry:
     """Rename a scenario, change its description, add or remove tags, in one transaction.
 
-    Args:
-        new_name: the new name (the same rules as a new scenario's; it must be free).
-        description: the new description; ``""`` clears it; None keeps it.
-        add_tags: tags to add (one already there in any case is not added again).
-        remove_tags: tags to remove, in any case.
-
-    Returns:
-        The scenario's list entry after the change; ``updated_at`` moves when
-        anything changed.
-
-    Raises:
-        ScenarioNotFoundError: no such scenario.
-        ScenarioExistsError: ``new_name`` is taken.
-        InvalidInputError: a name, description or tag breaks the rules.
+    The arguments, result and errors are those of
+    :meth:`~healthsim.state.store.ScenarioStore.update_scenario`.
     """
     renamed = validate_name(new_name) if new_name is not None else None
     described = validate_description(description)
@@ -228,15 +211,11 @@ def update_scenario(
 def copy_scenario(
     database: Database, source: str, new_name: str, *, description: str | None = None, tags: Iterable[str] | None = None
 ) -> str:
-    """A new scenario with the same entities in the same order (a new scenario_id,
-    the same entity ids). Description and tags are the source's unless given.
+    """A new scenario with the same entities in the same order (a new scenario_id, the same
+    entity ids). Description and tags are the source's unless given.
 
-    Returns:
-        The new scenario_id.
-
-    Raises:
-        ScenarioNotFoundError: no such source.
-        ScenarioExistsError: ``new_name`` is taken.
+    The arguments, result and errors are those of
+    :meth:`~healthsim.state.store.ScenarioStore.copy_scenario`.
     """
     name = validate_name(new_name)
     described = validate_description(description)
@@ -278,16 +257,11 @@ def merge_scenarios(
     tags: Iterable[str] | None = None,
 ) -> str:
     """A new scenario holding the entities of every source, in source order, in one
-    transaction. With ``upsert``, a later source's entity replaces an earlier
-    source's entity of the same type and id (in place).
+    transaction. With ``upsert``, a later source's entity replaces an earlier source's
+    entity of the same type and id (in place).
 
-    Returns:
-        The new scenario_id.
-
-    Raises:
-        ScenarioNotFoundError: a source does not exist (the message names it).
-        ScenarioExistsError: ``new_name`` is taken.
-        InvalidInputError: no source was given.
+    The arguments, result and errors are those of
+    :meth:`~healthsim.state.store.ScenarioStore.merge_scenarios`.
     """
     names = [sources] if isinstance(sources, str) else list(sources)
     if not names:
@@ -324,19 +298,8 @@ def merge_scenarios(
 def delete_scenario(database: Database, name: str, *, purge: bool = False) -> bool:
     """Delete a scenario (its row, entity rows and tags) in one transaction.
 
-    The scenario goes to the trash: :meth:`restore_scenario` brings it back, with its id
-    and history, for ``HEALTHSIM_KEEP_DELETED_DAYS`` days (30). Tables of earlier
-    HealthSim releases (``patients``, …) are left alone.
-
-    Args:
-        purge: remove it and its history for good (also a scenario in the trash).
-
-    Returns:
-        True if a scenario was deleted, False if none had that name or id.
-
-    Raises:
-        ScenarioExistsError: ``purge`` with a name that a current scenario and a deleted
-            one both have; the message gives both ids (pass the one to purge).
+    The arguments, result and errors are those of
+    :meth:`~healthsim.state.store.ScenarioStore.delete_scenario`.
     """
     with connect(database) as con:
         if con is None:

@@ -54,19 +54,8 @@ from .session import (
 def load_scenario(database: Database, name: str, version: int | None = None) -> LoadedScenario:
     """Load a scenario by name or UUID (the name is tried first).
 
-    Args:
-        version: a retained earlier version, loaded exactly as it was (entities, order,
-            keys, name, description, tags, metadata); None for the current one. A
-            deleted scenario's versions load too (by name or id) until it is purged.
-
-    Returns:
-        ``scenario_id, name, version, description, entities, tags, created_at,
-        updated_at, entity_count, entities_by_type, metadata``; ``entities`` holds
-        every type in the order saved, each list in the order saved.
-
-    Raises:
-        ScenarioNotFoundError: no scenario has that name or id.
-        InvalidInputError: no such version, or it is past retention (the error says which).
+    The arguments, result and errors are those of
+    :meth:`~healthsim.state.store.ScenarioStore.load_scenario`.
     """
     with connect(database) as con, snapshot(con):
         if con is None:
@@ -109,16 +98,8 @@ def list_scenarios(
 ) -> ScenarioList:
     """List scenario summaries, newest ``updated_at`` first.
 
-    Args:
-        tag: keep scenarios with this tag (case-insensitive, trimmed).
-        search: keep scenarios whose name or description contains this text
-            (case-insensitive; ``%`` and ``_`` are literal).
-        limit: at most this many summaries (at least 1).
-        deleted: list the trash instead: deleted scenarios that can still be restored,
-            as they were when deleted, with ``deleted_at``, newest deletion first.
-
-    Returns:
-        ``{"scenarios": [summary, …], "total_count": N}``, N counting every match.
+    The arguments, result and errors are those of
+    :meth:`~healthsim.state.store.ScenarioStore.list_scenarios`.
     """
     limit = validate_limit(limit)
     tag = validate_filter(tag, "tag")
@@ -165,20 +146,8 @@ def diff_scenarios(
 ) -> ScenarioDiff:
     """What changed from ``a`` to ``b``: two scenarios, or two versions of one.
 
-    Each side is a name or id (its current version), ``"name@3"``, or a
-    ``(name, version)`` pair. Entities are matched per type by id (a repeated id by
-    occurrence); the answer stays small for any size.
-
-    Returns:
-        ``{"a": {"name", "version"}, "b": {…}, "types": {type: {"added": n,
-        "removed": n, "changed": n, "unchanged": n, "examples": {"added": [ids],
-        "removed": [ids], "changed": [{"id", "fields"}]}}}, "scenario": {field: [old, new]}}``
-        (up to 10 example ids each; ``scenario`` lists name, description and tags
-        that differ).
-
-    Raises:
-        ScenarioNotFoundError: a side does not exist.
-        InvalidInputError: a side is malformed, or its version is not retained.
+    The arguments, result and errors are those of
+    :meth:`~healthsim.state.store.ScenarioStore.diff_scenarios`.
     """
     with connect(database) as con:
         if con is None:

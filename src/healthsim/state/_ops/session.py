@@ -84,14 +84,8 @@ def scenario_label(con: Connection, sid: uuid.UUID, name: str) -> str:
 def open_scenario(database: Database, name: str, version: int | None = None) -> Iterator[ScenarioReader]:
     """Hold the database open to read one scenario in chunks (export, paging).
 
-    The file stays locked for the duration of the ``with`` block: keep it short.
-
-    Args:
-        version: an earlier version to read (its rows are gathered first, in order).
-
-    Raises:
-        ScenarioNotFoundError: no scenario has that name or id.
-        InvalidInputError: no such version, or it is past retention.
+    The arguments, result and errors are those of
+    :meth:`~healthsim.state.store.ScenarioStore.open_scenario`.
     """
     with connect(database) as con, snapshot(con):
         if con is None:

@@ -167,33 +167,8 @@ def copy_version_rows(
 def restore(database: Database, name: str, version: int | None = None, *, new_name: str | None = None) -> EditResult:
     """Bring back a version of a scenario, or a deleted scenario, in one transaction.
 
-    The version's entities, description, tags and metadata come back; in place, the
-    scenario keeps its current name.
-
-    Args:
-        name: the scenario's name or id (a deleted one's too). A name that is both a
-            current scenario's and a deleted one's means the current one when
-            ``version`` is given; without a version it is refused (which one?).
-        version: the version to bring back. None: for a deleted scenario, its last
-            version before the deletion; for a current one, the version before the
-            current one (an undo of the last change).
-        new_name: restore as a new scenario of this name (a new scenario_id, version 1)
-            instead of in place.
-
-    Returns:
-        As :meth:`add_entities`, plus ``restored_version``; ``version`` is the new
-        version; ``added``, ``removed`` and ``updated`` count the entities that really
-        differ from before (as :meth:`diff_scenarios` sees them); ``scenario`` says
-        which of the scenario's fields changed (``{"description": [old, new], "tags":
-        [old, new], "metadata": [keys]}``), and ``changed`` lists what changed of
-        ``entities``, ``description``, ``tags``, ``metadata`` (and ``name``).
-
-    Raises:
-        ScenarioNotFoundError: no scenario (nor deleted one) has that name or id.
-        ScenarioExistsError: a deleted scenario's name is taken since (pass ``new_name``),
-            ``new_name`` is taken, or ``name`` is a current and a deleted scenario's
-            and no version was given (the message gives the deleted one's id).
-        InvalidInputError: no such version, or it is past retention.
+    The arguments, result and errors are those of
+    :meth:`~healthsim.state.store.ScenarioStore.restore_scenario`.
     """
     target_name = validate_name(new_name) if new_name is not None else None
     with edit_session(database, name) as (con, now):
@@ -255,20 +230,8 @@ def purge(
 ) -> dict[str, int]:
     """Apply retention now, or a tighter one, to each scenario (or to ``name``).
 
-    Kept: the last ``keep_versions`` versions and every version of the last
-    ``keep_version_days`` days; deleted scenarios for ``keep_deleted_days`` days. Given
-    neither version bound, both are the environment's (``HEALTHSIM_KEEP_VERSIONS``, 20;
-    ``HEALTHSIM_KEEP_VERSION_DAYS``, 7); given ``keep_versions`` alone, recent versions
-    are not kept beyond it. Day counts may be ``math.inf`` (forever). A deleted
-    scenario always keeps its delete marker and the version before it, so it stays
-    restorable until ``keep_deleted_days`` pass.
-
-    Returns:
-        ``{"versions_removed": n, "deleted_scenarios_removed": m}``.
-
-    Raises:
-        ScenarioNotFoundError: ``name`` is given and no scenario has it.
-        InvalidInputError: a bound is not a positive number (the message names it).
+    The arguments, result and errors are those of
+    :meth:`~healthsim.state.store.ScenarioStore.purge_history`.
     """
     keep = keep_versions_now() if keep_versions is None else validate_limit(keep_versions, name="keep_versions")
     if keep_version_days is None:
@@ -309,13 +272,8 @@ def purge(
 def history(database: Database, name: str, limit: int = 50) -> ScenarioHistory:
     """A scenario's retained versions, newest first (also of a scenario in the trash).
 
-    Returns:
-        ``{"name", "scenario_id", "versions": [{"version", "at", "operation",
-        "changes": {"added": {type: n}, "removed": …, "updated": …}, "entity_count"}],
-        "total_count"}``.
-
-    Raises:
-        ScenarioNotFoundError: no scenario (nor deleted one) has that name or id.
+    The arguments, result and errors are those of
+    :meth:`~healthsim.state.store.ScenarioStore.scenario_history`.
     """
     limit = validate_limit(limit)
     with connect(database) as con:
