@@ -42,6 +42,7 @@ def file_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 TOOLS = {
     "summarize_scenario",
+    "check_scenario",
     "save_scenario",
     "load_scenario",
     "list_scenarios",
@@ -162,6 +163,7 @@ def test_tools_are_described_and_annotated(db_path: Path) -> None:
             "description",
             "tags",
             "overwrite",
+            "check",  # issue 24: warn | refuse
         }
 
     with_session(db_path, test)

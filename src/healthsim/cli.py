@@ -348,7 +348,7 @@ def check(
 
     Example: healthsim check diabetes-cohort
     """
-    from .state.checks import table as check_table
+    from .summary_view import check_table
 
     answer = store_of(ctx).check_scenario(name, version=version)
     if as_json:
@@ -600,7 +600,7 @@ def add(
     )
     report_edit(result, as_json)
     if "check" in result and not as_json:
-        from .state.checks import table as check_table
+        from .summary_view import check_table
 
         out.print(check_table(dict(result["check"]), width=min(out.width or 80, 80)), markup=False)
 

@@ -237,6 +237,13 @@ def _values(stats: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
+def check_table(answer: dict[str, Any], width: int = 80) -> str:
+    """A check's answer (``check_scenario``) as a table of at most ``width`` columns."""
+    from .state.checks.shape import table
+
+    return table(answer, width)
+
+
 def _ages(ages: dict[str, Any]) -> Group:
     genders = list(ages.get("genders", {}))
     extra = sorted({g for counts in ages["bands"].values() for g in counts} - set(genders))
