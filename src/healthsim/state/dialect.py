@@ -24,6 +24,7 @@ __all__ = [
     "json_text",
     "json_text_in",
     "matches",
+    "stored_entity_id",
     "top_level_keys",
 ]
 
@@ -153,3 +154,15 @@ def instant(con: Any, text: str) -> str:
     if is_postgres(con):
         return f"CAST({text} AS TIMESTAMPTZ)"
     return f"TRY_CAST({text} AS TIMESTAMPTZ)"
+
+
+def stored_entity_id(con: Any, entity_type: str, text: str) -> str | None:
+    """SQL: the stored id of the ``entity_type`` entity whose own id is the text ``text``
+    (as :mod:`.id_sql` derives it), or None where the engine cannot compute it in SQL
+    (PostgreSQL has no SHA-1 without an extension)."""
+    if is_postgres(con):
+        return None
+    from .id_sql import uuid_from_digest_sql, v5_digest_sql
+
+    name = "'" + entity_type.replace("'", "''") + ":' || " + text
+    return f"COALESCE(TRY_CAST({text} AS UUID), {uuid_from_digest_sql(v5_digest_sql(name))})"

@@ -28,7 +28,7 @@ import pyarrow as pa
 from .. import __version__
 from .bulk import ChunkEncoder, insert_chunks
 from .checks import CheckResult, check_reader
-from .checks.gate import CheckGate, check_gate, written_by
+from .checks.gate import CheckGate, check_gate
 from .checks.shape import BRIEF_BYTES, brief
 from .checks.shape import result as check_result
 from .clock import utcnow
@@ -573,7 +573,7 @@ class ScenarioStore:
             version, start = (1 if new else current_version(con, header.scenario_id) + 1), next_id(con)
             changes, types, exact_rows = add_batch(con, header, typed, now, upsert=upsert, version=version)
             if gate is not None and (new or any(changes.values())):  # check=: the rows written
-                gate(con, header.scenario_id, written_by(header.scenario_id, version, start))
+                gate(con, header.scenario_id, (version, start))
             if not (new or any(changes.values())):  # nothing changed: no new version, nothing written
                 counts = version_counts(con, header.scenario_id, version - 1)
                 if counts is None:
