@@ -247,6 +247,12 @@ class Engine(ABC):
         """SQL: the ISO 8601 date or datetime ``text`` (already checked to be one) as a
         ``TIMESTAMPTZ``, so that datetimes with different offsets compare in time order."""
 
+    @abstractmethod
+    def stored_entity_id(self, entity_type: str, text: str) -> str | None:
+        """SQL: the stored id of the ``entity_type`` entity whose own id is the SQL text
+        ``text`` (as :mod:`healthsim.state.id_sql` derives it), or None where the engine
+        cannot compute it in SQL."""
+
     # ------------------------------------------------------------------ rows in and out
 
     @abstractmethod

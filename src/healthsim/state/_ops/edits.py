@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from ..checks.gate import CheckGate, written_by
+from ..checks.gate import CheckGate
 from ..clock import utcnow
 from ..database import Database, connect
 from ..editing import (
@@ -88,7 +88,7 @@ def add(
         version, start = (1 if new else current_version(con, header.scenario_id) + 1), next_id(con)
         changes, types, exact_rows = add_batch(con, header, typed, now, upsert=upsert, version=version)
         if gate is not None and (new or any(changes.values())):  # check=: the rows written
-            gate(con, header.scenario_id, written_by(header.scenario_id, version, start))
+            gate(con, header.scenario_id, (version, start))
         if not (new or any(changes.values())):  # nothing changed: no new version, nothing written
             counts = version_counts(con, header.scenario_id, version - 1)
             if counts is None:

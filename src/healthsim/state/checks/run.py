@@ -128,6 +128,8 @@ def _prepare_targets(scope: Scope, plans: dict[str, TypePlan], every: set[str], 
         if not named:
             continue
         union = " UNION ".join(named)
+        if target != "patients" and _by_stored_id(scope, target, union, made):
+            continue
         names = [
             r for (r,) in con.execute(f"SELECT DISTINCT ref FROM ({union}) AS w LIMIT {_MAX_NAMES + 1}").fetchall()
         ]
@@ -341,6 +343,25 @@ def _mrn_specs(scope: Scope, plan: TypePlan, made: set[str], joins: dict[str, st
     k, t = plan.column("mrn")
     joins["gm"] = f" LEFT JOIN {ids} gm ON gm.ref = c.{t}"
     return [_Spec("duplicate_id", "mrn", f"c.{k} {_SCALAR} AND gm.own > 1", "gm.own")]
+
+
+def _by_stored_id(scope: Scope, target: str, union: str, made: set[str]) -> bool:
+    """Make the id table of ``target`` from the entities whose stored id is the one their
+    own id would give each name of ``union`` (no text is searched, none parsed but
+    those); True when that found every name (else the caller searches)."""
+    con = scope.con
+    stored = con.engine.stored_entity_id(target, "w.ref")
+    if stored is None:
+        return False
+    con.execute(f"{con.engine.create_temp(con, '_hs_check_named')} AS SELECT DISTINCT ref FROM ({union}) AS w")
+    made.add("_hs_check_named")
+    ids = _target_ids(scope, target, made, f"a.entity_id IN (SELECT {stored} FROM _hs_check_named w)")
+    (missing,) = con.execute(
+        f"SELECT count(*) FROM _hs_check_named w WHERE NOT EXISTS (SELECT 1 FROM {ids} g WHERE g.ref = w.ref)"
+    ).fetchall()[0]
+    if missing:
+        made.discard(ids)
+    return not missing
 
 
 def _named(scope: Scope, plan: TypePlan, target: str) -> str | None:

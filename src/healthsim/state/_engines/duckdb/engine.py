@@ -14,7 +14,7 @@ import duckdb
 import pyarrow as pa
 
 from ...errors import DatabaseError, InvalidInputError, QueryError
-from ...id_sql import entity_rows_sql
+from ...id_sql import entity_rows_sql, uuid_from_digest_sql, v5_digest_sql
 from ..base import AnalyticsConnection, Connection, Engine, Params
 from .connection import DuckConnection, open_file, process_lock, restrict_permissions, transaction
 from .sandbox import check_statement, run_sandboxed
@@ -204,6 +204,10 @@ class DuckDBEngine(Engine):
 
     def instant(self, text: str) -> str:
         return f"TRY_CAST({text} AS TIMESTAMPTZ)"
+
+    def stored_entity_id(self, entity_type: str, text: str) -> str | None:
+        name = "'" + entity_type.replace("'", "''") + ":' || " + text
+        return f"COALESCE(TRY_CAST({text} AS UUID), {uuid_from_digest_sql(v5_digest_sql(name))})"
 
     # ------------------------------------------------------------------ rows in and out
 

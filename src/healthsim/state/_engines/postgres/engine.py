@@ -210,6 +210,9 @@ class PostgresEngine(Engine):
     def instant(self, text: str) -> str:
         return f"CAST({text} AS TIMESTAMPTZ)"
 
+    def stored_entity_id(self, entity_type: str, text: str) -> str | None:
+        return None  # PostgreSQL has no SHA-1 without an extension: ids are derived in DuckDB
+
     # ------------------------------------------------------------------ rows in and out
 
     def next_entity_id(self, con: Connection) -> int:
