@@ -603,3 +603,17 @@ def test_kill_during_an_add_leaves_the_scenario_before_or_after(db_path: Path) -
         outcomes.add(len(added))
         assert orphan_rows(db_path) == 0
     assert 0 in outcomes, outcomes  # some kills landed before the commit
+
+
+def test_a_nul_in_an_entity_does_not_stop_edits_diffs_summaries_or_checks(store: ScenarioStore) -> None:
+    # PostgreSQL's JSON functions refuse the escape \u0000 that json keeps as given: an
+    # overwrite (its real difference), an upsert, a diff, a summary and a check all read it.
+    rows = [{"patient_id": "A", "note": "x\x00y", "\x00key": 1}, {"patient_id": "B\x00", "v": 1}]
+    store.save_scenario("nul", {"patients": rows})
+    store.save_scenario("nul", {"patients": [*rows, {"patient_id": "C"}]}, overwrite=True)
+    added = store.add_entities("nul", {"patients": [{"patient_id": "B\x00", "v": 2}]})
+    assert added["updated"] == {"patients": 1} and added["added"] == {}
+    assert store.diff_scenarios(("nul", 1), "nul")["types"]["patients"]["added"] == 1
+    assert store.summarize_scenario("nul")["types"]["patients"]["count"] == 3
+    assert store.check_scenario("nul")["checked"] == {"patients": 3}
+    assert store.load_scenario("nul")["entities"]["patients"][0] == rows[0]

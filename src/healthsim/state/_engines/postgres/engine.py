@@ -35,6 +35,19 @@ _SERVER_DATABASE = (
 )
 
 
+def _parsable(column: str) -> str:
+    """SQL: the JSON ``column`` as PostgreSQL's JSON functions can read it. They refuse the
+    escape ``\\u0000`` (no text type holds a NUL: "unsupported Unicode escape sequence"),
+    which stored entities may hold (``json`` keeps the text as given); where it is found it
+    is read as ``\\u0001``, which keeps every value's kind and the text valid JSON (also
+    after an escaped backslash). Only what is computed sees the change: the stored text
+    is never altered."""
+    return (
+        f"(CASE WHEN strpos({column}::text, '\\u0000') > 0 "
+        f"THEN regexp_replace({column}::text, '\\\\u0000', '\\\\u0001', 'g')::json ELSE {column}::json END)"
+    )
+
+
 def _team(database: object) -> TeamDatabase:
     if not isinstance(database, TeamDatabase):  # (engine_for gave this engine a URL's database)
         raise TypeError(f"{database!r} is not a PostgreSQL database")
@@ -173,7 +186,7 @@ class PostgresEngine(Engine):
 
     def has_scalar(self, column: str, field: str) -> str:
         key = field.replace("'", "''")
-        return f"json_typeof({column} -> '{key}') IN ('string', 'number')"
+        return f"json_typeof({_parsable(column)} -> '{key}') IN ('string', 'number')"
 
     def matches(self, column: str, pattern: str) -> str:
         return f"({column})::TEXT ~ '{pattern}'"
@@ -197,14 +210,14 @@ class PostgresEngine(Engine):
             for i, p in enumerate(paths)
         ] + [f"(_hs_d -> '{k}') AS e{j}" for j, k in enumerate(keyed)]
         return (
-            f"SELECT {keep}, {', '.join(columns)} FROM (SELECT {keep}, entity_data::jsonb AS _hs_d "
+            f"SELECT {keep}, {', '.join(columns)} FROM (SELECT {keep}, {_parsable('entity_data')}::jsonb AS _hs_d "
             f"FROM ({source}) AS _hs_src) AS _hs_parsed"
         )
 
     def top_level_keys(self, source: str) -> str:
         return (
-            f"SELECT DISTINCT json_object_keys(entity_data) AS k FROM ({source}) AS _hs_src "
-            "WHERE json_typeof(entity_data) = 'object'"
+            f"SELECT DISTINCT json_object_keys(d) AS k FROM (SELECT {_parsable('entity_data')} AS d "
+            f"FROM ({source}) AS _hs_src) AS _hs_parsed WHERE json_typeof(d) = 'object'"
         )
 
     def instant(self, text: str) -> str:
