@@ -39,8 +39,10 @@ _SHOWN_PARAMETERS = frozenset(
 )
 _CONNINFO = re.compile(r"\s*([A-Za-z_]+)\s*=")
 #: A ``user:password@`` part without a scheme (``u:pw@h/db``, ``postgresql:u:pw@h``): not a
-#: file path that starts with ``/``, ``~``, ``.``, or a Windows drive.
-_CREDENTIALS = re.compile(r"(?![A-Za-z]:[\\/]|[/~.\\])[^@]*:.*@", re.DOTALL)
+#: file path that starts with ``/``, ``~``, ``.``, or (on Windows only: elsewhere ``u:/pw@h``
+#: is a user and a password) a drive.
+_DRIVE = r"[A-Za-z]:[\\/]|" if os.name == "nt" else ""
+_CREDENTIALS = re.compile(rf"(?!{_DRIVE}[/~.\\])[^@]*:.*@", re.DOTALL)
 #: A password parameter, wherever it is (``u@h/db?password=…`` without a scheme).
 _PASSWORD_PARAMETER = re.compile(r"(ssl)?password\s*=", re.IGNORECASE)
 _PLAIN_USER = re.compile(r"[A-Za-z0-9_.\-]+")
@@ -95,10 +97,13 @@ def show_database(value: Any) -> str:
         return "a libpq key=value connection string (not shown: it may hold a password)"
     prefix = _PREFIX.match(text)
     head = f"{prefix.group(1)}{prefix.group(2)}" if prefix else ""
-    return head + _show_rest(text[prefix.end() :] if prefix else text)
+    # "name:/x@h" may be a mistyped scheme and a user, or a user and a password starting with
+    # "/": a lone user part there is hidden too.
+    unsure = prefix is not None and prefix.group(2) == ":/"
+    return head + _show_rest(text[prefix.end() :] if prefix else text, hide_user=unsure)
 
 
-def _show_rest(rest: str) -> str:
+def _show_rest(rest: str, *, hide_user: bool = False) -> str:
     """What follows ``scheme://``, read as libpq reads it: the credentials end at the first
     ``@`` (unless a ``/`` comes first: then there are none)."""
     end = next((i for i, c in enumerate(rest) if c in "@/"), len(rest))
@@ -113,7 +118,7 @@ def _show_rest(rest: str) -> str:
     shown = ""
     if credentials is not None:
         user, has_password, _ = credentials.partition(":")
-        shown = f"{_user(user)}{':***' if has_password else ''}@"
+        shown = f"{HIDDEN if hide_user and user and not has_password else _user(user)}{':***' if has_password else ''}@"
     location, question, query = remainder.partition("?")
     hosts, slash, path = location.partition("/")
     shown += ",".join(_host(part) for part in hosts.split(",")) if hosts else ""
