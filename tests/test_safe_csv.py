@@ -117,4 +117,6 @@ def test_column_names_by_example() -> None:
     assert csv_column_name(["entity_id"]) == "\\entity_id"
     assert csv_column_name(["o", "entity_id"]) == "o.entity_id"
     assert csv_column_name(["=x"]) == "\\=x"
+    assert csv_column_name(["'="]) == "\\'="  # a quote, then a formula: neutralise_cell would add one
+    assert csv_key_path("\\'=") == ["'="]
     assert csv_key_path("entity_id") == ["entity_id"]

@@ -155,10 +155,11 @@ def csv_column_name(path: Sequence[str]) -> str:
     """The CSV column of the value at key ``path`` (top-level key first).
 
     Keys are escaped (``\\`` → ``\\\\``, ``.`` → ``\\.``) and joined by ``.``; a name that
-    would start like a formula, or be ``entity_id`` for a top-level key, gets a ``\\`` in front.
+    would start like a formula (also after a ``'``: :func:`neutralise_cell` would change
+    it), or be ``entity_id`` for a top-level key, gets a ``\\`` in front.
     """
     name = ".".join(_escape(key) for key in path)
-    if (len(path) == 1 and path[0] == ID_COLUMN) or (name and name[0] in FORMULA_STARTS):
+    if (len(path) == 1 and path[0] == ID_COLUMN) or (name and (name[0] in FORMULA_STARTS or _risky(name))):
         name = "\\" + name
     return name
 
