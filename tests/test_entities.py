@@ -9,6 +9,7 @@ import json
 import uuid
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pydantic
@@ -299,3 +300,16 @@ def test_iter_typed_entities_shape_errors() -> None:
     with pytest.raises(InvalidEntityError, match=r"entities\['patients'\] must be a list"):
         list(iter_typed_entities({"patients": {"patient_id": 1}}))
     assert [t for t, _ in iter_typed_entities({"Patient": [], "lab_result": []})] == ["patients", "lab_results"]
+
+
+@pytest.mark.parametrize("big", [1, 10**20])  # the fast encoder, and the exact one (past 64 bits)
+def test_both_encoders_take_100_levels_and_refuse_101(big: int) -> None:
+    def nested(levels: int) -> dict[str, Any]:
+        value: Any = []
+        for _ in range(levels - 2):
+            value = [value]
+        return {"n": big, "deep": value}  # the entity, then levels - 1 of lists
+
+    assert encode_entity(nested(100), "patients", 0)
+    with pytest.raises(InvalidEntityError, match="deeper than 100"):
+        encode_entity(nested(101), "patients", 0)

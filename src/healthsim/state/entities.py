@@ -259,7 +259,7 @@ def to_plain(value: Any, path: str = "$", depth: int = 1) -> Any:
         if not math.isfinite(value):
             raise UnrepresentableValue(path, f"is {value!r}, which JSON cannot represent; use null or a number")
         return float(value)
-    if depth >= MAX_DEPTH and isinstance(value, (dict, list, tuple)):
+    if depth > MAX_DEPTH and isinstance(value, (dict, list, tuple)):
         raise UnrepresentableValue(path, f"nests deeper than {MAX_DEPTH} levels")
     if isinstance(value, Mapping):
         out = {}
