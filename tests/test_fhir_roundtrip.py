@@ -191,10 +191,16 @@ FIELDS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
 extras = st.dictionaries(st.text(min_size=1, max_size=8), json_values, max_size=3)
 
 
+_NAMED = words.filter(lambda text: text.strip() != "")
+
+
 @st.composite
 def typed_entities(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
     entity_type = draw(st.sampled_from(sorted(FIELDS)))
     required, optional = FIELDS[entity_type]
+    # A required name that is all blanks cannot become a resource: the export reports such an
+    # entity instead (tests/test_fhir_exchange.py), so the round trip draws names with a letter.
+    required = {key: _NAMED if value is words else value for key, value in required.items()}
     entity = draw(extras)
     entity.update(draw(st.fixed_dictionaries(required, optional=optional)))
     return entity_type, entity
