@@ -85,6 +85,26 @@ def test_add_with_check(store: ScenarioStore, tmp_path: Path) -> None:
     assert json.loads(as_json.output)["check"]["problems"][0]["rule"] in ("duplicate_id", "unresolved_reference")
 
 
+def test_save_with_check(store: ScenarioStore, tmp_path: Path) -> None:
+    cohort = tmp_path / "cohort.json"
+    entities = {"patients": [{"mrn": "M1"}], "encounters": [{"encounter_id": "E1", "patient_mrn": "nobody"}]}
+    cohort.write_text(json.dumps(entities))
+    refused = run("save", "checked", "--from", str(cohort), "--check", "refuse")
+    assert refused.exit_code == 1 and "nothing was written" in refused.output, refused.output
+    assert "checked" not in [s["name"] for s in store.list_scenarios()["scenarios"]]
+    warned = run("save", "checked", "--from", str(cohort), "--check", "warn")
+    assert warned.exit_code == 0, warned.output
+    assert "saved 'checked'" in warned.output and "unresolved_reference" in warned.output
+    as_json = json.loads(
+        run("save", "checked", "--from", str(cohort), "--check", "warn", "--overwrite", "--json").output
+    )
+    assert as_json["name"] == "checked" and as_json["check"]["problems"][0]["rule"] == "unresolved_reference"
+    plain = json.loads(run("save", "plain", "--from", str(cohort), "--json").output)
+    assert "check" not in plain  # no check asked: none made
+    answer = store.import_scenario_from_json(cohort, "lib", check="warn")
+    assert isinstance(answer, dict) and answer["check"]["ok"] is False
+
+
 def call(db: str, tool: str, arguments: dict[str, Any]) -> Any:
     """One tool call through the official client, in process."""
 

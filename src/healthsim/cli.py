@@ -224,15 +224,21 @@ def save(
         list[str] | None, typer.Option("--tag", help="A tag; repeat for more (replaces the file's).")
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace a scenario of the same name.")] = False,
+    check_mode: Annotated[
+        str | None,
+        typer.Option(
+            "--check", help="warn: check the entities and show the problems; refuse: also save nothing on errors."
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Save entities from a JSON file as a named scenario.
 
-    Example: healthsim save diabetes-cohort --from cohort.json --tag diabetes --tag testing
+    Example: healthsim save diabetes-cohort --from cohort.json --tag diabetes --check warn
     """
     store = store_of(ctx)
     with progress_bar("saving", unit_bytes=True) as progress:
-        scenario_id = store.import_scenario_from_json(
+        saved = store.import_scenario_from_json(
             from_file,
             name,
             overwrite,
@@ -240,8 +246,18 @@ def save(
             progress=progress,
             description=description,
             tags=tag,
+            check=check_mode,
         )
-    report_saved(store, scenario_id, "saved", as_json)
+    if check_mode is None:
+        report_saved(store, saved, "saved", as_json)
+        return
+    if as_json:
+        print_json({**store.scenario_summary(saved["scenario_id"]), "check": saved["check"]})
+        return
+    report_saved(store, saved["scenario_id"], "saved", as_json)
+    from .summary_view import check_table
+
+    out.print(check_table(dict(saved["check"]), width=min(out.width or 80, 80)), markup=False)
 
 
 @app.command()

@@ -10,6 +10,7 @@ a PostgreSQL team store), does its work in one transaction, and closes it again.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import os
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -487,7 +488,8 @@ class ScenarioStore:
         tags: Iterable[str] | None = None,
         provenance: Mapping[str, Any] | None = None,
         progress: Callable[[int, int], None] | None = None,
-    ) -> str:
+        check: str | None = None,
+    ) -> Any:
         """Import a scenario file: the 1.0 format or a legacy HealthSim shape.
 
         Args:
@@ -499,17 +501,22 @@ class ScenarioStore:
             provenance: further facts recorded in ``metadata["provenance"]`` (e.g.
                 ``{"operation": "save"}`` for ``healthsim save --from``).
             progress: called with (bytes read, file size) as it goes.
+            check: as for :meth:`save_scenario` (``healthsim save --check``).
 
         Returns:
-            The scenario_id: the file's, if it is a UUID not used by another scenario.
+            The scenario_id: the file's, if it is a UUID not used by another scenario;
+            with ``check``, ``{"scenario_id", "check"}``.
 
         Raises:
             ScenarioExistsError: the name is taken and ``overwrite`` is false.
             InvalidScenarioFileError: the file cannot be imported; the message names the
                 file and the place (JSON path, line and column). Nothing is saved.
+            CheckFailedError: ``check="refuse"`` and the check found errors (nothing is saved).
         """
-        return import_scenario(
-            self.write_scenario,
+        gate = check_gate(check, name if name is not None else os.fsdecode(file_path))
+        save = self.write_scenario if gate is None else functools.partial(self.write_scenario, after_rows=gate)
+        sid = import_scenario(
+            save,
             file_path,
             name,
             overwrite,
@@ -518,6 +525,7 @@ class ScenarioStore:
             description=description,
             tags=None if tags is None else list(tags),
         )
+        return sid if gate is None else {"scenario_id": sid, "check": gate.answer}
 
     def import_scenario(
         self,
