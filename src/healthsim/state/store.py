@@ -446,18 +446,21 @@ class ScenarioStore:
         """
         if check_format(format) in FHIR_FORMATS:  # issue 23: FHIR R4 has its own writer
             from .exchange.fhir.export import export_fhir
+            from .exchange.fhir.validation import require_validator
 
-            return export_fhir(
-                self,
-                name,
-                path,
-                format=format.lower(),
-                version=version,
-                types=types,
-                progress=progress,
-                strict=strict,
-                validate=validate,
-            )
+            if validate:
+                require_validator()  # before anything is read
+            with self.open_scenario(name, version) as reader:
+                return export_fhir(
+                    reader,
+                    self.path,
+                    path,
+                    format=format.lower(),
+                    types=types,
+                    progress=progress,
+                    strict=strict,
+                    validate=validate,
+                )
         with self.open_scenario(name, version) as reader:
             return export_formatted(reader, self.path, path, format=format, types=types, progress=progress)
 

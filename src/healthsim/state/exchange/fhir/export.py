@@ -33,7 +33,7 @@ from .validation import require_validator
 from .writing import ExportReport, Progress, bulk_chunks
 
 if TYPE_CHECKING:
-    from ...store import ScenarioStore
+    from ..._engines import Database
 
 __all__ = ["BULK_MANIFEST", "REPORT", "export_fhir"]
 
@@ -115,19 +115,20 @@ def _finish(
 
 
 def export_fhir(
-    store: ScenarioStore,
-    name: str,
+    opened: ScenarioReader,
+    database: Database,
     path: str | os.PathLike[str] | None,
     *,
     format: str,
-    version: int | None,
     types: list[str] | None,
     progress: Progress | None = None,
     strict: bool = False,
     validate: bool = False,
 ) -> Path:
-    """Write a scenario as a FHIR Bulk Data folder or a folder of transaction Bundles;
-    see :meth:`ScenarioStore.export_scenario`.
+    """Write the scenario version ``opened`` reads as a FHIR Bulk Data folder or a folder of
+    transaction Bundles (``database``: the reader's, which no output may replace); see
+    :meth:`ScenarioStore.export_scenario`, which checks the ``fhir`` extra (``validate``)
+    before it opens the scenario.
 
     Raises:
         InvalidInputError: the folder cannot be written, or ``strict`` and some entity
@@ -135,10 +136,10 @@ def export_fhir(
         MissingDependencyError: ``validate`` without the ``fhir`` extra installed.
     """
     if validate:
-        require_validator()  # before anything is read
-    with store.open_scenario(name, version) as opened, in_duckdb(opened) as reader:
+        require_validator()
+    with in_duckdb(opened) as reader:
         chosen = chosen_types(reader, types)
-        folder = export_folder_path(reader.header.name, path, format, store.path)
+        folder = export_folder_path(reader.header.name, path, format, database)
         try:
             folder.parent.mkdir(parents=True, exist_ok=True)
             remove_stale_partials(folder)
