@@ -60,7 +60,7 @@ def load_scenario(database: Database, name: str, version: int | None = None) -> 
     with connect(database) as con, snapshot(con):
         if con is None:
             raise ScenarioNotFoundError(str(name))
-        sid, current = resolve(database, con, name, deleted_too=version is not None)
+        sid, current = resolve(con, name, deleted_too=version is not None)
         params: dict[str, Any] = {"sid": sid}
         if version is None or (current is not None and version == current[1]):
             assert current is not None
@@ -180,7 +180,7 @@ def diff_side(database: Database, con: Connection, side: Any) -> tuple[uuid.UUID
                 name, version = head, int(number)
     else:
         raise InvalidInputError(f"a diff side is a name, 'name@version' or (name, version), not {side!r}")
-    sid, current = resolve(database, con, name, deleted_too=version is not None)
+    sid, current = resolve(con, name, deleted_too=version is not None)
     if current is not None and version in (None, current[1]):
         header, latest = current
         tags = scenario_tags(con, [sid]).get(sid, [])

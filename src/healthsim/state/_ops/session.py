@@ -56,9 +56,7 @@ def list_entry(database: Database, name: str) -> ScenarioListEntry:
         return as_list_entry(reader.summary())
 
 
-def resolve(
-    database: Database, con: Connection, name: str, *, deleted_too: bool
-) -> tuple[uuid.UUID, tuple[ScenarioHeader, int] | None]:
+def resolve(con: Connection, name: str, *, deleted_too: bool) -> tuple[uuid.UUID, tuple[ScenarioHeader, int] | None]:
     """The scenario of that name or id: ``(id, (header, current version))``, or for a
     scenario in the trash (``deleted_too``) ``(id, None)``.
 
@@ -90,7 +88,7 @@ def open_scenario(database: Database, name: str, version: int | None = None) -> 
     with connect(database) as con, snapshot(con):
         if con is None:
             raise ScenarioNotFoundError(str(name))
-        sid, current = resolve(database, con, name, deleted_too=version is not None)
+        sid, current = resolve(con, name, deleted_too=version is not None)
         if current is not None and version in (None, current[1]):
             yield ScenarioReader(con, current[0], current[1])
             return

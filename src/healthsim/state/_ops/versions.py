@@ -173,7 +173,7 @@ def restore(database: Database, name: str, version: int | None = None, *, new_na
     target_name = validate_name(new_name) if new_name is not None else None
     with edit_session(database, name) as (con, now):
         try:
-            sid, current = resolve(database, con, name, deleted_too=True)
+            sid, current = resolve(con, name, deleted_too=True)
         except ScenarioNotFoundError:
             raise ScenarioNotFoundError(
                 str(name),
@@ -247,7 +247,7 @@ def purge(
         with transaction(con):
             before = con.execute(f"SELECT count(*) FROM {VERSIONS}").fetchall()[0][0]
             if name is not None:
-                sid, _ = resolve(database, con, name, deleted_too=True)
+                sid, _ = resolve(con, name, deleted_too=True)
                 ids = [sid]
             else:
                 ids = [row[0] for row in con.execute(f"SELECT DISTINCT scenario_id FROM {VERSIONS}").fetchall()]
@@ -279,7 +279,7 @@ def history(database: Database, name: str, limit: int = 50) -> ScenarioHistory:
     with connect(database) as con:
         if con is None:
             raise ScenarioNotFoundError(str(name))
-        sid, _ = resolve(database, con, name, deleted_too=True)
+        sid, _ = resolve(con, name, deleted_too=True)
         return cast(ScenarioHistory, version_list(con, sid, scenario_label(con, sid, name), limit))
 
 

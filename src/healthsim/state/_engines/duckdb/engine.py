@@ -6,7 +6,7 @@ import datetime as _dt
 import os
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, closing, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, cast
 
@@ -244,7 +244,7 @@ class DuckDBEngine(Engine):
     def computing(self, con: Connection | None) -> AbstractContextManager[AnalyticsConnection]:
         if con is not None:
             return nullcontext(_duck(con))
-        return _closing(local_duckdb())
+        return closing(local_duckdb())
 
     def analysed(self, con: Connection, rows_sql: str) -> AbstractContextManager[AnalyticsConnection | None]:
         return nullcontext(None)  # the file's own connection is DuckDB already
@@ -253,14 +253,6 @@ class DuckDBEngine(Engine):
 def _duck(con: Connection) -> DuckConnection:
     """``con`` as the DuckDB connection it is (this engine only ever hands out those)."""
     return cast(DuckConnection, con)
-
-
-@contextmanager
-def _closing(con: DuckConnection) -> Iterator[AnalyticsConnection]:
-    try:
-        yield con
-    finally:
-        con.close()
 
 
 def _make_folder(path: Path) -> None:

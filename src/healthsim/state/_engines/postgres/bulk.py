@@ -34,7 +34,6 @@ else:
 
 __all__ = [
     "ANALYZE_MIN_ROWS",
-    "COMPACT",
     "analyze_written",
     "chunk_text",
     "copy_rows",
@@ -62,11 +61,6 @@ def _duck() -> DuckConnection:
     if con is None:
         con = _local.duck = local_duckdb({"threads": 2})
     return con
-
-
-#: Marks an encoder chunk whose texts are all compact JSON the library wrote: such text
-#: holds no raw tab, CR or line feed, so only its backslashes need ``COPY``'s escaping.
-COMPACT = COMPACT_CHUNK
 
 
 def _escaped(sql: str, *, compact: bool = False) -> str:
@@ -178,7 +172,7 @@ def analyze_written(con: PgConnection) -> list[str]:
 def chunk_text(chunk: pa.Table, scenario_id: uuid.UUID, now: _dt.datetime) -> bytes:
     """One encoder chunk as the ``COPY`` text of :func:`insert_text` (in the chunk's
     order: DuckDB keeps a plain projection of a registered table in order)."""
-    compact = chunk.schema.metadata is not None and chunk.schema.metadata.get(COMPACT) == b"1"
+    compact = chunk.schema.metadata is not None and chunk.schema.metadata.get(COMPACT_CHUNK) == b"1"
     return copy_text(
         f"SELECT $sid AS scenario_id, entity_type, _uuid, entity_data, $now AS created_at FROM ({entity_rows_sql()}) "
         "AS c",

@@ -7,7 +7,7 @@ import hashlib
 import os
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, closing, contextmanager
 from pathlib import Path
 from typing import Any, cast
 
@@ -255,13 +255,8 @@ class PostgresEngine(Engine):
     ) -> Iterator[pa.Table]:
         return copy_batches(_pg(con), sql, params, texts=texts)[1]
 
-    @contextmanager
-    def computing(self, con: Connection | None) -> Iterator[AnalyticsConnection]:
-        duck = local_duckdb()
-        try:
-            yield duck
-        finally:
-            duck.close()
+    def computing(self, con: Connection | None) -> AbstractContextManager[AnalyticsConnection]:
+        return closing(local_duckdb())  # the server's rows are not there: a private DuckDB
 
     def analysed(self, con: Connection, rows_sql: str) -> AbstractContextManager[AnalyticsConnection | None]:
         return copied_to_duckdb(_pg(con), rows_sql)
