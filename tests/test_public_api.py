@@ -79,11 +79,13 @@ def test_the_front_ends_use_only_the_public_surface() -> None:
     # The MCP server's parts: the export folder names files as the exporter does, and knows an
     # earlier Parquet/CSV export by the formats' manifest (their public names).
     exchange = {"healthsim.state.exchange.export", "healthsim.state.exchange.formats"}
+    # ... and a caller's grant over HTTP (issue 25): the scope a tool needs, the tags that limit a list.
+    grants = {"healthsim.state.access", "healthsim.state.visibility"}
     # ... and each other (the tools use the budget, the folders and the kept listing).
-    parts = [(f"mcp/{p.name}", exchange | mcp_parts) for p in sorted((src / "mcp").glob("*.py"))]
+    parts = [(f"mcp/{p.name}", exchange | mcp_parts | grants) for p in sorted((src / "mcp").glob("*.py"))]
     for module, extra in (
         ("cli.py", set()),
-        ("mcp_server.py", mcp_parts),
+        ("mcp_server.py", mcp_parts | grants),
         ("migrate_cli.py", {"healthsim.state.legacy"}),
         *parts,
     ):

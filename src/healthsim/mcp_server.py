@@ -38,6 +38,8 @@ from .mcp.budget import ANSWER_BUDGET, answer_text, fit
 from .mcp.tools import TOOLS, Answer, ToolContext, ToolSpec
 from .mcp.wire import run_stdio
 from .state import ScenarioNotFoundError, StateError
+from .state.access import Scope
+from .state.visibility import require_scope
 
 __all__ = ["build_server", "serve", "INSTRUCTIONS"]
 
@@ -72,7 +74,7 @@ def _describe(exc: BaseException) -> str:
     return text
 
 
-def _tool_errors(tool: F, budget: int = ANSWER_BUDGET) -> F:
+def _tool_errors(tool: F, budget: int = ANSWER_BUDGET, scope: Scope = "read") -> F:
     """The tool with its answer cut to ``budget`` and sent as compact JSON text plus the
     same structured content; library errors become tool errors the assistant can act on;
     nothing crashes the server.
@@ -84,6 +86,7 @@ def _tool_errors(tool: F, budget: int = ANSWER_BUDGET) -> F:
     @functools.wraps(tool)
     def wrapper(*args: Any, **kwargs: Any) -> CallToolResult:
         try:
+            require_scope(scope, tool.__name__)  # the caller's token's scope (issue 25); none over stdio
             result = tool(*args, **kwargs)
             answer = result if isinstance(result, Answer) else Answer(result)
             value = fit(answer.value, budget, answer.cut)
@@ -128,7 +131,7 @@ def _register(spec: ToolSpec, ctx: ToolContext) -> Tool:
     """The SDK's tool for ``spec`` over ``ctx``: its answer cut to its budget, errors as
     tool errors, input schema without titles, ``spec.output`` as its declared output schema."""
     made = Tool.from_function(
-        _tool_errors(spec.bound(ctx), spec.budget),
+        _tool_errors(spec.bound(ctx), spec.budget, spec.scope),
         name=spec.name,
         description=spec.description,
         annotations=spec.annotations(),

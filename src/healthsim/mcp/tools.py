@@ -24,6 +24,8 @@ from mcp.types import ToolAnnotations
 from pydantic import Field
 
 from ..state import ScenarioNotFoundError, ScenarioStore
+from ..state.access import Scope
+from ..state.visibility import limiting_tags
 from .budget import ANSWER_BUDGET, SUMMARY_BUDGET, Cut, fit
 from .folders import export_target, import_source
 from .listing import ListingCache
@@ -76,6 +78,8 @@ class ToolSpec:
     destructive: bool = False
     idempotent: bool = False
     budget: int = ANSWER_BUDGET
+    #: The scope an HTTP caller's token needs (issue 25; not advertised in the tool list).
+    scope: Scope = "read"
 
     @property
     def name(self) -> str:
@@ -123,11 +127,14 @@ def _tool(
     destructive: bool = False,
     idempotent: bool = False,
     budget: int = ANSWER_BUDGET,
+    scope: Scope | None = None,
 ) -> Callable[[F], F]:
-    """Record the function as a tool in :data:`TOOLS`; the function is returned unchanged."""
+    """Record the function as a tool in :data:`TOOLS`; the function is returned unchanged.
+    ``scope``: the scope a token needs (default: ``read`` for a read-only tool, else ``write``)."""
+    needed: Scope = scope or ("read" if read_only else "write")
 
     def record(fn: F) -> F:
-        TOOLS.append(ToolSpec(fn, title, description, output, read_only, destructive, idempotent, budget))
+        TOOLS.append(ToolSpec(fn, title, description, output, read_only, destructive, idempotent, budget, needed))
         return fn
 
     return record
@@ -200,7 +207,9 @@ def list_scenarios(
         return dict(target.list_scenarios(tag=tag, search=search, limit=limit, deleted=deleted))
 
     # The trash depends on the clock (how long deleted scenarios stay): always read.
-    listing = run() if deleted else ctx.listings.get(target.path, (tag, search, limit), run)
+    # A tag-limited caller's listing is its own: its tags are part of the key (issue 25).
+    arguments = (tag, search, limit, limiting_tags())
+    listing = run() if deleted else ctx.listings.get(target.path, arguments, run)
     total = listing["total_count"]
 
     def after(answer: dict[str, Any], kept: int) -> None:
@@ -483,6 +492,7 @@ def diff_scenarios(
     "patient). output_path: a name in that folder. Replaces only an earlier HealthSim export.",
     _obj(path="string", format="string", **_ENTRY),
     destructive=True,
+    scope="read",  # it writes a file in the export folder, but changes no scenario
 )
 def export_scenario(
     ctx: ToolContext,

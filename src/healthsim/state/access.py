@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
-from .history import acting_as
+from .actor import acting_as
 
 __all__ = ["SCOPES", "Grant", "Scope", "current_grant", "granted"]
 

@@ -31,6 +31,7 @@ from .history import BIRTHS, archive_rows
 from .id_sql import entity_rows_sql, entity_uuid_select
 from .reading import SCENARIO_COLUMNS, ScenarioHeader, first_row, iso_utc
 from .validation import check_utf8, normalize_tags
+from .visibility import granted_tags, keep_access
 
 __all__ = [
     "ChangeCounts",
@@ -316,12 +317,16 @@ def remove_rows(
 
 
 def apply_tags(
-    con: Connection, sid: uuid.UUID, tags: list[str], add: Iterable[str], remove: Iterable[str]
+    con: Connection, sid: uuid.UUID, tags: list[str], add: Iterable[str], remove: Iterable[str], label: str = ""
 ) -> list[str]:
     """The scenario's tags after adding and removing (both case-insensitive), written.
 
     A tag already there in any case is not added again; removing ``Diabetes`` removes
     ``diabetes`` too.
+
+    Raises:
+        AccessDeniedError: a tag-limited caller would remove the last of its tags
+            (``label``: the scenario's name, for the message).
     """
     dropped = {tag.lower() for tag in normalize_tags(remove)}
     result = [tag for tag in tags if tag.lower() not in dropped]
@@ -329,12 +334,18 @@ def apply_tags(
         if tag.lower() not in {t.lower() for t in result}:
             result.append(tag)
     if result != tags:
+        keep_access(result, label or str(sid))  # a tag-limited caller keeps one of its tags (issue 25)
         write_tags(con, sid, result)
     return result
 
 
-def write_tags(con: Connection, sid: uuid.UUID, tags: list[str]) -> None:
-    """Replace a scenario's tags (inside the caller's transaction)."""
+def write_tags(con: Connection, sid: uuid.UUID, tags: list[str]) -> list[str]:
+    """Replace a scenario's tags (inside the caller's transaction); the tags written.
+
+    A scenario a tag-limited caller writes gets the caller's first tag if it carries none
+    of them (see :func:`~healthsim.state.visibility.granted_tags`).
+    """
+    tags = granted_tags(tags)
     con.execute("DELETE FROM scenario_tags WHERE scenario_id = ?", [sid])
     if tags and con.engine.ids_from_sequence:
         con.executemany("INSERT INTO scenario_tags (scenario_id, tag) VALUES (?, ?)", [(sid, tag) for tag in tags])
@@ -344,6 +355,7 @@ def write_tags(con: Connection, sid: uuid.UUID, tags: list[str]) -> None:
             "INSERT INTO scenario_tags (id, scenario_id, tag) VALUES (?, ?, ?)",
             [(first + i, sid, tag) for i, tag in enumerate(tags)],
         )
+    return tags
 
 
 def edit_provenance(metadata: Mapping[str, Any], operation: str, now: _dt.datetime, **facts: Any) -> dict[str, Any]:

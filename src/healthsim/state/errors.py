@@ -45,6 +45,7 @@ __all__ = [
     "DatabaseError",
     "ServerUnavailableError",
     "MissingDependencyError",
+    "AccessDeniedError",
 ]
 
 
@@ -178,3 +179,9 @@ class ServerUnavailableError(DatabaseError):
 class MissingDependencyError(StateError, ImportError):
     """An optional part needs a package that is not installed (the message says which
     extra to install, e.g. ``pip install 'healthsim-state[report]'``)."""
+
+
+class AccessDeniedError(StateError, PermissionError):
+    """The caller's grant (an HTTP token's scope or tags, see :mod:`healthsim.state.access`)
+    does not allow what was asked; the message says which scope it needs or which tag
+    it would lose."""

@@ -27,22 +27,21 @@ operating-system user.
 
 from __future__ import annotations
 
-import contextvars
 import datetime as _dt
-import getpass
 import json
 import math
 import os
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
 from ._engines import Connection
 from ._engines.ddl import BIRTHS, ENTITY_HISTORY, VERSIONS
+from .actor import acting_as, current_actor
 from .errors import InvalidInputError
 from .reading import ScenarioHeader, iso_utc
 from .validation import storable
+from .visibility import visible_tags_sql
 
 __all__ = [
     "BIRTHS",
@@ -136,33 +135,6 @@ def older_than(now: _dt.datetime, days: float) -> _dt.datetime | None:
         return now - _dt.timedelta(days=days)
     except (OverflowError, ValueError):
         return None
-
-
-_ACTOR: contextvars.ContextVar[str | None] = contextvars.ContextVar("healthsim_state_actor", default=None)
-
-
-@contextmanager
-def acting_as(name: str | None) -> Iterator[None]:
-    """Record changes made inside this block as made by ``name`` (e.g. an HTTP token's
-    name); None: the operating-system user. A context variable, so threads and tasks
-    serving different callers do not mix their names."""
-    token = _ACTOR.set(name.strip() or None if isinstance(name, str) else None)
-    try:
-        yield
-    finally:
-        _ACTOR.reset(token)
-
-
-def current_actor() -> str:
-    """Who makes a change now: the name given to :func:`acting_as`, else the
-    operating-system user (``getpass.getuser()``), else ``"unknown"``."""
-    given = _ACTOR.get()
-    if given:
-        return given
-    try:
-        return getpass.getuser() or "unknown"
-    except Exception:  # no user name anywhere (a container's bare uid): KeyError or OSError
-        return "unknown"
 
 
 def current_version(con: Connection, scenario_id: uuid.UUID) -> int:
@@ -408,12 +380,15 @@ def find_deleted(con: Connection, name: str) -> uuid.UUID | None:
     key = name.strip() if isinstance(name, str) else ""
     if not storable(key):  # no name holds a NUL or a lone surrogate
         return None
+    params: dict[str, Any] = {"key": key}
+    visible = visible_tags_sql(con, "tags", params)  # (the caller's grant: the tags it had when deleted)
     rows = con.execute(
         f"SELECT scenario_id FROM {VERSIONS} v WHERE operation = 'delete' "
         f"AND version = (SELECT max(version) FROM {VERSIONS} w WHERE w.scenario_id = v.scenario_id) "
         "AND scenario_id NOT IN (SELECT scenario_id FROM scenarios) "
-        "AND (name = $key OR CAST(scenario_id AS VARCHAR) = lower($key)) ORDER BY changed_at DESC LIMIT 1",
-        {"key": key},
+        f"AND (name = $key OR CAST(scenario_id AS VARCHAR) = lower($key)) AND {visible} "
+        "ORDER BY changed_at DESC LIMIT 1",
+        params,
     ).fetchall()
     return rows[0][0] if rows else None
 
@@ -530,6 +505,8 @@ def version_list(con: Connection, scenario_id: uuid.UUID, label: str, limit: int
 def trash_list(con: Connection, tag: str | None, search: str | None, limit: int) -> dict[str, Any]:
     """Deleted scenarios that can be restored, as list entries of how they were when
     deleted (plus ``deleted_at``), newest deletion first; filtered as list_scenarios does."""
+    params: dict[str, Any] = {"tag": tag, "search": search, "limit": limit}
+    visible = visible_tags_sql(con, "tags", params)  # (the caller's grant)
     rows = con.execute(
         f"""SELECT scenario_id, name, description, tags, created_at, changed_at, changes, version - 1,
                    count(*) OVER () FROM {VERSIONS} v
@@ -539,8 +516,9 @@ def trash_list(con: Connection, tag: str | None, search: str | None, limit: int)
               AND (CAST($tag AS VARCHAR) IS NULL OR {con.engine.json_text_in("tags", "$tag")})
               AND (CAST($search AS VARCHAR) IS NULL OR strpos(lower(name), $search) > 0
                    OR strpos(lower(COALESCE(description, '')), $search) > 0)
+              AND {visible}
             ORDER BY changed_at DESC LIMIT $limit""",
-        {"tag": tag, "search": search, "limit": limit},
+        params,
     ).fetchall()
     entries = []
     for sid, name, description, tags, created_at, deleted_at, changes, version, _ in rows:

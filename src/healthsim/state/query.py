@@ -33,16 +33,20 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
 
 from ._engines import Database, TeamDatabase, engine_for
+from .confined import confined_copy
 from .database import resolve_database
 from .errors import InvalidInputError, QueryError
 from .files import output_file_path, refuse_target
 from .partials import remove_stale_partials, temp_prefix
 from .results import QueryResult
 from .validation import check_utf8
+from .visibility import limiting_tags
 
 __all__ = [
     "DEFAULT_FILE_TIMEOUT",
@@ -132,11 +136,24 @@ def query_scenarios(
         raise QueryError(
             f"max_bytes must be a whole number from {MIN_MAX_BYTES:,} to {MAX_MAX_BYTES:,}, not {max_bytes!r}"
         )
-    engine = engine_for(database)
-    result = engine.run_query(database, sql, limit=limit, max_bytes=max_bytes, timeout=float(timeout))
+    with _queried(database, sql) as queried:
+        engine = engine_for(queried)
+        result = engine.run_query(queried, sql, limit=limit, max_bytes=max_bytes, timeout=float(timeout))
     # The SQL dialect differs between the engines: the answer says which one ran it.
     result["engine"] = engine.name
     return cast(QueryResult, result)
+
+
+@contextmanager
+def _queried(database: Database, sql: str) -> Iterator[Database]:
+    """The database a query runs over: the store, or for a caller whose grant has tags a
+    private copy of the scenarios it may see (issue 25, :mod:`.confined`)."""
+    if limiting_tags() is None:
+        yield database
+        return
+    with confined_copy(database) as copy:
+        _check_sql(sql, copy)  # (a team store's query then runs in DuckDB: its rules)
+        yield copy
 
 
 #: Formats ``query_to_file`` writes, and the file extensions that choose them.
@@ -212,10 +229,12 @@ def query_to_file(
     temp = Path(temp_name)
     try:
         output = {"path": str(temp), "format": fmt}
-        result = engine_for(database).query_to_file(database, sql, output, timeout=float(timeout))
+        with _queried(database, sql) as queried:
+            engine = engine_for(queried)
+            result = engine.query_to_file(queried, sql, output, timeout=float(timeout))
         os.chmod(temp, 0o644)
         os.replace(temp, target)
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
-    return {**result, "path": str(target), "engine": engine_for(database).name}
+    return {**result, "path": str(target), "engine": engine.name}

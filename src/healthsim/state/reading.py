@@ -27,6 +27,7 @@ from .entities import decode_entity, normalize_type
 from .errors import InvalidEntityError, InvalidInputError, ScenarioNotFoundError
 from .results import ScenarioSummary
 from .validation import as_uuid, storable
+from .visibility import is_visible
 
 if TYPE_CHECKING:  # imported on first use: see healthsim._lazy
     import pyarrow.compute as pc
@@ -143,7 +144,8 @@ def find_scenario(con: Connection, name: str, *, lock_row: bool = True) -> Scena
     row = first_row(con, f"SELECT {SCENARIO_COLUMNS} FROM scenarios WHERE name = ?{lock}", [key])
     if row is None and (sid := as_uuid(key)) is not None:
         row = first_row(con, f"SELECT {SCENARIO_COLUMNS} FROM scenarios WHERE scenario_id = ?{lock}", [sid])
-    if row is None:
+    # A scenario the caller's grant does not cover answers as a missing one (issue 25).
+    if row is None or not is_visible(con, row[0]):
         raise ScenarioNotFoundError(key)
     return ScenarioHeader.from_row(row)
 

@@ -50,6 +50,7 @@ from ..validation import (
     validate_name,
 )
 from ..version_cache import KeyTotal, VersionCache
+from ..visibility import require_scope
 from .session import (
     edit_result,
     edit_session,
@@ -83,6 +84,8 @@ def add(
         except ScenarioNotFoundError:
             if not create:
                 raise
+            # (a name a tag-limited caller cannot see is still taken: refused as taken)
+            check_name_free(con, str(name).strip(), "choose another name")
             header = ScenarioHeader(uuid.uuid4(), validate_name(name), None, now, now, {})
             new = True
         version, start = (1 if new else current_version(con, header.scenario_id) + 1), next_id(con)
@@ -184,7 +187,7 @@ def update_scenario(
             con.engine.lock_name(con, renamed)  # (a save of that name may be under way on a server)
             check_name_free(con, renamed, "choose another name, or delete or rename that scenario first")
         tags = scenario_tags(con, [header.scenario_id]).get(header.scenario_id, [])
-        new_tags = apply_tags(con, header.scenario_id, tags, added, dropped)
+        new_tags = apply_tags(con, header.scenario_id, tags, added, dropped, header.name)
         new_description = header.description if described is None else (described or None)
         changed = (
             (renamed is not None and renamed != header.name)
@@ -301,6 +304,8 @@ def delete_scenario(database: Database, name: str, *, purge: bool = False) -> bo
     The arguments, result and errors are those of
     :meth:`~healthsim.state.store.ScenarioStore.delete_scenario`.
     """
+    if purge:  # for good: an HTTP caller needs the admin scope (issue 25)
+        require_scope("admin", "purging a scenario (delete with purge)")
     with connect(database) as con:
         if con is None:
             return False

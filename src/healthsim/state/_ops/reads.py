@@ -42,6 +42,7 @@ from ..validation import (
     validate_limit,
 )
 from ..version_cache import VersionCache
+from ..visibility import is_visible, visible_sql
 from .session import (
     as_list_entry,
     open_scenario,
@@ -113,15 +114,18 @@ def list_scenarios(
             return {"scenarios": [], "total_count": 0}
         if deleted:
             return cast(ScenarioList, trash_list(con, tag_key, search_key, limit))
+        params: dict[str, Any] = {"tag": tag_key, "search": search_key, "limit": limit}
+        visible = visible_sql("s.scenario_id", params)  # the caller's grant (issue 25)
         rows = con.execute(
             f"""SELECT {SCENARIO_COLUMNS}, count(*) OVER () AS total FROM scenarios s
             WHERE (CAST($tag AS VARCHAR) IS NULL OR EXISTS (SELECT 1 FROM scenario_tags t
                     WHERE t.scenario_id = s.scenario_id AND lower(t.tag) = $tag))
               AND (CAST($search AS VARCHAR) IS NULL OR strpos(lower(s.name), $search) > 0
                    OR strpos(lower(COALESCE(s.description, '')), $search) > 0)
+              AND {visible}
             ORDER BY updated_at DESC, name
             LIMIT $limit""",
-            {"tag": tag_key, "search": search_key, "limit": limit},
+            params,
         ).fetchall()
         headers = [ScenarioHeader.from_row(row[:6]) for row in rows]
         ids = [h.scenario_id for h in headers]
@@ -175,7 +179,8 @@ def diff_side(database: Database, con: Connection, side: Any) -> tuple[uuid.UUID
         name = side
         if "@" in side:  # "name@3", unless the whole text is a scenario's name
             head, _, number = side.rpartition("@")
-            taken = first_row(con, "SELECT 1 FROM scenarios WHERE name = ?", [side.strip()]) is not None
+            row = first_row(con, "SELECT scenario_id FROM scenarios WHERE name = ?", [side.strip()])
+            taken = row is not None and is_visible(con, row[0])  # (a name the caller cannot see: not its)
             if number.strip().isdigit() and not taken:
                 name, version = head, int(number)
     else:

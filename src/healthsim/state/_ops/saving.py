@@ -49,6 +49,7 @@ from ..validation import (
     validate_name,
 )
 from ..version_cache import VersionCache
+from ..visibility import is_visible
 from .versions import (
     record_change,
 )
@@ -125,6 +126,8 @@ class _Save:
         )
         if existing is not None and not request.overwrite:
             raise ScenarioExistsError(request.name)
+        if existing is not None and not is_visible(con, existing[0]):  # another tag's: taken, not replaced
+            raise ScenarioExistsError(request.name, "the name is taken; choose another name")
         self.existing = existing is not None
         if existing is not None:
             self.sid, self.created = existing
@@ -220,7 +223,7 @@ class _Save:
         }
         header = ScenarioHeader(self.sid, request.name, request.description, self.created, now, meta)
         write_header(con, header, now, metadata=meta, description=request.description, new=not self.existing)
-        write_tags(con, self.sid, request.tags)
+        tags = write_tags(con, self.sid, request.tags)
         operation = str(request.provenance.get("operation", "save"))
         if self.existing and operation == "save":
             operation = "overwrite"
@@ -236,7 +239,7 @@ class _Save:
             operation,
             {"added": counts, "removed": self.previous},
             self.first_id,
-            tags=request.tags,
+            tags=tags,
             end_id=end_id,
             counts=counts,
             replaced_all=bool(self.previous and counts),

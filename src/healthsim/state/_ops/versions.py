@@ -19,7 +19,7 @@ from ..editing import (
     write_header,
     write_tags,
 )
-from ..errors import InvalidInputError, ScenarioExistsError, ScenarioNotFoundError
+from ..errors import AccessDeniedError, InvalidInputError, ScenarioExistsError, ScenarioNotFoundError
 from ..history import (
     VERSIONS,
     apply_retention,
@@ -61,6 +61,7 @@ from ..validation import (
     validate_name,
 )
 from ..version_cache import VersionCache
+from ..visibility import limiting_tags, require_scope
 from .session import (
     edit_result,
     edit_session,
@@ -136,7 +137,7 @@ def publish_new(
 ) -> None:
     """The scenario row, tags and version 1 of a scenario whose rows a copy or merge wrote."""
     write_header(con, target, now, metadata=metadata, description=description, new=True)
-    write_tags(con, target.scenario_id, tags)
+    tags = write_tags(con, target.scenario_id, tags)
     after = ScenarioHeader(target.scenario_id, target.name, description, now, now, metadata)
     counts = entity_counts(con, [after])[target.scenario_id]
     record_change(con, after, 1, now, operation, {"added": counts}, start_id, tags=tags)
@@ -233,6 +234,12 @@ def purge(
     The arguments, result and errors are those of
     :meth:`~healthsim.state.store.ScenarioStore.purge_history`.
     """
+    require_scope("admin", "purging history")  # an HTTP caller's grant (issue 25)
+    if name is None and limiting_tags() is not None:
+        raise AccessDeniedError(
+            "purging the history of every scenario needs a token without tags (it would reach scenarios this "
+            "token cannot see); name a scenario"
+        )
     keep = keep_versions_now() if keep_versions is None else validate_limit(keep_versions, name="keep_versions")
     if keep_version_days is None:
         recent = keep_version_days_now() if keep_versions is None else 0.0

@@ -1,0 +1,374 @@
+"""What a grant means (issue 25, points 3, 4 and the tag/scope half of 6): the scope each
+tool needs, and that a tag-limited caller sees and changes only scenarios carrying one of
+its tags, in every operation, the query sandbox included, on both engines.
+
+The grants are made directly with ``granted(Grant(...))``, as the HTTP server does for each
+request; the MCP tools are driven by the official client, in-process. One store per engine
+is shared by the module (tests that change it make scenarios of their own names).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client, ClientSession
+from typer.testing import CliRunner
+
+from healthsim.cli import app
+from healthsim.mcp import listing
+from healthsim.mcp.tools import TOOLS, ToolContext, list_scenarios
+from healthsim.mcp_server import build_server
+from healthsim.state import ScenarioExistsError, ScenarioNotFoundError, ScenarioStore
+from healthsim.state.access import Grant, granted
+from healthsim.state.errors import AccessDeniedError
+from helpers.pg_server import PgServer
+
+TEAM_A = Grant("bot-a", "admin", ("Team-A",))
+TEAM_B = Grant("bot-b", "admin", ("team-b",))
+#: Every scenario's name, and the tags it is saved with.
+SCENARIOS = {
+    "alpha": ["team-a"],
+    "beta": ["team-b"],
+    "both": ["TEAM-A", "team-b"],
+    "untagged": [],
+}
+IN_TRASH = {"gone-a": ["team-a"], "gone-b": ["team-b"]}
+
+
+def _entities(name: str) -> dict[str, list[dict[str, Any]]]:
+    return {
+        "patients": [{"patient_id": f"{name}-P1", "gender": "F"}, {"patient_id": f"{name}-P2", "gender": "M"}],
+        "encounters": [{"encounter_id": f"{name}-E1", "patient_id": f"{name}-P1"}],
+    }
+
+
+@pytest.fixture(scope="module", params=["duckdb", "postgresql"])
+def shared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScenarioStore]:
+    """One store per engine for the module: the scenarios of :data:`SCENARIOS`, each with
+    two versions, and those of :data:`IN_TRASH` deleted."""
+    if request.param == "postgresql":
+        server: PgServer = request.getfixturevalue("pg_server")
+        url = server.new_database()
+        store = ScenarioStore(url)
+    else:
+        store = ScenarioStore(tmp_path_factory.mktemp("access") / "team.duckdb")
+    for name, tags in {**SCENARIOS, **IN_TRASH}.items():
+        store.save_scenario(name, _entities(name), tags=tags)
+        store.add_entities(name, {"patients": [{"patient_id": f"{name}-P3"}]})
+    for name in IN_TRASH:
+        store.delete_scenario(name)
+    yield store
+    if request.param == "postgresql":
+        server.drop_database(url.rsplit("/", 1)[1])
+
+
+def _visible_to(grant: Grant) -> set[str]:
+    wanted = {t.lower() for t in grant.tags}
+    return {name for name, tags in SCENARIOS.items() if wanted & {t.lower() for t in tags}}
+
+
+def _not_found_text(call: Any, name: str) -> str:
+    """The text of the ScenarioNotFoundError that ``call(name)`` raises, with the name blanked."""
+    with pytest.raises(ScenarioNotFoundError) as caught:
+        call(name)
+    return str(caught.value).replace(name, "<name>")
+
+
+# ------------------------------------------------------------------ seeing and changing
+
+
+def test_a_tag_limited_list_holds_only_its_scenarios(shared: ScenarioStore) -> None:
+    with granted(TEAM_B):
+        listed = shared.list_scenarios()
+        names = {s["name"] for s in listed["scenarios"]}
+        assert {"beta", "both"} <= names and not names & {"alpha", "untagged"}
+        assert all(any(t.lower() == "team-b" for t in s["tags"]) for s in listed["scenarios"])
+        assert listed["total_count"] == len(names)
+        assert {s["name"] for s in shared.list_scenarios(tag="team-a")["scenarios"]} == {"both"}
+        assert shared.list_scenarios(search="alpha")["scenarios"] == []
+        trash = {s["name"] for s in shared.list_scenarios(deleted=True)["scenarios"]}
+        assert "gone-b" in trash and "gone-a" not in trash
+    everything = {s["name"] for s in shared.list_scenarios(limit=1000)["scenarios"]}
+    assert set(SCENARIOS) <= everything  # no grant: no limit, as before
+
+
+def test_hidden_scenarios_answer_as_missing_ones_in_every_read(shared: ScenarioStore) -> None:
+    alpha_id = shared.load_scenario("alpha")["scenario_id"]
+    reads = {
+        "load": lambda n: shared.load_scenario(n),
+        "load a version": lambda n: shared.load_scenario(n, version=1),
+        "summarize": lambda n: shared.summarize_scenario(n),
+        "check": lambda n: shared.check_scenario(n),
+        "history": lambda n: shared.scenario_history(n),
+        "open": lambda n: shared.open_scenario(n).__enter__(),
+        "diff with it": lambda n: shared.diff_scenarios("beta", n),
+        "diff a version": lambda n: shared.diff_scenarios(f"{n}@1", "beta"),
+        "summary": lambda n: shared.scenario_summary(n),
+    }
+    with granted(TEAM_B):
+        assert shared.load_scenario("beta")["name"] == "beta"  # its own: as before
+        for what, call in reads.items():
+            for hidden in ("alpha", alpha_id, alpha_id.upper(), "gone-a"):
+                if hidden == "gone-a" and what not in ("history", "load a version"):
+                    continue
+                assert _not_found_text(call, hidden) == _not_found_text(call, "no-such-scenario"), (what, hidden)
+
+
+def test_hidden_scenarios_answer_as_missing_ones_in_every_change(shared: ScenarioStore, tmp_path: Path) -> None:
+    before = shared.load_scenario("alpha")
+    changes = {
+        "add": lambda n: shared.add_entities(n, {"patients": [{"patient_id": "X"}]}),
+        "remove": lambda n: shared.remove_entities(n, "patients", ["alpha-P1"]),
+        "update": lambda n: shared.update_scenario(n, description="mine now"),
+        "copy from it": lambda n: shared.copy_scenario(n, "stolen-copy"),
+        "merge from it": lambda n: shared.merge_scenarios(["beta", n], "stolen-merge"),
+        "restore": lambda n: shared.restore_scenario(n, 1),
+        "restore a copy": lambda n: shared.restore_scenario(n, 1, new_name="stolen-restore"),
+        "export": lambda n: shared.export_scenario_to_json(n, tmp_path / "stolen.json"),
+        "purge history": lambda n: shared.purge_history(n),
+    }
+    with granted(TEAM_B):
+        for what, call in changes.items():
+            for hidden in ("alpha", before["scenario_id"]):
+                assert _not_found_text(call, hidden) == _not_found_text(call, "no-such-scenario"), (what, hidden)
+        assert shared.delete_scenario("alpha") is False  # as for a missing one
+        assert shared.delete_scenario(before["scenario_id"]) is False
+        assert not shared.delete_scenario("alpha", purge=True)  # as for a missing one
+        assert not shared.delete_scenario("gone-a", purge=True)  # the trash too
+        with pytest.raises(ScenarioNotFoundError):
+            shared.restore_scenario("gone-a")
+        # A hidden name is still taken (names are unique), and never replaced.
+        with pytest.raises(ScenarioExistsError):
+            shared.save_scenario("alpha", {"patients": []}, overwrite=True)
+        with pytest.raises(ScenarioExistsError):
+            shared.add_entities("alpha", {"patients": [{"patient_id": "X"}]}, create=True)
+    after = shared.load_scenario("alpha")
+    assert after == before and not (tmp_path / "stolen.json").exists()
+    names = {s["name"] for s in shared.list_scenarios(limit=1000)["scenarios"]}
+    assert not names & {"stolen-copy", "stolen-merge", "stolen-restore"}
+    assert "gone-a" in {s["name"] for s in shared.list_scenarios(deleted=True)["scenarios"]}
+
+
+def test_the_query_sandbox_holds_only_the_grants_scenarios(shared: ScenarioStore, tmp_path: Path) -> None:
+    visible = _visible_to(TEAM_A)  # (no test of the module makes scenarios with team-a)
+    with granted(TEAM_A):
+        result = shared.query("SELECT DISTINCT scenario FROM entities ORDER BY 1")
+        assert {row[0] for row in result["rows"]} == visible
+        assert {"entities", "patients", "encounters"} <= set(result["views"])
+        for view in result["views"]:  # every view the sandbox offers
+            rows = shared.query(f'SELECT DISTINCT scenario FROM "{view}"')["rows"]
+            assert {row[0] for row in rows} <= visible, view
+        for table in ("scenarios", "main.scenarios"):  # the tables themselves, by any name
+            assert {r[0] for r in shared.query(f"SELECT name FROM {table}")["rows"]} == visible
+        patients = shared.query("SELECT data->>'patient_id' FROM patients")["rows"]
+        assert {row[0].split("-P")[0] for row in patients} == visible
+        entity_owners = {r[0] for r in shared.query("SELECT DISTINCT scenario_id FROM scenario_entities")["rows"]}
+        tag_owners = {r[0] for r in shared.query("SELECT DISTINCT scenario_id FROM scenario_tags")["rows"]}
+        assert len(entity_owners) == len(tag_owners) == len(visible)
+        # Nothing else of the store is there: no history of any scenario.
+        assert shared.query("SELECT count(*) FROM healthsim_state_versions")["rows"] == [[0]]
+        out = shared.query_to_file("SELECT DISTINCT scenario FROM entities", tmp_path / "q.ndjson")
+        lines = Path(out["path"]).read_text().splitlines()
+        assert {json.loads(line)["scenario"] for line in lines} == visible
+    everything = {r[0] for r in shared.query("SELECT DISTINCT scenario FROM entities")["rows"]}
+    assert set(SCENARIOS) <= everything  # no grant: the whole store, as before
+
+
+def test_scenarios_a_grant_makes_get_its_tag(shared: ScenarioStore, tmp_path: Path) -> None:
+    grant = Grant("maker", "write", ("team-c", "team-d"))
+    source = tmp_path / "in.json"
+    with granted(grant):
+        shared.save_scenario("c-saved", _entities("c-saved"))
+        shared.save_scenario("c-other", _entities("c-other"), tags=["cohort"])
+        shared.save_scenario("c-own", {}, tags=["TEAM-D"])
+        shared.add_entities("c-added", {"patients": [{"patient_id": "X"}]}, create=True)
+        shared.copy_scenario("c-saved", "c-copy", tags=["elsewhere"])
+        shared.merge_scenarios(["c-saved", "c-other"], "c-merged", tags=["x"])
+        shared.restore_scenario("c-saved", 1, new_name="c-restored")
+        shared.export_scenario_to_json("c-other", source)
+        shared.import_scenario_from_json(source, "c-imported")
+        tags = {s["name"]: s["tags"] for s in shared.list_scenarios(search="c-")["scenarios"]}
+    assert tags["c-saved"] == ["team-c"]
+    assert tags["c-other"] == ["cohort", "team-c"]
+    assert tags["c-own"] == ["TEAM-D"]  # one of its tags already: nothing added
+    for name in ("c-added", "c-copy", "c-merged", "c-restored", "c-imported"):
+        assert "team-c" in tags[name], name
+    history = shared.scenario_history("c-merged")["versions"]
+    assert history[0]["by"] == "maker"
+
+
+def test_a_grant_cannot_remove_the_tag_that_grants_it(shared: ScenarioStore) -> None:
+    shared.save_scenario("d-kept", {}, tags=["team-e", "team-f", "other"])
+    with granted(Grant("editor", "write", ("team-e",))):
+        with pytest.raises(AccessDeniedError, match="d-kept.*team-e"):
+            shared.update_scenario("d-kept", remove_tags=["TEAM-E"])
+        shared.update_scenario("d-kept", remove_tags=["other"])  # others may go
+    assert shared.load_scenario("d-kept")["tags"] == ["team-e", "team-f"]
+    with granted(Grant("editor", "write", ("team-e", "team-f"))):
+        shared.update_scenario("d-kept", remove_tags=["team-e"])  # team-f still grants it
+        with pytest.raises(AccessDeniedError):
+            shared.update_scenario("d-kept", remove_tags=["team-f"])
+    assert shared.load_scenario("d-kept")["tags"] == ["team-f"]
+
+
+def test_changes_record_the_grants_name(shared: ScenarioStore) -> None:
+    with granted(Grant("alice-bot", "write")):
+        shared.save_scenario("e-by", {"patients": [{"patient_id": "P"}]})
+        shared.update_scenario("e-by", add_tags=["x"])
+    versions = shared.scenario_history("e-by")["versions"]
+    assert [v["by"] for v in versions] == ["alice-bot", "alice-bot"]
+
+
+# ------------------------------------------------------------------ scopes, over MCP
+
+#: Arguments of each tool that needs the write scope (each would change something if run).
+WRITE_CALLS: dict[str, dict[str, Any]] = {
+    "save_scenario": {"name": "f-new", "entities": {"patients": [{"patient_id": "P"}]}},
+    "add_entities": {"name": "alpha", "entities": {"patients": [{"patient_id": "Q"}]}},
+    "remove_entities": {"name": "alpha", "entity_type": "patients", "entity_ids": ["alpha-P1"]},
+    "update_scenario": {"name": "alpha", "description": "changed"},
+    "copy_scenario": {"source": "alpha", "new_name": "f-copy"},
+    "merge_scenarios": {"sources": ["alpha", "beta"], "new_name": "f-merge"},
+    "delete_scenario": {"name": "alpha"},
+    "restore_scenario": {"name": "alpha", "version": 1},
+    "import_scenario": {"file_path": "f-import.json"},
+}
+
+
+def _call(db: Any, grant: Grant | None, calls: list[tuple[str, dict[str, Any]]]) -> list[Any]:
+    """The results of ``calls`` to a server over ``db``, made by a client under ``grant``."""
+
+    async def main() -> list[Any]:
+        async with Client(build_server(db), mode="legacy", cache=None) as client:
+            session: ClientSession = client.session
+            return [await session.call_tool(name, args) for name, args in calls]
+
+    if grant is None:
+        return asyncio.run(main())
+    with granted(grant):
+        return asyncio.run(main())
+
+
+def _state(store: ScenarioStore) -> Any:
+    listed = store.list_scenarios(limit=1000)["scenarios"]
+    return sorted((s["name"], s["version"], s["tags"], s.get("description")) for s in listed)
+
+
+def test_each_tool_declares_its_scope() -> None:
+    scopes = {spec.name: spec.scope for spec in TOOLS}
+    assert {name for name, scope in scopes.items() if scope == "write"} == set(WRITE_CALLS)
+    assert all(scope in ("read", "write") for scope in scopes.values())  # admin: purge, inside delete
+
+
+def test_every_write_tool_is_refused_for_a_read_grant(
+    shared: ScenarioStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HEALTHSIM_EXPORT_DIR", str(tmp_path))
+    monkeypatch.setenv("HEALTHSIM_IMPORT_DIRS", str(tmp_path))
+    shared.export_scenario_to_json("beta", tmp_path / "f-import.json")
+    before = _state(shared)
+    results = _call(shared.path, Grant("reader", "read"), list(WRITE_CALLS.items()))
+    for (name, _), result in zip(WRITE_CALLS.items(), results, strict=True):
+        assert result.is_error, name
+        text = result.content[0].text
+        assert f"{name} needs the write scope" in text and "has read" in text, text
+    assert _state(shared) == before
+    reads = _call(shared.path, Grant("reader", "read"), [("list_scenarios", {}), ("export_scenario", {"name": "beta"})])
+    assert not any(r.is_error for r in reads)
+
+
+def test_purge_needs_the_admin_scope(shared: ScenarioStore) -> None:
+    shared.save_scenario("g-kept", {})
+    shared.save_scenario("g-trashed", {})
+    shared.delete_scenario("g-trashed")
+    before = _state(shared)
+    calls = [
+        ("delete_scenario", {"name": "g-kept", "purge": True}),
+        ("delete_scenario", {"name": "g-trashed", "purge": True}),
+    ]
+    for result in _call(shared.path, Grant("writer", "write"), calls):
+        assert (
+            result.is_error
+            and "needs the admin scope" in result.content[0].text
+            and "has write" in result.content[0].text
+        )
+    with granted(Grant("writer", "write")):
+        with pytest.raises(AccessDeniedError, match="admin scope"):
+            shared.purge_history()
+    with granted(Grant("admin-bot", "admin", ("team-a",))):
+        with pytest.raises(AccessDeniedError, match="name a scenario"):
+            shared.purge_history()  # every scenario: also those it cannot see
+    assert _state(shared) == before
+    assert "g-trashed" in {s["name"] for s in shared.list_scenarios(deleted=True)["scenarios"]}
+    (done,) = _call(
+        shared.path, Grant("admin-bot", "admin"), [("delete_scenario", {"name": "g-trashed", "purge": True})]
+    )
+    assert not done.is_error
+
+
+def test_a_tag_limited_client_sees_only_its_scenarios_over_mcp(
+    shared: ScenarioStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    exports = tmp_path / "exports"
+    exports.mkdir()
+    monkeypatch.setenv("HEALTHSIM_EXPORT_DIR", str(exports))
+    alpha_id = shared.load_scenario("alpha")["scenario_id"]
+    calls = [
+        ("list_scenarios", {"limit": 100}),
+        ("load_scenario", {"name": "alpha"}),
+        ("load_scenario", {"name": alpha_id, "entity_type": "patients"}),
+        ("diff_scenarios", {"a": "beta", "b": "alpha"}),
+        ("export_scenario", {"name": alpha_id}),
+        ("scenario_history", {"name": "alpha"}),
+        ("merge_scenarios", {"sources": ["beta", "alpha"], "new_name": "h-merge"}),
+        ("query", {"sql": "SELECT DISTINCT scenario FROM patients ORDER BY 1"}),
+        ("load_scenario", {"name": "no-such-scenario"}),
+    ]
+    listed, *refused, rows, missing = _call(shared.path, TEAM_B, calls)
+    names = {s["name"] for s in listed.structured_content["scenarios"]}
+    assert {"beta", "both"} <= names and "alpha" not in names
+    for result in refused:
+        assert result.is_error and "not found" in result.content[0].text, result.content[0].text
+    assert [r[0] for r in rows.structured_content["rows"]] == ["beta", "both"]
+    assert missing.is_error
+    assert not list(exports.iterdir())  # nothing exported
+
+
+def test_the_listing_cache_keeps_each_grants_list_apart(shared: ScenarioStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(listing, "QUIET_SECONDS", 0.0)  # answers kept at once
+    ctx = ToolContext(shared.path)
+
+    def names() -> set[str]:
+        return {s["name"] for s in list_scenarios(ctx, limit=100).value["scenarios"]}
+
+    everything = names()
+    with granted(TEAM_A):
+        assert names() == names() and "beta" not in names() and "alpha" in names()
+    with granted(TEAM_B):
+        assert "alpha" not in names() and "beta" in names()
+    assert names() == everything
+
+
+def test_history_shows_who_changed_what(shared: ScenarioStore) -> None:
+    with granted(Grant("alice-bot", "write")):
+        shared.save_scenario("i-by", {"patients": [{"patient_id": "P"}]})
+    (history,) = _call(shared.path, None, [("scenario_history", {"name": "i-by"})])
+    assert history.structured_content["versions"][0]["by"] == "alice-bot"
+    database = shared.path
+    env = {"HEALTHSIM_DB": str(database) if isinstance(database, Path) else database.url}
+    shown = CliRunner().invoke(app, ["history", "i-by"], env=env, catch_exceptions=False)
+    assert shown.exit_code == 0 and "alice-bot" in shown.output, shown.output
+
+
+def test_a_hidden_name_does_not_change_what_a_diff_side_means(shared: ScenarioStore) -> None:
+    """``beta@1`` is version 1 of beta, unless a scenario has that whole name: one the
+    caller cannot see has none (and its existence must not show)."""
+    shared.save_scenario("beta@1", {}, tags=["team-z"])
+    with granted(TEAM_B):
+        diff = shared.diff_scenarios("beta@1", "beta")
+    assert (diff["a"], diff["b"]) == ({"name": "beta", "version": 1}, {"name": "beta", "version": 2})
