@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from mcp import Client, ClientSession
 from typer.testing import CliRunner
 
@@ -23,9 +26,10 @@ from healthsim.cli import app
 from healthsim.mcp import listing
 from healthsim.mcp.tools import TOOLS, ToolContext, list_scenarios
 from healthsim.mcp_server import build_server
-from healthsim.state import ScenarioExistsError, ScenarioNotFoundError, ScenarioStore
+from healthsim.state import QueryError, ScenarioExistsError, ScenarioNotFoundError, ScenarioStore
 from healthsim.state.access import Grant, granted
 from healthsim.state.errors import AccessDeniedError
+from healthsim.state.visibility import granted_tags, may_see
 from helpers.pg_server import PgServer
 
 TEAM_A = Grant("bot-a", "admin", ("Team-A",))
@@ -372,3 +376,44 @@ def test_a_hidden_name_does_not_change_what_a_diff_side_means(shared: ScenarioSt
     with granted(TEAM_B):
         diff = shared.diff_scenarios("beta@1", "beta")
     assert (diff["a"], diff["b"]) == ({"name": "beta", "version": 1}, {"name": "beta", "version": 2})
+
+
+def test_database_info_counts_only_what_the_grant_sees(shared: ScenarioStore) -> None:
+    with granted(Grant("nobody", "read", ("no-such-tag",))):
+        info = shared.database_info()
+        assert (info["scenarios"], info["entities"]) == (0, 0)
+        assert shared.list_scenarios()["scenarios"] == []
+        assert shared.query("SELECT count(*) FROM entities")["rows"] == [[0]]
+    with granted(TEAM_A):
+        info = shared.database_info()
+    assert info["scenarios"] == len(_visible_to(TEAM_A)) and info["entities"] == 4 * len(
+        _visible_to(TEAM_A)
+    )  # 3 saved, 1 added each
+
+
+def test_the_private_copy_of_a_query_is_removed(shared: ScenarioStore) -> None:
+    folder = Path(tempfile.gettempdir())
+    before = set(folder.glob("healthsim-confined-*"))
+    with granted(TEAM_A):
+        shared.query("SELECT count(*) FROM entities")
+        with pytest.raises(QueryError):
+            shared.query("SELECT no_such_column FROM entities")
+    assert set(folder.glob("healthsim-confined-*")) == before
+
+
+_TAG = st.text(st.sampled_from("abAB-é "), min_size=1, max_size=4).filter(lambda t: t.strip() != "")
+
+
+@given(grant_tags=st.lists(_TAG, min_size=1, max_size=3), tags=st.lists(_TAG, max_size=4))
+def test_what_a_grant_writes_it_can_see(grant_tags: list[str], tags: list[str]) -> None:
+    """Whatever tags a scenario is written with, the caller that wrote it sees it; tags it
+    could already see with are kept as given; matching ignores case."""
+    with granted(Grant("g", "write", tuple(grant_tags))):
+        written = granted_tags(tags)
+        assert may_see(written)
+        if may_see(tags):
+            assert written == tags
+        else:
+            assert written == [*tags, grant_tags[0].strip()]
+        assert may_see([t.upper() for t in written]) and may_see([t.lower() for t in written])
+    assert granted_tags(tags) == tags and may_see([])  # no grant: no limit

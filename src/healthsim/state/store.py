@@ -48,6 +48,7 @@ from .results import (
 from .summaries import REPORT_BYTES, SUMMARY_BYTES
 from .validation import normalize_tags, validate_limit
 from .version_cache import VersionCache
+from .visibility import visible_sql
 
 __all__ = ["ScenarioStore"]
 
@@ -360,10 +361,15 @@ class ScenarioStore:
         with connect(path) as con:
             details = engine_for(path).describe(path, con)
             if con is not None:
-                details["scenarios"] = con.execute("SELECT count(*) FROM scenarios").fetchall()[0][0]
+                params: dict[str, Any] = {}  # a caller's grant counts its own scenarios (issue 25)
+                visible = visible_sql("s.scenario_id", params)
+                details["scenarios"] = con.execute(
+                    f"SELECT count(*) FROM scenarios s WHERE {visible}", params
+                ).fetchall()[0][0]
                 details["entities"] = con.execute(
                     "SELECT count(*) FROM scenario_entities e WHERE EXISTS "
-                    "(SELECT 1 FROM scenarios s WHERE s.scenario_id = e.scenario_id)"
+                    f"(SELECT 1 FROM scenarios s WHERE s.scenario_id = e.scenario_id AND {visible})",
+                    params,
                 ).fetchall()[0][0]
         details["healthsim_state_version"] = __version__
         return details
