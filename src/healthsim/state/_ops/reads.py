@@ -5,7 +5,8 @@ from __future__ import annotations
 import uuid
 from typing import Any, cast
 
-from .._engines import Connection
+from ... import __version__
+from .._engines import Connection, engine_for
 from ..checks import check_reader
 from ..checks.shape import BRIEF_BYTES, brief
 from ..database import Database, connect
@@ -212,3 +213,22 @@ def summary(database: Database, name: str, version: int | None, samples: int, bu
         summary["check"] = brief(check_reader(reader, key_totals=key_totals))  # (issue 24: its counts)
     cache.write_summary(*made, samples, budget, summary)
     return summary
+
+
+def database_info(database: Database) -> dict[str, Any]:
+    """The database's description (see :meth:`~healthsim.state.store.ScenarioStore.database_info`)."""
+    with connect(database) as con:
+        details = engine_for(database).describe(database, con)
+        if con is not None:
+            params: dict[str, Any] = {}  # a caller's grant counts its own scenarios (issue 25)
+            visible = visible_sql("s.scenario_id", params)
+            details["scenarios"] = con.execute(f"SELECT count(*) FROM scenarios s WHERE {visible}", params).fetchall()[
+                0
+            ][0]
+            details["entities"] = con.execute(
+                "SELECT count(*) FROM scenario_entities e WHERE EXISTS "
+                f"(SELECT 1 FROM scenarios s WHERE s.scenario_id = e.scenario_id AND {visible})",
+                params,
+            ).fetchall()[0][0]
+    details["healthsim_state_version"] = __version__
+    return details
