@@ -267,6 +267,26 @@ def test_twenty_clients_saving_and_querying_at_once_lose_nothing(served: Served)
     assert all(s["entity_count"] == 21 for s in listed)
 
 
+def test_a_remote_address_needs_allow_remote_and_then_says_tls_goes_in_front(tmp_path: Path) -> None:
+    db = str(tmp_path / "remote.duckdb")
+    refused = subprocess.run(
+        [HEALTHSIM, "mcp", "--http", "--host", "0.0.0.0", "--port", str(free_port())],
+        env={**os.environ, "HEALTHSIM_DB": db},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 2 and "--allow-remote" in refused.stderr
+    process, port, log, _ = start_server(db, tmp_path, "--host", "0.0.0.0", "--allow-remote")
+    try:
+        assert post(f"http://127.0.0.1:{port}/mcp", None).status_code == 401
+    finally:
+        process.terminate()
+        process.wait(10)
+    said = log.read_text()
+    assert "plain HTTP" in said and "reverse proxy" in said and "TLS" in said
+
+
 def stored_text(db: str) -> bytes:
     """Everything the database holds, as bytes: the DuckDB file and its log, or every
     row of every table of the PostgreSQL database as text."""
