@@ -212,6 +212,17 @@ def test_a_revoked_token_gets_401_at_its_next_request(served: Served) -> None:
     assert post(served.url, token).status_code == 401
 
 
+def test_a_session_answers_only_the_token_that_opened_it(served: Served) -> None:
+    owner, other = served.token("session-owner"), served.token("session-thief", "admin")
+    opened = post(served.url, owner)
+    session_id = opened.headers["mcp-session-id"]
+    call = json.dumps(
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "list_scenarios", "arguments": {}}}
+    ).encode()
+    assert post(served.url, other, call, **{"mcp-session-id": session_id}).status_code == 404
+    assert post(served.url, owner, call, **{"mcp-session-id": session_id}).status_code == 200
+
+
 def test_a_body_over_the_limit_gets_a_clear_413(served: Served) -> None:
     token = served.token("big-sender")
     answer = post(served.url, token, b" " * 16_000_001)
