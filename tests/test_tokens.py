@@ -208,3 +208,30 @@ def test_the_cli_refuses_a_remote_address_without_allow_remote(tmp_path: Path) -
     refused = run("mcp", "--http", "--host", "0.0.0.0", "--port", "1")
     assert refused.returncode == 2
     assert "reverse proxy with TLS" in refused.stderr and "--allow-remote" in refused.stderr
+
+
+def test_wrong_secrets_for_one_token_are_hashed_once_a_second(
+    store: ScenarioStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """scrypt holds the GIL for its ~50 ms: a caller who knows a token's lookup id (not
+    secret) must not be able to make the server hash at will. The token's own, already
+    remembered text still passes meanwhile."""
+    import hashlib
+
+    text = create_token(db(), "target", "read")
+    verifier = TokenVerifier(db())
+    assert verifier.verify(text) is not None  # remembered
+    calls: list[int] = []
+    real = hashlib.scrypt
+
+    def counted(*args: object, **kwargs: object) -> bytes:
+        calls.append(1)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(hashlib, "scrypt", counted)
+    wrong = [text[:21] + f"{i:02d}" + text[23:] for i in range(10)]
+    assert [verifier.verify(w) for w in wrong] == [None] * 10
+    assert len(calls) == 1
+    assert verifier.verify(text) is not None and len(calls) == 1
+    time.sleep(1.05)
+    assert verifier.verify(wrong[0]) is None and len(calls) == 2

@@ -28,6 +28,7 @@ import os
 import re
 import secrets
 import threading
+import time
 from typing import Any, TypedDict
 
 from ._engines import Connection
@@ -57,6 +58,10 @@ PREFIX = "hst_"
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 #: ``last_used_at`` is written again only when it is older than this.
 LAST_USED_PRECISION = _dt.timedelta(minutes=1)
+#: After a wrong secret for a token, other unknown texts for it are refused unhashed for
+#: this long: scrypt holds the GIL for its ~50 ms, so a caller who knows a token's
+#: (non-secret) lookup id could otherwise stall the whole server with wrong secrets.
+WRONG_SECRET_PAUSE = 1.0
 #: A token's name: what ``history`` records as ``by``.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}")
 _TEXT = re.compile(r"hst_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
@@ -217,7 +222,9 @@ class TokenVerifier:
     """Checks token texts against one database, paying scrypt once per token and process.
 
     Thread-safe. Every check reads the token's row, so a revocation takes effect at the
-    next check; what is remembered (a digest of each accepted text keyed by a random
+    next check. A wrong secret for a token pauses hashing other texts for it for
+    :data:`WRONG_SECRET_PAUSE` (they are refused; a remembered text still passes). What is
+    remembered (a digest of each accepted text keyed by a random
     per-process key, and the stored hash it matched) is worthless outside this process.
     """
 
@@ -228,6 +235,7 @@ class TokenVerifier:
         self.database = resolve_database(db)
         self._key = secrets.token_bytes(32)
         self._known: dict[str, tuple[str, bytes]] = {}
+        self._wrong: dict[str, float] = {}  # lookup id: when a wrong secret for it was last hashed
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -241,13 +249,21 @@ class TokenVerifier:
             known = self._known.get(lookup)
         if known is not None and known[0] == stored and hmac.compare_digest(known[1], self._digest(text)):
             return True
-        if not stored or not _matches(text, stored):
+        if not stored:
             return False
         with self._lock:
-            if len(self._known) >= self.MAX_REMEMBERED:
+            if time.monotonic() - self._wrong.get(lookup, -WRONG_SECRET_PAUSE) < WRONG_SECRET_PAUSE:
+                return False
+        accepted = _matches(text, stored)
+        with self._lock:
+            if len(self._known) >= self.MAX_REMEMBERED or len(self._wrong) >= self.MAX_REMEMBERED:
                 self._known.clear()
-            self._known[lookup] = (stored, self._digest(text))
-        return True
+                self._wrong.clear()
+            if accepted:
+                self._known[lookup] = (stored, self._digest(text))
+            else:
+                self._wrong[lookup] = time.monotonic()
+        return accepted
 
     def verify(self, text: str) -> Grant | None:
         """The grant of a valid, unrevoked token; None for anything else (a malformed,
