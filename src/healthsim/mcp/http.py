@@ -173,7 +173,9 @@ class HttpOptions:
 
     def security(self) -> TransportSecuritySettings:
         """The Host and Origin allow-lists: loopback, the bound address, and those given."""
-        hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*", *self.allowed_hosts]
+        hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
+        for host in self.allowed_hosts:  # a bare name: on its default port and on any other
+            hosts += [host] if host.endswith("]") or host.count(":") == 1 else [host, f"{host}:*"]
         origins = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*", *self.allowed_origins]
         if not is_loopback(self.host) and self.host not in ("0.0.0.0", "::"):
             shown = f"[{self.host}]" if ":" in self.host else self.host
@@ -208,7 +210,8 @@ def build_app(db: str | os.PathLike[str] | None, options: HttpOptions, tokens: S
 
 REMOTE_NOTE = """healthsim mcp: serving other machines on {host}:{port} over plain HTTP. Bearer tokens
 cross the network in the clear unless TLS is in front: put a reverse proxy (nginx, Caddy)
-with TLS before this server and let clients reach only the proxy."""
+with TLS before this server and let clients reach only the proxy. Requests must name this
+server in their Host header as loopback or as an --allowed-host (e.g. --allowed-host mcp.example.org)."""
 
 
 def serve_http(db: str | os.PathLike[str] | None, options: HttpOptions) -> None:
