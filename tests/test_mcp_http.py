@@ -27,6 +27,7 @@ from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
 from healthsim.state import ScenarioStore
+from healthsim.state.access import Grant
 from healthsim.state.tokens import create_token
 from helpers.pg_server import PgServer
 
@@ -348,3 +349,19 @@ def test_no_token_text_in_the_database_or_the_logs(served: Served) -> None:
     asyncio.run(work())
     assert b"POST /mcp" in served.log.read_bytes()  # the log is the server's: requests are logged
     assert_no_token_text(served)
+
+
+def test_the_sdks_record_of_a_caller_holds_no_secret(tmp_path: Path) -> None:
+    """What the SDK keeps for a request (and may log or show) names the token, never its secret."""
+    from healthsim.mcp.caller import grant_of
+    from healthsim.mcp.http import StoreTokens
+
+    db = str(tmp_path / "record.duckdb")
+    text = create_token(db, "recorded", "write", ["team-a"])
+    record = StoreTokens(db).check(text)
+    assert record is not None
+    secret = text[len("hst_") + 17 :]
+    assert secret not in repr(record) and secret not in record.model_dump_json()
+    assert record.token == text[: len("hst_") + 17] + "…"
+    assert grant_of(record) == Grant("recorded", "write", ("team-a",))
+    assert StoreTokens(db).check(text[:-1] + ("A" if text[-1] != "A" else "B")) is None
