@@ -8,6 +8,7 @@
     python benchmarks/run.py --only query       # a trivial query: library and MCP (issue 21)
     python benchmarks/run.py --only startup     # how long `healthsim --version` and `healthsim list` take
     python benchmarks/run.py --only fhir --sizes 100000   # FHIR Bulk export and import (issue 23)
+    python benchmarks/run.py --only http        # list_scenarios over HTTP with a token vs stdio (issue 25)
 
 Prints a Markdown table of seconds (best of --repeat runs), the ratio library/floor and
 the target, and the resident memory of the largest size (save: added beyond its input;
@@ -112,6 +113,7 @@ OPERATIONS = (
     "query",
     "startup",
     "fhir",
+    "http",
 )
 # File layouts the import is measured on: the export's own, and the two that Python's json
 # module writes (as earlier HealthSim releases did): json.dumps(doc, indent=2) and json.dumps(doc).
@@ -1468,6 +1470,7 @@ def main() -> None:
     startup: list[tuple[str, float, float, float, float, float]] = []
     memory: dict[str, float] = {}
     latency: list[tuple[str, float, float, float]] = []
+    http_rows: list[tuple[str, float, float, float]] = []
     with tempfile.TemporaryDirectory(prefix="healthsim-bench-") as tmp:
         folder = Path(tmp)
         for n in args.sizes:
@@ -1519,12 +1522,20 @@ def main() -> None:
             results += bench_team(max(args.sizes), args.repeat, args.list_scenarios, None if args.no_memory else memory)
         if "startup" in only:
             startup = bench_startup(folder, args.repeat)
+        if "http" in only:  # issue 25: DuckDB, and the team store on a throwaway server
+            from http_bench import bench_http
+
+            server = start_pg_server()
+            try:
+                http_rows = bench_http(folder, args.repeat, team_database(server))
+            finally:
+                server.stop()
         if "fhir" in only:
             results += bench_fhir(max(args.sizes), folder, args.repeat, None if args.no_memory else memory)
         if not args.no_memory and "save" in only:
             memory["save"] = measure_memory("save", str(max(args.sizes)), str(folder))["mb"]
 
-    if results or not startup:
+    if results or not (startup or http_rows):
         print("| operation | size | library (s) | floor (s) | ratio | target |")
         print("|---|---|---:|---:|---:|---:|")
     for op, size, lib, floor, target in results:
@@ -1550,6 +1561,10 @@ def main() -> None:
                 print(f"| {op.removesuffix(' peak')} ({label}) | {memory[op]:.0f} | none set |")
     if startup:
         print_startup(startup)
+    if http_rows:
+        from http_bench import print_http
+
+        print_http(http_rows)
 
 
 if __name__ == "__main__":

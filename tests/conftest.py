@@ -113,6 +113,7 @@ BOTH_ENGINES = {
     "test_checks",
     "test_checks_data",
     "test_fhir_exchange",
+    "test_tokens",
 }
 
 

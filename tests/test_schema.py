@@ -78,15 +78,15 @@ def test_new_database_has_the_specification_tables(store: ScenarioStore, db_path
     assert ("scenario_entities", "PRIMARY KEY", ["id"]) in constraints
     assert ("scenario_tags", "UNIQUE", ["scenario_id", "tag"]) in constraints
     assert not [c for c in constraints if c[1] == "FOREIGN KEY"]
-    assert query(db_path, f"SELECT version FROM {VERSION_TABLE} ORDER BY version") == [(1,), (2,), (3,), (4,)]
-    assert SCHEMA_VERSION == 4
+    assert query(db_path, f"SELECT version FROM {VERSION_TABLE} ORDER BY version") == [(1,), (2,), (3,), (4,), (5,)]
+    assert SCHEMA_VERSION == 5
 
 
 def test_ensure_schema_is_idempotent(tmp_path: Path) -> None:
     con = duckdb.connect(str(tmp_path / "s.duckdb"))
     ensure_schema(con)
     ensure_schema(con)
-    assert con.execute(f"SELECT count(*) FROM {VERSION_TABLE}").fetchall() == [(4,)]
+    assert con.execute(f"SELECT count(*) FROM {VERSION_TABLE}").fetchall() == [(5,)]
     con.close()
 
 
@@ -192,6 +192,7 @@ def make_schema_before_changed_by(database: Path | TeamDatabase, last: int) -> N
     """Turn a database into what the release before ``changed_by`` wrote: the same tables
     without that column, its schema version ``last``."""
     sql_rows(database, f"ALTER TABLE {VERSIONS} DROP COLUMN changed_by")
+    sql_rows(database, "DROP TABLE healthsim_state_tokens")  # (added after changed_by)
     sql_rows(database, f"DELETE FROM {VERSION_TABLE} WHERE version > ? RETURNING version", [last])
 
 

@@ -1021,14 +1021,52 @@ def info(ctx: typer.Context, as_json: JsonOption = False) -> None:
 
 
 @app.command()
-def mcp(ctx: typer.Context) -> None:
-    """Serve the MCP server over stdio (for Claude Desktop and other MCP clients).
+def mcp(
+    ctx: typer.Context,
+    http: Annotated[
+        bool, typer.Option("--http", help="Serve over HTTP (Streamable HTTP) for a team, with tokens.")
+    ] = False,
+    host: Annotated[str, typer.Option(help="With --http: the address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="With --http: the port.")] = 8765,
+    allow_remote: Annotated[
+        bool, typer.Option("--allow-remote", help="With --http: allow a --host other than loopback (TLS in front!).")
+    ] = False,
+    allowed_host: Annotated[
+        list[str] | None, typer.Option("--allowed-host", help="With --http: a Host header to accept (repeatable).")
+    ] = None,
+    allowed_origin: Annotated[
+        list[str] | None, typer.Option("--allowed-origin", help="With --http: an Origin header to accept (repeatable).")
+    ] = None,
+    max_body_mb: Annotated[float, typer.Option(min=0.001, help="With --http: the largest request body, in MB.")] = 16,
+) -> None:
+    """Serve the MCP server over stdio (for Claude Desktop and other MCP clients), or
+    with --http over HTTP for a team's assistants (each with a token: healthsim token create).
 
     Example client configuration: {"command": "healthsim", "args": ["mcp"]}
+    Example: healthsim mcp --http --port 8765
     """
+    db = ctx.obj.get("db") if ctx.obj else None
+    if http:
+        from .mcp.http import HttpOptions, serve_http
+
+        options = HttpOptions(
+            host, port, allow_remote, int(max_body_mb * 1_000_000), allowed_host or [], allowed_origin or []
+        )
+        try:
+            options.check()
+        except StateError as exc:
+            err.print(f"error: {_describe(exc)}", markup=False)
+            raise typer.Exit(2) from None
+        serve_http(db, options)
+        return
     from .mcp_server import serve
 
-    serve(ctx.obj.get("db") if ctx.obj else None)
+    serve(db)
+
+
+from .token_cli import token_app  # noqa: E402  (Typer only: start-up stays quick)
+
+app.add_typer(token_app, name="token")
 
 
 def main() -> None:

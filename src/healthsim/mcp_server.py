@@ -35,6 +35,7 @@ from mcp.types import CallToolResult, TextContent
 from . import __version__
 from ._text import safe_text
 from .mcp.budget import ANSWER_BUDGET, answer_text, fit
+from .mcp.caller import as_caller
 from .mcp.tools import TOOLS, Answer, ToolContext, ToolSpec
 from .mcp.wire import run_stdio
 from .state import ScenarioNotFoundError, StateError
@@ -86,8 +87,9 @@ def _tool_errors(tool: F, budget: int = ANSWER_BUDGET, scope: Scope = "read") ->
     @functools.wraps(tool)
     def wrapper(*args: Any, **kwargs: Any) -> CallToolResult:
         try:
-            require_scope(scope, tool.__name__)  # the caller's token's scope (issue 25); none over stdio
-            result = tool(*args, **kwargs)
+            with as_caller():  # over HTTP: the request token's grant (scope, tags, history's "by")
+                require_scope(scope, tool.__name__)  # the token's scope (issue 25); nothing limits stdio
+                result = tool(*args, **kwargs)
             answer = result if isinstance(result, Answer) else Answer(result)
             value = fit(answer.value, budget, answer.cut)
             return CallToolResult(content=[TextContent(type="text", text=answer_text(value))], structured_content=value)
@@ -142,11 +144,12 @@ def _register(spec: ToolSpec, ctx: ToolContext) -> Tool:
     return made
 
 
-def build_server(db: str | os.PathLike[str] | None = None) -> MCPServer:
-    """The MCP server over the database ``db`` (default: HEALTHSIM_DB or ~/.healthsim)."""
+def build_server(db: str | os.PathLike[str] | None = None, **options: Any) -> MCPServer:
+    """The MCP server over the database ``db`` (default: HEALTHSIM_DB or ~/.healthsim);
+    ``options`` go to the SDK's server (the HTTP server's ``auth`` and ``token_verifier``)."""
     ctx = ToolContext(db)
     tools = [_register(spec, ctx) for spec in TOOLS]
-    return MCPServer(name="healthsim-state", version=__version__, instructions=INSTRUCTIONS, tools=tools)
+    return MCPServer(name="healthsim-state", version=__version__, instructions=INSTRUCTIONS, tools=tools, **options)
 
 
 TERMINAL_NOTE = """healthsim mcp: serving MCP on stdio (standard input and output), for an MCP client

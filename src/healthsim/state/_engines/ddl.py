@@ -18,15 +18,18 @@ __all__ = [
     "ENTITY_HISTORY",
     "VERSIONS",
     "VERSION_TABLE",
+    "TOKENS",
     "add_changed_by",
     "apply_migrations",
     "create_history_tables",
+    "create_tokens_table",
 ]
 
 VERSION_TABLE = "healthsim_state_schema_version"
 VERSIONS = "healthsim_state_versions"
 BIRTHS = "healthsim_state_births"
 ENTITY_HISTORY = "healthsim_state_entity_history"
+TOKENS = "healthsim_state_tokens"
 
 _DDL = f"""
 CREATE TABLE {VERSIONS} (
@@ -130,3 +133,17 @@ def add_changed_by(con: Any) -> None:
     """Migration 4 (DuckDB; 3 on PostgreSQL): who made each version. Versions recorded
     before it say nobody (None): the library did not know."""
     con.execute(f"ALTER TABLE {VERSIONS} ADD COLUMN changed_by VARCHAR")
+
+
+def create_tokens_table(con: Any) -> None:
+    """Migration 5 (DuckDB; 4 on PostgreSQL): the HTTP server's access tokens (issue 25).
+
+    Only a salted scrypt hash of each token is kept; ``lookup`` is the token's non-secret
+    id (its text is ``hst_<lookup>_<secret>``), so a check reads one row by an index
+    instead of hashing every row (see ``healthsim.state.tokens``)."""
+    con.execute(
+        f"CREATE TABLE {TOKENS} (name VARCHAR PRIMARY KEY, lookup VARCHAR NOT NULL, hash VARCHAR NOT NULL, "
+        "scope VARCHAR NOT NULL, tags JSON NOT NULL, created_at TIMESTAMP NOT NULL, "
+        "last_used_at TIMESTAMP, revoked_at TIMESTAMP)"
+    )
+    con.execute(f"CREATE INDEX {TOKENS}_by_lookup ON {TOKENS} (lookup)")

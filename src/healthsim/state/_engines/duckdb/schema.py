@@ -25,7 +25,7 @@ import pyarrow as pa
 from ...entities import id_fields
 from ...errors import DatabaseError
 from ...id_sql import entity_uuid_select
-from ..ddl import VERSION_TABLE, add_changed_by, apply_migrations, create_history_tables
+from ..ddl import VERSION_TABLE, add_changed_by, apply_migrations, create_history_tables, create_tokens_table
 from .connection import DuckConnection, transaction
 
 __all__ = [
@@ -229,6 +229,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[DuckConnection], None]]] = [
     (2, "staging table for large writes committed in chunks", _migration_2),
     (3, "history: versions, the id ranges each wrote, archived entity rows", create_history_tables),
     (4, "history: who made each version (changed_by)", add_changed_by),
+    (5, "access tokens of the HTTP server (salted hashes only)", create_tokens_table),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

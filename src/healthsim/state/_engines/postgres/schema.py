@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ...errors import DatabaseError
-from ..ddl import VERSION_TABLE, add_changed_by, apply_migrations, create_history_tables
+from ..ddl import VERSION_TABLE, add_changed_by, apply_migrations, create_history_tables, create_tokens_table
 from .connection import PgConnection
 from .transactions import transaction
 
@@ -86,6 +86,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[PgConnection], None]]] = [
     (1, "specification tables, id sequences", _migration_1),
     (2, "history: versions, the id ranges each wrote, archived entity rows", _migration_2),
     (3, "history: who made each version (changed_by)", add_changed_by),
+    (4, "access tokens of the HTTP server (salted hashes only)", create_tokens_table),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

@@ -1,0 +1,236 @@
+"""``healthsim mcp --http``: the same tools over MCP's Streamable HTTP transport, for a team.
+
+Built from the official SDK's parts: its Streamable HTTP app (one session per client, many
+at once), its bearer-token middleware (a request without a valid token gets 401 and
+reaches no tool) fed by :class:`StoreTokens` (the store's tokens,
+``healthsim.state.tokens``), and its Host/Origin check against an allow-list (DNS
+rebinding). Around it, :class:`BodyLimit` refuses request bodies over the server's limit
+(default 16 MB) with an error that says the limit and what to do.
+
+Safe by default: it binds to loopback; another address needs ``allow_remote`` and the
+server then says that TLS belongs in a reverse proxy in front (it speaks plain HTTP).
+The token's secret is never logged, never in an error and never in the SDK's record of
+the caller (see ``mcp.caller``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import logging
+import os
+import sys
+from collections import deque
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.to_thread
+from mcp.server.auth.provider import AccessToken
+from mcp.server.auth.settings import AuthSettings
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..state import InvalidInputError
+from ..state.tokens import TokenVerifier
+from .caller import access_token_for
+from .listing import ListingCache
+
+__all__ = ["DEFAULT_MAX_BODY", "DEFAULT_PORT", "BodyLimit", "HttpOptions", "StoreTokens", "build_app", "serve_http"]
+
+log = logging.getLogger("healthsim.mcp")
+
+DEFAULT_PORT = 8765
+#: The largest request body taken, by default (16 MB; the SDK's own default is 4 MiB).
+DEFAULT_MAX_BODY = 16_000_000
+_LOOPBACK_NAMES = ("localhost",)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or ``localhost``) is this machine only."""
+    if host.lower() in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class StoreTokens:
+    """The SDK's token verifier over the store's tokens.
+
+    Each request's token is checked against its row in the store, so a revoked token
+    gets 401 at its next request. On a DuckDB file the answer is reused while the file
+    is byte for byte unchanged (``mcp.listing``'s test: a revocation writes the file);
+    scrypt is paid once per token (``TokenVerifier``). A team store is read every time.
+    """
+
+    def __init__(self, db: str | os.PathLike[str] | None) -> None:
+        self._verifier = TokenVerifier(db)
+        self.database = self._verifier.database
+        self._seen = ListingCache()
+        self._key = os.urandom(32)
+
+    def __repr__(self) -> str:
+        return f"StoreTokens({self._verifier.database!s})"
+
+    def _check(self, text: str) -> dict[str, Any]:
+        grant = self._verifier.verify(text)
+        if grant is None:
+            return {"grant": None}
+        return {"grant": grant, "lookup": text.split("_")[1]}
+
+    def check(self, text: str) -> AccessToken | None:
+        """The SDK's record of a valid token (blocking)."""
+        # Kept by a keyed digest of the text, not the text: a memory dump shows no token.
+        key: Hashable = ("token", hashlib.blake2b(text.encode(), key=self._key).hexdigest())
+        found = self._seen.get(self._verifier.database, key, lambda: self._check(text))
+        return None if found["grant"] is None else access_token_for(found["grant"], found["lookup"])
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        """The SDK's ``TokenVerifier`` protocol: None answers 401."""
+        return await anyio.to_thread.run_sync(self.check, token)
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over ``limit`` bytes gets 413 and a JSON-RPC error
+    that says the limit and what to do; nothing behind it runs."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def _refuse(self, send: Send, size: str) -> None:
+        text = (
+            f"the request body ({size}) is over this server's limit of {self.limit:,} bytes; "
+            "send less in one call (add_entities takes entities in batches) "
+            "or start the server with a larger --max-body-mb"
+        )
+        body = json.dumps({"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": text}}).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await self._refuse(send, f"{int(declared):,} bytes")
+            return
+        # A body without a length (chunked) is read up to the limit before anything runs.
+        messages: deque[Message] = deque()
+        size = 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            size += len(message.get("body", b""))
+            if size > self.limit:
+                await self._refuse(send, f"more than {self.limit:,} bytes")
+                return
+            if not message.get("more_body", False):
+                break
+
+        async def replay() -> Message:
+            return messages.popleft() if messages else await receive()
+
+        await self.app(scope, replay, send)
+
+
+@dataclass
+class HttpOptions:
+    """How ``healthsim mcp --http`` serves: address, limits and the allow-lists."""
+
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    allow_remote: bool = False
+    max_body: int = DEFAULT_MAX_BODY
+    #: Host header values taken besides the loopback ones (e.g. the reverse proxy's name).
+    allowed_hosts: list[str] = field(default_factory=list)
+    #: Origin header values taken besides the loopback ones (browsers send one).
+    allowed_origins: list[str] = field(default_factory=list)
+
+    def check(self) -> None:
+        """Refuse an address other than loopback without ``allow_remote``.
+
+        Raises:
+            InvalidInputError: the address is not loopback and ``allow_remote`` is off.
+        """
+        if not is_loopback(self.host) and not self.allow_remote:
+            raise InvalidInputError(
+                f"--host {self.host} would serve other machines; the server speaks plain HTTP, so put a "
+                "reverse proxy with TLS in front and pass --allow-remote (or keep the default 127.0.0.1)"
+            )
+        if not 1 <= self.max_body:
+            raise InvalidInputError(f"the body limit must be at least 1 byte, not {self.max_body}")
+
+    def security(self) -> TransportSecuritySettings:
+        """The Host and Origin allow-lists: loopback, the bound address, and those given."""
+        hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
+        for host in self.allowed_hosts:  # a bare name: on its default port and on any other
+            hosts += [host] if host.endswith("]") or host.count(":") == 1 else [host, f"{host}:*"]
+        origins = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*", *self.allowed_origins]
+        if not is_loopback(self.host) and self.host not in ("0.0.0.0", "::"):
+            shown = f"[{self.host}]" if ":" in self.host else self.host
+            hosts.append(f"{shown}:*")
+        return TransportSecuritySettings(
+            enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins
+        )
+
+    @property
+    def url(self) -> str:
+        shown = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{shown}:{self.port}/mcp"
+
+
+def build_app(db: str | os.PathLike[str] | None, options: HttpOptions, tokens: StoreTokens | None = None) -> ASGIApp:
+    """The ASGI app serving every tool over ``db``, each request checked by ``tokens``
+    (default: the store's tokens)."""
+    from ..mcp_server import build_server
+
+    # The SDK's auth settings describe an OAuth server; here the store issues the tokens,
+    # so there is no authorization server to advertise (nor resource metadata).
+    auth = AuthSettings(issuer_url=options.url, resource_server_url=None)  # type: ignore[arg-type]
+    server = build_server(db, auth=auth, token_verifier=tokens or StoreTokens(db))
+    app = server.streamable_http_app(
+        max_request_body_size=options.max_body + 1,  # ours (BodyLimit) decides, with a clearer answer
+        transport_security=options.security(),
+        host=options.host,
+        json_response=True,  # one JSON answer per call, no SSE stream: a third less per call (no tool streams)
+    )
+    return BodyLimit(app, options.max_body)
+
+
+REMOTE_NOTE = """healthsim mcp: serving other machines on {host}:{port} over plain HTTP. Bearer tokens
+cross the network in the clear unless TLS is in front: put a reverse proxy (nginx, Caddy)
+with TLS before this server and let clients reach only the proxy. Requests must name this
+server in their Host header as loopback or as an --allowed-host (e.g. --allowed-host mcp.example.org)."""
+
+
+def serve_http(db: str | os.PathLike[str] | None, options: HttpOptions) -> None:
+    """Serve until interrupted (``healthsim mcp --http``); messages go to stderr."""
+    import uvicorn
+
+    options.check()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")  # stderr
+    tokens = StoreTokens(db)
+    app = build_app(db, options, tokens)
+    shown = tokens.database if isinstance(tokens.database, Path) else "a PostgreSQL team store"
+    print(
+        f"healthsim mcp: serving MCP over Streamable HTTP at {options.url} ({shown}); "
+        "every request needs a token (healthsim token create NAME --scope read). Ctrl-C stops.",
+        file=sys.stderr,
+        flush=True,
+    )
+    if not is_loopback(options.host):
+        print(REMOTE_NOTE.format(host=options.host, port=options.port), file=sys.stderr, flush=True)
+    # log_config=None: uvicorn's lines (the access log too) go to the root logger, on stderr.
+    config = uvicorn.Config(app, host=options.host, port=options.port, log_config=None, access_log=True)
+    anyio.run(uvicorn.Server(config).serve)
