@@ -24,6 +24,7 @@ from mcp.types import ToolAnnotations
 from pydantic import Field
 
 from ..state import ScenarioNotFoundError, ScenarioStore
+from ..state.exchange.fhir.export import skipped_summary
 from .budget import ANSWER_BUDGET, SUMMARY_BUDGET, Cut, fit
 from .folders import export_target, import_source
 from .listing import ListingCache
@@ -509,6 +510,8 @@ def export_scenario(
         "version": summary["version"],
         "entity_count": sum(by_type.values()),
         "entities_by_type": by_type,
+        # FHIR: what could not become a valid resource, as the folder's export report says.
+        **(skipped_summary(path) if format in ("fhir", "fhir-bundle") else {}),
     }
 
 
