@@ -39,9 +39,15 @@ def same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def carry_extension(entity: dict[str, Any], entity_type: str, base: dict[str, Any]) -> dict[str, Any]:
-    """The extension that turns ``base`` (the resource read back) into ``entity``."""
+def carry_extension(
+    entity: dict[str, Any], entity_type: str, base: dict[str, Any], *, kept: bool = False
+) -> dict[str, Any]:
+    """The extension that turns ``base`` (the resource read back) into ``entity``;
+    ``kept``: the entity has elements of a source resource (``_fhir``, see :mod:`.keep`),
+    which the import is to compute again from the resource (``"fhir": 1``)."""
     carry: dict[str, Any] = {"type": entity_type}
+    if kept:
+        carry["fhir"] = 1
     fields = {k: v for k, v in entity.items() if k not in base or not same(base[k], v)}
     drop = [k for k in base if k not in entity]
     if fields:

@@ -1,0 +1,126 @@
+"""Issue 23, "nothing lost either way": what an imported resource says beyond its
+canonical entity (Encounter.serviceProvider, extensions, identifiers beyond the first…)
+is kept under the entity's ``_fhir`` and written back by the export.
+
+Real Synthea bundles (tests/fixtures/synthea, see SOURCES.md), the official client of the
+store, real files.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from fhir.resources.R4B import get_fhir_model_class
+
+from healthsim.state import ScenarioStore
+from healthsim.state.exchange.fhir.common import EXTENSION_URL
+
+SYNTHEA = Path(__file__).parent / "fixtures" / "synthea"
+SOURCE = SYNTHEA / "output-fhir" / "Devin82_Cole117_3af3708d-41f1-cd80-f3dd-ec5ac76072bf.json"
+
+
+def source_resources() -> dict[str, dict[str, Any]]:
+    bundle = json.loads(SOURCE.read_text())
+    return {e["resource"]["id"]: e["resource"] for e in bundle["entry"]}
+
+
+def ndjson(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def by_fhir_id(entities: dict[str, list[dict[str, Any]]], entity_type: str) -> dict[str, dict[str, Any]]:
+    return {e["fhir_id"]: e for e in entities[entity_type] if "fhir_id" in e}
+
+
+def ours_stripped(resource: dict[str, Any]) -> dict[str, Any]:
+    """The resource without the HealthSim extension."""
+    out = dict(resource)
+    out["extension"] = [x for x in resource.get("extension", []) if x.get("url") != EXTENSION_URL]
+    if not out["extension"]:
+        del out["extension"]
+    return out
+
+
+def test_import_keeps_what_has_no_canonical_field(tmp_path: Path) -> None:
+    store = ScenarioStore(tmp_path / "s.duckdb")
+    store.import_scenario(SOURCE, "syn", format="fhir")
+    entities = store.load_scenario("syn")["entities"]
+    source = source_resources()
+    patient = by_fhir_id(entities, "patients")["3af3708d-41f1-cd80-f3dd-ec5ac76072bf"]
+    kept = patient["_fhir"]
+    assert kept["extension"] == source["3af3708d-41f1-cd80-f3dd-ec5ac76072bf"]["extension"]  # race, birth place…
+    assert kept["identifier"] == source["3af3708d-41f1-cd80-f3dd-ec5ac76072bf"]["identifier"]  # all five
+    encounter = by_fhir_id(entities, "encounters")["01cadf9d-92a0-3bdc-2a26-5d8c981df4eb"]
+    assert encounter["_fhir"]["serviceProvider"] == source["01cadf9d-92a0-3bdc-2a26-5d8c981df4eb"]["serviceProvider"]
+    assert encounter["_fhir"]["type"] == source["01cadf9d-92a0-3bdc-2a26-5d8c981df4eb"]["type"]  # the SNOMED code
+    assert "subject" not in encounter["_fhir"] and "id" not in encounter["_fhir"]  # re-pointed at our ids
+
+
+def test_export_writes_the_kept_elements_back_and_import_gives_equal_entities(tmp_path: Path) -> None:
+    store = ScenarioStore(tmp_path / "s.duckdb")
+    store.import_scenario(SOURCE, "syn", format="fhir")
+    folder = store.export_scenario("syn", tmp_path / "out", format="fhir")
+    source = source_resources()
+    patients = {p["identifier"][0]["value"]: p for p in ndjson(folder / "Patient.ndjson")}
+    patient = ours_stripped(patients["3af3708d-41f1-cd80-f3dd-ec5ac76072bf"])
+    original = source["3af3708d-41f1-cd80-f3dd-ec5ac76072bf"]
+    assert patient["extension"] == original["extension"]
+    for ident in original["identifier"]:  # identifiers beyond the first: there again, after ours
+        assert ident in patient["identifier"]
+    assert patient["meta"] == original["meta"] and patient["maritalStatus"] == original["maritalStatus"]
+    encounters = {
+        next(i["value"] for i in e["identifier"] if i["system"].endswith("/id/encounters")): e
+        for e in ndjson(folder / "Encounter.ndjson")
+    }
+    encounter = encounters["01cadf9d-92a0-3bdc-2a26-5d8c981df4eb"]
+    original = source["01cadf9d-92a0-3bdc-2a26-5d8c981df4eb"]
+    assert encounter["serviceProvider"] == original["serviceProvider"]
+    assert original["type"][0] in encounter["type"]
+    # The kept elements are written once: the extension only marks that there are some.
+    carry = json.loads(next(x["valueString"] for x in encounter["extension"] if x["url"] == EXTENSION_URL))
+    assert carry["fhir"] == 1 and "_fhir" not in carry.get("fields", {})
+    # Every written resource is valid FHIR.
+    for path in folder.glob("*.ndjson"):
+        for resource in ndjson(path):
+            get_fhir_model_class(resource["resourceType"]).model_validate(resource)
+    store.import_scenario(folder, "again", format="fhir")
+    first, again = (store.load_scenario(n)["entities"] for n in ("syn", "again"))
+    assert first == again
+
+
+def test_bundle_export_of_kept_elements_resolves_inside_and_imports_back(tmp_path: Path) -> None:
+    store = ScenarioStore(tmp_path / "s.duckdb")
+    store.import_scenario(SYNTHEA / "output-fhir", "syn", format="fhir")
+    folder = store.export_scenario("syn", tmp_path / "bundles", format="fhir-bundle", validate=True, strict=True)
+    store.import_scenario(folder, "again", format="fhir")  # every reference resolves inside its bundle
+    first, again = (store.load_scenario(n)["entities"] for n in ("syn", "again"))
+    assert {t: len(v) for t, v in first.items()} == {t: len(v) for t, v in again.items()}
+    served = by_fhir_id(again, "encounters")["01cadf9d-92a0-3bdc-2a26-5d8c981df4eb"]["_fhir"]["serviceProvider"]
+    assert served["display"] == "GRACEMED HEALTH CLINIC INC"  # its conditional reference is outside the bundle
+
+
+def test_an_edit_of_the_entity_wins_over_the_kept_element(tmp_path: Path) -> None:
+    store = ScenarioStore(tmp_path / "s.duckdb")
+    store.import_scenario(SOURCE, "syn", format="fhir")
+    data = store.load_scenario("syn")
+    for encounter in data["entities"]["encounters"]:
+        encounter["status"] = "cancelled"
+        encounter["_fhir"]["status"] = "finished"  # a stale kept value is not what the export says
+    store.save_scenario("edited", data["entities"])
+    folder = store.export_scenario("edited", tmp_path / "out", format="fhir")
+    assert {e["status"] for e in ndjson(folder / "Encounter.ndjson")} == {"cancelled"}
+
+
+def test_entities_without_kept_elements_export_as_before(tmp_path: Path) -> None:
+    store = ScenarioStore(tmp_path / "s.duckdb")
+    store.save_scenario("plain", {"encounters": [{"encounter_id": "E1", "patient_mrn": "M1", "status": "finished"}]})
+    folder = store.export_scenario("plain", tmp_path / "out", format="fhir")
+    (encounter,) = ndjson(folder / "Encounter.ndjson")
+    carry = json.loads(encounter["extension"][0]["valueString"])
+    assert "fhir" not in carry and "serviceProvider" not in encounter
+    store.import_scenario(folder, "again", format="fhir")
+    assert store.load_scenario("again")["entities"]["encounters"] == [
+        {"encounter_id": "E1", "patient_mrn": "M1", "status": "finished"}
+    ]
