@@ -8,14 +8,20 @@ store, real files.
 
 from __future__ import annotations
 
+import copy
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
 
 from fhir.resources.R4B import get_fhir_model_class
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from healthsim.state import ScenarioStore
 from healthsim.state.exchange.fhir.common import EXTENSION_URL
+from healthsim.state.exchange.fhir.keep import regenerated
+from healthsim.state.exchange.fhir.mapping import entity_resources, resource_entity
 
 SYNTHEA = Path(__file__).parent / "fixtures" / "synthea"
 SOURCE = SYNTHEA / "output-fhir" / "Devin82_Cole117_3af3708d-41f1-cd80-f3dd-ec5ac76072bf.json"
@@ -124,3 +130,54 @@ def test_entities_without_kept_elements_export_as_before(tmp_path: Path) -> None
     assert store.load_scenario("again")["entities"]["encounters"] == [
         {"encounter_id": "E1", "patient_mrn": "M1", "status": "finished"}
     ]
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(10**6), 10**6) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=8,
+)
+objects = st.dictionaries(
+    st.sampled_from(["system", "value", "code", "display", "text", "use"]), json_values, max_size=3
+)
+# Further elements of an Encounter (of the shapes FHIR gives them: the reader takes the
+# resource as valid FHIR) and elements of no such name.
+extras = st.fixed_dictionaries(
+    {},
+    optional={
+        "serviceProvider": objects,
+        "meta": objects,
+        "text": objects,
+        "priority": objects,
+        "class": objects,
+        "period": st.fixed_dictionaries({}, optional={"start": st.sampled_from(["2024-01-01", "x"])}),
+        "type": st.lists(objects, max_size=3),
+        "identifier": st.lists(objects, max_size=3),
+        "extension": st.lists(st.fixed_dictionaries({"url": st.sampled_from(["http://a", "http://b"])}), max_size=2),
+    },
+) | st.dictionaries(st.text(alphabet="abcdefgh", min_size=1, max_size=6), json_values, max_size=3)
+
+
+@settings(max_examples=300, deadline=None)
+@given(extras)
+def test_elsewhere_to_entity_to_resource_and_back_is_exact(extra: dict[str, Any]) -> None:
+    """A resource of elsewhere with any further elements: imported, exported, imported
+    again gives the same entity (``_fhir`` included), and the export says every kept
+    element ours does not write, and every kept list item."""
+    source = {"resourceType": "Encounter", "id": "x", "status": "finished", "subject": {"reference": "Patient/p"}}
+    source |= extra
+    found = resource_entity(copy.deepcopy(source))
+    assert found is not None
+    entity_type, entity = found
+    resources = entity_resources(copy.deepcopy(entity), entity_type, "u", dt.date(2024, 1, 1))
+    written = copy.deepcopy(resources[0])
+    assert resource_entity(written) == (entity_type, entity)
+    ours = regenerated(entity, entity_type)
+    assert ours is not None
+    for key, value in entity.get("_fhir", {}).items():
+        if value is None or value == [] or value == {}:
+            continue  # FHIR has no empty elements: kept, not written
+        if key not in ours:
+            assert resources[0][key] == value if key != "extension" else resources[0][key][: len(value)] == value
+        elif isinstance(value, list) and isinstance(ours[key], list):
+            assert all(item in resources[0][key] for item in value)

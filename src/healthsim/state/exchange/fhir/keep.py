@@ -125,7 +125,8 @@ def fill(resource: dict[str, Any], kept: Any) -> None:
     if not isinstance(kept, dict):
         return
     for key, value in kept.items():
-        if key in _NOT_KEPT or _other_choice(resource, key):
+        # FHIR has no empty or null elements (the extension then holds them, see .mapping).
+        if key in _NOT_KEPT or value is None or value == [] or value == {} or _other_choice(resource, key):
             continue
         if key in resource:
             resource[key] = _merged(resource[key], value)
