@@ -28,8 +28,20 @@ __all__ = ["PART", "apply_carry", "carry_extension", "pop_carry", "same"]
 PART = {"url": EXTENSION_URL, "valueString": '{"part":true}'}
 
 
+_SCALARS = (str, int, float, bool, type(None))
+
+
 def same(a: Any, b: Any) -> bool:
     """Equal as JSON values, types included (``1`` is not ``1.0`` nor ``True``)."""
+    if type(a) is not type(b):
+        return False
+    if type(a) in _SCALARS or a != b:  # most values: one comparison in C, no walk
+        return bool(a == b)
+    return _same_walk(a, b)
+
+
+def _same_walk(a: Any, b: Any) -> bool:
+    """:func:`same` of two containers that ``==`` finds equal: their items' types too."""
     if type(a) is not type(b):
         return False
     if isinstance(a, dict):

@@ -199,6 +199,10 @@ def fhir_date(value: Any) -> str | None:
     """``value`` as a FHIR ``date`` (the date part of a date-time), else None."""
     if not isinstance(value, str):
         return None
+    return _date_text(value) if len(value) <= _CACHED_LENGTH else _date_of(value)
+
+
+def _date_of(value: str) -> str | None:
     head = value[:10]
     if not _DATE.fullmatch(head) or (len(value) > 10 and value[10] not in "T "):
         return None
@@ -218,16 +222,28 @@ def fhir_datetime(value: Any) -> str | None:
     as UTC (FHIR requires a zone with a time); anything else None."""
     if not isinstance(value, str):
         return None
+    return _datetime_text(value) if len(value) <= _CACHED_LENGTH else _datetime_of(value)
+
+
+def _datetime_of(value: str) -> str | None:
     if len(value) <= 10:
-        return value if fhir_date(value) == value else None
+        return value if _date_of(value) == value else None
     text = value[:10] + "T" + value[11:] if value[10] == " " else value
-    if not _DATETIME.fullmatch(text) or fhir_date(text) is None:
+    if not _DATETIME.fullmatch(text) or _date_of(text) is None:
         return None
     if len(text) == 16 or text[16] != ":":  # no seconds: FHIR requires them
         text = text[:16] + ":00" + text[16:]
     if text[-1] != "Z" and not _ZONED.fullmatch(text):
         text += "Z"
     return text
+
+
+# Dates repeat within a scenario (an encounter's time is its diagnoses', labs' and notes'),
+# and checking one costs two regular expressions and a parse: the export asks a cache of
+# the short texts a date can be (a longer one is no date, and is not kept in memory).
+_CACHED_LENGTH = 40
+_date_text = functools.lru_cache(maxsize=1 << 14)(_date_of)
+_datetime_text = functools.lru_cache(maxsize=1 << 14)(_datetime_of)
 
 
 def number(value: Any) -> int | float | None:
