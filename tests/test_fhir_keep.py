@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from healthsim.state import ScenarioStore
+from healthsim.state.exchange.fhir.carry import same
 from healthsim.state.exchange.fhir.common import EXTENSION_URL
 from healthsim.state.exchange.fhir.keep import regenerated
 from healthsim.state.exchange.fhir.mapping import entity_resources, resource_entity
@@ -181,3 +182,31 @@ def test_elsewhere_to_entity_to_resource_and_back_is_exact(extra: dict[str, Any]
             assert resources[0][key] == value if key != "extension" else resources[0][key][: len(value)] == value
         elif isinstance(value, list) and isinstance(ours[key], list):
             assert all(item in resources[0][key] for item in value)
+
+
+def strictly_equal(a: Any, b: Any) -> bool:
+    """The definition: equal as JSON values, types included, walked in Python."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(strictly_equal(v, b[k]) for k, v in a.items())
+    if isinstance(a, list):
+        return len(a) == len(b) and all(strictly_equal(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
+numbers = st.integers(-3, 3) | st.integers(2**63, 2**70) | st.sampled_from([0.0, 1.0, 2.5, -1.0])
+leaves = st.none() | st.booleans() | numbers | st.sampled_from(["a", "b", "\ud800"])
+nested = st.recursive(
+    leaves, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from("xyz"), inner, max_size=3)
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(nested, nested)
+def test_same_is_strict_json_equality(a: Any, b: Any) -> None:
+    """The fast comparison (C first, orjson texts for equal containers) says what the
+    walk says: ``1``, ``1.0`` and ``True`` differ at any depth; huge integers and lone
+    surrogates (which orjson cannot write) are walked."""
+    assert same(a, b) == strictly_equal(a, b)
+    assert same(a, copy.deepcopy(a)) == strictly_equal(a, copy.deepcopy(a))

@@ -37,7 +37,12 @@ def same(a: Any, b: Any) -> bool:
         return False
     if type(a) in _SCALARS or a != b:  # most values: one comparison in C, no walk
         return bool(a == b)
-    return _same_walk(a, b)
+    # Equal containers: equal types too when their JSON texts are equal (1, 1.0 and true
+    # are written apart), which orjson tells far faster than a walk in Python.
+    try:
+        return orjson.dumps(a, option=orjson.OPT_SORT_KEYS) == orjson.dumps(b, option=orjson.OPT_SORT_KEYS)
+    except (TypeError, orjson.JSONEncodeError):  # a huge integer or a lone surrogate
+        return _same_walk(a, b)
 
 
 def _same_walk(a: Any, b: Any) -> bool:

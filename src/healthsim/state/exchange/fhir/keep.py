@@ -85,7 +85,8 @@ def _diff(theirs: Any, ours: Any) -> Any:
                     out[key] = extra
         return out or _SAME
     if isinstance(theirs, list) and isinstance(ours, list):
-        extra = [item for item in theirs if not any(same(item, mine) for mine in ours)]
+        # ``in`` first: an item no item of ours equals is extra without a closer look.
+        extra = [item for item in theirs if item not in ours or not any(same(item, mine) for mine in ours)]
         return extra or _SAME
     return _SAME if same(theirs, ours) else theirs
 
