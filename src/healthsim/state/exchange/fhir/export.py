@@ -35,7 +35,7 @@ from .writing import ExportReport, Progress, bulk_chunks
 if TYPE_CHECKING:
     from ..._engines import Database
 
-__all__ = ["BULK_MANIFEST", "REPORT", "export_fhir", "skipped_summary"]
+__all__ = ["BULK_MANIFEST", "REPORT", "export_fhir"]
 
 REPORT = "export-report.json"
 BULK_MANIFEST = "manifest.json"
@@ -163,26 +163,3 @@ def export_fhir(
             raise
     fsync_folder(folder.parent)
     return folder
-
-
-def skipped_summary(folder: str | os.PathLike[str], reasons: int = 3) -> dict[str, Any]:
-    """What an export folder's report says was skipped, short enough for an answer: the
-    count, and the ``reasons`` most frequent reasons with up to 3 examples each.
-
-    Args:
-        folder: a folder :func:`export_fhir` wrote.
-        reasons: how many reasons to give (the report holds them all).
-
-    Raises:
-        InvalidInputError: the folder has no readable report.
-    """
-    path = Path(folder) / REPORT
-    try:
-        report = json.loads(path.read_text(encoding="utf-8"))
-        skipped = [
-            {"reason": s["reason"], "count": s["count"], "examples": s["examples"][:3]}
-            for s in report["skipped"][:reasons]
-        ]
-        return {"skipped_count": int(report["skipped_count"]), "skipped": skipped}
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise InvalidInputError(f"{path}: no readable FHIR export report ({exc}); export the scenario again") from exc
