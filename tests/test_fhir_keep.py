@@ -210,3 +210,22 @@ def test_same_is_strict_json_equality(a: Any, b: Any) -> None:
     surrogates (which orjson cannot write) are walked."""
     assert same(a, b) == strictly_equal(a, b)
     assert same(a, copy.deepcopy(a)) == strictly_equal(a, copy.deepcopy(a))
+
+
+def test_a_medication_named_only_by_reference_exports_with_it(tmp_path: Path) -> None:
+    """HL7's MedicationRequest medrx0302 names its drug by a reference to a contained
+    Medication: no name or code for the canonical entity, but kept, so the export writes
+    it again instead of refusing the entity."""
+    source = json.loads(
+        (Path(__file__).parent / "fixtures" / "fhir-r4-examples" / "MedicationRequest-medrx0302.json").read_text()
+    )
+    bundle = tmp_path / "b.json"
+    bundle.write_text(json.dumps({"resourceType": "Bundle", "type": "collection", "entry": [{"resource": source}]}))
+    store = ScenarioStore(tmp_path / "s.duckdb")
+    store.import_scenario(bundle, "rx", format="fhir")
+    folder = store.export_scenario("rx", tmp_path / "out", format="fhir", strict=True, validate=True)
+    (written,) = ndjson(folder / "MedicationRequest.ndjson")
+    assert written["medicationReference"] == source["medicationReference"]
+    assert written["contained"] == source["contained"]
+    store.import_scenario(folder, "again", format="fhir")
+    assert store.load_scenario("rx")["entities"] == store.load_scenario("again")["entities"]

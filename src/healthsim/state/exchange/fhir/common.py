@@ -21,6 +21,7 @@ from typing import Any
 
 __all__ = [
     "EXTENSION_URL",
+    "FHIR_FIELD",
     "FIELD_ALIASES",
     "HS",
     "SYSTEMS",
@@ -41,6 +42,8 @@ __all__ = [
 HS = "https://healthsim.dev/fhir"
 #: The one HealthSim extension per resource: the entity's fields with no FHIR home.
 EXTENSION_URL = f"{HS}/StructureDefinition/healthsim-entity"
+#: The entity field that holds what a resource of elsewhere says beyond its entity (see .keep).
+FHIR_FIELD = "_fhir"
 #: Code system of entity types (``Basic.code`` of a type with no FHIR resource of its own).
 TYPE_SYSTEM = f"{HS}/CodeSystem/entity-type"
 #: Namespace of stable resource ids: ``uuid5(NS, "{type}/{own id}")``.

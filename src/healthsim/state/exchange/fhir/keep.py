@@ -20,14 +20,12 @@ import datetime as _dt
 from typing import Any
 
 from .carry import same
-from .common import canonical_type
+from .common import FHIR_FIELD, canonical_type
 from .outbound import to_resources
 from .refs import Unmappable
 
 __all__ = ["FHIR_FIELD", "fill", "kept_elements", "regenerated"]
 
-#: The entity field that holds a resource's elements with no canonical home.
-FHIR_FIELD = "_fhir"
 # Never kept: the type, what names the resource itself (the id is re-keyed on export; a
 # vital sign panel's members are named from it), and the references whose target the
 # entity holds (patient_mrn, encounter_id: the export points them at our ids).
