@@ -14,11 +14,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fhir.resources.R4B import get_fhir_model_class
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from healthsim.state import ScenarioStore
+from healthsim.state.errors import InvalidScenarioFileError
 from healthsim.state.exchange.fhir.carry import same
 from healthsim.state.exchange.fhir.common import EXTENSION_URL
 from healthsim.state.exchange.fhir.keep import regenerated
@@ -229,3 +231,18 @@ def test_a_medication_named_only_by_reference_exports_with_it(tmp_path: Path) ->
     assert written["contained"] == source["contained"]
     store.import_scenario(folder, "again", format="fhir")
     assert store.load_scenario("rx")["entities"] == store.load_scenario("again")["entities"]
+
+
+def test_an_element_not_of_its_type_is_a_clear_error(tmp_path: Path) -> None:
+    """``"identifier": true`` is no FHIR: the import names the file and the resource, and
+    saves nothing (it raised a bare TypeError before)."""
+    bad = tmp_path / "bad.ndjson"
+    bad.write_text(
+        '{"resourceType": "Patient", "id": "p"}\n{"resourceType": "Encounter", "id": "x", "identifier": true}\n'
+    )
+    store = ScenarioStore(tmp_path / "s.duckdb")
+    with pytest.raises(InvalidScenarioFileError) as caught:
+        store.import_scenario(bad, "bad", format="fhir")
+    message = str(caught.value)
+    assert "bad.ndjson" in message and "Encounter/x" in message and "nothing was saved" in message
+    assert store.list_scenarios()["total_count"] == 0
