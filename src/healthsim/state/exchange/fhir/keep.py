@@ -2,8 +2,9 @@
 
 A resource of elsewhere (a Synthea Encounter with its ``serviceProvider``, a Patient with
 five identifiers and the US Core race extension) is read as its canonical entity; the
-top-level elements that the entity's own resource would not say again (absent from it, or
-different) are kept whole under the entity's :data:`FHIR_FIELD`. The export writes them
+top-level elements that the entity's own resource would not say again are kept under the
+entity's :data:`FHIR_FIELD` (see :func:`kept_elements`: absent ones whole, of the others
+what ours lacks). The export writes them
 back (:func:`fill`): an element the canonical mapping does not write is put back as it
 was; a list both have becomes ours first, then the kept items ours lacks; an object both
 have is filled in the same way, key by key (where a value differs, the canonical one wins,
@@ -50,7 +51,9 @@ def kept_elements(resource: dict[str, Any], entity_type: str, ours: dict[str, An
     """What ``resource`` (read as an entity of ``entity_type``) says that ``ours`` (the
     entity's own resource) does not: its other elements whole; of a list both have, the
     items ours lacks; of an object both have, the same, key by key; a value that differs.
-    :func:`fill` undoes it: ``kept_elements(fill(ours, kept), ours) == kept``."""
+    Reading back what :func:`fill` wrote gives the same, except for what it does not write
+    (a differing value, another type of a choice element, an empty one): the export's
+    extension then holds ``_fhir`` itself (see :mod:`.mapping`)."""
     skip = _NOT_KEPT | _NOT_KEPT_OF.get(canonical_type(entity_type), frozenset())
     if ours is None:
         return {k: v for k, v in resource.items() if k not in skip}
