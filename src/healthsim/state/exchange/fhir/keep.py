@@ -6,8 +6,9 @@ top-level elements that the entity's own resource would not say again are kept u
 entity's :data:`FHIR_FIELD` (see :func:`kept_elements`: absent ones whole, of the others
 what ours lacks). The export writes them
 back (:func:`fill`): an element the canonical mapping does not write is put back as it
-was; a list both have becomes ours first, then the kept items ours lacks; an object both
-have is filled in the same way, key by key (where a value differs, the canonical one wins,
+was; a list both have becomes ours first, then the kept items ours lacks (an item of ours
+that a kept item says in full and more gives way to it); an object both have is filled in
+the same way, key by key (where a value differs, the canonical one wins,
 so an edit of the entity is what the export says).
 
 Our own export records in its HealthSim extension only that the entity had kept elements
@@ -99,8 +100,19 @@ def _merged(ours: Any, kept: Any) -> Any:
             out[key] = _merged(ours[key], value) if key in ours else value
         return out
     if isinstance(ours, list) and isinstance(kept, list):
-        return [*ours, *(item for item in kept if not any(same(item, mine) for mine in ours))]
+        extra = [item for item in kept if not any(same(item, mine) for mine in ours)]
+        # An item of ours that a kept one says in full and more (our {"text": t} of an
+        # encounter type, the source's {"coding": […], "text": t}) is not written twice.
+        mine = [item for item in ours if not any(_within(item, other) for other in extra)]
+        return [*mine, *extra]
     return ours
+
+
+def _within(part: Any, whole: Any) -> bool:
+    """Whether ``whole`` says all ``part`` says (an object: each key, with a value within)."""
+    if isinstance(part, dict) and isinstance(whole, dict):
+        return all(key in whole and _within(value, whole[key]) for key, value in part.items())
+    return same(part, whole)
 
 
 # The top-level choice elements (``value[x]``…) of the resources the export writes: one
