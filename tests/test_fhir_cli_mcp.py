@@ -75,3 +75,34 @@ def test_mcp_export_and_import_take_the_formats(db_path: Path, isolated_home: Pa
             assert not result.is_error, result.content[0].text
 
     asyncio.run(asyncio.wait_for(main(), 120))
+
+
+def test_mcp_export_names_what_it_skipped(db_path: Path, isolated_home: Path) -> None:
+    """The fhir and fhir-bundle answers carry the export report's skipped count and the
+    first reasons, as ``export-report.json`` does (issue 23: never silently dropped)."""
+    (isolated_home / "Downloads").mkdir(exist_ok=True)
+    entities = {
+        "patients": [{"mrn": "M1", "gender": "F"}],
+        "medications": [{"patient_mrn": "M1", "status": "active"}, {"patient_mrn": "M1", "name": "aspirin"}],
+    }
+    ScenarioStore(db_path).save_scenario("gaps", entities)
+
+    async def main() -> None:
+        async with Client(build_server(db_path), mode="legacy", cache=None) as client:
+            for fmt in ("fhir", "fhir-bundle"):
+                result = await client.session.call_tool("export_scenario", {"name": "gaps", "format": fmt})
+                assert not result.is_error, result.content[0].text
+                answer = json.loads(result.content[0].text)
+                assert answer["skipped_count"] == 1, answer
+                assert answer["skipped"] == [
+                    {
+                        "reason": "no medication name or code",
+                        "count": 1,
+                        "examples": [answer["skipped"][0]["examples"][0]],
+                    }
+                ]
+                assert answer["skipped"][0]["examples"][0]["type"] == "medications"
+            result = await client.session.call_tool("export_scenario", {"name": "gaps", "format": "ndjson"})
+            assert "skipped_count" not in json.loads(result.content[0].text)
+
+    asyncio.run(asyncio.wait_for(main(), 120))

@@ -47,8 +47,9 @@ def _rewrite(value: Any, inside: set[str]) -> None:
     """References to ``inside`` become ``urn:uuid:``; others keep only their identifier."""
     if isinstance(value, dict):
         target = value.get("reference")
-        if isinstance(target, str) and "/" in target:
-            rid = target.rsplit("/", 1)[1]
+        # "urn:uuid:x": a reference of a source bundle (kept under _fhir), which names no entry here.
+        if isinstance(target, str) and ("/" in target or target.startswith("urn:")):
+            rid = target.rsplit("/", 1)[1] if "/" in target else ""
             if rid in inside:
                 value["reference"] = f"urn:uuid:{rid}"
             elif "identifier" in value or "display" in value:

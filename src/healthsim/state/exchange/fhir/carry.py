@@ -28,8 +28,25 @@ __all__ = ["PART", "apply_carry", "carry_extension", "pop_carry", "same"]
 PART = {"url": EXTENSION_URL, "valueString": '{"part":true}'}
 
 
+_SCALARS = (str, int, float, bool, type(None))
+
+
 def same(a: Any, b: Any) -> bool:
     """Equal as JSON values, types included (``1`` is not ``1.0`` nor ``True``)."""
+    if type(a) is not type(b):
+        return False
+    if type(a) in _SCALARS or a != b:  # most values: one comparison in C, no walk
+        return bool(a == b)
+    # Equal containers: equal types too when their JSON texts are equal (1, 1.0 and true
+    # are written apart), which orjson tells far faster than a walk in Python.
+    try:
+        return orjson.dumps(a, option=orjson.OPT_SORT_KEYS) == orjson.dumps(b, option=orjson.OPT_SORT_KEYS)
+    except (TypeError, orjson.JSONEncodeError):  # a huge integer or a lone surrogate
+        return _same_walk(a, b)
+
+
+def _same_walk(a: Any, b: Any) -> bool:
+    """:func:`same` of two containers that ``==`` finds equal: their items' types too."""
     if type(a) is not type(b):
         return False
     if isinstance(a, dict):
@@ -39,9 +56,15 @@ def same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def carry_extension(entity: dict[str, Any], entity_type: str, base: dict[str, Any]) -> dict[str, Any]:
-    """The extension that turns ``base`` (the resource read back) into ``entity``."""
+def carry_extension(
+    entity: dict[str, Any], entity_type: str, base: dict[str, Any], *, kept: bool = False
+) -> dict[str, Any]:
+    """The extension that turns ``base`` (the resource read back) into ``entity``;
+    ``kept``: the entity has elements of a source resource (``_fhir``, see :mod:`.keep`),
+    which the import is to compute again from the resource (``"fhir": 1``)."""
     carry: dict[str, Any] = {"type": entity_type}
+    if kept:
+        carry["fhir"] = 1
     fields = {k: v for k, v in entity.items() if k not in base or not same(base[k], v)}
     drop = [k for k in base if k not in entity]
     if fields:

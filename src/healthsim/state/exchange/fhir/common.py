@@ -21,6 +21,7 @@ from typing import Any
 
 __all__ = [
     "EXTENSION_URL",
+    "FHIR_FIELD",
     "FIELD_ALIASES",
     "HS",
     "SYSTEMS",
@@ -41,6 +42,8 @@ __all__ = [
 HS = "https://healthsim.dev/fhir"
 #: The one HealthSim extension per resource: the entity's fields with no FHIR home.
 EXTENSION_URL = f"{HS}/StructureDefinition/healthsim-entity"
+#: The entity field that holds what a resource of elsewhere says beyond its entity (see .keep).
+FHIR_FIELD = "_fhir"
 #: Code system of entity types (``Basic.code`` of a type with no FHIR resource of its own).
 TYPE_SYSTEM = f"{HS}/CodeSystem/entity-type"
 #: Namespace of stable resource ids: ``uuid5(NS, "{type}/{own id}")``.
@@ -153,9 +156,17 @@ def _lookup(entity: dict[str, Any], name: str) -> Any:
     return value
 
 
-@functools.lru_cache(maxsize=1024)
-def _aliases(entity_type: str, field: str) -> tuple[str, ...]:
-    return FIELD_ALIASES.get(entity_type, {}).get(field, FIELD_ALIASES["*"].get(field, ()))
+def _alias_table() -> dict[tuple[str, str], tuple[str, ...]]:
+    """(type, field) -> the other names it is read under: one dict look-up per read."""
+    table: dict[tuple[str, str], tuple[str, ...]] = {}
+    for entity_type, fields in FIELD_ALIASES.items():
+        for field, names in fields.items():
+            table[entity_type, field] = names
+    return table
+
+
+_ALIASES = _alias_table()
+_ANY_TYPE_ALIASES = FIELD_ALIASES["*"]
 
 
 def pick(entity: dict[str, Any], entity_type: str, field: str) -> Any:
@@ -163,8 +174,12 @@ def pick(entity: dict[str, Any], entity_type: str, field: str) -> Any:
     value = entity.get(field)
     if value is not None:
         return value
-    for name in _aliases(entity_type, field):
-        value = _lookup(entity, name)
+    names = _ALIASES.get((entity_type, field))
+    if names is None:
+        names = _ANY_TYPE_ALIASES.get(field, ())
+    for name in names:
+        # Most aliases are plain keys: a dict read, no dotted walk (this runs per field per entity).
+        value = entity.get(name) if "." not in name else _lookup(entity, name)
         if value is not _MISSING and value is not None:
             return value
     return None
@@ -187,6 +202,10 @@ def fhir_date(value: Any) -> str | None:
     """``value`` as a FHIR ``date`` (the date part of a date-time), else None."""
     if not isinstance(value, str):
         return None
+    return _date_text(value) if len(value) <= _CACHED_LENGTH else _date_of(value)
+
+
+def _date_of(value: str) -> str | None:
     head = value[:10]
     if not _DATE.fullmatch(head) or (len(value) > 10 and value[10] not in "T "):
         return None
@@ -198,21 +217,36 @@ def fhir_date(value: Any) -> str | None:
     return head
 
 
+_ZONED = re.compile(r".*(Z|[+-][0-9]{2}:[0-9]{2})", re.DOTALL)
+
+
 def fhir_datetime(value: Any) -> str | None:
     """``value`` as a FHIR ``dateTime``: a date as it is; a time without a zone is taken
     as UTC (FHIR requires a zone with a time); anything else None."""
     if not isinstance(value, str):
         return None
+    return _datetime_text(value) if len(value) <= _CACHED_LENGTH else _datetime_of(value)
+
+
+def _datetime_of(value: str) -> str | None:
     if len(value) <= 10:
-        return fhir_date(value) if fhir_date(value) == value else None
-    text = value[:10] + "T" + value[11:] if value[10:11] == " " else value
-    if not _DATETIME.fullmatch(text) or fhir_date(text) is None:
+        return value if _date_of(value) == value else None
+    text = value[:10] + "T" + value[11:] if value[10] == " " else value
+    if not _DATETIME.fullmatch(text) or _date_of(text) is None:
         return None
     if len(text) == 16 or text[16] != ":":  # no seconds: FHIR requires them
         text = text[:16] + ":00" + text[16:]
-    if not re.search(r"(Z|[+-][0-9]{2}:[0-9]{2})$", text):
+    if text[-1] != "Z" and not _ZONED.fullmatch(text):
         text += "Z"
     return text
+
+
+# Dates repeat within a scenario (an encounter's time is its diagnoses', labs' and notes'),
+# and checking one costs two regular expressions and a parse: the export asks a cache of
+# the short texts a date can be (a longer one is no date, and is not kept in memory).
+_CACHED_LENGTH = 40
+_date_text = functools.lru_cache(maxsize=1 << 14)(_date_of)
+_datetime_text = functools.lru_cache(maxsize=1 << 14)(_datetime_of)
 
 
 def number(value: Any) -> int | float | None:
@@ -238,13 +272,14 @@ def system_url(name: Any, default: str) -> str:
 _NS_BYTES = ID_NAMESPACE.bytes
 
 
+_HEX_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
+
+
 @functools.lru_cache(maxsize=1 << 16)  # a patient's id is asked for by each of its entities
 def resource_id(entity_type: str, key: str) -> str:
     """The stable id of the resource of an entity of ``entity_type`` whose own id is ``key``:
     ``str(uuid.uuid5(ID_NAMESPACE, "{type}/{key}"))``, computed without building UUID
-    objects (a third of the export's time went there)."""
-    digest = bytearray(hashlib.sha1(_NS_BYTES + f"{entity_type}/{key}".encode("utf-8", "surrogatepass")).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
-    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
-    h = digest.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    objects (a third of the export's time went there): the SHA-1's first 32 hex digits with
+    the version digit set to 5 and the variant bits to RFC 4122's."""
+    h = hashlib.sha1(_NS_BYTES + f"{entity_type}/{key}".encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_HEX_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"

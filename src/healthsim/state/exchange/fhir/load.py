@@ -151,7 +151,15 @@ class FhirSource:
         chunk: list[dict[str, Any]] = []
         for path in self.files:
             for resource, exact in self.resources_of(path):
-                found = resource_entity(resource, exact)
+                try:
+                    found = resource_entity(resource, exact)
+                except (TypeError, AttributeError, KeyError, ValueError) as exc:
+                    # The reading takes the resource as valid FHIR: an element of another
+                    # type ("identifier": true) fails in it. Say which resource, not where in us.
+                    named = f"{resource.get('resourceType')}/{resource.get('id')}"
+                    raise _problem(
+                        path, named, f"not valid FHIR: an element is not of its type ({exc}); fix or remove it"
+                    ) from None
                 if found is None:
                     continue
                 entity_type, entity = found

@@ -9,6 +9,7 @@ from typing import Any
 from .carry import PART, apply_carry, carry_extension, pop_carry
 from .common import canonical_type
 from .inbound import from_resource
+from .keep import FHIR_FIELD, fill, kept_elements, regenerated
 from .outbound import to_resources
 from .refs import Unmappable
 
@@ -24,8 +25,15 @@ def entity_resources(entity: Any, entity_type: str, entity_uuid: str, today: _dt
     """
     resources = to_resources(entity, entity_type, entity_uuid, today)
     primary = resources[0]
+    kept = entity.get(FHIR_FIELD)
+    if kept is not None:
+        fill(primary, kept)
     _, base = from_resource(primary, canonical_type(entity_type))
-    primary.setdefault("extension", []).append(carry_extension(entity, entity_type, base))
+    if kept is not None:
+        # What the import will keep of this resource again (see .keep); the extension holds
+        # ``_fhir`` itself only where that is not what the entity has.
+        base[FHIR_FIELD] = kept_elements(primary, entity_type, regenerated(entity, entity_type))
+    primary.setdefault("extension", []).append(carry_extension(entity, entity_type, base, kept=kept is not None))
     for part in resources[1:]:
         part.setdefault("extension", []).append(PART)
     return resources
@@ -46,10 +54,17 @@ def resource_entity(resource: dict[str, Any], exact: bool | None = None) -> tupl
         stored = carry.get("type")
         if isinstance(stored, str):
             _, base = from_resource(resource, canonical_type(stored))
-            return stored, apply_carry(base, carry)
+            entity = apply_carry(base, carry)
+            if carry.get("fhir") == 1 and FHIR_FIELD not in entity:
+                entity[FHIR_FIELD] = kept_elements(resource, stored, regenerated(entity, stored))
+            return stored, entity
     entity_type, entity = from_resource(resource)
     if entity is not resource and isinstance(resource.get("id"), str):
         entity["fhir_id"] = resource["id"]
+    if entity is not resource:
+        kept = kept_elements(resource, entity_type, regenerated(entity, entity_type))
+        if kept:
+            entity[FHIR_FIELD] = kept
     return entity_type, entity
 
 

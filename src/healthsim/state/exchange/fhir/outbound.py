@@ -17,6 +17,7 @@ from typing import Any
 
 from ...entities import id_fields, raw_entity_id
 from .common import (
+    FHIR_FIELD,
     SYSTEMS,
     TYPE_SYSTEM,
     canonical_type,
@@ -256,9 +257,14 @@ def _medication(entity: dict[str, Any], key: str, own: bool) -> list[dict[str, A
         "intent": "order",
     }
     medication = _concept(pick(entity, "medications", "code"), SYSTEMS["rxnorm"], pick(entity, "medications", "name"))
-    if medication is None:
+    kept = entity.get(FHIR_FIELD)
+    named = kept.get("medicationReference") if isinstance(kept, dict) else None
+    if medication is not None:
+        resource["medicationCodeableConcept"] = medication
+    elif isinstance(named, dict) and named:  # a source's reference to its Medication (HL7's examples)
+        resource["medicationReference"] = dict(named)
+    else:
         raise Unmappable("no medication name or code")
-    resource["medicationCodeableConcept"] = medication
     resource["subject"] = patient_reference(entity, "medications")
     _put(resource, "encounter", reference("Encounter", "encounters", pick(entity, "medications", "encounter_id")))
     _put(resource, "authoredOn", fhir_datetime(entity.get("start_date")))
