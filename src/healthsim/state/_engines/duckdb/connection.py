@@ -15,7 +15,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +24,7 @@ import duckdb
 import pyarrow as pa
 
 from ...errors import DatabaseError, DatabaseLockedError, InvalidInputError
+from .instance import attach, can_attach, detach
 
 if TYPE_CHECKING:
     from ..base import Engine, Params
@@ -32,6 +33,7 @@ __all__ = [
     "DuckConnection",
     "lock_timeout",
     "open_file",
+    "opened",
     "process_lock",
     "restrict_permissions",
     "transaction",
@@ -67,7 +69,12 @@ class DuckConnection:
         return self.raw.sql(sql, params=params)
 
     def cursor(self) -> DuckConnection:
-        return DuckConnection(self.raw.cursor(), self.engine)
+        # A new connection of the instance starts in its default database; this one's may be
+        # a file attached for the operation (see .instance), so the cursor moves there too.
+        (database,) = self.raw.execute("SELECT current_database()").fetchone() or ("memory",)
+        cursor = self.raw.cursor()
+        cursor.execute(f'USE "{database}"')
+        return DuckConnection(cursor, self.engine)
 
     def register(self, name: str, table: pa.Table) -> Any:
         return self.raw.register(name, table)
@@ -108,19 +115,50 @@ def _is_lock_conflict(exc: duckdb.Error) -> bool:
     return "Could not set lock" in text or "Conflicting lock" in text
 
 
-def open_file(path: Path, config: dict[str, Any] | None, read_only: bool) -> duckdb.DuckDBPyConnection:
-    """Open the file, retrying with backoff while another process holds it.
+@contextmanager
+def opened(path: Path, config: dict[str, Any] | None, read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The file open for one operation, retrying while another process holds it.
+
+    Attached to the process's DuckDB instance (:mod:`.instance`: a fraction of the cost of
+    a new instance) unless the caller gives its own configuration or the path cannot be
+    named in SQL; either way the file is let go when the block ends.
 
     Raises:
         DatabaseLockedError: still held after :func:`lock_timeout` seconds.
         DatabaseError: it is not a DuckDB file this DuckDB can read.
     """
+    if config or not can_attach(path):
+        raw = open_file(path, config, read_only)
+        try:
+            yield raw
+        finally:
+            raw.close()
+        return
+    raw = _retrying(path, lambda: attach(path, read_only=read_only))
+    try:
+        yield raw
+    finally:
+        detach(path, raw)
+
+
+def open_file(path: Path, config: dict[str, Any] | None, read_only: bool) -> duckdb.DuckDBPyConnection:
+    """The file on a DuckDB instance of its own (the SQL sandbox's, with its configuration),
+    retrying with backoff while another process holds it.
+
+    Raises:
+        DatabaseLockedError: still held after :func:`lock_timeout` seconds.
+        DatabaseError: it is not a DuckDB file this DuckDB can read.
+    """
+    return _retrying(path, lambda: duckdb.connect(str(path), read_only=read_only, config=config or {}))
+
+
+def _retrying(path: Path, open_: Callable[[], duckdb.DuckDBPyConnection]) -> duckdb.DuckDBPyConnection:
     timeout = lock_timeout()
     deadline = time.monotonic() + timeout
     delay = 0.01
     while True:
         try:
-            return duckdb.connect(str(path), read_only=read_only, config=config or {})
+            return open_()
         except duckdb.IOException as exc:
             if not _is_lock_conflict(exc):
                 raise DatabaseError(

@@ -16,7 +16,7 @@ import pyarrow as pa
 from ...errors import DatabaseError, InvalidInputError, QueryError
 from ...id_sql import entity_rows_sql, uuid_from_digest_sql, v5_digest_sql
 from ..base import AnalyticsConnection, Connection, Engine, Params
-from .connection import DuckConnection, open_file, process_lock, restrict_permissions, transaction
+from .connection import DuckConnection, opened, process_lock, restrict_permissions, transaction
 from .sandbox import check_statement, run_sandboxed
 from .schema import begin_staging, discard_staging, end_staging, prepare, schema_version
 
@@ -59,27 +59,35 @@ class DuckDBEngine(Engine):
                 return
             if created:
                 _make_folder(path)
-            raw = open_file(path, config, read_only=read_only)
-            con = DuckConnection(raw, self)
             try:
-                if created:
-                    restrict_permissions(path)
-                if not read_only:
-                    prepare(con)
-                yield con
-            except duckdb.Error as exc:
-                # Our callers check their input before DuckDB sees it, so this is a defect
-                # (it was how a lone surrogate in an imported file's key surfaced); it still
-                # ends in the library's exception tree, with what to do.
-                detail = " ".join(str(exc).split())  # DuckDB's text spans lines; ours is one
-                raise DatabaseError(
-                    f"database {str(path)!r}: DuckDB refused the operation ({type(exc).__name__}: {detail}); "
-                    "please report this as a bug, with what you were doing"
-                ) from exc
+                with (
+                    opened(path, config, read_only) as raw,
+                    self._made_ready(DuckConnection(raw, self), path, created, read_only) as con,
+                ):
+                    yield con
             finally:
-                raw.close()
-                if created:
+                if created:  # (the write-ahead log too, if one is left)
                     restrict_permissions(path)
+
+    @staticmethod
+    @contextmanager
+    def _made_ready(con: DuckConnection, path: Path, created: bool, read_only: bool) -> Iterator[DuckConnection]:
+        """``con`` made ready (pending migrations applied), DuckDB's errors translated."""
+        try:
+            if created:
+                restrict_permissions(path)
+            if not read_only:
+                prepare(con)
+            yield con
+        except duckdb.Error as exc:
+            # Our callers check their input before DuckDB sees it, so this is a defect
+            # (it was how a lone surrogate in an imported file's key surfaced); it still
+            # ends in the library's exception tree, with what to do.
+            detail = " ".join(str(exc).split())  # DuckDB's text spans lines; ours is one
+            raise DatabaseError(
+                f"database {str(path)!r}: DuckDB refused the operation ({type(exc).__name__}: {detail}); "
+                "please report this as a bug, with what you were doing"
+            ) from exc
 
     def shown(self, database: Any) -> str:
         return str(database)
