@@ -16,12 +16,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from healthsim.state import InvalidInputError, ScenarioStore
+from healthsim.state._engines.duckdb.instance import process_instance
 from healthsim.state.summaries import SUMMARY_BYTES, _guess_keys, _read_once, summarize
 from healthsim.state.version_cache import VersionCache
 
@@ -575,12 +575,14 @@ def test_facts_from_nested_codes_and_without_a_gender_or_description(store: Scen
 def test_duckdbs_thread_setting_is_as_it_was_after_a_summary(tmp_path: Path) -> None:
     store = ScenarioStore(tmp_path / "threads.duckdb")
     store.save_scenario("two", {"a": [{"x": i} for i in range(50)], "b": [{"y": "s"}] * 20, "c": [{"z": 1}]})
-    pin = duckdb.connect(str(store.path))  # the same database instance as the store's connections
+    pin = process_instance().base.cursor()  # the DuckDB instance the store's files are attached to
+    before = pin.execute("SELECT current_setting('threads')").fetchall()
     try:
         pin.execute("SET threads = 3")  # (types are summarised two at a time on a share of them)
         assert store.summarize_scenario("two")["types"]["a"]["fields"]["x"]["max"] == 49
-        assert pin.execute("SELECT current_setting('threads')").fetchone() == (3,)
+        assert pin.execute("SELECT current_setting('threads')").fetchall() == [(3,)]
     finally:
+        pin.execute(f"SET threads = {before[0][0]}")
         pin.close()
 
 

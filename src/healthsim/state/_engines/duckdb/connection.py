@@ -24,7 +24,7 @@ import duckdb
 import pyarrow as pa
 
 from ...errors import DatabaseError, DatabaseLockedError, InvalidInputError
-from .instance import attach, can_attach, detach
+from .instance import HeldInProcess, attach, can_attach, detach
 
 if TYPE_CHECKING:
     from ..base import Engine, Params
@@ -71,7 +71,7 @@ class DuckConnection:
     def cursor(self) -> DuckConnection:
         # A new connection of the instance starts in its default database; this one's may be
         # a file attached for the operation (see .instance), so the cursor moves there too.
-        (database,) = self.raw.execute("SELECT current_database()").fetchone() or ("memory",)
+        ((database,),) = self.raw.execute("SELECT current_database()").fetchall()  # (all: no open result)
         cursor = self.raw.cursor()
         cursor.execute(f'USE "{database}"')
         return DuckConnection(cursor, self.engine)
@@ -127,18 +127,25 @@ def opened(path: Path, config: dict[str, Any] | None, read_only: bool) -> Iterat
         DatabaseLockedError: still held after :func:`lock_timeout` seconds.
         DatabaseError: it is not a DuckDB file this DuckDB can read.
     """
-    if config or not can_attach(path):
+    attached = None
+    if not config and can_attach(path):
+        try:
+            attached = _retrying(path, lambda: attach(path, read_only=read_only))
+        except HeldInProcess:
+            # Someone's duckdb.connect(path) in this process holds it: DuckDB's instance cache
+            # gives a connect of the same file that instance, as before the attachments.
+            pass
+    if attached is None:
         raw = open_file(path, config, read_only)
         try:
             yield raw
         finally:
             raw.close()
         return
-    raw = _retrying(path, lambda: attach(path, read_only=read_only))
     try:
-        yield raw
+        yield attached
     finally:
-        detach(path, raw)
+        detach(path, attached)
 
 
 def open_file(path: Path, config: dict[str, Any] | None, read_only: bool) -> duckdb.DuckDBPyConnection:
