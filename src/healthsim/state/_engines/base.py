@@ -235,7 +235,7 @@ class Engine(ABC):
         value there (``string``, ``number``, ``boolean``, ``null``, ``object``, ``array``;
         NULL when there is none) and ``t{i}``: its text (a string unquoted, anything else
         as JSON text); per top-level key ``j`` of ``keyed``, ``e{j}``: not NULL when the
-        entity has the key. Every entity is parsed once."""
+        entity has the key. Every entity is parsed once (DuckDB: twice, see its engine)."""
 
     @abstractmethod
     def top_level_keys(self, source: str) -> str:

@@ -21,6 +21,7 @@ from typing import Any
 from .._engines import Connection
 from ..version_cache import KeyTotal
 from . import sql
+from .counting import COLUMN_REF, KEYS, Counted, count_grouped
 from .plan import PLAIN_KEY, TypePlan, plan_type
 from .rules import REFERENCES
 
@@ -173,8 +174,9 @@ def _temporary(con: Connection) -> Iterator[set[str]]:
 
 
 def _check_type(scope: Scope, plan: TypePlan, every: set[str], made: set[str]) -> tuple[list[Found], int]:
-    """Every rule's findings of one type: one parse of its rows, joined to the id tables
-    of the types it references, counts every rule at once; and how many of the keys of
+    """Every rule's findings of one type: one parse of its rows into a temporary table,
+    joined to the id tables of the types it references, then the rules counted over the
+    distinct values they read (see :mod:`.counting`); and how many of the keys of
     ``plan.verify`` its entities have in all."""
     con = scope.con
     own = _own_id(plan)  # (its columns read with the others)
@@ -184,10 +186,9 @@ def _check_type(scope: Scope, plan: TypePlan, every: set[str], made: set[str]) -
     if "mrn" in plan.own_ids and "patients" in every:
         specs += _mrn_specs(scope, plan, made, joins)
     candidates = [(name, *plan.column(name)) for name in _date_candidates(scope, plan)]
-    keyed = [f"e{j}" for j in range(len(plan.verify))]
-    source = f"({_parsed(scope, plan)}) AS c{''.join(joins.values())}"
-    counts = _count(con, source, specs, candidates, keyed)
-    keys = counts.pop("keyed", 0)
+    parsed = _parsed(scope, plan)
+    counts = count_grouped(con, parsed, joins, _counted(con, specs, candidates), keys=bool(plan.verify))
+    keys = counts.pop(KEYS, 0)
     if plan.verify and keys != (scope.key_totals or {}).get(plan.entity_type, (0, -1))[1]:
         return [], keys  # a key outside the guess: the caller reads every key first
     for name, k, t in candidates:  # mostly dates: the others are not
@@ -196,8 +197,8 @@ def _check_type(scope: Scope, plan: TypePlan, every: set[str], made: set[str]) -
             specs.append(_Spec("not_a_date", name, sql.bad_date(con, f"c.{k}", f"c.{t}"), f"c.{t}"))
             counts[str(len(specs) - 1)] = present - dates
     found = [(s, counts[str(i)]) for i, s in enumerate(specs) if counts.get(str(i))]
-    out = [Found(s.rule, plan.entity_type, s.field, n, _examples(con, own, s, source)) for s, n in found]
-    return _duplicates(scope, plan, own) + out, keys
+    out = [Found(s.rule, plan.entity_type, s.field, n, _examples(con, own, s, parsed, joins)) for s, n in found]
+    return _duplicates(scope, plan, own, parsed) + out, keys
 
 
 def _parsed(scope: Scope, plan: TypePlan) -> str:
@@ -208,8 +209,9 @@ def _parsed(scope: Scope, plan: TypePlan) -> str:
         f", CASE WHEN k{i} = 'string' AND t{i} = '' THEN 'null' ELSE k{i} END AS k{i}, t{i}"
         for i in range(len(plan.paths))
     )
-    keyed = "".join(f", e{j}" for j in range(len(plan.verify)))
-    return f"SELECT id, entity_id{kinds}{keyed} FROM ({source}) AS f"
+    # (how many of the keys of ``plan.verify`` each row has: see _check_keys)
+    keyed = " + ".join(f"CASE WHEN e{j} IS NULL THEN 0 ELSE 1 END" for j in range(len(plan.verify))) or "0"
+    return f"SELECT id, entity_id{kinds}, {keyed} AS _hs_keys FROM ({source}) AS f"
 
 
 # Rows of a type read to tell which of its other fields are mostly dates.
@@ -278,26 +280,14 @@ def _row_specs(con: Connection, plan: TypePlan, today: _dt.date) -> list[_Spec]:
     return specs
 
 
-def _count(
-    con: Connection, source: str, specs: list[_Spec], candidates: list[tuple[str, str, str]], keyed: list[str]
-) -> dict[str, int]:
-    """Every rule's count, each candidate's dates and present values, and how many of
-    the ``keyed`` kind columns have a key (``keyed``), in one pass."""
-    columns = [f"count(*) FILTER (WHERE {s.where}) AS n{i}" for i, s in enumerate(specs)]
-    names = [str(i) for i in range(len(specs))]
-    if keyed:
-        columns.append(" + ".join(f"count(c.{k})" for k in keyed))
-        names.append("keyed")
+def _counted(con: Connection, specs: list[_Spec], candidates: list[tuple[str, str, str]]) -> list[Counted]:
+    """What :func:`.counting.count_grouped` counts: every rule (by its index), and each
+    date candidate's dates and present values."""
+    counted = [(str(i), s.where) for i, s in enumerate(specs)]
     for name, k, t in candidates:
-        columns += [
-            f"count(*) FILTER (WHERE {sql.is_date(con, f'c.{k}', f'c.{t}', partial=False)})",
-            f"count(*) FILTER (WHERE c.{k} <> 'null')",
-        ]
-        names += [f"date:{name}", f"present:{name}"]
-    if not columns:
-        return {}
-    row = con.execute(f"SELECT {', '.join(columns)} FROM {source}").fetchall()[0]
-    return {name: int(n or 0) for name, n in zip(names, row, strict=True)}
+        counted.append((f"date:{name}", sql.is_date(con, f"c.{k}", f"c.{t}", partial=False)))
+        counted.append((f"present:{name}", f"c.{k} <> 'null'"))
+    return counted
 
 
 def _own_id(plan: TypePlan) -> str:
@@ -310,31 +300,41 @@ def _own_id(plan: TypePlan) -> str:
     return f"COALESCE({', '.join([*parts, 'CAST(c.entity_id AS VARCHAR)'])})"
 
 
-def _examples(con: Connection, own: str, spec: _Spec, source: str) -> list[tuple[str, Any]]:
+def _examples(
+    con: Connection, own: str, spec: _Spec, parsed: str, joins: Mapping[str, str] | None = None
+) -> list[tuple[str, Any]]:
+    """The first entities (at most five) of ``parsed`` (as ``c``) where the spec holds,
+    joined only to the id tables the spec reads."""
+    read = {m.split(".")[0] for m in COLUMN_REF.findall(f"{spec.where} {spec.value}")}
+    joined = "".join(clause for alias, clause in (joins or {}).items() if alias in read)
     # No ORDER BY: the scan stops at the fifth match (rows come in their saved order).
     rows = con.execute(
-        f"SELECT c.id, {own}, {spec.value} FROM {source} WHERE {spec.where} LIMIT {_EXAMPLES}"
+        f"SELECT c.id, {own}, {spec.value} FROM ({parsed}) AS c{joined} WHERE {spec.where} LIMIT {_EXAMPLES}"
     ).fetchall()
     return [(str(i), v) for _, i, v in sorted(rows, key=lambda r: r[0])]
 
 
-def _duplicates(scope: Scope, plan: TypePlan, own: str) -> list[Found]:
+def _duplicates(scope: Scope, plan: TypePlan, own: str, parsed: str) -> list[Found]:
     """Entities sharing their own id with another of the type: the stored id is derived
-    from the own id, so equal stored ids are equal own ids (no entity is parsed)."""
+    from the own id, so equal stored ids are equal own ids (no entity is parsed). Only
+    the stored ids of the checked rows are counted among all of the type's."""
     if not plan.own_ids or plan.own_ids[0] == "mrn":
         return []
     con = scope.con
+    checked = scope.rows(plan.entity_type)
+    mine = f" WHERE a.entity_id IN (SELECT entity_id FROM ({checked}) AS w)" if scope.only else ""
     shared = (
-        f"(SELECT entity_id, count(*) AS n FROM ({scope.rows(plan.entity_type, checked=False)}) AS a "
+        f"(SELECT entity_id, count(*) AS n FROM ({scope.rows(plan.entity_type, checked=False)}) AS a{mine} "
         "GROUP BY entity_id HAVING count(*) > 1)"
     )
-    source = f"({scope.rows(plan.entity_type)}) AS c JOIN {shared} AS d ON d.entity_id = c.entity_id"
-    (n,) = con.execute(f"SELECT count(*) FROM {source}").fetchall()[0]
+    (n,) = con.execute(
+        f"SELECT count(*) FROM ({checked}) AS c JOIN {shared} AS d ON d.entity_id = c.entity_id"
+    ).fetchall()[0]
     if not n:
         return []
     spec = _Spec("duplicate_id", plan.own_ids[0], "true", "d.n")
-    parsed = f"({_parsed(scope, plan)}) AS c JOIN {shared} AS d ON d.entity_id = c.entity_id"
-    return [Found("duplicate_id", plan.entity_type, plan.own_ids[0], n, _examples(con, own, spec, parsed))]
+    joins = {"d": f" JOIN {shared} AS d ON d.entity_id = c.entity_id"}
+    return [Found("duplicate_id", plan.entity_type, plan.own_ids[0], n, _examples(con, own, spec, parsed, joins))]
 
 
 def _mrn_specs(scope: Scope, plan: TypePlan, made: set[str], joins: dict[str, str]) -> list[_Spec]:
