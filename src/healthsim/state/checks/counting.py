@@ -15,7 +15,7 @@ cost as much as the parse again.)
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from .._engines import Connection
 
@@ -35,40 +35,84 @@ KEYS = "_hs_keys"
 
 
 def count_grouped(
-    con: Connection, source: str, joins: Mapping[str, str], counted: Sequence[Counted], *, keys: bool = False
+    con: Connection,
+    source: str,
+    joins: Mapping[str, str],
+    counted: Sequence[Counted],
+    *,
+    keys: bool = False,
+    unique: Collection[str] = (),
 ) -> dict[str, int]:
     """How many rows of ``source`` (SQL of the parsed rows, read as ``c``, with the
     ``joins`` by alias) match each condition, in one statement; with ``keys``, also the
-    total of their ``_hs_keys`` column (under :data:`KEYS`)."""
+    total of their ``_hs_keys`` column (under :data:`KEYS`).
+
+    A condition that is cheap, or reads a column of ``unique`` (mostly distinct values:
+    grouping by it would cost a hash table as large as the rows), is evaluated on every
+    row instead, as a flag; the flags are grouped together (a few combinations)."""
     sets: dict[tuple[str, ...], list[Counted]] = {}
-    for name, where in counted:
-        sets.setdefault(tuple(sorted(set(COLUMN_REF.findall(where)))), []).append((name, where))
-    if keys:
-        sets.setdefault((), [])
-    if not sets:
-        return {}
+    flags: list[tuple[str, str]] = []  # (name, flag column)
+    computed: list[str] = []
+    for name, where in sorted(counted, key=lambda c: -len(set(COLUMN_REF.findall(c[1])))):
+        read = set(COLUMN_REF.findall(where))
+        if _row_by_row(read, unique):
+            flags.append((name, f"f{len(flags)}"))
+            computed.append(f"COALESCE(({where}), false) AS f{len(flags) - 1}")
+            continue
+        # (any grouping set holds every row: a condition is counted in the first set
+        # that has its columns, so there are as few sets, and hash tables, as can be)
+        home = next((s for s in sets if read <= set(s)), tuple(sorted(read)))
+        sets.setdefault(home, []).append((name, where))
+    if not sets and not flags:
+        if not keys:
+            return {}
+        sets[()] = []
     columns = sorted({c for s in sets for c in s})
-    aliases = {c.split(".")[0] for c in columns}
+    aliases = {a for _, w in counted for a in _aliases(w)}
     joined = "".join(clause for alias, clause in joins.items() if alias in aliases)
-    picked = [f"{c} AS {_flat(c)}" for c in columns] + [f"GROUPING({c}) AS {_flat(c)}__g" for c in columns]
-    groups = ", ".join("(" + ", ".join(s) + ")" for s in sets)
+    rows = ", ".join([*(f"{c} AS {_flat(c)}" for c in columns), *computed, "c._hs_keys"])
+    grouped = [_flat(c) for c in columns] + [f for _, f in flags]
+    groups = [tuple(_flat(c) for c in s) for s in sets] + ([tuple(f for _, f in flags)] if flags else [])
+    picked = [*grouped, *(f"GROUPING({g}) AS {g}__g" for g in grouped)]
     inner = (
-        f"SELECT {', '.join([*picked, 'count(*) AS n', f'sum(c._hs_keys) AS {KEYS}'])} "
-        f"FROM ({source}) AS c{joined} GROUP BY GROUPING SETS ({groups})"
+        f"SELECT {', '.join([*picked, 'count(*) AS n', f'sum(_hs_keys) AS {KEYS}'])} "
+        f"FROM (SELECT {rows} FROM ({source}) AS c{joined}) AS c "
+        f"GROUP BY GROUPING SETS ({', '.join('(' + ', '.join(g) + ')' for g in groups)})"
     )
     sums, names = [], []
     for members_of, members in sets.items():
-        # (a row of the grouping set of exactly these columns: a subset's rows are not)
-        mine = " AND ".join(f"c.{_flat(c)}__g = {0 if c in members_of else 1}" for c in columns) or "true"
+        mine = _exactly(grouped, {_flat(c) for c in members_of})
         for name, where in members:
             rewritten = COLUMN_REF.sub(lambda m: "c." + _flat(m.group(0)), where)
             sums.append(f"sum(n) FILTER (WHERE {mine} AND ({rewritten}))")
             names.append(name)
-        if not members_of and keys:
-            sums.append(f"sum({KEYS}) FILTER (WHERE {mine})")
-            names.append(KEYS)
+    mine = _exactly(grouped, set(groups[-1]))
+    for name, flag in flags:
+        sums.append(f"sum(n) FILTER (WHERE {mine} AND c.{flag})")
+        names.append(name)
+    if keys:  # (the last set's rows are every row too)
+        sums.append(f"sum({KEYS}) FILTER (WHERE {mine})")
+        names.append(KEYS)
     row = con.execute(f"SELECT {', '.join(sums)} FROM ({inner}) AS c").fetchall()[0]
     return {name: int(n or 0) for name, n in zip(names, row, strict=True)}
+
+
+def _row_by_row(read: set[str], unique: Collection[str]) -> bool:
+    """Whether a condition reading ``read`` is cheaper on every row than over distinct
+    values: it reads no text (a kind, a reference's match: cheap), or a column of
+    mostly distinct values (a text in ``unique``, a reference's target, a patient's
+    birth or death beside an event's date)."""
+    texts = [c for c in read if c.startswith("c.t")]
+    return not texts or any(c in unique or c.split(".")[0] not in ("c", "gm", "d") for c in read)
+
+
+def _aliases(where: str) -> set[str]:
+    return {c.split(".")[0] for c in COLUMN_REF.findall(where)}
+
+
+def _exactly(grouped: list[str], members: set[str]) -> str:
+    """SQL: a row of the grouping set of exactly ``members`` (a subset's rows are not)."""
+    return " AND ".join(f"c.{g}__g = {0 if g in members else 1}" for g in grouped) or "true"
 
 
 def _flat(column: str) -> str:

@@ -187,7 +187,8 @@ def _check_type(scope: Scope, plan: TypePlan, every: set[str], made: set[str]) -
         specs += _mrn_specs(scope, plan, made, joins)
     candidates = [(name, *plan.column(name)) for name in _date_candidates(scope, plan)]
     parsed = _parsed(scope, plan)
-    counts = count_grouped(con, parsed, joins, _counted(con, specs, candidates), keys=bool(plan.verify))
+    unique = _unique_columns(scope, plan)
+    counts = count_grouped(con, parsed, joins, _counted(con, specs, candidates), keys=bool(plan.verify), unique=unique)
     keys = counts.pop(KEYS, 0)
     if plan.verify and keys != (scope.key_totals or {}).get(plan.entity_type, (0, -1))[1]:
         return [], keys  # a key outside the guess: the caller reads every key first
@@ -233,6 +234,20 @@ def _date_candidates(scope: Scope, plan: TypePlan) -> list[str]:
     )
     row = con.execute(f"SELECT {columns} FROM ({con.engine.json_fields(sample, 'id', paths)}) AS s").fetchall()[0]
     return [name for i, name in enumerate(plan.candidates) if row[2 * i] and row[2 * i] * 2 > row[2 * i + 1]]
+
+
+def _unique_columns(scope: Scope, plan: TypePlan) -> set[str]:
+    """The text columns (``c.t{i}``) whose values are mostly distinct in a sample of the
+    rows: rules reading them are counted row by row, not over their distinct values
+    (see :mod:`.counting`). The rows a write made are few: no sample."""
+    if scope.only or not plan.paths:
+        return set()
+    sample = f"SELECT * FROM ({scope.rows(plan.entity_type)}) AS r LIMIT {_SAMPLE}"
+    columns = ", ".join(f"count(DISTINCT t{i}), count(t{i})" for i in range(len(plan.paths)))
+    row = scope.con.execute(
+        f"SELECT {columns} FROM ({scope.con.engine.json_fields(sample, 'id', plan.paths)}) AS s"
+    ).fetchall()[0]
+    return {f"c.t{i}" for i in range(len(plan.paths)) if row[2 * i] * 10 > row[2 * i + 1] * 3}
 
 
 def _row_specs(con: Connection, plan: TypePlan, today: _dt.date) -> list[_Spec]:

@@ -176,10 +176,11 @@ class DuckDBEngine(Engine):
     def json_fields(self, source: str, keep: str, paths: Sequence[Sequence[str]], keyed: Sequence[str] = ()) -> str:
         if not paths and not keyed:
             return f"SELECT {keep} FROM ({source}) AS _hs_src"
-        every = [*paths, *((k,) for k in keyed)]
-        pointers = ", ".join(
-            "'" + "".join("/" + k.replace("~", "~0").replace("/", "~1") for k in p) + "'" for p in every
-        )
+
+        def pointer(path: Sequence[str]) -> str:
+            return "'" + "".join("/" + k.replace("~", "~0").replace("/", "~1") for k in path) + "'"
+
+        pointers = ", ".join(pointer(p) for p in [*paths, *((k,) for k in keyed)])
         # json_type and json_extract_string of a list of pointers: two parses, yet twice as
         # fast as one json_extract whose JSON values are then taken apart in SQL (a check
         # of 1,000,000 entities: see docs/decisions.md, issue 24). The string is decoded;
@@ -192,7 +193,7 @@ class DuckDBEngine(Engine):
         columns = [f"{kinds.format(i=i + 1)} AS k{i}, _hs_s[{i + 1}] AS t{i}" for i in range(len(paths))] + [
             f"_hs_y[{len(paths) + j + 1}] AS e{j}" for j in range(len(keyed))
         ]
-        texts = f"json_extract_string(entity_data, [{pointers}])" if paths else "NULL"
+        texts = f"json_extract_string(entity_data, [{', '.join(pointer(p) for p in paths)}])" if paths else "NULL"
         return (
             f"SELECT {keep}, {', '.join(columns)} FROM (SELECT {keep}, json_type(entity_data, [{pointers}]) AS _hs_y, "
             f"{texts} AS _hs_s FROM ({source}) AS _hs_src) AS _hs_parsed"
