@@ -42,6 +42,7 @@ def count_grouped(
     *,
     keys: bool = False,
     unique: Collection[str] = (),
+    few: bool = False,
 ) -> dict[str, int]:
     """How many rows of ``source`` (SQL of the parsed rows, read as ``c``, with the
     ``joins`` by alias) match each condition, in one statement; with ``keys``, also the
@@ -49,7 +50,11 @@ def count_grouped(
 
     A condition that is cheap, or reads a column of ``unique`` (mostly distinct values:
     grouping by it would cost a hash table as large as the rows), is evaluated on every
-    row instead, as a flag; the flags are grouped together (a few combinations)."""
+    row instead, as a flag; the flags are grouped together (a few combinations). With
+    ``few`` (the rows a write made), every condition is counted row by row in one plain
+    aggregate: on a few rows, planning the grouping costs more than it saves."""
+    if few:
+        return _count_plain(con, source, joins, counted, keys=keys)
     sets: dict[tuple[str, ...], list[Counted]] = {}
     flags: list[tuple[str, str]] = []  # (name, flag column)
     computed: list[str] = []
@@ -104,6 +109,22 @@ def _row_by_row(read: set[str], unique: Collection[str]) -> bool:
     birth or death beside an event's date)."""
     texts = [c for c in read if c.startswith("c.t")]
     return not texts or any(c in unique or c.split(".")[0] not in ("c", "gm", "d") for c in read)
+
+
+def _count_plain(
+    con: Connection, source: str, joins: Mapping[str, str], counted: Sequence[Counted], *, keys: bool
+) -> dict[str, int]:
+    columns = [f"count(*) FILTER (WHERE {where})" for _, where in counted]
+    names = [name for name, _ in counted]
+    if keys:
+        columns.append("sum(c._hs_keys)")
+        names.append(KEYS)
+    if not columns:
+        return {}
+    aliases = {a for _, w in counted for a in _aliases(w)}
+    joined = "".join(clause for alias, clause in joins.items() if alias in aliases)
+    row = con.execute(f"SELECT {', '.join(columns)} FROM ({source}) AS c{joined}").fetchall()[0]
+    return {name: int(n or 0) for name, n in zip(names, row, strict=True)}
 
 
 def _aliases(where: str) -> set[str]:

@@ -1,11 +1,14 @@
 """Running the rules of one scenario (version) in the database.
 
-Per checked type: its top-level keys (one pass), then the fields the rules read copied
-into a temporary table with one parse of every entity, then one aggregate query counts
-every rule that reads the row alone; duplicates, references and the patient's birth and
-death are joins over such tables. Examples (at most five per problem, by row order) are
-fetched with ``LIMIT`` only for rules that found something, so a clean scenario costs
-the passes and no more. Nothing is parsed in Python but the counts and the examples.
+Per checked type: its top-level keys (a sample, checked against the save's key count;
+else one pass), then one statement parses every entity once and counts every rule over
+the distinct values of the fields it reads (:mod:`.counting`), joined to temporary tables
+of the ids each referenced type may be named by (with the patients' birth and death).
+Examples (at most five per problem, by row order) are fetched with ``LIMIT`` only for
+rules that found something, so a clean scenario costs the passes and no more. A check of
+the rows a write made copies them into a temporary table first and reads the rest of the
+scenario only through its stored ids or a text search of the names the rows use. Nothing
+is parsed in Python but the counts and the examples.
 """
 
 from __future__ import annotations
@@ -194,7 +197,15 @@ def _check_type(scope: Scope, plan: TypePlan, every: set[str], made: set[str]) -
     candidates = [(name, *plan.column(name)) for name in _date_candidates(scope, plan)]
     parsed = _parsed(scope, plan)
     unique = _unique_columns(scope, plan)
-    counts = count_grouped(con, parsed, joins, _counted(con, specs, candidates), keys=bool(plan.verify), unique=unique)
+    counts = count_grouped(
+        con,
+        parsed,
+        joins,
+        _counted(con, specs, candidates),
+        keys=bool(plan.verify),
+        unique=unique,
+        few=bool(scope.only),
+    )
     keys = counts.pop(KEYS, 0)
     if plan.verify and keys != (scope.key_totals or {}).get(plan.entity_type, (0, -1))[1]:
         return [], keys  # a key outside the guess: the caller reads every key first
