@@ -173,6 +173,24 @@ def test_fields_mostly_dates_are_dates(store: ScenarioStore) -> None:
     assert found == {("not_a_date", "lab_results", "effective"): 1}
 
 
+@pytest.mark.parametrize("empty", ["", None])
+def test_fields_mostly_dates_are_told_alike_on_an_add(store: ScenarioStore, empty: str | None) -> None:
+    """An add's few rows are their own sample: the same fields are dates as in a check of
+    the whole scenario (empty strings and nulls count as no value in both)."""
+    labs = [{"effective": f"2024-01-0{i + 1}", "note": "x", "issued": empty} for i in range(5)]
+    labs[0]["effective"] = "soon"
+    labs[1]["note"] = "2024-01-01"  # one date among words: not a date field
+    labs[2]["issued"] = "2024-01-01"  # two dates of three values (with two nulls): a date field;
+    labs[3]["issued"] = "2024-01-01"  # of five values (with two empty strings): not
+    labs[4]["issued"] = "later"
+    store.save_scenario("s", {"patients": [{"patient_id": "P1"}]})
+    added = store.add_entities("s", {"lab_results": labs}, check="warn")["check"]
+    whole = store.check_scenario("s")
+    assert added["problems"] == whole["problems"]
+    expected = {("not_a_date", "effective", 1)} | ({("not_a_date", "issued", 1)} if empty is None else set())
+    assert {(p["rule"], p["field"], p["count"]) for p in whole["problems"]} == expected
+
+
 def test_not_a_number_and_gender(store: ScenarioStore) -> None:
     data = clean()
     data["vital_signs"] += [

@@ -116,7 +116,7 @@ def run_rules(scope: Scope) -> tuple[dict[str, int], list[Found]]:
             }
             _prepare_targets(scope, plans, every, made)
             for plan in plans.values():
-                found += _check_type(scope, plan, every, made)[0]
+                found += _check_type(scope, plan, every, made, checked[plan.entity_type])[0]
         else:
             for entity_type in checked:
                 found += _check_keys(scope, entity_type, checked[entity_type], every, made)
@@ -182,11 +182,14 @@ def _temporary(con: Connection) -> Iterator[set[str]]:
             con.execute(f"DROP TABLE IF EXISTS {name}")
 
 
-def _check_type(scope: Scope, plan: TypePlan, every: set[str], made: set[str]) -> tuple[list[Found], int]:
-    """Every rule's findings of one type: one parse of its rows into a temporary table,
-    joined to the id tables of the types it references, then the rules counted over the
-    distinct values they read (see :mod:`.counting`); and how many of the keys of
-    ``plan.verify`` its entities have in all."""
+def _check_type(
+    scope: Scope, plan: TypePlan, every: set[str], made: set[str], rows: int | None = None
+) -> tuple[list[Found], int]:
+    """Every rule's findings of one type: one parse of its rows, joined to the id tables
+    of the types it references, the rules counted over the distinct values they read
+    (see :mod:`.counting`); and how many of the keys of ``plan.verify`` its entities have
+    in all. ``rows``: how many rows are checked, when known (a few: their fields that
+    may be dates are told in the same statement, the sample being all of them)."""
     con = scope.con
     own = _own_id(plan)  # (its columns read with the others)
     joins: dict[str, str] = {}  # alias -> JOIN clause
@@ -194,14 +197,16 @@ def _check_type(scope: Scope, plan: TypePlan, every: set[str], made: set[str]) -
     specs += _reference_specs(scope, plan, every, made, joins) + _event_specs(scope, plan, every, made, joins)
     if "mrn" in plan.own_ids and "patients" in every:
         specs += _mrn_specs(scope, plan, made, joins)
-    candidates = [(name, *plan.column(name)) for name in _date_candidates(scope, plan)]
+    whole = rows is not None and rows <= _SAMPLE  # (the sample would be every row)
+    maybe = plan.candidates if whole else _date_candidates(scope, plan)
+    candidates = [(name, *plan.column(name)) for name in maybe]
     parsed = _parsed(scope, plan)
     unique = _unique_columns(scope, plan)
     counts = count_grouped(
         con,
         parsed,
         joins,
-        _counted(con, specs, candidates),
+        _counted(con, specs, candidates, sampled=whole),
         keys=bool(plan.verify),
         unique=unique,
         few=bool(scope.only),
@@ -211,6 +216,8 @@ def _check_type(scope: Scope, plan: TypePlan, every: set[str], made: set[str]) -
         return [], keys  # a key outside the guess: the caller reads every key first
     for name, k, t in candidates:  # mostly dates: the others are not
         dates, present = counts.pop(f"date:{name}"), counts.pop(f"present:{name}")
+        if whole and not (dates and dates * 2 > counts.pop(f"sample:{name}")):
+            continue  # (not a date field: as _date_candidates would have told)
         if present and dates * 2 > present and dates < present:
             specs.append(_Spec("not_a_date", name, sql.bad_date(con, f"c.{k}", f"c.{t}"), f"c.{t}"))
             counts[str(len(specs) - 1)] = present - dates
@@ -312,13 +319,20 @@ def _row_specs(con: Connection, plan: TypePlan, today: _dt.date) -> list[_Spec]:
     return specs
 
 
-def _counted(con: Connection, specs: list[_Spec], candidates: list[tuple[str, str, str]]) -> list[Counted]:
+def _counted(
+    con: Connection, specs: list[_Spec], candidates: list[tuple[str, str, str]], *, sampled: bool = False
+) -> list[Counted]:
     """What :func:`.counting.count_grouped` counts: every rule (by its index), and each
-    date candidate's dates and present values."""
+    date candidate's dates and present values (with ``sampled``, also the values
+    :func:`_date_candidates` counts: any but null, an object or an array, an empty string
+    included)."""
     counted = [(str(i), s.where) for i, s in enumerate(specs)]
     for name, k, t in candidates:
         counted.append((f"date:{name}", sql.is_date(con, f"c.{k}", f"c.{t}", partial=False)))
         counted.append((f"present:{name}", f"c.{k} <> 'null'"))
+        if sampled:
+            value = f"(c.{k} NOT IN ('null', 'object', 'array') OR (c.{k} = 'null' AND c.{t} = ''))"
+            counted.append((f"sample:{name}", value))
     return counted
 
 
