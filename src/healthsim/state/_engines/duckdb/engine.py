@@ -180,19 +180,17 @@ class DuckDBEngine(Engine):
         def pointer(path: Sequence[str]) -> str:
             return "'" + "".join("/" + k.replace("~", "~0").replace("/", "~1") for k in path) + "'"
 
-        pointers = ", ".join(pointer(p) for p in [*paths, *((k,) for k in keyed)])
-        # json_type and json_extract_string of a list of pointers: two parses, yet twice as
-        # fast as one json_extract whose JSON values are then taken apart in SQL (a check
-        # of 1,000,000 entities: see docs/decisions.md, issue 24). The string is decoded;
-        # any other value is its JSON text; a missing key gives NULL in both.
+        # (a key that is a path too is looked up once: its kind tells whether it is there)
+        every = list(dict.fromkeys([*(tuple(p) for p in paths), *((k,) for k in keyed)]))
+        pointers = ", ".join(pointer(p) for p in every)
         kinds = (
             "CASE WHEN _hs_y[{i}] IS NULL THEN NULL ELSE CASE _hs_y[{i}] WHEN 'VARCHAR' THEN 'string' "
             "WHEN 'OBJECT' THEN 'object' WHEN 'ARRAY' THEN 'array' WHEN 'BOOLEAN' THEN 'boolean' "
             "WHEN 'NULL' THEN 'null' ELSE 'number' END END"
         )
-        columns = [f"{kinds.format(i=i + 1)} AS k{i}, _hs_s[{i + 1}] AS t{i}" for i in range(len(paths))] + [
-            f"_hs_y[{len(paths) + j + 1}] AS e{j}" for j in range(len(keyed))
-        ]
+        columns = [
+            f"{kinds.format(i=every.index(tuple(p)) + 1)} AS k{i}, _hs_s[{i + 1}] AS t{i}" for i, p in enumerate(paths)
+        ] + [f"_hs_y[{every.index((k,)) + 1}] AS e{j}" for j, k in enumerate(keyed)]
         texts = f"json_extract_string(entity_data, [{', '.join(pointer(p) for p in paths)}])" if paths else "NULL"
         return (
             f"SELECT {keep}, {', '.join(columns)} FROM (SELECT {keep}, json_type(entity_data, [{pointers}]) AS _hs_y, "
