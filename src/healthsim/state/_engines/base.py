@@ -248,6 +248,12 @@ class Engine(ABC):
         ``TIMESTAMPTZ``, so that datetimes with different offsets compare in time order."""
 
     @abstractmethod
+    def first_rows(self, order: str) -> str:
+        """SQL to put before a ``LIMIT`` so that it keeps the first rows by ``order`` (the
+        row id, ascending): nothing where a scan gives rows in their saved order and stops
+        at the limit, else an ``ORDER BY``."""
+
+    @abstractmethod
     def stored_entity_id(self, entity_type: str, text: str) -> str | None:
         """SQL: the stored id of the ``entity_type`` entity whose own id is the SQL text
         ``text`` (as :mod:`healthsim.state.id_sql` derives it), or None where the engine

@@ -210,6 +210,7 @@ def _check_type(
         keys=bool(plan.verify),
         unique=unique,
         few=bool(scope.only),
+        shared=_date_checks(con, plan) if scope.only else {},
     )
     keys = counts.pop(KEYS, 0)
     if plan.verify and keys != (scope.key_totals or {}).get(plan.entity_type, (0, -1))[1]:
@@ -319,6 +320,16 @@ def _row_specs(con: Connection, plan: TypePlan, today: _dt.date) -> list[_Spec]:
     return specs
 
 
+def _date_checks(con: Connection, plan: TypePlan) -> dict[str, str]:
+    """Each field's date check (partial dates allowed, and not), as rules write it, and
+    the column that may hold it (see :func:`.counting.count_grouped`'s ``shared``)."""
+    checks = {}
+    for i in range(len(plan.paths)):
+        checks[sql.is_date(con, f"c.k{i}", f"c.t{i}")] = f"d{i}"
+        checks[sql.is_date(con, f"c.k{i}", f"c.t{i}", partial=False)] = f"dd{i}"
+    return checks
+
+
 def _counted(
     con: Connection, specs: list[_Spec], candidates: list[tuple[str, str, str]], *, sampled: bool = False
 ) -> list[Counted]:
@@ -353,9 +364,10 @@ def _examples(
     joined only to the id tables the spec reads."""
     read = {m.split(".")[0] for m in COLUMN_REF.findall(f"{spec.where} {spec.value}")}
     joined = "".join(clause for alias, clause in (joins or {}).items() if alias in read)
-    # No ORDER BY: the scan stops at the fifth match (rows come in their saved order).
+    # The first five in saved order (DuckDB: no ORDER BY, the scan stops at the fifth match).
+    first = con.engine.first_rows("c.id")
     rows = con.execute(
-        f"SELECT c.id, {own}, {spec.value} FROM ({parsed}) AS c{joined} WHERE {spec.where} LIMIT {_EXAMPLES}"
+        f"SELECT c.id, {own}, {spec.value} FROM ({parsed}) AS c{joined} WHERE {spec.where}{first} LIMIT {_EXAMPLES}"
     ).fetchall()
     return [(str(i), v) for _, i, v in sorted(rows, key=lambda r: r[0])]
 

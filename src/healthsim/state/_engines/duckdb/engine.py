@@ -203,6 +203,9 @@ class DuckDBEngine(Engine):
     def instant(self, text: str) -> str:
         return f"TRY_CAST({text} AS TIMESTAMPTZ)"
 
+    def first_rows(self, order: str) -> str:
+        return ""  # insertion order is kept (preserve_insertion_order): the scan stops early
+
     def stored_entity_id(self, entity_type: str, text: str) -> str | None:
         name = "'" + entity_type.replace("'", "''") + ":' || " + text
         return f"COALESCE(TRY_CAST({text} AS UUID), {uuid_from_digest_sql(v5_digest_sql(name))})"
