@@ -459,6 +459,7 @@ TIMED = {
     "floor-frames": lambda a: floor_frames(Path(a[0])),
     "lib-summary": lambda a: lib_summary(Path(a[0])),
     "lib-check": lambda a: lib_check(Path(a[0])),
+    "floor-check": lambda a: floor_check(Path(a[0])),
     "floor-summary": lambda a: floor_summary(Path(a[0])),
     "lib-report": lambda a: lib_report(Path(a[0]), Path(a[1])),
     "lib-load-named": lambda a: lib_load_named(Path(a[0]), a[1], a[2] if len(a) > 2 else ""),
@@ -907,6 +908,35 @@ def lib_check(path: Path) -> float:
     return spent
 
 
+def floor_check(path: Path) -> float:
+    """A lower bound of the check in raw DuckDB: every entity parsed once, reading the
+    fields the check of its type reads (the kind and the text of each: ``json_type`` and
+    ``json_extract_string`` of the same pointers, as the library does), and nothing
+    computed of them: no rule, no id table of a referenced type, no grouping."""
+    from healthsim.state.checks.plan import plan_type
+
+    started = time.perf_counter()
+    con = duckdb.connect(str(path), read_only=True)
+    for entity_type, keys in con.execute(
+        "SELECT entity_type, list_distinct(flatten(list(json_keys(entity_data)))) FROM "
+        "(SELECT * FROM scenario_entities LIMIT 100000) GROUP BY ALL"
+    ).fetchall():
+        plan = plan_type(entity_type, keys)
+        for name in [*plan.dates, *plan.numbers, *plan.genders, *plan.references, *plan.own_ids]:
+            plan.column(name)
+        for names in [*plan.codes.values(), *plan.identifiers.values()]:
+            for name in names:
+                plan.column(name)
+        pointers = ", ".join("'/" + "/".join(p) + "'" for p in plan.paths)
+        con.execute(
+            f"SELECT count(y[1]), count(s[1]) FROM (SELECT json_type(entity_data, [{pointers}]) AS y, "
+            f"json_extract_string(entity_data, [{pointers}]) AS s FROM scenario_entities "
+            f"WHERE entity_type = '{entity_type}')"
+        ).fetchall()
+    con.close()
+    return time.perf_counter() - started
+
+
 def bench_check(n: int, folder: Path, repeat: int) -> list[tuple[str, str, float, float, float]]:
     """Checking a scenario of ``n`` entities beside loading it (each in a fresh process);
     an add of 100 entities with ``check="warn"`` beside the same add without (alternated,
@@ -917,6 +947,7 @@ def bench_check(n: int, folder: Path, repeat: int) -> list[tuple[str, str, float
     gc.collect()
     load = best_of(repeat, lambda _: timed_in_child("lib-load", str(db), str(n)))
     checked = best_of(repeat, lambda _: timed_in_child("lib-check", str(db)))
+    parsed = best_of(repeat, lambda _: timed_in_child("floor-check", str(db)))
     small = generate(100)
     counter = iter(range(10**6))
 
@@ -942,6 +973,7 @@ def bench_check(n: int, folder: Path, repeat: int) -> list[tuple[str, str, float
     size = f"{n:,}"
     return [
         ("check", size, checked, load, TARGETS["check"]),
+        ("check's lower bound: one parse of its fields (raw DuckDB)", size, parsed, load, TARGETS["check"]),
         ("add 100 with check='warn'", size, min(warned), min(plain), TARGETS["add 100 with check='warn'"]),
     ]
 

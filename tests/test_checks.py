@@ -173,6 +173,24 @@ def test_fields_mostly_dates_are_dates(store: ScenarioStore) -> None:
     assert found == {("not_a_date", "lab_results", "effective"): 1}
 
 
+@pytest.mark.parametrize("empty", ["", None])
+def test_fields_mostly_dates_are_told_alike_on_an_add(store: ScenarioStore, empty: str | None) -> None:
+    """An add's few rows are their own sample: the same fields are dates as in a check of
+    the whole scenario (empty strings and nulls count as no value in both)."""
+    labs = [{"effective": f"2024-01-0{i + 1}", "note": "x", "issued": empty} for i in range(5)]
+    labs[0]["effective"] = "soon"
+    labs[1]["note"] = "2024-01-01"  # one date among words: not a date field
+    labs[2]["issued"] = "2024-01-01"  # two dates of three values (with two nulls): a date field;
+    labs[3]["issued"] = "2024-01-01"  # of five values (with two empty strings): not
+    labs[4]["issued"] = "later"
+    store.save_scenario("s", {"patients": [{"patient_id": "P1"}]})
+    added = store.add_entities("s", {"lab_results": labs}, check="warn")["check"]
+    whole = store.check_scenario("s")
+    assert added["problems"] == whole["problems"]
+    expected = {("not_a_date", "effective", 1)} | ({("not_a_date", "issued", 1)} if empty is None else set())
+    assert {(p["rule"], p["field"], p["count"]) for p in whole["problems"]} == expected
+
+
 def test_not_a_number_and_gender(store: ScenarioStore) -> None:
     data = clean()
     data["vital_signs"] += [
@@ -416,3 +434,58 @@ def test_check_on_add_finds_names_by_their_stored_text_exactly(store: ScenarioSt
         ("unresolved_reference", "lab_results", "patient_mrn", 1),
         ("unresolved_reference", "lab_results", "encounter_id", 1),
     }
+
+
+def test_check_on_add_finds_names_written_as_numbers_or_strings(store: ScenarioStore) -> None:
+    """The add's text search looks for a name in its quotes, and bare when it may be a
+    JSON number: a reference resolves whichever way either side wrote the id."""
+    old = [{"patient_id": 17, "birth_date": "2000-01-01"}, {"patient_id": "P-2", "mrn": 4.5}]
+    store.save_scenario("s", {"patients": old})
+    new = {
+        "encounters": [
+            {"encounter_id": "E1", "patient_id": "17", "admission_time": "1999-01-01"},  # before birth
+            {"encounter_id": "E2", "patient_id": 17},
+            {"encounter_id": "E3", "patient_mrn": "4.5"},
+            {"encounter_id": "E4", "patient_id": "P-2"},
+            {"encounter_id": "E5", "patient_id": 18},  # nobody
+            {"encounter_id": "E6", "patient_id": "P-"},  # inside another's id: nobody
+        ]
+    }
+    check = store.add_entities("s", new, check="warn")["check"]
+    assert {(p["rule"], p["field"], p["count"]) for p in check["problems"]} == {
+        ("before_birth", "admission_time", 1),
+        ("unresolved_reference", "patient_id", 2),
+    }
+
+
+def statements_of_a_check(store: ScenarioStore, monkeypatch: pytest.MonkeyPatch, **kwargs: Any) -> int:
+    """How many SQL statements check_scenario sends (counted on their way to DuckDB)."""
+    from healthsim.state._engines.duckdb.connection import DuckConnection
+
+    sent: list[str] = []
+    execute = DuckConnection.execute
+
+    def counting(self: DuckConnection, sql: str, params: Any = None) -> Any:
+        sent.append(sql)
+        return execute(self, sql, params)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(DuckConnection, "execute", counting)
+        store.check_scenario("s", **kwargs)
+    return len(sent)
+
+
+@pytest.mark.duckdb_only
+def test_a_check_sends_a_bounded_number_of_statements(store: ScenarioStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check's statements depend on the types and fields, never on how many entities
+    there are: per type a few (keys, a sample, one counting statement, the examples of
+    the problems found), not one per rule or per entity."""
+    store.save_scenario("s", clean())
+    few = statements_of_a_check(store, monkeypatch)
+    more = clean()
+    more["patients"] += [{**more["patients"][0], "patient_id": f"X{i}", "mrn": f"MRN-X{i}"} for i in range(2000)]
+    more["lab_results"] *= 400
+    store.save_scenario("s", more, overwrite=True)
+    assert store.check_scenario("s")["problems"] == []
+    assert statements_of_a_check(store, monkeypatch) == few
+    assert few <= 10 + 5 * len(more), few

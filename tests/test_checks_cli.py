@@ -40,7 +40,7 @@ def test_check_prints_a_table_of_80_columns_and_exits_1_on_errors(store: Scenari
     lines = result.output.splitlines()
     assert max(len(line) for line in lines) <= 80
     assert lines[0] == "Checked: patients 1, encounters 3"
-    assert "NOT OK: 4 errors, 1 warnings" in result.output
+    assert "NOT OK: 4 errors, 1 warning" in result.output and "1 warnings" not in result.output
     assert any("3  encounters.patient_mrn" in line and "unresolved_reference" in line for line in lines)
     assert any("1  patients.birth_date" in line and "not_a_date" in line for line in lines)
     assert "E0: 'MRN-404'" in result.output
@@ -52,7 +52,7 @@ def test_check_json_is_the_library_answer_and_exits_0_on_warnings(store: Scenari
     assert result.exit_code == 0
     assert json.loads(result.output) == store.check_scenario("warn")
     clean = run("check", "warn", "--version", "1")
-    assert clean.exit_code == 0 and "1 warnings" in clean.output
+    assert clean.exit_code == 0 and "0 errors, 1 warning" in clean.output and "1 warnings" not in clean.output
 
 
 def test_check_of_the_example_cohort_has_no_errors(store: ScenarioStore) -> None:
@@ -160,11 +160,11 @@ def test_summary_and_report_show_the_check_and_the_values_that_do_not_fit(store:
     assert len(json.dumps(summary, ensure_ascii=False, separators=(",", ":")).encode()) <= 12 * 1024
     shown = run("summary", "s")
     assert shown.exit_code == 0
-    assert "19 dates, 1 other values such as 'unknown'" in shown.output
+    assert "19 dates, 1 other value such as 'unknown'" in shown.output
     assert "left out: 1 not a date (such as 'unknown')" in shown.output
     assert "check: 2 errors, 0 warnings" in shown.output and "error 1 encounters.patient_mrn" in shown.output
     page = store.report_scenario("s", tmp_path / "r.html").read_text(encoding="utf-8")
-    assert "check: 2 errors, 0 warnings" in page and "19 dates, 1 other values such as &#x27;unknown&#x27;" in page
+    assert "check: 2 errors, 0 warnings" in page and "19 dates, 1 other value such as &#x27;unknown&#x27;" in page
     assert "left out: 1 not a date" in page
 
 
@@ -178,3 +178,22 @@ def test_summary_check_counts_fit_the_budget_of_many_problems(store: ScenarioSto
     check = summary["check"]
     assert check["errors"] == 80 and check["warnings"] == 40  # the counts of all problems
     assert check["problems_omitted"] > 0 and len(check["problems"]) + check["problems_omitted"] == 120
+
+
+def test_counts_of_one_are_singular_in_the_table_the_summary_and_the_page() -> None:
+    from healthsim.state.checks.shape import brief_lines, unfit_text
+    from healthsim.summary_view import check_table
+
+    one = {"severity": "error", "rule": "not_a_date", "type": "patients", "field": "birth_date", "examples": []}
+    answer = {"ok": False, "checked": {"patients": 1}, "problems": [{**one, "count": 1}], "problems_omitted": 1}
+    table = check_table(answer)
+    assert "NOT OK: 1 error, 0 warnings" in table and "… and 1 more problem (use --json)" in table
+    assert "1 errors" not in table and "1 more problems" not in table
+    two = {**answer, "problems": [{**one, "count": 2}, {**one, "severity": "warning", "count": 1}]}
+    two["problems_omitted"] = 2
+    assert "NOT OK: 2 errors, 1 warning" in check_table(two) and "2 more problems" in check_table(two)
+    brief = {"errors": 1, "warnings": 1, "problems": [["error", "not_a_date", "patients", "birth_date", 1]]}
+    assert brief_lines({**brief, "problems_omitted": 1})[0] == "check: 1 error, 1 warning"
+    assert brief_lines({**brief, "errors": 1_000, "warnings": 2})[0] == "check: 1,000 errors, 2 warnings"
+    assert unfit_text({"dates": 1, "other": 1, "example": "unknown"}) == "1 date, 1 other value such as 'unknown'"
+    assert unfit_text({"numbers": 2, "other": 3, "example": "n/a"}) == "2 numbers, 3 other values such as 'n/a'"

@@ -296,7 +296,9 @@ def check_table(answer: dict[str, Any], width: int = 80) -> str:
     if not answer["problems"]:
         lines.append("No problems found.")
         return "\n".join(lines)
-    lines.append(f"{'ok' if answer['ok'] else 'NOT OK'}: {errors:,} errors, {warnings:,} warnings")
+    from .state.checks.shape import counted
+
+    lines.append(f"{'ok' if answer['ok'] else 'NOT OK'}: {counted(errors, 'errors')}, {counted(warnings, 'warnings')}")
     lines.append("")
     lines.append(f"{'severity':<8} {'count':>9}  {'type.field':<28} rule")
     for p in answer["problems"]:
@@ -308,7 +310,7 @@ def check_table(answer: dict[str, Any], width: int = 80) -> str:
             )
             lines.append(_cut_to(f"{'':19}e.g. {shown}", width))
     if answer.get("problems_omitted"):
-        lines.append(f"… and {answer['problems_omitted']} more problems (use --json)")
+        lines.append(f"… and {counted(answer['problems_omitted'], 'more problems')} (use --json)")
     return "\n".join(lines)
 
 

@@ -235,7 +235,7 @@ class Engine(ABC):
         value there (``string``, ``number``, ``boolean``, ``null``, ``object``, ``array``;
         NULL when there is none) and ``t{i}``: its text (a string unquoted, anything else
         as JSON text); per top-level key ``j`` of ``keyed``, ``e{j}``: not NULL when the
-        entity has the key. Every entity is parsed once."""
+        entity has the key. Every entity is parsed once (DuckDB: twice, see its engine)."""
 
     @abstractmethod
     def top_level_keys(self, source: str) -> str:
@@ -246,6 +246,12 @@ class Engine(ABC):
     def instant(self, text: str) -> str:
         """SQL: the ISO 8601 date or datetime ``text`` (already checked to be one) as a
         ``TIMESTAMPTZ``, so that datetimes with different offsets compare in time order."""
+
+    @abstractmethod
+    def first_rows(self, order: str) -> str:
+        """SQL to put before a ``LIMIT`` so that it keeps the first rows by ``order`` (the
+        row id, ascending): nothing where a scan gives rows in their saved order and stops
+        at the limit, else an ``ORDER BY``."""
 
     @abstractmethod
     def stored_entity_id(self, entity_type: str, text: str) -> str | None:

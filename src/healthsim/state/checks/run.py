@@ -1,11 +1,14 @@
 """Running the rules of one scenario (version) in the database.
 
-Per checked type: its top-level keys (one pass), then the fields the rules read copied
-into a temporary table with one parse of every entity, then one aggregate query counts
-every rule that reads the row alone; duplicates, references and the patient's birth and
-death are joins over such tables. Examples (at most five per problem, by row order) are
-fetched with ``LIMIT`` only for rules that found something, so a clean scenario costs
-the passes and no more. Nothing is parsed in Python but the counts and the examples.
+Per checked type: its top-level keys (a sample, checked against the save's key count;
+else one pass), then one statement parses every entity once and counts every rule over
+the distinct values of the fields it reads (:mod:`.counting`), joined to temporary tables
+of the ids each referenced type may be named by (with the patients' birth and death).
+Examples (at most five per problem, by row order) are fetched with ``LIMIT`` only for
+rules that found something, so a clean scenario costs the passes and no more. A check of
+the rows a write made copies them into a temporary table first and reads the rest of the
+scenario only through its stored ids or a text search of the names the rows use. Nothing
+is parsed in Python but the counts and the examples.
 """
 
 from __future__ import annotations
@@ -14,19 +17,21 @@ import datetime as _dt
 import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from dataclasses import field as _field
 from typing import Any
 
 from .._engines import Connection
 from ..version_cache import KeyTotal
 from . import sql
+from .counting import COLUMN_REF, KEYS, Counted, count_grouped
 from .plan import PLAIN_KEY, TypePlan, plan_type
 from .rules import REFERENCES
 
 __all__ = ["Found", "Scope", "run_rules"]
 
 _EXAMPLES = 5
+_WRITTEN = "_hs_check_written"  # the rows a write made (a check of ``only`` those)
 _SCALAR = "IN ('string', 'number')"
 
 
@@ -41,6 +46,8 @@ class Scope:
     base: Callable[[str | None], str]
     today: _dt.date
     only: str | None = None
+    #: A temporary table of the rows ``only`` selects, once made (see :func:`run_rules`).
+    written: str | None = None
     #: Per type, what the save counted of its keys (see :mod:`..version_cache`): lets a
     #: sample's keys stand for all when the entities' keys add up to the saved total.
     key_totals: Mapping[str, KeyTotal] | None = None
@@ -48,6 +55,9 @@ class Scope:
     def rows(self, entity_type: str | None = None, *, checked: bool = True) -> str:
         """SQL of the rows, of one type or all (``checked``: only those checked)."""
         sql = self.base(entity_type)
+        if checked and self.written:
+            kind = "" if entity_type is None else f" WHERE entity_type = {_literal(entity_type)}"
+            return f"SELECT * FROM {self.written}{kind}"
         return f"SELECT * FROM ({sql}) AS _hs_rows WHERE {self.only}" if checked and self.only else sql
 
 
@@ -84,29 +94,29 @@ def _literal(text: str) -> str:
 def run_rules(scope: Scope) -> tuple[dict[str, int], list[Found]]:
     """The checked entities per type and every rule's findings (counts over zero)."""
     con = scope.con
-    checked = {
-        t: n
-        for t, n in con.execute(
-            f"SELECT entity_type, count(*) FROM ({scope.rows()}) AS r GROUP BY entity_type ORDER BY min(id)"
-        ).fetchall()
-    }
-    every = (
-        set(checked)
-        if not scope.only
-        else {
-            t for (t,) in con.execute(f"SELECT DISTINCT entity_type FROM ({scope.rows(checked=False)}) AS a").fetchall()
-        }
-    )
     found: list[Found] = []
     with _temporary(con) as made:
-        if scope.only:  # the rows a write made: few, and their keys read at once
+        if scope.only:  # the rows a write made, copied once: every query of them is then small
+            con.execute(f"{con.engine.create_temp(con, _WRITTEN)} AS {scope.rows()}")
+            made.add(_WRITTEN)
+            scope = replace(scope, written=_WRITTEN)
+        checked = {
+            t: n
+            for t, n in con.execute(
+                f"SELECT entity_type, count(*) FROM ({scope.rows()}) AS r GROUP BY entity_type ORDER BY min(id)"
+            ).fetchall()
+        }
+        every = set(checked)
+        if scope.only:
+            rows = scope.rows(checked=False)
+            every = {t for (t,) in con.execute(f"SELECT DISTINCT entity_type FROM ({rows}) AS a").fetchall()}
             plans = {
                 t: plan_type(t, [k for (k,) in con.execute(con.engine.top_level_keys(scope.rows(t))).fetchall()])
                 for t in checked
             }
             _prepare_targets(scope, plans, every, made)
             for plan in plans.values():
-                found += _check_type(scope, plan, every, made)[0]
+                found += _check_type(scope, plan, every, made, checked[plan.entity_type])[0]
         else:
             for entity_type in checked:
                 found += _check_keys(scope, entity_type, checked[entity_type], every, made)
@@ -135,7 +145,7 @@ def _prepare_targets(scope: Scope, plans: dict[str, TypePlan], every: set[str], 
         ]
         where = None
         if len(names) <= _MAX_NAMES and not any(_UNSEARCHABLE.search(str(n)) for n in names):
-            pattern = "|".join(re.escape(str(n)) for n in names if n is not None) or "^$"
+            pattern = "|".join(_searched(str(n)) for n in names if n is not None) or "^$"
             where = con.engine.matches("CAST(a.entity_data AS VARCHAR)", pattern.replace("'", "''"))
         _target_ids(scope, target, made, where)
 
@@ -172,10 +182,14 @@ def _temporary(con: Connection) -> Iterator[set[str]]:
             con.execute(f"DROP TABLE IF EXISTS {name}")
 
 
-def _check_type(scope: Scope, plan: TypePlan, every: set[str], made: set[str]) -> tuple[list[Found], int]:
+def _check_type(
+    scope: Scope, plan: TypePlan, every: set[str], made: set[str], rows: int | None = None
+) -> tuple[list[Found], int]:
     """Every rule's findings of one type: one parse of its rows, joined to the id tables
-    of the types it references, counts every rule at once; and how many of the keys of
-    ``plan.verify`` its entities have in all."""
+    of the types it references, the rules counted over the distinct values they read
+    (see :mod:`.counting`); and how many of the keys of ``plan.verify`` its entities have
+    in all. ``rows``: how many rows are checked, when known (a few: their fields that
+    may be dates are told in the same statement, the sample being all of them)."""
     con = scope.con
     own = _own_id(plan)  # (its columns read with the others)
     joins: dict[str, str] = {}  # alias -> JOIN clause
@@ -183,21 +197,34 @@ def _check_type(scope: Scope, plan: TypePlan, every: set[str], made: set[str]) -
     specs += _reference_specs(scope, plan, every, made, joins) + _event_specs(scope, plan, every, made, joins)
     if "mrn" in plan.own_ids and "patients" in every:
         specs += _mrn_specs(scope, plan, made, joins)
-    candidates = [(name, *plan.column(name)) for name in _date_candidates(scope, plan)]
-    keyed = [f"e{j}" for j in range(len(plan.verify))]
-    source = f"({_parsed(scope, plan)}) AS c{''.join(joins.values())}"
-    counts = _count(con, source, specs, candidates, keyed)
-    keys = counts.pop("keyed", 0)
+    whole = rows is not None and rows <= _SAMPLE  # (the sample would be every row)
+    maybe = plan.candidates if whole else _date_candidates(scope, plan)
+    candidates = [(name, *plan.column(name)) for name in maybe]
+    parsed = _parsed(scope, plan)
+    unique = _unique_columns(scope, plan)
+    counts = count_grouped(
+        con,
+        parsed,
+        joins,
+        _counted(con, specs, candidates, sampled=whole),
+        keys=bool(plan.verify),
+        unique=unique,
+        few=bool(scope.only),
+        shared=_date_checks(con, plan) if scope.only else {},
+    )
+    keys = counts.pop(KEYS, 0)
     if plan.verify and keys != (scope.key_totals or {}).get(plan.entity_type, (0, -1))[1]:
         return [], keys  # a key outside the guess: the caller reads every key first
     for name, k, t in candidates:  # mostly dates: the others are not
         dates, present = counts.pop(f"date:{name}"), counts.pop(f"present:{name}")
+        if whole and not (dates and dates * 2 > counts.pop(f"sample:{name}")):
+            continue  # (not a date field: as _date_candidates would have told)
         if present and dates * 2 > present and dates < present:
             specs.append(_Spec("not_a_date", name, sql.bad_date(con, f"c.{k}", f"c.{t}"), f"c.{t}"))
             counts[str(len(specs) - 1)] = present - dates
     found = [(s, counts[str(i)]) for i, s in enumerate(specs) if counts.get(str(i))]
-    out = [Found(s.rule, plan.entity_type, s.field, n, _examples(con, own, s, source)) for s, n in found]
-    return _duplicates(scope, plan, own) + out, keys
+    out = [Found(s.rule, plan.entity_type, s.field, n, _examples(con, own, s, parsed, joins)) for s, n in found]
+    return _duplicates(scope, plan, own, parsed) + out, keys
 
 
 def _parsed(scope: Scope, plan: TypePlan) -> str:
@@ -208,8 +235,9 @@ def _parsed(scope: Scope, plan: TypePlan) -> str:
         f", CASE WHEN k{i} = 'string' AND t{i} = '' THEN 'null' ELSE k{i} END AS k{i}, t{i}"
         for i in range(len(plan.paths))
     )
-    keyed = "".join(f", e{j}" for j in range(len(plan.verify)))
-    return f"SELECT id, entity_id{kinds}{keyed} FROM ({source}) AS f"
+    # (how many of the keys of ``plan.verify`` each row has: see _check_keys)
+    keyed = " + ".join(f"CASE WHEN e{j} IS NULL THEN 0 ELSE 1 END" for j in range(len(plan.verify))) or "0"
+    return f"SELECT id, entity_id{kinds}, {keyed} AS _hs_keys FROM ({source}) AS f"
 
 
 # Rows of a type read to tell which of its other fields are mostly dates.
@@ -231,6 +259,20 @@ def _date_candidates(scope: Scope, plan: TypePlan) -> list[str]:
     )
     row = con.execute(f"SELECT {columns} FROM ({con.engine.json_fields(sample, 'id', paths)}) AS s").fetchall()[0]
     return [name for i, name in enumerate(plan.candidates) if row[2 * i] and row[2 * i] * 2 > row[2 * i + 1]]
+
+
+def _unique_columns(scope: Scope, plan: TypePlan) -> set[str]:
+    """The text columns (``c.t{i}``) whose values are mostly distinct in a sample of the
+    rows: rules reading them are counted row by row, not over their distinct values
+    (see :mod:`.counting`). The rows a write made are few: no sample."""
+    if scope.only or not plan.paths:
+        return set()
+    sample = f"SELECT * FROM ({scope.rows(plan.entity_type)}) AS r LIMIT {_SAMPLE}"
+    columns = ", ".join(f"count(DISTINCT t{i}), count(t{i})" for i in range(len(plan.paths)))
+    row = scope.con.execute(
+        f"SELECT {columns} FROM ({scope.con.engine.json_fields(sample, 'id', plan.paths)}) AS s"
+    ).fetchall()[0]
+    return {f"c.t{i}" for i in range(len(plan.paths)) if row[2 * i] * 10 > row[2 * i + 1] * 3}
 
 
 def _row_specs(con: Connection, plan: TypePlan, today: _dt.date) -> list[_Spec]:
@@ -278,26 +320,31 @@ def _row_specs(con: Connection, plan: TypePlan, today: _dt.date) -> list[_Spec]:
     return specs
 
 
-def _count(
-    con: Connection, source: str, specs: list[_Spec], candidates: list[tuple[str, str, str]], keyed: list[str]
-) -> dict[str, int]:
-    """Every rule's count, each candidate's dates and present values, and how many of
-    the ``keyed`` kind columns have a key (``keyed``), in one pass."""
-    columns = [f"count(*) FILTER (WHERE {s.where}) AS n{i}" for i, s in enumerate(specs)]
-    names = [str(i) for i in range(len(specs))]
-    if keyed:
-        columns.append(" + ".join(f"count(c.{k})" for k in keyed))
-        names.append("keyed")
+def _date_checks(con: Connection, plan: TypePlan) -> dict[str, str]:
+    """Each field's date check (partial dates allowed, and not), as rules write it, and
+    the column that may hold it (see :func:`.counting.count_grouped`'s ``shared``)."""
+    checks = {}
+    for i in range(len(plan.paths)):
+        checks[sql.is_date(con, f"c.k{i}", f"c.t{i}")] = f"d{i}"
+        checks[sql.is_date(con, f"c.k{i}", f"c.t{i}", partial=False)] = f"dd{i}"
+    return checks
+
+
+def _counted(
+    con: Connection, specs: list[_Spec], candidates: list[tuple[str, str, str]], *, sampled: bool = False
+) -> list[Counted]:
+    """What :func:`.counting.count_grouped` counts: every rule (by its index), and each
+    date candidate's dates and present values (with ``sampled``, also the values
+    :func:`_date_candidates` counts: any but null, an object or an array, an empty string
+    included)."""
+    counted = [(str(i), s.where) for i, s in enumerate(specs)]
     for name, k, t in candidates:
-        columns += [
-            f"count(*) FILTER (WHERE {sql.is_date(con, f'c.{k}', f'c.{t}', partial=False)})",
-            f"count(*) FILTER (WHERE c.{k} <> 'null')",
-        ]
-        names += [f"date:{name}", f"present:{name}"]
-    if not columns:
-        return {}
-    row = con.execute(f"SELECT {', '.join(columns)} FROM {source}").fetchall()[0]
-    return {name: int(n or 0) for name, n in zip(names, row, strict=True)}
+        counted.append((f"date:{name}", sql.is_date(con, f"c.{k}", f"c.{t}", partial=False)))
+        counted.append((f"present:{name}", f"c.{k} <> 'null'"))
+        if sampled:
+            value = f"(c.{k} NOT IN ('null', 'object', 'array') OR (c.{k} = 'null' AND c.{t} = ''))"
+            counted.append((f"sample:{name}", value))
+    return counted
 
 
 def _own_id(plan: TypePlan) -> str:
@@ -310,31 +357,42 @@ def _own_id(plan: TypePlan) -> str:
     return f"COALESCE({', '.join([*parts, 'CAST(c.entity_id AS VARCHAR)'])})"
 
 
-def _examples(con: Connection, own: str, spec: _Spec, source: str) -> list[tuple[str, Any]]:
-    # No ORDER BY: the scan stops at the fifth match (rows come in their saved order).
+def _examples(
+    con: Connection, own: str, spec: _Spec, parsed: str, joins: Mapping[str, str] | None = None
+) -> list[tuple[str, Any]]:
+    """The first entities (at most five) of ``parsed`` (as ``c``) where the spec holds,
+    joined only to the id tables the spec reads."""
+    read = {m.split(".")[0] for m in COLUMN_REF.findall(f"{spec.where} {spec.value}")}
+    joined = "".join(clause for alias, clause in (joins or {}).items() if alias in read)
+    # The first five in saved order (DuckDB: no ORDER BY, the scan stops at the fifth match).
+    first = con.engine.first_rows("c.id")
     rows = con.execute(
-        f"SELECT c.id, {own}, {spec.value} FROM {source} WHERE {spec.where} LIMIT {_EXAMPLES}"
+        f"SELECT c.id, {own}, {spec.value} FROM ({parsed}) AS c{joined} WHERE {spec.where}{first} LIMIT {_EXAMPLES}"
     ).fetchall()
     return [(str(i), v) for _, i, v in sorted(rows, key=lambda r: r[0])]
 
 
-def _duplicates(scope: Scope, plan: TypePlan, own: str) -> list[Found]:
+def _duplicates(scope: Scope, plan: TypePlan, own: str, parsed: str) -> list[Found]:
     """Entities sharing their own id with another of the type: the stored id is derived
-    from the own id, so equal stored ids are equal own ids (no entity is parsed)."""
+    from the own id, so equal stored ids are equal own ids (no entity is parsed). Only
+    the stored ids of the checked rows are counted among all of the type's."""
     if not plan.own_ids or plan.own_ids[0] == "mrn":
         return []
     con = scope.con
+    checked = scope.rows(plan.entity_type)
+    mine = f" WHERE a.entity_id IN (SELECT entity_id FROM ({checked}) AS w)" if scope.only else ""
     shared = (
-        f"(SELECT entity_id, count(*) AS n FROM ({scope.rows(plan.entity_type, checked=False)}) AS a "
+        f"(SELECT entity_id, count(*) AS n FROM ({scope.rows(plan.entity_type, checked=False)}) AS a{mine} "
         "GROUP BY entity_id HAVING count(*) > 1)"
     )
-    source = f"({scope.rows(plan.entity_type)}) AS c JOIN {shared} AS d ON d.entity_id = c.entity_id"
-    (n,) = con.execute(f"SELECT count(*) FROM {source}").fetchall()[0]
+    (n,) = con.execute(
+        f"SELECT count(*) FROM ({checked}) AS c JOIN {shared} AS d ON d.entity_id = c.entity_id"
+    ).fetchall()[0]
     if not n:
         return []
     spec = _Spec("duplicate_id", plan.own_ids[0], "true", "d.n")
-    parsed = f"({_parsed(scope, plan)}) AS c JOIN {shared} AS d ON d.entity_id = c.entity_id"
-    return [Found("duplicate_id", plan.entity_type, plan.own_ids[0], n, _examples(con, own, spec, parsed))]
+    joins = {"d": f" JOIN {shared} AS d ON d.entity_id = c.entity_id"}
+    return [Found("duplicate_id", plan.entity_type, plan.own_ids[0], n, _examples(con, own, spec, parsed, joins))]
 
 
 def _mrn_specs(scope: Scope, plan: TypePlan, made: set[str], joins: dict[str, str]) -> list[_Spec]:
@@ -375,6 +433,19 @@ def _named(scope: Scope, plan: TypePlan, target: str) -> str | None:
     paths = [tuple(n.split(".")) for n in names]
     parsed = scope.con.engine.json_fields(scope.rows(plan.entity_type), "id", paths)
     return " UNION ".join(f"SELECT t{i} AS ref FROM ({parsed}) AS n WHERE k{i} {_SCALAR}" for i in range(len(paths)))
+
+
+# A name that may stand as a JSON number in the stored text (else only as a string).
+_NUMBER_LIKE = re.compile(r"-?[0-9][0-9.eE+-]*")
+
+
+def _searched(name: str) -> str:
+    """The regular expression finding ``name`` in stored JSON text: as a string in its
+    quotes (three to four times faster to search than the bare name, which the texts
+    hold in part in every id of the same shape), and bare as well when it may be a
+    number."""
+    quoted = '"' + re.escape(name) + '"'
+    return quoted + "|" + re.escape(name) if _NUMBER_LIKE.fullmatch(name) else quoted
 
 
 # A name a text search may not find as written in stored JSON: one with what JSON escapes,

@@ -8,7 +8,7 @@ from typing import Any
 from .rules import RULES
 from .run import Found
 
-__all__ = ["BRIEF_BYTES", "CHECK_BYTES", "brief", "brief_lines", "left_out_text", "result", "unfit_text"]
+__all__ = ["BRIEF_BYTES", "CHECK_BYTES", "brief", "brief_lines", "counted", "left_out_text", "result", "unfit_text"]
 
 #: The answer's compact JSON (UTF-8) never exceeds this many bytes (12 KB).
 CHECK_BYTES = 12 * 1024
@@ -68,6 +68,12 @@ def result(checked: dict[str, int], found: list[Found], budget: int = CHECK_BYTE
     return out
 
 
+def counted(n: int, noun: str) -> str:
+    """``1 error``, ``2 errors``, ``1,000 other values``: a count and its noun, singular
+    for exactly one (``noun`` is the plural; its last word loses its ``s``)."""
+    return f"{n:,} {noun[:-1] if n == 1 and noun.endswith('s') else noun}"
+
+
 def _fit(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
@@ -95,7 +101,7 @@ def brief(answer: Any, budget: int = BRIEF_BYTES) -> dict[str, Any]:
 
 def brief_lines(check: dict[str, Any]) -> list[str]:
     """A summary's check counts as lines of text (for a terminal or a page)."""
-    head = f"check: {check['errors']:,} errors, {check['warnings']:,} warnings"
+    head = f"check: {counted(check['errors'], 'errors')}, {counted(check['warnings'], 'warnings')}"
     lines = [head if check["problems"] else "check: no problems found"]
     for severity, rule, entity_type, field, count in check["problems"]:
         lines.append(f"  {severity} {count:,} {entity_type}.{field} {rule}")
@@ -108,7 +114,7 @@ def unfit_text(unfit: dict[str, Any]) -> str:
     """``295 dates, 5 other values such as 'unknown'``: what a summary's field holds
     besides its kind (its ``unfit``)."""
     kind = "dates" if "dates" in unfit else "numbers"
-    return f"{unfit[kind]:,} {kind}, {unfit['other']:,} other values such as {unfit['example']!r}"
+    return f"{counted(unfit[kind], kind)}, {counted(unfit['other'], 'other values')} such as {unfit['example']!r}"
 
 
 def left_out_text(ages: dict[str, Any]) -> str:

@@ -184,27 +184,25 @@ class DuckDBEngine(Engine):
     def json_fields(self, source: str, keep: str, paths: Sequence[Sequence[str]], keyed: Sequence[str] = ()) -> str:
         if not paths and not keyed:
             return f"SELECT {keep} FROM ({source}) AS _hs_src"
-        every = [*paths, *((k,) for k in keyed)]
-        pointers = ", ".join(
-            "'" + "".join("/" + k.replace("~", "~0").replace("/", "~1") for k in p) + "'" for p in every
-        )
+
+        def pointer(path: Sequence[str]) -> str:
+            return "'" + "".join("/" + k.replace("~", "~0").replace("/", "~1") for k in path) + "'"
+
+        # (a key that is a path too is looked up once: its kind tells whether it is there)
+        every = list(dict.fromkeys([*(tuple(p) for p in paths), *((k,) for k in keyed)]))
+        pointers = ", ".join(pointer(p) for p in every)
         kinds = (
-            "CASE WHEN {v} IS NULL THEN NULL WHEN left({v}, 1) = '\"' THEN 'string' WHEN left({v}, 1) = '{{' "
-            "THEN 'object' WHEN left({v}, 1) = '[' THEN 'array' WHEN {v} IN ('true', 'false') THEN 'boolean' "
-            "WHEN {v} = 'null' THEN 'null' ELSE 'number' END"
-        )
-        # A string's text without its quotes, unless it has escapes (then decoded).
-        texts = (
-            "CASE WHEN left({v}, 1) <> '\"' THEN {v}::VARCHAR WHEN contains({v}, '\\') "
-            "THEN json_extract_string({v}, '$') ELSE substr({v}, 2, length({v}) - 2) END"
+            "CASE WHEN _hs_y[{i}] IS NULL THEN NULL ELSE CASE _hs_y[{i}] WHEN 'VARCHAR' THEN 'string' "
+            "WHEN 'OBJECT' THEN 'object' WHEN 'ARRAY' THEN 'array' WHEN 'BOOLEAN' THEN 'boolean' "
+            "WHEN 'NULL' THEN 'null' ELSE 'number' END END"
         )
         columns = [
-            f"{kinds.format(v=f'_hs_x[{i + 1}]')} AS k{i}, {texts.format(v=f'_hs_x[{i + 1}]')} AS t{i}"
-            for i in range(len(paths))
-        ] + [f"_hs_x[{len(paths) + j + 1}] AS e{j}" for j in range(len(keyed))]
+            f"{kinds.format(i=every.index(tuple(p)) + 1)} AS k{i}, _hs_s[{i + 1}] AS t{i}" for i, p in enumerate(paths)
+        ] + [f"_hs_y[{every.index((k,)) + 1}] AS e{j}" for j, k in enumerate(keyed)]
+        texts = f"json_extract_string(entity_data, [{', '.join(pointer(p) for p in paths)}])" if paths else "NULL"
         return (
-            f"SELECT {keep}, {', '.join(columns)} FROM (SELECT {keep}, "
-            f"json_extract(entity_data, [{pointers}]) AS _hs_x FROM ({source}) AS _hs_src) AS _hs_parsed"
+            f"SELECT {keep}, {', '.join(columns)} FROM (SELECT {keep}, json_type(entity_data, [{pointers}]) AS _hs_y, "
+            f"{texts} AS _hs_s FROM ({source}) AS _hs_src) AS _hs_parsed"
         )
 
     def top_level_keys(self, source: str) -> str:
@@ -212,6 +210,9 @@ class DuckDBEngine(Engine):
 
     def instant(self, text: str) -> str:
         return f"TRY_CAST({text} AS TIMESTAMPTZ)"
+
+    def first_rows(self, order: str) -> str:
+        return ""  # insertion order is kept (preserve_insertion_order): the scan stops early
 
     def stored_entity_id(self, entity_type: str, text: str) -> str | None:
         name = "'" + entity_type.replace("'", "''") + ":' || " + text

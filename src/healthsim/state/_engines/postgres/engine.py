@@ -223,6 +223,9 @@ class PostgresEngine(Engine):
     def instant(self, text: str) -> str:
         return f"CAST({text} AS TIMESTAMPTZ)"
 
+    def first_rows(self, order: str) -> str:
+        return f" ORDER BY {order}"  # a (parallel) scan gives rows in no set order
+
     def stored_entity_id(self, entity_type: str, text: str) -> str | None:
         return None  # PostgreSQL has no SHA-1 without an extension: ids are derived in DuckDB
 
