@@ -172,6 +172,32 @@ def test_a_request_without_a_valid_token_gets_401(served: Served) -> None:
     assert post(served.url, valid).status_code == 200
 
 
+def test_every_method_on_the_endpoint_needs_a_token(served: Served) -> None:
+    """GET (the server's stream), DELETE (ending a session) and a tool call sent straight
+    away, without initialize, are refused alike without a valid token; nothing runs."""
+    owner = served.token("method-owner")
+    session_id = post(served.url, owner).headers["mcp-session-id"]
+    save = json.dumps(
+        {
+            "jsonrpc": "2.0",
+            "id": 2,
+            "method": "tools/call",
+            "params": {"name": "save_scenario", "arguments": {"name": "unauthorised", "entities": {}}},
+        }
+    ).encode()
+    base = {"Accept": "application/json, text/event-stream", "mcp-session-id": session_id}
+    for token in (None, "hst_0123456789abcdef_" + "A" * 43):
+        auth = {"Authorization": f"Bearer {token}"} if token else {}
+        for method in ("GET", "DELETE"):
+            answer = httpx2.request(method, served.url, headers={**base, **auth}, timeout=60)
+            assert answer.status_code == 401, (method, token, answer.text)
+        assert post(served.url, token, save, **{"mcp-session-id": session_id}).status_code == 401
+        assert post(served.url, token, save).status_code == 401
+    assert "unauthorised" not in {s["name"] for s in ScenarioStore(served.db).list_scenarios()["scenarios"]}
+    deleted = httpx2.request("DELETE", served.url, headers={**base, "Authorization": f"Bearer {owner}"}, timeout=60)
+    assert deleted.status_code == 200  # the owner may end its session
+
+
 def test_the_official_client_without_a_token_is_refused_and_nothing_runs(served: Served) -> None:
     async def attempt() -> None:
         async with session(served.url, None) as opened:
@@ -461,6 +487,8 @@ def test_a_tag_limited_token_sees_nothing_of_another_tags_scenarios_over_http(se
     store = ScenarioStore(served.db)
     store.save_scenario("e2e-t-mine", {"patients": [{"patient_id": "MINE-1"}]}, tags=["e2e-mine"])
     store.save_scenario("e2e-t-theirs", {"patients": [{"patient_id": "THEIRS-1"}]}, tags=["e2e-theirs"])
+    store.save_scenario("e2e-t-gone", {"patients": [{"patient_id": "GONE-1"}]}, tags=["e2e-theirs"])
+    store.delete_scenario("e2e-t-gone")  # in the trash
     theirs = store.load_scenario("e2e-t-theirs")["scenario_id"]
     exports = served.log.parent / "Downloads"  # (the server's HOME: its default export folder)
     exported_before = set(exports.rglob("*")) if exports.exists() else set()
@@ -479,6 +507,8 @@ def test_a_tag_limited_token_sees_nothing_of_another_tags_scenarios_over_http(se
         ("merge_scenarios", {"sources": [theirs, "e2e-t-mine"], "new_name": "e2e-t-stolen"}),
         ("copy_scenario", {"source": theirs, "new_name": "e2e-t-stolen"}),
         ("add_entities", {"name": "e2e-t-theirs", "entities": {"patients": [{"patient_id": "X"}]}}),
+        ("restore_scenario", {"name": "e2e-t-gone"}),
+        ("scenario_history", {"name": "e2e-t-gone"}),
     ]
     queries = [
         "SELECT DISTINCT scenario FROM entities ORDER BY 1",
@@ -491,29 +521,39 @@ def test_a_tag_limited_token_sees_nothing_of_another_tags_scenarios_over_http(se
     made = [
         ("list_scenarios", {"limit": 100}),
         ("list_scenarios", {"tag": "e2e-theirs"}),
+        ("list_scenarios", {"deleted": True, "limit": 100}),
+        ("update_scenario", {"name": "e2e-t-mine", "remove_tags": ["e2e-mine"]}),
         *refused,
         ("load_scenario", {"name": "no-such-scenario"}),
+        ("restore_scenario", {"name": "no-such-scenario"}),
         *(("query", {"sql": sql}) for sql in queries),
         ("save_scenario", {"name": "e2e-t-saved", "entities": {"patients": [{"patient_id": "S"}]}, "tags": ["x"]}),
         ("scenario_history", {"name": "e2e-t-saved"}),
         ("load_scenario", {"name": "e2e-t-mine", "entity_type": "patients"}),
     ]
 
-    listed, by_tag, *results = asyncio.run(calls(served.url, token, made))
-    answers, missing, rows = results[: len(refused)], results[len(refused)], results[len(refused) + 1 :]
+    listed, by_tag, trash, untag, *results = asyncio.run(calls(served.url, token, made))
+    answers, rows = results[: len(refused)], results[len(refused) + 2 :]
+    missing_load, missing_restore = (
+        error_text(result).split(": ", 1)[1].replace("no-such-scenario", "<name>")
+        for result in results[len(refused) : len(refused) + 2]
+    )
     entities, scenarios_rows, names, leaked, versions, tokens, saved, history, mine = rows
 
     assert {s["name"] for s in listed.structured_content["scenarios"]} == {"e2e-t-mine"}
     assert by_tag.structured_content["scenarios"] == []
-    missing_text = error_text(missing).split(": ", 1)[1].replace("no-such-scenario", "<name>")
+    assert "e2e-t-gone" not in {s["name"] for s in trash.structured_content["scenarios"]}
+    assert "would leave it without a tag this token (e2e-tagged) may use" in error_text(untag)
     for (tool, arguments), result in zip(refused, answers, strict=True):
         text = error_text(result)
         assert "not found" in text, (tool, arguments, text)
-        for name in (*hidden, "e2e-t-stolen"):
+        for name in (*hidden, "e2e-t-stolen", "e2e-t-gone"):
             text = text.replace(name, "<name>")
         text = text.split(": ", 1)[1]  # (after "Error executing tool <tool>: ")
         if tool in ("load_scenario", "summarize_scenario", "scenario_history"):
-            assert text == missing_text, (tool, arguments)  # as a missing one: nothing tells it exists
+            assert text == missing_load, (tool, arguments)  # as a missing one: nothing tells it exists
+        elif tool == "restore_scenario":
+            assert text == missing_restore, (tool, arguments)
     assert entities.structured_content["rows"] == [["e2e-t-mine"]]
     assert scenarios_rows.structured_content["rows"] == [["e2e-t-mine"]]
     assert names.structured_content["rows"] == [["e2e-t-mine"]]
@@ -527,4 +567,6 @@ def test_a_tag_limited_token_sees_nothing_of_another_tags_scenarios_over_http(se
     assert store.scenario_history("e2e-t-saved")["versions"][0]["by"] == "e2e-tagged"
     assert store.load_scenario("e2e-t-theirs")["entities"]["patients"] == [{"patient_id": "THEIRS-1"}]
     assert store.scenario_history("e2e-t-theirs")["total_count"] == 1
+    assert store.load_scenario("e2e-t-mine")["tags"] == ["e2e-mine"]
+    assert "e2e-t-gone" in {s["name"] for s in store.list_scenarios(deleted=True)["scenarios"]}
     assert "e2e-t-stolen" not in {s["name"] for s in store.list_scenarios(limit=1000)["scenarios"]}
