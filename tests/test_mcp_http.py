@@ -272,6 +272,25 @@ def test_a_body_over_the_limit_gets_a_clear_413(served: Served) -> None:
     assert chunked.status_code == 413 and "more than 16,000,000 bytes" in chunked.json()["error"]["message"]
 
 
+def test_a_body_over_the_limit_without_a_valid_token_gets_401(served: Served) -> None:
+    """Every request without a valid token gets 401 (issue 25, point 3), a large one too:
+    the body limit is told only to callers who may send."""
+
+    def chunks() -> Iterator[bytes]:
+        for _ in range(17):
+            yield b" " * 1_000_000
+
+    headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+    for token in (None, "nonsense", "hst_0123456789abcdef_" + "A" * 43):
+        auth = {"Authorization": f"Bearer {token}"} if token else {}
+        declared = post(served.url, token, b" " * 16_000_001)
+        streamed = httpx2.post(served.url, content=chunks(), headers={**headers, **auth}, timeout=60)
+        for answer in (declared, streamed):
+            assert answer.status_code == 401, (token, answer.text)
+            assert "invalid_token" in answer.headers["www-authenticate"]
+            assert "limit" not in answer.text
+
+
 def test_a_body_under_the_limit_but_over_the_sdks_4_mib_is_taken(served: Served) -> None:
     token = served.token("big-saver")
     patients = [{"patient_id": f"P-{i}", "note": "x" * 5000} for i in range(1000)]  # ~5 MB of JSON
