@@ -26,6 +26,7 @@ import pytest
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
+from healthsim.mcp.tools import TOOLS
 from healthsim.state import ScenarioStore
 from healthsim.state.access import Grant
 from healthsim.state.tokens import create_token
@@ -171,6 +172,32 @@ def test_a_request_without_a_valid_token_gets_401(served: Served) -> None:
     assert post(served.url, valid).status_code == 200
 
 
+def test_every_method_on_the_endpoint_needs_a_token(served: Served) -> None:
+    """GET (the server's stream), DELETE (ending a session) and a tool call sent straight
+    away, without initialize, are refused alike without a valid token; nothing runs."""
+    owner = served.token("method-owner")
+    session_id = post(served.url, owner).headers["mcp-session-id"]
+    save = json.dumps(
+        {
+            "jsonrpc": "2.0",
+            "id": 2,
+            "method": "tools/call",
+            "params": {"name": "save_scenario", "arguments": {"name": "unauthorised", "entities": {}}},
+        }
+    ).encode()
+    base = {"Accept": "application/json, text/event-stream", "mcp-session-id": session_id}
+    for token in (None, "hst_0123456789abcdef_" + "A" * 43):
+        auth = {"Authorization": f"Bearer {token}"} if token else {}
+        for method in ("GET", "DELETE"):
+            answer = httpx2.request(method, served.url, headers={**base, **auth}, timeout=60)
+            assert answer.status_code == 401, (method, token, answer.text)
+        assert post(served.url, token, save, **{"mcp-session-id": session_id}).status_code == 401
+        assert post(served.url, token, save).status_code == 401
+    assert "unauthorised" not in {s["name"] for s in ScenarioStore(served.db).list_scenarios()["scenarios"]}
+    deleted = httpx2.request("DELETE", served.url, headers={**base, "Authorization": f"Bearer {owner}"}, timeout=60)
+    assert deleted.status_code == 200  # the owner may end its session
+
+
 def test_the_official_client_without_a_token_is_refused_and_nothing_runs(served: Served) -> None:
     async def attempt() -> None:
         async with session(served.url, None) as opened:
@@ -243,6 +270,25 @@ def test_a_body_over_the_limit_gets_a_clear_413(served: Served) -> None:
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json", "Accept": "application/json"}
     chunked = httpx2.post(served.url, content=chunks(), headers=headers, timeout=60)
     assert chunked.status_code == 413 and "more than 16,000,000 bytes" in chunked.json()["error"]["message"]
+
+
+def test_a_body_over_the_limit_without_a_valid_token_gets_401(served: Served) -> None:
+    """Every request without a valid token gets 401 (issue 25, point 3), a large one too:
+    the body limit is told only to callers who may send."""
+
+    def chunks() -> Iterator[bytes]:
+        for _ in range(17):
+            yield b" " * 1_000_000
+
+    headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+    for token in (None, "nonsense", "hst_0123456789abcdef_" + "A" * 43):
+        auth = {"Authorization": f"Bearer {token}"} if token else {}
+        declared = post(served.url, token, b" " * 16_000_001)
+        streamed = httpx2.post(served.url, content=chunks(), headers={**headers, **auth}, timeout=60)
+        for answer in (declared, streamed):
+            assert answer.status_code == 401, (token, answer.text)
+            assert "invalid_token" in answer.headers["www-authenticate"]
+            assert "limit" not in answer.text
 
 
 def test_a_body_under_the_limit_but_over_the_sdks_4_mib_is_taken(served: Served) -> None:
@@ -365,3 +411,181 @@ def test_the_sdks_record_of_a_caller_holds_no_secret(tmp_path: Path) -> None:
     assert record.token == text[: len("hst_") + 17] + "…"
     assert grant_of(record) == Grant("recorded", "write", ("team-a",))
     assert StoreTokens(db).check(text[:-1] + ("A" if text[-1] != "A" else "B")) is None
+
+
+# ------------------------------------------------------------------ scopes and tags, end to end
+# Issue 25, point 6: what a token may do, shown over Streamable HTTP against the module's
+# real server process (tests/test_access.py shows the same in-process, under ``granted``).
+
+#: Arguments of every tool that needs the write scope, each of which would change the
+#: store if it ran (the scenario ``e2e-w`` and the file ``e2e-w.json`` are made first).
+WRITE_CALLS: dict[str, dict[str, Any]] = {
+    "save_scenario": {"name": "e2e-w-new", "entities": {"patients": [{"patient_id": "P"}]}},
+    "add_entities": {"name": "e2e-w", "entities": {"patients": [{"patient_id": "Q"}]}},
+    "remove_entities": {"name": "e2e-w", "entity_type": "patients", "entity_ids": ["W-1"]},
+    "update_scenario": {"name": "e2e-w", "description": "changed", "add_tags": ["changed"]},
+    "copy_scenario": {"source": "e2e-w", "new_name": "e2e-w-copy"},
+    "merge_scenarios": {"sources": ["e2e-w", "seed"], "new_name": "e2e-w-merge"},
+    "delete_scenario": {"name": "e2e-w"},
+    "restore_scenario": {"name": "e2e-w", "version": 1},
+    "import_scenario": {"file_path": "e2e-w.json", "name": "e2e-w-imported"},
+}
+
+
+def store_state(db: str) -> Any:
+    """What a refused call must leave as it was: every scenario (current and in the
+    trash) with its version, tags and description, and every history row's count."""
+    store = ScenarioStore(db)
+    current = store.list_scenarios(limit=1000)["scenarios"]
+    trash = store.list_scenarios(deleted=True, limit=1000)["scenarios"]
+    return (
+        sorted((s["name"], s["version"], s["entity_count"], s["tags"], s.get("description")) for s in current),
+        sorted(s["name"] for s in trash),
+        {s["name"]: store.scenario_history(s["name"])["total_count"] for s in current},
+    )
+
+
+async def calls(url: str, token: str, made: list[tuple[str, dict[str, Any]]]) -> list[Any]:
+    """The results (errors too) of ``made``, in one session of the token's."""
+    async with session(url, token) as opened:
+        return [await opened.call_tool(name, arguments) for name, arguments in made]
+
+
+def error_text(result: Any) -> str:
+    assert result.is_error, result.structured_content
+    return str(result.content[0].text)
+
+
+def test_every_write_tool_is_refused_for_a_read_token_over_http(served: Served) -> None:
+    assert set(WRITE_CALLS) == {spec.name for spec in TOOLS if spec.scope == "write"}  # a new one must be added
+    ScenarioStore(served.db).save_scenario("e2e-w", {"patients": [{"patient_id": "W-1"}, {"patient_id": "W-2"}]})
+    ScenarioStore(served.db).add_entities("e2e-w", {"patients": [{"patient_id": "W-3"}]})  # a version 1 to restore
+    imports = served.log.parent / ".healthsim"  # (the server's HOME: a default import folder)
+    imports.mkdir(exist_ok=True)
+    ScenarioStore(served.db).export_scenario_to_json("e2e-w", imports / "e2e-w.json")
+    token = served.token("e2e-reader", "read")
+    before = store_state(served.db)
+
+    results = asyncio.run(calls(served.url, token, list(WRITE_CALLS.items())))
+
+    for (name, _), result in zip(WRITE_CALLS.items(), results, strict=True):
+        text = error_text(result)
+        assert f"{name} needs the write scope" in text and "(e2e-reader) has read" in text, text
+    assert store_state(served.db) == before  # nothing ran
+    reads = asyncio.run(calls(served.url, token, [("list_scenarios", {}), ("load_scenario", {"name": "e2e-w"})]))
+    assert not any(r.is_error for r in reads)
+
+
+def test_purge_is_refused_for_a_write_token_and_allowed_for_admin_over_http(served: Served) -> None:
+    store = ScenarioStore(served.db)
+    store.save_scenario("e2e-p-kept", {"patients": [{"patient_id": "K"}]})
+    store.save_scenario("e2e-p-trashed", {"patients": [{"patient_id": "T"}]})
+    store.delete_scenario("e2e-p-trashed")
+    purges = [
+        ("delete_scenario", {"name": "e2e-p-kept", "purge": True}),
+        ("delete_scenario", {"name": "e2e-p-trashed", "purge": True}),
+    ]
+    before = store_state(served.db)
+
+    for result in asyncio.run(calls(served.url, served.token("e2e-writer", "write"), purges)):
+        text = error_text(result)
+        assert "needs the admin scope" in text and "(e2e-writer) has write" in text, text
+    assert store_state(served.db) == before
+
+    done = asyncio.run(calls(served.url, served.token("e2e-admin", "admin"), purges))
+    assert [r.structured_content for r in done] == [
+        {"deleted": True, "purged": True, "name": "e2e-p-kept"},
+        {"deleted": True, "purged": True, "name": "e2e-p-trashed"},
+    ]
+    names = {s["name"] for s in store.list_scenarios(limit=1000)["scenarios"]}
+    trash = {s["name"] for s in store.list_scenarios(deleted=True, limit=1000)["scenarios"]}
+    assert not {"e2e-p-kept", "e2e-p-trashed"} & (names | trash)
+
+
+def test_a_tag_limited_token_sees_nothing_of_another_tags_scenarios_over_http(served: Served) -> None:
+    store = ScenarioStore(served.db)
+    store.save_scenario("e2e-t-mine", {"patients": [{"patient_id": "MINE-1"}]}, tags=["e2e-mine"])
+    store.save_scenario("e2e-t-theirs", {"patients": [{"patient_id": "THEIRS-1"}]}, tags=["e2e-theirs"])
+    store.save_scenario("e2e-t-gone", {"patients": [{"patient_id": "GONE-1"}]}, tags=["e2e-theirs"])
+    store.delete_scenario("e2e-t-gone")  # in the trash
+    theirs = store.load_scenario("e2e-t-theirs")["scenario_id"]
+    exports = served.log.parent / "Downloads"  # (the server's HOME: its default export folder)
+    exported_before = set(exports.rglob("*")) if exports.exists() else set()
+    token = served.token("e2e-tagged", "write", ["E2E-Mine"])  # tags match in any case
+    hidden = ("e2e-t-theirs", theirs, theirs.upper())
+    refused = [
+        *(("load_scenario", {"name": name}) for name in hidden),
+        *(("load_scenario", {"name": name, "entity_type": "patients"}) for name in hidden),
+        *(("summarize_scenario", {"name": name}) for name in hidden),
+        *(("scenario_history", {"name": name}) for name in hidden),
+        ("diff_scenarios", {"a": "e2e-t-mine", "b": "e2e-t-theirs"}),
+        ("diff_scenarios", {"a": theirs, "b": "e2e-t-mine"}),
+        ("export_scenario", {"name": "e2e-t-theirs"}),
+        ("export_scenario", {"name": theirs, "format": "ndjson"}),
+        ("merge_scenarios", {"sources": ["e2e-t-mine", "e2e-t-theirs"], "new_name": "e2e-t-stolen"}),
+        ("merge_scenarios", {"sources": [theirs, "e2e-t-mine"], "new_name": "e2e-t-stolen"}),
+        ("copy_scenario", {"source": theirs, "new_name": "e2e-t-stolen"}),
+        ("add_entities", {"name": "e2e-t-theirs", "entities": {"patients": [{"patient_id": "X"}]}}),
+        ("restore_scenario", {"name": "e2e-t-gone"}),
+        ("scenario_history", {"name": "e2e-t-gone"}),
+    ]
+    queries = [
+        "SELECT DISTINCT scenario FROM entities ORDER BY 1",
+        "SELECT DISTINCT scenario FROM patients ORDER BY 1",
+        "SELECT name FROM scenarios ORDER BY 1",
+        "SELECT count(*) FROM scenario_entities WHERE entity_data::VARCHAR LIKE '%THEIRS%'",
+        "SELECT count(*) FROM healthsim_state_versions",  # no history of any scenario
+        "SELECT count(*) FROM healthsim_state_tokens",  # nor the tokens
+    ]
+    made = [
+        ("list_scenarios", {"limit": 100}),
+        ("list_scenarios", {"tag": "e2e-theirs"}),
+        ("list_scenarios", {"deleted": True, "limit": 100}),
+        ("update_scenario", {"name": "e2e-t-mine", "remove_tags": ["e2e-mine"]}),
+        *refused,
+        ("load_scenario", {"name": "no-such-scenario"}),
+        ("restore_scenario", {"name": "no-such-scenario"}),
+        *(("query", {"sql": sql}) for sql in queries),
+        ("save_scenario", {"name": "e2e-t-saved", "entities": {"patients": [{"patient_id": "S"}]}, "tags": ["x"]}),
+        ("scenario_history", {"name": "e2e-t-saved"}),
+        ("load_scenario", {"name": "e2e-t-mine", "entity_type": "patients"}),
+    ]
+
+    listed, by_tag, trash, untag, *results = asyncio.run(calls(served.url, token, made))
+    answers, rows = results[: len(refused)], results[len(refused) + 2 :]
+    missing_load, missing_restore = (
+        error_text(result).split(": ", 1)[1].replace("no-such-scenario", "<name>")
+        for result in results[len(refused) : len(refused) + 2]
+    )
+    entities, scenarios_rows, names, leaked, versions, tokens, saved, history, mine = rows
+
+    assert {s["name"] for s in listed.structured_content["scenarios"]} == {"e2e-t-mine"}
+    assert by_tag.structured_content["scenarios"] == []
+    assert "e2e-t-gone" not in {s["name"] for s in trash.structured_content["scenarios"]}
+    assert "would leave it without a tag this token (e2e-tagged) may use" in error_text(untag)
+    for (tool, arguments), result in zip(refused, answers, strict=True):
+        text = error_text(result)
+        assert "not found" in text, (tool, arguments, text)
+        for name in (*hidden, "e2e-t-stolen", "e2e-t-gone"):
+            text = text.replace(name, "<name>")
+        text = text.split(": ", 1)[1]  # (after "Error executing tool <tool>: ")
+        if tool in ("load_scenario", "summarize_scenario", "scenario_history"):
+            assert text == missing_load, (tool, arguments)  # as a missing one: nothing tells it exists
+        elif tool == "restore_scenario":
+            assert text == missing_restore, (tool, arguments)
+    assert entities.structured_content["rows"] == [["e2e-t-mine"]]
+    assert scenarios_rows.structured_content["rows"] == [["e2e-t-mine"]]
+    assert names.structured_content["rows"] == [["e2e-t-mine"]]
+    assert [r.structured_content["rows"] for r in (leaked, versions, tokens)] == [[[0]], [[0]], [[0]]]
+    assert saved.structured_content["name"] == "e2e-t-saved"
+    assert [v["by"] for v in history.structured_content["versions"]] == ["e2e-tagged"]
+    assert mine.structured_content["entities"]["patients"] == [{"patient_id": "MINE-1"}]
+
+    assert (set(exports.rglob("*")) if exports.exists() else set()) == exported_before  # nothing exported
+    assert store.load_scenario("e2e-t-saved")["tags"] == ["x", "E2E-Mine"]  # it gets the token's tag
+    assert store.scenario_history("e2e-t-saved")["versions"][0]["by"] == "e2e-tagged"
+    assert store.load_scenario("e2e-t-theirs")["entities"]["patients"] == [{"patient_id": "THEIRS-1"}]
+    assert store.scenario_history("e2e-t-theirs")["total_count"] == 1
+    assert store.load_scenario("e2e-t-mine")["tags"] == ["e2e-mine"]
+    assert "e2e-t-gone" in {s["name"] for s in store.list_scenarios(deleted=True)["scenarios"]}
+    assert "e2e-t-stolen" not in {s["name"] for s in store.list_scenarios(limit=1000)["scenarios"]}

@@ -235,3 +235,18 @@ def test_wrong_secrets_for_one_token_are_hashed_once_a_second(
     assert verifier.verify(text) is not None and len(calls) == 1
     time.sleep(1.05)
     assert verifier.verify(wrong[0]) is None and len(calls) == 2
+
+
+def test_the_token_functions_are_public_api(store: ScenarioStore) -> None:
+    """``healthsim.state`` exports the token functions (loaded on first use, like the other
+    heavy names): the same objects as ``healthsim.state.tokens``'."""
+    import healthsim.state as state
+    from healthsim.state import tokens
+
+    for name in ("create_token", "list_tokens", "revoke_token", "verify_token"):
+        assert name in state.__all__ and getattr(state, name) is getattr(tokens, name), name
+    text = state.create_token(db(), "public", "read", ["team-a"])
+    assert state.verify_token(db(), text) == Grant("public", "read", ("team-a",))
+    assert [t["name"] for t in state.list_tokens(db())] == ["public"]
+    state.revoke_token(db(), "public")
+    assert state.verify_token(db(), text) is None

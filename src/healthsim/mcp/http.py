@@ -98,11 +98,38 @@ class StoreTokens:
 
 class BodyLimit:
     """ASGI middleware: a request body over ``limit`` bytes gets 413 and a JSON-RPC error
-    that says the limit and what to do; nothing behind it runs."""
+    that says the limit and what to do; nothing behind it runs.
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    A request without a valid token (checked by ``tokens``, when given) gets the SDK's
+    401 instead, whatever its size: every request without a valid token gets 401. The
+    token is checked only for a body over the limit, so other requests pay nothing more.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int, tokens: StoreTokens | None = None) -> None:
         self.app = app
         self.limit = limit
+        self.tokens = tokens
+
+    async def _authorised(self, scope: Scope) -> bool:
+        """Whether the request carries a valid token (as the SDK's bearer check reads it)."""
+        if self.tokens is None:
+            return True
+        header = Headers(scope=scope).get("authorization") or ""
+        if not header.lower().startswith("bearer "):
+            return False
+        return await self.tokens.verify_token(header[7:]) is not None
+
+    async def _too_large(self, scope: Scope, send: Send, size: str) -> None:
+        """413 for a caller with a valid token; else the app answers, unread body and all:
+        its bearer check answers 401 before reading any of it."""
+        if await self._authorised(scope):
+            await self._refuse(send, size)
+            return
+
+        async def nothing() -> Message:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        await self.app(scope, nothing, send)
 
     async def _refuse(self, send: Send, size: str) -> None:
         text = (
@@ -121,7 +148,7 @@ class BodyLimit:
             return
         declared = Headers(scope=scope).get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await self._refuse(send, f"{int(declared):,} bytes")
+            await self._too_large(scope, send, f"{int(declared):,} bytes")
             return
         # A body without a length (chunked) is read up to the limit before anything runs.
         messages: deque[Message] = deque()
@@ -133,7 +160,7 @@ class BodyLimit:
                 break
             size += len(message.get("body", b""))
             if size > self.limit:
-                await self._refuse(send, f"more than {self.limit:,} bytes")
+                await self._too_large(scope, send, f"more than {self.limit:,} bytes")
                 return
             if not message.get("more_body", False):
                 break
@@ -198,14 +225,15 @@ def build_app(db: str | os.PathLike[str] | None, options: HttpOptions, tokens: S
     # The SDK's auth settings describe an OAuth server; here the store issues the tokens,
     # so there is no authorization server to advertise (nor resource metadata).
     auth = AuthSettings(issuer_url=options.url, resource_server_url=None)  # type: ignore[arg-type]
-    server = build_server(db, auth=auth, token_verifier=tokens or StoreTokens(db))
+    tokens = tokens or StoreTokens(db)
+    server = build_server(db, auth=auth, token_verifier=tokens)
     app = server.streamable_http_app(
         max_request_body_size=options.max_body + 1,  # ours (BodyLimit) decides, with a clearer answer
         transport_security=options.security(),
         host=options.host,
         json_response=True,  # one JSON answer per call, no SSE stream: a third less per call (no tool streams)
     )
-    return BodyLimit(app, options.max_body)
+    return BodyLimit(app, options.max_body, tokens)
 
 
 REMOTE_NOTE = """healthsim mcp: serving other machines on {host}:{port} over plain HTTP. Bearer tokens

@@ -50,6 +50,7 @@ if TYPE_CHECKING:  # for type checkers; at run time these load on first use (see
     from .checks import CheckResult
     from .query import query_scenarios, query_to_file
     from .store import ScenarioStore
+    from .tokens import create_token, list_tokens, revoke_token, verify_token
     from .transfer import transfer_scenario
 
 # Names whose modules pull in DuckDB, PyArrow and psycopg: imported on first use, so that
@@ -60,6 +61,10 @@ _LAZY = {
     "query_scenarios": "query",
     "query_to_file": "query",
     "transfer_scenario": "transfer",
+    "create_token": "tokens",
+    "list_tokens": "tokens",
+    "revoke_token": "tokens",
+    "verify_token": "tokens",
 }
 
 
@@ -104,6 +109,10 @@ __all__ = [
     "diff_scenarios",
     "purge_history",
     "transfer_scenario",
+    "create_token",
+    "list_tokens",
+    "revoke_token",
+    "verify_token",
     "ScenarioStore",
     "LoadedScenario",
     "ScenarioList",
