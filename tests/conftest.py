@@ -40,7 +40,14 @@ if (_memory_tmp := memory_tempdir()) is not None:
     os.environ["TMPDIR"] = tempfile.tempdir = _memory_tmp
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+#: The README test that runs every block in this environment, and the one that runs every block
+#: after the install line on a fresh clone: the second does all the first does, and more.
+README_IN_ORDER = "tests/test_readme.py::test_readme_examples_run_in_order"
+README_FRESH_CLONE = "tests/test_readme.py::test_readme_from_a_fresh_clone"
+
+
+@pytest.hookimpl(trylast=True)  # after -m and -k have deselected what they deselect
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Long tests first (see helpers.scheduling.rank), each group in file order.
 
     pytest-xdist hands out the first quarter of the collected tests round-robin and the rest as
@@ -48,6 +55,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     README's fresh-clone test, ~2.5 min, was collected near the end). Every worker sorts alike (the
     key depends on the test only), so the workers' collections stay equal, as xdist requires.
     """
+    # A run that takes the fresh-clone README test (the whole suite, CI) leaves out the in-order
+    # one, which runs the same blocks without the install (~25 s); `-m "not slow"` keeps it.
+    ids = {item.nodeid for item in items}
+    if README_IN_ORDER in ids and README_FRESH_CLONE in ids:
+        dropped = [item for item in items if item.nodeid == README_IN_ORDER]
+        items[:] = [item for item in items if item.nodeid != README_IN_ORDER]
+        config.hook.pytest_deselected(items=dropped)
     items.sort(
         key=lambda item: rank(
             item.nodeid,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import re
 import shutil
 import subprocess
@@ -112,6 +113,10 @@ def run_readme(clone: Path, home: Path, team_url: str, *, install: bool, timeout
         if not k.startswith(("HEALTHSIM_", "PG", "VIRTUAL_ENV", "COLUMNS")) and k != "PYTHONPATH"
     }
     env.update(HOME=str(home), FAKE_CLAUDE_LOG=str(log), PATH=f"{tools}{os.pathsep}{env.get('PATH', '')}")
+    # pip's download cache stays the user's (the new HOME has none): the install line is the same,
+    # only wheels already fetched by this machine's own install are not fetched again.
+    env.setdefault("PIP_CACHE_DIR", str(Path(pwd.getpwuid(os.getuid()).pw_dir) / ".cache" / "pip"))
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
     script = clone.parent / "readme.sh"
     script.write_text(session_script(clone.parent, install=install, team_url=team_url), encoding="utf-8")
     done = subprocess.run(
