@@ -19,7 +19,7 @@ resource, so they are not written twice.
 from __future__ import annotations
 
 import datetime as _dt
-from typing import Any
+from typing import Any, cast
 
 from .carry import same
 from .common import FHIR_FIELD, canonical_type
@@ -56,19 +56,11 @@ def kept_elements(resource: dict[str, Any], entity_type: str, ours: dict[str, An
     (a differing value, another type of a choice element, an empty one): the export's
     extension then holds ``_fhir`` itself (see :mod:`.mapping`)."""
     skip = _NOT_KEPT | _NOT_KEPT_OF.get(canonical_type(entity_type), frozenset())
+    theirs = {k: v for k, v in resource.items() if k not in skip}
     if ours is None:
-        return {k: v for k, v in resource.items() if k not in skip}
-    kept: dict[str, Any] = {}
-    for key, value in resource.items():
-        if key in skip:
-            continue
-        if key not in ours:
-            kept[key] = value
-        else:
-            extra = _diff(value, ours[key])
-            if extra is not _SAME:
-                kept[key] = extra
-    return kept
+        return theirs
+    kept = _diff(theirs, ours)
+    return {} if kept is _SAME else cast(dict[str, Any], kept)
 
 
 _SAME = object()
