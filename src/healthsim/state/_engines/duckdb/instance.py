@@ -23,6 +23,8 @@ import hashlib
 import logging
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +56,8 @@ class ProcessInstance:
     pid: int
     base: duckdb.DuckDBPyConnection
     attached: dict[str, _Attached]
+    #: Attaches and detaches under way (between them a file is not in ``attached``).
+    busy: int = 0
 
 
 _guard = threading.Lock()  # the attachments' table; ATTACH and DETACH themselves run outside it
@@ -69,13 +73,26 @@ def process_instance() -> ProcessInstance:
         return _state
 
 
+@contextmanager
+def _in_use() -> Iterator[ProcessInstance]:
+    """The instance, kept open (not closed before a fork) while the block runs."""
+    instance = process_instance()
+    with _guard:
+        instance.busy += 1
+    try:
+        yield instance
+    finally:
+        with _guard:
+            instance.busy -= 1
+
+
 def _before_fork() -> None:
     """Close an idle instance before ``fork``: DuckDB's worker threads do not survive it,
     and a child that inherits an instance with live threads (and their locks) can hang
     making its own. The parent makes a new one when it next needs it (~16 ms)."""
     global _state
     with _guard:
-        if _state is not None and not _state.attached and _state.pid == os.getpid():
+        if _state is not None and not _state.attached and not _state.busy and _state.pid == os.getpid():
             _state.base.close()
             _state = None
 
@@ -110,7 +127,11 @@ def attach(path: Path, *, read_only: bool) -> duckdb.DuckDBPyConnection:
         DatabaseError: the file is attached read-only and a write was asked for.
         HeldInProcess: the file is open on another instance of this process.
     """
-    instance = process_instance()
+    with _in_use() as instance:
+        return _attach(instance, path, read_only)
+
+
+def _attach(instance: ProcessInstance, path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
     key = str(path)
     with _guard:
         entry = instance.attached.get(key)
@@ -145,11 +166,11 @@ def detach(path: Path, cursor: duckdb.DuckDBPyConnection) -> None:
     """End one operation's use of ``path``: close its cursor and, when no other operation
     of this thread still uses the file, detach it (a checkpoint, and the lock is free)."""
     cursor.close()
-    instance = process_instance()
-    with _guard:
-        entry = instance.attached[str(path)]
-        entry.users -= 1
-    _release(instance, str(path))
+    with _in_use() as instance:
+        with _guard:
+            entry = instance.attached[str(path)]
+            entry.users -= 1
+        _release(instance, str(path))
 
 
 def _release(instance: ProcessInstance, key: str) -> None:
