@@ -29,7 +29,7 @@ from mcp.client.streamable_http import streamable_http_client
 from healthsim.mcp.tools import TOOLS
 from healthsim.state import ScenarioStore
 from healthsim.state.access import Grant
-from healthsim.state.tokens import create_token
+from healthsim.state.tokens import create_token, revoke_token
 from helpers.pg_server import PgServer
 
 pytestmark = pytest.mark.xdist_group("mcp_http")  # one worker: one server per engine
@@ -254,6 +254,20 @@ def test_a_session_answers_only_the_token_that_opened_it(served: Served) -> None
     ).encode()
     assert post(served.url, other, call, **{"mcp-session-id": session_id}).status_code == 404
     assert post(served.url, owner, call, **{"mcp-session-id": session_id}).status_code == 200
+
+
+def test_a_new_token_of_a_revoked_tokens_name_cannot_continue_its_sessions(served: Served) -> None:
+    # Sessions belong to one token, not to a name: a name may be used again after a revocation.
+    old = served.token("reused-name")
+    session_id = post(served.url, old).headers["mcp-session-id"]
+    revoke_token(served.db, "reused-name")
+    new = create_token(served.db, "reused-name", "write")
+    served.tokens["reused-name (again)"] = new
+    call = json.dumps(
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "list_scenarios", "arguments": {}}}
+    ).encode()
+    assert post(served.url, new, call, **{"mcp-session-id": session_id}).status_code == 404
+    assert post(served.url, new).status_code == 200  # its own sessions work
 
 
 def test_a_body_over_the_limit_gets_a_clear_413(served: Served) -> None:

@@ -25,17 +25,20 @@ def access_token_for(grant: Grant, lookup: str) -> AccessToken:
     its ``repr`` and anything that logs it stay free of the secret."""
     return AccessToken(
         token=f"hst_{lookup}_…",
-        client_id=grant.name,
+        # The SDK binds a session to its client_id: one token's, not its name's, so a new
+        # token given a revoked token's name cannot continue the revoked token's sessions.
+        client_id=f"{grant.name}#{lookup}",
         scopes=[grant.scope],
-        claims={"tags": list(grant.tags)},
+        claims={"name": grant.name, "tags": list(grant.tags)},
     )
 
 
 def grant_of(token: AccessToken) -> Grant:
     """The grant an :func:`access_token_for` record carries."""
     scope: Scope = next((s for s in SCOPES if s in token.scopes), "read")  # least, should a record lack it
-    tags = (token.claims or {}).get("tags") or []
-    return Grant(name=token.client_id, scope=scope, tags=tuple(str(t) for t in tags))
+    claims = token.claims or {}
+    tags = claims.get("tags") or []
+    return Grant(name=str(claims.get("name", token.client_id)), scope=scope, tags=tuple(str(t) for t in tags))
 
 
 def as_caller() -> AbstractContextManager[None]:
