@@ -64,6 +64,31 @@ def resource_line(resource: dict[str, Any]) -> bytes:
 Sink = Callable[[str, list[dict[str, Any]]], None]
 
 
+def _reading(reader: ScenarioReader) -> tuple[_dt.date, bool]:
+    """The day the scenario's ages are counted to (its last change), and whether its
+    stored texts are exact JSON (so they decode without the slow path)."""
+    updated = reader.header.updated_at
+    today = updated.date() if isinstance(updated, _dt.datetime) else _dt.date.today()
+    return today, reader.header.metadata.get("exact_json_rows") != 0
+
+
+def _resources(
+    text: str, entity_type: str, entity_id: str, exact: bool, today: _dt.date, lookup: Any
+) -> list[dict[str, Any]]:
+    """The resources one stored entity becomes, each checked by the validator when one is given.
+
+    Raises:
+        Unmappable: the entity cannot become valid resources (the reason says why).
+    """
+    resources = entity_resources(decode_entity(text, exact=exact), entity_type, entity_id, today)
+    if lookup is not None:
+        for resource in resources:
+            problem = resource_problem(resource, lookup)
+            if problem is not None:
+                raise Unmappable(problem)
+    return resources
+
+
 def map_entities(
     reader: ScenarioReader,
     types: list[str] | None,
@@ -75,8 +100,7 @@ def map_entities(
 ) -> None:
     """Map every entity of ``types`` (all: None) to resources and give them to ``sink``."""
     lookup = require_validator() if validate else None
-    today = reader.header.updated_at.date() if isinstance(reader.header.updated_at, _dt.datetime) else _dt.date.today()
-    exact = reader.header.metadata.get("exact_json_rows") != 0
+    today, exact = _reading(reader)
     chosen = [t for t in reader.counts if types is None or t in types]
     total, done = sum(reader.counts[t] for t in chosen), 0
     for entity_type in chosen:
@@ -84,12 +108,7 @@ def map_entities(
             ids = table.column("entity_id").to_pylist()
             for entity_id, text in zip(ids, table.column("entity_data").to_pylist(), strict=True):
                 try:
-                    resources = entity_resources(decode_entity(text, exact=exact), entity_type, str(entity_id), today)
-                    if lookup is not None:
-                        for resource in resources:
-                            problem = resource_problem(resource, lookup)
-                            if problem is not None:
-                                raise Unmappable(problem)
+                    resources = _resources(text, entity_type, str(entity_id), exact, today, lookup)
                 except Unmappable as exc:
                     report.skip(str(exc), entity_type, str(entity_id))
                     continue
@@ -118,12 +137,7 @@ def map_chunk(
     mapped = 0
     for entity_id, text in zip(ids, texts, strict=True):
         try:
-            resources = entity_resources(decode_entity(text, exact=exact), entity_type, entity_id, today)
-            if lookup is not None:
-                for resource in resources:
-                    problem = resource_problem(resource, lookup)
-                    if problem is not None:
-                        raise Unmappable(problem)
+            resources = _resources(text, entity_type, entity_id, exact, today, lookup)
         except Unmappable as exc:
             skipped.append((str(exc), entity_type, entity_id))
             continue
@@ -136,8 +150,7 @@ def map_chunk(
 def _jobs(
     reader: ScenarioReader, types: list[str] | None, validate: bool
 ) -> Iterator[tuple[str, list[str], list[str], bool, _dt.date, bool]]:
-    today = reader.header.updated_at.date() if isinstance(reader.header.updated_at, _dt.datetime) else _dt.date.today()
-    exact = reader.header.metadata.get("exact_json_rows") != 0
+    today, exact = _reading(reader)
     for entity_type in [t for t in reader.counts if types is None or t in types]:
         for table in reader.row_chunks(entity_type, with_ids=True):
             ids = [str(i) for i in table.column("entity_id").to_pylist()]
