@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import duckdb
@@ -16,6 +14,7 @@ import pytest
 from healthsim.state import ScenarioStore
 from helpers.database import orphan_rows
 from helpers.paths import HERE
+from helpers.processes import kill_while_working
 from helpers.worker import version_entities
 
 WORKER = HERE / "helpers" / "worker.py"
@@ -53,10 +52,7 @@ def test_kill_during_overwrite_leaves_old_or_new(db_path: Path, chunk_rows: int 
     outcomes = {"old": 0, "new": 0}
     for version in range(1, 9):
         proc = run_worker("overwrite", str(db_path), "victim", str(version), str(size), chunk_rows=chunk_rows)
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "saving"
-        time.sleep(rng.uniform(0.0, 1.2))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        kill_while_working(proc, "saving", rng.uniform(0.0, 1.2))
 
         loaded = store.load_scenario("victim")  # the next open also removes staged leftovers
         survivor = int(loaded["description"][1:])
@@ -78,10 +74,7 @@ def test_kill_during_first_save_leaves_nothing_or_everything(db_path: Path) -> N
     for attempt, delay in enumerate((0.05, 0.3, 0.6)):
         name = f"new-{attempt}"
         proc = run_worker("overwrite", str(db_path), name, "1", "80000", chunk_rows=20_000)
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "saving"
-        time.sleep(delay)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        kill_while_working(proc, "saving", delay)
         names = {s["name"] for s in store.list_scenarios()["scenarios"]}
         if name in names:
             assert store.load_scenario(name)["entity_count"] == 120_000
@@ -124,10 +117,7 @@ def test_kill_during_import_leaves_no_partial_scenario(db_path: Path, tmp_path: 
         proc = subprocess.Popen(
             [sys.executable, "-c", IMPORT_SCRIPT, str(db_path), str(exported)], stdout=subprocess.PIPE, text=True
         )
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "importing"
-        time.sleep(delay)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        kill_while_working(proc, "importing", delay)
         names = {s["name"] for s in store.list_scenarios()["scenarios"]}
         assert orphan_rows(db_path) == 0
         if "imported" in names:

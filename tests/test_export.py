@@ -5,13 +5,11 @@ from __future__ import annotations
 import errno
 import json
 import os
-import signal
 import socket
 import stat
 import subprocess
 import sys
 import tempfile
-import time
 from importlib import resources
 from pathlib import Path
 
@@ -31,6 +29,7 @@ from healthsim.state.exchange.export import safe_file_name
 from healthsim.state.reading import ScenarioReader
 from helpers.legacy_files import claims
 from helpers.paths import NO_SUCH_USER, no_such_user
+from helpers.processes import kill_while_working
 from helpers.sample import diabetes_cohort
 
 SCHEMA = json.loads(
@@ -185,10 +184,7 @@ def test_kill_during_export_leaves_no_half_file(store: ScenarioStore, tmp_path: 
         proc = subprocess.Popen(
             [sys.executable, "-c", EXPORT_SCRIPT, str(store.path), str(target)], stdout=subprocess.PIPE, text=True
         )
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "exporting"
-        time.sleep(delay)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        kill_while_working(proc, "exporting", delay)
         if target.exists():  # the rename happened: the file must be whole
             assert len(json.loads(target.read_text())["entities"]["patients"]) == 150_000
             target.unlink()

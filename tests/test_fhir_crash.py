@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import duckdb
@@ -13,6 +11,7 @@ import pytest
 
 from healthsim.state import ScenarioStore
 from helpers.database import orphan_rows
+from helpers.processes import kill_while_working
 from helpers.sample import diabetes_cohort
 
 pytestmark = pytest.mark.slow
@@ -45,10 +44,7 @@ def test_kill_during_fhir_import_leaves_no_partial_scenario(db_path: Path, tmp_p
         proc = subprocess.Popen(
             [sys.executable, "-c", IMPORT_SCRIPT, str(db_path), str(folder), "fhir"], stdout=subprocess.PIPE, text=True
         )
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "importing"
-        time.sleep(delay)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        kill_while_working(proc, "importing", delay)
         names = {s["name"] for s in store.list_scenarios()["scenarios"]}
         assert orphan_rows(db_path) == 0
         if "imported" in names:
