@@ -1002,6 +1002,21 @@ def test_worker_follows_the_environment(filled: ScenarioStore, monkeypatch: pyte
 
 
 @pytest.mark.duckdb_only
+def test_worker_gets_no_credentials_and_is_kept_across_what_it_does_not_read(
+    filled: ScenarioStore, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    query_scenarios("SELECT 1")
+    (before,) = _idle_pids()
+    monkeypatch.setenv("HOME", str(tmp_path / "another-home"))
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-for-the-sandbox")
+    assert query_scenarios("SELECT 2")["rows"] == [[2]]
+    assert _idle_pids() == [before]  # a variable the worker does not read starts no new one
+    names = {entry.split(b"=", 1)[0] for entry in Path(f"/proc/{before}/environ").read_bytes().split(b"\0") if entry}
+    assert {b"HEALTHSIM_DB", b"AWS_SECRET_ACCESS_KEY", b"HOME"}.isdisjoint(names)
+    assert b"PYTHONPATH" in names and b"PATH" in names
+
+
+@pytest.mark.duckdb_only
 def test_a_worker_that_died_while_idle_is_replaced(filled: ScenarioStore) -> None:
     query_scenarios("SELECT 1")
     (before,) = _idle_pids()

@@ -466,11 +466,31 @@ _idle_workers: list[_Worker] = []
 _workers_guard = threading.Lock()
 
 
+#: Environment variables the worker is given (by name, or by prefix), and the one it is not.
+_CHILD_ENV_NAMES = frozenset({"PATH", "LANG", "LANGUAGE", "TMPDIR", "TEMP", "TMP", "LD_LIBRARY_PATH", "SYSTEMROOT"})
+_CHILD_ENV_PREFIXES = ("LC_", "PYTHON", "HEALTHSIM_")
+_CHILD_ENV_WITHHELD = frozenset({"HEALTHSIM_DB"})
+
+
 def _worker_env() -> dict[str, str]:
-    # The child imports healthsim from where this file is, installed or not.
-    root = str(Path(__file__).resolve().parents[2])
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    """The environment of a worker process: what it reads, and nothing else.
+
+    The worker reads its settings (``HEALTHSIM_LOCK_TIMEOUT``), the temporary folder, the
+    locale and Python's own variables; the request names the database file. It is not given
+    the rest: not the credentials a caller keeps in its environment (``HEALTHSIM_DB`` may hold
+    a team store's password, other variables cloud keys), and not what changes with no bearing
+    on a query (``HOME``, a test runner's per-test variables), so that a kept worker is
+    reused whenever the variables it reads are the same. It imports healthsim and its
+    dependencies from this process's ``sys.path`` (as multiprocessing's spawn does), so a
+    package installed in the user's site folder is found without ``HOME``.
+    """
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if (name in _CHILD_ENV_NAMES or name.startswith(_CHILD_ENV_PREFIXES)) and name not in _CHILD_ENV_WITHHELD
+    }
+    root = str(Path(__file__).resolve().parents[4])  # the folder healthsim is imported from
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(p for p in (root, *sys.path) if p))
     return env
 
 
