@@ -1153,14 +1153,34 @@ def _fit(summary: dict[str, Any], budget: int) -> dict[str, Any]:
             about["over_time"]["counts"] = about["over_time"]["counts"][-12:]
             about["over_time"]["shown"] = "the last 12"
     # Then whole types, the largest first: as many types as can be kept are.
-    while _size(summary) > budget and types:
-        del types[max(types, key=lambda t: (_size(types[t]), t))]
-        summary["types_omitted"] = summary.get("types_omitted", 0) + 1
+    _drop_entries(
+        summary, "types", "types_omitted", sorted(types, key=lambda t: (_size(types[t]), t), reverse=True), budget
+    )
     counts: dict[str, int] = summary["entities_by_type"]
-    while _size(summary) > budget and counts:
-        del counts[min(counts, key=lambda t: (counts[t], t))]
-        summary["entities_by_type_omitted"] = summary.get("entities_by_type_omitted", 0) + 1
+    _drop_entries(
+        summary, "entities_by_type", "entities_by_type_omitted", sorted(counts, key=lambda t: (counts[t], t)), budget
+    )
     return summary
+
+
+def _drop_entries(summary: dict[str, Any], part: str, counter: str, order: list[str], budget: int) -> None:
+    """Drop entries of ``summary[part]`` in ``order`` until the summary fits ``budget`` bytes.
+
+    Each drop is sized by itself (its key, its value, a colon and a comma) rather than by
+    dumping the whole summary again: with hundreds of types that was quadratic (seconds).
+    The estimate never counts less than a drop saves, so the exact check that follows drops
+    no more than dumping after every drop would have.
+    """
+    entries: dict[str, Any] = summary[part]
+    excess = _size(summary) - budget
+    for key in order:
+        if excess <= 0:
+            break
+        excess -= _size(key) + _size(entries.pop(key)) + 2
+        summary[counter] = summary.get(counter, 0) + 1
+    while entries and _size(summary) > budget:
+        entries.pop(next(k for k in order if k in entries))
+        summary[counter] = summary.get(counter, 0) + 1
 
 
 def _drop_samples(about: dict[str, Any], n: int) -> None:
