@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from healthsim.state import ScenarioStore
+from helpers.examples import is_quick, set_quick
 from helpers.paths import FIXTURES
 from helpers.pg_server import PgServer
 from helpers.scheduling import memory_tempdir, rank
@@ -46,6 +47,11 @@ README_IN_ORDER = "tests/test_readme.py::test_readme_examples_run_in_order"
 README_FRESH_CLONE = "tests/test_readme.py::test_readme_from_a_fresh_clone"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """A run that leaves out the slow tests (``-m "not slow"``) is the quick run: see helpers.examples."""
+    set_quick(is_quick(config.getoption("markexpr") or ""))
+
+
 @pytest.hookimpl(trylast=True)  # after -m and -k have deselected what they deselect
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Long tests first (see helpers.scheduling.rank), each group in file order.
@@ -56,7 +62,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     key depends on the test only), so the workers' collections stay equal, as xdist requires.
     """
     # A run that takes the fresh-clone README test (the whole suite, CI) leaves out the in-order
-    # one, which runs the same blocks without the install (~25 s); `-m "not slow"` keeps it.
+    # one, which runs the same blocks without the install (~25 s); both are slow, and a run of
+    # the README tests alone (`pytest tests/test_readme.py -k in_order`) still takes the in-order one.
     ids = {item.nodeid for item in items}
     if README_IN_ORDER in ids and README_FRESH_CLONE in ids:
         dropped = [item for item in items if item.nodeid == README_IN_ORDER]

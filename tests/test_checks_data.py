@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from healthsim.state import ScenarioStore
+from helpers.examples import examples
 
 SAMPLES = Path("/work/shared/interop-samples")
 if not SAMPLES.exists():  # (the samples beside the project, as INTEROP.md names them)
@@ -121,7 +122,7 @@ def cohorts(draw: st.DrawFn) -> dict[str, list[dict[str, Any]]]:
     }
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(15), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cohorts())
 def test_clean_generated_cohorts_have_no_problems(
     store: ScenarioStore, cohort: dict[str, list[dict[str, Any]]]

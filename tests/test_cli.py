@@ -29,6 +29,7 @@ from healthsim.state import ScenarioStore
 from healthsim.summary_view import fitted_table, render_summary
 from helpers import legacy_files
 from helpers.database import hold_database
+from helpers.examples import examples
 from helpers.paths import EXAMPLES
 
 HEALTHSIM = Path(sys.executable).parent / "healthsim"
@@ -96,6 +97,7 @@ def installed_ok(*args: str) -> subprocess.CompletedProcess[str]:
     return result
 
 
+@pytest.mark.slow
 def test_installed_program_end_to_end_smoke(isolated_home: Path, db_path: Path, tmp_path: Path) -> None:
     """The one real-subprocess smoke test: the entry point on PATH, a real database file."""
     assert HEALTHSIM.exists()
@@ -712,7 +714,7 @@ def test_list_and_history_fit_80_columns_with_counts_whole(isolated_home: Path) 
     ),
     width=st.integers(60, 200),
 )
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 def test_a_fitted_table_keeps_counts_and_times_whole_in_any_width(
     rows: list[tuple[str, int, str, str]], width: int
 ) -> None:

@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from healthsim.state import ScenarioStore
+from helpers.examples import examples
 
 
 def _changed(store: ScenarioStore, a: str, b: str, entity_type: str) -> tuple[int, int, list[list[str]]]:
@@ -113,7 +114,7 @@ def pairs(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any]]:
     return {"id": "E-1", **old}, {"id": "E-1", **new}
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cases=st.lists(pairs(), min_size=1, max_size=8))
 def test_changed_exactly_when_a_field_is_named(store: ScenarioStore, cases: list[tuple[Any, Any]]) -> None:
     tag = uuid.uuid4().hex[:8]

@@ -34,6 +34,7 @@ from healthsim.state import (
 )
 from healthsim.state.entities import ENTITY_ID_NAMESPACE
 from helpers.database import orphan_rows, sql_rows
+from helpers.examples import examples
 
 
 def count_rows(store: ScenarioStore) -> int:
@@ -318,6 +319,7 @@ def test_copy_keeps_entities_order_and_ids(store: ScenarioStore) -> None:
         store.copy_scenario("src", "dst")
 
 
+@pytest.mark.slow
 def test_copy_of_a_large_scenario(store: ScenarioStore) -> None:
     patients = [{"patient_id": f"P{i}"} for i in range(130_000)]  # more than a row group
     store.save_scenario("big", {"patients": patients})
@@ -448,7 +450,7 @@ def _texts(entities: list[dict[str, Any]]) -> list[str]:
     return [json.dumps(e) for e in entities]
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=operations)
 def test_any_sequence_of_edits_loads_like_the_plain_python_model(store: ScenarioStore, steps: list[Any]) -> None:
     name = f"m-{uuid.uuid4().hex}"  # one store for every example: a scenario of its own each
@@ -493,7 +495,7 @@ history_steps = st.lists(
 )
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(30), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=history_steps)
 @example(  # on DuckDB, an add whose new ids start below an earlier add's and run into its range
     steps=[

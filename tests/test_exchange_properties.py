@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from healthsim.state import ScenarioStore
+from helpers.examples import examples
 from helpers.strategies import entity, entity_types
 
 scenarios = st.dictionaries(entity_types, st.lists(entity, max_size=4), max_size=3)
@@ -31,7 +32,7 @@ def props_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("healthsim-exchange-props")
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(entities=scenarios, pretty=st.booleans())
 def test_export_import_export_is_byte_identical(
     props_dir: Path, entities: dict[str, list[dict[str, Any]]], pretty: bool

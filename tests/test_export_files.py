@@ -115,6 +115,7 @@ def _limit_file_size() -> None:  # in the child, before it runs: files may not g
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past it fails with EFBIG instead
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("format", ["parquet", "csv"])
 def test_a_file_size_limit_is_said_plainly_in_one_line(db_path: Path, tmp_path: Path, format: str) -> None:
     store = ScenarioStore(db_path)

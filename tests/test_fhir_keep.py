@@ -25,6 +25,7 @@ from healthsim.state.exchange.fhir.carry import same
 from healthsim.state.exchange.fhir.common import EXTENSION_URL
 from healthsim.state.exchange.fhir.keep import regenerated
 from healthsim.state.exchange.fhir.mapping import entity_resources, resource_entity
+from helpers.examples import examples
 
 SYNTHEA = Path(__file__).parent / "fixtures" / "synthea"
 SOURCE = SYNTHEA / "output-fhir" / "Devin82_Cole117_3af3708d-41f1-cd80-f3dd-ec5ac76072bf.json"
@@ -161,7 +162,7 @@ extras = st.fixed_dictionaries(
 ) | st.dictionaries(st.text(alphabet="abcdefgh", min_size=1, max_size=6), json_values, max_size=3)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(extras)
 def test_elsewhere_to_entity_to_resource_and_back_is_exact(extra: dict[str, Any]) -> None:
     """A resource of elsewhere with any further elements: imported, exported, imported
@@ -204,7 +205,7 @@ nested = st.recursive(
 )
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500), deadline=None)
 @given(nested, nested)
 def test_same_is_strict_json_equality(a: Any, b: Any) -> None:
     """The fast comparison (C first, orjson texts for equal containers) says what the

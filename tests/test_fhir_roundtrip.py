@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from healthsim.state.exchange.fhir.carry import same
 from healthsim.state.exchange.fhir.mapping import Unmappable, entity_resources, resource_entity
+from helpers.examples import examples
 from helpers.strategies import json_values
 
 TODAY = _dt.date(2025, 6, 1)
@@ -260,7 +261,7 @@ def round_trip(entity_type: str, entity: dict[str, Any]) -> tuple[str, dict[str,
     return back[0]
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(400), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(typed_entities())
 def test_every_canonical_type_round_trips_and_validates(typed: tuple[str, dict[str, Any]]) -> None:
     entity_type, entity = typed

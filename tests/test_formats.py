@@ -367,6 +367,7 @@ print(missing)
 """
 
 
+@pytest.mark.slow
 def test_replacing_an_export_swaps_it_in_one_step(store: ScenarioStore, tmp_path: Path) -> None:
     # A reader of PATH sees the earlier export or the new one, never no folder (Linux: one
     # renameat2 exchange; elsewhere the earlier export is moved aside first). Another process

@@ -35,6 +35,7 @@ from healthsim.state import (
 )
 from healthsim.state.history import acting_as
 from helpers.database import orphan_rows, sql_rows
+from helpers.examples import examples
 
 
 def spec_counts(store: ScenarioStore) -> tuple[int, int, int]:
@@ -261,7 +262,7 @@ steps = st.lists(
 )
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(30), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(changes=steps)
 @example(  # an upsert that puts an entity back with its keys in another order: an update
     changes=[
@@ -477,7 +478,7 @@ DAY_COUNTS = st.one_of(
 )
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(25), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(version_days=DAY_COUNTS, deleted_days=DAY_COUNTS)
 def test_day_counts_never_overflow(store: ScenarioStore, version_days: str, deleted_days: str) -> None:
     # HEALTHSIM_KEEP_DELETED_DAYS=inf/1000000/1e308 passed validation, then every change
@@ -702,7 +703,7 @@ ENTITY = st.one_of(
 )
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(30), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(before=st.lists(ENTITY, max_size=8), after=st.lists(ENTITY, max_size=8))
 def test_an_overwrite_records_what_diff_scenarios_sees(
     store: ScenarioStore, before: list[dict[str, Any]], after: list[dict[str, Any]]

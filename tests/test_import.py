@@ -281,6 +281,7 @@ def test_bad_files_are_refused_with_a_location(
     assert orphan_rows(store.path) == 0
 
 
+@pytest.mark.slow
 def test_bad_entity_deep_in_a_large_export_file(store: ScenarioStore, tmp_path: Path) -> None:
     store.save_scenario("big", {"patients": [{"patient_id": f"P{i}"} for i in range(130_000)]})
     exported = store.export_scenario_to_json("big", tmp_path / "big.json")
@@ -347,7 +348,8 @@ def cohort_document(patients: int) -> dict[str, object]:
 
 
 @pytest.mark.parametrize("layout", ["indent-2", "one-line", "crlf", "bom"])
-@pytest.mark.parametrize("patients", [8_000, 14_000])
+# Each layout at ~1.5 MiB in the quick run, and at ~3 MiB too in the whole suite.
+@pytest.mark.parametrize("patients", [8_000, pytest.param(14_000, marks=pytest.mark.slow)])
 def test_valid_files_of_megabytes_import_in_every_layout(
     store: ScenarioStore, tmp_path: Path, layout: str, patients: int
 ) -> None:
@@ -408,6 +410,7 @@ def test_top_level_lists_that_are_not_entities_are_kept_as_fields(store: Scenari
     }
 
 
+@pytest.mark.slow
 def test_provenance_stays_flat_however_often_a_scenario_travels(store: ScenarioStore, tmp_path: Path) -> None:
     """Issue 7, defect 5: each export → import nested the provenance one level deeper, so
     after about 100 hops the file could no longer be imported."""
@@ -436,6 +439,7 @@ def test_a_nested_provenance_of_earlier_exports_is_flattened(store: ScenarioStor
     assert [hop.get("source_file") for hop in lineage] == [None, "/f0.json", "/f1.json", "/f2.json"]
 
 
+@pytest.mark.slow
 def test_fields_after_the_entities_are_taken_in_one_read(store: ScenarioStore, tmp_path: Path) -> None:
     """A file whose description, tags and metadata follow its entities, large enough to
     be staged in several transactions: the scenario gets them all."""

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from healthsim.state.errors import InvalidScenarioFileError
 from healthsim.state.exchange.json_stream import JsonStream
+from helpers.examples import examples
 
 values = st.recursive(
     st.none()
@@ -81,7 +82,7 @@ def layout(document: Any, style: str) -> bytes:
 LAYOUTS = ["one-line", "compact", "indent-2", "indent-2-utf8", "crlf", "tabs"]
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=examples(1500), deadline=None)
 @given(
     document=documents,
     style=st.sampled_from(LAYOUTS),
@@ -108,7 +109,7 @@ entity = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(
     entities=st.lists(entity, min_size=1, max_size=40),
     copies=st.integers(min_value=200, max_value=900),

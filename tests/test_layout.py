@@ -10,6 +10,7 @@ as a dependency of its submodules (Python runs it first, but it only gathers nam
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -18,6 +19,8 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
+# The tests of the real tree share one reading of it (~1-2 s each before): on one worker.
+pytestmark = pytest.mark.xdist_group("layout")
 
 
 @dataclass
@@ -191,14 +194,20 @@ def private_imports(modules: dict[str, Module]) -> list[str]:
     return [f"{module.name}:{entry}" for module in modules.values() for entry in module.private]
 
 
+@functools.cache
+def healthsim_tree() -> dict[str, Module]:
+    """The modules of ``src/healthsim``, read once for the tests of this file (none changes them)."""
+    return read_tree(SRC / "healthsim")
+
+
 def test_the_import_graph_has_no_circle() -> None:
-    modules = read_tree(SRC / "healthsim")
+    modules = healthsim_tree()
     assert len(modules) > 50  # the whole tree was read
     assert import_circles(modules) == []
 
 
 def test_no_module_takes_another_modules_private_names() -> None:
-    assert private_imports(read_tree(SRC / "healthsim")) == []
+    assert private_imports(healthsim_tree()) == []
 
 
 # The checks themselves, on small trees: each would miss something silently otherwise.
@@ -277,7 +286,7 @@ def _below_the_operations(target: str) -> bool:
 
 
 def test_the_engines_import_nothing_above_them() -> None:
-    modules = read_tree(SRC / "healthsim")
+    modules = healthsim_tree()
     assert any(_in_engine_folder(name) for name in modules)
     upward = sorted(
         f"{name} -> {target}"
@@ -307,7 +316,7 @@ def _drivers(path: Path) -> set[str]:
 
 
 def test_engine_neutral_code_imports_no_driver_and_no_engine_folder() -> None:
-    modules = read_tree(SRC / "healthsim")
+    modules = healthsim_tree()
     neutral = {name: module for name, module in modules.items() if not name.startswith(_ENGINES)}
     into_engines = sorted(
         f"{name} -> {target}"

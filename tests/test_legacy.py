@@ -140,6 +140,7 @@ def test_dry_run_does_not_upgrade_a_legacy_database(legacy_home: Path, tmp_path:
     assert hashlib.sha256(db.read_bytes()).hexdigest() == digest
 
 
+@pytest.mark.slow  # runs the installed program in processes
 def test_script_status_dry_run_and_run(legacy_home: Path, store: ScenarioStore) -> None:
     status = run_script("--status")
     assert status.returncode == 0 and "3 legacy file(s) found, 0 already in" in status.stdout

@@ -23,6 +23,7 @@ from mcp import Client, ClientSession
 from healthsim.mcp.budget import ANSWER_BUDGET, SUMMARY_BUDGET, Cut, answer_bytes, fit
 from healthsim.mcp_server import build_server
 from healthsim.state import ScenarioStore
+from helpers.examples import examples
 
 SUMMARY_TOOLS = {"summarize_scenario"}
 #: The biggest answer of each tool in the oversized run (printed with -s, for the notes).
@@ -54,6 +55,7 @@ def many_types(count: int) -> dict[str, list[dict[str, Any]]]:
     return {f"type_{i:05d}_{'x' * 60}": [{"id": i}] for i in range(count)}
 
 
+@pytest.mark.slow
 def test_every_tool_fits_its_budget_on_oversized_data(db_path: Path, tmp_path: Path, monkeypatch: Any) -> None:
     monkeypatch.setenv("HEALTHSIM_EXPORT_DIR", str(tmp_path / "out"))
     monkeypatch.setenv("HEALTHSIM_IMPORT_DIRS", str(tmp_path / "out"))
@@ -138,7 +140,7 @@ json_values = st.recursive(
 )
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(answer=st.dictionaries(st.text(max_size=50), json_values, max_size=30), budget=st.sampled_from([2_048, 4_096]))
 def test_fit_always_fits_and_says_so(answer: dict[str, Any], budget: int) -> None:
     fitted = fit(answer, budget, Cut(("rows",)))

@@ -32,7 +32,8 @@ from healthsim.state.access import Grant
 from healthsim.state.tokens import create_token, revoke_token
 from helpers.pg_server import PgServer
 
-pytestmark = pytest.mark.xdist_group("mcp_http")  # one worker: one server per engine
+# One worker: one server per engine. Each test talks to a real `healthsim mcp --http` process: slow.
+pytestmark = [pytest.mark.xdist_group("mcp_http"), pytest.mark.slow]
 
 HEALTHSIM = str(Path(sys.executable).parent / "healthsim")
 

@@ -18,6 +18,7 @@ from mcp.client.stdio import stdio_client
 
 from healthsim.mcp.wire import MAX_DEPTH, MAX_DIGITS, refusal, screen
 from healthsim.state import ScenarioStore
+from helpers.examples import examples
 
 HEALTHSIM = Path(sys.executable).parent / "healthsim"
 
@@ -52,7 +53,7 @@ def tool_error(answer: dict[str, Any] | None) -> str:
     return text
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=examples(80), deadline=None)
 @given(depth=st.integers(min_value=1, max_value=3_000))
 @example(depth=MAX_DEPTH - 6).via("the deepest the SDK is given")
 @example(depth=MAX_DEPTH - 5).via("the shallowest refused")
@@ -68,7 +69,7 @@ def test_any_nesting_depth_gets_an_answer(depth: int) -> None:
         assert "Nothing was done" in text
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=examples(80), deadline=None)
 @given(digits=st.integers(min_value=1, max_value=20_000), negative=st.booleans())
 def test_any_integer_size_gets_an_answer(digits: int, negative: bool) -> None:
     number = ("-" if negative else "") + "9" * digits
@@ -80,7 +81,7 @@ def test_any_integer_size_gets_an_answer(digits: int, negative: bool) -> None:
         assert f"an integer of {digits:,} digits (at most 4,300)" in text, text
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=examples(50), deadline=None)
 @given(key=st.text(min_size=1, max_size=20).filter(lambda k: not any("\ud800" <= c <= "\udfff" for c in k)))
 def test_repeated_keys_are_refused_with_their_place(key: str) -> None:
     encoded = json.dumps(key)
@@ -151,7 +152,7 @@ def test_a_real_server_answers_every_request(db_path: Path) -> None:
     assert [s["name"] for s in ScenarioStore(db_path).list_scenarios()["scenarios"]] == ["s"]
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(25), deadline=None)
 @given(depth=st.integers(min_value=1, max_value=150), digits=st.integers(min_value=1, max_value=9_000))
 @example(depth=99, digits=20)  # 100 levels with an integer past 64 bits: the exact encoder counted one more
 @example(depth=100, digits=20)

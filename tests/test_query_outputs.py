@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from healthsim.state import ScenarioStore, query_scenarios, query_to_file
 from healthsim.state.sandbox_rules import iso_interval, json_text, ndjson_lines, unique_names
 from healthsim.state.sandbox_rules import json_value as _json_value
+from helpers.examples import examples
 
 # (column, PostgreSQL expression, DuckDB expression, what query() gives on both)
 CASES: list[tuple[str, str, str, Any]] = [
@@ -199,7 +200,7 @@ def test_unique_names() -> None:
     assert unique_names(["x", "x", "x"]) == ["x", "x_1", "x_2"]
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(
     months=st.integers(-3000, 3000),
     days=st.integers(-100_000, 100_000),
@@ -221,7 +222,7 @@ def pg_url_module(pg_server: Any) -> str:
     return str(pg_server.new_database())
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(
     texts=st.lists(st.one_of(st.none(), st.text()), min_size=1, max_size=20),
     floats=st.lists(st.one_of(st.none(), st.floats()), min_size=20, max_size=20),

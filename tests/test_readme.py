@@ -146,6 +146,7 @@ def check_outcome(home: Path, stdout: str, registered: list[dict]) -> None:
     assert claude["name"] == "healthsim" and claude["env"] == [f"HEALTHSIM_DB={home}/.healthsim/healthsim.duckdb"]
 
 
+@pytest.mark.slow
 def test_readme_examples_run_in_order(tmp_path: Path, pg_url: str) -> None:
     clone = tmp_path / "clone"
     clone.mkdir()

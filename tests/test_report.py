@@ -30,6 +30,7 @@ from healthsim.state import InvalidInputError, MissingDependencyError, ScenarioS
 from healthsim.state import report as report_module
 from healthsim.state.report import render_report, write_report
 from healthsim.summary_view import render_summary
+from helpers.examples import examples
 from helpers.paths import EXAMPLES, HERE
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -641,7 +642,7 @@ def lab_store(tmp_path_factory: pytest.TempPathFactory) -> ScenarioStore:
         max_size=40,
     )
 )
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(15), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_lab_values_are_summarised_per_test_code(lab_store: ScenarioStore, labs: list[tuple[str, Any]]) -> None:
     """A lab's `value` field mixes the units of every test (HbA1c in %, glucose in mg/dL):
     the summary also gives each code's count, min, max, mean and median, its unit and name,

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from healthsim.state import ScenarioStore
+from helpers.examples import examples
 from helpers.strategies import entity, entity_types
 
 # Control characters and lone surrogates in tags are refused (tested in test_validation).
@@ -27,7 +28,7 @@ def props_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("healthsim-props") / "props.duckdb"
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     entities=scenarios,
     # Any text but NUL, which a description may not hold (a team store could not keep it).

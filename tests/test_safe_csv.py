@@ -21,6 +21,7 @@ from healthsim.state.safe_csv import (
     neutralise_text,
     restore_cell,
 )
+from helpers.examples import examples
 
 # Text that often starts like a formula, a number or a quote.
 risky_text = st.text(
@@ -53,7 +54,7 @@ def test_cells_starting_like_a_formula_get_a_quote(text: str, cell: str) -> None
     assert restore_cell(cell) == text
 
 
-@settings(max_examples=400)
+@settings(max_examples=examples(400))
 @given(st.lists(st.none() | risky_text, max_size=12))
 def test_neutralising_is_reversible_never_starts_a_formula_and_arrow_agrees(texts: list[str | None]) -> None:
     for text in texts:
@@ -97,7 +98,7 @@ key = st.just("entity_id") | st.text(
 )
 
 
-@settings(max_examples=500)
+@settings(max_examples=examples(500))
 @given(st.lists(st.lists(key, min_size=1, max_size=4), max_size=20, unique_by=tuple))
 def test_column_names_are_unique_reversible_and_safe(paths: list[list[str]]) -> None:
     names = [csv_column_name(path) for path in paths]

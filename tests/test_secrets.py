@@ -33,6 +33,7 @@ from healthsim.state import ScenarioStore, StateError
 from healthsim.state._engines.postgres.server import TeamDatabase
 from healthsim.state.database import resolve_database
 from healthsim.state.redaction import show_database
+from helpers.examples import examples
 from helpers.pg_server import PgServer
 
 SECRET_LETTERS = "ЖЯЮБ秘密鍵🔑ΩΨ"
@@ -123,7 +124,7 @@ def _shown_everywhere(value: str, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return texts
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(1500), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(value=database_values())
 @example(value="healthsim:/QXJ@localhost/db")  # a user and a password starting with "/", no scheme
 @example(value="u:/Ж@localhost/db")  # ... with a one-letter user (not a drive, off Windows)
@@ -242,7 +243,7 @@ def test_a_working_url_with_a_password_holding_question_mark_and_hash(secret_url
     assert '"scenario_count"' in texts[2] or '"scenarios"' in texts[2]
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(password=passwords, quoted=st.booleans(), query=st.sampled_from(["", "?sslmode=disable", "?connect_timeout=2"]))
 def test_a_server_that_cannot_be_reached_is_named_without_the_password(password: str, quoted: bool, query: str) -> None:
     written = urllib.parse.quote(password, safe="") if quoted else password

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import examples
 from helpers.scheduling import ON_DISK_ENV, memory_tempdir, rank
 
 
@@ -37,3 +38,16 @@ def test_long_tests_are_handed_out_first() -> None:
     prop = rank("tests/test_x.py::test_any_input", slow=False, hypothesis=True)
     plain = rank("tests/test_x.py::test_one_case", slow=False, hypothesis=False)
     assert long < slow < prop < plain
+
+
+def test_the_quick_run_explores_a_tenth_of_each_property_and_the_whole_suite_all() -> None:
+    assert examples.is_quick("not slow") and examples.is_quick("not  slow and not duckdb_only")
+    assert not examples.is_quick("") and not examples.is_quick("slow") and not examples.is_quick("not slowly")
+    was = examples.examples(30) != 30  # this run's choice, put back afterwards
+    try:
+        examples.set_quick(False)
+        assert [examples.examples(n) for n in (3, 30, 1500)] == [3, 30, 1500]
+        examples.set_quick(True)
+        assert [examples.examples(n) for n in (3, 15, 30, 1500)] == [3, 5, 5, 150]
+    finally:
+        examples.set_quick(was)

@@ -24,6 +24,7 @@ from healthsim.state import InvalidInputError, ScenarioStore
 from healthsim.state._engines.duckdb.instance import process_instance
 from healthsim.state.summaries import SUMMARY_BYTES, _drop_entries, _guess_keys, _read_once, _size, summarize
 from healthsim.state.version_cache import VersionCache
+from helpers.examples import examples
 
 
 def size(summary: Any) -> int:
@@ -188,6 +189,7 @@ def test_strings_that_only_start_like_dates_are_not_dates(store: ScenarioStore) 
     assert stats["unfit"] == {"dates": 3, "other": 2, "example": "2024-99-99"}
 
 
+@pytest.mark.slow
 def test_a_wide_deep_scenario_stays_within_12_kb(store: ScenarioStore) -> None:
     long_text = "lorem ipsum " * 60
     deep: Any = "bottom"
@@ -218,6 +220,7 @@ def test_a_wide_deep_scenario_stays_within_12_kb(store: ScenarioStore) -> None:
     assert kept and all(v.endswith("[cut: 721 characters]") for v in kept)
 
 
+@pytest.mark.slow
 def test_many_types_drop_whole_types_and_say_so(store: ScenarioStore) -> None:
     entities = {f"type_{t:03d}": [{"a": 1, "b": "x"}] for t in range(400)}
     store.save_scenario("many", entities)
@@ -281,7 +284,7 @@ scalars = st.one_of(
 )
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(30), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=st.lists(st.dictionaries(st.sampled_from(["a", "b", ""]), scalars, max_size=3), min_size=1, max_size=12))
 def test_any_scalars_are_summarized_as_python_sees_them(store: ScenarioStore, rows: list[dict[str, Any]]) -> None:
     store.save_scenario("prop", {"rows": rows}, overwrite=True)
@@ -499,7 +502,7 @@ outer = st.dictionaries(
 )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=st.lists(outer, min_size=1, max_size=14))
 def test_presence_one_level_down_counts_every_entity(store: ScenarioStore, rows: list[dict[str, Any]]) -> None:
     store.save_scenario("shapes", {"rows": rows}, overwrite=True)
@@ -613,7 +616,7 @@ def three_ways(store: ScenarioStore, name: str) -> tuple[dict[str, tuple[int, in
         return totals, [summarize(reader, 2, key_totals=k) for k in (totals, None, wrong)]
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     rows=st.lists(
         st.dictionaries(st.sampled_from(["a", "A", "", "x/y", "o", "code", "display"]), st.one_of(scalars, inner)),
@@ -703,7 +706,7 @@ def test_numbers_with_a_few_strings_count_the_strings(store: ScenarioStore) -> N
     assert (stats["min"], stats["max"]) == (1, 3) and stats["unfit"] == {"numbers": 3, "other": 1, "example": "n/a"}
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(
     entries=st.dictionaries(st.text(max_size=6), st.text(max_size=40), max_size=12),
     other=st.text(max_size=30),

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from healthsim.state import ScenarioStore
 from healthsim.state.safe_csv import csv_key_path, restore_cell
+from helpers.examples import examples
 from helpers.paths import EXAMPLES
 
 EXAMPLE = EXAMPLES / "diabetes-cohort.json"
@@ -191,7 +192,7 @@ json_values = st.recursive(
 )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     entities=st.lists(
         st.dictionaries(st.sampled_from(["x", "y", "z", "Z", "w.v", ""]), json_values, max_size=4),
@@ -217,7 +218,7 @@ def test_any_entities_read_back_equal(store: ScenarioStore, tmp_path: Path, enti
 text = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=12)
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(30), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     entities=st.lists(
         st.fixed_dictionaries({}, optional={"s": text, "o": st.fixed_dictionaries({}, optional={"t": text})}),
@@ -321,7 +322,7 @@ csv_leaves = st.none() | st.booleans() | st.integers(-1000, 1000) | text
 csv_entities = st.recursive(csv_leaves, lambda children: st.dictionaries(csv_keys, children, max_size=3), max_leaves=8)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(25), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(entities=st.lists(st.dictionaries(csv_keys, csv_entities, max_size=4), min_size=1, max_size=4))
 def test_csv_column_names_are_unique_and_give_back_each_value_s_key_path(
     store: ScenarioStore, tmp_path: Path, entities: list[dict[str, Any]]

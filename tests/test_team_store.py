@@ -218,6 +218,7 @@ def test_transfer_refuses_a_taken_name_unless_told_and_the_same_database(tmp_pat
     assert [v["version"] for v in ScenarioStore(pg_url).scenario_history("cohort")["versions"]] == [2, 1]
 
 
+@pytest.mark.slow
 def test_a_large_transfer_streams(tmp_path: Path, pg_url: str) -> None:
     laptop = ScenarioStore(tmp_path / "laptop.duckdb")
     patients = [{"patient_id": f"MRN-{i}", "i": i, "pad": "x" * 100} for i in range(150_000)]

@@ -28,6 +28,7 @@ from healthsim.state.tokens import (
     revoke_token,
     verify_token,
 )
+from helpers.examples import examples
 
 HEALTHSIM = str(Path(sys.executable).parent / "healthsim")
 TEXT = re.compile(r"hst_[0-9a-f]{16}_[A-Za-z0-9_-]{43}")
@@ -68,7 +69,7 @@ def test_wrong_and_malformed_texts_are_refused(store: ScenarioStore) -> None:
     assert verify_token(db(), text) == Grant("t", "read")
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.text(max_size=90))
 def test_no_other_text_verifies(store: ScenarioStore, candidate: str) -> None:
     verifier = shared_verifier(db())
@@ -183,6 +184,7 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([HEALTHSIM, *args], capture_output=True, text=True, env={**os.environ, "COLUMNS": "80"})
 
 
+@pytest.mark.slow  # runs the installed program in processes
 def test_the_cli_creates_lists_and_revokes(store: ScenarioStore) -> None:
     made = run("token", "create", "claude-alice", "--scope", "write", "--tag", "team-a", "--tag", "team-b")
     assert made.returncode == 0, made.stderr
@@ -204,6 +206,7 @@ def test_the_cli_creates_lists_and_revokes(store: ScenarioStore) -> None:
     assert bad.returncode == 1 and "error: token scope 'root' is not one of read, write, admin" in bad.stderr
 
 
+@pytest.mark.slow  # runs the installed program in processes
 def test_the_cli_refuses_a_remote_address_without_allow_remote(tmp_path: Path) -> None:
     refused = run("mcp", "--http", "--host", "0.0.0.0", "--port", "1")
     assert refused.returncode == 2
