@@ -43,6 +43,7 @@ from healthsim.state import (
 from healthsim.state import query as query_module
 from healthsim.state._engines.duckdb import sandbox as duckdb_sandbox
 from healthsim.state._engines.postgres import sandbox
+from healthsim.state._engines.postgres.idle import close_idle_connections
 from healthsim.state._engines.postgres.sandbox import check_statement, run_query, split_statements
 from healthsim.state._engines.postgres.server import TeamDatabase
 from helpers.paths import NO_SUCH_USER, no_such_user
@@ -83,7 +84,9 @@ def table_counts(url: str) -> dict[str, int]:
 
 
 def other_sessions(url: str) -> list[tuple[str, str]]:
-    """State and query of the other sessions on this test's database, once the ending ones are gone."""
+    """State and query of the other sessions on this test's database, once the ending ones are gone
+    (the store's idle connections, kept for its next operation, are closed first: not the sandbox's)."""
+    close_idle_connections()
     with psycopg.connect(url, autocommit=True) as con:
         rows: list[tuple[str, str]] = []
         for _ in range(40):

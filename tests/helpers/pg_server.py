@@ -27,6 +27,8 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from healthsim.state._engines.postgres.idle import close_idle_connections
+
 #: The plain role the tests connect as.
 ROLE = "healthsim"
 #: Its password (test-only, the server listens on 127.0.0.1 only).
@@ -272,7 +274,12 @@ class PgServer:
         return self.url_for(name)
 
     def drop_database(self, name: str) -> None:
-        """Drop a database even if connections to it are still open (they are terminated); no error if absent."""
+        """Drop a database even if connections to it are still open (they are terminated); no error if absent.
+
+        The connections this process keeps idle for its next store operation are closed first: the
+        drop would wait ~0.1 s for each terminated one to end.
+        """
+        close_idle_connections()
         self._admin_execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
     def _admin_execute(self, statement: sql.Composed) -> None:

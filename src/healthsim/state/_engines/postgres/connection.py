@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...._lazy import lazy_module
 from ...errors import DatabaseError
+from . import idle
 from .server import TeamDatabase
 
 if TYPE_CHECKING:  # imported on first use: see healthsim._lazy
@@ -210,15 +211,21 @@ class PgConnection:
 
 @contextmanager
 def open_connection(target: TeamDatabase, engine: Engine | None = None) -> Iterator[PgConnection]:
-    """A connection to ``target`` for one operation, closed afterwards (schema migrations
+    """A connection to ``target`` for one operation, closed or kept afterwards (schema migrations
     are the caller's: :func:`healthsim.state.database.connect` applies them).
 
     Raises:
         ServerUnavailableError: the server cannot be reached, refused the login, or has
             no such database.
     """
-    con = PgConnection(target.connect(), target, engine)
+    # The store's connections are kept for the next operation (see .idle); the sandbox's
+    # (no engine) are its own, and closed.
+    raw = idle.take(target.url) if engine is not None else None
+    con = PgConnection(raw or target.connect(), target, engine)
+    kept = False
     try:
         yield con
+        kept = engine is not None and idle.give_back(target.url, con.raw)
     finally:
-        con.close()
+        if not kept:
+            con.close()
