@@ -5,9 +5,12 @@ from __future__ import annotations
 import copy
 import datetime as _dt
 import json
+import re
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from healthsim.state import ScenarioStore
 from healthsim.state.errors import CheckFailedError, InvalidInputError, ScenarioNotFoundError
@@ -489,3 +492,73 @@ def test_a_check_sends_a_bounded_number_of_statements(store: ScenarioStore, monk
     assert store.check_scenario("s")["problems"] == []
     assert statements_of_a_check(store, monkeypatch) == few
     assert few <= 10 + 5 * len(more), few
+
+
+# ---------------------------------------------------------------- speed (issue 24's targets)
+# The rules' SQL was rewritten for speed (patterns over an identifier's text instead of
+# removing its other characters; a day up to the 28th without the calendar arithmetic):
+# these tests hold the answers to what the rules mean, in Python, over wide inputs.
+
+_ISO_DATE = re.compile(
+    r"[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+    r"([T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,9})?)?(Z|[+-]([01][0-9]|2[0-3])(:?[0-5][0-9])?)?)?"
+)
+
+
+def _ascii_digits(text: str) -> str:
+    return "".join(c for c in text if c in "0123456789")
+
+
+def _is_date(text: str) -> bool:
+    if text.startswith("0000"):
+        return False
+    if re.fullmatch(r"[0-9]{4}(-(0[1-9]|1[0-2]))?", text):
+        return True
+    if not _ISO_DATE.fullmatch(text):
+        return False
+    try:
+        _dt.date(int(text[:4]), int(text[5:7]), int(text[8:10]))
+    except ValueError:
+        return False
+    return True
+
+
+_identifier = st.text(alphabet="0123456789555501-() +x.\u0663", min_size=1, max_size=16)
+_day_text = st.builds(
+    lambda y, m, d, rest: f"{y:04d}-{m:02d}-{d:02d}{rest}",
+    st.integers(1896, 2024),
+    st.integers(0, 13),
+    st.integers(0, 32),
+    st.sampled_from(["", "T10:00:00Z", "T24:00", " 23:59:59.5+05:30", "x"]),
+)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(_identifier, _identifier, _day_text), min_size=1, max_size=12))
+def test_identifier_and_date_rules_mean_what_they_say(store: ScenarioStore, rows: list[tuple[str, str, str]]) -> None:
+    """real_looking_ssn: the first digit is not 9; real_looking_phone: the last seven
+    digits are not 555-01xx (fewer than seven: real); not_a_date: the day must exist
+    (29 February only in leap years, no 31 April); counted exactly as Python counts."""
+    patients = [
+        {"patient_id": f"P{i}", "ssn": ssn, "contact": {"phone": phone}, "birth_date": day}
+        for i, (ssn, phone, day) in enumerate(rows)
+    ]
+    store.save_scenario("ids", {"patients": patients}, overwrite=True)
+    found = {p["rule"]: p["count"] for p in store.check_scenario("ids")["problems"]}
+    ssn = sum(1 for s, _, _ in rows if _ascii_digits(s) and _ascii_digits(s)[0] != "9")
+    phone = sum(1 for _, p, _ in rows if _ascii_digits(p) and not re.fullmatch("55501..", _ascii_digits(p)[-7:]))
+    dates = sum(1 for _, _, d in rows if not _is_date(d))
+    assert (found.get("real_looking_ssn", 0), found.get("real_looking_phone", 0)) == (ssn, phone)
+    assert found.get("not_a_date", 0) == dates
+
+
+def test_days_at_the_end_of_months(store: ScenarioStore) -> None:
+    """Days past the 28th are checked by the calendar: leap years of 4, 100 and 400."""
+    days = ["2024-02-29", "2023-02-29", "1900-02-29", "2000-02-29", "2023-04-31", "2023-04-30", "2023-12-31"]
+    days += ["2023-06-31T10:00:00Z", "2023-01-28", "2023-02-28T23:59:59+01:00"]
+    store.save_scenario("days", {"patients": [{"patient_id": f"P{i}", "birth_date": d} for i, d in enumerate(days)]})
+    problems = store.check_scenario("days")["problems"]
+    assert [(p["rule"], p["count"]) for p in problems] == [("not_a_date", 4)]
+    assert sorted(e["value"] for e in problems[0]["examples"]) == sorted(
+        ["2023-02-29", "1900-02-29", "2023-04-31", "2023-06-31T10:00:00Z"]
+    )

@@ -308,7 +308,7 @@ def _row_specs(con: Connection, plan: TypePlan, today: _dt.date) -> list[_Spec]:
                 add(rule, name, lambda k, t: sql.real_email(con, f"c.{k}", f"c.{t}"))
             else:
                 test = sql.real_ssn if rule == "real_looking_ssn" else sql.real_phone
-                add(rule, name, lambda k, t, f=test: f(f"c.{k}", f"c.{t}"))
+                add(rule, name, lambda k, t, f=test: f(con, f"c.{k}", f"c.{t}"))
     for start, end in plan.spans:
         (sk, st), (ek, et) = plan.column(start), plan.column(end)
         where = sql.earlier(con, (f"c.{ek}", f"c.{et}"), (f"c.{sk}", f"c.{st}"))

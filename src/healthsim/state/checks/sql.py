@@ -65,10 +65,13 @@ def is_date(con: Connection, k: str, t: str, *, partial: bool = True) -> str:
         f"WHEN 4 THEN 30 WHEN 6 THEN 30 WHEN 9 THEN 30 WHEN 11 THEN 30 ELSE 31 END"
     )
     shorter = f" OR {con.engine.matches(t, _PARTIAL)}" if partial else ""
-    # (The CASE keeps the casts away from texts the pattern refused.)
+    # (The CASE keeps the casts away from texts the pattern refused. Every month has its
+    # 28th: only the 29th to the 31st need the arithmetic, which costs four times the
+    # pattern, so a text comparison of the day spares it for most dates.)
     return (
         f"(CASE WHEN {k} = 'string' AND substr({t}, 1, 4) <> '0000' AND ({con.engine.matches(t, _ISO)}{shorter}) "
-        f"THEN CASE WHEN length({t}) < 10 THEN true ELSE {day} <= {last} END ELSE false END)"
+        f"THEN CASE WHEN length({t}) < 10 OR substr({t}, 9, 2) <= '28' THEN true ELSE {day} <= {last} END "
+        "ELSE false END)"
     )
 
 
@@ -130,18 +133,23 @@ def bad_ndc(con: Connection, k: str, t: str) -> str:
     return f"({k} <> 'null' AND NOT ({k} IN ('string', 'number') AND {con.engine.matches(t, _NDC)}))"
 
 
-def _digits(t: str) -> str:
-    return f"regexp_replace({t}, '[^0-9]', '', 'g')"
+# The digits of an identifier are read by patterns over its text, not by removing what is
+# not a digit (``regexp_replace`` of every character: four times slower, and called twice).
+# Between two digits any other characters may stand.
+_GAP = "[^0-9]*"
+_FICTION_PHONE = _GAP.join(["5", "5", "5", "0", "1", "[0-9]", "[0-9]"]) + _GAP + "$"
 
 
-def real_ssn(k: str, t: str) -> str:
+def real_ssn(con: Connection, k: str, t: str) -> str:
     """SQL: an SSN with digits whose first is not 9 (9xx numbers are never issued)."""
-    return f"({k} IN ('string', 'number') AND {_digits(t)} <> '' AND left({_digits(t)}, 1) <> '9')"
+    return f"({k} IN ('string', 'number') AND {con.engine.matches(t, '^' + _GAP + '[0-8]')})"
 
 
-def real_phone(k: str, t: str) -> str:
-    """SQL: a phone number with digits that do not end in 555-01xx (reserved for fiction)."""
-    return f"({k} IN ('string', 'number') AND {_digits(t)} <> '' AND NOT right({_digits(t)}, 7) LIKE '55501__')"
+def real_phone(con: Connection, k: str, t: str) -> str:
+    """SQL: a phone number with digits whose last seven are not 555-01xx (reserved for
+    fiction; fewer than seven digits are not)."""
+    has_digit = con.engine.matches(t, "[0-9]")
+    return f"({k} IN ('string', 'number') AND {has_digit} AND NOT {con.engine.matches(t, _FICTION_PHONE)})"
 
 
 def real_email(con: Connection, k: str, t: str) -> str:
