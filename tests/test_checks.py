@@ -524,12 +524,15 @@ def _is_date(text: str) -> bool:
 
 
 _identifier = st.text(alphabet="0123456789555501-() +x.\u0663", min_size=1, max_size=16)
-_day_text = st.builds(
-    lambda y, m, d, rest: f"{y:04d}-{m:02d}-{d:02d}{rest}",
-    st.integers(1896, 2024),
-    st.integers(0, 13),
-    st.integers(0, 32),
-    st.sampled_from(["", "T10:00:00Z", "T24:00", " 23:59:59.5+05:30", "x"]),
+_day_text = st.one_of(
+    st.builds(
+        lambda y, m, d, rest: f"{y:04d}-{m:02d}-{d:02d}{rest}",
+        st.one_of(st.integers(1896, 2024), st.sampled_from([0, 400, 1600, 1700, 2100, 2400, 9999])),
+        st.integers(0, 13),
+        st.integers(0, 32),
+        st.sampled_from(["", "T10:00:00Z", "T24:00", " 23:59:59.5+05:30", "T10:00+0100", "x"]),
+    ),
+    st.builds(lambda y, m: f"{y:04d}{m}", st.integers(0, 2100), st.sampled_from(["", "-01", "-12", "-13", "-1"])),
 )
 
 
