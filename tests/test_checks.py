@@ -565,3 +565,68 @@ def test_days_at_the_end_of_months(store: ScenarioStore) -> None:
     assert sorted(e["value"] for e in problems[0]["examples"]) == sorted(
         ["2023-02-29", "1900-02-29", "2023-04-31", "2023-06-31T10:00:00Z"]
     )
+
+
+_name = st.text(alphabet="MRN-0129AB", min_size=3, max_size=9)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(_name, min_size=1, max_size=12), st.lists(_name, max_size=3), st.lists(_name, min_size=1, max_size=12))
+def test_check_on_add_resolves_names_as_a_whole_check_does(
+    store: ScenarioStore, old: list[str], new: list[str], refs: list[str]
+) -> None:
+    """An add's check looks up the patients its rows name by searching the stored texts
+    for the names' stems first, then for the names: it resolves exactly the references
+    that name a patient's MRN, old or new, whatever names share their beginnings."""
+    patients = [{"patient_id": f"P{i}", "mrn": m} for i, m in enumerate(old)]
+    store.save_scenario("s", {"patients": patients}, overwrite=True)
+    added = [{"patient_id": f"N{i}", "mrn": m} for i, m in enumerate(new)]
+    labs = [{"patient_mrn": r, "loinc_code": "2345-7"} for r in refs]
+    check = store.add_entities("s", {"patients": added, "lab_results": labs}, check="warn")["check"]
+    found = {(p["rule"], p["type"]): p["count"] for p in check["problems"]}
+    known = set(old) | set(new)
+    assert found.get(("unresolved_reference", "lab_results"), 0) == sum(1 for r in refs if r not in known)
+    assert found.get(("duplicate_id", "patients"), 0) == sum(1 for m in new if [*old, *new].count(m) > 1)
+
+
+def statements_of_an_add(
+    store: ScenarioStore, monkeypatch: pytest.MonkeyPatch, batch: dict[str, Any], check: str | None = "warn"
+) -> int:
+    """How many SQL statements an add sends (counted on their way to DuckDB)."""
+    from healthsim.state._engines.duckdb.connection import DuckConnection
+
+    sent: list[str] = []
+    execute = DuckConnection.execute
+
+    def counting(self: DuckConnection, sql: str, params: Any = None) -> Any:
+        sent.append(sql)
+        return execute(self, sql, params)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(DuckConnection, "execute", counting)
+        answer = store.add_entities("s", batch, check=check)
+    assert check is None or answer["check"]["ok"], answer
+    return len(sent)
+
+
+@pytest.mark.duckdb_only
+def test_an_add_check_sends_a_bounded_number_of_statements(
+    store: ScenarioStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An add's check sends as many statements into a scenario of 2,000 more patients and
+    labs as into a small one: a few per type written, none per entity, old or new."""
+    batch = {
+        "patients": [{"patient_id": f"NEW-{i}", "mrn": f"MRN-NEW-{i}", "birth_date": "1990-01-01"} for i in range(30)],
+        "lab_results": [{"patient_mrn": f"MRN-{i % 4}", "loinc_code": "2345-7"} for i in range(30)],
+    }
+    store.save_scenario("s", clean())
+    few = statements_of_an_add(store, monkeypatch, batch)
+    more = clean()
+    more["patients"] += [{**more["patients"][0], "patient_id": f"X{i}", "mrn": f"MRN-X{i}"} for i in range(2000)]
+    more["lab_results"] *= 400
+    store.save_scenario("s", more, overwrite=True)
+    assert statements_of_an_add(store, monkeypatch, batch) == few
+    plain = statements_of_an_add(
+        store, monkeypatch, {t: [{**e, "batch": 2} for e in v] for t, v in batch.items()}, None
+    )
+    assert few - plain <= 8 + 6 * len(batch), (few, plain)

@@ -216,6 +216,11 @@ class Engine(ABC):
         """SQL: whether the text of ``column`` matches regular expression ``pattern``."""
 
     @abstractmethod
+    def contains_text(self, column: str, literal: str) -> str:
+        """SQL: whether the text of ``column`` holds ``literal`` (SQL-quoted by the caller:
+        ``'`` doubled) anywhere; a plain substring search, far cheaper than a pattern."""
+
+    @abstractmethod
     def json_equal(self, a: str, b: str) -> str:
         """SQL: whether two JSON values are certainly the same JSON."""
 

