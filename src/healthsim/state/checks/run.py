@@ -202,10 +202,9 @@ def _check_type(
     if "mrn" in plan.own_ids and "patients" in every:
         specs += _mrn_specs(scope, plan, made, joins)
     whole = rows is not None and rows <= _SAMPLE  # (the sample would be every row)
-    maybe = plan.candidates if whole else _date_candidates(scope, plan)
+    maybe, unique = _sampled(scope, plan, whole)
     candidates = [(name, *plan.column(name)) for name in maybe]
     parsed = _parsed(scope, plan)
-    unique = _unique_columns(scope, plan)
     counts = count_grouped(
         con,
         parsed,
@@ -222,7 +221,7 @@ def _check_type(
     for name, k, t in candidates:  # mostly dates: the others are not
         dates, present = counts.pop(f"date:{name}"), counts.pop(f"present:{name}")
         if whole and not (dates and dates * 2 > counts.pop(f"sample:{name}")):
-            continue  # (not a date field: as _date_candidates would have told)
+            continue  # (not a date field: as _sampled would have told)
         if present and dates * 2 > present and dates < present:
             specs.append(_Spec("not_a_date", name, sql.bad_date(con, f"c.{k}", f"c.{t}"), f"c.{t}"))
             counts[str(len(specs) - 1)] = present - dates
@@ -248,35 +247,54 @@ def _parsed(scope: Scope, plan: TypePlan) -> str:
 _SAMPLE = 1000
 
 
-def _date_candidates(scope: Scope, plan: TypePlan) -> list[str]:
-    """The plan's other fields of which a sample of entities holds mostly full dates
-    (their values are then counted over every entity)."""
-    if not plan.candidates:
-        return []
+def _sampled(scope: Scope, plan: TypePlan, whole: bool) -> tuple[list[str], set[str]]:
+    """From one sample of the type's rows (one statement, not one per question): the
+    plan's other fields of which the sample holds mostly full dates (their values are
+    then counted over every entity; with ``whole``, the rows are few and all of them are
+    told in the counting statement itself), and the text columns (``c.t{i}``) whose
+    values are mostly distinct: rules reading them are counted row by row, not over
+    their distinct values (see :mod:`.counting`). The rows a write made are few: they
+    are counted row by row, no column is sampled."""
     con = scope.con
-    paths = [tuple(name.split(".")) for name in plan.candidates]
+    dated = [] if whole else [tuple(name.split(".")) for name in plan.candidates]
+    if whole:
+        for name in plan.candidates:
+            plan.column(name)
+    paths = [*plan.paths, *(p for p in dated if p not in plan.paths)]
+    columns = []
+    for i, path in enumerate(paths):
+        if not scope.only:
+            columns += [f"count(DISTINCT t{i})", f"count(t{i})"]
+        if path in dated:
+            columns += [
+                f"count(*) FILTER (WHERE {sql.is_date(con, f'k{i}', f't{i}', partial=False)})",
+                f"count(*) FILTER (WHERE k{i} NOT IN ('null', 'object', 'array'))",
+            ]
+    if not columns:
+        return (plan.candidates if whole else []), set()
     sample = f"SELECT * FROM ({scope.rows(plan.entity_type)}) AS r LIMIT {_SAMPLE}"
-    columns = ", ".join(
-        f"count(*) FILTER (WHERE {sql.is_date(con, f'k{i}', f't{i}', partial=False)}), "
-        f"count(*) FILTER (WHERE k{i} NOT IN ('null', 'object', 'array'))"
-        for i in range(len(paths))
+    row = iter(
+        con.execute(
+            f"SELECT {', '.join(columns)} FROM ({con.engine.json_fields(sample, 'id', paths)}) AS s"
+        ).fetchall()[0]
     )
-    row = con.execute(f"SELECT {columns} FROM ({con.engine.json_fields(sample, 'id', paths)}) AS s").fetchall()[0]
-    return [name for i, name in enumerate(plan.candidates) if row[2 * i] and row[2 * i] * 2 > row[2 * i + 1]]
-
-
-def _unique_columns(scope: Scope, plan: TypePlan) -> set[str]:
-    """The text columns (``c.t{i}``) whose values are mostly distinct in a sample of the
-    rows: rules reading them are counted row by row, not over their distinct values
-    (see :mod:`.counting`). The rows a write made are few: no sample."""
-    if scope.only or not plan.paths:
-        return set()
-    sample = f"SELECT * FROM ({scope.rows(plan.entity_type)}) AS r LIMIT {_SAMPLE}"
-    columns = ", ".join(f"count(DISTINCT t{i}), count(t{i})" for i in range(len(plan.paths)))
-    row = scope.con.execute(
-        f"SELECT {columns} FROM ({scope.con.engine.json_fields(sample, 'id', plan.paths)}) AS s"
-    ).fetchall()[0]
-    return {f"c.t{i}" for i in range(len(plan.paths)) if row[2 * i] * 10 > row[2 * i + 1] * 3}
+    distinct: dict[tuple[str, ...], bool] = {}
+    maybe = []
+    for path in paths:
+        if not scope.only:
+            n, present = next(row), next(row)
+            distinct[path] = n * 10 > present * 3
+        if path in dated:
+            dates, values = next(row), next(row)
+            if dates and dates * 2 > values:
+                maybe.append(".".join(path))
+    if whole:
+        maybe = list(plan.candidates)
+    else:
+        for name in maybe:
+            plan.column(name)
+    unique = {f"c.t{plan.paths.index(p)}" for p, many in distinct.items() if many and p in plan.paths}
+    return maybe, unique
 
 
 def _row_specs(con: Connection, plan: TypePlan, today: _dt.date) -> list[_Spec]:
@@ -339,7 +357,7 @@ def _counted(
 ) -> list[Counted]:
     """What :func:`.counting.count_grouped` counts: every rule (by its index), and each
     date candidate's dates and present values (with ``sampled``, also the values
-    :func:`_date_candidates` counts: any but null, an object or an array, an empty string
+    :func:`_sampled` counts: any but null, an object or an array, an empty string
     included)."""
     counted = [(str(i), s.where) for i, s in enumerate(specs)]
     for name, k, t in candidates:
