@@ -630,3 +630,17 @@ def test_an_add_check_sends_a_bounded_number_of_statements(
         store, monkeypatch, {t: [{**e, "batch": 2} for e in v] for t, v in batch.items()}, None
     )
     assert few - plain <= 8 + 6 * len(batch), (few, plain)
+
+
+def test_fields_of_other_kinds_among_dates(store: ScenarioStore) -> None:
+    """A field is a date candidate when some entity holds a string in it (a field of
+    objects, numbers or lists alone is not asked whether it is mostly dates): one that is
+    mostly dates faults its objects and numbers, in a whole check and an add's alike."""
+    labs = [{"seen": f"2024-01-0{i + 1}", "meta": {"at": "2024-01-01"}, "n": 20240101} for i in range(5)]
+    labs[0]["seen"] = {"at": "2024-01-01"}
+    labs[1]["seen"] = 20240101
+    store.save_scenario("s", {"patients": [{"patient_id": "P1"}]})
+    added = store.add_entities("s", {"lab_results": labs}, check="warn")["check"]
+    whole = store.check_scenario("s")
+    assert added["problems"] == whole["problems"]
+    assert {(p["rule"], p["field"], p["count"]) for p in whole["problems"]} == {("not_a_date", "seen", 2)}

@@ -248,6 +248,12 @@ class Engine(ABC):
         ``entity_data`` column of ``source``."""
 
     @abstractmethod
+    def top_level_key_kinds(self, source: str) -> str:
+        """SQL of the distinct top-level keys (column ``k``) of the JSON objects in the
+        ``entity_data`` column of ``source``, each with whether any of them holds a string
+        there (column ``s``)."""
+
+    @abstractmethod
     def instant(self, text: str) -> str:
         """SQL: the ISO 8601 date or datetime ``text`` (already checked to be one) as a
         ``TIMESTAMPTZ``, so that datetimes with different offsets compare in time order."""

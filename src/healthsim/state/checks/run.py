@@ -110,10 +110,7 @@ def run_rules(scope: Scope) -> tuple[dict[str, int], list[Found]]:
         if scope.only:
             rows = scope.rows(checked=False)
             every = {t for (t,) in con.execute(f"SELECT DISTINCT entity_type FROM ({rows}) AS a").fetchall()}
-            plans = {
-                t: plan_type(t, [k for (k,) in con.execute(con.engine.top_level_keys(scope.rows(t))).fetchall()])
-                for t in checked
-            }
+            plans = {t: _plan_of(scope, t, scope.rows(t)) for t in checked}
             _prepare_targets(scope, plans, every, made)
             for plan in plans.values():
                 found += _check_type(scope, plan, every, made, checked[plan.entity_type])[0]
@@ -162,17 +159,24 @@ def _check_keys(scope: Scope, entity_type: str, count: int, every: set[str], mad
     total = (scope.key_totals or {}).get(entity_type) if not scope.only else None
     if total is not None and total[0] == count:
         sample = f"SELECT * FROM ({scope.rows(entity_type)}) AS r LIMIT {_SAMPLE}"
-        guess = list(
-            dict.fromkeys([*(k for (k,) in con.execute(con.engine.top_level_keys(sample)).fetchall()), *total[2]])
-        )
+        kinds = dict(con.execute(con.engine.top_level_key_kinds(sample)).fetchall())
+        guess = list(dict.fromkeys([*kinds, *total[2]]))
         if all(_plain(k) for k in guess):
-            plan = plan_type(entity_type, guess)
+            # (a key the sample never holds a string in is no date candidate: the sample
+            # tells candidates, and would find no date in it)
+            plan = plan_type(entity_type, guess, {k for k, s in kinds.items() if s})
             plan.verify = guess
             found, keyed = _check_type(scope, plan, every, made)
             if keyed == total[1]:
                 return found
     keys = [k for (k,) in con.execute(con.engine.top_level_keys(scope.rows(entity_type))).fetchall()]
     return _check_type(scope, plan_type(entity_type, keys), every, made)[0]
+
+
+def _plan_of(scope: Scope, entity_type: str, rows: str) -> TypePlan:
+    """The plan of the type from the keys of all of ``rows`` (SQL) and their kinds."""
+    kinds = scope.con.execute(scope.con.engine.top_level_key_kinds(rows)).fetchall()
+    return plan_type(entity_type, [k for k, _ in kinds], {k for k, s in kinds if s})
 
 
 @contextmanager

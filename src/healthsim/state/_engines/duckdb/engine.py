@@ -213,6 +213,13 @@ class DuckDBEngine(Engine):
     def top_level_keys(self, source: str) -> str:
         return f"SELECT DISTINCT unnest(json_keys(entity_data)) AS k FROM ({source}) AS _hs_src"
 
+    def top_level_key_kinds(self, source: str) -> str:
+        return (
+            "SELECT e.key AS k, bool_or(e.type = 'VARCHAR') AS s FROM (SELECT entity_data FROM "
+            f"({source}) AS _hs_src WHERE json_type(entity_data) = 'OBJECT') AS _hs_rows, "
+            "json_each(_hs_rows.entity_data) AS e GROUP BY e.key"
+        )
+
     def instant(self, text: str) -> str:
         return f"TRY_CAST({text} AS TIMESTAMPTZ)"
 

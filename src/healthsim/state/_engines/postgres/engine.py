@@ -223,6 +223,15 @@ class PostgresEngine(Engine):
             f"FROM ({source}) AS _hs_src) AS _hs_parsed WHERE json_typeof(d) = 'object'"
         )
 
+    def top_level_key_kinds(self, source: str) -> str:
+        # (json_each of an object only: the CASE keeps other JSON values from it)
+        objects = "CASE WHEN json_typeof(d) = 'object' THEN d ELSE '{}'::json END"
+        return (
+            "SELECT e.key AS k, bool_or(json_typeof(e.value) = 'string') AS s FROM "
+            f"(SELECT {_parsable('entity_data')} AS d FROM ({source}) AS _hs_src) AS _hs_parsed, "
+            f"json_each({objects}) AS e GROUP BY e.key"
+        )
+
     def instant(self, text: str) -> str:
         return f"CAST({text} AS TIMESTAMPTZ)"
 
