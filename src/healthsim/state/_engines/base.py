@@ -216,6 +216,11 @@ class Engine(ABC):
         """SQL: whether the text of ``column`` matches regular expression ``pattern``."""
 
     @abstractmethod
+    def contains_text(self, column: str, literal: str) -> str:
+        """SQL: whether the text of ``column`` holds ``literal`` (SQL-quoted by the caller:
+        ``'`` doubled) anywhere; a plain substring search, far cheaper than a pattern."""
+
+    @abstractmethod
     def json_equal(self, a: str, b: str) -> str:
         """SQL: whether two JSON values are certainly the same JSON."""
 
@@ -241,6 +246,12 @@ class Engine(ABC):
     def top_level_keys(self, source: str) -> str:
         """SQL of the distinct top-level keys (column ``k``) of the JSON objects in the
         ``entity_data`` column of ``source``."""
+
+    @abstractmethod
+    def top_level_key_kinds(self, source: str) -> str:
+        """SQL of the distinct top-level keys (column ``k``) of the JSON objects in the
+        ``entity_data`` column of ``source``, each with whether any of them holds a string
+        there (column ``s``)."""
 
     @abstractmethod
     def instant(self, text: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from ..entities import id_fields
@@ -57,8 +58,13 @@ class TypePlan:
         return f"k{i}", f"t{i}"
 
 
-def plan_type(entity_type: str, keys: list[str]) -> TypePlan:
-    """The plan of a type whose entities have the top-level ``keys``."""
+def plan_type(entity_type: str, keys: list[str], strings: Collection[str] | None = None) -> TypePlan:
+    """The plan of a type whose entities have the top-level ``keys``.
+
+    Args:
+        strings: the keys that hold a string in some entity (of those whose keys these
+            are), when known: a key that never does cannot be mostly dates, so it is no
+            candidate (its date checks would only cost planning the statement)."""
     plan = TypePlan(entity_type)
     plain = sorted(k for k in keys if PLAIN_KEY.fullmatch(k))
     present = set(plain)
@@ -89,4 +95,6 @@ def plan_type(entity_type: str, keys: list[str]) -> TypePlan:
     known = DATE_FIELDS | NUMBER_FIELDS | GENDER_FIELDS | set(REFERENCES) | set(plan.own_ids)
     known |= {n for names in (*CODE_FIELDS.values(), *IDENTIFIER_FIELDS.values()) for n in names}
     plan.candidates = [k for k in plain if k not in known and k != "code"][:_MAX_CANDIDATES]
+    if strings is not None:
+        plan.candidates = [k for k in plan.candidates if k in strings]
     return plan

@@ -30,13 +30,19 @@ __all__ = [
 ]
 
 # ISO 8601 date, or date and time (``T`` or space), seconds and fraction optional, then
-# ``Z`` or an offset. Hours, minutes and months are checked by the pattern; days of the
-# month by :func:`is_date`.
-_ISO = (
-    "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
-    "([T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\\.[0-9]{1,9})?)?(Z|[+-]([01][0-9]|2[0-3])(:?[0-5][0-9])?)?)?$"
+# ``Z`` or an offset: one pattern checks it all, the days of each month too (29 February
+# only in years divisible by 4 and not by 100, or by 400). One pattern, not a pattern and
+# calendar arithmetic of the day: a check's statements hold a date check for every date
+# field, often several times, and DuckDB took 1.3 ms to plan each arithmetic, 0.4 ms
+# the pattern (a large check spent a fifth of its time planning).
+_TIME = "([T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\\.[0-9]{1,9})?)?(Z|[+-]([01][0-9]|2[0-3])(:?[0-5][0-9])?)?)?"
+_DAY = (
+    "([0-9]{4}-((0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|(0[469]|11)-(0[1-9]|[12][0-9]|30)|02-(0[1-9]|1[0-9]|2[0-8]))"
+    "|([0-9]{2}(0[48]|[2468][048]|[13579][26])|([02468][048]|[13579][26])00)-02-29)"
 )
-_PARTIAL = "^[0-9]{4}(-(0[1-9]|1[0-2]))?$"
+_ISO = f"^{_DAY}{_TIME}$"
+# Also a year, or a year and month, alone (FHIR dates may be).
+_ISO_OR_PARTIAL = f"^({_DAY}{_TIME}|[0-9]{{4}}(-(0[1-9]|1[0-2]))?)$"
 _ICD10 = "^[A-Z][0-9][0-9A-Z](\\.?[0-9A-Z]{1,4})?$"
 _NDC = "^([0-9]{4}-[0-9]{4}-[0-9]{2}|[0-9]{5}-[0-9]{3}-[0-9]{2}|[0-9]{5}-[0-9]{4}-[0-9]{1,2}|[0-9]{10,11})$"
 _NUMBER = "^ *-?([0-9]+(\\.[0-9]*)?|\\.[0-9]+)([eE][-+]?[0-9]+)? *$"
@@ -58,18 +64,8 @@ def _doubled(text: str, i: int) -> str:
 def is_date(con: Connection, k: str, t: str, *, partial: bool = True) -> str:
     """SQL: ``t`` is an ISO 8601 date or datetime of a day that exists; with ``partial``,
     also a year or a year and month alone (``2012``, ``2012-05``: FHIR dates may be)."""
-    year, month, day = (f"CAST(substr({t}, {a}, {n}) AS INTEGER)" for a, n in ((1, 4), (6, 2), (9, 2)))
-    leap = f"({year} % 4 = 0 AND ({year} % 100 <> 0 OR {year} % 400 = 0))"
-    last = (
-        f"CASE {month} WHEN 2 THEN CASE WHEN {leap} THEN 29 ELSE 28 END "
-        f"WHEN 4 THEN 30 WHEN 6 THEN 30 WHEN 9 THEN 30 WHEN 11 THEN 30 ELSE 31 END"
-    )
-    shorter = f" OR {con.engine.matches(t, _PARTIAL)}" if partial else ""
-    # (The CASE keeps the casts away from texts the pattern refused.)
-    return (
-        f"(CASE WHEN {k} = 'string' AND substr({t}, 1, 4) <> '0000' AND ({con.engine.matches(t, _ISO)}{shorter}) "
-        f"THEN CASE WHEN length({t}) < 10 THEN true ELSE {day} <= {last} END ELSE false END)"
-    )
+    pattern = con.engine.matches(t, _ISO_OR_PARTIAL if partial else _ISO)
+    return f"(CASE WHEN {k} = 'string' AND substr({t}, 1, 4) <> '0000' AND {pattern} THEN true ELSE false END)"
 
 
 def bad_date(con: Connection, k: str, t: str) -> str:
@@ -130,18 +126,23 @@ def bad_ndc(con: Connection, k: str, t: str) -> str:
     return f"({k} <> 'null' AND NOT ({k} IN ('string', 'number') AND {con.engine.matches(t, _NDC)}))"
 
 
-def _digits(t: str) -> str:
-    return f"regexp_replace({t}, '[^0-9]', '', 'g')"
+# The digits of an identifier are read by patterns over its text, not by removing what is
+# not a digit (``regexp_replace`` of every character: four times slower, and called twice).
+# Between two digits any other characters may stand.
+_GAP = "[^0-9]*"
+_FICTION_PHONE = _GAP.join(["5", "5", "5", "0", "1", "[0-9]", "[0-9]"]) + _GAP + "$"
 
 
-def real_ssn(k: str, t: str) -> str:
+def real_ssn(con: Connection, k: str, t: str) -> str:
     """SQL: an SSN with digits whose first is not 9 (9xx numbers are never issued)."""
-    return f"({k} IN ('string', 'number') AND {_digits(t)} <> '' AND left({_digits(t)}, 1) <> '9')"
+    return f"({k} IN ('string', 'number') AND {con.engine.matches(t, '^' + _GAP + '[0-8]')})"
 
 
-def real_phone(k: str, t: str) -> str:
-    """SQL: a phone number with digits that do not end in 555-01xx (reserved for fiction)."""
-    return f"({k} IN ('string', 'number') AND {_digits(t)} <> '' AND NOT right({_digits(t)}, 7) LIKE '55501__')"
+def real_phone(con: Connection, k: str, t: str) -> str:
+    """SQL: a phone number with digits whose last seven are not 555-01xx (reserved for
+    fiction; fewer than seven digits are not)."""
+    has_digit = con.engine.matches(t, "[0-9]")
+    return f"({k} IN ('string', 'number') AND {has_digit} AND NOT {con.engine.matches(t, _FICTION_PHONE)})"
 
 
 def real_email(con: Connection, k: str, t: str) -> str:

@@ -171,6 +171,11 @@ class DuckDBEngine(Engine):
     def matches(self, column: str, pattern: str) -> str:
         return f"regexp_matches({column}, '{pattern}')"
 
+    def contains_text(self, column: str, literal: str) -> str:
+        # (contains() finds the first character with memchr: a literal opening with a
+        # character as common as a quote in JSON text is slow; callers avoid that)
+        return f"contains({column}, '{literal}')"
+
     def json_equal(self, a: str, b: str) -> str:
         # json() keeps key order and tells 1 from 1.0 and true: equal minified text is the same JSON.
         return f"({a}::VARCHAR = {b}::VARCHAR OR json({a}) = json({b}))"
@@ -207,6 +212,13 @@ class DuckDBEngine(Engine):
 
     def top_level_keys(self, source: str) -> str:
         return f"SELECT DISTINCT unnest(json_keys(entity_data)) AS k FROM ({source}) AS _hs_src"
+
+    def top_level_key_kinds(self, source: str) -> str:
+        return (
+            "SELECT e.key AS k, bool_or(e.type = 'VARCHAR') AS s FROM (SELECT entity_data FROM "
+            f"({source}) AS _hs_src WHERE json_type(entity_data) = 'OBJECT') AS _hs_rows, "
+            "json_each(_hs_rows.entity_data) AS e GROUP BY e.key"
+        )
 
     def instant(self, text: str) -> str:
         return f"TRY_CAST({text} AS TIMESTAMPTZ)"

@@ -191,6 +191,9 @@ class PostgresEngine(Engine):
     def matches(self, column: str, pattern: str) -> str:
         return f"({column})::TEXT ~ '{pattern}'"
 
+    def contains_text(self, column: str, literal: str) -> str:
+        return f"strpos(({column})::TEXT, '{literal}') > 0"
+
     def json_equal(self, a: str, b: str) -> str:
         # Not jsonb: it takes 1e2 for 100.
         return f"({a}::TEXT = {b}::TEXT)"
@@ -218,6 +221,15 @@ class PostgresEngine(Engine):
         return (
             f"SELECT DISTINCT json_object_keys(d) AS k FROM (SELECT {_parsable('entity_data')} AS d "
             f"FROM ({source}) AS _hs_src) AS _hs_parsed WHERE json_typeof(d) = 'object'"
+        )
+
+    def top_level_key_kinds(self, source: str) -> str:
+        # (json_each of an object only: the CASE keeps other JSON values from it)
+        objects = "CASE WHEN json_typeof(d) = 'object' THEN d ELSE '{}'::json END"
+        return (
+            "SELECT e.key AS k, bool_or(json_typeof(e.value) = 'string') AS s FROM "
+            f"(SELECT {_parsable('entity_data')} AS d FROM ({source}) AS _hs_src) AS _hs_parsed, "
+            f"json_each({objects}) AS e GROUP BY e.key"
         )
 
     def instant(self, text: str) -> str:
