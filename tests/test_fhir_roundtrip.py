@@ -389,3 +389,14 @@ def test_long_digit_runs_are_found(text: str) -> None:
     from healthsim.state.exchange.fhir.common import may_hold_long_int
 
     assert may_hold_long_int(text.encode()) == bool(re.search(r"[0-9]{19}", text))
+
+
+@pytest.mark.parametrize("entity_type", ["encounters", "medications", "subjects"])
+@pytest.mark.parametrize("status", [[], {"code": "finished"}, ["finished"]])
+def test_a_status_that_is_a_list_or_object_is_mapped_not_a_crash(entity_type: str, status: Any) -> None:
+    # It was looked up in a set of statuses, which raised TypeError and stopped the whole export.
+    entity = {"patient_mrn": "MRN-1", "name": "metformin", "status": status}
+    resources = entity_resources(entity, entity_type, "6f1a3c52-8f9e-5d1b-9a57-3e2c4b7d9f10", TODAY)
+    assert resources[0]["status"] in {"unknown", "on-study"}
+    fields = json.loads(resources[0]["extension"][-1]["valueString"])["fields"]
+    assert fields["status"] == status  # the import gives it back

@@ -49,6 +49,12 @@ _MED_STATUS = {"active", "on-hold", "cancelled", "completed", "entered-in-error"
 _CLAIM_TYPES = {"PROFESSIONAL": "professional", "INSTITUTIONAL": "institutional", "DENTAL": "oral", "RX": "pharmacy"}
 
 
+def _status(entity: dict[str, Any]) -> str | None:
+    """The entity's status when it is text (a list or object cannot be looked up in a set)."""
+    status = entity.get("status")
+    return status if isinstance(status, str) else None
+
+
 def _put(target: dict[str, Any], key: str, value: Any) -> None:
     """Set ``key`` unless the value is empty (FHIR has no empty elements)."""
     if value is not None and value != [] and value != {}:
@@ -176,7 +182,7 @@ def _encounter(entity: dict[str, Any], key: str, own: bool) -> list[dict[str, An
     resource: dict[str, Any] = {"resourceType": "Encounter", "id": resource_id("encounters", key)}
     if own:
         resource["identifier"] = [identifier("encounters", key)]
-    status = entity.get("status")
+    status = _status(entity)
     resource["status"] = status if status in _ENCOUNTER_STATUS else "onleave" if status == "on-hold" else "unknown"
     raw = pick(entity, "encounters", "class_code")
     code = _CLASS_OUT.get(raw, raw) if isinstance(raw, str) else None
@@ -249,7 +255,7 @@ def _procedure(entity: dict[str, Any], key: str, own: bool) -> list[dict[str, An
 
 
 def _medication(entity: dict[str, Any], key: str, own: bool) -> list[dict[str, Any]]:
-    status = entity.get("status")
+    status = _status(entity)
     resource: dict[str, Any] = {
         "resourceType": "MedicationRequest",
         "id": resource_id("medications", key),
@@ -483,7 +489,7 @@ def _prescription(entity: dict[str, Any], key: str, own: bool) -> list[dict[str,
 
 
 def _subject(entity: dict[str, Any], key: str, own: bool) -> list[dict[str, Any]]:
-    status = entity.get("status")
+    status = _status(entity)
     states = {
         "candidate",
         "eligible",
