@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from healthsim.state import ScenarioStore
 from healthsim.state.errors import CheckFailedError, InvalidInputError, ScenarioNotFoundError
+from helpers.examples import examples
 
 TODAY = _dt.datetime.now(_dt.UTC).date()
 
@@ -644,3 +645,150 @@ def test_fields_of_other_kinds_among_dates(store: ScenarioStore) -> None:
     whole = store.check_scenario("s")
     assert added["problems"] == whole["problems"]
     assert {(p["rule"], p["field"], p["count"]) for p in whole["problems"]} == {("not_a_date", "seen", 2)}
+
+
+# ---------------------------------------------------------------- two types at a time (issue 24)
+# Where the engine runs one connection's cursors at once (DuckDB), the check's per-type work
+# runs two types at a time on two cursors; the answers must be those of one type after another.
+
+_BAD_VALUES = st.sampled_from(
+    [
+        "unknown",
+        "2024-02-30",
+        "1800-01-01",
+        "2999-12-31",
+        12,
+        None,
+        "",
+        "MRN-9",
+        "MRN-404",
+        "E404",
+        "P2",
+        "123-45-6789",
+        "312-867-5309",
+        "someone@gmail.com",
+        "E11",
+        "4548-5",
+        "1234567890",
+        "X",
+        {"at": "2024-01-01"},
+    ]
+)
+_FIELDS = st.sampled_from(
+    [
+        "patient_mrn",
+        "patient_id",
+        "mrn",
+        "encounter_id",
+        "member_id",
+        "claim_id",
+        "prescription_number",
+        "birth_date",
+        "death_date",
+        "admission_time",
+        "discharge_time",
+        "diagnosed_date",
+        "resolved_date",
+        "collected_time",
+        "gender",
+        "ssn",
+        "code",
+        "loinc_code",
+        "ndc",
+        "provider_npi",
+        "heart_rate",
+        "value",
+    ]
+)
+
+
+@st.composite
+def _planted(draw: st.DrawFn) -> dict[str, list[dict[str, Any]]]:
+    """:func:`clean` with problems planted at random: fields set to bad values, entities
+    repeated (duplicate ids), a type left out (references to it name a missing type)."""
+    entities = clean()
+    for entity_type in draw(st.lists(st.sampled_from(sorted(entities)), max_size=2, unique=True)):
+        if entity_type not in ("patients", "encounters"):  # (keep two types or more)
+            del entities[entity_type]
+    types = sorted(entities)
+    for _ in range(draw(st.integers(0, 12))):
+        rows = entities[draw(st.sampled_from(types))]
+        rows[draw(st.integers(0, len(rows) - 1))][draw(_FIELDS)] = draw(_BAD_VALUES)
+    for entity_type in draw(st.lists(st.sampled_from(types), max_size=3)):
+        entities[entity_type].append(copy.deepcopy(entities[entity_type][0]))
+    return entities
+
+
+def _worker_cursors(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A list counting the worker cursors the engines open from now on."""
+    from healthsim.state._engines.duckdb.engine import DuckDBEngine
+    from healthsim.state._engines.postgres.engine import PostgresEngine
+
+    opened: list[int] = []
+    for engine in (DuckDBEngine, PostgresEngine):
+        real = engine.worker_cursor
+
+        def counted(self: Any, con: Any, real: Any = real) -> Any:
+            opened.append(1)
+            return real(self, con)
+
+        monkeypatch.setattr(engine, "worker_cursor", counted)
+    return opened
+
+
+@pytest.mark.duckdb_only
+@settings(max_examples=examples(25), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(_planted())
+def test_two_types_at_a_time_answer_as_one_after_another(
+    store: ScenarioStore, monkeypatch: pytest.MonkeyPatch, entities: dict[str, list[dict[str, Any]]]
+) -> None:
+    """The same answer, examples and order included, with the engine's concurrent cursors
+    turned off (one type after another on the connection) and on (two workers)."""
+    from healthsim.state._engines.duckdb.engine import DuckDBEngine
+
+    store.save_scenario("many", entities, overwrite=True)
+    with monkeypatch.context() as patched:
+        opened = _worker_cursors(patched)
+        patched.setattr(DuckDBEngine, "concurrent_cursors", False)
+        serial = store.check_scenario("many")
+        assert opened == []
+        patched.setattr(DuckDBEngine, "concurrent_cursors", True)
+        parallel = store.check_scenario("many")
+        assert len(opened) == 2  # (the parallel path was taken)
+    assert parallel == serial
+    assert list(parallel["checked"]) == list(serial["checked"]) and len(serial["checked"]) >= 2
+
+
+def test_types_are_checked_two_at_a_time_where_the_engine_can(
+    store: ScenarioStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DuckDB checks two types at a time (two worker cursors); PostgreSQL, whose connection
+    runs one statement at a time, one after another. The id tables the workers share are
+    gone afterwards; an earlier version (rows in the reader's temporary table, which a
+    cursor does not see) is checked one type after another."""
+    from healthsim.state._engines import engine_for
+
+    entities = clean()
+    entities["encounters"][0]["patient_mrn"] = "MRN-404"
+    store.save_scenario("s", entities)
+    store.add_entities("s", {"vital_signs": [{"patient_mrn": "MRN-405", "observation_time": "2024-03-01"}]})
+    opened = _worker_cursors(monkeypatch)
+    answer = store.check_scenario("s")
+    concurrent = engine_for(store.path).concurrent_cursors
+    assert len(opened) == (2 if concurrent else 0)
+    assert {(p["rule"], p["type"], p["count"]) for p in answer["problems"]} == {
+        ("unresolved_reference", "encounters", 1),
+        ("unresolved_reference", "vital_signs", 1),
+    }
+    opened.clear()
+    earlier = store.check_scenario("s", version=1)
+    assert opened == [] and [(p["type"], p["count"]) for p in earlier["problems"]] == [("encounters", 1)]
+    if concurrent:
+        from healthsim.state._engines.duckdb.instance import process_instance
+
+        left = (
+            process_instance()
+            .base.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name LIKE '_hs_check%'")
+            .fetchall()
+        )
+        assert left == [(0,)]

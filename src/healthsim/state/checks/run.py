@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -25,6 +26,7 @@ from .._engines import Connection
 from ..version_cache import KeyTotal
 from . import sql
 from .counting import COLUMN_REF, KEYS, Counted, count_grouped
+from .parallel import each_type
 from .plan import PLAIN_KEY, TypePlan, plan_type
 from .rules import REFERENCES
 
@@ -51,6 +53,15 @@ class Scope:
     #: Per type, what the save counted of its keys (see :mod:`..version_cache`): lets a
     #: sample's keys stand for all when the entities' keys add up to the saved total.
     key_totals: Mapping[str, KeyTotal] | None = None
+    #: The rows are committed in a table other connections read (not a write's own rows
+    #: in its transaction, nor a temporary table): types may be checked two at a time, on
+    #: cursors of their own, where the engine can (see :mod:`.parallel`).
+    parallel: bool = False
+    #: While types are checked at once: the id tables made (target type -> table every
+    #: cursor reads), and the lock they are made under (each is made once, by the first
+    #: worker that needs it).
+    shared: dict[str, str] | None = None
+    lock: threading.Lock = _field(default_factory=threading.Lock)
 
     def rows(self, entity_type: str | None = None, *, checked: bool = True) -> str:
         """SQL of the rows, of one type or all (``checked``: only those checked)."""
@@ -115,8 +126,15 @@ def run_rules(scope: Scope) -> tuple[dict[str, int], list[Found]]:
             for plan in plans.values():
                 found += _check_type(scope, plan, every, made, checked[plan.entity_type])[0]
         else:
-            for entity_type in checked:
-                found += _check_keys(scope, entity_type, checked[entity_type], every, made)
+            parallel = scope.parallel and con.engine.concurrent_cursors and len(checked) > 1
+            if parallel := parallel and con.engine.shared_table(con, "_hs_check") is not None:
+                scope = replace(scope, shared={})
+
+            def check(cursor: Connection, entity_type: str) -> list[Found]:
+                return _check_keys(replace(scope, con=cursor), entity_type, checked[entity_type], every, made)
+
+            for each in each_type(con, checked, check, parallel=parallel).values():
+                found += each
     return checked, found
 
 
@@ -508,8 +526,23 @@ def _target_ids(scope: Scope, target: str, made: set[str], where: str | None = N
     fields (an MRN for patients); for patients also the day of birth and of death
     (``birth``, ``death``: valid dates only, the widest span per id)."""
     name = f"_hs_check_ids_{target}"
-    if name in made:
+    if scope.shared is None:
+        if name not in made:
+            _make_ids(scope, target, scope.con.engine.create_temp(scope.con, name), where)
+            made.add(name)
         return name
+    with scope.lock:  # (made once, by the first worker that needs it; the other waits)
+        if target not in scope.shared:
+            table = scope.con.engine.shared_table(scope.con, name)
+            assert table is not None  # (run_rules asked before the workers started)
+            _make_ids(scope, target, f"CREATE TABLE {table}", where)
+            made.add(table)
+            scope.shared[target] = table
+        return scope.shared[target]
+
+
+def _make_ids(scope: Scope, target: str, create: str, where: str | None) -> None:
+    """Make the id table of :func:`_target_ids` by ``create`` (the start of the statement)."""
     con = scope.con
     fields = REFERENCES[next(r for r, (t, _) in REFERENCES.items() if t == target)][1]
     paths = [(f,) for f in fields] + ([("birth_date",), ("death_date",)] if target == "patients" else [])
@@ -529,11 +562,9 @@ def _target_ids(scope: Scope, target: str, made: set[str], where: str | None = N
         f"FROM ({parsed}) AS p"
     )
     con.execute(
-        f"{con.engine.create_temp(con, name)} AS SELECT ref, count(*) FILTER (WHERE f = 0) AS own, min(birth) AS birth, "
+        f"{create} AS SELECT ref, count(*) FILTER (WHERE f = 0) AS own, min(birth) AS birth, "
         f"max(death) AS death FROM ({each}) AS e WHERE ref IS NOT NULL GROUP BY ref"
     )
-    made.add(name)
-    return name
 
 
 def _reference_specs(

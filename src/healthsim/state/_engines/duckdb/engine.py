@@ -44,6 +44,7 @@ class DuckDBEngine(Engine):
     stages_large_writes = True
     keeps_key_counts = True
     parses_while_streaming = False
+    concurrent_cursors = True
 
     # ------------------------------------------------------------------ the database
 
@@ -158,6 +159,24 @@ class DuckDBEngine(Engine):
 
     def discard_staging(self, con: Connection, staging_id: uuid.UUID) -> None:
         discard_staging(_duck(con), staging_id)
+
+    # ------------------------------------------------------------------ work in threads
+
+    @contextmanager
+    def worker_cursor(self, con: Connection) -> Iterator[Connection]:
+        cursor = cast(DuckConnection, con).cursor()
+        try:
+            yield cursor
+        finally:
+            cursor.raw.close()  # (its temporary tables go with it)
+
+    def shared_table(self, con: Connection, name: str) -> str | None:
+        # The process's instance is an in-memory database every cursor of it reads (the file
+        # is attached to it: see .instance); a file opened on an instance of its own has none.
+        rows = con.execute(
+            "SELECT 1 FROM duckdb_databases() WHERE database_name = 'memory' AND NOT readonly"
+        ).fetchall()
+        return f'memory.main."{name}_{uuid.uuid4().hex}"' if rows else None
 
     # ------------------------------------------------------------------ SQL fragments
 
