@@ -213,6 +213,11 @@ class Engine(ABC):
         runs, reading what ``con`` reads once committed (closed at the end)."""
 
     @abstractmethod
+    def share_threads(self, con: Connection) -> AbstractContextManager[None]:
+        """While one of several workers runs statements on ``con`` (a worker cursor): the
+        engine's threads shared among them (the last one left gets them all again)."""
+
+    @abstractmethod
     def shared_table(self, con: Connection, name: str) -> str | None:
         """A name, unique to this call, for a table made from ``name`` that every cursor of
         ``con`` reads (a temporary table is its own connection's); made with ``CREATE TABLE``

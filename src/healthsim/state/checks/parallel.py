@@ -46,17 +46,20 @@ def each_type(
     results: dict[str, T] = {}
 
     def run(cursor: Connection) -> None:
-        while True:
-            try:
-                entity_type = pending.get_nowait()
-            except queue.Empty:
-                return
-            try:
-                results[entity_type] = work(cursor, entity_type)
-            except BaseException:
-                while not pending.empty():  # (the other worker stops after its type)
-                    pending.get_nowait()
-                raise
+        # (each worker has its share of the engine's threads, measured cheaper than every
+        # statement on every thread; the last one busy gets them all)
+        with cursor.engine.share_threads(cursor):
+            while True:
+                try:
+                    entity_type = pending.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    results[entity_type] = work(cursor, entity_type)
+                except BaseException:
+                    while not pending.empty():  # (the other worker stops after its type)
+                        pending.get_nowait()
+                    raise
 
     with ExitStack() as cursors:
         workers = [cursors.enter_context(con.engine.worker_cursor(con)) for _ in range(min(_WORKERS, len(types)))]

@@ -19,6 +19,7 @@ from ..base import AnalyticsConnection, Connection, Engine, Params
 from .connection import DuckConnection, opened, process_lock, restrict_permissions, transaction
 from .sandbox import check_statement, run_sandboxed
 from .schema import begin_staging, discard_staging, end_staging, prepare, schema_version
+from .threads import THREADS
 
 __all__ = ["DUCKDB", "DuckDBEngine", "local_duckdb"]
 
@@ -169,6 +170,9 @@ class DuckDBEngine(Engine):
             yield cursor
         finally:
             cursor.raw.close()  # (its temporary tables go with it)
+
+    def share_threads(self, con: Connection) -> AbstractContextManager[None]:
+        return THREADS.shared(con)
 
     def shared_table(self, con: Connection, name: str) -> str | None:
         # The process's instance is an in-memory database every cursor of it reads (the file

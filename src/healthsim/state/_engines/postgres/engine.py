@@ -7,7 +7,7 @@ import hashlib
 import os
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, closing, contextmanager
+from contextlib import AbstractContextManager, closing, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, cast
 
@@ -182,6 +182,9 @@ class PostgresEngine(Engine):
 
     def worker_cursor(self, con: Connection) -> AbstractContextManager[Connection]:
         raise NotImplementedError("a PostgreSQL connection runs one statement at a time")
+
+    def share_threads(self, con: Connection) -> AbstractContextManager[None]:
+        return nullcontext()
 
     def shared_table(self, con: Connection, name: str) -> str | None:
         return None  # (no worker cursors: a temporary table serves)
