@@ -57,11 +57,8 @@ class Scope:
     #: in its transaction, nor a temporary table): types may be checked two at a time, on
     #: cursors of their own, where the engine can (see :mod:`.parallel`).
     parallel: bool = False
-    #: While types are checked at once: the id tables made (target type -> table every
-    #: cursor reads), and the lock they are made under (each is made once, by the first
-    #: worker that needs it).
-    shared: dict[str, str] | None = None
-    lock: threading.Lock = _field(default_factory=threading.Lock)
+    #: While types are checked at once: the id tables every cursor reads.
+    shared: _Shared | None = None
 
     def rows(self, entity_type: str | None = None, *, checked: bool = True) -> str:
         """SQL of the rows, of one type or all (``checked``: only those checked)."""
@@ -70,6 +67,20 @@ class Scope:
             kind = "" if entity_type is None else f" WHERE entity_type = {_literal(entity_type)}"
             return f"SELECT * FROM {self.written}{kind}"
         return f"SELECT * FROM ({sql}) AS _hs_rows WHERE {self.only}" if checked and self.only else sql
+
+
+@dataclass
+class _Shared:
+    """The id tables of a check of types at once (target type -> table every cursor
+    reads), each made once, by the first worker that needs it, under its own lock."""
+
+    tables: dict[str, str] = _field(default_factory=dict)
+    locks: dict[str, threading.Lock] = _field(default_factory=dict)
+    guard: threading.Lock = _field(default_factory=threading.Lock)
+
+    def lock(self, target: str) -> threading.Lock:
+        with self.guard:
+            return self.locks.setdefault(target, threading.Lock())
 
 
 @dataclass
@@ -128,7 +139,7 @@ def run_rules(scope: Scope) -> tuple[dict[str, int], list[Found]]:
         else:
             parallel = scope.parallel and con.engine.concurrent_cursors and len(checked) > 1
             if parallel := parallel and con.engine.shared_table(con, "_hs_check") is not None:
-                scope = replace(scope, shared={})
+                scope = replace(scope, shared=_Shared())
 
             def check(cursor: Connection, entity_type: str) -> list[Found]:
                 return _check_keys(replace(scope, con=cursor), entity_type, checked[entity_type], every, made)
@@ -217,6 +228,8 @@ def _check_type(
     in all. ``rows``: how many rows are checked, when known (a few: their fields that
     may be dates are told in the same statement, the sample being all of them)."""
     con = scope.con
+    if scope.shared is not None:
+        _free_ids_first(scope, scope.shared, plan, every, made)
     own = _own_id(plan)  # (its columns read with the others)
     joins: dict[str, str] = {}  # alias -> JOIN clause
     specs = _row_specs(con, plan, scope.today)
@@ -531,14 +544,37 @@ def _target_ids(scope: Scope, target: str, made: set[str], where: str | None = N
             _make_ids(scope, target, scope.con.engine.create_temp(scope.con, name), where)
             made.add(name)
         return name
-    with scope.lock:  # (made once, by the first worker that needs it; the other waits)
-        if target not in scope.shared:
-            table = scope.con.engine.shared_table(scope.con, name)
-            assert table is not None  # (run_rules asked before the workers started)
-            _make_ids(scope, target, f"CREATE TABLE {table}", where)
-            made.add(table)
-            scope.shared[target] = table
-        return scope.shared[target]
+    with scope.shared.lock(target):  # (made once, by the first worker that needs it; another waits)
+        return _shared_ids(scope, scope.shared, target, made)
+
+
+def _shared_ids(scope: Scope, shared: _Shared, target: str, made: set[str]) -> str:
+    """The id table of ``target`` every worker reads, made now if it is not yet (the
+    caller holds its lock)."""
+    if target not in shared.tables:
+        name = f"_hs_check_ids_{target}"
+        table = scope.con.engine.shared_table(scope.con, name)
+        assert table is not None  # (run_rules asked before the workers started)
+        _make_ids(scope, target, f"CREATE TABLE {table}", None)
+        made.add(table)
+        shared.tables[target] = table
+    return shared.tables[target]
+
+
+def _free_ids_first(scope: Scope, shared: _Shared, plan: TypePlan, every: set[str], made: set[str]) -> None:
+    """Make the id tables the type reads that no other worker is making now (at the start,
+    while one worker makes the patients' table, the other makes the encounters' instead of
+    waiting); the others are waited for when the rules ask for them."""
+    targets = [REFERENCES[name][0] for name in plan.references]
+    if plan.events or "mrn" in plan.own_ids:
+        targets.append("patients")
+    for target in dict.fromkeys(t for t in targets if t in every):
+        lock = shared.lock(target)
+        if lock.acquire(blocking=False):
+            try:
+                _shared_ids(scope, shared, target, made)
+            finally:
+                lock.release()
 
 
 def _make_ids(scope: Scope, target: str, create: str, where: str | None) -> None:
