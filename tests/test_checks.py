@@ -793,3 +793,38 @@ def test_types_are_checked_two_at_a_time_where_the_engine_can(
             .fetchall()
         )
         assert left == [(0,)]
+
+
+@pytest.mark.duckdb_only
+def test_a_failing_worker_fails_the_check_and_leaves_nothing(
+    store: ScenarioStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error in one worker's type is the check's error; the other worker stops, the
+    cursors are closed and the shared id tables dropped; the next check answers."""
+    from healthsim.state._engines.duckdb.connection import DuckConnection
+    from healthsim.state._engines.duckdb.instance import process_instance
+
+    store.save_scenario("s", clean())
+    execute = DuckConnection.execute
+    threads = "SELECT current_setting('threads')"
+    before = process_instance().base.execute(threads).fetchall()
+
+    def failing(self: DuckConnection, sql: str, params: Any = None) -> Any:
+        if "entity_type = 'vital_signs'" in sql:
+            raise RuntimeError("planted failure")
+        return execute(self, sql, params)
+
+    with monkeypatch.context() as patched:
+        opened = _worker_cursors(patched)
+        patched.setattr(DuckConnection, "execute", failing)
+        with pytest.raises(RuntimeError, match="planted failure"):
+            store.check_scenario("s")
+        assert len(opened) == 2
+    left = (
+        process_instance()
+        .base.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name LIKE '_hs_check%'")
+        .fetchall()
+    )
+    assert left == [(0,)]
+    assert process_instance().base.execute(threads).fetchall() == before  # (the workers' share given back)
+    assert store.check_scenario("s")["problems"] == []
