@@ -828,3 +828,36 @@ def test_a_failing_worker_fails_the_check_and_leaves_nothing(
     assert left == [(0,)]
     assert process_instance().base.execute(threads).fetchall() == before  # (the workers' share given back)
     assert store.check_scenario("s")["problems"] == []
+
+
+@pytest.mark.duckdb_only
+def test_ctrl_c_while_types_are_checked_stops_after_the_types_begun(store: ScenarioStore) -> None:
+    """Ctrl-C reaches the thread waiting for the workers: they finish the type each has
+    begun and begin no other, and the interruption is raised."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from healthsim.state.checks.parallel import each_type
+    from healthsim.state.database import connect
+
+    store.save_scenario("s", clean())
+    begun: list[str] = []
+    both = threading.Barrier(2)
+
+    def work(cursor: Any, entity_type: str) -> int:
+        begun.append(entity_type)
+        if len(begun) <= 2:
+            both.wait(timeout=10)  # (both workers busy)
+            if len(begun) == 2 and entity_type == begun[0]:
+                os.kill(os.getpid(), signal.SIGINT)  # (as Ctrl-C: to the main thread)
+            time.sleep(0.3)  # (the waiting thread takes the interruption meanwhile)
+        return len(cursor.execute("SELECT 1").fetchall())
+
+    sizes = {f"t{i}": 10 - i for i in range(8)}
+    with connect(store.path, read_only=True) as con:
+        assert con is not None
+        with pytest.raises(KeyboardInterrupt):
+            each_type(con, sizes, work, parallel=True)
+    assert sorted(begun) == ["t0", "t1"]

@@ -57,13 +57,25 @@ def each_type(
                 try:
                     results[entity_type] = work(cursor, entity_type)
                 except BaseException:
-                    while not pending.empty():  # (the other worker stops after its type)
-                        pending.get_nowait()
+                    _drain(pending)  # (the other worker stops after its type)
                     raise
 
     with ExitStack() as cursors:
         workers = [cursors.enter_context(con.engine.worker_cursor(con)) for _ in range(min(_WORKERS, len(types)))]
         with ThreadPoolExecutor(len(workers)) as pool:
-            for future in [pool.submit(run, cursor) for cursor in workers]:
-                future.result()
+            try:
+                for future in [pool.submit(run, cursor) for cursor in workers]:
+                    future.result()
+            except BaseException:  # (Ctrl-C in the waiting thread: the workers end after their type)
+                _drain(pending)
+                raise
     return {t: results[t] for t in types}
+
+
+def _drain(pending: queue.SimpleQueue[str]) -> None:
+    """Take the types no worker has begun out of the queue."""
+    while True:
+        try:
+            pending.get_nowait()
+        except queue.Empty:
+            return
