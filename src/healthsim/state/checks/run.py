@@ -8,7 +8,8 @@ Examples (at most five per problem, by row order) are fetched with ``LIMIT`` onl
 rules that found something, so a clean scenario costs the passes and no more. A check of
 the rows a write made copies them into a temporary table first and reads the rest of the
 scenario only through its stored ids or a text search of the names the rows use. Nothing
-is parsed in Python but the counts and the examples.
+is parsed in Python but the counts and the examples. A whole check of committed rows checks
+two types at a time where the engine can (:mod:`.parallel`), its id tables shared.
 """
 
 from __future__ import annotations
