@@ -6,6 +6,7 @@ import copy
 import datetime as _dt
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -861,3 +862,32 @@ def test_ctrl_c_while_types_are_checked_stops_after_the_types_begun(store: Scena
         with pytest.raises(KeyboardInterrupt):
             each_type(con, sizes, work, parallel=True)
     assert sorted(begun) == ["t0", "t1"]
+
+
+@pytest.mark.duckdb_only
+def test_a_file_held_by_duckdb_in_this_process_is_checked_one_type_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file a notebook holds with ``duckdb.connect`` is used through the notebook's
+    instance, which has no in-memory database for tables both cursors read: its types are
+    checked one after another, and nothing is written into the file (even one named
+    ``memory``, like the in-memory database)."""
+    import duckdb
+
+    path = tmp_path / "memory.duckdb"
+    store = ScenarioStore(path)
+    entities = clean()
+    entities["encounters"][0]["patient_mrn"] = "MRN-404"
+    store.save_scenario("s", entities)
+    held = duckdb.connect(str(path))
+    try:
+        opened = _worker_cursors(monkeypatch)
+        answer = store.check_scenario("s")
+        assert opened == []
+        assert [(p["rule"], p["type"], p["count"]) for p in answer["problems"]] == [
+            ("unresolved_reference", "encounters", 1)
+        ]
+        tables = held.sql("SELECT table_name FROM duckdb_tables() WHERE table_name LIKE '_hs_check%'").fetchall()
+        assert tables == []
+    finally:
+        held.close()

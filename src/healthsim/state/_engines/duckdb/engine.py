@@ -178,7 +178,7 @@ class DuckDBEngine(Engine):
         # The process's instance is an in-memory database every cursor of it reads (the file
         # is attached to it: see .instance); a file opened on an instance of its own has none.
         rows = con.execute(
-            "SELECT 1 FROM duckdb_databases() WHERE database_name = 'memory' AND NOT readonly"
+            "SELECT 1 FROM duckdb_databases() WHERE database_name = 'memory' AND path IS NULL AND NOT readonly"
         ).fetchall()
         return f'memory.main."{name}_{uuid.uuid4().hex}"' if rows else None
 
