@@ -6,6 +6,7 @@ import copy
 import datetime as _dt
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 
 from healthsim.state import ScenarioStore
 from healthsim.state.errors import CheckFailedError, InvalidInputError, ScenarioNotFoundError
+from helpers.examples import examples
 
 TODAY = _dt.datetime.now(_dt.UTC).date()
 
@@ -491,7 +493,8 @@ def test_a_check_sends_a_bounded_number_of_statements(store: ScenarioStore, monk
     store.save_scenario("s", more, overwrite=True)
     assert store.check_scenario("s")["problems"] == []
     assert statements_of_a_check(store, monkeypatch) == few
-    assert few <= 10 + 5 * len(more), few
+    # (and with two workers, each's share of DuckDB's threads: a few statements per worker)
+    assert few <= 10 + 5 * len(more) + 4 * 2, few
 
 
 # ---------------------------------------------------------------- speed (issue 24's targets)
@@ -644,3 +647,247 @@ def test_fields_of_other_kinds_among_dates(store: ScenarioStore) -> None:
     whole = store.check_scenario("s")
     assert added["problems"] == whole["problems"]
     assert {(p["rule"], p["field"], p["count"]) for p in whole["problems"]} == {("not_a_date", "seen", 2)}
+
+
+# ---------------------------------------------------------------- two types at a time (issue 24)
+# Where the engine runs one connection's cursors at once (DuckDB), the check's per-type work
+# runs two types at a time on two cursors; the answers must be those of one type after another.
+
+_BAD_VALUES = st.sampled_from(
+    [
+        "unknown",
+        "2024-02-30",
+        "1800-01-01",
+        "2999-12-31",
+        12,
+        None,
+        "",
+        "MRN-9",
+        "MRN-404",
+        "E404",
+        "P2",
+        "123-45-6789",
+        "312-867-5309",
+        "someone@gmail.com",
+        "E11",
+        "4548-5",
+        "1234567890",
+        "X",
+        {"at": "2024-01-01"},
+    ]
+)
+_FIELDS = st.sampled_from(
+    [
+        "patient_mrn",
+        "patient_id",
+        "mrn",
+        "encounter_id",
+        "member_id",
+        "claim_id",
+        "prescription_number",
+        "birth_date",
+        "death_date",
+        "admission_time",
+        "discharge_time",
+        "diagnosed_date",
+        "resolved_date",
+        "collected_time",
+        "gender",
+        "ssn",
+        "code",
+        "loinc_code",
+        "ndc",
+        "provider_npi",
+        "heart_rate",
+        "value",
+    ]
+)
+
+
+@st.composite
+def _planted(draw: st.DrawFn) -> dict[str, list[dict[str, Any]]]:
+    """:func:`clean` with problems planted at random: fields set to bad values, entities
+    repeated (duplicate ids), a type left out (references to it name a missing type)."""
+    entities = clean()
+    for entity_type in draw(st.lists(st.sampled_from(sorted(entities)), max_size=2, unique=True)):
+        if entity_type not in ("patients", "encounters"):  # (keep two types or more)
+            del entities[entity_type]
+    types = sorted(entities)
+    for _ in range(draw(st.integers(0, 12))):
+        rows = entities[draw(st.sampled_from(types))]
+        rows[draw(st.integers(0, len(rows) - 1))][draw(_FIELDS)] = draw(_BAD_VALUES)
+    for entity_type in draw(st.lists(st.sampled_from(types), max_size=3)):
+        entities[entity_type].append(copy.deepcopy(entities[entity_type][0]))
+    return entities
+
+
+def _worker_cursors(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A list counting the worker cursors the engines open from now on."""
+    from healthsim.state._engines.duckdb.engine import DuckDBEngine
+    from healthsim.state._engines.postgres.engine import PostgresEngine
+
+    opened: list[int] = []
+    for engine in (DuckDBEngine, PostgresEngine):
+        real = engine.worker_cursor
+
+        def counted(self: Any, con: Any, real: Any = real) -> Any:
+            opened.append(1)
+            return real(self, con)
+
+        monkeypatch.setattr(engine, "worker_cursor", counted)
+    return opened
+
+
+@pytest.mark.duckdb_only
+@settings(max_examples=examples(25), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(_planted())
+def test_two_types_at_a_time_answer_as_one_after_another(
+    store: ScenarioStore, monkeypatch: pytest.MonkeyPatch, entities: dict[str, list[dict[str, Any]]]
+) -> None:
+    """The same answer, examples and order included, with the engine's concurrent cursors
+    turned off (one type after another on the connection) and on (two workers)."""
+    from healthsim.state._engines.duckdb.engine import DuckDBEngine
+
+    store.save_scenario("many", entities, overwrite=True)
+    with monkeypatch.context() as patched:
+        opened = _worker_cursors(patched)
+        patched.setattr(DuckDBEngine, "concurrent_cursors", False)
+        serial = store.check_scenario("many")
+        assert opened == []
+        patched.setattr(DuckDBEngine, "concurrent_cursors", True)
+        parallel = store.check_scenario("many")
+        assert len(opened) == 2  # (the parallel path was taken)
+    assert parallel == serial
+    assert list(parallel["checked"]) == list(serial["checked"]) and len(serial["checked"]) >= 2
+
+
+def test_types_are_checked_two_at_a_time_where_the_engine_can(
+    store: ScenarioStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DuckDB checks two types at a time (two worker cursors); PostgreSQL, whose connection
+    runs one statement at a time, one after another. The id tables the workers share are
+    gone afterwards; an earlier version (rows in the reader's temporary table, which a
+    cursor does not see) is checked one type after another."""
+    from healthsim.state._engines import engine_for
+
+    entities = clean()
+    entities["encounters"][0]["patient_mrn"] = "MRN-404"
+    store.save_scenario("s", entities)
+    store.add_entities("s", {"vital_signs": [{"patient_mrn": "MRN-405", "observation_time": "2024-03-01"}]})
+    opened = _worker_cursors(monkeypatch)
+    answer = store.check_scenario("s")
+    concurrent = engine_for(store.path).concurrent_cursors
+    assert len(opened) == (2 if concurrent else 0)
+    assert {(p["rule"], p["type"], p["count"]) for p in answer["problems"]} == {
+        ("unresolved_reference", "encounters", 1),
+        ("unresolved_reference", "vital_signs", 1),
+    }
+    opened.clear()
+    earlier = store.check_scenario("s", version=1)
+    assert opened == [] and [(p["type"], p["count"]) for p in earlier["problems"]] == [("encounters", 1)]
+    if concurrent:
+        from healthsim.state._engines.duckdb.instance import process_instance
+
+        left = (
+            process_instance()
+            .base.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name LIKE '_hs_check%'")
+            .fetchall()
+        )
+        assert left == [(0,)]
+
+
+@pytest.mark.duckdb_only
+def test_a_failing_worker_fails_the_check_and_leaves_nothing(
+    store: ScenarioStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error in one worker's type is the check's error; the other worker stops, the
+    cursors are closed and the shared id tables dropped; the next check answers."""
+    from healthsim.state._engines.duckdb.connection import DuckConnection
+    from healthsim.state._engines.duckdb.instance import process_instance
+
+    store.save_scenario("s", clean())
+    execute = DuckConnection.execute
+    threads = "SELECT current_setting('threads')"
+    before = process_instance().base.execute(threads).fetchall()
+
+    def failing(self: DuckConnection, sql: str, params: Any = None) -> Any:
+        if "entity_type = 'vital_signs'" in sql:
+            raise RuntimeError("planted failure")
+        return execute(self, sql, params)
+
+    with monkeypatch.context() as patched:
+        opened = _worker_cursors(patched)
+        patched.setattr(DuckConnection, "execute", failing)
+        with pytest.raises(RuntimeError, match="planted failure"):
+            store.check_scenario("s")
+        assert len(opened) == 2
+    left = (
+        process_instance()
+        .base.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name LIKE '_hs_check%'")
+        .fetchall()
+    )
+    assert left == [(0,)]
+    assert process_instance().base.execute(threads).fetchall() == before  # (the workers' share given back)
+    assert store.check_scenario("s")["problems"] == []
+
+
+@pytest.mark.duckdb_only
+def test_ctrl_c_while_types_are_checked_stops_after_the_types_begun(store: ScenarioStore) -> None:
+    """Ctrl-C reaches the thread waiting for the workers: they finish the type each has
+    begun and begin no other, and the interruption is raised."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from healthsim.state.checks.parallel import each_type
+    from healthsim.state.database import connect
+
+    store.save_scenario("s", clean())
+    begun: list[str] = []
+    both = threading.Barrier(2)
+
+    def work(cursor: Any, entity_type: str) -> int:
+        begun.append(entity_type)
+        if len(begun) <= 2:
+            both.wait(timeout=10)  # (both workers busy)
+            if len(begun) == 2 and entity_type == begun[0]:
+                os.kill(os.getpid(), signal.SIGINT)  # (as Ctrl-C: to the main thread)
+            time.sleep(0.3)  # (the waiting thread takes the interruption meanwhile)
+        return len(cursor.execute("SELECT 1").fetchall())
+
+    sizes = {f"t{i}": 10 - i for i in range(8)}
+    with connect(store.path, read_only=True) as con:
+        assert con is not None
+        with pytest.raises(KeyboardInterrupt):
+            each_type(con, sizes, work, parallel=True)
+    assert sorted(begun) == ["t0", "t1"]
+
+
+@pytest.mark.duckdb_only
+def test_a_file_held_by_duckdb_in_this_process_is_checked_one_type_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file a notebook holds with ``duckdb.connect`` is used through the notebook's
+    instance, which has no in-memory database for tables both cursors read: its types are
+    checked one after another, and nothing is written into the file (even one named
+    ``memory``, like the in-memory database)."""
+    import duckdb
+
+    path = tmp_path / "memory.duckdb"
+    store = ScenarioStore(path)
+    entities = clean()
+    entities["encounters"][0]["patient_mrn"] = "MRN-404"
+    store.save_scenario("s", entities)
+    held = duckdb.connect(str(path))
+    try:
+        opened = _worker_cursors(monkeypatch)
+        answer = store.check_scenario("s")
+        assert opened == []
+        assert [(p["rule"], p["type"], p["count"]) for p in answer["problems"]] == [
+            ("unresolved_reference", "encounters", 1)
+        ]
+        tables = held.sql("SELECT table_name FROM duckdb_tables() WHERE table_name LIKE '_hs_check%'").fetchall()
+        assert tables == []
+    finally:
+        held.close()

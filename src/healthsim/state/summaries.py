@@ -31,14 +31,12 @@ fields the healthcare facts use) are in ``docs/decisions.md``.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import json
 import math
 import queue
 import re
-import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
@@ -223,49 +221,6 @@ def _top_keys(con: AnalyticsConnection, rows_sql: str, first: list[Any]) -> list
 _UTC = "SET TimeZone = 'UTC'"
 
 
-class _ThreadShare:
-    """DuckDB's worker threads shared among the workers summarising types at once.
-
-    ``threads`` is one setting for a whole database instance (every connection to the
-    file in this process). Two types summarised side by side, each with queries on every
-    thread, were measured 4-7% slower than with one thread each (four threads on two
-    cores); a type left alone gets them all again. While types are summarised, a query
-    of another operation on the same database file in this process (an MCP server runs
-    tools at once) gets the same share; the setting is restored when the last type ends.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._active: dict[str, int] = {}  # database file -> workers summarising
-        self._all: dict[str, int] = {}  # database file -> its setting before
-
-    @contextlib.contextmanager
-    def shared(self, con: AnalyticsConnection) -> Iterator[None]:
-        """While a worker summarises types on ``con``."""
-        (database,) = cast(
-            tuple[str],
-            con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchone(),
-        )
-        with self._lock:
-            if not self._active.get(database):
-                (self._all[database],) = cast(tuple[int], con.execute("SELECT current_setting('threads')").fetchone())
-            self._active[database] = self._active.get(database, 0) + 1
-            self._apply(con, database)
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._active[database] -= 1
-                self._apply(con, database)
-
-    def _apply(self, con: AnalyticsConnection, database: str) -> None:
-        active, every = self._active[database], self._all[database]
-        con.execute(f"SET threads = {max(1, every // active) if active else every}")
-
-
-_THREADS = _ThreadShare()
-
-
 def _each_type(
     con: AnalyticsConnection,
     types: list[str],
@@ -296,7 +251,7 @@ def _each_type(
         """Summarise types until none is left (each worker has its share of DuckDB's
         threads until then; the last one busy gets them all)."""
         cursor.execute(_UTC)
-        with _THREADS.shared(cursor):
+        with cursor.engine.share_threads(cursor):  # (DuckDB's threads shared among the workers)
             while True:
                 try:
                     entity_type = pending.get_nowait()

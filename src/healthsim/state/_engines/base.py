@@ -110,6 +110,9 @@ class Engine(ABC):
     #: A scenario's rows are parsed as they arrive (a server streams them); otherwise they
     #: are fetched whole and parsed after the database is released to other processes.
     parses_while_streaming: ClassVar[bool]
+    #: One connection's cursors (:meth:`worker_cursor`) run statements at the same time, in
+    #: threads of one process (an embedded engine); otherwise one statement at a time.
+    concurrent_cursors: ClassVar[bool]
 
     # ------------------------------------------------------------------ the database
 
@@ -200,6 +203,25 @@ class Engine(ABC):
     @abstractmethod
     def discard_staging(self, con: Connection, staging_id: uuid.UUID) -> None:
         """Remove a failed staged write's rows and its staging id."""
+
+    # ------------------------------------------------------------------ work in threads
+    # Only engines with :attr:`concurrent_cursors` are asked these.
+
+    @abstractmethod
+    def worker_cursor(self, con: Connection) -> AbstractContextManager[Connection]:
+        """Another connection to ``con``'s database for a worker thread while the block
+        runs, reading what ``con`` reads once committed (closed at the end)."""
+
+    @abstractmethod
+    def share_threads(self, con: Connection) -> AbstractContextManager[None]:
+        """While one of several workers runs statements on ``con`` (a worker cursor): the
+        engine's threads shared among them (the last one left gets them all again)."""
+
+    @abstractmethod
+    def shared_table(self, con: Connection, name: str) -> str | None:
+        """A name, unique to this call, for a table made from ``name`` that every cursor of
+        ``con`` reads (a temporary table is its own connection's); made with ``CREATE TABLE``
+        and dropped by the caller. None when ``con`` has no such place."""
 
     # ------------------------------------------------------------------ SQL fragments
 

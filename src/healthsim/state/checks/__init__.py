@@ -86,7 +86,8 @@ def check_reader(
     def base(entity_type: str | None) -> str:
         return reader.rows_sql(entity_type, columns=_COLUMNS)
 
-    return _checked(Scope(reader.connection, base, utcnow().date(), key_totals=key_totals), budget)
+    scope = Scope(reader.connection, base, utcnow().date(), key_totals=key_totals, parallel=reader.shared_rows)
+    return _checked(scope, budget)
 
 
 def check_rows(

@@ -8,13 +8,15 @@ Examples (at most five per problem, by row order) are fetched with ``LIMIT`` onl
 rules that found something, so a clean scenario costs the passes and no more. A check of
 the rows a write made copies them into a temporary table first and reads the rest of the
 scenario only through its stored ids or a text search of the names the rows use. Nothing
-is parsed in Python but the counts and the examples.
+is parsed in Python but the counts and the examples. A whole check of committed rows checks
+two types at a time where the engine can (:mod:`.parallel`), its id tables shared.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import re
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -25,6 +27,7 @@ from .._engines import Connection
 from ..version_cache import KeyTotal
 from . import sql
 from .counting import COLUMN_REF, KEYS, Counted, count_grouped
+from .parallel import each_type
 from .plan import PLAIN_KEY, TypePlan, plan_type
 from .rules import REFERENCES
 
@@ -51,6 +54,12 @@ class Scope:
     #: Per type, what the save counted of its keys (see :mod:`..version_cache`): lets a
     #: sample's keys stand for all when the entities' keys add up to the saved total.
     key_totals: Mapping[str, KeyTotal] | None = None
+    #: The rows are committed in a table other connections read (not a write's own rows
+    #: in its transaction, nor a temporary table): types may be checked two at a time, on
+    #: cursors of their own, where the engine can (see :mod:`.parallel`).
+    parallel: bool = False
+    #: While types are checked at once: the id tables every cursor reads.
+    shared: _Shared | None = None
 
     def rows(self, entity_type: str | None = None, *, checked: bool = True) -> str:
         """SQL of the rows, of one type or all (``checked``: only those checked)."""
@@ -59,6 +68,20 @@ class Scope:
             kind = "" if entity_type is None else f" WHERE entity_type = {_literal(entity_type)}"
             return f"SELECT * FROM {self.written}{kind}"
         return f"SELECT * FROM ({sql}) AS _hs_rows WHERE {self.only}" if checked and self.only else sql
+
+
+@dataclass
+class _Shared:
+    """The id tables of a check of types at once (target type -> table every cursor
+    reads), each made once, by the first worker that needs it, under its own lock."""
+
+    tables: dict[str, str] = _field(default_factory=dict)
+    locks: dict[str, threading.Lock] = _field(default_factory=dict)
+    guard: threading.Lock = _field(default_factory=threading.Lock)
+
+    def lock(self, target: str) -> threading.Lock:
+        with self.guard:
+            return self.locks.setdefault(target, threading.Lock())
 
 
 @dataclass
@@ -115,8 +138,15 @@ def run_rules(scope: Scope) -> tuple[dict[str, int], list[Found]]:
             for plan in plans.values():
                 found += _check_type(scope, plan, every, made, checked[plan.entity_type])[0]
         else:
-            for entity_type in checked:
-                found += _check_keys(scope, entity_type, checked[entity_type], every, made)
+            parallel = scope.parallel and con.engine.concurrent_cursors and len(checked) > 1
+            if parallel := parallel and con.engine.shared_table(con, "_hs_check") is not None:
+                scope = replace(scope, shared=_Shared())
+
+            def check(cursor: Connection, entity_type: str) -> list[Found]:
+                return _check_keys(replace(scope, con=cursor), entity_type, checked[entity_type], every, made)
+
+            for each in each_type(con, checked, check, parallel=parallel).values():
+                found += each
     return checked, found
 
 
@@ -199,6 +229,8 @@ def _check_type(
     in all. ``rows``: how many rows are checked, when known (a few: their fields that
     may be dates are told in the same statement, the sample being all of them)."""
     con = scope.con
+    if scope.shared is not None:
+        _free_ids_first(scope, scope.shared, plan, every, made)
     own = _own_id(plan)  # (its columns read with the others)
     joins: dict[str, str] = {}  # alias -> JOIN clause
     specs = _row_specs(con, plan, scope.today)
@@ -508,8 +540,46 @@ def _target_ids(scope: Scope, target: str, made: set[str], where: str | None = N
     fields (an MRN for patients); for patients also the day of birth and of death
     (``birth``, ``death``: valid dates only, the widest span per id)."""
     name = f"_hs_check_ids_{target}"
-    if name in made:
+    if scope.shared is None:
+        if name not in made:
+            _make_ids(scope, target, scope.con.engine.create_temp(scope.con, name), where)
+            made.add(name)
         return name
+    with scope.shared.lock(target):  # (made once, by the first worker that needs it; another waits)
+        return _shared_ids(scope, scope.shared, target, made)
+
+
+def _shared_ids(scope: Scope, shared: _Shared, target: str, made: set[str]) -> str:
+    """The id table of ``target`` every worker reads, made now if it is not yet (the
+    caller holds its lock)."""
+    if target not in shared.tables:
+        name = f"_hs_check_ids_{target}"
+        table = scope.con.engine.shared_table(scope.con, name)
+        assert table is not None  # (run_rules asked before the workers started)
+        _make_ids(scope, target, f"CREATE TABLE {table}", None)
+        made.add(table)
+        shared.tables[target] = table
+    return shared.tables[target]
+
+
+def _free_ids_first(scope: Scope, shared: _Shared, plan: TypePlan, every: set[str], made: set[str]) -> None:
+    """Make the id tables the type reads that no other worker is making now (at the start,
+    while one worker makes the patients' table, the other makes the encounters' instead of
+    waiting); the others are waited for when the rules ask for them."""
+    targets = [REFERENCES[name][0] for name in plan.references]
+    if plan.events or "mrn" in plan.own_ids:
+        targets.append("patients")
+    for target in dict.fromkeys(t for t in targets if t in every):
+        lock = shared.lock(target)
+        if lock.acquire(blocking=False):
+            try:
+                _shared_ids(scope, shared, target, made)
+            finally:
+                lock.release()
+
+
+def _make_ids(scope: Scope, target: str, create: str, where: str | None) -> None:
+    """Make the id table of :func:`_target_ids` by ``create`` (the start of the statement)."""
     con = scope.con
     fields = REFERENCES[next(r for r, (t, _) in REFERENCES.items() if t == target)][1]
     paths = [(f,) for f in fields] + ([("birth_date",), ("death_date",)] if target == "patients" else [])
@@ -529,11 +599,9 @@ def _target_ids(scope: Scope, target: str, made: set[str], where: str | None = N
         f"FROM ({parsed}) AS p"
     )
     con.execute(
-        f"{con.engine.create_temp(con, name)} AS SELECT ref, count(*) FILTER (WHERE f = 0) AS own, min(birth) AS birth, "
+        f"{create} AS SELECT ref, count(*) FILTER (WHERE f = 0) AS own, min(birth) AS birth, "
         f"max(death) AS death FROM ({each}) AS e WHERE ref IS NOT NULL GROUP BY ref"
     )
-    made.add(name)
-    return name
 
 
 def _reference_specs(

@@ -19,6 +19,7 @@ from ..base import AnalyticsConnection, Connection, Engine, Params
 from .connection import DuckConnection, opened, process_lock, restrict_permissions, transaction
 from .sandbox import check_statement, run_sandboxed
 from .schema import begin_staging, discard_staging, end_staging, prepare, schema_version
+from .threads import THREADS
 
 __all__ = ["DUCKDB", "DuckDBEngine", "local_duckdb"]
 
@@ -44,6 +45,7 @@ class DuckDBEngine(Engine):
     stages_large_writes = True
     keeps_key_counts = True
     parses_while_streaming = False
+    concurrent_cursors = True
 
     # ------------------------------------------------------------------ the database
 
@@ -158,6 +160,27 @@ class DuckDBEngine(Engine):
 
     def discard_staging(self, con: Connection, staging_id: uuid.UUID) -> None:
         discard_staging(_duck(con), staging_id)
+
+    # ------------------------------------------------------------------ work in threads
+
+    @contextmanager
+    def worker_cursor(self, con: Connection) -> Iterator[Connection]:
+        cursor = cast(DuckConnection, con).cursor()
+        try:
+            yield cursor
+        finally:
+            cursor.raw.close()  # (its temporary tables go with it)
+
+    def share_threads(self, con: Connection) -> AbstractContextManager[None]:
+        return THREADS.shared(con)
+
+    def shared_table(self, con: Connection, name: str) -> str | None:
+        # The process's instance is an in-memory database every cursor of it reads (the file
+        # is attached to it: see .instance); a file opened on an instance of its own has none.
+        rows = con.execute(
+            "SELECT 1 FROM duckdb_databases() WHERE database_name = 'memory' AND path IS NULL AND NOT readonly"
+        ).fetchall()
+        return f'memory.main."{name}_{uuid.uuid4().hex}"' if rows else None
 
     # ------------------------------------------------------------------ SQL fragments
 

@@ -7,7 +7,7 @@ import hashlib
 import os
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, closing, contextmanager
+from contextlib import AbstractContextManager, closing, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, cast
 
@@ -67,6 +67,7 @@ class PostgresEngine(Engine):
     stages_large_writes = False
     keeps_key_counts = False
     parses_while_streaming = True
+    concurrent_cursors = False  # (one connection runs one statement at a time)
 
     # ------------------------------------------------------------------ the database
 
@@ -176,6 +177,17 @@ class PostgresEngine(Engine):
 
     def discard_staging(self, con: Connection, staging_id: uuid.UUID) -> None:
         raise NotImplementedError("the team store does not stage writes (stages_large_writes is False)")
+
+    # ------------------------------------------------------------------ work in threads
+
+    def worker_cursor(self, con: Connection) -> AbstractContextManager[Connection]:
+        raise NotImplementedError("a PostgreSQL connection runs one statement at a time")
+
+    def share_threads(self, con: Connection) -> AbstractContextManager[None]:
+        return nullcontext()
+
+    def shared_table(self, con: Connection, name: str) -> str | None:
+        return None  # (no worker cursors: a temporary table serves)
 
     # ------------------------------------------------------------------ SQL fragments
 
