@@ -34,6 +34,13 @@ from helpers.scheduling import memory_tempdir, rank
 
 sys.path.insert(0, str(FIXTURES))  # fixture builders such as legacy_db
 
+# pytest rewrites the asserts of every test module when it imports it, and keeps the result in
+# __pycache__ unless bytecode writing is off. With PYTHONDONTWRITEBYTECODE set (this machine sets it)
+# every worker of every run rewrote all of them again: ~4.5 s of CPU each before the first test. The
+# suite's own processes keep the caches; the user's setting is left as it is for every other program,
+# the ones the tests start included.
+sys.dont_write_bytecode = False
+
 # Temporary files (tmp_path, the PostgreSQL server's folder, the README test's programs) in memory
 # when there is room: see helpers.scheduling. Set before pytest first asks for its base folder, and
 # in the environment so that the processes the tests start use it too.

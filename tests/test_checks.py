@@ -539,7 +539,7 @@ _day_text = st.one_of(
 )
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(20), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.tuples(_identifier, _identifier, _day_text), min_size=1, max_size=12))
 def test_identifier_and_date_rules_mean_what_they_say(store: ScenarioStore, rows: list[tuple[str, str, str]]) -> None:
     """real_looking_ssn: the first digit is not 9; real_looking_phone: the last seven
@@ -573,7 +573,7 @@ def test_days_at_the_end_of_months(store: ScenarioStore) -> None:
 _name = st.text(alphabet="MRN-0129AB", min_size=3, max_size=9)
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(20), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(_name, min_size=1, max_size=12), st.lists(_name, max_size=3), st.lists(_name, min_size=1, max_size=12))
 def test_check_on_add_resolves_names_as_a_whole_check_does(
     store: ScenarioStore, old: list[str], new: list[str], refs: list[str]

@@ -97,6 +97,7 @@ def test_locked_database_times_out_with_a_clear_error(
     assert [s["name"] for s in store.list_scenarios()["scenarios"]] == ["before"]
 
 
+@pytest.mark.slow
 def test_locked_database_waits_for_release(
     store: ScenarioStore, db_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -127,6 +127,7 @@ def test_files_across_the_drop_boundary(
     assert rebuild(data, read_bytes=read_bytes, keep_chars=keep_chars, batch_chars=batch_chars) == document
 
 
+@pytest.mark.slow
 def test_pretty_printed_megabyte_files_read_with_the_default_window() -> None:
     """The defect of issue 7: 1–2 MB indent=2 files failed once the window dropped text."""
     for count in (2_000, 2_600, 4_000):

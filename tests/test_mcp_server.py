@@ -112,6 +112,7 @@ async def call_error(client: ClientSession, tool: str, **arguments: Any) -> str:
     return result.content[0].text
 
 
+@pytest.mark.slow
 def test_installed_server_over_stdio_smoke(db_path: Path, tmp_path: Path) -> None:
     """The one real-subprocess smoke test: ``healthsim mcp`` on PATH, stdio, a real database file."""
     assert HEALTHSIM.exists()
@@ -340,6 +341,7 @@ sys.exit(server.wait())
 """
 
 
+@pytest.mark.slow  # a real `healthsim mcp` process
 def test_lone_surrogate_escape_in_a_request_is_a_tool_error_and_the_server_keeps_serving(db_path: Path) -> None:
     # The SDK's parser refuses the escape and used to drop the request unanswered: the
     # client waited forever (here: the time limit below).
@@ -370,6 +372,7 @@ def test_lone_surrogate_escape_in_a_request_is_a_tool_error_and_the_server_keeps
     assert ScenarioStore(db_path).list_scenarios()["total_count"] == 1
 
 
+@pytest.mark.slow  # a real `healthsim mcp` process
 def test_lone_surrogate_in_an_imported_file_is_a_tool_error_and_the_server_keeps_serving(
     db_path: Path, tmp_path: Path
 ) -> None:

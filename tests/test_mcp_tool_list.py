@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from mcp import Client
 
 from healthsim.mcp_server import INSTRUCTIONS, build_server
@@ -77,6 +78,7 @@ def test_export_annotations_tell_the_truth(db_path: Path) -> None:
     assert hints is not None and hints.destructive_hint is True and not hints.idempotent_hint  # it can replace
 
 
+@pytest.mark.slow  # a real `healthsim mcp` process
 def test_mcp_in_a_terminal_says_what_it_is_on_stderr(db_path: Path) -> None:
     """Standard input a terminal: a note on stderr, nothing on stdout (the protocol channel)."""
     main, replica = pty.openpty()
@@ -99,6 +101,7 @@ def test_mcp_in_a_terminal_says_what_it_is_on_stderr(db_path: Path) -> None:
     assert stdout == b""
 
 
+@pytest.mark.slow  # a real `healthsim mcp` process
 def test_mcp_on_a_pipe_prints_no_note(db_path: Path) -> None:
     done = subprocess.run(
         [str(HEALTHSIM), "mcp"],

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import mcp_types as types
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from mcp import ClientSession, StdioServerParameters
@@ -125,6 +126,7 @@ sys.exit(server.wait())
 """
 
 
+@pytest.mark.slow  # a real `healthsim mcp` process
 def test_a_real_server_answers_every_request(db_path: Path) -> None:
     params = StdioServerParameters(
         command=sys.executable,

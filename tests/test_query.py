@@ -298,6 +298,7 @@ def test_values_are_json_friendly_on_duckdb(filled: ScenarioStore) -> None:
     assert row[8:] == [1, 2]  # duplicate column names keep both values
 
 
+@pytest.mark.slow
 @pytest.mark.duckdb_only
 def test_time_limit_stops_work_duckdb_does_not_interrupt(filled: ScenarioStore) -> None:
     # One jaro_similarity call over two 4-million-character strings runs for half a
@@ -803,6 +804,7 @@ def test_query_to_file_bad_arguments(filled: ScenarioStore, tmp_path: Path) -> N
     assert leftovers(tmp_path) == ["home"]
 
 
+@pytest.mark.slow  # waits for the sandbox's deadline
 @pytest.mark.duckdb_only
 def test_query_to_file_time_limit_while_querying(filled: ScenarioStore, tmp_path: Path) -> None:
     target = tmp_path / "slow.csv"
@@ -813,6 +815,7 @@ def test_query_to_file_time_limit_while_querying(filled: ScenarioStore, tmp_path
     assert leftovers(tmp_path) == ["home"]
 
 
+@pytest.mark.slow  # waits for the sandbox's deadline
 @pytest.mark.duckdb_only
 def test_query_to_file_time_limit_while_writing(filled: ScenarioStore, tmp_path: Path) -> None:
     # Rows come at once and keep coming: the deadline is checked between written batches,
@@ -982,6 +985,7 @@ def test_worker_holds_no_lock_between_queries(filled: ScenarioStore, tmp_path: P
     assert query_scenarios(sql)["rows"] == [[1]]  # the worker sees the new data
 
 
+@pytest.mark.slow
 @pytest.mark.duckdb_only
 def test_worker_killed_at_the_deadline_is_replaced(filled: ScenarioStore) -> None:
     query_scenarios("SELECT 1")
@@ -1196,6 +1200,7 @@ def test_cut_values_are_marked(team: str) -> None:
     assert value.endswith("…[cut, 100,000 bytes in all]") and len(value) < 10_000
 
 
+@pytest.mark.slow
 @pytest.mark.postgresql_only
 def test_a_query_cannot_lift_its_own_time_limit(team: str) -> None:
     started = time.monotonic()
@@ -1213,6 +1218,7 @@ def test_a_query_cannot_lift_its_own_time_limit(team: str) -> None:
     assert other_sessions(team) == []
 
 
+@pytest.mark.slow
 @pytest.mark.postgresql_only
 def test_the_cancel_backstop_stops_what_the_server_would_not(team: str, monkeypatch: pytest.MonkeyPatch) -> None:
     # 0 turns statement_timeout (and the other limits) off: only the client's cancel request is left.

@@ -334,6 +334,7 @@ def test_merges_of_the_same_scenarios_in_either_order_do_not_deadlock(pg_url: st
     assert store.list_scenarios()["total_count"] == 14
 
 
+@pytest.mark.slow  # waits for another thread's save
 def test_a_rename_to_a_name_being_saved_waits_and_is_refused(pg_url: str) -> None:
     store = ScenarioStore(pg_url)
     store.save_scenario("old", {"patients": [{"patient_id": "A"}]})

@@ -213,6 +213,7 @@ def test_the_cli_refuses_a_remote_address_without_allow_remote(tmp_path: Path) -
     assert "reverse proxy with TLS" in refused.stderr and "--allow-remote" in refused.stderr
 
 
+@pytest.mark.slow  # waits out the one-second pause
 def test_wrong_secrets_for_one_token_are_hashed_once_a_second(
     store: ScenarioStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
