@@ -429,6 +429,7 @@ def backdate(store: ScenarioStore, days: float, up_to_version: int) -> None:
     )
 
 
+@pytest.mark.slow  # 60 adds and what follows: ~2 s on a DuckDB file
 def test_a_batched_build_keeps_every_version_of_the_week(store: ScenarioStore) -> None:
     # The recommended workflow: a save, then 60 add_entities batches. It kept 20 versions.
     store.save_scenario("cohort", {"patients": [{"patient_id": "P0"}]})

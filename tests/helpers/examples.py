@@ -14,7 +14,7 @@ import re
 #: The quick run explores this share of each property's examples...
 QUICK_SHARE = 10
 #: ...but never fewer than this many.
-QUICK_MINIMUM = 5
+QUICK_MINIMUM = 3
 
 _quick = False
 
