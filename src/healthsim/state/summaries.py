@@ -34,8 +34,10 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
+import queue
 import re
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
@@ -44,8 +46,7 @@ from typing import Any, cast
 import orjson
 
 from .._text import json_path
-from ._engines import AnalyticsConnection, Connection
-from .checks.parallel import each_type
+from ._engines import AnalyticsConnection
 from .exchange.tables import json_pointer
 from .reading import ScenarioReader
 from .results import ScenarioOverview
@@ -67,6 +68,7 @@ _TOP_CODES = 10
 _SAMPLE_STRING = 80  # characters of a sample's string kept before it is cut
 _SAMPLE_DEPTH = 3  # nesting levels of a sample kept before an object or list is cut
 _MONTHS_MAX = 60  # more months than this are counted per year instead
+_WORKERS = 2  # types summarised at once (the machines this runs on have 2 cores and up)
 # The keys of a type are first guessed from its first entities and runs of consecutive
 # entities spread over it (see :func:`_guess_keys`).
 _GUESS_FIRST = 16
@@ -240,13 +242,37 @@ def _each_type(
             con.execute(f"SET TimeZone = {_literal(zone)}")  # the reader's connection, as it was
             con.execute("DROP TABLE IF EXISTS _hs_values")
         return done
+    pending: queue.SimpleQueue[str] = queue.SimpleQueue()
+    for entity_type in types:
+        pending.put(entity_type)
+    results: dict[str, dict[str, Any]] = {}
 
-    def summarised(cursor: Connection, entity_type: str) -> dict[str, Any]:
-        cursor.execute(_UTC)  # (a cursor has settings of its own)
-        return about(cast(AnalyticsConnection, cursor), entity_type)
+    def work(cursor: AnalyticsConnection) -> None:
+        """Summarise types until none is left (each worker has its share of DuckDB's
+        threads until then; the last one busy gets them all)."""
+        cursor.execute(_UTC)
+        with cursor.engine.share_threads(cursor):  # (DuckDB's threads shared among the workers)
+            while True:
+                try:
+                    entity_type = pending.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    results[entity_type] = about(cursor, entity_type)
+                except BaseException:
+                    while not pending.empty():  # the other worker stops after its type
+                        pending.get_nowait()
+                    raise
 
-    # Two at a time, each worker with its share of DuckDB's threads (see checks.parallel).
-    return each_type(cast(Connection, con), dict.fromkeys(types, 0), summarised, parallel=True)
+    cursors = [con.cursor() for _ in range(min(_WORKERS, len(types)))]
+    try:
+        with ThreadPoolExecutor(len(cursors)) as pool:
+            for future in [pool.submit(work, cursor) for cursor in cursors]:
+                future.result()
+    finally:
+        for cursor in cursors:  # its temporary tables go with it
+            cursor.close()
+    return {t: results[t] for t in types}
 
 
 # --- the fields of a type ----------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Per-type work two types at a time, on two cursors of one connection (the check and the summaries).
+"""The check's per-type work two types at a time, on two cursors of one connection.
 
 A type of under 122,880 entities fills one or two DuckDB row groups, and a row group is
 scanned by one thread: one type's statements keep one core busy. Two types at once keep
