@@ -6,6 +6,7 @@ import copy
 import datetime as _dt
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -463,8 +464,8 @@ def test_check_on_add_finds_names_written_as_numbers_or_strings(store: ScenarioS
     }
 
 
-def statements_of_a_check(store: ScenarioStore, monkeypatch: pytest.MonkeyPatch, **kwargs: Any) -> int:
-    """How many SQL statements check_scenario sends (counted on their way to DuckDB)."""
+def statements_sent(monkeypatch: pytest.MonkeyPatch, action: Callable[[], Any]) -> tuple[int, Any]:
+    """How many SQL statements ``action()`` sends (counted on their way to DuckDB), and its answer."""
     from healthsim.state._engines.duckdb.connection import DuckConnection
 
     sent: list[str] = []
@@ -476,8 +477,13 @@ def statements_of_a_check(store: ScenarioStore, monkeypatch: pytest.MonkeyPatch,
 
     with monkeypatch.context() as patched:
         patched.setattr(DuckConnection, "execute", counting)
-        store.check_scenario("s", **kwargs)
-    return len(sent)
+        answer = action()
+    return len(sent), answer
+
+
+def statements_of_a_check(store: ScenarioStore, monkeypatch: pytest.MonkeyPatch, **kwargs: Any) -> int:
+    """How many SQL statements check_scenario sends."""
+    return statements_sent(monkeypatch, lambda: store.check_scenario("s", **kwargs))[0]
 
 
 @pytest.mark.duckdb_only
@@ -595,21 +601,10 @@ def test_check_on_add_resolves_names_as_a_whole_check_does(
 def statements_of_an_add(
     store: ScenarioStore, monkeypatch: pytest.MonkeyPatch, batch: dict[str, Any], check: str | None = "warn"
 ) -> int:
-    """How many SQL statements an add sends (counted on their way to DuckDB)."""
-    from healthsim.state._engines.duckdb.connection import DuckConnection
-
-    sent: list[str] = []
-    execute = DuckConnection.execute
-
-    def counting(self: DuckConnection, sql: str, params: Any = None) -> Any:
-        sent.append(sql)
-        return execute(self, sql, params)
-
-    with monkeypatch.context() as patched:
-        patched.setattr(DuckConnection, "execute", counting)
-        answer = store.add_entities("s", batch, check=check)
+    """How many SQL statements an add sends."""
+    count, answer = statements_sent(monkeypatch, lambda: store.add_entities("s", batch, check=check))
     assert check is None or answer["check"]["ok"], answer
-    return len(sent)
+    return count
 
 
 @pytest.mark.duckdb_only
