@@ -51,7 +51,6 @@ class _Idle:
     url: str
     raw: psycopg.Connection
     since: float
-    pid: int
 
 
 _idle: list[_Idle] = []
@@ -67,14 +66,14 @@ def _close(raw: psycopg.Connection) -> None:
 
 def take(url: str) -> psycopg.Connection | None:
     """An idle connection to ``url`` that answers, or None (then log in anew)."""
-    now, pid = time.monotonic(), os.getpid()
+    now = time.monotonic()
     found: _Idle | None = None
     stale: list[_Idle] = []
     with _guard:
         for entry in reversed(_idle):  # the most recently used first
-            if entry.pid == pid and now - entry.since > MAX_IDLE_SECONDS:
+            if now - entry.since > MAX_IDLE_SECONDS:
                 stale.append(entry)
-            elif found is None and entry.pid == pid and entry.url == url:
+            elif found is None and entry.url == url:
                 found = entry
         for entry in [*stale, *([found] if found else [])]:
             _idle.remove(entry)
@@ -104,10 +103,10 @@ def give_back(url: str, raw: psycopg.Connection) -> bool:
         return False
     evicted: _Idle | None = None
     with _guard:
-        _idle.append(_Idle(url, raw, time.monotonic(), os.getpid()))
+        _idle.append(_Idle(url, raw, time.monotonic()))
         if len(_idle) > MAX_IDLE:
             evicted = _idle.pop(0)  # the longest idle
-    if evicted is not None and evicted.pid == os.getpid():
+    if evicted is not None:
         _close(evicted.raw)
     return True
 
@@ -115,8 +114,8 @@ def give_back(url: str, raw: psycopg.Connection) -> bool:
 def close_idle_connections() -> None:
     """Close this process's idle connections (they are also closed when it exits)."""
     with _guard:
-        mine = [entry for entry in _idle if entry.pid == os.getpid()]
-        _idle[:] = [entry for entry in _idle if entry.pid != os.getpid()]
+        mine = list(_idle)
+        _idle.clear()
     for entry in mine:
         _close(entry.raw)
 
