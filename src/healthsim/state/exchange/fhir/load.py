@@ -32,6 +32,7 @@ __all__ = ["FhirSource", "default_name", "fhir_files", "import_fhir", "save_sour
 
 _CHUNK = 2_000
 _OWN_FILES = {"manifest.json", "export-report.json"}
+_BOM = b"\xef\xbb\xbf"
 
 
 def fhir_files(path: Path) -> list[Path]:
@@ -49,7 +50,10 @@ def fhir_files(path: Path) -> list[Path]:
     files = sorted(
         p
         for p in path.iterdir()
-        if p.is_file() and p.suffix in (".json", ".ndjson") and p.name not in _OWN_FILES and not p.name.startswith(".")
+        if p.is_file()
+        and p.suffix.lower() in (".json", ".ndjson")
+        and p.name not in _OWN_FILES
+        and not p.name.startswith(".")
     )
     if not files:
         raise InvalidScenarioFileError(path, "this folder holds no FHIR file (.json Bundles or .ndjson resources)")
@@ -58,8 +62,27 @@ def fhir_files(path: Path) -> list[Path]:
 
 def _parse(data: bytes, exact: bool) -> Any:
     """JSON values; text with an integer that may pass 64 bits (``exact``) goes to the exact
-    parser (orjson would read it as a float)."""
-    return json.loads(data) if exact else orjson.loads(data)
+    parser (orjson would read it as a float).
+
+    Raises:
+        ValueError: not JSON, or nested too deep to read (the exact parser's limit is
+            Python's recursion limit, where it raises RecursionError).
+    """
+    try:
+        return json.loads(data) if exact else orjson.loads(data)
+    except RecursionError:
+        raise ValueError("it nests too deep to read; FHIR resources nest a few levels") from None
+
+
+def _lines_hint(data: bytes) -> str:
+    """What to do when a Bundle file does not parse but its first line is a resource."""
+    try:
+        first = orjson.loads(data.split(b"\n", 1)[0])
+    except ValueError:
+        return ""
+    if isinstance(first, dict) and "resourceType" in first:
+        return "; it looks like NDJSON (one resource a line): name the file .ndjson"
+    return ""
 
 
 def _problem(path: Path, where: str, what: str) -> InvalidScenarioFileError:
@@ -70,8 +93,11 @@ def _check_type(path: Path, where: str, resource: Any) -> dict[str, Any]:
     if not isinstance(resource, dict) or "resourceType" not in resource:
         raise _problem(path, where, "not a FHIR resource (no resourceType)")
     kind = resource["resourceType"]
-    if kind not in R4_RESOURCE_TYPES:
+    # A list or object is no type name (and cannot even be looked up in a set).
+    if not isinstance(kind, str) or kind not in R4_RESOURCE_TYPES:
         raise _problem(path, where, f"unknown resourceType {kind!r} (not a FHIR R4 resource type)")
+    if "id" in resource and not isinstance(resource["id"], str):
+        raise _problem(path, where, f"the id of this {kind} is {resource['id']!r}, not a string; FHIR ids are text")
     return resource
 
 
@@ -91,6 +117,8 @@ class FhirSource:
         with path.open("rb") as file:
             for number, line in enumerate(file, 1):
                 self.done += len(line)
+                if number == 1 and line.startswith(_BOM):  # Windows tools write one
+                    line = line[len(_BOM) :]
                 if not line.strip():
                     continue
                 exact = may_hold_long_int(line)
@@ -106,11 +134,13 @@ class FhirSource:
 
     def _bundle(self, path: Path) -> Iterator[tuple[dict[str, Any], bool]]:
         data = path.read_bytes()
+        if data.startswith(_BOM):  # Windows tools write one
+            data = data[len(_BOM) :]
         exact = may_hold_long_int(data)
         try:
             value = _parse(data, exact)
         except ValueError as exc:
-            raise _problem(path, "the file", f"not JSON ({exc})") from None
+            raise _problem(path, "the file", f"not JSON ({exc}){_lines_hint(data)}") from None
         self.done += path.stat().st_size
         if not isinstance(value, dict) or value.get("resourceType") != "Bundle":
             found = value.get("resourceType") if isinstance(value, dict) else type(value).__name__
@@ -119,11 +149,11 @@ class FhirSource:
                 "the file",
                 f"not a Bundle (its resourceType is {found!r}); give a Bundle, a folder of them or Bulk NDJSON",
             )
-        entries = value.get("entry") or []
+        entries = _entries(path, value)
         if value.get("type") in ("transaction", "batch"):
             _check_references(path, entries)
         for position, entry in enumerate(entries):
-            yield _check_type(path, f"entry {position}", (entry or {}).get("resource")), exact
+            yield _check_type(path, f"entry {position}", entry.get("resource")), exact
 
     def resources_of(self, path: Path) -> Iterator[tuple[dict[str, Any], bool]]:
         """The resources of one file, each with whether its text may hold an integer
@@ -132,7 +162,7 @@ class FhirSource:
         Raises:
             InvalidScenarioFileError: the file cannot be read or is not what it should be.
         """
-        reader = self._ndjson if path.suffix == ".ndjson" else self._bundle
+        reader = self._ndjson if path.suffix.lower() == ".ndjson" else self._bundle
         try:
             yield from self._counted(reader(path))
         except OSError as exc:
@@ -174,6 +204,27 @@ class FhirSource:
             self.progress(self.size, self.size)
 
 
+def _entries(path: Path, bundle: dict[str, Any]) -> list[dict[str, Any]]:
+    """The Bundle's entries, each an object.
+
+    Raises:
+        InvalidScenarioFileError: ``entry`` is not a list, or an entry is not an object.
+    """
+    entries = bundle.get("entry")
+    if entries is None:
+        return []
+    if not isinstance(entries, list):
+        raise _problem(path, "the Bundle", f"its entry is a {type(entries).__name__}, not a list of entries")
+    for position, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise _problem(
+                path,
+                f"entry {position}",
+                f"not an object but {entry!r:.40}; an entry holds its resource under 'resource'",
+            )
+    return entries
+
+
 def _references(value: Any) -> Iterator[str]:
     if isinstance(value, dict):
         for key, item in value.items():
@@ -186,11 +237,11 @@ def _references(value: Any) -> Iterator[str]:
             yield from _references(item)
 
 
-def _check_references(path: Path, entries: list[Any]) -> None:
+def _check_references(path: Path, entries: list[dict[str, Any]]) -> None:
     """Every ``urn:uuid:`` reference of a transaction must name an entry's fullUrl."""
-    known = {e.get("fullUrl") for e in entries if isinstance(e, dict)}
+    known = {e.get("fullUrl") for e in entries}
     for position, entry in enumerate(entries):
-        for target in _references((entry or {}).get("resource") if isinstance(entry, dict) else None):
+        for target in _references(entry.get("resource")):
             if target.startswith("urn:") and target not in known:
                 raise _problem(
                     path,
