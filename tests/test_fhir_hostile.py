@@ -12,10 +12,15 @@ import json
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from healthsim.state import ScenarioStore
 from healthsim.state.errors import InvalidScenarioFileError
+from healthsim.state.exchange.fhir.common import deeper, nests_deeper
+from helpers.examples import examples
 
 PATIENT = {"resourceType": "Patient", "id": "p1"}
 
@@ -124,3 +129,86 @@ def test_file_suffixes_are_read_whatever_their_case(store: ScenarioStore, tmp_pa
 def test_ndjson_in_a_json_file_says_to_name_it_ndjson(store: ScenarioStore, tmp_path: Path) -> None:
     lines = json.dumps(PATIENT) + "\n" + json.dumps({**PATIENT, "id": "p2"}) + "\n"
     refused(store, write(tmp_path / "lines.json", lines), "not JSON", ".ndjson")
+
+
+# --- references inside a Bundle ----------------------------------------------------------------
+
+URN_P = "urn:uuid:7f3c1e2a-0000-4000-8000-000000000001"
+URN_E = "urn:uuid:7f3c1e2a-0000-4000-8000-000000000002"
+
+
+def _encounter_of(subject: str, **more: Any) -> dict[str, Any]:
+    return {"resourceType": "Encounter", "status": "finished", "subject": {"reference": subject}, **more}
+
+
+def test_a_transaction_of_posts_without_ids_keeps_its_links(store: ScenarioStore, tmp_path: Path) -> None:
+    # The usual way to create resources on a server: POST entries, no ids, urn:uuid: fullUrls
+    # that the references name. The patient must be the one the encounter points at.
+    posts = bundle(
+        [
+            {
+                "fullUrl": URN_P,
+                "resource": {"resourceType": "Patient"},
+                "request": {"method": "POST", "url": "Patient"},
+            },
+            {"fullUrl": URN_E, "resource": _encounter_of(URN_P), "request": {"method": "POST", "url": "Encounter"}},
+        ],
+        "transaction",
+    )
+    found = imported(store, write(tmp_path / "t.json", posts))
+    (patient,) = found["patients"]
+    (encounter,) = found["encounters"]
+    assert patient["mrn"] == URN_P.removeprefix("urn:uuid:")
+    assert encounter["patient_mrn"] == patient["mrn"]
+    assert encounter["encounter_id"] == URN_E.removeprefix("urn:uuid:")
+
+
+def test_a_full_url_other_than_the_id_still_links(store: ScenarioStore, tmp_path: Path) -> None:
+    entries = [
+        {"fullUrl": URN_P, "resource": PATIENT},
+        {"fullUrl": URN_E, "resource": _encounter_of(URN_P, id="e1")},
+        {"fullUrl": "http://example.org/fhir/Patient/p9", "resource": {**PATIENT, "id": "p9"}},
+        {"resource": _encounter_of("http://example.org/fhir/Patient/p9", id="e2")},
+    ]
+    found = imported(store, write(tmp_path / "c.json", bundle(entries, "transaction")))
+    assert {e["encounter_id"]: e["patient_mrn"] for e in found["encounters"]} == {"e1": "p1", "e2": "p9"}
+    assert sorted(p["mrn"] for p in found["patients"]) == ["p1", "p9"]
+
+
+@pytest.mark.parametrize("depth", [150, 1000])
+def test_a_resource_nesting_deeper_than_a_scenario_holds_is_named(
+    store: ScenarioStore, tmp_path: Path, depth: int
+) -> None:
+    deep = "[" * depth + "]" * depth
+    line = '{"resourceType":"Patient","id":"p","x":' + deep + "}"
+    refused(store, write(tmp_path / "d.ndjson", json.dumps(PATIENT) + "\n" + line + "\n"), "line 2", "deeper than")
+    text = json.dumps(bundle([{"resource": PATIENT}, {"resource": "@"}], "transaction")).replace('"@"', line)
+    refused(store, write(tmp_path / "d.json", text), "entry 1", "deeper than")
+    # Brackets inside strings are text, not nesting.
+    quoted = {**PATIENT, "x": deep}
+    assert imported(store, write(tmp_path / "s.ndjson", json.dumps(quoted)))["patients"][0]["_fhir"] == {"x": deep}
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    return 0
+
+
+_TEXT = st.text(alphabet='{}[]"\\ab\n', max_size=6)
+_JSON = st.recursive(
+    st.none() | st.integers(-(2**63), 2**63 - 1) | _TEXT,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_TEXT, inner, max_size=3),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=examples(300), deadline=None)
+@given(_JSON, st.integers(0, 8))
+def test_the_depth_checks_count_brackets_outside_strings_only(value: Any, limit: int) -> None:
+    expected = _depth(value) > limit
+    assert deeper(value, limit) is expected
+    assert nests_deeper(orjson.dumps(value), limit) is expected
+    assert nests_deeper(json.dumps(value, indent=1).encode(), limit) is expected

@@ -27,11 +27,13 @@ __all__ = [
     "SYSTEMS",
     "TYPE_ALIASES",
     "canonical_type",
+    "deeper",
     "fhir_code",
     "fhir_date",
     "fhir_datetime",
     "fhir_string",
     "may_hold_long_int",
+    "nests_deeper",
     "number",
     "pick",
     "resource_id",
@@ -283,3 +285,33 @@ def resource_id(entity_type: str, key: str) -> str:
     the version digit set to 5 and the variant bits to RFC 4122's."""
     h = hashlib.sha1(_NS_BYTES + f"{entity_type}/{key}".encode("utf-8", "surrogatepass")).hexdigest()
     return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_HEX_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
+
+
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(set(range(256)) - set(b"{}[]"))
+_TO_PARENS = bytes.maketrans(b"{[}]", b"(())")
+
+
+def nests_deeper(text: bytes, limit: int) -> bool:
+    """Whether JSON text nests deeper than ``limit`` levels, in C-speed passes: each pass
+    removes the innermost bracket pairs, so the passes to empty are the depth."""
+    if text.count(b"{") + text.count(b"[") <= limit:
+        return False
+    brackets = _JSON_STRING.sub(b"", text).translate(_TO_PARENS, _NOT_BRACKETS)
+    for _ in range(limit):
+        if not brackets:
+            return False
+        brackets = brackets.replace(b"()", b"")
+    return bool(brackets)
+
+
+def deeper(value: Any, limit: int) -> bool:
+    """Whether a JSON value nests deeper than ``limit`` levels (no recursion: it may be deep)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > limit:
+                return True
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return False

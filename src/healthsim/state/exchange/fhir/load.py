@@ -22,9 +22,10 @@ from typing import Any
 
 import orjson
 
+from ...entities import MAX_DEPTH
 from ...errors import InvalidScenarioFileError
 from ..importer import SaveScenario
-from .common import may_hold_long_int
+from .common import deeper, may_hold_long_int, nests_deeper
 from .mapping import resource_entity
 from .resource_types import R4_RESOURCE_TYPES
 
@@ -72,6 +73,20 @@ def _parse(data: bytes, exact: bool) -> Any:
         return json.loads(data) if exact else orjson.loads(data)
     except RecursionError:
         raise ValueError("it nests too deep to read; FHIR resources nest a few levels") from None
+
+
+# The entity of a resource nests one level deeper than it (kept elements sit under _fhir).
+_RESOURCE_DEPTH = MAX_DEPTH - 1
+_TOO_DEEP = (
+    f"nests deeper than {_RESOURCE_DEPTH} levels, more than a scenario holds; remove or flatten the deep element"
+)
+
+
+def _deep_entry(path: Path, entries: list[dict[str, Any]]) -> None:
+    """Refuse the first entry whose resource nests too deep (the file was found to)."""
+    for position, entry in enumerate(entries):
+        if deeper(entry.get("resource"), _RESOURCE_DEPTH):
+            raise _problem(path, f"entry {position}", _TOO_DEEP)
 
 
 def _lines_hint(data: bytes) -> str:
@@ -126,6 +141,8 @@ class FhirSource:
                     value = _parse(line, exact)
                 except ValueError as exc:
                     raise _problem(path, f"line {number}", f"not JSON ({exc})") from None
+                if nests_deeper(line, _RESOURCE_DEPTH):
+                    raise _problem(path, f"line {number}", _TOO_DEEP)
                 if number == 1 and len(self.files) > 1 and not (isinstance(value, dict) and "resourceType" in value):
                     self.skipped_files.append(path.name)  # a Bulk Data log, say
                     self.done += path.stat().st_size - len(line)
@@ -150,8 +167,11 @@ class FhirSource:
                 f"not a Bundle (its resourceType is {found!r}); give a Bundle, a folder of them or Bulk NDJSON",
             )
         entries = _entries(path, value)
+        if nests_deeper(data, _RESOURCE_DEPTH + 3):  # Bundle, entry list, entry: 3 levels
+            _deep_entry(path, entries)
         if value.get("type") in ("transaction", "batch"):
             _check_references(path, entries)
+        _resolve_full_urls(entries)
         for position, entry in enumerate(entries):
             yield _check_type(path, f"entry {position}", entry.get("resource")), exact
 
@@ -248,6 +268,50 @@ def _check_references(path: Path, entries: list[dict[str, Any]]) -> None:
                     f"entry {position}",
                     f"the reference {target!r} resolves to no entry of this transaction bundle",
                 )
+
+
+def _full_url_id(full_url: str) -> str:
+    """The logical id a fullUrl ends in (``urn:uuid:x``, ``urn:oid:x``, ``http://…/Patient/x``)."""
+    for prefix in ("urn:uuid:", "urn:oid:"):
+        if full_url.startswith(prefix):
+            return full_url[len(prefix) :]
+    return full_url.rsplit("/", 1)[-1]
+
+
+def _resolve_full_urls(entries: list[dict[str, Any]]) -> None:
+    """Make the references to an entry's ``fullUrl`` name its resource's id.
+
+    The reading takes the id a reference ends in as the target's own id, which holds when
+    the fullUrl ends in the resource's id (Synthea's bundles). A transaction of POSTs has
+    resources without ids, named only by ``urn:uuid:`` fullUrls: such a resource takes the
+    fullUrl's id; a reference to a fullUrl that ends in another id than its resource's is
+    rewritten to ``Type/id``.
+    """
+    moved: dict[str, str] = {}
+    for entry in entries:
+        full_url, resource = entry.get("fullUrl"), entry.get("resource")
+        if not isinstance(full_url, str) or not isinstance(resource, dict):
+            continue
+        own = _full_url_id(full_url)
+        if "id" not in resource and own:
+            resource["id"] = own
+        if resource.get("id") != own and isinstance(resource.get("resourceType"), str):
+            moved[full_url] = f"{resource['resourceType']}/{resource.get('id')}"
+    if moved:
+        for entry in entries:
+            _rewrite_references(entry.get("resource"), moved)
+
+
+def _rewrite_references(value: Any, moved: dict[str, str]) -> None:
+    if isinstance(value, dict):
+        target = value.get("reference")
+        if isinstance(target, str) and target in moved:
+            value["reference"] = moved[target]
+        for item in value.values():
+            _rewrite_references(item, moved)
+    elif isinstance(value, list):
+        for item in value:
+            _rewrite_references(item, moved)
 
 
 def default_name(path: Path) -> str:
