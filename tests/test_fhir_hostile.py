@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from healthsim.state import ScenarioStore
 from healthsim.state.errors import InvalidScenarioFileError
-from healthsim.state.exchange.fhir.common import deeper, nests_deeper
+from healthsim.state.exchange.fhir.common import EXTENSION_URL, deeper, nests_deeper
 from helpers.examples import examples
 
 PATIENT = {"resourceType": "Patient", "id": "p1"}
@@ -212,3 +212,42 @@ def test_the_depth_checks_count_brackets_outside_strings_only(value: Any, limit:
     assert deeper(value, limit) is expected
     assert nests_deeper(orjson.dumps(value), limit) is expected
     assert nests_deeper(json.dumps(value, indent=1).encode(), limit) is expected
+
+
+# --- our own extension, corrupt or hostile -----------------------------------------------------
+
+
+def _ours(value: Any) -> dict[str, Any]:
+    text = value if isinstance(value, str) else json.dumps(value)
+    return {**PATIENT, "extension": [{"url": EXTENSION_URL, "valueString": text}]}
+
+
+@pytest.mark.parametrize(
+    ("carry", "needle"),
+    [
+        ("{not json", "not JSON"),
+        ("[1, 2]", "not an object"),
+        ({"type": 5}, "type"),
+        ({"type": ""}, "type"),
+        ({"type": "no such/type"}, "type"),
+        ({"type": "x" * 500}, "type"),
+        ({"type": "patients", "drop": 5}, "drop"),
+        ({"type": "patients", "drop": [[1]]}, "drop"),
+        ({"type": "patients", "fields": [1]}, "fields"),
+    ],
+)
+def test_a_corrupt_healthsim_extension_is_named_not_dropped(
+    store: ScenarioStore, tmp_path: Path, carry: Any, needle: str
+) -> None:
+    message = refused(store, write(tmp_path / "x.ndjson", json.dumps(_ours(carry))), "line 1", "HealthSim extension")
+    assert needle in message
+
+
+def test_an_extension_value_that_is_not_a_string_is_named(store: ScenarioStore, tmp_path: Path) -> None:
+    resource = {**PATIENT, "extension": [{"url": EXTENSION_URL, "valueInteger": 5}]}
+    refused(store, write(tmp_path / "v.json", bundle([{"resource": resource}])), "entry 0", "HealthSim extension")
+
+
+def test_an_extension_type_in_another_spelling_is_read_as_its_type(store: ScenarioStore, tmp_path: Path) -> None:
+    found = imported(store, write(tmp_path / "t.ndjson", json.dumps(_ours({"type": "LabResult"}))))
+    assert list(found) == ["lab_results"]

@@ -20,9 +20,17 @@ from typing import Any
 
 import orjson
 
+from ...entities import normalize_type
+from ...errors import InvalidEntityError
 from .common import EXTENSION_URL, may_hold_long_int
 
-__all__ = ["PART", "apply_carry", "carry_extension", "pop_carry", "same"]
+__all__ = ["PART", "BadExtension", "apply_carry", "carry_extension", "pop_carry", "same"]
+
+
+class BadExtension(ValueError):
+    """The HealthSim extension of a resource is not what HealthSim writes; the message says
+    what is wrong with it."""
+
 
 #: The extension of a secondary resource.
 PART = {"url": EXTENSION_URL, "valueString": '{"part":true}'}
@@ -83,6 +91,9 @@ def pop_carry(resource: dict[str, Any], exact: bool | None = None) -> dict[str, 
 
     Args:
         exact: whether its text may hold an integer beyond 64 bits (None: look).
+
+    Raises:
+        BadExtension: the extension is not what HealthSim writes.
     """
     extensions = resource.get("extension")
     if not isinstance(extensions, list):
@@ -92,16 +103,43 @@ def pop_carry(resource: dict[str, Any], exact: bool | None = None) -> dict[str, 
             del extensions[position]
             if not extensions:
                 del resource["extension"]
-            text = extension.get("valueString", "")
+            text = extension.get("valueString")
+            if not isinstance(text, str):
+                raise BadExtension("it has no valueString text")
             try:
                 # orjson reads an integer beyond 64 bits as a float: such text takes the exact parser.
                 if exact is None:
                     exact = may_hold_long_int(text.encode("utf-8", "surrogatepass"))
                 carry = json.loads(text) if exact else orjson.loads(text)
-            except (TypeError, ValueError):
-                return None
-            return carry if isinstance(carry, dict) else None
+            except (TypeError, ValueError) as exc:
+                raise BadExtension(f"its valueString is not JSON ({exc})") from None
+            except RecursionError:
+                raise BadExtension("its valueString nests too deep") from None
+            return _checked(carry)
     return None
+
+
+def _checked(carry: Any) -> dict[str, Any]:
+    """What the extension says, its ``type`` in its stored spelling.
+
+    Raises:
+        BadExtension: it says something HealthSim does not write (a hand edit, another tool).
+    """
+    if not isinstance(carry, dict):
+        raise BadExtension(f"its valueString is a JSON {type(carry).__name__}, not an object")
+    if carry.get("part") is True:
+        return carry
+    try:
+        # The import saves the entity under this type: it must be a valid type name.
+        carry["type"] = normalize_type(carry.get("type"))
+    except InvalidEntityError:
+        raise BadExtension(f"its type {carry.get('type')!r:.60} is no entity type name such as 'patients'") from None
+    drop = carry.get("drop", [])
+    if not isinstance(drop, list) or not all(isinstance(key, str) for key in drop):
+        raise BadExtension("its drop is not a list of field names")
+    if not isinstance(carry.get("fields", {}), dict):
+        raise BadExtension("its fields is not an object of fields")
+    return carry
 
 
 def apply_carry(base: dict[str, Any], carry: dict[str, Any]) -> dict[str, Any]:

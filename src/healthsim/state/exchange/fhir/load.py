@@ -25,7 +25,8 @@ import orjson
 from ...entities import MAX_DEPTH
 from ...errors import InvalidScenarioFileError
 from ..importer import SaveScenario
-from .common import deeper, may_hold_long_int, nests_deeper
+from .carry import BadExtension
+from .common import EXTENSION_URL, deeper, may_hold_long_int, nests_deeper
 from .mapping import resource_entity
 from .resource_types import R4_RESOURCE_TYPES
 
@@ -116,6 +117,11 @@ def _check_type(path: Path, where: str, resource: Any) -> dict[str, Any]:
     return resource
 
 
+#: A resource read, whether its text may hold an integer beyond 64 bits, and where it is
+#: in its file ("line 3", "entry 5").
+_Read = tuple[dict[str, Any], bool, str]
+
+
 class FhirSource:
     """The resources of a FHIR file or folder, read as canonical entities."""
 
@@ -128,7 +134,7 @@ class FhirSource:
         self.skipped_files: list[str] = []
         self.resources = 0
 
-    def _ndjson(self, path: Path) -> Iterator[tuple[dict[str, Any], bool]]:
+    def _ndjson(self, path: Path) -> Iterator[_Read]:
         with path.open("rb") as file:
             for number, line in enumerate(file, 1):
                 self.done += len(line)
@@ -147,9 +153,9 @@ class FhirSource:
                     self.skipped_files.append(path.name)  # a Bulk Data log, say
                     self.done += path.stat().st_size - len(line)
                     return
-                yield _check_type(path, f"line {number}", value), exact
+                yield _check_type(path, f"line {number}", value), exact, f"line {number}"
 
-    def _bundle(self, path: Path) -> Iterator[tuple[dict[str, Any], bool]]:
+    def _bundle(self, path: Path) -> Iterator[_Read]:
         data = path.read_bytes()
         if data.startswith(_BOM):  # Windows tools write one
             data = data[len(_BOM) :]
@@ -173,11 +179,11 @@ class FhirSource:
             _check_references(path, entries)
         _resolve_full_urls(entries)
         for position, entry in enumerate(entries):
-            yield _check_type(path, f"entry {position}", entry.get("resource")), exact
+            yield _check_type(path, f"entry {position}", entry.get("resource")), exact, f"entry {position}"
 
-    def resources_of(self, path: Path) -> Iterator[tuple[dict[str, Any], bool]]:
+    def resources_of(self, path: Path) -> Iterator[_Read]:
         """The resources of one file, each with whether its text may hold an integer
-        beyond 64 bits.
+        beyond 64 bits and where it is in the file (``line 3``, ``entry 5``).
 
         Raises:
             InvalidScenarioFileError: the file cannot be read or is not what it should be.
@@ -188,7 +194,7 @@ class FhirSource:
         except OSError as exc:
             raise InvalidScenarioFileError(path, f"cannot be read: {exc.strerror or exc}") from None
 
-    def _counted(self, resources: Iterator[tuple[dict[str, Any], bool]]) -> Iterator[tuple[dict[str, Any], bool]]:
+    def _counted(self, resources: Iterator[_Read]) -> Iterator[_Read]:
         for item in resources:
             self.resources += 1
             yield item
@@ -200,13 +206,20 @@ class FhirSource:
         current: str | None = None
         chunk: list[dict[str, Any]] = []
         for path in self.files:
-            for resource, exact in self.resources_of(path):
+            for resource, exact, where in self.resources_of(path):
+                named = f"{where} ({resource.get('resourceType')}/{resource.get('id')})"
                 try:
                     found = resource_entity(resource, exact)
+                except BadExtension as exc:
+                    raise _problem(
+                        path,
+                        named,
+                        f"the HealthSim extension ({EXTENSION_URL}) is not what HealthSim writes: {exc}; "
+                        "fix it, or remove it to read the resource as FHIR of elsewhere",
+                    ) from None
                 except (TypeError, AttributeError, KeyError, ValueError) as exc:
                     # The reading takes the resource as valid FHIR: an element of another
                     # type ("identifier": true) fails in it. Say which resource, not where in us.
-                    named = f"{resource.get('resourceType')}/{resource.get('id')}"
                     raise _problem(
                         path, named, f"not valid FHIR: an element is not of its type ({exc}); fix or remove it"
                     ) from None
