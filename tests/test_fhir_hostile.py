@@ -251,3 +251,39 @@ def test_an_extension_value_that_is_not_a_string_is_named(store: ScenarioStore, 
 def test_an_extension_type_in_another_spelling_is_read_as_its_type(store: ScenarioStore, tmp_path: Path) -> None:
     found = imported(store, write(tmp_path / "t.ndjson", json.dumps(_ours({"type": "LabResult"}))))
     assert list(found) == ["lab_results"]
+
+
+# --- kinds of Bundle ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["document", "message", "collection", "searchset", "batch", "transaction"])
+def test_bundles_of_resources_import(store: ScenarioStore, tmp_path: Path, kind: str) -> None:
+    found = imported(store, write(tmp_path / "k.json", bundle([{"resource": PATIENT}], kind)))
+    assert [p["mrn"] for p in found["patients"]] == ["p1"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "needle"),
+    [
+        ("history", "versions"),
+        ("transaction-response", "response"),
+        ("batch-response", "response"),
+        ("bogus", "not a Bundle type"),
+        (5, "not a Bundle type"),
+    ],
+)
+def test_bundles_that_hold_no_population_are_refused(
+    store: ScenarioStore, tmp_path: Path, kind: Any, needle: str
+) -> None:
+    refused(store, write(tmp_path / "k.json", bundle([{"resource": PATIENT}], kind)), "the Bundle", needle)
+
+
+def test_an_entry_without_a_resource_says_so(store: ScenarioStore, tmp_path: Path) -> None:
+    entries = [{"resource": PATIENT}, {"fullUrl": "urn:uuid:x", "request": {"method": "DELETE", "url": "Patient/p"}}]
+    refused(store, write(tmp_path / "e.json", bundle(entries, "batch")), "entry 1", "no resource")
+
+
+def test_a_nested_bundle_is_kept_whole_as_documented(store: ScenarioStore, tmp_path: Path) -> None:
+    inner = bundle([{"resource": PATIENT}])
+    found = imported(store, write(tmp_path / "n.json", bundle([{"resource": inner}])))
+    assert found == {"fhir_bundle": [inner]}

@@ -172,6 +172,7 @@ class FhirSource:
                 "the file",
                 f"not a Bundle (its resourceType is {found!r}); give a Bundle, a folder of them or Bulk NDJSON",
             )
+        _check_bundle_type(path, value.get("type"))
         entries = _entries(path, value)
         if nests_deeper(data, _RESOURCE_DEPTH + 3):  # Bundle, entry list, entry: 3 levels
             _deep_entry(path, entries)
@@ -237,6 +238,33 @@ class FhirSource:
             self.progress(self.size, self.size)
 
 
+# Bundle types whose entries are resources to import ("type" missing: read as a collection).
+_POPULATIONS = ("transaction", "batch", "collection", "searchset", "document", "message", None)
+_NOT_POPULATIONS = {
+    "history": "a history Bundle holds versions of resources (and deletions), not one population",
+    "transaction-response": "a response Bundle says what a server did with a transaction, not its resources",
+    "batch-response": "a response Bundle says what a server did with a batch, not its resources",
+}
+
+
+def _check_bundle_type(path: Path, kind: Any) -> None:
+    """Refuse a Bundle whose entries are no population of resources.
+
+    Raises:
+        InvalidScenarioFileError: a history or response Bundle, or no Bundle type of FHIR.
+    """
+    if kind in _POPULATIONS:
+        return
+    what = "import the current resources instead (a searchset, a collection or a Bulk export)"
+    if isinstance(kind, str) and kind in _NOT_POPULATIONS:
+        raise _problem(path, "the Bundle", f"{_NOT_POPULATIONS[kind]}; {what}")
+    raise _problem(
+        path,
+        "the Bundle",
+        f"its type {kind!r:.40} is not a Bundle type this import reads ({', '.join(_POPULATIONS[:-1])})",
+    )
+
+
 def _entries(path: Path, bundle: dict[str, Any]) -> list[dict[str, Any]]:
     """The Bundle's entries, each an object.
 
@@ -254,6 +282,12 @@ def _entries(path: Path, bundle: dict[str, Any]) -> list[dict[str, Any]]:
                 path,
                 f"entry {position}",
                 f"not an object but {entry!r:.40}; an entry holds its resource under 'resource'",
+            )
+        if "resource" not in entry:
+            raise _problem(
+                path,
+                f"entry {position}",
+                "has no resource (a request or response alone); every entry of a Bundle to import holds one",
             )
     return entries
 
