@@ -28,7 +28,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidScenarioFileError
+from ..entities import normalize_type
+from ..errors import InvalidEntityError, InvalidScenarioFileError
 from .fhir.common import SYSTEMS
 from .fhir.load import save_source
 from .fhir.vitals import VITAL_BY_CODE
@@ -156,7 +157,16 @@ def _csv_files(folder: Path) -> list[Path]:
         raise InvalidScenarioFileError(
             folder, "a Synthea CSV import reads a folder (Synthea's output/csv); give its path"
         )
-    files = {p.stem.lower(): p for p in folder.iterdir() if p.suffix.lower() == ".csv" and p.is_file()}
+    files: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() != ".csv" or not path.is_file():
+            continue
+        stem = path.stem.lower()
+        if stem in files:  # one would be read in place of the other
+            raise InvalidScenarioFileError(
+                path, f"its name differs from {files[stem].name!r} only in case; merge or rename one of them"
+            )
+        files[stem] = path
     if "patients" not in files:
         raise InvalidScenarioFileError(
             folder,
@@ -166,7 +176,8 @@ def _csv_files(folder: Path) -> list[Path]:
 
 
 def _patient(entity: dict[str, Any], row: dict[str, str]) -> None:
-    entity["patient_id"] = entity.get("mrn")
+    if "mrn" in entity:
+        entity["patient_id"] = entity["mrn"]
     name = {
         k: row[c]
         for c, k in (("FIRST", "given_name"), ("LAST", "family_name"), ("PREFIX", "prefix"), ("SUFFIX", "suffix"))
@@ -215,44 +226,104 @@ def _rows(path: Path, counter: list[int]) -> Iterator[tuple[int, dict[str, str]]
     """The rows of one CSV file as dicts by column name.
 
     Raises:
-        InvalidScenarioFileError: the file cannot be read, is not UTF-8 or CSV, or a row's
-            values do not match the header (the line named).
+        InvalidScenarioFileError: the file cannot be read, is not UTF-8 or CSV, its header
+            would lose a column, or a row's values do not match the header (the line named).
     """
     try:
         yield from _read_rows(path, counter)
     except OSError as exc:
         raise InvalidScenarioFileError(path, f"cannot be read: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
+    except UnicodeDecodeError:
         raise InvalidScenarioFileError(
-            path, f"not UTF-8 text (byte {exc.start} of a block near byte {counter[0]}); Synthea writes UTF-8"
+            path, f"line {_first_non_utf8_line(path)}: not UTF-8 text; Synthea writes UTF-8, convert the file to it"
         ) from None
-    except csv.Error as exc:
-        raise InvalidScenarioFileError(path, f"not CSV: {exc}") from None
+
+
+def _first_non_utf8_line(path: Path) -> int:
+    """The number of the first line that is not UTF-8 (the decoder reads ahead in blocks,
+    so its error does not say; this runs only once the file has failed)."""
+    with path.open("rb") as raw:
+        for number, line in enumerate(raw, 1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return 1
+
+
+# Python's csv refuses values over 128 KiB by default; Synthea's are text of any length.
+# The limit is the csv module's own (process-wide): it is only ever raised here.
+_FIELD_LIMIT = 2**31 - 1
+
+
+def _header(path: Path, header: list[str]) -> list[str]:
+    """The column names, without surrounding spaces.
+
+    Raises:
+        InvalidScenarioFileError: a column without a name, or one named twice (in any case):
+            a value of it would be lost.
+    """
+    names = [name.strip() for name in header]
+    seen: dict[str, int] = {}
+    for position, name in enumerate(names, 1):
+        if not name:
+            raise InvalidScenarioFileError(path, f"line 1: column {position} has no name; name it")
+        if name.upper() in seen:
+            raise InvalidScenarioFileError(
+                path, f"line 1: the header names {name.upper()!r} twice (columns {seen[name.upper()]} and {position})"
+            )
+        seen[name.upper()] = position
+    return names
 
 
 def _read_rows(path: Path, counter: list[int]) -> Iterator[tuple[int, dict[str, str]]]:
+    csv.field_size_limit(max(csv.field_size_limit(), _FIELD_LIMIT))
     with path.open("rb") as raw, io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as text:
-        reader = csv.reader(text)
-        header = next(reader, None)
-        if header is None:
-            return
-        for row in reader:
-            counter[0] = raw.tell()
-            if not row:
-                continue
-            if len(row) != len(header):
-                raise InvalidScenarioFileError(
-                    path, f"line {reader.line_num}: {len(row)} values where the header names {len(header)} columns"
-                )
-            yield reader.line_num, dict(zip(header, row, strict=True))
+        # strict: an unclosed quote is an error, not the rest of the file read into one value
+        reader = csv.reader(text, strict=True)
+        rows = iter(reader)
+        start = 1
+        try:
+            first = next(rows, None)
+            if first is None:
+                return
+            header = _header(path, first)
+            start = reader.line_num + 1  # where the next row starts (a quoted value may span lines)
+            for row in rows:
+                counter[0] = raw.tell()
+                if row and len(row) != len(header):
+                    raise InvalidScenarioFileError(
+                        path, f"line {reader.line_num}: {len(row)} values where the header names {len(header)} columns"
+                    )
+                if row:
+                    yield reader.line_num, dict(zip(header, row, strict=True))
+                start = reader.line_num + 1
+        except csv.Error as exc:
+            hint = " (a quoted value is not closed)" if "end of data" in str(exc) else ""
+            raise InvalidScenarioFileError(path, f"line {start}: not CSV: {exc}{hint}") from None
+
+
+def _kept_type(path: Path) -> str:
+    """The type the rows of a file with no canonical home are kept under (``synthea_careplans``).
+
+    Raises:
+        InvalidScenarioFileError: its name makes no type name.
+    """
+    try:
+        return normalize_type(f"synthea_{path.stem.lower()}")
+    except InvalidEntityError:
+        raise InvalidScenarioFileError(
+            path, "its name makes no entity type name (letters, digits, '_', '-' and spaces); rename the file"
+        ) from None
 
 
 def _entities(path: Path, counter: list[int]) -> Iterator[tuple[str, dict[str, Any]]]:
     stem = path.stem.lower()
     mapped = _MAPS.get(stem)
+    kept = _kept_type(path) if mapped is None else ""
     for _, row in _rows(path, counter):
         if mapped is None:
-            yield f"synthea_{stem}", {k: v for k, v in row.items() if v != ""}
+            yield kept, {k: v for k, v in row.items() if v != ""}
             continue
         entity_type, columns = mapped
         entity: dict[str, Any] = {}
