@@ -8,18 +8,26 @@ runs the store's side on both engines).
 
 from __future__ import annotations
 
+import copy
+import datetime as dt
 import json
+import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from fhir.resources.R4B import get_fhir_model_class
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from healthsim.state import ScenarioStore
 from healthsim.state.errors import InvalidScenarioFileError
+from healthsim.state.exchange.fhir.bundles import bundle_of
 from healthsim.state.exchange.fhir.common import EXTENSION_URL, deeper, nests_deeper
+from healthsim.state.exchange.fhir.load import FhirSource
+from healthsim.state.exchange.fhir.mapping import entity_resources
 from helpers.examples import examples
 
 PATIENT = {"resourceType": "Patient", "id": "p1"}
@@ -287,3 +295,50 @@ def test_a_nested_bundle_is_kept_whole_as_documented(store: ScenarioStore, tmp_p
     inner = bundle([{"resource": PATIENT}])
     found = imported(store, write(tmp_path / "n.json", bundle([{"resource": inner}])))
     assert found == {"fhir_bundle": [inner]}
+
+
+# --- export: odd ids and values through a transaction Bundle and back ---------------------------
+
+_ODD_IDS = st.text(min_size=1, max_size=30).filter(str.strip) | st.sampled_from(
+    ["a/b", " a b ", "Patient/x", "urn:uuid:x", "Practitioner?identifier=s|v", "#c", "x" * 3000, "1", "é中😀"]
+)
+_ODD_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+def _as_multiset(pairs: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    return sorted(json.dumps([t, e], sort_keys=True) for t, e in pairs)
+
+
+@settings(max_examples=examples(300), deadline=None)
+@given(
+    mrn=_ODD_IDS,
+    encounter=_ODD_IDS,
+    extra=st.dictionaries(st.sampled_from(["birth_date", "gender", "name", "address", "note", "status"]), _ODD_VALUES),
+)
+def test_odd_ids_and_values_survive_an_export_and_its_import(mrn: str, encounter: str, extra: Any) -> None:
+    entities = [
+        ("patients", {"mrn": mrn, **extra}),
+        ("encounters", {"encounter_id": encounter, "patient_mrn": mrn, "status": "finished", **extra}),
+        ("diagnoses", {"patient_mrn": mrn, "encounter_id": encounter, "code": "E11.9", **extra}),
+        ("care_gaps", {"patient_mrn": mrn, **extra}),
+    ]
+    entities = json.loads(json.dumps(entities))  # as stored: JSON values
+    resources = []
+    for number, (entity_type, entity) in enumerate(entities):
+        resources += entity_resources(
+            copy.deepcopy(entity), entity_type, str(uuid.UUID(int=number)), dt.date(2025, 1, 1)
+        )
+    lines = "".join(json.dumps(r) + "\n" for r in resources)  # Bulk, before the bundle rewrites them
+    written = bundle_of(resources)
+    for entry in written["entry"]:
+        get_fhir_model_class(entry["resource"]["resourceType"]).model_validate(entry["resource"])
+    with tempfile.TemporaryDirectory() as scratch:
+        for name, text in (("Patient-x.json", json.dumps(written)), ("all.ndjson", lines)):
+            path = Path(scratch) / name
+            path.write_text(text)
+            back = [(entity_type, entity) for entity_type, chunk in FhirSource(path).typed() for entity in chunk]
+            assert _as_multiset(back) == _as_multiset(entities), name
