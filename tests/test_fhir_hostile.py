@@ -342,3 +342,40 @@ def test_odd_ids_and_values_survive_an_export_and_its_import(mrn: str, encounter
             path.write_text(text)
             back = [(entity_type, entity) for entity_type, chunk in FhirSource(path).typed() for entity in chunk]
             assert _as_multiset(back) == _as_multiset(entities), name
+
+
+# --- conditional references --------------------------------------------------------------------
+
+MRN_SYSTEM = "http://hospital.example/mrn"
+
+
+def _with_mrn(rid: str, mrn: str) -> dict[str, Any]:
+    return {**PATIENT, "id": rid, "identifier": [{"system": MRN_SYSTEM, "value": mrn}]}
+
+
+def test_a_conditional_reference_to_one_resource_of_the_bundle_links_to_it(
+    store: ScenarioStore, tmp_path: Path
+) -> None:
+    entries = [
+        {"resource": _with_mrn("p1", "M-1")},
+        {"resource": _with_mrn("p2", "M-2")},
+        {"resource": _encounter_of(f"Patient?identifier={MRN_SYSTEM}|M-2", id="e1")},
+        {"resource": _encounter_of("Patient?identifier=M-1", id="e2")},  # no system: any system
+    ]
+    found = imported(store, write(tmp_path / "c.json", bundle(entries, "transaction")))
+    assert {e["encounter_id"]: e["patient_mrn"] for e in found["encounters"]} == {"e1": "p2", "e2": "p1"}
+
+
+def test_a_conditional_reference_matching_nothing_keeps_the_identifier(store: ScenarioStore, tmp_path: Path) -> None:
+    entries = [{"resource": _encounter_of(f"Patient?identifier={MRN_SYSTEM}|M-9&active=true", id="e1")}]
+    found = imported(store, write(tmp_path / "c.json", bundle(entries, "transaction")))
+    assert found["encounters"][0]["patient_mrn"] == "M-9"
+
+
+def test_a_conditional_reference_matching_several_is_named(store: ScenarioStore, tmp_path: Path) -> None:
+    entries = [
+        {"resource": _with_mrn("p1", "M-1")},
+        {"resource": _with_mrn("p2", "M-1")},
+        {"resource": _encounter_of(f"Patient?identifier={MRN_SYSTEM}|M-1", id="e1")},
+    ]
+    refused(store, write(tmp_path / "c.json", bundle(entries, "transaction")), "entry 2", "matches 2", "M-1")

@@ -28,6 +28,7 @@ from ..importer import SaveScenario
 from .carry import BadExtension
 from .common import EXTENSION_URL, deeper, may_hold_long_int, nests_deeper
 from .mapping import resource_entity
+from .refs import conditional_identifier
 from .resource_types import R4_RESOURCE_TYPES
 
 __all__ = ["FhirSource", "default_name", "fhir_files", "import_fhir", "save_source"]
@@ -179,6 +180,8 @@ class FhirSource:
         if value.get("type") in ("transaction", "batch"):
             _check_references(path, entries)
         _resolve_full_urls(entries)
+        if b"?identifier=" in data:  # the walk only when there is a conditional reference
+            _resolve_conditionals(path, entries)
         for position, entry in enumerate(entries):
             yield _check_type(path, f"entry {position}", entry.get("resource")), exact, f"entry {position}"
 
@@ -359,6 +362,62 @@ def _rewrite_references(value: Any, moved: dict[str, str]) -> None:
     elif isinstance(value, list):
         for item in value:
             _rewrite_references(item, moved)
+
+
+def _identified(entries: list[dict[str, Any]]) -> dict[tuple[str, str], list[tuple[str | None, str]]]:
+    """``(resource type, identifier value)`` → ``(system, id)`` of each resource of the Bundle."""
+    found: dict[tuple[str, str], list[tuple[str | None, str]]] = {}
+    for entry in entries:
+        resource = entry["resource"]
+        identifiers = resource.get("identifier")
+        if not isinstance(identifiers, list) or not isinstance(resource.get("id"), str):
+            continue
+        for ident in identifiers:
+            if isinstance(ident, dict) and isinstance(ident.get("value"), str):
+                key = (str(resource["resourceType"]), ident["value"])
+                found.setdefault(key, []).append((ident.get("system"), resource["id"]))
+    return found
+
+
+def _resolve_conditionals(path: Path, entries: list[dict[str, Any]]) -> None:
+    """Make a conditional reference (``Patient?identifier=sys|x``) that matches one resource
+    of the Bundle name it (``Patient/id``), as a server would; one matching none keeps its
+    identifier (the reading takes it as the own id).
+
+    Raises:
+        InvalidScenarioFileError: a conditional reference matches several resources.
+    """
+    index = _identified(entries)
+    for position, entry in enumerate(entries):
+        for ref in _reference_objects(entry["resource"]):
+            text = ref["reference"]
+            searched = conditional_identifier(text) if "?" in text else None
+            if searched is None:
+                continue
+            system, value = searched
+            kind = text.split("?", 1)[0]
+            ids = {rid for sys, rid in index.get((kind, value), []) if system is None or sys == system}
+            if len(ids) > 1:
+                raise _problem(
+                    path,
+                    f"entry {position}",
+                    f"the conditional reference {text!r:.120} matches {len(ids)} resources of this Bundle "
+                    f"({', '.join(sorted(ids)[:5])}); it must match one: give their identifiers apart",
+                )
+            if ids:
+                ref["reference"] = f"{kind}/{ids.pop()}"
+
+
+def _reference_objects(value: Any) -> Iterator[dict[str, Any]]:
+    """The objects with a text ``reference`` in a resource."""
+    if isinstance(value, dict):
+        if isinstance(value.get("reference"), str):
+            yield value
+        for item in value.values():
+            yield from _reference_objects(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _reference_objects(item)
 
 
 def default_name(path: Path) -> str:

@@ -4,10 +4,19 @@ and the entity's own id as an identifier, read back from either."""
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import unquote
 
 from .common import HS, fhir_string, pick, resource_id
 
-__all__ = ["Unmappable", "id_system", "identifier", "ref_key", "reference", "patient_reference"]
+__all__ = [
+    "Unmappable",
+    "conditional_identifier",
+    "id_system",
+    "identifier",
+    "ref_key",
+    "reference",
+    "patient_reference",
+]
 
 
 class Unmappable(Exception):
@@ -52,6 +61,18 @@ def patient_reference(entity: dict[str, Any], entity_type: str, *, required: boo
     return found
 
 
+def conditional_identifier(text: str) -> tuple[str | None, str] | None:
+    """The ``(system, value)`` a conditional reference searches by
+    (``Practitioner?identifier=sys|x&active=true`` → ``("sys", "x")``; no system: None),
+    or None when it searches by no identifier."""
+    for part in text.split("?", 1)[1].split("&"):
+        name, _, value = part.partition("=")
+        if name == "identifier" and value:
+            system, bar, code = unquote(value).rpartition("|")
+            return (system if bar else None), code
+    return None
+
+
 def ref_key(ref: Any) -> str | None:
     """The own id a reference names: its identifier's value, else the id in its
     ``reference`` (``Patient/x``, ``urn:uuid:x``, ``Practitioner?identifier=sys|x``)."""
@@ -63,8 +84,10 @@ def ref_key(ref: Any) -> str | None:
     text = ref.get("reference")
     if not isinstance(text, str):
         return None
-    if "?identifier=" in text:
-        return text.split("?identifier=", 1)[1].rsplit("|", 1)[-1]
+    if "?" in text:
+        searched = conditional_identifier(text)
+        if searched is not None:
+            return searched[1]
     if text.startswith("urn:uuid:"):
         return text[len("urn:uuid:") :]
     return text.rsplit("/", 1)[-1] if "/" in text else text
