@@ -379,3 +379,17 @@ def test_a_conditional_reference_matching_several_is_named(store: ScenarioStore,
         {"resource": _encounter_of(f"Patient?identifier={MRN_SYSTEM}|M-1", id="e1")},
     ]
     refused(store, write(tmp_path / "c.json", bundle(entries, "transaction")), "entry 2", "matches 2", "M-1")
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e400"])
+def test_numbers_json_cannot_hold_are_named_on_the_exact_path_too(
+    store: ScenarioStore, tmp_path: Path, number: str
+) -> None:
+    # A run of 19 digits sends the text to the exact parser, which read NaN and 1e400 (inf)
+    # where orjson refuses them; the store then refused the entity without naming the file.
+    line = '{"resourceType":"Patient","id":"p","a":12345678901234567890123,"b":' + number + "}"
+    refused(store, write(tmp_path / "n.ndjson", line), "line 1", "not JSON")
+    carry = json.dumps({"type": "patients", "fields": {"a": 12345678901234567890123, "b": 1}}).replace(
+        " 1}", number + "}"
+    )
+    refused(store, write(tmp_path / "c.ndjson", json.dumps(_ours(carry))), "line 1", "not JSON")

@@ -22,7 +22,7 @@ import orjson
 
 from ...entities import normalize_type
 from ...errors import InvalidEntityError
-from .common import EXTENSION_URL, may_hold_long_int
+from .common import EXTENSION_URL, exact_loads, may_hold_long_int
 
 __all__ = ["PART", "BadExtension", "apply_carry", "carry_extension", "pop_carry", "same"]
 
@@ -110,7 +110,7 @@ def pop_carry(resource: dict[str, Any], exact: bool | None = None) -> dict[str, 
                 # orjson reads an integer beyond 64 bits as a float: such text takes the exact parser.
                 if exact is None:
                     exact = may_hold_long_int(text.encode("utf-8", "surrogatepass"))
-                carry = json.loads(text) if exact else orjson.loads(text)
+                carry = exact_loads(text) if exact else orjson.loads(text)
             except (TypeError, ValueError) as exc:
                 raise BadExtension(f"its valueString is not JSON ({exc})") from None
             except RecursionError:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as _dt
 import functools
 import hashlib
+import json
 import math
 import re
 import uuid
@@ -27,6 +28,7 @@ __all__ = [
     "SYSTEMS",
     "TYPE_ALIASES",
     "canonical_type",
+    "exact_loads",
     "deeper",
     "fhir_code",
     "fhir_date",
@@ -140,6 +142,27 @@ def may_hold_long_int(data: bytes) -> bool:
     """Whether JSON text has a run of 19 digits, so maybe an integer beyond 64 bits, which
     orjson would read as a float (two passes in C: far faster than a regular expression)."""
     return _LONG_RUN in data.translate(_DIGITS_TO_ZERO)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (JSON has no such number)")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:40]} is beyond what a double holds")
+    return value
+
+
+def exact_loads(text: str | bytes) -> Any:
+    """JSON values with integers of any length (orjson reads one beyond 64 bits as a float),
+    refusing what orjson refuses too: ``NaN``, ``Infinity`` and numbers beyond a double.
+
+    Raises:
+        ValueError: not JSON (RecursionError: nested too deep for Python's stack).
+    """
+    return json.loads(text, parse_constant=_no_constant, parse_float=_finite)
 
 
 def canonical_type(entity_type: str) -> str:

@@ -14,7 +14,6 @@ passed over; they are listed in the scenario's provenance.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,7 +25,7 @@ from ...entities import MAX_DEPTH
 from ...errors import InvalidScenarioFileError
 from ..importer import SaveScenario
 from .carry import BadExtension
-from .common import EXTENSION_URL, deeper, may_hold_long_int, nests_deeper
+from .common import EXTENSION_URL, deeper, exact_loads, may_hold_long_int, nests_deeper
 from .mapping import resource_entity
 from .refs import conditional_identifier
 from .resource_types import R4_RESOURCE_TYPES
@@ -72,7 +71,7 @@ def _parse(data: bytes, exact: bool) -> Any:
             Python's recursion limit, where it raises RecursionError).
     """
     try:
-        return json.loads(data) if exact else orjson.loads(data)
+        return exact_loads(data) if exact else orjson.loads(data)
     except RecursionError:
         raise ValueError("it nests too deep to read; FHIR resources nest a few levels") from None
 
