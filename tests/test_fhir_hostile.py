@@ -393,3 +393,22 @@ def test_numbers_json_cannot_hold_are_named_on_the_exact_path_too(
         " 1}", number + "}"
     )
     refused(store, write(tmp_path / "c.ndjson", json.dumps(_ours(carry))), "line 1", "not JSON")
+
+
+def test_a_resource_file_whose_first_line_is_no_resource_is_not_passed_over(
+    store: ScenarioStore, tmp_path: Path
+) -> None:
+    # A Bulk log (log.ndjson) is passed over; Patient.000.ndjson says what it holds, so a bad
+    # first line there is an error, not a silently skipped file of patients.
+    bulk = tmp_path / "bulk"
+    bulk.mkdir()
+    write(bulk / "log.ndjson", '{"exportId": "e1", "eventId": "kickoff"}\n')
+    write(bulk / "Encounter.ndjson", json.dumps(_encounter_of("Patient/p1", id="e1")) + "\n")
+    write(bulk / "Patient.000.ndjson", '{"id": "p0"}\n' + json.dumps(PATIENT) + "\n")
+    message = refused(store, bulk, "line 1", "no resourceType")
+    assert "Patient.000.ndjson" in message
+    (bulk / "Patient.000.ndjson").write_text(json.dumps(PATIENT) + "\n")
+    store.import_scenario(bulk, "good", format="fhir")
+    loaded = store.load_scenario("good")
+    assert loaded["metadata"]["provenance"]["files_passed_over"] == ["log.ndjson"]
+    assert [p["mrn"] for p in loaded["entities"]["patients"]] == ["p1"]

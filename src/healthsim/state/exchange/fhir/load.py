@@ -7,9 +7,9 @@ export). Files are read one at a time and resources stream into the store in chu
 one transaction: an error anywhere saves nothing. Errors name the file and the line
 (NDJSON) or the entry (Bundle).
 
-In a folder, ``.ndjson`` files whose first line is not a resource (a Bulk Data
-``log.ndjson``) and our export's own files (``manifest.json``, ``export-report.json``) are
-passed over; they are listed in the scenario's provenance.
+In a folder, ``.ndjson`` files whose first line is not a resource and whose name names no
+resource type (a Bulk Data ``log.ndjson``) and our export's own files (``manifest.json``,
+``export-report.json``) are passed over; they are listed in the scenario's provenance.
 """
 
 from __future__ import annotations
@@ -149,11 +149,19 @@ class FhirSource:
                     raise _problem(path, f"line {number}", f"not JSON ({exc})") from None
                 if nests_deeper(line, _RESOURCE_DEPTH):
                     raise _problem(path, f"line {number}", _TOO_DEEP)
-                if number == 1 and len(self.files) > 1 and not (isinstance(value, dict) and "resourceType" in value):
+                if number == 1 and self._passed_over(path, value):
                     self.skipped_files.append(path.name)  # a Bulk Data log, say
                     self.done += path.stat().st_size - len(line)
                     return
                 yield _check_type(path, f"line {number}", value), exact, f"line {number}"
+
+    def _passed_over(self, path: Path, first: Any) -> bool:
+        """Whether an NDJSON file of a folder is no resource file (its first line is no
+        resource): a Bulk Data log. One named for a resource type (``Patient.000.ndjson``)
+        is read, so a bad first line there is an error, not a file of patients skipped."""
+        if len(self.files) == 1 or (isinstance(first, dict) and "resourceType" in first):
+            return False
+        return path.name.split(".", 1)[0] not in R4_RESOURCE_TYPES
 
     def _bundle(self, path: Path) -> Iterator[_Read]:
         data = path.read_bytes()
