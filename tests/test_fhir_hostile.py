@@ -412,3 +412,16 @@ def test_a_resource_file_whose_first_line_is_no_resource_is_not_passed_over(
     loaded = store.load_scenario("good")
     assert loaded["metadata"]["provenance"]["files_passed_over"] == ["log.ndjson"]
     assert [p["mrn"] for p in loaded["entities"]["patients"]] == ["p1"]
+
+
+def test_resources_without_ids_give_entities_without_null_ids(store: ScenarioStore, tmp_path: Path) -> None:
+    lines = [
+        {"resourceType": "Patient", "gender": "female"},
+        {"resourceType": "Encounter", "status": "finished"},
+        {"resourceType": "Claim", "status": "active"},
+        {"resourceType": "ResearchSubject", "status": "on-study"},
+    ]
+    found = imported(store, write(tmp_path / "n.ndjson", "\n".join(map(json.dumps, lines))))
+    assert found["patients"] == [{"gender": "F"}]
+    assert found["encounters"][0]["status"] == "finished"
+    assert all(None not in entity.values() for entities in found.values() for entity in entities), found

@@ -134,17 +134,19 @@ def person(resource: dict[str, Any], entity: Entity) -> None:
 
 def _patient(resource: dict[str, Any], hint: str) -> tuple[str, Entity]:
     if hint == "members":
-        entity: Entity = {"member_id": _own(resource, "members")}
+        entity: Entity = {}
+        _set(entity, "member_id", _own(resource, "members"))
         person(resource, entity)
         return "members", entity
     key = _own(resource, "patients")
-    entity = {"patient_id": key, "mrn": key}
+    entity = {} if key is None else {"patient_id": key, "mrn": key}  # no id: no null ids
     person(resource, entity)
     return "patients", entity
 
 
 def _encounter(resource: dict[str, Any], hint: str) -> tuple[str, Entity]:
-    entity: Entity = {"encounter_id": _own(resource, "encounters")}
+    entity: Entity = {}
+    _set(entity, "encounter_id", _own(resource, "encounters"))
     _subject(entity, resource.get("subject"))
     code = (resource.get("class") or {}).get("code")
     _set(entity, "class_code", _CLASS_IN.get(code, code) if isinstance(code, str) else code)
@@ -223,7 +225,8 @@ def _medication_request(resource: dict[str, Any], hint: str) -> tuple[str, Entit
 
 
 def _prescription(resource: dict[str, Any]) -> tuple[str, Entity]:
-    entity: Entity = {"prescription_number": _own(resource, "prescriptions")}
+    entity: Entity = {}
+    _set(entity, "prescription_number", _own(resource, "prescriptions"))
     concept = resource.get("medicationCodeableConcept")
     _set(entity, "ndc", _coding(concept).get("code"))
     _set(entity, "drug_name", _text(concept))
@@ -270,7 +273,8 @@ def _claim(resource: dict[str, Any], hint: str) -> tuple[str, Entity]:
     kind = _coding(resource.get("type")).get("code")
     pharmacy = hint == "pharmacy_claims" or (not hint and kind == "pharmacy")
     entity_type = "pharmacy_claims" if pharmacy else "claims"
-    entity: Entity = {"claim_id": _own(resource, entity_type)}
+    entity: Entity = {}
+    _set(entity, "claim_id", _own(resource, entity_type))
     coverage = (_first(resource.get("insurance")) or {}).get("coverage") or {}
     ident = coverage.get("identifier") if isinstance(coverage, dict) else None
     if isinstance(ident, dict) and ident.get("system") == id_system("members"):
@@ -314,7 +318,8 @@ def _claim_line(item: dict[str, Any]) -> Entity:
 
 
 def _research_subject(resource: dict[str, Any], hint: str) -> tuple[str, Entity]:
-    entity: Entity = {"subject_id": _own(resource, "subjects")}
+    entity: Entity = {}
+    _set(entity, "subject_id", _own(resource, "subjects"))
     study = resource.get("study") or {}
     _set(entity, "protocol_id", (study.get("identifier") or {}).get("value"))
     _set(entity, "status", resource.get("status"))
