@@ -425,3 +425,39 @@ def test_resources_without_ids_give_entities_without_null_ids(store: ScenarioSto
     assert found["patients"] == [{"gender": "F"}]
     assert found["encounters"][0]["status"] == "finished"
     assert all(None not in entity.values() for entities in found.values() for entity in entities), found
+
+
+# --- export: what an entity keeps under _fhir, edited by hand -----------------------------------
+
+
+@pytest.mark.parametrize(
+    "kept",
+    [
+        {"extension": 5},
+        {"extension": "x"},
+        {"extension": [{"url": EXTENSION_URL, "valueString": "{}"}]},
+        {"extension": [{"url": EXTENSION_URL, "valueString": "{}"}, {"url": "http://x.example/e", "valueCode": "a"}]},
+    ],
+)
+@pytest.mark.parametrize("format", ["fhir", "fhir-bundle"])
+def test_an_extension_element_kept_by_hand_neither_breaks_the_export_nor_the_round_trip(
+    store: ScenarioStore, tmp_path: Path, kept: dict[str, Any], format: str
+) -> None:
+    entities = {
+        "patients": [{"mrn": "M1", "_fhir": kept}],
+        "encounters": [{"encounter_id": "E1", "patient_mrn": "M1", "status": "finished", "_fhir": kept}],
+    }
+    store.save_scenario("kept", entities)
+    out = store.export_scenario("kept", tmp_path / "out", format=format)
+    for file in out.glob("*.*json"):
+        if file.name in ("manifest.json", "export-report.json") or file.name.startswith("."):
+            continue
+        text = file.read_text()
+        lines = [json.loads(x) for x in text.splitlines()] if file.suffix == ".ndjson" else json.loads(text)["entry"]
+        for item in lines:
+            resource = item.get("resource", item)
+            get_fhir_model_class(resource["resourceType"]).model_validate(resource)
+            ours = [e for e in resource["extension"] if e["url"] == EXTENSION_URL]
+            assert len(ours) == 1
+    store.import_scenario(out, "back", format="fhir")
+    assert store.load_scenario("back")["entities"] == entities

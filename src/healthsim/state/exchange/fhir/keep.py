@@ -22,7 +22,7 @@ import datetime as _dt
 from typing import Any, cast
 
 from .carry import same
-from .common import FHIR_FIELD, canonical_type
+from .common import EXTENSION_URL, FHIR_FIELD, canonical_type
 from .outbound import to_resources
 from .refs import Unmappable
 
@@ -126,11 +126,22 @@ def _other_choice(resource: dict[str, Any], key: str) -> bool:
     return name is not None and any(k != key and _choice(k) == name for k in resource)
 
 
+def _foreign_extensions(value: Any) -> list[Any] | None:
+    """The kept extensions the export may write: a list, without one of ours (the export
+    appends its own; a second would be read instead of it). What is left out makes the
+    export's extension hold ``_fhir`` itself, so the round trip stays exact."""
+    if not isinstance(value, list):
+        return None
+    return [e for e in value if not (isinstance(e, dict) and e.get("url") == EXTENSION_URL)]
+
+
 def fill(resource: dict[str, Any], kept: Any) -> None:
     """Put the kept elements back into ``resource`` (the entity's own resource), in place."""
     if not isinstance(kept, dict):
         return
     for key, value in kept.items():
+        if key == "extension":
+            value = _foreign_extensions(value)
         # FHIR has no empty or null elements (the extension then holds them, see .mapping).
         if key in _NOT_KEPT or value is None or value == [] or value == {} or _other_choice(resource, key):
             continue
