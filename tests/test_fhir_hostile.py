@@ -461,3 +461,18 @@ def test_an_extension_element_kept_by_hand_neither_breaks_the_export_nor_the_rou
             assert len(ours) == 1
     store.import_scenario(out, "back", format="fhir")
     assert store.load_scenario("back")["entities"] == entities
+
+
+def test_references_inside_a_nested_bundle_resolve_in_that_bundle(store: ScenarioStore, tmp_path: Path) -> None:
+    # A document Bundle sent in a transaction: its urn:uuid: references name its own entries.
+    inner = bundle(
+        [
+            {"fullUrl": URN_P, "resource": {"resourceType": "Patient"}},
+            {"fullUrl": URN_E, "resource": _encounter_of(URN_P)},
+        ],
+        "document",
+    )
+    outer = bundle([{"fullUrl": "urn:uuid:doc", "resource": inner, "request": {"method": "POST", "url": "Bundle"}}])
+    outer["type"] = "transaction"
+    found = imported(store, write(tmp_path / "n.json", outer))
+    assert found == {"fhir_bundle": [{**inner, "id": "doc"}]}  # kept whole, with its fullUrl's id

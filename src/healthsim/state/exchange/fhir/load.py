@@ -304,6 +304,8 @@ def _entries(path: Path, bundle: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _references(value: Any) -> Iterator[str]:
     if isinstance(value, dict):
+        if value.get("resourceType") == "Bundle":  # a nested Bundle's references name its own entries
+            return
         for key, item in value.items():
             if key == "reference" and isinstance(item, str):
                 yield item
@@ -361,6 +363,8 @@ def _resolve_full_urls(entries: list[dict[str, Any]]) -> None:
 
 def _rewrite_references(value: Any, moved: dict[str, str]) -> None:
     if isinstance(value, dict):
+        if value.get("resourceType") == "Bundle":  # a nested Bundle's references name its own entries
+            return
         target = value.get("reference")
         if isinstance(target, str) and target in moved:
             value["reference"] = moved[target]
@@ -416,8 +420,11 @@ def _resolve_conditionals(path: Path, entries: list[dict[str, Any]]) -> None:
 
 
 def _reference_objects(value: Any) -> Iterator[dict[str, Any]]:
-    """The objects with a text ``reference`` in a resource."""
+    """The objects with a text ``reference`` in a resource (not in a nested Bundle: its
+    references name its own entries)."""
     if isinstance(value, dict):
+        if value.get("resourceType") == "Bundle":
+            return
         if isinstance(value.get("reference"), str):
             yield value
         for item in value.values():
