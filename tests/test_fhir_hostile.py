@@ -476,3 +476,17 @@ def test_references_inside_a_nested_bundle_resolve_in_that_bundle(store: Scenari
     outer["type"] = "transaction"
     found = imported(store, write(tmp_path / "n.json", outer))
     assert found == {"fhir_bundle": [{**inner, "id": "doc"}]}  # kept whole, with its fullUrl's id
+
+
+@pytest.mark.parametrize(
+    ("code", "kind"), [("care_gaps", "care_gaps"), ("CareGap", "care_gap"), ("no such/type", "fhir_basic")]
+)
+def test_a_basic_resource_names_a_valid_type_or_is_kept_whole(
+    store: ScenarioStore, tmp_path: Path, code: str, kind: str
+) -> None:
+    basic = {
+        "resourceType": "Basic",
+        "id": "b1",
+        "code": {"coding": [{"system": "https://healthsim.dev/fhir/CodeSystem/entity-type", "code": code}]},
+    }
+    assert list(imported(store, write(tmp_path / "b.ndjson", json.dumps(basic)))) == [kind]

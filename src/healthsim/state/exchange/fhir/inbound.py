@@ -14,6 +14,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from ...entities import normalize_type
+from ...errors import InvalidEntityError
 from .common import SYSTEMS, TYPE_SYSTEM
 from .refs import id_system, ref_key
 from .vitals import BP_PANEL, PANEL, VITAL_BY_CODE, vital_values
@@ -371,9 +373,12 @@ def _allergy(resource: dict[str, Any], hint: str) -> tuple[str, Entity]:
 
 def _basic(resource: dict[str, Any], hint: str) -> tuple[str, Entity] | None:
     coding = _coding(resource.get("code"))
-    if coding.get("system") != TYPE_SYSTEM or not isinstance(coding.get("code"), str):
+    if coding.get("system") != TYPE_SYSTEM:
         return None
-    return coding["code"], {}
+    try:  # the entity is saved under this type: it must be a type name (else kept whole)
+        return normalize_type(coding.get("code")), {}
+    except InvalidEntityError:
+        return None
 
 
 _READERS: dict[str, Callable[[dict[str, Any], str], tuple[str, Entity] | None]] = {
