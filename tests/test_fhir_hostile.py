@@ -490,3 +490,20 @@ def test_a_basic_resource_names_a_valid_type_or_is_kept_whole(
         "code": {"coding": [{"system": "https://healthsim.dev/fhir/CodeSystem/entity-type", "code": code}]},
     }
     assert list(imported(store, write(tmp_path / "b.ndjson", json.dumps(basic)))) == [kind]
+
+
+@pytest.mark.parametrize("target", ["Patient/../../escaped", "Patient/a b", "Patient/" + "x" * 300, "Patient/"])
+def test_a_bundle_file_name_is_safe_whatever_a_kept_reference_says(
+    store: ScenarioStore, tmp_path: Path, target: str
+) -> None:
+    # A research subject without a patient of ours keeps its source's individual, by hand here:
+    # the bundle was named after it, a path ("Patient-../../escaped.json") that failed the export.
+    entities = {"subjects": [{"subject_id": "S1", "_fhir": {"individual": {"reference": target}}}]}
+    store.save_scenario("subj", entities)
+    out = store.export_scenario("subj", tmp_path / "deep" / "out", format="fhir-bundle")
+    written = [p for p in (tmp_path / "deep").rglob("*") if p.is_file()]
+    assert all(p.parent == out for p in written), written
+    assert all(len(p.name) < 100 for p in written)
+    store.import_scenario(out, "back", format="fhir")
+    # (A kept reference to a resource outside its bundle becomes display-only, as documented.)
+    assert store.load_scenario("back")["entities"]["subjects"][0]["subject_id"] == "S1"

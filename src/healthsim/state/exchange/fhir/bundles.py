@@ -14,6 +14,7 @@ patient; only one patient's resources are in memory at a time.
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ import pyarrow as pa
 
 from ..._engines import AnalyticsConnection
 from ...reading import ScenarioReader
+from .common import resource_id
 from .writing import ExportReport, map_entities
 
 __all__ = ["bundle_of", "write_bundles"]
@@ -62,6 +64,20 @@ def _rewrite(value: Any, inside: set[str]) -> None:
     elif isinstance(value, list):
         for item in value:
             _rewrite(item, inside)
+
+
+_SAFE_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+
+
+def _file_name(group: str) -> str:
+    """The file of a patient's Bundle: named by its Patient's id, which is ours (a UUID)
+    unless a kept reference names the patient (any text: then a UUID of it, so the name
+    never leaves the folder nor passes the file system's limits)."""
+    if not group:
+        return "other.json"
+    if _SAFE_ID.fullmatch(group):
+        return f"Patient-{group}.json"
+    return f"Patient-{resource_id('bundle', group)}.json"
 
 
 def bundle_of(resources: list[dict[str, Any]]) -> dict[str, Any]:
@@ -138,7 +154,7 @@ def write_bundles(
         sorter = _Sorter(duck, report)
         map_entities(reader, types, sorter, report, validate=options["validate"], progress=options["progress"])
         for group, resources in sorter.groups():
-            name = f"Patient-{group}.json" if group else "other.json"
+            name = _file_name(group)
             bundle = bundle_of(resources)
             try:
                 data = json.dumps(bundle, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
