@@ -13,18 +13,21 @@ patient; only one patient's resources are in memory at a time.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pyarrow as pa
 
 from ..._engines import AnalyticsConnection
 from ...reading import ScenarioReader
-from .common import resource_id
+from .carry import PART
+from .common import EXTENSION_URL, resource_id
+from .mapping import recarry, resource_entity
 from .writing import ExportReport, map_entities
 
 __all__ = ["bundle_of", "write_bundles"]
@@ -80,12 +83,50 @@ def _file_name(group: str) -> str:
     return f"Patient-{resource_id('bundle', group)}.json"
 
 
+def _outside(value: Any, inside: set[str]) -> bool:
+    """Whether :func:`_rewrite` would make a reference of ``value`` display-only."""
+    if isinstance(value, dict):
+        target = value.get("reference")
+        if isinstance(target, str) and ("/" in target or target.startswith("urn:")):
+            if (target.rsplit("/", 1)[1] if "/" in target else "") not in inside:
+                return True
+        return any(_outside(item, inside) for item in value.values())
+    if isinstance(value, list):
+        return any(_outside(item, inside) for item in value)
+    return False
+
+
+def _primary(resource: dict[str, Any]) -> bool:
+    """Whether the resource carries an entity (our extension, not that of a part)."""
+    extensions = resource.get("extension")
+    return isinstance(extensions, list) and any(
+        isinstance(e, dict) and e.get("url") == EXTENSION_URL and e != PART for e in extensions
+    )
+
+
+def _copy(resource: dict[str, Any]) -> dict[str, Any]:
+    try:  # a JSON round trip in C: far faster than deepcopy
+        return cast(dict[str, Any], orjson.loads(orjson.dumps(resource)))
+    except (TypeError, orjson.JSONEncodeError):  # an integer beyond 64 bits, a lone surrogate
+        return copy.deepcopy(resource)
+
+
 def bundle_of(resources: list[dict[str, Any]]) -> dict[str, Any]:
-    """The transaction Bundle of one patient's resources."""
+    """The transaction Bundle of one patient's resources.
+
+    A resource whose references to resources outside the bundle become display-only no
+    longer reads back as its entity (a kept reference of a Synthea encounter to its
+    organization, say): its extension is made again, so the import still gives the entity
+    back equal.
+    """
     inside = {str(r["id"]) for r in resources}
     entries = []
     for resource in resources:
+        before = _copy(resource) if _primary(resource) and _outside(resource, inside) else None
         _rewrite(resource, inside)
+        found = resource_entity(before) if before is not None else None
+        if found is not None:
+            recarry(resource, *found)
         entries.append(
             {
                 "fullUrl": f"urn:uuid:{resource['id']}",

@@ -13,7 +13,7 @@ from .keep import FHIR_FIELD, fill, kept_elements, regenerated
 from .outbound import to_resources
 from .refs import Unmappable
 
-__all__ = ["Unmappable", "entity_resources", "resource_entity"]
+__all__ = ["Unmappable", "entity_resources", "recarry", "resource_entity"]
 
 
 def entity_resources(entity: Any, entity_type: str, entity_uuid: str, today: _dt.date) -> list[dict[str, Any]]:
@@ -37,6 +37,18 @@ def entity_resources(entity: Any, entity_type: str, entity_uuid: str, today: _dt
     for part in resources[1:]:
         part.setdefault("extension", []).append(PART)
     return resources
+
+
+def recarry(resource: dict[str, Any], entity_type: str, entity: dict[str, Any]) -> None:
+    """Replace the HealthSim extension of ``resource`` (a primary one whose elements were
+    changed after it was made: a bundle made its outside references display-only) by the
+    one that turns this resource back into ``entity``, as :func:`entity_resources` makes it."""
+    pop_carry(resource)
+    _, base = from_resource(resource, canonical_type(entity_type))
+    kept = entity.get(FHIR_FIELD)
+    if kept is not None:
+        base[FHIR_FIELD] = kept_elements(resource, entity_type, regenerated(entity, entity_type))
+    resource.setdefault("extension", []).append(carry_extension(entity, entity_type, base, kept=kept is not None))
 
 
 def resource_entity(resource: dict[str, Any], exact: bool | None = None) -> tuple[str, dict[str, Any]] | None:
