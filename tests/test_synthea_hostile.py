@@ -148,3 +148,14 @@ def test_any_csv_values_come_back_exactly(
     # file (a row of empty values is kept, empty).
     expected = [{c: v for c, v in zip(columns, row, strict=True) if v != ""} for row in rows]
     assert found["synthea_notes"] == expected
+
+
+def test_absent_or_empty_columns_give_no_null_or_empty_fields(store: ScenarioStore, tmp_path: Path) -> None:
+    files = {
+        "patients.csv": "Id\np1\n",
+        "encounters.csv": "Id,PATIENT,ENCOUNTERCLASS\ne1,p1,\n",
+        "observations.csv": "PATIENT,CATEGORY,CODE,VALUE\np1,vital-signs,8867-4,72\n",
+    }
+    found = imported(store, folder(tmp_path, files))
+    assert found["encounters"] == [{"encounter_id": "e1", "patient_mrn": "p1", "status": "in-progress"}]
+    assert found["vital_signs"] == [{"patient_mrn": "p1", "CATEGORY": "vital-signs", "heart_rate": 72.0}]

@@ -202,7 +202,8 @@ def _special(stem: str, entity_type: str, entity: dict[str, Any], row: dict[str,
         _patient(entity, row)
     elif stem == "encounters":
         entity["status"] = "finished" if row.get("STOP") else "in-progress"
-        entity["class_code"] = _CLASSES.get(row.get("ENCOUNTERCLASS", "").lower(), row.get("ENCOUNTERCLASS"))
+        if row.get("ENCOUNTERCLASS"):  # an absent or empty value is no field, as for every column
+            entity["class_code"] = _CLASSES.get(row["ENCOUNTERCLASS"].lower(), row["ENCOUNTERCLASS"])
     elif stem in ("conditions", "procedures", "allergies"):
         entity["code_system"] = _SYSTEM_NAMES.get(row.get("SYSTEM", "").upper(), SYSTEMS["snomed"])
     elif stem == "medications":
@@ -216,7 +217,8 @@ def _special(stem: str, entity_type: str, entity: dict[str, Any], row: dict[str,
                 return entity_type
             for moved in ("loinc_code", "test_name", "value", "unit"):
                 entity.pop(moved, None)
-            entity["observation_time"] = entity.pop("collected_time", None)
+            if "collected_time" in entity:
+                entity["observation_time"] = entity.pop("collected_time")
             entity[field] = value
             return "vital_signs"
     return entity_type
