@@ -527,3 +527,20 @@ def test_a_bundle_export_of_synthea_imports_back_equal(store: ScenarioStore, tmp
     for entity_type, entities in first.items():
         ordered = [sorted(json.dumps(e, sort_keys=True) for e in side) for side in (entities, again[entity_type])]
         assert ordered[0] == ordered[1], entity_type
+
+
+# --- the wrong folder --------------------------------------------------------------------------
+
+
+def test_the_wrong_folder_says_which_to_give(store: ScenarioStore, tmp_path: Path) -> None:
+    output = tmp_path / "output"  # Synthea's output folder: fhir/ and csv/ inside
+    (output / "fhir").mkdir(parents=True)
+    (output / "csv").mkdir()
+    write(output / "fhir" / "Patient.ndjson", json.dumps(PATIENT))
+    write(output / "csv" / "patients.csv", "Id\np1\n")
+    refused(store, output, "fhir", "give that folder")
+    refused(store, output / "csv", "synthea-csv")
+    with pytest.raises(InvalidScenarioFileError, match="give that folder"):
+        store.import_scenario(output, "bad", format="synthea-csv")
+    with pytest.raises(InvalidScenarioFileError, match="format='fhir'"):
+        store.import_scenario(output / "fhir", "bad", format="synthea-csv")

@@ -31,7 +31,7 @@ from typing import Any
 from ..entities import normalize_type
 from ..errors import InvalidEntityError, InvalidScenarioFileError
 from .fhir.common import SYSTEMS
-from .fhir.load import save_source
+from .fhir.load import folder_hint, save_source
 from .fhir.vitals import VITAL_BY_CODE
 from .importer import SaveScenario
 
@@ -168,9 +168,12 @@ def _csv_files(folder: Path) -> list[Path]:
             )
         files[stem] = path
     if "patients" not in files:
+        hint = folder_hint(folder, (".csv",), "synthea-csv") if not files else ""
+        hint = hint or folder_hint(folder, (".json", ".ndjson"), "fhir")
         raise InvalidScenarioFileError(
             folder,
-            "this folder has no patients.csv, so it is not a Synthea CSV export; give the folder Synthea wrote (output/csv)",
+            "this folder has no patients.csv, so it is not a Synthea CSV export; give the folder Synthea wrote "
+            f"(output/csv){hint}",
         )
     return [files[s] for s in _ORDER if s in files] + [p for s, p in sorted(files.items()) if s not in _ORDER]
 

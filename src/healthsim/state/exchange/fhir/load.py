@@ -30,7 +30,7 @@ from .mapping import resource_entity
 from .refs import conditional_identifier
 from .resource_types import R4_RESOURCE_TYPES
 
-__all__ = ["FhirSource", "default_name", "fhir_files", "import_fhir", "save_source"]
+__all__ = ["FhirSource", "default_name", "fhir_files", "folder_hint", "import_fhir", "save_source"]
 
 _CHUNK = 2_000
 _OWN_FILES = {"manifest.json", "export-report.json"}
@@ -58,8 +58,30 @@ def fhir_files(path: Path) -> list[Path]:
         and not p.name.startswith(".")
     )
     if not files:
-        raise InvalidScenarioFileError(path, "this folder holds no FHIR file (.json Bundles or .ndjson resources)")
+        hint = folder_hint(path, (".json", ".ndjson"), "fhir") or folder_hint(path, (".csv",), "synthea-csv")
+        raise InvalidScenarioFileError(
+            path, f"this folder holds no FHIR file (.json Bundles or .ndjson resources){hint}"
+        )
     return files
+
+
+def folder_hint(folder: Path, suffixes: tuple[str, ...], format: str) -> str:
+    """What to give instead when ``folder`` holds no file to import: its subfolder that holds
+    files with one of ``suffixes``, or, when it holds such files itself, ``format``
+    (the import that reads them). "" when neither."""
+
+    def holds(where: Path) -> bool:
+        return any(f.suffix.lower() in suffixes and f.is_file() for f in where.iterdir())
+
+    try:
+        if holds(folder):
+            return f"; it holds {'/'.join(suffixes)} files: to import them give format={format!r}"
+        for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            if holds(sub):
+                return f"; its folder {sub.name!r} does: give that folder (format={format!r})"
+    except OSError:  # unreadable: the error says what it can without the hint
+        pass
+    return ""
 
 
 def _parse(data: bytes, exact: bool) -> Any:
