@@ -544,3 +544,15 @@ def test_the_wrong_folder_says_which_to_give(store: ScenarioStore, tmp_path: Pat
         store.import_scenario(output, "bad", format="synthea-csv")
     with pytest.raises(InvalidScenarioFileError, match="format='fhir'"):
         store.import_scenario(output / "fhir", "bad", format="synthea-csv")
+
+
+@pytest.mark.parametrize("marker", ['{"scenario": ""}', '{"scenario": "' + "x" * 1000 + '"}', "[1]", "not json"])
+def test_a_hostile_export_marker_falls_back_to_the_folder_name(
+    store: ScenarioStore, tmp_path: Path, marker: str
+) -> None:
+    bulk = tmp_path / "mybulk"
+    bulk.mkdir()
+    write(bulk / "Patient.ndjson", json.dumps(PATIENT))
+    write(bulk / ".healthsim-export.json", marker)
+    store.import_scenario(bulk, format="fhir")
+    assert names(store) == {"mybulk"}

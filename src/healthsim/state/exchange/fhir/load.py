@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from ...entities import MAX_DEPTH
-from ...errors import InvalidScenarioFileError
+from ...errors import InvalidInputError, InvalidScenarioFileError
 from ..importer import SaveScenario
 from .carry import BadExtension
 from .common import EXTENSION_URL, deeper, exact_loads, may_hold_long_int, nests_deeper
@@ -456,6 +456,16 @@ def _reference_objects(value: Any) -> Iterator[dict[str, Any]]:
             yield from _reference_objects(item)
 
 
+def _valid_name(name: str) -> bool:
+    from ...validation import validate_name
+
+    try:
+        validate_name(name)
+    except InvalidInputError:
+        return False
+    return True
+
+
 def default_name(path: Path) -> str:
     """The scenario name an import takes when none is given: our export's scenario, else
     the file or folder name."""
@@ -465,7 +475,7 @@ def default_name(path: Path) -> str:
             found = orjson.loads(marker.read_bytes()).get("scenario")
         except (orjson.JSONDecodeError, AttributeError, OSError):
             found = None
-        if isinstance(found, str):
+        if isinstance(found, str) and _valid_name(found):  # a marker edited by hand: the folder's name
             return found
     return path.stem if path.is_file() else os.path.basename(os.path.normpath(path))
 
