@@ -556,3 +556,15 @@ def test_a_hostile_export_marker_falls_back_to_the_folder_name(
     write(bulk / ".healthsim-export.json", marker)
     store.import_scenario(bulk, format="fhir")
     assert names(store) == {"mybulk"}
+
+
+def test_compressed_files_are_named_not_silently_left_out(store: ScenarioStore, tmp_path: Path) -> None:
+    import gzip
+
+    bulk = tmp_path / "bulk"
+    bulk.mkdir()
+    write(bulk / "Patient.ndjson", json.dumps(PATIENT))
+    (bulk / "Encounter.ndjson.gz").write_bytes(gzip.compress(json.dumps(_encounter_of("Patient/p1")).encode()))
+    write(bulk / "README.md", "other files are passed over")
+    refused(store, bulk, "Encounter.ndjson.gz", "decompress")
+    refused(store, bulk / "Encounter.ndjson.gz", "decompress")

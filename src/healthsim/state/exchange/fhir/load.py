@@ -35,6 +35,7 @@ __all__ = ["FhirSource", "default_name", "fhir_files", "folder_hint", "import_fh
 _CHUNK = 2_000
 _OWN_FILES = {"manifest.json", "export-report.json"}
 _BOM = b"\xef\xbb\xbf"
+_PACKED = "a compressed file is not read; decompress it (gunzip) first"
 
 
 def fhir_files(path: Path) -> list[Path]:
@@ -46,9 +47,14 @@ def fhir_files(path: Path) -> list[Path]:
     if not path.exists():
         raise InvalidScenarioFileError(path, "no such file or folder; check the path")
     if path.is_file():
+        if path.name.lower().endswith(".gz"):
+            raise InvalidScenarioFileError(path, _PACKED)
         return [path]
     if not path.is_dir():
         raise InvalidScenarioFileError(path, "this is neither a file nor a folder (a pipe, device or socket)")
+    packed = sorted(p.name for p in path.iterdir() if p.name.lower().endswith((".json.gz", ".ndjson.gz")))
+    if packed:  # left out, a type's resources would be missing without a word
+        raise InvalidScenarioFileError(path / packed[0], _PACKED)
     files = sorted(
         p
         for p in path.iterdir()
