@@ -568,3 +568,11 @@ def test_compressed_files_are_named_not_silently_left_out(store: ScenarioStore, 
     write(bulk / "README.md", "other files are passed over")
     refused(store, bulk, "Encounter.ndjson.gz", "decompress")
     refused(store, bulk / "Encounter.ndjson.gz", "decompress")
+
+
+def test_a_value_the_store_cannot_hold_is_named_by_file_and_line(store: ScenarioStore, tmp_path: Path) -> None:
+    # A lone surrogate reaches the entity on the exact parser's path (a 19-digit run in the line);
+    # the store refuses it, and the error must say where it came from.
+    line = '{"resourceType":"Patient","id":"p2","n":12345678901234567890123,"note":"a\\ud800b"}'
+    message = refused(store, write(tmp_path / "s.ndjson", json.dumps(PATIENT) + "\n" + line + "\n"), "line 2")
+    assert "Patient/p2" in message and "surrogate" in message

@@ -15,6 +15,7 @@ sign set) carry ``{"part": true}`` and are skipped on import: their primary says
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -119,6 +120,15 @@ def pop_carry(resource: dict[str, Any], exact: bool | None = None) -> dict[str, 
     return None
 
 
+@functools.lru_cache(maxsize=1024)  # a scenario has a few types, each asked for per resource
+def _type_name(stored: str) -> str | None:
+    """The entity type ``stored`` names (None: no type name)."""
+    try:
+        return normalize_type(stored)
+    except InvalidEntityError:
+        return None
+
+
 def _checked(carry: Any) -> dict[str, Any]:
     """What the extension says, its ``type`` in its stored spelling.
 
@@ -129,13 +139,14 @@ def _checked(carry: Any) -> dict[str, Any]:
         raise BadExtension(f"its valueString is a JSON {type(carry).__name__}, not an object")
     if carry.get("part") is True:
         return carry
-    try:
-        # The import saves the entity under this type: it must be a valid type name.
-        carry["type"] = normalize_type(carry.get("type"))
-    except InvalidEntityError:
-        raise BadExtension(f"its type {carry.get('type')!r:.60} is no entity type name such as 'patients'") from None
+    # The import saves the entity under this type: it must be a valid type name.
+    stored = carry.get("type")
+    name = _type_name(stored) if isinstance(stored, str) else None
+    if name is None:
+        raise BadExtension(f"its type {stored!r:.60} is no entity type name such as 'patients'")
+    carry["type"] = name
     drop = carry.get("drop", [])
-    if not isinstance(drop, list) or not all(isinstance(key, str) for key in drop):
+    if not isinstance(drop, list) or (drop and not {type(key) for key in drop} <= {str}):
         raise BadExtension("its drop is not a list of field names")
     if not isinstance(carry.get("fields", {}), dict):
         raise BadExtension("its fields is not an object of fields")

@@ -21,8 +21,8 @@ from typing import Any
 
 import orjson
 
-from ...entities import MAX_DEPTH
-from ...errors import InvalidInputError, InvalidScenarioFileError
+from ...entities import MAX_DEPTH, encode_entity
+from ...errors import InvalidEntityError, InvalidInputError, InvalidScenarioFileError
 from ..importer import SaveScenario
 from .carry import BadExtension
 from .common import EXTENSION_URL, deeper, exact_loads, may_hold_long_int, nests_deeper
@@ -133,6 +133,11 @@ def _problem(path: Path, where: str, what: str) -> InvalidScenarioFileError:
     return InvalidScenarioFileError(path, f"{where}: {what}")
 
 
+def _named(where: str, resource: dict[str, Any]) -> str:
+    """Where a resource is and which it is: ``line 3 (Patient/p1)``."""
+    return f"{where} ({resource.get('resourceType')}/{resource.get('id')})"
+
+
 def _check_type(path: Path, where: str, resource: Any) -> dict[str, Any]:
     if not isinstance(resource, dict) or "resourceType" not in resource:
         raise _problem(path, where, "not a FHIR resource (no resourceType)")
@@ -175,13 +180,12 @@ class FhirSource:
                     value = _parse(line, exact)
                 except ValueError as exc:
                     raise _problem(path, f"line {number}", f"not JSON ({exc})") from None
-                if nests_deeper(line, _RESOURCE_DEPTH):
-                    raise _problem(path, f"line {number}", _TOO_DEEP)
                 if number == 1 and self._passed_over(path, value):
                     self.skipped_files.append(path.name)  # a Bulk Data log, say
                     self.done += path.stat().st_size - len(line)
                     return
-                yield _check_type(path, f"line {number}", value), exact, f"line {number}"
+                where = f"line {number}"
+                yield _check_type(path, where, value), exact, where
 
     def _passed_over(self, path: Path, first: Any) -> bool:
         """Whether an NDJSON file of a folder is no resource file (its first line is no
@@ -240,40 +244,68 @@ class FhirSource:
             if self.progress is not None and self.resources % _CHUNK == 0:
                 self.progress(self.done, self.size)
 
-    def typed(self) -> Iterator[tuple[str, list[dict[str, Any]]]]:
-        """``(type, entities)`` in chunks of one type, in the order read."""
-        current: str | None = None
-        chunk: list[dict[str, Any]] = []
+    def entities(self) -> Iterator[tuple[Path, str, dict[str, Any], tuple[str, dict[str, Any]]]]:
+        """``(file, where in it, resource, (type, entity))`` of each resource, in the order read.
+
+        Raises:
+            InvalidScenarioFileError: a resource cannot be read (the file and place named).
+        """
         for path in self.files:
             for resource, exact, where in self.resources_of(path):
-                named = f"{where} ({resource.get('resourceType')}/{resource.get('id')})"
                 try:
                     found = resource_entity(resource, exact)
                 except BadExtension as exc:
                     raise _problem(
                         path,
-                        named,
+                        _named(where, resource),
                         f"the HealthSim extension ({EXTENSION_URL}) is not what HealthSim writes: {exc}; "
                         "fix it, or remove it to read the resource as FHIR of elsewhere",
                     ) from None
+                except RecursionError:
+                    raise _problem(path, _named(where, resource), _TOO_DEEP) from None
                 except (TypeError, AttributeError, KeyError, ValueError) as exc:
                     # The reading takes the resource as valid FHIR: an element of another
                     # type ("identifier": true) fails in it. Say which resource, not where in us.
                     raise _problem(
-                        path, named, f"not valid FHIR: an element is not of its type ({exc}); fix or remove it"
+                        path,
+                        _named(where, resource),
+                        f"not valid FHIR: an element is not of its type ({exc}); fix or remove it",
                     ) from None
-                if found is None:
-                    continue
-                entity_type, entity = found
-                if entity_type != current or len(chunk) >= _CHUNK:
-                    if chunk:
-                        yield current or "", chunk
-                    current, chunk = entity_type, []
-                chunk.append(entity)
+                if found is not None:
+                    yield path, where, resource, found
+
+    def typed(self) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+        """``(type, entities)`` in chunks of one type, in the order read."""
+        current: str | None = None
+        chunk: list[dict[str, Any]] = []
+        for _, _, _, (entity_type, entity) in self.entities():
+            if entity_type != current or len(chunk) >= _CHUNK:
+                if chunk:
+                    yield current or "", chunk
+                current, chunk = entity_type, []
+            chunk.append(entity)
         if chunk:
             yield current or "", chunk
         if self.progress is not None:
             self.progress(self.size, self.size)
+
+
+def _refused_entity(path: Path, refused: InvalidEntityError) -> InvalidInputError:
+    """The error that names the file and place of the entity the store refused.
+
+    The store names an entity by its type and position, which say nothing of the source; so
+    the source is read again (only now, as the import has failed and saved nothing) and each
+    entity checked as the store checks it, up to the first it refuses.
+    """
+    for file, where, resource, (entity_type, entity) in FhirSource(path).entities():
+        try:
+            encode_entity(entity, entity_type, 0)
+        except InvalidEntityError as exc:
+            what = str(exc).split(" ", 1)[1] if str(exc).startswith(f"{entity_type}[0] ") else str(exc)
+            return _problem(
+                file, _named(where, resource), f"the entity it becomes cannot be stored: {what}; fix or remove it"
+            )
+    return refused
 
 
 # Bundle types whose entries are resources to import ("type" missing: read as a collection).
@@ -547,14 +579,17 @@ def import_fhir(
             found["files_passed_over"] = source.skipped_files
         return found
 
-    return save_source(
-        save,
-        path,
-        source.typed(),
-        source_format="fhir",
-        name=name,
-        overwrite=overwrite,
-        description=description,
-        tags=tags,
-        facts=facts,
-    )
+    try:
+        return save_source(
+            save,
+            path,
+            source.typed(),
+            source_format="fhir",
+            name=name,
+            overwrite=overwrite,
+            description=description,
+            tags=tags,
+            facts=facts,
+        )
+    except InvalidEntityError as exc:  # a value the store cannot hold (nesting too deep…)
+        raise _refused_entity(path, exc) from None
