@@ -159,3 +159,9 @@ def test_absent_or_empty_columns_give_no_null_or_empty_fields(store: ScenarioSto
     found = imported(store, folder(tmp_path, files))
     assert found["encounters"] == [{"encounter_id": "e1", "patient_mrn": "p1", "status": "in-progress"}]
     assert found["vital_signs"] == [{"patient_mrn": "p1", "CATEGORY": "vital-signs", "heart_rate": 72.0}]
+
+
+def test_hidden_files_are_passed_over_as_in_the_fhir_import(store: ScenarioStore, tmp_path: Path) -> None:
+    # macOS leaves "._patients.csv" (binary) beside each file it copies to another file system.
+    files: dict[str, str | bytes] = {"patients.csv": "Id\np1\n", "._patients.csv": b"\x00\x05\x16\x07\xff"}
+    assert list(imported(store, folder(tmp_path, files))) == ["patients"]

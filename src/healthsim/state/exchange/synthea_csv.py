@@ -159,7 +159,8 @@ def _csv_files(folder: Path) -> list[Path]:
         )
     files: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
-        if path.suffix.lower() != ".csv" or not path.is_file():
+        # Hidden files are passed over, as by the FHIR import (macOS's "._patients.csv").
+        if path.suffix.lower() != ".csv" or path.name.startswith(".") or not path.is_file():
             continue
         stem = path.stem.lower()
         if stem in files:  # one would be read in place of the other
