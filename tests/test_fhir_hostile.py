@@ -574,3 +574,11 @@ def test_a_value_the_store_cannot_hold_is_named_by_file_and_line(store: Scenario
     line = '{"resourceType":"Patient","id":"p2","n":12345678901234567890123,"note":"a\\ud800b"}'
     message = refused(store, write(tmp_path / "s.ndjson", json.dumps(PATIENT) + "\n" + line + "\n"), "line 2")
     assert "Patient/p2" in message and "surrogate" in message
+
+
+@pytest.mark.parametrize(("encoding", "suffix"), [("utf-16", ".json"), ("latin-1", ".json"), ("latin-1", ".ndjson")])
+def test_text_that_is_not_utf8_says_so(store: ScenarioStore, tmp_path: Path, encoding: str, suffix: str) -> None:
+    text = json.dumps({**PATIENT, "name": [{"family": "Muñoz"}]}, ensure_ascii=False)
+    if suffix == ".json":
+        text = json.dumps(bundle([{"resource": "@"}])).replace('"@"', text)
+    refused(store, write(tmp_path / f"e{suffix}", text.encode(encoding)), "not UTF-8", "convert")

@@ -118,6 +118,16 @@ def _deep_entry(path: Path, entries: list[dict[str, Any]]) -> None:
             raise _problem(path, f"entry {position}", _TOO_DEEP)
 
 
+def _not_json(data: bytes, exc: ValueError) -> str:
+    """Why text is not JSON: not UTF-8 (FHIR JSON is), or the parser's reason."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        utf16 = " (UTF-16, by its byte order mark)" if data[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+        return f"not UTF-8 text{utf16}: byte {bad.start} is not; FHIR JSON is UTF-8, convert the file to it"
+    return f"not JSON ({exc})"
+
+
 def _lines_hint(data: bytes) -> str:
     """What to do when a Bundle file does not parse but its first line is a resource."""
     try:
@@ -179,7 +189,7 @@ class FhirSource:
                 try:
                     value = _parse(line, exact)
                 except ValueError as exc:
-                    raise _problem(path, f"line {number}", f"not JSON ({exc})") from None
+                    raise _problem(path, f"line {number}", _not_json(line, exc)) from None
                 if number == 1 and self._passed_over(path, value):
                     self.skipped_files.append(path.name)  # a Bulk Data log, say
                     self.done += path.stat().st_size - len(line)
@@ -203,7 +213,7 @@ class FhirSource:
         try:
             value = _parse(data, exact)
         except ValueError as exc:
-            raise _problem(path, "the file", f"not JSON ({exc}){_lines_hint(data)}") from None
+            raise _problem(path, "the file", f"{_not_json(data, exc)}{_lines_hint(data)}") from None
         self.done += path.stat().st_size
         if not isinstance(value, dict) or value.get("resourceType") != "Bundle":
             found = value.get("resourceType") if isinstance(value, dict) else type(value).__name__
