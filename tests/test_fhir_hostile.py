@@ -582,3 +582,12 @@ def test_text_that_is_not_utf8_says_so(store: ScenarioStore, tmp_path: Path, enc
     if suffix == ".json":
         text = json.dumps(bundle([{"resource": "@"}])).replace('"@"', text)
     refused(store, write(tmp_path / f"e{suffix}", text.encode(encoding)), "not UTF-8", "convert")
+
+
+@pytest.mark.parametrize(
+    "subject", ["Patient/p1/_history/2", "http://example.org/fhir/Patient/p1/_history/7", "Patient/p1"]
+)
+def test_a_versioned_reference_names_its_resource(store: ScenarioStore, tmp_path: Path, subject: str) -> None:
+    lines = [PATIENT, _encounter_of(subject, id="e1")]
+    found = imported(store, write(tmp_path / "v.ndjson", "\n".join(map(json.dumps, lines))))
+    assert found["encounters"][0]["patient_mrn"] == "p1"

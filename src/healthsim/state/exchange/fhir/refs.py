@@ -75,7 +75,8 @@ def conditional_identifier(text: str) -> tuple[str | None, str] | None:
 
 def ref_key(ref: Any) -> str | None:
     """The own id a reference names: its identifier's value, else the id in its
-    ``reference`` (``Patient/x``, ``urn:uuid:x``, ``Practitioner?identifier=sys|x``)."""
+    ``reference`` (``Patient/x``, ``Patient/x/_history/2``, ``urn:uuid:x``,
+    ``Practitioner?identifier=sys|x``)."""
     if not isinstance(ref, dict):
         return None
     ident = ref.get("identifier")
@@ -90,4 +91,6 @@ def ref_key(ref: Any) -> str | None:
             return searched[1]
     if text.startswith("urn:uuid:"):
         return text[len("urn:uuid:") :]
+    if "/_history/" in text:  # a version of the resource: Patient/x/_history/2 names x
+        text = text.split("/_history/", 1)[0]
     return text.rsplit("/", 1)[-1] if "/" in text else text
