@@ -165,3 +165,14 @@ def test_hidden_files_are_passed_over_as_in_the_fhir_import(store: ScenarioStore
     # macOS leaves "._patients.csv" (binary) beside each file it copies to another file system.
     files: dict[str, str | bytes] = {"patients.csv": "Id\np1\n", "._patients.csv": b"\x00\x05\x16\x07\xff"}
     assert list(imported(store, folder(tmp_path, files))) == ["patients"]
+
+
+@pytest.mark.parametrize(
+    ("name", "header"),
+    [("patients.csv", "Id,mrn"), ("patients.csv", "Id,FIRST,name"), ("encounters.csv", "Id,PATIENT,status")],
+)
+def test_an_unknown_column_named_like_a_field_it_would_overwrite_is_named(
+    store: ScenarioStore, tmp_path: Path, name: str, header: str
+) -> None:
+    files = {"patients.csv": "Id\np1\n", name: f"{header}\n" + ",".join(["x"] * len(header.split(","))) + "\n"}
+    refused(store, folder(tmp_path, files), name, "line 1", repr(header.split(",")[-1]))

@@ -323,15 +323,36 @@ def _kept_type(path: Path) -> str:
         ) from None
 
 
+# Fields the file-specific reading (_special) sets, beyond the column map's.
+_SET_BY_READING = frozenset(
+    {"patient_id", "name", "address", "deceased", "status", "class_code", "code_system", "observation_time"}
+)
+
+
+def _check_unknown_columns(path: Path, header: Any, columns: dict[str, str]) -> None:
+    """Refuse an unknown column (kept under its own name) named like a field the reading
+    fills: one of the two values would be lost."""
+    filled = set(columns.values()) | _SET_BY_READING
+    for name in header:
+        if name.upper() not in columns and name in filled:
+            raise InvalidScenarioFileError(
+                path, f"line 1: the column {name!r} is named like a field the import fills; rename it"
+            )
+
+
 def _entities(path: Path, counter: list[int]) -> Iterator[tuple[str, dict[str, Any]]]:
     stem = path.stem.lower()
     mapped = _MAPS.get(stem)
     kept = _kept_type(path) if mapped is None else ""
+    checked = False
     for _, row in _rows(path, counter):
         if mapped is None:
             yield kept, {k: v for k, v in row.items() if v != ""}
             continue
         entity_type, columns = mapped
+        if not checked:
+            _check_unknown_columns(path, row.keys(), columns)
+            checked = True
         entity: dict[str, Any] = {}
         for column, value in row.items():
             field = columns.get(column.upper(), column)
