@@ -591,3 +591,39 @@ def test_a_versioned_reference_names_its_resource(store: ScenarioStore, tmp_path
     lines = [PATIENT, _encounter_of(subject, id="e1")]
     found = imported(store, write(tmp_path / "v.ndjson", "\n".join(map(json.dumps, lines))))
     assert found["encounters"][0]["patient_mrn"] == "p1"
+
+
+@pytest.mark.parametrize("format", ["fhir", "synthea-csv"])
+def test_a_folder_that_cannot_be_listed_is_a_named_error(
+    store: ScenarioStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, format: str
+) -> None:
+    # The tests run as root, whom no permission stops: the listing's refusal is simulated.
+    unreadable = tmp_path / "locked"
+    unreadable.mkdir()
+
+    def refuse(self: Path) -> Any:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "iterdir", refuse)
+    refused(store, unreadable, "cannot be read", "Permission denied", format=format)
+
+
+@pytest.mark.parametrize(
+    ("format", "name", "text"), [("fhir", "P.ndjson", json.dumps(PATIENT)), ("synthea-csv", "patients.csv", "Id\np1\n")]
+)
+def test_a_file_that_cannot_be_read_is_a_named_error(
+    store: ScenarioStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, format: str, name: str, text: str
+) -> None:
+    # As above: root reads every file, so the refusal to open this one is simulated.
+    source = tmp_path / "in"
+    source.mkdir()
+    write(source / name, text)
+    opened = Path.open
+
+    def refuse(self: Path, *args: Any, **kwargs: Any) -> Any:
+        if self.name == name:
+            raise PermissionError(13, "Permission denied", str(self))
+        return opened(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", refuse)
+    refused(store, source, name, "cannot be read", "Permission denied", format=format)

@@ -31,7 +31,7 @@ from typing import Any
 from ..entities import normalize_type
 from ..errors import InvalidEntityError, InvalidScenarioFileError
 from .fhir.common import SYSTEMS
-from .fhir.load import folder_hint, save_source
+from .fhir.load import folder_hint, list_folder, save_source
 from .fhir.vitals import VITAL_BY_CODE
 from .importer import SaveScenario
 
@@ -158,7 +158,7 @@ def _csv_files(folder: Path) -> list[Path]:
             folder, "a Synthea CSV import reads a folder (Synthea's output/csv); give its path"
         )
     files: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
+    for path in sorted(list_folder(folder)):
         # Hidden files are passed over, as by the FHIR import (macOS's "._patients.csv").
         if path.suffix.lower() != ".csv" or path.name.startswith(".") or not path.is_file():
             continue

@@ -30,12 +30,26 @@ from .mapping import resource_entity
 from .refs import conditional_identifier
 from .resource_types import R4_RESOURCE_TYPES
 
-__all__ = ["FhirSource", "default_name", "fhir_files", "folder_hint", "import_fhir", "save_source"]
+__all__ = ["FhirSource", "default_name", "fhir_files", "folder_hint", "import_fhir", "list_folder", "save_source"]
 
 _CHUNK = 2_000
 _OWN_FILES = {"manifest.json", "export-report.json"}
 _BOM = b"\xef\xbb\xbf"
 _PACKED = "a compressed file is not read; decompress it (gunzip) first"
+
+
+def list_folder(folder: Path) -> list[Path]:
+    """The entries of a folder.
+
+    Raises:
+        InvalidScenarioFileError: it cannot be listed (permissions, say).
+    """
+    try:
+        return list(folder.iterdir())
+    except OSError as exc:
+        raise InvalidScenarioFileError(
+            folder, f"cannot be read: {exc.strerror or exc}; check its permissions"
+        ) from None
 
 
 def fhir_files(path: Path) -> list[Path]:
@@ -52,12 +66,13 @@ def fhir_files(path: Path) -> list[Path]:
         return [path]
     if not path.is_dir():
         raise InvalidScenarioFileError(path, "this is neither a file nor a folder (a pipe, device or socket)")
-    packed = sorted(p.name for p in path.iterdir() if p.name.lower().endswith((".json.gz", ".ndjson.gz")))
+    listed = list_folder(path)
+    packed = sorted(p.name for p in listed if p.name.lower().endswith((".json.gz", ".ndjson.gz")))
     if packed:  # left out, a type's resources would be missing without a word
         raise InvalidScenarioFileError(path / packed[0], _PACKED)
     files = sorted(
         p
-        for p in path.iterdir()
+        for p in listed
         if p.is_file()
         and p.suffix.lower() in (".json", ".ndjson")
         and p.name not in _OWN_FILES
