@@ -598,6 +598,69 @@ def test_check_on_add_resolves_names_as_a_whole_check_does(
     assert found.get(("duplicate_id", "patients"), 0) == sum(1 for m in new if [*old, *new].count(m) > 1)
 
 
+def test_names_are_grouped_by_long_stems() -> None:
+    """An add's names are searched in groups sharing a beginning (RE2 looks for it first):
+    a batch's new ids and the MRNs its labs name fall into two groups whose stems are long
+    (rare in other texts), not one short stem that every patient's text holds."""
+    from healthsim.state.checks.names import name_groups
+
+    names = [f"ADD-9-{i}" for i in range(13)] + [f"MRN-{i:08d}" for i in range(13)]
+    assert [stem for stem, _ in name_groups(names)] == ["ADD-9-", "MRN-000000"]
+    assert name_groups(["A", "B"]) == []  # (no stem of three characters: one expression of all)
+
+
+@settings(max_examples=examples(50), deadline=None)
+@given(st.lists(st.text(alphabet="AM-019x", min_size=1, max_size=10), min_size=1, max_size=40))
+def test_name_groups_cover_every_name(names: list[str]) -> None:
+    """At most eight groups, each name in exactly one and beginning with its stem (at
+    least three characters long), or no groups at all."""
+    from healthsim.state.checks.names import MAX_GROUPS, SHORTEST_STEM, name_groups
+
+    groups = name_groups(names)
+    if groups:
+        assert len(groups) <= MAX_GROUPS
+        assert sorted(n for _, members in groups for n in members) == sorted(set(names))
+        assert all(len(stem) >= SHORTEST_STEM and all(n.startswith(stem) for n in m) for stem, m in groups)
+
+
+_shaped_name = st.builds(
+    lambda prefix, digits: prefix + digits,
+    st.sampled_from(["MRN-00", "MRN-01", "ADD-3-", "P", "", "12"]),
+    st.text(alphabet="0123", min_size=1, max_size=4),
+)
+
+
+@settings(max_examples=examples(20), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.lists(st.tuples(_shaped_name, st.booleans()), min_size=1, max_size=12),
+    st.lists(_shaped_name, max_size=4),
+    st.lists(_shaped_name, min_size=1, max_size=12),
+)
+def test_check_on_add_resolves_names_of_several_shapes(
+    store: ScenarioStore, old: list[tuple[str, bool]], new: list[str], refs: list[str]
+) -> None:
+    """Names of several beginnings (searched in groups), MRNs stored as JSON numbers too:
+    an add's check resolves exactly the references a whole check resolves, and finds the
+    same shared MRNs among its new patients."""
+
+    def stored(name: str, as_number: bool) -> Any:
+        return int(name) if as_number and name.isdigit() and not name.startswith("0") else name
+
+    patients = [{"patient_id": f"OLD{i}", "mrn": stored(m, n)} for i, (m, n) in enumerate(old)]
+    store.save_scenario("s", {"patients": patients}, overwrite=True)
+    added = [{"patient_id": f"NEW{i}", "mrn": m} for i, m in enumerate(new)]
+    labs = [{"patient_mrn": r, "loinc_code": "2345-7"} for r in refs]
+    check = store.add_entities("s", {"patients": added, "lab_results": labs}, check="warn")["check"]
+    found = {(p["rule"], p["type"]): p["count"] for p in check["problems"]}
+    known = {str(stored(m, n)) for m, n in old} | set(new)
+    assert found.get(("unresolved_reference", "lab_results"), 0) == sum(1 for r in refs if r not in known)
+    whole = {(p["rule"], p["type"]): p for p in store.check_scenario("s")["problems"]}
+    mine = {(p["rule"], p["type"]): p for p in check["problems"]}
+    assert mine.get(("unresolved_reference", "lab_results")) == whole.get(("unresolved_reference", "lab_results"))
+    olds = [str(stored(m, n)) for m, n in old]
+    assert found.get(("duplicate_id", "patients"), 0) == sum(1 for m in new if [*olds, *new].count(m) > 1)
+
+
 def statements_of_an_add(
     store: ScenarioStore, monkeypatch: pytest.MonkeyPatch, batch: dict[str, Any], check: str | None = "warn"
 ) -> int:

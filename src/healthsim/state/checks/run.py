@@ -27,6 +27,7 @@ from .._engines import Connection
 from ..version_cache import KeyTotal
 from . import sql
 from .counting import COLUMN_REF, KEYS, Counted, count_grouped
+from .names import names_filter
 from .parallel import each_type
 from .plan import PLAIN_KEY, TypePlan, plan_type
 from .rules import REFERENCES
@@ -172,12 +173,7 @@ def _prepare_targets(scope: Scope, plans: dict[str, TypePlan], every: set[str], 
         ]
         where = None
         if len(names) <= _MAX_NAMES and not any(_UNSEARCHABLE.search(str(n)) for n in names):
-            text = "CAST(a.entity_data AS VARCHAR)"
-            pattern = "|".join(_searched(str(n)) for n in names if n is not None) or "^$"
-            where = con.engine.matches(text, pattern.replace("'", "''"))
-            if stems := _stems([str(n) for n in names if n is not None]):
-                found = " OR ".join(con.engine.contains_text(text, stem.replace("'", "''")) for stem in stems)
-                where = f"({found}) AND {where}"
+            where = names_filter(con, "CAST(a.entity_data AS VARCHAR)", [str(n) for n in names if n is not None])
         _target_ids(scope, target, made, where)
 
 
@@ -491,41 +487,6 @@ def _named(scope: Scope, plan: TypePlan, target: str) -> str | None:
     paths = [tuple(n.split(".")) for n in names]
     parsed = scope.con.engine.json_fields(scope.rows(plan.entity_type), "id", paths)
     return " UNION ".join(f"SELECT t{i} AS ref FROM ({parsed}) AS n WHERE k{i} {_SCALAR}" for i in range(len(paths)))
-
-
-# A name that may stand as a JSON number in the stored text (else only as a string).
-_NUMBER_LIKE = re.compile(r"-?[0-9][0-9.eE+-]*")
-
-
-def _searched(name: str) -> str:
-    """The regular expression finding ``name`` in stored JSON text: as a string in its
-    quotes (three to four times faster to search than the bare name, which the texts
-    hold in part in every id of the same shape), and bare as well when it may be a
-    number."""
-    quoted = '"' + re.escape(name) + '"'
-    return quoted + "|" + re.escape(name) if _NUMBER_LIKE.fullmatch(name) else quoted
-
-
-# At most this many stems, at least this long (else no search for them first).
-_STEMS, _SHORTEST_STEM = 8, 3
-
-
-def _stems(names: list[str]) -> list[str]:
-    """The longest prefixes of ``names`` that are at most :data:`_STEMS` in all (each name
-    begins with one), or none when they would be shorter than :data:`_SHORTEST_STEM`.
-
-    A text that holds a name holds its stem: searching the stored texts for the stems as
-    plain substrings first (no pattern) leaves the regular expression only the texts that
-    may hold a name. Names of one shape share a stem (``MRN-0000…``): four times faster for
-    an add's hundred names among 125,000 patients. (Without the JSON quote: a search
-    starts from the first character, and quotes are everywhere in JSON text.)"""
-    if not names:
-        return []
-    for length in range(max(len(n) for n in names), _SHORTEST_STEM - 1, -1):
-        stems = sorted({n[:length] for n in names})
-        if len(stems) <= _STEMS:
-            return stems if min(len(stem) for stem in stems) >= _SHORTEST_STEM else []
-    return []
 
 
 # A name a text search may not find as written in stored JSON: one with what JSON escapes,
