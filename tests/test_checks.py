@@ -654,9 +654,8 @@ def test_check_on_add_resolves_names_of_several_shapes(
     found = {(p["rule"], p["type"]): p["count"] for p in check["problems"]}
     known = {str(stored(m, n)) for m, n in old} | set(new)
     assert found.get(("unresolved_reference", "lab_results"), 0) == sum(1 for r in refs if r not in known)
-    whole = {(p["rule"], p["type"]): p for p in store.check_scenario("s")["problems"]}
-    mine = {(p["rule"], p["type"]): p for p in check["problems"]}
-    assert mine.get(("unresolved_reference", "lab_results")) == whole.get(("unresolved_reference", "lab_results"))
+    whole = {(p["rule"], p["type"]): p["count"] for p in store.check_scenario("s")["problems"]}
+    assert found.get(("unresolved_reference", "lab_results")) == whole.get(("unresolved_reference", "lab_results"))
     olds = [str(stored(m, n)) for m, n in old]
     assert found.get(("duplicate_id", "patients"), 0) == sum(1 for m in new if [*olds, *new].count(m) > 1)
 
@@ -777,6 +776,52 @@ def _planted(draw: st.DrawFn) -> dict[str, list[dict[str, Any]]]:
     for entity_type in draw(st.lists(st.sampled_from(types), max_size=3)):
         entities[entity_type].append(copy.deepcopy(entities[entity_type][0]))
     return entities
+
+
+_SEEN = st.sampled_from(["2024-01-05", "2024-01-06T10:00:00Z", "2024-02", "2024-02-30", "", "soon", None, 5, {"a": 1}])
+
+
+@settings(max_examples=examples(20), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(_planted(), st.lists(st.tuples(st.sampled_from(["seen", "noted"]), _SEEN), max_size=20), st.randoms())
+def test_an_add_counts_as_the_whole_check_of_its_rows(
+    store: ScenarioStore,
+    entities: dict[str, list[dict[str, Any]]],
+    extra: list[tuple[str, Any]],
+    rng: Any,
+) -> None:
+    """An add's check (its types' keys and date candidates told in one statement for all
+    of them, its rules counted per type) counts every problem of its rows as a whole
+    check counts it, planted problems and fields that are mostly dates (or not) alike.
+    The add writes every type but the patients, which the scenario holds before."""
+    patients = entities.pop("patients")
+    for name, value in extra:  # (other fields: each a date candidate of its type)
+        rows = entities[rng.choice(sorted(entities))]
+        rows[rng.randrange(len(rows))][name] = value
+    store.save_scenario("s", {"patients": patients}, overwrite=True)
+    added = store.add_entities("s", entities, check="warn")["check"]
+    whole = store.check_scenario("s")
+
+    def counted(answer: Any) -> set[tuple[str, str, str, int]]:
+        return {(p["rule"], p["type"], p["field"], p["count"]) for p in answer["problems"] if p["type"] != "patients"}
+
+    assert counted(added) == counted(whole)
+
+
+def test_an_add_tells_fields_of_mostly_dates_as_a_whole_check_does(store: ScenarioStore) -> None:
+    """More than half of a field's values (an empty string among them) full dates: a
+    date field, its other values faulted (an empty string is no value); half: not one."""
+    columns = {
+        "half": ["2024-01-01", "2024-01-02", "soon", "", None],
+        "most": ["2024-01-01", "2024-01-02", "2024-01-03", "soon", ""],
+        "empty": ["2024-01-01", "", "", None, None],
+        "partial": ["2024-01", "2024-01-02", "2024-01-03", "2024-01-04", 5],
+    }
+    labs = [{"patient_mrn": "MRN-1", **{f: v[i] for f, v in columns.items()}} for i in range(5)]
+    store.save_scenario("s", {"patients": [{"patient_id": "P1", "mrn": "MRN-1"}]})
+    added = store.add_entities("s", {"lab_results": labs}, check="warn")["check"]
+    whole = store.check_scenario("s")
+    assert added["problems"] == whole["problems"]
+    assert {(p["field"], p["count"]) for p in whole["problems"]} == {("most", 1), ("partial", 2)}
 
 
 def _worker_cursors(monkeypatch: pytest.MonkeyPatch) -> list[int]:

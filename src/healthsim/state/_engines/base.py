@@ -276,6 +276,13 @@ class Engine(ABC):
         there (column ``s``)."""
 
     @abstractmethod
+    def top_level_values(self, source: str, keep: str) -> str:
+        """SQL of one row per top-level key of each JSON object in the ``entity_data``
+        column of ``source`` (an add's few written rows: one parse for every key at once):
+        the columns ``keep`` of its row, the key ``k``, its value's kind ``kind`` (as
+        :meth:`json_fields` names kinds) and, for a string, its text ``text`` (else NULL)."""
+
+    @abstractmethod
     def instant(self, text: str) -> str:
         """SQL: the ISO 8601 date or datetime ``text`` (already checked to be one) as a
         ``TIMESTAMPTZ``, so that datetimes with different offsets compare in time order."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as _dt
 import re
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from dataclasses import field as _field
@@ -134,10 +134,12 @@ def run_rules(scope: Scope) -> tuple[dict[str, int], list[Found]]:
         if scope.only:
             rows = scope.rows(checked=False)
             every = {t for (t,) in con.execute(f"SELECT DISTINCT entity_type FROM ({rows}) AS a").fetchall()}
-            plans = {t: _plan_of(scope, t, scope.rows(t)) for t in checked}
+            keyed = _written_keys(scope)
+            plans = {t: _plan_of(t, keyed.get(t, {})) for t in checked}
             _prepare_targets(scope, plans, every, made)
-            for plan in plans.values():
-                found += _check_type(scope, plan, every, made, checked[plan.entity_type])[0]
+            for t, plan in plans.items():
+                told = {k: counts for k, (_, *counts) in keyed.get(t, {}).items()}
+                found += _check_type(scope, plan, every, made, checked[t], told)[0]
         else:
             parallel = scope.parallel and con.engine.concurrent_cursors and len(checked) > 1
             if parallel := parallel and con.engine.shared_table(con, "_hs_check") is not None:
@@ -199,10 +201,36 @@ def _check_keys(scope: Scope, entity_type: str, count: int, every: set[str], mad
     return _check_type(scope, plan_type(entity_type, keys), every, made)[0]
 
 
-def _plan_of(scope: Scope, entity_type: str, rows: str) -> TypePlan:
-    """The plan of the type from the keys of all of ``rows`` (SQL) and their kinds."""
-    kinds = scope.con.execute(scope.con.engine.top_level_key_kinds(rows)).fetchall()
-    return plan_type(entity_type, [k for k, _ in kinds], {k for k, s in kinds if s})
+def _plan_of(entity_type: str, keyed: Mapping[str, tuple[bool, int, int, int]]) -> TypePlan:
+    """The plan of the type from its written rows' keys (see :func:`_written_keys`)."""
+    return plan_type(entity_type, list(keyed), {k for k, (string, *_) in keyed.items() if string})
+
+
+def _written_keys(scope: Scope) -> dict[str, dict[str, tuple[bool, int, int, int]]]:
+    """Per type of the rows a write made, each top-level key with whether a row holds a
+    string there, and what tells whether it is mostly dates (see :func:`_check_type`):
+    how many rows hold a full date there, a value (not null, not an empty string), and
+    anything but null, an object or an array. One statement for every type: planning
+    a statement, not counting a write's few rows, is what costs (the date check is
+    planned once, not once per field and type)."""
+    con = scope.con
+    values = con.engine.top_level_values(scope.rows(), "entity_type")
+    date = sql.is_date(con, "v.kind", "v.text", partial=False)
+    rows = con.execute(
+        f"SELECT entity_type, k, bool_or(kind = 'string'), count(*) FILTER (WHERE {date}), "
+        "count(*) FILTER (WHERE kind <> 'null' AND NOT (kind = 'string' AND text = '')), "
+        f"count(*) FILTER (WHERE kind NOT IN ('null', 'object', 'array')) FROM ({values}) AS v GROUP BY entity_type, k"
+    ).fetchall()
+    keyed: dict[str, dict[str, tuple[bool, int, int, int]]] = {}
+    for entity_type, key, string, dates, present, sample in rows:
+        keyed.setdefault(entity_type, {})[key] = (bool(string), int(dates), int(present), int(sample))
+    return keyed
+
+
+def _faulted(dates: int, present: int, sample: int) -> bool:
+    """Whether a date candidate's counts (see :func:`_written_keys`) make it a date field
+    (more than half of its values full dates) with values that are not dates."""
+    return bool(dates and dates * 2 > sample and present and dates * 2 > present and dates < present)
 
 
 @contextmanager
@@ -217,13 +245,19 @@ def _temporary(con: Connection) -> Iterator[set[str]]:
 
 
 def _check_type(
-    scope: Scope, plan: TypePlan, every: set[str], made: set[str], rows: int | None = None
+    scope: Scope,
+    plan: TypePlan,
+    every: set[str],
+    made: set[str],
+    rows: int | None = None,
+    told: Mapping[str, Sequence[int]] | None = None,
 ) -> tuple[list[Found], int]:
     """Every rule's findings of one type: one parse of its rows, joined to the id tables
     of the types it references, the rules counted over the distinct values they read
     (see :mod:`.counting`); and how many of the keys of ``plan.verify`` its entities have
     in all. ``rows``: how many rows are checked, when known (a few: their fields that
-    may be dates are told in the same statement, the sample being all of them)."""
+    may be dates are told in the same statement, the sample being all of them, or were
+    told before: ``told``, see :func:`_written_keys`)."""
     con = scope.con
     if scope.shared is not None:
         _free_ids_first(scope, scope.shared, plan, every, made)
@@ -234,14 +268,18 @@ def _check_type(
     if "mrn" in plan.own_ids and "patients" in every:
         specs += _mrn_specs(scope, plan, made, joins)
     whole = rows is not None and rows <= _SAMPLE  # (the sample would be every row)
-    maybe, unique = _sampled(scope, plan, whole)
+    told = told if whole else None
+    if told is None:
+        maybe, unique = _sampled(scope, plan, whole)
+    else:  # (only the fields whose counts, told, fault some value need a column)
+        maybe, unique = [n for n in plan.candidates if _faulted(*told.get(n, (0, 0, 0)))], set()
     candidates = [(name, *plan.column(name)) for name in maybe]
     parsed = _parsed(scope, plan)
     counts = count_grouped(
         con,
         parsed,
         joins,
-        _counted(con, specs, candidates, sampled=whole),
+        _counted(con, specs, candidates if told is None else [], sampled=whole),
         keys=bool(plan.verify),
         unique=unique,
         few=bool(scope.only),
@@ -251,9 +289,12 @@ def _check_type(
     if plan.verify and keys != (scope.key_totals or {}).get(plan.entity_type, (0, -1))[1]:
         return [], keys  # a key outside the guess: the caller reads every key first
     for name, k, t in candidates:  # mostly dates: the others are not
-        dates, present = counts.pop(f"date:{name}"), counts.pop(f"present:{name}")
-        if whole and not (dates and dates * 2 > counts.pop(f"sample:{name}")):
-            continue  # (not a date field: as _sampled would have told)
+        if told is not None:
+            dates, present, _ = told[name]
+        else:
+            dates, present = counts.pop(f"date:{name}"), counts.pop(f"present:{name}")
+            if whole and not (dates and dates * 2 > counts.pop(f"sample:{name}")):
+                continue  # (not a date field: as _sampled would have told)
         if present and dates * 2 > present and dates < present:
             specs.append(_Spec("not_a_date", name, sql.bad_date(con, f"c.{k}", f"c.{t}"), f"c.{t}"))
             counts[str(len(specs) - 1)] = present - dates

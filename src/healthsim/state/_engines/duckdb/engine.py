@@ -243,6 +243,18 @@ class DuckDBEngine(Engine):
             "json_each(_hs_rows.entity_data) AS e GROUP BY e.key"
         )
 
+    def top_level_values(self, source: str, keep: str) -> str:
+        kind = (
+            "CASE e.type WHEN 'VARCHAR' THEN 'string' WHEN 'OBJECT' THEN 'object' WHEN 'ARRAY' THEN 'array' "
+            "WHEN 'BOOLEAN' THEN 'boolean' WHEN 'NULL' THEN 'null' ELSE 'number' END"
+        )
+        return (
+            f"SELECT {keep}, e.key AS k, {kind} AS kind, "
+            "CASE WHEN e.type = 'VARCHAR' THEN json_extract_string(e.value, '$') END AS text "
+            f"FROM (SELECT {keep}, entity_data FROM ({source}) AS _hs_src WHERE json_type(entity_data) = 'OBJECT') "
+            "AS _hs_rows, json_each(_hs_rows.entity_data) AS e"
+        )
+
     def instant(self, text: str) -> str:
         return f"TRY_CAST({text} AS TIMESTAMPTZ)"
 

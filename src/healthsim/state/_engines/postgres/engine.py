@@ -244,6 +244,16 @@ class PostgresEngine(Engine):
             f"json_each({objects}) AS e GROUP BY e.key"
         )
 
+    def top_level_values(self, source: str, keep: str) -> str:
+        # (jsonb, as json_fields reads: parsed once; an object only, the CASE keeps others out)
+        objects = "CASE WHEN jsonb_typeof(d) = 'object' THEN d ELSE '{}'::jsonb END"
+        return (
+            f"SELECT {keep}, e.key AS k, jsonb_typeof(e.value) AS kind, "
+            "CASE WHEN jsonb_typeof(e.value) = 'string' THEN e.value #>> '{}' END AS text "
+            f"FROM (SELECT {keep}, {_parsable('entity_data')}::jsonb AS d FROM ({source}) AS _hs_src) AS _hs_parsed, "
+            f"jsonb_each({objects}) AS e"
+        )
+
     def instant(self, text: str) -> str:
         return f"CAST({text} AS TIMESTAMPTZ)"
 
