@@ -369,6 +369,20 @@ def test_check_duplicates_on_add_count_the_old_entities(store: ScenarioStore) ->
     ]
 
 
+def test_check_duplicates_on_add_of_several_types(store: ScenarioStore) -> None:
+    """Shared own ids of every written type are counted at once, each type's apart: the
+    written rows that share theirs with an old row (or another written one) of the type."""
+    store.save_scenario("s", clean())
+    batch = {
+        "patients": [{"patient_id": "P1", "mrn": "MRN-NEW"}, {"patient_id": "P9", "mrn": "MRN-9"}],
+        "encounters": [{"encounter_id": e, "patient_mrn": "MRN-1"} for e in ("E1", "E2", "E7", "E7")],
+        "claims": [{"claim_id": "C9", "member_id": "M1"}],
+    }
+    result = store.add_entities("s", batch, upsert=False, check="warn")["check"]
+    found = {(p["type"], p["field"]): p["count"] for p in result["problems"] if p["rule"] == "duplicate_id"}
+    assert found == {("patients", "patient_id"): 1, ("encounters", "encounter_id"): 4}
+
+
 def test_check_mode_must_be_known(store: ScenarioStore) -> None:
     with pytest.raises(InvalidInputError, match="check must be 'warn', 'refuse'"):
         store.save_scenario("s", clean(), check="strict")

@@ -61,6 +61,9 @@ class Scope:
     parallel: bool = False
     #: While types are checked at once: the id tables every cursor reads.
     shared: _Shared | None = None
+    #: Per type, how many of the rows ``only`` selects share their stored id with another
+    #: row of the type (counted for every type in one statement; see :func:`_duplicated`).
+    duplicated: Mapping[str, int] | None = None
 
     def rows(self, entity_type: str | None = None, *, checked: bool = True) -> str:
         """SQL of the rows, of one type or all (``checked``: only those checked)."""
@@ -135,6 +138,7 @@ def run_rules(scope: Scope) -> tuple[dict[str, int], list[Found]]:
             rows = scope.rows(checked=False)
             every = {t for (t,) in con.execute(f"SELECT DISTINCT entity_type FROM ({rows}) AS a").fetchall()}
             keyed = _written_keys(scope)
+            scope = replace(scope, duplicated=_duplicated(scope))
             plans = {t: _plan_of(t, keyed.get(t, {})) for t in checked}
             _prepare_targets(scope, plans, every, made)
             for t, plan in plans.items():
@@ -480,14 +484,32 @@ def _duplicates(scope: Scope, plan: TypePlan, own: str, parsed: str) -> list[Fou
         f"(SELECT entity_id, count(*) AS n FROM ({scope.rows(plan.entity_type, checked=False)}) AS a{mine} "
         "GROUP BY entity_id HAVING count(*) > 1)"
     )
-    (n,) = con.execute(
-        f"SELECT count(*) FROM ({checked}) AS c JOIN {shared} AS d ON d.entity_id = c.entity_id"
-    ).fetchall()[0]
+    if scope.duplicated is not None:  # (a write's rows: counted for every type at once)
+        n = scope.duplicated.get(plan.entity_type, 0)
+    else:
+        statement = f"SELECT count(*) FROM ({checked}) AS c JOIN {shared} AS d ON d.entity_id = c.entity_id"
+        (n,) = con.execute(statement).fetchall()[0]
     if not n:
         return []
     spec = _Spec("duplicate_id", plan.own_ids[0], "true", "d.n")
     joins = {"d": f" JOIN {shared} AS d ON d.entity_id = c.entity_id"}
     return [Found("duplicate_id", plan.entity_type, plan.own_ids[0], n, _examples(con, own, spec, parsed, joins))]
+
+
+def _duplicated(scope: Scope) -> dict[str, int]:
+    """Per type, how many of the rows a write made share their stored id with another row
+    of the type (as :func:`_duplicates` counts them, for every type in one statement)."""
+    written = scope.rows()
+    shared = (
+        f"SELECT a.entity_type, a.entity_id FROM ({scope.rows(checked=False)}) AS a "
+        f"WHERE a.entity_id IN (SELECT entity_id FROM ({written}) AS w) "
+        "GROUP BY a.entity_type, a.entity_id HAVING count(*) > 1"
+    )
+    rows = scope.con.execute(
+        f"SELECT c.entity_type, count(*) FROM ({written}) AS c JOIN ({shared}) AS d "
+        "ON d.entity_id = c.entity_id AND d.entity_type = c.entity_type GROUP BY c.entity_type"
+    ).fetchall()
+    return {t: int(n) for t, n in rows}
 
 
 def _mrn_specs(scope: Scope, plan: TypePlan, made: set[str], joins: dict[str, str]) -> list[_Spec]:
