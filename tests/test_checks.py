@@ -648,12 +648,13 @@ _shaped_name = st.builds(
 @given(
     st.lists(st.tuples(_shaped_name, st.booleans()), min_size=1, max_size=12),
     st.lists(_shaped_name, max_size=4),
-    st.lists(_shaped_name, min_size=1, max_size=12),
+    st.lists(st.tuples(_shaped_name, st.booleans()), min_size=1, max_size=12),
 )
 def test_check_on_add_resolves_names_of_several_shapes(
-    store: ScenarioStore, old: list[tuple[str, bool]], new: list[str], refs: list[str]
+    store: ScenarioStore, old: list[tuple[str, bool]], new: list[str], named: list[tuple[str, bool]]
 ) -> None:
-    """Names of several beginnings (searched in groups), MRNs stored as JSON numbers too:
+    """Names of several beginnings (searched in groups), MRNs and references stored as
+    JSON numbers too:
     an add's check resolves exactly the references a whole check resolves, and finds the
     same shared MRNs among its new patients."""
 
@@ -663,10 +664,11 @@ def test_check_on_add_resolves_names_of_several_shapes(
     patients = [{"patient_id": f"OLD{i}", "mrn": stored(m, n)} for i, (m, n) in enumerate(old)]
     store.save_scenario("s", {"patients": patients}, overwrite=True)
     added = [{"patient_id": f"NEW{i}", "mrn": m} for i, m in enumerate(new)]
-    labs = [{"patient_mrn": r, "loinc_code": "2345-7"} for r in refs]
+    labs = [{"patient_mrn": stored(r, n), "loinc_code": "2345-7"} for r, n in named]
     check = store.add_entities("s", {"patients": added, "lab_results": labs}, check="warn")["check"]
     found = {(p["rule"], p["type"]): p["count"] for p in check["problems"]}
     known = {str(stored(m, n)) for m, n in old} | set(new)
+    refs = [str(stored(r, n)) for r, n in named]
     assert found.get(("unresolved_reference", "lab_results"), 0) == sum(1 for r in refs if r not in known)
     whole = {(p["rule"], p["type"]): p["count"] for p in store.check_scenario("s")["problems"]}
     assert found.get(("unresolved_reference", "lab_results")) == whole.get(("unresolved_reference", "lab_results"))

@@ -279,8 +279,8 @@ class Engine(ABC):
     def top_level_values(self, source: str, keep: str) -> str:
         """SQL of one row per top-level key of each JSON object in the ``entity_data``
         column of ``source`` (an add's few written rows: one parse for every key at once):
-        the columns ``keep`` of its row, the key ``k``, its value's kind ``kind`` (as
-        :meth:`json_fields` names kinds) and, for a string, its text ``text`` (else NULL)."""
+        the columns ``keep`` of its row, the key ``k``, its value's kind ``kind`` and text
+        ``text`` (as :meth:`json_fields` gives them)."""
 
     @abstractmethod
     def instant(self, text: str) -> str:

@@ -36,6 +36,7 @@ __all__ = ["Found", "Scope", "run_rules"]
 
 _EXAMPLES = 5
 _WRITTEN = "_hs_check_written"  # the rows a write made (a check of ``only`` those)
+_VALUES = "_hs_check_values"  # their top-level values, a row each (see _written_keys)
 _SCALAR = "IN ('string', 'number')"
 
 
@@ -137,6 +138,7 @@ def run_rules(scope: Scope) -> tuple[dict[str, int], list[Found]]:
         if scope.only:
             rows = scope.rows(checked=False)
             every = {t for (t,) in con.execute(f"SELECT DISTINCT entity_type FROM ({rows}) AS a").fetchall()}
+            made.add(_VALUES)
             keyed = _written_keys(scope)
             scope = replace(scope, duplicated=_duplicated(scope))
             plans = {t: _plan_of(t, keyed.get(t, {})) for t in checked}
@@ -216,9 +218,11 @@ def _written_keys(scope: Scope) -> dict[str, dict[str, tuple[bool, int, int, int
     how many rows hold a full date there, a value (not null, not an empty string), and
     anything but null, an object or an array. One statement for every type: planning
     a statement, not counting a write's few rows, is what costs (the date check is
-    planned once, not once per field and type)."""
+    planned once, not once per field and type). The rows' top-level values are kept in
+    the temporary table :data:`_VALUES` (the caller drops it)."""
     con = scope.con
-    values = con.engine.top_level_values(scope.rows(), "entity_type")
+    con.execute(f"{con.engine.create_temp(con, _VALUES)} AS {con.engine.top_level_values(scope.rows(), 'entity_type')}")
+    values = f"SELECT * FROM {_VALUES}"  # (read again for the names the rows use: see _named)
     date = sql.is_date(con, "v.kind", "v.text", partial=False)
     rows = con.execute(
         f"SELECT entity_type, k, bool_or(kind = 'string'), count(*) FILTER (WHERE {date}), "
@@ -547,9 +551,12 @@ def _named(scope: Scope, plan: TypePlan, target: str) -> str | None:
         names.append("mrn")
     if not names:
         return None
-    paths = [tuple(n.split(".")) for n in names]
-    parsed = scope.con.engine.json_fields(scope.rows(plan.entity_type), "id", paths)
-    return " UNION ".join(f"SELECT t{i} AS ref FROM ({parsed}) AS n WHERE k{i} {_SCALAR}" for i in range(len(paths)))
+    # (top-level fields all: read from the written rows' values, see _written_keys)
+    keys = ", ".join(_literal(n) for n in names)
+    return (
+        f"SELECT text AS ref FROM {_VALUES} WHERE entity_type = {_literal(plan.entity_type)} "
+        f"AND k IN ({keys}) AND kind {_SCALAR}"
+    )
 
 
 # A name a text search may not find as written in stored JSON: one with what JSON escapes,

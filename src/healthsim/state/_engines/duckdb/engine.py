@@ -250,7 +250,7 @@ class DuckDBEngine(Engine):
         )
         return (
             f"SELECT {keep}, e.key AS k, {kind} AS kind, "
-            "CASE WHEN e.type = 'VARCHAR' THEN json_extract_string(e.value, '$') END AS text "
+            "json_extract_string(e.value, '$') AS text "
             f"FROM (SELECT {keep}, entity_data FROM ({source}) AS _hs_src WHERE json_type(entity_data) = 'OBJECT') "
             "AS _hs_rows, json_each(_hs_rows.entity_data) AS e"
         )

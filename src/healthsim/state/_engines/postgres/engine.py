@@ -249,7 +249,7 @@ class PostgresEngine(Engine):
         objects = "CASE WHEN jsonb_typeof(d) = 'object' THEN d ELSE '{}'::jsonb END"
         return (
             f"SELECT {keep}, e.key AS k, jsonb_typeof(e.value) AS kind, "
-            "CASE WHEN jsonb_typeof(e.value) = 'string' THEN e.value #>> '{}' END AS text "
+            "e.value #>> '{}' AS text "
             f"FROM (SELECT {keep}, {_parsable('entity_data')}::jsonb AS d FROM ({source}) AS _hs_src) AS _hs_parsed, "
             f"jsonb_each({objects}) AS e"
         )
