@@ -307,20 +307,27 @@ def _check_type(
             specs.append(_Spec("not_a_date", name, sql.bad_date(con, f"c.{k}", f"c.{t}"), f"c.{t}"))
             counts[str(len(specs) - 1)] = present - dates
     found = [(s, counts[str(i)]) for i, s in enumerate(specs) if counts.get(str(i))]
-    out = [Found(s.rule, plan.entity_type, s.field, n, _examples(con, own, s, parsed, joins)) for s, n in found]
-    return _duplicates(scope, plan, own, parsed) + out, keys
+    out = [Found(s.rule, plan.entity_type, s.field, n, _examples(scope, plan, own, s, joins)) for s, n in found]
+    return _duplicates(scope, plan, own) + out, keys
 
 
-def _parsed(scope: Scope, plan: TypePlan) -> str:
+def _parsed(scope: Scope, plan: TypePlan, read: str | None = None) -> str:
     """SQL of the checked rows of the type with the plan's fields (``k{i}``, ``t{i}``),
-    an empty string read as no value (a CSV's empty cell), as null is: no rule faults it."""
-    source = scope.con.engine.json_fields(scope.rows(plan.entity_type), "id, entity_id", plan.paths, plan.verify)
+    an empty string read as no value (a CSV's empty cell), as null is: no rule faults it.
+    With ``read`` (SQL over ``c``), only the fields it reads: a statement's planning grows
+    with its expressions (an example's statement reads a few of a type's fields)."""
+    columns = list(range(len(plan.paths)))
+    if read is not None:
+        columns = sorted({int(m[3:]) for m in COLUMN_REF.findall(read) if m.startswith(("c.k", "c.t"))})
+    paths = [plan.paths[i] for i in columns]
+    verify = plan.verify if read is None else []
+    source = scope.con.engine.json_fields(scope.rows(plan.entity_type), "id, entity_id", paths, verify)
     kinds = "".join(
-        f", CASE WHEN k{i} = 'string' AND t{i} = '' THEN 'null' ELSE k{i} END AS k{i}, t{i}"
-        for i in range(len(plan.paths))
+        f", CASE WHEN k{j} = 'string' AND t{j} = '' THEN 'null' ELSE k{j} END AS k{i}, t{j} AS t{i}"
+        for j, i in enumerate(columns)
     )
     # (how many of the keys of ``plan.verify`` each row has: see _check_keys)
-    keyed = " + ".join(f"CASE WHEN e{j} IS NULL THEN 0 ELSE 1 END" for j in range(len(plan.verify))) or "0"
+    keyed = " + ".join(f"CASE WHEN e{j} IS NULL THEN 0 ELSE 1 END" for j in range(len(verify))) or "0"
     return f"SELECT id, entity_id{kinds}, {keyed} AS _hs_keys FROM ({source}) AS f"
 
 
@@ -461,21 +468,23 @@ def _own_id(plan: TypePlan) -> str:
 
 
 def _examples(
-    con: Connection, own: str, spec: _Spec, parsed: str, joins: Mapping[str, str] | None = None
+    scope: Scope, plan: TypePlan, own: str, spec: _Spec, joins: Mapping[str, str] | None = None
 ) -> list[tuple[str, Any]]:
-    """The first entities (at most five) of ``parsed`` (as ``c``) where the spec holds,
-    joined only to the id tables the spec reads."""
+    """The first entities (at most five) of the type's checked rows (as ``c``) where the
+    spec holds, joined only to the id tables the spec reads, parsed only for the fields
+    the statement reads."""
     read = {m.split(".")[0] for m in COLUMN_REF.findall(f"{spec.where} {spec.value}")}
     joined = "".join(clause for alias, clause in (joins or {}).items() if alias in read)
+    parsed = _parsed(scope, plan, f"{own} {spec.value} {spec.where} {joined}")
     # The first five in saved order (DuckDB: no ORDER BY, the scan stops at the fifth match).
-    first = con.engine.first_rows("c.id")
-    rows = con.execute(
+    first = scope.con.engine.first_rows("c.id")
+    rows = scope.con.execute(
         f"SELECT c.id, {own}, {spec.value} FROM ({parsed}) AS c{joined} WHERE {spec.where}{first} LIMIT {_EXAMPLES}"
     ).fetchall()
     return [(str(i), v) for _, i, v in sorted(rows, key=lambda r: r[0])]
 
 
-def _duplicates(scope: Scope, plan: TypePlan, own: str, parsed: str) -> list[Found]:
+def _duplicates(scope: Scope, plan: TypePlan, own: str) -> list[Found]:
     """Entities sharing their own id with another of the type: the stored id is derived
     from the own id, so equal stored ids are equal own ids (no entity is parsed). Only
     the stored ids of the checked rows are counted among all of the type's."""
@@ -497,7 +506,7 @@ def _duplicates(scope: Scope, plan: TypePlan, own: str, parsed: str) -> list[Fou
         return []
     spec = _Spec("duplicate_id", plan.own_ids[0], "true", "d.n")
     joins = {"d": f" JOIN {shared} AS d ON d.entity_id = c.entity_id"}
-    return [Found("duplicate_id", plan.entity_type, plan.own_ids[0], n, _examples(con, own, spec, parsed, joins))]
+    return [Found("duplicate_id", plan.entity_type, plan.own_ids[0], n, _examples(scope, plan, own, spec, joins))]
 
 
 def _duplicated(scope: Scope) -> dict[str, int]:
