@@ -219,19 +219,17 @@ class DuckDBEngine(Engine):
         # (a key that is a path too is looked up once: its kind tells whether it is there)
         every = list(dict.fromkeys([*(tuple(p) for p in paths), *((k,) for k in keyed)]))
         pointers = ", ".join(pointer(p) for p in every)
-        # The kinds named once for the list, not once per field: a statement's planning
-        # grows with its expressions (a check of an add's few rows is mostly planning).
         kinds = (
-            f"list_transform(json_type(entity_data, [{pointers}]), lambda y: CASE WHEN y IS NULL THEN NULL "
-            "WHEN y = 'VARCHAR' THEN 'string' WHEN y = 'OBJECT' THEN 'object' WHEN y = 'ARRAY' THEN 'array' "
-            "WHEN y = 'BOOLEAN' THEN 'boolean' WHEN y = 'NULL' THEN 'null' ELSE 'number' END)"
+            "CASE WHEN _hs_y[{i}] IS NULL THEN NULL ELSE CASE _hs_y[{i}] WHEN 'VARCHAR' THEN 'string' "
+            "WHEN 'OBJECT' THEN 'object' WHEN 'ARRAY' THEN 'array' WHEN 'BOOLEAN' THEN 'boolean' "
+            "WHEN 'NULL' THEN 'null' ELSE 'number' END END"
         )
         columns = [
-            f"_hs_y[{every.index(tuple(p)) + 1}] AS k{i}, _hs_s[{i + 1}] AS t{i}" for i, p in enumerate(paths)
+            f"{kinds.format(i=every.index(tuple(p)) + 1)} AS k{i}, _hs_s[{i + 1}] AS t{i}" for i, p in enumerate(paths)
         ] + [f"_hs_y[{every.index((k,)) + 1}] AS e{j}" for j, k in enumerate(keyed)]
         texts = f"json_extract_string(entity_data, [{', '.join(pointer(p) for p in paths)}])" if paths else "NULL"
         return (
-            f"SELECT {keep}, {', '.join(columns)} FROM (SELECT {keep}, {kinds} AS _hs_y, "
+            f"SELECT {keep}, {', '.join(columns)} FROM (SELECT {keep}, json_type(entity_data, [{pointers}]) AS _hs_y, "
             f"{texts} AS _hs_s FROM ({source}) AS _hs_src) AS _hs_parsed"
         )
 
