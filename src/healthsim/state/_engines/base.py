@@ -255,14 +255,18 @@ class Engine(ABC):
         """SQL: the string (or JSON text) at object keys ``keys`` of JSON ``column``."""
 
     @abstractmethod
-    def json_fields(self, source: str, keep: str, paths: Sequence[Sequence[str]], keyed: Sequence[str] = ()) -> str:
+    def json_fields(
+        self, source: str, keep: str, paths: Sequence[Sequence[str]], keyed: Sequence[str] = (), few: bool = False
+    ) -> str:
         """SQL of a subquery over the rows of ``source`` (a query with an ``entity_data``
         column) with the columns ``keep`` (comma-separated columns of ``source``) and, per
         path ``i`` of ``paths`` (object keys, plain names), ``k{i}``: the JSON kind of the
         value there (``string``, ``number``, ``boolean``, ``null``, ``object``, ``array``;
         NULL when there is none) and ``t{i}``: its text (a string unquoted, anything else
         as JSON text); per top-level key ``j`` of ``keyed``, ``e{j}``: not NULL when the
-        entity has the key. Every entity is parsed once (DuckDB: twice, see its engine)."""
+        entity has the key. Every entity is parsed once (DuckDB: twice, see its engine).
+        ``few``: ``source`` has a few rows (a write's): SQL quicker to plan than to run
+        is better."""
 
     @abstractmethod
     def top_level_keys(self, source: str) -> str:

@@ -321,7 +321,8 @@ def _parsed(scope: Scope, plan: TypePlan, read: str | None = None) -> str:
         columns = sorted({int(m[3:]) for m in COLUMN_REF.findall(read) if m.startswith(("c.k", "c.t"))})
     paths = [plan.paths[i] for i in columns]
     verify = plan.verify if read is None else []
-    source = scope.con.engine.json_fields(scope.rows(plan.entity_type), "id, entity_id", paths, verify)
+    few = bool(scope.only)  # (a write's rows)
+    source = scope.con.engine.json_fields(scope.rows(plan.entity_type), "id, entity_id", paths, verify, few=few)
     kinds = "".join(
         f", CASE WHEN k{j} = 'string' AND t{j} = '' THEN 'null' ELSE k{j} END AS k{i}, t{j} AS t{i}"
         for j, i in enumerate(columns)
@@ -363,7 +364,7 @@ def _sampled(scope: Scope, plan: TypePlan, whole: bool) -> tuple[list[str], set[
     sample = f"SELECT * FROM ({scope.rows(plan.entity_type)}) AS r LIMIT {_SAMPLE}"
     row = iter(
         con.execute(
-            f"SELECT {', '.join(columns)} FROM ({con.engine.json_fields(sample, 'id', paths)}) AS s"
+            f"SELECT {', '.join(columns)} FROM ({con.engine.json_fields(sample, 'id', paths, few=True)}) AS s"
         ).fetchall()[0]
     )
     distinct: dict[tuple[str, ...], bool] = {}
@@ -626,7 +627,8 @@ def _make_ids(scope: Scope, target: str, create: str, where: str | None) -> None
     rows = scope.rows(target, checked=False)
     if where is not None:
         rows = f"SELECT a.* FROM ({rows}) AS a WHERE {where}"
-    parsed = con.engine.json_fields(rows, "id", paths)
+    # (the entities a write's rows name, found by their text or stored ids: a few)
+    parsed = con.engine.json_fields(rows, "id", paths, few=where is not None and scope.only is not None)
     birth = death = "NULL"
     if target == "patients":
         n = len(fields)

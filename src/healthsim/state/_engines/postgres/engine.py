@@ -216,7 +216,9 @@ class PostgresEngine(Engine):
     def json_text(self, column: str, keys: Sequence[str]) -> str:
         return f"({column}::json #>> '{{{','.join(keys)}}}')"
 
-    def json_fields(self, source: str, keep: str, paths: Sequence[Sequence[str]], keyed: Sequence[str] = ()) -> str:
+    def json_fields(
+        self, source: str, keep: str, paths: Sequence[Sequence[str]], keyed: Sequence[str] = (), few: bool = False
+    ) -> str:
         if not paths and not keyed:
             return f"SELECT {keep} FROM ({source}) AS _hs_src"
         # jsonb: parsed once per row, then each path is a lookup.
