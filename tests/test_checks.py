@@ -637,6 +637,40 @@ def test_name_groups_cover_every_name(names: list[str]) -> None:
         assert all(len(stem) >= SHORTEST_STEM and all(n.startswith(stem) for n in m) for stem, m in groups)
 
 
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.lists(
+        st.one_of(st.text(alphabet="AM-019x.' (", min_size=1, max_size=8), st.integers(1, 99999).map(str)),
+        min_size=1,
+        max_size=20,
+        unique=True,
+    ),
+    st.lists(st.tuples(st.integers(0, 30), st.text(alphabet="AM-019x.' (", max_size=8)), min_size=1, max_size=12),
+)
+def test_the_name_search_finds_every_text_that_holds_a_name(
+    store: ScenarioStore, names: list[str], held: list[tuple[int, str]]
+) -> None:
+    """The text search of an add's check finds every stored JSON text holding one of the
+    names as a string or a number (a superset: what it finds is then parsed exactly), on
+    both engines, whatever the names' beginnings and characters."""
+    from healthsim.state.checks.names import names_filter
+    from healthsim.state.database import connect
+
+    def value(i: int, other: str) -> Any:
+        name = names[i] if i < len(names) else other
+        return int(name) if name.isdigit() and not name.startswith("0") and i % 2 else name
+
+    texts = [json.dumps({"mrn": value(i, other), "other": other}) for i, other in held]
+    wanted = {j for j, (i, other) in enumerate(held) if i < len(names) or other in names}
+    rows = ", ".join(f"({j}, '{t.replace(chr(39), chr(39) * 2)}')" for j, t in enumerate(texts))
+    store.save_scenario("s", {"patients": [{"patient_id": "P1"}]}, overwrite=True)  # (the database exists)
+    with connect(store.path) as con:
+        assert con is not None
+        where = names_filter(con, "a.t", names)
+        found = {int(j) for (j,) in con.execute(f"SELECT j FROM (VALUES {rows}) AS a(j, t) WHERE {where}").fetchall()}
+    assert wanted <= found
+
+
 _shaped_name = st.builds(
     lambda prefix, digits: prefix + digits,
     st.sampled_from(["MRN-00", "MRN-01", "ADD-3-", "P", "", "12"]),
