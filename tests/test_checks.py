@@ -256,6 +256,26 @@ def test_events_before_birth_after_death_and_future_births(store: ScenarioStore)
     }
 
 
+def test_a_death_given_as_deceased_date_counts_as_the_death(store: ScenarioStore) -> None:
+    """``deceased_date`` (the earlier release's name, read by the FHIR export as the death)
+    dates the death as ``death_date`` does; ``death_date`` is taken when both are valid."""
+
+    def died(field: str, other: dict[str, str] | None = None) -> dict[tuple[str, str, str], int]:
+        data = clean()
+        data["patients"][1][field] = "2024-01-10"  # MRN-1: after some of its records
+        data["patients"][2][field] = "1951-06-01"  # MRN-2, born 1952: before its birth and records
+        data["patients"][2].update(other or {})
+        return problems(store, data)
+
+    as_death_date = died("death_date")
+    assert as_death_date[("end_before_start", "patients", "birth_date..death_date")] == 1
+    assert as_death_date[("after_death", "encounters", "admission_time")] == 2
+    expected = {(r, t, f.replace("death_date", "deceased_date")): n for (r, t, f), n in as_death_date.items()}
+    assert died("deceased_date") == expected
+    # both given: the death_date (a valid one) is the death
+    assert died("death_date", {"deceased_date": "1900-01-01"})[("after_death", "encounters", "admission_time")] == 2
+
+
 def test_malformed_codes(store: ScenarioStore) -> None:
     data = clean()
     data["diagnoses"] += [

@@ -30,7 +30,7 @@ from .counting import COLUMN_REF, KEYS, Counted, count_grouped
 from .names import names_filter
 from .parallel import each_type
 from .plan import PLAIN_KEY, TypePlan, plan_type
-from .rules import REFERENCES
+from .rules import DEATH_FIELDS, REFERENCES
 
 __all__ = ["Found", "Scope", "run_rules"]
 
@@ -623,7 +623,7 @@ def _make_ids(scope: Scope, target: str, create: str, where: str | None) -> None
     """Make the id table of :func:`_target_ids` by ``create`` (the start of the statement)."""
     con = scope.con
     fields = REFERENCES[next(r for r, (t, _) in REFERENCES.items() if t == target)][1]
-    paths = [(f,) for f in fields] + ([("birth_date",), ("death_date",)] if target == "patients" else [])
+    paths = [(f,) for f in fields] + ([(f,) for f in ("birth_date", *DEATH_FIELDS)] if target == "patients" else [])
     rows = scope.rows(target, checked=False)
     if where is not None:
         rows = f"SELECT a.* FROM ({rows}) AS a WHERE {where}"
@@ -633,7 +633,12 @@ def _make_ids(scope: Scope, target: str, create: str, where: str | None) -> None
     if target == "patients":
         n = len(fields)
         birth = f"CASE WHEN {sql.is_date(con, f'k{n}', f't{n}')} THEN left(t{n}, 10) END"
-        death = f"CASE WHEN {sql.is_date(con, f'k{n + 1}', f't{n + 1}')} THEN left(t{n + 1}, 10) END"
+        # (the first of the fields that names a valid date: death_date, else deceased_date)
+        deaths = [
+            f"CASE WHEN {sql.is_date(con, f'k{i}', f't{i}')} THEN left(t{i}, 10) END"
+            for i in range(n + 1, n + 1 + len(DEATH_FIELDS))
+        ]
+        death = f"COALESCE({', '.join(deaths)})"
     refs = ", ".join(f"CASE WHEN k{i} {_SCALAR} AND t{i} <> '' THEN t{i} END" for i in range(len(fields)))
     which = ", ".join(str(i) for i in range(len(fields)))
     each = (
