@@ -256,6 +256,26 @@ def test_events_before_birth_after_death_and_future_births(store: ScenarioStore)
     }
 
 
+def test_a_death_given_as_deceased_date_counts_as_the_death(store: ScenarioStore) -> None:
+    """``deceased_date`` (the earlier release's name, read by the FHIR export as the death)
+    dates the death as ``death_date`` does; ``death_date`` is taken when both are valid."""
+
+    def died(field: str, other: dict[str, str] | None = None) -> dict[tuple[str, str, str], int]:
+        data = clean()
+        data["patients"][1][field] = "2024-01-10"  # MRN-1: after some of its records
+        data["patients"][2][field] = "1951-06-01"  # MRN-2, born 1952: before its birth and records
+        data["patients"][2].update(other or {})
+        return problems(store, data)
+
+    as_death_date = died("death_date")
+    assert as_death_date[("end_before_start", "patients", "birth_date..death_date")] == 1
+    assert as_death_date[("after_death", "encounters", "admission_time")] == 2
+    expected = {(r, t, f.replace("death_date", "deceased_date")): n for (r, t, f), n in as_death_date.items()}
+    assert died("deceased_date") == expected
+    # both given: the death_date (a valid one) is the death
+    assert died("death_date", {"deceased_date": "1900-01-01"})[("after_death", "encounters", "admission_time")] == 2
+
+
 def test_malformed_codes(store: ScenarioStore) -> None:
     data = clean()
     data["diagnoses"] += [
@@ -367,6 +387,20 @@ def test_check_duplicates_on_add_count_the_old_entities(store: ScenarioStore) ->
         ("duplicate_id", "mrn", 1),  # the new patient's MRN is an old patient's
         ("duplicate_id", "patient_id", 1),
     ]
+
+
+def test_check_duplicates_on_add_of_several_types(store: ScenarioStore) -> None:
+    """Shared own ids of every written type are counted at once, each type's apart: the
+    written rows that share theirs with an old row (or another written one) of the type."""
+    store.save_scenario("s", clean())
+    batch = {
+        "patients": [{"patient_id": "P1", "mrn": "MRN-NEW"}, {"patient_id": "P9", "mrn": "MRN-9"}],
+        "encounters": [{"encounter_id": e, "patient_mrn": "MRN-1"} for e in ("E1", "E2", "E7", "E7")],
+        "claims": [{"claim_id": "C9", "member_id": "M1"}],
+    }
+    result = store.add_entities("s", batch, upsert=False, check="warn")["check"]
+    found = {(p["type"], p["field"]): p["count"] for p in result["problems"] if p["rule"] == "duplicate_id"}
+    assert found == {("patients", "patient_id"): 1, ("encounters", "encounter_id"): 4}
 
 
 def test_check_mode_must_be_known(store: ScenarioStore) -> None:
@@ -598,6 +632,104 @@ def test_check_on_add_resolves_names_as_a_whole_check_does(
     assert found.get(("duplicate_id", "patients"), 0) == sum(1 for m in new if [*old, *new].count(m) > 1)
 
 
+def test_names_are_grouped_by_long_stems() -> None:
+    """An add's names are searched in groups sharing a beginning (RE2 looks for it first):
+    a batch's new ids and the MRNs its labs name fall into two groups whose stems are long
+    (rare in other texts), not one short stem that every patient's text holds."""
+    from healthsim.state.checks.names import name_groups
+
+    names = [f"ADD-9-{i}" for i in range(13)] + [f"MRN-{i:08d}" for i in range(13)]
+    assert [stem for stem, _ in name_groups(names)] == ["ADD-9-", "MRN-000000"]
+    assert name_groups(["A", "B"]) == []  # (no stem of three characters: one expression of all)
+
+
+@settings(max_examples=examples(50), deadline=None)
+@given(st.lists(st.text(alphabet="AM-019x", min_size=1, max_size=10), min_size=1, max_size=40))
+def test_name_groups_cover_every_name(names: list[str]) -> None:
+    """At most eight groups, each name in exactly one and beginning with its stem (at
+    least three characters long), or no groups at all."""
+    from healthsim.state.checks.names import MAX_GROUPS, SHORTEST_STEM, name_groups
+
+    groups = name_groups(names)
+    if groups:
+        assert len(groups) <= MAX_GROUPS
+        assert sorted(n for _, members in groups for n in members) == sorted(set(names))
+        assert all(len(stem) >= SHORTEST_STEM and all(n.startswith(stem) for n in m) for stem, m in groups)
+
+
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.lists(
+        st.one_of(st.text(alphabet="AM-019x.' (", min_size=1, max_size=8), st.integers(1, 99999).map(str)),
+        min_size=1,
+        max_size=20,
+        unique=True,
+    ),
+    st.lists(st.tuples(st.integers(0, 30), st.text(alphabet="AM-019x.' (", max_size=8)), min_size=1, max_size=12),
+)
+def test_the_name_search_finds_every_text_that_holds_a_name(
+    store: ScenarioStore, names: list[str], held: list[tuple[int, str]]
+) -> None:
+    """The text search of an add's check finds every stored JSON text holding one of the
+    names as a string or a number (a superset: what it finds is then parsed exactly), on
+    both engines, whatever the names' beginnings and characters."""
+    from healthsim.state.checks.names import names_filter
+    from healthsim.state.database import connect
+
+    def value(i: int, other: str) -> Any:
+        name = names[i] if i < len(names) else other
+        return int(name) if name.isdigit() and not name.startswith("0") and i % 2 else name
+
+    texts = [json.dumps({"mrn": value(i, other), "other": other}) for i, other in held]
+    wanted = {j for j, (i, other) in enumerate(held) if i < len(names) or other in names}
+    rows = ", ".join(f"({j}, '{t.replace(chr(39), chr(39) * 2)}')" for j, t in enumerate(texts))
+    store.save_scenario("s", {"patients": [{"patient_id": "P1"}]}, overwrite=True)  # (the database exists)
+    with connect(store.path) as con:
+        assert con is not None
+        where = names_filter(con, "a.t", names)
+        found = {int(j) for (j,) in con.execute(f"SELECT j FROM (VALUES {rows}) AS a(j, t) WHERE {where}").fetchall()}
+    assert wanted <= found
+
+
+_shaped_name = st.builds(
+    lambda prefix, digits: prefix + digits,
+    st.sampled_from(["MRN-00", "MRN-01", "ADD-3-", "P", "", "12"]),
+    st.text(alphabet="0123", min_size=1, max_size=4),
+)
+
+
+@settings(max_examples=examples(20), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.lists(st.tuples(_shaped_name, st.booleans()), min_size=1, max_size=12),
+    st.lists(_shaped_name, max_size=4),
+    st.lists(st.tuples(_shaped_name, st.booleans()), min_size=1, max_size=12),
+)
+def test_check_on_add_resolves_names_of_several_shapes(
+    store: ScenarioStore, old: list[tuple[str, bool]], new: list[str], named: list[tuple[str, bool]]
+) -> None:
+    """Names of several beginnings (searched in groups), MRNs and references stored as
+    JSON numbers too:
+    an add's check resolves exactly the references a whole check resolves, and finds the
+    same shared MRNs among its new patients."""
+
+    def stored(name: str, as_number: bool) -> Any:
+        return int(name) if as_number and name.isdigit() and not name.startswith("0") else name
+
+    patients = [{"patient_id": f"OLD{i}", "mrn": stored(m, n)} for i, (m, n) in enumerate(old)]
+    store.save_scenario("s", {"patients": patients}, overwrite=True)
+    added = [{"patient_id": f"NEW{i}", "mrn": m} for i, m in enumerate(new)]
+    labs = [{"patient_mrn": stored(r, n), "loinc_code": "2345-7"} for r, n in named]
+    check = store.add_entities("s", {"patients": added, "lab_results": labs}, check="warn")["check"]
+    found = {(p["rule"], p["type"]): p["count"] for p in check["problems"]}
+    known = {str(stored(m, n)) for m, n in old} | set(new)
+    refs = [str(stored(r, n)) for r, n in named]
+    assert found.get(("unresolved_reference", "lab_results"), 0) == sum(1 for r in refs if r not in known)
+    whole = {(p["rule"], p["type"]): p["count"] for p in store.check_scenario("s")["problems"]}
+    assert found.get(("unresolved_reference", "lab_results")) == whole.get(("unresolved_reference", "lab_results"))
+    olds = [str(stored(m, n)) for m, n in old]
+    assert found.get(("duplicate_id", "patients"), 0) == sum(1 for m in new if [*olds, *new].count(m) > 1)
+
+
 def statements_of_an_add(
     store: ScenarioStore, monkeypatch: pytest.MonkeyPatch, batch: dict[str, Any], check: str | None = "warn"
 ) -> int:
@@ -714,6 +846,52 @@ def _planted(draw: st.DrawFn) -> dict[str, list[dict[str, Any]]]:
     for entity_type in draw(st.lists(st.sampled_from(types), max_size=3)):
         entities[entity_type].append(copy.deepcopy(entities[entity_type][0]))
     return entities
+
+
+_SEEN = st.sampled_from(["2024-01-05", "2024-01-06T10:00:00Z", "2024-02", "2024-02-30", "", "soon", None, 5, {"a": 1}])
+
+
+@settings(max_examples=examples(20), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(_planted(), st.lists(st.tuples(st.sampled_from(["seen", "noted"]), _SEEN), max_size=20), st.randoms())
+def test_an_add_counts_as_the_whole_check_of_its_rows(
+    store: ScenarioStore,
+    entities: dict[str, list[dict[str, Any]]],
+    extra: list[tuple[str, Any]],
+    rng: Any,
+) -> None:
+    """An add's check (its types' keys and date candidates told in one statement for all
+    of them, its rules counted per type) counts every problem of its rows as a whole
+    check counts it, planted problems and fields that are mostly dates (or not) alike.
+    The add writes every type but the patients, which the scenario holds before."""
+    patients = entities.pop("patients")
+    for name, value in extra:  # (other fields: each a date candidate of its type)
+        rows = entities[rng.choice(sorted(entities))]
+        rows[rng.randrange(len(rows))][name] = value
+    store.save_scenario("s", {"patients": patients}, overwrite=True)
+    added = store.add_entities("s", entities, check="warn")["check"]
+    whole = store.check_scenario("s")
+
+    def counted(answer: Any) -> set[tuple[str, str, str, int]]:
+        return {(p["rule"], p["type"], p["field"], p["count"]) for p in answer["problems"] if p["type"] != "patients"}
+
+    assert counted(added) == counted(whole)
+
+
+def test_an_add_tells_fields_of_mostly_dates_as_a_whole_check_does(store: ScenarioStore) -> None:
+    """More than half of a field's values (an empty string among them) full dates: a
+    date field, its other values faulted (an empty string is no value); half: not one."""
+    columns = {
+        "half": ["2024-01-01", "2024-01-02", "soon", "", None],
+        "most": ["2024-01-01", "2024-01-02", "2024-01-03", "soon", ""],
+        "empty": ["2024-01-01", "", "", None, None],
+        "partial": ["2024-01", "2024-01-02", "2024-01-03", "2024-01-04", 5],
+    }
+    labs = [{"patient_mrn": "MRN-1", **{f: v[i] for f, v in columns.items()}} for i in range(5)]
+    store.save_scenario("s", {"patients": [{"patient_id": "P1", "mrn": "MRN-1"}]})
+    added = store.add_entities("s", {"lab_results": labs}, check="warn")["check"]
+    whole = store.check_scenario("s")
+    assert added["problems"] == whole["problems"]
+    assert {(p["field"], p["count"]) for p in whole["problems"]} == {("most", 1), ("partial", 2)}
 
 
 def _worker_cursors(monkeypatch: pytest.MonkeyPatch) -> list[int]:

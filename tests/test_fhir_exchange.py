@@ -242,6 +242,23 @@ def test_synthea_csv_any_3x_columns_by_name_unknown_kept(store: ScenarioStore, t
     assert {"allergies", "immunizations", "medications", "procedures", "lab_results"} <= set(entities)
 
 
+def test_synthea_csv_sample_imports_and_checks_without_errors(store: ScenarioStore) -> None:
+    """Synthea's own quality-of-life measures (observations coded QALY, DALY and QOLS, no
+    category) are not lab results with LOINC codes: kept whole, the imported sample checks
+    without an error (issue 24's bar for real Synthea data)."""
+    store.import_scenario(SYNTHEA_CSV, "syn", format="synthea-csv")
+    answer = store.check_scenario("syn")
+    assert [p for p in answer["problems"] if p["severity"] == "error"] == []
+    entities = store.load_scenario("syn")["entities"]
+    measures = entities.get("synthea_observations", [])
+    with (SYNTHEA_CSV / "observations.csv").open(encoding="utf-8") as f:
+        expected = [line for line in f.read().splitlines()[1:] if line.split(",")[4] in ("QALY", "DALY", "QOLS")]
+    assert len(measures) == len(expected)
+    assert {m["CODE"] for m in measures} <= {"QALY", "DALY", "QOLS"}
+    assert all(set(m) >= {"DATE", "PATIENT", "CODE", "VALUE"} for m in measures)  # kept whole, by Synthea's names
+    assert not any(str(lab.get("loinc_code")) in ("QALY", "DALY", "QOLS") for lab in entities["lab_results"])
+
+
 def test_hl7_examples_map_to_canonical_types(store: ScenarioStore, tmp_path: Path) -> None:
     entries = [
         {"resource": json.loads(p.read_text())} for p in sorted((FIXTURES / "fhir-r4-examples").glob("*-*.json"))

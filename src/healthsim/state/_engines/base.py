@@ -255,14 +255,18 @@ class Engine(ABC):
         """SQL: the string (or JSON text) at object keys ``keys`` of JSON ``column``."""
 
     @abstractmethod
-    def json_fields(self, source: str, keep: str, paths: Sequence[Sequence[str]], keyed: Sequence[str] = ()) -> str:
+    def json_fields(
+        self, source: str, keep: str, paths: Sequence[Sequence[str]], keyed: Sequence[str] = (), few: bool = False
+    ) -> str:
         """SQL of a subquery over the rows of ``source`` (a query with an ``entity_data``
         column) with the columns ``keep`` (comma-separated columns of ``source``) and, per
         path ``i`` of ``paths`` (object keys, plain names), ``k{i}``: the JSON kind of the
         value there (``string``, ``number``, ``boolean``, ``null``, ``object``, ``array``;
         NULL when there is none) and ``t{i}``: its text (a string unquoted, anything else
         as JSON text); per top-level key ``j`` of ``keyed``, ``e{j}``: not NULL when the
-        entity has the key. Every entity is parsed once (DuckDB: twice, see its engine)."""
+        entity has the key. Every entity is parsed once (DuckDB: twice, see its engine).
+        ``few``: ``source`` has a few rows (a write's): SQL quicker to plan than to run
+        is better."""
 
     @abstractmethod
     def top_level_keys(self, source: str) -> str:
@@ -274,6 +278,13 @@ class Engine(ABC):
         """SQL of the distinct top-level keys (column ``k``) of the JSON objects in the
         ``entity_data`` column of ``source``, each with whether any of them holds a string
         there (column ``s``)."""
+
+    @abstractmethod
+    def top_level_values(self, source: str, keep: str) -> str:
+        """SQL of one row per top-level key of each JSON object in the ``entity_data``
+        column of ``source`` (an add's few written rows: one parse for every key at once):
+        the columns ``keep`` of its row, the key ``k``, its value's kind ``kind`` and text
+        ``text`` (as :meth:`json_fields` gives them)."""
 
     @abstractmethod
     def instant(self, text: str) -> str:

@@ -154,7 +154,12 @@ SPANS = (
     ("collected_time", "resulted_time"),
     ("period.start", "period.end"),
     ("birth_date", "death_date"),
+    ("birth_date", "deceased_date"),
 )
+
+#: A patient's fields of the day of death, the first valid one taken (``deceased_date``:
+#: the earlier release's name, read by the FHIR export as the death too).
+DEATH_FIELDS = ("death_date", "deceased_date")
 
 #: Fields dating a patient's event (compared with the patient's birth and death).
 EVENT_FIELDS = (

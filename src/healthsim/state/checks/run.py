@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as _dt
 import re
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from dataclasses import field as _field
@@ -27,14 +27,16 @@ from .._engines import Connection
 from ..version_cache import KeyTotal
 from . import sql
 from .counting import COLUMN_REF, KEYS, Counted, count_grouped
+from .names import names_filter
 from .parallel import each_type
 from .plan import PLAIN_KEY, TypePlan, plan_type
-from .rules import REFERENCES
+from .rules import DEATH_FIELDS, REFERENCES
 
 __all__ = ["Found", "Scope", "run_rules"]
 
 _EXAMPLES = 5
 _WRITTEN = "_hs_check_written"  # the rows a write made (a check of ``only`` those)
+_VALUES = "_hs_check_values"  # their top-level values, a row each (see _written_keys)
 _SCALAR = "IN ('string', 'number')"
 
 
@@ -60,6 +62,9 @@ class Scope:
     parallel: bool = False
     #: While types are checked at once: the id tables every cursor reads.
     shared: _Shared | None = None
+    #: Per type, how many of the rows ``only`` selects share their stored id with another
+    #: row of the type (counted for every type in one statement; see :func:`_duplicated`).
+    duplicated: Mapping[str, int] | None = None
 
     def rows(self, entity_type: str | None = None, *, checked: bool = True) -> str:
         """SQL of the rows, of one type or all (``checked``: only those checked)."""
@@ -133,10 +138,14 @@ def run_rules(scope: Scope) -> tuple[dict[str, int], list[Found]]:
         if scope.only:
             rows = scope.rows(checked=False)
             every = {t for (t,) in con.execute(f"SELECT DISTINCT entity_type FROM ({rows}) AS a").fetchall()}
-            plans = {t: _plan_of(scope, t, scope.rows(t)) for t in checked}
+            made.add(_VALUES)
+            keyed = _written_keys(scope)
+            scope = replace(scope, duplicated=_duplicated(scope))
+            plans = {t: _plan_of(t, keyed.get(t, {})) for t in checked}
             _prepare_targets(scope, plans, every, made)
-            for plan in plans.values():
-                found += _check_type(scope, plan, every, made, checked[plan.entity_type])[0]
+            for t, plan in plans.items():
+                told = {k: counts for k, (_, *counts) in keyed.get(t, {}).items()}
+                found += _check_type(scope, plan, every, made, checked[t], told)[0]
         else:
             parallel = scope.parallel and con.engine.concurrent_cursors and len(checked) > 1
             if parallel := parallel and con.engine.shared_table(con, "_hs_check") is not None:
@@ -172,12 +181,7 @@ def _prepare_targets(scope: Scope, plans: dict[str, TypePlan], every: set[str], 
         ]
         where = None
         if len(names) <= _MAX_NAMES and not any(_UNSEARCHABLE.search(str(n)) for n in names):
-            text = "CAST(a.entity_data AS VARCHAR)"
-            pattern = "|".join(_searched(str(n)) for n in names if n is not None) or "^$"
-            where = con.engine.matches(text, pattern.replace("'", "''"))
-            if stems := _stems([str(n) for n in names if n is not None]):
-                found = " OR ".join(con.engine.contains_text(text, stem.replace("'", "''")) for stem in stems)
-                where = f"({found}) AND {where}"
+            where = names_filter(con, "CAST(a.entity_data AS VARCHAR)", [str(n) for n in names if n is not None])
         _target_ids(scope, target, made, where)
 
 
@@ -203,10 +207,38 @@ def _check_keys(scope: Scope, entity_type: str, count: int, every: set[str], mad
     return _check_type(scope, plan_type(entity_type, keys), every, made)[0]
 
 
-def _plan_of(scope: Scope, entity_type: str, rows: str) -> TypePlan:
-    """The plan of the type from the keys of all of ``rows`` (SQL) and their kinds."""
-    kinds = scope.con.execute(scope.con.engine.top_level_key_kinds(rows)).fetchall()
-    return plan_type(entity_type, [k for k, _ in kinds], {k for k, s in kinds if s})
+def _plan_of(entity_type: str, keyed: Mapping[str, tuple[bool, int, int, int]]) -> TypePlan:
+    """The plan of the type from its written rows' keys (see :func:`_written_keys`)."""
+    return plan_type(entity_type, list(keyed), {k for k, (string, *_) in keyed.items() if string})
+
+
+def _written_keys(scope: Scope) -> dict[str, dict[str, tuple[bool, int, int, int]]]:
+    """Per type of the rows a write made, each top-level key with whether a row holds a
+    string there, and what tells whether it is mostly dates (see :func:`_check_type`):
+    how many rows hold a full date there, a value (not null, not an empty string), and
+    anything but null, an object or an array. One statement for every type: planning
+    a statement, not counting a write's few rows, is what costs (the date check is
+    planned once, not once per field and type). The rows' top-level values are kept in
+    the temporary table :data:`_VALUES` (the caller drops it)."""
+    con = scope.con
+    con.execute(f"{con.engine.create_temp(con, _VALUES)} AS {con.engine.top_level_values(scope.rows(), 'entity_type')}")
+    values = f"SELECT * FROM {_VALUES}"  # (read again for the names the rows use: see _named)
+    date = sql.is_date(con, "v.kind", "v.text", partial=False)
+    rows = con.execute(
+        f"SELECT entity_type, k, bool_or(kind = 'string'), count(*) FILTER (WHERE {date}), "
+        "count(*) FILTER (WHERE kind <> 'null' AND NOT (kind = 'string' AND text = '')), "
+        f"count(*) FILTER (WHERE kind NOT IN ('null', 'object', 'array')) FROM ({values}) AS v GROUP BY entity_type, k"
+    ).fetchall()
+    keyed: dict[str, dict[str, tuple[bool, int, int, int]]] = {}
+    for entity_type, key, string, dates, present, sample in rows:
+        keyed.setdefault(entity_type, {})[key] = (bool(string), int(dates), int(present), int(sample))
+    return keyed
+
+
+def _faulted(dates: int, present: int, sample: int) -> bool:
+    """Whether a date candidate's counts (see :func:`_written_keys`) make it a date field
+    (more than half of its values full dates) with values that are not dates."""
+    return bool(dates and dates * 2 > sample and present and dates * 2 > present and dates < present)
 
 
 @contextmanager
@@ -221,13 +253,19 @@ def _temporary(con: Connection) -> Iterator[set[str]]:
 
 
 def _check_type(
-    scope: Scope, plan: TypePlan, every: set[str], made: set[str], rows: int | None = None
+    scope: Scope,
+    plan: TypePlan,
+    every: set[str],
+    made: set[str],
+    rows: int | None = None,
+    told: Mapping[str, Sequence[int]] | None = None,
 ) -> tuple[list[Found], int]:
     """Every rule's findings of one type: one parse of its rows, joined to the id tables
     of the types it references, the rules counted over the distinct values they read
     (see :mod:`.counting`); and how many of the keys of ``plan.verify`` its entities have
     in all. ``rows``: how many rows are checked, when known (a few: their fields that
-    may be dates are told in the same statement, the sample being all of them)."""
+    may be dates are told in the same statement, the sample being all of them, or were
+    told before: ``told``, see :func:`_written_keys`)."""
     con = scope.con
     if scope.shared is not None:
         _free_ids_first(scope, scope.shared, plan, every, made)
@@ -238,14 +276,18 @@ def _check_type(
     if "mrn" in plan.own_ids and "patients" in every:
         specs += _mrn_specs(scope, plan, made, joins)
     whole = rows is not None and rows <= _SAMPLE  # (the sample would be every row)
-    maybe, unique = _sampled(scope, plan, whole)
+    told = told if whole else None
+    if told is None:
+        maybe, unique = _sampled(scope, plan, whole)
+    else:  # (only the fields whose counts, told, fault some value need a column)
+        maybe, unique = [n for n in plan.candidates if _faulted(*told.get(n, (0, 0, 0)))], set()
     candidates = [(name, *plan.column(name)) for name in maybe]
     parsed = _parsed(scope, plan)
     counts = count_grouped(
         con,
         parsed,
         joins,
-        _counted(con, specs, candidates, sampled=whole),
+        _counted(con, specs, candidates if told is None else [], sampled=whole),
         keys=bool(plan.verify),
         unique=unique,
         few=bool(scope.only),
@@ -255,27 +297,38 @@ def _check_type(
     if plan.verify and keys != (scope.key_totals or {}).get(plan.entity_type, (0, -1))[1]:
         return [], keys  # a key outside the guess: the caller reads every key first
     for name, k, t in candidates:  # mostly dates: the others are not
-        dates, present = counts.pop(f"date:{name}"), counts.pop(f"present:{name}")
-        if whole and not (dates and dates * 2 > counts.pop(f"sample:{name}")):
-            continue  # (not a date field: as _sampled would have told)
+        if told is not None:
+            dates, present, _ = told[name]
+        else:
+            dates, present = counts.pop(f"date:{name}"), counts.pop(f"present:{name}")
+            if whole and not (dates and dates * 2 > counts.pop(f"sample:{name}")):
+                continue  # (not a date field: as _sampled would have told)
         if present and dates * 2 > present and dates < present:
             specs.append(_Spec("not_a_date", name, sql.bad_date(con, f"c.{k}", f"c.{t}"), f"c.{t}"))
             counts[str(len(specs) - 1)] = present - dates
     found = [(s, counts[str(i)]) for i, s in enumerate(specs) if counts.get(str(i))]
-    out = [Found(s.rule, plan.entity_type, s.field, n, _examples(con, own, s, parsed, joins)) for s, n in found]
-    return _duplicates(scope, plan, own, parsed) + out, keys
+    out = [Found(s.rule, plan.entity_type, s.field, n, _examples(scope, plan, own, s, joins)) for s, n in found]
+    return _duplicates(scope, plan, own) + out, keys
 
 
-def _parsed(scope: Scope, plan: TypePlan) -> str:
+def _parsed(scope: Scope, plan: TypePlan, read: str | None = None) -> str:
     """SQL of the checked rows of the type with the plan's fields (``k{i}``, ``t{i}``),
-    an empty string read as no value (a CSV's empty cell), as null is: no rule faults it."""
-    source = scope.con.engine.json_fields(scope.rows(plan.entity_type), "id, entity_id", plan.paths, plan.verify)
+    an empty string read as no value (a CSV's empty cell), as null is: no rule faults it.
+    With ``read`` (SQL over ``c``), only the fields it reads: a statement's planning grows
+    with its expressions (an example's statement reads a few of a type's fields)."""
+    columns = list(range(len(plan.paths)))
+    if read is not None:
+        columns = sorted({int(m[3:]) for m in COLUMN_REF.findall(read) if m.startswith(("c.k", "c.t"))})
+    paths = [plan.paths[i] for i in columns]
+    verify = plan.verify if read is None else []
+    few = bool(scope.only)  # (a write's rows)
+    source = scope.con.engine.json_fields(scope.rows(plan.entity_type), "id, entity_id", paths, verify, few=few)
     kinds = "".join(
-        f", CASE WHEN k{i} = 'string' AND t{i} = '' THEN 'null' ELSE k{i} END AS k{i}, t{i}"
-        for i in range(len(plan.paths))
+        f", CASE WHEN k{j} = 'string' AND t{j} = '' THEN 'null' ELSE k{j} END AS k{i}, t{j} AS t{i}"
+        for j, i in enumerate(columns)
     )
     # (how many of the keys of ``plan.verify`` each row has: see _check_keys)
-    keyed = " + ".join(f"CASE WHEN e{j} IS NULL THEN 0 ELSE 1 END" for j in range(len(plan.verify))) or "0"
+    keyed = " + ".join(f"CASE WHEN e{j} IS NULL THEN 0 ELSE 1 END" for j in range(len(verify))) or "0"
     return f"SELECT id, entity_id{kinds}, {keyed} AS _hs_keys FROM ({source}) AS f"
 
 
@@ -311,7 +364,7 @@ def _sampled(scope: Scope, plan: TypePlan, whole: bool) -> tuple[list[str], set[
     sample = f"SELECT * FROM ({scope.rows(plan.entity_type)}) AS r LIMIT {_SAMPLE}"
     row = iter(
         con.execute(
-            f"SELECT {', '.join(columns)} FROM ({con.engine.json_fields(sample, 'id', paths)}) AS s"
+            f"SELECT {', '.join(columns)} FROM ({con.engine.json_fields(sample, 'id', paths, few=True)}) AS s"
         ).fetchall()[0]
     )
     distinct: dict[tuple[str, ...], bool] = {}
@@ -416,21 +469,23 @@ def _own_id(plan: TypePlan) -> str:
 
 
 def _examples(
-    con: Connection, own: str, spec: _Spec, parsed: str, joins: Mapping[str, str] | None = None
+    scope: Scope, plan: TypePlan, own: str, spec: _Spec, joins: Mapping[str, str] | None = None
 ) -> list[tuple[str, Any]]:
-    """The first entities (at most five) of ``parsed`` (as ``c``) where the spec holds,
-    joined only to the id tables the spec reads."""
+    """The first entities (at most five) of the type's checked rows (as ``c``) where the
+    spec holds, joined only to the id tables the spec reads, parsed only for the fields
+    the statement reads."""
     read = {m.split(".")[0] for m in COLUMN_REF.findall(f"{spec.where} {spec.value}")}
     joined = "".join(clause for alias, clause in (joins or {}).items() if alias in read)
+    parsed = _parsed(scope, plan, f"{own} {spec.value} {spec.where} {joined}")
     # The first five in saved order (DuckDB: no ORDER BY, the scan stops at the fifth match).
-    first = con.engine.first_rows("c.id")
-    rows = con.execute(
+    first = scope.con.engine.first_rows("c.id")
+    rows = scope.con.execute(
         f"SELECT c.id, {own}, {spec.value} FROM ({parsed}) AS c{joined} WHERE {spec.where}{first} LIMIT {_EXAMPLES}"
     ).fetchall()
     return [(str(i), v) for _, i, v in sorted(rows, key=lambda r: r[0])]
 
 
-def _duplicates(scope: Scope, plan: TypePlan, own: str, parsed: str) -> list[Found]:
+def _duplicates(scope: Scope, plan: TypePlan, own: str) -> list[Found]:
     """Entities sharing their own id with another of the type: the stored id is derived
     from the own id, so equal stored ids are equal own ids (no entity is parsed). Only
     the stored ids of the checked rows are counted among all of the type's."""
@@ -443,14 +498,32 @@ def _duplicates(scope: Scope, plan: TypePlan, own: str, parsed: str) -> list[Fou
         f"(SELECT entity_id, count(*) AS n FROM ({scope.rows(plan.entity_type, checked=False)}) AS a{mine} "
         "GROUP BY entity_id HAVING count(*) > 1)"
     )
-    (n,) = con.execute(
-        f"SELECT count(*) FROM ({checked}) AS c JOIN {shared} AS d ON d.entity_id = c.entity_id"
-    ).fetchall()[0]
+    if scope.duplicated is not None:  # (a write's rows: counted for every type at once)
+        n = scope.duplicated.get(plan.entity_type, 0)
+    else:
+        statement = f"SELECT count(*) FROM ({checked}) AS c JOIN {shared} AS d ON d.entity_id = c.entity_id"
+        (n,) = con.execute(statement).fetchall()[0]
     if not n:
         return []
     spec = _Spec("duplicate_id", plan.own_ids[0], "true", "d.n")
     joins = {"d": f" JOIN {shared} AS d ON d.entity_id = c.entity_id"}
-    return [Found("duplicate_id", plan.entity_type, plan.own_ids[0], n, _examples(con, own, spec, parsed, joins))]
+    return [Found("duplicate_id", plan.entity_type, plan.own_ids[0], n, _examples(scope, plan, own, spec, joins))]
+
+
+def _duplicated(scope: Scope) -> dict[str, int]:
+    """Per type, how many of the rows a write made share their stored id with another row
+    of the type (as :func:`_duplicates` counts them, for every type in one statement)."""
+    written = scope.rows()
+    shared = (
+        f"SELECT a.entity_type, a.entity_id FROM ({scope.rows(checked=False)}) AS a "
+        f"WHERE a.entity_id IN (SELECT entity_id FROM ({written}) AS w) "
+        "GROUP BY a.entity_type, a.entity_id HAVING count(*) > 1"
+    )
+    rows = scope.con.execute(
+        f"SELECT c.entity_type, count(*) FROM ({written}) AS c JOIN ({shared}) AS d "
+        "ON d.entity_id = c.entity_id AND d.entity_type = c.entity_type GROUP BY c.entity_type"
+    ).fetchall()
+    return {t: int(n) for t, n in rows}
 
 
 def _mrn_specs(scope: Scope, plan: TypePlan, made: set[str], joins: dict[str, str]) -> list[_Spec]:
@@ -488,44 +561,12 @@ def _named(scope: Scope, plan: TypePlan, target: str) -> str | None:
         names.append("mrn")
     if not names:
         return None
-    paths = [tuple(n.split(".")) for n in names]
-    parsed = scope.con.engine.json_fields(scope.rows(plan.entity_type), "id", paths)
-    return " UNION ".join(f"SELECT t{i} AS ref FROM ({parsed}) AS n WHERE k{i} {_SCALAR}" for i in range(len(paths)))
-
-
-# A name that may stand as a JSON number in the stored text (else only as a string).
-_NUMBER_LIKE = re.compile(r"-?[0-9][0-9.eE+-]*")
-
-
-def _searched(name: str) -> str:
-    """The regular expression finding ``name`` in stored JSON text: as a string in its
-    quotes (three to four times faster to search than the bare name, which the texts
-    hold in part in every id of the same shape), and bare as well when it may be a
-    number."""
-    quoted = '"' + re.escape(name) + '"'
-    return quoted + "|" + re.escape(name) if _NUMBER_LIKE.fullmatch(name) else quoted
-
-
-# At most this many stems, at least this long (else no search for them first).
-_STEMS, _SHORTEST_STEM = 8, 3
-
-
-def _stems(names: list[str]) -> list[str]:
-    """The longest prefixes of ``names`` that are at most :data:`_STEMS` in all (each name
-    begins with one), or none when they would be shorter than :data:`_SHORTEST_STEM`.
-
-    A text that holds a name holds its stem: searching the stored texts for the stems as
-    plain substrings first (no pattern) leaves the regular expression only the texts that
-    may hold a name. Names of one shape share a stem (``MRN-0000…``): four times faster for
-    an add's hundred names among 125,000 patients. (Without the JSON quote: a search
-    starts from the first character, and quotes are everywhere in JSON text.)"""
-    if not names:
-        return []
-    for length in range(max(len(n) for n in names), _SHORTEST_STEM - 1, -1):
-        stems = sorted({n[:length] for n in names})
-        if len(stems) <= _STEMS:
-            return stems if min(len(stem) for stem in stems) >= _SHORTEST_STEM else []
-    return []
+    # (top-level fields all: read from the written rows' values, see _written_keys)
+    keys = ", ".join(_literal(n) for n in names)
+    return (
+        f"SELECT text AS ref FROM {_VALUES} WHERE entity_type = {_literal(plan.entity_type)} "
+        f"AND k IN ({keys}) AND kind {_SCALAR}"
+    )
 
 
 # A name a text search may not find as written in stored JSON: one with what JSON escapes,
@@ -582,16 +623,22 @@ def _make_ids(scope: Scope, target: str, create: str, where: str | None) -> None
     """Make the id table of :func:`_target_ids` by ``create`` (the start of the statement)."""
     con = scope.con
     fields = REFERENCES[next(r for r, (t, _) in REFERENCES.items() if t == target)][1]
-    paths = [(f,) for f in fields] + ([("birth_date",), ("death_date",)] if target == "patients" else [])
+    paths = [(f,) for f in fields] + ([(f,) for f in ("birth_date", *DEATH_FIELDS)] if target == "patients" else [])
     rows = scope.rows(target, checked=False)
     if where is not None:
         rows = f"SELECT a.* FROM ({rows}) AS a WHERE {where}"
-    parsed = con.engine.json_fields(rows, "id", paths)
+    # (the entities a write's rows name, found by their text or stored ids: a few)
+    parsed = con.engine.json_fields(rows, "id", paths, few=where is not None and scope.only is not None)
     birth = death = "NULL"
     if target == "patients":
         n = len(fields)
         birth = f"CASE WHEN {sql.is_date(con, f'k{n}', f't{n}')} THEN left(t{n}, 10) END"
-        death = f"CASE WHEN {sql.is_date(con, f'k{n + 1}', f't{n + 1}')} THEN left(t{n + 1}, 10) END"
+        # (the first of the fields that names a valid date: death_date, else deceased_date)
+        deaths = [
+            f"CASE WHEN {sql.is_date(con, f'k{i}', f't{i}')} THEN left(t{i}, 10) END"
+            for i in range(n + 1, n + 1 + len(DEATH_FIELDS))
+        ]
+        death = f"COALESCE({', '.join(deaths)})"
     refs = ", ".join(f"CASE WHEN k{i} {_SCALAR} AND t{i} <> '' THEN t{i} END" for i in range(len(fields)))
     which = ", ".join(str(i) for i in range(len(fields)))
     each = (

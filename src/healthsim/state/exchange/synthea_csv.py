@@ -8,8 +8,9 @@ are read by name, in any order and case. Rows of ``patients``, ``encounters``,
 lab_results, medications, procedures, immunizations, allergies); columns with no canonical
 field are kept in the entity under their own name. Files with no canonical home
 (``careplans.csv``, ``claims.csv``, ``payers.csv``…, and any unknown file) are kept whole,
-one entity per row, under ``synthea_{file}`` (``synthea_careplans``). So every row can be
-found again.
+one entity per row, under ``synthea_{file}`` (``synthea_careplans``), and so are the rows of
+a mapped file that have none (observations not coded in LOINC: Synthea's QALY, DALY and QOLS
+measures, as ``synthea_observations``). So every row can be found again.
 
 Ids are Synthea's: a patient's ``mrn`` and ``patient_id`` are its ``Id``, an encounter's
 ``encounter_id`` its ``Id``; Synthea's FHIR output uses the same ids, so the CSV and the
@@ -24,6 +25,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -340,13 +342,27 @@ def _check_unknown_columns(path: Path, header: Any, columns: dict[str, str]) -> 
             )
 
 
+# A LOINC code: digits, a dash, the check digit. Synthea's observations are LOINC-coded but
+# for its own quality-of-life measures (QALY, DALY, QOLS: no category, no encounter), which
+# are neither lab results nor vital signs, so they are kept whole.
+_LOINC_SHAPE = re.compile(r"[0-9]{1,7}-[0-9]")
+
+
+def _has_home(stem: str, row: dict[str, str]) -> bool:
+    """Whether a row of a mapped file has a canonical home (an observation needs a LOINC code)."""
+    if stem != "observations":
+        return True
+    code = next((v for k, v in row.items() if k.upper() == "CODE"), "")
+    return _LOINC_SHAPE.fullmatch(code) is not None
+
+
 def _entities(path: Path, counter: list[int]) -> Iterator[tuple[str, dict[str, Any]]]:
     stem = path.stem.lower()
     mapped = _MAPS.get(stem)
-    kept = _kept_type(path) if mapped is None else ""
+    kept = _kept_type(path)  # rows of a mapped file with no canonical home are kept whole too
     checked = False
     for _, row in _rows(path, counter):
-        if mapped is None:
+        if mapped is None or not _has_home(stem, row):
             yield kept, {k: v for k, v in row.items() if v != ""}
             continue
         entity_type, columns = mapped

@@ -209,7 +209,9 @@ class DuckDBEngine(Engine):
     def json_text(self, column: str, keys: Sequence[str]) -> str:
         return f"json_extract_string({column}, '$.{'.'.join(keys)}')"
 
-    def json_fields(self, source: str, keep: str, paths: Sequence[Sequence[str]], keyed: Sequence[str] = ()) -> str:
+    def json_fields(
+        self, source: str, keep: str, paths: Sequence[Sequence[str]], keyed: Sequence[str] = (), few: bool = False
+    ) -> str:
         if not paths and not keyed:
             return f"SELECT {keep} FROM ({source}) AS _hs_src"
 
@@ -219,17 +221,24 @@ class DuckDBEngine(Engine):
         # (a key that is a path too is looked up once: its kind tells whether it is there)
         every = list(dict.fromkeys([*(tuple(p) for p in paths), *((k,) for k in keyed)]))
         pointers = ", ".join(pointer(p) for p in every)
-        kinds = (
-            "CASE WHEN _hs_y[{i}] IS NULL THEN NULL ELSE CASE _hs_y[{i}] WHEN 'VARCHAR' THEN 'string' "
+        kind = (
+            "CASE WHEN {y} IS NULL THEN NULL ELSE CASE {y} WHEN 'VARCHAR' THEN 'string' "
             "WHEN 'OBJECT' THEN 'object' WHEN 'ARRAY' THEN 'array' WHEN 'BOOLEAN' THEN 'boolean' "
             "WHEN 'NULL' THEN 'null' ELSE 'number' END END"
         )
+        types = f"json_type(entity_data, [{pointers}])"
+        if few:  # (the kinds named once for the list: planning a CASE per field costs more on a few rows)
+            types = f"list_transform({types}, lambda y: {kind.format(y='y')})"
+
+        def kind_of(at: int) -> str:
+            return f"_hs_y[{at}]" if few else kind.format(y=f"_hs_y[{at}]")
+
         columns = [
-            f"{kinds.format(i=every.index(tuple(p)) + 1)} AS k{i}, _hs_s[{i + 1}] AS t{i}" for i, p in enumerate(paths)
+            f"{kind_of(every.index(tuple(p)) + 1)} AS k{i}, _hs_s[{i + 1}] AS t{i}" for i, p in enumerate(paths)
         ] + [f"_hs_y[{every.index((k,)) + 1}] AS e{j}" for j, k in enumerate(keyed)]
         texts = f"json_extract_string(entity_data, [{', '.join(pointer(p) for p in paths)}])" if paths else "NULL"
         return (
-            f"SELECT {keep}, {', '.join(columns)} FROM (SELECT {keep}, json_type(entity_data, [{pointers}]) AS _hs_y, "
+            f"SELECT {keep}, {', '.join(columns)} FROM (SELECT {keep}, {types} AS _hs_y, "
             f"{texts} AS _hs_s FROM ({source}) AS _hs_src) AS _hs_parsed"
         )
 
@@ -241,6 +250,18 @@ class DuckDBEngine(Engine):
             "SELECT e.key AS k, bool_or(e.type = 'VARCHAR') AS s FROM (SELECT entity_data FROM "
             f"({source}) AS _hs_src WHERE json_type(entity_data) = 'OBJECT') AS _hs_rows, "
             "json_each(_hs_rows.entity_data) AS e GROUP BY e.key"
+        )
+
+    def top_level_values(self, source: str, keep: str) -> str:
+        kind = (
+            "CASE e.type WHEN 'VARCHAR' THEN 'string' WHEN 'OBJECT' THEN 'object' WHEN 'ARRAY' THEN 'array' "
+            "WHEN 'BOOLEAN' THEN 'boolean' WHEN 'NULL' THEN 'null' ELSE 'number' END"
+        )
+        return (
+            f"SELECT {keep}, e.key AS k, {kind} AS kind, "
+            "json_extract_string(e.value, '$') AS text "
+            f"FROM (SELECT {keep}, entity_data FROM ({source}) AS _hs_src WHERE json_type(entity_data) = 'OBJECT') "
+            "AS _hs_rows, json_each(_hs_rows.entity_data) AS e"
         )
 
     def instant(self, text: str) -> str:

@@ -216,7 +216,9 @@ class PostgresEngine(Engine):
     def json_text(self, column: str, keys: Sequence[str]) -> str:
         return f"({column}::json #>> '{{{','.join(keys)}}}')"
 
-    def json_fields(self, source: str, keep: str, paths: Sequence[Sequence[str]], keyed: Sequence[str] = ()) -> str:
+    def json_fields(
+        self, source: str, keep: str, paths: Sequence[Sequence[str]], keyed: Sequence[str] = (), few: bool = False
+    ) -> str:
         if not paths and not keyed:
             return f"SELECT {keep} FROM ({source}) AS _hs_src"
         # jsonb: parsed once per row, then each path is a lookup.
@@ -242,6 +244,16 @@ class PostgresEngine(Engine):
             "SELECT e.key AS k, bool_or(json_typeof(e.value) = 'string') AS s FROM "
             f"(SELECT {_parsable('entity_data')} AS d FROM ({source}) AS _hs_src) AS _hs_parsed, "
             f"json_each({objects}) AS e GROUP BY e.key"
+        )
+
+    def top_level_values(self, source: str, keep: str) -> str:
+        # (jsonb, as json_fields reads: parsed once; an object only, the CASE keeps others out)
+        objects = "CASE WHEN jsonb_typeof(d) = 'object' THEN d ELSE '{}'::jsonb END"
+        return (
+            f"SELECT {keep}, e.key AS k, jsonb_typeof(e.value) AS kind, "
+            "e.value #>> '{}' AS text "
+            f"FROM (SELECT {keep}, {_parsable('entity_data')}::jsonb AS d FROM ({source}) AS _hs_src) AS _hs_parsed, "
+            f"jsonb_each({objects}) AS e"
         )
 
     def instant(self, text: str) -> str:
