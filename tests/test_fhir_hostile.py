@@ -379,6 +379,14 @@ def test_a_conditional_reference_matching_nothing_keeps_the_identifier(store: Sc
     assert found["encounters"][0]["patient_mrn"] == "M-9"
 
 
+@pytest.mark.parametrize("resource", ["x", None, [1]])
+def test_an_entry_that_is_no_resource_is_named_before_references_are_resolved(
+    store: ScenarioStore, tmp_path: Path, resource: Any
+) -> None:
+    entries = [{"resource": resource}, {"resource": _encounter_of(f"Patient?identifier={MRN_SYSTEM}|M-1", id="e1")}]
+    refused(store, write(tmp_path / "c.json", bundle(entries, "transaction")), "entry 0", "not a FHIR resource")
+
+
 def test_a_conditional_reference_matching_several_is_named(store: ScenarioStore, tmp_path: Path) -> None:
     entries = [
         {"resource": _with_mrn("p1", "M-1")},

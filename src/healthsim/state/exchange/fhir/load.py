@@ -239,6 +239,8 @@ class FhirSource:
             )
         _check_bundle_type(path, value.get("type"))
         entries = _entries(path, value)
+        # Every entry a resource before the walks across entries below read them.
+        resources = [_check_type(path, f"entry {n}", entry.get("resource")) for n, entry in enumerate(entries)]
         if nests_deeper(data, _RESOURCE_DEPTH + 3):  # Bundle, entry list, entry: 3 levels
             _deep_entry(path, entries)
         if value.get("type") in ("transaction", "batch"):
@@ -246,8 +248,8 @@ class FhirSource:
         _resolve_full_urls(entries)
         if b"?identifier=" in data:  # the walk only when there is a conditional reference
             _resolve_conditionals(path, entries)
-        for position, entry in enumerate(entries):
-            yield _check_type(path, f"entry {position}", entry.get("resource")), exact, f"entry {position}"
+        for position, resource in enumerate(resources):
+            yield resource, exact, f"entry {position}"
 
     def resources_of(self, path: Path) -> Iterator[_Read]:
         """The resources of one file, each with whether its text may hold an integer
