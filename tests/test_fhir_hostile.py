@@ -635,3 +635,19 @@ def test_a_file_that_cannot_be_read_is_a_named_error(
 
     monkeypatch.setattr(Path, "open", refuse)
     refused(store, source, name, "cannot be read", "Permission denied", format=format)
+
+
+def test_empty_folders_other_files_and_symlinks(store: ScenarioStore, tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    refused(store, empty, "holds no FHIR file")
+    bulk = tmp_path / "bulk"
+    bulk.mkdir()
+    outside = write(tmp_path / "elsewhere.ndjson", json.dumps(PATIENT))
+    (bulk / "Patient.ndjson").symlink_to(outside)  # followed: it is a file
+    (bulk / "dangling.ndjson").symlink_to(tmp_path / "nowhere.ndjson")  # passed over: no file
+    (bulk / "loop.json").symlink_to(bulk / "loop.json")  # passed over: no file
+    (bulk / "sub.json").mkdir()  # a folder named like a file: passed over
+    write(bulk / "README.md", "notes")
+    write(bulk / "data.csv", "a,b\n1,2\n")
+    assert [p["mrn"] for p in imported(store, bulk)["patients"]] == ["p1"]
