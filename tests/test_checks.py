@@ -437,6 +437,7 @@ def test_a_field_only_late_entities_have_is_checked(store: ScenarioStore) -> Non
     assert found == {("real_looking_ssn", "ssn"): 1, ("not_a_date", "birth_date"): 1, ("unknown_gender", "gender"): 1}
 
 
+@pytest.mark.slow  # (about a second or more of the quick run's edit loop; the whole suite runs it)
 def test_the_answer_fits_12_kb_whatever_the_scenario(store: ScenarioStore) -> None:
     long = "v" * 5000
     entities = {
@@ -912,7 +913,8 @@ def _worker_cursors(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 @pytest.mark.duckdb_only
-@settings(max_examples=examples(25), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# (15 examples: each checks twice, ~0.5 s; the suite's time is budgeted too)
+@settings(max_examples=examples(15), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(_planted())
 def test_two_types_at_a_time_answer_as_one_after_another(
     store: ScenarioStore, monkeypatch: pytest.MonkeyPatch, entities: dict[str, list[dict[str, Any]]]

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pytest
 from mcp import Client
 from typer.testing import CliRunner, Result
 
@@ -168,6 +169,7 @@ def test_summary_and_report_show_the_check_and_the_values_that_do_not_fit(store:
     assert "left out: 1 not a date" in page
 
 
+@pytest.mark.slow  # (about a second or more of the quick run's edit loop; the whole suite runs it)
 def test_summary_check_counts_fit_the_budget_of_many_problems(store: ScenarioStore) -> None:
     entities = {
         f"type_{'x' * 60}_{i}": [{"birth_date": "unknown", "gender": "?", "ssn": "123456789"}] for i in range(40)

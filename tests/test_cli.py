@@ -409,6 +409,7 @@ def test_history_restore_diff_and_the_trash(isolated_home: Path, tmp_path: Path)
     assert "removed 0 version(s)" in ok("history", "--purge").stdout
 
 
+@pytest.mark.slow  # (about a second or more of the quick run's edit loop; the whole suite runs it)
 def test_summary_shows_fields_and_facts_and_report_writes_a_page(isolated_home: Path, tmp_path: Path) -> None:
     ok("save", "cohort", "--from", str(EXAMPLE))
     shown = ok("summary", "cohort").stdout

@@ -342,6 +342,19 @@ def test_variants_are_read_through_the_alias_table() -> None:
     assert lab["code"]["coding"][0] == {"system": "http://loinc.org", "code": "4548-4"}
 
 
+def test_a_deceased_date_is_the_patients_death() -> None:
+    """``deceased_date`` (the earlier release's name) is read as ``death_date`` through the
+    alias table, and the entity comes back as it was."""
+    patient = {"patient_id": "MRN-1", "birth_date": "1950-02-01", "deceased_date": "2020-05-06"}
+    (resource,) = entity_resources(json.loads(json.dumps(patient)), "patients", UUID, TODAY)
+    assert resource["deceasedDateTime"] == "2020-05-06"
+    assert resource_entity(json.loads(json.dumps(resource))) == ("patients", patient)
+    both = {**patient, "death_date": "2021-01-01"}  # the canonical field first
+    (resource,) = entity_resources(json.loads(json.dumps(both)), "patients", UUID, TODAY)
+    assert resource["deceasedDateTime"] == "2021-01-01"
+    assert resource_entity(json.loads(json.dumps(resource))) == ("patients", both)
+
+
 def test_ids_are_stable_and_code_systems_canonical() -> None:
     diagnosis = {"patient_mrn": "MRN-1", "code": "E11.9", "description": "Type 2 diabetes"}
     first = entity_resources(diagnosis, "diagnoses", UUID, TODAY)[0]

@@ -142,6 +142,7 @@ def test_pretty_printed_megabyte_files_read_with_the_default_window() -> None:
         assert rebuild(json.dumps(document).encode()) == document
 
 
+@pytest.mark.slow  # (about a second or more of the quick run's edit loop; the whole suite runs it)
 def test_error_locations_stay_exact_after_the_window_moves() -> None:
     lines = ['{"name": "x", "entities": {"patients": [']
     lines += [f'  {{"patient_id": "P{i}", "note": "{"é" * (i % 7)}"}},' for i in range(200_000)]

@@ -587,6 +587,7 @@ def test_query_to_file_parquet_equals_query(tricky: ScenarioStore, tmp_path: Pat
     assert again == [(r[0], r[1], r[3], None if r[4] is None else str(r[4]), r[6]) for r in expected]
 
 
+@pytest.mark.slow  # (about a second or more of the quick run's edit loop; the whole suite runs it)
 @pytest.mark.duckdb_only
 @pytest.mark.parametrize("extension", [".csv", ".parquet", ".ndjson"])
 def test_query_to_file_writes_every_row_past_the_query_cap(

@@ -290,6 +290,7 @@ def test_interrupted_staging_is_removed_on_next_open(store: ScenarioStore, db_pa
     assert store.load_scenario("visible")["entity_count"] == 1
 
 
+@pytest.mark.slow  # (about a second or more of the quick run's edit loop; the whole suite runs it)
 def test_generator_entities_are_streamed(store: ScenarioStore) -> None:
     def patients():
         for i in range(120_000):

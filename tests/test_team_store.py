@@ -298,6 +298,7 @@ def test_summary_report_and_frames_of_a_team_scenario_equal_the_file_ones(tmp_pa
 # --------------------------------------------------------------------------- found in review
 
 
+@pytest.mark.slow  # (about a second or more of the quick run's edit loop; the whole suite runs it)
 def test_a_reader_sees_one_version_while_another_client_overwrites(pg_url: str) -> None:
     store, other = ScenarioStore(pg_url), ScenarioStore(pg_url)
     store.save_scenario("s", {"patients": [{"patient_id": f"P{i}", "v": 1} for i in range(45_000)]})

@@ -98,7 +98,12 @@ TYPE_ALIASES = {"labs": "lab_results", "vitals": "vital_signs", "conditions": "d
 #: (a dotted name reads inside an object: ``period.start``). ``*`` applies to every type.
 FIELD_ALIASES: dict[str, dict[str, tuple[str, ...]]] = {
     "*": {"patient_mrn": ("patient_id", "mrn"), "encounter_id": ("encounter",)},
-    "patients": {"mrn": ("patient_id", "id"), "gender": ("sex",), "birth_date": ("birthDate", "dob")},
+    "patients": {
+        "mrn": ("patient_id", "id"),
+        "gender": ("sex",),
+        "birth_date": ("birthDate", "dob"),
+        "death_date": ("deceased_date",),  # (the earlier release's name)
+    },
     "encounters": {
         "class_code": ("class", "encounter_class"),
         "admission_time": ("period.start", "start", "start_time"),

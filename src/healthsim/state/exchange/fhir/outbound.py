@@ -156,7 +156,7 @@ def person(resource: dict[str, Any], entity: dict[str, Any], entity_type: str) -
     gender = pick(entity, entity_type, "gender")
     _put(resource, "gender", GENDER_OUT.get(gender.lower()) if isinstance(gender, str) else None)
     _put(resource, "birthDate", fhir_date(pick(entity, entity_type, "birth_date")))
-    death = fhir_datetime(entity.get("death_date"))
+    death = fhir_datetime(pick(entity, entity_type, "death_date"))
     if death is not None:
         resource["deceasedDateTime"] = death
     elif isinstance(entity.get("deceased"), bool):
