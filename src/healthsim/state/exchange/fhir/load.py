@@ -24,10 +24,17 @@ import orjson
 from ...entities import MAX_DEPTH, encode_entity
 from ...errors import InvalidEntityError, InvalidInputError, InvalidScenarioFileError
 from ..importer import SaveScenario
+from .bundle_entries import (
+    bundle_entries,
+    check_bundle_type,
+    check_references,
+    problem,
+    resolve_conditionals,
+    resolve_full_urls,
+)
 from .carry import BadExtension
 from .common import EXTENSION_URL, deeper, exact_loads, may_hold_long_int, nests_deeper
 from .mapping import resource_entity
-from .refs import conditional_identifier
 from .resource_types import R4_RESOURCE_TYPES
 
 __all__ = ["FhirSource", "default_name", "fhir_files", "folder_hint", "import_fhir", "list_folder", "save_source"]
@@ -130,7 +137,7 @@ def _deep_entry(path: Path, entries: list[dict[str, Any]]) -> None:
     """Refuse the first entry whose resource nests too deep (the file was found to)."""
     for position, entry in enumerate(entries):
         if deeper(entry.get("resource"), _RESOURCE_DEPTH):
-            raise _problem(path, f"entry {position}", _TOO_DEEP)
+            raise problem(path, f"entry {position}", _TOO_DEEP)
 
 
 def _not_json(data: bytes, exc: ValueError) -> str:
@@ -154,10 +161,6 @@ def _lines_hint(data: bytes) -> str:
     return ""
 
 
-def _problem(path: Path, where: str, what: str) -> InvalidScenarioFileError:
-    return InvalidScenarioFileError(path, f"{where}: {what}")
-
-
 def _named(where: str, resource: dict[str, Any]) -> str:
     """Where a resource is and which it is: ``line 3 (Patient/p1)``."""
     return f"{where} ({resource.get('resourceType')}/{resource.get('id')})"
@@ -165,13 +168,13 @@ def _named(where: str, resource: dict[str, Any]) -> str:
 
 def _check_type(path: Path, where: str, resource: Any) -> dict[str, Any]:
     if not isinstance(resource, dict) or "resourceType" not in resource:
-        raise _problem(path, where, "not a FHIR resource (no resourceType)")
+        raise problem(path, where, "not a FHIR resource (no resourceType)")
     kind = resource["resourceType"]
     # A list or object is no type name (and cannot even be looked up in a set).
     if not isinstance(kind, str) or kind not in R4_RESOURCE_TYPES:
-        raise _problem(path, where, f"unknown resourceType {kind!r} (not a FHIR R4 resource type)")
+        raise problem(path, where, f"unknown resourceType {kind!r} (not a FHIR R4 resource type)")
     if "id" in resource and not isinstance(resource["id"], str):
-        raise _problem(path, where, f"the id of this {kind} is {resource['id']!r}, not a string; FHIR ids are text")
+        raise problem(path, where, f"the id of this {kind} is {resource['id']!r}, not a string; FHIR ids are text")
     return resource
 
 
@@ -204,7 +207,7 @@ class FhirSource:
                 try:
                     value = _parse(line, exact)
                 except ValueError as exc:
-                    raise _problem(path, f"line {number}", _not_json(line, exc)) from None
+                    raise problem(path, f"line {number}", _not_json(line, exc)) from None
                 if number == 1 and self._passed_over(path, value):
                     self.skipped_files.append(path.name)  # a Bulk Data log, say
                     self.done += path.stat().st_size - len(line)
@@ -228,26 +231,26 @@ class FhirSource:
         try:
             value = _parse(data, exact)
         except ValueError as exc:
-            raise _problem(path, "the file", f"{_not_json(data, exc)}{_lines_hint(data)}") from None
+            raise problem(path, "the file", f"{_not_json(data, exc)}{_lines_hint(data)}") from None
         self.done += path.stat().st_size
         if not isinstance(value, dict) or value.get("resourceType") != "Bundle":
             found = value.get("resourceType") if isinstance(value, dict) else type(value).__name__
-            raise _problem(
+            raise problem(
                 path,
                 "the file",
                 f"not a Bundle (its resourceType is {found!r}); give a Bundle, a folder of them or Bulk NDJSON",
             )
-        _check_bundle_type(path, value.get("type"))
-        entries = _entries(path, value)
+        check_bundle_type(path, value.get("type"))
+        entries = bundle_entries(path, value)
         # Every entry a resource before the walks across entries below read them.
         resources = [_check_type(path, f"entry {n}", entry.get("resource")) for n, entry in enumerate(entries)]
         if nests_deeper(data, _RESOURCE_DEPTH + 3):  # Bundle, entry list, entry: 3 levels
             _deep_entry(path, entries)
         if value.get("type") in ("transaction", "batch"):
-            _check_references(path, entries)
-        _resolve_full_urls(entries)
+            check_references(path, entries)
+        resolve_full_urls(entries)
         if b"?identifier=" in data:  # the walk only when there is a conditional reference
-            _resolve_conditionals(path, entries)
+            resolve_conditionals(path, entries)
         for position, resource in enumerate(resources):
             yield resource, exact, f"entry {position}"
 
@@ -282,18 +285,18 @@ class FhirSource:
                 try:
                     found = resource_entity(resource, exact)
                 except BadExtension as exc:
-                    raise _problem(
+                    raise problem(
                         path,
                         _named(where, resource),
                         f"the HealthSim extension ({EXTENSION_URL}) is not what HealthSim writes: {exc}; "
                         "fix it, or remove it to read the resource as FHIR of elsewhere",
                     ) from None
                 except RecursionError:
-                    raise _problem(path, _named(where, resource), _TOO_DEEP) from None
+                    raise problem(path, _named(where, resource), _TOO_DEEP) from None
                 except (TypeError, AttributeError, KeyError, ValueError) as exc:
                     # The reading takes the resource as valid FHIR: an element of another
                     # type ("identifier": true) fails in it. Say which resource, not where in us.
-                    raise _problem(
+                    raise problem(
                         path,
                         _named(where, resource),
                         f"not valid FHIR: an element is not of its type ({exc}); fix or remove it",
@@ -329,196 +332,10 @@ def _refused_entity(path: Path, refused: InvalidEntityError) -> InvalidInputErro
             encode_entity(entity, entity_type, 0)
         except InvalidEntityError as exc:
             what = str(exc).split(" ", 1)[1] if str(exc).startswith(f"{entity_type}[0] ") else str(exc)
-            return _problem(
+            return problem(
                 file, _named(where, resource), f"the entity it becomes cannot be stored: {what}; fix or remove it"
             )
     return refused
-
-
-# Bundle types whose entries are resources to import ("type" missing: read as a collection).
-_POPULATIONS = ("transaction", "batch", "collection", "searchset", "document", "message", None)
-_NOT_POPULATIONS = {
-    "history": "a history Bundle holds versions of resources (and deletions), not one population",
-    "transaction-response": "a response Bundle says what a server did with a transaction, not its resources",
-    "batch-response": "a response Bundle says what a server did with a batch, not its resources",
-}
-
-
-def _check_bundle_type(path: Path, kind: Any) -> None:
-    """Refuse a Bundle whose entries are no population of resources.
-
-    Raises:
-        InvalidScenarioFileError: a history or response Bundle, or no Bundle type of FHIR.
-    """
-    if kind in _POPULATIONS:
-        return
-    what = "import the current resources instead (a searchset, a collection or a Bulk export)"
-    if isinstance(kind, str) and kind in _NOT_POPULATIONS:
-        raise _problem(path, "the Bundle", f"{_NOT_POPULATIONS[kind]}; {what}")
-    raise _problem(
-        path,
-        "the Bundle",
-        f"its type {kind!r:.40} is not a Bundle type this import reads ({', '.join(_POPULATIONS[:-1])})",
-    )
-
-
-def _entries(path: Path, bundle: dict[str, Any]) -> list[dict[str, Any]]:
-    """The Bundle's entries, each an object.
-
-    Raises:
-        InvalidScenarioFileError: ``entry`` is not a list, or an entry is not an object.
-    """
-    entries = bundle.get("entry")
-    if entries is None:
-        return []
-    if not isinstance(entries, list):
-        raise _problem(path, "the Bundle", f"its entry is a {type(entries).__name__}, not a list of entries")
-    for position, entry in enumerate(entries):
-        if not isinstance(entry, dict):
-            raise _problem(
-                path,
-                f"entry {position}",
-                f"not an object but {entry!r:.40}; an entry holds its resource under 'resource'",
-            )
-        if "resource" not in entry:
-            raise _problem(
-                path,
-                f"entry {position}",
-                "has no resource (a request or response alone); every entry of a Bundle to import holds one",
-            )
-    return entries
-
-
-def _references(value: Any) -> Iterator[str]:
-    if isinstance(value, dict):
-        if value.get("resourceType") == "Bundle":  # a nested Bundle's references name its own entries
-            return
-        for key, item in value.items():
-            if key == "reference" and isinstance(item, str):
-                yield item
-            else:
-                yield from _references(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _references(item)
-
-
-def _check_references(path: Path, entries: list[dict[str, Any]]) -> None:
-    """Every ``urn:uuid:`` reference of a transaction must name an entry's fullUrl."""
-    known = {e.get("fullUrl") for e in entries}
-    for position, entry in enumerate(entries):
-        for target in _references(entry.get("resource")):
-            if target.startswith("urn:") and target not in known:
-                raise _problem(
-                    path,
-                    f"entry {position}",
-                    f"the reference {target!r} resolves to no entry of this transaction bundle",
-                )
-
-
-def _full_url_id(full_url: str) -> str:
-    """The logical id a fullUrl ends in (``urn:uuid:x``, ``urn:oid:x``, ``http://…/Patient/x``)."""
-    for prefix in ("urn:uuid:", "urn:oid:"):
-        if full_url.startswith(prefix):
-            return full_url[len(prefix) :]
-    return full_url.rsplit("/", 1)[-1]
-
-
-def _resolve_full_urls(entries: list[dict[str, Any]]) -> None:
-    """Make the references to an entry's ``fullUrl`` name its resource's id.
-
-    The reading takes the id a reference ends in as the target's own id, which holds when
-    the fullUrl ends in the resource's id (Synthea's bundles). A transaction of POSTs has
-    resources without ids, named only by ``urn:uuid:`` fullUrls: such a resource takes the
-    fullUrl's id; a reference to a fullUrl that ends in another id than its resource's is
-    rewritten to ``Type/id``.
-    """
-    moved: dict[str, str] = {}
-    for entry in entries:
-        full_url, resource = entry.get("fullUrl"), entry.get("resource")
-        if not isinstance(full_url, str) or not isinstance(resource, dict):
-            continue
-        own = _full_url_id(full_url)
-        if "id" not in resource and own:
-            resource["id"] = own
-        if resource.get("id") != own and isinstance(resource.get("resourceType"), str):
-            moved[full_url] = f"{resource['resourceType']}/{resource.get('id')}"
-    if moved:
-        for entry in entries:
-            _rewrite_references(entry.get("resource"), moved)
-
-
-def _rewrite_references(value: Any, moved: dict[str, str]) -> None:
-    if isinstance(value, dict):
-        if value.get("resourceType") == "Bundle":  # a nested Bundle's references name its own entries
-            return
-        target = value.get("reference")
-        if isinstance(target, str) and target in moved:
-            value["reference"] = moved[target]
-        for item in value.values():
-            _rewrite_references(item, moved)
-    elif isinstance(value, list):
-        for item in value:
-            _rewrite_references(item, moved)
-
-
-def _identified(entries: list[dict[str, Any]]) -> dict[tuple[str, str], list[tuple[str | None, str]]]:
-    """``(resource type, identifier value)`` → ``(system, id)`` of each resource of the Bundle."""
-    found: dict[tuple[str, str], list[tuple[str | None, str]]] = {}
-    for entry in entries:
-        resource = entry["resource"]
-        identifiers = resource.get("identifier")
-        if not isinstance(identifiers, list) or not isinstance(resource.get("id"), str):
-            continue
-        for ident in identifiers:
-            if isinstance(ident, dict) and isinstance(ident.get("value"), str):
-                key = (str(resource["resourceType"]), ident["value"])
-                found.setdefault(key, []).append((ident.get("system"), resource["id"]))
-    return found
-
-
-def _resolve_conditionals(path: Path, entries: list[dict[str, Any]]) -> None:
-    """Make a conditional reference (``Patient?identifier=sys|x``) that matches one resource
-    of the Bundle name it (``Patient/id``), as a server would; one matching none keeps its
-    identifier (the reading takes it as the own id).
-
-    Raises:
-        InvalidScenarioFileError: a conditional reference matches several resources.
-    """
-    index = _identified(entries)
-    for position, entry in enumerate(entries):
-        for ref in _reference_objects(entry["resource"]):
-            text = ref["reference"]
-            searched = conditional_identifier(text) if "?" in text else None
-            if searched is None:
-                continue
-            system, value = searched
-            kind = text.split("?", 1)[0]
-            ids = {rid for sys, rid in index.get((kind, value), []) if system is None or sys == system}
-            if len(ids) > 1:
-                raise _problem(
-                    path,
-                    f"entry {position}",
-                    f"the conditional reference {text!r:.120} matches {len(ids)} resources of this Bundle "
-                    f"({', '.join(sorted(ids)[:5])}); it must match one: give their identifiers apart",
-                )
-            if ids:
-                ref["reference"] = f"{kind}/{ids.pop()}"
-
-
-def _reference_objects(value: Any) -> Iterator[dict[str, Any]]:
-    """The objects with a text ``reference`` in a resource (not in a nested Bundle: its
-    references name its own entries)."""
-    if isinstance(value, dict):
-        if value.get("resourceType") == "Bundle":
-            return
-        if isinstance(value.get("reference"), str):
-            yield value
-        for item in value.values():
-            yield from _reference_objects(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _reference_objects(item)
 
 
 def _valid_name(name: str) -> bool:
