@@ -28,12 +28,7 @@ def entity_resources(entity: Any, entity_type: str, entity_uuid: str, today: _dt
     kept = entity.get(FHIR_FIELD)
     if kept is not None:
         fill(primary, kept)
-    _, base = from_resource(primary, canonical_type(entity_type))
-    if kept is not None:
-        # What the import will keep of this resource again (see .keep); the extension holds
-        # ``_fhir`` itself only where that is not what the entity has.
-        base[FHIR_FIELD] = kept_elements(primary, entity_type, regenerated(entity, entity_type))
-    primary.setdefault("extension", []).append(carry_extension(entity, entity_type, base, kept=kept is not None))
+    _carry(primary, entity_type, entity)
     for part in resources[1:]:
         part.setdefault("extension", []).append(PART)
     return resources
@@ -44,11 +39,18 @@ def recarry(resource: dict[str, Any], entity_type: str, entity: dict[str, Any]) 
     changed after it was made: a bundle made its outside references display-only) by the
     one that turns this resource back into ``entity``, as :func:`entity_resources` makes it."""
     pop_carry(resource)
-    _, base = from_resource(resource, canonical_type(entity_type))
-    kept = entity.get(FHIR_FIELD)
-    if kept is not None:
-        base[FHIR_FIELD] = kept_elements(resource, entity_type, regenerated(entity, entity_type))
-    resource.setdefault("extension", []).append(carry_extension(entity, entity_type, base, kept=kept is not None))
+    _carry(resource, entity_type, entity)
+
+
+def _carry(primary: dict[str, Any], entity_type: str, entity: dict[str, Any]) -> None:
+    """Add to ``primary`` the extension that turns its reading back into ``entity``."""
+    _, base = from_resource(primary, canonical_type(entity_type))
+    kept = entity.get(FHIR_FIELD) is not None
+    if kept:
+        # What the import will keep of this resource again (see .keep); the extension holds
+        # ``_fhir`` itself only where that is not what the entity has.
+        base[FHIR_FIELD] = kept_elements(primary, entity_type, regenerated(entity, entity_type))
+    primary.setdefault("extension", []).append(carry_extension(entity, entity_type, base, kept=kept))
 
 
 def resource_entity(resource: dict[str, Any], exact: bool | None = None) -> tuple[str, dict[str, Any]] | None:
