@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
-from typing import Any
+from typing import Any, cast
+
+import orjson
 
 from .carry import PART, apply_carry, carry_extension, pop_carry
 from .common import canonical_type
@@ -13,7 +15,7 @@ from .keep import FHIR_FIELD, fill, kept_elements, regenerated
 from .outbound import to_resources
 from .refs import Unmappable
 
-__all__ = ["Unmappable", "entity_resources", "recarry", "resource_entity"]
+__all__ = ["Unmappable", "copy_resource", "entity_resources", "recarry", "resource_entity"]
 
 
 def entity_resources(entity: Any, entity_type: str, entity_uuid: str, today: _dt.date) -> list[dict[str, Any]]:
@@ -84,4 +86,7 @@ def resource_entity(resource: dict[str, Any], exact: bool | None = None) -> tupl
 
 def copy_resource(resource: dict[str, Any]) -> dict[str, Any]:
     """A deep copy (the bundle writer rewrites references in place)."""
-    return copy.deepcopy(resource)
+    try:  # a JSON round trip in C: far faster than deepcopy
+        return cast(dict[str, Any], orjson.loads(orjson.dumps(resource)))
+    except (TypeError, orjson.JSONEncodeError):  # an integer beyond 64 bits, a lone surrogate
+        return copy.deepcopy(resource)
