@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,7 @@ from healthsim.state._engines.postgres.idle import close_idle_connections
 from healthsim.state._engines.postgres.sandbox import check_statement, run_query, split_statements
 from healthsim.state._engines.postgres.server import TeamDatabase
 from helpers.paths import NO_SUCH_USER, no_such_user
-from helpers.pg_server import PASSWORD
+from helpers.pg_server import PASSWORD, PgServer
 from helpers.sample import diabetes_cohort
 
 
@@ -1050,18 +1051,26 @@ def fill(store: ScenarioStore) -> ScenarioStore:
     return store
 
 
-@pytest.fixture
-def team(pg_url: str) -> str:
-    """A team store holding the two scenarios: its URL."""
-    fill(ScenarioStore(pg_url))
-    return pg_url
+@pytest.fixture(scope="module")
+def team(pg_server: PgServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A team store holding the two scenarios: its URL. One per module and worker: the tests
+    that take it only read it (those that write make their own from ``pg_url``)."""
+    url = pg_server.new_database()
+    with pytest.MonkeyPatch.context() as patched:  # (made before a test's own HOME is set)
+        patched.setenv("HOME", str(tmp_path_factory.mktemp("team-home")))
+        patched.delenv("XDG_CACHE_HOME", raising=False)
+        fill(ScenarioStore(url))
+    yield url
+    pg_server.drop_database(url.rsplit("/", 1)[1])
 
 
-@pytest.fixture
-def duck(tmp_path: Path) -> Path:
-    """A DuckDB file holding the same two scenarios."""
-    path = tmp_path / "same.duckdb"
-    fill(ScenarioStore(path))
+@pytest.fixture(scope="module")
+def duck(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A DuckDB file holding the same two scenarios (one per module and worker, only read)."""
+    path = tmp_path_factory.mktemp("duck") / "same.duckdb"
+    with pytest.MonkeyPatch.context() as patched:
+        patched.setenv("HOME", str(path.parent))
+        fill(ScenarioStore(path))
     return path
 
 

@@ -3,6 +3,7 @@ never stale, and never in the way."""
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 from pathlib import Path
 from typing import Any
@@ -176,3 +177,39 @@ def test_what_was_kept_of_purged_versions_goes_with_them(store: ScenarioStore) -
     store.load_frames("p")  # kept for version 2, which stays
     assert store.purge_history(keep_versions=1)["versions_removed"] == 0
     assert [f.split("/")[1].split("-")[0] for f in folders(store)] == ["v2"]
+
+
+def kept_checks(store: ScenarioStore) -> list[Path]:
+    root = cache_root(store)
+    return sorted(root.glob("*/*/check-*.json")) if root.exists() else []
+
+
+def test_a_check_is_kept_per_version_and_day_and_summaries_share_it(store: ScenarioStore) -> None:
+    store.save_scenario("s", {"patients": [{"mrn": "M1", "birth_date": "unknown"}]})
+    first = store.check_scenario("s")
+    (kept,) = kept_checks(store)
+    assert kept.name.startswith(f"check-{_dt.datetime.now(_dt.UTC).date().isoformat()}-r")
+    assert json.loads(kept.read_text()) == first
+    # Read back, not computed again: a kept answer changed by hand is what comes back...
+    marked = first | {"problems": [dict(first["problems"][0], count=999)]}
+    kept.write_text(json.dumps(marked))
+    assert store.check_scenario("s")["problems"][0]["count"] == 999
+    # ...and what the version's summary shows (its check counts are the kept check's).
+    assert "999" in json.dumps(store.summarize_scenario("s")["check"])
+    # Another day's check is not read: made again for today.
+    kept.rename(kept.with_name("check-2000-01-01-r1.json"))
+    assert store.check_scenario("s") == first
+    assert [p.name for p in kept_checks(store)] == [kept.name]  # (the other day's went)
+    # A new version is checked anew.
+    store.add_entities("s", {"lab_results": [{"patient_mrn": "NOBODY"}]})
+    rules = {p["rule"] for p in store.check_scenario("s")["problems"]}
+    assert rules == {"not_a_date", "unresolved_reference"}
+    assert len(kept_checks(store)) == 1
+
+
+def test_a_summary_keeps_the_check_it_made(store: ScenarioStore) -> None:
+    store.save_scenario("s", {"patients": [{"mrn": "M1", "ssn": "123-45-6789"}]})
+    summary = store.summarize_scenario("s")
+    (kept,) = kept_checks(store)
+    assert store.check_scenario("s") == json.loads(kept.read_text())
+    assert summary["check"]["warnings"] == 1

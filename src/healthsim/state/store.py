@@ -20,7 +20,7 @@ from typing import Any, cast
 import pyarrow as pa
 
 from ._ops import edits, reads, saving, session, versions
-from .checks import CheckResult, check_reader
+from .checks import CheckResult
 from .checks.gate import check_gate
 from .database import Database, redact_url, resolve_database
 from .entities import iter_typed_entities
@@ -40,7 +40,6 @@ from .results import (
 from .store_files import ScenarioFiles
 from .summaries import SUMMARY_BYTES
 from .validation import normalize_tags, validate_limit
-from .version_cache import VersionCache
 
 __all__ = ["ScenarioStore"]
 
@@ -410,9 +409,7 @@ class ScenarioStore(ScenarioFiles):
             ScenarioNotFoundError: no scenario has that name or id.
             InvalidInputError: the version is not retained.
         """
-        with self.open_scenario(name, version) as reader:
-            made = (reader.header.scenario_id, reader.version, reader.header.updated_at)
-            return check_reader(reader, key_totals=VersionCache(self.path).key_totals(*made))
+        return reads.check(self.path, name, version)
 
     def load_scenario(self, name: str, version: int | None = None) -> LoadedScenario:
         """Load a scenario by name or UUID (the name is tried first).

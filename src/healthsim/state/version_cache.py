@@ -12,6 +12,8 @@ tells apart a version made again after a backup of the database was restored):
         keys.json                               per type, how many entities and top-level keys a
                                                 save wrote, and some of those keys (lets a
                                                 summary read every entity once)
+        check-{day}-r{recipe}.json              a check made on that day (UTC; a rule reads the
+                                                day: a birth in the future)
 
 One version per scenario is kept (writing for a newer one removes the others), and
 deleting a scenario removes its folder. It is an optimisation only: a file that cannot be
@@ -43,6 +45,8 @@ KeyTotal = tuple[int, int, list[str]]
 # Raised when what a summary holds or how it is computed changes: summaries kept by an
 # earlier release (another recipe) are never read, so an upgrade never shows stale ones.
 SUMMARY_RECIPE = 4  # 3: values_by_code; 4: check counts, unfit values, age bands left out
+# The same for checks: raised when a rule or the answer's shape changes.
+CHECK_RECIPE = 1
 
 
 class VersionCache:
@@ -137,6 +141,31 @@ class VersionCache:
             self._make(folder)
             self._replace(folder, _summary_name(samples, budget), lambda path: path.write_text(text, "utf-8"))
 
+    # --- checks ---------------------------------------------------------------------------
+
+    def read_check(
+        self, scenario_id: uuid.UUID, version: int, made_at: _dt.datetime, day: _dt.date
+    ) -> dict[str, Any] | None:
+        """A kept check of that version made on ``day``, or None."""
+        path = self._folder(scenario_id, version, made_at) / _check_name(day)
+        try:
+            found = json.loads(path.read_text(encoding="utf-8"))  # json: exact big integers
+        except (OSError, ValueError):
+            return None
+        return found if isinstance(found, dict) and isinstance(found.get("problems"), list) else None
+
+    def write_check(
+        self, scenario_id: uuid.UUID, version: int, made_at: _dt.datetime, day: _dt.date, check: dict[str, Any]
+    ) -> None:
+        """Keep a check of a version made on ``day`` (the day's earlier ones go)."""
+        folder = self._folder(scenario_id, version, made_at)
+        text = json.dumps(check, ensure_ascii=False)
+        with contextlib.suppress(OSError, ValueError):
+            self._make(folder)
+            for old in folder.glob("check-*.json"):
+                old.unlink(missing_ok=True)
+            self._replace(folder, _check_name(day), lambda path: path.write_text(text, "utf-8"))
+
     # --- what a save knew ------------------------------------------------------------------
 
     def keep_key_totals(
@@ -226,6 +255,10 @@ class VersionCache:
 
 def _summary_name(samples: int, budget: int) -> str:
     return f"summary-{samples}-{budget}-r{SUMMARY_RECIPE}.json"
+
+
+def _check_name(day: _dt.date) -> str:
+    return f"check-{day.isoformat()}-r{CHECK_RECIPE}.json"
 
 
 def _version_of(folder: Path) -> int:

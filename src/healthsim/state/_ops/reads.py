@@ -7,8 +7,9 @@ from typing import Any, cast
 
 from ... import __version__
 from .._engines import Connection, engine_for
-from ..checks import check_reader
+from ..checks import CheckResult, check_reader
 from ..checks.shape import BRIEF_BYTES, brief
+from ..clock import utcnow
 from ..database import Database, connect
 from ..diffing import diff_rows, scenario_changes
 from ..errors import InvalidInputError, ScenarioNotFoundError
@@ -21,6 +22,7 @@ from ..history import (
 from ..reading import (
     SCENARIO_COLUMNS,
     ScenarioHeader,
+    ScenarioReader,
     entity_counts,
     first_row,
     gc_paused,
@@ -210,9 +212,30 @@ def summary(database: Database, name: str, version: int | None, samples: int, bu
         key_totals = cache.key_totals(*made)
         with in_duckdb(reader) as analysed:  # (a team store's scenario is copied to DuckDB)
             summary = dict(summarize(analysed, samples, budget=budget - BRIEF_BYTES, key_totals=key_totals))
-        summary["check"] = brief(check_reader(reader, key_totals=key_totals))  # (issue 24: its counts)
+        summary["check"] = brief(_kept_check(cache, reader))  # (issue 24: its counts)
     cache.write_summary(*made, samples, budget, summary)
     return summary
+
+
+def check(database: Database, name: str, version: int | None) -> CheckResult:
+    """The check of a version (see :meth:`~healthsim.state.store.ScenarioStore.check_scenario`),
+    kept beside the database once computed, for the day it was made on."""
+    with open_scenario(database, name, version) as reader:
+        return _kept_check(VersionCache(database), reader)
+
+
+def _kept_check(cache: VersionCache, reader: ScenarioReader) -> CheckResult:
+    """The check of the version ``reader`` reads: kept today already (a summary made it, or
+    an earlier call), or computed now and kept. A version never changes; the day does (a
+    birth in the future), so a check is kept for the day it was made on."""
+    made = (reader.header.scenario_id, reader.version, reader.header.updated_at)
+    today = utcnow().date()
+    kept = cache.read_check(*made, today)
+    if kept is not None:
+        return cast(CheckResult, kept)
+    found = check_reader(reader, key_totals=cache.key_totals(*made), today=today)
+    cache.write_check(*made, today, dict(found))
+    return found
 
 
 def database_info(database: Database) -> dict[str, Any]:

@@ -74,19 +74,25 @@ _COLUMNS = "id, entity_id, entity_type, entity_data"
 
 
 def check_reader(
-    reader: ScenarioReader, *, key_totals: Mapping[str, KeyTotal] | None = None, budget: int = CHECK_BYTES
+    reader: ScenarioReader,
+    *,
+    key_totals: Mapping[str, KeyTotal] | None = None,
+    budget: int = CHECK_BYTES,
+    today: _dt.date | None = None,
 ) -> CheckResult:
     """Check the scenario (version) ``reader`` reads: see :func:`check_rows`.
 
     Args:
         key_totals: what the save counted of each type's keys (``VersionCache.key_totals``),
             which spares a pass over the entities to learn their keys.
+        today: the day births in the future are told by (default: today in UTC).
     """
 
     def base(entity_type: str | None) -> str:
         return reader.rows_sql(entity_type, columns=_COLUMNS)
 
-    scope = Scope(reader.connection, base, utcnow().date(), key_totals=key_totals, parallel=reader.shared_rows)
+    day = today or utcnow().date()
+    scope = Scope(reader.connection, base, day, key_totals=key_totals, parallel=reader.shared_rows)
     return _checked(scope, budget)
 
 
