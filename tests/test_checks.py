@@ -861,7 +861,7 @@ _SEEN = st.sampled_from(["2024-01-05", "2024-01-06T10:00:00Z", "2024-02", "2024-
 
 
 @pytest.mark.slow  # (~1.4 s even with 3 examples; the quick run has the names' and duplicates' add tests)
-@settings(max_examples=examples(20), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(12), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(_planted(), st.lists(st.tuples(st.sampled_from(["seen", "noted"]), _SEEN), max_size=20), st.randoms())
 def test_an_add_counts_as_the_whole_check_of_its_rows(
     store: ScenarioStore,

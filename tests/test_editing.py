@@ -450,7 +450,7 @@ def _texts(entities: list[dict[str, Any]]) -> list[str]:
     return [json.dumps(e) for e in entities]
 
 
-@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(30), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=operations)
 def test_any_sequence_of_edits_loads_like_the_plain_python_model(store: ScenarioStore, steps: list[Any]) -> None:
     name = f"m-{uuid.uuid4().hex}"  # one store for every example: a scenario of its own each

@@ -32,7 +32,7 @@ def props_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("healthsim-exchange-props")
 
 
-@settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(25), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(entities=scenarios, pretty=st.booleans())
 def test_export_import_export_is_byte_identical(
     props_dir: Path, entities: dict[str, list[dict[str, Any]]], pretty: bool

@@ -262,7 +262,7 @@ steps = st.lists(
 )
 
 
-@settings(max_examples=examples(30), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(15), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(changes=steps)
 @example(  # an upsert that puts an entity back with its keys in another order: an update
     changes=[

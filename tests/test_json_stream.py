@@ -82,7 +82,7 @@ def layout(document: Any, style: str) -> bytes:
 LAYOUTS = ["one-line", "compact", "indent-2", "indent-2-utf8", "crlf", "tabs"]
 
 
-@settings(max_examples=examples(1500), deadline=None)
+@settings(max_examples=examples(800), deadline=None)
 @given(
     document=documents,
     style=st.sampled_from(LAYOUTS),

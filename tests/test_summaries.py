@@ -616,7 +616,7 @@ def three_ways(store: ScenarioStore, name: str) -> tuple[dict[str, tuple[int, in
         return totals, [summarize(reader, 2, key_totals=k) for k in (totals, None, wrong)]
 
 
-@settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(20), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     rows=st.lists(
         st.dictionaries(st.sampled_from(["a", "A", "", "x/y", "o", "code", "display"]), st.one_of(scalars, inner)),
