@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -122,6 +123,7 @@ def cohorts(draw: st.DrawFn) -> dict[str, list[dict[str, Any]]]:
     }
 
 
+@pytest.mark.slow  # (a property of about a second even at 3 examples: the whole suite runs it)
 @settings(max_examples=examples(15), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cohorts())
 def test_clean_generated_cohorts_have_no_problems(

@@ -262,6 +262,7 @@ steps = st.lists(
 )
 
 
+@pytest.mark.slow  # (a property of about a second even at 3 examples: the whole suite runs it)
 @settings(max_examples=examples(15), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(changes=steps)
 @example(  # an upsert that puts an entity back with its keys in another order: an update

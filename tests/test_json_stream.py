@@ -82,6 +82,7 @@ def layout(document: Any, style: str) -> bytes:
 LAYOUTS = ["one-line", "compact", "indent-2", "indent-2-utf8", "crlf", "tabs"]
 
 
+@pytest.mark.slow  # (a property of about a second even at 3 examples: the whole suite runs it)
 @settings(max_examples=examples(800), deadline=None)
 @given(
     document=documents,

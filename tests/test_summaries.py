@@ -616,6 +616,7 @@ def three_ways(store: ScenarioStore, name: str) -> tuple[dict[str, tuple[int, in
         return totals, [summarize(reader, 2, key_totals=k) for k in (totals, None, wrong)]
 
 
+@pytest.mark.slow  # (a property of about a second even at 3 examples: the whole suite runs it)
 @settings(max_examples=examples(20), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     rows=st.lists(
