@@ -34,10 +34,8 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
-import queue
 import re
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
@@ -47,6 +45,7 @@ import orjson
 
 from .._text import json_path
 from ._engines import AnalyticsConnection
+from .checks.parallel import each_type
 from .exchange.tables import json_pointer
 from .reading import ScenarioReader
 from .results import ScenarioOverview
@@ -68,7 +67,6 @@ _TOP_CODES = 10
 _SAMPLE_STRING = 80  # characters of a sample's string kept before it is cut
 _SAMPLE_DEPTH = 3  # nesting levels of a sample kept before an object or list is cut
 _MONTHS_MAX = 60  # more months than this are counted per year instead
-_WORKERS = 2  # types summarised at once (the machines this runs on have 2 cores and up)
 # The keys of a type are first guessed from its first entities and runs of consecutive
 # entities spread over it (see :func:`_guess_keys`).
 _GUESS_FIRST = 16
@@ -190,7 +188,7 @@ def summarize(
         result["samples"] = [_cut(e) for e in first[:samples]]
         return result
 
-    types = _each_type(con, list(reader.counts), about, parallel=reader.shared_rows)
+    types = _each_type(con, reader.counts, about, parallel=reader.shared_rows)
     return cast(ScenarioOverview, _fit({**entry, "types": types}, budget))
 
 
@@ -223,56 +221,26 @@ _UTC = "SET TimeZone = 'UTC'"
 
 def _each_type(
     con: AnalyticsConnection,
-    types: list[str],
+    sizes: Mapping[str, int],
     about: Callable[[AnalyticsConnection, str], dict[str, Any]],
     *,
     parallel: bool,
 ) -> dict[str, dict[str, Any]]:
-    """``about(connection, type)`` of every type, in order; two types at a time on two
-    cursors when ``parallel``. A type of under 122,880 entities fills one DuckDB row
-    group, which one thread scans: two types at once keep both cores busy."""
-    done: dict[str, dict[str, Any]] = {}
-    if not parallel or len(types) < 2:
-        (zone,) = cast(tuple[str], con.execute("SELECT current_setting('TimeZone')").fetchone())
-        con.execute(_UTC)
-        try:
-            for entity_type in types:
-                done[entity_type] = about(con, entity_type)
-        finally:
-            con.execute(f"SET TimeZone = {_literal(zone)}")  # the reader's connection, as it was
-            con.execute("DROP TABLE IF EXISTS _hs_values")
-        return done
-    pending: queue.SimpleQueue[str] = queue.SimpleQueue()
-    for entity_type in types:
-        pending.put(entity_type)
-    results: dict[str, dict[str, Any]] = {}
+    """``about(connection, type)`` of every type of ``sizes``, in order; two types at a time
+    on two cursors when ``parallel`` (:func:`~healthsim.state.checks.parallel.each_type`: a
+    type of under 122,880 entities fills one DuckDB row group, which one thread scans), each
+    connection reading datetimes as UTC."""
+    (zone,) = cast(tuple[str], con.execute("SELECT current_setting('TimeZone')").fetchone())
 
-    def work(cursor: AnalyticsConnection) -> None:
-        """Summarise types until none is left (each worker has its share of DuckDB's
-        threads until then; the last one busy gets them all)."""
-        cursor.execute(_UTC)
-        with cursor.engine.share_threads(cursor):  # (DuckDB's threads shared among the workers)
-            while True:
-                try:
-                    entity_type = pending.get_nowait()
-                except queue.Empty:
-                    return
-                try:
-                    results[entity_type] = about(cursor, entity_type)
-                except BaseException:
-                    while not pending.empty():  # the other worker stops after its type
-                        pending.get_nowait()
-                    raise
+    def utc_about(cursor: AnalyticsConnection, entity_type: str) -> dict[str, Any]:
+        cursor.execute(_UTC)  # (a worker's cursor has settings of its own)
+        return about(cursor, entity_type)
 
-    cursors = [con.cursor() for _ in range(min(_WORKERS, len(types)))]
     try:
-        with ThreadPoolExecutor(len(cursors)) as pool:
-            for future in [pool.submit(work, cursor) for cursor in cursors]:
-                future.result()
+        return each_type(con, sizes, utc_about, parallel=parallel)
     finally:
-        for cursor in cursors:  # its temporary tables go with it
-            cursor.close()
-    return {t: results[t] for t in types}
+        con.execute(f"SET TimeZone = {_literal(zone)}")  # the reader's connection, as it was
+        con.execute("DROP TABLE IF EXISTS _hs_values")
 
 
 # --- the fields of a type ----------------------------------------------------------------

@@ -14,23 +14,23 @@ import queue
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from .._engines import Connection
 
 __all__ = ["each_type"]
 
 T = TypeVar("T")
+C = TypeVar("C", bound=Connection)
 
 # Types checked at once (the machines this runs on have two cores or more; more workers
 # than cores only share them).
 _WORKERS = 2
 
 
-def each_type(
-    con: Connection, sizes: Mapping[str, int], work: Callable[[Connection, str], T], *, parallel: bool
-) -> dict[str, T]:
-    """``work(connection, type)`` of every type of ``sizes`` (type -> entities), in its order.
+def each_type(con: C, sizes: Mapping[str, int], work: Callable[[C, str], T], *, parallel: bool) -> dict[str, T]:
+    """``work(connection, type)`` of every type of ``sizes`` (type -> entities), in its order
+    (the check's types; the summary's, on DuckDB's connection or a cursor of it).
 
     With ``parallel``, two workers take the types from a queue, the biggest first (so the
     last one left is a small one), each on a cursor of its own; the answers are put back
@@ -45,7 +45,7 @@ def each_type(
         pending.put(entity_type)
     results: dict[str, T] = {}
 
-    def run(cursor: Connection) -> None:
+    def run(cursor: C) -> None:
         # (each worker has its share of the engine's threads, measured cheaper than every
         # statement on every thread; the last one busy gets them all)
         with cursor.engine.share_threads(cursor):
@@ -61,7 +61,9 @@ def each_type(
                     raise
 
     with ExitStack() as cursors:
-        workers = [cursors.enter_context(con.engine.worker_cursor(con)) for _ in range(min(_WORKERS, len(types)))]
+        workers = [
+            cast(C, cursors.enter_context(con.engine.worker_cursor(con))) for _ in range(min(_WORKERS, len(types)))
+        ]
         with ThreadPoolExecutor(len(workers)) as pool:
             try:
                 for future in [pool.submit(run, cursor) for cursor in workers]:
