@@ -348,12 +348,10 @@ def _check_unknown_columns(path: Path, header: Any, columns: dict[str, str]) -> 
 _LOINC_SHAPE = re.compile(r"[0-9]{1,7}-[0-9]")
 
 
-def _has_home(stem: str, row: dict[str, str]) -> bool:
-    """Whether a row of a mapped file has a canonical home (an observation needs a LOINC code)."""
-    if stem != "observations":
-        return True
-    code = next((v for k, v in row.items() if k.upper() == "CODE"), "")
-    return _LOINC_SHAPE.fullmatch(code) is not None
+def _has_home(stem: str, upper: dict[str, str]) -> bool:
+    """Whether a row of a mapped file (its columns by upper-case name) has a canonical home
+    (an observation needs a LOINC code)."""
+    return stem != "observations" or _LOINC_SHAPE.fullmatch(upper.get("CODE", "")) is not None
 
 
 def _entities(path: Path, counter: list[int]) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -362,7 +360,8 @@ def _entities(path: Path, counter: list[int]) -> Iterator[tuple[str, dict[str, A
     kept = _kept_type(path)  # rows of a mapped file with no canonical home are kept whole too
     checked = False
     for _, row in _rows(path, counter):
-        if mapped is None or not _has_home(stem, row):
+        upper = {k.upper(): v for k, v in row.items()} if mapped is not None else {}
+        if mapped is None or not _has_home(stem, upper):
             yield kept, {k: v for k, v in row.items() if v != ""}
             continue
         entity_type, columns = mapped
@@ -374,7 +373,7 @@ def _entities(path: Path, counter: list[int]) -> Iterator[tuple[str, dict[str, A
             field = columns.get(column.upper(), column)
             if value != "" and field:
                 entity[field] = value
-        yield _special(stem, entity_type, entity, {k.upper(): v for k, v in row.items()}), entity
+        yield _special(stem, entity_type, entity, upper), entity
 
 
 def import_synthea_csv(
