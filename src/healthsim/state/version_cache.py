@@ -118,12 +118,7 @@ class VersionCache:
         self, scenario_id: uuid.UUID, version: int, made_at: _dt.datetime, samples: int, budget: int
     ) -> dict[str, Any] | None:
         """A kept summary of that version, or None."""
-        path = self._folder(scenario_id, version, made_at) / _summary_name(samples, budget)
-        try:
-            summary = json.loads(path.read_text(encoding="utf-8"))  # json: exact big integers
-        except (OSError, ValueError):
-            return None
-        return summary if isinstance(summary, dict) else None
+        return _read_object(self._folder(scenario_id, version, made_at) / _summary_name(samples, budget))
 
     def write_summary(
         self,
@@ -135,11 +130,7 @@ class VersionCache:
         summary: dict[str, Any],
     ) -> None:
         """Keep a summary of a version."""
-        folder = self._folder(scenario_id, version, made_at)
-        text = json.dumps(summary, ensure_ascii=False)
-        with contextlib.suppress(OSError, ValueError):
-            self._make(folder)
-            self._replace(folder, _summary_name(samples, budget), lambda path: path.write_text(text, "utf-8"))
+        self._keep(self._folder(scenario_id, version, made_at), _summary_name(samples, budget), summary)
 
     # --- checks ---------------------------------------------------------------------------
 
@@ -147,24 +138,24 @@ class VersionCache:
         self, scenario_id: uuid.UUID, version: int, made_at: _dt.datetime, day: _dt.date
     ) -> dict[str, Any] | None:
         """A kept check of that version made on ``day``, or None."""
-        path = self._folder(scenario_id, version, made_at) / _check_name(day)
-        try:
-            found = json.loads(path.read_text(encoding="utf-8"))  # json: exact big integers
-        except (OSError, ValueError):
-            return None
-        return found if isinstance(found, dict) and isinstance(found.get("problems"), list) else None
+        found = _read_object(self._folder(scenario_id, version, made_at) / _check_name(day))
+        return found if found is not None and isinstance(found.get("problems"), list) else None
 
     def write_check(
         self, scenario_id: uuid.UUID, version: int, made_at: _dt.datetime, day: _dt.date, check: dict[str, Any]
     ) -> None:
-        """Keep a check of a version made on ``day`` (the day's earlier ones go)."""
-        folder = self._folder(scenario_id, version, made_at)
-        text = json.dumps(check, ensure_ascii=False)
+        """Keep a check of a version made on ``day`` (the other days' go)."""
+        self._keep(self._folder(scenario_id, version, made_at), _check_name(day), check, replaces="check-*.json")
+
+    def _keep(self, folder: Path, name: str, value: dict[str, Any], replaces: str | None = None) -> None:
+        """Write ``value`` as the JSON file ``name`` of a version's folder (first removing the
+        files ``replaces`` matches); nothing when it cannot be written."""
+        text = json.dumps(value, ensure_ascii=False)
         with contextlib.suppress(OSError, ValueError):
             self._make(folder)
-            for old in folder.glob("check-*.json"):
+            for old in folder.glob(replaces) if replaces else []:
                 old.unlink(missing_ok=True)
-            self._replace(folder, _check_name(day), lambda path: path.write_text(text, "utf-8"))
+            self._replace(folder, name, lambda path: path.write_text(text, "utf-8"))
 
     # --- what a save knew ------------------------------------------------------------------
 
@@ -174,20 +165,12 @@ class VersionCache:
         """Keep, per type of a version a save wrote, how many entities it has, how many
         top-level keys they have in all, and some of those keys. Best effort: nothing
         is raised."""
-        folder = self._folder(scenario_id, version, made_at)
-        text = json.dumps({t: [count, total, keys] for t, (count, total, keys) in totals.items()})
-        with contextlib.suppress(OSError, ValueError):
-            self._make(folder)
-            self._replace(folder, _KEYS, lambda path: path.write_text(text, "utf-8"))
+        kept = {t: [count, total, keys] for t, (count, total, keys) in totals.items()}
+        self._keep(self._folder(scenario_id, version, made_at), _KEYS, kept)
 
     def key_totals(self, scenario_id: uuid.UUID, version: int, made_at: _dt.datetime) -> dict[str, KeyTotal]:
         """What :meth:`keep_key_totals` kept of that version (types without it left out)."""
-        try:
-            kept = json.loads((self._folder(scenario_id, version, made_at) / _KEYS).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-        if not isinstance(kept, dict):
-            return {}
+        kept = _read_object(self._folder(scenario_id, version, made_at) / _KEYS) or {}
         return {
             t: (item[0], item[1], item[2])
             for t, item in kept.items()
@@ -255,6 +238,15 @@ class VersionCache:
 
 def _summary_name(samples: int, budget: int) -> str:
     return f"summary-{samples}-{budget}-r{SUMMARY_RECIPE}.json"
+
+
+def _read_object(path: Path) -> dict[str, Any] | None:
+    """The JSON object kept in ``path``, or None (no such file, or not an object)."""
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))  # json: exact big integers
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, dict) else None
 
 
 def _check_name(day: _dt.date) -> str:
