@@ -221,17 +221,12 @@ class DuckDBEngine(Engine):
         # (a key that is a path too is looked up once: its kind tells whether it is there)
         every = list(dict.fromkeys([*(tuple(p) for p in paths), *((k,) for k in keyed)]))
         pointers = ", ".join(pointer(p) for p in every)
-        kind = (
-            "CASE WHEN {y} IS NULL THEN NULL ELSE CASE {y} WHEN 'VARCHAR' THEN 'string' "
-            "WHEN 'OBJECT' THEN 'object' WHEN 'ARRAY' THEN 'array' WHEN 'BOOLEAN' THEN 'boolean' "
-            "WHEN 'NULL' THEN 'null' ELSE 'number' END END"
-        )
         types = f"json_type(entity_data, [{pointers}])"
         if few:  # (the kinds named once for the list: planning a CASE per field costs more on a few rows)
-            types = f"list_transform({types}, lambda y: {kind.format(y='y')})"
+            types = f"list_transform({types}, lambda y: {_kind('y')})"
 
         def kind_of(at: int) -> str:
-            return f"_hs_y[{at}]" if few else kind.format(y=f"_hs_y[{at}]")
+            return f"_hs_y[{at}]" if few else _kind(f"_hs_y[{at}]")
 
         columns = [
             f"{kind_of(every.index(tuple(p)) + 1)} AS k{i}, _hs_s[{i + 1}] AS t{i}" for i, p in enumerate(paths)
@@ -253,12 +248,8 @@ class DuckDBEngine(Engine):
         )
 
     def top_level_values(self, source: str, keep: str) -> str:
-        kind = (
-            "CASE e.type WHEN 'VARCHAR' THEN 'string' WHEN 'OBJECT' THEN 'object' WHEN 'ARRAY' THEN 'array' "
-            "WHEN 'BOOLEAN' THEN 'boolean' WHEN 'NULL' THEN 'null' ELSE 'number' END"
-        )
         return (
-            f"SELECT {keep}, e.key AS k, {kind} AS kind, "
+            f"SELECT {keep}, e.key AS k, {_kind('e.type', present=True)} AS kind, "
             "json_extract_string(e.value, '$') AS text "
             f"FROM (SELECT {keep}, entity_data FROM ({source}) AS _hs_src WHERE json_type(entity_data) = 'OBJECT') "
             "AS _hs_rows, json_each(_hs_rows.entity_data) AS e"
@@ -341,3 +332,14 @@ DUCKDB = DuckDBEngine()
 def local_duckdb(config: dict[str, Any] | None = None) -> DuckConnection:
     """A private in-memory DuckDB to compute in (closed by the caller)."""
     return DuckConnection(duckdb.connect(":memory:", config=config or {}), DUCKDB)
+
+
+def _kind(duck_type: str, *, present: bool = False) -> str:
+    """SQL naming the JSON kind of DuckDB's ``json_type`` name ``duck_type`` as the checks
+    and summaries do (``string``, ``number``…); NULL where there is no value, unless
+    ``present`` says there always is one (then one CASE less to plan)."""
+    kinds = (
+        f"CASE {duck_type} WHEN 'VARCHAR' THEN 'string' WHEN 'OBJECT' THEN 'object' WHEN 'ARRAY' THEN 'array' "
+        "WHEN 'BOOLEAN' THEN 'boolean' WHEN 'NULL' THEN 'null' ELSE 'number' END"
+    )
+    return kinds if present else f"CASE WHEN {duck_type} IS NULL THEN NULL ELSE {kinds} END"
