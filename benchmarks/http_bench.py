@@ -13,6 +13,7 @@ the file at every call.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 import subprocess
@@ -37,6 +38,11 @@ HTTP_TARGET = 3.0
 
 
 ARGUMENTS: list[dict[str, Any]] = [{}, {"deleted": True}]
+
+# The in-process MCP rows build the SDK's server object, which sets the root logger to INFO:
+# every HTTP request of the client would then be printed among the benchmark's tables.
+for _chatty in ("httpx", "httpx2", "mcp"):
+    logging.getLogger(_chatty).setLevel(logging.WARNING)
 
 
 async def _best(session: ClientSession, repeat: int) -> list[float]:
