@@ -65,6 +65,23 @@ def _same_walk(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
+_ABSENT = object()
+
+
+def _kept_as_is(back: Any, value: Any) -> bool:
+    """Whether the read-back value ``back`` is ``value`` as JSON (:func:`same`), with the
+    common cases first: the very object (the reading often hands the entity's own text
+    back), or an equal scalar of the same type; ``_ABSENT``: the reading lacks it."""
+    if back is value:
+        return True
+    kind = type(back)
+    if kind is not type(value):
+        return False
+    if kind is str:
+        return bool(back == value)
+    return back is not _ABSENT and same(back, value)
+
+
 def carry_extension(
     entity: dict[str, Any], entity_type: str, base: dict[str, Any], *, kept: bool = False
 ) -> dict[str, Any]:
@@ -74,7 +91,7 @@ def carry_extension(
     carry: dict[str, Any] = {"type": entity_type}
     if kept:
         carry["fhir"] = 1
-    fields = {k: v for k, v in entity.items() if k not in base or not same(base[k], v)}
+    fields = {k: v for k, v in entity.items() if not _kept_as_is(base.get(k, _ABSENT), v)}
     drop = [k for k in base if k not in entity]
     if fields:
         carry["fields"] = fields
