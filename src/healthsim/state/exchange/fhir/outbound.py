@@ -46,6 +46,7 @@ _CLASS_NAMES = {
 }
 _ENCOUNTER_STATUS = {"planned", "arrived", "triaged", "in-progress", "onleave", "finished", "cancelled"}
 _MED_STATUS = {"active", "on-hold", "cancelled", "completed", "entered-in-error", "stopped", "draft", "unknown"}
+_RELATION_OUT = {"18": "self", "01": "spouse", "19": "child"}
 _CLAIM_TYPES = {"PROFESSIONAL": "professional", "INSTITUTIONAL": "institutional", "DENTAL": "oral", "RX": "pharmacy"}
 
 
@@ -191,26 +192,19 @@ def _encounter(entity: dict[str, Any], key: str, own: bool) -> list[dict[str, An
     resource["class"] = {"system": SYSTEMS["actcode"], "code": coded or "AMB"}
     if coded in _CLASS_NAMES:
         resource["class"]["display"] = _CLASS_NAMES[coded]
-    _put(
-        resource,
-        "type",
-        [_text_concept(pick(entity, "encounters", "encounter_type"))]
-        if fhir_string(pick(entity, "encounters", "encounter_type"))
-        else None,
-    )
+    kind = _text_concept(pick(entity, "encounters", "encounter_type"))
+    _put(resource, "type", [kind] if kind else None)
     _put(resource, "subject", patient_reference(entity, "encounters"))
     period: dict[str, Any] = {}
     _put(period, "start", fhir_datetime(pick(entity, "encounters", "admission_time")))
     _put(period, "end", fhir_datetime(pick(entity, "encounters", "discharge_time")))
     _put(resource, "period", period)
-    participants = [
-        {
-            "type": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": c}]}],
-            "individual": _display_ref(entity.get(field)),
-        }
-        for field, c in (("attending_physician", "ATND"), ("admitting_physician", "ADM"))
-        if _display_ref(entity.get(field))
-    ]
+    participants = []
+    for field, c in (("attending_physician", "ATND"), ("admitting_physician", "ADM")):
+        individual = _display_ref(entity.get(field))
+        if individual:
+            role = {"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": c}
+            participants.append({"type": [{"coding": [role]}], "individual": individual})
     _put(resource, "participant", participants)
     reason = _text_concept(pick(entity, "encounters", "chief_complaint"))
     _put(resource, "reasonCode", [reason] if reason else None)
@@ -351,7 +345,7 @@ def _member(entity: dict[str, Any], key: str, own: bool) -> list[dict[str, Any]]
         ],
     }
     _put(coverage, "subscriberId", fhir_string(entity.get("subscriber_id")))
-    relation = fhir_code({"18": "self", "01": "spouse", "19": "child"}.get(str(entity.get("relationship_code"))))
+    relation = fhir_code(_RELATION_OUT.get(str(entity.get("relationship_code"))))
     _put(
         coverage,
         "relationship",
