@@ -17,8 +17,10 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from healthsim.state.entities import id_fields, raw_entity_id
 from healthsim.state.exchange.fhir.carry import carry_extension, same
 from healthsim.state.exchange.fhir.common import SYSTEMS, fhir_code, fhir_string, resource_id, system_url
+from healthsim.state.exchange.fhir.outbound import own_key
 from healthsim.state.exchange.fhir.refs import identifier, reference
 from helpers.examples import examples
 from helpers.strategies import json_values
@@ -144,3 +146,34 @@ def test_the_extensions_field_diff_is_the_plain_one(pair: tuple[dict[str, Any], 
     written = json.loads(text).get("fields", {})
     assert list(written) == list(expected)
     assert same(written, json.loads(json.dumps(expected)))
+
+
+def plain_own_key(entity: dict[str, Any], entity_type: str) -> str | None:
+    """``own_key`` of a type keyed by its id fields, as it was: every field looked at."""
+    found = raw_entity_id(entity, id_fields(entity_type))
+    return found if found is not None and fhir_string(found) else None
+
+
+_id_values = st.none() | values | st.uuids().map(str) | st.just("  ")
+
+
+@settings(max_examples=examples(500), deadline=None)
+@given(
+    st.sampled_from(["diagnoses", "lab_results", "encounters", "claims", "care_gaps", "procedures"]),
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "diagnosis_id": _id_values,
+            "lab_result_id": _id_values,
+            "encounter_id": _id_values,
+            "claim_id": _id_values,
+            "care_gap_id": _id_values,
+            "procedure_id": _id_values,
+            "id": _id_values,
+            "_entity_id": _id_values,
+            "code": _id_values,
+        },
+    ),
+)
+def test_an_entitys_own_key_is_the_plain_one(entity_type: str, entity: dict[str, Any]) -> None:
+    assert own_key(entity, entity_type) == plain_own_key(entity, entity_type)

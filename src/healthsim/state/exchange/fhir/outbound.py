@@ -618,8 +618,13 @@ def own_key(entity: dict[str, Any], entity_type: str) -> str | None:
             if isinstance(value, (str, int)) and not isinstance(value, bool) and fhir_string(str(value))
             else None
         )
-    found = raw_entity_id(entity, _id_fields(canonical))
-    return found if found is not None and fhir_string(found) else None
+    fields = _id_fields(canonical)
+    for field in fields:
+        # Most entities of a type without an own id field (diagnoses, labs): no look at types.
+        if entity.get(field) is not None:
+            found = raw_entity_id(entity, fields)
+            return found if found is not None and fhir_string(found) else None
+    return None
 
 
 def to_resources(entity: Any, entity_type: str, entity_uuid: str, today: _dt.date) -> list[dict[str, Any]]:
