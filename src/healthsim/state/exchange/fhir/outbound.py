@@ -58,7 +58,7 @@ def _status(entity: dict[str, Any]) -> str | None:
 
 def _put(target: dict[str, Any], key: str, value: Any) -> None:
     """Set ``key`` unless the value is empty (FHIR has no empty elements)."""
-    # An empty list or object is the only falsy container of JSON (no [] or {} made to compare).
+    # Left out: None, [] and {}, told by truth and type (no [] and {} made to compare with).
     if value is not None and (value or not isinstance(value, (list, dict))):
         target[key] = value
 
