@@ -65,6 +65,23 @@ def _same_walk(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
+def _changed(entity: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
+    """The fields of ``entity`` that ``base`` (the reading) lacks or does not give back as
+    they are (:func:`same`), in the entity's order. The common cases are decided here
+    without a call (this runs for every field of every entity): a field the reading lacks,
+    the very object (the reading often hands the entity's own text back), an equal text."""
+    fields = {}
+    for key, value in entity.items():
+        if key in base:
+            back = base[key]
+            if back is value:
+                continue
+            if type(back) is type(value) and (back == value if type(back) is str else same(back, value)):
+                continue
+        fields[key] = value
+    return fields
+
+
 def carry_extension(
     entity: dict[str, Any], entity_type: str, base: dict[str, Any], *, kept: bool = False
 ) -> dict[str, Any]:
@@ -74,7 +91,7 @@ def carry_extension(
     carry: dict[str, Any] = {"type": entity_type}
     if kept:
         carry["fhir"] = 1
-    fields = {k: v for k, v in entity.items() if k not in base or not same(base[k], v)}
+    fields = _changed(entity, base)
     drop = [k for k in base if k not in entity]
     if fields:
         carry["fields"] = fields

@@ -222,9 +222,14 @@ def fhir_string(value: Any) -> str | None:
 
 def fhir_code(value: Any) -> str | None:
     """``value`` if it can be a FHIR ``code`` (no leading, trailing or double spaces)."""
+    if type(value) is str and len(value) <= _CACHED_LENGTH:  # most codes: a cached answer
+        return _code_text(value)
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         return None
-    text = str(value)
+    return _code_of(str(value))
+
+
+def _code_of(text: str) -> str | None:
     return text if _CODE.fullmatch(text) else None
 
 
@@ -277,6 +282,8 @@ def _datetime_of(value: str) -> str | None:
 _CACHED_LENGTH = 40
 _date_text = functools.lru_cache(maxsize=1 << 14)(_date_of)
 _datetime_text = functools.lru_cache(maxsize=1 << 14)(_datetime_of)
+# Codes repeat even more (a few hundred ICD-10, LOINC and CPT codes in a scenario).
+_code_text = functools.lru_cache(maxsize=1 << 14)(_code_of)
 
 
 def number(value: Any) -> int | float | None:
@@ -291,12 +298,22 @@ def number(value: Any) -> int | float | None:
 def system_url(name: Any, default: str) -> str:
     """The canonical URL of a code system named ``name`` (a URL stays as it is)."""
     if isinstance(name, str):
-        if name.startswith(("http://", "https://", "urn:")) and _CODE.fullmatch(name):
-            return name
-        known = _SYSTEM_NAMES.get(re.sub(r"[\s_-]", "", name).upper())
+        # A scenario names a few systems, once per entity: short names' answers are cached.
+        known = _system_text(name) if len(name) <= _CACHED_LENGTH else _system_of(name)
         if known is not None:
             return known
     return default
+
+
+def _system_of(name: str) -> str | None:
+    """The URL ``name`` stands for (None: no URL nor known name)."""
+    if name.startswith(("http://", "https://", "urn:")) and _CODE.fullmatch(name):
+        return name
+    return _SYSTEM_NAMES.get(_NOT_IN_SYSTEM_NAME.sub("", name).upper())
+
+
+_NOT_IN_SYSTEM_NAME = re.compile(r"[\s_-]")
+_system_text = functools.lru_cache(maxsize=1024)(_system_of)
 
 
 _NS_BYTES = ID_NAMESPACE.bytes

@@ -26,6 +26,11 @@ _GENDER_IN = {"male": "M", "female": "F", "other": "O", "unknown": "U"}
 _CLASS_IN = {"IMP": "I", "AMB": "O", "EMER": "E", "OBSENC": "OBS"}
 _CLAIM_TYPES_IN = {"professional": "PROFESSIONAL", "institutional": "INSTITUTIONAL", "oral": "DENTAL", "pharmacy": "RX"}
 _RELATION_IN = {"self": "18", "spouse": "01", "child": "19"}
+# (Made once: each is asked for per resource read.)
+_TELECOM_FIELDS = {"phone": "phone", "email": "email"}
+_TELECOM_USES = {"mobile": "_mobile", "work": "_work"}
+# PPRF (primary performer) is how Synthea names the clinician of an encounter.
+_PARTICIPANT_FIELDS = {"ATND": "attending_physician", "PPRF": "attending_physician", "ADM": "admitting_physician"}
 Entity = dict[str, Any]
 
 
@@ -114,9 +119,9 @@ def person(resource: dict[str, Any], entity: Entity) -> None:
         entity["address"] = out
     contact: Entity = {}
     for telecom in resource.get("telecom") or []:
-        field = {"phone": "phone", "email": "email"}.get(telecom.get("system", ""))
+        field = _TELECOM_FIELDS.get(telecom.get("system", ""))
         if field is not None and telecom.get("value") is not None:
-            suffix = {"mobile": "_mobile", "work": "_work"}.get(telecom.get("use", ""), "")
+            suffix = _TELECOM_USES.get(telecom.get("use", ""), "")
             contact.setdefault(field + suffix, telecom["value"])
     _set(entity, "contact", contact or None)
     if "deceasedDateTime" in resource:
@@ -162,10 +167,7 @@ def _encounter(resource: dict[str, Any], hint: str) -> tuple[str, Entity]:
     _set(entity, "facility", _display((_first(resource.get("location")) or {}).get("location")))
     for participant in resource.get("participant") or []:
         role = _coding(_first(participant.get("type"))).get("code")
-        # PPRF (primary performer) is how Synthea names the clinician of an encounter.
-        field = {"ATND": "attending_physician", "PPRF": "attending_physician", "ADM": "admitting_physician"}.get(
-            role or ""
-        )
+        field = _PARTICIPANT_FIELDS.get(role or "")
         if field is not None and field not in entity:
             _set(entity, field, _display(participant.get("individual")))
     return "encounters", entity

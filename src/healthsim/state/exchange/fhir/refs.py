@@ -3,6 +3,7 @@ and the entity's own id as an identifier, read back from either."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 from urllib.parse import unquote
 
@@ -23,6 +24,7 @@ class Unmappable(Exception):
     """An entity that cannot become a valid resource; the message is the reason."""
 
 
+@functools.lru_cache(maxsize=256)  # a few types, asked for per reference
 def id_system(entity_type: str) -> str:
     """The identifier system of the own ids of ``entity_type``."""
     return f"{HS}/id/{entity_type}"
@@ -35,6 +37,9 @@ def identifier(entity_type: str, key: str) -> dict[str, Any]:
 
 def reference(resource_type: str, entity_type: str, key: Any) -> dict[str, Any] | None:
     """A reference to the resource of the entity of ``entity_type`` whose own id is ``key``."""
+    if type(key) is str and len(key) <= _CACHED_KEY:  # most keys: the literal reference cached
+        literal = _literal(resource_type, entity_type, key)
+        return None if literal is None else {"reference": literal, "identifier": identifier(entity_type, key)}
     if isinstance(key, bool) or not isinstance(key, (str, int)):
         return None
     text = fhir_string(str(key))
@@ -44,6 +49,15 @@ def reference(resource_type: str, entity_type: str, key: Any) -> dict[str, Any] 
         "reference": f"{resource_type}/{resource_id(entity_type, text)}",
         "identifier": identifier(entity_type, text),
     }
+
+
+_CACHED_KEY = 100
+
+
+@functools.lru_cache(maxsize=1 << 16)  # a patient is referred to by each of its entities
+def _literal(resource_type: str, entity_type: str, key: str) -> str | None:
+    """``{resource_type}/{id}`` of the entity keyed ``key`` (None: the key is blank)."""
+    return None if fhir_string(key) is None else f"{resource_type}/{resource_id(entity_type, key)}"
 
 
 def patient_reference(entity: dict[str, Any], entity_type: str, *, required: bool = True) -> dict[str, Any] | None:
