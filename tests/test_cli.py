@@ -187,7 +187,7 @@ def test_save_list_load_query_export_import_delete(isolated_home: Path, tmp_path
     assert "imported 'legacy-workspace'" in ok("import", str(tmp_path / "ws.json")).stdout
 
     info = json.loads(ok("info", "--json").stdout)
-    assert info["scenarios"] == 3 and info["entities"] == 66 and info["schema_version"] == 5
+    assert info["scenarios"] == 3 and info["entities"] == 66 and info["schema_version"] == 6
 
     assert "deleted 'copy'" in ok("delete", "copy", "--yes").stdout
     assert json.loads(ok("delete", "legacy-workspace", "--yes", "--json").stdout)["deleted"] is True

@@ -78,15 +78,15 @@ def test_new_database_has_the_specification_tables(store: ScenarioStore, db_path
     assert ("scenario_entities", "PRIMARY KEY", ["id"]) in constraints
     assert ("scenario_tags", "UNIQUE", ["scenario_id", "tag"]) in constraints
     assert not [c for c in constraints if c[1] == "FOREIGN KEY"]
-    assert query(db_path, f"SELECT version FROM {VERSION_TABLE} ORDER BY version") == [(1,), (2,), (3,), (4,), (5,)]
-    assert SCHEMA_VERSION == 5
+    assert query(db_path, f"SELECT version FROM {VERSION_TABLE} ORDER BY version") == [(v,) for v in range(1, 7)]
+    assert SCHEMA_VERSION == 6
 
 
 def test_ensure_schema_is_idempotent(tmp_path: Path) -> None:
     con = duckdb.connect(str(tmp_path / "s.duckdb"))
     ensure_schema(con)
     ensure_schema(con)
-    assert con.execute(f"SELECT count(*) FROM {VERSION_TABLE}").fetchall() == [(5,)]
+    assert con.execute(f"SELECT count(*) FROM {VERSION_TABLE}").fetchall() == [(6,)]
     con.close()
 
 

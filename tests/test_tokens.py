@@ -6,6 +6,7 @@ on a fresh PostgreSQL database (HEALTHSIM_DB points at it).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import subprocess
@@ -92,10 +93,43 @@ def test_the_store_keeps_only_a_salted_hash(store: ScenarioStore) -> None:
     second = create_token(db(), "two", "read")
     rows = sql(db(), "SELECT name, lookup, hash FROM healthsim_state_tokens ORDER BY name")
     assert [r[0] for r in rows] == ["one", "two"]
-    for (_, lookup, stored), text in zip(rows, (first, second), strict=True):
-        assert text.split("_")[1] == lookup  # the non-secret id is what finds the row
+    for (_, key, stored), text in zip(rows, (first, second), strict=True):
+        # The row is found by the lookup id's SHA-256; the id itself is in no column.
+        assert key == hashlib.sha256(text.split("_")[1].encode()).hexdigest()
         assert stored.startswith("scrypt$n=16384,r=8,p=1$") and text[21:] not in stored
+    every_value = repr(sql(db(), "SELECT * FROM healthsim_state_tokens"))
+    assert first.split("_")[1] not in every_value and second.split("_")[1] not in every_value
     assert rows[0][2].split("$")[2] != rows[1][2].split("$")[2]  # a salt per token
+
+
+def test_a_token_made_before_lookups_were_hashed_still_verifies(store: ScenarioStore) -> None:
+    """A store whose tokens table still holds lookup ids in the clear (made by the release
+    before migration 6 on DuckDB, 5 on PostgreSQL) is upgraded at its next open: the id is
+    replaced by its SHA-256 and the token's text verifies as before."""
+    text = create_token(db(), "older", "write", ["team-a"])
+    lookup = text.split("_")[1]
+    version = 6 if "://" not in db() else 5
+    # The row and the schema as the earlier release left them.
+    statements = [
+        f"UPDATE healthsim_state_tokens SET lookup = '{lookup}' WHERE name = 'older'",
+        f"DELETE FROM healthsim_state_schema_version WHERE version = {version}",
+    ]
+    if "://" in db():
+        import psycopg
+
+        with psycopg.connect(db()) as con:
+            for statement in statements:
+                con.execute(statement)
+    else:
+        import duckdb
+
+        with duckdb.connect(db()) as con:
+            for statement in statements:
+                con.execute(statement)
+    assert sql(db(), "SELECT lookup FROM healthsim_state_tokens") == [(lookup,)]
+    assert verify_token(db(), text) == Grant("older", "write", ("team-a",))  # (the open upgrades first)
+    assert sql(db(), "SELECT lookup FROM healthsim_state_tokens") == [(hashlib.sha256(lookup.encode()).hexdigest(),)]
+    assert sql(db(), "SELECT max(version) FROM healthsim_state_schema_version") == [(version,)]
 
 
 def sql(database: str, statement: str) -> list[tuple[object, ...]]:
@@ -174,7 +208,7 @@ def test_an_older_database_gains_the_tokens_table(tmp_path: Path) -> None:
     ScenarioStore(path).save_scenario("kept", {"patients": [{"patient_id": "A"}]})
     with duckdb.connect(str(path)) as con:
         con.execute("DROP TABLE healthsim_state_tokens")
-        con.execute("DELETE FROM healthsim_state_schema_version WHERE version = 5")
+        con.execute("DELETE FROM healthsim_state_schema_version WHERE version >= 5")
     text = create_token(path, "after", "read")
     assert verify_token(path, text) == Grant("after", "read")
     assert ScenarioStore(path).load_scenario("kept")["entities"] == {"patients": [{"patient_id": "A"}]}
@@ -217,8 +251,8 @@ def test_the_cli_refuses_a_remote_address_without_allow_remote(tmp_path: Path) -
 def test_wrong_secrets_for_one_token_are_hashed_once_a_second(
     store: ScenarioStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """scrypt holds the GIL for its ~50 ms: a caller who knows a token's lookup id (not
-    secret) must not be able to make the server hash at will. The token's own, already
+    """A hash costs 16 MiB and ~50 ms of a core: a caller who knows a token's lookup id
+    must not be able to make the server hash at will. The token's own, already
     remembered text still passes meanwhile."""
     import hashlib
 

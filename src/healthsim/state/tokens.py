@@ -1,12 +1,13 @@
 """Access tokens for the HTTP server: create, list, revoke, verify (issue 25).
 
 A token's text is ``hst_<lookup>_<secret>``: the prefix makes a leaked token easy to grep
-for (and to teach secret scanners), ``lookup`` is a random non-secret id of 16 hex digits
-that finds the token's row through an index, and ``secret`` is 32 random bytes
-(``secrets.token_urlsafe(32)``). The store keeps the name, scope, tags, times, the lookup
-id and a salted scrypt hash of the whole text — never the text. A check reads one row by
-its lookup id and compares hashes with :func:`hmac.compare_digest`; it never hashes every
-row.
+for (and to teach secret scanners), ``lookup`` is a random id of 16 hex digits that finds
+the token's row through an index, and ``secret`` is 32 random bytes
+(``secrets.token_urlsafe(32)``). The store keeps the name, scope, tags, times, the SHA-256
+of the lookup id (not the id: SQL that can read the table, such as the query sandbox's,
+must not learn it, see :data:`WRONG_SECRET_PAUSE`) and a salted scrypt hash of the whole
+text — never the text. A check reads one row by its lookup id's SHA-256 and compares
+hashes with :func:`hmac.compare_digest`; it never hashes every row.
 
 scrypt's cost (n=2**14, r=8, p=1: 16 MiB and about 30-50 ms a hash) is paid once per token
 per process: :class:`TokenVerifier` remembers, in memory only, a keyed digest of each text
@@ -32,7 +33,7 @@ import time
 from typing import Any, TypedDict
 
 from ._engines import Connection
-from ._engines.ddl import TOKENS
+from ._engines.ddl import TOKENS, token_lookup_key
 from .access import SCOPES, Grant, Scope
 from .clock import utcnow
 from .database import Database, connect, resolve_database
@@ -59,8 +60,11 @@ SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 #: ``last_used_at`` is written again only when it is older than this.
 LAST_USED_PRECISION = _dt.timedelta(minutes=1)
 #: After a wrong secret for a token, other unknown texts for it are refused unhashed for
-#: this long: scrypt holds the GIL for its ~50 ms, so a caller who knows a token's
-#: (non-secret) lookup id could otherwise stall the whole server with wrong secrets.
+#: this long: each hash costs 16 MiB and ~50 ms of a core (it runs in a worker thread and
+#: releases the GIL, but the cores and the memory are the server's), so a caller who knows a
+#: token's lookup id could otherwise keep the server busy hashing wrong secrets. The other
+#: side of it: such a caller can keep that token's unremembered texts refused, which is why
+#: no table holds a lookup id (only its SHA-256): it is known only to whoever holds the text.
 WRONG_SECRET_PAUSE = 1.0
 #: A token's name: what ``history`` records as ``by``.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}")
@@ -170,7 +174,7 @@ def create_token(
                 con.execute(f"DELETE FROM {TOKENS} WHERE name = ?", [name])
             con.execute(
                 f"INSERT INTO {TOKENS} (name, lookup, hash, scope, tags, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                [name, lookup, stored, checked_scope, json.dumps(cleaned), utcnow()],
+                [name, token_lookup_key(lookup), stored, checked_scope, json.dumps(cleaned), utcnow()],
             )
     return text
 
@@ -276,7 +280,7 @@ class TokenVerifier:
                 return None
             row = con.execute(
                 f"SELECT name, hash, scope, tags, last_used_at FROM {TOKENS} WHERE lookup = ? AND revoked_at IS NULL",
-                [parts.group(1)],
+                [token_lookup_key(parts.group(1))],
             ).fetchone()
             if row is None or not self._accepts(parts.group(1), text, row[1]):
                 return None

@@ -8,6 +8,7 @@ specification's tables its own way and runs its ordered migrations through
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import uuid
 from collections.abc import Callable
@@ -23,6 +24,8 @@ __all__ = [
     "apply_migrations",
     "create_history_tables",
     "create_tokens_table",
+    "hash_token_lookups",
+    "token_lookup_key",
 ]
 
 VERSION_TABLE = "healthsim_state_schema_version"
@@ -138,12 +141,29 @@ def add_changed_by(con: Any) -> None:
 def create_tokens_table(con: Any) -> None:
     """Migration 5 (DuckDB; 4 on PostgreSQL): the HTTP server's access tokens (issue 25).
 
-    Only a salted scrypt hash of each token is kept; ``lookup`` is the token's non-secret
-    id (its text is ``hst_<lookup>_<secret>``), so a check reads one row by an index
-    instead of hashing every row (see ``healthsim.state.tokens``)."""
+    Only a salted scrypt hash of each token is kept; ``lookup`` finds the token's row (its
+    text is ``hst_<lookup>_<secret>``) through an index, so a check reads one row instead of
+    hashing every row (see ``healthsim.state.tokens``). Since migration 6 (5) the column holds
+    :func:`token_lookup_key` of the id, not the id."""
     con.execute(
         f"CREATE TABLE {TOKENS} (name VARCHAR PRIMARY KEY, lookup VARCHAR NOT NULL, hash VARCHAR NOT NULL, "
         "scope VARCHAR NOT NULL, tags JSON NOT NULL, created_at TIMESTAMP NOT NULL, "
         "last_used_at TIMESTAMP, revoked_at TIMESTAMP)"
     )
     con.execute(f"CREATE INDEX {TOKENS}_by_lookup ON {TOKENS} (lookup)")
+
+
+def token_lookup_key(lookup: str) -> str:
+    """What the tokens table keeps of a token's lookup id, and finds its row by: the id's
+    SHA-256 (hex). The id itself is in no table, so SQL that can read the table (the query
+    sandbox) learns no token's id (see ``healthsim.state.tokens``)."""
+    return hashlib.sha256(lookup.encode("ascii")).hexdigest()
+
+
+def hash_token_lookups(con: Any) -> None:
+    """Migration 6 (DuckDB; 5 on PostgreSQL): tokens made before it kept their lookup id in
+    the clear (16 hex digits); each is replaced by :func:`token_lookup_key` of it. The
+    tokens are the same: their texts still verify."""
+    rows = con.execute(f"SELECT name, lookup FROM {TOKENS} WHERE length(lookup) = 16").fetchall()
+    for name, lookup in rows:
+        con.execute(f"UPDATE {TOKENS} SET lookup = ? WHERE name = ?", [token_lookup_key(lookup), name])

@@ -25,7 +25,14 @@ import pyarrow as pa
 from ...entities import id_fields
 from ...errors import DatabaseError
 from ...id_sql import entity_uuid_select
-from ..ddl import VERSION_TABLE, add_changed_by, apply_migrations, create_history_tables, create_tokens_table
+from ..ddl import (
+    VERSION_TABLE,
+    add_changed_by,
+    apply_migrations,
+    create_history_tables,
+    create_tokens_table,
+    hash_token_lookups,
+)
 from .connection import DuckConnection, transaction
 
 __all__ = [
@@ -230,6 +237,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[DuckConnection], None]]] = [
     (3, "history: versions, the id ranges each wrote, archived entity rows", create_history_tables),
     (4, "history: who made each version (changed_by)", add_changed_by),
     (5, "access tokens of the HTTP server (salted hashes only)", create_tokens_table),
+    (6, "access tokens: a hash of each lookup id, not the id", hash_token_lookups),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

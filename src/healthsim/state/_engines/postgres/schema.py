@@ -19,7 +19,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ...errors import DatabaseError
-from ..ddl import VERSION_TABLE, add_changed_by, apply_migrations, create_history_tables, create_tokens_table
+from ..ddl import (
+    VERSION_TABLE,
+    add_changed_by,
+    apply_migrations,
+    create_history_tables,
+    create_tokens_table,
+    hash_token_lookups,
+)
 from .connection import PgConnection
 from .transactions import transaction
 
@@ -87,6 +94,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[PgConnection], None]]] = [
     (2, "history: versions, the id ranges each wrote, archived entity rows", _migration_2),
     (3, "history: who made each version (changed_by)", add_changed_by),
     (4, "access tokens of the HTTP server (salted hashes only)", create_tokens_table),
+    (5, "access tokens: a hash of each lookup id, not the id", hash_token_lookups),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
