@@ -234,6 +234,7 @@ def save(
 ) -> None:
     """Save entities from a JSON file as a named scenario.
 
+    \b
     Example: healthsim save diabetes-cohort --from cohort.json --tag diabetes --check warn
     """
     store = store_of(ctx)
@@ -276,6 +277,7 @@ def load(
     --json prints the whole scenario (as load_scenario returns it); --type T pages through
     one entity type, one JSON object per line; --version N shows an earlier version.
 
+    \b
     Example: healthsim load diabetes-cohort --type patients --limit 5
     """
     store = store_of(ctx)
@@ -338,6 +340,7 @@ def summary(
     Computed in the database. The tables show every field computed (up to 80 per type);
     the --json dict is the one assistants get, at most 12 KB.
 
+    \b
     Example: healthsim summary diabetes-cohort
     """
     store = store_of(ctx)
@@ -362,6 +365,7 @@ def check(
 
     Computed in the database. Exits 1 when any problem is an error (warnings: 0).
 
+    \b
     Example: healthsim check diabetes-cohort
     """
     from .summary_view import check_table
@@ -391,6 +395,7 @@ def report(
 ) -> None:
     """Write a scenario's summary with charts as one HTML page that opens offline.
 
+    \b
     Example: healthsim report diabetes-cohort -o /tmp/cohort.html
     """
     path = store_of(ctx).report_scenario(name, output, version=version)
@@ -414,6 +419,7 @@ def list_command(
 ) -> None:
     """List scenarios, newest first (--deleted: the trash).
 
+    \b
     Example: healthsim list --tag diabetes --search cohort
     """
     result = store_of(ctx).list_scenarios(tag=tag, search=search, limit=limit, deleted=deleted)
@@ -460,6 +466,7 @@ def delete(
     """Delete a scenario (asks first unless --yes). It goes to the trash: healthsim restore
     brings it back for 30 days; --purge removes it for good.
 
+    \b
     Example: healthsim delete old-cohort --yes
     """
     store = store_of(ctx)
@@ -536,6 +543,7 @@ def export(
     """Export a scenario: a JSON file to share (the exchange format), one JSON line per
     entity (ndjson), a folder of Parquet or CSV files, one per entity type, or FHIR R4.
 
+    \b
     Example: healthsim export diabetes-cohort --format parquet -o /tmp/cohort-parquet
     """
     store = store_of(ctx)
@@ -569,6 +577,7 @@ def import_command(
     """Import a scenario file shared by a colleague or left by an older HealthSim, or
     FHIR R4 / Synthea output.
 
+    \b
     Example: healthsim import ~/Downloads/diabetes-cohort.json --name from-alice
     Example: healthsim import synthea/output/csv --format synthea-csv --name synthea-run
     """
@@ -633,6 +642,7 @@ def add(
 
     An entity whose type and id are there already replaces it in place; --no-upsert appends.
 
+    \b
     Example: healthsim add diabetes-cohort --from examples/batch-2.json --check warn
     """
     store = store_of(ctx)
@@ -657,6 +667,7 @@ def remove(
 ) -> None:
     """Remove entities of one type by id (one transaction).
 
+    \b
     Example: healthsim remove diabetes-cohort --type patients MRN-10001 MRN-10002
     """
     result = dict(store_of(ctx).remove_entities(name, entity_type, ids))
@@ -675,6 +686,7 @@ def rename(
 ) -> None:
     """Rename a scenario.
 
+    \b
     Example: healthsim rename diabetes-cohort diabetes-cohort-v1
     """
     report_entry(dict(store_of(ctx).update_scenario(old, new_name=new)), "renamed to", as_json)
@@ -694,6 +706,7 @@ def tag(
 ) -> None:
     """Add or remove tags (and change the description) of a scenario.
 
+    \b
     Example: healthsim tag diabetes-cohort --add reviewed --remove draft
     """
     entry = store_of(ctx).update_scenario(
@@ -712,6 +725,7 @@ def copy(
 ) -> None:
     """Copy a scenario under a new name (same entities, same order).
 
+    \b
     Example: healthsim copy diabetes-cohort diabetes-cohort-experiment
     """
     store = store_of(ctx)
@@ -730,6 +744,11 @@ NewNameOption = Annotated[str | None, typer.Option("--as", help="Its name in the
 OverwriteOption = Annotated[
     bool, typer.Option("--overwrite", help="Replace a scenario of that name there (it gains a version).")
 ]
+# A pull names and replaces the scenario in this database, not in the other store.
+PulledNameOption = Annotated[str | None, typer.Option("--as", help="Its name in this database (default: the same).")]
+PulledOverwriteOption = Annotated[
+    bool, typer.Option("--overwrite", help="Replace a scenario of that name here (it gains a version).")
+]
 
 
 @app.command()
@@ -742,10 +761,11 @@ def push(
     overwrite: OverwriteOption = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Copy a scenario from this database to another store (e.g. the team's server).
+    """Copy a scenario from this database to another store, such as the team's server.
 
     Its id, creation time, tags, metadata and entities are kept exactly.
 
+    \b
     Example: healthsim push diabetes-cohort --to postgresql://me@db.example.org/healthsim
     """
     from .state import transfer_scenario
@@ -761,14 +781,15 @@ def pull(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Scenario name or UUID, in the other store.")],
     source: Annotated[str, typer.Option("--from", help="The other store: a postgresql:// URL or a DuckDB file.")],
-    new_name: NewNameOption = None,
-    overwrite: OverwriteOption = False,
+    new_name: PulledNameOption = None,
+    overwrite: PulledOverwriteOption = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Copy a scenario from another store (e.g. the team's server) into this database.
+    """Copy a scenario from another store, such as the team's server, into this database.
 
     Its id, creation time, tags, metadata and entities are kept exactly.
 
+    \b
     Example: healthsim pull diabetes-cohort --from postgresql://me@db.example.org/healthsim
     """
     from .state import transfer_scenario
@@ -789,6 +810,7 @@ def merge(
 ) -> None:
     """Merge scenarios into a new one, in the order given.
 
+    \b
     Example: healthsim merge cohort-a cohort-b --into cohort-ab
     """
     store = store_of(ctx)
@@ -817,6 +839,7 @@ def history(
 ) -> None:
     """Show a scenario's versions, newest first; --purge applies (or tightens) retention.
 
+    \b
     Example: healthsim history diabetes-cohort
     """
     store = store_of(ctx)
@@ -872,6 +895,7 @@ def restore(
 ) -> None:
     """Bring back an earlier version (as a new version) or a deleted scenario.
 
+    \b
     Example: healthsim restore diabetes-cohort --version 3
     """
     result = store_of(ctx).restore_scenario(name, version, new_name=as_name)
@@ -899,6 +923,7 @@ def diff(
 ) -> None:
     """Show what changed between two scenarios or versions.
 
+    \b
     Example: healthsim diff diabetes-cohort@3 diabetes-cohort
     """
     result = store_of(ctx).diff_scenarios(a, b)
@@ -935,6 +960,7 @@ def migrate(
 ) -> None:
     """Bring forward the JSON files of older HealthSim tools (~/.healthsim/scenarios, workspaces).
 
+    \b
     Example: healthsim migrate --dry-run
     """
     from .migrate_cli import run
@@ -972,6 +998,7 @@ def query(
     With --output every row of the result is written to the file (streamed; the query
     itself still cannot write anything).
 
+    \b
     Example: healthsim query "SELECT scenario, count(*) AS n FROM patients GROUP BY scenario"
     """
     store = store_of(ctx)
@@ -1008,6 +1035,7 @@ def info(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Show the database: path (a team store's URL without its password), engine, size,
     schema version, scenario and entity counts.
 
+    \b
     Example: healthsim --db /data/trial.duckdb info --json
     """
     details = store_of(ctx).database_info()
@@ -1042,6 +1070,7 @@ def mcp(
     """Serve the MCP server over stdio (for Claude Desktop and other MCP clients), or
     with --http over HTTP for a team's assistants (each with a token: healthsim token create).
 
+    \b
     Example client configuration: {"command": "healthsim", "args": ["mcp"]}
     Example: healthsim mcp --http --port 8765
     """

@@ -66,6 +66,7 @@ def create(
 ) -> None:
     """Create a token and print it once: it cannot be shown again.
 
+    \b
     Example: healthsim token create claude-alice --scope write --tag team-a
     """
     from .state.tokens import create_token
@@ -89,6 +90,7 @@ def list_command(
 ) -> None:
     """List the tokens: names, scopes, tags, created, last used, revoked (never the tokens).
 
+    \b
     Example: healthsim token list
     """
     from .state.tokens import list_tokens
@@ -125,6 +127,7 @@ def revoke(
 ) -> None:
     """Revoke a token: its next request gets 401.
 
+    \b
     Example: healthsim token revoke claude-alice
     """
     from .state.tokens import revoke_token
