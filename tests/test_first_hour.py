@@ -6,14 +6,19 @@ Each test names what the user did, what happened before and what happens now.
 
 from __future__ import annotations
 
+import asyncio
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 import typer
+from mcp import Client
 from typer.testing import CliRunner, Result
 
 from healthsim.cli import app
+from healthsim.mcp_server import build_server
+from healthsim.state import ScenarioStore
 
 runner = CliRunner()
 
@@ -78,3 +83,50 @@ def test_pull_help_says_where_its_name_and_overwrite_apply() -> None:
     assert "of that name here" in shown
     pushed = " ".join(run("push", "--help", env={"COLUMNS": "200"}).stdout.split())
     assert "name in the other store" in pushed and "of that name there" in pushed
+
+
+# ---------------------------------------------------------------- MCP: arguments an assistant gets wrong
+
+
+async def _answers(db: Path, calls: list[tuple[str, dict[str, Any]]]) -> list[tuple[bool, str]]:
+    """Each call's (is_error, text) from the server over ``db``, through the official client."""
+    answers = []
+    async with Client(build_server(db), mode="legacy", cache=None) as client:
+        for tool, arguments in calls:
+            result = await client.session.call_tool(tool, arguments)
+            answers.append((bool(result.is_error), result.content[0].text))  # type: ignore[union-attr]
+    return answers
+
+
+def test_mcp_unknown_and_wrong_arguments_are_named_with_the_tools_arguments(db_path: Path) -> None:
+    """An assistant that guessed an argument's name got either pydantic's text ("1 validation
+    error for remove_entitiesArguments entity_ids Field required [type=missing, ...] For
+    further information visit https://errors.pydantic.dev/...") or, worse, no error at all:
+    `list_scenarios(name=...)` listed everything and `export_scenario(path=...)` wrote to
+    the default place while the assistant believed it had chosen the path. Now every
+    unknown argument is refused, naming it, the closest real one and the tool's arguments,
+    and a wrong value names the argument and what it should be. Nothing runs."""
+    ScenarioStore(db_path).save_scenario("cohort", {"patients": [{"patient_id": "P1"}]})
+    calls: list[tuple[str, dict[str, Any]]] = [
+        ("remove_entities", {"name": "cohort", "entity_type": "patients", "ids": ["P1"]}),
+        ("list_scenarios", {"name": "cohort"}),
+        ("export_scenario", {"name": "cohort", "path": "cohort.json"}),
+        ("load_scenario", {"name": "cohort", "limit": 1000}),
+        ("save_scenario", {"name": "other", "entities": [{"patient_id": "P1"}]}),
+        ("load_scenario", {"scenario": "cohort"}),
+    ]
+    answers = asyncio.run(_answers(db_path, calls))
+    for is_error, text in answers:
+        assert is_error, text
+        assert "pydantic" not in text and "validation error for" not in text and "[type=" not in text, text
+        assert text.startswith("Error executing tool "), text
+    removal, listing, export, limit, save, load = (text for _, text in answers)
+    assert "unknown argument 'ids'" in removal and "did you mean 'entity_ids'" in removal
+    assert "entity_ids (required)" in removal  # the arguments it takes
+    assert "unknown argument 'name'" in listing and "search" in listing
+    assert "unknown argument 'path'" in export and "output_path" in export
+    assert "'limit'" in limit and "100" in limit and "got 1000" in limit
+    assert "'entities'" in save and "object" in save and "got an array" in save
+    assert "unknown argument 'scenario'" in load and "'name' is required" in load
+    assert ScenarioStore(db_path).load_scenario("cohort")["entity_count"] == 1  # nothing ran
+    assert not ScenarioStore(db_path).list_scenarios(search="other")["scenarios"]

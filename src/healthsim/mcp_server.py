@@ -34,6 +34,7 @@ from mcp.types import CallToolResult, TextContent
 
 from . import __version__
 from ._text import safe_text
+from .mcp.arguments import CheckedTool
 from .mcp.budget import ANSWER_BUDGET, answer_text, fit
 from .mcp.caller import as_caller
 from .mcp.tools import TOOLS, Answer, ToolContext, ToolSpec
@@ -132,7 +133,7 @@ def _compact(schema: Any) -> Any:
 def _register(spec: ToolSpec, ctx: ToolContext) -> Tool:
     """The SDK's tool for ``spec`` over ``ctx``: its answer cut to its budget, errors as
     tool errors, input schema without titles, ``spec.output`` as its declared output schema."""
-    made = Tool.from_function(
+    made = CheckedTool.from_function(  # unknown or wrong arguments answered in plain words
         _tool_errors(spec.bound(ctx), spec.budget, spec.scope),
         name=spec.name,
         description=spec.description,
