@@ -130,3 +130,54 @@ def test_mcp_unknown_and_wrong_arguments_are_named_with_the_tools_arguments(db_p
     assert "unknown argument 'scenario'" in load and "'name' is required" in load
     assert ScenarioStore(db_path).load_scenario("cohort")["entity_count"] == 1  # nothing ran
     assert not ScenarioStore(db_path).list_scenarios(search="other")["scenarios"]
+
+
+# ---------------------------------------------------------------- narrow terminals
+
+
+def test_list_at_40_columns_keeps_names_readable(isolated_home: Path) -> None:
+    """At 40 columns `healthsim list` cut every name to five characters (`synth…` twice,
+    for `synthea-demo` and `synthea-demo-again`) to keep the tags and the time: the one
+    column a user needs to tell scenarios apart was the first to go. Now the tags and then
+    the time give way first, and names up to 20 characters stay whole."""
+    store = ScenarioStore()
+    for name in ("synthea-demo", "synthea-demo-again", "diabetes-cohort"):
+        store.save_scenario(name, {"patients": [{"patient_id": "P1"}]}, tags=["synthea", "reviewed"])
+    store.save_scenario("old-cohort-of-last-year", {"patients": [{"patient_id": "P1"}]}, tags=["old"])
+    store.delete_scenario("old-cohort-of-last-year")
+    for columns in ("40", "30", "80"):
+        for deleted in ((), ("--deleted",)):
+            shown = run("list", *deleted, env={"COLUMNS": columns})
+            assert shown.exit_code == 0, shown.output
+            for line in shown.stdout.splitlines():
+                assert len(line.rstrip()) <= int(columns), (columns, line)
+            # a longer name keeps at least 18 characters and an ellipsis
+            names = (
+                [r"old-cohort-of-last(…|-year)"]
+                if deleted
+                else ["synthea-demo", "synthea-demo-again", "diabetes-cohort"]
+            )
+            for name in names:
+                assert re.search(rf"^{name}\s", shown.stdout, re.M), (columns, shown.stdout)
+
+
+def test_check_table_at_40_columns_keeps_the_rule_and_field(isolated_home: Path) -> None:
+    """At 40 columns `healthsim check` printed a 52-column header and cut each problem's
+    line to `warning  5  claims.member_id   …`: the rule, what is wrong, was lost. Now a
+    narrow terminal gets the rule on the problem's line and the field on the next."""
+    store = ScenarioStore()
+    store.save_scenario(
+        "draft",
+        {
+            "patients": [{"patient_id": "P1", "birth_date": "unknown"}],
+            "encounters": [{"encounter_id": "E1", "patient_id": "P404"}],
+        },
+    )
+    for columns in ("40", "80"):
+        shown = run("check", "draft", env={"COLUMNS": columns})
+        assert shown.exit_code == 1, shown.output  # errors found
+        lines = shown.stdout.splitlines()
+        assert all(len(line) <= int(columns) for line in lines), (columns, shown.stdout)
+        for rule, field in (("not_a_date", "patients.birth_date"), ("unresolved_reference", "encounters.patient_id")):
+            assert re.search(rf"\b{rule}\b", shown.stdout), (columns, shown.stdout)
+            assert re.search(rf"\b{re.escape(field)}\b", shown.stdout), (columns, shown.stdout)

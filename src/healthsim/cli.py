@@ -163,6 +163,31 @@ def fits_types(headers: list[str], rows: list[list[str]], width: int) -> bool:
     return width - used >= min(TYPES_ROOM, widest(4))
 
 
+NAME_ROOM = 20  # cells a scenario's name keeps in `healthsim list` before tags and times give way
+
+
+def room_for_names(headers: list[str], rows: list[list[str]], width: int) -> tuple[list[str], list[list[str]]]:
+    """`healthsim list` on a narrow terminal: the tags, then the time, are left out while
+    names would be cut below ``NAME_ROOM`` cells (at 40 columns every name was cut to five
+    characters, and two scenarios of the same prefix looked the same)."""
+    from rich.cells import cell_len
+
+    def name_room(headers: list[str], rows: list[list[str]]) -> int:
+        natural = [max([cell_len(h), *(cell_len(row[i]) for row in rows)]) for i, h in enumerate(headers)]
+        shared = [i for i, h in enumerate(headers) if h in ("name", "tags", "types")]
+        fixed = sum(n for i, n in enumerate(natural) if i not in shared)
+        room = width - fixed - 3 * (len(headers) - 1)
+        return room * 3 // (3 + len(shared) - 1)  # the name's weight is 3, the others' 1
+
+    widest = max([cell_len(row[0]) for row in rows], default=0)
+    for optional in ("tags", "updated (UTC)", "deleted (UTC)"):
+        if name_room(headers, rows) >= min(widest, NAME_ROOM) or optional not in headers:
+            continue
+        i = headers.index(optional)
+        headers, rows = headers[:i] + headers[i + 1 :], [row[:i] + row[i + 1 :] for row in rows]
+    return headers, rows
+
+
 def table_width() -> int:
     """Columns a table may use: ``COLUMNS`` if set, else the terminal's width; piped output
     gets 160, so that names come out whole for grep and scripts (``--json`` is exact)."""
@@ -444,7 +469,9 @@ def list_command(
     width = table_width()
     if not fits_types(headers, rows, width):
         headers, rows = headers[:-1], [row[:-1] for row in rows]
-    flexible = {0: 3, 2: 1, 4: 1} if len(headers) == 5 else {0: 3, 2: 1}
+    headers, rows = room_for_names(headers, rows, width)
+    weights = {"name": 3, "tags": 1, "types": 1}
+    flexible = {i: weights[h] for i, h in enumerate(headers) if h in weights}
     table = fitted_table(headers, rows, width, flexible=flexible, right=[1])
     out.print(table)
     shown = len(result["scenarios"])
