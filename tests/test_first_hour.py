@@ -181,3 +181,36 @@ def test_check_table_at_40_columns_keeps_the_rule_and_field(isolated_home: Path)
         for rule, field in (("not_a_date", "patients.birth_date"), ("unresolved_reference", "encounters.patient_id")):
             assert re.search(rf"\b{rule}\b", shown.stdout), (columns, shown.stdout)
             assert re.search(rf"\b{re.escape(field)}\b", shown.stdout), (columns, shown.stdout)
+
+
+# ---------------------------------------------------------------- typos
+
+
+def test_a_mistyped_entity_type_is_pointed_out_on_save_and_add(isolated_home: Path, tmp_path: Path) -> None:
+    """`healthsim save typo --from f.json` with `{"patiens": [...]}` said `saved 'typo':
+    patiens 1` and nothing more: the patients were filed under a type of their own, which
+    summaries, checks and FHIR exports then treat as unknown. Types are free, so the save
+    still happens, but a type one letter away from a HealthSim type (or from one the
+    scenario holds) gets a note on stderr naming the likely one and how to undo."""
+    typo = tmp_path / "typo.json"
+    typo.write_text('{"patiens": [{"patient_id": "P1"}], "encounter": [{"encounter_id": "E1"}]}')
+    saved = run("save", "typo", "--from", str(typo))
+    assert saved.exit_code == 0, saved.output
+    assert "'patiens'" in saved.stderr and "did you mean 'patients'" in saved.stderr
+    assert "encounter" not in saved.stderr  # a singular is a known spelling: stored as encounters
+    assert "healthsim delete typo" in saved.stderr
+    batch = tmp_path / "batch.json"
+    batch.write_text('{"lab_result": [{"lab_result_id": "L1"}], "encounterz": [{"encounter_id": "E2"}]}')
+    added = run("add", "typo", "--from", str(batch), "--json")
+    assert added.exit_code == 0, added.output
+    assert "did you mean 'encounters'" in added.stderr and "'patiens'" not in added.stderr  # only what this call wrote
+    assert "healthsim restore typo" in added.stderr
+    assert ScenarioStore().load_scenario("typo")["entities_by_type"] == {
+        "patiens": 1,
+        "encounters": 1,
+        "lab_results": 1,
+        "encounterz": 1,
+    }
+    fine = tmp_path / "fine.json"
+    fine.write_text('{"care_gaps": [{"care_gap_id": "G1"}], "patients": [{"patient_id": "P2"}]}')
+    assert run("add", "typo", "--from", str(fine)).stderr == ""  # a type of its own, not a near miss

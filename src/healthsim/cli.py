@@ -10,6 +10,7 @@ become one line on stderr and exit code 1; bad usage exits 2; nothing prints a t
 import functools
 import json
 import os
+import shlex
 import shutil
 import sys
 from collections.abc import Callable
@@ -274,16 +275,20 @@ def save(
             tags=tag,
             check=check_mode,
         )
-    if check_mode is None:
-        report_saved(store, saved, "saved", as_json)
-        return
+    scenario_id = saved if check_mode is None else saved["scenario_id"]
+    written = store.scenario_summary(scenario_id)
     if as_json:
-        print_json({**store.scenario_summary(saved["scenario_id"]), "check": saved["check"]})
-        return
-    report_saved(store, saved["scenario_id"], "saved", as_json)
-    from .summary_view import check_table
+        print_json(written if check_mode is None else {**written, "check": saved["check"]})
+    else:
+        out.print(
+            f"saved {written['name']!r} ({scenario_id}): {counts_text(written['entities_by_type'])}", markup=False
+        )
+        if check_mode is not None:
+            from .summary_view import check_table
 
-    out.print(check_table(dict(saved["check"]), width=min(out.width or 80, 80)), markup=False)
+            out.print(check_table(dict(saved["check"]), width=min(out.width or 80, 80)), markup=False)
+    undo = "healthsim restore" if overwrite else "healthsim delete"
+    note_type_slips(written["name"], list(written["entities_by_type"]), [], undo)
 
 
 @app.command()
@@ -642,6 +647,19 @@ def report_entry(entry: dict[str, Any], verb: str, as_json: bool) -> None:
         out.print(f"{verb} {entry['name']!r}: tags {', '.join(entry['tags']) or 'none'}", markup=False)
 
 
+def note_type_slips(name: str, new_types: list[str], known: list[str], undo: str) -> None:
+    """A note on stderr for each type just written that looks like a slip for a HealthSim
+    type or for one the scenario holds (``patiens``): types are free, so it was stored."""
+    from .state.type_names import likely_meant
+
+    for slip, meant in likely_meant(new_types, known).items():
+        err.print(
+            f"note: {slip!r} is not an entity type HealthSim knows; did you mean {meant!r}? "
+            f"It was stored as a type of its own ({undo} {shlex.quote(safe_text(name))} undoes it).",
+            markup=False,
+        )
+
+
 @app.command()
 @handle_errors
 def add(
@@ -676,11 +694,14 @@ def add(
     result: dict[str, Any] = dict(
         store.add_entities_from_json(name, from_file, upsert=upsert, create=create, check=check_mode)
     )
+    counts = result["entities_by_type"]
+    new_types = [t for t, n in result["added"].items() if counts.get(t) == n]  # types this add made
     report_edit(result, as_json)
     if "check" in result and not as_json:
         from .summary_view import check_table
 
         out.print(check_table(dict(result["check"]), width=min(out.width or 80, 80)), markup=False)
+    note_type_slips(result["name"], new_types, [t for t in counts if t not in new_types], "healthsim restore")
 
 
 @app.command()
