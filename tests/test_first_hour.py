@@ -214,3 +214,47 @@ def test_a_mistyped_entity_type_is_pointed_out_on_save_and_add(isolated_home: Pa
     fine = tmp_path / "fine.json"
     fine.write_text('{"care_gaps": [{"care_gap_id": "G1"}], "patients": [{"patient_id": "P2"}]}')
     assert run("add", "typo", "--from", str(fine)).stderr == ""  # a type of its own, not a near miss
+
+
+# ---------------------------------------------------------------- exit codes
+
+
+@pytest.mark.parametrize(
+    ("args", "option", "choices"),
+    [
+        (["export", "cohort", "--format", "xml"], "--format", "json, ndjson, parquet, csv, fhir, fhir-bundle"),
+        (["import", "cohort.json", "--format", "csv"], "--format", "json, fhir, synthea-csv"),
+        (["query", "SELECT 1", "-o", "rows.csv", "--format", "xlsx"], "--format", "csv, parquet, ndjson"),
+        (["save", "cohort", "--from", "cohort.json", "--check", "wrn"], "--check", "warn, refuse"),
+        (["add", "cohort", "--from", "cohort.json", "--check", "strict"], "--check", "warn, refuse"),
+        (["token", "create", "bot", "--scope", "super"], "--scope", "read, write, admin"),
+    ],
+)
+def test_a_value_outside_an_options_choices_is_bad_usage(
+    isolated_home: Path, args: list[str], option: str, choices: str
+) -> None:
+    """`healthsim export cohort --format xml` exited 1, the code for a failed operation,
+    and `--check wrn` answered "check must be 'warn', 'refuse' or None (no check)", the
+    library's words. A value outside an option's choices is bad usage: exit 2, naming the
+    option and its choices, before anything is opened."""
+    shown = run(*args)
+    assert shown.exit_code == 2, shown.output
+    assert option in shown.stderr and choices in shown.stderr, shown.stderr
+    assert "None" not in shown.stderr
+    assert not (isolated_home / ".healthsim").exists()  # nothing was opened or made
+
+
+def test_the_terminals_choices_are_the_librarys() -> None:
+    """The choices the terminal checks are those the library takes (kept in step)."""
+    from healthsim.cli import CHOICES
+    from healthsim.state.access import SCOPES
+    from healthsim.state.checks import CHECK_MODES
+    from healthsim.state.exchange.formats import FORMATS
+    from healthsim.state.exchange.healthcare import IMPORT_FORMATS
+    from healthsim.state.query import QUERY_FORMATS
+
+    assert CHOICES["export"] == FORMATS
+    assert CHOICES["import"] == IMPORT_FORMATS
+    assert set(CHOICES["query"]) == set(QUERY_FORMATS.values())
+    assert CHOICES["check"] == CHECK_MODES
+    assert set(CHOICES["scope"]) == set(SCOPES)

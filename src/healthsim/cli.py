@@ -23,6 +23,7 @@ from rich.table import Table
 
 from . import __version__
 from ._text import safe_text
+from .cli_choices import CHOICES, one_of
 from .state import ScenarioExistsError, ScenarioNotFoundError, StateError
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 # commands that use them (`store_of`), not here, so `healthsim --version` and `--help`
 # answer at once (tests/test_cli.py checks which modules a bare start imports).
 
-__all__ = ["app", "main"]
+__all__ = ["CHOICES", "app", "main"]
 
 EXAMPLES = """\b
 Examples:
@@ -253,7 +254,9 @@ def save(
     check_mode: Annotated[
         str | None,
         typer.Option(
-            "--check", help="warn: check the entities and show the problems; refuse: also save nothing on errors."
+            "--check",
+            help="warn: check the entities and show the problems; refuse: also save nothing on errors.",
+            callback=one_of("check"),
         ),
     ] = None,
     as_json: JsonOption = False,
@@ -558,6 +561,7 @@ def export(
             "-f",
             help="json (the exchange format), ndjson, parquet, csv, fhir (a FHIR R4 Bulk Data folder) or "
             "fhir-bundle (one transaction Bundle per patient).",
+            callback=one_of("export"),
         ),
     ] = "json",
     entity_types: Annotated[
@@ -603,7 +607,9 @@ def import_command(
     ],
     name: Annotated[str | None, typer.Option(help="Scenario name (default: the file's, else its stem).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace a scenario of the same name.")] = False,
-    import_format: Annotated[str, typer.Option("--format", "-f", help="json (default), fhir or synthea-csv.")] = "json",
+    import_format: Annotated[
+        str, typer.Option("--format", "-f", help="json (default), fhir or synthea-csv.", callback=one_of("import"))
+    ] = "json",
     as_json: JsonOption = False,
 ) -> None:
     """Import a scenario file shared by a colleague or left by an older HealthSim, or
@@ -678,7 +684,9 @@ def add(
     check_mode: Annotated[
         str | None,
         typer.Option(
-            "--check", help="warn: check the entities added and show the problems; refuse: also add nothing on errors."
+            "--check",
+            help="warn: check the entities added and show the problems; refuse: also add nothing on errors.",
+            callback=one_of("check"),
         ),
     ] = None,
     as_json: JsonOption = False,
@@ -1034,7 +1042,10 @@ def query(
         str | None, typer.Option("-o", "--output", help="Write every row to this file (.csv, .parquet, .ndjson).")
     ] = None,
     output_format: Annotated[
-        str | None, typer.Option("--format", help="csv, parquet or ndjson (default: from --output's extension).")
+        str | None,
+        typer.Option(
+            "--format", help="csv, parquet or ndjson (default: from --output's extension).", callback=one_of("query")
+        ),
     ] = None,
     as_json: JsonOption = False,
 ) -> None:

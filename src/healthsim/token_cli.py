@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 
 from ._text import safe_text
+from .cli_choices import one_of
 from .state import StateError
 
 __all__ = ["token_app"]
@@ -59,7 +60,7 @@ def _db(ctx: typer.Context) -> str | None:
 def create(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="The token's name, e.g. claude-alice (shown in history as 'by').")],
-    scope: Annotated[str, typer.Option("--scope", help="read, write or admin.")],
+    scope: Annotated[str, typer.Option("--scope", help="read, write or admin.", callback=one_of("scope"))],
     tag: Annotated[
         list[str] | None, typer.Option("--tag", help="Limit the token to scenarios with this tag (repeatable).")
     ] = None,
