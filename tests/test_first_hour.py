@@ -19,6 +19,7 @@ from typer.testing import CliRunner, Result
 from healthsim.cli import app
 from healthsim.mcp_server import build_server
 from healthsim.state import ScenarioStore
+from helpers.paths import EXAMPLES
 
 runner = CliRunner()
 
@@ -258,3 +259,30 @@ def test_the_terminals_choices_are_the_librarys() -> None:
     assert set(CHOICES["query"]) == set(QUERY_FORMATS.values())
     assert CHOICES["check"] == CHECK_MODES
     assert set(CHOICES["scope"]) == set(SCOPES)
+
+
+# ---------------------------------------------------------------- imports of the wrong kind
+
+
+def test_importing_a_healthcare_folder_or_ndjson_without_its_format_says_which_format(
+    isolated_home: Path, tmp_path: Path
+) -> None:
+    """`healthsim import examples/synthea-csv` (the README's command without `--format`)
+    answered "this is a folder, not a JSON file; give the path of a file in it", which
+    sends the user looking for a JSON file inside; a FHIR NDJSON file answered "unexpected
+    data after the end of the JSON object". Now each names the format to use."""
+    synthea = run("import", str(EXAMPLES / "synthea-csv"))
+    assert synthea.exit_code == 1 and "--format synthea-csv" in synthea.stderr, synthea.stderr
+    fhir_folder = tmp_path / "fhir"
+    fhir_folder.mkdir()
+    bulk = '{"resourceType": "Patient", "id": "p1"}\n{"resourceType": "Patient", "id": "p2"}\n'
+    (fhir_folder / "Patient.ndjson").write_text(bulk)
+    folder = run("import", str(fhir_folder))
+    assert folder.exit_code == 1 and "--format fhir" in folder.stderr, folder.stderr
+    ndjson = run("import", str(fhir_folder / "Patient.ndjson"))
+    assert ndjson.exit_code == 1 and "line 2" in ndjson.stderr and "--format fhir" in ndjson.stderr, ndjson.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    plain = run("import", str(empty))
+    assert plain.exit_code == 1 and "folder" in plain.stderr and "--format" not in plain.stderr, plain.stderr
+    assert ScenarioStore().list_scenarios()["total_count"] == 0

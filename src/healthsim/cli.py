@@ -10,6 +10,7 @@ become one line on stderr and exit code 1; bad usage exits 2; nothing prints a t
 import functools
 import json
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -76,6 +77,7 @@ def _describe(exc: BaseException) -> str:
 
 # A name clash's hint says what to pass to the library; at the terminal, the flag to type.
 _FLAGS = (("pass overwrite=True", "pass --overwrite"), ("pass new_name", "pass --as NAME"))
+_FORMAT_ARGUMENT = re.compile(r"\bformat='([a-z-]+)'")
 
 
 def handle_errors(command: F) -> F:
@@ -96,6 +98,7 @@ def handle_errors(command: F) -> F:
             if isinstance(exc, ScenarioExistsError):  # its hint names the library's parameters
                 for library, flag in _FLAGS:
                     text = text.replace(library, flag)
+            text = _FORMAT_ARGUMENT.sub(r"--format \1", text)  # "with format='fhir'": the flag to type
             err.print(f"error: {text}", markup=False)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
