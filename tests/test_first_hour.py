@@ -286,3 +286,22 @@ def test_importing_a_healthcare_folder_or_ndjson_without_its_format_says_which_f
     plain = run("import", str(empty))
     assert plain.exit_code == 1 and "folder" in plain.stderr and "--format" not in plain.stderr, plain.stderr
     assert ScenarioStore().list_scenarios()["total_count"] == 0
+
+
+def test_diff_at_40_columns_is_readable(isolated_home: Path) -> None:
+    """At 40 columns `healthsim diff` drew its six-column box table with every header and
+    type name cut to two letters (`pa…`, `la…`, `-MR…`): nothing could be read. A narrow
+    terminal now gets one line of counts per type and its examples below, each whole or
+    cut at the terminal's edge."""
+    store = ScenarioStore()
+    store.save_scenario("cohort", {"patients": [{"patient_id": "MRN-10001"}, {"patient_id": "MRN-10002"}]})
+    store.add_entities("cohort", {"patients": [{"patient_id": "MRN-10003"}], "lab_results": [{"lab_result_id": "L1"}]})
+    store.remove_entities("cohort", "patients", ["MRN-10001"])
+    for columns in ("40", "80"):
+        shown = run("diff", "cohort@1", "cohort", env={"COLUMNS": columns})
+        assert shown.exit_code == 0, shown.output
+        assert all(len(line) <= int(columns) for line in shown.stdout.splitlines()), (columns, shown.stdout)
+        for text in ("patients", "lab_results", "+MRN-10003", "-MRN-10001"):
+            assert text in shown.stdout, (columns, shown.stdout)
+    narrow = run("diff", "cohort@1", "cohort", env={"COLUMNS": "40"}).stdout
+    assert "patients: +1 -1 ~0 =1" in narrow and "lab_results: +1 -0 ~0 =0" in narrow, narrow

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from . import __version__
 from ._text import safe_text
@@ -191,6 +192,16 @@ def room_for_names(headers: list[str], rows: list[list[str]], width: int) -> tup
         i = headers.index(optional)
         headers, rows = headers[:i] + headers[i + 1 :], [row[:i] + row[i + 1 :] for row in rows]
     return headers, rows
+
+
+DIFF_TABLE_WIDTH = 60  # below it, `healthsim diff` prints a line per type instead of its table
+
+
+def cut_line(text: str, width: int) -> Text:
+    """``text`` as literal text in at most ``width`` cells, ending in ``…`` when cut."""
+    line = Text(safe_text(text), no_wrap=True, overflow="ellipsis")
+    line.truncate(width, overflow="ellipsis")
+    return line
 
 
 def table_width() -> int:
@@ -995,14 +1006,20 @@ def diff(
     )
     for field, (old, new) in result["scenario"].items():
         out.print(f"  {field}: {old!r} -> {new!r}", markup=False)
+    width = table_width()
     table = Table("entity type", "added", "removed", "changed", "unchanged", "examples")
     for entity_type, d in result["types"].items():
         examples = [f"+{i}" for i in d["examples"]["added"][:3]] + [f"-{i}" for i in d["examples"]["removed"][:3]]
         examples += [f"~{c['id']} ({', '.join(c['fields'][:3])})" for c in d["examples"]["changed"][:3]]
-        table.add_row(
-            entity_type, *(f"{d[k]:,}" for k in ("added", "removed", "changed", "unchanged")), " ".join(examples)
-        )
-    out.print(table)
+        counts = [f"{d[k]:,}" for k in ("added", "removed", "changed", "unchanged")]
+        if width < DIFF_TABLE_WIDTH:  # the six columns would be cut to two letters each
+            out.print(cut_line(f"{entity_type}: +{counts[0]} -{counts[1]} ~{counts[2]} ={counts[3]}", width))
+            for example in examples:
+                out.print(cut_line(f"  {example}", width))
+            continue
+        table.add_row(entity_type, *counts, " ".join(examples))
+    if width >= DIFF_TABLE_WIDTH:
+        out.print(table)
 
 
 @app.command()
