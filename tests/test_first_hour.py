@@ -305,3 +305,23 @@ def test_diff_at_40_columns_is_readable(isolated_home: Path) -> None:
             assert text in shown.stdout, (columns, shown.stdout)
     narrow = run("diff", "cohort@1", "cohort", env={"COLUMNS": "40"}).stdout
     assert "patients: +1 -1 ~0 =1" in narrow and "lab_results: +1 -0 ~0 =0" in narrow, narrow
+
+
+def test_a_query_table_is_one_line_per_row_at_80_columns(isolated_home: Path) -> None:
+    """`healthsim query "SELECT * FROM patients WHERE scenario = 'cohort'"` at 80 columns
+    wrapped each entity's JSON at its spaces and cut every piece: three lines per row
+    reading `{"patient_id":"MRN…`, `Oak`, `Street"],"city":"S…`. Now every row is one
+    line, long values end in `…`, short columns stay whole and numbers are right-aligned."""
+    patients = [
+        {"patient_id": f"MRN-1000{i}", "address": {"line": ["100 Oak Street"], "city": "Springfield"}} for i in range(3)
+    ]
+    ScenarioStore().save_scenario("cohort", {"patients": patients})
+    sql = "SELECT scenario, 12345 AS n, data FROM patients WHERE scenario = 'cohort'"
+    shown = run("query", sql, env={"COLUMNS": "80"})
+    assert shown.exit_code == 0, shown.output
+    lines = shown.stdout.splitlines()
+    assert all(len(line) <= 80 for line in lines), shown.stdout
+    rows = [line for line in lines if line.startswith("cohort")]
+    assert len(rows) == 3 and all("12,345" in row or "12345" in row for row in rows), shown.stdout
+    assert all(row.rstrip().endswith("…") and '{"patient_id":"MRN-1000' in row for row in rows), shown.stdout
+    assert "Oak" not in shown.stdout.replace(rows[0], "").replace(rows[1], "").replace(rows[2], ""), shown.stdout

@@ -1095,15 +1095,25 @@ def query(
     if as_json:
         print_json(result)
         return
-    table = Table(*result["columns"])
-    for row in result["rows"]:
-        table.add_row(
-            *(
-                json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else "" if v is None else str(v)
-                for v in row
-            )
-        )
-    out.print(table)
+    from .summary_view import fitted_table
+
+    rows = [
+        [
+            json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list, bool)) else "" if v is None else str(v)
+            for v in row
+        ]
+        for row in result["rows"]
+    ]
+    # One line per row (a JSON value wrapped at its spaces and cut in every piece read as
+    # garbage): every column gives way in turn, long values end in "…", numbers at the right.
+    numeric = [
+        i
+        for i in range(len(result["columns"]))
+        if result["rows"]
+        and all(isinstance(r[i], (int, float)) and not isinstance(r[i], bool) or r[i] is None for r in result["rows"])
+    ]
+    flexible = dict.fromkeys(range(len(result["columns"])), 1)
+    out.print(fitted_table(result["columns"], rows, table_width(), flexible=flexible, right=numeric))
     more = " (raise --limit to see more)" if result["truncated"] else ""
     out.print(f"{result['row_count']:,} of {result['total_rows']:,} row(s){more}", markup=False)
 
