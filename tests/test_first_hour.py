@@ -325,3 +325,27 @@ def test_a_query_table_is_one_line_per_row_at_80_columns(isolated_home: Path) ->
     assert len(rows) == 3 and all("12,345" in row or "12345" in row for row in rows), shown.stdout
     assert all(row.rstrip().endswith("…") and '{"patient_id":"MRN-1000' in row for row in rows), shown.stdout
     assert "Oak" not in shown.stdout.replace(rows[0], "").replace(rows[1], "").replace(rows[2], ""), shown.stdout
+
+
+def test_terminal_errors_name_the_commands_to_type(isolated_home: Path, tmp_path: Path) -> None:
+    """At the terminal the library's hints named Python: "list the scenarios
+    (list_scenarios, or healthsim list)", "list_scenarios(deleted=True) shows the trash",
+    "scenario_history lists its versions", "save with check='warn'". Now they name the
+    command and flag to type."""
+    store = ScenarioStore()
+    store.save_scenario("one", {"patients": [{"patient_id": "P1"}]})
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"patients": [{"patient_id": "P2", "birth_date": "unknown"}]}')
+    cases = [
+        (["load", "nosuch"], "healthsim list shows the scenarios that exist"),
+        (["restore", "nosuch"], "healthsim list --deleted shows the trash"),
+        (["restore", "one"], "healthsim history lists its versions"),
+        (["add", "one", "--from", str(bad), "--check", "refuse"], "or add with --check warn"),
+        (["save", "two", "--from", str(bad), "--check", "refuse"], "or save with --check warn"),
+    ]
+    for args, words in cases:
+        shown = run(*args)
+        assert shown.exit_code == 1, shown.output
+        assert words in shown.stderr, (args, shown.stderr)
+        for python in ("list_scenarios", "scenario_history", "check='warn'", "deleted=True"):
+            assert python not in shown.stderr, (args, shown.stderr)

@@ -81,6 +81,27 @@ _FLAGS = (("pass overwrite=True", "pass --overwrite"), ("pass new_name", "pass -
 _FORMAT_ARGUMENT = re.compile(r"\bformat='([a-z-]+)'")
 
 
+# The library's hints name its functions and arguments; at the terminal, the command to type.
+_TERMINAL_WORDS = (
+    (
+        "list the scenarios (list_scenarios, or healthsim list) to see which exist",
+        "healthsim list shows the scenarios that exist",
+    ),
+    ("list_scenarios(deleted=True) shows the trash", "healthsim list --deleted shows the trash"),
+    ("scenario_history lists", "healthsim history lists"),
+    ("or purge_history", "or healthsim history --purge"),
+)
+
+
+def terminal_words(text: str, command: str) -> str:
+    """An error's hint in the words of the terminal: ``healthsim list``, ``--check warn``,
+    ``--format fhir`` instead of ``list_scenarios``, ``check='warn'``, ``format='fhir'``."""
+    for library, terminal in _TERMINAL_WORDS:
+        text = text.replace(library, terminal)
+    text = text.replace("save with check='warn'", f"{command} with --check warn")
+    return _FORMAT_ARGUMENT.sub(r"--format \1", text)
+
+
 def handle_errors(command: F) -> F:
     """Library errors: one line on stderr, exit 1. Never a traceback.
 
@@ -99,7 +120,7 @@ def handle_errors(command: F) -> F:
             if isinstance(exc, ScenarioExistsError):  # its hint names the library's parameters
                 for library, flag in _FLAGS:
                     text = text.replace(library, flag)
-            text = _FORMAT_ARGUMENT.sub(r"--format \1", text)  # "with format='fhir'": the flag to type
+            text = terminal_words(text, command.__name__)
             err.print(f"error: {text}", markup=False)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
