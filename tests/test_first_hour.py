@@ -349,3 +349,17 @@ def test_terminal_errors_name_the_commands_to_type(isolated_home: Path, tmp_path
         assert words in shown.stderr, (args, shown.stderr)
         for python in ("list_scenarios", "scenario_history", "check='warn'", "deleted=True"):
             assert python not in shown.stderr, (args, shown.stderr)
+
+
+def test_help_shows_what_to_type_for_repeated_and_choice_options() -> None:
+    """`healthsim save --help` showed `--tag <list[str]>` (a Python type: it reads as if a
+    list went into one argument) and `--check <str>` (no hint of warn or refuse). Repeated
+    options now show one value's name and choice options their choices."""
+    for path in every_command():
+        shown = run(*path, "--help", env={"COLUMNS": "200"}).stdout
+        options = shown.split("Options:")[1] if "Options:" in shown else ""
+        assert "<list[" not in options, (path, options)
+    assert "--tag <tag>" in run("save", "--help", env={"COLUMNS": "200"}).stdout
+    assert "--check <warn|refuse>" in run("add", "--help", env={"COLUMNS": "200"}).stdout
+    assert "--format <json|fhir|synthea-csv>" in run("import", "--help", env={"COLUMNS": "200"}).stdout
+    assert "--scope <read|write|admin>" in run("token", "create", "--help", env={"COLUMNS": "200"}).stdout

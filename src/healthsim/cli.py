@@ -283,7 +283,7 @@ def save(
     ],
     description: Annotated[str | None, typer.Option(help="Description (replaces the file's).")] = None,
     tag: Annotated[
-        list[str] | None, typer.Option("--tag", help="A tag; repeat for more (replaces the file's).")
+        list[str] | None, typer.Option("--tag", metavar="<tag>", help="A tag; repeat for more (replaces the file's).")
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace a scenario of the same name.")] = False,
     check_mode: Annotated[
@@ -292,6 +292,7 @@ def save(
             "--check",
             help="warn: check the entities and show the problems; refuse: also save nothing on errors.",
             callback=one_of("check"),
+            metavar="<warn|refuse>",
         ),
     ] = None,
     as_json: JsonOption = False,
@@ -597,10 +598,11 @@ def export(
             help="json (the exchange format), ndjson, parquet, csv, fhir (a FHIR R4 Bulk Data folder) or "
             "fhir-bundle (one transaction Bundle per patient).",
             callback=one_of("export"),
+            metavar="<format>",
         ),
     ] = "json",
     entity_types: Annotated[
-        list[str] | None, typer.Option("--type", help="Only this entity type (repeat for more).")
+        list[str] | None, typer.Option("--type", metavar="<type>", help="Only this entity type (repeat for more).")
     ] = None,
     version: Annotated[int | None, typer.Option(min=1, help="An earlier version (default: the current one).")] = None,
     strict: Annotated[
@@ -643,7 +645,14 @@ def import_command(
     name: Annotated[str | None, typer.Option(help="Scenario name (default: the file's, else its stem).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace a scenario of the same name.")] = False,
     import_format: Annotated[
-        str, typer.Option("--format", "-f", help="json (default), fhir or synthea-csv.", callback=one_of("import"))
+        str,
+        typer.Option(
+            "--format",
+            "-f",
+            help="json (default), fhir or synthea-csv.",
+            callback=one_of("import"),
+            metavar="<json|fhir|synthea-csv>",
+        ),
     ] = "json",
     as_json: JsonOption = False,
 ) -> None:
@@ -722,6 +731,7 @@ def add(
             "--check",
             help="warn: check the entities added and show the problems; refuse: also add nothing on errors.",
             callback=one_of("check"),
+            metavar="<warn|refuse>",
         ),
     ] = None,
     as_json: JsonOption = False,
@@ -788,9 +798,11 @@ def rename(
 def tag(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Scenario name or UUID.")],
-    add_tags: Annotated[list[str] | None, typer.Option("--add", help="A tag to add; repeat for more.")] = None,
+    add_tags: Annotated[
+        list[str] | None, typer.Option("--add", metavar="<tag>", help="A tag to add; repeat for more.")
+    ] = None,
     remove_tags: Annotated[
-        list[str] | None, typer.Option("--remove", help="A tag to remove (any case); repeat for more.")
+        list[str] | None, typer.Option("--remove", metavar="<tag>", help="A tag to remove (any case); repeat for more.")
     ] = None,
     description: Annotated[str | None, typer.Option(help='New description ("" clears it).')] = None,
     as_json: JsonOption = False,
@@ -1051,7 +1063,8 @@ def migrate(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would happen; change nothing.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before migrating.")] = False,
     source: Annotated[
-        list[Path] | None, typer.Option("--source", help="Folder of legacy JSON files (repeatable).")
+        list[Path] | None,
+        typer.Option("--source", metavar="<folder>", help="Folder of legacy JSON files (repeatable)."),
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -1085,7 +1098,10 @@ def query(
     output_format: Annotated[
         str | None,
         typer.Option(
-            "--format", help="csv, parquet or ndjson (default: from --output's extension).", callback=one_of("query")
+            "--format",
+            help="csv, parquet or ndjson (default: from --output's extension).",
+            callback=one_of("query"),
+            metavar="<csv|parquet|ndjson>",
         ),
     ] = None,
     as_json: JsonOption = False,
@@ -1170,10 +1186,14 @@ def mcp(
         bool, typer.Option("--allow-remote", help="With --http: allow a --host other than loopback (TLS in front!).")
     ] = False,
     allowed_host: Annotated[
-        list[str] | None, typer.Option("--allowed-host", help="With --http: a Host header to accept (repeatable).")
+        list[str] | None,
+        typer.Option("--allowed-host", metavar="<host>", help="With --http: a Host header to accept (repeatable)."),
     ] = None,
     allowed_origin: Annotated[
-        list[str] | None, typer.Option("--allowed-origin", help="With --http: an Origin header to accept (repeatable).")
+        list[str] | None,
+        typer.Option(
+            "--allowed-origin", metavar="<origin>", help="With --http: an Origin header to accept (repeatable)."
+        ),
     ] = None,
     max_body_mb: Annotated[float, typer.Option(min=0.001, help="With --http: the largest request body, in MB.")] = 16,
 ) -> None:

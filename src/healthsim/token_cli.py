@@ -60,9 +60,13 @@ def _db(ctx: typer.Context) -> str | None:
 def create(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="The token's name, e.g. claude-alice (shown in history as 'by').")],
-    scope: Annotated[str, typer.Option("--scope", help="read, write or admin.", callback=one_of("scope"))],
+    scope: Annotated[
+        str,
+        typer.Option("--scope", help="read, write or admin.", callback=one_of("scope"), metavar="<read|write|admin>"),
+    ],
     tag: Annotated[
-        list[str] | None, typer.Option("--tag", help="Limit the token to scenarios with this tag (repeatable).")
+        list[str] | None,
+        typer.Option("--tag", metavar="<tag>", help="Limit the token to scenarios with this tag (repeatable)."),
     ] = None,
 ) -> None:
     """Create a token and print it once: it cannot be shown again.
