@@ -363,3 +363,19 @@ def test_help_shows_what_to_type_for_repeated_and_choice_options() -> None:
     assert "--check <warn|refuse>" in run("add", "--help", env={"COLUMNS": "200"}).stdout
     assert "--format <json|fhir|synthea-csv>" in run("import", "--help", env={"COLUMNS": "200"}).stdout
     assert "--scope <read|write|admin>" in run("token", "create", "--help", env={"COLUMNS": "200"}).stdout
+
+
+def test_info_at_40_columns_shows_the_whole_database_path(tmp_path: Path) -> None:
+    """At 40 columns `healthsim info` showed `database  /tmp/…/.healt…`: the one value a
+    user runs it for was cut. Long values now fold onto the next lines, whole."""
+    db = tmp_path / "a-rather-long-folder-name" / "my-team-scenarios.duckdb"
+    ScenarioStore(db).save_scenario("one", {"patients": [{"patient_id": "P1"}]})
+    shown = run("--db", str(db), "info", env={"COLUMNS": "40"})
+    assert shown.exit_code == 0, shown.output
+    assert "…" not in shown.stdout, shown.stdout
+    assert all(len(line.rstrip()) <= 40 for line in shown.stdout.splitlines()), shown.stdout
+    lines = shown.stdout.splitlines()
+    path_lines = lines[: next(i for i, line in enumerate(lines) if line.startswith("engine"))]
+    folded = "".join(line.removeprefix("database").strip() for line in path_lines)
+    assert str(db) in folded, shown.stdout
+    assert "healthsim_state_version" in shown.stdout

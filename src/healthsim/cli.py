@@ -1169,6 +1169,8 @@ def info(ctx: typer.Context, as_json: JsonOption = False) -> None:
         print_json(details)
         return
     grid = Table.grid(padding=(0, 2))
+    grid.add_column(no_wrap=True)
+    grid.add_column(overflow="fold")  # a long path folds onto the next lines, whole (it was cut)
     for key, value in details.items():
         grid.add_row(key, f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value))
     out.print(grid)
