@@ -7,6 +7,7 @@ Each test names what the user did, what happened before and what happens now.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -379,3 +380,84 @@ def test_info_at_40_columns_shows_the_whole_database_path(tmp_path: Path) -> Non
     folded = "".join(line.removeprefix("database").strip() for line in path_lines)
     assert str(db) in folded, shown.stdout
     assert "healthsim_state_version" in shown.stdout
+
+
+# ---------------------------------------------------------------- Ctrl-C
+
+
+def _interrupt_mcp(on_terminal: bool) -> tuple[int | None, str]:
+    """Start `healthsim mcp` (on a pseudo-terminal, or on pipes as a client does), wait until
+    it serves, send SIGINT and give it 10 s: its exit code (None: still running) and output."""
+    import os
+    import pty
+    import select
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    program = str(Path(sys.executable).parent / "healthsim")
+    if on_terminal:
+        main, side = pty.openpty()
+        process = subprocess.Popen([program, "mcp"], stdin=side, stdout=side, stderr=side)
+        os.close(side)
+        reader = main
+    else:
+        process = subprocess.Popen(
+            [program, "mcp"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        reader = process.stdout.fileno()  # type: ignore[union-attr]
+        initialize = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "t", "version": "1"},
+            },
+        }
+        process.stdin.write(json.dumps(initialize).encode() + b"\n")  # type: ignore[union-attr]
+        process.stdin.flush()  # type: ignore[union-attr]
+    # Serving: on a terminal a moment after its note (the loop reads stdin by then), on
+    # pipes once it has answered the client's first request.
+    serving = b"Ctrl-C to stop." if on_terminal else b'"result"'
+    output = b""
+    deadline = time.monotonic() + 30
+    seen = sent = None
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([reader], [], [], 0.1)
+            if ready:
+                try:
+                    chunk = os.read(reader, 65536)
+                except OSError:
+                    chunk = b""
+                output += chunk
+            if seen is None and serving in output:
+                seen = time.monotonic()
+            if sent is None and seen is not None and time.monotonic() > seen + (3 if on_terminal else 0.5):
+                sent = time.monotonic()
+                process.send_signal(signal.SIGINT)
+            if process.poll() is not None or (sent is not None and time.monotonic() > sent + 10):
+                break
+        return process.poll(), output.decode(errors="replace")
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        if on_terminal:
+            os.close(main)
+
+
+@pytest.mark.slow  # real processes, a few seconds each
+@pytest.mark.parametrize("on_terminal", [True, False], ids=["terminal", "pipes"])
+def test_ctrl_c_stops_the_mcp_server_at_once_without_a_traceback(isolated_home: Path, on_terminal: bool) -> None:
+    """`healthsim mcp` in a terminal says "Press Ctrl-D or Ctrl-C to stop", but Ctrl-C
+    printed a KeyboardInterrupt traceback and the process stayed alive (its thread reading
+    standard input cannot be interrupted) until another line was typed, or for good. Now it
+    stops within a moment, exit code 130, with one line saying so."""
+    code, output = _interrupt_mcp(on_terminal)
+    assert code == 130, output
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output, output
+    assert "stopped" in output, output

@@ -19,9 +19,11 @@ being dropped unanswered (the SDK's parser drops what it cannot read).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -171,9 +173,22 @@ def serve(db: str | os.PathLike[str] | None = None) -> None:
     if sys.stdin.isatty():
         program = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else "healthsim"
         print(TERMINAL_NOTE.format(program=program), file=sys.stderr, flush=True)
+    # Ctrl-C ends the process at once. asyncio's own handler cancels the serving task,
+    # which then waits for the thread that reads standard input, and that thread cannot be
+    # interrupted: the process printed a traceback and stayed alive until another line came
+    # (issue 26). Every write is one transaction and no file is held between calls, so
+    # ending here loses nothing (asyncio keeps a handler installed before it runs).
+    signal.signal(signal.SIGINT, _stop)
     server = build_server(db)
     _warm_up()
     anyio.run(run_stdio, server)
+
+
+def _stop(signum: int, frame: object) -> None:
+    """SIGINT: say so on stderr (a plain write: no lock another thread may hold) and end."""
+    with contextlib.suppress(OSError):
+        os.write(2, b"healthsim mcp: stopped (Ctrl-C)\n")
+    os._exit(130)
 
 
 def _warm_up() -> None:
