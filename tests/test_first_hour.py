@@ -134,6 +134,15 @@ def test_mcp_unknown_and_wrong_arguments_are_named_with_the_tools_arguments(db_p
     assert not ScenarioStore(db_path).list_scenarios(search="other")["scenarios"]
 
 
+def test_mcp_an_unknown_tool_is_answered_with_the_closest_and_the_list(db_path: Path) -> None:
+    """`call_tool("load", ...)` answered only "Unknown tool: load". An assistant that
+    shortened a name now learns the one it meant and the tools there are."""
+    [(is_error, text)] = asyncio.run(_answers(db_path, [("load", {"name": "cohort"})]))
+    assert is_error
+    assert text.startswith("Unknown tool: load") and "did you mean 'load_scenario'" in text, text
+    assert "list_scenarios" in text and "diff_scenarios" in text, text
+
+
 # ---------------------------------------------------------------- narrow terminals
 
 

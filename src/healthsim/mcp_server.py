@@ -36,7 +36,7 @@ from mcp.types import CallToolResult, TextContent
 
 from . import __version__
 from ._text import safe_text
-from .mcp.arguments import CheckedTool
+from .mcp.arguments import CheckedServer, CheckedTool
 from .mcp.budget import ANSWER_BUDGET, answer_text, fit
 from .mcp.caller import as_caller
 from .mcp.tools import TOOLS, Answer, ToolContext, ToolSpec
@@ -152,7 +152,7 @@ def build_server(db: str | os.PathLike[str] | None = None, **options: Any) -> MC
     ``options`` go to the SDK's server (the HTTP server's ``auth`` and ``token_verifier``)."""
     ctx = ToolContext(db)
     tools = [_register(spec, ctx) for spec in TOOLS]
-    return MCPServer(name="healthsim-state", version=__version__, instructions=INSTRUCTIONS, tools=tools, **options)
+    return CheckedServer(name="healthsim-state", version=__version__, instructions=INSTRUCTIONS, tools=tools, **options)
 
 
 TERMINAL_NOTE = """healthsim mcp: serving MCP on stdio (standard input and output), for an MCP client

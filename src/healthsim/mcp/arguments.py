@@ -17,13 +17,14 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
 from pydantic import ValidationError
 
 from .._text import safe_text
 
-__all__ = ["CheckedTool", "unknown_arguments_text", "validation_text"]
+__all__ = ["CheckedServer", "CheckedTool", "unknown_arguments_text", "validation_text"]
 
 #: The problems of one call that an answer names (the rest are counted).
 MAX_PROBLEMS = 3
@@ -49,6 +50,19 @@ class CheckedTool(Tool):
             raise ToolError(
                 f"Error executing tool {self.name}: {validation_text(self.name, self.parameters, cause)}"
             ) from cause
+
+
+class CheckedServer(MCPServer):
+    """The SDK's server, answering a call of an unknown tool with the one probably meant and
+    the tools there are (the SDK said only "Unknown tool: load")."""
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+        names = [tool.name for tool in await self.list_tools()]
+        if name not in names:
+            close = closest(name, names)
+            meant = f" (did you mean {close!r}?)" if close else ""
+            raise ToolError(f"Unknown tool: {name}{meant}; the tools are: {', '.join(names)}")
+        return await super().call_tool(name, arguments, context)
 
 
 def arguments_text(schema: Mapping[str, Any]) -> str:
