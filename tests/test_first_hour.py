@@ -470,3 +470,20 @@ def test_ctrl_c_stops_the_mcp_server_at_once_without_a_traceback(isolated_home: 
     assert code == 130, output
     assert "Traceback" not in output and "KeyboardInterrupt" not in output, output
     assert "stopped" in output, output
+
+
+def test_history_at_40_columns_keeps_times_and_changes(isolated_home: Path) -> None:
+    """At 40 columns `healthsim history` cut every time to `2026-12-07 1…`, its headers to
+    `ver…` and `opera…`, and left out what changed and by whom. A narrow terminal now gets
+    each version on a line (version, minute, operation, entity count) and its changes and
+    author on the next."""
+    store = ScenarioStore()
+    store.save_scenario("cohort", {"patients": [{"patient_id": "P1"}, {"patient_id": "P2"}]})
+    store.remove_entities("cohort", "patients", ["P1"])
+    shown = run("history", "cohort", env={"COLUMNS": "40"})
+    assert shown.exit_code == 0, shown.output
+    lines = shown.stdout.splitlines()
+    assert all(len(line) <= 40 for line in lines), shown.stdout
+    assert len(re.findall(r"\b\d{4}-\d{2}-\d{2} \d{2}:\d{2}\b", shown.stdout)) == 2, shown.stdout
+    assert re.search(r"^\s*2  \S+ \S+  remove\b.*\n\s+1 entities; -1 patients", shown.stdout, re.M), shown.stdout
+    assert re.search(r"^\s*1  \S+ \S+  save\b.*\n\s+2 entities; \+2 patients", shown.stdout, re.M), shown.stdout

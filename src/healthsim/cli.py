@@ -216,6 +216,7 @@ def room_for_names(headers: list[str], rows: list[list[str]], width: int) -> tup
 
 
 DIFF_TABLE_WIDTH = 60  # below it, `healthsim diff` prints a line per type instead of its table
+HISTORY_TABLE_WIDTH = 70  # below it, `healthsim history` prints two lines per version instead of its table
 
 
 def cut_line(text: str, width: int) -> Text:
@@ -976,12 +977,20 @@ def history(
     ]
     headers = ["version", "at (UTC)", "operation", "changes", "entities"] + (["by"] if by else [])
     flexible = {3: 3, 5: 1} if by else {3: 1}
-    table = fitted_table(headers, rows, table_width(), flexible=flexible, right=[0, 4])
+    width = table_width()
     title = f"{found['name']!r} ({found['scenario_id']})"
-    if len(title) > table_width():  # a long name: the id on a line of its own
-        title = f"{found['name']!r}\nscenario_id {found['scenario_id']}"
+    if len(title) > width:  # a long name: the id on a line of its own (labelled where it fits)
+        label = "scenario_id " if width >= 48 else ""
+        title = f"{found['name']!r}\n{label}{found['scenario_id']}"
     out.print(title, markup=False)
-    out.print(table)
+    if width >= HISTORY_TABLE_WIDTH:
+        out.print(fitted_table(headers, rows, width, flexible=flexible, right=[0, 4]))
+        return
+    # A narrow terminal cut every time and header ("2026-12-07 1…", "ver…") and left out
+    # the changes: each version on a line, its changes (and author) on the next.
+    for row in rows:
+        out.print(cut_line(f"{row[0]:>4}  {row[1]}  {row[2]}" + (f" by {row[5]}" if by and row[5] else ""), width))
+        out.print(cut_line(f"      {row[4]} entities; {row[3]}", width))
 
 
 @app.command()
