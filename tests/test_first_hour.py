@@ -271,6 +271,15 @@ def test_the_terminals_choices_are_the_librarys() -> None:
     assert set(CHOICES["scope"]) == set(SCOPES)
 
 
+def test_the_types_a_slip_is_checked_against_are_the_librarys() -> None:
+    """The canonical types the terminal knows are the specification's, then the FHIR mapping's."""
+    from healthsim.cli_typos import CANONICAL_TYPES
+    from healthsim.state.entities import KNOWN_TYPES
+
+    assert CANONICAL_TYPES[: len(KNOWN_TYPES)] == KNOWN_TYPES
+    assert set(CANONICAL_TYPES[len(KNOWN_TYPES) :]) == {"immunizations", "allergies", "pharmacy_claims"}
+
+
 # ---------------------------------------------------------------- imports of the wrong kind
 
 

@@ -701,7 +701,7 @@ def report_entry(entry: dict[str, Any], verb: str, as_json: bool) -> None:
 def note_type_slips(name: str, new_types: list[str], known: list[str], undo: str) -> None:
     """A note on stderr for each type just written that looks like a slip for a HealthSim
     type or for one the scenario holds (``patiens``): types are free, so it was stored."""
-    from .state.type_names import likely_meant
+    from .cli_typos import likely_meant
 
     for slip, meant in likely_meant(new_types, known).items():
         err.print(

@@ -1,4 +1,4 @@
-"""Entity types that look like a slip of the keyboard.
+"""Entity types that look like a slip of the keyboard (for ``healthsim save`` and ``add``).
 
 Entity types are free (``care_gaps`` is as good as ``patients``), so a save of
 ``{"patiens": [...]}`` files its patients under a type of their own, which summaries,
@@ -11,12 +11,30 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-from .entities import KNOWN_TYPES
-
 __all__ = ["CANONICAL_TYPES", "likely_meant"]
 
-#: The types HealthSim's tools write: the specification's, and those its FHIR mapping adds.
-CANONICAL_TYPES: tuple[str, ...] = (*KNOWN_TYPES, "immunizations", "allergies", "pharmacy_claims")
+#: The types HealthSim's tools write: the specification's (``healthsim.state.entities``,
+#: written out here as the front ends use only the public surface; a test keeps them equal)
+#: and those its FHIR mapping adds.
+CANONICAL_TYPES: tuple[str, ...] = (
+    "patients",
+    "encounters",
+    "diagnoses",
+    "procedures",
+    "medications",
+    "lab_results",
+    "vital_signs",
+    "clinical_notes",
+    "members",
+    "claims",
+    "claim_lines",
+    "prescriptions",
+    "subjects",
+    "trial_visits",
+    "immunizations",
+    "allergies",
+    "pharmacy_claims",
+)
 #: How alike two names must be (difflib's ratio) to call one a slip for the other:
 #: ``patiens``/``patients`` is 0.93, ``encounterz``/``encounters`` 0.9, ``care_gaps``/``claims`` 0.53.
 CUTOFF = 0.85
