@@ -372,6 +372,8 @@ def show_summary(summary: dict[str, Any]) -> None:
     """The header, then a table of counts with one sample per type (no statistics: that
     is ``healthsim summary``)."""
     info = Table.grid(padding=(0, 2))
+    info.add_column(no_wrap=True)
+    info.add_column(overflow="fold")  # a long value (the id at 40 columns) folds, whole
     for label, value in (
         ("name", summary["name"]),
         ("version", summary["version"]),
@@ -385,10 +387,15 @@ def show_summary(summary: dict[str, Any]) -> None:
         info.add_row(label, str(value))
     out.print(info)
     counts = Table("entity type", "count", "sample")
-    for entity_type_name, count in summary["entities_by_type"].items():
+    types = summary["entities_by_type"]
+    # At most three lines of the sample's cell (at 40 columns 100 characters took ten):
+    # the terminal less the other columns and the borders and padding (10 cells).
+    widest = max([len("entity type"), *map(len, types)]), max([len("count"), *(len(f"{n:,}") for n in types.values())])
+    room = min(100, 3 * max(table_width() - sum(widest) - 10, 10))
+    for entity_type_name, count in types.items():
         sample = summary["samples"][entity_type_name]
         text = json.dumps(sample[0], ensure_ascii=False) if sample else ""
-        counts.add_row(entity_type_name, f"{count:,}", text[:100] + ("…" if len(text) > 100 else ""))
+        counts.add_row(entity_type_name, f"{count:,}", text[:room] + ("…" if len(text) > room else ""))
     out.print(counts)
 
 
