@@ -515,3 +515,17 @@ def test_load_at_40_columns_shows_short_samples_and_the_whole_id(isolated_home: 
     body = lines[next(i for i, line in enumerate(lines) if "entity type" in line) + 2 : -1]
     starts = [i for i, line in enumerate(body) if re.match(r"│ \w", line)]
     assert len(starts) == 2 and starts[1] - starts[0] <= 3, shown.stdout  # patients' sample: 3 lines at most
+
+
+def test_token_list_at_40_columns_keeps_the_names(isolated_home: Path) -> None:
+    """At 40 columns `healthsim token list` cut the name column to nothing (`  s…  2026-1…`):
+    the one thing to revoke a token by was gone. A narrow terminal now gets each token's
+    name, scope and tags on a line and its dates on the next."""
+    for name in ("claude-alice", "ci-bot"):
+        assert run("token", "create", name, "--scope", "read").exit_code == 0
+    assert run("token", "revoke", "ci-bot").exit_code == 0
+    shown = run("token", "list", env={"COLUMNS": "40"})
+    assert shown.exit_code == 0, shown.output
+    assert all(len(line) <= 40 for line in shown.stdout.splitlines()), shown.stdout
+    assert re.search(r"^claude-alice\s+read\b", shown.stdout, re.M), shown.stdout
+    assert re.search(r"^ci-bot\s+read\b.*\n\s+.*revoked \d{4}-\d{2}-\d{2}", shown.stdout, re.M), shown.stdout

@@ -8,6 +8,7 @@ shows them, one line on stderr and exit 1.
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
@@ -87,6 +88,9 @@ def create(
     )
 
 
+NARROW = 70  # below it, `healthsim token list` prints two lines per token instead of its table
+
+
 @token_app.command("list")
 @_guarded
 def list_command(
@@ -121,7 +125,16 @@ def list_command(
         ]
         for t in tokens
     ]
-    out.print(fitted_table(headers, rows, out.width, flexible={0: 1, 2: 1}))
+    columns = os.environ.get("COLUMNS", "")  # read now: the console read it at import
+    width = int(columns) if columns.isdigit() and int(columns) > 0 else out.width
+    if width >= NARROW:
+        out.print(fitted_table(headers, rows, width, flexible={0: 1, 2: 1}))
+        return
+    # A narrow terminal cut the names to nothing: each token on two lines instead.
+    for name, scope, tags, created, used, revoked in rows:
+        out.print(f"{name}  {scope}  {tags}", markup=False, no_wrap=True, overflow="ellipsis", width=width)
+        dates = (f"  revoked {revoked}, " if revoked else "  ") + f"created {created}, last used {used}"
+        out.print(dates, markup=False, no_wrap=True, overflow="ellipsis", width=width)
 
 
 @token_app.command("revoke")
