@@ -142,6 +142,7 @@ BOTH_ENGINES = {
     "test_checks_data",
     "test_fhir_exchange",
     "test_tokens",
+    "test_first_hour_query",
 }
 
 

@@ -237,7 +237,7 @@ def test_the_cli_creates_lists_and_revokes(store: ScenarioStore) -> None:
     again = run("token", "revoke", "claude-alice")
     assert again.returncode == 1 and again.stderr.startswith("error: the token 'claude-alice' is already revoked")
     bad = run("token", "create", "x", "--scope", "root")
-    assert bad.returncode == 1 and "error: token scope 'root' is not one of read, write, admin" in bad.stderr
+    assert bad.returncode == 2 and "'root' is not one of read, write, admin" in bad.stderr  # bad usage
 
 
 @pytest.mark.slow  # runs the installed program in processes

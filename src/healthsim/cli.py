@@ -10,6 +10,8 @@ become one line on stderr and exit code 1; bad usage exits 2; nothing prints a t
 import functools
 import json
 import os
+import re
+import shlex
 import shutil
 import sys
 from collections.abc import Callable
@@ -19,9 +21,11 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from . import __version__
 from ._text import safe_text
+from .cli_choices import CHOICES, one_of
 from .state import ScenarioExistsError, ScenarioNotFoundError, StateError
 
 if TYPE_CHECKING:
@@ -31,7 +35,7 @@ if TYPE_CHECKING:
 # commands that use them (`store_of`), not here, so `healthsim --version` and `--help`
 # answer at once (tests/test_cli.py checks which modules a bare start imports).
 
-__all__ = ["app", "main"]
+__all__ = ["CHOICES", "app", "main"]
 
 EXAMPLES = """\b
 Examples:
@@ -74,6 +78,28 @@ def _describe(exc: BaseException) -> str:
 
 # A name clash's hint says what to pass to the library; at the terminal, the flag to type.
 _FLAGS = (("pass overwrite=True", "pass --overwrite"), ("pass new_name", "pass --as NAME"))
+_FORMAT_ARGUMENT = re.compile(r"\bformat='([a-z-]+)'")
+
+
+# The library's hints name its functions and arguments; at the terminal, the command to type.
+_TERMINAL_WORDS = (
+    (
+        "list the scenarios (list_scenarios, or healthsim list) to see which exist",
+        "healthsim list shows the scenarios that exist",
+    ),
+    ("list_scenarios(deleted=True) shows the trash", "healthsim list --deleted shows the trash"),
+    ("scenario_history lists", "healthsim history lists"),
+    ("or purge_history", "or healthsim history --purge"),
+)
+
+
+def terminal_words(text: str, command: str) -> str:
+    """An error's hint in the words of the terminal: ``healthsim list``, ``--check warn``,
+    ``--format fhir`` instead of ``list_scenarios``, ``check='warn'``, ``format='fhir'``."""
+    for library, terminal in _TERMINAL_WORDS:
+        text = text.replace(library, terminal)
+    text = text.replace("save with check='warn'", f"{command} with --check warn")
+    return _FORMAT_ARGUMENT.sub(r"--format \1", text)
 
 
 def handle_errors(command: F) -> F:
@@ -94,6 +120,7 @@ def handle_errors(command: F) -> F:
             if isinstance(exc, ScenarioExistsError):  # its hint names the library's parameters
                 for library, flag in _FLAGS:
                     text = text.replace(library, flag)
+            text = terminal_words(text, command.__name__)
             err.print(f"error: {text}", markup=False)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
@@ -163,6 +190,42 @@ def fits_types(headers: list[str], rows: list[list[str]], width: int) -> bool:
     return width - used >= min(TYPES_ROOM, widest(4))
 
 
+NAME_ROOM = 20  # cells a scenario's name keeps in `healthsim list` before tags and times give way
+
+
+def room_for_names(headers: list[str], rows: list[list[str]], width: int) -> tuple[list[str], list[list[str]]]:
+    """`healthsim list` on a narrow terminal: the tags, then the time, are left out while
+    names would be cut below ``NAME_ROOM`` cells (at 40 columns every name was cut to five
+    characters, and two scenarios of the same prefix looked the same)."""
+    from rich.cells import cell_len
+
+    def name_room(headers: list[str], rows: list[list[str]]) -> int:
+        natural = [max([cell_len(h), *(cell_len(row[i]) for row in rows)]) for i, h in enumerate(headers)]
+        shared = [i for i, h in enumerate(headers) if h in ("name", "tags", "types")]
+        fixed = sum(n for i, n in enumerate(natural) if i not in shared)
+        room = width - fixed - 3 * (len(headers) - 1)
+        return room * 3 // (3 + len(shared) - 1)  # the name's weight is 3, the others' 1
+
+    widest = max([cell_len(row[0]) for row in rows], default=0)
+    for optional in ("tags", "updated (UTC)", "deleted (UTC)"):
+        if name_room(headers, rows) >= min(widest, NAME_ROOM) or optional not in headers:
+            continue
+        i = headers.index(optional)
+        headers, rows = headers[:i] + headers[i + 1 :], [row[:i] + row[i + 1 :] for row in rows]
+    return headers, rows
+
+
+DIFF_TABLE_WIDTH = 60  # below it, `healthsim diff` prints a line per type instead of its table
+HISTORY_TABLE_WIDTH = 70  # below it, `healthsim history` prints two lines per version instead of its table
+
+
+def cut_line(text: str, width: int) -> Text:
+    """``text`` as literal text in at most ``width`` cells, ending in ``…`` when cut."""
+    line = Text(safe_text(text), no_wrap=True, overflow="ellipsis")
+    line.truncate(width, overflow="ellipsis")
+    return line
+
+
 def table_width() -> int:
     """Columns a table may use: ``COLUMNS`` if set, else the terminal's width; piped output
     gets 160, so that names come out whole for grep and scripts (``--json`` is exact)."""
@@ -221,19 +284,23 @@ def save(
     ],
     description: Annotated[str | None, typer.Option(help="Description (replaces the file's).")] = None,
     tag: Annotated[
-        list[str] | None, typer.Option("--tag", help="A tag; repeat for more (replaces the file's).")
+        list[str] | None, typer.Option("--tag", metavar="<tag>", help="A tag; repeat for more (replaces the file's).")
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace a scenario of the same name.")] = False,
     check_mode: Annotated[
         str | None,
         typer.Option(
-            "--check", help="warn: check the entities and show the problems; refuse: also save nothing on errors."
+            "--check",
+            help="warn: check the entities and show the problems; refuse: also save nothing on errors.",
+            callback=one_of("check"),
+            metavar="<warn|refuse>",
         ),
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Save entities from a JSON file as a named scenario.
 
+    \b
     Example: healthsim save diabetes-cohort --from cohort.json --tag diabetes --check warn
     """
     store = store_of(ctx)
@@ -248,16 +315,20 @@ def save(
             tags=tag,
             check=check_mode,
         )
-    if check_mode is None:
-        report_saved(store, saved, "saved", as_json)
-        return
+    scenario_id = saved if check_mode is None else saved["scenario_id"]
+    written = store.scenario_summary(scenario_id)
     if as_json:
-        print_json({**store.scenario_summary(saved["scenario_id"]), "check": saved["check"]})
-        return
-    report_saved(store, saved["scenario_id"], "saved", as_json)
-    from .summary_view import check_table
+        print_json(written if check_mode is None else {**written, "check": saved["check"]})
+    else:
+        out.print(
+            f"saved {written['name']!r} ({scenario_id}): {counts_text(written['entities_by_type'])}", markup=False
+        )
+        if check_mode is not None:
+            from .summary_view import check_table
 
-    out.print(check_table(dict(saved["check"]), width=min(out.width or 80, 80)), markup=False)
+            out.print(check_table(dict(saved["check"]), width=min(out.width or 80, 80)), markup=False)
+    undo = "healthsim restore" if overwrite else "healthsim delete"
+    note_type_slips(written["name"], list(written["entities_by_type"]), [], undo)
 
 
 @app.command()
@@ -276,6 +347,7 @@ def load(
     --json prints the whole scenario (as load_scenario returns it); --type T pages through
     one entity type, one JSON object per line; --version N shows an earlier version.
 
+    \b
     Example: healthsim load diabetes-cohort --type patients --limit 5
     """
     store = store_of(ctx)
@@ -300,6 +372,8 @@ def show_summary(summary: dict[str, Any]) -> None:
     """The header, then a table of counts with one sample per type (no statistics: that
     is ``healthsim summary``)."""
     info = Table.grid(padding=(0, 2))
+    info.add_column(no_wrap=True)
+    info.add_column(overflow="fold")  # a long value (the id at 40 columns) folds, whole
     for label, value in (
         ("name", summary["name"]),
         ("version", summary["version"]),
@@ -313,10 +387,15 @@ def show_summary(summary: dict[str, Any]) -> None:
         info.add_row(label, str(value))
     out.print(info)
     counts = Table("entity type", "count", "sample")
-    for entity_type_name, count in summary["entities_by_type"].items():
+    types = summary["entities_by_type"]
+    # At most three lines of the sample's cell (at 40 columns 100 characters took ten):
+    # the terminal less the other columns and the borders and padding (10 cells).
+    widest = max([len("entity type"), *map(len, types)]), max([len("count"), *(len(f"{n:,}") for n in types.values())])
+    room = min(100, 3 * max(table_width() - sum(widest) - 10, 10))
+    for entity_type_name, count in types.items():
         sample = summary["samples"][entity_type_name]
         text = json.dumps(sample[0], ensure_ascii=False) if sample else ""
-        counts.add_row(entity_type_name, f"{count:,}", text[:100] + ("…" if len(text) > 100 else ""))
+        counts.add_row(entity_type_name, f"{count:,}", text[:room] + ("…" if len(text) > room else ""))
     out.print(counts)
 
 
@@ -338,6 +417,7 @@ def summary(
     Computed in the database. The tables show every field computed (up to 80 per type);
     the --json dict is the one assistants get, at most 12 KB.
 
+    \b
     Example: healthsim summary diabetes-cohort
     """
     store = store_of(ctx)
@@ -362,6 +442,7 @@ def check(
 
     Computed in the database. Exits 1 when any problem is an error (warnings: 0).
 
+    \b
     Example: healthsim check diabetes-cohort
     """
     from .summary_view import check_table
@@ -391,6 +472,7 @@ def report(
 ) -> None:
     """Write a scenario's summary with charts as one HTML page that opens offline.
 
+    \b
     Example: healthsim report diabetes-cohort -o /tmp/cohort.html
     """
     path = store_of(ctx).report_scenario(name, output, version=version)
@@ -414,6 +496,7 @@ def list_command(
 ) -> None:
     """List scenarios, newest first (--deleted: the trash).
 
+    \b
     Example: healthsim list --tag diabetes --search cohort
     """
     result = store_of(ctx).list_scenarios(tag=tag, search=search, limit=limit, deleted=deleted)
@@ -438,7 +521,9 @@ def list_command(
     width = table_width()
     if not fits_types(headers, rows, width):
         headers, rows = headers[:-1], [row[:-1] for row in rows]
-    flexible = {0: 3, 2: 1, 4: 1} if len(headers) == 5 else {0: 3, 2: 1}
+    headers, rows = room_for_names(headers, rows, width)
+    weights = {"name": 3, "tags": 1, "types": 1}
+    flexible = {i: weights[h] for i, h in enumerate(headers) if h in weights}
     table = fitted_table(headers, rows, width, flexible=flexible, right=[1])
     out.print(table)
     shown = len(result["scenarios"])
@@ -460,6 +545,7 @@ def delete(
     """Delete a scenario (asks first unless --yes). It goes to the trash: healthsim restore
     brings it back for 30 days; --purge removes it for good.
 
+    \b
     Example: healthsim delete old-cohort --yes
     """
     store = store_of(ctx)
@@ -519,10 +605,12 @@ def export(
             "-f",
             help="json (the exchange format), ndjson, parquet, csv, fhir (a FHIR R4 Bulk Data folder) or "
             "fhir-bundle (one transaction Bundle per patient).",
+            callback=one_of("export"),
+            metavar="<format>",
         ),
     ] = "json",
     entity_types: Annotated[
-        list[str] | None, typer.Option("--type", help="Only this entity type (repeat for more).")
+        list[str] | None, typer.Option("--type", metavar="<type>", help="Only this entity type (repeat for more).")
     ] = None,
     version: Annotated[int | None, typer.Option(min=1, help="An earlier version (default: the current one).")] = None,
     strict: Annotated[
@@ -536,6 +624,7 @@ def export(
     """Export a scenario: a JSON file to share (the exchange format), one JSON line per
     entity (ndjson), a folder of Parquet or CSV files, one per entity type, or FHIR R4.
 
+    \b
     Example: healthsim export diabetes-cohort --format parquet -o /tmp/cohort-parquet
     """
     store = store_of(ctx)
@@ -563,12 +652,22 @@ def import_command(
     ],
     name: Annotated[str | None, typer.Option(help="Scenario name (default: the file's, else its stem).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace a scenario of the same name.")] = False,
-    import_format: Annotated[str, typer.Option("--format", "-f", help="json (default), fhir or synthea-csv.")] = "json",
+    import_format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            "-f",
+            help="json (default), fhir or synthea-csv.",
+            callback=one_of("import"),
+            metavar="<json|fhir|synthea-csv>",
+        ),
+    ] = "json",
     as_json: JsonOption = False,
 ) -> None:
     """Import a scenario file shared by a colleague or left by an older HealthSim, or
     FHIR R4 / Synthea output.
 
+    \b
     Example: healthsim import ~/Downloads/diabetes-cohort.json --name from-alice
     Example: healthsim import synthea/output/csv --format synthea-csv --name synthea-run
     """
@@ -606,6 +705,19 @@ def report_entry(entry: dict[str, Any], verb: str, as_json: bool) -> None:
         out.print(f"{verb} {entry['name']!r}: tags {', '.join(entry['tags']) or 'none'}", markup=False)
 
 
+def note_type_slips(name: str, new_types: list[str], known: list[str], undo: str) -> None:
+    """A note on stderr for each type just written that looks like a slip for a HealthSim
+    type or for one the scenario holds (``patiens``): types are free, so it was stored."""
+    from .cli_typos import likely_meant
+
+    for slip, meant in likely_meant(new_types, known).items():
+        err.print(
+            f"note: {slip!r} is not an entity type HealthSim knows; did you mean {meant!r}? "
+            f"It was stored as a type of its own ({undo} {shlex.quote(safe_text(name))} undoes it).",
+            markup=False,
+        )
+
+
 @app.command()
 @handle_errors
 def add(
@@ -624,7 +736,10 @@ def add(
     check_mode: Annotated[
         str | None,
         typer.Option(
-            "--check", help="warn: check the entities added and show the problems; refuse: also add nothing on errors."
+            "--check",
+            help="warn: check the entities added and show the problems; refuse: also add nothing on errors.",
+            callback=one_of("check"),
+            metavar="<warn|refuse>",
         ),
     ] = None,
     as_json: JsonOption = False,
@@ -633,17 +748,21 @@ def add(
 
     An entity whose type and id are there already replaces it in place; --no-upsert appends.
 
+    \b
     Example: healthsim add diabetes-cohort --from examples/batch-2.json --check warn
     """
     store = store_of(ctx)
     result: dict[str, Any] = dict(
         store.add_entities_from_json(name, from_file, upsert=upsert, create=create, check=check_mode)
     )
+    counts = result["entities_by_type"]
+    new_types = [t for t, n in result["added"].items() if counts.get(t) == n]  # types this add made
     report_edit(result, as_json)
     if "check" in result and not as_json:
         from .summary_view import check_table
 
         out.print(check_table(dict(result["check"]), width=min(out.width or 80, 80)), markup=False)
+    note_type_slips(result["name"], new_types, [t for t in counts if t not in new_types], "healthsim restore")
 
 
 @app.command()
@@ -657,6 +776,7 @@ def remove(
 ) -> None:
     """Remove entities of one type by id (one transaction).
 
+    \b
     Example: healthsim remove diabetes-cohort --type patients MRN-10001 MRN-10002
     """
     result = dict(store_of(ctx).remove_entities(name, entity_type, ids))
@@ -675,6 +795,7 @@ def rename(
 ) -> None:
     """Rename a scenario.
 
+    \b
     Example: healthsim rename diabetes-cohort diabetes-cohort-v1
     """
     report_entry(dict(store_of(ctx).update_scenario(old, new_name=new)), "renamed to", as_json)
@@ -685,15 +806,18 @@ def rename(
 def tag(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Scenario name or UUID.")],
-    add_tags: Annotated[list[str] | None, typer.Option("--add", help="A tag to add; repeat for more.")] = None,
+    add_tags: Annotated[
+        list[str] | None, typer.Option("--add", metavar="<tag>", help="A tag to add; repeat for more.")
+    ] = None,
     remove_tags: Annotated[
-        list[str] | None, typer.Option("--remove", help="A tag to remove (any case); repeat for more.")
+        list[str] | None, typer.Option("--remove", metavar="<tag>", help="A tag to remove (any case); repeat for more.")
     ] = None,
     description: Annotated[str | None, typer.Option(help='New description ("" clears it).')] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Add or remove tags (and change the description) of a scenario.
 
+    \b
     Example: healthsim tag diabetes-cohort --add reviewed --remove draft
     """
     entry = store_of(ctx).update_scenario(
@@ -712,6 +836,7 @@ def copy(
 ) -> None:
     """Copy a scenario under a new name (same entities, same order).
 
+    \b
     Example: healthsim copy diabetes-cohort diabetes-cohort-experiment
     """
     store = store_of(ctx)
@@ -730,6 +855,11 @@ NewNameOption = Annotated[str | None, typer.Option("--as", help="Its name in the
 OverwriteOption = Annotated[
     bool, typer.Option("--overwrite", help="Replace a scenario of that name there (it gains a version).")
 ]
+# A pull names and replaces the scenario in this database, not in the other store.
+PulledNameOption = Annotated[str | None, typer.Option("--as", help="Its name in this database (default: the same).")]
+PulledOverwriteOption = Annotated[
+    bool, typer.Option("--overwrite", help="Replace a scenario of that name here (it gains a version).")
+]
 
 
 @app.command()
@@ -742,10 +872,11 @@ def push(
     overwrite: OverwriteOption = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Copy a scenario from this database to another store (e.g. the team's server).
+    """Copy a scenario from this database to another store, such as the team's server.
 
     Its id, creation time, tags, metadata and entities are kept exactly.
 
+    \b
     Example: healthsim push diabetes-cohort --to postgresql://me@db.example.org/healthsim
     """
     from .state import transfer_scenario
@@ -761,14 +892,15 @@ def pull(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Scenario name or UUID, in the other store.")],
     source: Annotated[str, typer.Option("--from", help="The other store: a postgresql:// URL or a DuckDB file.")],
-    new_name: NewNameOption = None,
-    overwrite: OverwriteOption = False,
+    new_name: PulledNameOption = None,
+    overwrite: PulledOverwriteOption = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Copy a scenario from another store (e.g. the team's server) into this database.
+    """Copy a scenario from another store, such as the team's server, into this database.
 
     Its id, creation time, tags, metadata and entities are kept exactly.
 
+    \b
     Example: healthsim pull diabetes-cohort --from postgresql://me@db.example.org/healthsim
     """
     from .state import transfer_scenario
@@ -789,6 +921,7 @@ def merge(
 ) -> None:
     """Merge scenarios into a new one, in the order given.
 
+    \b
     Example: healthsim merge cohort-a cohort-b --into cohort-ab
     """
     store = store_of(ctx)
@@ -817,6 +950,7 @@ def history(
 ) -> None:
     """Show a scenario's versions, newest first; --purge applies (or tightens) retention.
 
+    \b
     Example: healthsim history diabetes-cohort
     """
     store = store_of(ctx)
@@ -850,12 +984,20 @@ def history(
     ]
     headers = ["version", "at (UTC)", "operation", "changes", "entities"] + (["by"] if by else [])
     flexible = {3: 3, 5: 1} if by else {3: 1}
-    table = fitted_table(headers, rows, table_width(), flexible=flexible, right=[0, 4])
+    width = table_width()
     title = f"{found['name']!r} ({found['scenario_id']})"
-    if len(title) > table_width():  # a long name: the id on a line of its own
-        title = f"{found['name']!r}\nscenario_id {found['scenario_id']}"
+    if len(title) > width:  # a long name: the id on a line of its own (labelled where it fits)
+        label = "scenario_id " if width >= 48 else ""
+        title = f"{found['name']!r}\n{label}{found['scenario_id']}"
     out.print(title, markup=False)
-    out.print(table)
+    if width >= HISTORY_TABLE_WIDTH:
+        out.print(fitted_table(headers, rows, width, flexible=flexible, right=[0, 4]))
+        return
+    # A narrow terminal cut every time and header ("2026-12-07 1…", "ver…") and left out
+    # the changes: each version on a line, its changes (and author) on the next.
+    for row in rows:
+        out.print(cut_line(f"{row[0]:>4}  {row[1]}  {row[2]}" + (f" by {row[5]}" if by and row[5] else ""), width))
+        out.print(cut_line(f"      {row[4]} entities; {row[3]}", width))
 
 
 @app.command()
@@ -872,6 +1014,7 @@ def restore(
 ) -> None:
     """Bring back an earlier version (as a new version) or a deleted scenario.
 
+    \b
     Example: healthsim restore diabetes-cohort --version 3
     """
     result = store_of(ctx).restore_scenario(name, version, new_name=as_name)
@@ -899,6 +1042,7 @@ def diff(
 ) -> None:
     """Show what changed between two scenarios or versions.
 
+    \b
     Example: healthsim diff diabetes-cohort@3 diabetes-cohort
     """
     result = store_of(ctx).diff_scenarios(a, b)
@@ -911,14 +1055,20 @@ def diff(
     )
     for field, (old, new) in result["scenario"].items():
         out.print(f"  {field}: {old!r} -> {new!r}", markup=False)
+    width = table_width()
     table = Table("entity type", "added", "removed", "changed", "unchanged", "examples")
     for entity_type, d in result["types"].items():
         examples = [f"+{i}" for i in d["examples"]["added"][:3]] + [f"-{i}" for i in d["examples"]["removed"][:3]]
         examples += [f"~{c['id']} ({', '.join(c['fields'][:3])})" for c in d["examples"]["changed"][:3]]
-        table.add_row(
-            entity_type, *(f"{d[k]:,}" for k in ("added", "removed", "changed", "unchanged")), " ".join(examples)
-        )
-    out.print(table)
+        counts = [f"{d[k]:,}" for k in ("added", "removed", "changed", "unchanged")]
+        if width < DIFF_TABLE_WIDTH:  # the six columns would be cut to two letters each
+            out.print(cut_line(f"{entity_type}: +{counts[0]} -{counts[1]} ~{counts[2]} ={counts[3]}", width))
+            for example in examples:
+                out.print(cut_line(f"  {example}", width))
+            continue
+        table.add_row(entity_type, *counts, " ".join(examples))
+    if width >= DIFF_TABLE_WIDTH:
+        out.print(table)
 
 
 @app.command()
@@ -929,12 +1079,14 @@ def migrate(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would happen; change nothing.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before migrating.")] = False,
     source: Annotated[
-        list[Path] | None, typer.Option("--source", help="Folder of legacy JSON files (repeatable).")
+        list[Path] | None,
+        typer.Option("--source", metavar="<folder>", help="Folder of legacy JSON files (repeatable)."),
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Bring forward the JSON files of older HealthSim tools (~/.healthsim/scenarios, workspaces).
 
+    \b
     Example: healthsim migrate --dry-run
     """
     from .migrate_cli import run
@@ -960,7 +1112,13 @@ def query(
         str | None, typer.Option("-o", "--output", help="Write every row to this file (.csv, .parquet, .ndjson).")
     ] = None,
     output_format: Annotated[
-        str | None, typer.Option("--format", help="csv, parquet or ndjson (default: from --output's extension).")
+        str | None,
+        typer.Option(
+            "--format",
+            help="csv, parquet or ndjson (default: from --output's extension).",
+            callback=one_of("query"),
+            metavar="<csv|parquet|ndjson>",
+        ),
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -972,6 +1130,7 @@ def query(
     With --output every row of the result is written to the file (streamed; the query
     itself still cannot write anything).
 
+    \b
     Example: healthsim query "SELECT scenario, count(*) AS n FROM patients GROUP BY scenario"
     """
     store = store_of(ctx)
@@ -989,15 +1148,25 @@ def query(
     if as_json:
         print_json(result)
         return
-    table = Table(*result["columns"])
-    for row in result["rows"]:
-        table.add_row(
-            *(
-                json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else "" if v is None else str(v)
-                for v in row
-            )
-        )
-    out.print(table)
+    from .summary_view import fitted_table
+
+    rows = [
+        [
+            json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list, bool)) else "" if v is None else str(v)
+            for v in row
+        ]
+        for row in result["rows"]
+    ]
+    # One line per row (a JSON value wrapped at its spaces and cut in every piece read as
+    # garbage): every column gives way in turn, long values end in "…", numbers at the right.
+    numeric = [
+        i
+        for i in range(len(result["columns"]))
+        if result["rows"]
+        and all(isinstance(r[i], (int, float)) and not isinstance(r[i], bool) or r[i] is None for r in result["rows"])
+    ]
+    flexible = dict.fromkeys(range(len(result["columns"])), 1)
+    out.print(fitted_table(result["columns"], rows, table_width(), flexible=flexible, right=numeric))
     more = " (raise --limit to see more)" if result["truncated"] else ""
     out.print(f"{result['row_count']:,} of {result['total_rows']:,} row(s){more}", markup=False)
 
@@ -1008,6 +1177,7 @@ def info(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Show the database: path (a team store's URL without its password), engine, size,
     schema version, scenario and entity counts.
 
+    \b
     Example: healthsim --db /data/trial.duckdb info --json
     """
     details = store_of(ctx).database_info()
@@ -1015,6 +1185,8 @@ def info(ctx: typer.Context, as_json: JsonOption = False) -> None:
         print_json(details)
         return
     grid = Table.grid(padding=(0, 2))
+    grid.add_column(no_wrap=True)
+    grid.add_column(overflow="fold")  # a long path folds onto the next lines, whole (it was cut)
     for key, value in details.items():
         grid.add_row(key, f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value))
     out.print(grid)
@@ -1032,16 +1204,21 @@ def mcp(
         bool, typer.Option("--allow-remote", help="With --http: allow a --host other than loopback (TLS in front!).")
     ] = False,
     allowed_host: Annotated[
-        list[str] | None, typer.Option("--allowed-host", help="With --http: a Host header to accept (repeatable).")
+        list[str] | None,
+        typer.Option("--allowed-host", metavar="<host>", help="With --http: a Host header to accept (repeatable)."),
     ] = None,
     allowed_origin: Annotated[
-        list[str] | None, typer.Option("--allowed-origin", help="With --http: an Origin header to accept (repeatable).")
+        list[str] | None,
+        typer.Option(
+            "--allowed-origin", metavar="<origin>", help="With --http: an Origin header to accept (repeatable)."
+        ),
     ] = None,
     max_body_mb: Annotated[float, typer.Option(min=0.001, help="With --http: the largest request body, in MB.")] = 16,
 ) -> None:
     """Serve the MCP server over stdio (for Claude Desktop and other MCP clients), or
     with --http over HTTP for a team's assistants (each with a token: healthsim token create).
 
+    \b
     Example client configuration: {"command": "healthsim", "args": ["mcp"]}
     Example: healthsim mcp --http --port 8765
     """

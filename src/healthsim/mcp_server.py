@@ -19,9 +19,11 @@ being dropped unanswered (the SDK's parser drops what it cannot read).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -34,6 +36,7 @@ from mcp.types import CallToolResult, TextContent
 
 from . import __version__
 from ._text import safe_text
+from .mcp.arguments import CheckedServer, CheckedTool
 from .mcp.budget import ANSWER_BUDGET, answer_text, fit
 from .mcp.caller import as_caller
 from .mcp.tools import TOOLS, Answer, ToolContext, ToolSpec
@@ -132,7 +135,7 @@ def _compact(schema: Any) -> Any:
 def _register(spec: ToolSpec, ctx: ToolContext) -> Tool:
     """The SDK's tool for ``spec`` over ``ctx``: its answer cut to its budget, errors as
     tool errors, input schema without titles, ``spec.output`` as its declared output schema."""
-    made = Tool.from_function(
+    made = CheckedTool.from_function(  # unknown or wrong arguments answered in plain words
         _tool_errors(spec.bound(ctx), spec.budget, spec.scope),
         name=spec.name,
         description=spec.description,
@@ -149,7 +152,7 @@ def build_server(db: str | os.PathLike[str] | None = None, **options: Any) -> MC
     ``options`` go to the SDK's server (the HTTP server's ``auth`` and ``token_verifier``)."""
     ctx = ToolContext(db)
     tools = [_register(spec, ctx) for spec in TOOLS]
-    return MCPServer(name="healthsim-state", version=__version__, instructions=INSTRUCTIONS, tools=tools, **options)
+    return CheckedServer(name="healthsim-state", version=__version__, instructions=INSTRUCTIONS, tools=tools, **options)
 
 
 TERMINAL_NOTE = """healthsim mcp: serving MCP on stdio (standard input and output), for an MCP client
@@ -170,9 +173,22 @@ def serve(db: str | os.PathLike[str] | None = None) -> None:
     if sys.stdin.isatty():
         program = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else "healthsim"
         print(TERMINAL_NOTE.format(program=program), file=sys.stderr, flush=True)
+    # Ctrl-C ends the process at once. asyncio's own handler cancels the serving task,
+    # which then waits for the thread that reads standard input, and that thread cannot be
+    # interrupted: the process printed a traceback and stayed alive until another line came
+    # (issue 26). Every write is one transaction and no file is held between calls, so
+    # ending here loses nothing (asyncio keeps a handler installed before it runs).
+    signal.signal(signal.SIGINT, _stop)
     server = build_server(db)
     _warm_up()
     anyio.run(run_stdio, server)
+
+
+def _stop(signum: int, frame: object) -> None:
+    """SIGINT: say so on stderr (a plain write: no lock another thread may hold) and end."""
+    with contextlib.suppress(OSError):
+        os.write(2, b"healthsim mcp: stopped (Ctrl-C)\n")
+    os._exit(130)
 
 
 def _warm_up() -> None:

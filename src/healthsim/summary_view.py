@@ -300,15 +300,23 @@ def check_table(answer: dict[str, Any], width: int = 80) -> str:
 
     lines.append(f"{'ok' if answer['ok'] else 'NOT OK'}: {counted(errors, 'errors')}, {counted(warnings, 'warnings')}")
     lines.append("")
-    lines.append(f"{'severity':<8} {'count':>9}  {'type.field':<28} rule")
+    # A narrow terminal cut each problem to "warning  5  claims.member_id  …", losing the
+    # rule: there, the rule stays on the problem's line and the field goes on the next.
+    wide = width >= 48 + max(len(p["rule"]) for p in answer["problems"])
+    header = f"{'severity':<8} {'count':>9}  {'type.field':<28} rule" if wide else "severity  count  rule / type.field"
+    lines.append(_cut_to(header, width))
     for p in answer["problems"]:
-        where = _cut_to(f"{p['type']}.{p['field']}", 28)
-        lines.append(_cut_to(f"{p['severity']:<8} {p['count']:>9,}  {where:<28} {p['rule']}", width))
+        if wide:
+            where = _cut_to(f"{p['type']}.{p['field']}", 28)
+            lines.append(_cut_to(f"{p['severity']:<8} {p['count']:>9,}  {where:<28} {p['rule']}", width))
+        else:
+            lines.append(_cut_to(f"{p['severity']:<8} {p['count']:>6,}  {p['rule']}", width))
+            lines.append(_cut_to(f"{'':4}{p['type']}.{p['field']}", width))
         if p["examples"]:
             shown = "; ".join(
                 f"{e['id']}: {e['value']!r}" if e["value"] is not None else str(e["id"]) for e in p["examples"]
             )
-            lines.append(_cut_to(f"{'':19}e.g. {shown}", width))
+            lines.append(_cut_to(f"{' ' * (19 if wide else 4)}e.g. {shown}", width))
     if answer.get("problems_omitted"):
         lines.append(f"… and {counted(answer['problems_omitted'], 'more problems')} (use --json)")
     return "\n".join(lines)

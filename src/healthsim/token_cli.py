@@ -8,6 +8,7 @@ shows them, one line on stderr and exit 1.
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
@@ -16,6 +17,7 @@ import typer
 from rich.console import Console
 
 from ._text import safe_text
+from .cli_choices import one_of
 from .state import StateError
 
 __all__ = ["token_app"]
@@ -59,13 +61,18 @@ def _db(ctx: typer.Context) -> str | None:
 def create(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="The token's name, e.g. claude-alice (shown in history as 'by').")],
-    scope: Annotated[str, typer.Option("--scope", help="read, write or admin.")],
+    scope: Annotated[
+        str,
+        typer.Option("--scope", help="read, write or admin.", callback=one_of("scope"), metavar="<read|write|admin>"),
+    ],
     tag: Annotated[
-        list[str] | None, typer.Option("--tag", help="Limit the token to scenarios with this tag (repeatable).")
+        list[str] | None,
+        typer.Option("--tag", metavar="<tag>", help="Limit the token to scenarios with this tag (repeatable)."),
     ] = None,
 ) -> None:
     """Create a token and print it once: it cannot be shown again.
 
+    \b
     Example: healthsim token create claude-alice --scope write --tag team-a
     """
     from .state.tokens import create_token
@@ -81,6 +88,9 @@ def create(
     )
 
 
+NARROW = 70  # below it, `healthsim token list` prints two lines per token instead of its table
+
+
 @token_app.command("list")
 @_guarded
 def list_command(
@@ -89,6 +99,7 @@ def list_command(
 ) -> None:
     """List the tokens: names, scopes, tags, created, last used, revoked (never the tokens).
 
+    \b
     Example: healthsim token list
     """
     from .state.tokens import list_tokens
@@ -114,7 +125,16 @@ def list_command(
         ]
         for t in tokens
     ]
-    out.print(fitted_table(headers, rows, out.width, flexible={0: 1, 2: 1}))
+    columns = os.environ.get("COLUMNS", "")  # read now: the console read it at import
+    width = int(columns) if columns.isdigit() and int(columns) > 0 else out.width
+    if width >= NARROW:
+        out.print(fitted_table(headers, rows, width, flexible={0: 1, 2: 1}))
+        return
+    # A narrow terminal cut the names to nothing: each token on two lines instead.
+    for name, scope, tags, created, used, revoked in rows:
+        out.print(f"{name}  {scope}  {tags}", markup=False, no_wrap=True, overflow="ellipsis", width=width)
+        dates = (f"  revoked {revoked}, " if revoked else "  ") + f"created {created}, last used {used}"
+        out.print(dates, markup=False, no_wrap=True, overflow="ellipsis", width=width)
 
 
 @token_app.command("revoke")
@@ -125,6 +145,7 @@ def revoke(
 ) -> None:
     """Revoke a token: its next request gets 401.
 
+    \b
     Example: healthsim token revoke claude-alice
     """
     from .state.tokens import revoke_token

@@ -10,6 +10,7 @@ both use them; this module imports neither, so neither imports the other.
 from __future__ import annotations
 
 import datetime as _dt
+import difflib
 import json
 import math
 import os
@@ -53,6 +54,31 @@ class OutOfTime(Exception):
 def timeout_message(timeout: float) -> str:
     """The refusal of a query that ran past its time limit."""
     return f"the query ran longer than {timeout:g} s and was stopped; filter more or add a LIMIT"
+
+
+# A table the query names that is not there: DuckDB's words, then PostgreSQL's.
+_MISSING_TABLE = re.compile(r'Table with name "?([^"\s!]+)"? does not exist|relation "([^"]+)" does not exist')
+# The hint lines worth keeping after an engine's first line (its own "Did you mean" for a
+# table is replaced: it may name a system table the sandbox hides, e.g. duckdb_constraints).
+_HINT_LINE = re.compile(r"^(Candidate bindings:|HINT:)")
+
+
+def failure_message(text: str, views: Sequence[str]) -> str:
+    """The refusal of a query the engine failed, from the engine's ``text``: its first line,
+    and for a table that is not there the nearest view and the views there are."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    message = lines[0] if lines else "(no message)"
+    missing = _MISSING_TABLE.search(message)
+    if missing:
+        name = missing.group(1) or missing.group(2)
+        near = difflib.get_close_matches(name, list(views), n=1, cutoff=0.75)
+        hint = f"did you mean {near[0]!r}? " if near else ""
+        return (
+            f"the query failed: {message}; {hint}the views are {', '.join(views)} (one per entity type "
+            "a scenario holds), with the tables scenarios and scenario_tags"
+        )
+    hints = [line for line in lines[1:3] if _HINT_LINE.match(line)]
+    return "; ".join([f"the query failed: {message}", *hints])
 
 
 #: The message for SQL that is not text, or is empty (also on the team store).

@@ -95,7 +95,7 @@ def _checked_path(file_path: str | os.PathLike[str]) -> Path:
     except OSError as exc:
         raise InvalidScenarioFileError(path, _stat_problem(exc)) from exc
     if stat.S_ISDIR(mode):
-        raise InvalidScenarioFileError(path, "this is a folder, not a JSON file; give the path of a file in it")
+        raise InvalidScenarioFileError(path, folder_problem(path))
     if not stat.S_ISREG(mode):
         raise InvalidScenarioFileError(
             path, "this is not a regular file (a pipe, device or socket); give the path of a JSON file"
@@ -103,6 +103,29 @@ def _checked_path(file_path: str | os.PathLike[str]) -> Path:
     if not os.access(path, os.R_OK):
         raise InvalidScenarioFileError(path, "the file cannot be read (permission denied)")
     return path
+
+
+#: How many names of a folder given as a scenario file are read to tell what it holds.
+_FOLDER_LOOK = 1000
+
+
+def folder_problem(path: Path) -> str:
+    """Why a folder is not a scenario file, and which format reads it when it is one of the
+    healthcare world's (a Synthea CSV export, FHIR Bundles or Bulk NDJSON)."""
+    try:
+        names = {entry.name.lower() for entry in itertools.islice(os.scandir(path), _FOLDER_LOOK)}
+    except OSError:
+        names = set()
+    if "patients.csv" in names:
+        return "this folder looks like a Synthea CSV export; import it with format='synthea-csv'"
+    if any(name.endswith(".ndjson") for name in names) or "manifest.json" in names:
+        return "this folder looks like FHIR Bulk Data (NDJSON); import it with format='fhir'"
+    if any(name.endswith(".json") for name in names):
+        return (
+            "this is a folder: give the path of the scenario's JSON file in it, or import a folder of "
+            "FHIR Bundles with format='fhir'"
+        )
+    return "this is a folder, not a JSON file; give the path of a file in it"
 
 
 def _stat_problem(exc: OSError) -> str:

@@ -427,7 +427,14 @@ class JsonStream:
             else:
                 value = self.value(path)
                 yield Event("field", key, value, path, self.value_start)
-        if self._skip_ws() != "":
+        following = self._skip_ws()
+        if following == "{":  # one object per line: NDJSON, as FHIR Bulk Data is written
+            raise self._error(
+                "unexpected data after the end of the JSON object: another object follows, as in NDJSON "
+                "(one object per line); FHIR Bulk Data imports with format='fhir'",
+                "$",
+            )
+        if following != "":
             raise self._error("unexpected data after the end of the JSON object", "$")
 
 

@@ -45,6 +45,7 @@ from ...sandbox_rules import (
     ColumnKind,
     OutOfTime,
     Rows,
+    failure_message,
     not_select_message,
     statement_count_message,
     timeout_message,
@@ -265,7 +266,8 @@ def _run_sandbox(
             message = str(exc).splitlines()[0]
             if "disabled" in message or "Permission" in message:
                 message += " (the query sandbox has no file, network or extension access)"
-            raise QueryError(f"the query failed: {message}") from None
+                raise QueryError(f"the query failed: {message}") from None
+            raise QueryError(failure_message(str(exc), views)) from None  # a missing table: the views
         finally:
             timer.cancel()
     return rows.result(columns, round(time.monotonic() - started, 3), views)

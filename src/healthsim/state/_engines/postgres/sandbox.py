@@ -70,6 +70,7 @@ from ...sandbox_rules import (
     OutOfTime,
     Rows,
     cut_marker,
+    failure_message,
     json_text,
     json_value,
     not_select_message,
@@ -545,7 +546,8 @@ def _error(session: _Session, exc: psycopg.Error) -> StateError:
     message = lines[0] if lines else type(exc).__name__
     if isinstance(exc, pg_errors.ReadOnlySqlTransaction):
         message += " (the query sandbox only reads)"
-    return QueryError(f"the query failed: {message}")
+        return QueryError(f"the query failed: {message}")
+    return QueryError(failure_message(str(exc), session.views))  # a missing table: the views
 
 
 def _cancel(raw: psycopg.Connection) -> None:
