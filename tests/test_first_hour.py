@@ -1,4 +1,4 @@
-"""What a new user hits in the first hour (issue 26's walk-through): help texts, tables at
+"""What a new user hits in the first hour (a first-hour walk-through): help texts, tables at
 narrow widths, exit codes, typos and the MCP server's answers to wrong arguments.
 
 Each test names what the user did, what happened before and what happens now.

@@ -1,4 +1,4 @@
-"""A new user's first queries (issue 26's walk-through), on both engines."""
+"""A new user's first queries (a first-hour walk-through), on both engines."""
 
 from __future__ import annotations
 

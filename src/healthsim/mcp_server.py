@@ -176,7 +176,7 @@ def serve(db: str | os.PathLike[str] | None = None) -> None:
     # Ctrl-C ends the process at once. asyncio's own handler cancels the serving task,
     # which then waits for the thread that reads standard input, and that thread cannot be
     # interrupted: the process printed a traceback and stayed alive until another line came
-    # (issue 26). Every write is one transaction and no file is held between calls, so
+    # (found in the first-hour walk-through). Every write is one transaction and no file is held between calls, so
     # ending here loses nothing (asyncio keeps a handler installed before it runs).
     signal.signal(signal.SIGINT, _stop)
     server = build_server(db)
