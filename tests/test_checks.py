@@ -18,6 +18,7 @@ from healthsim.state import ScenarioStore
 from healthsim.state.errors import CheckFailedError, InvalidInputError, ScenarioNotFoundError
 from healthsim.state.version_cache import VersionCache
 from helpers.examples import examples
+from helpers.processes import ctrl_c_as_at_a_terminal
 
 TODAY = _dt.datetime.now(_dt.UTC).date()
 
@@ -1043,7 +1044,7 @@ def test_ctrl_c_while_types_are_checked_stops_after_the_types_begun(store: Scena
         return len(cursor.execute("SELECT 1").fetchall())
 
     sizes = {f"t{i}": 10 - i for i in range(8)}
-    with connect(store.path, read_only=True) as con:
+    with connect(store.path, read_only=True) as con, ctrl_c_as_at_a_terminal():
         assert con is not None
         with pytest.raises(KeyboardInterrupt):
             each_type(con, sizes, work, parallel=True)

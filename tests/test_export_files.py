@@ -20,6 +20,7 @@ import pytest
 
 from healthsim.state import DatabaseError, InvalidInputError, QueryError, ScenarioStore
 from healthsim.state.partials import remove_stale_partials, temp_prefix
+from helpers.processes import ctrl_c_as_at_a_terminal
 
 CLI = [sys.executable, "-c", "from healthsim.cli import main; main()"]
 
@@ -251,7 +252,8 @@ def test_ctrl_c_during_an_export_says_interrupted_in_one_line(
     _scenario_for_signals(db_path, signals_template)
     out = tmp_path / "exports" / "out"
     out.parent.mkdir()
-    child, _ = _start_export(db_path, out, format)
+    with ctrl_c_as_at_a_terminal():  # (the export's process takes SIGINT as a terminal's Ctrl-C)
+        child, _ = _start_export(db_path, out, format)
     child.send_signal(signal.SIGINT)
     stdout, stderr = child.communicate(timeout=60)
     assert (child.returncode, stdout, stderr) == (130, "", "interrupted; nothing further was changed\n")
