@@ -862,7 +862,7 @@ _SEEN = st.sampled_from(["2024-01-05", "2024-01-06T10:00:00Z", "2024-02", "2024-
 
 
 @pytest.mark.slow  # (~1.4 s even with 3 examples; the quick run has the names' and duplicates' add tests)
-@settings(max_examples=examples(12), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(8), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(_planted(), st.lists(st.tuples(st.sampled_from(["seen", "noted"]), _SEEN), max_size=20), st.randoms())
 def test_an_add_counts_as_the_whole_check_of_its_rows(
     store: ScenarioStore,
@@ -923,10 +923,10 @@ def _worker_cursors(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 @pytest.mark.duckdb_only
-# (15 examples: each checks twice, ~0.5 s; the suite's time is budgeted too. The quick run has
+# (8 examples: each checks twice, ~0.5 s; the suite's time is budgeted too. The quick run has
 # test_types_are_checked_two_at_a_time_where_the_engine_can.)
 @pytest.mark.slow
-@settings(max_examples=examples(15), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(8), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(_planted())
 def test_two_types_at_a_time_answer_as_one_after_another(
     store: ScenarioStore, monkeypatch: pytest.MonkeyPatch, entities: dict[str, list[dict[str, Any]]]

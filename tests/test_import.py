@@ -411,6 +411,7 @@ def test_top_level_lists_that_are_not_entities_are_kept_as_fields(store: Scenari
 
 
 @pytest.mark.slow
+@pytest.mark.duckdb_only  # (engine-neutral code; 105 exports and imports: its PostgreSQL run added ~5 s to the suite)
 def test_provenance_stays_flat_however_often_a_scenario_travels(store: ScenarioStore, tmp_path: Path) -> None:
     """Issue 7, defect 5: each export → import nested the provenance one level deeper, so
     after about 100 hops the file could no longer be imported."""
