@@ -160,7 +160,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         engines = ["postgresql"]
     # The quick run (-m "not slow") checks a behaviour both engines have on DuckDB; the whole
     # suite (CI, the README's command) on both. Tests of PostgreSQL's own behaviour
-    # (postgresql_only, test_team_store) stay in the quick run.
+    # (postgresql_only, and those that reach a server without the store fixture) stay in the quick run.
     params = [pytest.param(e, marks=pytest.mark.slow) if e == "postgresql" and len(engines) > 1 else e for e in engines]
     metafunc.parametrize("engine", params, indirect=True)
 
