@@ -23,3 +23,16 @@ def test_a_query_of_a_table_that_is_not_there_names_the_views(store: ScenarioSto
     text = str(absent.value)
     assert "encounters" in text and "the views are entities, lab_results, patients" in text, text
     assert "duckdb_" not in text and "did you mean" not in text, text
+
+
+def test_the_views_named_after_a_missing_table_are_bounded(store: ScenarioStore) -> None:
+    """A store of many types (a Synthea import holds 20; a generator may make hundreds) named
+    every view in the error: 15-27 KB for 300 types of long names, past what an assistant's
+    answer may hold. The nearest view is still named, and the rest counted."""
+    types = {f"type_{i:03d}_" + "x" * 40: [{"a": 1}] for i in range(300)}  # (PostgreSQL names: 63 bytes)
+    store.save_scenario("many", {"patients": [{"patient_id": "P1"}], **types})
+    with pytest.raises(QueryError) as typo:
+        query_scenarios("SELECT * FROM patiens")
+    text = str(typo.value)
+    assert "did you mean 'patients'" in text, text
+    assert len(text) < 2_000 and "and 282 more" in text, text
