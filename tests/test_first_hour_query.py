@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from healthsim.state import QueryError, ScenarioStore, query_scenarios
+from healthsim.state import InvalidInputError, QueryError, ScenarioStore, query_scenarios
 
 
 def test_a_query_of_a_table_that_is_not_there_names_the_views(store: ScenarioStore) -> None:
@@ -27,8 +29,8 @@ def test_a_query_of_a_table_that_is_not_there_names_the_views(store: ScenarioSto
 
 def test_the_views_named_after_a_missing_table_are_bounded(store: ScenarioStore) -> None:
     """A store of many types (a Synthea import holds 20; a generator may make hundreds) named
-    every view in the error: 15-27 KB for 300 types of long names, past what an assistant's
-    answer may hold. The nearest view is still named, and the rest counted."""
+    every view in the error: 15-27 KB for 300 types of long names on the terminal (MCP cut
+    it in the middle). The nearest view is still named, and the rest counted."""
     types = {f"type_{i:03d}_" + "x" * 40: [{"a": 1}] for i in range(300)}  # (PostgreSQL names: 63 bytes)
     store.save_scenario("many", {"patients": [{"patient_id": "P1"}], **types})
     with pytest.raises(QueryError) as typo:
@@ -36,3 +38,18 @@ def test_the_views_named_after_a_missing_table_are_bounded(store: ScenarioStore)
     text = str(typo.value)
     assert "did you mean 'patients'" in text, text
     assert len(text) < 2_000 and "and 282 more" in text, text
+
+
+def test_a_missing_entity_type_names_some_types_and_counts_the_rest(store: ScenarioStore, tmp_path: Path) -> None:
+    """`remove_entities` and `export_scenario(types=…)` of a type the scenario lacks listed
+    every type it holds: 15-27 KB on the terminal for 300 types. Now 20, and the rest counted."""
+    store.save_scenario("many", {f"type_{i:03d}_" + "x" * 40: [{"a": 1}] for i in range(300)})
+    for call in (
+        lambda: store.remove_entities("many", "nope", ["x"]),
+        lambda: store.export_scenario("many", tmp_path / "out.json", types=["nope"]),
+    ):
+        with pytest.raises(InvalidInputError) as missing:
+            call()
+        text = str(missing.value)
+        assert "has no entity type 'nope'" in text and text.endswith("and 280 more"), text
+        assert len(text) < 2_000, text

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["json_path", "safe_text"]
+__all__ = ["json_path", "name_some", "safe_text"]
 
 
 def json_path(parent: str, key: Any) -> str:
@@ -32,3 +33,16 @@ def safe_text(text: str) -> str:
     except UnicodeEncodeError:
         return text.encode("utf-8", "backslashreplace").decode("utf-8")
     return text
+
+
+#: Names an error lists at most (a scenario may hold hundreds of types).
+NAMED_AT_MOST = 20
+
+
+def name_some(names: Sequence[str], *, none: str = "none") -> str:
+    """``names`` joined by commas, the first :data:`NAMED_AT_MOST` of them and the rest
+    counted (``a, b and 280 more``), so that an error stays a line or two long."""
+    if not names:
+        return none
+    shown = ", ".join(names[:NAMED_AT_MOST])
+    return shown if len(names) <= NAMED_AT_MOST else f"{shown} and {len(names) - NAMED_AT_MOST} more"

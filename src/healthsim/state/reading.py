@@ -22,6 +22,7 @@ import orjson
 import pyarrow as pa
 
 from .._lazy import lazy_module
+from .._text import name_some
 from ._engines import AnalyticsConnection, Connection
 from .entities import decode_entity, normalize_type
 from .errors import InvalidEntityError, InvalidInputError, ScenarioNotFoundError
@@ -395,7 +396,7 @@ class ScenarioReader:
         except InvalidEntityError:  # not a type name at all
             stored = None
         if stored is None or stored not in self.counts:
-            known = ", ".join(self.counts) or "none"
+            known = name_some(list(self.counts))
             raise InvalidInputError(
                 f"scenario {self.header.name!r} has no entity type {entity_type!r}; its types: {known}"
             )

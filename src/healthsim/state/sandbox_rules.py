@@ -25,6 +25,7 @@ import orjson
 import pyarrow as pa
 
 from .._lazy import lazy_module
+from .._text import name_some
 from .errors import QueryError
 from .files import concatenated, space_problem
 from .safe_csv import SafeCsvWriter
@@ -58,8 +59,6 @@ def timeout_message(timeout: float) -> str:
 
 # A table the query names that is not there: DuckDB's words, then PostgreSQL's.
 _MISSING_TABLE = re.compile(r'Table with name "?([^"\s!]+)"? does not exist|relation "([^"]+)" does not exist')
-# The views an error names at most (the nearest one is named besides).
-_VIEWS_NAMED = 20
 # The hint lines worth keeping after an engine's first line (its own "Did you mean" for a
 # table is replaced: it may name a system table the sandbox hides, e.g. duckdb_constraints).
 _HINT_LINE = re.compile(r"^(Candidate bindings:|HINT:)")
@@ -75,9 +74,7 @@ def failure_message(text: str, views: Sequence[str]) -> str:
         name = missing.group(1) or missing.group(2)
         near = difflib.get_close_matches(name, list(views), n=1, cutoff=0.75)
         hint = f"did you mean {near[0]!r}? " if near else ""
-        named = ", ".join(views[:_VIEWS_NAMED])
-        if len(views) > _VIEWS_NAMED:  # (a store of hundreds of types: the answer stays short)
-            named += f" and {len(views) - _VIEWS_NAMED} more (SELECT DISTINCT entity_type FROM entities)"
+        named = name_some(views)  # (a store of hundreds of types: the error stays short)
         return (
             f"the query failed: {message}; {hint}the views are {named} (one per entity type "
             "a scenario holds), with the tables scenarios and scenario_tags"

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, BinaryIO
 import pyarrow as pa
 
 from ..._lazy import lazy_module
+from ..._text import name_some
 from ..errors import InvalidInputError
 from ..files import (
     default_export_path,
@@ -154,7 +155,7 @@ def chosen_types(reader: ScenarioReader, types: object) -> list[str] | None:
         except InvalidInputError:
             missing.append(raw)
     if missing:
-        known = ", ".join(reader.counts) or "none"
+        known = name_some(list(reader.counts))
         raise InvalidInputError(
             f"scenario {reader.header.name!r} has no entity type {', '.join(map(repr, missing))}; its types: {known}"
         )
