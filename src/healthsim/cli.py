@@ -594,8 +594,8 @@ def export(
         typer.Option(
             "-o",
             "--output",
-            help="File (json, ndjson) or folder (parquet, csv) to write. Default: ~/Downloads/{name}.json, "
-            "{name}.ndjson, {name}-parquet/ or {name}-csv/.",
+            help="File (json, ndjson) or folder (parquet, csv, fhir, fhir-bundle) to write. Default: "
+            "~/Downloads/{name}.json, {name}.ndjson or {name}-{format}/.",
         ),
     ] = None,
     export_format: Annotated[
