@@ -7,7 +7,6 @@ Each test names what the user did, what happened before and what happens now.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from typer.testing import CliRunner, Result
 from healthsim.cli import app
 from healthsim.mcp_server import build_server
 from healthsim.state import ScenarioStore
+from helpers.mcp_wire import INITIALIZE
 from helpers.paths import EXAMPLES
 
 runner = CliRunner()
@@ -426,17 +426,7 @@ def _interrupt_mcp(on_terminal: bool) -> tuple[int | None, str]:
             [program, "mcp"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
         )
         reader = process.stdout.fileno()  # type: ignore[union-attr]
-        initialize = {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-06-18",
-                "capabilities": {},
-                "clientInfo": {"name": "t", "version": "1"},
-            },
-        }
-        process.stdin.write(json.dumps(initialize).encode() + b"\n")  # type: ignore[union-attr]
+        process.stdin.write(INITIALIZE + b"\n")  # type: ignore[union-attr]
         process.stdin.flush()  # type: ignore[union-attr]
     # Serving: on a terminal a moment after its note (the loop reads stdin by then), on
     # pipes once it has answered the client's first request.

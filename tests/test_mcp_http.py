@@ -30,6 +30,7 @@ from healthsim.mcp.tools import TOOLS
 from healthsim.state import ScenarioStore
 from healthsim.state.access import Grant
 from healthsim.state.tokens import create_token, revoke_token
+from helpers.mcp_wire import INITIALIZE
 from helpers.pg_server import PgServer
 
 # One worker: one server per engine. Each test talks to a real `healthsim mcp --http` process: slow.
@@ -143,21 +144,7 @@ def post(url: str, token: str | None, body: bytes | None = None, **headers: str)
     """One raw initialize POST (what a client sends first)."""
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
-    payload = (
-        body
-        or json.dumps(
-            {
-                "jsonrpc": "2.0",
-                "id": 1,
-                "method": "initialize",
-                "params": {
-                    "protocolVersion": "2025-06-18",
-                    "capabilities": {},
-                    "clientInfo": {"name": "t", "version": "1"},
-                },
-            }
-        ).encode()
-    )
+    payload = body or INITIALIZE
     headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream", **headers}
     return httpx2.post(url, content=payload, headers=headers, timeout=60)
 

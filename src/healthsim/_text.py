@@ -39,10 +39,10 @@ def safe_text(text: str) -> str:
 NAMED_AT_MOST = 20
 
 
-def name_some(names: Sequence[str], *, none: str = "none") -> str:
+def name_some(names: Sequence[str]) -> str:
     """``names`` joined by commas, the first :data:`NAMED_AT_MOST` of them and the rest
     counted (``a, b and 280 more``), so that an error stays a line or two long."""
     if not names:
-        return none
+        return "none"
     shown = ", ".join(names[:NAMED_AT_MOST])
     return shown if len(names) <= NAMED_AT_MOST else f"{shown} and {len(names) - NAMED_AT_MOST} more"

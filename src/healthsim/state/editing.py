@@ -276,7 +276,7 @@ def remove_rows(
     types = current_types(con, header)
     if stored_type not in types:
         raise InvalidInputError(
-            f"scenario {header.name!r} has no entity type {entity_type!r}; its types: {name_some(list(types))}"
+            f"scenario {header.name!r} has no entity type {entity_type!r}; its types: {name_some(types)}"
         )
     if isinstance(entity_ids, (str, bytes)) or not isinstance(entity_ids, Sequence):
         raise InvalidInputError(f"entity_ids must be a list of ids, e.g. ['MRN-10001'], not {entity_ids!r}")
