@@ -143,12 +143,19 @@ def validate_filter(value: object, label: str) -> str | None:
     return value
 
 
+#: The largest limit handed to SQL: both engines' LIMIT is a 64-bit integer, and no store holds more rows.
+MAX_LIMIT = 2**63 - 1
+
+
 def validate_limit(limit: object, *, name: str = "limit") -> int:
-    """Return ``limit`` if it is an integer of at least 1.
+    """Return ``limit`` if it is an integer of at least 1 (one beyond 64 bits as :data:`MAX_LIMIT`).
+
+    A limit past 64 bits means "all of them"; handed to SQL as it was, it failed as DuckDB's
+    "Conversion Error" or PostgreSQL's "bigint out of range".
 
     Raises:
         InvalidInputError: otherwise.
     """
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise InvalidInputError(f"{name} must be a whole number of at least 1, not {limit!r}")
-    return limit
+    return min(limit, MAX_LIMIT)
