@@ -7,6 +7,8 @@ differently. The module runs on both engines (``BOTH_ENGINES`` in conftest).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from healthsim.state import InvalidInputError, ScenarioStore
@@ -25,3 +27,17 @@ def test_a_huge_limit_lists_everything(store: ScenarioStore, limit: int) -> None
 def test_a_limit_below_one_is_still_refused(store: ScenarioStore) -> None:
     with pytest.raises(InvalidInputError, match="limit"):
         store.list_scenarios(limit=0)
+
+
+def test_import_refuses_a_single_string_of_tags(store: ScenarioStore, tmp_path: Path) -> None:
+    # import_scenario(tags="diabetes") stored the tags d, i, a, b, e, t, s (the store turned the
+    # string into a list of its letters before the tag rules saw it); save_scenario refused it.
+    path = tmp_path / "cohort.json"
+    path.write_text('{"patients": [{"patient_id": "P1"}]}', encoding="utf-8")
+    with pytest.raises(InvalidInputError, match=r"tags=\['diabetes'\]"):
+        store.import_scenario(path, name="cohort", tags="diabetes")  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match=r"tags=\['diabetes'\]"):
+        store.import_scenario_from_json(path, name="cohort", tags="diabetes")  # type: ignore[arg-type]
+    assert store.list_scenarios()["total_count"] == 0
+    store.import_scenario(path, name="cohort", tags=["diabetes"])
+    assert store.load_scenario("cohort")["tags"] == ["diabetes"]
