@@ -7,6 +7,7 @@ differently. The module runs on both engines (``BOTH_ENGINES`` in conftest).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -41,3 +42,33 @@ def test_import_refuses_a_single_string_of_tags(store: ScenarioStore, tmp_path: 
     assert store.list_scenarios()["total_count"] == 0
     store.import_scenario(path, name="cohort", tags=["diabetes"])
     assert store.load_scenario("cohort")["tags"] == ["diabetes"]
+
+
+NOT_A_LIST = [None, 0, 1.5, True, object()]
+
+
+@pytest.mark.parametrize("value", NOT_A_LIST, ids=lambda v: type(v).__name__)
+def test_a_list_argument_that_is_not_a_list_is_a_clear_error(store: ScenarioStore, value: object) -> None:
+    # Each of these raised Python's "TypeError: 'int' object is not iterable" from deep inside.
+    store.save_scenario("one", {"patients": [{"patient_id": "P1"}]})
+    calls: list[tuple[str, Callable[[], object]]] = [
+        ("entity_ids", lambda: store.remove_entities("one", "patients", value)),  # type: ignore[arg-type]
+        ("sources", lambda: store.merge_scenarios(value, "merged")),  # type: ignore[arg-type]
+        ("types", lambda: store.export_scenario("one", format="ndjson", types=value)),  # type: ignore[arg-type]
+        ("types", lambda: store.load_frames("one", types=value)),  # type: ignore[arg-type]
+    ]
+    if value is not None:  # None is "no tags" / "all types" where it is allowed
+        calls += [
+            ("tags", lambda: store.save_scenario("two", {}, tags=value)),  # type: ignore[arg-type]
+            ("tags", lambda: store.copy_scenario("one", "two", tags=value)),  # type: ignore[arg-type]
+            ("tags", lambda: store.merge_scenarios(["one"], "two", tags=value)),  # type: ignore[arg-type]
+            ("tags", lambda: store.update_scenario("one", add_tags=value)),  # type: ignore[arg-type]
+            ("tags", lambda: store.update_scenario("one", remove_tags=value)),  # type: ignore[arg-type]
+        ]
+    else:
+        calls = calls[:2]
+    for label, call in calls:
+        with pytest.raises(InvalidInputError, match=label):
+            call()
+    assert [s["name"] for s in store.list_scenarios()["scenarios"]] == ["one"]
+    assert store.scenario_history("one")["total_count"] == 1
