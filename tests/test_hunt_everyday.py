@@ -72,3 +72,9 @@ def test_a_list_argument_that_is_not_a_list_is_a_clear_error(store: ScenarioStor
             call()
     assert [s["name"] for s in store.list_scenarios()["scenarios"]] == ["one"]
     assert store.scenario_history("one")["total_count"] == 1
+
+
+def test_types_given_as_a_generator_are_all_read(store: ScenarioStore) -> None:
+    # The check that every type is a string read the generator up: load_frames returned no table.
+    store.save_scenario("one", {"patients": [{"patient_id": "P1"}], "claims": [{"claim_id": "C1"}]})
+    assert list(store.load_frames("one", types=(t for t in ["patients"]))) == ["patients"]
