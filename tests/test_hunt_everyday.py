@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from healthsim.state import InvalidInputError, ScenarioStore
+from healthsim.state import InvalidInputError, InvalidScenarioFileError, ScenarioStore
 
 
 @pytest.mark.parametrize("limit", [2**63, 10**20])
@@ -78,3 +78,20 @@ def test_types_given_as_a_generator_are_all_read(store: ScenarioStore) -> None:
     # The check that every type is a string read the generator up: load_frames returned no table.
     store.save_scenario("one", {"patients": [{"patient_id": "P1"}], "claims": [{"claim_id": "C1"}]})
     assert list(store.load_frames("one", types=(t for t in ["patients"]))) == ["patients"]
+
+
+UUID_STEM = "6f1c2d3e-4b5a-4c6d-8e7f-901a2b3c4d5e"
+
+
+def test_importing_a_nameless_file_whose_file_name_is_no_scenario_name_says_to_pass_a_name(
+    store: ScenarioStore, tmp_path: Path
+) -> None:
+    # The error was the bare name rule ("scenario name '<uuid>' is a UUID ... choose a descriptive
+    # name"), naming neither the file nor the way out: a name the caller never gave was refused.
+    path = tmp_path / f"{UUID_STEM}.json"
+    path.write_text('{"patients": [{"patient_id": "P1"}]}', encoding="utf-8")
+    with pytest.raises(InvalidScenarioFileError, match=r"holds no name.*pass a name") as caught:
+        store.import_scenario(path)
+    assert str(path) in str(caught.value)
+    store.import_scenario(path, name="cohort")
+    assert store.load_scenario("cohort")["entities_by_type"] == {"patients": 1}
