@@ -7,12 +7,14 @@ differently. The module runs on both engines (``BOTH_ENGINES`` in conftest).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from healthsim.state import InvalidInputError, InvalidScenarioFileError, ScenarioStore
+from healthsim.state.legacy import migrate_legacy_files
 
 
 @pytest.mark.parametrize("limit", [2**63, 10**20])
@@ -95,3 +97,39 @@ def test_importing_a_nameless_file_whose_file_name_is_no_scenario_name_says_to_p
     assert str(path) in str(caught.value)
     store.import_scenario(path, name="cohort")
     assert store.load_scenario("cohort")["entities_by_type"] == {"patients": 1}
+
+
+@pytest.mark.parametrize(
+    ("stem", "expected"),
+    [(UUID_STEM, f"legacy {UUID_STEM}"), ("n" * 240, "n" * 200), ("tab\tname", "tab name")],
+    ids=["uuid", "long", "control"],
+)
+def test_a_legacy_file_whose_file_name_is_no_scenario_name_still_migrates(
+    store: ScenarioStore, isolated_home: Path, stem: str, expected: str
+) -> None:
+    # A file without a name inside takes its file name; one named by its id (or 240 characters
+    # long, or with a tab) failed to migrate on every run, and migration has no way to pass a name.
+    folder = isolated_home / ".healthsim" / "scenarios"
+    folder.mkdir(parents=True)
+    (folder / f"{stem}.json").write_text('{"patients": [{"patient_id": "P1"}]}', encoding="utf-8")
+    report = migrate_legacy_files(store)
+    assert [(r.status, r.scenario_name) for r in report.files] == [("migrated", expected)], report.files[0].message
+    assert store.load_scenario(expected)["entities_by_type"] == {"patients": 1}
+    assert migrate_legacy_files(store).files[0].status == "already-migrated"
+
+
+def test_a_taken_legacy_name_of_200_characters_migrates_under_a_shortened_one(
+    store: ScenarioStore, isolated_home: Path
+) -> None:
+    # The second of two files named alike became "<name> (migrated)": 211 characters, refused.
+    folder = isolated_home / ".healthsim" / "scenarios"
+    folder.mkdir(parents=True)
+    name = "c" * 200
+    for i in (1, 2, 3):
+        (folder / f"v{i}.json").write_text(json.dumps({"name": name, "patients": [{"patient_id": f"P{i}"}]}))
+    report = migrate_legacy_files(store)
+    assert [(r.status, r.scenario_name) for r in report.files] == [
+        ("migrated", name),
+        ("migrated", "c" * 189 + " (migrated)"),
+        ("migrated", "c" * 187 + " (migrated 2)"),
+    ], [r.message for r in report.files]
