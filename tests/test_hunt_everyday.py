@@ -8,13 +8,19 @@ differently. The module runs on both engines (``BOTH_ENGINES`` in conftest).
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from healthsim.state import InvalidInputError, InvalidScenarioFileError, ScenarioStore
 from healthsim.state.legacy import migrate_legacy_files
+from helpers.examples import examples
+from helpers.strategies import entity, entity_types
 
 
 @pytest.mark.parametrize("limit", [2**63, 10**20])
@@ -133,3 +139,53 @@ def test_a_taken_legacy_name_of_200_characters_migrates_under_a_shortened_one(
         ("migrated", "c" * 189 + " (migrated)"),
         ("migrated", "c" * 187 + " (migrated 2)"),
     ], [r.message for r in report.files]
+
+
+scenarios = st.dictionaries(entity_types, st.lists(entity, max_size=4), max_size=3)
+
+
+def _appended(first: dict[str, list[Any]], then: dict[str, list[Any]], *, empty: bool) -> dict[str, list[Any]]:
+    """``then``'s entities after ``first``'s, type by type, new types last (empty ones too if ``empty``:
+    a merge keeps a source's empty type; an add keeps them when it adds anything at all)."""
+    out = {t: list(items) for t, items in first.items()}
+    for t, items in then.items():
+        if items or empty:
+            out[t] = out.get(t, []) + list(items)
+    return out
+
+
+@pytest.mark.slow  # ~0.5 s an example: a dozen writes and loads
+@settings(
+    max_examples=examples(15),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(first=scenarios, then=scenarios)
+def test_every_edit_keeps_unusual_entities_exactly(
+    store: ScenarioStore, first: dict[str, list[Any]], then: dict[str, list[Any]]
+) -> None:
+    # Copy, add (appending), merge, overwrite, an old version, restore and the trash all give back
+    # exactly what was saved: values, key order, Python types (-0.0, big integers, unicode).
+    def same(name: str, expected: dict[str, list[Any]], version: int | None = None) -> None:
+        loaded = store.load_scenario(name, version=version)["entities"]
+        assert json.dumps(loaded) == json.dumps(expected)  # key order, -0.0 and int vs float too
+        assert loaded == expected
+
+    run = uuid.uuid4().hex[:8]  # one store for every example: fresh names each time
+    a, b = f"a-{run}", f"b-{run}"
+    store.save_scenario(a, first)
+    store.save_scenario(b, then)
+    store.copy_scenario(a, f"copy-{run}")
+    same(f"copy-{run}", first)
+    store.merge_scenarios([a, b], f"merged-{run}")
+    same(f"merged-{run}", _appended(first, then, empty=True))
+    store.add_entities(a, then, upsert=False)
+    same(a, _appended(first, then, empty=any(then.values())))
+    store.save_scenario(a, then, overwrite=True)
+    same(a, then)
+    same(a, first, version=1)
+    store.restore_scenario(a, 1)
+    same(a, first)
+    store.delete_scenario(a)
+    store.restore_scenario(a)
+    same(a, first)
