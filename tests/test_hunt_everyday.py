@@ -189,3 +189,13 @@ def test_every_edit_keeps_unusual_entities_exactly(
     store.delete_scenario(a)
     store.restore_scenario(a)
     same(a, first)
+
+
+@pytest.mark.parametrize("timeout", [10**20, float("inf")], ids=["huge", "inf"])
+def test_a_huge_query_timeout_means_no_practical_limit(store: ScenarioStore, tmp_path: Path, timeout: float) -> None:
+    # PostgreSQL's statement_timeout refused it ("Value exceeds integer range", raised as "please
+    # report this as a bug"), and the time limit's timer thread died of an OverflowError.
+    store.save_scenario("one", {"patients": [{"patient_id": "P1"}]})
+    assert store.query("SELECT count(*) AS n FROM patients", timeout=timeout)["rows"] == [[1]]
+    written = store.query_to_file("SELECT 1 AS a", tmp_path / "out.csv", timeout=timeout)
+    assert written["rows_written"] == 1
