@@ -8,6 +8,7 @@ differently. The module runs on both engines (``BOTH_ENGINES`` in conftest).
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -199,3 +200,14 @@ def test_a_huge_query_timeout_means_no_practical_limit(store: ScenarioStore, tmp
     assert store.query("SELECT count(*) AS n FROM patients", timeout=timeout)["rows"] == [[1]]
     written = store.query_to_file("SELECT 1 AS a", tmp_path / "out.csv", timeout=timeout)
     assert written["rows_written"] == 1
+
+
+def test_query_to_a_file_whose_name_is_not_utf8(store: ScenarioStore, tmp_path: Path) -> None:
+    # A file name with an undecodable byte (b"caf\xe9.csv" arrives as "caf\udce9.csv") stopped
+    # DuckDB's sandbox with a UnicodeEncodeError traceback while the request was sent to it; a
+    # team store wrote the file.
+    store.save_scenario("one", {"patients": [{"patient_id": "P1"}]})
+    target = tmp_path / os.fsdecode(b"caf\xe9.csv")
+    written = store.query_to_file("SELECT count(*) AS n FROM patients", target)
+    assert written["rows_written"] == 1 and written["path"] == str(target)
+    assert (tmp_path / os.fsdecode(b"caf\xe9.csv")).read_text(encoding="utf-8").splitlines() == ['"n"', "1"]
