@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -211,3 +212,14 @@ def test_query_to_a_file_whose_name_is_not_utf8(store: ScenarioStore, tmp_path: 
     written = store.query_to_file("SELECT count(*) AS n FROM patients", target)
     assert written["rows_written"] == 1 and written["path"] == str(target)
     assert (tmp_path / os.fsdecode(b"caf\xe9.csv")).read_text(encoding="utf-8").splitlines() == ['"n"', "1"]
+
+
+def test_parquet_export_to_a_folder_whose_name_is_not_utf8(store: ScenarioStore, tmp_path: Path) -> None:
+    # DuckDB's Parquet writer takes its path as UTF-8 text: a folder name with an undecodable byte
+    # was "DuckDB refused the operation ... please report this as a bug" on a DuckDB file and a
+    # bare InvalidInputException traceback on a team store. CSV and JSON exports wrote it.
+    store.save_scenario("one", {"patients": [{"patient_id": "P1", "gender": "F"}]})
+    folder = store.export_scenario("one", tmp_path / os.fsdecode(b"caf\xe9"), format="parquet")
+    assert folder == tmp_path / os.fsdecode(b"caf\xe9")
+    with open(folder / "patients.parquet", "rb") as file:  # (pyarrow takes no such path either)
+        assert pq.read_table(file).to_pylist()[0]["gender"] == "F"
