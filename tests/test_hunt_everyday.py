@@ -223,3 +223,17 @@ def test_parquet_export_to_a_folder_whose_name_is_not_utf8(store: ScenarioStore,
     assert folder == tmp_path / os.fsdecode(b"caf\xe9")
     with open(folder / "patients.parquet", "rb") as file:  # (pyarrow takes no such path either)
         assert pq.read_table(file).to_pylist()[0]["gender"] == "F"
+
+
+def test_import_from_a_file_whose_name_is_not_utf8(store: ScenarioStore, tmp_path: Path) -> None:
+    # The file's path goes into the scenario's provenance; with an undecodable byte in it the
+    # import failed: "DuckDB refused the operation" on a file, a UnicodeEncodeError traceback on a
+    # team store. The path is recorded with the byte escaped, as error messages write it.
+    path = tmp_path / os.fsdecode(b"caf\xe9.json")
+    path.write_text('{"patients": [{"patient_id": "P1"}]}', encoding="utf-8")
+    store.import_scenario(path, name="cafe")
+    loaded = store.load_scenario("cafe")
+    assert loaded["entities"] == {"patients": [{"patient_id": "P1"}]}
+    assert loaded["metadata"]["provenance"]["source_file"] == str(tmp_path) + "/caf\\udce9.json"
+    with pytest.raises(InvalidScenarioFileError, match="holds no name"):  # the stem is no name either
+        store.import_scenario(path)
