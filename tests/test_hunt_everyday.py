@@ -237,3 +237,15 @@ def test_import_from_a_file_whose_name_is_not_utf8(store: ScenarioStore, tmp_pat
     assert loaded["metadata"]["provenance"]["source_file"] == str(tmp_path) + "/caf\\udce9.json"
     with pytest.raises(InvalidScenarioFileError, match="holds no name"):  # the stem is no name either
         store.import_scenario(path)
+
+
+def test_a_database_file_whose_name_is_not_utf8_is_a_clear_error(tmp_path: Path) -> None:
+    # DuckDB cannot open such a path: a save raised "RuntimeError: std::bad_cast" and a load said
+    # the scenario was not found.
+    path = tmp_path / os.fsdecode(b"caf\xe9.duckdb")
+    with pytest.raises(InvalidInputError, match=r"not valid UTF-8.*choose another") as caught:
+        ScenarioStore(path).save_scenario("one", {"patients": [{"patient_id": "P1"}]})
+    assert "caf\\udce9.duckdb" in str(caught.value)
+    with pytest.raises(InvalidInputError, match="not valid UTF-8"):
+        ScenarioStore(path).load_scenario("one")
+    assert not path.exists()

@@ -93,11 +93,19 @@ def resolve_database(path: str | os.PathLike[str] | TeamDatabase | None = None) 
     if isinstance(text, str) and is_team_url(text.strip()):
         return TeamDatabase.parse(text.strip())
     try:
-        return Path(path).expanduser().absolute()
+        found = Path(path).expanduser().absolute()
     except RuntimeError:  # "~nobody/…": no such user (or no home folder for "~")
         raise InvalidInputError(
             f"database {os.fsdecode(text)!r} starts with a '~' that names no home folder; write the full path"
         ) from None
+    try:  # DuckDB takes a path as UTF-8 text: an undecodable byte was "RuntimeError: std::bad_cast"
+        str(found).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInputError(
+            f"database {str(found)!r} has a name that is not valid UTF-8, which DuckDB cannot open; "
+            "choose another path (--db, HEALTHSIM_DB)"
+        ) from None
+    return found
 
 
 def resolve_db_path(path: str | os.PathLike[str] | None = None) -> Path:
