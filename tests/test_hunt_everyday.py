@@ -249,3 +249,17 @@ def test_a_database_file_whose_name_is_not_utf8_is_a_clear_error(tmp_path: Path)
     with pytest.raises(InvalidInputError, match="not valid UTF-8"):
         ScenarioStore(path).load_scenario("one")
     assert not path.exists()
+
+
+@pytest.mark.parametrize("name", ["日本語" * 40, "😀" * 100], ids=["cjk", "emoji"])
+def test_the_default_export_path_of_a_long_unicode_name_fits_the_file_system(store: ScenarioStore, name: str) -> None:
+    # The default file name kept 120 characters of the name: 360-480 bytes, past the 255 bytes a
+    # file name may have. Every export without a path failed ("too long ... choose a shorter
+    # name", a name the user never gave); once ~/Downloads existed, a second CSV or Parquet export
+    # failed with an OSError traceback ("File name too long", from checking the folder).
+    store.save_scenario(name, {"patients": [{"patient_id": "P1"}]})
+    for _ in range(2):
+        for format in ("json", "ndjson", "parquet", "csv"):
+            written = store.export_scenario(name, format=format)
+            assert written.exists() and len(os.fsencode(written.name)) <= 255
+        assert store.report_scenario(name).exists()
