@@ -263,3 +263,26 @@ def test_the_default_export_path_of_a_long_unicode_name_fits_the_file_system(sto
             written = store.export_scenario(name, format=format)
             assert written.exists() and len(os.fsencode(written.name)) <= 255
         assert store.report_scenario(name).exists()
+
+
+NON_ASCII_NAMES = ["Äpfel-Studie", "İstanbul cohort", "ΣΟΦΟΣ", "東京コホート", "ＡＢＣ trial"]
+
+
+@pytest.mark.parametrize("deleted", [False, True], ids=["current", "trash"])
+def test_a_scenario_is_found_by_its_own_non_ascii_name_and_tag(store: ScenarioStore, deleted: bool) -> None:
+    # The search text and tag were lowercased in Python and the stored ones in SQL, which lowercase
+    # differently: on a team store in the C locale (lower() of ASCII only) searching "Äpfel-Studie"
+    # found nothing, and on DuckDB "İstanbul cohort" (Python: "i̇", DuckDB: "i") and "ΣΟΦΟΣ" (a
+    # final sigma in Python only) found nothing either, by name, description or tag.
+    for name in NON_ASCII_NAMES:
+        store.save_scenario(name, {}, description=f"about {name}", tags=[f"tag {name}"])
+        if deleted:
+            store.delete_scenario(name)
+    for name in NON_ASCII_NAMES:
+        for search in (name, name[:4], f"about {name}"):
+            found = store.list_scenarios(search=search, deleted=deleted)["scenarios"]
+            assert [s["name"] for s in found] == [name], search
+        found = store.list_scenarios(tag=f"tag {name}", deleted=deleted)["scenarios"]
+        assert [s["name"] for s in found] == [name]
+    # ASCII case still folds on both engines.
+    assert store.list_scenarios(search="TRIAL", deleted=deleted)["total_count"] == 1

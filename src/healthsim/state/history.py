@@ -513,9 +513,9 @@ def trash_list(con: Connection, tag: str | None, search: str | None, limit: int)
             WHERE operation = 'delete'
               AND version = (SELECT max(version) FROM {VERSIONS} w WHERE w.scenario_id = v.scenario_id)
               AND scenario_id NOT IN (SELECT scenario_id FROM scenarios)
-              AND (CAST($tag AS VARCHAR) IS NULL OR {con.engine.json_text_in("tags", "$tag")})
-              AND (CAST($search AS VARCHAR) IS NULL OR strpos(lower(name), $search) > 0
-                   OR strpos(lower(COALESCE(description, '')), $search) > 0)
+              AND (CAST($tag AS VARCHAR) IS NULL OR {con.engine.json_text_in("tags", "lower(CAST($tag AS VARCHAR))")})
+              AND (CAST($search AS VARCHAR) IS NULL OR strpos(lower(name), lower(CAST($search AS VARCHAR))) > 0
+                   OR strpos(lower(COALESCE(description, '')), lower(CAST($search AS VARCHAR))) > 0)
               AND {visible}
             ORDER BY changed_at DESC LIMIT $limit""",
         params,
