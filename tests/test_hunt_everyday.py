@@ -286,3 +286,17 @@ def test_a_scenario_is_found_by_its_own_non_ascii_name_and_tag(store: ScenarioSt
         assert [s["name"] for s in found] == [name]
     # ASCII case still folds on both engines.
     assert store.list_scenarios(search="TRIAL", deleted=deleted)["total_count"] == 1
+
+
+@pytest.mark.parametrize("form", ["upper", "braces", "urn", "hex"])
+def test_a_deleted_scenario_is_found_by_its_id_in_any_form_the_others_take(store: ScenarioStore, form: str) -> None:
+    # load, copy, export... take "{id}", "urn:uuid:id" and the 32 hex digits; restoring or purging
+    # a deleted scenario by them said "not found" (only the plain and upper-case forms matched).
+    sid = store.save_scenario("trashed", {"patients": [{"patient_id": "P1"}]})
+    key = {"upper": sid.upper(), "braces": "{" + sid + "}", "urn": f"urn:uuid:{sid}", "hex": sid.replace("-", "")}[form]
+    assert store.load_scenario(key)["name"] == "trashed"
+    store.delete_scenario(key)
+    assert store.restore_scenario(key)["scenario_id"] == sid
+    store.delete_scenario(sid)
+    assert store.delete_scenario(key, purge=True) is True
+    assert store.list_scenarios(deleted=True)["total_count"] == 0
