@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from healthsim.state import InvalidInputError, InvalidScenarioFileError, ScenarioStore
+from healthsim.state import DatabaseError, InvalidInputError, InvalidScenarioFileError, ScenarioStore
 from healthsim.state.legacy import migrate_legacy_files
 from helpers.examples import examples
 from helpers.strategies import entity, entity_types
@@ -300,3 +300,26 @@ def test_a_deleted_scenario_is_found_by_its_id_in_any_form_the_others_take(store
     store.delete_scenario(sid)
     assert store.delete_scenario(key, purge=True) is True
     assert store.list_scenarios(deleted=True)["total_count"] == 0
+
+
+@pytest.mark.parametrize(
+    ("file_name", "content"),
+    [
+        ("cohort.json", b'{"patients": [{"patient_id": "P1"}]}'),
+        ("cohort.csv", b"patient_id,gender\nP1,F\n"),
+        ("cohort.sqlite", b"SQLite format 3\x00" + bytes(4080)),
+    ],
+    ids=["json", "csv", "sqlite"],
+)
+def test_a_database_path_naming_a_file_of_other_data_is_refused(tmp_path: Path, file_name: str, content: bytes) -> None:
+    # `healthsim --db cohort.json save ...` (for --from): DuckDB attached the JSON or CSV file as a
+    # database of its own in memory, so the save "worked" into nothing and the next read said the
+    # scenario was not found; a SQLite file made DuckDB try to download an extension.
+    path = tmp_path / file_name
+    path.write_bytes(content)
+    store = ScenarioStore(path)
+    with pytest.raises(DatabaseError, match=r"not a DuckDB database.*import"):
+        store.save_scenario("one", {"patients": [{"patient_id": "P1"}]})
+    with pytest.raises(DatabaseError, match="not a DuckDB database"):
+        store.list_scenarios()
+    assert path.read_bytes() == content
