@@ -323,3 +323,13 @@ def test_a_database_path_naming_a_file_of_other_data_is_refused(tmp_path: Path, 
     with pytest.raises(DatabaseError, match="not a DuckDB database"):
         store.list_scenarios()
     assert path.read_bytes() == content
+
+
+@pytest.mark.parametrize("given", ["", "   "], ids=["empty", "spaces"])
+def test_an_empty_database_path_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, given: str) -> None:
+    # `--db ""` opened the current folder ("Is a directory"); `--db "   "` saved into a file named
+    # "   " in the current folder (HEALTHSIM_DB of spaces falls back to the default, trimmed).
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InvalidInputError, match="database path is empty"):
+        ScenarioStore(given).save_scenario("one", {"patients": [{"patient_id": "P1"}]})
+    assert list(tmp_path.iterdir()) == [tmp_path / "home"]

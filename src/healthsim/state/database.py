@@ -90,6 +90,8 @@ def resolve_database(path: str | os.PathLike[str] | TeamDatabase | None = None) 
     elif isinstance(path, (str, os.PathLike)) and isinstance(text := os.fspath(path), str):
         _refuse_url(text, from_env=False)
     text = os.fspath(path)
+    if not (text.strip() if isinstance(text, str) else text.strip(b" \t\n")):  # ("" was the current folder)
+        raise InvalidInputError("database path is empty; give a DuckDB file path or a postgresql:// URL")
     if isinstance(text, str) and is_team_url(text.strip()):
         return TeamDatabase.parse(text.strip())
     try:
