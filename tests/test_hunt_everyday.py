@@ -18,7 +18,9 @@ import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from typer.testing import CliRunner
 
+from healthsim.cli import app
 from healthsim.state import DatabaseError, InvalidInputError, InvalidScenarioFileError, ScenarioStore
 from healthsim.state.legacy import migrate_legacy_files
 from helpers.examples import examples
@@ -333,3 +335,14 @@ def test_an_empty_database_path_is_refused(tmp_path: Path, monkeypatch: pytest.M
     with pytest.raises(InvalidInputError, match="database path is empty"):
         ScenarioStore(given).save_scenario("one", {"patients": [{"patient_id": "P1"}]})
     assert list(tmp_path.iterdir()) == [tmp_path / "home"]
+
+
+def test_cli_db_given_the_scenario_file_by_mistake(tmp_path: Path) -> None:
+    # The slip `--db cohort.json` for `--from cohort.json`: the save said "saved" or "not found",
+    # now one line on stderr says what is wrong, exit 1, and the file is untouched.
+    path = tmp_path / "cohort.json"
+    path.write_text('{"patients": [{"patient_id": "P1"}]}', encoding="utf-8")
+    result = CliRunner().invoke(app, ["--db", str(path), "save", "cohort", "--from", str(path)])
+    assert result.exit_code == 1
+    assert "not a DuckDB database" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert path.read_text(encoding="utf-8") == '{"patients": [{"patient_id": "P1"}]}'
