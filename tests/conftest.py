@@ -143,6 +143,7 @@ BOTH_ENGINES = {
     "test_fhir_exchange",
     "test_tokens",
     "test_first_hour_query",
+    "test_hunt_everyday",
 }
 
 

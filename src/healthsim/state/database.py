@@ -90,14 +90,24 @@ def resolve_database(path: str | os.PathLike[str] | TeamDatabase | None = None) 
     elif isinstance(path, (str, os.PathLike)) and isinstance(text := os.fspath(path), str):
         _refuse_url(text, from_env=False)
     text = os.fspath(path)
+    if not (text.strip() if isinstance(text, str) else text.strip(b" \t\n")):  # ("" was the current folder)
+        raise InvalidInputError("database path is empty; give a DuckDB file path or a postgresql:// URL")
     if isinstance(text, str) and is_team_url(text.strip()):
         return TeamDatabase.parse(text.strip())
     try:
-        return Path(path).expanduser().absolute()
+        found = Path(path).expanduser().absolute()
     except RuntimeError:  # "~nobody/…": no such user (or no home folder for "~")
         raise InvalidInputError(
             f"database {os.fsdecode(text)!r} starts with a '~' that names no home folder; write the full path"
         ) from None
+    try:  # DuckDB takes a path as UTF-8 text: an undecodable byte was "RuntimeError: std::bad_cast"
+        str(found).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInputError(
+            f"database {str(found)!r} has a name that is not valid UTF-8, which DuckDB cannot open; "
+            "choose another path (--db, HEALTHSIM_DB)"
+        ) from None
+    return found
 
 
 def resolve_db_path(path: str | os.PathLike[str] | None = None) -> Path:

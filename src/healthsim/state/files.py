@@ -62,10 +62,12 @@ def safe_file_name(name: str, suffix: str = ".json") -> str:
 
     Path separators, control and reserved characters and runs of dots (``..``) become
     ``_``; leading dots and spaces are dropped (no hidden files); the stem is at most
-    120 characters.
+    120 bytes of UTF-8 (120 ASCII characters, 40 CJK ones, 30 emoji), cut between characters:
+    a file name may have 255 bytes, and the temporary name beside it adds about 60.
     """
     stem = _DOTS.sub("_", _UNSAFE.sub("_", name)).strip().lstrip(". ").rstrip(". ")
-    stem = stem[:_MAX_STEM].rstrip(". ") or "scenario"
+    # (120 characters of a CJK or emoji name were 360-480 bytes: no export without a path worked)
+    stem = stem.encode("utf-8", "surrogatepass")[:_MAX_STEM].decode("utf-8", "ignore").rstrip(". ") or "scenario"
     return f"{stem}{suffix}"
 
 

@@ -40,7 +40,7 @@ from ._engines.ddl import BIRTHS, ENTITY_HISTORY, VERSIONS
 from .actor import acting_as, current_actor
 from .errors import InvalidInputError
 from .reading import ScenarioHeader, iso_utc
-from .validation import storable
+from .validation import as_uuid, storable
 from .visibility import visible_tags_sql
 
 __all__ = [
@@ -380,13 +380,15 @@ def find_deleted(con: Connection, name: str) -> uuid.UUID | None:
     key = name.strip() if isinstance(name, str) else ""
     if not storable(key):  # no name holds a NUL or a lone surrogate
         return None
-    params: dict[str, Any] = {"key": key}
+    # An id in any form a lookup takes ("{id}", "urn:uuid:id", 32 hex digits), as its canonical text.
+    as_id = as_uuid(key)
+    params: dict[str, Any] = {"key": key, "id": None if as_id is None else str(as_id)}
     visible = visible_tags_sql(con, "tags", params)  # (the caller's grant: the tags it had when deleted)
     rows = con.execute(
         f"SELECT scenario_id FROM {VERSIONS} v WHERE operation = 'delete' "
         f"AND version = (SELECT max(version) FROM {VERSIONS} w WHERE w.scenario_id = v.scenario_id) "
         "AND scenario_id NOT IN (SELECT scenario_id FROM scenarios) "
-        f"AND (name = $key OR CAST(scenario_id AS VARCHAR) = lower($key)) AND {visible} "
+        f"AND (name = $key OR CAST(scenario_id AS VARCHAR) = CAST($id AS VARCHAR)) AND {visible} "
         "ORDER BY changed_at DESC LIMIT 1",
         params,
     ).fetchall()
@@ -513,9 +515,9 @@ def trash_list(con: Connection, tag: str | None, search: str | None, limit: int)
             WHERE operation = 'delete'
               AND version = (SELECT max(version) FROM {VERSIONS} w WHERE w.scenario_id = v.scenario_id)
               AND scenario_id NOT IN (SELECT scenario_id FROM scenarios)
-              AND (CAST($tag AS VARCHAR) IS NULL OR {con.engine.json_text_in("tags", "$tag")})
-              AND (CAST($search AS VARCHAR) IS NULL OR strpos(lower(name), $search) > 0
-                   OR strpos(lower(COALESCE(description, '')), $search) > 0)
+              AND (CAST($tag AS VARCHAR) IS NULL OR {con.engine.json_text_in("tags", "lower(CAST($tag AS VARCHAR))")})
+              AND (CAST($search AS VARCHAR) IS NULL OR strpos(lower(name), lower(CAST($search AS VARCHAR))) > 0
+                   OR strpos(lower(COALESCE(description, '')), lower(CAST($search AS VARCHAR))) > 0)
               AND {visible}
             ORDER BY changed_at DESC LIMIT $limit""",
         params,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import re
 import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -28,6 +29,11 @@ from .exchange.importer import import_scenario, survey_file
 from .exchange.shapes import plan_import
 from .results import MigrationStatus
 from .store import ScenarioStore
+from .validation import MAX_NAME_LENGTH, as_uuid
+
+# What a name may not hold (validation's rule) and what a file name may: control characters,
+# line separators, and the lone surrogates of undecodable bytes.
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
 __all__ = [
     "FileReport",
@@ -155,21 +161,36 @@ def _backup(files: list[Path], root: Path) -> Path:
     return folder
 
 
+def _usable_name(stem: str) -> str:
+    """A scenario name made from a file name that is none (a UUID, too long, control characters).
+
+    A file that holds no name takes its file name; migration cannot ask for another, and a file
+    named by its id (``<uuid>.json``) otherwise failed on every run.
+    """
+    text = _UNPRINTABLE.sub(" ", stem).strip()[:MAX_NAME_LENGTH].strip() or "legacy file"
+    return f"legacy {text}" if as_uuid(text) is not None else text
+
+
+def _with_suffix(wanted: str, suffix: str) -> str:
+    """``wanted`` and ``suffix``, ``wanted`` shortened so that both fit a name's length."""
+    return f"{wanted[: MAX_NAME_LENGTH - len(suffix)].rstrip()}{suffix}"
+
+
 def _free_name(store: ScenarioStore, wanted: str) -> str:
-    existing = {s["name"] for s in store.list_scenarios(search=wanted, limit=10_000)["scenarios"]}
+    existing = {s["name"] for s in store.list_scenarios(search=wanted[:100], limit=10_000)["scenarios"]}
     if wanted not in existing:
         return wanted
-    candidate, n = f"{wanted} (migrated)", 1
+    candidate, n = _with_suffix(wanted, " (migrated)"), 1
     while candidate in existing:
         n += 1
-        candidate = f"{wanted} (migrated {n})"
+        candidate = _with_suffix(wanted, f" (migrated {n})")
     return candidate
 
 
 def _migrate_one(store: ScenarioStore, path: Path, digest: str, dry_run: bool) -> FileReport:
     try:
         survey = survey_file(path)  # checks the whole file, and counts independently
-        plan = plan_import(path, survey, None)
+        plan = plan_import(path, survey, None, stem_name=_usable_name(path.stem))
         expected = dict(survey.counts)
         if dry_run:
             return FileReport(path, "would-migrate", plan.name, counts=expected)

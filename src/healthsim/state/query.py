@@ -130,8 +130,7 @@ def query_scenarios(
     _check_sql(sql, database)
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_ROW_LIMIT:
         raise QueryError(f"limit must be a whole number from 1 to {MAX_ROW_LIMIT}, not {limit!r}")
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-        raise QueryError(f"timeout must be a positive number of seconds, not {timeout!r}")
+    timeout = _checked_timeout(timeout)
     if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or not MIN_MAX_BYTES <= max_bytes <= MAX_MAX_BYTES:
         raise QueryError(
             f"max_bytes must be a whole number from {MIN_MAX_BYTES:,} to {MAX_MAX_BYTES:,}, not {max_bytes!r}"
@@ -157,6 +156,23 @@ def _queried(database: Database, sql: str) -> Iterator[Database]:
 
 
 #: Formats ``query_to_file`` writes, and the file extensions that choose them.
+#: The longest time limit passed on (24 days): PostgreSQL's statement_timeout is a 32-bit count of
+#: milliseconds (~24.8 days), and a timer cannot wait past the platform's time_t. A longer one (or
+#: infinity) means "no practical limit": passed on as it was, it failed on both engines.
+MAX_TIMEOUT = 24 * 86_400.0
+
+
+def _checked_timeout(timeout: object) -> float:
+    """``timeout`` if it is a positive number of seconds, at most :data:`MAX_TIMEOUT`.
+
+    Raises:
+        QueryError: it is not a positive number (a bool, NaN, zero or less, not a number).
+    """
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise QueryError(f"timeout must be a positive number of seconds, not {timeout!r}")
+    return min(float(timeout), MAX_TIMEOUT)
+
+
 QUERY_FORMATS = {".csv": "csv", ".parquet": "parquet", ".ndjson": "ndjson", ".jsonl": "ndjson"}
 #: Seconds a query that writes a file may run by default (every row, not a page).
 DEFAULT_FILE_TIMEOUT = 600.0
@@ -198,8 +214,7 @@ def query_to_file(
     """
     database = resolve_database(db_path)
     _check_sql(sql, database)
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-        raise QueryError(f"timeout must be a positive number of seconds, not {timeout!r}")
+    timeout = _checked_timeout(timeout)
     target = Path(os.path.abspath(output_file_path(output_path)))
     if format is None:
         if target.suffix.lower() not in QUERY_FORMATS:

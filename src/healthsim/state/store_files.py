@@ -30,6 +30,7 @@ from .query import query_scenarios, query_to_file
 from .reading import ScenarioReader
 from .results import QueryResult
 from .summaries import REPORT_BYTES
+from .validation import normalize_tags
 
 __all__ = ["ScenarioFiles"]
 
@@ -203,7 +204,7 @@ class ScenarioFiles:
             provenance=provenance,
             progress=progress,
             description=description,
-            tags=None if tags is None else list(tags),
+            tags=None if tags is None else normalize_tags(tags),  # a single string is refused, not spelled out
         )
         return sid if gate is None else {"scenario_id": sid, "check": gate.answer}
 
@@ -248,7 +249,7 @@ class ScenarioFiles:
             overwrite,
             format=format,
             description=description,
-            tags=None if tags is None else list(tags),
+            tags=None if tags is None else normalize_tags(tags),  # a single string is refused, not spelled out
             progress=progress,
         )
 

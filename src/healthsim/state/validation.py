@@ -18,6 +18,7 @@ __all__ = [
     "validate_name",
     "validate_description",
     "normalize_tags",
+    "listed",
     "validate_limit",
     "validate_filter",
     "as_uuid",
@@ -106,6 +107,23 @@ def validate_description(description: object) -> str | None:
     raise InvalidInputError(f"description must be a string or None, not {type(description).__name__}")
 
 
+def listed(value: object, label: str, example: str) -> list[object]:
+    """``value`` as a list, for an argument that takes a list (of names, ids or tags).
+
+    Args:
+        value: what the caller passed.
+        label: the argument's name, for the message.
+        example: a list the message shows as an example (``"['patients']"``).
+
+    Raises:
+        InvalidInputError: ``value`` is not iterable (``None``, a number, a bool): Python's own
+            "'int' object is not iterable" named neither the argument nor what to pass.
+    """
+    if isinstance(value, Iterable):
+        return list(value)
+    raise InvalidInputError(f"{label} must be a list, e.g. {example}, not {type(value).__name__} {value!r}")
+
+
 def normalize_tags(tags: Iterable[object] | None) -> list[str]:
     """Trim tags, drop empty ones and exact duplicates, keep the order.
 
@@ -117,7 +135,7 @@ def normalize_tags(tags: Iterable[object] | None) -> list[str]:
     if isinstance(tags, (str, bytes)):
         raise InvalidInputError(f"tags must be a list of strings, not a single string; write tags=[{tags!r}]")
     result: list[str] = []
-    for position, tag in enumerate(tags):
+    for position, tag in enumerate(listed(tags, "tags", "['diabetes']")):
         if not isinstance(tag, str):
             raise InvalidInputError(f"tags[{position}] is {type(tag).__name__} {tag!r}; every tag must be a string")
         cleaned = tag.strip()
@@ -143,12 +161,19 @@ def validate_filter(value: object, label: str) -> str | None:
     return value
 
 
+#: The largest limit handed to SQL: both engines' LIMIT is a 64-bit integer, and no store holds more rows.
+MAX_LIMIT = 2**63 - 1
+
+
 def validate_limit(limit: object, *, name: str = "limit") -> int:
-    """Return ``limit`` if it is an integer of at least 1.
+    """Return ``limit`` if it is an integer of at least 1 (one beyond 64 bits as :data:`MAX_LIMIT`).
+
+    A limit past 64 bits means "all of them"; handed to SQL as it was, it failed as DuckDB's
+    "Conversion Error" or PostgreSQL's "bigint out of range".
 
     Raises:
         InvalidInputError: otherwise.
     """
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise InvalidInputError(f"{name} must be a whole number of at least 1, not {limit!r}")
-    return limit
+    return min(limit, MAX_LIMIT)

@@ -45,6 +45,7 @@ from ..results import (
 )
 from ..transactions import transaction
 from ..validation import (
+    listed,
     normalize_tags,
     validate_description,
     validate_name,
@@ -134,7 +135,7 @@ def remove_entities(database: Database, name: str, entity_type: str, entity_ids:
     The arguments, result and errors are those of
     :meth:`~healthsim.state.store.ScenarioStore.remove_entities`.
     """
-    ids = list(entity_ids) if not isinstance(entity_ids, (str, bytes)) else entity_ids
+    ids = entity_ids if isinstance(entity_ids, (str, bytes)) else listed(entity_ids, "entity_ids", "['MRN-10001']")
     cache = VersionCache(database)
     keys: dict[str, KeyTotal] = {}
     with edit_session(database, name) as (con, now):
@@ -266,7 +267,7 @@ def merge_scenarios(
     The arguments, result and errors are those of
     :meth:`~healthsim.state.store.ScenarioStore.merge_scenarios`.
     """
-    names = [sources] if isinstance(sources, str) else list(sources)
+    names: list[Any] = [sources] if isinstance(sources, str) else listed(sources, "sources", "['cohort-a', 'cohort-b']")
     if not names:
         raise InvalidInputError("merge needs at least one source scenario")
     name = validate_name(new_name)

@@ -108,8 +108,11 @@ def list_scenarios(
     limit = validate_limit(limit)
     tag = validate_filter(tag, "tag")
     search = validate_filter(search, "search")
-    tag_key = tag.strip().lower() if tag is not None and tag.strip() else None
-    search_key = search.lower() if search else None
+    # Lowercased in SQL, as the stored names and tags are: Python's lower() differs from the
+    # engines' ("İ", a final "Σ"; every non-ASCII letter on a team store in the C locale), and a
+    # scenario then could not be found by its own name.
+    tag_key = tag.strip() if tag is not None and tag.strip() else None
+    search_key = search if search else None
     if "\x00" in (tag_key or "") + (search_key or ""):  # no name, tag or description holds one
         return {"scenarios": [], "total_count": 0}
     with connect(database) as con:
@@ -122,9 +125,9 @@ def list_scenarios(
         rows = con.execute(
             f"""SELECT {SCENARIO_COLUMNS}, count(*) OVER () AS total FROM scenarios s
             WHERE (CAST($tag AS VARCHAR) IS NULL OR EXISTS (SELECT 1 FROM scenario_tags t
-                    WHERE t.scenario_id = s.scenario_id AND lower(t.tag) = $tag))
-              AND (CAST($search AS VARCHAR) IS NULL OR strpos(lower(s.name), $search) > 0
-                   OR strpos(lower(COALESCE(s.description, '')), $search) > 0)
+                    WHERE t.scenario_id = s.scenario_id AND lower(t.tag) = lower(CAST($tag AS VARCHAR))))
+              AND (CAST($search AS VARCHAR) IS NULL OR strpos(lower(s.name), lower(CAST($search AS VARCHAR))) > 0
+                   OR strpos(lower(COALESCE(s.description, '')), lower(CAST($search AS VARCHAR))) > 0)
               AND {visible}
             ORDER BY updated_at DESC, name
             LIMIT $limit""",

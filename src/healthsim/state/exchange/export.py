@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -145,11 +145,13 @@ def chosen_types(reader: ScenarioReader, types: object) -> list[str] | None:
     """
     if types is None:
         return None
-    if isinstance(types, str) or not all(isinstance(t, str) for t in types):  # type: ignore[attr-defined]
+    # (a number or a bool was Python's "object is not iterable"; a generator was read up by the check)
+    names = list(types) if isinstance(types, Iterable) and not isinstance(types, str) else None
+    if names is None or not all(isinstance(t, str) for t in names):
         raise InvalidInputError("types must be a list of entity type names, e.g. ['patients', 'claims']")
     missing = []
     wanted: list[str] = []
-    for raw in types:  # type: ignore[attr-defined]
+    for raw in names:
         try:
             wanted.append(reader.stored_type(raw))  # "patient" is patients, as when saving
         except InvalidInputError:

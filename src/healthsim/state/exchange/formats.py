@@ -39,7 +39,8 @@ import re
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -413,11 +414,32 @@ def _duckdb_failure(exc: duckdb.Error) -> OSError:
 def _copy(con: AnalyticsConnection, sql: str, target: Path, format: str) -> None:
     """Write the rows of ``sql`` to the Parquet file ``target`` (DuckDB's writer)."""
     assert format == "parquet", format  # CSV goes through SafeCsvWriter (_write_csv), never COPY
-    quoted = str(target).replace("'", "''")
+    with _utf8_path(target) as path:
+        quoted = path.replace("'", "''")
+        try:
+            con.execute(f"COPY ({sql}) TO '{quoted}' (FORMAT parquet, COMPRESSION zstd)")
+        except duckdb.IOException as exc:  # a full disk, say: the OSError it is
+            raise _duckdb_failure(exc) from None
+
+
+@contextmanager
+def _utf8_path(target: Path) -> Iterator[str]:
+    """``target`` as text DuckDB takes: itself, or when its folder's name holds an undecodable
+    byte (``caf\udce9``, which DuckDB refuses), the same file reached through an open descriptor
+    of the folder (``/proc/self/fd/N/name``, Linux), which is ASCII up to the file's own name."""
+    text = str(target)
     try:
-        con.execute(f"COPY ({sql}) TO '{quoted}' (FORMAT parquet, COMPRESSION zstd)")
-    except duckdb.IOException as exc:  # a full disk, say: the OSError it is
-        raise _duckdb_failure(exc) from None
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        if not Path("/proc/self/fd").is_dir():
+            raise InvalidInputError(f"cannot write {text!r}: its name is not UTF-8; choose another path") from None
+        fd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            yield f"/proc/self/fd/{fd}/{target.name}"
+        finally:
+            os.close(fd)
+        return
+    yield text
 
 
 def _write_csv(con: AnalyticsConnection, table: TypeTable, target: Path) -> None:

@@ -26,6 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from ..._text import safe_text
 from ..errors import InvalidScenarioFileError
 from ..files import home_folder_problem
 from ..reading import gc_paused
@@ -169,7 +170,7 @@ def _record(
     metadata = dict(plan.metadata)
     record = {
         "operation": "import",
-        "source_file": str(path),
+        "source_file": safe_text(str(path)),  # an undecodable byte escaped: JSON text is UTF-8
         "source_format": plan.source_format,
         **(provenance or {}),
     }

@@ -87,7 +87,7 @@ class ImportPlan:
     source_updated_at: Any = None
 
 
-def _refuse(path: Path, problem: str, where: str) -> InvalidScenarioFileError:
+def _refuse(path: Path, problem: str, where: str | None) -> InvalidScenarioFileError:
     return InvalidScenarioFileError(path, problem, where)
 
 
@@ -181,8 +181,11 @@ def _kept_metadata(path: Path, fields: dict[str, Any], version: Any, file_metada
     return metadata
 
 
-def plan_import(path: Path, survey: Survey, name: str | None) -> ImportPlan:
+def plan_import(path: Path, survey: Survey, name: str | None, *, stem_name: str | None = None) -> ImportPlan:
     """Work out the scenario fields of a file (name priority: argument, file, stem).
+
+    ``stem_name`` stands for the file's stem when the file holds no name (the migration, which
+    cannot ask for a name, passes one made usable).
 
     Raises:
         InvalidScenarioFileError: a field is unusable (the message names it and, for a
@@ -210,7 +213,12 @@ def plan_import(path: Path, survey: Survey, name: str | None) -> ImportPlan:
             except InvalidInputError as exc:
                 raise _refuse(path, f"{exc}; pass a name to import it under another one", found[1]) from None
         else:
-            name = validate_name(path.stem)
+            try:
+                name = validate_name(path.stem if stem_name is None else stem_name)
+            except InvalidInputError as exc:  # a name the caller never gave: say where it came from
+                raise _refuse(
+                    path, f"the file holds no name and its file name gives none ({exc}); pass a name to import it", None
+                ) from None
     else:
         fields.pop("name", None)
         name = validate_name(name)

@@ -127,6 +127,7 @@ def opened(path: Path, config: dict[str, Any] | None, read_only: bool) -> Iterat
         DatabaseLockedError: still held after :func:`lock_timeout` seconds.
         DatabaseError: it is not a DuckDB file this DuckDB can read.
     """
+    refuse_other_data(path)
     attached = None
     if not config and can_attach(path):
         try:
@@ -146,6 +147,35 @@ def opened(path: Path, config: dict[str, Any] | None, read_only: bool) -> Iterat
         yield attached
     finally:
         detach(path, attached)
+
+
+#: Every DuckDB database file has these bytes at this offset, after its header's checksum.
+_MAGIC, _MAGIC_AT = b"DUCK", 8
+
+
+def refuse_other_data(path: Path) -> None:
+    """Refuse a database path that is an existing file of other data (JSON, CSV, SQLite…).
+
+    DuckDB opens such a file as a database of its own kind: a JSON or CSV file became a
+    database in memory, so a save "worked" into nothing and the next read found no scenario,
+    and a SQLite file made it try to download an extension. (``--db cohort.json`` for
+    ``--from cohort.json`` is an easy slip.) A missing or empty file is DuckDB's to create.
+
+    Raises:
+        DatabaseError: naming the file and what to do.
+    """
+    if not os.path.isfile(path):  # missing, a folder, a pipe: DuckDB's to create or to explain
+        return
+    try:
+        with open(path, "rb") as file:
+            head = file.read(_MAGIC_AT + len(_MAGIC))
+    except OSError:
+        return
+    if head and head[_MAGIC_AT:] != _MAGIC:
+        raise DatabaseError(
+            f"database {str(path)!r} is not a DuckDB database (it is a file of other data); point --db or "
+            "HEALTHSIM_DB at a DuckDB file (a new path creates one), and bring a scenario file in with import"
+        )
 
 
 def open_file(path: Path, config: dict[str, Any] | None, read_only: bool) -> duckdb.DuckDBPyConnection:

@@ -326,8 +326,9 @@ def _prepared(relation: duckdb.DuckDBPyRelation, fmt: str | None) -> tuple[duckd
 def _dump(message: dict[str, Any]) -> bytes:
     try:
         return orjson.dumps(message)
-    except TypeError:  # an integer past 64 bits
-        return json.dumps(message, ensure_ascii=False).encode("utf-8")
+    except TypeError:  # an integer past 64 bits, or a lone surrogate (a file name's undecodable byte)
+        # ASCII escapes carry "\udce9" to the other side's json.loads as it was; UTF-8 cannot.
+        return json.dumps(message).encode("ascii")
 
 
 def serve() -> None:
