@@ -101,6 +101,7 @@ def installed_ok(*args: str) -> subprocess.CompletedProcess[str]:
 def test_installed_program_end_to_end_smoke(isolated_home: Path, db_path: Path, tmp_path: Path) -> None:
     """The one real-subprocess smoke test: the entry point on PATH, a real database file."""
     assert HEALTHSIM.exists()
+    assert installed_ok("list").stdout.startswith("No scenarios yet. Save one: healthsim save NAME")
     saved = json.loads(
         installed_ok("save", "diabetes-cohort", "--from", str(EXAMPLE), "--tag", "diabetes", "--json").stdout
     )
@@ -108,6 +109,11 @@ def test_installed_program_end_to_end_smoke(isolated_home: Path, db_path: Path, 
     assert db_path.is_file()  # the file named by HEALTHSIM_DB (inherited environment)
     listing = installed_ok("list").stdout
     assert "diabetes-cohort" in listing and "1 of 1 scenario(s)" in listing
+    # `python -m healthsim` is the same program (a venv whose scripts are not on the PATH).
+    as_module = subprocess.run([sys.executable, "-m", "healthsim", "list"], capture_output=True, text=True, timeout=60)
+    assert (as_module.returncode, as_module.stdout, as_module.stderr) == (0, listing, "")
+    usage = subprocess.run([sys.executable, "-m", "healthsim", "nope"], capture_output=True, text=True, timeout=60)
+    assert usage.returncode == 2 and "Usage: healthsim " in usage.stderr, usage.stderr
     whole = json.loads(installed_ok("load", "diabetes-cohort", "--json").stdout)
     assert whole["entities"] == json.loads(EXAMPLE.read_text())
     rows = json.loads(installed_ok("query", "SELECT count(*) AS n FROM patients", "--json").stdout)
@@ -125,6 +131,24 @@ def test_installed_program_end_to_end_smoke(isolated_home: Path, db_path: Path, 
     assert refused.stderr.startswith("error: scenario 'ghost' not found") and refused.stderr.count("\n") == 1, (
         refused.stderr
     )
+
+
+def test_an_empty_list_says_why_and_what_to_do(isolated_home: Path) -> None:
+    """A new user's first `healthsim list` gets a next step, not an empty table."""
+    assert ok("list").stdout == (
+        "No scenarios yet. Save one: healthsim save NAME --from FILE.json; "
+        "bring forward older HealthSim files: healthsim migrate\n"
+    )
+    assert ok("list", "--deleted").stdout == "The trash is empty: no deleted scenario to restore.\n"
+    ok("save", "c", "--from", str(EXAMPLE), "--tag", "diabetes")
+    assert ok("list", "--tag", "asthma").stdout == "No scenario has the tag 'asthma'. Without filters: healthsim list\n"
+    both = ok("list", "--tag", "diabetes", "--search", "renal").stdout
+    assert both.startswith("No scenario has the tag 'diabetes' and 'renal' in its name or description."), both
+    assert "1 of 1 scenario(s)" in ok("list", "--tag", "DIABETES").stdout
+    assert ok("list", "--deleted", "--search", "c").stdout == (
+        "No scenario in the trash has 'c' in its name or description. Without filters: healthsim list --deleted\n"
+    )
+    assert json.loads(ok("list", "--tag", "asthma", "--json").stdout)["scenarios"] == []
 
 
 def test_every_command_has_help_with_an_example() -> None:
@@ -157,6 +181,11 @@ def test_save_list_load_query_export_import_delete(isolated_home: Path, tmp_path
 
     listing = ok("list").stdout
     assert "diabetes-cohort" in listing and "1 of 1 scenario(s)" in listing
+    # `python -m healthsim` is the same program (a venv whose scripts are not on the PATH).
+    as_module = subprocess.run([sys.executable, "-m", "healthsim", "list"], capture_output=True, text=True, timeout=60)
+    assert (as_module.returncode, as_module.stdout, as_module.stderr) == (0, listing, "")
+    usage = subprocess.run([sys.executable, "-m", "healthsim", "nope"], capture_output=True, text=True, timeout=60)
+    assert usage.returncode == 2 and "Usage: healthsim " in usage.stderr, usage.stderr
     listed = json.loads(ok("list", "--tag", "DIABETES", "--json").stdout)
     assert listed["total_count"] == 1 and listed["scenarios"][0]["tags"] == ["diabetes", "example"]
     assert json.loads(ok("list", "--search", "nothing-like-this", "--json").stdout)["total_count"] == 0

@@ -482,6 +482,24 @@ def report(
         out.print(str(path), markup=False)
 
 
+def empty_listing(tag: str | None, search: str | None, deleted: bool) -> str:
+    """What ``healthsim list`` says when it lists nothing: why, and what to do next."""
+    matches = []
+    if tag is not None:
+        matches.append(f"the tag {tag!r}")
+    if search is not None:
+        matches.append(f"{search!r} in its name or description")
+    if matches:
+        where = "in the trash " if deleted else ""
+        return f"No scenario {where}has {' and '.join(matches)}. Without filters: healthsim list{' --deleted' if deleted else ''}"
+    if deleted:
+        return "The trash is empty: no deleted scenario to restore."
+    return (
+        "No scenarios yet. Save one: healthsim save NAME --from FILE.json; "
+        "bring forward older HealthSim files: healthsim migrate"
+    )
+
+
 @app.command("list")
 @handle_errors
 def list_command(
@@ -502,6 +520,10 @@ def list_command(
     result = store_of(ctx).list_scenarios(tag=tag, search=search, limit=limit, deleted=deleted)
     if as_json:
         print_json(result)
+        return
+    if not result["scenarios"] and not result["total_count"]:
+        # An empty table tells a new user nothing: say why it is empty and what to do next.
+        out.print(empty_listing(tag, search, deleted), markup=False)
         return
     from .summary_view import fitted_table, minute
 
@@ -1247,8 +1269,8 @@ app.add_typer(token_app, name="token")
 
 
 def main() -> None:
-    """Entry point of the ``healthsim`` program."""
-    app()
+    """Entry point of the ``healthsim`` program (and of ``python -m healthsim``)."""
+    app(prog_name="healthsim")  # (run as a module, the usage would name __main__.py)
 
 
 if __name__ == "__main__":
