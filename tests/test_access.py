@@ -422,3 +422,27 @@ def test_what_a_grant_writes_it_can_see(grant_tags: list[str], tags: list[str]) 
             assert written == [*tags, grant_tags[0].strip()]
         assert may_see([t.upper() for t in written]) and may_see([t.lower() for t in written])
     assert granted_tags(tags) == tags and may_see([])  # no grant: no limit
+
+
+@pytest.mark.parametrize("engine", ["duckdb", "postgresql"])
+def test_a_grant_with_a_non_ascii_tag_sees_its_scenarios_everywhere(
+    engine: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A grant's tag and a scenario's tag are compared by one lowercasing, the database's:
+    Python's lower() of the grant's tag beside SQL's lower() of the stored one hid every
+    scenario tagged "Äpfel" from a token of "Äpfel" on a team store in the C locale."""
+    if engine == "postgresql":
+        server: PgServer = request.getfixturevalue("pg_server")
+        store = ScenarioStore(server.new_database())
+    else:
+        store = ScenarioStore(tmp_path / "umlaut.duckdb")
+    store.save_scenario("fruit", _entities("fruit"), tags=["Äpfel"])
+    store.save_scenario("gone", _entities("gone"), tags=["Äpfel"])
+    store.delete_scenario("gone")
+    store.save_scenario("other", _entities("other"), tags=["birnen"])
+    with granted(Grant("fruit-bot", "read", ("Äpfel",))):
+        assert [s["name"] for s in store.list_scenarios()["scenarios"]] == ["fruit"]
+        assert [s["name"] for s in store.list_scenarios(deleted=True)["scenarios"]] == ["gone"]
+        assert store.load_scenario("fruit")["entity_count"] == 3
+        assert store.query("SELECT DISTINCT scenario FROM entities")["rows"] == [["fruit"]]
+        assert store.database_info()["scenarios"] == 1

@@ -68,31 +68,34 @@ def may_see(tags: Iterable[str]) -> bool:
     return wanted is None or any(isinstance(t, str) and t.strip().lower() in wanted for t in tags)
 
 
-def _tag_params(params: dict[str, Any], wanted: tuple[str, ...]) -> list[str]:
+def _tag_params(params: dict[str, Any]) -> list[str]:
+    """The caller's tags as SQL parameters (added to ``params``), each lowercased by the
+    database as the stored tags are: Python's lower() of one beside SQL's of the other hid
+    a tag such as "Äpfel" on a team store in the C locale (where SQL leaves "Ä" as it is)."""
+    grant = current_grant()
+    assert grant is not None
     names = []
-    for position, tag in enumerate(wanted):
+    for position, tag in enumerate(dict.fromkeys(tag.strip() for tag in grant.tags)):
         params[f"{_PARAM}{position}"] = tag
-        names.append(f"${_PARAM}{position}")
+        names.append(f"lower(CAST(${_PARAM}{position} AS VARCHAR))")
     return names
 
 
 def visible_sql(column: str, params: dict[str, Any]) -> str:
     """SQL (both engines): whether the current scenario whose id is ``column`` is visible;
     its parameters are added to ``params`` (named ``$…`` parameters)."""
-    wanted = limiting_tags()
-    if wanted is None:
+    if limiting_tags() is None:
         return "true"
-    names = _tag_params(params, wanted)
+    names = _tag_params(params)
     return f"{column} IN (SELECT scenario_id FROM scenario_tags WHERE lower(tag) IN ({', '.join(names)}))"
 
 
 def visible_tags_sql(con: Connection, column: str, params: dict[str, Any]) -> str:
     """SQL: whether the JSON array of tags in ``column`` (a version's, for scenarios in the
     trash) holds one of the caller's; its parameters are added to ``params``."""
-    wanted = limiting_tags()
-    if wanted is None:
+    if limiting_tags() is None:
         return "true"
-    return "(" + " OR ".join(con.engine.json_text_in(column, name) for name in _tag_params(params, wanted)) + ")"
+    return "(" + " OR ".join(con.engine.json_text_in(column, name) for name in _tag_params(params)) + ")"
 
 
 def is_visible(con: Connection, scenario_id: uuid.UUID) -> bool:
