@@ -151,6 +151,19 @@ def test_an_empty_list_says_why_and_what_to_do(isolated_home: Path) -> None:
     assert json.loads(ok("list", "--tag", "asthma", "--json").stdout)["scenarios"] == []
 
 
+def test_list_pages_with_offset(isolated_home: Path) -> None:
+    for i in range(5):
+        ok("save", f"s{i}", "--from", str(EXAMPLE))
+    assert ok("list", "--limit", "2").stdout.endswith("2 of 5 scenario(s) (3 more: --offset 2)\n")
+    middle = ok("list", "--limit", "2", "--offset", "2").stdout
+    assert (
+        middle.endswith("3-4 of 5 scenario(s) (1 more: --offset 4)\n") and "s2" in middle and "s1" in middle
+    )  # newest first
+    assert ok("list", "--limit", "2", "--offset", "4").stdout.endswith("5-5 of 5 scenario(s)\n")
+    assert ok("list", "--offset", "7").stdout == "No scenario past --offset 7: 5 matches.\n"
+    assert run("list", "--offset", "-1").exit_code == 2
+
+
 def test_every_command_has_help_with_an_example() -> None:
     top = ok("--help").stdout
     assert "Examples:" in top and "healthsim save diabetes-cohort" in top

@@ -84,6 +84,10 @@ def test_every_tool_fits_its_budget_on_oversized_data(db_path: Path, tmp_path: P
         listed = await measured(client, "list_scenarios", limit=100)
         assert listed["truncated"] is True and listed["total_count"] == 10
         assert listed["more"] == listed["total_count"] - len(listed["scenarios"])
+        kept = len(listed["scenarios"])
+        assert f"continue with offset={kept}" in json.dumps(listed)  # the cut says how to go on
+        rest = await measured(client, "list_scenarios", limit=100, offset=kept)
+        assert not {s["name"] for s in rest["scenarios"]} & {s["name"] for s in listed["scenarios"]}
         await measured(client, "summarize_scenario", name="types")
         await measured(client, "summarize_scenario", name="huge-entity", samples=5)
         await measured(client, "check_scenario", name="types")

@@ -272,6 +272,25 @@ def test_large_scenario_is_paged_within_a_few_kilobytes(db_path: Path) -> None:
     with_session(db_path, test)
 
 
+def test_list_scenarios_pages_on_with_offset(db_path: Path) -> None:
+    """An assistant reaches every scenario, however many: offset pages on, ``more`` counts
+    what is after the page, and a page past the last is empty."""
+    store = ScenarioStore(db_path)
+    for i in range(5):
+        store.save_scenario(f"s{i}", {})
+
+    async def test(client: ClientSession) -> None:
+        pages = [await call(client, "list_scenarios", limit=2, offset=offset) for offset in (0, 2, 4)]
+        names = [s["name"] for page in pages for s in page["scenarios"]]
+        assert names == [s["name"] for s in store.list_scenarios()["scenarios"]]
+        assert [page["more"] for page in pages] == [3, 1, 0]
+        past = await call(client, "list_scenarios", offset=9)
+        assert (past["scenarios"], past["total_count"], past["more"]) == ([], 5, 0)
+        assert "offset" in await call_error(client, "list_scenarios", offset=-1)
+
+    with_session(db_path, test)
+
+
 def test_locked_database_is_an_error_and_the_server_keeps_serving(
     db_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -375,6 +375,31 @@ def test_list_limit_keeps_total(store: ScenarioStore) -> None:
         store.list_scenarios(limit=0)
 
 
+def test_list_pages_with_offset_through_every_match_once(store: ScenarioStore) -> None:
+    """Pages of ``limit`` from ``offset`` cover every match once, in order, each with the
+    total; a page past the last is empty and still counts them; the trash pages too."""
+    for i in range(7):
+        store.save_scenario(f"p{i}", {}, tags=["paged"] if i % 2 == 0 else [])
+    whole = [s["name"] for s in store.list_scenarios()["scenarios"]]
+    pages = [store.list_scenarios(limit=3, offset=start) for start in (0, 3, 6)]
+    assert [s["name"] for page in pages for s in page["scenarios"]] == whole
+    assert [len(page["scenarios"]) for page in pages] == [3, 3, 1]
+    assert {page["total_count"] for page in pages} == {7}
+    for offset in (7, 100, 2**70):  # past the last: nothing, and how many there are
+        assert store.list_scenarios(limit=3, offset=offset) == {"scenarios": [], "total_count": 7}
+    tagged = store.list_scenarios(tag="paged", limit=2, offset=2)
+    assert [s["name"] for s in tagged["scenarios"]] == ["p2", "p0"] and tagged["total_count"] == 4
+    for name in ("p0", "p1", "p2"):
+        store.delete_scenario(name)
+    trash = [s["name"] for s in store.list_scenarios(deleted=True)["scenarios"]]
+    paged = store.list_scenarios(deleted=True, limit=2, offset=1)
+    assert [s["name"] for s in paged["scenarios"]] == trash[1:] and paged["total_count"] == 3
+    assert store.list_scenarios(deleted=True, offset=5) == {"scenarios": [], "total_count": 3}
+    for bad in (-1, True, 1.0, "2", None):
+        with pytest.raises(InvalidInputError, match="offset must be a whole number of at least 0"):
+            store.list_scenarios(offset=bad)  # type: ignore[arg-type]
+
+
 def test_list_tag_filter_case_insensitive(store: ScenarioStore) -> None:
     store.save_scenario("a", {}, tags=["Diabetes", "Medicare"])
     store.save_scenario("b", {}, tags=["diabetes"])

@@ -507,6 +507,7 @@ def list_command(
     tag: Annotated[str | None, typer.Option(help="Only scenarios with this tag (any case).")] = None,
     search: Annotated[str | None, typer.Option(help="Only names or descriptions containing this text.")] = None,
     limit: Annotated[int, typer.Option(min=1, help="At most this many scenarios.")] = 100,
+    offset: Annotated[int, typer.Option(min=0, help="Skip this many first (the next page).")] = 0,
     deleted: Annotated[
         bool, typer.Option("--deleted", help="List the trash: deleted scenarios that can be restored.")
     ] = False,
@@ -517,13 +518,15 @@ def list_command(
     \b
     Example: healthsim list --tag diabetes --search cohort
     """
-    result = store_of(ctx).list_scenarios(tag=tag, search=search, limit=limit, deleted=deleted)
+    result = store_of(ctx).list_scenarios(tag=tag, search=search, limit=limit, deleted=deleted, offset=offset)
     if as_json:
         print_json(result)
         return
-    if not result["scenarios"] and not result["total_count"]:
+    if not result["scenarios"]:
         # An empty table tells a new user nothing: say why it is empty and what to do next.
-        out.print(empty_listing(tag, search, deleted), markup=False)
+        total = result["total_count"]
+        past = f"No scenario past --offset {offset}: {total:,} match{'es' if total != 1 else ''}."
+        out.print(past if total else empty_listing(tag, search, deleted), markup=False)
         return
     from .summary_view import fitted_table, minute
 
@@ -548,9 +551,15 @@ def list_command(
     flexible = {i: weights[h] for i, h in enumerate(headers) if h in weights}
     table = fitted_table(headers, rows, width, flexible=flexible, right=[1])
     out.print(table)
-    shown = len(result["scenarios"])
-    more = f" ({result['total_count'] - shown} more: raise --limit)" if result["total_count"] > shown else ""
-    out.print(f"{shown} of {result['total_count']} scenario(s){more}", markup=False)
+    out.print(listing_footer(len(result["scenarios"]), result["total_count"], offset), markup=False)
+
+
+def listing_footer(shown: int, total: int, offset: int) -> str:
+    """The line under ``healthsim list``'s table: how many of how many, and the next page."""
+    first = f"{offset + 1:,}-{offset + shown:,}" if offset else f"{shown:,}"
+    rest = total - offset - shown
+    more = f" ({rest:,} more: --offset {offset + shown})" if rest > 0 else ""
+    return f"{first} of {total:,} scenario(s){more}"
 
 
 @app.command()

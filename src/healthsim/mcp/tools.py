@@ -193,7 +193,7 @@ def _page_cut(offset: int, entity_type: str) -> Cut:
 @_tool(
     "List scenarios",
     "List saved scenarios, newest first: name, scenario_id, version, counts by type, tags. Filter by tag "
-    "(any case) or search (text in name or description); deleted=true lists the trash.",
+    "(any case) or search; offset pages on; deleted=true lists the trash.",
     _obj(scenarios="array", total_count="integer", more="integer"),
     read_only=True,
 )
@@ -203,23 +203,24 @@ def list_scenarios(
     search: Annotated[str | None, Field(description="Text in the name or description.")] = None,
     limit: Annotated[int, Field(ge=1, le=MAX_LIST)] = 20,
     deleted: Annotated[bool, Field(description="List deleted scenarios instead.")] = False,
+    offset: Annotated[int, Field(ge=0)] = 0,
 ) -> Answer:
     target = ctx.store()
 
     def run() -> dict[str, Any]:
-        return dict(target.list_scenarios(tag=tag, search=search, limit=limit, deleted=deleted))
+        return dict(target.list_scenarios(tag=tag, search=search, limit=limit, deleted=deleted, offset=offset))
 
     # The trash depends on the clock (how long deleted scenarios stay): always read.
     # A tag-limited caller's listing is its own: its tags are part of the key (issue 25).
-    arguments = (tag, search, limit, limiting_tags())
+    arguments = (tag, search, limit, offset, limiting_tags())
     listing = run() if deleted else ctx.listings.get(target.path, arguments, run)
     total = listing["total_count"]
 
     def after(answer: dict[str, Any], kept: int) -> None:
-        answer["more"] = total - kept
+        answer["more"] = max(total - offset - kept, 0)
 
-    cut = Cut(("scenarios",), after=after, how=lambda *_: "narrow with tag or search, or lower limit")
-    return Answer({**listing, "more": total - len(listing["scenarios"])}, cut)
+    cut = Cut(("scenarios",), after=after, how=lambda kept, _: f"continue with offset={offset + kept}")
+    return Answer({**listing, "more": max(total - offset - len(listing["scenarios"]), 0)}, cut)
 
 
 @_tool(
@@ -259,8 +260,8 @@ def check_scenario(
 @_tool(
     "Load a scenario",
     "Read a scenario. Without entity_type: its summary (as summarize_scenario). With entity_type: one "
-    "page of those entities from offset; page.next_offset continues, null after the last. For questions "
-    "across many entities use query.",
+    "page of those entities from offset; page.next_offset continues, null after the last. Across many "
+    "entities, use query.",
     _obj(name="string", scenario_id="string", version="integer", types="object", entities="object", page="object"),
     read_only=True,
 )
@@ -339,7 +340,7 @@ def save_scenario(
     "Add entities to a scenario in one transaction: build large scenarios with save_scenario and a "
     "first batch, then add_entities in batches of up to about 100, then summarize_scenario to check. "
     "An entity whose type and id (patient_id, claim_id...) match one there REPLACES it in place; others "
-    "are appended. upsert=false appends all; create=true makes a missing scenario. Answers counts.",
+    "are appended. upsert=false appends all; create=true makes a missing scenario.",
     _obj(**_EDIT, check="object"),
     destructive=True,
 )

@@ -169,13 +169,14 @@ def load_scenario(name: str, version: int | None = None) -> LoadedScenario:
 
 
 def list_scenarios(
-    tag: str | None = None, search: str | None = None, limit: int = 100, *, deleted: bool = False
+    tag: str | None = None, search: str | None = None, limit: int = 100, *, deleted: bool = False, offset: int = 0
 ) -> ScenarioList:
-    """List scenarios in the default database, newest first (``deleted=True``: the trash).
+    """List scenarios in the default database, newest first (``deleted=True``: the trash;
+    ``offset``: skip that many first).
 
     See :meth:`ScenarioStore.list_scenarios`.
     """
-    return _default_store().list_scenarios(tag=tag, search=search, limit=limit, deleted=deleted)
+    return _default_store().list_scenarios(tag=tag, search=search, limit=limit, deleted=deleted, offset=offset)
 
 
 def delete_scenario(name: str, *, purge: bool = False) -> bool:

@@ -66,6 +66,7 @@ __all__ = [
     "latest_versions",
     "PastVersion",
     "record_version",
+    "paged_rows",
     "trash_list",
     "version_list",
     "version_record",
@@ -504,12 +505,25 @@ def version_list(con: Connection, scenario_id: uuid.UUID, label: str, limit: int
     }
 
 
-def trash_list(con: Connection, tag: str | None, search: str | None, limit: int) -> dict[str, Any]:
+def paged_rows(con: Connection, sql: str, params: dict[str, Any], *, total_at: int) -> tuple[list[Any], int]:
+    """The rows of ``sql`` (a page: ``$limit`` and ``$offset``) and the number of rows of all
+    pages, which each row carries at ``total_at`` (``count(*) OVER ()``). A page past the last
+    has no row to carry it: the first row is read for it then."""
+    rows = con.execute(sql, params).fetchall()
+    if rows or not params["offset"]:
+        return rows, rows[0][total_at] if rows else 0
+    first = con.execute(sql, {**params, "limit": 1, "offset": 0}).fetchall()
+    return rows, first[0][total_at] if first else 0
+
+
+def trash_list(con: Connection, tag: str | None, search: str | None, limit: int, offset: int = 0) -> dict[str, Any]:
     """Deleted scenarios that can be restored, as list entries of how they were when
-    deleted (plus ``deleted_at``), newest deletion first; filtered as list_scenarios does."""
-    params: dict[str, Any] = {"tag": tag, "search": search, "limit": limit}
+    deleted (plus ``deleted_at``), newest deletion first; filtered and paged as
+    list_scenarios does."""
+    params: dict[str, Any] = {"tag": tag, "search": search, "limit": limit, "offset": offset}
     visible = visible_tags_sql(con, "tags", params)  # (the caller's grant)
-    rows = con.execute(
+    rows, total = paged_rows(
+        con,
         f"""SELECT scenario_id, name, description, tags, created_at, changed_at, changes, version - 1,
                    count(*) OVER () FROM {VERSIONS} v
             WHERE operation = 'delete'
@@ -519,9 +533,10 @@ def trash_list(con: Connection, tag: str | None, search: str | None, limit: int)
               AND (CAST($search AS VARCHAR) IS NULL OR strpos(lower(name), lower(CAST($search AS VARCHAR))) > 0
                    OR strpos(lower(COALESCE(description, '')), lower(CAST($search AS VARCHAR))) > 0)
               AND {visible}
-            ORDER BY changed_at DESC LIMIT $limit""",
+            ORDER BY changed_at DESC LIMIT $limit OFFSET $offset""",
         params,
-    ).fetchall()
+        total_at=8,
+    )
     entries = []
     for sid, name, description, tags, created_at, deleted_at, changes, version, _ in rows:
         counts = json.loads(changes).get("removed", {})
@@ -539,4 +554,4 @@ def trash_list(con: Connection, tag: str | None, search: str | None, limit: int)
                 "deleted_at": iso_utc(deleted_at),
             }
         )
-    return {"scenarios": entries, "total_count": rows[0][8] if rows else 0}
+    return {"scenarios": entries, "total_count": total}

@@ -532,7 +532,13 @@ class ScenarioStore(ScenarioFiles):
         return versions.history(self.path, name, limit)
 
     def list_scenarios(
-        self, tag: str | None = None, search: str | None = None, limit: int = 100, *, deleted: bool = False
+        self,
+        tag: str | None = None,
+        search: str | None = None,
+        limit: int = 100,
+        *,
+        deleted: bool = False,
+        offset: int = 0,
     ) -> ScenarioList:
         """List scenario summaries, newest ``updated_at`` first.
 
@@ -543,8 +549,13 @@ class ScenarioStore(ScenarioFiles):
             limit: at most this many summaries (at least 1).
             deleted: list the trash instead: deleted scenarios that can still be restored,
                 as they were when deleted, with ``deleted_at``, newest deletion first.
+            offset: skip this many matches first (the next page: ``offset + limit``).
 
         Returns:
             ``{"scenarios": [summary, …], "total_count": N}``, N counting every match.
+
+        Raises:
+            InvalidInputError: ``limit`` is not a whole number of at least 1, ``offset`` not
+                one of at least 0, or ``tag``/``search`` is not text.
         """
-        return reads.list_scenarios(self.path, tag, search, limit, deleted=deleted)
+        return reads.list_scenarios(self.path, tag, search, limit, deleted=deleted, offset=offset)

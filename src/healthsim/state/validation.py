@@ -177,3 +177,15 @@ def validate_limit(limit: object, *, name: str = "limit") -> int:
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise InvalidInputError(f"{name} must be a whole number of at least 1, not {limit!r}")
     return min(limit, MAX_LIMIT)
+
+
+def validate_offset(offset: object) -> int:
+    """Return ``offset`` if it is a whole number of at least 0 (one beyond 64 bits as
+    :data:`MAX_LIMIT`: past every row, as it is).
+
+    Raises:
+        InvalidInputError: otherwise.
+    """
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise InvalidInputError(f"offset must be a whole number of at least 0, not {offset!r}")
+    return min(offset, MAX_LIMIT)

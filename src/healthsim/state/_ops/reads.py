@@ -15,6 +15,7 @@ from ..diffing import diff_rows, scenario_changes
 from ..errors import InvalidInputError, ScenarioNotFoundError
 from ..history import (
     latest_versions,
+    paged_rows,
     trash_list,
     version_record,
     version_rows_sql,
@@ -43,6 +44,7 @@ from ..summaries import summarize
 from ..validation import (
     validate_filter,
     validate_limit,
+    validate_offset,
 )
 from ..version_cache import VersionCache
 from ..visibility import is_visible, visible_sql
@@ -98,7 +100,13 @@ def load_scenario(database: Database, name: str, version: int | None = None) -> 
 
 
 def list_scenarios(
-    database: Database, tag: str | None = None, search: str | None = None, limit: int = 100, *, deleted: bool = False
+    database: Database,
+    tag: str | None = None,
+    search: str | None = None,
+    limit: int = 100,
+    *,
+    deleted: bool = False,
+    offset: int = 0,
 ) -> ScenarioList:
     """List scenario summaries, newest ``updated_at`` first.
 
@@ -106,6 +114,7 @@ def list_scenarios(
     :meth:`~healthsim.state.store.ScenarioStore.list_scenarios`.
     """
     limit = validate_limit(limit)
+    offset = validate_offset(offset)
     tag = validate_filter(tag, "tag")
     search = validate_filter(search, "search")
     # Lowercased in SQL, as the stored names and tags are: Python's lower() differs from the
@@ -119,10 +128,11 @@ def list_scenarios(
         if con is None:
             return {"scenarios": [], "total_count": 0}
         if deleted:
-            return cast(ScenarioList, trash_list(con, tag_key, search_key, limit))
-        params: dict[str, Any] = {"tag": tag_key, "search": search_key, "limit": limit}
+            return cast(ScenarioList, trash_list(con, tag_key, search_key, limit, offset))
+        params: dict[str, Any] = {"tag": tag_key, "search": search_key, "limit": limit, "offset": offset}
         visible = visible_sql("s.scenario_id", params)  # the caller's grant (issue 25)
-        rows = con.execute(
+        rows, total = paged_rows(
+            con,
             f"""SELECT {SCENARIO_COLUMNS}, count(*) OVER () AS total FROM scenarios s
             WHERE (CAST($tag AS VARCHAR) IS NULL OR EXISTS (SELECT 1 FROM scenario_tags t
                     WHERE t.scenario_id = s.scenario_id AND lower(t.tag) = lower(CAST($tag AS VARCHAR))))
@@ -130,9 +140,10 @@ def list_scenarios(
                    OR strpos(lower(COALESCE(s.description, '')), lower(CAST($search AS VARCHAR))) > 0)
               AND {visible}
             ORDER BY updated_at DESC, name
-            LIMIT $limit""",
+            LIMIT $limit OFFSET $offset""",
             params,
-        ).fetchall()
+            total_at=6,
+        )
         headers = [ScenarioHeader.from_row(row[:6]) for row in rows]
         ids = [h.scenario_id for h in headers]
         # Each scenario's latest version records its counts by type: one small query
@@ -148,7 +159,7 @@ def list_scenarios(
         sid = header.scenario_id
         summary = scenario_dict(header, tags.get(sid, []), counts[sid], versions.get(sid, 0))
         summaries.append(as_list_entry(summary))
-    return ScenarioList(scenarios=summaries, total_count=rows[0][6] if rows else 0)
+    return ScenarioList(scenarios=summaries, total_count=total)
 
 
 def diff_scenarios(
