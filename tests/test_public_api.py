@@ -38,12 +38,13 @@ def test_module_functions_have_the_specified_signatures() -> None:
     )
     # The specification's parameters first, then what the history adds (with defaults).
     assert list(inspect.signature(state.load_scenario).parameters) == ["name", "version"]
-    assert list(inspect.signature(state.list_scenarios).parameters) == ["tag", "search", "limit", "deleted"]
+    assert list(inspect.signature(state.list_scenarios).parameters) == ["tag", "search", "limit", "deleted", "offset"]
     assert inspect.signature(state.list_scenarios).parameters["limit"].default == 100
     assert list(inspect.signature(state.delete_scenario).parameters) == ["name", "purge"]
     for function, extra in (
         (state.load_scenario, "version"),
         (state.list_scenarios, "deleted"),
+        (state.list_scenarios, "offset"),
         (state.delete_scenario, "purge"),
     ):
         assert inspect.signature(function).parameters[extra].default in (None, False)
