@@ -155,7 +155,6 @@ def _queried(database: Database, sql: str) -> Iterator[Database]:
         yield copy
 
 
-#: Formats ``query_to_file`` writes, and the file extensions that choose them.
 #: The longest time limit passed on (24 days): PostgreSQL's statement_timeout is a 32-bit count of
 #: milliseconds (~24.8 days), and a timer cannot wait past the platform's time_t. A longer one (or
 #: infinity) means "no practical limit": passed on as it was, it failed on both engines.
@@ -173,6 +172,7 @@ def _checked_timeout(timeout: object) -> float:
     return min(float(timeout), MAX_TIMEOUT)
 
 
+#: Formats ``query_to_file`` writes, and the file extensions that choose them.
 QUERY_FORMATS = {".csv": "csv", ".parquet": "parquet", ".ndjson": "ndjson", ".jsonl": "ndjson"}
 #: Seconds a query that writes a file may run by default (every row, not a page).
 DEFAULT_FILE_TIMEOUT = 600.0
