@@ -705,6 +705,20 @@ def test_after_a_save_each_entity_is_parsed_once_labs_per_test_included(
     ]
 
 
+def test_labs_per_test_when_the_fields_counted_are_not_the_ones_the_facts_pick(store: ScenarioStore) -> None:
+    """The parse counts a lab's first named value field (`value`) with its code; when that
+    holds no number the facts take `value_numeric`, read from the rows, with the same
+    answers. A tie between a test's units (or names) goes to the least text."""
+    labs = [
+        {"loinc": "1-8", "value": "see note", "value_numeric": i, "unit": "ug" if i % 2 else "mg"} for i in range(4)
+    ]
+    labs += [{"loinc": "2-6", "value": "x", "value_numeric": 7.5, "unit": "u", "display": n} for n in ("b", "a")]
+    store.save_scenario("labs-apart", {"lab_results": labs})
+    got = store.summarize_scenario("labs-apart")["types"]["lab_results"]["values_by_code"]
+    assert (got["field"], got["by"], got["unit"], got["name"]) == ("value_numeric", "loinc", "unit", "display")
+    assert got["codes"] == [["1-8", None, "mg", 4, 0, 3, 1.5, 1.5], ["2-6", "a", "u", 2, 7.5, 7.5, 7.5, 7.5]]
+
+
 def test_saves_that_did_not_write_every_text_from_a_dict_keep_no_key_totals(tmp_path: Path) -> None:
     store = ScenarioStore(tmp_path / "exact.duckdb")
     store.save_scenario("big", {"n": [{"v": 2**70}], "s": [{"v": 1}]})  # the exact encoder wrote one
