@@ -933,19 +933,25 @@ def _values_by_code(
     frequent unit and name (ties: the least JSON text). (The field's own statistics mix
     the units of every test.) ``source``: SQL of rows ``(c, v, u, t, n)``: the JSON
     texts of code, value, unit and name (SQL NULL for none) and how many entities have
-    them, each row repeated ``n`` times here."""
+    them; each row counts ``n`` times."""
     number = f"CASE WHEN {_NUMBER.format(e='v')} THEN TRY_CAST(v AS DOUBLE) END"
-    # (the entities with a code string and a finite number)
-    tested = f"(SELECT c, x, u, t, n FROM (SELECT c, {number} AS x, u, t, n FROM {source}) WHERE left(c, 1) = '\"' AND isfinite(x))"
-    rows = con.execute(
-        "SELECT c, count(*)::BIGINT AS n, min(x), max(x), avg(x ORDER BY x), median(x) "
-        f"FROM (SELECT c, x, unnest(range(n)) FROM {tested}) GROUP BY c ORDER BY n DESC, c LIMIT {_TOP_CODES}"
-    ).fetchall()
-    codes = ", ".join(_literal(c) for c, *_ in rows) or "NULL"
+    # The entities with a code string and a finite number, grouped once (the rows are read
+    # once when they come from every entity).
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _hs_tests AS SELECT c, x, u, t, sum(n)::BIGINT AS n FROM "
+        f"(SELECT c, {number} AS x, u, t, n FROM {source}) WHERE left(c, 1) = '\"' AND isfinite(x) GROUP BY ALL"
+    )
+    try:
+        rows = con.execute(
+            "SELECT c, count(*)::BIGINT AS n, min(x), max(x), avg(x ORDER BY x), median(x) FROM "
+            f"(SELECT c, x, unnest(range(n)) FROM _hs_tests) GROUP BY c ORDER BY n DESC, c LIMIT {_TOP_CODES}"
+        ).fetchall()
+        codes = ", ".join(_literal(c) for c, *_ in rows) or "NULL"
+        counted = con.execute(f"SELECT c, u, t, n FROM _hs_tests WHERE c IN ({codes})").fetchall()
+    finally:
+        con.execute("DROP TABLE IF EXISTS _hs_tests")
     labels: dict[str, tuple[dict[Any, int], dict[Any, int]]] = {}
-    for c, u, t, n in con.execute(
-        f"SELECT c, u, t, sum(n)::BIGINT FROM {tested} WHERE c IN ({codes}) GROUP BY ALL"
-    ).fetchall():
+    for c, u, t, n in counted:
         units, names = labels.setdefault(c, ({}, {}))
         units[u] = units.get(u, 0) + n
         names[t] = names.get(t, 0) + n
