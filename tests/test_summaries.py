@@ -624,7 +624,9 @@ def three_ways(store: ScenarioStore, name: str) -> tuple[dict[str, tuple[int, in
 @settings(max_examples=examples(20), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     rows=st.lists(
-        st.dictionaries(st.sampled_from(["a", "A", "", "x/y", "o", "code", "display"]), st.one_of(scalars, inner)),
+        st.dictionaries(
+            st.sampled_from(["a", "A", "", "x/y", "o", "code", "display", "value", "unit"]), st.one_of(scalars, inner)
+        ),
         min_size=1,
         max_size=20,
     )
