@@ -101,6 +101,7 @@ _TEST_VALUES = ("value", "value_numeric", "numeric_value", "result_value")
 _TEST_CODES = ("loinc_code", "loinc", "test_code", "code")
 _TEST_UNITS = ("unit", "units", "value_unit")
 _TEST_NAMES = ("test_name", "display", "description", "name")
+_TEST_KEYS = (_TEST_VALUES, _TEST_CODES, _TEST_UNITS, _TEST_NAMES)
 _MONEY = re.compile(r"charge|paid|allowed|billed|amount|cost|payment", re.IGNORECASE)
 
 # A JSON text that is a number (of a field's texts, by its first character).
@@ -252,7 +253,7 @@ def _type_fields(
     count: int,
     first: list[Any],
     guess: tuple[list[str], int] | None,
-) -> tuple[list[_Field], dict[tuple[str, str], int], int]:
+) -> tuple[list[_Field], dict[tuple[str, ...], int], int]:
     """The type's fields with their statistics (most present first), the numbers of the
     pairs of top-level fields counted together in ``_hs_values`` (by their keys), and
     how many more fields the type has than were computed. ``guess``: the keys the type
@@ -307,7 +308,7 @@ def _guess_keys(con: AnalyticsConnection, rows_sql: str, first: list[Any], saved
 
 def _read_once(
     con: AnalyticsConnection, rows_sql: str, guess: list[str], key_total: int
-) -> tuple[list[tuple[str, int]], list[str], dict[tuple[str, str], int], int] | None:
+) -> tuple[list[tuple[str, int]], list[str], dict[tuple[str, ...], int], int] | None:
     """The values of the keys ``guess`` read with one parse of every entity, when they
     are every key the entities have; else None (and the caller learns the keys first).
 
@@ -336,7 +337,7 @@ _PAIRS = [(b, g) for b in _BIRTH for g in _GENDER] + [(c, t) for c in _CODES for
 
 def _count_values(
     con: AnalyticsConnection, rows_sql: str, keys: list[str], *, keyed: bool = False
-) -> tuple[dict[tuple[str, str], int], int]:
+) -> tuple[dict[tuple[str, ...], int], int]:
     """Read the top-level fields ``keys`` of every entity into ``_hs_values`` (field
     ``i`` is ``keys[i]``), then, for the pairs of :data:`_PAIRS` the type may have, the
     two top-level fields they are in (``code`` for ``code.display``) as a JSON array of
@@ -371,13 +372,18 @@ def _count_values(
         f"SELECT {i} AS f, {e} AS v, count(*) AS n FROM e WHERE {has_value.format(e=e)} GROUP BY ALL"
         for i, e in enumerate(exprs)
     ]
-    pairs: dict[tuple[str, str], int] = {}
+    pairs: dict[tuple[str, ...], int] = {}
     for a, b in _PAIRS:
         parents = (a.partition(".")[0], b.partition(".")[0])
         if parents[0] != parents[1] and parents not in pairs and all(p in where for p in parents):
             x, y = (exprs[where[p]] for p in parents)
             pairs[parents] = len(selects)
             selects.append(f"SELECT {len(selects)} AS f, json_array({x}, {y}) AS v, count(*) AS n FROM e GROUP BY ALL")
+    tests = _tests_of(keys)
+    if tests is not None:  # (a lab's value per test, its unit and name: see _values_by_code)
+        quad = ", ".join(exprs[where[k]] if k else "NULL::JSON" for k in tests)
+        pairs[tests] = len(selects)
+        selects.append(f"SELECT {len(selects)} AS f, json_array({quad}) AS v, count(*) AS n FROM e GROUP BY ALL")
     used = len(selects)
     if keyed:
         selects += [f"SELECT {-1 - i} AS f, NULL::JSON AS v, count({e}) AS n FROM e" for i, e in enumerate(exprs)]
@@ -702,7 +708,7 @@ def _tops(con: AnalyticsConnection, categorical: list[_Field]) -> None:
 def _facts(
     con: AnalyticsConnection,
     fields: list[_Field],
-    pairs: dict[tuple[str, str], int],
+    pairs: dict[tuple[str, ...], int],
     as_of: _dt.date,
     rows_sql: str,
     count: int,
@@ -746,11 +752,41 @@ def _facts(
         unit, name = (
             next((top_level[n] for n in names if n in top_level), None) for names in (_TEST_UNITS, _TEST_NAMES)
         )
-        facts["values_by_code"] = _values_by_code(con, rows_sql, value, test, unit, name)
+        tests = (value.keys[0], test.keys[0], unit.keys[0] if unit else "", name.keys[0] if name else "")
+        if tests in pairs:  # counted together in the one parse (see _count_values)
+            pointers = ", ".join(f"'$[{i}]'" for i in range(4))
+            at = [f"NULLIF(x[{i + 1}], 'null')" for i in range(4)]
+            source = (
+                f"(SELECT {at[1]} AS c, {at[0]} AS v, {at[2]} AS u, {at[3]} AS t, n FROM (SELECT "
+                f"json_extract(v, [{pointers}]) AS x, n FROM _hs_values WHERE f = {pairs[tests]}))"
+            )
+        else:  # (a key the count took for these was another: read from the rows)
+            source = _tests_from_rows(rows_sql, value, test, unit, name)
+        facts["values_by_code"] = _values_by_code(con, source, value, test, unit, name)
     return facts
 
 
-def _together(first: _Field, second: _Field | None, pairs: dict[tuple[str, str], int], tops: dict[str, int]) -> str:
+def _tests_of(keys: list[str]) -> tuple[str, str, str, str] | None:
+    """The top-level keys of a lab's value, test code, unit and test name among ``keys``
+    (the first of each list of names; "" for no unit or name), counted together in
+    ``_hs_values`` for :func:`_values_by_code`; None without a value or a code. (The
+    facts take the first holding numbers and strings: when that is another key, the
+    values are read from the rows instead.)"""
+    have = set(keys)
+    value, code, unit, name = (next((k for k in names if k in have), "") for names in _TEST_KEYS)
+    return (value, code, unit, name) if value and code else None
+
+
+def _tests_from_rows(rows_sql: str, value: _Field, code: _Field, unit: _Field | None, name: _Field | None) -> str:
+    """SQL of rows ``(c, v, u, t, n)`` of :func:`_values_by_code` read from every entity."""
+
+    def at(f: _Field | None) -> str:
+        return _value_at("entity_data", f.keys[0]) if f is not None else "NULL::JSON"
+
+    return f"(SELECT {at(code)} AS c, {at(value)} AS v, {at(unit)} AS u, {at(name)} AS t, 1 AS n FROM ({rows_sql}))"
+
+
+def _together(first: _Field, second: _Field | None, pairs: dict[tuple[str, ...], int], tops: dict[str, int]) -> str:
     """SQL of rows ``(a, b, n)``: the JSON texts of two fields in the same entities (SQL
     NULL for no value) and how many entities have them; ``b`` is NULL without ``second``.
     ``tops``: the number in ``_hs_values`` of each top-level key's values."""
@@ -886,7 +922,7 @@ def _over_time(con: AnalyticsConnection, when: _Field) -> dict[str, Any]:
 
 def _values_by_code(
     con: AnalyticsConnection,
-    rows_sql: str,
+    source: str,
     value: _Field,
     code: _Field,
     unit: _Field | None,
@@ -894,17 +930,31 @@ def _values_by_code(
 ) -> dict[str, Any]:
     """Statistics of a number field per code (a lab result's ``value`` per LOINC code),
     the most frequent codes first: count, min, max, mean, median, and each code's most
-    frequent unit and name. (The field's own statistics mix the units of every test.)"""
-
-    def at(f: _Field | None) -> str:
-        return _value_at("entity_data", f.keys[0]) if f is not None else "NULL::JSON"
-
-    number = f"CASE WHEN {_NUMBER.format(e=at(value))} THEN TRY_CAST({at(value)} AS DOUBLE) END"
-    rows = con.execute(
-        f"SELECT c, count(*)::BIGINT AS n, min(x), max(x), avg(x), median(x), mode(u), mode(t) FROM "
-        f"(SELECT {at(code)} AS c, {number} AS x, {at(unit)} AS u, {at(name)} AS t FROM ({rows_sql})) "
-        f"WHERE left(c, 1) = '\"' AND isfinite(x) GROUP BY c ORDER BY n DESC, c LIMIT {_TOP_CODES}"
-    ).fetchall()
+    frequent unit and name (ties: the least JSON text). (The field's own statistics mix
+    the units of every test.) ``source``: SQL of rows ``(c, v, u, t, n)``: the JSON
+    texts of code, value, unit and name (SQL NULL for none) and how many entities have
+    them; each row counts ``n`` times."""
+    number = f"CASE WHEN {_NUMBER.format(e='v')} THEN TRY_CAST(v AS DOUBLE) END"
+    # The entities with a code string and a finite number, grouped once (the rows are read
+    # once when they come from every entity).
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _hs_tests AS SELECT c, x, u, t, sum(n)::BIGINT AS n FROM "
+        f"(SELECT c, {number} AS x, u, t, n FROM {source}) WHERE left(c, 1) = '\"' AND isfinite(x) GROUP BY ALL"
+    )
+    try:
+        rows = con.execute(
+            "SELECT c, count(*)::BIGINT AS n, min(x), max(x), avg(x ORDER BY x), median(x) FROM "
+            f"(SELECT c, x, unnest(range(n)) FROM _hs_tests) GROUP BY c ORDER BY n DESC, c LIMIT {_TOP_CODES}"
+        ).fetchall()
+        codes = ", ".join(_literal(c) for c, *_ in rows) or "NULL"
+        counted = con.execute(f"SELECT c, u, t, n FROM _hs_tests WHERE c IN ({codes})").fetchall()
+    finally:
+        con.execute("DROP TABLE IF EXISTS _hs_tests")
+    labels: dict[str, tuple[dict[Any, int], dict[Any, int]]] = {}
+    for c, u, t, n in counted:
+        units, names = labels.setdefault(c, ({}, {}))
+        units[u] = units.get(u, 0) + n
+        names[t] = names.get(t, 0) + n
 
     def text(json_text: Any) -> Any:
         return _short(_unquote(json_text)) if isinstance(json_text, str) and json_text.startswith('"') else None
@@ -916,10 +966,18 @@ def _values_by_code(
         "name": _short(name.path) if name else None,
         # [code, name, unit, count, min, max, mean, median]
         "codes": [
-            [text(c), text(t), text(u), n, low, high, round(mean, 6) if math.isfinite(mean) else None, median]
-            for c, n, low, high, mean, median, u, t in rows
+            [text(c), text(_most(labels[c][1])), text(_most(labels[c][0])), n, low, high]
+            + [round(mean, 6) if math.isfinite(mean) else None, median]
+            for c, n, low, high, mean, median in rows
         ],
     }
+
+
+def _most(counted: dict[Any, int]) -> Any:
+    """The most frequent of the JSON texts ``counted`` (None, no value, aside; ties: the
+    least text), or None."""
+    ranked = sorted((-n, text) for text, n in counted.items() if text is not None)
+    return ranked[0][1] if ranked else None
 
 
 def _month_number(month: str) -> int:
