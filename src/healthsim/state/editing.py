@@ -124,22 +124,34 @@ def _find_hits(con: Connection, sid: uuid.UUID) -> None:
     A stored row matches only if its entity has an id of its own too: one without has a
     random UUID, which a batch entity naming that UUID as its id must not replace. That is
     decided from the matched rows' data in a statement of its own, after the join (as a
-    filter on the scenario's rows, the engine would parse every one of them first).
+    filter on the scenario's rows, the engine would parse every one of them first). The
+    matched rows' texts are read by their ids in a statement of their own too: read in the
+    join, DuckDB read the text of every row of the scenario (90 ms of an add of 100 to a
+    scenario of 1,000,000 entities, against 7 ms for the join and 3 ms for the texts).
     """
-    match = "_hs_match"
+    found, stored, matched = "_hs_found", "_hs_stored", "_hs_matched"
+    temp = con.engine.create_temp
     types = [t for (t,) in con.execute(f"SELECT DISTINCT entity_type FROM {_KEYS}").fetchall()]
     con.execute(
-        f"{con.engine.create_temp(con, match)} AS SELECT e.id, e.entity_type, e.entity_id, "
-        f"{_has_id_sql(con, types, 'e.')} AS own, e.entity_data::TEXT = k.data::TEXT AS same "
-        f"FROM scenario_entities e JOIN {_KEYS} k ON e.entity_type = k.entity_type AND e.entity_id = k.entity_id "
-        "WHERE e.scenario_id = $sid",
+        f"{temp(con, found)} AS SELECT e.id FROM scenario_entities e JOIN {_KEYS} k "
+        "ON e.entity_type = k.entity_type AND e.entity_id = k.entity_id WHERE e.scenario_id = $sid",
         {"sid": sid},
     )
     con.execute(
-        f"{con.engine.create_temp(con, _HITS)} AS SELECT id, entity_type, entity_id, same, "
-        f"row_number() OVER (PARTITION BY entity_type, entity_id ORDER BY id) AS nth FROM {match} WHERE own"
+        f"{temp(con, stored)} AS SELECT e.id, e.entity_type, e.entity_id, e.entity_data "
+        f"FROM {found} f JOIN scenario_entities e ON e.id = f.id"
     )
-    con.execute(f"DROP TABLE {match}")
+    con.execute(
+        f"{temp(con, matched)} AS SELECT e.id, e.entity_type, e.entity_id, "
+        f"{_has_id_sql(con, types, 'e.')} AS own, e.entity_data::TEXT = k.data::TEXT AS same "
+        f"FROM {stored} e JOIN {_KEYS} k ON e.entity_type = k.entity_type AND e.entity_id = k.entity_id"
+    )
+    con.execute(
+        f"{temp(con, _HITS)} AS SELECT id, entity_type, entity_id, same, "
+        f"row_number() OVER (PARTITION BY entity_type, entity_id ORDER BY id) AS nth FROM {matched} WHERE own"
+    )
+    for table in (found, stored, matched):
+        con.execute(f"DROP TABLE {table}")
 
 
 def _apply_batch(

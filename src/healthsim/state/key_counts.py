@@ -52,11 +52,15 @@ def edited_key_totals(
         {"sid": scenario_id, "version": version},
     ).fetchall():
         change[entity_type] = [-n, -keys]
-    # The rows written, parsed once: their key lists, each with how many rows have it.
+    # The rows written, parsed once: their key lists, each with how many rows have it (a list
+    # may come twice, once per part). The two parts are apart: as one filter with OR, DuckDB
+    # read the text of every row of the scenario (~90 ms of an add of 100 to 1,000,000).
     shapes: dict[str, dict[str, None]] = {}
     for entity_type, keys, n in con.execute(
         "SELECT entity_type, json_keys(entity_data), count(*) FROM scenario_entities WHERE scenario_id = $sid "
-        f"AND (id >= $start OR id IN (SELECT first_id FROM {BIRTHS} WHERE scenario_id = $sid AND version = $version)) "
+        "AND id >= $start GROUP BY ALL UNION ALL "
+        "SELECT entity_type, json_keys(entity_data), count(*) FROM scenario_entities WHERE scenario_id = $sid "
+        f"AND id < $start AND id IN (SELECT first_id FROM {BIRTHS} WHERE scenario_id = $sid AND version = $version) "
         "GROUP BY ALL",
         {"sid": scenario_id, "start": start, "version": version},
     ).fetchall():
