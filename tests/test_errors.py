@@ -74,11 +74,9 @@ def test_safe_text() -> None:
 
 
 # A lone surrogate in a top-level key of an imported file (the escape written literally in
-# the JSON text). These reached DuckDB as a raw InvalidInputException ("cannot encode str as
-# UTF-8, surrogate '\ud800'"); database.connect now turns that into a DatabaseError, but the
-# right answer is an InvalidScenarioFileError naming the key. NOTE: may fail until
-# healthsim/state/exchange/shapes.py plan_import checks the keys it keeps in
-# metadata["source_fields"] (see docs/decisions.md, "Lone surrogates").
+# the JSON text). These once reached DuckDB as a raw InvalidInputException ("cannot encode str
+# as UTF-8, surrogate '\ud800'"); the import refuses them as an InvalidScenarioFileError naming
+# the key, before anything is written (see docs/decisions.md, "Lone surrogates").
 @pytest.mark.parametrize(
     "text",
     [
@@ -106,7 +104,6 @@ def test_lone_surrogate_in_a_top_level_key_of_an_imported_file(tmp_path: Path, t
 
 def test_lone_surrogate_in_a_top_level_key_of_an_export_layout_file(tmp_path: Path) -> None:
     # The same, in the header line of a file in the export's own layout (another reader).
-    # NOTE: may fail until the shapes.py change above is made.
     from healthsim.state import ScenarioStore
 
     store = ScenarioStore(tmp_path / "h.duckdb")
