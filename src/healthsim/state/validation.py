@@ -165,8 +165,9 @@ def validate_filter(value: object, label: str) -> str | None:
 MAX_LIMIT = 2**63 - 1
 
 
-def validate_limit(limit: object, *, name: str = "limit") -> int:
-    """Return ``limit`` if it is an integer of at least 1 (one beyond 64 bits as :data:`MAX_LIMIT`).
+def validate_limit(limit: object, *, name: str = "limit", least: int = 1) -> int:
+    """Return ``limit`` if it is an integer of at least ``least`` (one beyond 64 bits as
+    :data:`MAX_LIMIT`).
 
     A limit past 64 bits means "all of them"; handed to SQL as it was, it failed as DuckDB's
     "Conversion Error" or PostgreSQL's "bigint out of range".
@@ -174,8 +175,8 @@ def validate_limit(limit: object, *, name: str = "limit") -> int:
     Raises:
         InvalidInputError: otherwise.
     """
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise InvalidInputError(f"{name} must be a whole number of at least 1, not {limit!r}")
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < least:
+        raise InvalidInputError(f"{name} must be a whole number of at least {least}, not {limit!r}")
     return min(limit, MAX_LIMIT)
 
 
@@ -186,6 +187,4 @@ def validate_offset(offset: object) -> int:
     Raises:
         InvalidInputError: otherwise.
     """
-    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-        raise InvalidInputError(f"offset must be a whole number of at least 0, not {offset!r}")
-    return min(offset, MAX_LIMIT)
+    return validate_limit(offset, name="offset", least=0)
