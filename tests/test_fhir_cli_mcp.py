@@ -30,7 +30,13 @@ def test_cli_synthea_to_fhir_and_back(db_path: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.stdout + result.stderr
     result = cli("export", "syn", "--format", "fhir", "-o", str(tmp_path / "syn-fhir"), "--json")
     assert result.exit_code == 0, result.stdout + result.stderr
-    assert json.loads(result.stdout) == {"path": str(tmp_path / "syn-fhir"), "format": "fhir"}
+    assert json.loads(result.stdout) == {
+        "path": str(tmp_path / "syn-fhir"),
+        "format": "fhir",
+        "skipped_count": 0,
+        "skipped": [],
+    }
+    assert "warning" not in result.stderr  # (nothing was left out)
     result = cli("export", "syn", "--format", "fhir-bundle", "--strict", "--validate", "-o", str(tmp_path / "b"))
     assert result.exit_code == 0, result.stdout + result.stderr
     result = cli("import", str(tmp_path / "syn-fhir"), "--format", "fhir", "--name", "again")
@@ -38,6 +44,38 @@ def test_cli_synthea_to_fhir_and_back(db_path: Path, tmp_path: Path) -> None:
     store = ScenarioStore(db_path)
     first, again = (store.load_scenario(n)["entities"] for n in ("syn", "again"))
     assert {t: len(v) for t, v in first.items()} == {t: len(v) for t, v in again.items()}
+
+
+def test_cli_export_warns_of_what_it_left_out(db_path: Path, tmp_path: Path) -> None:
+    """A FHIR export that skips entities says so on stderr (how many, why, where the report
+    names each, what refuses instead); before, the terminal showed only the folder, as for a
+    whole export (issue 23: never silently dropped)."""
+    entities = {
+        "patients": [{"mrn": "M1", "gender": "F"}, {"name": "no member id"}],
+        "medications": [{"patient_mrn": "M1"}, {"patient_mrn": "M1"}, {"patient_mrn": "M1", "name": "aspirin"}],
+        "lab_results": [{"patient_mrn": "M1", "value": 5}],
+        "immunizations": [{"patient_mrn": "M1", "vaccine_code": "08"}],
+        "members": [{"name": "no id"}],
+    }
+    ScenarioStore(db_path).save_scenario("gaps", entities)
+    for fmt in ("fhir", "fhir-bundle"):
+        folder = tmp_path / fmt
+        result = cli("export", "gaps", "--format", fmt, "-o", str(folder))
+        assert result.exit_code == 0, result.stdout + result.stderr
+        assert result.stdout.strip() == str(folder)
+        warning = " ".join(result.stderr.split())  # (Rich folds long lines)
+        report = json.loads((folder / "export-report.json").read_text())
+        assert report["skipped_count"] == 5, report
+        assert warning.startswith("warning: 5 entities could not become valid FHIR resources"), warning
+        assert "no medication name or code (2)" in warning
+        assert "; …" in warning  # (four reasons: the three most frequent are named)
+        assert str(folder / "export-report.json") in warning and "--strict" in warning
+        result = cli("export", "gaps", "--format", fmt, "-o", str(folder), "--json")
+        answer = json.loads(result.stdout)
+        assert answer["skipped_count"] == 5 and len(answer["skipped"]) == 3, answer
+        assert answer["skipped"][0] == {**report["skipped"][0], "examples": report["skipped"][0]["examples"][:3]}
+    result = cli("export", "gaps", "--format", "ndjson", "-o", str(tmp_path / "g.ndjson"))
+    assert result.exit_code == 0 and result.stderr == ""
 
 
 def test_cli_import_error_names_the_file_and_exits_1(db_path: Path, tmp_path: Path) -> None:

@@ -664,10 +664,32 @@ def export(
         path = store.export_scenario(
             name, output, format=export_format, version=version, types=entity_types, progress=progress, **fhir
         )
+    skipped: dict[str, Any] = {}
+    if export_format.lower() in ("fhir", "fhir-bundle"):
+        from .state.exchange.fhir.report import skipped_of
+
+        skipped = skipped_of(Path(path))
     if as_json:
-        print_json({"path": str(path), "format": export_format.lower()})
+        print_json({"path": str(path), "format": export_format.lower(), **skipped})
     else:
         out.print(str(path), markup=False)
+    if skipped.get("skipped_count"):
+        note_skipped(skipped, Path(path))
+
+
+def note_skipped(skipped: dict[str, Any], folder: Path) -> None:
+    """A warning on stderr when a FHIR export left entities out (they are listed in the
+    folder's report): the terminal must not look like a whole export."""
+    from .state.exchange.fhir.report import REPORT
+
+    reasons = "; ".join(f"{s['reason']} ({s['count']:,})" for s in skipped["skipped"])
+    more = sum(s["count"] for s in skipped["skipped"]) < skipped["skipped_count"]
+    err.print(
+        f"warning: {skipped['skipped_count']:,} entities could not become valid FHIR resources and were "
+        f"not exported: {reasons}{'; …' if more else ''}. Each is named in {folder / REPORT}; "
+        "--strict refuses such an export instead.",
+        markup=False,
+    )
 
 
 @app.command("import")

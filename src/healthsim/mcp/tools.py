@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import functools
 import inspect
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 from mcp.types import ToolAnnotations
@@ -27,7 +25,7 @@ from pydantic import Field
 
 from ..state import ScenarioNotFoundError, ScenarioStore
 from ..state.access import Scope
-from ..state.exchange.formats import MANIFEST
+from ..state.exchange.fhir.report import skipped_of
 from ..state.visibility import limiting_tags
 from .budget import ANSWER_BUDGET, SUMMARY_BUDGET, Cut, fit
 from .folders import export_target, import_source
@@ -524,16 +522,8 @@ def export_scenario(
         "entity_count": sum(by_type.values()),
         "entities_by_type": by_type,
         # FHIR: what could not become a valid resource, as the folder's export report says.
-        **(_fhir_skipped(path) if format in ("fhir", "fhir-bundle") else {}),
+        **(skipped_of(path) if format in ("fhir", "fhir-bundle") else {}),
     }
-
-
-def _fhir_skipped(folder: Path) -> dict[str, Any]:
-    """What a FHIR export's report (kept in the folder's manifest) says was skipped: the
-    count, and the 3 most frequent reasons with 3 examples each."""
-    report = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))["report"]
-    skipped = [{"reason": s["reason"], "count": s["count"], "examples": s["examples"][:3]} for s in report["skipped"]]
-    return {"skipped_count": report["skipped_count"], "skipped": skipped[:3]}
 
 
 @_tool(

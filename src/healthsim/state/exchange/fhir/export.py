@@ -29,6 +29,7 @@ from ...reading import ScenarioReader, in_duckdb
 from ..export import chosen_types
 from ..formats import MANIFEST, MANIFEST_KIND, export_folder_path, fsync_file, interrupted, replace_folder
 from .bundles import write_bundles
+from .report import REPORT
 from .validation import require_validator
 from .writing import ExportReport, Progress, bulk_chunks
 
@@ -37,7 +38,6 @@ if TYPE_CHECKING:
 
 __all__ = ["BULK_MANIFEST", "REPORT", "export_fhir"]
 
-REPORT = "export-report.json"
 BULK_MANIFEST = "manifest.json"
 
 
