@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from . import __version__
 from ._text import safe_text
 from .cli_choices import CHOICES, one_of
+from .cli_pipes import PipeConsole, output_cut, quiet_when_cut, write_out
 from .state import ScenarioExistsError, ScenarioNotFoundError, StateError
 
 if TYPE_CHECKING:
@@ -61,8 +61,11 @@ app = typer.Typer(
 # Everything printed holds what users wrote (names, descriptions, tags, values, paths),
 # which Rich would otherwise read as markup ("[/]" fails, "[red]" restyles) or emoji
 # codes (":smile:"): both off, so text is shown as it is stored.
-out = Console(highlight=False, soft_wrap=True, markup=False, emoji=False, width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
+# A closed pipe (`| head`) ends the program quietly with exit 141 (cli_pipes).
+out = PipeConsole(
+    highlight=False, soft_wrap=True, markup=False, emoji=False, width=None if sys.stdout.isatty() else 160
+)
+err = PipeConsole(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 F = TypeVar("F", bound=Callable[..., Any])
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON (for scripts).")]
@@ -126,6 +129,8 @@ def handle_errors(command: F) -> F:
         except KeyboardInterrupt:
             err.print("interrupted; nothing further was changed", markup=False)
             raise typer.Exit(130) from None
+        except BrokenPipeError:  # the output's reader has gone (`| head`): not a bug
+            output_cut()
         except Exception as exc:  # a bug: still one line, with what to report
             err.print(f"error: unexpected {type(exc).__name__}: {_describe(exc)} (please report this)", markup=False)
             raise typer.Exit(1) from None
@@ -148,7 +153,7 @@ def progress_bar(label: str, unit_bytes: bool = False) -> Any:
 
 
 def print_json(value: Any) -> None:
-    sys.stdout.write(json.dumps(value, ensure_ascii=False, indent=2) + "\n")
+    write_out(json.dumps(value, ensure_ascii=False, indent=2) + "\n")  # in pieces: see cli_pipes
 
 
 def counts_text(counts: dict[str, int]) -> str:
@@ -358,7 +363,7 @@ def load(
             print_json(page)
         else:
             for entity in page:
-                sys.stdout.write(json.dumps(entity, ensure_ascii=False) + "\n")
+                write_out(json.dumps(entity, ensure_ascii=False) + "\n")
         return
     if as_json:
         print_json(store.load_scenario(name, version))
@@ -1279,7 +1284,8 @@ app.add_typer(token_app, name="token")
 
 def main() -> None:
     """Entry point of the ``healthsim`` program (and of ``python -m healthsim``)."""
-    app(prog_name="healthsim")  # (run as a module, the usage would name __main__.py)
+    with quiet_when_cut():  # `healthsim … | head`: exit 141, nothing on stderr
+        app(prog_name="healthsim")  # (run as a module, the usage would name __main__.py)
 
 
 if __name__ == "__main__":
