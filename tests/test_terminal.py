@@ -8,15 +8,25 @@ width that believes it is a terminal.
 
 from __future__ import annotations
 
+import io
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from rich.cells import cell_len
+from rich.console import Console
+from typer.testing import CliRunner
 
+from healthsim.cli import app
 from healthsim.state import ScenarioStore
+from healthsim.summary_view import render_summary
+from helpers.examples import examples
 
 HEALTHSIM = Path(sys.executable).parent / "healthsim"
 CUT = 141  # 128 + SIGPIPE: what a shell shows for `seq 1 1000000 | head -1` (docs/decisions.md)
@@ -126,3 +136,108 @@ def test_output_read_whole_exits_0(big_store: ScenarioStore) -> None:
     """The pipe handling changes nothing for a reader that reads everything."""
     done = subprocess.run([str(HEALTHSIM), "summary", "wide"], capture_output=True, timeout=120, check=False)
     assert done.returncode == 0 and done.stderr == b"" and len(done.stdout) > PIPE_BUFFER
+
+
+# ---------------------------------------------------------------- narrow terminals
+
+runner = CliRunner()
+
+
+def at_width(width: int, *args: str) -> str:
+    """``healthsim ARGS`` in this process at ``COLUMNS=width``: its stdout (exit 0, stderr empty)."""
+    result = runner.invoke(app, list(args), env={"COLUMNS": str(width)}, catch_exceptions=False)
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert result.stderr == ""
+    return result.stdout
+
+
+def assert_fits(output: str, width: int) -> list[str]:
+    lines = output.splitlines()
+    for line in lines:
+        assert cell_len(line) <= width, f"{cell_len(line)} > {width}: {line!r}\n{output}"
+    return lines
+
+
+HEALTHCARE = {
+    "patients": [
+        {
+            "mrn": f"MRN-{i:03d}",
+            "gender": "MFOU"[i % 4],
+            "birth_date": f"19{40 + i:02d}-03-0{1 + i % 9}",
+            "name": {"given_name": "Alexandra", "family_name": "Montgomery-Worthington"},
+            "address": {"postal_code_of_the_primary_residence_for_billing": "62701"},
+        }
+        for i in range(40)
+    ],
+    "diagnoses": [
+        {
+            "patient_mrn": f"MRN-{i:03d}",
+            "code": "E11.65",
+            "description": "Type 2 diabetes mellitus with hyperglycemia and a rather long description",
+            "diagnosed_date": "2024-02-01",
+        }
+        for i in range(10)
+    ],
+    "lab_results": [
+        {
+            "patient_mrn": f"MRN-{i:03d}",
+            "test_name": "Hemoglobin A1c/Hemoglobin.total in Blood",
+            "loinc_code": "4548-4",
+            "value": 6.5 + i / 10,
+            "unit": "%",
+            "collected_time": f"2024-0{1 + i % 5}-15T09:00:00Z",
+        }
+        for i in range(12)
+    ],
+    "claims": [{"claim_id": f"C{i}", "patient_mrn": f"MRN-{i:03d}", "total_charge": 125.5 * i} for i in range(6)],
+}
+
+
+def test_summary_at_40_columns_is_a_list_with_every_fact_whole(isolated_home: Path) -> None:
+    """At 40 columns the fields table cut every path to six letters ("patien…", "prese…"),
+    the id to "386b3ba6-ad49-45c1-826b-16…" and wrapped values a word a line. Now every line
+    fits, paths and the id are whole, and the values read as a sentence."""
+    ScenarioStore().save_scenario("cohort", HEALTHCARE, tags=["diabetes"])
+    scenario_id = ScenarioStore().scenario_summary("cohort")["scenario_id"]
+    output = at_width(40, "summary", "cohort")
+    lines = [line.strip() for line in assert_fits(output, 40)]
+    assert scenario_id in lines  # whole, on a line of its own
+    for path in ("mrn", "gender", "birth_date", "name.given_name", "name.family_name", "test_name", "total_charge"):
+        assert path in lines, output  # a field's path: a line of its own, whole
+    assert "address.postal_code_of_the_primary_re…" in lines  # too long for a line: cut, with the mark
+    assert "1940-03-01 … 1979-03-04; 40 distinct" in lines
+    assert "F 10 · M 10 · O 10 · U 10" in lines
+    assert re.search(r"^ 50-59 +2 +3 +2 +3 +█+ *$", output, re.M), output  # ages: every count, and a bar
+    assert "E11.65 10" in " ".join(lines) and "hyperglycemia" in output
+    assert "4548-4 Hemoglobin A1c/Hemoglobin.total" in output
+    assert "total_charge: count 6, total 1,882.50" in lines
+    assert not any(line.endswith(("prese…", "patien…")) for line in lines)
+
+
+def test_summary_wide_layout_unchanged_at_80_columns(isolated_home: Path) -> None:
+    ScenarioStore().save_scenario("cohort", HEALTHCARE)
+    output = at_width(80, "summary", "cohort")
+    assert re.search(r"^ field +present +types +values", output, re.M), output
+    assert "code    name" in output or re.search(r"code +name +unit +count", output), output
+
+
+@given(width=st.integers(20, 200))
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_summary_fits_every_width(summarized: dict[str, Any], width: int) -> None:
+    console = Console(file=io.StringIO(), width=width, force_terminal=False, soft_wrap=True, markup=False)
+    render_summary(summarized, console)
+    output = console.file.getvalue()  # type: ignore[attr-defined]
+    lines = assert_fits(output, width)
+    if width >= 38:  # the id is never cut where a line can hold it
+        assert any(summarized["scenario_id"] in line for line in lines), output
+    assert "total_charge" in output and "4548-4" in output
+
+
+@pytest.fixture
+def summarized(isolated_home: Path) -> dict[str, Any]:
+    store = ScenarioStore()
+    wide = dict(HEALTHCARE)
+    wide["notes"] = [{"text": "日本語のテキスト " * 8, "mark": "x" * 90} for _ in range(3)]
+    store.save_scenario("cohort", wide, description="A cohort " * 20, tags=["t" * 30, "diabetes"])
+    store.check_scenario("cohort")
+    return dict(store.summarize_scenario("cohort", samples=1, max_bytes=512 * 1024))
