@@ -144,9 +144,10 @@ runner = CliRunner()
 
 
 def at_width(width: int, *args: str) -> str:
-    """``healthsim ARGS`` in this process at ``COLUMNS=width``: its stdout (exit 0, stderr empty)."""
+    """``healthsim ARGS`` in this process at ``COLUMNS=width``: its stdout (exit 0, or 1 for
+    a check that finds errors; stderr empty)."""
     result = runner.invoke(app, list(args), env={"COLUMNS": str(width)}, catch_exceptions=False)
-    assert result.exit_code == 0, result.stdout + result.stderr
+    assert result.exit_code == (1 if args[0] == "check" else 0), result.stdout + result.stderr
     assert result.stderr == ""
     return result.stdout
 
@@ -209,7 +210,7 @@ def test_summary_at_40_columns_is_a_list_with_every_fact_whole(isolated_home: Pa
     assert "F 10 · M 10 · O 10 · U 10" in lines
     assert re.search(r"^ 50-59 +2 +3 +2 +3 +█+ *$", output, re.M), output  # ages: every count, and a bar
     assert "E11.65 10" in " ".join(lines) and "hyperglycemia" in output
-    assert "4548-4 Hemoglobin A1c/Hemoglobin.total" in output
+    assert "4548-4 Hemoglobin A1c/Hemoglobin.total" in lines and "in Blood (%)" in lines
     assert "total_charge: count 6, total 1,882.50" in lines
     assert not any(line.endswith(("prese…", "patien…")) for line in lines)
 
@@ -241,3 +242,89 @@ def summarized(isolated_home: Path) -> dict[str, Any]:
     store.save_scenario("cohort", wide, description="A cohort " * 20, tags=["t" * 30, "diabetes"])
     store.check_scenario("cohort")
     return dict(store.summarize_scenario("cohort", samples=1, max_bytes=512 * 1024))
+
+
+LONG_NAME = "cohort-copy-with-a-rather-long-name-for-the-test"
+
+
+@pytest.fixture
+def walked(isolated_home: Path) -> ScenarioStore:
+    """A store with something in every listing: versions, a deleted scenario, a problem
+    the check finds, a token."""
+    from healthsim.state.tokens import create_token
+
+    store = ScenarioStore()
+    store.save_scenario("cohort", HEALTHCARE, tags=["diabetes", "reviewed-by-the-clinical-team"])
+    store.add_entities(
+        "cohort", {"encounters": [{"encounter_id": f"E{i}", "patient_mrn": "MRN-999"} for i in range(3)]}
+    )
+    store.copy_scenario("cohort", LONG_NAME)
+    store.delete_scenario(LONG_NAME)
+    create_token(None, "claude-alice", "read", tags=["diabetes"])
+    return store
+
+
+def test_load_info_history_check_at_40_columns_keep_their_facts(walked: ScenarioStore) -> None:
+    """At 40 columns `load` folded the id mid-word ("…-2bc" / "a6af71e39"), `info` the
+    database path, `history` cut the changes to "+5: lab_results 2, p…" and `check` the
+    types it checked to "diag…"."""
+    scenario_id = walked.scenario_summary("cohort")["scenario_id"]
+    loaded = [line.strip() for line in assert_fits(at_width(40, "load", "cohort"), 40)]
+    assert scenario_id in loaded
+    assert any(re.fullmatch(r"lab_results +12 +\{.*…", line) for line in loaded), loaded  # type whole, a line
+    info = [line.strip() for line in assert_fits(at_width(40, "info"), 40)]
+    path = os.environ["HEALTHSIM_DB"]
+    assert "".join(info[info.index("database") + 1 : info.index("database") + 1 + len(path) // 38 + 2]).startswith(
+        path
+    ), info  # whole, broken after a "/" only
+    history = " ".join(line.strip() for line in assert_fits(at_width(40, "history", "cohort"), 40))
+    assert "71 entities; +3 encounters" in history
+    assert "+68: patients 40, diagnoses 10, lab_results 12, claims 6" in history, history
+    checked = " ".join(line.strip() for line in assert_fits(at_width(40, "check", "cohort"), 40))
+    assert "Checked: patients 40, diagnoses 10, lab_results 12, claims 6, encounters 3" in checked, checked
+    assert "e.g. E0: 'MRN-999'" in checked and "E2: 'MRN-999'" in checked  # every example, none cut
+
+
+def test_query_at_40_columns_shows_records_when_a_table_would_cut(walked: ScenarioStore) -> None:
+    """Eight columns at 40: headers were cut to "dd…", "ee…" and a value to "a…"."""
+    sql = "SELECT 1 AS a, 'x' AS bb, 3.5 AS ccc, 'a long text value here' AS dddd, 5 AS eeeee, 6 AS ffffff"
+    lines = assert_fits(at_width(40, "query", sql), 40)
+    assert lines[0] == "-[ row 1 ]" + "-" * 30
+    assert "dddd    a long text value here" in lines and "ffffff  6" in lines
+    assert lines[-1] == "1 of 1 row(s)"
+    # A result that fits stays a table; at 80 the eight columns do too.
+    assert at_width(40, "query", "SELECT 1 AS a, 2 AS b").splitlines()[0].split() == ["a", "b"]
+    assert at_width(80, "query", sql).splitlines()[0].split() == ["a", "bb", "ccc", "dddd", "eeeee", "ffffff"]
+
+
+def test_list_at_40_columns_never_cuts_a_name(walked: ScenarioStore) -> None:
+    """`list --deleted` at 40 showed "cohort-copy-with-a-rather-lo…", a name that cannot be
+    typed back into `healthsim restore`; now a name too long for its column is a line of
+    its own (broken after a "-" only where it is longer than the terminal)."""
+    lines = assert_fits(at_width(40, "list", "--deleted"), 40)
+    assert lines[0] + lines[1] == LONG_NAME, lines
+    assert "entities" in lines[2] and "deleted" in lines[2]
+    listed = assert_fits(at_width(40, "list"), 40)
+    assert listed[0].split() == ["name", "entities", "updated", "(UTC)"]  # short names: still the table
+
+
+@pytest.mark.parametrize("width", [40, 80])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["list"],
+        ["list", "--deleted"],
+        ["history", "cohort"],
+        ["diff", "cohort@1", "cohort"],
+        ["check", "cohort"],
+        ["query", "SELECT scenario, entity_id, data FROM patients LIMIT 3"],
+        ["summary", "cohort"],
+        ["load", "cohort"],
+        ["info"],
+        ["token", "list"],
+    ],
+)
+def test_every_listing_fits_40_and_80_columns(walked: ScenarioStore, args: list[str], width: int) -> None:
+    output = at_width(width, *args)
+    assert output.strip()
+    assert_fits(output, width)

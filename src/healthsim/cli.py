@@ -373,33 +373,47 @@ def load(
     show_summary(overview)
 
 
+LOAD_NARROW = 60  # below it, `healthsim load` shows its header as a list and a sample a line
+
+
 def show_summary(summary: dict[str, Any]) -> None:
     """The header, then a table of counts with one sample per type (no statistics: that
     is ``healthsim summary``)."""
-    info = Table.grid(padding=(0, 2))
-    info.add_column(no_wrap=True)
-    info.add_column(overflow="fold")  # a long value (the id at 40 columns) folds, whole
-    for label, value in (
-        ("name", summary["name"]),
-        ("version", summary["version"]),
-        ("scenario_id", summary["scenario_id"]),
+    from .summary_view import fitted_table, label_lines
+
+    width = table_width()
+    items = [
+        ("name", str(summary["name"])),
+        ("version", str(summary["version"])),
+        ("scenario_id", str(summary["scenario_id"])),
         ("description", summary["description"] or ""),
         ("tags", ", ".join(summary["tags"])),
-        ("created", summary["created_at"]),
-        ("updated", summary["updated_at"]),
+        ("created", str(summary["created_at"])),
+        ("updated", str(summary["updated_at"])),
         ("entities", f"{summary['entity_count']:,}"),
-    ):
-        info.add_row(label, str(value))
+    ]
+    types = summary["entities_by_type"]
+    samples = {t: json.dumps(s[0], ensure_ascii=False) if s else "" for t, s in summary["samples"].items()}
+    if width < LOAD_NARROW:
+        # At 40 the id folded mid-word ("…-2bc" / "a6af71e39") and each sample took four
+        # lines of a boxed table: a value under its label, one line per type.
+        out.print(label_lines(items, width))
+        rows = [[t, f"{n:,}", samples.get(t, "")] for t, n in types.items()]
+        out.print(fitted_table(["entity type", "count", "sample"], rows, width, flexible={0: 3, 2: 1}, right=[1]))
+        return
+    info = Table.grid(padding=(0, 2))
+    info.add_column(no_wrap=True)
+    info.add_column(overflow="fold")  # a long value folds, whole
+    for label, value in items:
+        info.add_row(label, value)
     out.print(info)
     counts = Table("entity type", "count", "sample")
-    types = summary["entities_by_type"]
-    # At most three lines of the sample's cell (at 40 columns 100 characters took ten):
-    # the terminal less the other columns and the borders and padding (10 cells).
+    # At most three lines of the sample's cell: the terminal less the other columns and
+    # the borders and padding (10 cells).
     widest = max([len("entity type"), *map(len, types)]), max([len("count"), *(len(f"{n:,}") for n in types.values())])
-    room = min(100, 3 * max(table_width() - sum(widest) - 10, 10))
+    room = min(100, 3 * max(width - sum(widest) - 10, 10))
     for entity_type_name, count in types.items():
-        sample = summary["samples"][entity_type_name]
-        text = json.dumps(sample[0], ensure_ascii=False) if sample else ""
+        text = samples.get(entity_type_name, "")
         counts.add_row(entity_type_name, f"{count:,}", text[:room] + ("…" if len(text) > room else ""))
     out.print(counts)
 
@@ -533,7 +547,9 @@ def list_command(
         past = f"No scenario past --offset {offset}: {total:,} match{'es' if total != 1 else ''}."
         out.print(past if total else empty_listing(tag, search, deleted), markup=False)
         return
-    from .summary_view import fitted_table, minute
+    from rich.cells import cell_len
+
+    from .summary_view import fitted_table, fitted_widths, minute
 
     rows = [
         [
@@ -548,15 +564,34 @@ def list_command(
     headers = ["name", "entities", "tags", "deleted (UTC)" if deleted else "updated (UTC)", "types"]
     # One line per scenario: counts and times whole; the name first, then tags, share the
     # rest. The types (which `healthsim load` shows) come only where they have room.
-    width = table_width()
+    width, full = table_width(), rows
     if not fits_types(headers, rows, width):
         headers, rows = headers[:-1], [row[:-1] for row in rows]
     headers, rows = room_for_names(headers, rows, width)
     weights = {"name": 3, "tags": 1, "types": 1}
     flexible = {i: weights[h] for i, h in enumerate(headers) if h in weights}
-    table = fitted_table(headers, rows, width, flexible=flexible, right=[1])
-    out.print(table)
+    if width < LOAD_NARROW and fitted_widths(headers, rows, width, flexible)[0] < max(cell_len(r[0]) for r in rows):
+        # A cut name cannot be typed back (`healthsim restore cohort-copy-with-a-rather-lo…`):
+        # on a narrow terminal each scenario gets its name on a line, the rest under it.
+        out.print(scenario_lines(full, deleted, width))
+    else:
+        out.print(fitted_table(headers, rows, width, flexible=flexible, right=[1]))
     out.print(listing_footer(len(result["scenarios"]), result["total_count"], offset), markup=False)
+
+
+def scenario_lines(rows: list[list[str]], deleted: bool, width: int) -> Text:
+    """`healthsim list` rows (name, entities, tags, time, types) as a name line each,
+    its details wrapped under it."""
+    from .summary_view import wrapped
+
+    lines: list[str] = []
+    for name, entities, tags, at, types in rows:
+        lines += wrapped(name, width)
+        details = [f"{entities} entities", f"{'deleted' if deleted else 'updated'} {at}"]
+        details += [f"tags {tags}"] if tags else []
+        details += [f"types {types}"] if types else []
+        lines += wrapped(" · ".join(details), width, indent=4)
+    return Text("\n".join(lines))
 
 
 def listing_footer(shown: int, total: int, offset: int) -> str:
@@ -1031,9 +1066,12 @@ def history(
         return
     # A narrow terminal cut every time and header ("2026-12-07 1…", "ver…") and left out
     # the changes: each version on a line, its changes (and author) on the next.
+    from .summary_view import wrapped
+
     for row in rows:
         out.print(cut_line(f"{row[0]:>4}  {row[1]}  {row[2]}" + (f" by {row[5]}" if by and row[5] else ""), width))
-        out.print(cut_line(f"      {row[4]} entities; {row[3]}", width))
+        # The changes wrap (they were cut to "+5: lab_results 2, p…" at 40 columns).
+        out.print(Text("\n".join(wrapped(f"{row[4]} entities; {row[3]}", width, indent=6, hang=8))))
 
 
 @app.command()
@@ -1184,7 +1222,7 @@ def query(
     if as_json:
         print_json(result)
         return
-    from .summary_view import fitted_table
+    from .summary_view import fitted_table, reads_as_records, record_lines
 
     rows = [
         [
@@ -1202,7 +1240,11 @@ def query(
         and all(isinstance(r[i], (int, float)) and not isinstance(r[i], bool) or r[i] is None for r in result["rows"])
     ]
     flexible = dict.fromkeys(range(len(result["columns"])), 1)
-    out.print(fitted_table(result["columns"], rows, table_width(), flexible=flexible, right=numeric))
+    width = table_width()
+    if reads_as_records(result["columns"], rows, width):  # at 40, eight columns were "dd…", "ee…", "a…"
+        out.print(record_lines(result["columns"], rows, width))
+    else:
+        out.print(fitted_table(result["columns"], rows, width, flexible=flexible, right=numeric))
     more = " (raise --limit to see more)" if result["truncated"] else ""
     out.print(f"{result['row_count']:,} of {result['total_rows']:,} row(s){more}", markup=False)
 
@@ -1220,11 +1262,21 @@ def info(ctx: typer.Context, as_json: JsonOption = False) -> None:
     if as_json:
         print_json(details)
         return
+    items = [
+        (key, f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value))
+        for key, value in details.items()
+    ]
+    width = table_width()
+    if width < LOAD_NARROW:  # a value that does not fit goes under its label; a path breaks after a "/"
+        from .summary_view import label_lines
+
+        out.print(label_lines(items, width, label_width=max(len(k) for k, _ in items)))
+        return
     grid = Table.grid(padding=(0, 2))
     grid.add_column(no_wrap=True)
     grid.add_column(overflow="fold")  # a long path folds onto the next lines, whole (it was cut)
-    for key, value in details.items():
-        grid.add_row(key, f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value))
+    for key, value in items:
+        grid.add_row(key, value)
     out.print(grid)
 
 

@@ -29,7 +29,17 @@ from rich.text import Text
 
 from ._text import safe_text
 
-__all__ = ["check_table", "fitted_table", "minute", "render_summary"]
+__all__ = [
+    "check_table",
+    "fitted_table",
+    "label_lines",
+    "minute",
+    "record_lines",
+    "reads_as_records",
+    "fitted_widths",
+    "render_summary",
+    "wrapped",
+]
 
 _BAR = 24  # characters of a full bar
 _MISSING = "—"  # a number the summary could not give (None)
@@ -81,25 +91,61 @@ def render_summary(summary: dict[str, Any], console: Console) -> None:
 def wrapped(text: str, width: int, indent: int = 0, hang: int | None = None) -> list[str]:
     """``text`` as lines of at most ``width`` cells: broken at whitespace, the first line
     indented by ``indent`` (or by the text's own leading spaces), the others by ``hang``
-    (default: as the first); a word longer than a line ends in ``…`` (it is never split
-    without a mark)."""
+    (default: as the first). A word longer than a line is broken after a ``/``, ``,`` or
+    ``-`` (a path, a URL, compact JSON, a hyphenated name) where it has one, else it ends
+    in ``…``: it is never split without a mark."""
     first = max(indent, len(text) - len(text.lstrip(" ")))
     rest = first if hang is None else hang
     lines: list[str] = []
     line = ""
     for word in text.split():
-        room = width - (rest if lines else first)
+        room = max(width - (rest if lines else first), 1)
         if line and cell_len(f"{line} {word}") <= room:
             line = f"{line} {word}"
-        else:
-            if line:
-                lines.append(line)
-            line = word
+            continue
+        if line:
+            lines.append(line)
+            room = max(width - rest, 1)
+        *whole, line = _pieces(word, room)
+        lines.extend(whole)
     lines.append(line)
     return [
         " " * (rest if i else first) + _cut(piece, max(width - (rest if i else first), 1))
         for i, piece in enumerate(lines)
     ]
+
+
+_BREAKS = re.compile(r"[/,-]")
+
+
+def _pieces(word: str, room: int) -> list[str]:
+    """``word`` in pieces of at most ``room`` cells, broken after a ``/``, ``,`` or ``-``
+    (a path, compact JSON, a hyphenated name: every character kept); a piece still too
+    long is cut by the caller, with ``…``."""
+    if cell_len(word) <= room or not _BREAKS.search(word):
+        return [word]
+    pieces, piece = [], ""
+    for part in re.findall(r"[^/,-]*[/,-]|[^/,-]+$", word):
+        if piece and cell_len(piece + part) > room:
+            pieces.append(piece)
+            piece = ""
+        piece += part
+    return [*pieces, piece]
+
+
+def label_lines(items: Sequence[tuple[str, str]], width: int, label_width: int = 11) -> Text:
+    """``label  value`` lines for a narrow terminal: a value that does not fit beside its
+    label goes on the lines under it, indented, wrapped by :func:`wrapped` (so a scenario's
+    id or a database path is shown whole, not cut or folded mid-word)."""
+    lines: list[str] = []
+    for label, value in items:
+        line = f"{_cut(label, width):<{label_width}}  {value}"
+        if cell_len(line) <= width and "\n" not in value:
+            lines.append(line)
+        else:
+            lines.append(_cut(label, width))
+            lines.extend(wrapped(value, width, indent=2))
+    return Text("\n".join(lines))
 
 
 def _lines(text: str, width: int, hang: int | None = None, style: str = "") -> Text:
@@ -157,14 +203,7 @@ def fitted_table(
     proportion to their weights, and a value that does not fit ends in ``…``. Every value
     is literal text, never markup.
     """
-    natural = [max([cell_len(h), *(cell_len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
-    fixed = sum(n for i, n in enumerate(natural) if i not in flexible)
-    order = sorted(flexible)
-    room = width - fixed - _GAP * (len(headers) - 1)
-    shared = _share([natural[i] for i in order], [flexible[i] for i in order], room)
-    widths = list(natural)
-    for i, w in zip(order, shared, strict=True):
-        widths[i] = w
+    widths = fitted_widths(headers, rows, width, flexible)
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
     for i, header in enumerate(headers):
         table.add_column(
@@ -177,6 +216,49 @@ def fitted_table(
     for row in rows:
         table.add_row(*(_text(_cut(value, widths[i])) for i, value in enumerate(row)))
     return table
+
+
+def fitted_widths(
+    headers: Sequence[str], rows: Sequence[Sequence[str]], width: int, flexible: dict[int, int]
+) -> list[int]:
+    """The column widths :func:`fitted_table` gives (see there)."""
+    natural = [max([cell_len(h), *(cell_len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+    fixed = sum(n for i, n in enumerate(natural) if i not in flexible)
+    order = sorted(flexible)
+    room = width - fixed - _GAP * (len(headers) - 1)
+    shared = _share([natural[i] for i in order], [flexible[i] for i in order], room)
+    widths = list(natural)
+    for i, w in zip(order, shared, strict=True):
+        widths[i] = w
+    return widths
+
+
+RECORDS_BELOW = 60  # below it, a query result wider than the terminal is shown as records
+
+
+def reads_as_records(headers: Sequence[str], rows: Sequence[Sequence[str]], width: int) -> bool:
+    """Whether rows read better as records (:func:`record_lines`) than as a
+    :func:`fitted_table` of equal weights: when the table would cut a column's header
+    (or leave a column under 6 cells), or, below ``RECORDS_BELOW`` columns, cut any value."""
+    natural = [max([cell_len(h), *(cell_len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+    if sum(natural) + _GAP * (len(natural) - 1) <= width:
+        return False
+    if width < RECORDS_BELOW:
+        return True
+    widths = fitted_widths(headers, rows, width, dict.fromkeys(range(len(headers)), 1))
+    need = [min(n, max(cell_len(h), 6)) for h, n in zip(headers, natural, strict=True)]
+    return any(w < n for w, n in zip(widths, need, strict=True)) or sum(widths) + _GAP * (len(widths) - 1) > width
+
+
+def record_lines(headers: Sequence[str], rows: Sequence[Sequence[str]], width: int) -> Text:
+    """Rows as records, a ``column  value`` line per column (psql's expanded display):
+    for a result too wide for a table of whole headers on a narrow terminal."""
+    label_width = min(max(cell_len(h) for h in headers), max(width // 3, 4))
+    parts = []
+    for n, row in enumerate(rows, 1):
+        parts.append(_cut(f"-[ row {n:,} ]".ljust(width, "-"), width))
+        parts.append(label_lines(list(zip(headers, row, strict=True)), width, label_width).plain)
+    return Text("\n".join(parts))
 
 
 _NUMBER_CHARS = frozenset("0123456789,.")
@@ -244,17 +326,8 @@ def _header(summary: dict[str, Any]) -> Table:
 
 
 def _header_lines(summary: dict[str, Any], width: int) -> Text:
-    """The header on a narrow terminal: ``label  value`` where it fits, else the value
-    on the lines under its label (the scenario's id whole, not cut to ``386b3ba6-ad…``)."""
-    lines: list[str] = []
-    for label, value in _header_items(summary):
-        line = f"{label:<11}  {value}"
-        if cell_len(line) <= width and "\n" not in value:
-            lines.append(line)
-        else:
-            lines.append(label)
-            lines.extend(wrapped(value, width, indent=2))
-    return Text("\n".join(lines))
+    """The header on a narrow terminal (the id whole, not cut to ``386b3ba6-ad…``)."""
+    return label_lines(_header_items(summary), width)
 
 
 def _bar(value: float, full: float, width: int = _BAR) -> Bar:
@@ -426,7 +499,7 @@ def check_table(answer: dict[str, Any], width: int = 80) -> str:
     checked = ", ".join(f"{t} {n:,}" for t, n in answer["checked"].items()) or "nothing"
     errors = sum(p["count"] for p in answer["problems"] if p["severity"] == "error")
     warnings = sum(p["count"] for p in answer["problems"] if p["severity"] == "warning")
-    lines = [_cut_to(f"Checked: {checked}", width)]
+    lines = wrapped(f"Checked: {checked}", width, hang=4)  # every count (it was cut at "diag…")
     if not answer["problems"]:
         lines.append("No problems found.")
         return "\n".join(lines)
@@ -450,11 +523,11 @@ def check_table(answer: dict[str, Any], width: int = 80) -> str:
             shown = "; ".join(
                 f"{e['id']}: {e['value']!r}" if e["value"] is not None else str(e["id"]) for e in p["examples"]
             )
-            lines.append(_cut_to(f"{' ' * (19 if wide else 4)}e.g. {shown}", width))
+            lines += wrapped(f"e.g. {shown}", width, indent=19 if wide else 4, hang=24 if wide else 6)
     if answer.get("problems_omitted"):
         lines.append(f"… and {counted(answer['problems_omitted'], 'more problems')} (use --json)")
     return "\n".join(lines)
 
 
 def _cut_to(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
+    return _cut(text, width)  # in terminal cells: a wide character counts two
