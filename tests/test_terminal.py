@@ -24,6 +24,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from healthsim.cli import app
+from healthsim.progress import new_progress
 from healthsim.state import ScenarioStore
 from healthsim.summary_view import render_summary
 from helpers.examples import examples
@@ -328,3 +329,72 @@ def test_every_listing_fits_40_and_80_columns(walked: ScenarioStore, args: list[
     output = at_width(width, *args)
     assert output.strip()
     assert_fits(output, width)
+
+
+# ---------------------------------------------------------------- progress from the first frame
+
+
+def first_frame(label: str, *, unit_bytes: bool, total: int | None, width: int = 80) -> str:
+    """What the bar shows before the library's first report, on a terminal ``width`` wide."""
+    console = Console(file=io.StringIO(), width=width, force_terminal=True, color_system=None)
+    progress, _ = new_progress(label, unit_bytes=unit_bytes, total=total, console=console)
+    console.print(progress.make_tasks_table(progress.tasks))
+    return console.file.getvalue()  # type: ignore[attr-defined]
+
+
+def test_progress_shows_the_file_and_its_size_before_the_first_report() -> None:
+    """The first second of an import showed "importing ━━━━ 0/? bytes" (and "-:--:--")."""
+    frame = first_frame("importing cohort.json", unit_bytes=True, total=12_345_678)
+    assert "importing cohort.json" in frame and "0.0/12.3 MB" in frame, frame
+    assert "?" not in frame and "-:--" not in frame, frame
+
+
+def test_progress_without_a_total_says_it_is_starting() -> None:
+    """An export learns its total with its first report: "starting…" until then, not "0/?"."""
+    frame = first_frame("exporting [red]{name}[/]", unit_bytes=False, total=None)
+    assert "exporting [red]{name}[/]" in frame and "starting…" in frame, frame  # the label as written
+    assert "?" not in frame and "-:--" not in frame, frame
+    assert cell_len(first_frame("importing " + "x" * 200 + ".json", unit_bytes=True, total=10, width=40)) <= 41
+
+
+def pty_stderr(args: list[str]) -> str:
+    """``healthsim ARGS`` with stderr on a pseudo-terminal 80 columns wide: everything it
+    drew there (every frame of its progress bar), as text."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    env = {**os.environ, "COLUMNS": "80", "TERM": "xterm"}
+    proc = subprocess.Popen(
+        [str(HEALTHSIM), *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=follower, env=env
+    )
+    os.close(follower)
+    drawn = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the program has exited and closed the terminal
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    os.close(leader)
+    proc.communicate(timeout=120)
+    assert proc.returncode == 0, drawn
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", drawn.decode("utf-8", "replace"))
+
+
+@pytest.mark.slow
+def test_import_on_a_terminal_never_shows_a_question_mark(isolated_home: Path, tmp_path: Path) -> None:
+    """The real program on a terminal: from its first frame the bar names the file and
+    counts bytes of its size (the first frame is drawn before any byte is read)."""
+    source = tmp_path / "cohort.json"
+    ScenarioStore().save_scenario("cohort", wide_scenario())
+    ScenarioStore().export_scenario("cohort", source)
+    drawn = pty_stderr(["import", str(source), "--name", "again"])
+    assert "importing cohort.json" in drawn, drawn
+    assert re.search(r"\d/\d+(\.\d)? [kM]B", drawn), drawn
+    assert "?" not in drawn and "-:--:--" not in drawn, drawn

@@ -145,11 +145,15 @@ def store_of(ctx: typer.Context) -> "ScenarioStore":
     return ScenarioStore(ctx.obj.get("db") if ctx.obj else None)
 
 
-def progress_bar(label: str, unit_bytes: bool = False) -> Any:
-    """:func:`healthsim.progress.progress_bar`, imported when a command draws one."""
+def progress_bar(label: str, unit_bytes: bool = False, source: Path | None = None) -> Any:
+    """:func:`healthsim.progress.progress_bar`, imported when a command draws one; with
+    ``source``, its name is in the label and its size the total from the first frame."""
     from .progress import progress_bar as bar
+    from .progress import size_of
 
-    return bar(label, unit_bytes=unit_bytes)
+    if source is None:
+        return bar(label, unit_bytes=unit_bytes)
+    return bar(f"{label} {source.name}", unit_bytes=unit_bytes, total=size_of(source))
 
 
 def print_json(value: Any) -> None:
@@ -309,7 +313,7 @@ def save(
     Example: healthsim save diabetes-cohort --from cohort.json --tag diabetes --check warn
     """
     store = store_of(ctx)
-    with progress_bar("saving", unit_bytes=True) as progress:
+    with progress_bar("saving", unit_bytes=True, source=from_file) as progress:
         saved = store.import_scenario_from_json(
             from_file,
             name,
@@ -700,7 +704,7 @@ def export(
     """
     store = store_of(ctx)
     fhir = {"strict": strict, "validate": validate} if strict or validate else {}
-    with progress_bar("exporting", unit_bytes=False) as progress:
+    with progress_bar(f"exporting {name}", unit_bytes=False) as progress:
         path = store.export_scenario(
             name, output, format=export_format, version=version, types=entity_types, progress=progress, **fhir
         )
@@ -743,7 +747,7 @@ def import_command(
     Example: healthsim import synthea/output/csv --format synthea-csv --name synthea-run
     """
     store = store_of(ctx)
-    with progress_bar("importing", unit_bytes=True) as progress:
+    with progress_bar("importing", unit_bytes=True, source=file) as progress:
         if import_format.lower() == "json":
             scenario_id = store.import_scenario_from_json(file, name, overwrite, progress=progress)
         else:
