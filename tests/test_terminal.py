@@ -26,7 +26,7 @@ from typer.testing import CliRunner
 from healthsim.cli import app
 from healthsim.progress import new_progress
 from healthsim.state import ScenarioStore
-from healthsim.summary_view import render_summary
+from healthsim.summary_view import render_summary, wrapped
 from helpers.examples import examples
 
 HEALTHSIM = Path(sys.executable).parent / "healthsim"
@@ -398,3 +398,29 @@ def test_import_on_a_terminal_never_shows_a_question_mark(isolated_home: Path, t
     assert "importing cohort.json" in drawn, drawn
     assert re.search(r"\d/\d+(\.\d)? [kM]B", drawn), drawn
     assert "?" not in drawn and "-:--:--" not in drawn, drawn
+
+
+@given(
+    words=st.lists(
+        st.text(alphabet=st.sampled_from("abcXYZ09/-,.日本é"), min_size=1, max_size=30), min_size=0, max_size=12
+    ),
+    width=st.integers(6, 90),
+    indent=st.integers(0, 4),
+)
+@settings(max_examples=examples(300), deadline=None)
+def test_wrapped_lines_fit_and_split_words_only_with_a_mark(words: list[str], width: int, indent: int) -> None:
+    """Every line fits; a word is whole on a line, broken after a "/", "," or "-", or cut
+    with "…" — never split anywhere else without a mark."""
+    text = " ".join(words)
+    lines = wrapped(text, width, indent=indent, hang=indent + 2)
+    for line in lines:
+        assert cell_len(line) <= width, (line, width)
+    pieces = [line.strip() for line in lines]
+    if not any("…" in piece for piece in pieces):  # nothing cut: every character is there, in order
+        assert "".join(pieces).replace(" ", "") == text.replace(" ", "")
+        # a line ends at the end of a word or right after a break character
+        ends = {sum(len(w) for w in words[: i + 1]) for i in range(len(words))}
+        done = 0
+        for piece in pieces[:-1]:
+            done += len(piece.replace(" ", ""))
+            assert done in ends or piece[-1] in "/,-", (piece, pieces)

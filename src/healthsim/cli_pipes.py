@@ -106,7 +106,7 @@ def quiet_when_cut() -> Iterator[None]:
     except BrokenPipeError:
         output_cut()
     except SystemExit:
-        if sys.stdout is not stdout:  # click met EPIPE and wrapped the streams to exit 1
+        if getattr(sys.stdout, "wrapped", None) is stdout:  # click met EPIPE, wrapped the streams to exit 1
             sys.stdout, sys.stderr = stdout, stderr
             output_cut()
         _flush_or_cut()

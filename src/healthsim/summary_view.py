@@ -96,6 +96,7 @@ def wrapped(text: str, width: int, indent: int = 0, hang: int | None = None) -> 
     in ``…``: it is never split without a mark."""
     first = max(indent, len(text) - len(text.lstrip(" ")))
     rest = first if hang is None else hang
+    first, rest = min(first, max(width - 1, 0)), min(rest, max(width - 1, 0))  # a cell of text, at least
     lines: list[str] = []
     line = ""
     for word in text.split():
