@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from . import __version__
 from ._text import safe_text
 from .cli_choices import CHOICES, one_of
+from .cli_pipes import PipeConsole, output_cut, quiet_when_cut, write_out
 from .state import ScenarioExistsError, ScenarioNotFoundError, StateError
 
 if TYPE_CHECKING:
@@ -61,8 +61,11 @@ app = typer.Typer(
 # Everything printed holds what users wrote (names, descriptions, tags, values, paths),
 # which Rich would otherwise read as markup ("[/]" fails, "[red]" restyles) or emoji
 # codes (":smile:"): both off, so text is shown as it is stored.
-out = Console(highlight=False, soft_wrap=True, markup=False, emoji=False, width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
+# A closed pipe (`| head`) ends the program quietly with exit 141 (cli_pipes).
+out = PipeConsole(
+    highlight=False, soft_wrap=True, markup=False, emoji=False, width=None if sys.stdout.isatty() else 160
+)
+err = PipeConsole(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 F = TypeVar("F", bound=Callable[..., Any])
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON (for scripts).")]
@@ -126,6 +129,8 @@ def handle_errors(command: F) -> F:
         except KeyboardInterrupt:
             err.print("interrupted; nothing further was changed", markup=False)
             raise typer.Exit(130) from None
+        except BrokenPipeError:  # the output's reader has gone (`| head`): not a bug
+            output_cut()
         except Exception as exc:  # a bug: still one line, with what to report
             err.print(f"error: unexpected {type(exc).__name__}: {_describe(exc)} (please report this)", markup=False)
             raise typer.Exit(1) from None
@@ -140,15 +145,19 @@ def store_of(ctx: typer.Context) -> "ScenarioStore":
     return ScenarioStore(ctx.obj.get("db") if ctx.obj else None)
 
 
-def progress_bar(label: str, unit_bytes: bool = False) -> Any:
-    """:func:`healthsim.progress.progress_bar`, imported when a command draws one."""
+def progress_bar(label: str, unit_bytes: bool = False, source: Path | None = None) -> Any:
+    """:func:`healthsim.progress.progress_bar`, imported when a command draws one; with
+    ``source``, its name is in the label and its size the total from the first frame."""
     from .progress import progress_bar as bar
+    from .progress import size_of
 
-    return bar(label, unit_bytes=unit_bytes)
+    if source is None:
+        return bar(label, unit_bytes=unit_bytes)
+    return bar(f"{label} {source.name}", unit_bytes=unit_bytes, total=size_of(source))
 
 
 def print_json(value: Any) -> None:
-    sys.stdout.write(json.dumps(value, ensure_ascii=False, indent=2) + "\n")
+    write_out(json.dumps(value, ensure_ascii=False, indent=2) + "\n")  # in pieces: see cli_pipes
 
 
 def counts_text(counts: dict[str, int]) -> str:
@@ -304,7 +313,7 @@ def save(
     Example: healthsim save diabetes-cohort --from cohort.json --tag diabetes --check warn
     """
     store = store_of(ctx)
-    with progress_bar("saving", unit_bytes=True) as progress:
+    with progress_bar("saving", unit_bytes=True, source=from_file) as progress:
         saved = store.import_scenario_from_json(
             from_file,
             name,
@@ -358,7 +367,7 @@ def load(
             print_json(page)
         else:
             for entity in page:
-                sys.stdout.write(json.dumps(entity, ensure_ascii=False) + "\n")
+                write_out(json.dumps(entity, ensure_ascii=False) + "\n")
         return
     if as_json:
         print_json(store.load_scenario(name, version))
@@ -368,33 +377,47 @@ def load(
     show_summary(overview)
 
 
+LOAD_NARROW = 60  # below it, `healthsim load` shows its header as a list and a sample a line
+
+
 def show_summary(summary: dict[str, Any]) -> None:
     """The header, then a table of counts with one sample per type (no statistics: that
     is ``healthsim summary``)."""
-    info = Table.grid(padding=(0, 2))
-    info.add_column(no_wrap=True)
-    info.add_column(overflow="fold")  # a long value (the id at 40 columns) folds, whole
-    for label, value in (
-        ("name", summary["name"]),
-        ("version", summary["version"]),
-        ("scenario_id", summary["scenario_id"]),
+    from .summary_view import fitted_table, label_lines
+
+    width = table_width()
+    items = [
+        ("name", str(summary["name"])),
+        ("version", str(summary["version"])),
+        ("scenario_id", str(summary["scenario_id"])),
         ("description", summary["description"] or ""),
         ("tags", ", ".join(summary["tags"])),
-        ("created", summary["created_at"]),
-        ("updated", summary["updated_at"]),
+        ("created", str(summary["created_at"])),
+        ("updated", str(summary["updated_at"])),
         ("entities", f"{summary['entity_count']:,}"),
-    ):
-        info.add_row(label, str(value))
+    ]
+    types = summary["entities_by_type"]
+    samples = {t: json.dumps(s[0], ensure_ascii=False) if s else "" for t, s in summary["samples"].items()}
+    if width < LOAD_NARROW:
+        # At 40 the id folded mid-word ("…-2bc" / "a6af71e39") and each sample took four
+        # lines of a boxed table: a value under its label, one line per type.
+        out.print(label_lines(items, width))
+        rows = [[t, f"{n:,}", samples.get(t, "")] for t, n in types.items()]
+        out.print(fitted_table(["entity type", "count", "sample"], rows, width, flexible={0: 3, 2: 1}, right=[1]))
+        return
+    info = Table.grid(padding=(0, 2))
+    info.add_column(no_wrap=True)
+    info.add_column(overflow="fold")  # a long value folds, whole
+    for label, value in items:
+        info.add_row(label, value)
     out.print(info)
     counts = Table("entity type", "count", "sample")
-    types = summary["entities_by_type"]
-    # At most three lines of the sample's cell (at 40 columns 100 characters took ten):
-    # the terminal less the other columns and the borders and padding (10 cells).
+    # At most three lines of the sample's cell: the terminal less the other columns and
+    # the borders and padding (10 cells).
     widest = max([len("entity type"), *map(len, types)]), max([len("count"), *(len(f"{n:,}") for n in types.values())])
-    room = min(100, 3 * max(table_width() - sum(widest) - 10, 10))
+    room = min(100, 3 * max(width - sum(widest) - 10, 10))
     for entity_type_name, count in types.items():
-        sample = summary["samples"][entity_type_name]
-        text = json.dumps(sample[0], ensure_ascii=False) if sample else ""
+        text = samples.get(entity_type_name, "")
         counts.add_row(entity_type_name, f"{count:,}", text[:room] + ("…" if len(text) > room else ""))
     out.print(counts)
 
@@ -528,7 +551,9 @@ def list_command(
         past = f"No scenario past --offset {offset}: {total:,} match{'es' if total != 1 else ''}."
         out.print(past if total else empty_listing(tag, search, deleted), markup=False)
         return
-    from .summary_view import fitted_table, minute
+    from rich.cells import cell_len
+
+    from .summary_view import fitted_table, fitted_widths, minute
 
     rows = [
         [
@@ -543,15 +568,34 @@ def list_command(
     headers = ["name", "entities", "tags", "deleted (UTC)" if deleted else "updated (UTC)", "types"]
     # One line per scenario: counts and times whole; the name first, then tags, share the
     # rest. The types (which `healthsim load` shows) come only where they have room.
-    width = table_width()
+    width, full = table_width(), rows
     if not fits_types(headers, rows, width):
         headers, rows = headers[:-1], [row[:-1] for row in rows]
     headers, rows = room_for_names(headers, rows, width)
     weights = {"name": 3, "tags": 1, "types": 1}
     flexible = {i: weights[h] for i, h in enumerate(headers) if h in weights}
-    table = fitted_table(headers, rows, width, flexible=flexible, right=[1])
-    out.print(table)
+    if width < LOAD_NARROW and fitted_widths(headers, rows, width, flexible)[0] < max(cell_len(r[0]) for r in rows):
+        # A cut name cannot be typed back (`healthsim restore cohort-copy-with-a-rather-lo…`):
+        # on a narrow terminal each scenario gets its name on a line, the rest under it.
+        out.print(scenario_lines(full, deleted, width))
+    else:
+        out.print(fitted_table(headers, rows, width, flexible=flexible, right=[1]))
     out.print(listing_footer(len(result["scenarios"]), result["total_count"], offset), markup=False)
+
+
+def scenario_lines(rows: list[list[str]], deleted: bool, width: int) -> Text:
+    """`healthsim list` rows (name, entities, tags, time, types) as a name line each,
+    its details wrapped under it."""
+    from .summary_view import wrapped
+
+    lines: list[str] = []
+    for name, entities, tags, at, types in rows:
+        lines += wrapped(name, width)
+        details = [f"{entities} entities", f"{'deleted' if deleted else 'updated'} {at}"]
+        details += [f"tags {tags}"] if tags else []
+        details += [f"types {types}"] if types else []
+        lines += wrapped(" · ".join(details), width, indent=4)
+    return Text("\n".join(lines))
 
 
 def listing_footer(shown: int, total: int, offset: int) -> str:
@@ -660,7 +704,7 @@ def export(
     """
     store = store_of(ctx)
     fhir = {"strict": strict, "validate": validate} if strict or validate else {}
-    with progress_bar("exporting", unit_bytes=False) as progress:
+    with progress_bar(f"exporting {name}", unit_bytes=False) as progress:
         path = store.export_scenario(
             name, output, format=export_format, version=version, types=entity_types, progress=progress, **fhir
         )
@@ -725,7 +769,7 @@ def import_command(
     Example: healthsim import synthea/output/csv --format synthea-csv --name synthea-run
     """
     store = store_of(ctx)
-    with progress_bar("importing", unit_bytes=True) as progress:
+    with progress_bar("importing", unit_bytes=True, source=file) as progress:
         if import_format.lower() == "json":
             scenario_id = store.import_scenario_from_json(file, name, overwrite, progress=progress)
         else:
@@ -1048,9 +1092,12 @@ def history(
         return
     # A narrow terminal cut every time and header ("2026-12-07 1…", "ver…") and left out
     # the changes: each version on a line, its changes (and author) on the next.
+    from .summary_view import wrapped
+
     for row in rows:
         out.print(cut_line(f"{row[0]:>4}  {row[1]}  {row[2]}" + (f" by {row[5]}" if by and row[5] else ""), width))
-        out.print(cut_line(f"      {row[4]} entities; {row[3]}", width))
+        # The changes wrap (they were cut to "+5: lab_results 2, p…" at 40 columns).
+        out.print(Text("\n".join(wrapped(f"{row[4]} entities; {row[3]}", width, indent=6, hang=8))))
 
 
 @app.command()
@@ -1201,7 +1248,7 @@ def query(
     if as_json:
         print_json(result)
         return
-    from .summary_view import fitted_table
+    from .summary_view import fitted_table, reads_as_records, record_lines
 
     rows = [
         [
@@ -1219,7 +1266,11 @@ def query(
         and all(isinstance(r[i], (int, float)) and not isinstance(r[i], bool) or r[i] is None for r in result["rows"])
     ]
     flexible = dict.fromkeys(range(len(result["columns"])), 1)
-    out.print(fitted_table(result["columns"], rows, table_width(), flexible=flexible, right=numeric))
+    width = table_width()
+    if reads_as_records(result["columns"], rows, width):  # at 40, eight columns were "dd…", "ee…", "a…"
+        out.print(record_lines(result["columns"], rows, width))
+    else:
+        out.print(fitted_table(result["columns"], rows, width, flexible=flexible, right=numeric))
     more = " (raise --limit to see more)" if result["truncated"] else ""
     out.print(f"{result['row_count']:,} of {result['total_rows']:,} row(s){more}", markup=False)
 
@@ -1237,11 +1288,21 @@ def info(ctx: typer.Context, as_json: JsonOption = False) -> None:
     if as_json:
         print_json(details)
         return
+    items = [
+        (key, f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value))
+        for key, value in details.items()
+    ]
+    width = table_width()
+    if width < LOAD_NARROW:  # a value that does not fit goes under its label; a path breaks after a "/"
+        from .summary_view import label_lines
+
+        out.print(label_lines(items, width, label_width=max(len(k) for k, _ in items)))
+        return
     grid = Table.grid(padding=(0, 2))
     grid.add_column(no_wrap=True)
     grid.add_column(overflow="fold")  # a long path folds onto the next lines, whole (it was cut)
-    for key, value in details.items():
-        grid.add_row(key, f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value))
+    for key, value in items:
+        grid.add_row(key, value)
     out.print(grid)
 
 
@@ -1301,7 +1362,8 @@ app.add_typer(token_app, name="token")
 
 def main() -> None:
     """Entry point of the ``healthsim`` program (and of ``python -m healthsim``)."""
-    app(prog_name="healthsim")  # (run as a module, the usage would name __main__.py)
+    with quiet_when_cut():  # `healthsim … | head`: exit 141, nothing on stderr
+        app(prog_name="healthsim")  # (run as a module, the usage would name __main__.py)
 
 
 if __name__ == "__main__":

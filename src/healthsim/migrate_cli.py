@@ -83,7 +83,7 @@ def run(
             out.write("Not confirmed; nothing was changed. Run again with --yes to skip the question.\n")
             return 1
     total, done = len(discover_legacy_files(sources)), 0
-    with progress_bar("migrating") if total else nullcontext() as update:
+    with progress_bar("migrating", total=total) if total else nullcontext() as update:
 
         def progress(report: FileReport) -> None:
             nonlocal done

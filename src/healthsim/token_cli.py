@@ -9,15 +9,14 @@ shows them, one line on stderr and exit 1.
 import functools
 import json
 import os
-import sys
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
 
 from ._text import safe_text
 from .cli_choices import one_of
+from .cli_pipes import PipeConsole, output_cut, write_out
 from .state import StateError
 
 __all__ = ["token_app"]
@@ -33,8 +32,8 @@ token_app = typer.Typer(
 
 
 # As cli.py's: text shown as stored (no markup, no emoji codes).
-out = Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
-err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
+out = PipeConsole(highlight=False, soft_wrap=True, markup=False, emoji=False)
+err = PipeConsole(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 
 def _guarded(command: F) -> F:
@@ -47,6 +46,8 @@ def _guarded(command: F) -> F:
         except StateError as exc:
             err.print(f"error: {safe_text(str(exc))}", markup=False)
             raise typer.Exit(1) from None
+        except BrokenPipeError:  # `healthsim token list --json | head`
+            output_cut()
 
     return wrapper  # type: ignore[return-value]
 
@@ -107,7 +108,7 @@ def list_command(
 
     tokens = list_tokens(_db(ctx))
     if as_json:
-        sys.stdout.write(json.dumps(tokens, ensure_ascii=False, indent=2) + "\n")
+        write_out(json.dumps(tokens, ensure_ascii=False, indent=2) + "\n")
         return
     if not tokens:
         out.print("no tokens (healthsim token create NAME --scope read makes one)", markup=False)
