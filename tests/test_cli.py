@@ -357,6 +357,23 @@ def test_export_under_a_regular_file_is_one_clean_line(isolated_home: Path, tmp_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt", "home"]
 
 
+def test_export_to_dash_writes_standard_output(isolated_home: Path, tmp_path: Path, monkeypatch: Any) -> None:
+    """``-o -`` is standard output, as for Unix tools (it made a file named "-"): json and
+    ndjson; a folder format or ``--json`` beside it is a usage error (exit 2)."""
+    monkeypatch.chdir(tmp_path)
+    ok("save", "cohort", "--from", str(EXAMPLE))
+    exported = json.loads(ok("export", "cohort", "-o", "-").stdout)
+    assert exported["name"] == "cohort" and exported["entities"] == json.loads(EXAMPLE.read_text())
+    lines = ok("export", "cohort", "-o", "-", "-f", "ndjson", "--type", "patients").stdout.splitlines()
+    patients = json.loads(EXAMPLE.read_text())["patients"]
+    assert [json.loads(line)["data"] for line in lines] == patients
+    assert_clean_error(
+        run("export", "cohort", "-o", "-", "-f", "parquet"), 2, "json or ndjson; parquet writes a folder"
+    )
+    assert_clean_error(run("export", "cohort", "-o", "-", "--json"), 2, "with -o - the export itself is the output")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home"]  # (no file named "-")
+
+
 def test_report_or_export_onto_the_database_is_one_clean_line_and_keeps_it(isolated_home: Path, db_path: Path) -> None:
     # Was data loss: the page or the export was renamed over the database file.
     ok("save", "cohort", "--from", str(EXAMPLE))

@@ -703,6 +703,9 @@ def export(
     Example: healthsim export diabetes-cohort --format parquet -o /tmp/cohort-parquet
     """
     store = store_of(ctx)
+    if output == "-":  # standard output, as `-` means to Unix tools (it made a file named "-")
+        export_to_stdout(store, name, export_format.lower(), version, entity_types, as_json)
+        return
     fhir = {"strict": strict, "validate": validate} if strict or validate else {}
     with progress_bar(f"exporting {name}", unit_bytes=False) as progress:
         path = store.export_scenario(
@@ -719,6 +722,41 @@ def export(
         out.print(str(path), markup=False)
     if skipped.get("skipped_count"):
         note_skipped(skipped, Path(path))
+
+
+def export_to_stdout(
+    store: "ScenarioStore", name: str, export_format: str, version: int | None, types: list[str] | None, as_json: bool
+) -> None:
+    """``healthsim export NAME -o -``: a one-file format (json, ndjson) written to standard
+    output, by way of a temporary file (the export stays the library's, streamed), copied
+    in pieces so a closed pipe ends the program as everywhere (cli_pipes)."""
+    import tempfile
+
+    if export_format not in ("json", "ndjson"):
+        err.print(
+            f"error: -o - (standard output) takes a one-file format, json or ndjson; {export_format} writes a "
+            "folder: give -o a folder path",
+            markup=False,
+        )
+        raise typer.Exit(2)
+    if as_json:
+        err.print("error: --json prints where an export went; with -o - the export itself is the output", markup=False)
+        raise typer.Exit(2)
+    with tempfile.TemporaryDirectory(prefix="healthsim-export-") as folder:
+        with progress_bar(f"exporting {name}", unit_bytes=False) as progress:
+            path = store.export_scenario(
+                name,
+                Path(folder) / f"export.{export_format}",
+                format=export_format,
+                version=version,
+                types=types,
+                progress=progress,
+            )
+        sys.stdout.flush()
+        with open(path, "rb") as source:
+            while piece := source.read(1 << 16):
+                sys.stdout.buffer.write(piece)
+        sys.stdout.buffer.flush()
 
 
 def note_skipped(skipped: dict[str, Any], folder: Path) -> None:
