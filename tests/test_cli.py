@@ -358,8 +358,9 @@ def test_export_under_a_regular_file_is_one_clean_line(isolated_home: Path, tmp_
 
 
 def test_export_to_dash_writes_standard_output(isolated_home: Path, tmp_path: Path, monkeypatch: Any) -> None:
-    """``-o -`` is standard output, as for Unix tools (it made a file named "-"): json and
-    ndjson; a folder format or ``--json`` beside it is a usage error (exit 2)."""
+    """``-o -`` is standard output, as for Unix tools (export and report made a file named
+    "-"): an export (json, ndjson), the report's page, a query's rows (with ``--format``); a
+    folder format or ``--json`` beside it is a usage error (exit 2)."""
     monkeypatch.chdir(tmp_path)
     ok("save", "cohort", "--from", str(EXAMPLE))
     exported = json.loads(ok("export", "cohort", "-o", "-").stdout)
@@ -370,7 +371,11 @@ def test_export_to_dash_writes_standard_output(isolated_home: Path, tmp_path: Pa
     assert_clean_error(
         run("export", "cohort", "-o", "-", "-f", "parquet"), 2, "json or ndjson; parquet writes a folder"
     )
-    assert_clean_error(run("export", "cohort", "-o", "-", "--json"), 2, "with -o - the export itself is the output")
+    assert_clean_error(run("export", "cohort", "-o", "-", "--json"), 2, "with -o - the output itself is printed")
+    assert ok("report", "cohort", "-o", "-").stdout.startswith("<!DOCTYPE html>")
+    rows = ok("query", "SELECT count(*) AS n FROM patients", "-o", "-", "--format", "ndjson").stdout
+    assert [json.loads(line) for line in rows.splitlines()] == [{"n": len(patients)}]
+    assert_clean_error(run("query", "SELECT 1", "-o", "-"), 2, "needs --format csv, parquet or ndjson")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home"]  # (no file named "-")
 
 

@@ -487,7 +487,9 @@ def report(
     output: Annotated[
         str | None,
         typer.Option(
-            "-o", "--output", help="File or folder (ending in /) to write. Default: ~/Downloads/{name}-report.html."
+            "-o",
+            "--output",
+            help="File or folder (ending in /) to write; - for standard output. Default: ~/Downloads/{name}-report.html.",
         ),
     ] = None,
     version: Annotated[int | None, typer.Option(min=1, help="An earlier version (see healthsim history).")] = None,
@@ -498,7 +500,11 @@ def report(
     \b
     Example: healthsim report diabetes-cohort -o /tmp/cohort.html
     """
-    path = store_of(ctx).report_scenario(name, output, version=version)
+    store = store_of(ctx)
+    if output == "-":  # the page to standard output (it made a file named "-")
+        to_standard_output(lambda path: store.report_scenario(name, path, version=version), "report.html", as_json)
+        return
+    path = store.report_scenario(name, output, version=version)
     if as_json:
         print_json({"path": str(path)})
     else:
@@ -669,7 +675,7 @@ def export(
         typer.Option(
             "-o",
             "--output",
-            help="File (json, ndjson) or folder (parquet, csv, fhir, fhir-bundle) to write. Default: "
+            help="File (json, ndjson; - for standard output) or folder (parquet, csv, fhir, fhir-bundle) to write. Default: "
             "~/Downloads/{name}.json, {name}.ndjson or {name}-{format}/.",
         ),
     ] = None,
@@ -704,7 +710,20 @@ def export(
     """
     store = store_of(ctx)
     if output == "-":  # standard output, as `-` means to Unix tools (it made a file named "-")
-        export_to_stdout(store, name, export_format.lower(), version, entity_types, as_json)
+        fmt = export_format.lower()
+        if fmt not in ("json", "ndjson"):
+            err.print(
+                f"error: -o - (standard output) takes a one-file format, json or ndjson; {fmt} writes a folder: "
+                "give -o a folder path",
+                markup=False,
+            )
+            raise typer.Exit(2)
+
+        def write(path: Path) -> None:
+            with progress_bar(f"exporting {name}", unit_bytes=False) as progress:
+                store.export_scenario(name, path, format=fmt, version=version, types=entity_types, progress=progress)
+
+        to_standard_output(write, f"export.{fmt}", as_json)
         return
     fhir = {"strict": strict, "validate": validate} if strict or validate else {}
     with progress_bar(f"exporting {name}", unit_bytes=False) as progress:
@@ -724,34 +743,18 @@ def export(
         note_skipped(skipped, Path(path))
 
 
-def export_to_stdout(
-    store: "ScenarioStore", name: str, export_format: str, version: int | None, types: list[str] | None, as_json: bool
-) -> None:
-    """``healthsim export NAME -o -``: a one-file format (json, ndjson) written to standard
-    output, by way of a temporary file (the export stays the library's, streamed), copied
-    in pieces so a closed pipe ends the program as everywhere (cli_pipes)."""
+def to_standard_output(write: Callable[[Path], Any], file_name: str, as_json: bool) -> None:
+    """``-o -``: what ``write`` writes to the file it is given (a temporary one, so every
+    export stays the library's one streamed code path) is copied to standard output, in
+    pieces, so a closed pipe ends the program as everywhere (cli_pipes)."""
     import tempfile
 
-    if export_format not in ("json", "ndjson"):
-        err.print(
-            f"error: -o - (standard output) takes a one-file format, json or ndjson; {export_format} writes a "
-            "folder: give -o a folder path",
-            markup=False,
-        )
-        raise typer.Exit(2)
     if as_json:
-        err.print("error: --json prints where an export went; with -o - the export itself is the output", markup=False)
+        err.print("error: --json prints where the output went; with -o - the output itself is printed", markup=False)
         raise typer.Exit(2)
-    with tempfile.TemporaryDirectory(prefix="healthsim-export-") as folder:
-        with progress_bar(f"exporting {name}", unit_bytes=False) as progress:
-            path = store.export_scenario(
-                name,
-                Path(folder) / f"export.{export_format}",
-                format=export_format,
-                version=version,
-                types=types,
-                progress=progress,
-            )
+    with tempfile.TemporaryDirectory(prefix="healthsim-out-") as folder:
+        path = Path(folder) / file_name
+        write(path)
         sys.stdout.flush()
         with open(path, "rb") as source:
             while piece := source.read(1 << 16):
@@ -1247,7 +1250,12 @@ def query(
         typer.Option(min=0.1, help="Seconds before the query is stopped (default 30; 600 with --output)."),
     ] = None,
     output: Annotated[
-        str | None, typer.Option("-o", "--output", help="Write every row to this file (.csv, .parquet, .ndjson).")
+        str | None,
+        typer.Option(
+            "-o",
+            "--output",
+            help="Write every row to this file (.csv, .parquet, .ndjson; - for standard output, with --format).",
+        ),
     ] = None,
     output_format: Annotated[
         str | None,
@@ -1272,6 +1280,16 @@ def query(
     Example: healthsim query "SELECT scenario, count(*) AS n FROM patients GROUP BY scenario"
     """
     store = store_of(ctx)
+    if output == "-":  # every row to standard output, in the format --format names
+        if output_format is None:
+            err.print("error: -o - (standard output) needs --format csv, parquet or ndjson", markup=False)
+            raise typer.Exit(2)
+        to_standard_output(
+            lambda path: store.query_to_file(sql, path, format=output_format, timeout=timeout),
+            f"rows.{output_format.lower()}",
+            as_json,
+        )
+        return
     if output is not None:
         written = store.query_to_file(sql, output, format=output_format, timeout=timeout)
         if as_json:
