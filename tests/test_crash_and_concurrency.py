@@ -106,34 +106,48 @@ def test_two_processes_saving_at_once_lose_nothing(db_path: Path) -> None:
     assert orphan_rows(db_path) == 0
 
 
+# The import runs staged, in chunks of CHUNK_ROWS committed one by one (argv[3]: the default, 122,880, on
+# far less data), and waits after it said "imported" until it is killed.
 IMPORT_SCRIPT = """
-import sys
-from healthsim.state import ScenarioStore
+import sys, time
+from healthsim.state import ScenarioStore, bulk
+bulk.CHUNK_ROWS = int(sys.argv[3])
 print("importing", flush=True)
 ScenarioStore(sys.argv[1]).import_scenario_from_json(sys.argv[2], name="imported")
 print("imported", flush=True)
+time.sleep(60)
 """
 
 
 def test_kill_during_import_leaves_no_partial_scenario(db_path: Path, tmp_path: Path) -> None:
+    """Killed after its commit, an import leaves the whole scenario; killed inside it, nothing."""
     store = ScenarioStore(db_path)
-    store.save_scenario("source", version_entities(3, 150_000))
+    store.save_scenario("source", version_entities(3, 60_000))  # 90,000 entities: three chunks of 30,000
     exported = store.export_scenario_to_json("source", tmp_path / "source.json")
     before = entity_rows(db_path)
     outcomes = []
-    for delay in (0.1, 0.4, 0.8, 1.6):
-        proc = subprocess.Popen(
-            [sys.executable, "-c", IMPORT_SCRIPT, str(db_path), str(exported)], stdout=subprocess.PIPE, text=True
-        )
-        kill_while_working(proc, "importing", delay)
+
+    def check() -> None:
         names = {s["name"] for s in store.list_scenarios()["scenarios"]}
         assert orphan_rows(db_path) == 0
         if "imported" in names:
-            assert store.load_scenario("imported")["entity_count"] == 225_000
-            assert entity_rows(db_path) == before + 225_000
-            store.delete_scenario("imported")
+            assert store.load_scenario("imported")["entity_count"] == 90_000
+            assert entity_rows(db_path) == before + 90_000
+            store.delete_scenario("imported", purge=True)
             outcomes.append("done")
         else:
             assert entity_rows(db_path) == before  # nothing of the killed import is visible
             outcomes.append("none")
-    assert "none" in outcomes, outcomes
+
+    def start() -> subprocess.Popen[str]:
+        command = [sys.executable, "-c", IMPORT_SCRIPT, str(db_path), str(exported), "30000"]
+        return subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+
+    # Killed once it said it had imported: all of it. The import's measured length places the next kills
+    # inside one: early, halfway, late.
+    took = kill_after(start(), "importing", "imported")
+    check()
+    for fraction in (0.2, 0.5, 0.8):
+        kill_while_working(start(), "importing", fraction * took)
+        check()
+    assert outcomes[0] == "done" and "none" in outcomes, outcomes  # both ends were seen
