@@ -46,14 +46,14 @@ def memory_tempdir(environ: os._Environ[str] | dict[str, str] = os.environ, shm:
 #: Tests measured to take longest (seconds on the 2-core machine), started first in this order so that
 #: no worker is left with one of them at the end. A name that no longer matches costs nothing.
 LONGEST = (
-    "tests/test_readme.py::test_readme_from_a_fresh_clone",  # ~60-150: a new venv and pip install
-    "tests/test_crash_and_concurrency.py::test_kill_during_overwrite_leaves_old_or_new",  # 2 x ~25
+    "tests/test_readme.py::test_readme_from_a_fresh_clone",  # ~40-100: a new venv and pip install
+    "tests/test_crash_and_concurrency.py::test_kill_during_overwrite_leaves_old_or_new",  # 2 x ~5
     "tests/test_readme.py::test_readme_examples_run_in_order",  # ~20: ~40 CLI processes
     "tests/test_export_files.py::test_ctrl_c_during_an_export",
     "tests/test_export_files.py::test_kill_9_during_an_export",
     "tests/test_crash_and_concurrency.py::test_kill_during_import",
     "tests/test_summaries.py::test_one_parse_and_two_parses_give_one_summary",  # ~11
-    "tests/test_mcp_budgets.py::test_every_tool_fits_its_budget_on_oversized_data",  # ~10
+    "tests/test_mcp_budgets.py::test_every_tool_fits_its_budget_on_oversized_data",  # ~5
     "tests/test_import.py::test_provenance_stays_flat_however_often",
     "tests/test_summaries.py::test_many_types_drop_whole_types",
 )
