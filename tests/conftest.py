@@ -26,11 +26,12 @@ from pathlib import Path
 
 import pytest
 
+import healthsim
 from healthsim.state import ScenarioStore
 from helpers.examples import is_quick, set_quick
 from helpers.paths import FIXTURES
 from helpers.pg_server import PgServer
-from helpers.scheduling import memory_tempdir, rank
+from helpers.scheduling import compile_package, memory_tempdir, rank
 
 sys.path.insert(0, str(FIXTURES))  # fixture builders such as legacy_db
 
@@ -57,6 +58,8 @@ README_FRESH_CLONE = "tests/test_readme.py::test_readme_from_a_fresh_clone"
 def pytest_configure(config: pytest.Config) -> None:
     """A run that leaves out the slow tests (``-m "not slow"``) is the quick run: see helpers.examples."""
     set_quick(is_quick(config.getoption("markexpr") or ""))
+    if not hasattr(config, "workerinput"):  # once, in the main process, before any worker starts a program
+        compile_package(Path(healthsim.__file__).parent)
 
 
 @pytest.hookimpl(trylast=True)  # after -m and -k have deselected what they deselect

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import random
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +13,7 @@ import pytest
 from healthsim.state import ScenarioStore
 from helpers.database import orphan_rows
 from helpers.paths import HERE
-from helpers.processes import kill_while_working
+from helpers.processes import kill_after, kill_while_working
 from helpers.worker import version_entities
 
 WORKER = HERE / "helpers" / "worker.py"
@@ -22,7 +21,8 @@ pytestmark = pytest.mark.slow
 
 
 def run_worker(*args: str, chunk_rows: int | None = None) -> subprocess.Popen[str]:
-    env = {**os.environ, "HEALTHSIM_LOCK_TIMEOUT": "60"}
+    # (an overwrite waits after its commit until killed: see helpers.worker)
+    env = {**os.environ, "HEALTHSIM_LOCK_TIMEOUT": "60", "HEALTHSIM_TEST_HOLD_AFTER_SAVE": "60"}
     if chunk_rows:
         env["HEALTHSIM_TEST_CHUNK_ROWS"] = str(chunk_rows)
     return subprocess.Popen(
@@ -42,18 +42,15 @@ def entity_rows(path: Path) -> int:
         con.close()
 
 
-@pytest.mark.parametrize("chunk_rows", [None, 15_000], ids=["one-transaction", "staged"])
+@pytest.mark.parametrize("chunk_rows", [None, 7_500], ids=["one-transaction", "staged"])
 def test_kill_during_overwrite_leaves_old_or_new(db_path: Path, chunk_rows: int | None) -> None:
-    size = 60_000
+    """Killed after its commit, an overwrite leaves the new version; killed anywhere in it, the old or the new."""
+    size = 30_000  # 45,000 entities: a save of ~1 s; staged, six chunks of 7,500 rows
     store = ScenarioStore(db_path)
     store.save_scenario("victim", version_entities(0, size), description="v0")
-    current = 0
-    rng = random.Random(1234)
     outcomes = {"old": 0, "new": 0}
-    for version in range(1, 9):
-        proc = run_worker("overwrite", str(db_path), "victim", str(version), str(size), chunk_rows=chunk_rows)
-        kill_while_working(proc, "saving", rng.uniform(0.0, 1.2))
 
+    def check(current: int, version: int) -> int:
         loaded = store.load_scenario("victim")  # the next open also removes staged leftovers
         survivor = int(loaded["description"][1:])
         assert survivor in (current, version)
@@ -63,9 +60,20 @@ def test_kill_during_overwrite_leaves_old_or_new(db_path: Path, chunk_rows: int 
         assert {e["version"] for e in loaded["entities"]["encounters"]} == {survivor}
         assert entity_rows(db_path) == size + size // 2  # no partial rows of the killed save
         assert orphan_rows(db_path) == 0
-        current = survivor
-    # The delays span the save, so kills landed both before and after the commit.
-    assert outcomes["old"] >= 1, outcomes
+        return survivor
+
+    # Killed once the worker said it had committed (it waits to be killed): the new version. The save's
+    # measured length places the next kills inside a save: early, halfway, late, and near its commit.
+    proc = run_worker("overwrite", str(db_path), "victim", "1", str(size), chunk_rows=chunk_rows)
+    took = kill_after(proc, "saving", "saved")
+    assert check(0, 1) == 1
+    current = 1
+    for version, fraction in enumerate((0.1, 0.4, 0.7, 0.9), start=2):
+        proc = run_worker("overwrite", str(db_path), "victim", str(version), str(size), chunk_rows=chunk_rows)
+        kill_while_working(proc, "saving", fraction * took)
+        current = check(current, version)
+    # Both ends were seen: a kill inside the save left the old version, a kill after its commit the new.
+    assert outcomes["old"] >= 1 and outcomes["new"] >= 1, outcomes
 
 
 def test_kill_during_first_save_leaves_nothing_or_everything(db_path: Path) -> None:
@@ -98,34 +106,48 @@ def test_two_processes_saving_at_once_lose_nothing(db_path: Path) -> None:
     assert orphan_rows(db_path) == 0
 
 
+# The import runs staged, in chunks of CHUNK_ROWS committed one by one (argv[3]: the default, 122,880, on
+# far less data), and waits after it said "imported" until it is killed.
 IMPORT_SCRIPT = """
-import sys
-from healthsim.state import ScenarioStore
+import sys, time
+from healthsim.state import ScenarioStore, bulk
+bulk.CHUNK_ROWS = int(sys.argv[3])
 print("importing", flush=True)
 ScenarioStore(sys.argv[1]).import_scenario_from_json(sys.argv[2], name="imported")
 print("imported", flush=True)
+time.sleep(60)
 """
 
 
 def test_kill_during_import_leaves_no_partial_scenario(db_path: Path, tmp_path: Path) -> None:
+    """Killed after its commit, an import leaves the whole scenario; killed inside it, nothing."""
     store = ScenarioStore(db_path)
-    store.save_scenario("source", version_entities(3, 150_000))
+    store.save_scenario("source", version_entities(3, 60_000))  # 90,000 entities: three chunks of 30,000
     exported = store.export_scenario_to_json("source", tmp_path / "source.json")
     before = entity_rows(db_path)
     outcomes = []
-    for delay in (0.1, 0.4, 0.8, 1.6):
-        proc = subprocess.Popen(
-            [sys.executable, "-c", IMPORT_SCRIPT, str(db_path), str(exported)], stdout=subprocess.PIPE, text=True
-        )
-        kill_while_working(proc, "importing", delay)
+
+    def check() -> None:
         names = {s["name"] for s in store.list_scenarios()["scenarios"]}
         assert orphan_rows(db_path) == 0
         if "imported" in names:
-            assert store.load_scenario("imported")["entity_count"] == 225_000
-            assert entity_rows(db_path) == before + 225_000
-            store.delete_scenario("imported")
+            assert store.load_scenario("imported")["entity_count"] == 90_000
+            assert entity_rows(db_path) == before + 90_000
+            store.delete_scenario("imported", purge=True)
             outcomes.append("done")
         else:
             assert entity_rows(db_path) == before  # nothing of the killed import is visible
             outcomes.append("none")
-    assert "none" in outcomes, outcomes
+
+    def start() -> subprocess.Popen[str]:
+        command = [sys.executable, "-c", IMPORT_SCRIPT, str(db_path), str(exported), "30000"]
+        return subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+
+    # Killed once it said it had imported: all of it. The import's measured length places the next kills
+    # inside one: early, halfway, late.
+    took = kill_after(start(), "importing", "imported")
+    check()
+    for fraction in (0.2, 0.5, 0.8):
+        kill_while_working(start(), "importing", fraction * took)
+        check()
+    assert outcomes[0] == "done" and "none" in outcomes, outcomes  # both ends were seen

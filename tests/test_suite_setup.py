@@ -1,15 +1,18 @@
-"""The suite's own arrangements for speed change where files go and the order of tests, nothing else."""
+"""The suite's own arrangements for speed change where files go, the order of tests and which bytecode caches are
+written before the programs the tests start need them, nothing else."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import tempfile
 from pathlib import Path
 
 import pytest
 
+import healthsim
 from helpers import examples
-from helpers.scheduling import ON_DISK_ENV, memory_tempdir, rank
+from helpers.scheduling import ON_DISK_ENV, compile_package, memory_tempdir, rank
 
 
 def test_temporary_files_stay_where_the_user_put_them(tmp_path: Path) -> None:
@@ -51,3 +54,37 @@ def test_the_quick_run_explores_a_tenth_of_each_property_and_the_whole_suite_all
         assert [examples.examples(n) for n in (3, 15, 30, 1500)] == [3, 3, 3, 150]
     finally:
         examples.set_quick(was)
+
+
+def cache_is_current(source: Path) -> bool:
+    """Whether ``source`` has a bytecode cache that the import system would use (its mtime and size)."""
+    cached = Path(importlib.util.cache_from_source(str(source)))
+    if not cached.is_file():
+        return False
+    header, stat = cached.read_bytes()[:16], source.stat()
+    return int.from_bytes(header[8:12], "little") == int(stat.st_mtime) & 0xFFFFFFFF and int.from_bytes(
+        header[12:16], "little"
+    ) == (stat.st_size & 0xFFFFFFFF)
+
+
+def test_every_project_module_is_compiled_when_the_run_begins() -> None:
+    """The programs the tests start (PYTHONDONTWRITEBYTECODE may be set) find every project module compiled."""
+    sources = sorted(Path(healthsim.__file__).parent.rglob("*.py"))
+    assert len(sources) > 50 and all(cache_is_current(source) for source in sources)
+
+
+def test_compiling_writes_missing_and_stale_caches_only(tmp_path: Path) -> None:
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "a.py").write_text("A = 1\n")
+    (package / "b.py").write_text("B = 1\n")
+    compile_package(package)
+    assert cache_is_current(package / "a.py") and cache_is_current(package / "b.py")
+    kept = Path(importlib.util.cache_from_source(str(package / "a.py"))).stat().st_mtime_ns
+    (package / "b.py").write_text("B = 22\n")  # changed (a second later): its cache is stale
+    later = (package / "b.py").stat().st_mtime + 1
+    os.utime(package / "b.py", (later, later))
+    assert not cache_is_current(package / "b.py")
+    compile_package(package)
+    assert cache_is_current(package / "b.py")
+    assert Path(importlib.util.cache_from_source(str(package / "a.py"))).stat().st_mtime_ns == kept  # not rewritten

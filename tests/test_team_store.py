@@ -52,6 +52,25 @@ def start_worker(*args: str) -> subprocess.Popen[str]:
     )
 
 
+def wait_until_waiting_for_a_lock(url: str, waiting: Callable[[], bool]) -> None:
+    """Return once a session of the database ``url`` waits for a lock, while ``waiting()`` stays true.
+
+    Seen on the server (``pg_stat_activity``), not guessed from a pause: the change is held up by the lock,
+    not merely slow to start. Fails after 60 s, or as soon as ``waiting()`` is false (it went ahead).
+    """
+    deadline = time.monotonic() + 60
+    with psycopg.connect(url, autocommit=True) as watcher:  # (a fresh view of the server at each ask)
+        while True:
+            [(waiters,)] = watcher.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            ).fetchall()
+            assert waiting(), "the change went ahead while another client held what it needs"
+            if waiters:
+                return
+            assert time.monotonic() < deadline, "no session came to wait for the lock"
+            time.sleep(0.02)
+
+
 def finish(worker: subprocess.Popen[str], timeout: float = 120) -> str:
     out, errors = worker.communicate(timeout=timeout)
     assert worker.returncode == 0, errors
@@ -87,7 +106,7 @@ def test_a_writer_waits_only_for_the_scenario_it_changes(pg_url: str) -> None:
         other = start_worker("add", pg_url, "b", "free", "1", "3")
         finish(other, timeout=60)  # not held up by the lock on "a"
         blocked = start_worker("add", pg_url, "a", "held", "1", "3")
-        time.sleep(2.0)
+        wait_until_waiting_for_a_lock(pg_url, lambda: blocked.poll() is None)
         assert blocked.poll() is None, "a change of 'a' went ahead while another client held it"
     finally:
         holder.rollback()
@@ -355,7 +374,7 @@ def test_a_rename_to_a_name_being_saved_waits_and_is_refused(pg_url: str) -> Non
         target=lambda: outcome.append(_try(lambda: store.update_scenario("old", new_name="taken")))
     )
     renamer.start()
-    time.sleep(1.0)
+    wait_until_waiting_for_a_lock(pg_url, renamer.is_alive)
     assert renamer.is_alive()  # waits for the save of that name
     go_on.set()
     saver.join(30)

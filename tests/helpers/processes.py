@@ -18,6 +18,21 @@ def kill_while_working(proc: subprocess.Popen[str], ready: str, delay: float) ->
     proc.wait()
 
 
+def kill_after(proc: subprocess.Popen[str], ready: str, done: str) -> float:
+    """Wait until ``proc`` prints ``ready`` and then ``done``, kill it with SIGKILL at once and reap it.
+
+    Returns:
+        The seconds from ``ready`` to ``done``: how long the work took, for placing later kills inside it.
+    """
+    assert proc.stdout is not None and proc.stdout.readline().strip() == ready
+    began = time.perf_counter()
+    assert proc.stdout.readline().strip() == done
+    took = time.perf_counter() - began
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return took
+
+
 @contextlib.contextmanager
 def ctrl_c_as_at_a_terminal() -> Iterator[None]:
     """SIGINT raises KeyboardInterrupt in this process, and is at its default in the processes it

@@ -3,12 +3,16 @@
 python worker.py overwrite DB NAME VERSION SIZE   save version VERSION of NAME (SIZE entities)
 python worker.py many DB PREFIX COUNT             save COUNT small scenarios PREFIX-0..
 python worker.py add DB NAME PREFIX BATCHES SIZE  add BATCHES batches of SIZE patients PREFIX-b-i to NAME
+
+With HEALTHSIM_TEST_HOLD_AFTER_SAVE set, ``overwrite`` waits that many seconds after it said ``saved``,
+so that a test can kill it after its commit, before it exits.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import time
 
 from healthsim.state import ScenarioStore, bulk
 
@@ -36,6 +40,7 @@ def main(argv: list[str]) -> None:
         print("saving", flush=True)
         store.save_scenario(name, entities, description=f"v{version}", overwrite=True)
         print("saved", flush=True)
+        time.sleep(float(os.environ.get("HEALTHSIM_TEST_HOLD_AFTER_SAVE", "0")))
     elif command == "many":
         prefix, count = argv[2], int(argv[3])
         for i in range(count):
