@@ -328,8 +328,18 @@ def _parsed(scope: Scope, plan: TypePlan, read: str | None = None) -> str:
         for j, i in enumerate(columns)
     )
     # (how many of the keys of ``plan.verify`` each row has: see _check_keys)
-    keyed = " + ".join(f"CASE WHEN e{j} IS NULL THEN 0 ELSE 1 END" for j in range(len(verify))) or "0"
+    keyed = _sum([f"CASE WHEN e{j} IS NULL THEN 0 ELSE 1 END" for j in range(len(verify))])
     return f"SELECT id, entity_id{kinds}, {keyed} AS _hs_keys FROM ({source}) AS f"
+
+
+def _sum(terms: list[str]) -> str:
+    """SQL: the sum of ``terms``, nested as a balanced tree. ``a + b + c + …`` nests one
+    level per term, and DuckDB refuses an expression deeper than 1,000 (a type with that
+    many keys); halves nest as deep as the logarithm of their number."""
+    if len(terms) <= 2:
+        return " + ".join(terms) or "0"
+    half = len(terms) // 2
+    return f"({_sum(terms[:half])}) + ({_sum(terms[half:])})"
 
 
 # Rows of a type read to tell which of its other fields are mostly dates.

@@ -1,0 +1,33 @@
+"""Checking, summaries and reports under hostile and unusual input (the hunt after issue 24).
+
+Each test here showed a defect a user would hit before its fix: a traceback or an engine's raw
+error instead of an answer, a check finding that was wrong, or the two engines answering
+differently. The module runs on both engines (``BOTH_ENGINES`` in conftest).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from healthsim.state import ScenarioStore
+
+
+@pytest.mark.parametrize("shape", ["one wide entity", "many narrow entities"])
+def test_a_type_with_a_thousand_keys_checks_and_summarizes(store: ScenarioStore, shape: str) -> None:
+    # The check added up the keys each entity has as one long `a + b + c + ...`: past about
+    # 1,000 keys DuckDB refused it ("Max expression depth limit of 1000 exceeded"), raised as
+    # "please report this as a bug" by check_scenario and summarize_scenario (which holds the
+    # check's counts) alike; PostgreSQL answered.
+    if shape == "one wide entity":
+        things: list[dict[str, Any]] = [{"thing_id": "T1", **{f"k{i}": i for i in range(1200)}}]
+    else:
+        things = [{f"k{i}": i} for i in range(1200)]
+    store.save_scenario("wide", {"things": things, "patients": [{"patient_id": "P1", "birth_date": "x"}]})
+    answer = store.check_scenario("wide")
+    assert answer["checked"] == {"things": len(things), "patients": 1}
+    assert [(p["rule"], p["field"]) for p in answer["problems"]] == [("not_a_date", "birth_date")]
+    summary = store.summarize_scenario("wide")
+    assert summary["types"]["things"]["count"] == len(things)
+    assert summary["check"]["errors"] == 1
