@@ -31,3 +31,23 @@ def test_a_type_with_a_thousand_keys_checks_and_summarizes(store: ScenarioStore,
     summary = store.summarize_scenario("wide")
     assert summary["types"]["things"]["count"] == len(things)
     assert summary["check"]["errors"] == 1
+
+
+def test_a_diagnosis_code_of_another_system_is_not_icd10_whichever_field_names_the_system(
+    store: ScenarioStore,
+) -> None:
+    # A type whose diagnoses name their system in `code_system` and in `system` (two sources
+    # merged) read only `code_system`: a SNOMED code named by `system` was a false
+    # malformed_icd10 error.
+    diagnoses = [
+        {"diagnosis_id": "D1", "code": "38341003", "code_system": "SNOMED CT"},
+        {"diagnosis_id": "D2", "code": "38341003", "system": "http://snomed.info/sct"},
+        {"diagnosis_id": "D3", "code": "E11.9", "system": "http://hl7.org/fhir/sid/icd-10-cm"},
+        {"diagnosis_id": "D4", "code": "38341003", "code_system": "ICD-10-CM"},
+        {"diagnosis_id": "D5", "code": "38341003"},
+    ]
+    answer = store.save_scenario("merged", {"diagnoses": diagnoses}, check="warn")["check"]
+    assert answer == store.check_scenario("merged")
+    [problem] = answer["problems"]
+    assert (problem["rule"], problem["count"]) == ("malformed_icd10", 2)
+    assert [e["id"] for e in problem["examples"]] == ["D4", "D5"]

@@ -419,9 +419,9 @@ def _row_specs(con: Connection, plan: TypePlan, today: _dt.date) -> list[_Spec]:
     for rule, names in plan.codes.items():
         for name in names:
             extra = ""
-            if name == "code" and plan.code_system:  # another code system's code is not ICD-10's
-                sk, st = plan.column(plan.code_system)
-                extra = f" AND (c.{sk} IS NULL OR c.{sk} = 'null' OR lower(c.{st}) LIKE '%icd%')"
+            if name == "code":  # another code system's code is not ICD-10's, whichever field names it
+                for sk, st in map(plan.column, plan.code_systems):
+                    extra += f" AND (c.{sk} IS NULL OR c.{sk} = 'null' OR lower(c.{st}) LIKE '%icd%')"
             add(rule, name, lambda k, t, r=rule: rule_sql[r](con, f"c.{k}", f"c.{t}"), extra)
     for rule, names in plan.identifiers.items():
         for name in names:
