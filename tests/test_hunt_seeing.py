@@ -51,3 +51,16 @@ def test_a_diagnosis_code_of_another_system_is_not_icd10_whichever_field_names_t
     [problem] = answer["problems"]
     assert (problem["rule"], problem["count"]) == ("malformed_icd10", 2)
     assert [e["id"] for e in problem["examples"]] == ["D4", "D5"]
+
+
+def test_a_date_field_is_found_among_many_fields_of_numbers(store: ScenarioStore) -> None:
+    # "Any field whose values are mostly ISO dates" is checked as a date field, but only the
+    # first 40 other fields by name were tested for it, before those that never hold a
+    # string were set aside: after 45 number fields, `visit_day` was never checked.
+    rows = [
+        {"row_id": f"R{i}", **{f"a{j:02}": j for j in range(45)}, "visit_day": "2024-01-0" + str(i)} for i in (1, 2)
+    ]
+    rows.append({"row_id": "R3", **{f"a{j:02}": j for j in range(45)}, "visit_day": "someday"})
+    answer = store.save_scenario("visits", {"visits": rows}, check="warn")["check"]
+    assert answer == store.check_scenario("visits")
+    assert [(p["rule"], p["field"], p["count"]) for p in answer["problems"]] == [("not_a_date", "visit_day", 1)]

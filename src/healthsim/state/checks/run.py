@@ -191,9 +191,9 @@ def _check_keys(scope: Scope, entity_type: str, count: int, every: set[str], mad
     total (then no entity has another key); else every entity's keys first."""
     con = scope.con
     total = (scope.key_totals or {}).get(entity_type) if not scope.only else None
+    sample = f"SELECT * FROM ({scope.rows(entity_type)}) AS r LIMIT {_SAMPLE}"
+    kinds = dict(con.execute(con.engine.top_level_key_kinds(sample)).fetchall())
     if total is not None and total[0] == count:
-        sample = f"SELECT * FROM ({scope.rows(entity_type)}) AS r LIMIT {_SAMPLE}"
-        kinds = dict(con.execute(con.engine.top_level_key_kinds(sample)).fetchall())
         guess = list(dict.fromkeys([*kinds, *total[2]]))
         if all(_plain(k) for k in guess):
             # (a key the sample never holds a string in is no date candidate: the sample
@@ -204,7 +204,9 @@ def _check_keys(scope: Scope, entity_type: str, count: int, every: set[str], mad
             if keyed == total[1]:
                 return found
     keys = [k for (k,) in con.execute(con.engine.top_level_keys(scope.rows(entity_type))).fetchall()]
-    return _check_type(scope, plan_type(entity_type, keys), every, made)[0]
+    # (the sample's keys that hold a string are the date candidates, as above: the sample
+    # tells which are mostly dates)
+    return _check_type(scope, plan_type(entity_type, keys, {k for k, s in kinds.items() if s}), every, made)[0]
 
 
 def _plan_of(entity_type: str, keyed: Mapping[str, tuple[bool, int, int, int]]) -> TypePlan:
