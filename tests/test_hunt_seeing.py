@@ -64,3 +64,13 @@ def test_a_date_field_is_found_among_many_fields_of_numbers(store: ScenarioStore
     answer = store.save_scenario("visits", {"visits": rows}, check="warn")["check"]
     assert answer == store.check_scenario("visits")
     assert [(p["rule"], p["field"], p["count"]) for p in answer["problems"]] == [("not_a_date", "visit_day", 1)]
+
+
+def test_a_charges_total_beyond_a_double_is_exact(store: ScenarioStore) -> None:
+    # A total no double holds is given "as its exact text"; it was the quotient's first 28
+    # digits (Python's default decimal precision): 2 * 10**308 + 2**70 + 0.1 came out as
+    # "2.000000000000000000000000000E+308", the 2**70 and the 0.1 lost.
+    claims = [{"claim_id": f"C{i}", "amount": v} for i, v in enumerate([2**70, 1e308, 1e308, 0.1])]
+    store.save_scenario("costly", {"claims": claims})
+    charges = store.summarize_scenario("costly")["types"]["claims"]["charges"]
+    assert charges == {"amount": {"count": 4, "total": str(2 * 10**308 + 2**70) + ".1"}}
