@@ -15,6 +15,7 @@ two types at a time where the engine can (:mod:`.parallel`), its id tables share
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -488,13 +489,31 @@ def _examples(
     the statement reads."""
     read = {m.split(".")[0] for m in COLUMN_REF.findall(f"{spec.where} {spec.value}")}
     joined = "".join(clause for alias, clause in (joins or {}).items() if alias in read)
-    parsed = _parsed(scope, plan, f"{own} {spec.value} {spec.where} {joined}")
+    # (a field's value comes with its kind: an object's or a list's text is made alike below)
+    kind = f"c.k{column[1]}" if (column := _TEXT_COLUMN.fullmatch(spec.value)) else "NULL"
+    parsed = _parsed(scope, plan, f"{own} {spec.value} {kind} {spec.where} {joined}")
     # The first five in saved order (DuckDB: no ORDER BY, the scan stops at the fifth match).
     first = scope.con.engine.first_rows("c.id")
     rows = scope.con.execute(
-        f"SELECT c.id, {own}, {spec.value} FROM ({parsed}) AS c{joined} WHERE {spec.where}{first} LIMIT {_EXAMPLES}"
+        f"SELECT c.id, {own}, {spec.value}, {kind} FROM ({parsed}) AS c{joined} "
+        f"WHERE {spec.where}{first} LIMIT {_EXAMPLES}"
     ).fetchall()
-    return [(str(i), v) for _, i, v in sorted(rows, key=lambda r: r[0])]
+    return [(str(i), _alike(v, k)) for _, i, v, k in sorted(rows, key=lambda r: r[0])]
+
+
+_TEXT_COLUMN = re.compile(r"c\.t([0-9]+)")
+
+
+def _alike(text: Any, kind: Any) -> Any:
+    """An example's value: an object's or a list's JSON text compact with sorted keys, as
+    both engines then write it alike (DuckDB's text is compact in saved order, PostgreSQL's
+    jsonb text spaced, its keys ordered by length)."""
+    if kind not in ("object", "array") or not isinstance(text, str):
+        return text
+    try:
+        return json.dumps(json.loads(text), ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    except ValueError:  # (never from an engine's JSON text; kept as it is)
+        return text
 
 
 def _duplicates(scope: Scope, plan: TypePlan, own: str) -> list[Found]:
