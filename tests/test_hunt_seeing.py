@@ -92,3 +92,29 @@ def test_an_example_that_is_an_object_or_a_list_reads_alike_on_both_engines(stor
         {"id": "P1", "value": '{"m":[1,"x"],"year":1980}'},
         {"id": "P2", "value": '["1980-01-01",null,{"a":2,"b":1}]'},
     ]
+
+
+def test_examples_of_a_reference_are_the_first_in_saved_order(store: ScenarioStore) -> None:
+    # Examples are "the first five in saved order on both engines"; those of a rule reading
+    # a joined id table (references, events and births, duplicates) came in the order of
+    # DuckDB's hash join: MRN-0, MRN-30, MRN-33, MRN-34, MRN-36 where PostgreSQL (which
+    # sorts) gave MRN-0, MRN-30, MRN-31, MRN-32, MRN-33.
+    patients = [{"patient_id": f"MRN-{i}", "birth_date": "2000-01-01"} for i in range(1, 30)]
+    encounters = [
+        {"encounter_id": f"E{i}", "patient_id": f"MRN-{i}", "admission_time": "1999-12-31"} for i in range(40)
+    ]
+    answer = store.save_scenario("ordered", {"patients": patients, "encounters": encounters}, check="warn")["check"]
+    assert answer == store.check_scenario("ordered")
+    found = {p["rule"]: [e["id"] for e in p["examples"]] for p in answer["problems"]}
+    assert found == {
+        "unresolved_reference": ["E0", "E30", "E31", "E32", "E33"],
+        "before_birth": ["E1", "E2", "E3", "E4", "E5"],
+    }
+    added = store.add_entities(
+        "ordered", {"encounters": [{**e, "encounter_id": "N" + e["encounter_id"]} for e in encounters]}, check="warn"
+    )
+    found = {p["rule"]: [e["id"] for e in p["examples"]] for p in added["check"]["problems"]}
+    assert found == {
+        "unresolved_reference": ["NE0", "NE30", "NE31", "NE32", "NE33"],
+        "before_birth": ["NE1", "NE2", "NE3", "NE4", "NE5"],
+    }

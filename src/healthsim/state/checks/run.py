@@ -492,8 +492,9 @@ def _examples(
     # (a field's value comes with its kind: an object's or a list's text is made alike below)
     kind = f"c.k{column[1]}" if (column := _TEXT_COLUMN.fullmatch(spec.value)) else "NULL"
     parsed = _parsed(scope, plan, f"{own} {spec.value} {kind} {spec.where} {joined}")
-    # The first five in saved order (DuckDB: no ORDER BY, the scan stops at the fifth match).
-    first = scope.con.engine.first_rows("c.id")
+    # The first five in saved order (DuckDB: no ORDER BY, the scan stops at the fifth match;
+    # but a join, in the order of its hash table, keeps no order on either engine).
+    first = " ORDER BY c.id" if joined else scope.con.engine.first_rows("c.id")
     rows = scope.con.execute(
         f"SELECT c.id, {own}, {spec.value}, {kind} FROM ({parsed}) AS c{joined} "
         f"WHERE {spec.where}{first} LIMIT {_EXAMPLES}"
