@@ -10,7 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
+from healthsim.cli import app
 from healthsim.state import ScenarioStore
 
 
@@ -118,3 +120,36 @@ def test_examples_of_a_reference_are_the_first_in_saved_order(store: ScenarioSto
         "unresolved_reference": ["NE0", "NE30", "NE31", "NE32", "NE33"],
         "before_birth": ["NE1", "NE2", "NE3", "NE4", "NE5"],
     }
+
+
+def test_the_check_table_counts_the_problems_cut_from_the_answer_too() -> None:
+    # An answer cut to its 12 KB keeps the entities of the problems it left out in
+    # `omitted_counts`; `healthsim check` added up only the problems shown ("NOT OK: 3 errors"
+    # of 120), where the summary's check counts (shape.brief) add both.
+    from healthsim.state.checks.shape import brief
+    from healthsim.summary_view import check_table
+
+    one = {"severity": "error", "rule": "not_a_date", "type": "patients", "field": "birth_date", "examples": []}
+    answer = {
+        "ok": False,
+        "checked": {"patients": 130},
+        "problems": [{**one, "count": 3}, {**one, "severity": "warning", "rule": "real_looking_ssn", "count": 1}],
+        "truncated": True,
+        "problems_omitted": 40,
+        "omitted_counts": {"error": 117, "warning": 9},
+    }
+    assert "NOT OK: 120 errors, 10 warnings" in check_table(answer)
+    assert (brief(answer)["errors"], brief(answer)["warnings"]) == (120, 10)
+
+
+def test_check_prints_ids_and_values_without_terminal_control_characters(store: ScenarioStore) -> None:
+    # `healthsim check` printed an example's own id as it is: an id holding an escape
+    # sequence (here one that sets the terminal's title) reached the terminal, and a line
+    # break in it broke the table's row. Values were shown by repr, ids were not.
+    patients = [{"patient_id": "P\x1b]0;pwned\x07\nQ", "birth_date": "soon"}]
+    store.save_scenario("esc", {"patients": patients})
+    result = CliRunner().invoke(app, ["check", "esc"])
+    assert result.exit_code == 1, result.output
+    assert "\x1b" not in result.output and "\x07" not in result.output
+    [line] = [line for line in result.output.splitlines() if "e.g." in line]
+    assert "P\\u001b]0;pwned\\u0007\\u000aQ: 'soon'" in line

@@ -290,8 +290,10 @@ def _charges(charges: dict[str, Any]) -> Group:
 def check_table(answer: dict[str, Any], width: int = 80) -> str:
     """The answer as a readable table of at most ``width`` columns."""
     checked = ", ".join(f"{t} {n:,}" for t, n in answer["checked"].items()) or "nothing"
-    errors = sum(p["count"] for p in answer["problems"] if p["severity"] == "error")
-    warnings = sum(p["count"] for p in answer["problems"] if p["severity"] == "warning")
+    # (the problems cut from the answer still count: their entities are in omitted_counts)
+    gone = answer.get("omitted_counts", {})
+    errors = sum(p["count"] for p in answer["problems"] if p["severity"] == "error") + gone.get("error", 0)
+    warnings = sum(p["count"] for p in answer["problems"] if p["severity"] == "warning") + gone.get("warning", 0)
     lines = [_cut_to(f"Checked: {checked}", width)]
     if not answer["problems"]:
         lines.append("No problems found.")
@@ -323,4 +325,6 @@ def check_table(answer: dict[str, Any], width: int = 80) -> str:
 
 
 def _cut_to(text: str, width: int) -> str:
+    # (ids and values are the scenario's text: a control character would reach the terminal)
+    text = _LINE_BREAKING.sub(lambda m: f"\\u{ord(m.group()):04x}", safe_text(text))
     return text if len(text) <= width else text[: width - 1] + "…"
