@@ -153,3 +153,18 @@ def test_check_prints_ids_and_values_without_terminal_control_characters(store: 
     assert "\x1b" not in result.output and "\x07" not in result.output
     [line] = [line for line in result.output.splitlines() if "e.g." in line]
     assert "P\\u001b]0;pwned\\u0007\\u000aQ: 'soon'" in line
+
+
+def test_a_sparse_date_field_is_told_by_all_of_its_values_not_by_the_sample_alone(store: ScenarioStore) -> None:
+    # Whether a field is mostly dates was decided on the first 1,000 entities: in a type of
+    # mostly nulls they held two values of `seen_on`, a date and "later" (not more than half
+    # dates), so the field was no date field and "later" no error, while the summary showed
+    # it as a date field with one value that is not a date (202 values, 201 of them dates).
+    rows: list[dict[str, Any]] = [{"row_id": f"R{i}", "seen_on": None} for i in range(3000)]
+    for i in [0, *range(1000, 3000, 10)]:
+        rows[i]["seen_on"] = "2024-01-01"
+    rows[5]["seen_on"] = "later"
+    store.save_scenario("sparse", {"rows": rows})
+    answer = store.check_scenario("sparse")
+    assert [(p["rule"], p["field"], p["count"]) for p in answer["problems"]] == [("not_a_date", "seen_on", 1)]
+    assert store.summarize_scenario("sparse")["types"]["rows"]["fields"]["seen_on"]["unfit"]["other"] == 1

@@ -290,7 +290,7 @@ def _check_type(
         con,
         parsed,
         joins,
-        _counted(con, specs, candidates if told is None else [], sampled=whole),
+        _counted(con, specs, candidates if told is None else [], sampled=True),
         keys=bool(plan.verify),
         unique=unique,
         few=bool(scope.only),
@@ -304,8 +304,10 @@ def _check_type(
             dates, present, _ = told[name]
         else:
             dates, present = counts.pop(f"date:{name}"), counts.pop(f"present:{name}")
-            if whole and not (dates and dates * 2 > counts.pop(f"sample:{name}")):
-                continue  # (not a date field: as _sampled would have told)
+            # (not a date field: as _sampled tells it, now of every entity: a sample of a few
+            # values, in a type of mostly nulls, could not tell)
+            if not (dates and dates * 2 > counts.pop(f"sample:{name}")):
+                continue
         if present and dates * 2 > present and dates < present:
             specs.append(_Spec("not_a_date", name, sql.bad_date(con, f"c.{k}", f"c.{t}"), f"c.{t}"))
             counts[str(len(specs) - 1)] = present - dates
@@ -347,6 +349,8 @@ def _sum(terms: list[str]) -> str:
 
 # Rows of a type read to tell which of its other fields are mostly dates.
 _SAMPLE = 1000
+# Fewer values of a field in the sample than this do not tell whether it is mostly dates.
+_FEW_VALUES = 100
 
 
 def _sampled(scope: Scope, plan: TypePlan, whole: bool) -> tuple[list[str], set[str]]:
@@ -388,7 +392,9 @@ def _sampled(scope: Scope, plan: TypePlan, whole: bool) -> tuple[list[str], set[
             distinct[path] = n * 10 > present * 3
         if path in dated:
             dates, values = next(row), next(row)
-            if dates and dates * 2 > values:
+            # (a sample of a few values, as in a type of mostly nulls, cannot tell: a date
+            # among them makes every entity's values decide, in the counting statement)
+            if dates and (dates * 2 > values or values < _FEW_VALUES):
                 maybe.append(".".join(path))
     if whole:
         maybe = list(plan.candidates)
