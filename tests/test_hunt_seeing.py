@@ -10,10 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from healthsim.cli import app
 from healthsim.state import ScenarioStore
+from helpers.examples import examples
 
 
 @pytest.mark.parametrize("shape", ["one wide entity", "many narrow entities"])
@@ -78,13 +81,16 @@ def test_a_charges_total_beyond_a_double_is_exact(store: ScenarioStore) -> None:
     assert charges == {"amount": {"count": 4, "total": str(2 * 10**308 + 2**70) + ".1"}}
 
 
-def test_an_example_that_is_an_object_or_a_list_reads_alike_on_both_engines(store: ScenarioStore) -> None:
+def test_an_example_that_is_an_object_a_list_or_a_number_reads_alike_on_both_engines(store: ScenarioStore) -> None:
     # An example's value is the field's JSON text: DuckDB wrote an object as saved and
     # compact, PostgreSQL as its jsonb text (a space after each colon and comma, keys
-    # reordered by length), so one check answered differently on the two engines.
+    # reordered by length), and a number as its numeric type writes it, so one check
+    # answered differently on the two engines.
     patients = [
         {"patient_id": "P1", "birth_date": {"year": 1980, "m": [1, "x"]}},
         {"patient_id": "P2", "birth_date": ["1980-01-01", None, {"b": 1, "a": 2}]},
+        {"patient_id": "P3", "birth_date": 1e20},  # DuckDB 100000000000000000000.0, PostgreSQL without .0
+        {"patient_id": "P4", "birth_date": 1.5e-7},  # DuckDB 1.5e-7, PostgreSQL 0.00000015
     ]
     answer = store.save_scenario("odd", {"patients": patients}, check="warn")["check"]
     assert answer == store.check_scenario("odd")
@@ -93,6 +99,8 @@ def test_an_example_that_is_an_object_or_a_list_reads_alike_on_both_engines(stor
     assert problem["examples"] == [
         {"id": "P1", "value": '{"m":[1,"x"],"year":1980}'},
         {"id": "P2", "value": '["1980-01-01",null,{"a":2,"b":1}]'},
+        {"id": "P3", "value": "100000000000000000000"},
+        {"id": "P4", "value": "1.5e-07"},
     ]
 
 
@@ -168,3 +176,28 @@ def test_a_sparse_date_field_is_told_by_all_of_its_values_not_by_the_sample_alon
     answer = store.check_scenario("sparse")
     assert [(p["rule"], p["field"], p["count"]) for p in answer["problems"]] == [("not_a_date", "seen_on", 1)]
     assert store.summarize_scenario("sparse")["types"]["rows"]["fields"]["seen_on"]["unfit"]["other"] == 1
+
+
+_NAME = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1, max_size=6) | st.integers(
+    min_value=-(2**70), max_value=2**70
+)
+
+
+@pytest.mark.slow  # (about 6 s per engine)
+@settings(max_examples=examples(30), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(names=st.lists(_NAME, min_size=1, max_size=6, unique_by=str), picks=st.lists(st.integers(0, 9), max_size=8))
+def test_an_add_resolves_any_name_as_a_whole_check_does(
+    store: ScenarioStore, names: list[Any], picks: list[int]
+) -> None:
+    # An add's check finds the patients its rows name by searching their stored text first
+    # (regular expressions of the names, escaped): any name, however odd, must resolve as a
+    # whole check resolves it.
+    known = names[: len(names) // 2 + 1]
+    patients = [{"patient_id": f"P{i}", "mrn": n} for i, n in enumerate(known)]
+    store.save_scenario("named", {"patients": patients}, overwrite=True)
+    encounters = [{"encounter_id": f"E{i}", "patient_mrn": names[p % len(names)]} for i, p in enumerate(picks)]
+    added = store.add_entities("named", {"encounters": encounters}, check="warn")["check"]
+    missing = sum(1 for e in encounters if str(e["patient_mrn"]) not in {str(n) for n in known})
+    found = {p["rule"]: p["count"] for p in added["problems"] if p["rule"] != "duplicate_id"}
+    assert found == ({"unresolved_reference": missing} if missing else {})
+    assert added["problems"] == [p for p in store.check_scenario("named")["problems"] if p["type"] == "encounters"]

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from dataclasses import field as _field
+from decimal import Decimal
 from typing import Any
 
 from .._engines import Connection
@@ -512,15 +513,22 @@ _TEXT_COLUMN = re.compile(r"c\.t([0-9]+)")
 
 
 def _alike(text: Any, kind: Any) -> Any:
-    """An example's value: an object's or a list's JSON text compact with sorted keys, as
-    both engines then write it alike (DuckDB's text is compact in saved order, PostgreSQL's
-    jsonb text spaced, its keys ordered by length)."""
-    if kind not in ("object", "array") or not isinstance(text, str):
+    """An example's value as both engines then write it alike: an object's or a list's JSON
+    text compact with sorted keys (DuckDB's text is compact in saved order, PostgreSQL's
+    jsonb text spaced, its keys ordered by length); a number whole as an integer, else as
+    Python writes its double (DuckDB keeps ``1e20`` as saved, ``100000000000000000000.0``;
+    PostgreSQL's numeric writes ``100000000000000000000``, and ``1.5e-7`` as ``0.00000015``)."""
+    if not isinstance(text, str):
         return text
     try:
-        return json.dumps(json.loads(text), ensure_ascii=False, separators=(",", ":"), sort_keys=True)
-    except ValueError:  # (never from an engine's JSON text; kept as it is)
-        return text
+        if kind == "number":
+            number = Decimal(text)
+            return str(int(number)) if number == number.to_integral_value() else repr(float(number))
+        if kind in ("object", "array"):
+            return json.dumps(json.loads(text), ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    except (ArithmeticError, ValueError):  # (never from an engine's JSON text; kept as it is)
+        pass
+    return text
 
 
 def _duplicates(scope: Scope, plan: TypePlan, own: str) -> list[Found]:
