@@ -7,6 +7,10 @@ differently. The module runs on both engines (``BOTH_ENGINES`` in conftest).
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -201,3 +205,20 @@ def test_an_add_resolves_any_name_as_a_whole_check_does(
     found = {p["rule"]: p["count"] for p in added["problems"] if p["rule"] != "duplicate_id"}
     assert found == ({"unresolved_reference": missing} if missing else {})
     assert added["problems"] == [p for p in store.check_scenario("named")["problems"] if p["type"] == "encounters"]
+
+
+def test_a_time_without_an_offset_is_utc_whatever_the_machines_time_zone(store: ScenarioStore) -> None:
+    # Two datetimes compare in time, a time without an offset as UTC (as the summary reads
+    # it); the check cast it in the session's zone, which is the machine's: in New York,
+    # 10:00 came after 12:00Z (a false end_before_start) and 10:00Z no longer after 08:00.
+    encounters = [
+        {"encounter_id": "E1", "admission_time": "2024-01-01T10:00:00", "discharge_time": "2024-01-01T12:00:00Z"},
+        {"encounter_id": "E2", "admission_time": "2024-01-01T10:00:00Z", "discharge_time": "2024-01-01T08:00:00"},
+    ]
+    store.save_scenario("zoned", {"encounters": encounters})
+    env = {**os.environ, "TZ": "America/New_York", "PGTZ": "America/New_York"}
+    run = subprocess.run(
+        [sys.executable, "-m", "healthsim", "check", "zoned", "--json"], env=env, capture_output=True, text=True
+    )
+    answer = json.loads(run.stdout)
+    assert [(p["rule"], [e["id"] for e in p["examples"]]) for p in answer["problems"]] == [("end_before_start", ["E2"])]
