@@ -222,3 +222,16 @@ def test_a_time_without_an_offset_is_utc_whatever_the_machines_time_zone(store: 
     )
     answer = json.loads(run.stdout)
     assert [(p["rule"], [e["id"] for e in p["examples"]]) for p in answer["problems"]] == [("end_before_start", ["E2"])]
+
+
+def test_summary_prints_the_scenarios_text_without_terminal_control_characters(store: ScenarioStore) -> None:
+    # `healthsim summary` drew field names, values and the description as they are: an
+    # escape sequence in them (colours, the terminal's title, worse) reached the terminal.
+    sequence = "\x1b[31mred\x1b]0;title\x07"
+    patients = [{"patient_id": f"P{i}", f"note{sequence}": sequence, "gender": sequence} for i in range(3)]
+    store.save_scenario("esc", {"patients": patients}, description=f"line one\n{sequence}")
+    result = CliRunner().invoke(app, ["summary", "esc"])
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.output and "\x07" not in result.output
+    assert "\\u001b[31mred" in result.output
+    assert "line one" in result.output and "\\u000a" not in result.output  # (a line break stays one)

@@ -149,9 +149,14 @@ def _cut(value: str, width: int) -> str:
     return head + "…"
 
 
+# Control characters of the scenario's text that a terminal would act on (an escape
+# sequence sets colours or the window's title): shown escaped; line breaks and tabs stay.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
 def _text(value: Any, style: str = "") -> Text:
-    """``value`` as literal text: never markup, always valid UTF-8."""
-    return Text(safe_text(str(value)), style=style)
+    """``value`` as literal text: never markup, no control characters, always valid UTF-8."""
+    return Text(_CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", safe_text(str(value))), style=style)
 
 
 def _number(value: Any, spec: str = ",") -> str:
