@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from healthsim.cli import app
-from healthsim.state import ScenarioStore
+from healthsim.state import CheckFailedError, ScenarioStore
 from helpers.examples import examples
 
 
@@ -315,3 +315,15 @@ def test_the_answer_is_cut_as_one_cut_at_a_time_would_cut_it(
     assert answer == _cut_one_at_a_time(checked, made, budget)
     if budget >= 1000:  # (below, even an answer of no problem and no type is larger)
         assert _size(answer) <= budget
+
+
+def test_a_refusal_names_the_entity_without_its_control_characters(store: ScenarioStore) -> None:
+    # A refused add said "e.g. Q\x1b[31mX: ..." with the id's escape sequence as it is, and
+    # `healthsim add --check refuse` printed it to the terminal (the value was shown by repr).
+    store.save_scenario("guarded", {"patients": [{"patient_id": "P1"}]})
+    with pytest.raises(CheckFailedError) as refused:
+        store.add_entities(
+            "guarded", {"patients": [{"patient_id": "Q\x1b[31mX", "birth_date": "soon"}]}, check="refuse"
+        )
+    assert "\x1b" not in str(refused.value) and "e.g. Q\\u001b[31mX: 'soon'" in str(refused.value)
+    assert store.load_scenario("guarded")["entity_count"] == 1
