@@ -1,8 +1,11 @@
 """Checking, summaries and reports under hostile and unusual input (the hunt after issue 24).
 
 Each test here showed a defect a user would hit before its fix: a traceback or an engine's raw
-error instead of an answer, a check finding that was wrong, or the two engines answering
-differently. The module runs on both engines (``BOTH_ENGINES`` in conftest).
+error instead of an answer, a check finding that was wrong, the two engines answering
+differently, minutes spent cutting an answer, or a scenario's text driving the terminal. Two
+property tests hold the answer's cut to the plain one-at-a-time cut it replaced, and an add's
+resolution of any name (escaped into patterns) to a whole check's (that search found no defect).
+The module runs on both engines (``BOTH_ENGINES`` in conftest).
 """
 
 from __future__ import annotations
