@@ -147,6 +147,7 @@ BOTH_ENGINES = {
     "test_tokens",
     "test_first_hour_query",
     "test_hunt_everyday",
+    "test_hunt_seeing",
 }
 
 

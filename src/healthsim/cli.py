@@ -383,7 +383,7 @@ LOAD_NARROW = 60  # below it, `healthsim load` shows its header as a list and a 
 def show_summary(summary: dict[str, Any]) -> None:
     """The header, then a table of counts with one sample per type (no statistics: that
     is ``healthsim summary``)."""
-    from .summary_view import fitted_table, label_lines
+    from .summary_view import fitted_table, label_lines, shown_text
 
     width = table_width()
     items = [
@@ -409,7 +409,7 @@ def show_summary(summary: dict[str, Any]) -> None:
     info.add_column(no_wrap=True)
     info.add_column(overflow="fold")  # a long value folds, whole
     for label, value in items:
-        info.add_row(label, value)
+        info.add_row(label, shown_text(value))  # (the scenario's text: no escape sequence reaches the terminal)
     out.print(info)
     counts = Table("entity type", "count", "sample")
     # At most three lines of the sample's cell: the terminal less the other columns and

@@ -140,6 +140,7 @@ def label_lines(items: Sequence[tuple[str, str]], width: int, label_width: int =
     id or a database path is shown whole, not cut or folded mid-word)."""
     lines: list[str] = []
     for label, value in items:
+        value = shown_text(value)  # (the scenario's text: an escape sequence would reach the terminal)
         line = f"{_cut(label, width):<{label_width}}  {value}"
         if cell_len(line) <= width and "\n" not in value:
             lines.append(line)
@@ -266,9 +267,14 @@ _NUMBER_CHARS = frozenset("0123456789,.")
 _NUMBER_END = re.compile(r"[0-9][0-9,.]*$")
 
 
+def _escaped(text: str) -> str:
+    """``text`` with what would break a line or drive the terminal written as ``\\uXXXX``."""
+    return _LINE_BREAKING.sub(lambda m: f"\\u{ord(m.group()):04x}", safe_text(text))
+
+
 def _cut(value: str, width: int) -> str:
     """``value`` in at most ``width`` terminal cells (wide characters count two), ``…`` if cut."""
-    value = _LINE_BREAKING.sub(lambda m: f"\\u{ord(m.group()):04x}", safe_text(value))
+    value = _escaped(value)
     if cell_len(value) <= width:
         return value
     head = set_cell_size(value, max(width - 1, 0)).rstrip(" ")
@@ -277,9 +283,20 @@ def _cut(value: str, width: int) -> str:
     return head + "…"
 
 
+# Control characters of the scenario's text that a terminal would act on (an escape
+# sequence sets colours or the window's title): shown escaped; line breaks and tabs stay.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def shown_text(value: Any) -> str:
+    """``value`` as text a terminal shows and does not act on: control characters written
+    as ``\\uXXXX`` (line breaks and tabs stay), always valid UTF-8."""
+    return _CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", safe_text(str(value)))
+
+
 def _text(value: Any, style: str = "") -> Text:
-    """``value`` as literal text: never markup, always valid UTF-8."""
-    return Text(safe_text(str(value)), style=style)
+    """``value`` as literal text: never markup, no control characters, always valid UTF-8."""
+    return Text(shown_text(value), style=style)
 
 
 def _number(value: Any, spec: str = ",") -> str:
@@ -498,8 +515,10 @@ def _charges(charges: dict[str, Any], width: int) -> Group:
 def check_table(answer: dict[str, Any], width: int = 80) -> str:
     """The answer as a readable table of at most ``width`` columns."""
     checked = ", ".join(f"{t} {n:,}" for t, n in answer["checked"].items()) or "nothing"
-    errors = sum(p["count"] for p in answer["problems"] if p["severity"] == "error")
-    warnings = sum(p["count"] for p in answer["problems"] if p["severity"] == "warning")
+    # (the problems cut from the answer still count: their entities are in omitted_counts)
+    gone = answer.get("omitted_counts", {})
+    errors = sum(p["count"] for p in answer["problems"] if p["severity"] == "error") + gone.get("error", 0)
+    warnings = sum(p["count"] for p in answer["problems"] if p["severity"] == "warning") + gone.get("warning", 0)
     lines = wrapped(f"Checked: {checked}", width, hang=4)  # every count (it was cut at "diag…")
     if not answer["problems"]:
         lines.append("No problems found.")
@@ -524,6 +543,8 @@ def check_table(answer: dict[str, Any], width: int = 80) -> str:
             shown = "; ".join(
                 f"{e['id']}: {e['value']!r}" if e["value"] is not None else str(e["id"]) for e in p["examples"]
             )
+            # (ids and values are the scenario's text: a control character would reach the terminal)
+            shown = _escaped(shown)
             lines += wrapped(f"e.g. {shown}", width, indent=19 if wide else 4, hang=24 if wide else 6)
     if answer.get("problems_omitted"):
         lines.append(f"… and {counted(answer['problems_omitted'], 'more problems')} (use --json)")
@@ -531,4 +552,4 @@ def check_table(answer: dict[str, Any], width: int = 80) -> str:
 
 
 def _cut_to(text: str, width: int) -> str:
-    return _cut(text, width)  # in terminal cells: a wide character counts two
+    return _cut(text, width)  # in terminal cells (a wide character counts two), control characters escaped

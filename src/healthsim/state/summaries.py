@@ -37,7 +37,7 @@ import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 from fractions import Fraction
 from typing import Any, cast
 
@@ -1028,7 +1028,12 @@ def _total(total: Decimal | Fraction | None) -> float | str | None:
         return float(total)
     except OverflowError:
         numerator, denominator = total.as_integer_ratio()
-        return str(numerator) if denominator == 1 else str(Decimal(numerator) / Decimal(denominator))
+        if denominator == 1:
+            return str(numerator)
+        # (the values were rounded to six places, so the quotient ends within six places;
+        # with the default 28 digits of precision it was cut: "2.000…E+308")
+        with localcontext(prec=len(str(abs(numerator))) + 8):
+            return str(Decimal(numerator) / Decimal(denominator))
 
 
 # --- values and the budget ----------------------------------------------------------------

@@ -10,6 +10,7 @@ rows a save or an add just wrote) and returns ``{ok, checked, problems}``;
 from __future__ import annotations
 
 import datetime as _dt
+import re
 import uuid
 from collections.abc import Mapping
 from typing import Any, Literal, TypedDict, cast
@@ -126,11 +127,20 @@ def _checked(scope: Scope, budget: int) -> CheckResult:
     return cast(CheckResult, result(checked, found, budget))
 
 
+# Characters of an entity's id that a terminal would act on or that break a line: escaped
+# in an error message (which the CLI prints as it is).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
 def problem_lines(answer: CheckResult, limit: int = 3) -> str:
     """The first problems with errors in one line each (for an error message)."""
     errors = [p for p in answer["problems"] if p["severity"] == "error"][:limit]
+
+    def example(e: CheckExample) -> str:
+        named = _CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", str(e["id"]))
+        return f" (e.g. {named}: {e['value']!r})"
+
     return "; ".join(
-        f"{p['count']} {p['type']}.{p['field']} {p['rule']}"
-        + (f" (e.g. {p['examples'][0]['id']}: {p['examples'][0]['value']!r})" if p["examples"] else "")
+        f"{p['count']} {p['type']}.{p['field']} {p['rule']}" + (example(p["examples"][0]) if p["examples"] else "")
         for p in errors
     )

@@ -46,7 +46,7 @@ class TypePlan:
     references: list[str] = field(default_factory=list)
     spans: list[tuple[str, str]] = field(default_factory=list)
     events: list[str] = field(default_factory=list)
-    code_system: str | None = None  # the field naming the code system of ``code``
+    code_systems: list[str] = field(default_factory=list)  # the fields naming the code system of ``code``
     verify: list[str] = field(default_factory=list)  # keys whose presence is counted (see run.py)
 
     def column(self, name: str) -> tuple[str, str]:
@@ -82,7 +82,7 @@ def plan_type(entity_type: str, keys: list[str], strings: Collection[str] | None
             plan.codes[rule] = found
     if entity_type == "diagnoses" and "code" in present:
         plan.codes.setdefault("malformed_icd10", []).append("code")
-        plan.code_system = next((f for f in ("code_system", "system") if f in present), None)
+        plan.code_systems = [f for f in ("code_system", "system") if f in present]
     for rule, names in IDENTIFIER_FIELDS.items():
         found = sorted(p for p in present if p.rpartition(".")[2] in names and p.partition(".")[0] in (p, "contact"))
         if found:
@@ -94,7 +94,8 @@ def plan_type(entity_type: str, keys: list[str], strings: Collection[str] | None
         plan.events = [f for f in EVENT_FIELDS if f in present]
     known = DATE_FIELDS | NUMBER_FIELDS | GENDER_FIELDS | set(REFERENCES) | set(plan.own_ids)
     known |= {n for names in (*CODE_FIELDS.values(), *IDENTIFIER_FIELDS.values()) for n in names}
-    plan.candidates = [k for k in plain if k not in known and k != "code"][:_MAX_CANDIDATES]
-    if strings is not None:
-        plan.candidates = [k for k in plan.candidates if k in strings]
+    # (those that never hold a string are set aside before the cut: 40 fields of numbers
+    # named before a date field kept it from being checked)
+    plan.candidates = [k for k in plain if k not in known and k != "code" and (strings is None or k in strings)]
+    del plan.candidates[_MAX_CANDIDATES:]
     return plan

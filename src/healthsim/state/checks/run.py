@@ -15,12 +15,14 @@ two types at a time where the engine can (:mod:`.parallel`), its id tables share
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from dataclasses import field as _field
+from decimal import Decimal
 from typing import Any
 
 from .._engines import Connection
@@ -191,9 +193,9 @@ def _check_keys(scope: Scope, entity_type: str, count: int, every: set[str], mad
     total (then no entity has another key); else every entity's keys first."""
     con = scope.con
     total = (scope.key_totals or {}).get(entity_type) if not scope.only else None
+    sample = f"SELECT * FROM ({scope.rows(entity_type)}) AS r LIMIT {_SAMPLE}"
+    kinds = dict(con.execute(con.engine.top_level_key_kinds(sample)).fetchall())
     if total is not None and total[0] == count:
-        sample = f"SELECT * FROM ({scope.rows(entity_type)}) AS r LIMIT {_SAMPLE}"
-        kinds = dict(con.execute(con.engine.top_level_key_kinds(sample)).fetchall())
         guess = list(dict.fromkeys([*kinds, *total[2]]))
         if all(_plain(k) for k in guess):
             # (a key the sample never holds a string in is no date candidate: the sample
@@ -204,7 +206,9 @@ def _check_keys(scope: Scope, entity_type: str, count: int, every: set[str], mad
             if keyed == total[1]:
                 return found
     keys = [k for (k,) in con.execute(con.engine.top_level_keys(scope.rows(entity_type))).fetchall()]
-    return _check_type(scope, plan_type(entity_type, keys), every, made)[0]
+    # (the sample's keys that hold a string are the date candidates, as above: the sample
+    # tells which are mostly dates)
+    return _check_type(scope, plan_type(entity_type, keys, {k for k, s in kinds.items() if s}), every, made)[0]
 
 
 def _plan_of(entity_type: str, keyed: Mapping[str, tuple[bool, int, int, int]]) -> TypePlan:
@@ -287,7 +291,7 @@ def _check_type(
         con,
         parsed,
         joins,
-        _counted(con, specs, candidates if told is None else [], sampled=whole),
+        _counted(con, specs, candidates if told is None else [], sampled=True),
         keys=bool(plan.verify),
         unique=unique,
         few=bool(scope.only),
@@ -301,8 +305,10 @@ def _check_type(
             dates, present, _ = told[name]
         else:
             dates, present = counts.pop(f"date:{name}"), counts.pop(f"present:{name}")
-            if whole and not (dates and dates * 2 > counts.pop(f"sample:{name}")):
-                continue  # (not a date field: as _sampled would have told)
+            # (not a date field: as _sampled tells it, now of every entity: a sample of a few
+            # values, in a type of mostly nulls, could not tell)
+            if not (dates and dates * 2 > counts.pop(f"sample:{name}")):
+                continue
         if present and dates * 2 > present and dates < present:
             specs.append(_Spec("not_a_date", name, sql.bad_date(con, f"c.{k}", f"c.{t}"), f"c.{t}"))
             counts[str(len(specs) - 1)] = present - dates
@@ -328,12 +334,24 @@ def _parsed(scope: Scope, plan: TypePlan, read: str | None = None) -> str:
         for j, i in enumerate(columns)
     )
     # (how many of the keys of ``plan.verify`` each row has: see _check_keys)
-    keyed = " + ".join(f"CASE WHEN e{j} IS NULL THEN 0 ELSE 1 END" for j in range(len(verify))) or "0"
+    keyed = _sum([f"CASE WHEN e{j} IS NULL THEN 0 ELSE 1 END" for j in range(len(verify))])
     return f"SELECT id, entity_id{kinds}, {keyed} AS _hs_keys FROM ({source}) AS f"
+
+
+def _sum(terms: list[str]) -> str:
+    """SQL: the sum of ``terms``, nested as a balanced tree. ``a + b + c + …`` nests one
+    level per term, and DuckDB refuses an expression deeper than 1,000 (a type with that
+    many keys); halves nest as deep as the logarithm of their number."""
+    if len(terms) <= 2:
+        return " + ".join(terms) or "0"
+    half = len(terms) // 2
+    return f"({_sum(terms[:half])}) + ({_sum(terms[half:])})"
 
 
 # Rows of a type read to tell which of its other fields are mostly dates.
 _SAMPLE = 1000
+# Fewer values of a field in the sample than this do not tell whether it is mostly dates.
+_FEW_VALUES = 100
 
 
 def _sampled(scope: Scope, plan: TypePlan, whole: bool) -> tuple[list[str], set[str]]:
@@ -375,7 +393,9 @@ def _sampled(scope: Scope, plan: TypePlan, whole: bool) -> tuple[list[str], set[
             distinct[path] = n * 10 > present * 3
         if path in dated:
             dates, values = next(row), next(row)
-            if dates and dates * 2 > values:
+            # (a sample of a few values, as in a type of mostly nulls, cannot tell: a date
+            # among them makes every entity's values decide, in the counting statement)
+            if dates and (dates * 2 > values or values < _FEW_VALUES):
                 maybe.append(".".join(path))
     if whole:
         maybe = list(plan.candidates)
@@ -409,9 +429,9 @@ def _row_specs(con: Connection, plan: TypePlan, today: _dt.date) -> list[_Spec]:
     for rule, names in plan.codes.items():
         for name in names:
             extra = ""
-            if name == "code" and plan.code_system:  # another code system's code is not ICD-10's
-                sk, st = plan.column(plan.code_system)
-                extra = f" AND (c.{sk} IS NULL OR c.{sk} = 'null' OR lower(c.{st}) LIKE '%icd%')"
+            if name == "code":  # another code system's code is not ICD-10's, whichever field names it
+                for sk, st in map(plan.column, plan.code_systems):
+                    extra += f" AND (c.{sk} IS NULL OR c.{sk} = 'null' OR lower(c.{st}) LIKE '%icd%')"
             add(rule, name, lambda k, t, r=rule: rule_sql[r](con, f"c.{k}", f"c.{t}"), extra)
     for rule, names in plan.identifiers.items():
         for name in names:
@@ -476,13 +496,39 @@ def _examples(
     the statement reads."""
     read = {m.split(".")[0] for m in COLUMN_REF.findall(f"{spec.where} {spec.value}")}
     joined = "".join(clause for alias, clause in (joins or {}).items() if alias in read)
-    parsed = _parsed(scope, plan, f"{own} {spec.value} {spec.where} {joined}")
-    # The first five in saved order (DuckDB: no ORDER BY, the scan stops at the fifth match).
-    first = scope.con.engine.first_rows("c.id")
+    # (a field's value comes with its kind: an object's or a list's text is made alike below)
+    kind = f"c.k{column[1]}" if (column := _TEXT_COLUMN.fullmatch(spec.value)) else "NULL"
+    parsed = _parsed(scope, plan, f"{own} {spec.value} {kind} {spec.where} {joined}")
+    # The first five in saved order (DuckDB: no ORDER BY, the scan stops at the fifth match;
+    # but a join, in the order of its hash table, keeps no order on either engine).
+    first = " ORDER BY c.id" if joined else scope.con.engine.first_rows("c.id")
     rows = scope.con.execute(
-        f"SELECT c.id, {own}, {spec.value} FROM ({parsed}) AS c{joined} WHERE {spec.where}{first} LIMIT {_EXAMPLES}"
+        f"SELECT c.id, {own}, {spec.value}, {kind} FROM ({parsed}) AS c{joined} "
+        f"WHERE {spec.where}{first} LIMIT {_EXAMPLES}"
     ).fetchall()
-    return [(str(i), v) for _, i, v in sorted(rows, key=lambda r: r[0])]
+    return [(str(i), _alike(v, k)) for _, i, v, k in sorted(rows, key=lambda r: r[0])]
+
+
+_TEXT_COLUMN = re.compile(r"c\.t([0-9]+)")
+
+
+def _alike(text: Any, kind: Any) -> Any:
+    """An example's value as both engines then write it alike: an object's or a list's JSON
+    text compact with sorted keys (DuckDB's text is compact in saved order, PostgreSQL's
+    jsonb text spaced, its keys ordered by length); a number whole as an integer, else as
+    Python writes its double (DuckDB keeps ``1e20`` as saved, ``100000000000000000000.0``;
+    PostgreSQL's numeric writes ``100000000000000000000``, and ``1.5e-7`` as ``0.00000015``)."""
+    if not isinstance(text, str):
+        return text
+    try:
+        if kind == "number":
+            number = Decimal(text)
+            return str(int(number)) if number == number.to_integral_value() else repr(float(number))
+        if kind in ("object", "array"):
+            return json.dumps(json.loads(text), ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    except (ArithmeticError, ValueError):  # (never from an engine's JSON text; kept as it is)
+        pass
+    return text
 
 
 def _duplicates(scope: Scope, plan: TypePlan, own: str) -> list[Found]:

@@ -52,20 +52,58 @@ def result(checked: dict[str, int], found: list[Found], budget: int = CHECK_BYTE
     if _size(out) <= budget:
         return out
     out["truncated"] = True
-    for p in reversed(problems):
-        while p["examples"] and _size(out) > budget:
-            p["examples"].pop()
-    while problems and _size(out) > budget:
-        gone = problems.pop()
+    _cut(out, budget)
+    return out
+
+
+def _listed(sizes: list[int]) -> int:
+    """The bytes of a compact JSON list (or object) of parts of these sizes: its commas."""
+    return sum(sizes) + max(len(sizes) - 1, 0)
+
+
+def _cut(out: dict[str, Any], budget: int) -> None:
+    """Cut ``out`` to ``budget`` bytes: the examples of the last problems first, one at a
+    time, then whole problems, then the smallest per-type counts. Each step is told by
+    sizes counted once and kept up to date (the bytes of compact JSON add up: a list is
+    its parts and commas); measuring the whole answer after each step took minutes for a
+    few thousand problems."""
+    problems: list[dict[str, Any]] = out["problems"]
+    examples = [[_size(e) for e in p["examples"]] for p in problems]
+    heads = [_size({**p, "examples": []}) for p in problems]  # a problem less its examples
+    sizes = [h + _listed(e) for h, e in zip(heads, examples, strict=True)]
+    rest = _size({**out, "problems": []})
+    total = rest + _listed(sizes)
+    for i in reversed(range(len(problems))):
+        while examples[i] and total > budget:
+            problems[i]["examples"].pop()
+            gone = examples[i].pop()
+            total -= gone + (1 if examples[i] else 0)  # (and its comma)
+            sizes[i] -= gone + (1 if examples[i] else 0)
+        if total <= budget:
+            return
+    checked = _size(out["checked"]) - 2  # (unchanged meanwhile: measured once)
+    while problems and total > budget:
+        dropped = problems.pop()
+        sizes.pop()
         out["problems_omitted"] = out.get("problems_omitted", 0) + 1
         # (what they counted still counts: ``omitted_counts`` per severity)
         counted = out.setdefault("omitted_counts", {"error": 0, "warning": 0})
-        counted[gone["severity"]] += gone["count"]
+        counted[dropped["severity"]] += dropped["count"]
+        rest = _size({**out, "problems": [], "checked": {}}) + checked
+        total = rest + _listed(sizes)
     counts: dict[str, int] = out["checked"]
-    while counts and _size(out) > budget:
-        del counts[min(counts, key=lambda t: (counts[t], t))]
-        out["checked_omitted"] = out.get("checked_omitted", 0) + 1
-    return out
+    entries = {t: _size({t: n}) - 2 for t, n in counts.items()}  # ``"name":n``
+    rest = _size({**out, "checked": {}}) - 2
+    total = rest + 2 + _listed(list(entries.values()))
+    for t in sorted(counts, key=lambda t: (counts[t], t)):  # (the smallest counts first)
+        if total <= budget:
+            return
+        del counts[t]
+        total -= entries.pop(t) + (1 if entries else 0)
+        omitted = out.get("checked_omitted", 0)
+        # (the key ``,"checked_omitted":1`` the first time, then a digit more at times)
+        total += len(',"checked_omitted":1') if not omitted else _size(omitted + 1) - _size(omitted)
+        out["checked_omitted"] = omitted + 1
 
 
 def counted(n: int, noun: str) -> str:

@@ -159,5 +159,15 @@ def earlier(con: Connection, later: tuple[str, str], early: tuple[str, str]) -> 
     both = f"{is_date(con, lk, lt)} AND {is_date(con, ek, et)}"
     return (
         f"(CASE WHEN {both} THEN CASE WHEN length({lt}) > 10 AND length({et}) > 10 "
-        f"THEN {con.engine.instant(lt)} < {con.engine.instant(et)} ELSE {day_before(lt, et)} END ELSE false END)"
+        f"THEN {con.engine.instant(_zoned(lt))} < {con.engine.instant(_zoned(et))} "
+        f"ELSE {day_before(lt, et)} END ELSE false END)"
     )
+
+
+def _zoned(t: str) -> str:
+    """SQL: the valid datetime ``t`` with ``Z`` added when it has no offset, so that it is
+    read as UTC (the engines read it in the session's time zone, the machine's by default).
+    Its offset, if any, is after the date: a ``Z``, or a ``+`` or ``-`` past the tenth
+    character (plain string functions: cheaper to plan and run than a pattern)."""
+    offset = f"(right({t}, 1) = 'Z' OR strpos(substr({t}, 11), '+') > 0 OR strpos(substr({t}, 11), '-') > 0)"
+    return f"(CASE WHEN {offset} THEN {t} ELSE {t} || 'Z' END)"
