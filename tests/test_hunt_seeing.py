@@ -238,9 +238,11 @@ def test_summary_prints_the_scenarios_text_without_terminal_control_characters(s
     assert "\x1b" not in result.output and "\x07" not in result.output
     assert "\\u001b[31mred" in result.output
     assert "line one" in result.output and "\\u000a" not in result.output  # (a line break stays one)
-    # The narrow layouts (a value under its label) and `load`'s header drew the description raw.
+    # The narrow layouts (a value beside or under its label) and `load`'s header drew the
+    # description raw.
+    store.save_scenario("esc2", {"patients": patients}, description=f"x{sequence}")
     for command, columns in (("summary", "40"), ("load", "40"), ("load", "80")):
-        result = CliRunner().invoke(app, [command, "esc"], env={"COLUMNS": columns})
+        result = CliRunner().invoke(app, [command, "esc2"], env={"COLUMNS": columns})
         assert result.exit_code == 0, result.output
         assert "\x1b" not in result.output and "\x07" not in result.output, (command, columns, result.output)
         assert "\\u001b[31mred" in result.output, (command, columns)
