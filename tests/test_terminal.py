@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +33,9 @@ from helpers.examples import examples
 HEALTHSIM = Path(sys.executable).parent / "healthsim"
 CUT = 141  # 128 + SIGPIPE: what a shell shows for `seq 1 1000000 | head -1` (docs/decisions.md)
 PIPE_BUFFER = 64 * 1024
+# The tests of the database made once per module (big_folder) run on one worker, so it is
+# made once per run.
+on_big_folder = pytest.mark.xdist_group("terminal-big-folder")
 
 
 # ---------------------------------------------------------------- output cut by a closed pipe
@@ -45,9 +49,12 @@ def wide_scenario() -> dict[str, list[dict[str, Any]]]:
     }
 
 
-@pytest.fixture
-def big_store(isolated_home: Path, db_path: Path) -> ScenarioStore:
-    store = ScenarioStore(db_path)
+@pytest.fixture(scope="module")
+def big_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A database folder with the scenarios the closed-pipe tests print, made once per module
+    (each test gets a copy: saving them took most of each test's time)."""
+    folder = tmp_path_factory.mktemp("big") / ".healthsim"
+    store = ScenarioStore(folder / "healthsim.duckdb")
     patients = [
         {"mrn": f"MRN-{i:05d}", "gender": "MF"[i % 2], "birth_date": "1970-01-01", "note": "x" * 200}
         for i in range(1_000)
@@ -55,7 +62,18 @@ def big_store(isolated_home: Path, db_path: Path) -> ScenarioStore:
     store.save_scenario("big", {"patients": patients}, tags=["cohort"])
     store.add_entities("big", {"encounters": [{"encounter_id": "E1", "patient_mrn": "MRN-00001"}]})
     store.save_scenario("wide", wide_scenario())
-    return store
+    # The summaries the CLI draws, kept beside the database and copied with it (3 s of each
+    # test that prints one).
+    for args in (["summary", "big"], ["summary", "wide"], ["summary", "wide", "--json"]):
+        kept = CliRunner().invoke(app, args, env={"HEALTHSIM_DB": str(folder / "healthsim.duckdb")})
+        assert kept.exit_code == 0, kept.output
+    return folder
+
+
+@pytest.fixture
+def big_store(isolated_home: Path, db_path: Path, big_folder: Path) -> ScenarioStore:
+    shutil.copytree(big_folder, db_path.parent)  # (the database and what it keeps beside it)
+    return ScenarioStore(db_path)
 
 
 def run_cut(args: list[str], *, read_first_line: bool) -> tuple[int, bytes, bytes]:
@@ -76,6 +94,7 @@ def run_cut(args: list[str], *, read_first_line: bool) -> tuple[int, bytes, byte
     return proc.returncode, first, stderr
 
 
+@on_big_folder
 def test_output_larger_than_a_pipe_cut_after_one_line_ends_quietly(big_store: ScenarioStore) -> None:
     """`healthsim summary NAME | head -1` exited 1 (Rich's own exit); `load --type` said
     "error: unexpected BrokenPipeError … (please report this)". Now: exit 141, nothing on
@@ -89,6 +108,7 @@ def test_output_larger_than_a_pipe_cut_after_one_line_ends_quietly(big_store: Sc
         assert line.startswith(first), line
 
 
+@on_big_folder
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "args",
@@ -118,6 +138,7 @@ def test_every_command_ends_quietly_when_its_reader_is_gone(big_store: ScenarioS
     assert (code, stderr) == (CUT, b""), (args, code, stderr)
 
 
+@on_big_folder
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "args",
@@ -133,6 +154,7 @@ def test_large_outputs_cut_after_one_line(big_store: ScenarioStore, args: list[s
     assert line.strip(), line
 
 
+@on_big_folder
 def test_output_read_whole_exits_0(big_store: ScenarioStore) -> None:
     """The pipe handling changes nothing for a reader that reads everything."""
     done = subprocess.run([str(HEALTHSIM), "summary", "wide"], capture_output=True, timeout=120, check=False)
