@@ -33,26 +33,25 @@ from helpers.examples import examples
 HEALTHSIM = Path(sys.executable).parent / "healthsim"
 CUT = 141  # 128 + SIGPIPE: what a shell shows for `seq 1 1000000 | head -1` (docs/decisions.md)
 PIPE_BUFFER = 64 * 1024
-# The tests of the database made once per module (big_folder) run on one worker, so it is
-# made once per run.
-on_big_folder = pytest.mark.xdist_group("terminal-big-folder")
 
 
 # ---------------------------------------------------------------- output cut by a closed pipe
 
 
 def wide_scenario() -> dict[str, list[dict[str, Any]]]:
-    """30 types of 60 fields: a summary of well over the 64 KB a pipe holds."""
+    """10 types of 30 fields: a summary of well over the 64 KB a pipe holds (~115 KB drawn)."""
     return {
-        f"type_{t:02d}": [{f"field_{f:02d}": f"value {i % 7} of field {f}" for f in range(60)} for i in range(8)]
-        for t in range(30)
+        f"type_{t:02d}": [{f"field_{f:02d}": f"value {i % 7} of field {f}" for f in range(30)} for i in range(8)]
+        for t in range(10)
     }
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def big_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A database folder with the scenarios the closed-pipe tests print, made once per module
-    (each test gets a copy: saving them took most of each test's time)."""
+    """A database folder with the scenarios the closed-pipe tests print, made once per worker
+    (each test gets a copy: saving and summarizing them took most of each test's time).
+    Session-scoped: the suite orders tests by length across modules, which would make a
+    module's fixture again each time the order comes back to the module."""
     folder = tmp_path_factory.mktemp("big") / ".healthsim"
     store = ScenarioStore(folder / "healthsim.duckdb")
     patients = [
@@ -94,7 +93,6 @@ def run_cut(args: list[str], *, read_first_line: bool) -> tuple[int, bytes, byte
     return proc.returncode, first, stderr
 
 
-@on_big_folder
 def test_output_larger_than_a_pipe_cut_after_one_line_ends_quietly(big_store: ScenarioStore) -> None:
     """`healthsim summary NAME | head -1` exited 1 (Rich's own exit); `load --type` said
     "error: unexpected BrokenPipeError … (please report this)". Now: exit 141, nothing on
@@ -108,7 +106,6 @@ def test_output_larger_than_a_pipe_cut_after_one_line_ends_quietly(big_store: Sc
         assert line.startswith(first), line
 
 
-@on_big_folder
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "args",
@@ -138,7 +135,6 @@ def test_every_command_ends_quietly_when_its_reader_is_gone(big_store: ScenarioS
     assert (code, stderr) == (CUT, b""), (args, code, stderr)
 
 
-@on_big_folder
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "args",
@@ -154,7 +150,6 @@ def test_large_outputs_cut_after_one_line(big_store: ScenarioStore, args: list[s
     assert line.strip(), line
 
 
-@on_big_folder
 def test_output_read_whole_exits_0(big_store: ScenarioStore) -> None:
     """The pipe handling changes nothing for a reader that reads everything."""
     done = subprocess.run([str(HEALTHSIM), "summary", "wide"], capture_output=True, timeout=120, check=False)
