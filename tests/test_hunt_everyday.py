@@ -346,3 +346,38 @@ def test_cli_db_given_the_scenario_file_by_mistake(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "not a DuckDB database" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert path.read_text(encoding="utf-8") == '{"patients": [{"patient_id": "P1"}]}'
+
+
+@pytest.mark.parametrize("version", [True, 1.0, "1"], ids=["bool", "float", "text"])
+def test_a_version_that_is_not_a_whole_number_is_refused_everywhere(store: ScenarioStore, version: object) -> None:
+    # `True` and `1.0` equal 1: they read the current version when that was 1 (and failed
+    # only when it was not), so a caller's slip went unnoticed.
+    store.save_scenario("one", {"patients": [{"patient_id": "P1"}]})
+    reads = {
+        "load": lambda: store.load_scenario("one", version=version),  # type: ignore[arg-type]
+        "summary": lambda: store.summarize_scenario("one", version=version),  # type: ignore[arg-type]
+        "check": lambda: store.check_scenario("one", version=version),  # type: ignore[arg-type]
+        "open": lambda: store.open_scenario("one", version=version).__enter__(),  # type: ignore[arg-type]
+        "diff": lambda: store.diff_scenarios(("one", version), "one"),  # type: ignore[arg-type]
+    }
+    for what, read in reads.items():
+        with pytest.raises(InvalidInputError, match="version must be a whole number"):
+            read()
+            pytest.fail(what)
+
+
+@pytest.mark.parametrize("given", ["", "   "], ids=["empty", "spaces"])
+def test_an_empty_output_path_is_refused(
+    store: ScenarioStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, given: str
+) -> None:
+    # export_scenario(name, "") and report_scenario(name, "") wrote into the current folder.
+    monkeypatch.chdir(tmp_path)
+    store.save_scenario("one", {"patients": [{"patient_id": "P1"}]})
+    for write in (
+        lambda: store.export_scenario("one", given),
+        lambda: store.report_scenario("one", given),
+        lambda: store.query_to_file("SELECT 1 AS a", given, format="csv"),
+    ):
+        with pytest.raises(InvalidInputError, match="is empty; give a file or folder"):
+            write()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home"]

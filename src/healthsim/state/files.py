@@ -144,6 +144,11 @@ def output_file_path(output_path: object) -> Path:
             "no file name can; remove it or encode the text correctly; nothing was written"
         ) from None
     text = os.fsdecode(output_path)
+    if not text.strip():  # ("" was the current folder: a file written where nobody looked)
+        raise InvalidInputError(
+            f"output_path {text!r} is empty; give a file or folder to write, or None for the default; "
+            "nothing was written"
+        )
     if "\x00" in text:
         raise InvalidInputError(
             f"output_path {text!r} holds a NUL character (\\x00), which no file name can; "

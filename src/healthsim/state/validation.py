@@ -20,6 +20,7 @@ __all__ = [
     "normalize_tags",
     "listed",
     "validate_limit",
+    "validate_version",
     "validate_filter",
     "as_uuid",
 ]
@@ -188,3 +189,20 @@ def validate_offset(offset: object) -> int:
         InvalidInputError: otherwise.
     """
     return validate_limit(offset, name="offset", least=0)
+
+
+def validate_version(version: object) -> int | None:
+    """Return ``version`` if it is None (the current one) or a whole number (whether it is
+    retained is the history's to say).
+
+    ``True`` and ``1.0`` equal 1 in Python, so they read the current version when that is
+    1 and failed otherwise; now they fail alike.
+
+    Raises:
+        InvalidInputError: otherwise.
+    """
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
+        raise InvalidInputError(
+            f"version must be a whole number such as 1, or None for the current one; not {version!r}"
+        )
+    return version

@@ -45,6 +45,7 @@ from ..validation import (
     validate_filter,
     validate_limit,
     validate_offset,
+    validate_version,
 )
 from ..version_cache import VersionCache
 from ..visibility import is_visible, visible_sql
@@ -66,6 +67,7 @@ def load_scenario(database: Database, name: str, version: int | None = None) -> 
     with connect(database) as con, snapshot(con):
         if con is None:
             raise ScenarioNotFoundError(str(name))
+        version = validate_version(version)
         sid, current = resolve(con, name, deleted_too=version is not None)
         params: dict[str, Any] = {"sid": sid}
         if version is None or (current is not None and version == current[1]):
@@ -202,6 +204,7 @@ def diff_side(database: Database, con: Connection, side: Any) -> tuple[uuid.UUID
                 name, version = head, int(number)
     else:
         raise InvalidInputError(f"a diff side is a name, 'name@version' or (name, version), not {side!r}")
+    version = validate_version(version)
     sid, current = resolve(con, name, deleted_too=version is not None)
     if current is not None and version in (None, current[1]):
         header, latest = current

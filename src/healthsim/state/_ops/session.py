@@ -31,6 +31,7 @@ from ..results import (
     ScenarioSummary,
 )
 from ..transactions import transaction
+from ..validation import validate_version
 
 
 @contextmanager
@@ -88,6 +89,7 @@ def open_scenario(database: Database, name: str, version: int | None = None) -> 
     with connect(database) as con, snapshot(con):
         if con is None:
             raise ScenarioNotFoundError(str(name))
+        version = validate_version(version)
         sid, current = resolve(con, name, deleted_too=version is not None)
         if current is not None and version in (None, current[1]):
             yield ScenarioReader(con, current[0], current[1])
