@@ -65,6 +65,20 @@ def test_a_diagnosis_code_of_another_system_is_not_icd10_whichever_field_names_t
     assert [e["id"] for e in problem["examples"]] == ["D4", "D5"]
 
 
+def test_only_text_with_an_at_sign_is_a_real_looking_email(store: ScenarioStore) -> None:
+    # "none", "n/a" or "no-at" could reach nobody, yet each was a real_looking_email warning.
+    members = [
+        {"member_id": "M1", "email": "none"},
+        {"member_id": "M2", "email": "n/a"},
+        {"member_id": "M3", "email": "jane@gmail.com"},
+        {"member_id": "M4", "email": "jane@example.org"},
+    ]
+    answer = store.save_scenario("mail", {"members": members}, check="warn")["check"]
+    assert answer == store.check_scenario("mail")
+    [problem] = [p for p in answer["problems"] if p["rule"] == "real_looking_email"]
+    assert problem["count"] == 1 and [e["id"] for e in problem["examples"]] == ["M3"]
+
+
 def test_a_date_field_is_found_among_many_fields_of_numbers(store: ScenarioStore) -> None:
     # "Any field whose values are mostly ISO dates" is checked as a date field, but only the
     # first 40 other fields by name were tested for it, before those that never hold a

@@ -147,8 +147,9 @@ def real_phone(con: Connection, k: str, t: str) -> str:
 
 def real_email(con: Connection, k: str, t: str) -> str:
     """SQL: an e-mail address outside the reserved example domains (example.com/.org/.net,
-    and .test, .example, .invalid, .localhost)."""
-    return f"({k} = 'string' AND {t} <> '' AND NOT {con.engine.matches(f'lower({t})', _EMAIL_SAFE)})"
+    and .test, .example, .invalid, .localhost). Only text with an ``@`` is an address: a
+    placeholder such as ``none`` or ``n/a`` could not reach anyone."""
+    return f"({k} = 'string' AND {t} LIKE '%@%' AND NOT {con.engine.matches(f'lower({t})', _EMAIL_SAFE)})"
 
 
 def earlier(con: Connection, later: tuple[str, str], early: tuple[str, str]) -> str:
