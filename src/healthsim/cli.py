@@ -29,7 +29,7 @@ from .cli_pipes import PipeConsole, output_cut, quiet_when_cut, write_out
 from .state import ScenarioExistsError, ScenarioNotFoundError, StateError
 
 if TYPE_CHECKING:
-    from .state import ScenarioStore
+    from .state import QueryResult, ScenarioStore
 
 # Start-up time: DuckDB, PyArrow, psycopg and the library's store are imported by the
 # commands that use them (`store_of`), not here, so `healthsim --version` and `--help`
@@ -1304,6 +1304,13 @@ def query(
     if as_json:
         print_json(result)
         return
+    show_rows(result)
+    more = " (raise --limit to see more)" if result["truncated"] else ""
+    out.print(f"{result['row_count']:,} of {result['total_rows']:,} row(s){more}", markup=False)
+
+
+def show_rows(result: "QueryResult") -> None:
+    """A query's rows as a table, or as records where a table would cut its headers."""
     from .summary_view import fitted_table, reads_as_records, record_lines
 
     rows = [
@@ -1327,8 +1334,6 @@ def query(
         out.print(record_lines(result["columns"], rows, width))
     else:
         out.print(fitted_table(result["columns"], rows, width, flexible=flexible, right=numeric))
-    more = " (raise --limit to see more)" if result["truncated"] else ""
-    out.print(f"{result['row_count']:,} of {result['total_rows']:,} row(s){more}", markup=False)
 
 
 @app.command()
