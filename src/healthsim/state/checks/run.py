@@ -362,37 +362,21 @@ def _sampled(scope: Scope, plan: TypePlan, whole: bool) -> tuple[list[str], set[
     values are mostly distinct: rules reading them are counted row by row, not over
     their distinct values (see :mod:`.counting`). The rows a write made are few: they
     are counted row by row, no column is sampled."""
-    con = scope.con
     dated = [] if whole else [tuple(name.split(".")) for name in plan.candidates]
     if whole:
         for name in plan.candidates:
             plan.column(name)
     paths = [*plan.paths, *(p for p in dated if p not in plan.paths)]
-    columns = []
-    for i, path in enumerate(paths):
-        if not scope.only:
-            columns += [f"count(DISTINCT t{i})", f"count(t{i})"]
-        if path in dated:
-            columns += [
-                f"count(*) FILTER (WHERE {sql.is_date(con, f'k{i}', f't{i}', partial=False)})",
-                f"count(*) FILTER (WHERE k{i} NOT IN ('null', 'object', 'array'))",
-            ]
-    if not columns:
+    if not paths or (scope.only and not dated):
         return (plan.candidates if whole else []), set()
-    sample = f"SELECT * FROM ({scope.rows(plan.entity_type)}) AS r LIMIT {_SAMPLE}"
-    row = iter(
-        con.execute(
-            f"SELECT {', '.join(columns)} FROM ({con.engine.json_fields(sample, 'id', paths, few=True)}) AS s"
-        ).fetchall()[0]
-    )
+    counted = _sample_counts(scope, plan, paths, distinct=not scope.only, dates=bool(dated))
     distinct: dict[tuple[str, ...], bool] = {}
     maybe = []
-    for path in paths:
+    for i, path in enumerate(paths):
+        n, present, dates, values = counted.get(i, (0, 0, 0, 0))
         if not scope.only:
-            n, present = next(row), next(row)
             distinct[path] = n * 10 > present * 3
         if path in dated:
-            dates, values = next(row), next(row)
             # (a sample of a few values, as in a type of mostly nulls, cannot tell: a date
             # among them makes every entity's values decide, in the counting statement)
             if dates and (dates * 2 > values or values < _FEW_VALUES):
@@ -404,6 +388,32 @@ def _sampled(scope: Scope, plan: TypePlan, whole: bool) -> tuple[list[str], set[
             plan.column(name)
     unique = {f"c.t{plan.paths.index(p)}" for p, many in distinct.items() if many and p in plan.paths}
     return maybe, unique
+
+
+def _sample_counts(
+    scope: Scope, plan: TypePlan, paths: list[tuple[str, ...]], *, distinct: bool, dates: bool
+) -> dict[int, tuple[int, int, int, int]]:
+    """Per path number of a sample of the type's rows: its distinct texts and values (with
+    ``distinct``), its full dates and values that are not null, an object or an array
+    (with ``dates``); a path with no row has none. Each row's paths are unnested into
+    rows ``(i, k, t)`` counted by one GROUP BY: a statement of four aggregates per path
+    took DuckDB ~1.5 ms a path to plan, most of a small type's check."""
+    con = scope.con
+    columns = ["count(DISTINCT t), count(t)" if distinct else "0, 0"]
+    date = sql.is_date(con, "k", "t", partial=False)
+    columns.append(f"count(*) FILTER (WHERE {date}), count(*) FILTER (WHERE k NOT IN ('null', 'object', 'array'))")
+    if not dates:
+        columns[-1] = "0, 0"
+    sample = f"SELECT * FROM ({scope.rows(plan.entity_type)}) AS r LIMIT {_SAMPLE}"
+    array = "ARRAY[{}]".format
+    each = range(len(paths))
+    unnested = (
+        f"SELECT unnest({array(', '.join(map(str, each)))}) AS i, unnest({array(', '.join(f'k{i}' for i in each))}) "
+        f"AS k, unnest({array(', '.join(f't{i}' for i in each))}) AS t "
+        f"FROM ({con.engine.json_fields(sample, 'id', paths, few=True)}) AS s"
+    )
+    rows = con.execute(f"SELECT i, {', '.join(columns)} FROM ({unnested}) AS u GROUP BY i").fetchall()
+    return {int(i): (int(n), int(present), int(d), int(v)) for i, n, present, d, v in rows}
 
 
 def _row_specs(con: Connection, plan: TypePlan, today: _dt.date) -> list[_Spec]:
