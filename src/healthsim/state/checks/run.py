@@ -193,6 +193,9 @@ def _check_keys(scope: Scope, entity_type: str, count: int, every: set[str], mad
     total (then no entity has another key); else every entity's keys first."""
     con = scope.con
     total = (scope.key_totals or {}).get(entity_type) if not scope.only else None
+    # (a type of few entities is counted row by row, as a write's rows are: planning the
+    # grouping of its distinct values cost ~2 ms a field, more than counting a few rows)
+    plain = count <= _PLAIN_ROWS
     sample = f"SELECT * FROM ({scope.rows(entity_type)}) AS r LIMIT {_SAMPLE}"
     kinds = dict(con.execute(con.engine.top_level_key_kinds(sample)).fetchall())
     if total is not None and total[0] == count:
@@ -202,13 +205,15 @@ def _check_keys(scope: Scope, entity_type: str, count: int, every: set[str], mad
             # tells candidates, and would find no date in it)
             plan = plan_type(entity_type, guess, {k for k, s in kinds.items() if s})
             plan.verify = guess
-            found, keyed = _check_type(scope, plan, every, made)
+            found, keyed = _check_type(scope, plan, every, made, plain=plain)
             if keyed == total[1]:
                 return found
     keys = [k for (k,) in con.execute(con.engine.top_level_keys(scope.rows(entity_type))).fetchall()]
     # (the sample's keys that hold a string are the date candidates, as above: the sample
     # tells which are mostly dates)
-    return _check_type(scope, plan_type(entity_type, keys, {k for k, s in kinds.items() if s}), every, made)[0]
+    return _check_type(
+        scope, plan_type(entity_type, keys, {k for k, s in kinds.items() if s}), every, made, plain=plain
+    )[0]
 
 
 def _plan_of(entity_type: str, keyed: Mapping[str, tuple[bool, int, int, int]]) -> TypePlan:
@@ -263,6 +268,8 @@ def _check_type(
     made: set[str],
     rows: int | None = None,
     told: Mapping[str, Sequence[int]] | None = None,
+    *,
+    plain: bool = False,
 ) -> tuple[list[Found], int]:
     """Every rule's findings of one type: one parse of its rows, joined to the id tables
     of the types it references, the rules counted over the distinct values they read
@@ -294,7 +301,7 @@ def _check_type(
         _counted(con, specs, candidates if told is None else [], sampled=True),
         keys=bool(plan.verify),
         unique=unique,
-        few=bool(scope.only),
+        few=bool(scope.only) or plain,
         shared=_date_checks(con, plan) if scope.only else {},
     )
     keys = counts.pop(KEYS, 0)
@@ -350,6 +357,8 @@ def _sum(terms: list[str]) -> str:
 
 # Rows of a type read to tell which of its other fields are mostly dates.
 _SAMPLE = 1000
+# A type of at most this many entities has its rules counted row by row (see _check_keys).
+_PLAIN_ROWS = 1000
 # Fewer values of a field in the sample than this do not tell whether it is mostly dates.
 _FEW_VALUES = 100
 
