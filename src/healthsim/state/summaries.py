@@ -347,8 +347,8 @@ def _count_values(
     two top-level keys, and how many numbers were used."""
     if keyed:
         # Every key by its JSON pointer, in one parse: SQL NULL when the key is missing,
-        # the text null when its value is. (Each a column of its own name: a query per
-        # field reads one.)
+        # the text null when its value is. (Each a column of its own name: the pairs read
+        # them.)
         pointers = ", ".join(_literal(json_pointer(k)) for k in keys)
         exprs = [f"_hs_{i}" for i in range(len(keys))]
         columns = [f"x[{i + 1}] AS {e}" for i, e in enumerate(exprs)]
@@ -370,7 +370,7 @@ def _count_values(
     where = {k: i for i, k in enumerate(keys)}
     # Every field's values as rows (f, v) of one list per entity, counted by one GROUP BY:
     # a SELECT per field, in a UNION ALL, took DuckDB ~0.7 ms each to plan, most of a
-    # small type's time (see docs/decisions.md "Many types").
+    # small type's time (see docs/decisions.md "Many small types").
     values = f"SELECT unnest(range({len(exprs)})) AS f, unnest([{', '.join(exprs)}]) AS v FROM e"
     selects = [f"SELECT f, v, count(*) AS n FROM ({values}) WHERE {has_value.format(e='v')} GROUP BY ALL"]
     pairs: dict[tuple[str, ...], int] = {}
