@@ -180,7 +180,7 @@ def summarize(
         guess = None
         if total is not None and total[0] == count:  # the save's count of this version's entities
             sql = reader.rows_sql(entity_type, columns="id, entity_data")
-            guess = (_guess_keys(cursor, sql, first, total[2]), total[1])
+            guess = (_guess_keys(cursor, sql, first, total[2], every=len(first) == count), total[1])
         fields, pairs, omitted = _type_fields(cursor, rows_sql, count, first, guess)
         result["fields"] = {f.path: f.stats for f in fields}
         result["fields_omitted"] = omitted
@@ -285,13 +285,18 @@ def _type_fields(
     return fields, pairs, more + deeper
 
 
-def _guess_keys(con: AnalyticsConnection, rows_sql: str, first: list[Any], saved: list[str]) -> list[str]:
+def _guess_keys(
+    con: AnalyticsConnection, rows_sql: str, first: list[Any], saved: list[str], *, every: bool = False
+) -> list[str]:
     """The keys of the first entities, those the save noted (``saved``: of the first
     entity with each number of keys), then those of a few more spread over the type
     (runs of consecutive ids across its range: a handful of milliseconds), in the order
-    found. ``rows_sql`` has the columns ``id`` and ``entity_data``."""
+    found; with ``every`` (``first`` is every entity of the type), no more. ``rows_sql``
+    has the columns ``id`` and ``entity_data``."""
     guess = dict.fromkeys(k for e in first if isinstance(e, dict) for k in e)
     guess.update(dict.fromkeys(saved))
+    if every:  # (the first entities are all of them: no run has another key)
+        return list(guess)
     low, high = cast(
         tuple[int | None, int | None], con.execute(f"SELECT min(id), max(id) FROM ({rows_sql})").fetchone()
     )
