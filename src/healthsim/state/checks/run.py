@@ -420,9 +420,12 @@ def _sample_counts(
         f"SELECT unnest({array(', '.join(map(str, each)))}) AS i, unnest({array(', '.join(f'k{i}' for i in each))}) "
         f"AS k, unnest({array(', '.join(f't{i}' for i in each))}) AS t "
         if len(paths) > 1
-        else "SELECT 0 AS i, k0 AS k, t0 AS t "  # (one path: nothing to unnest)
+        else "SELECT k0 AS k, t0 AS t "  # (one path: nothing to unnest, nor to group)
     ) + f"FROM ({con.engine.json_fields(sample, 'id', paths, few=True)}) AS s"
-    rows = con.execute(f"SELECT i, {', '.join(columns)} FROM ({unnested}) AS u GROUP BY i").fetchall()
+    grouped = "i" if len(paths) > 1 else "0"
+    rows = con.execute(
+        f"SELECT {grouped}, {', '.join(columns)} FROM ({unnested}) AS u{' GROUP BY i' * (len(paths) > 1)}"
+    ).fetchall()
     return {int(i): (int(n), int(present), int(d), int(v)) for i, n, present, d, v in rows}
 
 
