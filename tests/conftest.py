@@ -143,6 +143,7 @@ BOTH_ENGINES = {
     "test_query",
     "test_checks",
     "test_checks_data",
+    "test_many_types",
     "test_fhir_exchange",
     "test_tokens",
     "test_first_hour_query",

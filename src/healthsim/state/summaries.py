@@ -180,7 +180,7 @@ def summarize(
         guess = None
         if total is not None and total[0] == count:  # the save's count of this version's entities
             sql = reader.rows_sql(entity_type, columns="id, entity_data")
-            guess = (_guess_keys(cursor, sql, first, total[2]), total[1])
+            guess = (_guess_keys(cursor, sql, first, total[2], every=len(first) == count), total[1])
         fields, pairs, omitted = _type_fields(cursor, rows_sql, count, first, guess)
         result["fields"] = {f.path: f.stats for f in fields}
         result["fields_omitted"] = omitted
@@ -285,13 +285,18 @@ def _type_fields(
     return fields, pairs, more + deeper
 
 
-def _guess_keys(con: AnalyticsConnection, rows_sql: str, first: list[Any], saved: list[str]) -> list[str]:
+def _guess_keys(
+    con: AnalyticsConnection, rows_sql: str, first: list[Any], saved: list[str], *, every: bool = False
+) -> list[str]:
     """The keys of the first entities, those the save noted (``saved``: of the first
     entity with each number of keys), then those of a few more spread over the type
     (runs of consecutive ids across its range: a handful of milliseconds), in the order
-    found. ``rows_sql`` has the columns ``id`` and ``entity_data``."""
+    found; with ``every`` (``first`` is every entity of the type), no more. ``rows_sql``
+    has the columns ``id`` and ``entity_data``."""
     guess = dict.fromkeys(k for e in first if isinstance(e, dict) for k in e)
     guess.update(dict.fromkeys(saved))
+    if every:  # (the first entities are all of them: no run has another key)
+        return list(guess)
     low, high = cast(
         tuple[int | None, int | None], con.execute(f"SELECT min(id), max(id) FROM ({rows_sql})").fetchone()
     )
@@ -347,8 +352,8 @@ def _count_values(
     two top-level keys, and how many numbers were used."""
     if keyed:
         # Every key by its JSON pointer, in one parse: SQL NULL when the key is missing,
-        # the text null when its value is. (Each a column of its own name: a query per
-        # field reads one.)
+        # the text null when its value is. (Each a column of its own name: the pairs read
+        # them.)
         pointers = ", ".join(_literal(json_pointer(k)) for k in keys)
         exprs = [f"_hs_{i}" for i in range(len(keys))]
         columns = [f"x[{i + 1}] AS {e}" for i, e in enumerate(exprs)]
@@ -368,25 +373,28 @@ def _count_values(
         source = f"({rows_sql})"
         has_value = "{e} IS NOT NULL"
     where = {k: i for i, k in enumerate(keys)}
-    selects = [
-        f"SELECT {i} AS f, {e} AS v, count(*) AS n FROM e WHERE {has_value.format(e=e)} GROUP BY ALL"
-        for i, e in enumerate(exprs)
-    ]
+    # Every field's values as rows (f, v) of one list per entity, counted by one GROUP BY:
+    # a SELECT per field, in a UNION ALL, took DuckDB ~0.7 ms each to plan, most of a
+    # small type's time (see docs/decisions.md "Many small types").
+    values = f"SELECT unnest(range({len(exprs)})) AS f, unnest([{', '.join(exprs)}]) AS v FROM e"
+    selects = [f"SELECT f, v, count(*) AS n FROM ({values}) WHERE {has_value.format(e='v')} GROUP BY ALL"]
     pairs: dict[tuple[str, ...], int] = {}
+    used = len(exprs)  # the numbers of the fields; the pairs' next
     for a, b in _PAIRS:
         parents = (a.partition(".")[0], b.partition(".")[0])
         if parents[0] != parents[1] and parents not in pairs and all(p in where for p in parents):
             x, y = (exprs[where[p]] for p in parents)
-            pairs[parents] = len(selects)
-            selects.append(f"SELECT {len(selects)} AS f, json_array({x}, {y}) AS v, count(*) AS n FROM e GROUP BY ALL")
+            pairs[parents] = used
+            selects.append(f"SELECT {used} AS f, json_array({x}, {y}) AS v, count(*) AS n FROM e GROUP BY ALL")
+            used += 1
     tests = _tests_of(keys)
     if tests is not None:  # (a lab's value per test, its unit and name: see _values_by_code)
         quad = ", ".join(exprs[where[k]] if k else "NULL::JSON" for k in tests)
-        pairs[tests] = len(selects)
-        selects.append(f"SELECT {len(selects)} AS f, json_array({quad}) AS v, count(*) AS n FROM e GROUP BY ALL")
-    used = len(selects)
-    if keyed:
-        selects += [f"SELECT {-1 - i} AS f, NULL::JSON AS v, count({e}) AS n FROM e" for i, e in enumerate(exprs)]
+        pairs[tests] = used
+        selects.append(f"SELECT {used} AS f, json_array({quad}) AS v, count(*) AS n FROM e GROUP BY ALL")
+        used += 1
+    if keyed:  # (a key is missing where its value is SQL NULL)
+        selects.append(f"SELECT -1 - f AS f, NULL::JSON AS v, count(v) AS n FROM ({values}) GROUP BY f")
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE _hs_values AS WITH e AS MATERIALIZED (SELECT {', '.join(columns)} "
         f"FROM {source}) {' UNION ALL '.join(selects)}"
@@ -619,13 +627,16 @@ def _exact_extremes(con: AnalyticsConnection, fields: list[_Field]) -> None:
     asked = {f.index: f for f in fields if f.got.get("min_double") is not None}
     if not asked:
         return
-    union = " UNION ALL ".join(
-        f"SELECT f, v FROM _hs_values WHERE f = {i} AND {_VALUES_NUMBER} "
-        f"AND TRY_CAST(v AS DOUBLE) IN ('{f.got['min_double']!r}'::DOUBLE, '{f.got['max_double']!r}'::DOUBLE)"
-        for i, f in asked.items()
+    # (one statement for all the fields: a SELECT per field in a UNION ALL cost ~0.5 ms
+    # each to plan)
+    extremes = ", ".join(
+        f"({i}, '{f.got['min_double']!r}'::DOUBLE, '{f.got['max_double']!r}'::DOUBLE)" for i, f in asked.items()
     )
     candidates: dict[int, list[str]] = {}
-    for i, text in con.execute(union).fetchall():
+    for i, text in con.execute(
+        f"SELECT f, v FROM _hs_values JOIN (VALUES {extremes}) AS m(i, low, high) ON f = i "
+        f"WHERE {_VALUES_NUMBER} AND TRY_CAST(v AS DOUBLE) IN (low, high)"
+    ).fetchall():
         candidates.setdefault(i, []).append(text)
     for i, f in asked.items():
         ranked = sorted(candidates[i], key=lambda text: (json.loads(text), text))
