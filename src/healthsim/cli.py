@@ -25,7 +25,7 @@ from rich.text import Text
 from . import __version__
 from ._text import safe_text
 from .cli_choices import CHOICES, one_of
-from .cli_pipes import PipeConsole, output_cut, quiet_when_cut, write_out
+from .cli_pipes import PipeConsole, copy_out, output_cut, quiet_when_cut, write_out
 from .state import ScenarioExistsError, ScenarioNotFoundError, StateError
 
 if TYPE_CHECKING:
@@ -755,11 +755,8 @@ def to_standard_output(write: Callable[[Path], Any], file_name: str, as_json: bo
     with tempfile.TemporaryDirectory(prefix="healthsim-out-") as folder:
         path = Path(folder) / file_name
         write(path)
-        sys.stdout.flush()
         with open(path, "rb") as source:
-            while piece := source.read(1 << 16):
-                sys.stdout.buffer.write(piece)
-        sys.stdout.buffer.flush()
+            copy_out(source)
 
 
 def note_skipped(skipped: dict[str, Any], folder: Path) -> None:

@@ -16,13 +16,14 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import shutil
 import sys
 from collections.abc import Iterator
-from typing import IO, Any, NoReturn, cast
+from typing import IO, Any, BinaryIO, NoReturn, cast
 
 from rich.console import Console
 
-__all__ = ["OUTPUT_CUT", "PipeConsole", "output_cut", "quiet_when_cut", "write_out"]
+__all__ = ["OUTPUT_CUT", "PipeConsole", "copy_out", "output_cut", "quiet_when_cut", "write_out"]
 
 OUTPUT_CUT = 141  # 128 + SIGPIPE
 # Characters per write: at most 8 KiB of UTF-8, what the stream's buffer holds. A larger
@@ -30,7 +31,8 @@ OUTPUT_CUT = 141  # 128 + SIGPIPE
 # pipe took before its reader left as written, dropping the rest without an error: the
 # last big write of a program (`load --json | head -1`) ended with exit 0. Writes that
 # pass through the buffer fail as they should.
-CHUNK = 2048
+BUFFER_BYTES = 8192
+CHUNK = BUFFER_BYTES // 4  # (a character is at most 4 bytes of UTF-8)
 
 
 def _silence(stream: IO[str] | None) -> None:
@@ -61,6 +63,15 @@ def write_out(text: str, stream: IO[str] | None = None) -> None:
     target = stream if stream is not None else sys.stdout
     for start in range(0, len(text), CHUNK):
         target.write(text[start : start + CHUNK])
+
+
+def copy_out(source: BinaryIO) -> None:
+    """Copy the bytes of ``source`` to standard output in pieces of at most 8 KiB, the
+    stream's buffer (see ``CHUNK``: a larger piece cut by a closed pipe is reported as
+    written), then flush."""
+    sys.stdout.flush()
+    shutil.copyfileobj(source, sys.stdout.buffer, BUFFER_BYTES)
+    sys.stdout.buffer.flush()
 
 
 class _Chunked:

@@ -267,9 +267,14 @@ _NUMBER_CHARS = frozenset("0123456789,.")
 _NUMBER_END = re.compile(r"[0-9][0-9,.]*$")
 
 
+def _code_point(match: re.Match[str]) -> str:
+    """A matched character written as ``\\uXXXX``."""
+    return f"\\u{ord(match.group()):04x}"
+
+
 def _escaped(text: str) -> str:
     """``text`` with what would break a line or drive the terminal written as ``\\uXXXX``."""
-    return _LINE_BREAKING.sub(lambda m: f"\\u{ord(m.group()):04x}", safe_text(text))
+    return _LINE_BREAKING.sub(_code_point, safe_text(text))
 
 
 def _cut(value: str, width: int) -> str:
@@ -291,7 +296,7 @@ _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 def shown_text(value: Any) -> str:
     """``value`` as text a terminal shows and does not act on: control characters written
     as ``\\uXXXX`` (line breaks and tabs stay), always valid UTF-8."""
-    return _CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", safe_text(str(value)))
+    return _CONTROL.sub(_code_point, safe_text(str(value)))
 
 
 def _text(value: Any, style: str = "") -> Text:
