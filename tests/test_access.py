@@ -26,9 +26,10 @@ from healthsim.cli import app
 from healthsim.mcp import listing
 from healthsim.mcp.tools import TOOLS, ToolContext, list_scenarios
 from healthsim.mcp_server import build_server
-from healthsim.state import QueryError, ScenarioExistsError, ScenarioNotFoundError, ScenarioStore
+from healthsim.state import QueryError, ScenarioExistsError, ScenarioNotFoundError, ScenarioStore, confined
 from healthsim.state.access import Grant, granted
 from healthsim.state.errors import AccessDeniedError
+from healthsim.state.tokens import create_token
 from healthsim.state.visibility import granted_tags, may_see
 from helpers.pg_server import PgServer
 
@@ -399,6 +400,7 @@ def test_the_private_copy_of_a_query_is_removed(
     folder = tmp_path / "tmp"
     folder.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    monkeypatch.setattr(confined, "QUIET_SECONDS", 1e9)  # no file is quiet that long: nothing kept
     with granted(TEAM_A):
         shared.query("SELECT count(*) FROM entities")
         with pytest.raises(QueryError):
@@ -446,3 +448,66 @@ def test_a_grant_with_a_non_ascii_tag_sees_its_scenarios_everywhere(
         assert store.load_scenario("fruit")["entity_count"] == 3
         assert store.query("SELECT DISTINCT scenario FROM entities")["rows"] == [["fruit"]]
         assert store.database_info()["scenarios"] == 1
+
+
+#: Tables of the store a caller served over HTTP must not read through ``query``: the
+#: tokens (names, scopes, tags, hashes), history and staged writes are the store's own.
+INTERNAL_TABLES = (
+    "healthsim_state_tokens",
+    "healthsim_state_versions",
+    "healthsim_state_entity_history",
+    "healthsim_state_births",
+    "healthsim_state_schema_version",
+)
+
+
+def test_no_caller_over_http_reads_the_stores_own_tables(shared: ScenarioStore, tmp_path: Path) -> None:
+    """A grant without tags sees every scenario, but not the tokens, history or schema
+    tables: before, a read token could ``SELECT * FROM healthsim_state_tokens`` (its
+    names, scopes, tags and hashes) because only callers with tags got a private copy."""
+    database = shared.path
+    create_token(database if isinstance(database, Path) else database.url, "k-other-bot", "admin", ["secret-team"])
+    assert shared.query("SELECT count(*) FROM healthsim_state_tokens")["rows"][0][0] >= 1  # the owner may
+    for grant in (Grant("k-reader", "read"), Grant("k-admin", "admin"), TEAM_A):
+        with granted(grant):
+            for table in INTERNAL_TABLES:
+                for name in (table, f"main.{table}", f"public.{table}"):
+                    try:
+                        rows = shared.query(f"SELECT * FROM {name} LIMIT 3")["rows"]
+                    except QueryError:
+                        continue  # not there at all: the best answer
+                    # (the private copy is a new store: its own tables are there, empty)
+                    assert rows == [] or table == "healthsim_state_schema_version", (grant, name, rows)
+            out = shared.query_to_file("SELECT * FROM healthsim_state_tokens", tmp_path / "t.csv")
+            assert "k-other-bot" not in Path(out["path"]).read_text()
+    with granted(Grant("k-reader", "read")):  # still every scenario, as before
+        seen = {r[0] for r in shared.query("SELECT DISTINCT scenario FROM entities")["rows"]}
+        assert set(SCENARIOS) <= seen
+        assert {r[0] for r in shared.query("SELECT name FROM scenarios")["rows"]} >= set(SCENARIOS)
+
+
+def test_a_kept_copy_serves_only_while_the_file_is_unchanged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A DuckDB file's private copy is kept for the next query of the same tags (copying
+    is ~0.7 s per 100,000 entities), and a change to the file makes the next one anew."""
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    monkeypatch.setattr(confined, "QUIET_SECONDS", 0.0)
+    store = ScenarioStore(tmp_path / "kept.duckdb")
+    store.save_scenario("one", _entities("one"), tags=["t"])
+    count = "SELECT count(*) FROM scenarios"
+    try:
+        with granted(Grant("reader", "read")):
+            assert store.query(count)["rows"] == [[1]]
+            first = sorted(folder.glob("healthsim-confined-*"))
+            assert store.query(count)["rows"] == [[1]]
+            assert sorted(folder.glob("healthsim-confined-*")) == first and len(first) == 1  # the same copy
+        store.save_scenario("two", _entities("two"), tags=["u"])
+        with granted(Grant("reader", "read")):
+            assert store.query(count)["rows"] == [[2]]  # the change is seen
+        with granted(Grant("t-reader", "read", ("T",))):
+            assert store.query(count)["rows"] == [[1]]  # another grant's tags: its own copy
+        assert len(list(folder.glob("healthsim-confined-*"))) == 2  # the first one went when replaced
+    finally:
+        confined.drop_kept_copies()
+    assert not list(folder.glob("healthsim-confined-*"))

@@ -591,3 +591,24 @@ def test_a_tag_limited_token_sees_nothing_of_another_tags_scenarios_over_http(se
     assert store.load_scenario("e2e-t-mine")["tags"] == ["e2e-mine"]
     assert "e2e-t-gone" in {s["name"] for s in store.list_scenarios(deleted=True)["scenarios"]}
     assert "e2e-t-stolen" not in {s["name"] for s in store.list_scenarios(limit=1000)["scenarios"]}
+
+
+def test_a_token_without_tags_reads_every_scenario_but_no_token(served: Served) -> None:
+    """Before, only a token with tags queried a private copy: one without tags ran its SQL
+    on the store and read every token's name, scope, tags and hashes."""
+    token = served.token("q-reader", "read")
+    served.token("q-other", "admin", ["q-secret-team"])
+    queries = (
+        "SELECT * FROM healthsim_state_tokens",
+        "SELECT count(*) FROM healthsim_state_versions",
+        "SELECT DISTINCT scenario FROM entities WHERE scenario = 'seed'",
+    )
+
+    async def work() -> list[dict[str, Any]]:
+        async with session(served.url, token) as opened:
+            return [await call(opened, "query", sql=sql) for sql in queries]
+
+    tokens, versions, seen = asyncio.run(work())
+    assert tokens["rows"] == [] and "q-other" not in json.dumps(tokens)
+    assert versions["rows"] == [[0]]
+    assert seen["rows"] == [["seed"]]
