@@ -34,14 +34,22 @@ _JSON_WORDS = (("a valid dictionary", "a JSON object"), ("a valid list", "a JSON
 
 
 class CheckedTool(Tool):
-    """A tool that refuses unknown arguments and explains wrong ones in plain words."""
+    """A tool that refuses unknown arguments and explains wrong ones in plain words.
 
-    async def run(self, arguments: dict[str, Any], context: Any, convert_result: bool = False) -> Any:
+    The SDK offers no supported hook between a call's raw arguments and its validation
+    (its server middleware sees every message, but is documented as provisional), so this
+    overrides ``Tool.run``: what it relies on is the first parameter (the raw arguments)
+    and a ``ToolError`` caused by pydantic's ``ValidationError``. The rest of the
+    signature is passed through as it comes, so a parameter the SDK adds does not break
+    the call; ``tests/test_mcp_arguments.py`` fails by name when either assumption goes.
+    """
+
+    async def run(self, arguments: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
         unknown = unknown_arguments_text(self.name, self.parameters, arguments)
         if unknown:
             raise ToolError(f"Error executing tool {self.name}: {unknown}")
         try:
-            return await super().run(arguments, context, convert_result)
+            return await super().run(arguments, *args, **kwargs)
         except ToolError as exc:
             cause = exc.__cause__
             if not isinstance(cause, ValidationError):
@@ -56,13 +64,13 @@ class CheckedServer(MCPServer):
     """The SDK's server, answering a call of an unknown tool with the one probably meant and
     the tools there are (the SDK said only "Unknown tool: load")."""
 
-    async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+    async def call_tool(self, name: str, arguments: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
         names = [tool.name for tool in await self.list_tools()]
         if name not in names:
             close = closest(name, names)
             meant = f" (did you mean {close!r}?)" if close else ""
             raise ToolError(f"Unknown tool: {name}{meant}; the tools are: {', '.join(names)}")
-        return await super().call_tool(name, arguments, context)
+        return await super().call_tool(name, arguments, *args, **kwargs)
 
 
 def arguments_text(schema: Mapping[str, Any]) -> str:
