@@ -26,7 +26,7 @@ from healthsim.cli import app
 from healthsim.mcp import listing
 from healthsim.mcp.tools import TOOLS, ToolContext, list_scenarios
 from healthsim.mcp_server import build_server
-from healthsim.state import QueryError, ScenarioExistsError, ScenarioNotFoundError, ScenarioStore, confined
+from healthsim.state import QueryError, ScenarioExistsError, ScenarioNotFoundError, ScenarioStore, StateError, confined
 from healthsim.state.access import Grant, granted
 from healthsim.state.errors import AccessDeniedError
 from healthsim.state.tokens import create_token
@@ -511,3 +511,22 @@ def test_a_kept_copy_serves_only_while_the_file_is_unchanged(tmp_path: Path, mon
     finally:
         confined.drop_kept_copies()
     assert not list(folder.glob("healthsim-confined-*"))
+
+
+def test_a_grant_cannot_import_the_stores_own_cache(tmp_path: Path) -> None:
+    """Summaries are kept as JSON beside the database file (``<db>.frames/…``, inside the
+    default import folder ``~/.healthsim``), and one imported as a scenario file kept the
+    whole summary, samples of entities included, in the new scenario's metadata: a token
+    of team-b read team-a's patients. Under a grant the store's own files are no source."""
+    store = ScenarioStore(tmp_path / "cached.duckdb")
+    store.save_scenario("hidden", {"patients": [{"patient_id": "TOPSECRET-1"}]}, tags=["team-a"])
+    store.summarize_scenario("hidden")
+    cached = sorted(p for p in (tmp_path / "cached.duckdb.frames").rglob("*") if p.is_file())
+    assert any(p.suffix == ".json" for p in cached)
+    with granted(Grant("bot-b", "write", ("team-b",))):
+        for path in cached:
+            with pytest.raises(StateError, match="cache"):
+                store.import_scenario_from_json(path, "stolen")
+        with pytest.raises(StateError, match="cache"):
+            store.import_scenario(cached[0].parent, "stolen", format="fhir")
+    assert not store.list_scenarios(search="stolen")["scenarios"]
