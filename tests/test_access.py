@@ -400,11 +400,14 @@ def test_the_private_copy_of_a_query_is_removed(
     folder = tmp_path / "tmp"
     folder.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(folder))
-    monkeypatch.setattr(confined, "QUIET_SECONDS", 1e9)  # no file is quiet that long: nothing kept
+    confined.drop_kept_copies()  # (those of earlier tests, made in the shared folder)
     with granted(TEAM_A):
         shared.query("SELECT count(*) FROM entities")
         with pytest.raises(QueryError):
             shared.query("SELECT no_such_column FROM entities")
+        shared.query("SELECT count(*) FROM entities")
+    assert len(list(folder.glob("healthsim-confined-*"))) <= 1  # at most the one kept for the next query
+    confined.drop_kept_copies()
     assert not list(folder.glob("healthsim-confined-*"))
 
 
@@ -530,3 +533,56 @@ def test_a_grant_cannot_import_the_stores_own_cache(tmp_path: Path) -> None:
         with pytest.raises(StateError, match="cache"):
             store.import_scenario(cached[0].parent, "stolen", format="fhir")
     assert not store.list_scenarios(search="stolen")["scenarios"]
+
+
+@pytest.mark.parametrize("engine", ["duckdb", "postgresql"])
+def test_a_kept_copy_never_hides_a_change(
+    engine: str, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every kind of change another client makes is seen by the next query over HTTP, on a
+    DuckDB file (kept while the file is unchanged) and on a team store (kept while every
+    scenario's latest version is the same, read in the copy's own snapshot)."""
+    if engine == "postgresql":  # (the server first: it makes its folder in the usual temporary folder)
+        server: PgServer = request.getfixturevalue("pg_server")
+        store = ScenarioStore(server.new_database())
+    else:
+        store = ScenarioStore(tmp_path / "changes.duckdb")
+    monkeypatch.setattr(confined, "QUIET_SECONDS", 0.0)
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    store.save_scenario("k", _entities("k"), tags=["t"])
+    sql = (
+        "SELECT s.name, (SELECT count(*) FROM scenario_entities e WHERE e.scenario_id = s.scenario_id), "
+        "(SELECT string_agg(tag, ',' ORDER BY tag) FROM scenario_tags g WHERE g.scenario_id = s.scenario_id) "
+        "FROM scenarios s ORDER BY 1"
+    )
+    reader = Grant("reader", "read")
+
+    def seen() -> list[list[Any]]:
+        with granted(reader):
+            return list(store.query(sql)["rows"])
+
+    try:
+        assert seen() == [["k", 3, "t"]]
+        kept = sorted(folder.glob("healthsim-confined-*"))
+        assert len(kept) == 1  # kept for the next query
+        assert seen() == [["k", 3, "t"]] and sorted(folder.glob("healthsim-confined-*")) == kept  # reused
+        store.add_entities("k", {"patients": [{"patient_id": "k-P9"}]})
+        assert seen() == [["k", 4, "t"]]
+        store.remove_entities("k", "patients", ["k-P9"])
+        assert seen() == [["k", 3, "t"]]
+        store.update_scenario("k", add_tags=["u"])
+        assert seen() == [["k", 3, "t,u"]]
+        store.update_scenario("k", new_name="k2")
+        assert seen() == [["k2", 3, "t,u"]]
+        store.copy_scenario("k2", "k3")
+        assert seen() == [["k2", 3, "t,u"], ["k3", 3, "t,u"]]
+        store.delete_scenario("k3")
+        assert seen() == [["k2", 3, "t,u"]]
+        store.restore_scenario("k3")
+        assert seen() == [["k2", 3, "t,u"], ["k3", 3, "t,u"]]
+        store.save_scenario("k3", {"patients": [{"patient_id": "only"}]}, overwrite=True)
+        assert seen() == [["k2", 3, "t,u"], ["k3", 1, None]]
+    finally:
+        confined.drop_kept_copies()

@@ -13,12 +13,14 @@ both. A caller without a grant (the library, the terminal, the stdio server) que
 store itself; every caller served over HTTP gets a copy, with tags or without, because the
 store also holds what no token may read (the tokens themselves, history, staged writes).
 
-Copying costs about 0.7 s per 100,000 entities, so on a DuckDB file a copy is kept for
-the next query of the same grant's tags while the file is byte for byte unchanged
-(:mod:`.file_identity`, the listing cache's rule); a change to the file makes the next
-query copy again. At most :data:`MAX_KEPT` copies are kept, and they are removed when the
-process ends. A team store's copy is made for each query (another client may change the
-store at any moment, and nothing here would see it).
+Copying costs about 0.7 s per 100,000 entities from a DuckDB file (1.2-3.5 s from a team
+store), so a copy is kept for the next query of the same grant's tags while the store holds
+what it held: on a DuckDB file while the file is byte for byte unchanged
+(:mod:`.file_identity`, the listing cache's rule); on a team store while every scenario's
+latest version and every current scenario's row are the same (:data:`_FINGERPRINT_SQL`,
+read in the same snapshot as the copy, so a kept copy is exactly the content it names;
+every change to a scenario makes a version, a delete and a restore too). At most
+:data:`MAX_KEPT` copies are kept, and they are removed when the process ends.
 """
 
 from __future__ import annotations
@@ -27,13 +29,14 @@ import atexit
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._engines import Database
+from ._engines import Connection, Database
+from ._engines.ddl import VERSIONS
 from .access import current_grant
 from .database import connect
 from .errors import QueryError
@@ -129,10 +132,47 @@ def drop_kept_copies() -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+#: What identifies a team store's content (both engines' SQL): each scenario's latest
+#: version (every change to a scenario makes one, a delete and a restore too) and each
+#: current scenario's row. Read in the copy's own snapshot, so a copy is exactly the
+#: content its fingerprint names.
+_FINGERPRINT_SQL = f"""
+SELECT
+    (SELECT md5(COALESCE(string_agg(CAST(scenario_id AS VARCHAR) || ':' || CAST(version AS VARCHAR), ','
+                                    ORDER BY scenario_id), ''))
+     FROM (SELECT scenario_id, max(version) AS version FROM {VERSIONS} GROUP BY scenario_id) AS latest),
+    (SELECT md5(COALESCE(string_agg(CAST(scenario_id AS VARCHAR) || ':' || CAST(updated_at AS VARCHAR) || ':' || name,
+                                    ',' ORDER BY scenario_id), ''))
+     FROM scenarios)
+"""
+
+
+def _reuse(key: tuple[str, tuple[str, ...]], identity: tuple[Any, ...] | None) -> _Copy | None:
+    """The kept copy of ``key`` if it was made from content of this ``identity``."""
+    with _LOCK:
+        found = _KEPT.get(key)
+        if found is None or identity is None or found.identity != identity:
+            return None
+        found.readers += 1
+        return found
+
+
+def _new(identity: tuple[Any, ...] | None, fill: Callable[[Path], None]) -> _Copy:
+    """A new copy, written by ``fill`` (its folder removed if that fails)."""
+    made = _Copy(Path(tempfile.mkdtemp(prefix="healthsim-confined-")), identity)  # (mode 0700)
+    try:
+        fill(made.folder / _NAME)
+    except BaseException:
+        shutil.rmtree(made.folder, ignore_errors=True)
+        raise
+    return made
+
+
 @contextmanager
 def confined_copy(database: Database) -> Iterator[Path]:
     """A DuckDB file holding only the scenarios the caller's grant lets it see, for the
-    block (a kept one while a DuckDB file is unchanged, else a new one).
+    block: a kept one while the store holds what it held when the copy was made, else a
+    new one (kept for the next query).
 
     Raises:
         QueryError: there is no database yet.
@@ -140,38 +180,47 @@ def confined_copy(database: Database) -> Iterator[Path]:
     grant = current_grant()
     tags = tuple(dict.fromkeys(tag.strip() for tag in grant.tags)) if grant is not None else ()
     key = (str(database), tags)
-    before = file_identity(database, QUIET_SECONDS) if isinstance(database, Path) else None
-    with _LOCK:
-        found = _KEPT.get(key)
-        if found is not None and before is not None and found.identity == before:
-            found.readers += 1
-        else:
-            found = None
-    if found is None:
-        found = _Copy(Path(tempfile.mkdtemp(prefix="healthsim-confined-")), before)  # (mode 0700)
-        try:
-            _fill(database, found.folder / _NAME)
-        except BaseException:
-            shutil.rmtree(found.folder, ignore_errors=True)
-            raise
-        # Kept only when the file did not change while it was copied (nor just before).
-        if isinstance(database, Path) and before is not None and file_identity(database, QUIET_SECONDS) == before:
-            _keep(key, found)
+    if isinstance(database, Path):
+        before = file_identity(database, QUIET_SECONDS)
+        found = _reuse(key, before)
+        if found is None:
+            found = _new(before, lambda copy: _fill_from(database, copy))
+            # Kept only when the file did not change while it was copied (nor just before).
+            if before is not None and file_identity(database, QUIET_SECONDS) == before:
+                _keep(key, found)
+    else:
+        with connect(database) as source:
+            if source is None:
+                raise QueryError("there is no database yet; save or import a scenario first")
+            with source.engine.snapshot(source):
+                row = source.execute(_FINGERPRINT_SQL).fetchone()
+                mark = tuple(row) if row is not None else None
+                found = _reuse(key, mark)
+                if found is None:
+                    found = _new(mark, lambda copy: _fill(source, copy))
+                    _keep(key, found)
     try:
         yield found.folder / _NAME
     finally:
         _release(found)
 
 
-def _fill(database: Database, copy: Path) -> None:
-    """Write into the new DuckDB file ``copy`` the rows the caller may see, from one snapshot."""
+def _fill_from(database: Database, copy: Path) -> None:
+    """:func:`_fill` from a new connection to ``database``."""
     with connect(database) as source:
         if source is None:
             raise QueryError("there is no database yet; save or import a scenario first")
-        with source.engine.snapshot(source), connect(copy, create=True) as target:
-            assert target is not None
-            for table, (columns, texts, typed) in _TABLES.items():
-                params: dict[str, Any] = {}
-                select = _source_sql(table, columns, texts, params)
-                for chunk in source.engine.arrow_batches(source, select, params, texts=texts):
-                    target.engine.insert_selected(target, table, columns, f"SELECT {typed} FROM _hs_chunk", chunk)
+        with source.engine.snapshot(source):
+            _fill(source, copy)
+
+
+def _fill(source: Connection, copy: Path) -> None:
+    """Write into the new DuckDB file ``copy`` the rows the caller may see, as ``source``
+    (in a snapshot) shows them."""
+    with connect(copy, create=True) as target:
+        assert target is not None
+        for table, (columns, texts, typed) in _TABLES.items():
+            params: dict[str, Any] = {}
+            select = _source_sql(table, columns, texts, params)
+            for chunk in source.engine.arrow_batches(source, select, params, texts=texts):
+                target.engine.insert_selected(target, table, columns, f"SELECT {typed} FROM _hs_chunk", chunk)
