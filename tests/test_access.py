@@ -586,3 +586,23 @@ def test_a_kept_copy_never_hides_a_change(
         assert seen() == [["k2", 3, "t,u"], ["k3", 1, None]]
     finally:
         confined.drop_kept_copies()
+
+
+def test_the_private_copy_holds_no_half_written_rows(tmp_path: Path) -> None:
+    """A large save stages its rows in ``scenario_entities`` under an id no scenario has
+    (committed batch by batch, published at the end); a token's copy held another writer's
+    staged rows in ``scenario_entities``. Only rows of current scenarios are copied."""
+    import duckdb
+
+    path = tmp_path / "staged.duckdb"
+    store = ScenarioStore(path)
+    store.save_scenario("whole", _entities("whole"))
+    con = duckdb.connect(str(path))  # what a staged write has committed so far
+    con.execute(
+        "INSERT INTO scenario_entities (id, scenario_id, entity_type, entity_id, entity_data, created_at) "
+        "SELECT 1000, uuid(), 'patients', uuid(), '{\"patient_id\": \"HALF\"}', now()"
+    )
+    con.close()
+    with granted(Grant("reader", "read")):
+        rows = store.query("SELECT count(*), count(DISTINCT scenario_id) FROM scenario_entities")["rows"]
+    assert rows == [[3, 1]]

@@ -77,7 +77,10 @@ def _source_sql(table: str, columns: list[str], texts: list[str], params: dict[s
     """SQL (both engines) of the visible rows of ``table``, text columns as text."""
     picked = ", ".join(f"CAST({c} AS VARCHAR) AS {c}" if c in texts else c for c in columns)
     order = " ORDER BY id" if "id" in columns else ""
-    return f"SELECT {picked} FROM {table} WHERE {visible_sql('scenario_id', params)}{order}"
+    # Rows of current scenarios only: a large save stages its rows under an id no scenario
+    # has (committed batch by batch), which a caller without tags would otherwise see.
+    current = "" if table == "scenarios" else " AND scenario_id IN (SELECT scenario_id FROM scenarios)"
+    return f"SELECT {picked} FROM {table} WHERE {visible_sql('scenario_id', params)}{current}{order}"
 
 
 @dataclass
