@@ -612,3 +612,34 @@ def test_a_token_without_tags_reads_every_scenario_but_no_token(served: Served) 
     assert tokens["rows"] == [] and "q-other" not in json.dumps(tokens)
     assert versions["rows"] == [[0]]
     assert seen["rows"] == [["seed"]]
+
+
+def test_requests_are_read_as_strictly_as_over_stdio(served: Served) -> None:
+    """The SDK's JSON reader keeps the last of repeated keys: over HTTP an entity
+    ``{"a": 1, "a": 2}`` was saved as ``{"a": 2}`` and ``load_scenario(name=…, name=…)``
+    loaded the second scenario, while stdio (``mcp.wire``) refused both. Over HTTP the
+    same strict reading now answers such a request with a tool error; nothing runs."""
+    token = served.token("strict", "write")
+    session_id = post(served.url, token).headers["mcp-session-id"]
+    headers = {"mcp-session-id": session_id, "mcp-protocol-version": "2025-06-18"}
+    initialized = b'{"jsonrpc":"2.0","method":"notifications/initialized"}'
+    assert post(served.url, token, initialized, **headers).status_code in (200, 202)
+    call_text = '{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"%s","arguments":%s}}'
+    bodies = [
+        call_text % (2, "save_scenario", '{"name":"twice-a","entities":{"patients":[{"patient_id":"P","a":1,"a":2}]}}'),
+        call_text % (3, "load_scenario", '{"name":"seed","name":"twice-b"}'),
+        call_text % (4, "save_scenario", '{"name":"twice-c","name":"twice-d","entities":{}}'),
+    ]
+    for body in bodies:
+        answer = post(served.url, token, body.encode(), **headers)
+        assert answer.status_code == 200, answer.text
+        result = answer.json()["result"]
+        assert result["isError"] and "twice in one object" in result["content"][0]["text"], result
+        assert "Nothing was done" in result["content"][0]["text"]
+    ping = post(served.url, token, b'{"jsonrpc":"2.0","id":5,"method":"ping","params":{"a":1,"a":2}}', **headers)
+    assert ping.json()["error"]["code"] == -32602 and "twice" in ping.json()["error"]["message"]
+    names = {s["name"] for s in ScenarioStore(served.db).list_scenarios(limit=1000)["scenarios"]}
+    assert not names & {"twice-a", "twice-b", "twice-c", "twice-d"}
+    # Without a valid token such a request is answered 401, as every other one.
+    assert post(served.url, "hst_0123456789abcdef_" + "A" * 43, bodies[0].encode(), **headers).status_code == 401
+    assert post(served.url, None, bodies[0].encode(), **headers).status_code == 401

@@ -5,7 +5,9 @@ at once), its bearer-token middleware (a request without a valid token gets 401 
 reaches no tool) fed by :class:`StoreTokens` (the store's tokens,
 ``healthsim.state.tokens``), and its Host/Origin check against an allow-list (DNS
 rebinding). Around it, :class:`BodyLimit` refuses request bodies over the server's limit
-(default 16 MB) with an error that says the limit and what to do.
+(default 16 MB) with an error that says the limit and what to do, and reads each request
+as strictly as the stdio server does (``mcp.wire``): the SDK's JSON reader keeps the last
+of repeated keys, so ``{"a": 1, "a": 2}`` in an entity was saved as ``{"a": 2}``.
 
 Safe by default: it binds to loopback; another address needs ``allow_remote`` and the
 server then says that TLS belongs in a reverse proxy in front (it speaks plain HTTP).
@@ -39,6 +41,7 @@ from ..state import InvalidInputError
 from ..state.tokens import TokenVerifier
 from .caller import access_token_for
 from .listing import ListingCache
+from .wire import answer_for, screen
 
 __all__ = ["DEFAULT_MAX_BODY", "DEFAULT_PORT", "BodyLimit", "HttpOptions", "StoreTokens", "build_app", "serve_http"]
 
@@ -98,11 +101,15 @@ class StoreTokens:
 
 class BodyLimit:
     """ASGI middleware: a request body over ``limit`` bytes gets 413 and a JSON-RPC error
-    that says the limit and what to do; nothing behind it runs.
+    that says the limit and what to do; nothing behind it runs. A body within the limit is
+    read whole and screened as the stdio server screens a line (:func:`.wire.screen`: a
+    repeated key, NaN, an integer over 4,300 digits, a lone surrogate, nesting over 120
+    levels): such a request is answered with the same error (a tool error for a tool
+    call, a JSON-RPC error otherwise) and never reaches a tool.
 
     A request without a valid token (checked by ``tokens``, when given) gets the SDK's
-    401 instead, whatever its size: every request without a valid token gets 401. The
-    token is checked only for a body over the limit, so other requests pay nothing more.
+    401 instead, whatever its size or content: every request without a valid token gets
+    401. The token is checked only for a body refused here, so other requests pay nothing more.
     """
 
     def __init__(self, app: ASGIApp, limit: int, tokens: StoreTokens | None = None) -> None:
@@ -165,10 +172,36 @@ class BodyLimit:
             if not message.get("more_body", False):
                 break
 
+        if scope.get("method") == "POST" and await self._refused(scope, send, messages):
+            return
+
         async def replay() -> Message:
             return messages.popleft() if messages else await receive()
 
         await self.app(scope, replay, send)
+
+    async def _refused(self, scope: Scope, send: Send, messages: deque[Message]) -> bool:
+        """Answer a request the strict reading refuses (for a caller with a valid token);
+        whether it was answered."""
+        body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request")
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            return False  # the SDK answers text that is not UTF-8 (a parse error)
+        # Python's json reads a 16 MB body in about a second: not on the event loop.
+        envelope, problem = await anyio.to_thread.run_sync(screen, text)
+        answer = None if problem is None else answer_for(envelope, problem)
+        if answer is None or not await self._authorised(scope):
+            return False  # nothing wrong, nobody waits for an answer, or the app's 401
+        log.warning("answered a refused request with an error")
+        payload = answer.model_dump_json(by_alias=True, exclude_none=True).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+        session = Headers(scope=scope).get("mcp-session-id")
+        if session is not None:
+            headers.append((b"mcp-session-id", session.encode("latin-1")))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
+        return True
 
 
 @dataclass
