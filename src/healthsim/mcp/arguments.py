@@ -22,12 +22,14 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
 from pydantic import ValidationError
 
-from .._text import safe_text
+from .._text import cut_middle, safe_text
 
 __all__ = ["CheckedServer", "CheckedTool", "unknown_arguments_text", "validation_text"]
 
 #: The problems of one call that an answer names (the rest are counted).
 MAX_PROBLEMS = 3
+#: A name the caller gave is quoted with at most this many characters.
+NAME_CHARS = 100
 _JSON_TYPES = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "an integer"}
 _JSON_TYPES |= {float: "a number", type(None): "null"}
 _JSON_WORDS = (("a valid dictionary", "a JSON object"), ("a valid list", "a JSON array"))
@@ -69,7 +71,8 @@ class CheckedServer(MCPServer):
         if name not in names:
             close = closest(name, names)
             meant = f" (did you mean {close!r}?)" if close else ""
-            raise ToolError(f"Unknown tool: {name}{meant}; the tools are: {', '.join(names)}")
+            shown = cut_middle(safe_text(name), NAME_CHARS)  # (a caller's name may be megabytes long)
+            raise ToolError(f"Unknown tool: {shown}{meant}; the tools are: {', '.join(names)}")
         return await super().call_tool(name, arguments, *args, **kwargs)
 
 
@@ -89,13 +92,14 @@ def unknown_arguments_text(tool: str, schema: Mapping[str, Any], arguments: Mapp
     parts = []
     for name in unknown[:MAX_PROBLEMS]:
         close = closest(name, known)
-        parts.append(f"unknown argument {name!r}" + (f" (did you mean {close!r}?)" if close else ""))
+        shown = cut_middle(safe_text(name), NAME_CHARS)
+        parts.append(f"unknown argument {shown!r}" + (f" (did you mean {close!r}?)" if close else ""))
     if len(unknown) > MAX_PROBLEMS:
         parts.append(f"and {len(unknown) - MAX_PROBLEMS} more")
     missing = [name for name in schema.get("required", ()) if name not in arguments]
     if missing:
         parts.append("; ".join(f"{name!r} is required" for name in missing))
-    return f"{'; '.join(parts)}; {tool} takes: {arguments_text(schema)}; nothing was done"
+    return cut_middle(f"{'; '.join(parts)}; {tool} takes: {arguments_text(schema)}; nothing was done")
 
 
 def closest(name: str, known: list[str]) -> str | None:
@@ -133,4 +137,4 @@ def validation_text(tool: str, schema: Mapping[str, Any], error: ValidationError
         parts.append(f"argument {where!r}: {message} (got {given})")
     if len(problems) > MAX_PROBLEMS:
         parts.append(f"and {len(problems) - MAX_PROBLEMS} more")
-    return f"{'; '.join(parts)}; {tool} takes: {arguments_text(schema)}; nothing was done"
+    return cut_middle(f"{'; '.join(parts)}; {tool} takes: {arguments_text(schema)}; nothing was done")
