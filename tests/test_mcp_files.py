@@ -207,13 +207,15 @@ def test_a_token_with_tags_cannot_read_what_other_tokens_exported(home: Path, db
 
     async def export_alpha(client: ClientSession) -> None:
         made = await ok(client, "export_scenario", name="alpha")
-        assert Path(made["path"]).parent == downloads / "bot-a", made
+        assert Path(made["path"]).parent.parent == downloads, made
+        assert Path(made["path"]).parent.name.startswith("bot-a-"), made
 
     async def export_all(client: ClientSession) -> None:
         await ok(client, "export_scenario", name="alpha", output_path="everything.json")
 
     async def steal(client: ClientSession) -> None:
-        for path in ("alpha.json", "bot-a/alpha.json", "../Downloads/bot-a/alpha.json", "everything.json"):
+        (folder,) = downloads.glob("bot-a-*")
+        for path in ("alpha.json", f"{folder.name}/alpha.json", f"../{folder.name}/alpha.json", "everything.json"):
             text = await refused(client, "import_scenario", file_path=path, name="stolen")
             assert "SECRET-A" not in text, text
         text = await refused(client, "import_scenario", file_path=str(downloads / "everything.json"), name="stolen")
@@ -224,8 +226,17 @@ def test_a_token_with_tags_cannot_read_what_other_tokens_exported(home: Path, db
         again = await ok(client, "import_scenario", file_path="beta.json", name="beta-again")
         assert again["entity_count"] == 1
 
+    async def reuse(client: ClientSession) -> None:
+        # A new token under a revoked one's name, with other tags: not the old one's folder.
+        text = await refused(client, "import_scenario", file_path="alpha.json", name="stolen")
+        assert "SECRET-A" not in text and "no such file" in text, text
+
     _as(Grant("bot-a", "write", ("team-a",)), db_path, export_alpha)
     _as(Grant("all-bot", "write"), db_path, export_all)
     _as(Grant("bot-b", "write", ("team-b",)), db_path, steal)
-    assert (downloads / "bot-a" / "alpha.json").exists() and (downloads / "bot-b" / "beta.json").exists()
+    _as(Grant("bot-a", "write", ("team-b",)), db_path, reuse)
+    _as(Grant("bot-a", "write", ("TEAM-A ",)), db_path, export_alpha)  # the same tags: the same folder
+    (mine,) = (downloads).glob("bot-a-*")
+    (theirs,) = (downloads).glob("bot-b-*")
+    assert (mine / "alpha.json").exists() and (theirs / "beta.json").exists()
     assert not store.list_scenarios(search="stolen")["scenarios"]

@@ -26,13 +26,15 @@ an absolute path (``~`` allowed); anything else is refused with the variable's n
 Over HTTP many tokens share these folders, and the export folder is an import folder by
 default: a token limited to some tags could import what another token exported, and so
 read scenarios it cannot see. A **token with tags** therefore exports into a folder of
-its own, ``<export folder>/<token name>/``, and reads nothing else of the export folder
-(its own folder is looked in first for a bare name). A token without tags sees every
+its own, ``<export folder>/<token name>-<digest of its tags>/``, and reads nothing else of
+the export folder (its own folder is looked in first for a bare name). A token without tags sees every
 scenario anyway and keeps the whole export folder.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 from pathlib import Path
@@ -68,10 +70,16 @@ def export_folder() -> Path:
 
 
 def _own_folder(folder: Path) -> Path | None:
-    """The caller's own folder inside the export ``folder`` when its grant has tags (a
-    token's name is letters, digits and ``._@+-``, starting with a letter or digit), else None."""
+    """The caller's own folder inside the export ``folder`` when its grant has tags, else None:
+    ``<token name>-<digest of its tags>`` (a token's name is letters, digits and ``._@+-``,
+    starting with a letter or digit). The tags are part of it because a revoked token's name
+    may be given to a new token: with other tags, it must not read the old one's exports."""
     grant = current_grant()
-    return folder / grant.name if grant is not None and grant.tags else None
+    if grant is None or not grant.tags:
+        return None
+    tags = sorted({tag.strip().lower() for tag in grant.tags})  # (tags match in any case)
+    digest = hashlib.sha256(json.dumps(tags).encode()).hexdigest()[:8]
+    return folder / f"{grant.name}-{digest}"
 
 
 def import_folders() -> list[Path]:
