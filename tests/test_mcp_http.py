@@ -643,3 +643,26 @@ def test_requests_are_read_as_strictly_as_over_stdio(served: Served) -> None:
     # Without a valid token such a request is answered 401, as every other one.
     assert post(served.url, "hst_0123456789abcdef_" + "A" * 43, bodies[0].encode(), **headers).status_code == 401
     assert post(served.url, None, bodies[0].encode(), **headers).status_code == 401
+
+
+def test_one_token_cannot_fill_the_servers_sessions(served: Served) -> None:
+    """The SDK keeps up to 10,000 sessions, each for 30 idle minutes: one token (a client
+    that opens a session per call and never ends it, or a leaked read token) filled them in
+    about a minute, and every other client then got 503. A token keeps at most
+    ``SESSIONS_PER_TOKEN`` sessions: opening one more ends its least recently used one."""
+    from healthsim.mcp.http import SESSIONS_PER_TOKEN
+
+    token, other = served.token("many-sessions", "read"), served.token("bystander", "read")
+    theirs = post(served.url, other).headers["mcp-session-id"]
+    opened = [post(served.url, token).headers["mcp-session-id"] for _ in range(SESSIONS_PER_TOKEN)]
+    ping = b'{"jsonrpc":"2.0","id":9,"method":"ping"}'
+
+    def alive(session_id: str, owner: str) -> int:
+        headers = {"mcp-session-id": session_id, "mcp-protocol-version": "2025-06-18"}
+        return post(served.url, owner, ping, **headers).status_code
+
+    assert alive(opened[0], token) == 200  # now the most recently used
+    more = [post(served.url, token).headers["mcp-session-id"] for _ in range(3)]
+    assert [alive(s, token) for s in opened[1:4]] == [404, 404, 404]  # the least recently used ended
+    assert alive(opened[0], token) == 200 and all(alive(s, token) == 200 for s in [*opened[4:], *more])
+    assert alive(theirs, other) == 200  # another token's sessions are its own

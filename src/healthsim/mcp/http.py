@@ -23,7 +23,7 @@ import json
 import logging
 import os
 import sys
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +43,17 @@ from .caller import access_token_for
 from .listing import ListingCache
 from .wire import answer_for, screen
 
-__all__ = ["DEFAULT_MAX_BODY", "DEFAULT_PORT", "BodyLimit", "HttpOptions", "StoreTokens", "build_app", "serve_http"]
+__all__ = [
+    "DEFAULT_MAX_BODY",
+    "DEFAULT_PORT",
+    "SESSIONS_PER_TOKEN",
+    "BodyLimit",
+    "HttpOptions",
+    "SessionCap",
+    "StoreTokens",
+    "build_app",
+    "serve_http",
+]
 
 log = logging.getLogger("healthsim.mcp")
 
@@ -204,6 +214,85 @@ class BodyLimit:
         return True
 
 
+#: Sessions one token keeps open at most; opening one more ends its least recently used.
+SESSIONS_PER_TOKEN = 64
+
+
+class SessionCap:
+    """ASGI middleware: each token keeps at most :data:`SESSIONS_PER_TOKEN` sessions open.
+
+    The SDK keeps up to 10,000 sessions, each until 30 idle minutes pass (about 70 KB of
+    memory each, measured): one token, a client that opens a session per call and never
+    ends it, or a leaked one, filled them in a minute, and every other client got 503.
+    This layer remembers which sessions each bearer header opened (by a keyed digest of
+    it, never the text), in order of last use, and when a token opens one too many it ends
+    the least recently used one with the SDK's own ``DELETE``, sent with the same header:
+    a client that never reuses its sessions keeps working, and other tokens are untouched.
+    A session the SDK ended itself (idle) is forgotten when its turn comes (its ``DELETE``
+    gets 404). A header the SDK refuses (401) opens nothing and is never recorded.
+    """
+
+    def __init__(self, app: ASGIApp, per_token: int = SESSIONS_PER_TOKEN) -> None:
+        self.app = app
+        self.per_token = per_token
+        self._key = os.urandom(32)
+        self._sessions: dict[str, OrderedDict[str, None]] = {}
+
+    def _who(self, authorization: str) -> str:
+        return hashlib.blake2b(authorization.encode("utf-8", "surrogateescape"), key=self._key).hexdigest()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = Headers(scope=scope) if scope["type"] == "http" else Headers()  # (lifespan has none)
+        authorization = headers.get("authorization")
+        if not authorization:
+            await self.app(scope, receive, send)
+            return
+        who = self._who(authorization)
+        session = headers.get("mcp-session-id")
+        if session is not None:
+            kept = self._sessions.get(who)
+            if kept is not None and session in kept:
+                if scope.get("method") == "DELETE":
+                    del kept[session]
+                else:
+                    kept.move_to_end(session)
+            await self.app(scope, receive, send)
+            return
+        opened: list[str] = []
+
+        async def noting(message: Message) -> None:
+            if message["type"] == "http.response.start" and message.get("status") == 200:
+                opened.extend(v.decode("latin-1") for k, v in message.get("headers", []) if k == b"mcp-session-id")
+            await send(message)
+
+        await self.app(scope, receive, noting)
+        if opened:
+            kept = self._sessions.setdefault(who, OrderedDict())
+            kept[opened[0]] = None
+            while len(kept) > self.per_token:
+                oldest, _ = kept.popitem(last=False)
+                await self._end(scope, oldest)
+
+    async def _end(self, scope: Scope, session: str) -> None:
+        """End ``session`` as its client would: the SDK's DELETE, with the request's headers
+        (its token, Host and Origin, which the SDK checks) and the session's id."""
+        keep = (b"authorization", b"host", b"origin", b"mcp-protocol-version")
+        headers = [(k, v) for k, v in scope["headers"] if k in keep]
+        headers += [(b"mcp-session-id", session.encode("latin-1")), (b"accept", b"application/json, text/event-stream")]
+        ending = {**scope, "method": "DELETE", "headers": headers, "query_string": b""}
+
+        async def nothing() -> Message:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def dropped(message: Message) -> None:
+            return None
+
+        try:
+            await self.app(ending, nothing, dropped)
+        except Exception:  # a session that is already gone: nothing to end
+            log.info("ending a session over the per-token limit failed", exc_info=True)
+
+
 @dataclass
 class HttpOptions:
     """How ``healthsim mcp --http`` serves: address, limits and the allow-lists."""
@@ -266,7 +355,7 @@ def build_app(db: str | os.PathLike[str] | None, options: HttpOptions, tokens: S
         host=options.host,
         json_response=True,  # one JSON answer per call, no SSE stream: a third less per call (no tool streams)
     )
-    return BodyLimit(app, options.max_body, tokens)
+    return BodyLimit(SessionCap(app), options.max_body, tokens)
 
 
 REMOTE_NOTE = """healthsim mcp: serving other machines on {host}:{port} over plain HTTP. Bearer tokens
