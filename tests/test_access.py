@@ -606,3 +606,29 @@ def test_the_private_copy_holds_no_half_written_rows(tmp_path: Path) -> None:
     with granted(Grant("reader", "read")):
         rows = store.query("SELECT count(*), count(DISTINCT scenario_id) FROM scenario_entities")["rows"]
     assert rows == [[3, 1]]
+
+
+def test_a_forked_child_leaves_its_parents_kept_copies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kept copies are removed at exit; a child made by ``fork`` inherits the table
+    and, exiting, removed the copies its parent was still using."""
+    import os
+
+    monkeypatch.setattr(confined, "QUIET_SECONDS", 0.0)
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    store = ScenarioStore(tmp_path / "forked.duckdb")
+    store.save_scenario("f", _entities("f"))
+    try:
+        with granted(Grant("reader", "read")):
+            store.query("SELECT count(*) FROM entities")
+        (kept,) = folder.glob("healthsim-confined-*")
+        child = os.fork()
+        if child == 0:  # the child: what its exit runs
+            confined.drop_kept_copies()
+            os._exit(0)
+        assert os.waitpid(child, 0)[1] == 0
+        assert kept.exists()
+    finally:
+        confined.drop_kept_copies()
+    assert not kept.exists()

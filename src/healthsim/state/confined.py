@@ -26,12 +26,13 @@ every change to a scenario makes a version, a delete and a restore too). At most
 from __future__ import annotations
 
 import atexit
+import os
 import shutil
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -91,10 +92,20 @@ class _Copy:
     identity: tuple[Any, ...] | None
     readers: int = 1
     kept: bool = False
+    #: The process that made it: a child made by ``fork`` inherits the table, and must not
+    #: remove its parent's copies when it exits.
+    pid: int = field(default_factory=os.getpid)
 
 
 _LOCK = threading.Lock()  # tools run in worker threads
 _KEPT: dict[tuple[str, tuple[str, ...]], _Copy] = {}
+
+
+def _remove(copies: list[_Copy]) -> None:
+    """Remove the folders of ``copies`` that this process made."""
+    for copy in copies:
+        if copy.pid == os.getpid():
+            shutil.rmtree(copy.folder, ignore_errors=True)
 
 
 def _release(copy: _Copy) -> None:
@@ -103,7 +114,7 @@ def _release(copy: _Copy) -> None:
         copy.readers -= 1
         gone = copy.readers == 0 and not copy.kept
     if gone:
-        shutil.rmtree(copy.folder, ignore_errors=True)
+        _remove([copy])
 
 
 def _keep(key: tuple[str, tuple[str, ...]], copy: _Copy) -> None:
@@ -117,9 +128,8 @@ def _keep(key: tuple[str, tuple[str, ...]], copy: _Copy) -> None:
         _KEPT[key] = copy
         for old in replaced:
             old.kept = False
-        unused = [old.folder for old in replaced if old.readers == 0]
-    for folder in unused:
-        shutil.rmtree(folder, ignore_errors=True)
+        unused = [old for old in replaced if old.readers == 0]
+    _remove(unused)
 
 
 @atexit.register
@@ -130,9 +140,8 @@ def drop_kept_copies() -> None:
         _KEPT.clear()
         for copy in dropped:
             copy.kept = False
-        unused = [copy.folder for copy in dropped if copy.readers == 0]
-    for folder in unused:
-        shutil.rmtree(folder, ignore_errors=True)
+        unused = [copy for copy in dropped if copy.readers == 0]
+    _remove(unused)
 
 
 #: What identifies a team store's content (both engines' SQL): each scenario's latest
