@@ -666,3 +666,33 @@ def test_one_token_cannot_fill_the_servers_sessions(served: Served) -> None:
     assert [alive(s, token) for s in opened[1:4]] == [404, 404, 404]  # the least recently used ended
     assert alive(opened[0], token) == 200 and all(alive(s, token) == 200 for s in [*opened[4:], *more])
     assert alive(theirs, other) == 200  # another token's sessions are its own
+
+
+def test_a_team_store_that_cannot_be_reached_gets_503_not_500(tmp_path: Path) -> None:
+    """With the team store down, every request with a bearer token got a bare 500
+    "Internal Server Error" (a client cannot tell a bug from an outage) and the log a
+    30-line traceback per request. It now gets 503 with a JSON-RPC error that says to try
+    again, which names neither the store's host nor its database (anyone may send a
+    bearer header); the log has one line saying why."""
+    server = PgServer()
+    server.start()
+    try:
+        db = server.new_database()
+        ScenarioStore(db).save_scenario("seed", {"patients": [{"patient_id": "S"}]})
+        token = create_token(db, "outage", "read")
+        process, port, log, _ = start_server(db, tmp_path)
+    finally:
+        server.stop()
+    try:
+        url = f"http://127.0.0.1:{port}/mcp"
+        for sent in (token, "hst_0123456789abcdef_" + "A" * 43):
+            answer = post(url, sent)
+            assert answer.status_code == 503, answer.text
+            message = answer.json()["error"]["message"]
+            assert "try again" in message and "127.0.0.1" not in message and "hs_test" not in message, message
+        assert post(url, None).status_code == 401  # no token: 401, as always
+    finally:
+        process.terminate()
+        process.wait(10)
+    said = log.read_text()
+    assert "Traceback" not in said and "no server is listening" in said, said[-2000:]

@@ -35,9 +35,11 @@ from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.datastructures import Headers
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..state import InvalidInputError
+from ..state import InvalidInputError, StateError
 from ..state.tokens import TokenVerifier
 from .caller import access_token_for
 from .listing import ListingCache
@@ -47,12 +49,14 @@ __all__ = [
     "DEFAULT_MAX_BODY",
     "DEFAULT_PORT",
     "SESSIONS_PER_TOKEN",
+    "UNAVAILABLE",
     "BodyLimit",
     "HttpOptions",
     "SessionCap",
     "StoreTokens",
     "build_app",
     "serve_http",
+    "unavailable_answer",
 ]
 
 log = logging.getLogger("healthsim.mcp")
@@ -163,6 +167,24 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self._serve(scope, receive, tracked)
+        except StateError as exc:
+            # The store could not check the token (a team store down, a DuckDB file locked
+            # or broken): one line in the log, 503 for the caller (the SDK's layers have
+            # answered already when it came through them: see unavailable_answer).
+            log.error("a request could not be served: %s", exc)
+            if not started:
+                await unavailable_answer(Request(scope), exc)(scope, receive, send)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         declared = Headers(scope=scope).get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             await self._too_large(scope, send, f"{int(declared):,} bytes")
@@ -212,6 +234,29 @@ class BodyLimit:
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
         return True
+
+
+#: What a caller is told when the store cannot be used (it names no host or database:
+#: anyone may send a bearer header, and the server's log says which store and why).
+UNAVAILABLE = "the server cannot reach its store just now; try again in a moment (the server's log says why)"
+
+
+def unavailable_answer(request: Request, exc: Exception) -> Response:
+    """The answer to a request that failed outside a tool (the token's check, mostly):
+    503 with a JSON-RPC error when the store could not be used, else a plain 500.
+
+    Installed as the SDK app's error handler: without it a team store that was down gave
+    every request a bare 500 "Internal Server Error", which a client cannot tell from a bug.
+    """
+    if isinstance(exc, StateError):
+        body = {"jsonrpc": "2.0", "id": None, "error": {"code": -32603, "message": UNAVAILABLE}}
+        return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
+    body = {
+        "jsonrpc": "2.0",
+        "id": None,
+        "error": {"code": -32603, "message": "internal error (the server's log says why)"},
+    }
+    return JSONResponse(body, status_code=500)
 
 
 #: Sessions one token keeps open at most; opening one more ends its least recently used.
@@ -355,6 +400,7 @@ def build_app(db: str | os.PathLike[str] | None, options: HttpOptions, tokens: S
         host=options.host,
         json_response=True,  # one JSON answer per call, no SSE stream: a third less per call (no tool streams)
     )
+    app.add_exception_handler(Exception, unavailable_answer)  # (the SDK's Starlette app: its last resort)
     return BodyLimit(SessionCap(app), options.max_body, tokens)
 
 
