@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from mcp import Client, ClientSession
 
 from healthsim.mcp.budget import ANSWER_BUDGET, SUMMARY_BUDGET, Cut, answer_bytes, fit
+from healthsim.mcp.wire import answer_for, screen
 from healthsim.mcp_server import build_server
 from healthsim.state import ScenarioStore
 from helpers.examples import examples
@@ -174,3 +175,34 @@ def test_one_huge_value_is_cut_and_marked(size: int) -> None:
     assert answer_bytes(fitted) <= 4_096
     if size > 4_096:
         assert "…[cut: " in fitted["entities"]["patients"][0]["notes"]
+
+
+def test_error_texts_about_the_call_itself_are_bounded(db_path: Path) -> None:
+    """Errors raised before a tool runs did not pass the 2,000-character cut: an unknown
+    argument or tool named with 100,000 characters, a wrong value of an argument of that
+    name, or a repeated key that long (stdio's and HTTP's strict reading) were answered
+    with all of it: 100 KB answers, and up to the body limit (16 MB) over HTTP."""
+    long = "x" * 100_000
+    calls: list[tuple[str, dict[str, Any]]] = [
+        ("list_scenarios", {long: 1}),
+        ("list_scenarios", {f"{long}{i}": 1 for i in range(5)}),
+        (long, {}),
+        ("load_scenario", {"name": "a", "entity_type": "patients", "limit": long}),
+    ]
+
+    async def main() -> list[str]:
+        async with session(db_path) as client:
+            return [(await client.call_tool(tool, arguments)).content[0].text for tool, arguments in calls]
+
+    for text in asyncio.run(main()):
+        assert len(text.encode()) < 4_096, text[:200]
+    for body in (
+        '{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"save_scenario","arguments":'
+        '{"name":"x","entities":{"patients":[{"LONG":1,"LONG":2}]}}}}',
+        '{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"LONG","arguments":{"a":1,"a":2}}}',
+        '{"jsonrpc":"2.0","id":2,"method":"LONG","params":{"a":1,"a":2}}',
+    ):
+        envelope, problem = screen(body.replace("LONG", long))
+        assert problem is not None
+        answer = answer_for(envelope, problem)
+        assert answer is not None and len(answer.model_dump_json()) < 4_096

@@ -15,6 +15,7 @@ from mcp import Client, ClientSession
 
 from healthsim.mcp_server import build_server
 from healthsim.state import ScenarioStore
+from healthsim.state.access import Grant, granted
 
 KEYS = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample user@laptop\n"
 
@@ -187,3 +188,55 @@ def test_the_library_and_cli_keep_full_paths(home: Path, db_path: Path, tmp_path
     done = CliRunner().invoke(app, ["export", "cohort", "-o", str(tmp_path / "cli.json")])
     assert done.exit_code == 0, done.output
     assert (tmp_path / "cli.json").exists()
+
+
+def _as(grant: Grant, db: Path, test: Callable[[ClientSession], Awaitable[None]]) -> None:
+    with granted(grant):
+        run(db, test)
+
+
+def test_a_token_with_tags_cannot_read_what_other_tokens_exported(home: Path, db_path: Path) -> None:
+    """Over HTTP every token shares the export folder, which is also an import folder by
+    default: a token of team-b imported ``alpha.json``, exported by team-a's token, and so
+    held team-a's scenario as its own. A token with tags now exports into a folder of its
+    own inside the export folder and reads nothing else there; tokens without tags (they
+    see every scenario anyway) keep the whole folder."""
+    store = ScenarioStore(db_path)
+    store.save_scenario("alpha", {"patients": [{"patient_id": "SECRET-A"}]}, tags=["team-a"])
+    downloads = home / "Downloads"
+
+    async def export_alpha(client: ClientSession) -> None:
+        made = await ok(client, "export_scenario", name="alpha")
+        assert Path(made["path"]).parent.parent == downloads, made
+        assert Path(made["path"]).parent.name.startswith("bot-a-"), made
+
+    async def export_all(client: ClientSession) -> None:
+        await ok(client, "export_scenario", name="alpha", output_path="everything.json")
+
+    async def steal(client: ClientSession) -> None:
+        (folder,) = downloads.glob("bot-a-*")
+        for path in ("alpha.json", f"{folder.name}/alpha.json", f"../{folder.name}/alpha.json", "everything.json"):
+            text = await refused(client, "import_scenario", file_path=path, name="stolen")
+            assert "SECRET-A" not in text, text
+        text = await refused(client, "import_scenario", file_path=str(downloads / "everything.json"), name="stolen")
+        assert "bot-b" in text and "own folder" in text, text
+        # Its own exports stay its own to read back.
+        await ok(client, "save_scenario", name="beta", entities={"patients": [{"patient_id": "B"}]})
+        await ok(client, "export_scenario", name="beta")
+        again = await ok(client, "import_scenario", file_path="beta.json", name="beta-again")
+        assert again["entity_count"] == 1
+
+    async def reuse(client: ClientSession) -> None:
+        # A new token under a revoked one's name, with other tags: not the old one's folder.
+        text = await refused(client, "import_scenario", file_path="alpha.json", name="stolen")
+        assert "SECRET-A" not in text and "no such file" in text, text
+
+    _as(Grant("bot-a", "write", ("team-a",)), db_path, export_alpha)
+    _as(Grant("all-bot", "write"), db_path, export_all)
+    _as(Grant("bot-b", "write", ("team-b",)), db_path, steal)
+    _as(Grant("bot-a", "write", ("team-b",)), db_path, reuse)
+    _as(Grant("bot-a", "write", ("TEAM-A ",)), db_path, export_alpha)  # the same tags: the same folder
+    (mine,) = (downloads).glob("bot-a-*")
+    (theirs,) = (downloads).glob("bot-b-*")
+    assert (mine / "alpha.json").exists() and (theirs / "beta.json").exists()
+    assert not store.list_scenarios(search="stolen")["scenarios"]

@@ -591,3 +591,108 @@ def test_a_tag_limited_token_sees_nothing_of_another_tags_scenarios_over_http(se
     assert store.load_scenario("e2e-t-mine")["tags"] == ["e2e-mine"]
     assert "e2e-t-gone" in {s["name"] for s in store.list_scenarios(deleted=True)["scenarios"]}
     assert "e2e-t-stolen" not in {s["name"] for s in store.list_scenarios(limit=1000)["scenarios"]}
+
+
+def test_a_token_without_tags_reads_every_scenario_but_no_token(served: Served) -> None:
+    """Before, only a token with tags queried a private copy: one without tags ran its SQL
+    on the store and read every token's name, scope, tags and hashes."""
+    token = served.token("q-reader", "read")
+    served.token("q-other", "admin", ["q-secret-team"])
+    queries = (
+        "SELECT * FROM healthsim_state_tokens",
+        "SELECT count(*) FROM healthsim_state_versions",
+        "SELECT DISTINCT scenario FROM entities WHERE scenario = 'seed'",
+    )
+
+    async def work() -> list[dict[str, Any]]:
+        async with session(served.url, token) as opened:
+            return [await call(opened, "query", sql=sql) for sql in queries]
+
+    tokens, versions, seen = asyncio.run(work())
+    assert tokens["rows"] == [] and "q-other" not in json.dumps(tokens)
+    assert versions["rows"] == [[0]]
+    assert seen["rows"] == [["seed"]]
+
+
+def test_requests_are_read_as_strictly_as_over_stdio(served: Served) -> None:
+    """The SDK's JSON reader keeps the last of repeated keys: over HTTP an entity
+    ``{"a": 1, "a": 2}`` was saved as ``{"a": 2}`` and ``load_scenario(name=…, name=…)``
+    loaded the second scenario, while stdio (``mcp.wire``) refused both. Over HTTP the
+    same strict reading now answers such a request with a tool error; nothing runs."""
+    token = served.token("strict", "write")
+    session_id = post(served.url, token).headers["mcp-session-id"]
+    headers = {"mcp-session-id": session_id, "mcp-protocol-version": "2025-06-18"}
+    initialized = b'{"jsonrpc":"2.0","method":"notifications/initialized"}'
+    assert post(served.url, token, initialized, **headers).status_code in (200, 202)
+    call_text = '{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"%s","arguments":%s}}'
+    bodies = [
+        call_text % (2, "save_scenario", '{"name":"twice-a","entities":{"patients":[{"patient_id":"P","a":1,"a":2}]}}'),
+        call_text % (3, "load_scenario", '{"name":"seed","name":"twice-b"}'),
+        call_text % (4, "save_scenario", '{"name":"twice-c","name":"twice-d","entities":{}}'),
+    ]
+    for body in bodies:
+        answer = post(served.url, token, body.encode(), **headers)
+        assert answer.status_code == 200, answer.text
+        result = answer.json()["result"]
+        assert result["isError"] and "twice in one object" in result["content"][0]["text"], result
+        assert "Nothing was done" in result["content"][0]["text"]
+    ping = post(served.url, token, b'{"jsonrpc":"2.0","id":5,"method":"ping","params":{"a":1,"a":2}}', **headers)
+    assert ping.json()["error"]["code"] == -32602 and "twice" in ping.json()["error"]["message"]
+    names = {s["name"] for s in ScenarioStore(served.db).list_scenarios(limit=1000)["scenarios"]}
+    assert not names & {"twice-a", "twice-b", "twice-c", "twice-d"}
+    # Without a valid token such a request is answered 401, as every other one.
+    assert post(served.url, "hst_0123456789abcdef_" + "A" * 43, bodies[0].encode(), **headers).status_code == 401
+    assert post(served.url, None, bodies[0].encode(), **headers).status_code == 401
+
+
+def test_one_token_cannot_fill_the_servers_sessions(served: Served) -> None:
+    """The SDK keeps up to 10,000 sessions, each for 30 idle minutes: one token (a client
+    that opens a session per call and never ends it, or a leaked read token) filled them in
+    about a minute, and every other client then got 503. A token keeps at most
+    ``SESSIONS_PER_TOKEN`` sessions: opening one more ends its least recently used one."""
+    from healthsim.mcp.http import SESSIONS_PER_TOKEN
+
+    token, other = served.token("many-sessions", "read"), served.token("bystander", "read")
+    theirs = post(served.url, other).headers["mcp-session-id"]
+    opened = [post(served.url, token).headers["mcp-session-id"] for _ in range(SESSIONS_PER_TOKEN)]
+    ping = b'{"jsonrpc":"2.0","id":9,"method":"ping"}'
+
+    def alive(session_id: str, owner: str) -> int:
+        headers = {"mcp-session-id": session_id, "mcp-protocol-version": "2025-06-18"}
+        return post(served.url, owner, ping, **headers).status_code
+
+    assert alive(opened[0], token) == 200  # now the most recently used
+    more = [post(served.url, token).headers["mcp-session-id"] for _ in range(3)]
+    assert [alive(s, token) for s in opened[1:4]] == [404, 404, 404]  # the least recently used ended
+    assert alive(opened[0], token) == 200 and all(alive(s, token) == 200 for s in [*opened[4:], *more])
+    assert alive(theirs, other) == 200  # another token's sessions are its own
+
+
+def test_a_team_store_that_cannot_be_reached_gets_503_not_500(tmp_path: Path) -> None:
+    """With the team store down, every request with a bearer token got a bare 500
+    "Internal Server Error" (a client cannot tell a bug from an outage) and the log a
+    30-line traceback per request. It now gets 503 with a JSON-RPC error that says to try
+    again, which names neither the store's host nor its database (anyone may send a
+    bearer header); the log has one line saying why."""
+    server = PgServer()
+    server.start()
+    try:
+        db = server.new_database()
+        ScenarioStore(db).save_scenario("seed", {"patients": [{"patient_id": "S"}]})
+        token = create_token(db, "outage", "read")
+        process, port, log, _ = start_server(db, tmp_path)
+    finally:
+        server.stop()
+    try:
+        url = f"http://127.0.0.1:{port}/mcp"
+        for sent in (token, "hst_0123456789abcdef_" + "A" * 43):
+            answer = post(url, sent)
+            assert answer.status_code == 503, answer.text
+            message = answer.json()["error"]["message"]
+            assert "try again" in message and "127.0.0.1" not in message and "hs_test" not in message, message
+        assert post(url, None).status_code == 401  # no token: 401, as always
+    finally:
+        process.terminate()
+        process.wait(10)
+    said = log.read_text()
+    assert "Traceback" not in said and "no server is listening" in said, said[-2000:]

@@ -1619,3 +1619,15 @@ def test_readme_queries_answer_alike_on_both_engines(pg_url: str, tmp_path: Path
         ScenarioStore(database).save_scenario("other", {"patients": [{"mrn": "X1", "gender": "female"}]})
         answers.append(query_scenarios(sql, db_path=database))
     assert answer(answers[0]) == answer(answers[1]) and answers[0]["rows"]
+
+
+def test_a_type_named_like_a_system_relation_gets_no_view_on_either_engine(store: ScenarioStore) -> None:
+    """An entity type ``pg_class`` had a view on DuckDB but not on PostgreSQL (whose
+    catalog has the name), so ``SELECT count(*) FROM pg_class`` counted entities on one
+    engine and catalog rows on the other. Names either engine's catalog keeps get no view
+    on both; ``entities`` still holds them."""
+    system = ["pg_class", "pg_tables", "duckdb_tables", "sqlite_master", "pragma_database_list"]
+    store.save_scenario("sys-names", {name: [{"n": 1}] for name in [*system, "care_gaps"]})
+    result = store.query("SELECT count(*) FROM entities WHERE scenario = 'sys-names'")
+    assert result["rows"] == [[len(system) + 1]]
+    assert "care_gaps" in result["views"] and not set(system) & set(result["views"]), result["views"]

@@ -11,7 +11,10 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["json_path", "name_some", "safe_text"]
+__all__ = ["ERROR_CHARS", "cut_middle", "json_path", "name_some", "safe_text"]
+
+#: An error text longer than this is cut in the middle (it may quote the caller's input).
+ERROR_CHARS = 2_000
 
 
 def json_path(parent: str, key: Any) -> str:
@@ -33,6 +36,15 @@ def safe_text(text: str) -> str:
     except UnicodeEncodeError:
         return text.encode("utf-8", "backslashreplace").decode("utf-8")
     return text
+
+
+def cut_middle(text: str, limit: int = ERROR_CHARS) -> str:
+    """``text``, or when longer than ``limit`` characters its start and end around
+    ``…[cut: N characters]…`` (an error that quotes a caller's 10 MB name stays short)."""
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return f"{text[:half]}…[cut: {len(text) - 2 * half} characters]…{text[-half:]}"
 
 
 #: Names an error lists at most (a scenario may hold hundreds of types).

@@ -35,7 +35,7 @@ from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, TextContent
 
 from . import __version__
-from ._text import safe_text
+from ._text import ERROR_CHARS, cut_middle, safe_text
 from .mcp.arguments import CheckedServer, CheckedTool
 from .mcp.budget import ANSWER_BUDGET, answer_text, fit
 from .mcp.caller import as_caller
@@ -49,8 +49,6 @@ __all__ = ["build_server", "serve", "INSTRUCTIONS"]
 
 log = logging.getLogger("healthsim.mcp")
 
-#: An error text longer than this is cut in the middle (it may quote the caller's input).
-ERROR_CHARS = 2_000
 
 INSTRUCTIONS = """HealthSim State keeps synthetic healthcare scenarios (patients, encounters,
 claims...) in a local database. Find them with list_scenarios, check one with
@@ -72,10 +70,7 @@ def _describe(exc: BaseException) -> str:
         text = safe_text(str(exc))
     except Exception:
         return "(the error text could not be read)"
-    if len(text) > ERROR_CHARS:
-        half = ERROR_CHARS // 2
-        text = f"{text[:half]}…[cut: {len(text) - ERROR_CHARS} characters]…{text[-half:]}"
-    return text
+    return cut_middle(text, ERROR_CHARS)
 
 
 def _tool_errors(tool: F, budget: int = ANSWER_BUDGET, scope: Scope = "read") -> F:

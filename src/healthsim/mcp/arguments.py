@@ -22,26 +22,36 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
 from pydantic import ValidationError
 
-from .._text import safe_text
+from .._text import cut_middle, safe_text
 
 __all__ = ["CheckedServer", "CheckedTool", "unknown_arguments_text", "validation_text"]
 
 #: The problems of one call that an answer names (the rest are counted).
 MAX_PROBLEMS = 3
+#: A name the caller gave is quoted with at most this many characters.
+NAME_CHARS = 100
 _JSON_TYPES = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "an integer"}
 _JSON_TYPES |= {float: "a number", type(None): "null"}
 _JSON_WORDS = (("a valid dictionary", "a JSON object"), ("a valid list", "a JSON array"))
 
 
 class CheckedTool(Tool):
-    """A tool that refuses unknown arguments and explains wrong ones in plain words."""
+    """A tool that refuses unknown arguments and explains wrong ones in plain words.
 
-    async def run(self, arguments: dict[str, Any], context: Any, convert_result: bool = False) -> Any:
+    The SDK offers no supported hook between a call's raw arguments and its validation
+    (its server middleware sees every message, but is documented as provisional), so this
+    overrides ``Tool.run``: what it relies on is the first parameter (the raw arguments)
+    and a ``ToolError`` caused by pydantic's ``ValidationError``. The rest of the
+    signature is passed through as it comes, so a parameter the SDK adds does not break
+    the call; ``tests/test_mcp_arguments.py`` fails by name when either assumption goes.
+    """
+
+    async def run(self, arguments: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
         unknown = unknown_arguments_text(self.name, self.parameters, arguments)
         if unknown:
             raise ToolError(f"Error executing tool {self.name}: {unknown}")
         try:
-            return await super().run(arguments, context, convert_result)
+            return await super().run(arguments, *args, **kwargs)
         except ToolError as exc:
             cause = exc.__cause__
             if not isinstance(cause, ValidationError):
@@ -56,13 +66,14 @@ class CheckedServer(MCPServer):
     """The SDK's server, answering a call of an unknown tool with the one probably meant and
     the tools there are (the SDK said only "Unknown tool: load")."""
 
-    async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+    async def call_tool(self, name: str, arguments: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
         names = [tool.name for tool in await self.list_tools()]
         if name not in names:
             close = closest(name, names)
             meant = f" (did you mean {close!r}?)" if close else ""
-            raise ToolError(f"Unknown tool: {name}{meant}; the tools are: {', '.join(names)}")
-        return await super().call_tool(name, arguments, context)
+            shown = cut_middle(safe_text(name), NAME_CHARS)  # (a caller's name may be megabytes long)
+            raise ToolError(f"Unknown tool: {shown}{meant}; the tools are: {', '.join(names)}")
+        return await super().call_tool(name, arguments, *args, **kwargs)
 
 
 def arguments_text(schema: Mapping[str, Any]) -> str:
@@ -81,13 +92,14 @@ def unknown_arguments_text(tool: str, schema: Mapping[str, Any], arguments: Mapp
     parts = []
     for name in unknown[:MAX_PROBLEMS]:
         close = closest(name, known)
-        parts.append(f"unknown argument {name!r}" + (f" (did you mean {close!r}?)" if close else ""))
+        shown = cut_middle(safe_text(name), NAME_CHARS)
+        parts.append(f"unknown argument {shown!r}" + (f" (did you mean {close!r}?)" if close else ""))
     if len(unknown) > MAX_PROBLEMS:
         parts.append(f"and {len(unknown) - MAX_PROBLEMS} more")
     missing = [name for name in schema.get("required", ()) if name not in arguments]
     if missing:
         parts.append("; ".join(f"{name!r} is required" for name in missing))
-    return f"{'; '.join(parts)}; {tool} takes: {arguments_text(schema)}; nothing was done"
+    return cut_middle(f"{'; '.join(parts)}; {tool} takes: {arguments_text(schema)}; nothing was done")
 
 
 def closest(name: str, known: list[str]) -> str | None:
@@ -125,4 +137,4 @@ def validation_text(tool: str, schema: Mapping[str, Any], error: ValidationError
         parts.append(f"argument {where!r}: {message} (got {given})")
     if len(problems) > MAX_PROBLEMS:
         parts.append(f"and {len(problems) - MAX_PROBLEMS} more")
-    return f"{'; '.join(parts)}; {tool} takes: {arguments_text(schema)}; nothing was done"
+    return cut_middle(f"{'; '.join(parts)}; {tool} takes: {arguments_text(schema)}; nothing was done")

@@ -22,15 +22,25 @@ path comes from an assistant, whose text may come from entity data or a web page
 
 Both variables are read at each call, as ``HEALTHSIM_DB`` is. A folder in them must be
 an absolute path (``~`` allowed); anything else is refused with the variable's name.
+
+Over HTTP many tokens share these folders, and the export folder is an import folder by
+default: a token limited to some tags could import what another token exported, and so
+read scenarios it cannot see. A **token with tags** therefore exports into a folder of
+its own, ``<export folder>/<token name>-<digest of its tags>/``, and reads nothing else of
+the export folder (its own folder is looked in first for a bare name). A token without tags sees every
+scenario anyway and keeps the whole export folder.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 from pathlib import Path
 
 from ..state import InvalidInputError
+from ..state.access import current_grant
 from ..state.exchange.export import home_folder_problem, safe_file_name
 from ..state.exchange.formats import MANIFEST, is_export_folder
 
@@ -57,6 +67,19 @@ def _folder(text: str, variable: str) -> Path:
 def export_folder() -> Path:
     """The export folder: ``HEALTHSIM_EXPORT_DIR``, else ``~/Downloads`` (resolved)."""
     return _folder(os.environ.get(EXPORT_DIR_VARIABLE) or "~/Downloads", EXPORT_DIR_VARIABLE)
+
+
+def _own_folder(folder: Path) -> Path | None:
+    """The caller's own folder inside the export ``folder`` when its grant has tags, else None:
+    ``<token name>-<digest of its tags>`` (a token's name is letters, digits and ``._@+-``,
+    starting with a letter or digit). The tags are part of it because a revoked token's name
+    may be given to a new token: with other tags, it must not read the old one's exports."""
+    grant = current_grant()
+    if grant is None or not grant.tags:
+        return None
+    tags = sorted({tag.strip().lower() for tag in grant.tags})  # (tags match in any case)
+    digest = hashlib.sha256(json.dumps(tags).encode()).hexdigest()[:8]
+    return folder / f"{grant.name}-{digest}"
 
 
 def import_folders() -> list[Path]:
@@ -98,6 +121,14 @@ def export_target(name: str, output_path: str | None, format: str) -> Path:
             that is not an earlier export of ours; nothing is written.
     """
     folder = export_folder()
+    own = _own_folder(folder)
+    if own is not None:
+        try:
+            own.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            why = exc.strerror or exc
+            raise InvalidInputError(f"cannot make this token's export folder {str(own)!r}: {why}") from None
+        folder = Path(os.path.realpath(own))
     suffix = f"-{format}" if format in _FOLDER_FORMATS else f".{format}"
     target = folder if output_path is None else _resolved(output_path, folder)
     if not _inside(target, folder):
@@ -155,6 +186,10 @@ def import_source(file_path: str) -> Path:
         InvalidInputError: the file is outside every import folder; nothing is read.
     """
     folders = import_folders()
+    exports = export_folder()
+    own = _own_folder(exports)
+    if own is not None:
+        folders = [own, *folders]
     candidates = [_resolved(file_path, folder) for folder in folders]
     if not Path(file_path).expanduser().is_absolute():
         existing = [c for c in candidates if os.path.exists(c)]
@@ -165,5 +200,12 @@ def import_source(file_path: str) -> Path:
         raise InvalidInputError(
             f"cannot import {file_path!r}: over MCP imports read only files inside the import folders "
             f"{shown} ({IMPORT_DIRS_VARIABLE}); move the file into one of them; nothing was read"
+        )
+    if own is not None and _inside(path, exports) and not _inside(path, own):
+        grant = current_grant()
+        raise InvalidInputError(
+            f"cannot import {file_path!r}: in the export folder this token ({grant.name if grant else ''}) reads "
+            f"only its own folder {str(own)!r}, where its exports go (other tokens' exports may hold scenarios "
+            "it cannot see); nothing was read"
         )
     return path

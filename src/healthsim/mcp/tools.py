@@ -283,8 +283,8 @@ def load_scenario(
 
 @_tool(
     "Query scenarios with SQL",
-    "Run ONE read-only SELECT over all scenarios (DuckDB's SQL on a file, PostgreSQL's on a team store; "
-    "this works on both). Views: entities(scenario, scenario_id, entity_type, entity_id, data) and one "
+    "Run ONE read-only SELECT over all scenarios (DuckDB's or PostgreSQL's SQL, as the answer's engine "
+    "says; this works on both). Views: entities(scenario, scenario_id, entity_type, entity_id, data) and one "
     "per type, e.g. patients(scenario, scenario_id, entity_id, data); data is the entity's JSON: "
     "data->>'gender' is text, (data->>'birth_date')::DATE a date, data->'address'->>'city' nested. "
     "Tables scenarios(scenario_id, name, description, created_at, updated_at, metadata), "

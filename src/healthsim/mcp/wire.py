@@ -34,7 +34,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.stdio import stdio_server
 from mcp.shared.message import SessionMessage
 
-from .._text import json_path, safe_text
+from .._text import cut_middle, json_path, safe_text
 
 __all__ = ["MAX_DEPTH", "MAX_DIGITS", "answer_for", "refusal", "run_stdio", "screen"]
 
@@ -178,7 +178,7 @@ def answer_for(envelope: dict[str, Any] | None, problem: str) -> types.JSONRPCMe
         return None
     if isinstance(request_id, str) and safe_text(request_id) != request_id:
         return None
-    problem = safe_text(problem)
+    problem = cut_middle(safe_text(problem))  # it may quote a key of megabytes
     if method == "tools/call":
         tool = safe_text(str(envelope.get("name")))[:200]
         text = f"cannot run {tool}: the request holds {problem}. Fix the arguments and call again. Nothing was done"

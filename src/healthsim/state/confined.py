@@ -9,24 +9,48 @@ the scenarios carrying one of its tags, copied from one snapshot of the store in
 DuckDB file in a private temporary folder (removed afterwards), which the DuckDB sandbox
 then opens as it opens any store. On a team store such a query is therefore answered in
 DuckDB's SQL (the answer's ``engine`` says so); the example of the ``query`` tool works on
-both. A caller without tags queries the store itself, as before.
+both. A caller without a grant (the library, the terminal, the stdio server) queries the
+store itself; every caller served over HTTP gets a copy, with tags or without, because the
+store also holds what no token may read (the tokens themselves, history, staged writes).
+
+Copying costs about 0.7 s per 100,000 entities from a DuckDB file (1.2-3.5 s from a team
+store), so a copy is kept for the next query of the same grant's tags while the store holds
+what it held: on a DuckDB file while the file is byte for byte unchanged
+(:mod:`.file_identity`, the listing cache's rule); on a team store while every scenario's
+latest version and every current scenario's row are the same (:data:`_FINGERPRINT_SQL`,
+read in the same snapshot as the copy, so a kept copy is exactly the content it names;
+every change to a scenario makes a version, a delete and a restore too). At most
+:data:`MAX_KEPT` copies are kept, and they are removed when the process ends.
 """
 
 from __future__ import annotations
 
+import atexit
+import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._engines import Database
+from ._engines import Connection, Database
+from ._engines.ddl import VERSIONS
+from .access import current_grant
 from .database import connect
 from .errors import QueryError
+from .file_identity import file_identity
 from .visibility import visible_sql
 
-__all__ = ["confined_copy"]
+__all__ = ["MAX_KEPT", "QUIET_SECONDS", "confined_copy", "drop_kept_copies"]
+
+#: How long a DuckDB file must have been unchanged before a copy of it is kept.
+QUIET_SECONDS = 2.0
+#: Copies kept at most (one per database file and set of tags).
+MAX_KEPT = 8
+_NAME = "visible.duckdb"
 
 #: Per table: (its columns, those read as text, the DuckDB expressions that type them again).
 _TABLES: dict[str, tuple[list[str], list[str], str]] = {
@@ -54,30 +78,161 @@ def _source_sql(table: str, columns: list[str], texts: list[str], params: dict[s
     """SQL (both engines) of the visible rows of ``table``, text columns as text."""
     picked = ", ".join(f"CAST({c} AS VARCHAR) AS {c}" if c in texts else c for c in columns)
     order = " ORDER BY id" if "id" in columns else ""
-    return f"SELECT {picked} FROM {table} WHERE {visible_sql('scenario_id', params)}{order}"
+    # Rows of current scenarios only: a large save stages its rows under an id no scenario
+    # has (committed batch by batch), which a caller without tags would otherwise see.
+    current = "" if table == "scenarios" else " AND scenario_id IN (SELECT scenario_id FROM scenarios)"
+    return f"SELECT {picked} FROM {table} WHERE {visible_sql('scenario_id', params)}{current}{order}"
+
+
+@dataclass
+class _Copy:
+    """A copy's folder, the identity of the file it was made from, and its readers."""
+
+    folder: Path
+    identity: tuple[Any, ...] | None
+    readers: int = 1
+    kept: bool = False
+    #: The process that made it: a child made by ``fork`` inherits the table, and must not
+    #: remove its parent's copies when it exits.
+    pid: int = field(default_factory=os.getpid)
+
+
+_LOCK = threading.Lock()  # tools run in worker threads
+_KEPT: dict[tuple[str, tuple[str, ...]], _Copy] = {}
+
+
+def _remove(copies: list[_Copy]) -> None:
+    """Remove the folders of ``copies`` that this process made."""
+    for copy in copies:
+        if copy.pid == os.getpid():
+            shutil.rmtree(copy.folder, ignore_errors=True)
+
+
+def _release(copy: _Copy) -> None:
+    """One reader fewer; the folder goes with the last reader of a copy no longer kept."""
+    with _LOCK:
+        copy.readers -= 1
+        gone = copy.readers == 0 and not copy.kept
+    if gone:
+        _remove([copy])
+
+
+def _keep(key: tuple[str, tuple[str, ...]], copy: _Copy) -> None:
+    """Keep ``copy`` for the next queries of ``key``, in place of the one kept before."""
+    with _LOCK:
+        replaced = [_KEPT.pop(key)] if key in _KEPT else []
+        if len(_KEPT) >= MAX_KEPT:
+            replaced += list(_KEPT.values())
+            _KEPT.clear()
+        copy.kept = True
+        _KEPT[key] = copy
+        for old in replaced:
+            old.kept = False
+        unused = [old for old in replaced if old.readers == 0]
+    _remove(unused)
+
+
+@atexit.register
+def drop_kept_copies() -> None:
+    """Remove the kept copies that no query is reading (the rest go with their last reader)."""
+    with _LOCK:
+        dropped = list(_KEPT.values())
+        _KEPT.clear()
+        for copy in dropped:
+            copy.kept = False
+        unused = [copy for copy in dropped if copy.readers == 0]
+    _remove(unused)
+
+
+#: What identifies a team store's content (both engines' SQL): each scenario's latest
+#: version (every change to a scenario makes one, a delete and a restore too) and each
+#: current scenario's row. Read in the copy's own snapshot, so a copy is exactly the
+#: content its fingerprint names.
+_FINGERPRINT_SQL = f"""
+SELECT
+    (SELECT md5(COALESCE(string_agg(CAST(scenario_id AS VARCHAR) || ':' || CAST(version AS VARCHAR), ','
+                                    ORDER BY scenario_id), ''))
+     FROM (SELECT scenario_id, max(version) AS version FROM {VERSIONS} GROUP BY scenario_id) AS latest),
+    (SELECT md5(COALESCE(string_agg(CAST(scenario_id AS VARCHAR) || ':' || CAST(updated_at AS VARCHAR) || ':' || name,
+                                    ',' ORDER BY scenario_id), ''))
+     FROM scenarios)
+"""
+
+
+def _reuse(key: tuple[str, tuple[str, ...]], identity: tuple[Any, ...] | None) -> _Copy | None:
+    """The kept copy of ``key`` if it was made from content of this ``identity``."""
+    with _LOCK:
+        found = _KEPT.get(key)
+        if found is None or identity is None or found.identity != identity:
+            return None
+        found.readers += 1
+        return found
+
+
+def _new(identity: tuple[Any, ...] | None, fill: Callable[[Path], None]) -> _Copy:
+    """A new copy, written by ``fill`` (its folder removed if that fails)."""
+    made = _Copy(Path(tempfile.mkdtemp(prefix="healthsim-confined-")), identity)  # (mode 0700)
+    try:
+        fill(made.folder / _NAME)
+    except BaseException:
+        shutil.rmtree(made.folder, ignore_errors=True)
+        raise
+    return made
 
 
 @contextmanager
 def confined_copy(database: Database) -> Iterator[Path]:
-    """A new DuckDB file holding only the scenarios the caller's grant lets it see
-    (removed when the block ends).
+    """A DuckDB file holding only the scenarios the caller's grant lets it see, for the
+    block: a kept one while the store holds what it held when the copy was made, else a
+    new one (kept for the next query).
 
     Raises:
         QueryError: there is no database yet.
     """
-    folder = Path(tempfile.mkdtemp(prefix="healthsim-confined-"))  # (mode 0700: this user's only)
-    try:
-        copy = folder / "visible.duckdb"
+    grant = current_grant()
+    tags = tuple(dict.fromkeys(tag.strip() for tag in grant.tags)) if grant is not None else ()
+    key = (str(database), tags)
+    if isinstance(database, Path):
+        before = file_identity(database, QUIET_SECONDS)
+        found = _reuse(key, before)
+        if found is None:
+            found = _new(before, lambda copy: _fill_from(database, copy))
+            # Kept only when the file did not change while it was copied (nor just before).
+            if before is not None and file_identity(database, QUIET_SECONDS) == before:
+                _keep(key, found)
+    else:
         with connect(database) as source:
             if source is None:
                 raise QueryError("there is no database yet; save or import a scenario first")
-            with source.engine.snapshot(source), connect(copy, create=True) as target:
-                assert target is not None
-                for table, (columns, texts, typed) in _TABLES.items():
-                    params: dict[str, Any] = {}
-                    select = _source_sql(table, columns, texts, params)
-                    for chunk in source.engine.arrow_batches(source, select, params, texts=texts):
-                        target.engine.insert_selected(target, table, columns, f"SELECT {typed} FROM _hs_chunk", chunk)
-        yield copy
+            with source.engine.snapshot(source):
+                row = source.execute(_FINGERPRINT_SQL).fetchone()
+                mark = tuple(row) if row is not None else None
+                found = _reuse(key, mark)
+                if found is None:
+                    found = _new(mark, lambda copy: _fill(source, copy))
+                    _keep(key, found)
+    try:
+        yield found.folder / _NAME
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        _release(found)
+
+
+def _fill_from(database: Database, copy: Path) -> None:
+    """:func:`_fill` from a new connection to ``database``."""
+    with connect(database) as source:
+        if source is None:
+            raise QueryError("there is no database yet; save or import a scenario first")
+        with source.engine.snapshot(source):
+            _fill(source, copy)
+
+
+def _fill(source: Connection, copy: Path) -> None:
+    """Write into the new DuckDB file ``copy`` the rows the caller may see, as ``source``
+    (in a snapshot) shows them."""
+    with connect(copy, create=True) as target:
+        assert target is not None
+        for table, (columns, texts, typed) in _TABLES.items():
+            params: dict[str, Any] = {}
+            select = _source_sql(table, columns, texts, params)
+            for chunk in source.engine.arrow_batches(source, select, params, texts=texts):
+                target.engine.insert_selected(target, table, columns, f"SELECT {typed} FROM _hs_chunk", chunk)

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from ._engines import Database, TeamDatabase, engine_for
+from .access import current_grant
 from .confined import confined_copy
 from .database import resolve_database
 from .errors import InvalidInputError, QueryError
@@ -46,7 +47,6 @@ from .files import output_file_path, refuse_target
 from .partials import remove_stale_partials, temp_prefix
 from .results import QueryResult
 from .validation import check_utf8
-from .visibility import limiting_tags
 
 __all__ = [
     "DEFAULT_FILE_TIMEOUT",
@@ -145,9 +145,13 @@ def query_scenarios(
 
 @contextmanager
 def _queried(database: Database, sql: str) -> Iterator[Database]:
-    """The database a query runs over: the store, or for a caller whose grant has tags a
-    private copy of the scenarios it may see (issue 25, :mod:`.confined`)."""
-    if limiting_tags() is None:
+    """The database a query runs over: the store for the person at the keyboard (no
+    grant), or for a caller served over HTTP a private copy of the scenarios it may see
+    (issue 25, :mod:`.confined`). A grant without tags gets a copy too: the store itself
+    holds the tokens (names, scopes, tags, hashes), history and staged writes, which no
+    token may read, and neither engine can hide a table from SQL run under the store's
+    own role or file."""
+    if current_grant() is None:
         yield database
         return
     with confined_copy(database) as copy:

@@ -48,6 +48,22 @@ _MIN_VALUE_CHARS = 100
 KILL_GRACE_SECONDS = 0.5
 
 
+#: Prefixes of the names the engines' catalogs keep: PostgreSQL's ``pg_catalog``, DuckDB's
+#: ``duckdb_`` views, its PostgreSQL and SQLite compatibility views and ``pragma_`` functions.
+_SYSTEM_PREFIXES = ("pg_", "duckdb_", "sqlite_", "pragma_")
+
+
+def may_name_a_view(entity_type: str) -> bool:
+    """Whether the sandbox may make a view named ``entity_type``, on either engine.
+
+    An identifier, and not a name either engine's catalog keeps: a type ``pg_class`` got a
+    view on DuckDB but none on PostgreSQL (the catalog's name wins there), so one SQL
+    counted entities on one engine and catalog rows on the other. Such a type is still in
+    ``entities``. (Each engine also leaves alone a name one of the store's tables has.)
+    """
+    return entity_type.isidentifier() and not entity_type.lower().startswith(_SYSTEM_PREFIXES)
+
+
 class OutOfTime(Exception):
     """The deadline passed while rows were converted (raised inside the sandbox only)."""
 

@@ -20,8 +20,10 @@ from typing import Any
 import pyarrow as pa
 
 from ._ops import reads
+from .access import current_grant
 from .checks.gate import check_gate
 from .database import Database
+from .errors import InvalidInputError
 from .exchange.export import export_scenario
 from .exchange.formats import FHIR_FORMATS, check_format, export_formatted, load_frames
 from .exchange.importer import import_scenario
@@ -31,8 +33,31 @@ from .reading import ScenarioReader
 from .results import QueryResult
 from .summaries import REPORT_BYTES
 from .validation import normalize_tags
+from .version_cache import VersionCache
 
 __all__ = ["ScenarioFiles"]
+
+
+def _refuse_own_cache(source: str | os.PathLike[str], database: Database) -> None:
+    """Under a grant, refuse to import from the store's own cache folder.
+
+    The cache (``<file>.frames/``, or a team store's folder under ``~/.cache``) keeps each
+    scenario's summary as JSON, samples of its entities included, and the default import
+    folder ``~/.healthsim`` holds it: imported as a scenario file, a summary kept whole in
+    the new scenario's metadata, so a token with tags read scenarios it may not see.
+
+    Raises:
+        InvalidInputError: ``source`` lies in the cache folder; nothing is read.
+    """
+    if current_grant() is None:
+        return  # the owner at the keyboard may read their own files
+    cache = Path(os.path.realpath(VersionCache(database).root))
+    path = Path(os.path.realpath(os.fsdecode(source)))
+    if path == cache or cache in path.parents:
+        raise InvalidInputError(
+            f"cannot import {os.fsdecode(source)!r}: it is in this store's own cache folder {str(cache)!r}, "
+            "which keeps what was computed from every scenario; import a file made for you; nothing was saved"
+        )
 
 
 class ScenarioFiles:
@@ -194,6 +219,7 @@ class ScenarioFiles:
                 file and the place (JSON path, line and column). Nothing is saved.
             CheckFailedError: ``check="refuse"`` and the check found errors (nothing is saved).
         """
+        _refuse_own_cache(file_path, self.path)
         gate = check_gate(check, name if name is not None else os.fsdecode(file_path))
         save = self.write_scenario if gate is None else functools.partial(self.write_scenario, after_rows=gate)
         sid = import_scenario(
@@ -242,6 +268,7 @@ class ScenarioFiles:
         """
         from .exchange.healthcare import import_formatted
 
+        _refuse_own_cache(path, self.path)
         return import_formatted(
             self.write_scenario,
             path,

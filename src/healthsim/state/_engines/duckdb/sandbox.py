@@ -46,6 +46,7 @@ from ...sandbox_rules import (
     OutOfTime,
     Rows,
     failure_message,
+    may_name_a_view,
     not_select_message,
     statement_count_message,
     timeout_message,
@@ -193,7 +194,7 @@ def _create_views(con: duckdb.DuckDBPyConnection) -> list[str]:
     }
     types = [row[0] for row in con.execute("SELECT DISTINCT entity_type FROM scenario_entities ORDER BY 1").fetchall()]
     for entity_type in types:
-        if entity_type in taken or not entity_type.isidentifier() or entity_type in views:
+        if entity_type in taken or not may_name_a_view(entity_type) or entity_type in views:
             continue
         con.execute(
             f'CREATE TEMP VIEW "{entity_type}" AS SELECT scenario, scenario_id, entity_id, data '

@@ -73,6 +73,7 @@ from ...sandbox_rules import (
     failure_message,
     json_text,
     json_value,
+    may_name_a_view,
     not_select_message,
     statement_count_message,
     timeout_message,
@@ -475,7 +476,7 @@ class _Session:
             SELECT DISTINCT entity_type FROM hop"""
         )
         candidates = sorted(
-            t for (t,) in cur.fetchall() if t.isidentifier() and len(t.encode()) <= _MAX_NAME_BYTES and t not in views
+            t for (t,) in cur.fetchall() if may_name_a_view(t) and len(t.encode()) <= _MAX_NAME_BYTES and t not in views
         )
         if not candidates:
             return views
