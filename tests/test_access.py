@@ -464,13 +464,11 @@ INTERNAL_TABLES = (
 )
 
 
-def test_no_caller_over_http_reads_the_stores_own_tables(
-    shared: ScenarioStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_no_caller_over_http_reads_the_stores_own_tables(shared: ScenarioStore, tmp_path: Path) -> None:
     """A grant without tags sees every scenario, but not the tokens, history or schema
     tables: before, a read token could ``SELECT * FROM healthsim_state_tokens`` (its
     names, scopes, tags and hashes) because only callers with tags got a private copy."""
-    monkeypatch.setattr(confined, "QUIET_SECONDS", 0.0)  # one copy per grant's tags, reused
+
     database = shared.path
     create_token(database if isinstance(database, Path) else database.url, "k-other-bot", "admin", ["secret-team"])
     assert shared.query("SELECT count(*) FROM healthsim_state_tokens")["rows"][0][0] >= 1  # the owner may
@@ -490,13 +488,14 @@ def test_no_caller_over_http_reads_the_stores_own_tables(
         assert {r[0] for r in shared.query("SELECT name FROM scenarios")["rows"]} >= set(SCENARIOS)
 
 
-def test_a_kept_copy_serves_only_while_the_file_is_unchanged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_kept_copy_serves_only_while_the_content_is_unchanged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A DuckDB file's private copy is kept for the next query of the same tags (copying
-    is ~0.7 s per 100,000 entities), and a change to the file makes the next one anew."""
+    is ~0.7 s per 100,000 entities), and a change to a scenario makes the next one anew."""
     folder = tmp_path / "tmp"
     folder.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(folder))
-    monkeypatch.setattr(confined, "QUIET_SECONDS", 0.0)
     store = ScenarioStore(tmp_path / "kept.duckdb")
     store.save_scenario("one", _entities("one"), tags=["t"])
     count = "SELECT count(*) FROM scenarios"
@@ -506,6 +505,12 @@ def test_a_kept_copy_serves_only_while_the_file_is_unchanged(tmp_path: Path, mon
             first = sorted(folder.glob("healthsim-confined-*"))
             assert store.query(count)["rows"] == [[1]]
             assert sorted(folder.glob("healthsim-confined-*")) == first and len(first) == 1  # the same copy
+        # A write no copy holds (a token made; a token's use writes its last_used_at so, about
+        # once a minute) keeps the copy: the file's identity changed, its content did not.
+        create_token(tmp_path / "kept.duckdb", "k-other", "read", [])
+        with granted(Grant("reader", "read")):
+            assert store.query(count)["rows"] == [[1]]
+            assert sorted(folder.glob("healthsim-confined-*")) == first  # still the same copy
         store.save_scenario("two", _entities("two"), tags=["u"])
         with granted(Grant("reader", "read")):
             assert store.query(count)["rows"] == [[2]]  # the change is seen
@@ -542,14 +547,14 @@ def test_a_kept_copy_never_hides_a_change(
     engine: str, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every kind of change another client makes is seen by the next query over HTTP, on a
-    DuckDB file (kept while the file is unchanged) and on a team store (kept while every
-    scenario's latest version is the same, read in the copy's own snapshot)."""
+    DuckDB file and on a team store (kept while every scenario's latest version and row are
+    the same, read in the copy's own snapshot)."""
     if engine == "postgresql":  # (the server first: it makes its folder in the usual temporary folder)
         server: PgServer = request.getfixturevalue("pg_server")
         store = ScenarioStore(server.new_database())
     else:
         store = ScenarioStore(tmp_path / "changes.duckdb")
-    monkeypatch.setattr(confined, "QUIET_SECONDS", 0.0)
+
     folder = tmp_path / "tmp"
     folder.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(folder))
@@ -615,7 +620,6 @@ def test_a_forked_child_leaves_its_parents_kept_copies(tmp_path: Path, monkeypat
     and, exiting, removed the copies its parent was still using."""
     import os
 
-    monkeypatch.setattr(confined, "QUIET_SECONDS", 0.0)
     folder = tmp_path / "tmp"
     folder.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(folder))

@@ -15,11 +15,12 @@ store also holds what no token may read (the tokens themselves, history, staged 
 
 Copying costs about 0.7 s per 100,000 entities from a DuckDB file (1.2-3.5 s from a team
 store), so a copy is kept for the next query of the same grant's tags while the store holds
-what it held: on a DuckDB file while the file is byte for byte unchanged
-(:mod:`.file_identity`, the listing cache's rule); on a team store while every scenario's
-latest version and every current scenario's row are the same (:data:`_FINGERPRINT_SQL`,
-read in the same snapshot as the copy, so a kept copy is exactly the content it names;
-every change to a scenario makes a version, a delete and a restore too). At most
+what it held: while every scenario's latest version and every current scenario's row are
+the same (:data:`_FINGERPRINT_SQL`, read in the same snapshot as the copy, so a kept copy is
+exactly the content it names; every change to a scenario makes a version, a delete and a
+restore too). The same rule on both engines: a DuckDB file's identity (size, times) also
+changes with what no copy holds (a token's ``last_used_at``, written about once a minute
+per active token), which made an assistant's next query copy the whole store again. At most
 :data:`MAX_KEPT` copies are kept, and they are removed when the process ends.
 """
 
@@ -41,13 +42,10 @@ from ._engines.ddl import VERSIONS
 from .access import current_grant
 from .database import connect
 from .errors import QueryError
-from .file_identity import file_identity
 from .visibility import visible_sql
 
-__all__ = ["MAX_KEPT", "QUIET_SECONDS", "confined_copy", "drop_kept_copies"]
+__all__ = ["MAX_KEPT", "confined_copy", "drop_kept_copies"]
 
-#: How long a DuckDB file must have been unchanged before a copy of it is kept.
-QUIET_SECONDS = 2.0
 #: Copies kept at most (one per database file and set of tags).
 MAX_KEPT = 8
 _NAME = "visible.duckdb"
@@ -192,38 +190,21 @@ def confined_copy(database: Database) -> Iterator[Path]:
     grant = current_grant()
     tags = tuple(dict.fromkeys(tag.strip() for tag in grant.tags)) if grant is not None else ()
     key = (str(database), tags)
-    if isinstance(database, Path):
-        before = file_identity(database, QUIET_SECONDS)
-        found = _reuse(key, before)
-        if found is None:
-            found = _new(before, lambda copy: _fill_from(database, copy))
-            # Kept only when the file did not change while it was copied (nor just before).
-            if before is not None and file_identity(database, QUIET_SECONDS) == before:
-                _keep(key, found)
-    else:
-        with connect(database) as source:
-            if source is None:
-                raise QueryError("there is no database yet; save or import a scenario first")
-            with source.engine.snapshot(source):
-                row = source.execute(_FINGERPRINT_SQL).fetchone()
-                mark = tuple(row) if row is not None else None
-                found = _reuse(key, mark)
-                if found is None:
-                    found = _new(mark, lambda copy: _fill(source, copy))
-                    _keep(key, found)
-    try:
-        yield found.folder / _NAME
-    finally:
-        _release(found)
-
-
-def _fill_from(database: Database, copy: Path) -> None:
-    """:func:`_fill` from a new connection to ``database``."""
     with connect(database) as source:
         if source is None:
             raise QueryError("there is no database yet; save or import a scenario first")
         with source.engine.snapshot(source):
-            _fill(source, copy)
+            # (fetchall: DuckDB refuses the next statement while a result is not read to its end)
+            rows = source.execute(_FINGERPRINT_SQL).fetchall()
+            mark = tuple(rows[0]) if rows else None
+            found = _reuse(key, mark)
+            if found is None:
+                found = _new(mark, lambda copy: _fill(source, copy))
+                _keep(key, found)
+    try:
+        yield found.folder / _NAME
+    finally:
+        _release(found)
 
 
 def _fill(source: Connection, copy: Path) -> None:
