@@ -169,6 +169,23 @@ class PgConnection:
                 f"{self.target.shown}: the server cancelled the operation ({detail}); nothing half-written "
                 "was kept; try again, or ask the server's administrator about its statement timeout"
             )
+        if isinstance(exc, psycopg.errors.InsufficientPrivilege):  # a role granted reads only, say
+            return DatabaseError(
+                f"{self.target.shown}: user {self.target.user!r} may not change this ({detail}); nothing was "
+                "changed; ask the server's administrator for write access to the healthsim tables, or use a "
+                "user who has it"
+            )
+        if isinstance(exc, psycopg.errors.ReadOnlySqlTransaction):  # a standby, default_transaction_read_only
+            return DatabaseError(
+                f"{self.target.shown} accepts only reads ({detail}); nothing was changed; write to the team's "
+                "primary server, or ask its administrator why this database is read-only"
+            )
+        if isinstance(exc, psycopg.errors.InvalidSchemaName):  # search_path names no schema that exists
+            return DatabaseError(
+                f"{self.target.shown}: the search_path of user {self.target.user!r} names no schema to keep the "
+                f"healthsim tables in ({detail}); nothing was changed; ask the server's administrator to create "
+                "the schema or fix the search_path (ALTER ROLE … SET search_path)"
+            )
         if isinstance(exc, (psycopg.errors.DiskFull, psycopg.errors.OutOfMemory)):
             return DatabaseError(
                 f"{self.target.shown}: the server ran out of room ({detail}); nothing half-written was kept; "

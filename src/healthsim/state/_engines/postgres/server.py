@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # imported on first use: see healthsim._lazy
 else:
     psycopg = lazy_module("psycopg")
 
-__all__ = ["SCHEMES", "TeamDatabase", "is_team_url", "unavailable"]
+__all__ = ["SCHEMES", "SESSION_SETTINGS", "TeamDatabase", "is_team_url", "unavailable"]
 
 SCHEMES = ("postgresql", "postgres")
 
@@ -33,6 +33,18 @@ _ODD_HOST = re.compile(r"[^A-Za-z0-9._\-:\[\],%]")
 
 #: How long to wait for a server that does not answer (seconds): fail fast, say why.
 CONNECT_TIMEOUT = 10
+
+#: The session settings the library's SQL and psycopg's parsing of values rely on, sent after every
+#: login and every reset. A role or database may carry others (``ALTER DATABASE … SET``): with
+#: ``standard_conforming_strings = off`` a ``'\\'`` in a literal is an escape (the check's
+#: patterns lost their meaning, ``'\\u0000'`` failed to parse); ``extra_float_digits = -15`` sent
+#: a query's 1/3 as 0.3; a non-ISO ``DateStyle`` made psycopg fail to read a timestamp. They only
+#: format text, so the library sets them whatever the server says. (``SET``, not libpq's
+#: ``options``: connection poolers such as PgBouncer refuse that startup parameter.)
+SESSION_SETTINGS = (
+    "SET standard_conforming_strings = on; SET extra_float_digits = 1; "
+    "SET DateStyle = 'ISO, MDY'; SET IntervalStyle = 'postgres'"
+)
 
 
 def is_team_url(text: str) -> bool:
@@ -131,9 +143,15 @@ class TeamDatabase:
         """
         try:
             # UTF-8 whatever PGCLIENTENCODING says: COPY sends the text as UTF-8 bytes.
-            return psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT, client_encoding="UTF8")
+            raw = psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT, client_encoding="UTF8")
         except psycopg.Error as exc:
             raise unavailable(self, exc) from None
+        try:
+            raw.execute(SESSION_SETTINGS)
+        except psycopg.Error as exc:
+            raw.close()
+            raise unavailable(self, exc) from None
+        return raw
 
 
 def _misread(url: str) -> bool:

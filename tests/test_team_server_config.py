@@ -1,0 +1,164 @@
+"""The team store on a server its administrator configured differently, or gave a user fewer rights.
+
+Settings a role or database may carry (``ALTER DATABASE … SET``) must not change the library's answers,
+and rights it lacks must be said as such, not as a bug to report. A real server (helpers/pg_server.py).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from healthsim.state import DatabaseError, ScenarioStore
+from healthsim.state._engines.postgres import idle
+from helpers.pg_server import PASSWORD, PgServer
+
+ENTITIES = {
+    "patients": [
+        {"patient_id": "P-1", "birth_date": "1970-02-03", "note": "back\\slash 'quote'", "n": 1.0},
+        {"patient_id": "P-2", "birth_date": "1980-01-01T10:00:00", "nul": "a\u0000b"},
+    ],
+    "conditions": [{"condition_id": "C-1", "patient_id": "P-1", "code": "E11X5", "onset": "1969-01-01"}],
+}
+#: Floats, backslashes, dates and intervals: what the session's formatting settings would change.
+QUERY = (
+    "SELECT 1/3.0::float8 AS third, '\\' AS backslash, DATE '2020-01-02' AS day, "
+    "TIMESTAMPTZ '2020-01-02 03:04:05+00' AS at, INTERVAL '1 day 2 hours' AS span, count(*) AS n FROM entities"
+)
+
+
+@pytest.fixture(autouse=True)
+def no_idle_connections() -> Iterator[None]:
+    # A setting is read when a session starts: each case logs in anew.
+    idle.close_idle_connections()
+    yield
+    idle.close_idle_connections()
+
+
+def answers(store: ScenarioStore) -> dict[str, object]:
+    """What a user sees of one save, one add and the reads after them (ids and times left out)."""
+    store.save_scenario("cfg 'é'", ENTITIES, tags=["t'1", "b\\2"], description="d\\'")
+    store.add_entities("cfg 'é'", {"patients": [{"patient_id": "P-3", "when": "2001-01-01"}]})
+    loaded = store.load_scenario("cfg 'é'")
+    check = store.check_scenario("cfg 'é'")
+    return {
+        "entities": loaded["entities"],
+        "tags": loaded["tags"],
+        "description": loaded["description"],
+        "check": json.dumps({k: v for k, v in check.items() if k not in ("scenario_id",)}, sort_keys=True),
+        "query": store.query(QUERY)["rows"],
+    }
+
+
+def database_with(pg_server: PgServer, url: str, setting: str, value: str) -> str:
+    with pg_server.admin_connect() as admin:
+        admin.execute(
+            sql.SQL("ALTER DATABASE {} SET {} = {}").format(
+                sql.Identifier(url.rsplit("/", 1)[1]), sql.Identifier(setting), sql.SQL(value)
+            )
+        )
+    return url
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("standard_conforming_strings", "off"),
+        ("extra_float_digits", "-15"),
+        ("datestyle", "'SQL, DMY'"),
+        ("intervalstyle", "'sql_standard'"),
+        ("timezone", "'Pacific/Kiritimati'"),
+        ("client_encoding", "'LATIN1'"),
+    ],
+)
+def test_settings_of_the_database_do_not_change_answers(pg_server: PgServer, setting: str, value: str) -> None:
+    plain = pg_server.new_database()
+    configured = database_with(pg_server, pg_server.new_database(), setting, value)
+    try:
+        expected = answers(ScenarioStore(plain))
+        assert answers(ScenarioStore(configured)) == expected
+    finally:
+        for url in (plain, configured):
+            pg_server.drop_database(url.rsplit("/", 1)[1])
+
+
+# --------------------------------------------------------------------------- rights
+
+
+READER_PASSWORD = "reader@pw/%1"
+
+
+@pytest.fixture
+def reader_url(pg_server: PgServer, pg_url: str) -> Iterator[str]:
+    """``pg_url`` as a user who may only read the library's tables (made by the owner first)."""
+    owner = ScenarioStore(pg_url)
+    owner.save_scenario("shared", {"patients": [{"patient_id": "P-1"}]})
+    owner.add_entities("shared", {"patients": [{"patient_id": "P-2"}]})
+    role = f"reader_{pg_url.rsplit('_', 1)[1]}"
+    database = pg_url.rsplit("/", 1)[1]
+    with pg_server.admin_connect() as admin:
+        admin.execute(
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(READER_PASSWORD))
+        )
+    with pg_server.admin_connect(database) as admin:
+        admin.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {}").format(sql.Identifier(role)))
+    yield f"postgresql://{role}:reader%40pw%2F%251@{pg_server.host}:{pg_server.port}/{database}"
+    idle.close_idle_connections()
+    pg_server.drop_database(database)
+    with pg_server.admin_connect() as admin:
+        admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def refused(action: object) -> str:
+    with pytest.raises(DatabaseError) as caught:
+        action()  # type: ignore[operator]
+    message = str(caught.value)
+    assert "report this as a bug" not in message, message
+    assert READER_PASSWORD not in message and PASSWORD not in message and "reader%40pw" not in message
+    return message
+
+
+def test_a_user_who_may_only_read_reads_and_is_told_why_a_write_is_refused(reader_url: str) -> None:
+    reader = ScenarioStore(reader_url)
+    assert reader.load_scenario("shared")["entity_count"] == 2
+    assert reader.load_scenario("shared", version=1)["entity_count"] == 1
+    assert reader.query("SELECT count(*) FROM entities")["rows"] == [[2]]
+    for write in (
+        lambda: reader.save_scenario("mine", {"patients": []}),
+        lambda: reader.add_entities("shared", {"patients": [{"patient_id": "P-3"}]}),
+        lambda: reader.delete_scenario("shared"),
+    ):
+        message = refused(write)
+        assert "may not change" in message and "reader_" in message and "ask" in message, message
+    assert reader.load_scenario("shared")["entity_count"] == 2
+
+
+def test_an_older_schema_that_the_user_may_not_upgrade_is_named(pg_server: PgServer, reader_url: str) -> None:
+    # As if the database's owner had last used it with the release before this one.
+    owner = reader_url.split("://", 1)[0] + f"://healthsim:{PASSWORD}@" + reader_url.split("@", 1)[1]
+    with psycopg.connect(owner, autocommit=True) as con:
+        con.execute(
+            "DELETE FROM healthsim_state_schema_version WHERE version = (SELECT max(version) FROM healthsim_state_schema_version)"
+        )
+    message = refused(lambda: ScenarioStore(reader_url).list_scenarios())
+    assert "schema" in message and "upgrade" in message and "owner" in message, message
+
+
+def test_a_read_only_database_says_so(pg_server: PgServer, pg_url: str) -> None:
+    ScenarioStore(pg_url).save_scenario("shared", {"patients": [{"patient_id": "P-1"}]})
+    database_with(pg_server, pg_url, "default_transaction_read_only", "on")
+    idle.close_idle_connections()
+    store = ScenarioStore(pg_url)
+    assert store.load_scenario("shared")["entity_count"] == 1
+    message = refused(lambda: store.add_entities("shared", {"patients": [{"patient_id": "P-2"}]}))
+    assert "only reads" in message, message
+
+
+def test_a_search_path_without_a_schema_to_create_in_says_so(pg_server: PgServer, pg_url: str) -> None:
+    database_with(pg_server, pg_url, "search_path", "'no_such_schema'")
+    message = refused(lambda: ScenarioStore(pg_url).save_scenario("a", {"patients": []}))
+    assert "search_path" in message, message
