@@ -29,6 +29,7 @@ from typer.testing import CliRunner
 from healthsim.cli import app
 from healthsim.mcp_server import build_server
 from healthsim.state import (
+    DatabaseLockedError,
     InvalidInputError,
     ScenarioExistsError,
     ScenarioStore,
@@ -114,6 +115,34 @@ def test_a_writer_waits_only_for_the_scenario_it_changes(pg_url: str) -> None:
     finish(blocked, timeout=60)
     assert store.scenario_history("a")["versions"][0]["entity_count"] == 4
     assert store.scenario_history("b")["versions"][0]["entity_count"] == 4
+
+
+@pytest.mark.slow  # waits a second for the lock
+def test_a_writer_waits_for_a_stuck_client_only_as_long_as_the_lock_timeout(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client that holds a scenario and stops answering (its laptop left the network mid-save: the
+    server keeps its transaction for hours) must not hold every other writer of it forever."""
+    store = ScenarioStore(pg_url)
+    store.save_scenario("a", {"patients": [{"patient_id": "A"}]})
+    monkeypatch.setenv("HEALTHSIM_LOCK_TIMEOUT", "1")
+    holder = psycopg.connect(pg_url)
+    holder.execute("SELECT 1 FROM scenarios WHERE name = 'a' FOR UPDATE")
+    outcome: list[BaseException | None] = []
+    writer = threading.Thread(target=lambda: outcome.append(_try(lambda: store.add_entities("a", {"patients": [{}]}))))
+    try:
+        writer.start()
+        writer.join(30)
+        assert outcome, "the writer still waits for the stuck client"
+    finally:
+        holder.rollback()  # (frees the writer, should it wait)
+        holder.close()
+        writer.join(30)
+    assert isinstance(outcome[0], DatabaseLockedError), outcome[0]
+    message = str(outcome[0])
+    assert "another client" in message and "HEALTHSIM_LOCK_TIMEOUT" in message and PASSWORD not in message, message
+    assert store.load_scenario("a")["entity_count"] == 1
+    assert store.add_entities("a", {"patients": [{}]})["entity_count"] == 2  # the next try goes ahead
 
 
 @pytest.mark.slow

@@ -25,7 +25,8 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from ...._lazy import lazy_module
-from ...errors import DatabaseError
+from ...errors import DatabaseError, DatabaseLockedError, StateError
+from ..duckdb.connection import lock_timeout
 from . import idle
 from .server import TeamDatabase
 
@@ -157,12 +158,20 @@ class PgConnection:
         except psycopg.Error as exc:
             raise self.error(exc) from exc
 
-    def error(self, exc: psycopg.Error) -> DatabaseError:
+    def error(self, exc: psycopg.Error) -> StateError:
         """A psycopg error as the library's, naming the database (never the password)."""
         detail = self.target.hide_password(" ".join(str(exc).split()))
         if isinstance(exc, psycopg.OperationalError) and self.raw.closed:
             return DatabaseError(
                 f"the connection to {self.target.shown} was lost ({detail}); nothing half-written was kept, try again"
+            )
+        if isinstance(exc, psycopg.errors.LockNotAvailable):  # lock_timeout: see .transactions
+            return DatabaseLockedError(
+                self.target.shown,
+                lock_timeout(),
+                message=f"{self.target.shown}: another client is changing the same scenario, or holds it and stopped "
+                f"answering (waited {lock_timeout():g} s); nothing was changed; try again later, or raise "
+                "HEALTHSIM_LOCK_TIMEOUT",
             )
         if isinstance(exc, psycopg.errors.QueryCanceled):  # a statement timeout, or cancelled by an admin
             return DatabaseError(

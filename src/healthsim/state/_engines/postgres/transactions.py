@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from ..duckdb.connection import lock_timeout
 from .bulk import analyze_written, forget_written
 from .connection import PgConnection
 
@@ -21,7 +22,12 @@ def transaction(con: PgConnection) -> Iterator[PgConnection]:
     if con.in_transaction:
         yield con
         return
-    con.execute("BEGIN TRANSACTION")
+    # A lock wait is bounded as on a file (HEALTHSIM_LOCK_TIMEOUT): a client that holds the
+    # scenario and stopped answering (it left the network mid-save; the server keeps its
+    # transaction until TCP gives up, hours later) must not hold every other writer forever.
+    # (0 would mean "no limit" to PostgreSQL: a millisecond is "do not wait".)
+    waited = max(1, round(lock_timeout() * 1000))
+    con.execute(f"BEGIN TRANSACTION; SET LOCAL lock_timeout = {waited}")
     try:
         yield con
     except BaseException:
