@@ -7,6 +7,8 @@ and rights it lacks must be said as such, not as a bug to report. A real server 
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Iterator
 
 import psycopg
@@ -162,3 +164,59 @@ def test_a_search_path_without_a_schema_to_create_in_says_so(pg_server: PgServer
     database_with(pg_server, pg_url, "search_path", "'no_such_schema'")
     message = refused(lambda: ScenarioStore(pg_url).save_scenario("a", {"patients": []}))
     assert "search_path" in message, message
+
+
+# --------------------------------------------------------------------------- isolation, timeouts
+
+
+def wait_for_a_lock_wait(url: str, writer: threading.Thread) -> None:
+    """Return once a session of ``url`` waits for a lock (seen on the server), while ``writer`` runs."""
+    deadline = time.monotonic() + 30
+    with psycopg.connect(url, autocommit=True) as watcher:
+        while watcher.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        ).fetchone() == (0,):
+            assert writer.is_alive() and time.monotonic() < deadline, "the writer did not wait for the lock"
+            time.sleep(0.02)
+
+
+@pytest.mark.parametrize("level", ["'repeatable read'", "serializable"])
+def test_two_writers_take_turns_whatever_the_default_isolation(pg_server: PgServer, pg_url: str, level: str) -> None:
+    store = ScenarioStore(pg_url)
+    store.save_scenario("a", {"patients": [{"patient_id": "A"}]})
+    database_with(pg_server, pg_url, "default_transaction_isolation", level)
+    idle.close_idle_connections()
+    # Another client changes the scenario's row and commits while this one waits for it.
+    holder = psycopg.connect(pg_url)
+    holder.execute("UPDATE scenarios SET description = 'held' WHERE name = 'a'")
+    outcome: list[object] = []
+
+    def add() -> None:
+        try:
+            outcome.append(store.add_entities("a", {"patients": [{"patient_id": "B"}]}))
+        except Exception as exc:
+            outcome.append(exc)
+
+    writer = threading.Thread(target=add)
+    writer.start()
+    try:
+        wait_for_a_lock_wait(pg_url, writer)
+    finally:
+        holder.commit()
+        holder.close()
+        writer.join(30)
+    assert not isinstance(outcome[0], Exception), outcome[0]
+    assert store.load_scenario("a")["entity_count"] == 2
+
+
+def test_a_session_the_server_ends_for_idling_in_a_transaction_is_said_so(pg_server: PgServer, pg_url: str) -> None:
+    store = ScenarioStore(pg_url)
+    store.save_scenario("a", {"patients": [{"patient_id": "A"}]})
+    database_with(pg_server, pg_url, "idle_in_transaction_session_timeout", "'100ms'")
+    idle.close_idle_connections()
+    with pytest.raises(DatabaseError) as caught, store.open_scenario("a") as reader:
+        time.sleep(0.5)  # a slow consumer: the reader's snapshot waits on the server meanwhile
+        reader.entities("patients")
+    message = str(caught.value)
+    assert "idle_in_transaction_session_timeout" in message and "report this as a bug" not in message, message
+    assert store.load_scenario("a")["entity_count"] == 1  # the next call logs in anew

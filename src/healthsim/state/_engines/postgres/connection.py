@@ -161,7 +161,15 @@ class PgConnection:
     def error(self, exc: psycopg.Error) -> StateError:
         """A psycopg error as the library's, naming the database (never the password)."""
         detail = self.target.hide_password(" ".join(str(exc).split()))
-        if isinstance(exc, psycopg.OperationalError) and self.raw.closed:
+        if isinstance(exc, psycopg.errors.IdleInTransactionSessionTimeout):
+            return DatabaseError(
+                f"{self.target.shown}: the server ended the session, which had waited in a transaction for "
+                f"this program longer than the server's idle_in_transaction_session_timeout ({detail}); nothing "
+                "half-written was kept; try again (a busy machine or a slow network), or ask the server's "
+                f"administrator to raise that timeout for user {self.target.user!r}"
+            )
+        lost = (psycopg.errors.AdminShutdown, psycopg.errors.CrashShutdown, psycopg.errors.CannotConnectNow)
+        if isinstance(exc, psycopg.OperationalError) and (self.raw.closed or isinstance(exc, lost)):
             return DatabaseError(
                 f"the connection to {self.target.shown} was lost ({detail}); nothing half-written was kept, try again"
             )
@@ -172,6 +180,11 @@ class PgConnection:
                 message=f"{self.target.shown}: another client is changing the same scenario, or holds it and stopped "
                 f"answering (waited {lock_timeout():g} s); nothing was changed; try again later, or raise "
                 "HEALTHSIM_LOCK_TIMEOUT",
+            )
+        if isinstance(exc, (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)):
+            return DatabaseError(
+                f"{self.target.shown}: the operation collided with another client's change at the same moment "
+                f"({detail}); nothing was changed; try again"
             )
         if isinstance(exc, psycopg.errors.QueryCanceled):  # a statement timeout, or cancelled by an admin
             return DatabaseError(

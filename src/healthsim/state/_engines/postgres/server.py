@@ -39,11 +39,15 @@ CONNECT_TIMEOUT = 10
 #: ``standard_conforming_strings = off`` a ``'\\'`` in a literal is an escape (the check's
 #: patterns lost their meaning, ``'\\u0000'`` failed to parse); ``extra_float_digits = -15`` sent
 #: a query's 1/3 as 0.3; a non-ISO ``DateStyle`` made psycopg fail to read a timestamp. They only
-#: format text, so the library sets them whatever the server says. (``SET``, not libpq's
-#: ``options``: connection poolers such as PgBouncer refuse that startup parameter.)
+#: format text, so the library sets them whatever the server says. So is the isolation of
+#: its writes: they take turns by row locks, and under a default of ``repeatable read`` or
+#: ``serializable`` the second of two writers of a scenario failed ("could not serialize
+#: access") after waiting instead of going ahead; readers ask for their own level. (``SET``,
+#: not libpq's ``options``: connection poolers such as PgBouncer refuse that startup parameter.)
 SESSION_SETTINGS = (
     "SET standard_conforming_strings = on; SET extra_float_digits = 1; "
-    "SET DateStyle = 'ISO, MDY'; SET IntervalStyle = 'postgres'"
+    "SET DateStyle = 'ISO, MDY'; SET IntervalStyle = 'postgres'; "
+    "SET default_transaction_isolation = 'read committed'"
 )
 
 
