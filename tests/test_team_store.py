@@ -140,9 +140,18 @@ def test_a_writer_waits_for_a_stuck_client_only_as_long_as_the_lock_timeout(
         writer.join(30)
     assert isinstance(outcome[0], DatabaseLockedError), outcome[0]
     message = str(outcome[0])
-    assert "another client" in message and "HEALTHSIM_LOCK_TIMEOUT" in message and PASSWORD not in message, message
+    assert "another client is changing scenario 'a'" in message and "HEALTHSIM_LOCK_TIMEOUT" in message, message
+    assert PASSWORD not in message
     assert store.load_scenario("a")["entity_count"] == 1
     assert store.add_entities("a", {"patients": [{}]})["entity_count"] == 2  # the next try goes ahead
+    # A save to a new name waits for another client's save to that name no longer either.
+    holder = psycopg.connect(pg_url)
+    holder.execute("SELECT pg_advisory_xact_lock(hashtextextended('healthsim-state:new', 7261))")
+    try:
+        with pytest.raises(DatabaseLockedError, match="another client is changing scenario 'new'"):
+            store.save_scenario("new", {"patients": []})
+    finally:
+        holder.close()
 
 
 @pytest.mark.slow

@@ -167,6 +167,16 @@ class DatabaseLockedError(StateError):
             + (f" [{detail}]" if detail else "")
         )
 
+    #: How a team store's message names the scenario waited for, until :meth:`for_scenario`.
+    SAME_SCENARIO = "the same scenario"
+
+    def for_scenario(self, name: str) -> DatabaseLockedError:
+        """This error naming the scenario whose lock was waited for (the server's own error
+        does not say which: the operation that asked for the lock knows)."""
+        return DatabaseLockedError(
+            self.path, self.timeout, message=str(self).replace(self.SAME_SCENARIO, f"scenario {name!r}", 1)
+        )
+
 
 class DatabaseError(StateError):
     """The database file cannot be opened or used (corrupt, unreadable, wrong schema)."""

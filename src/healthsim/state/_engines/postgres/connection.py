@@ -177,7 +177,8 @@ class PgConnection:
             return DatabaseLockedError(
                 self.target.shown,
                 lock_timeout(),
-                message=f"{self.target.shown}: another client is changing the same scenario, or holds it and stopped "
+                message=f"{self.target.shown}: another client is changing {DatabaseLockedError.SAME_SCENARIO}, or holds "
+                "it and stopped "
                 f"answering (waited {lock_timeout():g} s); nothing was changed; try again later, or raise "
                 "HEALTHSIM_LOCK_TIMEOUT",
             )
