@@ -158,6 +158,8 @@ def test_a_read_only_database_says_so(pg_server: PgServer, pg_url: str) -> None:
     assert store.load_scenario("shared")["entity_count"] == 1
     message = refused(lambda: store.add_entities("shared", {"patients": [{"patient_id": "P-2"}]}))
     assert "only reads" in message, message
+    # (a query's views are temporary: on a read-only server it cannot run, and says why)
+    assert "temporary tables" in refused(lambda: store.query("SELECT count(*) FROM entities"))
 
 
 def test_a_search_path_without_a_schema_to_create_in_says_so(pg_server: PgServer, pg_url: str) -> None:

@@ -200,8 +200,9 @@ class PgConnection:
             )
         if isinstance(exc, psycopg.errors.ReadOnlySqlTransaction):  # a standby, default_transaction_read_only
             return DatabaseError(
-                f"{self.target.shown} accepts only reads ({detail}); nothing was changed; write to the team's "
-                "primary server, or ask its administrator why this database is read-only"
+                f"{self.target.shown} accepts only reads ({detail}); nothing was changed; this operation writes "
+                "(a change; or a diff, a query or a read of an earlier version, which need temporary tables): use "
+                "the team's primary server, or ask its administrator why this database is read-only"
             )
         if isinstance(exc, psycopg.errors.InvalidSchemaName):  # search_path names no schema that exists
             return DatabaseError(
