@@ -7,6 +7,7 @@ and rights it lacks must be said as such, not as a bug to report. A real server 
 from __future__ import annotations
 
 import json
+import secrets
 import threading
 import time
 from collections.abc import Iterator
@@ -222,3 +223,52 @@ def test_a_session_the_server_ends_for_idling_in_a_transaction_is_said_so(pg_ser
     message = str(caught.value)
     assert "idle_in_transaction_session_timeout" in message and "report this as a bug" not in message, message
     assert store.load_scenario("a")["entity_count"] == 1  # the next call logs in anew
+
+
+# --------------------------------------------------------------------------- encodings
+
+
+def latin1_database(pg_server: PgServer) -> str:
+    name = f"hs_test_{secrets.token_hex(6)}_latin1"
+    with pg_server.admin_connect() as admin:
+        admin.execute(
+            sql.SQL("CREATE DATABASE {} OWNER healthsim TEMPLATE template0 ENCODING 'LATIN1' LOCALE 'C'").format(
+                sql.Identifier(name)
+            )
+        )
+    return pg_server.url_for(name)
+
+
+def test_a_database_that_cannot_hold_every_character_is_refused_before_tables_are_made(pg_server: PgServer) -> None:
+    url = latin1_database(pg_server)
+    try:
+        message = refused(lambda: ScenarioStore(url).save_scenario("a", {"patients": [{"patient_id": "A"}]}))
+        assert "LATIN1" in message and "UTF8" in message, message
+        with psycopg.connect(url) as con:  # nothing was made there
+            assert con.execute("SELECT to_regclass('scenarios')").fetchone() == (None,)
+    finally:
+        pg_server.drop_database(url.rsplit("/", 1)[1])
+
+
+def test_text_an_older_latin1_store_cannot_hold_is_said_so(pg_server: PgServer) -> None:
+    from healthsim.state._engines.ddl import apply_migrations
+    from healthsim.state._engines.postgres.connection import PgConnection
+    from healthsim.state._engines.postgres.schema import MIGRATIONS
+    from healthsim.state._engines.postgres.server import TeamDatabase
+
+    url = latin1_database(pg_server)
+    try:
+        # Its tables made before this release refused such a database.
+        target = TeamDatabase.parse(url)
+        with target.connect() as raw:
+            con = PgConnection(raw, target)
+            con.execute("BEGIN")
+            apply_migrations(con, MIGRATIONS, 0)
+            con.execute("COMMIT")
+        store = ScenarioStore(url)
+        store.save_scenario("a", {"patients": [{"patient_id": "é"}]})  # Latin-1 text it holds
+        message = refused(lambda: store.add_entities("a", {"patients": [{"patient_id": "日本"}]}))
+        assert "LATIN1" in message and "UTF8" in message, message
+        assert store.load_scenario("a")["entities"] == {"patients": [{"patient_id": "é"}]}
+    finally:
+        pg_server.drop_database(url.rsplit("/", 1)[1])

@@ -182,6 +182,13 @@ class PgConnection:
                 f"answering (waited {lock_timeout():g} s); nothing was changed; try again later, or raise "
                 "HEALTHSIM_LOCK_TIMEOUT",
             )
+        if isinstance(exc, (psycopg.errors.UntranslatableCharacter, psycopg.errors.CharacterNotInRepertoire)):
+            encoding = self.raw.info.parameter_status("server_encoding") or "?"
+            return DatabaseError(
+                f"{self.target.shown}: the database is encoded {encoding}, which cannot hold a character "
+                f"of this text ({detail}); nothing was changed; a team store needs a UTF8 database: create one "
+                "(createdb -E UTF8 -T template0 NAME), move the scenarios there (healthsim push) and use it"
+            )
         if isinstance(exc, (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)):
             return DatabaseError(
                 f"{self.target.shown}: the operation collided with another client's change at the same moment "

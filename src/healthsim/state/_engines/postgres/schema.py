@@ -129,6 +129,8 @@ def ensure_schema(con: PgConnection) -> None:
             f"the schema of {con.target.shown} is version {current}, newer than this release understands "
             f"({SCHEMA_VERSION}); upgrade healthsim-state"
         )
+    if current == 0:
+        _refuse_other_encodings(con)
     # The lock is taken before the transaction begins, not inside it: a transaction's start
     # is where a backend catches up with the catalog changes other clients committed, and a
     # client that had looked for the tables, found none, and then waited inside its
@@ -162,3 +164,18 @@ def _upgrade_refused(con: PgConnection, current: int, cause: BaseException) -> s
         f"{SCHEMA_VERSION}, and {who} may not upgrade them ({why}); nothing was changed; ask the database's owner "
         "to open it once with this release (e.g. healthsim info), or use the release that wrote it until then"
     )
+
+
+def _refuse_other_encodings(con: PgConnection) -> None:
+    """Refuse to make the tables in a database that is not UTF-8: a LATIN1 one cannot hold
+    most of the world's text (a save of 日本 failed there, after the tables were made), and
+    SQL_ASCII counts and cuts text in bytes, so checks and queries would not answer as on a
+    file. (A store made before this check keeps working; its refusals say why: see
+    :meth:`PgConnection.error`.)"""
+    encoding = con.execute("SELECT current_setting('server_encoding')").fetchall()[0][0]
+    if encoding != "UTF8":
+        raise DatabaseError(
+            f"{con.target.shown} is encoded {encoding}, which cannot hold all the text a scenario may; nothing "
+            "was made there; create a UTF8 database for the team store (createdb -E UTF8 -T template0 NAME) "
+            "and use that"
+        )
