@@ -187,7 +187,7 @@ class PgConnection:
             return DatabaseError(
                 f"{self.target.shown}: the database is encoded {encoding}, which cannot hold a character "
                 f"of this text ({detail}); nothing was changed; a team store needs a UTF8 database: create one "
-                "(createdb -E UTF8 -T template0 NAME), move the scenarios there (healthsim push) and use it"
+                "(createdb -E UTF8 --locale C.UTF-8 -T template0 NAME), move the scenarios there (healthsim push) and use it"
             )
         if isinstance(exc, (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)):
             return DatabaseError(

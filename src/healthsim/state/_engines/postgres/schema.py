@@ -176,6 +176,6 @@ def _refuse_other_encodings(con: PgConnection) -> None:
     if encoding != "UTF8":
         raise DatabaseError(
             f"{con.target.shown} is encoded {encoding}, which cannot hold all the text a scenario may; nothing "
-            "was made there; create a UTF8 database for the team store (createdb -E UTF8 -T template0 NAME) "
+            "was made there; create a UTF8 database for the team store (createdb -E UTF8 --locale C.UTF-8 -T template0 NAME) "
             "and use that"
         )
