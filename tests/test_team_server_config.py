@@ -7,7 +7,9 @@ and rights it lacks must be said as such, not as a bug to report. A real server 
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -272,3 +274,23 @@ def test_text_an_older_latin1_store_cannot_hold_is_said_so(pg_server: PgServer) 
         assert store.load_scenario("a")["entities"] == {"patients": [{"patient_id": "é"}]}
     finally:
         pg_server.drop_database(url.rsplit("/", 1)[1])
+
+
+# --------------------------------------------------------------------------- the network
+
+
+def keepalive_idle(raw: psycopg.Connection) -> int:
+    with socket.socket(fileno=os.dup(raw.fileno())) as sock:
+        return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE)
+
+
+def test_a_server_gone_from_the_network_is_noticed_in_minutes_not_hours(pg_url: str) -> None:
+    """A connection whose server vanished (a dropped VPN, a pulled cable) sends nothing back: without TCP
+    keepalives sooner than the system's two hours, an operation waiting for an answer waited that long."""
+    from healthsim.state._engines.postgres.server import TeamDatabase
+
+    with TeamDatabase.parse(pg_url).connect() as raw:
+        assert 0 < keepalive_idle(raw) <= 60
+    # A URL that says otherwise is the user's to decide.
+    with TeamDatabase.parse(pg_url + "?keepalives_idle=321").connect() as raw:
+        assert keepalive_idle(raw) == 321
