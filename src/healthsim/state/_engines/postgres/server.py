@@ -156,9 +156,8 @@ class TeamDatabase:
             # UTF-8 whatever PGCLIENTENCODING says: COPY sends the text as UTF-8 bytes.
             given = psycopg.conninfo.conninfo_to_dict(self.url)
             keepalives = {k: v for k, v in KEEPALIVES.items() if k not in given}
-            raw = psycopg.connect(
-                self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT, client_encoding="UTF8", **keepalives
-            )
+            conninfo = psycopg.conninfo.make_conninfo(self.url, **keepalives)
+            raw = psycopg.connect(conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT, client_encoding="UTF8")
         except psycopg.Error as exc:
             raise unavailable(self, exc) from None
         try:
