@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from ...errors import DatabaseError
 from ..duckdb.connection import lock_timeout
 from .bulk import analyze_written, forget_written
 from .connection import PgConnection
@@ -40,5 +41,16 @@ def transaction(con: PgConnection) -> Iterator[PgConnection]:
             pass
         raise
     else:
-        con.execute("COMMIT")
+        try:
+            con.execute("COMMIT")
+        except DatabaseError as exc:
+            if not con.raw.closed:
+                raise
+            # The server may have committed and the answer been lost on the way: "nothing was
+            # kept, try again" could then add the same entities twice.
+            raise DatabaseError(
+                f"the connection to {con.target.shown} was lost while the change was being committed: it may or "
+                "may not have been saved (all of it or none); look at the scenario's history (healthsim history "
+                "NAME) or load it before trying again"
+            ) from exc
         analyze_written(con)  # after a large write: fresh statistics for the planner
