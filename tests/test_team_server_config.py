@@ -347,3 +347,16 @@ def _attempt(action: object) -> BaseException | None:
     except BaseException as exc:
         return exc
     return None
+
+
+def test_a_server_without_a_free_connection_slot_says_so(pg_server: PgServer, pg_url: str) -> None:
+    ScenarioStore(pg_url).save_scenario("a", {"patients": []})
+    idle.close_idle_connections()
+    database = pg_url.rsplit("/", 1)[1]
+    with pg_server.admin_connect() as admin:
+        admin.execute(sql.SQL("ALTER DATABASE {} CONNECTION LIMIT 1").format(sql.Identifier(database)))
+    with psycopg.connect(pg_url):  # a teammate's client takes the one slot
+        with pytest.raises(DatabaseError) as caught:
+            ScenarioStore(pg_url).list_scenarios()
+    message = str(caught.value)
+    assert "no connection free" in message and "try again" in message and PASSWORD not in message, message

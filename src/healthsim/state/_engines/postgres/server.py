@@ -206,6 +206,13 @@ def unavailable(target: TeamDatabase, exc: BaseException) -> ServerUnavailableEr
         why = "the server has no such database; create it (createdb) or fix the database name in the URL"
     elif "role" in text and "does not exist" in text:
         why = f"the server has no user {target.user!r}; create it or fix the user name in the URL"
+    elif "too many connections" in text or "too many clients" in text or "remaining connection slots" in text:
+        why = (
+            "the server has no connection free (its max_connections, or a connection limit on the database or "
+            "user, is reached); try again shortly, or ask the server's administrator to raise the limit"
+        )
+    elif "starting up" in text or "shutting down" in text or "in recovery mode" in text:
+        why = "the server is starting up or shutting down; try again in a moment"
     elif "timeout" in text or "timed out" in text:
         why = f"the server did not answer within {CONNECT_TIMEOUT} s; check the host, port and network"
     elif "connection refused" in text or "could not connect" in text or "no such file" in text:
