@@ -360,3 +360,28 @@ def test_a_server_without_a_free_connection_slot_says_so(pg_server: PgServer, pg
             ScenarioStore(pg_url).list_scenarios()
     message = str(caught.value)
     assert "no connection free" in message and "try again" in message and PASSWORD not in message, message
+
+
+def test_a_copy_cut_off_is_one_error_without_psycopgs_teardown_noise(
+    pg_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """psycopg logs "error ignored terminating <psycopg.Copy [BAD] at 0x…>" when a COPY cannot be ended on
+    a lost connection; with no logging set up (the command line) Python printed it on stderr above the
+    library's own error. Here the session ends itself at the COPY's first row, while rows still come."""
+    from healthsim.state._engines.postgres.bulk import copy_rows
+    from healthsim.state._engines.postgres.server import TeamDatabase
+    from healthsim.state.database import connect
+
+    ScenarioStore(pg_url).save_scenario("a", {"patients": []})
+    with psycopg.connect(pg_url, autocommit=True) as owner:
+        owner.execute("CREATE TABLE cut (scenario_id uuid, tag varchar)")
+        owner.execute(
+            "CREATE FUNCTION cut_off() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN PERFORM pg_terminate_backend(pg_backend_pid()); RETURN NEW; END $$"
+        )
+        owner.execute("CREATE TRIGGER cut_off BEFORE INSERT ON cut FOR EACH ROW EXECUTE FUNCTION cut_off()")
+    rows = b"00000000-0000-0000-0000-000000000000\tt\n" * 500_000  # (more than the socket's buffers)
+    with connect(TeamDatabase.parse(pg_url), create=True) as con:
+        with pytest.raises(DatabaseError, match="was lost"):
+            copy_rows(con, "cut", ["scenario_id", "tag"], rows)  # type: ignore[arg-type]
+    assert "error ignored" not in caplog.text, caplog.text

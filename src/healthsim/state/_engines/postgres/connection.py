@@ -20,6 +20,7 @@ What the engines do differently is asked of the connection's :attr:`~PgConnectio
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,18 @@ else:
     psycopg = lazy_module("psycopg")
 
 __all__ = ["PgConnection", "open_connection", "to_native"]
+
+
+def _not_copy_teardown(record: logging.LogRecord) -> bool:
+    """Whether a psycopg log record is kept: not its "error ignored terminating <psycopg.Copy …>",
+    logged when a ``COPY`` on a lost connection cannot be ended. psycopg raises the error that
+    broke the ``COPY`` anyway (the library's "connection lost" follows), and with no logging set
+    up, as on the command line, Python printed the record on stderr above it, object address and
+    all."""
+    return not (str(record.msg).startswith("error ignored terminating") and "Copy" in repr(record.args)[:40])
+
+
+logging.getLogger("psycopg").addFilter(_not_copy_teardown)
 
 
 @functools.lru_cache(maxsize=512)
