@@ -299,6 +299,9 @@ def test_a_server_gone_from_the_network_is_noticed_in_minutes_not_hours(pg_url: 
 
     with TeamDatabase.parse(pg_url).connect() as raw:
         assert 0 < keepalive_idle(raw) <= 60
+        # The server's side too: a client gone mid-save held its scenario's locks on the server for the
+        # system's two hours (every other writer refused after HEALTHSIM_LOCK_TIMEOUT meanwhile).
+        assert raw.execute("SHOW tcp_keepalives_idle").fetchone() == ("30",)
     # A URL that says otherwise is the user's to decide.
     with TeamDatabase.parse(pg_url + "?keepalives_idle=321").connect() as raw:
         assert keepalive_idle(raw) == 321

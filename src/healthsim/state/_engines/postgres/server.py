@@ -54,7 +54,10 @@ KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
 SESSION_SETTINGS = (
     "SET standard_conforming_strings = on; SET extra_float_digits = 1; "
     "SET DateStyle = 'ISO, MDY'; SET IntervalStyle = 'postgres'; "
-    "SET default_transaction_isolation = 'read committed'"
+    "SET default_transaction_isolation = 'read committed'; "
+    # The server's keepalives for this session (see KEEPALIVES): a client gone mid-save kept its
+    # transaction, and the locks of its scenario, on the server for the system's two hours.
+    "SET tcp_keepalives_idle = 30; SET tcp_keepalives_interval = 10; SET tcp_keepalives_count = 3"
 )
 
 
