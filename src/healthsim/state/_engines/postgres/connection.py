@@ -187,13 +187,15 @@ class PgConnection:
                 f"the connection to {self.target.shown} was lost ({detail}); nothing half-written was kept, try again"
             )
         if isinstance(exc, psycopg.errors.LockNotAvailable):  # lock_timeout: see .transactions
+            waited = lock_timeout()
             return DatabaseLockedError(
                 self.target.shown,
-                lock_timeout(),
-                message=f"{self.target.shown}: another client is changing {DatabaseLockedError.SAME_SCENARIO}, or holds "
-                "it and stopped "
-                f"answering (waited {lock_timeout():g} s); nothing was changed; try again later, or raise "
-                "HEALTHSIM_LOCK_TIMEOUT",
+                waited,
+                message=(
+                    f"{self.target.shown}: another client is changing {DatabaseLockedError.SAME_SCENARIO}, or holds "
+                    f"it and stopped answering (waited {waited:g} s); nothing was changed; try again later, or "
+                    "raise HEALTHSIM_LOCK_TIMEOUT"
+                ),
             )
         if isinstance(exc, (psycopg.errors.UntranslatableCharacter, psycopg.errors.CharacterNotInRepertoire)):
             encoding = self.raw.info.parameter_status("server_encoding") or "?"
