@@ -12,6 +12,9 @@ from .connection import PgConnection
 
 __all__ = ["transaction"]
 
+#: The longest ``lock_timeout`` PostgreSQL takes (milliseconds, a 32-bit integer).
+_LONGEST_LOCK_TIMEOUT_MS = 2**31 - 1
+
 
 @contextmanager
 def transaction(con: PgConnection) -> Iterator[PgConnection]:
@@ -26,15 +29,17 @@ def transaction(con: PgConnection) -> Iterator[PgConnection]:
     # A lock wait is bounded as on a file (HEALTHSIM_LOCK_TIMEOUT): a client that holds the
     # scenario and stopped answering (it left the network mid-save; the server keeps its
     # transaction until TCP gives up, hours later) must not hold every other writer forever.
-    # (0 would mean "no limit" to PostgreSQL: a millisecond is "do not wait".)
-    waited = max(1, round(lock_timeout() * 1000))
-    con.execute(f"BEGIN TRANSACTION; SET LOCAL lock_timeout = {waited}")
+    # (0 would mean "no limit" to PostgreSQL: a millisecond is "do not wait"; and it counts
+    # milliseconds in a 32-bit integer, about 24 days: a longer wait is that long.)
+    waited = min(max(1, round(lock_timeout() * 1000)), _LONGEST_LOCK_TIMEOUT_MS)
     try:
+        con.execute(f"BEGIN TRANSACTION; SET LOCAL lock_timeout = {waited}")
         yield con
     except BaseException:
         forget_written(con)
         try:
-            con.execute("ROLLBACK")
+            if con.in_transaction:
+                con.execute("ROLLBACK")
         except Exception:
             # A lost server connection cannot roll back, and needs not: the server
             # ends the transaction; the error that broke the block is the one to tell.
