@@ -393,5 +393,6 @@ def test_a_copy_cut_off_is_one_error_without_psycopgs_teardown_noise(
 def test_a_lock_timeout_longer_than_the_server_counts_waits_as_long_as_it_can(
     pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("HEALTHSIM_LOCK_TIMEOUT", "1e12")  # (PostgreSQL's lock_timeout stops at 2^31-1 ms)
-    assert ScenarioStore(pg_url).save_scenario("a", {"patients": [{"patient_id": "A"}]})
+    for seconds in ("1e12", "inf"):  # (PostgreSQL's lock_timeout stops at 2^31-1 ms; "inf" waits on a file)
+        monkeypatch.setenv("HEALTHSIM_LOCK_TIMEOUT", seconds)
+        assert ScenarioStore(pg_url).save_scenario(f"a{seconds}", {"patients": [{"patient_id": "A"}]})

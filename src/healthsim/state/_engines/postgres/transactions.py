@@ -31,7 +31,7 @@ def transaction(con: PgConnection) -> Iterator[PgConnection]:
     # transaction until TCP gives up, hours later) must not hold every other writer forever.
     # (0 would mean "no limit" to PostgreSQL: a millisecond is "do not wait"; and it counts
     # milliseconds in a 32-bit integer, about 24 days: a longer wait is that long.)
-    waited = min(max(1, round(lock_timeout() * 1000)), _LONGEST_LOCK_TIMEOUT_MS)
+    waited = max(1, round(min(lock_timeout() * 1000, _LONGEST_LOCK_TIMEOUT_MS)))  # ("inf" too)
     try:
         con.execute(f"BEGIN TRANSACTION; SET LOCAL lock_timeout = {waited}")
         yield con
