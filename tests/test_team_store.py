@@ -477,3 +477,36 @@ def test_a_cancelled_statement_says_so_not_report_a_bug(pg_url: str) -> None:
     message = str(caught.value)
     assert "the server cancelled the operation" in message and "statement timeout" in message, message
     assert "report this as a bug" not in message and PASSWORD not in message
+
+
+@pytest.mark.slow  # waits a second for the restore's commit
+def test_a_purge_of_a_deleted_scenario_waits_for_its_restore(pg_url: str, pg_server: PgServer) -> None:
+    """A deleted scenario has no row to lock: a purge of it went ahead while another client restored it,
+    and left a restored scenario whose history was gone - no serial order gives that."""
+    store = ScenarioStore(pg_url)
+    store.save_scenario("x", {"patients": [{"patient_id": "A"}]})
+    store.delete_scenario("x")
+    with psycopg.connect(pg_url, autocommit=True) as owner:  # the restore's commit lasts a second
+        owner.execute(
+            "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN PERFORM pg_sleep(1); RETURN NULL; END $$"
+        )
+        owner.execute(
+            "CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON scenario_entities "
+            "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_commit()"
+        )
+    outcome: list[BaseException | None] = []
+    restorer = threading.Thread(target=lambda: outcome.append(_try(lambda: store.restore_scenario("x"))))
+    restorer.start()
+    with pg_server.admin_connect() as admin:
+        deadline = time.monotonic() + 30
+        while not admin.execute(
+            "SELECT 1 FROM pg_stat_activity WHERE query = 'COMMIT' AND state = 'active'"
+        ).fetchall():
+            assert time.monotonic() < deadline and restorer.is_alive(), "the restore never reached its commit"
+            time.sleep(0.01)
+    purged = store.delete_scenario("x", purge=True)
+    restorer.join(30)
+    # The one serial order that fits: the restore, then the purge of what it brought back.
+    assert outcome == [None] and purged is True
+    assert store.list_scenarios()["scenarios"] == [] and store.list_scenarios(deleted=True)["scenarios"] == []

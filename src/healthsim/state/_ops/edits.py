@@ -27,7 +27,6 @@ from ..errors import InvalidInputError, ScenarioNotFoundError
 from ..history import (
     archive_rows,
     current_version,
-    find_deleted,
     forget_scenario,
     record_version,
     version_counts,
@@ -56,6 +55,7 @@ from .session import (
     edit_result,
     edit_session,
     exact_rows_of,
+    find_trashed,
     list_entry,
 )
 from .versions import (
@@ -314,13 +314,16 @@ def delete_scenario(database: Database, name: str, *, purge: bool = False) -> bo
             try:
                 header = find_scenario(con, name)
             except ScenarioNotFoundError:
-                if purge:  # a scenario in the trash can be purged too
-                    deleted = find_deleted(con, name)
-                    if deleted is not None:
-                        forget_scenario(con, deleted)
-                        VersionCache(database).forget(deleted)
-                        return True
-                return False
+                if not purge:
+                    return False
+                found = find_trashed(con, name)  # a scenario in the trash can be purged too
+                if found is None:
+                    return False
+                if isinstance(found, uuid.UUID):
+                    forget_scenario(con, found)
+                    VersionCache(database).forget(found)
+                    return True
+                header = found  # restored by another client meanwhile: purged as it is now
             if purge:
                 refuse_two_of_a_name(con, name, header, "purge")
             sid = header.scenario_id
