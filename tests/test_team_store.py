@@ -32,6 +32,7 @@ from healthsim.state import (
     DatabaseLockedError,
     InvalidInputError,
     ScenarioExistsError,
+    ScenarioNotFoundError,
     ScenarioStore,
     ServerUnavailableError,
     transfer_scenario,
@@ -510,3 +511,27 @@ def test_a_purge_of_a_deleted_scenario_waits_for_its_restore(pg_url: str, pg_ser
     # The one serial order that fits: the restore, then the purge of what it brought back.
     assert outcome == [None] and purged is True
     assert store.list_scenarios()["scenarios"] == [] and store.list_scenarios(deleted=True)["scenarios"] == []
+
+
+def test_a_merge_whose_source_is_deleted_while_it_waits_is_refused_not_short(pg_url: str) -> None:
+    """A merge read its sources, then waited for their locks: a source another client deleted meanwhile
+    was merged as empty (the merged scenario silently lacked its entities)."""
+    store = ScenarioStore(pg_url)
+    store.save_scenario("x", {"patients": [{"patient_id": "X1"}, {"patient_id": "X2"}]})
+    store.save_scenario("z", {"patients": [{"patient_id": "Z1"}]})
+    holder = psycopg.connect(pg_url)  # another client deleting "x" (as a delete does: rows, then the scenario)
+    holder.execute(
+        "DELETE FROM scenario_entities WHERE scenario_id = (SELECT scenario_id FROM scenarios WHERE name = 'x')"
+    )
+    holder.execute("DELETE FROM scenarios WHERE name = 'x'")
+    outcome: list[BaseException | None] = []
+    merger = threading.Thread(target=lambda: outcome.append(_try(lambda: store.merge_scenarios(["x", "z"], "m"))))
+    merger.start()
+    try:
+        wait_until_waiting_for_a_lock(pg_url, merger.is_alive)
+    finally:
+        holder.commit()
+        holder.close()
+        merger.join(30)
+    assert isinstance(outcome[0], ScenarioNotFoundError), outcome[0]  # as if the delete came first
+    assert [s["name"] for s in store.list_scenarios()["scenarios"]] == ["z"]

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
+from .._engines import Connection
 from ..checks.gate import CheckGate
 from ..clock import utcnow
 from ..database import Database, connect
@@ -274,8 +275,7 @@ def merge_scenarios(
     described = validate_description(description)
     tag_list = normalize_tags(tags)
     with edit_session(database, names[0]) as (con, now):
-        headers = [find_scenario(con, source, lock_row=False) for source in names]
-        con.engine.lock_scenarios(con, [h.scenario_id for h in headers])  # in one order: no deadlock
+        headers = locked_sources(con, names)
         con.engine.lock_name(con, name)
         start = next_id(con)
         check_name_free(con, name, "choose another name for the merged scenario")
@@ -297,6 +297,20 @@ def merge_scenarios(
         }
         publish_new(con, target, now, "merge", metadata, described, tag_list, start)
     return str(target.scenario_id)
+
+
+def locked_sources(con: Connection, names: list[Any]) -> list[ScenarioHeader]:
+    """The scenarios of ``names``, their rows locked in one order (two merges of the same
+    scenarios in opposite orders would deadlock), as they are once the locks are held: a
+    source another client deleted, renamed or replaced while this one waited was merged as it
+    had been read (a deleted one as empty). Read again until what is locked is what is read."""
+    headers = [find_scenario(con, source, lock_row=False) for source in names]
+    while True:
+        con.engine.lock_scenarios(con, [h.scenario_id for h in headers])
+        again = [find_scenario(con, source, lock_row=False) for source in names]  # (raises if one is gone)
+        if [h.scenario_id for h in again] == [h.scenario_id for h in headers]:
+            return again
+        headers = again
 
 
 def delete_scenario(database: Database, name: str, *, purge: bool = False) -> bool:
