@@ -29,8 +29,10 @@ from typer.testing import CliRunner
 from healthsim.cli import app
 from healthsim.mcp_server import build_server
 from healthsim.state import (
+    DatabaseLockedError,
     InvalidInputError,
     ScenarioExistsError,
+    ScenarioNotFoundError,
     ScenarioStore,
     ServerUnavailableError,
     transfer_scenario,
@@ -114,6 +116,43 @@ def test_a_writer_waits_only_for_the_scenario_it_changes(pg_url: str) -> None:
     finish(blocked, timeout=60)
     assert store.scenario_history("a")["versions"][0]["entity_count"] == 4
     assert store.scenario_history("b")["versions"][0]["entity_count"] == 4
+
+
+@pytest.mark.slow  # waits a second for the lock
+def test_a_writer_waits_for_a_stuck_client_only_as_long_as_the_lock_timeout(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client that holds a scenario and stops answering (its laptop left the network mid-save: the
+    server keeps its transaction for hours) must not hold every other writer of it forever."""
+    store = ScenarioStore(pg_url)
+    store.save_scenario("a", {"patients": [{"patient_id": "A"}]})
+    monkeypatch.setenv("HEALTHSIM_LOCK_TIMEOUT", "1")
+    holder = psycopg.connect(pg_url)
+    holder.execute("SELECT 1 FROM scenarios WHERE name = 'a' FOR UPDATE")
+    outcome: list[BaseException | None] = []
+    writer = threading.Thread(target=lambda: outcome.append(_try(lambda: store.add_entities("a", {"patients": [{}]}))))
+    try:
+        writer.start()
+        writer.join(30)
+        assert outcome, "the writer still waits for the stuck client"
+    finally:
+        holder.rollback()  # (frees the writer, should it wait)
+        holder.close()
+        writer.join(30)
+    assert isinstance(outcome[0], DatabaseLockedError), outcome[0]
+    message = str(outcome[0])
+    assert "another client is changing scenario 'a'" in message and "HEALTHSIM_LOCK_TIMEOUT" in message, message
+    assert PASSWORD not in message
+    assert store.load_scenario("a")["entity_count"] == 1
+    assert store.add_entities("a", {"patients": [{}]})["entity_count"] == 2  # the next try goes ahead
+    # A save to a new name waits for another client's save to that name no longer either.
+    holder = psycopg.connect(pg_url)
+    holder.execute("SELECT pg_advisory_xact_lock(hashtextextended('healthsim-state:new', 7261))")
+    try:
+        with pytest.raises(DatabaseLockedError, match="another client is changing scenario 'new'"):
+            store.save_scenario("new", {"patients": []})
+    finally:
+        holder.close()
 
 
 @pytest.mark.slow
@@ -439,3 +478,60 @@ def test_a_cancelled_statement_says_so_not_report_a_bug(pg_url: str) -> None:
     message = str(caught.value)
     assert "the server cancelled the operation" in message and "statement timeout" in message, message
     assert "report this as a bug" not in message and PASSWORD not in message
+
+
+@pytest.mark.slow  # waits a second for the restore's commit
+def test_a_purge_of_a_deleted_scenario_waits_for_its_restore(pg_url: str, pg_server: PgServer) -> None:
+    """A deleted scenario has no row to lock: a purge of it went ahead while another client restored it,
+    and left a restored scenario whose history was gone - no serial order gives that."""
+    store = ScenarioStore(pg_url)
+    store.save_scenario("x", {"patients": [{"patient_id": "A"}]})
+    store.delete_scenario("x")
+    with psycopg.connect(pg_url, autocommit=True) as owner:  # the restore's commit lasts a second
+        owner.execute(
+            "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN PERFORM pg_sleep(1); RETURN NULL; END $$"
+        )
+        owner.execute(
+            "CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON scenario_entities "
+            "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_commit()"
+        )
+    outcome: list[BaseException | None] = []
+    restorer = threading.Thread(target=lambda: outcome.append(_try(lambda: store.restore_scenario("x"))))
+    restorer.start()
+    with pg_server.admin_connect() as admin:
+        deadline = time.monotonic() + 30
+        while not admin.execute(
+            "SELECT 1 FROM pg_stat_activity WHERE query = 'COMMIT' AND state = 'active'"
+        ).fetchall():
+            assert time.monotonic() < deadline and restorer.is_alive(), "the restore never reached its commit"
+            time.sleep(0.01)
+    purged = store.delete_scenario("x", purge=True)
+    restorer.join(30)
+    # The one serial order that fits: the restore, then the purge of what it brought back.
+    assert outcome == [None] and purged is True
+    assert store.list_scenarios()["scenarios"] == [] and store.list_scenarios(deleted=True)["scenarios"] == []
+
+
+def test_a_merge_whose_source_is_deleted_while_it_waits_is_refused_not_short(pg_url: str) -> None:
+    """A merge read its sources, then waited for their locks: a source another client deleted meanwhile
+    was merged as empty (the merged scenario silently lacked its entities)."""
+    store = ScenarioStore(pg_url)
+    store.save_scenario("x", {"patients": [{"patient_id": "X1"}, {"patient_id": "X2"}]})
+    store.save_scenario("z", {"patients": [{"patient_id": "Z1"}]})
+    holder = psycopg.connect(pg_url)  # another client deleting "x" (as a delete does: rows, then the scenario)
+    holder.execute(
+        "DELETE FROM scenario_entities WHERE scenario_id = (SELECT scenario_id FROM scenarios WHERE name = 'x')"
+    )
+    holder.execute("DELETE FROM scenarios WHERE name = 'x'")
+    outcome: list[BaseException | None] = []
+    merger = threading.Thread(target=lambda: outcome.append(_try(lambda: store.merge_scenarios(["x", "z"], "m"))))
+    merger.start()
+    try:
+        wait_until_waiting_for_a_lock(pg_url, merger.is_alive)
+    finally:
+        holder.commit()
+        holder.close()
+        merger.join(30)
+    assert isinstance(outcome[0], ScenarioNotFoundError), outcome[0]  # as if the delete came first
+    assert [s["name"] for s in store.list_scenarios()["scenarios"]] == ["z"]

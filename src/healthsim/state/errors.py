@@ -154,15 +154,27 @@ class CheckFailedError(InvalidInputError):
 
 
 class DatabaseLockedError(StateError):
-    """Another process held the database file for longer than the lock timeout."""
+    """Another process held the database file (or, on a team store, another client held the
+    scenario being changed) for longer than the lock timeout."""
 
-    def __init__(self, path: Path, timeout: float, detail: str = "") -> None:
+    def __init__(self, path: Path | str, timeout: float, detail: str = "", *, message: str | None = None) -> None:
         self.path = path
         self.timeout = timeout
         super().__init__(
-            f"database {str(path)!r} is locked by another process (waited {timeout:g} s); "
+            message
+            or f"database {str(path)!r} is locked by another process (waited {timeout:g} s); "
             "close the other program using it, or raise HEALTHSIM_LOCK_TIMEOUT, and try again"
             + (f" [{detail}]" if detail else "")
+        )
+
+    #: How a team store's message names the scenario waited for, until :meth:`for_scenario`.
+    SAME_SCENARIO = "the same scenario"
+
+    def for_scenario(self, name: str) -> DatabaseLockedError:
+        """This error naming the scenario whose lock was waited for (the server's own error
+        does not say which: the operation that asked for the lock knows)."""
+        return DatabaseLockedError(
+            self.path, self.timeout, message=str(self).replace(self.SAME_SCENARIO, f"scenario {name!r}", 1)
         )
 
 

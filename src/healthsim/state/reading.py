@@ -25,7 +25,7 @@ from .._lazy import lazy_module
 from .._text import name_some
 from ._engines import AnalyticsConnection, Connection
 from .entities import decode_entity, normalize_type
-from .errors import InvalidEntityError, InvalidInputError, ScenarioNotFoundError
+from .errors import DatabaseLockedError, InvalidEntityError, InvalidInputError, ScenarioNotFoundError
 from .results import ScenarioSummary
 from .validation import as_uuid, storable
 from .visibility import is_visible
@@ -142,9 +142,12 @@ def find_scenario(con: Connection, name: str, *, lock_row: bool = True) -> Scena
         raise ScenarioNotFoundError(key)
     # Inside a change's transaction on PostgreSQL, the row stays locked until it ends.
     lock = con.engine.row_lock(con) if lock_row else ""
-    row = first_row(con, f"SELECT {SCENARIO_COLUMNS} FROM scenarios WHERE name = ?{lock}", [key])
-    if row is None and (sid := as_uuid(key)) is not None:
-        row = first_row(con, f"SELECT {SCENARIO_COLUMNS} FROM scenarios WHERE scenario_id = ?{lock}", [sid])
+    try:
+        row = first_row(con, f"SELECT {SCENARIO_COLUMNS} FROM scenarios WHERE name = ?{lock}", [key])
+        if row is None and (sid := as_uuid(key)) is not None:
+            row = first_row(con, f"SELECT {SCENARIO_COLUMNS} FROM scenarios WHERE scenario_id = ?{lock}", [sid])
+    except DatabaseLockedError as exc:  # another client held the row past the lock timeout
+        raise exc.for_scenario(key) from exc
     # A scenario the caller's grant does not cover answers as a missing one (issue 25).
     if row is None or not is_visible(con, row[0]):
         raise ScenarioNotFoundError(key)

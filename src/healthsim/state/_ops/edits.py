@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
+from .._engines import Connection
 from ..checks.gate import CheckGate
 from ..clock import utcnow
 from ..database import Database, connect
@@ -27,7 +28,6 @@ from ..errors import InvalidInputError, ScenarioNotFoundError
 from ..history import (
     archive_rows,
     current_version,
-    find_deleted,
     forget_scenario,
     record_version,
     version_counts,
@@ -56,6 +56,7 @@ from .session import (
     edit_result,
     edit_session,
     exact_rows_of,
+    find_trashed,
     list_entry,
 )
 from .versions import (
@@ -274,8 +275,7 @@ def merge_scenarios(
     described = validate_description(description)
     tag_list = normalize_tags(tags)
     with edit_session(database, names[0]) as (con, now):
-        headers = [find_scenario(con, source, lock_row=False) for source in names]
-        con.engine.lock_scenarios(con, [h.scenario_id for h in headers])  # in one order: no deadlock
+        headers = locked_sources(con, names)
         con.engine.lock_name(con, name)
         start = next_id(con)
         check_name_free(con, name, "choose another name for the merged scenario")
@@ -299,6 +299,20 @@ def merge_scenarios(
     return str(target.scenario_id)
 
 
+def locked_sources(con: Connection, names: list[Any]) -> list[ScenarioHeader]:
+    """The scenarios of ``names``, their rows locked in one order (two merges of the same
+    scenarios in opposite orders would deadlock), as they are once the locks are held: a
+    source another client deleted, renamed or replaced while this one waited was merged as it
+    had been read (a deleted one as empty). Read again until what is locked is what is read."""
+    headers = [find_scenario(con, source, lock_row=False) for source in names]
+    while True:
+        con.engine.lock_scenarios(con, [h.scenario_id for h in headers])
+        again = [find_scenario(con, source, lock_row=False) for source in names]  # (raises if one is gone)
+        if [h.scenario_id for h in again] == [h.scenario_id for h in headers]:
+            return again
+        headers = again
+
+
 def delete_scenario(database: Database, name: str, *, purge: bool = False) -> bool:
     """Delete a scenario (its row, entity rows and tags) in one transaction.
 
@@ -314,13 +328,16 @@ def delete_scenario(database: Database, name: str, *, purge: bool = False) -> bo
             try:
                 header = find_scenario(con, name)
             except ScenarioNotFoundError:
-                if purge:  # a scenario in the trash can be purged too
-                    deleted = find_deleted(con, name)
-                    if deleted is not None:
-                        forget_scenario(con, deleted)
-                        VersionCache(database).forget(deleted)
-                        return True
-                return False
+                if not purge:
+                    return False
+                found = find_trashed(con, name)  # a scenario in the trash can be purged too
+                if found is None:
+                    return False
+                if isinstance(found, uuid.UUID):
+                    forget_scenario(con, found)
+                    VersionCache(database).forget(found)
+                    return True
+                header = found  # restored by another client meanwhile: purged as it is now
             if purge:
                 refuse_two_of_a_name(con, name, header, "purge")
             sid = header.scenario_id

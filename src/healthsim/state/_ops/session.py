@@ -67,11 +67,33 @@ def resolve(con: Connection, name: str, *, deleted_too: bool) -> tuple[uuid.UUID
     try:
         header = find_scenario(con, name)
     except ScenarioNotFoundError:
-        deleted = find_deleted(con, name) if deleted_too else None
-        if deleted is None:
+        if not deleted_too:
             raise
-        return deleted, None
+        found = find_trashed(con, name)
+        if found is None:
+            raise
+        if isinstance(found, uuid.UUID):
+            return found, None
+        header = found  # restored by another client while this one waited
     return header.scenario_id, (header, current_version(con, header.scenario_id))
+
+
+def find_trashed(con: Connection, name: str) -> uuid.UUID | ScenarioHeader | None:
+    """The deleted scenario of that name or id, with its id's lock held until the transaction
+    ends; or, when another client restored it meanwhile, the scenario it became; or None.
+
+    A scenario in the trash has no row to lock: on a server, a restore and a purge of it went
+    ahead at once, and left a restored scenario whose history was purged. Both now take this
+    lock and look again once they hold it (what the other client committed is seen then).
+    """
+    deleted = find_deleted(con, name)
+    if deleted is None:
+        return None
+    con.engine.lock_name(con, str(deleted))
+    try:
+        return find_scenario(con, name)  # restored while this one waited
+    except ScenarioNotFoundError:
+        return find_deleted(con, name)
 
 
 def scenario_label(con: Connection, sid: uuid.UUID, name: str) -> str:

@@ -20,12 +20,14 @@ What the engines do differently is asked of the connection's :attr:`~PgConnectio
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from ...._lazy import lazy_module
-from ...errors import DatabaseError
+from ...errors import DatabaseError, DatabaseLockedError, StateError
+from ..duckdb.connection import lock_timeout
 from . import idle
 from .server import TeamDatabase
 
@@ -37,6 +39,18 @@ else:
     psycopg = lazy_module("psycopg")
 
 __all__ = ["PgConnection", "open_connection", "to_native"]
+
+
+def _not_copy_teardown(record: logging.LogRecord) -> bool:
+    """Whether a psycopg log record is kept: not its "error ignored terminating <psycopg.Copy …>",
+    logged when a ``COPY`` on a lost connection cannot be ended. psycopg raises the error that
+    broke the ``COPY`` anyway (the library's "connection lost" follows), and with no logging set
+    up, as on the command line, Python printed the record on stderr above it, object address and
+    all."""
+    return not (str(record.msg).startswith("error ignored terminating") and "Copy" in repr(record.args)[:40])
+
+
+logging.getLogger("psycopg").addFilter(_not_copy_teardown)
 
 
 @functools.lru_cache(maxsize=512)
@@ -157,17 +171,66 @@ class PgConnection:
         except psycopg.Error as exc:
             raise self.error(exc) from exc
 
-    def error(self, exc: psycopg.Error) -> DatabaseError:
+    def error(self, exc: psycopg.Error) -> StateError:
         """A psycopg error as the library's, naming the database (never the password)."""
         detail = self.target.hide_password(" ".join(str(exc).split()))
-        if isinstance(exc, psycopg.OperationalError) and self.raw.closed:
+        if isinstance(exc, psycopg.errors.IdleInTransactionSessionTimeout):
+            return DatabaseError(
+                f"{self.target.shown}: the server ended the session, which had waited in a transaction for "
+                f"this program longer than the server's idle_in_transaction_session_timeout ({detail}); nothing "
+                "half-written was kept; try again (a busy machine or a slow network), or ask the server's "
+                f"administrator to raise that timeout for user {self.target.user!r}"
+            )
+        lost = (psycopg.errors.AdminShutdown, psycopg.errors.CrashShutdown, psycopg.errors.CannotConnectNow)
+        if isinstance(exc, psycopg.OperationalError) and (self.raw.closed or isinstance(exc, lost)):
             return DatabaseError(
                 f"the connection to {self.target.shown} was lost ({detail}); nothing half-written was kept, try again"
+            )
+        if isinstance(exc, psycopg.errors.LockNotAvailable):  # lock_timeout: see .transactions
+            waited = lock_timeout()
+            return DatabaseLockedError(
+                self.target.shown,
+                waited,
+                message=(
+                    f"{self.target.shown}: another client is changing {DatabaseLockedError.SAME_SCENARIO}, or holds "
+                    f"it and stopped answering (waited {waited:g} s); nothing was changed; try again later, or "
+                    "raise HEALTHSIM_LOCK_TIMEOUT"
+                ),
+            )
+        if isinstance(exc, (psycopg.errors.UntranslatableCharacter, psycopg.errors.CharacterNotInRepertoire)):
+            encoding = self.raw.info.parameter_status("server_encoding") or "?"
+            return DatabaseError(
+                f"{self.target.shown}: the database is encoded {encoding}, which cannot hold a character "
+                f"of this text ({detail}); nothing was changed; a team store needs a UTF8 database: create one "
+                "(createdb -E UTF8 --locale C.UTF-8 -T template0 NAME), move the scenarios there (healthsim push) and use it"
+            )
+        if isinstance(exc, (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)):
+            return DatabaseError(
+                f"{self.target.shown}: the operation collided with another client's change at the same moment "
+                f"({detail}); nothing was changed; try again"
             )
         if isinstance(exc, psycopg.errors.QueryCanceled):  # a statement timeout, or cancelled by an admin
             return DatabaseError(
                 f"{self.target.shown}: the server cancelled the operation ({detail}); nothing half-written "
                 "was kept; try again, or ask the server's administrator about its statement timeout"
+            )
+        if isinstance(exc, psycopg.errors.InsufficientPrivilege):  # a role granted reads only, say
+            return DatabaseError(
+                f"{self.target.shown}: user {self.target.user!r} may not change this ({detail}); nothing was "
+                "changed; ask the server's administrator for write access to the healthsim tables, or use a "
+                "user who has it"
+            )
+        if isinstance(exc, psycopg.errors.ReadOnlySqlTransaction):  # a standby, default_transaction_read_only
+            return DatabaseError(
+                f"{self.target.shown} accepts only reads ({detail}); nothing was changed; this operation writes "
+                "(a change; or a diff, a query or a read of an earlier version, which need temporary tables): use "
+                "the team's primary server, or ask its administrator why this database is read-only"
+            )
+        if isinstance(exc, psycopg.errors.InvalidSchemaName):  # search_path names no schema that exists
+            return DatabaseError(
+                f"{self.target.shown}: the search_path of user {self.target.user!r} names no schema to keep the "
+                f"healthsim tables in ({detail}); nothing was changed; ask the server's administrator to create "
+                "the schema or fix the search_path (ALTER ROLE … SET search_path)"
             )
         if isinstance(exc, (psycopg.errors.DiskFull, psycopg.errors.OutOfMemory)):
             return DatabaseError(

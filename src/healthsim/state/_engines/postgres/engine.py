@@ -13,6 +13,7 @@ from typing import Any, cast
 
 import pyarrow as pa
 
+from ...errors import DatabaseLockedError
 from ...validation import storable
 from ..base import AnalyticsConnection, Connection, Engine, Params
 from ..duckdb.engine import local_duckdb
@@ -138,7 +139,10 @@ class PostgresEngine(Engine):
     def lock_name(self, con: Connection, name: str) -> None:
         """Wait for, then hold until the transaction ends, the advisory lock of ``name``."""
         if storable(name):  # (no valid name holds a NUL or a lone surrogate)
-            con.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 7261))", ["healthsim-state:" + name])
+            try:
+                con.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 7261))", ["healthsim-state:" + name])
+            except DatabaseLockedError as exc:  # another client saves to that name past the lock timeout
+                raise exc.for_scenario(name) from exc
 
     def lock_scenarios(self, con: Connection, scenario_ids: list[Any]) -> None:
         # Always in the same order, so that two changes of the same scenarios in another

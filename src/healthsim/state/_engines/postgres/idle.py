@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ...._lazy import lazy_module
+from .server import SESSION_SETTINGS
 
 if TYPE_CHECKING:  # imported on first use: see healthsim._lazy
     import psycopg
@@ -42,8 +43,9 @@ __all__ = ["MAX_IDLE", "MAX_IDLE_SECONDS", "close_idle_connections", "give_back"
 MAX_IDLE = 4
 #: An idle connection older than this is closed rather than used.
 MAX_IDLE_SECONDS = 30.0
-#: Everything a finished operation may have left on its session, undone in one round trip.
-_RESET = "DISCARD TEMP; RESET ALL; SELECT pg_advisory_unlock_all()"
+#: Everything a finished operation may have left on its session, undone in one round trip
+#: (``RESET ALL`` returns to the role's and database's settings: the library's own follow).
+_RESET = f"DISCARD TEMP; RESET ALL; {SESSION_SETTINGS}; SELECT pg_advisory_unlock_all()"
 
 
 @dataclass

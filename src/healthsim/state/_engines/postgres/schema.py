@@ -17,7 +17,9 @@ once do not both create the tables.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
+from ...._lazy import lazy_module
 from ...errors import DatabaseError
 from ..ddl import (
     VERSION_TABLE,
@@ -29,6 +31,11 @@ from ..ddl import (
 )
 from .connection import PgConnection
 from .transactions import transaction
+
+if TYPE_CHECKING:  # imported on first use: see healthsim._lazy
+    import psycopg
+else:
+    psycopg = lazy_module("psycopg")
 
 __all__ = ["ENTITY_IDS", "SCHEMA_VERSION", "ensure_schema", "schema_version"]
 
@@ -122,6 +129,8 @@ def ensure_schema(con: PgConnection) -> None:
             f"the schema of {con.target.shown} is version {current}, newer than this release understands "
             f"({SCHEMA_VERSION}); upgrade healthsim-state"
         )
+    if current == 0:
+        _refuse_other_encodings(con)
     # The lock is taken before the transaction begins, not inside it: a transaction's start
     # is where a backend catches up with the catalog changes other clients committed, and a
     # client that had looked for the tables, found none, and then waited inside its
@@ -130,6 +139,43 @@ def ensure_schema(con: PgConnection) -> None:
     try:
         with transaction(con):
             apply_migrations(con, MIGRATIONS, schema_version(con))  # (another client may have just done it)
+    except DatabaseError as exc:
+        refusal = (psycopg.errors.InsufficientPrivilege, psycopg.errors.ReadOnlySqlTransaction)
+        if isinstance(exc.__cause__, refusal):
+            raise DatabaseError(_upgrade_refused(con, current, exc.__cause__)) from exc
+        raise
     finally:
         if not con.raw.closed:
             con.execute("SELECT pg_advisory_unlock(?)", [_MIGRATION_LOCK])
+
+
+def _upgrade_refused(con: PgConnection, current: int, cause: BaseException) -> str:
+    """The message for a user who may not create or upgrade the tables (a role granted reads
+    only, a read-only server): what the database holds, and who can fix it."""
+    why = con.target.hide_password(str(cause).splitlines()[0] if str(cause) else type(cause).__name__)
+    who = f"user {con.target.user!r}"
+    if current == 0:
+        return (
+            f"{con.target.shown} has no healthsim tables yet and {who} may not create them ({why}); nothing was "
+            "changed; ask the database's owner to save a first scenario there, or for CREATE on its schema"
+        )
+    return (
+        f"the healthsim tables in {con.target.shown} are at schema version {current}, older than this release's "
+        f"{SCHEMA_VERSION}, and {who} may not upgrade them ({why}); nothing was changed; ask the database's owner "
+        "to open it once with this release (e.g. healthsim info), or use the release that wrote it until then"
+    )
+
+
+def _refuse_other_encodings(con: PgConnection) -> None:
+    """Refuse to make the tables in a database that is not UTF-8: a LATIN1 one cannot hold
+    most of the world's text (a save of 日本 failed there, after the tables were made), and
+    SQL_ASCII counts and cuts text in bytes, so checks and queries would not answer as on a
+    file. (A store made before this check keeps working; its refusals say why: see
+    :meth:`PgConnection.error`.)"""
+    encoding = con.execute("SELECT current_setting('server_encoding')").fetchall()[0][0]
+    if encoding != "UTF8":
+        raise DatabaseError(
+            f"{con.target.shown} is encoded {encoding}, which cannot hold all the text a scenario may; nothing "
+            "was made there; create a UTF8 database for the team store (createdb -E UTF8 --locale C.UTF-8 -T template0 NAME) "
+            "and use that"
+        )

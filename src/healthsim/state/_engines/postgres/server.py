@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # imported on first use: see healthsim._lazy
 else:
     psycopg = lazy_module("psycopg")
 
-__all__ = ["SCHEMES", "TeamDatabase", "is_team_url", "unavailable"]
+__all__ = ["SCHEMES", "SESSION_SETTINGS", "TeamDatabase", "is_team_url", "unavailable"]
 
 SCHEMES = ("postgresql", "postgres")
 
@@ -33,6 +33,32 @@ _ODD_HOST = re.compile(r"[^A-Za-z0-9._\-:\[\],%]")
 
 #: How long to wait for a server that does not answer (seconds): fail fast, say why.
 CONNECT_TIMEOUT = 10
+
+#: TCP keepalives, unless the URL sets its own: a server gone from the network (a dropped VPN, a
+#: pulled cable) sends nothing back, and an operation waiting for its answer waited for the
+#: system's keepalive, two hours and more. Probes after 30 s of silence, every 10 s, 3 unanswered:
+#: the loss is noticed within about a minute. (A healthy server's machine answers probes even
+#: while the server works on a long statement; they are ignored on a unix socket.)
+KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
+
+#: The session settings the library's SQL and psycopg's parsing of values rely on, sent after every
+#: login and every reset. A role or database may carry others (``ALTER DATABASE … SET``): with
+#: ``standard_conforming_strings = off`` a ``'\\'`` in a literal is an escape (the check's
+#: patterns lost their meaning, ``'\\u0000'`` failed to parse); ``extra_float_digits = -15`` sent
+#: a query's 1/3 as 0.3; a non-ISO ``DateStyle`` made psycopg fail to read a timestamp. They only
+#: format text, so the library sets them whatever the server says. So is the isolation of
+#: its writes: they take turns by row locks, and under a default of ``repeatable read`` or
+#: ``serializable`` the second of two writers of a scenario failed ("could not serialize
+#: access") after waiting instead of going ahead; readers ask for their own level. (``SET``,
+#: not libpq's ``options``: connection poolers such as PgBouncer refuse that startup parameter.)
+SESSION_SETTINGS = (
+    "SET standard_conforming_strings = on; SET extra_float_digits = 1; "
+    "SET DateStyle = 'ISO, MDY'; SET IntervalStyle = 'postgres'; "
+    "SET default_transaction_isolation = 'read committed'; "
+    # The server's keepalives for this session (see KEEPALIVES): a client gone mid-save kept its
+    # transaction, and the locks of its scenario, on the server for the system's two hours.
+    "SET tcp_keepalives_idle = 30; SET tcp_keepalives_interval = 10; SET tcp_keepalives_count = 3"
+)
 
 
 def is_team_url(text: str) -> bool:
@@ -131,9 +157,18 @@ class TeamDatabase:
         """
         try:
             # UTF-8 whatever PGCLIENTENCODING says: COPY sends the text as UTF-8 bytes.
-            return psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT, client_encoding="UTF8")
+            given = psycopg.conninfo.conninfo_to_dict(self.url)
+            keepalives = {k: v for k, v in KEEPALIVES.items() if k not in given}
+            conninfo = psycopg.conninfo.make_conninfo(self.url, **keepalives)
+            raw = psycopg.connect(conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT, client_encoding="UTF8")
         except psycopg.Error as exc:
             raise unavailable(self, exc) from None
+        try:
+            raw.execute(SESSION_SETTINGS)
+        except psycopg.Error as exc:
+            raw.close()
+            raise unavailable(self, exc) from None
+        return raw
 
 
 def _misread(url: str) -> bool:
@@ -174,6 +209,13 @@ def unavailable(target: TeamDatabase, exc: BaseException) -> ServerUnavailableEr
         why = "the server has no such database; create it (createdb) or fix the database name in the URL"
     elif "role" in text and "does not exist" in text:
         why = f"the server has no user {target.user!r}; create it or fix the user name in the URL"
+    elif "too many connections" in text or "too many clients" in text or "remaining connection slots" in text:
+        why = (
+            "the server has no connection free (its max_connections, or a connection limit on the database or "
+            "user, is reached); try again shortly, or ask the server's administrator to raise the limit"
+        )
+    elif "starting up" in text or "shutting down" in text or "in recovery mode" in text:
+        why = "the server is starting up or shutting down; try again in a moment"
     elif "timeout" in text or "timed out" in text:
         why = f"the server did not answer within {CONNECT_TIMEOUT} s; check the host, port and network"
     elif "connection refused" in text or "could not connect" in text or "no such file" in text:
