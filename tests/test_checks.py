@@ -902,7 +902,7 @@ def test_an_add_tells_fields_of_mostly_dates_as_a_whole_check_does(store: Scenar
     added = store.add_entities("s", {"lab_results": labs}, check="warn")["check"]
     whole = store.check_scenario("s")
     assert added["problems"] == whole["problems"]
-    assert {(p["field"], p["count"]) for p in whole["problems"]} == {("most", 1), ("partial", 2)}
+    assert {(p["field"], p["count"]) for p in whole["problems"]} == {("most", 1), ("partial", 1)}  # (2024-01 is a date)
 
 
 def _worker_cursors(monkeypatch: pytest.MonkeyPatch) -> list[int]:

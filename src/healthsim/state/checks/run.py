@@ -216,16 +216,16 @@ def _check_keys(scope: Scope, entity_type: str, count: int, every: set[str], mad
     )[0]
 
 
-def _plan_of(entity_type: str, keyed: Mapping[str, tuple[bool, int, int, int]]) -> TypePlan:
+def _plan_of(entity_type: str, keyed: Mapping[str, tuple[bool, int, int, int, int]]) -> TypePlan:
     """The plan of the type from its written rows' keys (see :func:`_written_keys`)."""
     return plan_type(entity_type, list(keyed), {k for k, (string, *_) in keyed.items() if string})
 
 
-def _written_keys(scope: Scope) -> dict[str, dict[str, tuple[bool, int, int, int]]]:
+def _written_keys(scope: Scope) -> dict[str, dict[str, tuple[bool, int, int, int, int]]]:
     """Per type of the rows a write made, each top-level key with whether a row holds a
     string there, and what tells whether it is mostly dates (see :func:`_check_type`):
-    how many rows hold a full date there, a value (not null, not an empty string), and
-    anything but null, an object or an array. One statement for every type: planning
+    how many rows hold a full date there, a value (not null, not an empty string),
+    anything but null, an object or an array, and a date (partial ones too). One statement for every type: planning
     a statement, not counting a write's few rows, is what costs (the date check is
     planned once, not once per field and type). The rows' top-level values are kept in
     the temporary table :data:`_VALUES` (the caller drops it)."""
@@ -233,21 +233,24 @@ def _written_keys(scope: Scope) -> dict[str, dict[str, tuple[bool, int, int, int
     con.execute(f"{con.engine.create_temp(con, _VALUES)} AS {con.engine.top_level_values(scope.rows(), 'entity_type')}")
     values = f"SELECT * FROM {_VALUES}"  # (read again for the names the rows use: see _named)
     date = sql.is_date(con, "v.kind", "v.text", partial=False)
+    dated = sql.is_date(con, "v.kind", "v.text")
     rows = con.execute(
         f"SELECT entity_type, k, bool_or(kind = 'string'), count(*) FILTER (WHERE {date}), "
         "count(*) FILTER (WHERE kind <> 'null' AND NOT (kind = 'string' AND text = '')), "
-        f"count(*) FILTER (WHERE kind NOT IN ('null', 'object', 'array')) FROM ({values}) AS v GROUP BY entity_type, k"
+        f"count(*) FILTER (WHERE kind NOT IN ('null', 'object', 'array')), count(*) FILTER (WHERE {dated}) "
+        f"FROM ({values}) AS v GROUP BY entity_type, k"
     ).fetchall()
-    keyed: dict[str, dict[str, tuple[bool, int, int, int]]] = {}
-    for entity_type, key, string, dates, present, sample in rows:
-        keyed.setdefault(entity_type, {})[key] = (bool(string), int(dates), int(present), int(sample))
+    keyed: dict[str, dict[str, tuple[bool, int, int, int, int]]] = {}
+    for entity_type, key, string, dates, present, sample, partly in rows:
+        keyed.setdefault(entity_type, {})[key] = (bool(string), int(dates), int(present), int(sample), int(partly))
     return keyed
 
 
-def _faulted(dates: int, present: int, sample: int) -> bool:
+def _faulted(dates: int, present: int, sample: int, dated: int) -> bool:
     """Whether a date candidate's counts (see :func:`_written_keys`) make it a date field
-    (more than half of its values full dates) with values that are not dates."""
-    return bool(dates and dates * 2 > sample and present and dates * 2 > present and dates < present)
+    (more than half of its values full dates) with values that are not dates (``dated``:
+    the dates, partial ones included: a year, or a year and month, alone is one)."""
+    return bool(dates and dates * 2 > sample and present and dates * 2 > present and dated < present)
 
 
 @contextmanager
@@ -291,7 +294,7 @@ def _check_type(
     if told is None:
         maybe, unique = _sampled(scope, plan, whole)
     else:  # (only the fields whose counts, told, fault some value need a column)
-        maybe, unique = [n for n in plan.candidates if _faulted(*told.get(n, (0, 0, 0)))], set()
+        maybe, unique = [n for n in plan.candidates if _faulted(*told.get(n, (0, 0, 0, 0)))], set()
     candidates = [(name, *plan.column(name)) for name in maybe]
     parsed = _parsed(scope, plan)
     counts = count_grouped(
@@ -309,16 +312,18 @@ def _check_type(
         return [], keys  # a key outside the guess: the caller reads every key first
     for name, k, t in candidates:  # mostly dates: the others are not
         if told is not None:
-            dates, present, _ = told[name]
+            dates, present, _, dated = told[name]
         else:
             dates, present = counts.pop(f"date:{name}"), counts.pop(f"present:{name}")
+            dated = counts.pop(f"dated:{name}")
             # (not a date field: as _sampled tells it, now of every entity: a sample of a few
             # values, in a type of mostly nulls, could not tell)
             if not (dates and dates * 2 > counts.pop(f"sample:{name}")):
                 continue
-        if present and dates * 2 > present and dates < present:
+        # (its values that are not dates, partial dates being dates: as the summary counts them)
+        if present and dates * 2 > present and dated < present:
             specs.append(_Spec("not_a_date", name, sql.bad_date(con, f"c.{k}", f"c.{t}"), f"c.{t}"))
-            counts[str(len(specs) - 1)] = present - dates
+            counts[str(len(specs) - 1)] = present - dated
     found = [(s, counts[str(i)]) for i, s in enumerate(specs) if counts.get(str(i))]
     out = [Found(s.rule, plan.entity_type, s.field, n, _examples(scope, plan, own, s, joins)) for s, n in found]
     return _duplicates(scope, plan, own) + out, keys
@@ -494,6 +499,7 @@ def _counted(
     counted = [(str(i), s.where) for i, s in enumerate(specs)]
     for name, k, t in candidates:
         counted.append((f"date:{name}", sql.is_date(con, f"c.{k}", f"c.{t}", partial=False)))
+        counted.append((f"dated:{name}", sql.is_date(con, f"c.{k}", f"c.{t}")))
         counted.append((f"present:{name}", f"c.{k} <> 'null'"))
         if sampled:
             value = f"(c.{k} NOT IN ('null', 'object', 'array') OR (c.{k} = 'null' AND c.{t} = ''))"
