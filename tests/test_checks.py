@@ -1078,3 +1078,22 @@ def test_a_file_held_by_duckdb_in_this_process_is_checked_one_type_at_a_time(
         assert tables == []
     finally:
         held.close()
+
+
+def test_an_add_tells_fields_of_mostly_dates_by_the_whole_scenario(store: ScenarioStore) -> None:
+    """Whether a field is one of dates is told by every entity of the type, the stored ones
+    too, on an add as in a whole check: one bad value added to 1,200 stored dates is
+    reported; two dates and a word added to stored words are not a date field."""
+    dated = [{"effective": f"20{10 + i % 15}-0{1 + i % 9}-1{i % 10}", "note": "x"} for i in range(1200)]
+    worded = [{"effective": "pending", "note": "x"} for _ in range(20)]
+    store.save_scenario("s", {"patients": [{"patient_id": "P1"}], "lab_results": dated, "vital_signs": worded})
+    batch = {
+        "lab_results": [{"effective": "soon", "note": "x"}],
+        "vital_signs": [{"effective": "2024-01-01"}, {"effective": "2024-01-02"}, {"effective": "later"}],
+    }
+    added = store.add_entities("s", batch, check="warn")["check"]
+    whole = store.check_scenario("s")
+    assert [(p["rule"], p["type"], p["field"], p["count"]) for p in whole["problems"]] == [
+        ("not_a_date", "lab_results", "effective", 1)
+    ]
+    assert added["problems"] == whole["problems"]

@@ -67,6 +67,9 @@ class Scope:
     #: Per type, how many of the rows ``only`` selects share their stored id with another
     #: row of the type (counted for every type in one statement; see :func:`_duplicated`).
     duplicated: Mapping[str, int] | None = None
+    #: Per type of the rows a write made, its fields of mostly dates among the date
+    #: candidates the rows may fault, told by every entity of the type (see :func:`_date_fields`).
+    date_fields: Mapping[str, set[str]] | None = None
 
     def rows(self, entity_type: str | None = None, *, checked: bool = True) -> str:
         """SQL of the rows, of one type or all (``checked``: only those checked)."""
@@ -144,6 +147,7 @@ def run_rules(scope: Scope) -> tuple[dict[str, int], list[Found]]:
             keyed = _written_keys(scope)
             scope = replace(scope, duplicated=_duplicated(scope))
             plans = {t: _plan_of(t, keyed.get(t, {})) for t in checked}
+            scope = replace(scope, date_fields={t: _date_fields(scope, p, keyed.get(t, {})) for t, p in plans.items()})
             _prepare_targets(scope, plans, every, made)
             for t, plan in plans.items():
                 told = {k: counts for k, (_, *counts) in keyed.get(t, {}).items()}
@@ -246,11 +250,39 @@ def _written_keys(scope: Scope) -> dict[str, dict[str, tuple[bool, int, int, int
     return keyed
 
 
-def _faulted(dates: int, present: int, sample: int, dated: int) -> bool:
-    """Whether a date candidate's counts (see :func:`_written_keys`) make it a date field
-    (more than half of its values full dates) with values that are not dates (``dated``:
-    the dates, partial ones included: a year, or a year and month, alone is one)."""
-    return bool(dates and dates * 2 > sample and present and dates * 2 > present and dated < present)
+def _date_fields(scope: Scope, plan: TypePlan, keyed: Mapping[str, tuple[bool, int, int, int, int]]) -> set[str]:
+    """Of the date candidates where the rows a write made hold a value that is no date
+    (their counts ``keyed``, see :func:`_written_keys`), those that are fields of mostly
+    dates, told as a whole check tells them: by every entity of the type, the stored ones
+    too (a sample of the first 1,000 first, then all of them). A write's rows alone could
+    say otherwise (one bad value added to 10,000 stored dates). Costs nothing when every
+    value the rows give a candidate is a date; else a sample and, for fields of dates in
+    it, one parse of those fields of the type's entities."""
+    need = [n for n in plan.candidates if (c := keyed.get(n)) is not None and c[2] > c[4]]
+    if not need:
+        return set()
+    whole = replace(scope, written=None, only=None)
+    sampled = _sample_counts(whole, plan, [(n,) for n in need], distinct=False, dates=True)
+    maybe = [
+        n
+        for i, n in enumerate(need)
+        if (got := sampled.get(i)) is not None and got[2] and (got[2] * 2 > got[3] or got[3] < _FEW_VALUES)
+    ]
+    if not maybe:
+        return set()
+    con = scope.con
+    columns = []
+    for i in range(len(maybe)):
+        k, t = f"k{i}", f"t{i}"
+        columns += [
+            f"count(*) FILTER (WHERE {sql.is_date(con, k, t, partial=False)})",
+            f"count(*) FILTER (WHERE {k} <> 'null' AND NOT ({k} = 'string' AND {t} = ''))",
+            f"count(*) FILTER (WHERE {k} NOT IN ('null', 'object', 'array'))",
+        ]
+    parsed = con.engine.json_fields(scope.base(plan.entity_type), "id", [(n,) for n in maybe])
+    row = con.execute(f"SELECT {', '.join(columns)} FROM ({parsed}) AS c").fetchall()[0]
+    counted = [tuple(int(x or 0) for x in row[3 * i : 3 * i + 3]) for i in range(len(maybe))]
+    return {n for n, (dates, present, values) in zip(maybe, counted, strict=True) if dates * 2 > max(present, values)}
 
 
 @contextmanager
@@ -291,10 +323,12 @@ def _check_type(
         specs += _mrn_specs(scope, plan, made, joins)
     whole = rows is not None and rows <= _SAMPLE  # (the sample would be every row)
     told = told if whole else None
-    if told is None:
+    decided = None if scope.date_fields is None else scope.date_fields.get(plan.entity_type, set())
+    unique: set[str] = set()
+    if decided is not None:  # a write's rows: the fields of dates were told by the whole type
+        maybe = [n for n in plan.candidates if n in decided]
+    else:
         maybe, unique = _sampled(scope, plan, whole)
-    else:  # (only the fields whose counts, told, fault some value need a column)
-        maybe, unique = [n for n in plan.candidates if _faulted(*told.get(n, (0, 0, 0, 0)))], set()
     candidates = [(name, *plan.column(name)) for name in maybe]
     parsed = _parsed(scope, plan)
     counts = count_grouped(
@@ -318,10 +352,10 @@ def _check_type(
             dated = counts.pop(f"dated:{name}")
             # (not a date field: as _sampled tells it, now of every entity: a sample of a few
             # values, in a type of mostly nulls, could not tell)
-            if not (dates and dates * 2 > counts.pop(f"sample:{name}")):
+            if decided is None and not (dates and dates * 2 > counts.pop(f"sample:{name}")):
                 continue
         # (its values that are not dates, partial dates being dates: as the summary counts them)
-        if present and dates * 2 > present and dated < present:
+        if present and (decided is not None or dates * 2 > present) and dated < present:
             specs.append(_Spec("not_a_date", name, sql.bad_date(con, f"c.{k}", f"c.{t}"), f"c.{t}"))
             counts[str(len(specs) - 1)] = present - dated
     found = [(s, counts[str(i)]) for i, s in enumerate(specs) if counts.get(str(i))]
