@@ -1097,3 +1097,27 @@ def test_an_add_tells_fields_of_mostly_dates_by_the_whole_scenario(store: Scenar
         ("not_a_date", "lab_results", "effective", 1)
     ]
     assert added["problems"] == whole["problems"]
+
+
+def test_an_upsert_rechecks_the_stored_entities_that_name_what_it_changed(store: ScenarioStore) -> None:
+    """A patient replaced in place with a later birth, an earlier death or another MRN
+    makes stored events wrong: the add's check reports them as a whole check does (and
+    nothing about stored entities that name a patient the upsert left as it was)."""
+    data = clean()
+    store.save_scenario("s", data)
+    moved = {**data["patients"][1], "birth_date": "2024-01-20"}  # after E1 and the diagnoses of MRN-1
+    dead = {**data["patients"][3], "death_date": "2024-02-01"}  # before MRN-3's vital sign
+    renamed = {**data["patients"][0], "mrn": "MRN-0X"}  # E0 names MRN-0: now no one
+    same = {**data["patients"][2], "gender": "F"}  # its labs are unaffected
+    added = store.add_entities("s", {"patients": [moved, dead, renamed, same]}, check="warn")
+    assert added["updated"] == {"patients": 4}
+    whole = store.check_scenario("s")
+    found = {(p["rule"], p["type"], p["field"], p["count"]) for p in whole["problems"]}
+    assert {
+        ("before_birth", "encounters", "admission_time", 1),
+        ("before_birth", "diagnoses", "diagnosed_date", 4),
+        ("after_death", "vital_signs", "observation_time", 1),
+        ("unresolved_reference", "encounters", "patient_mrn", 1),
+    } <= found
+    assert added["check"]["problems"] == whole["problems"]
+    assert added["check"]["checked"] == {"patients": 4}  # (the rows written)

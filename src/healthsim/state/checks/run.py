@@ -147,7 +147,7 @@ def run_rules(scope: Scope) -> tuple[dict[str, int], list[Found]]:
             keyed = _written_keys(scope)
             scope = replace(scope, duplicated=_duplicated(scope))
             plans = {t: _plan_of(t, keyed.get(t, {})) for t in checked}
-            scope = replace(scope, date_fields={t: _date_fields(scope, p, keyed.get(t, {})) for t, p in plans.items()})
+            scope = replace(scope, date_fields=_date_fields(scope, plans, keyed))
             _prepare_targets(scope, plans, every, made)
             for t, plan in plans.items():
                 told = {k: counts for k, (_, *counts) in keyed.get(t, {}).items()}
@@ -250,39 +250,63 @@ def _written_keys(scope: Scope) -> dict[str, dict[str, tuple[bool, int, int, int
     return keyed
 
 
-def _date_fields(scope: Scope, plan: TypePlan, keyed: Mapping[str, tuple[bool, int, int, int, int]]) -> set[str]:
-    """Of the date candidates where the rows a write made hold a value that is no date
-    (their counts ``keyed``, see :func:`_written_keys`), those that are fields of mostly
-    dates, told as a whole check tells them: by every entity of the type, the stored ones
-    too (a sample of the first 1,000 first, then all of them). A write's rows alone could
-    say otherwise (one bad value added to 10,000 stored dates). Costs nothing when every
-    value the rows give a candidate is a date; else a sample and, for fields of dates in
-    it, one parse of those fields of the type's entities."""
-    need = [n for n in plan.candidates if (c := keyed.get(n)) is not None and c[2] > c[4]]
+def _date_fields(
+    scope: Scope, plans: Mapping[str, TypePlan], keyed: Mapping[str, Mapping[str, tuple[bool, int, int, int, int]]]
+) -> dict[str, set[str]]:
+    """Per written type, of the date candidates where the rows a write made hold a value
+    that is no date (their counts ``keyed``, see :func:`_written_keys`), those that are
+    fields of mostly dates, told as a whole check tells them: by every entity of the type,
+    the stored ones too (a sample of the first 1,000 first, then all of them). A write's
+    rows alone could say otherwise (one bad value added to 10,000 stored dates). Costs
+    nothing when every value the rows give a candidate is a date; else one statement of
+    the samples of every such type and, for fields of dates in a sample, one parse of
+    those fields of the type's entities."""
+    con = scope.con
+    need = {
+        t: names
+        for t, plan in plans.items()
+        if (names := [n for n in plan.candidates if (c := keyed.get(t, {}).get(n)) is not None and c[2] > c[4]])
+    }
     if not need:
-        return set()
-    whole = replace(scope, written=None, only=None)
-    sampled = _sample_counts(whole, plan, [(n,) for n in need], distinct=False, dates=True)
-    maybe = [
-        n
-        for i, n in enumerate(need)
-        if (got := sampled.get(i)) is not None and got[2] and (got[2] * 2 > got[3] or got[3] < _FEW_VALUES)
-    ]
-    if not maybe:
-        return set()
+        return {}
+    parts = []  # (one statement of every type's sample: planning, not the rows, is the cost)
+    for t, names in need.items():
+        sample = f"SELECT * FROM ({scope.base(t)}) AS r LIMIT {_SAMPLE}"
+        each = range(len(names))
+        parts.append(
+            f"SELECT {_literal(t)} AS ty, unnest(ARRAY[{', '.join(map(str, each))}]) AS i, "
+            f"unnest(ARRAY[{', '.join(f'k{i}' for i in each)}]) AS k, "
+            f"unnest(ARRAY[{', '.join(f't{i}' for i in each)}]) AS t "
+            f"FROM ({con.engine.json_fields(sample, 'id', [(n,) for n in names])}) AS s"
+        )
+    date = sql.is_date(con, "k", "t", partial=False)
+    sampled = con.execute(
+        f"SELECT ty, i, count(*) FILTER (WHERE {date}), count(*) FILTER (WHERE k NOT IN ('null', 'object', 'array')) "
+        f"FROM ({' UNION ALL '.join(parts)}) AS u GROUP BY ty, i"
+    ).fetchall()
+    maybe: dict[str, list[str]] = {}
+    for t, i, dates, values in sorted(sampled, key=lambda r: (r[0], r[1])):
+        if dates and (dates * 2 > values or values < _FEW_VALUES):  # (as _sampled tells it)
+            maybe.setdefault(t, []).append(need[t][int(i)])
+    return {t: _mostly_dates(scope, t, names) for t, names in maybe.items()}
+
+
+def _mostly_dates(scope: Scope, entity_type: str, names: list[str]) -> set[str]:
+    """Which of the type's fields ``names`` hold more than half full dates, of every entity
+    (values that are no value counted as a whole check counts them: see :func:`_counted`)."""
     con = scope.con
     columns = []
-    for i in range(len(maybe)):
+    for i in range(len(names)):
         k, t = f"k{i}", f"t{i}"
         columns += [
             f"count(*) FILTER (WHERE {sql.is_date(con, k, t, partial=False)})",
             f"count(*) FILTER (WHERE {k} <> 'null' AND NOT ({k} = 'string' AND {t} = ''))",
             f"count(*) FILTER (WHERE {k} NOT IN ('null', 'object', 'array'))",
         ]
-    parsed = con.engine.json_fields(scope.base(plan.entity_type), "id", [(n,) for n in maybe])
+    parsed = con.engine.json_fields(scope.base(entity_type), "id", [(n,) for n in names])
     row = con.execute(f"SELECT {', '.join(columns)} FROM ({parsed}) AS c").fetchall()[0]
-    counted = [tuple(int(x or 0) for x in row[3 * i : 3 * i + 3]) for i in range(len(maybe))]
-    return {n for n, (dates, present, values) in zip(maybe, counted, strict=True) if dates * 2 > max(present, values)}
+    counted = [tuple(int(x or 0) for x in row[3 * i : 3 * i + 3]) for i in range(len(names))]
+    return {n for n, (dates, present, values) in zip(names, counted, strict=True) if dates * 2 > max(present, values)}
 
 
 @contextmanager
