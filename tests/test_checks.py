@@ -1121,3 +1121,34 @@ def test_an_upsert_rechecks_the_stored_entities_that_name_what_it_changed(store:
     } <= found
     assert added["check"]["problems"] == whole["problems"]
     assert added["check"]["checked"] == {"patients": 4}  # (the rows written)
+
+
+def test_references_resolve_numbers_equal_as_numbers(store: ScenarioStore, tmp_path: Path) -> None:
+    """A reference written 1.0 names the patient whose id is 1 (numbers equal as numbers,
+    a fraction of zeros or trailing zeros aside), and a string of the same digits too;
+    the string "1.0" names no number 1. The same in a whole check, an add's check and the
+    FHIR export's references."""
+    patients = [{"patient_id": 1, "birth_date": "1980-01-01"}, {"patient_id": "P2", "mrn": 2.50}]
+    encounters = [
+        {"encounter_id": "E1", "patient_id": 1.0, "admission_time": "2024-01-01"},
+        {"encounter_id": "E2", "patient_mrn": "1", "admission_time": "1970-01-01"},  # before the birth
+        {"encounter_id": "E3", "patient_mrn": 2.5},
+        {"encounter_id": "E4", "patient_mrn": "1.0"},  # a string: not the number 1
+    ]
+    store.save_scenario("s", {"patients": patients})
+    added = store.add_entities("s", {"encounters": encounters}, check="warn")["check"]
+    whole = store.check_scenario("s")
+    assert [(p["rule"], p["field"], p["count"], p["examples"]) for p in whole["problems"]] == [
+        ("before_birth", "admission_time", 1, [{"id": "E2", "value": "1970-01-01"}]),
+        ("unresolved_reference", "patient_mrn", 1, [{"id": "E4", "value": "1.0"}]),
+    ]
+    assert added["problems"] == whole["problems"]
+    store.remove_entities("s", "encounters", ["E4"])
+    folder = store.export_scenario("s", tmp_path / "out", format="fhir")
+    resources = [json.loads(line) for f in sorted(folder.glob("*.ndjson")) for line in f.read_text().splitlines()]
+    ids = {r["identifier"][0]["value"]: r["id"] for r in resources if r["resourceType"] == "Patient"}
+    subjects = {
+        r["identifier"][0]["value"]: r["subject"]["reference"] for r in resources if r["resourceType"] == "Encounter"
+    }
+    assert subjects == {"E1": f"Patient/{ids['1']}", "E2": f"Patient/{ids['1']}", "E3": f"Patient/{ids['2.5']}"}
+    assert json.loads((folder / "export-report.json").read_text())["skipped"] == []

@@ -20,6 +20,7 @@ from .._engines import Connection
 from ..history import ENTITY_HISTORY
 from .names import names_filter
 from .rules import DEATH_FIELDS, EVENT_FIELDS, REFERENCES
+from .sql import ref_text
 
 __all__ = ["DEPENDENTS", "Rechecked", "find_dependents"]
 
@@ -90,7 +91,7 @@ def _changed_names(
         f"AND to_version = {int(version)} AND entity_type = '{target}'"
     )
     new = f"SELECT id, entity_data FROM ({rows(target)}) AS r WHERE {replaced}"
-    values = ", ".join(f"CASE WHEN k{i} {_SCALAR} THEN t{i} END" for i in range(len(read)))
+    values = ", ".join(f"CASE WHEN k{i} {_SCALAR} THEN {ref_text(f'k{i}', f't{i}')} END" for i in range(len(read)))
     seen: list[set[tuple[str | None, ...]]] = []
     for source in (old, new):
         parsed = con.engine.json_fields(source, "id", paths, few=True)
@@ -112,7 +113,9 @@ def _naming(
     )
     parsed = con.engine.json_fields(candidates, "id", [(f,) for f in fields], few=True)
     listed = ", ".join("'" + n.replace("'", "''") + "'" for n in names)
-    matched = " OR ".join(f"(k{i} {_SCALAR} AND t{i} IN ({listed}))" for i in range(len(fields)))
+    matched = " OR ".join(
+        f"(k{i} {_SCALAR} AND {ref_text(f'k{i}', f't{i}')} IN ({listed}))" for i in range(len(fields))
+    )
     return f"SELECT id FROM ({parsed}) AS p WHERE {matched}"
 
 

@@ -663,7 +663,7 @@ def _mrn_specs(scope: Scope, plan: TypePlan, made: set[str], joins: dict[str, st
     """Patients sharing an MRN (counted in the patients' id table, over all of them)."""
     ids = _target_ids(scope, "patients", made)
     k, t = plan.column("mrn")
-    joins["gm"] = f" LEFT JOIN {ids} gm ON gm.ref = c.{t}"
+    joins["gm"] = f" LEFT JOIN {ids} gm ON gm.ref = {sql.ref_text(f'c.{k}', f'c.{t}')}"
     return [_Spec("duplicate_id", "mrn", f"c.{k} {_SCALAR} AND gm.own > 1", "gm.own")]
 
 
@@ -697,7 +697,7 @@ def _named(scope: Scope, plan: TypePlan, target: str) -> str | None:
     # (top-level fields all: read from the written rows' values, see _written_keys)
     keys = ", ".join(_literal(n) for n in names)
     return (
-        f"SELECT text AS ref FROM {_VALUES} WHERE entity_type = {_literal(plan.entity_type)} "
+        f"SELECT {sql.ref_text('kind', 'text')} AS ref FROM {_VALUES} WHERE entity_type = {_literal(plan.entity_type)} "
         f"AND k IN ({keys}) AND kind {_SCALAR}"
     )
 
@@ -772,7 +772,9 @@ def _make_ids(scope: Scope, target: str, create: str, where: str | None) -> None
             for i in range(n + 1, n + 1 + len(DEATH_FIELDS))
         ]
         death = f"COALESCE({', '.join(deaths)})"
-    refs = ", ".join(f"CASE WHEN k{i} {_SCALAR} AND t{i} <> '' THEN t{i} END" for i in range(len(fields)))
+    refs = ", ".join(
+        f"CASE WHEN k{i} {_SCALAR} AND t{i} <> '' THEN {sql.ref_text(f'k{i}', f't{i}')} END" for i in range(len(fields))
+    )
     which = ", ".join(str(i) for i in range(len(fields)))
     each = (
         f"SELECT unnest(ARRAY[{refs}]) AS ref, unnest(ARRAY[{which}]) AS f, {birth} AS birth, {death} AS death "
@@ -796,7 +798,7 @@ def _reference_specs(
             specs.append(_Spec("missing_target_type", name, f"c.{k} {_SCALAR}", f"c.{t}"))
             continue
         ids = _target_ids(scope, target, made)
-        joins[f"g{j}"] = f" LEFT JOIN {ids} g{j} ON g{j}.ref = c.{t}"
+        joins[f"g{j}"] = f" LEFT JOIN {ids} g{j} ON g{j}.ref = {sql.ref_text(f'c.{k}', f'c.{t}')}"
         specs.append(_Spec("unresolved_reference", name, f"c.{k} {_SCALAR} AND g{j}.ref IS NULL", f"c.{t}"))
     return specs
 
@@ -808,9 +810,10 @@ def _event_specs(scope: Scope, plan: TypePlan, every: set[str], made: set[str], 
     con = scope.con
     people = _target_ids(scope, "patients", made)
     refs = [plan.column(f) for f in ("patient_mrn", "patient_id") if f in plan.references]
-    key = f"c.{refs[0][1]}"
+    key = sql.ref_text(f"c.{refs[0][0]}", f"c.{refs[0][1]}")
     if len(refs) == 2:  # the MRN where there is one, else the patient id
-        key = f"CASE WHEN c.{refs[0][0]} {_SCALAR} THEN c.{refs[0][1]} ELSE c.{refs[1][1]} END"
+        other = sql.ref_text(f"c.{refs[1][0]}", f"c.{refs[1][1]}")
+        key = f"CASE WHEN c.{refs[0][0]} {_SCALAR} THEN {key} ELSE {other} END"
     joins["p"] = f" LEFT JOIN {people} p ON p.ref = {key}"
     specs = []
     for name in plan.events:

@@ -14,6 +14,7 @@ from .._engines import Connection
 from .rules import GENDERS
 
 __all__ = [
+    "ref_text",
     "bad_date",
     "bad_gender",
     "bad_icd10",
@@ -172,3 +173,13 @@ def _zoned(t: str) -> str:
     character (plain string functions: cheaper to plan and run than a pattern)."""
     offset = f"(right({t}, 1) = 'Z' OR strpos(substr({t}, 11), '+') > 0 OR strpos(substr({t}, 11), '-') > 0)"
     return f"(CASE WHEN {offset} THEN {t} ELSE {t} || 'Z' END)"
+
+
+def ref_text(k: str, t: str) -> str:
+    """SQL: the text an id or a reference (kind ``k``, text ``t``) is matched by: a
+    string as it is, a JSON number in its plain form, so that numbers equal as numbers
+    match (``1.0`` and ``1``, ``2.50`` and ``2.5``; an exponent form is kept as written).
+    :func:`healthsim.state.entities.reference_text` is the same rule in Python."""
+    fraction = f"regexp_replace({t}, '^(-?[0-9]+[.][0-9]*[1-9])0+$', '\\1')"
+    whole = f"regexp_replace({fraction}, '^(-?[0-9]+)[.]0*$', '\\1')"
+    return f"(CASE WHEN {k} = 'number' THEN {whole} ELSE {t} END)"
