@@ -1152,3 +1152,36 @@ def test_references_resolve_numbers_equal_as_numbers(store: ScenarioStore, tmp_p
     }
     assert subjects == {"E1": f"Patient/{ids['1']}", "E2": f"Patient/{ids['1']}", "E3": f"Patient/{ids['2.5']}"}
     assert json.loads((folder / "export-report.json").read_text())["skipped"] == []
+
+
+_BIRTHS = st.sampled_from(["1950-01-10", "2024-01-20", "2024-02-15T10:00:00Z", "2024", "2025-01", "unknown", None])
+_DEATHS = st.sampled_from([None, None, "2024-01-15", "2024-02-10", "2023", "2030-01-01"])
+
+
+@pytest.mark.slow  # (~0.4 s an example: each saves, upserts and checks twice)
+@settings(max_examples=examples(8), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 3), _BIRTHS, _DEATHS, st.sampled_from(["same", "renamed", "number"])),
+        min_size=1,
+        max_size=4,
+        unique_by=lambda change: change[0],
+    )
+)
+def test_an_upserts_check_counts_what_a_whole_check_counts(
+    store: ScenarioStore, changes: list[tuple[int, str | None, str | None, str]]
+) -> None:
+    """Patients of a clean scenario replaced in place with other births, deaths and MRNs
+    (another text, a number): the add's check answers exactly what a whole check finds
+    afterwards (the scenario was clean before: every problem is the add's)."""
+    data = clean()
+    store.save_scenario("s", data, overwrite=True)
+    batch = []
+    for i, birth, death, mrn in changes:
+        patient = {**data["patients"][i], "birth_date": birth}
+        if death is not None:
+            patient["death_date"] = death
+        patient["mrn"] = {"same": f"MRN-{i}", "renamed": f"MRN-{i}-B", "number": 100 + i}[mrn]
+        batch.append(patient)
+    added = store.add_entities("s", {"patients": batch}, check="warn")["check"]
+    assert added["problems"] == store.check_scenario("s")["problems"]
