@@ -801,6 +801,8 @@ def test_partial_dates_are_dates_in_the_summary_and_the_check_alike(store: Scena
         {"patient_id": "P3", "birth_date": "2000-01-01"},
         {"patient_id": "P4", "birth_date": "1970-02-03"},
         {"patient_id": "P5", "birth_date": "1960-04-05"},
+        {"patient_id": "P6", "birth_date": "1961-04-05"},
+        {"patient_id": "P7", "birth_date": ""},  # no value, as in the check
     ]
     store.save_scenario("s", {"patients": patients, "lab_results": labs, "others": years})
     check = store.check_scenario("s")
@@ -821,5 +823,14 @@ def test_partial_dates_are_dates_in_the_summary_and_the_check_alike(store: Scena
         False,
     )
     ages = types["patients"]["age_bands"]
-    assert ages["left_out"] == {"partial_date": 2}
-    assert sum(n for band in ages["bands"].values() for n in band.values()) == 3
+    assert ages["left_out"] == {"no_value": 1, "partial_date": 2}
+    assert sum(n for band in ages["bands"].values() for n in band.values()) == 4
+    # An empty string is no value in both: not unfit, not a date that is wrong, not the range's end.
+    store.save_scenario("e", {"things": [{"d": v} for v in ["2024-01-01", "2024-01-02", "2024-01-03", "", "soon"]]})
+    stats = store.summarize_scenario("e")["types"]["things"]["fields"]["d"]
+    assert (stats["min"], stats["max"], stats["unfit"]) == (
+        "2024-01-01",
+        "2024-01-03",
+        {"dates": 3, "other": 1, "example": "soon"},
+    )
+    assert [(p["field"], p["count"]) for p in store.check_scenario("e")["problems"]] == [("d", 1)]

@@ -492,6 +492,8 @@ _ABOUT_VALUES = {
     "falses": "sum(n) FILTER (v = 'false')",
     "distinct": f"count(*) FILTER ({_STRING})",
     "low": f"min(v) FILTER ({_STRING})",
+    # (the least string that is a value: an empty string is none, and would hide a date field)
+    "low_value": f"min(v) FILTER ({_STRING} AND v <> '\"\"')",
     "high": f"max(v) FILTER ({_STRING})",
     # (CASE, not FILTER: a FILTER's argument is computed for every value first)
     "shortest": f"min(CASE WHEN {_ARRAY} THEN json_array_length(v) END)",
@@ -522,17 +524,19 @@ _INSTANT = (
     f"ELSE {_UNQUOTED} END AS TIMESTAMPTZ)"
 )
 _DATES = {
-    "bad_dates": f"count(*) FILTER (NOT {_VALID_DATE})",
+    # (an empty string is no value, as in the check: not a date that is wrong)
+    "bad_dates": f"count(*) FILTER (NOT {_VALID_DATE} AND v <> '\"\"')",
     "full": f"sum(n) FILTER ({_FULL_DATE})",
     "partial": f"sum(n) FILTER ({_PARTIAL_DATE})",
     "timed": "count(*) FILTER (length(v) > 12)",
+    "empty": "sum(n) FILTER (v = '\"\"')",
     "spaced": "count(*) FILTER (substr(v, 12, 1) = ' ')",
     "shortest_text": "min(length(v))",
     "longest_text": "max(length(v))",
     "zoned": "count(*) FILTER (length(v) > 12 AND right(v, 2) <> 'Z\"')",
     # (of entities: the values that are not dates, and the least of them as an example)
-    "unfit": f"sum(n) FILTER (NOT {_VALID_DATE})",
-    "unfit_example": f"min(v) FILTER (NOT {_VALID_DATE})",
+    "unfit": f"sum(n) FILTER (NOT {_VALID_DATE} AND v <> '\"\"')",
+    "unfit_example": f"min(v) FILTER (NOT {_VALID_DATE} AND v <> '\"\"')",
 }
 # The earliest and latest strings of a date field, by time (offsets count).
 _TIMED = {
@@ -582,7 +586,7 @@ def _field_stats(con: AnalyticsConnection, fields: list[_Field], count: int) -> 
         for f in fields
         if f.strings
         and f.strings == f.present
-        and (_looks_like_date(_unquote(f.got["low"])) or _looks_like_date(_unquote(f.got["high"])))
+        and (_looks_like_date(_unquote(f.got.get("low_value"))) or _looks_like_date(_unquote(f.got["high"])))
     }
     for index, got in _per_field(con, _DATES, dated).items():
         dated[index].got.update(got)
@@ -593,16 +597,18 @@ def _field_stats(con: AnalyticsConnection, fields: list[_Field], count: int) -> 
             continue
         if got["bad_dates"]:
             f.date_format = "datetime" if got["timed"] else "date"
-            got["unfit_dates"] = (f.strings - int(got["unfit"]), int(got["unfit"]), _unquote(got["unfit_example"]))
+            dates = int(got["full"] or 0) + int(got["partial"] or 0)
+            got["unfit_dates"] = (dates, int(got["unfit"]), _unquote(got["unfit_example"]))
             partly[f.index] = f
         else:
             f.date_format = "datetime" if got["timed"] else "date"
             sortable = got["shortest_text"] == got["longest_text"] and got["spaced"] in (0, got["timed"])
+            sortable = sortable and not got["empty"]
             if sortable and not got["zoned"]:
                 got["first"], got["last"] = got["low"], got["high"]  # their texts sort by time
             else:
                 timed[f.index] = f
-    for index, got in _per_field(con, _TIMED, timed).items():
+    for index, got in _per_field(con, _TIMED, timed, only=_VALID_DATE).items():
         timed[index].got.update(got)
     for index, got in _per_field(con, _TIMED, partly, only=_VALID_DATE).items():
         partly[index].got.update(got)
@@ -891,7 +897,12 @@ def _left_out(ages: dict[str, Any], birth: _Field, count: int) -> None:
     alone (``partial_date``: no age on a day), or born after ``as_of``."""
     banded = sum(n for counts in ages["bands"].values() for n in counts.values())
     unfit = birth.got.get("unfit_dates", (0, 0, None))
-    why = {"no_value": count - birth.present, "not_a_date": unfit[1], "partial_date": birth.got.get("partial") or 0}
+    # (an empty string is no birth date, as null is)
+    why = {
+        "no_value": count - birth.present + int(birth.got.get("empty") or 0),
+        "not_a_date": unfit[1],
+        "partial_date": birth.got.get("partial") or 0,
+    }
     why["born_after_as_of"] = count - banded - why["no_value"] - why["not_a_date"] - why["partial_date"]
     left = {k: n for k, n in why.items() if n > 0}
     if left:
