@@ -751,6 +751,9 @@ def test_a_restore_or_overwrite_that_changes_nothing_makes_no_version(store: Sce
     assert store.scenario_history("c")["total_count"] == 3
     shown = CliRunner().invoke(app, ["restore", "c", "--version", "1"])
     assert shown.exit_code == 0 and "nothing changed" in shown.stdout and "now version 3" in shown.stdout
+    shown = CliRunner().invoke(app, ["import", str(path), "--name", "c", "--overwrite"])
+    assert shown.exit_code == 0 and "unchanged (the same as version 3)" in shown.stdout, shown.stdout
+    assert store.scenario_history("c")["total_count"] == 3
     # What differs is still a change: another description, another entity.
     store.save_scenario("c", entities, "two", ["t"], overwrite=True)
     assert store.scenario_history("c")["versions"][0]["changes"]["scenario"] == {"description": ["one", "two"]}
