@@ -25,6 +25,7 @@ __all__ = [
     "day_before",
     "earlier",
     "is_date",
+    "is_partial_date",
     "real_email",
     "real_phone",
     "real_ssn",
@@ -44,6 +45,7 @@ _DAY = (
 _ISO = f"^{_DAY}{_TIME}$"
 # Also a year, or a year and month, alone (FHIR dates may be).
 _ISO_OR_PARTIAL = f"^({_DAY}{_TIME}|[0-9]{{4}}(-(0[1-9]|1[0-2]))?)$"
+_PARTIAL = "^[0-9]{4}(-(0[1-9]|1[0-2]))?$"
 _ICD10 = "^[A-Z][0-9][0-9A-Z](\\.?[0-9A-Z]{1,4})?$"
 _NDC = "^([0-9]{4}-[0-9]{4}-[0-9]{2}|[0-9]{5}-[0-9]{3}-[0-9]{2}|[0-9]{5}-[0-9]{4}-[0-9]{1,2}|[0-9]{10,11})$"
 _NUMBER = "^ *-?([0-9]+(\\.[0-9]*)?|\\.[0-9]+)([eE][-+]?[0-9]+)? *$"
@@ -66,6 +68,12 @@ def is_date(con: Connection, k: str, t: str, *, partial: bool = True) -> str:
     """SQL: ``t`` is an ISO 8601 date or datetime of a day that exists; with ``partial``,
     also a year or a year and month alone (``2012``, ``2012-05``: FHIR dates may be)."""
     pattern = con.engine.matches(t, _ISO_OR_PARTIAL if partial else _ISO)
+    return f"(CASE WHEN {k} = 'string' AND substr({t}, 1, 4) <> '0000' AND {pattern} THEN true ELSE false END)"
+
+
+def is_partial_date(con: Connection, k: str, t: str) -> str:
+    """SQL: ``t`` is a year, or a year and month, alone (``2012``, ``2012-05``)."""
+    pattern = con.engine.matches(t, _PARTIAL)
     return f"(CASE WHEN {k} = 'string' AND substr({t}, 1, 4) <> '0000' AND {pattern} THEN true ELSE false END)"
 
 
