@@ -132,7 +132,8 @@ def check_rows(
         rechecked = find_dependents(con, scenario_id, base, written, only)
         if rechecked:  # those rules again, over the written rows and the stored ones naming what changed
             try:
-                _, again = run_rules(Scope(con, base, day, f"({only}) OR id IN (SELECT id FROM {DEPENDENTS})"))
+                again_only = f"({only}) OR id IN (SELECT id FROM {DEPENDENTS})"
+                _, again = run_rules(Scope(con, base, day, again_only, recheck=frozenset(rechecked)))
             finally:
                 con.execute(f"DROP TABLE IF EXISTS {DEPENDENTS}")
             found = [f for f in found if (f.rule, f.field) not in rechecked]

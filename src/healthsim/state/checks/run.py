@@ -26,6 +26,7 @@ from decimal import Decimal
 from typing import Any
 
 from .._engines import Connection
+from ..entities import id_fields
 from ..version_cache import KeyTotal
 from . import sql
 from .counting import COLUMN_REF, KEYS, Counted, count_grouped
@@ -70,6 +71,9 @@ class Scope:
     #: Per type of the rows a write made, its fields of mostly dates among the date
     #: candidates the rows may fault, told by every entity of the type (see :func:`_date_fields`).
     date_fields: Mapping[str, set[str]] | None = None
+    #: Only these (rule, field) pairs are counted (an upsert's second look at the stored rows
+    #: naming what it replaced: see :mod:`.dependents`); None: every rule.
+    recheck: frozenset[tuple[str, str]] | None = None
 
     def rows(self, entity_type: str | None = None, *, checked: bool = True) -> str:
         """SQL of the rows, of one type or all (``checked``: only those checked)."""
@@ -144,10 +148,14 @@ def run_rules(scope: Scope) -> tuple[dict[str, int], list[Found]]:
             rows = scope.rows(checked=False)
             every = {t for (t,) in con.execute(f"SELECT DISTINCT entity_type FROM ({rows}) AS a").fetchall()}
             made.add(_VALUES)
-            keyed = _written_keys(scope)
-            scope = replace(scope, duplicated=_duplicated(scope))
+            keyed = _written_keys(scope, list(checked))
+            scope = replace(scope, duplicated=_duplicated(scope) if scope.recheck is None else {})
             plans = {t: _plan_of(t, keyed.get(t, {})) for t in checked}
-            scope = replace(scope, date_fields=_date_fields(scope, plans, keyed))
+            if scope.recheck is not None:  # (only references and events: no id table, no date field else)
+                for plan in plans.values():
+                    plan.references = [f for f in plan.references if ("unresolved_reference", f) in scope.recheck]
+                    plan.events = [f for f in plan.events if ("before_birth", f) in scope.recheck]
+            scope = replace(scope, date_fields={} if scope.recheck is not None else _date_fields(scope, plans, keyed))
             _prepare_targets(scope, plans, every, made)
             for t, plan in plans.items():
                 told = {k: counts for k, (_, *counts) in keyed.get(t, {}).items()}
@@ -225,16 +233,22 @@ def _plan_of(entity_type: str, keyed: Mapping[str, tuple[bool, int, int, int, in
     return plan_type(entity_type, list(keyed), {k for k, (string, *_) in keyed.items() if string})
 
 
-def _written_keys(scope: Scope) -> dict[str, dict[str, tuple[bool, int, int, int, int]]]:
+def _written_keys(scope: Scope, types: list[str]) -> dict[str, dict[str, tuple[bool, int, int, int, int]]]:
     """Per type of the rows a write made, each top-level key with whether a row holds a
     string there, and what tells whether it is mostly dates (see :func:`_check_type`):
     how many rows hold a full date there, a value (not null, not an empty string),
     anything but null, an object or an array, and a date (partial ones too). One statement for every type: planning
     a statement, not counting a write's few rows, is what costs (the date check is
     planned once, not once per field and type). The rows' top-level values are kept in
-    the temporary table :data:`_VALUES` (the caller drops it)."""
+    the temporary table :data:`_VALUES` (the caller drops it). With ``scope.recheck``,
+    only the keys its rules and the rows' own ids read (the stored rows naming what an
+    upsert replaced may be many: parsing every key of each cost most of that look)."""
     con = scope.con
-    con.execute(f"{con.engine.create_temp(con, _VALUES)} AS {con.engine.top_level_values(scope.rows(), 'entity_type')}")
+    if scope.recheck is None:
+        values = con.engine.top_level_values(scope.rows(), "entity_type")
+    else:
+        values = " UNION ALL ".join(_some_values(scope, t) for t in types)
+    con.execute(f"{con.engine.create_temp(con, _VALUES)} AS {values}")
     values = f"SELECT * FROM {_VALUES}"  # (read again for the names the rows use: see _named)
     date = sql.is_date(con, "v.kind", "v.text", partial=False)
     dated = sql.is_date(con, "v.kind", "v.text")
@@ -248,6 +262,23 @@ def _written_keys(scope: Scope) -> dict[str, dict[str, tuple[bool, int, int, int
     for entity_type, key, string, dates, present, sample, partly in rows:
         keyed.setdefault(entity_type, {})[key] = (bool(string), int(dates), int(present), int(sample), int(partly))
     return keyed
+
+
+def _some_values(scope: Scope, entity_type: str) -> str:
+    """SQL of the rows ``entity_type, k, kind, text`` of :meth:`Engine.top_level_values`,
+    of the type's checked rows, for the keys a re-check reads alone (its rules' fields,
+    the patient references, the type's own id fields and a patient's MRN)."""
+    assert scope.recheck is not None
+    keys = sorted({f for _, f in scope.recheck} | {"patient_mrn", "patient_id", "mrn", *id_fields(entity_type)})
+    keys = [k for k in keys if PLAIN_KEY.fullmatch(k) and "." not in k]
+    each = range(len(keys))
+    parsed = scope.con.engine.json_fields(scope.rows(entity_type), "entity_type", [(k,) for k in keys])
+    picked = (
+        f"SELECT entity_type, unnest(ARRAY[{', '.join(_literal(k) for k in keys)}]) AS k, "
+        f"unnest(ARRAY[{', '.join(f'k{i}' for i in each)}]) AS kind, "
+        f"unnest(ARRAY[{', '.join(f't{i}' for i in each)}]) AS text FROM ({parsed}) AS p"
+    )
+    return f"SELECT * FROM ({picked}) AS v WHERE kind IS NOT NULL"
 
 
 def _date_fields(
@@ -341,9 +372,11 @@ def _check_type(
         _free_ids_first(scope, scope.shared, plan, every, made)
     own = _own_id(plan)  # (its columns read with the others)
     joins: dict[str, str] = {}  # alias -> JOIN clause
-    specs = _row_specs(con, plan, scope.today)
+    specs = _row_specs(con, plan, scope.today) if scope.recheck is None else []
     specs += _reference_specs(scope, plan, every, made, joins) + _event_specs(scope, plan, every, made, joins)
-    if "mrn" in plan.own_ids and "patients" in every:
+    if scope.recheck is not None:
+        specs = [s for s in specs if (s.rule, s.field) in scope.recheck]
+    elif "mrn" in plan.own_ids and "patients" in every:
         specs += _mrn_specs(scope, plan, made, joins)
     whole = rows is not None and rows <= _SAMPLE  # (the sample would be every row)
     told = told if whole else None
@@ -390,7 +423,7 @@ def _check_type(
             counts[str(len(specs) - 1)] = present - dated
     found = [(s, counts[str(i)]) for i, s in enumerate(specs) if counts.get(str(i))]
     out = [Found(s.rule, plan.entity_type, s.field, n, _examples(scope, plan, own, s, joins)) for s, n in found]
-    return _duplicates(scope, plan, own) + out, keys
+    return (_duplicates(scope, plan, own) if scope.recheck is None else []) + out, keys
 
 
 def _partial_dates(scope: Scope, plan: TypePlan, columns: list[tuple[str, str]]) -> dict[str, int]:
