@@ -211,6 +211,9 @@ def test_adds_that_change_nothing_make_no_version(store: ScenarioStore, tmp_path
     batch_file.write_text(json.dumps({"patients": [{"v": 1, "patient_id": "A"}]}))
     shown = CliRunner().invoke(app, ["add", "s", "--from", str(batch_file)])
     assert shown.exit_code == 0 and "'s': nothing changed; now patients 2, claims 1" in shown.stdout, shown.stdout
+    batch_file.write_text(json.dumps({"care_gaps": []}))  # only an empty type: not recorded either
+    shown = CliRunner().invoke(app, ["add", "s", "--from", str(batch_file)])
+    assert shown.exit_code == 0 and "'s': nothing changed; now patients 2, claims 1" in shown.stdout, shown.stdout
     assert store.scenario_history("s")["total_count"] == 2
 
 

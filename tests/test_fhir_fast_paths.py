@@ -17,7 +17,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from healthsim.state.entities import id_fields, raw_entity_id
+from healthsim.state.entities import id_fields, raw_entity_id, reference_text
 from healthsim.state.exchange.fhir.carry import carry_extension, same
 from healthsim.state.exchange.fhir.common import SYSTEMS, fhir_code, fhir_string, resource_id, system_url
 from healthsim.state.exchange.fhir.outbound import own_key
@@ -74,10 +74,8 @@ def plain_system(name: Any, default: str) -> str:
 
 
 def plain_reference(resource_type: str, entity_type: str, key: Any) -> dict[str, Any] | None:
-    """``reference`` as it was: no cached literal."""
-    if isinstance(key, bool) or not isinstance(key, (str, int)):
-        return None
-    text = fhir_string(str(key))
+    """``reference`` as it was: no cached literal (a number as references name it, 1.0 as "1")."""
+    text = fhir_string(reference_text(key))
     if text is None:
         return None
     return {
@@ -149,9 +147,13 @@ def test_the_extensions_field_diff_is_the_plain_one(pair: tuple[dict[str, Any], 
 
 
 def plain_own_key(entity: dict[str, Any], entity_type: str) -> str | None:
-    """``own_key`` of a type keyed by its id fields, as it was: every field looked at."""
+    """``own_key`` of a type keyed by its id fields, as it was: every field looked at (a
+    number as references name it: 1.0 as "1")."""
     found = raw_entity_id(entity, id_fields(entity_type))
-    return found if found is not None and fhir_string(found) else None
+    if found is None:
+        return None
+    value = next(v for f in id_fields(entity_type) if raw_entity_id({f: (v := entity.get(f))}, (f,)) is not None)
+    return fhir_string(reference_text(value))
 
 
 _id_values = st.none() | values | st.uuids().map(str) | st.just("  ")

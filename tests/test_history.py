@@ -305,6 +305,8 @@ def test_every_retained_version_loads_as_the_model_had_it(store: ScenarioStore, 
             current = [p for p in current if p.get("patient_id") not in change[1]]
         elif change[0] == "save":
             store.save_scenario(m, {"patients": change[1]}, overwrite=True)
+            if [list(p.items()) for p in change[1]] == [list(p.items()) for p in model[-1]] and not tags[-1]:
+                continue  # exactly what it holds (an overwrite's tags are none): no version
             model.append(list(change[1]))
             tags.append([])  # an overwrite replaces the tags too
             continue
@@ -324,9 +326,10 @@ def test_every_retained_version_loads_as_the_model_had_it(store: ScenarioStore, 
         store.restore_scenario(m, version, new_name=f"{m}-restored-{version}")
         assert store.load_scenario(f"{m}-restored-{version}")["entities"] == {"patients": patients}
     wanted = len(model) // 2 + 1
-    store.restore_scenario(m, wanted)  # and in place, as a new version
+    store.restore_scenario(m, wanted)  # and in place, as a new version (unless it is the current content)
     assert store.load_scenario(m)["entities"] == {"patients": model[wanted - 1]}
-    assert store.load_scenario(m)["version"] == len(model) + 1
+    same = [list(p.items()) for p in model[wanted - 1]] == [list(p.items()) for p in model[-1]]
+    assert store.load_scenario(m)["version"] == len(model) + (0 if same and tags[wanted - 1] == tags[-1] else 1)
 
 
 # --------------------------------------------------------------------------- processes
@@ -625,20 +628,18 @@ def test_changes_are_the_real_difference(store: ScenarioStore) -> None:
     assert diff["lab_results"]["removed"] == 20 and diff["patients"]["unchanged"] == 30
     row = store.scenario_history("c")["versions"][0]
     assert row["changes"] == {"added": {}, "removed": {"lab_results": 20}, "updated": {}, "scenario": {}}
-    # An overwrite with identical data changes nothing; one changed lab is one update.
+    # An overwrite with identical data changes nothing (no version); one changed lab is one update.
     store.save_scenario("c", cohort, "built in batches", ["diabetes"], overwrite=True)
-    identical = store.scenario_history("c")["versions"][0]
-    assert identical["operation"] == "overwrite"
-    assert identical["changes"] == {"added": {}, "removed": {}, "updated": {}, "scenario": {}}
-    # (patients with no id of their own are matched in order, by the diff too)
-    same = store.diff_scenarios("c@3", "c@4")["types"]
-    assert same["patients"]["unchanged"] == 30 and same["lab_results"]["unchanged"] == 300
+    assert store.scenario_history("c")["total_count"] == 3
     one = {
         "patients": patients,
         "lab_results": [{**cohort["lab_results"][0], "value": 9.9}, *cohort["lab_results"][1:]],
     }
     store.save_scenario("c", one, "built in batches", ["diabetes"], overwrite=True)
     assert store.scenario_history("c")["versions"][0]["changes"]["updated"] == {"lab_results": 1}
+    # (patients with no id of their own are matched in order, by the diff too)
+    same = store.diff_scenarios("c@3", "c@4")["types"]
+    assert same["patients"]["unchanged"] == 30 and same["lab_results"]["unchanged"] == 299
     # Renames, description and tag edits are changes too.
     store.update_scenario("c", new_name="c2", description="checked", add_tags=["reviewed"])
     assert store.scenario_history("c2")["versions"][0]["changes"]["scenario"] == {
@@ -713,6 +714,9 @@ def test_an_overwrite_records_what_diff_scenarios_sees(
     name = f"c-{uuid.uuid4().hex[:8]}"
     store.save_scenario(name, {"patients": before})
     store.save_scenario(name, {"patients": after}, overwrite=True)
+    if [list(p.items()) for p in before] == [list(p.items()) for p in after]:
+        assert store.scenario_history(name)["total_count"] == 1  # exactly as stored: no version
+        return
     changes = store.scenario_history(name)["versions"][0]["changes"]
     seen = store.diff_scenarios(f"{name}@1", name)["types"].get("patients", {})
     expected = {kind: seen.get(kind, 0) for kind in ("added", "removed", "changed")}
@@ -725,3 +729,33 @@ def test_an_overwrite_records_what_diff_scenarios_sees(
     restored = store.restore_scenario(name, 1)  # back: what was added is removed
     assert restored["removed"].get("patients", 0) == seen.get("added", 0)
     assert restored["added"].get("patients", 0) == seen.get("removed", 0)
+
+
+def test_a_restore_or_overwrite_that_changes_nothing_makes_no_version(store: ScenarioStore, tmp_path: Path) -> None:
+    """As an add that changes nothing: a restore of the version that is already the
+    current content, an identical overwrite and a re-import of the same file make no
+    version and leave the scenario (its updated_at too) as it was; the answers say so."""
+    entities = {"patients": [{"patient_id": "A", "v": 1}, {"note": "no id of its own"}], "claims": []}
+    store.save_scenario("c", entities, "one", ["t"])
+    store.add_entities("c", {"patients": [{"patient_id": "B"}]})
+    store.remove_entities("c", "patients", ["B"])  # version 3: the content of version 1 again
+    before = store.load_scenario("c")
+    restored = store.restore_scenario("c", 1)
+    assert (restored["version"], restored["restored_version"], restored["changed"]) == (3, 1, [])
+    assert (restored["added"], restored["removed"], restored["updated"]) == ({}, {}, {})
+    store.save_scenario("c", entities, "one", ["t"], overwrite=True)
+    path = tmp_path / "c.json"
+    store.export_scenario_to_json("c", path)
+    store.import_scenario_from_json(path, "c", overwrite=True)
+    assert store.load_scenario("c") == before
+    assert store.scenario_history("c")["total_count"] == 3
+    shown = CliRunner().invoke(app, ["restore", "c", "--version", "1"])
+    assert shown.exit_code == 0 and "nothing changed" in shown.stdout and "now version 3" in shown.stdout
+    shown = CliRunner().invoke(app, ["import", str(path), "--name", "c", "--overwrite"])
+    assert shown.exit_code == 0 and "unchanged (the same as version 3)" in shown.stdout, shown.stdout
+    assert store.scenario_history("c")["total_count"] == 3
+    # What differs is still a change: another description, another entity.
+    store.save_scenario("c", entities, "two", ["t"], overwrite=True)
+    assert store.scenario_history("c")["versions"][0]["changes"]["scenario"] == {"description": ["one", "two"]}
+    assert store.restore_scenario("c", 1)["changed"] == ["description"]
+    assert store.scenario_history("c")["total_count"] == 5

@@ -561,6 +561,12 @@ def test_undo_over_mcp_history_restore_diff_and_the_trash(db_path: Path) -> None
         assert diff["types"]["patients"]["added"] == 1 and diff["types"]["patients"]["changed"] == 1
         restored = await call(client, "restore_scenario", name="c", version=1)
         assert restored["version"] == 3
+        # Writes that change nothing make no version, as in the library and the CLI: the
+        # same restore again, an add of an empty type only (the type is not recorded).
+        again = await call(client, "restore_scenario", name="c", version=1)
+        assert (again["version"], again["changed"]) == (3, [])
+        empty = await call(client, "add_entities", name="c", entities={"care_gaps": []})
+        assert (empty["version"], empty["added"], empty["entities_by_type"]) == (3, {}, {"patients": 1})
         await call(client, "delete_scenario", name="c")
         trash = await call(client, "list_scenarios", deleted=True)
         assert [s["name"] for s in trash["scenarios"]] == ["c"]

@@ -783,3 +783,54 @@ def test_dropping_entries_one_by_one_sized_alone_drops_what_redumping_would(
     summary = {"other": other, "types": dict(entries)}
     _drop_entries(summary, "types", "types_omitted", order, budget)
     assert summary == expected
+
+
+def test_partial_dates_are_dates_in_the_summary_and_the_check_alike(store: ScenarioStore) -> None:
+    """A year or a year and month alone is a date (FHIR allows them) in both: not unfit in
+    the summary, not ``not_a_date`` in the check; in the range, by the first day it may
+    mean (``2022`` before ``2022-01-05``); a field is one of dates when more than half of
+    its values are full dates, in both; a partial birth date is left out of the age bands,
+    said why."""
+    effective = ["2022", "2024-03", "2022-01-05", "2023-06-01", "2024-07-01T10:00:00Z", "2023-01-02", "soon"]
+    labs = [{"lab_result_id": f"L{i}", "effective": v} for i, v in enumerate(effective)]
+    labs += [{"lab_result_id": "L9", "effective": "2022-12"}, {"lab_result_id": "L10", "effective": "2023-02-03"}]
+    years = [{"lab_result_id": f"Y{i}", "effective": v} for i, v in enumerate(["2021", "2021-02", "2021-03-01", "x"])]
+    patients = [
+        {"patient_id": "P1", "birth_date": "1980"},
+        {"patient_id": "P2", "birth_date": "1990-05"},
+        {"patient_id": "P3", "birth_date": "2000-01-01"},
+        {"patient_id": "P4", "birth_date": "1970-02-03"},
+        {"patient_id": "P5", "birth_date": "1960-04-05"},
+        {"patient_id": "P6", "birth_date": "1961-04-05"},
+        {"patient_id": "P7", "birth_date": ""},  # no value, as in the check
+    ]
+    store.save_scenario("s", {"patients": patients, "lab_results": labs, "others": years})
+    check = store.check_scenario("s")
+    assert [(p["rule"], p["type"], p["field"], p["count"], p["examples"]) for p in check["problems"]] == [
+        ("not_a_date", "lab_results", "effective", 1, [{"id": "L6", "value": "soon"}])
+    ]
+    types = store.summarize_scenario("s")["types"]
+    stats = types["lab_results"]["fields"]["effective"]
+    assert (stats["format"], stats["min"], stats["max"]) == ("datetime", "2022", "2024-07-01T10:00:00Z")
+    assert stats["unfit"] == {"dates": 8, "other": 1, "example": "soon"}
+    assert "unfit" not in types["others"]["fields"]["effective"]  # one full date of four: not a date field
+    assert "format" not in types["others"]["fields"]["effective"]
+    births = types["patients"]["fields"]["birth_date"]
+    assert (births["format"], births["min"], births["max"], "unfit" in births) == (
+        "date",
+        "1960-04-05",
+        "2000-01-01",
+        False,
+    )
+    ages = types["patients"]["age_bands"]
+    assert ages["left_out"] == {"no_value": 1, "partial_date": 2}
+    assert sum(n for band in ages["bands"].values() for n in band.values()) == 4
+    # An empty string is no value in both: not unfit, not a date that is wrong, not the range's end.
+    store.save_scenario("e", {"things": [{"d": v} for v in ["2024-01-01", "2024-01-02", "2024-01-03", "", "soon"]]})
+    stats = store.summarize_scenario("e")["types"]["things"]["fields"]["d"]
+    assert (stats["min"], stats["max"], stats["unfit"]) == (
+        "2024-01-01",
+        "2024-01-03",
+        {"dates": 3, "other": 1, "example": "soon"},
+    )
+    assert [(p["field"], p["count"]) for p in store.check_scenario("e")["problems"]] == [("d", 1)]

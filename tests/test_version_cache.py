@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from healthsim.state import ScenarioStore
-from healthsim.state.version_cache import VersionCache
+from healthsim.state.version_cache import SUMMARY_RECIPE, VersionCache
 from helpers.paths import EXAMPLES
 
 ODD: dict[str, list[dict[str, Any]]] = {
@@ -89,17 +89,22 @@ def test_summaries_are_kept_per_version_and_equal_computed_ones(store: ScenarioS
     store.save_scenario("s", ODD | {"patients": [{"gender": "female"}, {"gender": "female"}]})
     first = store.summarize_scenario("s")
     (folder,) = cache_root(store).glob("*/*")
-    assert summaries(folder) == ["summary-2-12288-r4.json"]
+    assert summaries(folder) == [f"summary-2-12288-r{SUMMARY_RECIPE}.json"]
     assert store.summarize_scenario("s") == first
-    assert json.loads((folder / "summary-2-12288-r4.json").read_text())["types"]["things"]["fields"]["n"]["min"] == 1.5
+    assert (
+        json.loads((folder / f"summary-2-12288-r{SUMMARY_RECIPE}.json").read_text())["types"]["things"]["fields"]["n"][
+            "min"
+        ]
+        == 1.5
+    )
     assert store.summarize_scenario("s", samples=1) != first  # another key: computed, and kept beside
     store.report_scenario("s", tmp_path / "r.html")
     assert summaries(folder) == [
-        "summary-1-12288-r4.json",
-        "summary-2-12288-r4.json",
-        "summary-2-524288-r4.json",
+        f"summary-1-12288-r{SUMMARY_RECIPE}.json",
+        f"summary-2-12288-r{SUMMARY_RECIPE}.json",
+        f"summary-2-524288-r{SUMMARY_RECIPE}.json",
     ]
-    (folder / "summary-2-12288-r4.json").write_text("[1, 2")  # damaged: computed again
+    (folder / f"summary-2-12288-r{SUMMARY_RECIPE}.json").write_text("[1, 2")  # damaged: computed again
     assert store.summarize_scenario("s") == first
     store.update_scenario("s", add_tags=["checked"])  # a new version: a new summary
     assert store.summarize_scenario("s")["tags"] == ["checked"]
@@ -110,7 +115,7 @@ def test_summaries_kept_by_an_earlier_release_are_not_read(store: ScenarioStore)
     store.save_scenario("s", {"things": [{"n": 2**53 + 1}, {"n": 9007199254740992.0}]})
     right = store.summarize_scenario("s")
     (folder,) = cache_root(store).glob("*/*")
-    kept = folder / "summary-2-12288-r4.json"
+    kept = folder / f"summary-2-12288-r{SUMMARY_RECIPE}.json"
     stale = json.loads(kept.read_text())
     stale["types"]["things"]["fields"]["n"]["min"] = 2**53 + 1  # what the earlier recipe said
     kept.unlink()

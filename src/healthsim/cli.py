@@ -7,6 +7,7 @@ become one line on stderr and exit code 1; bad usage exits 2; nothing prints a t
 
 # No ``from __future__ import annotations``: Typer reads every command's annotations at
 # each start, and string annotations cost it an eval each (about 0.1 s for all commands).
+import datetime as _dt
 import functools
 import json
 import os
@@ -246,13 +247,26 @@ def table_width() -> int:
     return 160
 
 
-def report_saved(store: "ScenarioStore", scenario_id: str, verb: str, as_json: bool) -> None:
-    """Print what save/import made: the specification's save result."""
+def report_saved(
+    store: "ScenarioStore", scenario_id: str, verb: str, as_json: bool, since: "_dt.datetime | None" = None
+) -> None:
+    """Print what save/import made: the specification's save result. ``since``: when an
+    overwrite began; a scenario not changed since then was written with exactly what it
+    held (no version was made), and the text says so."""
     result = store.scenario_summary(scenario_id)
     if as_json:
         print_json(result)
-    else:
-        out.print(f"{verb} {result['name']!r} ({scenario_id}): {counts_text(result['entities_by_type'])}", markup=False)
+        return
+    unchanged = ""
+    if since is not None:
+        with store.open_scenario(scenario_id) as reader:
+            about = reader.summary()
+        if _dt.datetime.fromisoformat(str(about["updated_at"]).replace("Z", "+00:00")) < since:
+            unchanged = f"unchanged (the same as version {about['version']}): "
+    out.print(
+        f"{verb} {result['name']!r} ({scenario_id}): {unchanged}{counts_text(result['entities_by_type'])}",
+        markup=False,
+    )
 
 
 # --------------------------------------------------------------------------- app
@@ -807,12 +821,13 @@ def import_command(
     Example: healthsim import synthea/output/csv --format synthea-csv --name synthea-run
     """
     store = store_of(ctx)
+    began = _dt.datetime.now(_dt.UTC) if overwrite else None
     with progress_bar("importing", unit_bytes=True, source=file) as progress:
         if import_format.lower() == "json":
             scenario_id = store.import_scenario_from_json(file, name, overwrite, progress=progress)
         else:
             scenario_id = store.import_scenario(file, name, overwrite, format=import_format, progress=progress)
-    report_saved(store, scenario_id, "imported", as_json)
+    report_saved(store, scenario_id, "imported", as_json, began)
 
 
 def report_edit(result: dict[str, Any], as_json: bool) -> None:

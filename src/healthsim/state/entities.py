@@ -40,6 +40,7 @@ __all__ = [
     "normalize_type",
     "id_fields",
     "raw_entity_id",
+    "reference_text",
     "encode_entity",
     "as_json_object",
     "encode_fast",
@@ -144,6 +145,23 @@ def raw_entity_id(data: Any, fields: tuple[str, ...]) -> str | None:
             return json.dumps(value) if isinstance(value, float) else str(value)
         if isinstance(value, (str, uuid.UUID)):  # str subclasses; UUID fields of models
             return str(value)
+    return None
+
+
+def reference_text(value: Any) -> str | None:
+    """The text an id or a reference is matched by (None: it names nothing): a string as
+    it is; a number in its plain form, so that numbers equal as numbers match (``1.0``
+    and ``1`` are ``"1"``, ``2.50`` is ``"2.5"``), and a string of those digits too.
+    Booleans, null, objects and lists name nothing. The check's SQL follows the same rule
+    (``checks/sql.py``: ``ref_text``)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float) and math.isfinite(value):
+        return str(int(value)) if value.is_integer() else repr(value)
     return None
 
 

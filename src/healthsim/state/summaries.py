@@ -111,6 +111,7 @@ _NUMBER = "left({e}, 1) NOT IN ('\"', '{{', '[', 't', 'f')"
 # checks every value in SQL (RE2) and the extremes here.
 _ISO_PATTERN = r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}(:?\d{2})?)?)?"
 _ISO_DATETIME = re.compile(_ISO_PATTERN)
+_PARTIAL = re.compile(r"\d{4}(-\d{2})?")
 
 
 def _literal(text: str) -> str:
@@ -491,6 +492,8 @@ _ABOUT_VALUES = {
     "falses": "sum(n) FILTER (v = 'false')",
     "distinct": f"count(*) FILTER ({_STRING})",
     "low": f"min(v) FILTER ({_STRING})",
+    # (the least string that is a value: an empty string is none, and would hide a date field)
+    "low_value": f"min(v) FILTER ({_STRING} AND v <> '\"\"')",
     "high": f"max(v) FILTER ({_STRING})",
     # (CASE, not FILTER: a FILTER's argument is computed for every value first)
     "shortest": f"min(CASE WHEN {_ARRAY} THEN json_array_length(v) END)",
@@ -505,24 +508,40 @@ _EXTREMES = {"min_double": "min(TRY_CAST(v AS DOUBLE))", "max_double": "max(TRY_
 # order: all of one length, one separator between date and time, and dates or UTC times
 # (``Z``). Otherwise the extremes are found by time (``_TIMED``). Distinct values
 # answer each of these as all the values would.
-_VALID_DATE = (
-    f"(regexp_full_match({_UNQUOTED}, {_literal(_ISO_PATTERN)}) AND TRY_CAST({_UNQUOTED} AS TIMESTAMPTZ) IS NOT NULL)"
+# A year, or a year and month, alone is a date too (FHIR allows them), as the check counts
+# it (see checks/sql.py); year 0000 is none, in both. Whether a field is one of dates is
+# told by its full dates (more than half of its values), as the check tells it.
+_FULL_DATE = (
+    f"(regexp_full_match({_UNQUOTED}, {_literal(_ISO_PATTERN)}) AND left(v, 5) <> '\"0000' "
+    f"AND TRY_CAST({_UNQUOTED} AS TIMESTAMPTZ) IS NOT NULL)"
+)
+_PARTIAL_DATE = f"(regexp_full_match({_UNQUOTED}, '[0-9]{{4}}(-(0[1-9]|1[0-2]))?') AND left(v, 5) <> '\"0000')"
+_VALID_DATE = f"({_FULL_DATE} OR {_PARTIAL_DATE})"
+# The instant a date stands for in a range: a partial one's first day (``2024`` is
+# ordered as 2024-01-01, before any later day of that year; ties by text).
+_INSTANT = (
+    f"TRY_CAST(CASE length(v) WHEN 6 THEN {_UNQUOTED} || '-01-01' WHEN 9 THEN {_UNQUOTED} || '-01' "
+    f"ELSE {_UNQUOTED} END AS TIMESTAMPTZ)"
 )
 _DATES = {
-    "bad_dates": f"count(*) FILTER (NOT {_VALID_DATE})",
-    "timed": "count(*) FILTER (length(v) <> 12)",
+    # (an empty string is no value, as in the check: not a date that is wrong)
+    "bad_dates": f"count(*) FILTER (NOT {_VALID_DATE} AND v <> '\"\"')",
+    "full": f"sum(n) FILTER ({_FULL_DATE})",
+    "partial": f"sum(n) FILTER ({_PARTIAL_DATE})",
+    "timed": "count(*) FILTER (length(v) > 12)",
+    "empty": "sum(n) FILTER (v = '\"\"')",
     "spaced": "count(*) FILTER (substr(v, 12, 1) = ' ')",
     "shortest_text": "min(length(v))",
     "longest_text": "max(length(v))",
     "zoned": "count(*) FILTER (length(v) > 12 AND right(v, 2) <> 'Z\"')",
     # (of entities: the values that are not dates, and the least of them as an example)
-    "unfit": f"sum(n) FILTER (NOT {_VALID_DATE})",
-    "unfit_example": f"min(v) FILTER (NOT {_VALID_DATE})",
+    "unfit": f"sum(n) FILTER (NOT {_VALID_DATE} AND v <> '\"\"')",
+    "unfit_example": f"min(v) FILTER (NOT {_VALID_DATE} AND v <> '\"\"')",
 }
 # The earliest and latest strings of a date field, by time (offsets count).
 _TIMED = {
-    "first": f"arg_min(v, (TRY_CAST({_UNQUOTED} AS TIMESTAMPTZ), v))",
-    "last": f"arg_max(v, (TRY_CAST({_UNQUOTED} AS TIMESTAMPTZ), v))",
+    "first": f"arg_min(v, ({_INSTANT}, v))",
+    "last": f"arg_max(v, ({_INSTANT}, v))",
 }
 
 
@@ -567,25 +586,29 @@ def _field_stats(con: AnalyticsConnection, fields: list[_Field], count: int) -> 
         for f in fields
         if f.strings
         and f.strings == f.present
-        and (_looks_like_date(_unquote(f.got["low"])) or _looks_like_date(_unquote(f.got["high"])))
+        and (_looks_like_date(_unquote(f.got.get("low_value"))) or _looks_like_date(_unquote(f.got["high"])))
     }
     for index, got in _per_field(con, _DATES, dated).items():
         dated[index].got.update(got)
     timed, partly = {}, {}
     for f in dated.values():
         got = f.got
-        if got["bad_dates"] and 2 * int(got["unfit"]) < f.strings:
+        if 2 * int(got["full"] or 0) <= f.strings:  # (not mostly full dates: not a date field, as in the check)
+            continue
+        if got["bad_dates"]:
             f.date_format = "datetime" if got["timed"] else "date"
-            got["unfit_dates"] = (f.strings - int(got["unfit"]), int(got["unfit"]), _unquote(got["unfit_example"]))
+            dates = int(got["full"] or 0) + int(got["partial"] or 0)
+            got["unfit_dates"] = (dates, int(got["unfit"]), _unquote(got["unfit_example"]))
             partly[f.index] = f
-        elif got["bad_dates"] == 0:
+        else:
             f.date_format = "datetime" if got["timed"] else "date"
             sortable = got["shortest_text"] == got["longest_text"] and got["spaced"] in (0, got["timed"])
+            sortable = sortable and not got["empty"]
             if sortable and not got["zoned"]:
                 got["first"], got["last"] = got["low"], got["high"]  # their texts sort by time
             else:
                 timed[f.index] = f
-    for index, got in _per_field(con, _TIMED, timed).items():
+    for index, got in _per_field(con, _TIMED, timed, only=_VALID_DATE).items():
         timed[index].got.update(got)
     for index, got in _per_field(con, _TIMED, partly, only=_VALID_DATE).items():
         partly[index].got.update(got)
@@ -870,11 +893,17 @@ def _age_bands(
 
 def _left_out(ages: dict[str, Any], birth: _Field, count: int) -> None:
     """Say how many of the type's ``count`` entities the age bands leave out, and why:
-    no birth date, a value that is not a date (``unknown``), or born after ``as_of``."""
+    no birth date, a value that is not a date (``unknown``), a year or a year and month
+    alone (``partial_date``: no age on a day), or born after ``as_of``."""
     banded = sum(n for counts in ages["bands"].values() for n in counts.values())
     unfit = birth.got.get("unfit_dates", (0, 0, None))
-    why = {"no_value": count - birth.present, "not_a_date": unfit[1]}
-    why["born_after_as_of"] = count - banded - why["no_value"] - why["not_a_date"]
+    # (an empty string is no birth date, as null is)
+    why = {
+        "no_value": count - birth.present + int(birth.got.get("empty") or 0),
+        "not_a_date": unfit[1],
+        "partial_date": birth.got.get("partial") or 0,
+    }
+    why["born_after_as_of"] = count - banded - why["no_value"] - why["not_a_date"] - why["partial_date"]
     left = {k: n for k, n in why.items() if n > 0}
     if left:
         ages["left_out"] = left
@@ -916,10 +945,11 @@ def _top_codes(con: AnalyticsConnection, source: str, code: _Field, text: _Field
 
 def _over_time(con: AnalyticsConnection, when: _Field) -> dict[str, Any]:
     """Entities per month of a date field (per year when its first and last months span
-    more than five years), taken as written: ``2024-03-31T23:30:00-05:00`` counts in March."""
+    more than five years), taken as written: ``2024-03-31T23:30:00-05:00`` counts in March,
+    ``2024-03`` too; a year alone is in no month."""
     rows = con.execute(
         f"SELECT left({_UNQUOTED}, 7) AS m, sum(n)::BIGINT FROM _hs_values "
-        f"WHERE f = {when.index} AND {_STRING} AND {_VALID_DATE} GROUP BY m ORDER BY m"
+        f"WHERE f = {when.index} AND {_STRING} AND {_VALID_DATE} AND length(v) > 6 GROUP BY m ORDER BY m"
     ).fetchall()
     unit = "month"
     if rows and _month_number(rows[-1][0]) - _month_number(rows[0][0]) + 1 > _MONTHS_MAX:
@@ -1067,7 +1097,8 @@ def _number(text: str | None) -> Any:
 
 
 def _looks_like_date(text: Any) -> bool:
-    return isinstance(text, str) and _ISO_DATETIME.fullmatch(text) is not None
+    """A full or partial date's shape (its values then decide: see _field_stats)."""
+    return isinstance(text, str) and (_ISO_DATETIME.fullmatch(text) or _PARTIAL.fullmatch(text)) is not None
 
 
 def _short(value: Any) -> Any:

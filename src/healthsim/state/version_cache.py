@@ -44,9 +44,9 @@ _KEYS = "keys.json"
 KeyTotal = tuple[int, int, list[str]]
 # Raised when what a summary holds or how it is computed changes: summaries kept by an
 # earlier release (another recipe) are never read, so an upgrade never shows stale ones.
-SUMMARY_RECIPE = 4  # 3: values_by_code; 4: check counts, unfit values, age bands left out
+SUMMARY_RECIPE = 5  # 3: values_by_code; 4: check counts, unfit values, age bands left out; 5: partial dates
 # The same for checks: raised when a rule or the answer's shape changes.
-CHECK_RECIPE = 1
+CHECK_RECIPE = 2  # 2: partial dates in fields of mostly dates, numbers in references matched as numbers
 
 
 class VersionCache:

@@ -51,6 +51,7 @@ from ..validation import (
 from ..version_cache import VersionCache
 from ..visibility import is_visible
 from .versions import (
+    Unchanged,
     record_change,
 )
 
@@ -242,7 +243,7 @@ class _Save:
             tags=tags,
             end_id=end_id,
             counts=counts,
-            replaced_all=bool(self.previous and counts),
+            replaced_all=self.existing,
         )
 
 
@@ -256,11 +257,15 @@ def write(database: Database, request: SaveRequest) -> str:
     request.description = validate_description(request.description)
     with connect(database, create=True) as con:
         assert con is not None
-        if not con.engine.stages_large_writes:  # the whole save in one transaction
-            with transaction(con):
-                con.engine.lock_name(con, request.name)
-                return _Save(database, con, request).run()
-        return _Save(database, con, request).run()
+        save = _Save(database, con, request)
+        try:
+            if not con.engine.stages_large_writes:  # the whole save in one transaction
+                with transaction(con):
+                    con.engine.lock_name(con, request.name)
+                    return save.run()
+            return save.run()
+        except Unchanged:  # (rolled back) an overwrite with exactly what the scenario holds: no version
+            return str(save.sid)
 
 
 def keep_key_totals(database: Database, sid: uuid.UUID, version: int, now: _dt.datetime, encoder: ChunkEncoder) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import math
 import uuid
 from collections.abc import Mapping
@@ -21,6 +22,7 @@ from ..editing import (
 )
 from ..errors import AccessDeniedError, InvalidInputError, ScenarioExistsError, ScenarioNotFoundError
 from ..history import (
+    ENTITY_HISTORY,
     VERSIONS,
     apply_retention,
     archive_rows,
@@ -33,6 +35,7 @@ from ..history import (
     namesake_hint,
     record_births,
     record_version,
+    version_counts,
     version_list,
     version_record,
     version_rows_sql,
@@ -112,9 +115,38 @@ def record_change(
     if replaced_all:  # (an identical overwrite changes nothing)
         recorded = dict(change_counts(con, sid, version))
     recorded["scenario"] = field_changes(con, sid, version - 1, fields) if version > 1 else {}
+    if replaced_all and not any(recorded.values()) and _same_as_before(con, sid, version, header.metadata):
+        raise Unchanged()  # (the caller's transaction rolls back: as an add that changes nothing)
     record_version(con, sid, version, now, operation, fields=fields, changes=recorded, entities_by_type=counts)
     retain(con, sid, version, now)
     return counts, recorded
+
+
+class Unchanged(Exception):
+    """Raised inside a change's transaction that would leave the scenario exactly as it was
+    (an identical overwrite or re-import, a restore of the current content): the caller
+    lets the transaction roll back and answers that nothing changed, making no version."""
+
+
+def _same_as_before(con: Connection, sid: uuid.UUID, version: int, metadata: Mapping[str, Any]) -> bool:
+    """Whether the current rows are exactly those ``version`` archived: the same types and
+    texts in the same order (not only the same JSON: a text is kept as it was given), and
+    the same types listed (a type without entities is one too)."""
+    listed = con.execute(
+        f"SELECT metadata FROM {VERSIONS} WHERE scenario_id = ? AND version = ?", [sid, version - 1]
+    ).fetchall()
+    old_types = (json.loads(listed[0][0]) if listed and listed[0][0] else {}).get("entity_types")
+    if old_types != metadata.get("entity_types"):
+        return False
+    (differ,) = con.execute(
+        f"WITH o AS (SELECT row_number() OVER (ORDER BY row_id) AS i, entity_type AS t, "
+        f"CAST(entity_data AS VARCHAR) AS d FROM {ENTITY_HISTORY} WHERE scenario_id = $sid AND to_version = $version), "
+        "n AS (SELECT row_number() OVER (ORDER BY id) AS i, entity_type AS t, CAST(entity_data AS VARCHAR) AS d "
+        "FROM scenario_entities WHERE scenario_id = $sid) "
+        "SELECT count(*) FROM o FULL JOIN n ON o.i = n.i WHERE o.i IS NULL OR n.i IS NULL OR o.t <> n.t OR o.d <> n.d",
+        {"sid": sid, "version": version},
+    ).fetchall()[0]
+    return not differ
 
 
 def retain(con: Connection, sid: uuid.UUID, version: int, now: _dt.datetime) -> None:
@@ -172,6 +204,28 @@ def restore(database: Database, name: str, version: int | None = None, *, new_na
     :meth:`~healthsim.state.store.ScenarioStore.restore_scenario`.
     """
     target_name = validate_name(new_name) if new_name is not None else None
+    try:
+        return _restore(database, name, version, target_name)
+    except Unchanged:  # (rolled back) the version asked for is the current content
+        return _restored_nothing(database, name, version)
+
+
+def _restored_nothing(database: Database, name: str, version: int | None) -> EditResult:
+    """A restore's answer when the version brought back is what the scenario holds now:
+    the current version, nothing changed."""
+    with connect(database) as con:
+        assert con is not None  # (the restore just found it)
+        sid, current = resolve(con, name, deleted_too=False)
+        assert current is not None
+        header, latest = current
+        counts = version_counts(con, sid, latest)
+        if counts is None:
+            counts = entity_counts(con, [header])[sid]
+        wanted = version if version is not None else latest - 1
+    return restore_result(header, counts, {"scenario": {}}, latest, wanted)
+
+
+def _restore(database: Database, name: str, version: int | None, target_name: str | None) -> EditResult:
     with edit_session(database, name) as (con, now):
         try:
             sid, current = resolve(con, name, deleted_too=True)

@@ -19,6 +19,7 @@ from .._engines import Connection
 from ..clock import utcnow
 from ..reading import ScenarioReader
 from ..version_cache import KeyTotal
+from .dependents import DEPENDENTS, find_dependents
 from .rules import RULES
 from .run import Scope, run_rules
 from .shape import CHECK_BYTES, result
@@ -104,10 +105,16 @@ def check_rows(
     only: str | None = None,
     today: _dt.date | None = None,
     budget: int = CHECK_BYTES,
+    written: tuple[int, int] | None = None,
 ) -> CheckResult:
     """Check one scenario's rows in ``scenario_entities`` (all, or those matching the SQL
     condition ``only`` on their ``id``, against all of the scenario's rows), inside the
     caller's transaction (a save or an add about to be committed).
+
+    With ``written`` (an add's ``(version, first new row id)``, ``only`` its rows), the
+    stored rows that name an entity the add replaced are checked again for what that can
+    change (references to it; a patient's events against its birth and death): see
+    :mod:`.dependents`.
 
     Returns:
         ``{"ok", "checked": {type: n}, "problems": [{"rule", "severity", "type",
@@ -119,7 +126,19 @@ def check_rows(
         sql = f"SELECT {_COLUMNS} FROM scenario_entities WHERE scenario_id = '{scenario_id}'"
         return sql if entity_type is None else sql + " AND entity_type = '" + entity_type.replace("'", "''") + "'"
 
-    return _checked(Scope(con, base, today or utcnow().date(), only), budget)
+    day = today or utcnow().date()
+    checked, found = run_rules(Scope(con, base, day, only))
+    if only is not None and written is not None:
+        rechecked = find_dependents(con, scenario_id, base, written, only)
+        if rechecked:  # those rules again, over the written rows and the stored ones naming what changed
+            try:
+                again_only = f"({only}) OR id IN (SELECT id FROM {DEPENDENTS})"
+                _, again = run_rules(Scope(con, base, day, again_only, recheck=frozenset(rechecked)))
+            finally:
+                con.execute(f"DROP TABLE IF EXISTS {DEPENDENTS}")
+            found = [f for f in found if (f.rule, f.field) not in rechecked]
+            found += [f for f in again if (f.rule, f.field) in rechecked]
+    return cast(CheckResult, result(checked, found, budget))
 
 
 def _checked(scope: Scope, budget: int) -> CheckResult:

@@ -28,7 +28,7 @@ class CheckGate:
         """Check the scenario's rows: all of them, or those ``written`` by ``(version, first
         new row id)`` of an add (see :func:`written_by`)."""
         only = None if written is None else written_by(con, scenario_id, *written)
-        self.answer = check_rows(con, scenario_id, only=only)
+        self.answer = check_rows(con, scenario_id, only=only, written=written)
         if self.mode == "refuse" and not self.answer["ok"]:
             raise CheckFailedError(self.name, problem_lines(self.answer), self.answer)
 

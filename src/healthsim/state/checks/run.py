@@ -26,6 +26,7 @@ from decimal import Decimal
 from typing import Any
 
 from .._engines import Connection
+from ..entities import id_fields
 from ..version_cache import KeyTotal
 from . import sql
 from .counting import COLUMN_REF, KEYS, Counted, count_grouped
@@ -67,6 +68,12 @@ class Scope:
     #: Per type, how many of the rows ``only`` selects share their stored id with another
     #: row of the type (counted for every type in one statement; see :func:`_duplicated`).
     duplicated: Mapping[str, int] | None = None
+    #: Per type of the rows a write made, its fields of mostly dates among the date
+    #: candidates the rows may fault, told by every entity of the type (see :func:`_date_fields`).
+    date_fields: Mapping[str, set[str]] | None = None
+    #: Only these (rule, field) pairs are counted (an upsert's second look at the stored rows
+    #: naming what it replaced: see :mod:`.dependents`); None: every rule.
+    recheck: frozenset[tuple[str, str]] | None = None
 
     def rows(self, entity_type: str | None = None, *, checked: bool = True) -> str:
         """SQL of the rows, of one type or all (``checked``: only those checked)."""
@@ -141,9 +148,14 @@ def run_rules(scope: Scope) -> tuple[dict[str, int], list[Found]]:
             rows = scope.rows(checked=False)
             every = {t for (t,) in con.execute(f"SELECT DISTINCT entity_type FROM ({rows}) AS a").fetchall()}
             made.add(_VALUES)
-            keyed = _written_keys(scope)
-            scope = replace(scope, duplicated=_duplicated(scope))
+            keyed = _written_keys(scope, list(checked))
+            scope = replace(scope, duplicated=_duplicated(scope) if scope.recheck is None else {})
             plans = {t: _plan_of(t, keyed.get(t, {})) for t in checked}
+            if scope.recheck is not None:  # (only references and events: no id table, no date field else)
+                for plan in plans.values():
+                    plan.references = [f for f in plan.references if ("unresolved_reference", f) in scope.recheck]
+                    plan.events = [f for f in plan.events if ("before_birth", f) in scope.recheck]
+            scope = replace(scope, date_fields={} if scope.recheck is not None else _date_fields(scope, plans, keyed))
             _prepare_targets(scope, plans, every, made)
             for t, plan in plans.items():
                 told = {k: counts for k, (_, *counts) in keyed.get(t, {}).items()}
@@ -216,38 +228,116 @@ def _check_keys(scope: Scope, entity_type: str, count: int, every: set[str], mad
     )[0]
 
 
-def _plan_of(entity_type: str, keyed: Mapping[str, tuple[bool, int, int, int]]) -> TypePlan:
+def _plan_of(entity_type: str, keyed: Mapping[str, tuple[bool, int, int, int, int]]) -> TypePlan:
     """The plan of the type from its written rows' keys (see :func:`_written_keys`)."""
     return plan_type(entity_type, list(keyed), {k for k, (string, *_) in keyed.items() if string})
 
 
-def _written_keys(scope: Scope) -> dict[str, dict[str, tuple[bool, int, int, int]]]:
+def _written_keys(scope: Scope, types: list[str]) -> dict[str, dict[str, tuple[bool, int, int, int, int]]]:
     """Per type of the rows a write made, each top-level key with whether a row holds a
     string there, and what tells whether it is mostly dates (see :func:`_check_type`):
-    how many rows hold a full date there, a value (not null, not an empty string), and
-    anything but null, an object or an array. One statement for every type: planning
+    how many rows hold a full date there, a value (not null, not an empty string),
+    anything but null, an object or an array, and a date (partial ones too). One statement for every type: planning
     a statement, not counting a write's few rows, is what costs (the date check is
     planned once, not once per field and type). The rows' top-level values are kept in
-    the temporary table :data:`_VALUES` (the caller drops it)."""
+    the temporary table :data:`_VALUES` (the caller drops it). With ``scope.recheck``,
+    only the keys its rules and the rows' own ids read (the stored rows naming what an
+    upsert replaced may be many: parsing every key of each cost most of that look)."""
     con = scope.con
-    con.execute(f"{con.engine.create_temp(con, _VALUES)} AS {con.engine.top_level_values(scope.rows(), 'entity_type')}")
+    if scope.recheck is None:
+        values = con.engine.top_level_values(scope.rows(), "entity_type")
+    else:
+        values = " UNION ALL ".join(_some_values(scope, t) for t in types)
+    con.execute(f"{con.engine.create_temp(con, _VALUES)} AS {values}")
     values = f"SELECT * FROM {_VALUES}"  # (read again for the names the rows use: see _named)
     date = sql.is_date(con, "v.kind", "v.text", partial=False)
+    dated = sql.is_date(con, "v.kind", "v.text")
     rows = con.execute(
         f"SELECT entity_type, k, bool_or(kind = 'string'), count(*) FILTER (WHERE {date}), "
         "count(*) FILTER (WHERE kind <> 'null' AND NOT (kind = 'string' AND text = '')), "
-        f"count(*) FILTER (WHERE kind NOT IN ('null', 'object', 'array')) FROM ({values}) AS v GROUP BY entity_type, k"
+        f"count(*) FILTER (WHERE kind NOT IN ('null', 'object', 'array')), count(*) FILTER (WHERE {dated}) "
+        f"FROM ({values}) AS v GROUP BY entity_type, k"
     ).fetchall()
-    keyed: dict[str, dict[str, tuple[bool, int, int, int]]] = {}
-    for entity_type, key, string, dates, present, sample in rows:
-        keyed.setdefault(entity_type, {})[key] = (bool(string), int(dates), int(present), int(sample))
+    keyed: dict[str, dict[str, tuple[bool, int, int, int, int]]] = {}
+    for entity_type, key, string, dates, present, sample, partly in rows:
+        keyed.setdefault(entity_type, {})[key] = (bool(string), int(dates), int(present), int(sample), int(partly))
     return keyed
 
 
-def _faulted(dates: int, present: int, sample: int) -> bool:
-    """Whether a date candidate's counts (see :func:`_written_keys`) make it a date field
-    (more than half of its values full dates) with values that are not dates."""
-    return bool(dates and dates * 2 > sample and present and dates * 2 > present and dates < present)
+def _some_values(scope: Scope, entity_type: str) -> str:
+    """SQL of the rows ``entity_type, k, kind, text`` of :meth:`Engine.top_level_values`,
+    of the type's checked rows, for the keys a re-check reads alone (its rules' fields,
+    the patient references, the type's own id fields and a patient's MRN)."""
+    assert scope.recheck is not None
+    keys = sorted({f for _, f in scope.recheck} | {"patient_mrn", "patient_id", "mrn", *id_fields(entity_type)})
+    keys = [k for k in keys if PLAIN_KEY.fullmatch(k) and "." not in k]
+    each = range(len(keys))
+    parsed = scope.con.engine.json_fields(scope.rows(entity_type), "entity_type", [(k,) for k in keys])
+    picked = (
+        f"SELECT entity_type, unnest(ARRAY[{', '.join(_literal(k) for k in keys)}]) AS k, "
+        f"unnest(ARRAY[{', '.join(f'k{i}' for i in each)}]) AS kind, "
+        f"unnest(ARRAY[{', '.join(f't{i}' for i in each)}]) AS text FROM ({parsed}) AS p"
+    )
+    return f"SELECT * FROM ({picked}) AS v WHERE kind IS NOT NULL"
+
+
+def _date_fields(
+    scope: Scope, plans: Mapping[str, TypePlan], keyed: Mapping[str, Mapping[str, tuple[bool, int, int, int, int]]]
+) -> dict[str, set[str]]:
+    """Per written type, of the date candidates where the rows a write made hold a value
+    that is no date (their counts ``keyed``, see :func:`_written_keys`), those that are
+    fields of mostly dates, told as a whole check tells them: by every entity of the type,
+    the stored ones too (a sample of the first 1,000 first, then all of them). A write's
+    rows alone could say otherwise (one bad value added to 10,000 stored dates). Costs
+    nothing when every value the rows give a candidate is a date; else one statement of
+    the samples of every such type and, for fields of dates in a sample, one parse of
+    those fields of the type's entities."""
+    con = scope.con
+    need = {
+        t: names
+        for t, plan in plans.items()
+        if (names := [n for n in plan.candidates if (c := keyed.get(t, {}).get(n)) is not None and c[2] > c[4]])
+    }
+    if not need:
+        return {}
+    parts = []  # (one statement of every type's sample: planning, not the rows, is the cost)
+    for t, names in need.items():
+        sample = f"SELECT * FROM ({scope.base(t)}) AS r LIMIT {_SAMPLE}"
+        each = range(len(names))
+        parts.append(
+            f"SELECT {_literal(t)} AS ty, unnest(ARRAY[{', '.join(map(str, each))}]) AS i, "
+            f"unnest(ARRAY[{', '.join(f'k{i}' for i in each)}]) AS k, "
+            f"unnest(ARRAY[{', '.join(f't{i}' for i in each)}]) AS t "
+            f"FROM ({con.engine.json_fields(sample, 'id', [(n,) for n in names])}) AS s"
+        )
+    date = sql.is_date(con, "k", "t", partial=False)
+    sampled = con.execute(
+        f"SELECT ty, i, count(*) FILTER (WHERE {date}), count(*) FILTER (WHERE k NOT IN ('null', 'object', 'array')) "
+        f"FROM ({' UNION ALL '.join(parts)}) AS u GROUP BY ty, i"
+    ).fetchall()
+    maybe: dict[str, list[str]] = {}
+    for t, i, dates, values in sorted(sampled, key=lambda r: (r[0], r[1])):
+        if dates and (dates * 2 > values or values < _FEW_VALUES):  # (as _sampled tells it)
+            maybe.setdefault(t, []).append(need[t][int(i)])
+    return {t: _mostly_dates(scope, t, names) for t, names in maybe.items()}
+
+
+def _mostly_dates(scope: Scope, entity_type: str, names: list[str]) -> set[str]:
+    """Which of the type's fields ``names`` hold more than half full dates, of every entity
+    (values that are no value counted as a whole check counts them: see :func:`_counted`)."""
+    con = scope.con
+    columns = []
+    for i in range(len(names)):
+        k, t = f"k{i}", f"t{i}"
+        columns += [
+            f"count(*) FILTER (WHERE {sql.is_date(con, k, t, partial=False)})",
+            f"count(*) FILTER (WHERE {k} <> 'null' AND NOT ({k} = 'string' AND {t} = ''))",
+            f"count(*) FILTER (WHERE {k} NOT IN ('null', 'object', 'array'))",
+        ]
+    parsed = con.engine.json_fields(scope.base(entity_type), "id", [(n,) for n in names])
+    row = con.execute(f"SELECT {', '.join(columns)} FROM ({parsed}) AS c").fetchall()[0]
+    counted = [tuple(int(x or 0) for x in row[3 * i : 3 * i + 3]) for i in range(len(names))]
+    return {n for n, (dates, present, values) in zip(names, counted, strict=True) if dates * 2 > max(present, values)}
 
 
 @contextmanager
@@ -282,16 +372,20 @@ def _check_type(
         _free_ids_first(scope, scope.shared, plan, every, made)
     own = _own_id(plan)  # (its columns read with the others)
     joins: dict[str, str] = {}  # alias -> JOIN clause
-    specs = _row_specs(con, plan, scope.today)
+    specs = _row_specs(con, plan, scope.today) if scope.recheck is None else []
     specs += _reference_specs(scope, plan, every, made, joins) + _event_specs(scope, plan, every, made, joins)
-    if "mrn" in plan.own_ids and "patients" in every:
+    if scope.recheck is not None:
+        specs = [s for s in specs if (s.rule, s.field) in scope.recheck]
+    elif "mrn" in plan.own_ids and "patients" in every:
         specs += _mrn_specs(scope, plan, made, joins)
     whole = rows is not None and rows <= _SAMPLE  # (the sample would be every row)
     told = told if whole else None
-    if told is None:
+    decided = None if scope.date_fields is None else scope.date_fields.get(plan.entity_type, set())
+    unique: set[str] = set()
+    if decided is not None:  # a write's rows: the fields of dates were told by the whole type
+        maybe = [n for n in plan.candidates if n in decided]
+    else:
         maybe, unique = _sampled(scope, plan, whole)
-    else:  # (only the fields whose counts, told, fault some value need a column)
-        maybe, unique = [n for n in plan.candidates if _faulted(*told.get(n, (0, 0, 0)))], set()
     candidates = [(name, *plan.column(name)) for name in maybe]
     parsed = _parsed(scope, plan)
     counts = count_grouped(
@@ -307,21 +401,43 @@ def _check_type(
     keys = counts.pop(KEYS, 0)
     if plan.verify and keys != (scope.key_totals or {}).get(plan.entity_type, (0, -1))[1]:
         return [], keys  # a key outside the guess: the caller reads every key first
+    faulted: list[tuple[str, str, str, int, int, int | None]] = []  # (name, k, t, present, dates, dated)
     for name, k, t in candidates:  # mostly dates: the others are not
         if told is not None:
-            dates, present, _ = told[name]
+            dates, present, _, dated = told[name]
         else:
             dates, present = counts.pop(f"date:{name}"), counts.pop(f"present:{name}")
             # (not a date field: as _sampled tells it, now of every entity: a sample of a few
             # values, in a type of mostly nulls, could not tell)
-            if not (dates and dates * 2 > counts.pop(f"sample:{name}")):
+            if decided is None and not (dates and dates * 2 > counts.pop(f"sample:{name}")):
                 continue
-        if present and dates * 2 > present and dates < present:
+            dated = None  # (partial dates among them: counted below, only where some value is no full date)
+        if present and (decided is not None or dates * 2 > present) and dates < present:
+            faulted.append((name, k, t, present, dates, dated))
+    partial = _partial_dates(scope, plan, [(k, t) for _, k, t, _, _, dated in faulted if dated is None])
+    for name, k, t, present, dates, known in faulted:
+        # (its values that are not dates, partial dates being dates: as the summary counts them)
+        dated = known if known is not None else dates + partial[k]
+        if dated < present:
             specs.append(_Spec("not_a_date", name, sql.bad_date(con, f"c.{k}", f"c.{t}"), f"c.{t}"))
-            counts[str(len(specs) - 1)] = present - dates
+            counts[str(len(specs) - 1)] = present - dated
     found = [(s, counts[str(i)]) for i, s in enumerate(specs) if counts.get(str(i))]
     out = [Found(s.rule, plan.entity_type, s.field, n, _examples(scope, plan, own, s, joins)) for s, n in found]
-    return _duplicates(scope, plan, own) + out, keys
+    return (_duplicates(scope, plan, own) if scope.recheck is None else []) + out, keys
+
+
+def _partial_dates(scope: Scope, plan: TypePlan, columns: list[tuple[str, str]]) -> dict[str, int]:
+    """Per kind column ``k{i}`` of ``columns``, how many of the checked rows hold a partial
+    date there (a year, or a year and month, alone): one statement, made only for fields of
+    mostly dates with values that are no full date (counting it for every date candidate
+    in the counting statement cost a quarter more of a check of many small types: planning)."""
+    if not columns:
+        return {}
+    con = scope.con
+    read = " ".join(f"c.{k} c.{t}" for k, t in columns)
+    counted = ", ".join(f"count(*) FILTER (WHERE {sql.is_partial_date(con, f'c.{k}', f'c.{t}')})" for k, t in columns)
+    row = con.execute(f"SELECT {counted} FROM ({_parsed(scope, plan, read)}) AS c").fetchall()[0]
+    return {k: int(n or 0) for (k, _), n in zip(columns, row, strict=True)}
 
 
 def _parsed(scope: Scope, plan: TypePlan, read: str | None = None) -> str:
@@ -599,7 +715,7 @@ def _mrn_specs(scope: Scope, plan: TypePlan, made: set[str], joins: dict[str, st
     """Patients sharing an MRN (counted in the patients' id table, over all of them)."""
     ids = _target_ids(scope, "patients", made)
     k, t = plan.column("mrn")
-    joins["gm"] = f" LEFT JOIN {ids} gm ON gm.ref = c.{t}"
+    joins["gm"] = f" LEFT JOIN {ids} gm ON gm.ref = {sql.ref_text(f'c.{k}', f'c.{t}')}"
     return [_Spec("duplicate_id", "mrn", f"c.{k} {_SCALAR} AND gm.own > 1", "gm.own")]
 
 
@@ -633,7 +749,7 @@ def _named(scope: Scope, plan: TypePlan, target: str) -> str | None:
     # (top-level fields all: read from the written rows' values, see _written_keys)
     keys = ", ".join(_literal(n) for n in names)
     return (
-        f"SELECT text AS ref FROM {_VALUES} WHERE entity_type = {_literal(plan.entity_type)} "
+        f"SELECT {sql.ref_text('kind', 'text')} AS ref FROM {_VALUES} WHERE entity_type = {_literal(plan.entity_type)} "
         f"AND k IN ({keys}) AND kind {_SCALAR}"
     )
 
@@ -708,7 +824,9 @@ def _make_ids(scope: Scope, target: str, create: str, where: str | None) -> None
             for i in range(n + 1, n + 1 + len(DEATH_FIELDS))
         ]
         death = f"COALESCE({', '.join(deaths)})"
-    refs = ", ".join(f"CASE WHEN k{i} {_SCALAR} AND t{i} <> '' THEN t{i} END" for i in range(len(fields)))
+    refs = ", ".join(
+        f"CASE WHEN k{i} {_SCALAR} AND t{i} <> '' THEN {sql.ref_text(f'k{i}', f't{i}')} END" for i in range(len(fields))
+    )
     which = ", ".join(str(i) for i in range(len(fields)))
     each = (
         f"SELECT unnest(ARRAY[{refs}]) AS ref, unnest(ARRAY[{which}]) AS f, {birth} AS birth, {death} AS death "
@@ -732,7 +850,7 @@ def _reference_specs(
             specs.append(_Spec("missing_target_type", name, f"c.{k} {_SCALAR}", f"c.{t}"))
             continue
         ids = _target_ids(scope, target, made)
-        joins[f"g{j}"] = f" LEFT JOIN {ids} g{j} ON g{j}.ref = c.{t}"
+        joins[f"g{j}"] = f" LEFT JOIN {ids} g{j} ON g{j}.ref = {sql.ref_text(f'c.{k}', f'c.{t}')}"
         specs.append(_Spec("unresolved_reference", name, f"c.{k} {_SCALAR} AND g{j}.ref IS NULL", f"c.{t}"))
     return specs
 
@@ -744,9 +862,10 @@ def _event_specs(scope: Scope, plan: TypePlan, every: set[str], made: set[str], 
     con = scope.con
     people = _target_ids(scope, "patients", made)
     refs = [plan.column(f) for f in ("patient_mrn", "patient_id") if f in plan.references]
-    key = f"c.{refs[0][1]}"
+    key = sql.ref_text(f"c.{refs[0][0]}", f"c.{refs[0][1]}")
     if len(refs) == 2:  # the MRN where there is one, else the patient id
-        key = f"CASE WHEN c.{refs[0][0]} {_SCALAR} THEN c.{refs[0][1]} ELSE c.{refs[1][1]} END"
+        other = sql.ref_text(f"c.{refs[1][0]}", f"c.{refs[1][1]}")
+        key = f"CASE WHEN c.{refs[0][0]} {_SCALAR} THEN {key} ELSE {other} END"
     joins["p"] = f" LEFT JOIN {people} p ON p.ref = {key}"
     specs = []
     for name in plan.events:

@@ -157,7 +157,12 @@ def unfit_text(unfit: dict[str, Any]) -> str:
 
 def left_out_text(ages: dict[str, Any]) -> str:
     """Why a summary's age bands leave entities out (empty when they leave none)."""
-    reasons = {"no_value": "no birth date", "not_a_date": "not a date", "born_after_as_of": "born after that day"}
+    reasons = {
+        "no_value": "no birth date",
+        "not_a_date": "not a date",
+        "partial_date": "a year or month alone",
+        "born_after_as_of": "born after that day",
+    }
     parts = [f"{n:,} {reasons.get(k, k)}" for k, n in ages.get("left_out", {}).items()]
     if not parts:
         return ""

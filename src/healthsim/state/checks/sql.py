@@ -14,6 +14,7 @@ from .._engines import Connection
 from .rules import GENDERS
 
 __all__ = [
+    "ref_text",
     "bad_date",
     "bad_gender",
     "bad_icd10",
@@ -24,6 +25,7 @@ __all__ = [
     "day_before",
     "earlier",
     "is_date",
+    "is_partial_date",
     "real_email",
     "real_phone",
     "real_ssn",
@@ -43,6 +45,7 @@ _DAY = (
 _ISO = f"^{_DAY}{_TIME}$"
 # Also a year, or a year and month, alone (FHIR dates may be).
 _ISO_OR_PARTIAL = f"^({_DAY}{_TIME}|[0-9]{{4}}(-(0[1-9]|1[0-2]))?)$"
+_PARTIAL = "^[0-9]{4}(-(0[1-9]|1[0-2]))?$"
 _ICD10 = "^[A-Z][0-9][0-9A-Z](\\.?[0-9A-Z]{1,4})?$"
 _NDC = "^([0-9]{4}-[0-9]{4}-[0-9]{2}|[0-9]{5}-[0-9]{3}-[0-9]{2}|[0-9]{5}-[0-9]{4}-[0-9]{1,2}|[0-9]{10,11})$"
 _NUMBER = "^ *-?([0-9]+(\\.[0-9]*)?|\\.[0-9]+)([eE][-+]?[0-9]+)? *$"
@@ -65,6 +68,12 @@ def is_date(con: Connection, k: str, t: str, *, partial: bool = True) -> str:
     """SQL: ``t`` is an ISO 8601 date or datetime of a day that exists; with ``partial``,
     also a year or a year and month alone (``2012``, ``2012-05``: FHIR dates may be)."""
     pattern = con.engine.matches(t, _ISO_OR_PARTIAL if partial else _ISO)
+    return f"(CASE WHEN {k} = 'string' AND substr({t}, 1, 4) <> '0000' AND {pattern} THEN true ELSE false END)"
+
+
+def is_partial_date(con: Connection, k: str, t: str) -> str:
+    """SQL: ``t`` is a year, or a year and month, alone (``2012``, ``2012-05``)."""
+    pattern = con.engine.matches(t, _PARTIAL)
     return f"(CASE WHEN {k} = 'string' AND substr({t}, 1, 4) <> '0000' AND {pattern} THEN true ELSE false END)"
 
 
@@ -172,3 +181,13 @@ def _zoned(t: str) -> str:
     character (plain string functions: cheaper to plan and run than a pattern)."""
     offset = f"(right({t}, 1) = 'Z' OR strpos(substr({t}, 11), '+') > 0 OR strpos(substr({t}, 11), '-') > 0)"
     return f"(CASE WHEN {offset} THEN {t} ELSE {t} || 'Z' END)"
+
+
+def ref_text(k: str, t: str) -> str:
+    """SQL: the text an id or a reference (kind ``k``, text ``t``) is matched by: a
+    string as it is, a JSON number in its plain form, so that numbers equal as numbers
+    match (``1.0`` and ``1``, ``2.50`` and ``2.5``; an exponent form is kept as written).
+    :func:`healthsim.state.entities.reference_text` is the same rule in Python."""
+    fraction = f"regexp_replace({t}, '^(-?[0-9]+[.][0-9]*[1-9])0+$', '\\1')"
+    whole = f"regexp_replace({fraction}, '^(-?[0-9]+)[.]0*$', '\\1')"
+    return f"(CASE WHEN {k} = 'number' THEN {whole} ELSE {t} END)"

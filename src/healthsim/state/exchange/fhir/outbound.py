@@ -15,7 +15,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from ...entities import id_fields, raw_entity_id
+from ...entities import id_fields, reference_text
 from .common import (
     FHIR_FIELD,
     SYSTEMS,
@@ -404,7 +404,7 @@ def _claim_common(entity: dict[str, Any], key: str, entity_type: str, kind: str,
     resource["priority"] = {"coding": [{"system": SYSTEMS["priority"], "code": "normal"}]}
     member = reference("Coverage", "members/coverage", entity.get("member_id"))
     if member is not None:
-        member["identifier"] = identifier("members", str(entity["member_id"]))
+        member["identifier"] = identifier("members", str(reference_text(entity["member_id"])))
     resource["insurance"] = [{"sequence": 1, "focal": True, "coverage": member or {"display": "not given"}}]
     return resource
 
@@ -604,26 +604,21 @@ _id_fields = functools.lru_cache(maxsize=256)(id_fields)
 def own_key(entity: dict[str, Any], entity_type: str) -> str | None:
     """The entity's own id as the mapping keys it (a patient: its MRN or patient_id)."""
     canonical = canonical_type(entity_type)
+    # (a number as references name it: 1.0 is "1", see entities.reference_text)
     if canonical == "patients":
-        value = pick(entity, "patients", "mrn")
-        return (
-            str(value)
-            if isinstance(value, (str, int)) and not isinstance(value, bool) and fhir_string(str(value))
-            else None
-        )
+        return fhir_string(reference_text(pick(entity, "patients", "mrn")))
     if canonical == "prescriptions":
-        value = entity.get("prescription_number")
-        return (
-            str(value)
-            if isinstance(value, (str, int)) and not isinstance(value, bool) and fhir_string(str(value))
-            else None
-        )
+        return fhir_string(reference_text(entity.get("prescription_number")))
     fields = _id_fields(canonical)
     for field in fields:
         # Most entities of a type without an own id field (diagnoses, labs): no look at types.
         if entity.get(field) is not None:
-            found = raw_entity_id(entity, fields)
-            return found if found is not None and fhir_string(found) else None
+            # (the first id field holding a string or a number, as raw_entity_id takes it)
+            for name in fields:
+                value = entity.get(name)
+                if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+                    return fhir_string(reference_text(value))
+            return None
     return None
 
 

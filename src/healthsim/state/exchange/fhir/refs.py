@@ -7,6 +7,7 @@ import functools
 from typing import Any
 from urllib.parse import unquote
 
+from ...entities import reference_text
 from .common import HS, fhir_string, pick, resource_id
 
 __all__ = [
@@ -40,9 +41,8 @@ def reference(resource_type: str, entity_type: str, key: Any) -> dict[str, Any] 
     if type(key) is str and len(key) <= _CACHED_KEY:  # most keys: the literal reference cached
         literal = _literal(resource_type, entity_type, key)
         return None if literal is None else {"reference": literal, "identifier": identifier(entity_type, key)}
-    if isinstance(key, bool) or not isinstance(key, (str, int)):
-        return None
-    text = fhir_string(str(key))
+    # (numbers equal as numbers name one entity: 1.0 is "1", as the check matches them)
+    text = fhir_string(reference_text(key))
     if text is None:
         return None
     return {
