@@ -66,10 +66,12 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Long tests first (see helpers.scheduling.rank), each group in file order.
 
-    pytest-xdist hands out the first quarter of the collected tests round-robin and the rest as
-    workers become free; a long test met late ran on one worker while the other had finished (the
-    README's fresh-clone test, ~2.5 min, was collected near the end). Every worker sorts alike (the
-    key depends on the test only), so the workers' collections stay equal, as xdist requires.
+    With ``--dist loadgroup`` pytest-xdist hands out the tests in this order, an ``xdist_group`` as
+    one unit where its first test stands (``--no-loadscope-reorder``: xdist would otherwise put the
+    groups of many tests first), a test or group to a worker as it runs short; a long test met late
+    ran on one worker while the other had finished (the README's fresh-clone test, ~2.5 min, was
+    collected near the end). Every worker sorts alike (the key depends on the test only), so the
+    workers' collections stay equal, as xdist requires.
     """
     # A run that takes the fresh-clone README test (the whole suite, CI) leaves out the in-order
     # one, which runs the same blocks without the install (~25 s); both are slow, and a run of

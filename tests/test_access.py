@@ -33,6 +33,9 @@ from healthsim.state.tokens import create_token
 from healthsim.state.visibility import granted_tags, may_see
 from helpers.pg_server import PgServer
 
+# One worker takes the module: its store per engine (shared) is made once per run, not per worker.
+pytestmark = pytest.mark.xdist_group("access")
+
 TEAM_A = Grant("bot-a", "admin", ("Team-A",))
 TEAM_B = Grant("bot-b", "admin", ("team-b",))
 #: Every scenario's name, and the tags it is saved with.

@@ -19,7 +19,9 @@ from typing import Any
 import pytest
 
 from healthsim.state import DatabaseError, InvalidInputError, QueryError, ScenarioStore
+from healthsim.state._engines.postgres.idle import close_idle_connections
 from healthsim.state.partials import remove_stale_partials, temp_prefix
+from helpers.pg_server import PgServer
 from helpers.processes import ctrl_c_as_at_a_terminal
 
 CLI = [sys.executable, "-c", "from healthsim.cli import main; main()"]
@@ -55,6 +57,45 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
+def cohort() -> dict[str, list[dict[str, Any]]]:
+    """The full-disk tests' scenario: 20,000 patients of noise (~4 MB) and a note."""
+    return {"patients": noise(20_000), "notes": [{"id": "n1"}]}
+
+
+@pytest.fixture(scope="session")
+def cohort_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A DuckDB file holding "cohort", saved once per worker and copied by each full-disk test (the
+    save was most of each test's time); the copy is the file as saved, nothing built beside it yet."""
+    path = tmp_path_factory.mktemp("cohort") / "cohort.duckdb"
+    ScenarioStore(path).save_scenario("cohort", cohort())
+    return path
+
+
+@pytest.fixture(scope="session")
+def cohort_database(pg_server: PgServer) -> Iterator[str]:
+    """The name of a team store database holding "cohort", saved once per worker and copied by each
+    full-disk test of the team store (``CREATE DATABASE … TEMPLATE``: its tables and rows as saved)."""
+    url = pg_server.new_database()
+    ScenarioStore(url).save_scenario("cohort", cohort())
+    name = url.rsplit("/", 1)[1]
+    yield name
+    pg_server.drop_database(name)
+
+
+def cohort_store(engine_name: str, db_path: Path, request: pytest.FixtureRequest) -> ScenarioStore:
+    """A store of ``engine_name`` of this test's own, holding a copy of the saved "cohort"."""
+    if engine_name == "duckdb":
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(request.getfixturevalue("cohort_file"), db_path)
+        return ScenarioStore(db_path)
+    server: PgServer = request.getfixturevalue("pg_server")
+    template = request.getfixturevalue("cohort_database")
+    close_idle_connections()  # (a database is copied only while nothing is connected to it)
+    url = server.new_database(copy_of=template)
+    request.addfinalizer(lambda: server.drop_database(url.rsplit("/", 1)[1]))
+    return ScenarioStore(url)
+
+
 def test_a_full_disk_while_building_frames_is_said_plainly(tmp_path: Path) -> None:
     # load_frames builds Parquet files beside the database: was "DuckDB refused the operation".
     folder = tmp_path / "disk"
@@ -80,8 +121,7 @@ def test_a_full_disk_is_said_plainly_and_keeps_the_earlier_export(
 ) -> None:
     # Was: "DuckDB refused the operation (IOException …) please report this as a bug" on
     # DuckDB, "unexpected IOException" on the team store.
-    store = ScenarioStore(request.getfixturevalue("pg_url") if engine_name == "postgresql" else db_path)
-    store.save_scenario("cohort", {"patients": noise(20_000), "notes": [{"id": "n1"}]})
+    store = cohort_store(engine_name, db_path, request)
     out = small_disk / "out"
     store.export_scenario("cohort", out, format=format, types=["notes"])  # fits
     with pytest.raises(InvalidInputError) as caught:
@@ -100,8 +140,7 @@ def test_a_query_output_onto_a_full_disk_says_so(
     small_disk: Path, db_path: Path, request: pytest.FixtureRequest, format: str, engine_name: str
 ) -> None:
     # Was "cannot write the rows: No space left on device" (which disk, what to do?).
-    store = ScenarioStore(request.getfixturevalue("pg_url") if engine_name == "postgresql" else db_path)
-    store.save_scenario("cohort", {"patients": noise(20_000)})
+    store = cohort_store(engine_name, db_path, request)  # (its note is not queried)
     with pytest.raises(QueryError) as caught:
         store.query_to_file("SELECT * FROM patients", small_disk / f"rows.{format}")
     assert str(caught.value) == (

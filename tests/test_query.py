@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import stat
 import subprocess
@@ -52,12 +53,34 @@ from helpers.pg_server import PASSWORD, PgServer
 from helpers.sample import diabetes_cohort
 
 
-@pytest.fixture
-def filled(store: ScenarioStore) -> ScenarioStore:
+def save_two(store: ScenarioStore) -> ScenarioStore:
+    """The two scenarios the tests of both engines query."""
     store.save_scenario("medicare", diabetes_cohort(6), tags=["medicare"])
     store.save_scenario(
         "commercial", {"patients": [{"patient_id": "C1", "gender": "female", "birth_date": "1940-01-01"}]}
     )
+    return store
+
+
+@pytest.fixture(scope="session")
+def filled_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A DuckDB file holding the two scenarios, saved once per worker: a DuckDB test's ``filled``
+    copies it (the two saves were most of the setup of each of ~70 tests)."""
+    path = tmp_path_factory.mktemp("filled") / "healthsim.duckdb"
+    with pytest.MonkeyPatch.context() as patched:  # (made before a test's own HOME is set)
+        patched.setenv("HOME", str(path.parent))
+        save_two(ScenarioStore(path))
+    return path
+
+
+@pytest.fixture
+def filled(store: ScenarioStore, engine: str, request: pytest.FixtureRequest) -> ScenarioStore:
+    if engine != "duckdb":
+        return save_two(store)
+    target = Path(os.environ["HEALTHSIM_DB"])
+    assert not target.exists(), target  # (the test's own new home)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(request.getfixturevalue("filled_file"), target)
     return store
 
 

@@ -88,3 +88,13 @@ def test_compiling_writes_missing_and_stale_caches_only(tmp_path: Path) -> None:
     compile_package(package)
     assert cache_is_current(package / "b.py")
     assert Path(importlib.util.cache_from_source(str(package / "a.py"))).stat().st_mtime_ns == kept  # not rewritten
+
+
+@pytest.mark.xdist_group("suite-setup")
+def test_an_xdist_group_keeps_its_tests_on_one_worker(request: pytest.FixtureRequest) -> None:
+    """Tests that share a fixture made once per worker carry an ``xdist_group`` mark (test_layout, test_mcp_http,
+    test_terminal, test_access): with ``--dist loadgroup`` pytest-xdist sends a group to one worker by the group's
+    name it adds to each test's id. With pytest 9.2 that renaming silently did nothing (pytest-dev/pytest-xdist#1386,
+    pyproject pins pytest below 9.2): every group was spread over the workers, each making the shared fixture."""
+    grouped = bool(getattr(request.config.option, "loadgroup", False))  # an xdist worker of a loadgroup run
+    assert request.node.nodeid.endswith("@suite-setup") == grouped, request.node.nodeid

@@ -33,6 +33,9 @@ from helpers.examples import examples
 HEALTHSIM = Path(sys.executable).parent / "healthsim"
 CUT = 141  # 128 + SIGPIPE: what a shell shows for `seq 1 1000000 | head -1` (docs/decisions.md)
 PIPE_BUFFER = 64 * 1024
+# One worker takes the module: the databases the tests copy (big_folder, walked_folder) are made
+# once per run rather than once per worker.
+pytestmark = pytest.mark.xdist_group("terminal")
 
 
 # ---------------------------------------------------------------- output cut by a closed pipe
@@ -48,8 +51,9 @@ def wide_scenario() -> dict[str, list[dict[str, Any]]]:
 
 @pytest.fixture(scope="session")
 def big_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A database folder with the scenarios the closed-pipe tests print, made once per worker
-    (each test gets a copy: saving and summarizing them took most of each test's time).
+    """A database folder with the scenarios the closed-pipe tests print, made once (the module
+    is one xdist group; each test gets a copy: saving and summarizing them took most of each
+    test's time).
     Session-scoped: the suite orders tests by length across modules, which would make a
     module's fixture again each time the order comes back to the module."""
     folder = tmp_path_factory.mktemp("big") / ".healthsim"
@@ -265,21 +269,29 @@ def summarized(isolated_home: Path) -> dict[str, Any]:
 LONG_NAME = "cohort-copy-with-a-rather-long-name-for-the-test"
 
 
-@pytest.fixture
-def walked(isolated_home: Path) -> ScenarioStore:
-    """A store with something in every listing: versions, a deleted scenario, a problem
-    the check finds, a token."""
+@pytest.fixture(scope="session")
+def walked_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A database folder with something in every listing: versions, a deleted scenario, a
+    problem the check finds, a token. Made once (the module is one xdist group), copied for
+    each of the 23 tests that print it: making it took ~0.3 s of each."""
     from healthsim.state.tokens import create_token
 
-    store = ScenarioStore()
+    folder = tmp_path_factory.mktemp("walked") / ".healthsim"
+    store = ScenarioStore(folder / "healthsim.duckdb")
     store.save_scenario("cohort", HEALTHCARE, tags=["diabetes", "reviewed-by-the-clinical-team"])
     store.add_entities(
         "cohort", {"encounters": [{"encounter_id": f"E{i}", "patient_mrn": "MRN-999"} for i in range(3)]}
     )
     store.copy_scenario("cohort", LONG_NAME)
     store.delete_scenario(LONG_NAME)
-    create_token(None, "claude-alice", "read", tags=["diabetes"])
-    return store
+    create_token(folder / "healthsim.duckdb", "claude-alice", "read", tags=["diabetes"])
+    return folder
+
+
+@pytest.fixture
+def walked(isolated_home: Path, db_path: Path, walked_folder: Path) -> ScenarioStore:
+    shutil.copytree(walked_folder, db_path.parent)  # (the database and what it keeps beside it)
+    return ScenarioStore(db_path)
 
 
 def test_load_info_history_check_at_40_columns_keep_their_facts(walked: ScenarioStore) -> None:

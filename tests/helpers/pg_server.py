@@ -250,14 +250,17 @@ class PgServer:
             host=str(self.folder), port=self.port, user=SUPERUSER, dbname=dbname, autocommit=True, connect_timeout=10
         )
 
-    def new_database(self, name: str | None = None) -> str:
-        """Create an empty database owned by the plain role and return its URL.
+    def new_database(self, name: str | None = None, *, copy_of: str | None = None) -> str:
+        """Create an empty database owned by the plain role (or a copy of one) and return its URL.
 
         The role owns the database, and so (PostgreSQL 15: ``public`` belongs to ``pg_database_owner``)
         it may create tables in ``public`` without any extra grant.
 
         Args:
             name: The database name (lower case letters, digits and ``_``); a unique one when omitted.
+            copy_of: The name of a database of this server to copy, tables and rows (a test's data
+                saved once per worker); nothing may be connected to it (close this process's idle
+                connections first: ``close_idle_connections``).
 
         Returns:
             ``postgresql://healthsim:<PASSWORD>@127.0.0.1:<port>/<name>``.
@@ -269,7 +272,9 @@ class PgServer:
         # accessed by other users". It takes ~15 ms (fsync off): template1, STRATEGY file_copy or a prepared
         # template all measured within a few ms of it, so the simplest statement (valid before PG15) wins.
         self._admin_execute(
-            sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE template0").format(sql.Identifier(name), sql.Identifier(ROLE))
+            sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(ROLE), sql.Identifier(copy_of or "template0")
+            )
         )
         return self.url_for(name)
 

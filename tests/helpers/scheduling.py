@@ -48,6 +48,7 @@ def memory_tempdir(environ: os._Environ[str] | dict[str, str] = os.environ, shm:
 LONGEST = (
     "tests/test_readme.py::test_readme_from_a_fresh_clone",  # ~40-100: a new venv and pip install
     "tests/test_crash_and_concurrency.py::test_kill_during_overwrite_leaves_old_or_new",  # 2 x ~5
+    "tests/test_terminal.py::",  # one xdist group: ~15 s (~7 s in the quick run) on one worker
     "tests/test_readme.py::test_readme_examples_run_in_order",  # ~20: ~40 CLI processes
     "tests/test_export_files.py::test_ctrl_c_during_an_export",
     "tests/test_export_files.py::test_kill_9_during_an_export",
