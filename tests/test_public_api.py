@@ -91,8 +91,6 @@ def test_the_front_ends_use_only_the_public_surface() -> None:
     # ... and a caller's grant over HTTP (issue 25): the scope a tool needs, the tags that limit a list.
     grants = {"healthsim.state.access", "healthsim.state.visibility"}
     # ... and each other (the tools use the budget, the folders and the kept listing).
-    # ... and a DuckDB file's identity, the one rule of what may be answered from memory (hserve).
-    grants |= {"healthsim.state.file_identity"}
     parts = [(f"mcp/{p.name}", exchange | mcp_parts | grants) for p in sorted((src / "mcp").glob("*.py"))]
     for module, extra in (
         ("cli.py", set()),

@@ -19,24 +19,40 @@ kept: other clients change them without touching any file here. Nor is the trash
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any
-
-from ..state.file_identity import file_identity
 
 __all__ = ["QUIET_SECONDS", "ListingCache"]
 
 #: How long both files must have been unchanged before an answer is kept.
 QUIET_SECONDS = 2.0
 _MAX_ENTRIES = 64
+_WAL = ".wal"
 
 
 def _identity(database: Path) -> tuple[Any, ...] | None:
-    """The files' identity (:func:`~healthsim.state.file_identity.file_identity`), read
-    with the :data:`QUIET_SECONDS` of the moment (tests lower it)."""
-    return file_identity(database, QUIET_SECONDS)
+    """The files' identity, or None when it cannot vouch for the content (a file missing
+    or changed in the last :data:`QUIET_SECONDS`)."""
+    now = time.time_ns()
+    parts: list[Any] = []
+    for path in (database, Path(f"{database}{_WAL}")):
+        try:
+            info = os.stat(path)
+        except FileNotFoundError:
+            if path == database:
+                return None
+            parts.append(None)
+            continue
+        except OSError:
+            return None
+        if now - max(info.st_mtime_ns, info.st_ctime_ns) < QUIET_SECONDS * 1e9:
+            return None
+        parts.append((info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns))
+    return tuple(parts)
 
 
 class ListingCache:

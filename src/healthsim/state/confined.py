@@ -31,7 +31,7 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +46,7 @@ from .visibility import visible_sql
 
 __all__ = ["MAX_KEPT", "confined_copy", "drop_kept_copies"]
 
-#: Copies kept at most (one per database file and set of tags).
+#: Copies kept at most (one per store and set of tags).
 MAX_KEPT = 8
 _NAME = "visible.duckdb"
 
@@ -84,10 +84,10 @@ def _source_sql(table: str, columns: list[str], texts: list[str], params: dict[s
 
 @dataclass
 class _Copy:
-    """A copy's folder, the identity of the file it was made from, and its readers."""
+    """A copy's folder, the fingerprint of the content it was made from, and its readers."""
 
     folder: Path
-    identity: tuple[Any, ...] | None
+    fingerprint: tuple[Any, ...] | None
     readers: int = 1
     kept: bool = False
     #: The process that made it: a child made by ``fork`` inherits the table, and must not
@@ -142,7 +142,7 @@ def drop_kept_copies() -> None:
     _remove(unused)
 
 
-#: What identifies a team store's content (both engines' SQL): each scenario's latest
+#: What identifies a store's content (both engines' SQL): each scenario's latest
 #: version (every change to a scenario makes one, a delete and a restore too) and each
 #: current scenario's row. Read in the copy's own snapshot, so a copy is exactly the
 #: content its fingerprint names.
@@ -157,21 +157,21 @@ SELECT
 """
 
 
-def _reuse(key: tuple[str, tuple[str, ...]], identity: tuple[Any, ...] | None) -> _Copy | None:
-    """The kept copy of ``key`` if it was made from content of this ``identity``."""
+def _reuse(key: tuple[str, tuple[str, ...]], fingerprint: tuple[Any, ...] | None) -> _Copy | None:
+    """The kept copy of ``key`` if it was made from content of this ``fingerprint``."""
     with _LOCK:
         found = _KEPT.get(key)
-        if found is None or identity is None or found.identity != identity:
+        if found is None or fingerprint is None or found.fingerprint != fingerprint:
             return None
         found.readers += 1
         return found
 
 
-def _new(identity: tuple[Any, ...] | None, fill: Callable[[Path], None]) -> _Copy:
-    """A new copy, written by ``fill`` (its folder removed if that fails)."""
-    made = _Copy(Path(tempfile.mkdtemp(prefix="healthsim-confined-")), identity)  # (mode 0700)
+def _new(source: Connection, fingerprint: tuple[Any, ...] | None) -> _Copy:
+    """A new copy of what ``source`` (in a snapshot) shows (its folder removed if that fails)."""
+    made = _Copy(Path(tempfile.mkdtemp(prefix="healthsim-confined-")), fingerprint)  # (mode 0700)
     try:
-        fill(made.folder / _NAME)
+        _fill(source, made.folder / _NAME)
     except BaseException:
         shutil.rmtree(made.folder, ignore_errors=True)
         raise
@@ -196,10 +196,10 @@ def confined_copy(database: Database) -> Iterator[Path]:
         with source.engine.snapshot(source):
             # (fetchall: DuckDB refuses the next statement while a result is not read to its end)
             rows = source.execute(_FINGERPRINT_SQL).fetchall()
-            mark = tuple(rows[0]) if rows else None
-            found = _reuse(key, mark)
+            fingerprint = tuple(rows[0]) if rows else None
+            found = _reuse(key, fingerprint)
             if found is None:
-                found = _new(mark, lambda copy: _fill(source, copy))
+                found = _new(source, fingerprint)
                 _keep(key, found)
     try:
         yield found.folder / _NAME
