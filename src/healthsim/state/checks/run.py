@@ -271,13 +271,8 @@ def _some_values(scope: Scope, entity_type: str) -> str:
     assert scope.recheck is not None
     keys = sorted({f for _, f in scope.recheck} | {"patient_mrn", "patient_id", "mrn", *id_fields(entity_type)})
     keys = [k for k in keys if PLAIN_KEY.fullmatch(k) and "." not in k]
-    each = range(len(keys))
     parsed = scope.con.engine.json_fields(scope.rows(entity_type), "entity_type", [(k,) for k in keys])
-    picked = (
-        f"SELECT entity_type, unnest(ARRAY[{', '.join(_literal(k) for k in keys)}]) AS k, "
-        f"unnest(ARRAY[{', '.join(f'k{i}' for i in each)}]) AS kind, "
-        f"unnest(ARRAY[{', '.join(f't{i}' for i in each)}]) AS text FROM ({parsed}) AS p"
-    )
+    picked = f"SELECT entity_type, {_unnested([_literal(k) for k in keys], ('k', 'kind', 'text'))} FROM ({parsed}) AS p"
     return f"SELECT * FROM ({picked}) AS v WHERE kind IS NOT NULL"
 
 
@@ -303,17 +298,12 @@ def _date_fields(
     parts = []  # (one statement of every type's sample: planning, not the rows, is the cost)
     for t, names in need.items():
         sample = f"SELECT * FROM ({scope.base(t)}) AS r LIMIT {_SAMPLE}"
-        each = range(len(names))
         parts.append(
-            f"SELECT {_literal(t)} AS ty, unnest(ARRAY[{', '.join(map(str, each))}]) AS i, "
-            f"unnest(ARRAY[{', '.join(f'k{i}' for i in each)}]) AS k, "
-            f"unnest(ARRAY[{', '.join(f't{i}' for i in each)}]) AS t "
+            f"SELECT {_literal(t)} AS ty, {_unnested([str(i) for i in range(len(names))])} "
             f"FROM ({con.engine.json_fields(sample, 'id', [(n,) for n in names])}) AS s"
         )
-    date = sql.is_date(con, "k", "t", partial=False)
     sampled = con.execute(
-        f"SELECT ty, i, count(*) FILTER (WHERE {date}), count(*) FILTER (WHERE k NOT IN ('null', 'object', 'array')) "
-        f"FROM ({' UNION ALL '.join(parts)}) AS u GROUP BY ty, i"
+        f"SELECT ty, i, {_date_counts(con)} FROM ({' UNION ALL '.join(parts)}) AS u GROUP BY ty, i"
     ).fetchall()
     maybe: dict[str, list[str]] = {}
     for t, i, dates, values in sorted(sampled, key=lambda r: (r[0], r[1])):
@@ -515,6 +505,23 @@ def _sampled(scope: Scope, plan: TypePlan, whole: bool) -> tuple[list[str], set[
     return maybe, unique
 
 
+def _unnested(labels: list[str], names: tuple[str, str, str] = ("i", "k", "t")) -> str:
+    """SQL select list that turns a row of :meth:`Engine.json_fields` columns ``k0, t0,
+    k1, t1…`` (a pair per label) into a row per pair, named ``names``: the pair's label
+    (a number or a literal), its kind and its text."""
+    each = range(len(labels))
+    lists = (", ".join(labels), ", ".join(f"k{j}" for j in each), ", ".join(f"t{j}" for j in each))
+    return ", ".join(f"unnest(ARRAY[{items}]) AS {name}" for items, name in zip(lists, names, strict=True))
+
+
+def _date_counts(con: Connection) -> str:
+    """SQL of two aggregates over rows ``(k, t)`` (see :func:`_unnested`): how many hold a
+    full date, and how many a value that is not null, an object or an array (what tells,
+    in a sample, whether a field is mostly dates)."""
+    date = sql.is_date(con, "k", "t", partial=False)
+    return f"count(*) FILTER (WHERE {date}), count(*) FILTER (WHERE k NOT IN ('null', 'object', 'array'))"
+
+
 def _sample_counts(
     scope: Scope, plan: TypePlan, paths: list[tuple[str, ...]], *, distinct: bool, dates: bool
 ) -> dict[int, tuple[int, int, int, int]]:
@@ -524,17 +531,10 @@ def _sample_counts(
     rows ``(i, k, t)`` counted by one GROUP BY: a statement of four aggregates per path
     took DuckDB ~1.5 ms a path to plan, most of a small type's check."""
     con = scope.con
-    columns = ["count(DISTINCT t), count(t)" if distinct else "0, 0"]
-    date = sql.is_date(con, "k", "t", partial=False)
-    columns.append(f"count(*) FILTER (WHERE {date}), count(*) FILTER (WHERE k NOT IN ('null', 'object', 'array'))")
-    if not dates:
-        columns[-1] = "0, 0"
+    columns = ["count(DISTINCT t), count(t)" if distinct else "0, 0", _date_counts(con) if dates else "0, 0"]
     sample = f"SELECT * FROM ({scope.rows(plan.entity_type)}) AS r LIMIT {_SAMPLE}"
-    array = "ARRAY[{}]".format
-    each = range(len(paths))
     unnested = (
-        f"SELECT unnest({array(', '.join(map(str, each)))}) AS i, unnest({array(', '.join(f'k{i}' for i in each))}) "
-        f"AS k, unnest({array(', '.join(f't{i}' for i in each))}) AS t "
+        f"SELECT {_unnested([str(i) for i in range(len(paths))])} "
         if len(paths) > 1
         else "SELECT k0 AS k, t0 AS t "  # (one path: nothing to unnest, nor to group)
     ) + f"FROM ({con.engine.json_fields(sample, 'id', paths, few=True)}) AS s"
