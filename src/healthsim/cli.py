@@ -253,18 +253,16 @@ def report_saved(
     """Print what save/import made: the specification's save result. ``since``: when an
     overwrite began; a scenario not changed since then was written with exactly what it
     held (no version was made), and the text says so."""
-    result = store.scenario_summary(scenario_id)
     if as_json:
-        print_json(result)
+        print_json(store.scenario_summary(scenario_id))
         return
+    with store.open_scenario(scenario_id) as reader:  # (one read: the summary has the counts and the time)
+        about = reader.summary()
     unchanged = ""
-    if since is not None:
-        with store.open_scenario(scenario_id) as reader:
-            about = reader.summary()
-        if _dt.datetime.fromisoformat(str(about["updated_at"]).replace("Z", "+00:00")) < since:
-            unchanged = f"unchanged (the same as version {about['version']}): "
+    if since is not None and _dt.datetime.fromisoformat(str(about["updated_at"]).replace("Z", "+00:00")) < since:
+        unchanged = f"unchanged (the same as version {about['version']}): "
     out.print(
-        f"{verb} {result['name']!r} ({scenario_id}): {unchanged}{counts_text(result['entities_by_type'])}",
+        f"{verb} {about['name']!r} ({scenario_id}): {unchanged}{counts_text(about['entities_by_type'])}",
         markup=False,
     )
 
