@@ -55,9 +55,12 @@ SESSION_SETTINGS = (
     "SET standard_conforming_strings = on; SET extra_float_digits = 1; "
     "SET DateStyle = 'ISO, MDY'; SET IntervalStyle = 'postgres'; "
     "SET default_transaction_isolation = 'read committed'; "
-    # The server's keepalives for this session (see KEEPALIVES): a client gone mid-save kept its
-    # transaction, and the locks of its scenario, on the server for the system's two hours.
-    "SET tcp_keepalives_idle = 30; SET tcp_keepalives_interval = 10; SET tcp_keepalives_count = 3"
+    # The server's keepalives for this session, the client's numbers: a client gone mid-save
+    # kept its transaction, and the locks of its scenario, on the server for the system's two hours.
+    + "; ".join(
+        f"SET tcp_{name} = {KEEPALIVES[name]}"
+        for name in ("keepalives_idle", "keepalives_interval", "keepalives_count")
+    )
 )
 
 
